@@ -1,0 +1,12 @@
+"""The SOP classes we accept, in one place (SCP contexts, completeness and loading use them)."""
+
+from pydicom.uid import UID
+
+CT_IMAGE = UID("1.2.840.10008.5.1.4.1.1.2")
+ENHANCED_CT_IMAGE = UID("1.2.840.10008.5.1.4.1.1.2.1")
+RT_STRUCTURE_SET = UID("1.2.840.10008.5.1.4.1.1.481.3")
+SEGMENTATION = UID("1.2.840.10008.5.1.4.1.1.66.4")
+
+CT_SOP_CLASSES = frozenset({CT_IMAGE, ENHANCED_CT_IMAGE})
+CONTOUR_SOP_CLASSES = frozenset({RT_STRUCTURE_SET, SEGMENTATION})
+STORAGE_SOP_CLASSES = CT_SOP_CLASSES | CONTOUR_SOP_CLASSES

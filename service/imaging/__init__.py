@@ -1,0 +1,1 @@
+"""CT series and lesion contours (RTSTRUCT, SEG) -> HU volume and lesion masks."""

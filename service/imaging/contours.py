@@ -1,0 +1,342 @@
+"""RTSTRUCT ROIs and SEG segments -> boolean lesion masks on the CT grid.
+
+Both readers place contours by Frame of Reference and patient coordinates, never by the
+referenced SOP Instance UIDs: real structure sets refer to instances that no longer exist
+(images re-exported with new UIDs, see data/README.md), while their coordinates stay right.
+Both use one placement rule (`nearest_slice_index`, GRID_TOLERANCE) and one way of
+assembling per-slice pieces into a cropped mask, so RTSTRUCT and SEG lesions are comparable.
+
+Lesions that enclose no voxel are skipped and logged (by number and UID, never by name or
+patient), not returned empty: a lesion without voxels has no volume, features or score, and an
+empty mask would force every later stage to special-case it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from service.errors import ContourError, FrameOfReferenceMismatch
+from service.imaging.volume import FramePlane, frame_plane, functional_group_item
+from service.model import CodedConcept, CtSeries, LesionMask
+from service.sop_classes import RT_STRUCTURE_SET, SEGMENTATION
+
+logger = logging.getLogger(__name__)
+
+
+# How far (in voxels) a contour plane or a SEG pixel may sit from the CT grid and still count as
+# on it. Contours and SEG frames made on a CT lie on its slice planes up to decimal rounding
+# (micrometres); a quarter voxel absorbs that with a wide margin, yet stays well under the half
+# voxel at which the nearest slice/pixel becomes ambiguous. Anything further off was drawn on
+# another grid (another reconstruction), and snapping it would silently shift the lesion.
+GRID_TOLERANCE = 0.25
+
+# CLOSED_PLANAR_XOR (added to the standard for exactly this) states the even-odd rule that
+# RTSTRUCT practice applies to CLOSED_PLANAR contours anyway, so both rasterise the same way.
+_CLOSED_TYPES = frozenset({"CLOSED_PLANAR", "CLOSED_PLANAR_XOR"})
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """The set voxels of one slice of a lesion, cropped to their bounding box."""
+
+    z: int
+    y0: int
+    x0: int
+    plane: np.ndarray  # bool (rows, columns)
+
+
+def nearest_slice_index(z_indices: np.ndarray, n_slices: int, what: str) -> int:
+    """The CT slice on which continuous z indices (of one planar object) lie.
+
+    Every value must be within GRID_TOLERANCE of the same integer, and that slice must exist.
+    """
+    k = _snap(z_indices, what, "slice spacings")
+    if not 0 <= k < n_slices:
+        raise ContourError(f"{what} lies outside the CT volume (slice {k}; the CT has {n_slices})")
+    return k
+
+
+def _snap(values: np.ndarray, what: str, unit: str) -> int:
+    """The integer all `values` round to, within GRID_TOLERANCE, else ContourError."""
+    values = np.asarray(values, dtype=float)
+    k = int(np.rint(values.mean()))
+    off = float(np.max(np.abs(values - k)))
+    if off > GRID_TOLERANCE:
+        raise ContourError(
+            f"{what} lies {off:.2f} {unit} off the CT grid (tolerance {GRID_TOLERANCE}): it was "
+            "not drawn on this CT's slices/pixels"
+        )
+    return k
+
+
+def _check_frame_of_reference(uid: str | None, ct: CtSeries, what: str) -> None:
+    if uid != ct.frame_of_reference_uid:
+        raise FrameOfReferenceMismatch(
+            f"{what} is in Frame of Reference {uid or '(none)'}, but CT series "
+            f"{ct.series_instance_uid} is in {ct.frame_of_reference_uid}"
+        )
+
+
+def _check_sop_class(ds: Dataset, expected: str, name: str) -> None:
+    if ds.get("SOPClassUID") != expected:
+        raise ContourError(
+            f"instance {ds.get('SOPInstanceUID', '?')} is not an {name} "
+            f"(SOP Class {ds.get('SOPClassUID')})"
+        )
+
+
+def _crop_piece(z: int, y0: int, x0: int, plane: np.ndarray) -> _Piece | None:
+    """`plane` (placed at rows y0.., columns x0.. of slice z) cut to its set voxels; None if empty."""
+    rows = np.flatnonzero(plane.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(plane.any(axis=0))
+    cropped = plane[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return _Piece(z, y0 + int(rows[0]), x0 + int(cols[0]), cropped.astype(bool))
+
+
+def _assemble(pieces: list[_Piece]) -> tuple[tuple[int, int, int], np.ndarray] | None:
+    """Union of per-slice pieces as (offset_zyx, mask cropped to its bounding box)."""
+    if not pieces:
+        return None
+    low = np.min([(p.z, p.y0, p.x0) for p in pieces], axis=0)
+    high = np.max([(p.z + 1, p.y0 + p.plane.shape[0], p.x0 + p.plane.shape[1]) for p in pieces], axis=0)
+    mask = np.zeros(tuple(high - low), dtype=bool)
+    for p in pieces:
+        z, y, x = p.z - low[0], p.y0 - low[1], p.x0 - low[2]
+        mask[z, y : y + p.plane.shape[0], x : x + p.plane.shape[1]] |= p.plane
+    return (int(low[0]), int(low[1]), int(low[2])), mask
+
+
+# --- RTSTRUCT ---------------------------------------------------------------------------------
+
+
+def rtstruct_to_masks(rtstruct: Dataset, ct: CtSeries) -> list[LesionMask]:
+    """One LesionMask per ROI that has contours enclosing at least one CT voxel centre.
+
+    Raises FrameOfReferenceMismatch if an ROI with contours is not in the CT's Frame of
+    Reference (the whole structure set is then unusable: method.md section 1), and
+    ContourError if a closed contour is off the CT's slice planes or outside the volume.
+    """
+    _check_sop_class(rtstruct, RT_STRUCTURE_SET, "RTSTRUCT")
+    contours_of = {
+        int(item.ReferencedROINumber): item.get("ContourSequence") or []
+        for item in rtstruct.get("ROIContourSequence") or []
+    }
+    masks = []
+    for roi in rtstruct.get("StructureSetROISequence") or []:
+        number = int(roi.ROINumber)
+        contours = contours_of.get(number)
+        if not contours:
+            continue
+        what = f"ROI {number} of RTSTRUCT {rtstruct.SOPInstanceUID}"
+        _check_frame_of_reference(roi.get("ReferencedFrameOfReferenceUID"), ct, what)
+        lesion = _roi_mask(rtstruct, roi, contours, ct, what)
+        if lesion is not None:
+            masks.append(lesion)
+    return masks
+
+
+def _roi_mask(
+    rtstruct: Dataset, roi: Dataset, contours: list[Dataset], ct: CtSeries, what: str
+) -> LesionMask | None:
+    ignored = Counter(
+        str(c.get("ContourGeometricType", ""))
+        for c in contours
+        if c.get("ContourGeometricType") not in _CLOSED_TYPES
+    )
+    by_slice: dict[int, list[np.ndarray]] = defaultdict(list)
+    for contour in contours:
+        if contour.get("ContourGeometricType") in _CLOSED_TYPES:
+            z, polygon = _place_contour(contour, ct, what)
+            by_slice[z].append(polygon)
+    pieces = [p for z, polygons in by_slice.items() if (p := _rasterise(z, polygons, ct)) is not None]
+    assembled = _assemble(pieces)
+    if assembled is None:
+        logger.warning("%s encloses no CT voxel centre; skipped", what)
+        return None
+    offset, mask = assembled
+    return LesionMask(
+        number=int(roi.ROINumber),
+        name=str(roi.get("ROIName", "")),
+        source="RTSTRUCT",
+        source_sop_class_uid=str(rtstruct.SOPClassUID),
+        source_sop_instance_uid=str(rtstruct.SOPInstanceUID),
+        offset_zyx=offset,
+        mask=mask,
+        warnings=[
+            f"ignored {n} {kind or 'untyped'} contour(s) of ROI {int(roi.ROINumber)}: only closed "
+            "planar contours enclose a volume"
+            for kind, n in sorted(ignored.items())
+        ],
+    )
+
+
+def _place_contour(contour: Dataset, ct: CtSeries, what: str) -> tuple[int, np.ndarray]:
+    """(CT slice index, polygon as continuous (x, y) voxel indices) of one closed contour."""
+    data = np.asarray(contour.get("ContourData") or [], dtype=float)
+    if data.size == 0 or data.size % 3:
+        raise ContourError(f"a contour of {what} has malformed ContourData ({data.size} values)")
+    ijk = ct.geometry.physical_to_index(data.reshape(-1, 3))
+    nx, ny, nz = ct.geometry.size
+    z = nearest_slice_index(ijk[:, 2], nz, f"a contour of {what}")
+    # The volume covers voxel centres 0..n-1 and their half-voxel margins; a contour beyond that
+    # was cut by the field of view, and its mask would silently miss part of the lesion.
+    outside = (ijk[:, 0] < -0.5) | (ijk[:, 0] > nx - 0.5) | (ijk[:, 1] < -0.5) | (ijk[:, 1] > ny - 0.5)
+    if outside.any():
+        raise ContourError(f"a contour of {what} extends outside the CT volume in-plane (slice {z})")
+    return z, ijk[:, :2]
+
+
+def _rasterise(z: int, polygons: list[np.ndarray], ct: CtSeries) -> _Piece | None:
+    """Voxels of slice z whose centre is inside the polygons, by the even-odd rule.
+
+    The even-odd rule over all edges of all polygons of the slice at once is the XOR of the
+    polygons: a contour inside another is a hole, disjoint contours are all filled.
+    """
+    points = np.concatenate(polygons)
+    x0, y0 = (max(int(np.ceil(v)), 0) for v in points.min(axis=0))
+    x1, y1 = (min(int(np.floor(v)), n - 1) for v, n in zip(points.max(axis=0), ct.geometry.size[:2]))
+    if x1 < x0 or y1 < y0:
+        return None
+    starts = points
+    ends = np.concatenate([np.roll(p, -1, axis=0) for p in polygons])
+    inside = _even_odd(starts, ends, x0, y0, x1 - x0 + 1, y1 - y0 + 1)
+    return _crop_piece(z, y0, x0, inside)
+
+
+def _even_odd(
+    starts: np.ndarray, ends: np.ndarray, x0: int, y0: int, width: int, height: int
+) -> np.ndarray:
+    """Crossing-number test of the voxel centres of a box, vectorised by scanline.
+
+    For each row of centres, find where the edges cross it (half-open in y, so a vertex on the
+    row is counted once), then a centre is inside if an odd number of crossings lie left of it:
+    a cumulative sum of crossing "toggles" along the row gives that parity for every column.
+    """
+    ys = y0 + np.arange(height, dtype=float)
+    ya, yb = starts[:, 1, None], ends[:, 1, None]
+    edge, row = np.nonzero((ya <= ys) != (yb <= ys))
+    xa, xb = starts[edge, 0], ends[edge, 0]
+    t = (ys[row] - starts[edge, 1]) / (ends[edge, 1] - starts[edge, 1])
+    crossing_x = xa + t * (xb - xa)
+    # Centre column j (at x0 + j) has the crossing on its left iff j > crossing_x - x0.
+    first_column = np.clip(np.floor(crossing_x - x0).astype(int) + 1, 0, width)
+    toggles = np.zeros((height, width + 1), dtype=np.int32)
+    np.add.at(toggles, (row, first_column), 1)
+    return (np.cumsum(toggles[:, :width], axis=1) % 2).astype(bool)
+
+
+# --- SEG --------------------------------------------------------------------------------------
+
+
+def seg_to_masks(seg: Dataset, ct: CtSeries) -> list[LesionMask]:
+    """One LesionMask per segment of a DICOM SEG that has at least one set voxel.
+
+    FRACTIONAL segmentations are thresholded at half of MaximumFractionalValue (the IBSI mask
+    threshold, also used for resampled masks). Frames must lie on the CT grid: same orientation
+    and pixel spacing, an integer in-plane pixel offset (a SEG covering part of the CT is fine)
+    and a CT slice plane, each within GRID_TOLERANCE. A SEG on another grid is rejected, not
+    resampled: nearest-neighbour resampling would move the lesion boundary by up to half a
+    voxel, changing volume and ring features without anyone seeing it; the producer should
+    write the SEG on the CT's grid (highdicom and dcmqi do by default).
+    """
+    _check_sop_class(seg, SEGMENTATION, "SEG (Segmentation Storage)")
+    what = f"SEG {seg.SOPInstanceUID}"
+    _check_frame_of_reference(seg.get("FrameOfReferenceUID"), ct, what)
+    frames = _segment_frames(seg, what)
+    segments = {int(item.SegmentNumber): item for item in seg.get("SegmentSequence") or []}
+    pieces: dict[int, list[_Piece]] = {number: [] for number in segments}
+    for f, frame in enumerate(frames):
+        cropped = _crop_piece(0, 0, 0, frame)
+        if cropped is None:  # an empty frame places nothing, wherever it lies
+            continue
+        number = _referenced_segment(seg, f, what)
+        if number not in pieces:
+            raise ContourError(
+                f"frame {f + 1} of {what} refers to segment {number}, which is not defined"
+            )
+        pieces[number].append(_place_on_ct(seg, f, frame.shape, cropped, ct, f"frame {f + 1} of {what}"))
+    masks = []
+    for number, item in segments.items():
+        assembled = _assemble(pieces[number])
+        if assembled is None:
+            logger.warning("segment %d of %s has no set voxel; skipped", number, what)
+            continue
+        masks.append(_segment_mask(seg, item, *assembled))
+    return masks
+
+
+def _segment_frames(seg: Dataset, what: str) -> np.ndarray:
+    """All frames as booleans (frames, rows, columns), FRACTIONAL ones thresholded at 0.5."""
+    frames = seg.pixel_array.reshape(-1, int(seg.Rows), int(seg.Columns))
+    kind = seg.get("SegmentationType")
+    if kind == "BINARY":
+        return frames != 0
+    if kind == "FRACTIONAL":
+        maximum = int(seg.get("MaximumFractionalValue") or 0)
+        if maximum <= 0:
+            raise ContourError(f"{what} is FRACTIONAL without a positive MaximumFractionalValue")
+        return 2 * frames.astype(np.int64) >= maximum
+    raise ContourError(f"{what} has SegmentationType {kind}; only BINARY and FRACTIONAL are supported")
+
+
+def _referenced_segment(seg: Dataset, frame: int, what: str) -> int:
+    item = functional_group_item(seg, frame, "SegmentIdentificationSequence")
+    if item is None or "ReferencedSegmentNumber" not in item:
+        raise ContourError(f"frame {frame + 1} of {what} does not say which segment it belongs to")
+    return int(item.ReferencedSegmentNumber)
+
+
+def _place_on_ct(
+    seg: Dataset, f: int, shape: tuple[int, int], cropped: _Piece, ct: CtSeries, what: str
+) -> _Piece:
+    """`cropped` (set pixels of frame f, in frame coordinates) moved onto the CT grid.
+
+    The frame-to-CT mapping is affine, so if its four corner pixel centres land within
+    GRID_TOLERANCE of CT voxel centres (one slice, unit steps), every pixel does: the frame is
+    then pasted as is, which is exactly what nearest-neighbour resampling would give.
+    Otherwise ContourError.
+    """
+    plane: FramePlane = frame_plane(seg, f, error=ContourError)
+    rows, columns = shape
+    corner_columns = np.array([0, columns - 1, 0, columns - 1])
+    corner_rows = np.array([0, 0, rows - 1, rows - 1])
+    ijk = ct.geometry.physical_to_index(plane.pixel_to_physical(corner_columns, corner_rows))
+    z = nearest_slice_index(ijk[:, 2], ct.geometry.size[2], what)
+    x0 = _snap(ijk[:, 0] - corner_columns, what, "pixels") + cropped.x0
+    y0 = _snap(ijk[:, 1] - corner_rows, what, "pixels") + cropped.y0
+    height, width = cropped.plane.shape
+    nx, ny = ct.geometry.size[:2]
+    if x0 < 0 or y0 < 0 or x0 + width > nx or y0 + height > ny:
+        raise ContourError(f"{what} has segmented pixels outside the CT volume")
+    return _Piece(z, y0, x0, cropped.plane)
+
+
+def _segment_mask(
+    seg: Dataset, item: Dataset, offset: tuple[int, int, int], mask: np.ndarray
+) -> LesionMask:
+    regions = item.get("AnatomicRegionSequence") or []
+    return LesionMask(
+        number=int(item.SegmentNumber),
+        name=str(item.get("SegmentLabel", "")),
+        source="SEG",
+        source_sop_class_uid=str(seg.SOPClassUID),
+        source_sop_instance_uid=str(seg.SOPInstanceUID),
+        offset_zyx=offset,
+        mask=mask,
+        anatomic_region=_coded_concept(regions[0]) if regions else None,
+    )
+
+
+def _coded_concept(code: Dataset) -> CodedConcept:
+    return CodedConcept(
+        value=str(code.get("CodeValue") or code.get("LongCodeValue") or code.get("URNCodeValue") or ""),
+        scheme=str(code.get("CodingSchemeDesignator", "")),
+        meaning=str(code.get("CodeMeaning", "")),
+    )

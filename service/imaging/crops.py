@@ -1,0 +1,59 @@
+"""Lesion crops: the part of the CT a scorer needs for one lesion, and the lesion's identity.
+
+The crop spans the lesion's bounding box plus a margin that covers the ring, the resampling
+grid's step and the interpolation support, so the scorer computes exactly what it would on the
+whole volume (service.scoring.resample explains the grid).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from service.model import CtSeries, LesionMask
+from service.scoring.lesion import LesionCrop
+from service.scoring.settings import ExtractionSettings
+from service.uids import derived_uid
+
+
+def tracking_identity(study_instance_uid: str, frame_of_reference_uid: str, lesion: LesionMask) -> tuple[str, str]:
+    """(tracking identifier, tracking UID), stable across re-sends of the same contours.
+
+    Derived from what identifies the lesion clinically (study, frame of reference, ROI/segment
+    number and name), not from the RTSTRUCT's SOP Instance UID, which a re-export changes.
+    """
+    kind = "ROI" if lesion.source == "RTSTRUCT" else "Segment"
+    tracking_id = f"{lesion.name} ({kind} {lesion.number})"
+    uid = derived_uid("tracking", [study_instance_uid, frame_of_reference_uid, lesion.source,
+                                   str(lesion.number), lesion.name])
+    return tracking_id, uid
+
+
+def crop_margin_voxels(ct: CtSeries, settings: ExtractionSettings) -> np.ndarray:
+    """Margin (z, y, x voxels) around the lesion: ring + two new voxels + interpolation support."""
+    spacing_zyx = np.asarray(ct.geometry.spacing[::-1])
+    new_zyx = np.asarray(settings.resampledPixelSpacing[::-1])
+    margin_mm = settings.ringWidthMm + 2.0 * new_zyx
+    return np.asarray([math.ceil(m / s) + 2 for m, s in zip(margin_mm, spacing_zyx)])
+
+
+def lesion_crop(ct: CtSeries, lesion: LesionMask, settings: ExtractionSettings) -> LesionCrop:
+    """Cut the CT and the lesion mask around one lesion, clipped to the volume."""
+    shape = np.asarray(ct.hu.shape)
+    margin = crop_margin_voxels(ct, settings)
+    offset = np.asarray(lesion.offset_zyx)
+    start = np.maximum(offset - margin, 0)
+    stop = np.minimum(offset + np.asarray(lesion.mask.shape) + margin, shape)
+    region = tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
+    mask = np.zeros(tuple(int(n) for n in stop - start), dtype=bool)
+    inner = tuple(slice(int(o - a), int(o - a + n)) for o, a, n in zip(offset, start, lesion.mask.shape))
+    mask[inner] = lesion.mask
+    tracking_id, tracking_uid = tracking_identity(ct.study_instance_uid, ct.frame_of_reference_uid, lesion)
+    return LesionCrop(
+        number=lesion.number, name=lesion.name, source=lesion.source,
+        source_sop_instance_uid=lesion.source_sop_instance_uid,
+        tracking_id=tracking_id, tracking_uid=tracking_uid, anatomic_region=lesion.anatomic_region,
+        volume_geometry=ct.geometry, crop_start_xyz=(int(start[2]), int(start[1]), int(start[0])),
+        image_hu=np.ascontiguousarray(ct.hu[region], dtype=np.float32), mask=mask, kvp=ct.kvp,
+    )

@@ -1,0 +1,412 @@
+"""CT series -> Hounsfield-unit volume on a validated, regular grid.
+
+Radiomics features are computed on a 3D grid that is assumed to be regular and orthogonal: a
+missing slice, a tilted gantry or uneven slice spacing silently distorts shape and texture
+features. So instead of "making the best of" such a series, the loader rejects it with a reason
+(method.md section 2). Slices are ordered by their position along the slice normal, because
+InstanceNumber and file names are not reliable orderings in real archives.
+
+Single-frame CT (one slice per instance) and Enhanced CT (multi-frame, with functional groups)
+are read through the same per-frame accessors, so both yield the same volume.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from service.errors import InputError, SeriesError
+from service.model import CtSeries, ImageGeometry
+from service.sop_classes import CT_SOP_CLASSES
+
+logger = logging.getLogger(__name__)
+
+
+# Positions are decimal strings (DS); writers round them, commonly to 0.01 mm or finer. Two
+# positions closer than this are the same position, and no spacing tolerance can be tighter.
+DS_ROUNDING_MM = 0.01
+# Direction cosines and pixel spacings of two slices "agree" within this relative tolerance:
+# across a 512-pixel row it keeps the accumulated disagreement under 0.05 mm (a twentieth of a
+# typical CT pixel), while absorbing the rounding of DS values to six significant digits.
+GRID_RELATIVE_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class FramePlane:
+    """Where one frame (2D pixel grid) sits in patient space.
+
+    `pixel_spacing` keeps the DICOM order: (distance between rows, distance between columns).
+    """
+
+    position: np.ndarray  # (x, y, z) of the centre of the first transmitted pixel
+    row_direction: np.ndarray  # unit vector along a row, i.e. of increasing column index
+    column_direction: np.ndarray  # unit vector along a column, i.e. of increasing row index
+    pixel_spacing: tuple[float, float]
+
+    @property
+    def normal(self) -> np.ndarray:
+        return np.cross(self.row_direction, self.column_direction)
+
+    def pixel_to_physical(self, column: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """Pixel centres (column, row indices) -> patient coordinates (N x 3)."""
+        column = np.asarray(column, dtype=float)[:, None]
+        row = np.asarray(row, dtype=float)[:, None]
+        return (
+            self.position
+            + column * self.pixel_spacing[1] * self.row_direction
+            + row * self.pixel_spacing[0] * self.column_direction
+        )
+
+
+def functional_group_item(ds: Dataset, frame: int, group: str) -> Dataset | None:
+    """The item of functional group `group` that applies to `frame` (per-frame wins over shared).
+
+    Multi-frame objects (Enhanced CT, SEG) may put any functional group either per frame or in
+    the shared sequence; readers must look in both, in this order.
+    """
+    containers = []
+    if "PerFrameFunctionalGroupsSequence" in ds:
+        containers.append(ds.PerFrameFunctionalGroupsSequence[frame])
+    if "SharedFunctionalGroupsSequence" in ds:
+        containers.append(ds.SharedFunctionalGroupsSequence[0])
+    for container in containers:
+        sequence = container.get(group)
+        if sequence:
+            return sequence[0]
+    return None
+
+
+def frame_attribute(ds: Dataset, frame: int, group: str, keyword: str) -> Any:
+    """`keyword` for `frame`: from functional group `group` if present, else the top level.
+
+    Single-frame images carry e.g. ImagePositionPatient at the top level; multi-frame images
+    carry it inside PlanePositionSequence. One accessor serves both.
+    """
+    item = functional_group_item(ds, frame, group)
+    value = item.get(keyword) if item is not None else None
+    return value if value is not None else ds.get(keyword)
+
+
+def frame_plane(ds: Dataset, frame: int, error: type[InputError] = SeriesError) -> FramePlane:
+    """The plane geometry of one frame, with orientation checked to be orthonormal.
+
+    `error` is the exception type to raise on a missing or invalid attribute, so that the CT
+    loader reports a SeriesError and the SEG reader a ContourError for the same defect.
+    """
+    where = f"instance {ds.get('SOPInstanceUID', '?')} frame {frame + 1}"
+    position = frame_attribute(ds, frame, "PlanePositionSequence", "ImagePositionPatient")
+    orientation = frame_attribute(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient")
+    spacing = frame_attribute(ds, frame, "PixelMeasuresSequence", "PixelSpacing")
+    for keyword, value, length in (
+        ("ImagePositionPatient", position, 3),
+        ("ImageOrientationPatient", orientation, 6),
+        ("PixelSpacing", spacing, 2),
+    ):
+        if value is None or len(value) != length:
+            raise error(f"{where}: missing or malformed {keyword}")
+    cosines = np.asarray(orientation, dtype=float).reshape(2, 3)
+    norms = np.linalg.norm(cosines, axis=1)
+    if np.any(np.abs(norms - 1) > 1e-3) or abs(float(cosines[0] @ cosines[1])) > 1e-3:
+        raise error(f"{where}: ImageOrientationPatient is not two orthogonal unit vectors")
+    cosines /= norms[:, None]
+    if min(float(spacing[0]), float(spacing[1])) <= 0:
+        raise error(f"{where}: PixelSpacing must be positive")
+    return FramePlane(
+        position=np.asarray(position, dtype=float),
+        row_direction=cosines[0],
+        column_direction=cosines[1],
+        pixel_spacing=(float(spacing[0]), float(spacing[1])),
+    )
+
+
+@dataclass(frozen=True)
+class _Slice:
+    """One frame of the series, with what is needed to validate and decode it."""
+
+    dataset: Dataset
+    frame: int
+    plane: FramePlane
+    rows: int
+    columns: int
+    slope: float
+    intercept: float
+
+    @property
+    def sop_instance_uid(self) -> str:
+        return str(self.dataset.SOPInstanceUID)
+
+
+def load_ct_series(
+    datasets: Sequence[Dataset],
+    *,
+    spacing_tolerance_mm: float | None = None,
+    drift_tolerance_mm: float | None = None,
+) -> CtSeries:
+    """Build the HU volume of one CT series, or raise SeriesError saying why it is unusable.
+
+    spacing_tolerance_mm: how far a slice step may differ from the series' typical step (see
+        _uniform_slice_spacing). Default: 1% of that step, but at least DS_ROUNDING_MM. A 1% step error moves a slice by
+        0.03 mm on 3 mm slices, far below the 1 mm resampling grid, yet real non-uniform
+        series (mixed 2.5/3 mm reconstructions, dropped slices) differ by 10% or more; the
+        0.01 mm floor keeps decimal rounding of positions from being taken for non-uniformity.
+    drift_tolerance_mm: how far a slice may sit, within its own plane, from the line through the
+        first slice along the normal (a sheared stack, as gantry tilt produces). Default: a
+        tenth of the smallest pixel spacing, at least DS_ROUNDING_MM: below it, treating the
+        stack as orthogonal misplaces no voxel by more than a tenth of its width.
+
+    At least two slices are required: the slice spacing is only known from positions
+    (SliceThickness is not a spacing) and texture is computed in 3D.
+    """
+    if not datasets:
+        raise SeriesError("no CT instance received")
+    for ds in datasets:
+        _check_is_ct(ds)
+    series_uid = _single_value(datasets, "SeriesInstanceUID", "mixed series")
+    sop_class_uid = _single_value(datasets, "SOPClassUID", "mixed SOP classes in one series")
+    frame_of_reference_uid = _single_value(
+        datasets, "FrameOfReferenceUID", "mixed Frames of Reference in one series"
+    )
+    study_uid = _single_value(datasets, "StudyInstanceUID", "mixed studies in one series")
+    slices = [s for ds in datasets for s in _slices_of(ds)]
+    if len(slices) < 2:
+        raise SeriesError(
+            f"series {series_uid} has a single slice: a volume needs at least two slices"
+        )
+    _check_same_grid(slices, series_uid)
+    _check_no_gantry_tilt(slices)
+    ordered, offsets = _sort_along_normal(slices)
+    if drift_tolerance_mm is None:
+        drift_tolerance_mm = max(0.1 * min(ordered[0].plane.pixel_spacing), DS_ROUNDING_MM)
+    _check_no_shear(ordered, drift_tolerance_mm)
+    slice_spacing = _uniform_slice_spacing(ordered, offsets, spacing_tolerance_mm)
+    first = ordered[0]
+    plane = first.plane
+    directions = np.column_stack([plane.row_direction, plane.column_direction, plane.normal])
+    geometry = ImageGeometry(
+        size=(first.columns, first.rows, len(ordered)),
+        spacing=(plane.pixel_spacing[1], plane.pixel_spacing[0], slice_spacing),
+        origin=tuple(float(v) for v in plane.position),
+        direction=tuple(float(v) for v in directions.ravel()),
+    )
+    return CtSeries(
+        hu=_hu_volume(ordered),
+        geometry=geometry,
+        study_instance_uid=study_uid,
+        series_instance_uid=series_uid,
+        frame_of_reference_uid=frame_of_reference_uid,
+        sop_class_uid=sop_class_uid,
+        sop_instance_uids=tuple(s.sop_instance_uid for s in ordered),
+        kvp=_kvp(first),
+    )
+
+
+def read_ct_directory(path: Path) -> CtSeries:
+    """Load the CT series stored as files in `path` (not recursive).
+
+    Files that are not DICOM, and DICOM objects that are not CT images (an RTSTRUCT or SEG
+    stored alongside, a DICOMDIR), are skipped, so that an export folder can be read as is.
+    Counts, never file names, are reported: file names often carry patient names.
+    """
+    files = sorted(p for p in Path(path).iterdir() if p.is_file())
+    datasets, n_dicom = [], 0
+    for file in files:
+        try:
+            ds = pydicom.dcmread(file)
+        except InvalidDicomError:
+            continue
+        n_dicom += 1
+        if ds.get("SOPClassUID") in CT_SOP_CLASSES:
+            datasets.append(ds)
+    logger.debug("CT directory: %d files, %d DICOM, %d CT", len(files), n_dicom, len(datasets))
+    if not datasets:
+        raise SeriesError(
+            f"no CT image in the directory ({len(files)} files, {n_dicom} of them DICOM)"
+        )
+    return load_ct_series(datasets)
+
+
+def to_sitk(ct: CtSeries) -> sitk.Image:
+    """The HU volume as a SimpleITK image with the same grid (ImageGeometry uses ITK's conventions)."""
+    image = sitk.GetImageFromArray(ct.hu)
+    image.SetSpacing(ct.geometry.spacing)
+    image.SetOrigin(ct.geometry.origin)
+    image.SetDirection(ct.geometry.direction)
+    return image
+
+
+def _check_is_ct(ds: Dataset) -> None:
+    sop_class = ds.get("SOPClassUID")
+    modality = ds.get("Modality")
+    if sop_class not in CT_SOP_CLASSES or modality != "CT":
+        raise SeriesError(
+            f"instance {ds.get('SOPInstanceUID', '?')} is not a CT image "
+            f"(SOP Class {sop_class}, modality {modality}): only CT Image Storage and "
+            "Enhanced CT Image Storage are accepted"
+        )
+
+
+def _single_value(datasets: Sequence[Dataset], keyword: str, problem: str) -> str:
+    """The one value of `keyword` across the datasets; several (or none) is a SeriesError."""
+    values = sorted({str(ds.get(keyword, "")) for ds in datasets})
+    if len(values) > 1:
+        raise SeriesError(f"{problem}: {len(values)} different {keyword} values ({', '.join(values)})")
+    if not values[0]:
+        raise SeriesError(f"{keyword} is missing")
+    return values[0]
+
+
+def _slices_of(ds: Dataset) -> list[_Slice]:
+    """One _Slice per frame; Enhanced CT carries the per-frame attributes in functional groups."""
+    return [_slice(ds, frame) for frame in range(int(ds.get("NumberOfFrames", 1) or 1))]
+
+
+def _slice(ds: Dataset, frame: int) -> _Slice:
+    slope = frame_attribute(ds, frame, "PixelValueTransformationSequence", "RescaleSlope")
+    intercept = frame_attribute(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept")
+    if slope is None or intercept is None:
+        raise SeriesError(
+            f"instance {ds.SOPInstanceUID} frame {frame + 1}: missing RescaleSlope/RescaleIntercept, "
+            "so Hounsfield units are unknown"
+        )
+    return _Slice(
+        dataset=ds,
+        frame=frame,
+        plane=frame_plane(ds, frame),
+        rows=int(ds.Rows),
+        columns=int(ds.Columns),
+        slope=float(slope),
+        intercept=float(intercept),
+    )
+
+
+def _check_same_grid(slices: list[_Slice], series_uid: str) -> None:
+    """All slices must share orientation, matrix size and pixel spacing to stack into one grid."""
+    first = slices[0]
+    for s in slices[1:]:
+        cosines_a = np.concatenate([first.plane.row_direction, first.plane.column_direction])
+        cosines_b = np.concatenate([s.plane.row_direction, s.plane.column_direction])
+        if np.max(np.abs(cosines_a - cosines_b)) > GRID_RELATIVE_TOLERANCE:
+            raise SeriesError(
+                f"mixed orientations in series {series_uid}: instance {s.sop_instance_uid} differs "
+                f"from instance {first.sop_instance_uid}"
+            )
+        if (s.rows, s.columns) != (first.rows, first.columns):
+            raise SeriesError(
+                f"differing Rows/Columns in series {series_uid}: {s.rows}x{s.columns} "
+                f"(instance {s.sop_instance_uid}) vs {first.rows}x{first.columns}"
+            )
+        spacing_a, spacing_b = np.asarray(first.plane.pixel_spacing), np.asarray(s.plane.pixel_spacing)
+        if np.max(np.abs(spacing_a - spacing_b) / spacing_a) > GRID_RELATIVE_TOLERANCE:
+            raise SeriesError(
+                f"differing PixelSpacing in series {series_uid}: {s.plane.pixel_spacing} "
+                f"(instance {s.sop_instance_uid}) vs {first.plane.pixel_spacing}"
+            )
+
+
+def _check_no_gantry_tilt(slices: list[_Slice]) -> None:
+    """A declared gantry tilt is rejected even if positions look regular (method.md section 2)."""
+    for s in slices:
+        tilt = frame_attribute(s.dataset, s.frame, "CTAcquisitionDetailsSequence", "GantryDetectorTilt")
+        if tilt is not None and tilt != "" and abs(float(tilt)) > 0:
+            raise SeriesError(
+                f"gantry tilt of {float(tilt):g} degrees (instance {s.sop_instance_uid}): "
+                "tilted acquisitions are not supported"
+            )
+
+
+def _sort_along_normal(slices: list[_Slice]) -> tuple[list[_Slice], np.ndarray]:
+    """Slices ordered by position along the normal, and those positions (mm)."""
+    normal = slices[0].plane.normal
+    offsets = np.array([float(s.plane.position @ normal) for s in slices])
+    order = np.argsort(offsets, kind="stable")
+    return [slices[i] for i in order], offsets[order]
+
+
+def _check_no_shear(ordered: list[_Slice], tolerance_mm: float) -> None:
+    """Every slice must lie on the line through the first one along the normal."""
+    normal = ordered[0].plane.normal
+    for s in ordered[1:]:
+        step = s.plane.position - ordered[0].plane.position
+        drift = float(np.linalg.norm(step - (step @ normal) * normal))
+        if drift > tolerance_mm:
+            raise SeriesError(
+                f"slice positions are not along the slice normal (sheared stack, as from gantry "
+                f"tilt): instance {s.sop_instance_uid} is offset {drift:.3f} mm within its plane "
+                f"(tolerance {tolerance_mm:.3f} mm)"
+            )
+
+
+def _uniform_slice_spacing(
+    ordered: list[_Slice], offsets: np.ndarray, tolerance_mm: float | None
+) -> float:
+    """The slice spacing, after rejecting duplicate positions, gaps and uneven steps.
+
+    The reference step is the median of the steps shorter than 1.5 times the smallest one. The
+    median is not thrown off by one displaced slice (which makes one step short and the next
+    long), and leaving long steps out keeps gaps from pulling it up: in a short series with a
+    gap (steps 3.27 and 6.54 mm) the plain median is no step of the series at all.
+    """
+    steps = np.diff(offsets)
+    duplicates = np.flatnonzero(steps < DS_ROUNDING_MM)
+    if duplicates.size:
+        i = int(duplicates[0])
+        raise SeriesError(
+            f"duplicate slice position {offsets[i]:.2f} mm along the slice normal "
+            f"(instances {ordered[i].sop_instance_uid} and {ordered[i + 1].sop_instance_uid})"
+        )
+    reference = float(np.median(steps[steps < 1.5 * steps.min()]))
+    tolerance = tolerance_mm if tolerance_mm is not None else max(0.01 * reference, DS_ROUNDING_MM)
+    multiples = np.maximum(np.rint(steps / reference), 1)
+    uneven = np.flatnonzero(np.abs(steps - multiples * reference) > tolerance * multiples)
+    if uneven.size:
+        i = int(uneven[0])
+        raise SeriesError(
+            f"non-uniform slice spacing: step of {steps[i]:.3f} mm after position {offsets[i]:.2f} mm "
+            f"along the slice normal, vs a typical {reference:.3f} mm (tolerance {tolerance:.3f} mm)"
+        )
+    gaps = np.flatnonzero(multiples > 1)
+    if gaps.size:
+        described = "; ".join(
+            f"{int(multiples[i]) - 1} missing after position {offsets[i]:.2f} mm" for i in gaps
+        )
+        raise SeriesError(
+            f"missing slices along the slice normal (spacing {reference:.3f} mm): {described}"
+        )
+    return float((offsets[-1] - offsets[0]) / (len(offsets) - 1))
+
+
+def _hu_volume(ordered: list[_Slice]) -> np.ndarray:
+    """Stack the frames in order and apply each frame's rescale (it may differ per frame)."""
+    first = ordered[0]
+    hu = np.empty((len(ordered), first.rows, first.columns), dtype=np.float32)
+    decoded: dict[int, np.ndarray] = {}
+    for k, s in enumerate(ordered):
+        if id(s.dataset) not in decoded:
+            decoded[id(s.dataset)] = _pixels(s)
+        hu[k] = decoded[id(s.dataset)][s.frame] * s.slope + s.intercept
+    return hu
+
+
+def _pixels(s: _Slice) -> np.ndarray:
+    """Decoded frames of one instance; a damaged or truncated PixelData names its instance."""
+    try:
+        return s.dataset.pixel_array.reshape(-1, s.rows, s.columns)
+    except Exception as error:  # pydicom/numpy raise several types for bad pixel data
+        raise SeriesError(
+            f"instance {s.sop_instance_uid}: pixel data cannot be decoded ({type(error).__name__}: {error})"
+        ) from error
+
+
+def _kvp(first: _Slice) -> float | None:
+    """KVP (0018,0060); Enhanced CT keeps it in the CT X-Ray Details functional group."""
+    kvp = frame_attribute(first.dataset, first.frame, "CTXRayDetailsSequence", "KVP")
+    return float(kvp) if kvp not in (None, "") else None

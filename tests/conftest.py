@@ -1,0 +1,38 @@
+"""Shared test fixtures: where the shared real data is, and external programs.
+
+Real data lives in ../shared/data (never copied into the repo). External programs (dcmtk,
+dicom3tools) are skipped with a message when absent, unless RCDS_REQUIRE_EXTERNAL=1 (CI sets
+it), where a missing program is a failure: a green CI must not hide a missing install.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian: dcmtk / dicom3tools)"
+        if os.environ.get("RCDS_REQUIRE_EXTERNAL") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA_DIR.is_dir():
+        pytest.skip(f"shared test data not found at {DATA_DIR}")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def sts019(data_dir: Path) -> Path:
+    return data_dir / "ct-rtstruct" / "STS_019"

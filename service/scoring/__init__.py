@@ -1,0 +1,1 @@
+"""The scoring core: lesion measures, radiomics, signatures, patient aggregates, gRPC service."""

@@ -1,0 +1,104 @@
+"""Scoring of one lesion: measures, core and ring radiomics, signature score.
+
+This is the scorer's unit of work; it sees only a crop and the whole CT's geometry, never files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.model import CodedConcept, ImageGeometry, LesionResult
+from service.scoring.features import region_features
+from service.scoring.location import LocationRules
+from service.scoring.measures import measure_lesion
+from service.scoring.resample import resample_lesion
+from service.scoring.ring import ring_mask
+from service.scoring.settings import ExtractionSettings
+from service.scoring.signatures import Signature
+
+# IBSI needs texture matrices with extent: fewer than this many voxels along any axis after
+# resampling and the lesion is reported as not computable (method.md section 1).
+MIN_VOXELS_PER_AXIS = 2
+
+
+@dataclass(frozen=True)
+class LesionCrop:
+    """What a scorer receives for one lesion (mirrors ScoreLesionRequest)."""
+
+    number: int
+    name: str
+    source: str
+    source_sop_instance_uid: str
+    tracking_id: str
+    tracking_uid: str
+    anatomic_region: CodedConcept | None
+    volume_geometry: ImageGeometry
+    crop_start_xyz: tuple[int, int, int]
+    image_hu: np.ndarray  # float32 (z, y, x)
+    mask: np.ndarray  # bool (z, y, x), on the CT grid
+    kvp: float | None
+
+
+@dataclass(frozen=True)
+class ScoringContext:
+    """Everything a scorer is configured with."""
+
+    settings: ExtractionSettings
+    signature: Signature
+    location_rules: LocationRules
+
+
+def _too_small(core: np.ndarray) -> str | None:
+    extent = [int(np.ptp(axis)) + 1 for axis in np.nonzero(core)] if core.any() else [0, 0, 0]
+    if min(extent) < MIN_VOXELS_PER_AXIS:
+        return (
+            f"lesion spans {extent[2]}x{extent[1]}x{extent[0]} voxels (x, y, z) after resampling; "
+            f"texture needs at least {MIN_VOXELS_PER_AXIS} per axis"
+        )
+    return None
+
+
+def _radiomics(crop: LesionCrop, context: ScoringContext) -> tuple[dict[str, dict[str, float]], str | None]:
+    """Core and ring features, or (empty, reason) when the lesion is not computable."""
+    settings = context.settings
+    resampled = resample_lesion(
+        crop.image_hu, crop.mask, crop.volume_geometry, crop.crop_start_xyz,
+        settings.resampledPixelSpacing, margin_mm=settings.ringWidthMm,
+        interpolator=settings.interpolator, mask_threshold=settings.maskThreshold,
+    )
+    reason = _too_small(resampled.core)
+    if reason:
+        return {}, reason
+    spacing_zyx = tuple(reversed(settings.resampledPixelSpacing))
+    ring = ring_mask(resampled.core, spacing_zyx, settings.ringWidthMm)
+    if not ring.any():
+        return {}, "the peritumoral ring is empty"
+    return {
+        "core": region_features(resampled.image, resampled.core, settings, with_shape=True),
+        "ring": region_features(resampled.image, ring, settings),
+    }, None
+
+
+def score_lesion(crop: LesionCrop, context: ScoringContext) -> LesionResult:
+    """Measure and score one lesion; a lesion too small for texture keeps its measures."""
+    offset_zyx = tuple(int(v) for v in reversed(crop.crop_start_xyz))
+    measures = measure_lesion(crop.mask, offset_zyx, crop.volume_geometry)
+    location_class, location_source = context.location_rules.classify(crop.name, crop.anatomic_region)
+    features, reason = _radiomics(crop, context)
+    score, score_class, contributions = None, None, {}
+    if reason is None:
+        score, contributions = context.signature.score(features, location_class, crop.kvp)
+        score_class = context.signature.classify(score)
+    return LesionResult(
+        number=crop.number, name=crop.name, source=crop.source,  # type: ignore[arg-type]
+        source_sop_instance_uid=crop.source_sop_instance_uid,
+        tracking_id=crop.tracking_id, tracking_uid=crop.tracking_uid,
+        location_class=location_class, location_source=location_source,
+        voxel_count=measures.voxel_count, volume_ml=measures.volume_ml,
+        longest_axial_diameter_mm=measures.longest_axial_diameter_mm,
+        short_axis_mm=measures.short_axis_mm, max_3d_diameter_mm=measures.max_3d_diameter_mm,
+        centroid_mm=measures.centroid_mm, features=features,
+        score=score, score_class=score_class, contributions=contributions, not_computable=reason,
+    )

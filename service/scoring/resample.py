@@ -1,0 +1,127 @@
+"""IBSI grid-aligned resampling of a lesion crop.
+
+IBSI (reference manual, "interpolation") aligns the centres of the new grid with the centres of
+the original grid, and the grid is fixed by the *whole* image. pyradiomics instead anchors its
+grid at the corner of whatever it is given, so a crop shifts the grid and changes texture
+features. Here the new grid is derived from the whole volume's geometry and only the part of it
+around the lesion is materialised from the crop. Every point we keep has its whole interpolation
+support inside the crop (or lies at the volume's own border, which the crop then shares), so the
+crop gives exactly what the whole volume would.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from service.model import ImageGeometry
+
+_INTERPOLATORS = {
+    "sitkLinear": sitk.sitkLinear,
+    "sitkBSpline": sitk.sitkBSpline,
+    "sitkNearestNeighbor": sitk.sitkNearestNeighbor,
+}
+
+
+@dataclass(frozen=True)
+class ResampledGrid:
+    """The IBSI-resampled grid of the whole image, in original continuous index units."""
+
+    size: tuple[int, int, int]  # (x, y, z) points of the new grid
+    first_index: np.ndarray  # continuous original index of new point (0, 0, 0)
+    step: np.ndarray  # original index units per new voxel, per axis
+
+
+def whole_image_grid(volume: ImageGeometry, new_spacing: tuple[float, float, float]) -> ResampledGrid:
+    """The new grid over the whole image: ceil(extent / new spacing) points, centres aligned."""
+    size = np.asarray(volume.size, dtype=float)
+    spacing = np.asarray(volume.spacing, dtype=float)
+    new = np.asarray(new_spacing, dtype=float)
+    new_size = np.ceil(size * spacing / new).astype(int)
+    step = new / spacing
+    first = (size - 1.0) / 2.0 - (new_size - 1.0) / 2.0 * step
+    return ResampledGrid(tuple(int(n) for n in new_size), first, step)
+
+
+def _valid_point_range(
+    grid: ResampledGrid, volume: ImageGeometry, crop_start: np.ndarray, crop_size: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """New-grid index range whose interpolation support lies inside the crop.
+
+    Where the crop touches the volume border, points up to half a voxel beyond the outermost
+    centre are allowed, exactly as for the whole image.
+    """
+    size = np.asarray(volume.size)
+    crop_end = crop_start + crop_size - 1
+    low = np.where(crop_start > 0, crop_start, -0.5)
+    high = np.where(crop_start + crop_size < size, crop_end, size - 0.5)
+    first = np.ceil((low - grid.first_index) / grid.step - 1e-9).astype(int)
+    last = np.floor((high - grid.first_index) / grid.step + 1e-9).astype(int)
+    return np.maximum(first, 0), np.minimum(last, np.asarray(grid.size) - 1)
+
+
+def _crop_image(array_zyx: np.ndarray, volume: ImageGeometry, crop_start: np.ndarray) -> sitk.Image:
+    image = sitk.GetImageFromArray(array_zyx)
+    image.SetSpacing(volume.spacing)
+    image.SetDirection(volume.direction)
+    image.SetOrigin(tuple(volume.index_to_physical(crop_start[None, :])[0]))
+    return image
+
+
+@dataclass
+class ResampledLesion:
+    """Image and lesion mask on the IBSI grid, restricted to the region around the lesion."""
+
+    image: sitk.Image  # float64 HU: float32 interpolation noise would break crop == whole
+    core: np.ndarray  # bool (z, y, x)
+
+
+def resample_lesion(
+    image_zyx: np.ndarray,
+    mask_zyx: np.ndarray,
+    volume: ImageGeometry,
+    crop_start_xyz: tuple[int, int, int],
+    new_spacing: tuple[float, float, float],
+    margin_mm: float,
+    interpolator: str = "sitkLinear",
+    mask_threshold: float = 0.5,
+) -> ResampledLesion:
+    """Resample a crop's image (interpolator) and mask (linear, then >= threshold) per IBSI.
+
+    The returned region spans the lesion's bounding box plus `margin_mm` (room for the ring),
+    clipped to the points the crop can compute exactly.
+    """
+    crop_start = np.asarray(crop_start_xyz, dtype=int)
+    crop_size = np.asarray(image_zyx.shape[::-1], dtype=int)
+    grid = whole_image_grid(volume, new_spacing)
+    valid_first, valid_last = _valid_point_range(grid, volume, crop_start, crop_size)
+
+    nonzero = np.argwhere(mask_zyx)[:, ::-1]  # (x, y, z) indices within the crop
+    lesion_low = crop_start + nonzero.min(axis=0) - 1
+    lesion_high = crop_start + nonzero.max(axis=0) + 1
+    margin = np.asarray([math.ceil(margin_mm / s) + 1 for s in new_spacing])
+    first = np.floor((lesion_low - grid.first_index) / grid.step).astype(int) - margin
+    last = np.ceil((lesion_high - grid.first_index) / grid.step).astype(int) + margin
+    first, last = np.maximum(first, valid_first), np.minimum(last, valid_last)
+    out_size = (last - first + 1).astype(int)
+
+    origin_index = grid.first_index + first * grid.step
+    reference = sitk.Image([int(n) for n in out_size], sitk.sitkFloat32)
+    reference.SetSpacing(new_spacing)
+    reference.SetDirection(volume.direction)
+    reference.SetOrigin(tuple(volume.index_to_physical(origin_index[None, :])[0]))
+
+    image = sitk.Resample(
+        _crop_image(image_zyx.astype(np.float32, copy=False), volume, crop_start),
+        reference, sitk.Transform(), _INTERPOLATORS[interpolator], -1000.0, sitk.sitkFloat64,
+    )
+    mask = sitk.Resample(
+        _crop_image(mask_zyx.astype(np.float32), volume, crop_start),
+        reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32,
+    )
+    core = sitk.GetArrayFromImage(mask) >= mask_threshold
+    return ResampledLesion(image=image, core=core)
+

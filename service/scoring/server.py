@@ -1,0 +1,94 @@
+"""The scoring core as a gRPC server (radiomics_cds.v1.Scoring + grpc.health.v1 + reflection).
+
+Stateless: each request carries its lesion crop, so any number of replicas can serve one client.
+A request larger than `max_message_bytes` is refused by gRPC itself (RESOURCE_EXHAUSTED) before
+it reaches us; the client checks the size first and reports the lesion as not computable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+import service
+from service.errors import SignatureError
+from service.scoring import codec
+from service.scoring.aggregate import aggregate_patient
+from service.scoring.features import engine_versions
+from service.scoring.lesion import ScoringContext, score_lesion
+from service.scoring.proto.radiomics_cds.v1 import scoring_pb2 as pb
+from service.scoring.proto.radiomics_cds.v1 import scoring_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+ALGORITHM_NAME = "radiomics-cds CD8 radiomics"
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Scoring"].full_name
+
+
+class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
+    """Implements radiomics_cds.v1.Scoring over a fixed configuration."""
+
+    def __init__(self, context: ScoringContext, volume_filter_ml: float, max_message_bytes: int) -> None:
+        context.signature.check_preprocessing(context.settings)
+        self._context = context
+        self._volume_filter_ml = volume_filter_ml
+        self._max_message_bytes = max_message_bytes
+
+    def ScoreLesion(self, request: pb.ScoreLesionRequest, context: grpc.ServicerContext) -> pb.LesionScore:  # noqa: N802
+        try:
+            crop = codec.crop_from_pb(request)
+        except ValueError as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"lesion {request.number}: {error}")
+        try:
+            return codec.lesion_to_pb(score_lesion(crop, self._context))
+        except SignatureError as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"lesion {request.number}: {error}")
+
+    def AggregatePatient(  # noqa: N802
+        self, request: pb.AggregatePatientRequest, context: grpc.ServicerContext
+    ) -> pb.PatientScore:
+        lesions = [codec.lesion_from_pb(lesion) for lesion in request.lesions]
+        result = aggregate_patient(lesions, self._context.signature, self._volume_filter_ml)
+        return codec.patient_to_pb(result)
+
+    def Describe(self, request: pb.DescribeRequest, context: grpc.ServicerContext) -> pb.ScorerDescription:  # noqa: N802
+        signature = self._context.signature
+        settings = self._context.settings.as_dict() | {"volumeFilterMl": self._volume_filter_ml}
+        return pb.ScorerDescription(
+            algorithm_name=ALGORITHM_NAME, algorithm_version=service.__version__,
+            engine_versions=engine_versions(), settings_json=json.dumps(settings, sort_keys=True),
+            signature_id=signature.id, signature_version=signature.version,
+            signature_status=signature.status, signature_citation=signature.citation,
+            max_message_bytes=self._max_message_bytes,
+        )
+
+
+def build_server(
+    context: ScoringContext, address: str, *, volume_filter_ml: float = 1.0,
+    max_message_bytes: int = 256 * 1024 * 1024, workers: int = 4,
+) -> tuple[grpc.Server, int]:
+    """A started-ready server bound to `address`; returns (server, bound port)."""
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
+    scoring_pb2_grpc.add_ScoringServicer_to_server(
+        ScoringServicer(context, volume_filter_ml, max_message_bytes), server
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot bind the scoring server to {address}")
+    return server, port

@@ -1,0 +1,1 @@
+"""Signature files shipped with the service (data, not code)."""

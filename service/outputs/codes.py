@@ -1,0 +1,341 @@
+"""Every coded concept the outputs (DICOM SR and FHIR) use, in one place.
+
+Why one module: the SR and the FHIR Bundle must say the same thing in the same words, and a
+reviewer must be able to check every code against its source without reading builder code.
+Each concept names its source. Where DICOM already defines a concept (PS3.16 context groups,
+as shipped in `pydicom.sr.codedict`), that code is used; only what no standard terminology
+covers (the CD8 radiomics score and its patient-level aggregates) gets a private code in the
+documented scheme `99RCDS`, whose designator starts with "99" as PS3.16 section 8.2 requires
+for private schemes.
+
+Codes are `pydicom.sr.coding.Code` so highdicom takes them as they are; the FHIR builder maps
+their scheme designators to FHIR system URIs with `FHIR_SYSTEMS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypeVar
+
+from pydicom.sr.coding import Code
+
+from service.model import LesionResult, PatientResult, Provenance, StudyResult
+
+T = TypeVar("T")
+
+# --- Coding schemes -----------------------------------------------------------------------
+
+RCDS_SCHEME = "99RCDS"
+"""Private coding scheme of radiomics-cds (PS3.16 8.2: private designators start with 99)."""
+RCDS_SCHEME_NAME = "radiomics-cds private concepts"
+RCDS_SCHEME_VERSION = "1"
+RCDS_RESPONSIBLE_ORGANIZATION = "radiomics-cds project"
+RCDS_FHIR_SYSTEM = "https://radiomics-cds.org/fhir/CodeSystem/rcds"
+"""FHIR CodeSystem URI of the same private concepts (the code values are shared)."""
+RCDS_IDENTIFIER_SYSTEM = "https://radiomics-cds.org/fhir/NamingSystem/rcds-id"
+"""System of the deterministic business identifiers of every FHIR resource we write."""
+
+IBSI_SCHEME = "IBSI"
+"""Image Biomarker Standardisation Initiative; DICOM PS3.16 lists it (e.g. CID 7469 uses it)."""
+IBSI_FHIR_SYSTEM = "https://theibsi.github.io/ibsi/"
+"""Home of the IBSI reference manual, where the identifiers (e.g. L0JK) are defined."""
+
+DICOM_UID_SYSTEM = "urn:dicom:uid"
+"""FHIR identifier system for DICOM UIDs (values are "urn:oid:<uid>"), as ImagingStudy uses."""
+
+FHIR_SYSTEMS: dict[str, str] = {
+    "SCT": "http://snomed.info/sct",
+    "LN": "http://loinc.org",
+    "UCUM": "http://unitsofmeasure.org",
+    "DCM": "http://dicom.nema.org/resources/ontology/DCM",
+    IBSI_SCHEME: IBSI_FHIR_SYSTEM,
+    RCDS_SCHEME: RCDS_FHIR_SYSTEM,
+}
+"""DICOM coding scheme designator -> FHIR system URI (HL7 terminology registry names)."""
+
+
+def _rcds(value: str, meaning: str) -> Code:
+    """A concept of the private 99RCDS scheme (values are at most 16 characters, SH)."""
+    return Code(value, RCDS_SCHEME, meaning)
+
+
+# --- Units (UCUM, DICOM CID 7181 / UCUM specification) -------------------------------------
+
+UNIT_ML = Code("mL", "UCUM", "milliliter")
+UNIT_MM = Code("mm", "UCUM", "millimeter")
+UNIT_SCORE = Code("{score}", "UCUM", "score")
+"""UCUM annotation: a dimensionless score (UCUM section 2.5, curly-brace annotations = 1)."""
+UNIT_LESIONS = Code("{lesions}", "UCUM", "lesions")
+UNIT_ORGANS = Code("{organs}", "UCUM", "organs")
+
+# --- Report-level concepts -----------------------------------------------------------------
+
+PROCEDURE_CT = Code("25045-6", "LN", "CT unspecified body region")
+"""Procedure reported, DICOM CID 100 "Quantitative Diagnostic Imaging Procedures" (LOINC)."""
+COMMENT = Code("121106", "DCM", "Comment")
+"""DICOM DCM 121106; concept name of the reader-facing TEXT items."""
+QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")
+"""Container of TID 1500 row "Qualitative Evaluations" (UMLS C0034375, as PS3.16 uses it)."""
+
+# --- Lesion concepts -----------------------------------------------------------------------
+
+FINDING_LESION = Code("52988006", "SCT", "Lesion")
+"""Finding type: SNOMED CT "Lesion". Deliberately not "Neoplasm": the service does not diagnose."""
+
+VOLUME = Code("118565006", "SCT", "Volume")
+"""DICOM CID 7469/7472 (SNOMED CT)."""
+LONG_AXIS = Code("103339001", "SCT", "Long axis")
+"""DICOM CID 7470 (SNOMED CT): the longest in-plane (axial) diameter, as RECIST measures it."""
+SHORT_AXIS = Code("103340004", "SCT", "Short axis")
+"""DICOM CID 7470 (SNOMED CT): longest diameter perpendicular to the long axis (RECIST nodes)."""
+MAX_3D_DIAMETER = Code("L0JK", IBSI_SCHEME, "Maximum 3D Diameter of a Mesh")
+"""IBSI identifier L0JK ("Maximum 3D diameter"), meaning as in DICOM CID 7469."""
+
+CD8_SCORE = _rcds("CD8RS", "CD8 radiomics score")
+"""Sun R et al., Lancet Oncol 2018;19:1180-91. No standard code exists."""
+CD8_SCORE_CLASS = _rcds("CD8RSCLASS", "CD8 radiomics score class")
+SCORE_CLASSES: dict[str, Code] = {
+    "high": _rcds("CD8RSHIGH", "High CD8 radiomics score (at or above cut-off)"),
+    "low": _rcds("CD8RSLOW", "Low CD8 radiomics score (below cut-off)"),
+}
+SCORE_NOT_COMPUTED = Code("114007", "DCM", "Measurement not attempted")
+"""DICOM CID 42 "Numeric Value Qualifier": the lesion cannot carry a score (too small etc.)."""
+
+LOCATION_SOURCE = _rcds("LOCSRC", "Lesion location source")
+LOCATION_SOURCES: dict[str, Code] = {
+    "configuration": _rcds("LOCSRCCONF", "Location from site configuration"),
+    "seg_anatomic_region": _rcds("LOCSRCSEG", "Location from SEG anatomic region"),
+    "roi_name": _rcds("LOCSRCROI", "Location from ROI name rules"),
+    "default": _rcds("LOCSRCDEF", "Default location (no rule matched)"),
+}
+"""method.md section 1: every output names where a lesion's location class came from."""
+
+FINDING_SITES: dict[str, Code] = {
+    "adenopathy": Code("59441001", "SCT", "Lymph Node"),
+    "lung": Code("39607008", "SCT", "Lung"),
+    "liver": Code("10200004", "SCT", "Liver"),
+    "head_and_neck": Code("774007", "SCT", "Head and Neck"),
+}
+"""Location class -> SNOMED CT body structure (DICOM CID 4 "Anatomic Region", pydicom codedict).
+
+"other" has no entry on purpose: it is what is left when nothing matched, so it names no body
+structure, and the outputs state the class in words instead of asserting an anatomic site.
+"""
+
+RT_TARGET_CANDIDATE = _rcds("RTCAND", "Radiotherapy target candidate for tumour board")
+SBRT_CANDIDATE = _rcds("SBRTCAND", "Candidate for ablative SBRT (least-infiltrated lesion)")
+LOW_DOSE_RT_CANDIDATE = _rcds("LDRTCAND", "Candidate for low-dose RT (highest-score lesion)")
+"""Sun R et al., J Immunother Cancer 2022;10:e004848: candidates to discuss, never orders."""
+
+# --- Patient-level concepts ----------------------------------------------------------------
+
+N_LESIONS = _rcds("NLES", "Number of lesions")
+N_COMPUTABLE = _rcds("NLESCOMP", "Number of lesions with a computable score")
+N_OVER_VOLUME_FILTER = _rcds("NLESVOL", "Number of lesions over the volume filter")
+VOLUME_FILTER = _rcds("VOLFILT", "Lesion volume filter threshold")
+TOTAL = Code("255619001", "SCT", "Total")
+"""DICOM CID 7464 derivation; "Volume" derived "Total" is the total tumour volume."""
+N_ORGANS = _rcds("NORGANS", "Number of organs involved")
+TOTAL_VOLUME = _rcds("TOTVOL", "Total lesion volume")
+"""FHIR component code for what the SR says as "Volume" derived "Total" (no post-coordination)."""
+CUTOFF = _rcds("CUTOFF", "CD8 radiomics score cut-off")
+RISK_GROUP = _rcds("RISKGRP", "CD8 radiomics risk group")
+RISK_GROUPS: dict[str, Code] = {
+    "no_lesion_over_1ml": _rcds("RISKNOLES", "No lesion over the volume filter"),
+    "high_score": _rcds("RISKHIGH", "High CD8 radiomics score group"),
+    "low_score": _rcds("RISKLOW", "Low CD8 radiomics score group"),
+}
+"""method.md section 4 risk groups, by the named cut-off."""
+LEAST_INFILTRATED_LESION = _rcds("LEASTINF", "Least-infiltrated lesion")
+HIGHEST_SCORE_LESION = _rcds("HIGHSCORE", "Highest-score lesion")
+ORGAN_INVOLVED = _rcds("ORGANINV", "Organ involved")
+PATIENT_BIOMARKERS = _rcds("PATCD8", "Patient-level CD8 radiomics biomarkers")
+LESION_BIOMARKERS = _rcds("LESCD8", "Lesion size and CD8 radiomics score")
+REPORT = _rcds("CD8REPORT", "CD8 radiomics decision-support report")
+
+SCORE_STATISTICS: dict[str, tuple[Code, Code]] = {
+    "min": (Code("255605001", "SCT", "Minimum"), _rcds("CD8RSMIN", "Minimum lesion CD8 score")),
+    "max": (Code("56851009", "SCT", "Maximum"), _rcds("CD8RSMAX", "Maximum lesion CD8 score")),
+    "mean": (Code("373098007", "SCT", "Mean"), _rcds("CD8RSMEAN", "Mean lesion CD8 score")),
+    "sd": (
+        Code("386136009", "SCT", "Standard Deviation"),
+        _rcds("CD8RSSD", "SD of lesion CD8 scores"),
+    ),
+    "skewness": (
+        Code("126051", "DCM", "Skewness"),
+        _rcds("CD8RSSKEW", "Skewness of lesion CD8 scores"),
+    ),
+    "kurtosis": (
+        Code("126052", "DCM", "Kurtosis"),
+        _rcds("CD8RSKURT", "Kurtosis of lesion CD8 scores"),
+    ),
+    "entropy": (
+        _rcds("ENTROPY", "Shannon entropy"),
+        _rcds("CD8RSENT", "Entropy of lesion CD8 scores"),
+    ),
+}
+"""Statistic key of PatientResult.score_stats -> (SR derivation, FHIR component code).
+
+In the SR a statistic is the CD8 score concept post-coordinated with a DICOM CID 7464
+"Derivation" (Shannon entropy has none, hence a private one). FHIR components cannot
+post-coordinate, so each statistic there has its own pre-coordinated private code.
+"""
+
+# --- FHIR-only codes -----------------------------------------------------------------------
+
+LOINC_TUMOR_SIZE = Code("21889-1", "LN", "Size Tumor")
+"""Observation code of mCODE's TumorSize profile, so tumour-size views find lesion results."""
+LOINC_TUMOR_LONGEST_DIMENSION = Code("33728-7", "LN", "Size.maximum dimension in Tumor")
+"""mCODE TumorSize component for the longest dimension."""
+
+# --- Choosing concepts (shared so that both outputs always pick the same one) -------------
+
+
+def lookup(table: Mapping[str, T], key: str, what: str) -> T:
+    """The concept for an enumerated result value; an unknown value is a contract breach.
+
+    Failing here, rather than dropping the statement, keeps an output from silently losing a
+    risk group or a location source. The message names the enumeration, never a patient.
+    """
+    try:
+        return table[key]
+    except KeyError:
+        raise ValueError(f"no concept for {what} {key!r}") from None
+
+
+def finding_site(location_class: str) -> Code | None:
+    """The anatomic site a location class asserts, or None for "other" (see FINDING_SITES)."""
+    if location_class == "other":
+        return None
+    return lookup(FINDING_SITES, location_class, "location class")
+
+
+def candidate_codes(patient: PatientResult, lesion: LesionResult) -> list[Code]:
+    """The radiotherapy-target candidacies of a lesion (both, when it is the only scored one)."""
+    candidacies = []
+    if lesion.tracking_uid == patient.least_infiltrated_tracking_uid:
+        candidacies.append(SBRT_CANDIDATE)
+    if lesion.tracking_uid == patient.highest_score_tracking_uid:
+        candidacies.append(LOW_DOSE_RT_CANDIDATE)
+    return candidacies
+
+
+# --- Reader-facing wording shared by the SR and the FHIR Bundle ----------------------------
+
+DECISION_SUPPORT_NOTICE = (
+    "Decision support for a multidisciplinary tumour board: imaging biomarkers to discuss, "
+    "not a diagnosis and not a treatment order."
+)
+
+
+def signature_status_label(provenance: Provenance) -> str:
+    """The status, with "- research use only" unless the signature is validated.
+
+    method.md section 3: every output that uses an uncalibrated signature must say so.
+    """
+    status = provenance.signature_status
+    return status if status == "validated" else f"{status} - research use only"
+
+
+def signature_label(provenance: Provenance) -> str:
+    """"<id> <version> <status>", e.g. "cd8-radiomics 0.1 uncalibrated - research use only"."""
+    return (
+        f"{provenance.signature_id} {provenance.signature_version} "
+        f"{signature_status_label(provenance)}"
+    )
+
+
+def provenance_lines(provenance: Provenance) -> list[str]:
+    """Everything that made the numbers, one statement per line (method.md section 6).
+
+    Sorted keys keep the lines identical for identical input, which the deterministic
+    outputs depend on.
+    """
+    engines = ", ".join(f"{k} {v}" for k, v in sorted(provenance.engine_versions.items()))
+    settings = "; ".join(f"{k}={v}" for k, v in sorted(provenance.settings.items()))
+    return [
+        f"Algorithm: {provenance.algorithm_name} {provenance.algorithm_version}",
+        f"Signature: {signature_label(provenance)}",
+        f"Signature citation: {provenance.signature_citation}",
+        f"Engines: {engines}",
+        f"Settings: {settings}",
+    ]
+
+
+def cutoff_label(patient: PatientResult) -> str:
+    """The applied cut-off by name and value: outputs label which one applied (method.md 3)."""
+    return f"{patient.cutoff_name} = {patient.cutoff_value:g}"
+
+
+def lesion_label(lesion: LesionResult) -> str:
+    """Which contour a lesion is and where it is, in words a tumour board can match to images.
+
+    The ROI / segment number and name are the only link from a DICOM SR "Region In Space"
+    reference (the whole RT Structure Set) to one ROI, so they are always spelled out.
+    """
+    part = "ROI" if lesion.source == "RTSTRUCT" else "segment"
+    return (
+        f"{lesion.tracking_id} ({lesion.source} {part} {lesion.number} \"{lesion.name}\", "
+        f"{lesion.location_class} by {lesion.location_source})"
+    )
+
+
+def flagged_lesion(result: StudyResult, tracking_uid: str | None) -> LesionResult | None:
+    """The lesion a patient-level flag (least-infiltrated, highest score) points at, if any."""
+    return next((x for x in result.lesions if x.tracking_uid == tracking_uid), None)
+
+
+def _lesion_sentence(
+    result: StudyResult, tracking_uid: str | None, role: str, action: str
+) -> str:
+    """One sentence on a flagged lesion, or why there is none."""
+    lesion = flagged_lesion(result, tracking_uid)
+    if lesion is None:
+        return f"{role}: none (no lesion with a computable score)."
+    return (
+        f"{role}: {lesion_label(lesion)}, {lesion.volume_ml:.1f} mL, score {lesion.score:.2f}: "
+        f"candidate for {action}, for tumour board discussion."
+    )
+
+
+def summary_lines(result: StudyResult) -> list[str]:
+    """The clinician-readable summary: what was found, what could not be computed and why.
+
+    Shared by the SR (one TEXT item per line) and the FHIR DiagnosticReport conclusion, so
+    the PACS and the EHR never tell a tumour board different stories.
+    """
+    patient = result.patient
+    lines = [
+        DECISION_SUPPORT_NOTICE,
+        f"CD8 radiomics signature {signature_label(result.provenance)}; "
+        f"cut-off {cutoff_label(patient)}.",
+        f"{patient.n_lesions} lesions ({patient.n_computable} with a computable score, "
+        f"{patient.n_over_volume_filter} over {patient.volume_filter_ml:g} mL); "
+        f"total volume {patient.total_volume_ml:.1f} mL; "
+        f"organs involved: {', '.join(patient.organs_involved) or 'none'}.",
+        f"Risk group: {lookup(RISK_GROUPS, patient.risk_group, 'risk group').meaning}.",
+        _lesion_sentence(
+            result,
+            patient.least_infiltrated_tracking_uid,
+            "Least-infiltrated lesion",
+            "ablative SBRT",
+        ),
+        _lesion_sentence(
+            result,
+            patient.highest_score_tracking_uid,
+            "Highest-score lesion",
+            "low-dose immunogenic RT",
+        ),
+        "Mean and maximum scores were not prognostic: they are reported, not ranked.",
+    ]
+    lines += [
+        f"Lesion {lesion_label(x)}: score not computable: {x.not_computable or 'no reason given'}."
+        for x in result.lesions
+        if x.score is None
+    ]
+    lines += [
+        f"Score {key} not computable: {metric.reason}."
+        for key, metric in patient.score_stats.items()
+        if metric.value is None
+    ]
+    return lines + [f"Warning: {warning}" for warning in result.warnings]

@@ -1,0 +1,158 @@
+"""The durable outbox: results are files first, deliveries second.
+
+Every SR and Bundle is written to var/outbox/ before anything is sent, so no delivery failure
+can lose a result. Each configured destination gets a delivery row (SQLite) that a background
+thread works off with exponential backoff; rows survive restarts, and a permanently refused or
+exhausted delivery stays visible (state `failed`, with the reason) next to its file.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.observability import OUTBOX_PENDING, OUTPUTS_DELIVERED, OUTPUTS_FAILED
+from service.outputs.pacs import DeliveryError
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    destination TEXT NOT NULL,
+    path TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (destination, path)
+);
+"""
+
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+Sender = Callable[[Path], None]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    destination: str
+    path: Path
+    state: str
+    attempts: int
+    last_error: str | None
+
+
+class Outbox:
+    """Delivery bookkeeping plus the thread that delivers."""
+
+    def __init__(self, database: Path, senders: dict[str, Sender], *, max_attempts: int = 10,
+                 initial_backoff_s: float = 5.0, max_backoff_s: float = 900.0) -> None:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._senders = senders
+        self._max_attempts = max_attempts
+        self._initial_backoff_s = initial_backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+        self._update_gauge()
+
+    @property
+    def destinations(self) -> tuple[str, ...]:
+        return tuple(self._senders)
+
+    def enqueue(self, destination: str, path: Path) -> None:
+        """(Re)schedule delivery of `path`; a re-written result is delivered again."""
+        now = time.time()
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO deliveries (destination, path, state, attempts, next_attempt_at, updated_at)"
+                " VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT (destination, path) DO UPDATE SET"
+                " state = excluded.state, attempts = 0, next_attempt_at = excluded.next_attempt_at,"
+                " last_error = NULL, updated_at = excluded.updated_at",
+                (destination, str(path), PENDING, now, now),
+            )
+        self._update_gauge()
+        self._wake.set()
+
+    def deliveries(self) -> list[Delivery]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT destination, path, state, attempts, last_error FROM deliveries ORDER BY updated_at"
+            ).fetchall()
+        return [Delivery(r[0], Path(r[1]), r[2], r[3], r[4]) for r in rows]
+
+    def pending_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM deliveries WHERE state = ?", (PENDING,)).fetchone()[0])
+
+    def deliver_due(self, now: float | None = None) -> int:
+        """Attempt every delivery that is due; returns how many were attempted."""
+        now = time.time() if now is None else now
+        with self._lock:
+            due = self._db.execute(
+                "SELECT destination, path, attempts FROM deliveries WHERE state = ? AND next_attempt_at <= ?"
+                " ORDER BY next_attempt_at", (PENDING, now),
+            ).fetchall()
+        for destination, path, attempts in due:
+            self._attempt(destination, Path(path), attempts)
+        self._update_gauge()
+        return len(due)
+
+    def _attempt(self, destination: str, path: Path, attempts: int) -> None:
+        sender = self._senders.get(destination)
+        try:
+            if sender is None:
+                raise DeliveryError(f"destination {destination} is no longer configured", permanent=True)
+            sender(path)
+        except DeliveryError as error:
+            OUTPUTS_FAILED.labels(destination).inc()
+            attempts += 1
+            exhausted = error.permanent or attempts >= self._max_attempts
+            backoff = min(self._initial_backoff_s * 2 ** (attempts - 1), self._max_backoff_s)
+            log.warning("delivery to %s failed (attempt %d%s): %s", destination, attempts,
+                        ", giving up" if exhausted else f", retry in {backoff:.0f} s", error)
+            self._record(destination, path, FAILED if exhausted else PENDING, attempts,
+                         time.time() + backoff, str(error))
+            return
+        OUTPUTS_DELIVERED.labels(destination).inc()
+        self._record(destination, path, DELIVERED, attempts + 1, time.time(), None)
+
+    def _record(self, destination: str, path: Path, state: str, attempts: int, next_at: float,
+                error: str | None) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?, updated_at = ?"
+                " WHERE destination = ? AND path = ?",
+                (state, attempts, next_at, error, time.time(), destination, str(path)),
+            )
+
+    def _update_gauge(self) -> None:
+        OUTBOX_PENDING.set(self.pending_count())
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.deliver_due()
+            self._wake.wait(timeout=1.0)
+            self._wake.clear()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+        with self._lock:
+            self._db.close()

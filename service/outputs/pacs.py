@@ -1,0 +1,86 @@
+"""C-STORE SCU: sends files to any Storage SCP (our SRs to PACS, and the `send` command).
+
+One association carries every file; each file's presentation context is proposed from its
+own SOP class and transfer syntax, so any storage object goes as it is, without re-encoding.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+from pynetdicom import AE
+from pynetdicom.presentation import build_context
+
+log = logging.getLogger(__name__)
+
+# pynetdicom proposes at most 128 presentation contexts per association.
+_MAX_CONTEXTS = 128
+
+
+class DeliveryError(RuntimeError):
+    """A destination did not take an output; `permanent` when retrying cannot help."""
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    failed: list[str] = field(default_factory=list)  # "file name: reason"
+
+
+def dicom_files(paths: Sequence[Path]) -> list[Path]:
+    """Files under the given paths (directories recursively), DICOM or not: the sender decides."""
+    files: list[Path] = []
+    for path in paths:
+        files.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
+    return files
+
+
+def send_files(files: Sequence[Path], host: str, port: int, called_ae: str, calling_ae: str = "RADIOMICS_CDS",
+               timeout_s: float = 60.0) -> SendReport:
+    """C-STORE every readable DICOM file; raise DeliveryError when no association is possible."""
+    datasets = []
+    report = SendReport()
+    for file in files:
+        try:
+            datasets.append((file, pydicom.dcmread(file)))
+        except Exception as error:  # not DICOM, or damaged: report and keep going
+            report.failed.append(f"{file.name}: not readable as DICOM ({type(error).__name__})")
+    contexts = {(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) for _, ds in datasets}
+    if len(contexts) > _MAX_CONTEXTS:
+        raise DeliveryError(f"{len(contexts)} SOP class/transfer syntax pairs exceed {_MAX_CONTEXTS} contexts")
+    if not datasets:
+        return report
+    ae = AE(ae_title=calling_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
+    ae.requested_contexts = [build_context(sop, [syntax]) for sop, syntax in sorted(contexts)]
+    association = ae.associate(host, port, ae_title=called_ae)
+    if not association.is_established:
+        raise DeliveryError(f"no association with {called_ae} at {host}:{port} (rejected, aborted or unreachable)")
+    try:
+        for file, ds in datasets:
+            status = association.send_c_store(ds)
+            code = getattr(status, "Status", None)
+            if code is None:
+                report.failed.append(f"{file.name}: no response (connection lost or timed out)")
+            elif code in (0x0000, 0xB000, 0xB007, 0xB006):
+                report.sent += 1
+            else:
+                report.failed.append(f"{file.name}: status 0x{code:04X} {status.get('ErrorComment', '')}".strip())
+    finally:
+        association.release()
+    return report
+
+
+def store_one(path: Path, host: str, port: int, called_ae: str, calling_ae: str) -> None:
+    """Deliver one file; DeliveryError when it was not stored (retried by the outbox)."""
+    report = send_files([path], host, port, called_ae, calling_ae)
+    if report.failed:
+        raise DeliveryError("; ".join(report.failed))

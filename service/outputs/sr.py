@@ -1,0 +1,383 @@
+"""The DICOM output: a Comprehensive 3D SR holding a TID 1500 Measurement Report.
+
+Why TID 1500: it is what PACS viewers and radiotherapy planning systems read for lesion
+measurements, with one TID 1411 group per lesion tied to the contour it measures by a tracking
+identifier and UID, and a TID 1501 group for the patient-level biomarkers.
+
+How each lesion's contour is referenced (TID 1411 allows exactly one ROI reference per group):
+- SEG: "Referenced Segment" (IMAGE item with the segment number) plus "Source series for
+  segmentation" (the CT series), built with highdicom's ReferencedSegment.
+- RTSTRUCT: "Region In Space" (DCM 130488), the COMPOSITE item TID 1410/1411 provide for
+  regions defined in patient space by another object such as an RT Structure Set. highdicom
+  0.28 recognises it when reading but has no constructor for it, so `_StructureSetRoiGroup`
+  adds that one item to a group highdicom builds. The alternatives fit worse: "Referenced
+  Segment" is for SEG / Surface Segmentation only; a "Volume Surface" copy of the contours would
+  duplicate the RTSTRUCT (and cannot express holes); a centroid POINT is not the ROI. The item
+  references the structure set as a whole, so which ROI it is travels in the group's Tracking
+  Identifier and in the report's reader notes (ROI number and name).
+
+Everything a reader must see (method.md section 6) is in the report: algorithm identification
+with the signature and its status on every measurement, and a TID 1500 "Qualitative
+Evaluations" container of TEXT comments with the summary, what was not computable and why,
+and the full provenance (engines, settings).
+
+UIDs are derived, not random, so re-sending the same study yields the same SR instance that
+PACS recognises, instead of a duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, NamedTuple
+
+import highdicom as hd
+from highdicom.coding_schemes import CodingSchemeIdentificationItem, CodingSchemeResourceItem
+from highdicom.sr.templates import _MeasurementsAndQualitativeEvaluations
+from pydicom import Dataset
+from pydicom.sr.coding import Code
+
+from service.durable import write_atomically
+from service.errors import InputError
+from service.uids import derived_uid
+from service.model import LesionResult, Provenance, StudyInfo, StudyResult
+from service.outputs import codes
+
+MANUFACTURER = "radiomics-cds"
+SERIES_DESCRIPTION = "radiomics-cds CD8 radiomics (decision support)"
+SERIES_NUMBER = 9900
+"""Fixed, so that every re-send of a study lands in the same, recognisable series."""
+INSTANCE_NUMBER = 1
+SPECIFIC_CHARACTER_SET = "ISO_IR 192"
+"""UTF-8: holds any name an input carried, whatever (or however empty) its own character set."""
+PATIENT_GROUP_IDENTIFIER = "Patient-level CD8 radiomics biomarkers"
+_SH_MAX_LENGTH = 16
+_REFERENCE_KEYWORDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+_REGION_IN_SPACE = Code("130488", "DCM", "Region In Space")
+
+
+class _Value(NamedTuple):
+    """One numeric statement before it becomes a TID 300 Measurement."""
+
+    name: Code
+    value: float
+    unit: Code
+    derivation: Code | None = None
+
+
+class _StructureSetRoiGroup(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations):
+    """A TID 1411 group whose ROI is an RT Structure Set ROI ("Region In Space").
+
+    highdicom's TID 1411 constructor insists on a SEG, image-region or volume-surface
+    reference, so this builds the shared TID 1501 content with highdicom's own base class and
+    adds the COMPOSITE reference; reading it back works through highdicom's public accessors,
+    which list "Region In Space" among the TID 1411 reference types.
+    """
+
+    def __init__(self, region_in_space: hd.sr.CompositeContentItem, **group: Any) -> None:
+        _MeasurementsAndQualitativeEvaluations.__init__(self, **group)
+        self[0].ContentTemplateSequence[0].TemplateIdentifier = "1411"
+        self[0].ContentSequence.append(region_in_space)
+
+
+def build_measurement_report(
+    result: StudyResult,
+    evidence: Sequence[Dataset],
+    *,
+    institution: str | None = None,
+) -> hd.sr.Comprehensive3DSR:
+    """The SR for a scored study; `evidence` = header-only datasets of the CT and contours.
+
+    The caller's datasets are never modified: patient and study attributes come from
+    `result.study`, and only UIDs are taken from the evidence.
+    """
+    provenance = result.provenance
+    report = hd.sr.MeasurementReport(
+        observation_context=_observation_context(provenance),
+        procedure_reported=codes.PROCEDURE_CT,
+        imaging_measurements=[
+            *(_lesion_group(result, lesion) for lesion in result.lesions),
+            _patient_group(result),
+        ],
+    )
+    report[0].ContentSequence.append(_reader_notes(result))
+    return hd.sr.Comprehensive3DSR(
+        evidence=_evidence_headers(result.study, evidence),
+        content=report[0],
+        series_instance_uid=derived_uid("sr-series", _report_key(result)),
+        series_number=SERIES_NUMBER,
+        sop_instance_uid=derived_uid("sr-instance", _report_key(result)),
+        instance_number=INSTANCE_NUMBER,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=provenance.algorithm_name,
+        software_versions=provenance.algorithm_version,
+        series_description=SERIES_DESCRIPTION,
+        institution_name=institution,
+        is_complete=True,
+        is_final=True,
+        coding_schemes=[_private_coding_scheme()],
+        specific_character_set=SPECIFIC_CHARACTER_SET,
+    )
+
+
+def write_sr(sr: hd.sr.Comprehensive3DSR, outdir: Path) -> Path:
+    """Write `<SOP Instance UID>.dcm` into `outdir` so that no reader ever sees half a file."""
+    target = Path(outdir) / f"{sr.SOPInstanceUID}.dcm"
+    write_atomically(target, lambda stream: sr.save_as(stream, enforce_file_format=True))
+    return target
+
+
+# --- identity ------------------------------------------------------------------------------
+
+
+def _report_key(result: StudyResult) -> list[str]:
+    """What makes one SR: the study, the contour set and CT instances scored, and the exact
+    algorithm+signature (a CT slice arriving late changes the numbers, so it changes the SR).
+
+    Re-sending the same study gives the same key (so the same UIDs); a new algorithm or
+    signature version gives a new SR instead of silently replacing the old numbers.
+    """
+    provenance = result.provenance
+    return [
+        result.study.study_instance_uid,
+        result.ct.contour_sop_instance_uid,
+        *sorted(result.ct.sop_instance_uids),
+        provenance.algorithm_name,
+        provenance.algorithm_version,
+        provenance.signature_id,
+        provenance.signature_version,
+    ]
+
+
+def _evidence_headers(study: StudyInfo, evidence: Sequence[Dataset]) -> list[Dataset]:
+    """New minimal headers for highdicom: UIDs from the evidence, patient/study from `study`.
+
+    Real headers break highdicom's attribute copying (an empty Specific Character Set, a
+    17-character Study ID in an SH); copying only what SR evidence needs avoids both and never
+    touches the caller's datasets. The first header is of the scored study, because the SR
+    inherits its Study Instance UID from it.
+    """
+    if not evidence:
+        raise InputError("no evidence instances were given for the SR")
+    headers = [_evidence_header(study, dataset) for dataset in evidence]
+    return sorted(headers, key=lambda h: h.StudyInstanceUID != study.study_instance_uid)
+
+
+def _evidence_header(study: StudyInfo, dataset: Dataset) -> Dataset:
+    """One evidence instance, reduced to its references plus the study's patient/study data."""
+    missing = [k for k in _REFERENCE_KEYWORDS if not dataset.get(k)]
+    if missing:
+        raise InputError(f"evidence instance lacks {', '.join(missing)}")
+    header = Dataset()
+    header.SpecificCharacterSet = SPECIFIC_CHARACTER_SET
+    for keyword in _REFERENCE_KEYWORDS:
+        setattr(header, keyword, dataset.get(keyword))
+    header.PatientID = study.patient_id
+    header.PatientName = study.patient_name
+    header.PatientBirthDate = study.patient_birth_date
+    header.PatientSex = study.patient_sex
+    header.StudyDate = study.study_date
+    header.StudyTime = study.study_time
+    header.AccessionNumber = study.accession_number
+    header.ReferringPhysicianName = study.referring_physician_name
+    header.StudyID = _short_string(study.study_id)
+    header.StudyDescription = study.study_description
+    return header
+
+
+def _short_string(value: str) -> str:
+    """`value` if it fits an SH, else empty (Type 2): a truncated ID would name another study."""
+    return value if len(value) <= _SH_MAX_LENGTH else ""
+
+
+# --- content -------------------------------------------------------------------------------
+
+
+def _observation_context(provenance: Provenance) -> hd.sr.ObservationContext:
+    """The algorithm as device observer: the SR states that software, not a person, measured."""
+    device = hd.sr.DeviceObserverIdentifyingAttributes(
+        uid=derived_uid("device", [provenance.algorithm_name, provenance.algorithm_version]),
+        name=provenance.algorithm_name,
+        manufacturer_name=MANUFACTURER,
+        model_name=provenance.algorithm_version,
+    )
+    return hd.sr.ObservationContext(
+        observer_device_context=hd.sr.ObserverContext(
+            observer_type=hd.sr.CodedConcept("121007", "DCM", "Device"),
+            observer_identifying_attributes=device,
+        )
+    )
+
+
+def _algorithm(result: StudyResult) -> hd.sr.AlgorithmIdentification:
+    """TID 4019 for one measurement: which algorithm, signature (with status) and cut-off.
+
+    Built fresh per measurement because a content item can only have one parent.
+    """
+    provenance = result.provenance
+    return hd.sr.AlgorithmIdentification(
+        name=provenance.algorithm_name,
+        version=provenance.algorithm_version,
+        manufacturer=MANUFACTURER,
+        parameters=[
+            f"signature: {codes.signature_label(provenance)}",
+            f"cut-off: {codes.cutoff_label(result.patient)}",
+        ],
+    )
+
+
+def _measurements(result: StudyResult, values: Sequence[_Value]) -> list[hd.sr.Measurement]:
+    """TID 300 measurements, each identifying the algorithm that made it."""
+    return [
+        hd.sr.Measurement(
+            name=v.name,
+            value=v.value,
+            unit=v.unit,
+            derivation=v.derivation,
+            algorithm_id=_algorithm(result),
+        )
+        for v in values
+    ]
+
+
+def _finding_sites(location_classes: Sequence[str]) -> list[hd.sr.FindingSite]:
+    """Finding sites for the location classes that name a body structure ("other" names none)."""
+    sites = (codes.finding_site(location) for location in location_classes)
+    return [hd.sr.FindingSite(site) for site in sites if site is not None]
+
+
+def _evaluations(pairs: Sequence[tuple[Code, Code]]) -> list[hd.sr.QualitativeEvaluation]:
+    """Coded name-value statements of a group."""
+    return [hd.sr.QualitativeEvaluation(name, value) for name, value in pairs]
+
+
+def _lesion_group(
+    result: StudyResult, lesion: LesionResult
+) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
+    """TID 1411 for one lesion, referencing its contour the way its source allows."""
+    group: dict[str, Any] = {
+        "tracking_identifier": hd.sr.TrackingIdentifier(
+            uid=lesion.tracking_uid, identifier=lesion.tracking_id
+        ),
+        "finding_type": codes.FINDING_LESION,
+        "finding_sites": _finding_sites([lesion.location_class]),
+        "measurements": _measurements(result, _lesion_values(lesion)),
+        "qualitative_evaluations": _evaluations(_lesion_statements(result, lesion)),
+    }
+    if lesion.source == "SEG":
+        return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            referenced_segment=hd.sr.ReferencedSegment(
+                sop_class_uid=result.ct.contour_sop_class_uid,
+                sop_instance_uid=lesion.source_sop_instance_uid,
+                segment_number=lesion.number,
+                source_series=hd.sr.SourceSeriesForSegmentation(result.ct.series_instance_uid),
+            ),
+            **group,
+        )
+    region = hd.sr.CompositeContentItem(
+        name=_REGION_IN_SPACE,
+        referenced_sop_class_uid=result.ct.contour_sop_class_uid,
+        referenced_sop_instance_uid=lesion.source_sop_instance_uid,
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+    )
+    return _StructureSetRoiGroup(region, **group)
+
+
+def _lesion_values(lesion: LesionResult) -> list[_Value]:
+    """Size measurements always; the score only when it exists (never 0 or NaN in its place)."""
+    values = [
+        _Value(codes.VOLUME, lesion.volume_ml, codes.UNIT_ML),
+        _Value(codes.LONG_AXIS, lesion.longest_axial_diameter_mm, codes.UNIT_MM),
+        _Value(codes.SHORT_AXIS, lesion.short_axis_mm, codes.UNIT_MM),
+        _Value(codes.MAX_3D_DIAMETER, lesion.max_3d_diameter_mm, codes.UNIT_MM),
+    ]
+    if lesion.score is not None:
+        values.append(_Value(codes.CD8_SCORE, lesion.score, codes.UNIT_SCORE))
+    return values
+
+
+def _lesion_statements(result: StudyResult, lesion: LesionResult) -> list[tuple[Code, Code]]:
+    """Where the location came from, the score class or why there is no score, candidacies."""
+    statements = [
+        (
+            codes.LOCATION_SOURCE,
+            codes.lookup(codes.LOCATION_SOURCES, lesion.location_source, "location source"),
+        )
+    ]
+    if lesion.score is None:
+        statements.append((codes.CD8_SCORE, codes.SCORE_NOT_COMPUTED))
+    if lesion.score_class is not None:
+        score_class = codes.lookup(codes.SCORE_CLASSES, lesion.score_class, "score class")
+        statements.append((codes.CD8_SCORE_CLASS, score_class))
+    statements += [
+        (codes.RT_TARGET_CANDIDATE, candidacy)
+        for candidacy in codes.candidate_codes(result.patient, lesion)
+    ]
+    return statements
+
+
+def _patient_group(result: StudyResult) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """TID 1501 for the patient-level biomarkers of method.md section 4."""
+    patient = result.patient
+    tracking_uid = derived_uid(
+        "patient-group", [result.study.study_instance_uid, result.ct.contour_sop_instance_uid]
+    )
+    risk_group = codes.lookup(codes.RISK_GROUPS, patient.risk_group, "risk group")
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=tracking_uid, identifier=PATIENT_GROUP_IDENTIFIER
+        ),
+        finding_sites=_finding_sites(patient.organs_involved),
+        measurements=_measurements(result, _patient_values(result)),
+        qualitative_evaluations=_evaluations([(codes.RISK_GROUP, risk_group)]),
+    )
+
+
+def _patient_values(result: StudyResult) -> list[_Value]:
+    """Counts, volumes, the cut-off, and every score statistic that has a value."""
+    patient = result.patient
+    values = [
+        _Value(codes.N_LESIONS, patient.n_lesions, codes.UNIT_LESIONS),
+        _Value(codes.N_COMPUTABLE, patient.n_computable, codes.UNIT_LESIONS),
+        _Value(codes.N_OVER_VOLUME_FILTER, patient.n_over_volume_filter, codes.UNIT_LESIONS),
+        _Value(codes.VOLUME_FILTER, patient.volume_filter_ml, codes.UNIT_ML),
+        _Value(codes.VOLUME, patient.total_volume_ml, codes.UNIT_ML, codes.TOTAL),
+        _Value(codes.N_ORGANS, len(patient.organs_involved), codes.UNIT_ORGANS),
+        _Value(codes.CUTOFF, patient.cutoff_value, codes.UNIT_SCORE),
+    ]
+    for key, metric in patient.score_stats.items():
+        derivation, _ = codes.lookup(codes.SCORE_STATISTICS, key, "score statistic")
+        if metric.value is not None:
+            values.append(_Value(codes.CD8_SCORE, metric.value, codes.UNIT_SCORE, derivation))
+    return values
+
+
+def _reader_notes(result: StudyResult) -> hd.sr.ContainerContentItem:
+    """TID 1500 "Qualitative Evaluations": the summary and provenance as TEXT comments."""
+    lines = codes.summary_lines(result) + codes.provenance_lines(result.provenance)
+    container = hd.sr.ContainerContentItem(
+        name=codes.QUALITATIVE_EVALUATIONS,
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+    )
+    container.ContentSequence = hd.sr.ContentSequence(
+        [
+            hd.sr.TextContentItem(
+                name=codes.COMMENT,
+                value=line,
+                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+            )
+            for line in lines
+        ]
+    )
+    return container
+
+
+def _private_coding_scheme() -> CodingSchemeIdentificationItem:
+    """Declares 99RCDS in the SR, as PS3.3 requires for a private coding scheme designator."""
+    return CodingSchemeIdentificationItem(
+        designator=codes.RCDS_SCHEME,
+        name=codes.RCDS_SCHEME_NAME,
+        version=codes.RCDS_SCHEME_VERSION,
+        responsible_organization=codes.RCDS_RESPONSIBLE_ORGANIZATION,
+        resources=[CodingSchemeResourceItem(codes.RCDS_FHIR_SYSTEM, "DOC")],
+    )

@@ -1,0 +1,289 @@
+"""The TID 1500 SR: valid DICOM (dciodvfy, dsrdump), readable back, faithful, deterministic.
+
+Expected values come from the synthetic StudyResult (tests/support), and reading back goes
+through highdicom's public TID 1500 accessors, not through the builder's own helpers.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import highdicom as hd
+import pytest
+from pydicom.sr.coding import Code
+
+from service.model import LesionResult, StudyResult
+from service.outputs import codes
+from service.outputs.sr import build_measurement_report, write_sr
+from tests.support.synthetic_results import make_study_result
+
+RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
+REGION_IN_SPACE = hd.sr.CodedConcept("130488", "DCM", "Region In Space")
+
+
+def _external_tool(name: str) -> str:
+    """Path of an external validator; skip without it, unless RCDS_REQUIRE_EXTERNAL=1."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} not installed (dicom3tools / dcmtk); needed to validate the SR"
+        if os.environ.get("RCDS_REQUIRE_EXTERNAL") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(params=["RTSTRUCT", "SEG"])
+def source(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def written(source: str, tmp_path: Path) -> tuple[StudyResult, Path]:
+    result, evidence = make_study_result(3, source)
+    return result, write_sr(build_measurement_report(result, evidence), tmp_path)
+
+
+@pytest.fixture
+def report(written: tuple[StudyResult, Path]) -> hd.sr.MeasurementReport:
+    return hd.sr.srread(written[1]).content
+
+
+def _group(report: hd.sr.MeasurementReport, lesion: LesionResult):
+    groups = report.get_volumetric_roi_measurement_groups(tracking_uid=lesion.tracking_uid)
+    assert len(groups) == 1
+    return groups[0]
+
+
+def _value(group, name) -> tuple[float, str]:
+    (measurement,) = group.get_measurements(name=name)
+    return measurement.value, measurement.unit.value
+
+
+def _evaluations(group) -> set[tuple[str, str]]:
+    return {(e.name.value, e.value.value) for e in group.get_qualitative_evaluations()}
+
+
+@pytest.mark.external
+def test_dciodvfy_reports_no_errors(written: tuple[StudyResult, Path]) -> None:
+    run = subprocess.run(
+        [_external_tool("dciodvfy"), str(written[1])], capture_output=True, text=True, check=False
+    )
+    errors = [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
+    assert errors == []
+
+
+@pytest.mark.external
+def test_dsrdump_renders(written: tuple[StudyResult, Path]) -> None:
+    run = subprocess.run(
+        [_external_tool("dsrdump"), str(written[1])], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert "Imaging Measurement Report" in run.stdout
+
+
+def test_file_is_named_by_sop_instance_uid_and_no_temp_file_is_left(
+    written: tuple[StudyResult, Path],
+) -> None:
+    path = written[1]
+    assert path.name == f"{hd.sr.srread(path).SOPInstanceUID}.dcm"
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_one_volumetric_group_per_lesion(
+    written: tuple[StudyResult, Path], report: hd.sr.MeasurementReport
+) -> None:
+    result = written[0]
+    groups = report.get_volumetric_roi_measurement_groups()
+    assert len(groups) == len(result.lesions)
+    assert {g.tracking_uid for g in groups} == {x.tracking_uid for x in result.lesions}
+
+
+def test_lesion_values_and_units_match_the_input(
+    written: tuple[StudyResult, Path], report: hd.sr.MeasurementReport
+) -> None:
+    for lesion in written[0].lesions:
+        group = _group(report, lesion)
+        assert _value(group, codes.VOLUME) == (pytest.approx(lesion.volume_ml), "mL")
+        assert _value(group, codes.LONG_AXIS) == (
+            pytest.approx(lesion.longest_axial_diameter_mm),
+            "mm",
+        )
+        assert _value(group, codes.SHORT_AXIS) == (pytest.approx(lesion.short_axis_mm), "mm")
+        assert _value(group, codes.MAX_3D_DIAMETER) == (
+            pytest.approx(lesion.max_3d_diameter_mm),
+            "mm",
+        )
+        assert group.tracking_identifier == lesion.tracking_id
+
+
+def test_scored_lesions_carry_score_class_and_algorithm(
+    written: tuple[StudyResult, Path], report: hd.sr.MeasurementReport
+) -> None:
+    for lesion in (x for x in written[0].lesions if x.score is not None):
+        group = _group(report, lesion)
+        assert _value(group, codes.CD8_SCORE) == (pytest.approx(lesion.score), "{score}")
+        (measurement,) = group.get_measurements(name=codes.CD8_SCORE)
+        parameters = [
+            item.value
+            for item in measurement[0].ContentSequence
+            if item.name == hd.sr.CodedConcept("111002", "DCM", "Algorithm Parameters")
+        ]
+        assert "signature: cd8-radiomics 0.1 uncalibrated - research use only" in parameters
+        assert (
+            codes.CD8_SCORE_CLASS.value,
+            codes.SCORE_CLASSES[lesion.score_class].value,
+        ) in _evaluations(group)
+
+
+def test_not_computable_lesion_has_no_score(
+    written: tuple[StudyResult, Path], report: hd.sr.MeasurementReport
+) -> None:
+    (lesion,) = [x for x in written[0].lesions if x.score is None]
+    group = _group(report, lesion)
+    assert group.get_measurements(name=codes.CD8_SCORE) == []
+    assert (codes.CD8_SCORE.value, codes.SCORE_NOT_COMPUTED.value) in _evaluations(group)
+    notes = _notes(report)
+    assert any(lesion.not_computable in note for note in notes)
+
+
+def test_candidates_are_flagged_on_their_lesions(
+    written: tuple[StudyResult, Path], report: hd.sr.MeasurementReport
+) -> None:
+    patient = written[0].patient
+    least = _evaluations(
+        _lesion_group_by_uid(written[0], report, patient.least_infiltrated_tracking_uid)
+    )
+    highest = _evaluations(
+        _lesion_group_by_uid(written[0], report, patient.highest_score_tracking_uid)
+    )
+    assert (codes.RT_TARGET_CANDIDATE.value, codes.SBRT_CANDIDATE.value) in least
+    assert (codes.RT_TARGET_CANDIDATE.value, codes.LOW_DOSE_RT_CANDIDATE.value) in highest
+
+
+def _lesion_group_by_uid(result: StudyResult, report: hd.sr.MeasurementReport, uid: str | None):
+    (lesion,) = [x for x in result.lesions if x.tracking_uid == uid]
+    return _group(report, lesion)
+
+
+def test_contour_reference_fits_the_source(
+    written: tuple[StudyResult, Path], report: hd.sr.MeasurementReport
+) -> None:
+    result = written[0]
+    for lesion in result.lesions:
+        group = _group(report, lesion)
+        if lesion.source == "SEG":
+            segment_item = group.referenced_segment[0]
+            reference = segment_item.ReferencedSOPSequence[0]
+            assert reference.ReferencedSegmentNumber == lesion.number
+            assert reference.ReferencedSOPInstanceUID == result.ct.contour_sop_instance_uid
+        else:
+            assert group.reference_type == REGION_IN_SPACE
+            matches = report.get_volumetric_roi_measurement_groups(
+                tracking_uid=lesion.tracking_uid,
+                referenced_sop_class_uid=RT_STRUCTURE_SET_STORAGE,
+                referenced_sop_instance_uid=result.ct.contour_sop_instance_uid,
+            )
+            assert len(matches) == 1
+
+
+def test_patient_level_group(
+    written: tuple[StudyResult, Path], report: hd.sr.MeasurementReport
+) -> None:
+    patient = written[0].patient
+    (group,) = report.get_image_measurement_groups()
+    assert _value(group, codes.N_LESIONS) == (patient.n_lesions, "{lesions}")
+    scores = {
+        m.derivation.value: m.value for m in group.get_measurements(name=codes.CD8_SCORE)
+    }
+    expected = {
+        codes.SCORE_STATISTICS[key][0].value: metric.value
+        for key, metric in patient.score_stats.items()
+        if metric.value is not None
+    }
+    assert scores == pytest.approx(expected)
+    assert (codes.RISK_GROUP.value, codes.RISK_GROUPS[patient.risk_group].value) in _evaluations(
+        group
+    )
+
+
+def _notes(report: hd.sr.MeasurementReport) -> list[str]:
+    """TEXT comments of the report-level Qualitative Evaluations container."""
+    (container,) = [
+        item for item in report[0].ContentSequence if item.name == codes.QUALITATIVE_EVALUATIONS
+    ]
+    return [item.value for item in container.ContentSequence]
+
+
+def test_reader_sees_decision_support_status_and_provenance(
+    report: hd.sr.MeasurementReport,
+) -> None:
+    text = "\n".join(_notes(report))
+    assert "tumour board" in text
+    assert "uncalibrated - research use only" in text
+    assert "pyradiomics 3.1.4" in text
+    assert "discretisation=fixed bin size 10 HU from -1000 HU" in text
+    assert "Score skewness not computable" in text
+
+
+def test_device_observer_is_the_algorithm(report: hd.sr.MeasurementReport) -> None:
+    (context,) = report.get_observer_contexts()
+    assert context.observer_type == Code("121007", "DCM", "Device")
+    assert context.observer_identifying_attributes.name == "radiomics-cds"
+
+
+def test_series_attributes(written: tuple[StudyResult, Path]) -> None:
+    sr = hd.sr.srread(written[1])
+    assert sr.Manufacturer == "radiomics-cds"
+    assert sr.SeriesDescription == "radiomics-cds CD8 radiomics (decision support)"
+    assert (sr.SeriesNumber, sr.InstanceNumber) == (9900, 1)
+    assert sr.StudyInstanceUID == written[0].study.study_instance_uid
+
+
+def test_uids_are_deterministic_and_follow_the_signature_version() -> None:
+    result, evidence = make_study_result()
+    first = build_measurement_report(result, evidence)
+    again = build_measurement_report(result, evidence)
+    assert (first.SOPInstanceUID, first.SeriesInstanceUID) == (
+        again.SOPInstanceUID,
+        again.SeriesInstanceUID,
+    )
+    rescored = dataclasses.replace(
+        result, provenance=dataclasses.replace(result.provenance, signature_version="0.2")
+    )
+    other = build_measurement_report(rescored, evidence)
+    assert other.SOPInstanceUID != first.SOPInstanceUID
+    assert other.SeriesInstanceUID != first.SeriesInstanceUID
+
+
+def test_long_study_id_is_left_empty_not_truncated() -> None:
+    result, evidence = make_study_result(3, "RTSTRUCT")
+    assert len(result.study.study_id) > 16  # the STS quirk this guards
+    sr = build_measurement_report(result, evidence)
+    assert sr.StudyID == ""
+    assert sr.PatientID == result.study.patient_id
+
+
+def test_empty_specific_character_set_in_evidence_is_handled() -> None:
+    result, evidence = make_study_result(3, "SEG")
+    assert evidence[0].SpecificCharacterSet == ""  # the ct-seg quirk this guards
+    sr = build_measurement_report(result, evidence)
+    assert sr.SpecificCharacterSet == "ISO_IR 192"
+
+
+def test_evidence_lists_ct_and_contour_and_callers_datasets_are_untouched(source: str) -> None:
+    result, evidence = make_study_result(3, source)
+    before = copy.deepcopy(evidence)
+    sr = build_measurement_report(result, evidence)
+    assert evidence == before
+    referenced = {
+        item.ReferencedSOPInstanceUID
+        for study in sr.CurrentRequestedProcedureEvidenceSequence
+        for series in study.ReferencedSeriesSequence
+        for item in series.ReferencedSOPSequence
+    }
+    assert referenced == {*result.ct.sop_instance_uids, result.ct.contour_sop_instance_uid}

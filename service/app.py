@@ -1,0 +1,155 @@
+"""Process roles: `scorer` (gRPC scoring core), `ingest` (listener, worker, outbox, HTTP) and
+`serve` (both, the scorer as a child process, for one machine and the quick start)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from service.config import Config
+from service.ingest.index import StudyIndex
+from service.ingest.scp import StorageHandlers, build_ae, start_listener
+from service.ingest.spool import Spool
+from service.observability import HealthServer
+from service.outputs.ehr import post_bundle
+from service.outputs.outbox import Outbox, Sender
+from service.outputs.pacs import store_one
+from service.scoring.client import ScoringClient
+from service.scoring.lesion import ScoringContext
+from service.scoring.location import LocationRules
+from service.scoring.server import build_server
+from service.scoring.settings import ExtractionSettings
+from service.scoring.signatures import load_signature
+from service.worker import StudyWorker
+
+log = logging.getLogger(__name__)
+
+
+def scoring_context(config: Config) -> ScoringContext:
+    """The scorer's configuration; the signature must accept the settings (checked here)."""
+    signature = load_signature(config.signature_file)
+    settings = ExtractionSettings()
+    signature.check_preprocessing(settings)
+    return ScoringContext(settings, signature, LocationRules(site_mapping=dict(config.site_mapping)))
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+
+
+def run_scorer(config: Config, on_ready: Callable[[int], None] | None = None) -> None:
+    """Serve the scoring core until SIGTERM; lets in-flight calls finish (grace period)."""
+    server, port = build_server(
+        scoring_context(config), config.scorer_address, volume_filter_ml=config.volume_filter_ml,
+        max_message_bytes=config.grpc_max_message_bytes, workers=config.scorer_workers,
+    )
+    server.start()
+    log.info("scoring core listening on port %d", port)
+    if on_ready:
+        on_ready(port)
+    _wait_for_signal()
+    server.stop(grace=30).wait()
+
+
+def _senders(config: Config) -> dict[str, Sender]:
+    senders: dict[str, Sender] = {}
+    if config.pacs_host:
+        senders["pacs"] = lambda path: store_one(
+            path, config.pacs_host, config.pacs_port, config.pacs_ae_title, config.dicom_ae_title
+        )
+    if config.fhir_base_url:
+        senders["fhir"] = lambda path: post_bundle(path, config.fhir_base_url, config.fhir_bearer_token)
+    return senders
+
+
+def _scorer_serving(target: str) -> bool:
+    with grpc.insecure_channel(target) as channel:
+        try:
+            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+        except grpc.RpcError:
+            return False
+    return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+class Ingest:
+    """Listener + worker + outbox + HTTP, wired to one var directory and one scorer."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        spool = Spool(config.spool_dir)
+        removed = spool.remove_leftovers()
+        if removed:
+            log.info("removed %d partial writes left by an interrupted stop", removed)
+        self.index = StudyIndex(config.index_path)
+        self.client = ScoringClient(config.scorer_address, max_message_bytes=config.grpc_max_message_bytes)
+        self.outbox = Outbox(
+            config.var_dir / "outbox.sqlite", _senders(config), max_attempts=config.delivery_max_attempts,
+            initial_backoff_s=config.delivery_initial_backoff_seconds,
+        )
+        self.worker = StudyWorker(config, self.index, self.client, self.outbox)
+        self.ae = build_ae(config.dicom_ae_title, config.dicom_max_associations)
+        self.handlers = StorageHandlers(spool, self.index)
+        self.http = HealthServer(config.http_host, config.http_port, self.readiness)
+        self.listener = None
+
+    def readiness(self) -> tuple[bool, str]:
+        if self.listener is None:
+            return False, "DICOM listener not started"
+        if not _scorer_serving(self.config.scorer_address):
+            return False, "scoring core not serving"
+        return True, "ready"
+
+    def start(self) -> None:
+        self.http.start()
+        self.outbox.start()
+        self.worker.start()
+        self.listener = start_listener(self.ae, self.config.dicom_host, self.config.dicom_port, self.handlers)
+        log.info("DICOM listener %s on port %d; HTTP on port %d; results in %s",
+                 self.config.dicom_ae_title, self.listener.server_address[1], self.http.port, self.config.outbox_dir)
+
+    def stop(self) -> None:
+        """Stop taking associations first, then let the worker and the outbox finish."""
+        if self.listener is not None:
+            self.listener.shutdown()
+        self.worker.stop()
+        self.outbox.stop()
+        self.client.close()
+        self.http.stop()
+        self.index.close()
+
+
+def run_ingest(config: Config) -> None:
+    ingest = Ingest(config)
+    ingest.start()
+    try:
+        _wait_for_signal()
+    finally:
+        ingest.stop()
+
+
+def run_serve(config: Config, config_file: Path | None) -> None:
+    """Scorer as a child process on loopback, ingest here; both stop together."""
+    command = [sys.executable, "-m", "service.cli", "scorer"]
+    if config_file:
+        command += ["--config", str(config_file)]
+    scorer = subprocess.Popen(command)
+    try:
+        ScoringClient(config.scorer_address).wait_ready(timeout_s=60)
+        run_ingest(config)
+    finally:
+        scorer.terminate()
+        try:
+            scorer.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            scorer.kill()

@@ -1,0 +1,173 @@
+"""radiomics-cds command line: serve | ingest | scorer | score | send | status | show."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pydicom
+
+from service import __version__
+from service.app import run_ingest, run_scorer, run_serve, scoring_context
+from service.config import Config, load_config
+from service.errors import RadiomicsCdsError
+from service.ingest.index import StudyIndex
+from service.ingest.spool import study_key
+from service.model import StudyResult
+from service.observability import configure_logging
+from service.outputs.pacs import DeliveryError, dicom_files, send_files
+from service.pipeline import read_instance, score_study, select_inputs, write_outputs
+from service.report import format_table, rows_from_result, rows_from_sr
+from service.scoring.client import ScoringClient
+from service.scoring.server import build_server
+
+log = logging.getLogger("radiomics-cds")
+
+
+def _config(args: argparse.Namespace, **overrides: object) -> Config:
+    return load_config(args.config, **overrides)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    run_serve(_config(args, dicom_port=args.port), args.config)
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    run_ingest(_config(args, dicom_port=args.port))
+    return 0
+
+
+def _cmd_scorer(args: argparse.Namespace) -> int:
+    run_scorer(_config(args, scorer_address=args.address))
+    return 0
+
+
+def _print_result(result: StudyResult, sr_path: Path, bundle_path: Path) -> None:
+    print(format_table(rows_from_result(result)))
+    print()
+    print(f"Signature: {result.provenance.signature_id} {result.provenance.signature_version} "
+          f"({result.provenance.signature_status}); risk group: {result.patient.risk_group} "
+          f"(cut-off {result.patient.cutoff_name})")
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    print(f"SR:          {sr_path}")
+    print(f"FHIR Bundle: {bundle_path}")
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    """The service's pipeline, offline: an in-process scorer on loopback, called over gRPC."""
+    config = _config(args)
+    server, port = build_server(scoring_context(config), "127.0.0.1:0", volume_filter_ml=config.volume_filter_ml,
+                                max_message_bytes=config.grpc_max_message_bytes, workers=config.scorer_workers)
+    server.start()
+    try:
+        datasets = [ds for ds in map(_try_read, sorted(p for p in args.ct.iterdir() if p.is_file())) if ds is not None]
+        datasets.append(read_instance(args.rtstruct or args.seg))
+        inputs, warnings = select_inputs(datasets)  # the CT series in the contours' frame of reference
+        with ScoringClient(f"127.0.0.1:{port}", max_message_bytes=config.grpc_max_message_bytes) as client:
+            result = score_study(inputs, client, parallel=config.scorer_workers, warnings=warnings)
+        written = write_outputs(result, inputs.evidence, args.out, config.patient_identifier_system)
+    finally:
+        server.stop(grace=None)
+    _print_result(written.result, written.sr_path, written.bundle_path)
+    return 0
+
+
+def _try_read(path: Path) -> pydicom.Dataset | None:
+    try:
+        return pydicom.dcmread(path)
+    except pydicom.errors.InvalidDicomError:
+        return None
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    files = dicom_files(args.paths)
+    report = send_files(files, args.host, args.port, args.aet, args.calling_aet)
+    print(f"sent {report.sent} of {len(files)} files to {args.aet} at {args.host}:{args.port}")
+    for failure in report.failed:
+        print(f"failed: {failure}", file=sys.stderr)
+    return 0 if not report.failed else 1
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    rows, footer = rows_from_sr(pydicom.dcmread(args.sr))
+    print(format_table(rows, footer))
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    """Studies known to the index: log key, Study Instance UID, state, result or why it failed."""
+    config = _config(args)
+    index = StudyIndex(config.index_path)
+    try:
+        for study in index.studies_in(None):
+            detail = study.error or (f"SR {study.result}" if study.result else "")
+            print(f"{study_key(study.study_instance_uid)}  {study.study_instance_uid}  {study.state:<10}  {detail}")
+    finally:
+        index.close()
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="radiomics-cds", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"radiomics-cds {__version__}")
+    parser.add_argument("--log-level", default="INFO")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("--config", type=Path, help="YAML settings file (see README, Configuration)")
+        return sub
+
+    serve = with_config(commands.add_parser("serve", help="listener + worker + scorer, on embedded defaults"))
+    serve.add_argument("--port", type=int, help="DICOM port (default 11112)")
+    serve.set_defaults(handler=_cmd_serve)
+    ingest = with_config(commands.add_parser("ingest", help="listener + worker + outbox, using a remote scorer"))
+    ingest.add_argument("--port", type=int, help="DICOM port (default 11112)")
+    ingest.set_defaults(handler=_cmd_ingest)
+    scorer = with_config(commands.add_parser("scorer", help="the gRPC scoring core"))
+    scorer.add_argument("--address", help="listen address (default 127.0.0.1:50051)")
+    scorer.set_defaults(handler=_cmd_scorer)
+
+    score = with_config(commands.add_parser("score", help="score one study offline, write SR + FHIR Bundle"))
+    score.add_argument("--ct", type=Path, required=True, help="directory of the CT series")
+    contours = score.add_mutually_exclusive_group(required=True)
+    contours.add_argument("--rtstruct", type=Path, help="RT Structure Set file")
+    contours.add_argument("--seg", type=Path, help="DICOM SEG file")
+    score.add_argument("--out", type=Path, required=True, help="directory for the SR and the Bundle")
+    score.set_defaults(handler=_cmd_score)
+
+    send = commands.add_parser("send", help="C-STORE files or directories to any Storage SCP")
+    send.add_argument("paths", type=Path, nargs="+")
+    send.add_argument("--host", default="127.0.0.1")
+    send.add_argument("--port", type=int, default=11112)
+    send.add_argument("--aet", default="RADIOMICS_CDS", help="called AE title")
+    send.add_argument("--calling-aet", default="RCDS_SEND")
+    send.set_defaults(handler=_cmd_send)
+
+    status = with_config(commands.add_parser("status", help="list studies and their state"))
+    status.set_defaults(handler=_cmd_status)
+
+    show = commands.add_parser("show", help="print the lesion table of one of our SRs")
+    show.add_argument("sr", type=Path)
+    show.set_defaults(handler=_cmd_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        return args.handler(args)
+    except (RadiomicsCdsError, DeliveryError) as error:
+        print(f"radiomics-cds: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""One settings object: embedded defaults, then an optional YAML file, then RCDS_* environment.
+
+Every field can be set as `RCDS_<FIELD NAME IN CAPITALS>` (e.g. RCDS_DICOM_PORT=11113) or as
+`field_name: value` in the YAML file given by --config or RCDS_CONFIG. Values are validated at
+start, so a typo stops the service with a message instead of surfacing at the first study.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from service.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Config:
+    # DICOM listener (Storage SCP)
+    dicom_ae_title: str = "RADIOMICS_CDS"
+    dicom_host: str = "0.0.0.0"
+    dicom_port: int = 11112
+    dicom_max_associations: int = 10
+    # Where everything durable lives: spool/, index.sqlite, outbox/
+    var_dir: Path = Path("var")
+    # Study completeness: quiet period, early completion, hard cap (seconds)
+    quiet_seconds: float = 30.0
+    hard_cap_seconds: float = 3600.0
+    # Scoring core (gRPC)
+    scorer_address: str = "127.0.0.1:50051"
+    scorer_workers: int = 2
+    grpc_max_message_bytes: int = 256 * 1024 * 1024
+    signature_file: Path | None = None
+    volume_filter_ml: float = 1.0
+    site_mapping: dict[str, str] = field(default_factory=dict)
+    # HTTP: /metrics, /healthz, /readyz
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
+    # Outputs: written to var_dir/outbox always; delivered when a destination is set
+    pacs_host: str | None = None
+    pacs_port: int = 104
+    pacs_ae_title: str = "PACS"
+    fhir_base_url: str | None = None
+    fhir_bearer_token: str | None = None
+    patient_identifier_system: str = "urn:dicom:patient-id"
+    delivery_max_attempts: int = 10
+    delivery_initial_backoff_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.dicom_ae_title.strip()) <= 16:
+            raise ConfigError("dicom_ae_title must have 1 to 16 characters")
+        for name in ("dicom_port", "http_port", "pacs_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ConfigError(f"{name} must be a TCP port (0-65535)")
+        if self.dicom_max_associations < 1:
+            raise ConfigError("dicom_max_associations must be at least 1")
+        if self.quiet_seconds <= 0 or self.hard_cap_seconds < self.quiet_seconds:
+            raise ConfigError("quiet_seconds must be positive and hard_cap_seconds at least quiet_seconds")
+        if self.delivery_max_attempts < 1:
+            raise ConfigError("delivery_max_attempts must be at least 1")
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.var_dir / "spool"
+
+    @property
+    def index_path(self) -> Path:
+        return self.var_dir / "index.sqlite"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.var_dir / "outbox"
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
+    """Turn a YAML or environment value into the field's type, or say which field is wrong."""
+    text_kind = str(kind)
+    try:
+        if value is None or (isinstance(value, str) and value == "" and "None" in text_kind):
+            return None
+        if "dict" in text_kind:
+            parsed = yaml.safe_load(value) if isinstance(value, str) else value
+            if not isinstance(parsed, Mapping):
+                raise ValueError("expected a mapping")
+            return {str(k): str(v) for k, v in parsed.items()}
+        if "Path" in text_kind:
+            return Path(value)
+        if kind is int:
+            return int(value)
+        if kind is float:
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError, yaml.YAMLError) as error:
+        raise ConfigError(f"setting {name}: cannot use {value!r} ({error})") from error
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+    """Defaults < YAML file < RCDS_* environment < explicit overrides (e.g. CLI flags)."""
+    environ = os.environ if environ is None else environ
+    hints = get_type_hints(Config)
+    names = {f.name for f in dataclasses.fields(Config)}
+    values: dict[str, Any] = {}
+    path = path or (Path(environ["RCDS_CONFIG"]) if environ.get("RCDS_CONFIG") else None)
+    if path is not None:
+        try:
+            document = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError(f"cannot read configuration file {path}: {error}") from error
+        if not isinstance(document, Mapping):
+            raise ConfigError(f"configuration file {path} must be a mapping of setting: value")
+        unknown = sorted(set(document) - names)
+        if unknown:
+            raise ConfigError(f"configuration file {path}: unknown settings {unknown}")
+        values.update(document)
+    for name in names:
+        env_value = environ.get(f"RCDS_{name.upper()}")
+        if env_value is not None:
+            values[name] = env_value
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Config(**{name: _coerce(name, hints[name], value) for name, value in values.items()})

@@ -1,0 +1,1 @@
+"""DICOM reception: Storage SCP, durable spool, index and study completeness."""

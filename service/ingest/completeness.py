@@ -1,0 +1,69 @@
+"""When is a study complete? DICOM has no "end of study" message, so we decide.
+
+A study is ready when (in this order):
+1. early: contours (RTSTRUCT or SEG) are present and CT slices cover every contour plane, with
+   no gap between them and `margin_mm` beyond each end (room for the ring and resampling), so we
+   need not sit out the quiet period when the sender is done;
+2. quiet: nothing new has arrived for `quiet_seconds` and contours are present;
+3. hard cap: `hard_cap_seconds` after the study started waiting, whatever is there: ready if
+   contours are present, else failed ("no contours received"). The cap bounds waiting for a
+   sender that trickles instances forever, or a structure set that never comes.
+A CT alone keeps waiting past the quiet period: the RTSTRUCT may be drawn and sent later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.ingest.index import InstanceRecord, StudyState
+from service.sop_classes import CONTOUR_SOP_CLASSES, CT_SOP_CLASSES
+
+EARLY_MARGIN_MM = 10.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    ready: bool
+    failed: bool
+    reason: str
+
+
+WAIT = Decision(False, False, "waiting for more instances")
+
+
+def _covered(contours: Sequence[InstanceRecord], ct: Sequence[InstanceRecord], margin_mm: float) -> bool:
+    """Do CT slices of the contours' frame of reference span every contour plane, gap-free?"""
+    for contour in contours:
+        slices = np.unique([z for record in ct if record.frame_of_reference_uid == contour.frame_of_reference_uid
+                            for z in record.positions])
+        if slices.size < 2 or not contour.positions:
+            return False
+        steps = np.diff(slices)
+        spacing = float(np.median(steps))
+        if steps.max() > 1.5 * spacing:
+            return False
+        low, high = min(contour.positions) - margin_mm, max(contour.positions) + margin_mm
+        if slices[0] > low + 0.25 * spacing or slices[-1] < high - 0.25 * spacing:
+            return False
+    return True
+
+
+def assess(
+    study: StudyState, instances: Sequence[InstanceRecord], now: float, quiet_seconds: float,
+    hard_cap_seconds: float, margin_mm: float = EARLY_MARGIN_MM,
+) -> Decision:
+    """Whether a receiving study is ready, must keep waiting, or has failed to become complete."""
+    contours = [i for i in instances if i.sop_class_uid in CONTOUR_SOP_CLASSES]
+    ct = [i for i in instances if i.sop_class_uid in CT_SOP_CLASSES]
+    if contours and ct and _covered(contours, ct, margin_mm):
+        return Decision(True, False, "contours and the CT slices they span are present")
+    if contours and now - study.last_received_at >= quiet_seconds:
+        return Decision(True, False, f"no new instance for {quiet_seconds:g} s")
+    if now - study.waiting_since >= hard_cap_seconds:
+        if contours:
+            return Decision(True, False, f"hard cap of {hard_cap_seconds:g} s reached")
+        return Decision(False, True, f"no RTSTRUCT or SEG received within {hard_cap_seconds:g} s")
+    return WAIT

@@ -1,0 +1,176 @@
+"""The SQLite index of received instances and of each study's processing state.
+
+The index is the service's memory across restarts: an instance is indexed (in a committed,
+fsync'd transaction) before its C-STORE is answered, and a study's state moves
+receiving -> processing -> done | failed. A new instance for a done or failed study sends it
+back to receiving (the study is re-scored); a repeated instance changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    sop_instance_uid TEXT PRIMARY KEY,
+    sop_class_uid TEXT NOT NULL,
+    study_instance_uid TEXT NOT NULL,
+    series_instance_uid TEXT NOT NULL,
+    modality TEXT NOT NULL,
+    frame_of_reference_uid TEXT NOT NULL,
+    positions TEXT NOT NULL,
+    path TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS instances_by_study ON instances (study_instance_uid);
+CREATE TABLE IF NOT EXISTS studies (
+    study_instance_uid TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    waiting_since REAL NOT NULL,
+    last_received_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    result TEXT,
+    updated_at REAL NOT NULL
+);
+"""
+
+RECEIVING, PROCESSING, DONE, FAILED = "receiving", "processing", "done", "failed"
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """What completeness and loading need to know of one stored instance."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    modality: str
+    frame_of_reference_uid: str
+    positions: tuple[float, ...]  # CT: slice z (mm); contours: plane z (mm)
+    path: Path
+    received_at: float
+
+
+@dataclass(frozen=True)
+class StudyState:
+    study_instance_uid: str
+    state: str
+    waiting_since: float
+    last_received_at: float
+    attempts: int
+    error: str | None
+    result: str | None
+
+
+class StudyIndex:
+    """Thread-safe: the SCP's association threads and the worker share one connection."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # committed means on disk: we acknowledge after it
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def add_instance(self, record: InstanceRecord) -> bool:
+        """Index an instance; True when it is new (and its study must be (re)assessed)."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.sop_instance_uid, record.sop_class_uid, record.study_instance_uid,
+                    record.series_instance_uid, record.modality, record.frame_of_reference_uid,
+                    json.dumps(list(record.positions)), str(record.path), record.received_at,
+                ),
+            )
+            is_new = cursor.rowcount == 1
+            if is_new:
+                self._touch_study(record.study_instance_uid, record.received_at)
+            return is_new
+
+    def _touch_study(self, study_uid: str, now: float) -> None:
+        row = self._db.execute("SELECT state FROM studies WHERE study_instance_uid = ?", (study_uid,)).fetchone()
+        if row is None:
+            self._db.execute(
+                "INSERT INTO studies (study_instance_uid, state, waiting_since, last_received_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?)", (study_uid, RECEIVING, now, now, now),
+            )
+        elif row[0] in (DONE, FAILED):
+            self._db.execute(
+                "UPDATE studies SET state = ?, waiting_since = ?, last_received_at = ?, updated_at = ?"
+                " WHERE study_instance_uid = ?", (RECEIVING, now, now, now, study_uid),
+            )
+        else:
+            self._db.execute(
+                "UPDATE studies SET last_received_at = ?, updated_at = ? WHERE study_instance_uid = ?",
+                (now, now, study_uid),
+            )
+
+    def instances(self, study_uid: str) -> list[InstanceRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM instances WHERE study_instance_uid = ? ORDER BY received_at", (study_uid,)
+            ).fetchall()
+        return [
+            InstanceRecord(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])), Path(r[7]), r[8])
+            for r in rows
+        ]
+
+    def study(self, study_uid: str) -> StudyState | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT study_instance_uid, state, waiting_since, last_received_at, attempts, error, result"
+                " FROM studies WHERE study_instance_uid = ?", (study_uid,),
+            ).fetchone()
+        return StudyState(*row) if row else None
+
+    def studies_in(self, state: str | None = None) -> list[StudyState]:
+        """Studies in one state (all when None), oldest activity first."""
+        query = "SELECT study_instance_uid, state, waiting_since, last_received_at, attempts, error, result FROM studies"
+        with self._lock:
+            rows = self._db.execute(
+                query + (" WHERE state = ?" if state else "") + " ORDER BY last_received_at", (state,) if state else (),
+            ).fetchall()
+        return [StudyState(*row) for row in rows]
+
+    def count_in(self, state: str) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM studies WHERE state = ?", (state,)).fetchone()[0])
+
+    def claim(self, study_uid: str) -> bool:
+        """Move a receiving study to processing; False if something else changed it first."""
+        with self._lock, self._db:
+            cursor = self._db.execute(
+                "UPDATE studies SET state = ?, attempts = attempts + 1, updated_at = ?"
+                " WHERE study_instance_uid = ? AND state = ?", (PROCESSING, time.time(), study_uid, RECEIVING),
+            )
+            return cursor.rowcount == 1
+
+    def finish(self, study_uid: str, state: str, *, error: str | None = None, result: str | None = None) -> None:
+        """Record the outcome, unless new instances arrived meanwhile (then it stays receiving)."""
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE studies SET state = ?, error = ?, result = ?, updated_at = ?"
+                " WHERE study_instance_uid = ? AND state = ?",
+                (state, error, result, time.time(), study_uid, PROCESSING),
+            )
+
+    def requeue_interrupted(self) -> int:
+        """After a restart: studies that were processing when we stopped are assessed again."""
+        with self._lock, self._db:
+            return self._db.execute(
+                "UPDATE studies SET state = ?, updated_at = ? WHERE state = ?", (RECEIVING, time.time(), PROCESSING)
+            ).rowcount

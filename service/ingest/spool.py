@@ -1,0 +1,46 @@
+"""The durable spool: every received instance is on disk before we answer Success.
+
+Writes go through service.durable.write_atomically (temporary file, fsync, atomic rename,
+directory fsync): a crash leaves either no file or the whole file, never a partial one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import BinaryIO
+
+from service.durable import write_atomically
+
+
+def study_key(study_instance_uid: str) -> str:
+    """A short, stable, non-identifying name for a study (directory names, logs)."""
+    return hashlib.sha256(study_instance_uid.encode()).hexdigest()[:16]
+
+
+class Spool:
+    """Instances stored as <root>/<study key>/<SOP Instance UID>.dcm."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, study_instance_uid: str, sop_instance_uid: str) -> Path:
+        return self.root / study_key(study_instance_uid) / f"{sop_instance_uid}.dcm"
+
+    def store(self, study_instance_uid: str, sop_instance_uid: str, source: BinaryIO | bytes) -> Path:
+        """Store one instance durably; storing the same UID again replaces it atomically."""
+        path = self.path_for(study_instance_uid, sop_instance_uid)
+        if isinstance(source, bytes):
+            write_atomically(path, lambda out: out.write(source))
+        else:
+            write_atomically(path, lambda out: shutil.copyfileobj(source, out, 1024 * 1024))
+        return path
+
+    def remove_leftovers(self) -> int:
+        """Delete partial writes a crash left behind (never acknowledged, so nothing is lost)."""
+        leftovers = list(self.root.glob("*/.*.tmp"))
+        for leftover in leftovers:
+            leftover.unlink(missing_ok=True)
+        return len(leftovers)

@@ -1,0 +1,203 @@
+"""The study pipeline shared by the service and the offline `score` command.
+
+instances -> (CT series, contour set) -> lesion masks -> crops -> scorer (gRPC) -> StudyResult
+-> SR + FHIR Bundle files. Everything study-specific that can go wrong raises an InputError
+that names the problem, so the caller can fail this study and carry on with the next.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from service.errors import FrameOfReferenceMismatch, InputError
+from service.imaging.contours import rtstruct_to_masks, seg_to_masks
+from service.imaging.crops import lesion_crop
+from service.imaging.volume import load_ct_series
+from service.sop_classes import CONTOUR_SOP_CLASSES, CT_SOP_CLASSES, RT_STRUCTURE_SET
+from service.model import CtReference, CtSeries, LesionMask, StudyInfo, StudyResult
+from service.outputs.fhir import build_bundle, write_bundle
+from service.outputs.sr import build_measurement_report, write_sr
+from service.scoring.client import ScoringClient
+from service.scoring.settings import ExtractionSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StudyInputs:
+    """The parts of a study the pipeline scores."""
+
+    ct: CtSeries
+    contours: Dataset
+    evidence: list[Dataset]  # headers of the CT instances and the contour object
+    study: StudyInfo
+
+
+@dataclass(frozen=True)
+class WrittenOutputs:
+    result: StudyResult
+    sr_path: Path
+    bundle_path: Path
+    sr_sop_instance_uid: str
+
+
+def read_instance(path: Path) -> Dataset:
+    """Read one stored instance; a file that does not parse is an input error of its study."""
+    try:
+        return pydicom.dcmread(path)
+    except Exception as error:  # pydicom raises many types for damaged files
+        raise InputError(f"instance {path.stem}: cannot be read as DICOM ({type(error).__name__}: {error})") from error
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    return "" if value is None else str(value)
+
+
+def study_info(header: Dataset) -> StudyInfo:
+    return StudyInfo(
+        patient_id=_text(header, "PatientID"), patient_name=_text(header, "PatientName"),
+        patient_birth_date=_text(header, "PatientBirthDate"), patient_sex=_text(header, "PatientSex"),
+        study_instance_uid=_text(header, "StudyInstanceUID"), study_date=_text(header, "StudyDate"),
+        study_time=_text(header, "StudyTime"), accession_number=_text(header, "AccessionNumber"),
+        referring_physician_name=_text(header, "ReferringPhysicianName"), study_id=_text(header, "StudyID"),
+        study_description=_text(header, "StudyDescription"),
+    )
+
+
+def _contour_frame_of_reference(contours: Dataset) -> str:
+    if contours.SOPClassUID == RT_STRUCTURE_SET:
+        frames = contours.get("ReferencedFrameOfReferenceSequence") or []
+        if frames:
+            return str(frames[0].FrameOfReferenceUID)
+        rois = contours.get("StructureSetROISequence") or []
+        return str(rois[0].ReferencedFrameOfReferenceUID) if rois else ""
+    return str(contours.get("FrameOfReferenceUID", ""))
+
+
+def _referenced_series(contours: Dataset) -> set[str]:
+    """CT series the contour object names (RTSTRUCT study/series refs, SEG ReferencedSeries)."""
+    series = {str(item.SeriesInstanceUID) for item in contours.get("ReferencedSeriesSequence") or []}
+    for frame in contours.get("ReferencedFrameOfReferenceSequence") or []:
+        for study in frame.get("RTReferencedStudySequence") or []:
+            series |= {str(item.SeriesInstanceUID) for item in study.get("RTReferencedSeriesSequence") or []}
+    return series
+
+
+def _pick_ct_series(contours: Dataset, ct_instances: Sequence[Dataset]) -> list[Dataset]:
+    """The CT series the contours lie on: same Frame of Reference, the referenced one if several."""
+    frame = _contour_frame_of_reference(contours)
+    by_series: dict[str, list[Dataset]] = {}
+    for ds in ct_instances:
+        if str(ds.get("FrameOfReferenceUID", "")) == frame:
+            by_series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
+    if not by_series:
+        frames = sorted({str(ds.get("FrameOfReferenceUID", "")) for ds in ct_instances})
+        raise FrameOfReferenceMismatch(
+            f"the contours are in Frame of Reference {frame or '(none)'}, but no received CT series is "
+            f"(CT Frames of Reference: {', '.join(frames) or 'none received'})"
+        )
+    if len(by_series) > 1:
+        referenced = [uid for uid in by_series if uid in _referenced_series(contours)]
+        if len(referenced) != 1:
+            raise InputError(
+                f"{len(by_series)} CT series share Frame of Reference {frame} and the contours "
+                "reference none of them unambiguously"
+            )
+        return by_series[referenced[0]]
+    return next(iter(by_series.values()))
+
+
+def select_inputs(datasets: Sequence[Dataset]) -> tuple[StudyInputs, list[str]]:
+    """Choose the contour set and its CT series among a study's instances; (inputs, warnings)."""
+    warnings: list[str] = []
+    contour_sets = [ds for ds in datasets if ds.get("SOPClassUID") in CONTOUR_SOP_CLASSES]
+    ct_instances = [ds for ds in datasets if ds.get("SOPClassUID") in CT_SOP_CLASSES]
+    if not contour_sets:
+        raise InputError("no RTSTRUCT or SEG in the study")
+    if not ct_instances:
+        raise InputError("no CT image in the study")
+    contours = contour_sets[-1]
+    if len(contour_sets) > 1:
+        warnings.append(
+            f"{len(contour_sets)} contour objects received; scored the last received "
+            f"({contours.SOPInstanceUID})"
+        )
+    series = _pick_ct_series(contours, ct_instances)
+    ct = load_ct_series(series)
+    evidence = [_header(ds) for ds in series] + [_header(contours)]
+    return StudyInputs(ct=ct, contours=contours, evidence=evidence, study=study_info(series[0])), warnings
+
+
+def _header(ds: Dataset) -> Dataset:
+    """A copy without bulk pixel data: evidence lists need identities, not images."""
+    header = Dataset()
+    header.update({tag: element for tag, element in ds.items() if tag < 0x7FE00000})
+    header.file_meta = getattr(ds, "file_meta", Dataset())
+    return header
+
+
+def lesion_masks(inputs: StudyInputs) -> list[LesionMask]:
+    if inputs.contours.SOPClassUID == RT_STRUCTURE_SET:
+        masks = rtstruct_to_masks(inputs.contours, inputs.ct)
+    else:
+        masks = seg_to_masks(inputs.contours, inputs.ct)
+    if not masks:
+        raise InputError("the contour object holds no lesion with area")
+    return masks
+
+
+def score_study(inputs: StudyInputs, client: ScoringClient, *, parallel: int = 2,
+                warnings: Sequence[str] = ()) -> StudyResult:
+    """Score every lesion through the scorer, then the patient level."""
+    provenance = client.describe()
+    settings = ExtractionSettings.from_dict(dict(provenance.settings))
+    masks = lesion_masks(inputs)
+    study_warnings = list(warnings) + [f"lesion {m.number}: {w}" for m in masks for w in m.warnings]
+    crops = [lesion_crop(inputs.ct, mask, settings) for mask in masks]
+    for crop in crops:  # fail fast, before any work, if a lesion cannot travel to the scorer
+        client.check_size(crop)
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        lesions = list(pool.map(client.score_lesion, crops))
+    patient = client.aggregate(lesions)
+    contour = inputs.contours
+    ct_reference = CtReference(
+        series_instance_uid=inputs.ct.series_instance_uid,
+        frame_of_reference_uid=inputs.ct.frame_of_reference_uid,
+        sop_class_uid=inputs.ct.sop_class_uid,
+        sop_instance_uids=tuple(dict.fromkeys(inputs.ct.sop_instance_uids)),
+        contour_sop_class_uid=str(contour.SOPClassUID),
+        contour_sop_instance_uid=str(contour.SOPInstanceUID),
+        contour_series_instance_uid=str(contour.SeriesInstanceUID),
+    )
+    return StudyResult(
+        study=inputs.study, ct=ct_reference, lesions=lesions, patient=patient,
+        provenance=provenance, warnings=study_warnings,
+    )
+
+
+def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path,
+                  patient_identifier_system: str) -> WrittenOutputs:
+    """Build and durably write the SR and the FHIR Bundle of a scored study."""
+    sr = build_measurement_report(result, evidence)
+    sr_path = write_sr(sr, outdir)
+    bundle = build_bundle(result, sr_sop_instance_uid=str(sr.SOPInstanceUID),
+                          patient_identifier_system=patient_identifier_system)
+    bundle_path = write_bundle(bundle, outdir)
+    return WrittenOutputs(result, sr_path, bundle_path, str(sr.SOPInstanceUID))
+
+
+def run_study(datasets: Sequence[Dataset], client: ScoringClient, outdir: Path, *,
+              patient_identifier_system: str, parallel: int = 2) -> WrittenOutputs:
+    """The whole pipeline on one study's instances."""
+    inputs, warnings = select_inputs(datasets)
+    result = score_study(inputs, client, parallel=parallel, warnings=warnings)
+    return write_outputs(result, inputs.evidence, outdir, patient_identifier_system)
+

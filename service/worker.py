@@ -1,0 +1,119 @@
+"""The study worker: turns complete studies in the index into results in the outbox.
+
+One study at a time per worker thread; a study that fails (bad input or a bug) is marked failed
+with a specific reason, and the worker goes on to the next: one broken study never stops the
+service. Nothing here holds state the index does not: after a restart, interrupted studies are
+simply assessed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import grpc
+
+from service.config import Config
+from service.errors import InputError
+from service.ingest.completeness import assess
+from service.ingest.index import DONE, FAILED, PROCESSING, RECEIVING, StudyIndex
+from service.ingest.spool import study_key
+from service.observability import QUEUE_DEPTH, SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FAILED
+from service.outputs.outbox import Outbox
+from service.pipeline import read_instance, run_study
+from service.scoring.client import ScoringClient
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+class StudyWorker:
+    """Polls the index, scores ready studies, writes and enqueues their outputs."""
+
+    def __init__(self, config: Config, index: StudyIndex, client: ScoringClient, outbox: Outbox,
+                 poll_seconds: float = 0.5) -> None:
+        self._config = config
+        self._index = index
+        self._client = client
+        self._outbox = outbox
+        self._poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="study-worker", daemon=True)
+
+    def start(self) -> None:
+        requeued = self._index.requeue_interrupted()
+        if requeued:
+            log.info("re-assessing %d studies interrupted by the last stop", requeued)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout_s)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.process_ready()
+            self._stop.wait(self._poll_seconds)
+
+    def process_ready(self, now: float | None = None) -> int:
+        """Assess every receiving study; process those ready. Returns how many were processed."""
+        processed = 0
+        for study in self._index.studies_in(RECEIVING):
+            if self._stop.is_set():
+                break
+            instances = self._index.instances(study.study_instance_uid)
+            decision = assess(study, instances, time.time() if now is None else now,
+                              self._config.quiet_seconds, self._config.hard_cap_seconds)
+            if decision.failed and self._index.claim(study.study_instance_uid):
+                self._fail(study.study_instance_uid, decision.reason, "input")
+            elif decision.ready and self._index.claim(study.study_instance_uid):
+                log.info("study %s ready: %s", study_key(study.study_instance_uid), decision.reason)
+                self._process(study.study_instance_uid)
+                processed += 1
+        self._update_gauges()
+        return processed
+
+    def _process(self, study_uid: str) -> None:
+        key = study_key(study_uid)
+        started = time.monotonic()
+        try:
+            datasets = [read_instance(record.path) for record in self._index.instances(study_uid)]
+            written = run_study(
+                datasets, self._client, self._config.outbox_dir,
+                patient_identifier_system=self._config.patient_identifier_system,
+                parallel=self._config.scorer_workers,
+            )
+        except InputError as error:
+            self._fail(study_uid, str(error), "input")
+            return
+        except grpc.RpcError as error:
+            if error.code() in _TRANSIENT:  # scorer restarting or scaling: try the study again
+                log.warning("study %s: scorer unavailable (%s); will retry", key, error.code().name)
+                self._index.finish(study_uid, RECEIVING, error=f"scorer unavailable ({error.code().name})")
+                return
+            self._fail(study_uid, f"scorer refused the study: {error.details()}", "internal")
+            return
+        except Exception as error:  # a bug or an unreachable scorer must not stop the service
+            log.exception("study %s: internal error", key)
+            self._fail(study_uid, f"internal error ({type(error).__name__}); see the service log", "internal")
+            return
+        SCORING_SECONDS.observe(time.monotonic() - started)
+        for destination in self._outbox.destinations:
+            path = written.sr_path if destination == "pacs" else written.bundle_path
+            self._outbox.enqueue(destination, path)
+        self._index.finish(study_uid, DONE, result=written.sr_sop_instance_uid)
+        STUDIES_COMPLETED.inc()
+        log.info("study %s done: %d lesions, SR %s, FHIR Bundle %s", key, len(written.result.lesions),
+                 written.sr_path, written.bundle_path)
+
+    def _fail(self, study_uid: str, reason: str, kind: str) -> None:
+        self._index.finish(study_uid, FAILED, error=reason)
+        STUDIES_FAILED.labels(kind).inc()
+        log.error("study %s failed: %s", study_key(study_uid), reason)
+
+    def _update_gauges(self) -> None:
+        for state in (RECEIVING, PROCESSING):
+            QUEUE_DEPTH.labels(state).set(self._index.count_in(state))

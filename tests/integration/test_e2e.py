@@ -1,0 +1,248 @@
+"""The whole service as a user runs it: `radiomics-cds serve` in a subprocess, dcmtk's storescu
+as the sending PACS, dciodvfy and highdicom on the SR, fhir.resources R4B on the Bundle.
+
+Bad studies are made from copies of STS_019 with fresh UIDs (never modifying shared data) and
+sent with storescu too, except the unreadable instance: storescu will not send a file it cannot
+parse, so that one goes through pynetdicom with deliberately broken bytes (a fault a real
+sender produces through corruption in transit or on its disk, which no well-behaved peer emits).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import highdicom as hd
+import pydicom
+import pytest
+from fhir.resources.R4B.bundle import Bundle
+from prometheus_client.parser import text_string_to_metric_families
+from pydicom.uid import generate_uid
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage
+
+from tests.conftest import require_tool
+from tests.unit.test_rtstruct import _planimetry
+
+pytestmark = pytest.mark.external
+REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "service.cli"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    """A running `radiomics-cds serve` with its own ports and var directory."""
+
+    def __init__(self, var_dir: Path) -> None:
+        self.var_dir = var_dir
+        self.dicom_port, self.http_port = _free_port(), _free_port()
+        self.env = {
+            **os.environ, "RCDS_VAR_DIR": str(var_dir), "RCDS_DICOM_PORT": str(self.dicom_port),
+            "RCDS_HTTP_PORT": str(self.http_port), "RCDS_SCORER_ADDRESS": f"127.0.0.1:{_free_port()}",
+            "RCDS_QUIET_SECONDS": "3", "RCDS_DICOM_HOST": "127.0.0.1", "RCDS_HTTP_HOST": "127.0.0.1",
+        }
+        self.log = (var_dir.parent / "serve.log").open("w")
+        self.process = subprocess.Popen(CLI + ["serve"], env=self.env, cwd=REPO, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout_s: float = 90) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"serve exited: {self.read_log()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/readyz", timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"serve not ready: {self.read_log()}")
+
+    def read_log(self) -> str:
+        self.log.flush()
+        return (self.var_dir.parent / "serve.log").read_text()
+
+    def metrics(self) -> dict[tuple[str, tuple], float]:
+        """(sample name, sorted labels) -> value, parsed with prometheus-client's own parser."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(text) for sample in family.samples}
+
+    def status(self) -> dict[str, tuple[str, str]]:
+        """Study Instance UID -> (state, detail), from `radiomics-cds status`."""
+        out = subprocess.run(CLI + ["status"], env=self.env, cwd=REPO, capture_output=True, text=True, check=True)
+        rows = {}
+        for line in out.stdout.splitlines():
+            key, uid, state, *detail = line.split(maxsplit=3)
+            rows[uid] = (state, detail[0] if detail else "")
+        return rows
+
+    def wait_for(self, study_uid: str, states=("done", "failed"), timeout_s: float = 180) -> tuple[str, str]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            state = self.status().get(study_uid)
+            if state and state[0] in states:
+                return state
+            time.sleep(0.5)
+        raise AssertionError(f"study not finished: {self.status()} {self.read_log()}")
+
+    def storescu(self, folder: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [require_tool("storescu"), "-aec", "RADIOMICS_CDS", "+sd", "+r", "127.0.0.1", str(self.dicom_port),
+             str(folder)], capture_output=True, text=True, timeout=120,
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, data_dir):
+    require_tool("storescu")
+    running = Service(tmp_path_factory.mktemp("e2e") / "var")
+    yield running
+    running.stop()
+
+
+def _outputs(service: Service) -> tuple[list[Path], list[Path]]:
+    outbox = service.var_dir / "outbox"
+    return sorted(outbox.glob("*.dcm")), sorted(outbox.glob("*.json"))
+
+
+def test_sts019_goes_through_the_whole_service(service, sts019):
+    sent = service.storescu(sts019)
+    assert sent.returncode == 0, sent.stderr
+    study_uid = pydicom.dcmread(sts019 / "mask" / "RS.dcm").StudyInstanceUID
+    state, detail = service.wait_for(study_uid)
+    assert state == "done", detail
+    srs, bundles = _outputs(service)
+    assert len(srs) == 1 and len(bundles) == 1
+
+    sr = hd.sr.srread(srs[0])
+    assert sr.StudyInstanceUID == study_uid
+    groups = sr.content.get_volumetric_roi_measurement_groups()
+    assert len(groups) == 1
+    volume = next(m for m in groups[0].get_measurements() if m.name.meaning == "Volume")
+    assert volume.unit.value == "mL"
+    # Independent check: the planimetric volume of the RTSTRUCT polygons (shoelace area x slice
+    # spacing), within the rasterisation bound of their outlines (see test_rtstruct).
+    rtstruct = pydicom.dcmread(sts019 / "mask" / "RS.dcm")
+    ct0 = pydicom.dcmread(next((sts019 / "image").iterdir()), stop_before_pixels=True)
+    spacing = 3.27
+    planimetry = _planimetry(rtstruct, float(ct0.PixelSpacing[0]))
+    expected_ml = sum(a for a, _ in planimetry.values()) * spacing / 1000
+    bound_ml = sum(b for _, b in planimetry.values()) * spacing / 1000
+    assert abs(volume.value - expected_ml) <= bound_ml
+
+    dciodvfy = subprocess.run([require_tool("dciodvfy"), str(srs[0])], capture_output=True, text=True)
+    errors = [line for line in (dciodvfy.stdout + dciodvfy.stderr).splitlines() if line.startswith("Error")]
+    assert errors == []
+
+    bundle = Bundle.model_validate_json(bundles[0].read_text())
+    observations = [e.resource for e in bundle.entry if e.resource.get_resource_type() == "Observation"]
+    assert len(observations) >= 2  # one lesion + the patient level
+    patient_id = ct0.PatientID
+    for observation in observations:
+        assert patient_id in observation.subject.reference or (
+            observation.subject.identifier and observation.subject.identifier.value == patient_id)
+        derived = json.dumps([r.model_dump(mode="json") for r in observation.derivedFrom or []])
+        assert study_uid in derived
+
+
+def test_sending_the_same_study_again_changes_nothing(service, sts019):
+    srs_before, bundles_before = _outputs(service)
+    sr_uid = pydicom.dcmread(srs_before[0]).SOPInstanceUID
+    completed_before = service.metrics()[("rcds_studies_completed_total", ())]
+    assert service.storescu(sts019).returncode == 0
+    time.sleep(6)  # longer than the quiet period: a re-processing would have started
+    srs, bundles = _outputs(service)
+    assert (srs, bundles) == (srs_before, bundles_before)
+    assert pydicom.dcmread(srs[0]).SOPInstanceUID == sr_uid
+    assert service.metrics()[("rcds_studies_completed_total", ())] == completed_before
+
+
+def _copy_study(source: Path, target: Path, *, drop_slice: int | None = None, new_frame: bool = False) -> str:
+    """A copy of a study with fresh Study/Series/SOP UIDs (and Frame of Reference if asked)."""
+    study_uid = generate_uid()
+    series = {}
+    frame = generate_uid() if new_frame else None
+    (target / "image").mkdir(parents=True)
+    (target / "mask").mkdir()
+    images = sorted((source / "image").iterdir())
+    for k, path in enumerate(images):
+        if k == drop_slice:
+            continue
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = series.setdefault("ct", generate_uid())
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.save_as(target / "image" / path.name)
+    rs = pydicom.dcmread(source / "mask" / "RS.dcm")
+    rs.StudyInstanceUID = study_uid
+    rs.SeriesInstanceUID = generate_uid()
+    rs.SOPInstanceUID = rs.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    if frame:
+        rs.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID = frame
+        for roi in rs.StructureSetROISequence:
+            roi.ReferencedFrameOfReferenceUID = frame
+    rs.save_as(target / "mask" / "RS.dcm")
+    return study_uid
+
+
+def test_ct_with_a_missing_slice_fails_that_study_with_a_clear_error(service, sts019, tmp_path):
+    study_uid = _copy_study(sts019, tmp_path / "gap", drop_slice=20)
+    assert service.storescu(tmp_path / "gap").returncode == 0
+    state, detail = service.wait_for(study_uid)
+    assert state == "failed" and "missing" in detail.lower()
+
+
+def test_rtstruct_in_another_frame_of_reference_fails_that_study(service, sts019, tmp_path):
+    study_uid = _copy_study(sts019, tmp_path / "for", new_frame=True)
+    assert service.storescu(tmp_path / "for").returncode == 0
+    state, detail = service.wait_for(study_uid)
+    assert state == "failed" and "Frame of Reference" in detail
+
+
+def test_undecodable_instance_fails_its_study_and_service_keeps_serving(service, sts019, tmp_path):
+    failed = ("rcds_studies_failed_total", (("kind", "input"),))
+    failed_before = service.metrics().get(failed, 0.0)
+    study_uid = _copy_study(sts019, tmp_path / "bad")
+    broken = pydicom.dcmread(sorted((tmp_path / "bad" / "image").iterdir())[10])
+    broken.PixelData = broken.PixelData[:1001]  # odd, truncated: cannot form the declared image
+    ae = AE(ae_title="BROKEN_PEER")
+    ae.add_requested_context(CTImageStorage)
+    association = ae.associate("127.0.0.1", service.dicom_port, ae_title="RADIOMICS_CDS")
+    assert association.is_established
+    status = association.send_c_store(broken)
+    association.release()
+    assert status.Status == 0x0000  # acknowledged: it is in the spool and will be accounted for
+    (sorted((tmp_path / "bad" / "image").iterdir())[10]).unlink()
+    assert service.storescu(tmp_path / "bad").returncode == 0
+    state, detail = service.wait_for(study_uid)
+    assert state == "failed" and "pixel" in detail.lower()
+
+    # ... and a good study after all these failures is still scored
+    good_uid = _copy_study(sts019, tmp_path / "good")
+    assert service.storescu(tmp_path / "good").returncode == 0
+    assert service.wait_for(good_uid)[0] == "done"
+    assert service.metrics()[failed] == failed_before + 1
+    log = service.read_log()
+    patient_id = str(pydicom.dcmread(sts019 / "mask" / "RS.dcm").PatientID)
+    assert patient_id not in log

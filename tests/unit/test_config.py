@@ -1,0 +1,40 @@
+"""Settings precedence and validation."""
+
+from pathlib import Path
+
+import pytest
+
+from service.config import load_config
+from service.errors import ConfigError
+
+
+def test_defaults_match_the_design():
+    config = load_config(environ={})
+    assert (config.dicom_ae_title, config.dicom_port, config.http_port) == ("RADIOMICS_CDS", 11112, 8080)
+    assert config.scorer_address.endswith(":50051") and config.dicom_max_associations == 10
+
+
+def test_yaml_then_environment_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("dicom_port: 11200\nquiet_seconds: 5\nsite_mapping: {GTV_Mass_CT: other}\n")
+    config = load_config(path, environ={"RCDS_DICOM_PORT": "11300", "RCDS_VAR_DIR": "/srv/rcds"})
+    assert config.dicom_port == 11300 and config.quiet_seconds == 5.0
+    assert config.var_dir == Path("/srv/rcds") and config.site_mapping == {"GTV_Mass_CT": "other"}
+    assert load_config(path, environ={}, dicom_port=1).dicom_port == 1
+
+
+@pytest.mark.parametrize("environ, message", [
+    ({"RCDS_DICOM_PORT": "eleven"}, "dicom_port"),
+    ({"RCDS_DICOM_AE_TITLE": "A_TITLE_LONGER_THAN_16"}, "dicom_ae_title"),
+    ({"RCDS_QUIET_SECONDS": "100", "RCDS_HARD_CAP_SECONDS": "10"}, "hard_cap_seconds"),
+])
+def test_bad_values_stop_at_start_with_the_setting_named(environ, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(environ=environ)
+
+
+def test_unknown_yaml_key_is_refused(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("dicom_prot: 1\n")
+    with pytest.raises(ConfigError, match="dicom_prot"):
+        load_config(path, environ={})

@@ -1,0 +1,89 @@
+"""Spool durability, index idempotency and restart, completeness decisions."""
+
+from pathlib import Path
+
+import pytest
+
+from service.ingest.completeness import assess
+from service.ingest.index import DONE, PROCESSING, RECEIVING, InstanceRecord, StudyIndex
+from service.sop_classes import CT_IMAGE, RT_STRUCTURE_SET
+from service.ingest.spool import Spool, study_key
+
+
+def _record(uid: str, sop_class: str = CT_IMAGE, positions=(0.0,), at: float = 100.0, study="1.2.3") -> InstanceRecord:
+    return InstanceRecord(uid, sop_class, study, "1.2.3.1", "CT", "1.2.3.9", tuple(positions), Path(f"/x/{uid}"), at)
+
+
+def test_spool_writes_atomically_and_replaces_same_uid(tmp_path):
+    spool = Spool(tmp_path)
+    path = spool.store("1.2.3", "1.2.3.4", b"first")
+    assert path == tmp_path / study_key("1.2.3") / "1.2.3.4.dcm" and path.read_bytes() == b"first"
+    spool.store("1.2.3", "1.2.3.4", b"second")
+    assert path.read_bytes() == b"second"
+    assert not list(path.parent.glob(".*"))
+    (path.parent / ".1.2.3.5.dcm.abc.tmp").write_bytes(b"partial")  # what a crash mid-write leaves
+    assert spool.remove_leftovers() == 1
+    assert study_key("1.2.3") not in "1.2.3" and len(study_key("1.2.3")) == 16
+
+
+def test_index_is_idempotent_and_survives_restart(tmp_path):
+    index = StudyIndex(tmp_path / "index.sqlite")
+    assert index.add_instance(_record("1"))
+    assert not index.add_instance(_record("1", at=200.0))  # repeated SOP Instance UID: nothing changes
+    assert index.study("1.2.3").last_received_at == 100.0
+    assert index.claim("1.2.3") and not index.claim("1.2.3")
+    index.close()
+    reopened = StudyIndex(tmp_path / "index.sqlite")
+    assert reopened.study("1.2.3").state == PROCESSING
+    assert reopened.requeue_interrupted() == 1
+    assert [r.sop_instance_uid for r in reopened.instances("1.2.3")] == ["1"]
+    assert reopened.study("1.2.3").state == RECEIVING
+
+
+def test_new_instance_reopens_a_done_study_but_a_repeat_does_not(tmp_path):
+    index = StudyIndex(tmp_path / "index.sqlite")
+    index.add_instance(_record("1"))
+    index.claim("1.2.3")
+    index.finish("1.2.3", DONE, result="9.9")
+    assert not index.add_instance(_record("1", at=300.0))
+    assert index.study("1.2.3").state == DONE
+    assert index.add_instance(_record("2", at=300.0))
+    assert index.study("1.2.3").state == RECEIVING and index.study("1.2.3").waiting_since == 300.0
+
+
+def _study(index: StudyIndex):
+    return index.study("1.2.3")
+
+
+@pytest.fixture
+def index(tmp_path):
+    return StudyIndex(tmp_path / "index.sqlite")
+
+
+def test_early_completion_when_ct_covers_the_contours_with_margin(index):
+    contour = _record("rs", RT_STRUCTURE_SET, positions=(20.0, 23.0, 26.0), at=100.0)
+    cts = [_record(f"ct{i}", positions=(3.0 * i,), at=100.0) for i in range(4, 11)]  # z 12..30
+    for r in [contour, *cts]:
+        index.add_instance(r)
+    decision = assess(_study(index), index.instances("1.2.3"), now=101.0, quiet_seconds=30, hard_cap_seconds=600)
+    assert not decision.ready  # 10 mm margin below 20 mm not covered (CT starts at 12 mm)
+    for i in (2, 3, 11, 12):
+        index.add_instance(_record(f"ct{i}", positions=(3.0 * i,), at=101.0))
+    decision = assess(_study(index), index.instances("1.2.3"), now=101.5, quiet_seconds=30, hard_cap_seconds=600)
+    assert decision.ready and "span" in decision.reason
+
+
+def test_gap_in_ct_prevents_early_completion_and_quiet_period_decides(index):
+    index.add_instance(_record("rs", RT_STRUCTURE_SET, positions=(30.0,), at=100.0))
+    for i in list(range(0, 10)) + list(range(11, 21)):  # slice 10 missing
+        index.add_instance(_record(f"ct{i}", positions=(3.0 * i,), at=100.0))
+    assert not assess(_study(index), index.instances("1.2.3"), 110.0, 30, 600).ready
+    decision = assess(_study(index), index.instances("1.2.3"), 130.0, 30, 600)
+    assert decision.ready and "no new instance" in decision.reason
+
+
+def test_ct_alone_waits_past_quiet_until_the_hard_cap_then_fails(index):
+    index.add_instance(_record("ct0", positions=(0.0,), at=100.0))
+    assert assess(_study(index), index.instances("1.2.3"), 200.0, 30, 600) .ready is False
+    decision = assess(_study(index), index.instances("1.2.3"), 701.0, 30, 600)
+    assert decision.failed and "no RTSTRUCT or SEG" in decision.reason

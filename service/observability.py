@@ -54,7 +54,8 @@ def configure_logging(level: str = "INFO") -> None:
     warning's kind and where it was raised.
     """
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    for noisy in ("pynetdicom", "highdicom"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.showwarning = _log_warning_without_text
 
 

@@ -105,5 +105,15 @@ def rows_from_sr(dataset: Dataset) -> tuple[list[TableRow], list[str]]:
                              (codes.LOW_DOSE_RT_CANDIDATE.value, codes.RCDS_SCHEME) in flags,
                              None if value(codes.CD8_SCORE) is not None else "see report notes"),
         ))
-    notes = [item.TextValue for item in dataset.ContentSequence if getattr(item, "ValueType", "") == "TEXT"]
-    return rows, notes
+    return rows, _comments(dataset)
+
+
+def _comments(item: Dataset) -> list[str]:
+    """Every TEXT "Comment" of the content tree, in order: the report's notes for a reader."""
+    found = []
+    for child in item.get("ContentSequence") or []:
+        name = child.get("ConceptNameCodeSequence")
+        if child.get("ValueType") == "TEXT" and name and name[0].CodeValue == codes.COMMENT.value:
+            found.append(str(child.TextValue))
+        found.extend(_comments(child))
+    return found

@@ -144,8 +144,9 @@ RISK_GROUPS: dict[str, Code] = {
     "no_lesion_over_1ml": _rcds("RISKNOLES", "No lesion over the volume filter"),
     "high_score": _rcds("RISKHIGH", "High CD8 radiomics score group"),
     "low_score": _rcds("RISKLOW", "Low CD8 radiomics score group"),
+    "not_computable": _rcds("RISKNC", "Risk group not computable (no lesion over the filter could be scored)"),
 }
-"""method.md section 4 risk groups, by the named cut-off."""
+"""method.md section 4 risk groups, by the named cut-off (plus not_computable: see aggregate.py)."""
 LEAST_INFILTRATED_LESION = _rcds("LEASTINF", "Least-infiltrated lesion")
 HIGHEST_SCORE_LESION = _rcds("HIGHSCORE", "Highest-score lesion")
 ORGAN_INVOLVED = _rcds("ORGANINV", "Organ involved")

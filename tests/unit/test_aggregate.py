@@ -73,3 +73,9 @@ def test_no_lesion_over_the_filter():
     assert patient.least_infiltrated_tracking_uid is None
     assert all(metric.value is None for metric in patient.score_stats.values())
     assert aggregate_patient([], load_signature()).n_lesions == 0
+
+
+def test_lesions_over_the_filter_none_scored_is_not_computable_not_misfiled():
+    patient = aggregate_patient([_lesion(1, 8.0, None)], load_signature())
+    assert patient.risk_group == "not_computable"
+    assert patient.n_over_volume_filter == 1 and patient.n_computable == 0

@@ -1,0 +1,59 @@
+"""`radiomics-cds score`, the offline pipeline, on the real CT + SEG case (5 overlapping segments)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+from fhir.resources.R4B.bundle import Bundle
+
+from tests.conftest import require_tool
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def scored(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("score")
+    seg = data_dir / "ct-seg" / "partial_overlaps.dcm"
+    run = subprocess.run(
+        [sys.executable, "-m", "service.cli", "score", "--ct", str(data_dir / "ct-seg" / "ct"), "--seg", str(seg),
+         "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    return out, run.stdout, pydicom.dcmread(seg)
+
+
+def test_one_group_per_segment_with_volumes_from_the_seg_frames(scored):
+    out, stdout, seg = scored
+    (sr_path,) = out.glob("*.dcm")
+    report = hd.sr.srread(sr_path).content
+    groups = report.get_volumetric_roi_measurement_groups()
+    assert len(groups) == len(seg.SegmentSequence) == 5
+    # Independent volume: set pixels of each segment's frames x voxel volume from the SEG itself.
+    frames = seg.pixel_array
+    spacing = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    voxel_ml = float(spacing.PixelSpacing[0]) * float(spacing.PixelSpacing[1]) * float(spacing.SpacingBetweenSlices) / 1000
+    referenced = set()
+    for group in groups:
+        (segment,) = group.referenced_segment.referenced_segment_numbers
+        referenced.add(segment)
+        volume = next(m for m in group.get_measurements() if m.name.meaning == "Volume").value
+        in_segment = [i for i, f in enumerate(seg.PerFrameFunctionalGroupsSequence)
+                      if f.SegmentIdentificationSequence[0].ReferencedSegmentNumber == segment]
+        assert volume == pytest.approx(np.count_nonzero(frames[in_segment]) * voxel_ml, rel=1e-9)
+    assert referenced == {1, 2, 3, 4, 5}
+    assert "not computable" in stdout and "SR:" in stdout and "FHIR Bundle:" in stdout
+
+
+def test_sr_from_seg_passes_dciodvfy_and_bundle_parses(scored):
+    out, _, _ = scored
+    (sr_path,) = out.glob("*.dcm")
+    result = subprocess.run([require_tool("dciodvfy"), str(sr_path)], capture_output=True, text=True)
+    assert [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")] == []
+    (bundle_path,) = out.glob("*.json")
+    bundle = Bundle.model_validate_json(bundle_path.read_text())
+    assert bundle.type == "transaction"

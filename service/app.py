@@ -41,8 +41,9 @@ def scoring_context(config: Config) -> ScoringContext:
     return ScoringContext(settings, signature, LocationRules(site_mapping=dict(config.site_mapping)))
 
 
-def _wait_for_signal() -> None:
-    stop = threading.Event()
+def _wait_for_signal(stop: threading.Event | None = None) -> None:
+    """Block until SIGTERM/SIGINT (or `stop` is set by someone else)."""
+    stop = stop or threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     stop.wait()
@@ -100,10 +101,21 @@ class Ingest:
         self.worker = StudyWorker(config, self.index, self.client, self.outbox)
         self.ae = build_ae(config.dicom_ae_title, config.dicom_max_associations)
         self.handlers = StorageHandlers(spool, self.index)
-        self.http = HealthServer(config.http_host, config.http_port, self.readiness)
+        self.http = HealthServer(config.http_host, config.http_port, self.readiness, self.liveness)
         self.listener = None
 
+    def liveness(self) -> tuple[bool, str]:
+        """Dead worker or outbox threads make the process useless: say so, to be restarted."""
+        if not self.worker.alive:
+            return False, "study worker stopped"
+        if not self.outbox.alive:
+            return False, "outbox delivery stopped"
+        return True, "ok"
+
     def readiness(self) -> tuple[bool, str]:
+        alive, detail = self.liveness()
+        if not alive:
+            return False, detail
         if self.listener is None:
             return False, "DICOM listener not started"
         if not _scorer_serving(self.config.scorer_address):
@@ -129,25 +141,40 @@ class Ingest:
         self.index.close()
 
 
-def run_ingest(config: Config) -> None:
+def run_ingest(config: Config, stop: threading.Event | None = None) -> None:
     ingest = Ingest(config)
     ingest.start()
     try:
-        _wait_for_signal()
+        _wait_for_signal(stop)
     finally:
         ingest.stop()
 
 
-def run_serve(config: Config, config_file: Path | None) -> None:
-    """Scorer as a child process on loopback, ingest here; both stop together."""
+def run_serve(config: Config, config_file: Path | None) -> int:
+    """Scorer as a child process on loopback, ingest here; both stop together.
+
+    Returns the exit code: 0 after SIGTERM/SIGINT, 1 when the scorer child died.
+    """
     command = [sys.executable, "-m", "service.cli", "scorer"]
     if config_file:
         command += ["--config", str(config_file)]
     scorer = subprocess.Popen(command)
+    stop = threading.Event()
+
+    def watch_scorer() -> None:  # a dead scorer child ends serve, so a supervisor restarts both
+        scorer.wait()
+        if not stop.is_set():
+            log.error("the scoring core exited (code %s); stopping", scorer.returncode)
+            stop.set()
+
+    threading.Thread(target=watch_scorer, name="scorer-watch", daemon=True).start()
     try:
-        ScoringClient(config.scorer_address).wait_ready(timeout_s=60)
-        run_ingest(config)
+        with ScoringClient(config.scorer_address) as client:
+            client.wait_ready(timeout_s=60)
+        run_ingest(config, stop)
+        return 0 if scorer.poll() is None else 1
     finally:
+        stop.set()
         scorer.terminate()
         try:
             scorer.wait(timeout=40)

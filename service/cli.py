@@ -32,8 +32,7 @@ def _config(args: argparse.Namespace, **overrides: object) -> Config:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    run_serve(_config(args, dicom_port=args.port), args.config)
-    return 0
+    return run_serve(_config(args, dicom_port=args.port), args.config)
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
@@ -69,7 +68,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
         datasets.append(read_instance(args.rtstruct or args.seg))
         inputs, warnings = select_inputs(datasets)  # the CT series in the contours' frame of reference
         with ScoringClient(f"127.0.0.1:{port}", max_message_bytes=config.grpc_max_message_bytes) as client:
-            result = score_study(inputs, client, parallel=config.scorer_workers, warnings=warnings)
+            result = score_study(inputs, client, parallel=config.scorer_workers, warnings=warnings,
+                                 lesion_roi_types=frozenset(config.lesion_roi_types))
         written = write_outputs(result, inputs.evidence, args.out, config.patient_identifier_system)
     finally:
         server.stop(grace=None)

@@ -38,6 +38,8 @@ class Config:
     signature_file: Path | None = None
     volume_filter_ml: float = 1.0
     site_mapping: dict[str, str] = field(default_factory=dict)
+    # RTSTRUCT ROIs scored as lesions, by RT ROI Interpreted Type ("" = no type given)
+    lesion_roi_types: tuple[str, ...] = ("GTV", "")
     # HTTP: /metrics, /healthz, /readyz
     http_host: str = "0.0.0.0"
     http_port: int = 8080
@@ -88,6 +90,9 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
             if not isinstance(parsed, Mapping):
                 raise ValueError("expected a mapping")
             return {str(k): str(v) for k, v in parsed.items()}
+        if "tuple" in text_kind:
+            items = value.split(",") if isinstance(value, str) else value
+            return tuple(str(item).strip().upper() for item in items)
         if "Path" in text_kind:
             return Path(value)
         if kind is int:

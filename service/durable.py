@@ -16,7 +16,7 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
     within a file system); PACS forwarders and EHR loaders polling the directory never pick
     up a partial output. The directory is fsync'd so the rename itself survives power loss.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_directories_durably(target.parent)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as stream:
@@ -27,8 +27,21 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
+    _fsync_directory(target.parent)
+
+
+def _make_directories_durably(directory: Path) -> None:
+    """mkdir -p, fsync'ing each new directory's parent so its entry survives power loss too."""
+    if directory.is_dir():
+        return
+    _make_directories_durably(directory.parent)
+    directory.mkdir(exist_ok=True)
+    _fsync_directory(directory.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
+        os.fsync(descriptor)
     finally:
-        os.close(dir_fd)
+        os.close(descriptor)

@@ -56,6 +56,8 @@ def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("pynetdicom", "highdicom"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pydicom logs invalid values *with* the value (e.g. a malformed birth date): errors only.
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
     warnings.showwarning = _log_warning_without_text
 
 
@@ -66,10 +68,11 @@ def _log_warning_without_text(message, category, filename, lineno, file=None, li
 
 
 class HealthServer:
-    """/metrics (Prometheus), /healthz (alive), /readyz (ready to take studies)."""
+    """/metrics (Prometheus), /healthz (alive: restart me if not), /readyz (ready for studies)."""
 
-    def __init__(self, host: str, port: int, ready: Callable[[], tuple[bool, str]]) -> None:
-        handler = _handler_for(ready)
+    def __init__(self, host: str, port: int, ready: Callable[[], tuple[bool, str]],
+                 healthy: Callable[[], tuple[bool, str]]) -> None:
+        handler = _handler_for(ready, healthy)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
@@ -83,16 +86,15 @@ class HealthServer:
         self._server.server_close()
 
 
-def _handler_for(ready: Callable[[], tuple[bool, str]]) -> type[BaseHTTPRequestHandler]:
+def _handler_for(ready: Callable[[], tuple[bool, str]],
+                 healthy: Callable[[], tuple[bool, str]]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             if self.path == "/metrics":
                 self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
-            elif self.path == "/healthz":
-                self._send(200, b"ok\n")
-            elif self.path == "/readyz":
-                is_ready, detail = ready()
-                self._send(200 if is_ready else 503, f"{detail}\n".encode())
+            elif self.path in ("/healthz", "/readyz"):
+                ok, detail = (healthy if self.path == "/healthz" else ready)()
+                self._send(200 if ok else 503, f"{detail}\n".encode())
             else:
                 self._send(404, b"not found\n")
 

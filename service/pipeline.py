@@ -17,8 +17,9 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from service.errors import FrameOfReferenceMismatch, InputError
-from service.imaging.contours import rtstruct_to_masks, seg_to_masks
+from service.imaging.contours import LESION_ROI_TYPES, lesion_rois, rtstruct_to_masks, seg_to_masks
 from service.imaging.crops import lesion_crop
+from service.imaging.references import frame_of_reference
 from service.imaging.volume import load_ct_series
 from service.sop_classes import CONTOUR_SOP_CLASSES, CT_SOP_CLASSES, RT_STRUCTURE_SET
 from service.model import CtReference, CtSeries, LesionMask, StudyInfo, StudyResult
@@ -72,16 +73,6 @@ def study_info(header: Dataset) -> StudyInfo:
     )
 
 
-def _contour_frame_of_reference(contours: Dataset) -> str:
-    if contours.SOPClassUID == RT_STRUCTURE_SET:
-        frames = contours.get("ReferencedFrameOfReferenceSequence") or []
-        if frames:
-            return str(frames[0].FrameOfReferenceUID)
-        rois = contours.get("StructureSetROISequence") or []
-        return str(rois[0].ReferencedFrameOfReferenceUID) if rois else ""
-    return str(contours.get("FrameOfReferenceUID", ""))
-
-
 def _referenced_series(contours: Dataset) -> set[str]:
     """CT series the contour object names (RTSTRUCT study/series refs, SEG ReferencedSeries)."""
     series = {str(item.SeriesInstanceUID) for item in contours.get("ReferencedSeriesSequence") or []}
@@ -93,7 +84,7 @@ def _referenced_series(contours: Dataset) -> set[str]:
 
 def _pick_ct_series(contours: Dataset, ct_instances: Sequence[Dataset]) -> list[Dataset]:
     """The CT series the contours lie on: same Frame of Reference, the referenced one if several."""
-    frame = _contour_frame_of_reference(contours)
+    frame = frame_of_reference(contours)
     by_series: dict[str, list[Dataset]] = {}
     for ds in ct_instances:
         if str(ds.get("FrameOfReferenceUID", "")) == frame:
@@ -144,23 +135,26 @@ def _header(ds: Dataset) -> Dataset:
     return header
 
 
-def lesion_masks(inputs: StudyInputs) -> list[LesionMask]:
+def lesion_masks(inputs: StudyInputs, lesion_roi_types: frozenset[str]) -> tuple[list[LesionMask], list[str]]:
+    """The lesions of the contour object, and notes on ROIs not scored (not lesion types)."""
+    notes: list[str] = []
     if inputs.contours.SOPClassUID == RT_STRUCTURE_SET:
-        masks = rtstruct_to_masks(inputs.contours, inputs.ct)
+        keep, notes = lesion_rois(inputs.contours, lesion_roi_types)
+        masks = rtstruct_to_masks(inputs.contours, inputs.ct, keep)
     else:
         masks = seg_to_masks(inputs.contours, inputs.ct)
     if not masks:
-        raise InputError("the contour object holds no lesion with area")
-    return masks
+        raise InputError("the contour object holds no lesion with area" + (f" ({'; '.join(notes)})" if notes else ""))
+    return masks, notes
 
 
-def score_study(inputs: StudyInputs, client: ScoringClient, *, parallel: int = 2,
-                warnings: Sequence[str] = ()) -> StudyResult:
+def score_study(inputs: StudyInputs, client: ScoringClient, *, parallel: int = 2, warnings: Sequence[str] = (),
+                lesion_roi_types: frozenset[str] = LESION_ROI_TYPES) -> StudyResult:
     """Score every lesion through the scorer, then the patient level."""
     provenance = client.describe()
     settings = ExtractionSettings.from_dict(dict(provenance.settings))
-    masks = lesion_masks(inputs)
-    study_warnings = list(warnings) + [f"lesion {m.number}: {w}" for m in masks for w in m.warnings]
+    masks, skipped = lesion_masks(inputs, lesion_roi_types)
+    study_warnings = list(warnings) + skipped + [f"lesion {m.number}: {w}" for m in masks for w in m.warnings]
     crops = [lesion_crop(inputs.ct, mask, settings) for mask in masks]
     for crop in crops:  # fail fast, before any work, if a lesion cannot travel to the scorer
         client.check_size(crop)
@@ -195,9 +189,10 @@ def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path
 
 
 def run_study(datasets: Sequence[Dataset], client: ScoringClient, outdir: Path, *,
-              patient_identifier_system: str, parallel: int = 2) -> WrittenOutputs:
+              patient_identifier_system: str, parallel: int = 2,
+              lesion_roi_types: frozenset[str] = LESION_ROI_TYPES) -> WrittenOutputs:
     """The whole pipeline on one study's instances."""
     inputs, warnings = select_inputs(datasets)
-    result = score_study(inputs, client, parallel=parallel, warnings=warnings)
+    result = score_study(inputs, client, parallel=parallel, warnings=warnings, lesion_roi_types=lesion_roi_types)
     return write_outputs(result, inputs.evidence, outdir, patient_identifier_system)
 

@@ -27,6 +27,9 @@ from service.scoring.client import ScoringClient
 log = logging.getLogger(__name__)
 
 _TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# Attempts at one study before it is failed: bounds retries for an unavailable scorer and for
+# a study that crashed the process mid-scoring (counted again after each restart).
+MAX_ATTEMPTS = 5
 
 
 class StudyWorker:
@@ -43,9 +46,12 @@ class StudyWorker:
         self._thread = threading.Thread(target=self._run, name="study-worker", daemon=True)
 
     def start(self) -> None:
-        requeued = self._index.requeue_interrupted()
+        requeued, given_up = self._index.requeue_interrupted(MAX_ATTEMPTS)
         if requeued:
             log.info("re-assessing %d studies interrupted by the last stop", requeued)
+        if given_up:
+            STUDIES_FAILED.labels("internal").inc(given_up)
+            log.error("%d studies failed: interrupted %d times while scoring", given_up, MAX_ATTEMPTS)
         self._thread.start()
 
     def stop(self, timeout_s: float = 60.0) -> None:
@@ -55,8 +61,15 @@ class StudyWorker:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.process_ready()
+            try:
+                self.process_ready()
+            except Exception:  # e.g. the index's disk is full: keep trying, never die silently
+                log.exception("worker cycle failed; retrying")
             self._stop.wait(self._poll_seconds)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def process_ready(self, now: float | None = None) -> int:
         """Assess every receiving study; process those ready. Returns how many were processed."""
@@ -71,12 +84,13 @@ class StudyWorker:
                 self._fail(study.study_instance_uid, decision.reason, "input")
             elif decision.ready and self._index.claim(study.study_instance_uid):
                 log.info("study %s ready: %s", study_key(study.study_instance_uid), decision.reason)
-                self._process(study.study_instance_uid)
+                self._process(study.study_instance_uid, study.attempts + 1)
                 processed += 1
         self._update_gauges()
         return processed
 
-    def _process(self, study_uid: str) -> None:
+    def _process(self, study_uid: str, attempt: int) -> None:
+        """Score one claimed study; whatever happens, it leaves `processing`."""
         key = study_key(study_uid)
         started = time.monotonic()
         try:
@@ -85,29 +99,40 @@ class StudyWorker:
                 datasets, self._client, self._config.outbox_dir,
                 patient_identifier_system=self._config.patient_identifier_system,
                 parallel=self._config.scorer_workers,
+                lesion_roi_types=frozenset(self._config.lesion_roi_types),
             )
         except InputError as error:
             self._fail(study_uid, str(error), "input")
             return
         except grpc.RpcError as error:
-            if error.code() in _TRANSIENT:  # scorer restarting or scaling: try the study again
-                log.warning("study %s: scorer unavailable (%s); will retry", key, error.code().name)
-                self._index.finish(study_uid, RECEIVING, error=f"scorer unavailable ({error.code().name})")
-                return
-            self._fail(study_uid, f"scorer refused the study: {error.details()}", "internal")
+            self._scorer_failed(study_uid, error, attempt)
             return
-        except Exception as error:  # a bug or an unreachable scorer must not stop the service
+        except Exception as error:  # a bug must fail this study, not stop the service
             log.exception("study %s: internal error", key)
             self._fail(study_uid, f"internal error ({type(error).__name__}); see the service log", "internal")
             return
         SCORING_SECONDS.observe(time.monotonic() - started)
+        if not self._index.finish(study_uid, DONE, result=written.sr_sop_instance_uid):
+            # Instances arrived while we scored: this result is incomplete and superseded before
+            # anyone received it. Drop it; the study is scored again with everything.
+            log.info("study %s: new instances arrived while scoring; scoring again", key)
+            for path in (written.sr_path, written.bundle_path):
+                path.unlink(missing_ok=True)
+            return
         for destination in self._outbox.destinations:
-            path = written.sr_path if destination == "pacs" else written.bundle_path
-            self._outbox.enqueue(destination, path)
-        self._index.finish(study_uid, DONE, result=written.sr_sop_instance_uid)
+            self._outbox.enqueue(destination, written.sr_path if destination == "pacs" else written.bundle_path)
         STUDIES_COMPLETED.inc()
         log.info("study %s done: %d lesions, SR %s, FHIR Bundle %s", key, len(written.result.lesions),
                  written.sr_path, written.bundle_path)
+
+    def _scorer_failed(self, study_uid: str, error: grpc.RpcError, attempt: int) -> None:
+        """A scorer restarting or scaling is retried (bounded); any other refusal fails the study."""
+        if error.code() in _TRANSIENT and attempt < MAX_ATTEMPTS:
+            log.warning("study %s: scorer unavailable (%s), attempt %d of %d; will retry",
+                        study_key(study_uid), error.code().name, attempt, MAX_ATTEMPTS)
+            self._index.finish(study_uid, RECEIVING, error=f"scorer unavailable ({error.code().name})")
+            return
+        self._fail(study_uid, f"scorer: {error.code().name}: {error.details()}", "internal")
 
     def _fail(self, study_uid: str, reason: str, kind: str) -> None:
         self._index.finish(study_uid, FAILED, error=reason)

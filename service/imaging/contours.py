@@ -116,8 +116,32 @@ def _assemble(pieces: list[_Piece]) -> tuple[tuple[int, int, int], np.ndarray] |
 # --- RTSTRUCT ---------------------------------------------------------------------------------
 
 
-def rtstruct_to_masks(rtstruct: Dataset, ct: CtSeries) -> list[LesionMask]:
-    """One LesionMask per ROI that has contours enclosing at least one CT voxel centre.
+# RT ROI Interpreted Types that are lesions. A planning structure set also holds the body
+# outline, organs at risk, PTVs and supports: those must never be scored as lesions. An ROI
+# without a type ("") is kept: a radiologist's annotation often has none.
+LESION_ROI_TYPES: frozenset[str] = frozenset({"GTV", ""})
+
+
+def lesion_rois(rtstruct: Dataset, lesion_types: frozenset[str] = LESION_ROI_TYPES) -> tuple[set[int], list[str]]:
+    """(ROI numbers to score, one note per ROI skipped for its RT ROI Interpreted Type)."""
+    types = {
+        int(item.ReferencedROINumber): str(item.get("RTROIInterpretedType", "") or "").upper()
+        for item in rtstruct.get("RTROIObservationsSequence") or []
+    }
+    keep, skipped = set(), []
+    for roi in rtstruct.get("StructureSetROISequence") or []:
+        number = int(roi.ROINumber)
+        roi_type = types.get(number, "")
+        if roi_type in lesion_types:
+            keep.add(number)
+        else:
+            skipped.append(f"ROI {number} not scored: RT ROI Interpreted Type {roi_type} is not a lesion type")
+    return keep, skipped
+
+
+def rtstruct_to_masks(rtstruct: Dataset, ct: CtSeries, roi_numbers: set[int] | None = None) -> list[LesionMask]:
+    """One LesionMask per ROI (of `roi_numbers`, default all) with contours enclosing at least
+    one CT voxel centre.
 
     Raises FrameOfReferenceMismatch if an ROI with contours is not in the CT's Frame of
     Reference (the whole structure set is then unusable: method.md section 1), and
@@ -132,7 +156,7 @@ def rtstruct_to_masks(rtstruct: Dataset, ct: CtSeries) -> list[LesionMask]:
     for roi in rtstruct.get("StructureSetROISequence") or []:
         number = int(roi.ROINumber)
         contours = contours_of.get(number)
-        if not contours:
+        if not contours or (roi_numbers is not None and number not in roi_numbers):
             continue
         what = f"ROI {number} of RTSTRUCT {rtstruct.SOPInstanceUID}"
         _check_frame_of_reference(roi.get("ReferencedFrameOfReferenceUID"), ct, what)

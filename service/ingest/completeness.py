@@ -34,19 +34,31 @@ class Decision:
 WAIT = Decision(False, False, "waiting for more instances")
 
 
+def _series_covers(slices: np.ndarray, planes: Sequence[float], margin_mm: float) -> bool:
+    """Do these slice positions span every contour plane plus the margin, gap-free?"""
+    if slices.size < 2 or not planes:
+        return False
+    steps = np.diff(slices)
+    spacing = float(np.median(steps))
+    if steps.max() > 1.5 * spacing:
+        return False
+    low, high = min(planes) - margin_mm, max(planes) + margin_mm
+    return slices[0] <= low + 0.25 * spacing and slices[-1] >= high - 0.25 * spacing
+
+
 def _covered(contours: Sequence[InstanceRecord], ct: Sequence[InstanceRecord], margin_mm: float) -> bool:
-    """Do CT slices of the contours' frame of reference span every contour plane, gap-free?"""
+    """Does every CT series of each contour object's frame of reference cover it?
+
+    Series are judged one by one, and all must cover: a complete 5 mm reconstruction must not
+    hide that the thin series the contours were drawn on is still arriving (then the quiet
+    period decides).
+    """
+    series: dict[tuple[str, str], list[float]] = {}
+    for record in ct:
+        series.setdefault((record.frame_of_reference_uid, record.series_instance_uid), []).extend(record.positions)
     for contour in contours:
-        slices = np.unique([z for record in ct if record.frame_of_reference_uid == contour.frame_of_reference_uid
-                            for z in record.positions])
-        if slices.size < 2 or not contour.positions:
-            return False
-        steps = np.diff(slices)
-        spacing = float(np.median(steps))
-        if steps.max() > 1.5 * spacing:
-            return False
-        low, high = min(contour.positions) - margin_mm, max(contour.positions) + margin_mm
-        if slices[0] > low + 0.25 * spacing or slices[-1] < high - 0.25 * spacing:
+        in_frame = [np.unique(p) for (frame, _), p in series.items() if frame == contour.frame_of_reference_uid]
+        if not in_frame or not all(_series_covers(s, contour.positions, margin_mm) for s in in_frame):
             return False
     return True
 

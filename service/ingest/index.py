@@ -4,6 +4,10 @@ The index is the service's memory across restarts: an instance is indexed (in a 
 fsync'd transaction) before its C-STORE is answered, and a study's state moves
 receiving -> processing -> done | failed. A new instance for a done or failed study sends it
 back to receiving (the study is re-scored); a repeated instance changes nothing.
+
+Every new instance bumps the study's `generation`. A worker claims a study at a generation and
+may only finish it at that generation: an instance that arrives while the study is being
+scored leaves it receiving, so it is scored again with that instance, never silently dropped.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ CREATE TABLE IF NOT EXISTS studies (
     waiting_since REAL NOT NULL,
     last_received_at REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
+    generation INTEGER NOT NULL DEFAULT 0,
+    claimed_generation INTEGER NOT NULL DEFAULT -1,
     error TEXT,
     result TEXT,
     updated_at REAL NOT NULL
@@ -110,13 +116,14 @@ class StudyIndex:
             )
         elif row[0] in (DONE, FAILED):
             self._db.execute(
-                "UPDATE studies SET state = ?, waiting_since = ?, last_received_at = ?, updated_at = ?"
-                " WHERE study_instance_uid = ?", (RECEIVING, now, now, now, study_uid),
+                "UPDATE studies SET state = ?, waiting_since = ?, last_received_at = ?, updated_at = ?,"
+                " attempts = 0, generation = generation + 1 WHERE study_instance_uid = ?",
+                (RECEIVING, now, now, now, study_uid),
             )
         else:
             self._db.execute(
-                "UPDATE studies SET last_received_at = ?, updated_at = ? WHERE study_instance_uid = ?",
-                (now, now, study_uid),
+                "UPDATE studies SET last_received_at = ?, updated_at = ?, generation = generation + 1"
+                " WHERE study_instance_uid = ?", (now, now, study_uid),
             )
 
     def instances(self, study_uid: str) -> list[InstanceRecord]:
@@ -151,26 +158,44 @@ class StudyIndex:
             return int(self._db.execute("SELECT COUNT(*) FROM studies WHERE state = ?", (state,)).fetchone()[0])
 
     def claim(self, study_uid: str) -> bool:
-        """Move a receiving study to processing; False if something else changed it first."""
+        """Move a receiving study to processing at its current generation; False if taken."""
         with self._lock, self._db:
             cursor = self._db.execute(
-                "UPDATE studies SET state = ?, attempts = attempts + 1, updated_at = ?"
-                " WHERE study_instance_uid = ? AND state = ?", (PROCESSING, time.time(), study_uid, RECEIVING),
+                "UPDATE studies SET state = ?, attempts = attempts + 1, claimed_generation = generation,"
+                " updated_at = ? WHERE study_instance_uid = ? AND state = ?",
+                (PROCESSING, time.time(), study_uid, RECEIVING),
             )
             return cursor.rowcount == 1
 
-    def finish(self, study_uid: str, state: str, *, error: str | None = None, result: str | None = None) -> None:
-        """Record the outcome, unless new instances arrived meanwhile (then it stays receiving)."""
+    def finish(self, study_uid: str, state: str, *, error: str | None = None, result: str | None = None) -> bool:
+        """Record the outcome; if instances arrived since the claim, the study goes back to
+        receiving instead (returns False), so they are scored too."""
+        now = time.time()
         with self._lock, self._db:
-            self._db.execute(
+            cursor = self._db.execute(
                 "UPDATE studies SET state = ?, error = ?, result = ?, updated_at = ?"
-                " WHERE study_instance_uid = ? AND state = ?",
-                (state, error, result, time.time(), study_uid, PROCESSING),
+                " WHERE study_instance_uid = ? AND state = ? AND generation = claimed_generation",
+                (state, error, result, now, study_uid, PROCESSING),
             )
+            if cursor.rowcount == 1:
+                return True
+            self._db.execute(
+                "UPDATE studies SET state = ?, updated_at = ? WHERE study_instance_uid = ? AND state = ?",
+                (RECEIVING, now, study_uid, PROCESSING),
+            )
+            return False
 
-    def requeue_interrupted(self) -> int:
-        """After a restart: studies that were processing when we stopped are assessed again."""
+    def requeue_interrupted(self, max_attempts: int) -> tuple[int, int]:
+        """After a restart: studies that were processing are assessed again, unless they have
+        been interrupted `max_attempts` times (a study that crashes the process must not
+        crash-loop it). Returns (requeued, failed)."""
+        now = time.time()
         with self._lock, self._db:
-            return self._db.execute(
-                "UPDATE studies SET state = ?, updated_at = ? WHERE state = ?", (RECEIVING, time.time(), PROCESSING)
+            failed = self._db.execute(
+                "UPDATE studies SET state = ?, error = ?, updated_at = ? WHERE state = ? AND attempts >= ?",
+                (FAILED, f"interrupted {max_attempts} times while being scored", now, PROCESSING, max_attempts),
             ).rowcount
+            requeued = self._db.execute(
+                "UPDATE studies SET state = ?, updated_at = ? WHERE state = ?", (RECEIVING, now, PROCESSING)
+            ).rowcount
+        return requeued, failed

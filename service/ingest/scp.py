@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sqlite3
 import time
 from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, _config, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
@@ -22,6 +24,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from service.ingest.index import InstanceRecord, StudyIndex
 from service.sop_classes import CT_SOP_CLASSES, RT_STRUCTURE_SET, SEGMENTATION, STORAGE_SOP_CLASSES
 from service.ingest.spool import Spool
+from service.imaging.references import frame_of_reference
 from service.observability import INSTANCES_RECEIVED, INSTANCES_REJECTED
 
 log = logging.getLogger(__name__)
@@ -65,18 +68,15 @@ def _contour_positions_z(header: Dataset) -> list[float]:
     return sorted(planes)
 
 
-def _frame_of_reference(header: Dataset) -> str:
-    if header.SOPClassUID == RT_STRUCTURE_SET:
-        frames = header.get("ReferencedFrameOfReferenceSequence") or []
-        return str(frames[0].FrameOfReferenceUID) if frames else ""
-    return str(header.get("FrameOfReferenceUID", ""))
-
-
 def describe_instance(header: Dataset, path: Path, received_at: float) -> InstanceRecord:
     """The index record of a received instance; UnusableInstance says what is missing."""
     missing = [keyword for keyword in _REQUIRED if not header.get(keyword)]
     if missing:
         raise UnusableInstance(f"missing required attributes: {', '.join(missing)}")
+    # UIDs become file and directory names: only valid UIDs (digits and dots, <= 64) pass.
+    invalid = [keyword for keyword in _REQUIRED if not UID(str(header.get(keyword))).is_valid]
+    if invalid:
+        raise UnusableInstance(f"invalid UIDs: {', '.join(invalid)}")
     sop_class = str(header.SOPClassUID)
     if sop_class == RT_STRUCTURE_SET:
         positions = _contour_positions_z(header)
@@ -88,7 +88,7 @@ def describe_instance(header: Dataset, path: Path, received_at: float) -> Instan
     return InstanceRecord(
         sop_instance_uid=str(header.SOPInstanceUID), sop_class_uid=sop_class,
         study_instance_uid=str(header.StudyInstanceUID), series_instance_uid=str(header.SeriesInstanceUID),
-        modality=str(header.get("Modality", "")), frame_of_reference_uid=_frame_of_reference(header),
+        modality=str(header.get("Modality", "")), frame_of_reference_uid=frame_of_reference(header),
         positions=tuple(positions), path=path, received_at=received_at,
     )
 
@@ -125,9 +125,9 @@ class StorageHandlers:
             with received_path.open("rb") as source:
                 stored = self.spool.store(record.study_instance_uid, record.sop_instance_uid, source)
             is_new = self.index.add_instance(dataclasses.replace(record, path=stored))
-        except OSError as error:
+        except (OSError, sqlite3.Error) as error:  # disk full, permissions, index locked or full
             INSTANCES_REJECTED.labels("storage_error").inc()
-            log.error("cannot store an instance: %s", error.strerror)
+            log.error("cannot store an instance (%s): %s", type(error).__name__, error)
             return _failure(STATUS_OUT_OF_RESOURCES, "cannot store the instance")
         INSTANCES_RECEIVED.labels(_kind(record.sop_class_uid)).inc()
         log.debug("stored instance (%s, new=%s)", _kind(record.sop_class_uid), is_new)

@@ -29,13 +29,10 @@ class Spool:
     def path_for(self, study_instance_uid: str, sop_instance_uid: str) -> Path:
         return self.root / study_key(study_instance_uid) / f"{sop_instance_uid}.dcm"
 
-    def store(self, study_instance_uid: str, sop_instance_uid: str, source: BinaryIO | bytes) -> Path:
-        """Store one instance durably; storing the same UID again replaces it atomically."""
+    def store(self, study_instance_uid: str, sop_instance_uid: str, source: BinaryIO) -> Path:
+        """Store one instance durably, streaming it; the same UID again replaces it atomically."""
         path = self.path_for(study_instance_uid, sop_instance_uid)
-        if isinstance(source, bytes):
-            write_atomically(path, lambda out: out.write(source))
-        else:
-            write_atomically(path, lambda out: shutil.copyfileobj(source, out, 1024 * 1024))
+        write_atomically(path, lambda out: shutil.copyfileobj(source, out, 1024 * 1024))
         return path
 
     def remove_leftovers(self) -> int:

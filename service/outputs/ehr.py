@@ -1,28 +1,52 @@
 """FHIR delivery: POST the transaction Bundle to the EHR's FHIR base URL.
 
 5xx answers and network failures are worth retrying; a 4xx is the server telling us the Bundle
-is wrong, so it is a permanent failure that carries the server's OperationOutcome text.
+is wrong, so it is a permanent failure that carries the server's OperationOutcome text, except
+408 and 429, which say "not now" (timeout, rate limit) and are retried too. A redirect is not
+followed (a POST must not turn into a GET): the base URL is wrong, a permanent failure.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from service.outputs.pacs import DeliveryError
 
+_RETRYABLE_4XX = frozenset({408, 429})
+"""Request Timeout, Too Many Requests: the server asks us to come back, not to change the Bundle."""
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """urllib would follow a 301/302/303 to a POST with a GET without the Bundle, and take that
+    GET's 200 for a delivery; a redirect must surface as an HTTPError instead."""
+
+    def redirect_request(self, *args, **kwargs) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+# "identifier=<system>|<value>": servers quote our conditional references, whose values are
+# patient identifiers; the text goes to the log and the outbox database, so values are masked.
+_IDENTIFIER_VALUE = re.compile(r"(identifier=[^|\s]*\|)[^\s&'\",;)]+")
+
 
 def _outcome_text(body: bytes) -> str:
-    """The diagnostics of an OperationOutcome, or the start of whatever the server said."""
+    """The diagnostics of an OperationOutcome (or the start of whatever the server said),
+    with identifier values masked."""
     try:
         outcome = json.loads(body)
         issues = outcome.get("issue", []) if isinstance(outcome, dict) else []
         texts = [i.get("diagnostics") or i.get("details", {}).get("text", "") for i in issues]
-        return "; ".join(t for t in texts if t) or body[:300].decode(errors="replace")
+        text = "; ".join(t for t in texts if t) or body[:300].decode(errors="replace")
     except ValueError:
-        return body[:300].decode(errors="replace")
+        text = body[:300].decode(errors="replace")
+    return _IDENTIFIER_VALUE.sub(r"\1<masked>", text)
 
 
 def post_bundle(path: Path, base_url: str, bearer_token: str | None = None, timeout_s: float = 60.0) -> None:
@@ -30,12 +54,21 @@ def post_bundle(path: Path, base_url: str, bearer_token: str | None = None, time
     headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
     if bearer_token:
         headers["Authorization"] = f"Bearer {bearer_token}"
-    request = urllib.request.Request(base_url.rstrip("/"), data=path.read_bytes(), headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        data = path.read_bytes()
+    except OSError as error:  # removed or unreadable: no retry brings it back (re-writing re-enqueues)
+        raise DeliveryError(f"cannot read {path}: {error.strerror or error}", permanent=True) from error
+    request = urllib.request.Request(base_url.rstrip("/"), data=data, headers=headers, method="POST")
+    try:
+        with _OPENER.open(request, timeout=timeout_s) as response:
             response.read()
     except urllib.error.HTTPError as error:
+        if 300 <= error.code < 400:  # the base URL is wrong: retrying the same one cannot help
+            location = error.headers.get("Location", "?")
+            raise DeliveryError(f"FHIR server answered {error.code}: redirected to {location}; configure "
+                                "the FHIR base URL the server redirects to", permanent=True) from error
         detail = _outcome_text(error.read())
-        raise DeliveryError(f"FHIR server answered {error.code}: {detail}", permanent=400 <= error.code < 500) from error
+        permanent = 400 <= error.code < 500 and error.code not in _RETRYABLE_4XX
+        raise DeliveryError(f"FHIR server answered {error.code}: {detail}", permanent=permanent) from error
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         raise DeliveryError(f"FHIR server unreachable: {getattr(error, 'reason', error)}") from error

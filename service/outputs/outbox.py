@@ -4,6 +4,8 @@ Every SR and Bundle is written to var/outbox/ before anything is sent, so no del
 can lose a result. Each configured destination gets a delivery row (SQLite) that a background
 thread works off with exponential backoff; rows survive restarts, and a permanently refused or
 exhausted delivery stays visible (state `failed`, with the reason) next to its file.
+Re-enqueueing bumps a row's generation, so an attempt that was already under way cannot mark
+the newer content delivered.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL NOT NULL,
     last_error TEXT,
+    generation INTEGER NOT NULL DEFAULT 0,
     updated_at REAL NOT NULL,
     PRIMARY KEY (destination, path)
 );
@@ -79,7 +82,7 @@ class Outbox:
                 "INSERT INTO deliveries (destination, path, state, attempts, next_attempt_at, updated_at)"
                 " VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT (destination, path) DO UPDATE SET"
                 " state = excluded.state, attempts = 0, next_attempt_at = excluded.next_attempt_at,"
-                " last_error = NULL, updated_at = excluded.updated_at",
+                " last_error = NULL, generation = generation + 1, updated_at = excluded.updated_at",
                 (destination, str(path), PENDING, now, now),
             )
         self._update_gauge()
@@ -101,20 +104,26 @@ class Outbox:
         now = time.time() if now is None else now
         with self._lock:
             due = self._db.execute(
-                "SELECT destination, path, attempts FROM deliveries WHERE state = ? AND next_attempt_at <= ?"
-                " ORDER BY next_attempt_at", (PENDING, now),
+                "SELECT destination, path, attempts, generation FROM deliveries"
+                " WHERE state = ? AND next_attempt_at <= ? ORDER BY next_attempt_at", (PENDING, now),
             ).fetchall()
-        for destination, path, attempts in due:
-            self._attempt(destination, Path(path), attempts)
+        for destination, path, attempts, generation in due:
+            self._attempt(destination, Path(path), attempts, generation)
         self._update_gauge()
         return len(due)
 
-    def _attempt(self, destination: str, path: Path, attempts: int) -> None:
+    def _attempt(self, destination: str, path: Path, attempts: int, generation: int) -> None:
         sender = self._senders.get(destination)
         try:
             if sender is None:
                 raise DeliveryError(f"destination {destination} is no longer configured", permanent=True)
-            sender(path)
+            try:
+                sender(path)
+            except DeliveryError:
+                raise
+            except Exception as unexpected:  # a library error must cost one attempt, not the thread
+                log.exception("delivery to %s raised unexpectedly", destination)
+                raise DeliveryError(f"{type(unexpected).__name__}: {unexpected}") from unexpected
         except DeliveryError as error:
             OUTPUTS_FAILED.labels(destination).inc()
             attempts += 1
@@ -122,27 +131,35 @@ class Outbox:
             backoff = min(self._initial_backoff_s * 2 ** (attempts - 1), self._max_backoff_s)
             log.warning("delivery to %s failed (attempt %d%s): %s", destination, attempts,
                         ", giving up" if exhausted else f", retry in {backoff:.0f} s", error)
-            self._record(destination, path, FAILED if exhausted else PENDING, attempts,
+            self._record(destination, path, generation, FAILED if exhausted else PENDING, attempts,
                          time.time() + backoff, str(error))
             return
         OUTPUTS_DELIVERED.labels(destination).inc()
-        self._record(destination, path, DELIVERED, attempts + 1, time.time(), None)
+        self._record(destination, path, generation, DELIVERED, attempts + 1, time.time(), None)
 
-    def _record(self, destination: str, path: Path, state: str, attempts: int, next_at: float,
-                error: str | None) -> None:
+    def _record(self, destination: str, path: Path, generation: int, state: str, attempts: int,
+                next_at: float, error: str | None) -> None:
+        """Store an attempt's outcome, unless the row was re-enqueued meanwhile."""
         with self._lock:
             self._db.execute(
                 "UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?, updated_at = ?"
-                " WHERE destination = ? AND path = ?",
-                (state, attempts, next_at, error, time.time(), destination, str(path)),
+                " WHERE destination = ? AND path = ? AND generation = ?",
+                (state, attempts, next_at, error, time.time(), destination, str(path), generation),
             )
 
     def _update_gauge(self) -> None:
         OUTBOX_PENDING.set(self.pending_count())
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.deliver_due()
+            try:
+                self.deliver_due()
+            except Exception:  # e.g. the outbox database is unwritable: keep trying
+                log.exception("outbox cycle failed; retrying")
             self._wake.wait(timeout=1.0)
             self._wake.clear()
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
+from pydicom.uid import UID
 from pynetdicom import AE
 from pynetdicom.presentation import build_context
 
@@ -33,6 +34,11 @@ class DeliveryError(RuntimeError):
 class SendReport:
     sent: int = 0
     failed: list[str] = field(default_factory=list)  # "file name: reason"
+    refused: list[str] = field(default_factory=list)  # failures no retry can fix (subset of failed)
+
+    def refuse(self, message: str) -> None:
+        self.failed.append(message)
+        self.refused.append(message)
 
 
 def dicom_files(paths: Sequence[Path]) -> list[Path]:
@@ -51,8 +57,8 @@ def send_files(files: Sequence[Path], host: str, port: int, called_ae: str, call
     for file in files:
         try:
             datasets.append((file, pydicom.dcmread(file)))
-        except Exception as error:  # not DICOM, or damaged: report and keep going
-            report.failed.append(f"{file.name}: not readable as DICOM ({type(error).__name__})")
+        except Exception as error:  # missing, not DICOM, or damaged: report and keep going
+            report.refuse(f"{file.name}: not readable as DICOM ({type(error).__name__})")
     contexts = {(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) for _, ds in datasets}
     if len(contexts) > _MAX_CONTEXTS:
         raise DeliveryError(f"{len(contexts)} SOP class/transfer syntax pairs exceed {_MAX_CONTEXTS} contexts")
@@ -62,10 +68,20 @@ def send_files(files: Sequence[Path], host: str, port: int, called_ae: str, call
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
     ae.requested_contexts = [build_context(sop, [syntax]) for sop, syntax in sorted(contexts)]
     association = ae.associate(host, port, ae_title=called_ae)
+    if association.is_rejected:
+        raise DeliveryError(f"{called_ae} at {host}:{port} rejected the association (check its AE configuration)")
+    if association.rejected_contexts and not association.accepted_contexts:
+        refused = ", ".join(sorted({UID(c.abstract_syntax).name for c in association.rejected_contexts}))
+        raise DeliveryError(f"{called_ae} at {host}:{port} accepts none of the proposed SOP classes ({refused})")
     if not association.is_established:
-        raise DeliveryError(f"no association with {called_ae} at {host}:{port} (rejected, aborted or unreachable)")
+        raise DeliveryError(f"no association with {called_ae} at {host}:{port} (unreachable or timed out)")
+    accepted = {(str(c.abstract_syntax), str(c.transfer_syntax[0])) for c in association.accepted_contexts}
     try:
         for file, ds in datasets:
+            if (str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) not in accepted:
+                report.refuse(f"{file.name}: {called_ae} accepts no {ds.SOPClassUID.name} in "
+                              f"{ds.file_meta.TransferSyntaxUID.name}")
+                continue
             status = association.send_c_store(ds)
             code = getattr(status, "Status", None)
             if code is None:
@@ -83,4 +99,4 @@ def store_one(path: Path, host: str, port: int, called_ae: str, calling_ae: str)
     """Deliver one file; DeliveryError when it was not stored (retried by the outbox)."""
     report = send_files([path], host, port, called_ae, calling_ae)
     if report.failed:
-        raise DeliveryError("; ".join(report.failed))
+        raise DeliveryError("; ".join(report.failed), permanent=bool(report.refused))

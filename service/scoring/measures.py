@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial.distance import pdist
 
 from service.model import ImageGeometry, Vector3
 
@@ -55,11 +56,14 @@ def _hull_vertices(points: np.ndarray) -> np.ndarray:
 def _max_distance(points: np.ndarray) -> tuple[float, np.ndarray]:
     """The largest pairwise distance and the unit vector along it."""
     vertices = _hull_vertices(points)
-    differences = vertices[:, None, :] - vertices[None, :, :]
-    lengths = np.linalg.norm(differences, axis=-1)
-    i, j = np.unravel_index(np.argmax(lengths), lengths.shape)
-    longest = float(lengths[i, j])
-    direction = differences[i, j] / longest if longest > 0 else np.zeros(points.shape[1])
+    if len(vertices) < 2:
+        return 0.0, np.zeros(points.shape[1])
+    lengths = pdist(vertices)  # condensed: n(n-1)/2 distances, no n x n x 3 array
+    k = int(np.argmax(lengths))
+    rows, columns = np.triu_indices(len(vertices), 1)  # pdist's pair order
+    i, j = rows[k], columns[k]
+    longest = float(lengths[k])
+    direction = (vertices[i] - vertices[j]) / longest if longest > 0 else np.zeros(points.shape[1])
     return longest, direction
 
 

@@ -21,7 +21,6 @@ from service.model import ImageGeometry
 
 _INTERPOLATORS = {
     "sitkLinear": sitk.sitkLinear,
-    "sitkBSpline": sitk.sitkBSpline,
     "sitkNearestNeighbor": sitk.sitkNearestNeighbor,
 }
 

@@ -2,7 +2,8 @@
 
 Stateless: each request carries its lesion crop, so any number of replicas can serve one client.
 A request larger than `max_message_bytes` is refused by gRPC itself (RESOURCE_EXHAUSTED) before
-it reaches us; the client checks the size first and reports the lesion as not computable.
+it reaches us; our client checks the size first and fails the study with a message naming the
+setting (LesionTooLarge), before any lesion is sent.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Feature-extraction settings: method.md section 2's defaults, every one of them a setting.
+"""Feature-extraction settings: method.md section 2's defaults, as one typed object.
+
+The service runs with these defaults (the scorer's Describe call reports them in every
+output); the settings-file interface for other values is the `features` command's work.
 
 The names follow pyradiomics' parameter file (resampledPixelSpacing, interpolator, binWidth, ...)
 so pyradiomics users recognise them; keys pyradiomics lacks are our documented extensions:
@@ -43,13 +46,10 @@ class ExtractionSettings:
             raise ConfigError("maskThreshold must lie strictly between 0 and 1")
         if self.ringWidthMm <= 0:
             raise ConfigError("ringWidthMm must be positive")
-        if self.interpolator not in ("sitkLinear", "sitkBSpline", "sitkNearestNeighbor"):
-            raise ConfigError(f"interpolator {self.interpolator!r} is not supported")
-
-    @property
-    def n_bins(self) -> int:
-        """Number of grey levels of the absolute discretisation (400 for the defaults)."""
-        return int(round((self.binUpperBound - self.binLowerBound) / self.binWidth))
+        # B-spline is not offered: its pre-filter depends on the whole image, so a crop could not
+        # give the whole volume's numbers.
+        if self.interpolator not in ("sitkLinear", "sitkNearestNeighbor"):
+            raise ConfigError(f"interpolator {self.interpolator!r} is not supported (sitkLinear, sitkNearestNeighbor)")
 
     @classmethod
     def from_dict(cls, values: dict[str, object]) -> "ExtractionSettings":

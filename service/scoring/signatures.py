@@ -65,13 +65,6 @@ class Signature:
     cutoffs: dict[str, float]
     default_cutoff: str
 
-    def required_features(self) -> dict[str, set[str]]:
-        """Region -> features this signature needs (the CD8 extraction profile)."""
-        needed: dict[str, set[str]] = {region: set() for region in _REGIONS}
-        for variable in self.variables:
-            needed[variable.region].add(variable.feature)
-        return needed
-
     def check_preprocessing(self, settings: ExtractionSettings) -> None:
         """Refuse to score under settings other than those the signature was trained with."""
         actual = settings.as_dict()
@@ -80,8 +73,7 @@ class Signature:
                 raise SignatureError(f"signature {self.id}: preprocessing key {key!r} is unknown to this engine")
             value = actual[key]
             same = (
-                [float(v) for v in value] == [float(v) for v in expected]
-                if isinstance(expected, list)
+                list(value) == list(expected) if isinstance(expected, list) and isinstance(value, (list, tuple))
                 else value == expected
             )
             if not same:

@@ -246,3 +246,18 @@ def test_undecodable_instance_fails_its_study_and_service_keeps_serving(service,
     log = service.read_log()
     patient_id = str(pydicom.dcmread(sts019 / "mask" / "RS.dcm").PatientID)
     assert patient_id not in log
+
+
+def test_serve_stops_with_an_error_when_its_scorer_dies(tmp_path):
+    """A supervisor (Kubernetes, systemd) can only restart what exits."""
+    running = Service(tmp_path / "var")
+    try:
+        scorer = subprocess.run(["pgrep", "-P", str(running.process.pid), "-f", "service.cli scorer"],
+                                capture_output=True, text=True).stdout.split()
+        assert len(scorer) == 1
+        os.kill(int(scorer[0]), 9)
+        assert running.process.wait(timeout=60) == 1
+        assert "the scoring core exited" in running.read_log()
+    finally:
+        if running.process.poll() is None:
+            running.stop()

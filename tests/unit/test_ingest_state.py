@@ -1,24 +1,27 @@
 """Spool durability, index idempotency and restart, completeness decisions."""
 
+import io
+
 from pathlib import Path
 
 import pytest
 
 from service.ingest.completeness import assess
-from service.ingest.index import DONE, PROCESSING, RECEIVING, InstanceRecord, StudyIndex
+from service.ingest.index import DONE, FAILED, PROCESSING, RECEIVING, InstanceRecord, StudyIndex
 from service.sop_classes import CT_IMAGE, RT_STRUCTURE_SET
 from service.ingest.spool import Spool, study_key
 
 
-def _record(uid: str, sop_class: str = CT_IMAGE, positions=(0.0,), at: float = 100.0, study="1.2.3") -> InstanceRecord:
-    return InstanceRecord(uid, sop_class, study, "1.2.3.1", "CT", "1.2.3.9", tuple(positions), Path(f"/x/{uid}"), at)
+def _record(uid: str, sop_class: str = CT_IMAGE, positions=(0.0,), at: float = 100.0, study="1.2.3",
+            series="1.2.3.1") -> InstanceRecord:
+    return InstanceRecord(uid, sop_class, study, series, "CT", "1.2.3.9", tuple(positions), Path(f"/x/{uid}"), at)
 
 
 def test_spool_writes_atomically_and_replaces_same_uid(tmp_path):
     spool = Spool(tmp_path)
-    path = spool.store("1.2.3", "1.2.3.4", b"first")
+    path = spool.store("1.2.3", "1.2.3.4", io.BytesIO(b"first"))
     assert path == tmp_path / study_key("1.2.3") / "1.2.3.4.dcm" and path.read_bytes() == b"first"
-    spool.store("1.2.3", "1.2.3.4", b"second")
+    spool.store("1.2.3", "1.2.3.4", io.BytesIO(b"second"))
     assert path.read_bytes() == b"second"
     assert not list(path.parent.glob(".*"))
     (path.parent / ".1.2.3.5.dcm.abc.tmp").write_bytes(b"partial")  # what a crash mid-write leaves
@@ -35,7 +38,7 @@ def test_index_is_idempotent_and_survives_restart(tmp_path):
     index.close()
     reopened = StudyIndex(tmp_path / "index.sqlite")
     assert reopened.study("1.2.3").state == PROCESSING
-    assert reopened.requeue_interrupted() == 1
+    assert reopened.requeue_interrupted(max_attempts=5) == (1, 0)
     assert [r.sop_instance_uid for r in reopened.instances("1.2.3")] == ["1"]
     assert reopened.study("1.2.3").state == RECEIVING
 
@@ -87,3 +90,37 @@ def test_ct_alone_waits_past_quiet_until_the_hard_cap_then_fails(index):
     assert assess(_study(index), index.instances("1.2.3"), 200.0, 30, 600) .ready is False
     decision = assess(_study(index), index.instances("1.2.3"), 701.0, 30, 600)
     assert decision.failed and "no RTSTRUCT or SEG" in decision.reason
+
+
+def test_instance_arriving_during_processing_is_not_dropped(tmp_path):
+    index = StudyIndex(tmp_path / "index.sqlite")
+    index.add_instance(_record("1"))
+    assert index.claim("1.2.3")
+    index.add_instance(_record("2", at=150.0))  # arrives while the worker scores the study
+    assert not index.finish("1.2.3", DONE, result="9.9")
+    assert index.study("1.2.3").state == RECEIVING  # scored again, with instance 2
+    assert index.claim("1.2.3")
+    assert index.finish("1.2.3", DONE, result="9.9")
+    assert index.study("1.2.3").state == DONE
+
+
+def test_study_interrupted_too_often_is_failed_not_requeued(tmp_path):
+    index = StudyIndex(tmp_path / "index.sqlite")
+    index.add_instance(_record("1"))
+    for _ in range(3):
+        assert index.claim("1.2.3")
+        index.requeue_interrupted(max_attempts=3)
+    assert index.study("1.2.3").state == FAILED
+    assert "interrupted 3 times" in index.study("1.2.3").error
+
+
+def test_coverage_is_judged_per_series(index):
+    """A complete 5 mm series must not hide that the 1 mm series is still arriving."""
+    index.add_instance(_record("rs", RT_STRUCTURE_SET, positions=(50.0,)))
+    for i in range(0, 21):
+        index.add_instance(_record(f"thick{i}", positions=(5.0 * i,), series="1.2.3.5"))
+    for i in list(range(30, 50)) + list(range(51, 71)):  # the thin series lacks z = 50
+        index.add_instance(_record(f"thin{i}", positions=(1.0 * i,), series="1.2.3.1"))
+    assert not assess(_study(index), index.instances("1.2.3"), 101.0, 30, 600).ready
+    index.add_instance(_record("thin50", positions=(50.0,), series="1.2.3.1"))
+    assert assess(_study(index), index.instances("1.2.3"), 101.0, 30, 600).ready

@@ -312,3 +312,30 @@ def test_non_rtstruct_is_refused(sts019) -> None:
     rtstruct.SOPClassUID = "1.2.840.10008.5.1.4.1.1.66.4"
     with pytest.raises(ContourError, match="is not an RTSTRUCT"):
         rtstruct_to_masks(rtstruct, ct)
+
+
+def test_only_lesion_roi_types_are_scored(sts019) -> None:
+    """A planning structure set: the GTV is a lesion; the body outline and an organ are not."""
+    from copy import deepcopy
+
+    from service.imaging.contours import lesion_rois
+
+    ct, headers = sts019
+    rtstruct = _rtstruct(headers, [("CLOSED_PLANAR", _square(40.5, 50.5), 10)])
+    for number in (2, 3):
+        roi = deepcopy(rtstruct.StructureSetROISequence[0])
+        roi.ROINumber = number
+        rtstruct.StructureSetROISequence.append(roi)
+        contour = deepcopy(rtstruct.ROIContourSequence[0])
+        contour.ReferencedROINumber = number
+        rtstruct.ROIContourSequence.append(contour)
+    rtstruct.RTROIObservationsSequence = [
+        _item(ObservationNumber=n, ReferencedROINumber=n, RTROIInterpretedType=t)
+        for n, t in ((1, "GTV"), (2, "EXTERNAL"), (3, "ORGAN"))
+    ]
+    keep, skipped = lesion_rois(rtstruct)
+    assert keep == {1}
+    assert [note.split(":")[0] for note in skipped] == ["ROI 2 not scored", "ROI 3 not scored"]
+    assert "EXTERNAL" in skipped[0] and "ORGAN" in skipped[1]
+    assert [m.number for m in rtstruct_to_masks(rtstruct, ct, keep)] == [1]
+    assert [m.number for m in rtstruct_to_masks(rtstruct, ct)] == [1, 2, 3]

@@ -1,0 +1,693 @@
+"""Delivery through the durable outbox to real peers: dcmtk's storescp as the PACS, and
+SEKMET (the `sekmet-fhir` package, a FHIR R4 server) as the EHR.
+
+Every peer runs as its own process (or thread) on 127.0.0.1 and is stopped by its fixture;
+every wait is bounded. The outbox's clock is driven through `deliver_due(now)`, so backoff is
+tested without sleeping. The one fake here is a tiny HTTP server for FHIR answers that a real
+server does not give on demand (503, 429, 400 with an OperationOutcome); its tests say so.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification
+
+from service.outputs import codes
+from service.outputs.ehr import post_bundle
+from service.outputs.fhir import build_bundle, write_bundle
+from service.outputs.outbox import DELIVERED, FAILED, PENDING, Delivery, Outbox
+from service.outputs.pacs import store_one
+from service.outputs.sr import build_measurement_report, write_sr
+from tests.conftest import require_tool
+from tests.support.synthetic_results import make_study_result
+
+pytestmark = [pytest.mark.external, pytest.mark.timeout(180)]
+
+LOOPBACK = "127.0.0.1"
+PACS_AE = "PACS"
+OUR_AE = "RADIOMICS_CDS"
+PATIENT_ID_SYSTEM = "urn:dicom:patient-id"
+FAR_FUTURE = 10 * 365 * 24 * 3600.0
+"""Added to now: every pending delivery is due, whatever its backoff."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def _only(outbox: Outbox) -> Delivery:
+    deliveries = outbox.deliveries()
+    assert len(deliveries) == 1, deliveries
+    return deliveries[0]
+
+
+# --- outputs to deliver ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built_outputs(tmp_path_factory) -> tuple[Path, Path]:
+    """One real SR and its FHIR Bundle, built once from the synthetic study result."""
+    result, evidence = make_study_result()
+    out = tmp_path_factory.mktemp("built")
+    sr = build_measurement_report(result, evidence)
+    sr_path = write_sr(sr, out)
+    bundle_path = write_bundle(build_bundle(result, sr_sop_instance_uid=str(sr.SOPInstanceUID)), out)
+    return sr_path, bundle_path
+
+
+@pytest.fixture
+def outbox_dir(tmp_path: Path, built_outputs: tuple[Path, Path]) -> Path:
+    """A fresh var/outbox-like directory holding a copy of the SR and the Bundle."""
+    directory = tmp_path / "outbox"
+    directory.mkdir()
+    for path in built_outputs:
+        shutil.copy2(path, directory / path.name)
+    return directory
+
+
+@pytest.fixture
+def sr_path(outbox_dir: Path) -> Path:
+    return next(outbox_dir.glob("*.dcm"))
+
+
+@pytest.fixture
+def bundle_path(outbox_dir: Path) -> Path:
+    return next(outbox_dir.glob("*.fhir.json"))
+
+
+@pytest.fixture
+def outboxes(tmp_path: Path) -> Iterator[Callable[..., Outbox]]:
+    """Opens Outboxes on one SQLite file (reopening = a restart); stops them all at the end."""
+    opened: list[Outbox] = []
+
+    def open_outbox(senders, **options) -> Outbox:
+        outbox = Outbox(tmp_path / "var" / "outbox.sqlite", senders, **options)
+        opened.append(outbox)
+        return outbox
+
+    yield open_outbox
+    for outbox in opened:
+        try:
+            outbox.stop()
+        except Exception:  # already stopped by the test (a restart)
+            pass
+
+
+# --- the PACS: dcmtk storescp ---------------------------------------------------------------
+
+
+class StoreScp:
+    """dcmtk's storescp on 127.0.0.1:`port`, writing what it receives to `directory`."""
+
+    def __init__(self, port: int, directory: Path) -> None:
+        self.port, self.directory = port, directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.log = (directory.parent / f"storescp-{port}.log").open("w")
+        self.process = subprocess.Popen(
+            [require_tool("storescp"), "--aetitle", PACS_AE, "--output-directory", str(directory),
+             "--acse-timeout", "10", "--dimse-timeout", "30", "--verbose", str(port)],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        _wait_until(self._answers_echo, 20, f"storescp on port {port}")
+
+    def _answers_echo(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"storescp exited: {self.read_log()}")
+        ae = AE(ae_title=OUR_AE)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 5
+        ae.add_requested_context(Verification)
+        association = ae.associate(LOOPBACK, self.port, ae_title=PACS_AE)
+        if not association.is_established:
+            return False
+        status = association.send_c_echo()
+        association.release()
+        return getattr(status, "Status", None) == 0x0000
+
+    def received(self) -> list[pydicom.Dataset]:
+        return [pydicom.dcmread(p) for p in sorted(self.directory.iterdir()) if p.is_file()]
+
+    def read_log(self) -> str:
+        self.log.flush()
+        return (self.directory.parent / f"storescp-{self.port}.log").read_text()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.log.close()
+
+
+@pytest.fixture
+def pacs_port() -> int:
+    return _free_port()
+
+
+@pytest.fixture
+def start_pacs(tmp_path: Path, pacs_port: int) -> Iterator[Callable[[], StoreScp]]:
+    """Starts storescp on `pacs_port` when called (tests start it late to see retries)."""
+    require_tool("storescp")
+    started: list[StoreScp] = []
+
+    def start() -> StoreScp:
+        scp = StoreScp(pacs_port, tmp_path / "pacs" / "received")
+        started.append(scp)
+        return scp
+
+    yield start
+    for scp in started:
+        scp.stop()
+
+
+def _pacs_senders(port: int) -> dict:
+    return {"pacs": lambda path: store_one(path, LOOPBACK, port, PACS_AE, OUR_AE)}
+
+
+# --- PACS tests -----------------------------------------------------------------------------
+
+
+def test_sr_is_delivered_to_storescp(sr_path, pacs_port, start_pacs, outboxes):
+    pacs = start_pacs()
+    outbox = outboxes(_pacs_senders(pacs_port))
+    outbox.enqueue("pacs", sr_path)
+
+    assert outbox.deliver_due() == 1
+
+    delivery = _only(outbox)
+    assert (delivery.state, delivery.attempts, delivery.last_error) == (DELIVERED, 1, None)
+    assert delivery.path == sr_path and sr_path.exists()
+    received = pacs.received()
+    sent = pydicom.dcmread(sr_path)
+    assert [ds.SOPInstanceUID for ds in received] == [sent.SOPInstanceUID]
+    assert received[0].SOPClassUID == sent.SOPClassUID
+    assert received[0].ContentSequence == sent.ContentSequence
+    assert outbox.pending_count() == 0
+
+
+def test_unreachable_pacs_is_retried_after_backoff(sr_path, pacs_port, start_pacs, outboxes):
+    """No storescp on the port at first: a real refused connection, not a simulated one."""
+    outbox = outboxes(_pacs_senders(pacs_port), initial_backoff_s=60)
+    outbox.enqueue("pacs", sr_path)
+
+    assert outbox.deliver_due() == 1
+    delivery = _only(outbox)
+    assert (delivery.state, delivery.attempts) == (PENDING, 1)
+    assert "no association" in delivery.last_error and str(pacs_port) in delivery.last_error
+    assert sr_path.exists()
+    assert outbox.pending_count() == 1
+
+    # Within the backoff nothing is attempted, even with the PACS back.
+    pacs = start_pacs()
+    assert outbox.deliver_due(time.time() + 30) == 0
+    assert _only(outbox).attempts == 1
+
+    assert outbox.deliver_due(time.time() + 61) == 1
+    delivery = _only(outbox)
+    assert (delivery.state, delivery.attempts, delivery.last_error) == (DELIVERED, 2, None)
+    assert [ds.SOPInstanceUID for ds in pacs.received()] == [pydicom.dcmread(sr_path).SOPInstanceUID]
+
+
+def test_backoff_doubles_up_to_the_cap(sr_path, pacs_port, outboxes):
+    outbox = outboxes(_pacs_senders(pacs_port), initial_backoff_s=10, max_backoff_s=25, max_attempts=10)
+    outbox.enqueue("pacs", sr_path)
+    expected_backoffs = [10, 20, 25, 25]
+    for attempt, backoff in enumerate(expected_backoffs, start=1):
+        failed_at = time.time()
+        assert outbox.deliver_due(failed_at + FAR_FUTURE) == 1
+        assert _only(outbox).attempts == attempt
+        # Not due just before the backoff ends, due just after (2 s of slack for slow machines).
+        assert outbox.deliver_due(failed_at + backoff - 2) == 0
+    assert outbox.deliver_due(time.time() + 25 + 2) == 1
+
+
+def test_delivery_fails_after_max_attempts_and_keeps_the_sr(sr_path, pacs_port, outboxes):
+    outbox = outboxes(_pacs_senders(pacs_port), max_attempts=3, initial_backoff_s=1)
+    outbox.enqueue("pacs", sr_path)
+    original = sr_path.read_bytes()
+
+    for attempt in (1, 2):
+        assert outbox.deliver_due(time.time() + FAR_FUTURE) == 1
+        assert (_only(outbox).state, _only(outbox).attempts) == (PENDING, attempt)
+    assert outbox.deliver_due(time.time() + FAR_FUTURE) == 1
+
+    delivery = _only(outbox)
+    assert (delivery.state, delivery.attempts) == (FAILED, 3)
+    assert "no association" in delivery.last_error
+    assert outbox.deliver_due(time.time() + FAR_FUTURE) == 0
+    assert outbox.pending_count() == 0
+    assert sr_path.read_bytes() == original
+
+
+def test_reenqueue_after_failure_delivers_again(sr_path, pacs_port, start_pacs, outboxes):
+    """A re-written result is enqueued again: a failed row starts over (state, attempts, error)."""
+    outbox = outboxes(_pacs_senders(pacs_port), max_attempts=1)
+    outbox.enqueue("pacs", sr_path)
+    outbox.deliver_due()
+    assert _only(outbox).state == FAILED
+
+    pacs = start_pacs()
+    outbox.enqueue("pacs", sr_path)
+    assert (_only(outbox).state, _only(outbox).attempts, _only(outbox).last_error) == (PENDING, 0, None)
+    assert outbox.deliver_due() == 1
+    assert _only(outbox).state == DELIVERED
+    assert len(pacs.received()) == 1
+
+
+def test_pending_delivery_survives_a_restart(sr_path, pacs_port, start_pacs, outboxes):
+    first = outboxes(_pacs_senders(pacs_port), initial_backoff_s=60)
+    first.enqueue("pacs", sr_path)
+    first.deliver_due()  # PACS down: one failed attempt to carry across the restart
+    first.stop()
+
+    pacs = start_pacs()
+    second = outboxes(_pacs_senders(pacs_port), initial_backoff_s=60)
+    delivery = _only(second)
+    assert (delivery.destination, delivery.path, delivery.state, delivery.attempts) == ("pacs", sr_path, PENDING, 1)
+    assert "no association" in delivery.last_error
+    assert second.pending_count() == 1
+    assert second.deliver_due() == 0  # the backoff survives the restart too
+
+    assert second.deliver_due(time.time() + FAR_FUTURE) == 1
+    assert (_only(second).state, _only(second).attempts) == (DELIVERED, 2)
+    assert [ds.SOPInstanceUID for ds in pacs.received()] == [pydicom.dcmread(sr_path).SOPInstanceUID]
+
+
+def test_background_thread_delivers_when_the_pacs_is_up(sr_path, pacs_port, start_pacs, outboxes):
+    pacs = start_pacs()
+    outbox = outboxes(_pacs_senders(pacs_port))
+    outbox.start()
+    outbox.enqueue("pacs", sr_path)
+    _wait_until(lambda: _only(outbox).state == DELIVERED, 30, "the outbox thread to deliver")
+    assert len(pacs.received()) == 1
+
+
+def test_unconfigured_destination_fails_permanently(sr_path, outboxes):
+    outbox = outboxes({})
+    outbox.enqueue("pacs", sr_path)
+    assert outbox.deliver_due() == 1
+    delivery = _only(outbox)
+    assert (delivery.state, delivery.attempts) == (FAILED, 1)
+    assert "no longer configured" in delivery.last_error
+
+
+# --- the EHR: SEKMET, a real FHIR R4 server -------------------------------------------------
+
+
+class FhirServer:
+    """`sekmet serve` on 127.0.0.1 with its own empty database; `base` is its FHIR base URL."""
+
+    def __init__(self, directory: Path) -> None:
+        port = _free_port()
+        self.base = f"http://{LOOPBACK}:{port}/fhir"
+        directory.mkdir(parents=True)
+        settings = directory / "settings.yaml"
+        settings.write_text(json.dumps({  # JSON is YAML
+            "host": LOOPBACK, "port": port, "base_url": self.base,
+            "data_dir": str(directory / "data"),
+            "own_private_key_path": str(directory / "keys" / "sekmet_private.pem"),
+            "simulator": {"enabled": False},  # a plain FHIR store: nothing acts on what we write
+            "validation": {"inbound": "strict"},
+        }))
+        self.log_path = directory / "sekmet.log"
+        self.log = self.log_path.open("w")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SEKMET_")}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sekmet.cli", "serve", "--config", str(settings)],
+            cwd=directory, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        _wait_until(self._answers, 60, "the FHIR server to answer /metadata")
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"sekmet exited: {self.log_path.read_text()}")
+        try:
+            return self.get("metadata")["resourceType"] == "CapabilityStatement"
+        except OSError:
+            return False
+
+    def get(self, relative: str) -> dict:
+        request = urllib.request.Request(f"{self.base}/{relative}", headers={"Accept": "application/fhir+json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.load(answer)
+
+    def search(self, resource_type: str, **params: str) -> list[dict]:
+        """Every match (the server pages at 20; _count raises that for our few resources)."""
+        query = urllib.parse.urlencode({**params, "_count": "200"})
+        bundle = self.get(f"{resource_type}?{query}")
+        assert bundle["total"] == len(bundle.get("entry", [])), "more matches than one page"
+        return [entry["resource"] for entry in bundle.get("entry", [])]
+
+    def create(self, resource: dict) -> dict:
+        request = urllib.request.Request(
+            f"{self.base}/{resource['resourceType']}", data=json.dumps(resource).encode(), method="POST",
+            headers={"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.load(answer)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.log.close()
+
+
+@pytest.fixture
+def fhir_server(tmp_path: Path) -> Iterator[FhirServer]:
+    """A fresh SEKMET per test (starts in about 2 s), so every test sees an empty EHR."""
+    try:
+        import sekmet  # noqa: F401
+    except ImportError:
+        message = "sekmet-fhir is not installed (pip install -e '.[test]')"
+        if os.environ.get("RCDS_REQUIRE_EXTERNAL") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    server = FhirServer(tmp_path / "sekmet")
+    yield server
+    server.stop()
+
+
+def _fhir_senders(base: str) -> dict:
+    return {"fhir": lambda path: post_bundle(path, base, timeout_s=30)}
+
+
+def _register_patient(server: FhirServer, patient_id: str) -> str:
+    """The EHR knows the patient before any result arrives; the Bundle refers to it by identifier."""
+    created = server.create({"resourceType": "Patient",
+                             "identifier": [{"system": PATIENT_ID_SYSTEM, "value": patient_id}]})
+    return created["id"]
+
+
+def _codes(concept: dict) -> set[str]:
+    return {coding["code"] for coding in concept.get("coding", [])}
+
+
+def _component(observation: dict, code) -> dict:
+    matches = [c for c in observation["component"] if code.value in _codes(c["code"])]
+    assert len(matches) == 1, (code, observation["component"])
+    return matches[0]
+
+
+def _assert_results_in_ehr(server: FhirServer, patient_ref: str, version: str) -> None:
+    result, _ = make_study_result()
+    observations = server.search("Observation", subject=patient_ref)
+    assert len(observations) == len(result.lesions) + 1
+    assert all(o["meta"]["versionId"] == version for o in observations)
+    assert all(o["subject"]["reference"] == patient_ref for o in observations)
+
+    by_code = {code: [o for o in observations if code in _codes(o["code"])]
+               for code in (codes.LESION_BIOMARKERS.value, codes.PATIENT_BIOMARKERS.value)}
+    lesion_observations = {o["focus"][0]["identifier"]["value"]: o for o in by_code[codes.LESION_BIOMARKERS.value]}
+    assert len(lesion_observations) == len(result.lesions)
+    for lesion in result.lesions:
+        observation = lesion_observations[f"urn:oid:{lesion.tracking_uid}"]
+        volume = _component(observation, codes.VOLUME)["valueQuantity"]
+        assert (volume["value"], volume["code"]) == (pytest.approx(lesion.volume_ml), "mL")
+        short_axis = _component(observation, codes.SHORT_AXIS)["valueQuantity"]
+        assert short_axis["value"] == pytest.approx(lesion.short_axis_mm)
+        score = _component(observation, codes.CD8_SCORE)
+        if lesion.score is None:
+            assert "valueQuantity" not in score
+            assert score["dataAbsentReason"]["text"] == lesion.not_computable
+        else:
+            assert score["valueQuantity"]["value"] == pytest.approx(lesion.score)
+
+    [patient_level] = by_code[codes.PATIENT_BIOMARKERS.value]
+    risk = codes.RISK_GROUPS[result.patient.risk_group]
+    assert risk.value in _codes(patient_level["valueCodeableConcept"])
+    # In-Bundle references were resolved by the server to the ids it assigned.
+    members = {m["reference"] for m in patient_level["hasMember"]}
+    assert members == {f"Observation/{o['id']}" for o in lesion_observations.values()}
+
+    [report] = server.search("DiagnosticReport", subject=patient_ref)
+    assert {r["reference"] for r in report["result"]} == {f"Observation/{o['id']}" for o in observations}
+    assert len(server.search("Device")) == 1
+
+
+def test_bundle_is_delivered_to_a_real_fhir_server(bundle_path, fhir_server, outboxes):
+    result, _ = make_study_result()
+    patient_ref = f"Patient/{_register_patient(fhir_server, result.study.patient_id)}"
+    outbox = outboxes(_fhir_senders(fhir_server.base))
+    outbox.enqueue("fhir", bundle_path)
+
+    assert outbox.deliver_due() == 1
+    assert (_only(outbox).state, _only(outbox).attempts, _only(outbox).last_error) == (DELIVERED, 1, None)
+    _assert_results_in_ehr(fhir_server, patient_ref, version="1")
+
+    # Sent again (a re-written result is re-enqueued): conditional updates, no duplicates.
+    outbox.enqueue("fhir", bundle_path)
+    assert outbox.deliver_due() == 1
+    assert _only(outbox).state == DELIVERED
+    _assert_results_in_ehr(fhir_server, patient_ref, version="2")
+
+
+def test_real_fhir_server_refusal_is_permanent(bundle_path, fhir_server, outboxes):
+    """A real 4xx: SEKMET rejects the transaction whose conditional Patient reference matches
+    no patient (the EHR does not know this patient), and says why in an OperationOutcome."""
+    result, _ = make_study_result()
+    outbox = outboxes(_fhir_senders(fhir_server.base))
+    outbox.enqueue("fhir", bundle_path)
+
+    assert outbox.deliver_due() == 1
+    delivery = _only(outbox)
+    assert (delivery.state, delivery.attempts) == (FAILED, 1)
+    assert delivery.last_error.startswith("FHIR server answered 4")
+    # The server's diagnostics quote the conditional reference; its patient identifier is masked
+    # before the text reaches the log and the outbox database.
+    assert f"Patient?identifier={PATIENT_ID_SYSTEM}|<masked>" in delivery.last_error
+    assert result.study.patient_id not in delivery.last_error
+    assert outbox.deliver_due(time.time() + FAR_FUTURE) == 0
+    assert bundle_path.exists()
+    assert fhir_server.search("Observation") == []  # the transaction was rolled back whole
+
+
+def test_fhir_delivery_survives_a_restart(bundle_path, fhir_server, outboxes):
+    result, _ = make_study_result()
+    patient_ref = f"Patient/{_register_patient(fhir_server, result.study.patient_id)}"
+    closed = f"http://{LOOPBACK}:{_free_port()}/fhir"  # nothing listens: a real network failure
+    first = outboxes(_fhir_senders(closed))
+    first.enqueue("fhir", bundle_path)
+    first.deliver_due()
+    assert (_only(first).state, _only(first).attempts) == (PENDING, 1)
+    assert "unreachable" in _only(first).last_error
+    first.stop()
+
+    second = outboxes(_fhir_senders(fhir_server.base))  # the EHR's address fixed in the config
+    assert second.deliver_due(time.time() + FAR_FUTURE) == 1
+    assert (_only(second).state, _only(second).attempts) == (DELIVERED, 2)
+    _assert_results_in_ehr(fhir_server, patient_ref, version="1")
+
+
+def test_missing_bundle_file_fails_without_stopping_other_deliveries(bundle_path, fhir_server, outboxes):
+    """A Bundle removed from the outbox by hand must not take the delivery thread down with it."""
+    result, _ = make_study_result()
+    patient_ref = f"Patient/{_register_patient(fhir_server, result.study.patient_id)}"
+    outbox = outboxes(_fhir_senders(fhir_server.base))
+    gone = bundle_path.with_name("removed.fhir.json")
+    outbox.enqueue("fhir", gone)
+    outbox.enqueue("fhir", bundle_path)
+    outbox.start()
+
+    _wait_until(lambda: {d.path: d.state for d in outbox.deliveries()} == {gone: FAILED, bundle_path: DELIVERED},
+                30, f"both deliveries to finish: {outbox.deliveries()}")
+    failed = next(d for d in outbox.deliveries() if d.path == gone)
+    assert failed.attempts == 1 and "removed.fhir.json" in failed.last_error
+    _assert_results_in_ehr(fhir_server, patient_ref, version="1")
+
+
+# --- FHIR faults on demand: a fake server ---------------------------------------------------
+
+
+class ScriptedFhirServer:
+    """FAKE FHIR endpoint: a real server does not produce 503, 429, a chosen 400 or a redirect
+    on demand, so this answers each request with the next scripted (status, body[, headers])
+    and records the request."""
+
+    def __init__(self, answers: list[tuple]) -> None:
+        self.answers = list(answers)
+        self.requests: list[tuple[str, str, dict, bytes]] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                fake.requests.append((self.command, self.path, dict(self.headers), body))
+                status, answer, *headers = fake.answers.pop(0)
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                for name, value in (headers[0] if headers else {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/fhir+json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST  # noqa: N815
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        self.base = f"http://{LOOPBACK}:{self.httpd.server_address[1]}/fhir"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def scripted_fhir() -> Iterator[Callable[[list], ScriptedFhirServer]]:
+    servers: list[ScriptedFhirServer] = []
+
+    def start(answers: list[tuple[int, dict]]) -> ScriptedFhirServer:
+        servers.append(ScriptedFhirServer(answers))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def _outcome(diagnostics: str) -> dict:
+    return {"resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "processing", "diagnostics": diagnostics}]}
+
+
+_TRANSACTION_RESPONSE = {"resourceType": "Bundle", "type": "transaction-response", "entry": []}
+
+
+def test_fhir_503_is_retried(bundle_path, scripted_fhir, outboxes):
+    """Fake server (a real one does not answer 503 on demand): 503, then 200."""
+    server = scripted_fhir([(503, _outcome("database is being restarted")), (200, _TRANSACTION_RESPONSE)])
+    outbox = outboxes(_fhir_senders(server.base), initial_backoff_s=60)
+    outbox.enqueue("fhir", bundle_path)
+
+    assert outbox.deliver_due() == 1
+    delivery = _only(outbox)
+    assert (delivery.state, delivery.attempts) == (PENDING, 1)
+    assert delivery.last_error == "FHIR server answered 503: database is being restarted"
+    assert outbox.deliver_due(time.time() + 30) == 0
+
+    assert outbox.deliver_due(time.time() + 61) == 1
+    assert (_only(outbox).state, _only(outbox).attempts, _only(outbox).last_error) == (DELIVERED, 2, None)
+    assert len(server.requests) == 2
+    for method, path, headers, body in server.requests:
+        assert (method, path) == ("POST", "/fhir")
+        assert headers["Content-Type"] == "application/fhir+json"
+        assert body == bundle_path.read_bytes()
+
+
+def test_fhir_429_is_retried(bundle_path, scripted_fhir, outboxes):
+    """Fake server (a real one does not rate-limit on demand): 429 Too Many Requests is a 4xx
+    that says "later", not "your Bundle is wrong", so it is retried like a 5xx."""
+    server = scripted_fhir([(429, _outcome("rate limit exceeded")), (200, _TRANSACTION_RESPONSE)])
+    outbox = outboxes(_fhir_senders(server.base))
+    outbox.enqueue("fhir", bundle_path)
+
+    outbox.deliver_due()
+    assert (_only(outbox).state, _only(outbox).attempts) == (PENDING, 1)
+    assert "429" in _only(outbox).last_error
+    outbox.deliver_due(time.time() + FAR_FUTURE)
+    assert _only(outbox).state == DELIVERED
+
+
+def test_fhir_400_is_permanent_with_the_outcome(bundle_path, scripted_fhir, outboxes):
+    """Fake server (a real one does not refuse a valid Bundle on demand): 400 + OperationOutcome."""
+    diagnostics = "Observation.status: value 'final' is not allowed by profile XYZ"
+    server = scripted_fhir([(400, _outcome(diagnostics))])
+    outbox = outboxes(_fhir_senders(server.base))
+    outbox.enqueue("fhir", bundle_path)
+
+    assert outbox.deliver_due() == 1
+    delivery = _only(outbox)
+    assert (delivery.state, delivery.attempts) == (FAILED, 1)
+    assert delivery.last_error == f"FHIR server answered 400: {diagnostics}"
+    assert outbox.deliver_due(time.time() + FAR_FUTURE) == 0
+    assert len(server.requests) == 1
+    assert bundle_path.exists()
+
+
+def test_fhir_bearer_token_is_sent(bundle_path, scripted_fhir, outboxes):
+    """Fake server: it records the request headers, which a real server does not show us."""
+    server = scripted_fhir([(200, _TRANSACTION_RESPONSE)])
+    outbox = outboxes({"fhir": lambda path: post_bundle(path, server.base + "/", "s3cret", timeout_s=30)})
+    outbox.enqueue("fhir", bundle_path)
+    outbox.deliver_due()
+    assert _only(outbox).state == DELIVERED
+    [(_, path, headers, _)] = server.requests
+    assert path == "/fhir"  # the trailing slash of the configured base is not doubled
+    assert headers["Authorization"] == "Bearer s3cret"
+
+
+def test_fhir_redirect_is_not_followed_as_a_get(bundle_path, scripted_fhir, outboxes):
+    """Fake server (a real one does not redirect on demand): a 301 to a POST. Following it
+    would re-issue the request as a GET without the Bundle, whose 200 is no delivery."""
+    server = scripted_fhir([(301, {}, {"Location": "/fhir/"}), (200, {"resourceType": "CapabilityStatement"})])
+    outbox = outboxes(_fhir_senders(server.base))
+    outbox.enqueue("fhir", bundle_path)
+
+    assert outbox.deliver_due() == 1
+    delivery = _only(outbox)
+    assert (delivery.state, delivery.attempts) == (FAILED, 1)
+    assert delivery.last_error.startswith("FHIR server answered 301: redirected to /fhir/")
+    assert [(method, path) for method, path, _, _ in server.requests] == [("POST", "/fhir")]
+
+
+def test_pacs_that_does_not_take_sr_says_so_and_keeps_the_sr(sr_path, pacs_port, outboxes, tmp_path):
+    """A real SCP (pynetdicom: our own listener) that supports only CT/RTSTRUCT/SEG storage
+    refuses the only proposed context, so the association cannot carry the SR."""
+    from service.ingest.index import StudyIndex
+    from service.ingest.scp import StorageHandlers, build_ae, start_listener
+    from service.ingest.spool import Spool
+
+    index = StudyIndex(tmp_path / "scp" / "index.sqlite")
+    server = start_listener(build_ae(PACS_AE, 2), LOOPBACK, pacs_port,
+                            StorageHandlers(Spool(tmp_path / "scp" / "spool"), index))
+    try:
+        outbox = outboxes(_pacs_senders(pacs_port))
+        outbox.enqueue("pacs", sr_path)
+        assert outbox.deliver_due() == 1
+    finally:
+        server.shutdown()
+        index.close()
+    delivery = _only(outbox)
+    assert (delivery.state, delivery.attempts) == (PENDING, 1), delivery.last_error
+    assert "accepts none of the proposed SOP classes (Comprehensive 3D SR Storage)" in delivery.last_error
+    assert sr_path.exists()

@@ -261,3 +261,25 @@ def test_serve_stops_with_an_error_when_its_scorer_dies(tmp_path):
     finally:
         if running.process.poll() is None:
             running.stop()
+
+
+def test_state_survives_a_restart_and_rtstruct_may_come_after_the_ct(sts019, tmp_path):
+    """CT arrives, the service is stopped before any contours came; after a restart on the same
+    var directory the RTSTRUCT arrives and the study is scored from the spooled CT."""
+    study_uid = _copy_study(sts019, tmp_path / "study")
+    first = Service(tmp_path / "var")
+    try:
+        assert first.storescu(tmp_path / "study" / "image").returncode == 0
+        time.sleep(4)  # past the quiet period: without contours the study must keep waiting
+        assert first.status()[study_uid][0] == "receiving"
+    finally:
+        first.stop()
+    second = Service(tmp_path / "var")
+    try:
+        assert second.storescu(tmp_path / "study" / "mask").returncode == 0
+        state, detail = second.wait_for(study_uid)
+        assert state == "done", detail
+        assert second.metrics()[("rcds_instances_received_total", (("kind", "rtstruct"),))] == 1.0
+        assert ("rcds_instances_received_total", (("kind", "ct"),)) not in second.metrics()
+    finally:
+        second.stop()

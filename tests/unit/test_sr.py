@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,21 +18,11 @@ from pydicom.sr.coding import Code
 from service.model import LesionResult, StudyResult
 from service.outputs import codes
 from service.outputs.sr import build_measurement_report, write_sr
+from service.sop_classes import RT_STRUCTURE_SET
+from tests.conftest import require_tool
 from tests.support.synthetic_results import make_study_result
 
-RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 REGION_IN_SPACE = hd.sr.CodedConcept("130488", "DCM", "Region In Space")
-
-
-def _external_tool(name: str) -> str:
-    """Path of an external validator; skip without it, unless RCDS_REQUIRE_EXTERNAL=1."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not installed (dicom3tools / dcmtk); needed to validate the SR"
-        if os.environ.get("RCDS_REQUIRE_EXTERNAL") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 @pytest.fixture(params=["RTSTRUCT", "SEG"])
@@ -71,7 +59,7 @@ def _evaluations(group) -> set[tuple[str, str]]:
 @pytest.mark.external
 def test_dciodvfy_reports_no_errors(written: tuple[StudyResult, Path]) -> None:
     run = subprocess.run(
-        [_external_tool("dciodvfy"), str(written[1])], capture_output=True, text=True, check=False
+        [require_tool("dciodvfy"), str(written[1])], capture_output=True, text=True, check=False
     )
     errors = [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
     assert errors == []
@@ -80,7 +68,7 @@ def test_dciodvfy_reports_no_errors(written: tuple[StudyResult, Path]) -> None:
 @pytest.mark.external
 def test_dsrdump_renders(written: tuple[StudyResult, Path]) -> None:
     run = subprocess.run(
-        [_external_tool("dsrdump"), str(written[1])], capture_output=True, text=True, check=False
+        [require_tool("dsrdump"), str(written[1])], capture_output=True, text=True, check=False
     )
     assert run.returncode == 0, run.stderr
     assert "Imaging Measurement Report" in run.stdout
@@ -185,7 +173,7 @@ def test_contour_reference_fits_the_source(
             assert group.reference_type == REGION_IN_SPACE
             matches = report.get_volumetric_roi_measurement_groups(
                 tracking_uid=lesion.tracking_uid,
-                referenced_sop_class_uid=RT_STRUCTURE_SET_STORAGE,
+                referenced_sop_class_uid=RT_STRUCTURE_SET,
                 referenced_sop_instance_uid=result.ct.contour_sop_instance_uid,
             )
             assert len(matches) == 1

@@ -65,7 +65,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     server.start()
     try:
         datasets = [ds for ds in map(_try_read, sorted(p for p in args.ct.iterdir() if p.is_file())) if ds is not None]
-        datasets.append(read_instance(args.rtstruct or args.seg))
+        datasets.append(read_instance(args.rtstruct or args.seg, header_only=True))
         inputs, warnings = select_inputs(datasets)  # the CT series in the contours' frame of reference
         with ScoringClient(f"127.0.0.1:{port}", max_message_bytes=config.grpc_max_message_bytes) as client:
             result = score_study(inputs, client, parallel=config.scorer_workers, warnings=warnings,
@@ -78,8 +78,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _try_read(path: Path) -> pydicom.Dataset | None:
+    """Header of a file in the CT folder, None when it is not DICOM (pixels load once chosen)."""
     try:
-        return pydicom.dcmread(path)
+        return pydicom.dcmread(path, stop_before_pixels=True)
     except pydicom.errors.InvalidDicomError:
         return None
 

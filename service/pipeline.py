@@ -49,10 +49,14 @@ class WrittenOutputs:
     sr_sop_instance_uid: str
 
 
-def read_instance(path: Path) -> Dataset:
-    """Read one stored instance; a file that does not parse is an input error of its study."""
+def read_instance(path: Path, *, header_only: bool = False) -> Dataset:
+    """Read one stored instance; a file that does not parse is an input error of its study.
+
+    `header_only` skips the pixel data: choosing the series to score needs only headers, so
+    other series of the study (scouts, other reconstructions) are never decoded.
+    """
     try:
-        return pydicom.dcmread(path)
+        return pydicom.dcmread(path, stop_before_pixels=header_only)
     except Exception as error:  # pydicom raises many types for damaged files
         raise InputError(f"instance {path.stem}: cannot be read as DICOM ({type(error).__name__}: {error})") from error
 
@@ -122,9 +126,17 @@ def select_inputs(datasets: Sequence[Dataset]) -> tuple[StudyInputs, list[str]]:
             f"({contours.SOPInstanceUID})"
         )
     series = _pick_ct_series(contours, ct_instances)
-    ct = load_ct_series(series)
     evidence = [_header(ds) for ds in series] + [_header(contours)]
-    return StudyInputs(ct=ct, contours=contours, evidence=evidence, study=study_info(series[0])), warnings
+    ct = load_ct_series([_with_pixels(ds) for ds in series])
+    inputs = StudyInputs(ct=ct, contours=_with_pixels(contours), evidence=evidence, study=study_info(series[0]))
+    return inputs, warnings
+
+
+def _with_pixels(ds: Dataset) -> Dataset:
+    """The full instance: header-only reads are re-read from their file once chosen."""
+    if "PixelData" in ds or not getattr(ds, "filename", None) or ds.get("SOPClassUID") == RT_STRUCTURE_SET:
+        return ds
+    return read_instance(Path(ds.filename))
 
 
 def _header(ds: Dataset) -> Dataset:

@@ -94,7 +94,7 @@ class StudyWorker:
         key = study_key(study_uid)
         started = time.monotonic()
         try:
-            datasets = [read_instance(record.path) for record in self._index.instances(study_uid)]
+            datasets = [read_instance(record.path, header_only=True) for record in self._index.instances(study_uid)]
             written = run_study(
                 datasets, self._client, self._config.outbox_dir,
                 patient_identifier_system=self._config.patient_identifier_system,

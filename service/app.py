@@ -26,6 +26,8 @@ from service.scoring.client import ScoringClient
 from service.scoring.lesion import ScoringContext
 from service.scoring.location import LocationRules
 from service.scoring.server import build_server
+from service.scoring.panel import feature_panel
+from service.scoring.parameter_file import load_parameter_file
 from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature
 from service.worker import StudyWorker
@@ -36,9 +38,13 @@ log = logging.getLogger(__name__)
 def scoring_context(config: Config) -> ScoringContext:
     """The scorer's configuration; the signature must accept the settings (checked here)."""
     signature = load_signature(config.signature_file)
-    settings = ExtractionSettings()
+    settings = (
+        ExtractionSettings() if config.extraction_settings_file is None
+        else load_parameter_file(config.extraction_settings_file)
+    )
     signature.check_preprocessing(settings)
-    return ScoringContext(settings, signature, LocationRules(site_mapping=dict(config.site_mapping)))
+    rules = LocationRules(site_mapping=dict(config.site_mapping), name_rules=config.location_rules)
+    return ScoringContext(settings, signature, rules, feature_panel(config.feature_panel, settings, signature))
 
 
 def _wait_for_signal(stop: threading.Event | None = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from service.errors import ConfigError
+from service.scoring.location import DEFAULT_NAME_RULES, LOCATION_CLASSES
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,14 @@ class Config:
     scorer_workers: int = 2
     grpc_max_message_bytes: int = 256 * 1024 * 1024
     signature_file: Path | None = None
+    # pyradiomics parameter file (docs/features.md); unset: method.md section 2's defaults
+    extraction_settings_file: Path | None = None
+    # Features computed per lesion: "signature" (only what the signature needs) or "full"
+    feature_panel: str = "signature"
     volume_filter_ml: float = 1.0
     site_mapping: dict[str, str] = field(default_factory=dict)
+    # ROI-name keyword rules (regular expression: location class), tried in order; empty: built-in
+    location_name_rules: dict[str, str] = field(default_factory=dict)
     # RTSTRUCT ROIs scored as lesions, by RT ROI Interpreted Type ("" = no type given)
     lesion_roi_types: tuple[str, ...] = ("GTV", "")
     # HTTP: /metrics, /healthz, /readyz
@@ -65,6 +73,22 @@ class Config:
             raise ConfigError("quiet_seconds must be positive and hard_cap_seconds at least quiet_seconds")
         if self.delivery_max_attempts < 1:
             raise ConfigError("delivery_max_attempts must be at least 1")
+        if self.feature_panel not in ("signature", "full"):
+            raise ConfigError("feature_panel must be 'signature' or 'full'")
+        for setting in ("site_mapping", "location_name_rules"):
+            wrong = sorted(c for c in getattr(self, setting).values() if c not in LOCATION_CLASSES)
+            if wrong:
+                raise ConfigError(f"{setting}: unknown location classes {wrong}; use {list(LOCATION_CLASSES)}")
+        for pattern in self.location_name_rules:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ConfigError(f"location_name_rules: {pattern!r} is not a regular expression ({error})") from error
+
+    @property
+    def location_rules(self) -> tuple[tuple[str, str], ...]:
+        """The ROI-name rules in force: the configured ones, else the built-in defaults."""
+        return tuple(self.location_name_rules.items()) or DEFAULT_NAME_RULES
 
     @property
     def spool_dir(self) -> Path:

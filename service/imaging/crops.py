@@ -33,7 +33,7 @@ def tracking_identity(study_instance_uid: str, frame_of_reference_uid: str, lesi
 def crop_margin_voxels(ct: CtSeries, settings: ExtractionSettings) -> np.ndarray:
     """Margin (z, y, x voxels) around the lesion: ring + two new voxels + interpolation support."""
     spacing_zyx = np.asarray(ct.geometry.spacing[::-1])
-    new_zyx = np.asarray(settings.resampledPixelSpacing[::-1])
+    new_zyx = spacing_zyx if settings.resampledPixelSpacing is None else np.asarray(settings.resampledPixelSpacing[::-1])
     margin_mm = settings.ringWidthMm + 2.0 * new_zyx
     return np.asarray([math.ceil(m / s) + 2 for m, s in zip(margin_mm, spacing_zyx)])
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Mapping
 
 import numpy as np
 import radiomics
 import SimpleITK as sitk
 from radiomics import firstorder, glcm, gldm, glrlm, glszm, ngtdm, shape
 
+from service.scoring.ibsi_names import feature_key
 from service.scoring.settings import ExtractionSettings
 
 # pyradiomics logs per-call notes at WARNING (e.g. "GLCM is symmetrical"); keep them out of the
@@ -30,12 +32,22 @@ _FEATURE_CLASSES = {
     "glszm": glszm.RadiomicsGLSZM,
     "gldm": gldm.RadiomicsGLDM,
     "ngtdm": ngtdm.RadiomicsNGTDM,
+    "shape": shape.RadiomicsShape,
 }
+
+
+def current_feature_names(feature_class: str) -> tuple[str, ...]:
+    """Features of a class that pyradiomics has not deprecated (deprecated ones duplicate others).
+
+    Raises KeyError for a class we do not compute.
+    """
+    names = _FEATURE_CLASSES[feature_class].getFeatureNames()
+    return tuple(sorted(name for name, deprecated in names.items() if not deprecated))
 
 
 def absolute_bins(values: np.ndarray, lower: float, upper: float, width: float) -> np.ndarray:
     """IBSI fixed bin size with a fixed lower bound: 1-based bin index of every value."""
-    n_bins = int(round((upper - lower) / width))
+    n_bins = int(np.ceil((upper - lower) / width - 1e-9))
     bins = np.floor((np.asarray(values, dtype=float) - lower) / width).astype(np.int64) + 1
     return np.clip(bins, 1, n_bins)
 
@@ -47,8 +59,8 @@ class _AbsoluteBinning:
         binned = np.zeros(matrix.shape, dtype=np.int64)
         binned[self.maskArray] = absolute_bins(
             matrix[self.maskArray],
-            self.settings["binLowerBound"],
-            self.settings["binUpperBound"],
+            self.settings["discretisationLowerBound"],
+            self.settings["discretisationUpperBound"],
             self.settings["binWidth"],
         )
         self.coefficients["grayLevels"] = np.unique(binned[self.maskArray])
@@ -57,23 +69,32 @@ class _AbsoluteBinning:
 
 
 @functools.cache
-def _absolute_class(name: str) -> type:
+def _feature_class(name: str, absolute: bool) -> type:
     base = _FEATURE_CLASSES[name]
+    if not absolute or name == "shape":
+        return base
     # pyradiomics names each class's logger after its module; keep it under "radiomics".
     return type(f"Absolute{base.__name__}", (_AbsoluteBinning, base), {"__module__": base.__module__})
 
 
 def _pyradiomics_kwargs(settings: ExtractionSettings) -> dict[str, object]:
-    return {
-        "binWidth": settings.binWidth,
-        "binLowerBound": settings.binLowerBound,
-        "binUpperBound": settings.binUpperBound,
+    lower, upper = settings.discretisation_bounds
+    kwargs: dict[str, object] = {
         "label": 1,
-        "force2D": False,
+        "force2D": settings.force2D,
+        "force2Ddimension": 0,
         # The image arrives already resampled and cropped: pyradiomics must not touch geometry.
         "resampledPixelSpacing": None,
         "voxelArrayShift": 0,
+        "discretisationLowerBound": lower,
+        "discretisationUpperBound": upper,
     }
+    if settings.binCount is not None:
+        # IBSI "fixed bin number" is defined on the ROI's own range: pyradiomics' binning is right.
+        kwargs["binCount"] = settings.binCount
+    else:
+        kwargs["binWidth"] = settings.binWidth
+    return kwargs
 
 
 def _mask_image(mask: np.ndarray, like: sitk.Image) -> sitk.Image:
@@ -82,37 +103,32 @@ def _mask_image(mask: np.ndarray, like: sitk.Image) -> sitk.Image:
     return image
 
 
-def _enable_current_features(extractor):
-    """Enable every feature pyradiomics has not deprecated (deprecated ones duplicate others)."""
-    for feature, deprecated in extractor.getFeatureNames().items():
-        extractor.enableFeatureByName(feature, not deprecated)
-    return extractor
-
-
-def _ibsi_adjustments(name: str, value: float) -> float:
+def _ibsi_adjustments(feature_class: str, feature: str, value: float) -> float:
     """pyradiomics reports kurtosis as m4/m2^2; IBSI defines excess kurtosis (minus 3)."""
-    return value - 3.0 if name == "firstorder_Kurtosis" else value
+    return value - 3.0 if (feature_class, feature) == ("firstorder", "Kurtosis") else value
 
 
 def region_features(
     image: sitk.Image,
     region: np.ndarray,
     settings: ExtractionSettings,
-    classes: tuple[str, ...] | None = None,
-    with_shape: bool = False,
+    classes: Mapping[str, tuple[str, ...]],
 ) -> dict[str, float]:
-    """Features of one region (boolean mask on `image`'s grid), named `<class>_<feature>`."""
+    """Features of one region (boolean mask on `image`'s grid), named by service.scoring.ibsi_names.
+
+    `classes` maps a pyradiomics class to the features wanted (empty: every current feature).
+    """
     mask = _mask_image(region, image)
     kwargs = _pyradiomics_kwargs(settings)
+    absolute = settings.binCount is None
     features: dict[str, float] = {}
-    for name in classes if classes is not None else settings.featureClasses:
-        extractor = _enable_current_features(_absolute_class(name)(image, mask, **kwargs))
+    for name, wanted in classes.items():
+        extractor = _feature_class(name, absolute)(image, mask, **kwargs)
+        for feature in wanted or current_feature_names(name):
+            extractor.enableFeatureByName(feature, True)
         for feature, value in extractor.execute().items():
-            key = f"{name}_{feature}"
-            features[key] = _ibsi_adjustments(key, float(value))
-    if with_shape:
-        extractor = _enable_current_features(shape.RadiomicsShape(image, mask, **kwargs))
-        features.update({f"shape_{k}": float(v) for k, v in extractor.execute().items()})
+            key = feature_key(name, feature, settings.force2D)
+            features[key] = _ibsi_adjustments(name, feature, float(value))
     return features
 
 

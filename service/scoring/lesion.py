@@ -8,12 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import SimpleITK as sitk
 
 from service.model import CodedConcept, ImageGeometry, LesionResult
 from service.scoring.features import region_features
 from service.scoring.location import LocationRules
 from service.scoring.measures import measure_lesion
-from service.scoring.resample import resample_lesion
+from service.scoring.panel import FeaturePanel
+from service.scoring.resample import ResampledLesion, native_lesion, resample_lesion
 from service.scoring.ring import ring_mask
 from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import Signature
@@ -48,11 +50,13 @@ class ScoringContext:
     settings: ExtractionSettings
     signature: Signature
     location_rules: LocationRules
+    panel: FeaturePanel
 
 
-def _too_small(core: np.ndarray) -> str | None:
+def _too_small(core: np.ndarray, in_plane_only: bool) -> str | None:
     extent = [int(np.ptp(axis)) + 1 for axis in np.nonzero(core)] if core.any() else [0, 0, 0]
-    if min(extent) < MIN_VOXELS_PER_AXIS:
+    checked = extent[1:] if in_plane_only else extent
+    if min(checked) < MIN_VOXELS_PER_AXIS:
         return (
             f"lesion spans {extent[2]}x{extent[1]}x{extent[0]} voxels (x, y, z) after resampling; "
             f"texture needs at least {MIN_VOXELS_PER_AXIS} per axis"
@@ -60,25 +64,48 @@ def _too_small(core: np.ndarray) -> str | None:
     return None
 
 
-def _radiomics(crop: LesionCrop, context: ScoringContext) -> tuple[dict[str, dict[str, float]], str | None]:
-    """Core and ring features, or (empty, reason) when the lesion is not computable."""
-    settings = context.settings
-    resampled = resample_lesion(
+def _lesion_on_feature_grid(crop: LesionCrop, settings: ExtractionSettings) -> ResampledLesion:
+    if settings.resampledPixelSpacing is None:
+        return native_lesion(crop.image_hu, crop.mask, crop.volume_geometry, crop.crop_start_xyz)
+    return resample_lesion(
         crop.image_hu, crop.mask, crop.volume_geometry, crop.crop_start_xyz,
         settings.resampledPixelSpacing, margin_mm=settings.ringWidthMm,
         interpolator=settings.interpolator, mask_threshold=settings.maskThreshold,
     )
-    reason = _too_small(resampled.core)
+
+
+def _intensity_mask(region: np.ndarray, hu: np.ndarray, settings: ExtractionSettings) -> np.ndarray:
+    """IBSI re-segmentation: texture uses only voxels inside resegmentRange; shape keeps all."""
+    if settings.resegmentRange is None:
+        return region
+    lower, upper = settings.resegmentRange
+    return region & (hu >= lower) & (hu <= upper)
+
+
+def lesion_features(crop: LesionCrop, settings: ExtractionSettings, panel: FeaturePanel) -> tuple[dict[str, dict[str, float]], str | None]:
+    """Features per region of `panel`, or (empty, reason) when the lesion is not computable."""
+    lesion = _lesion_on_feature_grid(crop, settings)
+    reason = _too_small(lesion.core, settings.force2D)
     if reason:
         return {}, reason
-    spacing_zyx = tuple(reversed(settings.resampledPixelSpacing))
-    ring = ring_mask(resampled.core, spacing_zyx, settings.ringWidthMm)
-    if not ring.any():
-        return {}, "the peritumoral ring is empty"
-    return {
-        "core": region_features(resampled.image, resampled.core, settings, with_shape=True),
-        "ring": region_features(resampled.image, ring, settings),
-    }, None
+    regions = {"core": lesion.core}
+    if "ring" in panel.regions:
+        spacing_zyx = tuple(reversed(lesion.image.GetSpacing()))
+        regions["ring"] = ring_mask(lesion.core, spacing_zyx, settings.ringWidthMm)
+        if not regions["ring"].any():
+            return {}, "the peritumoral ring is empty"
+    hu = sitk.GetArrayViewFromImage(lesion.image)
+    features: dict[str, dict[str, float]] = {}
+    for region, classes in panel.regions.items():
+        intensity = _intensity_mask(regions[region], hu, settings)
+        if not intensity.any():
+            return {}, f"no voxel of the {region} lies within resegmentRange {list(settings.resegmentRange or ())}"
+        texture = {name: wanted for name, wanted in classes.items() if name != "shape"}
+        values = region_features(lesion.image, intensity, settings, texture)
+        if "shape" in classes:
+            values.update(region_features(lesion.image, regions[region], settings, {"shape": classes["shape"]}))
+        features[region] = values
+    return features, None
 
 
 def score_lesion(crop: LesionCrop, context: ScoringContext) -> LesionResult:
@@ -86,7 +113,7 @@ def score_lesion(crop: LesionCrop, context: ScoringContext) -> LesionResult:
     offset_zyx = tuple(int(v) for v in reversed(crop.crop_start_xyz))
     measures = measure_lesion(crop.mask, offset_zyx, crop.volume_geometry)
     location_class, location_source = context.location_rules.classify(crop.name, crop.anatomic_region)
-    features, reason = _radiomics(crop, context)
+    features, reason = lesion_features(crop, context.settings, context.panel)
     score, score_class, contributions = None, None, {}
     if reason is None:
         score, contributions = context.signature.score(features, location_class, crop.kvp)

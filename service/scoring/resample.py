@@ -124,3 +124,11 @@ def resample_lesion(
     core = sitk.GetArrayFromImage(mask) >= mask_threshold
     return ResampledLesion(image=image, core=core)
 
+
+
+def native_lesion(
+    image_zyx: np.ndarray, mask_zyx: np.ndarray, volume: ImageGeometry, crop_start_xyz: tuple[int, int, int]
+) -> ResampledLesion:
+    """The crop on its own grid, for settings without resampling (resampledPixelSpacing null)."""
+    image = _crop_image(image_zyx.astype(np.float64), volume, np.asarray(crop_start_xyz, dtype=int))
+    return ResampledLesion(image=image, core=np.asarray(mask_zyx, dtype=bool))

@@ -59,7 +59,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
 
     def Describe(self, request: pb.DescribeRequest, context: grpc.ServicerContext) -> pb.ScorerDescription:  # noqa: N802
         signature = self._context.signature
-        settings = self._context.settings.as_dict() | {"volumeFilterMl": self._volume_filter_ml}
+        settings = self._context.settings.as_dict() | {
+            "volumeFilterMl": self._volume_filter_ml, "featurePanel": self._context.panel.name,
+        }
         return pb.ScorerDescription(
             algorithm_name=ALGORITHM_NAME, algorithm_version=service.__version__,
             engine_versions=engine_versions(), settings_json=json.dumps(settings, sort_keys=True),

@@ -1,71 +1,122 @@
 """Feature-extraction settings: method.md section 2's defaults, as one typed object.
 
-The service runs with these defaults (the scorer's Describe call reports them in every
-output); the settings-file interface for other values is the `features` command's work.
+The names are pyradiomics' parameter-file settings (resampledPixelSpacing, interpolator,
+resegmentRange, binWidth, binCount, force2D, label), so pyradiomics users recognise them; the
+file format itself is read by service.scoring.parameter_file. Keys pyradiomics lacks are our
+documented extensions:
 
-The names follow pyradiomics' parameter file (resampledPixelSpacing, interpolator, binWidth, ...)
-so pyradiomics users recognise them; keys pyradiomics lacks are our documented extensions:
-`maskThreshold` (IBSI: mask resampled trilinearly, then thresholded), `binLowerBound` (absolute
-discretisation: bins counted from a fixed HU, not from the ROI minimum), `binUpperBound`
-(intensities are clipped into [binLowerBound, binUpperBound) before binning) and `ringWidthMm`.
+- `maskThreshold`: IBSI resamples the mask trilinearly, then keeps voxels at or above this.
+- `binLowerBound`: absolute discretisation: with a fixed bin width, bins are counted from this
+  value (not from the ROI minimum, as pyradiomics does), unless a resegmentRange is set, whose
+  lower bound then starts the bins (the IBSI rule).
+- `binUpperBound`: intensities are clipped into [lower bound, binUpperBound) before binning, so
+  the default gives 400 bins of 10 HU over [-1000, 3000).
+- `ringWidthMm`: the peritumoral ring's half-width (0: no ring).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Mapping
 
 from service.errors import ConfigError
 
-DEFAULT_FEATURE_CLASSES: tuple[str, ...] = ("firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
+TEXTURE_CLASSES: tuple[str, ...] = ("firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
+"""Classes computed on intensities, for both regions."""
+
+FEATURE_CLASSES: tuple[str, ...] = TEXTURE_CLASSES + ("shape",)
+"""Every class we compute; shape describes the lesion's morphology, so only the core has it."""
+
+INTERPOLATORS: tuple[str, ...] = ("sitkLinear", "sitkNearestNeighbor")
+"""B-spline is not offered: its pre-filter depends on the whole image, so a crop could not give
+the whole volume's numbers."""
+
+ALL_FEATURES: tuple[str, ...] = ()
+"""A class's feature list meaning "every feature pyradiomics has not deprecated"."""
+
+
+def _all_classes() -> dict[str, tuple[str, ...]]:
+    return {name: ALL_FEATURES for name in FEATURE_CLASSES}
 
 
 @dataclass(frozen=True)
 class ExtractionSettings:
     """How images become features; carried into every output."""
 
-    resampledPixelSpacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    resampledPixelSpacing: tuple[float, float, float] | None = (1.0, 1.0, 1.0)
     interpolator: str = "sitkLinear"
     maskThreshold: float = 0.5
-    binWidth: float = 10.0
+    binWidth: float | None = 10.0
+    binCount: int | None = None
     binLowerBound: float = -1000.0
     binUpperBound: float = 3000.0
+    resegmentRange: tuple[float, float] | None = None
+    force2D: bool = False
     ringWidthMm: float = 2.0
-    featureClasses: tuple[str, ...] = DEFAULT_FEATURE_CLASSES
-    # pyradiomics' default: 3D texture over 13 directions, features averaged over directions.
-    textureAggregation: str = "3D, 13 directions, averaged over directions"
-    extra: dict[str, object] = field(default_factory=dict)
+    label: int = 1
+    featureClasses: dict[str, tuple[str, ...]] = field(default_factory=_all_classes)
 
     def __post_init__(self) -> None:
-        if any(s <= 0 for s in self.resampledPixelSpacing):
-            raise ConfigError("resampledPixelSpacing must be positive in every axis")
-        if self.binWidth <= 0:
+        if self.resampledPixelSpacing is not None and (
+            len(self.resampledPixelSpacing) != 3 or any(s <= 0 for s in self.resampledPixelSpacing)
+        ):
+            raise ConfigError("resampledPixelSpacing must be three positive spacings (x, y, z) in mm, or null")
+        if (self.binWidth is None) == (self.binCount is None):
+            raise ConfigError("set exactly one of binWidth (fixed bin size) and binCount (fixed bin number)")
+        if self.binWidth is not None and self.binWidth <= 0:
             raise ConfigError("binWidth must be positive")
+        if self.binCount is not None and self.binCount < 1:
+            raise ConfigError("binCount must be at least 1")
         if self.binUpperBound <= self.binLowerBound:
             raise ConfigError("binUpperBound must be above binLowerBound")
+        if self.resegmentRange is not None and (
+            len(self.resegmentRange) != 2 or self.resegmentRange[1] <= self.resegmentRange[0]
+        ):
+            raise ConfigError("resegmentRange must be [lower, upper] with upper above lower")
         if not 0.0 < self.maskThreshold < 1.0:
             raise ConfigError("maskThreshold must lie strictly between 0 and 1")
-        if self.ringWidthMm <= 0:
-            raise ConfigError("ringWidthMm must be positive")
-        # B-spline is not offered: its pre-filter depends on the whole image, so a crop could not
-        # give the whole volume's numbers.
-        if self.interpolator not in ("sitkLinear", "sitkNearestNeighbor"):
-            raise ConfigError(f"interpolator {self.interpolator!r} is not supported (sitkLinear, sitkNearestNeighbor)")
+        if self.ringWidthMm < 0:
+            raise ConfigError("ringWidthMm must be zero (no ring) or positive")
+        if self.interpolator not in INTERPOLATORS:
+            raise ConfigError(f"interpolator {self.interpolator!r} is not supported {INTERPOLATORS}")
+        unknown = sorted(set(self.featureClasses) - set(FEATURE_CLASSES))
+        if unknown:
+            raise ConfigError(f"featureClass {unknown} not supported; choose from {list(FEATURE_CLASSES)}")
+
+    @property
+    def discretisation_bounds(self) -> tuple[float, float]:
+        """[lower, upper) of the fixed-bin-size grid: the resegmentation range wins (IBSI)."""
+        if self.resegmentRange is not None:
+            return float(self.resegmentRange[0]), float(self.resegmentRange[1])
+        return self.binLowerBound, self.binUpperBound
+
+    @property
+    def texture_aggregation(self) -> str:
+        """How texture matrices were aggregated (pyradiomics' behaviour, stated for readers)."""
+        if self.force2D:
+            return "2.5D: in-plane directions, matrices merged over slices, features averaged over directions"
+        return "3D: 13 directions, features averaged over directions"
 
     @classmethod
-    def from_dict(cls, values: dict[str, object]) -> "ExtractionSettings":
-        """Inverse of as_dict (unknown keys are kept in `extra`), e.g. from a scorer's Describe."""
-        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
-        kwargs = {k: v for k, v in values.items() if k in known}
-        for key in ("resampledPixelSpacing", "featureClasses"):
-            if key in kwargs:
-                kwargs[key] = tuple(kwargs[key])  # type: ignore[arg-type]
-        return cls(**kwargs, extra={k: v for k, v in values.items() if k not in known})  # type: ignore[arg-type]
+    def from_dict(cls, values: Mapping[str, object]) -> "ExtractionSettings":
+        """Inverse of as_dict, e.g. from a scorer's Describe call."""
+        known = set(cls.__dataclass_fields__)
+        kwargs: dict[str, object] = {k: v for k, v in values.items() if k in known}
+        for key in ("resampledPixelSpacing", "resegmentRange"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = tuple(float(v) for v in kwargs[key])  # type: ignore[attr-defined]
+        if "featureClasses" in kwargs:
+            classes = dict(kwargs["featureClasses"])  # type: ignore[call-overload]
+            kwargs["featureClasses"] = {str(k): tuple(v) for k, v in classes.items()}
+        return cls(**kwargs)  # type: ignore[arg-type]
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-friendly view, for outputs and the gRPC Describe call."""
-        values = asdict(self)
-        values.pop("extra")
-        values.update(self.extra)
-        values["resampledPixelSpacing"] = list(self.resampledPixelSpacing)
-        values["featureClasses"] = list(self.featureClasses)
+        values = asdict(self)  # copies featureClasses, so outputs cannot alter the settings
+        for key in ("resampledPixelSpacing", "resegmentRange"):
+            if values[key] is not None:
+                values[key] = list(values[key])
+        values["featureClasses"] = {name: list(features) for name, features in self.featureClasses.items()}
+        values["discretisationBounds"] = list(self.discretisation_bounds)
+        values["textureAggregation"] = self.texture_aggregation
         return values

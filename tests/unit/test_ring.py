@@ -1,6 +1,7 @@
 """The peritumoral ring on shapes whose answer is known exactly."""
 
 import numpy as np
+import pytest
 
 from service.scoring.ring import ring_mask
 
@@ -26,12 +27,49 @@ def test_ring_scales_with_spacing_and_width():
     assert np.array_equal(np.nonzero(ring.any(axis=(0, 1)))[0], np.arange(17, 23))
 
 
-def test_diagonal_distance_is_euclidean_not_city_block():
-    # One lesion voxel: a voxel at offset (1, 1, 1) is sqrt(3) = 1.73 mm away (inside a 2 mm
-    # ring); (2, 1, 0) is sqrt(5) = 2.24 mm away (outside). City-block distance would give 3.
+def test_distance_is_euclidean_from_the_boundary_not_city_block():
+    # One lesion voxel: its boundary points are the six face centres, half a voxel from its centre.
     core = np.zeros((7, 7, 7), dtype=bool)
     core[3, 3, 3] = True
     ring = ring_mask(core, (1.0, 1.0, 1.0), 2.0)
-    assert ring[4, 4, 4] and ring[3, 3, 5]
-    assert not ring[3, 4, 5]
-    assert ring[3, 3, 3]  # the lesion voxel itself is within 2 mm of background
+    # offset (1, 1, 1): nearest boundary point (0.5, 0, 0) is sqrt(0.25 + 1 + 1) = 1.5 mm away;
+    # city-block it would be 2.5 mm and outside the ring.
+    assert ring[4, 4, 4]
+    # offset (0, 1, 2): sqrt(1 + 1.5^2) = 1.80 mm -> inside; offset (0, 2, 2): sqrt(1.5^2 + 2^2) = 2.5 mm
+    assert ring[3, 4, 5] and not ring[3, 5, 5]
+    # offset (1, 1, 2): sqrt(1 + 1 + 1.5^2) = 2.06 mm -> outside; straight on, 3 voxels: 2.5 mm
+    assert not ring[4, 4, 5] and not ring[3, 3, 6]
+    assert ring[3, 3, 3]  # the lesion voxel is 0.5 mm from its own boundary
+
+
+def _sphere_ring_error(radius: float, spacing: float, width: float = 2.0) -> tuple[float, float]:
+    """(ring volume - analytic shell volume, bound) for a sphere sampled on a `spacing` grid."""
+    n = int(np.ceil((radius + width) / spacing)) + 3
+    axis = np.arange(-n, n + 1) * spacing + 0.17 * spacing  # the centre off the grid points
+    z, y, x = np.meshgrid(axis, axis, axis, indexing="ij")
+    core = np.sqrt(x**2 + y**2 + z**2) <= radius
+    ring = ring_mask(core, (spacing,) * 3, width)
+    analytic = 4 / 3 * np.pi * ((radius + width) ** 3 - (radius - width) ** 3)
+    # The boundary points lie within half a voxel of the true sphere (each is the midpoint of an
+    # edge from a centre inside to one outside), so each of the ring's two surfaces sits within
+    # spacing / 2 of where it should: the volume error is at most (outer + inner area) x spacing / 2.
+    bound = 4 * np.pi * ((radius + width) ** 2 + (radius - width) ** 2) * spacing / 2
+    return ring.sum() * spacing**3 - analytic, bound
+
+
+@pytest.mark.parametrize("radius", [6.3, 10.0, 15.5])
+def test_sphere_ring_matches_the_analytic_shell_within_the_sampling_bound(radius):
+    error, bound = _sphere_ring_error(radius, 1.0)
+    assert abs(error) <= bound
+
+
+def test_sphere_ring_converges_to_the_analytic_shell():
+    coarse, coarse_bound = _sphere_ring_error(10.0, 1.0)
+    fine, fine_bound = _sphere_ring_error(10.0, 0.5)
+    assert abs(fine) <= fine_bound
+    assert abs(fine) < abs(coarse)
+
+
+def test_empty_and_full_cores_have_no_boundary():
+    assert not ring_mask(np.zeros((4, 4, 4), dtype=bool), (1.0, 1.0, 1.0), 2.0).any()
+    assert not ring_mask(np.ones((4, 4, 4), dtype=bool), (1.0, 1.0, 1.0), 2.0).any()

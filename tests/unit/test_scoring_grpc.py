@@ -13,6 +13,7 @@ from service.imaging.crops import lesion_crop
 from service.scoring.client import LesionTooLarge, ScoringClient
 from service.scoring.lesion import ScoringContext, score_lesion
 from service.scoring.location import LocationRules
+from service.scoring.panel import signature_panel
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2 as pb
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2_grpc
 from service.scoring.server import SERVICE_NAME, build_server
@@ -25,7 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def context():
-    return ScoringContext(ExtractionSettings(), load_signature(), LocationRules())
+    signature = load_signature()
+    return ScoringContext(ExtractionSettings(), signature, LocationRules(), signature_panel(signature))
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,10 @@ def test_shipped_cd8_signature_has_the_published_structure_and_signs():
     assert signature.status == "uncalibrated"
     by_feature = {(v.region, v.feature): v.coefficient for v in signature.variables}
     # Sun 2018: core min intensity (-), core SRHGE (-), ring SRLGE, LGRE, LRLGE (+)
-    assert by_feature[("core", "firstorder_Minimum")] < 0
-    assert by_feature[("core", "glrlm_ShortRunHighGrayLevelEmphasis")] < 0
-    for feature in ("ShortRunLowGrayLevelEmphasis", "LowGrayLevelRunEmphasis", "LongRunLowGrayLevelEmphasis"):
-        assert by_feature[("ring", f"glrlm_{feature}")] > 0
+    assert by_feature[("core", "stat_min")] < 0
+    assert by_feature[("core", "rlm_srhge_3D_avg")] < 0
+    for feature in ("rlm_srlge_3D_avg", "rlm_lgre_3D_avg", "rlm_lrlge_3D_avg"):
+        assert by_feature[("ring", feature)] > 0
     kinds = [term.kind for term in signature.categorical]
     assert kinds.count("location_class") == 2 and kinds.count("kvp") == 1
     assert signature.default_cutoff in signature.cutoffs

@@ -1,8 +1,9 @@
-"""radiomics-cds command line: serve | ingest | scorer | score | send | status | show."""
+"""radiomics-cds command line: serve | ingest | scorer | score | features | send | status | show."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -14,15 +15,18 @@ from service import __version__
 from service.app import run_ingest, run_scorer, run_serve, scoring_context
 from service.config import Config, load_config
 from service.errors import RadiomicsCdsError
+from service.feature_report import features_from_dicom, features_from_nifti
 from service.ingest.index import StudyIndex
 from service.ingest.spool import study_key
 from service.model import StudyResult
 from service.observability import configure_logging
 from service.outputs.pacs import DeliveryError, dicom_files, send_files
 from service.pipeline import read_instance, score_study, select_inputs, write_outputs
-from service.report import format_table, rows_from_result, rows_from_sr
+from service.report import format_feature_table, format_table, rows_from_result, rows_from_sr
 from service.scoring.client import ScoringClient
+from service.scoring.parameter_file import load_parameter_file
 from service.scoring.server import build_server
+from service.scoring.settings import ExtractionSettings
 
 log = logging.getLogger("radiomics-cds")
 
@@ -85,6 +89,22 @@ def _try_read(path: Path) -> pydicom.Dataset | None:
         return None
 
 
+def _cmd_features(args: argparse.Namespace) -> int:
+    """Features per ROI and region under a pyradiomics parameter file (docs/features.md)."""
+    settings = load_parameter_file(args.settings) if args.settings else ExtractionSettings()
+    if args.image:
+        report = features_from_nifti(args.image, args.mask, settings)
+    else:
+        report = features_from_dicom(args.ct, args.rtstruct or args.seg, settings, args.roi)
+    document = report.as_json()
+    if args.json:
+        json.dump(document, sys.stdout, indent=2, allow_nan=False)
+        print()
+    else:
+        print(format_feature_table(report))
+    return 0
+
+
 def _cmd_send(args: argparse.Namespace) -> int:
     files = dicom_files(args.paths)
     report = send_files(files, args.host, args.port, args.aet, args.calling_aet)
@@ -141,6 +161,19 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--out", type=Path, required=True, help="directory for the SR and the Bundle")
     score.set_defaults(handler=_cmd_score)
 
+    features = commands.add_parser("features", help="features per ROI and region under explicit settings")
+    inputs = features.add_mutually_exclusive_group(required=True)
+    inputs.add_argument("--ct", type=Path, help="directory of the CT series (with --rtstruct or --seg)")
+    inputs.add_argument("--image", type=Path, help="NIfTI image (with --mask)")
+    features.add_argument("--rtstruct", type=Path, help="RT Structure Set file")
+    features.add_argument("--seg", type=Path, help="DICOM SEG file")
+    features.add_argument("--mask", type=Path, help="NIfTI label mask on the image's grid")
+    features.add_argument("--roi", action="append", help="ROI name or number (repeatable; default: all)")
+    features.add_argument("--settings", type=Path,
+                          help="pyradiomics parameter file (YAML); default: method.md's CD8 settings")
+    features.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    features.set_defaults(handler=_cmd_features, check=_check_feature_inputs)
+
     send = commands.add_parser("send", help="C-STORE files or directories to any Storage SCP")
     send.add_argument("paths", type=Path, nargs="+")
     send.add_argument("--host", default="127.0.0.1")
@@ -158,8 +191,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_feature_inputs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.ct and (args.rtstruct is None) == (args.seg is None):
+        parser.error("features --ct needs exactly one of --rtstruct and --seg")
+    if args.image and args.mask is None:
+        parser.error("features --image needs --mask")
+    if args.image and (args.rtstruct or args.seg or args.roi):
+        parser.error("--rtstruct, --seg and --roi go with --ct, not with --image")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if hasattr(args, "check"):
+        args.check(parser, args)
     configure_logging(args.log_level)
     try:
         return args.handler(args)

@@ -71,9 +71,9 @@ class LesionMask:
     CT volume, so ten lesions on a 512x512x300 CT do not cost ten full-size masks.
     """
 
-    number: int  # ROI Number or Segment Number
+    number: int  # ROI Number, Segment Number or label value
     name: str
-    source: Literal["RTSTRUCT", "SEG"]
+    source: Literal["RTSTRUCT", "SEG", "NIfTI"]
     source_sop_class_uid: str
     source_sop_instance_uid: str
     offset_zyx: tuple[int, int, int]

@@ -1,7 +1,8 @@
-"""The lesion table a person reads in a terminal (score and show commands, the quick start)."""
+"""Tables a person reads in a terminal: lesions (score, show, the quick start) and features."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -9,6 +10,7 @@ import highdicom as hd
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 
+from service.feature_report import FeatureReport
 from service.model import StudyResult
 from service.outputs import codes
 
@@ -34,6 +36,14 @@ def _number(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _fixed_width(cells: Sequence[Sequence[str]]) -> list[str]:
+    """Rows of cells as aligned text lines, the first row a header underlined with dashes."""
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return lines
+
+
 def format_table(rows: Sequence[TableRow], footer: Sequence[str] = ()) -> str:
     """A fixed-width table, then footer lines (signature status, patient level, ...)."""
     cells = [_HEADER] + [
@@ -41,10 +51,31 @@ def format_table(rows: Sequence[TableRow], footer: Sequence[str] = ()) -> str:
          _number(r.max_3d_mm, 1), _number(r.score, 3), r.note)
         for r in rows
     ]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(_HEADER))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines + list(footer))
+    return "\n".join(_fixed_width(cells) + list(footer))
+
+
+def format_feature_table(report: FeatureReport) -> str:
+    """The features command's text output: per ROI, one line per feature with core and ring."""
+    blocks = []
+    for roi in report.rois:
+        title = f"{roi.source} {roi.number} ({roi.name}), {roi.voxel_count} voxels"
+        if roi.not_computable:
+            blocks.append(f"{title}: not computable: {roi.not_computable}")
+            continue
+        regions = list(roi.features)
+        names = sorted({name for values in roi.features.values() for name in values})
+        cells = [("feature", *regions)] + [
+            (name, *(_feature_value(roi.features[region].get(name, float("nan"))) for region in regions))
+            for name in names
+        ]
+        blocks.append("\n".join([title, *_fixed_width(cells)]))
+    return "\n\n".join(blocks + [f"warning: {w}" for w in report.warnings])
+
+
+def _feature_value(value: float | None) -> str:
+    if value is None:
+        return "undefined"
+    return "-" if math.isnan(value) else f"{value:.6g}"
 
 
 def lesion_note(is_least: bool, is_highest: bool, not_computable: str | None) -> str:

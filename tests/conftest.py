@@ -16,20 +16,24 @@ import pytest
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def _missing(message: str) -> None:
+    """Skip locally; fail in CI (RCDS_REQUIRE_EXTERNAL=1), where everything must be present."""
+    if os.environ.get("RCDS_REQUIRE_EXTERNAL") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (Debian: dcmtk / dicom3tools)"
-        if os.environ.get("RCDS_REQUIRE_EXTERNAL") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        _missing(f"{name} is not installed (Debian: dcmtk / dicom3tools)")
     return path
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not DATA_DIR.is_dir():
-        pytest.skip(f"shared test data not found at {DATA_DIR}")
+        _missing(f"shared test data not found at {DATA_DIR}")
     return DATA_DIR
 
 

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from service.model import CtSeries, LesionMask
+from service.model import CtSeries, ImageGeometry, LesionMask
 from service.scoring.lesion import LesionCrop
 from service.scoring.settings import ExtractionSettings
 from service.uids import derived_uid
@@ -30,9 +30,9 @@ def tracking_identity(study_instance_uid: str, frame_of_reference_uid: str, lesi
     return tracking_id, uid
 
 
-def crop_margin_voxels(ct: CtSeries, settings: ExtractionSettings) -> np.ndarray:
+def crop_margin_voxels(geometry: ImageGeometry, settings: ExtractionSettings) -> np.ndarray:
     """Margin (z, y, x voxels) around the lesion: ring + two new voxels + interpolation support."""
-    spacing_zyx = np.asarray(ct.geometry.spacing[::-1])
+    spacing_zyx = np.asarray(geometry.spacing[::-1])
     new_zyx = spacing_zyx if settings.resampledPixelSpacing is None else np.asarray(settings.resampledPixelSpacing[::-1])
     margin_mm = settings.ringWidthMm + 2.0 * new_zyx
     return np.asarray([math.ceil(m / s) + 2 for m, s in zip(margin_mm, spacing_zyx)])
@@ -41,7 +41,7 @@ def crop_margin_voxels(ct: CtSeries, settings: ExtractionSettings) -> np.ndarray
 def lesion_crop(ct: CtSeries, lesion: LesionMask, settings: ExtractionSettings) -> LesionCrop:
     """Cut the CT and the lesion mask around one lesion, clipped to the volume."""
     shape = np.asarray(ct.hu.shape)
-    margin = crop_margin_voxels(ct, settings)
+    margin = crop_margin_voxels(ct.geometry, settings)
     offset = np.asarray(lesion.offset_zyx)
     start = np.maximum(offset - margin, 0)
     stop = np.minimum(offset + np.asarray(lesion.mask.shape) + margin, shape)

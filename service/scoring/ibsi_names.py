@@ -40,7 +40,8 @@ _STEMS: dict[tuple[str, str], str] = {
         "DifferenceVariance": "diff_var", "JointEnergy": "energy", "JointEntropy": "joint_entr",
         "Imc1": "info_corr1", "Imc2": "info_corr2", "Idm": "inv_diff_mom", "Idmn": "inv_diff_mom_norm",
         "Id": "inv_diff", "Idn": "inv_diff_norm", "InverseVariance": "inv_var",
-        "MaximumProbability": "joint_max", "SumEntropy": "sum_entr", "SumSquares": "joint_var",
+        "MaximumProbability": "joint_max", "SumAverage": "sum_avg", "SumEntropy": "sum_entr",
+        "SumSquares": "joint_var",
     }.items()},
     **{("glrlm", feature): f"rlm_{stem}" for feature, stem in {
         "ShortRunEmphasis": "sre", "LongRunEmphasis": "lre", "LowGrayLevelRunEmphasis": "lgre",

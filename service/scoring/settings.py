@@ -53,7 +53,7 @@ class ExtractionSettings:
     resegmentRange: tuple[float, float] | None = None
     force2D: bool = False
     ringWidthMm: float = 2.0
-    label: int = 1
+    label: int | None = None  # NIfTI masks: the label value to use (None: every label present)
     featureClasses: dict[str, tuple[str, ...]] = field(default_factory=_all_classes)
 
     def __post_init__(self) -> None:

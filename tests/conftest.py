@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,11 @@ def _missing(message: str) -> None:
 
 
 def require_tool(name: str) -> str:
-    path = shutil.which(name)
+    """The system's program (dcmtk, dicom3tools), never a same-named script in our virtualenv:
+    pynetdicom installs Python apps called storescp, storescu, ... there."""
+    venv_bin = Path(sys.executable).parent
+    search = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p) != venv_bin)
+    path = shutil.which(name, path=search)
     if path is None:
         _missing(f"{name} is not installed (Debian: dcmtk / dicom3tools)")
     return path

@@ -4,23 +4,31 @@ A signature is a linear model: intercept + sum(coefficient x normalised feature)
 sum(coefficient x indicator). Features are min-max normalised with the training set's bounds
 (optionally clipped to [0, 1]); indicators are 1 when a categorical term matches (location class,
 kVp). Installing another signature is a configuration change: point `signature_file` at it.
+
+The format is the JSON Schema `service/signatures/signature.schema.json` (docs/signatures.md).
+A document is validated against it first; then come the rules a schema cannot express (bounds in
+order, the default cut-off exists, unique names, features this engine computes). Every error
+names the file and the field, e.g. `site.json: variables[2].normalisation.max: ...`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from service.errors import SignatureError
-from service.scoring.settings import ExtractionSettings
+from service.scoring.ibsi_names import feature_key, pyradiomics_feature
+from service.scoring.settings import FEATURE_CLASSES, ExtractionSettings
 
 DEFAULT_SIGNATURE = "cd8-sun2018.json"
-_STATUSES = ("validated", "uncalibrated")
-_CATEGORICAL_KINDS = ("location_class", "kvp")
-_REGIONS = ("core", "ring")
+SCHEMA_FILE = "signature.schema.json"
+_MAX_SHOWN = 60  # characters of an offending value quoted in an error
 
 
 @dataclass(frozen=True)
@@ -104,76 +112,153 @@ class Signature:
         return "high" if score >= self.cutoffs[cutoff_name or self.default_cutoff] else "low"
 
 
-def _field(data: dict[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if name not in data:
-        raise SignatureError(f"{where}: missing field {name!r}")
-    value = data[name]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise SignatureError(f"{where}: field {name!r} must be {getattr(kind, '__name__', kind)}, got {value!r}")
-    return value
+@functools.cache
+def _validator() -> jsonschema.Draft202012Validator:
+    """The signature format (JSON Schema draft 2020-12), shipped beside the CD8 signature."""
+    schema = json.loads(resources.files("service.signatures").joinpath(SCHEMA_FILE).read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
 
 
-def _variable(data: dict[str, Any], where: str) -> Variable:
-    region = _field(data, "region", str, where)
-    if region not in _REGIONS:
-        raise SignatureError(f"{where}: field 'region' must be one of {_REGIONS}, got {region!r}")
-    bounds = _field(data, "normalisation", dict, where)
-    minimum = float(_field(bounds, "min", (int, float), f"{where}.normalisation"))
-    maximum = float(_field(bounds, "max", (int, float), f"{where}.normalisation"))
-    if maximum <= minimum:
-        raise SignatureError(f"{where}.normalisation: 'max' must be greater than 'min'")
-    return Variable(
-        name=_field(data, "name", str, where),
-        region=region,
-        feature=_field(data, "feature", str, where),
-        minimum=minimum,
-        maximum=maximum,
-        clip=bool(bounds.get("clip", True)),
-        coefficient=float(_field(data, "coefficient", (int, float), where)),
-    )
+def _path(parts: Any) -> str:
+    """JSON-path-like field name: variables[2].normalisation.max."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(document)"
 
 
-def _categorical(data: dict[str, Any], where: str) -> CategoricalTerm:
-    kind = _field(data, "kind", str, where)
-    if kind not in _CATEGORICAL_KINDS:
-        raise SignatureError(f"{where}: field 'kind' must be one of {_CATEGORICAL_KINDS}, got {kind!r}")
-    return CategoricalTerm(
-        name=_field(data, "name", str, where),
-        kind=kind,
-        equals=_field(data, "equals", (str, int, float), where),
-        coefficient=float(_field(data, "coefficient", (int, float), where)),
-    )
+def _shown(value: Any) -> str:
+    try:
+        text = repr(value) if isinstance(value, (dict, list)) else json.dumps(value)
+    except TypeError:  # a caller's Python object, not parsed JSON
+        text = repr(value)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
+_JSON_TYPES = {"number": "a number", "integer": "an integer", "string": "a string", "boolean": "true or false",
+               "array": "an array", "object": "an object", "null": "null"}
+
+
+def _problems(error: jsonschema.ValidationError) -> list[str]:
+    """A schema violation as '<field path>: <what is wrong>' (one per missing or unknown field)."""
+    where = list(error.absolute_path)
+    if error.validator == "required":
+        missing = [name for name in error.validator_value if name not in error.instance]
+        return [f"{_path([*where, name])}: missing required field" for name in missing]
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = set(error.schema.get("properties", {}))
+        extra = sorted(name for name in error.instance if name not in known)
+        return [f"{_path([*where, name])}: unknown field (not part of the signature format)" for name in extra]
+    if error.validator == "type":
+        kinds = [error.validator_value] if isinstance(error.validator_value, str) else error.validator_value
+        wanted = " or ".join(_JSON_TYPES.get(kind, kind) for kind in kinds)
+        return [f"{_path(where)}: must be {wanted}, got {_shown(error.instance)}"]
+    if error.validator == "enum":
+        choices = ", ".join(json.dumps(choice) for choice in error.validator_value)
+        return [f"{_path(where)}: must be one of {choices}, got {_shown(error.instance)}"]
+    if error.validator == "minItems" and error.validator_value == 1 and not error.instance:
+        return [f"{_path(where)}: must not be empty"]
+    return [f"{_path(where)}: {error.message}"]
+
+
+def _path_order(error: jsonschema.ValidationError) -> list[tuple[int, int, str]]:
+    return [(0, part, "") if isinstance(part, int) else (1, 0, str(part)) for part in error.absolute_path]
+
+
+def _schema_problems(data: Any) -> list[str]:
+    errors = sorted(_validator().iter_errors(data), key=_path_order)
+    return list(dict.fromkeys(problem for error in errors for problem in _problems(error)))
+
+
+def _feature_problem(feature: str, region: str, force_2d: bool | None) -> str | None:
+    """Why this engine cannot give `feature` for `region` (None: it can)."""
+    from service.scoring.features import current_feature_names  # pyradiomics: import only when needed
+
+    try:
+        feature_class, name = pyradiomics_feature(feature)
+    except KeyError:
+        feature_class, name = "", ""
+    if feature_class not in FEATURE_CLASSES or name not in current_feature_names(feature_class):
+        return (f"{feature!r} is not a feature this engine computes (IBSI tags such as 'stat_min' or "
+                "'rlm_srhge_3D_avg', else '<pyradiomics class>_<Feature>')")
+    if feature_class == "shape" and region != "core":
+        return f"{feature!r} is a shape feature, computed for the core region only"
+    spellings = {feature_key(feature_class, name, flag) for flag in ((False, True) if force_2d is None else (force_2d,))}
+    if feature not in spellings:
+        return f"this engine names the feature {' or '.join(map(repr, sorted(spellings)))}, not {feature!r}" + (
+            f" (preprocessing.force2D is {json.dumps(force_2d)})" if force_2d is not None else ""
+        )
+    return None
+
+
+def _semantic_problems(data: dict[str, Any]) -> list[str]:
+    """The rules of the format that JSON Schema cannot express; `data` is schema-valid."""
+    problems: list[str] = []
+    force_2d = data["preprocessing"].get("force2D")
+    terms: dict[str, str] = {}
+    labelled = [(f"variables[{i}]", v) for i, v in enumerate(data["variables"])]
+    labelled += [(f"categorical[{i}]", c) for i, c in enumerate(data.get("categorical", []))]
+    for where, term in labelled:
+        if term["name"] in terms:
+            problems.append(f"{where}.name: duplicate name {term['name']!r} (also {terms[term['name']]}.name)")
+        terms.setdefault(term["name"], where)
+    for i, variable in enumerate(data["variables"]):
+        bounds = variable["normalisation"]
+        if bounds["max"] <= bounds["min"]:
+            problems.append(f"variables[{i}].normalisation.max: must be greater than min "
+                            f"(min {bounds['min']!r}, max {bounds['max']!r})")
+        reason = _feature_problem(variable["feature"], variable["region"], force_2d)
+        if reason:
+            problems.append(f"variables[{i}].feature: {reason}")
+    cutoffs: dict[str, int] = {}
+    for i, cutoff in enumerate(data["cutoffs"]):
+        if cutoff["name"] in cutoffs:
+            problems.append(f"cutoffs[{i}].name: duplicate cut-off name {cutoff['name']!r} "
+                            f"(also cutoffs[{cutoffs[cutoff['name']]}].name)")
+        cutoffs.setdefault(cutoff["name"], i)
+    if data["default_cutoff"] not in cutoffs:
+        problems.append(f"default_cutoff: names {data['default_cutoff']!r}, which is not a cut-off "
+                        f"(cut-offs: {', '.join(repr(name) for name in cutoffs)})")
+    return problems
 
 
 def parse_signature(data: dict[str, Any], origin: str = "signature") -> Signature:
-    """Validate a signature document; errors name the offending field."""
-    status = _field(data, "status", str, origin)
-    if status not in _STATUSES:
-        raise SignatureError(f"{origin}: field 'status' must be one of {_STATUSES}, got {status!r}")
-    cutoffs = {
-        _field(c, "name", str, f"{origin}.cutoffs[{i}]"): float(_field(c, "value", (int, float), f"{origin}.cutoffs[{i}]"))
-        for i, c in enumerate(_field(data, "cutoffs", list, origin))
-    }
-    default_cutoff = _field(data, "default_cutoff", str, origin)
-    if default_cutoff not in cutoffs:
-        raise SignatureError(f"{origin}: field 'default_cutoff' names {default_cutoff!r}, which is not a cut-off")
+    """Validate a signature document (schema, then semantic rules); errors name the field."""
+    problems = _schema_problems(data) or _semantic_problems(data)
+    if problems:
+        raise SignatureError(f"{origin}: " + "; ".join(problems))
     return Signature(
-        id=_field(data, "id", str, origin),
-        version=_field(data, "version", str, origin),
-        status=status,
-        status_note=data.get("status_note", status),
-        citation=_field(data, "citation", str, origin),
-        preprocessing=_field(data, "preprocessing", dict, origin),
+        id=data["id"],
+        version=data["version"],
+        status=data["status"],
+        status_note=data.get("status_note", data["status"]),
+        citation=data["citation"],
+        preprocessing=dict(data["preprocessing"]),
         variables=tuple(
-            _variable(v, f"{origin}.variables[{i}]") for i, v in enumerate(_field(data, "variables", list, origin))
+            Variable(
+                name=v["name"],
+                region=v["region"],
+                feature=v["feature"],
+                minimum=float(v["normalisation"]["min"]),
+                maximum=float(v["normalisation"]["max"]),
+                clip=v["normalisation"].get("clip", True),
+                coefficient=float(v["coefficient"]),
+            )
+            for v in data["variables"]
         ),
         categorical=tuple(
-            _categorical(c, f"{origin}.categorical[{i}]") for i, c in enumerate(data.get("categorical", []))
+            CategoricalTerm(name=c["name"], kind=c["kind"], equals=c["equals"], coefficient=float(c["coefficient"]))
+            for c in data.get("categorical", [])
         ),
-        intercept=float(_field(data, "intercept", (int, float), origin)),
-        cutoffs=cutoffs,
-        default_cutoff=default_cutoff,
+        intercept=float(data["intercept"]),
+        cutoffs={c["name"]: float(c["value"]) for c in data["cutoffs"]},
+        default_cutoff=data["default_cutoff"],
     )
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def load_signature(path: Path | None = None) -> Signature:
@@ -188,9 +273,9 @@ def load_signature(path: Path | None = None) -> Signature:
             raise SignatureError(f"cannot read signature file {path}: {error.strerror}") from error
         origin = Path(path).name
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as error:
         raise SignatureError(f"{origin}: not valid JSON ({error.msg} at line {error.lineno})") from error
-    if not isinstance(data, dict):
-        raise SignatureError(f"{origin}: the document must be a JSON object")
+    except ValueError as error:  # NaN / Infinity: Python's json accepts them, JSON does not
+        raise SignatureError(f"{origin}: not valid JSON ({error})") from error
     return parse_signature(data, origin)

@@ -22,3 +22,22 @@ def test_precedence_configuration_then_seg_code_then_name():
     assert rules.classify("Lung met RUL", LIVER) == ("adenopathy", "configuration")
     assert rules.classify("lung lesion", LIVER) == ("liver", "seg_anatomic_region")
     assert rules.classify("lung lesion", CodedConcept("123", "SCT", "Unknown")) == ("lung", "roi_name")
+
+
+def test_site_rules_come_from_configuration_and_bad_classes_are_refused():
+    from service.config import load_config
+    from service.errors import ConfigError
+
+    config = load_config(environ={
+        "RCDS_LOCATION_NAME_RULES": '{"^bone": other, "axill": adenopathy}',
+        "RCDS_SITE_MAPPING": '{"Target 1": liver}',
+    })
+    rules = LocationRules(site_mapping=dict(config.site_mapping), name_rules=config.location_rules)
+    assert rules.classify("Axilla L", None) == ("adenopathy", "roi_name")
+    assert rules.classify("Target 1", None) == ("liver", "configuration")
+    # Configured rules replace the built-in ones: "lung" no longer matches anything.
+    assert rules.classify("Lung met RUL", None) == ("other", "default")
+    with pytest.raises(ConfigError, match="unknown location classes \\['kidney'\\]"):
+        load_config(environ={"RCDS_SITE_MAPPING": '{"T1": kidney}'})
+    with pytest.raises(ConfigError, match="not a regular expression"):
+        load_config(environ={"RCDS_LOCATION_NAME_RULES": '{"(": lung}'})

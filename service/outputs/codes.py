@@ -94,6 +94,9 @@ MAX_3D_DIAMETER = Code("L0JK", IBSI_SCHEME, "Maximum 3D Diameter of a Mesh")
 CD8_SCORE = _rcds("CD8RS", "CD8 radiomics score")
 """Sun R et al., Lancet Oncol 2018;19:1180-91. No standard code exists."""
 CD8_SCORE_CLASS = _rcds("CD8RSCLASS", "CD8 radiomics score class")
+CD8_SCORE_TERM = _rcds("CD8RSTERM", "CD8 radiomics score term contribution")
+"""One term of the signature (coefficient x normalised value, or x indicator); the term's name
+is in the FHIR component's text and in the report's words."""
 SCORE_CLASSES: dict[str, Code] = {
     "high": _rcds("CD8RSHIGH", "High CD8 radiomics score (at or above cut-off)"),
     "low": _rcds("CD8RSLOW", "Low CD8 radiomics score (below cut-off)"),
@@ -286,6 +289,13 @@ def flagged_lesion(result: StudyResult, tracking_uid: str | None) -> LesionResul
     return next((x for x in result.lesions if x.tracking_uid == tracking_uid), None)
 
 
+def contribution_sentence(lesion: LesionResult) -> str:
+    """How a lesion's score is made: intercept plus each signature term, in the signature's names."""
+    intercept = lesion.score - sum(lesion.contributions.values())
+    terms = " ".join(f"{'-' if value < 0 else '+'} {name} {abs(value):.3f}" for name, value in lesion.contributions.items())
+    return f"Lesion {lesion.tracking_id}: score {lesion.score:.3f} = intercept {intercept:.3f} {terms}."
+
+
 def _lesion_sentence(
     result: StudyResult, tracking_uid: str | None, role: str, action: str
 ) -> str:
@@ -330,9 +340,9 @@ def summary_lines(result: StudyResult) -> list[str]:
         "Mean and maximum scores were not prognostic: they are reported, not ranked.",
     ]
     lines += [
-        f"Lesion {lesion_label(x)}: score not computable: {x.not_computable or 'no reason given'}."
+        contribution_sentence(x) if x.score is not None
+        else f"Lesion {lesion_label(x)}: score not computable: {x.not_computable or 'no reason given'}."
         for x in result.lesions
-        if x.score is None
     ]
     lines += [
         f"Score {key} not computable: {metric.reason}."

@@ -353,6 +353,11 @@ def _lesion_components(result: StudyResult, lesion: LesionResult) -> list[Observ
         ),
         _metric_component(_concept(codes.CD8_SCORE), score_metric, codes.UNIT_SCORE),
         _component(_concept(codes.CD8_SCORE_CLASS), score_class, lesion.not_computable),
+        *(
+            _component(_concept(codes.CD8_SCORE_TERM, text=f"CD8 radiomics score term {name}"),
+                       _quantity(value, codes.UNIT_SCORE))
+            for name, value in lesion.contributions.items()
+        ),
         _component(_concept(codes.LOCATION_SOURCE), _concept(location_source)),
         *(
             _component(_concept(codes.RT_TARGET_CANDIDATE), _concept(candidacy))

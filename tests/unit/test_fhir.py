@@ -149,6 +149,11 @@ def test_scored_lesion_has_score_and_class(bundle: Bundle, result: StudyResult) 
         assert score.valueQuantity.code == "{score}"
         score_class = _component(observation, codes.CD8_SCORE_CLASS).valueCodeableConcept
         assert score_class.coding[0].code == codes.SCORE_CLASSES[lesion.score_class].value
+        terms = {
+            c.code.text.removeprefix("CD8 radiomics score term "): float(c.valueQuantity.value)
+            for c in observation.component if c.code.coding[0].code == codes.CD8_SCORE_TERM.value
+        }
+        assert terms == pytest.approx(lesion.contributions) and terms
 
 
 def test_not_computable_values_carry_data_absent_reason(

@@ -218,6 +218,17 @@ def test_reader_sees_decision_support_status_and_provenance(
     assert "Score skewness not computable" in text
 
 
+def test_reader_sees_how_each_score_is_made(report: hd.sr.MeasurementReport, written) -> None:
+    result, _ = written
+    notes = _notes(report)
+    for lesion in (x for x in result.lesions if x.score is not None):
+        (line,) = [n for n in notes if n.startswith(f"Lesion {lesion.tracking_id}: score ")]
+        intercept = lesion.score - sum(lesion.contributions.values())
+        assert f"score {lesion.score:.3f} = intercept {intercept:.3f}" in line
+        for name, value in lesion.contributions.items():
+            assert f"{'-' if value < 0 else '+'} {name} {abs(value):.3f}" in line
+
+
 def test_device_observer_is_the_algorithm(report: hd.sr.MeasurementReport) -> None:
     (context,) = report.get_observer_contexts()
     assert context.observer_type == Code("121007", "DCM", "Device")

@@ -190,9 +190,12 @@ def score_study(inputs: StudyInputs, client: ScoringClient, *, parallel: int = 2
 
 
 def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path,
-                  patient_identifier_system: str) -> WrittenOutputs:
-    """Build and durably write the SR and the FHIR Bundle of a scored study."""
-    sr = build_measurement_report(result, evidence)
+                  patient_identifier_system: str, predecessor: Dataset | None = None) -> WrittenOutputs:
+    """Build and durably write the SR and the FHIR Bundle of a scored study.
+
+    `predecessor`: the SR an earlier scoring of this study produced, which this one replaces.
+    """
+    sr = build_measurement_report(result, evidence, predecessor=predecessor)
     sr_path = write_sr(sr, outdir)
     bundle = build_bundle(result, sr_sop_instance_uid=str(sr.SOPInstanceUID),
                           patient_identifier_system=patient_identifier_system)
@@ -202,9 +205,10 @@ def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path
 
 def run_study(datasets: Sequence[Dataset], client: ScoringClient, outdir: Path, *,
               patient_identifier_system: str, parallel: int = 2,
-              lesion_roi_types: frozenset[str] = LESION_ROI_TYPES) -> WrittenOutputs:
+              lesion_roi_types: frozenset[str] = LESION_ROI_TYPES,
+              predecessor: Dataset | None = None) -> WrittenOutputs:
     """The whole pipeline on one study's instances."""
     inputs, warnings = select_inputs(datasets)
     result = score_study(inputs, client, parallel=parallel, warnings=warnings, lesion_roi_types=lesion_roi_types)
-    return write_outputs(result, inputs.evidence, outdir, patient_identifier_system)
+    return write_outputs(result, inputs.evidence, outdir, patient_identifier_system, predecessor)
 

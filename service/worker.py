@@ -13,6 +13,7 @@ import threading
 import time
 
 import grpc
+from pydicom import Dataset
 
 from service.config import Config
 from service.errors import InputError
@@ -100,6 +101,7 @@ class StudyWorker:
                 patient_identifier_system=self._config.patient_identifier_system,
                 parallel=self._config.scorer_workers,
                 lesion_roi_types=frozenset(self._config.lesion_roi_types),
+                predecessor=self._previous_report(study_uid),
             )
         except InputError as error:
             self._fail(study_uid, str(error), "input")
@@ -124,6 +126,12 @@ class StudyWorker:
         STUDIES_COMPLETED.inc()
         log.info("study %s done: %d lesions, SR %s, FHIR Bundle %s", key, len(written.result.lesions),
                  written.sr_path, written.bundle_path)
+
+    def _previous_report(self, study_uid: str) -> Dataset | None:
+        """The SR an earlier scoring of this study delivered, if any: the new one replaces it."""
+        state = self._index.study(study_uid)
+        path = self._config.outbox_dir / f"{state.result}.dcm" if state and state.result else None
+        return read_instance(path, header_only=True) if path is not None and path.exists() else None
 
     def _scorer_failed(self, study_uid: str, error: grpc.RpcError, attempt: int) -> None:
         """A scorer restarting or scaling is retried (bounded); any other refusal fails the study."""

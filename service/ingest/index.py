@@ -169,11 +169,12 @@ class StudyIndex:
 
     def finish(self, study_uid: str, state: str, *, error: str | None = None, result: str | None = None) -> bool:
         """Record the outcome; if instances arrived since the claim, the study goes back to
-        receiving instead (returns False), so they are scored too."""
+        receiving instead (returns False), so they are scored too. A failure keeps the last SR
+        delivered for the study, which a later successful scoring names as its predecessor."""
         now = time.time()
         with self._lock, self._db:
             cursor = self._db.execute(
-                "UPDATE studies SET state = ?, error = ?, result = ?, updated_at = ?"
+                "UPDATE studies SET state = ?, error = ?, result = COALESCE(?, result), updated_at = ?"
                 " WHERE study_instance_uid = ? AND state = ? AND generation = claimed_generation",
                 (state, error, result, now, study_uid, PROCESSING),
             )

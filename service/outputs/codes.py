@@ -54,8 +54,10 @@ FHIR_SYSTEMS: dict[str, str] = {
 """DICOM coding scheme designator -> FHIR system URI (HL7 terminology registry names)."""
 
 
-def _rcds(value: str, meaning: str) -> Code:
+def rcds_code(value: str, meaning: str) -> Code:
     """A concept of the private 99RCDS scheme (values are at most 16 characters, SH)."""
+    if len(value) > 16:
+        raise ValueError(f"private code value {value!r} is longer than 16 characters")
     return Code(value, RCDS_SCHEME, meaning)
 
 
@@ -91,25 +93,28 @@ SHORT_AXIS = Code("103340004", "SCT", "Short axis")
 MAX_3D_DIAMETER = Code("L0JK", IBSI_SCHEME, "Maximum 3D Diameter of a Mesh")
 """IBSI identifier L0JK ("Maximum 3D diameter"), meaning as in DICOM CID 7469."""
 
-CD8_SCORE = _rcds("CD8RS", "CD8 radiomics score")
+CENTER_OF_MASS = Code("128138", "DCM", "Center of Mass")
+"""Name of each lesion's centroid point (SCOORD3D) in the SR."""
+
+CD8_SCORE = rcds_code("CD8RS", "CD8 radiomics score")
 """Sun R et al., Lancet Oncol 2018;19:1180-91. No standard code exists."""
-CD8_SCORE_CLASS = _rcds("CD8RSCLASS", "CD8 radiomics score class")
-CD8_SCORE_TERM = _rcds("CD8RSTERM", "CD8 radiomics score term contribution")
+CD8_SCORE_CLASS = rcds_code("CD8RSCLASS", "CD8 radiomics score class")
+CD8_SCORE_TERM = rcds_code("CD8RSTERM", "CD8 radiomics score term contribution")
 """One term of the signature (coefficient x normalised value, or x indicator); the term's name
 is in the FHIR component's text and in the report's words."""
 SCORE_CLASSES: dict[str, Code] = {
-    "high": _rcds("CD8RSHIGH", "High CD8 radiomics score (at or above cut-off)"),
-    "low": _rcds("CD8RSLOW", "Low CD8 radiomics score (below cut-off)"),
+    "high": rcds_code("CD8RSHIGH", "High CD8 radiomics score (at or above cut-off)"),
+    "low": rcds_code("CD8RSLOW", "Low CD8 radiomics score (below cut-off)"),
 }
 SCORE_NOT_COMPUTED = Code("114007", "DCM", "Measurement not attempted")
 """DICOM CID 42 "Numeric Value Qualifier": the lesion cannot carry a score (too small etc.)."""
 
-LOCATION_SOURCE = _rcds("LOCSRC", "Lesion location source")
+LOCATION_SOURCE = rcds_code("LOCSRC", "Lesion location source")
 LOCATION_SOURCES: dict[str, Code] = {
-    "configuration": _rcds("LOCSRCCONF", "Location from site configuration"),
-    "seg_anatomic_region": _rcds("LOCSRCSEG", "Location from SEG anatomic region"),
-    "roi_name": _rcds("LOCSRCROI", "Location from ROI name rules"),
-    "default": _rcds("LOCSRCDEF", "Default location (no rule matched)"),
+    "configuration": rcds_code("LOCSRCCONF", "Location from site configuration"),
+    "seg_anatomic_region": rcds_code("LOCSRCSEG", "Location from SEG anatomic region"),
+    "roi_name": rcds_code("LOCSRCROI", "Location from ROI name rules"),
+    "default": rcds_code("LOCSRCDEF", "Default location (no rule matched)"),
 }
 """method.md section 1: every output names where a lesion's location class came from."""
 
@@ -125,57 +130,57 @@ FINDING_SITES: dict[str, Code] = {
 structure, and the outputs state the class in words instead of asserting an anatomic site.
 """
 
-RT_TARGET_CANDIDATE = _rcds("RTCAND", "Radiotherapy target candidate for tumour board")
-SBRT_CANDIDATE = _rcds("SBRTCAND", "Candidate for ablative SBRT (least-infiltrated lesion)")
-LOW_DOSE_RT_CANDIDATE = _rcds("LDRTCAND", "Candidate for low-dose RT (highest-score lesion)")
+RT_TARGET_CANDIDATE = rcds_code("RTCAND", "Radiotherapy target candidate for tumour board")
+SBRT_CANDIDATE = rcds_code("SBRTCAND", "Candidate for ablative SBRT (least-infiltrated lesion)")
+LOW_DOSE_RT_CANDIDATE = rcds_code("LDRTCAND", "Candidate for low-dose RT (highest-score lesion)")
 """Sun R et al., J Immunother Cancer 2022;10:e004848: candidates to discuss, never orders."""
 
 # --- Patient-level concepts ----------------------------------------------------------------
 
-N_LESIONS = _rcds("NLES", "Number of lesions")
-N_COMPUTABLE = _rcds("NLESCOMP", "Number of lesions with a computable score")
-N_OVER_VOLUME_FILTER = _rcds("NLESVOL", "Number of lesions over the volume filter")
-VOLUME_FILTER = _rcds("VOLFILT", "Lesion volume filter threshold")
+N_LESIONS = rcds_code("NLES", "Number of lesions")
+N_COMPUTABLE = rcds_code("NLESCOMP", "Number of lesions with a computable score")
+N_OVER_VOLUME_FILTER = rcds_code("NLESVOL", "Number of lesions over the volume filter")
+VOLUME_FILTER = rcds_code("VOLFILT", "Lesion volume filter threshold")
 TOTAL = Code("255619001", "SCT", "Total")
 """DICOM CID 7464 derivation; "Volume" derived "Total" is the total tumour volume."""
-N_ORGANS = _rcds("NORGANS", "Number of organs involved")
-TOTAL_VOLUME = _rcds("TOTVOL", "Total lesion volume")
+N_ORGANS = rcds_code("NORGANS", "Number of organs involved")
+TOTAL_VOLUME = rcds_code("TOTVOL", "Total lesion volume")
 """FHIR component code for what the SR says as "Volume" derived "Total" (no post-coordination)."""
-CUTOFF = _rcds("CUTOFF", "CD8 radiomics score cut-off")
-RISK_GROUP = _rcds("RISKGRP", "CD8 radiomics risk group")
+CUTOFF = rcds_code("CUTOFF", "CD8 radiomics score cut-off")
+RISK_GROUP = rcds_code("RISKGRP", "CD8 radiomics risk group")
 RISK_GROUPS: dict[str, Code] = {
-    "no_lesion_over_1ml": _rcds("RISKNOLES", "No lesion over the volume filter"),
-    "high_score": _rcds("RISKHIGH", "High CD8 radiomics score group"),
-    "low_score": _rcds("RISKLOW", "Low CD8 radiomics score group"),
-    "not_computable": _rcds("RISKNC", "Risk group not computable (no lesion over the filter could be scored)"),
+    "no_lesion_over_1ml": rcds_code("RISKNOLES", "No lesion over the volume filter"),
+    "high_score": rcds_code("RISKHIGH", "High CD8 radiomics score group"),
+    "low_score": rcds_code("RISKLOW", "Low CD8 radiomics score group"),
+    "not_computable": rcds_code("RISKNC", "Risk group not computable (no lesion over the filter could be scored)"),
 }
 """method.md section 4 risk groups, by the named cut-off (plus not_computable: see aggregate.py)."""
-LEAST_INFILTRATED_LESION = _rcds("LEASTINF", "Least-infiltrated lesion")
-HIGHEST_SCORE_LESION = _rcds("HIGHSCORE", "Highest-score lesion")
-ORGAN_INVOLVED = _rcds("ORGANINV", "Organ involved")
-PATIENT_BIOMARKERS = _rcds("PATCD8", "Patient-level CD8 radiomics biomarkers")
-LESION_BIOMARKERS = _rcds("LESCD8", "Lesion size and CD8 radiomics score")
-REPORT = _rcds("CD8REPORT", "CD8 radiomics decision-support report")
+LEAST_INFILTRATED_LESION = rcds_code("LEASTINF", "Least-infiltrated lesion")
+HIGHEST_SCORE_LESION = rcds_code("HIGHSCORE", "Highest-score lesion")
+ORGAN_INVOLVED = rcds_code("ORGANINV", "Organ involved")
+PATIENT_BIOMARKERS = rcds_code("PATCD8", "Patient-level CD8 radiomics biomarkers")
+LESION_BIOMARKERS = rcds_code("LESCD8", "Lesion size and CD8 radiomics score")
+REPORT = rcds_code("CD8REPORT", "CD8 radiomics decision-support report")
 
 SCORE_STATISTICS: dict[str, tuple[Code, Code]] = {
-    "min": (Code("255605001", "SCT", "Minimum"), _rcds("CD8RSMIN", "Minimum lesion CD8 score")),
-    "max": (Code("56851009", "SCT", "Maximum"), _rcds("CD8RSMAX", "Maximum lesion CD8 score")),
-    "mean": (Code("373098007", "SCT", "Mean"), _rcds("CD8RSMEAN", "Mean lesion CD8 score")),
+    "min": (Code("255605001", "SCT", "Minimum"), rcds_code("CD8RSMIN", "Minimum lesion CD8 score")),
+    "max": (Code("56851009", "SCT", "Maximum"), rcds_code("CD8RSMAX", "Maximum lesion CD8 score")),
+    "mean": (Code("373098007", "SCT", "Mean"), rcds_code("CD8RSMEAN", "Mean lesion CD8 score")),
     "sd": (
         Code("386136009", "SCT", "Standard Deviation"),
-        _rcds("CD8RSSD", "SD of lesion CD8 scores"),
+        rcds_code("CD8RSSD", "SD of lesion CD8 scores"),
     ),
     "skewness": (
         Code("126051", "DCM", "Skewness"),
-        _rcds("CD8RSSKEW", "Skewness of lesion CD8 scores"),
+        rcds_code("CD8RSSKEW", "Skewness of lesion CD8 scores"),
     ),
     "kurtosis": (
         Code("126052", "DCM", "Kurtosis"),
-        _rcds("CD8RSKURT", "Kurtosis of lesion CD8 scores"),
+        rcds_code("CD8RSKURT", "Kurtosis of lesion CD8 scores"),
     ),
     "entropy": (
-        _rcds("ENTROPY", "Shannon entropy"),
-        _rcds("CD8RSENT", "Entropy of lesion CD8 scores"),
+        rcds_code("ENTROPY", "Shannon entropy"),
+        rcds_code("CD8RSENT", "Entropy of lesion CD8 scores"),
     ),
 }
 """Statistic key of PatientResult.score_stats -> (SR derivation, FHIR component code).

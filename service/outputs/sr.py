@@ -16,6 +16,12 @@ How each lesion's contour is referenced (TID 1411 allows exactly one ROI referen
   references the structure set as a whole, so which ROI it is travels in the group's Tracking
   Identifier and in the report's reader notes (ROI number and name).
 
+Each lesion group also holds its centroid as a SCOORD3D point in the CT's Frame of Reference (for
+radiotherapy planning) and its IBSI-defined radiomics features, coded as service.outputs.
+feature_codes explains, with the region (core or ring) as the Measurement Method. The document
+lists the CT images in its image library (TID 1600), and a re-scored study's SR references the
+SR it replaces (Predecessor Documents Sequence).
+
 Everything a reader must see (method.md section 6) is in the report: algorithm identification
 with the signature and its status on every measurement, and a TID 1500 "Qualitative
 Evaluations" container of TEXT comments with the summary, what was not computable and why,
@@ -27,11 +33,14 @@ PACS recognises, instead of a duplicate.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 import highdicom as hd
+import numpy as np
 from highdicom.coding_schemes import CodingSchemeIdentificationItem, CodingSchemeResourceItem
 from highdicom.sr.templates import _MeasurementsAndQualitativeEvaluations
 from pydicom import Dataset
@@ -42,6 +51,7 @@ from service.errors import InputError
 from service.uids import derived_uid
 from service.model import LesionResult, Provenance, StudyInfo, StudyResult
 from service.outputs import codes
+from service.outputs.feature_codes import REGION_METHODS, feature_concept
 
 MANUFACTURER = "radiomics-cds"
 SERIES_DESCRIPTION = "radiomics-cds CD8 radiomics (decision support)"
@@ -63,6 +73,7 @@ class _Value(NamedTuple):
     value: float
     unit: Code
     derivation: Code | None = None
+    method: Code | None = None  # for radiomics features: the region (core or ring)
 
 
 class _StructureSetRoiGroup(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations):
@@ -85,11 +96,14 @@ def build_measurement_report(
     evidence: Sequence[Dataset],
     *,
     institution: str | None = None,
+    predecessor: Dataset | None = None,
 ) -> hd.sr.Comprehensive3DSR:
     """The SR for a scored study; `evidence` = header-only datasets of the CT and contours.
 
     The caller's datasets are never modified: patient and study attributes come from
-    `result.study`, and only UIDs are taken from the evidence.
+    `result.study`, and only UIDs are taken from the evidence. `predecessor` is the SR this one
+    replaces (the study was scored again with other inputs): it is listed in the Predecessor
+    Documents Sequence, so a PACS and a reader see the history instead of two unrelated reports.
     """
     provenance = result.provenance
     report = hd.sr.MeasurementReport(
@@ -99,14 +113,16 @@ def build_measurement_report(
             *(_lesion_group(result, lesion) for lesion in result.lesions),
             _patient_group(result),
         ],
+        referenced_images=[dataset for dataset in evidence if dataset.get("Modality") == "CT"],
     )
     report[0].ContentSequence.append(_reader_notes(result))
+    sop_instance_uid = derived_uid("sr-instance", _report_key(result))
     return hd.sr.Comprehensive3DSR(
         evidence=_evidence_headers(result.study, evidence),
         content=report[0],
         series_instance_uid=derived_uid("sr-series", _report_key(result)),
         series_number=SERIES_NUMBER,
-        sop_instance_uid=derived_uid("sr-instance", _report_key(result)),
+        sop_instance_uid=sop_instance_uid,
         instance_number=INSTANCE_NUMBER,
         manufacturer=MANUFACTURER,
         manufacturer_model_name=provenance.algorithm_name,
@@ -116,6 +132,7 @@ def build_measurement_report(
         is_complete=True,
         is_final=True,
         coding_schemes=[_private_coding_scheme()],
+        previous_versions=_predecessors(predecessor, sop_instance_uid),
         specific_character_set=SPECIFIC_CHARACTER_SET,
     )
 
@@ -130,12 +147,21 @@ def write_sr(sr: hd.sr.Comprehensive3DSR, outdir: Path) -> Path:
 # --- identity ------------------------------------------------------------------------------
 
 
+def _predecessors(predecessor: Dataset | None, sop_instance_uid: str) -> list[Dataset] | None:
+    """The replaced SR, unless it is this very document again (same inputs, same UID)."""
+    if predecessor is None or predecessor.SOPInstanceUID == sop_instance_uid:
+        return None
+    return [predecessor]
+
+
 def _report_key(result: StudyResult) -> list[str]:
     """What makes one SR: the study, the contour set and CT instances scored, and the exact
-    algorithm+signature (a CT slice arriving late changes the numbers, so it changes the SR).
+    algorithm, signature and settings (a CT slice arriving late changes the numbers, so it
+    changes the SR).
 
-    Re-sending the same study gives the same key (so the same UIDs); a new algorithm or
-    signature version gives a new SR instead of silently replacing the old numbers.
+    Re-sending the same study gives the same key (so the same UIDs); a new algorithm, signature
+    or setting gives a new SR, which references the one it replaces, instead of silently
+    replacing the old numbers under the same UID.
     """
     provenance = result.provenance
     return [
@@ -146,6 +172,7 @@ def _report_key(result: StudyResult) -> list[str]:
         provenance.algorithm_version,
         provenance.signature_id,
         provenance.signature_version,
+        json.dumps(provenance.settings, sort_keys=True),
     ]
 
 
@@ -234,6 +261,7 @@ def _measurements(result: StudyResult, values: Sequence[_Value]) -> list[hd.sr.M
             value=v.value,
             unit=v.unit,
             derivation=v.derivation,
+            method=v.method,
             algorithm_id=_algorithm(result),
         )
         for v in values
@@ -265,22 +293,43 @@ def _lesion_group(
         "qualitative_evaluations": _evaluations(_lesion_statements(result, lesion)),
     }
     if lesion.source == "SEG":
-        return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            referenced_segment=hd.sr.ReferencedSegment(
-                sop_class_uid=result.ct.contour_sop_class_uid,
-                sop_instance_uid=lesion.source_sop_instance_uid,
-                segment_number=lesion.number,
-                source_series=hd.sr.SourceSeriesForSegmentation(result.ct.series_instance_uid),
-            ),
-            **group,
+        built: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations = (
+            hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+                referenced_segment=hd.sr.ReferencedSegment(
+                    sop_class_uid=result.ct.contour_sop_class_uid,
+                    sop_instance_uid=lesion.source_sop_instance_uid,
+                    segment_number=lesion.number,
+                    source_series=hd.sr.SourceSeriesForSegmentation(result.ct.series_instance_uid),
+                ),
+                **group,
+            )
         )
-    region = hd.sr.CompositeContentItem(
-        name=_REGION_IN_SPACE,
-        referenced_sop_class_uid=result.ct.contour_sop_class_uid,
-        referenced_sop_instance_uid=lesion.source_sop_instance_uid,
+    else:
+        region = hd.sr.CompositeContentItem(
+            name=_REGION_IN_SPACE,
+            referenced_sop_class_uid=result.ct.contour_sop_class_uid,
+            referenced_sop_instance_uid=lesion.source_sop_instance_uid,
+            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+        )
+        built = _StructureSetRoiGroup(region, **group)
+    built[0].ContentSequence.append(_centroid(result, lesion))
+    return built
+
+
+def _centroid(result: StudyResult, lesion: LesionResult) -> hd.sr.Scoord3DContentItem:
+    """The lesion's centroid as a SCOORD3D point in the CT's Frame of Reference.
+
+    A radiotherapy planning system reads its targets from these points (the least-infiltrated
+    lesion for ablative SBRT, the highest-score lesion for low-dose RT). TID 1411 is extensible;
+    the point is a child of the lesion's group, named DCM 128138 "Center of Mass".
+    """
+    return hd.sr.Scoord3DContentItem(
+        name=codes.CENTER_OF_MASS,
+        graphic_type=hd.sr.GraphicTypeValues3D.POINT,
+        graphic_data=np.asarray([lesion.centroid_mm], dtype=float),
+        frame_of_reference_uid=result.ct.frame_of_reference_uid,
         relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
     )
-    return _StructureSetRoiGroup(region, **group)
 
 
 def _lesion_values(lesion: LesionResult) -> list[_Value]:
@@ -293,6 +342,17 @@ def _lesion_values(lesion: LesionResult) -> list[_Value]:
     ]
     if lesion.score is not None:
         values.append(_Value(codes.CD8_SCORE, lesion.score, codes.UNIT_SCORE))
+    return values + _feature_values(lesion)
+
+
+def _feature_values(lesion: LesionResult) -> list[_Value]:
+    """The lesion's IBSI-defined radiomics features, coded, with the region as the method."""
+    values = []
+    for region, features in lesion.features.items():
+        for tag, value in sorted(features.items()):
+            concept = feature_concept(tag)
+            if concept is not None and math.isfinite(value):
+                values.append(_Value(concept.name, value, concept.unit, concept.derivation, REGION_METHODS[region]))
     return values
 
 

@@ -178,6 +178,31 @@ def test_sending_the_same_study_again_changes_nothing(service, sts019):
     assert service.metrics()[("rcds_studies_completed_total", ())] == completed_before
 
 
+def test_a_corrected_rtstruct_gives_a_new_sr_that_references_the_first(service, sts019, tmp_path):
+    (first_path,) = _outputs(service)[0]
+    first = pydicom.dcmread(first_path)
+    corrected = pydicom.dcmread(sts019 / "mask" / "RS.dcm")
+    corrected.SOPInstanceUID = corrected.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    corrected.StructureSetLabel = "corrected"
+    (tmp_path / "mask").mkdir()
+    corrected.save_as(tmp_path / "mask" / "RS.dcm")
+    assert service.storescu(tmp_path / "mask").returncode == 0
+    state, detail = service.wait_for(first.StudyInstanceUID, states=("done",))
+    deadline = time.monotonic() + 120
+    while len(_outputs(service)[0]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    (second_path,) = [p for p in _outputs(service)[0] if p != first_path]
+    second = pydicom.dcmread(second_path)
+    (reference,) = second.PredecessorDocumentsSequence
+    assert reference.StudyInstanceUID == first.StudyInstanceUID == second.StudyInstanceUID
+    assert reference.ReferencedSeriesSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == first.SOPInstanceUID
+    assert second.CurrentRequestedProcedureEvidenceSequence  # the evidence names the corrected RTSTRUCT
+    evidence = {item.ReferencedSOPInstanceUID
+                for study in second.CurrentRequestedProcedureEvidenceSequence
+                for series in study.ReferencedSeriesSequence for item in series.ReferencedSOPSequence}
+    assert corrected.SOPInstanceUID in evidence
+
+
 def _copy_study(source: Path, target: Path, *, drop_slice: int | None = None, new_frame: bool = False) -> str:
     """A copy of a study with fresh Study/Series/SOP UIDs (and Frame of Reference if asked)."""
     study_uid = generate_uid()

@@ -147,12 +147,16 @@ def _lesion(index: int, source: str, ct: CtReference) -> LesionResult:
         short_axis_mm=short,
         max_3d_diameter_mm=max_3d,
         centroid_mm=(-10.0 * number, 20.0, -200.0 + number),
-        features={"core": {"minimum": -80.0 + number}, "ring": {"glrlm_SRLGE": 0.01 * number}}
+        features={
+            # IBSI-defined (coded in the SR) and one pyradiomics-only feature (left out of it)
+            "core": {"stat_min": -80.0 + number, "rlm_srhge_3D_avg": 900.0 + number, "firstorder_TotalEnergy": 1e6},
+            "ring": {"rlm_srlge_3D_avg": 0.01 * number},
+        }
         if computable
         else {},
         score=score,
         score_class=None if score is None else ("high" if score >= CUTOFF_VALUE else "low"),
-        contributions={"core_minimum": -0.2, "ring_SRLGE": 0.3} if computable else {},
+        contributions={"core_minimum": -0.2, "ring_srlge": 0.3} if computable else {},
         not_computable=None if computable else NOT_COMPUTABLE_REASON,
     )
 

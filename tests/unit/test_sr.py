@@ -286,3 +286,68 @@ def test_evidence_lists_ct_and_contour_and_callers_datasets_are_untouched(source
         for item in series.ReferencedSOPSequence
     }
     assert referenced == {*result.ct.sop_instance_uids, result.ct.contour_sop_instance_uid}
+
+
+def test_radiomics_features_are_coded_with_ibsi_codes_and_their_region(report, written) -> None:
+    result, _ = written
+    for lesion in (x for x in result.lesions if x.features):
+        group = _group(report, lesion)
+        srhge = hd.sr.CodedConcept("GD3A", "IBSI", "Short Run High Gray Level Emphasis")
+        srlge = hd.sr.CodedConcept("HTZT", "IBSI", "Short Run Low Gray Level Emphasis")
+        (core_srhge,) = group.get_measurements(name=srhge)
+        (ring_srlge,) = group.get_measurements(name=srlge)
+        assert core_srhge.value == pytest.approx(lesion.features["core"]["rlm_srhge_3D_avg"])
+        assert ring_srlge.value == pytest.approx(lesion.features["ring"]["rlm_srlge_3D_avg"])
+        assert (core_srhge.method.value, ring_srlge.method.value) == ("RGNCORE", "RGNRING")
+        # stat_min: DICOM's region-statistics convention, Attenuation Coefficient + Minimum, in HU.
+        attenuation = hd.sr.CodedConcept("112031", "DCM", "Attenuation Coefficient")
+        (minimum,) = group.get_measurements(name=attenuation)
+        assert minimum.derivation.value == "255605001" and minimum.unit.value == "[hnsf'U]"
+        assert minimum.value == pytest.approx(lesion.features["core"]["stat_min"])
+        # firstorder_TotalEnergy is not IBSI-defined: not in the SR.
+        assert all(m.value != 1e6 for m in group.get_measurements())
+
+
+def test_target_points_are_read_back_in_the_ct_frame_of_reference(report, written) -> None:
+    result, _ = written
+    for lesion in result.lesions:
+        group = _group(report, lesion)
+        points = [hd.sr.Scoord3DContentItem.from_dataset(item) for item in group[0].ContentSequence
+                  if item.ValueType == "SCOORD3D"]
+        (point,) = points
+        assert point.name.value == "128138" and point.graphic_type == hd.sr.GraphicTypeValues3D.POINT
+        assert point.ReferencedFrameOfReferenceUID == result.ct.frame_of_reference_uid
+        assert point.value.tolist() == [list(lesion.centroid_mm)]
+
+
+def test_image_library_lists_every_ct_image(report, written) -> None:
+    result, _ = written
+    (library,) = [item for item in report[0].ContentSequence if item.name == hd.sr.CodedConcept("111028", "DCM", "Image Library")]
+    entries = [entry for group in library.ContentSequence for entry in group.ContentSequence if entry.ValueType == "IMAGE"]
+    referenced = {entry.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for entry in entries}
+    assert referenced == set(result.ct.sop_instance_uids)
+
+
+def test_procedure_and_title_are_tid_1500s(report) -> None:
+    assert report[0].ConceptNameCodeSequence[0].CodeValue == "126000"  # Imaging Measurement Report
+    procedures = [item for item in report[0].ContentSequence if item.name == hd.sr.CodedConcept("121058", "DCM", "Procedure reported")]
+    assert [p.value.value for p in procedures] == [codes.PROCEDURE_CT.value]
+
+
+def test_rescored_study_references_its_predecessor(tmp_path: Path) -> None:
+    result, evidence = make_study_result(3, "RTSTRUCT")
+    first = build_measurement_report(result, evidence)
+    # The same study scored again under another setting: a new document that says what it replaces.
+    provenance = dataclasses.replace(result.provenance, settings={**result.provenance.settings, "featurePanel": "full"})
+    second = build_measurement_report(dataclasses.replace(result, provenance=provenance), evidence, predecessor=first)
+    (reference,) = second.PredecessorDocumentsSequence
+    assert reference.StudyInstanceUID == first.StudyInstanceUID
+    (series,) = reference.ReferencedSeriesSequence
+    assert series.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == first.SOPInstanceUID
+    assert second.SOPInstanceUID != first.SOPInstanceUID
+    path = write_sr(second, tmp_path)
+    check = subprocess.run([require_tool("dciodvfy"), str(path)], capture_output=True, text=True)
+    assert [line for line in (check.stdout + check.stderr).splitlines() if line.startswith("Error")] == []
+    # Re-issuing the identical document does not call itself its own predecessor.
+    again = build_measurement_report(result, evidence, predecessor=first)
+    assert "PredecessorDocumentsSequence" not in again and again.SOPInstanceUID == first.SOPInstanceUID

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -30,6 +31,7 @@ from service.scoring.panel import feature_panel
 from service.scoring.parameter_file import load_parameter_file
 from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature
+from service.tls import ClientTls, server_context
 from service.worker import StudyWorker
 
 log = logging.getLogger(__name__)
@@ -69,11 +71,35 @@ def run_scorer(config: Config, on_ready: Callable[[int], None] | None = None) ->
     server.stop(grace=30).wait()
 
 
+def listener_tls(config: Config) -> ssl.SSLContext | None:
+    """The listener's TLS context when DICOM TLS is configured; ConfigError for unusable files."""
+    if not config.dicom_tls:
+        return None
+    return server_context(config.dicom_tls_cert_file, config.dicom_tls_key_file, config.dicom_tls_ca_file)
+
+
+def pacs_tls(config: Config) -> ClientTls | None:
+    """TLS towards the PACS when configured; its files are loaded for each association."""
+    if not config.pacs_tls:
+        return None
+    return ClientTls(config.pacs_tls_ca_file, config.pacs_tls_cert_file, config.pacs_tls_key_file)
+
+
+def load_tls(config: Config) -> ssl.SSLContext | None:
+    """Load every configured certificate and key, so that a bad file stops the start
+    (ConfigError naming the setting); returns the listener's context."""
+    tls = pacs_tls(config)
+    if tls is not None:
+        tls.context()
+    return listener_tls(config)
+
+
 def _senders(config: Config) -> dict[str, Sender]:
     senders: dict[str, Sender] = {}
     if config.pacs_host:
+        tls = pacs_tls(config)
         senders["pacs"] = lambda path: store_one(
-            path, config.pacs_host, config.pacs_port, config.pacs_ae_title, config.dicom_ae_title
+            path, config.pacs_host, config.pacs_port, config.pacs_ae_title, config.dicom_ae_title, tls=tls
         )
     if config.fhir_base_url:
         senders["fhir"] = lambda path: post_bundle(path, config.fhir_base_url, config.fhir_bearer_token)
@@ -94,6 +120,7 @@ class Ingest:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.ssl_context = load_tls(config)  # before anything is opened: a bad file stops the start
         spool = Spool(config.spool_dir)
         removed = spool.remove_leftovers()
         if removed:
@@ -105,7 +132,7 @@ class Ingest:
             initial_backoff_s=config.delivery_initial_backoff_seconds,
         )
         self.worker = StudyWorker(config, self.index, self.client, self.outbox)
-        self.ae = build_ae(config.dicom_ae_title, config.dicom_max_associations)
+        self.ae = build_ae(config.dicom_ae_title, config.dicom_max_associations, config.dicom_allowed_calling_aes)
         self.handlers = StorageHandlers(spool, self.index)
         self.http = HealthServer(config.http_host, config.http_port, self.readiness, self.liveness)
         self.listener = None
@@ -132,9 +159,17 @@ class Ingest:
         self.http.start()
         self.outbox.start()
         self.worker.start()
-        self.listener = start_listener(self.ae, self.config.dicom_host, self.config.dicom_port, self.handlers)
-        log.info("DICOM listener %s on port %d; HTTP on port %d; results in %s",
-                 self.config.dicom_ae_title, self.listener.server_address[1], self.http.port, self.config.outbox_dir)
+        self.listener = start_listener(self.ae, self.config.dicom_host, self.config.dicom_port, self.handlers,
+                                       self.ssl_context)
+        log.info("DICOM listener %s on port %d (%s; calling AE titles: %s; up to %d associations); "
+                 "HTTP on port %d; results in %s", self.config.dicom_ae_title, self.listener.server_address[1],
+                 self._tls_mode(), ", ".join(self.config.dicom_allowed_calling_aes) or "any",
+                 self.config.dicom_max_associations, self.http.port, self.config.outbox_dir)
+
+    def _tls_mode(self) -> str:
+        if not self.config.dicom_tls:
+            return "plain DICOM, no TLS"
+        return "TLS, client certificates required" if self.config.dicom_tls_ca_file else "TLS"
 
     def stop(self) -> None:
         """Stop taking associations first, then let the worker and the outbox finish."""
@@ -161,6 +196,7 @@ def run_serve(config: Config, config_file: Path | None) -> int:
 
     Returns the exit code: 0 after SIGTERM/SIGINT, 1 when the scorer child died.
     """
+    load_tls(config)  # a bad certificate or key stops us before the scorer child starts
     command = [sys.executable, "-m", "service.cli", "scorer"]
     if config_file:
         command += ["--config", str(config_file)]

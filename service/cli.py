@@ -27,6 +27,7 @@ from service.scoring.client import ScoringClient
 from service.scoring.parameter_file import load_parameter_file
 from service.scoring.server import build_server
 from service.scoring.settings import ExtractionSettings
+from service.tls import ClientTls
 
 log = logging.getLogger("radiomics-cds")
 
@@ -106,8 +107,12 @@ def _cmd_features(args: argparse.Namespace) -> int:
 
 
 def _cmd_send(args: argparse.Namespace) -> int:
+    tls = ClientTls(args.tls_ca_file, args.tls_cert_file, args.tls_key_file,
+                    names=("--tls-ca-file", "--tls-cert-file", "--tls-key-file")) if args.tls else None
+    if tls is not None:
+        tls.context()  # unusable certificate or key files: say so before reading any DICOM file
     files = dicom_files(args.paths)
-    report = send_files(files, args.host, args.port, args.aet, args.calling_aet)
+    report = send_files(files, args.host, args.port, args.aet, args.calling_aet, tls=tls)
     print(f"sent {report.sent} of {len(files)} files to {args.aet} at {args.host}:{args.port}")
     for failure in report.failed:
         print(f"failed: {failure}", file=sys.stderr)
@@ -180,7 +185,13 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--port", type=int, default=11112)
     send.add_argument("--aet", default="RADIOMICS_CDS", help="called AE title")
     send.add_argument("--calling-aet", default="RCDS_SEND")
-    send.set_defaults(handler=_cmd_send)
+    send.add_argument("--tls", action="store_true",
+                      help="DICOM over TLS (1.2 or later); the SCP's certificate must name --host")
+    send.add_argument("--tls-ca-file", type=Path,
+                      help="PEM CA certificates the SCP's certificate is verified against (default: the system's)")
+    send.add_argument("--tls-cert-file", type=Path, help="our PEM client certificate (with --tls-key-file)")
+    send.add_argument("--tls-key-file", type=Path, help="our PEM private key, unencrypted (with --tls-cert-file)")
+    send.set_defaults(handler=_cmd_send, check=_check_send_tls)
 
     status = with_config(commands.add_parser("status", help="list studies and their state"))
     status.set_defaults(handler=_cmd_status)
@@ -198,6 +209,15 @@ def _check_feature_inputs(parser: argparse.ArgumentParser, args: argparse.Namesp
         parser.error("features --image needs --mask")
     if args.image and (args.rtstruct or args.seg or args.roi):
         parser.error("--rtstruct, --seg and --roi go with --ct, not with --image")
+
+
+def _check_send_tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    given = [flag for flag, value in (("--tls-ca-file", args.tls_ca_file), ("--tls-cert-file", args.tls_cert_file),
+                                      ("--tls-key-file", args.tls_key_file)) if value is not None]
+    if given and not args.tls:
+        parser.error(f"{', '.join(given)} need --tls")
+    if (args.tls_cert_file is None) != (args.tls_key_file is None):
+        parser.error("--tls-cert-file and --tls-key-file go together")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

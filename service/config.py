@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -20,6 +20,24 @@ import yaml
 from service.errors import ConfigError
 from service.scoring.location import DEFAULT_NAME_RULES, LOCATION_CLASSES
 
+_AE_TITLE = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")  # default character repertoire, no backslash
+
+
+def _roi_types(items: list[Any]) -> tuple[str, ...]:
+    """RT ROI Interpreted Types are defined terms in capitals; "" stands for "no type given"."""
+    return tuple(str(item).strip().upper() for item in items)
+
+
+def _ae_titles(items: list[Any]) -> tuple[str, ...]:
+    """AE titles are case-sensitive: kept as written, without surrounding spaces and empty items."""
+    titles = []
+    for item in items:
+        if not isinstance(item, str):  # YAML turns NO into False and 0123 into 83
+            raise ValueError(f"{item!r} is not text (quote AE titles in YAML)")
+        if item.strip():
+            titles.append(item.strip())
+    return tuple(titles)
+
 
 @dataclass(frozen=True)
 class Config:
@@ -28,6 +46,12 @@ class Config:
     dicom_host: str = "0.0.0.0"
     dicom_port: int = 11112
     dicom_max_associations: int = 10
+    # Calling AE titles allowed to associate (case-sensitive); empty: any
+    dicom_allowed_calling_aes: tuple[str, ...] = field(default=(), metadata={"items": _ae_titles})
+    # DICOM TLS: certificate + key (PEM) turn TLS on; a CA file makes client certificates mandatory
+    dicom_tls_cert_file: Path | None = None
+    dicom_tls_key_file: Path | None = None
+    dicom_tls_ca_file: Path | None = None
     # Where everything durable lives: spool/, index.sqlite, outbox/
     var_dir: Path = Path("var")
     # Study completeness: quiet period, early completion, hard cap (seconds)
@@ -47,7 +71,7 @@ class Config:
     # ROI-name keyword rules (regular expression: location class), tried in order; empty: built-in
     location_name_rules: dict[str, str] = field(default_factory=dict)
     # RTSTRUCT ROIs scored as lesions, by RT ROI Interpreted Type ("" = no type given)
-    lesion_roi_types: tuple[str, ...] = ("GTV", "")
+    lesion_roi_types: tuple[str, ...] = field(default=("GTV", ""), metadata={"items": _roi_types})
     # HTTP: /metrics, /healthz, /readyz
     http_host: str = "0.0.0.0"
     http_port: int = 8080
@@ -55,6 +79,12 @@ class Config:
     pacs_host: str | None = None
     pacs_port: int = 104
     pacs_ae_title: str = "PACS"
+    # TLS towards the PACS: its certificate verified against the CA file (else the system's CAs)
+    # and for pacs_host; our client certificate + key when the PACS requires one
+    pacs_tls: bool = False
+    pacs_tls_ca_file: Path | None = None
+    pacs_tls_cert_file: Path | None = None
+    pacs_tls_key_file: Path | None = None
     fhir_base_url: str | None = None
     fhir_bearer_token: str | None = None
     patient_identifier_system: str = "urn:dicom:patient-id"
@@ -69,6 +99,11 @@ class Config:
                 raise ConfigError(f"{name} must be a TCP port (0-65535)")
         if self.dicom_max_associations < 1:
             raise ConfigError("dicom_max_associations must be at least 1")
+        wrong_titles = [title for title in self.dicom_allowed_calling_aes if not _AE_TITLE.fullmatch(title)]
+        if wrong_titles:
+            raise ConfigError(f"dicom_allowed_calling_aes: {wrong_titles} are not AE titles "
+                              "(1 to 16 characters, no backslash or control characters)")
+        self._check_tls()
         if self.quiet_seconds <= 0 or self.hard_cap_seconds < self.quiet_seconds:
             raise ConfigError("quiet_seconds must be positive and hard_cap_seconds at least quiet_seconds")
         if self.delivery_max_attempts < 1:
@@ -84,6 +119,27 @@ class Config:
                 re.compile(pattern)
             except re.error as error:
                 raise ConfigError(f"location_name_rules: {pattern!r} is not a regular expression ({error})") from error
+
+    def _check_tls(self) -> None:
+        """Which TLS settings go together; the files themselves are loaded at start (service.tls)."""
+        if (self.dicom_tls_cert_file is None) != (self.dicom_tls_key_file is None):
+            raise ConfigError("dicom_tls_cert_file and dicom_tls_key_file go together: "
+                              "set both (DICOM TLS on) or neither (plain DICOM)")
+        if self.dicom_tls_ca_file is not None and self.dicom_tls_cert_file is None:
+            raise ConfigError("dicom_tls_ca_file (client certificates required) needs DICOM TLS: "
+                              "set dicom_tls_cert_file and dicom_tls_key_file too")
+        if (self.pacs_tls_cert_file is None) != (self.pacs_tls_key_file is None):
+            raise ConfigError("pacs_tls_cert_file and pacs_tls_key_file go together: set both or neither")
+        stray = [name for name in ("pacs_tls_ca_file", "pacs_tls_cert_file", "pacs_tls_key_file")
+                 if getattr(self, name) is not None]
+        if stray and not self.pacs_tls:
+            raise ConfigError(f"{', '.join(stray)} set but pacs_tls is off: set pacs_tls to true "
+                              "(or remove them); SRs would go to the PACS unencrypted")
+
+    @property
+    def dicom_tls(self) -> bool:
+        """The listener speaks TLS (certificate and key set)."""
+        return self.dicom_tls_cert_file is not None
 
     @property
     def location_rules(self) -> tuple[tuple[str, str], ...]:
@@ -103,9 +159,18 @@ class Config:
         return self.var_dir / "outbox"
 
 
-def _coerce(name: str, kind: Any, value: Any) -> Any:
-    """Turn a YAML or environment value into the field's type, or say which field is wrong."""
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def _coerce(name: str, kind: Any, value: Any, items: Callable[[list[Any]], tuple[str, ...]] | None = None) -> Any:
+    """Turn a YAML or environment value into the field's type, or say which field is wrong.
+
+    Tuple fields are comma-separated text or YAML lists; `items` (the field's metadata) turns
+    the items into the field's values, else they are stripped text.
+    """
     text_kind = str(kind)
+    if value is None and "tuple" in text_kind:  # an empty YAML entry: an empty list
+        value = []
     try:
         if value is None or (isinstance(value, str) and value == "" and "None" in text_kind):
             return None
@@ -115,8 +180,16 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
                 raise ValueError("expected a mapping")
             return {str(k): str(v) for k, v in parsed.items()}
         if "tuple" in text_kind:
-            items = value.split(",") if isinstance(value, str) else value
-            return tuple(str(item).strip().upper() for item in items)
+            parts = value.split(",") if isinstance(value, str) else value
+            if not isinstance(parts, (list, tuple)):
+                raise ValueError("expected comma-separated text or a list")
+            return items(list(parts)) if items else tuple(str(part).strip() for part in parts)
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+                return value.strip().lower() in _TRUE
+            raise ValueError("expected true or false")
         if "Path" in text_kind:
             return Path(value)
         if kind is int:
@@ -132,7 +205,8 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     """Defaults < YAML file < RCDS_* environment < explicit overrides (e.g. CLI flags)."""
     environ = os.environ if environ is None else environ
     hints = get_type_hints(Config)
-    names = {f.name for f in dataclasses.fields(Config)}
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    names = set(fields)
     values: dict[str, Any] = {}
     path = path or (Path(environ["RCDS_CONFIG"]) if environ.get("RCDS_CONFIG") else None)
     if path is not None:
@@ -151,4 +225,5 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         if env_value is not None:
             values[name] = env_value
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return Config(**{name: _coerce(name, hints[name], value) for name, value in values.items()})
+    return Config(**{name: _coerce(name, hints[name], value, fields[name].metadata.get("items"))
+                     for name, value in values.items()})

@@ -24,6 +24,10 @@ INSTANCES_REJECTED = Counter(
     "rcds_instances_rejected", "C-STORE requests refused, by reason (unreadable, missing_attributes, storage_error)",
     ["reason"], registry=REGISTRY,
 )
+ASSOCIATIONS_REJECTED = Counter(
+    "rcds_associations_rejected",
+    "Association requests refused, by reason (calling_ae, local_limit, tls, other)", ["reason"], registry=REGISTRY,
+)
 STUDIES_COMPLETED = Counter("rcds_studies_completed", "Studies scored and their outputs written", registry=REGISTRY)
 STUDIES_FAILED = Counter(
     "rcds_studies_failed", "Studies that failed, by kind (input, internal)", ["kind"], registry=REGISTRY,

@@ -17,7 +17,7 @@ import pytest
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def _missing(message: str) -> None:
+def missing_dependency(message: str) -> None:
     """Skip locally; fail in CI (RCDS_REQUIRE_EXTERNAL=1), where everything must be present."""
     if os.environ.get("RCDS_REQUIRE_EXTERNAL") == "1":
         pytest.fail(message)
@@ -31,14 +31,14 @@ def require_tool(name: str) -> str:
     search = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p) != venv_bin)
     path = shutil.which(name, path=search)
     if path is None:
-        _missing(f"{name} is not installed (Debian: dcmtk / dicom3tools)")
+        missing_dependency(f"{name} is not installed (Debian: dcmtk / dicom3tools)")
     return path
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not DATA_DIR.is_dir():
-        _missing(f"shared test data not found at {DATA_DIR}")
+        missing_dependency(f"shared test data not found at {DATA_DIR}")
     return DATA_DIR
 
 

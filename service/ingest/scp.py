@@ -4,20 +4,39 @@ Datasets are received straight to disk (pynetdicom's STORE_RECV_CHUNKED_DATASET)
 instance costs a file, not memory. The EVT_C_STORE handler parses only the header, copies the
 file into the spool durably and indexes it, and only then returns Success (0x0000). Anything
 that goes wrong before that returns a failure status, so the sender keeps its copy and retries.
+
+Who may associate: with an allowlist of calling AE titles, any other title is rejected with
+A-ASSOCIATE-RJ (rejected permanent, service user, calling AE title not recognised); beyond
+`maximum_associations` concurrent associations a request is rejected (rejected transient,
+service provider, local limit exceeded). With an SSLContext (service.tls) the listener speaks
+TLS only. Refusals are logged with the calling AE title and the peer's address (never patient
+data) and counted in rcds_associations_rejected_total by reason.
+
+The TLS handshake runs in each connection's own thread (ListenerServer). pynetdicom's server
+shakes hands in the one thread that accepts connections, where a peer that connects and sends
+nothing stops every other peer from associating; and a handshake in the association's thread
+would leave a failed peer holding an association slot until the ACSE timeout, so a misconfigured
+modality retrying could lock out the others.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
+import socketserver
 import sqlite3
+import ssl
+import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, _config, evt
+from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -25,7 +44,8 @@ from service.ingest.index import InstanceRecord, StudyIndex
 from service.sop_classes import CT_SOP_CLASSES, RT_STRUCTURE_SET, SEGMENTATION, STORAGE_SOP_CLASSES
 from service.ingest.spool import Spool
 from service.imaging.references import frame_of_reference
-from service.observability import INSTANCES_RECEIVED, INSTANCES_REJECTED
+from service.observability import ASSOCIATIONS_REJECTED, INSTANCES_RECEIVED, INSTANCES_REJECTED
+from service.tls import describe_failure
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +55,8 @@ _config.STORE_RECV_CHUNKED_DATASET = True
 STATUS_CANNOT_UNDERSTAND = 0xC000
 STATUS_OUT_OF_RESOURCES = 0xA700
 _REQUIRED = ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID")
+# A-ASSOCIATE-RJ (result, source, reason) -> metric label (PS3.8 9.3.4)
+_REJECTION_REASONS = {(0x01, 0x01, 0x03): "calling_ae", (0x02, 0x03, 0x02): "local_limit"}
 
 
 class UnusableInstance(ValueError):
@@ -139,19 +161,82 @@ class StorageHandlers:
         return 0x0000
 
 
-def build_ae(ae_title: str, max_associations: int) -> AE:
-    """An AE accepting our storage SOP classes (all transfer syntaxes pynetdicom knows)."""
+def log_rejection(event: evt.Event) -> None:
+    """EVT_ACSE_SENT: an A-ASSOCIATE-RJ we send is logged and counted (allowlist, limit, ...)."""
+    primitive = event.primitive
+    if not isinstance(primitive, A_ASSOCIATE) or primitive.result not in (0x01, 0x02):
+        return
+    reason = _REJECTION_REASONS.get((primitive.result, primitive.result_source, primitive.diagnostic), "other")
+    ASSOCIATIONS_REJECTED.labels(reason).inc()
+    requestor = event.assoc.requestor
+    log.warning("rejected an association from calling AE %r at %s:%s: %s (%s)", requestor.ae_title,
+                requestor.address, requestor.port, primitive.reason_str, primitive.result_str)
+
+
+def log_tls_failure(peer: str, error: BaseException) -> None:
+    """A peer's TLS handshake failed (plain DICOM on the TLS port, untrusted or no certificate)."""
+    ASSOCIATIONS_REJECTED.labels("tls").inc()
+    log.warning("TLS handshake with %s failed: %s", peer, describe_failure(error))
+
+
+class ListenerServer(ThreadedAssociationServer):
+    """pynetdicom's threaded association server with the TLS handshake moved out of the
+    accepting thread: each connection shakes hands in its own thread, within the AE's ACSE
+    timeout, and one whose handshake fails is logged, counted and closed before any association
+    exists. Without an SSLContext it serves as pynetdicom's server does."""
+
+    daemon_threads = True  # a handshake still waiting for its peer does not hold up the exit
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        connection, address = self.socket.accept()
+        if self.ssl_context is not None:
+            connection = self.ssl_context.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
+        return connection, address
+
+    def process_request_thread(self, request: socket.socket, client_address: tuple[str, int]) -> None:
+        if isinstance(request, ssl.SSLSocket) and not self._handshake(request, client_address):
+            self.shutdown_request(request)
+            return
+        super().process_request_thread(request, client_address)
+
+    def _handshake(self, connection: ssl.SSLSocket, address: tuple[str, int]) -> bool:
+        blocking = connection.gettimeout()
+        connection.settimeout(self.ae.acse_timeout)
+        try:
+            connection.do_handshake()
+        except OSError as error:  # ssl.SSLError, resets and timeouts alike
+            log_tls_failure(f"{address[0]}:{address[1]}", error)
+            return False
+        connection.settimeout(blocking)
+        return True
+
+    def shutdown(self) -> None:
+        """Stop accepting and close the socket (pynetdicom's own shutdown expects to have been
+        started by AE.start_server, which cannot choose the server class)."""
+        socketserver.BaseServer.shutdown(self)
+        self.server_close()
+
+
+def build_ae(ae_title: str, max_associations: int, allowed_calling_aes: Sequence[str] = ()) -> AE:
+    """An AE accepting our storage SOP classes (all transfer syntaxes pynetdicom knows) from the
+    allowed calling AE titles (empty: any), up to `max_associations` at a time."""
     ae = AE(ae_title=ae_title)
     ae.maximum_associations = max_associations
+    ae.require_calling_aet = list(allowed_calling_aes)
     for sop_class in sorted(STORAGE_SOP_CLASSES):
         ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification)
     return ae
 
 
-def start_listener(ae: AE, host: str, port: int, handlers: StorageHandlers) -> ThreadedAssociationServer:
-    """Start the SCP in the background; returns pynetdicom's server (call .shutdown())."""
-    return ae.start_server(
-        (host, port), block=False,
-        evt_handlers=[(evt.EVT_C_STORE, handlers.handle_store), (evt.EVT_C_ECHO, handlers.handle_echo)],
+def start_listener(ae: AE, host: str, port: int, handlers: StorageHandlers,
+                   ssl_context: ssl.SSLContext | None = None) -> ListenerServer:
+    """Start the SCP in the background (TLS only with `ssl_context`); returns the server (call
+    .shutdown()). Like AE.start_server(block=False), with our server class (AE.make_server)."""
+    server = ae.make_server(
+        (host, port), ssl_context=ssl_context, server_class=ListenerServer,
+        evt_handlers=[(evt.EVT_C_STORE, handlers.handle_store), (evt.EVT_C_ECHO, handlers.handle_echo),
+                      (evt.EVT_ACSE_SENT, log_rejection)],
     )
+    threading.Thread(target=server.serve_forever, name="dicom-listener", daemon=True).start()
+    return server

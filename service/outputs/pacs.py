@@ -2,6 +2,8 @@
 
 One association carries every file; each file's presentation context is proposed from its
 own SOP class and transfer syntax, so any storage object goes as it is, without re-encoding.
+With `tls` (service.tls.ClientTls) the association runs over TLS: the peer's certificate is
+verified, including that it names `host`; a failed handshake is a DeliveryError saying so.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import pydicom
 from pydicom.uid import UID
 from pynetdicom import AE
 from pynetdicom.presentation import build_context
+
+from service.errors import ConfigError
+from service.tls import ClientTls, describe_failure
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +55,7 @@ def dicom_files(paths: Sequence[Path]) -> list[Path]:
 
 
 def send_files(files: Sequence[Path], host: str, port: int, called_ae: str, calling_ae: str = "RADIOMICS_CDS",
-               timeout_s: float = 60.0) -> SendReport:
+               timeout_s: float = 60.0, tls: ClientTls | None = None) -> SendReport:
     """C-STORE every readable DICOM file; raise DeliveryError when no association is possible."""
     datasets = []
     report = SendReport()
@@ -67,9 +72,18 @@ def send_files(files: Sequence[Path], host: str, port: int, called_ae: str, call
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
     ae.requested_contexts = [build_context(sop, [syntax]) for sop, syntax in sorted(contexts)]
-    association = ae.associate(host, port, ae_title=called_ae)
+    try:
+        context = tls.context() if tls is not None else None  # fresh per association: renewed files apply
+    except ConfigError as error:
+        raise DeliveryError(f"TLS with {called_ae} at {host}:{port} not attempted: {error}") from None
+    association = ae.associate(host, port, ae_title=called_ae,
+                               tls_args=(context, host) if context is not None else None)
+    if context is not None and context.failure is not None and not association.is_established:
+        raise DeliveryError(f"TLS with {called_ae} at {host}:{port} failed: {describe_failure(context.failure)}")
     if association.is_rejected:
-        raise DeliveryError(f"{called_ae} at {host}:{port} rejected the association (check its AE configuration)")
+        rejection = association.acceptor.primitive
+        raise DeliveryError(f"{called_ae} at {host}:{port} rejected the association ({rejection.result_str}: "
+                            f"{rejection.reason_str}; check its AE configuration)")
     if association.rejected_contexts and not association.accepted_contexts:
         refused = ", ".join(sorted({UID(c.abstract_syntax).name for c in association.rejected_contexts}))
         raise DeliveryError(f"{called_ae} at {host}:{port} accepts none of the proposed SOP classes ({refused})")
@@ -95,8 +109,8 @@ def send_files(files: Sequence[Path], host: str, port: int, called_ae: str, call
     return report
 
 
-def store_one(path: Path, host: str, port: int, called_ae: str, calling_ae: str) -> None:
+def store_one(path: Path, host: str, port: int, called_ae: str, calling_ae: str, tls: ClientTls | None = None) -> None:
     """Deliver one file; DeliveryError when it was not stored (retried by the outbox)."""
-    report = send_files([path], host, port, called_ae, calling_ae)
+    report = send_files([path], host, port, called_ae, calling_ae, tls=tls)
     if report.failed:
         raise DeliveryError("; ".join(report.failed), permanent=bool(report.refused))

@@ -1,0 +1,235 @@
+"""Large inputs go straight to disk: `radiomics-cds serve` receives a synthetic 600-slice CT
+series (512 x 512, 16-bit: 315 MB of pixel data) from dcmtk's storescu, and then the same
+600 slices as one 315 MB Enhanced CT instance, while we watch the peak resident memory (VmHWM
+in /proc/<pid>/status) of the process that runs the listener (serve's parent; its scorer child
+is another process and does not receive anything).
+
+The bound: the peak may grow by less than a quarter of the bytes sent. Received datasets are
+written to a file as their fragments arrive (pynetdicom's STORE_RECV_CHUNKED_DATASET), only
+headers are parsed, and spooling copies file to file in 1 MB blocks; what remains is buffers,
+the SQLite page cache and the allocator's slack, a few tens of MB at most whatever the size
+sent. Receiving in memory would cost at least the size of the largest instance: a single 315 MB
+instance would break the bound by itself, and a series that accumulated anywhere would too.
+
+No contours are sent, so nothing is scored: the study waits for its RTSTRUCT or SEG.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import CTImageStorage, EnhancedCTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from service.ingest.spool import Spool
+from tests.conftest import require_tool
+from tests.integration.test_dicom_security import CLI, Service
+
+pytestmark = [pytest.mark.external, pytest.mark.timeout(600)]
+
+SLICES, ROWS, COLUMNS = 600, 512, 512
+SLICE_BYTES = ROWS * COLUMNS * 2
+SERIES_BYTES = SLICES * SLICE_BYTES  # 314,572,800 bytes of pixel data
+PIXEL_SPACING_MM, SLICE_SPACING_MM = 0.78125, 1.0
+ORIGIN = (-200.0, -200.0, -300.0)
+MEMORY_BOUND = SERIES_BYTES // 4
+
+
+def _peak_rss_bytes(pid: int) -> int:
+    """VmHWM: the process's peak resident set size so far."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc/<pid>/status")
+
+
+def _slice_pixels(k: int) -> bytes:
+    """A body-like phantom: air outside an ellipse of soft tissue with a denser core, in HU,
+    varying along z so that every slice differs."""
+    y, x = np.mgrid[0:ROWS, 0:COLUMNS]
+    body = ((x - 256) / 200.0) ** 2 + ((y - 256) / 150.0) ** 2 <= 1.0
+    core = ((x - 256) / 40.0) ** 2 + ((y - 270) / 40.0) ** 2 <= 1.0 + 0.5 * np.sin(k / 40.0)
+    hu = np.full((ROWS, COLUMNS), -1000, dtype=np.int16)
+    hu[body] = 40
+    hu[core] = 400 + k % 100
+    return hu.tobytes()
+
+
+def _common(ds: Dataset, study_uid: str, series_uid: str, frame_uid: str) -> None:
+    ds.PatientName, ds.PatientID = "Synthetic^Large", "SYNTH-600"
+    ds.PatientBirthDate, ds.PatientSex = "", "O"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
+    ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20260101", "120000", "1", ""
+    ds.ReferringPhysicianName, ds.Manufacturer = "", "radiomics-cds tests"
+    ds.Modality, ds.SeriesNumber, ds.PositionReferenceIndicator = "CT", 1, ""
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns = ROWS, COLUMNS
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+
+
+def _file_meta(sop_class: str, sop_instance: str) -> FileMetaDataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop_class, sop_instance
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    return meta
+
+
+@dataclass(frozen=True)
+class Series:
+    folder: Path  # 600 CT Image Storage files
+    enhanced: Path  # the same slices as one Enhanced CT Image Storage instance
+    study_uid: str
+    sop_uids: tuple[str, ...]
+    enhanced_uid: str
+
+
+def _write_series(folder: Path, study_uid: str, pixels: list[bytes]) -> tuple[str, ...]:
+    series_uid, frame_uid = generate_uid(), generate_uid()
+    template = Dataset()
+    _common(template, study_uid, series_uid, frame_uid)
+    template.SOPClassUID = CTImageStorage
+    template.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    template.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    template.PixelSpacing = [PIXEL_SPACING_MM, PIXEL_SPACING_MM]
+    template.SliceThickness, template.KVP, template.AcquisitionNumber = SLICE_SPACING_MM, 120, 1
+    template.RescaleIntercept, template.RescaleSlope, template.RescaleType = 0, 1, "HU"
+    folder.mkdir()
+    uids = []
+    for k, data in enumerate(pixels):
+        ds = template.copy()
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta = _file_meta(CTImageStorage, ds.SOPInstanceUID)
+        z = ORIGIN[2] + k * SLICE_SPACING_MM
+        ds.InstanceNumber, ds.SliceLocation = k + 1, z
+        ds.ImagePositionPatient = [ORIGIN[0], ORIGIN[1], z]
+        ds.PixelData = data
+        ds.save_as(folder / f"CT{k + 1:04d}.dcm", enforce_file_format=True)
+        uids.append(str(ds.SOPInstanceUID))
+    return tuple(uids)
+
+
+def _write_enhanced(path: Path, study_uid: str, pixels: list[bytes]) -> str:
+    """The slices as frames of one Enhanced CT instance (shared geometry, per-frame positions)."""
+    ds = Dataset()
+    _common(ds, study_uid, generate_uid(), generate_uid())
+    ds.SOPClassUID, ds.SOPInstanceUID = EnhancedCTImageStorage, generate_uid()
+    ds.file_meta = _file_meta(EnhancedCTImageStorage, ds.SOPInstanceUID)
+    ds.SeriesNumber, ds.InstanceNumber = 2, 1
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
+    ds.ContentQualification, ds.BurnedInAnnotation = "PRODUCT", "NO"
+    ds.AcquisitionDateTime, ds.ContentDate, ds.ContentTime = "20260101120000", "20260101", "120000"
+    ds.NumberOfFrames = len(pixels)
+    measures = Dataset()
+    measures.PixelSpacing, measures.SliceThickness = [PIXEL_SPACING_MM, PIXEL_SPACING_MM], SLICE_SPACING_MM
+    orientation = Dataset()
+    orientation.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    transformation = Dataset()
+    transformation.RescaleIntercept, transformation.RescaleSlope, transformation.RescaleType = 0, 1, "HU"
+    shared = Dataset()
+    shared.PixelMeasuresSequence = Sequence([measures])
+    shared.PlaneOrientationSequence = Sequence([orientation])
+    shared.PixelValueTransformationSequence = Sequence([transformation])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    frames = []
+    for k in range(len(pixels)):
+        position, content, frame = Dataset(), Dataset(), Dataset()
+        position.ImagePositionPatient = [ORIGIN[0], ORIGIN[1], ORIGIN[2] + k * SLICE_SPACING_MM]
+        content.InStackPositionNumber, content.StackID = k + 1, "1"
+        frame.PlanePositionSequence = Sequence([position])
+        frame.FrameContentSequence = Sequence([content])
+        frames.append(frame)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+    ds.PixelData = b"".join(pixels)
+    ds.save_as(path, enforce_file_format=True)
+    return str(ds.SOPInstanceUID)
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory) -> Series:
+    """Written once for every test of this module (about 630 MB under the pytest tmp dir)."""
+    root = tmp_path_factory.mktemp("large")
+    study_uid = generate_uid()
+    pixels = [_slice_pixels(k) for k in range(SLICES)]
+    sop_uids = _write_series(root / "series", study_uid, pixels)
+    enhanced_uid = _write_enhanced(root / "enhanced.dcm", study_uid, pixels)
+    return Series(root / "series", root / "enhanced.dcm", study_uid, sop_uids, enhanced_uid)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    require_tool("storescu")
+    running = Service(tmp_path_factory.mktemp("large-serve") / "var", command="serve")
+    yield running
+    running.stop()
+
+
+@dataclass(frozen=True)
+class Sent:
+    peak_before: int
+    peak_after: int
+    seconds: float
+
+    @property
+    def growth(self) -> int:
+        return self.peak_after - self.peak_before
+
+
+def _send(service: Service, *paths: Path) -> Sent:
+    before = _peak_rss_bytes(service.process.pid)
+    started = time.monotonic()
+    sent = subprocess.run([require_tool("storescu"), "-aec", "RADIOMICS_CDS", "+sd", "+r", "127.0.0.1",
+                           str(service.dicom_port), *map(str, paths)], capture_output=True, text=True, timeout=500)
+    seconds = time.monotonic() - started
+    assert sent.returncode == 0, sent.stdout + sent.stderr + service.read_log()
+    return Sent(before, _peak_rss_bytes(service.process.pid), seconds)
+
+
+@pytest.fixture(scope="module")
+def sent_series(service, series) -> Sent:
+    return _send(service, series.folder)
+
+
+def _indexed(service: Service, study_uid: str) -> set[str]:
+    with sqlite3.connect(f"file:{service.var_dir / 'index.sqlite'}?mode=ro", uri=True) as index:
+        rows = index.execute("SELECT sop_instance_uid FROM instances WHERE study_instance_uid = ?", (study_uid,))
+        return {row[0] for row in rows}
+
+
+def test_receiving_a_600_slice_series_keeps_peak_memory_bounded(sent_series, series):
+    print(f"\n600 x {SLICE_BYTES} B sent in {sent_series.seconds:.1f} s; listener peak RSS "
+          f"{sent_series.peak_before / 2**20:.0f} MiB -> {sent_series.peak_after / 2**20:.0f} MiB "
+          f"(+{sent_series.growth / 2**20:.1f} MiB; bound {MEMORY_BOUND / 2**20:.0f} MiB)")
+    assert sent_series.growth < MEMORY_BOUND
+
+
+def test_every_instance_of_the_series_is_spooled_and_indexed(service, sent_series, series):
+    assert _indexed(service, series.study_uid) >= set(series.sop_uids)
+    spool = Spool(service.var_dir / "spool")
+    assert all(spool.path_for(series.study_uid, uid).is_file() for uid in series.sop_uids)
+    for k in (0, SLICES // 2, SLICES - 1):  # and what was spooled is what was sent
+        original = pydicom.dcmread(series.folder / f"CT{k + 1:04d}.dcm")
+        stored = pydicom.dcmread(spool.path_for(series.study_uid, series.sop_uids[k]))
+        assert stored.PixelData == original.PixelData
+        assert stored.ImagePositionPatient == original.ImagePositionPatient
+    rows = subprocess.run(CLI + ["status"], env=service.env, capture_output=True, text=True, check=True)
+    assert f"{series.study_uid}  receiving" in rows.stdout  # waiting for contours: nothing scored
+
+
+def test_a_single_315_mb_instance_goes_straight_to_disk(service, sent_series, series):
+    sent = _send(service, series.enhanced)
+    print(f"\none {series.enhanced.stat().st_size} B Enhanced CT instance sent in {sent.seconds:.1f} s; "
+          f"listener peak RSS +{sent.growth / 2**20:.1f} MiB (bound {MEMORY_BOUND / 2**20:.0f} MiB)")
+    assert sent.growth < MEMORY_BOUND
+    assert series.enhanced_uid in _indexed(service, series.study_uid)
+    stored = Spool(service.var_dir / "spool").path_for(series.study_uid, series.enhanced_uid)
+    assert stored.stat().st_size >= SERIES_BYTES
+    header = pydicom.dcmread(stored, stop_before_pixels=True)
+    assert int(header.NumberOfFrames) == SLICES

@@ -1,0 +1,40 @@
+"""An independent TID 1500 check: PixelMed's DicomSRValidator (Debian libpixelmed-java).
+
+dciodvfy checks the IOD; PixelMed also walks the content tree against its TID 1500 templates.
+It runs once (about 40 s), on the RTSTRUCT case, whose "Region In Space" reference we build
+ourselves. Our SR must give no error; the only warnings allowed are "Content Item not in
+template" for what the templates do not list: our private 99RCDS concepts, the Region In Space
+item, highdicom's Algorithm Manufacturer (TID 4019 in later editions of the standard).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from service.outputs.sr import build_measurement_report, write_sr
+from tests.conftest import missing_dependency, require_tool
+from tests.support.synthetic_results import make_study_result
+
+PIXELMED_JAR = Path("/usr/share/java/pixelmed.jar")
+# Java's secure XML processing caps XPath size below what PixelMed's TID 1500 rules need.
+_XPATH_LIMITS = ["-Djdk.xml.xpathExprOpLimit=0", "-Djdk.xml.xpathTotalOpLimit=0", "-Djdk.xml.xpathExprGrpLimit=0"]
+_ALLOWED_EXTRA = re.compile(r'(\(\w+,99RCDS,|\(130488,DCM,"Region In Space"\)|\(122405,DCM,"Algorithm Manufacturer"\))')
+
+
+def test_pixelmed_finds_tid_1500_and_no_error(tmp_path):
+    java = require_tool("java")
+    if not PIXELMED_JAR.exists():
+        missing_dependency("PixelMed is not installed (Debian: libpixelmed-java)")
+    result, evidence = make_study_result(3, "RTSTRUCT")
+    path = write_sr(build_measurement_report(result, evidence), tmp_path)
+    run = subprocess.run([java, *_XPATH_LIMITS, "-cp", str(PIXELMED_JAR), "com.pixelmed.validate.DicomSRValidator",
+                          str(path)], capture_output=True, text=True, timeout=300)
+    output = (run.stdout + run.stderr).splitlines()
+    assert "Found Root Template TID_1500 (MeasurementReport)" in output, output[:20]
+    assert "Root Template Validation Complete" in output and "IOD validation complete" in output
+    assert [line for line in output if line.startswith("Error")] == []
+    unexpected = [line for line in output if line.startswith("Warning")
+                  and not (line.endswith("Content Item not in template") and _ALLOWED_EXTRA.search(line))]
+    assert unexpected == []

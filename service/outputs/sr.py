@@ -37,7 +37,7 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple
 
 import highdicom as hd
 import numpy as np

@@ -13,7 +13,6 @@ import http.server
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ from service.outputs.fhir import build_bundle, write_bundle
 from service.outputs.outbox import DELIVERED, FAILED, PENDING, Delivery, Outbox
 from service.outputs.pacs import store_one
 from service.outputs.sr import build_measurement_report, write_sr
+from tests.support.processes import free_port, stop_process, wait_until
 from tests.conftest import require_tool
 from tests.support.synthetic_results import make_study_result
 
@@ -47,19 +47,6 @@ FAR_FUTURE = 10 * 365 * 24 * 3600.0
 """Added to now: every pending delivery is due, whatever its backoff."""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
-def _wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def _only(outbox: Outbox) -> Delivery:
@@ -135,7 +122,7 @@ class StoreScp:
              "--acse-timeout", "10", "--dimse-timeout", "30", "--verbose", str(port)],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
-        _wait_until(self._answers_echo, 20, f"storescp on port {port}")
+        wait_until(self._answers_echo, 20, f"storescp on port {port}")
 
     def _answers_echo(self) -> bool:
         if self.process.poll() is not None:
@@ -158,19 +145,13 @@ class StoreScp:
         return (self.directory.parent / f"storescp-{self.port}.log").read_text()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process, 10)
         self.log.close()
 
 
 @pytest.fixture
 def pacs_port() -> int:
-    return _free_port()
+    return free_port()
 
 
 @pytest.fixture
@@ -307,7 +288,7 @@ def test_background_thread_delivers_when_the_pacs_is_up(sr_path, pacs_port, star
     outbox = outboxes(_pacs_senders(pacs_port))
     outbox.start()
     outbox.enqueue("pacs", sr_path)
-    _wait_until(lambda: _only(outbox).state == DELIVERED, 30, "the outbox thread to deliver")
+    wait_until(lambda: _only(outbox).state == DELIVERED, 30, "the outbox thread to deliver")
     assert len(pacs.received()) == 1
 
 
@@ -327,7 +308,7 @@ class FhirServer:
     """`sekmet serve` on 127.0.0.1 with its own empty database; `base` is its FHIR base URL."""
 
     def __init__(self, directory: Path) -> None:
-        port = _free_port()
+        port = free_port()
         self.base = f"http://{LOOPBACK}:{port}/fhir"
         directory.mkdir(parents=True)
         settings = directory / "settings.yaml"
@@ -345,7 +326,7 @@ class FhirServer:
             [sys.executable, "-m", "sekmet.cli", "serve", "--config", str(settings)],
             cwd=directory, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
-        _wait_until(self._answers, 60, "the FHIR server to answer /metadata")
+        wait_until(self._answers, 60, "the FHIR server to answer /metadata")
 
     def _answers(self) -> bool:
         if self.process.poll() is not None:
@@ -376,13 +357,7 @@ class FhirServer:
             return json.load(answer)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process, 15)
         self.log.close()
 
 
@@ -498,7 +473,7 @@ def test_real_fhir_server_refusal_is_permanent(bundle_path, fhir_server, outboxe
 def test_fhir_delivery_survives_a_restart(bundle_path, fhir_server, outboxes):
     result, _ = make_study_result()
     patient_ref = f"Patient/{_register_patient(fhir_server, result.study.patient_id)}"
-    closed = f"http://{LOOPBACK}:{_free_port()}/fhir"  # nothing listens: a real network failure
+    closed = f"http://{LOOPBACK}:{free_port()}/fhir"  # nothing listens: a real network failure
     first = outboxes(_fhir_senders(closed))
     first.enqueue("fhir", bundle_path)
     first.deliver_due()
@@ -522,7 +497,7 @@ def test_missing_bundle_file_fails_without_stopping_other_deliveries(bundle_path
     outbox.enqueue("fhir", bundle_path)
     outbox.start()
 
-    _wait_until(lambda: {d.path: d.state for d in outbox.deliveries()} == {gone: FAILED, bundle_path: DELIVERED},
+    wait_until(lambda: {d.path: d.state for d in outbox.deliveries()} == {gone: FAILED, bundle_path: DELIVERED},
                 30, f"both deliveries to finish: {outbox.deliveries()}")
     failed = next(d for d in outbox.deliveries() if d.path == gone)
     assert failed.attempts == 1 and "removed.fhir.json" in failed.last_error

@@ -36,6 +36,7 @@ from service.ingest.spool import Spool
 from service.outputs.outbox import DELIVERED, PENDING, Outbox
 from service.outputs.pacs import DeliveryError, send_files
 from service.tls import ClientTls, server_context
+from tests.support.processes import free_port, stop_process, wait_until
 from tests.conftest import require_tool
 from tests.support.certs import Authority, KeyPair, make_authority
 
@@ -50,19 +51,6 @@ PACS_AE = "PACS"
 ALLOWED = ("ECHOSCU", "STORESCU", "Modality_1")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
-def _wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 # --- certificates ---------------------------------------------------------------------------
@@ -111,10 +99,10 @@ class Service:
 
     def __init__(self, var_dir: Path, command: str = "ingest", **settings: object) -> None:
         self.var_dir = var_dir
-        self.dicom_port, self.http_port = _free_port(), _free_port()
+        self.dicom_port, self.http_port = free_port(), free_port()
         self.env = {
             **os.environ, "RCDS_VAR_DIR": str(var_dir), "RCDS_DICOM_PORT": str(self.dicom_port),
-            "RCDS_HTTP_PORT": str(self.http_port), "RCDS_SCORER_ADDRESS": f"{LOOPBACK}:{_free_port()}",
+            "RCDS_HTTP_PORT": str(self.http_port), "RCDS_SCORER_ADDRESS": f"{LOOPBACK}:{free_port()}",
             "RCDS_DICOM_HOST": LOOPBACK, "RCDS_HTTP_HOST": LOOPBACK,
             **{f"RCDS_{name.upper()}": str(value) for name, value in settings.items()},
         }
@@ -122,7 +110,7 @@ class Service:
         self.log = self.log_path.open("w")
         self.process = subprocess.Popen(CLI + [command], env=self.env, cwd=REPO, stdout=self.log,
                                         stderr=subprocess.STDOUT)
-        _wait_until(self._listening, 90, f"{command} to start its DICOM listener")
+        wait_until(self._listening, 90, f"{command} to start its DICOM listener")
 
     def _listening(self) -> bool:
         if self.process.poll() is not None:
@@ -155,13 +143,7 @@ class Service:
                             tls_args=(tls, "localhost") if tls is not None else None)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process, 30)
         self.log.close()
 
 
@@ -216,7 +198,7 @@ def test_plain_dicom_to_the_tls_port_is_refused(mtls_service, pki):
     before = mtls_service.rejected("tls")
     plain = mtls_service.associate()
     assert not plain.is_established
-    _wait_until(lambda: mtls_service.rejected("tls") == before + 1, 10, "the TLS refusal to be counted")
+    wait_until(lambda: mtls_service.rejected("tls") == before + 1, 10, "the TLS refusal to be counted")
     assert "TLS handshake with 127.0.0.1:" in mtls_service.read_log()
     # ... and TLS peers are served as before
     tls = mtls_service.associate(tls=_client_context(pki.ca.cert, pki.modality))
@@ -243,7 +225,7 @@ def test_mutual_tls_refuses_a_client_without_a_trusted_certificate(mtls_service,
     client = None if identity == "none" else pki.rogue_client
     association = mtls_service.associate(tls=_client_context(pki.ca.cert, client))
     assert not association.is_established
-    _wait_until(lambda: mtls_service.rejected("tls") == before + 1, 10, "the TLS refusal to be counted")
+    wait_until(lambda: mtls_service.rejected("tls") == before + 1, 10, "the TLS refusal to be counted")
     expected = "peer did not return a certificate" if identity == "none" else "certificate verify failed"
     assert expected in mtls_service.read_log()
 
@@ -318,7 +300,7 @@ def test_associations_beyond_the_maximum_are_rejected_while_earlier_ones_go_on(t
         return len(held) == count
 
     try:
-        _wait_until(lambda: hold("MODALITY_A", 2), 20, "two associations")
+        wait_until(lambda: hold("MODALITY_A", 2), 20, "two associations")
         third = tls_service.associate("MODALITY_B", tls)
         # rejected transient (2), service provider - presentation (3), local limit exceeded (2)
         assert _rejection(third) == (0x02, 0x03, 0x02)
@@ -331,7 +313,7 @@ def test_associations_beyond_the_maximum_are_rejected_while_earlier_ones_go_on(t
         assert held[0].send_c_store(ct).Status == 0x0000
 
         held.pop().release()
-        _wait_until(lambda: hold("MODALITY_B", 2), 20, "a new association once one was released")
+        wait_until(lambda: hold("MODALITY_B", 2), 20, "a new association once one was released")
     finally:
         for association in held:
             association.release()
@@ -402,8 +384,8 @@ def test_unusable_certificate_files_name_the_setting(pki, tmp_path, case, messag
 
 @pytest.mark.parametrize("command", ["serve", "ingest"])
 def test_a_mismatched_key_stops_the_start_with_a_message_not_a_traceback(pki, tmp_path, command):
-    env = {**os.environ, "RCDS_VAR_DIR": str(tmp_path / "var"), "RCDS_DICOM_PORT": str(_free_port()),
-           "RCDS_HTTP_PORT": str(_free_port()), "RCDS_SCORER_ADDRESS": f"{LOOPBACK}:{_free_port()}",
+    env = {**os.environ, "RCDS_VAR_DIR": str(tmp_path / "var"), "RCDS_DICOM_PORT": str(free_port()),
+           "RCDS_HTTP_PORT": str(free_port()), "RCDS_SCORER_ADDRESS": f"{LOOPBACK}:{free_port()}",
            "RCDS_DICOM_TLS_CERT_FILE": str(pki.listener.cert), "RCDS_DICOM_TLS_KEY_FILE": str(pki.modality.key)}
     done = subprocess.run(CLI + [command], env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
@@ -420,7 +402,7 @@ class TlsStoreScp:
     peers must present a certificate the hospital CA issued."""
 
     def __init__(self, directory: Path, pki: Pki, identity: KeyPair, require_client: bool = True) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.directory = directory / "received"
         self.directory.mkdir(parents=True)
         self.log_path = directory / "storescp.log"
@@ -432,7 +414,7 @@ class TlsStoreScp:
              "--acse-timeout", "10", "--dimse-timeout", "30", "--verbose", str(self.port)],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
-        _wait_until(self._accepts, 20, f"storescp on port {self.port}")
+        wait_until(self._accepts, 20, f"storescp on port {self.port}")
 
     def _accepts(self) -> bool:
         if self.process.poll() is not None:
@@ -448,13 +430,7 @@ class TlsStoreScp:
                       for p in self.directory.iterdir())
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process, 10)
         self.log.close()
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +26,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
 
+from tests.support.processes import free_port
 from tests.conftest import require_tool
 from tests.unit.test_rtstruct import _planimetry
 
@@ -36,21 +35,16 @@ REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "service.cli"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class Service:
     """A running `radiomics-cds serve` with its own ports and var directory."""
 
     def __init__(self, var_dir: Path) -> None:
         self.var_dir = var_dir
-        self.dicom_port, self.http_port = _free_port(), _free_port()
+        self.dicom_port, self.http_port = free_port(), free_port()
         self.env = {
             **os.environ, "RCDS_VAR_DIR": str(var_dir), "RCDS_DICOM_PORT": str(self.dicom_port),
-            "RCDS_HTTP_PORT": str(self.http_port), "RCDS_SCORER_ADDRESS": f"127.0.0.1:{_free_port()}",
+            "RCDS_HTTP_PORT": str(self.http_port), "RCDS_SCORER_ADDRESS": f"127.0.0.1:{free_port()}",
             "RCDS_QUIET_SECONDS": "3", "RCDS_DICOM_HOST": "127.0.0.1", "RCDS_HTTP_HOST": "127.0.0.1",
         }
         self.log = (var_dir.parent / "serve.log").open("w")

@@ -26,7 +26,8 @@ from service.config import Config
 from service.sop_classes import STORAGE_SOP_CLASSES
 from tests.integration.test_e2e import Service, _copy_study
 from tests.support.orthanc import (MODALITY, REFERENCE_DIR, ROUTING_SCRIPT, Orthanc,
-                                   find_orthanc, free_port, reference_config)
+                                   find_orthanc, reference_config)
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.external
 COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"

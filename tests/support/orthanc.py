@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -19,6 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.support.processes import free_port, stop_process
 from tests.conftest import missing_dependency
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "orthanc"
@@ -26,11 +26,6 @@ REFERENCE_CONFIG = REFERENCE_DIR / "orthanc.json"
 ROUTING_SCRIPT = REFERENCE_DIR / "route-to-radiomics-cds.lua"
 MODALITY = "radiomics-cds"  # the DicomModalities entry the routing script sends to
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def find_orthanc() -> str:
@@ -137,11 +132,5 @@ class Orthanc:
         return text[-tail_chars:] if tail_chars else text
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process, 30)
         self._log.close()

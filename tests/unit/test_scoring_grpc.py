@@ -1,6 +1,5 @@
 """The scoring core over real gRPC: health, reflection-ready server, round trip, bad requests."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path

@@ -21,7 +21,7 @@ from service.ingest.spool import study_key
 from service.model import StudyResult
 from service.observability import configure_logging
 from service.outputs.pacs import DeliveryError, dicom_files, send_files
-from service.pipeline import read_instance, score_study, select_inputs, write_outputs
+from service.pipeline import read_study_headers, score_study, select_inputs, write_outputs
 from service.report import format_feature_table, format_table, rows_from_result, rows_from_sr
 from service.scoring.client import ScoringClient
 from service.scoring.parameter_file import load_parameter_file
@@ -69,9 +69,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
                                 max_message_bytes=config.grpc_max_message_bytes, workers=config.scorer_workers)
     server.start()
     try:
-        datasets = [ds for ds in map(_try_read, sorted(p for p in args.ct.iterdir() if p.is_file())) if ds is not None]
-        datasets.append(read_instance(args.rtstruct or args.seg, header_only=True))
-        inputs, warnings = select_inputs(datasets)  # the CT series in the contours' frame of reference
+        inputs, warnings = select_inputs(read_study_headers(args.ct, args.rtstruct or args.seg))  # the CT series in the contours' frame of reference
         with ScoringClient(f"127.0.0.1:{port}", max_message_bytes=config.grpc_max_message_bytes) as client:
             result = score_study(inputs, client, parallel=config.scorer_workers, warnings=warnings,
                                  lesion_roi_types=frozenset(config.lesion_roi_types))
@@ -80,14 +78,6 @@ def _cmd_score(args: argparse.Namespace) -> int:
         server.stop(grace=None)
     _print_result(written.result, written.sr_path, written.bundle_path)
     return 0
-
-
-def _try_read(path: Path) -> pydicom.Dataset | None:
-    """Header of a file in the CT folder, None when it is not DICOM (pixels load once chosen)."""
-    try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
-    except pydicom.errors.InvalidDicomError:
-        return None
 
 
 def _cmd_features(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ from service.errors import InputError
 from service.imaging.contours import rtstruct_to_masks, seg_to_masks
 from service.imaging.crops import lesion_crop
 from service.model import CtSeries, ImageGeometry, LesionMask
-from service.pipeline import read_instance, select_inputs
+from service.pipeline import read_study_headers, select_inputs
 from service.scoring.features import engine_versions
 from service.scoring.lesion import lesion_features
 from service.scoring.panel import full_panel
@@ -105,14 +105,7 @@ def features_from_dicom(
     ct_dir: Path, contour_file: Path, settings: ExtractionSettings, rois: Iterable[str] | None = None
 ) -> FeatureReport:
     """Every ROI (or the named/numbered ones) of an RTSTRUCT or SEG on its CT series."""
-    headers = []
-    for path in sorted(p for p in Path(ct_dir).iterdir() if p.is_file()):
-        try:
-            headers.append(read_instance(path, header_only=True))
-        except InputError:
-            continue  # not DICOM: export folders hold other files too
-    headers.append(read_instance(Path(contour_file), header_only=True))
-    inputs, warnings = select_inputs(headers)
+    inputs, warnings = select_inputs(read_study_headers(ct_dir, contour_file))
     if inputs.contours.SOPClassUID == RT_STRUCTURE_SET:
         masks = rtstruct_to_masks(inputs.contours, inputs.ct)
     else:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
+from pydicom.errors import InvalidDicomError
 from pydicom.dataset import Dataset
 
 from service.errors import FrameOfReferenceMismatch, InputError
@@ -59,6 +60,23 @@ def read_instance(path: Path, *, header_only: bool = False) -> Dataset:
         return pydicom.dcmread(path, stop_before_pixels=header_only)
     except Exception as error:  # pydicom raises many types for damaged files
         raise InputError(f"instance {path.stem}: cannot be read as DICOM ({type(error).__name__}: {error})") from error
+
+
+def read_study_headers(ct_dir: Path, contour_file: Path) -> list[Dataset]:
+    """Headers of a CT folder's DICOM files and of the contour object, for select_inputs.
+
+    Files that are not DICOM are skipped (export folders hold other files too); a damaged DICOM
+    file is an InputError. Pixels are decoded later, only for the series chosen.
+    """
+    headers = []
+    for path in sorted(p for p in Path(ct_dir).iterdir() if p.is_file()):
+        try:
+            headers.append(pydicom.dcmread(path, stop_before_pixels=True))
+        except InvalidDicomError:
+            continue
+        except Exception as error:  # pydicom raises many types for damaged files
+            raise InputError(f"instance {path.stem}: cannot be read as DICOM ({type(error).__name__})") from error
+    return headers + [read_instance(Path(contour_file), header_only=True)]
 
 
 def _text(ds: Dataset, keyword: str) -> str:

@@ -18,6 +18,7 @@ from pydicom.sr.codedict import codes as dicom_codes
 from pydicom.sr.coding import Code
 
 from service.outputs.codes import rcds_code
+from service.scoring.ibsi_names import ibsi_stem
 
 _IBSI = dicom_codes.IBSI
 _STATISTICS = dicom_codes.cid7464
@@ -67,7 +68,7 @@ _PRIVATE_STATISTICS = {
     "stat_energy": ("Energy of HU", _HU_SQUARED),
 }
 
-# Texture and histogram features, by IBSI tag stem (the aggregation suffix is stripped).
+# Texture and histogram features, by IBSI tag stem (service.scoring.ibsi_names.ibsi_stem).
 _TEXTURE = {
     "ih_entropy": "IntensityHistogramEntropy", "ih_uniformity": "IntensityHistogramUniformity",
     "cm_auto_corr": "AutocorrelationOfGLCM", "cm_joint_avg": "JointAverageOfGLCM",
@@ -105,26 +106,17 @@ _TEXTURE = {
     "ngt_coarseness": "CoarsenessOfNGTDM", "ngt_contrast": "ContrastOfNGTDM", "ngt_busyness": "BusynessOfNGTDM",
     "ngt_complexity": "ComplexityOfNGTDM", "ngt_strength": "StrengthOfNGTDM",
 }
-_AGGREGATION_SUFFIXES = ("_3D_avg", "_2_5D_avg", "_3D", "_2_5D")
-
-
-def _stem(tag: str) -> str:
-    for suffix in _AGGREGATION_SUFFIXES:
-        if tag.endswith(suffix):
-            return tag[: -len(suffix)]
-    return tag
-
-
 def feature_concept(tag: str) -> FeatureConcept | None:
     """The coded concept of an output feature name, or None when IBSI does not define it."""
-    if tag in _MORPHOLOGY:
-        return FeatureConcept(*_MORPHOLOGY[tag])
-    if tag in _DERIVED:
-        derivation, unit = _DERIVED[tag]
+    stem = ibsi_stem(tag)
+    if stem in _MORPHOLOGY:
+        return FeatureConcept(*_MORPHOLOGY[stem])
+    if stem in _DERIVED:
+        derivation, unit = _DERIVED[stem]
         return FeatureConcept(ATTENUATION, unit, derivation)
-    if tag in _PRIVATE_STATISTICS:
-        meaning, unit = _PRIVATE_STATISTICS[tag]
-        return FeatureConcept(rcds_code(tag, meaning), unit)
-    texture = _TEXTURE.get(_stem(tag))
+    if stem in _PRIVATE_STATISTICS:
+        meaning, unit = _PRIVATE_STATISTICS[stem]
+        return FeatureConcept(rcds_code(stem, meaning), unit)
+    texture = _TEXTURE.get(stem) if stem is not None else None
     return FeatureConcept(getattr(_IBSI, texture), _NO_UNITS) if texture else None
 

@@ -37,6 +37,7 @@ _FEATURE_CLASSES = {
 }
 
 
+@functools.cache
 def current_feature_names(feature_class: str) -> tuple[str, ...]:
     """Features of a class that pyradiomics has not deprecated (deprecated ones duplicate others).
 

@@ -108,6 +108,13 @@ def _reverse_index() -> dict[str, tuple[str, str]]:
     }
 
 
+def ibsi_stem(key: str) -> str | None:
+    """The IBSI tag without its aggregation suffix (`rlm_lgre_3D_avg` -> `rlm_lgre`), or None
+    when the output name is not an IBSI tag."""
+    feature = _reverse_index().get(key)
+    return _STEMS[feature] if feature is not None else None
+
+
 def pyradiomics_feature(key: str) -> tuple[str, str]:
     """(pyradiomics class, feature) of an output name; the inverse of feature_key.
 

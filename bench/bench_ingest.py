@@ -1,0 +1,231 @@
+"""Ingest throughput: a 600-slice CT series sent by dcmtk's storescu to `radiomics-cds ingest`,
+against dcmtk's own storescp receiving the same series on the same machine in the same run.
+
+Both receivers get the same files from the same sender over loopback, one association each run,
+and write into a fresh directory on the same file system. What differs is what a receiver does
+before it answers Success:
+
+- storescp (its defaults, `-od DIR`): writes the file; no fsync, nothing indexed.
+
+storescu and storescp run with TCP_NODELAY=1 (see DCMTK_ENV): without it Debian's dcmtk waits on
+a delayed ACK for every instance and the baseline would be ten times slower than it can be.
+- radiomics-cds ingest (as deployed): receives the dataset straight to a temporary file, parses
+  its header, copies it into the spool with write-to-temp + fsync + atomic rename + directory
+  fsync, and indexes it in SQLite with synchronous=FULL. That durability is the price of the
+  promise that an acknowledged instance is never lost, and it is on here.
+
+For information, a third line times the floor under any receiver that fsyncs: the same files
+copied with the spool's own write_atomically, no network and no DICOM.
+
+Runs alternate (storescp, ours, copy, storescp, ours, copy, ...) `--repeats` times each after one untimed
+warm-up send, so that the source files are in the page cache for every timed run and a burst of
+other work on the machine hits both sides alike; the median is reported. Time is storescu's wall
+time from start to exit (association, every C-STORE and release). MB/s counts the bytes of the
+files sent (10^6 bytes per MB).
+
+    source .venv/bin/activate
+    python bench/bench_ingest.py            # 600 slices, 3 runs each, about 2 minutes
+    python bench/bench_ingest.py --quick    # 100 slices, 2 runs each
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom.uid import generate_uid
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from service.durable import write_atomically  # noqa: E402
+from tests.support.ct_series import slice_pixels, write_ct_series  # noqa: E402
+from tests.support.processes import LOOPBACK, free_port, stop_process, wait_until  # noqa: E402
+
+OUR_AE, STORESCP_AE = "RADIOMICS_CDS", "STORESCP"
+# Debian's dcmtk leaves Nagle's algorithm on unless TCP_NODELAY=1 is in the environment; then
+# every C-STORE stalls about 40 ms on a delayed ACK (storescp at ~22 instances/s). The baseline
+# must be dcmtk at its best, so the sender and storescp both run with it.
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+
+
+@dataclass(frozen=True)
+class Run:
+    receiver: str
+    seconds: float
+    instances: int
+    megabytes: float
+
+    @property
+    def instances_per_second(self) -> float:
+        return self.instances / self.seconds
+
+    @property
+    def megabytes_per_second(self) -> float:
+        return self.megabytes / self.seconds
+
+
+def _dcmtk(tool: str) -> str:
+    """dcmtk's binary from the system, not the venv's same-named pynetdicom script."""
+    venv_bin = Path(sys.executable).parent
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p) != venv_bin)
+    found = shutil.which(tool, path=path)
+    if found is None:
+        sys.exit(f"{tool} not found: install dcmtk (apt-get install dcmtk)")
+    return found
+
+
+def _send(folder: Path, port: int, called_ae: str) -> float:
+    started = time.monotonic()
+    sent = subprocess.run([_dcmtk("storescu"), "-aec", called_ae, "+sd", "+r", LOOPBACK, str(port), str(folder)],
+                          env=DCMTK_ENV, capture_output=True, text=True, timeout=1800)
+    seconds = time.monotonic() - started
+    if sent.returncode != 0:
+        sys.exit(f"storescu failed ({sent.returncode}): {sent.stdout}{sent.stderr}")
+    return seconds
+
+
+@contextmanager
+def _storescp(work: Path) -> Iterator[tuple[int, Path]]:
+    out = work / "storescp-out"
+    out.mkdir()
+    port = free_port()
+    log = (work / "storescp.log").open("w")
+    process = subprocess.Popen([_dcmtk("storescp"), "-aet", STORESCP_AE, "-od", str(out), str(port)],
+                               env=DCMTK_ENV, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: _accepts(port), 30, "storescp to listen")
+        yield port, out
+    finally:
+        stop_process(process)
+        log.close()
+        shutil.rmtree(out)
+
+
+@contextmanager
+def _ours(work: Path) -> Iterator[tuple[int, Path]]:
+    var_dir = work / "var"
+    port = free_port()
+    env = {**os.environ, "RCDS_VAR_DIR": str(var_dir), "RCDS_DICOM_PORT": str(port),
+           "RCDS_DICOM_HOST": LOOPBACK, "RCDS_HTTP_HOST": LOOPBACK, "RCDS_HTTP_PORT": str(free_port()),
+           "RCDS_SCORER_ADDRESS": f"{LOOPBACK}:{free_port()}"}
+    log_path = work / "ingest.log"
+    log = log_path.open("w")
+    process = subprocess.Popen([sys.executable, "-m", "service.cli", "ingest"], env=env, cwd=REPO,
+                               stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: process.poll() is None and "DICOM listener" in log_path.read_text(), 90,
+                   "radiomics-cds ingest to start its DICOM listener")
+        yield port, var_dir
+    finally:
+        stop_process(process)
+        log.close()
+        shutil.rmtree(var_dir)
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex((LOOPBACK, port)) == 0
+
+
+def _indexed(var_dir: Path) -> int:
+    with sqlite3.connect(f"file:{var_dir / 'index.sqlite'}?mode=ro", uri=True) as index:
+        return index.execute("SELECT COUNT(*) FROM instances").fetchone()[0]
+
+
+def _timed_storescp(folder: Path, work: Path, files: int, megabytes: float) -> Run:
+    with _storescp(work) as (port, out):
+        seconds = _send(folder, port, STORESCP_AE)
+        received = sum(1 for _ in out.iterdir())
+    if received != files:
+        sys.exit(f"storescp wrote {received} of {files} files")
+    return Run("storescp", seconds, files, megabytes)
+
+
+def _timed_ours(folder: Path, work: Path, files: int, megabytes: float) -> Run:
+    with _ours(work) as (port, var_dir):
+        seconds = _send(folder, port, OUR_AE)
+        indexed = _indexed(var_dir)
+    if indexed != files:
+        sys.exit(f"radiomics-cds indexed {indexed} of {files} instances")
+    return Run("radiomics-cds", seconds, files, megabytes)
+
+
+def _timed_durable_copy(files: list[Path], work: Path, megabytes: float) -> Run:
+    """The floor under any receiver that fsyncs each instance: the same files copied with the
+    spool's own write_atomically (temp file, fsync, rename, directory fsync), no DICOM at all."""
+    target = work / "durable-copy"
+    started = time.monotonic()
+    for source in files:
+        write_atomically(target / source.name, lambda stream, source=source: stream.write(source.read_bytes()))
+    seconds = time.monotonic() - started
+    shutil.rmtree(target)
+    return Run("durable copy", seconds, len(files), megabytes)
+
+
+def _median(runs: list[Run]) -> Run:
+    return Run(runs[0].receiver, statistics.median(r.seconds for r in runs), runs[0].instances, runs[0].megabytes)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="100 slices, 2 runs each")
+    parser.add_argument("--slices", type=int, help="slices in the series (default 600)")
+    parser.add_argument("--repeats", type=int, help="timed runs per receiver (default 3)")
+    args = parser.parse_args()
+    slices = args.slices or (100 if args.quick else 600)
+    repeats = args.repeats or (2 if args.quick else 3)
+
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        work = Path(tmp)
+        folder = work / "series"
+        started = time.monotonic()
+        write_ct_series(folder, generate_uid(), [slice_pixels(k) for k in range(slices)])
+        files = sorted(folder.iterdir())
+        megabytes = sum(f.stat().st_size for f in files) / 1e6
+        print(f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+              f"{subprocess.run([_dcmtk('storescp'), '--version'], capture_output=True, text=True).stdout.splitlines()[0].strip()}; "
+              f"1-minute load average {os.getloadavg()[0]:.2f} at start.")
+        print(f"Series: {len(files)} CT instances, 512x512 16-bit, {megabytes:.1f} MB of files "
+              f"(written in {time.monotonic() - started:.1f} s); sent by storescu over loopback, one association.")
+
+        _timed_storescp(folder, work, len(files), megabytes)  # warm-up: source files into the page cache
+        runs: dict[str, list[Run]] = {"storescp": [], "radiomics-cds": [], "durable copy": []}
+        for _ in range(repeats):
+            runs["storescp"].append(_timed_storescp(folder, work, len(files), megabytes))
+            runs["radiomics-cds"].append(_timed_ours(folder, work, len(files), megabytes))
+            runs["durable copy"].append(_timed_durable_copy(files, work, megabytes))
+
+    baseline, ours, floor = (_median(runs[key]) for key in ("storescp", "radiomics-cds", "durable copy"))
+    print()
+    print("| receiver | median s | instances/s | MB/s | runs (s) | throughput vs storescp |")
+    print("|---|---:|---:|---:|---|---:|")
+    for label, median, key in (("dcmtk storescp (no fsync)", baseline, "storescp"),
+                               ("radiomics-cds ingest (fsync + index)", ours, "radiomics-cds"),
+                               ("for information: fsync'd file copy, no DICOM", floor, "durable copy")):
+        each = ", ".join(f"{r.seconds:.2f}" for r in runs[key])
+        ratio = baseline.seconds / median.seconds
+        print(f"| {label} | {median.seconds:.2f} | {median.instances_per_second:.0f} | "
+              f"{median.megabytes_per_second:.0f} | {each} | {ratio:.2f} |")
+    print()
+    print(f"Ratio (radiomics-cds / storescp throughput): {baseline.seconds / ours.seconds:.2f}; "
+          f"the fsync'd copy alone takes {floor.seconds / ours.seconds:.0%} of our time; "
+          f"1-minute load average {os.getloadavg()[0]:.2f} at end.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps demo test clean
+.PHONY: setup system-deps fhir-validator demo test clean
 
 setup: $(STAMP)
 
@@ -19,11 +19,19 @@ $(STAMP): pyproject.toml
 system-deps:
 	scripts/install-system-deps
 
+# The independent FHIR validator of the tests (Medplum + the official R4 definitions, pinned by
+# tests/support/fhir_validator/package-lock.json), with the machine's node and npm.
+FHIR_VALIDATOR := tests/support/fhir_validator
+fhir-validator: $(FHIR_VALIDATOR)/node_modules/.package-lock.json
+
+$(FHIR_VALIDATOR)/node_modules/.package-lock.json: $(FHIR_VALIDATOR)/package-lock.json
+	npm ci --prefix $(FHIR_VALIDATOR) --no-audit --no-fund --loglevel=error
+
 demo: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/demo
 
-test: setup system-deps
+test: setup system-deps fhir-validator
 	$(VENV)/bin/python -m pytest
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var $(FHIR_VALIDATOR)/node_modules

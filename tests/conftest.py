@@ -45,3 +45,20 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def sts019(data_dir: Path) -> Path:
     return data_dir / "ct-rtstruct" / "STS_019"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_fhir_bundle_the_tests_write_validates(tmp_path_factory: pytest.TempPathFactory):
+    """After the session, every *.fhir.json any test wrote under pytest's temporary directory
+    (e2e, CLI, delivery, unit) goes through the independent validator in one run; an invalid one
+    fails the session naming the file and the issue. Without the validator installed this
+    checks nothing locally and fails in CI (missing_dependency's rule)."""
+    yield
+    from tests.support.fhir_validation import validator_available, validation_issues
+
+    bundles = sorted(tmp_path_factory.getbasetemp().rglob("*.fhir.json"))
+    if not bundles or not validator_available():
+        assert not (bundles and os.environ.get("RCDS_REQUIRE_EXTERNAL") == "1"), "the FHIR validator is not installed"
+        return
+    invalid = {file: issues for file, issues in validation_issues(bundles).items() if issues}
+    assert not invalid, f"{len(invalid)} of {len(bundles)} Bundles written by the tests are invalid: {invalid}"

@@ -34,6 +34,8 @@ RCDS_FHIR_SYSTEM = "https://radiomics-cds.org/fhir/CodeSystem/rcds"
 """FHIR CodeSystem URI of the same private concepts (the code values are shared)."""
 RCDS_IDENTIFIER_SYSTEM = "https://radiomics-cds.org/fhir/NamingSystem/rcds-id"
 """System of the deterministic business identifiers of every FHIR resource we write."""
+RCDS_TRACKING_ID_SYSTEM = "https://radiomics-cds.org/fhir/NamingSystem/tracking-id"
+"""System of a lesion's DICOM Tracking Identifier (text) on its FHIR BodyStructure."""
 
 IBSI_SCHEME = "IBSI"
 """Image Biomarker Standardisation Initiative; DICOM PS3.16 lists it (e.g. CID 7469 uses it)."""
@@ -159,7 +161,7 @@ LEAST_INFILTRATED_LESION = rcds_code("LEASTINF", "Least-infiltrated lesion")
 HIGHEST_SCORE_LESION = rcds_code("HIGHSCORE", "Highest-score lesion")
 ORGAN_INVOLVED = rcds_code("ORGANINV", "Organ involved")
 PATIENT_BIOMARKERS = rcds_code("PATCD8", "Patient-level CD8 radiomics biomarkers")
-LESION_BIOMARKERS = rcds_code("LESCD8", "Lesion size and CD8 radiomics score")
+LESION_BIOMARKERS = rcds_code("LESCD8", "Lesion imaging biomarkers")
 REPORT = rcds_code("CD8REPORT", "CD8 radiomics decision-support report")
 
 SCORE_STATISTICS: dict[str, tuple[Code, Code]] = {
@@ -196,6 +198,17 @@ LOINC_TUMOR_SIZE = Code("21889-1", "LN", "Size Tumor")
 """Observation code of mCODE's TumorSize profile, so tumour-size views find lesion results."""
 LOINC_TUMOR_LONGEST_DIMENSION = Code("33728-7", "LN", "Size.maximum dimension in Tumor")
 """mCODE TumorSize component for the longest dimension."""
+LOINC_TUMOR_ADDITIONAL_DIMENSION = Code("33729-5", "LN", "Size additional dimension in Tumor")
+"""mCODE TumorSize component for a further dimension: here the short axis."""
+MEASUREMENT_GROUP = Code("125007", "DCM", "Measurement Group")
+"""TID 1411's concept; the FHIR group Observation of a lesion carries it, as the HL7 DICOM SR
+mapping guide's Imaging Measurement Group does."""
+TRACKING_IDENTIFIER = Code("112039", "DCM", "Tracking Identifier")
+TRACKING_UID = Code("112040", "DCM", "Tracking Unique Identifier")
+RADIOMICS_FEATURES = rcds_code("RADFEAT", "Radiomics features (IBSI)")
+SIGNATURE_STATUS = rcds_code("SIGSTATUS", "CD8 radiomics signature status")
+SCORE_DISTRIBUTION = rcds_code("CD8DIST", "Distribution of lesion CD8 radiomics scores")
+TUMOUR_BURDEN = rcds_code("BURDEN", "Tumour burden")
 
 # --- Choosing concepts (shared so that both outputs always pick the same one) -------------
 

@@ -106,6 +106,33 @@ _TEXTURE = {
     "ngt_coarseness": "CoarsenessOfNGTDM", "ngt_contrast": "ContrastOfNGTDM", "ngt_busyness": "BusynessOfNGTDM",
     "ngt_complexity": "ComplexityOfNGTDM", "ngt_strength": "StrengthOfNGTDM",
 }
+# The IBSI permanent identifiers of the intensity-based statistics (IBSI reference manual,
+# section "Intensity-based statistical features"). DICOM codes these as Attenuation Coefficient
+# with a derivation instead, so pydicom's IBSI dictionary does not have them; FHIR components
+# cannot post-coordinate, so the FHIR output needs the IBSI identifier itself.
+_STATISTIC_IDENTIFIERS = {
+    "stat_mean": ("Q4LE", "Mean intensity"), "stat_var": ("ECT3", "Intensity variance"),
+    "stat_skew": ("KE2A", "Intensity skewness"), "stat_kurt": ("IPH6", "(Excess) intensity kurtosis"),
+    "stat_median": ("Y12H", "Median intensity"), "stat_min": ("1GSF", "Minimum intensity"),
+    "stat_p10": ("QG58", "10th intensity percentile"), "stat_p90": ("8DWT", "90th intensity percentile"),
+    "stat_max": ("84IY", "Maximum intensity"), "stat_iqr": ("SALO", "Intensity interquartile range"),
+    "stat_range": ("2OJQ", "Intensity range"), "stat_mad": ("4FUA", "Intensity-based mean absolute deviation"),
+    "stat_rmad": ("1128", "Intensity-based robust mean absolute deviation"),
+    "stat_energy": ("N8CA", "Intensity-based energy"), "stat_rms": ("5ZWQ", "Root mean square intensity"),
+}
+
+
+def ibsi_identifier(tag: str) -> Code | None:
+    """The feature's IBSI permanent identifier as a code of the IBSI scheme (e.g. 1GSF for
+    stat_min, HTZT for rlm_srlge_3D_avg), or None when IBSI does not define the feature."""
+    stem = ibsi_stem(tag)
+    if stem in _STATISTIC_IDENTIFIERS:
+        identifier, meaning = _STATISTIC_IDENTIFIERS[stem]
+        return Code(identifier, "IBSI", meaning)
+    concept = feature_concept(tag)
+    return concept.name if concept is not None and concept.name.scheme_designator == "IBSI" else None
+
+
 def feature_concept(tag: str) -> FeatureConcept | None:
     """The coded concept of an output feature name, or None when IBSI does not define it."""
     stem = ibsi_stem(tag)

@@ -1,0 +1,40 @@
+"""Independent FHIR validation for the tests: Medplum's validator run by node against the
+official FHIR R4 StructureDefinitions (tests/support/fhir_validator, installed by
+`make fhir-validator`). It shares no code with fhir.resources, which builds our resources, so a
+mistake in our models or in fhir.resources' own R4B models cannot validate itself."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+from tests.conftest import missing_dependency
+
+VALIDATOR = Path(__file__).resolve().parent / "fhir_validator"
+
+
+def validator_available() -> bool:
+    return shutil.which("node") is not None and (VALIDATOR / "node_modules" / "@medplum" / "core").is_dir()
+
+
+def validation_issues(paths: Iterable[Path]) -> dict[str, list[str]]:
+    """Every issue the validator finds, per file (a Bundle's entries included)."""
+    files = [str(p) for p in paths]
+    if not validator_available():
+        missing_dependency("the FHIR validator is not installed: node >= 20.19 and `make fhir-validator`")
+    node = shutil.which("node")
+    if not files:
+        return {}
+    answer = subprocess.run([node, str(VALIDATOR / "validate.cjs"), *files], capture_output=True, text=True,
+                            timeout=300)
+    assert answer.returncode == 0, answer.stderr
+    return json.loads(answer.stdout)
+
+
+def assert_valid_fhir(*paths: Path) -> None:
+    """Fail naming each file and its issues (warnings included: we produce none)."""
+    invalid = {file: issues for file, issues in validation_issues(paths).items() if issues}
+    assert not invalid, json.dumps(invalid, indent=1)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import ssl
 import subprocess
@@ -21,6 +22,7 @@ from service.ingest.scp import StorageHandlers, build_ae, start_listener
 from service.ingest.spool import Spool
 from service.observability import HealthServer
 from service.outputs.ehr import post_bundle
+from service.outputs.fhir_auth import Authorization, BearerToken, SmartBackendServices
 from service.outputs.outbox import Outbox, Sender
 from service.outputs.pacs import store_one
 from service.scoring.client import ScoringClient
@@ -58,17 +60,31 @@ def _wait_for_signal(stop: threading.Event | None = None) -> None:
 
 
 def run_scorer(config: Config, on_ready: Callable[[int], None] | None = None) -> None:
-    """Serve the scoring core until SIGTERM; lets in-flight calls finish (grace period)."""
-    server, port = build_server(
+    """Serve the scoring core until SIGTERM, with /metrics, /healthz and /readyz on http_port.
+
+    On SIGTERM: health turns NOT_SERVING and /readyz 503 (so load balancers and probes stop
+    sending), new calls are refused, and calls in flight get `scorer_grace_seconds` to finish; a
+    call cut off by the end of the grace period fails on the client, whose study is then retried.
+    """
+    server, port, health_servicer = build_server(
         scoring_context(config), config.scorer_address, volume_filter_ml=config.volume_filter_ml,
         max_message_bytes=config.grpc_max_message_bytes, workers=config.scorer_workers,
     )
+    stopping = threading.Event()
+    http = HealthServer(config.http_host, config.http_port,
+                        ready=lambda: (False, "stopping") if stopping.is_set() else (True, "serving"),
+                        healthy=lambda: (True, "ok"))
     server.start()
-    log.info("scoring core listening on port %d", port)
+    http.start()
+    log.info("scoring core listening on port %d; HTTP on port %d", port, http.port)
     if on_ready:
         on_ready(port)
     _wait_for_signal()
-    server.stop(grace=30).wait()
+    stopping.set()
+    health_servicer.enter_graceful_shutdown()
+    log.info("stopping: no new calls, %g s for calls in flight", config.scorer_grace_seconds)
+    server.stop(grace=config.scorer_grace_seconds).wait()
+    http.stop()
 
 
 def listener_tls(config: Config) -> ssl.SSLContext | None:
@@ -102,8 +118,19 @@ def _senders(config: Config) -> dict[str, Sender]:
             path, config.pacs_host, config.pacs_port, config.pacs_ae_title, config.dicom_ae_title, tls=tls
         )
     if config.fhir_base_url:
-        senders["fhir"] = lambda path: post_bundle(path, config.fhir_base_url, config.fhir_bearer_token)
+        authorization = fhir_authorization(config)
+        senders["fhir"] = lambda path: post_bundle(path, config.fhir_base_url, authorization)
     return senders
+
+
+def fhir_authorization(config: Config) -> Authorization | None:
+    """The configured EHR authorisation (the private key is loaded now, so a bad one stops the start)."""
+    if config.fhir_smart_client_id and config.fhir_smart_private_key_file:
+        return SmartBackendServices(
+            client_id=config.fhir_smart_client_id, private_key_file=config.fhir_smart_private_key_file,
+            scope=config.fhir_smart_scope, fhir_base_url=config.fhir_base_url or "",
+            token_url=config.fhir_smart_token_url, key_id=config.fhir_smart_key_id)
+    return BearerToken(config.fhir_bearer_token) if config.fhir_bearer_token else None
 
 
 def _scorer_serving(target: str) -> bool:
@@ -172,7 +199,10 @@ class Ingest:
         return "TLS, client certificates required" if self.config.dicom_tls_ca_file else "TLS"
 
     def stop(self) -> None:
-        """Stop taking associations first, then let the worker and the outbox finish."""
+        """Stop taking associations first, then let the worker finish the study in progress (a
+        study cut off by a hard kill is assessed again at the next start) and the outbox record
+        its last attempt; everything durable is already on disk."""
+        log.info("stopping: DICOM listener closed; finishing the study in progress and the outbox")
         if self.listener is not None:
             self.listener.shutdown()
         self.worker.stop()
@@ -200,7 +230,8 @@ def run_serve(config: Config, config_file: Path | None) -> int:
     command = [sys.executable, "-m", "service.cli", "scorer"]
     if config_file:
         command += ["--config", str(config_file)]
-    scorer = subprocess.Popen(command)
+    # The child's HTTP endpoint must not take ingest's port: an ephemeral one (it is logged).
+    scorer = subprocess.Popen(command, env={**os.environ, "RCDS_HTTP_PORT": "0"})
     stop = threading.Event()
 
     def watch_scorer() -> None:  # a dead scorer child ends serve, so a supervisor restarts both

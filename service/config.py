@@ -61,6 +61,8 @@ class Config:
     scorer_address: str = "127.0.0.1:50051"
     scorer_workers: int = 2
     grpc_max_message_bytes: int = 256 * 1024 * 1024
+    # Scorer role: seconds calls in flight get to finish after SIGTERM
+    scorer_grace_seconds: float = 30.0
     signature_file: Path | None = None
     # pyradiomics parameter file (docs/features.md); unset: method.md section 2's defaults
     extraction_settings_file: Path | None = None
@@ -86,7 +88,15 @@ class Config:
     pacs_tls_cert_file: Path | None = None
     pacs_tls_key_file: Path | None = None
     fhir_base_url: str | None = None
+    # EHR authorisation: a static bearer token, or SMART backend services (client id + private key;
+    # the token endpoint from .well-known/smart-configuration unless set)
     fhir_bearer_token: str | None = None
+    fhir_smart_client_id: str | None = None
+    fhir_smart_private_key_file: Path | None = None
+    fhir_smart_key_id: str | None = None
+    fhir_smart_token_url: str | None = None
+    fhir_smart_scope: str = ("system/Observation.cru system/DiagnosticReport.cru system/Device.cru "
+                             "system/BodyStructure.cru system/Patient.rs")
     patient_identifier_system: str = "urn:dicom:patient-id"
     delivery_max_attempts: int = 10
     delivery_initial_backoff_seconds: float = 5.0
@@ -104,6 +114,7 @@ class Config:
             raise ConfigError(f"dicom_allowed_calling_aes: {wrong_titles} are not AE titles "
                               "(1 to 16 characters, no backslash or control characters)")
         self._check_tls()
+        self._check_fhir_auth()
         if self.quiet_seconds <= 0 or self.hard_cap_seconds < self.quiet_seconds:
             raise ConfigError("quiet_seconds must be positive and hard_cap_seconds at least quiet_seconds")
         if self.delivery_max_attempts < 1:
@@ -119,6 +130,17 @@ class Config:
                 re.compile(pattern)
             except re.error as error:
                 raise ConfigError(f"location_name_rules: {pattern!r} is not a regular expression ({error})") from error
+
+    def _check_fhir_auth(self) -> None:
+        """Bearer token or SMART, not both; SMART needs its client id and key; either needs the EHR."""
+        smart = [name for name in ("fhir_smart_client_id", "fhir_smart_private_key_file") if getattr(self, name)]
+        if smart and len(smart) < 2:
+            raise ConfigError("fhir_smart_client_id and fhir_smart_private_key_file go together: "
+                              "set both for SMART backend services (or neither)")
+        if smart and self.fhir_bearer_token:
+            raise ConfigError("set fhir_bearer_token or SMART backend services (fhir_smart_*), not both")
+        if (smart or self.fhir_bearer_token) and not self.fhir_base_url:
+            raise ConfigError("FHIR credentials are set but fhir_base_url is not: set the EHR's FHIR base URL")
 
     def _check_tls(self) -> None:
         """Which TLS settings go together; the files themselves are loaded at start (service.tls)."""

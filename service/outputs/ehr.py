@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from service.outputs.fhir_auth import Authorization
 from service.outputs.pacs import DeliveryError
 
 _RETRYABLE_4XX = frozenset({408, 429})
@@ -49,15 +50,31 @@ def _outcome_text(body: bytes) -> str:
     return _IDENTIFIER_VALUE.sub(r"\1<masked>", text)
 
 
-def post_bundle(path: Path, base_url: str, bearer_token: str | None = None, timeout_s: float = 60.0) -> None:
+def post_bundle(path: Path, base_url: str, authorization: Authorization | None = None,
+                timeout_s: float = 60.0) -> None:
     """POST a transaction Bundle to `base_url`; DeliveryError (permanent on 4xx) when it fails."""
-    headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
-    if bearer_token:
-        headers["Authorization"] = f"Bearer {bearer_token}"
     try:
         data = path.read_bytes()
     except OSError as error:  # removed or unreadable: no retry brings it back (re-writing re-enqueues)
         raise DeliveryError(f"cannot read {path}: {error.strerror or error}", permanent=True) from error
+    try:
+        _post(data, base_url, authorization, timeout_s)
+    except _Unauthorized:
+        authorization.invalidate()
+        try:
+            _post(data, base_url, authorization, timeout_s)
+        except _Unauthorized as again:
+            raise DeliveryError(f"FHIR server answered 401 with a new access token: {again}", permanent=True) from None
+
+
+class _Unauthorized(Exception):
+    """401 while authorised: worth one more try with a fresh token (SMART)."""
+
+
+def _post(data: bytes, base_url: str, authorization: Authorization | None, timeout_s: float) -> None:
+    headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+    if authorization is not None:
+        headers["Authorization"] = authorization.header()
     request = urllib.request.Request(base_url.rstrip("/"), data=data, headers=headers, method="POST")
     try:
         with _OPENER.open(request, timeout=timeout_s) as response:
@@ -68,6 +85,8 @@ def post_bundle(path: Path, base_url: str, bearer_token: str | None = None, time
             raise DeliveryError(f"FHIR server answered {error.code}: redirected to {location}; configure "
                                 "the FHIR base URL the server redirects to", permanent=True) from error
         detail = _outcome_text(error.read())
+        if error.code == 401 and authorization is not None and authorization.renewable:
+            raise _Unauthorized(detail) from error
         permanent = 400 <= error.code < 500 and error.code not in _RETRYABLE_4XX
         raise DeliveryError(f"FHIR server answered {error.code}: {detail}", permanent=permanent) from error
     except (urllib.error.URLError, TimeoutError, OSError) as error:

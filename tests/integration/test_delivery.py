@@ -9,10 +9,12 @@ server does not give on demand (503, 429, 400 with an OperationOutcome); its tes
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -29,12 +31,13 @@ from pynetdicom.sop_class import Verification
 
 from service.outputs import codes
 from service.outputs.ehr import post_bundle
+from service.outputs.fhir_auth import BearerToken, SmartBackendServices
 from service.outputs.fhir import build_bundle, write_bundle
 from service.outputs.outbox import DELIVERED, FAILED, PENDING, Delivery, Outbox
 from service.outputs.pacs import store_one
 from service.outputs.sr import build_measurement_report, write_sr
 from tests.support.processes import free_port, stop_process, wait_until
-from tests.conftest import require_tool
+from tests.conftest import missing_dependency, require_tool
 from tests.support.synthetic_results import make_study_result
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(180)]
@@ -305,26 +308,35 @@ def test_unconfigured_destination_fails_permanently(sr_path, outboxes):
 
 
 class FhirServer:
-    """`sekmet serve` on 127.0.0.1 with its own empty database; `base` is its FHIR base URL."""
+    """`sekmet serve` on 127.0.0.1 with its own database; `base` is its FHIR base URL.
 
-    def __init__(self, directory: Path) -> None:
-        port = free_port()
-        self.base = f"http://{LOOPBACK}:{port}/fhir"
+    stop() and start() again keep the database and the port: the same EHR, down for a while.
+    `server_auth` is SEKMET's inbound auth setting (none by default; SMART in the SMART tests).
+    """
+
+    def __init__(self, directory: Path, server_auth: dict | None = None) -> None:
+        self.port = free_port()
+        self.base = f"http://{LOOPBACK}:{self.port}/fhir"
+        self.directory = directory
         directory.mkdir(parents=True)
-        settings = directory / "settings.yaml"
-        settings.write_text(json.dumps({  # JSON is YAML
-            "host": LOOPBACK, "port": port, "base_url": self.base,
+        self.settings = directory / "settings.yaml"
+        self.settings.write_text(json.dumps({  # JSON is YAML
+            "host": LOOPBACK, "port": self.port, "base_url": self.base,
             "data_dir": str(directory / "data"),
             "own_private_key_path": str(directory / "keys" / "sekmet_private.pem"),
             "simulator": {"enabled": False},  # a plain FHIR store: nothing acts on what we write
             "validation": {"inbound": "strict"},
+            **({"server_auth": server_auth} if server_auth else {}),
         }))
         self.log_path = directory / "sekmet.log"
-        self.log = self.log_path.open("w")
+        self.start()
+
+    def start(self) -> None:
+        self.log = self.log_path.open("a")
         env = {k: v for k, v in os.environ.items() if not k.startswith("SEKMET_")}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "sekmet.cli", "serve", "--config", str(settings)],
-            cwd=directory, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "sekmet.cli", "serve", "--config", str(self.settings)],
+            cwd=self.directory, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         wait_until(self._answers, 60, "the FHIR server to answer /metadata")
 
@@ -336,8 +348,14 @@ class FhirServer:
         except OSError:
             return False
 
+    bearer: str | None = None  # an access token for the test's own reads, when the server wants one
+
+    def _headers(self, **extra: str) -> dict[str, str]:
+        authorization = {"Authorization": f"Bearer {self.bearer}"} if self.bearer else {}
+        return {"Accept": "application/fhir+json", **authorization, **extra}
+
     def get(self, relative: str) -> dict:
-        request = urllib.request.Request(f"{self.base}/{relative}", headers={"Accept": "application/fhir+json"})
+        request = urllib.request.Request(f"{self.base}/{relative}", headers=self._headers())
         with urllib.request.urlopen(request, timeout=10) as answer:
             return json.load(answer)
 
@@ -351,7 +369,7 @@ class FhirServer:
     def create(self, resource: dict) -> dict:
         request = urllib.request.Request(
             f"{self.base}/{resource['resourceType']}", data=json.dumps(resource).encode(), method="POST",
-            headers={"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"},
+            headers=self._headers(**{"Content-Type": "application/fhir+json"}),
         )
         with urllib.request.urlopen(request, timeout=10) as answer:
             return json.load(answer)
@@ -364,16 +382,17 @@ class FhirServer:
 @pytest.fixture
 def fhir_server(tmp_path: Path) -> Iterator[FhirServer]:
     """A fresh SEKMET per test (starts in about 2 s), so every test sees an empty EHR."""
-    try:
-        import sekmet  # noqa: F401
-    except ImportError:
-        message = "sekmet-fhir is not installed (pip install -e '.[test]')"
-        if os.environ.get("RCDS_REQUIRE_EXTERNAL") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+    _require_sekmet()
     server = FhirServer(tmp_path / "sekmet")
     yield server
     server.stop()
+
+
+def _require_sekmet() -> None:
+    try:
+        import sekmet  # noqa: F401
+    except ImportError:
+        missing_dependency("sekmet-fhir is not installed (pip install -e '.[test]')")
 
 
 def _fhir_senders(base: str) -> dict:
@@ -397,39 +416,39 @@ def _component(observation: dict, code) -> dict:
     return matches[0]
 
 
-def _assert_results_in_ehr(server: FhirServer, patient_ref: str, version: str) -> None:
-    result, _ = make_study_result()
+def _assert_results_in_ehr(server: FhirServer, patient_ref: str, version: str, result=None) -> None:
+    """What the EHR holds after a delivery: one set of resources for the study, read back by
+    searching for the patient's Observations, with the values of `result`."""
+    result = result or make_study_result()[0]
     observations = server.search("Observation", subject=patient_ref)
-    assert len(observations) == len(result.lesions) + 1
+    per_lesion = sum(3 + len(lesion.features) for lesion in result.lesions)
+    assert len(observations) == per_lesion + 6
     assert all(o["meta"]["versionId"] == version for o in observations)
     assert all(o["subject"]["reference"] == patient_ref for o in observations)
 
-    by_code = {code: [o for o in observations if code in _codes(o["code"])]
-               for code in (codes.LESION_BIOMARKERS.value, codes.PATIENT_BIOMARKERS.value)}
-    lesion_observations = {o["focus"][0]["identifier"]["value"]: o for o in by_code[codes.LESION_BIOMARKERS.value]}
-    assert len(lesion_observations) == len(result.lesions)
+    sizes = [o for o in observations if codes.LOINC_TUMOR_SIZE.value in _codes(o["code"])]
+    scores = [o for o in observations if codes.CD8_SCORE.value in _codes(o["code"])]
     for lesion in result.lesions:
-        observation = lesion_observations[f"urn:oid:{lesion.tracking_uid}"]
-        volume = _component(observation, codes.VOLUME)["valueQuantity"]
+        tracking_uid = f"urn:oid:{lesion.tracking_uid}"
+        (size,) = [o for o in sizes if o["focus"][0]["identifier"]["value"] == tracking_uid]
+        volume = _component(size, codes.VOLUME)["valueQuantity"]
         assert (volume["value"], volume["code"]) == (pytest.approx(lesion.volume_ml), "mL")
-        short_axis = _component(observation, codes.SHORT_AXIS)["valueQuantity"]
-        assert short_axis["value"] == pytest.approx(lesion.short_axis_mm)
-        score = _component(observation, codes.CD8_SCORE)
+        longest = _component(size, codes.LOINC_TUMOR_LONGEST_DIMENSION)["valueQuantity"]
+        assert longest["value"] == pytest.approx(lesion.longest_axial_diameter_mm)
+        (score,) = [o for o in scores if o["focus"][0]["identifier"]["value"] == tracking_uid]
         if lesion.score is None:
-            assert "valueQuantity" not in score
-            assert score["dataAbsentReason"]["text"] == lesion.not_computable
+            assert "valueQuantity" not in score and score["dataAbsentReason"]["text"] == lesion.not_computable
         else:
             assert score["valueQuantity"]["value"] == pytest.approx(lesion.score)
 
-    [patient_level] = by_code[codes.PATIENT_BIOMARKERS.value]
-    risk = codes.RISK_GROUPS[result.patient.risk_group]
-    assert risk.value in _codes(patient_level["valueCodeableConcept"])
+    (panel,) = [o for o in observations if codes.PATIENT_BIOMARKERS.value in _codes(o["code"])]
+    (risk,) = [o for o in observations if codes.RISK_GROUP.value in _codes(o["code"])]
+    assert codes.RISK_GROUPS[result.patient.risk_group].value in _codes(risk["valueCodeableConcept"])
     # In-Bundle references were resolved by the server to the ids it assigned.
-    members = {m["reference"] for m in patient_level["hasMember"]}
-    assert members == {f"Observation/{o['id']}" for o in lesion_observations.values()}
-
+    ids = {f"Observation/{o['id']}" for o in observations}
+    assert {m["reference"] for m in panel["hasMember"]} <= ids and len(panel["hasMember"]) == 5 + len(result.lesions)
     [report] = server.search("DiagnosticReport", subject=patient_ref)
-    assert {r["reference"] for r in report["result"]} == {f"Observation/{o['id']}" for o in observations}
+    assert {r["reference"] for r in report["result"]} == ids
     assert len(server.search("Device")) == 1
 
 
@@ -504,13 +523,158 @@ def test_missing_bundle_file_fails_without_stopping_other_deliveries(bundle_path
     _assert_results_in_ehr(fhir_server, patient_ref, version="1")
 
 
+def test_rescoring_updates_the_same_resources(bundle_path, fhir_server, outboxes, tmp_path):
+    """A re-scored study (other values, a new SR) updates every resource in place: one set."""
+    result, _ = make_study_result()
+    patient_ref = f"Patient/{_register_patient(fhir_server, result.study.patient_id)}"
+    outbox = outboxes(_fhir_senders(fhir_server.base))
+    outbox.enqueue("fhir", bundle_path)
+    outbox.deliver_due()
+    rescored = dataclasses.replace(result, lesions=[dataclasses.replace(x, volume_ml=x.volume_ml * 2)
+                                                    for x in result.lesions])
+    second = write_bundle(build_bundle(rescored, sr_sop_instance_uid="2.25.42"), tmp_path / "rescored")
+    outbox.enqueue("fhir", second)
+    outbox.deliver_due()
+    assert {d.state for d in outbox.deliveries()} == {DELIVERED}
+    _assert_results_in_ehr(fhir_server, patient_ref, version="2", result=rescored)
+    derived = {d["identifier"]["value"] for o in fhir_server.search("Observation", subject=patient_ref)
+               for d in o["derivedFrom"]}
+    assert "urn:oid:2.25.42" in derived
+
+
+# --- SMART backend services against SEKMET's token endpoint -----------------------------------
+
+CLIENT_ID = "radiomics-cds"
+
+
+def _private_key(directory: Path, kind: str) -> tuple[Path, Path]:
+    """A new RSA or EC P-384 key pair as PEM files (private, public), made for the test."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    key = rsa.generate_private_key(65537, 2048) if kind == "RSA" else ec.generate_private_key(ec.SECP384R1())
+    directory.mkdir(parents=True, exist_ok=True)
+    private, public = directory / f"{kind}.key.pem", directory / f"{kind}.pub.pem"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
+@pytest.fixture(params=["RSA", "EC"])
+def smart_server(request, tmp_path: Path) -> Iterator[tuple[FhirServer, Path]]:
+    """SEKMET accepting only SMART access tokens, with our client's public key registered."""
+    _require_sekmet()
+    private, public = _private_key(tmp_path / "keys", request.param)
+    server = FhirServer(tmp_path / "sekmet-smart", server_auth={
+        "types": ["smart"], "enforce_scopes": True,
+        "smart_clients": [{"client_id": CLIENT_ID, "public_key_path": str(public), "scopes": "system/*.cruds"}],
+    })
+    yield server, private
+    server.stop()
+
+
+def test_smart_backend_services_delivers_with_a_signed_assertion(bundle_path, smart_server, outboxes):
+    server, private_key = smart_server
+    auth = SmartBackendServices(client_id=CLIENT_ID, private_key_file=private_key, scope="system/*.cruds",
+                                fhir_base_url=server.base)  # token endpoint discovered
+    server.bearer = auth.header().removeprefix("Bearer ")
+    result, _ = make_study_result()
+    patient_ref = f"Patient/{_register_patient(server, result.study.patient_id)}"
+
+    unauthorised = outboxes({"fhir": lambda path: post_bundle(path, server.base, timeout_s=30)})
+    unauthorised.enqueue("fhir", bundle_path)
+    unauthorised.deliver_due()
+    assert (_only(unauthorised).state, _only(unauthorised).last_error[:24]) == (FAILED, "FHIR server answered 401")
+    unauthorised.stop()
+
+    outbox = outboxes({"fhir": lambda path: post_bundle(path, server.base, auth, timeout_s=30)})
+    outbox.enqueue("fhir", bundle_path)
+    outbox.deliver_due()
+    assert (_only(outbox).state, _only(outbox).last_error) == (DELIVERED, None)
+    _assert_results_in_ehr(server, patient_ref, version="1")
+
+
+def test_smart_client_the_ehr_does_not_know_is_a_permanent_error(bundle_path, smart_server, outboxes, tmp_path):
+    server, _ = smart_server
+    stranger, _ = _private_key(tmp_path / "stranger", "RSA")
+    auth = SmartBackendServices(client_id="someone-else", private_key_file=stranger, scope="system/*.cruds",
+                                fhir_base_url=server.base)
+    outbox = outboxes({"fhir": lambda path: post_bundle(path, server.base, auth, timeout_s=30)})
+    outbox.enqueue("fhir", bundle_path)
+    outbox.deliver_due()
+    delivery = _only(outbox)
+    assert delivery.state == FAILED and delivery.attempts == 1
+    assert delivery.last_error.startswith("SMART token endpoint answered 401: invalid_client")
+
+
+def test_smart_assertion_is_what_the_spec_asks_for(tmp_path):
+    """Checked with PyJWT against the public key, independently of SEKMET: RS384, iss = sub =
+    client id, aud = token endpoint, exp at most 5 minutes ahead, a fresh jti each time."""
+    import jwt
+
+    private, public = _private_key(tmp_path, "RSA")
+    auth = SmartBackendServices(client_id=CLIENT_ID, private_key_file=private, scope="system/*.rs",
+                                fhir_base_url="https://ehr.example/fhir", key_id="key-1")
+    token_url = "https://ehr.example/token"
+    first, second = auth.assertion(token_url), auth.assertion(token_url)
+    claims = jwt.decode(first, public.read_text(), algorithms=["RS384"], audience=token_url)
+    assert jwt.get_unverified_header(first) == {"alg": "RS384", "typ": "JWT", "kid": "key-1"}
+    assert claims["iss"] == claims["sub"] == CLIENT_ID
+    assert 0 < claims["exp"] - time.time() <= 300
+    assert claims["jti"] != jwt.decode(second, public.read_text(), algorithms=["RS384"], audience=token_url)["jti"]
+
+
+# --- the EHR down while a study is scored: the service's own outbox catches up ----------------
+
+
+def test_a_down_ehr_loses_nothing_and_gets_the_bundle_when_back(tmp_path, sts019):
+    """`serve` scores STS_019 while the EHR is stopped; the delivery fails and waits; the EHR
+    comes back on the same address; the Bundle arrives without anyone re-sending the study."""
+    from tests.integration.test_dicom_security import Service
+
+    _require_sekmet()
+    ehr = FhirServer(tmp_path / "ehr")
+    patient_id = str(pydicom.dcmread(next(sts019.rglob("*.dcm")), stop_before_pixels=True).PatientID)
+    patient_ref = f"Patient/{_register_patient(ehr, patient_id)}"
+    ehr.stop()
+    service = Service(tmp_path / "var", command="serve", fhir_base_url=ehr.base, quiet_seconds=3,
+                      delivery_initial_backoff_seconds=1)
+    try:
+        sent = subprocess.run([require_tool("storescu"), "-aec", OUR_AE, "+sd", "+r", LOOPBACK,
+                               str(service.dicom_port), str(sts019)], capture_output=True, text=True, timeout=120)
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        outbox_db = tmp_path / "var" / "outbox.sqlite"
+        wait_until(lambda: _fhir_rows(outbox_db, "pending", "unreachable"), 180,
+                   "a failed FHIR delivery attempt while the EHR is down")
+        ehr.start()
+        wait_until(lambda: _fhir_rows(outbox_db, "delivered"), 120, "the FHIR delivery once the EHR is back")
+        observations = ehr.search("Observation", subject=patient_ref)
+        assert observations and all(o["derivedFrom"] for o in observations)
+        assert len(ehr.search("DiagnosticReport", subject=patient_ref)) == 1
+    finally:
+        service.stop()
+        ehr.stop()
+
+
+def _fhir_rows(database: Path, state: str, error_contains: str = "") -> bool:
+    if not database.exists():
+        return False
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT last_error FROM deliveries WHERE destination = 'fhir' AND state = ?",
+                          (state,)).fetchall()
+    return any(error_contains in (row[0] or "") for row in rows)
+
+
 # --- FHIR faults on demand: a fake server ---------------------------------------------------
 
 
 class ScriptedFhirServer:
-    """FAKE FHIR endpoint: a real server does not produce 503, 429, a chosen 400 or a redirect
-    on demand, so this answers each request with the next scripted (status, body[, headers])
-    and records the request."""
+    """FAKE FHIR endpoint: a real server does not produce 503, 429, a chosen 400, a redirect, a
+    hang or an access token revoked early on demand, so this answers each request with the next
+    scripted (status, body[, headers]) and records the request; a status of None is a hang of
+    `body` seconds before a 200."""
 
     def __init__(self, answers: list[tuple]) -> None:
         self.answers = list(answers)
@@ -522,6 +686,9 @@ class ScriptedFhirServer:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 fake.requests.append((self.command, self.path, dict(self.headers), body))
                 status, answer, *headers = fake.answers.pop(0)
+                if status is None:
+                    time.sleep(answer)
+                    status, answer = 200, {}
                 data = json.dumps(answer).encode()
                 self.send_response(status)
                 for name, value in (headers[0] if headers else {}).items():
@@ -603,6 +770,38 @@ def test_fhir_429_is_retried(bundle_path, scripted_fhir, outboxes):
     assert _only(outbox).state == DELIVERED
 
 
+def test_fhir_timeout_is_retried(bundle_path, scripted_fhir, outboxes):
+    server = scripted_fhir([(None, 3.0)])
+    outbox = outboxes({"fhir": lambda path: post_bundle(path, server.base, timeout_s=0.5)})
+    outbox.enqueue("fhir", bundle_path)
+    outbox.deliver_due()
+    delivery = _only(outbox)
+    assert (delivery.state, delivery.attempts) == (PENDING, 1)
+    assert "timed out" in delivery.last_error
+
+
+def test_smart_401_gets_a_new_token_and_tries_once_more(bundle_path, scripted_fhir, outboxes, tmp_path):
+    """An access token the EHR stopped accepting before its expiry: dropped, a new one fetched,
+    the Bundle sent again with it, in the same attempt."""
+    server = scripted_fhir([(200, {"access_token": "first", "expires_in": 3600}),
+                            (401, {"resourceType": "OperationOutcome", "issue": [{"diagnostics": "revoked"}]}),
+                            (200, {"access_token": "second", "expires_in": 3600}),
+                            (200, {"resourceType": "Bundle", "type": "transaction-response"})])
+    private, _ = _private_key(tmp_path, "EC")
+    auth = SmartBackendServices(client_id=CLIENT_ID, private_key_file=private, scope="system/*.cru",
+                                fhir_base_url=server.base, token_url=server.base + "/token")
+    outbox = outboxes({"fhir": lambda path: post_bundle(path, server.base, auth, timeout_s=10)})
+    outbox.enqueue("fhir", bundle_path)
+    outbox.deliver_due()
+    assert (_only(outbox).state, _only(outbox).attempts) == (DELIVERED, 1)
+    paths = [path for _, path, _, _ in server.requests]
+    assert paths == ["/fhir/token", "/fhir", "/fhir/token", "/fhir"]
+    assert [headers.get("Authorization") for _, path, headers, _ in server.requests if path == "/fhir"] == [
+        "Bearer first", "Bearer second"]
+    form = urllib.parse.parse_qs(server.requests[0][3].decode())
+    assert form["grant_type"] == ["client_credentials"] and form["scope"] == ["system/*.cru"]
+
+
 def test_fhir_400_is_permanent_with_the_outcome(bundle_path, scripted_fhir, outboxes):
     """Fake server (a real one does not refuse a valid Bundle on demand): 400 + OperationOutcome."""
     diagnostics = "Observation.status: value 'final' is not allowed by profile XYZ"
@@ -622,7 +821,7 @@ def test_fhir_400_is_permanent_with_the_outcome(bundle_path, scripted_fhir, outb
 def test_fhir_bearer_token_is_sent(bundle_path, scripted_fhir, outboxes):
     """Fake server: it records the request headers, which a real server does not show us."""
     server = scripted_fhir([(200, _TRANSACTION_RESPONSE)])
-    outbox = outboxes({"fhir": lambda path: post_bundle(path, server.base + "/", "s3cret", timeout_s=30)})
+    outbox = outboxes({"fhir": lambda path: post_bundle(path, server.base + "/", BearerToken("s3cret"), timeout_s=30)})
     outbox.enqueue("fhir", bundle_path)
     outbox.deliver_due()
     assert _only(outbox).state == DELIVERED

@@ -27,6 +27,10 @@ def test_yaml_then_environment_then_overrides(tmp_path):
     ({"RCDS_DICOM_PORT": "eleven"}, "dicom_port"),
     ({"RCDS_DICOM_AE_TITLE": "A_TITLE_LONGER_THAN_16"}, "dicom_ae_title"),
     ({"RCDS_QUIET_SECONDS": "100", "RCDS_HARD_CAP_SECONDS": "10"}, "hard_cap_seconds"),
+    ({"RCDS_FHIR_BASE_URL": "https://ehr/fhir", "RCDS_FHIR_SMART_CLIENT_ID": "rcds"}, "fhir_smart_private_key_file"),
+    ({"RCDS_FHIR_BASE_URL": "https://ehr/fhir", "RCDS_FHIR_SMART_CLIENT_ID": "rcds",
+      "RCDS_FHIR_SMART_PRIVATE_KEY_FILE": "/k.pem", "RCDS_FHIR_BEARER_TOKEN": "t"}, "not both"),
+    ({"RCDS_FHIR_BEARER_TOKEN": "t"}, "fhir_base_url"),
 ])
 def test_bad_values_stop_at_start_with_the_setting_named(environ, message):
     with pytest.raises(ConfigError, match=message):
@@ -38,3 +42,24 @@ def test_unknown_yaml_key_is_refused(tmp_path):
     path.write_text("dicom_prot: 1\n")
     with pytest.raises(ConfigError, match="dicom_prot"):
         load_config(path, environ={})
+
+
+def test_a_smart_key_that_cannot_sign_stops_the_start(tmp_path):
+    """An RSA key signs RS384 and an EC P-384 key ES384; anything else is refused by name."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from service.app import fhir_authorization
+
+    key = tmp_path / "p256.pem"
+    key.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    config = load_config(environ={"RCDS_FHIR_BASE_URL": "https://ehr/fhir", "RCDS_FHIR_SMART_CLIENT_ID": "rcds",
+                                  "RCDS_FHIR_SMART_PRIVATE_KEY_FILE": str(key)})
+    with pytest.raises(ConfigError, match="P-384"):
+        fhir_authorization(config)
+    (tmp_path / "garbage.pem").write_text("not a key")
+    with pytest.raises(ConfigError, match="cannot load"):
+        fhir_authorization(load_config(environ={"RCDS_FHIR_BASE_URL": "https://ehr/fhir",
+                                                "RCDS_FHIR_SMART_CLIENT_ID": "rcds",
+                                                "RCDS_FHIR_SMART_PRIVATE_KEY_FILE": str(tmp_path / "garbage.pem")}))

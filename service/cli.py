@@ -65,7 +65,7 @@ def _print_result(result: StudyResult, sr_path: Path, bundle_path: Path) -> None
 def _cmd_score(args: argparse.Namespace) -> int:
     """The service's pipeline, offline: an in-process scorer on loopback, called over gRPC."""
     config = _config(args)
-    server, port = build_server(scoring_context(config), "127.0.0.1:0", volume_filter_ml=config.volume_filter_ml,
+    server, port, _ = build_server(scoring_context(config), "127.0.0.1:0", volume_filter_ml=config.volume_filter_ml,
                                 max_message_bytes=config.grpc_max_message_bytes, workers=config.scorer_workers)
     server.start()
     try:

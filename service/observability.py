@@ -48,6 +48,14 @@ QUEUE_DEPTH = Gauge(
     registry=REGISTRY,
 )
 OUTBOX_PENDING = Gauge("rcds_outbox_pending", "Deliveries not yet made", registry=REGISTRY)
+LESIONS_SCORED = Counter(
+    "rcds_scorer_lesions", "Lesions this scorer process handled, by outcome (scored, not_computable, refused)",
+    ["outcome"], registry=REGISTRY,
+)
+LESION_SECONDS = Histogram(
+    "rcds_scorer_lesion_seconds", "Wall time of one ScoreLesion call in this scorer process",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=REGISTRY,
+)
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 import service
 from service.errors import SignatureError
+from service.observability import LESION_SECONDS, LESIONS_SCORED
 from service.scoring import codec
 from service.scoring.aggregate import aggregate_patient
 from service.scoring.features import engine_versions
@@ -41,14 +42,19 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
         self._max_message_bytes = max_message_bytes
 
     def ScoreLesion(self, request: pb.ScoreLesionRequest, context: grpc.ServicerContext) -> pb.LesionScore:  # noqa: N802
-        try:
-            crop = codec.crop_from_pb(request)
-        except ValueError as error:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"lesion {request.number}: {error}")
-        try:
-            return codec.lesion_to_pb(score_lesion(crop, self._context))
-        except SignatureError as error:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"lesion {request.number}: {error}")
+        with LESION_SECONDS.time():
+            try:
+                crop = codec.crop_from_pb(request)
+            except ValueError as error:
+                LESIONS_SCORED.labels("refused").inc()
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"lesion {request.number}: {error}")
+            try:
+                lesion = score_lesion(crop, self._context)
+            except SignatureError as error:
+                LESIONS_SCORED.labels("refused").inc()
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"lesion {request.number}: {error}")
+            LESIONS_SCORED.labels("scored" if lesion.score is not None else "not_computable").inc()
+            return codec.lesion_to_pb(lesion)
 
     def AggregatePatient(  # noqa: N802
         self, request: pb.AggregatePatientRequest, context: grpc.ServicerContext
@@ -74,8 +80,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
 def build_server(
     context: ScoringContext, address: str, *, volume_filter_ml: float = 1.0,
     max_message_bytes: int = 256 * 1024 * 1024, workers: int = 4,
-) -> tuple[grpc.Server, int]:
-    """A started-ready server bound to `address`; returns (server, bound port)."""
+) -> tuple[grpc.Server, int, health.HealthServicer]:
+    """A ready-to-start server bound to `address`; returns (server, bound port, its health
+    servicer: the scorer role turns it NOT_SERVING when it stops)."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
@@ -94,4 +101,4 @@ def build_server(
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind the scoring server to {address}")
-    return server, port
+    return server, port, health_servicer

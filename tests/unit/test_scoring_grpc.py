@@ -31,7 +31,7 @@ def context():
 
 @pytest.fixture(scope="module")
 def target(context):
-    server, port = build_server(context, "127.0.0.1:0", workers=2)
+    server, port, _ = build_server(context, "127.0.0.1:0", workers=2)
     server.start()
     yield f"127.0.0.1:{port}"
     server.stop(grace=None)

@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps fhir-validator demo test clean
+.PHONY: setup system-deps fhir-validator deploy-tools demo test clean
 
 setup: $(STAMP)
 
@@ -27,11 +27,15 @@ fhir-validator: $(FHIR_VALIDATOR)/node_modules/.package-lock.json
 $(FHIR_VALIDATOR)/node_modules/.package-lock.json: $(FHIR_VALIDATOR)/package-lock.json
 	npm ci --prefix $(FHIR_VALIDATOR) --no-audit --no-fund --loglevel=error
 
+# checkov (the chart's policy check) in its own virtualenv: its dependencies conflict with ours.
+deploy-tools:
+	scripts/install-deploy-tools
+
 demo: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/demo
 
-test: setup system-deps fhir-validator
+test: setup system-deps fhir-validator deploy-tools
 	$(VENV)/bin/python -m pytest
 
 clean:
-	rm -rf $(VENV) var $(FHIR_VALIDATOR)/node_modules
+	rm -rf $(VENV) .venv-tools var $(FHIR_VALIDATOR)/node_modules

@@ -86,6 +86,11 @@ def build_server(
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
+        # Clients re-resolve DNS only when a connection ends: closing connections after 5 minutes
+        # lets ingest pods find scorer pods an autoscaler added. A call in flight keeps its
+        # connection up to the client's 10-minute call timeout.
+        ("grpc.max_connection_age_ms", 5 * 60 * 1000),
+        ("grpc.max_connection_age_grace_ms", 10 * 60 * 1000),
     ]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
     scoring_pb2_grpc.add_ScoringServicer_to_server(

@@ -1,0 +1,184 @@
+{{/* Names: DNS labels of at most 63 characters. */}}
+{{- define "rcds.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "rcds.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A component's resource name: <fullname>-<component>, the fullname cut so the whole fits. */}}
+{{- define "rcds.componentName" -}}
+{{- $root := index . 0 }}{{ $component := index . 1 }}
+{{- printf "%s-%s" (include "rcds.fullname" $root | trunc (int (sub 62 (len $component))) | trimSuffix "-") $component }}
+{{- end }}
+
+{{- define "rcds.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "rcds.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: radiomics-cds
+{{- end }}
+
+{{/* Selector labels of one component (ingest or scorer): [root, component]. */}}
+{{- define "rcds.selectorLabels" -}}
+{{- $root := index . 0 -}}
+app.kubernetes.io/name: {{ include "rcds.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{- define "rcds.componentLabels" -}}
+{{ include "rcds.labels" (index . 0) }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{- define "rcds.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "rcds.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* repository:tag, or repository:tag@digest: pinned by tag always, by content when a digest is given. */}}
+{{- define "rcds.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{- define "rcds.scorerHeadless" -}}
+{{- include "rcds.componentName" (list . "scorer-headless") }}
+{{- end }}
+
+{{/* The gRPC target the ingest uses: every scorer pod through DNS, round robin in the client. */}}
+{{- define "rcds.scorerTarget" -}}
+{{- printf "dns:///%s.%s.svc.%s:50051" (include "rcds.scorerHeadless" .) .Release.Namespace .Values.clusterDomain }}
+{{- end }}
+
+{{- define "rcds.credentialsSecret" -}}
+{{- include "rcds.componentName" (list . "credentials") }}
+{{- end }}
+
+{{- define "rcds.dicomTlsSecret" -}}
+{{- default (include "rcds.componentName" (list . "dicom-tls")) .Values.dicom.tls.existingSecret }}
+{{- end }}
+
+{{- define "rcds.fhirTokenSecret" -}}
+{{- default (include "rcds.credentialsSecret" .) .Values.fhir.bearerToken.existingSecret }}
+{{- end }}
+
+{{- define "rcds.smartKeySecret" -}}
+{{- default (include "rcds.credentialsSecret" .) .Values.fhir.smart.existingSecret }}
+{{- end }}
+
+{{/* Which FHIR credentials are in use, and whether the chart makes the Secret holding them. */}}
+{{- define "rcds.fhirToken" -}}
+{{- if or .Values.fhir.bearerToken.existingSecret .Values.fhir.bearerToken.value }}true{{ end }}
+{{- end }}
+
+{{- define "rcds.smartKey" -}}
+{{- if or .Values.fhir.smart.existingSecret .Values.fhir.smart.privateKey }}true{{ end }}
+{{- end }}
+
+{{- define "rcds.makeCredentialsSecret" -}}
+{{- if or .Values.fhir.bearerToken.value .Values.fhir.smart.privateKey }}true{{ end }}
+{{- end }}
+
+{{/* Where secrets are mounted; the RCDS_*_FILE variables point inside. */}}
+{{- define "rcds.dicomTlsDir" -}}/var/run/secrets/radiomics-cds/dicom-tls{{- end }}
+{{- define "rcds.smartDir" -}}/var/run/secrets/radiomics-cds/fhir-smart{{- end }}
+{{- define "rcds.pacsTlsDir" -}}/var/run/secrets/radiomics-cds/pacs-tls{{- end }}
+
+{{/* The container securityContext both roles share. */}}
+{{- define "rcds.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.podSecurityContext.runAsUser }}
+runAsGroup: {{ .Values.podSecurityContext.runAsGroup }}
+allowPrivilegeEscalation: false
+privileged: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "rcds.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.podSecurityContext.runAsUser }}
+runAsGroup: {{ .Values.podSecurityContext.runAsGroup }}
+fsGroup: {{ .Values.podSecurityContext.fsGroup }}
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* checkov skips, each with its reason (no "=" in a reason: checkov splits on it). An image
+     without a digest is pinned by tag only, which CKV_K8S_43 and CKV_K8S_15 flag. */}}
+{{- define "rcds.imageCheckSkips" -}}
+{{- if not .Values.image.digest }}
+checkov.io/skip-image-digest: CKV_K8S_43=the image is pinned by tag; set image.digest to pin it by content
+{{- if ne .Values.image.pullPolicy "Always" }}
+checkov.io/skip-pull-policy: CKV_K8S_15=a pinned tag is pulled IfNotPresent; set image.digest or image.pullPolicy Always
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Pod-spec settings both roles share. */}}
+{{- define "rcds.podCommon" -}}
+serviceAccountName: {{ include "rcds.serviceAccountName" . }}
+automountServiceAccountToken: false
+enableServiceLinks: false
+securityContext:
+  {{- include "rcds.podSecurityContext" . | nindent 2 }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{- define "rcds.configChecksum" -}}
+{{- include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- end }}
+
+{{/* Settings only the ingest uses: delivery to the PACS and the EHR. */}}
+{{- define "rcds.deliverySettings" -}}
+pacs_host pacs_port pacs_ae_title pacs_tls fhir_base_url fhir_smart_client_id fhir_smart_key_id fhir_smart_token_url fhir_smart_scope patient_identifier_system delivery_max_attempts delivery_initial_backoff_seconds
+{{- end }}
+
+{{/* A config.yaml: [root, settings]. Ordered ROI-name rules and the files the chart mounts are
+     added to the settings given. */}}
+{{- define "rcds.configYaml" -}}
+{{- $root := index . 0 }}
+{{- with index . 1 }}
+{{ toYaml . }}
+{{- end }}
+{{- with $root.Values.locationNameRules }}
+location_name_rules:
+  {{- range . }}
+  {{ .pattern | toJson }}: {{ .class | toJson }}
+  {{- end }}
+{{- end }}
+{{- if $root.Values.signature }}
+signature_file: /etc/radiomics-cds/signature.json
+{{- end }}
+{{- if $root.Values.extractionSettings }}
+extraction_settings_file: /etc/radiomics-cds/extraction-settings.yaml
+{{- end }}
+{{- end }}

@@ -22,7 +22,7 @@ from service.ingest.scp import StorageHandlers, build_ae, start_listener
 from service.ingest.spool import Spool
 from service.observability import HealthServer
 from service.outputs.ehr import post_bundle
-from service.outputs.fhir_auth import Authorization, BearerToken, SmartBackendServices
+from service.outputs.fhir_auth import Authorization, BearerToken, SmartBackendServices, require_https
 from service.outputs.outbox import Outbox, Sender
 from service.outputs.pacs import store_one
 from service.scoring.client import ScoringClient
@@ -76,15 +76,17 @@ def run_scorer(config: Config, on_ready: Callable[[int], None] | None = None) ->
                         healthy=lambda: (True, "ok"))
     server.start()
     http.start()
-    log.info("scoring core listening on port %d; HTTP on port %d", port, http.port)
-    if on_ready:
-        on_ready(port)
-    _wait_for_signal()
-    stopping.set()
-    health_servicer.enter_graceful_shutdown()
-    log.info("stopping: no new calls, %g s for calls in flight", config.scorer_grace_seconds)
-    server.stop(grace=config.scorer_grace_seconds).wait()
-    http.stop()
+    try:
+        log.info("scoring core listening on port %d; HTTP on port %d", port, http.port)
+        if on_ready:
+            on_ready(port)
+        _wait_for_signal()
+        stopping.set()
+        health_servicer.enter_graceful_shutdown()
+        log.info("stopping: no new calls, %g s for calls in flight", config.scorer_grace_seconds)
+    finally:
+        server.stop(grace=config.scorer_grace_seconds).wait()
+        http.stop()
 
 
 def listener_tls(config: Config) -> ssl.SSLContext | None:
@@ -130,7 +132,10 @@ def fhir_authorization(config: Config) -> Authorization | None:
             client_id=config.fhir_smart_client_id, private_key_file=config.fhir_smart_private_key_file,
             scope=config.fhir_smart_scope, fhir_base_url=config.fhir_base_url or "",
             token_url=config.fhir_smart_token_url, key_id=config.fhir_smart_key_id)
-    return BearerToken(config.fhir_bearer_token) if config.fhir_bearer_token else None
+    if config.fhir_bearer_token:
+        require_https(config.fhir_base_url or "", "fhir_base_url (with a bearer token)")
+        return BearerToken(config.fhir_bearer_token)
+    return None
 
 
 def _scorer_serving(target: str) -> bool:
@@ -199,13 +204,15 @@ class Ingest:
         return "TLS, client certificates required" if self.config.dicom_tls_ca_file else "TLS"
 
     def stop(self) -> None:
-        """Stop taking associations first, then let the worker finish the study in progress (a
-        study cut off by a hard kill is assessed again at the next start) and the outbox record
-        its last attempt; everything durable is already on disk."""
-        log.info("stopping: DICOM listener closed; finishing the study in progress and the outbox")
+        """Stop taking associations first, then let the worker finish the study in progress and the
+        outbox record its last attempt; everything durable is already on disk."""
         if self.listener is not None:
             self.listener.shutdown()
-        self.worker.stop()
+        log.info("stopping: DICOM listener closed; finishing the study in progress and the outbox")
+        # No time limit of our own: the orchestrator's grace period bounds it (a SIGKILL leaves the
+        # study "processing", assessed again at the next start); closing the scorer channel under a
+        # running call would fail the study for good.
+        self.worker.stop(timeout_s=None)
         self.outbox.stop()
         self.client.close()
         self.http.stop()
@@ -231,13 +238,17 @@ def run_serve(config: Config, config_file: Path | None) -> int:
     if config_file:
         command += ["--config", str(config_file)]
     # The child's HTTP endpoint must not take ingest's port: an ephemeral one (it is logged).
-    scorer = subprocess.Popen(command, env={**os.environ, "RCDS_HTTP_PORT": "0"})
+    # Its own session: a Ctrl-C or a process-group signal reaches serve only, which stops the
+    # scorer after ingest has finished the study in progress.
+    scorer = subprocess.Popen(command, env={**os.environ, "RCDS_HTTP_PORT": "0"}, start_new_session=True)
+    scorer_died = threading.Event()
     stop = threading.Event()
 
     def watch_scorer() -> None:  # a dead scorer child ends serve, so a supervisor restarts both
         scorer.wait()
         if not stop.is_set():
             log.error("the scoring core exited (code %s); stopping", scorer.returncode)
+            scorer_died.set()
             stop.set()
 
     threading.Thread(target=watch_scorer, name="scorer-watch", daemon=True).start()
@@ -245,11 +256,11 @@ def run_serve(config: Config, config_file: Path | None) -> int:
         with ScoringClient(config.scorer_address) as client:
             client.wait_ready(timeout_s=60)
         run_ingest(config, stop)
-        return 0 if scorer.poll() is None else 1
+        return 1 if scorer_died.is_set() else 0
     finally:
         stop.set()
         scorer.terminate()
         try:
-            scorer.wait(timeout=40)
+            scorer.wait(timeout=config.scorer_grace_seconds + 10)
         except subprocess.TimeoutExpired:
             scorer.kill()

@@ -95,8 +95,8 @@ class Config:
     fhir_smart_private_key_file: Path | None = None
     fhir_smart_key_id: str | None = None
     fhir_smart_token_url: str | None = None
-    fhir_smart_scope: str = ("system/Observation.cru system/DiagnosticReport.cru system/Device.cru "
-                             "system/BodyStructure.cru system/Patient.rs")
+    fhir_smart_scope: str = ("system/Observation.crus system/DiagnosticReport.crus system/Device.crus "
+                             "system/Patient.rs")
     patient_identifier_system: str = "urn:dicom:patient-id"
     delivery_max_attempts: int = 10
     delivery_initial_backoff_seconds: float = 5.0

@@ -49,7 +49,7 @@ QUEUE_DEPTH = Gauge(
 )
 OUTBOX_PENDING = Gauge("rcds_outbox_pending", "Deliveries not yet made", registry=REGISTRY)
 LESIONS_SCORED = Counter(
-    "rcds_scorer_lesions", "Lesions this scorer process handled, by outcome (scored, not_computable, refused)",
+    "rcds_scorer_lesions", "Lesions this scorer process handled, by outcome (scored, not_computable, refused, error)",
     ["outcome"], registry=REGISTRY,
 )
 LESION_SECONDS = Histogram(

@@ -55,7 +55,7 @@ class StudyWorker:
             log.error("%d studies failed: interrupted %d times while scoring", given_up, MAX_ATTEMPTS)
         self._thread.start()
 
-    def stop(self, timeout_s: float = 60.0) -> None:
+    def stop(self, timeout_s: float | None = 60.0) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=timeout_s)

@@ -14,11 +14,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from service.outputs.fhir_auth import Authorization
+from service.outputs.fhir_auth import RETRYABLE_4XX, Authorization
 from service.outputs.pacs import DeliveryError
 
-_RETRYABLE_4XX = frozenset({408, 429})
-"""Request Timeout, Too Many Requests: the server asks us to come back, not to change the Bundle."""
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -33,8 +31,9 @@ _OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 # "identifier=<system>|<value>": servers quote our conditional references, whose values are
-# patient identifiers; the text goes to the log and the outbox database, so values are masked.
-_IDENTIFIER_VALUE = re.compile(r"(identifier=[^|\s]*\|)[^\s&'\",;)]+")
+# patient identifiers; the text goes to the log and the outbox database, so values are masked up to
+# the next delimiter (a decoded value may contain spaces; the | may come URL-encoded as %7C).
+_IDENTIFIER_VALUE = re.compile(r"(identifier=[^|\s]*?(?:\||%7C))[^&'\",;)\n]+", re.IGNORECASE)
 
 
 def _outcome_text(body: bytes) -> str:
@@ -87,7 +86,7 @@ def _post(data: bytes, base_url: str, authorization: Authorization | None, timeo
         detail = _outcome_text(error.read())
         if error.code == 401 and authorization is not None and authorization.renewable:
             raise _Unauthorized(detail) from error
-        permanent = 400 <= error.code < 500 and error.code not in _RETRYABLE_4XX
+        permanent = 400 <= error.code < 500 and error.code not in RETRYABLE_4XX
         raise DeliveryError(f"FHIR server answered {error.code}: {detail}", permanent=permanent) from error
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         raise DeliveryError(f"FHIR server unreachable: {getattr(error, 'reason', error)}") from error

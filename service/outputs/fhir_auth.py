@@ -3,20 +3,23 @@ Services (the client-credentials grant with a signed JWT client assertion, SMART
 2.x "Backend Services").
 
 SMART: we sign an assertion (iss = sub = client_id, aud = the token endpoint, a fresh jti,
-exp 5 minutes ahead; RS384 for an RSA key, ES384 for an EC P-384 key, as SMART requires
+exp 4 minutes ahead, within SMART's 5 allowing for clock skew; RS384 for an RSA key, ES384 for an EC P-384 key, as SMART requires
 servers to support) with our private key, whose public half the EHR has registered, and trade
 it at the token endpoint for an access token. The token is cached until a minute before it
 expires, and dropped when the FHIR server answers 401 so that the next attempt gets a new one.
 The token endpoint comes from the configuration, or from the server's
-.well-known/smart-configuration when not configured.
+.well-known/smart-configuration when not configured; both, and the FHIR base, must be https
+except on loopback. The JWT's kid is the configured key id, else the key's RFC 7638 thumbprint.
 
 Errors are DeliveryErrors: a refused client or scope (4xx from the token endpoint) is
-permanent, with the server's OAuth error; an unreachable or failing endpoint (5xx, network) is
-retried by the outbox like any delivery failure. Tokens and keys never reach the log.
+permanent, with the server's OAuth error; an unreachable or failing endpoint (5xx, 408, 429,
+network) is retried by the outbox like any delivery failure. Tokens and keys never reach the log.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import threading
 import time
@@ -24,7 +27,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -36,8 +39,11 @@ from service.errors import ConfigError
 from service.outputs.pacs import DeliveryError
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-ASSERTION_LIFETIME_S = 300  # SMART: no more than five minutes in the future
+ASSERTION_LIFETIME_S = 240  # SMART: at most five minutes ahead; a minute left for clock skew
 _REFRESH_MARGIN_S = 60.0
+RETRYABLE_4XX = frozenset({408, 429})
+"""Request Timeout, Too Many Requests: the server asks us to come back, not to change anything."""
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class Authorization(Protocol):
@@ -54,7 +60,7 @@ class Authorization(Protocol):
 class BearerToken:
     """A static token from the configuration (nothing to refresh)."""
 
-    token: str
+    token: str = field(repr=False)  # never in a traceback or a log line
     renewable = False
 
     def header(self) -> str:
@@ -83,6 +89,24 @@ def load_private_key(path: Path) -> tuple[object, str]:
     return key, _signing_algorithm(key)
 
 
+def require_https(url: str, what: str) -> None:
+    """The assertion and the access token must not cross a network in clear: https, except on
+    loopback (a local test server or a sidecar)."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme != "https" and parsed.hostname not in _LOOPBACK_HOSTS:
+        raise ConfigError(f"{what} must be an https URL (plain http only on loopback): {url}")
+
+
+def jwk_thumbprint(public_key: object) -> str:
+    """RFC 7638 thumbprint of a public key: the `kid` when none is configured, so an EHR that
+    holds several keys for us (key rotation) can tell which one signed."""
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(public_key) if isinstance(public_key, rsa.RSAPublicKey)
+                        else jwt.algorithms.ECAlgorithm.to_jwk(public_key))
+    members = ("e", "kty", "n") if public["kty"] == "RSA" else ("crv", "kty", "x", "y")
+    canonical = json.dumps({name: public[name] for name in members}, separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+
+
 class SmartBackendServices:
     """Access tokens by the client-credentials grant with a signed assertion, cached."""
 
@@ -90,22 +114,25 @@ class SmartBackendServices:
 
     def __init__(self, *, client_id: str, private_key_file: Path, scope: str, fhir_base_url: str,
                  token_url: str | None = None, key_id: str | None = None, timeout_s: float = 30.0) -> None:
+        for name, url in (("fhir_base_url", fhir_base_url), ("fhir_smart_token_url", token_url)):
+            if url is not None:
+                require_https(url, name)
         self._client_id = client_id
         self._key, self._algorithm = load_private_key(private_key_file)
         self._scope = scope
         self._fhir_base_url = fhir_base_url.rstrip("/")
         self._token_url = token_url
-        self._key_id = key_id
+        self._key_id = key_id or jwk_thumbprint(self._key.public_key())
         self._timeout_s = timeout_s
         self._lock = threading.Lock()
         self._token: str | None = None
-        self._expires_at = 0.0
+        self._renew_at = 0.0
 
     def header(self) -> str:
         with self._lock:
-            if self._token is None or time.time() >= self._expires_at - _REFRESH_MARGIN_S:
+            if self._token is None or time.monotonic() >= self._renew_at:
                 self._token, lifetime = self._request_token()
-                self._expires_at = time.time() + lifetime
+                self._renew_at = time.monotonic() + lifetime - min(_REFRESH_MARGIN_S, lifetime / 2)
             return f"Bearer {self._token}"
 
     def invalidate(self) -> None:
@@ -117,7 +144,7 @@ class SmartBackendServices:
         now = int(time.time())
         claims = {"iss": self._client_id, "sub": self._client_id, "aud": token_url, "jti": str(uuid.uuid4()),
                   "iat": now, "exp": now + ASSERTION_LIFETIME_S}
-        headers = {"typ": "JWT", **({"kid": self._key_id} if self._key_id else {})}
+        headers = {"typ": "JWT", "kid": self._key_id}
         return jwt.encode(claims, self._key, algorithm=self._algorithm, headers=headers)
 
     def _request_token(self) -> tuple[str, float]:
@@ -129,10 +156,13 @@ class SmartBackendServices:
         request = urllib.request.Request(token_url, data=form, method="POST", headers={
             "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"})
         answer = _json_call(request, self._timeout_s, "SMART token endpoint")
-        token = answer.get("access_token")
+        token, lifetime = answer.get("access_token"), answer.get("expires_in", 300)
         if not isinstance(token, str) or not token:
             raise DeliveryError("SMART token endpoint answered without an access_token", permanent=True)
-        return token, float(answer.get("expires_in") or 300)
+        if not isinstance(lifetime, (int, float)) or lifetime <= 0:
+            raise DeliveryError(f"SMART token endpoint answered expires_in {lifetime!r}, not a positive number",
+                                permanent=True)
+        return token, float(lifetime)
 
     def _discover_token_url(self) -> str:
         request = urllib.request.Request(f"{self._fhir_base_url}/.well-known/smart-configuration",
@@ -142,6 +172,10 @@ class SmartBackendServices:
         if not isinstance(token_url, str) or not token_url:
             raise DeliveryError("the FHIR server's .well-known/smart-configuration has no token_endpoint; "
                                 "set fhir_smart_token_url", permanent=True)
+        try:
+            require_https(token_url, "the discovered token_endpoint")
+        except ConfigError as error:
+            raise DeliveryError(str(error), permanent=True) from None
         self._token_url = token_url
         return token_url
 
@@ -153,7 +187,8 @@ def _json_call(request: urllib.request.Request, timeout_s: float, what: str) -> 
             answer = json.load(response)
     except urllib.error.HTTPError as error:
         detail = _oauth_error(error.read())
-        raise DeliveryError(f"{what} answered {error.code}: {detail}", permanent=400 <= error.code < 500) from error
+        permanent = 400 <= error.code < 500 and error.code not in RETRYABLE_4XX
+        raise DeliveryError(f"{what} answered {error.code}: {detail}", permanent=permanent) from error
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         raise DeliveryError(f"{what} unreachable: {getattr(error, 'reason', error)}") from error
     except ValueError as error:

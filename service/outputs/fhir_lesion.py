@@ -20,6 +20,7 @@ the logical reference carries the same identity. The groups:
 
 from __future__ import annotations
 
+import math
 from fhir.resources.R4B.bundle import BundleEntry
 from fhir.resources.R4B.observation import Observation, ObservationComponent
 from fhir.resources.R4B.reference import Reference
@@ -118,17 +119,21 @@ def _cd8_score(context: StudyContext, key: ResourceKey, lesion: LesionResult, fo
 
 def _features(context: StudyContext, key: ResourceKey, focus: list, region: str,
               values: dict[str, float]) -> Observation:
-    """The IBSI-defined features of one region; features IBSI does not define are named in a
-    note instead (they have no identifier to code them with)."""
+    """The IBSI-defined features of one region. Features IBSI does not define (no identifier to
+    code them with) and values that are not finite (NaN, infinite: FHIR decimals cannot carry
+    them) are named in a note instead, so one odd feature never costs the study its Bundle."""
     components: list[ObservationComponent] = []
-    uncoded = []
+    uncoded, not_finite = [], []
     for tag, value in sorted(values.items()):
         identifier, feature = ibsi_identifier(tag), feature_concept(tag)
         if identifier is None or feature is None:
             uncoded.append(tag)
-            continue
-        components.append(component(concept(identifier, text=tag), quantity(value, feature.unit)))
+        elif not math.isfinite(value):
+            not_finite.append(tag)
+        else:
+            components.append(component(concept(identifier, text=tag), quantity(value, feature.unit)))
     extra = [f"Not IBSI-defined, not coded here: {', '.join(uncoded)}."] if uncoded else []
+    extra += [f"Not a finite number, left out: {', '.join(not_finite)}."] if not_finite else []
     method = codes.lookup(REGION_METHODS, region, "feature region")
     return observation(
         context, key,

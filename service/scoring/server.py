@@ -53,6 +53,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
             except SignatureError as error:
                 LESIONS_SCORED.labels("refused").inc()
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"lesion {request.number}: {error}")
+            except Exception:  # gRPC reports it as UNKNOWN to the client; counted here to be seen
+                LESIONS_SCORED.labels("error").inc()
+                raise
             LESIONS_SCORED.labels("scored" if lesion.score is not None else "not_computable").inc()
             return codec.lesion_to_pb(lesion)
 

@@ -577,9 +577,12 @@ def smart_server(request, tmp_path: Path) -> Iterator[tuple[FhirServer, Path]]:
 
 def test_smart_backend_services_delivers_with_a_signed_assertion(bundle_path, smart_server, outboxes):
     server, private_key = smart_server
-    auth = SmartBackendServices(client_id=CLIENT_ID, private_key_file=private_key, scope="system/*.cruds",
-                                fhir_base_url=server.base)  # token endpoint discovered
-    server.bearer = auth.header().removeprefix("Bearer ")
+    def client() -> SmartBackendServices:  # token endpoint discovered
+        return SmartBackendServices(client_id=CLIENT_ID, private_key_file=private_key, scope="system/*.cruds",
+                                    fhir_base_url=server.base)
+
+    server.bearer = client().header().removeprefix("Bearer ")  # the test's own reads
+    auth = client()  # the delivery's: it fetches its own token
     result, _ = make_study_result()
     patient_ref = f"Patient/{_register_patient(server, result.study.patient_id)}"
 

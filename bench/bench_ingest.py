@@ -35,7 +35,6 @@ import os
 import platform
 import shutil
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -53,7 +52,8 @@ sys.path.insert(0, str(REPO))
 
 from service.durable import write_atomically  # noqa: E402
 from tests.support.ct_series import slice_pixels, write_ct_series  # noqa: E402
-from tests.support.processes import LOOPBACK, free_port, stop_process, wait_until  # noqa: E402
+from tests.support.processes import LOOPBACK, free_port, stop_process, system_tool, wait_until  # noqa: E402
+from tests.support.service import RunningService  # noqa: E402
 
 OUR_AE, STORESCP_AE = "RADIOMICS_CDS", "STORESCP"
 # Debian's dcmtk leaves Nagle's algorithm on unless TCP_NODELAY=1 is in the environment; then
@@ -79,10 +79,7 @@ class Run:
 
 
 def _dcmtk(tool: str) -> str:
-    """dcmtk's binary from the system, not the venv's same-named pynetdicom script."""
-    venv_bin = Path(sys.executable).parent
-    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p) != venv_bin)
-    found = shutil.which(tool, path=path)
+    found = system_tool(tool)
     if found is None:
         sys.exit(f"{tool} not found: install dcmtk (apt-get install dcmtk)")
     return found
@@ -116,34 +113,21 @@ def _storescp(work: Path) -> Iterator[tuple[int, Path]]:
 
 
 @contextmanager
-def _ours(work: Path) -> Iterator[tuple[int, Path]]:
+def _ours(work: Path) -> Iterator[RunningService]:
+    """`radiomics-cds ingest` as deployed, on a fresh var directory (no contours are sent, so no
+    scorer is needed: nothing is scored)."""
     var_dir = work / "var"
-    port = free_port()
-    env = {**os.environ, "RCDS_VAR_DIR": str(var_dir), "RCDS_DICOM_PORT": str(port),
-           "RCDS_DICOM_HOST": LOOPBACK, "RCDS_HTTP_HOST": LOOPBACK, "RCDS_HTTP_PORT": str(free_port()),
-           "RCDS_SCORER_ADDRESS": f"{LOOPBACK}:{free_port()}"}
-    log_path = work / "ingest.log"
-    log = log_path.open("w")
-    process = subprocess.Popen([sys.executable, "-m", "service.cli", "ingest"], env=env, cwd=REPO,
-                               stdout=log, stderr=subprocess.STDOUT)
+    service = RunningService(var_dir, "ingest")
     try:
-        wait_until(lambda: process.poll() is None and "DICOM listener" in log_path.read_text(), 90,
-                   "radiomics-cds ingest to start its DICOM listener")
-        yield port, var_dir
+        yield service
     finally:
-        stop_process(process)
-        log.close()
+        service.stop()
         shutil.rmtree(var_dir)
 
 
 def _accepts(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex((LOOPBACK, port)) == 0
-
-
-def _indexed(var_dir: Path) -> int:
-    with sqlite3.connect(f"file:{var_dir / 'index.sqlite'}?mode=ro", uri=True) as index:
-        return index.execute("SELECT COUNT(*) FROM instances").fetchone()[0]
 
 
 def _timed_storescp(folder: Path, work: Path, files: int, megabytes: float) -> Run:
@@ -156,9 +140,9 @@ def _timed_storescp(folder: Path, work: Path, files: int, megabytes: float) -> R
 
 
 def _timed_ours(folder: Path, work: Path, files: int, megabytes: float) -> Run:
-    with _ours(work) as (port, var_dir):
-        seconds = _send(folder, port, OUR_AE)
-        indexed = _indexed(var_dir)
+    with _ours(work) as service:
+        seconds = _send(folder, service.dicom_port, OUR_AE)
+        indexed = len(service.indexed())
     if indexed != files:
         sys.exit(f"radiomics-cds indexed {indexed} of {files} instances")
     return Run("radiomics-cds", seconds, files, megabytes)

@@ -25,7 +25,6 @@ the seconds, which depend on the machine.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import multiprocessing
@@ -60,6 +59,9 @@ from service.scoring.ring import ring_mask
 from service.scoring.settings import FEATURE_CLASSES, ExtractionSettings
 from service.scoring.signatures import Signature, load_signature
 from synthetic_ct import SyntheticStudy, make_study
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.crops import whole_volume  # noqa: E402
 
 FULL_STUDY = ((300, 512, 512), 10, (0.5, 100.0))  # (z, y, x) voxels, lesions, volume range mL
 QUICK_STUDY = ((120, 256, 256), 4, (0.5, 20.0))
@@ -314,20 +316,11 @@ def run_engine(study: SyntheticStudy, panel: str, processes: int, repeats: int, 
 # --- values ----------------------------------------------------------------------------------
 
 
-def _whole_volume(crop: LesionCrop, ct: CtSeries) -> LesionCrop:
-    """The same lesion handed over as the whole CT and a whole-volume mask."""
-    mask = np.zeros(ct.hu.shape, dtype=bool)
-    x0, y0, z0 = crop.crop_start_xyz
-    dz, dy, dx = crop.mask.shape
-    mask[z0:z0 + dz, y0:y0 + dy, x0:x0 + dx] = crop.mask
-    return dataclasses.replace(crop, crop_start_xyz=(0, 0, 0), image_hu=ct.hu, mask=mask)
-
-
 def whole_volume_full_panel(study: SyntheticStudy, signature: Signature) -> list[Values]:
     """Reference values: our full panel, in this process, on the whole volume per lesion."""
     settings = ExtractionSettings()
     context = ScoringContext(settings, signature, LocationRules(), full_panel(settings))
-    return [score_lesion(_whole_volume(lesion_crop(study.ct, lesion, settings), study.ct), context).features
+    return [score_lesion(whole_volume(lesion_crop(study.ct, lesion, settings), study.ct), context).features
             for lesion in study.lesions]
 
 

@@ -8,11 +8,11 @@ it), where a missing program is a failure: a green CI must not hide a missing in
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.processes import system_tool
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -25,11 +25,8 @@ def missing_dependency(message: str) -> None:
 
 
 def require_tool(name: str) -> str:
-    """The system's program (dcmtk, dicom3tools), never a same-named script in our virtualenv:
-    pynetdicom installs Python apps called storescp, storescu, ... there."""
-    venv_bin = Path(sys.executable).parent
-    search = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p) != venv_bin)
-    path = shutil.which(name, path=search)
+    """The system's program (tests.support.processes.system_tool), or skip / fail saying so."""
+    path = system_tool(name)
     if path is None:
         missing_dependency(f"{name} is not installed (Debian: dcmtk / dicom3tools)")
     return path

@@ -25,7 +25,7 @@ from fhir.resources.R4B.bundle import BundleEntry
 from fhir.resources.R4B.observation import Observation, ObservationComponent
 from fhir.resources.R4B.reference import Reference
 
-from service.model import LesionResult, Metric
+from service.model import LesionResult
 from service.outputs import codes
 from service.outputs.feature_codes import REGION_METHODS, feature_concept, ibsi_identifier
 from service.outputs.fhir_common import (
@@ -105,12 +105,12 @@ def _cd8_score(context: StudyContext, key: ResourceKey, lesion: LesionResult, fo
                     quantity(value, codes.UNIT_SCORE))
           for name, value in lesion.contributions.items()),
     ]
-    score = Metric(lesion.score, lesion.not_computable)
+    score = None if lesion.score is None else quantity(lesion.score, codes.UNIT_SCORE)
     return observation(
         context, key,
         code=concept(codes.CD8_SCORE, text=codes.CD8_SCORE.meaning),
         focus=focus,
-        **value_fields(None if score.value is None else quantity(score.value, codes.UNIT_SCORE), score.reason),
+        **value_fields(score, lesion.not_computable),
         interpretation=[score_class] if score_class is not None else None,
         note=notes(context.result),
         component=components,

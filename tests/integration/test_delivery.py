@@ -14,7 +14,6 @@ import http.server
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -38,6 +37,7 @@ from service.outputs.pacs import store_one
 from service.outputs.sr import build_measurement_report, write_sr
 from tests.support.processes import free_port, stop_process, wait_until
 from tests.conftest import missing_dependency, require_tool
+from tests.support.service import QUIET_SECONDS, RunningService
 from tests.support.synthetic_results import make_study_result
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(180)]
@@ -635,39 +635,28 @@ def test_smart_assertion_is_what_the_spec_asks_for(tmp_path):
 def test_a_down_ehr_loses_nothing_and_gets_the_bundle_when_back(tmp_path, sts019):
     """`serve` scores STS_019 while the EHR is stopped; the delivery fails and waits; the EHR
     comes back on the same address; the Bundle arrives without anyone re-sending the study."""
-    from tests.integration.test_dicom_security import Service
-
     _require_sekmet()
     ehr = FhirServer(tmp_path / "ehr")
     patient_id = str(pydicom.dcmread(next(sts019.rglob("*.dcm")), stop_before_pixels=True).PatientID)
     patient_ref = f"Patient/{_register_patient(ehr, patient_id)}"
     ehr.stop()
-    service = Service(tmp_path / "var", command="serve", fhir_base_url=ehr.base, quiet_seconds=3,
-                      delivery_initial_backoff_seconds=1)
+    service = RunningService(tmp_path / "var", fhir_base_url=ehr.base, quiet_seconds=QUIET_SECONDS,
+                             delivery_initial_backoff_seconds=1)
     try:
-        sent = subprocess.run([require_tool("storescu"), "-aec", OUR_AE, "+sd", "+r", LOOPBACK,
-                               str(service.dicom_port), str(sts019)], capture_output=True, text=True, timeout=120)
+        sent = service.storescu(sts019)
         assert sent.returncode == 0, sent.stdout + sent.stderr
-        outbox_db = tmp_path / "var" / "outbox.sqlite"
-        wait_until(lambda: _fhir_rows(outbox_db, "pending", "unreachable"), 180,
+        wait_until(lambda: any(state == "pending" and "unreachable" in (error or "")
+                               for state, _, error in service.deliveries("fhir")), 180,
                    "a failed FHIR delivery attempt while the EHR is down")
         ehr.start()
-        wait_until(lambda: _fhir_rows(outbox_db, "delivered"), 120, "the FHIR delivery once the EHR is back")
+        wait_until(lambda: "delivered" in [state for state, _, _ in service.deliveries("fhir")], 120,
+                   "the FHIR delivery once the EHR is back")
         observations = ehr.search("Observation", subject=patient_ref)
         assert observations and all(o["derivedFrom"] for o in observations)
         assert len(ehr.search("DiagnosticReport", subject=patient_ref)) == 1
     finally:
         service.stop()
         ehr.stop()
-
-
-def _fhir_rows(database: Path, state: str, error_contains: str = "") -> bool:
-    if not database.exists():
-        return False
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
-        rows = db.execute("SELECT last_error FROM deliveries WHERE destination = 'fhir' AND state = ?",
-                          (state,)).fetchall()
-    return any(error_contains in (row[0] or "") for row in rows)
 
 
 # --- FHIR faults on demand: a fake server ---------------------------------------------------

@@ -15,9 +15,7 @@ import os
 import socket
 import ssl
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +23,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from cryptography.hazmat.primitives import serialization
-from prometheus_client.parser import text_string_to_metric_families
-from pynetdicom import AE, Association
+from pynetdicom import Association
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from service.app import _senders
@@ -39,13 +36,11 @@ from service.tls import ClientTls, server_context
 from tests.support.processes import free_port, stop_process, wait_until
 from tests.conftest import require_tool
 from tests.support.certs import Authority, KeyPair, make_authority
+from tests.support.service import CLI, OUR_AE, REPO, RunningService
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(300)]
 
-REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "service.cli"]
 LOOPBACK = "127.0.0.1"
-OUR_AE = "RADIOMICS_CDS"
 PACS_AE = "PACS"
 # Mixed case on purpose: AE titles are case-sensitive and must stay as configured.
 ALLOWED = ("ECHOSCU", "STORESCU", "Modality_1")
@@ -93,65 +88,11 @@ def _client_context(ca_file: Path, identity: KeyPair | None = None) -> ssl.SSLCo
 # --- the service ----------------------------------------------------------------------------
 
 
-class Service:
-    """`radiomics-cds <command>` in a subprocess with its own ports and var directory; extra
-    settings are given as RCDS_* environment variables."""
-
-    def __init__(self, var_dir: Path, command: str = "ingest", **settings: object) -> None:
-        self.var_dir = var_dir
-        self.dicom_port, self.http_port = free_port(), free_port()
-        self.env = {
-            **os.environ, "RCDS_VAR_DIR": str(var_dir), "RCDS_DICOM_PORT": str(self.dicom_port),
-            "RCDS_HTTP_PORT": str(self.http_port), "RCDS_SCORER_ADDRESS": f"{LOOPBACK}:{free_port()}",
-            "RCDS_DICOM_HOST": LOOPBACK, "RCDS_HTTP_HOST": LOOPBACK,
-            **{f"RCDS_{name.upper()}": str(value) for name, value in settings.items()},
-        }
-        self.log_path = var_dir.parent / f"{command}-{self.dicom_port}.log"
-        self.log = self.log_path.open("w")
-        self.process = subprocess.Popen(CLI + [command], env=self.env, cwd=REPO, stdout=self.log,
-                                        stderr=subprocess.STDOUT)
-        wait_until(self._listening, 90, f"{command} to start its DICOM listener")
-
-    def _listening(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"the service exited: {self.read_log()}")
-        return "DICOM listener" in self.read_log()
-
-    def read_log(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text()
-
-    def metric(self, name: str, **labels: str) -> float:
-        with urllib.request.urlopen(f"http://{LOOPBACK}:{self.http_port}/metrics", timeout=5) as answer:
-            text = answer.read().decode()
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and sample.labels == labels:
-                    return sample.value
-        return 0.0
-
-    def rejected(self, reason: str) -> float:
-        return self.metric("rcds_associations_rejected_total", reason=reason)
-
-    def associate(self, calling_ae: str = "Modality_1", tls: ssl.SSLContext | None = None,
-                  contexts: tuple[str, ...] = (Verification,)) -> Association:
-        ae = AE(ae_title=calling_ae)
-        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = 10
-        for context in contexts:
-            ae.add_requested_context(context)
-        return ae.associate(LOOPBACK, self.dicom_port, ae_title=OUR_AE,
-                            tls_args=(tls, "localhost") if tls is not None else None)
-
-    def stop(self) -> None:
-        stop_process(self.process, 30)
-        self.log.close()
-
-
 @pytest.fixture(scope="module")
-def mtls_service(tmp_path_factory, pki: Pki) -> Iterator[Service]:
+def mtls_service(tmp_path_factory, pki: Pki) -> Iterator[RunningService]:
     """TLS with client certificates required (mutual TLS) and a calling-AE allowlist."""
-    running = Service(
-        tmp_path_factory.mktemp("mtls") / "var", dicom_tls_cert_file=pki.listener.cert,
+    running = RunningService(
+        tmp_path_factory.mktemp("mtls") / "var", "ingest", dicom_tls_cert_file=pki.listener.cert,
         dicom_tls_key_file=pki.listener.key, dicom_tls_ca_file=pki.ca.cert,
         dicom_allowed_calling_aes=",".join(ALLOWED),
     )
@@ -160,10 +101,10 @@ def mtls_service(tmp_path_factory, pki: Pki) -> Iterator[Service]:
 
 
 @pytest.fixture(scope="module")
-def tls_service(tmp_path_factory, pki: Pki) -> Iterator[Service]:
+def tls_service(tmp_path_factory, pki: Pki) -> Iterator[RunningService]:
     """TLS without client certificates, any calling AE, at most 2 associations at a time."""
-    running = Service(tmp_path_factory.mktemp("tls") / "var", dicom_tls_cert_file=pki.listener.cert,
-                      dicom_tls_key_file=pki.listener.key, dicom_max_associations=2)
+    running = RunningService(tmp_path_factory.mktemp("tls") / "var", "ingest", dicom_tls_cert_file=pki.listener.cert,
+                             dicom_tls_key_file=pki.listener.key, dicom_max_associations=2)
     yield running
     running.stop()
 

@@ -12,110 +12,34 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import highdicom as hd
 import pydicom
 import pytest
 from fhir.resources.R4B.bundle import Bundle
-from prometheus_client.parser import text_string_to_metric_families
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
 
-from tests.support.processes import free_port
 from tests.conftest import require_tool
+from tests.support.service import QUIET_SECONDS, RunningService
 from tests.unit.test_rtstruct import _planimetry
 
 pytestmark = pytest.mark.external
-REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "service.cli"]
 
-
-
-class Service:
-    """A running `radiomics-cds serve` with its own ports and var directory."""
-
-    def __init__(self, var_dir: Path) -> None:
-        self.var_dir = var_dir
-        self.dicom_port, self.http_port = free_port(), free_port()
-        self.env = {
-            **os.environ, "RCDS_VAR_DIR": str(var_dir), "RCDS_DICOM_PORT": str(self.dicom_port),
-            "RCDS_HTTP_PORT": str(self.http_port), "RCDS_SCORER_ADDRESS": f"127.0.0.1:{free_port()}",
-            "RCDS_QUIET_SECONDS": "3", "RCDS_DICOM_HOST": "127.0.0.1", "RCDS_HTTP_HOST": "127.0.0.1",
-        }
-        self.log = (var_dir.parent / "serve.log").open("w")
-        self.process = subprocess.Popen(CLI + ["serve"], env=self.env, cwd=REPO, stdout=self.log,
-                                        stderr=subprocess.STDOUT)
-        self._wait_ready()
-
-    def _wait_ready(self, timeout_s: float = 90) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"serve exited: {self.read_log()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/readyz", timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"serve not ready: {self.read_log()}")
-
-    def read_log(self) -> str:
-        self.log.flush()
-        return (self.var_dir.parent / "serve.log").read_text()
-
-    def metrics(self) -> dict[tuple[str, tuple], float]:
-        """(sample name, sorted labels) -> value, parsed with prometheus-client's own parser."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as answer:
-            text = answer.read().decode()
-        return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-                for family in text_string_to_metric_families(text) for sample in family.samples}
-
-    def status(self) -> dict[str, tuple[str, str]]:
-        """Study Instance UID -> (state, detail), from `radiomics-cds status`."""
-        out = subprocess.run(CLI + ["status"], env=self.env, cwd=REPO, capture_output=True, text=True, check=True)
-        rows = {}
-        for line in out.stdout.splitlines():
-            key, uid, state, *detail = line.split(maxsplit=3)
-            rows[uid] = (state, detail[0] if detail else "")
-        return rows
-
-    def wait_for(self, study_uid: str, states=("done", "failed"), timeout_s: float = 180) -> tuple[str, str]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            state = self.status().get(study_uid)
-            if state and state[0] in states:
-                return state
-            time.sleep(0.5)
-        raise AssertionError(f"study not finished: {self.status()} {self.read_log()}")
-
-    def storescu(self, folder: Path) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [require_tool("storescu"), "-aec", "RADIOMICS_CDS", "+sd", "+r", "127.0.0.1", str(self.dicom_port),
-             str(folder)], capture_output=True, text=True, timeout=120,
-        )
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=60)
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, data_dir):
     require_tool("storescu")
-    running = Service(tmp_path_factory.mktemp("e2e") / "var")
+    running = RunningService(tmp_path_factory.mktemp("e2e") / "var", quiet_seconds=QUIET_SECONDS)
     yield running
     running.stop()
 
 
-def _outputs(service: Service) -> tuple[list[Path], list[Path]]:
+def _outputs(service: RunningService) -> tuple[list[Path], list[Path]]:
     outbox = service.var_dir / "outbox"
     return sorted(outbox.glob("*.dcm")), sorted(outbox.glob("*.json"))
 
@@ -269,7 +193,7 @@ def test_undecodable_instance_fails_its_study_and_service_keeps_serving(service,
 
 def test_serve_stops_with_an_error_when_its_scorer_dies(tmp_path):
     """A supervisor (Kubernetes, systemd) can only restart what exits."""
-    running = Service(tmp_path / "var")
+    running = RunningService(tmp_path / "var", quiet_seconds=QUIET_SECONDS)
     try:
         scorer = subprocess.run(["pgrep", "-P", str(running.process.pid), "-f", "service.cli scorer"],
                                 capture_output=True, text=True).stdout.split()
@@ -286,14 +210,14 @@ def test_state_survives_a_restart_and_rtstruct_may_come_after_the_ct(sts019, tmp
     """CT arrives, the service is stopped before any contours came; after a restart on the same
     var directory the RTSTRUCT arrives and the study is scored from the spooled CT."""
     study_uid = _copy_study(sts019, tmp_path / "study")
-    first = Service(tmp_path / "var")
+    first = RunningService(tmp_path / "var", quiet_seconds=QUIET_SECONDS)
     try:
         assert first.storescu(tmp_path / "study" / "image").returncode == 0
         time.sleep(4)  # past the quiet period: without contours the study must keep waiting
         assert first.status()[study_uid][0] == "receiving"
     finally:
         first.stop()
-    second = Service(tmp_path / "var")
+    second = RunningService(tmp_path / "var", quiet_seconds=QUIET_SECONDS)
     try:
         assert second.storescu(tmp_path / "study" / "mask").returncode == 0
         state, detail = second.wait_for(study_uid)

@@ -16,7 +16,6 @@ No contours are sent, so nothing is scored: the study waits for its RTSTRUCT or 
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import time
 from dataclasses import dataclass
@@ -28,8 +27,8 @@ from pydicom.uid import generate_uid
 
 from service.ingest.spool import Spool
 from tests.conftest import require_tool
-from tests.integration.test_dicom_security import CLI, Service
 from tests.support.ct_series import SLICE_BYTES, slice_pixels, write_ct_series, write_enhanced_ct
+from tests.support.service import RunningService
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(600)]
 
@@ -69,7 +68,7 @@ def series(tmp_path_factory) -> Series:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     require_tool("storescu")
-    running = Service(tmp_path_factory.mktemp("large-serve") / "var", command="serve")
+    running = RunningService(tmp_path_factory.mktemp("large-serve") / "var")
     yield running
     running.stop()
 
@@ -85,7 +84,7 @@ class Sent:
         return self.peak_after - self.peak_before
 
 
-def _send(service: Service, *paths: Path) -> Sent:
+def _send(service: RunningService, *paths: Path) -> Sent:
     before = _peak_rss_bytes(service.process.pid)
     started = time.monotonic()
     sent = subprocess.run([require_tool("storescu"), "-aec", "RADIOMICS_CDS", "+sd", "+r", "127.0.0.1",
@@ -100,12 +99,6 @@ def sent_series(service, series) -> Sent:
     return _send(service, series.folder)
 
 
-def _indexed(service: Service, study_uid: str) -> set[str]:
-    with sqlite3.connect(f"file:{service.var_dir / 'index.sqlite'}?mode=ro", uri=True) as index:
-        rows = index.execute("SELECT sop_instance_uid FROM instances WHERE study_instance_uid = ?", (study_uid,))
-        return {row[0] for row in rows}
-
-
 def test_receiving_a_600_slice_series_keeps_peak_memory_bounded(sent_series, series):
     print(f"\n600 x {SLICE_BYTES} B sent in {sent_series.seconds:.1f} s; listener peak RSS "
           f"{sent_series.peak_before / 2**20:.0f} MiB -> {sent_series.peak_after / 2**20:.0f} MiB "
@@ -114,7 +107,7 @@ def test_receiving_a_600_slice_series_keeps_peak_memory_bounded(sent_series, ser
 
 
 def test_every_instance_of_the_series_is_spooled_and_indexed(service, sent_series, series):
-    assert _indexed(service, series.study_uid) >= set(series.sop_uids)
+    assert service.indexed(series.study_uid) >= set(series.sop_uids)
     spool = Spool(service.var_dir / "spool")
     assert all(spool.path_for(series.study_uid, uid).is_file() for uid in series.sop_uids)
     for k in (0, SLICES // 2, SLICES - 1):  # and what was spooled is what was sent
@@ -122,8 +115,7 @@ def test_every_instance_of_the_series_is_spooled_and_indexed(service, sent_serie
         stored = pydicom.dcmread(spool.path_for(series.study_uid, series.sop_uids[k]))
         assert stored.PixelData == original.PixelData
         assert stored.ImagePositionPatient == original.ImagePositionPatient
-    rows = subprocess.run(CLI + ["status"], env=service.env, capture_output=True, text=True, check=True)
-    assert f"{series.study_uid}  receiving" in rows.stdout  # waiting for contours: nothing scored
+    assert service.status()[series.study_uid][0] == "receiving"  # waiting for contours: nothing scored
 
 
 def test_a_single_315_mb_instance_goes_straight_to_disk(service, sent_series, series):
@@ -131,7 +123,7 @@ def test_a_single_315_mb_instance_goes_straight_to_disk(service, sent_series, se
     print(f"\none {series.enhanced.stat().st_size} B Enhanced CT instance sent in {sent.seconds:.1f} s; "
           f"listener peak RSS +{sent.growth / 2**20:.1f} MiB (bound {MEMORY_BOUND / 2**20:.0f} MiB)")
     assert sent.growth < MEMORY_BOUND
-    assert series.enhanced_uid in _indexed(service, series.study_uid)
+    assert series.enhanced_uid in service.indexed(series.study_uid)
     stored = Spool(service.var_dir / "spool").path_for(series.study_uid, series.enhanced_uid)
     assert stored.stat().st_size >= SERIES_BYTES
     header = pydicom.dcmread(stored, stop_before_pixels=True)

@@ -24,7 +24,8 @@ import pytest
 
 from service.config import Config
 from service.sop_classes import STORAGE_SOP_CLASSES
-from tests.integration.test_e2e import Service, _copy_study
+from tests.integration.test_e2e import _copy_study
+from tests.support.service import QUIET_SECONDS, RunningService
 from tests.support.orthanc import (MODALITY, REFERENCE_DIR, ROUTING_SCRIPT, Orthanc,
                                    find_orthanc, reference_config)
 from tests.support.processes import free_port
@@ -38,7 +39,7 @@ ROUTE_TIMEOUT_S = 120
 @dataclasses.dataclass
 class Pacs:
     orthanc: Orthanc
-    service: Service
+    service: RunningService
 
     def diagnostics(self) -> str:
         try:
@@ -59,12 +60,12 @@ def pacs(tmp_path_factory, data_dir):
     find_orthanc()  # skip (or fail in CI) before starting anything
     root = tmp_path_factory.mktemp("orthanc-pacs")
     orthanc_dicom_port = free_port()
-    with pytest.MonkeyPatch.context() as env:  # Service passes os.environ on to `serve`
+    with pytest.MonkeyPatch.context() as env:  # RunningService passes os.environ on to `serve`
         env.setenv("RCDS_PACS_HOST", "127.0.0.1")
         env.setenv("RCDS_PACS_PORT", str(orthanc_dicom_port))
         env.setenv("RCDS_PACS_AE_TITLE", reference_config()["DicomAet"])
         env.setenv("RCDS_DELIVERY_INITIAL_BACKOFF_SECONDS", "1")
-        service = Service(root / "var")
+        service = RunningService(root / "var", quiet_seconds=QUIET_SECONDS)
     try:
         orthanc = Orthanc(root / "orthanc", modality_port=service.dicom_port, dicom_port=orthanc_dicom_port,
                           stable_age=STABLE_AGE_S)
@@ -76,7 +77,7 @@ def pacs(tmp_path_factory, data_dir):
     service.stop()
 
 
-def _received(service: Service) -> dict[str, float]:
+def _received(service: RunningService) -> dict[str, float]:
     return {dict(labels)["kind"]: value for (name, labels), value in service.metrics().items()
             if name == "rcds_instances_received_total"}
 

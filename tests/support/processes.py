@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
 
@@ -36,3 +40,11 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 30) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+def system_tool(name: str) -> str | None:
+    """The system's program (dcmtk, dicom3tools), never a same-named script in our virtualenv:
+    pynetdicom installs Python apps called storescp, storescu, ... there."""
+    venv_bin = Path(sys.executable).parent
+    search = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p) != venv_bin)
+    return shutil.which(name, path=search)

@@ -1,6 +1,5 @@
 """Absolute discretisation and IBSI grid alignment of the feature engine."""
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -11,11 +10,12 @@ from scipy import stats
 from service.imaging.crops import lesion_crop
 from service.model import CtSeries, ImageGeometry, LesionMask
 from service.scoring.features import absolute_bins, region_features
-from service.scoring.lesion import LesionCrop, ScoringContext, score_lesion
+from service.scoring.lesion import ScoringContext, score_lesion
 from service.scoring.location import LocationRules
 from service.scoring.panel import full_panel
 from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature
+from tests.support.crops import whole_volume
 
 
 def test_absolute_bins_follow_method_formula():
@@ -96,24 +96,16 @@ def _synthetic_ct(offset: tuple[float, float, float]) -> tuple[CtSeries, LesionM
     return ct, mask
 
 
-def _whole_volume(crop: LesionCrop, ct: CtSeries) -> LesionCrop:
-    mask = np.zeros(ct.hu.shape, dtype=bool)
-    x0, y0, z0 = crop.crop_start_xyz
-    dz, dy, dx = crop.mask.shape
-    mask[z0:z0 + dz, y0:y0 + dy, x0:x0 + dx] = crop.mask
-    return dataclasses.replace(crop, crop_start_xyz=(0, 0, 0), image_hu=ct.hu, mask=mask)
-
-
 # Awkward offsets: fractional lesion centres, lesions near a corner and touching the volume border.
 @pytest.mark.parametrize("offset", [(0.0, 0.0, 0.0), (17.3, -11.6, 5.2), (-25.1, 22.4, -9.7), (-33.1, -26.9, -15.6)])
-def test_crop_gives_the_same_features_as_the_whole_volume(offset):
+def test_crop_gives_the_same_features_as_thewhole_volume(offset):
     ct, mask = _synthetic_ct(offset)
     settings = ExtractionSettings()
     context = ScoringContext(settings, load_signature(), LocationRules(), full_panel(settings))
     crop = lesion_crop(ct, mask, settings)
     assert crop.image_hu.size < ct.hu.size / 4
     from_crop = score_lesion(crop, context)
-    from_whole = score_lesion(_whole_volume(crop, ct), context)
+    from_whole = score_lesion(whole_volume(crop, ct), context)
     for region in ("core", "ring"):
         assert from_crop.features[region].keys() == from_whole.features[region].keys()
         for name, value in from_whole.features[region].items():

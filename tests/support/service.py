@@ -1,0 +1,136 @@
+"""`radiomics-cds <command>` as the tests (and the ingest benchmark) run it: a subprocess on
+loopback with its own ports and var directory, settings given as RCDS_* variables, and the
+ways tests look at it (log, /metrics, `status`, an association)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+from pynetdicom import AE, Association
+from pynetdicom.sop_class import Verification
+
+from tests.conftest import require_tool
+from tests.support.processes import LOOPBACK, free_port, stop_process, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "service.cli"]
+OUR_AE = "RADIOMICS_CDS"
+QUIET_SECONDS = 3
+"""The quiet period the end-to-end tests give `serve`: a study is complete 3 s after its last instance."""
+
+
+def scrape_metrics(http_port: int) -> dict[tuple[str, tuple], float]:
+    """(sample name, sorted labels) -> value, parsed with prometheus-client's own parser."""
+    with urllib.request.urlopen(f"http://{LOOPBACK}:{http_port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+class RunningService:
+    """`radiomics-cds <command>` (serve, ingest) until stop(); ready once its DICOM listener is up
+    (serve starts the listener only after its scorer child answers)."""
+
+    def __init__(self, var_dir: Path, command: str = "serve", **settings: object) -> None:
+        self.var_dir = var_dir
+        self.dicom_port, self.http_port = free_port(), free_port()
+        self.env = {
+            **os.environ, "RCDS_VAR_DIR": str(var_dir), "RCDS_DICOM_PORT": str(self.dicom_port),
+            "RCDS_HTTP_PORT": str(self.http_port), "RCDS_SCORER_ADDRESS": f"{LOOPBACK}:{free_port()}",
+            "RCDS_DICOM_HOST": LOOPBACK, "RCDS_HTTP_HOST": LOOPBACK,
+            **{f"RCDS_{name.upper()}": str(value) for name, value in settings.items()},
+        }
+        var_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path = var_dir.parent / f"{command}-{self.dicom_port}.log"
+        self.log = self.log_path.open("w")
+        self.process = subprocess.Popen(CLI + [command], env=self.env, cwd=REPO, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
+        wait_until(self._listening, 90, f"{command} to start its DICOM listener")
+
+    def _listening(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"the service exited: {self.read_log()}")
+        return "DICOM listener" in self.read_log()
+
+    def read_log(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text()
+
+    def metrics(self) -> dict[tuple[str, tuple], float]:
+        return scrape_metrics(self.http_port)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample's value; 0 while the labelled child does not exist yet."""
+        return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
+
+    def rejected(self, reason: str) -> float:
+        return self.metric("rcds_associations_rejected_total", reason=reason)
+
+    def _query(self, database: str, sql: str, *parameters: object) -> list[tuple]:
+        """Rows of the service's own SQLite files, read-only (fast enough to catch a study being
+        scored; `status` starts a process); nothing while the file does not exist yet."""
+        path = self.var_dir / database
+        if not path.exists():
+            return []
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+            return db.execute(sql, parameters).fetchall()
+
+    def indexed(self, study_uid: str | None = None) -> set[str]:
+        """SOP Instance UIDs in the index (of one study, or all)."""
+        if study_uid is None:
+            return {row[0] for row in self._query("index.sqlite", "SELECT sop_instance_uid FROM instances")}
+        return {row[0] for row in self._query(
+            "index.sqlite", "SELECT sop_instance_uid FROM instances WHERE study_instance_uid = ?", study_uid)}
+
+    def study_state(self, study_uid: str) -> str | None:
+        rows = self._query("index.sqlite", "SELECT state FROM studies WHERE study_instance_uid = ?", study_uid)
+        return rows[0][0] if rows else None
+
+    def deliveries(self, destination: str) -> list[tuple[str, int, str | None]]:
+        """(state, attempts, last error) of each delivery to `destination` (pacs, fhir)."""
+        return self._query("outbox.sqlite", "SELECT state, attempts, last_error FROM deliveries WHERE destination = ?",
+                           destination)
+
+    def status(self) -> dict[str, tuple[str, str]]:
+        """Study Instance UID -> (state, detail), from `radiomics-cds status`."""
+        out = subprocess.run(CLI + ["status"], env=self.env, cwd=REPO, capture_output=True, text=True, check=True)
+        rows = {}
+        for line in out.stdout.splitlines():
+            key, uid, state, *detail = line.split(maxsplit=3)
+            rows[uid] = (state, detail[0] if detail else "")
+        return rows
+
+    def wait_for(self, study_uid: str, states=("done", "failed"), timeout_s: float = 180) -> tuple[str, str]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            state = self.status().get(study_uid)
+            if state and state[0] in states:
+                return state
+            time.sleep(0.5)
+        raise AssertionError(f"study not finished: {self.status()} {self.read_log()}")
+
+    def storescu(self, *paths: Path) -> subprocess.CompletedProcess:
+        """dcmtk's storescu (the system's) sends files or folders to us."""
+        return subprocess.run([require_tool("storescu"), "-aec", OUR_AE, "+sd", "+r", LOOPBACK, str(self.dicom_port),
+                               *map(str, paths)], capture_output=True, text=True, timeout=120)
+
+    def associate(self, calling_ae: str = "Modality_1", tls: ssl.SSLContext | None = None,
+                  contexts: tuple[str, ...] = (Verification,)) -> Association:
+        ae = AE(ae_title=calling_ae)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = 10
+        for context in contexts:
+            ae.add_requested_context(context)
+        return ae.associate(LOOPBACK, self.dicom_port, ae_title=OUR_AE,
+                            tls_args=(tls, "localhost") if tls is not None else None)
+
+    def stop(self) -> None:
+        stop_process(self.process, 90)
+        self.log.close()

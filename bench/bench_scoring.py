@@ -211,7 +211,9 @@ def _start_scorer(panel: str, workdir: Path) -> Scorer:
     """The deployed scoring core: the venv's console script, configured only by RCDS_* variables."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RCDS_")}
-    env.update(RCDS_SCORER_ADDRESS=f"127.0.0.1:{port}", RCDS_FEATURE_PANEL=panel, RCDS_SCORER_WORKERS="1")
+    # RCDS_HTTP_PORT=0: each scorer's /metrics on an ephemeral port, so two scorers can run side by side
+    env.update(RCDS_SCORER_ADDRESS=f"127.0.0.1:{port}", RCDS_FEATURE_PANEL=panel, RCDS_SCORER_WORKERS="1",
+               RCDS_HTTP_HOST="127.0.0.1", RCDS_HTTP_PORT="0")
     log_path = workdir / f"scorer-{panel}-{port}.log"
     with log_path.open("wb") as log:
         command = [str(Path(sys.executable).with_name("radiomics-cds")), "--log-level", "WARNING", "scorer"]

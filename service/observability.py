@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from service.errors import ConfigError
+
 REGISTRY = CollectorRegistry()
 
 INSTANCES_RECEIVED = Counter(
@@ -85,7 +87,11 @@ class HealthServer:
     def __init__(self, host: str, port: int, ready: Callable[[], tuple[bool, str]],
                  healthy: Callable[[], tuple[bool, str]]) -> None:
         handler = _handler_for(ready, healthy)
-        self._server = ThreadingHTTPServer((host, port), handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), handler)
+        except OSError as error:  # most often another role on the same host kept the default 8080
+            raise ConfigError(f"http_port: cannot listen on {host}:{port} ({error.strerror or error}); "
+                              "set another http_port (0: any free port)") from None
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -143,3 +144,15 @@ def test_sigterm_closes_the_listener_finishes_the_study_and_a_restart_resumes(tm
     finally:
         again.stop()
 
+
+def test_a_scorer_whose_http_port_is_taken_says_so_and_exits(tmp_path):
+    """Two roles on one host with the default http_port: the second stops with a message naming
+    the setting, not a traceback."""
+    with socket.socket() as taken:
+        taken.bind((LOOPBACK, 0))
+        taken.listen()
+        env = {**os.environ, "RCDS_SCORER_ADDRESS": f"{LOOPBACK}:{free_port()}", "RCDS_HTTP_HOST": LOOPBACK,
+               "RCDS_HTTP_PORT": str(taken.getsockname()[1])}
+        ended = subprocess.run(CLI + ["scorer"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert ended.returncode == 2, ended.stderr
+    assert "http_port: cannot listen on" in ended.stderr and "Traceback" not in ended.stderr

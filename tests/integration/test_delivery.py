@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
@@ -37,6 +38,7 @@ from service.outputs.pacs import store_one
 from service.outputs.sr import build_measurement_report, write_sr
 from tests.support.processes import free_port, stop_process, wait_until
 from tests.conftest import missing_dependency, require_tool
+from tests.support.certs import write_key_pair
 from tests.support.service import QUIET_SECONDS, RunningService
 from tests.support.synthetic_results import make_study_result
 
@@ -548,18 +550,9 @@ CLIENT_ID = "radiomics-cds"
 
 
 def _private_key(directory: Path, kind: str) -> tuple[Path, Path]:
-    """A new RSA or EC P-384 key pair as PEM files (private, public), made for the test."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
+    """A new RSA (RS384) or EC P-384 (ES384) key pair as PEM files (private, public)."""
     key = rsa.generate_private_key(65537, 2048) if kind == "RSA" else ec.generate_private_key(ec.SECP384R1())
-    directory.mkdir(parents=True, exist_ok=True)
-    private, public = directory / f"{kind}.key.pem", directory / f"{kind}.pub.pem"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
-    return private, public
+    return write_key_pair(directory, kind, key)
 
 
 @pytest.fixture(params=["RSA", "EC"])

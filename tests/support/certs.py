@@ -1,7 +1,7 @@
-"""A throw-away PKI for the DICOM TLS tests: CAs, server and client certificates as PEM files.
+"""Throw-away keys for the tests: a PKI for DICOM TLS (CAs, server and client certificates) and
+bare key pairs for SMART client assertions, as PEM files.
 
-Made with the `cryptography` package (installed with the test extras: sekmet-fhir requires
-pyjwt[crypto]). Keys are EC P-256 (fast to generate, accepted by OpenSSL's and dcmtk's default
+Made with the `cryptography` package (a dependency of the service). TLS keys are EC P-256 (fast to generate, accepted by OpenSSL's and dcmtk's default
 security levels); certificates are valid from an hour ago for a day, so clock skew between the
 test processes does not matter.
 """
@@ -15,10 +15,11 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 LOCAL_NAMES = ("localhost", "127.0.0.1")
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,16 @@ def _write_cert(path: Path, certificate: x509.Certificate) -> Path:
     return path
 
 
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
+def write_key_pair(directory: Path, name: str, key: PrivateKey) -> tuple[Path, Path]:
+    """`key` as `name`.key.pem (private, PKCS#8, unencrypted) and `name`.pub.pem (public)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    public = directory / f"{name}.pub.pem"
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return _write_key(directory / f"{name}.key.pem", key), public
+
+
+def _write_key(path: Path, key: PrivateKey) -> Path:
     path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                        serialization.NoEncryption()))
     path.chmod(0o600)

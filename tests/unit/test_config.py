@@ -46,14 +46,12 @@ def test_unknown_yaml_key_is_refused(tmp_path):
 
 def test_a_smart_key_that_cannot_sign_stops_the_start(tmp_path):
     """An RSA key signs RS384 and an EC P-384 key ES384; anything else is refused by name."""
-    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from service.app import fhir_authorization
+    from tests.support.certs import write_key_pair
 
-    key = tmp_path / "p256.pem"
-    key.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key, _ = write_key_pair(tmp_path, "p256", ec.generate_private_key(ec.SECP256R1()))
     config = load_config(environ={"RCDS_FHIR_BASE_URL": "https://ehr/fhir", "RCDS_FHIR_SMART_CLIENT_ID": "rcds",
                                   "RCDS_FHIR_SMART_PRIVATE_KEY_FILE": str(key)})
     with pytest.raises(ConfigError, match="P-384"):

@@ -54,6 +54,9 @@ LESIONS_SCORED = Counter(
     "rcds_scorer_lesions", "Lesions this scorer process handled, by outcome (scored, not_computable, refused, error)",
     ["outcome"], registry=REGISTRY,
 )
+LESIONS_IN_PROGRESS = Gauge(
+    "rcds_scorer_lesions_in_progress", "ScoreLesion calls this scorer process is working on", registry=REGISTRY,
+)
 LESION_SECONDS = Histogram(
     "rcds_scorer_lesion_seconds", "Wall time of one ScoreLesion call in this scorer process",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=REGISTRY,

@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 import service
 from service.errors import SignatureError
-from service.observability import LESION_SECONDS, LESIONS_SCORED
+from service.observability import LESION_SECONDS, LESIONS_IN_PROGRESS, LESIONS_SCORED
 from service.scoring import codec
 from service.scoring.aggregate import aggregate_patient
 from service.scoring.features import engine_versions
@@ -42,7 +42,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
         self._max_message_bytes = max_message_bytes
 
     def ScoreLesion(self, request: pb.ScoreLesionRequest, context: grpc.ServicerContext) -> pb.LesionScore:  # noqa: N802
-        with LESION_SECONDS.time():
+        with LESIONS_IN_PROGRESS.track_inprogress(), LESION_SECONDS.time():
             try:
                 crop = codec.crop_from_pb(request)
             except ValueError as error:

@@ -15,12 +15,19 @@ import socket
 import subprocess
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
+import numpy as np
 import pydicom
 import pytest
 from pydicom import Dataset
 
+from service.imaging.crops import lesion_crop
+from service.model import CtSeries, ImageGeometry, LesionMask
+from service.scoring.client import ScoringClient
+from service.scoring.settings import ExtractionSettings
 from tests.support.processes import LOOPBACK, free_port, stop_process, wait_until
 from tests.support.service import CLI, REPO, RunningService, scrape_metrics
 
@@ -32,10 +39,11 @@ SEGMENTS = 5  # partial_overlaps.dcm: five overlapping segments, one lesion each
 class Scorer:
     """`radiomics-cds scorer` on loopback with its own gRPC and HTTP ports."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, **settings: object) -> None:
         self.grpc_port, self.http_port = free_port(), free_port()
         env = {**os.environ, "RCDS_SCORER_ADDRESS": f"{LOOPBACK}:{self.grpc_port}", "RCDS_HTTP_HOST": LOOPBACK,
-               "RCDS_HTTP_PORT": str(self.http_port), "RCDS_SCORER_WORKERS": "1"}
+               "RCDS_HTTP_PORT": str(self.http_port), "RCDS_SCORER_WORKERS": "1",
+               **{f"RCDS_{name.upper()}": str(value) for name, value in settings.items()}}
         directory.mkdir(parents=True, exist_ok=True)
         self.log_path = directory / f"scorer-{self.grpc_port}.log"
         self.log = self.log_path.open("w")
@@ -48,8 +56,11 @@ class Scorer:
         try:
             with urllib.request.urlopen(f"http://{LOOPBACK}:{self.http_port}/readyz", timeout=2) as answer:
                 return answer.status == 200
-        except OSError:
+        except OSError:  # not listening yet, or 503
             return False
+
+    def in_progress(self) -> float:
+        return scrape_metrics(self.http_port)[("rcds_scorer_lesions_in_progress", ())]
 
     def lesions(self) -> float:
         return sum(value for (name, _), value in scrape_metrics(self.http_port).items() if name == "rcds_scorer_lesions_total")
@@ -156,3 +167,46 @@ def test_a_scorer_whose_http_port_is_taken_says_so_and_exits(tmp_path):
         ended = subprocess.run(CLI + ["scorer"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert ended.returncode == 2, ended.stderr
     assert "http_port: cannot listen on" in ended.stderr and "Traceback" not in ended.stderr
+
+
+def _large_lesion_crop():
+    """A 260 mL sphere in noisy soft tissue: several seconds of full-panel work, so a SIGTERM can
+    arrive while it is being scored."""
+    shape, spacing = (90, 150, 150), (0.8, 0.8, 1.0)  # (z, y, x) voxels; (x, y, z) mm
+    hu = np.random.default_rng(11).normal(40, 30, shape).astype(np.float32)
+    z, y, x = np.mgrid[: shape[0], : shape[1], : shape[2]]
+    lesion = ((x - 75) * spacing[0]) ** 2 + ((y - 75) * spacing[1]) ** 2 + ((z - 45) * spacing[2]) ** 2 < 40.0 ** 2
+    hu[lesion] += 30
+    geometry = ImageGeometry(size=(shape[2], shape[1], shape[0]), spacing=spacing, origin=(0.0, 0.0, 0.0))
+    ct = CtSeries(hu, geometry, "1.2.3", "1.2.3.1", "1.2.3.2", "1.2.840.10008.5.1.4.1.1.2",
+                  tuple(f"1.2.3.9.{i}" for i in range(shape[0])), 120.0)
+    low, high = np.argwhere(lesion).min(axis=0), np.argwhere(lesion).max(axis=0) + 1
+    mask = LesionMask(1, "large", "RTSTRUCT", "1.2.840.10008.5.1.4.1.1.481.3", "1.2.3.4", tuple(int(v) for v in low),
+                      lesion[low[0]:high[0], low[1]:high[1], low[2]:high[2]])
+    return lesion_crop(ct, mask, ExtractionSettings()), float(lesion.sum()) * 0.8 * 0.8 * 1.0 / 1000
+
+
+def test_a_scorer_on_sigterm_finishes_the_call_in_flight_and_takes_no_new_one(tmp_path):
+    """SIGTERM while a lesion is being scored: the call completes with its values (within
+    scorer_grace_seconds), the process exits 0, and nothing is taken afterwards. (Its /readyz 503
+    is not asserted: while pyradiomics computes, the HTTP thread may not get to answer before
+    the call is done, which made such a check flaky.)"""
+    scorer = Scorer(tmp_path, feature_panel="full")
+    crop, volume_ml = _large_lesion_crop()
+    try:
+        with ThreadPoolExecutor(1) as pool, ScoringClient(f"{LOOPBACK}:{scorer.grpc_port}") as client:
+            in_flight = pool.submit(client.score_lesion, crop)
+            wait_until(lambda: scorer.in_progress() == 1, 30, "the call to reach the scorer")
+            scorer.process.send_signal(signal.SIGTERM)
+            assert not in_flight.done(), "the lesion was scored before SIGTERM: make it larger"
+            finished = in_flight.result(timeout=120)  # not cut off: completed, with its values
+            assert finished.volume_ml == pytest.approx(volume_ml, rel=0.05)
+            assert finished.features["core"] and finished.features["ring"]
+        assert scorer.process.wait(timeout=60) == 0
+        assert "stopping: no new calls" in scorer.log_path.read_text()
+        with ScoringClient(f"{LOOPBACK}:{scorer.grpc_port}", timeout_s=10) as late:
+            with pytest.raises(grpc.RpcError) as refused:
+                late.score_lesion(crop)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        scorer.stop()

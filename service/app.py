@@ -17,10 +17,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.config import Config
-from service.ingest.index import StudyIndex
+from service.ingest.index import PROCESSING, RECEIVING, StudyIndex
+from service.ingest.receive import ReceiveDirectory
 from service.ingest.scp import StorageHandlers, build_ae, start_listener
 from service.ingest.spool import Spool
-from service.observability import HealthServer
+from service.observability import QUEUE_DEPTH, HealthServer
 from service.outputs.ehr import post_bundle
 from service.outputs.fhir_auth import Authorization, BearerToken, SmartBackendServices, require_https
 from service.outputs.outbox import Outbox, Sender
@@ -138,6 +139,12 @@ def fhir_authorization(config: Config) -> Authorization | None:
     return None
 
 
+def open_to_anyone(config: Config) -> bool:
+    """Plain DICOM, no calling-AE allowlist, on an address other machines can reach."""
+    loopback = config.dicom_host in ("localhost", "::1") or config.dicom_host.startswith("127.")
+    return not config.dicom_tls and not config.dicom_allowed_calling_aes and not loopback
+
+
 def _scorer_serving(target: str) -> bool:
     with grpc.insecure_channel(target) as channel:
         try:
@@ -154,10 +161,14 @@ class Ingest:
         self.config = config
         self.ssl_context = load_tls(config)  # before anything is opened: a bad file stops the start
         spool = Spool(config.spool_dir)
-        removed = spool.remove_leftovers()
+        receiving = ReceiveDirectory(config.receive_dir)
+        removed = spool.remove_leftovers() + receiving.remove_leftovers()
         if removed:
             log.info("removed %d partial writes left by an interrupted stop", removed)
+        receiving.install()
         self.index = StudyIndex(config.index_path)
+        for state in (RECEIVING, PROCESSING):  # read at each scrape: never stale
+            QUEUE_DEPTH.labels(state).set_function(lambda state=state: self.index.count_in(state))
         self.client = ScoringClient(config.scorer_address, max_message_bytes=config.grpc_max_message_bytes)
         self.outbox = Outbox(
             config.var_dir / "outbox.sqlite", _senders(config), max_attempts=config.delivery_max_attempts,
@@ -165,7 +176,7 @@ class Ingest:
         )
         self.worker = StudyWorker(config, self.index, self.client, self.outbox)
         self.ae = build_ae(config.dicom_ae_title, config.dicom_max_associations, config.dicom_allowed_calling_aes)
-        self.handlers = StorageHandlers(spool, self.index)
+        self.handlers = StorageHandlers(spool, self.index, receiving)
         self.http = HealthServer(config.http_host, config.http_port, self.readiness, self.liveness)
         self.listener = None
 
@@ -197,6 +208,11 @@ class Ingest:
                  "HTTP on port %d; results in %s", self.config.dicom_ae_title, self.listener.server_address[1],
                  self._tls_mode(), ", ".join(self.config.dicom_allowed_calling_aes) or "any",
                  self.config.dicom_max_associations, self.http.port, self.config.outbox_dir)
+        if open_to_anyone(self.config):
+            log.warning("the DICOM listener on %s accepts plain DICOM from any calling AE title: anyone who "
+                        "reaches it can have results written to the PACS and the EHR for any patient. Set "
+                        "dicom_allowed_calling_aes and DICOM TLS (README, Production checklist)",
+                        self.config.dicom_host)
 
     def _tls_mode(self) -> str:
         if not self.config.dicom_tls:

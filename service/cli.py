@@ -72,7 +72,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
         inputs, warnings = select_inputs(read_study_headers(args.ct, args.rtstruct or args.seg))  # the CT series in the contours' frame of reference
         with ScoringClient(f"127.0.0.1:{port}", max_message_bytes=config.grpc_max_message_bytes) as client:
             result = score_study(inputs, client, parallel=config.scorer_workers, warnings=warnings,
-                                 lesion_roi_types=frozenset(config.lesion_roi_types))
+                                 lesion_roi_types=frozenset(config.lesion_roi_types),
+                                 max_lesions=config.max_lesions_per_study)
         written = write_outputs(result, inputs.evidence, args.out, config.patient_identifier_system)
     finally:
         server.stop(grace=None)

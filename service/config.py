@@ -60,6 +60,10 @@ class Config:
     # Scoring core (gRPC)
     scorer_address: str = "127.0.0.1:50051"
     scorer_workers: int = 2
+    # Studies scored at the same time (they share the scorer pool); more lesions than
+    # max_lesions_per_study fail a study with that reason
+    concurrent_studies: int = 2
+    max_lesions_per_study: int = 100
     grpc_max_message_bytes: int = 256 * 1024 * 1024
     # Scorer role: seconds calls in flight get to finish after SIGTERM
     scorer_grace_seconds: float = 30.0
@@ -117,6 +121,9 @@ class Config:
         self._check_fhir_auth()
         if self.quiet_seconds <= 0 or self.hard_cap_seconds < self.quiet_seconds:
             raise ConfigError("quiet_seconds must be positive and hard_cap_seconds at least quiet_seconds")
+        for name in ("concurrent_studies", "max_lesions_per_study", "scorer_workers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
         if self.delivery_max_attempts < 1:
             raise ConfigError("delivery_max_attempts must be at least 1")
         if self.feature_panel not in ("signature", "full"):
@@ -171,6 +178,11 @@ class Config:
     @property
     def spool_dir(self) -> Path:
         return self.var_dir / "spool"
+
+    @property
+    def receive_dir(self) -> Path:
+        """Instances being received (service.ingest.receive): on the spool's volume."""
+        return self.var_dir / "receiving"
 
     @property
     def index_path(self) -> Path:

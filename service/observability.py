@@ -6,8 +6,11 @@ destination kinds): never a UID, a patient identifier or an error text.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,7 +31,7 @@ INSTANCES_REJECTED = Counter(
 )
 ASSOCIATIONS_REJECTED = Counter(
     "rcds_associations_rejected",
-    "Association requests refused, by reason (calling_ae, local_limit, tls, other)", ["reason"], registry=REGISTRY,
+    "Association requests refused, by reason (calling_ae, called_ae, local_limit, tls, other)", ["reason"], registry=REGISTRY,
 )
 STUDIES_COMPLETED = Counter("rcds_studies_completed", "Studies scored and their outputs written", registry=REGISTRY)
 STUDIES_FAILED = Counter(
@@ -63,6 +66,62 @@ LESION_SECONDS = Histogram(
 )
 
 
+class RepeatedErrorLog:
+    """One call site's error, logged at most once per `interval_s`.
+
+    A full disk or a locked database fails the same way every cycle (twice a second for the
+    worker): one line per interval, saying how many were held back, keeps the log readable and
+    its volume bounded. The first occurrence after a quiet interval is logged at once.
+    """
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._logger = logger
+        self._interval_s = interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: float | None = None
+        self._held_back = 0
+
+    def log(self, message: str, *args: object, exc_info: bool = False) -> None:
+        with self._lock:
+            now = self._clock()
+            if self._last is not None and now - self._last < self._interval_s:
+                self._held_back += 1
+                return
+            held_back, self._held_back, self._last = self._held_back, 0, now
+        if held_back:
+            message += f" ({held_back} more like it in the last {self._interval_s:g} s not logged)"
+        self._logger.error(message, *args, exc_info=exc_info)
+
+
+# A DICOM UID: a root of 0, 1 or 2 and at least four more numeric components (so that version
+# numbers and IPv4 addresses, which have fewer, are left alone).
+_UID = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){4,}(?![\d.])")
+
+
+class UidRedactingFilter(logging.Filter):
+    """Above DEBUG, UIDs in log lines become `uid:<8 hex digits>` (a hash: lines about the same
+    object still match each other).
+
+    A Study Instance UID can identify a patient (it is in the patient's record); libraries log
+    sender-supplied UIDs verbatim, and our own failure reasons name instances and frames of
+    reference. At DEBUG, for a developer at a test system, they are kept.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG:
+            message = record.getMessage()
+            redacted = _UID.sub(_uid_token, message)
+            if redacted != message:
+                record.msg, record.args = redacted, None
+        return True
+
+
+def _uid_token(match: re.Match[str]) -> str:
+    return "uid:" + hashlib.sha256(match.group(0).encode()).hexdigest()[:8]
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Plain log lines; library warnings logged without their text.
 
@@ -71,6 +130,8 @@ def configure_logging(level: str = "INFO") -> None:
     warning's kind and where it was raised.
     """
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(UidRedactingFilter())
     for noisy in ("pynetdicom", "highdicom"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # pydicom logs invalid values *with* the value (e.g. a malformed birth date): errors only.

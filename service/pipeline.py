@@ -165,25 +165,41 @@ def _header(ds: Dataset) -> Dataset:
     return header
 
 
-def lesion_masks(inputs: StudyInputs, lesion_roi_types: frozenset[str]) -> tuple[list[LesionMask], list[str]]:
-    """The lesions of the contour object, and notes on ROIs not scored (not lesion types)."""
+def lesion_masks(inputs: StudyInputs, lesion_roi_types: frozenset[str],
+                 max_lesions: int | None = None) -> tuple[list[LesionMask], list[str]]:
+    """The lesions of the contour object, and notes on ROIs not scored (not lesion types).
+
+    More than `max_lesions` lesions fail the study before any mask is drawn: a structure set of
+    hundreds of ROIs would hold the scorer for minutes while other studies wait.
+    """
     notes: list[str] = []
-    if inputs.contours.SOPClassUID == RT_STRUCTURE_SET:
-        keep, notes = lesion_rois(inputs.contours, lesion_roi_types)
-        masks = rtstruct_to_masks(inputs.contours, inputs.ct, keep)
+    contours = inputs.contours
+    if contours.SOPClassUID == RT_STRUCTURE_SET:
+        keep, notes = lesion_rois(contours, lesion_roi_types)
+        drawn = {int(item.ReferencedROINumber) for item in contours.get("ROIContourSequence") or []
+                 if item.get("ContourSequence")}
+        _check_lesion_count(len(keep & drawn), "lesion ROIs with contours", max_lesions)
+        masks = rtstruct_to_masks(contours, inputs.ct, keep)
     else:
-        masks = seg_to_masks(inputs.contours, inputs.ct)
+        _check_lesion_count(len(contours.get("SegmentSequence") or []), "segments", max_lesions)
+        masks = seg_to_masks(contours, inputs.ct)
     if not masks:
         raise InputError("the contour object holds no lesion with area" + (f" ({'; '.join(notes)})" if notes else ""))
     return masks, notes
 
 
+def _check_lesion_count(count: int, what: str, max_lesions: int | None) -> None:
+    if max_lesions is not None and count > max_lesions:
+        raise InputError(f"the contour object has {count} {what}, more than max_lesions_per_study "
+                         f"({max_lesions}); score a selection of lesions, or raise the setting")
+
+
 def score_study(inputs: StudyInputs, client: ScoringClient, *, parallel: int = 2, warnings: Sequence[str] = (),
-                lesion_roi_types: frozenset[str] = LESION_ROI_TYPES) -> StudyResult:
+                lesion_roi_types: frozenset[str] = LESION_ROI_TYPES, max_lesions: int | None = None) -> StudyResult:
     """Score every lesion through the scorer, then the patient level."""
     provenance = client.describe()
     settings = ExtractionSettings.from_dict(dict(provenance.settings))
-    masks, skipped = lesion_masks(inputs, lesion_roi_types)
+    masks, skipped = lesion_masks(inputs, lesion_roi_types, max_lesions)
     study_warnings = list(warnings) + skipped + [f"lesion {m.number}: {w}" for m in masks for w in m.warnings]
     crops = [lesion_crop(inputs.ct, mask, settings) for mask in masks]
     for crop in crops:  # fail fast, before any work, if a lesion cannot travel to the scorer
@@ -223,10 +239,11 @@ def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path
 
 def run_study(datasets: Sequence[Dataset], client: ScoringClient, outdir: Path, *,
               patient_identifier_system: str, parallel: int = 2,
-              lesion_roi_types: frozenset[str] = LESION_ROI_TYPES,
+              lesion_roi_types: frozenset[str] = LESION_ROI_TYPES, max_lesions: int | None = None,
               predecessor: Dataset | None = None) -> WrittenOutputs:
     """The whole pipeline on one study's instances."""
     inputs, warnings = select_inputs(datasets)
-    result = score_study(inputs, client, parallel=parallel, warnings=warnings, lesion_roi_types=lesion_roi_types)
+    result = score_study(inputs, client, parallel=parallel, warnings=warnings, lesion_roi_types=lesion_roi_types,
+                         max_lesions=max_lesions)
     return write_outputs(result, inputs.evidence, outdir, patient_identifier_system, predecessor)
 

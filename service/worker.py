@@ -1,9 +1,12 @@
 """The study worker: turns complete studies in the index into results in the outbox.
 
-One study at a time per worker thread; a study that fails (bad input or a bug) is marked failed
-with a specific reason, and the worker goes on to the next: one broken study never stops the
-service. Nothing here holds state the index does not: after a restart, interrupted studies are
-simply assessed again.
+`concurrent_studies` threads, one study at a time each (the index's claim hands a study to one
+thread only), so a large study does not hold up the others; they share the scorer pool. A study
+that fails (bad input or a bug) is marked failed with a specific reason, and the worker goes on
+to the next: one broken study never stops the service. Nothing here holds state the index and
+the outbox do not: after a restart, interrupted studies are simply assessed again, and a study
+that was marked done but whose deliveries were never queued (a crash between the two commits,
+which live in two databases) has them queued at start.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 
 import grpc
 from pydicom import Dataset
@@ -18,11 +22,11 @@ from pydicom import Dataset
 from service.config import Config
 from service.errors import InputError
 from service.ingest.completeness import assess
-from service.ingest.index import DONE, FAILED, PROCESSING, RECEIVING, StudyIndex
+from service.ingest.index import DONE, FAILED, RECEIVING, StudyIndex
 from service.ingest.spool import study_key
-from service.observability import QUEUE_DEPTH, SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FAILED
+from service.observability import SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FAILED, RepeatedErrorLog
 from service.outputs.outbox import Outbox
-from service.pipeline import read_instance, run_study
+from service.pipeline import WrittenOutputs, read_instance, run_study
 from service.scoring.client import ScoringClient
 
 log = logging.getLogger(__name__)
@@ -44,7 +48,9 @@ class StudyWorker:
         self._outbox = outbox
         self._poll_seconds = poll_seconds
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="study-worker", daemon=True)
+        self._cycle_errors = RepeatedErrorLog(log)
+        self._threads = [threading.Thread(target=self._run, name=f"study-worker-{n + 1}", daemon=True)
+                         for n in range(config.concurrent_studies)]
 
     def start(self) -> None:
         requeued, given_up = self._index.requeue_interrupted(MAX_ATTEMPTS)
@@ -53,24 +59,51 @@ class StudyWorker:
         if given_up:
             STUDIES_FAILED.labels("internal").inc(given_up)
             log.error("%d studies failed: interrupted %d times while scoring", given_up, MAX_ATTEMPTS)
-        self._thread.start()
+        recovered = self.queue_missing_deliveries()
+        if recovered:
+            log.warning("queued %d deliveries of done studies that an interrupted stop had not queued", recovered)
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout_s: float | None = 60.0) -> None:
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=timeout_s)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=timeout_s)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self.process_ready()
             except Exception:  # e.g. the index's disk is full: keep trying, never die silently
-                log.exception("worker cycle failed; retrying")
+                self._cycle_errors.log("worker cycle failed; retrying", exc_info=True)
             self._stop.wait(self._poll_seconds)
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return all(thread.is_alive() for thread in self._threads)
+
+    def queue_missing_deliveries(self) -> int:
+        """Queue every delivery of a done study's result that the outbox does not know.
+
+        Marking a study done (index) and queuing its deliveries (outbox) are two commits in two
+        databases; this makes a crash between them harmless. Returns how many were queued.
+        """
+        queued = 0
+        for study in self._index.studies_in(DONE):
+            if not study.result:
+                continue
+            for destination in self._outbox.destinations:
+                artefact = self._artefact(destination, self._config.outbox_dir / f"{study.result}.dcm",
+                                          self._config.outbox_dir / f"{study.result}.fhir.json")
+                if artefact.exists() and self._outbox.enqueue_if_missing(destination, artefact):
+                    queued += 1
+        return queued
+
+    @staticmethod
+    def _artefact(destination: str, sr_path: Path, bundle_path: Path) -> Path:
+        """What a destination receives: the PACS the SR, the EHR the FHIR Bundle."""
+        return sr_path if destination == "pacs" else bundle_path
 
     def process_ready(self, now: float | None = None) -> int:
         """Assess every receiving study; process those ready. Returns how many were processed."""
@@ -87,7 +120,6 @@ class StudyWorker:
                 log.info("study %s ready: %s", study_key(study.study_instance_uid), decision.reason)
                 self._process(study.study_instance_uid, study.attempts + 1)
                 processed += 1
-        self._update_gauges()
         return processed
 
     def _process(self, study_uid: str, attempt: int) -> None:
@@ -101,6 +133,7 @@ class StudyWorker:
                 patient_identifier_system=self._config.patient_identifier_system,
                 parallel=self._config.scorer_workers,
                 lesion_roi_types=frozenset(self._config.lesion_roi_types),
+                max_lesions=self._config.max_lesions_per_study,
                 predecessor=self._previous_report(study_uid),
             )
         except InputError as error:
@@ -114,18 +147,24 @@ class StudyWorker:
             self._fail(study_uid, f"internal error ({type(error).__name__}); see the service log", "internal")
             return
         SCORING_SECONDS.observe(time.monotonic() - started)
+        if self.complete(study_uid, written):
+            STUDIES_COMPLETED.inc()
+            log.info("study %s done: %d lesions, SR %s, FHIR Bundle %s", key, len(written.result.lesions),
+                     written.sr_path, written.bundle_path)
+
+    def complete(self, study_uid: str, written: WrittenOutputs) -> bool:
+        """Mark a scored study done, then queue its deliveries (queue_missing_deliveries covers a
+        crash in between). False when instances arrived while it was scored: the result is
+        incomplete and superseded before anyone received it, so it is dropped and the study is
+        scored again with everything."""
         if not self._index.finish(study_uid, DONE, result=written.sr_sop_instance_uid):
-            # Instances arrived while we scored: this result is incomplete and superseded before
-            # anyone received it. Drop it; the study is scored again with everything.
-            log.info("study %s: new instances arrived while scoring; scoring again", key)
+            log.info("study %s: new instances arrived while scoring; scoring again", study_key(study_uid))
             for path in (written.sr_path, written.bundle_path):
                 path.unlink(missing_ok=True)
-            return
+            return False
         for destination in self._outbox.destinations:
-            self._outbox.enqueue(destination, written.sr_path if destination == "pacs" else written.bundle_path)
-        STUDIES_COMPLETED.inc()
-        log.info("study %s done: %d lesions, SR %s, FHIR Bundle %s", key, len(written.result.lesions),
-                 written.sr_path, written.bundle_path)
+            self._outbox.enqueue(destination, self._artefact(destination, written.sr_path, written.bundle_path))
+        return True
 
     def _previous_report(self, study_uid: str) -> Dataset | None:
         """The SR an earlier scoring of this study delivered, if any: the new one replaces it."""
@@ -146,7 +185,3 @@ class StudyWorker:
         self._index.finish(study_uid, FAILED, error=reason)
         STUDIES_FAILED.labels(kind).inc()
         log.error("study %s failed: %s", study_key(study_uid), reason)
-
-    def _update_gauges(self) -> None:
-        for state in (RECEIVING, PROCESSING):
-            QUEUE_DEPTH.labels(state).set(self._index.count_in(state))

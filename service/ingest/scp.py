@@ -42,21 +42,25 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from service.ingest.index import InstanceRecord, StudyIndex
 from service.sop_classes import CT_SOP_CLASSES, RT_STRUCTURE_SET, SEGMENTATION, STORAGE_SOP_CLASSES
+from service.ingest.receive import ReceiveDirectory
 from service.ingest.spool import Spool
 from service.imaging.references import frame_of_reference
-from service.observability import ASSOCIATIONS_REJECTED, INSTANCES_RECEIVED, INSTANCES_REJECTED
+from service.observability import ASSOCIATIONS_REJECTED, INSTANCES_RECEIVED, INSTANCES_REJECTED, RepeatedErrorLog
 from service.tls import describe_failure
 
 log = logging.getLogger(__name__)
 
 _config.STORE_RECV_CHUNKED_DATASET = True
+# A full disk fails every C-STORE the same way: one log line a minute says so.
+STORAGE_ERRORS = RepeatedErrorLog(log)
 
 # C-STORE failure statuses (PS3.4 Annex B.2.3)
 STATUS_CANNOT_UNDERSTAND = 0xC000
 STATUS_OUT_OF_RESOURCES = 0xA700
 _REQUIRED = ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID")
 # A-ASSOCIATE-RJ (result, source, reason) -> metric label (PS3.8 9.3.4)
-_REJECTION_REASONS = {(0x01, 0x01, 0x03): "calling_ae", (0x02, 0x03, 0x02): "local_limit"}
+_REJECTION_REASONS = {(0x01, 0x01, 0x03): "calling_ae", (0x01, 0x01, 0x07): "called_ae",
+                      (0x02, 0x03, 0x02): "local_limit"}
 
 
 class UnusableInstance(ValueError):
@@ -125,13 +129,19 @@ def _failure(status: int, comment: str) -> Dataset:
 class StorageHandlers:
     """pynetdicom event handlers bound to one spool and index."""
 
-    def __init__(self, spool: Spool, index: StudyIndex) -> None:
+    def __init__(self, spool: Spool, index: StudyIndex, receiving: ReceiveDirectory) -> None:
         self.spool = spool
         self.index = index
+        self.receiving = receiving
 
     def handle_store(self, event: evt.Event) -> int | Dataset:
         """EVT_C_STORE: durable spool + index, then Success."""
         received_path = Path(event.dataset_path)
+        write_error = self.receiving.write_error(received_path)
+        if write_error is not None:  # the receiving volume is full (or failing): the sender retries
+            INSTANCES_REJECTED.labels("storage_error").inc()
+            STORAGE_ERRORS.log("cannot receive an instance (%s): %s", type(write_error).__name__, write_error)
+            return _failure(STATUS_OUT_OF_RESOURCES, "out of storage space receiving the instance")
         try:
             header = pydicom.dcmread(received_path, stop_before_pixels=True, force=False)
             record = describe_instance(header, received_path, time.time())
@@ -149,7 +159,7 @@ class StorageHandlers:
             is_new = self.index.add_instance(dataclasses.replace(record, path=stored))
         except (OSError, sqlite3.Error) as error:  # disk full, permissions, index locked or full
             INSTANCES_REJECTED.labels("storage_error").inc()
-            log.error("cannot store an instance (%s): %s", type(error).__name__, error)
+            STORAGE_ERRORS.log("cannot store an instance (%s): %s", type(error).__name__, error)
             return _failure(STATUS_OUT_OF_RESOURCES, "cannot store the instance")
         INSTANCES_RECEIVED.labels(_kind(record.sop_class_uid)).inc()
         log.debug("stored instance (%s, new=%s)", _kind(record.sop_class_uid), is_new)
@@ -221,6 +231,7 @@ def build_ae(ae_title: str, max_associations: int, allowed_calling_aes: Sequence
     """An AE accepting our storage SOP classes (all transfer syntaxes pynetdicom knows) from the
     allowed calling AE titles (empty: any), up to `max_associations` at a time."""
     ae = AE(ae_title=ae_title)
+    ae.require_called_aet = True  # a request for another AE title was meant for another system
     ae.maximum_associations = max_associations
     ae.require_calling_aet = list(allowed_calling_aes)
     for sop_class in sorted(STORAGE_SOP_CLASSES):
@@ -236,7 +247,7 @@ def start_listener(ae: AE, host: str, port: int, handlers: StorageHandlers,
     server = ae.make_server(
         (host, port), ssl_context=ssl_context, server_class=ListenerServer,
         evt_handlers=[(evt.EVT_C_STORE, handlers.handle_store), (evt.EVT_C_ECHO, handlers.handle_echo),
-                      (evt.EVT_ACSE_SENT, log_rejection)],
+                      (evt.EVT_ACSE_SENT, log_rejection), (evt.EVT_CONN_CLOSE, handlers.receiving.discard_unfinished)],
     )
     threading.Thread(target=server.serve_forever, name="dicom-listener", daemon=True).start()
     return server

@@ -88,6 +88,20 @@ class Outbox:
         self._update_gauge()
         self._wake.set()
 
+    def enqueue_if_missing(self, destination: str, path: Path) -> bool:
+        """Schedule delivery of `path` unless it is already known (in whatever state); True if
+        it was not. For recovery: a delivered or failed row is left as it is."""
+        now = time.time()
+        with self._lock:
+            inserted = self._db.execute(
+                "INSERT OR IGNORE INTO deliveries (destination, path, state, attempts, next_attempt_at, updated_at)"
+                " VALUES (?, ?, ?, 0, ?, ?)", (destination, str(path), PENDING, now, now),
+            ).rowcount == 1
+        if inserted:
+            self._update_gauge()
+            self._wake.set()
+        return inserted
+
     def deliveries(self) -> list[Delivery]:
         with self._lock:
             rows = self._db.execute(

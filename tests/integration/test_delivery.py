@@ -833,12 +833,14 @@ def test_pacs_that_does_not_take_sr_says_so_and_keeps_the_sr(sr_path, pacs_port,
     """A real SCP (pynetdicom: our own listener) that supports only CT/RTSTRUCT/SEG storage
     refuses the only proposed context, so the association cannot carry the SR."""
     from service.ingest.index import StudyIndex
+    from service.ingest.receive import ReceiveDirectory
     from service.ingest.scp import StorageHandlers, build_ae, start_listener
     from service.ingest.spool import Spool
 
     index = StudyIndex(tmp_path / "scp" / "index.sqlite")
     server = start_listener(build_ae(PACS_AE, 2), LOOPBACK, pacs_port,
-                            StorageHandlers(Spool(tmp_path / "scp" / "spool"), index))
+                            StorageHandlers(Spool(tmp_path / "scp" / "spool"), index,
+                                            ReceiveDirectory(tmp_path / "scp" / "receiving")))
     try:
         outbox = outboxes(_pacs_senders(pacs_port))
         outbox.enqueue("pacs", sr_path)

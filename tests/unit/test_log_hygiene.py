@@ -1,0 +1,59 @@
+"""Logs an operator can live with: no UIDs above DEBUG, no flood of one repeated error."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+from service.observability import RepeatedErrorLog, UidRedactingFilter
+
+STUDY_UID = "1.2.840.113619.2.55.3.604688119.971.1249301297.123"
+
+
+def _record(message: str, *args: object, level: int = logging.INFO) -> logging.LogRecord:
+    return logging.LogRecord("pynetdicom.events", level, __file__, 1, message, args, None)
+
+
+def test_uids_are_replaced_by_a_stable_token_above_debug() -> None:
+    record = _record("Received Store Request: SOP Instance UID %s of %s", STUDY_UID, "1.2.840.10008.5.1.4.1.1.2")
+    UidRedactingFilter().filter(record)
+    text = record.getMessage()
+    assert STUDY_UID not in text and "1.2.840.10008.5.1.4.1.1.2" not in text
+    again = _record("study %s", STUDY_UID)
+    UidRedactingFilter().filter(again)
+    token = again.getMessage().split()[-1]
+    assert token.startswith("uid:") and len(token) == 12 and token in text  # same UID, same token
+
+
+def test_versions_addresses_and_debug_lines_are_left_alone() -> None:
+    record = _record("pynetdicom 3.0.4 from 127.0.0.1:104 and 10.1.2.3, dcmtk 3.6.7")
+    UidRedactingFilter().filter(record)
+    assert record.getMessage() == "pynetdicom 3.0.4 from 127.0.0.1:104 and 10.1.2.3, dcmtk 3.6.7"
+    debug = _record("study %s", STUDY_UID, level=logging.DEBUG)
+    UidRedactingFilter().filter(debug)
+    assert STUDY_UID in debug.getMessage()
+
+
+def test_the_service_logging_redacts_library_lines() -> None:
+    """configure_logging, as every command runs it: a library's line keeps no UID."""
+    code = ("import logging; from service.observability import configure_logging; configure_logging('INFO'); "
+            f"logging.getLogger('pynetdicom.assoc').warning('Association for study {STUDY_UID}'); "
+            f"logging.getLogger('service.worker').error('instance {STUDY_UID}.1: pixel data cannot be decoded')")
+    stderr = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    assert STUDY_UID not in stderr and stderr.count("uid:") == 2, stderr
+
+
+def test_a_repeated_error_is_logged_once_per_interval_with_a_count(caplog) -> None:
+    now = [0.0]
+    repeated = RepeatedErrorLog(logging.getLogger("t"), interval_s=60, clock=lambda: now[0])
+    with caplog.at_level(logging.ERROR):
+        for second in range(0, 150, 1):  # a failing cycle every second for 150 s
+            now[0] = float(second)
+            repeated.log("worker cycle failed: %s", "disk full")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "worker cycle failed: disk full",
+        "worker cycle failed: disk full (59 more like it in the last 60 s not logged)",
+        "worker cycle failed: disk full (59 more like it in the last 60 s not logged)",
+    ]

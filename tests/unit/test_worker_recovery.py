@@ -1,0 +1,95 @@
+"""A scored study's deliveries survive a crash between "done" (index) and "queued" (outbox).
+
+The two commits live in two SQLite databases. The crash is injected by making the outbox's
+enqueue raise a BaseException the worker does not catch, as a kill -9 at that instruction
+would stop it: no real peer can stop a process between two particular statements.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.config import Config
+from service.ingest.index import DONE, InstanceRecord, StudyIndex
+from service.outputs.fhir import build_bundle, write_bundle
+from service.outputs.outbox import DELIVERED, PENDING, Outbox
+from service.outputs.sr import build_measurement_report, write_sr
+from service.pipeline import WrittenOutputs
+from service.sop_classes import CT_IMAGE
+from service.worker import StudyWorker
+from tests.support.synthetic_results import make_study_result
+
+STUDY = "1.2.826.0.1.3680043.8.498.1"
+
+
+class ProcessKilled(BaseException):
+    """Stands for the process dying: nothing after it runs."""
+
+
+def _never_called(path: Path) -> None:
+    raise AssertionError("nothing is delivered in these tests")
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return Config(var_dir=tmp_path / "var")
+
+
+def _scored(config: Config, index: StudyIndex) -> WrittenOutputs:
+    """A claimed study with its SR and Bundle written to the outbox directory."""
+    index.add_instance(InstanceRecord("1.2.3.4.5.6", CT_IMAGE, STUDY, "1.2.3.4.5.7", "CT", "1.2.3.4.5.8", (0.0,),
+                                      config.spool_dir / "x.dcm", 100.0))
+    assert index.claim(STUDY)
+    result, evidence = make_study_result()
+    sr = build_measurement_report(result, evidence)
+    sr_path = write_sr(sr, config.outbox_dir)
+    bundle_path = write_bundle(build_bundle(result, sr_sop_instance_uid=str(sr.SOPInstanceUID)), config.outbox_dir)
+    return WrittenOutputs(result, sr_path, bundle_path, str(sr.SOPInstanceUID))
+
+
+def _open(config: Config, senders: dict | None = None) -> tuple[StudyIndex, Outbox, StudyWorker]:
+    index = StudyIndex(config.index_path)
+    outbox = Outbox(config.var_dir / "outbox.sqlite", senders or {"pacs": _never_called, "fhir": _never_called})
+    return index, outbox, StudyWorker(config, index, client=None, outbox=outbox)  # type: ignore[arg-type]
+
+
+def test_a_crash_between_done_and_queued_is_repaired_at_start(config: Config, monkeypatch) -> None:
+    index, outbox, worker = _open(config)
+    written = _scored(config, index)
+
+    def killed(destination: str, path: Path) -> None:
+        raise ProcessKilled
+
+    monkeypatch.setattr(outbox, "enqueue", killed)
+    with pytest.raises(ProcessKilled):
+        worker.complete(STUDY, written)
+    assert index.study(STUDY).state == DONE and outbox.deliveries() == []
+    outbox.stop()
+    index.close()
+
+    index, outbox, worker = _open(config)  # the restart
+    try:
+        worker.start()
+        queued = {(d.destination, d.path, d.state) for d in outbox.deliveries()}
+        assert queued == {("pacs", written.sr_path, PENDING), ("fhir", written.bundle_path, PENDING)}
+    finally:
+        worker.stop()
+        outbox.stop()
+        index.close()
+
+
+def test_recovery_leaves_deliveries_it_already_knows(config: Config) -> None:
+    """A delivered SR is not sent again, and a second start queues nothing."""
+    delivered: list[Path] = []
+    index, outbox, worker = _open(config, {"pacs": delivered.append})
+    written = _scored(config, index)
+    assert worker.complete(STUDY, written)
+    assert outbox.deliver_due() == 1 and delivered == [written.sr_path]
+    try:
+        assert worker.queue_missing_deliveries() == 0
+        assert [(d.destination, d.state) for d in outbox.deliveries()] == [("pacs", DELIVERED)]
+    finally:
+        outbox.stop()
+        index.close()

@@ -95,9 +95,10 @@ class RepeatedErrorLog:
         self._logger.error(message, *args, exc_info=exc_info)
 
 
-# A DICOM UID: a root of 0, 1 or 2 and at least four more numeric components (so that version
-# numbers and IPv4 addresses, which have fewer, are left alone).
-_UID = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){4,}(?![\d.])")
+# A DICOM UID: a root of 0, 1 or 2 and more numeric components. Taken for one when it has at
+# least five components or 16 characters (2.25.<UUID> has three), so that version numbers and
+# IPv4 addresses (at most four components, 15 characters) are left alone.
+_UID_LIKE = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){2,}(?![\d.])")
 
 
 class UidRedactingFilter(logging.Filter):
@@ -112,14 +113,17 @@ class UidRedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno > logging.DEBUG:
             message = record.getMessage()
-            redacted = _UID.sub(_uid_token, message)
+            redacted = _UID_LIKE.sub(_uid_token, message)
             if redacted != message:
                 record.msg, record.args = redacted, None
         return True
 
 
 def _uid_token(match: re.Match[str]) -> str:
-    return "uid:" + hashlib.sha256(match.group(0).encode()).hexdigest()[:8]
+    text = match.group(0)
+    if text.count(".") < 4 and len(text) < 16:
+        return text
+    return "uid:" + hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def configure_logging(level: str = "INFO") -> None:

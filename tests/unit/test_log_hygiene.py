@@ -16,10 +16,11 @@ def _record(message: str, *args: object, level: int = logging.INFO) -> logging.L
 
 
 def test_uids_are_replaced_by_a_stable_token_above_debug() -> None:
-    record = _record("Received Store Request: SOP Instance UID %s of %s", STUDY_UID, "1.2.840.10008.5.1.4.1.1.2")
+    record = _record("Received Store Request: SOP Instance UID %s of %s in %s", STUDY_UID,
+                     "1.2.840.10008.5.1.4.1.1.2", "2.25.52392103159008814456136362786142682458")
     UidRedactingFilter().filter(record)
     text = record.getMessage()
-    assert STUDY_UID not in text and "1.2.840.10008.5.1.4.1.1.2" not in text
+    assert STUDY_UID not in text and "1.2.840.10008.5.1.4.1.1.2" not in text and "2.25." not in text
     again = _record("study %s", STUDY_UID)
     UidRedactingFilter().filter(again)
     token = again.getMessage().split()[-1]
@@ -27,9 +28,10 @@ def test_uids_are_replaced_by_a_stable_token_above_debug() -> None:
 
 
 def test_versions_addresses_and_debug_lines_are_left_alone() -> None:
-    record = _record("pynetdicom 3.0.4 from 127.0.0.1:104 and 10.1.2.3, dcmtk 3.6.7")
+    line = "pynetdicom 3.0.4 from 127.0.0.1:104, 2.255.255.255 and 10.1.2.3, numpy 2.4.6, dcmtk 3.6.7"
+    record = _record(line)
     UidRedactingFilter().filter(record)
-    assert record.getMessage() == "pynetdicom 3.0.4 from 127.0.0.1:104 and 10.1.2.3, dcmtk 3.6.7"
+    assert record.getMessage() == line
     debug = _record("study %s", STUDY_UID, level=logging.DEBUG)
     UidRedactingFilter().filter(debug)
     assert STUDY_UID in debug.getMessage()

@@ -26,7 +26,7 @@ INSTANCES_RECEIVED = Counter(
     ["kind"], registry=REGISTRY,
 )
 INSTANCES_REJECTED = Counter(
-    "rcds_instances_rejected", "C-STORE requests refused, by reason (unreadable, missing_attributes, storage_error)",
+    "rcds_instances_rejected", "C-STORE requests refused, by reason (unreadable, missing_attributes, transfer_syntax, storage_error)",
     ["reason"], registry=REGISTRY,
 )
 ASSOCIATIONS_REJECTED = Counter(

@@ -10,3 +10,6 @@ SEGMENTATION = UID("1.2.840.10008.5.1.4.1.1.66.4")
 CT_SOP_CLASSES = frozenset({CT_IMAGE, ENHANCED_CT_IMAGE})
 CONTOUR_SOP_CLASSES = frozenset({RT_STRUCTURE_SET, SEGMENTATION})
 STORAGE_SOP_CLASSES = CT_SOP_CLASSES | CONTOUR_SOP_CLASSES
+# The classes with pixel data, which we must decode: accepted only in decodable lossless
+# transfer syntaxes (service.transfer_syntaxes); an RTSTRUCT is accepted in any.
+IMAGE_SOP_CLASSES = CT_SOP_CLASSES | {SEGMENTATION}

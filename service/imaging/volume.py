@@ -27,6 +27,7 @@ from pydicom.errors import InvalidDicomError
 from service.errors import InputError, SeriesError
 from service.model import CtSeries, ImageGeometry
 from service.sop_classes import CT_SOP_CLASSES
+from service.transfer_syntaxes import can_decode, transfer_syntax_of
 
 logger = logging.getLogger(__name__)
 
@@ -397,13 +398,24 @@ def _hu_volume(ordered: list[_Slice]) -> np.ndarray:
 
 
 def _pixels(s: _Slice) -> np.ndarray:
-    """Decoded frames of one instance; a damaged or truncated PixelData names its instance."""
+    """Decoded frames of one instance; damaged or truncated PixelData names its instance, and
+    compressed PixelData its transfer syntax (a codec's own error rarely says which codec)."""
     try:
         return s.dataset.pixel_array.reshape(-1, s.rows, s.columns)
     except Exception as error:  # pydicom/numpy raise several types for bad pixel data
         raise SeriesError(
-            f"instance {s.sop_instance_uid}: pixel data cannot be decoded ({type(error).__name__}: {error})"
+            f"instance {s.sop_instance_uid}: pixel data{_compression(s.dataset)} cannot be decoded "
+            f"({type(error).__name__}: {error})"
         ) from error
+
+
+def _compression(ds: Dataset) -> str:
+    """' in <transfer syntax>' for compressed pixel data (and whether a decoder is installed)."""
+    syntax = transfer_syntax_of(ds)
+    if syntax is None or not syntax.is_compressed:
+        return ""
+    decoder = "" if can_decode(syntax) else ", for which no decoder is installed,"
+    return f" in {syntax.name} ({syntax}){decoder}"
 
 
 def _kvp(first: _Slice) -> float | None:

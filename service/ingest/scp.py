@@ -41,12 +41,14 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from service.ingest.index import InstanceRecord, StudyIndex
-from service.sop_classes import CT_SOP_CLASSES, RT_STRUCTURE_SET, SEGMENTATION, STORAGE_SOP_CLASSES
+from service.sop_classes import (CT_SOP_CLASSES, IMAGE_SOP_CLASSES, RT_STRUCTURE_SET, SEGMENTATION,
+                                 STORAGE_SOP_CLASSES)
 from service.ingest.receive import ReceiveDirectory
 from service.ingest.spool import Spool
 from service.imaging.references import frame_of_reference
 from service.observability import ASSOCIATIONS_REJECTED, INSTANCES_RECEIVED, INSTANCES_REJECTED, RepeatedErrorLog
 from service.tls import describe_failure
+from service.transfer_syntaxes import image_transfer_syntaxes, transfer_syntax_of
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,12 @@ _REJECTION_REASONS = {(0x01, 0x01, 0x03): "calling_ae", (0x01, 0x01, 0x07): "cal
 
 
 class UnusableInstance(ValueError):
-    """The instance cannot be indexed; the C-STORE is refused, so nothing is lost."""
+    """The instance cannot be indexed; the C-STORE is refused, so nothing is lost. `reason` is
+    the rcds_instances_rejected_total label."""
+
+    def __init__(self, message: str, reason: str = "missing_attributes") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _kind(sop_class_uid: str) -> str:
@@ -94,8 +101,20 @@ def _contour_positions_z(header: Dataset) -> list[float]:
     return sorted(planes)
 
 
+def _check_transfer_syntax(header: Dataset) -> None:
+    """An image must come in a syntax we accept (service.transfer_syntaxes), else it would be
+    acknowledged and its study fail later. The presentation contexts already offer no other
+    syntax for images: this is defence in depth (e.g. a context negotiated before a decoder
+    went missing, or a file meta that contradicts its context). An RTSTRUCT has no pixel data."""
+    if str(header.SOPClassUID) not in IMAGE_SOP_CLASSES:
+        return
+    syntax = transfer_syntax_of(header)
+    if syntax not in image_transfer_syntaxes():
+        raise UnusableInstance(f"image transfer syntax not accepted: {syntax}", reason="transfer_syntax")
+
+
 def describe_instance(header: Dataset, path: Path, received_at: float) -> InstanceRecord:
-    """The index record of a received instance; UnusableInstance says what is missing."""
+    """The index record of a received instance; UnusableInstance says what is wrong."""
     missing = [keyword for keyword in _REQUIRED if not header.get(keyword)]
     if missing:
         raise UnusableInstance(f"missing required attributes: {', '.join(missing)}")
@@ -103,6 +122,7 @@ def describe_instance(header: Dataset, path: Path, received_at: float) -> Instan
     invalid = [keyword for keyword in _REQUIRED if not UID(str(header.get(keyword))).is_valid]
     if invalid:
         raise UnusableInstance(f"invalid UIDs: {', '.join(invalid)}")
+    _check_transfer_syntax(header)
     sop_class = str(header.SOPClassUID)
     if sop_class == RT_STRUCTURE_SET:
         positions = _contour_positions_z(header)
@@ -146,7 +166,7 @@ class StorageHandlers:
             header = pydicom.dcmread(received_path, stop_before_pixels=True, force=False)
             record = describe_instance(header, received_path, time.time())
         except UnusableInstance as error:
-            INSTANCES_REJECTED.labels("missing_attributes").inc()
+            INSTANCES_REJECTED.labels(error.reason).inc()
             log.warning("refused an instance: %s", error)
             return _failure(STATUS_CANNOT_UNDERSTAND, str(error))
         except Exception as error:  # pydicom raises many types for damaged files
@@ -228,14 +248,18 @@ class ListenerServer(ThreadedAssociationServer):
 
 
 def build_ae(ae_title: str, max_associations: int, allowed_calling_aes: Sequence[str] = ()) -> AE:
-    """An AE accepting our storage SOP classes (all transfer syntaxes pynetdicom knows) from the
-    allowed calling AE titles (empty: any), up to `max_associations` at a time."""
+    """An AE accepting our storage SOP classes from the allowed calling AE titles (empty: any),
+    up to `max_associations` at a time. Images only in the lossless syntaxes we can decode
+    (service.transfer_syntaxes): a sender of anything else gets no accepted context, so it
+    converts or reports, rather than getting Success for a study that then fails. RTSTRUCT in
+    every syntax pynetdicom knows."""
     ae = AE(ae_title=ae_title)
     ae.require_called_aet = True  # a request for another AE title was meant for another system
     ae.maximum_associations = max_associations
     ae.require_calling_aet = list(allowed_calling_aes)
     for sop_class in sorted(STORAGE_SOP_CLASSES):
-        ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
+        syntaxes = image_transfer_syntaxes() if sop_class in IMAGE_SOP_CLASSES else ALL_TRANSFER_SYNTAXES
+        ae.add_supported_context(sop_class, list(syntaxes))
     ae.add_supported_context(Verification)
     return ae
 

@@ -117,10 +117,11 @@ class RunningService:
             time.sleep(0.5)
         raise AssertionError(f"study not finished: {self.status()} {self.read_log()}")
 
-    def storescu(self, *paths: Path) -> subprocess.CompletedProcess:
-        """dcmtk's storescu (the system's) sends files or folders to us."""
-        return subprocess.run([require_tool("storescu"), "-aec", OUR_AE, "+sd", "+r", LOOPBACK, str(self.dicom_port),
-                               *map(str, paths)], capture_output=True, text=True, timeout=120)
+    def storescu(self, *paths: Path, options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+        """dcmtk's storescu (the system's) sends files or folders to us, with extra `options`
+        (e.g. which transfer syntaxes to propose)."""
+        return subprocess.run([require_tool("storescu"), "-aec", OUR_AE, "+sd", "+r", *options, LOOPBACK,
+                               str(self.dicom_port), *map(str, paths)], capture_output=True, text=True, timeout=120)
 
     def associate(self, calling_ae: str = "Modality_1", tls: ssl.SSLContext | None = None,
                   contexts: tuple[str, ...] = (Verification,)) -> Association:

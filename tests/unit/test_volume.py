@@ -16,7 +16,8 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.encaps import encapsulate, get_frame
+from pydicom.uid import MPEG2MPML, ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless, generate_uid
 
 from service.errors import SeriesError
 from service.imaging.volume import load_ct_series, read_ct_directory, to_sitk
@@ -108,6 +109,25 @@ def test_rescale_is_applied(sts019: list[Dataset]) -> None:
         ds.PixelData = (ds.pixel_array.astype(np.int16) + 1024).tobytes()
         ds.RescaleIntercept = -1024
     np.testing.assert_array_equal(load_ct_series(sts019).hu, reference.hu)
+
+
+def test_damaged_compressed_pixel_data_names_its_transfer_syntax(sts019: list[Dataset]) -> None:
+    """A JPEG 2000 codestream cut short: the codec's complaint alone does not say which codec,
+    so the error names the transfer syntax the sender used."""
+    sts019[5].compress(JPEG2000Lossless)
+    frame = get_frame(sts019[5].PixelData, 0, number_of_frames=1)
+    sts019[5].PixelData = encapsulate([frame[: len(frame) // 3]])
+    with pytest.raises(SeriesError, match=r"pixel data in JPEG 2000 Image Compression \(Lossless Only\) "
+                                          r"\(1\.2\.840\.10008\.1\.2\.4\.90\) cannot be decoded"):
+        load_ct_series(sts019)
+
+
+def test_pixel_data_in_a_syntax_without_decoder_says_so(sts019: list[Dataset]) -> None:
+    sts019[5].compress(RLELossless)
+    sts019[5].file_meta.TransferSyntaxUID = MPEG2MPML  # no pydicom decoder exists for video
+    with pytest.raises(SeriesError, match=r"pixel data in MPEG2 Main Profile / Main Level \(1\.2\.840\.10008\.1\.2"
+                                          r"\.4\.100\), for which no decoder is installed, cannot be decoded"):
+        load_ct_series(sts019)
 
 
 def _drop_sorted(indices: list[int]):

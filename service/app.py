@@ -94,6 +94,7 @@ def run_scorer(config: Config, on_ready: Callable[[int], None] | None = None) ->
 
 
 def _scorer_tls_mode(config: Config) -> str:
+    """How the scorer role serves, for its start-up log line."""
     if config.scorer_tls_cert_file is None:
         return "plaintext gRPC, no TLS"
     return "TLS, client certificates required" if config.scorer_tls_client_ca_file else "TLS"
@@ -149,6 +150,8 @@ def fhir_authorization(config: Config) -> Authorization | None:
 
 
 def _scorer_serving(target: str, tls: ChannelTls | None) -> bool:
+    """The scorer's gRPC health, on a fresh channel with ingest's own credentials: a scorer that
+    refuses them is as useless to ingest as one that is down."""
     with open_channel(target, tls) as channel:
         try:
             answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
@@ -258,7 +261,7 @@ def run_serve(config: Config, config_file: Path | None) -> int:
     """
     load_tls(config)  # a bad certificate or key stops us before the scorer child starts
     check_serve_channel(config)
-    server_credentials(config)
+    server_credentials(config)  # the child's scorer TLS files too: a bad one stops serve, not only the child
     tls = channel_tls(config)
     command = [sys.executable, "-m", "service.cli", "scorer"]
     if config_file:

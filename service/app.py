@@ -17,6 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.config import Config
+from service.errors import ConfigError
 from service.ingest.index import PROCESSING, RECEIVING, StudyIndex
 from service.ingest.receive import ReceiveDirectory
 from service.ingest.scp import StorageHandlers, build_ae, start_listener
@@ -34,6 +35,7 @@ from service.scoring.panel import feature_panel
 from service.scoring.parameter_file import load_parameter_file
 from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature
+from service.scoring.transport import ChannelTls, channel_tls, open_channel, server_credentials
 from service.tls import ClientTls, server_context
 from service.worker import StudyWorker
 
@@ -70,6 +72,7 @@ def run_scorer(config: Config, on_ready: Callable[[int], None] | None = None) ->
     server, port, health_servicer = build_server(
         scoring_context(config), config.scorer_address, volume_filter_ml=config.volume_filter_ml,
         max_message_bytes=config.grpc_max_message_bytes, workers=config.scorer_workers,
+        credentials=server_credentials(config), reflection_enabled=config.scorer_reflection,
     )
     stopping = threading.Event()
     http = HealthServer(config.http_host, config.http_port,
@@ -78,7 +81,8 @@ def run_scorer(config: Config, on_ready: Callable[[int], None] | None = None) ->
     server.start()
     http.start()
     try:
-        log.info("scoring core listening on port %d; HTTP on port %d", port, http.port)
+        log.info("scoring core listening on port %d (%s%s); HTTP on port %d", port, _scorer_tls_mode(config),
+                 ", server reflection on" if config.scorer_reflection else "", http.port)
         if on_ready:
             on_ready(port)
         _wait_for_signal()
@@ -88,6 +92,13 @@ def run_scorer(config: Config, on_ready: Callable[[int], None] | None = None) ->
     finally:
         server.stop(grace=config.scorer_grace_seconds).wait()
         http.stop()
+
+
+def _scorer_tls_mode(config: Config) -> str:
+    """How the scorer role serves, for its start-up log line."""
+    if config.scorer_tls_cert_file is None:
+        return "plaintext gRPC, no TLS"
+    return "TLS, client certificates required" if config.scorer_tls_client_ca_file else "TLS"
 
 
 def listener_tls(config: Config) -> ssl.SSLContext | None:
@@ -145,8 +156,10 @@ def open_to_anyone(config: Config) -> bool:
     return not config.dicom_tls and not config.dicom_allowed_calling_aes and not loopback
 
 
-def _scorer_serving(target: str) -> bool:
-    with grpc.insecure_channel(target) as channel:
+def _scorer_serving(target: str, tls: ChannelTls | None) -> bool:
+    """The scorer's gRPC health, on a fresh channel with ingest's own credentials: a scorer that
+    refuses them is as useless to ingest as one that is down."""
+    with open_channel(target, tls) as channel:
         try:
             answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
         except grpc.RpcError:
@@ -160,6 +173,7 @@ class Ingest:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.ssl_context = load_tls(config)  # before anything is opened: a bad file stops the start
+        self.scorer_tls = channel_tls(config)
         spool = Spool(config.spool_dir)
         receiving = ReceiveDirectory(config.receive_dir)
         removed = spool.remove_leftovers() + receiving.remove_leftovers()
@@ -169,7 +183,8 @@ class Ingest:
         self.index = StudyIndex(config.index_path)
         for state in (RECEIVING, PROCESSING):  # read at each scrape: never stale
             QUEUE_DEPTH.labels(state).set_function(lambda state=state: self.index.count_in(state))
-        self.client = ScoringClient(config.scorer_address, max_message_bytes=config.grpc_max_message_bytes)
+        self.client = ScoringClient(config.scorer_address, tls=self.scorer_tls,
+                                    max_message_bytes=config.grpc_max_message_bytes)
         self.outbox = Outbox(
             config.var_dir / "outbox.sqlite", _senders(config), max_attempts=config.delivery_max_attempts,
             initial_backoff_s=config.delivery_initial_backoff_seconds,
@@ -194,7 +209,7 @@ class Ingest:
             return False, detail
         if self.listener is None:
             return False, "DICOM listener not started"
-        if not _scorer_serving(self.config.scorer_address):
+        if not _scorer_serving(self.config.scorer_address, self.scorer_tls):
             return False, "scoring core not serving"
         return True, "ready"
 
@@ -244,12 +259,26 @@ def run_ingest(config: Config, stop: threading.Event | None = None) -> None:
         ingest.stop()
 
 
+def check_serve_channel(config: Config) -> None:
+    """`serve` runs both ends of the scorer channel from one configuration: they must agree, or
+    the child's scorer and our client would never talk (found at start, not as a hung wait)."""
+    if config.scorer_tls != (config.scorer_tls_cert_file is not None):
+        raise ConfigError("serve runs the scorer and its client: set scorer_tls together with "
+                          "scorer_tls_cert_file and scorer_tls_key_file (TLS on loopback), or neither")
+    if config.scorer_tls_client_ca_file is not None and config.scorer_tls_client_cert_file is None:
+        raise ConfigError("scorer_tls_client_ca_file makes the scorer require client certificates: set "
+                          "scorer_tls_client_cert_file and scorer_tls_client_key_file for serve's own client")
+
+
 def run_serve(config: Config, config_file: Path | None) -> int:
     """Scorer as a child process on loopback, ingest here; both stop together.
 
     Returns the exit code: 0 after SIGTERM/SIGINT, 1 when the scorer child died.
     """
     load_tls(config)  # a bad certificate or key stops us before the scorer child starts
+    check_serve_channel(config)
+    server_credentials(config)  # the child's scorer TLS files too: a bad one stops serve, not only the child
+    tls = channel_tls(config)
     command = [sys.executable, "-m", "service.cli", "scorer"]
     if config_file:
         command += ["--config", str(config_file)]
@@ -269,7 +298,7 @@ def run_serve(config: Config, config_file: Path | None) -> int:
 
     threading.Thread(target=watch_scorer, name="scorer-watch", daemon=True).start()
     try:
-        with ScoringClient(config.scorer_address) as client:
+        with ScoringClient(config.scorer_address, tls=tls) as client:
             client.wait_ready(timeout_s=60)
         run_ingest(config, stop)
         return 1 if scorer_died.is_set() else 0

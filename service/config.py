@@ -67,6 +67,21 @@ class Config:
     grpc_max_message_bytes: int = 256 * 1024 * 1024
     # Scorer role: seconds calls in flight get to finish after SIGTERM
     scorer_grace_seconds: float = 30.0
+    # Scorer role, gRPC TLS: certificate + key (PEM) turn TLS on; a client CA file makes client
+    # certificates mandatory (mutual TLS)
+    scorer_tls_cert_file: Path | None = None
+    scorer_tls_key_file: Path | None = None
+    scorer_tls_client_ca_file: Path | None = None
+    # Scorer role: serve gRPC server reflection (lists the API to anyone who can connect)
+    scorer_reflection: bool = False
+    # Towards the scorer (ingest, serve): TLS, the scorer's certificate verified against the CA
+    # file (else gRPC's built-in roots) and for the host of scorer_address (or the server name);
+    # our client certificate + key when the scorer requires one
+    scorer_tls: bool = False
+    scorer_tls_ca_file: Path | None = None
+    scorer_tls_client_cert_file: Path | None = None
+    scorer_tls_client_key_file: Path | None = None
+    scorer_tls_server_name: str | None = None
     signature_file: Path | None = None
     # pyradiomics parameter file (docs/features.md); unset: method.md section 2's defaults
     extraction_settings_file: Path | None = None
@@ -164,6 +179,25 @@ class Config:
         if stray and not self.pacs_tls:
             raise ConfigError(f"{', '.join(stray)} set but pacs_tls is off: set pacs_tls to true "
                               "(or remove them); SRs would go to the PACS unencrypted")
+        self._check_scorer_tls()
+
+    def _check_scorer_tls(self) -> None:
+        """The scorer's side (server certificate, client CA) and the client's side (scorer_tls and
+        its files) are checked apart: each role reads only its own."""
+        if (self.scorer_tls_cert_file is None) != (self.scorer_tls_key_file is None):
+            raise ConfigError("scorer_tls_cert_file and scorer_tls_key_file go together: "
+                              "set both (gRPC TLS on the scorer) or neither (plaintext gRPC)")
+        if self.scorer_tls_client_ca_file is not None and self.scorer_tls_cert_file is None:
+            raise ConfigError("scorer_tls_client_ca_file (client certificates required) needs scorer TLS: "
+                              "set scorer_tls_cert_file and scorer_tls_key_file too")
+        if (self.scorer_tls_client_cert_file is None) != (self.scorer_tls_client_key_file is None):
+            raise ConfigError("scorer_tls_client_cert_file and scorer_tls_client_key_file go together: "
+                              "set both or neither")
+        stray = [name for name in ("scorer_tls_ca_file", "scorer_tls_client_cert_file", "scorer_tls_client_key_file",
+                                   "scorer_tls_server_name") if getattr(self, name) is not None]
+        if stray and not self.scorer_tls:
+            raise ConfigError(f"{', '.join(stray)} set but scorer_tls is off: set scorer_tls to true "
+                              "(or remove them); lesion crops would go to the scorer unencrypted")
 
     @property
     def dicom_tls(self) -> bool:

@@ -18,6 +18,7 @@ from service.scoring import codec
 from service.scoring.lesion import LesionCrop
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2 as pb
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2_grpc
+from service.scoring.transport import ChannelTls, open_channel
 
 _SERVICE_CONFIG = {
     "loadBalancingConfig": [{"round_robin": {}}],
@@ -36,10 +37,11 @@ class LesionTooLarge(InputError):
 
 
 class ScoringClient:
-    """Typed calls to radiomics_cds.v1.Scoring."""
+    """Typed calls to radiomics_cds.v1.Scoring, over TLS with `tls` (else plaintext)."""
 
-    def __init__(self, target: str, *, max_message_bytes: int = 256 * 1024 * 1024, timeout_s: float = 600.0) -> None:
-        self._channel = grpc.insecure_channel(target, options=[
+    def __init__(self, target: str, *, tls: ChannelTls | None = None, max_message_bytes: int = 256 * 1024 * 1024,
+                 timeout_s: float = 600.0) -> None:
+        self._channel = open_channel(target, tls, options=[
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.service_config", json.dumps(_SERVICE_CONFIG)),

@@ -1,4 +1,5 @@
-"""The scoring core as a gRPC server (radiomics_cds.v1.Scoring + grpc.health.v1 + reflection).
+"""The scoring core as a gRPC server (radiomics_cds.v1.Scoring + grpc.health.v1, and server
+reflection only when asked: it lists the API to anyone who can connect).
 
 Stateless: each request carries its lesion crop, so any number of replicas can serve one client.
 A request larger than `max_message_bytes` is refused by gRPC itself (RESOURCE_EXHAUSTED) before
@@ -83,9 +84,11 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
 def build_server(
     context: ScoringContext, address: str, *, volume_filter_ml: float = 1.0,
     max_message_bytes: int = 256 * 1024 * 1024, workers: int = 4,
+    credentials: grpc.ServerCredentials | None = None, reflection_enabled: bool = False,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
-    """A ready-to-start server bound to `address`; returns (server, bound port, its health
-    servicer: the scorer role turns it NOT_SERVING when it stops)."""
+    """A ready-to-start server bound to `address`, over TLS with `credentials` (else plaintext);
+    returns (server, bound port, its health servicer: the scorer role turns it NOT_SERVING when
+    it stops)."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
@@ -103,10 +106,11 @@ def build_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
-    )
-    port = server.add_insecure_port(address)
+    if reflection_enabled:
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+        )
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind the scoring server to {address}")
     return server, port, health_servicer

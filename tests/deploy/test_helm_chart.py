@@ -59,6 +59,9 @@ SET_BY_CHART = {
     "dicom_host", "dicom_port", "http_host", "http_port", "var_dir", "scorer_address",
     "dicom_tls_cert_file", "dicom_tls_key_file", "dicom_tls_ca_file",
     "pacs_tls_ca_file", "pacs_tls_cert_file", "pacs_tls_key_file",
+    "scorer_tls_cert_file", "scorer_tls_key_file", "scorer_tls_client_ca_file",
+    "scorer_tls", "scorer_tls_ca_file", "scorer_tls_client_cert_file", "scorer_tls_client_key_file",
+    "scorer_tls_server_name",
     "fhir_bearer_token", "fhir_smart_private_key_file",
     "signature_file", "extraction_settings_file", "location_name_rules",
 }
@@ -178,6 +181,7 @@ def test_lint_finds_no_warning_or_error(case: Rendered, kube_version: str) -> No
     ({"image": {"tagg": "0.1.0"}}, "tagg"),
     ({"config": {"quiet_second": 30}}, "quiet_second"),
     ({"config": {"fhir_bearer_token": "s3cret"}}, "fhir_bearer_token"),  # credentials never in config.yaml
+    ({"config": {"scorer_tls_cert_file": "/s.crt"}}, "scorer_tls_cert_file"),  # the chart mounts TLS files
     ({"ingest": {"terminationGracePeriodSeconds": "120"}}, "/ingest/terminationGracePeriodSeconds"),
     ({"podSecurityContext": {"runAsUser": 0}}, "/podSecurityContext/runAsUser"),
     ({"image": {"digest": "latest"}}, "/image/digest"),
@@ -201,6 +205,8 @@ def test_schema_refuses_wrong_values_naming_them(chart: Any, values: dict[str, A
     ({"config": {"fhir_base_url": "https://ehr.example/fhir"}, "fhir": {"smart": {"existingSecret": "k"}}},
      "config.fhir_smart_client_id"),
     ({"pacsTls": {"existingSecret": "ca"}}, "config.pacs_tls is not true"),
+    ({"scorerTls": {"enabled": True}}, "set scorerTls.serverSecret"),
+    ({"scorerTls": {"clientSecret": "rcds-ingest-client"}}, "scorerTls.enabled is not true"),
     ({"config": {"scorer_grace_seconds": 60}}, "must exceed config.scorer_grace_seconds"),
     ({"scorer": {"autoscaling": {"minReplicas": 5, "maxReplicas": 3}}}, "must not exceed"),
 ])
@@ -254,9 +260,15 @@ def test_ingest_reaches_every_scorer_pod_through_the_headless_service(case: Rend
 
 
 def test_probes_use_grpc_health_for_the_scorer_and_http_for_the_ingest(case: Rendered) -> None:
+    """The kubelet's gRPC probes cannot speak TLS: a TLS scorer is probed on its HTTP port."""
     scorer = _container(case.deployment)
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert scorer[probe]["grpc"] == {"port": 50051}, probe
+    tls = case.values.get("scorerTls", {}).get("enabled", False)
+    scorer_probes = {probe: scorer[probe].get("grpc") or scorer[probe]["httpGet"]
+                     for probe in ("startupProbe", "livenessProbe", "readinessProbe")}
+    assert scorer_probes == ({"startupProbe": {"path": "/healthz", "port": "metrics"},
+                              "livenessProbe": {"path": "/healthz", "port": "metrics"},
+                              "readinessProbe": {"path": "/readyz", "port": "metrics"}} if tls
+                             else dict.fromkeys(scorer_probes, {"port": 50051}))
     assert {p["name"]: p["containerPort"] for p in scorer["ports"]}["metrics"] == 8080
     assert _env(scorer)["RCDS_HTTP_PORT"]["value"] == "8080"
     ingest = _container(case.statefulset)
@@ -301,6 +313,38 @@ def test_dicom_tls_files_are_inside_the_mounted_secret(rendered: dict[str, Rende
         assert volume["secret"]["secretName"] == secret
         assert volume["secret"]["defaultMode"] == 0o440  # the service's group (fsGroup) only
         assert PurePosixPath(path).name in _keys_of(case, secret, {"tls.crt", "tls.key", "ca.crt"})
+
+
+def _files_from_secrets(workload: dict[str, Any], prefix: str) -> dict[str, tuple[str, str]]:
+    """RCDS_<prefix>*_FILE variables -> (Secret name, key) of the file each points at."""
+    files = {}
+    for name, item in _env(_container(workload)).items():
+        if name.startswith(prefix) and name.endswith("_FILE"):
+            mount, volume = _mount_of(workload, item["value"])
+            assert mount["readOnly"] is True and volume["secret"]["defaultMode"] == 0o440, name
+            (key,) = [i["key"] for i in volume["secret"]["items"] if i["path"] == PurePosixPath(item["value"]).name]
+            files[name] = (volume["secret"]["secretName"], key)
+    return files
+
+
+@pytest.mark.parametrize(("case_name", "ingest", "scorer"), [
+    ("hardened",
+     {"RCDS_SCORER_TLS_CA_FILE": ("rcds-scorer-tls", "ca.crt"),
+      "RCDS_SCORER_TLS_CLIENT_CERT_FILE": ("rcds-ingest-scorer-client", "tls.crt"),
+      "RCDS_SCORER_TLS_CLIENT_KEY_FILE": ("rcds-ingest-scorer-client", "tls.key")},
+     {"RCDS_SCORER_TLS_CERT_FILE": ("rcds-scorer-tls", "tls.crt"), "RCDS_SCORER_TLS_KEY_FILE": ("rcds-scorer-tls", "tls.key"),
+      "RCDS_SCORER_TLS_CLIENT_CA_FILE": ("rcds-ingest-scorer-client", "ca.crt")}),
+    ("tls-secrets-monitoring",
+     {"RCDS_SCORER_TLS_CA_FILE": ("rcds-scorer-tls", "ca.crt")},
+     {"RCDS_SCORER_TLS_CERT_FILE": ("rcds-scorer-tls", "tls.crt"), "RCDS_SCORER_TLS_KEY_FILE": ("rcds-scorer-tls", "tls.key")}),
+    ("default", {}, {}),
+])
+def test_scorer_tls_files_come_from_their_secrets_and_no_pod_gets_the_other_key(
+        rendered: dict[str, Rendered], case_name: str, ingest: dict, scorer: dict) -> None:
+    """Each pod mounts its own certificate and key, and only ca.crt from the other's Secret."""
+    case = rendered[case_name]
+    assert _files_from_secrets(case.statefulset, "RCDS_SCORER_TLS_") == ingest
+    assert _files_from_secrets(case.deployment, "RCDS_SCORER_TLS_") == scorer
 
 
 def test_pacs_tls_files_are_inside_the_mounted_secret(rendered: dict[str, Rendered]) -> None:
@@ -386,6 +430,13 @@ def test_settings_reach_the_service_as_written(rendered: dict[str, Rendered], tm
     assert smart.fhir_smart_private_key_file == Path("/var/run/secrets/radiomics-cds/fhir-smart/smart-private-key.pem")
     assert (smart.fhir_smart_client_id, smart.quiet_seconds, smart.feature_panel) == ("radiomics-cds", 45.0, "full")
     assert smart.fhir_bearer_token is None
+    smart_scorer = _load(rendered["fhir-smart"], rendered["fhir-smart"].deployment, tmp_path)
+    assert not smart.scorer_tls and smart_scorer.scorer_tls_cert_file is None  # plaintext gRPC by default
+    assert (tls.scorer_tls, tls.scorer_tls_server_name, tls.scorer_tls_client_cert_file) == (True, "scorer.rcds.internal", None)
+    hardened = rendered["hardened"]
+    ingest, scorer = _load(hardened, hardened.statefulset, tmp_path), _load(hardened, hardened.deployment, tmp_path)
+    assert ingest.scorer_tls and ingest.scorer_tls_client_key_file and ingest.scorer_tls_server_name is None
+    assert scorer.scorer_tls_client_ca_file and not scorer.scorer_tls and not scorer.scorer_reflection
 
 
 def test_a_signature_and_parameter_file_given_to_the_chart_start_the_scorer(chart: Any, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The scoring core over real gRPC: health, reflection-ready server, round trip, bad requests."""
+"""The scoring core over real gRPC: health, round trip, bad requests (TLS and reflection: test_scorer_tls)."""
 
 import subprocess
 import sys

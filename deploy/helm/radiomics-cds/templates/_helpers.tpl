@@ -104,6 +104,23 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- define "rcds.dicomTlsDir" -}}/var/run/secrets/radiomics-cds/dicom-tls{{- end }}
 {{- define "rcds.smartDir" -}}/var/run/secrets/radiomics-cds/fhir-smart{{- end }}
 {{- define "rcds.pacsTlsDir" -}}/var/run/secrets/radiomics-cds/pacs-tls{{- end }}
+{{- /* Scorer pod: its certificate and key, the CA of client certificates. Ingest pod: the CA
+     that issued the scorer's certificate, its own client certificate and key. */}}
+{{- define "rcds.scorerTlsDir" -}}/var/run/secrets/radiomics-cds/scorer-tls{{- end }}
+{{- define "rcds.scorerClientCaDir" -}}/var/run/secrets/radiomics-cds/scorer-client-ca{{- end }}
+{{- define "rcds.scorerCaDir" -}}/var/run/secrets/radiomics-cds/scorer-ca{{- end }}
+{{- define "rcds.scorerClientTlsDir" -}}/var/run/secrets/radiomics-cds/scorer-client-tls{{- end }}
+
+{{/* scorerTls values that make sense together. */}}
+{{- define "rcds.checkScorerTls" -}}
+{{- $s := .Values.scorerTls }}
+{{- if and $s.enabled (not $s.serverSecret) }}
+{{- fail "scorerTls.enabled: set scorerTls.serverSecret (the scorer's certificate, key and ca.crt)" }}
+{{- end }}
+{{- if and (or $s.serverSecret $s.clientSecret $s.serverName) (not $s.enabled) }}
+{{- fail "scorerTls.serverSecret, clientSecret or serverName is set but scorerTls.enabled is not true" }}
+{{- end }}
+{{- end }}
 
 {{/* The container securityContext both roles share. */}}
 {{- define "rcds.containerSecurityContext" -}}

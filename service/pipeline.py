@@ -17,6 +17,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.dataset import Dataset
 
+from service.dicom_limits import InstanceLimits
 from service.errors import FrameOfReferenceMismatch, InputError
 from service.imaging.contours import LESION_ROI_TYPES, lesion_rois, rtstruct_to_masks, seg_to_masks
 from service.imaging.crops import lesion_crop
@@ -128,8 +129,10 @@ def _pick_ct_series(contours: Dataset, ct_instances: Sequence[Dataset]) -> list[
     return next(iter(by_series.values()))
 
 
-def select_inputs(datasets: Sequence[Dataset]) -> tuple[StudyInputs, list[str]]:
-    """Choose the contour set and its CT series among a study's instances; (inputs, warnings)."""
+def select_inputs(datasets: Sequence[Dataset],
+                  limits: InstanceLimits = InstanceLimits()) -> tuple[StudyInputs, list[str]]:
+    """Choose the contour set and its CT series among a study's instances; (inputs, warnings).
+    The CT instances are checked against `limits` before their frames are decoded."""
     warnings: list[str] = []
     contour_sets = [ds for ds in datasets if ds.get("SOPClassUID") in CONTOUR_SOP_CLASSES]
     ct_instances = [ds for ds in datasets if ds.get("SOPClassUID") in CT_SOP_CLASSES]
@@ -145,7 +148,7 @@ def select_inputs(datasets: Sequence[Dataset]) -> tuple[StudyInputs, list[str]]:
         )
     series = _pick_ct_series(contours, ct_instances)
     evidence = [_header(ds) for ds in series] + [_header(contours)]
-    ct = load_ct_series([_with_pixels(ds) for ds in series])
+    ct = load_ct_series([_with_pixels(ds) for ds in series], limits=limits)
     inputs = StudyInputs(ct=ct, contours=_with_pixels(contours), evidence=evidence, study=study_info(series[0]))
     return inputs, warnings
 
@@ -165,25 +168,28 @@ def _header(ds: Dataset) -> Dataset:
     return header
 
 
-def lesion_masks(inputs: StudyInputs, lesion_roi_types: frozenset[str]) -> tuple[list[LesionMask], list[str]]:
-    """The lesions of the contour object, and notes on ROIs not scored (not lesion types)."""
+def lesion_masks(inputs: StudyInputs, lesion_roi_types: frozenset[str],
+                 limits: InstanceLimits = InstanceLimits()) -> tuple[list[LesionMask], list[str]]:
+    """The lesions of the contour object (checked against `limits` first), and notes on ROIs not
+    scored (not lesion types)."""
     notes: list[str] = []
     if inputs.contours.SOPClassUID == RT_STRUCTURE_SET:
         keep, notes = lesion_rois(inputs.contours, lesion_roi_types)
-        masks = rtstruct_to_masks(inputs.contours, inputs.ct, keep)
+        masks = rtstruct_to_masks(inputs.contours, inputs.ct, keep, limits)
     else:
-        masks = seg_to_masks(inputs.contours, inputs.ct)
+        masks = seg_to_masks(inputs.contours, inputs.ct, limits)
     if not masks:
         raise InputError("the contour object holds no lesion with area" + (f" ({'; '.join(notes)})" if notes else ""))
     return masks, notes
 
 
 def score_study(inputs: StudyInputs, client: ScoringClient, *, parallel: int = 2, warnings: Sequence[str] = (),
-                lesion_roi_types: frozenset[str] = LESION_ROI_TYPES) -> StudyResult:
+                lesion_roi_types: frozenset[str] = LESION_ROI_TYPES,
+                limits: InstanceLimits = InstanceLimits()) -> StudyResult:
     """Score every lesion through the scorer, then the patient level."""
     provenance = client.describe()
     settings = ExtractionSettings.from_dict(dict(provenance.settings))
-    masks, skipped = lesion_masks(inputs, lesion_roi_types)
+    masks, skipped = lesion_masks(inputs, lesion_roi_types, limits)
     study_warnings = list(warnings) + skipped + [f"lesion {m.number}: {w}" for m in masks for w in m.warnings]
     crops = [lesion_crop(inputs.ct, mask, settings) for mask in masks]
     for crop in crops:  # fail fast, before any work, if a lesion cannot travel to the scorer
@@ -224,9 +230,10 @@ def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path
 def run_study(datasets: Sequence[Dataset], client: ScoringClient, outdir: Path, *,
               patient_identifier_system: str, parallel: int = 2,
               lesion_roi_types: frozenset[str] = LESION_ROI_TYPES,
-              predecessor: Dataset | None = None) -> WrittenOutputs:
+              predecessor: Dataset | None = None, limits: InstanceLimits = InstanceLimits()) -> WrittenOutputs:
     """The whole pipeline on one study's instances."""
-    inputs, warnings = select_inputs(datasets)
-    result = score_study(inputs, client, parallel=parallel, warnings=warnings, lesion_roi_types=lesion_roi_types)
+    inputs, warnings = select_inputs(datasets, limits)
+    result = score_study(inputs, client, parallel=parallel, warnings=warnings, lesion_roi_types=lesion_roi_types,
+                         limits=limits)
     return write_outputs(result, inputs.evidence, outdir, patient_identifier_system, predecessor)
 

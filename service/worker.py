@@ -101,7 +101,7 @@ class StudyWorker:
                 patient_identifier_system=self._config.patient_identifier_system,
                 parallel=self._config.scorer_workers,
                 lesion_roi_types=frozenset(self._config.lesion_roi_types),
-                predecessor=self._previous_report(study_uid),
+                predecessor=self._previous_report(study_uid), limits=self._config.instance_limits,
             )
         except InputError as error:
             self._fail(study_uid, str(error), "input")

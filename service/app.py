@@ -191,7 +191,7 @@ class Ingest:
         )
         self.worker = StudyWorker(config, self.index, self.client, self.outbox)
         self.ae = build_ae(config.dicom_ae_title, config.dicom_max_associations, config.dicom_allowed_calling_aes)
-        self.handlers = StorageHandlers(spool, self.index, receiving)
+        self.handlers = StorageHandlers(spool, self.index, receiving, config.instance_limits)
         self.http = HealthServer(config.http_host, config.http_port, self.readiness, self.liveness)
         self.listener = None
 

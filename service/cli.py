@@ -69,11 +69,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
                                 max_message_bytes=config.grpc_max_message_bytes, workers=config.scorer_workers)
     server.start()
     try:
-        inputs, warnings = select_inputs(read_study_headers(args.ct, args.rtstruct or args.seg))  # the CT series in the contours' frame of reference
+        inputs, warnings = select_inputs(read_study_headers(args.ct, args.rtstruct or args.seg),  # the CT series in the contours' frame of reference
+                                         config.instance_limits)
         with ScoringClient(f"127.0.0.1:{port}", max_message_bytes=config.grpc_max_message_bytes) as client:
             result = score_study(inputs, client, parallel=config.scorer_workers, warnings=warnings,
                                  lesion_roi_types=frozenset(config.lesion_roi_types),
-                                 max_lesions=config.max_lesions_per_study)
+                                 max_lesions=config.max_lesions_per_study, limits=config.instance_limits)
         written = write_outputs(result, inputs.evidence, args.out, config.patient_identifier_system)
     finally:
         server.stop(grace=None)

@@ -17,6 +17,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from service.dicom_limits import InstanceLimits
 from service.errors import ConfigError
 from service.scoring.location import DEFAULT_NAME_RULES, LOCATION_CLASSES
 
@@ -52,6 +53,13 @@ class Config:
     dicom_tls_cert_file: Path | None = None
     dicom_tls_key_file: Path | None = None
     dicom_tls_ca_file: Path | None = None
+    # The largest instance accepted (listener and imaging); defaults and why: service/dicom_limits.py
+    max_frames_per_instance: int = InstanceLimits.max_frames_per_instance
+    max_rows: int = InstanceLimits.max_rows
+    max_columns: int = InstanceLimits.max_columns
+    max_rois_per_structure_set: int = InstanceLimits.max_rois_per_structure_set
+    max_points_per_contour: int = InstanceLimits.max_points_per_contour
+    max_contour_points: int = InstanceLimits.max_contour_points
     # Where everything durable lives: spool/, index.sqlite, outbox/
     var_dir: Path = Path("var")
     # Study completeness: quiet period, early completion, hard cap (seconds)
@@ -134,6 +142,9 @@ class Config:
                               "(1 to 16 characters, no backslash or control characters)")
         self._check_tls()
         self._check_fhir_auth()
+        for name in (f.name for f in dataclasses.fields(InstanceLimits)):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
         if self.quiet_seconds <= 0 or self.hard_cap_seconds < self.quiet_seconds:
             raise ConfigError("quiet_seconds must be positive and hard_cap_seconds at least quiet_seconds")
         for name in ("concurrent_studies", "max_lesions_per_study", "scorer_workers"):
@@ -203,6 +214,11 @@ class Config:
     def dicom_tls(self) -> bool:
         """The listener speaks TLS (certificate and key set)."""
         return self.dicom_tls_cert_file is not None
+
+    @property
+    def instance_limits(self) -> InstanceLimits:
+        """The max_* settings, as the listener and the imaging readers take them."""
+        return InstanceLimits(**{f.name: getattr(self, f.name) for f in dataclasses.fields(InstanceLimits)})
 
     @property
     def location_rules(self) -> tuple[tuple[str, str], ...]:

@@ -26,7 +26,8 @@ INSTANCES_RECEIVED = Counter(
     ["kind"], registry=REGISTRY,
 )
 INSTANCES_REJECTED = Counter(
-    "rcds_instances_rejected", "C-STORE requests refused, by reason (unreadable, missing_attributes, transfer_syntax, storage_error)",
+    "rcds_instances_rejected", "C-STORE requests refused, by reason (unreadable, truncated, missing_attributes, inconsistent: "
+    "header claims more than the file holds, over_limit: beyond the max_* settings, transfer_syntax, storage_error)",
     ["reason"], registry=REGISTRY,
 )
 ASSOCIATIONS_REJECTED = Counter(

@@ -17,6 +17,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.dataset import Dataset
 
+from service.dicom_limits import InstanceLimits
 from service.errors import FrameOfReferenceMismatch, InputError
 from service.imaging.contours import LESION_ROI_TYPES, lesion_rois, rtstruct_to_masks, seg_to_masks
 from service.imaging.crops import lesion_crop
@@ -128,8 +129,10 @@ def _pick_ct_series(contours: Dataset, ct_instances: Sequence[Dataset]) -> list[
     return next(iter(by_series.values()))
 
 
-def select_inputs(datasets: Sequence[Dataset]) -> tuple[StudyInputs, list[str]]:
-    """Choose the contour set and its CT series among a study's instances; (inputs, warnings)."""
+def select_inputs(datasets: Sequence[Dataset],
+                  limits: InstanceLimits = InstanceLimits()) -> tuple[StudyInputs, list[str]]:
+    """Choose the contour set and its CT series among a study's instances; (inputs, warnings).
+    The CT instances are checked against `limits` before their frames are decoded."""
     warnings: list[str] = []
     contour_sets = [ds for ds in datasets if ds.get("SOPClassUID") in CONTOUR_SOP_CLASSES]
     ct_instances = [ds for ds in datasets if ds.get("SOPClassUID") in CT_SOP_CLASSES]
@@ -145,7 +148,7 @@ def select_inputs(datasets: Sequence[Dataset]) -> tuple[StudyInputs, list[str]]:
         )
     series = _pick_ct_series(contours, ct_instances)
     evidence = [_header(ds) for ds in series] + [_header(contours)]
-    ct = load_ct_series([_with_pixels(ds) for ds in series])
+    ct = load_ct_series([_with_pixels(ds) for ds in series], limits=limits)
     inputs = StudyInputs(ct=ct, contours=_with_pixels(contours), evidence=evidence, study=study_info(series[0]))
     return inputs, warnings
 
@@ -166,8 +169,10 @@ def _header(ds: Dataset) -> Dataset:
 
 
 def lesion_masks(inputs: StudyInputs, lesion_roi_types: frozenset[str],
-                 max_lesions: int | None = None) -> tuple[list[LesionMask], list[str]]:
-    """The lesions of the contour object, and notes on ROIs not scored (not lesion types).
+                 max_lesions: int | None = None, limits: InstanceLimits = InstanceLimits()
+                 ) -> tuple[list[LesionMask], list[str]]:
+    """The lesions of the contour object (checked against `limits` first), and notes on ROIs not
+    scored (not lesion types).
 
     More than `max_lesions` lesions fail the study before any mask is drawn: a structure set of
     hundreds of ROIs would hold the scorer for minutes while other studies wait.
@@ -179,10 +184,10 @@ def lesion_masks(inputs: StudyInputs, lesion_roi_types: frozenset[str],
         drawn = {int(item.ReferencedROINumber) for item in contours.get("ROIContourSequence") or []
                  if item.get("ContourSequence")}
         _check_lesion_count(len(keep & drawn), "lesion ROIs with contours", max_lesions)
-        masks = rtstruct_to_masks(contours, inputs.ct, keep)
+        masks = rtstruct_to_masks(contours, inputs.ct, keep, limits)
     else:
         _check_lesion_count(len(contours.get("SegmentSequence") or []), "segments", max_lesions)
-        masks = seg_to_masks(contours, inputs.ct)
+        masks = seg_to_masks(contours, inputs.ct, limits)
     if not masks:
         raise InputError("the contour object holds no lesion with area" + (f" ({'; '.join(notes)})" if notes else ""))
     return masks, notes
@@ -195,11 +200,12 @@ def _check_lesion_count(count: int, what: str, max_lesions: int | None) -> None:
 
 
 def score_study(inputs: StudyInputs, client: ScoringClient, *, parallel: int = 2, warnings: Sequence[str] = (),
-                lesion_roi_types: frozenset[str] = LESION_ROI_TYPES, max_lesions: int | None = None) -> StudyResult:
+                lesion_roi_types: frozenset[str] = LESION_ROI_TYPES, max_lesions: int | None = None,
+                limits: InstanceLimits = InstanceLimits()) -> StudyResult:
     """Score every lesion through the scorer, then the patient level."""
     provenance = client.describe()
     settings = ExtractionSettings.from_dict(dict(provenance.settings))
-    masks, skipped = lesion_masks(inputs, lesion_roi_types, max_lesions)
+    masks, skipped = lesion_masks(inputs, lesion_roi_types, max_lesions, limits)
     study_warnings = list(warnings) + skipped + [f"lesion {m.number}: {w}" for m in masks for w in m.warnings]
     crops = [lesion_crop(inputs.ct, mask, settings) for mask in masks]
     for crop in crops:  # fail fast, before any work, if a lesion cannot travel to the scorer
@@ -240,10 +246,10 @@ def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path
 def run_study(datasets: Sequence[Dataset], client: ScoringClient, outdir: Path, *,
               patient_identifier_system: str, parallel: int = 2,
               lesion_roi_types: frozenset[str] = LESION_ROI_TYPES, max_lesions: int | None = None,
-              predecessor: Dataset | None = None) -> WrittenOutputs:
+              predecessor: Dataset | None = None, limits: InstanceLimits = InstanceLimits()) -> WrittenOutputs:
     """The whole pipeline on one study's instances."""
-    inputs, warnings = select_inputs(datasets)
+    inputs, warnings = select_inputs(datasets, limits)
     result = score_study(inputs, client, parallel=parallel, warnings=warnings, lesion_roi_types=lesion_roi_types,
-                         max_lesions=max_lesions)
+                         max_lesions=max_lesions, limits=limits)
     return write_outputs(result, inputs.evidence, outdir, patient_identifier_system, predecessor)
 

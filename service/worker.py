@@ -134,7 +134,7 @@ class StudyWorker:
                 parallel=self._config.scorer_workers,
                 lesion_roi_types=frozenset(self._config.lesion_roi_types),
                 max_lesions=self._config.max_lesions_per_study,
-                predecessor=self._previous_report(study_uid),
+                predecessor=self._previous_report(study_uid), limits=self._config.instance_limits,
             )
         except InputError as error:
             self._fail(study_uid, str(error), "input")

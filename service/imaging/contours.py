@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.dataset import Dataset
 
+from service.dicom_limits import InstanceLimits, check_dataset
 from service.errors import ContourError, FrameOfReferenceMismatch
 from service.imaging.volume import FramePlane, frame_plane, functional_group_item
 from service.model import CodedConcept, CtSeries, LesionMask
@@ -139,15 +140,18 @@ def lesion_rois(rtstruct: Dataset, lesion_types: frozenset[str] = LESION_ROI_TYP
     return keep, skipped
 
 
-def rtstruct_to_masks(rtstruct: Dataset, ct: CtSeries, roi_numbers: set[int] | None = None) -> list[LesionMask]:
+def rtstruct_to_masks(rtstruct: Dataset, ct: CtSeries, roi_numbers: set[int] | None = None,
+                      limits: InstanceLimits = InstanceLimits()) -> list[LesionMask]:
     """One LesionMask per ROI (of `roi_numbers`, default all) with contours enclosing at least
     one CT voxel centre.
 
     Raises FrameOfReferenceMismatch if an ROI with contours is not in the CT's Frame of
     Reference (the whole structure set is then unusable: method.md section 1), and
-    ContourError if a closed contour is off the CT's slice planes or outside the volume.
+    ContourError if a closed contour is off the CT's slice planes or outside the volume, or if
+    the structure set has more ROIs or contour points than `limits` allow.
     """
     _check_sop_class(rtstruct, RT_STRUCTURE_SET, "RTSTRUCT")
+    check_dataset(rtstruct, limits, ContourError)
     contours_of = {
         int(item.ReferencedROINumber): item.get("ContourSequence") or []
         for item in rtstruct.get("ROIContourSequence") or []
@@ -259,7 +263,7 @@ def _even_odd(
 # --- SEG --------------------------------------------------------------------------------------
 
 
-def seg_to_masks(seg: Dataset, ct: CtSeries) -> list[LesionMask]:
+def seg_to_masks(seg: Dataset, ct: CtSeries, limits: InstanceLimits = InstanceLimits()) -> list[LesionMask]:
     """One LesionMask per segment of a DICOM SEG that has at least one set voxel.
 
     FRACTIONAL segmentations are thresholded at half of MaximumFractionalValue (the IBSI mask
@@ -268,9 +272,11 @@ def seg_to_masks(seg: Dataset, ct: CtSeries) -> list[LesionMask]:
     and a CT slice plane, each within GRID_TOLERANCE. A SEG on another grid is rejected, not
     resampled: nearest-neighbour resampling would move the lesion boundary by up to half a
     voxel, changing volume and ring features without anyone seeing it; the producer should
-    write the SEG on the CT's grid (highdicom and dcmqi do by default).
+    write the SEG on the CT's grid (highdicom and dcmqi do by default). Frames, matrix and
+    pixel data are checked against `limits` and each other before any frame is decoded.
     """
     _check_sop_class(seg, SEGMENTATION, "SEG (Segmentation Storage)")
+    check_dataset(seg, limits, ContourError)
     what = f"SEG {seg.SOPInstanceUID}"
     _check_frame_of_reference(seg.get("FrameOfReferenceUID"), ct, what)
     frames = _segment_frames(seg, what)

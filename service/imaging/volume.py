@@ -24,6 +24,7 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from service.dicom_limits import InstanceLimits, check_dataset
 from service.errors import InputError, SeriesError
 from service.model import CtSeries, ImageGeometry
 from service.sop_classes import CT_SOP_CLASSES
@@ -151,6 +152,7 @@ def load_ct_series(
     *,
     spacing_tolerance_mm: float | None = None,
     drift_tolerance_mm: float | None = None,
+    limits: InstanceLimits = InstanceLimits(),
 ) -> CtSeries:
     """Build the HU volume of one CT series, or raise SeriesError saying why it is unusable.
 
@@ -163,6 +165,8 @@ def load_ct_series(
         first slice along the normal (a sheared stack, as gantry tilt produces). Default: a
         tenth of the smallest pixel spacing, at least DS_ROUNDING_MM: below it, treating the
         stack as orthogonal misplaces no voxel by more than a tenth of its width.
+    limits: what an instance may claim (frames, matrix) and must hold (pixel data), checked
+        before any per-frame work: these files need not have come through the listener.
 
     At least two slices are required: the slice spacing is only known from positions
     (SliceThickness is not a spacing) and texture is computed in 3D.
@@ -171,6 +175,7 @@ def load_ct_series(
         raise SeriesError("no CT instance received")
     for ds in datasets:
         _check_is_ct(ds)
+        check_dataset(ds, limits, SeriesError)
     series_uid = _single_value(datasets, "SeriesInstanceUID", "mixed series")
     sop_class_uid = _single_value(datasets, "SOPClassUID", "mixed SOP classes in one series")
     frame_of_reference_uid = _single_value(

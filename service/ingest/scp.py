@@ -32,7 +32,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, _config, evt
@@ -40,6 +39,7 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
+from service.dicom_limits import InstanceBudgetError, InstanceLimits, check_instance, read_header
 from service.ingest.index import InstanceRecord, StudyIndex
 from service.sop_classes import (CT_SOP_CLASSES, IMAGE_SOP_CLASSES, RT_STRUCTURE_SET, SEGMENTATION,
                                  STORAGE_SOP_CLASSES)
@@ -149,13 +149,20 @@ def _failure(status: int, comment: str) -> Dataset:
 class StorageHandlers:
     """pynetdicom event handlers bound to one spool and index."""
 
-    def __init__(self, spool: Spool, index: StudyIndex, receiving: ReceiveDirectory) -> None:
+    def __init__(self, spool: Spool, index: StudyIndex, receiving: ReceiveDirectory,
+                 limits: InstanceLimits = InstanceLimits()) -> None:
         self.spool = spool
         self.index = index
         self.receiving = receiving
+        self.limits = limits
 
     def handle_store(self, event: evt.Event) -> int | Dataset:
-        """EVT_C_STORE: durable spool + index, then Success."""
+        """EVT_C_STORE: durable spool + index, then Success.
+
+        What the header claims (frames, matrix, pixel data length, contour points) is checked
+        against the file and the limits first: an instance that would cost far more than its
+        size to read later is refused now, while its sender still holds it.
+        """
         received_path = Path(event.dataset_path)
         write_error = self.receiving.write_error(received_path)
         if write_error is not None:  # the receiving volume is full (or failing): the sender retries
@@ -163,9 +170,10 @@ class StorageHandlers:
             STORAGE_ERRORS.log("cannot receive an instance (%s): %s", type(write_error).__name__, write_error)
             return _failure(STATUS_OUT_OF_RESOURCES, "out of storage space receiving the instance")
         try:
-            header = pydicom.dcmread(received_path, stop_before_pixels=True, force=False)
+            header, pixel_data = read_header(received_path)
+            check_instance(header, pixel_data, self.limits)
             record = describe_instance(header, received_path, time.time())
-        except UnusableInstance as error:
+        except (InstanceBudgetError, UnusableInstance) as error:
             INSTANCES_REJECTED.labels(error.reason).inc()
             log.warning("refused an instance: %s", error)
             return _failure(STATUS_CANNOT_UNDERSTAND, str(error))

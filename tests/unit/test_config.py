@@ -31,10 +31,17 @@ def test_yaml_then_environment_then_overrides(tmp_path):
     ({"RCDS_FHIR_BASE_URL": "https://ehr/fhir", "RCDS_FHIR_SMART_CLIENT_ID": "rcds",
       "RCDS_FHIR_SMART_PRIVATE_KEY_FILE": "/k.pem", "RCDS_FHIR_BEARER_TOKEN": "t"}, "not both"),
     ({"RCDS_FHIR_BEARER_TOKEN": "t"}, "fhir_base_url"),
+    ({"RCDS_MAX_FRAMES_PER_INSTANCE": "0"}, "max_frames_per_instance must be at least 1"),
+    ({"RCDS_MAX_CONTOUR_POINTS": "-5"}, "max_contour_points must be at least 1"),
 ])
 def test_bad_values_stop_at_start_with_the_setting_named(environ, message):
     with pytest.raises(ConfigError, match=message):
         load_config(environ=environ)
+
+
+def test_instance_limits_come_from_the_settings():
+    limits = load_config(environ={"RCDS_MAX_ROWS": "1024", "RCDS_MAX_ROIS_PER_STRUCTURE_SET": "50"}).instance_limits
+    assert (limits.max_rows, limits.max_rois_per_structure_set, limits.max_columns) == (1024, 50, 4096)
 
 
 def test_unknown_yaml_key_is_refused(tmp_path):

@@ -16,6 +16,7 @@ from pydicom import uid
 from pynetdicom import ALL_TRANSFER_SYNTAXES
 
 from service.ingest.index import StudyIndex
+from service.ingest.receive import ReceiveDirectory
 from service.ingest.scp import STATUS_CANNOT_UNDERSTAND, StorageHandlers, build_ae
 from service.ingest.spool import Spool
 from service.sop_classes import CT_IMAGE, ENHANCED_CT_IMAGE, RT_STRUCTURE_SET, SEGMENTATION
@@ -48,7 +49,7 @@ def test_presentation_contexts_follow_the_policy():
 @pytest.fixture
 def handlers(tmp_path: Path):
     index = StudyIndex(tmp_path / "index.sqlite")
-    yield StorageHandlers(Spool(tmp_path / "spool"), index)
+    yield StorageHandlers(Spool(tmp_path / "spool"), index, ReceiveDirectory(tmp_path / "receiving"))
     index.close()
 
 

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from service.ingest.index import PROCESSING, RECEIVING, StudyIndex
 from service.ingest.receive import ReceiveDirectory
 from service.ingest.scp import StorageHandlers, build_ae, start_listener
 from service.ingest.spool import Spool
+from service.lifeline import start_child, wait_ready
 from service.observability import QUEUE_DEPTH, HealthServer
 from service.outputs.ehr import post_bundle
 from service.outputs.fhir_auth import Authorization, BearerToken, SmartBackendServices, require_https
@@ -62,8 +65,10 @@ def _wait_for_signal(stop: threading.Event | None = None) -> None:
     stop.wait()
 
 
-def run_scorer(config: Config, on_ready: Callable[[int], None] | None = None) -> None:
-    """Serve the scoring core until SIGTERM, with /metrics, /healthz and /readyz on http_port.
+def run_scorer(config: Config, stop: threading.Event | None = None,
+               on_ready: Callable[[], None] | None = None) -> None:
+    """Serve the scoring core until SIGTERM/SIGINT (or `stop`, set by serve's lifeline), with
+    /metrics, /healthz and /readyz on http_port; `on_ready` runs once the server is started.
 
     On SIGTERM: health turns NOT_SERVING and /readyz 503 (so load balancers and probes stop
     sending), new calls are refused, and calls in flight get `scorer_grace_seconds` to finish; a
@@ -84,8 +89,8 @@ def run_scorer(config: Config, on_ready: Callable[[int], None] | None = None) ->
         log.info("scoring core listening on port %d (%s%s); HTTP on port %d", port, _scorer_tls_mode(config),
                  ", server reflection on" if config.scorer_reflection else "", http.port)
         if on_ready:
-            on_ready(port)
-        _wait_for_signal()
+            on_ready()
+        _wait_for_signal(stop)
         stopping.set()
         health_servicer.enter_graceful_shutdown()
         log.info("stopping: no new calls, %g s for calls in flight", config.scorer_grace_seconds)
@@ -273,19 +278,22 @@ def check_serve_channel(config: Config) -> None:
 def run_serve(config: Config, config_file: Path | None) -> int:
     """Scorer as a child process on loopback, ingest here; both stop together.
 
-    Returns the exit code: 0 after SIGTERM/SIGINT, 1 when the scorer child died.
+    The child is ours alone: serve refuses to start when `scorer_address` is taken (a scorer
+    left running, say), the child binds it exclusively, ingest starts only once the child itself
+    says it is ready (service.lifeline), and the child stops when serve is gone, even after a
+    SIGKILL of serve. A dead child ends serve, so nothing else can answer in its place for long.
+
+    Returns the exit code: 0 after SIGTERM/SIGINT, 1 when the scorer child died or never got ready.
     """
     load_tls(config)  # a bad certificate or key stops us before the scorer child starts
     check_serve_channel(config)
     server_credentials(config)  # the child's scorer TLS files too: a bad one stops serve, not only the child
-    tls = channel_tls(config)
+    require_free_address(config.scorer_address, "scorer_address")
     command = [sys.executable, "-m", "service.cli", "scorer"]
     if config_file:
         command += ["--config", str(config_file)]
     # The child's HTTP endpoint must not take ingest's port: an ephemeral one (it is logged).
-    # Its own session: a Ctrl-C or a process-group signal reaches serve only, which stops the
-    # scorer after ingest has finished the study in progress.
-    scorer = subprocess.Popen(command, env={**os.environ, "RCDS_HTTP_PORT": "0"}, start_new_session=True)
+    scorer, lifeline = start_child(command, {**os.environ, "RCDS_HTTP_PORT": "0"})
     scorer_died = threading.Event()
     stop = threading.Event()
 
@@ -298,8 +306,8 @@ def run_serve(config: Config, config_file: Path | None) -> int:
 
     threading.Thread(target=watch_scorer, name="scorer-watch", daemon=True).start()
     try:
-        with ScoringClient(config.scorer_address, tls=tls) as client:
-            client.wait_ready(timeout_s=60)
+        if not wait_ready(lifeline, timeout_s=60):
+            return 1
         run_ingest(config, stop)
         return 1 if scorer_died.is_set() else 0
     finally:
@@ -309,3 +317,28 @@ def run_serve(config: Config, config_file: Path | None) -> int:
             scorer.wait(timeout=config.scorer_grace_seconds + 10)
         except subprocess.TimeoutExpired:
             scorer.kill()
+        lifeline.close()
+
+
+def require_free_address(address: str, setting: str) -> None:
+    """ConfigError naming `setting` when another process listens on `address` (host:port).
+
+    Bound the way gRPC binds (SO_REUSEADDR, so connections of an earlier run in TIME_WAIT do not
+    count), without SO_REUSEPORT, so a gRPC server holding the port makes the bind fail. Errors
+    other than "in use" (an IPv6 address on a host without IPv6) are left to the real bind.
+    """
+    host, _, port = address.rpartition(":")
+    try:
+        addresses = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+    except (ValueError, OSError):
+        raise ConfigError(f"{setting}: serve starts its scorer there, so it must be host:port, "
+                          f"not {address!r}") from None
+    for family, kind, protocol, _, socket_address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(socket_address)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    raise ConfigError(f"{setting}: {address} is already in use by another process (a scorer "
+                                      "left running?); stop it or set another " + setting) from None

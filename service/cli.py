@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from service.errors import RadiomicsCdsError
 from service.feature_report import features_from_dicom, features_from_nifti
 from service.ingest.index import StudyIndex
 from service.ingest.spool import study_key
+from service.lifeline import follow_parent
 from service.model import StudyResult
 from service.observability import configure_logging
 from service.outputs.pacs import DeliveryError, dicom_files, send_files
@@ -46,7 +48,10 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_scorer(args: argparse.Namespace) -> int:
-    run_scorer(_config(args, scorer_address=args.address))
+    """The scorer role; as serve's child (--lifeline-fd), it also stops when serve is gone."""
+    stop = threading.Event()
+    on_ready = follow_parent(args.lifeline_fd, stop) if args.lifeline_fd is not None else None
+    run_scorer(_config(args, scorer_address=args.address), stop, on_ready)
     return 0
 
 
@@ -148,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     ingest.set_defaults(handler=_cmd_ingest)
     scorer = with_config(commands.add_parser("scorer", help="the gRPC scoring core"))
     scorer.add_argument("--address", help="listen address (default 127.0.0.1:50051)")
+    scorer.add_argument("--lifeline-fd", type=int, help=argparse.SUPPRESS)  # serve's child: service.lifeline
     scorer.set_defaults(handler=_cmd_scorer)
 
     score = with_config(commands.add_parser("score", help="score one study offline, write SR + FHIR Bundle"))

@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 import service
-from service.errors import SignatureError
+from service.errors import ConfigError, SignatureError
 from service.observability import LESION_SECONDS, LESIONS_IN_PROGRESS, LESIONS_SCORED
 from service.scoring import codec
 from service.scoring.aggregate import aggregate_patient
@@ -97,6 +97,9 @@ def build_server(
         # connection up to the client's 10-minute call timeout.
         ("grpc.max_connection_age_ms", 5 * 60 * 1000),
         ("grpc.max_connection_age_grace_ms", 10 * 60 * 1000),
+        # gRPC binds with SO_REUSEPORT by default: a second scorer on a port another one (a
+        # leftover of an earlier `serve`) still holds would start and share its calls.
+        ("grpc.so_reuseport", 0),
     ]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
     scoring_pb2_grpc.add_ScoringServicer_to_server(
@@ -110,7 +113,9 @@ def build_server(
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
         )
-    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"cannot bind the scoring server to {address}")
+    try:
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    except RuntimeError:  # gRPC says only that the bind failed; most often the port is taken
+        raise ConfigError(f"scorer_address: cannot listen on {address} (in use by another process, "
+                          "or not an address of this host)") from None
     return server, port, health_servicer

@@ -195,10 +195,7 @@ def test_serve_stops_with_an_error_when_its_scorer_dies(tmp_path):
     """A supervisor (Kubernetes, systemd) can only restart what exits."""
     running = RunningService(tmp_path / "var", quiet_seconds=QUIET_SECONDS)
     try:
-        scorer = subprocess.run(["pgrep", "-P", str(running.process.pid), "-f", "service.cli scorer"],
-                                capture_output=True, text=True).stdout.split()
-        assert len(scorer) == 1
-        os.kill(int(scorer[0]), 9)
+        os.kill(running.scorer_child(), 9)
         assert running.process.wait(timeout=60) == 1
         assert "the scoring core exited" in running.read_log()
     finally:

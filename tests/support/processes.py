@@ -21,6 +21,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_is_free(port: int) -> bool:
+    """Nothing listens on loopback:`port` (bound as a server binds it, SO_REUSEADDR)."""
+    try:
+        socket.create_server((LOOPBACK, port)).close()
+    except OSError:
+        return False
+    return True
+
+
+def process_ended(pid: int) -> bool:
+    """`pid` no longer runs: gone, or a zombie nobody reaped yet (an orphan whose adopter does not
+    reap, as PID 1 in some containers)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
 def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
     """Poll `condition` until it holds; fail saying what never happened."""
     deadline = time.monotonic() + timeout_s

@@ -35,19 +35,25 @@ def scrape_metrics(http_port: int) -> dict[tuple[str, tuple], float]:
             for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
+def service_env(var_dir: Path, **settings: object) -> dict[str, str]:
+    """The environment of a service under test: its var directory, loopback and free ports
+    (DICOM, HTTP, scorer), then `settings` as RCDS_* variables (they win)."""
+    return {
+        **os.environ, "RCDS_VAR_DIR": str(var_dir), "RCDS_DICOM_PORT": str(free_port()),
+        "RCDS_HTTP_PORT": str(free_port()), "RCDS_SCORER_ADDRESS": f"{LOOPBACK}:{free_port()}",
+        "RCDS_DICOM_HOST": LOOPBACK, "RCDS_HTTP_HOST": LOOPBACK,
+        **{f"RCDS_{name.upper()}": str(value) for name, value in settings.items()},
+    }
+
+
 class RunningService:
     """`radiomics-cds <command>` (serve, ingest) until stop(); ready once its DICOM listener is up
-    (serve starts the listener only after its scorer child answers)."""
+    (serve starts the listener only after its scorer child says it is ready)."""
 
     def __init__(self, var_dir: Path, command: str = "serve", **settings: object) -> None:
         self.var_dir = var_dir
-        self.dicom_port, self.http_port = free_port(), free_port()
-        self.env = {
-            **os.environ, "RCDS_VAR_DIR": str(var_dir), "RCDS_DICOM_PORT": str(self.dicom_port),
-            "RCDS_HTTP_PORT": str(self.http_port), "RCDS_SCORER_ADDRESS": f"{LOOPBACK}:{free_port()}",
-            "RCDS_DICOM_HOST": LOOPBACK, "RCDS_HTTP_HOST": LOOPBACK,
-            **{f"RCDS_{name.upper()}": str(value) for name, value in settings.items()},
-        }
+        self.env = service_env(var_dir, **settings)
+        self.dicom_port, self.http_port = int(self.env["RCDS_DICOM_PORT"]), int(self.env["RCDS_HTTP_PORT"])
         var_dir.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = var_dir.parent / f"{command}-{self.dicom_port}.log"
         self.log = self.log_path.open("w")
@@ -59,6 +65,13 @@ class RunningService:
         if self.process.poll() is not None:
             raise AssertionError(f"the service exited: {self.read_log()}")
         return "DICOM listener" in self.read_log()
+
+    def scorer_child(self) -> int:
+        """The pid of serve's scorer child process."""
+        found = subprocess.run(["pgrep", "-P", str(self.process.pid), "-f", "service.cli scorer"],
+                               capture_output=True, text=True).stdout.split()
+        assert len(found) == 1, found
+        return int(found[0])
 
     def read_log(self) -> str:
         self.log.flush()

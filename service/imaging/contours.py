@@ -21,7 +21,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from service.errors import ContourError, FrameOfReferenceMismatch
-from service.imaging.volume import FramePlane, frame_plane, functional_group_item
+from service.imaging.attributes import HeaderReader
+from service.imaging.volume import FramePlane, decoded_frames, frame_plane, functional_group_item
 from service.model import CodedConcept, CtSeries, LesionMask
 from service.sop_classes import RT_STRUCTURE_SET, SEGMENTATION
 
@@ -64,11 +65,15 @@ def nearest_slice_index(z_indices: np.ndarray, n_slices: int, what: str) -> int:
 def _snap(values: np.ndarray, what: str, unit: str) -> int:
     """The integer all `values` round to, within GRID_TOLERANCE, else ContourError."""
     values = np.asarray(values, dtype=float)
-    k = int(np.rint(values.mean()))
+    with np.errstate(over="ignore", invalid="ignore"):  # coordinates near the float limit
+        centre = float(values.mean())
+    if not np.isfinite(centre):
+        raise ContourError(f"{what} lies too far off the CT grid to be placed")
+    k = int(np.rint(centre))
     off = float(np.max(np.abs(values - k)))
     if off > GRID_TOLERANCE:
         raise ContourError(
-            f"{what} lies {off:.2f} {unit} off the CT grid (tolerance {GRID_TOLERANCE}): it was "
+            f"{what} lies {off:.3g} {unit} off the CT grid (tolerance {GRID_TOLERANCE}): it was "
             "not drawn on this CT's slices/pixels"
         )
     return k
@@ -82,12 +87,23 @@ def _check_frame_of_reference(uid: str | None, ct: CtSeries, what: str) -> None:
         )
 
 
-def _check_sop_class(ds: Dataset, expected: str, name: str) -> None:
+def _check_sop_class(ds: Dataset, expected: str, name: str) -> str:
+    """The instance's SOP Instance UID, once it is known to be an `expected` instance."""
     if ds.get("SOPClassUID") != expected:
         raise ContourError(
             f"instance {ds.get('SOPInstanceUID', '?')} is not an {name} "
             f"(SOP Class {ds.get('SOPClassUID')})"
         )
+    return HeaderReader(f"an {name}", ContourError).text(ds, "SOPInstanceUID", required=True)
+
+
+def _numbered(ds: Dataset, sequence: str, keyword: str, what: str) -> list[tuple[int, Dataset]]:
+    """(number, item) for each item of `sequence` of `ds`, its number read from `keyword`
+    (ROI Number, Referenced ROI Number, Segment Number), which must be an integer."""
+    return [
+        (HeaderReader(f"item {i} of {sequence} of {what}", ContourError).integer(item, keyword), item)
+        for i, item in enumerate(ds.get(sequence) or [], start=1)
+    ]
 
 
 def _crop_piece(z: int, y0: int, x0: int, plane: np.ndarray) -> _Piece | None:
@@ -124,13 +140,13 @@ LESION_ROI_TYPES: frozenset[str] = frozenset({"GTV", ""})
 
 def lesion_rois(rtstruct: Dataset, lesion_types: frozenset[str] = LESION_ROI_TYPES) -> tuple[set[int], list[str]]:
     """(ROI numbers to score, one note per ROI skipped for its RT ROI Interpreted Type)."""
+    what = f"RTSTRUCT {_check_sop_class(rtstruct, RT_STRUCTURE_SET, 'RTSTRUCT')}"
     types = {
-        int(item.ReferencedROINumber): str(item.get("RTROIInterpretedType", "") or "").upper()
-        for item in rtstruct.get("RTROIObservationsSequence") or []
+        number: HeaderReader(f"ROI {number} of {what}", ContourError).text(item, "RTROIInterpretedType").upper()
+        for number, item in _numbered(rtstruct, "RTROIObservationsSequence", "ReferencedROINumber", what)
     }
     keep, skipped = set(), []
-    for roi in rtstruct.get("StructureSetROISequence") or []:
-        number = int(roi.ROINumber)
+    for number, _ in _numbered(rtstruct, "StructureSetROISequence", "ROINumber", what):
         roi_type = types.get(number, "")
         if roi_type in lesion_types:
             keep.add(number)
@@ -147,37 +163,43 @@ def rtstruct_to_masks(rtstruct: Dataset, ct: CtSeries, roi_numbers: set[int] | N
     Reference (the whole structure set is then unusable: method.md section 1), and
     ContourError if a closed contour is off the CT's slice planes or outside the volume.
     """
-    _check_sop_class(rtstruct, RT_STRUCTURE_SET, "RTSTRUCT")
+    uid = _check_sop_class(rtstruct, RT_STRUCTURE_SET, "RTSTRUCT")
     contours_of = {
-        int(item.ReferencedROINumber): item.get("ContourSequence") or []
-        for item in rtstruct.get("ROIContourSequence") or []
+        number: item.get("ContourSequence") or []
+        for number, item in _numbered(rtstruct, "ROIContourSequence", "ReferencedROINumber", f"RTSTRUCT {uid}")
     }
     masks = []
-    for roi in rtstruct.get("StructureSetROISequence") or []:
-        number = int(roi.ROINumber)
+    for number, roi in _numbered(rtstruct, "StructureSetROISequence", "ROINumber", f"RTSTRUCT {uid}"):
         contours = contours_of.get(number)
         if not contours or (roi_numbers is not None and number not in roi_numbers):
             continue
-        what = f"ROI {number} of RTSTRUCT {rtstruct.SOPInstanceUID}"
-        _check_frame_of_reference(roi.get("ReferencedFrameOfReferenceUID"), ct, what)
-        lesion = _roi_mask(rtstruct, roi, contours, ct, what)
+        what = f"ROI {number} of RTSTRUCT {uid}"
+        read = HeaderReader(what, ContourError)
+        _check_frame_of_reference(read.text(roi, "ReferencedFrameOfReferenceUID"), ct, what)
+        source = _Source(number, read.text(roi, "ROIName"), uid)
+        lesion = _roi_mask(source, contours, ct, what)
         if lesion is not None:
             masks.append(lesion)
     return masks
 
 
-def _roi_mask(
-    rtstruct: Dataset, roi: Dataset, contours: list[Dataset], ct: CtSeries, what: str
-) -> LesionMask | None:
-    ignored = Counter(
-        str(c.get("ContourGeometricType", ""))
-        for c in contours
-        if c.get("ContourGeometricType") not in _CLOSED_TYPES
-    )
+@dataclass(frozen=True)
+class _Source:
+    """Which ROI of which RTSTRUCT a mask comes from."""
+
+    number: int
+    name: str
+    sop_instance_uid: str
+
+
+def _roi_mask(source: _Source, contours: list[Dataset], ct: CtSeries, what: str) -> LesionMask | None:
+    named = [(f"contour {j} of {what}", contour) for j, contour in enumerate(contours, start=1)]
+    kinds = [HeaderReader(name, ContourError).text(contour, "ContourGeometricType") for name, contour in named]
+    ignored = Counter(kind for kind in kinds if kind not in _CLOSED_TYPES)
     by_slice: dict[int, list[np.ndarray]] = defaultdict(list)
-    for contour in contours:
-        if contour.get("ContourGeometricType") in _CLOSED_TYPES:
-            z, polygon = _place_contour(contour, ct, what)
+    for (name, contour), kind in zip(named, kinds):
+        if kind in _CLOSED_TYPES:
+            z, polygon = _place_contour(contour, ct, name)
             by_slice[z].append(polygon)
     pieces = [p for z, polygons in by_slice.items() if (p := _rasterise(z, polygons, ct)) is not None]
     assembled = _assemble(pieces)
@@ -186,15 +208,15 @@ def _roi_mask(
         return None
     offset, mask = assembled
     return LesionMask(
-        number=int(roi.ROINumber),
-        name=str(roi.get("ROIName", "")),
+        number=source.number,
+        name=source.name,
         source="RTSTRUCT",
-        source_sop_class_uid=str(rtstruct.SOPClassUID),
-        source_sop_instance_uid=str(rtstruct.SOPInstanceUID),
+        source_sop_class_uid=RT_STRUCTURE_SET,
+        source_sop_instance_uid=source.sop_instance_uid,
         offset_zyx=offset,
         mask=mask,
         warnings=[
-            f"ignored {n} {kind or 'untyped'} contour(s) of ROI {int(roi.ROINumber)}: only closed "
+            f"ignored {n} {kind or 'untyped'} contour(s) of ROI {source.number}: only closed "
             "planar contours enclose a volume"
             for kind, n in sorted(ignored.items())
         ],
@@ -203,17 +225,17 @@ def _roi_mask(
 
 def _place_contour(contour: Dataset, ct: CtSeries, what: str) -> tuple[int, np.ndarray]:
     """(CT slice index, polygon as continuous (x, y) voxel indices) of one closed contour."""
-    data = np.asarray(contour.get("ContourData") or [], dtype=float)
-    if data.size == 0 or data.size % 3:
-        raise ContourError(f"a contour of {what} has malformed ContourData ({data.size} values)")
+    data = HeaderReader(what, ContourError).numbers(contour, "ContourData")
+    if data.size % 3:
+        raise ContourError(f"{what}: ContourData has {data.size} values, not (x, y, z) triplets")
     ijk = ct.geometry.physical_to_index(data.reshape(-1, 3))
     nx, ny, nz = ct.geometry.size
-    z = nearest_slice_index(ijk[:, 2], nz, f"a contour of {what}")
+    z = nearest_slice_index(ijk[:, 2], nz, what)
     # The volume covers voxel centres 0..n-1 and their half-voxel margins; a contour beyond that
     # was cut by the field of view, and its mask would silently miss part of the lesion.
     outside = (ijk[:, 0] < -0.5) | (ijk[:, 0] > nx - 0.5) | (ijk[:, 1] < -0.5) | (ijk[:, 1] > ny - 0.5)
     if outside.any():
-        raise ContourError(f"a contour of {what} extends outside the CT volume in-plane (slice {z})")
+        raise ContourError(f"{what} extends outside the CT volume in-plane (slice {z})")
     return z, ijk[:, :2]
 
 
@@ -270,11 +292,11 @@ def seg_to_masks(seg: Dataset, ct: CtSeries) -> list[LesionMask]:
     voxel, changing volume and ring features without anyone seeing it; the producer should
     write the SEG on the CT's grid (highdicom and dcmqi do by default).
     """
-    _check_sop_class(seg, SEGMENTATION, "SEG (Segmentation Storage)")
-    what = f"SEG {seg.SOPInstanceUID}"
-    _check_frame_of_reference(seg.get("FrameOfReferenceUID"), ct, what)
-    frames = _segment_frames(seg, what)
-    segments = {int(item.SegmentNumber): item for item in seg.get("SegmentSequence") or []}
+    what = f"SEG {_check_sop_class(seg, SEGMENTATION, 'SEG (Segmentation Storage)')}"
+    read = HeaderReader(what, ContourError)
+    _check_frame_of_reference(read.text(seg, "FrameOfReferenceUID"), ct, what)
+    frames = _segment_frames(seg, read)
+    segments = dict(_numbered(seg, "SegmentSequence", "SegmentNumber", what))
     pieces: dict[int, list[_Piece]] = {number: [] for number in segments}
     for f, frame in enumerate(frames):
         cropped = _crop_piece(0, 0, 0, frame)
@@ -292,29 +314,29 @@ def seg_to_masks(seg: Dataset, ct: CtSeries) -> list[LesionMask]:
         if assembled is None:
             logger.warning("segment %d of %s has no set voxel; skipped", number, what)
             continue
-        masks.append(_segment_mask(seg, item, *assembled))
+        masks.append(_segment_mask(seg, number, item, *assembled))
     return masks
 
 
-def _segment_frames(seg: Dataset, what: str) -> np.ndarray:
+def _segment_frames(seg: Dataset, read: HeaderReader) -> np.ndarray:
     """All frames as booleans (frames, rows, columns), FRACTIONAL ones thresholded at 0.5."""
-    frames = seg.pixel_array.reshape(-1, int(seg.Rows), int(seg.Columns))
-    kind = seg.get("SegmentationType")
+    frames = decoded_frames(seg, read.integer(seg, "Rows"), read.integer(seg, "Columns"), ContourError)
+    kind = read.text(seg, "SegmentationType")
     if kind == "BINARY":
         return frames != 0
     if kind == "FRACTIONAL":
-        maximum = int(seg.get("MaximumFractionalValue") or 0)
+        maximum = read.optional_integer(seg, "MaximumFractionalValue") or 0
         if maximum <= 0:
-            raise ContourError(f"{what} is FRACTIONAL without a positive MaximumFractionalValue")
+            read.fail("MaximumFractionalValue", "must be positive in a FRACTIONAL SEG")
         return 2 * frames.astype(np.int64) >= maximum
-    raise ContourError(f"{what} has SegmentationType {kind}; only BINARY and FRACTIONAL are supported")
+    read.fail("SegmentationType", f"is {kind or 'missing'}; only BINARY and FRACTIONAL are supported")
 
 
 def _referenced_segment(seg: Dataset, frame: int, what: str) -> int:
-    item = functional_group_item(seg, frame, "SegmentIdentificationSequence")
+    item = functional_group_item(seg, frame, "SegmentIdentificationSequence", ContourError)
     if item is None or "ReferencedSegmentNumber" not in item:
         raise ContourError(f"frame {frame + 1} of {what} does not say which segment it belongs to")
-    return int(item.ReferencedSegmentNumber)
+    return HeaderReader(f"frame {frame + 1} of {what}", ContourError).integer(item, "ReferencedSegmentNumber")
 
 
 def _place_on_ct(
@@ -343,14 +365,14 @@ def _place_on_ct(
 
 
 def _segment_mask(
-    seg: Dataset, item: Dataset, offset: tuple[int, int, int], mask: np.ndarray
+    seg: Dataset, number: int, item: Dataset, offset: tuple[int, int, int], mask: np.ndarray
 ) -> LesionMask:
     regions = item.get("AnatomicRegionSequence") or []
     return LesionMask(
-        number=int(item.SegmentNumber),
+        number=number,
         name=str(item.get("SegmentLabel", "")),
         source="SEG",
-        source_sop_class_uid=str(seg.SOPClassUID),
+        source_sop_class_uid=SEGMENTATION,
         source_sop_instance_uid=str(seg.SOPInstanceUID),
         offset_zyx=offset,
         mask=mask,

@@ -8,6 +8,8 @@ absence of everything else. Geometry: origin (-4, -4, 0) mm, 1 mm pixels, 2 mm s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
@@ -147,3 +149,12 @@ def seg() -> Dataset:
     frames[:, 2:5, 2:5] = 1
     ds.PixelData = np.packbits(frames.ravel(), bitorder="little").tobytes()
     return ds
+
+
+def write(folder: Path, datasets: list[Dataset]) -> list[Path]:
+    """Each dataset as a DICOM file in `folder` (created), named by position; their paths."""
+    folder.mkdir(parents=True)
+    paths = [folder / f"{k:03d}.dcm" for k in range(len(datasets))]
+    for ds, path in zip(datasets, paths):
+        ds.save_as(path, enforce_file_format=True)
+    return paths

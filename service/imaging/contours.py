@@ -36,6 +36,13 @@ logger = logging.getLogger(__name__)
 # another grid (another reconstruction), and snapping it would silently shift the lesion.
 GRID_TOLERANCE = 0.25
 
+# A contour is checked for edges that cross each other up to this many points (all pairs of edges,
+# vectorised: about 0.2 s at this size). Real contours have tens to a few thousand points; the
+# check only adds a warning, so a longer one is rasterised unchecked rather than slowly.
+SELF_INTERSECTION_MAX_POINTS = 5_000
+# Edge pairs compared per block: bounds the check's memory (a few arrays of this many floats).
+_EDGE_PAIRS_PER_BLOCK = 1 << 20
+
 # CLOSED_PLANAR_XOR (added to the standard for exactly this) states the even-odd rule that
 # RTSTRUCT practice applies to CLOSED_PLANAR contours anyway, so both rasterise the same way.
 _CLOSED_TYPES = frozenset({"CLOSED_PLANAR", "CLOSED_PLANAR_XOR"})
@@ -193,14 +200,20 @@ class _Source:
 
 
 def _roi_mask(source: _Source, contours: list[Dataset], ct: CtSeries, what: str) -> LesionMask | None:
-    named = [(f"contour {j} of {what}", contour) for j, contour in enumerate(contours, start=1)]
-    kinds = [HeaderReader(name, ContourError).text(contour, "ContourGeometricType") for name, contour in named]
+    names = [f"contour {j} of {what}" for j in range(1, len(contours) + 1)]
+    kinds = [HeaderReader(name, ContourError).text(c, "ContourGeometricType") for name, c in zip(names, contours)]
     ignored = Counter(kind for kind in kinds if kind not in _CLOSED_TYPES)
     by_slice: dict[int, list[np.ndarray]] = defaultdict(list)
-    for (name, contour), kind in zip(named, kinds):
+    crossing = []
+    for j, (name, contour, kind) in enumerate(zip(names, contours, kinds), start=1):
         if kind in _CLOSED_TYPES:
             z, polygon = _place_contour(contour, ct, name)
             by_slice[z].append(polygon)
+            if self_intersects(polygon):
+                crossing.append(
+                    f"contour {j} of ROI {source.number}, on slice {z + 1} of {ct.geometry.size[2]}, intersects "
+                    "itself; filled by the even-odd rule"
+                )
     pieces = [p for z, polygons in by_slice.items() if (p := _rasterise(z, polygons, ct)) is not None]
     assembled = _assemble(pieces)
     if assembled is None:
@@ -215,7 +228,7 @@ def _roi_mask(source: _Source, contours: list[Dataset], ct: CtSeries, what: str)
         source_sop_instance_uid=source.sop_instance_uid,
         offset_zyx=offset,
         mask=mask,
-        warnings=[
+        warnings=crossing + [
             f"ignored {n} {kind or 'untyped'} contour(s) of ROI {source.number}: only closed "
             "planar contours enclose a volume"
             for kind, n in sorted(ignored.items())
@@ -237,6 +250,38 @@ def _place_contour(contour: Dataset, ct: CtSeries, what: str) -> tuple[int, np.n
     if outside.any():
         raise ContourError(f"{what} extends outside the CT volume in-plane (slice {z})")
     return z, ijk[:, :2]
+
+
+def self_intersects(polygon: np.ndarray) -> bool:
+    """Whether two non-adjacent edges of the closed polygon (N x 2 points) cross each other.
+
+    A bow-tie or figure-eight contour is drawn as one region but filled by the even-odd rule as
+    two, or with a hole: its mask is not what was meant, so the caller warns. Every pair of edges
+    is tested (orientation signs of each edge's ends relative to the other, strictly opposite on
+    both: a proper crossing), a block of edges at a time to bound memory. Polygons longer than
+    SELF_INTERSECTION_MAX_POINTS are not checked.
+    """
+    n = len(polygon)
+    if n < 4 or n > SELF_INTERSECTION_MAX_POINTS:
+        return False
+    start_x, start_y = polygon[:, 0], polygon[:, 1]
+    end_x, end_y = np.roll(start_x, -1), np.roll(start_y, -1)
+    step_x, step_y = end_x - start_x, end_y - start_y
+
+    def side(edge: np.ndarray | slice, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Cross product of edge `edge`'s direction with (point - edge start): its sign is the side."""
+        return step_x[edge] * (y - start_y[edge]) - step_y[edge] * (x - start_x[edge])
+
+    block = max(1, _EDGE_PAIRS_PER_BLOCK // n)
+    for first in range(0, n - 2, block):
+        i = np.arange(first, min(first + block, n - 2))[:, None]
+        j = np.arange(first + 2, n)[None, :]
+        pairs = (j > i + 1) & ~((i == 0) & (j == n - 1))  # not the same edge, not neighbours
+        ends_of_j = side(i, start_x[j], start_y[j]) * side(i, end_x[j], end_y[j])
+        ends_of_i = side(j, start_x[i], start_y[i]) * side(j, end_x[i], end_y[i])
+        if np.any(pairs & (ends_of_j < 0) & (ends_of_i < 0)):
+            return True
+    return False
 
 
 def _rasterise(z: int, polygons: list[np.ndarray], ct: CtSeries) -> _Piece | None:

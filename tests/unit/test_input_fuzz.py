@@ -10,7 +10,7 @@ exception is a crash site, which the service would report as "internal error".
 
 The examples are drawn with a fixed seed (derandomize) and bounded, so CI runs the same ones in
 a few seconds. `scripts/fuzz-inputs` runs the same properties with many more examples
-(HYPOTHESIS_PROFILE=long), and a byte-level atheris target (tests/README.md).
+(HYPOTHESIS_PROFILE=long), and a byte-level atheris target (README.md, Tests).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile(
-    "long", max_examples=5000, deadline=None, print_blob=True,
+    "long", max_examples=int(os.environ.get("FUZZ_EXAMPLES", "5000")), deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -20,6 +20,7 @@ from pydicom.dataset import Dataset
 from service.dicom_limits import InstanceLimits
 from service.errors import FrameOfReferenceMismatch, InputError
 from service.imaging.contours import LESION_ROI_TYPES, lesion_rois, rtstruct_to_masks, seg_to_masks
+from service.imaging.attributes import HeaderReader
 from service.imaging.crops import lesion_crop
 from service.imaging.references import frame_of_reference
 from service.imaging.volume import load_ct_series
@@ -98,10 +99,10 @@ def study_info(header: Dataset) -> StudyInfo:
 
 def _referenced_series(contours: Dataset) -> set[str]:
     """CT series the contour object names (RTSTRUCT study/series refs, SEG ReferencedSeries)."""
-    series = {str(item.SeriesInstanceUID) for item in contours.get("ReferencedSeriesSequence") or []}
+    series = {str(item.get("SeriesInstanceUID", "")) for item in contours.get("ReferencedSeriesSequence") or []}
     for frame in contours.get("ReferencedFrameOfReferenceSequence") or []:
         for study in frame.get("RTReferencedStudySequence") or []:
-            series |= {str(item.SeriesInstanceUID) for item in study.get("RTReferencedSeriesSequence") or []}
+            series |= {str(item.get("SeriesInstanceUID", "")) for item in study.get("RTReferencedSeriesSequence") or []}
     return series
 
 
@@ -111,7 +112,7 @@ def _pick_ct_series(contours: Dataset, ct_instances: Sequence[Dataset]) -> list[
     by_series: dict[str, list[Dataset]] = {}
     for ds in ct_instances:
         if str(ds.get("FrameOfReferenceUID", "")) == frame:
-            by_series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
+            by_series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append(ds)
     if not by_series:
         frames = sorted({str(ds.get("FrameOfReferenceUID", "")) for ds in ct_instances})
         raise FrameOfReferenceMismatch(
@@ -134,8 +135,8 @@ def select_inputs(datasets: Sequence[Dataset],
     """Choose the contour set and its CT series among a study's instances; (inputs, warnings).
     The CT instances are checked against `limits` before their frames are decoded."""
     warnings: list[str] = []
-    contour_sets = [ds for ds in datasets if ds.get("SOPClassUID") in CONTOUR_SOP_CLASSES]
-    ct_instances = [ds for ds in datasets if ds.get("SOPClassUID") in CT_SOP_CLASSES]
+    contour_sets = [ds for ds in datasets if _sop_class(ds) in CONTOUR_SOP_CLASSES]
+    ct_instances = [ds for ds in datasets if _sop_class(ds) in CT_SOP_CLASSES]
     if not contour_sets:
         raise InputError("no RTSTRUCT or SEG in the study")
     if not ct_instances:
@@ -144,13 +145,18 @@ def select_inputs(datasets: Sequence[Dataset],
     if len(contour_sets) > 1:
         warnings.append(
             f"{len(contour_sets)} contour objects received; scored the last received "
-            f"({contours.SOPInstanceUID})"
+            f"({contours.get('SOPInstanceUID', '?')})"
         )
     series = _pick_ct_series(contours, ct_instances)
     evidence = [_header(ds) for ds in series] + [_header(contours)]
     ct = load_ct_series([_with_pixels(ds) for ds in series], limits=limits)
     inputs = StudyInputs(ct=ct, contours=_with_pixels(contours), evidence=evidence, study=study_info(series[0]))
     return inputs, warnings
+
+
+def _sop_class(ds: Dataset) -> str:
+    """SOPClassUID, which must be a single value: it decides how the instance is read."""
+    return HeaderReader(f"instance {ds.get('SOPInstanceUID', '?')}", InputError).text(ds, "SOPClassUID")
 
 
 def _with_pixels(ds: Dataset) -> Dataset:
@@ -161,9 +167,16 @@ def _with_pixels(ds: Dataset) -> Dataset:
 
 
 def _header(ds: Dataset) -> Dataset:
-    """A copy without bulk pixel data: evidence lists need identities, not images."""
+    """A copy without bulk pixel data: evidence lists need identities, not images.
+
+    Elements are copied as stored, undecoded: a malformed value the evidence never reads must
+    not fail the study here (and decoding each one is work for nothing). pydicom decodes one
+    anyway, PixelRepresentation, to resolve elements whose VR depends on it; it is read first so
+    that a malformed one is an InputError naming it.
+    """
+    HeaderReader(f"instance {ds.get('SOPInstanceUID', '?')}", InputError).optional_integer(ds, "PixelRepresentation")
     header = Dataset()
-    header.update({tag: element for tag, element in ds.items() if tag < 0x7FE00000})
+    header.update({tag: ds.get_item(tag) for tag in ds.keys() if tag < 0x7FE00000})
     header.file_meta = getattr(ds, "file_meta", Dataset())
     return header
 

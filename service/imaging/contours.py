@@ -22,7 +22,8 @@ from pydicom.dataset import Dataset
 
 from service.dicom_limits import InstanceLimits, check_dataset
 from service.errors import ContourError, FrameOfReferenceMismatch
-from service.imaging.volume import FramePlane, frame_plane, functional_group_item
+from service.imaging.attributes import HeaderReader
+from service.imaging.volume import FramePlane, decoded_frames, frame_plane, functional_group_item
 from service.model import CodedConcept, CtSeries, LesionMask
 from service.sop_classes import RT_STRUCTURE_SET, SEGMENTATION
 
@@ -35,6 +36,13 @@ logger = logging.getLogger(__name__)
 # voxel at which the nearest slice/pixel becomes ambiguous. Anything further off was drawn on
 # another grid (another reconstruction), and snapping it would silently shift the lesion.
 GRID_TOLERANCE = 0.25
+
+# A contour is checked for edges that cross each other up to this many points (all pairs of edges,
+# vectorised: about 0.2 s at this size). Real contours have tens to a few thousand points; the
+# check only adds a warning, so a longer one is rasterised unchecked rather than slowly.
+SELF_INTERSECTION_MAX_POINTS = 5_000
+# Edge pairs compared per block: bounds the check's memory (a few arrays of this many floats).
+_EDGE_PAIRS_PER_BLOCK = 1 << 20
 
 # CLOSED_PLANAR_XOR (added to the standard for exactly this) states the even-odd rule that
 # RTSTRUCT practice applies to CLOSED_PLANAR contours anyway, so both rasterise the same way.
@@ -65,11 +73,15 @@ def nearest_slice_index(z_indices: np.ndarray, n_slices: int, what: str) -> int:
 def _snap(values: np.ndarray, what: str, unit: str) -> int:
     """The integer all `values` round to, within GRID_TOLERANCE, else ContourError."""
     values = np.asarray(values, dtype=float)
-    k = int(np.rint(values.mean()))
+    with np.errstate(over="ignore", invalid="ignore"):  # coordinates near the float limit
+        centre = float(values.mean())
+    if not np.isfinite(centre):
+        raise ContourError(f"{what} lies too far off the CT grid to be placed")
+    k = int(np.rint(centre))
     off = float(np.max(np.abs(values - k)))
     if off > GRID_TOLERANCE:
         raise ContourError(
-            f"{what} lies {off:.2f} {unit} off the CT grid (tolerance {GRID_TOLERANCE}): it was "
+            f"{what} lies {off:.3g} {unit} off the CT grid (tolerance {GRID_TOLERANCE}): it was "
             "not drawn on this CT's slices/pixels"
         )
     return k
@@ -83,12 +95,23 @@ def _check_frame_of_reference(uid: str | None, ct: CtSeries, what: str) -> None:
         )
 
 
-def _check_sop_class(ds: Dataset, expected: str, name: str) -> None:
+def _check_sop_class(ds: Dataset, expected: str, name: str) -> str:
+    """The instance's SOP Instance UID, once it is known to be an `expected` instance."""
     if ds.get("SOPClassUID") != expected:
         raise ContourError(
             f"instance {ds.get('SOPInstanceUID', '?')} is not an {name} "
             f"(SOP Class {ds.get('SOPClassUID')})"
         )
+    return HeaderReader(f"an {name}", ContourError).text(ds, "SOPInstanceUID", required=True)
+
+
+def _numbered(ds: Dataset, sequence: str, keyword: str, what: str) -> list[tuple[int, Dataset]]:
+    """(number, item) for each item of `sequence` of `ds`, its number read from `keyword`
+    (ROI Number, Referenced ROI Number, Segment Number), which must be an integer."""
+    return [
+        (HeaderReader(f"item {i} of {sequence} of {what}", ContourError).integer(item, keyword), item)
+        for i, item in enumerate(ds.get(sequence) or [], start=1)
+    ]
 
 
 def _crop_piece(z: int, y0: int, x0: int, plane: np.ndarray) -> _Piece | None:
@@ -125,13 +148,13 @@ LESION_ROI_TYPES: frozenset[str] = frozenset({"GTV", ""})
 
 def lesion_rois(rtstruct: Dataset, lesion_types: frozenset[str] = LESION_ROI_TYPES) -> tuple[set[int], list[str]]:
     """(ROI numbers to score, one note per ROI skipped for its RT ROI Interpreted Type)."""
+    what = f"RTSTRUCT {_check_sop_class(rtstruct, RT_STRUCTURE_SET, 'RTSTRUCT')}"
     types = {
-        int(item.ReferencedROINumber): str(item.get("RTROIInterpretedType", "") or "").upper()
-        for item in rtstruct.get("RTROIObservationsSequence") or []
+        number: HeaderReader(f"ROI {number} of {what}", ContourError).text(item, "RTROIInterpretedType").upper()
+        for number, item in _numbered(rtstruct, "RTROIObservationsSequence", "ReferencedROINumber", what)
     }
     keep, skipped = set(), []
-    for roi in rtstruct.get("StructureSetROISequence") or []:
-        number = int(roi.ROINumber)
+    for number, _ in _numbered(rtstruct, "StructureSetROISequence", "ROINumber", what):
         roi_type = types.get(number, "")
         if roi_type in lesion_types:
             keep.add(number)
@@ -150,39 +173,51 @@ def rtstruct_to_masks(rtstruct: Dataset, ct: CtSeries, roi_numbers: set[int] | N
     ContourError if a closed contour is off the CT's slice planes or outside the volume, or if
     the structure set has more ROIs or contour points than `limits` allow.
     """
-    _check_sop_class(rtstruct, RT_STRUCTURE_SET, "RTSTRUCT")
+    uid = _check_sop_class(rtstruct, RT_STRUCTURE_SET, "RTSTRUCT")
     check_dataset(rtstruct, limits, ContourError)
     contours_of = {
-        int(item.ReferencedROINumber): item.get("ContourSequence") or []
-        for item in rtstruct.get("ROIContourSequence") or []
+        number: item.get("ContourSequence") or []
+        for number, item in _numbered(rtstruct, "ROIContourSequence", "ReferencedROINumber", f"RTSTRUCT {uid}")
     }
     masks = []
-    for roi in rtstruct.get("StructureSetROISequence") or []:
-        number = int(roi.ROINumber)
+    for number, roi in _numbered(rtstruct, "StructureSetROISequence", "ROINumber", f"RTSTRUCT {uid}"):
         contours = contours_of.get(number)
         if not contours or (roi_numbers is not None and number not in roi_numbers):
             continue
-        what = f"ROI {number} of RTSTRUCT {rtstruct.SOPInstanceUID}"
-        _check_frame_of_reference(roi.get("ReferencedFrameOfReferenceUID"), ct, what)
-        lesion = _roi_mask(rtstruct, roi, contours, ct, what)
+        what = f"ROI {number} of RTSTRUCT {uid}"
+        read = HeaderReader(what, ContourError)
+        _check_frame_of_reference(read.text(roi, "ReferencedFrameOfReferenceUID"), ct, what)
+        source = _Source(number, read.text(roi, "ROIName"), uid)
+        lesion = _roi_mask(source, contours, ct, what)
         if lesion is not None:
             masks.append(lesion)
     return masks
 
 
-def _roi_mask(
-    rtstruct: Dataset, roi: Dataset, contours: list[Dataset], ct: CtSeries, what: str
-) -> LesionMask | None:
-    ignored = Counter(
-        str(c.get("ContourGeometricType", ""))
-        for c in contours
-        if c.get("ContourGeometricType") not in _CLOSED_TYPES
-    )
+@dataclass(frozen=True)
+class _Source:
+    """Which ROI of which RTSTRUCT a mask comes from."""
+
+    number: int
+    name: str
+    sop_instance_uid: str
+
+
+def _roi_mask(source: _Source, contours: list[Dataset], ct: CtSeries, what: str) -> LesionMask | None:
+    names = [f"contour {j} of {what}" for j in range(1, len(contours) + 1)]
+    kinds = [HeaderReader(name, ContourError).text(c, "ContourGeometricType") for name, c in zip(names, contours)]
+    ignored = Counter(kind for kind in kinds if kind not in _CLOSED_TYPES)
     by_slice: dict[int, list[np.ndarray]] = defaultdict(list)
-    for contour in contours:
-        if contour.get("ContourGeometricType") in _CLOSED_TYPES:
-            z, polygon = _place_contour(contour, ct, what)
+    crossing = []
+    for j, (name, contour, kind) in enumerate(zip(names, contours, kinds), start=1):
+        if kind in _CLOSED_TYPES:
+            z, polygon = _place_contour(contour, ct, name)
             by_slice[z].append(polygon)
+            if self_intersects(polygon):
+                crossing.append(
+                    f"contour {j} of ROI {source.number}, on slice {z + 1} of {ct.geometry.size[2]}, intersects "
+                    "itself; filled by the even-odd rule"
+                )
     pieces = [p for z, polygons in by_slice.items() if (p := _rasterise(z, polygons, ct)) is not None]
     assembled = _assemble(pieces)
     if assembled is None:
@@ -190,15 +225,15 @@ def _roi_mask(
         return None
     offset, mask = assembled
     return LesionMask(
-        number=int(roi.ROINumber),
-        name=str(roi.get("ROIName", "")),
+        number=source.number,
+        name=source.name,
         source="RTSTRUCT",
-        source_sop_class_uid=str(rtstruct.SOPClassUID),
-        source_sop_instance_uid=str(rtstruct.SOPInstanceUID),
+        source_sop_class_uid=RT_STRUCTURE_SET,
+        source_sop_instance_uid=source.sop_instance_uid,
         offset_zyx=offset,
         mask=mask,
-        warnings=[
-            f"ignored {n} {kind or 'untyped'} contour(s) of ROI {int(roi.ROINumber)}: only closed "
+        warnings=crossing + [
+            f"ignored {n} {kind or 'untyped'} contour(s) of ROI {source.number}: only closed "
             "planar contours enclose a volume"
             for kind, n in sorted(ignored.items())
         ],
@@ -207,18 +242,50 @@ def _roi_mask(
 
 def _place_contour(contour: Dataset, ct: CtSeries, what: str) -> tuple[int, np.ndarray]:
     """(CT slice index, polygon as continuous (x, y) voxel indices) of one closed contour."""
-    data = np.asarray(contour.get("ContourData") or [], dtype=float)
-    if data.size == 0 or data.size % 3:
-        raise ContourError(f"a contour of {what} has malformed ContourData ({data.size} values)")
+    data = HeaderReader(what, ContourError).numbers(contour, "ContourData")
+    if data.size % 3:
+        raise ContourError(f"{what}: ContourData has {data.size} values, not (x, y, z) triplets")
     ijk = ct.geometry.physical_to_index(data.reshape(-1, 3))
     nx, ny, nz = ct.geometry.size
-    z = nearest_slice_index(ijk[:, 2], nz, f"a contour of {what}")
+    z = nearest_slice_index(ijk[:, 2], nz, what)
     # The volume covers voxel centres 0..n-1 and their half-voxel margins; a contour beyond that
     # was cut by the field of view, and its mask would silently miss part of the lesion.
     outside = (ijk[:, 0] < -0.5) | (ijk[:, 0] > nx - 0.5) | (ijk[:, 1] < -0.5) | (ijk[:, 1] > ny - 0.5)
     if outside.any():
-        raise ContourError(f"a contour of {what} extends outside the CT volume in-plane (slice {z})")
+        raise ContourError(f"{what} extends outside the CT volume in-plane (slice {z})")
     return z, ijk[:, :2]
+
+
+def self_intersects(polygon: np.ndarray) -> bool:
+    """Whether two non-adjacent edges of the closed polygon (N x 2 points) cross each other.
+
+    A bow-tie or figure-eight contour is drawn as one region but filled by the even-odd rule as
+    two, or with a hole: its mask is not what was meant, so the caller warns. Every pair of edges
+    is tested (orientation signs of each edge's ends relative to the other, strictly opposite on
+    both: a proper crossing), a block of edges at a time to bound memory. Polygons longer than
+    SELF_INTERSECTION_MAX_POINTS are not checked.
+    """
+    n = len(polygon)
+    if n < 4 or n > SELF_INTERSECTION_MAX_POINTS:
+        return False
+    start_x, start_y = polygon[:, 0], polygon[:, 1]
+    end_x, end_y = np.roll(start_x, -1), np.roll(start_y, -1)
+    step_x, step_y = end_x - start_x, end_y - start_y
+
+    def side(edge: np.ndarray | slice, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Cross product of edge `edge`'s direction with (point - edge start): its sign is the side."""
+        return step_x[edge] * (y - start_y[edge]) - step_y[edge] * (x - start_x[edge])
+
+    block = max(1, _EDGE_PAIRS_PER_BLOCK // n)
+    for first in range(0, n - 2, block):
+        i = np.arange(first, min(first + block, n - 2))[:, None]
+        j = np.arange(first + 2, n)[None, :]
+        pairs = (j > i + 1) & ~((i == 0) & (j == n - 1))  # not the same edge, not neighbours
+        ends_of_j = side(i, start_x[j], start_y[j]) * side(i, end_x[j], end_y[j])
+        ends_of_i = side(j, start_x[i], start_y[i]) * side(j, end_x[i], end_y[i])
+        if np.any(pairs & (ends_of_j < 0) & (ends_of_i < 0)):
+            return True
+    return False
 
 
 def _rasterise(z: int, polygons: list[np.ndarray], ct: CtSeries) -> _Piece | None:
@@ -275,12 +342,12 @@ def seg_to_masks(seg: Dataset, ct: CtSeries, limits: InstanceLimits = InstanceLi
     write the SEG on the CT's grid (highdicom and dcmqi do by default). Frames, matrix and
     pixel data are checked against `limits` and each other before any frame is decoded.
     """
-    _check_sop_class(seg, SEGMENTATION, "SEG (Segmentation Storage)")
+    what = f"SEG {_check_sop_class(seg, SEGMENTATION, 'SEG (Segmentation Storage)')}"
     check_dataset(seg, limits, ContourError)
-    what = f"SEG {seg.SOPInstanceUID}"
-    _check_frame_of_reference(seg.get("FrameOfReferenceUID"), ct, what)
-    frames = _segment_frames(seg, what)
-    segments = {int(item.SegmentNumber): item for item in seg.get("SegmentSequence") or []}
+    read = HeaderReader(what, ContourError)
+    _check_frame_of_reference(read.text(seg, "FrameOfReferenceUID"), ct, what)
+    frames = _segment_frames(seg, read)
+    segments = dict(_numbered(seg, "SegmentSequence", "SegmentNumber", what))
     pieces: dict[int, list[_Piece]] = {number: [] for number in segments}
     for f, frame in enumerate(frames):
         cropped = _crop_piece(0, 0, 0, frame)
@@ -298,29 +365,29 @@ def seg_to_masks(seg: Dataset, ct: CtSeries, limits: InstanceLimits = InstanceLi
         if assembled is None:
             logger.warning("segment %d of %s has no set voxel; skipped", number, what)
             continue
-        masks.append(_segment_mask(seg, item, *assembled))
+        masks.append(_segment_mask(seg, number, item, *assembled))
     return masks
 
 
-def _segment_frames(seg: Dataset, what: str) -> np.ndarray:
+def _segment_frames(seg: Dataset, read: HeaderReader) -> np.ndarray:
     """All frames as booleans (frames, rows, columns), FRACTIONAL ones thresholded at 0.5."""
-    frames = seg.pixel_array.reshape(-1, int(seg.Rows), int(seg.Columns))
-    kind = seg.get("SegmentationType")
+    frames = decoded_frames(seg, read.integer(seg, "Rows"), read.integer(seg, "Columns"), ContourError)
+    kind = read.text(seg, "SegmentationType")
     if kind == "BINARY":
         return frames != 0
     if kind == "FRACTIONAL":
-        maximum = int(seg.get("MaximumFractionalValue") or 0)
+        maximum = read.optional_integer(seg, "MaximumFractionalValue") or 0
         if maximum <= 0:
-            raise ContourError(f"{what} is FRACTIONAL without a positive MaximumFractionalValue")
+            read.fail("MaximumFractionalValue", "must be positive in a FRACTIONAL SEG")
         return 2 * frames.astype(np.int64) >= maximum
-    raise ContourError(f"{what} has SegmentationType {kind}; only BINARY and FRACTIONAL are supported")
+    read.fail("SegmentationType", f"is {kind or 'missing'}; only BINARY and FRACTIONAL are supported")
 
 
 def _referenced_segment(seg: Dataset, frame: int, what: str) -> int:
-    item = functional_group_item(seg, frame, "SegmentIdentificationSequence")
+    item = functional_group_item(seg, frame, "SegmentIdentificationSequence", ContourError)
     if item is None or "ReferencedSegmentNumber" not in item:
         raise ContourError(f"frame {frame + 1} of {what} does not say which segment it belongs to")
-    return int(item.ReferencedSegmentNumber)
+    return HeaderReader(f"frame {frame + 1} of {what}", ContourError).integer(item, "ReferencedSegmentNumber")
 
 
 def _place_on_ct(
@@ -349,14 +416,14 @@ def _place_on_ct(
 
 
 def _segment_mask(
-    seg: Dataset, item: Dataset, offset: tuple[int, int, int], mask: np.ndarray
+    seg: Dataset, number: int, item: Dataset, offset: tuple[int, int, int], mask: np.ndarray
 ) -> LesionMask:
     regions = item.get("AnatomicRegionSequence") or []
     return LesionMask(
-        number=int(item.SegmentNumber),
+        number=number,
         name=str(item.get("SegmentLabel", "")),
         source="SEG",
-        source_sop_class_uid=str(seg.SOPClassUID),
+        source_sop_class_uid=SEGMENTATION,
         source_sop_instance_uid=str(seg.SOPInstanceUID),
         offset_zyx=offset,
         mask=mask,

@@ -16,7 +16,7 @@ def frame_of_reference(dataset: Dataset) -> str:
     if dataset.get("SOPClassUID") == RT_STRUCTURE_SET:
         frames = dataset.get("ReferencedFrameOfReferenceSequence") or []
         if frames:
-            return str(frames[0].FrameOfReferenceUID)
+            return str(frames[0].get("FrameOfReferenceUID", ""))
         rois = dataset.get("StructureSetROISequence") or []
         return str(rois[0].get("ReferencedFrameOfReferenceUID", "")) if rois else ""
     return str(dataset.get("FrameOfReferenceUID", ""))

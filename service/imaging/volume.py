@@ -16,7 +16,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pydicom
@@ -26,6 +25,7 @@ from pydicom.errors import InvalidDicomError
 
 from service.dicom_limits import InstanceLimits, check_dataset
 from service.errors import InputError, SeriesError
+from service.imaging.attributes import HeaderReader
 from service.model import CtSeries, ImageGeometry
 from service.sop_classes import CT_SOP_CLASSES
 from service.transfer_syntaxes import can_decode, transfer_syntax_of
@@ -69,17 +69,25 @@ class FramePlane:
         )
 
 
-def functional_group_item(ds: Dataset, frame: int, group: str) -> Dataset | None:
+def functional_group_item(
+    ds: Dataset, frame: int, group: str, error: type[InputError] = SeriesError
+) -> Dataset | None:
     """The item of functional group `group` that applies to `frame` (per-frame wins over shared).
 
     Multi-frame objects (Enhanced CT, SEG) may put any functional group either per frame or in
-    the shared sequence; readers must look in both, in this order.
+    the shared sequence; readers must look in both, in this order. A per-frame sequence without
+    an item for `frame` raises `error`.
     """
     containers = []
-    if "PerFrameFunctionalGroupsSequence" in ds:
-        containers.append(ds.PerFrameFunctionalGroupsSequence[frame])
-    if "SharedFunctionalGroupsSequence" in ds:
-        containers.append(ds.SharedFunctionalGroupsSequence[0])
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is not None:
+        if frame >= len(per_frame):
+            raise error(
+                f"{_instance(ds)}: PerFrameFunctionalGroupsSequence has {len(per_frame)} items, "
+                f"none for frame {frame + 1}"
+            )
+        containers.append(per_frame[frame])
+    containers.extend((ds.get("SharedFunctionalGroupsSequence") or [])[:1])
     for container in containers:
         sequence = container.get(group)
         if sequence:
@@ -87,15 +95,26 @@ def functional_group_item(ds: Dataset, frame: int, group: str) -> Dataset | None
     return None
 
 
-def frame_attribute(ds: Dataset, frame: int, group: str, keyword: str) -> Any:
-    """`keyword` for `frame`: from functional group `group` if present, else the top level.
+def frame_source(
+    ds: Dataset, frame: int, group: str, keyword: str, error: type[InputError] = SeriesError
+) -> Dataset:
+    """The dataset that holds `keyword` for `frame`: functional group `group`'s item if it has
+    `keyword`, else the top level.
 
     Single-frame images carry e.g. ImagePositionPatient at the top level; multi-frame images
     carry it inside PlanePositionSequence. One accessor serves both.
     """
-    item = functional_group_item(ds, frame, group)
-    value = item.get(keyword) if item is not None else None
-    return value if value is not None else ds.get(keyword)
+    item = functional_group_item(ds, frame, group, error)
+    return item if item is not None and keyword in item else ds
+
+
+def frame_reader(ds: Dataset, frame: int, error: type[InputError] = SeriesError) -> HeaderReader:
+    """A HeaderReader whose errors name this instance and frame."""
+    return HeaderReader(f"{_instance(ds)} frame {frame + 1}", error)
+
+
+def _instance(ds: Dataset) -> str:
+    return f"instance {ds.get('SOPInstanceUID', '?')}"
 
 
 def frame_plane(ds: Dataset, frame: int, error: type[InputError] = SeriesError) -> FramePlane:
@@ -104,26 +123,22 @@ def frame_plane(ds: Dataset, frame: int, error: type[InputError] = SeriesError) 
     `error` is the exception type to raise on a missing or invalid attribute, so that the CT
     loader reports a SeriesError and the SEG reader a ContourError for the same defect.
     """
-    where = f"instance {ds.get('SOPInstanceUID', '?')} frame {frame + 1}"
-    position = frame_attribute(ds, frame, "PlanePositionSequence", "ImagePositionPatient")
-    orientation = frame_attribute(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient")
-    spacing = frame_attribute(ds, frame, "PixelMeasuresSequence", "PixelSpacing")
-    for keyword, value, length in (
-        ("ImagePositionPatient", position, 3),
-        ("ImageOrientationPatient", orientation, 6),
-        ("PixelSpacing", spacing, 2),
-    ):
-        if value is None or len(value) != length:
-            raise error(f"{where}: missing or malformed {keyword}")
-    cosines = np.asarray(orientation, dtype=float).reshape(2, 3)
+    read = frame_reader(ds, frame, error)
+
+    def numbers(group: str, keyword: str, count: int) -> np.ndarray:
+        return read.numbers(frame_source(ds, frame, group, keyword, error), keyword, count)
+
+    position = numbers("PlanePositionSequence", "ImagePositionPatient", 3)
+    cosines = numbers("PlaneOrientationSequence", "ImageOrientationPatient", 6).reshape(2, 3)
+    spacing = numbers("PixelMeasuresSequence", "PixelSpacing", 2)
     norms = np.linalg.norm(cosines, axis=1)
     if np.any(np.abs(norms - 1) > 1e-3) or abs(float(cosines[0] @ cosines[1])) > 1e-3:
-        raise error(f"{where}: ImageOrientationPatient is not two orthogonal unit vectors")
+        read.fail("ImageOrientationPatient", "is not two orthogonal unit vectors")
     cosines /= norms[:, None]
-    if min(float(spacing[0]), float(spacing[1])) <= 0:
-        raise error(f"{where}: PixelSpacing must be positive")
+    if spacing.min() <= 0:
+        read.fail("PixelSpacing", "must be positive")
     return FramePlane(
-        position=np.asarray(position, dtype=float),
+        position=position,
         row_direction=cosines[0],
         column_direction=cosines[1],
         pixel_spacing=(float(spacing[0]), float(spacing[1])),
@@ -250,8 +265,10 @@ def to_sitk(ct: CtSeries) -> sitk.Image:
 
 
 def _check_is_ct(ds: Dataset) -> None:
-    sop_class = ds.get("SOPClassUID")
-    modality = ds.get("Modality")
+    read = HeaderReader("a CT instance", SeriesError)
+    read.text(ds, "SOPInstanceUID", required=True)
+    sop_class = read.text(ds, "SOPClassUID")
+    modality = read.text(ds, "Modality")
     if sop_class not in CT_SOP_CLASSES or modality != "CT":
         raise SeriesError(
             f"instance {ds.get('SOPInstanceUID', '?')} is not a CT image "
@@ -272,25 +289,25 @@ def _single_value(datasets: Sequence[Dataset], keyword: str, problem: str) -> st
 
 def _slices_of(ds: Dataset) -> list[_Slice]:
     """One _Slice per frame; Enhanced CT carries the per-frame attributes in functional groups."""
-    return [_slice(ds, frame) for frame in range(int(ds.get("NumberOfFrames", 1) or 1))]
+    frames = HeaderReader(_instance(ds), SeriesError).optional_integer(ds, "NumberOfFrames")
+    return [_slice(ds, frame) for frame in range(frames or 1)]
 
 
 def _slice(ds: Dataset, frame: int) -> _Slice:
-    slope = frame_attribute(ds, frame, "PixelValueTransformationSequence", "RescaleSlope")
-    intercept = frame_attribute(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept")
-    if slope is None or intercept is None:
-        raise SeriesError(
-            f"instance {ds.SOPInstanceUID} frame {frame + 1}: missing RescaleSlope/RescaleIntercept, "
-            "so Hounsfield units are unknown"
-        )
+    read = frame_reader(ds, frame)
+
+    def rescale(keyword: str) -> float:
+        """Without it Hounsfield units are unknown, hence required."""
+        return read.number(frame_source(ds, frame, "PixelValueTransformationSequence", keyword), keyword)
+
     return _Slice(
         dataset=ds,
         frame=frame,
         plane=frame_plane(ds, frame),
-        rows=int(ds.Rows),
-        columns=int(ds.Columns),
-        slope=float(slope),
-        intercept=float(intercept),
+        rows=read.integer(ds, "Rows"),
+        columns=read.integer(ds, "Columns"),
+        slope=rescale("RescaleSlope"),
+        intercept=rescale("RescaleIntercept"),
     )
 
 
@@ -321,10 +338,11 @@ def _check_same_grid(slices: list[_Slice], series_uid: str) -> None:
 def _check_no_gantry_tilt(slices: list[_Slice]) -> None:
     """A declared gantry tilt is rejected even if positions look regular (method.md section 2)."""
     for s in slices:
-        tilt = frame_attribute(s.dataset, s.frame, "CTAcquisitionDetailsSequence", "GantryDetectorTilt")
-        if tilt is not None and tilt != "" and abs(float(tilt)) > 0:
+        source = frame_source(s.dataset, s.frame, "CTAcquisitionDetailsSequence", "GantryDetectorTilt")
+        tilt = frame_reader(s.dataset, s.frame).optional_number(source, "GantryDetectorTilt")
+        if tilt:
             raise SeriesError(
-                f"gantry tilt of {float(tilt):g} degrees (instance {s.sop_instance_uid}): "
+                f"gantry tilt of {tilt:g} degrees (instance {s.sop_instance_uid}): "
                 "tilted acquisitions are not supported"
             )
 
@@ -403,15 +421,18 @@ def _hu_volume(ordered: list[_Slice]) -> np.ndarray:
 
 
 def _pixels(s: _Slice) -> np.ndarray:
-    """Decoded frames of one instance; damaged or truncated PixelData names its instance, and
-    compressed PixelData its transfer syntax (a codec's own error rarely says which codec)."""
+    return decoded_frames(s.dataset, s.rows, s.columns)
+
+
+def decoded_frames(ds: Dataset, rows: int, columns: int, error: type[InputError] = SeriesError) -> np.ndarray:
+    """All frames of an instance, (frames, rows, columns); damaged or truncated pixel data, or
+    pixel attributes that do not describe it, raise `error` naming the instance, and compressed
+    pixel data its transfer syntax (a codec's own error rarely says which codec)."""
     try:
-        return s.dataset.pixel_array.reshape(-1, s.rows, s.columns)
-    except Exception as error:  # pydicom/numpy raise several types for bad pixel data
-        raise SeriesError(
-            f"instance {s.sop_instance_uid}: pixel data{_compression(s.dataset)} cannot be decoded "
-            f"({type(error).__name__}: {error})"
-        ) from error
+        return ds.pixel_array.reshape(-1, rows, columns)
+    except Exception as exc:  # pydicom/numpy raise several types for bad pixel data
+        raise error(f"{_instance(ds)}: pixel data{_compression(ds)} cannot be decoded "
+                    f"({type(exc).__name__}: {exc})") from exc
 
 
 def _compression(ds: Dataset) -> str:
@@ -425,5 +446,5 @@ def _compression(ds: Dataset) -> str:
 
 def _kvp(first: _Slice) -> float | None:
     """KVP (0018,0060); Enhanced CT keeps it in the CT X-Ray Details functional group."""
-    kvp = frame_attribute(first.dataset, first.frame, "CTXRayDetailsSequence", "KVP")
-    return float(kvp) if kvp not in (None, "") else None
+    source = frame_source(first.dataset, first.frame, "CTXRayDetailsSequence", "KVP")
+    return frame_reader(first.dataset, first.frame).optional_number(source, "KVP")

@@ -11,6 +11,7 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 
 from tests.conftest import require_tool
+from tests.support import small_study
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,3 +58,21 @@ def test_sr_from_seg_passes_dciodvfy_and_bundle_parses(scored):
     (bundle_path,) = out.glob("*.json")
     bundle = Bundle.model_validate_json(bundle_path.read_text())
     assert bundle.type == "transaction"
+
+
+@pytest.mark.parametrize("command", [["score", "--out", "{out}"], ["features"]], ids=["score", "features"])
+def test_nan_in_contour_data_is_a_specific_error_not_a_traceback(tmp_path, command):
+    """A malformed input reaches cli.main as a RadiomicsCdsError: one line naming the attribute, exit 2."""
+    ct_dir = tmp_path / "ct"
+    small_study.write(ct_dir, small_study.ct_slices())
+    nan_square = [v if i != 2 else float("nan") for i, v in enumerate(small_study.square_contour(1))]
+    (rtstruct,) = small_study.write(tmp_path / "rtstruct", [small_study.rtstruct([nan_square])])
+    arguments = [part.format(out=tmp_path / "out") for part in command]
+    run = subprocess.run(
+        [sys.executable, "-m", "service.cli", *arguments, "--ct", str(ct_dir), "--rtstruct", str(rtstruct)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr
+    assert "radiomics-cds: contour 1 of ROI 1 of RTSTRUCT" in run.stderr
+    assert "ContourData value 3 is not finite" in run.stderr

@@ -339,3 +339,47 @@ def test_only_lesion_roi_types_are_scored(sts019) -> None:
     assert "EXTERNAL" in skipped[0] and "ORGAN" in skipped[1]
     assert [m.number for m in rtstruct_to_masks(rtstruct, ct, keep)] == [1]
     assert [m.number for m in rtstruct_to_masks(rtstruct, ct)] == [1, 2, 3]
+
+
+# --- self-intersecting contours ---------------------------------------------------------------
+
+
+def test_bow_tie_contour_is_scored_with_a_warning(sts019) -> None:
+    """Its two triangles are filled (even-odd), but a drawn outline that crosses itself is
+    rarely what was meant: the lesion carries a warning naming the contour, ROI and slice."""
+    ct, headers = sts019
+    bow_tie = [(9.5, 9.5), (29.5, 29.5), (29.5, 9.5), (9.5, 29.5)]
+    (lesion,) = rtstruct_to_masks(_rtstruct(headers, [("CLOSED_PLANAR", _square(2.5, 5.5), 4), ("CLOSED_PLANAR", bow_tie, 5)]), ct)
+    assert lesion.warnings == [
+        f"contour 2 of ROI 1, on slice 6 of {ct.geometry.size[2]}, intersects itself; filled by the even-odd rule"
+    ]
+
+
+@pytest.mark.parametrize(
+    "contours",
+    [
+        [("CLOSED_PLANAR", _square(9.5, 29.5), 5)],
+        [("CLOSED_PLANAR", [(10.25, 10.25), (20.65, 10.25), (10.25, 20.65)], 5)],
+        [("CLOSED_PLANAR", _square(9.5, 29.5), 5), ("CLOSED_PLANAR", _square(14.5, 19.5)[::-1], 5)],  # a hole
+    ],
+    ids=["square", "triangle", "square with a hole"],
+)
+def test_simple_polygons_and_holes_give_no_warning(sts019, contours) -> None:
+    ct, headers = sts019
+    (lesion,) = rtstruct_to_masks(_rtstruct(headers, contours), ct)
+    assert lesion.warnings == []
+
+
+def test_self_intersection_of_long_contours() -> None:
+    """A 2000-point circle does not cross itself; a figure-eight of as many points does, and so
+    does a circle with one point pulled out through the opposite side."""
+    from service.imaging.contours import self_intersects
+
+    t = np.linspace(0, 2 * np.pi, 2000, endpoint=False)
+    circle = np.column_stack([np.cos(t), np.sin(t)]) * 50
+    figure_eight = np.column_stack([np.sin(t), np.sin(t) * np.cos(t)]) * 50
+    assert not self_intersects(circle)
+    assert self_intersects(figure_eight)
+    hooked = circle.copy()
+    hooked[1000] = (60.0, 0.05)  # from (-50, 0): its two edges cross the circle near (50, 0)
+    assert self_intersects(hooked)

@@ -30,6 +30,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pynetdicom.dsutils import split_dataset
 
 from service.errors import InputError
+from service.imaging.attributes import HeaderReader
 from service.sop_classes import CT_SOP_CLASSES, SEGMENTATION
 
 # Bounded reasons (metric labels of rcds_instances_rejected_total)
@@ -73,6 +74,16 @@ class InstanceBudgetError(InputError):
         self.reason = reason
 
 
+class _Inconsistent(InstanceBudgetError):
+    """A header attribute that is malformed (HeaderReader's error type for the checks here)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(INCONSISTENT, message)
+
+
+_HEADER = HeaderReader("image", _Inconsistent)
+
+
 @dataclass(frozen=True)
 class PixelDataExtent:
     """What the PixelData element holds: its byte length, or for encapsulated (compressed) data
@@ -100,14 +111,14 @@ def check_instance(header: Dataset, extent: PixelDataExtent | None, limits: Inst
 def check_image_claims(header: Dataset, limits: InstanceLimits) -> int:
     """NumberOfFrames (returned), Rows and Columns within limits, and as many per-frame
     functional groups as frames (Enhanced CT, SEG), before anything is sized by them."""
-    missing = [keyword for keyword in _IMAGE_PIXEL_ATTRIBUTES if header.get(keyword) in (None, "")]
+    missing = [keyword for keyword in _IMAGE_PIXEL_ATTRIBUTES if not _HEADER.values(header, keyword)]
     if missing:
-        raise InstanceBudgetError(INCONSISTENT, f"image without {', '.join(missing)}")
+        raise InstanceBudgetError(INCONSISTENT, f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing")
     frames = _number_of_frames(header)
     for keyword, value, limit in (
         ("NumberOfFrames", frames, limits.max_frames_per_instance),
-        ("Rows", int(header.Rows), limits.max_rows),
-        ("Columns", int(header.Columns), limits.max_columns),
+        ("Rows", _integer(header, "Rows"), limits.max_rows),
+        ("Columns", _integer(header, "Columns"), limits.max_columns),
     ):
         if value > limit:
             raise InstanceBudgetError(OVER_LIMIT, f"{keyword} {value} over the limit of {limit}")
@@ -116,7 +127,7 @@ def check_image_claims(header: Dataset, limits: InstanceLimits) -> int:
     groups = header.get("PerFrameFunctionalGroupsSequence")
     if groups is not None and len(groups) != frames:
         raise InstanceBudgetError(INCONSISTENT, f"NumberOfFrames {frames} but {len(groups)} per-frame groups")
-    bits = int(header.BitsAllocated)
+    bits = _integer(header, "BitsAllocated")
     if bits != 1 and (bits < 8 or bits % 8):
         raise InstanceBudgetError(INCONSISTENT, f"BitsAllocated {bits} is neither 1 nor whole bytes")
     return frames
@@ -124,11 +135,13 @@ def check_image_claims(header: Dataset, limits: InstanceLimits) -> int:
 
 def _number_of_frames(header: Dataset) -> int:
     """NumberOfFrames, absent or empty meaning 1 (single-frame images)."""
-    value = header.get("NumberOfFrames")
-    try:
-        return 1 if value in (None, "") else int(value)
-    except (TypeError, ValueError):
-        raise InstanceBudgetError(INCONSISTENT, "NumberOfFrames is not a number") from None
+    frames = _HEADER.optional_integer(header, "NumberOfFrames")
+    return 1 if frames is None else frames
+
+
+def _integer(header: Dataset, keyword: str) -> int:
+    """One whole number; several values, text or a fraction is an inconsistent header."""
+    return _HEADER.integer(header, keyword)
 
 
 def check_pixel_data(header: Dataset, frames: int, extent: PixelDataExtent) -> None:
@@ -140,6 +153,8 @@ def check_pixel_data(header: Dataset, frames: int, extent: PixelDataExtent) -> N
     when present, has one entry per frame.
     """
     if extent.length is not None:
+        _HEADER.integer(header, "SamplesPerPixel")
+        _HEADER.text(header, "PhotometricInterpretation", required=True)
         expected = get_expected_length(header)
         if extent.length < expected:
             raise InstanceBudgetError(INCONSISTENT, f"PixelData has {extent.length} of {expected} bytes claimed")

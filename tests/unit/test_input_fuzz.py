@@ -275,7 +275,7 @@ def test_ct_crash_sites_now_name_the_attribute(keyword: str, damage: Callable, p
 def test_enhanced_ct_without_a_per_frame_item_names_the_sequence() -> None:
     ds = small_study.enhanced_ct()
     del ds.PerFrameFunctionalGroupsSequence[3]
-    with pytest.raises(SeriesError, match="PerFrameFunctionalGroupsSequence has 3 items, none for frame 4"):
+    with pytest.raises(SeriesError, match="NumberOfFrames 4 but 3 per-frame groups"):
         load_ct_series([ds])
 
 
@@ -300,14 +300,14 @@ def test_rtstruct_crash_sites_now_name_the_attribute(ct: CtSeries, keyword: str,
 
 
 _SEG_CASES = [
-    ("more frames than the pixel data holds", lambda seg: setattr(seg, "NumberOfFrames", 3), "pixel data cannot be decoded"),
-    ("frames larger than the pixel data", lambda seg: setattr(seg, "Rows", 16), "pixel data cannot be decoded"),
-    ("Rows too small for the data", lambda seg: setattr(seg, "Rows", 0), "pixel data cannot be decoded"),
+    ("more frames than the pixel data holds", lambda seg: setattr(seg, "NumberOfFrames", 3), "NumberOfFrames 3 but 2 per-frame groups"),
+    ("frames larger than the pixel data", lambda seg: setattr(seg, "Rows", 16), "PixelData has 16 of 32 bytes claimed"),
+    ("Rows too small for the data", lambda seg: setattr(seg, "Rows", 0), "Rows 0 is not positive"),
     ("SegmentNumber", lambda seg: _raw_attribute(seg.SegmentSequence[0], "SegmentNumber", b"\x01"), "SegmentNumber cannot be decoded"),
     ("ReferencedSegmentNumber", lambda seg: _raw_attribute(seg.PerFrameFunctionalGroupsSequence[0].SegmentIdentificationSequence[0], "ReferencedSegmentNumber", b"\x01\x00\x00"), "frame 1 of SEG .*: ReferencedSegmentNumber cannot be decoded"),
     ("SegmentationType", lambda seg: _raw_attribute(seg, "SegmentationType", b"BINARY\\FRACTIONAL"), "SegmentationType has 2 values"),
     ("MaximumFractionalValue", lambda seg: (setattr(seg, "SegmentationType", "FRACTIONAL"), _raw_attribute(seg, "MaximumFractionalValue", b"\x01")), "MaximumFractionalValue cannot be decoded"),
-    ("missing PerFrameFunctionalGroupsSequence item", lambda seg: seg.PerFrameFunctionalGroupsSequence.pop(), "PerFrameFunctionalGroupsSequence has 1 items, none for frame 2"),
+    ("missing PerFrameFunctionalGroupsSequence item", lambda seg: seg.PerFrameFunctionalGroupsSequence.pop(), "NumberOfFrames 2 but 1 per-frame groups"),
     ("PixelSpacing", lambda seg: _raw_attribute(seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0], "PixelSpacing", b"1"), "frame 1: PixelSpacing has 1 values, expected 2"),
 ]
 

@@ -99,7 +99,7 @@ class RepeatedErrorLog:
 # A DICOM UID: a root of 0, 1 or 2 and more numeric components. Taken for one when it has at
 # least five components or 16 characters (2.25.<UUID> has three), so that version numbers and
 # IPv4 addresses (at most four components, 15 characters) are left alone.
-_UID_LIKE = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){2,}(?![\d.])")
+_UID_LIKE = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){2,}(?!\.?\d)")
 
 
 class UidRedactingFilter(logging.Filter):

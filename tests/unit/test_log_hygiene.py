@@ -21,6 +21,9 @@ def test_uids_are_replaced_by_a_stable_token_above_debug() -> None:
     UidRedactingFilter().filter(record)
     text = record.getMessage()
     assert STUDY_UID not in text and "1.2.840.10008.5.1.4.1.1.2" not in text and "2.25." not in text
+    as_file_name = _record("SR %s/%s.dcm", "var/outbox", STUDY_UID)  # a UID named file is a UID too
+    UidRedactingFilter().filter(as_file_name)
+    assert STUDY_UID not in as_file_name.getMessage() and as_file_name.getMessage().endswith(".dcm")
     again = _record("study %s", STUDY_UID)
     UidRedactingFilter().filter(again)
     token = again.getMessage().split()[-1]

@@ -20,6 +20,7 @@ Tools: helm-python-sdk and kubernetes-validate in the project's virtualenv; chec
 from __future__ import annotations
 
 import base64
+import copy
 import dataclasses
 import functools
 import json
@@ -46,8 +47,11 @@ FULLNAME = "rcds-radiomics-cds"
 # The chart's kubeVersion floor (gRPC probes are GA from 1.27) and the newest Kubernetes that
 # kubernetes-validate (pinned) has schemas for.
 KUBERNETES_VERSIONS = ("1.27.0", "1.37.0")
-CASES = {
-    "default": None,
+# Each case lists the calling AE titles accepted or opts out of the allowlist explicitly (the
+# chart refuses neither): "default" is the chart's defaults plus the allowlist it requires.
+ALLOWLIST = {"config": {"dicom_allowed_calling_aes": ["PACS_A"]}}
+CASES: dict[str, str | dict[str, Any]] = {
+    "default": ALLOWLIST,
     "tls-secrets-monitoring": "tls-secrets-monitoring-values.yaml",
     "fhir-smart": "fhir-smart-values.yaml",
     "hardened": "hardened-values.yaml",
@@ -116,8 +120,20 @@ class Rendered:
 
 
 def _values(case: str) -> dict[str, Any]:
-    file = CASES[case]
-    return yaml.safe_load((CHART / "ci" / file).read_text()) if file else {}
+    source = CASES[case]
+    return copy.deepcopy(source) if isinstance(source, dict) else yaml.safe_load((CHART / "ci" / source).read_text())
+
+
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        merged[key] = _merged(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def _allowing(values: dict[str, Any]) -> dict[str, Any]:
+    """Inline values plus the calling-AE allowlist every render needs."""
+    return _merged(ALLOWLIST, values)
 
 
 def _render(chart: Any, values: dict[str, Any], case: str = "inline") -> Rendered:
@@ -212,7 +228,50 @@ def test_schema_refuses_wrong_values_naming_them(chart: Any, values: dict[str, A
 ])
 def test_inconsistent_values_stop_the_render_with_a_reason(chart: Any, values: dict[str, Any], message: str) -> None:
     with pytest.raises(_helm().HelmRenderError, match=message):
+        chart.render(_allowing(values), name=RELEASE, namespace=NAMESPACE)
+
+
+# --- the calling-AE allowlist -----------------------------------------------------------------
+
+@pytest.mark.parametrize("values", [
+    {},
+    {"config": {"dicom_allowed_calling_aes": []}},
+    {"dicom": {"allowAnyCallingAE": False}},
+    _values("hardened") | {"config": {**_values("hardened")["config"], "dicom_allowed_calling_aes": []}},
+])
+def test_an_empty_calling_ae_allowlist_stops_the_render_naming_the_value_and_the_opt_out(
+        chart: Any, values: dict[str, Any]) -> None:
+    """Anyone who reaches the DICOM port could otherwise have results written for any patient."""
+    with pytest.raises(_helm().HelmRenderError) as raised:
         chart.render(values, name=RELEASE, namespace=NAMESPACE)
+    message = str(raised.value)
+    assert "config.dicom_allowed_calling_aes is empty" in message
+    assert "for any patient" in message and "set dicom.allowAnyCallingAE=true" in message
+
+
+def test_the_explicit_opt_out_renders_a_listener_open_to_any_calling_ae(chart: Any, tmp_path: Path) -> None:
+    case = _render(chart, {"dicom": {"allowAnyCallingAE": True}}, "opt-out")
+    for workload in case.workloads():
+        assert _load(case, workload, tmp_path).dicom_allowed_calling_aes == ()
+    assert "RCDS_DICOM_ALLOWED_CALLING_AES" not in _env(_container(case.statefulset))
+    assert "WARNING: dicom.allowAnyCallingAE is true" in case.manifests["radiomics-cds/templates/NOTES.txt"]
+
+
+def test_the_opt_out_and_an_allowlist_together_stop_the_render(chart: Any) -> None:
+    with pytest.raises(_helm().HelmRenderError, match="dicom.allowAnyCallingAE is true but config.dicom_allowed_calling_aes"):
+        chart.render(_allowing({"dicom": {"allowAnyCallingAE": True}}), name=RELEASE, namespace=NAMESPACE)
+
+
+def test_every_case_lists_calling_aes_or_opts_out_and_the_config_carries_the_list(
+        case: Rendered, tmp_path: Path) -> None:
+    allowed = case.values.get("config", {}).get("dicom_allowed_calling_aes", [])
+    opted_out = case.values.get("dicom", {}).get("allowAnyCallingAE", False)
+    assert bool(allowed) != opted_out
+    assert opted_out == (case.case == "fhir-smart")  # the one case that opts out
+    for workload in case.workloads():  # the ingest's listener and the scorer's copy alike
+        assert _load(case, workload, tmp_path).dicom_allowed_calling_aes == tuple(allowed)
+    notes = case.manifests["radiomics-cds/templates/NOTES.txt"]
+    assert f"Calling AE titles accepted: {', '.join(allowed) or 'any (dicom.allowAnyCallingAE)'}" in notes
 
 
 def test_schema_config_lists_exactly_the_settings_the_chart_leaves_to_the_user() -> None:
@@ -444,7 +503,7 @@ def test_a_signature_and_parameter_file_given_to_the_chart_start_the_scorer(char
     that the signature accepts the settings, as it does at start."""
     values = {"signature": (REPO / "service" / "signatures" / "cd8-sun2018.json").read_text(),
               "extractionSettings": (REPO / "examples" / "parameters" / "cd8-sun2018.yaml").read_text()}
-    case = _render(chart, values)
+    case = _render(chart, _allowing(values))
     config = _load(case, case.deployment, tmp_path)
     assert config.signature_file == tmp_path / "inline" / "Deployment" / "signature.json"
     assert config.extraction_settings_file == tmp_path / "inline" / "Deployment" / "extraction-settings.yaml"
@@ -461,8 +520,8 @@ def test_every_rcds_variable_names_a_setting(case: Rendered) -> None:
 
 
 def test_no_secret_value_reaches_the_config_map_or_a_plain_variable(chart: Any, rendered: dict[str, Rendered]) -> None:
-    token_case = _render(chart, {"config": {"fhir_base_url": "https://ehr.example/fhir"},
-                                 "fhir": {"bearerToken": {"value": "ci-placeholder-bearer-token"}}})
+    token_case = _render(chart, _allowing({"config": {"fhir_base_url": "https://ehr.example/fhir"},
+                                           "fhir": {"bearerToken": {"value": "ci-placeholder-bearer-token"}}}))
     assert "RCDS_FHIR_BEARER_TOKEN" in _env(_container(token_case.statefulset))
     cases = [*rendered.values(), token_case]
     secrets = [(case, base64.b64decode(value).decode()) for case in cases

@@ -122,6 +122,17 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 {{- end }}
 
+{{/* The calling-AE allowlist: required, unless opted out of explicitly. */}}
+{{- define "rcds.checkCallingAEs" -}}
+{{- $allowed := .Values.config.dicom_allowed_calling_aes }}
+{{- if and (not $allowed) (not .Values.dicom.allowAnyCallingAE) }}
+{{- fail "config.dicom_allowed_calling_aes is empty: any host that reaches the DICOM port could have results written for any patient; list the PACS/modality AE titles, or set dicom.allowAnyCallingAE=true to accept that risk explicitly" }}
+{{- end }}
+{{- if and $allowed .Values.dicom.allowAnyCallingAE }}
+{{- fail "dicom.allowAnyCallingAE is true but config.dicom_allowed_calling_aes lists AE titles: set one or the other" }}
+{{- end }}
+{{- end }}
+
 {{/* The container securityContext both roles share. */}}
 {{- define "rcds.containerSecurityContext" -}}
 runAsNonRoot: true

@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.config import Config
+from service.durable import remove_partial_writes
 from service.errors import ConfigError
 from service.ingest.index import PROCESSING, RECEIVING, StudyIndex
 from service.ingest.receive import ReceiveDirectory
@@ -181,7 +182,8 @@ class Ingest:
         self.scorer_tls = channel_tls(config)
         spool = Spool(config.spool_dir)
         receiving = ReceiveDirectory(config.receive_dir)
-        removed = spool.remove_leftovers() + receiving.remove_leftovers()
+        removed = (spool.remove_leftovers() + receiving.remove_leftovers()
+                   + remove_partial_writes(config.outbox_dir))
         if removed:
             log.info("removed %d partial writes left by an interrupted stop", removed)
         receiving.install()

@@ -30,6 +30,16 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
     _fsync_directory(target.parent)
 
 
+def remove_partial_writes(directory: Path, pattern: str = ".*.tmp") -> int:
+    """Delete the temporary files write_atomically leaves when the process dies mid-write (they
+    may hold a patient's header; their target was never written, so nothing is lost). `pattern`
+    is relative to `directory` (e.g. "*/.*.tmp" one level down). Returns how many."""
+    leftovers = list(directory.glob(pattern)) if directory.is_dir() else []
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
+    return len(leftovers)
+
+
 def _make_directories_durably(directory: Path) -> None:
     """mkdir -p, fsync'ing each new directory's parent so its entry survives power loss too."""
     if directory.is_dir():

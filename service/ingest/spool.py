@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import BinaryIO
 
-from service.durable import write_atomically
+from service.durable import remove_partial_writes, write_atomically
 
 
 def study_key(study_instance_uid: str) -> str:
@@ -37,7 +37,4 @@ class Spool:
 
     def remove_leftovers(self) -> int:
         """Delete partial writes a crash left behind (never acknowledged, so nothing is lost)."""
-        leftovers = list(self.root.glob("*/.*.tmp"))
-        for leftover in leftovers:
-            leftover.unlink(missing_ok=True)
-        return len(leftovers)
+        return remove_partial_writes(self.root, "*/.*.tmp")

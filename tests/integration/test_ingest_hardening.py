@@ -74,10 +74,13 @@ def test_a_transfer_cut_off_midway_leaves_nothing_behind(tmp_path: Path, big_ins
     finally:
         service.stop()
     (receiving / "recv-left-by-a-crash.dcm").write_bytes(b"partial header with a patient name")
+    outbox = tmp_path / "var" / "outbox"
+    outbox.mkdir(exist_ok=True)
+    (outbox / ".2.25.1234.dcm.x1y2.tmp").write_bytes(b"half an SR, with the patient's header")
     restarted = RunningService(tmp_path / "var")
     try:
-        assert not any(receiving.iterdir())
-        assert "removed 1 partial writes" in restarted.read_log()
+        assert not any(receiving.iterdir()) and not list(outbox.glob("*.tmp"))
+        assert "removed 2 partial writes" in restarted.read_log()
     finally:
         restarted.stop()
 

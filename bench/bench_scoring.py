@@ -16,7 +16,7 @@ to 100 mL; --quick: 256x256x120, 4 lesions of 0.5 to 20 mL) and times:
 
 Then it checks values: the CD8 profile's features must equal the full panel's computed on the
 whole volume (relative 1e-9), and, for information only, how far plain pyradiomics' values of
-the same five features are from ours (they differ by design: method.md section 2).
+the same five features are from ours (they differ by design: docs/method.md section 2).
 
 It prints Markdown tables (for bench/README.md) and a summary; the ratios are the point, not
 the seconds, which depend on the machine.

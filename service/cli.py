@@ -173,7 +173,7 @@ def _parser() -> argparse.ArgumentParser:
     features.add_argument("--mask", type=Path, help="NIfTI label mask on the image's grid")
     features.add_argument("--roi", action="append", help="ROI name or number (repeatable; default: all)")
     features.add_argument("--settings", type=Path,
-                          help="pyradiomics parameter file (YAML); default: method.md's CD8 settings")
+                          help="pyradiomics parameter file (YAML); default: docs/method.md section 2")
     features.add_argument("--json", action="store_true", help="print JSON instead of a table")
     features.set_defaults(handler=_cmd_features, check=_check_feature_inputs)
 

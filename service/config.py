@@ -91,7 +91,7 @@ class Config:
     scorer_tls_client_key_file: Path | None = None
     scorer_tls_server_name: str | None = None
     signature_file: Path | None = None
-    # pyradiomics parameter file (docs/features.md); unset: method.md section 2's defaults
+    # pyradiomics parameter file (docs/features.md); unset: docs/method.md section 2's defaults
     extraction_settings_file: Path | None = None
     # Features computed per lesion: "signature" (only what the signature needs) or "full"
     feature_panel: str = "signature"

@@ -142,7 +142,7 @@ class LesionResult:
 
 @dataclass
 class PatientResult:
-    """Patient-level biomarkers over the lesions of one study (method.md section 4)."""
+    """Patient-level biomarkers over the lesions of one study (docs/method.md section 4)."""
 
     n_lesions: int
     n_computable: int
@@ -160,7 +160,7 @@ class PatientResult:
 
 @dataclass(frozen=True)
 class Provenance:
-    """What made the numbers: shown in every output (method.md section 6)."""
+    """What made the numbers: shown in every output (docs/method.md section 6)."""
 
     algorithm_name: str
     algorithm_version: str

@@ -2,7 +2,7 @@
 
 Both readers place contours by Frame of Reference and patient coordinates, never by the
 referenced SOP Instance UIDs: real structure sets refer to instances that no longer exist
-(images re-exported with new UIDs, see data/README.md), while their coordinates stay right.
+(images re-exported with new UIDs; docs/method.md section 1), while their coordinates stay right.
 Both use one placement rule (`nearest_slice_index`, GRID_TOLERANCE) and one way of
 assembling per-slice pieces into a cropped mask, so RTSTRUCT and SEG lesions are comparable.
 
@@ -169,7 +169,7 @@ def rtstruct_to_masks(rtstruct: Dataset, ct: CtSeries, roi_numbers: set[int] | N
     one CT voxel centre.
 
     Raises FrameOfReferenceMismatch if an ROI with contours is not in the CT's Frame of
-    Reference (the whole structure set is then unusable: method.md section 1), and
+    Reference (the whole structure set is then unusable: docs/method.md section 1), and
     ContourError if a closed contour is off the CT's slice planes or outside the volume, or if
     the structure set has more ROIs or contour points than `limits` allow.
     """

@@ -3,7 +3,7 @@
 Radiomics features are computed on a 3D grid that is assumed to be regular and orthogonal: a
 missing slice, a tilted gantry or uneven slice spacing silently distorts shape and texture
 features. So instead of "making the best of" such a series, the loader rejects it with a reason
-(method.md section 2). Slices are ordered by their position along the slice normal, because
+(docs/method.md section 2). Slices are ordered by their position along the slice normal, because
 InstanceNumber and file names are not reliable orderings in real archives.
 
 Single-frame CT (one slice per instance) and Enhanced CT (multi-frame, with functional groups)
@@ -336,7 +336,7 @@ def _check_same_grid(slices: list[_Slice], series_uid: str) -> None:
 
 
 def _check_no_gantry_tilt(slices: list[_Slice]) -> None:
-    """A declared gantry tilt is rejected even if positions look regular (method.md section 2)."""
+    """A declared gantry tilt is rejected even if positions look regular (docs/method.md section 2)."""
     for s in slices:
         source = frame_source(s.dataset, s.frame, "CTAcquisitionDetailsSequence", "GantryDetectorTilt")
         tilt = frame_reader(s.dataset, s.frame).optional_number(source, "GantryDetectorTilt")

@@ -118,7 +118,7 @@ LOCATION_SOURCES: dict[str, Code] = {
     "roi_name": rcds_code("LOCSRCROI", "Location from ROI name rules"),
     "default": rcds_code("LOCSRCDEF", "Default location (no rule matched)"),
 }
-"""method.md section 1: every output names where a lesion's location class came from."""
+"""docs/method.md section 1: every output names where a lesion's location class came from."""
 
 FINDING_SITES: dict[str, Code] = {
     "adenopathy": Code("59441001", "SCT", "Lymph Node"),
@@ -156,7 +156,7 @@ RISK_GROUPS: dict[str, Code] = {
     "low_score": rcds_code("RISKLOW", "Low CD8 radiomics score group"),
     "not_computable": rcds_code("RISKNC", "Risk group not computable (no lesion over the filter could be scored)"),
 }
-"""method.md section 4 risk groups, by the named cut-off (plus not_computable: see aggregate.py)."""
+"""docs/method.md section 4 risk groups, by the named cut-off (plus not_computable: see aggregate.py)."""
 LEAST_INFILTRATED_LESION = rcds_code("LEASTINF", "Least-infiltrated lesion")
 HIGHEST_SCORE_LESION = rcds_code("HIGHSCORE", "Highest-score lesion")
 ORGAN_INVOLVED = rcds_code("ORGANINV", "Organ involved")
@@ -253,7 +253,7 @@ DECISION_SUPPORT_NOTICE = (
 def signature_status_label(provenance: Provenance) -> str:
     """The status, with "- research use only" unless the signature is validated.
 
-    method.md section 3: every output that uses an uncalibrated signature must say so.
+    docs/method.md section 3: every output that uses an uncalibrated signature must say so.
     """
     status = provenance.signature_status
     return status if status == "validated" else f"{status} - research use only"
@@ -268,7 +268,7 @@ def signature_label(provenance: Provenance) -> str:
 
 
 def provenance_lines(provenance: Provenance) -> list[str]:
-    """Everything that made the numbers, one statement per line (method.md section 6).
+    """Everything that made the numbers, one statement per line (docs/method.md section 6).
 
     Sorted keys keep the lines identical for identical input, which the deterministic
     outputs depend on.
@@ -285,7 +285,7 @@ def provenance_lines(provenance: Provenance) -> list[str]:
 
 
 def cutoff_label(patient: PatientResult) -> str:
-    """The applied cut-off by name and value: outputs label which one applied (method.md 3)."""
+    """The applied cut-off by name and value: outputs label which one applied (docs/method.md section 3)."""
     return f"{patient.cutoff_name} = {patient.cutoff_value:g}"
 
 

@@ -33,7 +33,7 @@ ATTENUATION = dicom_codes.DCM.AttenuationCoefficient
 
 CORE_REGION = rcds_code("RGNCORE", "Lesion core (the contoured lesion)")
 RING_REGION = rcds_code("RGNRING", "Peritumoral ring (both sides of the lesion boundary)")
-"""Measurement Method of each feature: which region it describes (method.md section 2)."""
+"""Measurement Method of each feature: which region it describes (docs/method.md section 2)."""
 REGION_METHODS = {"core": CORE_REGION, "ring": RING_REGION}
 
 

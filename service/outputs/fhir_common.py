@@ -145,7 +145,7 @@ def metric_component(code: CodeableConcept, metric: Metric, unit: Code) -> Obser
 
 
 def cutoff_component(patient: PatientResult) -> ObservationComponent:
-    """The applied cut-off, by name and value (method.md section 3: outputs say which applied)."""
+    """The applied cut-off, by name and value (docs/method.md section 3: outputs say which applied)."""
     return component(concept(codes.CUTOFF, text=f"{codes.CUTOFF.meaning} ({patient.cutoff_name})"),
                      quantity(patient.cutoff_value, codes.UNIT_SCORE))
 

@@ -22,7 +22,7 @@ feature_codes explains, with the region (core or ring) as the Measurement Method
 lists the CT images in its image library (TID 1600), and a re-scored study's SR references the
 SR it replaces (Predecessor Documents Sequence).
 
-Everything a reader must see (method.md section 6) is in the report: algorithm identification
+Everything a reader must see (docs/method.md section 6) is in the report: algorithm identification
 with the signature and its status on every measurement, and a TID 1500 "Qualitative
 Evaluations" container of TEXT comments with the summary, what was not computable and why,
 and the full provenance (engines, settings).
@@ -377,7 +377,7 @@ def _lesion_statements(result: StudyResult, lesion: LesionResult) -> list[tuple[
 
 
 def _patient_group(result: StudyResult) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    """TID 1501 for the patient-level biomarkers of method.md section 4."""
+    """TID 1501 for the patient-level biomarkers of docs/method.md section 4."""
     patient = result.patient
     tracking_uid = derived_uid(
         "patient-group", [result.study.study_instance_uid, result.ct.contour_sop_instance_uid]

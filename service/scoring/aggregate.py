@@ -1,4 +1,4 @@
-"""Patient-level biomarkers over the lesions of one study (method.md section 4).
+"""Patient-level biomarkers over the lesions of one study (docs/method.md section 4).
 
 The score distribution is taken over lesions that are computable and larger than the volume
 filter (default > 1 mL: the melanoma study found the score predictive only there). Each metric
@@ -9,7 +9,7 @@ ENTROPY_BIN_WIDTH score units anchored at 0 (a fixed width, so values compare ac
 The risk group follows the least-infiltrated lesion (minimum score), the prognostic biomarker
 (Sun 2022): `high_score` when it is at or above the named cut-off, else `low_score`;
 `no_lesion_over_1ml` without lesions over the filter, and `not_computable` when there are some
-but none could be scored (an extension of method.md's three groups, so no patient is misfiled).
+but none could be scored (a fourth group, docs/method.md section 4, so no patient is misfiled).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def aggregate_patient(
     lesions: Sequence[LesionResult], signature: Signature, volume_filter_ml: float = 1.0,
     cutoff_name: str | None = None,
 ) -> PatientResult:
-    """Patient-level biomarkers of method.md section 4."""
+    """Patient-level biomarkers of docs/method.md section 4."""
     cutoff = cutoff_name or signature.default_cutoff
     over_filter = [lesion for lesion in lesions if lesion.volume_ml > volume_filter_ml]
     scored = [lesion for lesion in over_filter if lesion.score is not None]

@@ -2,7 +2,7 @@
 
 pyradiomics numbers grey levels from the ROI's own minimum (its getBinEdges), so two lesions
 with the same HU texture but different minima get different LGRE/SRHGE values. The CD8 score
-(method.md section 2) needs absolute bins: bin = floor((HU - lower) / width) + 1, with HU clipped
+(docs/method.md section 2) needs absolute bins: bin = floor((HU - lower) / width) + 1, with HU clipped
 into [lower, upper). We keep pyradiomics' feature code and replace only its binning step, by
 subclassing each feature class (pyradiomics' own extension point, `_applyBinning`).
 """

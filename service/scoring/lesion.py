@@ -21,7 +21,7 @@ from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import Signature
 
 # IBSI needs texture matrices with extent: fewer than this many voxels along any axis after
-# resampling and the lesion is reported as not computable (method.md section 1).
+# resampling and the lesion is reported as not computable (docs/method.md section 1).
 MIN_VOXELS_PER_AXIS = 2
 
 

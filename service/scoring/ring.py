@@ -1,4 +1,4 @@
-"""The peritumoral ring of method.md section 2: voxels within w mm of the lesion boundary.
+"""The peritumoral ring of docs/method.md section 2: voxels within w mm of the lesion boundary.
 
 The boundary is where the lesion mask, interpolated linearly between voxel centres, crosses 0.5:
 midway between each lesion voxel and each face-neighbour outside it (the same 0.5 convention as

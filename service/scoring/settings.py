@@ -1,4 +1,4 @@
-"""Feature-extraction settings: method.md section 2's defaults, as one typed object.
+"""Feature-extraction settings: docs/method.md section 2's defaults, as one typed object.
 
 The names are pyradiomics' parameter-file settings (resampledPixelSpacing, interpolator,
 resegmentRange, binWidth, binCount, force2D, label), so pyradiomics users recognise them; the

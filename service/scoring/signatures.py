@@ -1,4 +1,4 @@
-"""Lesion signatures: versioned data files (method.md section 3), validated at load.
+"""Lesion signatures: versioned data files (docs/method.md section 3), validated at load.
 
 A signature is a linear model: intercept + sum(coefficient x normalised feature) +
 sum(coefficient x indicator). Features are min-max normalised with the training set's bounds

@@ -167,7 +167,7 @@ def _synthetic_uid(*parts: str) -> str:
 
 
 def _patient(lesions: list[LesionResult]) -> PatientResult:
-    """Patient-level values from the synthetic lesions, by method.md section 4's rules."""
+    """Patient-level values from the synthetic lesions, by docs/method.md section 4's rules."""
     over_filter = [x for x in lesions if x.volume_ml > VOLUME_FILTER_ML]
     scored = sorted((x for x in over_filter if x.score is not None), key=lambda x: x.score)
     least = scored[0] if scored else None

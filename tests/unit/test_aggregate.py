@@ -1,4 +1,4 @@
-"""Patient-level biomarkers against scipy, with the n-guards of method.md section 4."""
+"""Patient-level biomarkers against scipy, with the n-guards of docs/method.md section 4."""
 
 import numpy as np
 import pytest

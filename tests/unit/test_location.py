@@ -1,4 +1,4 @@
-"""Location classes and their sources, in method.md's order of precedence."""
+"""Location classes and their sources, in the order of precedence of docs/method.md section 1."""
 
 import pytest
 

@@ -60,7 +60,7 @@ def test_shipped_cd8_signature_has_the_published_structure_and_signs():
     signature = load_signature()
     assert signature.status == "uncalibrated"
     assert "research use only" in signature.status_note
-    assert len(signature.variables) + len(signature.categorical) == 8  # method.md section 3
+    assert len(signature.variables) + len(signature.categorical) == 8  # docs/method.md section 3
     by_feature = {(v.region, v.feature): v.coefficient for v in signature.variables}
     # Sun 2018: core min intensity (-), core SRHGE (-), ring SRLGE, LGRE, LRLGE (+)
     assert by_feature[("core", "stat_min")] < 0

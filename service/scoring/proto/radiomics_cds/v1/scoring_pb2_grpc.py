@@ -62,7 +62,7 @@ class ScoringServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AggregatePatient(self, request, context):
-        """Patient-level biomarkers (method.md section 4) over the lesion results of one study.
+        """Patient-level biomarkers (docs/method.md section 4) over the lesion results of one study.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

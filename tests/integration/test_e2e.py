@@ -163,7 +163,9 @@ def test_rtstruct_in_another_frame_of_reference_fails_that_study(service, sts019
     assert state == "failed" and "Frame of Reference" in detail
 
 
-def test_undecodable_instance_fails_its_study_and_service_keeps_serving(service, sts019, tmp_path):
+def test_truncated_instance_is_refused_its_study_fails_and_service_keeps_serving(service, sts019, tmp_path):
+    """A slice whose pixel data is cut short is refused at C-STORE (the sender keeps it); the
+    rest of its study, now missing that slice, fails naming the gap; the next study is scored."""
     failed = ("rcds_studies_failed_total", (("kind", "input"),))
     failed_before = service.metrics().get(failed, 0.0)
     study_uid = _copy_study(sts019, tmp_path / "bad")
@@ -175,11 +177,11 @@ def test_undecodable_instance_fails_its_study_and_service_keeps_serving(service,
     assert association.is_established
     status = association.send_c_store(broken)
     association.release()
-    assert status.Status == 0x0000  # acknowledged: it is in the spool and will be accounted for
+    assert status.Status == 0xC000 and "PixelData has" in status.ErrorComment
     (sorted((tmp_path / "bad" / "image").iterdir())[10]).unlink()
     assert service.storescu(tmp_path / "bad").returncode == 0
     state, detail = service.wait_for(study_uid)
-    assert state == "failed" and "pixel" in detail.lower()
+    assert state == "failed" and "missing slices" in detail
 
     # ... and a good study after all these failures is still scored
     good_uid = _copy_study(sts019, tmp_path / "good")

@@ -25,6 +25,7 @@ from service.ingest.completeness import assess
 from service.ingest.index import DONE, FAILED, RECEIVING, StudyIndex
 from service.ingest.spool import study_key
 from service.observability import SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FAILED, RepeatedErrorLog
+from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.outbox import Outbox
 from service.pipeline import WrittenOutputs, read_instance, run_study
 from service.scoring.client import ScoringClient
@@ -159,7 +160,7 @@ class StudyWorker:
         scored again with everything."""
         if not self._index.finish(study_uid, DONE, result=written.sr_sop_instance_uid):
             log.info("study %s: new instances arrived while scoring; scoring again", study_key(study_uid))
-            for path in (written.sr_path, written.bundle_path):
+            for path in written.paths.values():
                 path.unlink(missing_ok=True)
             return False
         for destination in self._outbox.destinations:
@@ -169,7 +170,7 @@ class StudyWorker:
     def _previous_report(self, study_uid: str) -> Dataset | None:
         """The SR an earlier scoring of this study delivered, if any: the new one replaces it."""
         state = self._index.study(study_uid)
-        path = self._config.outbox_dir / f"{state.result}.dcm" if state and state.result else None
+        path = artefact_path(self._config.outbox_dir, state.result, Artefact.SR) if state and state.result else None
         return read_instance(path, header_only=True) if path is not None and path.exists() else None
 
     def _scorer_failed(self, study_uid: str, error: grpc.RpcError, attempt: int) -> None:

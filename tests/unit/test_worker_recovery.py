@@ -13,6 +13,7 @@ import pytest
 
 from service.config import Config
 from service.ingest.index import DONE, InstanceRecord, StudyIndex
+from service.outputs.artefacts import Artefact
 from service.outputs.fhir import build_bundle, write_bundle
 from service.outputs.outbox import DELIVERED, PENDING, Outbox
 from service.outputs.sr import build_measurement_report, write_sr
@@ -46,7 +47,7 @@ def _scored(config: Config, index: StudyIndex) -> WrittenOutputs:
     sr = build_measurement_report(result, evidence)
     sr_path = write_sr(sr, config.outbox_dir)
     bundle_path = write_bundle(build_bundle(result, sr_sop_instance_uid=str(sr.SOPInstanceUID)), config.outbox_dir)
-    return WrittenOutputs(result, sr_path, bundle_path, str(sr.SOPInstanceUID))
+    return WrittenOutputs(result, {Artefact.SR: sr_path, Artefact.FHIR_BUNDLE: bundle_path}, str(sr.SOPInstanceUID))
 
 
 def _open(config: Config, senders: dict | None = None) -> tuple[StudyIndex, Outbox, StudyWorker]:

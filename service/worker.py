@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 
 import grpc
 from pydicom import Dataset
@@ -95,16 +94,10 @@ class StudyWorker:
             if not study.result:
                 continue
             for destination in self._outbox.destinations:
-                artefact = self._artefact(destination, self._config.outbox_dir / f"{study.result}.dcm",
-                                          self._config.outbox_dir / f"{study.result}.fhir.json")
-                if artefact.exists() and self._outbox.enqueue_if_missing(destination, artefact):
+                path = artefact_path(self._config.outbox_dir, study.result, destination.artefact)
+                if path.exists() and self._outbox.enqueue_if_missing(destination.name, path):
                     queued += 1
         return queued
-
-    @staticmethod
-    def _artefact(destination: str, sr_path: Path, bundle_path: Path) -> Path:
-        """What a destination receives: the PACS the SR, the EHR the FHIR Bundle."""
-        return sr_path if destination == "pacs" else bundle_path
 
     def process_ready(self, now: float | None = None) -> int:
         """Assess every receiving study; process those ready. Returns how many were processed."""
@@ -163,8 +156,8 @@ class StudyWorker:
             for path in written.paths.values():
                 path.unlink(missing_ok=True)
             return False
-        for destination in self._outbox.destinations:
-            self._outbox.enqueue(destination, self._artefact(destination, written.sr_path, written.bundle_path))
+        for destination in self._outbox.destinations:  # each gets the artefact it takes
+            self._outbox.enqueue(destination.name, written.paths[destination.artefact])
         return True
 
     def _previous_report(self, study_uid: str) -> Dataset | None:

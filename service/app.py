@@ -27,10 +27,8 @@ from service.ingest.scp import StorageHandlers, build_ae, start_listener
 from service.ingest.spool import Spool
 from service.lifeline import start_child, wait_ready
 from service.observability import QUEUE_DEPTH, HealthServer
-from service.outputs.ehr import post_bundle
-from service.outputs.fhir_auth import Authorization, BearerToken, SmartBackendServices, require_https
-from service.outputs.outbox import Outbox, Sender
-from service.outputs.pacs import store_one
+from service.outputs.destinations import configured_destinations, pacs_tls
+from service.outputs.outbox import Outbox
 from service.scoring.client import ScoringClient
 from service.scoring.lesion import ScoringContext
 from service.scoring.location import LocationRules
@@ -40,7 +38,7 @@ from service.scoring.parameter_file import load_parameter_file
 from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature
 from service.scoring.transport import ChannelTls, channel_tls, open_channel, server_credentials
-from service.tls import ClientTls, server_context
+from service.tls import server_context
 from service.worker import StudyWorker
 
 log = logging.getLogger(__name__)
@@ -114,13 +112,6 @@ def listener_tls(config: Config) -> ssl.SSLContext | None:
     return server_context(config.dicom_tls_cert_file, config.dicom_tls_key_file, config.dicom_tls_ca_file)
 
 
-def pacs_tls(config: Config) -> ClientTls | None:
-    """TLS towards the PACS when configured; its files are loaded for each association."""
-    if not config.pacs_tls:
-        return None
-    return ClientTls(config.pacs_tls_ca_file, config.pacs_tls_cert_file, config.pacs_tls_key_file)
-
-
 def load_tls(config: Config) -> ssl.SSLContext | None:
     """Load every configured certificate and key, so that a bad file stops the start
     (ConfigError naming the setting); returns the listener's context."""
@@ -128,32 +119,6 @@ def load_tls(config: Config) -> ssl.SSLContext | None:
     if tls is not None:
         tls.context()
     return listener_tls(config)
-
-
-def _senders(config: Config) -> dict[str, Sender]:
-    senders: dict[str, Sender] = {}
-    if config.pacs_host:
-        tls = pacs_tls(config)
-        senders["pacs"] = lambda path: store_one(
-            path, config.pacs_host, config.pacs_port, config.pacs_ae_title, config.dicom_ae_title, tls=tls
-        )
-    if config.fhir_base_url:
-        authorization = fhir_authorization(config)
-        senders["fhir"] = lambda path: post_bundle(path, config.fhir_base_url, authorization)
-    return senders
-
-
-def fhir_authorization(config: Config) -> Authorization | None:
-    """The configured EHR authorisation (the private key is loaded now, so a bad one stops the start)."""
-    if config.fhir_smart_client_id and config.fhir_smart_private_key_file:
-        return SmartBackendServices(
-            client_id=config.fhir_smart_client_id, private_key_file=config.fhir_smart_private_key_file,
-            scope=config.fhir_smart_scope, fhir_base_url=config.fhir_base_url or "",
-            token_url=config.fhir_smart_token_url, key_id=config.fhir_smart_key_id)
-    if config.fhir_bearer_token:
-        require_https(config.fhir_base_url or "", "fhir_base_url (with a bearer token)")
-        return BearerToken(config.fhir_bearer_token)
-    return None
 
 
 def open_to_anyone(config: Config) -> bool:
@@ -193,8 +158,8 @@ class Ingest:
         self.client = ScoringClient(config.scorer_address, tls=self.scorer_tls,
                                     max_message_bytes=config.grpc_max_message_bytes)
         self.outbox = Outbox(
-            config.var_dir / "outbox.sqlite", _senders(config), max_attempts=config.delivery_max_attempts,
-            initial_backoff_s=config.delivery_initial_backoff_seconds,
+            config.var_dir / "outbox.sqlite", configured_destinations(config),
+            max_attempts=config.delivery_max_attempts, initial_backoff_s=config.delivery_initial_backoff_seconds,
         )
         self.worker = StudyWorker(config, self.index, self.client, self.outbox)
         self.ae = build_ae(config.dicom_ae_title, config.dicom_max_associations, config.dicom_allowed_calling_aes)

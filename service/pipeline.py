@@ -8,7 +8,7 @@ that names the problem, so the caller can fail this study and carry on with the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ from service.imaging.references import frame_of_reference
 from service.imaging.volume import load_ct_series
 from service.sop_classes import CONTOUR_SOP_CLASSES, CT_SOP_CLASSES, RT_STRUCTURE_SET
 from service.model import CtReference, CtSeries, LesionMask, StudyInfo, StudyResult
+from service.outputs.artefacts import Artefact
 from service.outputs.fhir import build_bundle, write_bundle
 from service.outputs.sr import build_measurement_report, write_sr
 from service.scoring.client import ScoringClient
@@ -46,10 +47,19 @@ class StudyInputs:
 
 @dataclass(frozen=True)
 class WrittenOutputs:
+    """A scored study's files in the outbox directory; each destination takes one artefact."""
+
     result: StudyResult
-    sr_path: Path
-    bundle_path: Path
+    paths: Mapping[Artefact, Path]
     sr_sop_instance_uid: str
+
+    @property
+    def sr_path(self) -> Path:
+        return self.paths[Artefact.SR]
+
+    @property
+    def bundle_path(self) -> Path:
+        return self.paths[Artefact.FHIR_BUNDLE]
 
 
 def read_instance(path: Path, *, header_only: bool = False) -> Dataset:
@@ -253,7 +263,7 @@ def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path
     bundle = build_bundle(result, sr_sop_instance_uid=str(sr.SOPInstanceUID),
                           patient_identifier_system=patient_identifier_system)
     bundle_path = write_bundle(bundle, outdir)
-    return WrittenOutputs(result, sr_path, bundle_path, str(sr.SOPInstanceUID))
+    return WrittenOutputs(result, {Artefact.SR: sr_path, Artefact.FHIR_BUNDLE: bundle_path}, str(sr.SOPInstanceUID))
 
 
 def run_study(datasets: Sequence[Dataset], client: ScoringClient, outdir: Path, *,

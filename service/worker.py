@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 
 import grpc
 from pydicom import Dataset
@@ -25,6 +24,7 @@ from service.ingest.completeness import assess
 from service.ingest.index import DONE, FAILED, RECEIVING, StudyIndex
 from service.ingest.spool import study_key
 from service.observability import SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FAILED, RepeatedErrorLog
+from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.outbox import Outbox
 from service.pipeline import WrittenOutputs, read_instance, run_study
 from service.scoring.client import ScoringClient
@@ -94,16 +94,10 @@ class StudyWorker:
             if not study.result:
                 continue
             for destination in self._outbox.destinations:
-                artefact = self._artefact(destination, self._config.outbox_dir / f"{study.result}.dcm",
-                                          self._config.outbox_dir / f"{study.result}.fhir.json")
-                if artefact.exists() and self._outbox.enqueue_if_missing(destination, artefact):
+                path = artefact_path(self._config.outbox_dir, study.result, destination.artefact)
+                if path.exists() and self._outbox.enqueue_if_missing(destination.name, path):
                     queued += 1
         return queued
-
-    @staticmethod
-    def _artefact(destination: str, sr_path: Path, bundle_path: Path) -> Path:
-        """What a destination receives: the PACS the SR, the EHR the FHIR Bundle."""
-        return sr_path if destination == "pacs" else bundle_path
 
     def process_ready(self, now: float | None = None) -> int:
         """Assess every receiving study; process those ready. Returns how many were processed."""
@@ -159,17 +153,17 @@ class StudyWorker:
         scored again with everything."""
         if not self._index.finish(study_uid, DONE, result=written.sr_sop_instance_uid):
             log.info("study %s: new instances arrived while scoring; scoring again", study_key(study_uid))
-            for path in (written.sr_path, written.bundle_path):
+            for path in written.paths.values():
                 path.unlink(missing_ok=True)
             return False
-        for destination in self._outbox.destinations:
-            self._outbox.enqueue(destination, self._artefact(destination, written.sr_path, written.bundle_path))
+        for destination in self._outbox.destinations:  # each gets the artefact it takes
+            self._outbox.enqueue(destination.name, written.paths[destination.artefact])
         return True
 
     def _previous_report(self, study_uid: str) -> Dataset | None:
         """The SR an earlier scoring of this study delivered, if any: the new one replaces it."""
         state = self._index.study(study_uid)
-        path = self._config.outbox_dir / f"{state.result}.dcm" if state and state.result else None
+        path = artefact_path(self._config.outbox_dir, state.result, Artefact.SR) if state and state.result else None
         return read_instance(path, header_only=True) if path is not None and path.exists() else None
 
     def _scorer_failed(self, study_uid: str, error: grpc.RpcError, attempt: int) -> None:

@@ -36,6 +36,7 @@ from fhir.resources.R4B.reference import Reference
 from service.durable import write_atomically
 from service.model import StudyResult
 from service.outputs import codes
+from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.fhir_common import ResourceKey, StudyContext, concept, conditional_url, dicom_reference
 from service.outputs.fhir_lesion import lesion_entries
 from service.outputs.fhir_patient import patient_entries
@@ -79,7 +80,7 @@ def write_bundle(bundle: Bundle, outdir: Path) -> Path:
     The Bundle's identifier is the SR's SOP Instance UID (see build_bundle), so the pair share
     a name on disk.
     """
-    target = Path(outdir) / f"{bundle.identifier.value}.fhir.json"
+    target = artefact_path(outdir, str(bundle.identifier.value), Artefact.FHIR_BUNDLE)
     data = bundle.model_dump_json(indent=2).encode("utf-8")
     write_atomically(target, lambda stream: stream.write(data))
     return target

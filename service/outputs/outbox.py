@@ -1,9 +1,10 @@
 """The durable outbox: results are files first, deliveries second.
 
 Every SR and Bundle is written to var/outbox/ before anything is sent, so no delivery failure
-can lose a result. Each configured destination gets a delivery row (SQLite) that a background
-thread works off with exponential backoff; rows survive restarts, and a permanently refused or
-exhausted delivery stays visible (state `failed`, with the reason) next to its file.
+can lose a result. Each configured destination (service.outputs.destinations) gets a delivery
+row (SQLite, keyed by the destination's name) that a background thread works off with
+exponential backoff; rows survive restarts, and a permanently refused or exhausted delivery
+stays visible (state `failed`, with the reason) next to its file.
 Re-enqueueing bumps a row's generation, so an attempt that was already under way cannot mark
 the newer content delivered.
 """
@@ -14,11 +15,12 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from service.observability import OUTBOX_PENDING, OUTPUTS_DELIVERED, OUTPUTS_FAILED
+from service.outputs.destinations import Destination
 from service.outputs.pacs import DeliveryError
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,6 @@ CREATE TABLE IF NOT EXISTS deliveries (
 """
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
-Sender = Callable[[Path], None]
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Delivery:
 class Outbox:
     """Delivery bookkeeping plus the thread that delivers."""
 
-    def __init__(self, database: Path, senders: dict[str, Sender], *, max_attempts: int = 10,
+    def __init__(self, database: Path, destinations: Iterable[Destination], *, max_attempts: int = 10,
                  initial_backoff_s: float = 5.0, max_backoff_s: float = 900.0) -> None:
         database.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
@@ -63,7 +64,7 @@ class Outbox:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._senders = senders
+        self._destinations = {destination.name: destination for destination in destinations}
         self._max_attempts = max_attempts
         self._initial_backoff_s = initial_backoff_s
         self._max_backoff_s = max_backoff_s
@@ -71,8 +72,8 @@ class Outbox:
         self._update_gauge()
 
     @property
-    def destinations(self) -> tuple[str, ...]:
-        return tuple(self._senders)
+    def destinations(self) -> tuple[Destination, ...]:
+        return tuple(self._destinations.values())
 
     def enqueue(self, destination: str, path: Path) -> None:
         """(Re)schedule delivery of `path`; a re-written result is delivered again."""
@@ -127,12 +128,12 @@ class Outbox:
         return len(due)
 
     def _attempt(self, destination: str, path: Path, attempts: int, generation: int) -> None:
-        sender = self._senders.get(destination)
+        peer = self._destinations.get(destination)
         try:
-            if sender is None:
+            if peer is None:
                 raise DeliveryError(f"destination {destination} is no longer configured", permanent=True)
             try:
-                sender(path)
+                peer.send(path)
             except DeliveryError:
                 raise
             except Exception as unexpected:  # a library error must cost one attempt, not the thread

@@ -51,6 +51,7 @@ from service.errors import InputError
 from service.uids import derived_uid
 from service.model import LesionResult, Provenance, StudyInfo, StudyResult
 from service.outputs import codes
+from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.feature_codes import REGION_METHODS, feature_concept
 
 MANUFACTURER = "radiomics-cds"
@@ -139,7 +140,7 @@ def build_measurement_report(
 
 def write_sr(sr: hd.sr.Comprehensive3DSR, outdir: Path) -> Path:
     """Write `<SOP Instance UID>.dcm` into `outdir` so that no reader ever sees half a file."""
-    target = Path(outdir) / f"{sr.SOPInstanceUID}.dcm"
+    target = artefact_path(outdir, str(sr.SOPInstanceUID), Artefact.SR)
     write_atomically(target, lambda stream: sr.save_as(stream, enforce_file_format=True))
     return target
 

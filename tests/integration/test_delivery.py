@@ -30,11 +30,10 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from service.outputs import codes
-from service.outputs.ehr import post_bundle
+from service.outputs.destinations import Destination, EhrByFhir, PacsByCStore
 from service.outputs.fhir_auth import BearerToken, SmartBackendServices
 from service.outputs.fhir import build_bundle, write_bundle
 from service.outputs.outbox import DELIVERED, FAILED, PENDING, Delivery, Outbox
-from service.outputs.pacs import store_one
 from service.outputs.sr import build_measurement_report, write_sr
 from tests.support.processes import free_port, stop_process, wait_until
 from tests.conftest import missing_dependency, require_tool
@@ -99,8 +98,8 @@ def outboxes(tmp_path: Path) -> Iterator[Callable[..., Outbox]]:
     """Opens Outboxes on one SQLite file (reopening = a restart); stops them all at the end."""
     opened: list[Outbox] = []
 
-    def open_outbox(senders, **options) -> Outbox:
-        outbox = Outbox(tmp_path / "var" / "outbox.sqlite", senders, **options)
+    def open_outbox(destinations: list[Destination], **options) -> Outbox:
+        outbox = Outbox(tmp_path / "var" / "outbox.sqlite", destinations, **options)
         opened.append(outbox)
         return outbox
 
@@ -175,8 +174,8 @@ def start_pacs(tmp_path: Path, pacs_port: int) -> Iterator[Callable[[], StoreScp
         scp.stop()
 
 
-def _pacs_senders(port: int) -> dict:
-    return {"pacs": lambda path: store_one(path, LOOPBACK, port, PACS_AE, OUR_AE)}
+def _pacs(port: int) -> list[PacsByCStore]:
+    return [PacsByCStore(LOOPBACK, port, PACS_AE, OUR_AE)]
 
 
 # --- PACS tests -----------------------------------------------------------------------------
@@ -184,7 +183,7 @@ def _pacs_senders(port: int) -> dict:
 
 def test_sr_is_delivered_to_storescp(sr_path, pacs_port, start_pacs, outboxes):
     pacs = start_pacs()
-    outbox = outboxes(_pacs_senders(pacs_port))
+    outbox = outboxes(_pacs(pacs_port))
     outbox.enqueue("pacs", sr_path)
 
     assert outbox.deliver_due() == 1
@@ -202,7 +201,7 @@ def test_sr_is_delivered_to_storescp(sr_path, pacs_port, start_pacs, outboxes):
 
 def test_unreachable_pacs_is_retried_after_backoff(sr_path, pacs_port, start_pacs, outboxes):
     """No storescp on the port at first: a real refused connection, not a simulated one."""
-    outbox = outboxes(_pacs_senders(pacs_port), initial_backoff_s=60)
+    outbox = outboxes(_pacs(pacs_port), initial_backoff_s=60)
     outbox.enqueue("pacs", sr_path)
 
     assert outbox.deliver_due() == 1
@@ -224,7 +223,7 @@ def test_unreachable_pacs_is_retried_after_backoff(sr_path, pacs_port, start_pac
 
 
 def test_backoff_doubles_up_to_the_cap(sr_path, pacs_port, outboxes):
-    outbox = outboxes(_pacs_senders(pacs_port), initial_backoff_s=10, max_backoff_s=25, max_attempts=10)
+    outbox = outboxes(_pacs(pacs_port), initial_backoff_s=10, max_backoff_s=25, max_attempts=10)
     outbox.enqueue("pacs", sr_path)
     expected_backoffs = [10, 20, 25, 25]
     for attempt, backoff in enumerate(expected_backoffs, start=1):
@@ -237,7 +236,7 @@ def test_backoff_doubles_up_to_the_cap(sr_path, pacs_port, outboxes):
 
 
 def test_delivery_fails_after_max_attempts_and_keeps_the_sr(sr_path, pacs_port, outboxes):
-    outbox = outboxes(_pacs_senders(pacs_port), max_attempts=3, initial_backoff_s=1)
+    outbox = outboxes(_pacs(pacs_port), max_attempts=3, initial_backoff_s=1)
     outbox.enqueue("pacs", sr_path)
     original = sr_path.read_bytes()
 
@@ -256,7 +255,7 @@ def test_delivery_fails_after_max_attempts_and_keeps_the_sr(sr_path, pacs_port, 
 
 def test_reenqueue_after_failure_delivers_again(sr_path, pacs_port, start_pacs, outboxes):
     """A re-written result is enqueued again: a failed row starts over (state, attempts, error)."""
-    outbox = outboxes(_pacs_senders(pacs_port), max_attempts=1)
+    outbox = outboxes(_pacs(pacs_port), max_attempts=1)
     outbox.enqueue("pacs", sr_path)
     outbox.deliver_due()
     assert _only(outbox).state == FAILED
@@ -270,13 +269,13 @@ def test_reenqueue_after_failure_delivers_again(sr_path, pacs_port, start_pacs, 
 
 
 def test_pending_delivery_survives_a_restart(sr_path, pacs_port, start_pacs, outboxes):
-    first = outboxes(_pacs_senders(pacs_port), initial_backoff_s=60)
+    first = outboxes(_pacs(pacs_port), initial_backoff_s=60)
     first.enqueue("pacs", sr_path)
     first.deliver_due()  # PACS down: one failed attempt to carry across the restart
     first.stop()
 
     pacs = start_pacs()
-    second = outboxes(_pacs_senders(pacs_port), initial_backoff_s=60)
+    second = outboxes(_pacs(pacs_port), initial_backoff_s=60)
     delivery = _only(second)
     assert (delivery.destination, delivery.path, delivery.state, delivery.attempts) == ("pacs", sr_path, PENDING, 1)
     assert "no association" in delivery.last_error
@@ -290,7 +289,7 @@ def test_pending_delivery_survives_a_restart(sr_path, pacs_port, start_pacs, out
 
 def test_background_thread_delivers_when_the_pacs_is_up(sr_path, pacs_port, start_pacs, outboxes):
     pacs = start_pacs()
-    outbox = outboxes(_pacs_senders(pacs_port))
+    outbox = outboxes(_pacs(pacs_port))
     outbox.start()
     outbox.enqueue("pacs", sr_path)
     wait_until(lambda: _only(outbox).state == DELIVERED, 30, "the outbox thread to deliver")
@@ -298,7 +297,7 @@ def test_background_thread_delivers_when_the_pacs_is_up(sr_path, pacs_port, star
 
 
 def test_unconfigured_destination_fails_permanently(sr_path, outboxes):
-    outbox = outboxes({})
+    outbox = outboxes([])
     outbox.enqueue("pacs", sr_path)
     assert outbox.deliver_due() == 1
     delivery = _only(outbox)
@@ -397,8 +396,8 @@ def _require_sekmet() -> None:
         missing_dependency("sekmet-fhir is not installed (pip install -e '.[test]')")
 
 
-def _fhir_senders(base: str) -> dict:
-    return {"fhir": lambda path: post_bundle(path, base, timeout_s=30)}
+def _ehr(base: str) -> list[EhrByFhir]:
+    return [EhrByFhir(base, timeout_s=30)]
 
 
 def _register_patient(server: FhirServer, patient_id: str) -> str:
@@ -457,7 +456,7 @@ def _assert_results_in_ehr(server: FhirServer, patient_ref: str, version: str, r
 def test_bundle_is_delivered_to_a_real_fhir_server(bundle_path, fhir_server, outboxes):
     result, _ = make_study_result()
     patient_ref = f"Patient/{_register_patient(fhir_server, result.study.patient_id)}"
-    outbox = outboxes(_fhir_senders(fhir_server.base))
+    outbox = outboxes(_ehr(fhir_server.base))
     outbox.enqueue("fhir", bundle_path)
 
     assert outbox.deliver_due() == 1
@@ -475,7 +474,7 @@ def test_real_fhir_server_refusal_is_permanent(bundle_path, fhir_server, outboxe
     """A real 4xx: SEKMET rejects the transaction whose conditional Patient reference matches
     no patient (the EHR does not know this patient), and says why in an OperationOutcome."""
     result, _ = make_study_result()
-    outbox = outboxes(_fhir_senders(fhir_server.base))
+    outbox = outboxes(_ehr(fhir_server.base))
     outbox.enqueue("fhir", bundle_path)
 
     assert outbox.deliver_due() == 1
@@ -495,14 +494,14 @@ def test_fhir_delivery_survives_a_restart(bundle_path, fhir_server, outboxes):
     result, _ = make_study_result()
     patient_ref = f"Patient/{_register_patient(fhir_server, result.study.patient_id)}"
     closed = f"http://{LOOPBACK}:{free_port()}/fhir"  # nothing listens: a real network failure
-    first = outboxes(_fhir_senders(closed))
+    first = outboxes(_ehr(closed))
     first.enqueue("fhir", bundle_path)
     first.deliver_due()
     assert (_only(first).state, _only(first).attempts) == (PENDING, 1)
     assert "unreachable" in _only(first).last_error
     first.stop()
 
-    second = outboxes(_fhir_senders(fhir_server.base))  # the EHR's address fixed in the config
+    second = outboxes(_ehr(fhir_server.base))  # the EHR's address fixed in the config
     assert second.deliver_due(time.time() + FAR_FUTURE) == 1
     assert (_only(second).state, _only(second).attempts) == (DELIVERED, 2)
     _assert_results_in_ehr(fhir_server, patient_ref, version="1")
@@ -512,7 +511,7 @@ def test_missing_bundle_file_fails_without_stopping_other_deliveries(bundle_path
     """A Bundle removed from the outbox by hand must not take the delivery thread down with it."""
     result, _ = make_study_result()
     patient_ref = f"Patient/{_register_patient(fhir_server, result.study.patient_id)}"
-    outbox = outboxes(_fhir_senders(fhir_server.base))
+    outbox = outboxes(_ehr(fhir_server.base))
     gone = bundle_path.with_name("removed.fhir.json")
     outbox.enqueue("fhir", gone)
     outbox.enqueue("fhir", bundle_path)
@@ -529,7 +528,7 @@ def test_rescoring_updates_the_same_resources(bundle_path, fhir_server, outboxes
     """A re-scored study (other values, a new SR) updates every resource in place: one set."""
     result, _ = make_study_result()
     patient_ref = f"Patient/{_register_patient(fhir_server, result.study.patient_id)}"
-    outbox = outboxes(_fhir_senders(fhir_server.base))
+    outbox = outboxes(_ehr(fhir_server.base))
     outbox.enqueue("fhir", bundle_path)
     outbox.deliver_due()
     rescored = dataclasses.replace(result, lesions=[dataclasses.replace(x, volume_ml=x.volume_ml * 2)
@@ -579,13 +578,13 @@ def test_smart_backend_services_delivers_with_a_signed_assertion(bundle_path, sm
     result, _ = make_study_result()
     patient_ref = f"Patient/{_register_patient(server, result.study.patient_id)}"
 
-    unauthorised = outboxes({"fhir": lambda path: post_bundle(path, server.base, timeout_s=30)})
+    unauthorised = outboxes(_ehr(server.base))
     unauthorised.enqueue("fhir", bundle_path)
     unauthorised.deliver_due()
     assert (_only(unauthorised).state, _only(unauthorised).last_error[:24]) == (FAILED, "FHIR server answered 401")
     unauthorised.stop()
 
-    outbox = outboxes({"fhir": lambda path: post_bundle(path, server.base, auth, timeout_s=30)})
+    outbox = outboxes([EhrByFhir(server.base, auth, timeout_s=30)])
     outbox.enqueue("fhir", bundle_path)
     outbox.deliver_due()
     assert (_only(outbox).state, _only(outbox).last_error) == (DELIVERED, None)
@@ -597,7 +596,7 @@ def test_smart_client_the_ehr_does_not_know_is_a_permanent_error(bundle_path, sm
     stranger, _ = _private_key(tmp_path / "stranger", "RSA")
     auth = SmartBackendServices(client_id="someone-else", private_key_file=stranger, scope="system/*.cruds",
                                 fhir_base_url=server.base)
-    outbox = outboxes({"fhir": lambda path: post_bundle(path, server.base, auth, timeout_s=30)})
+    outbox = outboxes([EhrByFhir(server.base, auth, timeout_s=30)])
     outbox.enqueue("fhir", bundle_path)
     outbox.deliver_due()
     delivery = _only(outbox)
@@ -723,7 +722,7 @@ _TRANSACTION_RESPONSE = {"resourceType": "Bundle", "type": "transaction-response
 def test_fhir_503_is_retried(bundle_path, scripted_fhir, outboxes):
     """Fake server (a real one does not answer 503 on demand): 503, then 200."""
     server = scripted_fhir([(503, _outcome("database is being restarted")), (200, _TRANSACTION_RESPONSE)])
-    outbox = outboxes(_fhir_senders(server.base), initial_backoff_s=60)
+    outbox = outboxes(_ehr(server.base), initial_backoff_s=60)
     outbox.enqueue("fhir", bundle_path)
 
     assert outbox.deliver_due() == 1
@@ -745,7 +744,7 @@ def test_fhir_429_is_retried(bundle_path, scripted_fhir, outboxes):
     """Fake server (a real one does not rate-limit on demand): 429 Too Many Requests is a 4xx
     that says "later", not "your Bundle is wrong", so it is retried like a 5xx."""
     server = scripted_fhir([(429, _outcome("rate limit exceeded")), (200, _TRANSACTION_RESPONSE)])
-    outbox = outboxes(_fhir_senders(server.base))
+    outbox = outboxes(_ehr(server.base))
     outbox.enqueue("fhir", bundle_path)
 
     outbox.deliver_due()
@@ -757,7 +756,7 @@ def test_fhir_429_is_retried(bundle_path, scripted_fhir, outboxes):
 
 def test_fhir_timeout_is_retried(bundle_path, scripted_fhir, outboxes):
     server = scripted_fhir([(None, 3.0)])
-    outbox = outboxes({"fhir": lambda path: post_bundle(path, server.base, timeout_s=0.5)})
+    outbox = outboxes([EhrByFhir(server.base, timeout_s=0.5)])
     outbox.enqueue("fhir", bundle_path)
     outbox.deliver_due()
     delivery = _only(outbox)
@@ -775,7 +774,7 @@ def test_smart_401_gets_a_new_token_and_tries_once_more(bundle_path, scripted_fh
     private, _ = _private_key(tmp_path, "EC")
     auth = SmartBackendServices(client_id=CLIENT_ID, private_key_file=private, scope="system/*.cru",
                                 fhir_base_url=server.base, token_url=server.base + "/token")
-    outbox = outboxes({"fhir": lambda path: post_bundle(path, server.base, auth, timeout_s=10)})
+    outbox = outboxes([EhrByFhir(server.base, auth, timeout_s=10)])
     outbox.enqueue("fhir", bundle_path)
     outbox.deliver_due()
     assert (_only(outbox).state, _only(outbox).attempts) == (DELIVERED, 1)
@@ -791,7 +790,7 @@ def test_fhir_400_is_permanent_with_the_outcome(bundle_path, scripted_fhir, outb
     """Fake server (a real one does not refuse a valid Bundle on demand): 400 + OperationOutcome."""
     diagnostics = "Observation.status: value 'final' is not allowed by profile XYZ"
     server = scripted_fhir([(400, _outcome(diagnostics))])
-    outbox = outboxes(_fhir_senders(server.base))
+    outbox = outboxes(_ehr(server.base))
     outbox.enqueue("fhir", bundle_path)
 
     assert outbox.deliver_due() == 1
@@ -806,7 +805,7 @@ def test_fhir_400_is_permanent_with_the_outcome(bundle_path, scripted_fhir, outb
 def test_fhir_bearer_token_is_sent(bundle_path, scripted_fhir, outboxes):
     """Fake server: it records the request headers, which a real server does not show us."""
     server = scripted_fhir([(200, _TRANSACTION_RESPONSE)])
-    outbox = outboxes({"fhir": lambda path: post_bundle(path, server.base + "/", BearerToken("s3cret"), timeout_s=30)})
+    outbox = outboxes([EhrByFhir(server.base + "/", BearerToken("s3cret"), timeout_s=30)])
     outbox.enqueue("fhir", bundle_path)
     outbox.deliver_due()
     assert _only(outbox).state == DELIVERED
@@ -819,7 +818,7 @@ def test_fhir_redirect_is_not_followed_as_a_get(bundle_path, scripted_fhir, outb
     """Fake server (a real one does not redirect on demand): a 301 to a POST. Following it
     would re-issue the request as a GET without the Bundle, whose 200 is no delivery."""
     server = scripted_fhir([(301, {}, {"Location": "/fhir/"}), (200, {"resourceType": "CapabilityStatement"})])
-    outbox = outboxes(_fhir_senders(server.base))
+    outbox = outboxes(_ehr(server.base))
     outbox.enqueue("fhir", bundle_path)
 
     assert outbox.deliver_due() == 1
@@ -842,7 +841,7 @@ def test_pacs_that_does_not_take_sr_says_so_and_keeps_the_sr(sr_path, pacs_port,
                             StorageHandlers(Spool(tmp_path / "scp" / "spool"), index,
                                             ReceiveDirectory(tmp_path / "scp" / "receiving")))
     try:
-        outbox = outboxes(_pacs_senders(pacs_port))
+        outbox = outboxes(_pacs(pacs_port))
         outbox.enqueue("pacs", sr_path)
         assert outbox.deliver_due() == 1
     finally:

@@ -26,10 +26,10 @@ from cryptography.hazmat.primitives import serialization
 from pynetdicom import Association
 from pynetdicom.sop_class import CTImageStorage, Verification
 
-from service.app import _senders
 from service.config import load_config
 from service.errors import ConfigError
 from service.ingest.spool import Spool
+from service.outputs.destinations import configured_destinations
 from service.outputs.outbox import DELIVERED, PENDING, Outbox
 from service.outputs.pacs import DeliveryError, send_files
 from service.tls import ClientTls, server_context
@@ -411,14 +411,14 @@ def test_send_files_over_mutual_tls_to_storescp(start_pacs, pki, ct_files):
 
 
 def test_outbox_delivers_over_tls_as_configured(start_pacs, pki, ct_files, tmp_path):
-    """From the settings to the PACS: the sender the service builds (app._senders) speaks TLS."""
+    """From the settings to the PACS: the sender the service builds (configured_destinations) speaks TLS."""
     pacs = start_pacs()
     config = load_config(environ={
         "RCDS_PACS_HOST": LOOPBACK, "RCDS_PACS_PORT": str(pacs.port), "RCDS_PACS_TLS": "true",
         "RCDS_PACS_TLS_CA_FILE": str(pki.ca.cert), "RCDS_PACS_TLS_CERT_FILE": str(pki.modality.cert),
         "RCDS_PACS_TLS_KEY_FILE": str(pki.modality.key),
     })
-    outbox = Outbox(tmp_path / "outbox.sqlite", _senders(config))
+    outbox = Outbox(tmp_path / "outbox.sqlite", configured_destinations(config))
     try:
         outbox.enqueue("pacs", ct_files[0])
         assert outbox.deliver_due() == 1
@@ -451,7 +451,7 @@ def test_a_tls_failure_is_retried_by_the_outbox(start_pacs, pki, ct_files, tmp_p
                                   "RCDS_PACS_TLS": "1", "RCDS_PACS_TLS_CA_FILE": str(pki.ca.cert),
                                   "RCDS_PACS_TLS_CERT_FILE": str(pki.modality.cert),
                                   "RCDS_PACS_TLS_KEY_FILE": str(pki.modality.key)})
-    outbox = Outbox(tmp_path / "outbox.sqlite", _senders(config), initial_backoff_s=60)
+    outbox = Outbox(tmp_path / "outbox.sqlite", configured_destinations(config), initial_backoff_s=60)
     try:
         outbox.enqueue("pacs", ct_files[0])
         assert outbox.deliver_due() == 1

@@ -55,7 +55,7 @@ def test_a_smart_key_that_cannot_sign_stops_the_start(tmp_path):
     """An RSA key signs RS384 and an EC P-384 key ES384; anything else is refused by name."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from service.app import fhir_authorization
+    from service.outputs.destinations import fhir_authorization
     from tests.support.certs import write_key_pair
 
     key, _ = write_key_pair(tmp_path, "p256", ec.generate_private_key(ec.SECP256R1()))

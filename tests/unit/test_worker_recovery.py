@@ -7,18 +7,22 @@ would stop it: no real peer can stop a process between two particular statements
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from service.config import Config
 from service.ingest.index import DONE, InstanceRecord, StudyIndex
+from service.outputs.artefacts import Artefact
+from service.outputs.destinations import Destination, configured_destinations
 from service.outputs.fhir import build_bundle, write_bundle
 from service.outputs.outbox import DELIVERED, PENDING, Outbox
 from service.outputs.sr import build_measurement_report, write_sr
 from service.pipeline import WrittenOutputs
 from service.sop_classes import CT_IMAGE
 from service.worker import StudyWorker
+from tests.support.destinations import RecordingDestination
 from tests.support.synthetic_results import make_study_result
 
 STUDY = "1.2.826.0.1.3680043.8.498.1"
@@ -28,13 +32,10 @@ class ProcessKilled(BaseException):
     """Stands for the process dying: nothing after it runs."""
 
 
-def _never_called(path: Path) -> None:
-    raise AssertionError("nothing is delivered in these tests")
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
-    return Config(var_dir=tmp_path / "var")
+    """The PACS and the EHR configured (on a port nothing listens on: nothing is sent to them)."""
+    return Config(var_dir=tmp_path / "var", pacs_host="127.0.0.1", pacs_port=9, fhir_base_url="http://127.0.0.1:9/fhir")
 
 
 def _scored(config: Config, index: StudyIndex) -> WrittenOutputs:
@@ -46,12 +47,15 @@ def _scored(config: Config, index: StudyIndex) -> WrittenOutputs:
     sr = build_measurement_report(result, evidence)
     sr_path = write_sr(sr, config.outbox_dir)
     bundle_path = write_bundle(build_bundle(result, sr_sop_instance_uid=str(sr.SOPInstanceUID)), config.outbox_dir)
-    return WrittenOutputs(result, sr_path, bundle_path, str(sr.SOPInstanceUID))
+    return WrittenOutputs(result, {Artefact.SR: sr_path, Artefact.FHIR_BUNDLE: bundle_path}, str(sr.SOPInstanceUID))
 
 
-def _open(config: Config, senders: dict | None = None) -> tuple[StudyIndex, Outbox, StudyWorker]:
+def _open(config: Config, destinations: Sequence[Destination] | None = None) -> tuple[StudyIndex, Outbox, StudyWorker]:
+    """Index, outbox and worker on `config`'s var directory, delivering to `destinations` (by
+    default those the configuration builds)."""
     index = StudyIndex(config.index_path)
-    outbox = Outbox(config.var_dir / "outbox.sqlite", senders or {"pacs": _never_called, "fhir": _never_called})
+    outbox = Outbox(config.var_dir / "outbox.sqlite",
+                    configured_destinations(config) if destinations is None else destinations)
     return index, outbox, StudyWorker(config, index, client=None, outbox=outbox)  # type: ignore[arg-type]
 
 
@@ -82,14 +86,39 @@ def test_a_crash_between_done_and_queued_is_repaired_at_start(config: Config, mo
 
 def test_recovery_leaves_deliveries_it_already_knows(config: Config) -> None:
     """A delivered SR is not sent again, and a second start queues nothing."""
-    delivered: list[Path] = []
-    index, outbox, worker = _open(config, {"pacs": delivered.append})
+    pacs = RecordingDestination("pacs", Artefact.SR)
+    index, outbox, worker = _open(config, [pacs])
     written = _scored(config, index)
     assert worker.complete(STUDY, written)
-    assert outbox.deliver_due() == 1 and delivered == [written.sr_path]
+    assert outbox.deliver_due() == 1 and pacs.sent == [written.sr_path]
     try:
         assert worker.queue_missing_deliveries() == 0
         assert [(d.destination, d.state) for d in outbox.deliveries()] == [("pacs", DELIVERED)]
+    finally:
+        outbox.stop()
+        index.close()
+
+
+def test_a_new_destination_gets_its_artefact_with_no_other_change(config: Config) -> None:
+    """A third destination, unknown to the worker and the outbox, is queued the artefact it
+    takes: at completion, and at the start after it was added to done studies' deliveries."""
+    archive = RecordingDestination("archive", Artefact.SR)
+    index, outbox, worker = _open(config, [*configured_destinations(config), archive])
+    written = _scored(config, index)
+    try:
+        assert worker.complete(STUDY, written)
+        queued = {(d.destination, d.path) for d in outbox.deliveries()}
+        assert queued == {("pacs", written.sr_path), ("fhir", written.bundle_path), ("archive", written.sr_path)}
+    finally:
+        outbox.stop()
+        index.close()
+
+    records = RecordingDestination("records", Artefact.FHIR_BUNDLE)
+    index, outbox, worker = _open(config, [records])  # a restart with another destination configured
+    try:
+        assert worker.queue_missing_deliveries() == 1
+        outbox.deliver_due()  # the earlier three rows fail: their destinations are gone
+        assert records.sent == [written.bundle_path]
     finally:
         outbox.stop()
         index.close()

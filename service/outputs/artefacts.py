@@ -1,0 +1,28 @@
+"""The files a scored study leaves in the outbox directory, and their names.
+
+Every artefact of one result is named after the SR's SOP Instance UID, the result's identity
+in the study index; so the paths of a result can be rebuilt from that UID alone (recovery of
+deliveries after a crash, the predecessor of a re-scored study). The naming lives here only:
+the writers and the worker both ask this module. Destinations say which artefact they take.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+
+class Artefact(StrEnum):
+    """One kind of file written for each scored study."""
+
+    SR = "sr"
+    FHIR_BUNDLE = "fhir_bundle"
+
+
+_SUFFIXES = {Artefact.SR: ".dcm", Artefact.FHIR_BUNDLE: ".fhir.json"}
+
+
+def artefact_path(directory: Path, sr_sop_instance_uid: str, artefact: Artefact) -> Path:
+    """Where `artefact` of the result identified by its SR's UID is (or will be) in `directory`."""
+    return Path(directory) / f"{sr_sop_instance_uid}{_SUFFIXES[artefact]}"
+

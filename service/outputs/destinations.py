@@ -1,0 +1,101 @@
+"""Where results go: each destination is a small object (its name, the artefact it takes, how it
+sends one file), and `configured_destinations` builds those the configuration asks for.
+
+The outbox keys its delivery rows by a destination's name, so names never change ("pacs" and
+"fhir" rows in existing outbox databases stay deliverable); the worker gives each destination
+the artefact it says it takes. A new destination (DICOMweb STOW-RS, say) is a class here and a
+line in `configured_destinations`: the outbox and the worker do not change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+from service.config import Config
+from service.outputs.artefacts import Artefact
+from service.outputs.ehr import post_bundle
+from service.outputs.fhir_auth import Authorization, BearerToken, SmartBackendServices, require_https
+from service.outputs.pacs import store_one
+from service.tls import ClientTls
+
+
+class Destination(Protocol):
+    """A peer that takes one artefact of every result."""
+
+    @property
+    def name(self) -> str:
+        """The key of its delivery rows in the outbox: stable across versions."""
+        ...
+
+    @property
+    def artefact(self) -> Artefact:
+        """Which of a result's files it takes."""
+        ...
+
+    def send(self, path: Path) -> None:
+        """Deliver one file; DeliveryError (permanent when retrying cannot help) when it was not taken."""
+        ...
+
+
+@dataclass(frozen=True)
+class PacsByCStore:
+    """The PACS, by DICOM C-STORE (TLS when configured): it takes the SR."""
+
+    host: str
+    port: int
+    called_ae: str
+    calling_ae: str
+    tls: ClientTls | None = None
+    name: ClassVar[str] = "pacs"
+    artefact: ClassVar[Artefact] = Artefact.SR
+
+    def send(self, path: Path) -> None:
+        store_one(path, self.host, self.port, self.called_ae, self.calling_ae, tls=self.tls)
+
+
+@dataclass(frozen=True)
+class EhrByFhir:
+    """The EHR, by a FHIR transaction POST to its base URL: it takes the Bundle."""
+
+    base_url: str
+    authorization: Authorization | None = None
+    timeout_s: float = 60.0
+    name: ClassVar[str] = "fhir"
+    artefact: ClassVar[Artefact] = Artefact.FHIR_BUNDLE
+
+    def send(self, path: Path) -> None:
+        post_bundle(path, self.base_url, self.authorization, timeout_s=self.timeout_s)
+
+
+def configured_destinations(config: Config) -> tuple[Destination, ...]:
+    """The PACS when `pacs_host` is set, the EHR when `fhir_base_url` is; credentials are loaded
+    now, so a bad key stops the start rather than failing every delivery."""
+    destinations: list[Destination] = []
+    if config.pacs_host:
+        destinations.append(PacsByCStore(config.pacs_host, config.pacs_port, config.pacs_ae_title,
+                                          config.dicom_ae_title, pacs_tls(config)))
+    if config.fhir_base_url:
+        destinations.append(EhrByFhir(config.fhir_base_url, fhir_authorization(config)))
+    return tuple(destinations)
+
+
+def pacs_tls(config: Config) -> ClientTls | None:
+    """TLS towards the PACS when configured; its files are loaded for each association."""
+    if not config.pacs_tls:
+        return None
+    return ClientTls(config.pacs_tls_ca_file, config.pacs_tls_cert_file, config.pacs_tls_key_file)
+
+
+def fhir_authorization(config: Config) -> Authorization | None:
+    """The configured EHR authorisation (the private key is loaded now, so a bad one stops the start)."""
+    if config.fhir_smart_client_id and config.fhir_smart_private_key_file:
+        return SmartBackendServices(
+            client_id=config.fhir_smart_client_id, private_key_file=config.fhir_smart_private_key_file,
+            scope=config.fhir_smart_scope, fhir_base_url=config.fhir_base_url or "",
+            token_url=config.fhir_smart_token_url, key_id=config.fhir_smart_key_id)
+    if config.fhir_bearer_token:
+        require_https(config.fhir_base_url or "", "fhir_base_url (with a bearer token)")
+        return BearerToken(config.fhir_bearer_token)
+    return None

@@ -52,7 +52,7 @@ def _scored(config: Config, index: StudyIndex) -> WrittenOutputs:
 def _open(config: Config, senders: dict | None = None) -> tuple[StudyIndex, Outbox, StudyWorker]:
     index = StudyIndex(config.index_path)
     outbox = Outbox(config.var_dir / "outbox.sqlite", senders or {"pacs": _never_called, "fhir": _never_called})
-    return index, outbox, StudyWorker(config, index, client=None, outbox=outbox)  # type: ignore[arg-type]
+    return index, outbox, StudyWorker(config, index, scorer=None, outbox=outbox)  # type: ignore[arg-type]
 
 
 def test_a_crash_between_done_and_queued_is_repaired_at_start(config: Config, monkeypatch) -> None:

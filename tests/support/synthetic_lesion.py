@@ -27,6 +27,6 @@ def synthetic_lesion_ct(offset: tuple[float, float, float]) -> tuple[CtSeries, L
     geometry = ImageGeometry(size=(80, 70, 40), spacing=spacing, origin=(-31.3, 12.9, -200.25))
     ct = CtSeries(hu, geometry, "1.2.3", "1.2.3.1", "1.2.3.2", "1.2.840.10008.5.1.4.1.1.2",
                   tuple(f"1.2.3.9.{i}" for i in range(shape[0])), 120.0)
-    mask = LesionMask(1, "lesion", "RTSTRUCT", "1.2.840.10008.5.1.4.1.1.481.3", "1.2.3.4", tuple(int(v) for v in low),
+    mask = LesionMask(1, "lesion", "RTSTRUCT", "1.2.840.10008.5.1.4.1.1.481.3", "1.2.3.4", (int(low[0]), int(low[1]), int(low[2])),
                       lesion[low[0]:high[0], low[1]:high[1], low[2]:high[2]])
     return ct, mask

@@ -128,7 +128,7 @@ def test_says_it_is_serving(scorer: Scorer) -> None:
 
 def test_a_signature_the_panel_cannot_feed_is_refused_as_a_failed_precondition(
         make_scorer: ScorerFactory, context: ScoringContext, crops: list[LesionCrop]) -> None:
-    shape_only = dataclasses.replace(context, panel=FeaturePanel("shape only", {"core": {"shape": []}}))
+    shape_only = dataclasses.replace(context, panel=FeaturePanel("shape only", {"core": {"shape": ()}}))
     with make_scorer(shape_only) as scorer, pytest.raises(ScorerRefused) as refused:
         scorer.score_lesion(crops[0])
     assert refused.value.code == "FAILED_PRECONDITION"

@@ -10,8 +10,8 @@ to 100 mL; --quick: 256x256x120, 4 lesions of 0.5 to 20 mL) and times:
   numbering, on the whole image and one whole-volume label map per lesion core and per ring,
   sequentially, in a child process of its own (so its peak memory is its own);
 - our engine exactly as deployed: `radiomics-cds scorer` processes (1 or 2) called over gRPC by
-  ScoringClient, the study's crops scored by as many client threads as processes, then the
-  patient aggregate, as service.pipeline.score_study does; with the CD8 profile (only what the
+  GrpcScorer, the study's crops scored through service.scorer.score_lesions (the path the
+  service takes) by as many client threads as processes, then the patient aggregate; with the CD8 profile (only what the
   signature and the lesion measures need) and with the full feature panel.
 
 Then it checks values: the CD8 profile's features must equal the full panel's computed on the
@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +49,9 @@ import SimpleITK as sitk
 from radiomics.featureextractor import RadiomicsFeatureExtractor
 
 from service.imaging.crops import lesion_crop
-from service.model import CtSeries, LesionMask, LesionResult
-from service.scoring.client import ScoringClient
+from service.model import CtSeries, LesionMask, LesionResult, PatientResult, Provenance
+from service.scorer import Scorer, score_lesions
+from service.scoring.client import GrpcScorer
 from service.scoring.ibsi_names import pyradiomics_feature
 from service.scoring.lesion import LesionCrop, ScoringContext, score_lesion
 from service.scoring.location import LocationRules
@@ -199,7 +200,7 @@ def _free_port() -> int:
 
 
 @dataclass
-class Scorer:
+class ScorerProcess:
     """One `radiomics-cds scorer` process we started."""
 
     process: subprocess.Popen
@@ -207,7 +208,7 @@ class Scorer:
     log_path: Path
 
 
-def _start_scorer(panel: str, workdir: Path) -> Scorer:
+def _start_scorer(panel: str, workdir: Path) -> ScorerProcess:
     """The deployed scoring core: the venv's console script, configured only by RCDS_* variables."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RCDS_")}
@@ -218,12 +219,12 @@ def _start_scorer(panel: str, workdir: Path) -> Scorer:
     with log_path.open("wb") as log:
         command = [str(Path(sys.executable).with_name("radiomics-cds")), "--log-level", "WARNING", "scorer"]
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    return Scorer(process, port, log_path)
+    return ScorerProcess(process, port, log_path)
 
 
-def _wait_serving(scorer: Scorer) -> None:
+def _wait_serving(scorer: ScorerProcess) -> None:
     """Ready = a gRPC channel connects; a process that died says why (its log)."""
-    with ScoringClient(f"127.0.0.1:{scorer.port}") as client:
+    with GrpcScorer(f"127.0.0.1:{scorer.port}") as client:
         try:
             client.wait_ready(timeout_s=SCORER_READY_TIMEOUT_S)
         except Exception as error:
@@ -231,7 +232,7 @@ def _wait_serving(scorer: Scorer) -> None:
                                f"{scorer.log_path.read_text()[-2000:]}") from error
 
 
-def _stop(scorer: Scorer) -> None:
+def _stop(scorer: ScorerProcess) -> None:
     """SIGTERM, as a supervisor stops it (grace period for in-flight calls), then kill if stuck."""
     scorer.process.terminate()
     try:
@@ -242,9 +243,9 @@ def _stop(scorer: Scorer) -> None:
 
 
 @contextmanager
-def scorers(panel: str, count: int, workdir: Path) -> Iterator[list[Scorer]]:
+def scorers(panel: str, count: int, workdir: Path) -> Iterator[list[ScorerProcess]]:
     """`count` fresh scorer processes (fresh, so each run's peak memory is its own)."""
-    started: list[Scorer] = []
+    started: list[ScorerProcess] = []
     try:
         for _ in range(count):
             started.append(_start_scorer(panel, workdir))
@@ -256,41 +257,60 @@ def scorers(panel: str, count: int, workdir: Path) -> Iterator[list[Scorer]]:
             _stop(scorer)
 
 
-def _warm_up(started: Sequence[Scorer], client: ScoringClient, crop: LesionCrop) -> None:
+def _warm_up(started: Sequence[ScorerProcess], client: GrpcScorer, crop: LesionCrop) -> None:
     """One untimed call per process, then one per process through the round-robin channel.
 
     The first call in a process pays lazy imports and first-use costs; the calls through the
     shared channel also make sure it has connected to every process before the clock starts.
     """
     for scorer in started:
-        with ScoringClient(f"127.0.0.1:{scorer.port}") as direct:
+        with GrpcScorer(f"127.0.0.1:{scorer.port}") as direct:
             direct.score_lesion(crop)
     for _ in started:
         client.score_lesion(crop)
 
 
-def _score_study(client: ScoringClient, ct: CtSeries, lesions: Sequence[LesionMask],
+class TimedScorer:
+    """A Scorer that passes every call on and notes how long each lesion took, by lesion number."""
+
+    def __init__(self, scorer: Scorer) -> None:
+        self._scorer = scorer
+        self.lesion_s: dict[int, float] = {}
+
+    def describe(self) -> Provenance:
+        return self._scorer.describe()
+
+    def check_size(self, crop: LesionCrop) -> None:
+        self._scorer.check_size(crop)
+
+    def score_lesion(self, crop: LesionCrop) -> LesionResult:
+        start = time.perf_counter()
+        result = self._scorer.score_lesion(crop)
+        self.lesion_s[crop.number] = time.perf_counter() - start
+        return result
+
+    def aggregate(self, lesions: Sequence[LesionResult]) -> PatientResult:
+        return self._scorer.aggregate(lesions)
+
+    def serving(self) -> bool:
+        return self._scorer.serving()
+
+
+def _score_study(scorer: Scorer, ct: CtSeries, lesions: Sequence[LesionMask],
                  parallel: int) -> tuple[float, list[float], list[LesionResult]]:
     """service.pipeline.score_study's scoring steps, timed: (study s, per-lesion s, results).
 
-    Describe (for the settings), crops, size checks, ScoreLesion from `parallel` threads,
-    AggregatePatient; outputs (SR, Bundle) are not part of scoring and are left out.
+    Describe (for the settings), crops, then service.scorer.score_lesions (size checks,
+    ScoreLesion from `parallel` threads, AggregatePatient); outputs (SR, Bundle) are not part of
+    scoring and are left out.
     """
-    def timed(crop: LesionCrop) -> tuple[float, LesionResult]:
-        start = time.perf_counter()
-        result = client.score_lesion(crop)
-        return time.perf_counter() - start, result
-
+    timed = TimedScorer(scorer)
     start = time.perf_counter()
-    settings = ExtractionSettings.from_dict(dict(client.describe().settings))
+    settings = ExtractionSettings.from_dict(dict(timed.describe().settings))
     crops = [lesion_crop(ct, mask, settings) for mask in lesions]
-    for crop in crops:
-        client.check_size(crop)
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        timed_results = list(pool.map(timed, crops))
-    client.aggregate([result for _, result in timed_results])
+    scored = score_lesions(timed, crops, parallel=parallel)
     study_s = time.perf_counter() - start
-    return study_s, [s for s, _ in timed_results], [r for _, r in timed_results]
+    return study_s, [timed.lesion_s[crop.number] for crop in crops], scored.lesions
 
 
 def run_engine(study: SyntheticStudy, panel: str, processes: int, repeats: int, workdir: Path) -> RunResult:
@@ -302,7 +322,7 @@ def run_engine(study: SyntheticStudy, panel: str, processes: int, repeats: int, 
     """
     with scorers(panel, processes, workdir) as started:
         target = "ipv4:" + ",".join(f"127.0.0.1:{s.port}" for s in started)
-        with ScoringClient(target) as client:
+        with GrpcScorer(target) as client:
             client.wait_ready(timeout_s=SCORER_READY_TIMEOUT_S)
             smallest = min(study.lesions, key=lambda lesion: lesion.voxel_count)
             _warm_up(started, client, lesion_crop(study.ct, smallest, ExtractionSettings()))

@@ -15,9 +15,6 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from service.config import Config
 from service.durable import remove_partial_writes
 from service.errors import ConfigError
@@ -29,7 +26,7 @@ from service.lifeline import start_child, wait_ready
 from service.observability import QUEUE_DEPTH, HealthServer
 from service.outputs.destinations import configured_destinations, pacs_tls
 from service.outputs.outbox import Outbox
-from service.scoring.client import ScoringClient
+from service.scoring.client import GrpcScorer
 from service.scoring.lesion import ScoringContext
 from service.scoring.location import LocationRules
 from service.scoring.server import build_server
@@ -37,7 +34,7 @@ from service.scoring.panel import feature_panel
 from service.scoring.parameter_file import load_parameter_file
 from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature
-from service.scoring.transport import ChannelTls, channel_tls, open_channel, server_credentials
+from service.scoring.transport import channel_tls, server_credentials
 from service.tls import server_context
 from service.worker import StudyWorker
 
@@ -127,17 +124,6 @@ def open_to_anyone(config: Config) -> bool:
     return not config.dicom_tls and not config.dicom_allowed_calling_aes and not loopback
 
 
-def _scorer_serving(target: str, tls: ChannelTls | None) -> bool:
-    """The scorer's gRPC health, on a fresh channel with ingest's own credentials: a scorer that
-    refuses them is as useless to ingest as one that is down."""
-    with open_channel(target, tls) as channel:
-        try:
-            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
-        except grpc.RpcError:
-            return False
-    return answer.status == health_pb2.HealthCheckResponse.SERVING
-
-
 class Ingest:
     """Listener + worker + outbox + HTTP, wired to one var directory and one scorer."""
 
@@ -155,13 +141,13 @@ class Ingest:
         self.index = StudyIndex(config.index_path)
         for state in (RECEIVING, PROCESSING):  # read at each scrape: never stale
             QUEUE_DEPTH.labels(state).set_function(lambda state=state: self.index.count_in(state))
-        self.client = ScoringClient(config.scorer_address, tls=self.scorer_tls,
-                                    max_message_bytes=config.grpc_max_message_bytes)
+        self.scorer = GrpcScorer(config.scorer_address, tls=self.scorer_tls,
+                                 max_message_bytes=config.grpc_max_message_bytes)
         self.outbox = Outbox(
             config.var_dir / "outbox.sqlite", configured_destinations(config),
             max_attempts=config.delivery_max_attempts, initial_backoff_s=config.delivery_initial_backoff_seconds,
         )
-        self.worker = StudyWorker(config, self.index, self.client, self.outbox)
+        self.worker = StudyWorker(config, self.index, self.scorer, self.outbox)
         self.ae = build_ae(config.dicom_ae_title, config.dicom_max_associations, config.dicom_allowed_calling_aes)
         self.handlers = StorageHandlers(spool, self.index, receiving, config.instance_limits)
         self.http = HealthServer(config.http_host, config.http_port, self.readiness, self.liveness)
@@ -181,7 +167,7 @@ class Ingest:
             return False, detail
         if self.listener is None:
             return False, "DICOM listener not started"
-        if not _scorer_serving(self.config.scorer_address, self.scorer_tls):
+        if not self.scorer.serving():
             return False, "scoring core not serving"
         return True, "ready"
 
@@ -217,7 +203,7 @@ class Ingest:
         # running call would fail the study for good.
         self.worker.stop(timeout_s=None)
         self.outbox.stop()
-        self.client.close()
+        self.scorer.close()
         self.http.stop()
         self.index.close()
 

@@ -23,11 +23,10 @@ from service.lifeline import follow_parent
 from service.model import StudyResult
 from service.observability import configure_logging
 from service.outputs.pacs import DeliveryError, dicom_files, send_files
-from service.pipeline import read_study_headers, score_study, select_inputs, write_outputs
+from service.pipeline import read_study_headers, run_study
 from service.report import format_feature_table, format_table, rows_from_result, rows_from_sr
-from service.scoring.client import ScoringClient
+from service.scoring.in_process import InProcessScorer
 from service.scoring.parameter_file import load_parameter_file
-from service.scoring.server import build_server
 from service.scoring.settings import ExtractionSettings
 from service.tls import ClientTls
 
@@ -68,21 +67,14 @@ def _print_result(result: StudyResult, sr_path: Path, bundle_path: Path) -> None
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    """The service's pipeline, offline: an in-process scorer on loopback, called over gRPC."""
+    """The service's pipeline, offline: the study's files, scored by the scoring core in this process."""
     config = _config(args)
-    server, port, _ = build_server(scoring_context(config), "127.0.0.1:0", volume_filter_ml=config.volume_filter_ml,
-                                max_message_bytes=config.grpc_max_message_bytes, workers=config.scorer_workers)
-    server.start()
-    try:
-        inputs, warnings = select_inputs(read_study_headers(args.ct, args.rtstruct or args.seg),  # the CT series in the contours' frame of reference
-                                         config.instance_limits)
-        with ScoringClient(f"127.0.0.1:{port}", max_message_bytes=config.grpc_max_message_bytes) as client:
-            result = score_study(inputs, client, parallel=config.scorer_workers, warnings=warnings,
-                                 lesion_roi_types=frozenset(config.lesion_roi_types),
-                                 max_lesions=config.max_lesions_per_study, limits=config.instance_limits)
-        written = write_outputs(result, inputs.evidence, args.out, config.patient_identifier_system)
-    finally:
-        server.stop(grace=None)
+    scorer = InProcessScorer(scoring_context(config), volume_filter_ml=config.volume_filter_ml,
+                             max_message_bytes=config.grpc_max_message_bytes)
+    written = run_study(read_study_headers(args.ct, args.rtstruct or args.seg), scorer, args.out,
+                        patient_identifier_system=config.patient_identifier_system,
+                        parallel=config.scorer_workers, lesion_roi_types=frozenset(config.lesion_roi_types),
+                        max_lesions=config.max_lesions_per_study, limits=config.instance_limits)
     _print_result(written.result, written.sr_path, written.bundle_path)
     return 0
 

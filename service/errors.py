@@ -31,3 +31,29 @@ class SignatureError(RadiomicsCdsError):
 
 class ConfigError(RadiomicsCdsError):
     """An invalid configuration value; raised at start-up."""
+
+
+class LesionTooLarge(InputError):
+    """A lesion crop exceeds the scorer's maximum message size: the study fails, saying so."""
+
+
+class ScorerError(RadiomicsCdsError):
+    """The scorer did not score: `code` is the radiomics_cds.v1 status name, `details` its words.
+
+    The worker sees only these, whichever scorer it has (gRPC or in-process), so no grpc type
+    reaches it; the message, "CODE: details", is what the study's failure reason shows.
+    """
+
+    def __init__(self, code: str, details: str) -> None:
+        super().__init__(f"{code}: {details}")
+        self.code = code
+        self.details = details
+
+
+class ScorerUnavailable(ScorerError):
+    """The scorer could not be reached or did not answer in time (restarting, scaling): retry later."""
+
+
+class ScorerRefused(ScorerError):
+    """The scorer answered with an error (malformed request, signature precondition, a bug):
+    the same request would be refused again, so the study fails."""

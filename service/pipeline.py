@@ -1,6 +1,6 @@
 """The study pipeline shared by the service and the offline `score` command.
 
-instances -> (CT series, contour set) -> lesion masks -> crops -> scorer (gRPC) -> StudyResult
+instances -> (CT series, contour set) -> lesion masks -> crops -> scorer -> StudyResult
 -> SR + FHIR Bundle files. Everything study-specific that can go wrong raises an InputError
 that names the problem, so the caller can fail this study and carry on with the next.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from service.model import CtReference, CtSeries, LesionMask, StudyInfo, StudyRes
 from service.outputs.artefacts import Artefact
 from service.outputs.fhir import build_bundle, write_bundle
 from service.outputs.sr import build_measurement_report, write_sr
-from service.scoring.client import ScoringClient
+from service.scorer import Scorer, score_lesions
 from service.scoring.settings import ExtractionSettings
 
 log = logging.getLogger(__name__)
@@ -222,20 +221,15 @@ def _check_lesion_count(count: int, what: str, max_lesions: int | None) -> None:
                          f"({max_lesions}); score a selection of lesions, or raise the setting")
 
 
-def score_study(inputs: StudyInputs, client: ScoringClient, *, parallel: int = 2, warnings: Sequence[str] = (),
+def score_study(inputs: StudyInputs, scorer: Scorer, *, parallel: int = 2, warnings: Sequence[str] = (),
                 lesion_roi_types: frozenset[str] = LESION_ROI_TYPES, max_lesions: int | None = None,
                 limits: InstanceLimits = InstanceLimits()) -> StudyResult:
     """Score every lesion through the scorer, then the patient level."""
-    provenance = client.describe()
+    provenance = scorer.describe()
     settings = ExtractionSettings.from_dict(dict(provenance.settings))
     masks, skipped = lesion_masks(inputs, lesion_roi_types, max_lesions, limits)
     study_warnings = list(warnings) + skipped + [f"lesion {m.number}: {w}" for m in masks for w in m.warnings]
-    crops = [lesion_crop(inputs.ct, mask, settings) for mask in masks]
-    for crop in crops:  # fail fast, before any work, if a lesion cannot travel to the scorer
-        client.check_size(crop)
-    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        lesions = list(pool.map(client.score_lesion, crops))
-    patient = client.aggregate(lesions)
+    scored = score_lesions(scorer, [lesion_crop(inputs.ct, mask, settings) for mask in masks], parallel=parallel)
     contour = inputs.contours
     ct_reference = CtReference(
         series_instance_uid=inputs.ct.series_instance_uid,
@@ -247,7 +241,7 @@ def score_study(inputs: StudyInputs, client: ScoringClient, *, parallel: int = 2
         contour_series_instance_uid=str(contour.SeriesInstanceUID),
     )
     return StudyResult(
-        study=inputs.study, ct=ct_reference, lesions=lesions, patient=patient,
+        study=inputs.study, ct=ct_reference, lesions=scored.lesions, patient=scored.patient,
         provenance=provenance, warnings=study_warnings,
     )
 
@@ -266,13 +260,13 @@ def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path
     return WrittenOutputs(result, {Artefact.SR: sr_path, Artefact.FHIR_BUNDLE: bundle_path}, str(sr.SOPInstanceUID))
 
 
-def run_study(datasets: Sequence[Dataset], client: ScoringClient, outdir: Path, *,
+def run_study(datasets: Sequence[Dataset], scorer: Scorer, outdir: Path, *,
               patient_identifier_system: str, parallel: int = 2,
               lesion_roi_types: frozenset[str] = LESION_ROI_TYPES, max_lesions: int | None = None,
               predecessor: Dataset | None = None, limits: InstanceLimits = InstanceLimits()) -> WrittenOutputs:
     """The whole pipeline on one study's instances."""
     inputs, warnings = select_inputs(datasets, limits)
-    result = score_study(inputs, client, parallel=parallel, warnings=warnings, lesion_roi_types=lesion_roi_types,
+    result = score_study(inputs, scorer, parallel=parallel, warnings=warnings, lesion_roi_types=lesion_roi_types,
                          max_lesions=max_lesions, limits=limits)
     return write_outputs(result, inputs.evidence, outdir, patient_identifier_system, predecessor)
 

@@ -15,11 +15,10 @@ import logging
 import threading
 import time
 
-import grpc
 from pydicom import Dataset
 
 from service.config import Config
-from service.errors import InputError
+from service.errors import InputError, ScorerError, ScorerUnavailable
 from service.ingest.completeness import assess
 from service.ingest.index import DONE, FAILED, RECEIVING, StudyIndex
 from service.ingest.spool import study_key
@@ -27,11 +26,10 @@ from service.observability import SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FA
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.outbox import Outbox
 from service.pipeline import WrittenOutputs, read_instance, run_study
-from service.scoring.client import ScoringClient
+from service.scorer import Scorer
 
 log = logging.getLogger(__name__)
 
-_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 # Attempts at one study before it is failed: bounds retries for an unavailable scorer and for
 # a study that crashed the process mid-scoring (counted again after each restart).
 MAX_ATTEMPTS = 5
@@ -40,11 +38,11 @@ MAX_ATTEMPTS = 5
 class StudyWorker:
     """Polls the index, scores ready studies, writes and enqueues their outputs."""
 
-    def __init__(self, config: Config, index: StudyIndex, client: ScoringClient, outbox: Outbox,
+    def __init__(self, config: Config, index: StudyIndex, scorer: Scorer, outbox: Outbox,
                  poll_seconds: float = 0.5) -> None:
         self._config = config
         self._index = index
-        self._client = client
+        self._scorer = scorer
         self._outbox = outbox
         self._poll_seconds = poll_seconds
         self._stop = threading.Event()
@@ -123,7 +121,7 @@ class StudyWorker:
         try:
             datasets = [read_instance(record.path, header_only=True) for record in self._index.instances(study_uid)]
             written = run_study(
-                datasets, self._client, self._config.outbox_dir,
+                datasets, self._scorer, self._config.outbox_dir,
                 patient_identifier_system=self._config.patient_identifier_system,
                 parallel=self._config.scorer_workers,
                 lesion_roi_types=frozenset(self._config.lesion_roi_types),
@@ -133,7 +131,7 @@ class StudyWorker:
         except InputError as error:
             self._fail(study_uid, str(error), "input")
             return
-        except grpc.RpcError as error:
+        except ScorerError as error:
             self._scorer_failed(study_uid, error, attempt)
             return
         except Exception as error:  # a bug must fail this study, not stop the service
@@ -166,14 +164,14 @@ class StudyWorker:
         path = artefact_path(self._config.outbox_dir, state.result, Artefact.SR) if state and state.result else None
         return read_instance(path, header_only=True) if path is not None and path.exists() else None
 
-    def _scorer_failed(self, study_uid: str, error: grpc.RpcError, attempt: int) -> None:
+    def _scorer_failed(self, study_uid: str, error: ScorerError, attempt: int) -> None:
         """A scorer restarting or scaling is retried (bounded); any other refusal fails the study."""
-        if error.code() in _TRANSIENT and attempt < MAX_ATTEMPTS:
+        if isinstance(error, ScorerUnavailable) and attempt < MAX_ATTEMPTS:
             log.warning("study %s: scorer unavailable (%s), attempt %d of %d; will retry",
-                        study_key(study_uid), error.code().name, attempt, MAX_ATTEMPTS)
-            self._index.finish(study_uid, RECEIVING, error=f"scorer unavailable ({error.code().name})")
+                        study_key(study_uid), error.code, attempt, MAX_ATTEMPTS)
+            self._index.finish(study_uid, RECEIVING, error=f"scorer unavailable ({error.code})")
             return
-        self._fail(study_uid, f"scorer: {error.code().name}: {error.details()}", "internal")
+        self._fail(study_uid, f"scorer: {error}", "internal")
 
     def _fail(self, study_uid: str, reason: str, kind: str) -> None:
         self._index.finish(study_uid, FAILED, error=reason)

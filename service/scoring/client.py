@@ -1,20 +1,26 @@
-"""Client of the scoring core: what the ingest side uses, in-process or across pods.
+"""The gRPC Scorer: what the ingest side uses to reach scorer pods (or serve's scorer child).
 
 Retries UNAVAILABLE (a scorer restarting or scaling) through gRPC's own retry policy, and
 spreads calls over every address the target resolves to (round robin), so a headless Service
-of several scorer pods shares the lesions of one study.
+of several scorer pods shares the lesions of one study. What gRPC still reports is turned into
+our errors: ScorerUnavailable (UNAVAILABLE, DEADLINE_EXCEEDED: worth retrying the study later)
+or ScorerRefused (any other status), so no grpc type leaves this module.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from service.errors import InputError
+from service.errors import ScorerError, ScorerRefused, ScorerUnavailable
 from service.model import LesionResult, PatientResult, Provenance
+from service.scorer import check_crop_size
 from service.scoring import codec
+from service.scoring.in_process import DEFAULT_MAX_MESSAGE_BYTES
 from service.scoring.lesion import LesionCrop
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2 as pb
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2_grpc
@@ -30,17 +36,33 @@ _SERVICE_CONFIG = {
         },
     }],
 }
+_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+_HEALTH_TIMEOUT_S = 2.0
 
 
-class LesionTooLarge(InputError):
-    """A lesion crop exceeds the scorer's maximum message size: the study fails, saying so."""
+def _scorer_error(error: grpc.RpcError) -> ScorerError:
+    """Our error for a failed call: its status name and details, retryable or not (what a failed
+    unary call raises is also a grpc.Call, which has both)."""
+    code = error.code()
+    kind = ScorerUnavailable if code in _RETRYABLE else ScorerRefused
+    return kind(code.name, error.details() or "")
 
 
-class ScoringClient:
-    """Typed calls to radiomics_cds.v1.Scoring, over TLS with `tls` (else plaintext)."""
+@contextmanager
+def _our_errors() -> Iterator[None]:
+    try:
+        yield
+    except grpc.RpcError as error:
+        raise _scorer_error(error) from error
 
-    def __init__(self, target: str, *, tls: ChannelTls | None = None, max_message_bytes: int = 256 * 1024 * 1024,
-                 timeout_s: float = 600.0) -> None:
+
+class GrpcScorer:
+    """A Scorer calling radiomics_cds.v1.Scoring at `target`, over TLS with `tls` (else plaintext)."""
+
+    def __init__(self, target: str, *, tls: ChannelTls | None = None,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, timeout_s: float = 600.0) -> None:
+        self._target = target
+        self._tls = tls
         self._channel = open_channel(target, tls, options=[
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -52,32 +74,44 @@ class ScoringClient:
         self._timeout_s = timeout_s
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
-        grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
+        """Block until the channel connects; ScorerUnavailable after `timeout_s`."""
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
+        except grpc.FutureTimeoutError:
+            raise ScorerUnavailable("UNAVAILABLE", f"{self._target}: not connected within {timeout_s:g} s") from None
 
     def describe(self) -> Provenance:
-        return codec.provenance_from_pb(self._stub.Describe(pb.DescribeRequest(), timeout=self._timeout_s))
+        with _our_errors():
+            return codec.provenance_from_pb(self._stub.Describe(pb.DescribeRequest(), timeout=self._timeout_s))
 
     def check_size(self, crop: LesionCrop) -> None:
-        """Raise LesionTooLarge when a crop cannot travel (about 5 bytes per voxel plus geometry)."""
-        size = 5 * crop.image_hu.size + 4096
-        if size > self._max_message_bytes:
-            raise LesionTooLarge(
-                f"lesion {crop.number}: its crop needs about {size} bytes, more than the maximum gRPC "
-                f"message size of {self._max_message_bytes} bytes (setting grpc_max_message_bytes)"
-            )
+        check_crop_size(crop, self._max_message_bytes)
 
     def score_lesion(self, crop: LesionCrop) -> LesionResult:
         self.check_size(crop)
-        return codec.lesion_from_pb(self._stub.ScoreLesion(codec.crop_to_pb(crop), timeout=self._timeout_s))
+        with _our_errors():
+            return codec.lesion_from_pb(self._stub.ScoreLesion(codec.crop_to_pb(crop), timeout=self._timeout_s))
 
     def aggregate(self, lesions: Sequence[LesionResult]) -> PatientResult:
         request = pb.AggregatePatientRequest(lesions=[codec.lesion_to_pb(lesion) for lesion in lesions])
-        return codec.patient_from_pb(self._stub.AggregatePatient(request, timeout=self._timeout_s))
+        with _our_errors():
+            return codec.patient_from_pb(self._stub.AggregatePatient(request, timeout=self._timeout_s))
+
+    def serving(self) -> bool:
+        """grpc.health.v1 says SERVING, asked on a fresh channel with our own credentials: a scorer
+        that refuses them is as useless to us as one that is down."""
+        with open_channel(self._target, self._tls) as channel:
+            try:
+                answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
+                                                                   timeout=_HEALTH_TIMEOUT_S)
+            except grpc.RpcError:
+                return False
+        return answer.status == health_pb2.HealthCheckResponse.SERVING
 
     def close(self) -> None:
         self._channel.close()
 
-    def __enter__(self) -> "ScoringClient":
+    def __enter__(self) -> GrpcScorer:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -146,3 +146,13 @@ def provenance_from_pb(message: pb.ScorerDescription) -> Provenance:
         signature_id=message.signature_id, signature_version=message.signature_version,
         signature_status=message.signature_status, signature_citation=message.signature_citation,
     )
+
+
+def provenance_to_pb(provenance: Provenance, max_message_bytes: int) -> pb.ScorerDescription:
+    return pb.ScorerDescription(
+        algorithm_name=provenance.algorithm_name, algorithm_version=provenance.algorithm_version,
+        engine_versions=provenance.engine_versions, settings_json=json.dumps(provenance.settings, sort_keys=True),
+        signature_id=provenance.signature_id, signature_version=provenance.signature_version,
+        signature_status=provenance.signature_status, signature_citation=provenance.signature_citation,
+        max_message_bytes=max_message_bytes,
+    )

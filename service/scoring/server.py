@@ -4,12 +4,11 @@ reflection only when asked: it lists the API to anyone who can connect).
 Stateless: each request carries its lesion crop, so any number of replicas can serve one client.
 A request larger than `max_message_bytes` is refused by gRPC itself (RESOURCE_EXHAUSTED) before
 it reaches us; our client checks the size first and fails the study with a message naming the
-setting (LesionTooLarge), before any lesion is sent.
+setting (LesionTooLarge, service.scorer.check_crop_size), before any lesion is sent.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent import futures
 
@@ -17,19 +16,17 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-import service
 from service.errors import ConfigError, SignatureError
 from service.observability import LESION_SECONDS, LESIONS_IN_PROGRESS, LESIONS_SCORED
 from service.scoring import codec
 from service.scoring.aggregate import aggregate_patient
-from service.scoring.features import engine_versions
+from service.scoring.in_process import DEFAULT_MAX_MESSAGE_BYTES, describe_scoring
 from service.scoring.lesion import ScoringContext, score_lesion
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2 as pb
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-ALGORITHM_NAME = "radiomics-cds CD8 radiomics"
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Scoring"].full_name
 
 
@@ -68,22 +65,12 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
         return codec.patient_to_pb(result)
 
     def Describe(self, request: pb.DescribeRequest, context: grpc.ServicerContext) -> pb.ScorerDescription:  # noqa: N802
-        signature = self._context.signature
-        settings = self._context.settings.as_dict() | {
-            "volumeFilterMl": self._volume_filter_ml, "featurePanel": self._context.panel.name,
-        }
-        return pb.ScorerDescription(
-            algorithm_name=ALGORITHM_NAME, algorithm_version=service.__version__,
-            engine_versions=engine_versions(), settings_json=json.dumps(settings, sort_keys=True),
-            signature_id=signature.id, signature_version=signature.version,
-            signature_status=signature.status, signature_citation=signature.citation,
-            max_message_bytes=self._max_message_bytes,
-        )
+        return codec.provenance_to_pb(describe_scoring(self._context, self._volume_filter_ml), self._max_message_bytes)
 
 
 def build_server(
     context: ScoringContext, address: str, *, volume_filter_ml: float = 1.0,
-    max_message_bytes: int = 256 * 1024 * 1024, workers: int = 4,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, workers: int = 4,
     credentials: grpc.ServerCredentials | None = None, reflection_enabled: bool = False,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """A ready-to-start server bound to `address`, over TLS with `credentials` (else plaintext);

@@ -18,15 +18,15 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pydicom
 import pytest
 from pydicom import Dataset
 
+from service.errors import ScorerUnavailable
 from service.imaging.crops import lesion_crop
 from service.model import CtSeries, ImageGeometry, LesionMask
-from service.scoring.client import ScoringClient
+from service.scoring.client import GrpcScorer
 from service.scoring.settings import ExtractionSettings
 from tests.support.processes import LOOPBACK, free_port, stop_process, wait_until
 from tests.support.service import CLI, REPO, RunningService, scrape_metrics
@@ -194,7 +194,7 @@ def test_a_scorer_on_sigterm_finishes_the_call_in_flight_and_takes_no_new_one(tm
     scorer = Scorer(tmp_path, feature_panel="full")
     crop, volume_ml = _large_lesion_crop()
     try:
-        with ThreadPoolExecutor(1) as pool, ScoringClient(f"{LOOPBACK}:{scorer.grpc_port}") as client:
+        with ThreadPoolExecutor(1) as pool, GrpcScorer(f"{LOOPBACK}:{scorer.grpc_port}") as client:
             in_flight = pool.submit(client.score_lesion, crop)
             wait_until(lambda: scorer.in_progress() == 1, 30, "the call to reach the scorer")
             scorer.process.send_signal(signal.SIGTERM)
@@ -204,9 +204,9 @@ def test_a_scorer_on_sigterm_finishes_the_call_in_flight_and_takes_no_new_one(tm
             assert finished.features["core"] and finished.features["ring"]
         assert scorer.process.wait(timeout=60) == 0
         assert "stopping: no new calls" in scorer.log_path.read_text()
-        with ScoringClient(f"{LOOPBACK}:{scorer.grpc_port}", timeout_s=10) as late:
-            with pytest.raises(grpc.RpcError) as refused:
+        with GrpcScorer(f"{LOOPBACK}:{scorer.grpc_port}", timeout_s=10) as late:
+            with pytest.raises(ScorerUnavailable) as refused:
                 late.score_lesion(crop)
-        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert refused.value.code == "UNAVAILABLE"
     finally:
         scorer.stop()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from service.config import load_config
-from service.scoring.client import ScoringClient
+from service.scoring.client import GrpcScorer
 from service.scoring.transport import channel_tls
 from tests.integration.test_roles import Scorer
 from tests.support.certs import KeyPair, make_authority
@@ -67,7 +67,7 @@ def test_ingest_reaches_a_scorer_requiring_its_client_certificate(tmp_path, mtls
     finally:
         service.stop()
     environ = {f"RCDS_{name.upper()}": str(value) for name, value in _client_settings(pki).items()}
-    with ScoringClient(target, tls=channel_tls(load_config(environ=environ)), timeout_s=30) as client:
+    with GrpcScorer(target, tls=channel_tls(load_config(environ=environ)), timeout_s=30) as client:
         assert client.describe().algorithm_name
 
 

@@ -19,11 +19,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from service.app import _scorer_serving, check_serve_channel
+from service.app import check_serve_channel
 from service.config import Config, load_config
 from service.errors import ConfigError
 from service.imaging.crops import lesion_crop
-from service.scoring.client import ScoringClient
+from service.scoring.client import GrpcScorer
 from service.scoring.lesion import ScoringContext
 from service.scoring.location import LocationRules
 from service.scoring.panel import signature_panel
@@ -32,7 +32,7 @@ from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature
 from service.scoring.transport import ChannelTls, channel_tls, open_channel, server_credentials
 from tests.support.certs import Authority, KeyPair, make_authority
-from tests.unit.test_features import _synthetic_ct
+from tests.support.synthetic_lesion import synthetic_lesion_ct
 
 LOOPBACK = "127.0.0.1"
 
@@ -113,8 +113,8 @@ def _health(target: str, tls: ChannelTls | None) -> grpc.StatusCode:
 
 def test_a_lesion_is_scored_over_mutual_tls(start_scorer, pki, context):
     target = start_scorer(**_mtls_scorer(pki))
-    ct, mask = _synthetic_ct((0.4, -1.1, 0.3))
-    with ScoringClient(target, tls=_client(pki.ca, pki.ingest)) as client:
+    ct, mask = synthetic_lesion_ct((0.4, -1.1, 0.3))
+    with GrpcScorer(target, tls=_client(pki.ca, pki.ingest)) as client:
         lesion = client.score_lesion(lesion_crop(ct, mask, context.settings))
         assert client.describe().signature_id == context.signature.id
     assert lesion.score is not None and lesion.volume_ml > 0
@@ -153,8 +153,9 @@ def test_the_scorer_certificate_must_name_the_target_or_the_server_name(start_sc
 
 def test_readiness_checks_the_scorer_with_the_ingest_credentials(start_scorer, pki):
     target = start_scorer(**_mtls_scorer(pki))
-    assert _scorer_serving(target, _client(pki.ca, pki.ingest))
-    assert not _scorer_serving(target, None)
+    with GrpcScorer(target, tls=_client(pki.ca, pki.ingest)) as ingest, GrpcScorer(target) as plaintext:
+        assert ingest.serving()
+        assert not plaintext.serving()
 
 
 # --- settings -------------------------------------------------------------------------------

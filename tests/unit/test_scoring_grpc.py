@@ -1,4 +1,5 @@
-"""The scoring core over real gRPC: health, round trip, bad requests (TLS and reflection: test_scorer_tls)."""
+"""The scoring core over real gRPC: health, bad requests, generated code (the same answers as the
+in-process scorer: test_scorer_contract; TLS and reflection: test_scorer_tls)."""
 
 import subprocess
 import sys
@@ -8,9 +9,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from service.errors import LesionTooLarge
 from service.imaging.crops import lesion_crop
-from service.scoring.client import LesionTooLarge, ScoringClient
-from service.scoring.lesion import ScoringContext, score_lesion
+from service.scoring.client import GrpcScorer
+from service.scoring.lesion import ScoringContext
 from service.scoring.location import LocationRules
 from service.scoring.panel import signature_panel
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2 as pb
@@ -18,7 +20,7 @@ from service.scoring.proto.radiomics_cds.v1 import scoring_pb2_grpc
 from service.scoring.server import SERVICE_NAME, build_server
 from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature
-from tests.unit.test_features import _synthetic_ct
+from tests.support.synthetic_lesion import synthetic_lesion_ct
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,22 +46,6 @@ def test_health_reports_serving_for_the_server_and_the_service(target):
             assert stub.Check(health_pb2.HealthCheckRequest(service=name)).status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_lesion_over_grpc_equals_in_process_scoring(target, context):
-    ct, mask = _synthetic_ct((3.1, -2.2, 1.4))
-    crop = lesion_crop(ct, mask, context.settings)
-    with ScoringClient(target) as client:
-        remote = client.score_lesion(crop)
-        provenance = client.describe()
-        patient = client.aggregate([remote])
-    local = score_lesion(crop, context)
-    assert remote.features == local.features
-    assert remote.score == local.score and remote.volume_ml == local.volume_ml
-    assert remote.contributions == local.contributions
-    assert provenance.signature_status == "uncalibrated"
-    assert provenance.settings["binLowerBound"] == -1000.0 and "pyradiomics" in provenance.engine_versions
-    assert patient.n_lesions == 1 and patient.score_stats["min"].value == local.score
-
-
 def test_malformed_request_is_invalid_argument(target):
     with grpc.insecure_channel(target) as channel:
         stub = scoring_pb2_grpc.ScoringStub(channel)
@@ -70,9 +56,9 @@ def test_malformed_request_is_invalid_argument(target):
 
 
 def test_lesion_larger_than_the_message_limit_is_refused_before_sending(context):
-    ct, mask = _synthetic_ct((0, 0, 0))
+    ct, mask = synthetic_lesion_ct((0, 0, 0))
     crop = lesion_crop(ct, mask, context.settings)
-    with ScoringClient("127.0.0.1:9", max_message_bytes=1000) as client:
+    with GrpcScorer("127.0.0.1:9", max_message_bytes=1000) as client:
         with pytest.raises(LesionTooLarge, match="grpc_max_message_bytes"):
             client.score_lesion(crop)
 

@@ -56,7 +56,7 @@ def _open(config: Config, destinations: Sequence[Destination] | None = None) -> 
     index = StudyIndex(config.index_path)
     outbox = Outbox(config.var_dir / "outbox.sqlite",
                     configured_destinations(config) if destinations is None else destinations)
-    return index, outbox, StudyWorker(config, index, client=None, outbox=outbox)  # type: ignore[arg-type]
+    return index, outbox, StudyWorker(config, index, scorer=None, outbox=outbox)  # type: ignore[arg-type]
 
 
 def test_a_crash_between_done_and_queued_is_repaired_at_start(config: Config, monkeypatch) -> None:

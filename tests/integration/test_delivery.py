@@ -37,7 +37,7 @@ from service.outputs.outbox import DELIVERED, FAILED, PENDING, Delivery, Outbox
 from service.outputs.pacs import store_one
 from service.outputs.sr import build_measurement_report, write_sr
 from tests.support.processes import free_port, stop_process, wait_until
-from tests.conftest import missing_dependency, require_tool
+from tests.support.external import missing_dependency, require_tool
 from tests.support.certs import write_key_pair
 from tests.support.service import QUIET_SECONDS, RunningService
 from tests.support.synthetic_results import make_study_result

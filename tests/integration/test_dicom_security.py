@@ -34,7 +34,7 @@ from service.outputs.outbox import DELIVERED, PENDING, Outbox
 from service.outputs.pacs import DeliveryError, send_files
 from service.tls import ClientTls, server_context
 from tests.support.processes import free_port, stop_process, wait_until
-from tests.conftest import require_tool
+from tests.support.external import require_tool
 from tests.support.certs import Authority, KeyPair, make_authority
 from tests.support.service import CLI, OUR_AE, REPO, RunningService
 

@@ -23,7 +23,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
 
-from tests.conftest import require_tool
+from tests.support.external import require_tool
 from tests.support.service import QUIET_SECONDS, RunningService
 from tests.unit.test_rtstruct import _planimetry
 

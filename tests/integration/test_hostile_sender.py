@@ -20,7 +20,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from tests.conftest import require_tool
+from tests.support.external import require_tool
 from tests.support.service import QUIET_SECONDS, RunningService
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(600)]

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pynetdicom import AE, Association
 from pynetdicom.sop_class import Verification
 
-from tests.conftest import require_tool
+from tests.support.external import require_tool
 from tests.support.processes import LOOPBACK, free_port, stop_process, wait_until
 
 REPO = Path(__file__).resolve().parents[2]

@@ -22,18 +22,15 @@ from service.imaging.contours import rtstruct_to_masks
 from service.sop_classes import RT_STRUCTURE_SET as RTSTRUCT_STORAGE
 from service.imaging.volume import read_ct_directory
 from service.model import CtSeries
+from tests.support.external import DATA_DIR, require_data
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-STS = DATA / "ct-rtstruct"
+STS = DATA_DIR / "ct-rtstruct"
 
 pytestmark = pytest.mark.filterwarnings("ignore:The value length")  # STS StudyID is 17 chars
 
 
 def _patient_dir(patient: str) -> Path:
-    folder = STS / patient
-    if not folder.is_dir():
-        pytest.skip(f"test data {folder} is absent (see shared/data/README.md)")
-    return folder
+    return require_data(STS / patient)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from service.model import LesionResult, StudyResult
 from service.outputs import codes
 from service.outputs.sr import build_measurement_report, write_sr
 from service.sop_classes import RT_STRUCTURE_SET
-from tests.conftest import require_tool
+from tests.support.external import require_tool
 from tests.support.synthetic_results import make_study_result
 
 REGION_IN_SPACE = hd.sr.CodedConcept("130488", "DCM", "Region In Space")
@@ -334,6 +334,7 @@ def test_procedure_and_title_are_tid_1500s(report) -> None:
     assert [p.value.value for p in procedures] == [codes.PROCEDURE_CT.value]
 
 
+@pytest.mark.external  # dciodvfy checks the new document
 def test_rescored_study_references_its_predecessor(tmp_path: Path) -> None:
     result, evidence = make_study_result(3, "RTSTRUCT")
     first = build_measurement_report(result, evidence)

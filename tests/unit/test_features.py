@@ -8,14 +8,13 @@ from radiomics import glrlm
 from scipy import stats
 
 from service.imaging.crops import lesion_crop
-from service.model import CtSeries, ImageGeometry, LesionMask
 from service.scoring.features import absolute_bins, region_features
 from service.scoring.lesion import ScoringContext, score_lesion
 from service.scoring.location import LocationRules
 from service.scoring.panel import full_panel
 from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature
-from tests.support.crops import whole_volume
+from tests.support.crops import synthetic_ct, whole_volume
 
 
 def test_absolute_bins_follow_method_formula():
@@ -75,31 +74,11 @@ def test_same_texture_at_another_hu_changes_absolute_but_not_relative_features()
     assert high < low
 
 
-def _synthetic_ct(offset: tuple[float, float, float]) -> tuple[CtSeries, LesionMask]:
-    rng = np.random.default_rng(7)
-    shape = (40, 70, 80)
-    hu = rng.normal(30, 25, shape).astype(np.float32)
-    z, y, x = np.mgrid[: shape[0], : shape[1], : shape[2]]
-    spacing = (0.77, 0.77, 2.5)
-    centre = (39.3 + offset[0], 33.7 + offset[1], 19.4 + offset[2])
-    distance = np.sqrt(((x - centre[0]) * spacing[0]) ** 2 + ((y - centre[1]) * spacing[1]) ** 2
-                       + ((z - centre[2]) * spacing[2]) ** 2)
-    lesion = distance < 9.0
-    hu[lesion] += 40
-    low = np.argwhere(lesion).min(axis=0)
-    high = np.argwhere(lesion).max(axis=0) + 1
-    geometry = ImageGeometry(size=(80, 70, 40), spacing=spacing, origin=(-31.3, 12.9, -200.25))
-    ct = CtSeries(hu, geometry, "1.2.3", "1.2.3.1", "1.2.3.2", "1.2.840.10008.5.1.4.1.1.2",
-                  tuple(f"1.2.3.9.{i}" for i in range(shape[0])), 120.0)
-    mask = LesionMask(1, "lesion", "RTSTRUCT", "1.2.840.10008.5.1.4.1.1.481.3", "1.2.3.4", tuple(int(v) for v in low),
-                      lesion[low[0]:high[0], low[1]:high[1], low[2]:high[2]])
-    return ct, mask
-
 
 # Awkward offsets: fractional lesion centres, lesions near a corner and touching the volume border.
 @pytest.mark.parametrize("offset", [(0.0, 0.0, 0.0), (17.3, -11.6, 5.2), (-25.1, 22.4, -9.7), (-33.1, -26.9, -15.6)])
 def test_crop_gives_the_same_features_as_thewhole_volume(offset):
-    ct, mask = _synthetic_ct(offset)
+    ct, mask = synthetic_ct(offset)
     settings = ExtractionSettings()
     context = ScoringContext(settings, load_signature(), LocationRules(), full_panel(settings))
     crop = lesion_crop(ct, mask, settings)

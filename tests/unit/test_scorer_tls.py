@@ -32,7 +32,7 @@ from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature
 from service.scoring.transport import ChannelTls, channel_tls, open_channel, server_credentials
 from tests.support.certs import Authority, KeyPair, make_authority
-from tests.unit.test_features import _synthetic_ct
+from tests.support.crops import synthetic_ct
 
 LOOPBACK = "127.0.0.1"
 
@@ -113,7 +113,7 @@ def _health(target: str, tls: ChannelTls | None) -> grpc.StatusCode:
 
 def test_a_lesion_is_scored_over_mutual_tls(start_scorer, pki, context):
     target = start_scorer(**_mtls_scorer(pki))
-    ct, mask = _synthetic_ct((0.4, -1.1, 0.3))
+    ct, mask = synthetic_ct((0.4, -1.1, 0.3))
     with ScoringClient(target, tls=_client(pki.ca, pki.ingest)) as client:
         lesion = client.score_lesion(lesion_crop(ct, mask, context.settings))
         assert client.describe().signature_id == context.signature.id

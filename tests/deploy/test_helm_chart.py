@@ -36,7 +36,7 @@ import yaml
 
 from service.app import scoring_context
 from service.config import Config, load_config
-from tests.conftest import missing_dependency
+from tests.support.external import missing_dependency, require_external, require_package
 
 pytestmark = pytest.mark.external
 
@@ -74,10 +74,9 @@ EXISTING_SECRET_VALUE = "value-from-existing-secret"
 
 
 def _helm() -> Any:
-    try:
-        import helm_python
-    except ImportError:
-        missing_dependency("helm-python-sdk is not installed (pip install helm-python-sdk==0.2.2)")
+    require_package("helm_python", "pip install helm-python-sdk==0.2.2")
+    import helm_python
+
     return helm_python
 
 
@@ -629,10 +628,9 @@ def test_service_monitor_scrapes_both_roles(rendered: dict[str, Rendered]) -> No
 
 @pytest.mark.parametrize("kube_version", KUBERNETES_VERSIONS)
 def test_objects_are_valid_kubernetes(case: Rendered, kube_version: str) -> None:
-    try:
-        import kubernetes_validate
-    except ImportError:
-        missing_dependency("kubernetes-validate is not installed (pip install kubernetes-validate==1.37.0)")
+    require_package("kubernetes_validate", "pip install kubernetes-validate==1.37.0")
+    import kubernetes_validate
+
     for obj in case.objects:
         if obj["kind"] == "ServiceMonitor":  # a CRD: see test_service_monitor_scrapes_both_roles
             continue
@@ -640,6 +638,7 @@ def test_objects_are_valid_kubernetes(case: Rendered, kube_version: str) -> None
 
 
 def _checkov() -> str:
+    require_external("checkov")
     candidates = [os.environ.get("RCDS_CHECKOV"), str(REPO / ".venv-tools" / "bin" / "checkov"), shutil.which("checkov")]
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):

@@ -26,7 +26,7 @@ from service.imaging.volume import read_ct_directory
 from service.scoring.ibsi_names import pyradiomics_feature
 from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature
-from tests.conftest import require_tool
+from tests.support.external import require_tool
 from tests.support.processes import LOOPBACK
 from tests.support.service import OUR_AE, QUIET_SECONDS, RunningService
 

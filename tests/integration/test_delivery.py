@@ -3,20 +3,16 @@ SEKMET (the `sekmet-fhir` package, a FHIR R4 server) as the EHR.
 
 Every peer runs as its own process (or thread) on 127.0.0.1 and is stopped by its fixture;
 every wait is bounded. The outbox's clock is driven through `deliver_due(now)`, so backoff is
-tested without sleeping. The one fake here is a tiny HTTP server for FHIR answers that a real
-server does not give on demand (503, 429, 400 with an OperationOutcome); its tests say so.
+tested without sleeping. The outbox's own bookkeeping (backoff, giving up, re-enqueueing,
+recovery) is tests/unit/test_outbox.py, with fake senders. The one fake here is a tiny HTTP
+server for FHIR answers that a real server does not give on demand (503, 429, 400 with an
+OperationOutcome); its tests say so.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import http.server
-import json
-import os
 import shutil
-import subprocess
-import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -26,37 +22,29 @@ from pathlib import Path
 import pydicom
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from pynetdicom import AE
-from pynetdicom.sop_class import Verification
 
 from service.outputs import codes
-from service.outputs.destinations import Destination, EhrByFhir, PacsByCStore
+from service.outputs.destinations import EhrByFhir, PacsByCStore
 from service.outputs.fhir_auth import BearerToken, SmartBackendServices
 from service.outputs.fhir import build_bundle, write_bundle
-from service.outputs.outbox import DELIVERED, FAILED, PENDING, Delivery, Outbox
+from service.outputs.outbox import DELIVERED, FAILED, PENDING
 from service.outputs.sr import build_measurement_report, write_sr
-from tests.support.processes import free_port, stop_process, wait_until
-from tests.conftest import missing_dependency, require_tool
+from tests.support.processes import LOOPBACK, free_port, wait_until
+from tests.support.external import require_tool
 from tests.support.certs import write_key_pair
-from tests.support.service import QUIET_SECONDS, RunningService
+from tests.support.fhir_servers import FhirServer, ScriptedFhirServer, require_sekmet
+from tests.support.storescp import PACS_AE, StoreScp
+from tests.support.service import OUR_AE, QUIET_SECONDS, RunningService
 from tests.support.synthetic_results import make_study_result
+from tests.support.outbox import Outboxes, only
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(180)]
 
-LOOPBACK = "127.0.0.1"
-PACS_AE = "PACS"
-OUR_AE = "RADIOMICS_CDS"
 PATIENT_ID_SYSTEM = "urn:dicom:patient-id"
 FAR_FUTURE = 10 * 365 * 24 * 3600.0
 """Added to now: every pending delivery is due, whatever its backoff."""
 
 
-
-
-def _only(outbox: Outbox) -> Delivery:
-    deliveries = outbox.deliveries()
-    assert len(deliveries) == 1, deliveries
-    return deliveries[0]
 
 
 # --- outputs to deliver ---------------------------------------------------------------------
@@ -94,63 +82,13 @@ def bundle_path(outbox_dir: Path) -> Path:
 
 
 @pytest.fixture
-def outboxes(tmp_path: Path) -> Iterator[Callable[..., Outbox]]:
-    """Opens Outboxes on one SQLite file (reopening = a restart); stops them all at the end."""
-    opened: list[Outbox] = []
-
-    def open_outbox(destinations: list[Destination], **options) -> Outbox:
-        outbox = Outbox(tmp_path / "var" / "outbox.sqlite", destinations, **options)
-        opened.append(outbox)
-        return outbox
-
-    yield open_outbox
-    for outbox in opened:
-        try:
-            outbox.stop()
-        except Exception:  # already stopped by the test (a restart)
-            pass
+def outboxes(tmp_path: Path) -> Iterator[Outboxes]:
+    opener = Outboxes(tmp_path / "var" / "outbox.sqlite")
+    yield opener
+    opener.stop_all()
 
 
 # --- the PACS: dcmtk storescp ---------------------------------------------------------------
-
-
-class StoreScp:
-    """dcmtk's storescp on 127.0.0.1:`port`, writing what it receives to `directory`."""
-
-    def __init__(self, port: int, directory: Path) -> None:
-        self.port, self.directory = port, directory
-        directory.mkdir(parents=True, exist_ok=True)
-        self.log = (directory.parent / f"storescp-{port}.log").open("w")
-        self.process = subprocess.Popen(
-            [require_tool("storescp"), "--aetitle", PACS_AE, "--output-directory", str(directory),
-             "--acse-timeout", "10", "--dimse-timeout", "30", "--verbose", str(port)],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        wait_until(self._answers_echo, 20, f"storescp on port {port}")
-
-    def _answers_echo(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"storescp exited: {self.read_log()}")
-        ae = AE(ae_title=OUR_AE)
-        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 5
-        ae.add_requested_context(Verification)
-        association = ae.associate(LOOPBACK, self.port, ae_title=PACS_AE)
-        if not association.is_established:
-            return False
-        status = association.send_c_echo()
-        association.release()
-        return getattr(status, "Status", None) == 0x0000
-
-    def received(self) -> list[pydicom.Dataset]:
-        return [pydicom.dcmread(p) for p in sorted(self.directory.iterdir()) if p.is_file()]
-
-    def read_log(self) -> str:
-        self.log.flush()
-        return (self.directory.parent / f"storescp-{self.port}.log").read_text()
-
-    def stop(self) -> None:
-        stop_process(self.process, 10)
-        self.log.close()
 
 
 @pytest.fixture
@@ -165,7 +103,7 @@ def start_pacs(tmp_path: Path, pacs_port: int) -> Iterator[Callable[[], StoreScp
     started: list[StoreScp] = []
 
     def start() -> StoreScp:
-        scp = StoreScp(pacs_port, tmp_path / "pacs" / "received")
+        scp = StoreScp(tmp_path / "pacs" / "received", pacs_port)
         started.append(scp)
         return scp
 
@@ -188,7 +126,7 @@ def test_sr_is_delivered_to_storescp(sr_path, pacs_port, start_pacs, outboxes):
 
     assert outbox.deliver_due() == 1
 
-    delivery = _only(outbox)
+    delivery = only(outbox)
     assert (delivery.state, delivery.attempts, delivery.last_error) == (DELIVERED, 1, None)
     assert delivery.path == sr_path and sr_path.exists()
     received = pacs.received()
@@ -205,7 +143,7 @@ def test_unreachable_pacs_is_retried_after_backoff(sr_path, pacs_port, start_pac
     outbox.enqueue("pacs", sr_path)
 
     assert outbox.deliver_due() == 1
-    delivery = _only(outbox)
+    delivery = only(outbox)
     assert (delivery.state, delivery.attempts) == (PENDING, 1)
     assert "no association" in delivery.last_error and str(pacs_port) in delivery.last_error
     assert sr_path.exists()
@@ -214,58 +152,12 @@ def test_unreachable_pacs_is_retried_after_backoff(sr_path, pacs_port, start_pac
     # Within the backoff nothing is attempted, even with the PACS back.
     pacs = start_pacs()
     assert outbox.deliver_due(time.time() + 30) == 0
-    assert _only(outbox).attempts == 1
+    assert only(outbox).attempts == 1
 
     assert outbox.deliver_due(time.time() + 61) == 1
-    delivery = _only(outbox)
+    delivery = only(outbox)
     assert (delivery.state, delivery.attempts, delivery.last_error) == (DELIVERED, 2, None)
     assert [ds.SOPInstanceUID for ds in pacs.received()] == [pydicom.dcmread(sr_path).SOPInstanceUID]
-
-
-def test_backoff_doubles_up_to_the_cap(sr_path, pacs_port, outboxes):
-    outbox = outboxes(_pacs(pacs_port), initial_backoff_s=10, max_backoff_s=25, max_attempts=10)
-    outbox.enqueue("pacs", sr_path)
-    expected_backoffs = [10, 20, 25, 25]
-    for attempt, backoff in enumerate(expected_backoffs, start=1):
-        failed_at = time.time()
-        assert outbox.deliver_due(failed_at + FAR_FUTURE) == 1
-        assert _only(outbox).attempts == attempt
-        # Not due just before the backoff ends, due just after (2 s of slack for slow machines).
-        assert outbox.deliver_due(failed_at + backoff - 2) == 0
-    assert outbox.deliver_due(time.time() + 25 + 2) == 1
-
-
-def test_delivery_fails_after_max_attempts_and_keeps_the_sr(sr_path, pacs_port, outboxes):
-    outbox = outboxes(_pacs(pacs_port), max_attempts=3, initial_backoff_s=1)
-    outbox.enqueue("pacs", sr_path)
-    original = sr_path.read_bytes()
-
-    for attempt in (1, 2):
-        assert outbox.deliver_due(time.time() + FAR_FUTURE) == 1
-        assert (_only(outbox).state, _only(outbox).attempts) == (PENDING, attempt)
-    assert outbox.deliver_due(time.time() + FAR_FUTURE) == 1
-
-    delivery = _only(outbox)
-    assert (delivery.state, delivery.attempts) == (FAILED, 3)
-    assert "no association" in delivery.last_error
-    assert outbox.deliver_due(time.time() + FAR_FUTURE) == 0
-    assert outbox.pending_count() == 0
-    assert sr_path.read_bytes() == original
-
-
-def test_reenqueue_after_failure_delivers_again(sr_path, pacs_port, start_pacs, outboxes):
-    """A re-written result is enqueued again: a failed row starts over (state, attempts, error)."""
-    outbox = outboxes(_pacs(pacs_port), max_attempts=1)
-    outbox.enqueue("pacs", sr_path)
-    outbox.deliver_due()
-    assert _only(outbox).state == FAILED
-
-    pacs = start_pacs()
-    outbox.enqueue("pacs", sr_path)
-    assert (_only(outbox).state, _only(outbox).attempts, _only(outbox).last_error) == (PENDING, 0, None)
-    assert outbox.deliver_due() == 1
-    assert _only(outbox).state == DELIVERED
-    assert len(pacs.received()) == 1
 
 
 def test_pending_delivery_survives_a_restart(sr_path, pacs_port, start_pacs, outboxes):
@@ -276,14 +168,14 @@ def test_pending_delivery_survives_a_restart(sr_path, pacs_port, start_pacs, out
 
     pacs = start_pacs()
     second = outboxes(_pacs(pacs_port), initial_backoff_s=60)
-    delivery = _only(second)
+    delivery = only(second)
     assert (delivery.destination, delivery.path, delivery.state, delivery.attempts) == ("pacs", sr_path, PENDING, 1)
     assert "no association" in delivery.last_error
     assert second.pending_count() == 1
     assert second.deliver_due() == 0  # the backoff survives the restart too
 
     assert second.deliver_due(time.time() + FAR_FUTURE) == 1
-    assert (_only(second).state, _only(second).attempts) == (DELIVERED, 2)
+    assert (only(second).state, only(second).attempts) == (DELIVERED, 2)
     assert [ds.SOPInstanceUID for ds in pacs.received()] == [pydicom.dcmread(sr_path).SOPInstanceUID]
 
 
@@ -292,108 +184,20 @@ def test_background_thread_delivers_when_the_pacs_is_up(sr_path, pacs_port, star
     outbox = outboxes(_pacs(pacs_port))
     outbox.start()
     outbox.enqueue("pacs", sr_path)
-    wait_until(lambda: _only(outbox).state == DELIVERED, 30, "the outbox thread to deliver")
+    wait_until(lambda: only(outbox).state == DELIVERED, 30, "the outbox thread to deliver")
     assert len(pacs.received()) == 1
-
-
-def test_unconfigured_destination_fails_permanently(sr_path, outboxes):
-    outbox = outboxes([])
-    outbox.enqueue("pacs", sr_path)
-    assert outbox.deliver_due() == 1
-    delivery = _only(outbox)
-    assert (delivery.state, delivery.attempts) == (FAILED, 1)
-    assert "no longer configured" in delivery.last_error
 
 
 # --- the EHR: SEKMET, a real FHIR R4 server -------------------------------------------------
 
 
-class FhirServer:
-    """`sekmet serve` on 127.0.0.1 with its own database; `base` is its FHIR base URL.
-
-    stop() and start() again keep the database and the port: the same EHR, down for a while.
-    `server_auth` is SEKMET's inbound auth setting (none by default; SMART in the SMART tests).
-    """
-
-    def __init__(self, directory: Path, server_auth: dict | None = None) -> None:
-        self.port = free_port()
-        self.base = f"http://{LOOPBACK}:{self.port}/fhir"
-        self.directory = directory
-        directory.mkdir(parents=True)
-        self.settings = directory / "settings.yaml"
-        self.settings.write_text(json.dumps({  # JSON is YAML
-            "host": LOOPBACK, "port": self.port, "base_url": self.base,
-            "data_dir": str(directory / "data"),
-            "own_private_key_path": str(directory / "keys" / "sekmet_private.pem"),
-            "simulator": {"enabled": False},  # a plain FHIR store: nothing acts on what we write
-            "validation": {"inbound": "strict"},
-            **({"server_auth": server_auth} if server_auth else {}),
-        }))
-        self.log_path = directory / "sekmet.log"
-        self.start()
-
-    def start(self) -> None:
-        self.log = self.log_path.open("a")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SEKMET_")}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sekmet.cli", "serve", "--config", str(self.settings)],
-            cwd=self.directory, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        wait_until(self._answers, 60, "the FHIR server to answer /metadata")
-
-    def _answers(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"sekmet exited: {self.log_path.read_text()}")
-        try:
-            return self.get("metadata")["resourceType"] == "CapabilityStatement"
-        except OSError:
-            return False
-
-    bearer: str | None = None  # an access token for the test's own reads, when the server wants one
-
-    def _headers(self, **extra: str) -> dict[str, str]:
-        authorization = {"Authorization": f"Bearer {self.bearer}"} if self.bearer else {}
-        return {"Accept": "application/fhir+json", **authorization, **extra}
-
-    def get(self, relative: str) -> dict:
-        request = urllib.request.Request(f"{self.base}/{relative}", headers=self._headers())
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return json.load(answer)
-
-    def search(self, resource_type: str, **params: str) -> list[dict]:
-        """Every match (the server pages at 20; _count raises that for our few resources)."""
-        query = urllib.parse.urlencode({**params, "_count": "200"})
-        bundle = self.get(f"{resource_type}?{query}")
-        assert bundle["total"] == len(bundle.get("entry", [])), "more matches than one page"
-        return [entry["resource"] for entry in bundle.get("entry", [])]
-
-    def create(self, resource: dict) -> dict:
-        request = urllib.request.Request(
-            f"{self.base}/{resource['resourceType']}", data=json.dumps(resource).encode(), method="POST",
-            headers=self._headers(**{"Content-Type": "application/fhir+json"}),
-        )
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return json.load(answer)
-
-    def stop(self) -> None:
-        stop_process(self.process, 15)
-        self.log.close()
-
-
 @pytest.fixture
 def fhir_server(tmp_path: Path) -> Iterator[FhirServer]:
     """A fresh SEKMET per test (starts in about 2 s), so every test sees an empty EHR."""
-    _require_sekmet()
+    require_sekmet()
     server = FhirServer(tmp_path / "sekmet")
     yield server
     server.stop()
-
-
-def _require_sekmet() -> None:
-    try:
-        import sekmet  # noqa: F401
-    except ImportError:
-        missing_dependency("sekmet-fhir is not installed (pip install -e '.[test]')")
 
 
 def _ehr(base: str) -> list[EhrByFhir]:
@@ -460,13 +264,13 @@ def test_bundle_is_delivered_to_a_real_fhir_server(bundle_path, fhir_server, out
     outbox.enqueue("fhir", bundle_path)
 
     assert outbox.deliver_due() == 1
-    assert (_only(outbox).state, _only(outbox).attempts, _only(outbox).last_error) == (DELIVERED, 1, None)
+    assert (only(outbox).state, only(outbox).attempts, only(outbox).last_error) == (DELIVERED, 1, None)
     _assert_results_in_ehr(fhir_server, patient_ref, version="1")
 
     # Sent again (a re-written result is re-enqueued): conditional updates, no duplicates.
     outbox.enqueue("fhir", bundle_path)
     assert outbox.deliver_due() == 1
-    assert _only(outbox).state == DELIVERED
+    assert only(outbox).state == DELIVERED
     _assert_results_in_ehr(fhir_server, patient_ref, version="2")
 
 
@@ -478,7 +282,7 @@ def test_real_fhir_server_refusal_is_permanent(bundle_path, fhir_server, outboxe
     outbox.enqueue("fhir", bundle_path)
 
     assert outbox.deliver_due() == 1
-    delivery = _only(outbox)
+    delivery = only(outbox)
     assert (delivery.state, delivery.attempts) == (FAILED, 1)
     assert delivery.last_error.startswith("FHIR server answered 4")
     # The server's diagnostics quote the conditional reference; its patient identifier is masked
@@ -497,13 +301,13 @@ def test_fhir_delivery_survives_a_restart(bundle_path, fhir_server, outboxes):
     first = outboxes(_ehr(closed))
     first.enqueue("fhir", bundle_path)
     first.deliver_due()
-    assert (_only(first).state, _only(first).attempts) == (PENDING, 1)
-    assert "unreachable" in _only(first).last_error
+    assert (only(first).state, only(first).attempts) == (PENDING, 1)
+    assert "unreachable" in only(first).last_error
     first.stop()
 
     second = outboxes(_ehr(fhir_server.base))  # the EHR's address fixed in the config
     assert second.deliver_due(time.time() + FAR_FUTURE) == 1
-    assert (_only(second).state, _only(second).attempts) == (DELIVERED, 2)
+    assert (only(second).state, only(second).attempts) == (DELIVERED, 2)
     _assert_results_in_ehr(fhir_server, patient_ref, version="1")
 
 
@@ -557,7 +361,7 @@ def _private_key(directory: Path, kind: str) -> tuple[Path, Path]:
 @pytest.fixture(params=["RSA", "EC"])
 def smart_server(request, tmp_path: Path) -> Iterator[tuple[FhirServer, Path]]:
     """SEKMET accepting only SMART access tokens, with our client's public key registered."""
-    _require_sekmet()
+    require_sekmet()
     private, public = _private_key(tmp_path / "keys", request.param)
     server = FhirServer(tmp_path / "sekmet-smart", server_auth={
         "types": ["smart"], "enforce_scopes": True,
@@ -581,13 +385,13 @@ def test_smart_backend_services_delivers_with_a_signed_assertion(bundle_path, sm
     unauthorised = outboxes(_ehr(server.base))
     unauthorised.enqueue("fhir", bundle_path)
     unauthorised.deliver_due()
-    assert (_only(unauthorised).state, _only(unauthorised).last_error[:24]) == (FAILED, "FHIR server answered 401")
+    assert (only(unauthorised).state, only(unauthorised).last_error[:24]) == (FAILED, "FHIR server answered 401")
     unauthorised.stop()
 
     outbox = outboxes([EhrByFhir(server.base, auth, timeout_s=30)])
     outbox.enqueue("fhir", bundle_path)
     outbox.deliver_due()
-    assert (_only(outbox).state, _only(outbox).last_error) == (DELIVERED, None)
+    assert (only(outbox).state, only(outbox).last_error) == (DELIVERED, None)
     _assert_results_in_ehr(server, patient_ref, version="1")
 
 
@@ -599,7 +403,7 @@ def test_smart_client_the_ehr_does_not_know_is_a_permanent_error(bundle_path, sm
     outbox = outboxes([EhrByFhir(server.base, auth, timeout_s=30)])
     outbox.enqueue("fhir", bundle_path)
     outbox.deliver_due()
-    delivery = _only(outbox)
+    delivery = only(outbox)
     assert delivery.state == FAILED and delivery.attempts == 1
     assert delivery.last_error.startswith("SMART token endpoint answered 401: invalid_client")
 
@@ -627,7 +431,7 @@ def test_smart_assertion_is_what_the_spec_asks_for(tmp_path):
 def test_a_down_ehr_loses_nothing_and_gets_the_bundle_when_back(tmp_path, sts019):
     """`serve` scores STS_019 while the EHR is stopped; the delivery fails and waits; the EHR
     comes back on the same address; the Bundle arrives without anyone re-sending the study."""
-    _require_sekmet()
+    require_sekmet()
     ehr = FhirServer(tmp_path / "ehr")
     patient_id = str(pydicom.dcmread(next(sts019.rglob("*.dcm")), stop_before_pixels=True).PatientID)
     patient_ref = f"Patient/{_register_patient(ehr, patient_id)}"
@@ -652,50 +456,6 @@ def test_a_down_ehr_loses_nothing_and_gets_the_bundle_when_back(tmp_path, sts019
 
 
 # --- FHIR faults on demand: a fake server ---------------------------------------------------
-
-
-class ScriptedFhirServer:
-    """FAKE FHIR endpoint: a real server does not produce 503, 429, a chosen 400, a redirect, a
-    hang or an access token revoked early on demand, so this answers each request with the next
-    scripted (status, body[, headers]) and records the request; a status of None is a hang of
-    `body` seconds before a 200."""
-
-    def __init__(self, answers: list[tuple]) -> None:
-        self.answers = list(answers)
-        self.requests: list[tuple[str, str, dict, bytes]] = []
-        fake = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                fake.requests.append((self.command, self.path, dict(self.headers), body))
-                status, answer, *headers = fake.answers.pop(0)
-                if status is None:
-                    time.sleep(answer)
-                    status, answer = 200, {}
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                for name, value in (headers[0] if headers else {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/fhir+json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST  # noqa: N815
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer((LOOPBACK, 0), Handler)
-        self.base = f"http://{LOOPBACK}:{self.httpd.server_address[1]}/fhir"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture
@@ -726,13 +486,13 @@ def test_fhir_503_is_retried(bundle_path, scripted_fhir, outboxes):
     outbox.enqueue("fhir", bundle_path)
 
     assert outbox.deliver_due() == 1
-    delivery = _only(outbox)
+    delivery = only(outbox)
     assert (delivery.state, delivery.attempts) == (PENDING, 1)
     assert delivery.last_error == "FHIR server answered 503: database is being restarted"
     assert outbox.deliver_due(time.time() + 30) == 0
 
     assert outbox.deliver_due(time.time() + 61) == 1
-    assert (_only(outbox).state, _only(outbox).attempts, _only(outbox).last_error) == (DELIVERED, 2, None)
+    assert (only(outbox).state, only(outbox).attempts, only(outbox).last_error) == (DELIVERED, 2, None)
     assert len(server.requests) == 2
     for method, path, headers, body in server.requests:
         assert (method, path) == ("POST", "/fhir")
@@ -748,10 +508,10 @@ def test_fhir_429_is_retried(bundle_path, scripted_fhir, outboxes):
     outbox.enqueue("fhir", bundle_path)
 
     outbox.deliver_due()
-    assert (_only(outbox).state, _only(outbox).attempts) == (PENDING, 1)
-    assert "429" in _only(outbox).last_error
+    assert (only(outbox).state, only(outbox).attempts) == (PENDING, 1)
+    assert "429" in only(outbox).last_error
     outbox.deliver_due(time.time() + FAR_FUTURE)
-    assert _only(outbox).state == DELIVERED
+    assert only(outbox).state == DELIVERED
 
 
 def test_fhir_timeout_is_retried(bundle_path, scripted_fhir, outboxes):
@@ -759,7 +519,7 @@ def test_fhir_timeout_is_retried(bundle_path, scripted_fhir, outboxes):
     outbox = outboxes([EhrByFhir(server.base, timeout_s=0.5)])
     outbox.enqueue("fhir", bundle_path)
     outbox.deliver_due()
-    delivery = _only(outbox)
+    delivery = only(outbox)
     assert (delivery.state, delivery.attempts) == (PENDING, 1)
     assert "timed out" in delivery.last_error
 
@@ -777,7 +537,7 @@ def test_smart_401_gets_a_new_token_and_tries_once_more(bundle_path, scripted_fh
     outbox = outboxes([EhrByFhir(server.base, auth, timeout_s=10)])
     outbox.enqueue("fhir", bundle_path)
     outbox.deliver_due()
-    assert (_only(outbox).state, _only(outbox).attempts) == (DELIVERED, 1)
+    assert (only(outbox).state, only(outbox).attempts) == (DELIVERED, 1)
     paths = [path for _, path, _, _ in server.requests]
     assert paths == ["/fhir/token", "/fhir", "/fhir/token", "/fhir"]
     assert [headers.get("Authorization") for _, path, headers, _ in server.requests if path == "/fhir"] == [
@@ -794,7 +554,7 @@ def test_fhir_400_is_permanent_with_the_outcome(bundle_path, scripted_fhir, outb
     outbox.enqueue("fhir", bundle_path)
 
     assert outbox.deliver_due() == 1
-    delivery = _only(outbox)
+    delivery = only(outbox)
     assert (delivery.state, delivery.attempts) == (FAILED, 1)
     assert delivery.last_error == f"FHIR server answered 400: {diagnostics}"
     assert outbox.deliver_due(time.time() + FAR_FUTURE) == 0
@@ -808,7 +568,7 @@ def test_fhir_bearer_token_is_sent(bundle_path, scripted_fhir, outboxes):
     outbox = outboxes([EhrByFhir(server.base + "/", BearerToken("s3cret"), timeout_s=30)])
     outbox.enqueue("fhir", bundle_path)
     outbox.deliver_due()
-    assert _only(outbox).state == DELIVERED
+    assert only(outbox).state == DELIVERED
     [(_, path, headers, _)] = server.requests
     assert path == "/fhir"  # the trailing slash of the configured base is not doubled
     assert headers["Authorization"] == "Bearer s3cret"
@@ -822,7 +582,7 @@ def test_fhir_redirect_is_not_followed_as_a_get(bundle_path, scripted_fhir, outb
     outbox.enqueue("fhir", bundle_path)
 
     assert outbox.deliver_due() == 1
-    delivery = _only(outbox)
+    delivery = only(outbox)
     assert (delivery.state, delivery.attempts) == (FAILED, 1)
     assert delivery.last_error.startswith("FHIR server answered 301: redirected to /fhir/")
     assert [(method, path) for method, path, _, _ in server.requests] == [("POST", "/fhir")]
@@ -847,7 +607,7 @@ def test_pacs_that_does_not_take_sr_says_so_and_keeps_the_sr(sr_path, pacs_port,
     finally:
         server.shutdown()
         index.close()
-    delivery = _only(outbox)
+    delivery = only(outbox)
     assert (delivery.state, delivery.attempts) == (PENDING, 1), delivery.last_error
     assert "accepts none of the proposed SOP classes (Comprehensive 3D SR Storage)" in delivery.last_error
     assert sr_path.exists()

@@ -33,15 +33,15 @@ from service.outputs.destinations import configured_destinations
 from service.outputs.outbox import DELIVERED, PENDING, Outbox
 from service.outputs.pacs import DeliveryError, send_files
 from service.tls import ClientTls, server_context
-from tests.support.processes import free_port, stop_process, wait_until
-from tests.conftest import require_tool
+from tests.support.processes import free_port, wait_until
+from tests.support.external import require_tool
 from tests.support.certs import Authority, KeyPair, make_authority
 from tests.support.service import CLI, OUR_AE, REPO, RunningService
+from tests.support.storescp import PACS_AE, TlsStoreScp
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(300)]
 
 LOOPBACK = "127.0.0.1"
-PACS_AE = "PACS"
 # Mixed case on purpose: AE titles are case-sensitive and must stay as configured.
 ALLOWED = ("ECHOSCU", "STORESCU", "Modality_1")
 
@@ -341,50 +341,15 @@ def test_a_mismatched_key_stops_the_start_with_a_message_not_a_traceback(pki, tm
 # --- sending to a TLS PACS: dcmtk storescp +tls ---------------------------------------------
 
 
-class TlsStoreScp:
-    """dcmtk's storescp over TLS on 127.0.0.1 with the given certificate; with `require_client`,
-    peers must present a certificate the hospital CA issued."""
-
-    def __init__(self, directory: Path, pki: Pki, identity: KeyPair, require_client: bool = True) -> None:
-        self.port = free_port()
-        self.directory = directory / "received"
-        self.directory.mkdir(parents=True)
-        self.log_path = directory / "storescp.log"
-        self.log = self.log_path.open("w")
-        peer = ["-rc"] if require_client else ["-ic"]
-        self.process = subprocess.Popen(
-            [require_tool("storescp"), "+tls", str(identity.key), str(identity.cert), "+cf", str(pki.ca.cert),
-             "-pw", *peer, "--aetitle", PACS_AE, "--output-directory", str(self.directory),
-             "--acse-timeout", "10", "--dimse-timeout", "30", "--verbose", str(self.port)],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        wait_until(self._accepts, 20, f"storescp on port {self.port}")
-
-    def _accepts(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"storescp exited: {self.log_path.read_text()}")
-        try:
-            with socket.create_connection((LOOPBACK, self.port), timeout=1):
-                return True
-        except OSError:
-            return False
-
-    def received(self) -> list[str]:
-        return sorted(str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)
-                      for p in self.directory.iterdir())
-
-    def stop(self) -> None:
-        stop_process(self.process, 10)
-        self.log.close()
-
-
 @pytest.fixture
 def start_pacs(tmp_path: Path, pki: Pki) -> Iterator[Callable[..., TlsStoreScp]]:
     require_tool("storescp")
     started: list[TlsStoreScp] = []
 
     def start(identity: KeyPair | None = None, require_client: bool = True) -> TlsStoreScp:
-        scp = TlsStoreScp(tmp_path / f"pacs{len(started)}", pki, identity or pki.pacs, require_client)
+        identity = identity or pki.pacs
+        scp = TlsStoreScp(tmp_path / f"pacs{len(started)}" / "received", key=identity.key, cert=identity.cert,
+                          ca=pki.ca.cert, require_client=require_client)
         started.append(scp)
         return scp
 
@@ -407,7 +372,7 @@ def test_send_files_over_mutual_tls_to_storescp(start_pacs, pki, ct_files):
     report = send_files(ct_files, LOOPBACK, pacs.port, PACS_AE, OUR_AE,
                         tls=ClientTls(pki.ca.cert, pki.modality.cert, pki.modality.key))
     assert (report.sent, report.failed) == (3, [])
-    assert pacs.received() == _uids(ct_files)
+    assert pacs.received_uids() == _uids(ct_files)
 
 
 def test_outbox_delivers_over_tls_as_configured(start_pacs, pki, ct_files, tmp_path):
@@ -425,7 +390,7 @@ def test_outbox_delivers_over_tls_as_configured(start_pacs, pki, ct_files, tmp_p
         assert outbox.deliveries()[0].state == DELIVERED
     finally:
         outbox.stop()
-    assert pacs.received() == _uids(ct_files[:1])
+    assert pacs.received_uids() == _uids(ct_files[:1])
 
 
 @pytest.mark.parametrize("case, message", [
@@ -442,7 +407,7 @@ def test_tls_failures_towards_the_pacs_say_tls_failed(start_pacs, pki, ct_files,
     assert str(failure.value).startswith(f"TLS with {PACS_AE} at {LOOPBACK}:{pacs.port} failed: ")
     assert message in str(failure.value)
     assert not failure.value.permanent
-    assert pacs.received() == []
+    assert pacs.received_uids() == []
 
 
 def test_a_tls_failure_is_retried_by_the_outbox(start_pacs, pki, ct_files, tmp_path):
@@ -478,7 +443,7 @@ def test_send_command_over_tls(start_pacs, pki, ct_files):
     sent = send(pacs.port, *ours)
     assert sent.returncode == 0, sent.stderr
     assert f"sent 3 of 3 files to {PACS_AE}" in sent.stdout
-    assert pacs.received() == _uids(ct_files)
+    assert pacs.received_uids() == _uids(ct_files)
 
     refused = send(rogue.port, *ours)
     assert refused.returncode == 2

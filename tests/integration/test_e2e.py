@@ -23,9 +23,10 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
 
-from tests.conftest import require_tool
+from tests.support.external import require_tool
 from tests.support.service import QUIET_SECONDS, RunningService
-from tests.unit.test_rtstruct import _planimetry
+from tests.support.planimetry import contour_areas
+from tests.support.studies import copy_study
 
 pytestmark = pytest.mark.external
 
@@ -64,7 +65,7 @@ def test_sts019_goes_through_the_whole_service(service, sts019):
     rtstruct = pydicom.dcmread(sts019 / "mask" / "RS.dcm")
     ct0 = pydicom.dcmread(next((sts019 / "image").iterdir()), stop_before_pixels=True)
     spacing = 3.27
-    planimetry = _planimetry(rtstruct, float(ct0.PixelSpacing[0]))
+    planimetry = contour_areas(rtstruct, float(ct0.PixelSpacing[0]))
     expected_ml = sum(a for a, _ in planimetry.values()) * spacing / 1000
     bound_ml = sum(b for _, b in planimetry.values()) * spacing / 1000
     assert abs(volume.value - expected_ml) <= bound_ml
@@ -121,43 +122,16 @@ def test_a_corrected_rtstruct_gives_a_new_sr_that_references_the_first(service, 
     assert corrected.SOPInstanceUID in evidence
 
 
-def _copy_study(source: Path, target: Path, *, drop_slice: int | None = None, new_frame: bool = False) -> str:
-    """A copy of a study with fresh Study/Series/SOP UIDs (and Frame of Reference if asked)."""
-    study_uid = generate_uid()
-    series = {}
-    frame = generate_uid() if new_frame else None
-    (target / "image").mkdir(parents=True)
-    (target / "mask").mkdir()
-    images = sorted((source / "image").iterdir())
-    for k, path in enumerate(images):
-        if k == drop_slice:
-            continue
-        ds = pydicom.dcmread(path)
-        ds.StudyInstanceUID = study_uid
-        ds.SeriesInstanceUID = series.setdefault("ct", generate_uid())
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.save_as(target / "image" / path.name)
-    rs = pydicom.dcmread(source / "mask" / "RS.dcm")
-    rs.StudyInstanceUID = study_uid
-    rs.SeriesInstanceUID = generate_uid()
-    rs.SOPInstanceUID = rs.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    if frame:
-        rs.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID = frame
-        for roi in rs.StructureSetROISequence:
-            roi.ReferencedFrameOfReferenceUID = frame
-    rs.save_as(target / "mask" / "RS.dcm")
-    return study_uid
-
 
 def test_ct_with_a_missing_slice_fails_that_study_with_a_clear_error(service, sts019, tmp_path):
-    study_uid = _copy_study(sts019, tmp_path / "gap", drop_slice=20)
+    study_uid = copy_study(sts019, tmp_path / "gap", drop_slice=20)
     assert service.storescu(tmp_path / "gap").returncode == 0
     state, detail = service.wait_for(study_uid)
     assert state == "failed" and "missing" in detail.lower()
 
 
 def test_rtstruct_in_another_frame_of_reference_fails_that_study(service, sts019, tmp_path):
-    study_uid = _copy_study(sts019, tmp_path / "for", new_frame=True)
+    study_uid = copy_study(sts019, tmp_path / "for", new_frame=True)
     assert service.storescu(tmp_path / "for").returncode == 0
     state, detail = service.wait_for(study_uid)
     assert state == "failed" and "Frame of Reference" in detail
@@ -168,7 +142,7 @@ def test_truncated_instance_is_refused_its_study_fails_and_service_keeps_serving
     rest of its study, now missing that slice, fails naming the gap; the next study is scored."""
     failed = ("rcds_studies_failed_total", (("kind", "input"),))
     failed_before = service.metrics().get(failed, 0.0)
-    study_uid = _copy_study(sts019, tmp_path / "bad")
+    study_uid = copy_study(sts019, tmp_path / "bad")
     broken = pydicom.dcmread(sorted((tmp_path / "bad" / "image").iterdir())[10])
     broken.PixelData = broken.PixelData[:1001]  # odd, truncated: cannot form the declared image
     ae = AE(ae_title="BROKEN_PEER")
@@ -184,7 +158,7 @@ def test_truncated_instance_is_refused_its_study_fails_and_service_keeps_serving
     assert state == "failed" and "missing slices" in detail
 
     # ... and a good study after all these failures is still scored
-    good_uid = _copy_study(sts019, tmp_path / "good")
+    good_uid = copy_study(sts019, tmp_path / "good")
     assert service.storescu(tmp_path / "good").returncode == 0
     assert service.wait_for(good_uid)[0] == "done"
     assert service.metrics()[failed] == failed_before + 1
@@ -208,7 +182,7 @@ def test_serve_stops_with_an_error_when_its_scorer_dies(tmp_path):
 def test_state_survives_a_restart_and_rtstruct_may_come_after_the_ct(sts019, tmp_path):
     """CT arrives, the service is stopped before any contours came; after a restart on the same
     var directory the RTSTRUCT arrives and the study is scored from the spooled CT."""
-    study_uid = _copy_study(sts019, tmp_path / "study")
+    study_uid = copy_study(sts019, tmp_path / "study")
     first = RunningService(tmp_path / "var", quiet_seconds=QUIET_SECONDS)
     try:
         assert first.storescu(tmp_path / "study" / "image").returncode == 0

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from tests.conftest import require_tool
-from tests.support.service import QUIET_SECONDS, RunningService
+from tests.support.external import require_tool
+from tests.support.service import RunningService
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(600)]
 
@@ -74,13 +73,6 @@ def hostile_run(tmp_path: Path, data_dir: Path) -> Path:
 
     shutil.copytree(sts / "STS_019", run / "5-good")
     return run
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[RunningService]:
-    running = RunningService(tmp_path / "var", quiet_seconds=QUIET_SECONDS)
-    yield running
-    running.stop()
 
 
 def _peak_memory_kib(pid: int) -> int:

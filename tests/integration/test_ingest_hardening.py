@@ -23,10 +23,10 @@ from pynetdicom.sop_class import EnhancedCTImageStorage, Verification
 from service.errors import InputError
 from service.imaging.contours import LESION_ROI_TYPES
 from service.pipeline import lesion_masks, read_study_headers, select_inputs
-from tests.conftest import missing_dependency
+from tests.support.external import missing_dependency
 from tests.support.ct_series import slice_pixels, write_enhanced_ct
 from tests.support.processes import LOOPBACK, wait_until
-from tests.support.service import OUR_AE, QUIET_SECONDS, RunningService
+from tests.support.service import OUR_AE, RunningService
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(400)]
 
@@ -49,13 +49,6 @@ def big_instance(tmp_path: Path) -> Path:
     path = tmp_path / "enhanced.dcm"
     write_enhanced_ct(path, pydicom.uid.generate_uid(), [slice_pixels(k) for k in range(100)])
     return path
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[RunningService]:
-    running = RunningService(tmp_path / "var", quiet_seconds=QUIET_SECONDS)
-    yield running
-    running.stop()
 
 
 def test_a_transfer_cut_off_midway_leaves_nothing_behind(tmp_path: Path, big_instance: Path) -> None:

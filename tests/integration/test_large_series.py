@@ -26,7 +26,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from service.ingest.spool import Spool
-from tests.conftest import require_tool
+from tests.support.external import require_tool
 from tests.support.ct_series import SLICE_BYTES, slice_pixels, write_ct_series, write_enhanced_ct
 from tests.support.service import RunningService
 

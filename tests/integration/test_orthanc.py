@@ -24,11 +24,11 @@ import pytest
 
 from service.config import Config
 from service.sop_classes import STORAGE_SOP_CLASSES
-from tests.integration.test_e2e import _copy_study
 from tests.support.service import QUIET_SECONDS, RunningService
 from tests.support.orthanc import (MODALITY, REFERENCE_DIR, ROUTING_SCRIPT, Orthanc,
                                    find_orthanc, reference_config)
 from tests.support.processes import free_port
+from tests.support.studies import copy_study
 
 pytestmark = pytest.mark.external
 COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
@@ -259,7 +259,7 @@ def test_ct_without_contours_waits_in_orthanc_until_its_rtstruct_arrives(pacs, s
     planning system. A stable CT-only study is not sent (it could not be scored); when the
     RTSTRUCT arrives the study is stable again and CT + RTSTRUCT go together."""
     orthanc = pacs.orthanc
-    study_uid = _copy_study(sts019, tmp_path / "study")  # fresh UIDs: a study Orthanc has not seen
+    study_uid = copy_study(sts019, tmp_path / "study")  # fresh UIDs: a study Orthanc has not seen
     ct_files = sorted((tmp_path / "study" / "image").iterdir())
     received_before = _received(pacs.service)
     jobs_before = len(_store_jobs(orthanc))

@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,46 +27,12 @@ from service.imaging.crops import lesion_crop
 from service.model import CtSeries, ImageGeometry, LesionMask
 from service.scoring.client import GrpcScorer
 from service.scoring.settings import ExtractionSettings
-from tests.support.processes import LOOPBACK, free_port, stop_process, wait_until
-from tests.support.service import CLI, REPO, RunningService, scrape_metrics
+from tests.support.processes import LOOPBACK, free_port, wait_until
+from tests.support.service import CLI, REPO, RunningService, Scorer, scrape_metrics
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(400)]
 
 SEGMENTS = 5  # partial_overlaps.dcm: five overlapping segments, one lesion each
-
-
-class Scorer:
-    """`radiomics-cds scorer` on loopback with its own gRPC and HTTP ports."""
-
-    def __init__(self, directory: Path, **settings: object) -> None:
-        self.grpc_port, self.http_port = free_port(), free_port()
-        env = {**os.environ, "RCDS_SCORER_ADDRESS": f"{LOOPBACK}:{self.grpc_port}", "RCDS_HTTP_HOST": LOOPBACK,
-               "RCDS_HTTP_PORT": str(self.http_port), "RCDS_SCORER_WORKERS": "1",
-               **{f"RCDS_{name.upper()}": str(value) for name, value in settings.items()}}
-        directory.mkdir(parents=True, exist_ok=True)
-        self.log_path = directory / f"scorer-{self.grpc_port}.log"
-        self.log = self.log_path.open("w")
-        self.process = subprocess.Popen(CLI + ["scorer"], env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(self._ready, 90, "a scorer to answer /readyz")
-
-    def _ready(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"scorer exited: {self.log_path.read_text()}")
-        try:
-            with urllib.request.urlopen(f"http://{LOOPBACK}:{self.http_port}/readyz", timeout=2) as answer:
-                return answer.status == 200
-        except OSError:  # not listening yet, or 503
-            return False
-
-    def in_progress(self) -> float:
-        return scrape_metrics(self.http_port)[("rcds_scorer_lesions_in_progress", ())]
-
-    def lesions(self) -> float:
-        return sum(value for (name, _), value in scrape_metrics(self.http_port).items() if name == "rcds_scorer_lesions_total")
-
-    def stop(self) -> None:
-        stop_process(self.process, 40)
-        self.log.close()
 
 
 @pytest.fixture(scope="module")

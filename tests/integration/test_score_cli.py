@@ -10,7 +10,7 @@ import pydicom
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
-from tests.conftest import require_tool
+from tests.support.external import require_tool
 from tests.support import small_study
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,6 +50,7 @@ def test_one_group_per_segment_with_volumes_from_the_seg_frames(scored):
     assert "not computable" in stdout and "SR:" in stdout and "FHIR Bundle:" in stdout
 
 
+@pytest.mark.external
 def test_sr_from_seg_passes_dciodvfy_and_bundle_parses(scored):
     out, _, _ = scored
     (sr_path,) = out.glob("*.dcm")

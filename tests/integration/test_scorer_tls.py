@@ -16,7 +16,7 @@ import pytest
 from service.config import load_config
 from service.scoring.client import GrpcScorer
 from service.scoring.transport import channel_tls
-from tests.integration.test_roles import Scorer
+from tests.support.service import Scorer
 from tests.support.certs import KeyPair, make_authority
 from tests.support.processes import LOOPBACK, wait_until
 from tests.support.service import RunningService

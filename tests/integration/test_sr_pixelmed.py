@@ -13,9 +13,13 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from service.outputs.sr import build_measurement_report, write_sr
-from tests.conftest import missing_dependency, require_tool
+from tests.support.external import missing_dependency, require_tool
 from tests.support.synthetic_results import make_study_result
+
+pytestmark = pytest.mark.external
 
 PIXELMED_JAR = Path("/usr/share/java/pixelmed.jar")
 # Java's secure XML processing caps XPath size below what PixelMed's TID 1500 rules need.

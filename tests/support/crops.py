@@ -1,5 +1,6 @@
 """The reference a lesion crop is checked against: the same lesion handed over as the whole CT
-with a whole-volume mask (used by the crop-equality test and the scoring benchmark)."""
+with a whole-volume mask (used by the crop-equality test and the scoring benchmark). The
+synthetic lesion itself is tests.support.synthetic_lesion."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.processes import free_port, stop_process
-from tests.conftest import missing_dependency
+from tests.support.external import missing_dependency, require_external
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "orthanc"
 REFERENCE_CONFIG = REFERENCE_DIR / "orthanc.json"
@@ -30,7 +30,8 @@ MODALITY = "radiomics-cds"  # the DicomModalities entry the routing script sends
 
 def find_orthanc() -> str:
     """The Orthanc binary: on PATH, else where Debian puts it (/usr/sbin is not on a normal
-    user's PATH). Skips when absent, fails under RCDS_REQUIRE_EXTERNAL=1 (tests/conftest.py)."""
+    user's PATH). Skips when absent, fails under RCDS_REQUIRE_EXTERNAL=1 (tests/support/external.py)."""
+    require_external("Orthanc")
     path = shutil.which("Orthanc") or next(
         (p for p in ("/usr/sbin/Orthanc", "/usr/bin/Orthanc") if os.access(p, os.X_OK)), None)
     if path is None:

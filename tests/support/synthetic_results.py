@@ -13,10 +13,8 @@ import math
 import statistics
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import pydicom
-import pytest
 from pydicom import Dataset
 
 from service.model import (
@@ -28,10 +26,10 @@ from service.model import (
     StudyInfo,
     StudyResult,
 )
+from tests.support.external import DATA_DIR, require_data
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-STS_019 = DATA / "ct-rtstruct" / "STS_019"
-CT_SEG = DATA / "ct-seg"
+STS_019 = DATA_DIR / "ct-rtstruct" / "STS_019"
+CT_SEG = DATA_DIR / "ct-seg"
 
 VOLUME_FILTER_ML = 1.0
 CUTOFF_NAME = "reference (synthetic)"
@@ -87,8 +85,7 @@ def _evidence(source: str) -> tuple[list[Dataset], Dataset]:
         ct_dir, contour_path = CT_SEG / "ct", CT_SEG / "partial_overlaps.dcm"
     else:
         raise ValueError(f"unknown contour source {source!r}")
-    if not contour_path.exists():
-        pytest.skip(f"shared test data not found: {contour_path} (see ../shared/data/README.md)")
+    require_data(contour_path)
     ct_headers = [
         pydicom.dcmread(path, stop_before_pixels=True) for path in sorted(ct_dir.glob("*.dcm"))
     ]

@@ -27,24 +27,18 @@ from service.errors import ContourError, InputError, SeriesError
 from service.imaging.contours import rtstruct_to_masks, seg_to_masks
 from service.imaging.volume import load_ct_series
 from tests.support.ct_series import slice_pixels, write_enhanced_ct
+from tests.support.external import DATA_DIR, require_data
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-STS_019 = DATA / "ct-rtstruct" / "STS_019"
-LIVER_SEG = DATA / "ct-seg" / "liver.dcm"
+STS_019 = DATA_DIR / "ct-rtstruct" / "STS_019"
+LIVER_SEG = DATA_DIR / "ct-seg" / "liver.dcm"
 LIMITS = InstanceLimits()
 
 pytestmark = pytest.mark.filterwarnings("ignore:The value length", "ignore:Invalid value for VR")
 
 
-def _require(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"test data {path} is absent (see shared/data/README.md)")
-    return path
-
-
 @pytest.fixture(scope="module")
 def slice_file() -> Path:
-    return _require(STS_019 / "image" / "000000.dcm")
+    return require_data(STS_019 / "image" / "000000.dcm")
 
 
 @pytest.fixture
@@ -54,7 +48,7 @@ def ct(slice_file: Path) -> Dataset:
 
 @pytest.fixture
 def rtstruct() -> Dataset:
-    return pydicom.dcmread(next(_require(STS_019 / "mask").iterdir()))
+    return pydicom.dcmread(next(require_data(STS_019 / "mask").iterdir()))
 
 
 def _claimed_bytes(ds: Dataset) -> int:
@@ -89,8 +83,8 @@ def _cut(source: Path, target: Path, length: int) -> Path:
 
 
 def test_real_ct_seg_and_rtstruct_pass_on_disk_and_in_memory(slice_file: Path):
-    files = [slice_file, next(_require(STS_019 / "mask").iterdir()), _require(LIVER_SEG),
-             DATA / "ct-seg" / "partial_overlaps.dcm"]
+    files = [slice_file, next(require_data(STS_019 / "mask").iterdir()), require_data(LIVER_SEG),
+             require_data(DATA_DIR / "ct-seg" / "partial_overlaps.dcm")]
     for path in files:
         _checked_file(path)
         check_dataset(pydicom.dcmread(path), LIMITS)
@@ -148,7 +142,7 @@ def test_an_image_without_pixel_data_is_refused(ct: Dataset, tmp_path: Path):
 
 
 def test_seg_binary_frames_are_bit_packed(tmp_path: Path):
-    seg = pydicom.dcmread(_require(LIVER_SEG))
+    seg = pydicom.dcmread(require_data(LIVER_SEG))
     assert seg.BitsAllocated == 1 and len(seg.PixelData) == _claimed_bytes(seg)  # ceil(n / 8), not n
     _checked_file(LIVER_SEG)
     seg.PixelData = seg.PixelData[:-2]
@@ -157,7 +151,7 @@ def test_seg_binary_frames_are_bit_packed(tmp_path: Path):
 
 
 def test_seg_frames_must_match_their_functional_groups(tmp_path: Path):
-    seg = pydicom.dcmread(_require(LIVER_SEG))
+    seg = pydicom.dcmread(require_data(LIVER_SEG))
     frames = int(seg.NumberOfFrames)
     seg.NumberOfFrames = frames + 1
     problem = _refusal(_saved(seg, tmp_path / "seg.dcm"))
@@ -236,7 +230,7 @@ def test_a_truncated_header_is_reported_as_truncated(slice_file: Path, tmp_path:
 
 
 def test_a_truncated_structure_set_is_reported_as_truncated(tmp_path: Path):
-    source = next(_require(STS_019 / "mask").iterdir())
+    source = next(require_data(STS_019 / "mask").iterdir())
     _checked_file(source)
     for length in (source.stat().st_size // 2, source.stat().st_size - 10, source.stat().st_size - 3):
         assert _refusal(_cut(source, tmp_path / "cut.dcm", length)).reason == TRUNCATED
@@ -280,7 +274,7 @@ def test_load_ct_series_refuses_pixel_data_shorter_than_claimed(ct: Dataset):
 
 
 def test_seg_reader_checks_frames_before_decoding():
-    seg = pydicom.dcmread(_require(LIVER_SEG))
+    seg = pydicom.dcmread(require_data(LIVER_SEG))
     seg.NumberOfFrames = 2_000_000
     with pytest.raises(ContourError, match="NumberOfFrames 2000000 over the limit of 5000"):
         seg_to_masks(seg, ct=None)  # type: ignore[arg-type]  # refused before the CT is looked at

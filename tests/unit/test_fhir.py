@@ -286,6 +286,7 @@ def test_patient_identifier_is_escaped_in_the_conditional_reference(result: Stud
     assert report.subject.reference == "Patient?identifier=urn:x|A%5C|B%20C"
 
 
+@pytest.mark.external
 @pytest.mark.parametrize("n_lesions, source", [(3, "RTSTRUCT"), (5, "SEG"), (1, "RTSTRUCT"), (0, "RTSTRUCT")])
 def test_bundles_validate_against_the_official_r4_definitions(tmp_path: Path, n_lesions: int, source: str) -> None:
     """Medplum's validator, not fhir.resources: scored and unscored lesions, SEG and RTSTRUCT,
@@ -294,6 +295,7 @@ def test_bundles_validate_against_the_official_r4_definitions(tmp_path: Path, n_
     assert_valid_fhir(write_bundle(build_bundle(result, sr_sop_instance_uid=SR_UID), tmp_path))
 
 
+@pytest.mark.external
 def test_the_validator_finds_what_fhir_resources_would_let_through(tmp_path: Path, result: StudyResult) -> None:
     """The validator is not a rubber stamp: an element R4 does not have (R5's bodyStructure) and
     a value together with a dataAbsentReason (invariant obs-6) are both reported."""
@@ -309,6 +311,7 @@ def test_the_validator_finds_what_fhir_resources_would_let_through(tmp_path: Pat
     assert "obs-6" in issues
 
 
+@pytest.mark.external  # the Bundle goes through the FHIR validator
 def test_a_feature_that_is_not_a_finite_number_is_named_not_sent(tmp_path: Path, result: StudyResult) -> None:
     """FHIR decimals cannot be NaN: the value is left out and named, and the Bundle still builds."""
     scored = next(x for x in result.lesions if x.features)

@@ -22,18 +22,16 @@ from service.imaging.contours import rtstruct_to_masks
 from service.sop_classes import RT_STRUCTURE_SET as RTSTRUCT_STORAGE
 from service.imaging.volume import read_ct_directory
 from service.model import CtSeries
+from tests.support.external import DATA_DIR, require_data
+from tests.support.planimetry import contour_areas
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-STS = DATA / "ct-rtstruct"
+STS = DATA_DIR / "ct-rtstruct"
 
 pytestmark = pytest.mark.filterwarnings("ignore:The value length")  # STS StudyID is 17 chars
 
 
 def _patient_dir(patient: str) -> Path:
-    folder = STS / patient
-    if not folder.is_dir():
-        pytest.skip(f"test data {folder} is absent (see shared/data/README.md)")
-    return folder
+    return require_data(STS / patient)
 
 
 @pytest.fixture(scope="module")
@@ -44,50 +42,6 @@ def sts019() -> tuple[CtSeries, list[Dataset]]:
 
 
 # --- planimetry on the real structure sets ----------------------------------------------------
-
-
-def _shoelace(polygon: np.ndarray) -> float:
-    x, y = polygon[:, 0], polygon[:, 1]
-    return 0.5 * abs(float(x @ np.roll(y, -1) - y @ np.roll(x, -1)))
-
-
-def _perimeter(polygon: np.ndarray) -> float:
-    return float(np.linalg.norm(polygon - np.roll(polygon, -1, axis=0), axis=1).sum())
-
-
-def _contains(polygon: np.ndarray, point: np.ndarray) -> bool:
-    """Ray casting for one point, written plainly (independent of the vectorised code)."""
-    inside = False
-    n = len(polygon)
-    for a in range(n):
-        (xa, ya), (xb, yb) = polygon[a], polygon[(a + 1) % n]
-        if (ya > point[1]) != (yb > point[1]):
-            if point[0] < xa + (point[1] - ya) * (xb - xa) / (yb - ya):
-                inside = not inside
-    return inside
-
-
-def _planimetry(rtstruct: Dataset, pixel: float) -> dict[float, tuple[float, float]]:
-    """Per contour plane z (mm): (area mm2, error bound mm2) of the first ROI, from its polygons.
-
-    Each contour's area counts positive, or negative if it lies inside an odd number of other
-    contours of its slice (a hole). Counting voxel centres instead of integrating area can only
-    err in the band within half a pixel diagonal of the outline, on one side or the other, so
-    the error of a slice is at most its perimeter x half the pixel diagonal.
-    """
-    planes: dict[float, list[np.ndarray]] = {}
-    for contour in rtstruct.ROIContourSequence[0].ContourSequence:
-        points = np.asarray(contour.ContourData, dtype=float).reshape(-1, 3)
-        planes.setdefault(round(points[0, 2], 2), []).append(points[:, :2])
-    result = {}
-    for z, polygons in planes.items():
-        area, bound = 0.0, 0.0
-        for k, polygon in enumerate(polygons):
-            depth = sum(_contains(other, polygon[0]) for j, other in enumerate(polygons) if j != k)
-            area += (-1) ** depth * _shoelace(polygon)
-            bound += _perimeter(polygon) * pixel * np.sqrt(2) / 2
-        result[z] = (area, bound)
-    return result
 
 
 @pytest.mark.parametrize("patient", ["STS_019", "STS_025", "STS_002"])
@@ -113,7 +67,7 @@ def test_real_roi_matches_planimetry_slice_by_slice(patient: str) -> None:
     assert lesion.source_sop_instance_uid == rtstruct.SOPInstanceUID
     assert lesion.source_sop_class_uid == RTSTRUCT_STORAGE
     assert lesion.warnings == []
-    planimetry = _planimetry(rtstruct, pixel)
+    planimetry = contour_areas(rtstruct, pixel)
     counts = lesion.mask.sum(axis=(1, 2))
     measured = {slice_z[lesion.offset_zyx[0] + k]: int(n) * pixel**2 for k, n in enumerate(counts) if n}
     assert sorted(measured) == sorted(planimetry)

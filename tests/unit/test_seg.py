@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import logging
-from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -21,25 +20,19 @@ from service.imaging.contours import seg_to_masks
 from service.sop_classes import SEGMENTATION as SEGMENTATION_STORAGE
 from service.imaging.volume import load_ct_series, read_ct_directory
 from service.model import CodedConcept, CtSeries, LesionMask
+from tests.support.external import DATA_DIR, require_data
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-CT_SEG = DATA / "ct-seg"
-
-
-def _require(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"test data {path} is absent (see shared/data/README.md)")
-    return path
+CT_SEG = DATA_DIR / "ct-seg"
 
 
 @pytest.fixture(scope="module")
 def ct() -> CtSeries:
-    return read_ct_directory(_require(CT_SEG / "ct"))
+    return read_ct_directory(require_data(CT_SEG / "ct"))
 
 
 @pytest.fixture(scope="module")
 def ct_headers() -> list[Dataset]:
-    files = sorted(_require(CT_SEG / "ct").glob("*.dcm"))
+    files = sorted(require_data(CT_SEG / "ct").glob("*.dcm"))
     headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
     return sorted(headers, key=lambda ds: float(ds.ImagePositionPatient[2]))
 
@@ -47,7 +40,7 @@ def ct_headers() -> list[Dataset]:
 @pytest.fixture(scope="module")
 def seg_files() -> dict[str, Dataset]:
     names = ("liver", "partial_overlaps")
-    return {name: pydicom.dcmread(_require(CT_SEG / f"{name}.dcm")) for name in names}
+    return {name: pydicom.dcmread(require_data(CT_SEG / f"{name}.dcm")) for name in names}
 
 
 @pytest.fixture
@@ -220,7 +213,7 @@ def test_seg_on_a_coarser_grid_is_refused(ct, liver: Dataset) -> None:
 
 def test_non_square_pixels_are_placed(ct_headers, liver: Dataset) -> None:
     """CT and SEG both with 0.5 mm between rows and 0.9 mm between columns: still one grid."""
-    files = [pydicom.dcmread(f) for f in sorted((CT_SEG / "ct").glob("*.dcm"))]
+    files = [pydicom.dcmread(f) for f in sorted(require_data(CT_SEG / "ct").glob("*.dcm"))]
     for ds in files:
         ds.PixelSpacing = [0.5, 0.9]
     ct = load_ct_series(files)

@@ -9,34 +9,61 @@ from __future__ import annotations
 import copy
 import dataclasses
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import highdicom as hd
 import pytest
+from pydicom import Dataset
 from pydicom.sr.coding import Code
 
 from service.model import LesionResult, StudyResult
 from service.outputs import codes
 from service.outputs.sr import build_measurement_report, write_sr
 from service.sop_classes import RT_STRUCTURE_SET
-from tests.conftest import require_tool
+from tests.support.external import require_tool
 from tests.support.synthetic_results import make_study_result
 
 REGION_IN_SPACE = hd.sr.CodedConcept("130488", "DCM", "Region In Space")
 
 
-@pytest.fixture(params=["RTSTRUCT", "SEG"])
+# Each source's SR is built, written and read back once per module: building and reading an SR
+# is most of this file's time, and the tests only read them. A test that needs another result
+# (rescored, another signature version) builds that one itself.
+@dataclasses.dataclass(frozen=True)
+class Built:
+    result: StudyResult
+    evidence: list[Dataset]
+    evidence_before: list[Dataset]  # a copy taken before the build, to show it changed nothing
+    sr: Dataset
+
+
+@pytest.fixture(scope="module")
+def built() -> Callable[[str], Built]:
+    """The SR of make_study_result(3, source), built on first use."""
+    cache: dict[str, Built] = {}
+
+    def build(source: str) -> Built:
+        if source not in cache:
+            result, evidence = make_study_result(3, source)
+            before = copy.deepcopy(evidence)
+            cache[source] = Built(result, evidence, before, build_measurement_report(result, evidence))
+        return cache[source]
+
+    return build
+
+
+@pytest.fixture(scope="module", params=["RTSTRUCT", "SEG"])
 def source(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-@pytest.fixture
-def written(source: str, tmp_path: Path) -> tuple[StudyResult, Path]:
-    result, evidence = make_study_result(3, source)
-    return result, write_sr(build_measurement_report(result, evidence), tmp_path)
+@pytest.fixture(scope="module")
+def written(source: str, built, tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyResult, Path]:
+    return built(source).result, write_sr(built(source).sr, tmp_path_factory.mktemp(f"sr-{source}"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def report(written: tuple[StudyResult, Path]) -> hd.sr.MeasurementReport:
     return hd.sr.srread(written[1]).content
 
@@ -243,9 +270,8 @@ def test_series_attributes(written: tuple[StudyResult, Path]) -> None:
     assert sr.StudyInstanceUID == written[0].study.study_instance_uid
 
 
-def test_uids_are_deterministic_and_follow_the_signature_version() -> None:
-    result, evidence = make_study_result()
-    first = build_measurement_report(result, evidence)
+def test_uids_are_deterministic_and_follow_the_signature_version(built) -> None:
+    result, evidence, first = built("RTSTRUCT").result, built("RTSTRUCT").evidence, built("RTSTRUCT").sr
     again = build_measurement_report(result, evidence)
     assert (first.SOPInstanceUID, first.SeriesInstanceUID) == (
         again.SOPInstanceUID,
@@ -259,26 +285,22 @@ def test_uids_are_deterministic_and_follow_the_signature_version() -> None:
     assert other.SeriesInstanceUID != first.SeriesInstanceUID
 
 
-def test_long_study_id_is_left_empty_not_truncated() -> None:
-    result, evidence = make_study_result(3, "RTSTRUCT")
+def test_long_study_id_is_left_empty_not_truncated(built) -> None:
+    result, sr = built("RTSTRUCT").result, built("RTSTRUCT").sr
     assert len(result.study.study_id) > 16  # the STS quirk this guards
-    sr = build_measurement_report(result, evidence)
     assert sr.StudyID == ""
     assert sr.PatientID == result.study.patient_id
 
 
-def test_empty_specific_character_set_in_evidence_is_handled() -> None:
-    result, evidence = make_study_result(3, "SEG")
+def test_empty_specific_character_set_in_evidence_is_handled(built) -> None:
+    evidence, sr = built("SEG").evidence, built("SEG").sr
     assert evidence[0].SpecificCharacterSet == ""  # the ct-seg quirk this guards
-    sr = build_measurement_report(result, evidence)
     assert sr.SpecificCharacterSet == "ISO_IR 192"
 
 
-def test_evidence_lists_ct_and_contour_and_callers_datasets_are_untouched(source: str) -> None:
-    result, evidence = make_study_result(3, source)
-    before = copy.deepcopy(evidence)
-    sr = build_measurement_report(result, evidence)
-    assert evidence == before
+def test_evidence_lists_ct_and_contour_and_callers_datasets_are_untouched(source: str, built) -> None:
+    result, sr = built(source).result, built(source).sr
+    assert built(source).evidence == built(source).evidence_before
     referenced = {
         item.ReferencedSOPInstanceUID
         for study in sr.CurrentRequestedProcedureEvidenceSequence
@@ -334,9 +356,9 @@ def test_procedure_and_title_are_tid_1500s(report) -> None:
     assert [p.value.value for p in procedures] == [codes.PROCEDURE_CT.value]
 
 
-def test_rescored_study_references_its_predecessor(tmp_path: Path) -> None:
-    result, evidence = make_study_result(3, "RTSTRUCT")
-    first = build_measurement_report(result, evidence)
+@pytest.mark.external  # dciodvfy checks the new document
+def test_rescored_study_references_its_predecessor(tmp_path: Path, built) -> None:
+    result, evidence, first = built("RTSTRUCT").result, built("RTSTRUCT").evidence, built("RTSTRUCT").sr
     # The same study scored again under another setting: a new document that says what it replaces.
     provenance = dataclasses.replace(result.provenance, settings={**result.provenance.settings, "featurePanel": "full"})
     second = build_measurement_report(dataclasses.replace(result, provenance=provenance), evidence, predecessor=first)

@@ -22,19 +22,17 @@ from pydicom.uid import MPEG2MPML, ExplicitVRLittleEndian, JPEG2000Lossless, RLE
 from service.errors import SeriesError
 from service.imaging.volume import load_ct_series, read_ct_directory, to_sitk
 from service.sop_classes import ENHANCED_CT_IMAGE as ENHANCED_CT_IMAGE_STORAGE
+from tests.support.external import DATA_DIR, require_data
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-STS_019 = DATA / "ct-rtstruct" / "STS_019" / "image"
-CT_SEG = DATA / "ct-seg" / "ct"
+STS_019 = DATA_DIR / "ct-rtstruct" / "STS_019" / "image"
+CT_SEG = DATA_DIR / "ct-seg" / "ct"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 
 pytestmark = pytest.mark.filterwarnings("ignore:The value length")  # STS StudyID is 17 chars
 
 
 def _read_dir(path: Path) -> list[Dataset]:
-    if not path.is_dir():
-        pytest.skip(f"test data {path} is absent (see shared/data/README.md)")
-    return [pydicom.dcmread(f) for f in sorted(path.glob("*.dcm"))]
+    return [pydicom.dcmread(f) for f in sorted(require_data(path).glob("*.dcm"))]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,226 @@
+"""The durable outbox's own logic: scheduling, backoff, giving up, restarts, recovery.
+
+Senders here are FAKES, plain functions that record the paths they are given and raise what
+the test scripts, each given to the outbox as a destination of its name: the outbox's bookkeeping does not depend on what is at the other end, and a
+scripted sender produces any sequence of failures on demand, without a peer or a wait. The
+same outbox against real peers (dcmtk's storescp, a real FHIR server, refused connections) is
+tests/integration/test_delivery.py. The clock is driven through `deliver_due(now)`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from service.outputs.artefacts import Artefact
+from service.outputs.outbox import DELIVERED, FAILED, PENDING, Delivery, Outbox
+from service.outputs.pacs import DeliveryError
+from tests.support.processes import wait_until
+from tests.support.outbox import Outboxes, only
+
+FAR_FUTURE = 10 * 365 * 24 * 3600.0
+"""Added to now: every pending delivery is due, whatever its backoff."""
+REFUSED = DeliveryError("no association with PACS at 127.0.0.1:104")
+
+
+class FakeSender:
+    """FAKE sender: records each path; call n raises outcomes[n] when that is an exception,
+    and succeeds once the outcomes run out."""
+
+    def __init__(self, *outcomes: BaseException | None) -> None:
+        self.outcomes = list(outcomes)
+        self.calls: list[Path] = []
+
+    def __call__(self, path: Path) -> None:
+        self.calls.append(path)
+        outcome = self.outcomes.pop(0) if self.outcomes else None
+        if outcome is not None:
+            raise outcome
+
+
+def always(error: BaseException) -> FakeSender:
+    return FakeSender(*[error] * 100)
+
+
+@pytest.fixture
+def sr_path(tmp_path: Path) -> Path:
+    path = tmp_path / "outbox" / "1.2.3.dcm"
+    path.parent.mkdir()
+    path.write_bytes(b"an SR")
+    return path
+
+
+@dataclass
+class Named:
+    """A FAKE sender as the destination `name` (which artefact it takes is no concern of the outbox)."""
+
+    name: str
+    send: Callable[[Path], None]
+    artefact: Artefact = Artefact.SR
+
+
+@pytest.fixture
+def outboxes(tmp_path: Path) -> Iterator[Callable[..., Outbox]]:
+    """Opens an Outbox with {destination name: fake sender}; reopening stands for a restart."""
+    opener = Outboxes(tmp_path / "var" / "outbox.sqlite")
+    yield lambda senders, **options: opener([Named(name, send) for name, send in senders.items()], **options)
+    opener.stop_all()
+
+
+def test_an_enqueued_file_is_delivered_once(sr_path, outboxes):
+    pacs = FakeSender()
+    outbox = outboxes({"pacs": pacs})
+    outbox.enqueue("pacs", sr_path)
+    assert outbox.pending_count() == 1
+
+    assert outbox.deliver_due() == 1
+    assert pacs.calls == [sr_path]
+    assert only(outbox) == Delivery("pacs", sr_path, DELIVERED, 1, None)
+    assert outbox.pending_count() == 0
+    assert outbox.deliver_due(time.time() + FAR_FUTURE) == 0 and pacs.calls == [sr_path]
+
+
+def test_each_destination_gets_its_own_row(sr_path, outboxes):
+    bundle_path = sr_path.with_name("1.2.3.fhir.json")
+    pacs, ehr = FakeSender(), FakeSender(REFUSED)
+    outbox = outboxes({"pacs": pacs, "fhir": ehr})
+    outbox.enqueue("pacs", sr_path)
+    outbox.enqueue("fhir", bundle_path)
+
+    assert outbox.deliver_due() == 2
+    assert (pacs.calls, ehr.calls) == ([sr_path], [bundle_path])
+    assert {(d.destination, d.state, d.attempts) for d in outbox.deliveries()} == {
+        ("pacs", DELIVERED, 1), ("fhir", PENDING, 1)}
+
+
+def test_backoff_doubles_up_to_the_cap(sr_path, outboxes):
+    outbox = outboxes({"pacs": always(REFUSED)}, initial_backoff_s=10, max_backoff_s=25, max_attempts=10)
+    outbox.enqueue("pacs", sr_path)
+    expected_backoffs = [10, 20, 25, 25]
+    for attempt, backoff in enumerate(expected_backoffs, start=1):
+        failed_at = time.time()
+        assert outbox.deliver_due(failed_at + FAR_FUTURE) == 1
+        assert (only(outbox).state, only(outbox).attempts) == (PENDING, attempt)
+        # Not due just before the backoff ends (1 s of slack for a slow machine), due just after.
+        assert outbox.deliver_due(failed_at + backoff - 1) == 0
+    assert outbox.deliver_due(time.time() + 25 + 1) == 1
+
+
+def test_delivery_fails_after_max_attempts_and_keeps_the_file(sr_path, outboxes):
+    pacs = always(REFUSED)
+    outbox = outboxes({"pacs": pacs}, max_attempts=3, initial_backoff_s=1)
+    outbox.enqueue("pacs", sr_path)
+
+    for attempt in (1, 2):
+        assert outbox.deliver_due(time.time() + FAR_FUTURE) == 1
+        assert (only(outbox).state, only(outbox).attempts) == (PENDING, attempt)
+    assert outbox.deliver_due(time.time() + FAR_FUTURE) == 1
+
+    assert only(outbox) == Delivery("pacs", sr_path, FAILED, 3, str(REFUSED))
+    assert outbox.deliver_due(time.time() + FAR_FUTURE) == 0
+    assert len(pacs.calls) == 3 and outbox.pending_count() == 0
+    assert sr_path.read_bytes() == b"an SR"
+
+
+def test_a_permanent_error_is_not_retried(sr_path, outboxes):
+    refusal = DeliveryError("FHIR server answered 400: Observation.status invalid", permanent=True)
+    ehr = always(refusal)
+    outbox = outboxes({"fhir": ehr}, max_attempts=10)
+    outbox.enqueue("fhir", sr_path)
+
+    assert outbox.deliver_due() == 1
+    assert only(outbox) == Delivery("fhir", sr_path, FAILED, 1, str(refusal))
+    assert outbox.deliver_due(time.time() + FAR_FUTURE) == 0 and len(ehr.calls) == 1
+
+
+def test_unconfigured_destination_fails_permanently(sr_path, outboxes):
+    """A row left by an earlier configuration that had this destination."""
+    outbox = outboxes({})
+    outbox.enqueue("pacs", sr_path)
+    assert outbox.deliver_due() == 1
+    delivery = only(outbox)
+    assert (delivery.state, delivery.attempts) == (FAILED, 1)
+    assert delivery.last_error == "destination pacs is no longer configured"
+
+
+def test_reenqueue_after_failure_delivers_again(sr_path, outboxes):
+    """A re-written result is enqueued again: a failed row starts over (state, attempts, error)."""
+    pacs = FakeSender(REFUSED)
+    outbox = outboxes({"pacs": pacs}, max_attempts=1)
+    outbox.enqueue("pacs", sr_path)
+    outbox.deliver_due()
+    assert only(outbox).state == FAILED
+
+    outbox.enqueue("pacs", sr_path)
+    assert only(outbox) == Delivery("pacs", sr_path, PENDING, 0, None)
+    assert outbox.deliver_due() == 1
+    assert only(outbox) == Delivery("pacs", sr_path, DELIVERED, 1, None)
+    assert pacs.calls == [sr_path, sr_path]
+
+
+def test_reenqueue_during_an_attempt_is_not_marked_delivered(sr_path, outboxes):
+    """The attempt under way sent the old content: the newer one must still go."""
+    outbox: Outbox
+
+    def rewritten_while_sending(path: Path) -> None:
+        outbox.enqueue("pacs", path)
+
+    outbox = outboxes({"pacs": rewritten_while_sending})
+    outbox.enqueue("pacs", sr_path)
+    assert outbox.deliver_due() == 1
+    assert only(outbox) == Delivery("pacs", sr_path, PENDING, 0, None)
+
+
+def test_a_restart_keeps_pending_rows_their_attempts_and_backoff(sr_path, outboxes):
+    first = outboxes({"pacs": FakeSender(REFUSED)}, initial_backoff_s=60)
+    first.enqueue("pacs", sr_path)
+    first.deliver_due()
+    first.stop()
+
+    pacs = FakeSender()
+    second = outboxes({"pacs": pacs}, initial_backoff_s=60)
+    assert only(second) == Delivery("pacs", sr_path, PENDING, 1, str(REFUSED))
+    assert second.pending_count() == 1
+    assert second.deliver_due() == 0  # the backoff survives the restart too
+    assert second.deliver_due(time.time() + 61) == 1
+    assert only(second) == Delivery("pacs", sr_path, DELIVERED, 2, None) and pacs.calls == [sr_path]
+
+
+def test_enqueue_if_missing_leaves_known_rows_as_they_are(sr_path, outboxes):
+    """Recovery at start queues what the outbox never heard of, and nothing it already knows:
+    a delivered SR is not sent again, a failed one is not revived, a pending one keeps its count."""
+    delivered, failed, pending, unknown = (sr_path.with_name(f"{n}.dcm") for n in ("delivered", "failed", "pending", "new"))
+    pacs = FakeSender(None, DeliveryError("refused", permanent=True), REFUSED)
+    outbox = outboxes({"pacs": pacs})
+    for path in (delivered, failed, pending):
+        outbox.enqueue("pacs", path)
+        outbox.deliver_due()
+    before = {d.path: d for d in outbox.deliveries()}
+
+    assert [outbox.enqueue_if_missing("pacs", path) for path in (delivered, failed, pending, unknown)] == [
+        False, False, False, True]
+    after = {d.path: d for d in outbox.deliveries()}
+    assert {path: after[path] for path in before} == before
+    assert [before[p].state for p in (delivered, failed, pending)] == [DELIVERED, FAILED, PENDING]
+    assert after[unknown] == Delivery("pacs", unknown, PENDING, 0, None)
+
+
+def test_an_unexpected_exception_costs_one_attempt_not_the_thread(sr_path, outboxes):
+    """A library bug in one sender (not a DeliveryError) is recorded as a failed attempt; the
+    background thread goes on and delivers the next file."""
+    other = sr_path.with_name("other.fhir.json")
+    ehr = FakeSender()
+    outbox = outboxes({"pacs": always(KeyError("ContentSequence")), "fhir": ehr}, initial_backoff_s=60)
+    outbox.start()
+    outbox.enqueue("pacs", sr_path)
+    outbox.enqueue("fhir", other)
+
+    wait_until(lambda: {d.destination: d.state for d in outbox.deliveries()}.get("fhir") == DELIVERED, 20,
+               "the outbox thread to deliver the Bundle")
+    broken = next(d for d in outbox.deliveries() if d.destination == "pacs")
+    assert broken == Delivery("pacs", sr_path, PENDING, 1, "KeyError: 'ContentSequence'")
+    assert outbox.alive and ehr.calls == [other]

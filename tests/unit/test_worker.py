@@ -1,0 +1,208 @@
+"""The study worker end to end without the network: studies in a real index, files in a real
+spool, a real scorer, a real outbox; the clock driven through `process_ready(now=...)`.
+
+Studies come from tests/support/small_study.py (4 slices of 8 x 8 CT, an RTSTRUCT whose GTV is
+a square on slices 1 and 2), made into instances as the listener would (describe_instance).
+The scorer is the scoring core behind a gRPC server on loopback with the real client, as in
+production; `scorer` below is the one place to switch to the in-process Scorer. Deliveries
+are not attempted here (test_outbox.py, test_delivery.py): these tests look at what is queued.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom import Dataset
+from pydicom.uid import generate_uid
+
+from service.config import Config
+from service.ingest.index import DONE, FAILED, RECEIVING, StudyIndex
+from service.ingest.scp import describe_instance
+from service.outputs.outbox import PENDING, Outbox
+from service.scoring.in_process import InProcessScorer
+from service.scorer import Scorer
+from service.outputs.artefacts import Artefact
+from tests.support.destinations import RecordingDestination
+from service.scoring.lesion import ScoringContext
+from service.scoring.location import LocationRules
+from service.scoring.panel import signature_panel
+from service.scoring.settings import ExtractionSettings
+from service.scoring.signatures import load_signature
+from service.worker import StudyWorker
+from tests.support import small_study
+
+RECEIVED_AT = 1_000_000.0
+QUIET = 30.0
+HARD_CAP = 600.0
+
+pytestmark = pytest.mark.filterwarnings("ignore:The value length")
+
+
+@pytest.fixture(scope="module")
+def scorer() -> Scorer:
+    """The real scoring core, in this process (the gRPC transport has its own contract test)."""
+    signature = load_signature()
+    return InProcessScorer(ScoringContext(ExtractionSettings(), signature, LocationRules(), signature_panel(signature)))
+
+
+class Site:
+    """A var directory with its index, outbox and worker; `receive` stores instances as the
+    listener does (file in the spool, record in the index)."""
+
+    def __init__(self, var: Path, scorer: Scorer) -> None:
+        self.config = Config(var_dir=var, quiet_seconds=QUIET, hard_cap_seconds=HARD_CAP)
+        self.index = StudyIndex(self.config.index_path)
+        self.outbox = Outbox(var / "outbox.sqlite", [RecordingDestination("pacs", Artefact.SR),
+                                                     RecordingDestination("fhir", Artefact.FHIR_BUNDLE)])
+        self.worker = StudyWorker(self.config, self.index, scorer, self.outbox)
+
+    def receive(self, datasets: list[Dataset], at: float = RECEIVED_AT) -> None:
+        for ds in datasets:
+            path = self.config.spool_dir / f"{ds.SOPInstanceUID}.dcm"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ds.save_as(path, enforce_file_format=True)
+            self.index.add_instance(describe_instance(ds, path, at))
+
+    def state(self, study_uid: str) -> tuple[str, str | None]:
+        study = self.index.study(study_uid)
+        return study.state, study.error
+
+    def close(self) -> None:
+        self.outbox.stop()
+        self.index.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path, scorer: Scorer) -> Iterator[Site]:
+    opened = Site(tmp_path / "var", scorer)
+    yield opened
+    opened.close()
+
+
+def _rtstruct(study_uid: str) -> Dataset:
+    """The small study's RTSTRUCT in its own series (as a contouring system sends it)."""
+    rtstruct = small_study.rtstruct()
+    rtstruct.StudyInstanceUID, rtstruct.SeriesInstanceUID = study_uid, generate_uid()
+    return rtstruct
+
+
+def _study(**rtstruct_changes: object) -> tuple[str, list[Dataset], Dataset]:
+    """A new small study (its own Study Instance UID): CT slices and the RTSTRUCT."""
+    study_uid = generate_uid()
+    ct, rtstruct = small_study.ct_slices(), _rtstruct(study_uid)
+    for ds in ct:
+        # SliceThickness as every real CT has it: without it the SR's image library cannot be
+        # built (highdicom needs it; the worker then fails the study as an internal error).
+        ds.StudyInstanceUID, ds.SliceThickness = study_uid, small_study.SLICE_MM
+    for keyword, value in rtstruct_changes.items():
+        setattr(rtstruct, keyword, value)
+    return study_uid, ct, rtstruct
+
+
+def _assert_done_and_queued(site: Site, study_uid: str) -> Dataset:
+    """Done, its SR and Bundle in the outbox directory, both queued; returns the SR."""
+    state, error = site.state(study_uid)
+    assert (state, error) == (DONE, None)
+    result = site.index.study(study_uid).result
+    sr_path, bundle_path = site.config.outbox_dir / f"{result}.dcm", site.config.outbox_dir / f"{result}.fhir.json"
+    queued = {(d.destination, d.path, d.state, d.attempts) for d in site.outbox.deliveries()}
+    assert {("pacs", sr_path, PENDING, 0), ("fhir", bundle_path, PENDING, 0)} <= queued
+    sr = pydicom.dcmread(sr_path)
+    assert (sr.StudyInstanceUID, sr.PatientID) == (study_uid, "SMALL")
+    return sr
+
+
+def test_a_complete_study_is_scored_once_quiet_and_its_deliveries_queued(site: Site):
+    """The small CT does not extend the early-completeness margin beyond its contours, so the
+    study is ready only when nothing has arrived for the quiet period."""
+    study_uid, ct, rtstruct = _study()
+    site.receive([*ct, rtstruct])
+
+    assert site.worker.process_ready(now=RECEIVED_AT + QUIET - 1) == 0
+    assert site.state(study_uid) == (RECEIVING, None)
+    assert site.worker.process_ready(now=RECEIVED_AT + QUIET) == 1
+    sr = _assert_done_and_queued(site, study_uid)
+    # The GTV is one lesion (the ORGAN ROI is not), contoured on this study's CT.
+    evidence = {item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+                for study in sr.CurrentRequestedProcedureEvidenceSequence for item in study.ReferencedSeriesSequence}
+    assert {str(ds.SOPInstanceUID) for ds in [*ct, rtstruct]} >= evidence and str(rtstruct.SOPInstanceUID) in evidence
+    assert len(site.outbox.deliveries()) == 2
+    assert site.worker.process_ready(now=RECEIVED_AT + 2 * QUIET) == 0  # done is done
+
+
+def test_a_study_without_contours_waits_then_fails_at_the_hard_cap(site: Site):
+    study_uid, ct, rtstruct = _study()
+    site.receive(ct)
+
+    assert site.worker.process_ready(now=RECEIVED_AT + QUIET + 1) == 0
+    assert site.state(study_uid) == (RECEIVING, None)
+    assert site.outbox.deliveries() == []
+
+    site.worker.process_ready(now=RECEIVED_AT + HARD_CAP + 1)
+    assert site.state(study_uid) == (FAILED, f"no RTSTRUCT or SEG received within {HARD_CAP:g} s")
+
+
+def test_a_waiting_study_is_scored_once_its_contours_arrive(site: Site):
+    study_uid, ct, rtstruct = _study()
+    site.receive(ct)
+    assert site.worker.process_ready(now=RECEIVED_AT + 5) == 0
+    site.receive([rtstruct], at=RECEIVED_AT + 10)
+    assert site.worker.process_ready(now=RECEIVED_AT + 10 + QUIET) == 1
+    _assert_done_and_queued(site, study_uid)
+
+
+def test_a_study_with_bad_input_fails_with_its_reason_and_the_next_is_still_scored(site: Site):
+    """Contours in a Frame of Reference that is not the CT's: that study fails saying so; the
+    other study, received at the same time, is scored in the same cycle."""
+    bad_uid, bad_ct, bad_rtstruct = _study()
+    other_frame = generate_uid()
+    bad_rtstruct.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID = other_frame
+    for roi in bad_rtstruct.StructureSetROISequence:
+        roi.ReferencedFrameOfReferenceUID = other_frame
+    good_uid, good_ct, good_rtstruct = _study()
+    site.receive([*bad_ct, bad_rtstruct, *good_ct, good_rtstruct])
+
+    site.worker.process_ready(now=RECEIVED_AT + QUIET + 1)
+    state, reason = site.state(bad_uid)
+    assert state == FAILED and "frame of reference" in reason.lower(), reason
+    _assert_done_and_queued(site, good_uid)
+    assert {d.path.name.removesuffix(".dcm").removesuffix(".fhir.json") for d in site.outbox.deliveries()} == {
+        site.index.study(good_uid).result}
+
+
+def test_instances_arriving_during_scoring_make_it_score_again(site: Site, scorer: Scorer):
+    """A second RTSTRUCT arrives while the first scoring runs (received from inside the scorer
+    call, where a real arrival would land): that result is dropped before anyone received it,
+    and the next cycle scores the study again with everything received: of two structure sets,
+    the pipeline scores the last received, the late one."""
+    study_uid, ct, rtstruct = _study()
+    late = _rtstruct(study_uid)
+    site.receive([*ct, rtstruct])
+
+    class ArrivingWhileScoring:
+        """The real scorer; its first describe() also stores the late instance."""
+
+        def __getattr__(self, name: str):
+            return getattr(scorer, name)
+
+        def describe(self):
+            if not arrived:
+                arrived.append(True)
+                site.receive([late], at=RECEIVED_AT + 2)
+            return scorer.describe()
+
+    arrived: list[bool] = []
+    site.worker = StudyWorker(site.config, site.index, ArrivingWhileScoring(), site.outbox)
+    site.worker.process_ready(now=RECEIVED_AT + QUIET)
+    assert arrived == [True]
+    assert site.state(study_uid) == (RECEIVING, None)
+    assert site.outbox.deliveries() == [] and list(site.config.outbox_dir.glob("*")) == []
+
+    assert site.worker.process_ready(now=RECEIVED_AT + 2 + QUIET) == 1
+    sr = _assert_done_and_queued(site, study_uid)
+    evidence = {item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+                for study in sr.CurrentRequestedProcedureEvidenceSequence for item in study.ReferencedSeriesSequence}
+    assert str(late.SOPInstanceUID) in evidence and str(rtstruct.SOPInstanceUID) not in evidence

@@ -49,11 +49,11 @@ import SimpleITK as sitk
 from radiomics.featureextractor import RadiomicsFeatureExtractor
 
 from service.imaging.crops import lesion_crop
-from service.model import CtSeries, LesionMask, LesionResult
+from service.location import LocationRules
+from service.model import CtSeries, LesionCrop, LesionMask, LesionResult
 from service.scoring.client import ScoringClient
 from service.scoring.ibsi_names import pyradiomics_feature
-from service.scoring.lesion import LesionCrop, ScoringContext, score_lesion
-from service.scoring.location import LocationRules
+from service.scoring.lesion import ScoringContext, score_lesion
 from service.scoring.panel import full_panel
 from service.scoring.ring import ring_mask
 from service.scoring.settings import FEATURE_CLASSES, ExtractionSettings

@@ -33,7 +33,6 @@ from service.outputs.outbox import Outbox, Sender
 from service.outputs.pacs import store_one
 from service.scoring.client import ScoringClient
 from service.scoring.lesion import ScoringContext
-from service.scoring.location import LocationRules
 from service.scoring.server import build_server
 from service.scoring.panel import feature_panel
 from service.scoring.parameter_file import load_parameter_file
@@ -54,8 +53,7 @@ def scoring_context(config: Config) -> ScoringContext:
         else load_parameter_file(config.extraction_settings_file)
     )
     signature.check_preprocessing(settings)
-    rules = LocationRules(site_mapping=dict(config.site_mapping), name_rules=config.location_rules)
-    return ScoringContext(settings, signature, rules, feature_panel(config.feature_panel, settings, signature))
+    return ScoringContext(settings, signature, config.location_rules, feature_panel(config.feature_panel, settings, signature))
 
 
 def _wait_for_signal(stop: threading.Event | None = None) -> None:

@@ -23,7 +23,8 @@ from service.lifeline import follow_parent
 from service.model import StudyResult
 from service.observability import configure_logging
 from service.outputs.pacs import DeliveryError, dicom_files, send_files
-from service.pipeline import read_study_headers, score_study, select_inputs, write_outputs
+from service.imaging.selection import read_study_headers, select_inputs
+from service.pipeline import score_study, write_outputs
 from service.report import format_feature_table, format_table, rows_from_result, rows_from_sr
 from service.scoring.client import ScoringClient
 from service.scoring.parameter_file import load_parameter_file

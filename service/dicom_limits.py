@@ -30,7 +30,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pynetdicom.dsutils import split_dataset
 
 from service.errors import InputError
-from service.imaging.attributes import HeaderReader
+from service.dicom import HeaderReader
 from service.sop_classes import CT_SOP_CLASSES, SEGMENTATION
 
 # Bounded reasons (metric labels of rcds_instances_rejected_total)

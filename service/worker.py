@@ -26,7 +26,8 @@ from service.ingest.index import DONE, FAILED, RECEIVING, StudyIndex
 from service.ingest.spool import study_key
 from service.observability import SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FAILED, RepeatedErrorLog
 from service.outputs.outbox import Outbox
-from service.pipeline import WrittenOutputs, read_instance, run_study
+from service.imaging.selection import read_instance
+from service.pipeline import WrittenOutputs, run_study
 from service.scoring.client import ScoringClient
 
 log = logging.getLogger(__name__)

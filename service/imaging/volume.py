@@ -25,7 +25,7 @@ from pydicom.errors import InvalidDicomError
 
 from service.dicom_limits import InstanceLimits, check_dataset
 from service.errors import InputError, SeriesError
-from service.imaging.attributes import HeaderReader
+from service.dicom import HeaderReader
 from service.model import CtSeries, ImageGeometry
 from service.sop_classes import CT_SOP_CLASSES
 from service.transfer_syntaxes import can_decode, transfer_syntax_of

@@ -45,7 +45,7 @@ from service.sop_classes import (CT_SOP_CLASSES, IMAGE_SOP_CLASSES, RT_STRUCTURE
                                  STORAGE_SOP_CLASSES)
 from service.ingest.receive import ReceiveDirectory
 from service.ingest.spool import Spool
-from service.imaging.references import frame_of_reference
+from service.dicom import frame_of_reference
 from service.observability import ASSOCIATIONS_REJECTED, INSTANCES_RECEIVED, INSTANCES_REJECTED, RepeatedErrorLog
 from service.tls import describe_failure
 from service.transfer_syntaxes import image_transfer_syntaxes, transfer_syntax_of

@@ -13,9 +13,8 @@ from collections.abc import Sequence
 import grpc
 
 from service.errors import InputError
-from service.model import LesionResult, PatientResult, Provenance
+from service.model import LesionCrop, LesionResult, PatientResult, Provenance
 from service.scoring import codec
-from service.scoring.lesion import LesionCrop
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2 as pb
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2_grpc
 from service.scoring.transport import ChannelTls, open_channel

@@ -11,7 +11,7 @@ from service.imaging.crops import lesion_crop
 from service.model import CtSeries, ImageGeometry, LesionMask
 from service.scoring.features import absolute_bins, region_features
 from service.scoring.lesion import ScoringContext, score_lesion
-from service.scoring.location import LocationRules
+from service.location import LocationRules
 from service.scoring.panel import full_panel
 from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature

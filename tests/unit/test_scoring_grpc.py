@@ -11,7 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from service.imaging.crops import lesion_crop
 from service.scoring.client import LesionTooLarge, ScoringClient
 from service.scoring.lesion import ScoringContext, score_lesion
-from service.scoring.location import LocationRules
+from service.location import LocationRules
 from service.scoring.panel import signature_panel
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2 as pb
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2_grpc

@@ -22,7 +22,7 @@ from service.ingest.spool import study_key
 from service.lifeline import follow_parent
 from service.model import StudyResult
 from service.observability import configure_logging
-from service.outputs.pacs import DeliveryError, dicom_files, send_files
+from service.outputs.pacs import dicom_files, send_files
 from service.imaging.selection import read_study_headers, select_inputs
 from service.pipeline import score_study, write_outputs
 from service.report import format_feature_table, format_table, rows_from_result, rows_from_sr
@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level)
     try:
         return args.handler(args)
-    except (RadiomicsCdsError, DeliveryError) as error:
+    except RadiomicsCdsError as error:
         print(f"radiomics-cds: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.observability import OUTBOX_PENDING, OUTPUTS_DELIVERED, OUTPUTS_FAILED
-from service.outputs.pacs import DeliveryError
+from service.errors import DeliveryError
 
 log = logging.getLogger(__name__)
 

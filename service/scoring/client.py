@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import grpc
 
-from service.errors import InputError
+from service.errors import LesionTooLarge
 from service.model import LesionCrop, LesionResult, PatientResult, Provenance
 from service.scoring import codec
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2 as pb
@@ -29,10 +29,6 @@ _SERVICE_CONFIG = {
         },
     }],
 }
-
-
-class LesionTooLarge(InputError):
-    """A lesion crop exceeds the scorer's maximum message size: the study fails, saying so."""
 
 
 class ScoringClient:

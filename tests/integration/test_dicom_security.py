@@ -28,10 +28,10 @@ from pynetdicom.sop_class import CTImageStorage, Verification
 
 from service.app import _senders
 from service.config import load_config
-from service.errors import ConfigError
+from service.errors import ConfigError, DeliveryError
 from service.ingest.spool import Spool
 from service.outputs.outbox import DELIVERED, PENDING, Outbox
-from service.outputs.pacs import DeliveryError, send_files
+from service.outputs.pacs import send_files
 from service.tls import ClientTls, server_context
 from tests.support.processes import free_port, stop_process, wait_until
 from tests.conftest import require_tool

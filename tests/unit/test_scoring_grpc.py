@@ -9,7 +9,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.imaging.crops import lesion_crop
-from service.scoring.client import LesionTooLarge, ScoringClient
+from service.errors import LesionTooLarge
+from service.scoring.client import ScoringClient
 from service.scoring.lesion import ScoringContext, score_lesion
 from service.location import LocationRules
 from service.scoring.panel import signature_panel

@@ -178,7 +178,7 @@ class StudyWorker:
         if error.code() in _TRANSIENT and attempt < MAX_ATTEMPTS:
             log.warning("study %s: scorer unavailable (%s), attempt %d of %d; will retry",
                         study_key(study_uid), error.code().name, attempt, MAX_ATTEMPTS)
-            self._index.finish(study_uid, RECEIVING, error=f"scorer unavailable ({error.code().name})")
+            self._index.requeue(study_uid, f"scorer unavailable ({error.code().name})")
             return
         self._fail(study_uid, f"scorer: {error.code().name}: {error.details()}", "internal")
 

@@ -255,8 +255,8 @@ def signature_status_label(provenance: Provenance) -> str:
 
     method.md section 3: every output that uses an uncalibrated signature must say so.
     """
-    status = provenance.signature_status
-    return status.value if status == SignatureStatus.VALIDATED else f"{status.value} - research use only"
+    status = str(provenance.signature_status)  # plain text, from a member or its value
+    return status if status == SignatureStatus.VALIDATED else f"{status} - research use only"
 
 
 def signature_label(provenance: Provenance) -> str:

@@ -49,12 +49,12 @@ import SimpleITK as sitk
 from radiomics.featureextractor import RadiomicsFeatureExtractor
 
 from service.imaging.crops import lesion_crop
-from service.model import CtSeries, LesionMask, LesionResult, PatientResult, Provenance
+from service.location import LocationRules
+from service.model import CtSeries, LesionCrop, LesionMask, LesionResult, PatientResult, Provenance
 from service.scorer import Scorer, score_lesions
 from service.scoring.client import GrpcScorer
 from service.scoring.ibsi_names import pyradiomics_feature
-from service.scoring.lesion import LesionCrop, ScoringContext, score_lesion
-from service.scoring.location import LocationRules
+from service.scoring.lesion import ScoringContext, score_lesion
 from service.scoring.panel import full_panel
 from service.scoring.ring import ring_mask
 from service.scoring.settings import FEATURE_CLASSES, ExtractionSettings

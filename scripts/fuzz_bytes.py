@@ -2,8 +2,8 @@
 
 Seeds are the shared test data's STS_019 RTSTRUCT and one of its CT slices, and the ct-seg
 SEG. Each input is read with pydicom (a file pydicom cannot parse is an InputError in the
-service, pipeline.read_instance, so it is skipped here) and then as one instance of a study,
-through pipeline.select_inputs and lesion_masks, as the service reads it. An InputError is the right
+service, selection.read_instance, so it is skipped here) and then as one instance of a study,
+through selection.select_inputs and lesion_masks, as the service reads it. An InputError is the right
 answer to a damaged file; any other exception stops atheris with the input that raised it,
 which is a crash site to fix. Run through scripts/fuzz-inputs --bytes (README.md, Tests).
 """
@@ -24,7 +24,7 @@ with atheris.instrument_imports():
 
     from service.errors import InputError
     from service.imaging.contours import LESION_ROI_TYPES
-    from service.pipeline import lesion_masks, select_inputs
+    from service.imaging.selection import lesion_masks, select_inputs
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 STS_019 = DATA / "ct-rtstruct" / "STS_019"

@@ -28,7 +28,6 @@ from service.outputs.destinations import configured_destinations, pacs_tls
 from service.outputs.outbox import Outbox
 from service.scoring.client import GrpcScorer
 from service.scoring.lesion import ScoringContext
-from service.scoring.location import LocationRules
 from service.scoring.server import build_server
 from service.scoring.panel import feature_panel
 from service.scoring.parameter_file import load_parameter_file
@@ -49,8 +48,7 @@ def scoring_context(config: Config) -> ScoringContext:
         else load_parameter_file(config.extraction_settings_file)
     )
     signature.check_preprocessing(settings)
-    rules = LocationRules(site_mapping=dict(config.site_mapping), name_rules=config.location_rules)
-    return ScoringContext(settings, signature, rules, feature_panel(config.feature_panel, settings, signature))
+    return ScoringContext(settings, signature, config.location_rules, feature_panel(config.feature_panel, settings, signature))
 
 
 def _wait_for_signal(stop: threading.Event | None = None) -> None:

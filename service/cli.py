@@ -22,8 +22,9 @@ from service.ingest.spool import study_key
 from service.lifeline import follow_parent
 from service.model import StudyResult
 from service.observability import configure_logging
-from service.outputs.pacs import DeliveryError, dicom_files, send_files
-from service.pipeline import read_study_headers, run_study
+from service.outputs.pacs import dicom_files, send_files
+from service.imaging.selection import read_study_headers
+from service.pipeline import run_study
 from service.report import format_feature_table, format_table, rows_from_result, rows_from_sr
 from service.scoring.in_process import InProcessScorer
 from service.scoring.parameter_file import load_parameter_file
@@ -218,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level)
     try:
         return args.handler(args)
-    except (RadiomicsCdsError, DeliveryError) as error:
+    except RadiomicsCdsError as error:
         print(f"radiomics-cds: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

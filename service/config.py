@@ -19,7 +19,8 @@ import yaml
 
 from service.dicom_limits import InstanceLimits
 from service.errors import ConfigError
-from service.scoring.location import DEFAULT_NAME_RULES, LOCATION_CLASSES
+from service.location import DEFAULT_NAME_RULES, LocationRules
+from service.model import LocationClass
 
 _AE_TITLE = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")  # default character repertoire, no backslash
 
@@ -155,9 +156,10 @@ class Config:
         if self.feature_panel not in ("signature", "full"):
             raise ConfigError("feature_panel must be 'signature' or 'full'")
         for setting in ("site_mapping", "location_name_rules"):
-            wrong = sorted(c for c in getattr(self, setting).values() if c not in LOCATION_CLASSES)
+            known = [location.value for location in LocationClass]
+            wrong = sorted(c for c in getattr(self, setting).values() if c not in known)
             if wrong:
-                raise ConfigError(f"{setting}: unknown location classes {wrong}; use {list(LOCATION_CLASSES)}")
+                raise ConfigError(f"{setting}: unknown location classes {wrong}; use {known}")
         for pattern in self.location_name_rules:
             try:
                 re.compile(pattern)
@@ -221,9 +223,12 @@ class Config:
         return InstanceLimits(**{f.name: getattr(self, f.name) for f in dataclasses.fields(InstanceLimits)})
 
     @property
-    def location_rules(self) -> tuple[tuple[str, str], ...]:
-        """The ROI-name rules in force: the configured ones, else the built-in defaults."""
-        return tuple(self.location_name_rules.items()) or DEFAULT_NAME_RULES
+    def location_rules(self) -> LocationRules:
+        """The location rules in force: the site mapping, and the configured ROI-name rules, else
+        the built-in ones (the values were checked to be location classes)."""
+        name_rules = tuple((pattern, LocationClass(c)) for pattern, c in self.location_name_rules.items())
+        return LocationRules(site_mapping={name: LocationClass(c) for name, c in self.site_mapping.items()},
+                             name_rules=name_rules or DEFAULT_NAME_RULES)
 
     @property
     def spool_dir(self) -> Path:

@@ -29,8 +29,8 @@ from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pynetdicom.dsutils import split_dataset
 
-from service.errors import InputError
-from service.imaging.attributes import HeaderReader
+from service.errors import InputError, InstanceBudgetError
+from service.dicom import HeaderReader
 from service.sop_classes import CT_SOP_CLASSES, SEGMENTATION
 
 # Bounded reasons (metric labels of rcds_instances_rejected_total)
@@ -61,17 +61,6 @@ class InstanceLimits:
     max_points_per_contour: int = 100_000
     # 200 ROIs x 300 planes x ~80 points; bounds the rasterising time of one structure set.
     max_contour_points: int = 5_000_000
-
-
-class InstanceBudgetError(InputError):
-    """A header claims what its file does not hold, or more than the limits allow.
-
-    `reason` is one of OVER_LIMIT, INCONSISTENT, TRUNCATED (a bounded metric label).
-    """
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 class _Inconsistent(InstanceBudgetError):

@@ -33,10 +33,37 @@ class ConfigError(RadiomicsCdsError):
     """An invalid configuration value; raised at start-up."""
 
 
+class InstanceBudgetError(InputError):
+    """A header claims what its file does not hold, or more than the limits allow
+    (service.dicom_limits).
+
+    `reason` is one of dicom_limits' OVER_LIMIT, INCONSISTENT, TRUNCATED (a bounded metric label).
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class UnusableInstance(RadiomicsCdsError):
+    """A received instance that cannot be indexed; the C-STORE is refused, so nothing is lost.
+    `reason` is the rcds_instances_rejected_total label."""
+
+    def __init__(self, message: str, reason: str = "missing_attributes") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class LesionTooLarge(InputError):
     """A lesion crop exceeds the scorer's maximum message size: the study fails, saying so."""
 
 
+class DeliveryError(RadiomicsCdsError):
+    """A destination did not take an output; `permanent` when retrying cannot help."""
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 class ScorerError(RadiomicsCdsError):
     """The scorer did not score: `code` is the radiomics_cds.v1 status name, `details` its words.
 

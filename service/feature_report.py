@@ -27,8 +27,8 @@ import service
 from service.errors import InputError
 from service.imaging.contours import rtstruct_to_masks, seg_to_masks
 from service.imaging.crops import lesion_crop
-from service.model import CtSeries, ImageGeometry, LesionMask
-from service.pipeline import read_study_headers, select_inputs
+from service.model import CtSeries, ImageGeometry, LesionMask, LesionSource
+from service.imaging.selection import read_study_headers, select_inputs
 from service.scoring.features import engine_versions
 from service.scoring.lesion import lesion_features
 from service.scoring.panel import full_panel
@@ -150,7 +150,7 @@ def _label_masks(labels: np.ndarray, wanted: int | None) -> list[LesionMask]:
         low = np.argwhere(voxels).min(axis=0)
         high = np.argwhere(voxels).max(axis=0) + 1
         box = tuple(slice(int(a), int(b)) for a, b in zip(low, high))
-        masks.append(LesionMask(value, f"label {value}", "NIfTI", "", "", tuple(int(v) for v in low), voxels[box]))
+        masks.append(LesionMask(value, f"label {value}", LesionSource.NIFTI, "", "", tuple(int(v) for v in low), voxels[box]))
     if not masks:
         raise InputError("the mask has no labelled voxel")
     return masks

@@ -8,11 +8,65 @@ geometry is in DICOM patient coordinates (LPS, mm); tuples of three are (x, y, z
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from enum import StrEnum
 
 import numpy as np
 
 Vector3 = tuple[float, float, float]
+
+
+# Enumerated values. They are StrEnums, equal to (and serialised as) their string values, which
+# the gRPC messages, the SR and FHIR code tables and the signature files use as they are.
+
+
+class LesionSource(StrEnum):
+    """The kind of object a lesion was drawn in."""
+
+    RTSTRUCT = "RTSTRUCT"
+    SEG = "SEG"
+    NIFTI = "NIfTI"  # the `features` command's label maps only; never scored or reported
+
+
+class LocationClass(StrEnum):
+    """Location classes of the CD8 score (method.md section 1)."""
+
+    ADENOPATHY = "adenopathy"
+    HEAD_AND_NECK = "head_and_neck"
+    LUNG = "lung"
+    LIVER = "liver"
+    OTHER = "other"
+
+
+class LocationSource(StrEnum):
+    """Which rule gave a lesion its location class (service.location gives the precedence)."""
+
+    CONFIGURATION = "configuration"
+    SEG_ANATOMIC_REGION = "seg_anatomic_region"
+    ROI_NAME = "roi_name"
+    DEFAULT = "default"
+
+
+class ScoreClass(StrEnum):
+    """A lesion's score against the applied cut-off."""
+
+    HIGH = "high"  # at or above
+    LOW = "low"
+
+
+class RiskGroup(StrEnum):
+    """The patient-level risk group (method.md section 4)."""
+
+    NO_LESION_OVER_1ML = "no_lesion_over_1ml"
+    NOT_COMPUTABLE = "not_computable"
+    HIGH_SCORE = "high_score"
+    LOW_SCORE = "low_score"
+
+
+class SignatureStatus(StrEnum):
+    """Whether a signature's cut-offs were validated on outcome data."""
+
+    VALIDATED = "validated"
+    UNCALIBRATED = "uncalibrated"
 
 
 @dataclass(frozen=True)
@@ -73,7 +127,7 @@ class LesionMask:
 
     number: int  # ROI Number, Segment Number or label value
     name: str
-    source: Literal["RTSTRUCT", "SEG", "NIfTI"]
+    source: LesionSource
     source_sop_class_uid: str
     source_sop_instance_uid: str
     offset_zyx: tuple[int, int, int]
@@ -84,6 +138,25 @@ class LesionMask:
     @property
     def voxel_count(self) -> int:
         return int(np.count_nonzero(self.mask))
+
+
+@dataclass(frozen=True)
+class LesionCrop:
+    """What a scorer receives for one lesion (mirrors ScoreLesionRequest): imaging cuts it, the
+    scorer (in process or over gRPC) scores it."""
+
+    number: int
+    name: str
+    source: LesionSource
+    source_sop_instance_uid: str
+    tracking_id: str
+    tracking_uid: str
+    anatomic_region: CodedConcept | None
+    volume_geometry: ImageGeometry
+    crop_start_xyz: tuple[int, int, int]
+    image_hu: np.ndarray  # float32 (z, y, x)
+    mask: np.ndarray  # bool (z, y, x), on the CT grid
+    kvp: float | None
 
 
 @dataclass(frozen=True)
@@ -121,12 +194,12 @@ class LesionResult:
 
     number: int
     name: str
-    source: Literal["RTSTRUCT", "SEG"]
+    source: LesionSource
     source_sop_instance_uid: str
     tracking_id: str
     tracking_uid: str
-    location_class: str  # adenopathy | head_and_neck | lung | liver | other
-    location_source: str  # configuration | seg_anatomic_region | roi_name | default
+    location_class: LocationClass
+    location_source: LocationSource
     voxel_count: int
     volume_ml: float
     longest_axial_diameter_mm: float
@@ -135,7 +208,7 @@ class LesionResult:
     centroid_mm: Vector3
     features: dict[str, dict[str, float]]  # region ("core", "ring") -> feature name -> value
     score: float | None
-    score_class: str | None  # "high" | "low" by the applied cut-off
+    score_class: ScoreClass | None
     contributions: dict[str, float]  # signature variable -> its term in the linear score
     not_computable: str | None = None  # why no radiomics/score, if so
 
@@ -149,11 +222,11 @@ class PatientResult:
     n_over_volume_filter: int
     volume_filter_ml: float
     total_volume_ml: float
-    organs_involved: tuple[str, ...]
+    organs_involved: tuple[LocationClass, ...]
     score_stats: dict[str, Metric]  # min, max, mean, sd, skewness, kurtosis, entropy
     least_infiltrated_tracking_uid: str | None
     highest_score_tracking_uid: str | None
-    risk_group: str  # no_lesion_over_1ml | high_score | low_score
+    risk_group: RiskGroup
     cutoff_name: str
     cutoff_value: float
 
@@ -168,7 +241,7 @@ class Provenance:
     settings: dict[str, object]
     signature_id: str
     signature_version: str
-    signature_status: str  # validated | uncalibrated
+    signature_status: SignatureStatus
     signature_citation: str
 
 

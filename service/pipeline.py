@@ -1,8 +1,9 @@
 """The study pipeline shared by the service and the offline `score` command.
 
-instances -> (CT series, contour set) -> lesion masks -> crops -> scorer -> StudyResult
--> SR + FHIR Bundle files. Everything study-specific that can go wrong raises an InputError
-that names the problem, so the caller can fail this study and carry on with the next.
+instances -> inputs and lesion masks (service.imaging.selection) -> crops -> scorer (any
+service.scorer.Scorer) -> StudyResult -> SR + FHIR Bundle files. Everything study-specific that
+can go wrong raises an InputError that names the problem, so the caller can fail this study and
+carry on with the next.
 """
 
 from __future__ import annotations
@@ -12,19 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pydicom
-from pydicom.errors import InvalidDicomError
 from pydicom.dataset import Dataset
 
 from service.dicom_limits import InstanceLimits
-from service.errors import FrameOfReferenceMismatch, InputError
-from service.imaging.contours import LESION_ROI_TYPES, lesion_rois, rtstruct_to_masks, seg_to_masks
-from service.imaging.attributes import HeaderReader
+from service.imaging.contours import LESION_ROI_TYPES
 from service.imaging.crops import lesion_crop
-from service.imaging.references import frame_of_reference
-from service.imaging.volume import load_ct_series
-from service.sop_classes import CONTOUR_SOP_CLASSES, CT_SOP_CLASSES, RT_STRUCTURE_SET
-from service.model import CtReference, CtSeries, LesionMask, StudyInfo, StudyResult
+from service.imaging.selection import StudyInputs, lesion_masks, select_inputs
+from service.model import CtReference, StudyResult
 from service.outputs.artefacts import Artefact
 from service.outputs.fhir import build_bundle, write_bundle
 from service.outputs.sr import build_measurement_report, write_sr
@@ -32,16 +27,6 @@ from service.scorer import Scorer, score_lesions
 from service.scoring.settings import ExtractionSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class StudyInputs:
-    """The parts of a study the pipeline scores."""
-
-    ct: CtSeries
-    contours: Dataset
-    evidence: list[Dataset]  # headers of the CT instances and the contour object
-    study: StudyInfo
 
 
 @dataclass(frozen=True)
@@ -59,166 +44,6 @@ class WrittenOutputs:
     @property
     def bundle_path(self) -> Path:
         return self.paths[Artefact.FHIR_BUNDLE]
-
-
-def read_instance(path: Path, *, header_only: bool = False) -> Dataset:
-    """Read one stored instance; a file that does not parse is an input error of its study.
-
-    `header_only` skips the pixel data: choosing the series to score needs only headers, so
-    other series of the study (scouts, other reconstructions) are never decoded.
-    """
-    try:
-        return pydicom.dcmread(path, stop_before_pixels=header_only)
-    except Exception as error:  # pydicom raises many types for damaged files
-        raise InputError(f"instance {path.stem}: cannot be read as DICOM ({type(error).__name__}: {error})") from error
-
-
-def read_study_headers(ct_dir: Path, contour_file: Path) -> list[Dataset]:
-    """Headers of a CT folder's DICOM files and of the contour object, for select_inputs.
-
-    Files that are not DICOM are skipped (export folders hold other files too); a damaged DICOM
-    file is an InputError. Pixels are decoded later, only for the series chosen.
-    """
-    headers = []
-    for path in sorted(p for p in Path(ct_dir).iterdir() if p.is_file()):
-        try:
-            headers.append(pydicom.dcmread(path, stop_before_pixels=True))
-        except InvalidDicomError:
-            continue
-        except Exception as error:  # pydicom raises many types for damaged files
-            raise InputError(f"instance {path.stem}: cannot be read as DICOM ({type(error).__name__})") from error
-    return headers + [read_instance(Path(contour_file), header_only=True)]
-
-
-def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword, "")
-    return "" if value is None else str(value)
-
-
-def study_info(header: Dataset) -> StudyInfo:
-    return StudyInfo(
-        patient_id=_text(header, "PatientID"), patient_name=_text(header, "PatientName"),
-        patient_birth_date=_text(header, "PatientBirthDate"), patient_sex=_text(header, "PatientSex"),
-        study_instance_uid=_text(header, "StudyInstanceUID"), study_date=_text(header, "StudyDate"),
-        study_time=_text(header, "StudyTime"), accession_number=_text(header, "AccessionNumber"),
-        referring_physician_name=_text(header, "ReferringPhysicianName"), study_id=_text(header, "StudyID"),
-        study_description=_text(header, "StudyDescription"),
-    )
-
-
-def _referenced_series(contours: Dataset) -> set[str]:
-    """CT series the contour object names (RTSTRUCT study/series refs, SEG ReferencedSeries)."""
-    series = {str(item.get("SeriesInstanceUID", "")) for item in contours.get("ReferencedSeriesSequence") or []}
-    for frame in contours.get("ReferencedFrameOfReferenceSequence") or []:
-        for study in frame.get("RTReferencedStudySequence") or []:
-            series |= {str(item.get("SeriesInstanceUID", "")) for item in study.get("RTReferencedSeriesSequence") or []}
-    return series
-
-
-def _pick_ct_series(contours: Dataset, ct_instances: Sequence[Dataset]) -> list[Dataset]:
-    """The CT series the contours lie on: same Frame of Reference, the referenced one if several."""
-    frame = frame_of_reference(contours)
-    by_series: dict[str, list[Dataset]] = {}
-    for ds in ct_instances:
-        if str(ds.get("FrameOfReferenceUID", "")) == frame:
-            by_series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append(ds)
-    if not by_series:
-        frames = sorted({str(ds.get("FrameOfReferenceUID", "")) for ds in ct_instances})
-        raise FrameOfReferenceMismatch(
-            f"the contours are in Frame of Reference {frame or '(none)'}, but no received CT series is "
-            f"(CT Frames of Reference: {', '.join(frames) or 'none received'})"
-        )
-    if len(by_series) > 1:
-        referenced = [uid for uid in by_series if uid in _referenced_series(contours)]
-        if len(referenced) != 1:
-            raise InputError(
-                f"{len(by_series)} CT series share Frame of Reference {frame} and the contours "
-                "reference none of them unambiguously"
-            )
-        return by_series[referenced[0]]
-    return next(iter(by_series.values()))
-
-
-def select_inputs(datasets: Sequence[Dataset],
-                  limits: InstanceLimits = InstanceLimits()) -> tuple[StudyInputs, list[str]]:
-    """Choose the contour set and its CT series among a study's instances; (inputs, warnings).
-    The CT instances are checked against `limits` before their frames are decoded."""
-    warnings: list[str] = []
-    contour_sets = [ds for ds in datasets if _sop_class(ds) in CONTOUR_SOP_CLASSES]
-    ct_instances = [ds for ds in datasets if _sop_class(ds) in CT_SOP_CLASSES]
-    if not contour_sets:
-        raise InputError("no RTSTRUCT or SEG in the study")
-    if not ct_instances:
-        raise InputError("no CT image in the study")
-    contours = contour_sets[-1]
-    if len(contour_sets) > 1:
-        warnings.append(
-            f"{len(contour_sets)} contour objects received; scored the last received "
-            f"({contours.get('SOPInstanceUID', '?')})"
-        )
-    series = _pick_ct_series(contours, ct_instances)
-    evidence = [_header(ds) for ds in series] + [_header(contours)]
-    ct = load_ct_series([_with_pixels(ds) for ds in series], limits=limits)
-    inputs = StudyInputs(ct=ct, contours=_with_pixels(contours), evidence=evidence, study=study_info(series[0]))
-    return inputs, warnings
-
-
-def _sop_class(ds: Dataset) -> str:
-    """SOPClassUID, which must be a single value: it decides how the instance is read."""
-    return HeaderReader(f"instance {ds.get('SOPInstanceUID', '?')}", InputError).text(ds, "SOPClassUID")
-
-
-def _with_pixels(ds: Dataset) -> Dataset:
-    """The full instance: header-only reads are re-read from their file once chosen."""
-    if "PixelData" in ds or not getattr(ds, "filename", None) or ds.get("SOPClassUID") == RT_STRUCTURE_SET:
-        return ds
-    return read_instance(Path(ds.filename))
-
-
-def _header(ds: Dataset) -> Dataset:
-    """A copy without bulk pixel data: evidence lists need identities, not images.
-
-    Elements are copied as stored, undecoded: a malformed value the evidence never reads must
-    not fail the study here (and decoding each one is work for nothing). pydicom decodes one
-    anyway, PixelRepresentation, to resolve elements whose VR depends on it; it is read first so
-    that a malformed one is an InputError naming it.
-    """
-    HeaderReader(f"instance {ds.get('SOPInstanceUID', '?')}", InputError).optional_integer(ds, "PixelRepresentation")
-    header = Dataset()
-    header.update({tag: ds.get_item(tag) for tag in ds.keys() if tag < 0x7FE00000})
-    header.file_meta = getattr(ds, "file_meta", Dataset())
-    return header
-
-
-def lesion_masks(inputs: StudyInputs, lesion_roi_types: frozenset[str],
-                 max_lesions: int | None = None, limits: InstanceLimits = InstanceLimits()
-                 ) -> tuple[list[LesionMask], list[str]]:
-    """The lesions of the contour object (checked against `limits` first), and notes on ROIs not
-    scored (not lesion types).
-
-    More than `max_lesions` lesions fail the study before any mask is drawn: a structure set of
-    hundreds of ROIs would hold the scorer for minutes while other studies wait.
-    """
-    notes: list[str] = []
-    contours = inputs.contours
-    if contours.SOPClassUID == RT_STRUCTURE_SET:
-        keep, notes = lesion_rois(contours, lesion_roi_types)
-        drawn = {int(item.ReferencedROINumber) for item in contours.get("ROIContourSequence") or []
-                 if item.get("ContourSequence")}
-        _check_lesion_count(len(keep & drawn), "lesion ROIs with contours", max_lesions)
-        masks = rtstruct_to_masks(contours, inputs.ct, keep, limits)
-    else:
-        _check_lesion_count(len(contours.get("SegmentSequence") or []), "segments", max_lesions)
-        masks = seg_to_masks(contours, inputs.ct, limits)
-    if not masks:
-        raise InputError("the contour object holds no lesion with area" + (f" ({'; '.join(notes)})" if notes else ""))
-    return masks, notes
-
-
-def _check_lesion_count(count: int, what: str, max_lesions: int | None) -> None:
-    if max_lesions is not None and count > max_lesions:
-        raise InputError(f"the contour object has {count} {what}, more than max_lesions_per_study "
-                         f"({max_lesions}); score a selection of lesions, or raise the setting")
 
 
 def score_study(inputs: StudyInputs, scorer: Scorer, *, parallel: int = 2, warnings: Sequence[str] = (),

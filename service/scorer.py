@@ -15,13 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from service.errors import LesionTooLarge
-from service.model import LesionResult, PatientResult, Provenance
-
-if TYPE_CHECKING:
-    from service.scoring.lesion import LesionCrop
+from service.model import LesionCrop, LesionResult, PatientResult, Provenance
 
 
 class Scorer(Protocol):

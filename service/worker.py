@@ -25,7 +25,8 @@ from service.ingest.spool import study_key
 from service.observability import SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FAILED, RepeatedErrorLog
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.outbox import Outbox
-from service.pipeline import WrittenOutputs, read_instance, run_study
+from service.imaging.selection import read_instance
+from service.pipeline import WrittenOutputs, run_study
 from service.scorer import Scorer
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ class StudyWorker:
         if isinstance(error, ScorerUnavailable) and attempt < MAX_ATTEMPTS:
             log.warning("study %s: scorer unavailable (%s), attempt %d of %d; will retry",
                         study_key(study_uid), error.code, attempt, MAX_ATTEMPTS)
-            self._index.finish(study_uid, RECEIVING, error=f"scorer unavailable ({error.code})")
+            self._index.requeue(study_uid, f"scorer unavailable ({error.code})")
             return
         self._fail(study_uid, f"scorer: {error}", "internal")
 

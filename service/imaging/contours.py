@@ -22,9 +22,9 @@ from pydicom.dataset import Dataset
 
 from service.dicom_limits import InstanceLimits, check_dataset
 from service.errors import ContourError, FrameOfReferenceMismatch
-from service.imaging.attributes import HeaderReader
+from service.dicom import HeaderReader
 from service.imaging.volume import FramePlane, decoded_frames, frame_plane, functional_group_item
-from service.model import CodedConcept, CtSeries, LesionMask
+from service.model import CodedConcept, CtSeries, LesionMask, LesionSource
 from service.sop_classes import RT_STRUCTURE_SET, SEGMENTATION
 
 logger = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ def _roi_mask(source: _Source, contours: list[Dataset], ct: CtSeries, what: str)
     return LesionMask(
         number=source.number,
         name=source.name,
-        source="RTSTRUCT",
+        source=LesionSource.RTSTRUCT,
         source_sop_class_uid=RT_STRUCTURE_SET,
         source_sop_instance_uid=source.sop_instance_uid,
         offset_zyx=offset,
@@ -422,7 +422,7 @@ def _segment_mask(
     return LesionMask(
         number=number,
         name=str(item.get("SegmentLabel", "")),
-        source="SEG",
+        source=LesionSource.SEG,
         source_sop_class_uid=SEGMENTATION,
         source_sop_instance_uid=str(seg.SOPInstanceUID),
         offset_zyx=offset,

@@ -8,13 +8,23 @@ whole volume (service.scoring.resample explains the grid).
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import numpy as np
 
-from service.model import CtSeries, ImageGeometry, LesionMask
-from service.scoring.lesion import LesionCrop
-from service.scoring.settings import ExtractionSettings
+from service.model import CtSeries, ImageGeometry, LesionCrop, LesionMask, LesionSource, Vector3
 from service.uids import derived_uid
+
+
+class FeatureGrid(Protocol):
+    """The extraction settings a crop's margin depends on (service.scoring.settings'
+    ExtractionSettings has them): named here so that imaging does not import the scoring layer."""
+
+    @property
+    def ringWidthMm(self) -> float: ...
+
+    @property
+    def resampledPixelSpacing(self) -> Vector3 | None: ...
 
 
 def tracking_identity(study_instance_uid: str, frame_of_reference_uid: str, lesion: LesionMask) -> tuple[str, str]:
@@ -23,14 +33,14 @@ def tracking_identity(study_instance_uid: str, frame_of_reference_uid: str, lesi
     Derived from what identifies the lesion clinically (study, frame of reference, ROI/segment
     number and name), not from the RTSTRUCT's SOP Instance UID, which a re-export changes.
     """
-    kind = "ROI" if lesion.source == "RTSTRUCT" else "Segment"
+    kind = "ROI" if lesion.source == LesionSource.RTSTRUCT else "Segment"
     tracking_id = f"{lesion.name} ({kind} {lesion.number})"
     uid = derived_uid("tracking", [study_instance_uid, frame_of_reference_uid, lesion.source,
                                    str(lesion.number), lesion.name])
     return tracking_id, uid
 
 
-def crop_margin_voxels(geometry: ImageGeometry, settings: ExtractionSettings) -> np.ndarray:
+def crop_margin_voxels(geometry: ImageGeometry, settings: FeatureGrid) -> np.ndarray:
     """Margin (z, y, x voxels) around the lesion: ring + two new voxels + interpolation support."""
     spacing_zyx = np.asarray(geometry.spacing[::-1])
     new_zyx = spacing_zyx if settings.resampledPixelSpacing is None else np.asarray(settings.resampledPixelSpacing[::-1])
@@ -38,7 +48,7 @@ def crop_margin_voxels(geometry: ImageGeometry, settings: ExtractionSettings) ->
     return np.asarray([math.ceil(m / s) + 2 for m, s in zip(margin_mm, spacing_zyx)])
 
 
-def lesion_crop(ct: CtSeries, lesion: LesionMask, settings: ExtractionSettings) -> LesionCrop:
+def lesion_crop(ct: CtSeries, lesion: LesionMask, settings: FeatureGrid) -> LesionCrop:
     """Cut the CT and the lesion mask around one lesion, clipped to the volume."""
     shape = np.asarray(ct.hu.shape)
     margin = crop_margin_voxels(ct.geometry, settings)

@@ -19,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from service.dicom_limits import InstanceLimits, check_dataset
 from service.errors import InputError, SeriesError
-from service.imaging.attributes import HeaderReader
+from service.dicom import HeaderReader
 from service.model import CtSeries, ImageGeometry
 from service.sop_classes import CT_SOP_CLASSES
 from service.transfer_syntaxes import can_decode, transfer_syntax_of
@@ -253,15 +252,6 @@ def read_ct_directory(path: Path) -> CtSeries:
             f"no CT image in the directory ({len(files)} files, {n_dicom} of them DICOM)"
         )
     return load_ct_series(datasets)
-
-
-def to_sitk(ct: CtSeries) -> sitk.Image:
-    """The HU volume as a SimpleITK image with the same grid (ImageGeometry uses ITK's conventions)."""
-    image = sitk.GetImageFromArray(ct.hu)
-    image.SetSpacing(ct.geometry.spacing)
-    image.SetOrigin(ct.geometry.origin)
-    image.SetDirection(ct.geometry.direction)
-    return image
 
 
 def _check_is_ct(ds: Dataset) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
@@ -24,14 +25,29 @@ from service.sop_classes import CONTOUR_SOP_CLASSES, CT_SOP_CLASSES
 EARLY_MARGIN_MM = 10.0
 
 
+class Outcome(StrEnum):
+    """What to do with a receiving study now."""
+
+    WAIT = "wait"  # keep receiving
+    READY = "ready"  # score it
+    FAILED = "failed"  # give up: it cannot become complete
+
+
 @dataclass(frozen=True)
 class Decision:
-    ready: bool
-    failed: bool
-    reason: str
+    outcome: Outcome
+    reason: str  # why, for the log and the study's error
+
+    @property
+    def ready(self) -> bool:
+        return self.outcome is Outcome.READY
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome is Outcome.FAILED
 
 
-WAIT = Decision(False, False, "waiting for more instances")
+WAIT = Decision(Outcome.WAIT, "waiting for more instances")
 
 
 def _series_covers(slices: np.ndarray, planes: Sequence[float], margin_mm: float) -> bool:
@@ -71,11 +87,11 @@ def assess(
     contours = [i for i in instances if i.sop_class_uid in CONTOUR_SOP_CLASSES]
     ct = [i for i in instances if i.sop_class_uid in CT_SOP_CLASSES]
     if contours and ct and _covered(contours, ct, margin_mm):
-        return Decision(True, False, "contours and the CT slices they span are present")
+        return Decision(Outcome.READY, "contours and the CT slices they span are present")
     if contours and now - study.last_received_at >= quiet_seconds:
-        return Decision(True, False, f"no new instance for {quiet_seconds:g} s")
+        return Decision(Outcome.READY, f"no new instance for {quiet_seconds:g} s")
     if now - study.waiting_since >= hard_cap_seconds:
         if contours:
-            return Decision(True, False, f"hard cap of {hard_cap_seconds:g} s reached")
-        return Decision(False, True, f"no RTSTRUCT or SEG received within {hard_cap_seconds:g} s")
+            return Decision(Outcome.READY, f"hard cap of {hard_cap_seconds:g} s reached")
+        return Decision(Outcome.FAILED, f"no RTSTRUCT or SEG received within {hard_cap_seconds:g} s")
     return WAIT

@@ -17,7 +17,9 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import Final, Literal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -46,7 +48,22 @@ CREATE TABLE IF NOT EXISTS studies (
 );
 """
 
-RECEIVING, PROCESSING, DONE, FAILED = "receiving", "processing", "done", "failed"
+
+
+class StudyStatus(StrEnum):
+    """A study's processing state; stored in the index as these strings."""
+
+    RECEIVING = "receiving"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+
+
+# The members under the short names callers use (Final: mypy keeps each one's literal type).
+RECEIVING: Final = StudyStatus.RECEIVING
+PROCESSING: Final = StudyStatus.PROCESSING
+DONE: Final = StudyStatus.DONE
+FAILED: Final = StudyStatus.FAILED
 
 
 @dataclass(frozen=True)
@@ -67,7 +84,7 @@ class InstanceRecord:
 @dataclass(frozen=True)
 class StudyState:
     study_instance_uid: str
-    state: str
+    state: StudyStatus
     waiting_since: float
     last_received_at: float
     attempts: int
@@ -142,18 +159,18 @@ class StudyIndex:
                 "SELECT study_instance_uid, state, waiting_since, last_received_at, attempts, error, result"
                 " FROM studies WHERE study_instance_uid = ?", (study_uid,),
             ).fetchone()
-        return StudyState(*row) if row else None
+        return _study_state(row) if row else None
 
-    def studies_in(self, state: str | None = None) -> list[StudyState]:
+    def studies_in(self, state: StudyStatus | None = None) -> list[StudyState]:
         """Studies in one state (all when None), oldest activity first."""
         query = "SELECT study_instance_uid, state, waiting_since, last_received_at, attempts, error, result FROM studies"
         with self._lock:
             rows = self._db.execute(
                 query + (" WHERE state = ?" if state else "") + " ORDER BY last_received_at", (state,) if state else (),
             ).fetchall()
-        return [StudyState(*row) for row in rows]
+        return [_study_state(row) for row in rows]
 
-    def count_in(self, state: str) -> int:
+    def count_in(self, state: StudyStatus) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM studies WHERE state = ?", (state,)).fetchone()[0])
 
@@ -167,10 +184,22 @@ class StudyIndex:
             )
             return cursor.rowcount == 1
 
-    def finish(self, study_uid: str, state: str, *, error: str | None = None, result: str | None = None) -> bool:
+    def finish(self, study_uid: str, state: Literal[StudyStatus.DONE, StudyStatus.FAILED], *,
+               error: str | None = None, result: str | None = None) -> bool:
         """Record the outcome; if instances arrived since the claim, the study goes back to
         receiving instead (returns False), so they are scored too. A failure keeps the last SR
         delivered for the study, which a later successful scoring names as its predecessor."""
+        return self._leave_processing(study_uid, state, error, result)
+
+    def requeue(self, study_uid: str, error: str) -> None:
+        """Send a claimed study back to receiving after a failure that retrying can cure (a
+        scorer restarting): it is assessed and claimed again, each claim counted in `attempts`.
+        `error` is kept as the reason of the last attempt, unless instances arrived since the
+        claim (the study is receiving for them anyway)."""
+        self._leave_processing(study_uid, RECEIVING, error, None)
+
+    def _leave_processing(self, study_uid: str, state: StudyStatus, error: str | None, result: str | None) -> bool:
+        """`state` (with `error`, `result`) at the claimed generation, True; else receiving, False."""
         now = time.time()
         with self._lock, self._db:
             cursor = self._db.execute(
@@ -200,3 +229,7 @@ class StudyIndex:
                 "UPDATE studies SET state = ?, updated_at = ? WHERE state = ?", (RECEIVING, now, PROCESSING)
             ).rowcount
         return requeued, failed
+
+
+def _study_state(row: tuple) -> StudyState:
+    return StudyState(row[0], StudyStatus(row[1]), *row[2:])

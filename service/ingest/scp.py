@@ -39,13 +39,14 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
-from service.dicom_limits import InstanceBudgetError, InstanceLimits, check_instance, read_header
+from service.dicom_limits import InstanceLimits, check_instance, read_header
+from service.errors import InstanceBudgetError, UnusableInstance
 from service.ingest.index import InstanceRecord, StudyIndex
 from service.sop_classes import (CT_SOP_CLASSES, IMAGE_SOP_CLASSES, RT_STRUCTURE_SET, SEGMENTATION,
                                  STORAGE_SOP_CLASSES)
 from service.ingest.receive import ReceiveDirectory
 from service.ingest.spool import Spool
-from service.imaging.references import frame_of_reference
+from service.dicom import frame_of_reference
 from service.observability import ASSOCIATIONS_REJECTED, INSTANCES_RECEIVED, INSTANCES_REJECTED, RepeatedErrorLog
 from service.tls import describe_failure
 from service.transfer_syntaxes import image_transfer_syntaxes, transfer_syntax_of
@@ -63,15 +64,6 @@ _REQUIRED = ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanc
 # A-ASSOCIATE-RJ (result, source, reason) -> metric label (PS3.8 9.3.4)
 _REJECTION_REASONS = {(0x01, 0x01, 0x03): "calling_ae", (0x01, 0x01, 0x07): "called_ae",
                       (0x02, 0x03, 0x02): "local_limit"}
-
-
-class UnusableInstance(ValueError):
-    """The instance cannot be indexed; the C-STORE is refused, so nothing is lost. `reason` is
-    the rcds_instances_rejected_total label."""
-
-    def __init__(self, message: str, reason: str = "missing_attributes") -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def _kind(sop_class_uid: str) -> str:

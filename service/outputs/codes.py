@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from pydicom.sr.coding import Code
 
-from service.model import LesionResult, PatientResult, Provenance, StudyResult
+from service.model import LesionResult, LesionSource, PatientResult, Provenance, SignatureStatus, StudyResult
 
 T = TypeVar("T")
 
@@ -255,8 +255,8 @@ def signature_status_label(provenance: Provenance) -> str:
 
     docs/method.md section 3: every output that uses an uncalibrated signature must say so.
     """
-    status = provenance.signature_status
-    return status if status == "validated" else f"{status} - research use only"
+    status = str(provenance.signature_status)  # plain text, from a member or its value
+    return status if status == SignatureStatus.VALIDATED else f"{status} - research use only"
 
 
 def signature_label(provenance: Provenance) -> str:
@@ -295,7 +295,7 @@ def lesion_label(lesion: LesionResult) -> str:
     The ROI / segment number and name are the only link from a DICOM SR "Region In Space"
     reference (the whole RT Structure Set) to one ROI, so they are always spelled out.
     """
-    part = "ROI" if lesion.source == "RTSTRUCT" else "segment"
+    part = "ROI" if lesion.source == LesionSource.RTSTRUCT else "segment"
     return (
         f"{lesion.tracking_id} ({lesion.source} {part} {lesion.number} \"{lesion.name}\", "
         f"{lesion.location_class} by {lesion.location_source})"

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from service.outputs.fhir_auth import RETRYABLE_4XX, Authorization
-from service.outputs.pacs import DeliveryError
+from service.errors import DeliveryError
 
 
 

@@ -35,8 +35,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from service.errors import ConfigError
-from service.outputs.pacs import DeliveryError
+from service.errors import ConfigError, DeliveryError
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME_S = 240  # SMART: at most five minutes ahead; a minute left for clock skew

@@ -17,11 +17,13 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import Final
 
 from service.observability import OUTBOX_PENDING, OUTPUTS_DELIVERED, OUTPUTS_FAILED
+from service.errors import DeliveryError
 from service.outputs.destinations import Destination
-from service.outputs.pacs import DeliveryError
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +41,27 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 """
 
-PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+
+
+class DeliveryStatus(StrEnum):
+    """A delivery's state; stored in the outbox as these strings."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+# The members under the short names callers use.
+PENDING: Final = DeliveryStatus.PENDING
+DELIVERED: Final = DeliveryStatus.DELIVERED
+FAILED: Final = DeliveryStatus.FAILED
 
 
 @dataclass(frozen=True)
 class Delivery:
     destination: str
     path: Path
-    state: str
+    state: DeliveryStatus
     attempts: int
     last_error: str | None
 
@@ -108,7 +123,7 @@ class Outbox:
             rows = self._db.execute(
                 "SELECT destination, path, state, attempts, last_error FROM deliveries ORDER BY updated_at"
             ).fetchall()
-        return [Delivery(r[0], Path(r[1]), r[2], r[3], r[4]) for r in rows]
+        return [Delivery(r[0], Path(r[1]), DeliveryStatus(r[2]), r[3], r[4]) for r in rows]
 
     def pending_count(self) -> int:
         with self._lock:
@@ -152,7 +167,7 @@ class Outbox:
         OUTPUTS_DELIVERED.labels(destination).inc()
         self._record(destination, path, generation, DELIVERED, attempts + 1, time.time(), None)
 
-    def _record(self, destination: str, path: Path, generation: int, state: str, attempts: int,
+    def _record(self, destination: str, path: Path, generation: int, state: DeliveryStatus, attempts: int,
                 next_at: float, error: str | None) -> None:
         """Store an attempt's outcome, unless the row was re-enqueued meanwhile."""
         with self._lock:

@@ -18,21 +18,13 @@ from pydicom.uid import UID
 from pynetdicom import AE
 from pynetdicom.presentation import build_context
 
-from service.errors import ConfigError
+from service.errors import ConfigError, DeliveryError
 from service.tls import ClientTls, describe_failure
 
 log = logging.getLogger(__name__)
 
 # pynetdicom proposes at most 128 presentation contexts per association.
 _MAX_CONTEXTS = 128
-
-
-class DeliveryError(RuntimeError):
-    """A destination did not take an output; `permanent` when retrying cannot help."""
-
-    def __init__(self, message: str, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.permanent = permanent
 
 
 @dataclass

@@ -49,7 +49,7 @@ from pydicom.sr.coding import Code
 from service.durable import write_atomically
 from service.errors import InputError
 from service.uids import derived_uid
-from service.model import LesionResult, Provenance, StudyInfo, StudyResult
+from service.model import LesionResult, LesionSource, Provenance, StudyInfo, StudyResult
 from service.outputs import codes
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.feature_codes import REGION_METHODS, feature_concept
@@ -293,7 +293,7 @@ def _lesion_group(
         "measurements": _measurements(result, _lesion_values(lesion)),
         "qualitative_evaluations": _evaluations(_lesion_statements(result, lesion)),
     }
-    if lesion.source == "SEG":
+    if lesion.source == LesionSource.SEG:
         built: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations = (
             hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
                 referenced_segment=hd.sr.ReferencedSegment(

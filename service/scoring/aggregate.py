@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
-from service.model import LesionResult, Metric, PatientResult
+from service.model import LesionResult, Metric, PatientResult, RiskGroup, ScoreClass
 from service.scoring.signatures import Signature
 
 ENTROPY_BIN_WIDTH = 0.25
@@ -77,11 +77,13 @@ def aggregate_patient(
     least = min(scored, key=lambda lesion: lesion.score, default=None)
     highest = max(scored, key=lambda lesion: lesion.score, default=None)
     if not over_filter:
-        risk_group = "no_lesion_over_1ml"
+        risk_group = RiskGroup.NO_LESION_OVER_1ML
     elif least is None:
-        risk_group = "not_computable"
+        risk_group = RiskGroup.NOT_COMPUTABLE
+    elif signature.classify(least.score, cutoff) is ScoreClass.HIGH:
+        risk_group = RiskGroup.HIGH_SCORE
     else:
-        risk_group = "high_score" if signature.classify(least.score, cutoff) == "high" else "low_score"
+        risk_group = RiskGroup.LOW_SCORE
     return PatientResult(
         n_lesions=len(lesions),
         n_computable=sum(1 for lesion in lesions if lesion.score is not None),

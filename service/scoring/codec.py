@@ -9,8 +9,9 @@ import json
 
 import numpy as np
 
-from service.model import CodedConcept, ImageGeometry, LesionResult, Metric, PatientResult, Provenance
-from service.scoring.lesion import LesionCrop
+from service.model import (CodedConcept, ImageGeometry, LesionCrop, LesionResult, LesionSource, LocationClass,
+                           LocationSource, Metric, PatientResult, Provenance, RiskGroup, ScoreClass,
+                           SignatureStatus)
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2 as pb
 
 
@@ -63,7 +64,7 @@ def crop_from_pb(request: pb.ScoreLesionRequest) -> LesionCrop:
         raise ValueError("the lesion mask is empty")
     region = request.anatomic_region if request.HasField("anatomic_region") else None
     return LesionCrop(
-        number=request.number, name=request.name, source=request.source,
+        number=request.number, name=request.name, source=LesionSource(request.source),
         source_sop_instance_uid=request.source_sop_instance_uid,
         tracking_id=request.tracking_id, tracking_uid=request.tracking_uid,
         anatomic_region=CodedConcept(region.value, region.scheme, region.meaning) if region else None,
@@ -98,16 +99,16 @@ def lesion_from_pb(message: pb.LesionScore) -> LesionResult:
     for feature in message.features:
         features.setdefault(feature.region, {})[feature.name] = feature.value
     return LesionResult(
-        number=message.number, name=message.name, source=message.source,  # type: ignore[arg-type]
+        number=message.number, name=message.name, source=LesionSource(message.source),
         source_sop_instance_uid=message.source_sop_instance_uid,
         tracking_id=message.tracking_id, tracking_uid=message.tracking_uid,
-        location_class=message.location_class, location_source=message.location_source,
+        location_class=LocationClass(message.location_class), location_source=LocationSource(message.location_source),
         voxel_count=message.voxel_count, volume_ml=message.volume_ml,
         longest_axial_diameter_mm=message.longest_axial_diameter_mm,
         short_axis_mm=message.short_axis_mm, max_3d_diameter_mm=message.max_3d_diameter_mm,
         centroid_mm=tuple(message.centroid_mm), features=features,
         score=message.score if message.HasField("score") else None,
-        score_class=message.score_class or None,
+        score_class=ScoreClass(message.score_class) if message.score_class else None,
         contributions={c.variable: c.value for c in message.contributions},
         not_computable=message.not_computable or None,
     )
@@ -129,13 +130,14 @@ def patient_from_pb(message: pb.PatientScore) -> PatientResult:
     return PatientResult(
         n_lesions=message.n_lesions, n_computable=message.n_computable,
         n_over_volume_filter=message.n_over_volume_filter, volume_filter_ml=message.volume_filter_ml,
-        total_volume_ml=message.total_volume_ml, organs_involved=tuple(message.organs_involved),
+        total_volume_ml=message.total_volume_ml,
+        organs_involved=tuple(LocationClass(organ) for organ in message.organs_involved),
         score_stats={
             m.name: Metric(m.value if m.HasField("value") else None, m.reason or None) for m in message.score_stats
         },
         least_infiltrated_tracking_uid=message.least_infiltrated_tracking_uid or None,
         highest_score_tracking_uid=message.highest_score_tracking_uid or None,
-        risk_group=message.risk_group, cutoff_name=message.cutoff_name, cutoff_value=message.cutoff_value,
+        risk_group=RiskGroup(message.risk_group), cutoff_name=message.cutoff_name, cutoff_value=message.cutoff_value,
     )
 
 
@@ -144,7 +146,7 @@ def provenance_from_pb(message: pb.ScorerDescription) -> Provenance:
         algorithm_name=message.algorithm_name, algorithm_version=message.algorithm_version,
         engine_versions=dict(message.engine_versions), settings=json.loads(message.settings_json),
         signature_id=message.signature_id, signature_version=message.signature_version,
-        signature_status=message.signature_status, signature_citation=message.signature_citation,
+        signature_status=SignatureStatus(message.signature_status), signature_citation=message.signature_citation,
     )
 
 

@@ -18,7 +18,8 @@ from service.model import LesionResult, PatientResult, Provenance
 from service.scorer import check_crop_size
 from service.scoring.aggregate import aggregate_patient
 from service.scoring.features import engine_versions
-from service.scoring.lesion import LesionCrop, ScoringContext, score_lesion
+from service.model import LesionCrop
+from service.scoring.lesion import ScoringContext, score_lesion
 
 ALGORITHM_NAME = "radiomics-cds CD8 radiomics"
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from service.model import CodedConcept, ImageGeometry, LesionResult
+from service.model import LesionCrop, LesionResult
 from service.scoring.features import region_features
-from service.scoring.location import LocationRules
+from service.location import LocationRules
 from service.scoring.measures import measure_lesion
 from service.scoring.panel import FeaturePanel
 from service.scoring.resample import ResampledLesion, native_lesion, resample_lesion
@@ -23,24 +23,6 @@ from service.scoring.signatures import Signature
 # IBSI needs texture matrices with extent: fewer than this many voxels along any axis after
 # resampling and the lesion is reported as not computable (docs/method.md section 1).
 MIN_VOXELS_PER_AXIS = 2
-
-
-@dataclass(frozen=True)
-class LesionCrop:
-    """What a scorer receives for one lesion (mirrors ScoreLesionRequest)."""
-
-    number: int
-    name: str
-    source: str
-    source_sop_instance_uid: str
-    tracking_id: str
-    tracking_uid: str
-    anatomic_region: CodedConcept | None
-    volume_geometry: ImageGeometry
-    crop_start_xyz: tuple[int, int, int]
-    image_hu: np.ndarray  # float32 (z, y, x)
-    mask: np.ndarray  # bool (z, y, x), on the CT grid
-    kvp: float | None
 
 
 @dataclass(frozen=True)
@@ -119,7 +101,7 @@ def score_lesion(crop: LesionCrop, context: ScoringContext) -> LesionResult:
         score, contributions = context.signature.score(features, location_class, crop.kvp)
         score_class = context.signature.classify(score)
     return LesionResult(
-        number=crop.number, name=crop.name, source=crop.source,  # type: ignore[arg-type]
+        number=crop.number, name=crop.name, source=crop.source,
         source_sop_instance_uid=crop.source_sop_instance_uid,
         tracking_id=crop.tracking_id, tracking_uid=crop.tracking_uid,
         location_class=location_class, location_source=location_source,

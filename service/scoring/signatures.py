@@ -23,6 +23,7 @@ from typing import Any
 import jsonschema
 
 from service.errors import SignatureError
+from service.model import LocationClass, ScoreClass, SignatureStatus
 from service.scoring.ibsi_names import feature_key, pyradiomics_feature
 from service.scoring.settings import FEATURE_CLASSES, ExtractionSettings
 
@@ -53,7 +54,7 @@ class CategoricalTerm:
     equals: str | float
     coefficient: float
 
-    def indicator(self, location_class: str, kvp: float | None) -> float:
+    def indicator(self, location_class: LocationClass, kvp: float | None) -> float:
         if self.kind == "location_class":
             return 1.0 if location_class == self.equals else 0.0
         return 1.0 if kvp is not None and abs(kvp - float(self.equals)) < 0.5 else 0.0
@@ -63,7 +64,7 @@ class CategoricalTerm:
 class Signature:
     id: str
     version: str
-    status: str
+    status: SignatureStatus
     status_note: str
     citation: str
     preprocessing: dict[str, Any]
@@ -91,7 +92,7 @@ class Signature:
                 )
 
     def score(
-        self, features: dict[str, dict[str, float]], location_class: str, kvp: float | None
+        self, features: dict[str, dict[str, float]], location_class: LocationClass, kvp: float | None
     ) -> tuple[float, dict[str, float]]:
         """The score and each term's contribution (coefficient x normalised value or indicator)."""
         contributions: dict[str, float] = {}
@@ -107,9 +108,9 @@ class Signature:
             contributions[term.name] = term.coefficient * term.indicator(location_class, kvp)
         return self.intercept + sum(contributions.values()), contributions
 
-    def classify(self, score: float, cutoff_name: str | None = None) -> str:
-        """'high' when the score is at or above the named cut-off, else 'low'."""
-        return "high" if score >= self.cutoffs[cutoff_name or self.default_cutoff] else "low"
+    def classify(self, score: float, cutoff_name: str | None = None) -> ScoreClass:
+        """HIGH when the score is at or above the named cut-off, else LOW."""
+        return ScoreClass.HIGH if score >= self.cutoffs[cutoff_name or self.default_cutoff] else ScoreClass.LOW
 
 
 @functools.cache
@@ -231,7 +232,7 @@ def parse_signature(data: dict[str, Any], origin: str = "signature") -> Signatur
     return Signature(
         id=data["id"],
         version=data["version"],
-        status=data["status"],
+        status=SignatureStatus(data["status"]),
         status_note=data.get("status_note", data["status"]),
         citation=data["citation"],
         preprocessing=dict(data["preprocessing"]),

@@ -484,7 +484,7 @@ def test_settings_reach_the_service_as_written(rendered: dict[str, Rendered], tm
     assert (tls.pacs_host, tls.pacs_port, tls.pacs_tls) == ("pacs.imaging.example", 2762, True)
     assert tls.dicom_tls and tls.fhir_bearer_token == EXISTING_SECRET_VALUE
     smart = _load(rendered["fhir-smart"], rendered["fhir-smart"].statefulset, tmp_path)
-    assert [rule[0] for rule in smart.location_rules] == ["node|ln_", "liver|hep", "lung|pulm", ".*"]  # in order
+    assert [rule[0] for rule in smart.location_rules.name_rules] == ["node|ln_", "liver|hep", "lung|pulm", ".*"]  # in order
     assert smart.fhir_smart_private_key_file == Path("/var/run/secrets/radiomics-cds/fhir-smart/smart-private-key.pem")
     assert (smart.fhir_smart_client_id, smart.quiet_seconds, smart.feature_panel) == ("radiomics-cds", 45.0, "full")
     assert smart.fhir_bearer_token is None

@@ -27,11 +27,11 @@ from pynetdicom import Association
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from service.config import load_config
-from service.errors import ConfigError
+from service.errors import ConfigError, DeliveryError
 from service.ingest.spool import Spool
 from service.outputs.destinations import configured_destinations
 from service.outputs.outbox import DELIVERED, PENDING, Outbox
-from service.outputs.pacs import DeliveryError, send_files
+from service.outputs.pacs import send_files
 from service.tls import ClientTls, server_context
 from tests.support.processes import free_port, wait_until
 from tests.support.external import require_tool

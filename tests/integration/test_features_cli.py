@@ -12,9 +12,9 @@ import pytest
 from service.feature_report import features_from_dicom
 from service.imaging.crops import lesion_crop
 from service.imaging.contours import rtstruct_to_masks
-from service.pipeline import read_instance, select_inputs
+from service.imaging.selection import read_instance, select_inputs
 from service.scoring.lesion import ScoringContext, score_lesion
-from service.scoring.location import LocationRules
+from service.location import LocationRules
 from service.scoring.panel import signature_panel
 from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature

@@ -22,7 +22,7 @@ from pynetdicom.sop_class import EnhancedCTImageStorage, Verification
 
 from service.errors import InputError
 from service.imaging.contours import LESION_ROI_TYPES
-from service.pipeline import lesion_masks, read_study_headers, select_inputs
+from service.imaging.selection import lesion_masks, read_study_headers, select_inputs
 from tests.support.external import missing_dependency
 from tests.support.ct_series import slice_pixels, write_enhanced_ct
 from tests.support.processes import LOOPBACK, wait_until

@@ -8,8 +8,7 @@ import dataclasses
 
 import numpy as np
 
-from service.model import CtSeries
-from service.scoring.lesion import LesionCrop
+from service.model import CtSeries, LesionCrop
 
 
 def whole_volume(crop: LesionCrop, ct: CtSeries) -> LesionCrop:

@@ -20,10 +20,9 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import RLELossless
 
 from service.dicom_limits import (
-    INCONSISTENT, OVER_LIMIT, TRUNCATED, InstanceBudgetError, InstanceLimits, check_dataset, check_instance,
-    read_header,
+    INCONSISTENT, OVER_LIMIT, TRUNCATED, InstanceLimits, check_dataset, check_instance, read_header,
 )
-from service.errors import ContourError, InputError, SeriesError
+from service.errors import ContourError, InputError, InstanceBudgetError, SeriesError
 from service.imaging.contours import rtstruct_to_masks, seg_to_masks
 from service.imaging.volume import load_ct_series
 from tests.support.ct_series import slice_pixels, write_enhanced_ct

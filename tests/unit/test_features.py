@@ -10,7 +10,7 @@ from scipy import stats
 from service.imaging.crops import lesion_crop
 from service.scoring.features import absolute_bins, region_features
 from service.scoring.lesion import ScoringContext, score_lesion
-from service.scoring.location import LocationRules
+from service.location import LocationRules
 from service.scoring.panel import full_panel
 from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from service.ingest.completeness import assess
-from service.ingest.index import DONE, FAILED, PROCESSING, RECEIVING, InstanceRecord, StudyIndex
+from service.ingest.completeness import Outcome, assess
+from service.ingest.index import DONE, FAILED, RECEIVING, InstanceRecord, StudyIndex, StudyStatus
 from service.sop_classes import CT_IMAGE, RT_STRUCTURE_SET
 from service.ingest.spool import Spool, study_key
 
@@ -37,7 +37,7 @@ def test_index_is_idempotent_and_survives_restart(tmp_path):
     assert index.claim("1.2.3") and not index.claim("1.2.3")
     index.close()
     reopened = StudyIndex(tmp_path / "index.sqlite")
-    assert reopened.study("1.2.3").state == PROCESSING
+    assert reopened.study("1.2.3").state is StudyStatus.PROCESSING  # read back as the enum
     assert reopened.requeue_interrupted(max_attempts=5) == (1, 0)
     assert [r.sop_instance_uid for r in reopened.instances("1.2.3")] == ["1"]
     assert reopened.study("1.2.3").state == RECEIVING
@@ -69,11 +69,11 @@ def test_early_completion_when_ct_covers_the_contours_with_margin(index):
     for r in [contour, *cts]:
         index.add_instance(r)
     decision = assess(_study(index), index.instances("1.2.3"), now=101.0, quiet_seconds=30, hard_cap_seconds=600)
-    assert not decision.ready  # 10 mm margin below 20 mm not covered (CT starts at 12 mm)
+    assert decision.outcome is Outcome.WAIT  # 10 mm margin below 20 mm not covered (CT starts at 12 mm)
     for i in (2, 3, 11, 12):
         index.add_instance(_record(f"ct{i}", positions=(3.0 * i,), at=101.0))
     decision = assess(_study(index), index.instances("1.2.3"), now=101.5, quiet_seconds=30, hard_cap_seconds=600)
-    assert decision.ready and "span" in decision.reason
+    assert decision.outcome is Outcome.READY and decision.ready and "span" in decision.reason
 
 
 def test_gap_in_ct_prevents_early_completion_and_quiet_period_decides(index):
@@ -87,9 +87,9 @@ def test_gap_in_ct_prevents_early_completion_and_quiet_period_decides(index):
 
 def test_ct_alone_waits_past_quiet_until_the_hard_cap_then_fails(index):
     index.add_instance(_record("ct0", positions=(0.0,), at=100.0))
-    assert assess(_study(index), index.instances("1.2.3"), 200.0, 30, 600) .ready is False
+    assert assess(_study(index), index.instances("1.2.3"), 200.0, 30, 600).outcome is Outcome.WAIT
     decision = assess(_study(index), index.instances("1.2.3"), 701.0, 30, 600)
-    assert decision.failed and "no RTSTRUCT or SEG" in decision.reason
+    assert decision.outcome is Outcome.FAILED and not decision.ready and "no RTSTRUCT or SEG" in decision.reason
 
 
 def test_instance_arriving_during_processing_is_not_dropped(tmp_path):
@@ -102,6 +102,18 @@ def test_instance_arriving_during_processing_is_not_dropped(tmp_path):
     assert index.claim("1.2.3")
     assert index.finish("1.2.3", DONE, result="9.9")
     assert index.study("1.2.3").state == DONE
+
+
+def test_requeue_sends_a_claimed_study_back_with_its_reason_and_counts_the_attempt(index):
+    index.add_instance(_record("1"))
+    assert index.claim("1.2.3")
+    index.requeue("1.2.3", "scorer unavailable (UNAVAILABLE)")
+    study = index.study("1.2.3")
+    assert (study.state, study.attempts, study.error) == (RECEIVING, 1, "scorer unavailable (UNAVAILABLE)")
+    assert index.claim("1.2.3") and index.study("1.2.3").attempts == 2
+    index.add_instance(_record("2", at=150.0))  # arrives during the second attempt
+    index.requeue("1.2.3", "scorer unavailable (DEADLINE_EXCEEDED)")
+    assert (index.study("1.2.3").state, index.study("1.2.3").error) == (RECEIVING, "scorer unavailable (UNAVAILABLE)")
 
 
 def test_study_interrupted_too_often_is_failed_not_requeued(tmp_path):

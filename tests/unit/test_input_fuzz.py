@@ -33,7 +33,7 @@ from service.errors import ContourError, InputError, SeriesError
 from service.imaging.contours import LESION_ROI_TYPES, lesion_rois, rtstruct_to_masks, seg_to_masks
 from service.imaging.volume import load_ct_series
 from service.model import CtSeries
-from service.pipeline import lesion_masks, select_inputs
+from service.imaging.selection import lesion_masks, select_inputs
 from tests.support import small_study
 
 settings.register_profile(

@@ -3,7 +3,7 @@
 import pytest
 
 from service.model import CodedConcept
-from service.scoring.location import LocationRules
+from service.location import LocationRules
 
 LIVER = CodedConcept("10200004", "SCT", "Liver")
 
@@ -32,7 +32,7 @@ def test_site_rules_come_from_configuration_and_bad_classes_are_refused():
         "RCDS_LOCATION_NAME_RULES": '{"^bone": other, "axill": adenopathy}',
         "RCDS_SITE_MAPPING": '{"Target 1": liver}',
     })
-    rules = LocationRules(site_mapping=dict(config.site_mapping), name_rules=config.location_rules)
+    rules = config.location_rules
     assert rules.classify("Axilla L", None) == ("adenopathy", "roi_name")
     assert rules.classify("Target 1", None) == ("liver", "configuration")
     # Configured rules replace the built-in ones: "lung" no longer matches anything.

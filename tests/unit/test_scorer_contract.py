@@ -17,8 +17,9 @@ from service.scorer import Scorer, score_lesions
 from service.scoring.aggregate import aggregate_patient
 from service.scoring.client import GrpcScorer
 from service.scoring.in_process import InProcessScorer
-from service.scoring.lesion import LesionCrop, ScoringContext, score_lesion
-from service.scoring.location import LocationRules
+from service.model import LesionCrop
+from service.scoring.lesion import ScoringContext, score_lesion
+from service.location import LocationRules
 from service.scoring.panel import FeaturePanel, signature_panel
 from service.scoring.server import build_server
 from service.scoring.settings import ExtractionSettings

@@ -25,7 +25,7 @@ from service.errors import ConfigError
 from service.imaging.crops import lesion_crop
 from service.scoring.client import GrpcScorer
 from service.scoring.lesion import ScoringContext
-from service.scoring.location import LocationRules
+from service.location import LocationRules
 from service.scoring.panel import signature_panel
 from service.scoring.server import SERVICE_NAME, build_server
 from service.scoring.settings import ExtractionSettings

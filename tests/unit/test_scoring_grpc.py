@@ -13,7 +13,7 @@ from service.errors import LesionTooLarge
 from service.imaging.crops import lesion_crop
 from service.scoring.client import GrpcScorer
 from service.scoring.lesion import ScoringContext
-from service.scoring.location import LocationRules
+from service.location import LocationRules
 from service.scoring.panel import signature_panel
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2 as pb
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2_grpc

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 
 from service.errors import SignatureError
-from service.scoring.location import LOCATION_CLASSES
+from service.model import LocationClass
 from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import DEFAULT_SIGNATURE, SCHEMA_FILE, load_signature, parse_signature
 
@@ -53,7 +53,7 @@ def test_schema_matches_the_engine(schema):
     assert set(schema["properties"]["preprocessing"]["properties"]) == set(ExtractionSettings().as_dict())
     location_rule = schema["$defs"]["categorical"]["allOf"][0]
     assert location_rule["if"]["properties"]["kind"]["const"] == "location_class"
-    assert tuple(location_rule["then"]["properties"]["equals"]["enum"]) == LOCATION_CLASSES
+    assert tuple(location_rule["then"]["properties"]["equals"]["enum"]) == tuple(LocationClass)
 
 
 def test_shipped_cd8_signature_has_the_published_structure_and_signs():

@@ -20,7 +20,7 @@ from pydicom.encaps import encapsulate, get_frame
 from pydicom.uid import MPEG2MPML, ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless, generate_uid
 
 from service.errors import SeriesError
-from service.imaging.volume import load_ct_series, read_ct_directory, to_sitk
+from service.imaging.volume import load_ct_series, read_ct_directory
 from service.sop_classes import ENHANCED_CT_IMAGE as ENHANCED_CT_IMAGE_STORAGE
 from tests.support.external import DATA_DIR, require_data
 
@@ -329,7 +329,10 @@ def test_coronal_series_geometry_maps_indices_to_dicom_positions(sts019: list[Da
     ijk = np.array([[0, 0, 0], [3, 5, 7], [135, 133, 46]], dtype=float)
     expected = base + ijk[:, :1] * 1.2 * row + ijk[:, 1:2] * 0.8 * column + ijk[:, 2:] * 3.27 * normal
     np.testing.assert_allclose(ct.geometry.index_to_physical(ijk), expected, atol=1e-6)
-    image = to_sitk(ct)
+    image = sitk.GetImageFromArray(ct.hu)  # as the scorer builds its images (scoring.resample)
+    image.SetSpacing(ct.geometry.spacing)
+    image.SetOrigin(ct.geometry.origin)
+    image.SetDirection(ct.geometry.direction)
     itk_points = [image.TransformContinuousIndexToPhysicalPoint(tuple(p)) for p in ijk]
     np.testing.assert_allclose(itk_points, expected, atol=1e-6)
     np.testing.assert_array_equal(sitk.GetArrayViewFromImage(image), ct.hu)

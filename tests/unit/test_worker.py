@@ -27,7 +27,7 @@ from service.scorer import Scorer
 from service.outputs.artefacts import Artefact
 from tests.support.destinations import RecordingDestination
 from service.scoring.lesion import ScoringContext
-from service.scoring.location import LocationRules
+from service.location import LocationRules
 from service.scoring.panel import signature_panel
 from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature

@@ -18,7 +18,7 @@ from service.scorer import Scorer
 from service.scoring.client import GrpcScorer
 from service.scoring.in_process import InProcessScorer
 from service.scoring.lesion import ScoringContext
-from service.scoring.location import LocationRules
+from service.location import LocationRules
 from service.scoring.panel import FeaturePanel, signature_panel
 from service.scoring.server import build_server
 from service.scoring.settings import ExtractionSettings

@@ -1,13 +1,18 @@
-"""Typed reads of header attributes: a malformed header is an input error naming the attribute.
+"""DICOM header helpers every layer shares: typed attribute reads, and an instance's Frame of
+Reference.
 
-pydicom keeps a value that does not parse as its VR as a string ("nan", "abc" or "1e999" in a
-DS or IS), gives a list where one value was expected, gives None or "" for an empty element, and
-raises on access for a binary value of the wrong length. Readers that called int() or float() on
-such values failed with ValueError, TypeError or AttributeError, which the worker can only report
-as "internal error" and the `score` command as a traceback. The readers get their values through
-HeaderReader instead: converted, finite and of the expected number, or an error of the caller's
-type (SeriesError for a CT, ContourError for contours) naming where and which attribute. Never
-the value itself: a misused attribute could hold anything, patient data included.
+They live in the foundation because the listener (ingest), the size checks (dicom_limits) and
+imaging all read headers the same way, and none of them may depend on another for it.
+
+Typed reads: a malformed header is an input error naming the attribute. pydicom keeps a value
+that does not parse as its VR as a string ("nan", "abc" or "1e999" in a DS or IS), gives a list
+where one value was expected, gives None or "" for an empty element, and raises on access for a
+binary value of the wrong length. Readers that called int() or float() on such values failed with
+ValueError, TypeError or AttributeError, which the worker can only report as "internal error" and
+the `score` command as a traceback. The readers get their values through HeaderReader instead:
+converted, finite and of the expected number, or an error of the caller's type (SeriesError for a
+CT, ContourError for contours) naming where and which attribute. Never the value itself: a misused
+attribute could hold anything, patient data included.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from service.errors import InputError
+from service.sop_classes import RT_STRUCTURE_SET
 
 
 @dataclass(frozen=True)
@@ -115,3 +121,18 @@ def _is_number(value: Any) -> bool:
         return False
     return True
 
+
+def frame_of_reference(dataset: Dataset) -> str:
+    """The Frame of Reference UID an instance's geometry is in (images, RTSTRUCT, SEG alike); ""
+    when the instance names none.
+
+    An RTSTRUCT has no FrameOfReferenceUID of its own: its frame is in
+    ReferencedFrameOfReferenceSequence, or per ROI in StructureSetROISequence.
+    """
+    if dataset.get("SOPClassUID") == RT_STRUCTURE_SET:
+        frames = dataset.get("ReferencedFrameOfReferenceSequence") or []
+        if frames:
+            return str(frames[0].get("FrameOfReferenceUID", ""))
+        rois = dataset.get("StructureSetROISequence") or []
+        return str(rois[0].get("ReferencedFrameOfReferenceUID", "")) if rois else ""
+    return str(dataset.get("FrameOfReferenceUID", ""))

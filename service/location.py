@@ -1,0 +1,53 @@
+"""Location classes of the CD8 score (method.md section 1), and where each came from.
+
+Order of precedence: an explicit site mapping in the configuration (ROI name -> class), the SEG
+segment's anatomic region code, keyword rules on the ROI name, else `other`. Part of the
+foundation: the configuration validates its rules against these classes at start, and the scorer
+applies them, so neither depends on the other for them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from service.model import CodedConcept, LocationClass, LocationSource
+
+# SNOMED CT body structures (SEG AnatomicRegionSequence, scheme SCT) -> class.
+_SNOMED_REGIONS = {
+    "59441001": LocationClass.ADENOPATHY,  # Lymph node structure
+    "39607008": LocationClass.LUNG,  # Lung structure
+    "10200004": LocationClass.LIVER,  # Liver structure
+    "774007": LocationClass.HEAD_AND_NECK,  # Structure of head and/or neck
+    "69536005": LocationClass.HEAD_AND_NECK,  # Head structure
+    "45048000": LocationClass.HEAD_AND_NECK,  # Neck structure
+}
+
+DEFAULT_NAME_RULES: tuple[tuple[str, LocationClass], ...] = (
+    (r"\b(ln|nodes?|nodal|lymph\w*|adenopath\w*)\b", LocationClass.ADENOPATHY),
+    (r"lung|pulm|\bpul\b", LocationClass.LUNG),
+    (r"liver|hepat", LocationClass.LIVER),
+    (r"head|neck|\bhn\b|h&n|oro|laryn|pharyn|parotid|tongue", LocationClass.HEAD_AND_NECK),
+)
+
+
+@dataclass(frozen=True)
+class LocationRules:
+    """Configurable: exact ROI-name mapping first, then regex rules (case-insensitive)."""
+
+    site_mapping: dict[str, LocationClass] = field(default_factory=dict)
+    name_rules: tuple[tuple[str, LocationClass], ...] = DEFAULT_NAME_RULES
+
+    def classify(self, name: str, anatomic_region: CodedConcept | None) -> tuple[LocationClass, LocationSource]:
+        """(location class, source) for a lesion."""
+        if name in self.site_mapping:
+            return self.site_mapping[name], LocationSource.CONFIGURATION
+        if anatomic_region is not None and anatomic_region.scheme in ("SCT", "SRT"):
+            region_class = _SNOMED_REGIONS.get(anatomic_region.value)
+            if region_class is not None:
+                return region_class, LocationSource.SEG_ANATOMIC_REGION
+        lowered = name.lower().replace("_", " ")
+        for pattern, location in self.name_rules:
+            if re.search(pattern, lowered):
+                return location, LocationSource.ROI_NAME
+        return LocationClass.OTHER, LocationSource.DEFAULT

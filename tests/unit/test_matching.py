@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -292,3 +294,14 @@ def test_a_mapping_must_be_an_invertible_affine_matrix() -> None:
         FrameMapping((1.0,) * 16, "not affine")
     with pytest.raises(ValueError):
         FrameMapping(tuple(np.diag([1.0, 1.0, 0.0, 1.0]).ravel().tolist()), "singular")
+
+
+def test_the_longitudinal_core_imports_only_the_foundation() -> None:
+    """The pipeline may call it from any role: it must not drag in imaging, scoring or outputs."""
+    modules = ["change", "deltas", "frames", "groups", "identity", "links", "matching", "names", "settings", "space",
+               "timepoint"]
+    code = ("import sys\n" + "".join(f"import service.longitudinal.{m}\n" for m in modules)
+            + "print(sorted(m for m in sys.modules if m.split('.')[0] in ('radiomics', 'grpc', 'pydicom', 'SimpleITK')"
+              " or m.startswith(('service.imaging', 'service.scoring', 'service.outputs', 'service.ingest'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"

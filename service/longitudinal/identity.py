@@ -1,0 +1,78 @@
+"""The tracking identity each current lesion carries (followup.md 9.4.1-9.4.2).
+
+A lesion keeps one tracking UID across studies, as DICOM intends for Tracking UID (112040):
+- matched (by any method): the prior lesion's UID and identifier are carried forward;
+- split: each fragment gets a UID derived from (parent UID, rank by volume, largest first) and
+  records the parent as "derived from";
+- merge: the merged lesion keeps the UID of the merged prior lesion with the largest baseline
+  diameter; the others are recorded as merged into it;
+- new, not evaluable, or ambiguous: the lesion keeps its own UID. An ambiguous link goes to
+  review, and a UID carried on a guess would spread the wrong identity to every later study.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from service.longitudinal.links import Link, LinkStatus
+from service.longitudinal.timepoint import TimepointLesion
+from service.uids import derived_uid
+
+
+@dataclass(frozen=True)
+class CarriedIdentity:
+    """The identity a current lesion is reported under.
+
+    `derived_from_uid`: a split fragment's parent. `absorbed_uids`: prior lesions merged into
+    this one (reported as merged_into, 0 mm).
+    """
+
+    tracking_uid: str
+    tracking_id: str
+    derived_from_uid: str | None = None
+    absorbed_uids: tuple[str, ...] = ()
+
+
+def fragment_uid(parent_uid: str, rank: int) -> str:
+    """The UID of the rank-th largest fragment of a split lesion: the same on any replica."""
+    return derived_uid("tracking-fragment", [parent_uid, str(rank)])
+
+
+def carried_identities(links: Sequence[Link],
+                       baseline_diameter_mm: Mapping[str, float] | None = None) -> dict[str, CarriedIdentity]:
+    """Current lesion's own tracking UID -> the identity it must carry.
+
+    `baseline_diameter_mm` (prior tracking UID -> D at baseline) decides which UID a merge
+    keeps; without it, D at the prior time point stands in. Ties go to the smaller UID.
+    """
+    identities: dict[str, CarriedIdentity] = {}
+    for link in links:
+        if link.status is LinkStatus.MATCHED:
+            (current,), (prior,) = link.current, link.prior
+            identities[current.tracking_uid] = CarriedIdentity(prior.tracking_uid, prior.tracking_id)
+        elif link.status is LinkStatus.SPLIT:
+            identities.update(_split(link.current, link.prior[0]))
+        elif link.status is LinkStatus.MERGED:
+            kept = _kept_in_merge(link.prior, baseline_diameter_mm or {})
+            absorbed = tuple(p.tracking_uid for p in link.prior if p is not kept)
+            identities[link.current[0].tracking_uid] = CarriedIdentity(kept.tracking_uid, kept.tracking_id,
+                                                                       absorbed_uids=absorbed)
+        else:
+            for lesion in link.current:
+                identities[lesion.tracking_uid] = CarriedIdentity(lesion.tracking_uid, lesion.tracking_id)
+    return identities
+
+
+def _split(fragments: Sequence[TimepointLesion], parent: TimepointLesion) -> dict[str, CarriedIdentity]:
+    ranked = sorted(fragments, key=lambda lesion: (-lesion.volume_ml, lesion.tracking_uid))
+    return {lesion.tracking_uid: CarriedIdentity(fragment_uid(parent.tracking_uid, rank),
+                                                 f"{parent.tracking_id} fragment {rank}",
+                                                 derived_from_uid=parent.tracking_uid)
+            for rank, lesion in enumerate(ranked, start=1)}
+
+
+def _kept_in_merge(merged: Sequence[TimepointLesion], baseline_diameter_mm: Mapping[str, float]) -> TimepointLesion:
+    def baseline_d(lesion: TimepointLesion) -> float:
+        return baseline_diameter_mm.get(lesion.tracking_uid, lesion.diameter_mm)
+    return min(merged, key=lambda lesion: (-baseline_d(lesion), lesion.tracking_uid))

@@ -31,3 +31,11 @@ class SignatureError(RadiomicsCdsError):
 
 class ConfigError(RadiomicsCdsError):
     """An invalid configuration value; raised at start-up."""
+
+
+class PriorSourceError(RadiomicsCdsError):
+    """A prior source (DICOMweb, DIMSE) could not be asked or answered with a failure.
+
+    The message names the source and what failed (connection refused, C-FIND refused, HTTP
+    status), never the query keys: they are patient data.
+    """

@@ -53,7 +53,7 @@ from service.model import LesionResult, Provenance, StudyInfo, StudyResult
 from service.outputs import codes
 from service.outputs.feature_codes import REGION_METHODS, feature_concept
 
-MANUFACTURER = "radiomics-cds"
+MANUFACTURER = codes.MANUFACTURER
 SERIES_DESCRIPTION = "radiomics-cds CD8 radiomics (decision support)"
 SERIES_NUMBER = 9900
 """Fixed, so that every re-send of a study lands in the same, recognisable series."""

@@ -9,7 +9,7 @@ SCP role (role selection) and stores the sub-operations in its EVT_C_STORE handl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -82,11 +82,11 @@ class DimseProvider:
             raise PriorSourceError("DIMSE C-GET succeeded without returning the SR instance")
         return matching[0]
 
-    def _find(self, association: Association, identifier: Dataset) -> Iterator[Dataset]:
-        """The matches of one C-FIND; PriorSourceError when it fails or is refused."""
-        for status, match in association.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind):
-            if _check(status, "C-FIND", pending=_PENDING) and match is not None:
-                yield match
+    def _find(self, association: Association, identifier: Dataset) -> list[Dataset]:
+        """The matches of one C-FIND, all of them: the next C-FIND on the association may only
+        start once this one is complete. PriorSourceError when it fails or is refused."""
+        return [match for status, match in association.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind)
+                if _check(status, "C-FIND", pending=_PENDING) and match is not None]
 
     def _associate(self, contexts: list[UID], store_handler: Callable[[evt.Event], int] | None = None) -> Association:
         host, port, called_ae = self._peer

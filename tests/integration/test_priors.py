@@ -147,7 +147,8 @@ def test_priors_unavailable_when_every_source_fails_with_the_reason(orthanc, tmp
     closed = free_port()  # nothing listens there
     providers: list[PriorProvider] = [
         DicomwebProvider(f"http://127.0.0.1:{closed}/dicom-web", TIMEOUT_S),
-        DimseProvider("127.0.0.1", orthanc.dicom_port, orthanc.aet, "STRANGER", TIMEOUT_S),  # no find for it
+        # Orthanc refuses the find of an AE it does not know (and answers nothing: 3 s then)
+        DimseProvider("127.0.0.1", orthanc.dicom_port, orthanc.aet, "STRANGER", 3.0),
     ]
 
     outcome = resolve_priors(study, providers, PriorCache(tmp_path / "cache"), lookback_days=1095, max_studies=12)

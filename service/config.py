@@ -41,6 +41,18 @@ def _ae_titles(items: list[Any]) -> tuple[str, ...]:
     return tuple(titles)
 
 
+PRIOR_PROVIDERS = ("dicomweb", "dimse")
+
+
+def _prior_providers(items: list[Any]) -> tuple[str, ...]:
+    """Provider names in lower case, in the order they are tried; an unknown one stops the start."""
+    names = tuple(str(item).strip().lower() for item in items if str(item).strip())
+    unknown = sorted(set(names) - set(PRIOR_PROVIDERS))
+    if unknown:
+        raise ValueError(f"unknown prior providers {unknown}; use {list(PRIOR_PROVIDERS)}")
+    return names
+
+
 @dataclass(frozen=True)
 class Config:
     # DICOM listener (Storage SCP)
@@ -115,6 +127,17 @@ class Config:
     pacs_tls_ca_file: Path | None = None
     pacs_tls_cert_file: Path | None = None
     pacs_tls_key_file: Path | None = None
+    # Priors: our earlier SRs of the patient, pulled from PACS (the source of truth) through these
+    # sources in this order (dicomweb, dimse); empty: no priors. The DIMSE peer defaults to the
+    # PACS the SRs go to (pacs_host, pacs_port, pacs_ae_title; over TLS when pacs_tls is on).
+    prior_providers: tuple[str, ...] = field(default=(), metadata={"items": _prior_providers})
+    prior_lookback_days: int = 1095
+    prior_max_studies: int = 12
+    prior_timeout_seconds: float = 30.0
+    prior_dicomweb_url: str | None = None
+    prior_dimse_host: str | None = None
+    prior_dimse_port: int | None = None
+    prior_dimse_ae_title: str | None = None
     fhir_base_url: str | None = None
     # EHR authorisation: a static bearer token, or SMART backend services (client id + private key;
     # the token endpoint from .well-known/smart-configuration unless set)
@@ -143,6 +166,7 @@ class Config:
                               "(1 to 16 characters, no backslash or control characters)")
         self._check_tls()
         self._check_fhir_auth()
+        self._check_priors()
         for name in (f.name for f in dataclasses.fields(InstanceLimits)):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
@@ -165,6 +189,20 @@ class Config:
                 re.compile(pattern)
             except re.error as error:
                 raise ConfigError(f"location_name_rules: {pattern!r} is not a regular expression ({error})") from error
+
+    def _check_priors(self) -> None:
+        """Each configured prior provider needs its address; limits must allow at least one prior."""
+        if "dicomweb" in self.prior_providers and not self.prior_dicomweb_url:
+            raise ConfigError("prior_providers has dicomweb but prior_dicomweb_url is not set")
+        if "dimse" in self.prior_providers and not self.prior_dimse_peer[0]:
+            raise ConfigError("prior_providers has dimse but neither prior_dimse_host nor pacs_host is set")
+        for name in ("prior_lookback_days", "prior_max_studies"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if self.prior_timeout_seconds <= 0:
+            raise ConfigError("prior_timeout_seconds must be positive")
+        if self.prior_dimse_port is not None and not 0 <= self.prior_dimse_port <= 65535:
+            raise ConfigError("prior_dimse_port must be a TCP port (0-65535)")
 
     def _check_fhir_auth(self) -> None:
         """Bearer token or SMART, not both; SMART needs its client id and key; either needs the EHR."""
@@ -231,6 +269,19 @@ class Config:
                              name_rules=name_rules or DEFAULT_NAME_RULES)
 
     @property
+    def prior_dimse_peer(self) -> tuple[str | None, int, str]:
+        """(host, port, called AE title) of the DIMSE prior source: the prior_dimse_* settings,
+        each defaulting to the PACS the SRs are sent to, where the SRs are."""
+        return (self.prior_dimse_host or self.pacs_host,
+                self.pacs_port if self.prior_dimse_port is None else self.prior_dimse_port,
+                self.prior_dimse_ae_title or self.pacs_ae_title)
+
+    @property
+    def prior_cache_dir(self) -> Path:
+        """Prior SRs fetched from PACS, by SOP Instance UID (service.priors.cache)."""
+        return self.var_dir / "priors"
+
+    @property
     def spool_dir(self) -> Path:
         return self.var_dir / "spool"
 
@@ -281,7 +332,7 @@ def _coerce(name: str, kind: Any, value: Any, items: Callable[[list[Any]], tuple
             raise ValueError("expected true or false")
         if "Path" in text_kind:
             return Path(value)
-        if kind is int:
+        if kind is int or text_kind == "int | None":
             return int(value)
         if kind is float:
             return float(value)

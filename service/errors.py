@@ -64,6 +64,8 @@ class DeliveryError(RadiomicsCdsError):
     def __init__(self, message: str, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
 class ScorerError(RadiomicsCdsError):
     """The scorer did not score: `code` is the radiomics_cds.v1 status name, `details` its words.
 
@@ -84,3 +86,11 @@ class ScorerUnavailable(ScorerError):
 class ScorerRefused(ScorerError):
     """The scorer answered with an error (malformed request, signature precondition, a bug):
     the same request would be refused again, so the study fails."""
+
+
+class PriorSourceError(RadiomicsCdsError):
+    """A prior source (DICOMweb, DIMSE) could not be asked or answered with a failure.
+
+    The message names the source and what failed (connection refused, C-FIND refused, HTTP
+    status), never the query keys: they are patient data.
+    """

@@ -6,13 +6,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import highdicom as hd
 from pydicom.dataset import Dataset
-from pydicom.sr.coding import Code
 
 from service.feature_report import FeatureReport
 from service.model import StudyResult
 from service.outputs import codes
+from service.priors.reading import read_prior_report
 
 
 @dataclass(frozen=True)
@@ -104,47 +103,22 @@ def rows_from_result(result: StudyResult) -> list[TableRow]:
     ]
 
 
-def _measurement_values(group) -> dict[tuple[str, str], float]:
-    return {(m.name.value, m.name.scheme_designator): float(m.value) for m in group.get_measurements()}
-
-
-def _evaluations(group) -> set[tuple[str, str]]:
-    return {(e.value.value, e.value.scheme_designator) for e in group.get_qualitative_evaluations()}
-
-
 def rows_from_sr(dataset: Dataset) -> tuple[list[TableRow], list[str]]:
     """Read our TID 1500 SR back with highdicom: the table rows and the report's own notes.
 
     Reading the SR (not our in-memory result) is the point: what the table shows is what a
-    PACS or planning system receives.
+    PACS or planning system receives. The reader is the one priors use (service.priors.reading).
     """
-    sr = hd.sr.Comprehensive3DSR.from_dataset(dataset)
-    rows = []
-    for group in sr.content.get_volumetric_roi_measurement_groups():
-        values = _measurement_values(group)
-        flags = _evaluations(group)
-        site = group.finding_sites[0].value.meaning if group.finding_sites else "other"
-
-        def value(code: Code) -> float | None:
-            return values.get((code.value, code.scheme_designator))
-
-        rows.append(TableRow(
-            name=str(group.tracking_identifier), location=site, volume_ml=value(codes.VOLUME),
-            longest_axial_mm=value(codes.LONG_AXIS), short_axis_mm=value(codes.SHORT_AXIS),
-            max_3d_mm=value(codes.MAX_3D_DIAMETER), score=value(codes.CD8_SCORE),
-            note=lesion_note((codes.SBRT_CANDIDATE.value, codes.RCDS_SCHEME) in flags,
-                             (codes.LOW_DOSE_RT_CANDIDATE.value, codes.RCDS_SCHEME) in flags,
-                             None if value(codes.CD8_SCORE) is not None else "see report notes"),
-        ))
-    return rows, _comments(dataset)
-
-
-def _comments(item: Dataset) -> list[str]:
-    """Every TEXT "Comment" of the content tree, in order: the report's notes for a reader."""
-    found = []
-    for child in item.get("ContentSequence") or []:
-        name = child.get("ConceptNameCodeSequence")
-        if child.get("ValueType") == "TEXT" and name and name[0].CodeValue == codes.COMMENT.value:
-            found.append(str(child.TextValue))
-        found.extend(_comments(child))
-    return found
+    report = read_prior_report(dataset)
+    rows = [
+        TableRow(
+            name=lesion.tracking_identifier, location=lesion.location or "other", volume_ml=lesion.volume_ml,
+            longest_axial_mm=lesion.longest_axial_mm, short_axis_mm=lesion.short_axis_mm,
+            max_3d_mm=lesion.max_3d_mm, score=lesion.score,
+            note=lesion_note((codes.SBRT_CANDIDATE.value, codes.RCDS_SCHEME) in lesion.evaluations,
+                             (codes.LOW_DOSE_RT_CANDIDATE.value, codes.RCDS_SCHEME) in lesion.evaluations,
+                             None if lesion.score is not None else "see report notes"),
+        )
+        for lesion in report.lesions
+    ]
+    return rows, list(report.notes)

@@ -74,6 +74,11 @@ UNIT_ORGANS = Code("{organs}", "UCUM", "organs")
 
 # --- Report-level concepts -----------------------------------------------------------------
 
+MANUFACTURER = "radiomics-cds"
+"""Manufacturer of every SR we write; how PACS queries (and service.priors) tell our SRs apart."""
+MEASUREMENT_REPORT = Code("126000", "DCM", "Imaging Measurement Report")
+"""Document title of a TID 1500 SR (highdicom's MeasurementReport default)."""
+
 PROCEDURE_CT = Code("25045-6", "LN", "CT unspecified body region")
 """Procedure reported, DICOM CID 100 "Quantitative Diagnostic Imaging Procedures" (LOINC)."""
 COMMENT = Code("121106", "DCM", "Comment")

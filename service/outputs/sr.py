@@ -54,7 +54,7 @@ from service.outputs import codes
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.feature_codes import REGION_METHODS, feature_concept
 
-MANUFACTURER = "radiomics-cds"
+MANUFACTURER = codes.MANUFACTURER
 SERIES_DESCRIPTION = "radiomics-cds CD8 radiomics (decision support)"
 SERIES_NUMBER = 9900
 """Fixed, so that every re-send of a study lands in the same, recognisable series."""

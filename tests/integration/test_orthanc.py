@@ -191,7 +191,9 @@ def test_reference_configuration_fits_the_routing_script_and_radiomics_cds():
     defaults = Config()
     assert (entry["AET"], entry["Port"]) == (defaults.dicom_ae_title, defaults.dicom_port)
     assert entry["AllowStore"] is True  # lets the SR in where stores from unknown AEs are refused
-    assert not any(entry[k] for k in ("AllowFind", "AllowMove", "AllowGet"))
+    # priors: find and get (C-GET brings the SR back on our association); never move (followup.md 3.4)
+    assert entry["AllowFind"] is True and entry["AllowGet"] is True and entry["AllowMove"] is False
+    assert config["DicomWeb"]["Enable"] is True and config["DicomWeb"]["SeriesMetadata"] == "Full"
     assert 1024 <= config["UserMetadata"][mark] <= 65535  # Orthanc's range for user metadata
     assert [REFERENCE_DIR / s for s in config["LuaScripts"]] == [ROUTING_SCRIPT]  # relative to the config
     assert config["StableAge"] >= 10  # a site's value: not the tests' 2 s

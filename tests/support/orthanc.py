@@ -47,7 +47,12 @@ def run_config(workdir: Path, *, http_port: int, dicom_port: int, modality_host:
                 stable_age: int) -> dict[str, Any]:
     """The reference configuration with this run's folders and ports; nothing else changes,
     except that stores are accepted only from known modalities (the strictest site policy: the
-    radiomics-cds entry's AllowStore is then what lets the SR in)."""
+    radiomics-cds entry's AllowStore is then what lets the SR in). The reference plugins (the
+    DICOMweb plugin, where Debian's orthanc-dicomweb puts it) load as they are: skipped when
+    absent, like Orthanc itself."""
+    for plugin in reference_config()["Plugins"]:
+        if not Path(plugin).is_file():
+            missing_dependency(f"Orthanc plugin {plugin} is not installed (Debian: orthanc-dicomweb)")
     config = reference_config()
     storage = workdir / "storage"
     config.update({
@@ -55,7 +60,6 @@ def run_config(workdir: Path, *, http_port: int, dicom_port: int, modality_host:
         "HttpPort": http_port, "DicomPort": dicom_port, "RemoteAccessAllowed": False,
         "StableAge": stable_age,
         "LuaScripts": [str(REFERENCE_DIR / script) for script in config["LuaScripts"]],
-        "Plugins": [],
         "DicomAlwaysAllowStore": False, "DicomCheckModalityHost": True,
     })
     config["DicomModalities"][MODALITY].update({"Host": modality_host, "Port": modality_port})
@@ -79,6 +83,7 @@ class Orthanc:
         self.config_path.write_text(json.dumps(self.config, indent=2))
         self.aet = self.config["DicomAet"]
         self.base = f"http://127.0.0.1:{self.http_port}"
+        self.dicomweb_url = self.base + self.config["DicomWeb"]["Root"].rstrip("/")
         self.log_path = workdir / "orthanc.log"
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen([binary, str(self.config_path)], cwd=workdir, stdout=self._log,

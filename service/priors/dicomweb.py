@@ -1,0 +1,70 @@
+"""Priors over DICOMweb: QIDO-RS for the patient's SR series of ours, WADO-RS for each instance.
+
+One QIDO-RS query at series level finds our SR series across all the patient's studies (no
+study-level round trip), filtered by Modality SR and our Manufacturer as followup.md 3.3 verified
+with Orthanc; a second one per series lists its instances. Retrieval is WADO-RS of the instance.
+"""
+
+from __future__ import annotations
+
+import requests
+from dicomweb_client import DICOMwebClient
+from pydicom.dataset import Dataset
+
+from service.errors import PriorSourceError
+from service.outputs.codes import MANUFACTURER
+from service.priors.source import PatientQuery, SrLocation
+
+_STUDY_DATE, _STUDY_TIME, _STUDY_UID, _SERIES_UID, _SOP_UID = (
+    "00080020", "00080030", "0020000D", "0020000E", "00080018")
+
+
+def _value(item: dict[str, dict], tag: str) -> str:
+    """A DICOM JSON attribute's first value as text; "" when absent or empty."""
+    values = item.get(tag, {}).get("Value") or [""]
+    return str(values[0])
+
+
+def _describe(error: requests.RequestException) -> str:
+    """The failure in words without the request's URL: its query string holds the patient ID."""
+    if isinstance(error, requests.HTTPError) and error.response is not None:
+        return f"HTTP {error.response.status_code}"
+    if isinstance(error, requests.ConnectionError):
+        return "connection failed (refused or unreachable)"
+    if isinstance(error, requests.Timeout):
+        return "timed out"
+    return type(error).__name__
+
+
+class DicomwebProvider:
+    """QIDO-RS / WADO-RS with dicomweb-client at `url` (the DICOMweb root, e.g. .../dicom-web)."""
+
+    name = "dicomweb"
+
+    def __init__(self, url: str, timeout_s: float, session: requests.Session | None = None) -> None:
+        self._client = DICOMwebClient(url, session=session, timeout=timeout_s)
+
+    def find(self, query: PatientQuery) -> list[SrLocation]:
+        filters = {"PatientID": query.patient_id, "Modality": "SR", "Manufacturer": MANUFACTURER,
+                   "StudyDate": f"{query.earliest_date}-{query.latest_date}"}
+        if query.issuer_of_patient_id:
+            filters["IssuerOfPatientID"] = query.issuer_of_patient_id
+        try:
+            series = self._client.search_for_series(
+                search_filters=filters, fields=[_STUDY_DATE, _STUDY_TIME, _STUDY_UID], get_remaining=True)
+            return sorted(location for item in series for location in self._instances(item))
+        except requests.RequestException as error:
+            raise PriorSourceError(f"DICOMweb QIDO-RS failed: {_describe(error)}") from None
+
+    def _instances(self, series: dict[str, dict]) -> list[SrLocation]:
+        study_uid, series_uid = _value(series, _STUDY_UID), _value(series, _SERIES_UID)
+        instances = self._client.search_for_instances(study_uid, series_uid, fields=[_SOP_UID], get_remaining=True)
+        return [SrLocation(_value(series, _STUDY_DATE), _value(series, _STUDY_TIME), study_uid, series_uid,
+                           _value(instance, _SOP_UID)) for instance in instances]
+
+    def fetch(self, location: SrLocation) -> Dataset:
+        try:
+            return self._client.retrieve_instance(
+                location.study_instance_uid, location.series_instance_uid, location.sop_instance_uid)
+        except requests.RequestException as error:
+            raise PriorSourceError(f"DICOMweb WADO-RS failed: {_describe(error)}") from None

@@ -1,0 +1,152 @@
+"""One of our TID 1500 SRs read back into plain data: what lesion matching and change need.
+
+The SR is read with highdicom's public accessors (the same way any other program would read
+it), not from our in-memory result: a prior exists only as the SR in PACS. `show` reads an SR
+through this module too (service/report.py), so there is one reader of our SRs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol, cast
+
+import highdicom as hd
+from pydicom.dataset import Dataset
+
+from service.errors import InputError
+from service.model import Vector3
+from service.outputs import codes
+
+_TRACKING_IDENTIFIER = re.compile(r"^(?P<name>.*) \((?:ROI|Segment) \d+\)$")
+"""How service.imaging.crops.tracking_identity names a lesion: "<ROI name> (ROI <number>)"."""
+
+
+class _Concept(Protocol):
+    """A coded concept: pydicom's Code and highdicom's CodedConcept both have these."""
+
+    @property
+    def value(self) -> str: ...
+
+    @property
+    def scheme_designator(self) -> str: ...
+
+
+def feature_key(name: _Concept, derivation: _Concept | None, region: _Concept) -> str:
+    """A radiomics feature's key, from its codes: "<region>/<scheme>:<name>[/<scheme>:<derivation>]".
+
+    The SR holds codes, not our feature tags; keying both sides by the codes (the current
+    lesion's through service.outputs.feature_codes) compares features without a reverse table.
+    """
+    key = f"{region.value}/{name.scheme_designator}:{name.value}"
+    return key if derivation is None else f"{key}/{derivation.scheme_designator}:{derivation.value}"
+
+
+@dataclass(frozen=True)
+class PriorLesion:
+    """One lesion group (TID 1411) of a prior SR."""
+
+    tracking_identifier: str
+    tracking_uid: str
+    name: str  # the ROI or segment name, when the identifier carries one; else the identifier
+    location: str | None  # finding site meaning; None: "other"
+    centroid_mm: Vector3 | None
+    frame_of_reference_uid: str | None
+    volume_ml: float | None
+    longest_axial_mm: float | None
+    short_axis_mm: float | None
+    max_3d_mm: float | None
+    score: float | None  # CD8 score; None when it was not computable
+    features: dict[str, float]  # feature_key -> value
+    evaluations: frozenset[tuple[str, str]]  # (code value, scheme) of the qualitative evaluations
+
+
+@dataclass(frozen=True)
+class PriorReport:
+    """A prior SR as data: its identity, its study and its lesions."""
+
+    sop_instance_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    study_date: str
+    study_time: str
+    frame_of_reference_uid: str | None  # of the lesion centroids; None without lesions
+    algorithm_version: str
+    lesions: tuple[PriorLesion, ...]
+    notes: tuple[str, ...]  # the report's TEXT comments, in order
+
+
+def read_prior_report(dataset: Dataset) -> PriorReport:
+    """Read one of our SRs; InputError when it is not a readable TID 1500 SR."""
+    try:
+        sr = hd.sr.Comprehensive3DSR.from_dataset(dataset, copy=False)
+        groups = cast(hd.sr.MeasurementReport, sr.content).get_volumetric_roi_measurement_groups()
+        lesions = tuple(_lesion(group) for group in groups)
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as error:
+        raise InputError(f"SR content is not a readable TID 1500 report ({type(error).__name__})") from None
+    frames = [lesion.frame_of_reference_uid for lesion in lesions if lesion.frame_of_reference_uid]
+    return PriorReport(
+        sop_instance_uid=str(dataset.SOPInstanceUID),
+        series_instance_uid=str(dataset.SeriesInstanceUID),
+        study_instance_uid=str(dataset.StudyInstanceUID),
+        study_date=str(dataset.get("StudyDate", "")),
+        study_time=str(dataset.get("StudyTime", "")),
+        frame_of_reference_uid=frames[0] if frames else None,
+        algorithm_version=str(dataset.get("SoftwareVersions", "")),
+        lesions=lesions,
+        notes=tuple(_comments(dataset)),
+    )
+
+
+def _lesion(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations) -> PriorLesion:
+    sizes: dict[tuple[str, str], float] = {}
+    features: dict[str, float] = {}
+    for measurement in group.get_measurements():
+        if measurement.method is None:
+            sizes[(measurement.name.value, measurement.name.scheme_designator)] = float(measurement.value)
+        else:
+            features[feature_key(measurement.name, measurement.derivation, measurement.method)] = float(measurement.value)
+
+    def size(code: _Concept) -> float | None:
+        return sizes.get((code.value, code.scheme_designator))
+
+    identifier = str(group.tracking_identifier)
+    named = _TRACKING_IDENTIFIER.match(identifier)
+    centroid, frame = _centroid(group)
+    return PriorLesion(
+        tracking_identifier=identifier,
+        tracking_uid=str(group.tracking_uid),
+        name=named.group("name") if named else identifier,
+        location=group.finding_sites[0].value.meaning if group.finding_sites else None,
+        centroid_mm=centroid,
+        frame_of_reference_uid=frame,
+        volume_ml=size(codes.VOLUME),
+        longest_axial_mm=size(codes.LONG_AXIS),
+        short_axis_mm=size(codes.SHORT_AXIS),
+        max_3d_mm=size(codes.MAX_3D_DIAMETER),
+        score=size(codes.CD8_SCORE),
+        features=features,
+        evaluations=frozenset((e.value.value, e.value.scheme_designator) for e in group.get_qualitative_evaluations()
+                              if isinstance(e.value, hd.sr.CodedConcept)),
+    )
+
+
+def _centroid(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations) -> tuple[Vector3 | None, str | None]:
+    """The "Center of Mass" SCOORD3D point of the group and its Frame of Reference."""
+    for item in group[0].ContentSequence:
+        name = item.ConceptNameCodeSequence[0]
+        if item.ValueType == "SCOORD3D" and name.CodeValue == codes.CENTER_OF_MASS.value:
+            x, y, z = (float(v) for v in item.GraphicData[:3])
+            return (x, y, z), str(item.ReferencedFrameOfReferenceUID)
+    return None, None
+
+
+def _comments(item: Dataset) -> list[str]:
+    """Every TEXT "Comment" of the content tree, in order: the report's notes for a reader."""
+    found = []
+    for child in item.get("ContentSequence") or []:
+        name = child.get("ConceptNameCodeSequence")
+        if child.get("ValueType") == "TEXT" and name and name[0].CodeValue == codes.COMMENT.value:
+            found.append(str(child.TextValue))
+        found.extend(_comments(child))
+    return found

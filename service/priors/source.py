@@ -1,0 +1,48 @@
+"""What a prior source must do: find the patient's SRs, fetch one. Nothing else.
+
+Two questions are all the resolver asks of PACS, so that DICOMweb and DIMSE are
+interchangeable and tried in the configured order. A source that cannot answer raises
+PriorSourceError (the next source is tried); it never returns a partial answer as complete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydicom.dataset import Dataset
+
+
+@dataclass(frozen=True, order=True)
+class SrLocation:
+    """Where one SR instance is, and the date of its study (for the lookback and the order)."""
+
+    study_date: str
+    study_time: str
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+
+
+@dataclass(frozen=True)
+class PatientQuery:
+    """The query keys (patient data: never logged) and the study-date window, YYYYMMDD."""
+
+    patient_id: str
+    issuer_of_patient_id: str
+    earliest_date: str
+    latest_date: str
+
+
+class PriorProvider(Protocol):
+    """A source of our earlier SRs; `name` is its prior_providers name (for notes and logs)."""
+
+    name: str
+
+    def find(self, query: PatientQuery) -> list[SrLocation]:
+        """Our SR instances (Modality SR, our Manufacturer) of the patient in the date window."""
+        ...
+
+    def fetch(self, location: SrLocation) -> Dataset:
+        """The SR instance itself."""
+        ...

@@ -24,7 +24,7 @@ PACKAGE = Path(service.__file__).parent
 
 # Subpackages are units of their own; a module directly in service/ is classified here. A new
 # top-level module fails test_every_module_has_a_layer until it is placed.
-SUBPACKAGES = {"ingest", "imaging", "scoring", "outputs", "signatures"}
+SUBPACKAGES = {"ingest", "imaging", "scoring", "outputs", "signatures", "longitudinal", "priors"}
 TOP_LEVEL = {
     # foundation: plain types, errors, settings, DICOM helpers: what every layer may use
     "__init__": "foundation", "model": "foundation", "errors": "foundation", "config": "foundation",
@@ -47,8 +47,13 @@ ALLOWED_IMPORTS: dict[str, set[str]] = {
     "imaging": {"foundation", "imaging"},
     "scoring": {"foundation", "imaging", "scoring"},
     "outputs": {"foundation", "imaging", "scoring", "outputs"},
-    "pipeline": {"foundation", "ingest", "imaging", "scoring", "outputs", "pipeline"},
-    "roles": {"foundation", "ingest", "imaging", "scoring", "outputs", "pipeline", "roles"},
+    # lesion tracking across studies: pure functions over plain types
+    "longitudinal": {"foundation", "longitudinal"},
+    # the patient's earlier SRs from PACS: reads what outputs writes (its codes)
+    "priors": {"foundation", "outputs", "priors"},
+    "pipeline": {"foundation", "ingest", "imaging", "scoring", "outputs", "longitudinal", "priors", "pipeline"},
+    "roles": {"foundation", "ingest", "imaging", "scoring", "outputs", "longitudinal", "priors", "pipeline",
+              "roles"},
 }
 # The scoring engine: only the scoring layer and the in-process `features` command may import it.
 HEAVY = {"radiomics", "SimpleITK"}

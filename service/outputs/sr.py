@@ -114,7 +114,7 @@ def build_measurement_report(
             *(_lesion_group(result, lesion) for lesion in result.lesions),
             _patient_group(result),
         ],
-        referenced_images=[dataset for dataset in evidence if dataset.get("Modality") == "CT"],
+        referenced_images=_library_images(evidence) or None,
     )
     report[0].ContentSequence.append(_reader_notes(result))
     sop_instance_uid = derived_uid("sr-instance", _report_key(result))
@@ -175,6 +175,20 @@ def _report_key(result: StudyResult) -> list[str]:
         provenance.signature_version,
         json.dumps(provenance.settings, sort_keys=True),
     ]
+
+
+def _library_images(evidence: Sequence[Dataset]) -> list[Dataset]:
+    """The CT images the image library (TID 1600) can describe.
+
+    highdicom describes each image by its top-level PixelSpacing, SliceThickness and position
+    (TID 1604). SliceThickness is Type 2 in a CT (present, maybe empty), and an Enhanced CT keeps
+    all three in functional groups: such images stay in the evidence but not in the library,
+    rather than failing the study's report.
+    """
+    return [dataset for dataset in evidence
+            if dataset.get("Modality") == "CT"
+            and all(dataset.get(keyword) not in (None, "")
+                    for keyword in ("SliceThickness", "PixelSpacing", "ImagePositionPatient", "ImageOrientationPatient"))]
 
 
 def _evidence_headers(study: StudyInfo, evidence: Sequence[Dataset]) -> list[Dataset]:

@@ -350,6 +350,24 @@ def test_image_library_lists_every_ct_image(report, written) -> None:
     assert referenced == set(result.ct.sop_instance_uids)
 
 
+def test_ct_images_the_library_cannot_describe_stay_evidence_only(built) -> None:
+    """SliceThickness is Type 2 (present but empty is valid); highdicom's library entry needs a
+    value. Such images are left out of the library, not the report: the study is not failed."""
+    result, evidence = built("RTSTRUCT").result, copy.deepcopy(built("RTSTRUCT").evidence)
+    ct = [ds for ds in evidence if ds.get("Modality") == "CT"]
+    ct[0].SliceThickness = None
+    del ct[1].SliceThickness
+    sr = build_measurement_report(result, evidence)
+    (library,) = [item for item in sr.ContentSequence
+                  if item.ConceptNameCodeSequence[0].CodeValue == "111028"]
+    listed = {entry.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+              for group in library.ContentSequence for entry in group.ContentSequence if entry.ValueType == "IMAGE"}
+    assert listed == {str(ds.SOPInstanceUID) for ds in ct[2:]}
+    evidence_uids = {item.ReferencedSOPInstanceUID for study in sr.CurrentRequestedProcedureEvidenceSequence
+                     for series in study.ReferencedSeriesSequence for item in series.ReferencedSOPSequence}
+    assert {str(ds.SOPInstanceUID) for ds in ct} <= evidence_uids
+
+
 def test_procedure_and_title_are_tid_1500s(report) -> None:
     assert report[0].ConceptNameCodeSequence[0].CodeValue == "126000"  # Imaging Measurement Report
     procedures = [item for item in report[0].ContentSequence if item.name == hd.sr.CodedConcept("121058", "DCM", "Procedure reported")]

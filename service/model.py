@@ -134,6 +134,10 @@ class LesionMask:
     mask: np.ndarray
     anatomic_region: CodedConcept | None = None
     warnings: list[str] = field(default_factory=list)
+    # The identity the input gives the lesion: a SEG segment's TrackingUID and TrackingID, an
+    # RTSTRUCT ROI's ConceptualVolumeUID (docs/method.md section 5); None: derived by us
+    tracking_uid: str | None = None
+    tracking_id: str | None = None
 
     @property
     def voxel_count(self) -> int:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
 from service.dicom_limits import InstanceLimits, check_dataset
 from service.errors import ContourError, FrameOfReferenceMismatch
@@ -187,7 +188,7 @@ def rtstruct_to_masks(rtstruct: Dataset, ct: CtSeries, roi_numbers: set[int] | N
         what = f"ROI {number} of RTSTRUCT {uid}"
         read = HeaderReader(what, ContourError)
         _check_frame_of_reference(read.text(roi, "ReferencedFrameOfReferenceUID"), ct, what)
-        source = _Source(number, read.text(roi, "ROIName"), uid)
+        source = _Source(number, read.text(roi, "ROIName"), uid, _input_uid(read, roi, "ConceptualVolumeUID"))
         lesion = _roi_mask(source, contours, ct, what)
         if lesion is not None:
             masks.append(lesion)
@@ -201,6 +202,14 @@ class _Source:
     number: int
     name: str
     sop_instance_uid: str
+    conceptual_volume_uid: str | None
+
+
+def _input_uid(read: HeaderReader, item: Dataset, keyword: str) -> str | None:
+    """A lesion identity UID the input carries (TrackingUID, ConceptualVolumeUID); one that is
+    not a valid UID is not an identity to carry into our reports, and is ignored."""
+    value = read.text(item, keyword)
+    return value if value and UID(value).is_valid else None
 
 
 def _roi_mask(source: _Source, contours: list[Dataset], ct: CtSeries, what: str) -> LesionMask | None:
@@ -232,6 +241,7 @@ def _roi_mask(source: _Source, contours: list[Dataset], ct: CtSeries, what: str)
         source_sop_instance_uid=source.sop_instance_uid,
         offset_zyx=offset,
         mask=mask,
+        tracking_uid=source.conceptual_volume_uid,
         warnings=crossing + [
             f"ignored {n} {kind or 'untyped'} contour(s) of ROI {source.number}: only closed "
             "planar contours enclose a volume"
@@ -419,9 +429,13 @@ def _segment_mask(
     seg: Dataset, number: int, item: Dataset, offset: tuple[int, int, int], mask: np.ndarray
 ) -> LesionMask:
     regions = item.get("AnatomicRegionSequence") or []
+    read = HeaderReader(f"segment {number} of SEG {seg.SOPInstanceUID}", ContourError)
+    tracking_uid = _input_uid(read, item, "TrackingUID")
     return LesionMask(
         number=number,
         name=str(item.get("SegmentLabel", "")),
+        tracking_uid=tracking_uid,
+        tracking_id=(read.text(item, "TrackingID") or None) if tracking_uid else None,
         source=LesionSource.SEG,
         source_sop_class_uid=SEGMENTATION,
         source_sop_instance_uid=str(seg.SOPInstanceUID),

@@ -30,11 +30,16 @@ class FeatureGrid(Protocol):
 def tracking_identity(study_instance_uid: str, frame_of_reference_uid: str, lesion: LesionMask) -> tuple[str, str]:
     """(tracking identifier, tracking UID), stable across re-sends of the same contours.
 
-    Derived from what identifies the lesion clinically (study, frame of reference, ROI/segment
-    number and name), not from the RTSTRUCT's SOP Instance UID, which a re-export changes.
+    The input's own identity when it gives one (a SEG segment's TrackingUID, an RTSTRUCT ROI's
+    ConceptualVolumeUID): the contouring system, or a reader following the lesion, already
+    named it across studies. Otherwise derived from what identifies the lesion clinically
+    (study, frame of reference, ROI/segment number and name), not from the RTSTRUCT's SOP
+    Instance UID, which a re-export changes.
     """
     kind = "ROI" if lesion.source == LesionSource.RTSTRUCT else "Segment"
-    tracking_id = f"{lesion.name} ({kind} {lesion.number})"
+    tracking_id = lesion.tracking_id or f"{lesion.name} ({kind} {lesion.number})"
+    if lesion.tracking_uid:
+        return tracking_id, lesion.tracking_uid
     uid = derived_uid("tracking", [study_instance_uid, frame_of_reference_uid, lesion.source,
                                    str(lesion.number), lesion.name])
     return tracking_id, uid

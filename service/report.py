@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import highdicom as hd
 from pydicom.dataset import Dataset
@@ -120,7 +121,8 @@ def rows_from_sr(dataset: Dataset) -> tuple[list[TableRow], list[str]]:
     """
     sr = hd.sr.Comprehensive3DSR.from_dataset(dataset)
     rows = []
-    for group in sr.content.get_volumetric_roi_measurement_groups():
+    content = cast(hd.sr.MeasurementReport, sr.content)  # from_dataset reads a TID 1500 document as one
+    for group in content.get_volumetric_roi_measurement_groups():
         values = _measurement_values(group)
         flags = _evaluations(group)
         site = group.finding_sites[0].value.meaning if group.finding_sites else "other"

@@ -1,12 +1,13 @@
-# radiomics-cds: `make demo` runs the service on the bundled sample, `make test` runs the tests.
-# Both set up a virtual environment (.venv) from pyproject.toml first; `make test` also
+# radiomics-cds: `make demo` runs the service on the bundled sample, `make test` runs the tests,
+# `make lint` runs the static checks (ruff, mypy; configured in pyproject.toml).
+# Each sets up a virtual environment (.venv) from pyproject.toml first; `make test` also
 # installs the Debian tools the tests drive (dcmtk, dicom3tools) when run as root.
 
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps fhir-validator deploy-tools demo test clean
+.PHONY: setup system-deps fhir-validator deploy-tools demo lint test clean
 
 setup: $(STAMP)
 
@@ -33,6 +34,10 @@ deploy-tools:
 
 demo: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/demo
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 test: setup system-deps fhir-validator deploy-tools
 	$(VENV)/bin/python -m pytest

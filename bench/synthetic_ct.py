@@ -229,7 +229,7 @@ def _paint_lesions(hu: np.ndarray, centres: list[np.ndarray], volumes_ml: list[f
         hu[box][inside] = _lesion_hu(relative, volume, rng)[inside]
         low = np.argwhere(inside).min(axis=0)
         high = np.argwhere(inside).max(axis=0) + 1
-        offset = tuple(int(b.start + l) for b, l in zip(box, low))
+        offset = tuple(int(b.start + lo) for b, lo in zip(box, low))
         masks.append((offset, inside[low[0]:high[0], low[1]:high[1], low[2]:high[2]].copy()))
     return masks
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import signal
@@ -20,7 +21,7 @@ from service.durable import remove_partial_writes
 from service.errors import ConfigError
 from service.ingest.index import PROCESSING, RECEIVING, StudyIndex
 from service.ingest.receive import ReceiveDirectory
-from service.ingest.scp import StorageHandlers, build_ae, start_listener
+from service.ingest.scp import ListenerServer, StorageHandlers, build_ae, start_listener
 from service.ingest.spool import Spool
 from service.lifeline import start_child, wait_ready
 from service.observability import QUEUE_DEPTH, HealthServer
@@ -102,9 +103,11 @@ def _scorer_tls_mode(config: Config) -> str:
 
 def listener_tls(config: Config) -> ssl.SSLContext | None:
     """The listener's TLS context when DICOM TLS is configured; ConfigError for unusable files."""
+    cert_file, key_file = config.dicom_tls_cert_file, config.dicom_tls_key_file
     if not config.dicom_tls:
         return None
-    return server_context(config.dicom_tls_cert_file, config.dicom_tls_key_file, config.dicom_tls_ca_file)
+    assert cert_file is not None and key_file is not None  # Config requires the key with the certificate
+    return server_context(cert_file, key_file, config.dicom_tls_ca_file)
 
 
 def load_tls(config: Config) -> ssl.SSLContext | None:
@@ -138,7 +141,7 @@ class Ingest:
         receiving.install()
         self.index = StudyIndex(config.index_path)
         for state in (RECEIVING, PROCESSING):  # read at each scrape: never stale
-            QUEUE_DEPTH.labels(state).set_function(lambda state=state: self.index.count_in(state))
+            QUEUE_DEPTH.labels(state).set_function(functools.partial(self.index.count_in, state))
         self.scorer = GrpcScorer(config.scorer_address, tls=self.scorer_tls,
                                  max_message_bytes=config.grpc_max_message_bytes)
         self.outbox = Outbox(
@@ -149,7 +152,7 @@ class Ingest:
         self.ae = build_ae(config.dicom_ae_title, config.dicom_max_associations, config.dicom_allowed_calling_aes)
         self.handlers = StorageHandlers(spool, self.index, receiving, config.instance_limits)
         self.http = HealthServer(config.http_host, config.http_port, self.readiness, self.liveness)
-        self.listener = None
+        self.listener: ListenerServer | None = None
 
     def liveness(self) -> tuple[bool, str]:
         """Dead worker or outbox threads make the process useless: say so, to be restarted."""

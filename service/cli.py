@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pydicom
 
@@ -34,7 +35,7 @@ from service.tls import ClientTls
 log = logging.getLogger("radiomics-cds")
 
 
-def _config(args: argparse.Namespace, **overrides: object) -> Config:
+def _config(args: argparse.Namespace, **overrides: Any) -> Config:
     return load_config(args.config, **overrides)
 
 

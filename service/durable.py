@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
+def write_atomically(target: Path, write: Callable[[BinaryIO], object]) -> None:  # what `write` returns is unused
     """Write through a temporary file in the same directory, fsync it, then rename it.
 
     A crash leaves either the previous file or the complete new one (os.replace is atomic

@@ -150,7 +150,8 @@ def _label_masks(labels: np.ndarray, wanted: int | None) -> list[LesionMask]:
         low = np.argwhere(voxels).min(axis=0)
         high = np.argwhere(voxels).max(axis=0) + 1
         box = tuple(slice(int(a), int(b)) for a, b in zip(low, high))
-        masks.append(LesionMask(value, f"label {value}", LesionSource.NIFTI, "", "", tuple(int(v) for v in low), voxels[box]))
+        offset = (int(low[0]), int(low[1]), int(low[2]))  # labels is a 3-D volume
+        masks.append(LesionMask(value, f"label {value}", LesionSource.NIFTI, "", "", offset, voxels[box]))
     if not masks:
         raise InputError("the mask has no labelled voxel")
     return masks

@@ -16,6 +16,7 @@ import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from service.errors import ConfigError
 
@@ -47,18 +48,22 @@ class _ObservedClientSocket(ssl.SSLSocket):
     """Records the TLS error of a failed handshake, or of an alert that ends the connection
     later (TLS 1.3 servers refuse a client certificate after the client's handshake is done)."""
 
+    def _record(self, error: BaseException) -> None:
+        # Only ClientContext makes these sockets (its sslsocket_class).
+        cast("ClientContext", self.context).record(error)
+
     def do_handshake(self, block: bool = False) -> None:
         try:
             super().do_handshake(block)
         except OSError as error:  # the TCP connection exists: whatever fails here is TLS's doing
-            self.context.record(error)
+            self._record(error)
             raise
 
     def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
         try:
             return super().recv(buflen, flags)
         except ssl.SSLError as error:
-            self.context.record(error)
+            self._record(error)
             raise
 
 

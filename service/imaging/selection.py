@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 
 from service.dicom import HeaderReader, frame_of_reference
@@ -160,7 +160,7 @@ def _header(ds: Dataset) -> Dataset:
     HeaderReader(f"instance {ds.get('SOPInstanceUID', '?')}", InputError).optional_integer(ds, "PixelRepresentation")
     header = Dataset()
     header.update({tag: ds.get_item(tag) for tag in ds.keys() if tag < 0x7FE00000})
-    header.file_meta = getattr(ds, "file_meta", Dataset())
+    header.file_meta = getattr(ds, "file_meta", FileMetaDataset())  # pydicom converts a Dataset to this anyway
     return header
 
 

@@ -214,7 +214,7 @@ def load_ct_series(
     geometry = ImageGeometry(
         size=(first.columns, first.rows, len(ordered)),
         spacing=(plane.pixel_spacing[1], plane.pixel_spacing[0], slice_spacing),
-        origin=tuple(float(v) for v in plane.position),
+        origin=(float(plane.position[0]), float(plane.position[1]), float(plane.position[2])),
         direction=tuple(float(v) for v in directions.ravel()),
     )
     return CtSeries(

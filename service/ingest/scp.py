@@ -29,6 +29,7 @@ import sqlite3
 import ssl
 import threading
 import time
+from typing import cast
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, _config, evt
 from pynetdicom.pdu_primitives import A_ASSOCIATE
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import time
 from pynetdicom.transport import ThreadedAssociationServer
 
 from service.dicom_limits import InstanceLimits, check_instance, read_header
@@ -62,8 +63,9 @@ STATUS_CANNOT_UNDERSTAND = 0xC000
 STATUS_OUT_OF_RESOURCES = 0xA700
 _REQUIRED = ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID")
 # A-ASSOCIATE-RJ (result, source, reason) -> metric label (PS3.8 9.3.4)
-_REJECTION_REASONS = {(0x01, 0x01, 0x03): "calling_ae", (0x01, 0x01, 0x07): "called_ae",
-                      (0x02, 0x03, 0x02): "local_limit"}
+_REJECTION_REASONS: dict[tuple[int, int | None, int | None], str] = {
+    (0x01, 0x01, 0x03): "calling_ae", (0x01, 0x01, 0x07): "called_ae", (0x02, 0x03, 0x02): "local_limit",
+}
 
 
 def _kind(sop_class_uid: str) -> str:
@@ -193,7 +195,7 @@ class StorageHandlers:
 
 def log_rejection(event: evt.Event) -> None:
     """EVT_ACSE_SENT: an A-ASSOCIATE-RJ we send is logged and counted (allowlist, limit, ...)."""
-    primitive = event.primitive
+    primitive = event.primitive  # type: ignore[attr-defined]  # set from the event's data by pynetdicom
     if not isinstance(primitive, A_ASSOCIATE) or primitive.result not in (0x01, 0x02):
         return
     reason = _REJECTION_REASONS.get((primitive.result, primitive.result_source, primitive.diagnostic), "other")
@@ -218,18 +220,21 @@ class ListenerServer(ThreadedAssociationServer):
     daemon_threads = True  # a handshake still waiting for its peer does not hold up the exit
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        assert self.socket is not None  # bound and listening while serving
         connection, address = self.socket.accept()
         if self.ssl_context is not None:
             connection = self.ssl_context.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
         return connection, address
 
-    def process_request_thread(self, request: socket.socket, client_address: tuple[str, int]) -> None:
+    def process_request_thread(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: tuple[str, int] | str
+    ) -> None:
         if isinstance(request, ssl.SSLSocket) and not self._handshake(request, client_address):
             self.shutdown_request(request)
             return
         super().process_request_thread(request, client_address)
 
-    def _handshake(self, connection: ssl.SSLSocket, address: tuple[str, int]) -> bool:
+    def _handshake(self, connection: ssl.SSLSocket, address: tuple[str, int] | str) -> bool:
         blocking = connection.gettimeout()
         connection.settimeout(self.ae.acse_timeout)
         try:
@@ -268,10 +273,10 @@ def start_listener(ae: AE, host: str, port: int, handlers: StorageHandlers,
                    ssl_context: ssl.SSLContext | None = None) -> ListenerServer:
     """Start the SCP in the background (TLS only with `ssl_context`); returns the server (call
     .shutdown()). Like AE.start_server(block=False), with our server class (AE.make_server)."""
-    server = ae.make_server(
+    server = cast(ListenerServer, ae.make_server(
         (host, port), ssl_context=ssl_context, server_class=ListenerServer,
         evt_handlers=[(evt.EVT_C_STORE, handlers.handle_store), (evt.EVT_C_ECHO, handlers.handle_echo),
                       (evt.EVT_ACSE_SENT, log_rejection), (evt.EVT_CONN_CLOSE, handlers.receiving.discard_unfinished)],
-    )
+    ))  # make_server builds the server_class it is given
     threading.Thread(target=server.serve_forever, name="dicom-listener", daemon=True).start()
     return server

@@ -314,9 +314,11 @@ def flagged_lesion(result: StudyResult, tracking_uid: str | None) -> LesionResul
 
 def contribution_sentence(lesion: LesionResult) -> str:
     """How a lesion's score is made: intercept plus each signature term, in the signature's names."""
-    intercept = lesion.score - sum(lesion.contributions.values())
+    score = lesion.score
+    assert score is not None, "only a scored lesion has contributions"
+    intercept = score - sum(lesion.contributions.values())
     terms = " ".join(f"{'-' if value < 0 else '+'} {name} {abs(value):.3f}" for name, value in lesion.contributions.items())
-    return f"Lesion {lesion.tracking_id}: score {lesion.score:.3f} = intercept {intercept:.3f} {terms}."
+    return f"Lesion {lesion.tracking_id}: score {score:.3f} = intercept {intercept:.3f} {terms}."
 
 
 def _lesion_sentence(

@@ -59,6 +59,7 @@ def post_bundle(path: Path, base_url: str, authorization: Authorization | None =
     try:
         _post(data, base_url, authorization, timeout_s)
     except _Unauthorized:
+        assert authorization is not None  # _post raises _Unauthorized only when authorised
         authorization.invalidate()
         try:
             _post(data, base_url, authorization, timeout_s)

@@ -68,7 +68,7 @@ def build_bundle(result: StudyResult, *, sr_sop_instance_uid: str,
     _, patient_part = patient_entries(context, lesion_groups)
     entries += patient_part
     report_key = ResourceKey.derive("DiagnosticReport", result.study.study_instance_uid)
-    observations = [e for e in entries if e.resource.get_resource_type() == "Observation"]
+    observations = [e for e in entries if e.resource is not None and e.resource.get_resource_type() == "Observation"]
     entries.append(report_key.entry(_diagnostic_report(context, report_key, observations)))
     return Bundle(type="transaction", identifier=Identifier(system=codes.RCDS_IDENTIFIER_SYSTEM,
                                                             value=sr_sop_instance_uid), entry=entries)
@@ -80,6 +80,7 @@ def write_bundle(bundle: Bundle, outdir: Path) -> Path:
     The Bundle's identifier is the SR's SOP Instance UID (see build_bundle), so the pair share
     a name on disk.
     """
+    assert bundle.identifier is not None  # build_bundle gives every Bundle one
     target = artefact_path(outdir, str(bundle.identifier.value), Artefact.FHIR_BUNDLE)
     data = bundle.model_dump_json(indent=2).encode("utf-8")
     write_atomically(target, lambda stream: stream.write(data))
@@ -135,7 +136,7 @@ def _diagnostic_report(context: StudyContext, key: ResourceKey, observations: li
         ], text="Imaging")],
         code=concept(codes.REPORT, text=codes.REPORT.meaning),
         subject=context.subject,
-        effectiveDateTime=context.effective,
+        effectiveDateTime=context.effective,  # type: ignore[arg-type]  # a FHIR dateTime string, parsed by pydantic
         imagingStudy=[context.study],
         result=[Reference(reference=entry.fullUrl, type="Observation") for entry in observations],
         conclusion="\n".join(codes.summary_lines(context.result)),

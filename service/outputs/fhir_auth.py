@@ -29,7 +29,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -69,6 +69,10 @@ class BearerToken:
         """A static token cannot be renewed: a 401 is then the server's final word."""
 
 
+# The private keys SMART backend services sign with: RSA (RS384) or EC P-384 (ES384).
+SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
 def _signing_algorithm(key: object) -> str:
     if isinstance(key, rsa.RSAPrivateKey):
         return "RS384"
@@ -78,14 +82,14 @@ def _signing_algorithm(key: object) -> str:
                       "EC P-384 key (ES384)")
 
 
-def load_private_key(path: Path) -> tuple[object, str]:
+def load_private_key(path: Path) -> tuple[SigningKey, str]:
     """The PEM private key and the algorithm it signs with; ConfigError saying what is wrong."""
     try:
         key = load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as error:
         raise ConfigError(f"fhir_smart_private_key_file: cannot load an unencrypted PEM private key from "
                           f"{path} ({type(error).__name__})") from None
-    return key, _signing_algorithm(key)
+    return cast(SigningKey, key), _signing_algorithm(key)  # _signing_algorithm refuses any other key
 
 
 def require_https(url: str, what: str) -> None:
@@ -96,7 +100,7 @@ def require_https(url: str, what: str) -> None:
         raise ConfigError(f"{what} must be an https URL (plain http only on loopback): {url}")
 
 
-def jwk_thumbprint(public_key: object) -> str:
+def jwk_thumbprint(public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> str:
     """RFC 7638 thumbprint of a public key: the `kid` when none is configured, so an EHR that
     holds several keys for us (key rotation) can tell which one signed."""
     public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(public_key) if isinstance(public_key, rsa.RSAPublicKey)

@@ -115,7 +115,9 @@ def concept(*concepts: Code, text: str | None = None) -> CodeableConcept:
 
 def quantity(value: float, unit: Code) -> Quantity:
     """A UCUM quantity: EHRs convert and chart these, unlike free-text units."""
-    return Quantity(value=value, unit=unit.meaning, system=codes.FHIR_SYSTEMS["UCUM"], code=unit.value)
+    # fhir.resources validates with pydantic, which takes the float for its Decimal field.
+    return Quantity(value=value, unit=unit.meaning, system=codes.FHIR_SYSTEMS["UCUM"],  # type: ignore[arg-type]
+                    code=unit.value)
 
 
 def absent(reason: str | None) -> CodeableConcept:
@@ -166,7 +168,7 @@ def observation(context: StudyContext, key: ResourceKey, **content: Any) -> Obse
         category=[CodeableConcept(coding=[Coding(system=OBSERVATION_CATEGORY_SYSTEM, code="imaging",
                                                  display="Imaging")])],
         subject=context.subject,
-        effectiveDateTime=context.effective,
+        effectiveDateTime=context.effective,  # type: ignore[arg-type]  # a FHIR dateTime string, parsed by pydantic
         derivedFrom=[context.study, context.sr],
         device=context.device,
         **content,

@@ -97,7 +97,7 @@ def _flagged_lesion(context: StudyContext, key: ResourceKey, code: Code, trackin
     """Which lesion a patient-level flag points at: focus = its Tracking UID, value = the lesion
     in words, a component saying what it is a candidate for; or why no lesion qualifies."""
     lesion = codes.flagged_lesion(context.result, tracking_uid)
-    if lesion is None:
+    if lesion is None or lesion.score is None:  # the flags point at scored lesions only
         return observation(context, key, code=concept(code, text=code.meaning),
                            **value_fields(None, "no lesion with a computable score"), note=notes(context.result))
     return observation(

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import pydicom
 from pydicom.uid import UID
@@ -74,10 +75,11 @@ def send_files(files: Sequence[Path], host: str, port: int, called_ae: str, call
         raise DeliveryError(f"TLS with {called_ae} at {host}:{port} failed: {describe_failure(context.failure)}")
     if association.is_rejected:
         rejection = association.acceptor.primitive
+        assert rejection is not None  # a rejected association has the acceptor's A-ASSOCIATE-RJ
         raise DeliveryError(f"{called_ae} at {host}:{port} rejected the association ({rejection.result_str}: "
                             f"{rejection.reason_str}; check its AE configuration)")
     if association.rejected_contexts and not association.accepted_contexts:
-        refused = ", ".join(sorted({UID(c.abstract_syntax).name for c in association.rejected_contexts}))
+        refused = ", ".join(sorted({UID(cast(str, c.abstract_syntax)).name for c in association.rejected_contexts}))
         raise DeliveryError(f"{called_ae} at {host}:{port} accepts none of the proposed SOP classes ({refused})")
     if not association.is_established:
         raise DeliveryError(f"no association with {called_ae} at {host}:{port} (unreachable or timed out)")

@@ -66,6 +66,12 @@ def score_statistics(scores: Sequence[float]) -> dict[str, Metric]:
     return metrics
 
 
+def _score(lesion: LesionResult) -> float:
+    """The score of a lesion already selected as scored."""
+    assert lesion.score is not None
+    return lesion.score
+
+
 def aggregate_patient(
     lesions: Sequence[LesionResult], signature: Signature, volume_filter_ml: float = 1.0,
     cutoff_name: str | None = None,
@@ -74,13 +80,13 @@ def aggregate_patient(
     cutoff = cutoff_name or signature.default_cutoff
     over_filter = [lesion for lesion in lesions if lesion.volume_ml > volume_filter_ml]
     scored = [lesion for lesion in over_filter if lesion.score is not None]
-    least = min(scored, key=lambda lesion: lesion.score, default=None)
-    highest = max(scored, key=lambda lesion: lesion.score, default=None)
+    least = min(scored, key=_score, default=None)
+    highest = max(scored, key=_score, default=None)
     if not over_filter:
         risk_group = RiskGroup.NO_LESION_OVER_1ML
     elif least is None:
         risk_group = RiskGroup.NOT_COMPUTABLE
-    elif signature.classify(least.score, cutoff) is ScoreClass.HIGH:
+    elif signature.classify(_score(least), cutoff) is ScoreClass.HIGH:
         risk_group = RiskGroup.HIGH_SCORE
     else:
         risk_group = RiskGroup.LOW_SCORE
@@ -91,7 +97,7 @@ def aggregate_patient(
         volume_filter_ml=volume_filter_ml,
         total_volume_ml=float(sum(lesion.volume_ml for lesion in lesions)),
         organs_involved=tuple(sorted({lesion.location_class for lesion in lesions})),
-        score_stats=score_statistics([lesion.score for lesion in scored]),
+        score_stats=score_statistics([_score(lesion) for lesion in scored]),
         least_infiltrated_tracking_uid=least.tracking_uid if least else None,
         highest_score_tracking_uid=highest.tracking_uid if highest else None,
         risk_group=risk_group,

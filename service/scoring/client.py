@@ -101,8 +101,9 @@ class GrpcScorer:
         that refuses them is as useless to us as one that is down."""
         with open_channel(self._target, self._tls) as channel:
             try:
-                answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
-                                                                   timeout=_HEALTH_TIMEOUT_S)
+                stub = health_pb2_grpc.HealthStub(channel)
+                answer = stub.Check(  # type: ignore[attr-defined]  # the stubs omit the client stub's methods
+                    health_pb2.HealthCheckRequest(service=""), timeout=_HEALTH_TIMEOUT_S)
             except grpc.RpcError:
                 return False
         return answer.status == health_pb2.HealthCheckResponse.SERVING

@@ -6,12 +6,13 @@ One place, so the wire format and the in-process types cannot drift apart.
 from __future__ import annotations
 
 import json
+from typing import cast
 
 import numpy as np
 
 from service.model import (CodedConcept, ImageGeometry, LesionCrop, LesionResult, LesionSource, LocationClass,
                            LocationSource, Metric, PatientResult, Provenance, RiskGroup, ScoreClass,
-                           SignatureStatus)
+                           SignatureStatus, Vector3)
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2 as pb
 
 
@@ -25,9 +26,10 @@ def geometry_to_pb(geometry: ImageGeometry) -> pb.Geometry:
 def geometry_from_pb(message: pb.Geometry) -> ImageGeometry:
     if len(message.size) != 3 or len(message.spacing) != 3 or len(message.origin) != 3 or len(message.direction) != 9:
         raise ValueError("geometry needs 3 sizes, 3 spacings, 3 origin coordinates and 9 direction cosines")
+    size, spacing, origin = message.size, message.spacing, message.origin
     return ImageGeometry(
-        size=tuple(int(v) for v in message.size), spacing=tuple(message.spacing),
-        origin=tuple(message.origin), direction=tuple(message.direction),
+        size=(int(size[0]), int(size[1]), int(size[2])), spacing=(spacing[0], spacing[1], spacing[2]),
+        origin=(origin[0], origin[1], origin[2]), direction=tuple(message.direction),
     )
 
 
@@ -63,12 +65,13 @@ def crop_from_pb(request: pb.ScoreLesionRequest) -> LesionCrop:
     if not mask.any():
         raise ValueError("the lesion mask is empty")
     region = request.anatomic_region if request.HasField("anatomic_region") else None
+    start = request.crop_start  # 3 values, checked above
     return LesionCrop(
         number=request.number, name=request.name, source=LesionSource(request.source),
         source_sop_instance_uid=request.source_sop_instance_uid,
         tracking_id=request.tracking_id, tracking_uid=request.tracking_uid,
         anatomic_region=CodedConcept(region.value, region.scheme, region.meaning) if region else None,
-        volume_geometry=geometry, crop_start_xyz=tuple(int(v) for v in request.crop_start),
+        volume_geometry=geometry, crop_start_xyz=(int(start[0]), int(start[1]), int(start[2])),
         image_hu=np.frombuffer(request.image_hu, dtype="<f4").reshape(shape_zyx),
         mask=mask, kvp=request.kvp or None,
     )
@@ -106,7 +109,7 @@ def lesion_from_pb(message: pb.LesionScore) -> LesionResult:
         voxel_count=message.voxel_count, volume_ml=message.volume_ml,
         longest_axial_diameter_mm=message.longest_axial_diameter_mm,
         short_axis_mm=message.short_axis_mm, max_3d_diameter_mm=message.max_3d_diameter_mm,
-        centroid_mm=tuple(message.centroid_mm), features=features,
+        centroid_mm=cast(Vector3, tuple(message.centroid_mm)), features=features,
         score=message.score if message.HasField("score") else None,
         score_class=ScoreClass(message.score_class) if message.score_class else None,
         contributions={c.variable: c.value for c in message.contributions},

@@ -13,6 +13,7 @@ import functools
 import logging
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import radiomics
@@ -56,6 +57,11 @@ def absolute_bins(values: np.ndarray, lower: float, upper: float, width: float) 
 
 class _AbsoluteBinning:
     """Mixin replacing pyradiomics' ROI-relative binning with absolute bins."""
+
+    # Set by pyradiomics' RadiomicsFeaturesBase, the class this is mixed into (declared, not assigned).
+    maskArray: np.ndarray  # noqa: N815 (pyradiomics' name)
+    settings: dict[str, Any]
+    coefficients: dict[str, Any]
 
     def _applyBinning(self, matrix: np.ndarray) -> np.ndarray:  # noqa: N802 (pyradiomics' name)
         binned = np.zeros(matrix.shape, dtype=np.int64)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from service.model import LesionCrop, LesionResult
+from service.model import LesionCrop, LesionResult, ScoreClass
 from service.scoring.features import region_features
 from service.location import LocationRules
 from service.scoring.measures import measure_lesion
@@ -92,11 +92,14 @@ def lesion_features(crop: LesionCrop, settings: ExtractionSettings, panel: Featu
 
 def score_lesion(crop: LesionCrop, context: ScoringContext) -> LesionResult:
     """Measure and score one lesion; a lesion too small for texture keeps its measures."""
-    offset_zyx = tuple(int(v) for v in reversed(crop.crop_start_xyz))
+    x, y, z = crop.crop_start_xyz
+    offset_zyx = (int(z), int(y), int(x))
     measures = measure_lesion(crop.mask, offset_zyx, crop.volume_geometry)
     location_class, location_source = context.location_rules.classify(crop.name, crop.anatomic_region)
     features, reason = lesion_features(crop, context.settings, context.panel)
-    score, score_class, contributions = None, None, {}
+    score: float | None = None
+    score_class: ScoreClass | None = None
+    contributions: dict[str, float] = {}
     if reason is None:
         score, contributions = context.signature.score(features, location_class, crop.kvp)
         score_class = context.signature.classify(score)

@@ -42,7 +42,7 @@ def whole_image_grid(volume: ImageGeometry, new_spacing: tuple[float, float, flo
     new_size = np.ceil(size * spacing / new).astype(int)
     step = new / spacing
     first = (size - 1.0) / 2.0 - (new_size - 1.0) / 2.0 * step
-    return ResampledGrid(tuple(int(n) for n in new_size), first, step)
+    return ResampledGrid((int(new_size[0]), int(new_size[1]), int(new_size[2])), first, step)
 
 
 def _valid_point_range(

@@ -144,21 +144,25 @@ _JSON_TYPES = {"number": "a number", "integer": "an integer", "string": "a strin
 def _problems(error: jsonschema.ValidationError) -> list[str]:
     """A schema violation as '<field path>: <what is wrong>' (one per missing or unknown field)."""
     where = list(error.absolute_path)
+    # A validator's errors always carry these (the stubs also allow jsonschema's "unset" sentinel).
+    expected: Any = error.validator_value
+    instance: Any = error.instance
+    schema: Any = error.schema
     if error.validator == "required":
-        missing = [name for name in error.validator_value if name not in error.instance]
+        missing = [name for name in expected if name not in instance]
         return [f"{_path([*where, name])}: missing required field" for name in missing]
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        known = set(error.schema.get("properties", {}))
-        extra = sorted(name for name in error.instance if name not in known)
+    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        known = set(schema.get("properties", {}))
+        extra = sorted(name for name in instance if name not in known)
         return [f"{_path([*where, name])}: unknown field (not part of the signature format)" for name in extra]
     if error.validator == "type":
-        kinds = [error.validator_value] if isinstance(error.validator_value, str) else error.validator_value
+        kinds = [expected] if isinstance(expected, str) else expected
         wanted = " or ".join(_JSON_TYPES.get(kind, kind) for kind in kinds)
-        return [f"{_path(where)}: must be {wanted}, got {_shown(error.instance)}"]
+        return [f"{_path(where)}: must be {wanted}, got {_shown(instance)}"]
     if error.validator == "enum":
-        choices = ", ".join(json.dumps(choice) for choice in error.validator_value)
-        return [f"{_path(where)}: must be one of {choices}, got {_shown(error.instance)}"]
-    if error.validator == "minItems" and error.validator_value == 1 and not error.instance:
+        choices = ", ".join(json.dumps(choice) for choice in expected)
+        return [f"{_path(where)}: must be one of {choices}, got {_shown(instance)}"]
+    if error.validator == "minItems" and expected == 1 and not instance:
         return [f"{_path(where)}: must not be empty"]
     return [f"{_path(where)}: {error.message}"]
 

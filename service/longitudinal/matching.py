@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment  # type: ignore[import-untyped]  # scipy ships no stubs
+from scipy.optimize import linear_sum_assignment
 
 from service.errors import InputError
 from service.longitudinal.frames import FrameMapping, inside_extent

@@ -1,4 +1,4 @@
-"""Location classes of the CD8 score (method.md section 1), and where each came from.
+"""Location classes of the CD8 score (docs/method.md section 1), and where each came from.
 
 Order of precedence: an explicit site mapping in the configuration (ROI name -> class), the SEG
 segment's anatomic region code, keyword rules on the ROI name, else `other`. Part of the

@@ -28,7 +28,7 @@ class LesionSource(StrEnum):
 
 
 class LocationClass(StrEnum):
-    """Location classes of the CD8 score (method.md section 1)."""
+    """Location classes of the CD8 score (docs/method.md section 1)."""
 
     ADENOPATHY = "adenopathy"
     HEAD_AND_NECK = "head_and_neck"
@@ -54,7 +54,7 @@ class ScoreClass(StrEnum):
 
 
 class RiskGroup(StrEnum):
-    """The patient-level risk group (method.md section 4)."""
+    """The patient-level risk group (docs/method.md section 4)."""
 
     NO_LESION_OVER_1ML = "no_lesion_over_1ml"
     NOT_COMPUTABLE = "not_computable"

@@ -1,0 +1,407 @@
+"""RECIST 1.1 at each follow-up (docs/method.md section 5.2; Eisenhauer 2009, EORTC Q&A).
+
+Input: the baseline target set and, per time point from the baseline on, what was measured of
+each lesion under its carried tracking UID (`Assessment`). Output per follow-up: the sum of
+diameters (SoD) over the baseline targets (nodes by their short axis, as measured, also below
+10 mm), baseline and nadir SoD, the target, non-target and overall responses, new lesions and
+flags. Comparisons are >= / <= on unrounded values (a 1e-9 relative tolerance absorbs binary
+floating point only).
+
+- Target: PD when SoD - nadir >= 20 % of the nadir and >= 5 mm (nadir: smallest SoD of the
+  earlier evaluable time points, baseline included); CR when every non-nodal target is absent
+  and every node (target, or measured non-target) has SA < 10 mm; PR at <= -30 % against
+  baseline; else SD. Once PR (or CR) was reached, a later time point that meets neither PD nor
+  PR stays PR (EORTC FAQ "Managing PR"). A target not evaluable gives NE, unless the evaluable
+  targets alone already reach PD.
+- Non-target, an automated proxy and labelled so: CR only when every non-target is explicitly
+  absent (nodes: or SA < 10 mm); PD suggested when their total volume rose >= 73 % over its
+  smallest value on study (the volume equivalent of +20 % in diameter, EORTC iRECIST FAQ);
+  NE when one is not evaluable and the rest do not suggest PD; else Non-CR/Non-PD.
+- New lesions: measured lesions not recorded at baseline, candidates requiring confirmation;
+  PD by `new_lesion_policy` (default), or only flagged.
+- Overall: Eisenhauer 2009 table 1 (targets at baseline) or table 2 (non-target disease only).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from service.longitudinal.identity import CarriedIdentity
+from service.longitudinal.links import Link, LinkStatus
+from service.longitudinal.response_settings import NewLesionPolicy, RecistSettings
+from service.longitudinal.targets import TargetSet, organ_of
+from service.longitudinal.timepoint import TimepointLesion
+from service.model import Metric
+
+REQUIRES_CONFIRMATION = "requires radiologist confirmation"
+DECISION_SUPPORT = "algorithmic RECIST 1.1 / iRECIST: decision support, " + REQUIRES_CONFIRMATION
+NON_TARGET_SOURCE = "automated_proxy"
+ZERO_REFERENCE = "the reference sum is 0: relative change undefined"
+NO_TARGETS = "no target lesions at baseline"
+_REL_TOL = 1e-9
+
+
+class MeasurementStatus(StrEnum):
+    MEASURED = "measured"
+    ABSENT = "absent"  # explicitly gone (an empty contour, a site convention, merged into another): 0 mm
+    NOT_EVALUABLE = "not_evaluable"
+
+
+class TargetResponse(StrEnum):
+    CR = "CR"
+    PR = "PR"
+    SD = "SD"
+    PD = "PD"
+    NE = "NE"
+
+
+class NonTargetResponse(StrEnum):
+    CR = "CR"
+    NON_CR_NON_PD = "Non-CR/Non-PD"
+    PD = "PD"
+    NE = "NE"
+
+
+class OverallResponse(StrEnum):
+    CR = "CR"
+    PR = "PR"
+    SD = "SD"
+    PD = "PD"
+    NE = "NE"
+    NON_CR_NON_PD = "Non-CR/Non-PD"  # non-target disease only (table 2)
+
+
+TARGET_RESPONSE_CODES: Mapping[TargetResponse, tuple[str, str, str]] = {
+    TargetResponse.CR: ("112041", "DCM", "Target Lesion Complete Response"),
+    TargetResponse.PR: ("112042", "DCM", "Target Lesion Partial Response"),
+    TargetResponse.PD: ("112043", "DCM", "Target Lesion Progressive Disease"),
+    TargetResponse.SD: ("112044", "DCM", "Target Lesion Stable Disease"),
+}
+NON_TARGET_RESPONSE_CODES: Mapping[NonTargetResponse, tuple[str, str, str]] = {
+    NonTargetResponse.CR: ("112045", "DCM", "Non-Target Lesion Complete Response"),
+    NonTargetResponse.NON_CR_NON_PD: ("112046", "DCM", "Non-Target Lesion Incomplete Response or Stable Disease"),
+    NonTargetResponse.PD: ("112047", "DCM", "Non-Target Lesion Progressive Disease"),
+}
+"""CID 6143/6144, for the output layer. NE has no DCM code here: the output layer says so in text."""
+
+
+@dataclass(frozen=True)
+class LesionMeasurement:
+    """One lesion at one time point, under its carried (baseline) tracking UID; D in mm."""
+
+    tracking_uid: str
+    status: MeasurementStatus
+    diameter_mm: float = 0.0
+    volume_ml: float = 0.0
+    is_node: bool = False
+    organ: str = ""
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What one study shows: `lesions` holds each lesion at most once."""
+
+    study_uid: str
+    date: datetime.date | None
+    lesions: tuple[LesionMeasurement, ...]
+    slice_thickness_mm: float | None = None
+
+    def get(self, tracking_uid: str) -> LesionMeasurement | None:
+        return next((m for m in self.lesions if m.tracking_uid == tracking_uid), None)
+
+
+@dataclass(frozen=True)
+class RecistResult:
+    study_uid: str
+    date: datetime.date | None
+    sod_mm: Metric
+    baseline_sod_mm: Metric
+    nadir_sod_mm: Metric
+    nadir_study_uid: str | None
+    percent_vs_baseline: Metric
+    percent_vs_nadir: Metric
+    mm_vs_nadir: Metric
+    target_response: TargetResponse | None  # None: no targets at baseline
+    target_reason: str | None
+    non_target_response: NonTargetResponse | None  # None: no non-target lesions at baseline
+    non_target_volume_ml: Metric
+    new_lesions: tuple[LesionMeasurement, ...]  # candidates, requiring confirmation
+    overall: OverallResponse
+    flags: tuple[str, ...]
+    non_target_source: str = NON_TARGET_SOURCE
+
+
+def _ge(value: float, threshold: float) -> bool:
+    return value >= threshold or math.isclose(value, threshold, rel_tol=_REL_TOL, abs_tol=1e-12)
+
+
+def _le(value: float, threshold: float) -> bool:
+    return value <= threshold or math.isclose(value, threshold, rel_tol=_REL_TOL, abs_tol=1e-12)
+
+
+def meets_pd(sod: float, nadir: float, settings: RecistSettings = RecistSettings()) -> bool:
+    """+20 % and +5 mm against the nadir; with a 0 mm nadir, the 5 mm alone."""
+    increase = sod - nadir
+    if nadir <= 0:
+        return _ge(increase, settings.pd_abs_mm)
+    return _ge(100.0 * increase / nadir, settings.pd_pct) and _ge(increase, settings.pd_abs_mm)
+
+
+def meets_pr(sod: float, baseline: float, settings: RecistSettings = RecistSettings()) -> bool:
+    return baseline > 0 and _le(100.0 * (sod - baseline) / baseline, settings.pr_pct)
+
+
+def overall_response(target: TargetResponse | None, non_target: NonTargetResponse | None,
+                     new_lesions: bool) -> OverallResponse:
+    """Eisenhauer 2009 table 1 (target given) or table 2 (target None). A missing non-target
+    column (no non-target lesions at baseline) reads as CR."""
+    if target is None:
+        if new_lesions or non_target is NonTargetResponse.PD:
+            return OverallResponse.PD
+        return {NonTargetResponse.CR: OverallResponse.CR, NonTargetResponse.NON_CR_NON_PD: OverallResponse.NON_CR_NON_PD,
+                NonTargetResponse.NE: OverallResponse.NE, None: OverallResponse.NE}[non_target]
+    if target is TargetResponse.PD or non_target is NonTargetResponse.PD or new_lesions:
+        return OverallResponse.PD
+    if target is TargetResponse.CR:
+        return OverallResponse.CR if non_target in (NonTargetResponse.CR, None) else OverallResponse.PR
+    return {TargetResponse.PR: OverallResponse.PR, TargetResponse.SD: OverallResponse.SD,
+            TargetResponse.NE: OverallResponse.NE}[target]
+
+
+def _sod(targets: Sequence[str], assessment: Assessment) -> tuple[float, list[str]]:
+    """(sum over the evaluable targets, UIDs of the targets not evaluable)."""
+    total, missing = 0.0, []
+    for uid in targets:
+        m = assessment.get(uid)
+        if m is None or m.status is MeasurementStatus.NOT_EVALUABLE:
+            missing.append(uid)
+        elif m.status is MeasurementStatus.MEASURED:
+            total += m.diameter_mm
+    return total, missing
+
+
+def _non_target_volume(uids: Sequence[str], assessment: Assessment) -> tuple[float, list[str]]:
+    total, missing = 0.0, []
+    for uid in uids:
+        m = assessment.get(uid)
+        if m is None or m.status is MeasurementStatus.NOT_EVALUABLE:
+            missing.append(uid)
+        elif m.status is MeasurementStatus.MEASURED:
+            total += m.volume_ml
+    return total, missing
+
+
+def _is_normal(m: LesionMeasurement | None, settings: RecistSettings) -> bool:
+    """Gone: explicitly absent, or a node measured below 10 mm SA."""
+    if m is None or m.status is MeasurementStatus.NOT_EVALUABLE:
+        return False
+    return m.status is MeasurementStatus.ABSENT or (m.is_node and m.diameter_mm < settings.node_normal_sa_mm)
+
+
+def new_lesions(target_set: TargetSet, assessment: Assessment) -> tuple[LesionMeasurement, ...]:
+    """Measured lesions whose tracking UID was not recorded at baseline."""
+    recorded = {lesion.tracking_uid for lesion in target_set.lesions}
+    return tuple(m for m in assessment.lesions
+                 if m.tracking_uid not in recorded and m.status is MeasurementStatus.MEASURED)
+
+
+def _pct(value: float, reference: float) -> Metric:
+    return Metric(100.0 * (value - reference) / reference) if reference > 0 else Metric.not_computable(ZERO_REFERENCE)
+
+
+def assess_series(target_set: TargetSet, series: Sequence[Assessment], settings: RecistSettings = RecistSettings(),
+                  *, carried_nadir: tuple[float, str] | None = None) -> tuple[RecistResult, ...]:
+    """RECIST 1.1 at every follow-up; series[0] is the baseline, in date order.
+
+    `carried_nadir` (SoD, study UID): the nadir a prior SR carried, used (and flagged) when an
+    intermediate report is missing from the series.
+    """
+    if len(series) < 2:
+        return ()
+    targets = [lesion.tracking_uid for lesion in target_set.targets]
+    non_targets = [lesion.tracking_uid for lesion in target_set.non_targets]
+    baseline_sod, baseline_missing = _sod(targets, series[0])
+    nadir: tuple[float, str] | None = None if baseline_missing else (baseline_sod, series[0].study_uid)
+    nt_nadir: float | None = None if _non_target_volume(non_targets, series[0])[1] else \
+        _non_target_volume(non_targets, series[0])[0]
+    results: list[RecistResult] = []
+    responded = False
+    for assessment in series[1:]:
+        flags: list[str] = []
+        used_nadir = nadir
+        if carried_nadir is not None and (used_nadir is None or carried_nadir[0] < used_nadir[0]):
+            used_nadir = carried_nadir
+            flags.append("nadir carried from a prior report (an intermediate report is missing)")
+        result = _assess_one(target_set, targets, non_targets, assessment, baseline_sod, baseline_missing,
+                             used_nadir, nt_nadir, responded, settings, flags)
+        results.append(result)
+        if result.target_response is TargetResponse.PD:
+            responded = False
+        elif result.target_response in (TargetResponse.PR, TargetResponse.CR):
+            responded = True
+        if result.sod_mm.value is not None and result.target_response is not TargetResponse.NE \
+                and (nadir is None or result.sod_mm.value < nadir[0]):
+            nadir = (result.sod_mm.value, assessment.study_uid)
+        volume, missing = _non_target_volume(non_targets, assessment)
+        if not missing and (nt_nadir is None or volume < nt_nadir):
+            nt_nadir = volume
+    return tuple(results)
+
+
+def assess(target_set: TargetSet, series: Sequence[Assessment], settings: RecistSettings = RecistSettings(),
+           *, carried_nadir: tuple[float, str] | None = None) -> RecistResult:
+    """RECIST 1.1 at the last time point of the series."""
+    if len(series) < 2:
+        raise ValueError("RECIST needs the baseline and at least one follow-up")
+    return assess_series(target_set, series, settings, carried_nadir=carried_nadir)[-1]
+
+
+def _assess_one(target_set: TargetSet, targets: list[str], non_targets: list[str], assessment: Assessment,
+                baseline_sod: float, baseline_missing: list[str], nadir: tuple[float, str] | None,
+                nt_nadir: float | None, responded: bool, settings: RecistSettings,
+                flags: list[str]) -> RecistResult:
+    sod, missing = _sod(targets, assessment)
+    target: TargetResponse | None = None
+    reason: str | None = None
+    not_computable = Metric.not_computable(NO_TARGETS)
+    sod_metric = base_metric = nadir_metric = pct_bl = pct_nadir = mm_nadir = not_computable
+    if targets and baseline_missing:
+        target, reason = TargetResponse.NE, "a target was not evaluable at baseline"
+    elif targets:
+        assert nadir is not None
+        base_metric, nadir_metric = Metric(baseline_sod), Metric(nadir[0])
+        pct_bl, pct_nadir, mm_nadir = _pct(sod, baseline_sod), _pct(sod, nadir[0]), Metric(sod - nadir[0])
+        sod_metric = Metric(sod)
+        if missing:
+            if meets_pd(sod, nadir[0], settings):
+                target, reason = TargetResponse.PD, "the evaluable targets alone reach PD"
+            else:
+                target, reason = TargetResponse.NE, f"{len(missing)} target(s) not evaluable"
+                sod_metric = Metric.not_computable(reason)
+        elif meets_pd(sod, nadir[0], settings):
+            target = TargetResponse.PD
+        elif all(_is_normal(assessment.get(uid), settings) for uid in targets) and all(
+                _is_normal(m, settings) or m.status is not MeasurementStatus.MEASURED
+                for uid in non_targets if (m := assessment.get(uid)) is not None and m.is_node):
+            target = TargetResponse.CR
+        elif meets_pr(sod, baseline_sod, settings):
+            target = TargetResponse.PR
+        elif responded:
+            target, reason = TargetResponse.PR, "PR maintained: PD not met since PR (EORTC FAQ)"
+        else:
+            target = TargetResponse.SD
+        flags += _borderline(pct_bl, pct_nadir, mm_nadir, settings)
+        flags += [f"target {uid}: < {settings.small_lesion_mm:g} mm (measured value kept)" for uid in targets
+                  if (m := assessment.get(uid)) is not None and m.status is MeasurementStatus.MEASURED
+                  and 0 < m.diameter_mm < settings.small_lesion_mm]
+
+    volume, nt_missing = _non_target_volume(non_targets, assessment)
+    non_target: NonTargetResponse | None = None
+    if non_targets:
+        rose = nt_nadir is not None and nt_nadir > 0 and _ge(100.0 * (volume - nt_nadir) / nt_nadir,
+                                                               settings.nontarget_pd_volume_pct)
+        if rose:
+            non_target = NonTargetResponse.PD
+            flags.append(f"non-target PD suggested (volume +{settings.nontarget_pd_volume_pct:g} % or more): "
+                         f"{REQUIRES_CONFIRMATION}")
+        elif nt_missing:
+            non_target = NonTargetResponse.NE
+        elif all(_is_normal(assessment.get(uid), settings) for uid in non_targets):
+            non_target = NonTargetResponse.CR
+        else:
+            non_target = NonTargetResponse.NON_CR_NON_PD
+    new = new_lesions(target_set, assessment)
+    if new:
+        flags.append(f"{len(new)} new lesion candidate(s): {REQUIRES_CONFIRMATION}")
+    counts = bool(new) and settings.new_lesion_policy is NewLesionPolicy.COUNTS_AS_PD
+    if new and not counts:
+        flags.append("new lesions flagged only (new_lesion_policy: flag_only)")
+    return RecistResult(assessment.study_uid, assessment.date, sod_metric, base_metric, nadir_metric,
+                        nadir[1] if nadir and targets else None, pct_bl, pct_nadir, mm_nadir, target, reason,
+                        non_target, Metric(volume) if not nt_missing and non_targets else
+                        Metric.not_computable("no non-target lesions" if not non_targets else "a non-target not evaluable"),
+                        new, overall_response(target, non_target, counts), tuple(flags))
+
+
+def _borderline(pct_bl: Metric, pct_nadir: Metric, mm_nadir: Metric, settings: RecistSettings) -> list[str]:
+    flags = []
+    if pct_bl.value is not None and abs(pct_bl.value - settings.pr_pct) <= settings.borderline_margin_pct:
+        flags.append(f"borderline: {pct_bl.value:+.1f} % against baseline, PR at {settings.pr_pct:g} %")
+    if pct_nadir.value is not None and abs(pct_nadir.value - settings.pd_pct) <= settings.borderline_margin_pct:
+        flags.append(f"borderline: {pct_nadir.value:+.1f} % against the nadir, PD at +{settings.pd_pct:g} %")
+    if mm_nadir.value is not None and abs(mm_nadir.value - settings.pd_abs_mm) <= settings.borderline_margin_mm:
+        flags.append(f"borderline: {mm_nadir.value:+.1f} mm against the nadir, PD at +{settings.pd_abs_mm:g} mm")
+    return flags
+
+
+def baseline_assessment(study_uid: str, date: datetime.date | None, lesions: Sequence[TimepointLesion],
+                        slice_thickness_mm: float | None = None, organs: Mapping[str, str] | None = None,
+                        settings: RecistSettings = RecistSettings()) -> Assessment:
+    """The baseline study's lesions, all measured."""
+    return Assessment(study_uid, date, tuple(
+        LesionMeasurement(x.tracking_uid, MeasurementStatus.MEASURED, x.diameter_mm, x.volume_ml, x.is_node,
+                          organ_of(x, organs or {}, settings))
+        for x in sorted(lesions, key=lambda x: x.tracking_uid)), slice_thickness_mm)
+
+
+def follow_up_assessment(study_uid: str, date: datetime.date | None, links: Sequence[Link],
+                         identities: Mapping[str, CarriedIdentity], *, slice_thickness_mm: float | None = None,
+                         explicitly_absent: Collection[str] = (), absent_by_convention: bool = False,
+                         root_of: Mapping[str, str] | None = None, organs: Mapping[str, str] | None = None,
+                         settings: RecistSettings = RecistSettings()) -> Assessment:
+    """A follow-up's lesions under their carried tracking UIDs, from the links to the prior study.
+
+    `root_of` takes a split fragment's UID to its parent's (followup.md 9.4.2), so fragments are
+    summed under the lesion they came from, at this or any later time point. A prior lesion not
+    found is absent (0 mm) only when `explicitly_absent` names it (an empty contour) or the site's
+    convention says so; otherwise not evaluable. Merged sources other than the kept one are
+    absent (0 mm, RECIST). Ambiguous links go to review: both sides not evaluable.
+    """
+    root_of = dict(root_of or {})
+    organs = organs or {}
+    for identity in identities.values():
+        if identity.derived_from_uid is not None:
+            root_of.setdefault(identity.tracking_uid, identity.derived_from_uid)
+
+    def root(uid: str) -> str:
+        seen = set()
+        while uid in root_of and uid not in seen:
+            seen.add(uid)
+            uid = root_of[uid]
+        return uid
+
+    measured: dict[str, list[TimepointLesion]] = {}
+    status: dict[str, tuple[MeasurementStatus, str | None, TimepointLesion]] = {}
+    for link in links:
+        if link.status in (LinkStatus.MATCHED, LinkStatus.SPLIT, LinkStatus.MERGED):
+            for c in link.current:
+                measured.setdefault(root(identities[c.tracking_uid].tracking_uid), []).append(c)
+            if link.status is LinkStatus.MERGED:
+                for absorbed in identities[link.current[0].tracking_uid].absorbed_uids:
+                    p = next(p for p in link.prior if p.tracking_uid == absorbed)
+                    status[root(absorbed)] = (MeasurementStatus.ABSENT, "merged into another lesion (0 mm)", p)
+        elif link.status is LinkStatus.NEW:
+            measured.setdefault(root(link.current[0].tracking_uid), []).append(link.current[0])
+        elif link.status is LinkStatus.DISAPPEARED:
+            p = link.prior[0]
+            if p.tracking_uid in explicitly_absent or absent_by_convention:
+                status[root(p.tracking_uid)] = (MeasurementStatus.ABSENT, "disappeared", p)
+            else:
+                status[root(p.tracking_uid)] = (MeasurementStatus.NOT_EVALUABLE,
+                                                "not contoured, and its absence is not explicit", p)
+        else:  # not evaluable or ambiguous
+            why = link.reason or ("ambiguous match: for review" if link.status is LinkStatus.AMBIGUOUS
+                                  else "not evaluable")
+            for lesion in (*link.prior, *link.current):
+                status.setdefault(root(lesion.tracking_uid), (MeasurementStatus.NOT_EVALUABLE, why, lesion))
+    out = [LesionMeasurement(uid, MeasurementStatus.MEASURED, sum(x.diameter_mm for x in parts),
+                             sum(x.volume_ml for x in parts), parts[0].is_node, organ_of(parts[0], organs, settings))
+           for uid, parts in measured.items()]
+    out += [LesionMeasurement(uid, s, 0.0, 0.0, lesion.is_node, organ_of(lesion, organs, settings), why)
+            for uid, (s, why, lesion) in status.items() if uid not in measured]
+    return Assessment(study_uid, date, tuple(sorted(out, key=lambda m: m.tracking_uid)), slice_thickness_mm)

@@ -1,0 +1,277 @@
+"""iRECIST as a state machine (docs/method.md section 5.2; Seymour 2017, EORTC iRECIST FAQ).
+
+The first RECIST 1.1 progression (target, non-target or new lesions) is iUPD, unconfirmed. At a
+later assessment at least 28 days after it (less the FAQ's ~2-day tolerance) it becomes iCPD if,
+against the iUPD time point: the target sum rose >= 5 mm (cumulative since iUPD), the
+non-target volume rose (when non-target progression was a basis), the new-lesion-target (NLT)
+sum rose >= 5 mm, the new-lesion-non-target (NLNT) volume rose, or there are more new lesions.
+Otherwise the bar is reset when the progression no longer holds (or, FAQ scenario B, the targets
+shrank further and meet iPR), and it stays iUPD when nothing changed. A scan before day 28
+cannot confirm. New lesions are kept apart: up to 5 measurable ones (2 per organ, largest
+first, fixed at first appearance) are NLT, whose sum is recorded separately; the rest NLNT.
+After a reset, known new lesions give a new iUPD only when more appear, when the NLT sum meets
+RECIST PD against its own nadir, or when the NLNT volume rises by the non-target proxy.
+
+The state is a plain dataclass with `to_dict` / `from_dict`, carried in every SR so that any
+replica continues it. iRECIST is "recommendations for data handling ... not validated response
+criteria" (EORTC): its categories are states for review.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from service.longitudinal.recist import (LesionMeasurement, NonTargetResponse, OverallResponse, RecistResult,
+                                         TargetResponse, meets_pd, overall_response)
+from service.longitudinal.response_settings import IRecistSettings, RecistSettings
+from service.longitudinal.targets import measurable_limit_mm
+
+NOT_VALIDATED = "iRECIST: recommendations for data handling, not validated response criteria (EORTC)"
+TOO_EARLY = "confirmation not possible before day 28 (iRECIST)"
+OUTSIDE_WINDOW = "outside the 4-8-week confirmation window"
+
+
+class IRecistCategory(StrEnum):
+    ICR = "iCR"
+    IPR = "iPR"
+    ISD = "iSD"
+    IUPD = "iUPD"
+    ICPD = "iCPD"
+    NE = "NE"
+    NON_ICR_NON_IUPD = "Non-iCR/Non-iUPD"
+
+
+class Basis(StrEnum):
+    TARGET = "target"
+    NON_TARGET = "nontarget"
+    NEW = "new"
+
+
+_FROM_RECIST = {OverallResponse.CR: IRecistCategory.ICR, OverallResponse.PR: IRecistCategory.IPR,
+                OverallResponse.SD: IRecistCategory.ISD, OverallResponse.NE: IRecistCategory.NE,
+                OverallResponse.NON_CR_NON_PD: IRecistCategory.NON_ICR_NON_IUPD}
+RESPONSES = (IRecistCategory.ICR, IRecistCategory.IPR, IRecistCategory.ISD, IRecistCategory.NON_ICR_NON_IUPD)
+
+
+@dataclass(frozen=True)
+class IRecistState:
+    """What one report hands to the next. Dates are ISO strings in `to_dict`."""
+
+    pending_iupd: bool = False
+    iupd_date: datetime.date | None = None
+    iupd_study_uid: str | None = None
+    iupd_basis: tuple[Basis, ...] = ()
+    target_sod_at_iupd: float | None = None
+    non_target_volume_at_iupd: float | None = None
+    nlt_sum_at_iupd: float | None = None
+    nlnt_volume_at_iupd: float | None = None
+    new_count_at_iupd: int = 0
+    confirmed: bool = False  # iCPD reached: final
+    nlt_uids: tuple[str, ...] = ()  # new-lesion targets, fixed at first appearance
+    known_new_uids: tuple[str, ...] = ()  # every new lesion seen so far
+    nlt_baseline_mm: float | None = None
+    nlt_nadir_mm: float | None = None
+    nlnt_volume_nadir: float | None = None
+    last_category: IRecistCategory | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["iupd_date"] = self.iupd_date.isoformat() if self.iupd_date else None
+        data["iupd_basis"] = [str(b) for b in self.iupd_basis]
+        data["nlt_uids"], data["known_new_uids"] = list(self.nlt_uids), list(self.known_new_uids)
+        data["last_category"] = str(self.last_category) if self.last_category else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> IRecistState:
+        values = dict(data)
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown iRECIST state fields: {sorted(unknown)}")
+        if values.get("iupd_date"):
+            values["iupd_date"] = datetime.date.fromisoformat(values["iupd_date"])
+        values["iupd_basis"] = tuple(Basis(b) for b in values.get("iupd_basis", ()))
+        values["nlt_uids"] = tuple(values.get("nlt_uids", ()))
+        values["known_new_uids"] = tuple(values.get("known_new_uids", ()))
+        if values.get("last_category"):
+            values["last_category"] = IRecistCategory(values["last_category"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class IRecistResult:
+    category: IRecistCategory
+    state: IRecistState  # to carry into this study's report
+    nlt_sum_mm: float
+    nlnt_volume_ml: float
+    new_lesion_count: int
+    days_since_iupd: int | None
+    confirmation_window: tuple[datetime.date, datetime.date] | None  # iUPD + 28 .. + 56 days
+    reasons: tuple[str, ...]
+    flags: tuple[str, ...] = field(default=())
+
+
+def _new_lesion_split(new: Sequence[LesionMeasurement], known_nlt: Sequence[str], slice_thickness_mm: float | None,
+                      settings: IRecistSettings, recist: RecistSettings) -> tuple[str, ...]:
+    """NLT UIDs: those already NLT, then the largest measurable newcomers, <= 5, <= 2 per organ."""
+    present = {m.tracking_uid for m in new}
+    nlt = [uid for uid in known_nlt if uid in present] + [uid for uid in known_nlt if uid not in present]
+    per_organ: dict[str, int] = defaultdict(int)
+    organ = {m.tracking_uid: m.organ for m in new}
+    for uid in nlt:
+        per_organ[organ.get(uid, "")] += 1
+
+    def measurable(m: LesionMeasurement) -> bool:
+        limit = recist.node_target_sa_mm if m.is_node else measurable_limit_mm(slice_thickness_mm, recist)
+        return m.diameter_mm >= limit
+
+    for m in sorted(new, key=lambda m: (-m.diameter_mm, m.tracking_uid)):
+        if m.tracking_uid in known_nlt or not measurable(m):
+            continue
+        if len(nlt) < settings.max_new_targets and per_organ[m.organ] < settings.max_new_targets_per_organ:
+            nlt.append(m.tracking_uid)
+            per_organ[m.organ] += 1
+    return tuple(nlt)
+
+
+def step(state: IRecistState, recist: RecistResult, settings: IRecistSettings = IRecistSettings(),
+         recist_settings: RecistSettings = RecistSettings(), *,
+         slice_thickness_mm: float | None = None) -> IRecistResult:
+    """The iRECIST category of one follow-up, given the state the previous report carried."""
+    new = recist.new_lesions
+    nlt_uids = _new_lesion_split(new, state.nlt_uids, slice_thickness_mm, settings, recist_settings)
+    nlt_sum = sum(m.diameter_mm for m in new if m.tracking_uid in nlt_uids)
+    nlnt_volume = sum(m.volume_ml for m in new if m.tracking_uid not in nlt_uids)
+    new_uids = {m.tracking_uid for m in new}
+    unseen = sorted(new_uids - set(state.known_new_uids))
+    sod = recist.sod_mm.value
+    nt_volume = recist.non_target_volume_ml.value
+    nlt_baseline = state.nlt_baseline_mm if state.nlt_baseline_mm is not None else (nlt_sum if nlt_uids else None)
+    nlt_nadir = state.nlt_nadir_mm
+    base = replace(state, nlt_uids=nlt_uids, known_new_uids=tuple(sorted(set(state.known_new_uids) | new_uids)),
+                   nlt_baseline_mm=nlt_baseline)
+    reasons: list[str] = []
+    flags: list[str] = []
+
+    # What progresses now, by RECIST 1.1 with iRECIST's handling of new lesions already seen.
+    progressing: list[Basis] = []
+    if recist.target_response is TargetResponse.PD:
+        progressing.append(Basis.TARGET)
+    if recist.non_target_response is NonTargetResponse.PD:
+        progressing.append(Basis.NON_TARGET)
+    if unseen or (nlt_nadir is not None and nlt_uids and meets_pd(nlt_sum, nlt_nadir, recist_settings)) or (
+            state.nlnt_volume_nadir and nlnt_volume >= state.nlnt_volume_nadir
+            * (1 + recist_settings.nontarget_pd_volume_pct / 100.0)):
+        progressing.append(Basis.NEW)
+
+    def finish(category: IRecistCategory, new_state: IRecistState, days: int | None = None) -> IRecistResult:
+        nadir = nlt_nadir if not nlt_uids else nlt_sum if nlt_nadir is None else min(nlt_nadir, nlt_sum)
+        nlnt_nadir = state.nlnt_volume_nadir
+        if new_uids - set(nlt_uids):
+            nlnt_nadir = nlnt_volume if nlnt_nadir is None else min(nlnt_nadir, nlnt_volume)
+        new_state = replace(new_state, nlt_nadir_mm=nadir, nlnt_volume_nadir=nlnt_nadir, last_category=category)
+        window = None
+        if new_state.pending_iupd and new_state.iupd_date is not None:
+            window = (new_state.iupd_date + datetime.timedelta(days=settings.confirm_min_days),
+                      new_state.iupd_date + datetime.timedelta(days=settings.confirm_max_days))
+        return IRecistResult(category, new_state, nlt_sum, nlnt_volume, len(new), days, window,
+                             tuple(reasons), tuple(flags))
+
+    if state.confirmed:
+        reasons.append("iCPD confirmed at an earlier assessment")
+        return finish(IRecistCategory.ICPD, base)
+
+    if not state.pending_iupd:
+        if progressing:
+            reasons.append("RECIST 1.1 progression (" + ", ".join(progressing) + "): unconfirmed")
+            iupd = replace(base, pending_iupd=True, iupd_date=recist.date, iupd_study_uid=recist.study_uid,
+                           iupd_basis=tuple(progressing), target_sod_at_iupd=sod,
+                           non_target_volume_at_iupd=nt_volume, nlt_sum_at_iupd=nlt_sum,
+                           nlnt_volume_at_iupd=nlnt_volume, new_count_at_iupd=len(new))
+            return finish(IRecistCategory.IUPD, iupd)
+        return finish(_without_new(recist, bool(new)), base)
+
+    days = (recist.date - state.iupd_date).days if recist.date and state.iupd_date else None
+    if days is None:
+        reasons.append("dates unknown: the confirmation window cannot be checked")
+        return finish(IRecistCategory.IUPD, base)
+    if days < settings.confirm_min_days - settings.confirm_tolerance_days:
+        reasons.append(TOO_EARLY)
+        return finish(IRecistCategory.IUPD, base, days)
+    if days > settings.confirm_max_days:
+        flags.append(OUTSIDE_WINDOW)
+
+    confirming = _confirming(state, sod, nt_volume, nlt_sum, nlnt_volume, len(new), settings)
+    if confirming:
+        reasons += confirming
+        return finish(IRecistCategory.ICPD, replace(base, pending_iupd=False, confirmed=True), days)
+    still = [b for b in state.iupd_basis if _still_progressing(b, recist, new)]
+    shrank_further = (sod is not None and state.target_sod_at_iupd is not None and sod < state.target_sod_at_iupd
+                      and recist.target_response in (TargetResponse.PR, TargetResponse.CR))
+    category = _without_new(recist, bool(new))
+    if (not still or shrank_further) and category in RESPONSES:
+        reasons.append("progression not confirmed and no longer met: the bar is reset")
+        cleared = replace(base, pending_iupd=False, iupd_date=None, iupd_study_uid=None, iupd_basis=(),
+                          target_sod_at_iupd=None, non_target_volume_at_iupd=None, nlt_sum_at_iupd=None,
+                          nlnt_volume_at_iupd=None, new_count_at_iupd=0)
+        return finish(category, cleared, days)
+    reasons.append("no further increase since iUPD: remains iUPD, confirmation pending")
+    return finish(IRecistCategory.IUPD, base, days)
+
+
+def _without_new(recist: RecistResult, new_present: bool) -> IRecistCategory:
+    """The RECIST category of target and non-target disease, new lesions handled by iRECIST.
+    Lesions that appeared earlier and persist rule out iCR (iPR at best)."""
+    target, non_target = recist.target_response, recist.non_target_response
+    if target is TargetResponse.PD or non_target is NonTargetResponse.PD:
+        return IRecistCategory.IUPD
+    category = _FROM_RECIST[overall_response(target, non_target, False)]
+    if category is IRecistCategory.ICR and new_present:
+        return IRecistCategory.IPR if target is not None else IRecistCategory.NON_ICR_NON_IUPD
+    return category
+
+
+def _still_progressing(basis: Basis, recist: RecistResult, new: Sequence[LesionMeasurement]) -> bool:
+    if basis is Basis.TARGET:
+        return recist.target_response is TargetResponse.PD
+    if basis is Basis.NON_TARGET:
+        return recist.non_target_response is NonTargetResponse.PD
+    return bool(new)
+
+
+def _confirming(state: IRecistState, sod: float | None, nt_volume: float | None, nlt_sum: float,
+                nlnt_volume: float, new_count: int, settings: IRecistSettings) -> list[str]:
+    """Why the progression is confirmed, against the iUPD time point; empty if it is not."""
+    why = []
+    tolerance = 1.0 + settings.volume_tolerance_pct / 100.0
+    if sod is not None and state.target_sod_at_iupd is not None and \
+            sod - state.target_sod_at_iupd >= settings.confirm_abs_mm - 1e-9:
+        why.append(f"target sum +{sod - state.target_sod_at_iupd:.1f} mm since iUPD")
+    if Basis.NON_TARGET in state.iupd_basis and nt_volume is not None and state.non_target_volume_at_iupd \
+            and nt_volume > state.non_target_volume_at_iupd * tolerance:
+        why.append("non-target volume increased since iUPD")
+    if state.nlt_sum_at_iupd is not None and nlt_sum - state.nlt_sum_at_iupd >= settings.confirm_abs_mm - 1e-9:
+        why.append(f"new-lesion-target sum +{nlt_sum - state.nlt_sum_at_iupd:.1f} mm since iUPD")
+    if state.nlnt_volume_at_iupd and nlnt_volume > state.nlnt_volume_at_iupd * tolerance:
+        why.append("new-lesion-non-target volume increased since iUPD")
+    if new_count > state.new_count_at_iupd:
+        why.append(f"more new lesions ({state.new_count_at_iupd} -> {new_count})")
+    return why
+
+
+def run(recist_results: Sequence[RecistResult], state: IRecistState = IRecistState(),
+        settings: IRecistSettings = IRecistSettings(), recist_settings: RecistSettings = RecistSettings(),
+        slice_thickness_mm: Mapping[str, float | None] | None = None) -> tuple[IRecistResult, ...]:
+    """iRECIST over consecutive follow-ups, each step starting from the state the last one left."""
+    out = []
+    for result in recist_results:
+        step_result = step(state, result, settings, recist_settings,
+                           slice_thickness_mm=(slice_thickness_mm or {}).get(result.study_uid))
+        out.append(step_result)
+        state = step_result.state
+    return tuple(out)

@@ -1,0 +1,93 @@
+"""iRECIST (Seymour 2017, EORTC iRECIST FAQ) as scenarios: sums of diameters over time, run
+through RECIST 1.1 and then the state machine, one report at a time."""
+
+from __future__ import annotations
+
+import datetime
+
+from service.longitudinal.irecist import TOO_EARLY, IRecistCategory as I, IRecistState, run, step
+from service.longitudinal.recist import Assessment, LesionMeasurement, MeasurementStatus, assess_series
+from service.longitudinal.targets import select_targets
+from service.longitudinal.timepoint import TimepointLesion, UidSource
+
+D0 = datetime.date(2024, 1, 1)
+
+
+def target(uid: str, d: float) -> TimepointLesion:
+    return TimepointLesion(uid, uid, UidSource.DERIVED, uid, 1, "liver", (0.0, 0.0, 0.0), d, d - 2, 1.0)
+
+
+def scenario(points: list[tuple[int, float, dict[str, float]]]) -> list[I]:
+    """(day, target sum, {new lesion uid: D}) per time point, baseline first."""
+    ts = select_targets([target("1.1", points[0][1])], None)
+    series = [Assessment(f"s{i}", D0 + datetime.timedelta(days=day),
+                         (LesionMeasurement("1.1", MeasurementStatus.MEASURED, d, 1.0),
+                          *(LesionMeasurement(uid, MeasurementStatus.MEASURED, nd, 1.0, organ="lung")
+                            for uid, nd in new.items())))
+              for i, (day, d, new) in enumerate(points)]
+    results = run(assess_series(ts, series))
+    # every step must continue identically from the serialised state, as another replica would
+    state = IRecistState()
+    recist = assess_series(ts, series)
+    for r, expected in zip(recist, results):
+        again = step(IRecistState.from_dict(state.to_dict()), r)
+        assert again.category is expected.category
+        state = again.state
+    return [r.category for r in results]
+
+
+def test_cumulative_4_then_2_mm_confirms() -> None:  # EORTC FAQ
+    assert scenario([(0, 50, {}), (42, 62, {}), (70, 66, {}), (98, 68, {})]) == [I.IUPD, I.IUPD, I.ICPD]
+
+
+def test_a_scan_before_day_28_cannot_confirm() -> None:
+    ts = select_targets([target("1.1", 50)], None)
+    series = [Assessment(f"s{i}", D0 + datetime.timedelta(days=day),
+                         (LesionMeasurement("1.1", MeasurementStatus.MEASURED, d, 1.0),))
+              for i, (day, d) in enumerate([(0, 50), (42, 62), (60, 80), (84, 80)])]
+    results = run(assess_series(ts, series))
+    assert [r.category for r in results] == [I.IUPD, I.IUPD, I.ICPD]
+    assert TOO_EARLY in results[1].reasons and results[1].days_since_iupd == 18
+    assert results[0].confirmation_window == (D0 + datetime.timedelta(days=70), D0 + datetime.timedelta(days=98))
+
+
+def test_tolerance_of_two_days() -> None:  # day 26 counts, day 25 does not
+    assert scenario([(0, 50, {}), (42, 62, {}), (68, 70, {})])[-1] is I.ICPD
+    assert scenario([(0, 50, {}), (42, 62, {}), (67, 70, {})])[-1] is I.IUPD
+
+
+def test_reset_then_a_new_iupd_must_be_confirmed_again() -> None:
+    assert scenario([(0, 50, {}), (42, 62, {}), (84, 50, {}), (126, 62, {}), (168, 68, {})]) == \
+        [I.IUPD, I.ISD, I.IUPD, I.ICPD]
+
+
+def test_new_lesion_then_another_new_lesion_confirms() -> None:
+    assert scenario([(0, 50, {}), (42, 50, {"n1": 12}), (84, 50, {"n1": 12, "n2": 11})]) == [I.IUPD, I.ICPD]
+
+
+def test_new_lesion_target_sum_5_mm_confirms() -> None:
+    assert scenario([(0, 50, {}), (42, 50, {"n1": 12}), (84, 50, {"n1": 17})]) == [I.IUPD, I.ICPD]
+
+
+def test_scenario_b_further_shrinkage_after_new_lesion_allows_ipr() -> None:
+    assert scenario([(0, 100, {}), (42, 80, {"n1": 12}), (84, 60, {"n1": 12})]) == [I.IUPD, I.IPR]
+
+
+def test_scenario_f_pr_then_new_lesion_then_no_change_stays_iupd() -> None:
+    assert scenario([(0, 100, {}), (42, 60, {}), (84, 60, {"n1": 12}), (126, 60, {"n1": 12})]) == \
+        [I.IPR, I.IUPD, I.IUPD]
+
+
+def test_scenario_d_target_iupd_then_shrinkage_gives_ipr() -> None:
+    assert scenario([(0, 100, {}), (42, 60, {}), (84, 75, {}), (126, 60, {})]) == [I.IPR, I.IUPD, I.IPR]
+
+
+def test_after_a_reset_a_known_new_lesion_does_not_trigger_again() -> None:
+    cats = scenario([(0, 100, {}), (42, 80, {"n1": 12}), (84, 60, {"n1": 12}), (126, 60, {"n1": 12})])
+    assert cats == [I.IUPD, I.IPR, I.IPR]
+
+
+def test_state_round_trip() -> None:
+    state = IRecistState(pending_iupd=True, iupd_date=D0, iupd_study_uid="s1", target_sod_at_iupd=62.0,
+                         nlt_uids=("n1",), known_new_uids=("n1",), last_category=I.IUPD)
+    assert IRecistState.from_dict(state.to_dict()) == state

@@ -1,0 +1,140 @@
+"""RECIST 1.1 (Eisenhauer 2009) against the guideline's own tables and worked cases."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from service.longitudinal.recist import (Assessment, LesionMeasurement, MeasurementStatus as S, NonTargetResponse as N,
+                                         OverallResponse as O, TargetResponse as T, assess, assess_series,
+                                         overall_response)
+from service.longitudinal.targets import BaselineCategory, SelectionSource, select_targets
+from service.longitudinal.timepoint import TimepointLesion, UidSource
+
+D0 = datetime.date(2024, 1, 1)
+
+# Eisenhauer 2009 table 1 (targets at baseline), row by row; "non-PD" and "not all evaluated"
+# expanded into each value they cover.
+TABLE_1 = [
+    (T.CR, N.CR, False, O.CR),
+    (T.CR, N.NON_CR_NON_PD, False, O.PR),
+    (T.CR, N.NE, False, O.PR),
+    (T.PR, N.NON_CR_NON_PD, False, O.PR), (T.PR, N.NE, False, O.PR), (T.PR, N.CR, False, O.PR),
+    (T.SD, N.NON_CR_NON_PD, False, O.SD), (T.SD, N.NE, False, O.SD), (T.SD, N.CR, False, O.SD),
+    (T.NE, N.NON_CR_NON_PD, False, O.NE), (T.NE, N.CR, False, O.NE),
+    *[(T.PD, n, new, O.PD) for n in N for new in (False, True)],
+    *[(t, N.PD, new, O.PD) for t in T for new in (False, True)],
+    *[(t, n, True, O.PD) for t in T for n in N],
+]
+# Table 2 (non-target disease only).
+TABLE_2 = [
+    (N.CR, False, O.CR), (N.NON_CR_NON_PD, False, O.NON_CR_NON_PD), (N.NE, False, O.NE),
+    (N.PD, False, O.PD), (N.PD, True, O.PD), *[(n, True, O.PD) for n in N],
+]
+
+
+@pytest.mark.parametrize(("target", "non_target", "new", "expected"), TABLE_1)
+def test_table_1(target: T, non_target: N, new: bool, expected: O) -> None:
+    assert overall_response(target, non_target, new) is expected
+
+
+@pytest.mark.parametrize(("non_target", "new", "expected"), TABLE_2)
+def test_table_2(non_target: N, new: bool, expected: O) -> None:
+    assert overall_response(None, non_target, new) is expected
+
+
+def lesion(uid: str, d: float, location: str = "liver", name: str = "", volume: float = 1.0) -> TimepointLesion:
+    node = location == "adenopathy"
+    return TimepointLesion(uid, uid, UidSource.DERIVED, name or uid, 1, location, (0.0, 0.0, 0.0),
+                           d + 5.0 if node else d, d if node else d - 2.0, volume)
+
+
+def point(i: int, *ms: LesionMeasurement, days: int = 42) -> Assessment:
+    return Assessment(f"study{i}", D0 + datetime.timedelta(days=days * i), tuple(ms))
+
+
+def m(uid: str, d: float, node: bool = False, volume: float = 1.0) -> LesionMeasurement:
+    return LesionMeasurement(uid, S.MEASURED, d, volume, node)
+
+
+def single_target(*sums: float) -> list:
+    """One liver target of the given diameters over time (baseline first)."""
+    ts = select_targets([lesion("1.1", sums[0])], None)
+    return [assess_series(ts, [point(i, m("1.1", d)) for i, d in enumerate(sums)])]
+
+
+@pytest.mark.parametrize(("sums", "expected"), [
+    ((20, 24), [T.SD]),  # +20 %, +4 mm: the 5 mm rule is not met
+    ((20, 25), [T.PD]),  # +25 %, +5 mm
+    ((100, 70), [T.PR]),  # exactly -30 %
+    ((100, 70, 84), [T.PR, T.PD]),  # +20 % and +14 mm against the nadir 70
+    ((100, 70, 70, 80, 80, 80), [T.PR] * 5),  # EORTC FAQ "Managing PR"
+    ((100, 71), [T.SD]),
+])
+def test_thresholds_and_nadir(sums: tuple[float, ...], expected: list[T]) -> None:
+    (results,) = single_target(*sums)
+    assert [r.target_response for r in results] == expected
+
+
+def test_percentages_against_baseline_and_nadir() -> None:
+    (results,) = single_target(100, 70, 84)
+    last = results[-1]
+    assert (last.baseline_sod_mm.value, last.nadir_sod_mm.value, last.nadir_study_uid) == (100, 70, "study1")
+    assert last.percent_vs_baseline.value == pytest.approx(-16.0)
+    assert last.percent_vs_nadir.value == pytest.approx(20.0)
+    assert last.mm_vs_nadir.value == pytest.approx(14.0)
+    assert any("borderline" in f and "nadir" in f for f in last.flags)
+
+
+def test_nodes_in_cr_keep_their_short_axes() -> None:
+    ts = select_targets([lesion("1.1", 30.0), lesion("1.2", 18.0, "adenopathy")], None)
+    result = assess(ts, [point(0, m("1.1", 30.0), m("1.2", 18.0, True)),
+                         point(1, LesionMeasurement("1.1", S.ABSENT), m("1.2", 8.0, True))])
+    assert result.target_response is T.CR
+    assert result.sod_mm.value == 8.0 and result.overall is O.CR
+
+
+def test_not_evaluable_target_gives_ne_unless_the_rest_is_pd() -> None:
+    ts = select_targets([lesion("1.1", 30.0), lesion("1.2", 20.0, "lung")], None)
+    base = point(0, m("1.1", 30.0), m("1.2", 20.0))
+    gone = LesionMeasurement("1.2", S.NOT_EVALUABLE, reason="outside coverage")
+    assert assess(ts, [base, point(1, m("1.1", 31.0), gone)]).target_response is T.NE
+    assert assess(ts, [base, point(1, m("1.1", 61.0), gone)]).target_response is T.PD
+
+
+def test_new_lesion_policy_and_non_target_proxy() -> None:
+    from service.longitudinal.response_settings import NewLesionPolicy, RecistSettings
+    ts = select_targets([lesion("1.1", 30.0), lesion("1.2", 8.0, "lung", volume=2.0)], None)
+    assert ts.category("1.2") is BaselineCategory.NON_TARGET
+    base = point(0, m("1.1", 30.0), m("1.2", 8.0, volume=2.0))
+    fu = point(1, m("1.1", 30.0), m("1.2", 8.0, volume=2.0), m("9.9", 12.0))
+    assert assess(ts, [base, fu]).overall is O.PD
+    flagged = assess(ts, [base, fu], RecistSettings(new_lesion_policy=NewLesionPolicy.FLAG_ONLY))
+    assert flagged.overall is O.SD and flagged.new_lesions[0].tracking_uid == "9.9"
+    grown = assess(ts, [base, point(1, m("1.1", 30.0), m("1.2", 9.0, volume=2.0 * 1.73))])
+    assert grown.non_target_response is N.PD and grown.non_target_source == "automated_proxy"
+
+
+def test_target_selection_round_robin_and_categories() -> None:
+    lesions = [lesion("1.1", 50), lesion("1.2", 45), lesion("1.3", 40),  # liver
+               lesion("2.1", 30, "lung"), lesion("2.2", 12, "lung"),
+               lesion("3.1", 16, "adenopathy"), lesion("3.2", 20, "adenopathy"), lesion("3.3", 12, "adenopathy"),
+               lesion("4.1", 9), lesion("3.4", 8, "adenopathy")]
+    ts = select_targets(lesions, 1.0)
+    assert ts.source is SelectionSource.AUTOMATIC
+    # organs by largest D: liver 50, lung 30, nodes 20; round 1: 1.1, 2.1, 3.2; round 2: 1.2, 2.2
+    assert sorted(x.tracking_uid for x in ts.targets) == ["1.1", "1.2", "2.1", "2.2", "3.2"]
+    assert ts.category("1.3") is BaselineCategory.NON_TARGET  # third in its organ
+    assert ts.category("3.3") is BaselineCategory.NON_TARGET  # pathological, not measurable
+    assert ts.category("3.4") is BaselineCategory.NON_LESION  # normal node
+    assert ts.category("4.1") is BaselineCategory.NON_TARGET  # < 10 mm
+    assert ts.category("new") is BaselineCategory.NON_LESION
+    thick = select_targets([lesion("1.1", 12)], 7.0)  # 2 x 7 mm = 14 mm threshold
+    assert not thick.targets and thick.notes
+
+
+def test_site_designation_wins() -> None:
+    ts = select_targets([lesion("1.1", 50, name="NT1"), lesion("1.2", 12, name="T1 liver")], None)
+    assert ts.source is SelectionSource.SITE_DESIGNATION
+    assert [x.tracking_uid for x in ts.targets] == ["1.2"]

@@ -24,7 +24,8 @@ from service.ingest.receive import ReceiveDirectory
 from service.ingest.scp import ListenerServer, StorageHandlers, build_ae, start_listener
 from service.ingest.spool import Spool
 from service.lifeline import start_child, wait_ready
-from service.observability import QUEUE_DEPTH, HealthServer
+from service.observability import (QUEUE_DEPTH, SCORER_UP, HealthServer, initialise_ingest_metrics,
+                                   initialise_scorer_metrics)
 from service.outputs.destinations import configured_destinations, pacs_tls
 from service.outputs.outbox import Outbox
 from service.scoring.client import GrpcScorer
@@ -75,6 +76,7 @@ def run_scorer(config: Config, stop: threading.Event | None = None,
         credentials=server_credentials(config), reflection_enabled=config.scorer_reflection,
     )
     stopping = threading.Event()
+    initialise_scorer_metrics()
     http = HealthServer(config.http_host, config.http_port,
                         ready=lambda: (False, "stopping") if stopping.is_set() else (True, "serving"),
                         healthy=lambda: (True, "ok"))
@@ -149,6 +151,8 @@ class Ingest:
             max_attempts=config.delivery_max_attempts, initial_backoff_s=config.delivery_initial_backoff_seconds,
         )
         self.worker = StudyWorker(config, self.index, self.scorer, self.outbox)
+        initialise_ingest_metrics(destination.name for destination in self.outbox.destinations)
+        SCORER_UP.set_function(lambda: float(self.scorer.serving()))  # what /readyz asks, at each scrape
         self.ae = build_ae(config.dicom_ae_title, config.dicom_max_associations, config.dicom_allowed_calling_aes)
         self.handlers = StorageHandlers(spool, self.index, receiving, config.instance_limits)
         self.http = HealthServer(config.http_host, config.http_port, self.readiness, self.liveness)

@@ -127,6 +127,12 @@ class Config:
     pacs_tls_ca_file: Path | None = None
     pacs_tls_cert_file: Path | None = None
     pacs_tls_key_file: Path | None = None
+    # DICOMweb STOW-RS of the SR (as well as, or instead of, C-STORE): the archive's DICOMweb base
+    # URL (e.g. https://pacs.example/dicom-web); a bearer token (https only) and a CA file to
+    # verify the archive's certificate against (else the system's CAs) when it needs them
+    stow_url: str | None = None
+    stow_bearer_token: str | None = None
+    stow_tls_ca_file: Path | None = None
     # Priors: our earlier SRs of the patient, pulled from PACS (the source of truth) through these
     # sources in this order (dicomweb, dimse); empty: no priors. The DIMSE peer defaults to the
     # PACS the SRs go to (pacs_host, pacs_port, pacs_ae_title; over TLS when pacs_tls is on).
@@ -166,6 +172,7 @@ class Config:
                               "(1 to 16 characters, no backslash or control characters)")
         self._check_tls()
         self._check_fhir_auth()
+        self._check_stow()
         self._check_priors()
         for name in (f.name for f in dataclasses.fields(InstanceLimits)):
             if getattr(self, name) < 1:
@@ -203,6 +210,14 @@ class Config:
             raise ConfigError("prior_timeout_seconds must be positive")
         if self.prior_dimse_port is not None and not 0 <= self.prior_dimse_port <= 65535:
             raise ConfigError("prior_dimse_port must be a TCP port (0-65535)")
+
+    def _check_stow(self) -> None:
+        """An http(s) URL; its token and CA file only with it (else they would silently do nothing)."""
+        if self.stow_url and not re.match(r"https?://[^/\s]+", self.stow_url):
+            raise ConfigError(f"stow_url must be an http:// or https:// URL (the DICOMweb base), not {self.stow_url!r}")
+        stray = [name for name in ("stow_bearer_token", "stow_tls_ca_file") if getattr(self, name)]
+        if stray and not self.stow_url:
+            raise ConfigError(f"{', '.join(stray)} set but stow_url is not: set the archive's DICOMweb base URL")
 
     def _check_fhir_auth(self) -> None:
         """Bearer token or SMART, not both; SMART needs its client id and key; either needs the EHR."""

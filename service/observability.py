@@ -12,7 +12,7 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -20,6 +20,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from service.errors import ConfigError
 
 REGISTRY = CollectorRegistry()
+
+# Every value each labelled counter can take. A labelled series exists only once its labels are
+# used, and a rate() over a series that appears at its first increment is not an increase: the
+# first failure ever would not fire an alert (deploy/prometheus/alerts.yaml). So each role exports
+# its counters at 0 for all these values from its start (initialise_ingest_metrics,
+# initialise_scorer_metrics); new values are added here, next to the code that uses them.
+INSTANCE_KINDS = ("ct", "rtstruct", "seg")
+INSTANCE_REJECTION_REASONS = ("unreadable", "truncated", "missing_attributes", "inconsistent", "over_limit",
+                              "transfer_syntax", "storage_error")
+ASSOCIATION_REJECTION_REASONS = ("calling_ae", "called_ae", "local_limit", "tls", "other")
+STUDY_FAILURE_KINDS = ("input", "internal")
+LESION_OUTCOMES = ("scored", "not_computable", "refused", "error")
 
 INSTANCES_RECEIVED = Counter(
     "rcds_instances_received", "DICOM instances stored and acknowledged, by kind (ct, rtstruct, seg)",
@@ -43,10 +55,10 @@ SCORING_SECONDS = Histogram(
     buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600), registry=REGISTRY,
 )
 OUTPUTS_DELIVERED = Counter(
-    "rcds_outputs_delivered", "Outputs delivered, by destination (pacs, fhir)", ["destination"], registry=REGISTRY,
+    "rcds_outputs_delivered", "Outputs delivered, by destination (pacs, pacs-stow, fhir)", ["destination"], registry=REGISTRY,
 )
 OUTPUTS_FAILED = Counter(
-    "rcds_outputs_failed", "Delivery attempts that failed, by destination (pacs, fhir)", ["destination"],
+    "rcds_outputs_failed", "Delivery attempts that failed, by destination (pacs, pacs-stow, fhir)", ["destination"],
     registry=REGISTRY,
 )
 QUEUE_DEPTH = Gauge(
@@ -54,6 +66,10 @@ QUEUE_DEPTH = Gauge(
     registry=REGISTRY,
 )
 OUTBOX_PENDING = Gauge("rcds_outbox_pending", "Deliveries not yet made", registry=REGISTRY)
+SCORER_UP = Gauge(
+    "rcds_scorer_up", "1 when the scorer answers SERVING to this ingest's health check (asked at each scrape), "
+    "else 0: the ingest's /readyz fails then", registry=REGISTRY,
+)
 LESIONS_SCORED = Counter(
     "rcds_scorer_lesions", "Lesions this scorer process handled, by outcome (scored, not_computable, refused, error)",
     ["outcome"], registry=REGISTRY,
@@ -65,6 +81,28 @@ LESION_SECONDS = Histogram(
     "rcds_scorer_lesion_seconds", "Wall time of one ScoreLesion call in this scorer process",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=REGISTRY,
 )
+
+
+def initialise_ingest_metrics(destinations: Iterable[str]) -> None:
+    """The ingest's labelled counters at 0 for every value they can take (see the label tuples
+    above); `destinations` are the configured destinations' names."""
+    for kind in INSTANCE_KINDS:
+        INSTANCES_RECEIVED.labels(kind)
+    for reason in INSTANCE_REJECTION_REASONS:
+        INSTANCES_REJECTED.labels(reason)
+    for reason in ASSOCIATION_REJECTION_REASONS:
+        ASSOCIATIONS_REJECTED.labels(reason)
+    for kind in STUDY_FAILURE_KINDS:
+        STUDIES_FAILED.labels(kind)
+    for name in destinations:
+        OUTPUTS_DELIVERED.labels(name)
+        OUTPUTS_FAILED.labels(name)
+
+
+def initialise_scorer_metrics() -> None:
+    """The scorer's labelled counter at 0 for every outcome."""
+    for outcome in LESION_OUTCOMES:
+        LESIONS_SCORED.labels(outcome)
 
 
 class RepeatedErrorLog:

@@ -4,12 +4,13 @@ sends one file), and `configured_destinations` builds those the configuration as
 The outbox keys its delivery rows by a destination's name, so names never change ("pacs" and
 "fhir" rows in existing outbox databases stay deliverable); the worker gives each destination
 the artefact it says it takes. A new destination (DICOMweb STOW-RS, say) is a class here and a
-line in `configured_destinations`: the outbox and the worker do not change.
+line in `configured_destinations` (PacsByStowRs was added that way): the outbox and the worker do
+not change.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Protocol
 
@@ -18,6 +19,7 @@ from service.outputs.artefacts import Artefact
 from service.outputs.ehr import post_bundle
 from service.outputs.fhir_auth import Authorization, BearerToken, SmartBackendServices, require_https
 from service.outputs.pacs import store_one
+from service.outputs.stow import store_instance
 from service.tls import ClientTls
 
 
@@ -69,16 +71,45 @@ class EhrByFhir:
         post_bundle(path, self.base_url, self.authorization, timeout_s=self.timeout_s)
 
 
+@dataclass(frozen=True)
+class PacsByStowRs:
+    """A PACS or archive by DICOMweb STOW-RS to its base URL: it takes the SR. Its own name, so
+    that a site can send the SR both by C-STORE and by STOW-RS (say, PACS and a research archive)."""
+
+    url: str
+    bearer_token: str | None = field(default=None, repr=False)  # never in a traceback or a log line
+    ca_file: Path | None = None
+    timeout_s: float = 60.0
+    name: ClassVar[str] = "pacs-stow"
+    artefact: ClassVar[Artefact] = Artefact.SR
+
+    def send(self, path: Path) -> None:
+        store_instance(path, self.url, bearer_token=self.bearer_token, ca_file=self.ca_file,
+                       timeout_s=self.timeout_s)
+
+
 def configured_destinations(config: Config) -> tuple[Destination, ...]:
-    """The PACS when `pacs_host` is set, the EHR when `fhir_base_url` is; credentials are loaded
-    now, so a bad key stops the start rather than failing every delivery."""
+    """The PACS when `pacs_host` is set, a DICOMweb archive when `stow_url` is, the EHR when
+    `fhir_base_url` is; credentials are loaded now, so a bad key or CA file stops the start
+    rather than failing every delivery."""
     destinations: list[Destination] = []
     if config.pacs_host:
         destinations.append(PacsByCStore(config.pacs_host, config.pacs_port, config.pacs_ae_title,
                                           config.dicom_ae_title, pacs_tls(config)))
+    if config.stow_url:
+        destinations.append(stow_destination(config, config.stow_url))
     if config.fhir_base_url:
         destinations.append(EhrByFhir(config.fhir_base_url, fhir_authorization(config)))
     return tuple(destinations)
+
+
+def stow_destination(config: Config, url: str) -> PacsByStowRs:
+    """STOW-RS to `url` with the configured token and CA file (the CA file is checked now)."""
+    if config.stow_bearer_token:
+        require_https(url, "stow_url (with a bearer token)")
+    if config.stow_tls_ca_file is not None:
+        ClientTls(config.stow_tls_ca_file, names=("stow_tls_ca_file", "", "")).context()
+    return PacsByStowRs(url, config.stow_bearer_token, config.stow_tls_ca_file)
 
 
 def pacs_tls(config: Config) -> ClientTls | None:

@@ -70,11 +70,13 @@ class Orthanc:
     """A running Orthanc with its own configuration, storage and log in `workdir`."""
 
     def __init__(self, workdir: Path, *, modality_port: int, modality_host: str = "127.0.0.1",
-                 dicom_port: int | None = None, stable_age: int = 2) -> None:
+                 dicom_port: int | None = None, http_port: int | None = None, stable_age: int = 2) -> None:
+        """`http_port` chosen by the caller lets a test send to an Orthanc before it is started
+        (an outage); else a free one."""
         binary = find_orthanc()
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
-        self.http_port = free_port()
+        self.http_port = http_port or free_port()
         self.dicom_port = dicom_port or free_port()
         self.config = run_config(workdir, http_port=self.http_port, dicom_port=self.dicom_port,
                                   modality_host=modality_host, modality_port=modality_port,

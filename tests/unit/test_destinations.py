@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from pydicom.dataset import Dataset
+
 from service.config import load_config
+from service.errors import ConfigError, DeliveryError
 from service.outputs.artefacts import Artefact
-from service.outputs.destinations import EhrByFhir, PacsByCStore, configured_destinations
+from service.outputs.destinations import EhrByFhir, PacsByCStore, PacsByStowRs, configured_destinations
 from service.outputs.fhir_auth import BearerToken
+from service.outputs.stow import _check_answer, store_instance
 from service.tls import ClientTls
+from tests.support.certs import make_authority
 
 
 def test_nothing_configured_means_no_destination() -> None:
@@ -39,3 +45,59 @@ def test_only_the_configured_ones_with_their_credentials(tmp_path: Path) -> None
         "RCDS_FHIR_BASE_URL": "https://ehr.example/fhir", "RCDS_FHIR_BEARER_TOKEN": "s3cret"}))
     assert isinstance(ehr, EhrByFhir) and isinstance(ehr.authorization, BearerToken)
     assert ehr.artefact == Artefact.FHIR_BUNDLE
+
+
+def test_stow_takes_the_sr_under_its_own_name(tmp_path: Path) -> None:
+    """Its own delivery rows: a site may send the SR by C-STORE and by STOW-RS at once."""
+    ca = make_authority(tmp_path, "Archive").cert
+    pacs, stow = configured_destinations(load_config(environ={
+        "RCDS_PACS_HOST": "pacs.example", "RCDS_STOW_URL": "https://archive.example/dicom-web",
+        "RCDS_STOW_BEARER_TOKEN": "s3cret", "RCDS_STOW_TLS_CA_FILE": str(ca)}))
+    assert (pacs.name, stow.name, stow.artefact) == ("pacs", "pacs-stow", Artefact.SR)
+    assert stow == PacsByStowRs("https://archive.example/dicom-web", "s3cret", ca)
+    assert "s3cret" not in repr(stow)
+
+
+@pytest.mark.parametrize(("environ", "words"), [
+    ({"RCDS_STOW_URL": "archive.example/dicom-web"}, "http:// or https://"),
+    ({"RCDS_STOW_BEARER_TOKEN": "s3cret"}, "stow_url is not"),
+    ({"RCDS_STOW_TLS_CA_FILE": "/etc/ca.pem"}, "stow_url is not"),
+])
+def test_stow_settings_are_checked_at_start(environ: dict[str, str], words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        load_config(environ=environ)
+
+
+def test_stow_credentials_are_checked_at_start(tmp_path: Path) -> None:
+    """A token over plain http, or a CA file that holds no certificate, stops the start."""
+    with pytest.raises(ConfigError, match="https"):
+        configured_destinations(load_config(environ={
+            "RCDS_STOW_URL": "http://archive.example/dicom-web", "RCDS_STOW_BEARER_TOKEN": "s3cret"}))
+    (not_a_ca := tmp_path / "ca.pem").write_text("hello")
+    with pytest.raises(ConfigError, match="stow_tls_ca_file"):
+        configured_destinations(load_config(environ={
+            "RCDS_STOW_URL": "https://archive.example/dicom-web", "RCDS_STOW_TLS_CA_FILE": str(not_a_ca)}))
+
+
+def test_a_file_that_is_not_dicom_is_not_sent_again(tmp_path: Path) -> None:
+    """Nothing is sent (the URL has no listener): no retry can make the file DICOM."""
+    (broken := tmp_path / "sr.dcm").write_bytes(b"not dicom")
+    with pytest.raises(DeliveryError) as raised:
+        store_instance(broken, "http://127.0.0.1:9/dicom-web")
+    assert raised.value.permanent
+
+
+@pytest.mark.parametrize(("reason", "permanent"), [(0xC000, True), (0xA900, True), (0xA700, False), (0xA7FF, False)])
+def test_an_instance_listed_as_failed_is_not_delivered(reason: int, permanent: bool) -> None:
+    """A 2xx Store Instances Response can still list the instance as failed (PS3.18 Table
+    10.5.3-1): the archive's failure reason decides; A7xx (out of resources) is retried.
+    Built by hand: Orthanc answers every refusal we can provoke with a 4xx instead."""
+    failed = Dataset()
+    failed.ReferencedSOPClassUID, failed.ReferencedSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.88.34", "1.2.3"
+    failed.FailureReason = reason
+    answer = Dataset()
+    answer.FailedSOPSequence = [failed]
+    with pytest.raises(DeliveryError, match=f"{reason:04X}H") as raised:
+        _check_answer(answer)
+    assert raised.value.permanent is permanent
+    _check_answer(Dataset())  # nothing failed: delivered

@@ -185,9 +185,9 @@ imagePullSecrets:
 {{- include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
 {{- end }}
 
-{{/* Settings only the ingest uses: delivery to the PACS and the EHR. */}}
+{{/* Settings only the ingest uses: delivery to the PACS (C-STORE, STOW-RS) and the EHR. */}}
 {{- define "rcds.deliverySettings" -}}
-pacs_host pacs_port pacs_ae_title pacs_tls fhir_base_url fhir_smart_client_id fhir_smart_key_id fhir_smart_token_url fhir_smart_scope patient_identifier_system delivery_max_attempts delivery_initial_backoff_seconds
+pacs_host pacs_port pacs_ae_title pacs_tls stow_url fhir_base_url fhir_smart_client_id fhir_smart_key_id fhir_smart_token_url fhir_smart_scope patient_identifier_system delivery_max_attempts delivery_initial_backoff_seconds
 {{- end }}
 
 {{/* A config.yaml: [root, settings]. Ordered ROI-name rules and the files the chart mounts are

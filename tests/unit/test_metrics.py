@@ -1,0 +1,64 @@
+"""Labelled counters exist at 0 from a role's start, so that the first failure ever is an
+increase a rate-based alert sees (deploy/prometheus/alerts.yaml); the ingest tells whether its
+scorer is up. The ingest is built for real (index, outbox, destinations from the configuration)
+and its /metrics scraped over HTTP; nothing is started but the HTTP endpoint.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.app import Ingest
+from service.config import load_config
+from service.observability import (INSTANCE_REJECTION_REASONS, LESION_OUTCOMES, QUEUE_DEPTH, REGISTRY, SCORER_UP,
+                                   STUDY_FAILURE_KINDS, initialise_scorer_metrics)
+from tests.support.processes import free_port
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+@pytest.fixture
+def ingest(tmp_path: Path) -> Iterator[Ingest]:
+    config = load_config(environ={
+        "RCDS_VAR_DIR": str(tmp_path / "var"), "RCDS_HTTP_HOST": "127.0.0.1", "RCDS_HTTP_PORT": "0",
+        "RCDS_SCORER_ADDRESS": f"127.0.0.1:{free_port()}",  # nobody listens: the scorer is down
+        "RCDS_PACS_HOST": "127.0.0.1", "RCDS_STOW_URL": "http://127.0.0.1:9/dicom-web",
+        "RCDS_FHIR_BASE_URL": "http://127.0.0.1:9/fhir"})
+    ingest = Ingest(config)
+    ingest.http.start()
+    yield ingest
+    ingest.http.stop()
+    ingest.outbox.stop()
+    ingest.scorer.close()
+    ingest.index.close()
+    # The registry is the process's: its gauges must not keep asking a closed index and scorer.
+    for gauge in (QUEUE_DEPTH.labels("receiving"), QUEUE_DEPTH.labels("processing"), SCORER_UP):
+        gauge.set_function(lambda: 0.0)
+
+
+def test_the_ingest_exports_every_failure_series_at_zero(ingest: Ingest) -> None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{ingest.http.port}/metrics", timeout=10) as answer:
+        samples = _samples(answer.read().decode())
+    expected = [("rcds_studies_failed_total", {"kind": kind}) for kind in STUDY_FAILURE_KINDS]
+    expected += [("rcds_instances_rejected_total", {"reason": reason}) for reason in INSTANCE_REJECTION_REASONS]
+    for destination in ("pacs", "pacs-stow", "fhir"):
+        expected += [("rcds_outputs_failed_total", {"destination": destination}),
+                     ("rcds_outputs_delivered_total", {"destination": destination})]
+    for name, labels in expected:
+        assert samples.get((name, tuple(sorted(labels.items())))) == 0.0, (name, labels)
+    assert samples[("rcds_scorer_up", ())] == 0.0
+    assert samples[("rcds_queue_depth", (("state", "receiving"),))] == 0.0
+
+
+def test_the_scorer_exports_every_lesion_outcome_at_zero() -> None:
+    initialise_scorer_metrics()
+    for outcome in LESION_OUTCOMES:
+        assert REGISTRY.get_sample_value("rcds_scorer_lesions_total", {"outcome": outcome}) is not None

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,11 +22,14 @@ from service.feature_report import features_from_dicom, features_from_nifti
 from service.ingest.index import StudyIndex
 from service.ingest.spool import study_key
 from service.lifeline import follow_parent
-from service.model import StudyResult
+from service.model import StudyInfo, StudyResult
 from service.observability import configure_logging
 from service.outputs.pacs import dicom_files, send_files
 from service.imaging.selection import read_study_headers
-from service.pipeline import run_study
+from service.pipeline import PriorLookup, run_study
+from service.priors.cache import PriorCache
+from service.priors.files import FilesProvider
+from service.priors.resolve import PriorsOutcome, resolve_priors
 from service.report import format_feature_table, format_table, rows_from_result, rows_from_sr
 from service.scoring.in_process import InProcessScorer
 from service.scoring.parameter_file import load_parameter_file
@@ -76,9 +80,23 @@ def _cmd_score(args: argparse.Namespace) -> int:
     written = run_study(read_study_headers(args.ct, args.rtstruct or args.seg), scorer, args.out,
                         patient_identifier_system=config.patient_identifier_system,
                         parallel=config.scorer_workers, lesion_roi_types=frozenset(config.lesion_roi_types),
-                        max_lesions=config.max_lesions_per_study, limits=config.instance_limits)
+                        max_lesions=config.max_lesions_per_study, limits=config.instance_limits,
+                        priors=_file_priors(args.prior, config) if args.prior else None)
     _print_result(written.result, written.sr_path, written.bundle_path)
     return 0
+
+
+def _file_priors(paths: Sequence[Path], config: Config) -> PriorLookup:
+    """`--prior` files as a prior source, under the service's rules and limits (lookback,
+    count, identity, superseded versions). The files are their own cache: the resolver's one
+    lives in a temporary directory, removed when the command ends."""
+    provider = FilesProvider(paths)
+
+    def lookup(study: StudyInfo) -> PriorsOutcome:
+        with tempfile.TemporaryDirectory(prefix="rcds-priors-") as scratch:
+            return resolve_priors(study, [provider], PriorCache(Path(scratch)),
+                                  lookback_days=config.prior_lookback_days, max_studies=config.prior_max_studies)
+    return lookup
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
@@ -156,6 +174,11 @@ def _parser() -> argparse.ArgumentParser:
     contours.add_argument("--rtstruct", type=Path, help="RT Structure Set file")
     contours.add_argument("--seg", type=Path, help="DICOM SEG file")
     score.add_argument("--out", type=Path, required=True, help="directory for the SR and the Bundle")
+    score.add_argument("--prior", type=Path, action="append", metavar="PATH",
+                       help="an earlier SR of ours for the same patient, or a directory searched recursively for "
+                            "them (repeatable): the outputs then carry the follow-up (matched lesions keep their "
+                            "tracking UID; change versus baseline and previous). Another patient's SR, a superseded "
+                            "one or one outside prior_lookback_days is left out, with a note")
     score.set_defaults(handler=_cmd_score)
 
     features = commands.add_parser("features", help="features per ROI and region under explicit settings")

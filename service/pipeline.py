@@ -9,24 +9,30 @@ carry on with the next.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom.dataset import Dataset
 
+from service.comparison import Comparison
 from service.dicom_limits import InstanceLimits
 from service.imaging.contours import LESION_ROI_TYPES
 from service.imaging.crops import lesion_crop
 from service.imaging.selection import StudyInputs, lesion_masks, select_inputs
-from service.model import CtReference, StudyResult
+from service.follow_up import acquisition, follow_up
+from service.model import CtReference, StudyInfo, StudyResult
 from service.outputs.artefacts import Artefact
 from service.outputs.fhir import build_bundle, write_bundle
 from service.outputs.sr import build_measurement_report, write_sr
+from service.priors.resolve import PriorsOutcome
 from service.scorer import Scorer, score_lesions
 from service.scoring.settings import ExtractionSettings
 
 log = logging.getLogger(__name__)
+
+PriorLookup = Callable[[StudyInfo], PriorsOutcome]
+"""The scored study's priors (service.priors.resolve_priors bound to its sources)."""
 
 
 @dataclass(frozen=True)
@@ -72,15 +78,17 @@ def score_study(inputs: StudyInputs, scorer: Scorer, *, parallel: int = 2, warni
 
 
 def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path,
-                  patient_identifier_system: str, predecessor: Dataset | None = None) -> WrittenOutputs:
+                  patient_identifier_system: str, predecessor: Dataset | None = None,
+                  comparison: Comparison = Comparison()) -> WrittenOutputs:
     """Build and durably write the SR and the FHIR Bundle of a scored study.
 
     `predecessor`: the SR an earlier scoring of this study produced, which this one replaces.
+    `comparison`: its follow-up against prior SRs (service.follow_up); empty: a baseline.
     """
-    sr = build_measurement_report(result, evidence, predecessor=predecessor)
+    sr = build_measurement_report(result, evidence, predecessor=predecessor, comparison=comparison)
     sr_path = write_sr(sr, outdir)
     bundle = build_bundle(result, sr_sop_instance_uid=str(sr.SOPInstanceUID),
-                          patient_identifier_system=patient_identifier_system)
+                          patient_identifier_system=patient_identifier_system, comparison=comparison)
     bundle_path = write_bundle(bundle, outdir)
     return WrittenOutputs(result, {Artefact.SR: sr_path, Artefact.FHIR_BUNDLE: bundle_path}, str(sr.SOPInstanceUID))
 
@@ -88,10 +96,18 @@ def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path
 def run_study(datasets: Sequence[Dataset], scorer: Scorer, outdir: Path, *,
               patient_identifier_system: str, parallel: int = 2,
               lesion_roi_types: frozenset[str] = LESION_ROI_TYPES, max_lesions: int | None = None,
-              predecessor: Dataset | None = None, limits: InstanceLimits = InstanceLimits()) -> WrittenOutputs:
-    """The whole pipeline on one study's instances."""
+              predecessor: Dataset | None = None, limits: InstanceLimits = InstanceLimits(),
+              priors: PriorLookup | None = None) -> WrittenOutputs:
+    """The whole pipeline on one study's instances; with `priors`, looked up once the study is
+    scored (its identity is then known), the outputs carry the follow-up against them."""
     inputs, warnings = select_inputs(datasets, limits)
     result = score_study(inputs, scorer, parallel=parallel, warnings=warnings, lesion_roi_types=lesion_roi_types,
                          max_lesions=max_lesions, limits=limits)
-    return write_outputs(result, inputs.evidence, outdir, patient_identifier_system, predecessor)
+    comparison = Comparison()
+    if priors is not None:
+        outcome = priors(result.study)
+        followed = follow_up(result, inputs.ct.geometry, acquisition(inputs.ct, inputs.evidence), outcome.reports,
+                             outcome.output_notes)
+        result, comparison = followed.result, followed.comparison
+    return write_outputs(result, inputs.evidence, outdir, patient_identifier_system, predecessor, comparison)
 

@@ -215,6 +215,42 @@ SIGNATURE_STATUS = rcds_code("SIGSTATUS", "CD8 radiomics signature status")
 SCORE_DISTRIBUTION = rcds_code("CD8DIST", "Distribution of lesion CD8 radiomics scores")
 TUMOUR_BURDEN = rcds_code("BURDEN", "Tumour burden")
 
+# --- Follow-up: time points, prior reports, lesion change (followup.md 4.3 and 9.7) --------
+
+UNIT_PERCENT = Code("%", "UCUM", "percent")
+UNIT_DAY = Code("d", "UCUM", "day")
+TIME_POINT_BASELINE = Code("C1442488", "UMLS", "Baseline")
+"""TID 1502 Time Point Type of a baseline study (CID 6146)."""
+TIME_POINT_POSTTREATMENT = Code("126074", "DCM", "Posttreatment")
+"""TID 1502 Time Point Type of a follow-up study (CID 6146)."""
+EVENT_BASELINE = Code("121079", "DCM", "Baseline")
+"""Longitudinal Temporal Event Type (CID 280) the temporal offset counts from."""
+PRIOR_REPORT = Code("122075", "DCM", "Prior report for current patient")
+"""COMPOSITE item naming a prior SR the comparison used (CID 3407)."""
+IMR_ASSOCIATED_STUDY = "https://profiles.ihe.net/RAD/IMR/StructureDefinition/associatedStudy"
+"""IHE IMR 1.1.0 DiagnosticReport extension for comparison studies."""
+
+LESION_CHANGE = rcds_code("LESCHG", "Lesion change")
+LD_PCT_BASELINE = rcds_code("LDPCTBL", "Lesion diameter change versus baseline")
+LD_PCT_PREVIOUS = rcds_code("LDPCTPREV", "Lesion diameter change versus previous time point")
+LD_MM_BASELINE = rcds_code("LDMMBL", "Lesion diameter absolute change versus baseline")
+VOLUME_PCT_BASELINE = rcds_code("VOLPCTBL", "Lesion volume change versus baseline")
+CD8_SCORE_DELTA = rcds_code("CD8RSDELTA", "CD8 radiomics score change versus previous time point")
+LESION_RESPONSE = rcds_code("LESRESP", "Lesion-wise response")
+LESION_RESPONDING = rcds_code("LESRESPR", "Lesion responding")
+LESION_PROGRESSING = rcds_code("LESPROG", "Lesion progressing")
+LESION_STABLE = rcds_code("LESSTAB", "Lesion stable")
+MATCH_METHOD = rcds_code("MATCHMETH", "Lesion match method")
+MATCH_CONFIDENCE = rcds_code("MATCHCONF", "Lesion match confidence")
+MATCH_DISTANCE = rcds_code("MATCHDIST", "Lesion match distance")
+NOT_COMPARABLE = rcds_code("NOTCOMPARABLE", "Delta not comparable")
+
+LESION_CATEGORIES: dict[str, Code] = {
+    "responding": LESION_RESPONDING, "progressing": LESION_PROGRESSING, "stable": LESION_STABLE,
+}
+"""Lesion-wise category (service.longitudinal.change.LesionCategory values) -> its code; a
+lesion not evaluable gets no category item (its % changes say why)."""
+
 # --- Choosing concepts (shared so that both outputs always pick the same one) -------------
 
 

@@ -33,10 +33,12 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.identifier import Identifier
 from fhir.resources.R4B.reference import Reference
 
+from service.comparison import Comparison
 from service.durable import write_atomically
 from service.model import StudyResult
 from service.outputs import codes
 from service.outputs.artefacts import Artefact, artefact_path
+from service.outputs.fhir_change import associated_studies, lesion_change_entry
 from service.outputs.fhir_common import ResourceKey, StudyContext, concept, conditional_url, dicom_reference
 from service.outputs.fhir_lesion import lesion_entries
 from service.outputs.fhir_patient import patient_entries
@@ -47,8 +49,10 @@ _DEVICE_TYPE = "Imaging biomarker software (clinical decision support)"
 
 
 def build_bundle(result: StudyResult, *, sr_sop_instance_uid: str,
-                 patient_identifier_system: str = "urn:dicom:patient-id") -> Bundle:
-    """The transaction Bundle for a scored study whose SR has `sr_sop_instance_uid`."""
+                 patient_identifier_system: str = "urn:dicom:patient-id",
+                 comparison: Comparison = Comparison()) -> Bundle:
+    """The transaction Bundle for a scored study whose SR has `sr_sop_instance_uid`; with a
+    lesion-change Observation per compared lesion and the prior studies on the report."""
     device_key = _device_key(result)
     context = StudyContext(
         result=result,
@@ -65,11 +69,13 @@ def build_bundle(result: StudyResult, *, sr_sop_instance_uid: str,
         group_key, lesion_part = lesion_entries(context, lesion)
         lesion_groups.append(group_key)
         entries += lesion_part
+        if (change := comparison.lesions.get(lesion.tracking_uid)) is not None:
+            entries.append(lesion_change_entry(context, lesion, change))
     _, patient_part = patient_entries(context, lesion_groups)
     entries += patient_part
     report_key = ResourceKey.derive("DiagnosticReport", result.study.study_instance_uid)
     observations = [e for e in entries if e.resource is not None and e.resource.get_resource_type() == "Observation"]
-    entries.append(report_key.entry(_diagnostic_report(context, report_key, observations)))
+    entries.append(report_key.entry(_diagnostic_report(context, report_key, observations, comparison)))
     return Bundle(type="transaction", identifier=Identifier(system=codes.RCDS_IDENTIFIER_SYSTEM,
                                                             value=sr_sop_instance_uid), entry=entries)
 
@@ -124,10 +130,12 @@ def _device(result: StudyResult, key: ResourceKey) -> Device:
     )
 
 
-def _diagnostic_report(context: StudyContext, key: ResourceKey, observations: list[BundleEntry]) -> DiagnosticReport:
+def _diagnostic_report(context: StudyContext, key: ResourceKey, observations: list[BundleEntry],
+                       comparison: Comparison) -> DiagnosticReport:
     """Groups the Observations; its conclusion is the summary a tumour board reads first."""
     risk_group = codes.lookup(codes.RISK_GROUPS, context.result.patient.risk_group, "risk group")
     return DiagnosticReport(
+        extension=associated_studies(comparison),
         identifier=[key.identifier()],
         status="final",
         category=[CodeableConcept(coding=[
@@ -139,6 +147,6 @@ def _diagnostic_report(context: StudyContext, key: ResourceKey, observations: li
         effectiveDateTime=context.effective,  # type: ignore[arg-type]  # a FHIR dateTime string, parsed by pydantic
         imagingStudy=[context.study],
         result=[Reference(reference=entry.fullUrl, type="Observation") for entry in observations],
-        conclusion="\n".join(codes.summary_lines(context.result)),
+        conclusion="\n".join([*codes.summary_lines(context.result), *comparison.notes]),
         conclusionCode=[concept(risk_group)],
     )

@@ -49,13 +49,19 @@ def lesion_focus(lesion: LesionResult) -> Reference:
                      display=lesion.tracking_id)
 
 
+def lesion_key(study_instance_uid: str, tracking_uid: str, group: str) -> ResourceKey:
+    """The identifier of a lesion's Observation: the study, the lesion's tracking UID and the
+    group. Another study's Bundle (a follow-up) derives the same key to reference it."""
+    return ResourceKey.derive("Observation", study_instance_uid, tracking_uid, group)
+
+
 def lesion_entries(context: StudyContext, lesion: LesionResult) -> tuple[ResourceKey, list[BundleEntry]]:
     """The lesion's biomarker Observations and group Observation, in Bundle order; returns the
     group's key too (the patient level points at it)."""
     focus = [lesion_focus(lesion)]
 
     def key(group: str) -> ResourceKey:
-        return ResourceKey.derive("Observation", context.study_uid, lesion.tracking_uid, group)
+        return lesion_key(context.study_uid, lesion.tracking_uid, group)
 
     members: list[tuple[ResourceKey, Observation]] = [
         (key("size"), _tumour_size(context, key("size"), lesion, focus)),

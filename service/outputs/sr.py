@@ -46,10 +46,11 @@ from highdicom.sr.templates import _MeasurementsAndQualitativeEvaluations
 from pydicom import Dataset
 from pydicom.sr.coding import Code
 
+from service.comparison import Comparison, LesionComparison, PriorSrReference, TimePointInfo
 from service.durable import write_atomically
 from service.errors import InputError
 from service.uids import derived_uid
-from service.model import LesionResult, LesionSource, Provenance, StudyInfo, StudyResult
+from service.model import LesionResult, LesionSource, Metric, Provenance, StudyInfo, StudyResult
 from service.outputs import codes
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.feature_codes import REGION_METHODS, feature_concept
@@ -98,6 +99,7 @@ def build_measurement_report(
     *,
     institution: str | None = None,
     predecessor: Dataset | None = None,
+    comparison: Comparison = Comparison(),
 ) -> hd.sr.Comprehensive3DSR:
     """The SR for a scored study; `evidence` = header-only datasets of the CT and contours.
 
@@ -105,23 +107,30 @@ def build_measurement_report(
     `result.study`, and only UIDs are taken from the evidence. `predecessor` is the SR this one
     replaces (the study was scored again with other inputs): it is listed in the Predecessor
     Documents Sequence, so a PACS and a reader see the history instead of two unrelated reports.
+    `comparison`: the follow-up against earlier studies (followup.md 9.6.1); empty for a
+    baseline, which still states its time point (TID 1502, type Baseline) so that later
+    reports can read it. Each prior SR used is a COMPOSITE "Prior report for current patient"
+    item and, being of another study, goes to Pertinent Other Evidence (never Predecessor
+    Documents, which PACS treat as superseded).
     """
     provenance = result.provenance
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(provenance),
         procedure_reported=codes.PROCEDURE_CT,
         imaging_measurements=[
-            *(_lesion_group(result, lesion) for lesion in result.lesions),
-            _patient_group(result),
+            *(_lesion_group(result, lesion, comparison) for lesion in result.lesions),
+            _patient_group(result, comparison.time_point),
         ],
         referenced_images=_library_images(evidence) or None,
     )
-    report[0].ContentSequence.append(_reader_notes(result))
-    sop_instance_uid = derived_uid("sr-instance", _report_key(result))
+    report[0].ContentSequence.extend(_prior_report_items(comparison.priors))
+    report[0].ContentSequence.append(_reader_notes(result, comparison.notes))
+    key = _report_key(result, comparison.priors)
+    sop_instance_uid = derived_uid("sr-instance", key)
     return hd.sr.Comprehensive3DSR(
-        evidence=_evidence_headers(result.study, evidence),
+        evidence=_evidence_headers(result.study, [*evidence, *map(_prior_header, comparison.priors)]),
         content=report[0],
-        series_instance_uid=derived_uid("sr-series", _report_key(result)),
+        series_instance_uid=derived_uid("sr-series", key),
         series_number=SERIES_NUMBER,
         sop_instance_uid=sop_instance_uid,
         instance_number=INSTANCE_NUMBER,
@@ -155,16 +164,19 @@ def _predecessors(predecessor: Dataset | None, sop_instance_uid: str) -> list[Da
     return [predecessor]
 
 
-def _report_key(result: StudyResult) -> list[str]:
+def _report_key(result: StudyResult, priors: Sequence[PriorSrReference] = ()) -> list[str]:
     """What makes one SR: the study, the contour set and CT instances scored, and the exact
     algorithm, signature and settings (a CT slice arriving late changes the numbers, so it
     changes the SR).
 
     Re-sending the same study gives the same key (so the same UIDs); a new algorithm, signature
     or setting gives a new SR, which references the one it replaces, instead of silently
-    replacing the old numbers under the same UID.
+    replacing the old numbers under the same UID. The prior SRs compared with are part of it:
+    another baseline (a prior re-scored, or one arriving late) gives other changes, so another
+    SR. A study without priors keeps the key it always had.
     """
     provenance = result.provenance
+    prior_uids = [f"prior:{prior.sop_instance_uid}" for prior in sorted(priors, key=lambda p: p.sop_instance_uid)]
     return [
         result.study.study_instance_uid,
         result.ct.contour_sop_instance_uid,
@@ -174,7 +186,18 @@ def _report_key(result: StudyResult) -> list[str]:
         provenance.signature_id,
         provenance.signature_version,
         json.dumps(provenance.settings, sort_keys=True),
+        *prior_uids,
     ]
+
+
+def _prior_header(prior: PriorSrReference) -> Dataset:
+    """A prior SR as evidence: its references only (_evidence_header adds the patient data)."""
+    header = Dataset()
+    header.SOPClassUID = prior.sop_class_uid
+    header.SOPInstanceUID = prior.sop_instance_uid
+    header.StudyInstanceUID = prior.study_instance_uid
+    header.SeriesInstanceUID = prior.series_instance_uid
+    return header
 
 
 def _library_images(evidence: Sequence[Dataset]) -> list[Dataset]:
@@ -295,17 +318,20 @@ def _evaluations(pairs: Sequence[tuple[Code, Code]]) -> list[hd.sr.QualitativeEv
 
 
 def _lesion_group(
-    result: StudyResult, lesion: LesionResult
+    result: StudyResult, lesion: LesionResult, comparison: Comparison
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
-    """TID 1411 for one lesion, referencing its contour the way its source allows."""
+    """TID 1411 for one lesion, referencing its contour the way its source allows; with its
+    change against earlier studies when it was matched to a prior lesion."""
+    change = comparison.lesions.get(lesion.tracking_uid)
     group: dict[str, Any] = {
         "tracking_identifier": hd.sr.TrackingIdentifier(
             uid=lesion.tracking_uid, identifier=lesion.tracking_id
         ),
+        "time_point_context": _time_point_context(comparison.time_point),
         "finding_type": codes.FINDING_LESION,
         "finding_sites": _finding_sites([lesion.location_class]),
-        "measurements": _measurements(result, _lesion_values(lesion)),
-        "qualitative_evaluations": _evaluations(_lesion_statements(result, lesion)),
+        "measurements": _measurements(result, _lesion_values(lesion) + _change_values(change)),
+        "qualitative_evaluations": _evaluations(_lesion_statements(result, lesion) + _change_statements(change)),
     }
     if lesion.source == LesionSource.SEG:
         built: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations = (
@@ -328,7 +354,69 @@ def _lesion_group(
         )
         built = _StructureSetRoiGroup(region, **group)
     built[0].ContentSequence.append(_centroid(result, lesion))
+    if change is not None:
+        built[0].ContentSequence.extend(_match_items(change))
     return built
+
+
+def _time_point_context(time_point: TimePointInfo) -> hd.sr.TimePointContext:
+    """TID 1502: which of the patient's studies this is, in every group (followup.md 4.1.1)."""
+    offset = None
+    if time_point.days_since_baseline is not None:
+        offset = hd.sr.LongitudinalTemporalOffsetFromEvent(
+            value=time_point.days_since_baseline, unit=codes.UNIT_DAY, event_type=codes.EVENT_BASELINE)
+    return hd.sr.TimePointContext(
+        time_point=time_point.label,
+        time_point_type=codes.TIME_POINT_BASELINE if time_point.is_baseline else codes.TIME_POINT_POSTTREATMENT,
+        time_point_order=time_point.order,
+        subject_time_point_identifier=time_point.identifier,
+        temporal_offset_from_event=offset,
+    )
+
+
+def _change_values(change: LesionComparison | None) -> list[_Value]:
+    """The change NUMs of followup.md 9.5.1 (99RCDS codes of 9.7); a relative change whose
+    reference is 0 has no NUM, never 0 in its place."""
+    if change is None:
+        return []
+    values = [_Value(codes.LD_MM_BASELINE, change.diameter_delta_mm_baseline, codes.UNIT_MM)]
+    for name, metric, unit in (
+        (codes.LD_PCT_BASELINE, change.diameter_pct_baseline, codes.UNIT_PERCENT),
+        (codes.LD_PCT_PREVIOUS, change.diameter_pct_previous, codes.UNIT_PERCENT),
+        (codes.VOLUME_PCT_BASELINE, change.volume_pct_baseline, codes.UNIT_PERCENT),
+        (codes.CD8_SCORE_DELTA, change.cd8_delta, codes.UNIT_SCORE),
+        (codes.MATCH_DISTANCE, Metric(change.match_distance_mm), codes.UNIT_MM),
+    ):
+        if metric.value is not None:
+            values.append(_Value(name, metric.value, unit))
+    return values
+
+
+def _change_statements(change: LesionComparison | None) -> list[tuple[Code, Code]]:
+    """The lesion-wise category (Sun 2022), when the change is evaluable."""
+    if change is None or change.category not in codes.LESION_CATEGORIES:
+        return []
+    return [(codes.LESION_RESPONSE, codes.LESION_CATEGORIES[change.category])]
+
+
+def _match_items(change: LesionComparison) -> list[hd.sr.TextContentItem]:
+    """How the lesion was matched, and why its score delta may not be trusted, as TEXT: the
+    values (followup.md 9.4.4) have no codes of their own."""
+    lines = [(codes.MATCH_METHOD, change.match_method)]
+    if change.match_confidence is not None:
+        lines.append((codes.MATCH_CONFIDENCE, change.match_confidence))
+    if change.cd8_not_comparable:
+        lines.append((codes.NOT_COMPARABLE, "; ".join(change.cd8_not_comparable)))
+    return [hd.sr.TextContentItem(name=name, value=value, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
+            for name, value in lines]
+
+
+def _prior_report_items(priors: Sequence[PriorSrReference]) -> list[hd.sr.CompositeContentItem]:
+    """One (122075, DCM) "Prior report for current patient" item per prior SR compared with."""
+    return [hd.sr.CompositeContentItem(name=codes.PRIOR_REPORT, referenced_sop_class_uid=prior.sop_class_uid,
+                                       referenced_sop_instance_uid=prior.sop_instance_uid,
+                                       relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
+            for prior in priors]
 
 
 def _centroid(result: StudyResult, lesion: LesionResult) -> hd.sr.Scoord3DContentItem:
@@ -391,7 +479,7 @@ def _lesion_statements(result: StudyResult, lesion: LesionResult) -> list[tuple[
     return statements
 
 
-def _patient_group(result: StudyResult) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+def _patient_group(result: StudyResult, time_point: TimePointInfo) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     """TID 1501 for the patient-level biomarkers of docs/method.md section 4."""
     patient = result.patient
     tracking_uid = derived_uid(
@@ -402,6 +490,7 @@ def _patient_group(result: StudyResult) -> hd.sr.MeasurementsAndQualitativeEvalu
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=tracking_uid, identifier=PATIENT_GROUP_IDENTIFIER
         ),
+        time_point_context=_time_point_context(time_point),
         finding_sites=_finding_sites(patient.organs_involved),
         measurements=_measurements(result, _patient_values(result)),
         qualitative_evaluations=_evaluations([(codes.RISK_GROUP, risk_group)]),
@@ -427,9 +516,10 @@ def _patient_values(result: StudyResult) -> list[_Value]:
     return values
 
 
-def _reader_notes(result: StudyResult) -> hd.sr.ContainerContentItem:
-    """TID 1500 "Qualitative Evaluations": the summary and provenance as TEXT comments."""
-    lines = codes.summary_lines(result) + codes.provenance_lines(result.provenance)
+def _reader_notes(result: StudyResult, comparison_notes: Sequence[str] = ()) -> hd.sr.ContainerContentItem:
+    """TID 1500 "Qualitative Evaluations": the summary, what the comparison with earlier
+    studies noted, and provenance, as TEXT comments."""
+    lines = codes.summary_lines(result) + list(comparison_notes) + codes.provenance_lines(result.provenance)
     container = hd.sr.ContainerContentItem(
         name=codes.QUALITATIVE_EVALUATIONS,
         relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,

@@ -32,8 +32,9 @@ TOP_LEVEL = {
     "durable": "foundation", "dicom": "foundation", "dicom_limits": "foundation",
     "location": "foundation", "tls": "foundation", "observability": "foundation",
     "scorer": "foundation",  # the Scorer protocol: what the pipeline needs of any scorer
+    "comparison": "foundation",  # a follow-up as plain data, for the outputs to encode
     # pipeline: a study from instances to outputs (service, `score`, `features`)
-    "pipeline": "pipeline", "worker": "pipeline", "feature_report": "pipeline",
+    "pipeline": "pipeline", "worker": "pipeline", "feature_report": "pipeline", "follow_up": "pipeline",
     # roles: processes and the command line
     "app": "roles", "cli": "roles", "report": "roles", "lifeline": "roles",
 }

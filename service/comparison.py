@@ -1,0 +1,87 @@
+"""What a study's outputs say about its earlier studies: plain data, no DICOM or FHIR.
+
+The follow-up of a study (service.follow_up) is computed in the pipeline layer from the
+longitudinal core and the prior SRs; the SR and FHIR builders (service.outputs) only encode it.
+These types sit in the foundation so that outputs need neither the longitudinal core nor the
+priors package: the builders see numbers, codes' keys and UIDs, as they do for a StudyResult.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from service.model import Metric
+
+
+@dataclass(frozen=True)
+class TimePointInfo:
+    """TID 1502 of one study: its rank among the patient's studies (1 = baseline).
+
+    `days_since_baseline` is None when a study date is missing (no offset is stated then).
+    """
+
+    order: int = 1
+    days_since_baseline: int | None = 0
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.order == 1
+
+    @property
+    def identifier(self) -> str:
+        """Subject Time Point Identifier: T0, T1, ...; never a date or an accession number."""
+        return f"T{self.order - 1}"
+
+    @property
+    def label(self) -> str:
+        """Time Point text, e.g. "T0 (baseline)", "T2 (day 70)"."""
+        if self.is_baseline:
+            return f"{self.identifier} (baseline)"
+        days = "day unknown" if self.days_since_baseline is None else f"day {self.days_since_baseline}"
+        return f"{self.identifier} ({days})"
+
+
+@dataclass(frozen=True)
+class PriorSrReference:
+    """One of our earlier SRs the comparison used: what a reference to it needs."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    study_date: str
+    study_time: str
+
+
+@dataclass(frozen=True)
+class LesionComparison:
+    """One current lesion against its earlier measurements (followup.md 9.5.1, 9.4.4).
+
+    `size_sources` are the Study Instance UIDs whose size Observation of this tracking UID the
+    change derives from (baseline, previous): FHIR references them by deterministic identifier.
+    `cd8_not_comparable` lists why the score delta must not be trusted (empty: comparable).
+    """
+
+    match_method: str  # service.longitudinal.links.MatchMethod value
+    match_confidence: str | None
+    match_distance_mm: float | None
+    diameter_delta_mm_baseline: float
+    diameter_pct_baseline: Metric
+    diameter_pct_previous: Metric
+    volume_pct_baseline: Metric
+    cd8_delta: Metric
+    cd8_not_comparable: tuple[str, ...]
+    category: str  # service.longitudinal.change.LesionCategory value
+    size_sources: tuple[str, ...]
+    derived_from_uid: str | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The follow-up of one study, ready to encode; an empty one is a baseline report."""
+
+    time_point: TimePointInfo = TimePointInfo()
+    priors: tuple[PriorSrReference, ...] = ()
+    lesions: Mapping[str, LesionComparison] = field(default_factory=dict)  # by carried tracking UID
+    notes: tuple[str, ...] = ()

@@ -1,0 +1,209 @@
+"""The follow-up of a scored study against its prior SRs (followup.md 9.4, 9.5.1).
+
+Wires the pure longitudinal core to what the pipeline has: the current StudyResult and CT, and
+the prior SRs read back as PriorReports (oldest first; the oldest is the baseline, the latest
+the previous time point). The current lesions are matched against the previous time point only,
+because identities are carried forward from report to report: a lesion matched at T1 already
+carries its baseline UID, so the baseline measurement of a lesion is found by that UID.
+
+The result keeps the numbers for a reader (links, changes, identities) and the plain
+`Comparison` the outputs encode, and the StudyResult re-issued under the carried identities, so
+the SR and the Bundle name a lesion the same way in every study.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+from service.comparison import Comparison, LesionComparison, PriorSrReference, TimePointInfo
+from service.longitudinal.change import LesionChange, Size, lesion_change
+from service.longitudinal.deltas import comparability, radiomic_deltas
+from service.longitudinal.identity import CarriedIdentity, carried_identities
+from service.longitudinal.links import Link, LinkStatus
+from service.longitudinal.matching import match_lesions
+from service.longitudinal.timepoint import Acquisition, ExtractionContext, TimePoint, TimepointLesion, UidSource
+from service.model import CtSeries, ImageGeometry, LesionResult, StudyResult
+from service.outputs import codes
+from service.priors.reading import PriorLesion, PriorReport
+from service.priors.selection import COMPREHENSIVE_3D_SR, study_moment
+
+NO_REGISTRATION = ("the prior study is in another frame of reference and registration is not yet available: "
+                   "lesions matched by tracking UID and name only")
+_SETTINGS_LINE = "Settings: "
+_SIGNATURE_LINE = "Signature: "
+_SITE_CLASSES = {site.meaning: location for location, site in codes.FINDING_SITES.items()}
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """What the comparison with the priors found, and the study re-issued under carried identities."""
+
+    result: StudyResult
+    comparison: Comparison
+    links: tuple[Link, ...] = ()
+    changes: Mapping[str, LesionChange] = dataclasses.field(default_factory=dict)  # by carried tracking UID
+    identities: Mapping[str, CarriedIdentity] = dataclasses.field(default_factory=dict)  # own UID -> carried
+
+
+def acquisition(ct: CtSeries, evidence: Sequence[Dataset]) -> Acquisition:
+    """kVp, kernel and slice thickness of the scored CT series (the first of its headers that
+    has each), which decide whether radiomic deltas are comparable (followup.md 9.5.1)."""
+    headers = [ds for ds in evidence if str(ds.get("SeriesInstanceUID", "")) == ct.series_instance_uid]
+
+    def first(keyword: str) -> object:
+        return next((ds.get(keyword) for ds in headers if ds.get(keyword) not in (None, "")), None)
+
+    kernel, thickness = first("ConvolutionKernel"), first("SliceThickness")
+    if isinstance(kernel, MultiValue):
+        kernel = "\\".join(str(part) for part in kernel)
+    return Acquisition(ct.kvp, None if kernel is None else str(kernel),
+                       None if thickness is None else float(str(thickness)))
+
+
+def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisition: Acquisition,
+              priors: Sequence[PriorReport], notes: Sequence[str] = ()) -> FollowUp:
+    """Compare a scored study with its prior SRs; without priors, a baseline report."""
+    ordered = sorted(priors, key=lambda p: (study_moment(p.study_date, p.study_time), p.study_instance_uid))
+    if not ordered:
+        return FollowUp(result, Comparison(notes=tuple(notes)))
+    current = TimePoint(result.study.study_instance_uid, result.ct.frame_of_reference_uid, extent,
+                        tuple(_current_lesion(lesion) for lesion in result.lesions),
+                        _current_context(result, current_acquisition))
+    previous_report = ordered[-1]
+    previous = _prior_timepoint(previous_report)
+    all_notes = list(notes)
+    if previous.frame_of_reference_uid != current.frame_of_reference_uid:
+        all_notes.append(NO_REGISTRATION)
+    links = match_lesions(current, previous)
+    first_sizes = _first_sizes(ordered)
+    identities = carried_identities(links, {uid: size.diameter_mm for uid, (_, size) in first_sizes.items()})
+    comparable = comparability(current.context, previous.context)
+    changes: dict[str, LesionChange] = {}
+    lesions: dict[str, LesionComparison] = {}
+    for link in links:
+        if link.status is LinkStatus.MATCHED:
+            (now,), (then,) = link.current, link.prior
+            baseline_study, baseline = first_sizes.get(then.tracking_uid, (previous_report.study_instance_uid,
+                                                                           _size(then)))
+            change = lesion_change(_size(now), baseline, _size(then))
+            score = radiomic_deltas(now, then, comparable)[0]
+            changes[then.tracking_uid] = change
+            lesions[then.tracking_uid] = LesionComparison(
+                match_method=link.method.value,
+                match_confidence=link.confidence.value if link.confidence else None,
+                match_distance_mm=link.distance_mm,
+                diameter_delta_mm_baseline=change.versus_baseline.delta_mm,
+                diameter_pct_baseline=change.versus_baseline.percent,
+                diameter_pct_previous=change.versus_previous.percent,
+                volume_pct_baseline=change.versus_baseline.volume_percent,
+                cd8_delta=score.delta,
+                cd8_not_comparable=comparable.reasons,
+                category=change.category.value,
+                size_sources=tuple(dict.fromkeys((baseline_study, previous_report.study_instance_uid))),
+            )
+        else:
+            all_notes.append(_link_note(link))
+    comparison = Comparison(
+        time_point=TimePointInfo(len(ordered) + 1, _days(ordered[0].study_date, result.study.study_date)),
+        priors=tuple(_reference(report) for report in ordered),
+        lesions=lesions,
+        notes=tuple(all_notes),
+    )
+    return FollowUp(_carried(result, identities), comparison, links, changes, identities)
+
+
+def _size(lesion: TimepointLesion) -> Size:
+    return Size(lesion.diameter_mm, lesion.volume_ml)
+
+
+def _current_lesion(lesion: LesionResult) -> TimepointLesion:
+    return TimepointLesion(lesion.tracking_uid, lesion.tracking_id, UidSource.DERIVED, lesion.name, lesion.number,
+                           lesion.location_class.value, lesion.centroid_mm, lesion.longest_axial_diameter_mm,
+                           lesion.short_axis_mm, lesion.volume_ml, lesion.score)
+
+
+def _prior_lesion(lesion: PriorLesion) -> TimepointLesion | None:
+    """None when the SR lacks what matching needs (our SRs always have it)."""
+    if lesion.centroid_mm is None or lesion.longest_axial_mm is None or lesion.volume_ml is None:
+        return None
+    location = _SITE_CLASSES.get(lesion.location or "", "other")
+    return TimepointLesion(lesion.tracking_uid, lesion.tracking_identifier, UidSource.CARRIED, lesion.name, 0,
+                           location, lesion.centroid_mm, lesion.longest_axial_mm, lesion.short_axis_mm or 0.0,
+                           lesion.volume_ml, lesion.score)
+
+
+def _prior_timepoint(report: PriorReport) -> TimePoint:
+    """A prior SR as a time point; its CT extent is not in the SR, so coverage is unknown."""
+    lesions = tuple(lesion for lesion in map(_prior_lesion, report.lesions) if lesion is not None)
+    return TimePoint(report.study_instance_uid, report.frame_of_reference_uid or "", None, lesions,
+                     _prior_context(report))
+
+
+def _current_context(result: StudyResult, acquisition: Acquisition) -> ExtractionContext:
+    """Settings and signature in the words the SR states them, so that a prior read back from
+    its SR compares like for like."""
+    lines = codes.provenance_lines(result.provenance)
+    return ExtractionContext({"settings": _line(lines, _SETTINGS_LINE)}, result.provenance.signature_id,
+                             _line(lines, _SIGNATURE_LINE), acquisition)
+
+
+def _prior_context(report: PriorReport) -> ExtractionContext:
+    """What the prior SR says of its extraction; its acquisition is not recorded (not comparable)."""
+    signature = _line(report.notes, _SIGNATURE_LINE)
+    return ExtractionContext({"settings": _line(report.notes, _SETTINGS_LINE)}, signature.split(" ", 1)[0],
+                             signature, Acquisition(None, None, None))
+
+
+def _line(lines: Sequence[str], prefix: str) -> str:
+    """The text after `prefix` of the first line that starts with it; empty when none does."""
+    return next((line.removeprefix(prefix) for line in lines if line.startswith(prefix)), "")
+
+
+def _first_sizes(reports: Sequence[PriorReport]) -> dict[str, tuple[str, Size]]:
+    """Tracking UID -> (study, size) at its first appearance: the lesion's baseline."""
+    first: dict[str, tuple[str, Size]] = {}
+    for report in reports:
+        for lesion in filter(None, map(_prior_lesion, report.lesions)):
+            first.setdefault(lesion.tracking_uid, (report.study_instance_uid, _size(lesion)))
+    return first
+
+
+def _link_note(link: Link) -> str:
+    side = "lesion " + ", ".join(c.tracking_id for c in link.current) if link.current else (
+        "prior lesion " + ", ".join(p.tracking_id for p in link.prior))
+    reason = f" ({link.reason})" if link.reason else ""
+    return f"{side}: {link.status.value.replace('_', ' ')}{reason}"
+
+
+def _days(baseline_date: str, study_date: str) -> int | None:
+    try:
+        then = datetime.datetime.strptime(baseline_date, "%Y%m%d").date()
+        now = datetime.datetime.strptime(study_date, "%Y%m%d").date()
+    except ValueError:
+        return None
+    return (now - then).days
+
+
+def _reference(report: PriorReport) -> PriorSrReference:
+    return PriorSrReference(COMPREHENSIVE_3D_SR, report.sop_instance_uid, report.series_instance_uid,
+                            report.study_instance_uid, report.study_date, report.study_time)
+
+
+def _carried(result: StudyResult, identities: Mapping[str, CarriedIdentity]) -> StudyResult:
+    """The study under its carried identities (lesions and the patient level's lesion references)."""
+    def uid(own: str | None) -> str | None:
+        return identities[own].tracking_uid if own is not None and own in identities else own
+
+    lesions = [dataclasses.replace(lesion, tracking_uid=identities[lesion.tracking_uid].tracking_uid,
+                                   tracking_id=identities[lesion.tracking_uid].tracking_id)
+               if lesion.tracking_uid in identities else lesion for lesion in result.lesions]
+    patient = dataclasses.replace(result.patient,
+                                  least_infiltrated_tracking_uid=uid(result.patient.least_infiltrated_tracking_uid),
+                                  highest_score_tracking_uid=uid(result.patient.highest_score_tracking_uid))
+    return dataclasses.replace(result, lesions=lesions, patient=patient)

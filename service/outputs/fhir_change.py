@@ -1,0 +1,82 @@
+"""A matched lesion's change against earlier studies in FHIR R4 (followup.md 4.2, 9.6.2).
+
+One Observation (99RCDS LESCHG) per lesion that has a comparison: focus is the lesion's tracking
+UID, the same BodyStructure identifier in every study's Bundle, so an EHR sees one tumour over
+time; derivedFrom names this study's size Observation in the Bundle and the earlier studies'
+size Observations by their deterministic identifiers, computed the way those Bundles made them
+(no EHR query needed, and identical on every replica).
+"""
+
+from __future__ import annotations
+
+from fhir.resources.R4B.bundle import BundleEntry
+from fhir.resources.R4B.extension import Extension
+from fhir.resources.R4B.reference import Reference
+
+from service.comparison import Comparison, LesionComparison
+from service.model import LesionResult, Metric
+from service.outputs import codes
+from service.outputs.fhir_common import (
+    ResourceKey,
+    StudyContext,
+    component,
+    concept,
+    dicom_reference,
+    metric_component,
+    notes,
+    observation,
+    quantity,
+)
+from service.outputs.fhir_lesion import lesion_focus, lesion_key
+
+
+def size_reference(study_instance_uid: str, tracking_uid: str) -> Reference:
+    """The tumour-size Observation of `tracking_uid` in the Bundle of another study, logically."""
+    key = lesion_key(study_instance_uid, tracking_uid, "size")
+    return Reference(type="Observation", identifier=key.identifier())
+
+
+def lesion_change_entry(context: StudyContext, lesion: LesionResult, change: LesionComparison) -> BundleEntry:
+    key = lesion_key(context.study_uid, lesion.tracking_uid, "change")
+    caveats = ([f"{codes.NOT_COMPARABLE.meaning} (CD8 score): {'; '.join(change.cd8_not_comparable)}"]
+               if change.cd8_not_comparable else [])
+    resource = observation(
+        context, key,
+        code=concept(codes.LESION_CHANGE, text=codes.LESION_CHANGE.meaning),
+        focus=[lesion_focus(lesion)],
+        note=notes(context.result, codes.lesion_label(lesion), *caveats),
+        component=_components(change),
+    )
+    resource.derivedFrom = [*(resource.derivedFrom or []), lesion_key(context.study_uid, lesion.tracking_uid,
+                                                                      "size").reference(),
+                            *(size_reference(study, lesion.tracking_uid) for study in change.size_sources)]
+    return key.entry(resource)
+
+
+def _components(change: LesionComparison) -> list:
+    category = codes.LESION_CATEGORIES.get(change.category)
+    parts = [
+        metric_component(concept(codes.LD_PCT_BASELINE), change.diameter_pct_baseline, codes.UNIT_PERCENT),
+        metric_component(concept(codes.LD_PCT_PREVIOUS), change.diameter_pct_previous, codes.UNIT_PERCENT),
+        component(concept(codes.LD_MM_BASELINE), quantity(change.diameter_delta_mm_baseline, codes.UNIT_MM)),
+        metric_component(concept(codes.VOLUME_PCT_BASELINE), change.volume_pct_baseline, codes.UNIT_PERCENT),
+        metric_component(concept(codes.CD8_SCORE_DELTA), change.cd8_delta, codes.UNIT_SCORE),
+        component(concept(codes.LESION_RESPONSE), None if category is None else concept(category),
+                  f"lesion-wise response {change.category.replace('_', ' ')}"),
+        component(concept(codes.MATCH_METHOD), change.match_method),
+        component(concept(codes.MATCH_CONFIDENCE), change.match_confidence, "no confidence stated"),
+        metric_component(concept(codes.MATCH_DISTANCE), Metric(change.match_distance_mm, "no mapping between frames"),
+                         codes.UNIT_MM),
+    ]
+    return parts
+
+
+def associated_studies(comparison: Comparison) -> list[Extension] | None:
+    """IHE IMR associatedStudy: each prior ImagingStudy and DiagnosticReport, by identifier."""
+    extensions = []
+    for prior in comparison.priors:
+        report = ResourceKey.derive("DiagnosticReport", prior.study_instance_uid)
+        for reference in (dicom_reference("ImagingStudy", prior.study_instance_uid),
+                          Reference(type="DiagnosticReport", identifier=report.identifier())):
+            extensions.append(Extension(url=codes.IMR_ASSOCIATED_STUDY, valueReference=reference))
+    return extensions or None

@@ -1,0 +1,163 @@
+"""`radiomics-cds score --prior`: a synthetic follow-up of STS_019 against the baseline SR the
+same command wrote first (followup.md 9.8 items 6, 7 and 9).
+
+The follow-up is the same CT (same Frame of Reference) under a new study, 94 days later, with
+the RTSTRUCT contour scaled in-plane by S about its centroid (tests/support/follow_up_study.py):
+the expected change is measured here on the polygons, not taken from the service.
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import highdicom as hd
+import pydicom
+import pytest
+
+from tests.support.external import require_tool
+from tests.support.fhir_validation import assert_valid_fhir
+from tests.support.follow_up_study import longest_chord_mm, write_follow_up
+
+REPO = Path(__file__).resolve().parents[2]
+S = 1.3
+RCDS = "https://radiomics-cds.org/fhir/CodeSystem/rcds"
+IMR = "https://profiles.ihe.net/RAD/IMR/StructureDefinition/associatedStudy"
+
+
+def _score(ct: Path, rtstruct: Path, out: Path, *priors: Path) -> subprocess.CompletedProcess:
+    arguments = [arg for prior in priors for arg in ("--prior", str(prior))]
+    run = subprocess.run([sys.executable, "-m", "service.cli", "score", "--ct", str(ct), "--rtstruct", str(rtstruct),
+                          "--out", str(out), *arguments], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    return run
+
+
+@pytest.fixture(scope="module")
+def studies(sts019, tmp_path_factory):
+    root = tmp_path_factory.mktemp("follow-up")
+    baseline_rs = sts019 / "mask" / "RS.dcm"
+    _score(sts019 / "image", baseline_rs, root / "baseline")
+    ct, rtstruct = write_follow_up(sts019 / "image", baseline_rs, root / "study", scale=S, study_date="20020301")
+    run = _score(ct, rtstruct, root / "follow-up", root / "baseline")
+    return root, baseline_rs, rtstruct, run
+
+
+def _outputs(directory: Path) -> tuple[Path, dict]:
+    (sr,) = directory.glob("*.dcm")
+    (bundle,) = directory.glob("*.fhir.json")
+    return sr, json.loads(bundle.read_text())
+
+
+def _group(sr: Path) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
+    (group,) = hd.sr.srread(sr).content.get_volumetric_roi_measurement_groups()
+    return group
+
+
+def _num(group, value: str) -> float:
+    return next(m.value for m in group.get_measurements() if m.name.value == value)
+
+
+def test_the_follow_up_carries_the_baseline_tracking_uid(studies):
+    root, *_ = studies
+    baseline, follow_up = _group(_outputs(root / "baseline")[0]), _group(_outputs(root / "follow-up")[0])
+    assert str(follow_up.tracking_uid) == str(baseline.tracking_uid)
+    assert str(follow_up.tracking_identifier) == str(baseline.tracking_identifier)
+
+
+def test_diameter_change_matches_the_scaled_polygons(studies, sts019):
+    """Expected % from the polygons' longest in-plane chords (exactly S apart). The rasterised
+    mask's longest diameter is between voxel centres inside the polygon, so it lies within one
+    in-plane voxel diagonal e of the chord; the measured % must lie in the range those bounds give."""
+    root, baseline_rs, rtstruct, _ = studies
+    before, after = longest_chord_mm(baseline_rs), longest_chord_mm(rtstruct)
+    assert after / before == pytest.approx(S, rel=1e-6)
+    ct = pydicom.dcmread(next((sts019 / "image").iterdir()), stop_before_pixels=True)
+    e = math.hypot(*(float(v) for v in ct.PixelSpacing))
+    low, high = 100 * ((after - e) / (before + e) - 1), 100 * ((after + e) / (before - e) - 1)
+    group = _group(_outputs(root / "follow-up")[0])
+    assert low <= _num(group, "LDPCTBL") <= high
+    assert _num(group, "LDPCTPREV") == _num(group, "LDPCTBL")  # the baseline is the previous time point
+    baseline = _group(_outputs(root / "baseline")[0])
+    long_axis = "103339001"
+    assert _num(group, "LDMMBL") == pytest.approx(_num(group, long_axis) - _num(baseline, long_axis), abs=1e-9)
+    # in-plane scaling: the area, hence the volume, by about S**2 (same voxelisation bounds apply loosely)
+    assert _num(group, "VOLPCTBL") == pytest.approx(100 * (S**2 - 1), abs=10)
+    evaluations = {e.name.value: e.value.value for e in group.get_qualitative_evaluations()}
+    assert evaluations["LESRESP"] == "LESPROG"  # >= +20 %: progressing (Sun 2022)
+
+
+def test_time_points_and_the_prior_report_item(studies):
+    root, *_ = studies
+    baseline_sr, _ = _outputs(root / "baseline")
+    follow_up_sr, _ = _outputs(root / "follow-up")
+
+    def time_point(sr: Path) -> dict[str, str]:
+        group = hd.sr.srread(sr).content.get_volumetric_roi_measurement_groups()[0]
+        return {item.ConceptNameCodeSequence[0].CodeMeaning: str(item.get("TextValue", "")) for item in
+                group[0].ContentSequence if item.RelationshipType == "HAS OBS CONTEXT"}
+    assert time_point(baseline_sr)["Subject Time Point Identifier"] == "T0"
+    assert time_point(follow_up_sr)["Time Point"] == "T1 (day 94)"
+    report = hd.sr.srread(follow_up_sr)
+    prior_uid = str(pydicom.dcmread(baseline_sr).SOPInstanceUID)
+    (item,) = [i for i in report.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "122075"]
+    assert item.ValueType == "COMPOSITE"
+    assert item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == prior_uid
+    evidence = [sop.ReferencedSOPInstanceUID for study in report.PertinentOtherEvidenceSequence
+                for series in study.ReferencedSeriesSequence for sop in series.ReferencedSOPSequence]
+    assert evidence == [prior_uid]
+    assert "PredecessorDocumentsSequence" not in report
+
+
+def test_fhir_focus_and_derived_from_follow_the_lesion(studies):
+    root, *_ = studies
+    _, baseline = _outputs(root / "baseline")
+    _, follow_up = _outputs(root / "follow-up")
+
+    def resources(bundle: dict, kind: str) -> list[dict]:
+        return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == kind]
+
+    def size(bundle: dict) -> dict:
+        (found,) = [o for o in resources(bundle, "Observation") if o["code"]["coding"][0]["code"] == "21889-1"]
+        return found
+    assert size(follow_up)["focus"] == size(baseline)["focus"]
+    (change,) = [o for o in resources(follow_up, "Observation") if o["code"]["coding"][0]["code"] == "LESCHG"]
+    assert change["focus"] == size(baseline)["focus"]
+    prior_size_identifier = size(baseline)["identifier"][0]  # read from the prior's own Bundle
+    assert {"type": "Observation", "identifier": prior_size_identifier} in change["derivedFrom"]
+    (report,) = resources(follow_up, "DiagnosticReport")
+    (baseline_report,) = resources(baseline, "DiagnosticReport")
+    associated = [x["valueReference"] for x in report["extension"] if x["url"] == IMR]
+    assert {"type": "DiagnosticReport", "identifier": baseline_report["identifier"][0]} in associated
+    assert any(ref["type"] == "ImagingStudy" for ref in associated)
+    codes = {c["code"]["coding"][0]["code"] for c in change["component"]}
+    assert {"LDPCTBL", "LDPCTPREV", "LDMMBL", "VOLPCTBL", "CD8RSDELTA", "LESRESP", "MATCHMETH", "MATCHCONF",
+            "MATCHDIST"} <= codes
+
+
+@pytest.mark.external
+def test_follow_up_outputs_pass_dciodvfy_and_the_fhir_validator(studies):
+    root, *_ = studies
+    sr, _ = _outputs(root / "follow-up")
+    result = subprocess.run([require_tool("dciodvfy"), str(sr)], capture_output=True, text=True)
+    assert [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")] == []
+    assert_valid_fhir(*(root / "follow-up").glob("*.fhir.json"))
+
+
+def test_a_prior_of_another_patient_is_ignored_with_a_note(studies, tmp_path):
+    root, _, rtstruct, _ = studies
+    (baseline_sr,) = (root / "baseline").glob("*.dcm")
+    other = pydicom.dcmread(baseline_sr)
+    other.PatientID = "SOMEONE_ELSE"
+    other.save_as(tmp_path / "other.dcm")
+    run = _score(root / "study" / "ct", rtstruct, tmp_path / "out", tmp_path / "other.dcm")
+    sr, bundle = _outputs(tmp_path / "out")
+    group = _group(sr)
+    assert "LDPCTBL" not in {m.name.value for m in group.get_measurements()}
+    notes = [str(i.TextValue) for i in pydicom.dcmread(sr).ContentSequence[-1].ContentSequence]
+    assert "prior SR ignored: patient ID differs" in notes
+    (report,) = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DiagnosticReport"]
+    assert "prior SR ignored: patient ID differs" in report["conclusion"]
+    assert "extension" not in report
+    assert run.returncode == 0

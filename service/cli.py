@@ -22,11 +22,13 @@ from service.feature_report import features_from_dicom, features_from_nifti
 from service.ingest.index import StudyIndex
 from service.ingest.spool import study_key
 from service.lifeline import follow_parent
-from service.model import StudyInfo, StudyResult
+from service.model import CtSeries, StudyInfo, StudyResult
 from service.observability import configure_logging
 from service.outputs.pacs import dicom_files, send_files
 from service.imaging.selection import read_study_headers
+from service.imaging.volume import read_ct_directory
 from service.pipeline import PriorLookup, run_study
+from service.prior_frames import PriorCtSource
 from service.priors.cache import PriorCache
 from service.priors.files import FilesProvider
 from service.priors.resolve import PriorsOutcome, resolve_priors
@@ -81,7 +83,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
                         patient_identifier_system=config.patient_identifier_system,
                         parallel=config.scorer_workers, lesion_roi_types=frozenset(config.lesion_roi_types),
                         max_lesions=config.max_lesions_per_study, limits=config.instance_limits,
-                        priors=_file_priors(args.prior, config) if args.prior else None)
+                        priors=_file_priors(args.prior, config) if args.prior else None,
+                        prior_ct=_directory_prior_ct(args.prior_ct))
     _print_result(written.result, written.sr_path, written.bundle_path)
     return 0
 
@@ -97,6 +100,18 @@ def _file_priors(paths: Sequence[Path], config: Config) -> PriorLookup:
             return resolve_priors(study, [provider], PriorCache(Path(scratch)),
                                   lookback_days=config.prior_lookback_days, max_studies=config.prior_max_studies)
     return lookup
+
+
+def _directory_prior_ct(directories: Sequence[Path]) -> PriorCtSource:
+    """`--prior-ct` directories as the source of prior CTs: the one holding the prior study's CT
+    (its series, when the prior SR names it). Read only when a registration needs it."""
+    def prior_ct(study_uid: str, series_uid: str | None) -> CtSeries | None:
+        for directory in directories:
+            ct = read_ct_directory(directory)
+            if ct.study_instance_uid == study_uid and series_uid in (None, ct.series_instance_uid):
+                return ct
+        return None
+    return prior_ct
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
@@ -179,6 +194,11 @@ def _parser() -> argparse.ArgumentParser:
                             "them (repeatable): the outputs then carry the follow-up (matched lesions keep their "
                             "tracking UID; change versus baseline and previous). Another patient's SR, a superseded "
                             "one or one outside prior_lookback_days is left out, with a note")
+    score.add_argument("--prior-ct", type=Path, action="append", default=[], metavar="DIR",
+                       help="the CT series of a prior study (a directory; repeatable): when a prior is in another "
+                            "Frame of Reference and no Spatial Registration object in the --ct directory relates "
+                            "the two, the prior CT is registered rigidly to the current one so that lesions can be "
+                            "matched by position")
     score.set_defaults(handler=_cmd_score)
 
     features = commands.add_parser("features", help="features per ROI and region under explicit settings")

@@ -30,11 +30,10 @@ from service.longitudinal.matching import match_lesions
 from service.longitudinal.timepoint import Acquisition, ExtractionContext, TimePoint, TimepointLesion, UidSource
 from service.model import CtSeries, ImageGeometry, LesionResult, StudyResult
 from service.outputs import codes
+from service.prior_frames import FrameSources, prior_mapping
 from service.priors.reading import PriorLesion, PriorReport
 from service.priors.selection import COMPREHENSIVE_3D_SR, study_moment
 
-NO_REGISTRATION = ("the prior study is in another frame of reference and registration is not yet available: "
-                   "lesions matched by tracking UID and name only")
 _SETTINGS_LINE = "Settings: "
 _SIGNATURE_LINE = "Signature: "
 _SITE_CLASSES = {site.meaning: location for location, site in codes.FINDING_SITES.items()}
@@ -67,8 +66,10 @@ def acquisition(ct: CtSeries, evidence: Sequence[Dataset]) -> Acquisition:
 
 
 def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisition: Acquisition,
-              priors: Sequence[PriorReport], notes: Sequence[str] = ()) -> FollowUp:
-    """Compare a scored study with its prior SRs; without priors, a baseline report."""
+              priors: Sequence[PriorReport], notes: Sequence[str] = (),
+              frames: FrameSources = FrameSources()) -> FollowUp:
+    """Compare a scored study with its prior SRs; without priors, a baseline report. `frames`
+    relate the previous time point's Frame of Reference to the current one when they differ."""
     ordered = sorted(priors, key=lambda p: (study_moment(p.study_date, p.study_time), p.study_instance_uid))
     if not ordered:
         return FollowUp(result, Comparison(notes=tuple(notes)))
@@ -78,9 +79,9 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
     previous_report = ordered[-1]
     previous = _prior_timepoint(previous_report)
     all_notes = list(notes)
-    if previous.frame_of_reference_uid != current.frame_of_reference_uid:
-        all_notes.append(NO_REGISTRATION)
-    links = match_lesions(current, previous)
+    mapping, frame_note = prior_mapping(frames, current.frame_of_reference_uid, previous_report)
+    all_notes.extend(filter(None, [frame_note]))
+    links = match_lesions(current, previous, mapping)
     first_sizes = _first_sizes(ordered)
     identities = carried_identities(links, {uid: size.diameter_mm for uid, (_, size) in first_sizes.items()})
     comparable = comparability(current.context, previous.context)

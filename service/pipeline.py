@@ -25,9 +25,11 @@ from service.model import CtReference, StudyInfo, StudyResult
 from service.outputs.artefacts import Artefact
 from service.outputs.fhir import build_bundle, write_bundle
 from service.outputs.sr import build_measurement_report, write_sr
+from service.prior_frames import FrameSources, PriorCtSource
 from service.priors.resolve import PriorsOutcome
 from service.scorer import Scorer, score_lesions
 from service.scoring.settings import ExtractionSettings
+from service.sop_classes import SPATIAL_REGISTRATION
 
 log = logging.getLogger(__name__)
 
@@ -97,17 +99,21 @@ def run_study(datasets: Sequence[Dataset], scorer: Scorer, outdir: Path, *,
               patient_identifier_system: str, parallel: int = 2,
               lesion_roi_types: frozenset[str] = LESION_ROI_TYPES, max_lesions: int | None = None,
               predecessor: Dataset | None = None, limits: InstanceLimits = InstanceLimits(),
-              priors: PriorLookup | None = None) -> WrittenOutputs:
+              priors: PriorLookup | None = None, prior_ct: PriorCtSource | None = None) -> WrittenOutputs:
     """The whole pipeline on one study's instances; with `priors`, looked up once the study is
-    scored (its identity is then known), the outputs carry the follow-up against them."""
+    scored (its identity is then known), the outputs carry the follow-up against them. A prior
+    in another Frame of Reference is mapped by a Spatial Registration object among the study's
+    instances, else by registering the CT `prior_ct` gives for it."""
     inputs, warnings = select_inputs(datasets, limits)
     result = score_study(inputs, scorer, parallel=parallel, warnings=warnings, lesion_roi_types=lesion_roi_types,
                          max_lesions=max_lesions, limits=limits)
     comparison = Comparison()
     if priors is not None:
         outcome = priors(result.study)
+        frames = FrameSources(inputs.ct, [ds for ds in datasets if ds.get("SOPClassUID") == SPATIAL_REGISTRATION],
+                              prior_ct)
         followed = follow_up(result, inputs.ct.geometry, acquisition(inputs.ct, inputs.evidence), outcome.reports,
-                             outcome.output_notes)
+                             outcome.output_notes, frames)
         result, comparison = followed.result, followed.comparison
     return write_outputs(result, inputs.evidence, outdir, patient_identifier_system, predecessor, comparison)
 

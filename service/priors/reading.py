@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from service.errors import InputError
 from service.model import Vector3
 from service.outputs import codes
+from service.sop_classes import CT_SOP_CLASSES
 
 _TRACKING_IDENTIFIER = re.compile(r"^(?P<name>.*) \((?:ROI|Segment) \d+\)$")
 """How service.imaging.crops.tracking_identity names a lesion: "<ROI name> (ROI <number>)"."""
@@ -74,6 +75,8 @@ class PriorReport:
     algorithm_version: str
     lesions: tuple[PriorLesion, ...]
     notes: tuple[str, ...]  # the report's TEXT comments, in order
+    # the scored CT series named in the SR's evidence: what a registration needs of the prior study
+    ct_series_instance_uid: str | None = None
 
 
 def read_prior_report(dataset: Dataset) -> PriorReport:
@@ -95,7 +98,18 @@ def read_prior_report(dataset: Dataset) -> PriorReport:
         algorithm_version=str(dataset.get("SoftwareVersions", "")),
         lesions=lesions,
         notes=tuple(_comments(dataset)),
+        ct_series_instance_uid=_ct_series(dataset),
     )
+
+
+def _ct_series(dataset: Dataset) -> str | None:
+    """The first CT series in the SR's Current Requested Procedure Evidence (ours holds one)."""
+    for study in dataset.get("CurrentRequestedProcedureEvidenceSequence", []):
+        for series in study.get("ReferencedSeriesSequence", []):
+            if any(str(item.get("ReferencedSOPClassUID", "")) in CT_SOP_CLASSES
+                   for item in series.get("ReferencedSOPSequence", [])):
+                return str(series.SeriesInstanceUID)
+    return None
 
 
 def _lesion(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations) -> PriorLesion:

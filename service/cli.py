@@ -32,7 +32,8 @@ from service.prior_frames import PriorCtSource
 from service.priors.cache import PriorCache
 from service.priors.files import FilesProvider
 from service.priors.resolve import PriorsOutcome, resolve_priors
-from service.report import format_feature_table, format_table, rows_from_result, rows_from_sr
+from service.report import (change_rows_from_sr, format_change_table, format_feature_table, format_table,
+                            rows_from_result, rows_from_sr)
 from service.scoring.in_process import InProcessScorer
 from service.scoring.parameter_file import load_parameter_file
 from service.scoring.settings import ExtractionSettings
@@ -144,8 +145,15 @@ def _cmd_send(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    rows, footer = rows_from_sr(pydicom.dcmread(args.sr))
+    """The lesion table of one of our SRs, then its change table when it is a follow-up."""
+    dataset = pydicom.dcmread(args.sr)
+    rows, footer = rows_from_sr(dataset)
     print(format_table(rows, footer))
+    changes = change_rows_from_sr(dataset)
+    if changes:
+        print()
+        print("Change against the earlier studies:")
+        print(format_change_table(changes))
     return 0
 
 
@@ -231,7 +239,8 @@ def _parser() -> argparse.ArgumentParser:
     status = with_config(commands.add_parser("status", help="list studies and their state"))
     status.set_defaults(handler=_cmd_status)
 
-    show = commands.add_parser("show", help="print the lesion table of one of our SRs")
+    show = commands.add_parser("show", help="print the lesion table of one of our SRs, and its change table "
+                                            "when the SR is a follow-up")
     show.add_argument("sr", type=Path)
     show.set_defaults(handler=_cmd_show)
     return parser

@@ -1,4 +1,5 @@
-"""Tables a person reads in a terminal: lesions (score, show, the quick start) and features."""
+"""Tables a person reads in a terminal: lesions (score, show, the quick start), lesion change
+against earlier studies (show) and features."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from dataclasses import dataclass
 from pydicom.dataset import Dataset
 
 from service.feature_report import FeatureReport
+from service.longitudinal.timepoint import NODE_LOCATION_CLASS
 from service.model import StudyResult
 from service.outputs import codes
-from service.priors.reading import read_prior_report
+from service.priors.reading import PriorLesion, read_prior_report
 
 
 @dataclass(frozen=True)
@@ -122,3 +124,62 @@ def rows_from_sr(dataset: Dataset) -> tuple[list[TableRow], list[str]]:
         for lesion in report.lesions
     ]
     return rows, list(report.notes)
+
+
+_CHANGE_HEADER = ("lesion", "D baseline mm", "D follow-up mm", "D % vs baseline", "volume % vs baseline",
+                  "category", "CD8 score delta")
+_CATEGORIES = {(code.value, code.scheme_designator): category for category, code in codes.LESION_CATEGORIES.items()}
+_NODE_SITE = codes.finding_site(NODE_LOCATION_CLASS)
+
+
+@dataclass(frozen=True)
+class ChangeRow:
+    """One lesion's change against the patient's earlier studies, read back from a follow-up SR.
+
+    D is the size the change is measured on (followup.md 9.5.1): the longest axial diameter, or
+    the short axis for a lymph node. The baseline D is the follow-up's minus LDMMBL: the SR
+    states the change, not the baseline measurement.
+    """
+
+    name: str
+    baseline_mm: float | None
+    follow_up_mm: float | None
+    diameter_pct: float | None
+    volume_pct: float | None
+    category: str  # responding / progressing / stable, "not evaluable" without a category item
+    cd8_delta: float | None
+
+
+def _change_row(lesion: PriorLesion) -> ChangeRow:
+    node = _NODE_SITE is not None and lesion.location == _NODE_SITE.meaning
+    current = lesion.short_axis_mm if node else lesion.longest_axial_mm
+    delta = lesion.changes.get(codes.LD_MM_BASELINE.value)
+    category = next((_CATEGORIES[e] for e in lesion.evaluations if e in _CATEGORIES), "not evaluable")
+    return ChangeRow(
+        name=lesion.tracking_identifier, follow_up_mm=current,
+        baseline_mm=None if current is None or delta is None else current - delta,
+        diameter_pct=lesion.changes.get(codes.LD_PCT_BASELINE.value),
+        volume_pct=lesion.changes.get(codes.VOLUME_PCT_BASELINE.value),
+        category=category, cd8_delta=lesion.changes.get(codes.CD8_SCORE_DELTA.value),
+    )
+
+
+def change_rows_from_sr(dataset: Dataset) -> list[ChangeRow]:
+    """The lesions of a follow-up SR that were compared with a prior (those with change NUMs);
+    empty for a baseline SR or one whose priors were unavailable."""
+    return [_change_row(lesion) for lesion in read_prior_report(dataset).lesions if lesion.changes]
+
+
+def format_change_table(rows: Sequence[ChangeRow]) -> str:
+    """The change table, then what D means."""
+    cells = [_CHANGE_HEADER] + [
+        (r.name, _number(r.baseline_mm, 1), _number(r.follow_up_mm, 1), _signed(r.diameter_pct, 1),
+         _signed(r.volume_pct, 1), r.category, _signed(r.cd8_delta, 3))
+        for r in rows
+    ]
+    return "\n".join(_fixed_width(cells) + ["D: longest axial diameter (short axis for a lymph node); "
+                                             "category at -30 % / +20 % of D vs baseline (Sun 2022)"])
+
+
+def _signed(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:+.{digits}f}"

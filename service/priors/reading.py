@@ -8,7 +8,7 @@ through this module too (service/report.py), so there is one reader of our SRs.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, cast
 
 import highdicom as hd
@@ -43,6 +43,11 @@ def feature_key(name: _Concept, derivation: _Concept | None, region: _Concept) -
     return key if derivation is None else f"{key}/{derivation.scheme_designator}:{derivation.value}"
 
 
+CHANGE_CODES = (codes.LD_MM_BASELINE, codes.LD_PCT_BASELINE, codes.LD_PCT_PREVIOUS, codes.VOLUME_PCT_BASELINE,
+                codes.CD8_SCORE_DELTA, codes.MATCH_DISTANCE)
+"""The change NUMs of a follow-up's lesion group (followup.md 9.7): what `show` reads back."""
+
+
 @dataclass(frozen=True)
 class PriorLesion:
     """One lesion group (TID 1411) of a prior SR."""
@@ -60,6 +65,7 @@ class PriorLesion:
     score: float | None  # CD8 score; None when it was not computable
     features: dict[str, float]  # feature_key -> value
     evaluations: frozenset[tuple[str, str]]  # (code value, scheme) of the qualitative evaluations
+    changes: dict[str, float] = field(default_factory=dict)  # CHANGE_CODES value -> NUM; empty: not compared
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,7 @@ def _lesion(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations) -> 
         features=features,
         evaluations=frozenset((e.value.value, e.value.scheme_designator) for e in group.get_qualitative_evaluations()
                               if isinstance(e.value, hd.sr.CodedConcept)),
+        changes={code.value: value for code in CHANGE_CODES if (value := size(code)) is not None},
     )
 
 

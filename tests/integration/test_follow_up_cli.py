@@ -161,3 +161,60 @@ def test_a_prior_of_another_patient_is_ignored_with_a_note(studies, tmp_path):
     assert "prior SR ignored: patient ID differs" in report["conclusion"]
     assert "extension" not in report
     assert run.returncode == 0
+
+
+def test_the_follow_up_is_labelled_synthetic_under_new_uids(studies, sts019):
+    root, baseline_rs, rtstruct, _ = studies
+    baseline_ct = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted((sts019 / "image").iterdir())]
+    follow_up_ct = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted((root / "study" / "ct").iterdir())]
+    rs = pydicom.dcmread(rtstruct)
+    for ds in [*follow_up_ct, rs]:
+        assert ds.StudyDescription == ds.SeriesDescription == "SYNTHETIC follow-up (contour scaled x1.3)"
+        assert ds.StudyDate == "20020301"
+    old = {str(ds.SOPInstanceUID) for ds in baseline_ct} | {str(baseline_ct[0].SeriesInstanceUID),
+                                                               str(baseline_ct[0].StudyInstanceUID)}
+    new = {str(ds.SOPInstanceUID) for ds in follow_up_ct}
+    assert not new & old and str(follow_up_ct[0].SeriesInstanceUID) not in old
+    assert {str(ds.FrameOfReferenceUID) for ds in follow_up_ct} == {str(baseline_ct[0].FrameOfReferenceUID)}
+    referenced = {str(image.ReferencedSOPInstanceUID) for roi in rs.ROIContourSequence
+                  for contour in roi.ContourSequence for image in contour.get("ContourImageSequence", [])}
+    assert not referenced & old  # (the sample's RTSTRUCT names CT images the sample does not ship)
+    (study,) = rs.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence
+    assert study.ReferencedSOPInstanceUID == follow_up_ct[0].StudyInstanceUID == rs.StudyInstanceUID
+    assert study.RTReferencedSeriesSequence[0].SeriesInstanceUID == follow_up_ct[0].SeriesInstanceUID
+
+
+def _show(sr: Path) -> list[str]:
+    run = subprocess.run([sys.executable, "-m", "service.cli", "show", str(sr)], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.splitlines()
+
+
+def test_show_prints_the_change_table_of_a_follow_up(studies, sts019):
+    """`show` reads the change back from the follow-up SR; each cell is checked against the
+    polygons (D %, volume %) or against the two SRs' own measurements read with highdicom."""
+    root, baseline_rs, rtstruct, _ = studies
+    baseline_sr, follow_up_sr = _outputs(root / "baseline")[0], _outputs(root / "follow-up")[0]
+    assert "Change against the earlier studies:" not in _show(baseline_sr)
+    lines = _show(follow_up_sr)
+    header = lines.index("Change against the earlier studies:")
+    assert [cell.strip() for cell in lines[header + 1].split("  ") if cell.strip()] == [
+        "lesion", "D baseline mm", "D follow-up mm", "D % vs baseline", "volume % vs baseline", "category",
+        "CD8 score delta"]
+    baseline, follow_up = _group(baseline_sr), _group(follow_up_sr)
+    (row,) = [line for line in lines[header + 3:] if line.startswith(str(follow_up.tracking_identifier))]
+    cells = [cell.strip() for cell in row.split("  ") if cell.strip()]
+    name, before, after, diameter_pct, volume_pct, category, cd8_delta = cells
+    long_axis, score = "103339001", "CD8RS"
+    assert name == str(baseline.tracking_identifier)
+    assert float(before) == pytest.approx(_num(baseline, long_axis), abs=0.05)
+    assert float(after) == pytest.approx(_num(follow_up, long_axis), abs=0.05)
+    chord_before, chord_after = longest_chord_mm(baseline_rs), longest_chord_mm(rtstruct)
+    ct = pydicom.dcmread(next((sts019 / "image").iterdir()), stop_before_pixels=True)
+    e = math.hypot(*(float(v) for v in ct.PixelSpacing))
+    low, high = 100 * ((chord_after - e) / (chord_before + e) - 1), 100 * ((chord_after + e) / (chord_before - e) - 1)
+    assert low - 0.05 <= float(diameter_pct) <= high + 0.05
+    assert float(volume_pct) == pytest.approx(100 * (S**2 - 1), abs=10)
+    assert category == "progressing"  # D >= +20 %
+    assert float(cd8_delta) == pytest.approx(_num(follow_up, score) - _num(baseline, score), abs=0.0005)

@@ -16,8 +16,8 @@ import pydicom
 
 from service import __version__
 from service.app import run_ingest, run_scorer, run_serve, scoring_context
-from service.config import Config, load_config
-from service.errors import RadiomicsCdsError
+from service.config import LOG_LEVELS, Config, load_config
+from service.errors import ConfigError, RadiomicsCdsError
 from service.feature_report import features_from_dicom, features_from_nifti
 from service.ingest.index import StudyIndex
 from service.ingest.spool import study_key
@@ -160,6 +160,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     """Studies known to the index: log key, Study Instance UID, state, result or why it failed."""
     config = _config(args)
+    if not config.index_path.is_file():  # a mistyped var_dir must not look like an empty service
+        raise ConfigError(f"no index at {config.index_path}: is var_dir (RCDS_VAR_DIR, --config) the service's?")
     index = StudyIndex(config.index_path)
     try:
         for study in index.studies_in(None):
@@ -173,7 +175,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="radiomics-cds", description=__doc__)
     parser.add_argument("--version", action="version", version=f"radiomics-cds {__version__}")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS,
+                        help="DEBUG, INFO, WARNING or ERROR (default: the log_level setting, INFO)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -269,8 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if hasattr(args, "check"):
         args.check(parser, args)
-    configure_logging(args.log_level)
     try:
+        settings = load_config(getattr(args, "config", None))  # the command loads it again, with its flags
+        configure_logging(args.log_level or settings.log_level, settings.log_format)
         return args.handler(args)
     except RadiomicsCdsError as error:
         print(f"radiomics-cds: {error}", file=sys.stderr)

@@ -22,6 +22,8 @@ from service.errors import ConfigError
 from service.location import DEFAULT_NAME_RULES, LocationRules
 from service.model import LocationClass
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 _AE_TITLE = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")  # default character repertoire, no backslash
 
 
@@ -114,6 +116,9 @@ class Config:
     location_name_rules: dict[str, str] = field(default_factory=dict)
     # RTSTRUCT ROIs scored as lesions, by RT ROI Interpreted Type ("" = no type given)
     lesion_roi_types: tuple[str, ...] = field(default=("GTV", ""), metadata={"items": _roi_types})
+    # Logs: level (DEBUG shows UIDs; above it they are replaced by hashes) and format (text, json)
+    log_level: str = "INFO"
+    log_format: str = "text"
     # HTTP: /metrics, /healthz, /readyz
     http_host: str = "0.0.0.0"
     http_port: int = 8080
@@ -184,6 +189,10 @@ class Config:
                 raise ConfigError(f"{name} must be at least 1")
         if self.delivery_max_attempts < 1:
             raise ConfigError("delivery_max_attempts must be at least 1")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"log_format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
         if self.feature_panel not in ("signature", "full"):
             raise ConfigError("feature_panel must be 'signature' or 'full'")
         for setting in ("site_mapping", "location_name_rules"):

@@ -7,6 +7,7 @@ destination kinds): never a UID, a patient identifier or an error text.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import threading
@@ -165,16 +166,30 @@ def _uid_token(match: re.Match[str]) -> str:
     return "uid:" + hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Plain log lines; library warnings logged without their text.
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line (time, level, logger, message, and the exception when there is
+    one), for log collectors that index fields instead of parsing text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                 "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
+    """Log lines as text or JSON (log_format); library warnings logged without their text.
 
     Libraries quote attribute values in warnings (highdicom, for one, quotes the patient's
     name when it finds it oddly formed), so their text never reaches the log: only the
     warning's kind and where it was raised.
     """
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(UidRedactingFilter())
+        if log_format == "json":
+            handler.setFormatter(JsonLogFormatter())
     for noisy in ("pynetdicom", "highdicom"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # pydicom logs invalid values *with* the value (e.g. a malformed birth date): errors only.

@@ -21,8 +21,8 @@ import pytest
 from service.priors import read_prior_report
 from tests.support.follow_up_study import diameter_percent_bounds, write_follow_up
 from tests.support.orthanc import Orthanc, find_orthanc, reference_config
-from tests.support.processes import free_port, wait_until
-from tests.support.service import QUIET_SECONDS, RunningService
+from tests.support.processes import LOOPBACK, free_port, wait_until
+from tests.support.service import QUIET_SECONDS, RunningService, Scorer
 from tests.support.studies import copy_study
 
 pytestmark = pytest.mark.external
@@ -50,17 +50,21 @@ class Site:
                    TIMEOUT_S, "the SR to reach Orthanc")
 
 
+def _settings(dicom_port: int, web_port: int, **priors: object) -> dict[str, object]:
+    """A service whose PACS is the Orthanc at these ports, for deliveries and (unless `priors`
+    says otherwise) priors."""
+    return {"quiet_seconds": QUIET_SECONDS, "pacs_host": "127.0.0.1", "pacs_port": dicom_port,
+            "pacs_ae_title": reference_config()["DicomAet"], "delivery_initial_backoff_seconds": 1,
+            "prior_dicomweb_url": f"http://127.0.0.1:{web_port}/dicom-web", **priors}
+
+
 @contextlib.contextmanager
 def _site(root: Path, **priors: object) -> Iterator[Site]:
     """Orthanc and `serve` delivering to it; `priors`: the prior_* settings (the DICOMweb URL is
     this Orthanc's unless given)."""
     find_orthanc()
-    dicom_port = free_port()
-    web_port = free_port()
-    settings = {"prior_dicomweb_url": f"http://127.0.0.1:{web_port}/dicom-web", **priors}
-    service = RunningService(root / "var", quiet_seconds=QUIET_SECONDS, pacs_host="127.0.0.1", pacs_port=dicom_port,
-                             pacs_ae_title=reference_config()["DicomAet"], delivery_initial_backoff_seconds=1,
-                             **settings)
+    dicom_port, web_port = free_port(), free_port()
+    service = RunningService(root / "var", **_settings(dicom_port, web_port, **priors))
     try:
         orthanc = Orthanc(root / "orthanc", modality_port=service.dicom_port, dicom_port=dicom_port,
                           http_port=web_port)
@@ -164,3 +168,33 @@ def test_with_pacs_unreachable_the_follow_up_is_still_scored_and_says_priors_una
         assert any(note.startswith("priors unavailable: dicomweb: DICOMweb QIDO-RS failed: connection failed")
                    for note in notes), notes
         assert "prior source dicomweb failed" in site.service.read_log()
+
+
+def test_the_follow_up_on_another_ingest_replica_is_compared_with_the_same_baseline(tmp_path, sts019, follow_up):
+    """Two `ingest` processes (own var directories, one scorer), as two pods: the baseline on one,
+    the follow-up on the other, which has nothing of the baseline but what PACS holds."""
+    ct, rtstruct, follow_up_uid = follow_up
+    find_orthanc()
+    dicom_port, web_port = free_port(), free_port()
+    scorer = Scorer(tmp_path / "scorer")
+    replicas: list[RunningService] = []
+    orthanc = None
+    try:
+        settings = _settings(dicom_port, web_port, prior_providers="dicomweb",
+                             scorer_address=f"{LOOPBACK}:{scorer.grpc_port}")
+        replicas += [RunningService(tmp_path / f"var-{n}", "ingest", **settings) for n in (1, 2)]
+        orthanc = Orthanc(tmp_path / "orthanc", modality_port=replicas[0].dicom_port, dicom_port=dicom_port,
+                          http_port=web_port)
+        first, second = (Site(orthanc, replica) for replica in replicas)
+        _send(first.service, sts019)
+        baseline_sr = first.sr(_baseline_uid(sts019))
+        first.in_pacs(baseline_sr)
+
+        _send(second.service, ct, rtstruct)
+
+        _assert_follows(second.sr(follow_up_uid), baseline_sr, sts019, rtstruct)
+        assert second.service.study_state(_baseline_uid(sts019)) is None  # the prior never entered its queue
+    finally:
+        for process in [orthanc, *replicas, scorer]:
+            if process is not None:
+                process.stop()

@@ -59,15 +59,15 @@ def _settings(dicom_port: int, web_port: int, **priors: object) -> dict[str, obj
 
 
 @contextlib.contextmanager
-def _site(root: Path, **priors: object) -> Iterator[Site]:
+def _site(root: Path, modality_rights: dict[str, bool] | None = None, **priors: object) -> Iterator[Site]:
     """Orthanc and `serve` delivering to it; `priors`: the prior_* settings (the DICOMweb URL is
-    this Orthanc's unless given)."""
+    this Orthanc's unless given); `modality_rights`: Orthanc's Allow* for us, if not the reference."""
     find_orthanc()
     dicom_port, web_port = free_port(), free_port()
     service = RunningService(root / "var", **_settings(dicom_port, web_port, **priors))
     try:
         orthanc = Orthanc(root / "orthanc", modality_port=service.dicom_port, dicom_port=dicom_port,
-                          http_port=web_port)
+                          http_port=web_port, modality_rights=modality_rights)
     except BaseException:
         service.stop()
         raise
@@ -157,17 +157,26 @@ def test_a_baseline_arriving_after_its_follow_up_has_the_follow_up_scored_again(
         assert replaced.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == pydicom.dcmread(first_sr).SOPInstanceUID
 
 
-def test_with_pacs_unreachable_the_follow_up_is_still_scored_and_says_priors_unavailable(tmp_path, sts019, follow_up):
+UNAVAILABLE = {  # case -> (site settings, how the reason starts)
+    "dicomweb-down": ({"prior_providers": "dicomweb", "prior_dicomweb_url": f"http://127.0.0.1:{free_port()}/dicom-web"},
+                      "dicomweb: DICOMweb QIDO-RS failed: connection failed"),
+    "dimse-find-refused": ({"prior_providers": "dimse", "modality_rights": {"AllowFind": False}}, "dimse: DIMSE"),
+}
+
+
+@pytest.mark.parametrize("case", UNAVAILABLE)
+def test_with_priors_unavailable_the_follow_up_is_still_scored_and_says_so(tmp_path, sts019, follow_up, case):
     ct, rtstruct, follow_up_uid = follow_up
-    unreachable = f"http://127.0.0.1:{free_port()}/dicom-web"  # nothing listens there
-    with _site(tmp_path / "site", prior_providers="dicomweb", prior_dicomweb_url=unreachable) as site:
+    settings, reason = UNAVAILABLE[case]
+    with _site(tmp_path / "site", **settings) as site:
         _send(site.service, ct, rtstruct)
         state, _ = site.service.wait_for(follow_up_uid, timeout_s=TIMEOUT_S)
         assert state == "done"
-        notes = read_prior_report(pydicom.dcmread(site.sr(follow_up_uid))).notes
-        assert any(note.startswith("priors unavailable: dicomweb: DICOMweb QIDO-RS failed: connection failed")
-                   for note in notes), notes
-        assert "prior source dicomweb failed" in site.service.read_log()
+        sr = site.sr(follow_up_uid)
+        notes = read_prior_report(pydicom.dcmread(sr)).notes
+        assert any(note.startswith(f"priors unavailable: {reason}") for note in notes), notes
+        assert f"prior source {settings['prior_providers']} failed" in site.service.read_log()
+        site.in_pacs(sr)  # delivered all the same
 
 
 def test_the_follow_up_on_another_ingest_replica_is_compared_with_the_same_baseline(tmp_path, sts019, follow_up):

@@ -31,7 +31,7 @@ from service.model import StudyInfo
 from service.observability import SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FAILED, RepeatedErrorLog
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.destinations import pacs_tls
-from service.outputs.outbox import Outbox
+from service.outputs.outbox import DELIVERED, PENDING, Outbox
 from service.imaging.selection import read_instance, study_info
 from service.pipeline import PriorLookup, WrittenOutputs, run_study
 from service.priors import PriorCache, PriorsOutcome, build_providers, resolve_priors, stale_later_studies
@@ -189,9 +189,9 @@ class StudyWorker:
         return lookup
 
     def reconcile_delivered(self, now: float | None = None) -> int:
-        """Reconcile each done study whose SR has reached PACS (every SR delivery settled) and
-        has not been reconciled: its later studies that did not compare with it are scored again
-        (followup.md 3.4 item 6). Returns how many studies were sent back to be scored.
+        """Reconcile each done study whose SR has reached PACS (no SR delivery still pending, one
+        delivered) and has not been reconciled: its later studies that did not compare with it
+        are scored again (followup.md 3.4 item 6). Returns how many were sent back to be scored.
 
         Durable across restarts (the index records each reconciled result), so a crash before
         the question was answered only asks it again. A stale later study scored by another
@@ -212,8 +212,11 @@ class StudyWorker:
                 if not path.exists():  # removed by an operator: nothing of it can be in PACS from here
                     self._index.mark_reconciled(study.study_instance_uid, study.result)
                     continue
-                if self._reconcile_after.get(study.study_instance_uid, 0.0) > now or not all(
-                        self._outbox.settled(name, path) for name in sr_destinations):
+                states = {self._outbox.state_of(name, path) for name in sr_destinations}
+                if self._reconcile_after.get(study.study_instance_uid, 0.0) > now or states & {PENDING, None}:
+                    continue
+                if DELIVERED not in states:  # refused everywhere: PACS cannot give it to a later study
+                    self._index.mark_reconciled(study.study_instance_uid, study.result)
                     continue
                 done = self._reconcile(study, study.result, read_instance(path, header_only=True))
                 if done is None:

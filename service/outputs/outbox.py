@@ -125,12 +125,12 @@ class Outbox:
             ).fetchall()
         return [Delivery(r[0], Path(r[1]), DeliveryStatus(r[2]), r[3], r[4]) for r in rows]
 
-    def settled(self, destination: str, path: Path) -> bool:
-        """True once the delivery of `path` to `destination` is delivered or has failed for good."""
+    def state_of(self, destination: str, path: Path) -> DeliveryStatus | None:
+        """Where the delivery of `path` to `destination` stands; None when it was never queued."""
         with self._lock:
             row = self._db.execute("SELECT state FROM deliveries WHERE destination = ? AND path = ?",
                                    (destination, str(path))).fetchone()
-        return row is not None and row[0] != PENDING
+        return None if row is None else DeliveryStatus(row[0])
 
     def pending_count(self) -> int:
         with self._lock:

@@ -39,9 +39,9 @@ class Site:
     def sr(self, study_uid: str) -> Path:
         """The study's current SR in the outbox."""
         self.service.wait_for(study_uid, timeout_s=TIMEOUT_S)
-        (result,) = self.service._query("index.sqlite", "SELECT result FROM studies WHERE study_instance_uid = ?",
-                                        study_uid)[0]
-        return self.service.var_dir / "outbox" / f"{result}.dcm"
+        path = self.service.result_sr(study_uid)
+        assert path is not None, self.service.status()
+        return path
 
     def in_pacs(self, sr: Path) -> None:
         """Wait until Orthanc holds this SR (it was delivered)."""

@@ -7,6 +7,11 @@ to the next: one broken study never stops the service. Nothing here holds state 
 the outbox do not: after a restart, interrupted studies are simply assessed again, and a study
 that was marked done but whose deliveries were never queued (a crash between the two commits,
 which live in two databases) has them queued at start.
+
+With prior_providers set, a scored study is compared with its priors pulled from PACS before its
+outputs are written (the same run_study as `score --prior`), and once its SR has reached PACS the
+worker reconciles: later studies of the patient whose report did not compare with this SR (their
+baseline arrived after them) and that this ingest scored are sent back to be scored again.
 """
 
 from __future__ import annotations
@@ -20,13 +25,17 @@ from pydicom import Dataset
 from service.config import Config
 from service.errors import InputError, ScorerError, ScorerUnavailable
 from service.ingest.completeness import assess
-from service.ingest.index import DONE, FAILED, RECEIVING, StudyIndex
+from service.ingest.index import DONE, FAILED, RECEIVING, StudyIndex, StudyState
 from service.ingest.spool import study_key
+from service.model import StudyInfo
 from service.observability import SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FAILED, RepeatedErrorLog
 from service.outputs.artefacts import Artefact, artefact_path
-from service.outputs.outbox import Outbox
-from service.imaging.selection import read_instance
-from service.pipeline import WrittenOutputs, run_study
+from service.outputs.destinations import pacs_tls
+from service.outputs.outbox import DELIVERED, PENDING, Outbox
+from service.imaging.selection import read_instance, study_info
+from service.pipeline import PriorLookup, WrittenOutputs, run_study
+from service.priors import PriorCache, PriorsOutcome, build_providers, resolve_priors, stale_later_studies
+from service.priors.selection import priors_used
 from service.scorer import Scorer
 
 log = logging.getLogger(__name__)
@@ -34,6 +43,9 @@ log = logging.getLogger(__name__)
 # Attempts at one study before it is failed: bounds retries for an unavailable scorer and for
 # a study that crashed the process mid-scoring (counted again after each restart).
 MAX_ATTEMPTS = 5
+# Seconds before reconciliation asks again after PACS did not answer, or while a later study of
+# the patient is still being received or scored here.
+RECONCILE_RETRY_SECONDS = 60.0
 
 
 class StudyWorker:
@@ -48,6 +60,10 @@ class StudyWorker:
         self._poll_seconds = poll_seconds
         self._stop = threading.Event()
         self._cycle_errors = RepeatedErrorLog(log)
+        self._providers = build_providers(config, dimse_tls=pacs_tls(config))
+        self._prior_cache = PriorCache(config.prior_cache_dir)
+        self._reconciling = threading.Lock()  # one thread reconciles at a time
+        self._reconcile_after: dict[str, float] = {}  # study -> when to ask PACS again
         self._threads = [threading.Thread(target=self._run, name=f"study-worker-{n + 1}", daemon=True)
                          for n in range(config.concurrent_studies)]
 
@@ -74,6 +90,7 @@ class StudyWorker:
         while not self._stop.is_set():
             try:
                 self.process_ready()
+                self.reconcile_delivered()
             except Exception:  # e.g. the index's disk is full: keep trying, never die silently
                 self._cycle_errors.log("worker cycle failed; retrying", exc_info=True)
             self._stop.wait(self._poll_seconds)
@@ -128,6 +145,7 @@ class StudyWorker:
                 lesion_roi_types=frozenset(self._config.lesion_roi_types),
                 max_lesions=self._config.max_lesions_per_study,
                 predecessor=self._previous_report(study_uid), limits=self._config.instance_limits,
+                priors=self._prior_lookup(),
             )
         except InputError as error:
             self._fail(study_uid, str(error), "input")
@@ -158,6 +176,90 @@ class StudyWorker:
         for destination in self._outbox.destinations:  # each gets the artefact it takes
             self._outbox.enqueue(destination.name, written.paths[destination.artefact])
         return True
+
+    def _prior_lookup(self) -> PriorLookup | None:
+        """The scored study's priors from the configured PACS sources; None: priors are off."""
+        if not self._providers:
+            return None
+
+        def lookup(study: StudyInfo) -> PriorsOutcome:
+            return resolve_priors(study, self._providers, self._prior_cache,
+                                  lookback_days=self._config.prior_lookback_days,
+                                  max_studies=self._config.prior_max_studies)
+        return lookup
+
+    def reconcile_delivered(self, now: float | None = None) -> int:
+        """Reconcile each done study whose SR has reached PACS (no SR delivery still pending, one
+        delivered) and has not been reconciled: its later studies that did not compare with it
+        are scored again (followup.md 3.4 item 6). Returns how many were sent back to be scored.
+
+        Durable across restarts (the index records each reconciled result), so a crash before
+        the question was answered only asks it again. A stale later study scored by another
+        ingest replica is not in this index: it is counted in the log, not re-scored here.
+        """
+        sr_destinations = [d.name for d in self._outbox.destinations if d.artefact is Artefact.SR]
+        if not self._providers or not sr_destinations or not self._reconciling.acquire(blocking=False):
+            return 0
+        try:
+            now = time.time() if now is None else now
+            rescored = 0
+            for study in self._index.unreconciled():
+                if self._stop.is_set():
+                    break
+                if not study.result:
+                    continue
+                path = artefact_path(self._config.outbox_dir, study.result, Artefact.SR)
+                if not path.exists():  # removed by an operator: nothing of it can be in PACS from here
+                    self._index.mark_reconciled(study.study_instance_uid, study.result)
+                    continue
+                states = {self._outbox.state_of(name, path) for name in sr_destinations}
+                if self._reconcile_after.get(study.study_instance_uid, 0.0) > now or states & {PENDING, None}:
+                    continue
+                if DELIVERED not in states:  # refused everywhere: PACS cannot give it to a later study
+                    self._index.mark_reconciled(study.study_instance_uid, study.result)
+                    continue
+                done = self._reconcile(study, study.result, read_instance(path, header_only=True))
+                if done is None:
+                    self._reconcile_after[study.study_instance_uid] = now + RECONCILE_RETRY_SECONDS
+                    continue
+                self._reconcile_after.pop(study.study_instance_uid, None)
+                self._index.mark_reconciled(study.study_instance_uid, study.result)
+                rescored += done
+            return rescored
+        finally:
+            self._reconciling.release()
+
+    def _reconcile(self, study: StudyState, sr_uid: str, sr: Dataset) -> int | None:
+        """How many stale later studies were sent back; None: ask again later (PACS did not
+        answer, or a stale later study is still being received or scored here)."""
+        later = stale_later_studies(study_info(sr), sr_uid, self._providers, self._prior_cache,
+                                    lookback_days=self._config.prior_lookback_days)
+        if later.unavailable is not None:
+            log.warning("study %s: reconciliation postponed: priors unavailable: %s",
+                        study_key(study.study_instance_uid), later.unavailable)
+            return None
+        rescored = elsewhere = 0
+        for uid in later.stale:
+            state = self._index.study(uid)
+            if state is None:
+                elsewhere += 1
+            elif state.state is DONE and not self._result_uses(state, sr_uid):
+                if self._index.rescore(uid, "scored again: an earlier study's report arrived after it"):
+                    log.info("study %s: scored again, an earlier study's report arrived after it", study_key(uid))
+                    rescored += 1
+            elif state.state is not DONE and state.state is not FAILED:
+                return None
+        if elsewhere:
+            log.warning("study %s: %d later stud%s of the patient, scored by another ingest replica, did not "
+                        "compare with this report; re-send %s to be scored again",
+                        study_key(study.study_instance_uid), elsewhere, "y" if elsewhere == 1 else "ies",
+                        "it" if elsewhere == 1 else "them")
+        return rescored
+
+    def _result_uses(self, state: StudyState, sr_uid: str) -> bool:
+        """Whether the study's latest SR here (perhaps not yet in PACS) compared with `sr_uid`."""
+        path = artefact_path(self._config.outbox_dir, state.result, Artefact.SR) if state.result else None
+        return path is not None and path.exists() and sr_uid in priors_used(read_instance(path, header_only=True))
 
     def _previous_report(self, study_uid: str) -> Dataset | None:
         """The SR an earlier scoring of this study delivered, if any: the new one replaces it."""

@@ -46,6 +46,11 @@ CREATE TABLE IF NOT EXISTS studies (
     result TEXT,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS reconciled (
+    study_instance_uid TEXT NOT NULL,
+    result TEXT NOT NULL,
+    PRIMARY KEY (study_instance_uid, result)
+);
 """
 
 
@@ -214,6 +219,34 @@ class StudyIndex:
                 (RECEIVING, now, study_uid, PROCESSING),
             )
             return False
+
+    def unreconciled(self) -> list[StudyState]:
+        """Done studies whose current result has not been reconciled (service.priors.reconcile)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT s.study_instance_uid, s.state, s.waiting_since, s.last_received_at, s.attempts, s.error,"
+                " s.result FROM studies s LEFT JOIN reconciled r ON r.study_instance_uid = s.study_instance_uid"
+                " AND r.result = s.result WHERE s.state = ? AND s.result IS NOT NULL AND r.result IS NULL"
+                " ORDER BY s.updated_at", (DONE,),
+            ).fetchall()
+        return [_study_state(row) for row in rows]
+
+    def mark_reconciled(self, study_uid: str, result: str) -> None:
+        """The later studies of this result have been checked (a new result is checked anew)."""
+        with self._lock, self._db:
+            self._db.execute("INSERT OR IGNORE INTO reconciled VALUES (?, ?)", (study_uid, result))
+
+    def rescore(self, study_uid: str, reason: str) -> bool:
+        """Send a done study back to receiving at a new generation, to be scored again with what
+        is now known (its priors); True when it was done. Its result stays: the new SR names it
+        as predecessor."""
+        now = time.time()
+        with self._lock, self._db:
+            return self._db.execute(
+                "UPDATE studies SET state = ?, error = ?, waiting_since = ?, last_received_at = ?, updated_at = ?,"
+                " attempts = 0, generation = generation + 1 WHERE study_instance_uid = ? AND state = ?",
+                (RECEIVING, reason, now, now, now, study_uid, DONE),
+            ).rowcount == 1
 
     def requeue_interrupted(self, max_attempts: int) -> tuple[int, int]:
         """After a restart: studies that were processing are assessed again, unless they have

@@ -125,6 +125,13 @@ class Outbox:
             ).fetchall()
         return [Delivery(r[0], Path(r[1]), DeliveryStatus(r[2]), r[3], r[4]) for r in rows]
 
+    def state_of(self, destination: str, path: Path) -> DeliveryStatus | None:
+        """Where the delivery of `path` to `destination` stands; None when it was never queued."""
+        with self._lock:
+            row = self._db.execute("SELECT state FROM deliveries WHERE destination = ? AND path = ?",
+                                   (destination, str(path))).fetchone()
+        return None if row is None else DeliveryStatus(row[0])
+
     def pending_count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM deliveries WHERE state = ?", (PENDING,)).fetchone()[0])

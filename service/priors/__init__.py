@@ -9,10 +9,12 @@ never raises for an unreachable PACS but says "priors unavailable" with the reas
 from service.priors.cache import PriorCache
 from service.priors.providers import build_providers
 from service.priors.reading import PriorLesion, PriorReport, feature_key, read_prior_report
+from service.priors.reconcile import LaterStudies, stale_later_studies
 from service.priors.resolve import PriorsOutcome, resolve_priors
 from service.priors.source import PatientQuery, PriorProvider, SrLocation
 
 __all__ = [
-    "PatientQuery", "PriorCache", "PriorLesion", "PriorProvider", "PriorReport", "PriorsOutcome", "SrLocation",
+    "LaterStudies", "PatientQuery", "PriorCache", "PriorLesion", "PriorProvider", "PriorReport", "PriorsOutcome", "SrLocation",
     "build_providers", "feature_key", "read_prior_report", "resolve_priors",
+    "stale_later_studies",
 ]

@@ -79,7 +79,7 @@ def _resolve_with(provider: PriorProvider, query: PatientQuery, study: StudyInfo
         elif _earlier(location, study, query.earliest_date):
             studies[location.study_instance_uid].append(location)
     latest = sorted(studies.values(), key=lambda group: (_moment(group[0]), group[0].study_instance_uid))[-max_studies:]
-    fetched = {uid: [_fetch(provider, cache, location) for location in group]
+    fetched = {uid: [fetch_cached(provider, cache, location) for location in group]
                for uid, group in ((group[0].study_instance_uid, group) for group in latest)}
     replaced = selection.superseded(ds for group in fetched.values() for ds in group)
     reports = []
@@ -93,6 +93,20 @@ def _resolve_with(provider: PriorProvider, query: PatientQuery, study: StudyInfo
 def _choose(datasets: list[Dataset], replaced: set[str], study: StudyInfo, issuer: str,
             notes: list[str]) -> PriorReport | None:
     """The study's prior report, or None; every SR of ours left out for identity is noted."""
+    chosen = current_sr(datasets, replaced, study, issuer, notes)
+    if chosen is None:
+        return None
+    try:
+        return read_prior_report(chosen)
+    except InputError as error:
+        notes.append(f"prior SR ignored: {error}")
+        return None
+
+
+def current_sr(datasets: Sequence[Dataset], replaced: set[str], study: StudyInfo, issuer: str,
+               notes: list[str]) -> Dataset | None:
+    """Of one study's SRs, the one that stands for it: ours, not superseded, the same patient as
+    `study` (each SR of ours left out for identity is noted), chosen deterministically."""
     usable = []
     for dataset in datasets:
         if not selection.is_ours(dataset) or str(dataset.SOPInstanceUID) in replaced:
@@ -102,16 +116,10 @@ def _choose(datasets: list[Dataset], replaced: set[str], study: StudyInfo, issue
             notes.append(f"prior SR ignored: {', '.join(differences)} differ{'s' if len(differences) == 1 else ''}")
         else:
             usable.append(dataset)
-    if not usable:
-        return None
-    try:
-        return read_prior_report(selection.choose(usable))
-    except InputError as error:
-        notes.append(f"prior SR ignored: {error}")
-        return None
+    return selection.choose(usable) if usable else None
 
 
-def _fetch(provider: PriorProvider, cache: PriorCache, location: SrLocation) -> Dataset:
+def fetch_cached(provider: PriorProvider, cache: PriorCache, location: SrLocation) -> Dataset:
     """From the cache when there, else from the source (and then kept)."""
     cached = cache.get(location.sop_instance_uid)
     if cached is not None:

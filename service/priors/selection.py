@@ -50,13 +50,21 @@ def identity_differences(dataset: Dataset, study: StudyInfo, issuer_of_patient_i
 
 def superseded(datasets: Iterable[Dataset]) -> set[str]:
     """SOP Instance UIDs that another SR names in its Predecessor Documents Sequence."""
-    named = set()
-    for dataset in datasets:
-        for study in dataset.get("PredecessorDocumentsSequence") or []:
-            for series in study.get("ReferencedSeriesSequence") or []:
-                for instance in series.get("ReferencedSOPSequence") or []:
-                    named.add(str(instance.ReferencedSOPInstanceUID))
-    return named
+    return {uid for dataset in datasets for uid in _referenced_instances(dataset, "PredecessorDocumentsSequence")}
+
+
+def priors_used(dataset: Dataset) -> set[str]:
+    """SOP Instance UIDs in an SR's Pertinent Other Evidence: ours put the prior SRs compared
+    with there (and nothing of its own study), so this is what the report was compared with."""
+    return _referenced_instances(dataset, "PertinentOtherEvidenceSequence")
+
+
+def _referenced_instances(dataset: Dataset, keyword: str) -> set[str]:
+    """SOP Instance UIDs in a hierarchical study/series/instance reference sequence."""
+    return {str(instance.ReferencedSOPInstanceUID)
+            for study in dataset.get(keyword) or []
+            for series in study.get("ReferencedSeriesSequence") or []
+            for instance in series.get("ReferencedSOPSequence") or []}
 
 
 def choose(datasets: Sequence[Dataset]) -> Dataset:

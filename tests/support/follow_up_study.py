@@ -10,6 +10,7 @@ itself (`longest_chord_mm`), never taken from the service.
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 import numpy as np
@@ -27,3 +28,13 @@ def longest_chord_mm(rtstruct: Path, roi_number: int = 1) -> float:
     roi = next(r for r in rs.ROIContourSequence if int(r.ReferencedROINumber) == roi_number)
     points = (np.asarray([float(v) for v in c.ContourData]).reshape(-1, 3) for c in roi.ContourSequence)
     return max(float(np.linalg.norm(a[:2] - b[:2])) for p in points for a, b in itertools.combinations(p, 2))
+
+
+def diameter_percent_bounds(baseline_rs: Path, follow_up_rs: Path, ct_dir: Path) -> tuple[float, float]:
+    """The range the measured LDPCTBL must lie in: the rasterised mask's longest diameter is between
+    voxel centres inside the polygon, so it lies within one in-plane voxel diagonal e of the
+    polygons' longest chord; the % change then lies between the bounds those chords give."""
+    before, after = longest_chord_mm(baseline_rs), longest_chord_mm(follow_up_rs)
+    ct = pydicom.dcmread(next(ct_dir.iterdir()), stop_before_pixels=True)
+    e = math.hypot(*(float(v) for v in ct.PixelSpacing))
+    return 100 * ((after - e) / (before + e) - 1), 100 * ((after + e) / (before - e) - 1)

@@ -44,12 +44,13 @@ def reference_config() -> dict[str, Any]:
 
 
 def run_config(workdir: Path, *, http_port: int, dicom_port: int, modality_host: str, modality_port: int,
-                stable_age: int) -> dict[str, Any]:
+                stable_age: int, modality_rights: dict[str, bool] | None = None) -> dict[str, Any]:
     """The reference configuration with this run's folders and ports; nothing else changes,
     except that stores are accepted only from known modalities (the strictest site policy: the
     radiomics-cds entry's AllowStore is then what lets the SR in). The reference plugins (the
     DICOMweb plugin, where Debian's orthanc-dicomweb puts it) load as they are: skipped when
-    absent, like Orthanc itself."""
+    absent, like Orthanc itself. `modality_rights` overrides the radiomics-cds entry's Allow*
+    (e.g. AllowFind false: a site that refuses our queries)."""
     for plugin in reference_config()["Plugins"]:
         if not Path(plugin).is_file():
             missing_dependency(f"Orthanc plugin {plugin} is not installed (Debian: orthanc-dicomweb)")
@@ -62,7 +63,7 @@ def run_config(workdir: Path, *, http_port: int, dicom_port: int, modality_host:
         "LuaScripts": [str(REFERENCE_DIR / script) for script in config["LuaScripts"]],
         "DicomAlwaysAllowStore": False, "DicomCheckModalityHost": True,
     })
-    config["DicomModalities"][MODALITY].update({"Host": modality_host, "Port": modality_port})
+    config["DicomModalities"][MODALITY].update({"Host": modality_host, "Port": modality_port, **(modality_rights or {})})
     return config
 
 
@@ -70,7 +71,8 @@ class Orthanc:
     """A running Orthanc with its own configuration, storage and log in `workdir`."""
 
     def __init__(self, workdir: Path, *, modality_port: int, modality_host: str = "127.0.0.1",
-                 dicom_port: int | None = None, http_port: int | None = None, stable_age: int = 2) -> None:
+                 dicom_port: int | None = None, http_port: int | None = None, stable_age: int = 2,
+                 modality_rights: dict[str, bool] | None = None) -> None:
         """`http_port` chosen by the caller lets a test send to an Orthanc before it is started
         (an outage); else a free one."""
         binary = find_orthanc()
@@ -80,7 +82,7 @@ class Orthanc:
         self.dicom_port = dicom_port or free_port()
         self.config = run_config(workdir, http_port=self.http_port, dicom_port=self.dicom_port,
                                   modality_host=modality_host, modality_port=modality_port,
-                                  stable_age=stable_age)
+                                  stable_age=stable_age, modality_rights=modality_rights)
         self.config_path = workdir / "orthanc.json"
         self.config_path.write_text(json.dumps(self.config, indent=2))
         self.aet = self.config["DicomAet"]

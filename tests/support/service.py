@@ -107,6 +107,11 @@ class RunningService:
         rows = self._query("index.sqlite", "SELECT state FROM studies WHERE study_instance_uid = ?", study_uid)
         return rows[0][0] if rows else None
 
+    def result_sr(self, study_uid: str) -> Path | None:
+        """The outbox file of the study's current SR (the index's result); None before one."""
+        rows = self._query("index.sqlite", "SELECT result FROM studies WHERE study_instance_uid = ?", study_uid)
+        return self.var_dir / "outbox" / f"{rows[0][0]}.dcm" if rows and rows[0][0] else None
+
     def deliveries(self, destination: str) -> list[tuple[str, int, str | None]]:
         """(state, attempts, last error) of each delivery to `destination` (pacs, fhir)."""
         return self._query("outbox.sqlite", "SELECT state, attempts, last_error FROM deliveries WHERE destination = ?",

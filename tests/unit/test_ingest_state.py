@@ -54,6 +54,24 @@ def test_new_instance_reopens_a_done_study_but_a_repeat_does_not(tmp_path):
     assert index.study("1.2.3").state == RECEIVING and index.study("1.2.3").waiting_since == 300.0
 
 
+def test_each_result_is_reconciled_once_and_a_rescored_study_keeps_its_result(tmp_path):
+    index = StudyIndex(tmp_path / "index.sqlite")
+    index.add_instance(_record("1"))
+    assert index.unreconciled() == [] and not index.rescore("1.2.3", "why")  # receiving: nothing to reconcile
+    index.claim("1.2.3")
+    index.finish("1.2.3", DONE, result="9.9")
+    assert [s.result for s in index.unreconciled()] == ["9.9"]
+    index.mark_reconciled("1.2.3", "9.9")
+    assert index.unreconciled() == []
+
+    assert index.rescore("1.2.3", "an earlier report arrived")
+    state = index.study("1.2.3")
+    assert (state.state, state.result, state.error, state.attempts) == (RECEIVING, "9.9", "an earlier report arrived", 0)
+    index.claim("1.2.3")
+    assert index.finish("1.2.3", DONE, result="9.10")  # claimed at the rescore's generation
+    assert [s.result for s in StudyIndex(tmp_path / "index.sqlite").unreconciled()] == ["9.10"]  # durable
+
+
 def _study(index: StudyIndex):
     return index.study("1.2.3")
 

@@ -95,6 +95,8 @@ def test_each_destination_gets_its_own_row(sr_path, outboxes):
     assert (pacs.calls, ehr.calls) == ([sr_path], [bundle_path])
     assert {(d.destination, d.state, d.attempts) for d in outbox.deliveries()} == {
         ("pacs", DELIVERED, 1), ("fhir", PENDING, 1)}
+    assert (outbox.state_of("pacs", sr_path), outbox.state_of("fhir", bundle_path)) == (DELIVERED, PENDING)
+    assert outbox.state_of("fhir", sr_path) is None  # never queued there
 
 
 def test_backoff_doubles_up_to_the_cap(sr_path, outboxes):

@@ -1,0 +1,79 @@
+"""Reconciliation (followup.md 3.4 item 6, 9.9): the patient's later studies that must be re-scored.
+
+A baseline whose SR reaches PACS after its follow-up was scored leaves that follow-up compared
+without it; a prior re-scored after its follow-up leaves the follow-up compared with a replaced
+SR. So once a study's SR is in PACS, PACS is asked for our SRs of the patient's LATER studies
+(within the lookback those studies' own prior lookup uses); a later study whose standing SR does
+not list this SR among the priors it compared with is stale. PACS alone answers, so any replica
+can ask and no state is shared; re-scoring the stale study is the caller's business.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from service.errors import PriorSourceError
+from service.model import StudyInfo
+from service.priors import selection
+from service.priors.cache import PriorCache
+from service.priors.resolve import current_sr, fetch_cached
+from service.priors.source import PatientQuery, PriorProvider, SrLocation
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LaterStudies:
+    """The later studies whose report does not know this study's SR; `unavailable`: no source
+    answered (the reason), so the question must be asked again."""
+
+    stale: tuple[str, ...] = ()  # StudyInstanceUIDs, in UID order
+    unavailable: str | None = None
+
+
+def stale_later_studies(study: StudyInfo, sr_sop_instance_uid: str, providers: Sequence[PriorProvider],
+                        cache: PriorCache, *, lookback_days: int, issuer_of_patient_id: str = "") -> LaterStudies:
+    """The patient's studies after `study`, up to `lookback_days` later, whose standing SR of ours
+    did not compare with `sr_sop_instance_uid`. No providers or no valid study date: none."""
+    if not providers:
+        return LaterStudies()
+    try:
+        date = datetime.datetime.strptime(study.study_date, "%Y%m%d").date()
+    except ValueError:
+        return LaterStudies()
+    query = PatientQuery(study.patient_id, issuer_of_patient_id, study.study_date,
+                         (date + datetime.timedelta(days=lookback_days)).strftime("%Y%m%d"))
+    failures = []
+    for provider in providers:
+        try:
+            stale = _stale(provider, query, study, sr_sop_instance_uid, cache)
+        except PriorSourceError as error:
+            logger.warning("reconciliation: prior source %s failed: %s", provider.name, error)
+            failures.append(f"{provider.name}: {error}")
+            continue
+        logger.info("reconciliation: %d later stud%s to re-score (asked %s)", len(stale),
+                    "y" if len(stale) == 1 else "ies", provider.name)
+        return LaterStudies(stale)
+    return LaterStudies(unavailable="; ".join(failures))
+
+
+def _stale(provider: PriorProvider, query: PatientQuery, study: StudyInfo, sr_uid: str,
+           cache: PriorCache) -> tuple[str, ...]:
+    moment = selection.study_moment(study.study_date, study.study_time)
+    later: dict[str, list[SrLocation]] = defaultdict(list)
+    for location in provider.find(query):
+        if selection.study_moment(location.study_date, location.study_time) > moment:
+            later[location.study_instance_uid].append(location)
+    fetched = {uid: [fetch_cached(provider, cache, location) for location in group]
+               for uid, group in sorted(later.items())}
+    replaced = selection.superseded(dataset for group in fetched.values() for dataset in group)
+    stale = []
+    for uid, group in fetched.items():
+        standing = current_sr(group, replaced, study, query.issuer_of_patient_id, [])
+        if standing is not None and sr_uid not in selection.priors_used(standing):
+            stale.append(uid)
+    return tuple(stale)

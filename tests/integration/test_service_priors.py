@@ -1,0 +1,208 @@
+"""The running service pulls priors from a real PACS and reconciles (followup.md 3.4, 9.8 item 8).
+
+One Orthanc (reference configuration, DICOMweb plugin) per case is the service's PACS: `serve`
+delivers its SRs there and looks priors up there (DICOMweb, or C-FIND + C-GET). The baseline is
+STS_019 as it is; the follow-up is a copy of it (fresh UIDs) with the contour scaled by S about
+its centroid and a later date (tests/support/follow_up_study.py): the expected % change comes
+from the polygons, never from the service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import highdicom as hd
+import pydicom
+import pytest
+
+from service.priors import read_prior_report
+from tests.support.follow_up_study import diameter_percent_bounds, write_follow_up
+from tests.support.orthanc import Orthanc, find_orthanc, reference_config
+from tests.support.processes import LOOPBACK, free_port, wait_until
+from tests.support.service import QUIET_SECONDS, RunningService, Scorer
+from tests.support.studies import copy_study
+
+pytestmark = pytest.mark.external
+S = 1.3
+FOLLOW_UP_DATE = "20020301"  # STS_019 is of 20011127
+TIMEOUT_S = 240
+
+
+@dataclasses.dataclass
+class Site:
+    orthanc: Orthanc
+    service: RunningService
+
+    def sr(self, study_uid: str) -> Path:
+        """The study's current SR in the outbox."""
+        self.service.wait_for(study_uid, timeout_s=TIMEOUT_S)
+        path = self.service.result_sr(study_uid)
+        assert path is not None, self.service.status()
+        return path
+
+    def in_pacs(self, sr: Path) -> None:
+        """Wait until Orthanc holds this SR (it was delivered)."""
+        uid = str(pydicom.dcmread(sr, stop_before_pixels=True).SOPInstanceUID)
+        wait_until(lambda: bool(self.orthanc.post("/tools/find", {"Level": "Instance", "Query": {"SOPInstanceUID": uid}})),
+                   TIMEOUT_S, "the SR to reach Orthanc")
+
+
+def _settings(dicom_port: int, web_port: int, **priors: object) -> dict[str, object]:
+    """A service whose PACS is the Orthanc at these ports, for deliveries and (unless `priors`
+    says otherwise) priors."""
+    return {"quiet_seconds": QUIET_SECONDS, "pacs_host": "127.0.0.1", "pacs_port": dicom_port,
+            "pacs_ae_title": reference_config()["DicomAet"], "delivery_initial_backoff_seconds": 1,
+            "prior_dicomweb_url": f"http://127.0.0.1:{web_port}/dicom-web", **priors}
+
+
+@contextlib.contextmanager
+def _site(root: Path, modality_rights: dict[str, bool] | None = None, **priors: object) -> Iterator[Site]:
+    """Orthanc and `serve` delivering to it; `priors`: the prior_* settings (the DICOMweb URL is
+    this Orthanc's unless given); `modality_rights`: Orthanc's Allow* for us, if not the reference."""
+    find_orthanc()
+    dicom_port, web_port = free_port(), free_port()
+    service = RunningService(root / "var", **_settings(dicom_port, web_port, **priors))
+    try:
+        orthanc = Orthanc(root / "orthanc", modality_port=service.dicom_port, dicom_port=dicom_port,
+                          http_port=web_port, modality_rights=modality_rights)
+    except BaseException:
+        service.stop()
+        raise
+    try:
+        yield Site(orthanc, service)
+    finally:
+        orthanc.stop()
+        service.stop()
+
+
+@pytest.fixture(params=["dicomweb", "dimse"])
+def site(request, tmp_path) -> Iterator[Site]:
+    with _site(tmp_path, prior_providers=request.param) as running:
+        yield running
+
+
+@pytest.fixture
+def follow_up(sts019, tmp_path) -> tuple[Path, Path, str]:
+    """(CT directory, RTSTRUCT, Study Instance UID) of the synthetic follow-up."""
+    copy_study(sts019, tmp_path / "copy")
+    ct, rtstruct = write_follow_up(tmp_path / "copy" / "image", tmp_path / "copy" / "mask" / "RS.dcm",
+                                   tmp_path / "follow-up", scale=S, study_date=FOLLOW_UP_DATE)
+    return ct, rtstruct, str(pydicom.dcmread(rtstruct, stop_before_pixels=True).StudyInstanceUID)
+
+
+def _baseline_uid(sts019: Path) -> str:
+    return str(pydicom.dcmread(next((sts019 / "image").iterdir()), stop_before_pixels=True).StudyInstanceUID)
+
+
+def _send(service: RunningService, *paths: Path) -> None:
+    sent = service.storescu(*paths)
+    assert sent.returncode == 0, sent.stderr
+
+
+def _group(sr: Path) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
+    (group,) = hd.sr.srread(sr).content.get_volumetric_roi_measurement_groups()
+    return group
+
+
+def _ldpctbl(sr: Path) -> float:
+    return next(m.value for m in _group(sr).get_measurements() if m.name.value == "LDPCTBL")
+
+
+def _assert_follows(follow_up_sr: Path, baseline_sr: Path, sts019: Path, follow_up_rs: Path) -> None:
+    """The follow-up's SR carries the baseline's tracking UID, names its SR as the prior compared
+    with, and states the % change the scaled polygons give."""
+    assert str(_group(follow_up_sr).tracking_uid) == str(_group(baseline_sr).tracking_uid)
+    evidence = pydicom.dcmread(follow_up_sr).PertinentOtherEvidenceSequence
+    named = {sop.ReferencedSOPInstanceUID for study in evidence for series in study.ReferencedSeriesSequence
+             for sop in series.ReferencedSOPSequence}
+    assert str(pydicom.dcmread(baseline_sr).SOPInstanceUID) in named
+    low, high = diameter_percent_bounds(sts019 / "mask" / "RS.dcm", follow_up_rs, sts019 / "image")
+    assert low <= _ldpctbl(follow_up_sr) <= high
+
+
+def test_the_follow_up_is_compared_with_the_baseline_from_pacs(site, sts019, follow_up):
+    ct, rtstruct, follow_up_uid = follow_up
+    _send(site.service, sts019)
+    baseline_sr = site.sr(_baseline_uid(sts019))
+    site.in_pacs(baseline_sr)
+
+    _send(site.service, ct, rtstruct)
+    follow_up_sr = site.sr(follow_up_uid)
+
+    _assert_follows(follow_up_sr, baseline_sr, sts019, rtstruct)
+    site.in_pacs(follow_up_sr)
+    log = site.service.read_log()
+    assert "STS_019" not in log and follow_up_uid not in log
+
+
+def test_a_baseline_arriving_after_its_follow_up_has_the_follow_up_scored_again(tmp_path, sts019, follow_up):
+    ct, rtstruct, follow_up_uid = follow_up
+    with _site(tmp_path / "site", prior_providers="dicomweb") as site:
+        _send(site.service, ct, rtstruct)
+        first_sr = site.sr(follow_up_uid)
+        assert not hasattr(pydicom.dcmread(first_sr), "PertinentOtherEvidenceSequence")
+        site.in_pacs(first_sr)
+
+        _send(site.service, sts019)
+        baseline_sr = site.sr(_baseline_uid(sts019))
+        wait_until(lambda: site.sr(follow_up_uid) != first_sr, TIMEOUT_S, "reconciliation to score the follow-up again")
+
+        again = site.sr(follow_up_uid)
+        _assert_follows(again, baseline_sr, sts019, rtstruct)
+        replaced = pydicom.dcmread(again).PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
+        assert replaced.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == pydicom.dcmread(first_sr).SOPInstanceUID
+
+
+UNAVAILABLE = {  # case -> (site settings, how the reason starts)
+    "dicomweb-down": ({"prior_providers": "dicomweb", "prior_dicomweb_url": f"http://127.0.0.1:{free_port()}/dicom-web"},
+                      "dicomweb: DICOMweb QIDO-RS failed: connection failed"),
+    "dimse-find-refused": ({"prior_providers": "dimse", "modality_rights": {"AllowFind": False}}, "dimse: DIMSE"),
+}
+
+
+@pytest.mark.parametrize("case", UNAVAILABLE)
+def test_with_priors_unavailable_the_follow_up_is_still_scored_and_says_so(tmp_path, sts019, follow_up, case):
+    ct, rtstruct, follow_up_uid = follow_up
+    settings, reason = UNAVAILABLE[case]
+    with _site(tmp_path / "site", **settings) as site:
+        _send(site.service, ct, rtstruct)
+        state, _ = site.service.wait_for(follow_up_uid, timeout_s=TIMEOUT_S)
+        assert state == "done"
+        sr = site.sr(follow_up_uid)
+        notes = read_prior_report(pydicom.dcmread(sr)).notes
+        assert any(note.startswith(f"priors unavailable: {reason}") for note in notes), notes
+        assert f"prior source {settings['prior_providers']} failed" in site.service.read_log()
+        site.in_pacs(sr)  # delivered all the same
+
+
+def test_the_follow_up_on_another_ingest_replica_is_compared_with_the_same_baseline(tmp_path, sts019, follow_up):
+    """Two `ingest` processes (own var directories, one scorer), as two pods: the baseline on one,
+    the follow-up on the other, which has nothing of the baseline but what PACS holds."""
+    ct, rtstruct, follow_up_uid = follow_up
+    find_orthanc()
+    dicom_port, web_port = free_port(), free_port()
+    scorer = Scorer(tmp_path / "scorer")
+    replicas: list[RunningService] = []
+    orthanc = None
+    try:
+        settings = _settings(dicom_port, web_port, prior_providers="dicomweb",
+                             scorer_address=f"{LOOPBACK}:{scorer.grpc_port}")
+        replicas += [RunningService(tmp_path / f"var-{n}", "ingest", **settings) for n in (1, 2)]
+        orthanc = Orthanc(tmp_path / "orthanc", modality_port=replicas[0].dicom_port, dicom_port=dicom_port,
+                          http_port=web_port)
+        first, second = (Site(orthanc, replica) for replica in replicas)
+        _send(first.service, sts019)
+        baseline_sr = first.sr(_baseline_uid(sts019))
+        first.in_pacs(baseline_sr)
+
+        _send(second.service, ct, rtstruct)
+
+        _assert_follows(second.sr(follow_up_uid), baseline_sr, sts019, rtstruct)
+        assert second.service.study_state(_baseline_uid(sts019)) is None  # the prior never entered its queue
+    finally:
+        for process in [orthanc, *replicas, scorer]:
+            if process is not None:
+                process.stop()

@@ -123,6 +123,7 @@ def build_measurement_report(
         ],
         referenced_images=_library_images(evidence) or None,
     )
+    _describe_acquisition(report[0], evidence)
     report[0].ContentSequence.extend(_prior_report_items(comparison.priors))
     report[0].ContentSequence.append(_reader_notes(result, comparison.notes))
     key = _report_key(result, comparison.priors)
@@ -212,6 +213,35 @@ def _library_images(evidence: Sequence[Dataset]) -> list[Dataset]:
             if dataset.get("Modality") == "CT"
             and all(dataset.get(keyword) not in (None, "")
                     for keyword in ("SliceThickness", "PixelSpacing", "ImagePositionPatient", "ImageOrientationPatient"))]
+
+
+def _describe_acquisition(content: Dataset, evidence: Sequence[Dataset]) -> None:
+    """Add the CT's kVp and convolution kernel to its image library group (TID 1601 shared
+    descriptors), from the first library image that has each.
+
+    A later study compares radiomics only between like acquisitions (followup.md 9.5.1) and
+    knows this one only from its SR: slice thickness, positions and spacing are already in each
+    entry's TID 1604 descriptors; kVp and kernel are not, so they are stated once per group.
+    """
+    images = _library_images(evidence)
+    library = [item for item in content.ContentSequence
+               if item.ValueType == "CONTAINER" and item.ConceptNameCodeSequence[0].CodeValue == "111028"]
+    if not images or not library:
+        return
+    kvp = next((ds.KVP for ds in images if ds.get("KVP") not in (None, "")), None)
+    kernel = next((ds.ConvolutionKernel for ds in images if ds.get("ConvolutionKernel") not in (None, "")), None)
+    context = hd.sr.RelationshipTypeValues.HAS_ACQ_CONTEXT
+    items: list[hd.sr.ContentItem] = []
+    if kvp is not None:
+        items.append(hd.sr.NumContentItem(name=codes.KVP, value=float(kvp), unit=codes.UNIT_KV,
+                                          relationship_type=context))
+    if kernel is not None:
+        text = "\\".join(map(str, kernel)) if not isinstance(kernel, str) else kernel
+        items.append(hd.sr.TextContentItem(name=codes.CONVOLUTION_KERNEL, value=text, relationship_type=context))
+    for group in library[0].ContentSequence:
+        position = sum(1 for item in group.ContentSequence if item.RelationshipType == context.value)
+        for offset, item in enumerate(items):
+            group.ContentSequence.insert(position + offset, item)
 
 
 def _evidence_headers(study: StudyInfo, evidence: Sequence[Dataset]) -> list[Dataset]:
@@ -356,7 +386,41 @@ def _lesion_group(
     built[0].ContentSequence.append(_centroid(result, lesion))
     if change is not None:
         built[0].ContentSequence.extend(_match_items(change))
+        built[0].ContentSequence.extend(_derived_from(change))
+        if change.feature_deltas:
+            built[0].ContentSequence.append(_feature_deltas(change))
     return built
+
+
+def _derived_from(change: LesionComparison) -> list[hd.sr.UIDRefContentItem]:
+    """A split fragment names the tracking UID of the lesion it came from (followup.md 9.4.2)."""
+    if change.derived_from_uid is None:
+        return []
+    return [hd.sr.UIDRefContentItem(name=codes.DERIVED_FROM_TRACKING_UID, value=change.derived_from_uid,
+                                    relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)]
+
+
+def _feature_deltas(change: LesionComparison) -> hd.sr.ContainerContentItem:
+    """LESCHG container: per feature, the delta (in the feature's unit) and the relative delta
+    (%), each a TID 300 NUM coded like the feature (name, derivation, region as method), so a
+    reader pairs them with the feature by the same codes. Not comparable: stated inside, with
+    the reasons. A delta without a value (feature missing in one study) has no NUM."""
+    container = hd.sr.ContainerContentItem(name=codes.FEATURE_DELTAS,
+                                           relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
+    items: list[Dataset] = []
+    if change.cd8_not_comparable:
+        items.append(hd.sr.TextContentItem(name=codes.NOT_COMPARABLE, value="; ".join(change.cd8_not_comparable),
+                                           relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+    for delta in change.feature_deltas:
+        concept = feature_concept(delta.tag)
+        if concept is None:
+            continue
+        for metric, unit in ((delta.delta, concept.unit), (delta.relative_percent, codes.UNIT_PERCENT)):
+            if metric.value is not None and math.isfinite(metric.value):
+                items.append(hd.sr.Measurement(name=concept.name, value=metric.value, unit=unit,
+                                               derivation=concept.derivation, method=REGION_METHODS[delta.region])[0])
+    container.ContentSequence = hd.sr.ContentSequence(items)  # type: ignore[arg-type]  # Measurement[0] is a NUM item
+    return container
 
 
 def _time_point_context(time_point: TimePointInfo) -> hd.sr.TimePointContext:

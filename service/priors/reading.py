@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from service.errors import InputError
 from service.model import Vector3
 from service.outputs import codes
+from service.priors.library import ScannedCt, read_scanned_ct
 
 _TRACKING_IDENTIFIER = re.compile(r"^(?P<name>.*) \((?:ROI|Segment) \d+\)$")
 """How service.imaging.crops.tracking_identity names a lesion: "<ROI name> (ROI <number>)"."""
@@ -74,6 +75,7 @@ class PriorReport:
     algorithm_version: str
     lesions: tuple[PriorLesion, ...]
     notes: tuple[str, ...]  # the report's TEXT comments, in order
+    ct: ScannedCt = ScannedCt(None, None, None, None)  # extent and acquisition, from the image library
 
 
 def read_prior_report(dataset: Dataset) -> PriorReport:
@@ -95,6 +97,7 @@ def read_prior_report(dataset: Dataset) -> PriorReport:
         algorithm_version=str(dataset.get("SoftwareVersions", "")),
         lesions=lesions,
         notes=tuple(_comments(dataset)),
+        ct=read_scanned_ct(dataset, frames[0] if frames else None),
     )
 
 

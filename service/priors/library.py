@@ -52,12 +52,19 @@ def _number(item: Dataset, code: object) -> float | None:
     return None if found is None else float(found.MeasuredValueSequence[0].NumericValue)
 
 
+def _frames(group: Dataset) -> set[str]:
+    """The Frame of Reference UIDs a library group states, for itself or per image (highdicom
+    states it per image)."""
+    items = [group, *(image for image in group.get("ContentSequence") or [] if image.ValueType == "IMAGE")]
+    return {str(uid.UID) for item in items for uid in _children(item, _DCM.FrameOfReferenceUID)}
+
+
 def read_scanned_ct(sr: Dataset, frame_of_reference_uid: str | None) -> ScannedCt:
     """The CT of the image library group in `frame_of_reference_uid` (the lesions' frame; None,
     a report without lesions: its first group)."""
     groups = [group for library in _children(sr, _DCM.ImageLibrary)
               for group in _children(library, _DCM.ImageLibraryGroup)
-              if frame_of_reference_uid is None or any(str(uid.UID) == frame_of_reference_uid for uid in _children(group, _DCM.FrameOfReferenceUID))]
+              if frame_of_reference_uid is None or frame_of_reference_uid in _frames(group)]
     if not groups:
         return ScannedCt(None, None, None, None)
     group = groups[0]

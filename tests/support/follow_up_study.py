@@ -10,6 +10,7 @@ never taken from the service.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from pathlib import Path
 
@@ -56,3 +57,51 @@ def longest_chord_mm(rtstruct: Path, roi_number: int = 1) -> float:
     return max(float(np.linalg.norm(a[:2] - b[:2]))
                for contour in roi.ContourSequence
                for a, b in itertools.combinations(_points(contour), 2))
+
+
+def _clip(points: np.ndarray, x: float, keep_left: bool) -> np.ndarray:
+    """The polygon cut by the plane X = x (Sutherland-Hodgman against one half-plane)."""
+    inside = (lambda p: p[0] <= x) if keep_left else (lambda p: p[0] >= x)
+    clipped = []
+    for a, b in zip(points, np.roll(points, -1, axis=0)):
+        if inside(a):
+            clipped.append(a)
+        if inside(a) != inside(b):
+            t = (x - a[0]) / (b[0] - a[0])
+            clipped.append(a + t * (b - a))
+    return np.asarray(clipped)
+
+
+def write_split(rtstruct: Path, target: Path) -> Path:
+    """The RTSTRUCT with ROI 1 cut by the plane X = (its points' mean x) into two ROIs, "<name> left"
+    (number 1) and "<name> right" (a new number): a split lesion whose fragments' volumes add up
+    to the original's. Same study; a new SOP Instance UID."""
+    rs = pydicom.dcmread(rtstruct)
+    rs.SOPInstanceUID = rs.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    rs.SeriesInstanceUID = generate_uid()
+    roi = next(r for r in rs.ROIContourSequence if int(r.ReferencedROINumber) == 1)
+    cut = float(np.concatenate([_points(c) for c in roi.ContourSequence])[:, 0].mean())
+    number = max(int(r.ROINumber) for r in rs.StructureSetROISequence) + 1
+    right = copy.deepcopy(roi)
+    right.ReferencedROINumber = number
+    for half, keep_left in ((roi, True), (right, False)):
+        kept = []
+        for contour in half.ContourSequence:
+            points = _clip(_points(contour), cut, keep_left)
+            if len(points) >= 3:
+                contour.ContourData = [f"{v:.6f}" for v in points.ravel()]
+                contour.NumberOfContourPoints = len(points)
+                kept.append(contour)
+        half.ContourSequence = kept
+    rs.ROIContourSequence.append(right)
+    structure = next(r for r in rs.StructureSetROISequence if int(r.ROINumber) == 1)
+    twin = copy.deepcopy(structure)
+    twin.ROINumber, twin.ROIName = number, f"{structure.ROIName} right"
+    structure.ROIName = f"{structure.ROIName} left"
+    rs.StructureSetROISequence.append(twin)
+    observation = copy.deepcopy(next(o for o in rs.RTROIObservationsSequence if int(o.ReferencedROINumber) == 1))
+    observation.ObservationNumber = observation.ReferencedROINumber = number
+    rs.RTROIObservationsSequence.append(observation)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    rs.save_as(target)
+    return target

@@ -19,8 +19,11 @@ How each lesion's contour is referenced (TID 1411 allows exactly one ROI referen
 Each lesion group also holds its centroid as a SCOORD3D point in the CT's Frame of Reference (for
 radiotherapy planning) and its IBSI-defined radiomics features, coded as service.outputs.
 feature_codes explains, with the region (core or ring) as the Measurement Method. The document
-lists the CT images in its image library (TID 1600), and a re-scored study's SR references the
-SR it replaces (Predecessor Documents Sequence).
+lists the CT images in its image library (TID 1600), with the CT's kVp and convolution kernel
+among the group's descriptors, so that a later study knows this one's extent and acquisition from
+the SR alone (service.priors.library); a re-scored study's SR references the SR it replaces
+(Predecessor Documents Sequence). A follow-up's lesion group adds, under LESCHG, the delta of
+every coded feature; a split fragment names its parent's tracking UID.
 
 Everything a reader must see (docs/method.md section 6) is in the report: algorithm identification
 with the signature and its status on every measurement, and a TID 1500 "Qualitative
@@ -44,6 +47,7 @@ import numpy as np
 from highdicom.coding_schemes import CodingSchemeIdentificationItem, CodingSchemeResourceItem
 from highdicom.sr.templates import _MeasurementsAndQualitativeEvaluations
 from pydicom import Dataset
+from pydicom.sr.codedict import codes as dicom_codes
 from pydicom.sr.coding import Code
 
 from service.comparison import Comparison, LesionComparison, PriorSrReference, TimePointInfo
@@ -66,6 +70,7 @@ PATIENT_GROUP_IDENTIFIER = "Patient-level CD8 radiomics biomarkers"
 _SH_MAX_LENGTH = 16
 _REFERENCE_KEYWORDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 _REGION_IN_SPACE = Code("130488", "DCM", "Region In Space")
+_IMAGE_LIBRARY = dicom_codes.DCM.ImageLibrary
 
 
 class _Value(NamedTuple):
@@ -225,7 +230,7 @@ def _describe_acquisition(content: Dataset, evidence: Sequence[Dataset]) -> None
     """
     images = _library_images(evidence)
     library = [item for item in content.ContentSequence
-               if item.ValueType == "CONTAINER" and item.ConceptNameCodeSequence[0].CodeValue == "111028"]
+               if item.ValueType == "CONTAINER" and item.ConceptNameCodeSequence[0].CodeValue == _IMAGE_LIBRARY.value]
     if not images or not library:
         return
     kvp = next((ds.KVP for ds in images if ds.get("KVP") not in (None, "")), None)

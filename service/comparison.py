@@ -55,12 +55,26 @@ class PriorSrReference:
 
 
 @dataclass(frozen=True)
+class FeatureDelta:
+    """One radiomics feature of a lesion against the previous time point: `tag` is the feature
+    name of LesionResult.features[region], so the outputs code it as they code the feature."""
+
+    region: str
+    tag: str
+    delta: Metric
+    relative_percent: Metric
+
+
+@dataclass(frozen=True)
 class LesionComparison:
     """One current lesion against its earlier measurements (followup.md 9.5.1, 9.4.4).
 
     `size_sources` are the Study Instance UIDs whose size Observation of this tracking UID the
     change derives from (baseline, previous): FHIR references them by deterministic identifier.
-    `cd8_not_comparable` lists why the score delta must not be trusted (empty: comparable).
+    `cd8_not_comparable` lists why the score and feature deltas must not be trusted (empty:
+    comparable). `derived_from_uid`: the prior lesion a split fragment came from;
+    `merged_uids`: the prior lesions merged into this one (each now 0 mm). For a split or a
+    merge, the sizes are the group sums (RECIST) and there are no score or feature deltas.
     """
 
     match_method: str  # service.longitudinal.links.MatchMethod value
@@ -75,6 +89,9 @@ class LesionComparison:
     category: str  # service.longitudinal.change.LesionCategory value
     size_sources: tuple[str, ...]
     derived_from_uid: str | None = None
+    merged_uids: tuple[str, ...] = ()
+    prior_uids: tuple[str, ...] = ()  # the prior lesions' tracking UIDs when not this lesion's own
+    feature_deltas: tuple[FeatureDelta, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -21,17 +21,18 @@ from dataclasses import dataclass
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from service.comparison import Comparison, LesionComparison, PriorSrReference, TimePointInfo
-from service.longitudinal.change import LesionChange, Size, lesion_change
-from service.longitudinal.deltas import comparability, radiomic_deltas
+from service.comparison import Comparison, FeatureDelta, LesionComparison, PriorSrReference, TimePointInfo
+from service.longitudinal.change import LesionChange, Size, group_size, lesion_change
+from service.longitudinal.deltas import ValueDelta, comparability, radiomic_deltas
 from service.longitudinal.identity import CarriedIdentity, carried_identities
 from service.longitudinal.links import Link, LinkStatus
 from service.longitudinal.matching import match_lesions
 from service.longitudinal.timepoint import Acquisition, ExtractionContext, TimePoint, TimepointLesion, UidSource
-from service.model import CtSeries, ImageGeometry, LesionResult, StudyResult
+from service.model import CtSeries, ImageGeometry, LesionResult, Metric, StudyResult
 from service.outputs import codes
+from service.outputs.feature_codes import REGION_METHODS, feature_concept
 from service.prior_frames import FrameSources, prior_mapping
-from service.priors.reading import PriorLesion, PriorReport
+from service.priors.reading import PriorLesion, PriorReport, feature_key
 from service.priors.selection import COMPREHENSIVE_3D_SR, study_moment
 
 _SETTINGS_LINE = "Settings: "
@@ -73,11 +74,12 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
     ordered = sorted(priors, key=lambda p: (study_moment(p.study_date, p.study_time), p.study_instance_uid))
     if not ordered:
         return FollowUp(result, Comparison(notes=tuple(notes)))
+    tags = _feature_tags(result)
     current = TimePoint(result.study.study_instance_uid, result.ct.frame_of_reference_uid, extent,
                         tuple(_current_lesion(lesion) for lesion in result.lesions),
                         _current_context(result, current_acquisition))
     previous_report = ordered[-1]
-    previous = _prior_timepoint(previous_report)
+    previous = _prior_timepoint(previous_report, tags)
     all_notes = list(notes)
     mapping, frame_note = prior_mapping(frames, current.frame_of_reference_uid, previous_report)
     all_notes.extend(filter(None, [frame_note]))
@@ -88,61 +90,111 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
     changes: dict[str, LesionChange] = {}
     lesions: dict[str, LesionComparison] = {}
     for link in links:
+        if link.status not in (LinkStatus.MATCHED, LinkStatus.SPLIT, LinkStatus.MERGED):
+            all_notes.append(_link_note(link))
+            continue
+        baselines = _baselines(link.prior, first_sizes, previous_report.study_instance_uid)
+        baseline = Size(sum(size.diameter_mm for _, size in baselines), sum(size.volume_ml for _, size in baselines))
+        change = lesion_change(group_size(link.current), baseline, group_size(link.prior))
+        studies = tuple(dict.fromkeys([*(study for study, _ in baselines), previous_report.study_instance_uid]))
+        comparison = LesionComparison(
+            match_method=link.method.value,
+            match_confidence=link.confidence.value if link.confidence else None,
+            match_distance_mm=link.distance_mm,
+            diameter_delta_mm_baseline=change.versus_baseline.delta_mm,
+            diameter_pct_baseline=change.versus_baseline.percent,
+            diameter_pct_previous=change.versus_previous.percent,
+            volume_pct_baseline=change.versus_baseline.volume_percent,
+            cd8_delta=Metric.not_computable(f"{link.status.value}: no single prior lesion to compare with"),
+            cd8_not_comparable=comparable.reasons,
+            category=change.category.value,
+            size_sources=studies,
+        )
         if link.status is LinkStatus.MATCHED:
             (now,), (then,) = link.current, link.prior
-            baseline_study, baseline = first_sizes.get(then.tracking_uid, (previous_report.study_instance_uid,
-                                                                           _size(then)))
-            change = lesion_change(_size(now), baseline, _size(then))
-            score = radiomic_deltas(now, then, comparable)[0]
+            score, *features = radiomic_deltas(now, then, comparable)
             changes[then.tracking_uid] = change
-            lesions[then.tracking_uid] = LesionComparison(
-                match_method=link.method.value,
-                match_confidence=link.confidence.value if link.confidence else None,
-                match_distance_mm=link.distance_mm,
-                diameter_delta_mm_baseline=change.versus_baseline.delta_mm,
-                diameter_pct_baseline=change.versus_baseline.percent,
-                diameter_pct_previous=change.versus_previous.percent,
-                volume_pct_baseline=change.versus_baseline.volume_percent,
-                cd8_delta=score.delta,
-                cd8_not_comparable=comparable.reasons,
-                category=change.category.value,
-                size_sources=tuple(dict.fromkeys((baseline_study, previous_report.study_instance_uid))),
-            )
-        else:
-            all_notes.append(_link_note(link))
-    comparison = Comparison(
+            lesions[then.tracking_uid] = dataclasses.replace(comparison, cd8_delta=score.delta, feature_deltas=tuple(
+                _feature_delta(delta) for delta in features))
+            continue
+        for now in link.current:
+            identity = identities[now.tracking_uid]
+            changes[identity.tracking_uid] = change
+            lesions[identity.tracking_uid] = dataclasses.replace(
+                comparison, derived_from_uid=identity.derived_from_uid, merged_uids=identity.absorbed_uids,
+                prior_uids=tuple(p.tracking_uid for p in link.prior))
+        all_notes += _merge_notes(link, identities)
+    return FollowUp(_carried(result, identities), Comparison(
         time_point=TimePointInfo(len(ordered) + 1, _days(ordered[0].study_date, result.study.study_date)),
         priors=tuple(_reference(report) for report in ordered),
         lesions=lesions,
         notes=tuple(all_notes),
-    )
-    return FollowUp(_carried(result, identities), comparison, links, changes, identities)
+    ), links, changes, identities)
+
+
+def _feature_delta(delta: ValueDelta) -> FeatureDelta:
+    """radiomic_deltas names a feature "<region>/<tag>"."""
+    region, tag = delta.name.split("/", 1)
+    return FeatureDelta(region, tag, delta.delta, delta.relative_percent)
+
+
+def _merge_notes(link: Link, identities: Mapping[str, CarriedIdentity]) -> list[str]:
+    """The prior lesions a merge absorbed: merged into the lesion that kept its UID, now 0 mm."""
+    kept = identities[link.current[0].tracking_uid]
+    return [f"prior lesion {p.tracking_id}: merged into {kept.tracking_id} (0 mm)"
+            for p in link.prior if p.tracking_uid in kept.absorbed_uids]
 
 
 def _size(lesion: TimepointLesion) -> Size:
     return Size(lesion.diameter_mm, lesion.volume_ml)
 
 
+def _baselines(prior: Sequence[TimepointLesion], first_sizes: Mapping[str, tuple[str, Size]],
+               previous_study: str) -> list[tuple[str, Size]]:
+    """(study, size) of each prior lesion at its first appearance: its baseline; a lesion the
+    reports never showed before the previous one has that one as its baseline."""
+    return [first_sizes.get(lesion.tracking_uid, (previous_study, _size(lesion))) for lesion in prior]
+
+
 def _current_lesion(lesion: LesionResult) -> TimepointLesion:
     return TimepointLesion(lesion.tracking_uid, lesion.tracking_id, UidSource.DERIVED, lesion.name, lesion.number,
                            lesion.location_class.value, lesion.centroid_mm, lesion.longest_axial_diameter_mm,
-                           lesion.short_axis_mm, lesion.volume_ml, lesion.score)
+                           lesion.short_axis_mm, lesion.volume_ml, lesion.score, lesion.features)
 
 
-def _prior_lesion(lesion: PriorLesion) -> TimepointLesion | None:
-    """None when the SR lacks what matching needs (our SRs always have it)."""
+def _feature_tags(result: StudyResult) -> dict[str, tuple[str, str]]:
+    """feature_key (the codes a prior SR names a feature by) -> (region, tag) of the current
+    study's features, so both sides of a delta are keyed the same way."""
+    tags = {}
+    for lesion in result.lesions:
+        for region, features in lesion.features.items():
+            for tag in features:
+                if (concept := feature_concept(tag)) is not None:
+                    tags[feature_key(concept.name, concept.derivation, REGION_METHODS[region])] = (region, tag)
+    return tags
+
+
+def _prior_lesion(lesion: PriorLesion, tags: Mapping[str, tuple[str, str]] | None = None) -> TimepointLesion | None:
+    """None when the SR lacks what matching needs (our SRs always have it). `tags` names its
+    features as the current study does; features the current study lacks are left out."""
     if lesion.centroid_mm is None or lesion.longest_axial_mm is None or lesion.volume_ml is None:
         return None
     location = _SITE_CLASSES.get(lesion.location or "", "other")
+    features: dict[str, dict[str, float]] = {}
+    for key, value in lesion.features.items():
+        if tags and key in tags:
+            region, tag = tags[key]
+            features.setdefault(region, {})[tag] = value
     return TimepointLesion(lesion.tracking_uid, lesion.tracking_identifier, UidSource.CARRIED, lesion.name, 0,
                            location, lesion.centroid_mm, lesion.longest_axial_mm, lesion.short_axis_mm or 0.0,
-                           lesion.volume_ml, lesion.score)
+                           lesion.volume_ml, lesion.score, features)
 
 
-def _prior_timepoint(report: PriorReport) -> TimePoint:
-    """A prior SR as a time point; its CT extent is not in the SR, so coverage is unknown."""
-    lesions = tuple(lesion for lesion in map(_prior_lesion, report.lesions) if lesion is not None)
-    return TimePoint(report.study_instance_uid, report.frame_of_reference_uid or "", None, lesions,
+def _prior_timepoint(report: PriorReport, tags: Mapping[str, tuple[str, str]]) -> TimePoint:
+    """A prior SR as a time point, with the CT extent its image library describes (None, for
+    an SR without one: coverage unknown)."""
+    lesions = tuple(lesion for lesion in (_prior_lesion(x, tags) for x in report.lesions) if lesion is not None)
+    return TimePoint(report.study_instance_uid, report.frame_of_reference_uid or "", report.ct.extent, lesions,
                      _prior_context(report))
 
 
@@ -155,10 +207,11 @@ def _current_context(result: StudyResult, acquisition: Acquisition) -> Extractio
 
 
 def _prior_context(report: PriorReport) -> ExtractionContext:
-    """What the prior SR says of its extraction; its acquisition is not recorded (not comparable)."""
+    """What the prior SR says of its extraction and of its CT's acquisition."""
     signature = _line(report.notes, _SIGNATURE_LINE)
+    ct = report.ct
     return ExtractionContext({"settings": _line(report.notes, _SETTINGS_LINE)}, signature.split(" ", 1)[0],
-                             signature, Acquisition(None, None, None))
+                             signature, Acquisition(ct.kvp, ct.convolution_kernel, ct.slice_thickness_mm))
 
 
 def _line(lines: Sequence[str], prefix: str) -> str:

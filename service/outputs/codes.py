@@ -244,6 +244,20 @@ MATCH_METHOD = rcds_code("MATCHMETH", "Lesion match method")
 MATCH_CONFIDENCE = rcds_code("MATCHCONF", "Lesion match confidence")
 MATCH_DISTANCE = rcds_code("MATCHDIST", "Lesion match distance")
 NOT_COMPARABLE = rcds_code("NOTCOMPARABLE", "Delta not comparable")
+DERIVED_FROM_TRACKING_UID = rcds_code("DERIVEDUID", "Derived from tracking unique identifier")
+"""UIDREF naming the lesion a split fragment came from (followup.md 4.1.3, 9.4.2): no standard
+code says "predecessor tracking UID", and none of 9.7's values means it."""
+FEATURE_DELTAS = LESION_CHANGE
+"""The lesion group's container of feature deltas (9.5.1 "every feature"), named by 9.7's LESCHG:
+one NUM per feature, named, derived and region-qualified like the feature itself."""
+
+# --- Acquisition of the scored CT, in the image library group (TID 1601), for later studies -
+KVP = Code("113733", "DCM", "KVP")
+"""DCM 113733 (as TID 10013 uses it): the series' peak kilovoltage."""
+UNIT_KV = Code("kV", "UCUM", "kilovolt")
+CONVOLUTION_KERNEL = rcds_code("CONVKERNEL", "Convolution kernel")
+"""ConvolutionKernel (0018,1210) as TEXT: DICOM has no concept for it (113961 "Reconstruction
+Algorithm" is FBP versus iterative, not the kernel)."""
 
 LESION_CATEGORIES: dict[str, Code] = {
     "responding": LESION_RESPONDING, "progressing": LESION_PROGRESSING, "stable": LESION_STABLE,

@@ -49,7 +49,8 @@ def lesion_change_entry(context: StudyContext, lesion: LesionResult, change: Les
     )
     resource.derivedFrom = [*(resource.derivedFrom or []), lesion_key(context.study_uid, lesion.tracking_uid,
                                                                       "size").reference(),
-                            *(size_reference(study, lesion.tracking_uid) for study in change.size_sources)]
+                            *(size_reference(study, uid) for study in change.size_sources
+                              for uid in change.prior_uids or (lesion.tracking_uid,))]
     return key.entry(resource)
 
 

@@ -19,8 +19,11 @@ How each lesion's contour is referenced (TID 1411 allows exactly one ROI referen
 Each lesion group also holds its centroid as a SCOORD3D point in the CT's Frame of Reference (for
 radiotherapy planning) and its IBSI-defined radiomics features, coded as service.outputs.
 feature_codes explains, with the region (core or ring) as the Measurement Method. The document
-lists the CT images in its image library (TID 1600), and a re-scored study's SR references the
-SR it replaces (Predecessor Documents Sequence).
+lists the CT images in its image library (TID 1600), with the CT's kVp and convolution kernel
+among the group's descriptors, so that a later study knows this one's extent and acquisition from
+the SR alone (service.priors.library); a re-scored study's SR references the SR it replaces
+(Predecessor Documents Sequence). A follow-up's lesion group adds, under LESCHG, the delta of
+every coded feature; a split fragment names its parent's tracking UID.
 
 Everything a reader must see (docs/method.md section 6) is in the report: algorithm identification
 with the signature and its status on every measurement, and a TID 1500 "Qualitative
@@ -44,6 +47,7 @@ import numpy as np
 from highdicom.coding_schemes import CodingSchemeIdentificationItem, CodingSchemeResourceItem
 from highdicom.sr.templates import _MeasurementsAndQualitativeEvaluations
 from pydicom import Dataset
+from pydicom.sr.codedict import codes as dicom_codes
 from pydicom.sr.coding import Code
 
 from service.comparison import Comparison, LesionComparison, PriorSrReference, TimePointInfo
@@ -66,6 +70,7 @@ PATIENT_GROUP_IDENTIFIER = "Patient-level CD8 radiomics biomarkers"
 _SH_MAX_LENGTH = 16
 _REFERENCE_KEYWORDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 _REGION_IN_SPACE = Code("130488", "DCM", "Region In Space")
+_IMAGE_LIBRARY = dicom_codes.DCM.ImageLibrary
 
 
 class _Value(NamedTuple):
@@ -123,6 +128,7 @@ def build_measurement_report(
         ],
         referenced_images=_library_images(evidence) or None,
     )
+    _describe_acquisition(report[0], evidence)
     report[0].ContentSequence.extend(_prior_report_items(comparison.priors))
     report[0].ContentSequence.append(_reader_notes(result, comparison.notes))
     key = _report_key(result, comparison.priors)
@@ -212,6 +218,35 @@ def _library_images(evidence: Sequence[Dataset]) -> list[Dataset]:
             if dataset.get("Modality") == "CT"
             and all(dataset.get(keyword) not in (None, "")
                     for keyword in ("SliceThickness", "PixelSpacing", "ImagePositionPatient", "ImageOrientationPatient"))]
+
+
+def _describe_acquisition(content: Dataset, evidence: Sequence[Dataset]) -> None:
+    """Add the CT's kVp and convolution kernel to its image library group (TID 1601 shared
+    descriptors), from the first library image that has each.
+
+    A later study compares radiomics only between like acquisitions (followup.md 9.5.1) and
+    knows this one only from its SR: slice thickness, positions and spacing are already in each
+    entry's TID 1604 descriptors; kVp and kernel are not, so they are stated once per group.
+    """
+    images = _library_images(evidence)
+    library = [item for item in content.ContentSequence
+               if item.ValueType == "CONTAINER" and item.ConceptNameCodeSequence[0].CodeValue == _IMAGE_LIBRARY.value]
+    if not images or not library:
+        return
+    kvp = next((ds.KVP for ds in images if ds.get("KVP") not in (None, "")), None)
+    kernel = next((ds.ConvolutionKernel for ds in images if ds.get("ConvolutionKernel") not in (None, "")), None)
+    context = hd.sr.RelationshipTypeValues.HAS_ACQ_CONTEXT
+    items: list[hd.sr.ContentItem] = []
+    if kvp is not None:
+        items.append(hd.sr.NumContentItem(name=codes.KVP, value=float(kvp), unit=codes.UNIT_KV,
+                                          relationship_type=context))
+    if kernel is not None:
+        text = "\\".join(map(str, kernel)) if not isinstance(kernel, str) else kernel
+        items.append(hd.sr.TextContentItem(name=codes.CONVOLUTION_KERNEL, value=text, relationship_type=context))
+    for group in library[0].ContentSequence:
+        position = sum(1 for item in group.ContentSequence if item.RelationshipType == context.value)
+        for offset, item in enumerate(items):
+            group.ContentSequence.insert(position + offset, item)
 
 
 def _evidence_headers(study: StudyInfo, evidence: Sequence[Dataset]) -> list[Dataset]:
@@ -356,7 +391,41 @@ def _lesion_group(
     built[0].ContentSequence.append(_centroid(result, lesion))
     if change is not None:
         built[0].ContentSequence.extend(_match_items(change))
+        built[0].ContentSequence.extend(_derived_from(change))
+        if change.feature_deltas:
+            built[0].ContentSequence.append(_feature_deltas(change))
     return built
+
+
+def _derived_from(change: LesionComparison) -> list[hd.sr.UIDRefContentItem]:
+    """A split fragment names the tracking UID of the lesion it came from (followup.md 9.4.2)."""
+    if change.derived_from_uid is None:
+        return []
+    return [hd.sr.UIDRefContentItem(name=codes.DERIVED_FROM_TRACKING_UID, value=change.derived_from_uid,
+                                    relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)]
+
+
+def _feature_deltas(change: LesionComparison) -> hd.sr.ContainerContentItem:
+    """LESCHG container: per feature, the delta (in the feature's unit) and the relative delta
+    (%), each a TID 300 NUM coded like the feature (name, derivation, region as method), so a
+    reader pairs them with the feature by the same codes. Not comparable: stated inside, with
+    the reasons. A delta without a value (feature missing in one study) has no NUM."""
+    container = hd.sr.ContainerContentItem(name=codes.FEATURE_DELTAS,
+                                           relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
+    items: list[Dataset] = []
+    if change.cd8_not_comparable:
+        items.append(hd.sr.TextContentItem(name=codes.NOT_COMPARABLE, value="; ".join(change.cd8_not_comparable),
+                                           relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+    for delta in change.feature_deltas:
+        concept = feature_concept(delta.tag)
+        if concept is None:
+            continue
+        for metric, unit in ((delta.delta, concept.unit), (delta.relative_percent, codes.UNIT_PERCENT)):
+            if metric.value is not None and math.isfinite(metric.value):
+                items.append(hd.sr.Measurement(name=concept.name, value=metric.value, unit=unit,
+                                               derivation=concept.derivation, method=REGION_METHODS[delta.region])[0])
+    container.ContentSequence = hd.sr.ContentSequence(items)  # type: ignore[arg-type]  # Measurement[0] is a NUM item
+    return container
 
 
 def _time_point_context(time_point: TimePointInfo) -> hd.sr.TimePointContext:

@@ -18,6 +18,7 @@ from service.errors import InputError
 from service.model import Vector3
 from service.outputs import codes
 from service.sop_classes import CT_SOP_CLASSES
+from service.priors.library import ScannedCt, read_scanned_ct
 
 _TRACKING_IDENTIFIER = re.compile(r"^(?P<name>.*) \((?:ROI|Segment) \d+\)$")
 """How service.imaging.crops.tracking_identity names a lesion: "<ROI name> (ROI <number>)"."""
@@ -83,6 +84,7 @@ class PriorReport:
     notes: tuple[str, ...]  # the report's TEXT comments, in order
     # the scored CT series named in the SR's evidence: what a registration needs of the prior study
     ct_series_instance_uid: str | None = None
+    ct: ScannedCt = ScannedCt(None, None, None, None)  # extent and acquisition, from the image library
 
 
 def read_prior_report(dataset: Dataset) -> PriorReport:
@@ -105,6 +107,7 @@ def read_prior_report(dataset: Dataset) -> PriorReport:
         lesions=lesions,
         notes=tuple(_comments(dataset)),
         ct_series_instance_uid=_ct_series(dataset),
+        ct=read_scanned_ct(dataset, frames[0] if frames else None),
     )
 
 

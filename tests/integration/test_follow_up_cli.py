@@ -17,7 +17,8 @@ import pytest
 
 from tests.support.external import require_tool
 from tests.support.fhir_validation import assert_valid_fhir
-from tests.support.follow_up_study import diameter_percent_bounds, longest_chord_mm, write_follow_up
+from tests.support.follow_up_study import (diameter_percent_bounds, longest_chord_mm, percent_bounds, pixel_diagonal_mm,
+                                          write_follow_up, write_split)
 
 REPO = Path(__file__).resolve().parents[2]
 S = 1.3
@@ -41,6 +42,21 @@ def studies(sts019, tmp_path_factory):
     ct, rtstruct = write_follow_up(sts019 / "image", baseline_rs, root / "study", scale=S, study_date="20020301")
     run = _score(ct, rtstruct, root / "follow-up", root / "baseline")
     return root, baseline_rs, rtstruct, run
+
+
+@pytest.fixture(scope="module")
+def split_and_merge(studies, sts019):
+    """A split: the baseline's ROI cut in two at follow-up; a merge: the baseline's ROI cut in
+    two, whole again at follow-up. The follow-up CT is the baseline's, unscaled, as a new study."""
+    root, baseline_rs, _, _ = studies
+    later_ct, later_rs = write_follow_up(sts019 / "image", baseline_rs, root / "unchanged", scale=1.0,
+                                         study_date="20020301")
+    split_rs = write_split(later_rs, root / "split-rs" / "RS.dcm")
+    _score(later_ct, split_rs, root / "split", root / "baseline")
+    baseline_split_rs = write_split(baseline_rs, root / "baseline-split-rs" / "RS.dcm")
+    _score(sts019 / "image", baseline_split_rs, root / "baseline-split")
+    _score(later_ct, later_rs, root / "merge", root / "baseline-split")
+    return root, split_rs, baseline_split_rs, later_rs
 
 
 def _outputs(directory: Path) -> tuple[Path, dict]:
@@ -211,3 +227,79 @@ def test_show_prints_the_change_table_of_a_follow_up(studies, sts019):
     assert float(volume_pct) == pytest.approx(100 * (S**2 - 1), abs=10)
     assert category == "progressing"  # D >= +20 %
     assert float(cd8_delta) == pytest.approx(_num(follow_up, score) - _num(baseline, score), abs=0.0005)
+
+
+def _groups(sr: Path) -> list:
+    return list(hd.sr.srread(sr).content.get_volumetric_roi_measurement_groups())
+
+
+def _derived_from(group) -> list[str]:
+    return [str(item.UID) for item in group[0].ContentSequence
+            if item.ValueType == "UIDREF" and item.ConceptNameCodeSequence[0].CodeValue == "DERIVEDUID"]
+
+
+def test_a_split_gives_fragment_uids_derived_from_the_parent_and_changes_on_the_sum(studies, split_and_merge, sts019):
+    root, split_rs, _, _ = split_and_merge
+    (parent,) = _groups(_outputs(root / "baseline")[0])
+    fragments = _groups(_outputs(root / "split")[0])
+    assert len(fragments) == 2
+    uids = {str(group.tracking_uid) for group in fragments}
+    assert len(uids) == 2 and str(parent.tracking_uid) not in uids
+    e = pixel_diagonal_mm(sts019 / "image")
+    low, high = percent_bounds(longest_chord_mm(split_rs, 1) + longest_chord_mm(split_rs, 2),
+                                longest_chord_mm(studies[1]), 2 * e, e)
+    for group in fragments:
+        assert _derived_from(group) == [str(parent.tracking_uid)]
+        assert low <= _num(group, "LDPCTBL") <= high
+        assert "CD8RSDELTA" not in {m.name.value for m in group.get_measurements()}
+
+
+def test_a_merge_keeps_the_uid_of_the_larger_baseline_lesion(studies, split_and_merge, sts019):
+    root, _, baseline_split_rs, later_rs = split_and_merge
+    halves = _groups(_outputs(root / "baseline-split")[0])
+    larger = max(halves, key=lambda group: _num(group, "103339001"))
+    smaller = next(group for group in halves if group is not larger)
+    merge_sr, merge_bundle = _outputs(root / "merge")
+    (merged,) = _groups(merge_sr)
+    assert str(merged.tracking_uid) == str(larger.tracking_uid)
+    e = pixel_diagonal_mm(sts019 / "image")
+    low, high = percent_bounds(longest_chord_mm(later_rs),
+                                longest_chord_mm(baseline_split_rs, 1) + longest_chord_mm(baseline_split_rs, 2),
+                                e, 2 * e)
+    assert low <= _num(merged, "LDPCTBL") <= high
+    notes = [str(i.TextValue) for i in pydicom.dcmread(merge_sr).ContentSequence[-1].ContentSequence]
+    assert f"prior lesion {smaller.tracking_identifier}: merged into {larger.tracking_identifier} (0 mm)" in notes
+    _, baseline_bundle = _outputs(root / "baseline-split")
+    sizes = [e["resource"]["identifier"][0] for e in baseline_bundle["entry"]
+             if e["resource"]["resourceType"] == "Observation" and e["resource"]["code"]["coding"][0]["code"] == "21889-1"]
+    (change,) = [e["resource"] for e in merge_bundle["entry"] if e["resource"]["resourceType"] == "Observation"
+                 and e["resource"]["code"]["coding"][0]["code"] == "LESCHG"]
+    assert all({"type": "Observation", "identifier": size} in change["derivedFrom"] for size in sizes)
+
+
+def test_the_prior_extent_and_acquisition_are_read_back(studies, sts019):
+    """The baseline SR states its CT: the follow-up compares like with like (same CT), so every
+    feature delta is comparable and each has a NUM in the LESCHG container."""
+    root, *_ = studies
+    (group,) = _groups(_outputs(root / "follow-up")[0])
+    texts = [item.TextValue for item in group[0].ContentSequence if item.ValueType == "TEXT"
+             and item.ConceptNameCodeSequence[0].CodeValue == "NOTCOMPARABLE"]
+    assert texts == []
+    (container,) = [item for item in group[0].ContentSequence if item.ValueType == "CONTAINER"
+                    and item.ConceptNameCodeSequence[0].CodeValue == "LESCHG"]
+    features = {(m.name.value, m.method.value if m.method else None) for m in group.get_measurements() if m.method}
+    deltas = {(item.ConceptNameCodeSequence[0].CodeValue,
+               next(c.ConceptCodeSequence[0].CodeValue for c in item.ContentSequence
+                    if c.ConceptNameCodeSequence[0].CodeValue == "370129005"))
+              for item in container.ContentSequence if item.ValueType == "NUM"}
+    assert deltas == features
+
+
+@pytest.mark.external
+def test_split_and_merge_outputs_pass_dciodvfy_and_the_fhir_validator(split_and_merge):
+    root, *_ = split_and_merge
+    for name in ("split", "baseline-split", "merge"):
+        sr, _ = _outputs(root / name)
+        result = subprocess.run([require_tool("dciodvfy"), str(sr)], capture_output=True, text=True)
+        assert [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")] == [], name
+    assert_valid_fhir(*(root / "split").glob("*.fhir.json"), *(root / "merge").glob("*.fhir.json"))

@@ -1,0 +1,176 @@
+"""service.follow_up against a baseline SR built and read back (followup.md 2.3, 9.4.2, 9.5.1).
+
+The baseline is a real SR of make_study_result's STS_019 headers, read back with
+read_prior_report exactly as a prior from PACS would be. The expected extent, acquisition, sizes
+and deltas are computed here from the CT headers and the lesions' own numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+
+from service.follow_up import follow_up
+from service.longitudinal.matching import OUTSIDE_PRIOR
+from service.longitudinal.timepoint import Acquisition
+from service.model import LesionResult, LocationClass, StudyResult
+from service.outputs import codes
+from service.outputs.sr import build_measurement_report, write_sr
+from service.priors.reading import PriorReport, read_prior_report
+from tests.support.synthetic_results import make_study_result
+
+
+@pytest.fixture(scope="module")
+def baseline() -> tuple[StudyResult, list[pydicom.Dataset]]:
+    result, evidence = make_study_result(3, "RTSTRUCT")
+    centre = _grid_centre(evidence)
+    liver = [dataclasses.replace(lesion, location_class=LocationClass("liver"), centroid_mm=tuple(centre + offset))
+             for lesion, offset in zip(result.lesions, ([0.0, 0, 0], [-60.0, 0, 0], [60.0, 0, 0]))]
+    return dataclasses.replace(result, lesions=liver), evidence
+
+
+@pytest.fixture(scope="module")
+def prior(baseline, tmp_path_factory) -> PriorReport:
+    result, evidence = baseline
+    path = write_sr(build_measurement_report(result, evidence), tmp_path_factory.mktemp("baseline"))
+    return read_prior_report(pydicom.dcmread(path))
+
+
+def _ct(evidence: list[pydicom.Dataset]) -> list[pydicom.Dataset]:
+    return [ds for ds in evidence if ds.Modality == "CT"]
+
+
+def _grid_centre(evidence: list[pydicom.Dataset]) -> np.ndarray:
+    positions = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in _ct(evidence)])
+    first = _ct(evidence)[0]
+    in_plane = np.array([float(first.Columns - 1) * float(first.PixelSpacing[1]),
+                         float(first.Rows - 1) * float(first.PixelSpacing[0]), 0.0]) / 2
+    return positions.mean(axis=0) + in_plane  # axial slices (orientation 1 0 0 0 1 0)
+
+
+def _acquisition(evidence: list[pydicom.Dataset], **changes: object) -> Acquisition:
+    first = _ct(evidence)[0]
+    acquisition = Acquisition(float(first.KVP), str(first.ConvolutionKernel), float(first.SliceThickness))
+    return dataclasses.replace(acquisition, **changes)  # type: ignore[arg-type]
+
+
+def _follow_up_study(result: StudyResult, lesions: list[LesionResult]) -> StudyResult:
+    study = dataclasses.replace(result.study, study_instance_uid=result.study.study_instance_uid + ".9",
+                                study_date="20021001")
+    return dataclasses.replace(result, study=study, lesions=lesions)
+
+
+def _new_lesion(template: LesionResult, uid_suffix: str, centroid: np.ndarray, **changes: object) -> LesionResult:
+    return dataclasses.replace(template, tracking_uid=template.tracking_uid + uid_suffix,
+                               tracking_id=template.tracking_id + uid_suffix, name=f"{template.name}{uid_suffix}",
+                               centroid_mm=tuple(float(v) for v in centroid), **changes)  # type: ignore[arg-type]
+
+
+def test_the_sr_states_its_ct_extent_and_acquisition(baseline, prior: PriorReport) -> None:
+    _, evidence = baseline
+    headers = _ct(evidence)
+    z = sorted(float(ds.ImagePositionPatient[2]) for ds in headers)
+    first = headers[0]
+    assert prior.ct.extent is not None
+    assert prior.ct.extent.size == (first.Columns, first.Rows, len(headers))
+    assert prior.ct.extent.spacing == pytest.approx((float(first.PixelSpacing[1]), float(first.PixelSpacing[0]),
+                                                     (z[-1] - z[0]) / (len(z) - 1)))
+    assert prior.ct.extent.origin[2] == pytest.approx(z[0])
+    assert (prior.ct.kvp, prior.ct.convolution_kernel, prior.ct.slice_thickness_mm) == (
+        float(first.KVP), str(first.ConvolutionKernel), pytest.approx(float(first.SliceThickness)))
+
+
+def test_unmatched_lesions_are_new_inside_the_prior_scan_and_not_evaluable_outside(baseline, prior) -> None:
+    result, evidence = baseline
+    centre = _grid_centre(evidence)
+    inside = _new_lesion(result.lesions[1], "-in", centre + [0.0, 30.0, 0.0])
+    outside = _new_lesion(result.lesions[1], "-out", centre + [0.0, 0.0, 500.0])
+    current = _follow_up_study(result, [*result.lesions, inside, outside])
+    followed = follow_up(current, None, _acquisition(evidence), [prior])
+    assert f"lesion {inside.tracking_id}: new" in followed.comparison.notes
+    assert f"lesion {outside.tracking_id}: not evaluable ({OUTSIDE_PRIOR})" in followed.comparison.notes
+
+
+def test_every_feature_has_a_delta_comparable_under_the_same_acquisition(baseline, prior) -> None:
+    result, evidence = baseline
+    grown = dataclasses.replace(result.lesions[1], features={
+        region: {tag: value * 1.5 for tag, value in values.items()} for region, values in result.lesions[1].features.items()})
+    followed = follow_up(_follow_up_study(result, [result.lesions[0], grown, result.lesions[2]]), None,
+                         _acquisition(evidence), [prior])
+    change = followed.comparison.lesions[grown.tracking_uid]
+    assert change.cd8_not_comparable == ()
+    deltas = {(d.region, d.tag): d for d in change.feature_deltas}
+    # every feature the SR codes (pyradiomics-only ones are not in the prior SR, so no value there)
+    assert deltas[("core", "stat_min")].delta.value == pytest.approx(0.5 * result.lesions[1].features["core"]["stat_min"])
+    assert deltas[("core", "stat_min")].relative_percent.value == pytest.approx(-50.0)  # negative prior: |prior|
+    assert deltas[("ring", "rlm_srlge_3D_avg")].relative_percent.value == pytest.approx(50.0)
+    assert deltas[("core", "firstorder_TotalEnergy")].delta.value is None
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"kvp": 100.0}, "kVp differs (140 -> 100)"),
+    ({"convolution_kernel": "LUNG"}, "convolution kernel differs (SOFT -> LUNG)"),
+    ({"slice_thickness_mm": 1.0}, "slice thickness (mm) differs"),
+])
+def test_another_acquisition_marks_every_delta_not_comparable(baseline, prior, changes, reason, tmp_path: Path) -> None:
+    result, evidence = baseline
+    current = _follow_up_study(result, result.lesions)
+    followed = follow_up(current, None, _acquisition(evidence, **changes), [prior])
+    change = followed.comparison.lesions[result.lesions[1].tracking_uid]
+    assert any(r.startswith(reason) for r in change.cd8_not_comparable), change.cd8_not_comparable
+    sr = hd.sr.srread(write_sr(build_measurement_report(followed.result, evidence, comparison=followed.comparison),
+                               tmp_path))
+    group = next(g for g in sr.content.get_volumetric_roi_measurement_groups()
+                 if str(g.tracking_uid) == result.lesions[1].tracking_uid)
+    (container,) = [item for item in group[0].ContentSequence if item.ValueType == "CONTAINER"
+                    and item.ConceptNameCodeSequence[0].CodeValue == codes.FEATURE_DELTAS.value]
+    texts = [item.TextValue for item in container.ContentSequence if item.ValueType == "TEXT"]
+    assert any(reason in text for text in texts)
+    nums = [item for item in container.ContentSequence if item.ValueType == "NUM"]
+    assert {item.ConceptNameCodeSequence[0].CodeValue for item in nums} >= {"HTZT"}
+
+
+def test_a_split_lesion_gets_fragment_uids_and_changes_on_the_sum(baseline, prior) -> None:
+    result, evidence = baseline
+    parent = result.lesions[1]
+    centre = np.asarray(parent.centroid_mm)
+    big = _new_lesion(parent, "-a", centre + [4.0, 0, 0], volume_ml=0.6 * parent.volume_ml, longest_axial_diameter_mm=18.0)
+    small = _new_lesion(parent, "-b", centre - [6.0, 0, 0], volume_ml=0.4 * parent.volume_ml,
+                        longest_axial_diameter_mm=12.0)
+    followed = follow_up(_follow_up_study(result, [result.lesions[0], big, small, result.lesions[2]]), None,
+                         _acquisition(evidence), [prior])
+    uids = {lesion.name: lesion.tracking_uid for lesion in followed.result.lesions}
+    assert len({uids[big.name], uids[small.name], parent.tracking_uid}) == 3
+    for fragment in (big, small):
+        change = followed.comparison.lesions[uids[fragment.name]]
+        assert change.derived_from_uid == parent.tracking_uid
+        expected = 100 * (18.0 + 12.0 - parent.longest_axial_diameter_mm) / parent.longest_axial_diameter_mm
+        assert change.diameter_pct_baseline.value == pytest.approx(expected)
+        assert change.cd8_delta.value is None
+
+
+def test_a_merge_keeps_the_uid_of_the_larger_baseline_lesion(baseline, prior) -> None:
+    result, evidence = baseline
+    a, b = result.lesions[1], dataclasses.replace(result.lesions[2])
+    # move the third lesion next to the second at baseline: rebuild that baseline
+    near = dataclasses.replace(b, centroid_mm=tuple(np.asarray(a.centroid_mm) + [12.0, 0, 0]))
+    base = dataclasses.replace(result, lesions=[result.lesions[0], a, near])
+    merged_prior = read_prior_report(build_measurement_report(base, evidence))
+    volume = a.volume_ml + near.volume_ml
+    centroid = (np.asarray(a.centroid_mm) * a.volume_ml + np.asarray(near.centroid_mm) * near.volume_ml) / volume
+    merged = _new_lesion(a, "-m", centroid, volume_ml=volume, longest_axial_diameter_mm=60.0)
+    followed = follow_up(_follow_up_study(base, [result.lesions[0], merged]), None, _acquisition(evidence),
+                         [merged_prior])
+    larger, smaller = sorted((a, near), key=lambda x: -x.longest_axial_diameter_mm)
+    (kept,) = [lesion for lesion in followed.result.lesions if lesion.name == merged.name]
+    assert kept.tracking_uid == larger.tracking_uid
+    change = followed.comparison.lesions[kept.tracking_uid]
+    assert change.merged_uids == (smaller.tracking_uid,)
+    total = a.longest_axial_diameter_mm + near.longest_axial_diameter_mm
+    assert change.diameter_pct_baseline.value == pytest.approx(100 * (60.0 - total) / total)
+    assert f"prior lesion {smaller.tracking_id}: merged into {larger.tracking_id} (0 mm)" in followed.comparison.notes

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -174,25 +174,25 @@ def overall_response(target: TargetResponse | None, non_target: NonTargetRespons
 
 
 def _sod(targets: Sequence[str], assessment: Assessment) -> tuple[float, list[str]]:
-    """(sum over the evaluable targets, UIDs of the targets not evaluable)."""
-    total, missing = 0.0, []
-    for uid in targets:
-        m = assessment.get(uid)
-        if m is None or m.status is MeasurementStatus.NOT_EVALUABLE:
-            missing.append(uid)
-        elif m.status is MeasurementStatus.MEASURED:
-            total += m.diameter_mm
-    return total, missing
+    """(sum of diameters over the evaluable targets, UIDs of the targets not evaluable)."""
+    return _total(targets, assessment, lambda m: m.diameter_mm)
 
 
 def _non_target_volume(uids: Sequence[str], assessment: Assessment) -> tuple[float, list[str]]:
+    """(total volume of the evaluable non-targets, UIDs of those not evaluable)."""
+    return _total(uids, assessment, lambda m: m.volume_ml)
+
+
+def _total(uids: Sequence[str], assessment: Assessment,
+           size: Callable[[LesionMeasurement], float]) -> tuple[float, list[str]]:
+    """A size summed over the measured lesions (absent ones count 0), and the not-evaluable ones."""
     total, missing = 0.0, []
     for uid in uids:
         m = assessment.get(uid)
         if m is None or m.status is MeasurementStatus.NOT_EVALUABLE:
             missing.append(uid)
         elif m.status is MeasurementStatus.MEASURED:
-            total += m.volume_ml
+            total += size(m)
     return total, missing
 
 

@@ -16,12 +16,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.errors import PriorSourceError
 from service.model import StudyInfo
 from service.priors import selection
 from service.priors.cache import PriorCache
 from service.priors.resolve import current_sr, fetch_cached
-from service.priors.source import PatientQuery, PriorProvider, SrLocation
+from service.priors.source import PatientQuery, PriorProvider, SrLocation, first_answer
 
 logger = logging.getLogger(__name__)
 
@@ -47,18 +46,14 @@ def stale_later_studies(study: StudyInfo, sr_sop_instance_uid: str, providers: S
         return LaterStudies()
     query = PatientQuery(study.patient_id, issuer_of_patient_id, study.study_date,
                          (date + datetime.timedelta(days=lookback_days)).strftime("%Y%m%d"))
-    failures = []
-    for provider in providers:
-        try:
-            stale = _stale(provider, query, study, sr_sop_instance_uid, cache)
-        except PriorSourceError as error:
-            logger.warning("reconciliation: prior source %s failed: %s", provider.name, error)
-            failures.append(f"{provider.name}: {error}")
-            continue
-        logger.info("reconciliation: %d later stud%s to re-score (asked %s)", len(stale),
-                    "y" if len(stale) == 1 else "ies", provider.name)
-        return LaterStudies(stale)
-    return LaterStudies(unavailable="; ".join(failures))
+    answer = first_answer(providers, lambda provider: _stale(provider, query, study, sr_sop_instance_uid, cache),
+                          "reconciliation")
+    if isinstance(answer, str):
+        return LaterStudies(unavailable=answer)
+    provider, stale = answer
+    logger.info("reconciliation: %d later stud%s to re-score (asked %s)", len(stale),
+                "y" if len(stale) == 1 else "ies", provider.name)
+    return LaterStudies(stale)
 
 
 def _stale(provider: PriorProvider, query: PatientQuery, study: StudyInfo, sr_uid: str,

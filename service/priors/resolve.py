@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
-from service.errors import InputError, PriorSourceError
+from service.errors import InputError
 from service.model import StudyInfo
 from service.priors import selection
 from service.priors.cache import PriorCache
 from service.priors.reading import PriorReport, read_prior_report
-from service.priors.source import PatientQuery, PriorProvider, SrLocation
+from service.priors.source import PatientQuery, PriorProvider, SrLocation, first_answer
 
 logger = logging.getLogger(__name__)
 
@@ -53,18 +53,14 @@ def resolve_priors(study: StudyInfo, providers: Sequence[PriorProvider], cache: 
         return PriorsOutcome(notes=("priors not looked up: the study has no valid study date",))
     query = PatientQuery(study.patient_id, issuer_of_patient_id,
                          (date - datetime.timedelta(days=lookback_days)).strftime("%Y%m%d"), study.study_date)
-    failures = []
-    for provider in providers:
-        try:
-            outcome = _resolve_with(provider, query, study, cache, max_studies)
-        except PriorSourceError as error:
-            logger.warning("prior source %s failed: %s", provider.name, error)
-            failures.append(f"{provider.name}: {error}")
-            continue
-        logger.info("priors: %d prior SR(s) from %s, %d note(s)", len(outcome.reports), provider.name,
-                    len(outcome.notes))
-        return outcome
-    return PriorsOutcome(unavailable="; ".join(failures))
+    answer = first_answer(providers, lambda provider: _resolve_with(provider, query, study, cache, max_studies),
+                          "priors")
+    if isinstance(answer, str):
+        return PriorsOutcome(unavailable=answer)
+    provider, outcome = answer
+    logger.info("priors: %d prior SR(s) from %s, %d note(s)", len(outcome.reports), provider.name,
+                len(outcome.notes))
+    return outcome
 
 
 def _resolve_with(provider: PriorProvider, query: PatientQuery, study: StudyInfo, cache: PriorCache,

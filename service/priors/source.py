@@ -7,10 +7,17 @@ PriorSourceError (the next source is tried); it never returns a partial answer a
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from pydicom.dataset import Dataset
+
+from service.errors import PriorSourceError
+
+logger = logging.getLogger(__name__)
+Answer = TypeVar("Answer")
 
 
 @dataclass(frozen=True, order=True)
@@ -46,3 +53,17 @@ class PriorProvider(Protocol):
     def fetch(self, location: SrLocation) -> Dataset:
         """The SR instance itself."""
         ...
+
+
+def first_answer(providers: Sequence[PriorProvider], ask: Callable[[PriorProvider], Answer],
+                 purpose: str) -> tuple[PriorProvider, Answer] | str:
+    """Ask the sources in their configured order; the first that answers wins. When none does:
+    each one's failure, joined (what the outputs report as "priors unavailable: ...")."""
+    failures = []
+    for provider in providers:
+        try:
+            return provider, ask(provider)
+        except PriorSourceError as error:
+            logger.warning("%s: prior source %s failed: %s", purpose, provider.name, error)
+            failures.append(f"{provider.name}: {error}")
+    return "; ".join(failures)

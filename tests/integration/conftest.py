@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.outbox import Outboxes
 from tests.support.service import QUIET_SECONDS, RunningService
 
 
@@ -17,3 +18,11 @@ def service(tmp_path: Path) -> Iterator[RunningService]:
     running = RunningService(tmp_path / "var", quiet_seconds=QUIET_SECONDS)
     yield running
     running.stop()
+
+
+@pytest.fixture
+def outboxes(tmp_path: Path) -> Iterator[Outboxes]:
+    """Opens Outboxes on one database per test (reopening stands for a restart); all stopped at the end."""
+    opener = Outboxes(tmp_path / "var" / "outbox.sqlite")
+    yield opener
+    opener.stop_all()

@@ -36,7 +36,7 @@ from tests.support.fhir_servers import FhirServer, ScriptedFhirServer, require_s
 from tests.support.storescp import PACS_AE, StoreScp
 from tests.support.service import OUR_AE, QUIET_SECONDS, RunningService
 from tests.support.synthetic_results import make_study_result
-from tests.support.outbox import Outboxes, only
+from tests.support.outbox import only
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(180)]
 
@@ -79,13 +79,6 @@ def sr_path(outbox_dir: Path) -> Path:
 @pytest.fixture
 def bundle_path(outbox_dir: Path) -> Path:
     return next(outbox_dir.glob("*.fhir.json"))
-
-
-@pytest.fixture
-def outboxes(tmp_path: Path) -> Iterator[Outboxes]:
-    opener = Outboxes(tmp_path / "var" / "outbox.sqlite")
-    yield opener
-    opener.stop_all()
 
 
 # --- the PACS: dcmtk storescp ---------------------------------------------------------------

@@ -37,13 +37,6 @@ def sr_path(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def outboxes(tmp_path: Path) -> Iterator[Outboxes]:
-    opener = Outboxes(tmp_path / "var" / "outbox.sqlite")
-    yield opener
-    opener.stop_all()
-
-
-@pytest.fixture
 def start_orthanc(tmp_path: Path) -> Iterator[Callable[..., Orthanc]]:
     """Starts an Orthanc (on `http_port` when given) when called; stops it at the end."""
     find_orthanc()

@@ -6,6 +6,8 @@ and its /metrics scraped over HTTP; nothing is started but the HTTP endpoint.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,18 +46,33 @@ def ingest(tmp_path: Path) -> Iterator[Ingest]:
         gauge.set_function(lambda: 0.0)
 
 
-def test_the_ingest_exports_every_failure_series_at_zero(ingest: Ingest) -> None:
-    with urllib.request.urlopen(f"http://127.0.0.1:{ingest.http.port}/metrics", timeout=10) as answer:
-        samples = _samples(answer.read().decode())
+def _failure_series(destinations: tuple[str, ...]) -> list[tuple[str, dict[str, str]]]:
     expected = [("rcds_studies_failed_total", {"kind": kind}) for kind in STUDY_FAILURE_KINDS]
     expected += [("rcds_instances_rejected_total", {"reason": reason}) for reason in INSTANCE_REJECTION_REASONS]
-    for destination in ("pacs", "pacs-stow", "fhir"):
+    for destination in destinations:
         expected += [("rcds_outputs_failed_total", {"destination": destination}),
                      ("rcds_outputs_delivered_total", {"destination": destination})]
-    for name, labels in expected:
-        assert samples.get((name, tuple(sorted(labels.items())))) == 0.0, (name, labels)
+    return expected
+
+
+def test_the_ingest_exports_every_failure_series(ingest: Ingest) -> None:
+    """Every series is there from the start (its value is this test process's: other tests in
+    the process count into the same registry; the next test checks the zeros in a fresh one)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{ingest.http.port}/metrics", timeout=10) as answer:
+        samples = _samples(answer.read().decode())
+    for name, labels in _failure_series(("pacs", "pacs-stow", "fhir")):
+        assert samples.get((name, tuple(sorted(labels.items())))) is not None, (name, labels)
     assert samples[("rcds_scorer_up", ())] == 0.0
     assert samples[("rcds_queue_depth", (("state", "receiving"),))] == 0.0
+
+
+def test_a_fresh_process_exports_them_at_zero() -> None:
+    code = ("from prometheus_client import generate_latest; "
+            "from service.observability import REGISTRY, initialise_ingest_metrics; "
+            "initialise_ingest_metrics(['pacs', 'fhir']); print(generate_latest(REGISTRY).decode())")
+    samples = _samples(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    for name, labels in _failure_series(("pacs", "fhir")):
+        assert samples.get((name, tuple(sorted(labels.items())))) == 0.0, (name, labels)
 
 
 def test_the_scorer_exports_every_lesion_outcome_at_zero() -> None:

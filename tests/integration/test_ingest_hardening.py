@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import copy
 import shutil
+import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pydicom
 import pytest
-from pynetdicom import AE
+from pynetdicom import AE, evt
+from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.sop_class import EnhancedCTImageStorage, Verification
 
 from service.errors import InputError
@@ -51,17 +53,44 @@ def big_instance(tmp_path: Path) -> Path:
     return path
 
 
+class _SwitchedOffMidTransfer:
+    """An EVT_PDU_SENT handler for the sender: after some data PDUs, wait until the listener has
+    started writing the instance, then cut the connection as a modality switched off would.
+    Deterministic where aborting from another thread was not: on a fast machine the whole
+    instance could arrive before the abort."""
+
+    def __init__(self, arriving: Callable[[], bool], after_pdus: int = 8) -> None:
+        self.arriving = arriving
+        self.after_pdus = after_pdus
+        self.sent = 0
+        self.cut = threading.Event()
+
+    def __call__(self, event: evt.Event) -> None:
+        if not isinstance(event.pdu, P_DATA_TF) or self.cut.is_set():
+            return
+        self.sent += 1
+        if self.sent < self.after_pdus:
+            return
+        wait_until(self.arriving, 60, "the instance to be arriving in var/receiving")
+        self.cut.set()
+        connection = event.assoc.dul.socket
+        assert connection is not None and connection.socket is not None
+        connection.socket.shutdown(socket.SHUT_RDWR)
+
+
 def test_a_transfer_cut_off_midway_leaves_nothing_behind(tmp_path: Path, big_instance: Path) -> None:
     service = RunningService(tmp_path / "var")
     receiving = tmp_path / "var" / "receiving"
     try:
-        assoc = _sender().associate(LOOPBACK, service.dicom_port, ae_title=OUR_AE)
+        switch_off = _SwitchedOffMidTransfer(lambda: any(receiving.iterdir()))
+        assoc = _sender().associate(
+            LOOPBACK, service.dicom_port, ae_title=OUR_AE, evt_handlers=[(evt.EVT_PDU_SENT, switch_off)]
+        )
         assert assoc.is_established
         sending = threading.Thread(target=assoc.send_c_store, args=(pydicom.dcmread(big_instance),), daemon=True)
         sending.start()
-        wait_until(lambda: any(receiving.iterdir()), 60, "the instance to be arriving in var/receiving")
-        assoc.abort()  # the modality is switched off mid-transfer
-        sending.join(30)
+        sending.join(90)
+        assert switch_off.cut.is_set(), "the connection was never cut mid-transfer"
         wait_until(lambda: not any(receiving.iterdir()), 30, "the partial file to be removed")
         assert service.indexed() == set()
     finally:
@@ -83,16 +112,16 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real file system of 6 MiB (tmpfs) for the service's var directory."""
     mount_point = tmp_path / "small-disk"
     mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         missing_dependency(f"cannot mount a tmpfs (needs root): {mounted.stderr.strip()}")
     yield mount_point
     subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
-def test_a_full_disk_answers_out_of_resources_and_keeps_the_association(small_disk: Path,
-                                                                          big_instance: Path) -> None:
+def test_a_full_disk_answers_out_of_resources_and_keeps_the_association(small_disk: Path, big_instance: Path) -> None:
     service = RunningService(small_disk / "var")
     try:
         assoc = _sender().associate(LOOPBACK, service.dicom_port, ae_title=OUR_AE)
@@ -134,12 +163,17 @@ def _many_lesions(sts019: Path, directory: Path, copies: int) -> Path:
     """STS_019's RTSTRUCT with its GTV repeated `copies` times as separate ROIs (a structure set
     of many lesions, each as costly to score as the real one)."""
     rtstruct = pydicom.dcmread(sts019 / "mask" / "RS.dcm")
-    roi, contour, observation = (rtstruct.StructureSetROISequence[0], rtstruct.ROIContourSequence[0],
-                                 rtstruct.RTROIObservationsSequence[0])
+    roi, contour, observation = (
+        rtstruct.StructureSetROISequence[0],
+        rtstruct.ROIContourSequence[0],
+        rtstruct.RTROIObservationsSequence[0],
+    )
     for number in range(2, copies + 1):
-        for sequence, item, keyword in ((rtstruct.StructureSetROISequence, roi, "ROINumber"),
-                                        (rtstruct.ROIContourSequence, contour, "ReferencedROINumber"),
-                                        (rtstruct.RTROIObservationsSequence, observation, "ReferencedROINumber")):
+        for sequence, item, keyword in (
+            (rtstruct.StructureSetROISequence, roi, "ROINumber"),
+            (rtstruct.ROIContourSequence, contour, "ReferencedROINumber"),
+            (rtstruct.RTROIObservationsSequence, observation, "ReferencedROINumber"),
+        ):
             duplicate = copy.deepcopy(item)
             setattr(duplicate, keyword, number)
             sequence.append(duplicate)
@@ -159,8 +193,9 @@ def test_too_many_lesions_fail_the_study_before_any_mask(sts019: Path, tmp_path:
     assert len(masks) == 12
 
 
-def test_a_small_study_is_not_held_up_by_a_large_one(sts019: Path, data_dir: Path, tmp_path: Path,
-                                                      service: RunningService) -> None:
+def test_a_small_study_is_not_held_up_by_a_large_one(
+    sts019: Path, data_dir: Path, tmp_path: Path, service: RunningService
+) -> None:
     """STS_019 with 100 lesions holds the scorer for a while; STS_025, sent meanwhile, is scored
     beside it (concurrent_studies, default 2) and done while the large one is still being
     scored; the queue gauge counts the studies being processed as it happens."""

@@ -7,8 +7,10 @@ Named files (`score --prior`): `find` returns every SR of ours it can read, what
 patient: the resolver's identity check then leaves another patient's SR out and says so,
 instead of the file silently not counting. An archive (`files` in prior_providers) holds many
 patients' SRs and is asked as a PACS is asked: only the query's patient, within its dates.
-Files that are not DICOM, or not our SRs, are skipped. Every `find` reads the header of every
-file under the paths: meant for a single node or the demo, not for a PACS-sized archive.
+Files that are not DICOM, or not our SRs, are skipped, and so are hidden files in a directory
+(the outbox's writes in progress, .<name>.tmp, renamed once complete). Every `find` reads the
+header of every file under the paths: meant for a single node or the demo, not for a
+PACS-sized archive.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class FilesProvider:
         for path in self._paths:
             if path.is_dir():
                 try:
-                    files += sorted(p for p in path.rglob("*") if p.is_file())
+                    files += sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
                 except OSError as error:
                     raise PriorSourceError(f"directory not readable ({error.strerror})") from None
             elif path.is_file():

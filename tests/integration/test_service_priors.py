@@ -150,10 +150,12 @@ def test_with_the_files_source_over_its_own_outbox_serve_compares_without_a_pacs
         _send(service, sts019)
         service.wait_for(_baseline_uid(sts019), timeout_s=TIMEOUT_S)
         baseline_sr = service.result_sr(_baseline_uid(sts019))
+        assert baseline_sr is not None  # its outbox existed from the start: no prior, none unavailable
+        assert not [n for n in read_prior_report(pydicom.dcmread(baseline_sr)).notes if n.startswith("priors")]
         _send(service, ct, rtstruct)
         assert service.wait_for(follow_up_uid, timeout_s=TIMEOUT_S)[0] == "done"
         follow_up_sr = service.result_sr(follow_up_uid)
-        assert baseline_sr is not None and follow_up_sr is not None, service.status()
+        assert follow_up_sr is not None, service.status()
         _assert_follows(follow_up_sr, baseline_sr, sts019, rtstruct)
         notes = read_prior_report(pydicom.dcmread(follow_up_sr)).notes
         assert not [note for note in notes if note.startswith(("prior SR ignored", "priors unavailable"))], notes

@@ -57,6 +57,9 @@ def test_the_patients_earlier_srs_in_the_directory_are_the_priors(tmp_path):
     _write_sr(archive, _study("FILES-A", "20240701"))  # later: not a prior
     _write_sr(archive, _study("FILES-B", "20240201"))  # another patient: not found, not noted
     (archive / "notes.txt").write_text("not DICOM")  # skipped
+    in_progress = copy.deepcopy(baseline)  # the outbox's write in progress: not there yet
+    in_progress.SOPInstanceUID, in_progress.ContentDate = "1.2.826.0.1.3680043.8.498.1", "20991231"
+    in_progress.save_as(archive / ".in-progress.dcm.tmp")
 
     outcome = _resolve(archive, current, tmp_path / "cache")
 

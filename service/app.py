@@ -140,7 +140,7 @@ class Ingest:
                    + remove_partial_writes(config.outbox_dir))
         if removed:
             log.info("removed %d partial writes left by an interrupted stop", removed)
-        config.outbox_dir.mkdir(parents=True, exist_ok=True)  # from the start: prior_files_dir may name it
+        config.outbox_dir.mkdir(parents=True, exist_ok=True)  # from the start: prior_directory may name it
         receiving.install()
         self.index = StudyIndex(config.index_path)
         for state in (RECEIVING, PROCESSING):  # read at each scrape: never stale

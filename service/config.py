@@ -43,7 +43,7 @@ def _ae_titles(items: list[Any]) -> tuple[str, ...]:
     return tuple(titles)
 
 
-PRIOR_PROVIDERS = ("dicomweb", "dimse", "files")
+PRIOR_PROVIDERS = ("dicomweb", "dimse", "directory")
 
 
 def _prior_providers(items: list[Any]) -> tuple[str, ...]:
@@ -141,7 +141,7 @@ class Config:
     # Priors: our earlier SRs of the patient, pulled from PACS (the source of truth) through these
     # sources in this order (dicomweb, dimse, files); empty: no priors. The DIMSE peer defaults to
     # the PACS the SRs go to (pacs_host, pacs_port, pacs_ae_title; over TLS when pacs_tls is on);
-    # files reads our SRs under prior_files_dir (e.g. var_dir/outbox, on a single node).
+    # directory reads our SRs under prior_directory (e.g. var_dir/outbox, on a single node).
     prior_providers: tuple[str, ...] = field(default=(), metadata={"items": _prior_providers})
     prior_lookback_days: int = 1095
     prior_max_studies: int = 12
@@ -150,7 +150,7 @@ class Config:
     prior_dimse_host: str | None = None
     prior_dimse_port: int | None = None
     prior_dimse_ae_title: str | None = None
-    prior_files_dir: Path | None = None
+    prior_directory: Path | None = None
     fhir_base_url: str | None = None
     # EHR authorisation: a static bearer token, or SMART backend services (client id + private key;
     # the token endpoint from .well-known/smart-configuration unless set)
@@ -214,8 +214,8 @@ class Config:
             raise ConfigError("prior_providers has dicomweb but prior_dicomweb_url is not set")
         if "dimse" in self.prior_providers and not self.prior_dimse_peer[0]:
             raise ConfigError("prior_providers has dimse but neither prior_dimse_host nor pacs_host is set")
-        if "files" in self.prior_providers and self.prior_files_dir is None:
-            raise ConfigError("prior_providers has files but prior_files_dir is not set")
+        if "directory" in self.prior_providers and self.prior_directory is None:
+            raise ConfigError("prior_providers has directory but prior_directory is not set")
         for name in ("prior_lookback_days", "prior_max_studies"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")

@@ -1,11 +1,11 @@
 """Prior SRs from files: the `score --prior PATH` source (files, or directories searched
-recursively) and serve's `files` source (prior_files_dir, e.g. the service's own outbox).
+recursively) and serve's `directory` source (prior_directory, e.g. the service's own outbox).
 Both answer the same two questions as the PACS sources, so the same resolver applies the same
 rules (ours only, not superseded, one per study, lookback and count, identity checked, noted).
 
 Named files (`score --prior`): `find` returns every SR of ours it can read, whatever the
 patient: the resolver's identity check then leaves another patient's SR out and says so,
-instead of the file silently not counting. An archive (`files` in prior_providers) holds many
+instead of the file silently not counting. An archive (`directory` in prior_providers) holds many
 patients' SRs and is asked as a PACS is asked: only the query's patient, within its dates.
 Files that are not DICOM, or not our SRs, are skipped, and so are hidden files in a directory
 (the outbox's writes in progress, .<name>.tmp, renamed once complete). Every `find` reads the
@@ -35,7 +35,7 @@ class FilesProvider:
     patient and date window (as QIDO-RS or C-FIND would), and a missing path is this source
     failing (priors unavailable, the next source tried) rather than an input error."""
 
-    name = "files"
+    name = "directory"
 
     def __init__(self, paths: Iterable[Path], *, archive: bool = False) -> None:
         self._paths = tuple(paths)
@@ -75,7 +75,7 @@ class FilesProvider:
             elif path.is_file():
                 files.append(path)
             elif self._archive:
-                raise PriorSourceError("prior_files_dir: no such directory")
+                raise PriorSourceError("prior_directory: no such directory")
             else:
                 raise InputError(f"--prior {path}: no such file or directory")
         return files

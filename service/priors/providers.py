@@ -21,6 +21,6 @@ def build_providers(config: Config, dimse_tls: ClientTls | None = None) -> list[
         elif name == "dimse" and host:
             providers.append(DimseProvider(host, port, called_ae, config.dicom_ae_title,
                                            config.prior_timeout_seconds, dimse_tls))
-        elif name == "files" and config.prior_files_dir:
-            providers.append(FilesProvider([config.prior_files_dir], archive=True))
+        elif name == "directory" and config.prior_directory:
+            providers.append(FilesProvider([config.prior_directory], archive=True))
     return providers

@@ -1,5 +1,5 @@
 """The running service pulls priors from a real PACS and reconciles (followup.md 3.4, 9.8 item 8);
-without a PACS, from its own outbox (the `files` source).
+without a PACS, from its own outbox (the `directory` source).
 
 One Orthanc (reference configuration, DICOMweb plugin) per case is the service's PACS: `serve`
 delivers its SRs there and looks priors up there (DICOMweb, or C-FIND + C-GET). The baseline is
@@ -140,12 +140,12 @@ def test_the_follow_up_is_compared_with_the_baseline_from_pacs(site, sts019, fol
 
 
 def test_with_the_files_source_over_its_own_outbox_serve_compares_without_a_pacs(tmp_path, sts019, follow_up):
-    """A single node without PACS query rights: prior_files_dir is serve's own outbox, where
+    """A single node without PACS query rights: prior_directory is serve's own outbox, where
     the baseline's SR was written."""
     ct, rtstruct, follow_up_uid = follow_up
     var = tmp_path / "var"
-    service = RunningService(var, quiet_seconds=QUIET_SECONDS, prior_providers="files",
-                             prior_files_dir=str(var / "outbox"))
+    service = RunningService(var, quiet_seconds=QUIET_SECONDS, prior_providers="directory",
+                             prior_directory=str(var / "outbox"))
     try:
         _send(service, sts019)
         service.wait_for(_baseline_uid(sts019), timeout_s=TIMEOUT_S)

@@ -1,4 +1,4 @@
-"""serve's `files` prior source (prior_files_dir): a directory of many patients' SRs of ours,
+"""serve's `directory` prior source (prior_directory): a directory of many patients' SRs of ours,
 written by the real SR builder for synthetic studies of synthetic patients, resolved under the
 same rules as the PACS sources (tests/integration/test_priors.py asks Orthanc the same)."""
 
@@ -43,7 +43,7 @@ def _write_sr(directory: Path, study: StudyInfo, *, predecessor: Dataset | None 
 
 
 def _resolve(directory: Path, study: StudyInfo, cache: Path, **settings: object):
-    config = Config(prior_providers=("files",), prior_files_dir=directory, **settings)  # type: ignore[arg-type]
+    config = Config(prior_providers=("directory",), prior_directory=directory, **settings)  # type: ignore[arg-type]
     return resolve_priors(study, build_providers(config), PriorCache(cache), lookback_days=config.prior_lookback_days,
                           max_studies=config.prior_max_studies)
 
@@ -63,7 +63,7 @@ def test_the_patients_earlier_srs_in_the_directory_are_the_priors(tmp_path):
 
     outcome = _resolve(archive, current, tmp_path / "cache")
 
-    assert (outcome.source, outcome.unavailable, outcome.notes) == ("files", None, ())
+    assert (outcome.source, outcome.unavailable, outcome.notes) == ("directory", None, ())
     assert [r.sop_instance_uid for r in outcome.reports] == [baseline.SOPInstanceUID, follow_up.SOPInstanceUID]
     assert len(outcome.reports[0].lesions) == 2
 
@@ -88,9 +88,9 @@ def test_superseded_identity_lookback_and_count_as_for_pacs(tmp_path):
 def test_a_missing_directory_makes_priors_unavailable_with_the_reason(tmp_path):
     outcome = _resolve(tmp_path / "absent", _study("FILES-D", "20240601"), tmp_path / "cache")
     assert outcome.reports == ()
-    assert outcome.output_notes == ("priors unavailable: files: prior_files_dir: no such directory",)
+    assert outcome.output_notes == ("priors unavailable: directory: prior_directory: no such directory",)
 
 
 def test_files_needs_its_directory():
-    with pytest.raises(ConfigError, match="prior_providers has files but prior_files_dir is not set"):
-        Config(prior_providers=("files",))
+    with pytest.raises(ConfigError, match="prior_providers has directory but prior_directory is not set"):
+        Config(prior_providers=("directory",))

@@ -139,7 +139,7 @@ def test_the_follow_up_is_compared_with_the_baseline_from_pacs(site, sts019, fol
     assert "STS_019" not in log and follow_up_uid not in log
 
 
-def test_with_the_files_source_over_its_own_outbox_serve_compares_without_a_pacs(tmp_path, sts019, follow_up):
+def test_with_the_directory_source_over_its_own_outbox_serve_compares_without_a_pacs(tmp_path, sts019, follow_up):
     """A single node without PACS query rights: prior_directory is serve's own outbox, where
     the baseline's SR was written."""
     ct, rtstruct, follow_up_uid = follow_up

@@ -122,6 +122,8 @@ class Config:
     # HTTP: /metrics, /healthz, /readyz
     http_host: str = "0.0.0.0"
     http_port: int = 8080
+    # serve: the HTTP port of its scorer child (/metrics, /healthz, /readyz; 0: any free port, logged)
+    scorer_metrics_port: int = 8081
     # Outputs: written to var_dir/outbox always; delivered when a destination is set
     pacs_host: str | None = None
     pacs_port: int = 104
@@ -166,7 +168,7 @@ class Config:
     def __post_init__(self) -> None:
         if not 1 <= len(self.dicom_ae_title.strip()) <= 16:
             raise ConfigError("dicom_ae_title must have 1 to 16 characters")
-        for name in ("dicom_port", "http_port", "pacs_port"):
+        for name in ("dicom_port", "http_port", "scorer_metrics_port", "pacs_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise ConfigError(f"{name} must be a TCP port (0-65535)")
         if self.dicom_max_associations < 1:

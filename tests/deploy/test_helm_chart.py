@@ -58,9 +58,10 @@ CASES: dict[str, str | dict[str, Any]] = {
 }
 # Config fields that values.schema.json deliberately keeps out of `config`: the chart sets them
 # (ports, paths, the scorer target, credentials from Secrets, ordered ROI-name rules) or they
-# stay at their defaults inside a pod (listen on all addresses).
+# stay at their defaults inside a pod (listen on all addresses; scorer_metrics_port is serve's,
+# and the chart runs the scorer as its own Deployment).
 SET_BY_CHART = {
-    "dicom_host", "dicom_port", "http_host", "http_port", "var_dir", "scorer_address",
+    "dicom_host", "dicom_port", "http_host", "http_port", "var_dir", "scorer_address", "scorer_metrics_port",
     "dicom_tls_cert_file", "dicom_tls_key_file", "dicom_tls_ca_file",
     "pacs_tls_ca_file", "pacs_tls_cert_file", "pacs_tls_key_file",
     "scorer_tls_cert_file", "scorer_tls_key_file", "scorer_tls_client_ca_file",

@@ -148,7 +148,7 @@ class Ingest:
         self.scorer = GrpcScorer(config.scorer_address, tls=self.scorer_tls,
                                  max_message_bytes=config.grpc_max_message_bytes)
         self.outbox = Outbox(
-            config.var_dir / "outbox.sqlite", configured_destinations(config),
+            config.outbox_database, configured_destinations(config),
             max_attempts=config.delivery_max_attempts, initial_backoff_s=config.delivery_initial_backoff_seconds,
         )
         self.worker = StudyWorker(config, self.index, self.scorer, self.outbox)

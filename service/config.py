@@ -324,6 +324,11 @@ class Config:
     def outbox_dir(self) -> Path:
         return self.var_dir / "outbox"
 
+    @property
+    def outbox_database(self) -> Path:
+        """The outbox's delivery rows (service.outputs.outbox)."""
+        return self.var_dir / "outbox.sqlite"
+
 
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 

@@ -95,6 +95,6 @@ def test_serve_refuses_one_port_for_both_roles(tmp_path: Path) -> None:
     env = service_env(tmp_path / "var")
     env["RCDS_SCORER_METRICS_PORT"] = env["RCDS_HTTP_PORT"]
     ended = subprocess.run(CLI + ["serve"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert ended.returncode == 2, ended.stderr
+    assert ended.returncode == 3, ended.stderr
     assert f"radiomics-cds: scorer_metrics_port: {env['RCDS_HTTP_PORT']} is also http_port" in ended.stderr
     assert "Traceback" not in ended.stderr

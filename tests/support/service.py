@@ -120,10 +120,11 @@ class RunningService:
                            destination)
 
     def status(self) -> dict[str, tuple[str, str]]:
-        """Study Instance UID -> (state, detail), from `radiomics-cds status`."""
+        """Study Instance UID -> (state, detail), from `radiomics-cds status` (its study lines,
+        before the blank line and the deliveries per destination)."""
         out = subprocess.run(CLI + ["status"], env=self.env, cwd=REPO, capture_output=True, text=True, check=True)
         rows = {}
-        for line in out.stdout.splitlines():
+        for line in out.stdout.split("\n\n")[0].splitlines():
             key, uid, state, *detail = line.split(maxsplit=3)
             rows[uid] = (state, detail[0] if detail else "")
         return rows

@@ -55,6 +55,10 @@ def _prior_providers(items: list[Any]) -> tuple[str, ...]:
     return names
 
 
+# Settings read from a file: <setting>_file -> <setting> (Config._read_secret_files).
+SECRET_FILES = {"fhir_bearer_token_file": "fhir_bearer_token", "stow_bearer_token_file": "stow_bearer_token"}
+
+
 @dataclass(frozen=True)
 class Config:
     # DICOM listener (Storage SCP)
@@ -164,8 +168,14 @@ class Config:
     patient_identifier_system: str = "urn:dicom:patient-id"
     delivery_max_attempts: int = 10
     delivery_initial_backoff_seconds: float = 5.0
+    # Credentials from files, the way container platforms hand out secrets (a Kubernetes Secret
+    # mounted as a volume, a Docker secret): read once at start, surrounding whitespace removed,
+    # into the setting without _file (SECRET_FILES); a setting and its file are not both set
+    fhir_bearer_token_file: Path | None = None
+    stow_bearer_token_file: Path | None = None
 
     def __post_init__(self) -> None:
+        self._read_secret_files()
         if not 1 <= len(self.dicom_ae_title.strip()) <= 16:
             raise ConfigError("dicom_ae_title must have 1 to 16 characters")
         for name in ("dicom_port", "http_port", "scorer_metrics_port", "pacs_port"):
@@ -207,6 +217,24 @@ class Config:
                 re.compile(pattern)
             except re.error as error:
                 raise ConfigError(f"location_name_rules: {pattern!r} is not a regular expression ({error})") from error
+
+    def _read_secret_files(self) -> None:
+        """Each set *_file of SECRET_FILES read into its setting (the dataclass is frozen: set
+        here, once, before anything reads it); ConfigError naming the setting otherwise."""
+        for file_setting, setting in SECRET_FILES.items():
+            path = getattr(self, file_setting)
+            if path is None:
+                continue
+            try:
+                secret = Path(path).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as error:
+                reason = getattr(error, "strerror", None) or error
+                raise ConfigError(f"{file_setting}: cannot read {path} ({reason})") from None
+            if not secret:
+                raise ConfigError(f"{file_setting}: {path} is empty")
+            if getattr(self, setting) not in (None, secret):  # equal: a copy (dataclasses.replace)
+                raise ConfigError(f"set {setting} or {file_setting}, not both")
+            object.__setattr__(self, setting, secret)
 
     def _check_priors(self) -> None:
         """Each configured prior provider needs its address; limits must allow at least one prior."""

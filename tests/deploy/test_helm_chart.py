@@ -35,7 +35,7 @@ import pytest
 import yaml
 
 from service.app import scoring_context
-from service.config import Config, load_config
+from service.config import SECRET_FILES, Config, load_config
 from tests.support.external import missing_dependency, require_external, require_package
 
 pytestmark = pytest.mark.external
@@ -67,13 +67,10 @@ SET_BY_CHART = {
     "scorer_tls_cert_file", "scorer_tls_key_file", "scorer_tls_client_ca_file",
     "scorer_tls", "scorer_tls_ca_file", "scorer_tls_client_cert_file", "scorer_tls_client_key_file",
     "scorer_tls_server_name",
-    "fhir_bearer_token", "fhir_smart_private_key_file",
+    "fhir_bearer_token", "fhir_bearer_token_file", "fhir_smart_private_key_file",
+    "stow_bearer_token", "stow_bearer_token_file", "stow_tls_ca_file",
     "signature_file", "extraction_settings_file", "location_name_rules",
 }
-# Settings the chart does not offer yet: STOW-RS credentials need Secret wiring like the FHIR
-# token's (a bearer token must not sit in the ConfigMap); stow_url alone works (an archive on the
-# cluster network, or one that trusts the system's CAs).
-NOT_IN_CHART_YET = {"stow_bearer_token", "stow_tls_ca_file"}
 # Placeholders standing in a values case for Secrets the site manages (existingSecret).
 EXISTING_SECRET_VALUE = "value-from-existing-secret"
 
@@ -225,6 +222,10 @@ def test_schema_refuses_wrong_values_naming_them(chart: Any, values: dict[str, A
     ({"config": {"fhir_base_url": "https://ehr.example/fhir"}, "fhir": {"smart": {"existingSecret": "k"}}},
      "config.fhir_smart_client_id"),
     ({"pacsTls": {"existingSecret": "ca"}}, "config.pacs_tls is not true"),
+    ({"stow": {"bearerToken": {"value": "t"}}}, "stow credentials are set but config.stow_url is not"),
+    ({"stow": {"tls": {"existingSecret": "ca"}}}, "stow credentials are set but config.stow_url is not"),
+    ({"config": {"stow_url": "https://archive.example/dicom-web"},
+      "stow": {"bearerToken": {"value": "t", "existingSecret": "s"}}}, "stow.bearerToken: set existingSecret or value"),
     ({"scorerTls": {"enabled": True}}, "set scorerTls.serverSecret"),
     ({"scorerTls": {"clientSecret": "rcds-ingest-client"}}, "scorerTls.enabled is not true"),
     ({"config": {"scorer_grace_seconds": 60}}, "must exceed config.scorer_grace_seconds"),
@@ -284,7 +285,7 @@ def test_schema_config_lists_exactly_the_settings_the_chart_leaves_to_the_user()
     accepted = set(schema["properties"]["config"]["properties"])
     fields = {field.name for field in dataclasses.fields(Config)}
     assert accepted <= fields, f"schema accepts settings the service does not know: {accepted - fields}"
-    assert fields - accepted == SET_BY_CHART | NOT_IN_CHART_YET
+    assert fields - accepted == SET_BY_CHART
 
 
 # --- wiring ---------------------------------------------------------------------------------
@@ -433,10 +434,24 @@ def test_smart_private_key_is_a_file_from_its_secret(rendered: dict[str, Rendere
     assert made is None or key in made["data"]
 
 
-def test_fhir_token_comes_from_the_existing_secret(rendered: dict[str, Rendered]) -> None:
-    token = _env(_container(rendered["tls-secrets-monitoring"].statefulset))["RCDS_FHIR_BEARER_TOKEN"]
-    assert token["valueFrom"]["secretKeyRef"] == {"name": "rcds-ehr-credentials", "key": "token"}
-    assert rendered["tls-secrets-monitoring"].find("Secret", f"{FULLNAME}-credentials") is None
+@pytest.mark.parametrize(("case_name", "variable", "secret", "key"), [
+    ("tls-secrets-monitoring", "RCDS_FHIR_BEARER_TOKEN_FILE", "rcds-ehr-credentials", "token"),
+    ("tls-secrets-monitoring", "RCDS_STOW_BEARER_TOKEN_FILE", "rcds-archive-credentials", "token"),
+    ("tls-secrets-monitoring", "RCDS_STOW_TLS_CA_FILE", "rcds-archive-ca", "ca.crt"),
+    ("fhir-smart", "RCDS_STOW_BEARER_TOKEN_FILE", f"{FULLNAME}-credentials", "stow-bearer-token"),
+])
+def test_tokens_and_the_archive_ca_are_files_from_their_secrets(rendered: dict[str, Rendered], case_name: str,
+                                                                variable: str, secret: str, key: str) -> None:
+    """Mounted files, never environment values: a Secret's value in a variable is visible to
+    anything that can read the pod's environment (and checkov's CKV_K8S_35)."""
+    case = rendered[case_name]
+    path = _env(_container(case.statefulset))[variable]["value"]
+    _, volume = _mount_of(case.statefulset, path)
+    assert volume["secret"]["secretName"] == secret and volume["secret"]["defaultMode"] == 0o440
+    assert volume["secret"]["items"] == [{"key": key, "path": PurePosixPath(path).name}]
+    made = case.find("Secret", secret)
+    assert (made is None) == (case_name == "tls-secrets-monitoring") and (made is None or key in made["data"])
+    assert not [item for item in _container(case.statefulset)["env"] if "valueFrom" in item]
 
 
 # --- the service's own settings -------------------------------------------------------------
@@ -466,12 +481,31 @@ def _write_config_volume(case: Rendered, workload: dict[str, Any], etc_dir: Path
         (etc_dir / item["path"]).write_text(data[item["key"]].replace("/etc/radiomics-cds/", f"{etc_dir}/"))
 
 
+def _write_secret_files(case: Rendered, workload: dict[str, Any], environ: dict[str, str], etc_dir: Path) -> None:
+    """The credential files the service reads at start (*_file settings), as mounted from their
+    Secret (the chart-made one's value, or a placeholder for the site's), written under etc_dir
+    with the variables pointing there."""
+    for file_setting in SECRET_FILES:
+        variable = f"RCDS_{file_setting.upper()}"
+        if variable not in environ:
+            continue
+        _, volume = _mount_of(workload, environ[variable])
+        made = case.find("Secret", volume["secret"]["secretName"])
+        (item,) = volume["secret"]["items"]
+        path = etc_dir / "secrets" / file_setting
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(base64.b64decode(made["data"][item["key"]]).decode() if made else EXISTING_SECRET_VALUE)
+        environ[variable] = str(path)
+
+
 def _load(case: Rendered, workload: dict[str, Any], etc_dir: Path) -> Config:
     """The settings the service would run with in this workload's container."""
     etc_dir = etc_dir / case.case / workload["kind"]
     etc_dir.mkdir(parents=True)
     _write_config_volume(case, workload, etc_dir)
-    return load_config(environ=_container_environ(case, _container(workload), etc_dir))
+    environ = _container_environ(case, _container(workload), etc_dir)
+    _write_secret_files(case, workload, environ, etc_dir)
+    return load_config(environ=environ)
 
 
 def test_both_roles_load_their_settings_with_the_service(case: Rendered, tmp_path: Path) -> None:
@@ -487,12 +521,13 @@ def test_settings_reach_the_service_as_written(rendered: dict[str, Rendered], tm
     tls = _load(rendered["tls-secrets-monitoring"], rendered["tls-secrets-monitoring"].statefulset, tmp_path)
     assert tls.dicom_allowed_calling_aes == ("ORTHANC", "NO")  # not False: YAML 1.1 reads a bare NO so
     assert (tls.pacs_host, tls.pacs_port, tls.pacs_tls) == ("pacs.imaging.example", 2762, True)
-    assert tls.dicom_tls and tls.fhir_bearer_token == EXISTING_SECRET_VALUE
+    assert tls.dicom_tls and tls.fhir_bearer_token == tls.stow_bearer_token == EXISTING_SECRET_VALUE
+    assert tls.stow_tls_ca_file == Path("/var/run/secrets/radiomics-cds/stow-ca/ca.crt")
     smart = _load(rendered["fhir-smart"], rendered["fhir-smart"].statefulset, tmp_path)
     assert [rule[0] for rule in smart.location_rules.name_rules] == ["node|ln_", "liver|hep", "lung|pulm", ".*"]  # in order
     assert smart.fhir_smart_private_key_file == Path("/var/run/secrets/radiomics-cds/fhir-smart/smart-private-key.pem")
     assert (smart.fhir_smart_client_id, smart.quiet_seconds, smart.feature_panel) == ("radiomics-cds", 45.0, "full")
-    assert smart.fhir_bearer_token is None
+    assert smart.fhir_bearer_token is None and smart.stow_bearer_token == "ci-placeholder-stow-token"
     smart_scorer = _load(rendered["fhir-smart"], rendered["fhir-smart"].deployment, tmp_path)
     assert not smart.scorer_tls and smart_scorer.scorer_tls_cert_file is None  # plaintext gRPC by default
     assert (tls.scorer_tls, tls.scorer_tls_server_name, tls.scorer_tls_client_cert_file) == (True, "scorer.rcds.internal", None)
@@ -526,7 +561,7 @@ def test_every_rcds_variable_names_a_setting(case: Rendered) -> None:
 def test_no_secret_value_reaches_the_config_map_or_a_plain_variable(chart: Any, rendered: dict[str, Rendered]) -> None:
     token_case = _render(chart, _allowing({"config": {"fhir_base_url": "https://ehr.example/fhir"},
                                            "fhir": {"bearerToken": {"value": "ci-placeholder-bearer-token"}}}))
-    assert "RCDS_FHIR_BEARER_TOKEN" in _env(_container(token_case.statefulset))
+    assert "RCDS_FHIR_BEARER_TOKEN_FILE" in _env(_container(token_case.statefulset))
     cases = [*rendered.values(), token_case]
     secrets = [(case, base64.b64decode(value).decode()) for case in cases
                for secret in case.all("Secret") for value in secret["data"].values()]
@@ -675,12 +710,12 @@ def _checkov() -> str:
 
 
 # The only skips: an image pinned by tag but not by digest (CKV_K8S_43, and CKV_K8S_15 for
-# IfNotPresent), and the FHIR bearer token in an environment variable (CKV_K8S_35), which is
-# the only way the service takes it. The hardened case has none.
+# IfNotPresent). Credentials are mounted files, never variables (no CKV_K8S_35). The hardened
+# case has none.
 EXPECTED_SKIPS = {
     "default": {("StatefulSet", "CKV_K8S_43"), ("StatefulSet", "CKV_K8S_15"),
                 ("Deployment", "CKV_K8S_43"), ("Deployment", "CKV_K8S_15")},
-    "tls-secrets-monitoring": {("StatefulSet", "CKV_K8S_43"), ("StatefulSet", "CKV_K8S_15"), ("StatefulSet", "CKV_K8S_35"),
+    "tls-secrets-monitoring": {("StatefulSet", "CKV_K8S_43"), ("StatefulSet", "CKV_K8S_15"),
                                ("Deployment", "CKV_K8S_43"), ("Deployment", "CKV_K8S_15")},
     "fhir-smart": {("StatefulSet", "CKV_K8S_43"), ("StatefulSet", "CKV_K8S_15"),
                    ("Deployment", "CKV_K8S_43"), ("Deployment", "CKV_K8S_15")},

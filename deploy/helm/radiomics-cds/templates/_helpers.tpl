@@ -96,13 +96,24 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if or .Values.fhir.smart.existingSecret .Values.fhir.smart.privateKey }}true{{ end }}
 {{- end }}
 
+{{- define "rcds.stowToken" -}}
+{{- if or .Values.stow.bearerToken.existingSecret .Values.stow.bearerToken.value }}true{{ end }}
+{{- end }}
+
+{{- define "rcds.stowTokenSecret" -}}
+{{- default (include "rcds.credentialsSecret" .) .Values.stow.bearerToken.existingSecret }}
+{{- end }}
+
 {{- define "rcds.makeCredentialsSecret" -}}
-{{- if or .Values.fhir.bearerToken.value .Values.fhir.smart.privateKey }}true{{ end }}
+{{- if or .Values.fhir.bearerToken.value .Values.fhir.smart.privateKey .Values.stow.bearerToken.value }}true{{ end }}
 {{- end }}
 
 {{/* Where secrets are mounted; the RCDS_*_FILE variables point inside. */}}
 {{- define "rcds.dicomTlsDir" -}}/var/run/secrets/radiomics-cds/dicom-tls{{- end }}
 {{- define "rcds.smartDir" -}}/var/run/secrets/radiomics-cds/fhir-smart{{- end }}
+{{- define "rcds.fhirTokenDir" -}}/var/run/secrets/radiomics-cds/fhir-token{{- end }}
+{{- define "rcds.stowTokenDir" -}}/var/run/secrets/radiomics-cds/stow-token{{- end }}
+{{- define "rcds.stowCaDir" -}}/var/run/secrets/radiomics-cds/stow-ca{{- end }}
 {{- define "rcds.pacsTlsDir" -}}/var/run/secrets/radiomics-cds/pacs-tls{{- end }}
 {{- /* Scorer pod: its certificate and key, the CA of client certificates. Ingest pod: the CA
      that issued the scorer's certificate, its own client certificate and key. */}}

@@ -55,6 +55,7 @@ CASES: dict[str, str | dict[str, Any]] = {
     "tls-secrets-monitoring": "tls-secrets-monitoring-values.yaml",
     "fhir-smart": "fhir-smart-values.yaml",
     "hardened": "hardened-values.yaml",
+    "extensions": "extensions-values.yaml",
 }
 # Config fields that values.schema.json deliberately keeps out of `config`: the chart sets them
 # (ports, paths, the scorer target, credentials from Secrets, ordered ROI-name rules) or they
@@ -203,6 +204,11 @@ def test_lint_finds_no_warning_or_error(case: Rendered, kube_version: str) -> No
     ({"podSecurityContext": {"runAsUser": 0}}, "/podSecurityContext/runAsUser"),
     ({"image": {"digest": "latest"}}, "/image/digest"),
     ({"networkPolicy": {"dicomFromCidrs": ["10.0.0.1"]}}, "/networkPolicy/dicomFromCidrs/0"),
+    ({"ingest": {"podLabels": {"app.kubernetes.io/component": "x"}}},
+     "invalid propertyName .app.kubernetes.io/component."),  # a selector label
+    ({"scorer": {"extraEnv": [{"value": "no name"}]}}, "/scorer/extraEnv/0"),
+    ({"ingest": {"extraVolumeMounts": [{"name": "v"}]}}, "/ingest/extraVolumeMounts/0"),
+    ({"image": {"registry": "https://registry.example"}}, "/image/registry"),
 ])
 def test_schema_refuses_wrong_values_naming_them(chart: Any, values: dict[str, Any], named: str) -> None:
     helm = _helm()
@@ -644,6 +650,29 @@ def test_scorer_autoscaling_and_disruption_budgets(rendered: dict[str, Rendered]
             assert budget["spec"]["maxUnavailable"] == 1
 
 
+def test_extension_points_reach_the_pods(rendered: dict[str, Rendered], tmp_path: Path) -> None:
+    case = rendered["extensions"]
+    values = _values("extensions")
+    for workload in case.workloads():
+        assert _container(workload)["image"].startswith("registry.example:5000/imaging/radiomics-cds:")
+        labels = _pod_labels(workload)
+        assert labels["team"] == "imaging" and _matches(workload["spec"]["selector"]["matchLabels"], labels)
+    ingest, scorer = case.statefulset["spec"]["template"]["spec"], case.deployment["spec"]["template"]["spec"]
+    assert ingest["priorityClassName"] == "clinical-high" and scorer["priorityClassName"] == "clinical-standard"
+    assert ingest["topologySpreadConstraints"] == values["ingest"]["topologySpreadConstraints"]
+    assert "topologySpreadConstraints" not in scorer
+    assert _env(_container(case.statefulset))["HTTPS_PROXY"] == {"name": "HTTPS_PROXY", "value": "http://proxy.example:3128"}
+    _, volume = _mount_of(case.statefulset, "/etc/site-ca/ca-bundle.pem")
+    assert volume == {"name": "site-ca", "configMap": {"name": "site-ca-bundle"}}
+    # extra RCDS_* variables are settings the service reads
+    assert _load(case, case.statefulset, tmp_path).log_format == "json"
+    assert _load(case, case.deployment, tmp_path).log_level == "WARNING"
+    default = rendered["default"]
+    for workload in default.workloads():
+        assert _container(workload)["image"].startswith("radiomics-cds:")
+        assert "priorityClassName" not in workload["spec"]["template"]["spec"]
+
+
 # --- validators -----------------------------------------------------------------------------
 
 def test_service_monitor_scrapes_both_roles(rendered: dict[str, Rendered]) -> None:
@@ -720,6 +749,8 @@ EXPECTED_SKIPS = {
     "fhir-smart": {("StatefulSet", "CKV_K8S_43"), ("StatefulSet", "CKV_K8S_15"),
                    ("Deployment", "CKV_K8S_43"), ("Deployment", "CKV_K8S_15")},
     "hardened": set(),
+    "extensions": {("StatefulSet", "CKV_K8S_43"), ("StatefulSet", "CKV_K8S_15"),
+                   ("Deployment", "CKV_K8S_43"), ("Deployment", "CKV_K8S_15")},
 }
 
 

@@ -173,6 +173,9 @@ class Config:
     # into the setting without _file (SECRET_FILES); a setting and its file are not both set
     fhir_bearer_token_file: Path | None = None
     stow_bearer_token_file: Path | None = None
+    # The EHR's TLS: its certificate (FHIR server, SMART token endpoint) verified against this CA
+    # bundle (PEM) instead of the system's CAs
+    fhir_tls_ca_file: Path | None = None
 
     def __post_init__(self) -> None:
         self._read_secret_files()
@@ -268,6 +271,8 @@ class Config:
             raise ConfigError("set fhir_bearer_token or SMART backend services (fhir_smart_*), not both")
         if (smart or self.fhir_bearer_token) and not self.fhir_base_url:
             raise ConfigError("FHIR credentials are set but fhir_base_url is not: set the EHR's FHIR base URL")
+        if self.fhir_tls_ca_file is not None and not self.fhir_base_url:
+            raise ConfigError("fhir_tls_ca_file set but fhir_base_url is not: set the EHR's FHIR base URL")
 
     def _check_tls(self) -> None:
         """Which TLS settings go together; the files themselves are loaded at start (service.tls)."""

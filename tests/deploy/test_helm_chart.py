@@ -69,7 +69,7 @@ SET_BY_CHART = {
     "scorer_tls", "scorer_tls_ca_file", "scorer_tls_client_cert_file", "scorer_tls_client_key_file",
     "scorer_tls_server_name",
     "fhir_bearer_token", "fhir_bearer_token_file", "fhir_smart_private_key_file",
-    "stow_bearer_token", "stow_bearer_token_file", "stow_tls_ca_file",
+    "stow_bearer_token", "stow_bearer_token_file", "stow_tls_ca_file", "fhir_tls_ca_file",
     "signature_file", "extraction_settings_file", "location_name_rules",
 }
 # Placeholders standing in a values case for Secrets the site manages (existingSecret).
@@ -228,6 +228,7 @@ def test_schema_refuses_wrong_values_naming_them(chart: Any, values: dict[str, A
     ({"config": {"fhir_base_url": "https://ehr.example/fhir"}, "fhir": {"smart": {"existingSecret": "k"}}},
      "config.fhir_smart_client_id"),
     ({"pacsTls": {"existingSecret": "ca"}}, "config.pacs_tls is not true"),
+    ({"fhir": {"tls": {"existingSecret": "ca"}}}, "fhir.tls.existingSecret is set but config.fhir_base_url is not"),
     ({"stow": {"bearerToken": {"value": "t"}}}, "stow credentials are set but config.stow_url is not"),
     ({"stow": {"tls": {"existingSecret": "ca"}}}, "stow credentials are set but config.stow_url is not"),
     ({"config": {"stow_url": "https://archive.example/dicom-web"},
@@ -444,6 +445,7 @@ def test_smart_private_key_is_a_file_from_its_secret(rendered: dict[str, Rendere
     ("tls-secrets-monitoring", "RCDS_FHIR_BEARER_TOKEN_FILE", "rcds-ehr-credentials", "token"),
     ("tls-secrets-monitoring", "RCDS_STOW_BEARER_TOKEN_FILE", "rcds-archive-credentials", "token"),
     ("tls-secrets-monitoring", "RCDS_STOW_TLS_CA_FILE", "rcds-archive-ca", "ca.crt"),
+    ("tls-secrets-monitoring", "RCDS_FHIR_TLS_CA_FILE", "rcds-ehr-ca", "ca.crt"),
     ("fhir-smart", "RCDS_STOW_BEARER_TOKEN_FILE", f"{FULLNAME}-credentials", "stow-bearer-token"),
 ])
 def test_tokens_and_the_archive_ca_are_files_from_their_secrets(rendered: dict[str, Rendered], case_name: str,
@@ -529,6 +531,7 @@ def test_settings_reach_the_service_as_written(rendered: dict[str, Rendered], tm
     assert (tls.pacs_host, tls.pacs_port, tls.pacs_tls) == ("pacs.imaging.example", 2762, True)
     assert tls.dicom_tls and tls.fhir_bearer_token == tls.stow_bearer_token == EXISTING_SECRET_VALUE
     assert tls.stow_tls_ca_file == Path("/var/run/secrets/radiomics-cds/stow-ca/ca.crt")
+    assert tls.fhir_tls_ca_file == Path("/var/run/secrets/radiomics-cds/fhir-ca/ca.crt")
     smart = _load(rendered["fhir-smart"], rendered["fhir-smart"].statefulset, tmp_path)
     assert [rule[0] for rule in smart.location_rules.name_rules] == ["node|ln_", "liver|hep", "lung|pulm", ".*"]  # in order
     assert smart.fhir_smart_private_key_file == Path("/var/run/secrets/radiomics-cds/fhir-smart/smart-private-key.pem")
@@ -628,6 +631,9 @@ def test_network_policies_admit_only_the_configured_peers(rendered: dict[str, Re
     assert _peers(dicom_rule) == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
     pacs_rule = next(rule for rule in tls["egress"] if rule["ports"] == [{"port": 2762, "protocol": "TCP"}])
     assert _peers(pacs_rule) == [{"ipBlock": {"cidr": "10.20.5.10/32"}}]
+    stow_rule = next(rule for rule in tls["egress"] if rule["ports"] == [{"port": 443, "protocol": "TCP"},
+                                                                          {"port": 8443, "protocol": "TCP"}])
+    assert _peers(stow_rule) == [{"ipBlock": {"cidr": "10.20.6.0/24"}}]
     hardened = rendered["hardened"].get("NetworkPolicy", f"{FULLNAME}-ingest")["spec"]
     (only_rule,) = hardened["ingress"]  # DICOM from the PACS namespace, no scraping
     assert only_rule["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == ["pacs"]

@@ -139,6 +139,7 @@ affinity:
 {{- define "rcds.dicomTlsDir" -}}/var/run/secrets/radiomics-cds/dicom-tls{{- end }}
 {{- define "rcds.smartDir" -}}/var/run/secrets/radiomics-cds/fhir-smart{{- end }}
 {{- define "rcds.fhirTokenDir" -}}/var/run/secrets/radiomics-cds/fhir-token{{- end }}
+{{- define "rcds.fhirCaDir" -}}/var/run/secrets/radiomics-cds/fhir-ca{{- end }}
 {{- define "rcds.stowTokenDir" -}}/var/run/secrets/radiomics-cds/stow-token{{- end }}
 {{- define "rcds.stowCaDir" -}}/var/run/secrets/radiomics-cds/stow-ca{{- end }}
 {{- define "rcds.pacsTlsDir" -}}/var/run/secrets/radiomics-cds/pacs-tls{{- end }}

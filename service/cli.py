@@ -339,7 +339,8 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--tls-key-file", type=Path, help="our PEM private key, unencrypted (with --tls-cert-file)")
     send.set_defaults(handler=_cmd_send, check=_check_send_tls)
 
-    status = with_config(commands.add_parser("status", help="list studies and their state"))
+    status = with_config(commands.add_parser(
+        "status", help="list studies, their state and their deliveries per destination"))
     status.set_defaults(handler=_cmd_status)
 
     show = commands.add_parser("show", help="print the lesion table of one of our SRs, and its change table "

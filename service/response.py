@@ -28,6 +28,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from service.config import Config
 from service.comparison import PatternFlag, ResponseAssessment, SeriesPoint
 from service.longitudinal.identity import CarriedIdentity
 from service.longitudinal.irecist import IRecistCategory, IRecistResult, IRecistState, run, step
@@ -51,6 +52,11 @@ class ResponseInputs:
     treatment_start: datetime.date | None = None
     baseline_study_uid: str | None = None
     irradiated_lesions: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> ResponseInputs:
+        return cls(None if config.treatment_start is None else datetime.date.fromisoformat(config.treatment_start),
+                   config.baseline_study_uid, config.irradiated_lesions or None)
 
     def key(self) -> list[str]:
         """What the SR's UID key adds when an anchor is set: another anchor, another report."""

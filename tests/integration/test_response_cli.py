@@ -22,6 +22,7 @@ import pydicom
 import pytest
 
 from tests.support.external import require_tool
+from tests.support.fhir_validation import assert_valid_fhir
 from tests.support.follow_up_study import longest_chord_mm, pixel_diagonal_mm, write_follow_up
 
 REPO = Path(__file__).resolve().parents[2]
@@ -165,3 +166,43 @@ def test_the_follow_up_srs_pass_dciodvfy(series):
         (sr,) = (root / name).glob("*.dcm")
         result = subprocess.run([require_tool("dciodvfy"), str(sr)], capture_output=True, text=True)
         assert [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")] == [], name
+
+
+def _bundle(directory: Path) -> dict:
+    (path,) = directory.glob("*.fhir.json")
+    return json.loads(path.read_text())
+
+
+def _observations(bundle: dict) -> dict[str, dict]:
+    return {e["resource"]["code"]["coding"][0]["code"]: e["resource"] for e in bundle["entry"]
+            if e["resource"]["resourceType"] == "Observation"}
+
+
+def test_fhir_response_observations_link_to_the_previous_bundle(series):
+    root, _, _ = series
+    week_6, week_11 = _observations(_bundle(root / "week-6")), _observations(_bundle(root / "week-11"))
+    recist, irecist, kinetics = week_11["RECIST11TPR"], week_11["IRECISTTPR"], week_11["TGKIN"]
+    assert recist["method"]["coding"][0]["code"] == "126081"
+    assert recist["valueCodeableConcept"]["coding"][0]["code"] == "OVPD"
+    assert irecist["valueCodeableConcept"]["coding"][0]["code"] == "ICPD"
+    assert week_6["IRECISTTPR"]["valueCodeableConcept"]["coding"][0]["code"] == "IUPD"
+    # derivedFrom the previous study's Observations, by the identifiers read from its own Bundle
+    for code, resource in (("RECIST11TPR", recist), ("IRECISTTPR", irecist)):
+        assert {"type": "Observation", "identifier": week_6[code]["identifier"][0]} in resource["derivedFrom"]
+    # hasMember: the lesion change; iRECIST has the RECIST Observation
+    full_urls = {e["resource"]["code"]["coding"][0]["code"]: e["fullUrl"] for e in _bundle(root / "week-11")["entry"]
+                 if e["resource"]["resourceType"] == "Observation"}
+    assert [m["reference"] for m in recist["hasMember"]] == [full_urls["LESCHG"]]
+    assert [m["reference"] for m in irecist["hasMember"]] == [full_urls["RECIST11TPR"]]
+    components = {c["code"]["coding"][0]["code"] for c in kinetics["component"]}
+    assert {"TGRREF", "TGREXP", "TGRDELTA", "TGRRATIO", "TGKREF", "TGKEXP", "TGKRATIO", "HPDCHAMP"} <= components
+    assert all("requires radiologist confirmation" in " ".join(n["text"] for n in o["note"])
+               for o in (recist, irecist, kinetics))
+    everything = json.dumps(_bundle(root / "week-11"))
+    assert "97509-4" not in everything  # never mCODE CancerDiseaseStatus
+
+
+@pytest.mark.external
+def test_the_follow_up_bundles_pass_the_fhir_validator(series):
+    root, _, _ = series
+    assert_valid_fhir(*(root / "week-6").glob("*.fhir.json"), *(root / "week-11").glob("*.fhir.json"))

@@ -39,6 +39,7 @@ TimePoint = Callable[[], hd.sr.TimePointContext]
 """A fresh TID 1502 context of this study (a content item has one parent)."""
 
 _CONTAINS = hd.sr.RelationshipTypeValues.CONTAINS
+_MEASUREMENT_METHOD = Code("370129005", "SCT", "Measurement Method")
 
 
 def response_groups(response: ResponseAssessment, measurements: Measurements,
@@ -75,6 +76,9 @@ def _recist_group(response: ResponseAssessment, measurements: Measurements,
         measurements=measurements([(name, m.value, unit) for name, m, unit in values if m.value is not None]),
         qualitative_evaluations=evaluations,
     )
+    for item in group[0].ContentSequence:  # TID 1501 row 5 is HAS CONCEPT MOD; highdicom 0.28 writes CONTAINS
+        if item.ConceptNameCodeSequence[0].CodeValue == _MEASUREMENT_METHOD.value:
+            item.RelationshipType = hd.sr.RelationshipTypeValues.HAS_CONCEPT_MOD.value
     items: list[hd.sr.ContentItem] = [_text(codes.NON_TARGET_PROXY, NON_TARGET_PROXY_TEXT)]
     if response.iupd_date is not None:
         items.append(hd.sr.DateContentItem(name=codes.IUPD_DATE, value=response.iupd_date.replace("-", ""),

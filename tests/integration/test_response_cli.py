@@ -21,7 +21,7 @@ import highdicom as hd
 import pydicom
 import pytest
 
-from tests.support.external import require_tool
+from tests.support.external import missing_dependency, require_tool
 from tests.support.fhir_validation import assert_valid_fhir
 from tests.support.follow_up_study import longest_chord_mm, pixel_diagonal_mm, write_follow_up
 
@@ -157,6 +157,26 @@ def test_kinetics_by_ferte_formula_and_flags_not_computable_without_pre_baseline
     # the default definitions (followup.md 9.10) all need the pre-baseline scan
     assert texts["HPDCHAMP"] == texts["HPDSAADA"] == texts["HPDFERRARA"] == texts["HPDKAS"] == [
         "not computable: no pre-baseline scan"]
+
+
+PIXELMED_JAR = Path("/usr/share/java/pixelmed.jar")
+
+
+@pytest.mark.external
+def test_pixelmed_finds_no_error_in_the_response_groups(series):
+    """PixelMed's TID 1500 rules over the follow-up SR (tests/integration/test_sr_pixelmed.py
+    explains the warnings allowed there; here only errors are checked)."""
+    java = require_tool("java")
+    if not PIXELMED_JAR.exists():
+        missing_dependency("PixelMed is not installed (Debian: libpixelmed-java)")
+    root, _, _ = series
+    (sr,) = (root / "week-11").glob("*.dcm")
+    limits = ["-Djdk.xml.xpathExprOpLimit=0", "-Djdk.xml.xpathTotalOpLimit=0", "-Djdk.xml.xpathExprGrpLimit=0"]
+    run = subprocess.run([java, *limits, "-cp", str(PIXELMED_JAR), "com.pixelmed.validate.DicomSRValidator", str(sr)],
+                         capture_output=True, text=True, timeout=300)
+    output = (run.stdout + run.stderr).splitlines()
+    assert "Root Template Validation Complete" in output
+    assert [line for line in output if line.startswith("Error")] == []
 
 
 @pytest.mark.external

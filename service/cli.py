@@ -34,6 +34,7 @@ from service.outputs.pacs import dicom_files, send_files
 from service.imaging.selection import read_study_headers
 from service.imaging.volume import read_ct_directory
 from service.pipeline import PriorLookup, run_study
+from service.response import ResponseInputs
 from service.prior_frames import PriorCtSource
 from service.priors.cache import PriorCache
 from service.priors.files import FilesProvider
@@ -83,7 +84,8 @@ def _print_result(result: StudyResult, sr_path: Path, bundle_path: Path) -> None
 
 def _cmd_score(args: argparse.Namespace) -> int:
     """The service's pipeline, offline: the study's files, scored by the scoring core in this process."""
-    config = _config(args)
+    config = _config(args, **{name: value for name in ("treatment_start", "baseline_study_uid", "irradiated_lesions")
+                               if (value := getattr(args, name)) is not None})
     scorer = InProcessScorer(scoring_context(config), volume_filter_ml=config.volume_filter_ml,
                              max_message_bytes=config.grpc_max_message_bytes)
     written = run_study(read_study_headers(args.ct, args.rtstruct or args.seg), scorer, args.out,
@@ -91,7 +93,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
                         parallel=config.scorer_workers, lesion_roi_types=frozenset(config.lesion_roi_types),
                         max_lesions=config.max_lesions_per_study, limits=config.instance_limits,
                         priors=_file_priors(args.prior, config) if args.prior else None,
-                        prior_ct=_directory_prior_ct(args.prior_ct))
+                        prior_ct=_directory_prior_ct(args.prior_ct),
+                        response_inputs=ResponseInputs.from_config(config))
     _print_result(written.result, written.sr_path, written.bundle_path)
     return 0
 
@@ -310,6 +313,14 @@ def _parser() -> argparse.ArgumentParser:
                             "Frame of Reference and no Spatial Registration object in the --ct directory relates "
                             "the two, the prior CT is registered rigidly to the current one so that lesions can be "
                             "matched by position")
+    score.add_argument("--treatment-start", metavar="YYYY-MM-DD",
+                       help="start of treatment (setting treatment_start): the baseline is the last study on or "
+                            "before it, the one before that a pre-baseline scan for growth kinetics")
+    score.add_argument("--baseline-study-uid", metavar="UID",
+                       help="the baseline study of the response assessment (setting baseline_study_uid)")
+    score.add_argument("--irradiated-lesion", dest="irradiated_lesions", action="append", metavar="TRACKING_UID",
+                       help="tracking UID of an irradiated lesion (repeatable; setting irradiated_lesions): never "
+                            "an automatic target; out-of-field response is assessed on the others")
     score.set_defaults(handler=_cmd_score)
 
     features = commands.add_parser("features", help="features per ROI and region under explicit settings")

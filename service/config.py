@@ -8,6 +8,7 @@ start, so a typo stops the service with a message instead of surfacing at the fi
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -157,6 +158,12 @@ class Config:
     prior_dimse_port: int | None = None
     prior_dimse_ae_title: str | None = None
     prior_directory: Path | None = None
+    # Response assessment (RECIST 1.1, iRECIST, kinetics) time anchors: the treatment start
+    # (YYYY-MM-DD), the baseline study, the tracking UIDs of irradiated lesions; unset: the
+    # earliest study is the baseline ("baseline inferred") and kinetics are not computable
+    treatment_start: str | None = None
+    baseline_study_uid: str | None = None
+    irradiated_lesions: tuple[str, ...] = ()
     fhir_base_url: str | None = None
     # EHR authorisation: a static bearer token, or SMART backend services (client id + private key;
     # the token endpoint from .well-known/smart-configuration unless set)
@@ -196,6 +203,11 @@ class Config:
         self._check_fhir_auth()
         self._check_stow()
         self._check_priors()
+        if self.treatment_start is not None:
+            try:
+                datetime.date.fromisoformat(self.treatment_start)
+            except ValueError:
+                raise ConfigError(f"treatment_start must be a date (YYYY-MM-DD), not {self.treatment_start!r}") from None
         for name in (f.name for f in dataclasses.fields(InstanceLimits)):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")

@@ -41,10 +41,11 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # m
 from pynetdicom.transport import ThreadedAssociationServer
 
 from service.dicom_limits import InstanceLimits, check_instance, read_header
-from service.errors import InstanceBudgetError, UnusableInstance
+from service.errors import InputError, InstanceBudgetError, UnusableInstance
 from service.ingest.index import InstanceRecord, StudyIndex
+from service.registration_object import registered_frames
 from service.sop_classes import (CT_SOP_CLASSES, IMAGE_SOP_CLASSES, RT_STRUCTURE_SET, SEGMENTATION,
-                                 STORAGE_SOP_CLASSES)
+                                 SPATIAL_REGISTRATION, STORAGE_SOP_CLASSES)
 from service.ingest.receive import ReceiveDirectory
 from service.ingest.spool import Spool
 from service.dicom import frame_of_reference
@@ -68,10 +69,11 @@ _REJECTION_REASONS: dict[tuple[int, int | None, int | None], str] = {
 }
 
 
+_KINDS = {RT_STRUCTURE_SET: "rtstruct", SEGMENTATION: "seg", SPATIAL_REGISTRATION: "reg"}
+
+
 def _kind(sop_class_uid: str) -> str:
-    if sop_class_uid in CT_SOP_CLASSES:
-        return "ct"
-    return "rtstruct" if sop_class_uid == RT_STRUCTURE_SET else "seg"
+    return "ct" if sop_class_uid in CT_SOP_CLASSES else _KINDS[UID(sop_class_uid)]
 
 
 def _frame_positions_z(header: Dataset) -> list[float]:
@@ -107,6 +109,17 @@ def _check_transfer_syntax(header: Dataset) -> None:
         raise UnusableInstance(f"image transfer syntax not accepted: {syntax}", reason="transfer_syntax")
 
 
+def _check_registration(header: Dataset) -> None:
+    """A Spatial Registration must read as the follow-up will read it, else it would be
+    acknowledged and then silently unable to map its study's priors."""
+    if str(header.SOPClassUID) != SPATIAL_REGISTRATION:
+        return
+    try:
+        registered_frames(header)
+    except InputError as error:
+        raise UnusableInstance(str(error), reason="registration") from error
+
+
 def describe_instance(header: Dataset, path: Path, received_at: float) -> InstanceRecord:
     """The index record of a received instance; UnusableInstance says what is wrong."""
     missing = [keyword for keyword in _REQUIRED if not header.get(keyword)]
@@ -117,6 +130,7 @@ def describe_instance(header: Dataset, path: Path, received_at: float) -> Instan
     if invalid:
         raise UnusableInstance(f"invalid UIDs: {', '.join(invalid)}")
     _check_transfer_syntax(header)
+    _check_registration(header)
     sop_class = str(header.SOPClassUID)
     if sop_class == RT_STRUCTURE_SET:
         positions = _contour_positions_z(header)
@@ -256,8 +270,8 @@ def build_ae(ae_title: str, max_associations: int, allowed_calling_aes: Sequence
     """An AE accepting our storage SOP classes from the allowed calling AE titles (empty: any),
     up to `max_associations` at a time. Images only in the lossless syntaxes we can decode
     (service.transfer_syntaxes): a sender of anything else gets no accepted context, so it
-    converts or reports, rather than getting Success for a study that then fails. RTSTRUCT in
-    every syntax pynetdicom knows."""
+    converts or reports, rather than getting Success for a study that then fails. RTSTRUCT and
+    Spatial Registration in every syntax pynetdicom knows."""
     ae = AE(ae_title=ae_title)
     ae.require_called_aet = True  # a request for another AE title was meant for another system
     ae.maximum_associations = max_associations

@@ -22,6 +22,7 @@ modality retrying could lock out the others.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import socket
 import socketserver
@@ -42,7 +43,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from service.dicom_limits import InstanceLimits, check_instance, read_header
 from service.errors import InputError, InstanceBudgetError, UnusableInstance
-from service.ingest.index import InstanceRecord, StudyIndex
+from service.ingest.index import InstanceRecord, StudyIndex, StudyOrder
 from service.registration_object import registered_frames
 from service.sop_classes import (CT_SOP_CLASSES, IMAGE_SOP_CLASSES, RT_STRUCTURE_SET, SEGMENTATION,
                                  SPATIAL_REGISTRATION, STORAGE_SOP_CLASSES)
@@ -147,6 +148,19 @@ def describe_instance(header: Dataset, path: Path, received_at: float) -> Instan
     )
 
 
+def study_order(header: Dataset) -> StudyOrder:
+    """Whose study this is and when, for the worker to find a patient's earlier studies. The
+    patient is the identifier with its issuer, kept as a hash: the index holds no identifiers.
+    Unknown (empty) without a PatientID or a StudyDate: such a study is never ordered."""
+    patient_id, issuer, date, time_of_day = (str(header.get(keyword) or "").strip() for keyword in
+                                             ("PatientID", "IssuerOfPatientID", "StudyDate", "StudyTime"))
+    if not patient_id or not date:
+        return StudyOrder("", "")
+    whole, _, fraction = time_of_day.replace(":", "").partition(".")  # HHMMSS.FFFFFF, or shorter
+    key = hashlib.sha256(f"{issuer}\0{patient_id}".encode()).hexdigest()
+    return StudyOrder(key, date + whole.ljust(6, "0") + (f".{fraction}" if fraction else ""))
+
+
 def _failure(status: int, comment: str) -> Dataset:
     response = Dataset()
     response.Status = status
@@ -192,7 +206,7 @@ class StorageHandlers:
         try:
             with received_path.open("rb") as source:
                 stored = self.spool.store(record.study_instance_uid, record.sop_instance_uid, source)
-            is_new = self.index.add_instance(dataclasses.replace(record, path=stored))
+            is_new = self.index.add_instance(dataclasses.replace(record, path=stored), study_order(header))
         except (OSError, sqlite3.Error) as error:  # disk full, permissions, index locked or full
             INSTANCES_REJECTED.labels("storage_error").inc()
             STORAGE_ERRORS.log("cannot store an instance (%s): %s", type(error).__name__, error)

@@ -247,3 +247,21 @@ def test_a_follow_up_in_a_new_frame_sent_with_its_registration_is_matched_throug
     assert _texts(pydicom.dcmread(follow_up_sr), "MATCHMETH") == ["geometry"]
     notes = read_prior_report(pydicom.dcmread(follow_up_sr)).notes
     assert "prior frame of reference mapped by a Spatial Registration object" in notes, notes
+
+
+def test_a_follow_up_sent_with_its_baseline_compares_with_it_in_its_first_report(tmp_path, sts019, follow_up):
+    """One association: the baseline's CT, the whole follow-up, then the baseline's contours. The
+    follow-up is complete first, while its baseline is still arriving: it waits for the baseline
+    to be scored and its SR to reach PACS, so its one SR compares with the baseline (no second
+    SR from reconciliation)."""
+    ct, rtstruct, follow_up_uid = follow_up
+    with _site(tmp_path / "site", prior_providers="dicomweb") as site:
+        _send(site.service, sts019 / "image", ct, rtstruct, sts019 / "mask" / "RS.dcm")
+        follow_up_sr = site.sr(follow_up_uid)
+        baseline_sr = site.sr(_baseline_uid(sts019))
+
+        _assert_follows(follow_up_sr, baseline_sr, sts019, rtstruct)
+        assert "PredecessorDocumentsSequence" not in pydicom.dcmread(follow_up_sr)  # its first SR
+        log = site.service.read_log()
+        assert "waiting (up to 600 s) for an earlier study of the patient in progress here" in log
+        assert "STS_019" not in log and follow_up_uid not in log

@@ -124,15 +124,15 @@ class StudyWorker:
     def process_ready(self, now: float | None = None) -> int:
         """Assess every receiving study; process those ready. Returns how many were processed."""
         processed = 0
-        now = time.time() if now is None else now
         for study in self._index.studies_in(RECEIVING):
             if self._stop.is_set():
                 break
             instances = self._index.instances(study.study_instance_uid)
-            decision = assess(study, instances, now, self._config.quiet_seconds, self._config.hard_cap_seconds)
+            moment = time.time() if now is None else now
+            decision = assess(study, instances, moment, self._config.quiet_seconds, self._config.hard_cap_seconds)
             if decision.failed and self._index.claim(study.study_instance_uid):
                 self._fail(study.study_instance_uid, decision.reason, "input")
-            elif decision.ready and not self._waits_for_earlier(study, now) and \
+            elif decision.ready and not self._waits_for_earlier(study, moment) and \
                     self._index.claim(study.study_instance_uid):
                 self._waiting.discard(study.study_instance_uid)
                 log.info("study %s ready: %s", study_key(study.study_instance_uid), decision.reason)

@@ -153,6 +153,9 @@ class Config:
     prior_lookback_days: int = 1095
     prior_max_studies: int = 12
     prior_timeout_seconds: float = 30.0
+    # A study ready to score waits (at most this long after its last instance) while an earlier
+    # study of the patient is still in flight on this ingest, so that it compares with its report.
+    prior_in_flight_wait_seconds: float = 600.0
     prior_dicomweb_url: str | None = None
     prior_dimse_host: str | None = None
     prior_dimse_port: int | None = None
@@ -266,6 +269,8 @@ class Config:
                 raise ConfigError(f"{name} must be at least 1")
         if self.prior_timeout_seconds <= 0:
             raise ConfigError("prior_timeout_seconds must be positive")
+        if self.prior_in_flight_wait_seconds < 0:
+            raise ConfigError("prior_in_flight_wait_seconds must not be negative")
         if self.prior_dimse_port is not None and not 0 <= self.prior_dimse_port <= 65535:
             raise ConfigError("prior_dimse_port must be a TCP port (0-65535)")
 

@@ -48,20 +48,21 @@ SCORER_REGISTRY, _SCORER_BUILD_INFO = _role_registry()
 # first failure ever would not fire an alert (deploy/prometheus/alerts.yaml). So each role exports
 # its counters at 0 for all these values from its start (initialise_ingest_metrics,
 # initialise_scorer_metrics); new values are added here, next to the code that uses them.
-INSTANCE_KINDS = ("ct", "rtstruct", "seg")
+INSTANCE_KINDS = ("ct", "rtstruct", "seg", "reg")
 INSTANCE_REJECTION_REASONS = ("unreadable", "truncated", "missing_attributes", "inconsistent", "over_limit",
-                              "transfer_syntax", "storage_error")
+                              "transfer_syntax", "registration", "storage_error")
 ASSOCIATION_REJECTION_REASONS = ("calling_ae", "called_ae", "local_limit", "tls", "other")
 STUDY_FAILURE_KINDS = ("input", "internal")
 LESION_OUTCOMES = ("scored", "not_computable", "refused", "error")
 
 INSTANCES_RECEIVED = Counter(
-    "rcds_instances_received", "DICOM instances stored and acknowledged, by kind (ct, rtstruct, seg)",
+    "rcds_instances_received", "DICOM instances stored and acknowledged, by kind (ct, rtstruct, seg, reg: Spatial Registration)",
     ["kind"], registry=INGEST_REGISTRY,
 )
 INSTANCES_REJECTED = Counter(
     "rcds_instances_rejected", "C-STORE requests refused, by reason (unreadable, truncated, missing_attributes, inconsistent: "
-    "header claims more than the file holds, over_limit: beyond the max_* settings, transfer_syntax, storage_error)",
+    "header claims more than the file holds, over_limit: beyond the max_* settings, transfer_syntax, registration: "
+    "a Spatial Registration we cannot read, storage_error)",
     ["reason"], registry=INGEST_REGISTRY,
 )
 ASSOCIATIONS_REJECTED = Counter(

@@ -11,7 +11,12 @@ which live in two databases) has them queued at start.
 With prior_providers set, a scored study is compared with its priors pulled from PACS before its
 outputs are written (the same run_study as `score --prior`), and once its SR has reached PACS the
 worker reconciles: later studies of the patient whose report did not compare with this SR (their
-baseline arrived after them) and that this ingest scored are sent back to be scored again.
+baseline arrived after them) and that this ingest scored are sent back to be scored again. Better
+still, a study ready to score waits while an earlier study of the patient is in flight here
+(receiving, scoring, or its SR not yet delivered to PACS, where the prior lookup finds it), at
+most prior_in_flight_wait_seconds after its last instance: baseline and follow-up sent together
+give one SR for the follow-up, compared with the baseline. The wait is decided anew at each poll
+from the index and the outbox, so a restart while waiting changes nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from pydicom import Dataset
 from service.config import Config
 from service.errors import InputError, ScorerError, ScorerUnavailable
 from service.ingest.completeness import assess
-from service.ingest.index import DONE, FAILED, RECEIVING, StudyIndex, StudyState
+from service.ingest.index import DONE, FAILED, PROCESSING, RECEIVING, StudyIndex, StudyState
 from service.ingest.spool import study_key
 from service.model import StudyInfo
 from service.observability import SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FAILED, RepeatedErrorLog
@@ -65,6 +70,7 @@ class StudyWorker:
         self._prior_cache = PriorCache(config.prior_cache_dir)
         self._reconciling = threading.Lock()  # one thread reconciles at a time
         self._reconcile_after: dict[str, float] = {}  # study -> when to ask PACS again
+        self._waiting: set[str] = set()  # studies held for an earlier one, each logged once
         self._threads = [threading.Thread(target=self._run, name=f"study-worker-{n + 1}", daemon=True)
                          for n in range(config.concurrent_studies)]
 
@@ -123,15 +129,40 @@ class StudyWorker:
             if self._stop.is_set():
                 break
             instances = self._index.instances(study.study_instance_uid)
-            decision = assess(study, instances, time.time() if now is None else now,
-                              self._config.quiet_seconds, self._config.hard_cap_seconds)
+            moment = time.time() if now is None else now
+            decision = assess(study, instances, moment, self._config.quiet_seconds, self._config.hard_cap_seconds)
             if decision.failed and self._index.claim(study.study_instance_uid):
                 self._fail(study.study_instance_uid, decision.reason, "input")
-            elif decision.ready and self._index.claim(study.study_instance_uid):
+            elif decision.ready and not self._waits_for_earlier(study, moment) and \
+                    self._index.claim(study.study_instance_uid):
+                self._waiting.discard(study.study_instance_uid)
                 log.info("study %s ready: %s", study_key(study.study_instance_uid), decision.reason)
                 self._process(study.study_instance_uid, study.attempts + 1)
                 processed += 1
         return processed
+
+    def _waits_for_earlier(self, study: StudyState, now: float) -> bool:
+        """Whether a ready study waits for an earlier study of the patient still in flight here
+        (priors on, within prior_in_flight_wait_seconds of its last instance)."""
+        if not self._providers or now - study.last_received_at >= self._config.prior_in_flight_wait_seconds:
+            return False
+        if not any(self._in_flight(earlier) for earlier in self._index.earlier_studies(study.study_instance_uid)):
+            return False
+        if study.study_instance_uid not in self._waiting:
+            self._waiting.add(study.study_instance_uid)
+            log.info("study %s: waiting (up to %g s) for an earlier study of the patient in progress here",
+                     study_key(study.study_instance_uid), self._config.prior_in_flight_wait_seconds)
+        return True
+
+    def _in_flight(self, study: StudyState) -> bool:
+        """Receiving or scoring, or done with its SR not yet delivered to or refused by PACS."""
+        if study.state is RECEIVING or study.state is PROCESSING:
+            return True
+        if study.state is not DONE or not study.result:
+            return False
+        path = artefact_path(self._config.outbox_dir, study.result, Artefact.SR)
+        return path.exists() and bool({self._outbox.state_of(destination.name, path) for destination in self._outbox.destinations
+                     if destination.artefact is Artefact.SR} & {PENDING, None})
 
     def _process(self, study_uid: str, attempt: int) -> None:
         """Score one claimed study; whatever happens, it leaves `processing`."""

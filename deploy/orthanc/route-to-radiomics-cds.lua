@@ -1,14 +1,15 @@
 -- Orthanc auto-routing to radiomics-cds: the reference setup (deploy/orthanc/orthanc.json loads it
 -- through "LuaScripts"; README "Reference PACS setup: Orthanc auto-routing" explains it).
 --
--- When a study becomes stable (no new instance for "StableAge" seconds), send its CT images and
+-- When a study becomes stable (no new instance for "StableAge" seconds), send its CT images, its
+-- Spatial Registration objects (which map a prior study's Frame of Reference onto this one) and
 -- its contours (RTSTRUCT or SEG) to the DICOM modality "radiomics-cds", in one C-STORE
 -- association, as one Orthanc job:
 --
 -- * Stable study, not each stored instance: radiomics-cds gets the whole study at once, never a
 --   partial one, and does not sit waiting for slices the scanner is still sending.
--- * Only the SOP classes radiomics-cds accepts (CT Image, Enhanced CT Image, RT Structure Set,
---   Segmentation), chosen per instance by SOP Class UID. Everything else stays in Orthanc: SRs
+-- * Only the SOP classes radiomics-cds accepts (CT Image, Enhanced CT Image, Spatial Registration,
+--   RT Structure Set, Segmentation), chosen per instance by SOP Class UID. Everything else stays in Orthanc: SRs
 --   (radiomics-cds' own returning report above all, which would otherwise be sent back to it),
 --   dose reports, secondary captures, presentation states, other modalities.
 -- * Only studies with contours: a CT without RTSTRUCT/SEG cannot be scored, so it is not sent
@@ -29,12 +30,15 @@ local CT_CLASSES = {
   ['1.2.840.10008.5.1.4.1.1.2'] = true,      -- CT Image Storage
   ['1.2.840.10008.5.1.4.1.1.2.1'] = true,    -- Enhanced CT Image Storage
 }
+local REGISTRATION_CLASSES = {
+  ['1.2.840.10008.5.1.4.1.1.66.1'] = true,   -- Spatial Registration Storage
+}
 local CONTOUR_CLASSES = {
   ['1.2.840.10008.5.1.4.1.1.481.3'] = true,  -- RT Structure Set Storage
   ['1.2.840.10008.5.1.4.1.1.66.4'] = true,   -- Segmentation Storage
 }
 -- Series-level pre-filter, so that instances of other series are never even looked at.
-local MODALITIES = { CT = true, RTSTRUCT = true, SEG = true }
+local MODALITIES = { CT = true, REG = true, RTSTRUCT = true, SEG = true }
 
 local function SopClassOf(instanceId)
   local sopClass = RestApiGet('/instances/' .. instanceId .. '/metadata/SopClassUid')
@@ -47,7 +51,7 @@ local function SopClassOf(instanceId)
 end
 
 function OnStableStudy(studyId, tags, metadata)
-  local ctInstances, contourInstances = {}, {}
+  local ctInstances, registrationInstances, contourInstances = {}, {}, {}
   local counts, fresh = {}, false
 
   for _, series in ipairs(ParseJson(RestApiGet('/studies/' .. studyId .. '/series'))) do
@@ -57,6 +61,9 @@ function OnStableStudy(studyId, tags, metadata)
         local sopClass = SopClassOf(instanceId)
         if CT_CLASSES[sopClass] then
           table.insert(ctInstances, instanceId)
+          eligible = eligible + 1
+        elseif REGISTRATION_CLASSES[sopClass] then
+          table.insert(registrationInstances, instanceId)
           eligible = eligible + 1
         elseif CONTOUR_CLASSES[sopClass] then
           table.insert(contourInstances, instanceId)
@@ -87,9 +94,10 @@ function OnStableStudy(studyId, tags, metadata)
     return  -- already routed, e.g. our SR just arrived: nothing to send
   end
 
-  -- CT first, contours last: radiomics-cds can score as soon as the contours are in.
+  -- CT and registrations first, contours last: radiomics-cds can score as soon as the contours are in.
   local resources = {}
   for _, id in ipairs(ctInstances) do table.insert(resources, id) end
+  for _, id in ipairs(registrationInstances) do table.insert(resources, id) end
   for _, id in ipairs(contourInstances) do table.insert(resources, id) end
 
   local answer = RestApiPost('/modalities/' .. TARGET .. '/store',
@@ -103,8 +111,8 @@ function OnStableStudy(studyId, tags, metadata)
     RestApiPut('/series/' .. seriesId .. '/metadata/' .. MARK, tostring(eligible))
   end
   print('radiomics-cds routing: study ' .. studyId .. ': ' .. #ctInstances .. ' CT + ' ..
-        #contourInstances .. ' contour instance(s) sent to "' .. TARGET .. '", job ' ..
-        ParseJson(answer)['ID'])
+        #registrationInstances .. ' registration + ' .. #contourInstances ..
+        ' contour instance(s) sent to "' .. TARGET .. '", job ' .. ParseJson(answer)['ID'])
 end
 
 print('radiomics-cds routing: stable studies with CT + RTSTRUCT/SEG go to modality "' .. TARGET .. '"')

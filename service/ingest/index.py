@@ -8,6 +8,10 @@ back to receiving (the study is re-scored); a repeated instance changes nothing.
 Every new instance bumps the study's `generation`. A worker claims a study at a generation and
 may only finish it at that generation: an instance that arrives while the study is being
 scored leaves it receiving, so it is scored again with that instance, never silently dropped.
+
+Each study also records whose it is and when (`StudyOrder`: a hash of the patient's identifier
+and issuer, never the identifier, and its date and time), so that the worker can tell which of
+its studies are a patient's earlier ones (`earlier_studies`).
 """
 
 from __future__ import annotations
@@ -44,7 +48,9 @@ CREATE TABLE IF NOT EXISTS studies (
     claimed_generation INTEGER NOT NULL DEFAULT -1,
     error TEXT,
     result TEXT,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    patient_key TEXT NOT NULL DEFAULT '',
+    study_datetime TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS reconciled (
     study_instance_uid TEXT NOT NULL,
@@ -52,7 +58,8 @@ CREATE TABLE IF NOT EXISTS reconciled (
     PRIMARY KEY (study_instance_uid, result)
 );
 """
-
+# Columns added since the first release: an index written before them gains them at open.
+_ADDED_STUDY_COLUMNS = {"patient_key": "TEXT NOT NULL DEFAULT ''", "study_datetime": "TEXT NOT NULL DEFAULT ''"}
 
 
 class StudyStatus(StrEnum):
@@ -87,6 +94,18 @@ class InstanceRecord:
 
 
 @dataclass(frozen=True)
+class StudyOrder:
+    """Whose study an instance belongs to and when, as far as ordering a patient's studies needs."""
+
+    patient_key: str  # a hash of PatientID and IssuerOfPatientID; "" when the instance names no patient
+    study_datetime: str  # StudyDate + StudyTime as sortable text; "" without a StudyDate
+
+    @property
+    def known(self) -> bool:
+        return bool(self.patient_key and self.study_datetime)
+
+
+@dataclass(frozen=True)
 class StudyState:
     study_instance_uid: str
     state: StudyStatus
@@ -107,13 +126,18 @@ class StudyIndex:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # committed means on disk: we acknowledge after it
         self._db.executescript(_SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(studies)")}
+        for column, definition in _ADDED_STUDY_COLUMNS.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE studies ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def add_instance(self, record: InstanceRecord) -> bool:
-        """Index an instance; True when it is new (and its study must be (re)assessed)."""
+    def add_instance(self, record: InstanceRecord, order: StudyOrder = StudyOrder("", "")) -> bool:
+        """Index an instance; True when it is new (and its study must be (re)assessed). Its study
+        keeps the first known `order`."""
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             cursor = self._db.execute(
@@ -127,6 +151,12 @@ class StudyIndex:
             is_new = cursor.rowcount == 1
             if is_new:
                 self._touch_study(record.study_instance_uid, record.received_at)
+            if order.known:
+                self._db.execute(
+                    "UPDATE studies SET patient_key = ?, study_datetime = ? WHERE study_instance_uid = ?"
+                    " AND (patient_key = '' OR study_datetime = '')",
+                    (order.patient_key, order.study_datetime, record.study_instance_uid),
+                )
             return is_new
 
     def _touch_study(self, study_uid: str, now: float) -> None:
@@ -172,6 +202,18 @@ class StudyIndex:
         with self._lock:
             rows = self._db.execute(
                 query + (" WHERE state = ?" if state else "") + " ORDER BY last_received_at", (state,) if state else (),
+            ).fetchall()
+        return [_study_state(row) for row in rows]
+
+    def earlier_studies(self, study_uid: str) -> list[StudyState]:
+        """The same patient's studies in this index that are earlier (date, then time) than this
+        one; none when either's patient or date is unknown."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT e.study_instance_uid, e.state, e.waiting_since, e.last_received_at, e.attempts, e.error,"
+                " e.result FROM studies s JOIN studies e ON e.patient_key = s.patient_key"
+                " AND e.study_datetime < s.study_datetime WHERE s.study_instance_uid = ? AND s.patient_key <> ''"
+                " AND e.study_datetime <> '' ORDER BY e.study_datetime", (study_uid,),
             ).fetchall()
         return [_study_state(row) for row in rows]
 

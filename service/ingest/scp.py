@@ -22,6 +22,7 @@ modality retrying could lock out the others.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import socket
 import socketserver
@@ -41,10 +42,11 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # m
 from pynetdicom.transport import ThreadedAssociationServer
 
 from service.dicom_limits import InstanceLimits, check_instance, read_header
-from service.errors import InstanceBudgetError, UnusableInstance
-from service.ingest.index import InstanceRecord, StudyIndex
+from service.errors import InputError, InstanceBudgetError, UnusableInstance
+from service.ingest.index import InstanceRecord, StudyIndex, StudyOrder
+from service.registration_object import registered_frames
 from service.sop_classes import (CT_SOP_CLASSES, IMAGE_SOP_CLASSES, RT_STRUCTURE_SET, SEGMENTATION,
-                                 STORAGE_SOP_CLASSES)
+                                 SPATIAL_REGISTRATION, STORAGE_SOP_CLASSES)
 from service.ingest.receive import ReceiveDirectory
 from service.ingest.spool import Spool
 from service.dicom import frame_of_reference
@@ -68,10 +70,11 @@ _REJECTION_REASONS: dict[tuple[int, int | None, int | None], str] = {
 }
 
 
+_KINDS = {RT_STRUCTURE_SET: "rtstruct", SEGMENTATION: "seg", SPATIAL_REGISTRATION: "reg"}
+
+
 def _kind(sop_class_uid: str) -> str:
-    if sop_class_uid in CT_SOP_CLASSES:
-        return "ct"
-    return "rtstruct" if sop_class_uid == RT_STRUCTURE_SET else "seg"
+    return "ct" if sop_class_uid in CT_SOP_CLASSES else _KINDS[UID(sop_class_uid)]
 
 
 def _frame_positions_z(header: Dataset) -> list[float]:
@@ -107,6 +110,17 @@ def _check_transfer_syntax(header: Dataset) -> None:
         raise UnusableInstance(f"image transfer syntax not accepted: {syntax}", reason="transfer_syntax")
 
 
+def _check_registration(header: Dataset) -> None:
+    """A Spatial Registration must read as the follow-up will read it, else it would be
+    acknowledged and then silently unable to map its study's priors."""
+    if str(header.SOPClassUID) != SPATIAL_REGISTRATION:
+        return
+    try:
+        registered_frames(header)
+    except InputError as error:
+        raise UnusableInstance(str(error), reason="registration") from error
+
+
 def describe_instance(header: Dataset, path: Path, received_at: float) -> InstanceRecord:
     """The index record of a received instance; UnusableInstance says what is wrong."""
     missing = [keyword for keyword in _REQUIRED if not header.get(keyword)]
@@ -117,6 +131,7 @@ def describe_instance(header: Dataset, path: Path, received_at: float) -> Instan
     if invalid:
         raise UnusableInstance(f"invalid UIDs: {', '.join(invalid)}")
     _check_transfer_syntax(header)
+    _check_registration(header)
     sop_class = str(header.SOPClassUID)
     if sop_class == RT_STRUCTURE_SET:
         positions = _contour_positions_z(header)
@@ -131,6 +146,19 @@ def describe_instance(header: Dataset, path: Path, received_at: float) -> Instan
         modality=str(header.get("Modality", "")), frame_of_reference_uid=frame_of_reference(header),
         positions=tuple(positions), path=path, received_at=received_at,
     )
+
+
+def study_order(header: Dataset) -> StudyOrder:
+    """Whose study this is and when, for the worker to find a patient's earlier studies. The
+    patient is the identifier with its issuer, kept as a hash: the index holds no identifiers.
+    Unknown (empty) without a PatientID or a StudyDate: such a study is never ordered."""
+    patient_id, issuer, date, time_of_day = (str(header.get(keyword) or "").strip() for keyword in
+                                             ("PatientID", "IssuerOfPatientID", "StudyDate", "StudyTime"))
+    if not patient_id or not date:
+        return StudyOrder("", "")
+    whole, _, fraction = time_of_day.replace(":", "").partition(".")  # HHMMSS.FFFFFF, or shorter
+    key = hashlib.sha256(f"{issuer}\0{patient_id}".encode()).hexdigest()
+    return StudyOrder(key, date + whole.ljust(6, "0") + (f".{fraction}" if fraction else ""))
 
 
 def _failure(status: int, comment: str) -> Dataset:
@@ -178,7 +206,7 @@ class StorageHandlers:
         try:
             with received_path.open("rb") as source:
                 stored = self.spool.store(record.study_instance_uid, record.sop_instance_uid, source)
-            is_new = self.index.add_instance(dataclasses.replace(record, path=stored))
+            is_new = self.index.add_instance(dataclasses.replace(record, path=stored), study_order(header))
         except (OSError, sqlite3.Error) as error:  # disk full, permissions, index locked or full
             INSTANCES_REJECTED.labels("storage_error").inc()
             STORAGE_ERRORS.log("cannot store an instance (%s): %s", type(error).__name__, error)
@@ -256,8 +284,8 @@ def build_ae(ae_title: str, max_associations: int, allowed_calling_aes: Sequence
     """An AE accepting our storage SOP classes from the allowed calling AE titles (empty: any),
     up to `max_associations` at a time. Images only in the lossless syntaxes we can decode
     (service.transfer_syntaxes): a sender of anything else gets no accepted context, so it
-    converts or reports, rather than getting Success for a study that then fails. RTSTRUCT in
-    every syntax pynetdicom knows."""
+    converts or reports, rather than getting Success for a study that then fails. RTSTRUCT and
+    Spatial Registration in every syntax pynetdicom knows."""
     ae = AE(ae_title=ae_title)
     ae.require_called_aet = True  # a request for another AE title was meant for another system
     ae.maximum_associations = max_associations

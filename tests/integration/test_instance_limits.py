@@ -2,23 +2,26 @@
 real peer: a pynetdicom AE sends, over one association, a good STS_019 slice and slices made
 from it with pydicom (2,000,000 frames claimed, pixel data cut to 60%, Rows 65535, a header cut
 inside an element). Each bad one gets a 0xC000 failure naming what is wrong; the good one is
-stored and indexed, and the refusals are counted by reason."""
+stored and indexed, and the refusals are counted by reason. Likewise for Spatial Registration
+objects whose matrices cannot be read."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from pynetdicom import AE, _config
-from pynetdicom.sop_class import CTImageStorage
+from pynetdicom.sop_class import CTImageStorage, SpatialRegistrationStorage  # type: ignore[attr-defined]
 
 from service.ingest.index import StudyIndex
 from service.ingest.receive import ReceiveDirectory
 from service.ingest.scp import STATUS_CANNOT_UNDERSTAND, StorageHandlers, build_ae, start_listener
 from service.ingest.spool import Spool
 from service.observability import INGEST_REGISTRY
+from tests.support.moved_study import spatial_registration
 from tests.support.processes import LOOPBACK, free_port
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.filterwarnings("ignore:The value length")]
@@ -102,3 +105,64 @@ def test_bad_claims_are_refused_and_a_good_slice_in_the_same_association_is_stor
     assert _rejected("over_limit") - before["over_limit"] == 2
     assert _rejected("truncated") - before["truncated"] == 2
     assert _rejected("inconsistent") - before["inconsistent"] == 1
+
+
+def _registrations(sts019: Path, folder: Path) -> dict[str, Path]:
+    """A good Spatial Registration of STS_019's frame (tests/support/moved_study.py) and copies
+    of it, each with one defect in its second item (the one relating another frame)."""
+    good = folder / "reg.dcm"
+    spatial_registration(good, sts019 / "image", "1.2.826.0.1.3680043.2.1125.1", np.eye(4))
+
+    def matrix(ds: pydicom.Dataset) -> pydicom.Dataset:
+        return ds.RegistrationSequence[1].MatrixRegistrationSequence[0].MatrixSequence[0]
+
+    defects = {
+        "no_frame": lambda ds: delattr(ds.RegistrationSequence[1], "FrameOfReferenceUID"),
+        "no_matrices": lambda ds: delattr(ds.RegistrationSequence[1], "MatrixRegistrationSequence"),
+        "twelve_values": lambda ds: setattr(matrix(ds), "FrameOfReferenceTransformationMatrix", ["1"] * 12),
+        "deformable": lambda ds: setattr(matrix(ds), "FrameOfReferenceTransformationMatrixType", "DEFORMABLE"),
+        "singular": lambda ds: setattr(matrix(ds), "FrameOfReferenceTransformationMatrix",
+                                       ["0"] * 15 + ["1"]),
+    }
+    files = {"good": good}
+    for name, change in defects.items():
+        ds = pydicom.dcmread(good)
+        change(ds)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+        ds.save_as(folder / f"{name}.dcm", enforce_file_format=True)
+        files[name] = folder / f"{name}.dcm"
+    return files
+
+
+def test_a_malformed_spatial_registration_is_refused_and_a_good_one_stored(listener, sts019, tmp_path):
+    """The follow-up reads a registration's matrices (service.spatial_registration): one it could
+    not read is refused while its sender still holds it, saying what is wrong."""
+    port, index = listener
+    files = _registrations(sts019, tmp_path)
+    before = _rejected("registration")
+    received = INGEST_REGISTRY.get_sample_value("rcds_instances_received_total", {"kind": "reg"}) or 0.0
+    sender = AE(ae_title="MODALITY")
+    sender.add_requested_context(SpatialRegistrationStorage, pydicom.uid.ExplicitVRLittleEndian)
+    association = sender.associate(LOOPBACK, port, ae_title=OUR_AE)
+    assert association.is_established
+    try:
+        answers = {name: association.send_c_store(path) for name, path in files.items()}
+    finally:
+        association.release()
+    item = "Spatial Registration item 2: "
+    expected = {
+        "no_frame": item + "FrameOfReferenceUID is missing",
+        "no_matrices": item + "MatrixRegistrationSequence has 0 items, expected 1",
+        "twelve_values": item + "FrameOfReferenceTransformationMatrix has 12 values, expected 16",
+        "deformable": item + "FrameOfReferenceTransformationMatrixType is not one of AFFINE, RIGID, RIGID_SCALE",
+        "singular": item + "FrameOfReferenceTransformationMatrix is singular",
+    }
+    assert answers.pop("good").Status == 0x0000
+    assert {name: (answer.Status, answer.ErrorComment) for name, answer in answers.items()} == {
+        name: (STATUS_CANNOT_UNDERSTAND, comment[:64]) for name, comment in expected.items()}  # LO: 64 characters
+    good = pydicom.dcmread(files["good"])
+    (record,) = index.instances(good.StudyInstanceUID)
+    assert (record.sop_instance_uid, record.sop_class_uid) == (good.SOPInstanceUID, SpatialRegistrationStorage)
+    assert pydicom.dcmread(record.path).RegistrationSequence == good.RegistrationSequence  # the stored copy
+    assert _rejected("registration") - before == len(expected)
+    assert INGEST_REGISTRY.get_sample_value("rcds_instances_received_total", {"kind": "reg"}) == received + 1

@@ -21,6 +21,7 @@ import pytest
 
 from service.priors import read_prior_report
 from tests.support.follow_up_study import diameter_percent_bounds, write_follow_up
+from tests.support.moved_study import contour_points, rigid_about_z, spatial_registration, write_moved_follow_up
 from tests.support.orthanc import Orthanc, find_orthanc, reference_config
 from tests.support.processes import LOOPBACK, free_port, wait_until
 from tests.support.service import QUIET_SECONDS, RunningService, Scorer
@@ -231,3 +232,61 @@ def test_the_follow_up_on_another_ingest_replica_is_compared_with_the_same_basel
         for process in [orthanc, *replicas, scorer]:
             if process is not None:
                 process.stop()
+
+
+def _texts(item: pydicom.Dataset, code: str) -> list[str]:
+    """Every TEXT value below `item` whose concept name has this code value."""
+    found = []
+    for child in item.get("ContentSequence", []):
+        if child.ValueType == "TEXT" and child.ConceptNameCodeSequence[0].CodeValue == code:
+            found.append(str(child.TextValue))
+        found += _texts(child, code)
+    return found
+
+
+def test_a_follow_up_in_a_new_frame_sent_with_its_registration_is_matched_through_it(tmp_path, sts019):
+    """The follow-up is STS_019 moved by a known rigid transform into a new Frame of Reference, its
+    ROI renamed (tests/support/moved_study.py), so only geometry can match it; PACS routes its
+    Spatial Registration with it. A rigid motion leaves the lesion's size as it was: the expected
+    change comes from the two polygons."""
+    baseline_rs = sts019 / "mask" / "RS.dcm"
+    transform = rigid_about_z(5.0, (16.0, -12.0, 0.0), contour_points(baseline_rs).mean(axis=0))
+    ct, rtstruct = write_moved_follow_up(sts019 / "image", baseline_rs, tmp_path / "moved", transform,
+                                         study_date=FOLLOW_UP_DATE, roi_name="Lesion A")
+    registration = tmp_path / "moved" / "reg" / "REG.dcm"
+    registration.parent.mkdir()
+    prior_frame = pydicom.dcmread(next((sts019 / "image").iterdir()), stop_before_pixels=True).FrameOfReferenceUID
+    spatial_registration(registration, ct, prior_frame, transform)
+    follow_up_uid = str(pydicom.dcmread(rtstruct, stop_before_pixels=True).StudyInstanceUID)
+    with _site(tmp_path / "site", prior_providers="dicomweb") as site:
+        _send(site.service, sts019)
+        baseline_sr = site.sr(_baseline_uid(sts019))
+        site.in_pacs(baseline_sr)
+
+        _send(site.service, ct, registration, rtstruct)
+        follow_up_sr = site.sr(follow_up_uid)
+        assert pydicom.dcmread(registration).SOPInstanceUID in site.service.indexed(follow_up_uid)
+        assert site.service.metric("rcds_instances_received_total", kind="reg") == 1
+
+    _assert_follows(follow_up_sr, baseline_sr, sts019, rtstruct)
+    assert _texts(pydicom.dcmread(follow_up_sr), "MATCHMETH") == ["geometry"]
+    notes = read_prior_report(pydicom.dcmread(follow_up_sr)).notes
+    assert "prior frame of reference mapped by a Spatial Registration object" in notes, notes
+
+
+def test_a_follow_up_sent_with_its_baseline_compares_with_it_in_its_first_report(tmp_path, sts019, follow_up):
+    """One association: the baseline's CT, the whole follow-up, then the baseline's contours. The
+    follow-up is complete first, while its baseline is still arriving: it waits for the baseline
+    to be scored and its SR to reach PACS, so its one SR compares with the baseline (no second
+    SR from reconciliation)."""
+    ct, rtstruct, follow_up_uid = follow_up
+    with _site(tmp_path / "site", prior_providers="dicomweb") as site:
+        _send(site.service, sts019 / "image", ct, rtstruct, sts019 / "mask" / "RS.dcm")
+        follow_up_sr = site.sr(follow_up_uid)
+        baseline_sr = site.sr(_baseline_uid(sts019))
+
+        _assert_follows(follow_up_sr, baseline_sr, sts019, rtstruct)
+        assert "PredecessorDocumentsSequence" not in pydicom.dcmread(follow_up_sr)  # its first SR
+        log = site.service.read_log()
+        assert "waiting (up to 600 s) for an earlier study of the patient in progress here" in log
+        assert "STS_019" not in log and follow_up_uid not in log

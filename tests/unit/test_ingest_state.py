@@ -1,13 +1,15 @@
 """Spool durability, index idempotency and restart, completeness decisions."""
 
 import io
-
+import sqlite3
 from pathlib import Path
 
 import pytest
+from pydicom import Dataset
 
 from service.ingest.completeness import Outcome, assess
-from service.ingest.index import DONE, FAILED, RECEIVING, InstanceRecord, StudyIndex, StudyStatus
+from service.ingest.index import DONE, FAILED, RECEIVING, InstanceRecord, StudyIndex, StudyOrder, StudyStatus
+from service.ingest.scp import study_order
 from service.sop_classes import CT_IMAGE, RT_STRUCTURE_SET
 from service.ingest.spool import Spool, study_key
 
@@ -154,3 +156,60 @@ def test_coverage_is_judged_per_series(index):
     assert not assess(_study(index), index.instances("1.2.3"), 101.0, 30, 600).ready
     index.add_instance(_record("thin50", positions=(50.0,), series="1.2.3.1"))
     assert assess(_study(index), index.instances("1.2.3"), 101.0, 30, 600).ready
+
+
+def _order(patient: str, issuer: str, date: str, time: str = "") -> StudyOrder:
+    header = Dataset()
+    header.PatientID, header.IssuerOfPatientID, header.StudyDate, header.StudyTime = patient, issuer, date, time
+    return study_order(header)
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR TM")  # the retired HH:MM:SS form, still sent
+def test_study_order_hashes_the_patient_and_sorts_date_then_time():
+    order = _order("PAT-1", "HOSP", "20240101", "0930")
+    assert "PAT-1" not in order.patient_key and len(order.patient_key) == 64
+    assert order.study_datetime == "20240101093000"  # HHMM padded: comparable with HHMMSS
+    assert _order("PAT-1", "HOSP", "20240101", "093000.25").study_datetime == "20240101093000.25"
+    assert _order("PAT-1", "HOSP", "20240101", "09:30:00").study_datetime == "20240101093000"  # ACR-NEMA form
+    assert _order("PAT-1", "HOSP", "20240301").patient_key == order.patient_key
+    assert _order("PAT-1", "OTHER", "20240101").patient_key != order.patient_key  # an issuer's namespace
+    assert not _order("", "HOSP", "20240101").known and not _order("PAT-1", "HOSP", "").known
+
+
+def test_earlier_studies_are_the_same_patients_earlier_ones(tmp_path):
+    index = StudyIndex(tmp_path / "index.sqlite")
+    orders = {"base": _order("P", "H", "20240101"), "same-day-later": _order("P", "H", "20240101", "1200"),
+              "follow": _order("P", "H", "20240301"), "other-patient": _order("Q", "H", "20231201"),
+              "unknown": _order("", "", "")}
+    uids = {name: f"1.2.{n}" for n, name in enumerate(orders)}
+    for name, order in orders.items():
+        index.add_instance(_record(f"9.{uids[name]}", study=uids[name]), order)
+    index.add_instance(_record("9.9.9", study=uids["base"]), _order("P", "H", "20250101"))  # the first order stays
+
+    def earlier(name: str) -> list[str]:
+        return [study.study_instance_uid for study in index.earlier_studies(uids[name])]
+
+    assert earlier("follow") == [uids["base"], uids["same-day-later"]]
+    assert earlier("same-day-later") == [uids["base"]]
+    assert earlier("base") == earlier("other-patient") == earlier("unknown") == []
+    index.close()
+    assert [s.study_instance_uid for s in StudyIndex(tmp_path / "index.sqlite").earlier_studies(uids["follow"])] \
+        == [uids["base"], uids["same-day-later"]]  # durable
+
+
+def test_an_index_from_before_study_order_gains_it(tmp_path):
+    """An index written by a release without the order columns opens, and orders new studies."""
+    path = tmp_path / "index.sqlite"
+    with sqlite3.connect(path) as old:
+        old.executescript(
+            "CREATE TABLE studies (study_instance_uid TEXT PRIMARY KEY, state TEXT NOT NULL, waiting_since REAL"
+            " NOT NULL, last_received_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, generation INTEGER"
+            " NOT NULL DEFAULT 0, claimed_generation INTEGER NOT NULL DEFAULT -1, error TEXT, result TEXT,"
+            " updated_at REAL NOT NULL);"
+            "INSERT INTO studies (study_instance_uid, state, waiting_since, last_received_at, updated_at)"
+            " VALUES ('1.2.0', 'done', 1, 1, 1);")
+    index = StudyIndex(path)
+    index.add_instance(_record("9.1", study="1.2.1"), _order("P", "H", "20240101"))
+    index.add_instance(_record("9.2", study="1.2.2"), _order("P", "H", "20240301"))
+    assert [s.study_instance_uid for s in index.earlier_studies("1.2.2")] == ["1.2.1"]
+    assert index.earlier_studies("1.2.0") == [] and index.study("1.2.0").state is DONE

@@ -30,6 +30,7 @@ TOP_LEVEL = {
     "__init__": "foundation", "model": "foundation", "errors": "foundation", "config": "foundation",
     "uids": "foundation", "sop_classes": "foundation", "transfer_syntaxes": "foundation",
     "durable": "foundation", "dicom": "foundation", "dicom_limits": "foundation",
+    "registration_object": "foundation",  # a Spatial Registration's matrices, read by ingest and follow-up
     "location": "foundation", "tls": "foundation", "observability": "foundation",
     "scorer": "foundation",  # the Scorer protocol: what the pipeline needs of any scorer
     "comparison": "foundation",  # a follow-up as plain data, for the outputs to encode

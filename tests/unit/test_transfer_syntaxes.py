@@ -19,7 +19,7 @@ from service.ingest.index import StudyIndex
 from service.ingest.receive import ReceiveDirectory
 from service.ingest.scp import STATUS_CANNOT_UNDERSTAND, StorageHandlers, build_ae
 from service.ingest.spool import Spool
-from service.sop_classes import CT_IMAGE, ENHANCED_CT_IMAGE, RT_STRUCTURE_SET, SEGMENTATION
+from service.sop_classes import CT_IMAGE, ENHANCED_CT_IMAGE, RT_STRUCTURE_SET, SEGMENTATION, SPATIAL_REGISTRATION
 from service.transfer_syntaxes import can_decode, image_transfer_syntaxes
 
 pytestmark = pytest.mark.filterwarnings("ignore:The value length")  # STS StudyID is 17 chars
@@ -43,7 +43,8 @@ def test_presentation_contexts_follow_the_policy():
                 for context in build_ae("RADIOMICS_CDS", 1).supported_contexts}
     for image_class in (CT_IMAGE, ENHANCED_CT_IMAGE, SEGMENTATION):
         assert contexts[image_class] == EXPECTED
-    assert contexts[RT_STRUCTURE_SET] == set(ALL_TRANSFER_SYNTAXES)  # no pixel data to decode
+    for other_class in (RT_STRUCTURE_SET, SPATIAL_REGISTRATION):  # no pixel data to decode
+        assert contexts[other_class] == set(ALL_TRANSFER_SYNTAXES)
 
 
 @pytest.fixture

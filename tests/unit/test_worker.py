@@ -20,7 +20,7 @@ from pydicom.uid import generate_uid
 
 from service.config import Config
 from service.ingest.index import DONE, FAILED, RECEIVING, StudyIndex
-from service.ingest.scp import describe_instance
+from service.ingest.scp import describe_instance, study_order
 from service.outputs.outbox import PENDING, Outbox
 from service.scoring.in_process import InProcessScorer
 from service.scorer import Scorer
@@ -33,6 +33,7 @@ from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature
 from service.worker import StudyWorker
 from tests.support import small_study
+from tests.support.processes import LOOPBACK, free_port
 
 RECEIVED_AT = 1_000_000.0
 QUIET = 30.0
@@ -52,8 +53,8 @@ class Site:
     """A var directory with its index, outbox and worker; `receive` stores instances as the
     listener does (file in the spool, record in the index)."""
 
-    def __init__(self, var: Path, scorer: Scorer) -> None:
-        self.config = Config(var_dir=var, quiet_seconds=QUIET, hard_cap_seconds=HARD_CAP)
+    def __init__(self, var: Path, scorer: Scorer, **settings: object) -> None:
+        self.config = Config(var_dir=var, quiet_seconds=QUIET, hard_cap_seconds=HARD_CAP, **settings)
         self.index = StudyIndex(self.config.index_path)
         self.outbox = Outbox(var / "outbox.sqlite", [RecordingDestination("pacs", Artefact.SR),
                                                      RecordingDestination("fhir", Artefact.FHIR_BUNDLE)])
@@ -64,7 +65,7 @@ class Site:
             path = self.config.spool_dir / f"{ds.SOPInstanceUID}.dcm"
             path.parent.mkdir(parents=True, exist_ok=True)
             ds.save_as(path, enforce_file_format=True)
-            self.index.add_instance(describe_instance(ds, path, at))
+            self.index.add_instance(describe_instance(ds, path, at), study_order(ds))
 
     def state(self, study_uid: str) -> tuple[str, str | None]:
         study = self.index.study(study_uid)
@@ -206,3 +207,79 @@ def test_instances_arriving_during_scoring_make_it_score_again(site: Site, score
     evidence = {item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
                 for study in sr.CurrentRequestedProcedureEvidenceSequence for item in study.ReferencedSeriesSequence}
     assert str(late.SOPInstanceUID) in evidence and str(rtstruct.SOPInstanceUID) not in evidence
+
+
+# Priors on, from a PACS that is not there (nothing listens on the port): the studies are scored
+# all the same ("priors unavailable"), which is all these tests need of it; what they look at is
+# which study the worker scores when.
+PRIORS = {"prior_providers": ("dimse",), "prior_dimse_host": LOOPBACK, "prior_dimse_port": free_port(),
+          "prior_timeout_seconds": 5.0}
+WAIT = 300.0
+
+
+def _dated_study(date: str, issuer: str = "HOSP") -> tuple[str, list[Dataset], Dataset]:
+    """A small study of patient SMALL (issuer `issuer`) on `date`."""
+    study_uid, ct, rtstruct = _study()
+    for ds in [*ct, rtstruct]:
+        ds.StudyDate, ds.StudyTime, ds.IssuerOfPatientID = date, "100000", issuer
+    return study_uid, ct, rtstruct
+
+
+def test_a_follow_up_waits_for_the_patients_earlier_study_until_its_report_is_delivered(tmp_path, scorer):
+    """Follow-up complete first, baseline still arriving: the follow-up is held while the
+    baseline is received, scored and its SR waits for PACS, then scored. The wait lives in the
+    index and the outbox only: a restart while waiting holds the follow-up just the same."""
+    base_uid, base_ct, base_rtstruct = _dated_study("20240101")
+    follow_uid, follow_ct, follow_rtstruct = _dated_study("20240301")
+    site = Site(tmp_path / "var", scorer, prior_in_flight_wait_seconds=WAIT, **PRIORS)
+    try:
+        site.receive([*follow_ct, follow_rtstruct])
+        site.receive(base_ct)  # its contours still to come
+        assert site.worker.process_ready(now=RECEIVED_AT + QUIET) == 0
+        site.close()
+
+        site = Site(tmp_path / "var", scorer, prior_in_flight_wait_seconds=WAIT, **PRIORS)  # restarted
+        assert site.worker.process_ready(now=RECEIVED_AT + QUIET + 1) == 0
+        assert site.state(follow_uid) == (RECEIVING, None)
+        site.receive([base_rtstruct], at=RECEIVED_AT + QUIET)
+        assert site.worker.process_ready(now=RECEIVED_AT + 2 * QUIET) == 1
+        assert site.state(base_uid)[0] == DONE and site.state(follow_uid)[0] == RECEIVING  # its SR not in PACS yet
+
+        assert site.outbox.deliver_due() == 2  # the baseline's SR and Bundle
+        assert site.worker.process_ready(now=RECEIVED_AT + 2 * QUIET) == 1
+        assert site.state(follow_uid)[0] == DONE
+    finally:
+        site.close()
+
+
+def test_the_wait_for_an_earlier_study_is_bounded(tmp_path, scorer):
+    """A baseline that never completes (its contours never come) holds its follow-up only for
+    prior_in_flight_wait_seconds after the follow-up's last instance."""
+    _, base_ct, _ = _dated_study("20240101")
+    follow_uid, follow_ct, follow_rtstruct = _dated_study("20240301")
+    site = Site(tmp_path / "var", scorer, prior_in_flight_wait_seconds=WAIT, **PRIORS)
+    try:
+        site.receive([*base_ct, *follow_ct, follow_rtstruct])
+        assert site.worker.process_ready(now=RECEIVED_AT + WAIT - 1) == 0
+        assert site.worker.process_ready(now=RECEIVED_AT + WAIT) == 1
+        assert site.state(follow_uid)[0] == DONE
+    finally:
+        site.close()
+
+
+@pytest.mark.parametrize("case", ["another patient", "a later study", "priors off"])
+def test_a_study_does_not_wait_for_what_is_not_its_earlier_study(tmp_path, scorer, case):
+    other_date, issuer, settings = {
+        "another patient": ("20240101", "OTHER HOSPITAL", PRIORS),  # same PatientID, another issuer
+        "a later study": ("20240601", "HOSP", PRIORS),
+        "priors off": ("20240101", "HOSP", {}),
+    }[case]
+    _, other_ct, _ = _dated_study(other_date, issuer)
+    follow_uid, follow_ct, follow_rtstruct = _dated_study("20240301")
+    site = Site(tmp_path / "var", scorer, prior_in_flight_wait_seconds=WAIT, **settings)
+    try:
+        site.receive([*other_ct, *follow_ct, follow_rtstruct])
+        assert site.worker.process_ready(now=RECEIVED_AT + QUIET) == 1
+        assert site.state(follow_uid)[0] == DONE
+    finally:
+        site.close()

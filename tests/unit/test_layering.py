@@ -36,6 +36,7 @@ TOP_LEVEL = {
     # pipeline: a study from instances to outputs (service, `score`, `features`)
     "pipeline": "pipeline", "worker": "pipeline", "feature_report": "pipeline", "follow_up": "pipeline",
     "registration": "pipeline", "spatial_registration": "pipeline", "prior_frames": "pipeline",  # prior -> current frame mappings
+    "prior_ct": "pipeline", "adoption": "pipeline",  # series retrieved from PACS, put to use
     # roles: processes and the command line
     "app": "roles", "cli": "roles", "report": "roles", "lifeline": "roles",
 }

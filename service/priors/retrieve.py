@@ -66,8 +66,13 @@ class Landing:
             raise PriorSourceError(f"retrieval stopped: more than {self.limits.max_instances} instances")
         path = self.directory / f"{len(self.paths):06d}.dcm"
         self.paths.append(path)
-        with path.open("wb") as stream:
-            writer(_Budget(stream, self, self.limits.max_bytes))  # type: ignore[arg-type]  # a write-only stream
+        try:
+            with path.open("wb") as stream:
+                writer(_Budget(stream, self))  # type: ignore[arg-type]  # a write-only stream
+        except Exception:
+            if self.bytes > self.limits.max_bytes:  # raised by _Budget (pydicom's writer rewords errors)
+                raise PriorSourceError(f"retrieval stopped: more than {self.limits.max_bytes} bytes") from None
+            raise
         try:
             header, pixel_data = read_header(path)
             check_instance(header, pixel_data, self.limits.instance)
@@ -88,13 +93,13 @@ class Landing:
 class _Budget:
     """A write-only stream that counts the retrieval's bytes and stops it past the limit."""
 
-    def __init__(self, stream: BinaryIO, landing: Landing, max_bytes: int) -> None:
-        self._stream, self._landing, self._max_bytes = stream, landing, max_bytes
+    def __init__(self, stream: BinaryIO, landing: Landing) -> None:
+        self._stream, self._landing = stream, landing
 
     def write(self, data: bytes) -> int:
         self._landing.bytes += len(data)
-        if self._landing.bytes > self._max_bytes:
-            raise PriorSourceError(f"retrieval stopped: more than {self._max_bytes} bytes")
+        if self._landing.bytes > self._landing.limits.max_bytes:
+            raise PriorSourceError("retrieval over its byte limit")
         return self._stream.write(data)
 
     def tell(self) -> int:  # pydicom's writer asks where it is

@@ -69,9 +69,11 @@ class Landing:
         try:
             with path.open("wb") as stream:
                 writer(_Budget(stream, self))  # type: ignore[arg-type]  # a write-only stream
-        except Exception:
+        except Exception as error:
             if self.bytes > self.limits.max_bytes:  # raised by _Budget (pydicom's writer rewords errors)
                 raise PriorSourceError(f"retrieval stopped: more than {self.limits.max_bytes} bytes") from None
+            if isinstance(error, OSError):  # a full disk: the study goes on without what was retrieving
+                raise PriorSourceError(f"cannot store a retrieved instance ({error.strerror or error})") from None
             raise
         try:
             header, pixel_data = read_header(path)

@@ -30,6 +30,7 @@ from tests.support.studies import copy_study
 
 pytestmark = pytest.mark.external
 TIMEOUT_S = 240
+S = 1.3
 REGISTRATION_TOLERANCE_MM = 2.0  # tests/integration/test_registration.py says why
 
 
@@ -77,8 +78,12 @@ def _site(root: Path, provider: str) -> Iterator[Site]:
         service.stop()
 
 
+def _header_of(path: Path) -> pydicom.Dataset:
+    return pydicom.dcmread(path, stop_before_pixels=True)
+
+
 def _study_uid(path: Path) -> str:
-    return str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+    return str(_header_of(path).StudyInstanceUID)
 
 
 def _group(sr: Path) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
@@ -131,52 +136,90 @@ def test_a_follow_up_in_another_frame_is_registered_with_the_baseline_ct_from_pa
     assert leftovers == []
 
 
-@pytest.mark.parametrize("provider", ["dicomweb", "dimse"])
-def test_a_stale_follow_up_of_another_replica_is_retrieved_and_scored_again(tmp_path, sts019, provider):
-    """Two `ingest` processes as two pods. Orthanc routes the follow-up to B, which scores it
-    without a baseline; the baseline then arrives at A. A, which holds nothing of the follow-up,
-    retrieves it from PACS and scores it again against the baseline."""
+@dataclasses.dataclass
+class Replicas:
+    """Two `ingest` processes as two pods (own var directories, one scorer) and their PACS, which
+    routes what it receives to B; the follow-up (STS_019, contour scaled by S, later date) is in
+    Orthanc and has been scored by B, without a baseline, its SR in PACS."""
+
+    a: Site
+    b: Site
+    ct: Path
+    rtstruct: Path
+    follow_up_uid: str
+    first_sr: Path
+
+
+@contextlib.contextmanager
+def _follow_up_scored_on_b(root: Path, sts019: Path, provider: str) -> Iterator[Replicas]:
     find_orthanc()
-    copy_study(sts019, tmp_path / "copy")
-    scale = 1.3
-    ct, rtstruct = write_follow_up(tmp_path / "copy" / "image", tmp_path / "copy" / "mask" / "RS.dcm",
-                                   tmp_path / "follow-up", scale=scale, study_date="20020301")
-    follow_up_uid, baseline_uid = _study_uid(rtstruct), _study_uid(sts019 / "mask" / "RS.dcm")
+    copy_study(sts019, root / "copy")
+    ct, rtstruct = write_follow_up(root / "copy" / "image", root / "copy" / "mask" / "RS.dcm", root / "follow-up",
+                                   scale=S, study_date="20020301")
     dicom_port, web_port = free_port(), free_port()
-    scorer = Scorer(tmp_path / "scorer")
+    scorer = Scorer(root / "scorer")
     replicas: list[RunningService] = []
     orthanc = None
     try:
         settings = _settings(dicom_port, web_port, provider, scorer_address=f"{LOOPBACK}:{scorer.grpc_port}")
-        replicas += [RunningService(tmp_path / f"var-{name}", "ingest", **settings) for name in "ab"]
-        orthanc = Orthanc(tmp_path / "orthanc", modality_port=replicas[1].dicom_port, dicom_port=dicom_port,
+        replicas += [RunningService(root / f"var-{name}", "ingest", **settings) for name in "ab"]
+        orthanc = Orthanc(root / "orthanc", modality_port=replicas[1].dicom_port, dicom_port=dicom_port,
                           http_port=web_port)
         a, b = (Site(orthanc, replica) for replica in replicas)
-
         orthanc.upload(*sorted(ct.iterdir()), rtstruct)  # routed to B once stable
+        follow_up_uid = _study_uid(rtstruct)
         first_sr = b.sr(follow_up_uid)
         assert not _named_priors(first_sr)
         b.in_pacs(first_sr)
-
-        a.send(sts019)
-        baseline_sr = a.sr(baseline_uid)
-        a.in_pacs(baseline_sr)
-        again = a.sr(follow_up_uid)
-        a.in_pacs(again)
-        a_log = a.service.read_log()
+        yield Replicas(a, b, ct, rtstruct, follow_up_uid, first_sr)
     finally:
         for process in [orthanc, *replicas, scorer]:
             if process is not None:
                 process.stop()
 
+
+@pytest.mark.parametrize("provider", ["dicomweb", "dimse"])
+def test_a_stale_follow_up_of_another_replica_is_retrieved_and_scored_again(tmp_path, sts019, provider):
+    """The baseline arrives at A after B scored the follow-up. A, which holds nothing of the
+    follow-up, retrieves it from PACS and scores it again against the baseline."""
+    with _follow_up_scored_on_b(tmp_path, sts019, provider) as site:
+        site.a.send(sts019)
+        baseline_sr = site.a.sr(_study_uid(sts019 / "mask" / "RS.dcm"))
+        site.a.in_pacs(baseline_sr)
+        again = site.a.sr(site.follow_up_uid)
+        site.a.in_pacs(again)
+        a_log = site.a.service.read_log()
+        indexed = site.a.service.indexed(site.follow_up_uid)
+
     assert str(pydicom.dcmread(baseline_sr).SOPInstanceUID) in _named_priors(again)
     assert str(_group(again).tracking_uid) == str(_group(baseline_sr).tracking_uid)
-    low, high = diameter_percent_bounds(sts019 / "mask" / "RS.dcm", rtstruct, sts019 / "image")
+    low, high = diameter_percent_bounds(sts019 / "mask" / "RS.dcm", site.rtstruct, sts019 / "image")
     ldpctbl = next(m.value for m in _group(again).get_measurements() if m.name.value == codes.LD_PCT_BASELINE.value)
     assert low <= ldpctbl <= high
     replaced = pydicom.dcmread(again).PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
-    assert replaced.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == pydicom.dcmread(first_sr).SOPInstanceUID
+    assert replaced.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == pydicom.dcmread(site.first_sr).SOPInstanceUID
     # A scored exactly what B scored: every CT slice and the contour, retrieved from PACS
-    expected = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in [*ct.iterdir(), rtstruct]}
-    assert replicas[0].indexed(follow_up_uid) == expected
-    assert "re-send" not in a_log and follow_up_uid not in a_log
+    expected = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)
+                for p in [*site.ct.iterdir(), site.rtstruct]}
+    assert indexed == expected
+    assert "re-send" not in a_log and site.follow_up_uid not in a_log
+
+
+def test_a_stale_follow_up_pacs_no_longer_holds_is_counted_in_the_log(tmp_path, sts019):
+    """The follow-up's CT removed from PACS after B scored it: A cannot retrieve it, says so, and
+    the baseline is still reconciled (the question is not asked again and again)."""
+    with _follow_up_scored_on_b(tmp_path, sts019, "dicomweb") as site:
+        ct_series = _header_of(next(site.ct.iterdir())).SeriesInstanceUID
+        (series,) = site.a.orthanc.post("/tools/find", {"Level": "Series", "Query": {"SeriesInstanceUID": ct_series}})
+        site.a.orthanc.delete(f"/series/{series}")
+        site.a.send(sts019)
+        site.a.sr(_study_uid(sts019 / "mask" / "RS.dcm"))
+        wait_until(lambda: "re-send it to be scored again" in site.a.service.read_log(), TIMEOUT_S,
+                   "A to give up retrieving the follow-up")
+        a_log = site.a.service.read_log()
+        assert site.a.service.study_state(site.follow_up_uid) is None
+        assert not site.a.service.indexed(site.follow_up_uid)
+
+    assert "retrieving it from PACS failed: dicomweb: PACS holds no instance of a requested series" in a_log
+    assert "1 later study of the patient, scored by another ingest replica, did not compare with this report and " \
+           "could not be retrieved" in a_log

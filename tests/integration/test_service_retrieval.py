@@ -220,6 +220,6 @@ def test_a_stale_follow_up_pacs_no_longer_holds_is_counted_in_the_log(tmp_path, 
         assert site.a.service.study_state(site.follow_up_uid) is None
         assert not site.a.service.indexed(site.follow_up_uid)
 
-    assert "retrieving it from PACS failed: dicomweb: PACS holds no instance of a requested series" in a_log
+    assert "retrieving it from PACS failed: dicomweb: DICOMweb WADO-RS failed: HTTP 404" in a_log
     assert "1 later study of the patient, scored by another ingest replica, did not compare with this report and " \
            "could not be retrieved" in a_log

@@ -1,26 +1,29 @@
 """Retrieval faults that Orthanc (tests/integration/test_retrieval.py) cannot produce: a PACS
 answering a C-GET with an instance that was not asked for (a pynetdicom C-GET SCP scripted to do
-so), a full disk while an instance is written, and a prior CT that cannot be had reaching the
-follow-up's note (service.prior_frames)."""
+so), a full disk while an instance is written, a prior CT that cannot be had reaching the
+follow-up's note (service.prior_frames), and the C-GET's received files in a process whose
+listener receives to disk (service.ingest.receive)."""
 
 from __future__ import annotations
 
 import errno
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, dimse_messages, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
 from service.errors import PriorSourceError
 from service.imaging.volume import load_ct_series
+from service.ingest.receive import ReceiveDirectory
 from service.prior_frames import NO_REGISTRATION, FrameSources, prior_mapping
 from service.priors.dimse import DimseProvider, StudyRootQueryRetrieveInformationModelGet
 from service.priors.reading import PriorReport
 from service.priors.retrieve import Landing, RetrievalLimits, SeriesRequest, evidence_requests, retrieve_series
-from tests.support.processes import LOOPBACK
+from tests.support.processes import LOOPBACK, wait_until
 from tests.support.small_study import SERIES_UID, STUDY_UID, ct_slices
 
 OTHER_SERIES = "1.2.826.0.1.3680043.8.498.99"
@@ -103,3 +106,20 @@ def test_evidence_requests_name_the_ct_series_and_the_contour_instance():
     sr.CurrentRequestedProcedureEvidenceSequence = [study]
     assert evidence_requests(sr) == [SeriesRequest(STUDY_UID, SERIES_UID), SeriesRequest(STUDY_UID, OTHER_SERIES, "2.1")]
 
+
+
+def test_the_files_a_c_get_received_are_forgotten_once_its_connection_ended(wrong_series_pacs, tmp_path, monkeypatch):
+    """In `serve`, the listener's ReceiveDirectory receives every C-STORE of the process, the
+    worker's C-GET sub-operations included; nobody asks about those, so they must not pile up."""
+    receiving = ReceiveDirectory(tmp_path / "receiving")
+    monkeypatch.setattr(dimse_messages, "NamedTemporaryFile", receiving.create)
+    monkeypatch.setattr(_config, "STORE_RECV_CHUNKED_DATASET", True)
+    provider = DimseProvider(LOOPBACK, wrong_series_pacs.server_address[1], "WRONG", "RADIOMICS_CDS", 10.0)
+    paths = retrieve_series([provider], [SeriesRequest(STUDY_UID, SERIES_UID)], tmp_path / "landing")
+    assert len(paths) == len(ct_slices())
+
+    wait_until(lambda: all(not owner.is_alive() for _, owner in receiving._open.values()), 30,
+               "the C-GET's connection to end")
+    listener_file = receiving.create()  # the next C-STORE, from any connection
+    assert list(receiving._open) == [listener_file.name]
+    assert [p.name for p in (tmp_path / "receiving").iterdir()] == [Path(listener_file.name).name]

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
+from service.errors import PriorSourceError
 from service.longitudinal.frames import FrameMapping
 from service.model import CtSeries
 from service.priors.reading import PriorReport
 from service.spatial_registration import registration_mapping
 
 PriorCtSource = Callable[[str, str | None], CtSeries | None]
-"""(prior Study Instance UID, its CT Series Instance UID if known) -> the prior CT, or None."""
+"""(prior Study Instance UID, its CT Series Instance UID if known) -> the prior CT, or None;
+PriorSourceError says why it could not be had (the note then says so)."""
 
 NO_REGISTRATION = ("the prior study is in another frame of reference and no registration relates them: "
                    "lesions matched by tracking UID and name only")
@@ -47,8 +49,11 @@ def prior_mapping(sources: FrameSources, current_frame: str,
     registered = registration_mapping(sources.spatial_registrations, prior_frame, current_frame)
     if registered is not None:
         return registered, "prior frame of reference mapped by a Spatial Registration object"
-    prior_ct = sources.prior_ct(report.study_instance_uid, report.ct_series_instance_uid) \
-        if sources.prior_ct is not None and sources.current_ct is not None else None
+    try:
+        prior_ct = sources.prior_ct(report.study_instance_uid, report.ct_series_instance_uid) \
+            if sources.prior_ct is not None and sources.current_ct is not None else None
+    except PriorSourceError as error:
+        return None, f"{NO_REGISTRATION} (prior CT not retrieved: {error})"
     if prior_ct is None or sources.current_ct is None:
         return None, NO_REGISTRATION
     if prior_ct.frame_of_reference_uid != prior_frame:

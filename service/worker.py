@@ -11,8 +11,10 @@ which live in two databases) has them queued at start.
 With prior_providers set, a scored study is compared with its priors pulled from PACS before its
 outputs are written (the same run_study as `score --prior`), and once its SR has reached PACS the
 worker reconciles: later studies of the patient whose report did not compare with this SR (their
-baseline arrived after them) and that this ingest scored are sent back to be scored again. Better
-still, a study ready to score waits while an earlier study of the patient is in flight here
+baseline arrived after them) are scored again: sent back if this ingest scored them, else
+retrieved from PACS into this ingest (service.adoption). A prior in another frame of reference
+is registered with its CT retrieved from PACS (service.prior_ct), when a source can retrieve.
+Better still, a study ready to score waits while an earlier study of the patient is in flight here
 (receiving, scoring, or its SR not yet delivered to PACS, where the prior lookup finds it), at
 most prior_in_flight_wait_seconds after its last instance: baseline and follow-up sent together
 give one SR for the follow-up, compared with the baseline. The wait is decided anew at each poll
@@ -28,10 +30,11 @@ import time
 from pydicom import Dataset
 
 from service.config import Config
-from service.errors import InputError, ScorerError, ScorerUnavailable
+from service.adoption import Adoption
+from service.errors import InputError, PriorSourceError, ScorerError, ScorerUnavailable
 from service.ingest.completeness import assess
 from service.ingest.index import DONE, FAILED, PROCESSING, RECEIVING, StudyIndex, StudyState
-from service.ingest.spool import study_key
+from service.ingest.spool import Spool, study_key
 from service.model import StudyInfo
 from service.observability import SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FAILED, RepeatedErrorLog
 from service.outputs.artefacts import Artefact, artefact_path
@@ -39,8 +42,10 @@ from service.outputs.destinations import pacs_tls
 from service.outputs.outbox import DELIVERED, PENDING, Outbox
 from service.imaging.selection import read_instance, study_info
 from service.pipeline import PriorLookup, WrittenOutputs, run_study
+from service.prior_ct import RetrievedPriorCt
 from service.response import ResponseInputs
 from service.priors import PriorCache, PriorsOutcome, build_providers, resolve_priors, stale_later_studies
+from service.priors.retrieve import RetrievalLimits, retrieving
 from service.priors.selection import priors_used
 from service.scorer import Scorer
 
@@ -68,6 +73,10 @@ class StudyWorker:
         self._cycle_errors = RepeatedErrorLog(log)
         self._providers = build_providers(config, dimse_tls=pacs_tls(config))
         self._prior_cache = PriorCache(config.prior_cache_dir)
+        retrievers, limits = retrieving(self._providers), RetrievalLimits(config.instance_limits)
+        self._prior_ct = RetrievedPriorCt(retrievers, config.var_dir / "retrieved", limits) if retrievers else None
+        self._adoption = Adoption(retrievers, index, Spool(config.spool_dir), config.var_dir / "retrieved",
+                                  config.var_dir / "adopted", limits) if retrievers else None
         self._reconciling = threading.Lock()  # one thread reconciles at a time
         self._reconcile_after: dict[str, float] = {}  # study -> when to ask PACS again
         self._waiting: set[str] = set()  # studies held for an earlier one, each logged once
@@ -84,6 +93,8 @@ class StudyWorker:
         recovered = self.queue_missing_deliveries()
         if recovered:
             log.warning("queued %d deliveries of done studies that an interrupted stop had not queued", recovered)
+        if self._adoption is not None:
+            self._adoption.remove_leftovers()
         for thread in self._threads:
             thread.start()
 
@@ -177,7 +188,8 @@ class StudyWorker:
                 lesion_roi_types=frozenset(self._config.lesion_roi_types),
                 max_lesions=self._config.max_lesions_per_study,
                 predecessor=self._previous_report(study_uid), limits=self._config.instance_limits,
-                priors=self._prior_lookup(), response_inputs=ResponseInputs.from_config(self._config),
+                priors=self._prior_lookup(), prior_ct=self._prior_ct,
+                response_inputs=ResponseInputs.from_config(self._config),
             )
         except InputError as error:
             self._fail(study_uid, str(error), "input")
@@ -207,6 +219,8 @@ class StudyWorker:
             return False
         for destination in self._outbox.destinations:  # each gets the artefact it takes
             self._outbox.enqueue(destination.name, written.paths[destination.artefact])
+        if self._adoption is not None:
+            self._adoption.forget(study_uid)
         return True
 
     def _prior_lookup(self) -> PriorLookup | None:
@@ -227,7 +241,8 @@ class StudyWorker:
 
         Durable across restarts (the index records each reconciled result), so a crash before
         the question was answered only asks it again. A stale later study scored by another
-        ingest replica is not in this index: it is counted in the log, not re-scored here.
+        ingest replica is not in this index: it is retrieved from PACS and scored here; when
+        that fails, it is counted in the log.
         """
         sr_destinations = [d.name for d in self._outbox.destinations if d.artefact is Artefact.SR]
         if not self._providers or not sr_destinations or not self._reconciling.acquire(blocking=False):
@@ -274,7 +289,10 @@ class StudyWorker:
         for uid in later.stale:
             state = self._index.study(uid)
             if state is None:
-                elsewhere += 1
+                if self._adopt(uid, later.reports[uid]):
+                    rescored += 1
+                else:
+                    elsewhere += 1
             elif state.state is DONE and not self._result_uses(state, sr_uid):
                 if self._index.rescore(uid, "scored again: an earlier study's report arrived after it"):
                     log.info("study %s: scored again, an earlier study's report arrived after it", study_key(uid))
@@ -283,10 +301,23 @@ class StudyWorker:
                 return None
         if elsewhere:
             log.warning("study %s: %d later stud%s of the patient, scored by another ingest replica, did not "
-                        "compare with this report; re-send %s to be scored again",
+                        "compare with this report and could not be retrieved; re-send %s to be scored again",
                         study_key(study.study_instance_uid), elsewhere, "y" if elsewhere == 1 else "ies",
                         "it" if elsewhere == 1 else "them")
         return rescored
+
+    def _adopt(self, study_uid: str, standing_sr: Dataset) -> bool:
+        """Retrieve a stale study another replica scored, to be scored here; False: it cannot be."""
+        if self._adoption is None:
+            return False
+        try:
+            new = self._adoption.adopt(standing_sr)
+        except PriorSourceError as error:
+            log.warning("study %s: retrieving it from PACS failed: %s", study_key(study_uid), error)
+            return False
+        log.info("study %s: retrieved from PACS (%d new instances) to be scored again here, an earlier "
+                 "study's report arrived after it", study_key(study_uid), new)
+        return True
 
     def _result_uses(self, state: StudyState, sr_uid: str) -> bool:
         """Whether the study's latest SR here (perhaps not yet in PACS) compared with `sr_uid`."""
@@ -294,10 +325,13 @@ class StudyWorker:
         return path is not None and path.exists() and sr_uid in priors_used(read_instance(path, header_only=True))
 
     def _previous_report(self, study_uid: str) -> Dataset | None:
-        """The SR an earlier scoring of this study delivered, if any: the new one replaces it."""
+        """The SR an earlier scoring of this study delivered, if any (another replica's, for a
+        study retrieved from PACS): the new one replaces it."""
         state = self._index.study(study_uid)
         path = artefact_path(self._config.outbox_dir, state.result, Artefact.SR) if state and state.result else None
-        return read_instance(path, header_only=True) if path is not None and path.exists() else None
+        if path is not None and path.exists():
+            return read_instance(path, header_only=True)
+        return self._adoption.replaced_report(study_uid) if self._adoption is not None else None
 
     def _scorer_failed(self, study_uid: str, error: ScorerError, attempt: int) -> None:
         """A scorer restarting or scaling is retried (bounded); any other refusal fails the study."""

@@ -95,8 +95,19 @@ class ReceiveDirectory:
         """
         receiving = ReceiveFile(self.directory)
         with self._lock:
+            self._forget_ended()
             self._open[receiving.name] = (receiving, threading.current_thread())
         return receiving
+
+    def _forget_ended(self) -> None:
+        """Drop the files of connections whose thread has ended. The listener's are asked about
+        (write_error) or discarded at close; but the setting is process-wide, so the instances a
+        C-GET of this process receives (the worker retrieving a series, service.priors.dimse)
+        come here too and are never asked about: pynetdicom has deleted them, they are forgotten."""
+        for name in [name for name, (_, owner) in self._open.items() if not owner.is_alive()]:
+            receiving, _ = self._open.pop(name)
+            receiving.close()
+            Path(name).unlink(missing_ok=True)
 
     def write_error(self, path: str | Path) -> OSError | None:
         """The error that cut this dataset short while it was received, if any. Called by the

@@ -2,17 +2,24 @@
 
 One QIDO-RS query at series level finds our SR series across all the patient's studies (no
 study-level round trip), filtered by Modality SR and our Manufacturer as followup.md 3.3 verified
-with Orthanc; a second one per series lists its instances. Retrieval is WADO-RS of the instance.
+with Orthanc; a second one per series lists its instances. Retrieval is WADO-RS of the instance;
+a series (a prior CT, a study to score again) is WADO-RS of the series, streamed: one instance
+in memory at a time, each written to the retrieval's Landing as it arrives.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from functools import partial
+
 import requests
 from dicomweb_client import DICOMwebClient
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
 from service.errors import PriorSourceError
 from service.outputs.codes import MANUFACTURER
+from service.priors.retrieve import Landing, SeriesRequest
 from service.priors.source import PatientQuery, SrLocation
 
 _STUDY_DATE, _STUDY_TIME, _STUDY_UID, _SERIES_UID, _SOP_UID = (
@@ -68,3 +75,17 @@ class DicomwebProvider:
                 location.study_instance_uid, location.series_instance_uid, location.sop_instance_uid)
         except requests.RequestException as error:
             raise PriorSourceError(f"DICOMweb WADO-RS failed: {_describe(error)}") from None
+
+    def retrieve(self, request: SeriesRequest, landing: Landing) -> None:
+        try:
+            instances: Iterable[Dataset] = (
+                self._client.iter_series(request.study_instance_uid, request.series_instance_uid)
+                if request.sop_instance_uid is None else
+                [self._client.retrieve_instance(request.study_instance_uid, request.series_instance_uid,
+                                                request.sop_instance_uid)])
+            for instance in instances:
+                landing.write(request, partial(instance.save_as, enforce_file_format=True))
+        except requests.RequestException as error:
+            raise PriorSourceError(f"DICOMweb WADO-RS failed: {_describe(error)}") from None
+        except (InvalidDicomError, ValueError) as error:  # a part that is not DICOM, a body not multipart
+            raise PriorSourceError(f"DICOMweb WADO-RS answer unreadable ({type(error).__name__})") from None

@@ -13,8 +13,10 @@ from __future__ import annotations
 import datetime
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pydicom.dataset import Dataset
 
 from service.model import StudyInfo
 from service.priors import selection
@@ -32,6 +34,8 @@ class LaterStudies:
 
     stale: tuple[str, ...] = ()  # StudyInstanceUIDs, in UID order
     unavailable: str | None = None
+    # each stale study's standing SR: what names its images, for a replica that must retrieve them
+    reports: Mapping[str, Dataset] = field(default_factory=dict)
 
 
 def stale_later_studies(study: StudyInfo, sr_sop_instance_uid: str, providers: Sequence[PriorProvider],
@@ -50,14 +54,14 @@ def stale_later_studies(study: StudyInfo, sr_sop_instance_uid: str, providers: S
                           "reconciliation")
     if isinstance(answer, str):
         return LaterStudies(unavailable=answer)
-    provider, stale = answer
-    logger.info("reconciliation: %d later stud%s to re-score (asked %s)", len(stale),
-                "y" if len(stale) == 1 else "ies", provider.name)
-    return LaterStudies(stale)
+    provider, reports = answer
+    logger.info("reconciliation: %d later stud%s to re-score (asked %s)", len(reports),
+                "y" if len(reports) == 1 else "ies", provider.name)
+    return LaterStudies(tuple(reports), reports=reports)
 
 
 def _stale(provider: PriorProvider, query: PatientQuery, study: StudyInfo, sr_uid: str,
-           cache: PriorCache) -> tuple[str, ...]:
+           cache: PriorCache) -> dict[str, Dataset]:
     moment = selection.study_moment(study.study_date, study.study_time)
     later: dict[str, list[SrLocation]] = defaultdict(list)
     for location in provider.find(query):
@@ -66,9 +70,9 @@ def _stale(provider: PriorProvider, query: PatientQuery, study: StudyInfo, sr_ui
     fetched = {uid: [fetch_cached(provider, cache, location) for location in group]
                for uid, group in sorted(later.items())}
     replaced = selection.superseded(dataset for group in fetched.values() for dataset in group)
-    stale = []
+    stale = {}
     for uid, group in fetched.items():
         standing = current_sr(group, replaced, study, query.issuer_of_patient_id, [])
         if standing is not None and sr_uid not in selection.priors_used(standing):
-            stale.append(uid)
-    return tuple(stale)
+            stale[uid] = standing
+    return stale

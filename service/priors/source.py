@@ -55,8 +55,11 @@ class PriorProvider(Protocol):
         ...
 
 
-def first_answer(providers: Sequence[PriorProvider], ask: Callable[[PriorProvider], Answer],
-                 purpose: str) -> tuple[PriorProvider, Answer] | str:
+Provider = TypeVar("Provider", bound=PriorProvider)
+
+
+def first_answer(providers: Sequence[Provider], ask: Callable[[Provider], Answer],
+                 purpose: str) -> tuple[Provider, Answer] | str:
     """Ask the sources in their configured order; the first that answers wins. When none does:
     each one's failure, joined (what the outputs report as "priors unavailable: ...")."""
     failures = []

@@ -126,6 +126,10 @@ class Orthanc:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         return json.loads(self._request("POST", path, data, "application/json"))
 
+    def delete(self, path: str) -> None:
+        """DELETE a resource (e.g. /series/<id>): what PACS no longer holds."""
+        self._request("DELETE", path)
+
     def upload(self, *files: Path) -> list[dict[str, Any]]:
         """POST /instances, one file at a time: how a modality's images arrive over the REST API.
         Each answer has the instance's ID, ParentSeries, ParentStudy, ParentPatient, Status."""

@@ -38,6 +38,7 @@ TOP_LEVEL = {
     "pipeline": "pipeline", "worker": "pipeline", "feature_report": "pipeline", "follow_up": "pipeline",
     "response": "pipeline",
     "registration": "pipeline", "spatial_registration": "pipeline", "prior_frames": "pipeline",  # prior -> current frame mappings
+    "prior_ct": "pipeline", "adoption": "pipeline",  # series retrieved from PACS, put to use
     # roles: processes and the command line
     "app": "roles", "cli": "roles", "report": "roles", "lifeline": "roles",
 }

@@ -48,9 +48,9 @@ def current_feature_names(feature_class: str) -> tuple[str, ...]:
     return tuple(sorted(name for name, deprecated in names.items() if not deprecated))
 
 
-def absolute_bins(values: np.ndarray, lower: float, upper: float, width: float) -> np.ndarray:
-    """IBSI fixed bin size with a fixed lower bound: 1-based bin index of every value."""
-    n_bins = int(np.ceil((upper - lower) / width - 1e-9))
+def absolute_bins(values: np.ndarray, lower: float, width: float, n_bins: int) -> np.ndarray:
+    """IBSI fixed bin size with a fixed lower bound: 1-based bin index of every value, clipped
+    into 1..n_bins (ExtractionSettings.fixed_bin_count)."""
     bins = np.floor((np.asarray(values, dtype=float) - lower) / width).astype(np.int64) + 1
     return np.clip(bins, 1, n_bins)
 
@@ -68,8 +68,8 @@ class _AbsoluteBinning:
         binned[self.maskArray] = absolute_bins(
             matrix[self.maskArray],
             self.settings["discretisationLowerBound"],
-            self.settings["discretisationUpperBound"],
             self.settings["binWidth"],
+            self.settings["discretisationBinCount"],
         )
         self.coefficients["grayLevels"] = np.unique(binned[self.maskArray])
         self.coefficients["Ng"] = int(self.coefficients["grayLevels"].max())
@@ -86,7 +86,7 @@ def _feature_class(name: str, absolute: bool) -> type:
 
 
 def _pyradiomics_kwargs(settings: ExtractionSettings) -> dict[str, object]:
-    lower, upper = settings.discretisation_bounds
+    lower, _ = settings.discretisation_bounds
     kwargs: dict[str, object] = {
         "label": 1,
         "force2D": settings.force2D,
@@ -95,7 +95,7 @@ def _pyradiomics_kwargs(settings: ExtractionSettings) -> dict[str, object]:
         "resampledPixelSpacing": None,
         "voxelArrayShift": 0,
         "discretisationLowerBound": lower,
-        "discretisationUpperBound": upper,
+        "discretisationBinCount": settings.fixed_bin_count,
     }
     if settings.binCount is not None:
         # IBSI "fixed bin number" is defined on the ROI's own range: pyradiomics' binning is right.

@@ -15,6 +15,7 @@ from service.scoring.features import region_features
 from service.location import LocationRules
 from service.scoring.measures import measure_lesion
 from service.scoring.panel import FeaturePanel
+from service.scoring.resegment import intensity_mask, intensity_range
 from service.scoring.resample import ResampledLesion, native_lesion, resample_lesion
 from service.scoring.ring import ring_mask
 from service.scoring.settings import ExtractionSettings
@@ -53,15 +54,8 @@ def _lesion_on_feature_grid(crop: LesionCrop, settings: ExtractionSettings) -> R
         crop.image_hu, crop.mask, crop.volume_geometry, crop.crop_start_xyz,
         settings.resampledPixelSpacing, margin_mm=settings.ringWidthMm,
         interpolator=settings.interpolator, mask_threshold=settings.maskThreshold,
+        round_intensities=settings.intensityRounding,
     )
-
-
-def _intensity_mask(region: np.ndarray, hu: np.ndarray, settings: ExtractionSettings) -> np.ndarray:
-    """IBSI re-segmentation: texture uses only voxels inside resegmentRange; shape keeps all."""
-    if settings.resegmentRange is None:
-        return region
-    lower, upper = settings.resegmentRange
-    return region & (hu >= lower) & (hu <= upper)
 
 
 def lesion_features(crop: LesionCrop, settings: ExtractionSettings, panel: FeaturePanel) -> tuple[dict[str, dict[str, float]], str | None]:
@@ -79,9 +73,9 @@ def lesion_features(crop: LesionCrop, settings: ExtractionSettings, panel: Featu
     hu = sitk.GetArrayViewFromImage(lesion.image)
     features: dict[str, dict[str, float]] = {}
     for region, classes in panel.regions.items():
-        intensity = _intensity_mask(regions[region], hu, settings)
+        intensity = intensity_mask(regions[region], hu, settings)
         if not intensity.any():
-            return {}, f"no voxel of the {region} lies within resegmentRange {list(settings.resegmentRange or ())}"
+            return {}, f"no voxel of the {region} lies within the re-segmentation range {intensity_range(regions[region], hu, settings)}"
         texture = {name: wanted for name, wanted in classes.items() if name != "shape"}
         values = region_features(lesion.image, intensity, settings, texture)
         if "shape" in classes:

@@ -1,0 +1,152 @@
+"""IBSI settings beyond the defaults: intensity rounding, the closed re-segmentation range, outlier
+re-segmentation and the cubic interpolator. Expected values are recomputed here with numpy from
+IBSI's definitions, not taken from the engine."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from service.imaging.crops import lesion_crop
+from service.model import ImageGeometry
+from service.scoring.features import region_features
+from service.scoring.lesion import lesion_features
+from service.scoring.panel import FeaturePanel
+from service.scoring.resample import resample_lesion
+from service.scoring.resegment import intensity_mask
+from service.scoring.settings import TEXTURE_CLASSES, ExtractionSettings
+from tests.support.synthetic_lesion import synthetic_lesion_ct
+
+TEXTURE = {name: () for name in TEXTURE_CLASSES}
+
+
+def _image(values: np.ndarray) -> sitk.Image:
+    image = sitk.GetImageFromArray(values.astype(np.float64))
+    image.SetSpacing((1.0, 1.0, 1.0))
+    return image
+
+
+def _entropy_and_uniformity(bins: np.ndarray) -> tuple[float, float]:
+    _, counts = np.unique(bins, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum()), float((p**2).sum())
+
+
+def _integer_ct_crop():
+    ct, mask = synthetic_lesion_ct((0.0, 0.0, 0.0))
+    ct = dataclasses.replace(ct, hu=np.round(ct.hu))  # CT: integer HU before interpolation
+    return lesion_crop(ct, mask, ExtractionSettings())
+
+
+def test_rounded_intensities_give_the_features_of_an_independently_rounded_image():
+    crop = _integer_ct_crop()
+    settings = ExtractionSettings()
+    assert settings.intensityRounding  # the CT default
+    panel = FeaturePanel("core", {"core": TEXTURE})
+    ours, reason = lesion_features(crop, settings, panel)
+    assert reason is None
+
+    plain = resample_lesion(crop.image_hu, crop.mask, crop.volume_geometry, crop.crop_start_xyz,
+                            (1.0, 1.0, 1.0), margin_mm=2.0, round_intensities=False)
+    interpolated = sitk.GetArrayFromImage(plain.image)
+    assert np.count_nonzero(interpolated[plain.core] % 1) > 0.9 * np.count_nonzero(plain.core)
+    rounded = sitk.GetImageFromArray(np.round(interpolated))
+    rounded.CopyInformation(plain.image)
+
+    expected = region_features(rounded, plain.core, settings, TEXTURE)
+    unrounded = region_features(plain.image, plain.core, settings, TEXTURE)
+    assert ours["core"].keys() == expected.keys()
+    for name, value in expected.items():
+        assert ours["core"][name] == pytest.approx(value, rel=1e-12, abs=1e-12), name
+    assert ours["core"]["stat_mean"] != pytest.approx(unrounded["stat_mean"], rel=1e-9)
+
+
+def test_without_rounding_the_interpolated_intensities_are_used():
+    crop = _integer_ct_crop()
+    settings = ExtractionSettings(intensityRounding=False)
+    ours, _ = lesion_features(crop, settings, FeaturePanel("core", {"core": {"firstorder": ("Mean",)}}))
+    plain = resample_lesion(crop.image_hu, crop.mask, crop.volume_geometry, crop.crop_start_xyz,
+                            (1.0, 1.0, 1.0), margin_mm=2.0, round_intensities=False)
+    values = sitk.GetArrayFromImage(plain.image)[plain.core]
+    assert ours["core"]["stat_mean"] == pytest.approx(values.mean(), rel=1e-12)
+
+
+def test_a_voxel_at_the_resegmentation_upper_bound_is_in_the_last_bin():
+    # IBSI configuration C's range and width: [-1000, 400] HU, 25 HU bins. A voxel at exactly
+    # 400 HU belongs to the range (closed) and to bin floor((400 + 1000) / 25) + 1 = 57.
+    hu = np.array([0, 100, 200, 300, 400, 400, 390, 399, 375, -1000, 450, 401] * 8, dtype=float).reshape(4, 4, 6)
+    roi = np.ones(hu.shape, dtype=bool)
+    settings = ExtractionSettings(resegmentRange=(-1000.0, 400.0), binWidth=25.0, resampledPixelSpacing=None)
+    kept = intensity_mask(roi, hu, settings)
+    assert np.count_nonzero(kept) == 10 * 8  # 450 and 401 are re-segmented out, 400 stays
+    features = region_features(_image(hu), kept, settings, {"firstorder": ("Entropy", "Uniformity")})
+
+    bins = np.floor((hu[(hu >= -1000) & (hu <= 400)] + 1000) / 25) + 1  # IBSI, no clipping
+    assert bins.max() == 57
+    entropy, uniformity = _entropy_and_uniformity(bins)
+    assert features["ih_entropy"] == pytest.approx(entropy, rel=1e-12)
+    assert features["ih_uniformity"] == pytest.approx(uniformity, rel=1e-12)
+
+
+def test_without_resegmentation_the_bin_upper_bound_is_open():
+    # [-1000, 3000) holds 400 bins of 10 HU; 3000 HU and above are clipped into bin 400 (method.md).
+    settings = ExtractionSettings()
+    assert settings.fixed_bin_count == 400
+    assert ExtractionSettings(resegmentRange=(-1000.0, 400.0), binWidth=25.0).fixed_bin_count == 57
+    assert ExtractionSettings(resegmentRange=(-500.0, 405.0), binWidth=25.0).fixed_bin_count == 37
+
+
+def _outlier_volume() -> np.ndarray:
+    rng = np.random.default_rng(11)
+    hu = np.round(rng.normal(40, 30, (10, 10, 10)))
+    hu[2, 3, 4], hu[7, 7, 1], hu[5, 0, 9] = 900.0, -700.0, 260.0  # outliers
+    return hu
+
+
+@pytest.mark.parametrize("reseg_range", [None, (-100.0, 120.0)])
+def test_outlier_filter_keeps_mean_plus_minus_k_sd_intersected_with_the_range(reseg_range):
+    hu = _outlier_volume()
+    roi = np.zeros(hu.shape, dtype=bool)
+    roi[1:9, :, :] = True
+    settings = ExtractionSettings(outlierFilterSigma=3.0, resegmentRange=reseg_range, resampledPixelSpacing=None)
+    kept = intensity_mask(roi, hu, settings)
+
+    # IBSI: mean and (population) SD over the ROI as segmented; intersection with the range.
+    values = hu[roi]
+    low, high = values.mean() - 3 * values.std(), values.mean() + 3 * values.std()
+    if reseg_range is not None:
+        low, high = max(low, reseg_range[0]), min(high, reseg_range[1])
+    expected = values[(values >= low) & (values <= high)]
+    assert 0 < expected.size < values.size
+    features = region_features(_image(hu), kept, settings, {"firstorder": ("Mean", "Minimum", "Maximum")})
+    assert features["stat_mean"] == pytest.approx(expected.mean(), rel=1e-12)
+    assert features["stat_min"] == expected.min() and features["stat_max"] == expected.max()
+
+
+def test_bspline_interpolation_is_cubic():
+    # A cubic B-spline reproduces a quadratic exactly away from the image edges; trilinear
+    # interpolation overshoots between samples (by a quarter of the squared step).
+    spacing = (0.8, 0.8, 0.8)
+    z, y, x = np.mgrid[:40, :40, :40] * 0.8
+    values = (x - 16.0) ** 2 + (y - 15.0) ** 2
+    mask = np.zeros(values.shape, dtype=bool)
+    mask[18:22, 18:22, 18:22] = True
+    geometry = ImageGeometry(size=(40, 40, 40), spacing=spacing, origin=(0.0, 0.0, 0.0))
+
+    def resampled(interpolator: str) -> tuple[np.ndarray, np.ndarray]:
+        lesion = resample_lesion(values, mask, geometry, (0, 0, 0), (1.0, 1.0, 1.0), margin_mm=2.0,
+                                 interpolator=interpolator, round_intensities=False)
+        grid = sitk.GetArrayFromImage(lesion.image)
+        indices = np.argwhere(np.ones(grid.shape, dtype=bool))
+        points = np.asarray([lesion.image.TransformIndexToPhysicalPoint([int(i) for i in idx[::-1]])
+                             for idx in indices])
+        analytic = (points[:, 0] - 16.0) ** 2 + (points[:, 1] - 15.0) ** 2
+        return grid.reshape(-1), analytic
+
+    cubic, analytic = resampled("sitkBSpline")
+    assert cubic == pytest.approx(analytic, rel=1e-6)  # the crop is interpolated in float32
+    linear, analytic = resampled("sitkLinear")
+    assert np.abs(linear - analytic).max() > 0.05

@@ -20,6 +20,7 @@ import radiomics
 import SimpleITK as sitk
 from radiomics import firstorder, glcm, gldm, glrlm, glszm, ngtdm, shape
 
+from service.scoring.degenerate import is_undefined
 from service.scoring.ibsi_names import feature_key
 from service.scoring.settings import ExtractionSettings
 
@@ -144,6 +145,7 @@ def region_features(
     kwargs = _pyradiomics_kwargs(settings)
     absolute = settings.binCount is None
     n_voxels = int(np.count_nonzero(region))
+    constant, one_level = _degeneracy(sitk.GetArrayViewFromImage(image)[region], settings)
     features: dict[str, float] = {}
     for name, wanted in classes.items():
         extractor = _feature_class(name, absolute)(image, mask, **kwargs)
@@ -151,8 +153,21 @@ def region_features(
             extractor.enableFeatureByName(feature, True)
         for feature, value in extractor.execute().items():
             key = feature_key(name, feature, settings.force2D)
-            features[key] = _ibsi_adjustments(name, feature, float(value), n_voxels)
+            if is_undefined(name, feature, constant, one_level):
+                features[key] = math.nan  # not pyradiomics' placeholder (service.scoring.degenerate)
+            else:
+                features[key] = _ibsi_adjustments(name, feature, float(value), n_voxels)
     return features
+
+
+def _degeneracy(values: np.ndarray, settings: ExtractionSettings) -> tuple[bool, bool]:
+    """(constant intensity, a single grey level after discretisation) of a region's intensities."""
+    constant = values.size == 0 or bool(values.min() == values.max())
+    if constant or settings.binWidth is None:
+        return constant, constant  # fixed bin number spreads any two intensities over two levels
+    lower, _ = settings.discretisation_bounds
+    bins = absolute_bins(values, lower, settings.binWidth, settings.fixed_bin_count)
+    return constant, bool(bins.min() == bins.max())
 
 
 def engine_versions() -> dict[str, str]:

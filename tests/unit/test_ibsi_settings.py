@@ -1,5 +1,5 @@
 """IBSI settings beyond the defaults: intensity rounding, the closed re-segmentation range, outlier
-re-segmentation and the cubic interpolator. Expected values are recomputed here with numpy from
+re-segmentation, the cubic interpolator, and features a degenerate region has no value for. Expected values are recomputed here with numpy from
 IBSI's definitions, not taken from the engine."""
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from service.feature_report import features_from_nifti
 from service.imaging.crops import lesion_crop
 from service.model import ImageGeometry
+from service.scoring.degenerate import CONSTANT_INTENSITY, ONE_GREY_LEVEL
 from service.scoring.features import region_features
 from service.scoring.lesion import lesion_features
 from service.scoring.panel import FeaturePanel
@@ -150,3 +152,38 @@ def test_bspline_interpolation_is_cubic():
     assert cubic == pytest.approx(analytic, rel=1e-6)  # the crop is interpolated in float32
     linear, analytic = resampled("sitkLinear")
     assert np.abs(linear - analytic).max() > 0.05
+
+
+def test_a_constant_region_reports_undefined_features_as_not_computable(tmp_path):
+    # One intensity: skewness, kurtosis, correlation and the NGTDM ratios are 0/0 or 1/0. pyradiomics
+    # returns placeholders for them (kurtosis 0, i.e. excess -3; correlation 1; busyness 0, ...).
+    hu = np.full((8, 8, 8), 40.0, dtype=np.float32)
+    mask = np.zeros(hu.shape, dtype=np.uint8)
+    mask[2:6, 2:6, 2:6] = 1
+    paths = []
+    for name, array in (("image", hu), ("mask", mask)):
+        image = sitk.GetImageFromArray(array)
+        sitk.WriteImage(image, str(tmp_path / f"{name}.nii.gz"))
+        paths.append(tmp_path / f"{name}.nii.gz")
+    settings = ExtractionSettings(resampledPixelSpacing=None, ringWidthMm=0.0)
+    report = features_from_nifti(paths[0], paths[1], settings).as_json()
+    (roi,) = report["rois"]
+    core, undefined = roi["regions"]["core"], roi["undefined"]["core"]
+    for key in ("stat_skew", "stat_kurt"):
+        assert core[key] is None and undefined[key] == CONSTANT_INTENSITY
+    for key in ("cm_corr_3D_avg", "cm_info_corr1_3D_avg", "glcm_MCC", "ngt_coarseness_3D", "ngt_busyness_3D",
+                "ngt_contrast_3D", "ngt_strength_3D"):
+        assert core[key] is None and undefined[key] == ONE_GREY_LEVEL, key
+    # Defined on one grey level, and still reported: variance 0, uniformity 1, complexity 0.
+    assert core["stat_var"] == 0 and core["ih_uniformity"] == 1 and core["ngt_complexity_3D"] == 0
+    assert core["stat_mean"] == 40
+
+
+def test_one_grey_level_is_judged_after_discretisation():
+    # 40 and 45 HU share the 10 HU bin [40, 50): texture sees one grey level, statistics two values.
+    hu = np.where(np.indices((6, 6, 6)).sum(axis=0) % 2 == 0, 40.0, 45.0)
+    roi = np.ones(hu.shape, dtype=bool)
+    wanted = {"firstorder": ("Kurtosis",), "glcm": ("Correlation",)}
+    features = region_features(_image(hu), roi, ExtractionSettings(), wanted)
+    assert np.isnan(features["cm_corr_3D_avg"])
+    assert features["stat_kurt"] == pytest.approx(1.0 - 3.0, rel=1e-12)  # two values, equal counts: m4/m2^2 = 1

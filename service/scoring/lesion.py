@@ -5,12 +5,14 @@ This is the scorer's unit of work; it sees only a crop and the whole CT's geomet
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
 
 from service.model import LesionCrop, LesionResult, ScoreClass
+from service.scoring.degenerate import not_computable_reason
 from service.scoring.features import region_features
 from service.location import LocationRules
 from service.scoring.measures import measure_lesion
@@ -84,6 +86,16 @@ def lesion_features(crop: LesionCrop, settings: ExtractionSettings, panel: Featu
     return features, None
 
 
+def _undefined_variable(features: dict[str, dict[str, float]], signature: Signature) -> str | None:
+    """Why the score cannot be computed when a variable's feature has no value on this lesion."""
+    for variable in signature.variables:
+        value = features.get(variable.region, {}).get(variable.feature)
+        if value is not None and not math.isfinite(value):
+            return (f"signature variable {variable.name}: {variable.feature} of the {variable.region} is not "
+                    f"computable ({not_computable_reason(variable.feature)})")
+    return None
+
+
 def score_lesion(crop: LesionCrop, context: ScoringContext) -> LesionResult:
     """Measure and score one lesion; a lesion too small for texture keeps its measures."""
     x, y, z = crop.crop_start_xyz
@@ -94,6 +106,7 @@ def score_lesion(crop: LesionCrop, context: ScoringContext) -> LesionResult:
     score: float | None = None
     score_class: ScoreClass | None = None
     contributions: dict[str, float] = {}
+    reason = reason or _undefined_variable(features, context.signature)
     if reason is None:
         score, contributions = context.signature.score(features, location_class, crop.kvp)
         score_class = context.signature.classify(score)

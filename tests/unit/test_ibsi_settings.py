@@ -15,11 +15,13 @@ from service.imaging.crops import lesion_crop
 from service.model import ImageGeometry
 from service.scoring.degenerate import CONSTANT_INTENSITY, ONE_GREY_LEVEL
 from service.scoring.features import region_features
-from service.scoring.lesion import lesion_features
-from service.scoring.panel import FeaturePanel
+from service.location import LocationRules
+from service.scoring.lesion import ScoringContext, lesion_features, score_lesion
+from service.scoring.panel import FeaturePanel, signature_panel
 from service.scoring.resample import resample_lesion
 from service.scoring.resegment import intensity_mask
 from service.scoring.settings import TEXTURE_CLASSES, ExtractionSettings
+from service.scoring.signatures import Variable, load_signature
 from tests.support.synthetic_lesion import synthetic_lesion_ct
 
 TEXTURE = {name: () for name in TEXTURE_CLASSES}
@@ -187,3 +189,18 @@ def test_one_grey_level_is_judged_after_discretisation():
     features = region_features(_image(hu), roi, ExtractionSettings(), wanted)
     assert np.isnan(features["cm_corr_3D_avg"])
     assert features["stat_kurt"] == pytest.approx(1.0 - 3.0, rel=1e-12)  # two values, equal counts: m4/m2^2 = 1
+
+
+def test_a_score_needing_a_feature_without_value_is_not_computable_with_the_reason():
+    ct, mask = synthetic_lesion_ct((0.0, 0.0, 0.0))
+    ct = dataclasses.replace(ct, hu=np.full(ct.hu.shape, 40.0, dtype=np.float32))  # constant everywhere
+    shipped = load_signature()
+    kurtosis = Variable("core_kurtosis", "core", "stat_kurt", -2.0, 10.0, True, 0.5)
+    signature = dataclasses.replace(shipped, variables=(*shipped.variables, kurtosis))
+    settings = ExtractionSettings()
+    context = ScoringContext(settings, signature, LocationRules(), signature_panel(signature))
+    result = score_lesion(lesion_crop(ct, mask, settings), context)
+    assert result.score is None and result.score_class is None
+    assert result.not_computable == (f"signature variable core_kurtosis: stat_kurt of the core is not computable "
+                                     f"({CONSTANT_INTENSITY})")
+    assert result.features["core"]["stat_min"] == 40.0  # the features that have values are kept

@@ -10,6 +10,7 @@ subclassing each feature class (pyradiomics' own extension point, `_applyBinning
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import logging
 import math
 from collections.abc import Mapping
@@ -170,10 +171,18 @@ def _degeneracy(values: np.ndarray, settings: ExtractionSettings) -> tuple[bool,
     return constant, bool(bins.min() == bins.max())
 
 
+@functools.cache
+def _distribution(package: str) -> str:
+    """The installed distribution that provides an import package: `radiomics` comes from several
+    (pyradiomics, pyradiomics-bhklab), which differ, so outputs name the one that ran."""
+    names = importlib.metadata.packages_distributions().get(package, [])
+    return names[0] if names else package
+
+
 def engine_versions() -> dict[str, str]:
-    """Versions of the engines behind the numbers, for every output."""
+    """Versions of the engines behind the numbers, for every output, by distribution name."""
     return {
-        "pyradiomics": str(radiomics.__version__),
+        _distribution("radiomics"): str(radiomics.__version__),
         "SimpleITK": sitk.Version_VersionString(),
         "numpy": np.__version__,
     }

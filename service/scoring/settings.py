@@ -122,6 +122,33 @@ class ExtractionSettings:
             return "2.5D: in-plane directions, matrices merged over slices, features averaged over directions"
         return "3D: 13 directions, features averaged over directions"
 
+    @property
+    def grid_alignment(self) -> str:
+        """Where the resampled grid lies (IBSI asks for it to be reported)."""
+        if self.resampledPixelSpacing is None:
+            return "no resampling: the image's own grid"
+        return ("IBSI: grid centres aligned with the original grid's centres, grid fixed by the whole "
+                "image (a crop gives the whole volume's grid)")
+
+    @property
+    def discretisation(self) -> str:
+        """The discretisation method in IBSI's terms."""
+        if self.binWidth is None:
+            return f"fixed bin number: {self.binCount} bins over the region's own intensity range"
+        lower, _ = self.discretisation_bounds
+        return (f"fixed bin size: width {self.binWidth:g} from {lower:g} (bin = floor((x - lower) / width) + 1), "
+                f"{self.fixed_bin_count} bins, intensities beyond them clipped into the first or last")
+
+    @property
+    def resegmentation(self) -> str:
+        """IBSI re-segmentation of the intensity mask, in words."""
+        parts = []
+        if self.resegmentRange is not None:
+            parts.append(f"range [{self.resegmentRange[0]:g}, {self.resegmentRange[1]:g}] (closed)")
+        if self.outlierFilterSigma is not None:
+            parts.append(f"outliers: mean +/- {self.outlierFilterSigma:g} SD of the region")
+        return " intersected with ".join(parts) if parts else "none"
+
     @classmethod
     def from_dict(cls, values: Mapping[str, object]) -> "ExtractionSettings":
         """Inverse of as_dict, e.g. from a scorer's Describe call."""
@@ -144,4 +171,7 @@ class ExtractionSettings:
         values["featureClasses"] = {name: list(features) for name, features in self.featureClasses.items()}
         values["discretisationBounds"] = list(self.discretisation_bounds)
         values["textureAggregation"] = self.texture_aggregation
+        values["gridAlignment"] = self.grid_alignment
+        values["discretisation"] = self.discretisation
+        values["resegmentation"] = self.resegmentation
         return values

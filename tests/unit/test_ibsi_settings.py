@@ -16,6 +16,8 @@ from service.model import ImageGeometry
 from service.scoring.degenerate import CONSTANT_INTENSITY, ONE_GREY_LEVEL
 from service.scoring.features import region_features
 from service.location import LocationRules
+from service.outputs import codes
+from service.scoring.in_process import describe_scoring
 from service.scoring.lesion import ScoringContext, lesion_features, score_lesion
 from service.scoring.panel import FeaturePanel, signature_panel
 from service.scoring.resample import resample_lesion
@@ -204,3 +206,29 @@ def test_a_score_needing_a_feature_without_value_is_not_computable_with_the_reas
     assert result.not_computable == (f"signature variable core_kurtosis: stat_kurt of the core is not computable "
                                      f"({CONSTANT_INTENSITY})")
     assert result.features["core"]["stat_min"] == 40.0  # the features that have values are kept
+
+
+def test_settings_state_what_ibsi_asks_to_be_reported():
+    stated = ExtractionSettings().as_dict()
+    assert stated["intensityRounding"] is True and stated["outlierFilterSigma"] is None
+    assert stated["gridAlignment"].startswith("IBSI: grid centres aligned")
+    assert stated["discretisation"].startswith("fixed bin size: width 10 from -1000") and "400 bins" in stated["discretisation"]
+    assert stated["resegmentation"] == "none"
+    config_e = ExtractionSettings(resampledPixelSpacing=(2.0, 2.0, 2.0), interpolator="sitkBSpline", binWidth=None,
+                                  binCount=32, resegmentRange=(-1000.0, 400.0), outlierFilterSigma=3.0).as_dict()
+    assert config_e["resegmentation"] == "range [-1000, 400] (closed) intersected with outliers: mean +/- 3 SD of the region"
+    assert config_e["discretisation"] == "fixed bin number: 32 bins over the region's own intensity range"
+    assert ExtractionSettings(resampledPixelSpacing=None).as_dict()["gridAlignment"] == "no resampling: the image's own grid"
+
+
+def test_every_output_states_rounding_grid_alignment_and_the_engine_distribution():
+    # SR notes, FHIR notes and the Device all carry provenance_lines (service.outputs.codes).
+    signature = load_signature()
+    settings = ExtractionSettings()
+    provenance = describe_scoring(ScoringContext(settings, signature, LocationRules(), signature_panel(signature)), 1.0)
+    engines, stated = codes.provenance_lines(provenance)[-2:]
+    assert engines.startswith("Engines: SimpleITK ") and "pyradiomics-bhklab " in engines
+    for statement in ("intensityRounding=True", f"gridAlignment={settings.grid_alignment}",
+                      f"discretisation={settings.discretisation}", "resegmentation=none", "outlierFilterSigma=None",
+                      "interpolator=sitkLinear", "maskThreshold=0.5", f"textureAggregation={settings.texture_aggregation}"):
+        assert statement in stated, statement

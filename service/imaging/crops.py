@@ -49,6 +49,7 @@ def crop_margin_voxels(geometry: ImageGeometry, settings: FeatureGrid) -> np.nda
     """Margin (z, y, x voxels) around the lesion: ring + two new voxels + interpolation support."""
     spacing_zyx = np.asarray(geometry.spacing[::-1])
     new_zyx = spacing_zyx if settings.resampledPixelSpacing is None else np.asarray(settings.resampledPixelSpacing[::-1])
+    new_zyx = np.where(new_zyx > 0, new_zyx, spacing_zyx)  # 0: that axis keeps its spacing
     margin_mm = settings.ringWidthMm + 2.0 * new_zyx
     return np.asarray([math.ceil(m / s) + 2 for m, s in zip(margin_mm, spacing_zyx)])
 

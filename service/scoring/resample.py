@@ -53,6 +53,13 @@ def whole_image_grid(volume: ImageGeometry, new_spacing: tuple[float, float, flo
     return ResampledGrid((int(new_size[0]), int(new_size[1]), int(new_size[2])), first, step)
 
 
+def resolved_spacing(new_spacing: tuple[float, float, float], volume: ImageGeometry) -> tuple[float, float, float]:
+    """The new spacing with 0 replaced by the image's own spacing on that axis (pyradiomics' rule,
+    e.g. [2, 2, 0] for IBSI configuration B's in-plane resampling)."""
+    x, y, z = (float(new) if new > 0 else float(own) for new, own in zip(new_spacing, volume.spacing))
+    return x, y, z
+
+
 def _valid_point_range(
     grid: ResampledGrid, volume: ImageGeometry, crop_start: np.ndarray, crop_size: np.ndarray, extra_support: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -106,6 +113,7 @@ def resample_lesion(
     """
     crop_start = np.asarray(crop_start_xyz, dtype=int)
     crop_size = np.asarray(image_zyx.shape[::-1], dtype=int)
+    new_spacing = resolved_spacing(new_spacing, volume)
     grid = whole_image_grid(volume, new_spacing)
     valid_first, valid_last = _valid_point_range(grid, volume, crop_start, crop_size, _EXTRA_SUPPORT[interpolator])
 

@@ -67,9 +67,11 @@ class ExtractionSettings:
 
     def __post_init__(self) -> None:
         if self.resampledPixelSpacing is not None and (
-            len(self.resampledPixelSpacing) != 3 or any(s <= 0 for s in self.resampledPixelSpacing)
+            len(self.resampledPixelSpacing) != 3 or any(s < 0 for s in self.resampledPixelSpacing)
+            or not any(self.resampledPixelSpacing)
         ):
-            raise ConfigError("resampledPixelSpacing must be three positive spacings (x, y, z) in mm, or null")
+            raise ConfigError("resampledPixelSpacing must be three spacings (x, y, z) in mm, each positive or 0 "
+                              "(keep that axis' spacing, e.g. [2, 2, 0] in-plane only), or null")
         if (self.binWidth is None) == (self.binCount is None):
             raise ConfigError("set exactly one of binWidth (fixed bin size) and binCount (fixed bin number)")
         if self.binWidth is not None and self.binWidth <= 0:

@@ -38,6 +38,7 @@ def test_pyradiomics_settings_are_applied():
     ({"setting": {"binWidht": 10}}, "binWidht"),
     ({"setting": {"interpolator": "sitkLanczosWindowedSinc"}}, "sitkLanczosWindowedSinc"),
     ({"setting": {"outlierFilterSigma": -3}}, "outlierFilterSigma"),
+    ({"setting": {"resampledPixelSpacing": [2, -1, 2]}}, "resampledPixelSpacing"),
     ({"setting": {"normalize": True}}, "normalize"),
     ({"setting": {"binWidth": 10, "binCount": 16}}, "exactly one of binWidth"),
     ({"setting": {"resegmentRange": [200, -100]}}, "resegmentRange"),

@@ -2,8 +2,9 @@
 
 pyradiomics numbers grey levels from the ROI's own minimum (its getBinEdges), so two lesions
 with the same HU texture but different minima get different LGRE/SRHGE values. The CD8 score
-(docs/method.md section 2) needs absolute bins: bin = floor((HU - lower) / width) + 1, with HU clipped
-into [lower, upper). We keep pyradiomics' feature code and replace only its binning step, by
+(docs/method.md section 2) needs absolute bins: bin = floor((HU - lower) / width) + 1, clipped
+into the settings' bins (ExtractionSettings.fixed_bin_count: [lower, upper) by default, the closed
+resegmentRange when one is set). We keep pyradiomics' feature code and replace only its binning step, by
 subclassing each feature class (pyradiomics' own extension point, `_applyBinning`).
 """
 

@@ -98,7 +98,8 @@ class ExtractionSettings:
 
     @property
     def discretisation_bounds(self) -> tuple[float, float]:
-        """[lower, upper) of the fixed-bin-size grid: the resegmentation range wins (IBSI)."""
+        """Bounds of the fixed-bin-size grid: the resegmentation range (closed) wins over
+        [binLowerBound, binUpperBound) (IBSI); fixed_bin_count says how many bins they hold."""
         if self.resegmentRange is not None:
             return float(self.resegmentRange[0]), float(self.resegmentRange[1])
         return self.binLowerBound, self.binUpperBound

@@ -35,8 +35,8 @@ FEATURE_CLASSES: tuple[str, ...] = TEXTURE_CLASSES + ("shape",)
 """Every class we compute; shape describes the lesion's morphology, so only the core has it."""
 
 INTERPOLATORS: tuple[str, ...] = ("sitkLinear", "sitkNearestNeighbor", "sitkBSpline")
-"""sitkBSpline is cubic (IBSI configuration E). Its pre-filter reaches the whole image, so a crop
-gives the whole volume's numbers only up to that filter's edge effect (service.scoring.resample)."""
+"""sitkBSpline is cubic (IBSI configuration E). Its pre-filter reaches the whole image, so its
+crops get a wider margin (service.imaging.crops) to give the whole volume's numbers."""
 
 ALL_FEATURES: tuple[str, ...] = ()
 """A class's feature list meaning "every feature pyradiomics has not deprecated"."""

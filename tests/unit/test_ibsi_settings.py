@@ -19,11 +19,12 @@ from service.location import LocationRules
 from service.outputs import codes
 from service.scoring.in_process import describe_scoring
 from service.scoring.lesion import ScoringContext, lesion_features, score_lesion
-from service.scoring.panel import FeaturePanel, signature_panel
+from service.scoring.panel import FeaturePanel, full_panel, signature_panel
 from service.scoring.resample import resample_lesion
 from service.scoring.resegment import intensity_mask
 from service.scoring.settings import TEXTURE_CLASSES, ExtractionSettings
 from service.scoring.signatures import Variable, load_signature
+from tests.support.crops import whole_volume
 from tests.support.synthetic_lesion import synthetic_lesion_ct
 
 TEXTURE = {name: () for name in TEXTURE_CLASSES}
@@ -232,3 +233,20 @@ def test_every_output_states_rounding_grid_alignment_and_the_engine_distribution
                       f"discretisation={settings.discretisation}", "resegmentation=none", "outlierFilterSigma=None",
                       "interpolator=sitkLinear", "maskThreshold=0.5", f"textureAggregation={settings.texture_aggregation}"):
         assert statement in stated, statement
+
+
+@pytest.mark.parametrize("offset", [(17.3, -11.6, 5.2), (-33.1, -26.9, -15.6)])  # inside; cut by the border
+def test_bspline_crop_gives_the_same_features_as_the_whole_volume(offset):
+    # The crop's extra margin for the B-spline pre-filter makes the crop's coefficients the
+    # whole volume's where they are used (service.imaging.crops.BSPLINE_PREFILTER_VOXELS).
+    ct, mask = synthetic_lesion_ct(offset)
+    ct = dataclasses.replace(ct, hu=np.round(ct.hu))
+    settings = ExtractionSettings(interpolator="sitkBSpline")
+    context = ScoringContext(settings, load_signature(), LocationRules(), full_panel(settings))
+    crop = lesion_crop(ct, mask, settings)
+    assert crop.image_hu.size < ct.hu.size / 2
+    from_crop, from_whole = score_lesion(crop, context), score_lesion(whole_volume(crop, ct), context)
+    for region, values in from_whole.features.items():
+        assert from_crop.features[region].keys() == values.keys()
+        for name, value in values.items():
+            assert from_crop.features[region][name] == pytest.approx(value, rel=1e-9, abs=1e-12, nan_ok=True), name

@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps fhir-validator deploy-tools demo lint test clean
+.PHONY: setup system-deps fhir-validator deploy-tools mirp demo lint test clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ $(FHIR_VALIDATOR)/node_modules/.package-lock.json: $(FHIR_VALIDATOR)/package-loc
 deploy-tools:
 	scripts/install-deploy-tools
 
+# MIRP, the IBSI reference engine our features are compared with, in its own virtualenv (ITK).
+mirp:
+	scripts/install-mirp
+
 demo: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/demo
 
@@ -39,8 +43,8 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: setup system-deps fhir-validator deploy-tools
+test: setup system-deps fhir-validator deploy-tools mirp
 	$(VENV)/bin/python -m pytest
 
 clean:
-	rm -rf $(VENV) .venv-tools var $(FHIR_VALIDATOR)/node_modules
+	rm -rf $(VENV) .venv-tools .venv-mirp var $(FHIR_VALIDATOR)/node_modules

@@ -29,6 +29,7 @@ from service.imaging.contours import rtstruct_to_masks, seg_to_masks
 from service.imaging.crops import lesion_crop
 from service.model import CtSeries, ImageGeometry, LesionMask, LesionSource
 from service.imaging.selection import read_study_headers, select_inputs
+from service.scoring.degenerate import undefined_features
 from service.scoring.features import engine_versions
 from service.scoring.lesion import lesion_features
 from service.scoring.panel import full_panel
@@ -48,7 +49,7 @@ class RoiFeatures:
     voxel_count: int
     features: dict[str, dict[str, float | None]]
     not_computable: str | None = None
-    undefined: dict[str, list[str]] = field(default_factory=dict)  # features the engine returned NaN for
+    undefined: dict[str, dict[str, str]] = field(default_factory=dict)  # region -> feature -> why it has no value
 
 
 @dataclass(frozen=True)
@@ -78,13 +79,13 @@ class FeatureReport:
 def _roi_features(ct: CtSeries, lesion: LesionMask, settings: ExtractionSettings) -> RoiFeatures:
     crop = lesion_crop(ct, lesion, settings)
     features, reason = lesion_features(crop, settings, full_panel(settings))
-    # NaN is what pyradiomics returns for a feature its formula cannot give (e.g. a ratio of zeros);
-    # JSON has no NaN, and a reader must see it was undefined rather than read a number.
+    # NaN marks a feature with no value on this region (a degenerate region, or a ratio of zeros
+    # in pyradiomics' formula); JSON has no NaN, and a reader must see why rather than read a number.
     clean: dict[str, dict[str, float | None]] = {}
-    undefined: dict[str, list[str]] = {}
+    undefined: dict[str, dict[str, str]] = {}
     for region, values in features.items():
         clean[region] = {name: (None if math.isnan(v) else v) for name, v in values.items()}
-        missing = sorted(name for name, v in values.items() if math.isnan(v))
+        missing = undefined_features(values)
         if missing:
             undefined[region] = missing
     return RoiFeatures(lesion.number, lesion.name, lesion.source, lesion.voxel_count, clean, reason, undefined)

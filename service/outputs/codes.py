@@ -98,8 +98,11 @@ LONG_AXIS = Code("103339001", "SCT", "Long axis")
 """DICOM CID 7470 (SNOMED CT): the longest in-plane (axial) diameter, as RECIST measures it."""
 SHORT_AXIS = Code("103340004", "SCT", "Short axis")
 """DICOM CID 7470 (SNOMED CT): longest diameter perpendicular to the long axis (RECIST nodes)."""
-MAX_3D_DIAMETER = Code("L0JK", IBSI_SCHEME, "Maximum 3D Diameter of a Mesh")
-"""IBSI identifier L0JK ("Maximum 3D diameter"), meaning as in DICOM CID 7469."""
+MAX_3D_DIAMETER = rcds_code("DIAM3DBOUNDARY", "Maximum 3D diameter between lesion boundary points")
+"""The lesion's 3D maximum diameter as service.scoring.measures measures it: between boundary
+points (voxel-face midpoints) on the CT's own grid. Not IBSI L0JK, "maximum 3D diameter of a
+mesh", which is the feature morph_diam (computed on the resampled grid's mesh) and keeps L0JK:
+one report must not carry two different values under one code."""
 
 CENTER_OF_MASS = Code("128138", "DCM", "Center of Mass")
 """Name of each lesion's centroid point (SCOORD3D) in the SR."""

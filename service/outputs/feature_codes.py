@@ -5,7 +5,8 @@ HTZT "Short Run Low Gray Level Emphasis", as in pydicom's code dictionary). Firs
 statistics follow DICOM's convention for region statistics: the quantity "Attenuation
 Coefficient" with a derivation (CID 7464: Mean, Minimum, ...), in Hounsfield units. The few IBSI
 statistics without a DICOM code (percentiles, ranges, energy) use our private scheme with the
-IBSI tag as the code value. Features IBSI does not define (pyradiomics-only) are not put in the SR.
+IBSI tag as the code value; kurtosis, which IBSI defines as excess kurtosis and DICOM's
+derivation leaves open, uses IBSI's identifier IPH6. Features IBSI does not define (pyradiomics-only) are not put in the SR.
 How texture was aggregated (3D, averaged over 13 directions) is stated in each measurement's
 algorithm parameters.
 """
@@ -57,8 +58,11 @@ _DERIVED = {
     "stat_mean": (_STATISTICS.Mean, _HU), "stat_median": (_STATISTICS.Median, _HU),
     "stat_min": (_STATISTICS.Minimum, _HU), "stat_max": (_STATISTICS.Maximum, _HU),
     "stat_rms": (_STATISTICS.RootMeanSquare, _HU), "stat_var": (_STATISTICS.Variance, _HU_SQUARED),
-    "stat_skew": (_STATISTICS.Skewness, _NO_UNITS), "stat_kurt": (_STATISTICS.Kurtosis, _NO_UNITS),
+    "stat_skew": (_STATISTICS.Skewness, _NO_UNITS),
 }
+# Kurtosis: stat_kurt is IBSI's excess kurtosis (pyradiomics' minus 3); DICOM's CID 7464
+# "Kurtosis" does not say which, so it is coded with the IBSI identifier of excess kurtosis.
+_EXCESS_KURTOSIS = Code("IPH6", "IBSI", "(Excess) intensity kurtosis")
 
 # IBSI statistics DICOM has no code for: private codes named by the IBSI tag.
 _PRIVATE_STATISTICS = {
@@ -112,7 +116,8 @@ _TEXTURE = {
 # cannot post-coordinate, so the FHIR output needs the IBSI identifier itself.
 _STATISTIC_IDENTIFIERS = {
     "stat_mean": ("Q4LE", "Mean intensity"), "stat_var": ("ECT3", "Intensity variance"),
-    "stat_skew": ("KE2A", "Intensity skewness"), "stat_kurt": ("IPH6", "(Excess) intensity kurtosis"),
+    "stat_skew": ("KE2A", "Intensity skewness"),
+    "stat_kurt": (_EXCESS_KURTOSIS.value, _EXCESS_KURTOSIS.meaning),
     "stat_median": ("Y12H", "Median intensity"), "stat_min": ("1GSF", "Minimum intensity"),
     "stat_p10": ("QG58", "10th intensity percentile"), "stat_p90": ("8DWT", "90th intensity percentile"),
     "stat_max": ("84IY", "Maximum intensity"), "stat_iqr": ("SALO", "Intensity interquartile range"),
@@ -138,6 +143,8 @@ def feature_concept(tag: str) -> FeatureConcept | None:
     stem = ibsi_stem(tag)
     if stem in _MORPHOLOGY:
         return FeatureConcept(*_MORPHOLOGY[stem])
+    if stem == "stat_kurt":
+        return FeatureConcept(_EXCESS_KURTOSIS, _NO_UNITS)
     if stem in _DERIVED:
         derivation, unit = _DERIVED[stem]
         return FeatureConcept(ATTENUATION, unit, derivation)

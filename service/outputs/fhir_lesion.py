@@ -28,6 +28,7 @@ from fhir.resources.R4B.reference import Reference
 from service.model import LesionResult
 from service.outputs import codes
 from service.outputs.feature_codes import REGION_METHODS, feature_concept, ibsi_identifier
+from service.scoring.degenerate import not_computable_reason
 from service.outputs.fhir_common import (
     ResourceKey,
     StudyContext,
@@ -126,8 +127,8 @@ def _cd8_score(context: StudyContext, key: ResourceKey, lesion: LesionResult, fo
 def _features(context: StudyContext, key: ResourceKey, focus: list, region: str,
               values: dict[str, float]) -> Observation:
     """The IBSI-defined features of one region. Features IBSI does not define (no identifier to
-    code them with) and values that are not finite (NaN, infinite: FHIR decimals cannot carry
-    them) are named in a note instead, so one odd feature never costs the study its Bundle."""
+    code them with) and features without a value (NaN: not computable on this region, e.g. the
+    kurtosis of a constant region) are named in a note, with the reason, instead."""
     components: list[ObservationComponent] = []
     uncoded, not_finite = [], []
     for tag, value in sorted(values.items()):
@@ -139,7 +140,7 @@ def _features(context: StudyContext, key: ResourceKey, focus: list, region: str,
         else:
             components.append(component(concept(identifier, text=tag), quantity(value, feature.unit)))
     extra = [f"Not IBSI-defined, not coded here: {', '.join(uncoded)}."] if uncoded else []
-    extra += [f"Not a finite number, left out: {', '.join(not_finite)}."] if not_finite else []
+    extra += [f"Not computable: {'; '.join(f'{tag} ({not_computable_reason(tag)})' for tag in not_finite)}."] if not_finite else []
     method = codes.lookup(REGION_METHODS, region, "feature region")
     return observation(
         context, key,

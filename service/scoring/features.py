@@ -2,14 +2,16 @@
 
 pyradiomics numbers grey levels from the ROI's own minimum (its getBinEdges), so two lesions
 with the same HU texture but different minima get different LGRE/SRHGE values. The CD8 score
-(docs/method.md section 2) needs absolute bins: bin = floor((HU - lower) / width) + 1, with HU clipped
-into [lower, upper). We keep pyradiomics' feature code and replace only its binning step, by
+(docs/method.md section 2) needs absolute bins: bin = floor((HU - lower) / width) + 1, clipped
+into the settings' bins (ExtractionSettings.fixed_bin_count: [lower, upper) by default, the closed
+resegmentRange when one is set). We keep pyradiomics' feature code and replace only its binning step, by
 subclassing each feature class (pyradiomics' own extension point, `_applyBinning`).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import logging
 import math
 from collections.abc import Mapping
@@ -20,6 +22,7 @@ import radiomics
 import SimpleITK as sitk
 from radiomics import firstorder, glcm, gldm, glrlm, glszm, ngtdm, shape
 
+from service.scoring.degenerate import is_undefined
 from service.scoring.ibsi_names import feature_key
 from service.scoring.settings import ExtractionSettings
 
@@ -48,9 +51,9 @@ def current_feature_names(feature_class: str) -> tuple[str, ...]:
     return tuple(sorted(name for name, deprecated in names.items() if not deprecated))
 
 
-def absolute_bins(values: np.ndarray, lower: float, upper: float, width: float) -> np.ndarray:
-    """IBSI fixed bin size with a fixed lower bound: 1-based bin index of every value."""
-    n_bins = int(np.ceil((upper - lower) / width - 1e-9))
+def absolute_bins(values: np.ndarray, lower: float, width: float, n_bins: int) -> np.ndarray:
+    """IBSI fixed bin size with a fixed lower bound: 1-based bin index of every value, clipped
+    into 1..n_bins (ExtractionSettings.fixed_bin_count)."""
     bins = np.floor((np.asarray(values, dtype=float) - lower) / width).astype(np.int64) + 1
     return np.clip(bins, 1, n_bins)
 
@@ -68,8 +71,8 @@ class _AbsoluteBinning:
         binned[self.maskArray] = absolute_bins(
             matrix[self.maskArray],
             self.settings["discretisationLowerBound"],
-            self.settings["discretisationUpperBound"],
             self.settings["binWidth"],
+            self.settings["discretisationBinCount"],
         )
         self.coefficients["grayLevels"] = np.unique(binned[self.maskArray])
         self.coefficients["Ng"] = int(self.coefficients["grayLevels"].max())
@@ -86,7 +89,7 @@ def _feature_class(name: str, absolute: bool) -> type:
 
 
 def _pyradiomics_kwargs(settings: ExtractionSettings) -> dict[str, object]:
-    lower, upper = settings.discretisation_bounds
+    lower, _ = settings.discretisation_bounds
     kwargs: dict[str, object] = {
         "label": 1,
         "force2D": settings.force2D,
@@ -95,7 +98,7 @@ def _pyradiomics_kwargs(settings: ExtractionSettings) -> dict[str, object]:
         "resampledPixelSpacing": None,
         "voxelArrayShift": 0,
         "discretisationLowerBound": lower,
-        "discretisationUpperBound": upper,
+        "discretisationBinCount": settings.fixed_bin_count,
     }
     if settings.binCount is not None:
         # IBSI "fixed bin number" is defined on the ROI's own range: pyradiomics' binning is right.
@@ -144,6 +147,7 @@ def region_features(
     kwargs = _pyradiomics_kwargs(settings)
     absolute = settings.binCount is None
     n_voxels = int(np.count_nonzero(region))
+    constant, one_level = _degeneracy(sitk.GetArrayViewFromImage(image)[region], settings)
     features: dict[str, float] = {}
     for name, wanted in classes.items():
         extractor = _feature_class(name, absolute)(image, mask, **kwargs)
@@ -151,14 +155,35 @@ def region_features(
             extractor.enableFeatureByName(feature, True)
         for feature, value in extractor.execute().items():
             key = feature_key(name, feature, settings.force2D)
-            features[key] = _ibsi_adjustments(name, feature, float(value), n_voxels)
+            if is_undefined(name, feature, constant, one_level):
+                features[key] = math.nan  # not pyradiomics' placeholder (service.scoring.degenerate)
+            else:
+                features[key] = _ibsi_adjustments(name, feature, float(value), n_voxels)
     return features
 
 
+def _degeneracy(values: np.ndarray, settings: ExtractionSettings) -> tuple[bool, bool]:
+    """(constant intensity, a single grey level after discretisation) of a region's intensities."""
+    constant = values.size == 0 or bool(values.min() == values.max())
+    if constant or settings.binWidth is None:
+        return constant, constant  # fixed bin number spreads any two intensities over two levels
+    lower, _ = settings.discretisation_bounds
+    bins = absolute_bins(values, lower, settings.binWidth, settings.fixed_bin_count)
+    return constant, bool(bins.min() == bins.max())
+
+
+@functools.cache
+def _distribution(package: str) -> str:
+    """The installed distribution that provides an import package: `radiomics` comes from several
+    (pyradiomics, pyradiomics-bhklab), which differ, so outputs name the one that ran."""
+    names = importlib.metadata.packages_distributions().get(package, [])
+    return names[0] if names else package
+
+
 def engine_versions() -> dict[str, str]:
-    """Versions of the engines behind the numbers, for every output."""
+    """Versions of the engines behind the numbers, for every output, by distribution name."""
     return {
-        "pyradiomics": str(radiomics.__version__),
+        _distribution("radiomics"): str(radiomics.__version__),
         "SimpleITK": sitk.Version_VersionString(),
         "numpy": np.__version__,
     }

@@ -5,16 +5,19 @@ This is the scorer's unit of work; it sees only a crop and the whole CT's geomet
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
 
 from service.model import LesionCrop, LesionResult, ScoreClass
+from service.scoring.degenerate import not_computable_reason
 from service.scoring.features import region_features
 from service.location import LocationRules
 from service.scoring.measures import measure_lesion
 from service.scoring.panel import FeaturePanel
+from service.scoring.resegment import intensity_mask, intensity_range
 from service.scoring.resample import ResampledLesion, native_lesion, resample_lesion
 from service.scoring.ring import ring_mask
 from service.scoring.settings import ExtractionSettings
@@ -53,15 +56,8 @@ def _lesion_on_feature_grid(crop: LesionCrop, settings: ExtractionSettings) -> R
         crop.image_hu, crop.mask, crop.volume_geometry, crop.crop_start_xyz,
         settings.resampledPixelSpacing, margin_mm=settings.ringWidthMm,
         interpolator=settings.interpolator, mask_threshold=settings.maskThreshold,
+        round_intensities=settings.intensityRounding,
     )
-
-
-def _intensity_mask(region: np.ndarray, hu: np.ndarray, settings: ExtractionSettings) -> np.ndarray:
-    """IBSI re-segmentation: texture uses only voxels inside resegmentRange; shape keeps all."""
-    if settings.resegmentRange is None:
-        return region
-    lower, upper = settings.resegmentRange
-    return region & (hu >= lower) & (hu <= upper)
 
 
 def lesion_features(crop: LesionCrop, settings: ExtractionSettings, panel: FeaturePanel) -> tuple[dict[str, dict[str, float]], str | None]:
@@ -79,15 +75,25 @@ def lesion_features(crop: LesionCrop, settings: ExtractionSettings, panel: Featu
     hu = sitk.GetArrayViewFromImage(lesion.image)
     features: dict[str, dict[str, float]] = {}
     for region, classes in panel.regions.items():
-        intensity = _intensity_mask(regions[region], hu, settings)
+        intensity = intensity_mask(regions[region], hu, settings)
         if not intensity.any():
-            return {}, f"no voxel of the {region} lies within resegmentRange {list(settings.resegmentRange or ())}"
+            return {}, f"no voxel of the {region} lies within the re-segmentation range {intensity_range(regions[region], hu, settings)}"
         texture = {name: wanted for name, wanted in classes.items() if name != "shape"}
         values = region_features(lesion.image, intensity, settings, texture)
         if "shape" in classes:
             values.update(region_features(lesion.image, regions[region], settings, {"shape": classes["shape"]}))
         features[region] = values
     return features, None
+
+
+def _undefined_variable(features: dict[str, dict[str, float]], signature: Signature) -> str | None:
+    """Why the score cannot be computed when a variable's feature has no value on this lesion."""
+    for variable in signature.variables:
+        value = features.get(variable.region, {}).get(variable.feature)
+        if value is not None and not math.isfinite(value):
+            return (f"signature variable {variable.name}: {variable.feature} of the {variable.region} is not "
+                    f"computable ({not_computable_reason(variable.feature)})")
+    return None
 
 
 def score_lesion(crop: LesionCrop, context: ScoringContext) -> LesionResult:
@@ -100,6 +106,7 @@ def score_lesion(crop: LesionCrop, context: ScoringContext) -> LesionResult:
     score: float | None = None
     score_class: ScoreClass | None = None
     contributions: dict[str, float] = {}
+    reason = reason or _undefined_variable(features, context.signature)
     if reason is None:
         score, contributions = context.signature.score(features, location_class, crop.kvp)
         score_class = context.signature.classify(score)

@@ -21,7 +21,7 @@ from service.scoring.settings import ALL_FEATURES, INTERPOLATORS, ExtractionSett
 
 _APPLIED = (
     "resampledPixelSpacing", "interpolator", "binWidth", "binCount", "resegmentRange", "force2D", "label",
-    "maskThreshold", "binLowerBound", "binUpperBound", "ringWidthMm",
+    "maskThreshold", "binLowerBound", "binUpperBound", "ringWidthMm", "intensityRounding", "outlierFilterSigma",
 )
 # pyradiomics settings about its own pipeline, which ours replaces (crop geometry, logging, checks).
 _NO_EFFECT = (
@@ -31,7 +31,7 @@ _NO_EFFECT = (
 # pyradiomics settings accepted only at the value that matches IBSI's CT definitions.
 _FIXED = {"normalize": False, "voxelArrayShift": 0, "distances": [1], "symmetricalGLCM": True, "gldm_a": 0}
 # SimpleITK interpolator enum values pyradiomics also accepts.
-_INTERPOLATOR_CODES = {1: "sitkNearestNeighbor", 2: "sitkLinear"}
+_INTERPOLATOR_CODES = {1: "sitkNearestNeighbor", 2: "sitkLinear", 23: "sitkBSpline"}
 
 
 def _setting_values(section: Mapping[str, Any], where: str) -> dict[str, Any]:

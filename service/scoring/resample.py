@@ -7,6 +7,12 @@ features. Here the new grid is derived from the whole volume's geometry and only
 around the lesion is materialised from the crop. Every point we keep has its whole interpolation
 support inside the crop (or lies at the volume's own border, which the crop then shares), so the
 crop gives exactly what the whole volume would.
+
+The cubic B-spline (sitkBSpline, IBSI configuration E) needs one more voxel of support on each
+side, and its pre-filter (the spline coefficients) reaches the whole input: near the crop's edge
+the coefficients differ from the whole volume's by a factor of about 0.27 per voxel of distance
+(the filter's pole). Its crops therefore carry 12 more voxels (service.imaging.crops), which
+brings that difference below what changes a number.
 """
 
 from __future__ import annotations
@@ -22,7 +28,10 @@ from service.model import ImageGeometry
 _INTERPOLATORS = {
     "sitkLinear": sitk.sitkLinear,
     "sitkNearestNeighbor": sitk.sitkNearestNeighbor,
+    "sitkBSpline": sitk.sitkBSpline,
 }
+# Original voxels each interpolator reads beyond the two that enclose a point, per side.
+_EXTRA_SUPPORT = {"sitkLinear": 0, "sitkNearestNeighbor": 0, "sitkBSpline": 1}
 
 
 @dataclass(frozen=True)
@@ -45,8 +54,15 @@ def whole_image_grid(volume: ImageGeometry, new_spacing: tuple[float, float, flo
     return ResampledGrid((int(new_size[0]), int(new_size[1]), int(new_size[2])), first, step)
 
 
+def resolved_spacing(new_spacing: tuple[float, float, float], volume: ImageGeometry) -> tuple[float, float, float]:
+    """The new spacing with 0 replaced by the image's own spacing on that axis (pyradiomics' rule,
+    e.g. [2, 2, 0] for IBSI configuration B's in-plane resampling)."""
+    x, y, z = (float(new) if new > 0 else float(own) for new, own in zip(new_spacing, volume.spacing))
+    return x, y, z
+
+
 def _valid_point_range(
-    grid: ResampledGrid, volume: ImageGeometry, crop_start: np.ndarray, crop_size: np.ndarray
+    grid: ResampledGrid, volume: ImageGeometry, crop_start: np.ndarray, crop_size: np.ndarray, extra_support: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """New-grid index range whose interpolation support lies inside the crop.
 
@@ -55,8 +71,8 @@ def _valid_point_range(
     """
     size = np.asarray(volume.size)
     crop_end = crop_start + crop_size - 1
-    low = np.where(crop_start > 0, crop_start, -0.5)
-    high = np.where(crop_start + crop_size < size, crop_end, size - 0.5)
+    low = np.where(crop_start > 0, crop_start + extra_support, -0.5)
+    high = np.where(crop_start + crop_size < size, crop_end - extra_support, size - 0.5)
     first = np.ceil((low - grid.first_index) / grid.step - 1e-9).astype(int)
     last = np.floor((high - grid.first_index) / grid.step + 1e-9).astype(int)
     return np.maximum(first, 0), np.minimum(last, np.asarray(grid.size) - 1)
@@ -87,16 +103,20 @@ def resample_lesion(
     margin_mm: float,
     interpolator: str = "sitkLinear",
     mask_threshold: float = 0.5,
+    round_intensities: bool = True,
 ) -> ResampledLesion:
     """Resample a crop's image (interpolator) and mask (linear, then >= threshold) per IBSI.
 
     The returned region spans the lesion's bounding box plus `margin_mm` (room for the ring),
-    clipped to the points the crop can compute exactly.
+    clipped to the points the crop can compute exactly. With `round_intensities` the
+    interpolated intensities are rounded to the nearest integer (IBSI, for CT: HU are integers;
+    numpy's rounding, halves to even).
     """
     crop_start = np.asarray(crop_start_xyz, dtype=int)
     crop_size = np.asarray(image_zyx.shape[::-1], dtype=int)
+    new_spacing = resolved_spacing(new_spacing, volume)
     grid = whole_image_grid(volume, new_spacing)
-    valid_first, valid_last = _valid_point_range(grid, volume, crop_start, crop_size)
+    valid_first, valid_last = _valid_point_range(grid, volume, crop_start, crop_size, _EXTRA_SUPPORT[interpolator])
 
     nonzero = np.argwhere(mask_zyx)[:, ::-1]  # (x, y, z) indices within the crop
     lesion_low = crop_start + nonzero.min(axis=0) - 1
@@ -122,7 +142,15 @@ def resample_lesion(
         reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32,
     )
     core = sitk.GetArrayFromImage(mask) >= mask_threshold
+    if round_intensities:
+        image = _rounded(image)
     return ResampledLesion(image=image, core=core)
+
+
+def _rounded(image: sitk.Image) -> sitk.Image:
+    rounded = sitk.GetImageFromArray(np.round(sitk.GetArrayViewFromImage(image)))
+    rounded.CopyInformation(image)
+    return rounded
 
 
 

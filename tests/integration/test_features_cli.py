@@ -33,7 +33,7 @@ def test_rtstruct_features_equal_what_the_service_scores_with(sts019):
                     "--settings", str(CD8_PARAMETERS), "--json")
     assert run.returncode == 0, run.stderr
     document = json.loads(run.stdout)
-    assert document["settings"]["binLowerBound"] == -1000.0 and document["engine"]["pyradiomics"]
+    assert document["settings"]["binLowerBound"] == -1000.0 and document["engine"]["pyradiomics-bhklab"]
     computable = [roi for roi in document["rois"] if roi["not_computable"] is None]
     assert computable, document["rois"]
 

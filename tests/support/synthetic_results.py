@@ -220,7 +220,7 @@ def _provenance() -> Provenance:
     return Provenance(
         algorithm_name="radiomics-cds",
         algorithm_version="0.1.0",
-        engine_versions={"pyradiomics": "3.1.4", "SimpleITK": "2.5.7"},
+        engine_versions={"pyradiomics-bhklab": "3.1.4", "SimpleITK": "2.5.7"},
         settings={
             "resampling_mm": "1x1x1",
             "image_interpolation": "trilinear",

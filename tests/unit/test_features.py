@@ -21,7 +21,7 @@ from tests.support.synthetic_lesion import synthetic_lesion_ct
 def test_absolute_bins_follow_method_formula():
     # bin = floor((HU + 1000) / 10) + 1, clipped to [1, 400]
     values = np.array([-1200.0, -1000.0, -995.0, -990.0, 0.0, 35.0, 2999.9, 3500.0])
-    assert absolute_bins(values, -1000, 3000, 10).tolist() == [1, 1, 1, 2, 101, 104, 400, 400]
+    assert absolute_bins(values, -1000, 10, 400).tolist() == [1, 1, 1, 2, 101, 104, 400, 400]
 
 
 def _image(values: np.ndarray) -> sitk.Image:

@@ -313,7 +313,7 @@ def test_the_validator_finds_what_fhir_resources_would_let_through(tmp_path: Pat
 
 @pytest.mark.external  # the Bundle goes through the FHIR validator
 def test_a_feature_that_is_not_a_finite_number_is_named_not_sent(tmp_path: Path, result: StudyResult) -> None:
-    """FHIR decimals cannot be NaN: the value is left out and named, and the Bundle still builds."""
+    """A feature without a value (NaN) is left out and named with the reason, and the Bundle still builds."""
     scored = next(x for x in result.lesions if x.features)
     odd = dataclasses.replace(scored, features={**scored.features, "core": {**scored.features["core"],
                                                                              "stat_min": float("nan")}})
@@ -322,5 +322,6 @@ def test_a_feature_that_is_not_a_finite_number_is_named_not_sent(tmp_path: Path,
     (core,) = [o for o in _observations(bundle, codes.RADIOMICS_FEATURES)
                if _is_about(o, odd) and o.method.coding[0].code == "RGNCORE"]
     assert "stat_min" not in {c.code.text for c in core.component}
-    assert any("Not a finite number, left out: stat_min" in n.text for n in core.note)
+    assert any("Not computable: stat_min (the engine's formula has no value for this region)" in n.text
+               for n in core.note)
     assert_valid_fhir(write_bundle(bundle, tmp_path))

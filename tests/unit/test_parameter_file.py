@@ -36,7 +36,9 @@ def test_pyradiomics_settings_are_applied():
 
 @pytest.mark.parametrize("document, names", [
     ({"setting": {"binWidht": 10}}, "binWidht"),
-    ({"setting": {"interpolator": "sitkBSpline"}}, "sitkBSpline"),
+    ({"setting": {"interpolator": "sitkLanczosWindowedSinc"}}, "sitkLanczosWindowedSinc"),
+    ({"setting": {"outlierFilterSigma": -3}}, "outlierFilterSigma"),
+    ({"setting": {"resampledPixelSpacing": [2, -1, 2]}}, "resampledPixelSpacing"),
     ({"setting": {"normalize": True}}, "normalize"),
     ({"setting": {"binWidth": 10, "binCount": 16}}, "exactly one of binWidth"),
     ({"setting": {"resegmentRange": [200, -100]}}, "resegmentRange"),

@@ -89,7 +89,7 @@ def test_describes_the_configuration_it_was_given(scorer: Scorer, context: Scori
     assert provenance.settings["featurePanel"] == context.panel.name
     assert provenance.settings["binLowerBound"] == -1000.0
     assert list(provenance.settings) == sorted(provenance.settings)  # as it crosses the wire
-    assert "pyradiomics" in provenance.engine_versions
+    assert "pyradiomics-bhklab" in provenance.engine_versions  # the distribution, not the import name
     assert ExtractionSettings.from_dict(dict(provenance.settings)) == context.settings
 
 

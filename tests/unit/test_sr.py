@@ -240,7 +240,7 @@ def test_reader_sees_decision_support_status_and_provenance(
     text = "\n".join(_notes(report))
     assert "tumour board" in text
     assert "uncalibrated - research use only" in text
-    assert "pyradiomics 3.1.4" in text
+    assert "pyradiomics-bhklab 3.1.4" in text  # the engine by its distribution
     assert "discretisation=fixed bin size 10 HU from -1000 HU" in text
     assert "Score skewness not computable" in text
 

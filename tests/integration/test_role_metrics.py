@@ -79,7 +79,7 @@ def test_build_information_names_the_versions_and_nothing_else(scrapes: dict[str
     assert (name, ingest_labels, value) == (
         "rcds_build_info", {"version": VERSION, "python": platform.python_version()}, 1.0)
     [(_, scorer_labels, _)] = _families(scrapes["scorer"])["rcds_build_info"]
-    assert scorer_labels == {**ingest_labels, "pyradiomics": str(radiomics.__version__),
+    assert scorer_labels == {**ingest_labels, "pyradiomics_bhklab": str(radiomics.__version__),
                              "simpleitk": SimpleITK.Version_VersionString(), "numpy": numpy.__version__}
 
 

@@ -7,7 +7,8 @@ within about one voxel diagonal of the continuous shape's.
 - Longest axial diameter: the largest in-plane distance on any single axial slice (RECIST).
 - Short axis: on that same slice, the lesion's width perpendicular to the long axis (the caliper
   width, equal to the longest perpendicular chord for convex lesions).
-- 3D maximum diameter: the largest distance between any two boundary points in 3D.
+- 3D maximum diameter: the largest distance between any two boundary points in 3D (computed on
+  the convex hull of the ends of each row of points: the same maximum, tests/unit/test_measures.py).
 """
 
 from __future__ import annotations
@@ -35,14 +36,34 @@ class LesionMeasures:
 
 
 def _boundary_points(mask: np.ndarray, neighbours: tuple[tuple[int, int, int], ...]) -> np.ndarray:
-    """(z, y, x) index midpoints between lesion voxels and their background neighbours."""
-    padded = np.pad(mask, 1)
+    """(z, y, x) index midpoints between lesion voxels and their background neighbours.
+
+    A neighbour outside the array counts as background. Per neighbour direction, the points
+    come in the array's row-major order.
+    """
     points = []
     for offset in neighbours:
-        neighbour = np.roll(padded, shift=tuple(-o for o in offset), axis=(0, 1, 2))
-        edge = np.argwhere(padded & ~neighbour) - 1
+        inside = np.zeros(mask.shape, dtype=bool)  # inside[p] = mask[p + offset]
+        source = tuple(slice(max(o, 0), n + min(o, 0)) for o, n in zip(offset, mask.shape))
+        target = tuple(slice(max(-o, 0), n - max(o, 0)) for o, n in zip(offset, mask.shape))
+        inside[target] = mask[source]
+        edge = np.argwhere(mask & ~inside)
         points.append(edge + 0.5 * np.asarray(offset))
     return np.concatenate(points)
+
+
+def _line_ends(points: np.ndarray) -> np.ndarray:
+    """Of the points on each line along the last axis, only the first and the last.
+
+    A point between two others on a line is never a vertex of the convex hull, so the largest
+    distance (attained between hull vertices) is the same; the hull of fewer points is faster.
+    """
+    order = np.lexsort((points[:, 2], points[:, 1], points[:, 0]))
+    ordered = points[order]
+    line_start = np.ones(len(ordered), dtype=bool)
+    line_start[1:] = np.any(ordered[1:, :2] != ordered[:-1, :2], axis=1)
+    line_end = np.roll(line_start, -1)
+    return ordered[line_start | line_end]
 
 
 def _hull_vertices(points: np.ndarray) -> np.ndarray:
@@ -53,6 +74,18 @@ def _hull_vertices(points: np.ndarray) -> np.ndarray:
         return points
 
 
+def _condensed_pair(n: int, k: int) -> tuple[int, int]:
+    """The pair (i, j), i < j, at position k of pdist's condensed order for n points.
+
+    Row i holds n - 1 - i pairs; locating k among the rows' starts avoids building all n(n-1)/2
+    index pairs (np.triu_indices) for one of them.
+    """
+    row_ends = np.cumsum(np.arange(n - 1, 0, -1))
+    i = int(np.searchsorted(row_ends, k, side="right"))
+    row_start = int(row_ends[i - 1]) if i else 0
+    return i, i + 1 + k - row_start
+
+
 def _max_distance(points: np.ndarray) -> tuple[float, np.ndarray]:
     """The largest pairwise distance and the unit vector along it."""
     vertices = _hull_vertices(points)
@@ -60,8 +93,7 @@ def _max_distance(points: np.ndarray) -> tuple[float, np.ndarray]:
         return 0.0, np.zeros(points.shape[1])
     lengths = pdist(vertices)  # condensed: n(n-1)/2 distances, no n x n x 3 array
     k = int(np.argmax(lengths))
-    rows, columns = np.triu_indices(len(vertices), 1)  # pdist's pair order
-    i, j = rows[k], columns[k]
+    i, j = _condensed_pair(len(vertices), k)
     longest = float(lengths[k])
     direction = (vertices[i] - vertices[j]) / longest if longest > 0 else np.zeros(points.shape[1])
     return longest, direction
@@ -100,8 +132,9 @@ def measure_lesion(mask: np.ndarray, offset_zyx: tuple[int, int, int], geometry:
     # Rotate into the slice's own frame so "in-plane" is the first two coordinates.
     axes = np.asarray(geometry.direction, dtype=float).reshape(3, 3)
     longest_axial, short_axis = _axial_diameters(axial_mm @ axes, axial[:, 0])
-    max_3d, _ = _max_distance(to_mm(_boundary_points(mask, _NEIGHBOURS_3D)))
-    centroid = to_mm(np.argwhere(mask).astype(float)).mean(axis=0)
+    max_3d, _ = _max_distance(to_mm(_line_ends(_boundary_points(mask, _NEIGHBOURS_3D))))
+    # The mean of the voxel indices, then mapped: the mapping is affine, so it commutes with the mean.
+    centroid = to_mm(np.argwhere(mask).mean(axis=0, keepdims=True))[0]
     return LesionMeasures(
         voxel_count=voxel_count,
         volume_ml=voxel_count * voxel_ml,

@@ -53,17 +53,19 @@ def _boundary_points(mask: np.ndarray, neighbours: tuple[tuple[int, int, int], .
 
 
 def _line_ends(points: np.ndarray) -> np.ndarray:
-    """Of the points on each line along the last axis, only the first and the last.
+    """Of the points on each line along each axis, only the first and the last.
 
     A point between two others on a line is never a vertex of the convex hull, so the largest
     distance (attained between hull vertices) is the same; the hull of fewer points is faster.
     """
-    order = np.lexsort((points[:, 2], points[:, 1], points[:, 0]))
-    ordered = points[order]
-    line_start = np.ones(len(ordered), dtype=bool)
-    line_start[1:] = np.any(ordered[1:, :2] != ordered[:-1, :2], axis=1)
-    line_end = np.roll(line_start, -1)
-    return ordered[line_start | line_end]
+    for axis in range(points.shape[1]):
+        others = [a for a in range(points.shape[1]) if a != axis]
+        order = np.lexsort([points[:, axis]] + [points[:, a] for a in reversed(others)])
+        ordered = points[order]
+        line_start = np.ones(len(ordered), dtype=bool)
+        line_start[1:] = np.any(ordered[1:, others] != ordered[:-1, others], axis=1)
+        points = ordered[line_start | np.roll(line_start, -1)]
+    return points
 
 
 def _hull_vertices(points: np.ndarray) -> np.ndarray:
@@ -99,16 +101,32 @@ def _max_distance(points: np.ndarray) -> tuple[float, np.ndarray]:
     return longest, direction
 
 
+# The diameter's direction lies within pi/16 of one of these 8, so the widest projection on them,
+# divided by cos(pi/16), bounds a slice's diameter from above (with room for rounding).
+_DIRECTIONS = np.array([(np.cos(k * np.pi / 8), np.sin(k * np.pi / 8)) for k in range(8)])
+_DIAMETER_BOUND_FACTOR = (1.0 + 1e-9) / np.cos(np.pi / 16)
+
+
 def _axial_diameters(points_mm: np.ndarray, slice_of_point: np.ndarray) -> tuple[float, float]:
-    """(longest axial diameter, short axis on that slice) over all slices."""
-    best_long, best_short = 0.0, 0.0
-    for z in np.unique(slice_of_point):
-        in_plane = points_mm[slice_of_point == z][:, :2]
-        longest, direction = _max_distance(in_plane)
-        if longest > best_long:
+    """(longest axial diameter, short axis on that slice) over all slices.
+
+    The longest diameter is that of the lowest slice attaining the maximum. Slices are examined
+    widest first, and a slice whose diameter bound is below the longest found so far cannot
+    attain it, so most slices of a large lesion need no convex hull.
+    """
+    order = np.argsort(slice_of_point, kind="stable")  # keeps each slice's points in their order
+    _, starts = np.unique(slice_of_point[order], return_index=True)
+    slices = np.split(np.ascontiguousarray(points_mm[order][:, :2]), starts[1:])
+    bounds = [float(np.ptp(in_plane @ _DIRECTIONS.T, axis=0).max()) * _DIAMETER_BOUND_FACTOR for in_plane in slices]
+    best_long, best_short, best_slice = 0.0, 0.0, len(slices)
+    for index in sorted(range(len(slices)), key=lambda i: -bounds[i]):
+        if bounds[index] < best_long:
+            break  # and so are all the slices after it
+        longest, direction = _max_distance(slices[index])
+        if longest > best_long or (longest == best_long > 0 and index < best_slice):
             perpendicular = np.array([-direction[1], direction[0]])
-            projection = in_plane @ perpendicular
-            best_long, best_short = longest, float(projection.max() - projection.min())
+            projection = slices[index] @ perpendicular
+            best_long, best_short, best_slice = longest, float(projection.max() - projection.min()), index
     return best_long, best_short
 
 
@@ -132,9 +150,16 @@ def measure_lesion(mask: np.ndarray, offset_zyx: tuple[int, int, int], geometry:
     # Rotate into the slice's own frame so "in-plane" is the first two coordinates.
     axes = np.asarray(geometry.direction, dtype=float).reshape(3, 3)
     longest_axial, short_axis = _axial_diameters(axial_mm @ axes, axial[:, 0])
-    max_3d, _ = _max_distance(to_mm(_line_ends(_boundary_points(mask, _NEIGHBOURS_3D))))
-    # The mean of the voxel indices, then mapped: the mapping is affine, so it commutes with the mean.
-    centroid = to_mm(np.argwhere(mask).mean(axis=0, keepdims=True))[0]
+    # The 3D boundary: the in-plane points and those towards the slices above and below.
+    everywhere = np.concatenate([axial, _boundary_points(mask, _NEIGHBOURS_3D[len(_NEIGHBOURS_2D):])])
+    max_3d, _ = _max_distance(to_mm(_line_ends(everywhere)))
+    # The mean voxel index (from the per-slice, per-row and per-column counts: exact integer sums),
+    # then mapped: the mapping is affine, so it commutes with the mean.
+    mean_index = [
+        float(np.dot(np.arange(n), np.count_nonzero(mask, axis=tuple(a for a in range(3) if a != axis)))) / voxel_count
+        for axis, n in enumerate(mask.shape)
+    ]
+    centroid = to_mm(np.asarray([mean_index]))[0]
     return LesionMeasures(
         voxel_count=voxel_count,
         volume_ml=voxel_count * voxel_ml,

@@ -140,7 +140,12 @@ def measure_lesion(mask: np.ndarray, offset_zyx: tuple[int, int, int], geometry:
     if voxel_count == 0:
         raise ValueError("empty lesion mask")
     voxel_ml = float(np.prod(geometry.spacing)) / 1000.0
-    offset = np.asarray(offset_zyx, dtype=float)
+    # Trimmed to the lesion's bounding box: a crop's empty margin only costs array work.
+    box = tuple(
+        np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))[[0, -1]] for axis in range(3)
+    )
+    mask = mask[tuple(slice(int(low), int(high) + 1) for low, high in box)]
+    offset = np.asarray(offset_zyx, dtype=float) + [float(low) for low, _ in box]
 
     def to_mm(points_zyx: np.ndarray) -> np.ndarray:
         return geometry.index_to_physical((points_zyx + offset)[:, ::-1])

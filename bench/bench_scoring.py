@@ -1,25 +1,33 @@
-"""Scoring benchmark: our engine against plain pyradiomics on the whole volume, in one run.
+"""Scoring benchmark: our engine against what users run today, all in one run, alternated.
 
-    python bench/bench_scoring.py [--quick] [--json PATH]
+    python bench/bench_scoring.py [--quick] [--repeats N] [--json PATH]
 
-Builds a synthetic CT (bench/synthetic_ct.py: 512x512x300 at 0.7x0.7x1.0 mm, 10 lesions of 0.5
-to 100 mL; --quick: 256x256x120, 4 lesions of 0.5 to 20 mL) and times:
+Run it with the benchmark's own virtualenv (bench/README.md: bench/requirements.txt adds
+flash-radiomics to the service's dependencies). Builds a synthetic CT (bench/synthetic_ct.py:
+512x512x300 at 0.7x0.7x1.0 mm, 10 lesions of 0.5 to 100 mL; --quick: 256x256x120, 4 lesions of
+0.5 to 20 mL) and scores the study with every contender, in rounds: each round runs every
+contender once, in an order rotated by one each round, so that a burst of other work on the
+machine does not fall on one contender only; medians over the rounds are reported.
 
-- the baseline: plain pyradiomics, default extractor with our classes (firstorder, glcm, glrlm,
-  glszm, gldm, ngtdm, shape), 1 mm trilinear resampling, binWidth 10 with pyradiomics' own
-  numbering, on the whole image and one whole-volume label map per lesion core and per ring,
-  sequentially, in a child process of its own (so its peak memory is its own);
-- our engine exactly as deployed: `radiomics-cds scorer` processes (1 or 2) called over gRPC by
-  GrpcScorer, the study's crops scored through service.scorer.score_lesions (the path the
-  service takes) by as many client threads as processes, then the patient aggregate; with the CD8 profile (only what the
-  signature and the lesion measures need) and with the full feature panel.
+Contenders (each in a process of its own, so that its peak memory is its own):
+- ours, exactly as deployed: `radiomics-cds scorer` processes (1 or 2) called over gRPC as the
+  service calls them, with the CD8 profile (only what the signature and the lesion measures need)
+  and with the full panel;
+- pyradiomics on a padded crop (the headline baseline: how a competent user runs it), with the
+  same features of core and ring as each of our panels;
+- flash-radiomics (a faster engine with pyradiomics' definitions), likewise;
+- pyradiomics on the whole volume and whole-volume label maps, its default extractor (kept for
+  comparison with earlier figures; full panel only, it takes minutes).
+Every baseline does inside the timing what a user must do to get these numbers: cut the crop (or
+build the whole-volume label map), build the 2 mm ring with SimpleITK (binary dilation minus
+erosion) and extract the features of core and ring.
 
-Then it checks values: the CD8 profile's features must equal the full panel's computed on the
-whole volume (relative 1e-9), and, for information only, how far plain pyradiomics' values of
-the same five features are from ours (they differ by design: docs/method.md section 2).
+Then it checks values: our features computed from crops over gRPC must equal our full panel
+computed in-process on the whole volume (relative 1e-9); for information, how far pyradiomics'
+values of the CD8 features are from ours (they differ by design: docs/method.md section 2).
 
-It prints Markdown tables (for bench/README.md) and a summary; the ratios are the point, not
-the seconds, which depend on the machine.
+It prints Markdown tables (for bench/README.md) and ends with one line for comparing runs:
+`summary: cd8-vs-pyradiomics-crop=N.NNx full-vs-pyradiomics-crop=N.NNx cd8-vs-flash=N.NNx`.
 """
 
 from __future__ import annotations
@@ -37,16 +45,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-import radiomics
 import SimpleITK as sitk
-from radiomics.featureextractor import RadiomicsFeatureExtractor
 
 from service.imaging.crops import lesion_crop
 from service.location import LocationRules
@@ -55,9 +62,8 @@ from service.scorer import Scorer, score_lesions
 from service.scoring.client import GrpcScorer
 from service.scoring.ibsi_names import pyradiomics_feature
 from service.scoring.lesion import ScoringContext, score_lesion
-from service.scoring.panel import full_panel
-from service.scoring.ring import ring_mask
-from service.scoring.settings import FEATURE_CLASSES, ExtractionSettings
+from service.scoring.panel import RegionClasses, feature_panel, full_panel
+from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import Signature, load_signature
 from synthetic_ct import SyntheticStudy, make_study
 
@@ -67,65 +73,49 @@ from tests.support.crops import whole_volume  # noqa: E402
 FULL_STUDY = ((300, 512, 512), 10, (0.5, 100.0))  # (z, y, x) voxels, lesions, volume range mL
 QUICK_STUDY = ((120, 256, 256), 4, (0.5, 20.0))
 IDENTITY_RTOL = 1e-9
-GOAL_X_FASTER = 5.0
-ENGINE_RUNS = (("signature", 1), ("signature", 2), ("full", 1), ("full", 2))
-PANEL_LABELS = {"signature": "CD8 profile", "full": "full panel"}
-BASELINE_LABEL = "baseline: plain pyradiomics, whole volume, sequential"
 SCORER_READY_TIMEOUT_S = 120.0
+# Targets of issue 15: ours / baseline, per study (and per lesion for the largest lesion).
+TARGET_CD8_VS_CROP = 3.0
+TARGET_FULL_VS_CROP = 1.5
+TARGET_CD8_VS_FLASH = 1.0
 
 Values = dict[str, dict[str, float]]  # one lesion's features: region -> feature -> value
+PanelRegions = dict[str, RegionClasses]  # region -> pyradiomics class -> features (empty: all)
 
 
 @dataclass
-class RunResult:
-    """One configuration's timings, memory and values (baseline or engine)."""
+class Timings:
+    """One contender's rounds: study seconds and per-lesion seconds of each, values of the first."""
 
-    label: str
-    short: str  # column heading in the per-lesion table
-    study_s: float
-    lesion_s: list[float]
-    peak_rss_mib: list[float]  # per process that did the scoring
-    features: list[Values]  # per lesion
+    study_s: list[float] = field(default_factory=list)
+    lesion_s: list[list[float]] = field(default_factory=list)
+    features: list[Values] = field(default_factory=list)
 
+    def add(self, study_s: float, lesion_s: list[float], features: list[Values]) -> None:
+        self.study_s.append(study_s)
+        self.lesion_s.append(lesion_s)
+        if not self.features:
+            self.features = features
 
-# --- the baseline: plain pyradiomics on the whole volume ------------------------------------
+    @property
+    def median_study_s(self) -> float:
+        return statistics.median(self.study_s)
 
-
-@dataclass(frozen=True)
-class RegionBoxes:
-    """A lesion's core and ring on a box of the CT grid (placed into whole-volume label maps)."""
-
-    offset_zyx: tuple[int, int, int]
-    core: np.ndarray
-    ring: np.ndarray
+    def median_lesion_s(self) -> list[float]:
+        return [statistics.median(run[i] for run in self.lesion_s) for i in range(len(self.lesion_s[0]))]
 
 
-def ring_boxes(ct: CtSeries, lesion: LesionMask, width_mm: float) -> RegionBoxes:
-    """Core and ring on the original grid, on a box padded past the ring's reach.
+@dataclass
+class Contender:
+    """Something that scores the whole study once per call."""
 
-    ring_mask on the whole 512x512x300 grid would need a 1023x1023x599 distance transform (many
-    GB); the ring depends only on boundary points within `width_mm`, so a box padded by more
-    than that gives the same voxels as the whole grid (clipped where the volume ends, as the
-    whole grid is).
-    """
-    spacing_zyx = tuple(reversed(ct.geometry.spacing))
-    pad = np.array([int(np.ceil(width_mm / s)) + 2 for s in spacing_zyx])
-    low = np.maximum(np.asarray(lesion.offset_zyx) - pad, 0)
-    high = np.minimum(np.asarray(lesion.offset_zyx) + np.asarray(lesion.mask.shape) + pad, ct.hu.shape)
-    core = np.zeros(tuple(int(n) for n in high - low), dtype=bool)
-    start = np.asarray(lesion.offset_zyx) - low
-    core[tuple(slice(int(a), int(a + n)) for a, n in zip(start, lesion.mask.shape))] = lesion.mask
-    return RegionBoxes(tuple(int(v) for v in low), core, ring_mask(core, spacing_zyx, width_mm))
-
-
-def _whole_label_map(box: np.ndarray, offset_zyx: tuple[int, int, int], like: sitk.Image) -> sitk.Image:
-    """A label image (1 = region) on the whole CT grid, as a plain pyradiomics user supplies it."""
-    size_xyz = like.GetSize()
-    labels = np.zeros((size_xyz[2], size_xyz[1], size_xyz[0]), dtype=np.uint8)
-    labels[tuple(slice(o, o + n) for o, n in zip(offset_zyx, box.shape))] = box
-    image = sitk.GetImageFromArray(labels)
-    image.CopyInformation(like)
-    return image
+    key: str  # short name, also the JSON key
+    label: str  # row heading
+    panel: str  # "signature" (CD8 features) or "full"
+    run_once: Callable[[], tuple[float, list[float], list[Values]]]
+    peak_rss_mib: Callable[[], list[float]]
+    timings: Timings = field(default_factory=Timings)
+    unavailable: str | None = None  # why it could not run on this machine
 
 
 def _peak_rss_mib(pid: int | str = "self") -> float:
@@ -136,57 +126,166 @@ def _peak_rss_mib(pid: int | str = "self") -> float:
     raise RuntimeError(f"no VmHWM for process {pid}")
 
 
-def _default_extractor() -> RadiomicsFeatureExtractor:
-    """pyradiomics' default extractor (diagnostics on), our classes and resampling, its own bin numbering."""
-    extractor = RadiomicsFeatureExtractor(resampledPixelSpacing=[1.0, 1.0, 1.0], interpolator="sitkLinear", binWidth=10)
-    extractor.disableAllFeatures()
-    extractor.enableFeaturesByName(**{name: [] for name in FEATURE_CLASSES})
-    return extractor
+# --- the baselines: what a user runs, in a child process each ---------------------------------
+
+# Set in each baseline's child process by _child_setup.
+_CHILD: dict[str, object] = {}
 
 
-def baseline_child(image_path: str, boxes: list[RegionBoxes]) -> tuple[list[float], list[Values], float]:
-    """Runs in a fresh process: (seconds per lesion, values per lesion, peak RSS MiB).
+def ring_radius_voxels(spacing_xyz: Sequence[float], width_mm: float) -> list[int]:
+    """The plain user's 2 mm ring: a ball of round(width / spacing) voxels per axis (x, y, z)."""
+    return [max(1, int(round(width_mm / s))) for s in spacing_xyz]
 
-    The CT is read from an image file, as pyradiomics users do, so the process holds one copy.
-    Label maps are built before each timed call; one untimed warm-up call (the smallest
-    lesion's core) pays the first-call costs first, as the engine's warm-up does.
+
+def user_ring(core: sitk.Image, radius: Sequence[int]) -> sitk.Image:
+    """The peritumoral ring as a SimpleITK user draws it: dilation minus erosion of the core."""
+    dilated = sitk.BinaryDilate(core, list(radius), sitk.sitkBall, 0, 1)
+    eroded = sitk.BinaryErode(core, list(radius), sitk.sitkBall, 0, 1)
+    return sitk.Subtract(dilated, eroded)
+
+
+def _label_map(mask: np.ndarray, offset_zyx: Sequence[int], like: sitk.Image, start_zyx: Sequence[int]) -> sitk.Image:
+    """A uint8 label image (1 = lesion) on `like`'s grid, which starts at `start_zyx` of the CT."""
+    size_xyz = like.GetSize()
+    labels = np.zeros((size_xyz[2], size_xyz[1], size_xyz[0]), dtype=np.uint8)
+    labels[tuple(slice(o - s, o - s + n) for o, s, n in zip(offset_zyx, start_zyx, mask.shape))] = mask
+    image = sitk.GetImageFromArray(labels)
+    image.CopyInformation(like)
+    return image
+
+
+def padded_crop(image: sitk.Image, offset_zyx: Sequence[int], shape_zyx: Sequence[int],
+                pad_xyz: Sequence[int]) -> tuple[sitk.Image, list[int]]:
+    """The lesion's bounding box padded by `pad_xyz` voxels (clipped at the image), and its start (z, y, x)."""
+    size = image.GetSize()
+    low = [max(0, offset_zyx[2 - a] - pad_xyz[a]) for a in range(3)]
+    high = [min(size[a], offset_zyx[2 - a] + shape_zyx[2 - a] + pad_xyz[a]) for a in range(3)]
+    crop = image[low[0]:high[0], low[1]:high[1], low[2]:high[2]]
+    return crop, [low[2], low[1], low[0]]
+
+
+def _pyradiomics_extractors(regions: PanelRegions, whole_volume_defaults: bool) -> dict[str, object]:
+    """One extractor per region, enabled for exactly that region's classes and features.
+
+    Crop: resampling to 1 mm (trilinear), binWidth 10 (pyradiomics' own bin numbering), no
+    diagnostics (a competent user's settings). Whole volume: the same but with pyradiomics'
+    default diagnostics on (image and mask hashes), as the earlier baseline ran.
     """
+    from radiomics.featureextractor import RadiomicsFeatureExtractor
+
+    extractors = {}
+    for region, classes in regions.items():
+        extractor = RadiomicsFeatureExtractor(resampledPixelSpacing=[1.0, 1.0, 1.0], interpolator="sitkLinear",
+                                              binWidth=10, additionalInfo=whole_volume_defaults)
+        extractor.disableAllFeatures()
+        extractor.enableFeaturesByName(**{name: list(features) for name, features in classes.items()})
+        extractors[region] = extractor
+    return extractors
+
+
+def _flash_extractors(regions: PanelRegions, hdf5_dir: str) -> dict[str, object]:
+    """flash-radiomics with the crop baseline's settings, one extractor per region.
+
+    Made afresh for every round: flash-radiomics caches preprocessed inputs by the Python id()
+    of the image objects, and ids are reused once objects are freed.
+    """
+    from flash_radiomics import RadiomicsFeatureExtractor
+
+    return {
+        region: RadiomicsFeatureExtractor({
+            "setting": {"label": 1, "binWidth": 10, "resampledPixelSpacing": [1.0, 1.0, 1.0],
+                        "interpolator": "sitkLinear", "additionalInfo": False, "hdf5OutputDirectory": hdf5_dir},
+            "imageType": {"Original": {}},
+            "scalarFeatureClass": {name: list(features) for name, features in classes.items()},
+            "spatialFeatureClass": None,
+        }, backend="cpu")
+        for region, classes in regions.items()
+    }
+
+
+def _child_setup(kind: str, image_path: str, lesions: list[tuple[tuple[int, int, int], np.ndarray]],
+                 regions: PanelRegions, width_mm: float, scratch: str) -> None:
+    """Runs once in the baseline's process: the CT read from a file, as its users do."""
     logging.getLogger("radiomics").setLevel(logging.ERROR)
+    if kind == "flash":
+        import flash_radiomics  # fails here, not mid-round, if it cannot run
+
+        flash_radiomics.setVerbosity(logging.ERROR)  # it logs every step at INFO to stderr by default
+        logging.getLogger("flash_radiomics").setLevel(logging.ERROR)
     image = sitk.ReadImage(image_path)
-    extractor = _default_extractor()
-    smallest = min(boxes, key=lambda b: int(b.core.sum()))
-    extractor.execute(image, _whole_label_map(smallest.core, smallest.offset_zyx, image))
-    seconds: list[float] = []
-    values: list[Values] = []
-    for box in boxes:
-        elapsed = 0.0
-        lesion_values: Values = {}
-        for region, mask in (("core", box.core), ("ring", box.ring)):
-            label_map = _whole_label_map(mask, box.offset_zyx, image)
-            start = time.perf_counter()
-            result = extractor.execute(image, label_map)
-            elapsed += time.perf_counter() - start
-            del label_map
-            lesion_values[region] = {k: float(v) for k, v in result.items() if k.startswith("original_")}
-        seconds.append(elapsed)
-        values.append(lesion_values)
-    return seconds, values, _peak_rss_mib()
+    _CHILD.update(kind=kind, image=image, lesions=lesions, regions=regions, scratch=scratch,
+                  radius=ring_radius_voxels(image.GetSpacing(), width_mm))
 
 
-def run_baseline(study: SyntheticStudy, workdir: Path) -> RunResult:
-    """Plain pyradiomics in a child process; rings are computed here, outside the timing."""
-    image = sitk.GetImageFromArray(study.ct.hu)
-    image.SetSpacing(study.ct.geometry.spacing)
-    image.SetOrigin(study.ct.geometry.origin)
-    image.SetDirection(study.ct.geometry.direction)
-    image_path = workdir / "ct.nrrd"
-    sitk.WriteImage(image, str(image_path))
-    del image
+def _child_lesion(extractors: dict[str, object], offset_zyx: tuple[int, int, int], mask: np.ndarray,
+                  keep: list[object]) -> Values:
+    """One lesion as the user scores it: crop (or whole volume), label map, ring, features."""
+    image: sitk.Image = _CHILD["image"]
+    radius: list[int] = _CHILD["radius"]
+    if _CHILD["kind"] == "pyradiomics-whole":
+        grid, start = image, [0, 0, 0]
+    else:  # padded past the ring and the resampling's reach
+        grid, start = padded_crop(image, offset_zyx, mask.shape, [r + 2 for r in radius])
+    core = _label_map(mask, offset_zyx, grid, start)
+    masks = {"core": core, "ring": user_ring(core, radius)}
+    keep.extend([grid, *masks.values()])  # alive until the round ends (see _flash_extractors)
+    values: Values = {}
+    for region, extractor in extractors.items():
+        result = extractor.execute(grid, masks[region])
+        values[region] = {k: float(v) for k, v in result.items() if k.startswith("original_")}
+    return values
+
+
+def child_warm_up() -> None:
+    """One untimed lesion (the smallest), so that first-call costs are not timed."""
+    lesions = _CHILD["lesions"]
+    offset, mask = min(lesions, key=lambda lesion: int(lesion[1].sum()))
+    _child_lesion(_child_extractors(), offset, mask, [])
+
+
+def _child_extractors() -> dict[str, object]:
+    regions: PanelRegions = _CHILD["regions"]
+    if _CHILD["kind"] == "flash":
+        return _flash_extractors(regions, str(_CHILD["scratch"]))
+    return _pyradiomics_extractors(regions, whole_volume_defaults=_CHILD["kind"] == "pyradiomics-whole")
+
+
+def child_score_study() -> tuple[float, list[float], list[Values]]:
+    """The study, lesion after lesion: (study s, per-lesion s, values per lesion)."""
+    keep: list[object] = []
+    start = time.perf_counter()
+    extractors = _child_extractors()
+    seconds, values = [], []
+    for offset, mask in _CHILD["lesions"]:
+        lesion_start = time.perf_counter()
+        values.append(_child_lesion(extractors, offset, mask, keep))
+        seconds.append(time.perf_counter() - lesion_start)
+    return time.perf_counter() - start, seconds, values
+
+
+def child_peak_rss_mib() -> float:
+    return _peak_rss_mib()
+
+
+@contextmanager
+def baseline(kind: str, key: str, label: str, panel: str, regions: PanelRegions, study: SyntheticStudy,
+             image_path: Path, scratch: Path) -> Iterator[Contender]:
+    """A baseline in a fresh process of its own, warmed up; unavailable (with the reason) if it fails."""
     width = ExtractionSettings().ringWidthMm
-    boxes = [ring_boxes(study.ct, lesion, width) for lesion in study.lesions]
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        seconds, values, peak = pool.submit(baseline_child, str(image_path), boxes).result()
-    return RunResult(BASELINE_LABEL, "baseline", sum(seconds), seconds, [peak], values)
+    lesions = [(lesion.offset_zyx, lesion.mask) for lesion in study.lesions]
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_child_setup,
+                               initargs=(kind, str(image_path), lesions, regions, width, str(scratch)))
+    try:
+        contender = Contender(key, label, panel, lambda: pool.submit(child_score_study).result(),
+                              lambda: [pool.submit(child_peak_rss_mib).result()])
+        try:
+            pool.submit(child_warm_up).result()
+        except Exception as error:  # an engine that cannot run here is reported, not fatal
+            contender.unavailable = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        yield contender
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 # --- our engine: scorer processes over gRPC -----------------------------------------------
@@ -313,26 +412,25 @@ def _score_study(scorer: Scorer, ct: CtSeries, lesions: Sequence[LesionMask],
     return study_s, [timed.lesion_s[crop.number] for crop in crops], scored.lesions
 
 
-def run_engine(study: SyntheticStudy, panel: str, processes: int, repeats: int, workdir: Path) -> RunResult:
-    """Our engine with `processes` scorer processes behind one round-robin client.
-
-    The study is scored `repeats` times on the same processes and the medians are kept: one
-    run of a second or two is easily doubled by other work on a small machine, whereas the
-    baseline's minutes average such bursts out.
-    """
+@contextmanager
+def engine(panel: str, processes: int, study: SyntheticStudy, workdir: Path) -> Iterator[Contender]:
+    """Our engine with `processes` scorer processes behind one round-robin client, warmed up."""
     with scorers(panel, processes, workdir) as started:
         target = "ipv4:" + ",".join(f"127.0.0.1:{s.port}" for s in started)
         with GrpcScorer(target) as client:
             client.wait_ready(timeout_s=SCORER_READY_TIMEOUT_S)
             smallest = min(study.lesions, key=lambda lesion: lesion.voxel_count)
             _warm_up(started, client, lesion_crop(study.ct, smallest, ExtractionSettings()))
-            timings = [_score_study(client, study.ct, study.lesions, processes) for _ in range(repeats)]
-        peaks = [_peak_rss_mib(s.process.pid) for s in started]
-    study_s = statistics.median(t[0] for t in timings)
-    lesion_s = [statistics.median(t[1][i] for t in timings) for i in range(len(study.lesions))]
-    label = f"{PANEL_LABELS[panel]}, {processes} process{'es' if processes > 1 else ''}"
-    short = f"{'CD8' if panel == 'signature' else 'full'} x{processes}"
-    return RunResult(label, short, study_s, lesion_s, peaks, [r.features for r in timings[0][2]])
+
+            def run_once() -> tuple[float, list[float], list[Values]]:
+                study_s, lesion_s, results = _score_study(client, study.ct, study.lesions, processes)
+                return study_s, lesion_s, [result.features for result in results]
+
+            name = "CD8 profile" if panel == "signature" else "full panel"
+            plural = "es" if processes > 1 else ""
+            yield Contender(f"ours-{'cd8' if panel == 'signature' else 'full'}-x{processes}",
+                            f"ours: {name}, {processes} scorer process{plural}", panel, run_once,
+                            lambda: [_peak_rss_mib(s.process.pid) for s in started])
 
 
 # --- values ----------------------------------------------------------------------------------
@@ -364,15 +462,14 @@ def max_relative_difference(runs: Sequence[list[Values]],
     return worst, compared
 
 
-def baseline_differences(baseline: RunResult, ours: list[Values],
-                         signature: Signature) -> list[dict[str, object]]:
-    """Per CD8 feature: median and max relative difference of plain pyradiomics vs ours."""
+def baseline_differences(plain: list[Values], ours: list[Values], signature: Signature) -> list[dict[str, object]]:
+    """Per CD8 feature: median and max relative difference of pyradiomics (on a crop) vs ours."""
     rows = []
     for variable in signature.variables:
         feature_class, feature = pyradiomics_feature(variable.feature)
         plain_name = f"original_{feature_class}_{feature}"
-        differences = [_relative(plain[variable.region][plain_name], mine[variable.region][variable.feature])
-                       for plain, mine in zip(baseline.features, ours) if mine]
+        differences = [_relative(theirs[variable.region][plain_name], mine[variable.region][variable.feature])
+                       for theirs, mine in zip(plain, ours) if mine]
         rows.append({"region": variable.region, "feature": variable.feature, "pyradiomics": plain_name,
                      "median_relative_difference": statistics.median(differences),
                      "max_relative_difference": max(differences)})
@@ -380,6 +477,13 @@ def baseline_differences(baseline: RunResult, ours: list[Values],
 
 
 # --- report -----------------------------------------------------------------------------------
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def machine_info() -> dict[str, object]:
@@ -390,8 +494,9 @@ def machine_info() -> dict[str, object]:
                       if line.startswith("MemTotal:"))
     return {
         "cpu_count": os.cpu_count(), "cpu_model": model, "memory_gib": round(memory_kib / 1024 ** 2, 1),
-        "python": platform.python_version(), "pyradiomics": str(radiomics.__version__),
-        "SimpleITK": sitk.Version_VersionString(), "numpy": np.__version__,
+        "python": platform.python_version(), "pyradiomics": _version("pyradiomics-bhklab"),
+        "flash-radiomics": _version("flash-radiomics"), "SimpleITK": sitk.Version_VersionString(),
+        "numpy": np.__version__,
     }
 
 
@@ -406,32 +511,79 @@ def _rss_text(peaks: Sequence[float]) -> str:
     return " + ".join(f"{p:.0f}" for p in peaks)
 
 
-def study_table(baseline: RunResult, runs: Sequence[RunResult]) -> str:
-    """Markdown: one row per configuration, ratios as baseline time / ours."""
-    lines = ["| configuration | study s | mean s / lesion | max s / lesion | x faster than baseline "
-             "| peak RSS MiB (per process) |", "|---|---:|---:|---:|---:|---:|"]
-    for run in (baseline, *runs):
-        lines.append(f"| {run.label} | {run.study_s:.2f} | {statistics.mean(run.lesion_s):.2f} | "
-                     f"{max(run.lesion_s):.2f} | {baseline.study_s / run.study_s:.1f} | "
-                     f"{_rss_text(run.peak_rss_mib)} |")
+def study_table(contenders: Sequence[Contender], peaks: dict[str, list[float]]) -> str:
+    """Markdown: one row per contender, medians over the rounds."""
+    lines = ["| contender | features | study s (median) | rounds (s) | max s / lesion | peak RSS MiB (per process) |",
+             "|---|---|---:|---|---:|---:|"]
+    for c in contenders:
+        if c.unavailable:
+            lines.append(f"| {c.label} | {PANEL_NAMES[c.panel]} | could not run: {c.unavailable} | | | |")
+            continue
+        rounds = ", ".join(f"{s:.2f}" for s in c.timings.study_s)
+        lines.append(f"| {c.label} | {PANEL_NAMES[c.panel]} | {c.timings.median_study_s:.2f} | {rounds} | "
+                     f"{max(c.timings.median_lesion_s()):.2f} | {_rss_text(peaks[c.key])} |")
     return "\n".join(lines)
 
 
-def lesion_table(study: SyntheticStudy, baseline: RunResult, runs: Sequence[RunResult]) -> str:
-    """Markdown: one row per lesion, since cost grows with the lesion's size."""
-    lines = ["| lesion | region | mL | baseline s | " + " | ".join(f"{run.short} s" for run in runs) + " | "
-             + " | ".join(f"{run.short} x faster" for run in runs) + " |",
-             "|---|---|---:|---:|" + "---:|" * (2 * len(runs))]
+def ratio(baseline: Contender | None, ours: Contender, lesion: int | None = None) -> float | None:
+    """How many times faster ours is than the baseline (medians), per study or for one lesion."""
+    if baseline is None or baseline.unavailable:
+        return None
+    if lesion is None:
+        return baseline.timings.median_study_s / ours.timings.median_study_s
+    return baseline.timings.median_lesion_s()[lesion] / ours.timings.median_lesion_s()[lesion]
+
+
+def _x(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+# (ours, baseline, target) comparisons of the summary and the ratio table
+COMPARISONS = (
+    ("ours-cd8-x1", "pyradiomics-crop-cd8", TARGET_CD8_VS_CROP),
+    ("ours-full-x1", "pyradiomics-crop-full", TARGET_FULL_VS_CROP),
+    ("ours-cd8-x1", "flash-cd8", TARGET_CD8_VS_FLASH),
+    ("ours-full-x1", "flash-full", None),
+    ("ours-cd8-x2", "pyradiomics-crop-cd8", None),
+    ("ours-full-x2", "pyradiomics-crop-full", None),
+    ("ours-full-x1", "pyradiomics-whole-full", None),
+)
+
+
+def ratio_table(study: SyntheticStudy, by_key: dict[str, Contender]) -> str:
+    """Markdown: ours vs each baseline with the same features, per study and for the largest lesion."""
+    largest = int(np.argmax(lesion_volumes_ml(study)))
+    volume = lesion_volumes_ml(study)[largest]
+    lines = [f"| ours | baseline | x faster, study | x faster, {volume:.0f} mL lesion | target |", "|---|---|---:|---:|---|"]
+    for ours_key, baseline_key, target in COMPARISONS:
+        ours, other = by_key[ours_key], by_key.get(baseline_key)
+        per_study, per_lesion = ratio(other, ours), ratio(other, ours, largest)
+        if target is None:
+            verdict = ""
+        elif per_study is None or per_lesion is None:
+            verdict = f"at least {target:g}x: not measured"
+        else:
+            met = per_study >= target and per_lesion >= target
+            verdict = f"at least {target:g}x: {'MET' if met else 'NOT MET'}"
+        label = other.label if other else baseline_key
+        lines.append(f"| {ours.label} | {label} | {_x(per_study)} | {_x(per_lesion)} | {verdict} |")
+    return "\n".join(lines)
+
+
+def lesion_table(study: SyntheticStudy, contenders: Sequence[Contender]) -> str:
+    """Markdown: median seconds per lesion and contender (baselines: crop or label map + ring + core + ring)."""
+    shown = [c for c in contenders if not c.unavailable]
+    lines = ["| lesion | region | mL | " + " | ".join(c.key for c in shown) + " |",
+             "|---|---|---:|" + "---:|" * len(shown)]
+    medians = [c.timings.median_lesion_s() for c in shown]
     for i, (lesion, volume_ml) in enumerate(zip(study.lesions, lesion_volumes_ml(study))):
-        times = " | ".join(f"{run.lesion_s[i]:.2f}" for run in runs)
-        ratios = " | ".join(f"{baseline.lesion_s[i] / run.lesion_s[i]:.1f}" for run in runs)
         lines.append(f"| {lesion.number} | {study.regions[i]} | {volume_ml:.2f} | "
-                     f"{baseline.lesion_s[i]:.2f} | {times} | {ratios} |")
+                     + " | ".join(f"{m[i]:.3f}" for m in medians) + " |")
     return "\n".join(lines)
 
 
 def values_table(rows: Sequence[dict[str, object]]) -> str:
-    """Markdown: plain pyradiomics vs ours for the CD8 features (informational)."""
+    """Markdown: pyradiomics (crop) vs ours for the CD8 features (informational)."""
     lines = ["| region | feature (ours) | pyradiomics name | median rel. difference | max rel. difference |",
              "|---|---|---|---:|---:|"]
     for row in rows:
@@ -440,72 +592,86 @@ def values_table(rows: Sequence[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def summary(report: dict) -> str:
-    """The claims, in words: goal met or not, identity PASS/FAIL, and what the numbers include."""
-    runs = {run["label"]: run for run in report["runs"]}
-    baseline_s = report["baseline"]["study_s"]
-    cd8 = runs[f"{PANEL_LABELS['signature']}, 1 process"]
-    ratio = baseline_s / cd8["study_s"]
+def summary_line(by_key: dict[str, Contender]) -> str:
+    """The one line to compare runs by (issue 15)."""
+    cd8, full = by_key["ours-cd8-x1"], by_key["ours-full-x1"]
+    return (f"summary: cd8-vs-pyradiomics-crop={_x(ratio(by_key['pyradiomics-crop-cd8'], cd8))} "
+            f"full-vs-pyradiomics-crop={_x(ratio(by_key['pyradiomics-crop-full'], full))} "
+            f"cd8-vs-flash={_x(ratio(by_key.get('flash-cd8'), cd8))}")
+
+
+def notes(report: dict, contenders: Sequence[Contender]) -> str:
+    """What the numbers include, the identity check, and any engine that could not run."""
     identity = report["identity"]
-    return "\n".join([
-        f"- Goal: CD8 profile at least {GOAL_X_FASTER:.0f}x faster than the baseline: "
-        f"{ratio:.1f}x with 1 process ({'MET' if ratio >= GOAL_X_FASTER else 'NOT MET'}), "
-        f"{baseline_s / runs[PANEL_LABELS['signature'] + ', 2 processes']['study_s']:.1f}x with 2.",
-        f"- Identity: CD8 profile (crops, over gRPC) vs full panel on the whole volume: max relative difference "
+    lines = [
+        f"- Identity: CD8 profile (crops, over gRPC) vs our full panel on the whole volume: max relative difference "
         f"{identity['cd8_vs_whole_max_rel']:.3g} over {identity['cd8_compared']} values "
         f"({'PASS' if identity['cd8_pass'] else 'FAIL'} at {IDENTITY_RTOL:g}); full panel (crops) vs whole volume: "
         f"{identity['full_vs_whole_max_rel']:.3g} over {identity['full_compared']} values "
         f"({'PASS' if identity['full_pass'] else 'FAIL'}).",
-        "- Plain pyradiomics' values of the CD8 features differ from ours, as expected: it numbers grey levels "
-        "from each ROI's minimum (ours: absolute 10 HU bins from -1000 HU), anchors its resampling grid at the "
-        "mask's bounding box (ours: IBSI, fixed by the whole image), resamples masks by nearest neighbour "
-        "(ours: trilinear then >= 0.5), and here gets a ring drawn on the 0.7x0.7x1 mm grid (ours: on the 1 mm grid).",
-        "- Baseline: whole-volume label maps built and rings computed (ring_mask on the original grid, in a box "
-        "padded past the ring) outside the timed region; pyradiomics' default extractor also computes "
-        "shape features of the ring (meaningless, kept: it is the default) and its diagnostics.",
-        "- Warm-up: one untimed call per process (and, for the baseline, one untimed extraction) before timing.",
-        f"- Our engine: median of {report['repeats']} scorings of the study on the same processes (per study and "
-        "per lesion); the baseline: one run (its minutes average out short bursts of other work).",
-        f"- Engine study time = Describe + crops + ScoreLesion calls + AggregatePatient, from the client "
-        f"(this process, which also uses CPU on this {report['machine']['cpu_count']}-core machine). "
-        f"SimpleITK's resampling is multithreaded in every configuration.",
-        "- Per-lesion seconds are the client's ScoreLesion latency; with 2 processes that includes waiting behind "
-        "another lesion (round robin is not load-aware, each scorer runs one call at a time) and sharing the cores.",
-        f"- Peak RSS of this bench process (phantom generation, crops, client): "
-        f"{report['bench_process_peak_rss_mib']:.0f} MiB; the baseline ran in its own process.",
-        "- Ratios are the point; seconds depend on the machine.",
-    ])
+        f"- Rounds: {report['repeats']}; each runs every contender once, the order rotated by one per round; "
+        "medians per study and per lesion. Warm-up: one untimed lesion per process before the first round.",
+        "- Ours: Describe + crops + ScoreLesion calls + AggregatePatient, from the client (this process, which "
+        "also uses the CPU); the scorer also computes volume, diameters and the signature score.",
+        "- Baselines: inside the timing, per lesion, the padded crop (bounding box + ring radius + 2 voxels; "
+        "whole volume: a whole-volume label map), the ring by SimpleITK BinaryDilate minus BinaryErode (ball of "
+        f"{report['ring_radius_voxels']} voxels, x y z), and extraction of core and ring with the panel's "
+        "features; resampling to 1 mm trilinear, binWidth 10 with each engine's own bin numbering. pyradiomics on "
+        "a crop and flash-radiomics: diagnostics off; pyradiomics on the whole volume: its default diagnostics on. "
+        "flash-radiomics: CPU backend, its default threads (all cores), a fresh extractor per round, and the HDF5 "
+        "file it writes for every extraction.",
+        "- Peak RSS: VmHWM of each contender's own process(es); this bench process: "
+        f"{report['bench_process_peak_rss_mib']:.0f} MiB (phantom generation, crops, client).",
+        f"- Load: 1-minute load average {report['machine']['load_average_1min'][0]:.2f} at start, "
+        f"{report['machine']['load_average_1min'][1]:.2f} at end, highest between rounds "
+        f"{max(report['round_load_average_1min']):.2f} (other work on a {report['machine']['cpu_count']}-core machine "
+        "perturbs the seconds; alternation spreads it over all contenders).",
+    ]
+    lines += [f"- {c.label} could not run on this machine: {c.unavailable}" for c in contenders if c.unavailable]
+    lines.append("- Ratios are the point; seconds depend on the machine.")
+    return "\n".join(lines)
 
 
-def render(report: dict, tables: dict[str, str]) -> str:
-    """The whole printed report: context, tables, summary."""
+def render(report: dict, tables: dict[str, str], contenders: Sequence[Contender], by_key: dict[str, Contender]) -> str:
+    """The whole printed report: context, tables, notes, and the summary line last."""
     machine = report["machine"]
     shape = report["study"]["shape_zyx"]
     head = (f"Machine: {machine['cpu_count']} CPUs ({machine['cpu_model']}), {machine['memory_gib']} GiB; "
-            f"Python {machine['python']}, pyradiomics {machine['pyradiomics']}, SimpleITK {machine['SimpleITK']}, "
-            f"numpy {machine['numpy']}; 1-minute load average {machine['load_average_1min'][0]:.2f} at start, "
-            f"{machine['load_average_1min'][1]:.2f} at end (other work on the machine perturbs the seconds).\n"
+            f"Python {machine['python']}, pyradiomics-bhklab {machine['pyradiomics']}, flash-radiomics "
+            f"{machine['flash-radiomics']}, SimpleITK {machine['SimpleITK']}, numpy {machine['numpy']}.\n"
             f"Study: synthetic CT {shape[2]}x{shape[1]}x{shape[0]} (x, y, z) at 0.7x0.7x1.0 mm, "
             f"{report['study']['lesions']} lesions of {report['study']['volume_range_ml'][0]:g} to "
             f"{report['study']['volume_range_ml'][1]:g} mL (built in {report['study']['build_s']:.1f} s).")
     return "\n\n".join([
-        head, "Per study:", tables["study"], "Per lesion (seconds per ScoreLesion call; baseline: core + ring):",
-        tables["lesion"], "Plain pyradiomics vs ours, CD8 features (expected to differ, see below):",
-        tables["values"], "Summary:", summary(report),
+        head, "Ours against each baseline with the same features (medians):", tables["ratios"],
+        "Per study:", tables["study"], "Per lesion (median seconds):", tables["lesion"],
+        "pyradiomics (crop) vs ours, CD8 features (expected to differ: docs/method.md section 2):",
+        tables["values"], "Notes:", notes(report, contenders), summary_line(by_key),
     ])
 
 
-def _run_dict(run: RunResult) -> dict[str, object]:
-    """A run for the JSON file (values stay out: they are checked, not reported)."""
-    return {"label": run.label, "study_s": run.study_s, "lesion_s": run.lesion_s, "peak_rss_mib": run.peak_rss_mib}
+PANEL_NAMES = {"signature": "CD8 profile's", "full": "full panel's"}
+
+
+def run_rounds(contenders: Sequence[Contender], repeats: int) -> list[float]:
+    """`repeats` rounds, each contender once per round, the order rotated each round; load averages."""
+    runnable = [c for c in contenders if not c.unavailable]
+    loads = []
+    for r in range(repeats):
+        for contender in runnable[r % len(runnable):] + runnable[:r % len(runnable)]:
+            contender.timings.add(*contender.run_once())
+        loads.append(os.getloadavg()[0])
+    return loads
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="256x256x120 with 4 lesions of 0.5 to 20 mL (smoke run)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
-    parser.add_argument("--repeats", type=int, default=5, help="times our engine scores the study (median kept)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds (every contender once per round; medians kept)")
     args = parser.parse_args(argv)
+    if args.repeats < 3:
+        parser.error("--repeats must be at least 3 (medians of at least 3)")
     logging.getLogger("radiomics").setLevel(logging.ERROR)
 
     shape, lesions, volume_range = QUICK_STUDY if args.quick else FULL_STUDY
@@ -514,36 +680,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     study = make_study(shape, lesions, volume_range)
     build_s = time.perf_counter() - start
     signature = load_signature()
+    settings = ExtractionSettings()
+    regions = {panel: feature_panel(panel, settings, signature).regions for panel in ("signature", "full")}
 
-    with tempfile.TemporaryDirectory(prefix="rcds-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="rcds-bench-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
-        runs = [run_engine(study, panel, processes, args.repeats, workdir) for panel, processes in ENGINE_RUNS]
+        image = sitk.GetImageFromArray(study.ct.hu)
+        image.SetSpacing(study.ct.geometry.spacing)
+        image.SetOrigin(study.ct.geometry.origin)
+        image.SetDirection(study.ct.geometry.direction)
+        image_path = workdir / "ct.nrrd"
+        sitk.WriteImage(image, str(image_path))
+        del image
+        contenders = [stack.enter_context(engine(panel, n, study, workdir))
+                      for panel, n in (("signature", 1), ("full", 1), ("signature", 2), ("full", 2))]
+        for kind, name in (("pyradiomics-crop", "pyradiomics, padded crop"), ("flash", "flash-radiomics, padded crop")):
+            for panel, short in (("signature", "cd8"), ("full", "full")):
+                contenders.append(stack.enter_context(baseline(
+                    kind, f"{kind}-{short}", name, panel, regions[panel], study, image_path, workdir)))
+        contenders.append(stack.enter_context(baseline(
+            "pyradiomics-whole", "pyradiomics-whole-full", "pyradiomics, whole volume (default extractor)", "full",
+            regions["full"], study, image_path, workdir)))
+        round_loads = run_rounds(contenders, args.repeats)
+        peaks = {c.key: c.peak_rss_mib() for c in contenders if not c.unavailable}
         bench_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-        baseline = run_baseline(study, workdir)
 
+    by_key = {c.key: c for c in contenders}
     reference = whole_volume_full_panel(study, signature)
-    cd8_runs = [run.features for run, (panel, _) in zip(runs, ENGINE_RUNS) if panel == "signature"]
-    full_runs = [run.features for run, (panel, _) in zip(runs, ENGINE_RUNS) if panel == "full"]
-    cd8_rel, cd8_n = max_relative_difference(cd8_runs, reference)
-    full_rel, full_n = max_relative_difference(full_runs, reference)
+    cd8_rel, cd8_n = max_relative_difference([by_key[k].timings.features for k in ("ours-cd8-x1", "ours-cd8-x2")], reference)
+    full_rel, full_n = max_relative_difference([by_key[k].timings.features for k in ("ours-full-x1", "ours-full-x2")], reference)
     report = {
         "machine": machine_info() | {"load_average_1min": [load_before, os.getloadavg()[0]]},
+        "round_load_average_1min": round_loads,
         "study": {"shape_zyx": list(shape), "lesions": lesions, "volume_range_ml": list(volume_range),
-                  "build_s": build_s, "regions": study.regions,
-                  "volumes_ml": lesion_volumes_ml(study)},
-        "baseline": _run_dict(baseline),
-        "runs": [_run_dict(run) for run in runs],
+                  "build_s": build_s, "regions": study.regions, "volumes_ml": lesion_volumes_ml(study)},
+        "contenders": {c.key: {"label": c.label, "panel": c.panel, "unavailable": c.unavailable,
+                               "study_s": c.timings.study_s, "lesion_s": c.timings.lesion_s,
+                               "peak_rss_mib": peaks.get(c.key)} for c in contenders},
         "identity": {
             "cd8_vs_whole_max_rel": cd8_rel, "cd8_compared": cd8_n, "cd8_pass": cd8_rel <= IDENTITY_RTOL,
             "full_vs_whole_max_rel": full_rel, "full_compared": full_n, "full_pass": full_rel <= IDENTITY_RTOL,
         },
-        "baseline_vs_ours": baseline_differences(baseline, cd8_runs[0], signature),
+        "baseline_vs_ours": baseline_differences(by_key["pyradiomics-crop-cd8"].timings.features,
+                                                 by_key["ours-cd8-x1"].timings.features, signature),
+        "ring_radius_voxels": ring_radius_voxels(study.ct.geometry.spacing, settings.ringWidthMm),
         "bench_process_peak_rss_mib": bench_peak,
         "repeats": args.repeats,
     }
-    tables = {"study": study_table(baseline, runs), "lesion": lesion_table(study, baseline, runs),
-              "values": values_table(report["baseline_vs_ours"])}
-    text = render(report, tables)
+    tables = {"ratios": ratio_table(study, by_key), "study": study_table(contenders, peaks),
+              "lesion": lesion_table(study, contenders), "values": values_table(report["baseline_vs_ours"])}
+    text = render(report, tables, contenders, by_key)
     print(text)
     if args.json:
         args.json.write_text(json.dumps(report | {"markdown": text}, indent=2))

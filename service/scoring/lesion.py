@@ -49,7 +49,8 @@ def _too_small(core: np.ndarray, in_plane_only: bool) -> str | None:
     return None
 
 
-def _lesion_on_feature_grid(crop: LesionCrop, settings: ExtractionSettings) -> ResampledLesion:
+def lesion_on_feature_grid(crop: LesionCrop, settings: ExtractionSettings) -> ResampledLesion:
+    """The crop on the grid features are computed on (public: tests check the ring on it)."""
     if settings.resampledPixelSpacing is None:
         return native_lesion(crop.image_hu, crop.mask, crop.volume_geometry, crop.crop_start_xyz)
     return resample_lesion(
@@ -62,7 +63,7 @@ def _lesion_on_feature_grid(crop: LesionCrop, settings: ExtractionSettings) -> R
 
 def lesion_features(crop: LesionCrop, settings: ExtractionSettings, panel: FeaturePanel) -> tuple[dict[str, dict[str, float]], str | None]:
     """Features per region of `panel`, or (empty, reason) when the lesion is not computable."""
-    lesion = _lesion_on_feature_grid(crop, settings)
+    lesion = lesion_on_feature_grid(crop, settings)
     reason = _too_small(lesion.core, settings.force2D)
     if reason:
         return {}, reason

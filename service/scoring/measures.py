@@ -7,7 +7,8 @@ within about one voxel diagonal of the continuous shape's.
 - Longest axial diameter: the largest in-plane distance on any single axial slice (RECIST).
 - Short axis: on that same slice, the lesion's width perpendicular to the long axis (the caliper
   width, equal to the longest perpendicular chord for convex lesions).
-- 3D maximum diameter: the largest distance between any two boundary points in 3D.
+- 3D maximum diameter: the largest distance between any two boundary points in 3D (computed on
+  the convex hull of the ends of each row of points: the same maximum, tests/unit/test_measures.py).
 """
 
 from __future__ import annotations
@@ -35,14 +36,36 @@ class LesionMeasures:
 
 
 def _boundary_points(mask: np.ndarray, neighbours: tuple[tuple[int, int, int], ...]) -> np.ndarray:
-    """(z, y, x) index midpoints between lesion voxels and their background neighbours."""
-    padded = np.pad(mask, 1)
+    """(z, y, x) index midpoints between lesion voxels and their background neighbours.
+
+    A neighbour outside the array counts as background. Per neighbour direction, the points
+    come in the array's row-major order.
+    """
     points = []
     for offset in neighbours:
-        neighbour = np.roll(padded, shift=tuple(-o for o in offset), axis=(0, 1, 2))
-        edge = np.argwhere(padded & ~neighbour) - 1
+        inside = np.zeros(mask.shape, dtype=bool)  # inside[p] = mask[p + offset]
+        source = tuple(slice(max(o, 0), n + min(o, 0)) for o, n in zip(offset, mask.shape))
+        target = tuple(slice(max(-o, 0), n - max(o, 0)) for o, n in zip(offset, mask.shape))
+        inside[target] = mask[source]
+        edge = np.argwhere(mask & ~inside)
         points.append(edge + 0.5 * np.asarray(offset))
     return np.concatenate(points)
+
+
+def _line_ends(points: np.ndarray) -> np.ndarray:
+    """Of the points on each line along each axis, only the first and the last.
+
+    A point between two others on a line is never a vertex of the convex hull, so the largest
+    distance (attained between hull vertices) is the same; the hull of fewer points is faster.
+    """
+    for axis in range(points.shape[1]):
+        others = [a for a in range(points.shape[1]) if a != axis]
+        order = np.lexsort([points[:, axis]] + [points[:, a] for a in reversed(others)])
+        ordered = points[order]
+        line_start = np.ones(len(ordered), dtype=bool)
+        line_start[1:] = np.any(ordered[1:, others] != ordered[:-1, others], axis=1)
+        points = ordered[line_start | np.roll(line_start, -1)]
+    return points
 
 
 def _hull_vertices(points: np.ndarray) -> np.ndarray:
@@ -53,6 +76,18 @@ def _hull_vertices(points: np.ndarray) -> np.ndarray:
         return points
 
 
+def _condensed_pair(n: int, k: int) -> tuple[int, int]:
+    """The pair (i, j), i < j, at position k of pdist's condensed order for n points.
+
+    Row i holds n - 1 - i pairs; locating k among the rows' starts avoids building all n(n-1)/2
+    index pairs (np.triu_indices) for one of them.
+    """
+    row_ends = np.cumsum(np.arange(n - 1, 0, -1))
+    i = int(np.searchsorted(row_ends, k, side="right"))
+    row_start = int(row_ends[i - 1]) if i else 0
+    return i, i + 1 + k - row_start
+
+
 def _max_distance(points: np.ndarray) -> tuple[float, np.ndarray]:
     """The largest pairwise distance and the unit vector along it."""
     vertices = _hull_vertices(points)
@@ -60,23 +95,38 @@ def _max_distance(points: np.ndarray) -> tuple[float, np.ndarray]:
         return 0.0, np.zeros(points.shape[1])
     lengths = pdist(vertices)  # condensed: n(n-1)/2 distances, no n x n x 3 array
     k = int(np.argmax(lengths))
-    rows, columns = np.triu_indices(len(vertices), 1)  # pdist's pair order
-    i, j = rows[k], columns[k]
+    i, j = _condensed_pair(len(vertices), k)
     longest = float(lengths[k])
     direction = (vertices[i] - vertices[j]) / longest if longest > 0 else np.zeros(points.shape[1])
     return longest, direction
 
 
+# The diameter's direction lies within pi/16 of one of these 8, so the widest projection on them,
+# divided by cos(pi/16), bounds a slice's diameter from above (with room for rounding).
+_DIRECTIONS = np.array([(np.cos(k * np.pi / 8), np.sin(k * np.pi / 8)) for k in range(8)])
+_DIAMETER_BOUND_FACTOR = (1.0 + 1e-9) / np.cos(np.pi / 16)
+
+
 def _axial_diameters(points_mm: np.ndarray, slice_of_point: np.ndarray) -> tuple[float, float]:
-    """(longest axial diameter, short axis on that slice) over all slices."""
-    best_long, best_short = 0.0, 0.0
-    for z in np.unique(slice_of_point):
-        in_plane = points_mm[slice_of_point == z][:, :2]
-        longest, direction = _max_distance(in_plane)
-        if longest > best_long:
+    """(longest axial diameter, short axis on that slice) over all slices.
+
+    The longest diameter is that of the lowest slice attaining the maximum. Slices are examined
+    widest first, and a slice whose diameter bound is below the longest found so far cannot
+    attain it, so most slices of a large lesion need no convex hull.
+    """
+    order = np.argsort(slice_of_point, kind="stable")  # keeps each slice's points in their order
+    _, starts = np.unique(slice_of_point[order], return_index=True)
+    slices = np.split(np.ascontiguousarray(points_mm[order][:, :2]), starts[1:])
+    bounds = [float(np.ptp(in_plane @ _DIRECTIONS.T, axis=0).max()) * _DIAMETER_BOUND_FACTOR for in_plane in slices]
+    best_long, best_short, best_slice = 0.0, 0.0, len(slices)
+    for index in sorted(range(len(slices)), key=lambda i: -bounds[i]):
+        if bounds[index] < best_long:
+            break  # and so are all the slices after it
+        longest, direction = _max_distance(slices[index])
+        if longest > best_long or (longest == best_long > 0 and index < best_slice):
             perpendicular = np.array([-direction[1], direction[0]])
-            projection = in_plane @ perpendicular
-            best_long, best_short = longest, float(projection.max() - projection.min())
+            projection = slices[index] @ perpendicular
+            best_long, best_short, best_slice = longest, float(projection.max() - projection.min()), index
     return best_long, best_short
 
 
@@ -90,7 +140,12 @@ def measure_lesion(mask: np.ndarray, offset_zyx: tuple[int, int, int], geometry:
     if voxel_count == 0:
         raise ValueError("empty lesion mask")
     voxel_ml = float(np.prod(geometry.spacing)) / 1000.0
-    offset = np.asarray(offset_zyx, dtype=float)
+    # Trimmed to the lesion's bounding box: a crop's empty margin only costs array work.
+    box = tuple(
+        np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))[[0, -1]] for axis in range(3)
+    )
+    mask = mask[tuple(slice(int(low), int(high) + 1) for low, high in box)]
+    offset = np.asarray(offset_zyx, dtype=float) + [float(low) for low, _ in box]
 
     def to_mm(points_zyx: np.ndarray) -> np.ndarray:
         return geometry.index_to_physical((points_zyx + offset)[:, ::-1])
@@ -100,8 +155,16 @@ def measure_lesion(mask: np.ndarray, offset_zyx: tuple[int, int, int], geometry:
     # Rotate into the slice's own frame so "in-plane" is the first two coordinates.
     axes = np.asarray(geometry.direction, dtype=float).reshape(3, 3)
     longest_axial, short_axis = _axial_diameters(axial_mm @ axes, axial[:, 0])
-    max_3d, _ = _max_distance(to_mm(_boundary_points(mask, _NEIGHBOURS_3D)))
-    centroid = to_mm(np.argwhere(mask).astype(float)).mean(axis=0)
+    # The 3D boundary: the in-plane points and those towards the slices above and below.
+    everywhere = np.concatenate([axial, _boundary_points(mask, _NEIGHBOURS_3D[len(_NEIGHBOURS_2D):])])
+    max_3d, _ = _max_distance(to_mm(_line_ends(everywhere)))
+    # The mean voxel index (from the per-slice, per-row and per-column counts: exact integer sums),
+    # then mapped: the mapping is affine, so it commutes with the mean.
+    mean_index = [
+        float(np.dot(np.arange(n), np.count_nonzero(mask, axis=tuple(a for a in range(3) if a != axis)))) / voxel_count
+        for axis, n in enumerate(mask.shape)
+    ]
+    centroid = to_mm(np.asarray([mean_index]))[0]
     return LesionMeasures(
         voxel_count=voxel_count,
         volume_ml=voxel_count * voxel_ml,

@@ -1,12 +1,19 @@
-"""Lesion measures against analytic shapes (the expected values are geometry, not our output)."""
+"""Lesion measures against analytic shapes (the expected values are geometry, not our output) and
+against brute force over every boundary point (every pair, no hull: the definitions themselves)."""
 
 import math
 
 import numpy as np
+import pydicom
 import pytest
+from scipy import ndimage
+from scipy.spatial.distance import pdist, squareform
 
+from service.imaging.contours import rtstruct_to_masks
+from service.imaging.volume import read_ct_directory
 from service.model import ImageGeometry
 from service.scoring.measures import measure_lesion
+from tests.support.external import DATA_DIR, require_data
 
 
 def _ellipsoid(a: float, b: float, c: float, spacing: tuple[float, float, float]) -> tuple[np.ndarray, ImageGeometry]:
@@ -52,3 +59,90 @@ def test_centroid_and_offset_are_in_patient_coordinates():
 def test_empty_mask_is_refused():
     with pytest.raises(ValueError):
         measure_lesion(np.zeros((2, 2, 2), bool), (0, 0, 0), ImageGeometry((2, 2, 2), (1, 1, 1), (0, 0, 0)))
+
+
+# --- against brute force over every boundary point -------------------------------------------------
+
+
+def _reference_measures(mask: np.ndarray, offset_zyx: tuple[int, int, int], geometry: ImageGeometry) -> dict[str, float]:
+    """The definitions of the module docstring, computed the plain way: every voxel face on the
+    boundary, every pair of points, no convex hull, no reduction."""
+    matrix = np.asarray(geometry.direction, dtype=float).reshape(3, 3) * np.asarray(geometry.spacing)
+
+    def to_mm(zyx: np.ndarray) -> np.ndarray:
+        return (zyx + np.asarray(offset_zyx))[:, ::-1] @ matrix.T + np.asarray(geometry.origin)
+
+    def face_points(offsets: list[tuple[int, int, int]]) -> np.ndarray:
+        padded = np.pad(mask, 1)
+        points = []
+        for z, y, x in np.argwhere(mask):
+            for dz, dy, dx in offsets:
+                if not padded[z + 1 + dz, y + 1 + dy, x + 1 + dx]:
+                    points.append((z + dz / 2, y + dy / 2, x + dx / 2))
+        return np.asarray(points, dtype=float)
+
+    in_plane = [(0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)]
+    axial = face_points(in_plane)
+    # In-plane coordinates in the slice's own frame (direction cosines as rows).
+    axial_mm = to_mm(axial) @ np.asarray(geometry.direction, dtype=float).reshape(3, 3)
+    best, unique = (0.0, 0.0), True
+    for z in np.unique(axial[:, 0]):
+        plane = axial_mm[axial[:, 0] == z][:, :2]
+        if len(plane) < 2:
+            continue
+        lengths = squareform(pdist(plane))
+        i, j = np.unravel_index(np.argmax(lengths), lengths.shape)
+        if lengths[i, j] > best[0]:
+            direction = (plane[i] - plane[j]) / lengths[i, j]
+            width = plane @ np.array([-direction[1], direction[0]])
+            best = (float(lengths[i, j]), float(width.max() - width.min()))
+            unique = np.count_nonzero(np.isclose(lengths, lengths[i, j], rtol=1e-12)) == 2
+    # The short axis follows the longest chord's direction: the shapes here must have one longest chord.
+    assert unique
+    everywhere = to_mm(face_points(in_plane + [(1, 0, 0), (-1, 0, 0)]))
+    return {
+        "longest_axial_diameter_mm": best[0],
+        "short_axis_mm": best[1],
+        "max_3d_diameter_mm": float(pdist(everywhere).max()),
+        "centroid": to_mm(np.argwhere(mask).astype(float)).mean(axis=0),
+    }
+
+
+def _lumpy(shape: tuple[int, int, int], seed: int) -> np.ndarray:
+    """A non-convex lesion: smoothed noise above a threshold inside an ellipsoid."""
+    rng = np.random.default_rng(seed)
+    noise = ndimage.gaussian_filter(rng.normal(size=shape), 1.5)
+    z, y, x = np.indices(shape, dtype=float)
+    radial = sum(((a - (n - 1) / 2) / (n / 2.2)) ** 2 for a, n in zip((z, y, x), shape))
+    return (noise - 0.2 * radial > -0.05) & (radial < 1.0)
+
+
+_TILTED_IN_PLANE = (math.cos(0.4), math.sin(0.4), 0.0, -math.sin(0.4), math.cos(0.4), 0.0, 0.0, 0.0, 1.0)
+
+
+@pytest.mark.parametrize(("mask", "geometry"), [
+    pytest.param(_lumpy((14, 30, 26), 1), ImageGeometry((400, 300, 80), (0.7, 0.7, 2.5), (-120.3, 40.1, -300.0)), id="lumpy"),
+    pytest.param(_lumpy((20, 22, 24), 2), ImageGeometry((400, 300, 80), (0.9, 1.1, 1.0), (3.0, -2.0, 7.5), _TILTED_IN_PLANE), id="rotated-in-plane"),
+    pytest.param(_lumpy((8, 40, 12), 3), ImageGeometry((400, 300, 80), (0.6, 0.8, 3.0), (0.0, 0.0, 0.0)), id="elongated"),
+])
+def test_measures_equal_brute_force_over_every_boundary_point(mask, geometry):
+    offset = (5, 17, 23)
+    expected = _reference_measures(mask, offset, geometry)
+    m = measure_lesion(mask, offset, geometry)
+    assert m.longest_axial_diameter_mm == pytest.approx(expected["longest_axial_diameter_mm"], rel=1e-9)
+    assert m.short_axis_mm == pytest.approx(expected["short_axis_mm"], rel=1e-9)
+    assert m.max_3d_diameter_mm == pytest.approx(expected["max_3d_diameter_mm"], rel=1e-9)
+    assert m.centroid_mm == pytest.approx(tuple(expected["centroid"]), rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("patient", ["STS_019", "STS_025", "STS_002"])
+def test_measures_of_the_shared_sts_lesions_equal_brute_force(patient):
+    folder = require_data(DATA_DIR / "ct-rtstruct" / patient)
+    ct = read_ct_directory(folder / "image")
+    (lesion,) = rtstruct_to_masks(pydicom.dcmread(folder / "mask" / "RS.dcm"), ct)
+    expected = _reference_measures(lesion.mask, lesion.offset_zyx, ct.geometry)
+    m = measure_lesion(lesion.mask, lesion.offset_zyx, ct.geometry)
+    assert m.longest_axial_diameter_mm == pytest.approx(expected["longest_axial_diameter_mm"], rel=1e-9)
+    assert m.short_axis_mm == pytest.approx(expected["short_axis_mm"], rel=1e-9)
+    assert m.max_3d_diameter_mm == pytest.approx(expected["max_3d_diameter_mm"], rel=1e-9)
+    assert m.centroid_mm == pytest.approx(tuple(expected["centroid"]), rel=1e-9, abs=1e-9)

@@ -1,9 +1,18 @@
-"""The peritumoral ring on shapes whose answer is known exactly."""
+"""The peritumoral ring on shapes whose answer is known exactly, and against the plain whole-grid
+distance transform that defines it (the narrow band must give the same voxels)."""
 
 import numpy as np
+import pydicom
 import pytest
+from scipy import ndimage
 
+from service.imaging.contours import rtstruct_to_masks
+from service.imaging.crops import lesion_crop
+from service.imaging.volume import read_ct_directory
+from service.scoring.lesion import lesion_on_feature_grid
 from service.scoring.ring import ring_mask
+from service.scoring.settings import ExtractionSettings
+from tests.support.external import DATA_DIR, require_data
 
 
 def test_slab_ring_is_two_voxels_each_side_of_a_flat_boundary():
@@ -73,3 +82,69 @@ def test_sphere_ring_converges_to_the_analytic_shell():
 def test_empty_and_full_cores_have_no_boundary():
     assert not ring_mask(np.zeros((4, 4, 4), dtype=bool), (1.0, 1.0, 1.0), 2.0).any()
     assert not ring_mask(np.ones((4, 4, 4), dtype=bool), (1.0, 1.0, 1.0), 2.0).any()
+
+
+# --- the narrow band gives the voxels of the exact distance transform of the whole grid ----------
+
+
+def _reference_ring(core: np.ndarray, spacing_zyx: tuple[float, float, float], width_mm: float) -> np.ndarray:
+    """The definition, computed the plain way: an exact EDT of the whole grid at half spacing.
+
+    On a grid of half the voxel spacing (2n - 1 points per axis) every boundary point (midway
+    between an in and an out voxel) and every voxel centre is a grid point; the EDT of "not a
+    boundary point" gives each voxel centre its exact distance to the nearest boundary point.
+    """
+    fine = np.zeros(tuple(2 * n - 1 for n in core.shape), dtype=bool)
+    for axis in range(3):
+        crossing = np.moveaxis(core, axis, 0)[1:] != np.moveaxis(core, axis, 0)[:-1]
+        np.moveaxis(fine, axis, 0)[1::2, ::2, ::2] |= crossing
+    if not fine.any():
+        return np.zeros(core.shape, dtype=bool)
+    distance = ndimage.distance_transform_edt(~fine, sampling=[s / 2 for s in spacing_zyx])[::2, ::2, ::2]
+    return distance <= width_mm + 1e-9
+
+
+def _blob(shape: tuple[int, int, int], seed: int, threshold: float = 0.0) -> np.ndarray:
+    """A lumpy, non-convex lesion (smoothed noise above a threshold inside an ellipsoid), with holes."""
+    rng = np.random.default_rng(seed)
+    noise = ndimage.gaussian_filter(rng.normal(size=shape), 2.0)
+    z, y, x = np.indices(shape, dtype=float)
+    centre = [(n - 1) / 2 for n in shape]
+    radial = sum(((a - c) / (n / 2.5)) ** 2 for a, c, n in zip((z, y, x), centre, shape))
+    return (noise - 0.15 * radial > threshold) & (radial < 1.0)
+
+
+SHAPES = [
+    pytest.param(_blob((30, 40, 36), 1), (1.0, 1.0, 1.0), 2.0, id="lumpy-isotropic"),
+    pytest.param(_blob((24, 50, 44), 2), (2.5, 0.7, 0.7), 2.0, id="lumpy-thick-slices"),
+    pytest.param(_blob((26, 30, 34), 3, -0.05), (1.0, 0.8, 1.3), 3.5, id="lumpy-anisotropic-wide"),
+    pytest.param(_blob((20, 24, 22), 4), (0.5, 0.5, 0.5), 2.0, id="lumpy-fine-grid"),
+    # Cut by the array's edge: no boundary there, and the ring stops at the edge.
+    pytest.param(np.pad(np.ones((10, 12, 9), dtype=bool), ((0, 6), (3, 7), (0, 0))), (1.0, 1.0, 1.0), 2.0, id="edge-cut"),
+    # Isolated voxels and a one-voxel-thick sheet: boundary points on both sides of every voxel.
+    pytest.param(np.random.default_rng(5).random((15, 16, 17)) > 0.97, (1.0, 1.0, 1.0), 2.0, id="speckle"),
+    pytest.param(np.pad(np.ones((1, 12, 12), dtype=bool), ((6, 6), (3, 3), (3, 3))), (1.0, 0.7, 0.7), 2.0, id="sheet"),
+    # Distances of exactly 2 mm (3-4-5 and 2-0-0 triangles on a unit grid) must count as inside.
+    pytest.param(np.pad(np.ones((3, 3, 3), dtype=bool), 6), (1.0, 1.0, 1.0), 2.5, id="exact-distances"),
+]
+
+
+@pytest.mark.parametrize(("core", "spacing", "width"), SHAPES)
+def test_narrow_band_ring_is_the_whole_grid_distance_transform_ring(core, spacing, width):
+    expected = _reference_ring(core, spacing, width)
+    assert expected.any()
+    assert np.array_equal(ring_mask(core, spacing, width), expected)
+
+
+@pytest.mark.parametrize("patient", ["STS_019", "STS_025", "STS_002"])
+def test_narrow_band_ring_on_the_shared_sts_lesions(patient):
+    """The real lesions as the scorer sees them: cropped, resampled to 1 mm, then ringed."""
+    folder = require_data(DATA_DIR / "ct-rtstruct" / patient)
+    ct = read_ct_directory(folder / "image")
+    (lesion,) = rtstruct_to_masks(pydicom.dcmread(folder / "mask" / "RS.dcm"), ct)
+    settings = ExtractionSettings()
+    resampled = lesion_on_feature_grid(lesion_crop(ct, lesion, settings), settings)
+    spacing_zyx = tuple(reversed(resampled.image.GetSpacing()))
+    expected = _reference_ring(resampled.core, spacing_zyx, settings.ringWidthMm)
+    assert expected.sum() > 1000
+    assert np.array_equal(ring_mask(resampled.core, spacing_zyx, settings.ringWidthMm), expected)

@@ -19,7 +19,7 @@ import pytest
 
 from service.imaging.contours import rtstruct_to_masks
 from service.imaging.volume import read_ct_directory
-from service.model import LocationClass
+from service.model import CtSeries, ImageGeometry, LesionMask, LesionSource, LocationClass
 from service.outputs.key_images import (CONTOUR_RGB, LUNG_WINDOW, SOFT_TISSUE_WINDOW, KeyImage, Window, key_image,
                                         overlay_rgb, window_for)
 from tests.support.external import DATA_DIR, require_data
@@ -157,3 +157,22 @@ def test_windowing_maps_the_window_to_the_grey_range() -> None:
 def test_lung_lesions_get_the_lung_window() -> None:
     assert window_for(LocationClass.LUNG) == LUNG_WINDOW
     assert {window_for(c) for c in LocationClass if c != LocationClass.LUNG} == {SOFT_TISSUE_WINDOW}
+
+
+def test_a_lesion_at_the_edge_of_the_volume_gets_a_clipped_field_and_ring() -> None:
+    """A lesion touching the first slice and the image's corner: the field of view and the ring
+    stop at the volume's edges (nothing wraps round, nothing fails)."""
+    geometry = ImageGeometry(size=(20, 20, 3), spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0))
+    hu = np.full((3, 20, 20), 40.0, dtype=np.float32)
+    ct = CtSeries(hu, geometry, "1.2", "1.3", "1.4", "1.2.840.10008.5.1.4.1.1.2", ("1.5", "1.6", "1.7"), 120.0)
+    mask = np.zeros((2, 4, 4), dtype=bool)
+    mask[0, :3, :3] = True  # slice 0: 9 voxels from the corner; slice 1: 1 voxel
+    mask[1, 0, 0] = True
+    lesion = LesionMask(7, "GTV", LesionSource.RTSTRUCT, "1.2.840.10008.5.1.4.1.1.481.3", "1.8", (0, 0, 0), mask)
+    image = key_image(ct, lesion, 2.0)
+    assert (image.slice_index, image.first_row_column) == (0, (0, 0))
+    assert image.hu.shape == (3 + 17, 3 + 17)  # the lesion plus 2 + 15 mm, up to the volume's edge
+    np.testing.assert_array_equal(image.lesion[:3, :3], np.ones((3, 3), bool))
+    assert image.lesion.sum() == 9
+    # ring: within 2 mm of the boundary (the boundary is half a voxel outside the outer voxel centres)
+    assert image.ring[0, 4] and not image.ring[0, 5] and image.ring[4, 0] and not image.ring[5, 0]

@@ -23,7 +23,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, UID
 
 from service.durable import write_atomically
-from service.model import Provenance, StudyInfo
+from service.model import StudyInfo, StudyResult
 from service.outputs import codes
 from service.uids import derived_uid
 
@@ -39,10 +39,8 @@ SPECIFIC_CHARACTER_SET = "ISO_IR 192"  # UTF-8, as the SR: any name an input car
 _SH_MAX_LENGTH = 16
 
 
-def build_encapsulated_pdf(pdf: bytes, study: StudyInfo, provenance: Provenance, *,
-                           sr_sop_instance_uid: str, contour_sop_class_uid: str,
-                           contour_sop_instance_uid: str) -> Dataset:
-    """The Encapsulated PDF of `pdf`, in `study`, accompanying the SR `sr_sop_instance_uid`.
+def build_encapsulated_pdf(pdf: bytes, result: StudyResult, sr_sop_instance_uid: str) -> Dataset:
+    """The summary `pdf` of `result`, encapsulated, accompanying its SR `sr_sop_instance_uid`.
 
     The page is derived from the contour object (its lesions and key images) and says what the
     SR says: both are listed in the Source Instance Sequence, which the IOD requires when the
@@ -51,6 +49,7 @@ def build_encapsulated_pdf(pdf: bytes, study: StudyInfo, provenance: Provenance,
     if not pdf.startswith(b"%PDF-"):
         raise ValueError("the summary to encapsulate is not a PDF (no %PDF- header)")
     digest = hashlib.sha256(pdf).hexdigest()
+    study, provenance = result.study, result.provenance
     ds = Dataset()
     ds.SpecificCharacterSet = SPECIFIC_CHARACTER_SET
     ds.SOPClassUID = ENCAPSULATED_PDF_STORAGE
@@ -69,7 +68,7 @@ def build_encapsulated_pdf(pdf: bytes, study: StudyInfo, provenance: Provenance,
     ds.ContentTime = study.study_time
     ds.AcquisitionDateTime = ""
     ds.BurnedInAnnotation = "YES"  # the page shows the patient's identifiers
-    ds.SourceInstanceSequence = [_reference(contour_sop_class_uid, contour_sop_instance_uid),
+    ds.SourceInstanceSequence = [_reference(result.ct.contour_sop_class_uid, result.ct.contour_sop_instance_uid),
                                  _reference(COMPREHENSIVE_3D_SR_STORAGE, sr_sop_instance_uid)]
     ds.DocumentTitle = DOCUMENT_TITLE
     ds.ConceptNameCodeSequence = [_code(*CONCEPT_NAME)]

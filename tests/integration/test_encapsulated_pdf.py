@@ -48,14 +48,17 @@ def result() -> StudyResult:
 
 
 def _encapsulate(pdf: bytes, result: StudyResult, tmp_path: Path) -> Path:
-    ds = build_encapsulated_pdf(pdf, result.study, result.provenance, sr_sop_instance_uid=SR_UID,
-                                contour_sop_class_uid=result.ct.contour_sop_class_uid,
-                                contour_sop_instance_uid=result.ct.contour_sop_instance_uid)
+    ds = build_encapsulated_pdf(pdf, result, SR_UID)
     return write_encapsulated_pdf(ds, tmp_path / "summary.dcm")
 
 
 def test_both_lengths_are_covered() -> None:
     assert sorted(PDFS) == ["even length", "odd length"]
+
+
+def test_what_is_not_a_pdf_is_refused(result: StudyResult) -> None:
+    with pytest.raises(ValueError, match="not a PDF"):
+        build_encapsulated_pdf(b"<html>a page</html>", result, SR_UID)
 
 
 @pytest.mark.parametrize("name", sorted(PDFS))

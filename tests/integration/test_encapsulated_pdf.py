@@ -32,14 +32,16 @@ pytestmark = [pytest.mark.external, pytest.mark.filterwarnings("ignore:The value
 SR_UID = "2.25.1234567890"
 
 
-def _pdf(trailing_newline: bool) -> bytes:
-    """A one-page PDF from Pillow; a newline after %%EOF (allowed) makes its length odd or even."""
+def _pdf() -> bytes:
+    """A one-page PDF from Pillow (made once: Pillow stamps its PDFs with the time)."""
     buffer = io.BytesIO()
     Image.new("RGB", (60, 40), (200, 10, 10)).save(buffer, format="PDF")
-    return buffer.getvalue() + (b"\n" if trailing_newline else b"")
+    return buffer.getvalue()
 
 
-PDFS = {("odd length" if len(pdf) % 2 else "even length"): pdf for pdf in (_pdf(False), _pdf(True))}
+_PDF = _pdf()
+PDFS = {("odd length" if len(pdf) % 2 else "even length"): pdf for pdf in (_PDF, _PDF + b"\n")}
+"""The same PDF, and with a newline after %%EOF (allowed): one of each length parity."""
 
 
 @pytest.fixture(scope="module")

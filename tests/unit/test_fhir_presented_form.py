@@ -54,8 +54,9 @@ def test_presented_form_decodes_to_the_pdf_with_its_size_and_sha1(tmp_path: Path
 
 def test_identical_inputs_give_identical_bundles_and_no_pdf_no_presented_form(tmp_path: Path) -> None:
     result, _ = make_study_result()
-    first = write_bundle(build_bundle(result, sr_sop_instance_uid=SR_UID, summary_pdf=_pdf()), tmp_path / "a")
-    again = write_bundle(build_bundle(result, sr_sop_instance_uid=SR_UID, summary_pdf=_pdf()), tmp_path / "b")
+    pdf = _pdf()  # once: Pillow stamps its PDFs with the time
+    first = write_bundle(build_bundle(result, sr_sop_instance_uid=SR_UID, summary_pdf=pdf), tmp_path / "a")
+    again = write_bundle(build_bundle(result, sr_sop_instance_uid=SR_UID, summary_pdf=pdf), tmp_path / "b")
     assert first.read_bytes() == again.read_bytes()
     without = write_bundle(build_bundle(result, sr_sop_instance_uid=SR_UID), tmp_path / "c")
     assert "presentedForm" not in _report(without)

@@ -18,6 +18,7 @@ import textwrap
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import matplotlib
 from matplotlib.axes import Axes
@@ -25,6 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 from matplotlib.typing import RcKeyType
 
+from service.durable import write_atomically
 from service.model import ScoreClass
 from service.outputs.key_images import overlay_rgb, window_for
 from service.outputs.summary_input import ResponsePoint, SummaryInput, SummaryLesion
@@ -70,6 +72,12 @@ def summary_png(page: SummaryInput, dpi: float) -> bytes:
         return out.getvalue()
 
 
+def write_summary_pdf(pdf: bytes, target: Path) -> Path:
+    """Write the page to `target` so that no reader ever sees half a file."""
+    write_atomically(target, lambda stream: stream.write(pdf))
+    return target
+
+
 @contextmanager
 def _rendering() -> Iterator[None]:
     with _RENDER_LOCK, matplotlib.rc_context(RC_PARAMS):
@@ -112,7 +120,8 @@ def _lesion_table(figure: Figure, lesions: Sequence[SummaryLesion], top: float) 
     height = row_height * (len(rows) + 1)
     ax = figure.add_axes((0.05, top - height, 0.9, height))
     ax.axis("off")
-    table = ax.table(cellText=rows, colLabels=columns, loc="upper center", cellLoc="center",
+    widths = [0.22] + [0.78 / (len(columns) - 1)] * (len(columns) - 1)  # identifiers are the longest
+    table = ax.table(cellText=rows, colLabels=columns, colWidths=widths, loc="upper center", cellLoc="center",
                      bbox=Bbox.from_bounds(0.0, 0.0, 1.0, 1.0))
     table.auto_set_font_size(False)
     table.set_fontsize(6.5)
@@ -129,7 +138,7 @@ def _lesion_table(figure: Figure, lesions: Sequence[SummaryLesion], top: float) 
         notes.append(f"{len(lesions) - len(shown)} more lesions in the SR.")
     text = "Tumour-board candidates (shaded): " + ("   ".join(notes) if notes else "none")
     figure.text(0.05, y, textwrap.fill(text, 160), fontsize=6.5, va="top")
-    return y - 0.03
+    return y - 0.05
 
 
 def _row(lesion: SummaryLesion, with_change: bool) -> list[str]:
@@ -180,7 +189,8 @@ def _score_strip(ax: Axes, page: SummaryInput) -> None:
     ax.set_ylim(0, max([*scores, page.cutoff_value]) * 1.2)
     unscored = [lesion.tracking_id for lesion in page.lesions if lesion.score is None]
     title = "CD8 score per lesion (red: high, blue: low)"
-    ax.set_title(title + (f"; no score: {', '.join(unscored)}" if unscored else ""), fontsize=7, loc="left")
+    ax.set_title(textwrap.fill(title + (f"; no score: {', '.join(unscored)}" if unscored else ""), 120), fontsize=7,
+                 loc="left")
 
 
 def _response_plot(ax: Axes, response: Sequence[ResponsePoint]) -> None:
@@ -241,7 +251,7 @@ def _tile(ax: Axes, lesion: SummaryLesion) -> None:
     ax.text(columns - 3, rows * 0.5, "L", color="white", fontsize=6, va="center", ha="right")
     mark = " (candidate)" if lesion.candidacies else ""
     score = "no score" if lesion.score is None else f"score {lesion.score:.2f}"
-    ax.set_title(f"{lesion.tracking_id}{mark}: {score}, z {image.slice_z_mm:.1f} mm", fontsize=6)
+    ax.set_title(f"{lesion.tracking_id}{mark}\n{score}, z {image.slice_z_mm:.1f} mm", fontsize=5.5)
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -254,7 +264,7 @@ def _footer(figure: Figure, page: SummaryInput, top: float) -> None:
     footer = [wrapped for line in provenance for wrapped in textwrap.wrap(line, 190)]
     figure.text(0.05, 0.015, "\n".join(footer), fontsize=5, va="bottom", color="#424949")
     summary = [wrapped for line in page.summary if line not in page.notice  # the notice is in the banner
-               for wrapped in textwrap.wrap(line, 170)]
+               for wrapped in textwrap.wrap(line, 150)]
     room = int((top - 0.025 - _text_height(len(footer), 5.0)) / _text_height(1, 6.0))
     if len(summary) > room:
         summary = [*summary[:room - 1], "... the full summary is in the SR."]
@@ -262,8 +272,9 @@ def _footer(figure: Figure, page: SummaryInput, top: float) -> None:
 
 
 def _text_height(lines: int, points: float) -> float:
-    """Height of `lines` lines of text as a fraction of the page (matplotlib's 1.2 spacing)."""
-    return lines * points * 1.2 / 72 / A4_INCHES[1]
+    """Height of `lines` lines of text as a fraction of the page: matplotlib's 1.2 line spacing
+    times DejaVu Sans' line height (1.164 em), rounded up."""
+    return lines * points * 1.2 * 1.2 / 72 / A4_INCHES[1]
 
 
 def _percent(value: float | None) -> str:

@@ -23,8 +23,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, UID
 
 from service.durable import write_atomically
-from service.model import StudyInfo, StudyResult
+from service.model import StudyResult
 from service.outputs import codes
+from service.outputs.study_header import SPECIFIC_CHARACTER_SET, set_patient_and_study
 from service.uids import derived_uid
 
 ENCAPSULATED_PDF_STORAGE = UID("1.2.840.10008.5.1.4.1.1.104.1")
@@ -35,8 +36,6 @@ INSTANCE_NUMBER = 1
 DOCUMENT_TITLE = "radiomics-cds tumour board summary"
 SERIES_DESCRIPTION = "radiomics-cds tumour board summary (decision support)"
 CONCEPT_NAME = ("126001", "DCM", "Oncology Measurement Report")
-SPECIFIC_CHARACTER_SET = "ISO_IR 192"  # UTF-8, as the SR: any name an input carried
-_SH_MAX_LENGTH = 16
 
 
 def build_encapsulated_pdf(pdf: bytes, result: StudyResult, sr_sop_instance_uid: str) -> Dataset:
@@ -54,7 +53,8 @@ def build_encapsulated_pdf(pdf: bytes, result: StudyResult, sr_sop_instance_uid:
     ds.SpecificCharacterSet = SPECIFIC_CHARACTER_SET
     ds.SOPClassUID = ENCAPSULATED_PDF_STORAGE
     ds.SOPInstanceUID = derived_uid("summary-pdf-instance", [sr_sop_instance_uid, digest])
-    _patient_and_study(ds, study)
+    set_patient_and_study(ds, study)
+    ds.StudyInstanceUID = study.study_instance_uid
     ds.Modality = "DOC"
     ds.SeriesInstanceUID = derived_uid("summary-pdf-series", [sr_sop_instance_uid])
     ds.SeriesNumber = SERIES_NUMBER
@@ -83,21 +83,6 @@ def write_encapsulated_pdf(ds: Dataset, target: Path) -> Path:
     """Write the document to `target` so that no reader ever sees half a file."""
     write_atomically(target, lambda stream: ds.save_as(stream, enforce_file_format=True))
     return target
-
-
-def _patient_and_study(ds: Dataset, study: StudyInfo) -> None:
-    """Patient and General Study modules from the scored study (the SR's evidence gets the same)."""
-    ds.PatientName = study.patient_name
-    ds.PatientID = study.patient_id
-    ds.PatientBirthDate = study.patient_birth_date
-    ds.PatientSex = study.patient_sex
-    ds.StudyInstanceUID = study.study_instance_uid
-    ds.StudyDate = study.study_date
-    ds.StudyTime = study.study_time
-    ds.ReferringPhysicianName = study.referring_physician_name
-    ds.StudyID = study.study_id if len(study.study_id) <= _SH_MAX_LENGTH else ""  # truncated: another study's ID
-    ds.AccessionNumber = study.accession_number
-    ds.StudyDescription = study.study_description
 
 
 def _reference(sop_class_uid: str, sop_instance_uid: str) -> Dataset:

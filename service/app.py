@@ -24,11 +24,12 @@ from service.ingest.receive import ReceiveDirectory
 from service.ingest.scp import ListenerServer, StorageHandlers, build_ae, start_listener
 from service.ingest.spool import Spool
 from service.lifeline import start_child, wait_ready
-from service.observability import (QUEUE_DEPTH, SCORER_UP, HealthServer, initialise_ingest_metrics,
-                                   initialise_scorer_metrics)
+from service.observability import (INGEST_REGISTRY, QUEUE_DEPTH, SCORER_REGISTRY, SCORER_UP, HealthServer,
+                                   initialise_ingest_metrics, initialise_scorer_metrics)
 from service.outputs.destinations import configured_destinations, pacs_tls
 from service.outputs.outbox import Outbox
 from service.scoring.client import GrpcScorer
+from service.scoring.features import engine_versions
 from service.scoring.lesion import ScoringContext
 from service.scoring.server import build_server
 from service.scoring.panel import feature_panel
@@ -76,8 +77,8 @@ def run_scorer(config: Config, stop: threading.Event | None = None,
         credentials=server_credentials(config), reflection_enabled=config.scorer_reflection,
     )
     stopping = threading.Event()
-    initialise_scorer_metrics()
-    http = HealthServer(config.http_host, config.http_port,
+    initialise_scorer_metrics(engine_versions())
+    http = HealthServer(config.http_host, config.http_port, SCORER_REGISTRY,
                         ready=lambda: (False, "stopping") if stopping.is_set() else (True, "serving"),
                         healthy=lambda: (True, "ok"))
     server.start()
@@ -140,6 +141,7 @@ class Ingest:
                    + remove_partial_writes(config.outbox_dir))
         if removed:
             log.info("removed %d partial writes left by an interrupted stop", removed)
+        config.outbox_dir.mkdir(parents=True, exist_ok=True)  # from the start: prior_directory may name it
         receiving.install()
         self.index = StudyIndex(config.index_path)
         for state in (RECEIVING, PROCESSING):  # read at each scrape: never stale
@@ -147,7 +149,7 @@ class Ingest:
         self.scorer = GrpcScorer(config.scorer_address, tls=self.scorer_tls,
                                  max_message_bytes=config.grpc_max_message_bytes)
         self.outbox = Outbox(
-            config.var_dir / "outbox.sqlite", configured_destinations(config),
+            config.outbox_database, configured_destinations(config),
             max_attempts=config.delivery_max_attempts, initial_backoff_s=config.delivery_initial_backoff_seconds,
         )
         self.worker = StudyWorker(config, self.index, self.scorer, self.outbox)
@@ -155,7 +157,8 @@ class Ingest:
         SCORER_UP.set_function(lambda: float(self.scorer.serving()))  # what /readyz asks, at each scrape
         self.ae = build_ae(config.dicom_ae_title, config.dicom_max_associations, config.dicom_allowed_calling_aes)
         self.handlers = StorageHandlers(spool, self.index, receiving, config.instance_limits)
-        self.http = HealthServer(config.http_host, config.http_port, self.readiness, self.liveness)
+        self.http = HealthServer(config.http_host, config.http_port, INGEST_REGISTRY, self.readiness,
+                                 self.liveness)
         self.listener: ListenerServer | None = None
 
     def liveness(self) -> tuple[bool, str]:
@@ -247,11 +250,12 @@ def run_serve(config: Config, config_file: Path | None) -> int:
     check_serve_channel(config)
     server_credentials(config)  # the child's scorer TLS files too: a bad one stops serve, not only the child
     require_free_address(config.scorer_address, "scorer_address")
+    check_scorer_metrics_port(config)
     command = [sys.executable, "-m", "service.cli", "scorer"]
     if config_file:
         command += ["--config", str(config_file)]
-    # The child's HTTP endpoint must not take ingest's port: an ephemeral one (it is logged).
-    scorer, lifeline = start_child(command, {**os.environ, "RCDS_HTTP_PORT": "0"})
+    # The child serves its own registry (scorer metrics, /healthz, /readyz) on scorer_metrics_port.
+    scorer, lifeline = start_child(command, {**os.environ, "RCDS_HTTP_PORT": str(config.scorer_metrics_port)})
     scorer_died = threading.Event()
     stop = threading.Event()
 
@@ -276,6 +280,18 @@ def run_serve(config: Config, config_file: Path | None) -> int:
         except subprocess.TimeoutExpired:
             scorer.kill()
         lifeline.close()
+
+
+def check_scorer_metrics_port(config: Config) -> None:
+    """serve's scorer child listens on scorer_metrics_port: not ingest's http_port, and not a port
+    another process holds (else the child would die at start with a message naming http_port,
+    the setting its own configuration calls it)."""
+    if config.scorer_metrics_port == 0:
+        return
+    if config.scorer_metrics_port == config.http_port:
+        raise ConfigError(f"scorer_metrics_port: {config.scorer_metrics_port} is also http_port; serve's scorer "
+                          "child needs a port of its own (0: any free port)")
+    require_free_address(f"{config.http_host}:{config.scorer_metrics_port}", "scorer_metrics_port")
 
 
 def require_free_address(address: str, setting: str) -> None:

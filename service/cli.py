@@ -8,16 +8,20 @@ import logging
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
 import pydicom
+from pydicom.errors import InvalidDicomError
 
 from service import __version__
 from service.app import run_ingest, run_scorer, run_serve, scoring_context
 from service.config import LOG_LEVELS, Config, load_config
-from service.errors import ConfigError, RadiomicsCdsError
+from service.errors import (ConfigError, DeliveryError, InputError, PriorSourceError, RadiomicsCdsError,
+                            ScorerUnavailable, SignatureError)
 from service.feature_report import features_from_dicom, features_from_nifti
 from service.ingest.index import StudyIndex
 from service.ingest.spool import study_key
@@ -25,10 +29,12 @@ from service.lifeline import follow_parent
 from service.model import CtSeries, StudyInfo
 from service.observability import configure_logging
 from service.outputs.artefacts import Artefact, artefact_path
+from service.outputs.outbox import Delivery, DeliveryStatus, read_deliveries
 from service.outputs.pacs import dicom_files, send_files
 from service.imaging.selection import read_study_headers
 from service.imaging.volume import read_ct_directory
 from service.pipeline import PriorLookup, WrittenOutputs, run_study
+from service.response import ResponseInputs
 from service.prior_frames import PriorCtSource
 from service.priors.cache import PriorCache
 from service.priors.files import FilesProvider
@@ -81,7 +87,8 @@ def _print_result(written: WrittenOutputs) -> None:
 
 def _cmd_score(args: argparse.Namespace) -> int:
     """The service's pipeline, offline: the study's files, scored by the scoring core in this process."""
-    config = _config(args)
+    config = _config(args, **{name: value for name in ("treatment_start", "baseline_study_uid", "irradiated_lesions")
+                               if (value := getattr(args, name)) is not None})
     scorer = InProcessScorer(scoring_context(config), volume_filter_ml=config.volume_filter_ml,
                              max_message_bytes=config.grpc_max_message_bytes)
     written = run_study(read_study_headers(args.ct, args.rtstruct or args.seg), scorer, args.out,
@@ -89,7 +96,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
                         parallel=config.scorer_workers, lesion_roi_types=frozenset(config.lesion_roi_types),
                         max_lesions=config.max_lesions_per_study, limits=config.instance_limits,
                         priors=_file_priors(args.prior, config) if args.prior else None,
-                        prior_ct=_directory_prior_ct(args.prior_ct))
+                        prior_ct=_directory_prior_ct(args.prior_ct),
+                        response_inputs=ResponseInputs.from_config(config))
     _print_result(written)
     return 0
 
@@ -141,11 +149,34 @@ def _cmd_send(args: argparse.Namespace) -> int:
     if tls is not None:
         tls.context()  # unusable certificate or key files: say so before reading any DICOM file
     files = dicom_files(args.paths)
-    report = send_files(files, args.host, args.port, args.aet, args.calling_aet, tls=tls)
+    progress = TerminalProgress("sent", "files") if sys.stderr.isatty() else None
+    report = send_files(files, args.host, args.port, args.aet, args.calling_aet, tls=tls,
+                        on_progress=progress.update if progress else None)
     print(f"sent {report.sent} of {len(files)} files to {args.aet} at {args.host}:{args.port}")
     for failure in report.failed:
         print(f"failed: {failure}", file=sys.stderr)
-    return 0 if not report.failed else 1
+    return ExitCode.FAILED if report.failed else ExitCode.OK
+
+
+class TerminalProgress:
+    """`sent 120/600 files, 35.2 files/s` on one terminal line, rewritten in place (at most ten
+    times a second) and ended with a newline once everything is done; only for a terminal, so
+    logs and pipes get no carriage returns."""
+
+    def __init__(self, verb: str, unit: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self._verb, self._unit, self._clock = verb, unit, clock
+        self._start = clock()
+        self._shown_at = -1.0
+
+    def update(self, done: int, total: int) -> None:
+        now = self._clock()
+        if done < total and now - self._shown_at < 0.1:
+            return
+        self._shown_at = now
+        elapsed = now - self._start
+        rate = f", {done / elapsed:.1f} {self._unit}/s" if elapsed > 0 and done else ""
+        print(f"\r{self._verb} {done}/{total} {self._unit}{rate}", end="\n" if done == total else "",
+              file=sys.stderr, flush=True)
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
@@ -166,22 +197,93 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    """Studies known to the index: log key, Study Instance UID, state, result or why it failed."""
+    """Studies known to the index: log key, Study Instance UID, state, result or why it failed,
+    and where the result's deliveries stand; then the deliveries of each destination by state."""
     config = _config(args)
     if not config.index_path.is_file():  # a mistyped var_dir must not look like an empty service
         raise ConfigError(f"no index at {config.index_path}: is var_dir (RCDS_VAR_DIR, --config) the service's?")
+    deliveries = read_deliveries(config.outbox_database)
+    by_path: dict[Path, list[Delivery]] = {}
+    for delivery in deliveries:
+        by_path.setdefault(delivery.path, []).append(delivery)
     index = StudyIndex(config.index_path)
     try:
         for study in index.studies_in(None):
             detail = study.error or (f"SR {study.result}" if study.result else "")
+            if study.result:
+                states = [_delivery_state(delivery) for artefact in Artefact
+                          for delivery in by_path.get(artefact_path(config.outbox_dir, study.result, artefact), [])]
+                detail += f"  deliveries: {', '.join(states)}" if states else ""
             print(f"{study_key(study.study_instance_uid)}  {study.study_instance_uid}  {study.state:<10}  {detail}")
     finally:
         index.close()
+    print()
+    print(_delivery_counts(deliveries))
     return 0
 
 
+def _delivery_state(delivery: Delivery) -> str:
+    """`pacs delivered`; a pending or failed one with its attempts and, failed, the last error."""
+    text = f"{delivery.destination} {delivery.state}"
+    if delivery.state == DeliveryStatus.DELIVERED or not delivery.attempts:
+        return text
+    reason = f": {delivery.last_error}" if delivery.state == DeliveryStatus.FAILED and delivery.last_error else ""
+    plural = "s" if delivery.attempts > 1 else ""
+    return f"{text} ({delivery.attempts} attempt{plural}{reason})"
+
+
+def _delivery_counts(deliveries: Sequence[Delivery]) -> str:
+    """Deliveries per destination and state, a row per destination that has any."""
+    states = list(DeliveryStatus)
+    lines = [f"{'destination':<12}" + "".join(f"{state.value:>11}" for state in states)]
+    for name in sorted({delivery.destination for delivery in deliveries}):
+        counts = [sum(1 for d in deliveries if d.destination == name and d.state == state) for state in states]
+        lines.append(f"{name:<12}" + "".join(f"{count:>11}" for count in counts))
+    return "\n".join(lines)
+
+
+class ExitCode(IntEnum):
+    """What a command's exit status tells a script or a supervisor (listed by --help and in the
+    README): whether to fix the command line, the settings or the input, or to try again later."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2  # argparse's own
+    CONFIG = 3
+    INPUT = 4
+    UNAVAILABLE = 5
+    INTERRUPTED = 130  # the shell's convention for SIGINT
+
+
+_EXIT_CODE_MEANINGS = {
+    ExitCode.OK: "done",
+    ExitCode.FAILED: "the command ran but not all its work succeeded (send: files refused; serve: the scorer died)",
+    ExitCode.USAGE: "the command line is wrong (unknown command or flag, missing or conflicting arguments)",
+    ExitCode.CONFIG: "a setting, or a file a setting or flag names, is unusable; or a port is taken",
+    ExitCode.INPUT: "the input is unusable (a file missing or not DICOM, a series or contours that cannot be used)",
+    ExitCode.UNAVAILABLE: "a peer could not be reached, refused us (association, TLS) or did not answer",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+}
+_EXIT_CODES: tuple[tuple[tuple[type[BaseException], ...], ExitCode], ...] = (
+    ((ConfigError, SignatureError), ExitCode.CONFIG),
+    ((InputError, InvalidDicomError, FileNotFoundError, IsADirectoryError, NotADirectoryError), ExitCode.INPUT),
+    ((DeliveryError, ScorerUnavailable, PriorSourceError, ConnectionError), ExitCode.UNAVAILABLE),
+)
+
+
+def exit_code_for(error: BaseException) -> ExitCode:
+    """The exit status of a command stopped by `error`; FAILED for another error of ours."""
+    return next((code for kinds, code in _EXIT_CODES if isinstance(error, kinds)), ExitCode.FAILED)
+
+
+def _exit_codes_help() -> str:
+    lines = [f"  {code.value:<4} {code.name.lower()}: {_EXIT_CODE_MEANINGS[code]}" for code in ExitCode]
+    return "exit status:\n" + "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="radiomics-cds", description=__doc__)
+    parser = argparse.ArgumentParser(prog="radiomics-cds", description=__doc__, epilog=_exit_codes_help(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"radiomics-cds {__version__}")
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS,
                         help="DEBUG, INFO, WARNING or ERROR (default: the log_level setting, INFO)")
@@ -218,6 +320,14 @@ def _parser() -> argparse.ArgumentParser:
                             "Frame of Reference and no Spatial Registration object in the --ct directory relates "
                             "the two, the prior CT is registered rigidly to the current one so that lesions can be "
                             "matched by position")
+    score.add_argument("--treatment-start", metavar="YYYY-MM-DD",
+                       help="start of treatment (setting treatment_start): the baseline is the last study on or "
+                            "before it, the one before that a pre-baseline scan for growth kinetics")
+    score.add_argument("--baseline-study-uid", metavar="UID",
+                       help="the baseline study of the response assessment (setting baseline_study_uid)")
+    score.add_argument("--irradiated-lesion", dest="irradiated_lesions", action="append", metavar="TRACKING_UID",
+                       help="tracking UID of an irradiated lesion (repeatable; setting irradiated_lesions): never "
+                            "an automatic target; out-of-field response is assessed on the others")
     score.set_defaults(handler=_cmd_score)
 
     features = commands.add_parser("features", help="features per ROI and region under explicit settings")
@@ -247,7 +357,8 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--tls-key-file", type=Path, help="our PEM private key, unencrypted (with --tls-cert-file)")
     send.set_defaults(handler=_cmd_send, check=_check_send_tls)
 
-    status = with_config(commands.add_parser("status", help="list studies and their state"))
+    status = with_config(commands.add_parser(
+        "status", help="list studies, their state and their deliveries per destination"))
     status.set_defaults(handler=_cmd_status)
 
     show = commands.add_parser("show", help="print the lesion table of one of our SRs, and its change table "
@@ -284,11 +395,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_config(getattr(args, "config", None))  # the command loads it again, with its flags
         configure_logging(args.log_level or settings.log_level, settings.log_format)
         return args.handler(args)
-    except RadiomicsCdsError as error:
+    except (RadiomicsCdsError, InvalidDicomError, OSError) as error:
+        code = exit_code_for(error)
+        if code is ExitCode.FAILED and not isinstance(error, RadiomicsCdsError):
+            raise  # an OSError that is not about the input or a peer: a bug, with its traceback
         print(f"radiomics-cds: {error}", file=sys.stderr)
-        return 2
+        return code
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

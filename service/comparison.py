@@ -95,10 +95,80 @@ class LesionComparison:
 
 
 @dataclass(frozen=True)
+class SeriesPoint:
+    """One time point of the patient's RECIST series, for a "sum of diameters over time" view.
+
+    `study_date` is DICOM DA (YYYYMMDD, empty when unknown); `sum_of_diameters_mm` is None when a
+    target was not evaluable; the categories are None at the baseline (nothing to compare with).
+    """
+
+    study_instance_uid: str
+    study_date: str
+    sum_of_diameters_mm: float | None
+    recist_overall: str | None  # OVERALL_RESPONSES key: "CR", "PR", "SD", "PD", "NE", "Non-CR/Non-PD"
+    irecist_category: str | None  # IRECIST_CATEGORIES key: "iCR", ..., "iUPD", "iCPD"
+
+
+@dataclass(frozen=True)
+class PatternFlag:
+    """A kinetics or pattern flag (hyperprogression definitions, pseudoprogression, ...):
+    True, False, or None (not computable, with `reason`); `definition` says what it tests."""
+
+    key: str  # a FLAG_CODES key: "champiat", "pseudoprogression", ...
+    value: bool | None
+    reason: str | None
+    definition: str
+
+
+@dataclass(frozen=True)
+class ResponseAssessment:
+    """RECIST 1.1, iRECIST and growth kinetics of one follow-up (followup.md 9.5.3-9.5.5).
+
+    Categories are keys of the code tables in service.outputs.codes. `irecist_state` is the
+    iRECIST state as JSON, carried in the SR so that the next report (on any replica) continues
+    it. `previous_study_uid`: the prior study whose report holds the previous assessment (None
+    when the previous study is the baseline). Every category requires radiologist confirmation.
+    """
+
+    baseline_study_uid: str
+    n_targets: int
+    sod_mm: Metric
+    baseline_sod_mm: Metric
+    nadir_sod_mm: Metric
+    nadir_study_uid: str | None
+    percent_vs_baseline: Metric
+    percent_vs_nadir: Metric
+    mm_vs_nadir: Metric
+    target_response: str | None  # None: no targets at baseline
+    non_target_response: str | None  # None: no non-target lesions at baseline
+    new_lesion_count: int
+    overall: str
+    irecist: str
+    irecist_state: str
+    iupd_pending: bool
+    iupd_date: str | None  # ISO date
+    confirmation_window: tuple[str, str] | None  # ISO dates: iUPD + 28 .. + 56 days
+    nlt_sum_mm: float
+    kinetics: Mapping[str, Metric]  # KINETICS_CODES key -> value
+    flags: tuple[PatternFlag, ...]
+    notes: tuple[str, ...]  # RECIST flags, iRECIST reasons: for a reader
+    previous_study_uid: str | None = None
+
+
+@dataclass(frozen=True)
 class Comparison:
-    """The follow-up of one study, ready to encode; an empty one is a baseline report."""
+    """The follow-up of one study, ready to encode; an empty one is a baseline report.
+
+    `baseline_categories`: tracking UID -> "target", "non_target" or "non_lesion" (CID 6145),
+    for every lesion of every report, baseline included. `series`: the RECIST series from the
+    baseline to this study, in time order (empty without a follow-up assessment).
+    """
 
     time_point: TimePointInfo = TimePointInfo()
     priors: tuple[PriorSrReference, ...] = ()
     lesions: Mapping[str, LesionComparison] = field(default_factory=dict)  # by carried tracking UID
     notes: tuple[str, ...] = ()
+    baseline_categories: Mapping[str, str] = field(default_factory=dict)
+    response: ResponseAssessment | None = None
+    series: tuple[SeriesPoint, ...] = ()
+    anchors: tuple[str, ...] = ()  # the response's time anchors that were set: part of the SR's identity

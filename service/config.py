@@ -8,6 +8,7 @@ start, so a typo stops the service with a message instead of surfacing at the fi
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -43,7 +44,7 @@ def _ae_titles(items: list[Any]) -> tuple[str, ...]:
     return tuple(titles)
 
 
-PRIOR_PROVIDERS = ("dicomweb", "dimse")
+PRIOR_PROVIDERS = ("dicomweb", "dimse", "directory")
 
 
 def _prior_providers(items: list[Any]) -> tuple[str, ...]:
@@ -53,6 +54,10 @@ def _prior_providers(items: list[Any]) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown prior providers {unknown}; use {list(PRIOR_PROVIDERS)}")
     return names
+
+
+# Settings read from a file: <setting>_file -> <setting> (Config._read_secret_files).
+SECRET_FILES = {"fhir_bearer_token_file": "fhir_bearer_token", "stow_bearer_token_file": "stow_bearer_token"}
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,8 @@ class Config:
     # HTTP: /metrics, /healthz, /readyz
     http_host: str = "0.0.0.0"
     http_port: int = 8080
+    # serve: the HTTP port of its scorer child (/metrics, /healthz, /readyz; 0: any free port, logged)
+    scorer_metrics_port: int = 8081
     # Outputs: written to var_dir/outbox always; delivered when a destination is set
     pacs_host: str | None = None
     pacs_port: int = 104
@@ -139,8 +146,9 @@ class Config:
     stow_bearer_token: str | None = None
     stow_tls_ca_file: Path | None = None
     # Priors: our earlier SRs of the patient, pulled from PACS (the source of truth) through these
-    # sources in this order (dicomweb, dimse); empty: no priors. The DIMSE peer defaults to the
-    # PACS the SRs go to (pacs_host, pacs_port, pacs_ae_title; over TLS when pacs_tls is on).
+    # sources in this order (dicomweb, dimse, files); empty: no priors. The DIMSE peer defaults to
+    # the PACS the SRs go to (pacs_host, pacs_port, pacs_ae_title; over TLS when pacs_tls is on);
+    # directory reads our SRs under prior_directory (e.g. var_dir/outbox, on a single node).
     prior_providers: tuple[str, ...] = field(default=(), metadata={"items": _prior_providers})
     prior_lookback_days: int = 1095
     prior_max_studies: int = 12
@@ -149,6 +157,13 @@ class Config:
     prior_dimse_host: str | None = None
     prior_dimse_port: int | None = None
     prior_dimse_ae_title: str | None = None
+    prior_directory: Path | None = None
+    # Response assessment (RECIST 1.1, iRECIST, kinetics) time anchors: the treatment start
+    # (YYYY-MM-DD), the baseline study, the tracking UIDs of irradiated lesions; unset: the
+    # earliest study is the baseline ("baseline inferred") and kinetics are not computable
+    treatment_start: str | None = None
+    baseline_study_uid: str | None = None
+    irradiated_lesions: tuple[str, ...] = ()
     fhir_base_url: str | None = None
     # EHR authorisation: a static bearer token, or SMART backend services (client id + private key;
     # the token endpoint from .well-known/smart-configuration unless set)
@@ -162,11 +177,20 @@ class Config:
     patient_identifier_system: str = "urn:dicom:patient-id"
     delivery_max_attempts: int = 10
     delivery_initial_backoff_seconds: float = 5.0
+    # Credentials from files, the way container platforms hand out secrets (a Kubernetes Secret
+    # mounted as a volume, a Docker secret): read once at start, surrounding whitespace removed,
+    # into the setting without _file (SECRET_FILES); a setting and its file are not both set
+    fhir_bearer_token_file: Path | None = None
+    stow_bearer_token_file: Path | None = None
+    # The EHR's TLS: its certificate (FHIR server, SMART token endpoint) verified against this CA
+    # bundle (PEM) instead of the system's CAs
+    fhir_tls_ca_file: Path | None = None
 
     def __post_init__(self) -> None:
+        self._read_secret_files()
         if not 1 <= len(self.dicom_ae_title.strip()) <= 16:
             raise ConfigError("dicom_ae_title must have 1 to 16 characters")
-        for name in ("dicom_port", "http_port", "pacs_port"):
+        for name in ("dicom_port", "http_port", "scorer_metrics_port", "pacs_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise ConfigError(f"{name} must be a TCP port (0-65535)")
         if self.dicom_max_associations < 1:
@@ -179,6 +203,11 @@ class Config:
         self._check_fhir_auth()
         self._check_stow()
         self._check_priors()
+        if self.treatment_start is not None:
+            try:
+                datetime.date.fromisoformat(self.treatment_start)
+            except ValueError:
+                raise ConfigError(f"treatment_start must be a date (YYYY-MM-DD), not {self.treatment_start!r}") from None
         for name in (f.name for f in dataclasses.fields(InstanceLimits)):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
@@ -206,12 +235,32 @@ class Config:
             except re.error as error:
                 raise ConfigError(f"location_name_rules: {pattern!r} is not a regular expression ({error})") from error
 
+    def _read_secret_files(self) -> None:
+        """Each set *_file of SECRET_FILES read into its setting (the dataclass is frozen: set
+        here, once, before anything reads it); ConfigError naming the setting otherwise."""
+        for file_setting, setting in SECRET_FILES.items():
+            path = getattr(self, file_setting)
+            if path is None:
+                continue
+            try:
+                secret = Path(path).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as error:
+                reason = getattr(error, "strerror", None) or error
+                raise ConfigError(f"{file_setting}: cannot read {path} ({reason})") from None
+            if not secret:
+                raise ConfigError(f"{file_setting}: {path} is empty")
+            if getattr(self, setting) not in (None, secret):  # equal: a copy (dataclasses.replace)
+                raise ConfigError(f"set {setting} or {file_setting}, not both")
+            object.__setattr__(self, setting, secret)
+
     def _check_priors(self) -> None:
         """Each configured prior provider needs its address; limits must allow at least one prior."""
         if "dicomweb" in self.prior_providers and not self.prior_dicomweb_url:
             raise ConfigError("prior_providers has dicomweb but prior_dicomweb_url is not set")
         if "dimse" in self.prior_providers and not self.prior_dimse_peer[0]:
             raise ConfigError("prior_providers has dimse but neither prior_dimse_host nor pacs_host is set")
+        if "directory" in self.prior_providers and self.prior_directory is None:
+            raise ConfigError("prior_providers has directory but prior_directory is not set")
         for name in ("prior_lookback_days", "prior_max_studies"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
@@ -238,6 +287,8 @@ class Config:
             raise ConfigError("set fhir_bearer_token or SMART backend services (fhir_smart_*), not both")
         if (smart or self.fhir_bearer_token) and not self.fhir_base_url:
             raise ConfigError("FHIR credentials are set but fhir_base_url is not: set the EHR's FHIR base URL")
+        if self.fhir_tls_ca_file is not None and not self.fhir_base_url:
+            raise ConfigError("fhir_tls_ca_file set but fhir_base_url is not: set the EHR's FHIR base URL")
 
     def _check_tls(self) -> None:
         """Which TLS settings go together; the files themselves are loaded at start (service.tls)."""
@@ -321,6 +372,11 @@ class Config:
     @property
     def outbox_dir(self) -> Path:
         return self.var_dir / "outbox"
+
+    @property
+    def outbox_database(self) -> Path:
+        """The outbox's delivery rows (service.outputs.outbox)."""
+        return self.var_dir / "outbox.sqlite"
 
 
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")

@@ -14,7 +14,6 @@ the SR and the Bundle name a lesion the same way in every study.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -34,6 +33,7 @@ from service.outputs.feature_codes import REGION_METHODS, feature_concept
 from service.prior_frames import FrameSources, prior_mapping
 from service.priors.reading import PriorLesion, PriorReport, feature_key
 from service.priors.selection import COMPREHENSIVE_3D_SR, study_moment
+from service.response import ResponseInputs, StudyLesions, assess_response, dicom_date
 
 _SETTINGS_LINE = "Settings: "
 _SIGNATURE_LINE = "Signature: "
@@ -68,16 +68,22 @@ def acquisition(ct: CtSeries, evidence: Sequence[Dataset]) -> Acquisition:
 
 def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisition: Acquisition,
               priors: Sequence[PriorReport], notes: Sequence[str] = (),
-              frames: FrameSources = FrameSources()) -> FollowUp:
-    """Compare a scored study with its prior SRs; without priors, a baseline report. `frames`
-    relate the previous time point's Frame of Reference to the current one when they differ."""
+              frames: FrameSources = FrameSources(), inputs: ResponseInputs = ResponseInputs()) -> FollowUp:
+    """Compare a scored study with its prior SRs; without priors, a baseline report (which
+    still chooses the targets). `frames` relate the previous time point's Frame of Reference to
+    the current one when they differ; `inputs` are the response's time anchors."""
     ordered = sorted(priors, key=lambda p: (study_moment(p.study_date, p.study_time), p.study_instance_uid))
-    if not ordered:
-        return FollowUp(result, Comparison(notes=tuple(notes)))
-    tags = _feature_tags(result)
     current = TimePoint(result.study.study_instance_uid, result.ct.frame_of_reference_uid, extent,
                         tuple(_current_lesion(lesion) for lesion in result.lesions),
                         _current_context(result, current_acquisition))
+    current_study = StudyLesions(current.study_instance_uid, dicom_date(result.study.study_date),
+                                 result.study.study_date, current.lesions, current_acquisition.slice_thickness_mm,
+                                 {}, {})
+    if not ordered:
+        own = assess_response(current_study, (), (), {}, {}, inputs)
+        return FollowUp(result, Comparison(notes=(*notes, *own.notes), baseline_categories=own.categories,
+                                           anchors=tuple(inputs.key())))
+    tags = _feature_tags(result)
     previous_report = ordered[-1]
     previous = _prior_timepoint(previous_report, tags)
     all_notes = list(notes)
@@ -124,12 +130,31 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
                 comparison, derived_from_uid=identity.derived_from_uid, merged_uids=identity.absorbed_uids,
                 prior_uids=tuple(p.tracking_uid for p in link.prior))
         all_notes += _merge_notes(link, identities)
+    response = assess_response(current_study, [_study_lesions(report) for report in ordered], links, identities,
+                               {uid: change.versus_baseline.percent.value for uid, change in changes.items()
+                                if change.versus_baseline.percent.value is not None}, inputs)
     return FollowUp(_carried(result, identities), Comparison(
         time_point=TimePointInfo(len(ordered) + 1, _days(ordered[0].study_date, result.study.study_date)),
         priors=tuple(_reference(report) for report in ordered),
         lesions=lesions,
-        notes=tuple(all_notes),
+        notes=(*all_notes, *response.notes),
+        baseline_categories=response.categories,
+        response=response.assessment,
+        series=response.series,
+        anchors=tuple(inputs.key()),
     ), links, changes, identities)
+
+
+def _study_lesions(report: PriorReport) -> StudyLesions:
+    """A prior SR as the response rules see it: its lesions, the Baseline Categories, split
+    fragments' parents and the iRECIST state it states."""
+    return StudyLesions(
+        report.study_instance_uid, dicom_date(report.study_date), report.study_date,
+        tuple(lesion for lesion in map(_prior_lesion, report.lesions) if lesion is not None),
+        report.ct.slice_thickness_mm,
+        {x.tracking_uid: x.baseline_category for x in report.lesions if x.baseline_category is not None},
+        {x.tracking_uid: x.derived_from_uid for x in report.lesions if x.derived_from_uid is not None},
+        report.irecist_state)
 
 
 def _feature_delta(delta: ValueDelta) -> FeatureDelta:
@@ -236,12 +261,8 @@ def _link_note(link: Link) -> str:
 
 
 def _days(baseline_date: str, study_date: str) -> int | None:
-    try:
-        then = datetime.datetime.strptime(baseline_date, "%Y%m%d").date()
-        now = datetime.datetime.strptime(study_date, "%Y%m%d").date()
-    except ValueError:
-        return None
-    return (now - then).days
+    then, now = dicom_date(baseline_date), dicom_date(study_date)
+    return None if then is None or now is None else (now - then).days
 
 
 def _reference(report: PriorReport) -> PriorSrReference:

@@ -1,7 +1,13 @@
 """Metrics, health endpoints and logging.
 
 Metric labels carry only bounded, non-identifying values (SOP class names, outcome kinds,
-destination kinds): never a UID, a patient identifier or an error text.
+destination kinds, versions): never a UID, a patient identifier or an error text.
+
+Each role has its own registry (INGEST_REGISTRY for `ingest` and serve's ingest side,
+SCORER_REGISTRY for `scorer` and serve's scorer child), so a role exports only the series it
+can move: a scorer's scrape holds no ingest counter frozen at 0 and the other way round. Both
+carry the process's own metrics (CPU, memory, open files: prometheus_client's process and
+platform collectors) and rcds_build_info, the versions this process runs.
 """
 
 from __future__ import annotations
@@ -9,18 +15,33 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import platform
 import re
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info,
+                               PlatformCollector, ProcessCollector, generate_latest)
 
+from service import __version__
 from service.errors import ConfigError
 
-REGISTRY = CollectorRegistry()
+
+def _role_registry() -> tuple[CollectorRegistry, Info]:
+    """A role's registry with the process metrics and the (not yet set) build information."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    build_info = Info("rcds_build", "Versions this process runs: radiomics-cds, Python and, in the scorer, the "
+                      "feature engines (pyradiomics, simpleitk, numpy)", registry=registry)
+    return registry, build_info
+
+
+INGEST_REGISTRY, _INGEST_BUILD_INFO = _role_registry()
+SCORER_REGISTRY, _SCORER_BUILD_INFO = _role_registry()
 
 # Every value each labelled counter can take. A labelled series exists only once its labels are
 # used, and a rate() over a series that appears at its first increment is not an increase: the
@@ -36,59 +57,69 @@ LESION_OUTCOMES = ("scored", "not_computable", "refused", "error")
 
 INSTANCES_RECEIVED = Counter(
     "rcds_instances_received", "DICOM instances stored and acknowledged, by kind (ct, rtstruct, seg)",
-    ["kind"], registry=REGISTRY,
+    ["kind"], registry=INGEST_REGISTRY,
 )
 INSTANCES_REJECTED = Counter(
     "rcds_instances_rejected", "C-STORE requests refused, by reason (unreadable, truncated, missing_attributes, inconsistent: "
     "header claims more than the file holds, over_limit: beyond the max_* settings, transfer_syntax, storage_error)",
-    ["reason"], registry=REGISTRY,
+    ["reason"], registry=INGEST_REGISTRY,
 )
 ASSOCIATIONS_REJECTED = Counter(
     "rcds_associations_rejected",
-    "Association requests refused, by reason (calling_ae, called_ae, local_limit, tls, other)", ["reason"], registry=REGISTRY,
+    "Association requests refused, by reason (calling_ae, called_ae, local_limit, tls, other)", ["reason"],
+    registry=INGEST_REGISTRY,
 )
-STUDIES_COMPLETED = Counter("rcds_studies_completed", "Studies scored and their outputs written", registry=REGISTRY)
+STUDIES_COMPLETED = Counter("rcds_studies_completed", "Studies scored and their outputs written", registry=INGEST_REGISTRY)
 STUDIES_FAILED = Counter(
-    "rcds_studies_failed", "Studies that failed, by kind (input, internal)", ["kind"], registry=REGISTRY,
+    "rcds_studies_failed", "Studies that failed, by kind (input, internal)", ["kind"], registry=INGEST_REGISTRY,
 )
 SCORING_SECONDS = Histogram(
     "rcds_scoring_seconds", "Wall time to score one study (loading, scoring, writing outputs)",
-    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600), registry=REGISTRY,
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600), registry=INGEST_REGISTRY,
 )
 OUTPUTS_DELIVERED = Counter(
-    "rcds_outputs_delivered", "Outputs delivered, by destination (pacs, pacs-summary, pacs-stow, pacs-stow-summary, fhir)",
-    ["destination"], registry=REGISTRY,
+    "rcds_outputs_delivered", "Outputs delivered, by destination (pacs, pacs-summary, pacs-stow, pacs-stow-summary, fhir)", ["destination"],
+    registry=INGEST_REGISTRY,
 )
 OUTPUTS_FAILED = Counter(
-    "rcds_outputs_failed",
-    "Delivery attempts that failed, by destination (pacs, pacs-summary, pacs-stow, pacs-stow-summary, fhir)", ["destination"],
-    registry=REGISTRY,
+    "rcds_outputs_failed", "Delivery attempts that failed, by destination (pacs, pacs-summary, pacs-stow, pacs-stow-summary, fhir)", ["destination"],
+    registry=INGEST_REGISTRY,
 )
 QUEUE_DEPTH = Gauge(
     "rcds_queue_depth", "Studies waiting or being processed, by state (receiving, processing)", ["state"],
-    registry=REGISTRY,
+    registry=INGEST_REGISTRY,
 )
-OUTBOX_PENDING = Gauge("rcds_outbox_pending", "Deliveries not yet made", registry=REGISTRY)
+OUTBOX_PENDING = Gauge("rcds_outbox_pending", "Deliveries not yet made", registry=INGEST_REGISTRY)
 SCORER_UP = Gauge(
     "rcds_scorer_up", "1 when the scorer answers SERVING to this ingest's health check (asked at each scrape), "
-    "else 0: the ingest's /readyz fails then", registry=REGISTRY,
+    "else 0: the ingest's /readyz fails then", registry=INGEST_REGISTRY,
 )
 LESIONS_SCORED = Counter(
     "rcds_scorer_lesions", "Lesions this scorer process handled, by outcome (scored, not_computable, refused, error)",
-    ["outcome"], registry=REGISTRY,
+    ["outcome"], registry=SCORER_REGISTRY,
 )
 LESIONS_IN_PROGRESS = Gauge(
-    "rcds_scorer_lesions_in_progress", "ScoreLesion calls this scorer process is working on", registry=REGISTRY,
+    "rcds_scorer_lesions_in_progress", "ScoreLesion calls this scorer process is working on",
+    registry=SCORER_REGISTRY,
 )
 LESION_SECONDS = Histogram(
     "rcds_scorer_lesion_seconds", "Wall time of one ScoreLesion call in this scorer process",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=REGISTRY,
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=SCORER_REGISTRY,
 )
+
+
+def build_labels(engines: Mapping[str, str]) -> dict[str, str]:
+    """rcds_build_info's labels: our version, Python's and the given engines' (names in lower
+    case, as Prometheus label names go)."""
+    return {"version": __version__, "python": platform.python_version(),
+            **{name.lower(): version for name, version in engines.items()}}
 
 
 def initialise_ingest_metrics(destinations: Iterable[str]) -> None:
     """The ingest's labelled counters at 0 for every value they can take (see the label tuples
-    above); `destinations` are the configured destinations' names."""
+    above); `destinations` are the configured destinations' names. The ingest runs no feature
+    engine: its build information names none."""
+    _INGEST_BUILD_INFO.info(build_labels({}))
     for kind in INSTANCE_KINDS:
         INSTANCES_RECEIVED.labels(kind)
     for reason in INSTANCE_REJECTION_REASONS:
@@ -102,8 +133,10 @@ def initialise_ingest_metrics(destinations: Iterable[str]) -> None:
         OUTPUTS_FAILED.labels(name)
 
 
-def initialise_scorer_metrics() -> None:
-    """The scorer's labelled counter at 0 for every outcome."""
+def initialise_scorer_metrics(engines: Mapping[str, str]) -> None:
+    """The scorer's labelled counter at 0 for every outcome; `engines` (name: version) are the
+    feature engines it scores with, for its build information."""
+    _SCORER_BUILD_INFO.info(build_labels(engines))
     for outcome in LESION_OUTCOMES:
         LESIONS_SCORED.labels(outcome)
 
@@ -206,11 +239,12 @@ def _log_warning_without_text(message, category, filename, lineno, file=None, li
 
 
 class HealthServer:
-    """/metrics (Prometheus), /healthz (alive: restart me if not), /readyz (ready for studies)."""
+    """/metrics (Prometheus: the role's `registry`), /healthz (alive: restart me if not), /readyz
+    (ready for studies)."""
 
-    def __init__(self, host: str, port: int, ready: Callable[[], tuple[bool, str]],
+    def __init__(self, host: str, port: int, registry: CollectorRegistry, ready: Callable[[], tuple[bool, str]],
                  healthy: Callable[[], tuple[bool, str]]) -> None:
-        handler = _handler_for(ready, healthy)
+        handler = _handler_for(registry, ready, healthy)
         try:
             self._server = ThreadingHTTPServer((host, port), handler)
         except OSError as error:  # most often another role on the same host kept the default 8080
@@ -228,12 +262,12 @@ class HealthServer:
         self._server.server_close()
 
 
-def _handler_for(ready: Callable[[], tuple[bool, str]],
+def _handler_for(registry: CollectorRegistry, ready: Callable[[], tuple[bool, str]],
                  healthy: Callable[[], tuple[bool, str]]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             if self.path == "/metrics":
-                self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
+                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif self.path in ("/healthz", "/readyz"):
                 ok, detail = (healthy if self.path == "/healthz" else ready)()
                 self._send(200 if ok else 503, f"{detail}\n".encode())

@@ -31,6 +31,8 @@ from service.outputs.sr import build_measurement_report, write_sr
 from service.outputs.summary import summary_pdf, write_summary_pdf
 from service.outputs.summary_input import ResponsePoint, summary_input
 from service.prior_frames import FrameSources, PriorCtSource
+from service.response import ResponseInputs
+from service.priors.reading import PriorReport
 from service.priors.resolve import PriorsOutcome
 from service.scorer import Scorer, score_lesions
 from service.scoring.settings import ExtractionSettings
@@ -132,22 +134,28 @@ def run_study(datasets: Sequence[Dataset], scorer: Scorer, outdir: Path, *,
               patient_identifier_system: str, parallel: int = 2,
               lesion_roi_types: frozenset[str] = LESION_ROI_TYPES, max_lesions: int | None = None,
               predecessor: Dataset | None = None, limits: InstanceLimits = InstanceLimits(),
-              priors: PriorLookup | None = None, prior_ct: PriorCtSource | None = None) -> WrittenOutputs:
+              priors: PriorLookup | None = None, prior_ct: PriorCtSource | None = None,
+              response_inputs: ResponseInputs = ResponseInputs()) -> WrittenOutputs:
     """The whole pipeline on one study's instances; with `priors`, looked up once the study is
     scored (its identity is then known), the outputs carry the follow-up against them. A prior
     in another Frame of Reference is mapped by a Spatial Registration object among the study's
-    instances, else by registering the CT `prior_ct` gives for it."""
+    instances, else by registering the CT `prior_ct` gives for it. Without `priors`, the study is
+    a baseline: its report still states each lesion's Baseline Category (targets chosen here).
+    `response_inputs`: the response's time anchors (treatment start, baseline, irradiated lesions)."""
     inputs, warnings = select_inputs(datasets, limits)
     scored = score_study(inputs, scorer, parallel=parallel, warnings=warnings, lesion_roi_types=lesion_roi_types,
                          max_lesions=max_lesions, limits=limits)
-    result, comparison = scored.result, Comparison()
+    result = scored.result
+    reports: Sequence[PriorReport] = ()
+    notes: Sequence[str] = ()
     if priors is not None:
         outcome = priors(result.study)
-        frames = FrameSources(inputs.ct, [ds for ds in datasets if ds.get("SOPClassUID") == SPATIAL_REGISTRATION],
-                              prior_ct)
-        followed = follow_up(result, inputs.ct.geometry, acquisition(inputs.ct, inputs.evidence), outcome.reports,
-                             outcome.output_notes, frames)
-        result, comparison = followed.result, followed.comparison
+        reports, notes = outcome.reports, outcome.output_notes
+    frames = FrameSources(inputs.ct, [ds for ds in datasets if ds.get("SOPClassUID") == SPATIAL_REGISTRATION],
+                          prior_ct)
+    followed = follow_up(result, inputs.ct.geometry, acquisition(inputs.ct, inputs.evidence), reports, notes, frames,
+                         response_inputs)
+    result, comparison = followed.result, followed.comparison
     return write_outputs(result, inputs.evidence, outdir, patient_identifier_system, predecessor, comparison,
                          scored.key_images)
 

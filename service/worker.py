@@ -34,6 +34,7 @@ from service.outputs.destinations import pacs_tls
 from service.outputs.outbox import DELIVERED, PENDING, Outbox
 from service.imaging.selection import read_instance, study_info
 from service.pipeline import PriorLookup, WrittenOutputs, run_study
+from service.response import ResponseInputs
 from service.priors import PriorCache, PriorsOutcome, build_providers, resolve_priors, stale_later_studies
 from service.priors.selection import priors_used
 from service.scorer import Scorer
@@ -145,7 +146,7 @@ class StudyWorker:
                 lesion_roi_types=frozenset(self._config.lesion_roi_types),
                 max_lesions=self._config.max_lesions_per_study,
                 predecessor=self._previous_report(study_uid), limits=self._config.instance_limits,
-                priors=self._prior_lookup(),
+                priors=self._prior_lookup(), response_inputs=ResponseInputs.from_config(self._config),
             )
         except InputError as error:
             self._fail(study_uid, str(error), "input")

@@ -75,20 +75,6 @@ class OverallResponse(StrEnum):
     NON_CR_NON_PD = "Non-CR/Non-PD"  # non-target disease only (table 2)
 
 
-TARGET_RESPONSE_CODES: Mapping[TargetResponse, tuple[str, str, str]] = {
-    TargetResponse.CR: ("112041", "DCM", "Target Lesion Complete Response"),
-    TargetResponse.PR: ("112042", "DCM", "Target Lesion Partial Response"),
-    TargetResponse.PD: ("112043", "DCM", "Target Lesion Progressive Disease"),
-    TargetResponse.SD: ("112044", "DCM", "Target Lesion Stable Disease"),
-}
-NON_TARGET_RESPONSE_CODES: Mapping[NonTargetResponse, tuple[str, str, str]] = {
-    NonTargetResponse.CR: ("112045", "DCM", "Non-Target Lesion Complete Response"),
-    NonTargetResponse.NON_CR_NON_PD: ("112046", "DCM", "Non-Target Lesion Incomplete Response or Stable Disease"),
-    NonTargetResponse.PD: ("112047", "DCM", "Non-Target Lesion Progressive Disease"),
-}
-"""CID 6143/6144, for the output layer. NE has no DCM code here: the output layer says so in text."""
-
-
 @dataclass(frozen=True)
 class LesionMeasurement:
     """One lesion at one time point, under its carried (baseline) tracking UID; D in mm."""

@@ -32,15 +32,6 @@ class BaselineCategory(StrEnum):
     NON_LESION = "non_lesion"  # a normal node at baseline, or a lesion first seen at a follow-up
 
 
-BASELINE_CATEGORY_CONCEPT = ("112016", "DCM", "Baseline Category")
-BASELINE_CATEGORY_CODES: Mapping[BaselineCategory, tuple[str, str, str]] = {
-    BaselineCategory.TARGET: ("112074", "DCM", "Target Lesion at Baseline"),
-    BaselineCategory.NON_TARGET: ("112075", "DCM", "Non-Target Lesion at Baseline"),
-    BaselineCategory.NON_LESION: ("112076", "DCM", "Non-Lesion at Baseline"),
-}
-"""CID 6145, for the output layer: (code value, scheme, meaning)."""
-
-
 class SelectionSource(StrEnum):
     SITE_DESIGNATION = "site_designation"
     AUTOMATIC = "automatic"

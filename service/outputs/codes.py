@@ -19,7 +19,8 @@ from typing import TypeVar
 
 from pydicom.sr.coding import Code
 
-from service.model import LesionResult, LesionSource, PatientResult, Provenance, SignatureStatus, StudyResult
+from service.comparison import ResponseAssessment
+from service.model import LesionResult, LesionSource, Metric, PatientResult, Provenance, SignatureStatus, StudyResult
 
 T = TypeVar("T")
 
@@ -251,6 +252,106 @@ FEATURE_DELTAS = LESION_CHANGE
 """The lesion group's container of feature deltas (9.5.1 "every feature"), named by 9.7's LESCHG:
 one NUM per feature, named, derived and region-qualified like the feature itself."""
 
+# --- Response assessment: RECIST 1.1, iRECIST, kinetics (followup.md 4.1.2, 4.3 and 9.7) ----
+
+BASELINE_CATEGORY = Code("112016", "DCM", "Baseline Category")
+BASELINE_CATEGORIES: dict[str, Code] = {
+    "target": Code("112074", "DCM", "Target Lesion at Baseline"),
+    "non_target": Code("112075", "DCM", "Non-Target Lesion at Baseline"),
+    "non_lesion": Code("112076", "DCM", "Non-Lesion at Baseline"),
+}
+"""CID 6145, keyed by service.longitudinal.targets.BaselineCategory values: "once target,
+always target" travels from report to report in every lesion group."""
+RECIST_11 = Code("126081", "DCM", "RECIST 1.1")
+"""CID 6147 "Response Criteria": the Measurement Method of the assessment group."""
+CURRENT_RESPONSE = Code("112048", "DCM", "Current Response")
+"""TID 4106's concept for a time point's response, valued from CID 6143/6144 (target and
+non-target responses, each code says which)."""
+TARGET_RESPONSES: dict[str, Code] = {
+    "CR": Code("112041", "DCM", "Target Lesion Complete Response"),
+    "PR": Code("112042", "DCM", "Target Lesion Partial Response"),
+    "PD": Code("112043", "DCM", "Target Lesion Progressive Disease"),
+    "SD": Code("112044", "DCM", "Target Lesion Stable Disease"),
+}
+NON_TARGET_RESPONSES: dict[str, Code] = {
+    "CR": Code("112045", "DCM", "Non-Target Lesion Complete Response"),
+    "Non-CR/Non-PD": Code("112046", "DCM", "Non-Target Lesion Incomplete Response or Stable Disease"),
+    "PD": Code("112047", "DCM", "Non-Target Lesion Progressive Disease"),
+}
+"""CID 6144, keyed by the longitudinal core's response values; NE has no code there, so a
+not-evaluable response is stated in words."""
+RECIST_RESPONSE = rcds_code("RECIST11TPR", "RECIST 1.1 time-point response (algorithmic)")
+OVERALL_RESPONSES: dict[str, Code] = {
+    "CR": rcds_code("OVCR", "Overall complete response"),
+    "PR": rcds_code("OVPR", "Overall partial response"),
+    "SD": rcds_code("OVSD", "Overall stable disease"),
+    "PD": rcds_code("OVPD", "Overall progressive disease"),
+    "NE": rcds_code("OVNE", "Overall response not evaluable"),
+    "Non-CR/Non-PD": rcds_code("OVNCRNPD", "Overall non-CR/non-PD"),
+}
+IRECIST_RESPONSE = rcds_code("IRECISTTPR", "iRECIST time-point response (algorithmic)")
+IRECIST_CATEGORIES: dict[str, Code] = {
+    "iCR": rcds_code("ICR", "iRECIST complete response"),
+    "iPR": rcds_code("IPR", "iRECIST partial response"),
+    "iSD": rcds_code("ISD", "iRECIST stable disease"),
+    "iUPD": rcds_code("IUPD", "iRECIST unconfirmed progressive disease"),
+    "iCPD": rcds_code("ICPD", "iRECIST confirmed progressive disease"),
+    "NE": rcds_code("INE", "iRECIST not evaluable"),
+    "Non-iCR/Non-iUPD": rcds_code("INCRNUPD", "iRECIST non-iCR/non-iUPD"),
+}
+SOD = rcds_code("SOD", "Sum of diameters")
+SOD_BASELINE = rcds_code("SODBL", "Sum of diameters at baseline")
+SOD_NADIR = rcds_code("SODNADIR", "Sum of diameters at nadir")
+SOD_PCT_BASELINE = rcds_code("SODPCTBL", "Sum of diameters change versus baseline")
+SOD_PCT_NADIR = rcds_code("SODPCTNAD", "Sum of diameters change versus nadir")
+SOD_MM_NADIR = rcds_code("SODMMNAD", "Sum of diameters absolute change versus nadir")
+NON_TARGET_PROXY = rcds_code("NTPROXY", "Non-target assessment: automated proxy")
+NEW_LESION_CANDIDATES = rcds_code("NEWLESCAND", "Candidate new lesion")
+NLT_SUM = rcds_code("NLTSUM", "New-lesion-target sum")
+IUPD_PENDING = rcds_code("IUPDPEND", "iUPD pending")
+IUPD_DATE = rcds_code("IUPDDATE", "iUPD date")
+CONFIRMATION_WINDOW = rcds_code("CONFWIN", "Confirmation window")
+IRECIST_STATE = rcds_code("IRECISTSTATE", "iRECIST state carried to the next report")
+"""TEXT (JSON) of the whole iRECIST state (service.longitudinal.irecist.IRecistState): 9.7's
+IUPDPEND, IUPDDATE and CONFWIN state it for a reader, but continuing the state machine on any
+replica also needs the reference sums and the new lesions seen, which no 9.7 value names."""
+YES = Code("373066001", "SCT", "Yes")
+NO = Code("373067005", "SCT", "No")
+"""Values of a flag that could be computed (DICOM CID 230 "Yes-No")."""
+TUMOUR_GROWTH_KINETICS = rcds_code("TGKIN", "Tumour growth kinetics")
+UNIT_PERCENT_PER_MONTH = Code("%/mo", "UCUM", "percent per month")
+UNIT_MM_PER_MONTH = Code("mm/mo", "UCUM", "millimeter per month")
+UNIT_RATIO = Code("{ratio}", "UCUM", "ratio")
+KINETICS_CODES: dict[str, tuple[Code, Code]] = {
+    "tgr_ref": (rcds_code("TGRREF", "Tumour growth rate before treatment"), UNIT_PERCENT_PER_MONTH),
+    "tgr_exp": (rcds_code("TGREXP", "Tumour growth rate under treatment"), UNIT_PERCENT_PER_MONTH),
+    "tgr_delta": (rcds_code("TGRDELTA", "Tumour growth rate difference"), UNIT_PERCENT_PER_MONTH),
+    "tgr_ratio": (rcds_code("TGRRATIO", "Tumour growth rate ratio"), UNIT_RATIO),
+    "tgk_ref": (rcds_code("TGKREF", "Tumour growth kinetics before treatment"), UNIT_MM_PER_MONTH),
+    "tgk_exp": (rcds_code("TGKEXP", "Tumour growth kinetics under treatment"), UNIT_MM_PER_MONTH),
+    "tgk_ratio": (rcds_code("TGKRATIO", "Tumour growth kinetics ratio"), UNIT_RATIO),
+}
+"""Kinetics value key (service.longitudinal.kinetics.Kinetics field) -> (concept, UCUM unit)."""
+FLAG_CODES: dict[str, Code] = {
+    "champiat": rcds_code("HPDCHAMP", "Hyperprogression (Champiat)"),
+    "saada_bouzid": rcds_code("HPDSAADA", "Hyperprogression (Saada-Bouzid)"),
+    "kato": rcds_code("HPDKATO", "Hyperprogression (Kato)"),
+    "ferrara": rcds_code("HPDFERRARA", "Hyperprogression (Ferrara)"),
+    "kas": rcds_code("HPDKAS", "Hyperprogression (Kas)"),
+    "lo_russo": rcds_code("HPDLORUSSO", "Hyperprogression (Lo Russo)"),
+    "pseudoprogression": rcds_code("PSEUDOPROG", "Pseudoprogression pattern"),
+    "dissociated_response": rcds_code("DISSOCRESP", "Dissociated response"),
+    "out_of_field_lesion": rcds_code("OOFRESPLES", "Out-of-field response (lesion)"),
+    "out_of_field_recist": rcds_code("OOFRESPRECIST", "Out-of-field response (RECIST)"),
+}
+"""Flag key (service.longitudinal.kinetics.Flag name) -> its 9.7 code. The lesion-level variant
+of the dissociated response has no 9.7 code of its own: it is stated in the group's comments."""
+REQUIRES_CONFIRMATION = "requires radiologist confirmation"
+RESPONSE_NOTICE = ("Algorithmic RECIST 1.1 / iRECIST categories and growth kinetics: decision support, "
+                   f"{REQUIRES_CONFIRMATION}. iRECIST: recommendations for data handling, not validated "
+                   "response criteria (EORTC).")
+
+
 # --- Acquisition of the scored CT, in the image library group (TID 1601), for later studies -
 KVP = Code("113733", "DCM", "KVP")
 """DCM 113733 (as TID 10013 uses it): the series' peak kilovoltage."""
@@ -425,3 +526,31 @@ def summary_lines(result: StudyResult) -> list[str]:
         if metric.value is None
     ]
     return lines + [f"Warning: {warning}" for warning in result.warnings]
+
+
+def response_lines(response: ResponseAssessment | None) -> list[str]:
+    """The response summary a reader sees first, shared by the SR's notes and the FHIR conclusion."""
+    if response is None:
+        return []
+
+    def mm(metric: Metric) -> str:
+        return "not computable" if metric.value is None else f"{metric.value:.1f} mm"
+
+    def pct(metric: Metric) -> str:
+        return "not computable" if metric.value is None else f"{metric.value:+.1f} %"
+
+    lines = [
+        f"RECIST 1.1 (algorithmic, {REQUIRES_CONFIRMATION}): overall {response.overall}; target "
+        f"{response.target_response or 'none at baseline'}; non-target {response.non_target_response or 'none'} "
+        f"(automated proxy); {response.new_lesion_count} new lesion candidate(s).",
+        f"Sum of diameters {mm(response.sod_mm)} ({response.n_targets} targets): {pct(response.percent_vs_baseline)} "
+        f"versus baseline {mm(response.baseline_sod_mm)}, {pct(response.percent_vs_nadir)} versus nadir "
+        f"{mm(response.nadir_sod_mm)}.",
+        f"iRECIST (algorithmic, {REQUIRES_CONFIRMATION}): {response.irecist}"
+        + (f"; iUPD of {response.iupd_date} pending, confirmation window {' to '.join(response.confirmation_window)}"
+           if response.iupd_pending and response.iupd_date and response.confirmation_window else "") + ".",
+    ]
+    raised = [FLAG_CODES[flag.key].meaning for flag in response.flags if flag.value]
+    if raised:
+        lines.append(f"Flags ({REQUIRES_CONFIRMATION}): {'; '.join(raised)}.")
+    return lines

@@ -74,11 +74,12 @@ class EhrByFhir:
     base_url: str
     authorization: Authorization | None = None
     timeout_s: float = 60.0
+    tls: ClientTls | None = None  # the EHR's CA (fhir_tls_ca_file); None: the system's CAs
     name: ClassVar[str] = "fhir"
     artefact: ClassVar[Artefact] = Artefact.FHIR_BUNDLE
 
     def send(self, path: Path) -> None:
-        post_bundle(path, self.base_url, self.authorization, timeout_s=self.timeout_s)
+        post_bundle(path, self.base_url, self.authorization, timeout_s=self.timeout_s, tls=self.tls)
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def configured_destinations(config: Config) -> tuple[Destination, ...]:
         stow = stow_destination(config, config.stow_url)
         destinations += [stow, PacsSummaryByStowRs(**vars(stow))]
     if config.fhir_base_url:
-        destinations.append(EhrByFhir(config.fhir_base_url, fhir_authorization(config)))
+        destinations.append(EhrByFhir(config.fhir_base_url, fhir_authorization(config), tls=fhir_tls(config)))
     return tuple(destinations)
 
 
@@ -140,13 +141,23 @@ def pacs_tls(config: Config) -> ClientTls | None:
     return ClientTls(config.pacs_tls_ca_file, config.pacs_tls_cert_file, config.pacs_tls_key_file)
 
 
+def fhir_tls(config: Config) -> ClientTls | None:
+    """The EHR's CA (fhir_tls_ca_file) for the FHIR server and its SMART token endpoint; checked
+    now, so a bad file stops the start. None: the system's CAs."""
+    if config.fhir_tls_ca_file is None:
+        return None
+    tls = ClientTls(config.fhir_tls_ca_file, names=("fhir_tls_ca_file", "", ""))
+    tls.context()
+    return tls
+
+
 def fhir_authorization(config: Config) -> Authorization | None:
     """The configured EHR authorisation (the private key is loaded now, so a bad one stops the start)."""
     if config.fhir_smart_client_id and config.fhir_smart_private_key_file:
         return SmartBackendServices(
             client_id=config.fhir_smart_client_id, private_key_file=config.fhir_smart_private_key_file,
             scope=config.fhir_smart_scope, fhir_base_url=config.fhir_base_url or "",
-            token_url=config.fhir_smart_token_url, key_id=config.fhir_smart_key_id)
+            token_url=config.fhir_smart_token_url, key_id=config.fhir_smart_key_id, tls=fhir_tls(config))
     if config.fhir_bearer_token:
         require_https(config.fhir_base_url or "", "fhir_base_url (with a bearer token)")
         return BearerToken(config.fhir_bearer_token)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from service.outputs.fhir_auth import RETRYABLE_4XX, Authorization
-from service.errors import DeliveryError
+from service.errors import ConfigError, DeliveryError
+from service.tls import ClientTls
 
 
 
@@ -27,7 +29,12 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
+def _opener(tls: ssl.SSLContext | None) -> urllib.request.OpenerDirector:
+    """No redirects; https verified with `tls` (the EHR's CA, fhir_tls_ca_file) when given, else
+    with the system's CAs."""
+    if tls is None:
+        return urllib.request.build_opener(_NoRedirect)
+    return urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=tls))
 
 
 # "identifier=<system>|<value>": servers quote our conditional references, whose values are
@@ -50,19 +57,24 @@ def _outcome_text(body: bytes) -> str:
 
 
 def post_bundle(path: Path, base_url: str, authorization: Authorization | None = None,
-                timeout_s: float = 60.0) -> None:
-    """POST a transaction Bundle to `base_url`; DeliveryError (permanent on 4xx) when it fails."""
+                timeout_s: float = 60.0, tls: ClientTls | None = None) -> None:
+    """POST a transaction Bundle to `base_url` (https verified against `tls`'s CA when given);
+    DeliveryError (permanent on 4xx) when it fails."""
     try:
         data = path.read_bytes()
     except OSError as error:  # removed or unreadable: no retry brings it back (re-writing re-enqueues)
         raise DeliveryError(f"cannot read {path}: {error.strerror or error}", permanent=True) from error
     try:
-        _post(data, base_url, authorization, timeout_s)
+        context = tls.context() if tls is not None else None  # fresh per delivery: a renewed CA file applies
+    except ConfigError as error:
+        raise DeliveryError(f"TLS with the FHIR server not attempted: {error}") from None
+    try:
+        _post(data, base_url, authorization, timeout_s, context)
     except _Unauthorized:
         assert authorization is not None  # _post raises _Unauthorized only when authorised
         authorization.invalidate()
         try:
-            _post(data, base_url, authorization, timeout_s)
+            _post(data, base_url, authorization, timeout_s, context)
         except _Unauthorized as again:
             raise DeliveryError(f"FHIR server answered 401 with a new access token: {again}", permanent=True) from None
 
@@ -71,13 +83,14 @@ class _Unauthorized(Exception):
     """401 while authorised: worth one more try with a fresh token (SMART)."""
 
 
-def _post(data: bytes, base_url: str, authorization: Authorization | None, timeout_s: float) -> None:
+def _post(data: bytes, base_url: str, authorization: Authorization | None, timeout_s: float,
+          tls: ssl.SSLContext | None) -> None:
     headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
     if authorization is not None:
         headers["Authorization"] = authorization.header()
     request = urllib.request.Request(base_url.rstrip("/"), data=data, headers=headers, method="POST")
     try:
-        with _OPENER.open(request, timeout=timeout_s) as response:
+        with _opener(tls).open(request, timeout=timeout_s) as response:
             response.read()
     except urllib.error.HTTPError as error:
         if 300 <= error.code < 400:  # the base URL is wrong: retrying the same one cannot help

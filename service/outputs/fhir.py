@@ -41,9 +41,10 @@ from service.outputs import codes
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.fhir_change import associated_studies, lesion_change_entry
 from service.outputs.fhir_common import ResourceKey, StudyContext, concept, conditional_url, dicom_reference
-from service.outputs.fhir_lesion import lesion_entries
+from service.outputs.fhir_lesion import lesion_entries, lesion_key
 from service.outputs.fhir_patient import patient_entries
 from service.outputs.fhir_presented_form import pdf_attachment
+from service.outputs.fhir_response import response_entries
 from service.outputs.sr import MANUFACTURER
 
 DIAGNOSTIC_SERVICE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0074"
@@ -54,8 +55,9 @@ def build_bundle(result: StudyResult, *, sr_sop_instance_uid: str,
                  patient_identifier_system: str = "urn:dicom:patient-id",
                  comparison: Comparison = Comparison(), summary_pdf: bytes | None = None) -> Bundle:
     """The transaction Bundle for a scored study whose SR has `sr_sop_instance_uid`; with a
-    lesion-change Observation per compared lesion and the prior studies on the report, and
-    `summary_pdf` (the tumour-board page) as the report's presentedForm."""
+    lesion-change Observation per compared lesion, the response Observations of a follow-up
+    (service.outputs.fhir_response) and the prior studies on the report, and `summary_pdf` (the
+    tumour-board page) as the report's presentedForm."""
     device_key = _device_key(result)
     context = StudyContext(
         result=result,
@@ -67,15 +69,18 @@ def build_bundle(result: StudyResult, *, sr_sop_instance_uid: str,
         effective=_fhir_date(result.study.study_date),
     )
     entries: list[BundleEntry] = [device_key.entry(_device(result, device_key))]
-    lesion_groups = []
+    lesion_groups, changes = [], []
     for lesion in result.lesions:
         group_key, lesion_part = lesion_entries(context, lesion)
         lesion_groups.append(group_key)
         entries += lesion_part
         if (change := comparison.lesions.get(lesion.tracking_uid)) is not None:
             entries.append(lesion_change_entry(context, lesion, change))
+            changes.append(lesion_key(context.study_uid, lesion.tracking_uid, "change"))
     _, patient_part = patient_entries(context, lesion_groups)
     entries += patient_part
+    if comparison.response is not None:
+        entries += response_entries(context, comparison.response, changes)
     report_key = ResourceKey.derive("DiagnosticReport", result.study.study_instance_uid)
     observations = [e for e in entries if e.resource is not None and e.resource.get_resource_type() == "Observation"]
     report = _diagnostic_report(context, report_key, observations, comparison)
@@ -153,6 +158,7 @@ def _diagnostic_report(context: StudyContext, key: ResourceKey, observations: li
         effectiveDateTime=context.effective,  # type: ignore[arg-type]  # a FHIR dateTime string, parsed by pydantic
         imagingStudy=[context.study],
         result=[Reference(reference=entry.fullUrl, type="Observation") for entry in observations],
-        conclusion="\n".join([*codes.summary_lines(context.result), *comparison.notes]),
+        conclusion="\n".join([*codes.summary_lines(context.result), *codes.response_lines(comparison.response),
+                               *comparison.notes]),
         conclusionCode=[concept(risk_group)],
     )

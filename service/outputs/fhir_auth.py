@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from service.errors import ConfigError, DeliveryError
+from service.tls import ClientTls
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME_S = 240  # SMART: at most five minutes ahead; a minute left for clock skew
@@ -116,7 +117,8 @@ class SmartBackendServices:
     renewable = True
 
     def __init__(self, *, client_id: str, private_key_file: Path, scope: str, fhir_base_url: str,
-                 token_url: str | None = None, key_id: str | None = None, timeout_s: float = 30.0) -> None:
+                 token_url: str | None = None, key_id: str | None = None, timeout_s: float = 30.0,
+                 tls: ClientTls | None = None) -> None:
         for name, url in (("fhir_base_url", fhir_base_url), ("fhir_smart_token_url", token_url)):
             if url is not None:
                 require_https(url, name)
@@ -127,6 +129,7 @@ class SmartBackendServices:
         self._token_url = token_url
         self._key_id = key_id or jwk_thumbprint(self._key.public_key())
         self._timeout_s = timeout_s
+        self._tls = tls  # the EHR's CA (fhir_tls_ca_file) for its token endpoint too
         self._lock = threading.Lock()
         self._token: str | None = None
         self._renew_at = 0.0
@@ -158,7 +161,7 @@ class SmartBackendServices:
         }).encode()
         request = urllib.request.Request(token_url, data=form, method="POST", headers={
             "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"})
-        answer = _json_call(request, self._timeout_s, "SMART token endpoint")
+        answer = _json_call(request, self._timeout_s, "SMART token endpoint", self._tls)
         token, lifetime = answer.get("access_token"), answer.get("expires_in", 300)
         if not isinstance(token, str) or not token:
             raise DeliveryError("SMART token endpoint answered without an access_token", permanent=True)
@@ -170,7 +173,7 @@ class SmartBackendServices:
     def _discover_token_url(self) -> str:
         request = urllib.request.Request(f"{self._fhir_base_url}/.well-known/smart-configuration",
                                          headers={"Accept": "application/json"})
-        answer = _json_call(request, self._timeout_s, "SMART configuration")
+        answer = _json_call(request, self._timeout_s, "SMART configuration", self._tls)
         token_url = answer.get("token_endpoint")
         if not isinstance(token_url, str) or not token_url:
             raise DeliveryError("the FHIR server's .well-known/smart-configuration has no token_endpoint; "
@@ -183,10 +186,14 @@ class SmartBackendServices:
         return token_url
 
 
-def _json_call(request: urllib.request.Request, timeout_s: float, what: str) -> dict:
+def _json_call(request: urllib.request.Request, timeout_s: float, what: str, tls: ClientTls | None) -> dict:
     """A JSON answer, or a DeliveryError: permanent on 4xx (with the OAuth error), else retryable."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        context = tls.context() if tls is not None else None
+    except ConfigError as error:
+        raise DeliveryError(f"TLS with the {what} not attempted: {error}") from None
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:
             answer = json.load(response)
     except urllib.error.HTTPError as error:
         detail = _oauth_error(error.read())

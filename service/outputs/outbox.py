@@ -16,6 +16,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
+from contextlib import closing
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -64,6 +65,20 @@ class Delivery:
     state: DeliveryStatus
     attempts: int
     last_error: str | None
+
+
+def _deliveries(db: sqlite3.Connection) -> list[Delivery]:
+    rows = db.execute("SELECT destination, path, state, attempts, last_error FROM deliveries ORDER BY updated_at")
+    return [Delivery(r[0], Path(r[1]), DeliveryStatus(r[2]), r[3], r[4]) for r in rows.fetchall()]
+
+
+def read_deliveries(database: Path) -> list[Delivery]:
+    """Every delivery of an outbox database, opened read-only (for `status`, next to a running
+    service: nothing is created or locked for writing); none before the database exists."""
+    if not database.is_file():
+        return []
+    with closing(sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=5)) as db:
+        return _deliveries(db)
 
 
 class Outbox:
@@ -120,10 +135,7 @@ class Outbox:
 
     def deliveries(self) -> list[Delivery]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT destination, path, state, attempts, last_error FROM deliveries ORDER BY updated_at"
-            ).fetchall()
-        return [Delivery(r[0], Path(r[1]), DeliveryStatus(r[2]), r[3], r[4]) for r in rows]
+            return _deliveries(self._db)
 
     def state_of(self, destination: str, path: Path) -> DeliveryStatus | None:
         """Where the delivery of `path` to `destination` stands; None when it was never queued."""

@@ -9,7 +9,7 @@ verified, including that it names `host`; a failed handshake is a DeliveryError 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -48,8 +48,11 @@ def dicom_files(paths: Sequence[Path]) -> list[Path]:
 
 
 def send_files(files: Sequence[Path], host: str, port: int, called_ae: str, calling_ae: str = "RADIOMICS_CDS",
-               timeout_s: float = 60.0, tls: ClientTls | None = None) -> SendReport:
-    """C-STORE every readable DICOM file; raise DeliveryError when no association is possible."""
+               timeout_s: float = 60.0, tls: ClientTls | None = None,
+               on_progress: Callable[[int, int], None] | None = None) -> SendReport:
+    """C-STORE every readable DICOM file; raise DeliveryError when no association is possible.
+    `on_progress(handled, total)` before each file is offered to the peer and once all were (the
+    send command's progress line)."""
     datasets = []
     report = SendReport()
     for file in files:
@@ -85,7 +88,9 @@ def send_files(files: Sequence[Path], host: str, port: int, called_ae: str, call
         raise DeliveryError(f"no association with {called_ae} at {host}:{port} (unreachable or timed out)")
     accepted = {(str(c.abstract_syntax), str(c.transfer_syntax[0])) for c in association.accepted_contexts}
     try:
-        for file, ds in datasets:
+        for handled, (file, ds) in enumerate(datasets):
+            if on_progress is not None:
+                on_progress(handled, len(datasets))
             if (str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) not in accepted:
                 report.refuse(f"{file.name}: {called_ae} accepts no {ds.SOPClassUID.name} in "
                               f"{ds.file_meta.TransferSyntaxUID.name}")
@@ -98,6 +103,8 @@ def send_files(files: Sequence[Path], host: str, port: int, called_ae: str, call
                 report.sent += 1
             else:
                 report.failed.append(f"{file.name}: status 0x{code:04X} {status.get('ErrorComment', '')}".strip())
+        if on_progress is not None:
+            on_progress(len(datasets), len(datasets))
     finally:
         association.release()
     return report

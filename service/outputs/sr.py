@@ -58,6 +58,7 @@ from service.model import LesionResult, LesionSource, Metric, Provenance, StudyI
 from service.outputs import codes
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.feature_codes import REGION_METHODS, feature_concept
+from service.outputs.sr_response import response_groups
 from service.outputs.study_header import SPECIFIC_CHARACTER_SET, set_patient_and_study
 
 MANUFACTURER = codes.MANUFACTURER
@@ -123,13 +124,18 @@ def build_measurement_report(
         imaging_measurements=[
             *(_lesion_group(result, lesion, comparison) for lesion in result.lesions),
             _patient_group(result, comparison.time_point),
+            *(response_groups(comparison.response,
+                              lambda values: _measurements(result, [_Value(*value) for value in values]),
+                              lambda: _time_point_context(comparison.time_point))
+              if comparison.response is not None else []),
         ],
         referenced_images=_library_images(evidence) or None,
     )
     _describe_acquisition(report[0], evidence)
     report[0].ContentSequence.extend(_prior_report_items(comparison.priors))
-    report[0].ContentSequence.append(_reader_notes(result, comparison.notes))
-    key = _report_key(result, comparison.priors)
+    report[0].ContentSequence.append(_reader_notes(result, [*codes.response_lines(comparison.response),
+                                                            *comparison.notes]))
+    key = _report_key(result, comparison.priors) + list(comparison.anchors)
     sop_instance_uid = derived_uid("sr-instance", key)
     return hd.sr.Comprehensive3DSR(
         evidence=_evidence_headers(result.study, [*evidence, *map(_prior_header, comparison.priors)]),
@@ -350,7 +356,8 @@ def _lesion_group(
         "finding_type": codes.FINDING_LESION,
         "finding_sites": _finding_sites([lesion.location_class]),
         "measurements": _measurements(result, _lesion_values(lesion) + _change_values(change)),
-        "qualitative_evaluations": _evaluations(_lesion_statements(result, lesion) + _change_statements(change)),
+        "qualitative_evaluations": _evaluations(_lesion_statements(result, lesion) + _change_statements(change)
+                                                + _baseline_category(comparison, lesion)),
     }
     if lesion.source == LesionSource.SEG:
         built: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations = (
@@ -443,6 +450,15 @@ def _change_values(change: LesionComparison | None) -> list[_Value]:
         if metric.value is not None:
             values.append(_Value(name, metric.value, unit))
     return values
+
+
+def _baseline_category(comparison: Comparison, lesion: LesionResult) -> list[tuple[Code, Code]]:
+    """Baseline Category (CID 6145) as chosen at the baseline: how "once target, always target"
+    reaches every later report (followup.md 9.5.2)."""
+    category = comparison.baseline_categories.get(lesion.tracking_uid)
+    if category is None:
+        return []
+    return [(codes.BASELINE_CATEGORY, codes.lookup(codes.BASELINE_CATEGORIES, category, "baseline category"))]
 
 
 def _change_statements(change: LesionComparison | None) -> list[tuple[Code, Code]]:

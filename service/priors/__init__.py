@@ -2,8 +2,10 @@
 
 Any ingest replica can resolve a study's priors on its own: the SRs are found and fetched from
 PACS (DICOMweb, else DIMSE C-FIND + C-GET), never pushed to us, so nothing is shared between
-pods and fetched priors never enter the scoring queue. `resolve_priors` is the entry point; it
-never raises for an unreachable PACS but says "priors unavailable" with the reason.
+pods and fetched priors never enter the scoring queue. A single node without PACS query rights
+(or the demo) can read them from a directory instead (files.py, e.g. its own outbox).
+`resolve_priors` is the entry point; it never raises for an unreachable PACS but says
+"priors unavailable" with the reason.
 """
 
 from service.priors.cache import PriorCache

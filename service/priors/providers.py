@@ -5,6 +5,7 @@ from __future__ import annotations
 from service.config import Config
 from service.priors.dicomweb import DicomwebProvider
 from service.priors.dimse import DimseProvider
+from service.priors.files import FilesProvider
 from service.priors.source import PriorProvider
 from service.tls import ClientTls
 
@@ -20,4 +21,6 @@ def build_providers(config: Config, dimse_tls: ClientTls | None = None) -> list[
         elif name == "dimse" and host:
             providers.append(DimseProvider(host, port, called_ae, config.dicom_ae_title,
                                            config.prior_timeout_seconds, dimse_tls))
+        elif name == "directory" and config.prior_directory:
+            providers.append(FilesProvider([config.prior_directory], archive=True))
     return providers

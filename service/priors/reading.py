@@ -67,6 +67,8 @@ class PriorLesion:
     features: dict[str, float]  # feature_key -> value
     evaluations: frozenset[tuple[str, str]]  # (code value, scheme) of the qualitative evaluations
     changes: dict[str, float] = field(default_factory=dict)  # CHANGE_CODES value -> NUM; empty: not compared
+    baseline_category: str | None = None  # a codes.BASELINE_CATEGORIES key; None: the SR states none
+    derived_from_uid: str | None = None  # a split fragment's parent tracking UID
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class PriorReport:
     # the scored CT series named in the SR's evidence: what a registration needs of the prior study
     ct_series_instance_uid: str | None = None
     ct: ScannedCt = ScannedCt(None, None, None, None)  # extent and acquisition, from the image library
+    irecist_state: str | None = None  # the carried iRECIST state (JSON); None: no response assessment
 
 
 def read_prior_report(dataset: Dataset) -> PriorReport:
@@ -108,6 +111,7 @@ def read_prior_report(dataset: Dataset) -> PriorReport:
         notes=tuple(_comments(dataset)),
         ct_series_instance_uid=_ct_series(dataset),
         ct=read_scanned_ct(dataset, frames[0] if frames else None),
+        irecist_state=_irecist_state(dataset),
     )
 
 
@@ -152,7 +156,44 @@ def _lesion(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations) -> 
         evaluations=frozenset((e.value.value, e.value.scheme_designator) for e in group.get_qualitative_evaluations()
                               if isinstance(e.value, hd.sr.CodedConcept)),
         changes={code.value: value for code in CHANGE_CODES if (value := size(code)) is not None},
+        baseline_category=_baseline_category(group),
+        derived_from_uid=_uid_item(group, codes.DERIVED_FROM_TRACKING_UID),
     )
+
+
+_BASELINE_CATEGORY_KEYS = {(code.value, code.scheme_designator): key for key, code in codes.BASELINE_CATEGORIES.items()}
+
+
+def _baseline_category(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations) -> str | None:
+    """The lesion's Baseline Category (DCM 112016, CID 6145), as the baseline report chose it."""
+    for evaluation in group.get_qualitative_evaluations(name=codes.BASELINE_CATEGORY):
+        if isinstance(evaluation.value, hd.sr.CodedConcept):
+            return _BASELINE_CATEGORY_KEYS.get((evaluation.value.value, evaluation.value.scheme_designator))
+    return None
+
+
+def _uid_item(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations, name: _Concept) -> str | None:
+    """The value of the group's UIDREF item named `name`, if it has one."""
+    items: list[Dataset] = list(group[0].ContentSequence)
+    for item in items:
+        concept = item.ConceptNameCodeSequence[0]
+        if item.ValueType == "UIDREF" and (concept.CodeValue, concept.CodingSchemeDesignator) == (
+                name.value, name.scheme_designator):
+            return str(item.UID)
+    return None
+
+
+def _irecist_state(dataset: Dataset) -> str | None:
+    """The TEXT item IRECISTSTATE of the RECIST 1.1 assessment group, if the report has one."""
+    for container in dataset.get("ContentSequence") or []:  # Imaging Measurements, ...
+        for group in container.get("ContentSequence") or []:
+            for child in group.get("ContentSequence") or []:
+                concept = child.get("ConceptNameCodeSequence")
+                if child.get("ValueType") == "TEXT" and concept and (
+                        concept[0].CodeValue, concept[0].CodingSchemeDesignator) == (
+                        codes.IRECIST_STATE.value, codes.IRECIST_STATE.scheme_designator):
+                    return str(child.TextValue)
+    return None
 
 
 def _centroid(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations) -> tuple[Vector3 | None, str | None]:

@@ -35,7 +35,7 @@ import pytest
 import yaml
 
 from service.app import scoring_context
-from service.config import Config, load_config
+from service.config import SECRET_FILES, Config, load_config
 from tests.support.external import missing_dependency, require_external, require_package
 
 pytestmark = pytest.mark.external
@@ -55,24 +55,23 @@ CASES: dict[str, str | dict[str, Any]] = {
     "tls-secrets-monitoring": "tls-secrets-monitoring-values.yaml",
     "fhir-smart": "fhir-smart-values.yaml",
     "hardened": "hardened-values.yaml",
+    "extensions": "extensions-values.yaml",
 }
 # Config fields that values.schema.json deliberately keeps out of `config`: the chart sets them
 # (ports, paths, the scorer target, credentials from Secrets, ordered ROI-name rules) or they
-# stay at their defaults inside a pod (listen on all addresses).
+# stay at their defaults inside a pod (listen on all addresses; scorer_metrics_port is serve's,
+# and the chart runs the scorer as its own Deployment).
 SET_BY_CHART = {
-    "dicom_host", "dicom_port", "http_host", "http_port", "var_dir", "scorer_address",
+    "dicom_host", "dicom_port", "http_host", "http_port", "var_dir", "scorer_address", "scorer_metrics_port",
     "dicom_tls_cert_file", "dicom_tls_key_file", "dicom_tls_ca_file",
     "pacs_tls_ca_file", "pacs_tls_cert_file", "pacs_tls_key_file",
     "scorer_tls_cert_file", "scorer_tls_key_file", "scorer_tls_client_ca_file",
     "scorer_tls", "scorer_tls_ca_file", "scorer_tls_client_cert_file", "scorer_tls_client_key_file",
     "scorer_tls_server_name",
-    "fhir_bearer_token", "fhir_smart_private_key_file",
+    "fhir_bearer_token", "fhir_bearer_token_file", "fhir_smart_private_key_file",
+    "stow_bearer_token", "stow_bearer_token_file", "stow_tls_ca_file", "fhir_tls_ca_file",
     "signature_file", "extraction_settings_file", "location_name_rules",
 }
-# Settings the chart does not offer yet: STOW-RS credentials need Secret wiring like the FHIR
-# token's (a bearer token must not sit in the ConfigMap); stow_url alone works (an archive on the
-# cluster network, or one that trusts the system's CAs).
-NOT_IN_CHART_YET = {"stow_bearer_token", "stow_tls_ca_file"}
 # Placeholders standing in a values case for Secrets the site manages (existingSecret).
 EXISTING_SECRET_VALUE = "value-from-existing-secret"
 
@@ -205,6 +204,11 @@ def test_lint_finds_no_warning_or_error(case: Rendered, kube_version: str) -> No
     ({"podSecurityContext": {"runAsUser": 0}}, "/podSecurityContext/runAsUser"),
     ({"image": {"digest": "latest"}}, "/image/digest"),
     ({"networkPolicy": {"dicomFromCidrs": ["10.0.0.1"]}}, "/networkPolicy/dicomFromCidrs/0"),
+    ({"ingest": {"podLabels": {"app.kubernetes.io/component": "x"}}},
+     "invalid propertyName .app.kubernetes.io/component."),  # a selector label
+    ({"scorer": {"extraEnv": [{"value": "no name"}]}}, "/scorer/extraEnv/0"),
+    ({"ingest": {"extraVolumeMounts": [{"name": "v"}]}}, "/ingest/extraVolumeMounts/0"),
+    ({"image": {"registry": "https://registry.example"}}, "/image/registry"),
 ])
 def test_schema_refuses_wrong_values_naming_them(chart: Any, values: dict[str, Any], named: str) -> None:
     helm = _helm()
@@ -224,6 +228,11 @@ def test_schema_refuses_wrong_values_naming_them(chart: Any, values: dict[str, A
     ({"config": {"fhir_base_url": "https://ehr.example/fhir"}, "fhir": {"smart": {"existingSecret": "k"}}},
      "config.fhir_smart_client_id"),
     ({"pacsTls": {"existingSecret": "ca"}}, "config.pacs_tls is not true"),
+    ({"fhir": {"tls": {"existingSecret": "ca"}}}, "fhir.tls.existingSecret is set but config.fhir_base_url is not"),
+    ({"stow": {"bearerToken": {"value": "t"}}}, "stow credentials are set but config.stow_url is not"),
+    ({"stow": {"tls": {"existingSecret": "ca"}}}, "stow credentials are set but config.stow_url is not"),
+    ({"config": {"stow_url": "https://archive.example/dicom-web"},
+      "stow": {"bearerToken": {"value": "t", "existingSecret": "s"}}}, "stow.bearerToken: set existingSecret or value"),
     ({"scorerTls": {"enabled": True}}, "set scorerTls.serverSecret"),
     ({"scorerTls": {"clientSecret": "rcds-ingest-client"}}, "scorerTls.enabled is not true"),
     ({"config": {"scorer_grace_seconds": 60}}, "must exceed config.scorer_grace_seconds"),
@@ -283,7 +292,7 @@ def test_schema_config_lists_exactly_the_settings_the_chart_leaves_to_the_user()
     accepted = set(schema["properties"]["config"]["properties"])
     fields = {field.name for field in dataclasses.fields(Config)}
     assert accepted <= fields, f"schema accepts settings the service does not know: {accepted - fields}"
-    assert fields - accepted == SET_BY_CHART | NOT_IN_CHART_YET
+    assert fields - accepted == SET_BY_CHART
 
 
 # --- wiring ---------------------------------------------------------------------------------
@@ -432,10 +441,25 @@ def test_smart_private_key_is_a_file_from_its_secret(rendered: dict[str, Rendere
     assert made is None or key in made["data"]
 
 
-def test_fhir_token_comes_from_the_existing_secret(rendered: dict[str, Rendered]) -> None:
-    token = _env(_container(rendered["tls-secrets-monitoring"].statefulset))["RCDS_FHIR_BEARER_TOKEN"]
-    assert token["valueFrom"]["secretKeyRef"] == {"name": "rcds-ehr-credentials", "key": "token"}
-    assert rendered["tls-secrets-monitoring"].find("Secret", f"{FULLNAME}-credentials") is None
+@pytest.mark.parametrize(("case_name", "variable", "secret", "key"), [
+    ("tls-secrets-monitoring", "RCDS_FHIR_BEARER_TOKEN_FILE", "rcds-ehr-credentials", "token"),
+    ("tls-secrets-monitoring", "RCDS_STOW_BEARER_TOKEN_FILE", "rcds-archive-credentials", "token"),
+    ("tls-secrets-monitoring", "RCDS_STOW_TLS_CA_FILE", "rcds-archive-ca", "ca.crt"),
+    ("tls-secrets-monitoring", "RCDS_FHIR_TLS_CA_FILE", "rcds-ehr-ca", "ca.crt"),
+    ("fhir-smart", "RCDS_STOW_BEARER_TOKEN_FILE", f"{FULLNAME}-credentials", "stow-bearer-token"),
+])
+def test_tokens_and_the_archive_ca_are_files_from_their_secrets(rendered: dict[str, Rendered], case_name: str,
+                                                                variable: str, secret: str, key: str) -> None:
+    """Mounted files, never environment values: a Secret's value in a variable is visible to
+    anything that can read the pod's environment (and checkov's CKV_K8S_35)."""
+    case = rendered[case_name]
+    path = _env(_container(case.statefulset))[variable]["value"]
+    _, volume = _mount_of(case.statefulset, path)
+    assert volume["secret"]["secretName"] == secret and volume["secret"]["defaultMode"] == 0o440
+    assert volume["secret"]["items"] == [{"key": key, "path": PurePosixPath(path).name}]
+    made = case.find("Secret", secret)
+    assert (made is None) == (case_name == "tls-secrets-monitoring") and (made is None or key in made["data"])
+    assert not [item for item in _container(case.statefulset)["env"] if "valueFrom" in item]
 
 
 # --- the service's own settings -------------------------------------------------------------
@@ -465,12 +489,31 @@ def _write_config_volume(case: Rendered, workload: dict[str, Any], etc_dir: Path
         (etc_dir / item["path"]).write_text(data[item["key"]].replace("/etc/radiomics-cds/", f"{etc_dir}/"))
 
 
+def _write_secret_files(case: Rendered, workload: dict[str, Any], environ: dict[str, str], etc_dir: Path) -> None:
+    """The credential files the service reads at start (*_file settings), as mounted from their
+    Secret (the chart-made one's value, or a placeholder for the site's), written under etc_dir
+    with the variables pointing there."""
+    for file_setting in SECRET_FILES:
+        variable = f"RCDS_{file_setting.upper()}"
+        if variable not in environ:
+            continue
+        _, volume = _mount_of(workload, environ[variable])
+        made = case.find("Secret", volume["secret"]["secretName"])
+        (item,) = volume["secret"]["items"]
+        path = etc_dir / "secrets" / file_setting
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(base64.b64decode(made["data"][item["key"]]).decode() if made else EXISTING_SECRET_VALUE)
+        environ[variable] = str(path)
+
+
 def _load(case: Rendered, workload: dict[str, Any], etc_dir: Path) -> Config:
     """The settings the service would run with in this workload's container."""
     etc_dir = etc_dir / case.case / workload["kind"]
     etc_dir.mkdir(parents=True)
     _write_config_volume(case, workload, etc_dir)
-    return load_config(environ=_container_environ(case, _container(workload), etc_dir))
+    environ = _container_environ(case, _container(workload), etc_dir)
+    _write_secret_files(case, workload, environ, etc_dir)
+    return load_config(environ=environ)
 
 
 def test_both_roles_load_their_settings_with_the_service(case: Rendered, tmp_path: Path) -> None:
@@ -486,12 +529,14 @@ def test_settings_reach_the_service_as_written(rendered: dict[str, Rendered], tm
     tls = _load(rendered["tls-secrets-monitoring"], rendered["tls-secrets-monitoring"].statefulset, tmp_path)
     assert tls.dicom_allowed_calling_aes == ("ORTHANC", "NO")  # not False: YAML 1.1 reads a bare NO so
     assert (tls.pacs_host, tls.pacs_port, tls.pacs_tls) == ("pacs.imaging.example", 2762, True)
-    assert tls.dicom_tls and tls.fhir_bearer_token == EXISTING_SECRET_VALUE
+    assert tls.dicom_tls and tls.fhir_bearer_token == tls.stow_bearer_token == EXISTING_SECRET_VALUE
+    assert tls.stow_tls_ca_file == Path("/var/run/secrets/radiomics-cds/stow-ca/ca.crt")
+    assert tls.fhir_tls_ca_file == Path("/var/run/secrets/radiomics-cds/fhir-ca/ca.crt")
     smart = _load(rendered["fhir-smart"], rendered["fhir-smart"].statefulset, tmp_path)
     assert [rule[0] for rule in smart.location_rules.name_rules] == ["node|ln_", "liver|hep", "lung|pulm", ".*"]  # in order
     assert smart.fhir_smart_private_key_file == Path("/var/run/secrets/radiomics-cds/fhir-smart/smart-private-key.pem")
     assert (smart.fhir_smart_client_id, smart.quiet_seconds, smart.feature_panel) == ("radiomics-cds", 45.0, "full")
-    assert smart.fhir_bearer_token is None
+    assert smart.fhir_bearer_token is None and smart.stow_bearer_token == "ci-placeholder-stow-token"
     smart_scorer = _load(rendered["fhir-smart"], rendered["fhir-smart"].deployment, tmp_path)
     assert not smart.scorer_tls and smart_scorer.scorer_tls_cert_file is None  # plaintext gRPC by default
     assert (tls.scorer_tls, tls.scorer_tls_server_name, tls.scorer_tls_client_cert_file) == (True, "scorer.rcds.internal", None)
@@ -525,7 +570,7 @@ def test_every_rcds_variable_names_a_setting(case: Rendered) -> None:
 def test_no_secret_value_reaches_the_config_map_or_a_plain_variable(chart: Any, rendered: dict[str, Rendered]) -> None:
     token_case = _render(chart, _allowing({"config": {"fhir_base_url": "https://ehr.example/fhir"},
                                            "fhir": {"bearerToken": {"value": "ci-placeholder-bearer-token"}}}))
-    assert "RCDS_FHIR_BEARER_TOKEN" in _env(_container(token_case.statefulset))
+    assert "RCDS_FHIR_BEARER_TOKEN_FILE" in _env(_container(token_case.statefulset))
     cases = [*rendered.values(), token_case]
     secrets = [(case, base64.b64decode(value).decode()) for case in cases
                for secret in case.all("Secret") for value in secret["data"].values()]
@@ -586,6 +631,9 @@ def test_network_policies_admit_only_the_configured_peers(rendered: dict[str, Re
     assert _peers(dicom_rule) == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
     pacs_rule = next(rule for rule in tls["egress"] if rule["ports"] == [{"port": 2762, "protocol": "TCP"}])
     assert _peers(pacs_rule) == [{"ipBlock": {"cidr": "10.20.5.10/32"}}]
+    stow_rule = next(rule for rule in tls["egress"] if rule["ports"] == [{"port": 443, "protocol": "TCP"},
+                                                                          {"port": 8443, "protocol": "TCP"}])
+    assert _peers(stow_rule) == [{"ipBlock": {"cidr": "10.20.6.0/24"}}]
     hardened = rendered["hardened"].get("NetworkPolicy", f"{FULLNAME}-ingest")["spec"]
     (only_rule,) = hardened["ingress"]  # DICOM from the PACS namespace, no scraping
     assert only_rule["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == ["pacs"]
@@ -606,6 +654,29 @@ def test_scorer_autoscaling_and_disruption_budgets(rendered: dict[str, Rendered]
         for workload in case.workloads():
             (budget,) = [b for b in budgets if _matches(b["spec"]["selector"]["matchLabels"], _pod_labels(workload))]
             assert budget["spec"]["maxUnavailable"] == 1
+
+
+def test_extension_points_reach_the_pods(rendered: dict[str, Rendered], tmp_path: Path) -> None:
+    case = rendered["extensions"]
+    values = _values("extensions")
+    for workload in case.workloads():
+        assert _container(workload)["image"].startswith("registry.example:5000/imaging/radiomics-cds:")
+        labels = _pod_labels(workload)
+        assert labels["team"] == "imaging" and _matches(workload["spec"]["selector"]["matchLabels"], labels)
+    ingest, scorer = case.statefulset["spec"]["template"]["spec"], case.deployment["spec"]["template"]["spec"]
+    assert ingest["priorityClassName"] == "clinical-high" and scorer["priorityClassName"] == "clinical-standard"
+    assert ingest["topologySpreadConstraints"] == values["ingest"]["topologySpreadConstraints"]
+    assert "topologySpreadConstraints" not in scorer
+    assert _env(_container(case.statefulset))["HTTPS_PROXY"] == {"name": "HTTPS_PROXY", "value": "http://proxy.example:3128"}
+    _, volume = _mount_of(case.statefulset, "/etc/site-ca/ca-bundle.pem")
+    assert volume == {"name": "site-ca", "configMap": {"name": "site-ca-bundle"}}
+    # extra RCDS_* variables are settings the service reads
+    assert _load(case, case.statefulset, tmp_path).log_format == "json"
+    assert _load(case, case.deployment, tmp_path).log_level == "WARNING"
+    default = rendered["default"]
+    for workload in default.workloads():
+        assert _container(workload)["image"].startswith("radiomics-cds:")
+        assert "priorityClassName" not in workload["spec"]["template"]["spec"]
 
 
 # --- validators -----------------------------------------------------------------------------
@@ -642,6 +713,17 @@ def test_prometheus_rule_holds_the_rules_of_deploy_prometheus(rendered: dict[str
     assert "{{ $labels.instance }}" in rule["spec"]["groups"][0]["rules"][0]["annotations"]["summary"]
 
 
+def test_grafana_dashboard_config_map_holds_the_dashboard_of_deploy_grafana(rendered: dict[str, Rendered]) -> None:
+    """Off by default; when on, the dashboard tests/deploy/test_grafana_dashboard.py checks, under
+    the label Grafana's sidecar looks for, with the annotations given."""
+    assert rendered["default"].find("ConfigMap", f"{FULLNAME}-dashboard") is None
+    dashboard = rendered["tls-secrets-monitoring"].get("ConfigMap", f"{FULLNAME}-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["metadata"]["annotations"] == {"grafana_folder": "Imaging"}
+    shipped = json.loads((REPO / "deploy" / "grafana" / "radiomics-cds.json").read_text())
+    assert json.loads(dashboard["data"]["radiomics-cds.json"]) == shipped
+
+
 @pytest.mark.parametrize("kube_version", KUBERNETES_VERSIONS)
 def test_objects_are_valid_kubernetes(case: Rendered, kube_version: str) -> None:
     require_package("kubernetes_validate", "pip install kubernetes-validate==1.37.0")
@@ -663,16 +745,18 @@ def _checkov() -> str:
 
 
 # The only skips: an image pinned by tag but not by digest (CKV_K8S_43, and CKV_K8S_15 for
-# IfNotPresent), and the FHIR bearer token in an environment variable (CKV_K8S_35), which is
-# the only way the service takes it. The hardened case has none.
+# IfNotPresent). Credentials are mounted files, never variables (no CKV_K8S_35). The hardened
+# case has none.
 EXPECTED_SKIPS = {
     "default": {("StatefulSet", "CKV_K8S_43"), ("StatefulSet", "CKV_K8S_15"),
                 ("Deployment", "CKV_K8S_43"), ("Deployment", "CKV_K8S_15")},
-    "tls-secrets-monitoring": {("StatefulSet", "CKV_K8S_43"), ("StatefulSet", "CKV_K8S_15"), ("StatefulSet", "CKV_K8S_35"),
+    "tls-secrets-monitoring": {("StatefulSet", "CKV_K8S_43"), ("StatefulSet", "CKV_K8S_15"),
                                ("Deployment", "CKV_K8S_43"), ("Deployment", "CKV_K8S_15")},
     "fhir-smart": {("StatefulSet", "CKV_K8S_43"), ("StatefulSet", "CKV_K8S_15"),
                    ("Deployment", "CKV_K8S_43"), ("Deployment", "CKV_K8S_15")},
     "hardened": set(),
+    "extensions": {("StatefulSet", "CKV_K8S_43"), ("StatefulSet", "CKV_K8S_15"),
+                   ("Deployment", "CKV_K8S_43"), ("Deployment", "CKV_K8S_15")},
 }
 
 

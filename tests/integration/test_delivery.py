@@ -23,15 +23,17 @@ import pydicom
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from service.config import load_config
+from service.errors import ConfigError
 from service.outputs import codes
-from service.outputs.destinations import EhrByFhir, PacsByCStore
+from service.outputs.destinations import EhrByFhir, PacsByCStore, configured_destinations
 from service.outputs.fhir_auth import BearerToken, SmartBackendServices
 from service.outputs.fhir import build_bundle, write_bundle
 from service.outputs.outbox import DELIVERED, FAILED, PENDING
 from service.outputs.sr import build_measurement_report, write_sr
 from tests.support.processes import LOOPBACK, free_port, wait_until
 from tests.support.external import require_tool
-from tests.support.certs import write_key_pair
+from tests.support.certs import make_authority, write_key_pair
 from tests.support.fhir_servers import FhirServer, ScriptedFhirServer, require_sekmet
 from tests.support.storescp import PACS_AE, StoreScp
 from tests.support.service import OUR_AE, QUIET_SECONDS, RunningService
@@ -604,3 +606,73 @@ def test_pacs_that_does_not_take_sr_says_so_and_keeps_the_sr(sr_path, pacs_port,
     assert (delivery.state, delivery.attempts) == (PENDING, 1), delivery.last_error
     assert "accepts none of the proposed SOP classes (Comprehensive 3D SR Storage)" in delivery.last_error
     assert sr_path.exists()
+
+
+# --- the EHR over https, its certificate from a private CA (fhir_tls_ca_file) ------------------
+
+
+def test_an_ehr_with_a_private_ca_is_reached_with_fhir_tls_ca_file(bundle_path, outboxes, tmp_path):
+    """SEKMET serving https with a certificate from the hospital's own CA: trusted through
+    fhir_tls_ca_file; with the system's CAs, or another CA, the delivery fails saying why and is
+    retried (the certificate may be fixed), and nothing reaches the EHR."""
+    require_sekmet()
+    hospital, rogue = make_authority(tmp_path / "pki", "Hospital"), make_authority(tmp_path / "rogue", "Rogue")
+    ehr = FhirServer(tmp_path / "ehr-tls", tls=hospital.issue(tmp_path / "pki", "ehr", server=True),
+                     tls_ca_file=hospital.cert)
+    try:
+        result, _ = make_study_result()
+        patient_ref = f"Patient/{_register_patient(ehr, result.study.patient_id)}"
+        for ca_file in (None, rogue.cert):
+            environ = {"RCDS_FHIR_BASE_URL": ehr.base, **({"RCDS_FHIR_TLS_CA_FILE": str(ca_file)} if ca_file else {})}
+            outbox = outboxes(configured_destinations(load_config(environ=environ)))
+            outbox.enqueue("fhir", bundle_path)
+            assert outbox.deliver_due() == 1
+            state, attempts, error = only(outbox).state, only(outbox).attempts, only(outbox).last_error
+            assert (state, attempts) == (PENDING, 1) and "CERTIFICATE_VERIFY_FAILED" in error, error
+            outbox.stop()
+        assert ehr.search("Observation") == []
+
+        trusted = load_config(environ={"RCDS_FHIR_BASE_URL": ehr.base, "RCDS_FHIR_TLS_CA_FILE": str(hospital.cert)})
+        outbox = outboxes(configured_destinations(trusted))
+        assert outbox.deliver_due(now=time.time() + FAR_FUTURE) == 1
+        assert (only(outbox).state, only(outbox).last_error) == (DELIVERED, None)
+        _assert_results_in_ehr(ehr, patient_ref, version="1")
+    finally:
+        ehr.stop()
+
+
+def test_smart_over_https_trusts_fhir_tls_ca_file_for_the_token_endpoint_too(bundle_path, outboxes, tmp_path):
+    """SMART discovery and the token request go to the EHR's https endpoints: the same CA."""
+    require_sekmet()
+    hospital = make_authority(tmp_path / "pki", "Hospital")
+    private, public = _private_key(tmp_path / "keys", "EC")
+    ehr = FhirServer(tmp_path / "ehr-smart-tls", tls=hospital.issue(tmp_path / "pki", "ehr", server=True),
+                     tls_ca_file=hospital.cert, server_auth={
+                         "types": ["smart"], "enforce_scopes": True,
+                         "smart_clients": [{"client_id": CLIENT_ID, "public_key_path": str(public),
+                                            "scopes": "system/*.cruds"}]})
+    try:
+        config = load_config(environ={
+            "RCDS_FHIR_BASE_URL": ehr.base, "RCDS_FHIR_TLS_CA_FILE": str(hospital.cert),
+            "RCDS_FHIR_SMART_CLIENT_ID": CLIENT_ID, "RCDS_FHIR_SMART_PRIVATE_KEY_FILE": str(private),
+            "RCDS_FHIR_SMART_SCOPE": "system/*.cruds"})
+        (ehr_destination,) = configured_destinations(config)
+        assert isinstance(ehr_destination, EhrByFhir) and ehr_destination.authorization is not None
+        ehr.bearer = ehr_destination.authorization.header().removeprefix("Bearer ")  # the test's own reads
+        result, _ = make_study_result()
+        patient_ref = f"Patient/{_register_patient(ehr, result.study.patient_id)}"
+        outbox = outboxes(configured_destinations(config))
+        outbox.enqueue("fhir", bundle_path)
+        outbox.deliver_due()
+        assert (only(outbox).state, only(outbox).last_error) == (DELIVERED, None)
+        _assert_results_in_ehr(ehr, patient_ref, version="1")
+    finally:
+        ehr.stop()
+
+
+def test_an_unusable_fhir_tls_ca_file_stops_the_start(tmp_path):
+    (tmp_path / "not-a-ca.pem").write_text("not PEM")
+    config = load_config(environ={"RCDS_FHIR_BASE_URL": "https://ehr.example/fhir",
+                                  "RCDS_FHIR_TLS_CA_FILE": str(tmp_path / "not-a-ca.pem")})
+    with pytest.raises(ConfigError, match="fhir_tls_ca_file: "):
+        configured_destinations(config)

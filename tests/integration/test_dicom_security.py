@@ -332,7 +332,7 @@ def test_a_mismatched_key_stops_the_start_with_a_message_not_a_traceback(pki, tm
            "RCDS_HTTP_PORT": str(free_port()), "RCDS_SCORER_ADDRESS": f"{LOOPBACK}:{free_port()}",
            "RCDS_DICOM_TLS_CERT_FILE": str(pki.listener.cert), "RCDS_DICOM_TLS_KEY_FILE": str(pki.modality.key)}
     done = subprocess.run(CLI + [command], env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2
+    assert done.returncode == 3  # configuration
     assert done.stderr.startswith("radiomics-cds: dicom_tls_key_file: the key in ")
     assert "Traceback" not in done.stderr + done.stdout
     assert "scoring core listening" not in done.stderr + done.stdout  # serve stopped before its scorer
@@ -446,12 +446,12 @@ def test_send_command_over_tls(start_pacs, pki, ct_files):
     assert pacs.received_uids() == _uids(ct_files)
 
     refused = send(rogue.port, *ours)
-    assert refused.returncode == 2
+    assert refused.returncode == 5  # the peer refused us
     assert "radiomics-cds: TLS with PACS at 127.0.0.1:" in refused.stderr and "certificate verify failed" in (
         refused.stderr)
     assert "Traceback" not in refused.stderr
 
     unusable = send(pacs.port, "--tls", "--tls-ca-file", str(pki.ca.key))
-    assert unusable.returncode == 2 and "--tls-ca-file: " in unusable.stderr and "holds no PEM certificate" in (
+    assert unusable.returncode == 3 and "--tls-ca-file: " in unusable.stderr and "holds no PEM certificate" in (
         unusable.stderr)
     assert send(pacs.port, "--tls-ca-file", str(pki.ca.cert)).returncode == 2  # TLS flags need --tls

@@ -69,6 +69,6 @@ def test_seg_roi_selection_and_text_output(data_dir):
 def test_unknown_roi_and_missing_contours_are_clear_errors(data_dir):
     ct, seg = data_dir / "ct-seg" / "ct", data_dir / "ct-seg" / "partial_overlaps.dcm"
     run = _features("--ct", str(ct), "--seg", str(seg), "--roi", "no such lesion")
-    assert run.returncode == 2 and "no ROI with contours named or numbered ['no such lesion']" in run.stderr
+    assert run.returncode == 4 and "no ROI with contours named or numbered ['no such lesion']" in run.stderr
     run = _features("--ct", str(ct))
     assert run.returncode == 2 and "exactly one of --rtstruct and --seg" in run.stderr

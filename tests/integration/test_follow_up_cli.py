@@ -148,6 +148,40 @@ def test_fhir_focus_and_derived_from_follow_the_lesion(studies):
             "MATCHDIST"} <= codes
 
 
+def _features(bundle: dict) -> dict[tuple[str, str], dict]:
+    """(IBSI tag, region) -> the feature's component, from the Bundle's radiomics-features Observations."""
+    return {(part["code"]["text"], found["method"]["coding"][0]["display"]): part
+            for found in (e["resource"] for e in bundle["entry"]) if found["resourceType"] == "Observation"
+            and found["code"]["coding"][0]["code"] == "RADFEAT" for part in found.get("component", [])}
+
+
+def test_fhir_lesion_change_has_every_feature_change_computed_from_both_bundles(studies):
+    """Each IBSI-coded feature of both studies' Bundles has its change (follow-up minus baseline)
+    and its relative change (% of the baseline's magnitude), coded like the feature."""
+    root, *_ = studies
+    _, baseline = _outputs(root / "baseline")
+    _, follow_up = _outputs(root / "follow-up")
+    before, after = _features(baseline), _features(follow_up)
+    assert before.keys() == after.keys() and before
+    (change,) = [e["resource"] for e in follow_up["entry"] if e["resource"]["resourceType"] == "Observation"
+                 and e["resource"]["code"]["coding"][0]["code"] == "LESCHG"]
+    deltas = {part["code"]["text"]: part for part in change["component"]
+              if part["code"]["coding"][0]["system"] == "https://theibsi.github.io/ibsi/"}
+    assert len(deltas) == 2 * len(before)
+    assert "NOTCOMPARABLE" not in {part["code"]["coding"][0]["code"] for part in change["component"]}
+    for (tag, region), old in before.items():
+        b, f = old["valueQuantity"]["value"], after[(tag, region)]["valueQuantity"]["value"]
+        absolute, relative = deltas[f"Change of {tag}, {region}"], deltas[f"Relative change of {tag} (%), {region}"]
+        assert absolute["code"]["coding"] == relative["code"]["coding"] == old["code"]["coding"]
+        assert absolute["valueQuantity"]["code"] == old["valueQuantity"]["code"]
+        assert absolute["valueQuantity"]["value"] == pytest.approx(f - b, rel=1e-6, abs=1e-9 * max(1, abs(b), abs(f)))
+        if b == 0:
+            assert "valueQuantity" not in relative and relative["dataAbsentReason"]
+        else:
+            assert relative["valueQuantity"]["code"] == "%"
+            assert relative["valueQuantity"]["value"] == pytest.approx(100 * (f - b) / abs(b), rel=1e-6, abs=1e-7)
+
+
 @pytest.mark.external
 def test_follow_up_outputs_pass_dciodvfy_and_the_fhir_validator(studies):
     root, *_ = studies

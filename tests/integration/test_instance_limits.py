@@ -18,7 +18,7 @@ from service.ingest.index import StudyIndex
 from service.ingest.receive import ReceiveDirectory
 from service.ingest.scp import STATUS_CANNOT_UNDERSTAND, StorageHandlers, build_ae, start_listener
 from service.ingest.spool import Spool
-from service.observability import REGISTRY
+from service.observability import INGEST_REGISTRY
 from tests.support.processes import LOOPBACK, free_port
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.filterwarnings("ignore:The value length")]
@@ -37,7 +37,7 @@ def listener(tmp_path: Path) -> Iterator[tuple[int, StudyIndex]]:
 
 
 def _rejected(reason: str) -> float:
-    return REGISTRY.get_sample_value("rcds_instances_rejected_total", {"reason": reason}) or 0.0
+    return INGEST_REGISTRY.get_sample_value("rcds_instances_rejected_total", {"reason": reason}) or 0.0
 
 
 def _bad_files(good: Path, folder: Path) -> dict[str, Path]:

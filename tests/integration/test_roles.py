@@ -130,7 +130,7 @@ def test_a_scorer_whose_http_port_is_taken_says_so_and_exits(tmp_path):
         env = {**os.environ, "RCDS_SCORER_ADDRESS": f"{LOOPBACK}:{free_port()}", "RCDS_HTTP_HOST": LOOPBACK,
                "RCDS_HTTP_PORT": str(taken.getsockname()[1])}
         ended = subprocess.run(CLI + ["scorer"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert ended.returncode == 2, ended.stderr
+    assert ended.returncode == 3, ended.stderr
     assert "http_port: cannot listen on" in ended.stderr and "Traceback" not in ended.stderr
 
 

@@ -95,7 +95,7 @@ def test_score_writes_the_tumour_board_page_beside_the_sr_and_bundle(scored):
 
 @pytest.mark.parametrize("command", [["score", "--out", "{out}"], ["features"]], ids=["score", "features"])
 def test_nan_in_contour_data_is_a_specific_error_not_a_traceback(tmp_path, command):
-    """A malformed input reaches cli.main as a RadiomicsCdsError: one line naming the attribute, exit 2."""
+    """A malformed input reaches cli.main as a RadiomicsCdsError: one line naming the attribute, exit 4 (input)."""
     ct_dir = tmp_path / "ct"
     small_study.write(ct_dir, small_study.ct_slices())
     nan_square = [v if i != 2 else float("nan") for i, v in enumerate(small_study.square_contour(1))]
@@ -105,7 +105,7 @@ def test_nan_in_contour_data_is_a_specific_error_not_a_traceback(tmp_path, comma
         [sys.executable, "-m", "service.cli", *arguments, "--ct", str(ct_dir), "--rtstruct", str(rtstruct)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
-    assert run.returncode == 2, run.stderr
+    assert run.returncode == 4, run.stderr
     assert "Traceback" not in run.stderr
     assert "radiomics-cds: contour 1 of ROI 1 of RTSTRUCT" in run.stderr
     assert "ContourData value 3 is not finite" in run.stderr

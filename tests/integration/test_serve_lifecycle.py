@@ -69,7 +69,7 @@ def test_a_taken_scorer_port_stops_the_start_with_a_message(tmp_path, held_port,
     did not start); the scorer role refuses to share the port."""
     env = service_env(tmp_path / "var", scorer_address=f"{LOOPBACK}:{held_port}")
     ended = subprocess.run(CLI + [command], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert ended.returncode == 2, ended.stderr
+    assert ended.returncode == 3, ended.stderr
     assert "radiomics-cds: scorer_address: " in ended.stderr, ended.stderr
     assert f"{LOOPBACK}:{held_port}" in ended.stderr and "Traceback" not in ended.stderr, ended.stderr
     assert "DICOM listener" not in ended.stderr

@@ -1,4 +1,5 @@
-"""The running service pulls priors from a real PACS and reconciles (followup.md 3.4, 9.8 item 8).
+"""The running service pulls priors from a real PACS and reconciles (followup.md 3.4, 9.8 item 8);
+without a PACS, from its own outbox (the `directory` source).
 
 One Orthanc (reference configuration, DICOMweb plugin) per case is the service's PACS: `serve`
 delivers its SRs there and looks priors up there (DICOMweb, or C-FIND + C-GET). The baseline is
@@ -136,6 +137,30 @@ def test_the_follow_up_is_compared_with_the_baseline_from_pacs(site, sts019, fol
     site.in_pacs(follow_up_sr)
     log = site.service.read_log()
     assert "STS_019" not in log and follow_up_uid not in log
+
+
+def test_with_the_directory_source_over_its_own_outbox_serve_compares_without_a_pacs(tmp_path, sts019, follow_up):
+    """A single node without PACS query rights: prior_directory is serve's own outbox, where
+    the baseline's SR was written."""
+    ct, rtstruct, follow_up_uid = follow_up
+    var = tmp_path / "var"
+    service = RunningService(var, quiet_seconds=QUIET_SECONDS, prior_providers="directory",
+                             prior_directory=str(var / "outbox"))
+    try:
+        _send(service, sts019)
+        service.wait_for(_baseline_uid(sts019), timeout_s=TIMEOUT_S)
+        baseline_sr = service.result_sr(_baseline_uid(sts019))
+        assert baseline_sr is not None  # its outbox existed from the start: no prior, none unavailable
+        assert not [n for n in read_prior_report(pydicom.dcmread(baseline_sr)).notes if n.startswith("priors")]
+        _send(service, ct, rtstruct)
+        assert service.wait_for(follow_up_uid, timeout_s=TIMEOUT_S)[0] == "done"
+        follow_up_sr = service.result_sr(follow_up_uid)
+        assert follow_up_sr is not None, service.status()
+        _assert_follows(follow_up_sr, baseline_sr, sts019, rtstruct)
+        notes = read_prior_report(pydicom.dcmread(follow_up_sr)).notes
+        assert not [note for note in notes if note.startswith(("prior SR ignored", "priors unavailable"))], notes
+    finally:
+        service.stop()
 
 
 def test_a_baseline_arriving_after_its_follow_up_has_the_follow_up_scored_again(tmp_path, sts019, follow_up):

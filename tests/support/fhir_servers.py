@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from tests.support.certs import KeyPair
 from tests.support.external import require_package
 from tests.support.processes import LOOPBACK, free_port, stop_process, wait_until
 
@@ -31,9 +33,13 @@ class FhirServer:
     `server_auth` is SEKMET's inbound auth setting (none by default; SMART in the SMART tests).
     """
 
-    def __init__(self, directory: Path, server_auth: dict | None = None) -> None:
+    def __init__(self, directory: Path, server_auth: dict | None = None, tls: KeyPair | None = None,
+                 tls_ca_file: Path | None = None) -> None:
+        """`tls`: serve https with this certificate and key (SEKMET's tls_certfile/tls_keyfile);
+        the test's own requests then trust `tls_ca_file`."""
         self.port = free_port()
-        self.base = f"http://{LOOPBACK}:{self.port}/fhir"
+        self.base = f"{'https' if tls else 'http'}://{LOOPBACK}:{self.port}/fhir"
+        self._context = ssl.create_default_context(cafile=tls_ca_file) if tls else None
         self.directory = directory
         directory.mkdir(parents=True)
         self.settings = directory / "settings.yaml"
@@ -44,6 +50,7 @@ class FhirServer:
             "simulator": {"enabled": False},  # a plain FHIR store: nothing acts on what we write
             "validation": {"inbound": "strict"},
             **({"server_auth": server_auth} if server_auth else {}),
+            **({"tls_certfile": str(tls.cert), "tls_keyfile": str(tls.key)} if tls else {}),
         }))
         self.log_path = directory / "sekmet.log"
         self.start()
@@ -73,7 +80,7 @@ class FhirServer:
 
     def get(self, relative: str) -> dict:
         request = urllib.request.Request(f"{self.base}/{relative}", headers=self._headers())
-        with urllib.request.urlopen(request, timeout=10) as answer:
+        with urllib.request.urlopen(request, timeout=10, context=self._context) as answer:
             return json.load(answer)
 
     def search(self, resource_type: str, **params: str) -> list[dict]:
@@ -88,7 +95,7 @@ class FhirServer:
             f"{self.base}/{resource['resourceType']}", data=json.dumps(resource).encode(), method="POST",
             headers=self._headers(**{"Content-Type": "application/fhir+json"}),
         )
-        with urllib.request.urlopen(request, timeout=10) as answer:
+        with urllib.request.urlopen(request, timeout=10, context=self._context) as answer:
             return json.load(answer)
 
     def stop(self) -> None:

@@ -37,10 +37,11 @@ def scrape_metrics(http_port: int) -> dict[tuple[str, tuple], float]:
 
 def service_env(var_dir: Path, **settings: object) -> dict[str, str]:
     """The environment of a service under test: its var directory, loopback and free ports
-    (DICOM, HTTP, scorer), then `settings` as RCDS_* variables (they win)."""
+    (DICOM, HTTP, scorer, serve's scorer child's HTTP), then `settings` as RCDS_* variables (they win)."""
     return {
         **os.environ, "RCDS_VAR_DIR": str(var_dir), "RCDS_DICOM_PORT": str(free_port()),
         "RCDS_HTTP_PORT": str(free_port()), "RCDS_SCORER_ADDRESS": f"{LOOPBACK}:{free_port()}",
+        "RCDS_SCORER_METRICS_PORT": str(free_port()),
         "RCDS_DICOM_HOST": LOOPBACK, "RCDS_HTTP_HOST": LOOPBACK,
         **{f"RCDS_{name.upper()}": str(value) for name, value in settings.items()},
     }
@@ -54,6 +55,7 @@ class RunningService:
         self.var_dir = var_dir
         self.env = service_env(var_dir, **settings)
         self.dicom_port, self.http_port = int(self.env["RCDS_DICOM_PORT"]), int(self.env["RCDS_HTTP_PORT"])
+        self.scorer_metrics_port = int(self.env["RCDS_SCORER_METRICS_PORT"])  # serve's scorer child
         var_dir.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = var_dir.parent / f"{command}-{self.dicom_port}.log"
         self.log = self.log_path.open("w")
@@ -118,10 +120,11 @@ class RunningService:
                            destination)
 
     def status(self) -> dict[str, tuple[str, str]]:
-        """Study Instance UID -> (state, detail), from `radiomics-cds status`."""
+        """Study Instance UID -> (state, detail), from `radiomics-cds status` (its study lines,
+        before the blank line and the deliveries per destination)."""
         out = subprocess.run(CLI + ["status"], env=self.env, cwd=REPO, capture_output=True, text=True, check=True)
         rows = {}
-        for line in out.stdout.splitlines():
+        for line in out.stdout.split("\n\n")[0].splitlines():
             key, uid, state, *detail = line.split(maxsplit=3)
             rows[uid] = (state, detail[0] if detail else "")
         return rows

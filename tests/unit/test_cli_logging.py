@@ -27,7 +27,7 @@ def test_an_unknown_log_level_is_refused_by_name(tmp_path: Path) -> None:
     flag = _run("--log-level", "verbose", "status", RCDS_VAR_DIR=str(tmp_path))
     assert flag.returncode == 2 and "invalid choice: 'VERBOSE'" in flag.stderr
     setting = _run("status", RCDS_VAR_DIR=str(tmp_path), RCDS_LOG_LEVEL="chatty")
-    assert setting.returncode == 2 and "log_level must be one of DEBUG, INFO, WARNING, ERROR" in setting.stderr
+    assert setting.returncode == 3 and "log_level must be one of DEBUG, INFO, WARNING, ERROR" in setting.stderr
     assert "Traceback" not in flag.stderr + setting.stderr
 
 
@@ -44,5 +44,5 @@ def test_json_log_lines_are_objects_with_uids_redacted() -> None:
 
 def test_status_refuses_a_var_dir_without_an_index(tmp_path: Path) -> None:
     done = _run("status", RCDS_VAR_DIR=str(tmp_path / "typo"))
-    assert done.returncode == 2 and "no index at" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 3 and "no index at" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "typo").exists()  # nothing created

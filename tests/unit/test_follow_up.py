@@ -20,6 +20,7 @@ from service.longitudinal.matching import OUTSIDE_PRIOR
 from service.longitudinal.timepoint import Acquisition
 from service.model import LesionResult, LocationClass, StudyResult
 from service.outputs import codes
+from service.outputs.fhir import build_bundle, write_bundle
 from service.outputs.sr import build_measurement_report, write_sr
 from service.priors.reading import PriorReport, read_prior_report
 from tests.support.synthetic_results import make_study_result
@@ -174,3 +175,31 @@ def test_a_merge_keeps_the_uid_of_the_larger_baseline_lesion(baseline, prior) ->
     total = a.longest_axial_diameter_mm + near.longest_axial_diameter_mm
     assert change.diameter_pct_baseline.value == pytest.approx(100 * (60.0 - total) / total)
     assert f"prior lesion {smaller.tracking_id}: merged into {larger.tracking_id} (0 mm)" in followed.comparison.notes
+
+
+def test_the_fhir_lesion_change_carries_each_feature_change_and_why_it_is_not_comparable(baseline, prior,
+                                                                                          tmp_path: Path) -> None:
+    """Every feature x1.5 under another kVp: the Bundle's change components are 0.5 x the
+    baseline's value (+50 % of its magnitude), and NOTCOMPARABLE says why next to them."""
+    result, evidence = baseline
+    grown = dataclasses.replace(result.lesions[1], features={
+        region: {tag: value * 1.5 for tag, value in values.items()} for region, values in result.lesions[1].features.items()})
+    followed = follow_up(_follow_up_study(result, [result.lesions[0], grown, result.lesions[2]]), None,
+                         _acquisition(evidence, kvp=100.0), [prior])
+    bundle = build_bundle(followed.result, sr_sop_instance_uid="1.2.3.4", comparison=followed.comparison)
+    write_bundle(bundle, tmp_path)  # validated with the session's other Bundles (tests/conftest.py)
+    (change,) = [entry.resource for entry in bundle.entry if entry.resource.get_resource_type() == "Observation"
+                 and entry.resource.code.coding[0].code == "LESCHG" and entry.resource.focus[0].identifier.value
+                 == f"urn:oid:{grown.tracking_uid}"]
+    parts = {part.code.text: part for part in change.component}
+    (reason,) = [part.valueString for part in change.component if part.code.coding[0].code == "NOTCOMPARABLE"]
+    assert reason.startswith("kVp differs (140 -> 100)")
+    core = "Lesion core (the contoured lesion)"
+    stat_min = result.lesions[1].features["core"]["stat_min"]
+    absolute, relative = parts[f"Change of stat_min, {core}"], parts[f"Relative change of stat_min (%), {core}"]
+    assert [c.code for c in absolute.code.coding] == ["1GSF"] and absolute.valueQuantity.code == "[hnsf'U]"
+    assert float(absolute.valueQuantity.value) == pytest.approx(0.5 * stat_min)
+    assert float(relative.valueQuantity.value) == pytest.approx(50.0 if stat_min > 0 else -50.0)
+    assert relative.valueQuantity.code == "%"
+    ring = parts["Relative change of rlm_srlge_3D_avg (%), Peritumoral ring (both sides of the lesion boundary)"]
+    assert float(ring.valueQuantity.value) == pytest.approx(50.0)

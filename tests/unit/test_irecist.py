@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime
 
+import pytest
+
 from service.longitudinal.irecist import TOO_EARLY, IRecistCategory as I, IRecistState, run, step
 from service.longitudinal.recist import Assessment, LesionMeasurement, MeasurementStatus, assess_series
 from service.longitudinal.targets import select_targets
@@ -91,3 +93,27 @@ def test_state_round_trip() -> None:
     state = IRecistState(pending_iupd=True, iupd_date=D0, iupd_study_uid="s1", target_sod_at_iupd=62.0,
                          nlt_uids=("n1",), known_new_uids=("n1",), last_category=I.IUPD)
     assert IRecistState.from_dict(state.to_dict()) == state
+
+
+# Seymour 2017 table 3 ("Scenarios of assignments of best overall response using iRECIST") lists
+# time-point sequences for patients with target disease. Each case below is a sum-of-diameters
+# series built to produce one of its sequences; the expected categories are the table's.
+SEYMOUR_TABLE_3 = {
+    # example 3: iUPD, then iPR (the bar is reset), then iPR
+    "example 3": ([(0, 50, {}), (42, 62, {}), (84, 34, {}), (126, 34, {})], [I.IUPD, I.IPR, I.IPR]),
+    # example 4: iUPD, then iSD, then iPR
+    "example 4": ([(0, 50, {}), (42, 62, {}), (84, 50, {}), (126, 34, {})], [I.IUPD, I.ISD, I.IPR]),
+    # example 5: iUPD, then iSD, iSD, and a new iUPD after the reset
+    "example 5": ([(0, 50, {}), (42, 62, {}), (84, 55, {}), (126, 56, {}), (168, 70, {})],
+                  [I.IUPD, I.ISD, I.ISD, I.IUPD]),
+    # example 6: iUPD confirmed at the next assessment (target sum +6 mm since iUPD)
+    "example 6": ([(0, 50, {}), (42, 62, {}), (77, 68, {})], [I.IUPD, I.ICPD]),
+    # example 7: iUPD, iUPD without confirmation (+1 mm), then iCPD (+6 mm, cumulative)
+    "example 7": ([(0, 50, {}), (42, 62, {}), (84, 63, {}), (126, 68, {})], [I.IUPD, I.IUPD, I.ICPD]),
+}
+
+
+@pytest.mark.parametrize("example", SEYMOUR_TABLE_3)
+def test_seymour_2017_table_3(example: str) -> None:
+    points, expected = SEYMOUR_TABLE_3[example]
+    assert scenario(points) == expected

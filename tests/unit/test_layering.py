@@ -35,6 +35,7 @@ TOP_LEVEL = {
     "comparison": "foundation",  # a follow-up as plain data, for the outputs to encode
     # pipeline: a study from instances to outputs (service, `score`, `features`)
     "pipeline": "pipeline", "worker": "pipeline", "feature_report": "pipeline", "follow_up": "pipeline",
+    "response": "pipeline",
     "registration": "pipeline", "spatial_registration": "pipeline", "prior_frames": "pipeline",  # prior -> current frame mappings
     # roles: processes and the command line
     "app": "roles", "cli": "roles", "report": "roles", "lifeline": "roles",

@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import Ingest
 from service.config import load_config
-from service.observability import (INSTANCE_REJECTION_REASONS, LESION_OUTCOMES, QUEUE_DEPTH, REGISTRY, SCORER_UP,
-                                   STUDY_FAILURE_KINDS, initialise_scorer_metrics)
+from service.observability import (INSTANCE_REJECTION_REASONS, LESION_OUTCOMES, QUEUE_DEPTH, SCORER_REGISTRY,
+                                   SCORER_UP, STUDY_FAILURE_KINDS, initialise_scorer_metrics)
 from tests.support.processes import free_port
 
 
@@ -68,14 +68,14 @@ def test_the_ingest_exports_every_failure_series(ingest: Ingest) -> None:
 
 def test_a_fresh_process_exports_them_at_zero() -> None:
     code = ("from prometheus_client import generate_latest; "
-            "from service.observability import REGISTRY, initialise_ingest_metrics; "
-            "initialise_ingest_metrics(['pacs', 'fhir']); print(generate_latest(REGISTRY).decode())")
+            "from service.observability import INGEST_REGISTRY, initialise_ingest_metrics; "
+            "initialise_ingest_metrics(['pacs', 'fhir']); print(generate_latest(INGEST_REGISTRY).decode())")
     samples = _samples(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     for name, labels in _failure_series(("pacs", "fhir")):
         assert samples.get((name, tuple(sorted(labels.items())))) == 0.0, (name, labels)
 
 
 def test_the_scorer_exports_every_lesion_outcome_at_zero() -> None:
-    initialise_scorer_metrics()
+    initialise_scorer_metrics({})
     for outcome in LESION_OUTCOMES:
-        assert REGISTRY.get_sample_value("rcds_scorer_lesions_total", {"outcome": outcome}) is not None
+        assert SCORER_REGISTRY.get_sample_value("rcds_scorer_lesions_total", {"outcome": outcome}) is not None

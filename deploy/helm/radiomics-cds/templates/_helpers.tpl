@@ -55,10 +55,37 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{/* repository:tag, or repository:tag@digest: pinned by tag always, by content when a digest is given. */}}
 {{- define "rcds.image" -}}
 {{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- $repository := .Values.image.repository }}
+{{- with .Values.image.registry }}
+{{- $repository = printf "%s/%s" . $repository }}
+{{- end }}
 {{- if .Values.image.digest }}
-{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
+{{- printf "%s:%s@%s" $repository $tag .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- printf "%s:%s" $repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* Where a role's pods run (its values: ingest or scorer): priority, spreading, placement. */}}
+{{- define "rcds.podPlacement" -}}
+{{- with .priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
 
@@ -96,13 +123,25 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if or .Values.fhir.smart.existingSecret .Values.fhir.smart.privateKey }}true{{ end }}
 {{- end }}
 
+{{- define "rcds.stowToken" -}}
+{{- if or .Values.stow.bearerToken.existingSecret .Values.stow.bearerToken.value }}true{{ end }}
+{{- end }}
+
+{{- define "rcds.stowTokenSecret" -}}
+{{- default (include "rcds.credentialsSecret" .) .Values.stow.bearerToken.existingSecret }}
+{{- end }}
+
 {{- define "rcds.makeCredentialsSecret" -}}
-{{- if or .Values.fhir.bearerToken.value .Values.fhir.smart.privateKey }}true{{ end }}
+{{- if or .Values.fhir.bearerToken.value .Values.fhir.smart.privateKey .Values.stow.bearerToken.value }}true{{ end }}
 {{- end }}
 
 {{/* Where secrets are mounted; the RCDS_*_FILE variables point inside. */}}
 {{- define "rcds.dicomTlsDir" -}}/var/run/secrets/radiomics-cds/dicom-tls{{- end }}
 {{- define "rcds.smartDir" -}}/var/run/secrets/radiomics-cds/fhir-smart{{- end }}
+{{- define "rcds.fhirTokenDir" -}}/var/run/secrets/radiomics-cds/fhir-token{{- end }}
+{{- define "rcds.fhirCaDir" -}}/var/run/secrets/radiomics-cds/fhir-ca{{- end }}
+{{- define "rcds.stowTokenDir" -}}/var/run/secrets/radiomics-cds/stow-token{{- end }}
+{{- define "rcds.stowCaDir" -}}/var/run/secrets/radiomics-cds/stow-ca{{- end }}
 {{- define "rcds.pacsTlsDir" -}}/var/run/secrets/radiomics-cds/pacs-tls{{- end }}
 {{- /* Scorer pod: its certificate and key, the CA of client certificates. Ingest pod: the CA
      that issued the scorer's certificate, its own client certificate and key. */}}

@@ -1,0 +1,139 @@
+"""The SR's patient-level response groups (followup.md 4.1.3, 9.6.1): two TID 1501 groups.
+
+"RECIST 1.1 assessment": Measurement Method (126081, DCM, "RECIST 1.1"); the sums of diameters
+(now, baseline, nadir) and their changes as NUMs; the target and non-target responses as
+(112048, DCM, "Current Response") valued from CID 6144 (112041-112047); the overall RECIST 1.1
+and iRECIST categories, which no standard code covers, with the 99RCDS codes of followup.md 9.7;
+and the iRECIST state this report hands to the next one (IUPDPEND, IUPDDATE, CONFWIN for a
+reader, IRECISTSTATE as JSON for the next report, on whichever replica scores it).
+
+"Tumour growth kinetics": TGR and TGK before and under treatment, their difference and ratios,
+and every hyperprogression and pattern flag, coded Yes/No when computable and otherwise stated
+in words with the reason. Both groups say that the categories require radiologist confirmation,
+and that the non-target response is an automated proxy.
+
+Each group's Tracking UID is derived from the baseline study, so it is the same for the
+patient's whole assessment series, as followup.md 4.1.3 asks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import highdicom as hd
+from pydicom.sr.coding import Code
+
+from service.comparison import ResponseAssessment
+from service.model import Metric
+from service.outputs import codes
+from service.uids import derived_uid
+
+RECIST_GROUP_IDENTIFIER = "RECIST 1.1 assessment"
+KINETICS_GROUP_IDENTIFIER = "Tumour growth kinetics"
+NON_TARGET_PROXY_TEXT = ("automated_proxy: non-target response from the contoured non-target volume "
+                         "(PD suggested at +73 %); " + codes.REQUIRES_CONFIRMATION)
+
+Measurements = Callable[[Sequence[tuple[Code, float, Code]]], list[hd.sr.Measurement]]
+"""Turns (name, value, unit) into TID 300 measurements that name the algorithm (sr.py)."""
+TimePoint = Callable[[], hd.sr.TimePointContext]
+"""A fresh TID 1502 context of this study (a content item has one parent)."""
+
+_CONTAINS = hd.sr.RelationshipTypeValues.CONTAINS
+_MEASUREMENT_METHOD = Code("370129005", "SCT", "Measurement Method")
+
+
+def response_groups(response: ResponseAssessment, measurements: Measurements,
+                    time_point: TimePoint) -> list[hd.sr.MeasurementsAndQualitativeEvaluations]:
+    return [_recist_group(response, measurements, time_point), _kinetics_group(response, measurements, time_point)]
+
+
+def _recist_group(response: ResponseAssessment, measurements: Measurements,
+                  time_point: TimePoint) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    values: list[tuple[Code, Metric, Code]] = [
+        (codes.SOD, response.sod_mm, codes.UNIT_MM),
+        (codes.SOD_BASELINE, response.baseline_sod_mm, codes.UNIT_MM),
+        (codes.SOD_NADIR, response.nadir_sod_mm, codes.UNIT_MM),
+        (codes.SOD_PCT_BASELINE, response.percent_vs_baseline, codes.UNIT_PERCENT),
+        (codes.SOD_PCT_NADIR, response.percent_vs_nadir, codes.UNIT_PERCENT),
+        (codes.SOD_MM_NADIR, response.mm_vs_nadir, codes.UNIT_MM),
+        (codes.NEW_LESION_CANDIDATES, Metric(float(response.new_lesion_count)), codes.UNIT_LESIONS),
+        (codes.NLT_SUM, Metric(response.nlt_sum_mm), codes.UNIT_MM),
+    ]
+    evaluations = [
+        *_response(response.target_response, codes.TARGET_RESPONSES),
+        *_response(response.non_target_response, codes.NON_TARGET_RESPONSES),
+        hd.sr.QualitativeEvaluation(codes.RECIST_RESPONSE,
+                                    codes.lookup(codes.OVERALL_RESPONSES, response.overall, "RECIST response")),
+        hd.sr.QualitativeEvaluation(codes.IRECIST_RESPONSE,
+                                    codes.lookup(codes.IRECIST_CATEGORIES, response.irecist, "iRECIST category")),
+        hd.sr.QualitativeEvaluation(codes.IUPD_PENDING, codes.YES if response.iupd_pending else codes.NO),
+    ]
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=derived_uid("recist-assessment", [response.baseline_study_uid]), identifier=RECIST_GROUP_IDENTIFIER),
+        time_point_context=time_point(),
+        method=codes.RECIST_11,
+        measurements=measurements([(name, m.value, unit) for name, m, unit in values if m.value is not None]),
+        qualitative_evaluations=evaluations,
+    )
+    for item in group[0].ContentSequence:  # TID 1501 row 5 is HAS CONCEPT MOD; highdicom 0.28 writes CONTAINS
+        if item.ConceptNameCodeSequence[0].CodeValue == _MEASUREMENT_METHOD.value:
+            item.RelationshipType = hd.sr.RelationshipTypeValues.HAS_CONCEPT_MOD.value
+    items: list[hd.sr.ContentItem] = [_text(codes.NON_TARGET_PROXY, NON_TARGET_PROXY_TEXT)]
+    if response.iupd_date is not None:
+        items.append(hd.sr.DateContentItem(name=codes.IUPD_DATE, value=response.iupd_date.replace("-", ""),
+                                           relationship_type=_CONTAINS))
+    if response.confirmation_window is not None:
+        items.append(_text(codes.CONFIRMATION_WINDOW, " to ".join(response.confirmation_window)))
+    items.append(_text(codes.IRECIST_STATE, response.irecist_state))
+    comments = [codes.RESPONSE_NOTICE]
+    comments += [f"{name.meaning}: not computable ({m.reason})" for name, m, _ in values if m.value is None]
+    for label, value in (("Target response", response.target_response),
+                         ("Non-target response", response.non_target_response)):
+        if value == "NE":
+            comments.append(f"{label}: not evaluable (NE)")
+    comments += list(response.notes)
+    items += [_text(codes.COMMENT, line) for line in comments]
+    group[0].ContentSequence.extend(items)
+    return group
+
+
+def _kinetics_group(response: ResponseAssessment, measurements: Measurements,
+                    time_point: TimePoint) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    values = [(codes.KINETICS_CODES[key][0], metric.value, codes.KINETICS_CODES[key][1])
+              for key, metric in response.kinetics.items() if metric.value is not None]
+    computed = [flag for flag in response.flags if flag.value is not None]
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=derived_uid("growth-kinetics", [response.baseline_study_uid]), identifier=KINETICS_GROUP_IDENTIFIER),
+        time_point_context=time_point(),
+        measurements=measurements(values),
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.lookup(codes.FLAG_CODES, flag.key, "flag"),
+                                                             codes.YES if flag.value else codes.NO)
+                                 for flag in computed],
+    )
+    items = [_text(codes.KINETICS_CODES[key][0], _not_computable(metric.reason))
+             for key, metric in response.kinetics.items() if metric.value is None]
+    items += [_text(codes.lookup(codes.FLAG_CODES, flag.key, "flag"), _not_computable(flag.reason))
+              for flag in response.flags if flag.value is None]
+    items += [_text(codes.COMMENT, f"{codes.FLAG_CODES[flag.key].meaning}: {flag.definition}")
+              for flag in response.flags]
+    items.append(_text(codes.COMMENT, codes.RESPONSE_NOTICE))
+    group[0].ContentSequence.extend(items)
+    return group
+
+
+def _response(value: str | None, table: dict[str, Code]) -> list[hd.sr.QualitativeEvaluation]:
+    """A target or non-target response with a CID 6144 code; NE has none (stated in words)."""
+    if value is None or value not in table:
+        return []
+    return [hd.sr.QualitativeEvaluation(codes.CURRENT_RESPONSE, table[value])]
+
+
+def _not_computable(reason: str | None) -> str:
+    text = reason or "no reason given"
+    return text if text.startswith("not computable") else f"not computable: {text}"
+
+
+def _text(name: Code, value: str) -> hd.sr.TextContentItem:
+    return hd.sr.TextContentItem(name=name, value=value, relationship_type=_CONTAINS)

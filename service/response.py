@@ -1,0 +1,268 @@
+"""Patient-level response of a scored study against its prior SRs (followup.md 9.5.2-9.5.5).
+
+Wires the pure core (service.longitudinal: targets, recist, irecist, kinetics) to what the
+pipeline has: the current study's lesions under their carried tracking UIDs (the links to the
+previous time point) and the prior SRs read back. Nothing here is kept between studies: every
+input comes from PACS (the prior SRs), so any replica computes the same result.
+
+- Baseline: `baseline_study_uid` when it names one of the studies; else, with
+  `treatment_start`, the last study on or before it; else the earliest ("baseline inferred").
+  Studies before the baseline are pre-baseline scans, used by the kinetics only.
+- Targets are chosen once, at the baseline (targets.select_targets, irradiated lesions
+  excluded), and every SR states the Baseline Category of each of its lesions; a later study
+  reads the categories from the baseline SR and never re-selects. An SR that states none (an
+  older version) is selected from, with a note.
+- RECIST 1.1 over the whole series from the baseline to this study: each prior's lesions are
+  read back from its SR (a split fragment summed under its parent; a target the SR does not hold
+  is not evaluable), so the nadir is that of the whole series.
+- iRECIST continues from the state the previous SR carries (any replica can); without one (the
+  previous study is the baseline, or its SR predates the state), from the series.
+- Kinetics and flags around `treatment_start`; out-of-field response only with
+  `irradiated_lesions`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from service.config import Config
+from service.comparison import PatternFlag, ResponseAssessment, SeriesPoint
+from service.longitudinal.identity import CarriedIdentity
+from service.longitudinal.irecist import IRecistCategory, IRecistResult, IRecistState, run, step
+from service.longitudinal.kinetics import (Flag, Kinetics, SumAt, dissociated_response, hyperprogression, kinetics,
+                                           kinetics_points, out_of_field, pseudoprogression, target_sum)
+from service.longitudinal.links import Link
+from service.longitudinal.recist import (Assessment, LesionMeasurement, MeasurementStatus, OverallResponse,
+                                         RecistResult, assess_series, baseline_assessment, follow_up_assessment)
+from service.longitudinal.response_settings import RecistSettings
+from service.longitudinal.targets import BaselineCategory, BaselineLesion, SelectionSource, TargetSet, select_targets
+from service.longitudinal.timepoint import TimepointLesion
+from service.model import Metric
+
+BASELINE_INFERRED = "baseline inferred: the earliest study (no treatment_start or baseline_study_uid)"
+
+
+@dataclass(frozen=True)
+class ResponseInputs:
+    """The time anchors of followup.md 9.2; `irradiated_lesions` None: not given."""
+
+    treatment_start: datetime.date | None = None
+    baseline_study_uid: str | None = None
+    irradiated_lesions: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> ResponseInputs:
+        return cls(None if config.treatment_start is None else datetime.date.fromisoformat(config.treatment_start),
+                   config.baseline_study_uid, config.irradiated_lesions or None)
+
+    def key(self) -> list[str]:
+        """What the SR's UID key adds when an anchor is set: another anchor, another report."""
+        parts = []
+        if self.treatment_start is not None:
+            parts.append(f"treatment_start:{self.treatment_start.isoformat()}")
+        if self.baseline_study_uid is not None:
+            parts.append(f"baseline:{self.baseline_study_uid}")
+        if self.irradiated_lesions is not None:
+            parts.append("irradiated:" + ",".join(sorted(self.irradiated_lesions)))
+        return parts
+
+
+@dataclass(frozen=True)
+class StudyLesions:
+    """One study as the response rules see it: its lesions under carried tracking UIDs.
+
+    `state`: the iRECIST state its SR carried (JSON), None for the current study or an SR
+    without an assessment. `parents`: split fragment UID -> the parent's tracking UID.
+    """
+
+    study_uid: str
+    date: datetime.date | None
+    study_date: str  # DICOM DA, as the series states it
+    lesions: tuple[TimepointLesion, ...]
+    slice_thickness_mm: float | None
+    categories: Mapping[str, str]  # tracking UID -> the Baseline Category its SR states
+    parents: Mapping[str, str]
+    state: str | None = None
+
+
+@dataclass(frozen=True)
+class ResponseOutcome:
+    categories: Mapping[str, str]  # current tracking UID -> BaselineCategory value
+    assessment: ResponseAssessment | None
+    series: tuple[SeriesPoint, ...]
+    notes: tuple[str, ...]
+
+
+def dicom_date(value: str) -> datetime.date | None:
+    try:
+        return datetime.datetime.strptime(value, "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links: Sequence[Link],
+                    identities: Mapping[str, CarriedIdentity], lesion_percent: Mapping[str, float],
+                    inputs: ResponseInputs = ResponseInputs(),
+                    settings: RecistSettings = RecistSettings()) -> ResponseOutcome:
+    """The Baseline Categories of the current lesions and, after the baseline, the assessment.
+
+    `priors` oldest first; `links`/`identities` relate the current lesions to the previous
+    study's; `lesion_percent`: tracking UID -> diameter % change against baseline.
+    """
+    studies = [*priors, current]
+    base, notes = _baseline_index(studies, inputs)
+    irradiated = inputs.irradiated_lesions or ()
+    target_set, selection_notes = _target_set(studies[base], base < len(priors), settings, irradiated)
+    notes += selection_notes
+    carried = {own: identity.tracking_uid for own, identity in identities.items()}
+    parents = {identity.tracking_uid: identity.derived_from_uid for identity in identities.values()
+               if identity.derived_from_uid is not None}
+    categories = {carried.get(x.tracking_uid, x.tracking_uid): _category(target_set, carried.get(
+        x.tracking_uid, x.tracking_uid), parents) for x in current.lesions}
+    if base == len(studies) - 1:
+        return ResponseOutcome(categories, None, (), tuple(notes))
+
+    assessments = [_prior_assessment(study, settings) for study in priors]
+    assessments[base] = baseline_assessment(priors[base].study_uid, priors[base].date,
+                                            _rooted(priors[base]), priors[base].slice_thickness_mm,
+                                            settings=settings)
+    assessments.append(follow_up_assessment(current.study_uid, current.date, links, identities,
+                                            slice_thickness_mm=current.slice_thickness_mm, settings=settings))
+    series = assessments[base:]
+    results = assess_series(target_set, series, settings)
+    previous = studies[-2]
+    if previous is studies[base]:
+        state = IRecistState()
+        history: tuple[IRecistResult, ...] = ()
+    else:
+        history = run(results[:-1])
+        state = IRecistState.from_dict(json.loads(previous.state)) if previous.state else history[-1].state
+    irecist = step(state, results[-1], slice_thickness_mm=current.slice_thickness_mm)
+    categories_over_time = [_prior_category(study, result) for study, result in zip(studies[base + 1:-1], history)]
+    categories_over_time.append(str(irecist.category))
+
+    sums = [target_sum(target_set, assessment) for assessment in assessments]
+    rates, first_pd = _kinetics(sums, results, inputs.treatment_start)
+    flags = [*hyperprogression(rates, first_pd),
+             pseudoprogression([IRecistCategory(c) for c in categories_over_time]),
+             dissociated_response(results[-1], lesion_percent)[0],
+             *out_of_field(inputs.irradiated_lesions, target_set, series, lesion_percent, settings)]
+    lesion_level = dissociated_response(results[-1], lesion_percent)[1]
+    notes.append(f"dissociated response, lesion level ({lesion_level.definition}): "
+                 f"{'yes' if lesion_level.value else 'no'}")
+    last = results[-1]
+    assessment = ResponseAssessment(
+        baseline_study_uid=studies[base].study_uid,
+        n_targets=len(target_set.targets),
+        sod_mm=last.sod_mm, baseline_sod_mm=last.baseline_sod_mm, nadir_sod_mm=last.nadir_sod_mm,
+        nadir_study_uid=last.nadir_study_uid, percent_vs_baseline=last.percent_vs_baseline,
+        percent_vs_nadir=last.percent_vs_nadir, mm_vs_nadir=last.mm_vs_nadir,
+        target_response=None if last.target_response is None else str(last.target_response),
+        non_target_response=None if last.non_target_response is None else str(last.non_target_response),
+        new_lesion_count=len(last.new_lesions), overall=str(last.overall), irecist=str(irecist.category),
+        irecist_state=json.dumps(irecist.state.to_dict(), sort_keys=True),
+        iupd_pending=irecist.state.pending_iupd,
+        iupd_date=irecist.state.iupd_date.isoformat() if irecist.state.iupd_date else None,
+        confirmation_window=None if irecist.confirmation_window is None else (
+            irecist.confirmation_window[0].isoformat(), irecist.confirmation_window[1].isoformat()),
+        nlt_sum_mm=irecist.nlt_sum_mm,
+        kinetics={name: getattr(rates, name) for name in Kinetics.__dataclass_fields__},
+        flags=tuple(_flag(flag) for flag in flags),
+        notes=(*last.flags, *([f"target response: {last.target_reason}"] if last.target_reason else []),
+               *irecist.reasons, *irecist.flags, *notes),
+        previous_study_uid=None if previous is studies[base] else previous.study_uid,
+    )
+    points = [SeriesPoint(studies[base].study_uid, studies[base].study_date, sums[base].sod_mm, None, None)]
+    points += [SeriesPoint(study.study_uid, study.study_date, result.sod_mm.value, str(result.overall), category)
+               for study, result, category in zip(studies[base + 1:], results, categories_over_time)]
+    return ResponseOutcome(categories, assessment, tuple(points), ())
+
+
+def _baseline_index(studies: Sequence[StudyLesions], inputs: ResponseInputs) -> tuple[int, list[str]]:
+    uids = [study.study_uid for study in studies]
+    if len(studies) == 1:
+        return 0, []
+    if inputs.baseline_study_uid is not None:
+        if inputs.baseline_study_uid in uids:
+            return uids.index(inputs.baseline_study_uid), []
+        notes = ["baseline_study_uid is not among this patient's studies compared: ignored"]
+    else:
+        notes = []
+    if inputs.treatment_start is not None:
+        before = [i for i, study in enumerate(studies) if study.date is not None and study.date <= inputs.treatment_start]
+        if before:
+            return before[-1], notes
+        return 0, [*notes, "no study on or before treatment_start: the earliest is the baseline"]
+    return 0, [*notes, BASELINE_INFERRED]
+
+
+def _target_set(baseline: StudyLesions, is_prior: bool, settings: RecistSettings,
+                irradiated: Sequence[str]) -> tuple[TargetSet, list[str]]:
+    """The categories the baseline SR states; else (the current study, or an SR stating none)
+    a selection on the baseline's lesions."""
+    lesions = _rooted(baseline)
+    if lesions and all(x.tracking_uid in baseline.categories for x in lesions):
+        return TargetSet(SelectionSource.AUTOMATIC, tuple(
+            BaselineLesion(x.tracking_uid, BaselineCategory(baseline.categories[x.tracking_uid]), x.location_class,
+                           x.diameter_mm, x.is_node, True, "read from the baseline report")
+            for x in sorted(lesions, key=lambda x: x.tracking_uid)), "read from the baseline report"), []
+    chosen = select_targets(lesions, baseline.slice_thickness_mm, settings, irradiated=irradiated)
+    notes = ["the baseline report states no Baseline Category: targets selected from its lesions"] if is_prior else []
+    return chosen, [*notes, *chosen.notes]
+
+
+def _rooted(study: StudyLesions) -> list[TimepointLesion]:
+    """The study's lesions without split fragments (their parents stand for them at baseline)."""
+    return [x for x in study.lesions if x.tracking_uid not in study.parents]
+
+
+def _category(target_set: TargetSet, uid: str, parents: Mapping[str, str]) -> str:
+    """A split fragment inherits its parent's category: the parent is what RECIST follows."""
+    seen = set()
+    while uid in parents and uid not in seen:
+        seen.add(uid)
+        uid = parents[uid]
+    return str(target_set.category(uid))
+
+
+def _prior_assessment(study: StudyLesions, settings: RecistSettings) -> Assessment:
+    """A prior follow-up as its SR states it: fragments summed under their parent; a lesion the
+    SR does not hold is absent from the assessment, so a target is not evaluable there."""
+    parts: dict[str, list[TimepointLesion]] = {}
+    for lesion in study.lesions:
+        uid = lesion.tracking_uid
+        while uid in study.parents:
+            uid = study.parents[uid]
+        parts.setdefault(uid, []).append(lesion)
+    return Assessment(study.study_uid, study.date, tuple(
+        LesionMeasurement(uid, MeasurementStatus.MEASURED, sum(x.diameter_mm for x in group),
+                          sum(x.volume_ml for x in group), group[0].is_node, group[0].location_class)
+        for uid, group in sorted(parts.items())), study.slice_thickness_mm)
+
+
+def _prior_category(study: StudyLesions, rerun: IRecistResult) -> str:
+    """The iRECIST category a prior report stated (its carried state), else the rerun's."""
+    if study.state:
+        last = json.loads(study.state).get("last_category")
+        if last:
+            return str(last)
+    return str(rerun.category)
+
+
+def _kinetics(sums: Sequence[SumAt], results: Sequence[RecistResult],
+              treatment_start: datetime.date | None) -> tuple[Kinetics, bool | None]:
+    """TGR/TGK around the treatment start, and whether T1 was RECIST PD (None: unknown)."""
+    points = kinetics_points(sums, treatment_start)
+    if isinstance(points, str):
+        missing = Metric.not_computable(points)
+        return Kinetics(*(missing,) * len(Kinetics.__dataclass_fields__)), None
+    pre, baseline, first = points
+    at_first = next((r for r in results if r.study_uid == first.study_uid), None)
+    return kinetics(pre, baseline, first), None if at_first is None else at_first.overall is OverallResponse.PD
+
+
+def _flag(flag: Flag) -> PatternFlag:
+    return PatternFlag(str(flag.name), flag.value, flag.reason, flag.definition)

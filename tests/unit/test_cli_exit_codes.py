@@ -1,0 +1,74 @@
+"""The command line's exit status says what to fix: the command line (2), the settings (3), the
+input (4), or a peer to wait for (5); --help and the README list them. Each case is a real
+command in a subprocess, as a script or a supervisor would meet it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.cli import ExitCode
+from tests.support import small_study
+from tests.support.processes import LOOPBACK, free_port
+
+CLI = [sys.executable, "-m", "service.cli"]
+REPO = Path(__file__).resolve().parents[2]
+# The documented numbers, stated here rather than read from the code under test.
+DOCUMENTED = {"ok": 0, "failed": 1, "usage": 2, "config": 3, "input": 4, "unavailable": 5, "interrupted": 130}
+
+
+def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env={**os.environ, **env}, timeout=120)
+
+
+def _one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in done.stderr, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("radiomics-cds: ")]
+    return line
+
+
+def test_the_codes_are_the_documented_ones() -> None:
+    assert {code.name.lower(): code.value for code in ExitCode} == DOCUMENTED
+
+
+def test_usage() -> None:
+    assert _run("frobnicate").returncode == 2
+    assert _run("send").returncode == 2  # no path
+
+
+def test_configuration(tmp_path: Path) -> None:
+    (tmp_path / "index.sqlite").touch()
+    done = _run("status", RCDS_VAR_DIR=str(tmp_path), RCDS_PACS_PORT="70000")
+    assert done.returncode == 3 and "pacs_port must be a TCP port" in _one_line_error(done)
+
+
+@pytest.mark.parametrize(("content", "said"), [(None, "No such file or directory"), (b"not DICOM", "'DICM' prefix")],
+                         ids=["missing", "not-dicom"])
+def test_input(tmp_path: Path, content: bytes | None, said: str) -> None:
+    path = tmp_path / "sr.dcm"
+    if content is not None:
+        path.write_bytes(content)
+    done = _run("show", str(path))
+    assert done.returncode == 4, done.stderr
+    assert said in _one_line_error(done)
+
+
+def test_unavailable_peer(tmp_path: Path) -> None:
+    (ct_file,) = small_study.write(tmp_path / "ct", small_study.ct_slices()[:1])
+    port = free_port()  # nobody listens
+    done = _run("send", "--host", LOOPBACK, "--port", str(port), str(ct_file))
+    assert done.returncode == 5
+    assert f"no association with RADIOMICS_CDS at {LOOPBACK}:{port}" in _one_line_error(done)
+
+
+def test_help_and_readme_list_every_code() -> None:
+    shown = _run("--help").stdout
+    readme = (REPO / "README.md").read_text()
+    for name, value in DOCUMENTED.items():
+        assert re.search(rf"^  {value} +{name}: \S", shown, re.MULTILINE), (name, shown)
+        assert re.search(rf"^\| `{value}` \| {name} \| \S", readme, re.MULTILINE), name

@@ -1,0 +1,98 @@
+"""`radiomics-cds status` shows where each study's result stands at each destination, and the
+deliveries of each destination by state, read from the service's own index and outbox files.
+
+The files are made by the real StudyIndex and Outbox: the PACS destination is the real C-STORE
+sender aimed at a loopback port nobody listens on (a real connection refusal), the EHR one a
+destination that takes whatever it is given (tests/support/destinations.py), so that one
+destination fails and the other succeeds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from service.config import load_config
+from service.ingest.index import DONE, FAILED, InstanceRecord, StudyIndex
+from service.outputs.artefacts import Artefact, artefact_path
+from service.outputs.destinations import PacsByCStore
+from service.outputs.outbox import Outbox
+from tests.support import small_study
+from tests.support.destinations import RecordingDestination
+from tests.support.processes import LOOPBACK, free_port
+
+CLI = [sys.executable, "-m", "service.cli"]
+STUDIES = {"failed-pacs": "1.2.826.0.1.3680043.10.543.1", "pending-pacs": "1.2.826.0.1.3680043.10.543.2",
+           "input-error": "1.2.826.0.1.3680043.10.543.3"}
+RESULTS = {"failed-pacs": "1.2.826.0.1.3680043.10.543.11", "pending-pacs": "1.2.826.0.1.3680043.10.543.12"}
+FAR_FUTURE = time.time() + 10**9  # every retry is due
+
+
+def _index_study(index: StudyIndex, study_uid: str, path: Path) -> None:
+    index.add_instance(InstanceRecord(f"{study_uid}.1", "1.2.840.10008.5.1.4.1.1.2", study_uid, f"{study_uid}.2", "CT",
+                                      "1.2.3", (0.0,), path, time.time()))
+    assert index.claim(study_uid)
+
+
+def _var_dir(tmp_path: Path) -> Path:
+    """Two done studies (both delivered to the EHR; to the PACS one failed after 2 attempts, one
+    pending after 1) and a failed study, which has no result to deliver."""
+    config = load_config(environ={"RCDS_VAR_DIR": str(tmp_path / "var")})
+    config.outbox_dir.mkdir(parents=True)
+    (ct_file,) = small_study.write(tmp_path / "ct", small_study.ct_slices()[:1])
+    index = StudyIndex(config.index_path)
+    outbox = Outbox(config.outbox_database, [PacsByCStore(LOOPBACK, free_port(), "PACS", "RCDS"),
+                                             RecordingDestination("fhir", Artefact.FHIR_BUNDLE)], max_attempts=2)
+    try:
+        for name, study_uid in STUDIES.items():
+            _index_study(index, study_uid, ct_file)
+            if name not in RESULTS:
+                index.finish(study_uid, FAILED, error="no CT series in the study")
+                continue
+            index.finish(study_uid, DONE, result=RESULTS[name])
+            for destination, artefact in (("pacs", Artefact.SR), ("fhir", Artefact.FHIR_BUNDLE)):
+                path = artefact_path(config.outbox_dir, RESULTS[name], artefact)
+                shutil.copy(ct_file, path)
+                outbox.enqueue(destination, path)
+            outbox.deliver_due(FAR_FUTURE)
+            if name == "failed-pacs":
+                outbox.deliver_due(FAR_FUTURE)  # the second and last attempt
+    finally:
+        outbox.stop()
+        index.close()
+    return config.var_dir
+
+
+def test_status_shows_each_results_delivery_per_destination_and_counts(tmp_path: Path) -> None:
+    var_dir = _var_dir(tmp_path)
+    shown = subprocess.run(CLI + ["status"], env={**os.environ, "RCDS_VAR_DIR": str(var_dir)},
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    studies, counts = shown.stdout.split("\n\n")
+    lines = {line.split()[1]: line for line in studies.splitlines()}
+    assert set(lines) == set(STUDIES.values())
+
+    failed = lines[STUDIES["failed-pacs"]]
+    assert f"done        SR {RESULTS['failed-pacs']}  deliveries: " in failed
+    assert "pacs failed (2 attempts: " in failed and f"no association with PACS at {LOOPBACK}" in failed
+    assert failed.endswith(", fhir delivered")
+    pending = lines[STUDIES["pending-pacs"]]
+    assert pending.endswith("deliveries: pacs pending (1 attempt), fhir delivered")
+    assert lines[STUDIES["input-error"]].split(maxsplit=3)[2:] == ["failed", "no CT series in the study"]
+
+    assert [line.split() for line in counts.splitlines()] == [
+        ["destination", "pending", "delivered", "failed"], ["fhir", "0", "2", "0"], ["pacs", "1", "0", "1"]]
+
+
+def test_status_of_a_service_with_no_outbox_yet_lists_no_destination(tmp_path: Path) -> None:
+    """The outbox database is created by the service, never by status."""
+    (tmp_path / "index.sqlite").touch()
+    shown = subprocess.run(CLI + ["status"], env={**os.environ, "RCDS_VAR_DIR": str(tmp_path)},
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split() == ["destination", "pending", "delivered", "failed"]
+    assert not (tmp_path / "outbox.sqlite").exists()

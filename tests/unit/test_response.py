@@ -1,0 +1,94 @@
+"""service/response.py: the response of a study against prior reports, as the pipeline wires it.
+
+A pre-baseline scan, the baseline (treatment starts that day) and the first evaluation, 61 days
+apart each, with one target growing 40 -> 50 -> 80 mm (followup.md 1.4's worked vector, on
+whole days): kinetics computed here by Ferte's formula (TGR_calculator.R), independently of the
+service; and a measurable lesion the baseline report states as non-target stays non-target
+(read, never re-selected).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+
+import pytest
+
+from service.longitudinal.identity import CarriedIdentity
+from service.longitudinal.links import Confidence, Link, LinkStatus, MatchMethod
+from service.longitudinal.timepoint import TimepointLesion, UidSource
+from service.response import BASELINE_INFERRED, ResponseInputs, StudyLesions, assess_response
+
+DAY_0 = datetime.date(2024, 1, 1)
+DAYS = 61
+MONTH = 30.4375
+
+
+def lesion(uid: str, d: float, location: str = "liver") -> TimepointLesion:
+    return TimepointLesion(uid, uid, UidSource.CARRIED, uid, 1, location, (0.0, 0.0, 0.0), d, d / 2, d / 10)
+
+
+def study(index: int, lesions: tuple[TimepointLesion, ...], categories: dict[str, str]) -> StudyLesions:
+    date = DAY_0 + datetime.timedelta(days=index * DAYS)
+    return StudyLesions(f"1.2.{index}", date, date.strftime("%Y%m%d"), lesions, 1.0, categories, {})
+
+
+STATED = {"1.1": "target", "1.2": "non_target"}
+
+
+def _run(inputs: ResponseInputs):
+    pre = study(0, (lesion("1.1", 40), lesion("1.2", 30, "lung")), STATED)
+    baseline = study(1, (lesion("1.1", 50), lesion("1.2", 30, "lung")), STATED)
+    now = [lesion("own-1", 80), lesion("own-2", 30, "lung")]
+    current = study(2, tuple(now), {})
+    links = [Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.HIGH, (c,), (p,))
+             for c, p in zip(now, baseline.lesions)]
+    identities = {"own-1": CarriedIdentity("1.1", "1.1"), "own-2": CarriedIdentity("1.2", "1.2")}
+    return assess_response(current, [pre, baseline], links, identities, {"1.1": 60.0, "1.2": 0.0}, inputs)
+
+
+def ferte_tgr(before: float, after: float, days: int) -> float:
+    """TGR <- 100*(exp(3*log(after/before)/t)-1), t in months (Ferte's TGR_calculator.R)."""
+    return 100 * (math.exp(3 * math.log(after / before) / (days / MONTH)) - 1)
+
+
+def test_kinetics_around_the_treatment_start_from_the_reports():
+    outcome = _run(ResponseInputs(treatment_start=DAY_0 + datetime.timedelta(days=DAYS)))
+    response = outcome.assessment
+    assert response is not None and response.baseline_study_uid == "1.2.1"
+    k = response.kinetics
+    tgr_ref, tgr_exp = ferte_tgr(40, 50, DAYS), ferte_tgr(50, 80, DAYS)
+    assert k["tgr_ref"].value == pytest.approx(tgr_ref, rel=1e-12)
+    assert k["tgr_exp"].value == pytest.approx(tgr_exp, rel=1e-12)
+    assert k["tgr_delta"].value == pytest.approx(tgr_exp - tgr_ref, rel=1e-12)
+    assert k["tgr_ratio"].value == pytest.approx(tgr_exp / tgr_ref, rel=1e-12)
+    assert k["tgk_ratio"].value == pytest.approx(3.0, rel=1e-12)  # 30 mm / 10 mm over equal intervals
+    flags = {flag.key: flag.value for flag in response.flags}
+    # PD at the first evaluation (+60 %, +30 mm); ratio ~2.6 >= 2; delta ~62 > 50 but <= 100
+    assert 50 < tgr_exp - tgr_ref <= 100
+    assert flags["champiat"] is flags["saada_bouzid"] is flags["ferrara"] is True
+    assert flags["kas"] is False
+    assert response.overall == "PD" and response.irecist == "iUPD"
+    # the series starts at the baseline: the pre-baseline scan is for the kinetics only
+    assert [(p.study_instance_uid, p.sum_of_diameters_mm, p.recist_overall) for p in outcome.series] == [
+        ("1.2.1", 50.0, None), ("1.2.2", 80.0, "PD")]
+
+
+def test_categories_are_read_from_the_baseline_report_not_reselected():
+    outcome = _run(ResponseInputs(treatment_start=DAY_0 + datetime.timedelta(days=DAYS)))
+    # 1.2 is measurable (30 mm, another organ): a selection would make it a target
+    assert outcome.categories == {"1.1": "target", "1.2": "non_target"}
+    assert outcome.assessment is not None and outcome.assessment.n_targets == 1
+
+
+def test_without_anchors_the_earliest_study_is_the_inferred_baseline():
+    outcome = _run(ResponseInputs())
+    assert outcome.assessment is not None and outcome.assessment.baseline_study_uid == "1.2.0"
+    assert BASELINE_INFERRED in outcome.assessment.notes
+    assert outcome.assessment.kinetics["tgr_ref"].value is None
+    assert [p.sum_of_diameters_mm for p in outcome.series] == [40.0, 50.0, 80.0]
+
+
+def test_baseline_study_uid_wins_over_the_treatment_start():
+    outcome = _run(ResponseInputs(treatment_start=DAY_0, baseline_study_uid="1.2.1"))
+    assert outcome.assessment is not None and outcome.assessment.baseline_study_uid == "1.2.1"

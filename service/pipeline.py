@@ -29,7 +29,7 @@ from service.outputs.fhir import build_bundle, write_bundle
 from service.outputs.key_images import KeyImage, key_image
 from service.outputs.sr import build_measurement_report, write_sr
 from service.outputs.summary import summary_pdf, write_summary_pdf
-from service.outputs.summary_input import ResponsePoint, summary_input
+from service.outputs.summary_input import summary_input
 from service.prior_frames import FrameSources, PriorCtSource
 from service.response import ResponseInputs
 from service.priors.reading import PriorReport
@@ -106,21 +106,20 @@ def score_study(inputs: StudyInputs, scorer: Scorer, *, parallel: int = 2, warni
 
 def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path,
                   patient_identifier_system: str, predecessor: Dataset | None = None,
-                  comparison: Comparison = Comparison(), key_images: Sequence[KeyImage] = (),
-                  response: Sequence[ResponsePoint] = ()) -> WrittenOutputs:
+                  comparison: Comparison = Comparison(), key_images: Sequence[KeyImage] = ()) -> WrittenOutputs:
     """Build and durably write the SR, the tumour-board page (PDF, and its Encapsulated PDF for
     the PACS) and the FHIR Bundle (the page as its presentedForm) of a scored study.
 
     `predecessor`: the SR an earlier scoring of this study produced, which this one replaces.
     `comparison`: its follow-up against prior SRs (service.follow_up); empty: a baseline.
-    `key_images`: the lesions' key slices for the page; `response`: the sum of diameters and
-    response categories over time, plotted on the page when given.
+    `key_images`: the lesions' key slices for the page (the comparison's RECIST series is
+    plotted on it).
     """
     sr = build_measurement_report(result, evidence, predecessor=predecessor, comparison=comparison)
     sr_uid = str(sr.SOPInstanceUID)
     paths = {Artefact.SR: write_sr(sr, outdir)}
     pdf = summary_pdf(summary_input(result, sr_sop_instance_uid=sr_uid, comparison=comparison,
-                                    key_images=key_images, response=response))
+                                    key_images=key_images))
     paths[Artefact.SUMMARY_PDF] = write_summary_pdf(pdf, artefact_path(outdir, sr_uid, Artefact.SUMMARY_PDF))
     paths[Artefact.SUMMARY_DOCUMENT] = write_encapsulated_pdf(
         build_encapsulated_pdf(pdf, result, sr_uid), artefact_path(outdir, sr_uid, Artefact.SUMMARY_DOCUMENT))

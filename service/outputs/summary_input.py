@@ -1,11 +1,10 @@
 """What the one-page tumour-board summary shows, as plain immutable data (method.md section 7,
 followup.md sections 5 and 9.6.3).
 
-Why a separate input: the page is made from three sources that arrive at different places,
-the scored study (StudyResult), its follow-up (Comparison, empty for a baseline) and the
-response series over time (sum of diameters with the RECIST 1.1 and iRECIST categories, made by
-the response assessment), plus the key images, which only the pipeline can cut since it alone
-holds the CT. Gathering them here, once, lets the page renderer be a pure function of one value
+Why a separate input: the page is made from what arrives at different places, the scored
+study (StudyResult), its follow-up (Comparison, empty for a baseline; with the response series
+over time: sum of diameters with the RECIST 1.1 and iRECIST categories), plus the key images,
+which only the pipeline can cut since it alone holds the CT. Gathering them here, once, lets the page renderer be a pure function of one value
 (identical inputs, identical bytes) and lets a test check what the page must say without
 reading a PDF. The wording shared with the SR and the FHIR conclusion comes from
 service.outputs.codes, so the page never tells a board a different story.
@@ -17,7 +16,7 @@ import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.comparison import Comparison, LesionComparison, TimePointInfo
+from service.comparison import Comparison, LesionComparison, SeriesPoint, TimePointInfo
 from service.model import (LesionResult, LocationClass, PatientResult, ScoreClass, SignatureStatus, StudyInfo,
                            StudyResult)
 from service.outputs import codes
@@ -76,20 +75,16 @@ class SummaryInput:
 
 
 def summary_input(result: StudyResult, *, sr_sop_instance_uid: str, comparison: Comparison = Comparison(),
-                  key_images: Sequence[KeyImage] = (), response: Sequence[ResponsePoint] = ()) -> SummaryInput:
+                  key_images: Sequence[KeyImage] = ()) -> SummaryInput:
     """The page's content. `key_images` are matched to lesions by contour object and ROI or
     segment number (what identifies a drawn lesion before and after identities are carried);
-    `response` must be in date order, as the plot draws it."""
+    the response series is the comparison's RECIST series (`response_points`)."""
     images = {(image.source_sop_instance_uid, image.lesion_number): image for image in key_images}
     lesions = tuple(_lesion(result.patient, lesion, images.pop((lesion.source_sop_instance_uid, lesion.number), None),
                             comparison.lesions.get(lesion.tracking_uid)) for lesion in result.lesions)
     if images:
         raise ValueError(f"{len(images)} key images belong to no lesion of the result")
-    dates = [point.date for point in response]
-    if dates != sorted(dates) or len(set(dates)) != len(dates):
-        raise ValueError("the response series must have one point per date, in date order")
-    if any(point.sum_of_diameters_mm < 0 for point in response):
-        raise ValueError("a sum of diameters cannot be negative")
+    response = response_points(comparison.series)
     patient, provenance = result.patient, result.provenance
     return SummaryInput(
         study=result.study, time_point=comparison.time_point,
@@ -101,6 +96,26 @@ def summary_input(result: StudyResult, *, sr_sop_instance_uid: str, comparison: 
         sr_sop_instance_uid=sr_sop_instance_uid,
         prior_sr_uids=tuple(prior.sop_instance_uid for prior in comparison.priors),
     )
+
+
+def response_points(series: Sequence[SeriesPoint]) -> tuple[ResponsePoint, ...]:
+    """The RECIST series as points a plot can place: those with a study date and a sum of
+    diameters (a time point whose targets were not all evaluable has no sum to draw; its
+    category is in the SR), one per date (the later study of a day: the series is in time
+    order)."""
+    by_date: dict[datetime.date, ResponsePoint] = {}
+    for point in series:
+        date = _date(point.study_date)
+        if date is not None and point.sum_of_diameters_mm is not None:
+            by_date[date] = ResponsePoint(date, point.sum_of_diameters_mm, point.recist_overall, point.irecist_category)
+    return tuple(sorted(by_date.values(), key=lambda point: point.date))
+
+
+def _date(dicom_date: str) -> datetime.date | None:
+    try:
+        return datetime.datetime.strptime(dicom_date, "%Y%m%d").date()
+    except ValueError:  # empty or malformed: the point has no place on a time axis
+        return None
 
 
 def _lesion(patient: PatientResult, lesion: LesionResult, key_image: KeyImage | None,

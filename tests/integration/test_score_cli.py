@@ -77,6 +77,9 @@ def test_score_writes_the_tumour_board_page_beside_the_sr_and_bundle(scored):
         f"{uid}{suffix}" for suffix in (".dcm", ".fhir.json", ".summary.pdf", ".summary.dicom"))
     pdf = (out / f"{uid}.summary.pdf").read_bytes()
     assert f"Tumour-board page:     {out / uid}.summary.pdf" in stdout
+    show = subprocess.run([sys.executable, "-m", "service.cli", "show", str(sr_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert show.returncode == 0 and f"Tumour-board page: {out / uid}.summary.pdf" in show.stdout
     reader = pypdf.PdfReader(io.BytesIO(pdf))
     assert len(reader.pages) == 1 and len(reader.pages[0].images) == len(seg.SegmentSequence)
     text = " ".join(reader.pages[0].extract_text().split())

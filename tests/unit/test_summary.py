@@ -10,7 +10,6 @@ magenta blended at 45 % over the windowed CT), re-computed in the test.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import io
 
 import matplotlib
@@ -20,11 +19,11 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from scipy import ndimage
 
-from service.comparison import Comparison, LesionComparison, TimePointInfo
+from service.comparison import Comparison, LesionComparison, SeriesPoint, TimePointInfo
 from service.model import Metric
 from service.outputs.key_images import KeyImage
 from service.outputs.summary import MAX_TABLE_ROWS, MAX_TILES, RC_PARAMS, summary_figure, summary_pdf
-from service.outputs.summary_input import ResponsePoint, SummaryInput, summary_input
+from service.outputs.summary_input import SummaryInput, summary_input
 from tests.support.synthetic_results import make_study_result
 
 pytestmark = pytest.mark.filterwarnings("ignore:The value length")  # STS StudyID: 17 characters
@@ -108,11 +107,11 @@ def test_priors_add_the_changes_and_the_response_plot() -> None:
     result, _ = make_study_result(3)
     change = LesionComparison("tracking_uid", "high", None, 5.0, Metric(25.0), Metric(10.0), Metric(60.0),
                               Metric(0.1), (), "progressing", ("1.2.3",))
-    comparison = Comparison(time_point=TimePointInfo(3, 84), lesions={result.lesions[2].tracking_uid: change})
-    response = [ResponsePoint(datetime.date(2024, 1, 1), 45.0), ResponsePoint(datetime.date(2024, 2, 12), 46.0, "SD", "iSD"),
-                ResponsePoint(datetime.date(2024, 3, 25), 60.0, "PD", "iUPD")]
-    pages, text = _text(summary_pdf(summary_input(result, sr_sop_instance_uid="2.25.42", comparison=comparison,
-                                                  response=response)))
+    series = (SeriesPoint("1.2.1", "20240101", 45.0, None, None), SeriesPoint("1.2.2", "20240212", 46.0, "SD", "iSD"),
+              SeriesPoint("1.2.3", "20240325", 60.0, "PD", "iUPD"))
+    comparison = Comparison(time_point=TimePointInfo(3, 84), lesions={result.lesions[2].tracking_uid: change},
+                            series=series)
+    pages, text = _text(summary_pdf(summary_input(result, sr_sop_instance_uid="2.25.42", comparison=comparison)))
     assert pages == 1
     assert "T2 (day 84)" in text
     assert "+25.0 % +10.0 % progressing" in text

@@ -13,7 +13,7 @@ import datetime
 import numpy as np
 import pytest
 
-from service.comparison import Comparison, LesionComparison, TimePointInfo
+from service.comparison import Comparison, LesionComparison, SeriesPoint, TimePointInfo
 from service.model import Metric
 from service.outputs.key_images import KeyImage
 from service.outputs.summary_input import ResponsePoint, summary_input
@@ -71,21 +71,20 @@ def test_a_key_image_of_no_lesion_is_refused() -> None:
         summary_input(result, sr_sop_instance_uid=SR_UID, key_images=[_key_image(9, result.ct.contour_sop_instance_uid)])
 
 
-@pytest.mark.parametrize("series, message", [
-    ([(datetime.date(2024, 3, 1), 40.0), (datetime.date(2024, 1, 1), 45.0)], "date order"),
-    ([(datetime.date(2024, 1, 1), 40.0), (datetime.date(2024, 1, 1), 45.0)], "one point per date"),
-    ([(datetime.date(2024, 1, 1), -1.0)], "cannot be negative"),
-])
-def test_a_malformed_response_series_is_refused(series, message: str) -> None:
-    result, _ = make_study_result(3)
-    with pytest.raises(ValueError, match=message):
-        summary_input(result, sr_sop_instance_uid=SR_UID, response=[ResponsePoint(d, s) for d, s in series])
+def _series_point(date: str, total: float | None, recist: str | None = None, irecist: str | None = None) -> SeriesPoint:
+    return SeriesPoint("1.2.3", date, total, recist, irecist)
 
 
-def test_the_response_series_is_kept_and_the_input_cannot_change() -> None:
+def test_the_response_series_comes_from_the_comparison_and_the_input_cannot_change() -> None:
+    """Points the plot can place: a date and a sum each; an unevaluable sum or an unknown date
+    is left out, and of two studies on one day the later (the series is in time order) stays."""
     result, _ = make_study_result(3)
-    series = [ResponsePoint(datetime.date(2024, 1, 1), 45.0), ResponsePoint(datetime.date(2024, 3, 1), 46.0, "SD", "iSD")]
-    page = summary_input(result, sr_sop_instance_uid=SR_UID, response=series)
-    assert page.response == tuple(series)
+    series = (_series_point("20240101", 45.0), _series_point("20240301", None, "NE", "iUPD"),
+              _series_point("20240401", 46.0, "SD", "iSD"), _series_point("", 50.0, "SD", "iSD"),
+              _series_point("20240501", 60.0, "PD", "iUPD"), _series_point("20240501", 62.0, "PD", "iCPD"))
+    page = summary_input(result, sr_sop_instance_uid=SR_UID, comparison=Comparison(series=series))
+    assert page.response == (ResponsePoint(datetime.date(2024, 1, 1), 45.0),
+                             ResponsePoint(datetime.date(2024, 4, 1), 46.0, "SD", "iSD"),
+                             ResponsePoint(datetime.date(2024, 5, 1), 62.0, "PD", "iCPD"))
     with pytest.raises(dataclasses.FrozenInstanceError):
         page.notice = ""  # type: ignore[misc]

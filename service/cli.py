@@ -26,14 +26,14 @@ from service.feature_report import features_from_dicom, features_from_nifti
 from service.ingest.index import StudyIndex
 from service.ingest.spool import study_key
 from service.lifeline import follow_parent
-from service.model import CtSeries, StudyInfo, StudyResult
+from service.model import CtSeries, StudyInfo
 from service.observability import configure_logging
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.outbox import Delivery, DeliveryStatus, read_deliveries
 from service.outputs.pacs import dicom_files, send_files
 from service.imaging.selection import read_study_headers
 from service.imaging.volume import read_ct_directory
-from service.pipeline import PriorLookup, run_study
+from service.pipeline import PriorLookup, WrittenOutputs, run_study
 from service.response import ResponseInputs
 from service.prior_frames import PriorCtSource
 from service.priors.cache import PriorCache
@@ -70,7 +70,8 @@ def _cmd_scorer(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_result(result: StudyResult, sr_path: Path, bundle_path: Path) -> None:
+def _print_result(written: WrittenOutputs) -> None:
+    result = written.result
     print(format_table(rows_from_result(result)))
     print()
     print(f"Signature: {result.provenance.signature_id} {result.provenance.signature_version} "
@@ -78,8 +79,10 @@ def _print_result(result: StudyResult, sr_path: Path, bundle_path: Path) -> None
           f"(cut-off {result.patient.cutoff_name})")
     for warning in result.warnings:
         print(f"warning: {warning}")
-    print(f"SR:          {sr_path}")
-    print(f"FHIR Bundle: {bundle_path}")
+    print(f"SR:                    {written.sr_path}")
+    print(f"Tumour-board page:     {written.summary_path}")
+    print(f"  as Encapsulated PDF: {written.summary_document_path}")
+    print(f"FHIR Bundle:           {written.bundle_path}")
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
@@ -95,7 +98,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
                         priors=_file_priors(args.prior, config) if args.prior else None,
                         prior_ct=_directory_prior_ct(args.prior_ct),
                         response_inputs=ResponseInputs.from_config(config))
-    _print_result(written.result, written.sr_path, written.bundle_path)
+    _print_result(written)
     return 0
 
 
@@ -186,6 +189,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print()
         print("Change against the earlier studies:")
         print(format_change_table(changes))
+    page = artefact_path(args.sr.parent, str(dataset.SOPInstanceUID), Artefact.SUMMARY_PDF)
+    if page.is_file():
+        print()
+        print(f"Tumour-board page: {page}")
     return 0
 
 

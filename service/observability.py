@@ -79,11 +79,11 @@ SCORING_SECONDS = Histogram(
     buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600), registry=INGEST_REGISTRY,
 )
 OUTPUTS_DELIVERED = Counter(
-    "rcds_outputs_delivered", "Outputs delivered, by destination (pacs, pacs-stow, fhir)", ["destination"],
+    "rcds_outputs_delivered", "Outputs delivered, by destination (pacs, pacs-summary, pacs-stow, pacs-stow-summary, fhir)", ["destination"],
     registry=INGEST_REGISTRY,
 )
 OUTPUTS_FAILED = Counter(
-    "rcds_outputs_failed", "Delivery attempts that failed, by destination (pacs, pacs-stow, fhir)", ["destination"],
+    "rcds_outputs_failed", "Delivery attempts that failed, by destination (pacs, pacs-summary, pacs-stow, pacs-stow-summary, fhir)", ["destination"],
     registry=INGEST_REGISTRY,
 )
 QUEUE_DEPTH = Gauge(

@@ -1,7 +1,8 @@
 """The study pipeline shared by the service and the offline `score` command.
 
 instances -> inputs and lesion masks (service.imaging.selection) -> crops -> scorer (any
-service.scorer.Scorer) -> StudyResult -> SR + FHIR Bundle files. Everything study-specific that
+service.scorer.Scorer) -> StudyResult (and each lesion's key image, cut from the masks while the
+CT is at hand) -> SR, tumour-board page (PDF and its Encapsulated PDF) and FHIR Bundle files. Everything study-specific that
 can go wrong raises an InputError that names the problem, so the caller can fail this study and
 carry on with the next.
 """
@@ -22,9 +23,13 @@ from service.imaging.crops import lesion_crop
 from service.imaging.selection import StudyInputs, lesion_masks, select_inputs
 from service.follow_up import acquisition, follow_up
 from service.model import CtReference, StudyInfo, StudyResult
-from service.outputs.artefacts import Artefact
+from service.outputs.artefacts import Artefact, artefact_path
+from service.outputs.encapsulated_pdf import build_encapsulated_pdf, write_encapsulated_pdf
 from service.outputs.fhir import build_bundle, write_bundle
+from service.outputs.key_images import KeyImage, key_image
 from service.outputs.sr import build_measurement_report, write_sr
+from service.outputs.summary import summary_pdf, write_summary_pdf
+from service.outputs.summary_input import summary_input
 from service.prior_frames import FrameSources, PriorCtSource
 from service.response import ResponseInputs
 from service.priors.reading import PriorReport
@@ -55,11 +60,28 @@ class WrittenOutputs:
     def bundle_path(self) -> Path:
         return self.paths[Artefact.FHIR_BUNDLE]
 
+    @property
+    def summary_path(self) -> Path:
+        return self.paths[Artefact.SUMMARY_PDF]
+
+    @property
+    def summary_document_path(self) -> Path:
+        return self.paths[Artefact.SUMMARY_DOCUMENT]
+
+
+@dataclass(frozen=True)
+class ScoredStudy:
+    """A scored study and its lesions' key images (service.outputs.key_images)."""
+
+    result: StudyResult
+    key_images: tuple[KeyImage, ...]
+
 
 def score_study(inputs: StudyInputs, scorer: Scorer, *, parallel: int = 2, warnings: Sequence[str] = (),
                 lesion_roi_types: frozenset[str] = LESION_ROI_TYPES, max_lesions: int | None = None,
-                limits: InstanceLimits = InstanceLimits()) -> StudyResult:
-    """Score every lesion through the scorer, then the patient level."""
+                limits: InstanceLimits = InstanceLimits()) -> ScoredStudy:
+    """Score every lesion through the scorer, then the patient level; cut each lesion's key
+    image from the masks drawn for the scoring, with the scoring's ring width."""
     provenance = scorer.describe()
     settings = ExtractionSettings.from_dict(dict(provenance.settings))
     masks, skipped = lesion_masks(inputs, lesion_roi_types, max_lesions, limits)
@@ -75,26 +97,36 @@ def score_study(inputs: StudyInputs, scorer: Scorer, *, parallel: int = 2, warni
         contour_sop_instance_uid=str(contour.SOPInstanceUID),
         contour_series_instance_uid=str(contour.SeriesInstanceUID),
     )
-    return StudyResult(
+    result = StudyResult(
         study=inputs.study, ct=ct_reference, lesions=scored.lesions, patient=scored.patient,
         provenance=provenance, warnings=study_warnings,
     )
+    return ScoredStudy(result, tuple(key_image(inputs.ct, mask, settings.ringWidthMm) for mask in masks))
 
 
 def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path,
                   patient_identifier_system: str, predecessor: Dataset | None = None,
-                  comparison: Comparison = Comparison()) -> WrittenOutputs:
-    """Build and durably write the SR and the FHIR Bundle of a scored study.
+                  comparison: Comparison = Comparison(), key_images: Sequence[KeyImage] = ()) -> WrittenOutputs:
+    """Build and durably write the SR, the tumour-board page (PDF, and its Encapsulated PDF for
+    the PACS) and the FHIR Bundle (the page as its presentedForm) of a scored study.
 
     `predecessor`: the SR an earlier scoring of this study produced, which this one replaces.
     `comparison`: its follow-up against prior SRs (service.follow_up); empty: a baseline.
+    `key_images`: the lesions' key slices for the page (the comparison's RECIST series is
+    plotted on it).
     """
     sr = build_measurement_report(result, evidence, predecessor=predecessor, comparison=comparison)
-    sr_path = write_sr(sr, outdir)
-    bundle = build_bundle(result, sr_sop_instance_uid=str(sr.SOPInstanceUID),
-                          patient_identifier_system=patient_identifier_system, comparison=comparison)
-    bundle_path = write_bundle(bundle, outdir)
-    return WrittenOutputs(result, {Artefact.SR: sr_path, Artefact.FHIR_BUNDLE: bundle_path}, str(sr.SOPInstanceUID))
+    sr_uid = str(sr.SOPInstanceUID)
+    paths = {Artefact.SR: write_sr(sr, outdir)}
+    pdf = summary_pdf(summary_input(result, sr_sop_instance_uid=sr_uid, comparison=comparison,
+                                    key_images=key_images))
+    paths[Artefact.SUMMARY_PDF] = write_summary_pdf(pdf, artefact_path(outdir, sr_uid, Artefact.SUMMARY_PDF))
+    paths[Artefact.SUMMARY_DOCUMENT] = write_encapsulated_pdf(
+        build_encapsulated_pdf(pdf, result, sr_uid), artefact_path(outdir, sr_uid, Artefact.SUMMARY_DOCUMENT))
+    bundle = build_bundle(result, sr_sop_instance_uid=sr_uid, patient_identifier_system=patient_identifier_system,
+                          comparison=comparison, summary_pdf=pdf)
+    paths[Artefact.FHIR_BUNDLE] = write_bundle(bundle, outdir)
+    return WrittenOutputs(result, paths, sr_uid)
 
 
 def run_study(datasets: Sequence[Dataset], scorer: Scorer, outdir: Path, *,
@@ -110,8 +142,9 @@ def run_study(datasets: Sequence[Dataset], scorer: Scorer, outdir: Path, *,
     a baseline: its report still states each lesion's Baseline Category (targets chosen here).
     `response_inputs`: the response's time anchors (treatment start, baseline, irradiated lesions)."""
     inputs, warnings = select_inputs(datasets, limits)
-    result = score_study(inputs, scorer, parallel=parallel, warnings=warnings, lesion_roi_types=lesion_roi_types,
+    scored = score_study(inputs, scorer, parallel=parallel, warnings=warnings, lesion_roi_types=lesion_roi_types,
                          max_lesions=max_lesions, limits=limits)
+    result = scored.result
     reports: Sequence[PriorReport] = ()
     notes: Sequence[str] = ()
     if priors is not None:
@@ -122,5 +155,6 @@ def run_study(datasets: Sequence[Dataset], scorer: Scorer, outdir: Path, *,
     followed = follow_up(result, inputs.ct.geometry, acquisition(inputs.ct, inputs.evidence), reports, notes, frames,
                          response_inputs)
     result, comparison = followed.result, followed.comparison
-    return write_outputs(result, inputs.evidence, outdir, patient_identifier_system, predecessor, comparison)
+    return write_outputs(result, inputs.evidence, outdir, patient_identifier_system, predecessor, comparison,
+                         scored.key_images)
 

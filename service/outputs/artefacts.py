@@ -17,9 +17,14 @@ class Artefact(StrEnum):
 
     SR = "sr"
     FHIR_BUNDLE = "fhir_bundle"
+    SUMMARY_PDF = "summary_pdf"  # the tumour-board page
+    SUMMARY_DOCUMENT = "summary_document"  # the page as a DICOM Encapsulated PDF, delivered with the SR
 
 
-_SUFFIXES = {Artefact.SR: ".dcm", Artefact.FHIR_BUNDLE: ".fhir.json"}
+_SUFFIXES = {Artefact.SR: ".dcm", Artefact.FHIR_BUNDLE: ".fhir.json", Artefact.SUMMARY_PDF: ".summary.pdf",
+             Artefact.SUMMARY_DOCUMENT: ".summary.dicom"}
+"""The SR is the only `*.dcm`: scripts and operators that pick "the" DICOM output of a result by
+that suffix keep getting the SR; the Encapsulated PDF is DICOM too, under its own suffix."""
 
 
 def artefact_path(directory: Path, sr_sop_instance_uid: str, artefact: Artefact) -> Path:

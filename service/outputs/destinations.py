@@ -4,8 +4,8 @@ sends one file), and `configured_destinations` builds those the configuration as
 The outbox keys its delivery rows by a destination's name, so names never change ("pacs" and
 "fhir" rows in existing outbox databases stay deliverable); the worker gives each destination
 the artefact it says it takes. A new destination (DICOMweb STOW-RS, say) is a class here and a
-line in `configured_destinations` (PacsByStowRs was added that way): the outbox and the worker do
-not change.
+line in `configured_destinations` (PacsByStowRs and the tumour-board page's PACS destinations
+were added that way): the outbox and the worker do not change.
 """
 
 from __future__ import annotations
@@ -58,6 +58,16 @@ class PacsByCStore:
 
 
 @dataclass(frozen=True)
+class PacsSummaryByCStore(PacsByCStore):
+    """The same PACS, by C-STORE, for the tumour-board page's Encapsulated PDF. Its own delivery
+    rows: a PACS that refuses documents (or is slow with them) never holds up or fails the SR,
+    whose delivery alone decides reconciliation."""
+
+    name: ClassVar[str] = "pacs-summary"
+    artefact: ClassVar[Artefact] = Artefact.SUMMARY_DOCUMENT
+
+
+@dataclass(frozen=True)
 class EhrByFhir:
     """The EHR, by a FHIR transaction POST to its base URL: it takes the Bundle."""
 
@@ -89,16 +99,27 @@ class PacsByStowRs:
                        timeout_s=self.timeout_s)
 
 
+@dataclass(frozen=True)
+class PacsSummaryByStowRs(PacsByStowRs):
+    """The same archive, by STOW-RS, for the tumour-board page's Encapsulated PDF (own rows, as
+    PacsSummaryByCStore)."""
+
+    name: ClassVar[str] = "pacs-stow-summary"
+    artefact: ClassVar[Artefact] = Artefact.SUMMARY_DOCUMENT
+
+
 def configured_destinations(config: Config) -> tuple[Destination, ...]:
-    """The PACS when `pacs_host` is set, a DICOMweb archive when `stow_url` is, the EHR when
-    `fhir_base_url` is; credentials are loaded now, so a bad key or CA file stops the start
-    rather than failing every delivery."""
+    """The PACS when `pacs_host` is set, a DICOMweb archive when `stow_url` is (each for the SR
+    and for the tumour-board page), the EHR when `fhir_base_url` is; credentials are loaded now,
+    so a bad key or CA file stops the start rather than failing every delivery."""
     destinations: list[Destination] = []
     if config.pacs_host:
-        destinations.append(PacsByCStore(config.pacs_host, config.pacs_port, config.pacs_ae_title,
-                                          config.dicom_ae_title, pacs_tls(config)))
+        pacs = PacsByCStore(config.pacs_host, config.pacs_port, config.pacs_ae_title, config.dicom_ae_title,
+                            pacs_tls(config))
+        destinations += [pacs, PacsSummaryByCStore(**vars(pacs))]
     if config.stow_url:
-        destinations.append(stow_destination(config, config.stow_url))
+        stow = stow_destination(config, config.stow_url)
+        destinations += [stow, PacsSummaryByStowRs(**vars(stow))]
     if config.fhir_base_url:
         destinations.append(EhrByFhir(config.fhir_base_url, fhir_authorization(config), tls=fhir_tls(config)))
     return tuple(destinations)

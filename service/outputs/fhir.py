@@ -9,7 +9,8 @@ TumorSize for lesion size; docs/fhir.md has the full mapping and where we depart
 - the patient level (service.outputs.fhir_patient): score distribution, tumour burden,
   least-infiltrated and highest-score lesions, risk group, under a panel Observation;
 - one DiagnosticReport (category imaging) grouping every Observation, with a conclusion a
-  clinician can read.
+  clinician can read, and the tumour-board summary PDF as its presentedForm when there is one
+  (service.outputs.fhir_presented_form).
 
 References that leave the Bundle are logical (by identifier), so the Bundle never depends on ids
 the EHR assigned: the Patient by a conditional reference ("Patient?identifier=..."), the study
@@ -42,6 +43,7 @@ from service.outputs.fhir_change import associated_studies, lesion_change_entry
 from service.outputs.fhir_common import ResourceKey, StudyContext, concept, conditional_url, dicom_reference
 from service.outputs.fhir_lesion import lesion_entries, lesion_key
 from service.outputs.fhir_patient import patient_entries
+from service.outputs.fhir_presented_form import pdf_attachment
 from service.outputs.fhir_response import response_entries
 from service.outputs.sr import MANUFACTURER
 
@@ -51,10 +53,11 @@ _DEVICE_TYPE = "Imaging biomarker software (clinical decision support)"
 
 def build_bundle(result: StudyResult, *, sr_sop_instance_uid: str,
                  patient_identifier_system: str = "urn:dicom:patient-id",
-                 comparison: Comparison = Comparison()) -> Bundle:
+                 comparison: Comparison = Comparison(), summary_pdf: bytes | None = None) -> Bundle:
     """The transaction Bundle for a scored study whose SR has `sr_sop_instance_uid`; with a
     lesion-change Observation per compared lesion, the response Observations of a follow-up
-    (service.outputs.fhir_response) and the prior studies on the report."""
+    (service.outputs.fhir_response) and the prior studies on the report, and `summary_pdf` (the
+    tumour-board page) as the report's presentedForm."""
     device_key = _device_key(result)
     context = StudyContext(
         result=result,
@@ -80,7 +83,10 @@ def build_bundle(result: StudyResult, *, sr_sop_instance_uid: str,
         entries += response_entries(context, comparison.response, changes)
     report_key = ResourceKey.derive("DiagnosticReport", result.study.study_instance_uid)
     observations = [e for e in entries if e.resource is not None and e.resource.get_resource_type() == "Observation"]
-    entries.append(report_key.entry(_diagnostic_report(context, report_key, observations, comparison)))
+    report = _diagnostic_report(context, report_key, observations, comparison)
+    if summary_pdf is not None:
+        report.presentedForm = [pdf_attachment(summary_pdf, context.effective)]
+    entries.append(report_key.entry(report))
     return Bundle(type="transaction", identifier=Identifier(system=codes.RCDS_IDENTIFIER_SYSTEM,
                                                             value=sr_sop_instance_uid), entry=entries)
 

@@ -59,16 +59,14 @@ from service.outputs import codes
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.feature_codes import REGION_METHODS, feature_concept
 from service.outputs.sr_response import response_groups
+from service.outputs.study_header import SPECIFIC_CHARACTER_SET, set_patient_and_study
 
 MANUFACTURER = codes.MANUFACTURER
 SERIES_DESCRIPTION = "radiomics-cds CD8 radiomics (decision support)"
 SERIES_NUMBER = 9900
 """Fixed, so that every re-send of a study lands in the same, recognisable series."""
 INSTANCE_NUMBER = 1
-SPECIFIC_CHARACTER_SET = "ISO_IR 192"
-"""UTF-8: holds any name an input carried, whatever (or however empty) its own character set."""
 PATIENT_GROUP_IDENTIFIER = "Patient-level CD8 radiomics biomarkers"
-_SH_MAX_LENGTH = 16
 _REFERENCE_KEYWORDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 _REGION_IN_SPACE = Code("130488", "DCM", "Region In Space")
 _IMAGE_LIBRARY = dicom_codes.DCM.ImageLibrary
@@ -278,22 +276,8 @@ def _evidence_header(study: StudyInfo, dataset: Dataset) -> Dataset:
     header.SpecificCharacterSet = SPECIFIC_CHARACTER_SET
     for keyword in _REFERENCE_KEYWORDS:
         setattr(header, keyword, dataset.get(keyword))
-    header.PatientID = study.patient_id
-    header.PatientName = study.patient_name
-    header.PatientBirthDate = study.patient_birth_date
-    header.PatientSex = study.patient_sex
-    header.StudyDate = study.study_date
-    header.StudyTime = study.study_time
-    header.AccessionNumber = study.accession_number
-    header.ReferringPhysicianName = study.referring_physician_name
-    header.StudyID = _short_string(study.study_id)
-    header.StudyDescription = study.study_description
+    set_patient_and_study(header, study)
     return header
-
-
-def _short_string(value: str) -> str:
-    """`value` if it fits an SH, else empty (Type 2): a truncated ID would name another study."""
-    return value if len(value) <= _SH_MAX_LENGTH else ""
 
 
 # --- content -------------------------------------------------------------------------------

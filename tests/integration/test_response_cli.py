@@ -19,6 +19,7 @@ from pathlib import Path
 
 import highdicom as hd
 import pydicom
+import pypdf
 import pytest
 
 from tests.support.external import missing_dependency, require_tool
@@ -226,3 +227,14 @@ def test_fhir_response_observations_link_to_the_previous_bundle(series):
 def test_the_follow_up_bundles_pass_the_fhir_validator(series):
     root, _, _ = series
     assert_valid_fhir(*(root / "week-6").glob("*.fhir.json"), *(root / "week-11").glob("*.fhir.json"))
+
+
+def test_the_week_11_page_plots_the_series_with_its_categories(series):
+    """The tumour-board page of week 11 plots the sum of diameters from the baseline, each point
+    labelled with the categories the SRs state (week 6 PD / iUPD, week 11 PD / iCPD)."""
+    root, _, start = series
+    (page,) = (root / "week-11").glob("*.summary.pdf")
+    text = " ".join(pypdf.PdfReader(page).pages[0].extract_text().split())
+    assert f"days since {start[:4]}-{start[4:6]}-{start[6:]}" in text
+    assert "baseline" in text and "PD / iUPD" in text and "PD / iCPD" in text
+    assert "require radiologist confirmation" in text

@@ -1,5 +1,9 @@
 """`radiomics-cds score`, the offline pipeline, on the real CT + SEG case (5 overlapping segments)."""
 
+import base64
+import hashlib
+import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +11,7 @@ from pathlib import Path
 import highdicom as hd
 import numpy as np
 import pydicom
+import pypdf
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
@@ -59,6 +64,36 @@ def test_sr_from_seg_passes_dciodvfy_and_bundle_parses(scored):
     (bundle_path,) = out.glob("*.json")
     bundle = Bundle.model_validate_json(bundle_path.read_text())
     assert bundle.type == "transaction"
+
+
+def test_score_writes_the_tumour_board_page_beside_the_sr_and_bundle(scored):
+    """`score --out` writes four files named after the SR: the SR, the page (one A4 PDF naming
+    every segment's lesion, with a key image of each), its Encapsulated PDF in the SR's study,
+    and the Bundle whose presentedForm is the page with its size and SHA-1."""
+    out, stdout, seg = scored
+    (sr_path,) = out.glob("*.dcm")
+    uid = sr_path.name.removesuffix(".dcm")
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{uid}{suffix}" for suffix in (".dcm", ".fhir.json", ".summary.pdf", ".summary.dicom"))
+    pdf = (out / f"{uid}.summary.pdf").read_bytes()
+    assert f"Tumour-board page:     {out / uid}.summary.pdf" in stdout
+    show = subprocess.run([sys.executable, "-m", "service.cli", "show", str(sr_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert show.returncode == 0 and f"Tumour-board page: {out / uid}.summary.pdf" in show.stdout
+    reader = pypdf.PdfReader(io.BytesIO(pdf))
+    assert len(reader.pages) == 1 and len(reader.pages[0].images) == len(seg.SegmentSequence)
+    text = " ".join(reader.pages[0].extract_text().split())
+    for group in hd.sr.srread(sr_path).content.get_volumetric_roi_measurement_groups():
+        assert str(group.tracking_identifier) in text
+    assert "not a diagnosis" in text and "uncalibrated - research use only" in text
+    document = pydicom.dcmread(out / f"{uid}.summary.dicom")
+    assert document.EncapsulatedDocument[:document.EncapsulatedDocumentLength] == pdf
+    assert document.StudyInstanceUID == pydicom.dcmread(sr_path).StudyInstanceUID
+    bundle = json.loads((out / f"{uid}.fhir.json").read_text())
+    [report] = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DiagnosticReport"]
+    [form] = report["presentedForm"]
+    assert base64.b64decode(form["data"], validate=True) == pdf and form["size"] == len(pdf)
+    assert base64.b64decode(form["hash"], validate=True) == hashlib.sha1(pdf).digest()
 
 
 @pytest.mark.parametrize("command", [["score", "--out", "{out}"], ["features"]], ids=["score", "features"])

@@ -14,7 +14,8 @@ from pydicom.dataset import Dataset
 from service.config import load_config
 from service.errors import ConfigError, DeliveryError
 from service.outputs.artefacts import Artefact
-from service.outputs.destinations import EhrByFhir, PacsByCStore, PacsByStowRs, configured_destinations
+from service.outputs.destinations import (EhrByFhir, PacsByCStore, PacsByStowRs, PacsSummaryByCStore,
+                                          PacsSummaryByStowRs, configured_destinations)
 from service.outputs.fhir_auth import BearerToken
 from service.outputs.stow import _check_answer, store_instance
 from service.tls import ClientTls
@@ -25,21 +26,26 @@ def test_nothing_configured_means_no_destination() -> None:
     assert configured_destinations(load_config(environ={})) == ()
 
 
-def test_pacs_takes_the_sr_and_the_ehr_the_bundle() -> None:
+def test_pacs_takes_the_sr_and_the_summary_and_the_ehr_the_bundle() -> None:
+    """The tumour-board page's Encapsulated PDF goes to the same PACS under its own name, so
+    its delivery rows are its own: a PACS refusing documents leaves the SR's delivery alone."""
     config = load_config(environ={"RCDS_PACS_HOST": "pacs.example", "RCDS_PACS_PORT": "2762",
                                   "RCDS_PACS_AE_TITLE": "ARCHIVE", "RCDS_DICOM_AE_TITLE": "RCDS",
                                   "RCDS_FHIR_BASE_URL": "https://ehr.example/fhir"})
-    pacs, ehr = configured_destinations(config)
-    assert (pacs.name, pacs.artefact, ehr.name, ehr.artefact) == ("pacs", Artefact.SR, "fhir", Artefact.FHIR_BUNDLE)
+    pacs, summary, ehr = configured_destinations(config)
+    assert [(d.name, d.artefact) for d in (pacs, summary, ehr)] == [
+        ("pacs", Artefact.SR), ("pacs-summary", Artefact.SUMMARY_DOCUMENT), ("fhir", Artefact.FHIR_BUNDLE)]
     assert pacs == PacsByCStore("pacs.example", 2762, "ARCHIVE", "RCDS", tls=None)
+    assert summary == PacsSummaryByCStore("pacs.example", 2762, "ARCHIVE", "RCDS", tls=None)
     assert ehr == EhrByFhir("https://ehr.example/fhir", authorization=None)
 
 
 def test_only_the_configured_ones_with_their_credentials(tmp_path: Path) -> None:
     (ca := tmp_path / "ca.pem").write_text("")
-    (pacs,) = configured_destinations(load_config(environ={
+    pacs, summary = configured_destinations(load_config(environ={
         "RCDS_PACS_HOST": "pacs.example", "RCDS_PACS_TLS": "true", "RCDS_PACS_TLS_CA_FILE": str(ca)}))
     assert isinstance(pacs, PacsByCStore) and pacs.tls == ClientTls(ca_file=ca)
+    assert isinstance(summary, PacsSummaryByCStore) and summary.tls == ClientTls(ca_file=ca)
 
     (ehr,) = configured_destinations(load_config(environ={
         "RCDS_FHIR_BASE_URL": "https://ehr.example/fhir", "RCDS_FHIR_BEARER_TOKEN": "s3cret"}))
@@ -47,15 +53,17 @@ def test_only_the_configured_ones_with_their_credentials(tmp_path: Path) -> None
     assert ehr.artefact == Artefact.FHIR_BUNDLE
 
 
-def test_stow_takes_the_sr_under_its_own_name(tmp_path: Path) -> None:
+def test_stow_takes_the_sr_and_the_summary_under_their_own_names(tmp_path: Path) -> None:
     """Its own delivery rows: a site may send the SR by C-STORE and by STOW-RS at once."""
     ca = make_authority(tmp_path, "Archive").cert
-    pacs, stow = configured_destinations(load_config(environ={
+    pacs, _, stow, summary = configured_destinations(load_config(environ={
         "RCDS_PACS_HOST": "pacs.example", "RCDS_STOW_URL": "https://archive.example/dicom-web",
         "RCDS_STOW_BEARER_TOKEN": "s3cret", "RCDS_STOW_TLS_CA_FILE": str(ca)}))
     assert (pacs.name, stow.name, stow.artefact) == ("pacs", "pacs-stow", Artefact.SR)
+    assert (summary.name, summary.artefact) == ("pacs-stow-summary", Artefact.SUMMARY_DOCUMENT)
     assert stow == PacsByStowRs("https://archive.example/dicom-web", "s3cret", ca)
-    assert "s3cret" not in repr(stow)
+    assert summary == PacsSummaryByStowRs("https://archive.example/dicom-web", "s3cret", ca)
+    assert "s3cret" not in repr(stow) and "s3cret" not in repr(summary)
 
 
 @pytest.mark.parametrize(("environ", "words"), [

@@ -104,13 +104,16 @@ def _study(**rtstruct_changes: object) -> tuple[str, list[Dataset], Dataset]:
 
 
 def _assert_done_and_queued(site: Site, study_uid: str) -> Dataset:
-    """Done, its SR and Bundle in the outbox directory, both queued; returns the SR."""
+    """Done, its SR, tumour-board page (PDF and Encapsulated PDF) and Bundle in the outbox
+    directory, the SR and the Bundle queued; returns the SR."""
     state, error = site.state(study_uid)
     assert (state, error) == (DONE, None)
     result = site.index.study(study_uid).result
     sr_path, bundle_path = site.config.outbox_dir / f"{result}.dcm", site.config.outbox_dir / f"{result}.fhir.json"
     queued = {(d.destination, d.path, d.state, d.attempts) for d in site.outbox.deliveries()}
     assert {("pacs", sr_path, PENDING, 0), ("fhir", bundle_path, PENDING, 0)} <= queued
+    assert (site.config.outbox_dir / f"{result}.summary.pdf").read_bytes().startswith(b"%PDF-")
+    assert pydicom.dcmread(site.config.outbox_dir / f"{result}.summary.dicom").StudyInstanceUID == study_uid
     sr = pydicom.dcmread(sr_path)
     assert (sr.StudyInstanceUID, sr.PatientID) == (study_uid, "SMALL")
     return sr

@@ -16,10 +16,8 @@ from service.config import Config
 from service.ingest.index import DONE, InstanceRecord, StudyIndex
 from service.outputs.artefacts import Artefact
 from service.outputs.destinations import Destination, configured_destinations
-from service.outputs.fhir import build_bundle, write_bundle
 from service.outputs.outbox import DELIVERED, PENDING, Outbox
-from service.outputs.sr import build_measurement_report, write_sr
-from service.pipeline import WrittenOutputs
+from service.pipeline import WrittenOutputs, write_outputs
 from service.sop_classes import CT_IMAGE
 from service.worker import StudyWorker
 from tests.support.destinations import RecordingDestination
@@ -39,15 +37,12 @@ def config(tmp_path: Path) -> Config:
 
 
 def _scored(config: Config, index: StudyIndex) -> WrittenOutputs:
-    """A claimed study with its SR and Bundle written to the outbox directory."""
+    """A claimed study with its outputs (SR, tumour-board page, Bundle) written to the outbox directory."""
     index.add_instance(InstanceRecord("1.2.3.4.5.6", CT_IMAGE, STUDY, "1.2.3.4.5.7", "CT", "1.2.3.4.5.8", (0.0,),
                                       config.spool_dir / "x.dcm", 100.0))
     assert index.claim(STUDY)
     result, evidence = make_study_result()
-    sr = build_measurement_report(result, evidence)
-    sr_path = write_sr(sr, config.outbox_dir)
-    bundle_path = write_bundle(build_bundle(result, sr_sop_instance_uid=str(sr.SOPInstanceUID)), config.outbox_dir)
-    return WrittenOutputs(result, {Artefact.SR: sr_path, Artefact.FHIR_BUNDLE: bundle_path}, str(sr.SOPInstanceUID))
+    return write_outputs(result, evidence, config.outbox_dir, config.patient_identifier_system)
 
 
 def _open(config: Config, destinations: Sequence[Destination] | None = None) -> tuple[StudyIndex, Outbox, StudyWorker]:
@@ -77,7 +72,8 @@ def test_a_crash_between_done_and_queued_is_repaired_at_start(config: Config, mo
     try:
         worker.start()
         queued = {(d.destination, d.path, d.state) for d in outbox.deliveries()}
-        assert queued == {("pacs", written.sr_path, PENDING), ("fhir", written.bundle_path, PENDING)}
+        assert queued == {("pacs", written.sr_path, PENDING), ("pacs-summary", written.summary_document_path, PENDING),
+                          ("fhir", written.bundle_path, PENDING)}
     finally:
         worker.stop()
         outbox.stop()
@@ -108,7 +104,8 @@ def test_a_new_destination_gets_its_artefact_with_no_other_change(config: Config
     try:
         assert worker.complete(STUDY, written)
         queued = {(d.destination, d.path) for d in outbox.deliveries()}
-        assert queued == {("pacs", written.sr_path), ("fhir", written.bundle_path), ("archive", written.sr_path)}
+        assert queued == {("pacs", written.sr_path), ("pacs-summary", written.summary_document_path),
+                          ("fhir", written.bundle_path), ("archive", written.sr_path)}
     finally:
         outbox.stop()
         index.close()
@@ -117,7 +114,7 @@ def test_a_new_destination_gets_its_artefact_with_no_other_change(config: Config
     index, outbox, worker = _open(config, [records])  # a restart with another destination configured
     try:
         assert worker.queue_missing_deliveries() == 1
-        outbox.deliver_due()  # the earlier three rows fail: their destinations are gone
+        outbox.deliver_due()  # the earlier four rows fail: their destinations are gone
         assert records.sent == [written.bundle_path]
     finally:
         outbox.stop()

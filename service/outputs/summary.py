@@ -1,0 +1,286 @@
+"""The one-page tumour-board summary: a SummaryInput drawn on one A4 page with matplotlib
+(method.md section 7, followup.md sections 5 and 9.6.3).
+
+Why matplotlib alone: tables, plots and image tiles on one vector page need nothing else, and
+its PDF backend writes identical bytes for identical input once the time stamps and the
+producer are fixed, which the project's deterministic outputs (same study, same UIDs, same
+bytes) rely on. Why one page however many lesions: a board looks at it on a screen in a few
+seconds; the table and the key images are capped and the page says how many more the SR holds.
+
+The figure is built on a plain Figure (no pyplot state) inside a fixed rcParams context; the
+context is process-global in matplotlib, so renders take a lock.
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
+from matplotlib.typing import RcKeyType
+
+from service.durable import write_atomically
+from service.model import ScoreClass
+from service.outputs.key_images import overlay_rgb, window_for
+from service.outputs.summary_input import ResponsePoint, SummaryInput, SummaryLesion
+
+A4_INCHES = (8.27, 11.69)
+MAX_TABLE_ROWS = 14
+MAX_TILES = 8
+"""Caps that keep the page one page (followup.md section 5: at most 8 key images)."""
+PRODUCER = "radiomics-cds tumour board summary (matplotlib)"
+PDF_METADATA = {"Title": "radiomics-cds tumour board summary", "Creator": "radiomics-cds",
+                "Producer": PRODUCER, "CreationDate": None, "ModDate": None}
+"""No dates and a fixed producer: the matplotlib defaults (the time, its version) would make
+two renders of one study differ."""
+RC_PARAMS: dict[RcKeyType, object] = {
+    "pdf.fonttype": 42,  # embedded TrueType: text a reader (and pypdf) can extract
+    "font.family": "DejaVu Sans",  # bundled with matplotlib: the same glyphs on every host
+    "svg.hashsalt": "radiomics-cds",
+    "axes.unicode_minus": False,
+    "font.size": 7.0,
+}
+HIGH_RGB = "#c0392b"
+LOW_RGB = "#2471a3"
+CANDIDATE_FILL = "#fdebd0"
+BANNER_RGB = "#b03a2e"
+SCALE_BAR_MM = 10.0
+
+_RENDER_LOCK = threading.Lock()
+
+
+def summary_pdf(page: SummaryInput) -> bytes:
+    """The page as PDF bytes, identical for identical input."""
+    with _rendering():
+        out = io.BytesIO()
+        summary_figure(page).savefig(out, format="pdf", metadata=PDF_METADATA)
+        return out.getvalue()
+
+
+def summary_png(page: SummaryInput, dpi: float) -> bytes:
+    """The same page as a PNG (Agg), for a picture of it in documentation."""
+    with _rendering():
+        out = io.BytesIO()
+        summary_figure(page).savefig(out, format="png", dpi=dpi, metadata={"Software": None})
+        return out.getvalue()
+
+
+def write_summary_pdf(pdf: bytes, target: Path) -> Path:
+    """Write the page to `target` so that no reader ever sees half a file."""
+    write_atomically(target, lambda stream: stream.write(pdf))
+    return target
+
+
+@contextmanager
+def _rendering() -> Iterator[None]:
+    with _RENDER_LOCK, matplotlib.rc_context(RC_PARAMS):
+        yield
+
+
+def summary_figure(page: SummaryInput) -> Figure:
+    """The page as a matplotlib Figure; call it inside the render context (`summary_pdf`)."""
+    figure = Figure(figsize=A4_INCHES)
+    top = _header(figure, page)
+    top = _lesion_table(figure, page.lesions, top)
+    top = _plots(figure, page, top)
+    top = _tiles(figure, page.lesions, top)
+    _footer(figure, page, top)
+    return figure
+
+
+def _header(figure: Figure, page: SummaryInput) -> float:
+    study = page.study
+    figure.text(0.05, 0.975, "Tumour board summary: CD8 radiomics", fontsize=13, weight="bold", va="top")
+    figure.text(0.05, 0.955, f"Patient {study.patient_name} (ID {study.patient_id})   Study date "
+                f"{_date(study.study_date)}   Accession {study.accession_number}   Time point "
+                f"{page.time_point.label}", fontsize=7.5, va="top")
+    notice = textwrap.fill(page.notice, 130)
+    figure.text(0.5, 0.925, notice, fontsize=7.5, weight="bold", color="white", ha="center", va="center",
+                bbox={"facecolor": BANNER_RGB, "edgecolor": "none", "boxstyle": "square,pad=0.5"})
+    figure.text(0.05, 0.895, f"Signature: {page.signature}   Cut-off: {page.cutoff}", fontsize=7.5, va="top")
+    return 0.88
+
+
+def _lesion_table(figure: Figure, lesions: Sequence[SummaryLesion], top: float) -> float:
+    """One row per lesion (capped); candidates' rows filled; changes when there are priors."""
+    shown = lesions[:MAX_TABLE_ROWS]
+    with_change = any(lesion.change is not None for lesion in lesions)
+    columns = ["Lesion", "Site", "Volume mL", "LD mm", "SA mm", "CD8 score", "Class"]
+    if with_change:
+        columns += ["LD vs baseline", "vs previous", "Change", "Match"]
+    rows = [_row(lesion, with_change) for lesion in shown]
+    row_height = 0.0145
+    height = row_height * (len(rows) + 1)
+    ax = figure.add_axes((0.05, top - height, 0.9, height))
+    ax.axis("off")
+    widths = [0.22] + [0.78 / (len(columns) - 1)] * (len(columns) - 1)  # identifiers are the longest
+    table = ax.table(cellText=rows, colLabels=columns, colWidths=widths, loc="upper center", cellLoc="center",
+                     bbox=Bbox.from_bounds(0.0, 0.0, 1.0, 1.0))
+    table.auto_set_font_size(False)
+    table.set_fontsize(6.5)
+    for (row, _), cell in table.get_celld().items():
+        cell.set_linewidth(0.3)
+        if row == 0:
+            cell.set_text_props(weight="bold")
+            cell.set_facecolor("#eaecee")
+        elif shown[row - 1].candidacies:
+            cell.set_facecolor(CANDIDATE_FILL)
+    y = top - height - 0.008
+    notes = [f"{lesion.tracking_id}: {'; '.join(lesion.candidacies)}" for lesion in lesions if lesion.candidacies]
+    if len(lesions) > len(shown):
+        notes.append(f"{len(lesions) - len(shown)} more lesions in the SR.")
+    text = "Tumour-board candidates (shaded): " + ("   ".join(notes) if notes else "none")
+    figure.text(0.05, y, textwrap.fill(text, 160), fontsize=6.5, va="top")
+    return y - 0.05
+
+
+def _row(lesion: SummaryLesion, with_change: bool) -> list[str]:
+    score = "not computable" if lesion.score is None else f"{lesion.score:.2f}"
+    row = [lesion.tracking_id, str(lesion.location).replace("_", " "), f"{lesion.volume_ml:.1f}",
+           f"{lesion.longest_axial_diameter_mm:.1f}", f"{lesion.short_axis_mm:.1f}", score,
+           str(lesion.score_class or "-")]
+    if with_change:
+        change = lesion.change
+        if change is None:
+            row += ["-", "-", "-", "-"]
+        else:
+            row += [_percent(change.diameter_pct_baseline.value), _percent(change.diameter_pct_previous.value),
+                    change.category.replace("_", " "),
+                    change.match_method.replace("_", " ") + (f" ({change.match_confidence})"
+                                                             if change.match_confidence else "")]
+    return row
+
+
+def _plots(figure: Figure, page: SummaryInput, top: float) -> float:
+    """The score strip, and beside it the sum of diameters over time when there is a series."""
+    height = 0.15
+    width = 0.42 if page.response else 0.88
+    _score_strip(figure.add_axes((0.08, top - height, width, height)), page)
+    if page.response:
+        _response_plot(figure.add_axes((0.56, top - height, 0.40, height)), page.response)
+    return top - height - 0.07
+
+
+def _score_strip(ax: Axes, page: SummaryInput) -> None:
+    """Scored lesions sorted by score, bars coloured by class, the cut-off dashed; candidates
+    labelled on their bars (followup.md section 5, item 4)."""
+    scored = sorted((lesion for lesion in page.lesions if lesion.score is not None),
+                    key=lambda lesion: (lesion.score, lesion.tracking_id))
+    ids = [lesion.tracking_id for lesion in scored]
+    scores = [float(lesion.score) for lesion in scored if lesion.score is not None]
+    colours = [HIGH_RGB if lesion.score_class == ScoreClass.HIGH else LOW_RGB for lesion in scored]
+    ax.bar(range(len(scored)), scores, color=colours, width=0.7)
+    ax.axhline(page.cutoff_value, color="black", linestyle="--", linewidth=0.8)
+    ax.text(0.0, page.cutoff_value, f" cut-off {page.cutoff_value:g}", transform=ax.get_yaxis_transform(),
+            va="bottom", fontsize=6)
+    for x, lesion in enumerate(scored):
+        if lesion.candidacies:
+            ax.annotate("candidate", (x, scores[x]), xytext=(0, 2), textcoords="offset points", ha="center",
+                        fontsize=5.5, weight="bold")
+    ax.set_xticks(range(len(scored)), ids, fontsize=6 if len(ids) < 12 else 4.5, rotation=0 if len(ids) < 12 else 90)
+    ax.set_ylabel("CD8 score")
+    ax.set_ylim(0, max([*scores, page.cutoff_value]) * 1.2)
+    unscored = [lesion.tracking_id for lesion in page.lesions if lesion.score is None]
+    title = "CD8 score per lesion (red: high, blue: low)"
+    ax.set_title(textwrap.fill(title + (f"; no score: {', '.join(unscored)}" if unscored else ""), 120), fontsize=7,
+                 loc="left")
+
+
+def _response_plot(ax: Axes, response: Sequence[ResponsePoint]) -> None:
+    """Sum of diameters over days from the first point, each point labelled with its
+    categories; the partial-response line (-30 % of baseline) and the progression threshold
+    (+20 % and +5 mm over the nadir of the earlier points) as in RECIST 1.1."""
+    first = response[0].date
+    days = [(point.date - first).days for point in response]
+    sums = [point.sum_of_diameters_mm for point in response]
+    ax.plot(days, sums, marker="o", color="black", linewidth=1, markersize=3)
+    ax.axhline(0.7 * sums[0], color=LOW_RGB, linestyle=":", linewidth=0.8)
+    ax.text(0.0, 0.7 * sums[0], "PR: -30 % of baseline", color=LOW_RGB, fontsize=5.5, va="bottom",
+            transform=ax.get_yaxis_transform())
+    if len(sums) > 1:
+        thresholds = [max(1.2 * min(sums[:i]), min(sums[:i]) + 5.0) for i in range(1, len(sums))]
+        ax.step(days[1:], thresholds, where="mid", color=HIGH_RGB, linestyle=":", linewidth=0.8)
+        ax.text(days[-1], thresholds[-1], "PD threshold", color=HIGH_RGB, fontsize=5.5, ha="right", va="bottom")
+    for day, total, point in zip(days, sums, response):
+        label = " / ".join(category for category in (point.recist, point.irecist) if category)
+        ax.annotate(label or "baseline", (day, total), xytext=(0, 4), textcoords="offset points", ha="center",
+                    fontsize=5.5)
+    ax.set_xlabel(f"days since {first.isoformat()}")
+    ax.set_ylabel("sum of diameters (mm)")
+    ax.set_ylim(0, max(sums) * 1.35)
+    ax.set_title("Sum of diameters, RECIST 1.1 / iRECIST (algorithmic)", fontsize=7, loc="left")
+
+
+def _tiles(figure: Figure, lesions: Sequence[SummaryLesion], top: float) -> float:
+    """Key images: the candidates first, then the lesions in order, up to MAX_TILES."""
+    with_image = [lesion for lesion in lesions if lesion.key_image is not None]
+    ordered = sorted(with_image, key=lambda lesion: not lesion.candidacies)[:MAX_TILES]
+    figure.text(0.05, top + 0.01, "Key images: axial slice of largest contour area; contour yellow, "
+                "peritumoral ring magenta; 10 mm bar", fontsize=7, weight="bold", va="bottom")
+    width, height, pitch = 0.20, 0.115, 0.14
+    for index, lesion in enumerate(ordered):
+        row, column = divmod(index, 4)
+        ax = figure.add_axes((0.05 + column * 0.23, top - 0.02 - row * pitch - height, width, height))
+        ax.set_anchor("N")
+        _tile(ax, lesion)
+    rows = (len(ordered) + 3) // 4
+    bottom = top - rows * pitch
+    if len(with_image) > len(ordered):
+        figure.text(0.05, bottom, f"{len(with_image) - len(ordered)} more key images: lesions in the SR.",
+                    fontsize=6.5, va="top")
+    return bottom - 0.02
+
+
+def _tile(ax: Axes, lesion: SummaryLesion) -> None:
+    image = lesion.key_image
+    assert image is not None  # _tiles passes lesions with a key image only
+    window = window_for(lesion.location)
+    rows, columns = image.hu.shape
+    row_mm, column_mm = image.pixel_spacing_mm
+    ax.imshow(overlay_rgb(image, window), interpolation="none", aspect=row_mm / column_mm)
+    bar = SCALE_BAR_MM / column_mm
+    ax.plot([columns * 0.95 - bar, columns * 0.95], [rows * 0.93] * 2, color="white", linewidth=1.5)
+    ax.text(2, rows * 0.5, "R", color="white", fontsize=6, va="center")
+    ax.text(columns - 3, rows * 0.5, "L", color="white", fontsize=6, va="center", ha="right")
+    mark = " (candidate)" if lesion.candidacies else ""
+    score = "no score" if lesion.score is None else f"score {lesion.score:.2f}"
+    ax.set_title(f"{lesion.tracking_id}{mark}\n{score}, z {image.slice_z_mm:.1f} mm", fontsize=5.5)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _footer(figure: Figure, page: SummaryInput, top: float) -> None:
+    """The summary lines in the space left (the SR holds them all), then the provenance."""
+    provenance = [*page.provenance, f"SR SOP Instance UID: {page.sr_sop_instance_uid}"]
+    if page.prior_sr_uids:
+        provenance.append("Prior SRs: " + ", ".join(page.prior_sr_uids))
+    footer = [wrapped for line in provenance for wrapped in textwrap.wrap(line, 190)]
+    figure.text(0.05, 0.015, "\n".join(footer), fontsize=5, va="bottom", color="#424949")
+    summary = [wrapped for line in page.summary if line not in page.notice  # the notice is in the banner
+               for wrapped in textwrap.wrap(line, 150)]
+    room = int((top - 0.025 - _text_height(len(footer), 5.0)) / _text_height(1, 6.0))
+    if len(summary) > room:
+        summary = [*summary[:room - 1], "... the full summary is in the SR."]
+    figure.text(0.05, top, "\n".join(summary), fontsize=6, va="top")
+
+
+def _text_height(lines: int, points: float) -> float:
+    """Height of `lines` lines of text as a fraction of the page: matplotlib's 1.2 line spacing
+    times DejaVu Sans' line height (1.164 em), rounded up."""
+    return lines * points * 1.2 * 1.2 / 72 / A4_INCHES[1]
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.1f} %"
+
+
+def _date(dicom_date: str) -> str:
+    return f"{dicom_date[:4]}-{dicom_date[4:6]}-{dicom_date[6:8]}" if len(dicom_date) == 8 else "unknown"
+

@@ -95,14 +95,14 @@ def _cmd_score(args: argparse.Namespace) -> int:
                         patient_identifier_system=config.patient_identifier_system,
                         parallel=config.scorer_workers, lesion_roi_types=frozenset(config.lesion_roi_types),
                         max_lesions=config.max_lesions_per_study, limits=config.instance_limits,
-                        priors=_file_priors(args.prior, config) if args.prior else None,
+                        priors=file_priors(args.prior, config) if args.prior else None,
                         prior_ct=_directory_prior_ct(args.prior_ct),
                         response_inputs=ResponseInputs.from_config(config))
     _print_result(written)
     return 0
 
 
-def _file_priors(paths: Sequence[Path], config: Config) -> PriorLookup:
+def file_priors(paths: Sequence[Path], config: Config) -> PriorLookup:
     """`--prior` files as a prior source, under the service's rules and limits (lookback,
     count, identity, superseded versions). The files are their own cache: the resolver's one
     lives in a temporary directory, removed when the command ends."""

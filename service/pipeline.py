@@ -129,18 +129,27 @@ def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path
     return WrittenOutputs(result, paths, sr_uid)
 
 
-def run_study(datasets: Sequence[Dataset], scorer: Scorer, outdir: Path, *,
-              patient_identifier_system: str, parallel: int = 2,
-              lesion_roi_types: frozenset[str] = LESION_ROI_TYPES, max_lesions: int | None = None,
-              predecessor: Dataset | None = None, limits: InstanceLimits = InstanceLimits(),
-              priors: PriorLookup | None = None, prior_ct: PriorCtSource | None = None,
-              response_inputs: ResponseInputs = ResponseInputs()) -> WrittenOutputs:
-    """The whole pipeline on one study's instances; with `priors`, looked up once the study is
-    scored (its identity is then known), the outputs carry the follow-up against them. A prior
-    in another Frame of Reference is mapped by a Spatial Registration object among the study's
-    instances, else by registering the CT `prior_ct` gives for it. Without `priors`, the study is
-    a baseline: its report still states each lesion's Baseline Category (targets chosen here).
-    `response_inputs`: the response's time anchors (treatment start, baseline, irradiated lesions)."""
+@dataclass(frozen=True)
+class AssessedStudy:
+    """A scored study compared with its priors, before anything is written."""
+
+    result: StudyResult
+    comparison: Comparison
+    key_images: tuple[KeyImage, ...]
+    evidence: Sequence[Dataset]
+
+
+def assess_study(datasets: Sequence[Dataset], scorer: Scorer, *, parallel: int = 2,
+                 lesion_roi_types: frozenset[str] = LESION_ROI_TYPES, max_lesions: int | None = None,
+                 limits: InstanceLimits = InstanceLimits(), priors: PriorLookup | None = None,
+                 prior_ct: PriorCtSource | None = None,
+                 response_inputs: ResponseInputs = ResponseInputs()) -> AssessedStudy:
+    """Score one study's instances and compare it with its priors; with `priors`, looked up once
+    the study is scored (its identity is then known). A prior in another Frame of Reference is
+    mapped by a Spatial Registration object among the study's instances, else by registering the
+    CT `prior_ct` gives for it. Without `priors`, the study is a baseline: its report still
+    states each lesion's Baseline Category (targets chosen here). `response_inputs`: the
+    response's time anchors (treatment start, baseline, irradiated lesions)."""
     inputs, warnings = select_inputs(datasets, limits)
     scored = score_study(inputs, scorer, parallel=parallel, warnings=warnings, lesion_roi_types=lesion_roi_types,
                          max_lesions=max_lesions, limits=limits)
@@ -154,7 +163,18 @@ def run_study(datasets: Sequence[Dataset], scorer: Scorer, outdir: Path, *,
                           prior_ct)
     followed = follow_up(result, inputs.ct.geometry, acquisition(inputs.ct, inputs.evidence), reports, notes, frames,
                          response_inputs)
-    result, comparison = followed.result, followed.comparison
-    return write_outputs(result, inputs.evidence, outdir, patient_identifier_system, predecessor, comparison,
-                         scored.key_images)
+    return AssessedStudy(followed.result, followed.comparison, tuple(scored.key_images), inputs.evidence)
 
+
+def run_study(datasets: Sequence[Dataset], scorer: Scorer, outdir: Path, *,
+              patient_identifier_system: str, parallel: int = 2,
+              lesion_roi_types: frozenset[str] = LESION_ROI_TYPES, max_lesions: int | None = None,
+              predecessor: Dataset | None = None, limits: InstanceLimits = InstanceLimits(),
+              priors: PriorLookup | None = None, prior_ct: PriorCtSource | None = None,
+              response_inputs: ResponseInputs = ResponseInputs()) -> WrittenOutputs:
+    """The whole pipeline on one study's instances (assess_study), then its outputs written."""
+    assessed = assess_study(datasets, scorer, parallel=parallel, lesion_roi_types=lesion_roi_types,
+                            max_lesions=max_lesions, limits=limits, priors=priors, prior_ct=prior_ct,
+                            response_inputs=response_inputs)
+    return write_outputs(assessed.result, assessed.evidence, outdir, patient_identifier_system, predecessor,
+                         assessed.comparison, assessed.key_images)

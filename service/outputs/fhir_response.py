@@ -27,6 +27,7 @@ from pydicom.sr.coding import Code
 from service.comparison import ResponseAssessment
 from service.model import Metric
 from service.outputs import codes
+from service.outputs.response_values import sum_of_diameters_values
 from service.outputs.fhir_common import (ResourceKey, StudyContext, component, concept, metric_component, notes,
                                          observation)
 
@@ -83,14 +84,7 @@ def _recist_components(response: ResponseAssessment) -> list[ObservationComponen
                   "Non-target response (automated proxy)", "no non-target lesions at baseline"),
         component(concept(codes.NEW_LESION_CANDIDATES), response.new_lesion_count),
     ]
-    for code, metric, unit in (
-        (codes.SOD, response.sod_mm, codes.UNIT_MM),
-        (codes.SOD_BASELINE, response.baseline_sod_mm, codes.UNIT_MM),
-        (codes.SOD_NADIR, response.nadir_sod_mm, codes.UNIT_MM),
-        (codes.SOD_PCT_BASELINE, response.percent_vs_baseline, codes.UNIT_PERCENT),
-        (codes.SOD_PCT_NADIR, response.percent_vs_nadir, codes.UNIT_PERCENT),
-        (codes.SOD_MM_NADIR, response.mm_vs_nadir, codes.UNIT_MM),
-    ):
+    for code, metric, unit in sum_of_diameters_values(response):
         parts.append(metric_component(concept(code), metric, unit))
     return parts
 

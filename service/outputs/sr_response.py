@@ -26,6 +26,7 @@ from pydicom.sr.coding import Code
 from service.comparison import ResponseAssessment
 from service.model import Metric
 from service.outputs import codes
+from service.outputs.response_values import sum_of_diameters_values
 from service.uids import derived_uid
 
 RECIST_GROUP_IDENTIFIER = "RECIST 1.1 assessment"
@@ -50,12 +51,7 @@ def response_groups(response: ResponseAssessment, measurements: Measurements,
 def _recist_group(response: ResponseAssessment, measurements: Measurements,
                   time_point: TimePoint) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     values: list[tuple[Code, Metric, Code]] = [
-        (codes.SOD, response.sod_mm, codes.UNIT_MM),
-        (codes.SOD_BASELINE, response.baseline_sod_mm, codes.UNIT_MM),
-        (codes.SOD_NADIR, response.nadir_sod_mm, codes.UNIT_MM),
-        (codes.SOD_PCT_BASELINE, response.percent_vs_baseline, codes.UNIT_PERCENT),
-        (codes.SOD_PCT_NADIR, response.percent_vs_nadir, codes.UNIT_PERCENT),
-        (codes.SOD_MM_NADIR, response.mm_vs_nadir, codes.UNIT_MM),
+        *sum_of_diameters_values(response),
         (codes.NEW_LESION_CANDIDATES, Metric(float(response.new_lesion_count)), codes.UNIT_LESIONS),
         (codes.NLT_SUM, Metric(response.nlt_sum_mm), codes.UNIT_MM),
     ]

@@ -11,7 +11,6 @@ from the polygons, never from the service.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from service.priors import read_prior_report
 from tests.support.follow_up_study import diameter_percent_bounds, write_follow_up
 from tests.support.moved_study import contour_points, rigid_about_z, spatial_registration, write_moved_follow_up
 from tests.support.orthanc import Orthanc, find_orthanc, reference_config
+from tests.support.pacs_site import TIMEOUT_S, Site
 from tests.support.processes import LOOPBACK, free_port, wait_until
 from tests.support.service import QUIET_SECONDS, RunningService, Scorer
 from tests.support.studies import copy_study
@@ -30,26 +30,6 @@ from tests.support.studies import copy_study
 pytestmark = pytest.mark.external
 S = 1.3
 FOLLOW_UP_DATE = "20020301"  # STS_019 is of 20011127
-TIMEOUT_S = 240
-
-
-@dataclasses.dataclass
-class Site:
-    orthanc: Orthanc
-    service: RunningService
-
-    def sr(self, study_uid: str) -> Path:
-        """The study's current SR in the outbox."""
-        self.service.wait_for(study_uid, timeout_s=TIMEOUT_S)
-        path = self.service.result_sr(study_uid)
-        assert path is not None, self.service.status()
-        return path
-
-    def in_pacs(self, sr: Path) -> None:
-        """Wait until Orthanc holds this SR (it was delivered)."""
-        uid = str(pydicom.dcmread(sr, stop_before_pixels=True).SOPInstanceUID)
-        wait_until(lambda: bool(self.orthanc.post("/tools/find", {"Level": "Instance", "Query": {"SOPInstanceUID": uid}})),
-                   TIMEOUT_S, "the SR to reach Orthanc")
 
 
 def _settings(dicom_port: int, web_port: int, **priors: object) -> dict[str, object]:

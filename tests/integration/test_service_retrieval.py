@@ -24,35 +24,14 @@ from service.priors import read_prior_report
 from tests.support.follow_up_study import diameter_percent_bounds, write_follow_up
 from tests.support.moved_study import contour_points, rigid_about_z, write_moved_follow_up
 from tests.support.orthanc import Orthanc, find_orthanc, reference_config
+from tests.support.pacs_site import TIMEOUT_S, Site
 from tests.support.processes import LOOPBACK, free_port, wait_until
 from tests.support.service import QUIET_SECONDS, RunningService, Scorer
 from tests.support.studies import copy_study
 
 pytestmark = pytest.mark.external
-TIMEOUT_S = 240
 S = 1.3
 REGISTRATION_TOLERANCE_MM = 2.0  # tests/integration/test_registration.py says why
-
-
-@dataclasses.dataclass
-class Site:
-    orthanc: Orthanc
-    service: RunningService
-
-    def sr(self, study_uid: str) -> Path:
-        self.service.wait_for(study_uid, timeout_s=TIMEOUT_S)
-        path = self.service.result_sr(study_uid)
-        assert path is not None, self.service.status()
-        return path
-
-    def in_pacs(self, sr: Path) -> None:
-        uid = str(pydicom.dcmread(sr, stop_before_pixels=True).SOPInstanceUID)
-        wait_until(lambda: bool(self.orthanc.post("/tools/find", {"Level": "Instance", "Query": {"SOPInstanceUID": uid}})),
-                   TIMEOUT_S, "the SR to reach Orthanc")
-
-    def send(self, *paths: Path) -> None:
-        sent = self.service.storescu(*paths)
-        assert sent.returncode == 0, sent.stderr
 
 
 def _settings(dicom_port: int, web_port: int, provider: str, **more: object) -> dict[str, object]:

@@ -130,7 +130,7 @@ def _value(key: str, kind: Any, value: Any) -> Any:
         if len(set(items)) != len(items):
             raise refuse("a list without repetitions")
         return items
-    if not isinstance(value, str):
+    if not isinstance(value, str):  # the text settings are the ROI-name regular expressions
         raise refuse("text")
     try:
         re.compile(value)

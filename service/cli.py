@@ -87,8 +87,10 @@ def _print_result(written: WrittenOutputs) -> None:
 
 def _cmd_score(args: argparse.Namespace) -> int:
     """The service's pipeline, offline: the study's files, scored by the scoring core in this process."""
-    config = _config(args, **{name: value for name in ("treatment_start", "baseline_study_uid", "irradiated_lesions")
+    config = _config(args, **{name: value for name in ("treatment_start", "baseline_study_uid", "irradiated_lesions",
+                                                         "response_settings_file")
                                if (value := getattr(args, name)) is not None})
+    response_inputs = ResponseInputs.from_config(config)  # a wrong rule setting stops before any scoring
     scorer = InProcessScorer(scoring_context(config), volume_filter_ml=config.volume_filter_ml,
                              max_message_bytes=config.grpc_max_message_bytes)
     written = run_study(read_study_headers(args.ct, args.rtstruct or args.seg), scorer, args.out,
@@ -97,7 +99,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
                         max_lesions=config.max_lesions_per_study, limits=config.instance_limits,
                         priors=file_priors(args.prior, config) if args.prior else None,
                         prior_ct=_directory_prior_ct(args.prior_ct),
-                        response_inputs=ResponseInputs.from_config(config))
+                        response_inputs=response_inputs)
     _print_result(written)
     return 0
 
@@ -328,6 +330,10 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--irradiated-lesion", dest="irradiated_lesions", action="append", metavar="TRACKING_UID",
                        help="tracking UID of an irradiated lesion (repeatable; setting irradiated_lesions): never "
                             "an automatic target; out-of-field response is assessed on the others")
+    score.add_argument("--response-settings", dest="response_settings_file", type=Path, metavar="FILE",
+                       help="the response rules' settings (setting response_settings_file): a YAML file with "
+                            "sections recist, irecist, kinetics (examples/response-settings.yaml); those not at "
+                            "their defaults are stated in the SR")
     score.set_defaults(handler=_cmd_score)
 
     features = commands.add_parser("features", help="features per ROI and region under explicit settings")

@@ -167,6 +167,10 @@ class Config:
     treatment_start: str | None = None
     baseline_study_uid: str | None = None
     irradiated_lesions: tuple[str, ...] = ()
+    # The response rules' settings (RECIST 1.1, iRECIST, kinetics; followup.md 9.2): a YAML file
+    # with sections recist, irecist, kinetics (examples/response-settings.yaml), read and checked
+    # once at start (service.longitudinal.settings_file); unset: the guideline defaults
+    response_settings_file: Path | None = None
     fhir_base_url: str | None = None
     # EHR authorisation: a static bearer token, or SMART backend services (client id + private key;
     # the token endpoint from .well-known/smart-configuration unless set)

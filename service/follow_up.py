@@ -71,7 +71,8 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
               frames: FrameSources = FrameSources(), inputs: ResponseInputs = ResponseInputs()) -> FollowUp:
     """Compare a scored study with its prior SRs; without priors, a baseline report (which
     still chooses the targets). `frames` relate the previous time point's Frame of Reference to
-    the current one when they differ; `inputs` are the response's time anchors."""
+    the current one when they differ; `inputs` are the response's time anchors and rule settings
+    (those not at their defaults are stated in the notes)."""
     ordered = sorted(priors, key=lambda p: (study_moment(p.study_date, p.study_time), p.study_instance_uid))
     current = TimePoint(result.study.study_instance_uid, result.ct.frame_of_reference_uid, extent,
                         tuple(_current_lesion(lesion) for lesion in result.lesions),
@@ -81,7 +82,8 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
                                  {}, {})
     if not ordered:
         own = assess_response(current_study, (), (), {}, {}, inputs)
-        return FollowUp(result, Comparison(notes=(*notes, *own.notes), baseline_categories=own.categories,
+        return FollowUp(result, Comparison(notes=(*notes, *own.notes, *inputs.notes()),
+                                           baseline_categories=own.categories,
                                            anchors=tuple(inputs.key())))
     tags = _feature_tags(result)
     previous_report = ordered[-1]
@@ -137,7 +139,7 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
         time_point=TimePointInfo(len(ordered) + 1, _days(ordered[0].study_date, result.study.study_date)),
         priors=tuple(_reference(report) for report in ordered),
         lesions=lesions,
-        notes=(*all_notes, *response.notes),
+        notes=(*all_notes, *response.notes, *inputs.notes()),
         baseline_categories=response.categories,
         response=response.assessment,
         series=response.series,

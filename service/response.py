@@ -37,7 +37,8 @@ from service.longitudinal.kinetics import (Flag, Kinetics, SumAt, dissociated_re
 from service.longitudinal.links import Link
 from service.longitudinal.recist import (Assessment, LesionMeasurement, MeasurementStatus, OverallResponse,
                                          RecistResult, assess_series, baseline_assessment, follow_up_assessment)
-from service.longitudinal.response_settings import RecistSettings
+from service.longitudinal.response_settings import KineticsSettings, RecistSettings
+from service.longitudinal.settings_file import ResponseSettings, read_response_settings
 from service.longitudinal.targets import BaselineCategory, BaselineLesion, SelectionSource, TargetSet, select_targets
 from service.longitudinal.timepoint import TimepointLesion
 from service.model import Metric
@@ -47,20 +48,25 @@ BASELINE_INFERRED = "baseline inferred: the earliest study (no treatment_start o
 
 @dataclass(frozen=True)
 class ResponseInputs:
-    """The time anchors of followup.md 9.2; `irradiated_lesions` None: not given."""
+    """The time anchors of followup.md 9.2 (`irradiated_lesions` None: not given) and the
+    site's rule settings (response_settings_file)."""
 
     treatment_start: datetime.date | None = None
     baseline_study_uid: str | None = None
     irradiated_lesions: tuple[str, ...] | None = None
+    rules: ResponseSettings = ResponseSettings()
 
     @classmethod
     def from_config(cls, config: Config) -> ResponseInputs:
+        """Reads response_settings_file: call once at start (ConfigError if it is wrong)."""
         return cls(None if config.treatment_start is None else datetime.date.fromisoformat(config.treatment_start),
-                   config.baseline_study_uid, config.irradiated_lesions or None)
+                   config.baseline_study_uid, config.irradiated_lesions or None,
+                   read_response_settings(config.response_settings_file))
 
     def key(self) -> list[str]:
-        """What the SR's UID key adds when an anchor is set: another anchor, another report."""
-        parts = []
+        """What the SR's UID key adds when an anchor is set or a rule setting is not the
+        default: other anchors or other rules, another report."""
+        parts = [f"rule:{key}={value}" for key, value, _ in self.rules.changed()]
         if self.treatment_start is not None:
             parts.append(f"treatment_start:{self.treatment_start.isoformat()}")
         if self.baseline_study_uid is not None:
@@ -68,6 +74,14 @@ class ResponseInputs:
         if self.irradiated_lesions is not None:
             parts.append("irradiated:" + ",".join(sorted(self.irradiated_lesions)))
         return parts
+
+    def notes(self) -> list[str]:
+        """The report's statement of the rule settings that are not the guideline's defaults."""
+        changed = self.rules.changed()
+        if not changed:
+            return []
+        return ["response rule settings not at their defaults: " + "; ".join(
+            f"{key} {value} (default {default})" for key, value, default in changed)]
 
 
 @dataclass(frozen=True)
@@ -105,13 +119,14 @@ def dicom_date(value: str) -> datetime.date | None:
 
 def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links: Sequence[Link],
                     identities: Mapping[str, CarriedIdentity], lesion_percent: Mapping[str, float],
-                    inputs: ResponseInputs = ResponseInputs(),
-                    settings: RecistSettings = RecistSettings()) -> ResponseOutcome:
-    """The Baseline Categories of the current lesions and, after the baseline, the assessment.
+                    inputs: ResponseInputs = ResponseInputs()) -> ResponseOutcome:
+    """The Baseline Categories of the current lesions and, after the baseline, the assessment,
+    under the rule settings `inputs` carries.
 
     `priors` oldest first; `links`/`identities` relate the current lesions to the previous
     study's; `lesion_percent`: tracking UID -> diameter % change against baseline.
     """
+    settings, rules = inputs.rules.recist, inputs.rules
     studies = [*priors, current]
     base, notes = _baseline_index(studies, inputs)
     irradiated = inputs.irradiated_lesions or ()
@@ -138,19 +153,19 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
         state = IRecistState()
         history: tuple[IRecistResult, ...] = ()
     else:
-        history = run(results[:-1])
+        history = run(results[:-1], settings=rules.irecist, recist_settings=settings)
         state = IRecistState.from_dict(json.loads(previous.state)) if previous.state else history[-1].state
-    irecist = step(state, results[-1], slice_thickness_mm=current.slice_thickness_mm)
+    irecist = step(state, results[-1], rules.irecist, settings, slice_thickness_mm=current.slice_thickness_mm)
     categories_over_time = [_prior_category(study, result) for study, result in zip(studies[base + 1:-1], history)]
     categories_over_time.append(str(irecist.category))
 
     sums = [target_sum(target_set, assessment) for assessment in assessments]
-    rates, first_pd = _kinetics(sums, results, inputs.treatment_start)
-    flags = [*hyperprogression(rates, first_pd),
+    rates, first_pd = _kinetics(sums, results, inputs.treatment_start, rules.kinetics)
+    dissociated, lesion_level = dissociated_response(results[-1], lesion_percent, rules.kinetics)
+    flags = [*hyperprogression(rates, first_pd, rules.kinetics),
              pseudoprogression([IRecistCategory(c) for c in categories_over_time]),
-             dissociated_response(results[-1], lesion_percent)[0],
-             *out_of_field(inputs.irradiated_lesions, target_set, series, lesion_percent, settings)]
-    lesion_level = dissociated_response(results[-1], lesion_percent)[1]
+             dissociated,
+             *out_of_field(inputs.irradiated_lesions, target_set, series, lesion_percent, settings, rules.kinetics)]
     notes.append(f"dissociated response, lesion level ({lesion_level.definition}): "
                  f"{'yes' if lesion_level.value else 'no'}")
     last = results[-1]
@@ -252,8 +267,8 @@ def _prior_category(study: StudyLesions, rerun: IRecistResult) -> str:
     return str(rerun.category)
 
 
-def _kinetics(sums: Sequence[SumAt], results: Sequence[RecistResult],
-              treatment_start: datetime.date | None) -> tuple[Kinetics, bool | None]:
+def _kinetics(sums: Sequence[SumAt], results: Sequence[RecistResult], treatment_start: datetime.date | None,
+              settings: KineticsSettings) -> tuple[Kinetics, bool | None]:
     """TGR/TGK around the treatment start, and whether T1 was RECIST PD (None: unknown)."""
     points = kinetics_points(sums, treatment_start)
     if isinstance(points, str):
@@ -261,7 +276,7 @@ def _kinetics(sums: Sequence[SumAt], results: Sequence[RecistResult],
         return Kinetics(*(missing,) * len(Kinetics.__dataclass_fields__)), None
     pre, baseline, first = points
     at_first = next((r for r in results if r.study_uid == first.study_uid), None)
-    return kinetics(pre, baseline, first), None if at_first is None else at_first.overall is OverallResponse.PD
+    return kinetics(pre, baseline, first, settings), None if at_first is None else at_first.overall is OverallResponse.PD
 
 
 def _flag(flag: Flag) -> PatternFlag:

@@ -72,6 +72,7 @@ class StudyWorker:
         self._stop = threading.Event()
         self._cycle_errors = RepeatedErrorLog(log)
         self._providers = build_providers(config, dimse_tls=pacs_tls(config))
+        self._response_inputs = ResponseInputs.from_config(config)  # reads response_settings_file: once, at start
         self._prior_cache = PriorCache(config.prior_cache_dir)
         retrievers, limits = retrieving(self._providers), RetrievalLimits(config.instance_limits)
         self._prior_ct = RetrievedPriorCt(retrievers, config.var_dir / "retrieved", limits) if retrievers else None
@@ -189,7 +190,7 @@ class StudyWorker:
                 max_lesions=self._config.max_lesions_per_study,
                 predecessor=self._previous_report(study_uid), limits=self._config.instance_limits,
                 priors=self._prior_lookup(), prior_ct=self._prior_ct,
-                response_inputs=ResponseInputs.from_config(self._config),
+                response_inputs=self._response_inputs,
             )
         except InputError as error:
             self._fail(study_uid, str(error), "input")

@@ -31,8 +31,9 @@ WEEK_6, WEEK_11 = 42, 77
 SCALES = {"week-6": 1.3, "week-11": 1.6}
 
 
-def _score(ct: Path, rtstruct: Path, out: Path, *priors: Path, treatment_start: str) -> None:
-    arguments = [arg for prior in priors for arg in ("--prior", str(prior))]
+def _score(ct: Path, rtstruct: Path, out: Path, *priors: Path, treatment_start: str,
+           options: tuple[str, ...] = ()) -> None:
+    arguments = [arg for prior in priors for arg in ("--prior", str(prior))] + list(options)
     run = subprocess.run([sys.executable, "-m", "service.cli", "score", "--ct", str(ct), "--rtstruct", str(rtstruct),
                           "--out", str(out), "--treatment-start", treatment_start, *arguments],
                          cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -125,6 +126,32 @@ def test_week_6_is_recist_pd_and_iupd(series, sts019):
     state = json.loads(texts["IRECISTSTATE"][0])
     assert state["pending_iupd"] is True and state["iupd_basis"] == ["target"]
     assert any("requires radiologist confirmation" in line for line in texts["121106"])
+
+
+def test_week_6_under_a_site_pd_threshold_is_sd_and_the_sr_says_why(series, tmp_path):
+    """The same week 6 (+30 %, > 5 mm) scored under `--response-settings` with PD at +40 %:
+    below the site's threshold, so by RECIST 1.1 target SD, overall SD, iRECIST iSD; the SR
+    states the setting and is another SR than the one under the guideline's 20 %."""
+    root, rtstructs, start = series
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("recist:\n  pd_pct: 40\n")
+    iso_start = f"{start[:4]}-{start[4:6]}-{start[6:]}"
+    _score(root / "week-6-study" / "ct", rtstructs["week-6"], tmp_path / "out", root / "baseline",
+           treatment_start=iso_start, options=("--response-settings", str(rules)))
+    sr = _sr(tmp_path / "out")
+    group = _group(sr, "RECIST 1.1 assessment")
+    nums, coded = _nums(group), _coded(group)
+    assert 20 <= nums["SODPCTNAD"] < 40 and nums["SODMMNAD"] >= 5
+    assert coded["RECIST11TPR"] == ["OVSD"] and coded["IRECISTTPR"] == ["ISD"]
+    assert any("recist.pd_pct 40.0 (default 20.0)" in str(item.TextValue)
+               for item in _all_items(sr) if item.ValueType == "TEXT")
+    assert sr.SOPInstanceUID != _sr(root / "week-6").SOPInstanceUID
+
+
+def _all_items(dataset):
+    for item in dataset.get("ContentSequence", []):
+        yield item
+        yield from _all_items(item)
 
 
 def test_week_11_confirms_as_icpd_from_the_carried_state(series):

@@ -200,9 +200,12 @@ def step(state: IRecistState, recist: RecistResult, settings: IRecistSettings = 
     if days is None:
         reasons.append("dates unknown: the confirmation window cannot be checked")
         return finish(IRecistCategory.IUPD, base)
+    # Targets not evaluable while an iUPD waits: the time point is NE and the iUPD stays pending
+    # (Seymour 2017 table 3, example 8: iUPD, NE, NE, ... gives iBOR iUPD).
+    not_evaluable = recist.target_response is TargetResponse.NE
     if days < settings.confirm_min_days - settings.confirm_tolerance_days:
         reasons.append(TOO_EARLY)
-        return finish(IRecistCategory.IUPD, base, days)
+        return finish(IRecistCategory.NE if not_evaluable else IRecistCategory.IUPD, base, days)
     if days > settings.confirm_max_days:
         flags.append(OUTSIDE_WINDOW)
 
@@ -210,6 +213,9 @@ def step(state: IRecistState, recist: RecistResult, settings: IRecistSettings = 
     if confirming:
         reasons += confirming
         return finish(IRecistCategory.ICPD, replace(base, pending_iupd=False, confirmed=True), days)
+    if not_evaluable:
+        reasons.append("not evaluable: confirmation of the iUPD still pending")
+        return finish(IRecistCategory.NE, base, days)
     still = [b for b in state.iupd_basis if _still_progressing(b, recist, new)]
     shrank_further = (sod is not None and state.target_sod_at_iupd is not None and sod < state.target_sod_at_iupd
                       and recist.target_response in (TargetResponse.PR, TargetResponse.CR))

@@ -19,11 +19,23 @@ def target(uid: str, d: float) -> TimepointLesion:
     return TimepointLesion(uid, uid, UidSource.DERIVED, uid, 1, "liver", (0.0, 0.0, 0.0), d, d - 2, 1.0)
 
 
-def scenario(points: list[tuple[int, float, dict[str, float]]]) -> list[I]:
-    """(day, target sum, {new lesion uid: D}) per time point, baseline first."""
-    ts = select_targets([target("1.1", points[0][1])], None)
+def _target_at(d: float | None) -> LesionMeasurement:
+    """The target as measured: 0 mm is gone (RECIST CR), None is not evaluable (NE)."""
+    if d is None:
+        return LesionMeasurement("1.1", MeasurementStatus.NOT_EVALUABLE)
+    if d == 0:
+        return LesionMeasurement("1.1", MeasurementStatus.ABSENT, 0.0, 0.0)
+    return LesionMeasurement("1.1", MeasurementStatus.MEASURED, d, 1.0)
+
+
+def scenario(points: list[tuple[int, float | None, dict[str, float]]]) -> list[I]:
+    """(day, target sum, {new lesion uid: D}) per time point, baseline first; a target sum of 0
+    is the target gone, None the target not evaluable."""
+    baseline = points[0][1]
+    assert baseline is not None
+    ts = select_targets([target("1.1", baseline)], None)
     series = [Assessment(f"s{i}", D0 + datetime.timedelta(days=day),
-                         (LesionMeasurement("1.1", MeasurementStatus.MEASURED, d, 1.0),
+                         (_target_at(d),
                           *(LesionMeasurement(uid, MeasurementStatus.MEASURED, nd, 1.0, organ="lung")
                             for uid, nd in new.items())))
               for i, (day, d, new) in enumerate(points)]
@@ -98,7 +110,13 @@ def test_state_round_trip() -> None:
 # Seymour 2017 table 3 ("Scenarios of assignments of best overall response using iRECIST") lists
 # time-point sequences for patients with target disease. Each case below is a sum-of-diameters
 # series built to produce one of its sequences; the expected categories are the table's.
-SEYMOUR_TABLE_3 = {
+SEYMOUR_TABLE_3: dict[str, tuple[list[tuple[int, float | None, dict[str, float]]], list[I]]] = {
+    # example 1: iCR, iCR, then iUPD (a new lesion) and iCPD (another new lesion)
+    "example 1": ([(0, 50, {}), (42, 0, {}), (84, 0, {}), (126, 0, {"2.1": 12}), (168, 0, {"2.1": 12, "3.1": 12})],
+                  [I.ICR, I.ICR, I.IUPD, I.ICPD]),
+    # example 2: iUPD, then iPR, then iCR (the target gone), iCR
+    "example 2": ([(0, 50, {}), (42, 62, {}), (84, 34, {}), (126, 0, {}), (168, 0, {})],
+                  [I.IUPD, I.IPR, I.ICR, I.ICR]),
     # example 3: iUPD, then iPR (the bar is reset), then iPR
     "example 3": ([(0, 50, {}), (42, 62, {}), (84, 34, {}), (126, 34, {})], [I.IUPD, I.IPR, I.IPR]),
     # example 4: iUPD, then iSD, then iPR
@@ -110,6 +128,9 @@ SEYMOUR_TABLE_3 = {
     "example 6": ([(0, 50, {}), (42, 62, {}), (77, 68, {})], [I.IUPD, I.ICPD]),
     # example 7: iUPD, iUPD without confirmation (+1 mm), then iCPD (+6 mm, cumulative)
     "example 7": ([(0, 50, {}), (42, 62, {}), (84, 63, {}), (126, 68, {})], [I.IUPD, I.IUPD, I.ICPD]),
+    # example 8: iUPD, then not evaluable at every later time point: it stays unconfirmed (NE)
+    "example 8": ([(0, 50, {}), (42, 62, {}), (84, None, {}), (126, None, {}), (168, None, {}), (210, None, {})],
+                  [I.IUPD, I.NE, I.NE, I.NE, I.NE]),
 }
 
 

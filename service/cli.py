@@ -40,6 +40,7 @@ from service.priors.cache import PriorCache
 from service.priors.files import FilesProvider
 from service.priors.resolve import PriorsOutcome, resolve_priors
 from service.report import (change_rows_from_sr, format_change_table, format_feature_table, format_table,
+                            response_line_from_sr,
                             rows_from_result, rows_from_sr)
 from service.scoring.in_process import InProcessScorer
 from service.scoring.parameter_file import load_parameter_file
@@ -191,6 +192,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print()
         print("Change against the earlier studies:")
         print(format_change_table(changes))
+    response = response_line_from_sr(dataset)
+    if response:
+        print()
+        print(response)
     page = artefact_path(args.sr.parent, str(dataset.SOPInstanceUID), Artefact.SUMMARY_PDF)
     if page.is_file():
         print()

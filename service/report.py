@@ -4,7 +4,7 @@ against earlier studies (show) and features."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
@@ -183,3 +183,34 @@ def format_change_table(rows: Sequence[ChangeRow]) -> str:
 
 def _signed(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:+.{digits}f}"
+
+
+def _content_items(items: Sequence[Dataset]) -> Iterator[Dataset]:
+    for item in items:
+        yield item
+        yield from _content_items(item.get("ContentSequence", []))
+
+
+def response_line_from_sr(dataset: Dataset) -> str | None:
+    """The RECIST 1.1 and iRECIST categories and the sum of diameters of a follow-up SR's
+    "RECIST 1.1 assessment" group, in one line; None for an SR without one (a baseline)."""
+    found: dict[str, str] = {}
+    for item in _content_items(dataset.get("ContentSequence", [])):
+        name = item.get("ConceptNameCodeSequence")
+        if not name:
+            continue
+        code = str(name[0].CodeValue)
+        if code in (codes.RECIST_RESPONSE.value, codes.IRECIST_RESPONSE.value) and item.get("ConceptCodeSequence"):
+            found.setdefault(code, str(item.ConceptCodeSequence[0].CodeMeaning))
+        elif code in (codes.SOD.value, codes.SOD_PCT_BASELINE.value) and item.get("MeasuredValueSequence"):
+            found.setdefault(code, str(item.MeasuredValueSequence[0].NumericValue))
+    if codes.RECIST_RESPONSE.value not in found:
+        return None
+    overall = found[codes.RECIST_RESPONSE.value]
+    line = (f"Response (algorithmic, {codes.REQUIRES_CONFIRMATION}): RECIST 1.1 {overall[:1].lower()}{overall[1:]}; "
+            f"{found.get(codes.IRECIST_RESPONSE.value, 'iRECIST not stated')}")
+    if codes.SOD.value in found:
+        line += f"; sum of diameters {float(found[codes.SOD.value]):.1f} mm"
+        if codes.SOD_PCT_BASELINE.value in found:
+            line += f" ({float(found[codes.SOD_PCT_BASELINE.value]):+.1f} % versus baseline)"
+    return line

@@ -265,3 +265,24 @@ def test_the_week_11_page_plots_the_series_with_its_categories(series):
     assert f"days since {start[:4]}-{start[4:6]}-{start[6:]}" in text
     assert "baseline" in text and "PD / iUPD" in text and "PD / iCPD" in text
     assert "require radiologist confirmation" in text
+
+
+def test_show_states_the_categories_each_report_carries(series):
+    """`show` reads the categories back from each SR's coded group: nothing for the baseline,
+    iUPD at week 6, iCPD at week 11, each marked as needing a radiologist's confirmation."""
+    root, _, _ = series
+
+    def shown(name: str) -> str:
+        (path,) = (root / name).glob("*.dcm")
+        run = subprocess.run([sys.executable, "-m", "service.cli", "show", str(path)], cwd=REPO,
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    assert "Response (algorithmic" not in shown("baseline")
+    week_6, week_11 = shown("week-6"), shown("week-11")
+    for text, irecist in ((week_6, "iRECIST unconfirmed progressive disease"),
+                          (week_11, "iRECIST confirmed progressive disease")):
+        (line,) = [line for line in text.splitlines() if line.startswith("Response (algorithmic")]
+        assert "requires radiologist confirmation" in line and "RECIST 1.1 overall progressive disease" in line
+        assert irecist in line, line

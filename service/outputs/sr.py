@@ -18,8 +18,8 @@ How each lesion's contour is referenced (TID 1411 allows exactly one ROI referen
   planning system finds the exact ROI (e.g. the SBRT candidate) without parsing the Tracking
   Identifier or the reader notes (which also name it). TID 1411 row 12c puts that TEXT under the
   COMPOSITE by HAS PROPERTIES, but the Comprehensive 3D SR IOD's relationship constraints allow
-  HAS PROPERTIES only from TEXT, CODE, NUM and PNAME: dcmtk (dsrdump, hence dcmqi) refuses to
-  read such a document and PixelMed reports the relationship as illegal. So the item is the
+  HAS PROPERTIES only from TEXT, CODE, NUM and PNAME: dcmtk (dsrdump, and so DCMTK-based
+  readers) refuses to read such a document and PixelMed reports the relationship as illegal. So the item is the
   group's own CONTAINS child, right after Region In Space (TID 1411 is extensible).
 
 Each lesion group also holds its centroid as a SCOORD3D point in the CT's Frame of Reference (for
@@ -360,6 +360,16 @@ def _finding_sites(location_classes: Sequence[str]) -> list[hd.sr.FindingSite]:
     return [hd.sr.FindingSite(site) for site in sites if site is not None]
 
 
+def _lesion_finding_site(lesion: LesionResult) -> list[hd.sr.FindingSite]:
+    """The SEG segment's own anatomic region when it has one (what the contour's author coded,
+    possibly finer than the location class, or a site no class names); else the location
+    class's body structure."""
+    region = lesion.anatomic_region
+    if region is not None and region.value and region.scheme:
+        return [hd.sr.FindingSite(Code(region.value, region.scheme, region.meaning))]
+    return _finding_sites([lesion.location_class])
+
+
 def _evaluations(pairs: Sequence[tuple[Code, Code]]) -> list[hd.sr.QualitativeEvaluation]:
     """Coded name-value statements of a group."""
     return [hd.sr.QualitativeEvaluation(name, value) for name, value in pairs]
@@ -377,7 +387,7 @@ def _lesion_group(
         ),
         "time_point_context": _time_point_context(comparison.time_point),
         "finding_type": codes.FINDING_LESION,
-        "finding_sites": _finding_sites([lesion.location_class]),
+        "finding_sites": _lesion_finding_site(lesion),
         "measurements": _measurements(result, _lesion_values(lesion) + _change_values(change)),
         "qualitative_evaluations": _evaluations(_lesion_statements(result, lesion) + _change_statements(change)
                                                 + _baseline_category(comparison, lesion)),

@@ -237,6 +237,21 @@ def test_roi_identifier_only_for_structure_set_rois(written: tuple[StudyResult, 
         assert _roi_identifiers(_group(report, lesion)) == expected
 
 
+# SNOMED CT body structures of DICOM CID 4 "Anatomic Region" for each location class.
+_CLASS_SITES = {"lung": ("39607008", "SCT"), "liver": ("10200004", "SCT"), "adenopathy": ("59441001", "SCT"),
+                "head_and_neck": ("774007", "SCT")}
+
+
+def test_every_lesion_with_a_known_location_has_its_coded_finding_site(written, report) -> None:
+    """Without a SEG anatomic region (the synthetic lesions have none), the finding site is the
+    location class's body structure; "other" asserts none."""
+    result = written[0]
+    assert {lesion.location_class for lesion in result.lesions} >= {"lung", "liver", "adenopathy"}
+    for lesion in result.lesions:
+        sites = [(site.value.value, site.value.scheme_designator) for site in _group(report, lesion).finding_sites]
+        assert sites == ([_CLASS_SITES[lesion.location_class]] if lesion.location_class in _CLASS_SITES else [])
+
+
 def test_patient_level_group(
     written: tuple[StudyResult, Path], report: hd.sr.MeasurementReport
 ) -> None:

@@ -42,12 +42,19 @@ class LocationRules:
         """(location class, source) for a lesion."""
         if name in self.site_mapping:
             return self.site_mapping[name], LocationSource.CONFIGURATION
-        if anatomic_region is not None and anatomic_region.scheme in ("SCT", "SRT"):
-            region_class = _SNOMED_REGIONS.get(anatomic_region.value)
-            if region_class is not None:
-                return region_class, LocationSource.SEG_ANATOMIC_REGION
+        region_class = anatomic_region_class(anatomic_region) if anatomic_region is not None else None
+        if region_class is not None:
+            return region_class, LocationSource.SEG_ANATOMIC_REGION
         lowered = name.lower().replace("_", " ")
         for pattern, location in self.name_rules:
             if re.search(pattern, lowered):
                 return location, LocationSource.ROI_NAME
         return LocationClass.OTHER, LocationSource.DEFAULT
+
+
+def anatomic_region_class(region: CodedConcept) -> LocationClass | None:
+    """The location class a SNOMED CT body structure names, if any: for a SEG segment's code
+    here, and for the finding site of an earlier SR (service.priors.reading)."""
+    if region.scheme not in ("SCT", "SRT"):
+        return None
+    return _SNOMED_REGIONS.get(region.value)

@@ -215,6 +215,7 @@ class LesionResult:
     score_class: ScoreClass | None
     contributions: dict[str, float]  # signature variable -> its term in the linear score
     not_computable: str | None = None  # why no radiomics/score, if so
+    anatomic_region: CodedConcept | None = None  # the SEG segment's code: the SR's finding site
 
 
 @dataclass

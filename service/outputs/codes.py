@@ -451,8 +451,8 @@ def cutoff_label(patient: PatientResult) -> str:
 def lesion_label(lesion: LesionResult) -> str:
     """Which contour a lesion is and where it is, in words a tumour board can match to images.
 
-    The ROI / segment number and name are the only link from a DICOM SR "Region In Space"
-    reference (the whole RT Structure Set) to one ROI, so they are always spelled out.
+    The ROI / segment number and name let a reader match the lesion to the contour it sees in
+    a viewer (the SR also codes the ROI Number, for software), so they are always spelled out.
     """
     part = "ROI" if lesion.source == LesionSource.RTSTRUCT else "segment"
     return (

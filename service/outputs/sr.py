@@ -13,8 +13,14 @@ How each lesion's contour is referenced (TID 1411 allows exactly one ROI referen
   adds that one item to a group highdicom builds. The alternatives fit worse: "Referenced
   Segment" is for SEG / Surface Segmentation only; a "Volume Surface" copy of the contours would
   duplicate the RTSTRUCT (and cannot express holes); a centroid POINT is not the ROI. The item
-  references the structure set as a whole, so which ROI it is travels in the group's Tracking
-  Identifier and in the report's reader notes (ROI number and name).
+  references the structure set as a whole; which of its ROIs is the lesion is DCM 130489
+  "Referenced Region of Interest Identifier", a TEXT holding the ROI Number (3006,0022), so a
+  planning system finds the exact ROI (e.g. the SBRT candidate) without parsing the Tracking
+  Identifier or the reader notes (which also name it). TID 1411 row 12c puts that TEXT under the
+  COMPOSITE by HAS PROPERTIES, but the Comprehensive 3D SR IOD's relationship constraints allow
+  HAS PROPERTIES only from TEXT, CODE, NUM and PNAME: dcmtk (dsrdump, and so DCMTK-based
+  readers) refuses to read such a document and PixelMed reports the relationship as illegal. So the item is the
+  group's own CONTAINS child, right after Region In Space (TID 1411 is extensible).
 
 Each lesion group also holds its centroid as a SCOORD3D point in the CT's Frame of Reference (for
 radiotherapy planning) and its IBSI-defined radiomics features, coded as service.outputs.
@@ -69,6 +75,7 @@ INSTANCE_NUMBER = 1
 PATIENT_GROUP_IDENTIFIER = "Patient-level CD8 radiomics biomarkers"
 _REFERENCE_KEYWORDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 _REGION_IN_SPACE = Code("130488", "DCM", "Region In Space")
+_ROI_IDENTIFIER = dicom_codes.DCM.ReferencedRegionOfInterestIdentifier
 _IMAGE_LIBRARY = dicom_codes.DCM.ImageLibrary
 
 
@@ -87,14 +94,14 @@ class _StructureSetRoiGroup(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluat
 
     highdicom's TID 1411 constructor insists on a SEG, image-region or volume-surface
     reference, so this builds the shared TID 1501 content with highdicom's own base class and
-    adds the COMPOSITE reference; reading it back works through highdicom's public accessors,
+    adds the COMPOSITE reference and the ROI Number; reading it back works through highdicom's public accessors,
     which list "Region In Space" among the TID 1411 reference types.
     """
 
-    def __init__(self, region_in_space: hd.sr.CompositeContentItem, **group: Any) -> None:
+    def __init__(self, region_in_space: Sequence[hd.sr.ContentItem], **group: Any) -> None:
         _MeasurementsAndQualitativeEvaluations.__init__(self, **group)
         self[0].ContentTemplateSequence[0].TemplateIdentifier = "1411"
-        self[0].ContentSequence.append(region_in_space)
+        self[0].ContentSequence.extend(region_in_space)
 
 
 def build_measurement_report(
@@ -337,6 +344,16 @@ def _finding_sites(location_classes: Sequence[str]) -> list[hd.sr.FindingSite]:
     return [hd.sr.FindingSite(site) for site in sites if site is not None]
 
 
+def _lesion_finding_site(lesion: LesionResult) -> list[hd.sr.FindingSite]:
+    """The SEG segment's own anatomic region when it has one (what the contour's author coded,
+    possibly finer than the location class, or a site no class names); else the location
+    class's body structure."""
+    region = lesion.anatomic_region
+    if region is not None and region.value and region.scheme:
+        return [hd.sr.FindingSite(Code(region.value, region.scheme, region.meaning))]
+    return _finding_sites([lesion.location_class])
+
+
 def _evaluations(pairs: Sequence[tuple[Code, Code]]) -> list[hd.sr.QualitativeEvaluation]:
     """Coded name-value statements of a group."""
     return [hd.sr.QualitativeEvaluation(name, value) for name, value in pairs]
@@ -354,7 +371,7 @@ def _lesion_group(
         ),
         "time_point_context": _time_point_context(comparison.time_point),
         "finding_type": codes.FINDING_LESION,
-        "finding_sites": _finding_sites([lesion.location_class]),
+        "finding_sites": _lesion_finding_site(lesion),
         "measurements": _measurements(result, _lesion_values(lesion) + _change_values(change)),
         "qualitative_evaluations": _evaluations(_lesion_statements(result, lesion) + _change_statements(change)
                                                 + _baseline_category(comparison, lesion)),
@@ -372,13 +389,7 @@ def _lesion_group(
             )
         )
     else:
-        region = hd.sr.CompositeContentItem(
-            name=_REGION_IN_SPACE,
-            referenced_sop_class_uid=result.ct.contour_sop_class_uid,
-            referenced_sop_instance_uid=lesion.source_sop_instance_uid,
-            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
-        )
-        built = _StructureSetRoiGroup(region, **group)
+        built = _StructureSetRoiGroup(_region_in_space(result, lesion), **group)
     built[0].ContentSequence.append(_centroid(result, lesion))
     if change is not None:
         built[0].ContentSequence.extend(_match_items(change))
@@ -386,6 +397,21 @@ def _lesion_group(
         if change.feature_deltas:
             built[0].ContentSequence.append(_feature_deltas(change))
     return built
+
+
+def _region_in_space(result: StudyResult, lesion: LesionResult) -> list[hd.sr.ContentItem]:
+    """The RT Structure Set (TID 1411 row 12b), then which of its ROIs by ROI Number: the
+    lesion's number, as the RTSTRUCT reader took it from Structure Set ROI Sequence."""
+    contains = hd.sr.RelationshipTypeValues.CONTAINS
+    return [
+        hd.sr.CompositeContentItem(
+            name=_REGION_IN_SPACE,
+            referenced_sop_class_uid=result.ct.contour_sop_class_uid,
+            referenced_sop_instance_uid=lesion.source_sop_instance_uid,
+            relationship_type=contains,
+        ),
+        hd.sr.TextContentItem(name=_ROI_IDENTIFIER, value=str(lesion.number), relationship_type=contains),
+    ]
 
 
 def _derived_from(change: LesionComparison) -> list[hd.sr.UIDRefContentItem]:

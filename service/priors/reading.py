@@ -15,7 +15,8 @@ import highdicom as hd
 from pydicom.dataset import Dataset
 
 from service.errors import InputError
-from service.model import Vector3
+from service.location import anatomic_region_class
+from service.model import CodedConcept, Vector3
 from service.outputs import codes
 from service.sop_classes import CT_SOP_CLASSES
 from service.priors.library import ScannedCt, read_scanned_ct
@@ -144,7 +145,7 @@ def _lesion(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations) -> 
         tracking_identifier=identifier,
         tracking_uid=str(group.tracking_uid),
         name=named.group("name") if named else identifier,
-        location=group.finding_sites[0].value.meaning if group.finding_sites else None,
+        location=_location(group),
         centroid_mm=centroid,
         frame_of_reference_uid=frame,
         volume_ml=size(codes.VOLUME),
@@ -162,6 +163,22 @@ def _lesion(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations) -> 
 
 
 _BASELINE_CATEGORY_KEYS = {(code.value, code.scheme_designator): key for key, code in codes.BASELINE_CATEGORIES.items()}
+
+
+def _location(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations) -> str | None:
+    """The finding site as the body structure of the location class it names (its meaning), or
+    None ("other") when it names none.
+
+    The class's own site reads as itself, as in every SR so far; a SEG segment's own code (SRs
+    since the finding site is the segment's) reads as the class scoring gave it, e.g. "Head" as
+    head and neck, "Lymph node structure" as a node, so follow-up treats the lesion alike.
+    """
+    if not group.finding_sites:
+        return None
+    site = group.finding_sites[0].value
+    location = anatomic_region_class(CodedConcept(site.value, site.scheme_designator, site.meaning))
+    region = codes.finding_site(location) if location is not None else None
+    return region.meaning if region is not None else None
 
 
 def _baseline_category(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations) -> str | None:

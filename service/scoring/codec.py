@@ -33,15 +33,25 @@ def geometry_from_pb(message: pb.Geometry) -> ImageGeometry:
     )
 
 
+def _concept_to_pb(concept: CodedConcept | None) -> pb.CodedConcept | None:
+    return pb.CodedConcept(value=concept.value, scheme=concept.scheme, meaning=concept.meaning) if concept else None
+
+
+def _concept_from_pb(message: pb.ScoreLesionRequest | pb.LesionScore) -> CodedConcept | None:
+    """The message's anatomic region, if set (an unset message field reads as empty, not None)."""
+    if not message.HasField("anatomic_region"):
+        return None
+    region = message.anatomic_region
+    return CodedConcept(region.value, region.scheme, region.meaning)
+
+
 def crop_to_pb(crop: LesionCrop) -> pb.ScoreLesionRequest:
     size_xyz = list(crop.image_hu.shape[::-1])
-    region = crop.anatomic_region
     return pb.ScoreLesionRequest(
         number=crop.number, name=crop.name, source=crop.source,
         source_sop_instance_uid=crop.source_sop_instance_uid,
         tracking_id=crop.tracking_id, tracking_uid=crop.tracking_uid,
-        anatomic_region=pb.CodedConcept(value=region.value, scheme=region.scheme, meaning=region.meaning)
-        if region else None,
+        anatomic_region=_concept_to_pb(crop.anatomic_region),
         volume_geometry=geometry_to_pb(crop.volume_geometry),
         crop_start=list(crop.crop_start_xyz), crop_size=size_xyz,
         image_hu=np.ascontiguousarray(crop.image_hu, dtype="<f4").tobytes(),
@@ -64,13 +74,12 @@ def crop_from_pb(request: pb.ScoreLesionRequest) -> LesionCrop:
     mask = np.frombuffer(request.mask, dtype=np.uint8).reshape(shape_zyx).astype(bool)
     if not mask.any():
         raise ValueError("the lesion mask is empty")
-    region = request.anatomic_region if request.HasField("anatomic_region") else None
     start = request.crop_start  # 3 values, checked above
     return LesionCrop(
         number=request.number, name=request.name, source=LesionSource(request.source),
         source_sop_instance_uid=request.source_sop_instance_uid,
         tracking_id=request.tracking_id, tracking_uid=request.tracking_uid,
-        anatomic_region=CodedConcept(region.value, region.scheme, region.meaning) if region else None,
+        anatomic_region=_concept_from_pb(request),
         volume_geometry=geometry, crop_start_xyz=(int(start[0]), int(start[1]), int(start[2])),
         image_hu=np.frombuffer(request.image_hu, dtype="<f4").reshape(shape_zyx),
         mask=mask, kvp=request.kvp or None,
@@ -83,6 +92,7 @@ def lesion_to_pb(result: LesionResult) -> pb.LesionScore:
         source_sop_instance_uid=result.source_sop_instance_uid,
         tracking_id=result.tracking_id, tracking_uid=result.tracking_uid,
         location_class=result.location_class, location_source=result.location_source,
+        anatomic_region=_concept_to_pb(result.anatomic_region),
         voxel_count=result.voxel_count, volume_ml=result.volume_ml,
         longest_axial_diameter_mm=result.longest_axial_diameter_mm,
         short_axis_mm=result.short_axis_mm, max_3d_diameter_mm=result.max_3d_diameter_mm,
@@ -114,6 +124,7 @@ def lesion_from_pb(message: pb.LesionScore) -> LesionResult:
         score_class=ScoreClass(message.score_class) if message.score_class else None,
         contributions={c.variable: c.value for c in message.contributions},
         not_computable=message.not_computable or None,
+        anatomic_region=_concept_from_pb(message),
     )
 
 

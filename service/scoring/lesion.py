@@ -121,4 +121,5 @@ def score_lesion(crop: LesionCrop, context: ScoringContext) -> LesionResult:
         short_axis_mm=measures.short_axis_mm, max_3d_diameter_mm=measures.max_3d_diameter_mm,
         centroid_mm=measures.centroid_mm, features=features,
         score=score, score_class=score_class, contributions=contributions, not_computable=reason,
+        anatomic_region=crop.anatomic_region,
     )

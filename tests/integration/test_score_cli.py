@@ -96,6 +96,35 @@ def test_score_writes_the_tumour_board_page_beside_the_sr_and_bundle(scored):
     assert base64.b64decode(form["hash"], validate=True) == hashlib.sha1(pdf).digest()
 
 
+def _region(value: str, meaning: str) -> pydicom.Dataset:
+    code = pydicom.Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = value, "SCT", meaning
+    return code
+
+
+def test_finding_site_is_the_segments_anatomic_region(data_dir, tmp_path):
+    """A copy of the SEG whose segment 1 is coded "Head" (finer than its location class, head and
+    neck) and segment 2 "Kidney" (no location class names it): each group's finding site is its
+    segment's own code (SNOMED CT, as written into the copy); the uncoded segments, whose names
+    (colours) give no location, have none."""
+    seg = pydicom.dcmread(data_dir / "ct-seg" / "partial_overlaps.dcm")
+    seg.SegmentSequence[0].AnatomicRegionSequence = [_region("69536005", "Head")]
+    seg.SegmentSequence[1].AnatomicRegionSequence = [_region("64033007", "Kidney")]
+    seg_path = tmp_path / "seg.dcm"
+    seg.save_as(seg_path)
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "service.cli", "score", "--ct", str(data_dir / "ct-seg" / "ct"), "--seg", str(seg_path),
+         "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    (sr_path,) = out.glob("*.dcm")
+    sites = {group.referenced_segment.referenced_segment_numbers[0]:
+             [(site.value.value, site.value.scheme_designator) for site in group.finding_sites]
+             for group in hd.sr.srread(sr_path).content.get_volumetric_roi_measurement_groups()}
+    assert sites == {1: [("69536005", "SCT")], 2: [("64033007", "SCT")], 3: [], 4: [], 5: []}
+
+
 @pytest.mark.parametrize("command", [["score", "--out", "{out}"], ["features"]], ids=["score", "features"])
 def test_nan_in_contour_data_is_a_specific_error_not_a_traceback(tmp_path, command):
     """A malformed input reaches cli.main as a RadiomicsCdsError: one line naming the attribute, exit 4 (input)."""

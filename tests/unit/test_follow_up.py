@@ -18,7 +18,7 @@ import pytest
 from service.follow_up import follow_up
 from service.longitudinal.matching import OUTSIDE_PRIOR
 from service.longitudinal.timepoint import Acquisition
-from service.model import LesionResult, LocationClass, StudyResult
+from service.model import CodedConcept, LesionResult, LocationClass, StudyResult
 from service.outputs import codes
 from service.outputs.fhir import build_bundle, write_bundle
 from service.outputs.sr import build_measurement_report, write_sr
@@ -203,3 +203,17 @@ def test_the_fhir_lesion_change_carries_each_feature_change_and_why_it_is_not_co
     assert relative.valueQuantity.code == "%"
     ring = parts["Relative change of rlm_srlge_3D_avg (%), Peritumoral ring (both sides of the lesion boundary)"]
     assert float(ring.valueQuantity.value) == pytest.approx(50.0)
+
+
+def test_a_seg_segments_own_finding_site_reads_back_as_its_location_class(tmp_path: Path) -> None:
+    """An SR whose SEG lesions carry their segments' codes as finding sites: the prior reader
+    gives each the body structure of the class the code names (SNOMED CT: head -> head and neck,
+    lymph node structure -> node), and none for a code no class names (kidney), like "other"."""
+    result, evidence = make_study_result(3, "SEG")
+    coded = [CodedConcept("69536005", "SCT", "Head"), CodedConcept("59441001", "SCT", "Lymph node structure"),
+             CodedConcept("64033007", "SCT", "Kidney")]
+    lesions = [dataclasses.replace(lesion, anatomic_region=code) for lesion, code in zip(result.lesions, coded)]
+    path = write_sr(build_measurement_report(dataclasses.replace(result, lesions=lesions), evidence), tmp_path)
+    read = read_prior_report(pydicom.dcmread(path))
+    locations = {lesion.tracking_uid: lesion.location for lesion in read.lesions}
+    assert [locations[lesion.tracking_uid] for lesion in lesions] == ["Head and Neck", "Lymph Node", None]

@@ -12,7 +12,7 @@ import pytest
 
 from service.errors import LesionTooLarge, ScorerRefused, ScorerUnavailable
 from service.imaging.crops import lesion_crop
-from service.model import LesionResult
+from service.model import CodedConcept, LesionResult
 from service.scorer import Scorer, score_lesions
 from service.scoring.aggregate import aggregate_patient
 from service.scoring.client import GrpcScorer
@@ -100,6 +100,15 @@ def test_score_lesions_gives_exactly_what_the_core_computes(scorer: Scorer, crop
     assert [lesion.number for lesion in scored.lesions] == [crop.number for crop in crops]
     assert all(lesion.score is not None for lesion in scored.lesions)
     assert scored.patient.n_lesions == 2
+
+
+def test_the_segments_anatomic_region_comes_back_with_the_score(scorer: Scorer, crops: list[LesionCrop]) -> None:
+    """The SR's finding site for a SEG lesion is its segment's code, so it crosses the wire both ways."""
+    head = CodedConcept(value="69536005", scheme="SCT", meaning="Head")
+    lesion = scorer.score_lesion(dataclasses.replace(crops[0], anatomic_region=head))
+    assert lesion.anatomic_region == head
+    assert (lesion.location_class, lesion.location_source) == ("head_and_neck", "seg_anatomic_region")
+    assert scorer.score_lesion(crops[0]).anatomic_region is None
 
 
 def test_aggregate_is_the_cores_patient_result(scorer: Scorer, reference: list[LesionResult],

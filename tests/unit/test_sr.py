@@ -206,6 +206,52 @@ def test_contour_reference_fits_the_source(
             assert len(matches) == 1
 
 
+def _roi_identifiers(group) -> list[str]:
+    """The group's DCM 130489 "Referenced Region of Interest Identifier" values, as stored."""
+    return [item.TextValue for item in group[0].ContentSequence
+            if item.ValueType == "TEXT" and item.RelationshipType == "CONTAINS"
+            and (item.ConceptNameCodeSequence[0].CodeValue, item.ConceptNameCodeSequence[0].CodingSchemeDesignator)
+            == ("130489", "DCM")]
+
+
+def test_rtstruct_group_names_the_exact_roi_by_its_roi_number(tmp_path: Path) -> None:
+    """A planning system finds the ROI from the SR alone: the lesion made from the RTSTRUCT's
+    ROI carries that ROI's ROI Number (read here from the RTSTRUCT with pydicom) next to its
+    Region In Space reference (DCM 130489)."""
+    result, evidence = make_study_result(3, "RTSTRUCT")
+    (rtstruct,) = [ds for ds in evidence if ds.SOPClassUID == RT_STRUCTURE_SET]
+    (roi,) = rtstruct.StructureSetROISequence
+    lesions = [dataclasses.replace(result.lesions[0], number=int(roi.ROINumber), name=str(roi.ROIName)),
+               *result.lesions[1:]]
+    result = dataclasses.replace(result, lesions=lesions)
+    report = hd.sr.srread(write_sr(build_measurement_report(result, evidence), tmp_path)).content
+    assert _roi_identifiers(_group(report, lesions[0])) == [str(roi.ROINumber)]
+    assert [_roi_identifiers(_group(report, lesion)) for lesion in lesions[1:]] == [["2"], ["3"]]
+
+
+def test_roi_identifier_only_for_structure_set_rois(written: tuple[StudyResult, Path], report) -> None:
+    """Each RTSTRUCT lesion names its own ROI Number; a SEG lesion is referenced by segment
+    number (Referenced Segment) and has no 130489 item."""
+    for lesion in written[0].lesions:
+        expected = [str(lesion.number)] if lesion.source == "RTSTRUCT" else []
+        assert _roi_identifiers(_group(report, lesion)) == expected
+
+
+# SNOMED CT body structures of DICOM CID 4 "Anatomic Region" for each location class.
+_CLASS_SITES = {"lung": ("39607008", "SCT"), "liver": ("10200004", "SCT"), "adenopathy": ("59441001", "SCT"),
+                "head_and_neck": ("774007", "SCT")}
+
+
+def test_every_lesion_with_a_known_location_has_its_coded_finding_site(written, report) -> None:
+    """Without a SEG anatomic region (the synthetic lesions have none), the finding site is the
+    location class's body structure; "other" asserts none."""
+    result = written[0]
+    assert {lesion.location_class for lesion in result.lesions} >= {"lung", "liver", "adenopathy"}
+    for lesion in result.lesions:
+        sites = [(site.value.value, site.value.scheme_designator) for site in _group(report, lesion).finding_sites]
+        assert sites == ([_CLASS_SITES[lesion.location_class]] if lesion.location_class in _CLASS_SITES else [])
+
+
 def test_patient_level_group(
     written: tuple[StudyResult, Path], report: hd.sr.MeasurementReport
 ) -> None:

@@ -77,7 +77,7 @@ class Contribution(_message.Message):
     def __init__(self, variable: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
 
 class LesionScore(_message.Message):
-    __slots__ = ("number", "name", "source", "source_sop_instance_uid", "tracking_id", "tracking_uid", "location_class", "location_source", "voxel_count", "volume_ml", "longest_axial_diameter_mm", "short_axis_mm", "max_3d_diameter_mm", "centroid_mm", "features", "score", "score_class", "contributions", "not_computable")
+    __slots__ = ("number", "name", "source", "source_sop_instance_uid", "tracking_id", "tracking_uid", "location_class", "location_source", "anatomic_region", "voxel_count", "volume_ml", "longest_axial_diameter_mm", "short_axis_mm", "max_3d_diameter_mm", "centroid_mm", "features", "score", "score_class", "contributions", "not_computable")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +86,7 @@ class LesionScore(_message.Message):
     TRACKING_UID_FIELD_NUMBER: _ClassVar[int]
     LOCATION_CLASS_FIELD_NUMBER: _ClassVar[int]
     LOCATION_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ANATOMIC_REGION_FIELD_NUMBER: _ClassVar[int]
     VOXEL_COUNT_FIELD_NUMBER: _ClassVar[int]
     VOLUME_ML_FIELD_NUMBER: _ClassVar[int]
     LONGEST_AXIAL_DIAMETER_MM_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +106,7 @@ class LesionScore(_message.Message):
     tracking_uid: str
     location_class: str
     location_source: str
+    anatomic_region: CodedConcept
     voxel_count: int
     volume_ml: float
     longest_axial_diameter_mm: float
@@ -116,7 +118,7 @@ class LesionScore(_message.Message):
     score_class: str
     contributions: _containers.RepeatedCompositeFieldContainer[Contribution]
     not_computable: str
-    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., source: _Optional[str] = ..., source_sop_instance_uid: _Optional[str] = ..., tracking_id: _Optional[str] = ..., tracking_uid: _Optional[str] = ..., location_class: _Optional[str] = ..., location_source: _Optional[str] = ..., voxel_count: _Optional[int] = ..., volume_ml: _Optional[float] = ..., longest_axial_diameter_mm: _Optional[float] = ..., short_axis_mm: _Optional[float] = ..., max_3d_diameter_mm: _Optional[float] = ..., centroid_mm: _Optional[_Iterable[float]] = ..., features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., score: _Optional[float] = ..., score_class: _Optional[str] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., not_computable: _Optional[str] = ...) -> None: ...
+    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., source: _Optional[str] = ..., source_sop_instance_uid: _Optional[str] = ..., tracking_id: _Optional[str] = ..., tracking_uid: _Optional[str] = ..., location_class: _Optional[str] = ..., location_source: _Optional[str] = ..., anatomic_region: _Optional[_Union[CodedConcept, _Mapping]] = ..., voxel_count: _Optional[int] = ..., volume_ml: _Optional[float] = ..., longest_axial_diameter_mm: _Optional[float] = ..., short_axis_mm: _Optional[float] = ..., max_3d_diameter_mm: _Optional[float] = ..., centroid_mm: _Optional[_Iterable[float]] = ..., features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., score: _Optional[float] = ..., score_class: _Optional[str] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., not_computable: _Optional[str] = ...) -> None: ...
 
 class AggregatePatientRequest(_message.Message):
     __slots__ = ("lesions",)

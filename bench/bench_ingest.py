@@ -1,8 +1,10 @@
 """Ingest throughput: a 600-slice CT series sent by dcmtk's storescu to `radiomics-cds ingest`,
 against dcmtk's own storescp receiving the same series on the same machine in the same run.
 
-Both receivers get the same files from the same sender over loopback, one association each run,
-and write into a fresh directory on the same file system. What differs is what a receiver does
+Both receivers get the same files from the same sender over loopback and write into a fresh
+directory on the same file system, in two modes: the whole series in one association, and the
+series split in four parts sent by four storescu processes at once (four concurrent
+associations, as a PACS forwarding several series does). What differs is what a receiver does
 before it answers Success:
 
 - storescp (its defaults, `-od DIR`): writes the file; no fsync, nothing indexed.
@@ -17,15 +19,17 @@ a delayed ACK for every instance and the baseline would be ten times slower than
 For information, a third line times the floor under any receiver that fsyncs: the same files
 copied with the spool's own write_atomically, no network and no DICOM.
 
-Runs alternate (storescp, ours, copy, storescp, ours, copy, ...) `--repeats` times each after one untimed
+Runs alternate (storescp, ours, copy, storescp, ours, copy, ..., in each mode) `--repeats` times each after one untimed
 warm-up send, so that the source files are in the page cache for every timed run and a burst of
 other work on the machine hits both sides alike; the median is reported. Time is storescu's wall
-time from start to exit (association, every C-STORE and release). MB/s counts the bytes of the
-files sent (10^6 bytes per MB).
+time from start to exit (association, every C-STORE and release; with four, until the last
+exits). MB/s counts the bytes of the files sent (10^6 bytes per MB). The last line,
+`summary: one-association=N.NNx four-associations=N.NNx`, is our throughput over storescp's
+in each mode, so that runs can be compared.
 
     source .venv/bin/activate
-    python bench/bench_ingest.py            # 600 slices, 3 runs each, about 2 minutes
-    python bench/bench_ingest.py --quick    # 100 slices, 2 runs each
+    python bench/bench_ingest.py            # 600 slices, 3 runs each, about 4 minutes
+    python bench/bench_ingest.py --quick    # 100 slices, 3 runs each
 """
 
 from __future__ import annotations
@@ -85,14 +89,29 @@ def _dcmtk(tool: str) -> str:
     return found
 
 
-def _send(folder: Path, port: int, called_ae: str) -> float:
+def _send(folders: list[Path], port: int, called_ae: str) -> float:
+    """One storescu (one association) per folder, all at once; seconds until the last exits."""
     started = time.monotonic()
-    sent = subprocess.run([_dcmtk("storescu"), "-aec", called_ae, "+sd", "+r", LOOPBACK, str(port), str(folder)],
-                          env=DCMTK_ENV, capture_output=True, text=True, timeout=1800)
+    senders = [subprocess.Popen([_dcmtk("storescu"), "-aec", called_ae, "+sd", "+r", LOOPBACK, str(port), str(folder)],
+                                env=DCMTK_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for folder in folders]
+    outputs = [sender.communicate(timeout=1800)[0] for sender in senders]
     seconds = time.monotonic() - started
-    if sent.returncode != 0:
-        sys.exit(f"storescu failed ({sent.returncode}): {sent.stdout}{sent.stderr}")
+    for sender, output in zip(senders, outputs):
+        if sender.returncode != 0:
+            sys.exit(f"storescu failed ({sender.returncode}): {output}")
     return seconds
+
+
+def _split(files: list[Path], parts: int, into: Path) -> list[Path]:
+    """The series as `parts` folders of hard links, slices dealt round-robin (each association
+    sends every fourth slice, as interleaved series from a PACS would arrive)."""
+    folders = [into / f"part-{k}" for k in range(parts)]
+    for folder in folders:
+        folder.mkdir(parents=True)
+    for k, source in enumerate(files):
+        os.link(source, folders[k % parts] / source.name)
+    return folders
 
 
 @contextmanager
@@ -130,18 +149,18 @@ def _accepts(port: int) -> bool:
         return s.connect_ex((LOOPBACK, port)) == 0
 
 
-def _timed_storescp(folder: Path, work: Path, files: int, megabytes: float) -> Run:
+def _timed_storescp(folders: list[Path], work: Path, files: int, megabytes: float) -> Run:
     with _storescp(work) as (port, out):
-        seconds = _send(folder, port, STORESCP_AE)
+        seconds = _send(folders, port, STORESCP_AE)
         received = sum(1 for _ in out.iterdir())
     if received != files:
         sys.exit(f"storescp wrote {received} of {files} files")
     return Run("storescp", seconds, files, megabytes)
 
 
-def _timed_ours(folder: Path, work: Path, files: int, megabytes: float) -> Run:
+def _timed_ours(folders: list[Path], work: Path, files: int, megabytes: float) -> Run:
     with _ours(work) as service:
-        seconds = _send(folder, service.dicom_port, OUR_AE)
+        seconds = _send(folders, service.dicom_port, OUR_AE)
         indexed = len(service.indexed())
     if indexed != files:
         sys.exit(f"radiomics-cds indexed {indexed} of {files} instances")
@@ -164,14 +183,29 @@ def _median(runs: list[Run]) -> Run:
     return Run(runs[0].receiver, statistics.median(r.seconds for r in runs), runs[0].instances, runs[0].megabytes)
 
 
+def _table(runs: dict[str, list[Run]]) -> float:
+    """Print one mode's table; returns our throughput over storescp's (medians)."""
+    baseline, ours, floor = (_median(runs[key]) for key in ("storescp", "radiomics-cds", "durable copy"))
+    print("| receiver | median s | instances/s | MB/s | runs (s) | throughput vs storescp |")
+    print("|---|---:|---:|---:|---|---:|")
+    for label, median, key in (("dcmtk storescp (no fsync)", baseline, "storescp"),
+                               ("radiomics-cds ingest (fsync + index)", ours, "radiomics-cds"),
+                               ("for information: fsync'd file copy, no DICOM", floor, "durable copy")):
+        each = ", ".join(f"{r.seconds:.2f}" for r in runs[key])
+        print(f"| {label} | {median.seconds:.2f} | {median.instances_per_second:.0f} | "
+              f"{median.megabytes_per_second:.0f} | {each} | {baseline.seconds / median.seconds:.2f} |")
+    print()
+    return baseline.seconds / ours.seconds
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="100 slices, 2 runs each")
+    parser.add_argument("--quick", action="store_true", help="100 slices, 3 runs each")
     parser.add_argument("--slices", type=int, help="slices in the series (default 600)")
-    parser.add_argument("--repeats", type=int, help="timed runs per receiver (default 3)")
+    parser.add_argument("--repeats", type=int, help="timed runs per receiver and mode (default 3)")
     args = parser.parse_args()
     slices = args.slices or (100 if args.quick else 600)
-    repeats = args.repeats or (2 if args.quick else 3)
+    repeats = args.repeats or 3
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         work = Path(tmp)
@@ -180,34 +214,28 @@ def main() -> int:
         write_ct_series(folder, generate_uid(), [slice_pixels(k) for k in range(slices)])
         files = sorted(folder.iterdir())
         megabytes = sum(f.stat().st_size for f in files) / 1e6
+        modes = {"one association": [folder], "four concurrent associations": _split(files, 4, work / "parts")}
         print(f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
               f"{subprocess.run([_dcmtk('storescp'), '--version'], capture_output=True, text=True).stdout.splitlines()[0].strip()}; "
               f"1-minute load average {os.getloadavg()[0]:.2f} at start.")
         print(f"Series: {len(files)} CT instances, 512x512 16-bit, {megabytes:.1f} MB of files "
-              f"(written in {time.monotonic() - started:.1f} s); sent by storescu over loopback, one association.")
+              f"(written in {time.monotonic() - started:.1f} s); sent by storescu over loopback.")
 
-        _timed_storescp(folder, work, len(files), megabytes)  # warm-up: source files into the page cache
-        runs: dict[str, list[Run]] = {"storescp": [], "radiomics-cds": [], "durable copy": []}
+        _timed_storescp([folder], work, len(files), megabytes)  # warm-up: source files into the page cache
+        runs: dict[str, dict[str, list[Run]]] = {
+            mode: {"storescp": [], "radiomics-cds": [], "durable copy": []} for mode in modes}
         for _ in range(repeats):
-            runs["storescp"].append(_timed_storescp(folder, work, len(files), megabytes))
-            runs["radiomics-cds"].append(_timed_ours(folder, work, len(files), megabytes))
-            runs["durable copy"].append(_timed_durable_copy(files, work, megabytes))
+            for mode, folders in modes.items():
+                runs[mode]["storescp"].append(_timed_storescp(folders, work, len(files), megabytes))
+                runs[mode]["radiomics-cds"].append(_timed_ours(folders, work, len(files), megabytes))
+                runs[mode]["durable copy"].append(_timed_durable_copy(files, work, megabytes))
 
-    baseline, ours, floor = (_median(runs[key]) for key in ("storescp", "radiomics-cds", "durable copy"))
-    print()
-    print("| receiver | median s | instances/s | MB/s | runs (s) | throughput vs storescp |")
-    print("|---|---:|---:|---:|---|---:|")
-    for label, median, key in (("dcmtk storescp (no fsync)", baseline, "storescp"),
-                               ("radiomics-cds ingest (fsync + index)", ours, "radiomics-cds"),
-                               ("for information: fsync'd file copy, no DICOM", floor, "durable copy")):
-        each = ", ".join(f"{r.seconds:.2f}" for r in runs[key])
-        ratio = baseline.seconds / median.seconds
-        print(f"| {label} | {median.seconds:.2f} | {median.instances_per_second:.0f} | "
-              f"{median.megabytes_per_second:.0f} | {each} | {ratio:.2f} |")
-    print()
-    print(f"Ratio (radiomics-cds / storescp throughput): {baseline.seconds / ours.seconds:.2f}; "
-          f"the fsync'd copy alone takes {floor.seconds / ours.seconds:.0%} of our time; "
-          f"1-minute load average {os.getloadavg()[0]:.2f} at end.")
+    ratios = []
+    for mode in modes:
+        print(f"\n{mode[0].upper()}{mode[1:]}:\n")
+        ratios.append(_table(runs[mode]))
+    print(f"1-minute load average {os.getloadavg()[0]:.2f} at end.")
+    print(f"summary: one-association={ratios[0]:.2f}x four-associations={ratios[1]:.2f}x")
     return 0
 
 

@@ -30,6 +30,21 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], object]) -> None:
     _fsync_directory(target.parent)
 
 
+def move_durably(source: Path, target: Path) -> None:
+    """Make a complete file durable under a new name: fsync it, rename it over `target`, fsync
+    the directory. The same promise as write_atomically for a file that is already written
+    (the rename is atomic: `target` is the old file or the whole new one), without copying it;
+    `source` must be on the target's file system (os.replace raises OSError otherwise)."""
+    _make_directories_durably(target.parent)
+    descriptor = os.open(source, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    os.replace(source, target)
+    _fsync_directory(target.parent)
+
+
 def remove_partial_writes(directory: Path, pattern: str = ".*.tmp") -> int:
     """Delete the temporary files write_atomically leaves when the process dies mid-write (they
     may hold a patient's header; their target was never written, so nothing is lost). `pattern`

@@ -20,6 +20,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -138,26 +139,35 @@ class StudyIndex:
     def add_instance(self, record: InstanceRecord, order: StudyOrder = StudyOrder("", "")) -> bool:
         """Index an instance; True when it is new (and its study must be (re)assessed). Its study
         keeps the first known `order`."""
+        return self.add_instances([(record, order)])[0]
+
+    def add_instances(self, batch: Sequence[tuple[InstanceRecord, StudyOrder]]) -> list[bool]:
+        """Index several instances in one transaction (one fsync: service.ingest.group_commit
+        gathers concurrent associations' instances); for each, whether it is new. All or none
+        are committed."""
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.sop_instance_uid, record.sop_class_uid, record.study_instance_uid,
-                    record.series_instance_uid, record.modality, record.frame_of_reference_uid,
-                    json.dumps(list(record.positions)), str(record.path), record.received_at,
-                ),
+            return [self._insert(record, order) for record, order in batch]
+
+    def _insert(self, record: InstanceRecord, order: StudyOrder) -> bool:
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.sop_instance_uid, record.sop_class_uid, record.study_instance_uid,
+                record.series_instance_uid, record.modality, record.frame_of_reference_uid,
+                json.dumps(list(record.positions)), str(record.path), record.received_at,
+            ),
+        )
+        is_new = cursor.rowcount == 1
+        if is_new:
+            self._touch_study(record.study_instance_uid, record.received_at)
+        if order.known:
+            self._db.execute(
+                "UPDATE studies SET patient_key = ?, study_datetime = ? WHERE study_instance_uid = ?"
+                " AND (patient_key = '' OR study_datetime = '')",
+                (order.patient_key, order.study_datetime, record.study_instance_uid),
             )
-            is_new = cursor.rowcount == 1
-            if is_new:
-                self._touch_study(record.study_instance_uid, record.received_at)
-            if order.known:
-                self._db.execute(
-                    "UPDATE studies SET patient_key = ?, study_datetime = ? WHERE study_instance_uid = ?"
-                    " AND (patient_key = '' OR study_datetime = '')",
-                    (order.patient_key, order.study_datetime, record.study_instance_uid),
-                )
-            return is_new
+        return is_new
 
     def _touch_study(self, study_uid: str, now: float) -> None:
         row = self._db.execute("SELECT state FROM studies WHERE study_instance_uid = ?", (study_uid,)).fetchone()

@@ -1,8 +1,10 @@
 """The DICOM listener: a pynetdicom Storage SCP that loses nothing it acknowledges.
 
 Datasets are received straight to disk (pynetdicom's STORE_RECV_CHUNKED_DATASET), so a large
-instance costs a file, not memory. The EVT_C_STORE handler parses only the header, copies the
-file into the spool durably and indexes it, and only then returns Success (0x0000). Anything
+instance costs a file, not memory. The EVT_C_STORE handler parses only the header, moves the
+file into the spool durably (fsync, rename, directory fsync: the receiving directory is on the
+spool's volume) and indexes it (service.ingest.group_commit: concurrent associations share a
+transaction), and only then returns Success (0x0000). Anything
 that goes wrong before that returns a failure status, so the sender keeps its copy and retries.
 
 Who may associate: with an allowlist of calling AE titles, any other title is rejected with
@@ -43,6 +45,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from service.dicom_limits import InstanceLimits, check_instance, read_header
 from service.errors import InputError, InstanceBudgetError, UnusableInstance
+from service.ingest.group_commit import GroupCommit
 from service.ingest.index import InstanceRecord, StudyIndex, StudyOrder
 from service.registration_object import registered_frames
 from service.sop_classes import (CT_SOP_CLASSES, IMAGE_SOP_CLASSES, RT_STRUCTURE_SET, SEGMENTATION,
@@ -60,6 +63,9 @@ _config.STORE_RECV_CHUNKED_DATASET = True
 # A full disk fails every C-STORE the same way: one log line a minute says so.
 STORAGE_ERRORS = RepeatedErrorLog(log)
 
+# The largest P-DATA PDU we accept (A-ASSOCIATE-AC's maximum length): pynetdicom's default,
+# 16 KiB, makes a 512 KiB CT slice 32 PDUs, each decoded in Python; 128 KiB makes it 4.
+MAXIMUM_PDU_SIZE = 128 * 1024
 # C-STORE failure statuses (PS3.4 Annex B.2.3)
 STATUS_CANNOT_UNDERSTAND = 0xC000
 STATUS_OUT_OF_RESOURCES = 0xA700
@@ -175,6 +181,7 @@ class StorageHandlers:
                  limits: InstanceLimits = InstanceLimits()) -> None:
         self.spool = spool
         self.index = index
+        self.indexing = GroupCommit(index)  # concurrent associations share a transaction
         self.receiving = receiving
         self.limits = limits
 
@@ -204,9 +211,8 @@ class StorageHandlers:
             log.warning("refused an unreadable instance (%s)", type(error).__name__)
             return _failure(STATUS_CANNOT_UNDERSTAND, f"cannot parse dataset: {type(error).__name__}")
         try:
-            with received_path.open("rb") as source:
-                stored = self.spool.store(record.study_instance_uid, record.sop_instance_uid, source)
-            is_new = self.index.add_instance(dataclasses.replace(record, path=stored), study_order(header))
+            stored = self.spool.adopt(record.study_instance_uid, record.sop_instance_uid, received_path)
+            is_new = self.indexing.add_instance(dataclasses.replace(record, path=stored), study_order(header))
         except (OSError, sqlite3.Error) as error:  # disk full, permissions, index locked or full
             INSTANCES_REJECTED.labels("storage_error").inc()
             STORAGE_ERRORS.log("cannot store an instance (%s): %s", type(error).__name__, error)
@@ -289,6 +295,7 @@ def build_ae(ae_title: str, max_associations: int, allowed_calling_aes: Sequence
     ae = AE(ae_title=ae_title)
     ae.require_called_aet = True  # a request for another AE title was meant for another system
     ae.maximum_associations = max_associations
+    ae.maximum_pdu_size = MAXIMUM_PDU_SIZE
     ae.require_calling_aet = list(allowed_calling_aes)
     for sop_class in sorted(STORAGE_SOP_CLASSES):
         syntaxes = image_transfer_syntaxes() if sop_class in IMAGE_SOP_CLASSES else ALL_TRANSFER_SYNTAXES

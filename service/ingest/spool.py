@@ -1,7 +1,9 @@
 """The durable spool: every received instance is on disk before we answer Success.
 
 Writes go through service.durable.write_atomically (temporary file, fsync, atomic rename,
-directory fsync): a crash leaves either no file or the whole file, never a partial one.
+directory fsync): a crash leaves either no file or the whole file, never a partial one. The
+listener's received files are already whole files on the spool's volume: they are moved in
+(fsync, rename, directory fsync) rather than copied, which saves writing every byte twice.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import BinaryIO
 
-from service.durable import remove_partial_writes, write_atomically
+from service.durable import move_durably, remove_partial_writes, write_atomically
 
 
 def study_key(study_instance_uid: str) -> str:
@@ -33,6 +35,13 @@ class Spool:
         """Store one instance durably, streaming it; the same UID again replaces it atomically."""
         path = self.path_for(study_instance_uid, sop_instance_uid)
         write_atomically(path, lambda out: shutil.copyfileobj(source, out, 1024 * 1024))
+        return path
+
+    def adopt(self, study_instance_uid: str, sop_instance_uid: str, received: Path) -> Path:
+        """Move a complete received file into the spool durably (same volume: no copy); the
+        same UID again replaces it atomically."""
+        path = self.path_for(study_instance_uid, sop_instance_uid)
+        move_durably(received, path)
         return path
 
     def remove_leftovers(self) -> int:

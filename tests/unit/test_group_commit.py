@@ -1,0 +1,108 @@
+"""Group commit of the index: concurrent instances share a transaction, and each caller (the
+C-STORE handler, which answers Success right after) returns only once its own row is committed.
+
+The index is the real StudyIndex on a real SQLite file; "committed" is checked from a second
+connection, as a restarted process would read it. The one stand-in is a subclass that holds its
+first transaction open until the test lets it go (no real peer makes a commit last as long as
+the test needs), so that the others provably arrive while a commit is running.
+"""
+
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from service.ingest.group_commit import GroupCommit
+from service.ingest.index import InstanceRecord, StudyIndex, StudyOrder
+from service.sop_classes import CT_IMAGE
+
+NO_ORDER = StudyOrder("", "")
+
+
+def _record(uid: str, positions: tuple = (0.0,)) -> InstanceRecord:
+    return InstanceRecord(uid, CT_IMAGE, "1.2.3", "1.2.3.1", "CT", "1.2.3.9", positions, Path(f"/x/{uid}"), 100.0)
+
+
+def _committed(path: Path) -> set[str]:
+    """SOP Instance UIDs a second connection sees: what is committed."""
+    with sqlite3.connect(path) as other:
+        return {row[0] for row in other.execute("SELECT sop_instance_uid FROM instances")}
+
+
+class HeldIndex(StudyIndex):
+    """Records each transaction's size; the first waits for `release` before committing."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.groups: list[list[str]] = []
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def add_instances(self, batch: Sequence[tuple[InstanceRecord, StudyOrder]]) -> list[bool]:
+        self.groups.append([record.sop_instance_uid for record, _ in batch])
+        if len(self.groups) == 1:
+            self.entered.set()
+            self.release.wait()
+        return super().add_instances(batch)
+
+
+def _start(committer: GroupCommit, record: InstanceRecord, results: dict[str, object]) -> threading.Thread:
+    def run() -> None:
+        try:
+            results[record.sop_instance_uid] = committer.add_instance(record, NO_ORDER)
+        except Exception as error:  # noqa: BLE001 - the test inspects what each caller got
+            results[record.sop_instance_uid] = error
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _wait_queued(committer: GroupCommit, count: int) -> None:
+    while len(committer._waiting) < count:  # no time limit: the threads only have to get there
+        time.sleep(0.001)
+
+
+def test_a_lone_instance_is_committed_before_add_returns(tmp_path):
+    path = tmp_path / "index.sqlite"
+    committer = GroupCommit(StudyIndex(path))
+    assert committer.add_instance(_record("1.1"), NO_ORDER) is True
+    assert _committed(path) == {"1.1"}
+    assert committer.add_instance(_record("1.1"), NO_ORDER) is False  # a repeat is not new
+
+
+def test_instances_arriving_during_a_commit_share_the_next_and_wait_for_it(tmp_path):
+    path = tmp_path / "index.sqlite"
+    index = HeldIndex(path)
+    committer = GroupCommit(index)
+    results: dict[str, object] = {}
+    first = _start(committer, _record("1.1"), results)
+    index.entered.wait()
+    others = [_start(committer, _record(uid), results) for uid in ("1.2", "1.3", "1.4")]
+    _wait_queued(committer, 3)
+    assert results == {} and _committed(path) == set()  # nobody answered before a commit
+    index.release.set()
+    for thread in [first, *others]:
+        thread.join()
+    assert index.groups[0] == ["1.1"] and sorted(index.groups[1]) == ["1.2", "1.3", "1.4"]
+    assert len(index.groups) == 2  # four instances, two fsync'd transactions
+    assert results == {"1.1": True, "1.2": True, "1.3": True, "1.4": True}
+    assert _committed(path) == {"1.1", "1.2", "1.3", "1.4"}
+
+
+def test_a_failing_instance_fails_alone_and_the_rest_of_its_group_commits(tmp_path):
+    path = tmp_path / "index.sqlite"
+    index = HeldIndex(path)
+    committer = GroupCommit(index)
+    results: dict[str, object] = {}
+    first = _start(committer, _record("1.1"), results)
+    index.entered.wait()
+    bad = _record("1.3", positions=(object(),))  # cannot be written: its transaction is rolled back
+    others = [_start(committer, record, results) for record in (_record("1.2"), bad)]
+    _wait_queued(committer, 2)
+    index.release.set()
+    for thread in [first, *others]:
+        thread.join()
+    assert sorted(index.groups[1]) == ["1.2", "1.3"]  # together first, then one by one
+    assert isinstance(results["1.3"], TypeError)
+    assert results["1.1"] is True and results["1.2"] is True
+    assert _committed(path) == {"1.1", "1.2"}

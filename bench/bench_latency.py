@@ -141,7 +141,7 @@ def _latency(study: Study, work: Path) -> float:
     var_dir = work / "var"
     service = RunningService(var_dir)
     try:
-        sent = service.storescu(study.ct_dir, study.contours)
+        sent = service.storescu(study.ct_dir, study.contours, options=("-R",))  # -R: propose what is sent (SEG too)
         acknowledged = time.monotonic()
         if sent.returncode != 0:
             sys.exit(f"storescu failed: {sent.stdout}{sent.stderr}")

@@ -77,7 +77,10 @@ def early_margin(settings: ExtractionSettings) -> EarlyMargin:
 
 
 class StudyWorker:
-    """Polls the index, scores ready studies, writes and enqueues their outputs."""
+    """Assesses the index's receiving studies when an instance arrives (`arrivals`, set by the
+    listener's store handler) and every `poll_seconds` (the quiet period and the hard cap expire
+    without an arrival; a missed wake-up costs one poll), scores ready studies, writes and
+    enqueues their outputs."""
 
     def __init__(self, config: Config, index: StudyIndex, scorer: Scorer, outbox: Outbox,
                  poll_seconds: float = 0.5) -> None:
@@ -87,6 +90,7 @@ class StudyWorker:
         self._outbox = outbox
         self._poll_seconds = poll_seconds
         self._stop = threading.Event()
+        self.arrivals = threading.Event()
         self._cycle_errors = RepeatedErrorLog(log)
         self._providers = build_providers(config, dimse_tls=pacs_tls(config))
         self._prior_cache = PriorCache(config.prior_cache_dir)
@@ -118,18 +122,20 @@ class StudyWorker:
 
     def stop(self, timeout_s: float | None = 60.0) -> None:
         self._stop.set()
+        self.arrivals.set()  # wakes the threads now, not at their next poll
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout=timeout_s)
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self.arrivals.clear()  # before the cycle: an arrival during it brings the next one at once
             try:
                 self.process_ready()
                 self.reconcile_delivered()
             except Exception:  # e.g. the index's disk is full: keep trying, never die silently
                 self._cycle_errors.log("worker cycle failed; retrying", exc_info=True)
-            self._stop.wait(self._poll_seconds)
+            self.arrivals.wait(self._poll_seconds)
 
     @property
     def alive(self) -> bool:

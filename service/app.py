@@ -156,7 +156,7 @@ class Ingest:
         initialise_ingest_metrics(destination.name for destination in self.outbox.destinations)
         SCORER_UP.set_function(lambda: float(self.scorer.serving()))  # what /readyz asks, at each scrape
         self.ae = build_ae(config.dicom_ae_title, config.dicom_max_associations, config.dicom_allowed_calling_aes)
-        self.handlers = StorageHandlers(spool, self.index, receiving, config.instance_limits)
+        self.handlers = StorageHandlers(spool, self.index, receiving, config.instance_limits, self.worker.arrivals)
         self.http = HealthServer(config.http_host, config.http_port, INGEST_REGISTRY, self.readiness,
                                  self.liveness)
         self.listener: ListenerServer | None = None

@@ -32,7 +32,7 @@ from pydicom import Dataset
 from service.config import Config
 from service.adoption import Adoption
 from service.errors import InputError, PriorSourceError, ScorerError, ScorerUnavailable
-from service.ingest.completeness import assess
+from service.ingest.completeness import EarlyMargin, assess
 from service.ingest.index import DONE, FAILED, PROCESSING, RECEIVING, StudyIndex, StudyState
 from service.ingest.spool import Spool, study_key
 from service.model import StudyInfo
@@ -40,6 +40,7 @@ from service.observability import SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FA
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.destinations import pacs_tls
 from service.outputs.outbox import DELIVERED, PENDING, Outbox
+from service.imaging.crops import BSPLINE_PREFILTER_VOXELS
 from service.imaging.selection import read_instance, study_info
 from service.pipeline import PriorLookup, WrittenOutputs, run_study
 from service.prior_ct import RetrievedPriorCt
@@ -48,6 +49,7 @@ from service.priors import PriorCache, PriorsOutcome, build_providers, resolve_p
 from service.priors.retrieve import RetrievalLimits, retrieving
 from service.priors.selection import priors_used
 from service.scorer import Scorer
+from service.scoring.settings import ExtractionSettings
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +59,28 @@ MAX_ATTEMPTS = 5
 # Seconds before reconciliation asks again after PACS did not answer, or while a later study of
 # the patient is still being received or scored here.
 RECONCILE_RETRY_SECONDS = 60.0
+# Early completeness while the scorer cannot state its settings: the flat margin used before the
+# margin was derived from them, wide enough for any ring up to 7 mm.
+UNKNOWN_SETTINGS_MARGIN = EarlyMargin(ring_mm=10.0, resampled_voxel_mm=0.0, support_slices=0)
+
+
+def early_margin(settings: ExtractionSettings) -> EarlyMargin:
+    """The CT the scoring reads beyond a contour under `settings` (EarlyMargin explains the
+    terms): the ring, one resampled voxel along z (a z spacing kept as is, 0 or no resampling,
+    is one more original slice), and the interpolator's support (the B-spline's two slices plus
+    its pre-filter's reach, as service.imaging.crops pads its crops)."""
+    spacing = settings.resampledPixelSpacing
+    resampled_z = spacing[2] if spacing is not None else 0.0
+    support = 2 + BSPLINE_PREFILTER_VOXELS if settings.interpolator == "sitkBSpline" else 1
+    return EarlyMargin(ring_mm=settings.ringWidthMm, resampled_voxel_mm=max(resampled_z, 0.0),
+                       support_slices=support + (0 if resampled_z > 0 else 1))
 
 
 class StudyWorker:
-    """Polls the index, scores ready studies, writes and enqueues their outputs."""
+    """Assesses the index's receiving studies when an instance arrives (`arrivals`, set by the
+    listener's store handler) and every `poll_seconds` (the quiet period and the hard cap expire
+    without an arrival; a missed wake-up costs one poll), scores ready studies, writes and
+    enqueues their outputs."""
 
     def __init__(self, config: Config, index: StudyIndex, scorer: Scorer, outbox: Outbox,
                  poll_seconds: float = 0.5) -> None:
@@ -70,6 +90,7 @@ class StudyWorker:
         self._outbox = outbox
         self._poll_seconds = poll_seconds
         self._stop = threading.Event()
+        self.arrivals = threading.Event()
         self._cycle_errors = RepeatedErrorLog(log)
         self._providers = build_providers(config, dimse_tls=pacs_tls(config))
         self._response_inputs = ResponseInputs.from_config(config)  # reads response_settings_file: once, at start
@@ -81,6 +102,7 @@ class StudyWorker:
         self._reconciling = threading.Lock()  # one thread reconciles at a time
         self._reconcile_after: dict[str, float] = {}  # study -> when to ask PACS again
         self._waiting: set[str] = set()  # studies held for an earlier one, each logged once
+        self._margin: EarlyMargin | None = None  # from the scorer's settings, once it has stated them
         self._threads = [threading.Thread(target=self._run, name=f"study-worker-{n + 1}", daemon=True)
                          for n in range(config.concurrent_studies)]
 
@@ -101,18 +123,20 @@ class StudyWorker:
 
     def stop(self, timeout_s: float | None = 60.0) -> None:
         self._stop.set()
+        self.arrivals.set()  # wakes the threads now, not at their next poll
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout=timeout_s)
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self.arrivals.clear()  # before the cycle: an arrival during it brings the next one at once
             try:
                 self.process_ready()
                 self.reconcile_delivered()
             except Exception:  # e.g. the index's disk is full: keep trying, never die silently
                 self._cycle_errors.log("worker cycle failed; retrying", exc_info=True)
-            self._stop.wait(self._poll_seconds)
+            self.arrivals.wait(self._poll_seconds)
 
     @property
     def alive(self) -> bool:
@@ -137,12 +161,15 @@ class StudyWorker:
     def process_ready(self, now: float | None = None) -> int:
         """Assess every receiving study; process those ready. Returns how many were processed."""
         processed = 0
-        for study in self._index.studies_in(RECEIVING):
+        receiving = list(self._index.studies_in(RECEIVING))
+        margin = self._early_margin() if receiving else UNKNOWN_SETTINGS_MARGIN
+        for study in receiving:
             if self._stop.is_set():
                 break
             instances = self._index.instances(study.study_instance_uid)
             moment = time.time() if now is None else now
-            decision = assess(study, instances, moment, self._config.quiet_seconds, self._config.hard_cap_seconds)
+            decision = assess(study, instances, moment, self._config.quiet_seconds, self._config.hard_cap_seconds,
+                              margin)
             if decision.failed and self._index.claim(study.study_instance_uid):
                 self._fail(study.study_instance_uid, decision.reason, "input")
             elif decision.ready and not self._waits_for_earlier(study, moment) and \
@@ -152,6 +179,16 @@ class StudyWorker:
                 self._process(study.study_instance_uid, study.attempts + 1)
                 processed += 1
         return processed
+
+    def _early_margin(self) -> EarlyMargin:
+        """The completeness margin of the scorer's settings, asked once; the flat
+        UNKNOWN_SETTINGS_MARGIN while the scorer cannot answer."""
+        if self._margin is None:
+            try:
+                self._margin = early_margin(ExtractionSettings.from_dict(dict(self._scorer.describe().settings)))
+            except ScorerError:
+                return UNKNOWN_SETTINGS_MARGIN
+        return self._margin
 
     def _waits_for_earlier(self, study: StudyState, now: float) -> bool:
         """Whether a ready study waits for an earlier study of the patient still in flight here

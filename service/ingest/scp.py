@@ -178,12 +178,15 @@ class StorageHandlers:
     """pynetdicom event handlers bound to one spool and index."""
 
     def __init__(self, spool: Spool, index: StudyIndex, receiving: ReceiveDirectory,
-                 limits: InstanceLimits = InstanceLimits()) -> None:
+                 limits: InstanceLimits = InstanceLimits(), arrivals: threading.Event | None = None) -> None:
+        """`arrivals`: set whenever an instance is indexed, to wake whoever assesses studies
+        (the study worker) instead of leaving the news to its next poll."""
         self.spool = spool
         self.index = index
         self.indexing = GroupCommit(index)  # concurrent associations share a transaction
         self.receiving = receiving
         self.limits = limits
+        self.arrivals = arrivals
 
     def handle_store(self, event: evt.Event) -> int | Dataset:
         """EVT_C_STORE: durable spool + index, then Success.
@@ -219,6 +222,8 @@ class StorageHandlers:
             return _failure(STATUS_OUT_OF_RESOURCES, "cannot store the instance")
         INSTANCES_RECEIVED.labels(_kind(record.sop_class_uid)).inc()
         log.debug("stored instance (%s, new=%s)", _kind(record.sop_class_uid), is_new)
+        if self.arrivals is not None:
+            self.arrivals.set()
         return 0x0000
 
     @staticmethod

@@ -25,9 +25,9 @@ How each lesion's contour is referenced (TID 1411 allows exactly one ROI referen
 Each lesion group also holds its centroid as a SCOORD3D point in the CT's Frame of Reference (for
 radiotherapy planning) and its IBSI-defined radiomics features, coded as service.outputs.
 feature_codes explains, with the region (core or ring) as the Measurement Method. The document
-lists the CT images in its image library (TID 1600), with the CT's kVp and convolution kernel
-among the group's descriptors, so that a later study knows this one's extent and acquisition from
-the SR alone (service.priors.library); a re-scored study's SR references the SR it replaces
+lists the CT series in its image library (TID 1600: its first two and last images, which state
+its extent), with the CT's kVp and convolution kernel among the group's descriptors, so that a
+later study knows this one's extent and acquisition from the SR alone (service.priors.library); a re-scored study's SR references the SR it replaces
 (Predecessor Documents Sequence). A follow-up's lesion group adds, under LESCHG, the delta of
 every coded feature; a split fragment names its parent's tracking UID.
 
@@ -218,17 +218,36 @@ def _prior_header(prior: PriorSrReference) -> Dataset:
 
 
 def _library_images(evidence: Sequence[Dataset]) -> list[Dataset]:
-    """The CT images the image library (TID 1600) can describe.
+    """The CT images the image library (TID 1600) lists: per series, its first two and its last
+    image along the slice normal.
+
+    TID 1600 does not require an entry per image, and per-slice entries made the SR's build grow
+    with the CT (300 entries of a dozen items each were nine tenths of the build). Three entries
+    state the series' extent all the same: origin, slice spacing (the first gap) and count (span
+    over spacing), as service.priors.library rebuilds it; every image stays in the evidence.
 
     highdicom describes each image by its top-level PixelSpacing, SliceThickness and position
     (TID 1604). SliceThickness is Type 2 in a CT (present, maybe empty), and an Enhanced CT keeps
     all three in functional groups: such images stay in the evidence but not in the library,
     rather than failing the study's report.
     """
-    return [dataset for dataset in evidence
-            if dataset.get("Modality") == "CT"
-            and all(dataset.get(keyword) not in (None, "")
-                    for keyword in ("SliceThickness", "PixelSpacing", "ImagePositionPatient", "ImageOrientationPatient"))]
+    series: dict[str, list[Dataset]] = {}
+    for dataset in evidence:
+        if dataset.get("Modality") == "CT" and all(
+                dataset.get(keyword) not in (None, "")
+                for keyword in ("SliceThickness", "PixelSpacing", "ImagePositionPatient", "ImageOrientationPatient")):
+            series.setdefault(str(dataset.SeriesInstanceUID), []).append(dataset)
+    listed: list[Dataset] = []
+    for images in series.values():
+        ordered = sorted(images, key=_along_normal)
+        listed.extend(ordered[:2] + ordered[2:][-1:])
+    return listed
+
+
+def _along_normal(dataset: Dataset) -> float:
+    """The image's position along its slice normal (row x column direction cosines)."""
+    orientation = np.asarray(dataset.ImageOrientationPatient, dtype=float)
+    return float(np.asarray(dataset.ImagePositionPatient, dtype=float) @ np.cross(orientation[:3], orientation[3:]))
 
 
 def _describe_acquisition(content: Dataset, evidence: Sequence[Dataset]) -> None:

@@ -3,9 +3,9 @@
 A later study needs both (followup.md 2.3 items 4-5 and 9.5.1): the extent decides whether an
 unmatched lesion is new or disappeared or merely outside the other scan, and kVp, kernel and
 slice thickness whether radiomic deltas are comparable. The SR's image library (TID 1600)
-already describes each CT image with standard descriptors (TID 1602/1604: rows, columns, pixel
-spacing, slice thickness, position and orientation), so the extent is rebuilt from them rather
-than restated; the builder adds kVp and kernel to the library group (service.outputs.sr).
+already describes the CT series' first two and last images with standard descriptors (TID
+1602/1604: rows, columns, pixel spacing, slice thickness, position and orientation), so the
+extent is rebuilt from them rather than restated; the builder adds kVp and kernel to the library group (service.outputs.sr).
 """
 
 from __future__ import annotations
@@ -76,8 +76,10 @@ def read_scanned_ct(sr: Dataset, frame_of_reference_uid: str | None) -> ScannedC
 
 def _extent(images: list[Dataset], thickness_mm: float | None) -> ImageGeometry | None:
     """The voxel grid the images span: in-plane from rows, columns and spacing; through-plane
-    from the positions along the slice normal (evenly spaced slices, as a CT series is read; one
-    slice is as deep as it is thick).
+    from the positions along the slice normal: evenly spaced slices, as a CT series is read, at
+    the smallest gap listed, as many as fill the span (our SRs list each series' first two and
+    last images; older ones list every image: both give the same grid). One slice is as deep as
+    it is thick.
     None when a descriptor is missing or the slices do not share one orientation."""
     described = [(np.array([_number(image, code) for code in _POSITION], dtype=float),  # None -> NaN
                   np.array([_number(image, code) for code in (*_ROW, *_COLUMN)], dtype=float),
@@ -98,9 +100,11 @@ def _extent(images: list[Dataset], thickness_mm: float | None) -> ImageGeometry 
     if None in (rows, columns, horizontal, vertical):
         return None
     span = ordered[-1][0] - ordered[0][0]
-    slice_spacing = span / (len(ordered) - 1) if len(ordered) > 1 and span > 0 else (thickness_mm or 1.0)
+    gaps = [b[0] - a[0] for a, b in zip(ordered, ordered[1:]) if b[0] - a[0] > 0]
+    slice_spacing = min(gaps) if gaps else (thickness_mm or 1.0)
+    slices = round(span / slice_spacing) + 1 if gaps else 1
     direction = np.column_stack([row, column, normal]).ravel()
     x, y, z = ordered[0][1]
-    return ImageGeometry((int(columns), int(rows), len(ordered)),  # type: ignore[arg-type]
+    return ImageGeometry((int(columns), int(rows), slices),  # type: ignore[arg-type]
                          (float(horizontal), float(vertical), slice_spacing),  # type: ignore[arg-type]
                          (x, y, z), tuple(float(v) for v in direction))

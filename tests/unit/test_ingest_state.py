@@ -89,7 +89,7 @@ def test_early_completion_when_ct_covers_the_contours_with_margin(index):
     for r in [contour, *cts]:
         index.add_instance(r)
     decision = assess(_study(index), index.instances("1.2.3"), now=101.0, quiet_seconds=30, hard_cap_seconds=600)
-    assert decision.outcome is Outcome.WAIT  # 10 mm margin below 20 mm not covered (CT starts at 12 mm)
+    assert decision.outcome is Outcome.WAIT  # 2 + 1 mm + one 3 mm slice beyond 26 mm not covered (CT ends at 30 mm)
     for i in (2, 3, 11, 12):
         index.add_instance(_record(f"ct{i}", positions=(3.0 * i,), at=101.0))
     decision = assess(_study(index), index.instances("1.2.3"), now=101.5, quiet_seconds=30, hard_cap_seconds=600)

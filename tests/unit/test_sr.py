@@ -388,27 +388,40 @@ def test_target_points_are_read_back_in_the_ct_frame_of_reference(report, writte
         assert point.value.tolist() == [list(lesion.centroid_mm)]
 
 
-def test_image_library_lists_every_ct_image(report, written) -> None:
-    result, _ = written
-    (library,) = [item for item in report[0].ContentSequence if item.name == hd.sr.CodedConcept("111028", "DCM", "Image Library")]
-    entries = [entry for group in library.ContentSequence for entry in group.ContentSequence if entry.ValueType == "IMAGE"]
-    referenced = {entry.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for entry in entries}
-    assert referenced == set(result.ct.sop_instance_uids)
+def _library_uids(sr) -> list[str]:
+    (library,) = [item for item in sr.ContentSequence if item.ConceptNameCodeSequence[0].CodeValue == "111028"]
+    return [entry.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+            for group in library.ContentSequence for entry in group.ContentSequence if entry.ValueType == "IMAGE"]
+
+
+def _ends(ct: list) -> set[str]:
+    """The first two and the last image by z (the test data are axial), sorted here, not by the SR."""
+    ordered = sorted(ct, key=lambda ds: float(ds.ImagePositionPatient[2]))
+    return {str(ds.SOPInstanceUID) for ds in (ordered[0], ordered[1], ordered[-1])}
+
+
+def test_image_library_lists_the_series_ends_and_evidence_every_image(built) -> None:
+    """Three library entries whatever the slice count (the build no longer grows with it); every
+    CT image is still evidence."""
+    result, evidence = built("RTSTRUCT").result, built("RTSTRUCT").evidence
+    ct = [ds for ds in evidence if ds.get("Modality") == "CT"]
+    sr = build_measurement_report(result, evidence)
+    listed = _library_uids(sr)
+    assert len(listed) == 3 and set(listed) == _ends(ct)
+    evidence_uids = {item.ReferencedSOPInstanceUID for study in sr.CurrentRequestedProcedureEvidenceSequence
+                     for series in study.ReferencedSeriesSequence for item in series.ReferencedSOPSequence}
+    assert set(result.ct.sop_instance_uids) <= evidence_uids
 
 
 def test_ct_images_the_library_cannot_describe_stay_evidence_only(built) -> None:
     """SliceThickness is Type 2 (present but empty is valid); highdicom's library entry needs a
     value. Such images are left out of the library, not the report: the study is not failed."""
     result, evidence = built("RTSTRUCT").result, copy.deepcopy(built("RTSTRUCT").evidence)
-    ct = [ds for ds in evidence if ds.get("Modality") == "CT"]
+    ct = sorted((ds for ds in evidence if ds.get("Modality") == "CT"), key=lambda ds: float(ds.ImagePositionPatient[2]))
     ct[0].SliceThickness = None
     del ct[1].SliceThickness
     sr = build_measurement_report(result, evidence)
-    (library,) = [item for item in sr.ContentSequence
-                  if item.ConceptNameCodeSequence[0].CodeValue == "111028"]
-    listed = {entry.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
-              for group in library.ContentSequence for entry in group.ContentSequence if entry.ValueType == "IMAGE"}
-    assert listed == {str(ds.SOPInstanceUID) for ds in ct[2:]}
+    assert set(_library_uids(sr)) == _ends(ct[2:])
     evidence_uids = {item.ReferencedSOPInstanceUID for study in sr.CurrentRequestedProcedureEvidenceSequence
                      for series in study.ReferencedSeriesSequence for item in series.ReferencedSOPSequence}
     assert {str(ds.SOPInstanceUID) for ds in ct} <= evidence_uids

@@ -187,16 +187,17 @@ def test_instances_arriving_during_scoring_make_it_score_again(site: Site, score
     site.receive([*ct, rtstruct])
 
     class ArrivingWhileScoring:
-        """The real scorer; its first describe() also stores the late instance."""
+        """The real scorer; its first score_lesion() also stores the late instance (describe()
+        is asked before scoring too: the worker derives its completeness margin from it)."""
 
         def __getattr__(self, name: str):
             return getattr(scorer, name)
 
-        def describe(self):
+        def score_lesion(self, crop):
             if not arrived:
                 arrived.append(True)
                 site.receive([late], at=RECEIVED_AT + 2)
-            return scorer.describe()
+            return scorer.score_lesion(crop)
 
     arrived: list[bool] = []
     site.worker = StudyWorker(site.config, site.index, ArrivingWhileScoring(), site.outbox)

@@ -10,7 +10,6 @@ from the polygons, never from the service.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +20,8 @@ import pytest
 from service.priors import read_prior_report
 from tests.support.follow_up_study import diameter_percent_bounds, write_follow_up
 from tests.support.moved_study import contour_points, rigid_about_z, spatial_registration, write_moved_follow_up
-from tests.support.orthanc import Orthanc, find_orthanc, reference_config
-from tests.support.pacs_site import TIMEOUT_S, Site
+from tests.support.orthanc import Orthanc, find_orthanc
+from tests.support.pacs_site import TIMEOUT_S, Site, running_site, send, site_settings, study_uid_of
 from tests.support.processes import LOOPBACK, free_port, wait_until
 from tests.support.service import QUIET_SECONDS, RunningService, Scorer
 from tests.support.studies import copy_study
@@ -32,37 +31,9 @@ S = 1.3
 FOLLOW_UP_DATE = "20020301"  # STS_019 is of 20011127
 
 
-def _settings(dicom_port: int, web_port: int, **priors: object) -> dict[str, object]:
-    """A service whose PACS is the Orthanc at these ports, for deliveries and (unless `priors`
-    says otherwise) priors."""
-    return {"quiet_seconds": QUIET_SECONDS, "pacs_host": "127.0.0.1", "pacs_port": dicom_port,
-            "pacs_ae_title": reference_config()["DicomAet"], "delivery_initial_backoff_seconds": 1,
-            "prior_dicomweb_url": f"http://127.0.0.1:{web_port}/dicom-web", **priors}
-
-
-@contextlib.contextmanager
-def _site(root: Path, modality_rights: dict[str, bool] | None = None, **priors: object) -> Iterator[Site]:
-    """Orthanc and `serve` delivering to it; `priors`: the prior_* settings (the DICOMweb URL is
-    this Orthanc's unless given); `modality_rights`: Orthanc's Allow* for us, if not the reference."""
-    find_orthanc()
-    dicom_port, web_port = free_port(), free_port()
-    service = RunningService(root / "var", **_settings(dicom_port, web_port, **priors))
-    try:
-        orthanc = Orthanc(root / "orthanc", modality_port=service.dicom_port, dicom_port=dicom_port,
-                          http_port=web_port, modality_rights=modality_rights)
-    except BaseException:
-        service.stop()
-        raise
-    try:
-        yield Site(orthanc, service)
-    finally:
-        orthanc.stop()
-        service.stop()
-
-
 @pytest.fixture(params=["dicomweb", "dimse"])
 def site(request, tmp_path) -> Iterator[Site]:
-    with _site(tmp_path, prior_providers=request.param) as running:
+    with running_site(tmp_path, prior_providers=request.param) as running:
         yield running
 
 
@@ -73,15 +44,6 @@ def follow_up(sts019, tmp_path) -> tuple[Path, Path, str]:
     ct, rtstruct = write_follow_up(tmp_path / "copy" / "image", tmp_path / "copy" / "mask" / "RS.dcm",
                                    tmp_path / "follow-up", scale=S, study_date=FOLLOW_UP_DATE)
     return ct, rtstruct, str(pydicom.dcmread(rtstruct, stop_before_pixels=True).StudyInstanceUID)
-
-
-def _baseline_uid(sts019: Path) -> str:
-    return str(pydicom.dcmread(next((sts019 / "image").iterdir()), stop_before_pixels=True).StudyInstanceUID)
-
-
-def _send(service: RunningService, *paths: Path) -> None:
-    sent = service.storescu(*paths)
-    assert sent.returncode == 0, sent.stderr
 
 
 def _group(sr: Path) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
@@ -107,11 +69,11 @@ def _assert_follows(follow_up_sr: Path, baseline_sr: Path, sts019: Path, follow_
 
 def test_the_follow_up_is_compared_with_the_baseline_from_pacs(site, sts019, follow_up):
     ct, rtstruct, follow_up_uid = follow_up
-    _send(site.service, sts019)
-    baseline_sr = site.sr(_baseline_uid(sts019))
+    send(site.service, sts019)
+    baseline_sr = site.sr(study_uid_of(sts019))
     site.in_pacs(baseline_sr)
 
-    _send(site.service, ct, rtstruct)
+    send(site.service, ct, rtstruct)
     follow_up_sr = site.sr(follow_up_uid)
 
     _assert_follows(follow_up_sr, baseline_sr, sts019, rtstruct)
@@ -128,12 +90,12 @@ def test_with_the_directory_source_over_its_own_outbox_serve_compares_without_a_
     service = RunningService(var, quiet_seconds=QUIET_SECONDS, prior_providers="directory",
                              prior_directory=str(var / "outbox"))
     try:
-        _send(service, sts019)
-        service.wait_for(_baseline_uid(sts019), timeout_s=TIMEOUT_S)
-        baseline_sr = service.result_sr(_baseline_uid(sts019))
+        send(service, sts019)
+        service.wait_for(study_uid_of(sts019), timeout_s=TIMEOUT_S)
+        baseline_sr = service.result_sr(study_uid_of(sts019))
         assert baseline_sr is not None  # its outbox existed from the start: no prior, none unavailable
         assert not [n for n in read_prior_report(pydicom.dcmread(baseline_sr)).notes if n.startswith("priors")]
-        _send(service, ct, rtstruct)
+        send(service, ct, rtstruct)
         assert service.wait_for(follow_up_uid, timeout_s=TIMEOUT_S)[0] == "done"
         follow_up_sr = service.result_sr(follow_up_uid)
         assert follow_up_sr is not None, service.status()
@@ -146,14 +108,14 @@ def test_with_the_directory_source_over_its_own_outbox_serve_compares_without_a_
 
 def test_a_baseline_arriving_after_its_follow_up_has_the_follow_up_scored_again(tmp_path, sts019, follow_up):
     ct, rtstruct, follow_up_uid = follow_up
-    with _site(tmp_path / "site", prior_providers="dicomweb") as site:
-        _send(site.service, ct, rtstruct)
+    with running_site(tmp_path / "site", prior_providers="dicomweb") as site:
+        send(site.service, ct, rtstruct)
         first_sr = site.sr(follow_up_uid)
         assert not hasattr(pydicom.dcmread(first_sr), "PertinentOtherEvidenceSequence")
         site.in_pacs(first_sr)
 
-        _send(site.service, sts019)
-        baseline_sr = site.sr(_baseline_uid(sts019))
+        send(site.service, sts019)
+        baseline_sr = site.sr(study_uid_of(sts019))
         wait_until(lambda: site.sr(follow_up_uid) != first_sr, TIMEOUT_S, "reconciliation to score the follow-up again")
 
         again = site.sr(follow_up_uid)
@@ -173,8 +135,8 @@ UNAVAILABLE = {  # case -> (site settings, how the reason starts)
 def test_with_priors_unavailable_the_follow_up_is_still_scored_and_says_so(tmp_path, sts019, follow_up, case):
     ct, rtstruct, follow_up_uid = follow_up
     settings, reason = UNAVAILABLE[case]
-    with _site(tmp_path / "site", **settings) as site:
-        _send(site.service, ct, rtstruct)
+    with running_site(tmp_path / "site", **settings) as site:
+        send(site.service, ct, rtstruct)
         state, _ = site.service.wait_for(follow_up_uid, timeout_s=TIMEOUT_S)
         assert state == "done"
         sr = site.sr(follow_up_uid)
@@ -194,20 +156,20 @@ def test_the_follow_up_on_another_ingest_replica_is_compared_with_the_same_basel
     replicas: list[RunningService] = []
     orthanc = None
     try:
-        settings = _settings(dicom_port, web_port, prior_providers="dicomweb",
+        settings = site_settings(dicom_port, web_port, prior_providers="dicomweb",
                              scorer_address=f"{LOOPBACK}:{scorer.grpc_port}")
         replicas += [RunningService(tmp_path / f"var-{n}", "ingest", **settings) for n in (1, 2)]
         orthanc = Orthanc(tmp_path / "orthanc", modality_port=replicas[0].dicom_port, dicom_port=dicom_port,
                           http_port=web_port)
         first, second = (Site(orthanc, replica) for replica in replicas)
-        _send(first.service, sts019)
-        baseline_sr = first.sr(_baseline_uid(sts019))
+        send(first.service, sts019)
+        baseline_sr = first.sr(study_uid_of(sts019))
         first.in_pacs(baseline_sr)
 
-        _send(second.service, ct, rtstruct)
+        send(second.service, ct, rtstruct)
 
         _assert_follows(second.sr(follow_up_uid), baseline_sr, sts019, rtstruct)
-        assert second.service.study_state(_baseline_uid(sts019)) is None  # the prior never entered its queue
+        assert second.service.study_state(study_uid_of(sts019)) is None  # the prior never entered its queue
     finally:
         for process in [orthanc, *replicas, scorer]:
             if process is not None:
@@ -238,12 +200,12 @@ def test_a_follow_up_in_a_new_frame_sent_with_its_registration_is_matched_throug
     prior_frame = pydicom.dcmread(next((sts019 / "image").iterdir()), stop_before_pixels=True).FrameOfReferenceUID
     spatial_registration(registration, ct, prior_frame, transform)
     follow_up_uid = str(pydicom.dcmread(rtstruct, stop_before_pixels=True).StudyInstanceUID)
-    with _site(tmp_path / "site", prior_providers="dicomweb") as site:
-        _send(site.service, sts019)
-        baseline_sr = site.sr(_baseline_uid(sts019))
+    with running_site(tmp_path / "site", prior_providers="dicomweb") as site:
+        send(site.service, sts019)
+        baseline_sr = site.sr(study_uid_of(sts019))
         site.in_pacs(baseline_sr)
 
-        _send(site.service, ct, registration, rtstruct)
+        send(site.service, ct, registration, rtstruct)
         follow_up_sr = site.sr(follow_up_uid)
         assert pydicom.dcmread(registration).SOPInstanceUID in site.service.indexed(follow_up_uid)
         assert site.service.metric("rcds_instances_received_total", kind="reg") == 1
@@ -260,10 +222,10 @@ def test_a_follow_up_sent_with_its_baseline_compares_with_it_in_its_first_report
     to be scored and its SR to reach PACS, so its one SR compares with the baseline (no second
     SR from reconciliation)."""
     ct, rtstruct, follow_up_uid = follow_up
-    with _site(tmp_path / "site", prior_providers="dicomweb") as site:
-        _send(site.service, sts019 / "image", ct, rtstruct, sts019 / "mask" / "RS.dcm")
+    with running_site(tmp_path / "site", prior_providers="dicomweb") as site:
+        send(site.service, sts019 / "image", ct, rtstruct, sts019 / "mask" / "RS.dcm")
         follow_up_sr = site.sr(follow_up_uid)
-        baseline_sr = site.sr(_baseline_uid(sts019))
+        baseline_sr = site.sr(study_uid_of(sts019))
 
         _assert_follows(follow_up_sr, baseline_sr, sts019, rtstruct)
         assert "PredecessorDocumentsSequence" not in pydicom.dcmread(follow_up_sr)  # its first SR

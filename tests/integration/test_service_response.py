@@ -17,7 +17,7 @@ import pydicom
 import pytest
 
 # the site helpers of the priors tests: one Orthanc as the service's PACS
-from tests.integration.test_service_priors import _baseline_uid, _send, _site
+from tests.support.pacs_site import running_site, send, study_uid_of
 from tests.support.follow_up_study import write_follow_up
 from tests.support.studies import copy_study
 
@@ -38,9 +38,9 @@ def test_iupd_then_icpd_through_serve_and_orthanc(tmp_path, sts019):
     copy_study(sts019, tmp_path / "copy")
     baseline_rs = tmp_path / "copy" / "mask" / "RS.dcm"
     start = datetime.datetime.strptime(str(pydicom.dcmread(baseline_rs, stop_before_pixels=True).StudyDate), "%Y%m%d")
-    with _site(tmp_path / "site", prior_providers="dicomweb", treatment_start=start.date().isoformat()) as site:
-        _send(site.service, sts019)
-        baseline_sr = site.sr(_baseline_uid(sts019))
+    with running_site(tmp_path / "site", prior_providers="dicomweb", treatment_start=start.date().isoformat()) as site:
+        send(site.service, sts019)
+        baseline_sr = site.sr(study_uid_of(sts019))
         site.in_pacs(baseline_sr)
         (lesion,) = hd.sr.srread(baseline_sr).content.get_volumetric_roi_measurement_groups()
         assert [e.value.value for e in lesion.get_qualitative_evaluations(name=hd.sr.CodedConcept(
@@ -50,7 +50,7 @@ def test_iupd_then_icpd_through_serve_and_orthanc(tmp_path, sts019):
             date = (start + datetime.timedelta(days=days)).strftime("%Y%m%d")
             ct, rtstruct = write_follow_up(tmp_path / "copy" / "image", baseline_rs, tmp_path / name, scale=scale,
                                            study_date=date)
-            _send(site.service, ct, rtstruct)
+            send(site.service, ct, rtstruct)
             sr = site.sr(str(pydicom.dcmread(rtstruct, stop_before_pixels=True).StudyInstanceUID))
             site.in_pacs(sr)  # the next follow-up finds it there
             categories[name] = _categories(sr)

@@ -23,38 +23,15 @@ from service.outputs import codes
 from service.priors import read_prior_report
 from tests.support.follow_up_study import diameter_percent_bounds, write_follow_up
 from tests.support.moved_study import contour_points, rigid_about_z, write_moved_follow_up
-from tests.support.orthanc import Orthanc, find_orthanc, reference_config
-from tests.support.pacs_site import TIMEOUT_S, Site
+from tests.support.orthanc import Orthanc, find_orthanc
+from tests.support.pacs_site import TIMEOUT_S, Site, running_site, site_settings
 from tests.support.processes import LOOPBACK, free_port, wait_until
-from tests.support.service import QUIET_SECONDS, RunningService, Scorer
+from tests.support.service import RunningService, Scorer
 from tests.support.studies import copy_study
 
 pytestmark = pytest.mark.external
 S = 1.3
 REGISTRATION_TOLERANCE_MM = 2.0  # tests/integration/test_registration.py says why
-
-
-def _settings(dicom_port: int, web_port: int, provider: str, **more: object) -> dict[str, object]:
-    return {"quiet_seconds": QUIET_SECONDS, "pacs_host": LOOPBACK, "pacs_port": dicom_port,
-            "pacs_ae_title": reference_config()["DicomAet"], "delivery_initial_backoff_seconds": 1,
-            "prior_dicomweb_url": f"http://{LOOPBACK}:{web_port}/dicom-web", "prior_providers": provider, **more}
-
-
-@contextlib.contextmanager
-def _site(root: Path, provider: str) -> Iterator[Site]:
-    find_orthanc()
-    dicom_port, web_port = free_port(), free_port()
-    service = RunningService(root / "var", **_settings(dicom_port, web_port, provider))
-    try:
-        orthanc = Orthanc(root / "orthanc", modality_port=service.dicom_port, dicom_port=dicom_port, http_port=web_port)
-    except BaseException:
-        service.stop()
-        raise
-    try:
-        yield Site(orthanc, service)
-    finally:
-        orthanc.stop()
-        service.stop()
 
 
 def _header_of(path: Path) -> pydicom.Dataset:
@@ -92,7 +69,7 @@ def moved(sts019: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
 @pytest.mark.parametrize("provider", ["dicomweb", "dimse"])
 def test_a_follow_up_in_another_frame_is_registered_with_the_baseline_ct_from_pacs(tmp_path, sts019, moved, provider):
     ct, rtstruct = moved
-    with _site(tmp_path, provider) as site:
+    with running_site(tmp_path, prior_providers=provider) as site:
         site.orthanc.upload(*sorted((sts019 / "image").iterdir()))  # the PACS holds the baseline CT (no contours:
         site.send(sts019)                                            # Orthanc routes nothing)
         baseline_sr = site.sr(_study_uid(sts019 / "mask" / "RS.dcm"))
@@ -140,7 +117,7 @@ def _follow_up_scored_on_b(root: Path, sts019: Path, provider: str) -> Iterator[
     replicas: list[RunningService] = []
     orthanc = None
     try:
-        settings = _settings(dicom_port, web_port, provider, scorer_address=f"{LOOPBACK}:{scorer.grpc_port}")
+        settings = site_settings(dicom_port, web_port, prior_providers=provider, scorer_address=f"{LOOPBACK}:{scorer.grpc_port}")
         replicas += [RunningService(root / f"var-{name}", "ingest", **settings) for name in "ab"]
         orthanc = Orthanc(root / "orthanc", modality_port=replicas[1].dicom_port, dicom_port=dicom_port,
                           http_port=web_port)

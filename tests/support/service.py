@@ -124,7 +124,9 @@ class RunningService:
         before the blank line and the deliveries per destination)."""
         out = subprocess.run(CLI + ["status"], env=self.env, cwd=REPO, capture_output=True, text=True, check=True)
         rows = {}
-        for line in out.stdout.split("\n\n")[0].splitlines():
+        for line in out.stdout.splitlines():
+            if not line.strip():  # the study lines end there (none at all: the output starts with it)
+                break
             key, uid, state, *detail = line.split(maxsplit=3)
             rows[uid] = (state, detail[0] if detail else "")
         return rows

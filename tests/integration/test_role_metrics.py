@@ -60,7 +60,9 @@ def test_each_role_exports_its_own_series_and_not_the_others(scrapes: dict[str, 
     assert SCORER_FAMILIES | PROCESS_FAMILIES <= set(scorer)
     assert not SCORER_FAMILIES & set(ingest)
     assert not INGEST_FAMILIES & set(scorer)
-    assert ingest["rcds_outputs_failed"] == [("rcds_outputs_failed_total", {"destination": "pacs"}, 0.0)]
+    # a PACS configured: its SR destination and its tumour-board page destination, each at 0
+    assert sorted(ingest["rcds_outputs_failed"], key=str) == [
+        ("rcds_outputs_failed_total", {"destination": name}, 0.0) for name in ("pacs", "pacs-summary")]
 
 
 def test_each_role_runs_in_its_own_process(scrapes: dict[str, str]) -> None:

@@ -9,6 +9,7 @@ destination fails and the other succeeds.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -56,7 +57,10 @@ def _var_dir(tmp_path: Path) -> Path:
             index.finish(study_uid, DONE, result=RESULTS[name])
             for destination, artefact in (("pacs", Artefact.SR), ("fhir", Artefact.FHIR_BUNDLE)):
                 path = artefact_path(config.outbox_dir, RESULTS[name], artefact)
-                shutil.copy(ct_file, path)
+                if artefact is Artefact.FHIR_BUNDLE:  # a valid Bundle: the session validates every one written
+                    path.write_text(json.dumps({"resourceType": "Bundle", "type": "transaction"}))
+                else:
+                    shutil.copy(ct_file, path)
                 outbox.enqueue(destination, path)
             outbox.deliver_due(FAR_FUTURE)
             if name == "failed-pacs":

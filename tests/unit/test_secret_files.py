@@ -31,8 +31,8 @@ def test_the_bearer_tokens_are_read_from_their_files_and_sent(token_file: Path) 
     assert (config.fhir_bearer_token, config.stow_bearer_token) == (SECRET, SECRET)
     authorization = fhir_authorization(config)
     assert authorization is not None and authorization.header() == f"Bearer {SECRET}"
-    (stow,) = [d for d in configured_destinations(config) if isinstance(d, PacsByStowRs)]
-    assert stow.bearer_token == SECRET
+    stows = [d for d in configured_destinations(config) if isinstance(d, PacsByStowRs)]  # the SR's and the page's
+    assert stows and all(stow.bearer_token == SECRET for stow in stows)
 
 
 def test_every_file_setting_names_an_existing_setting() -> None:

@@ -31,7 +31,7 @@ from pynetdicom.dsutils import split_dataset
 
 from service.errors import InputError, InstanceBudgetError
 from service.dicom import HeaderReader
-from service.sop_classes import CT_SOP_CLASSES, SEGMENTATION
+from service.sop_classes import IMAGE_SOP_CLASSES
 
 # Bounded reasons (metric labels of rcds_instances_rejected_total)
 OVER_LIMIT = "over_limit"
@@ -42,7 +42,6 @@ PIXEL_DATA = 0x7FE00010
 _ITEM, _SEQUENCE_DELIMITER = 0xFFFEE000, 0xFFFEE0DD
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _CONTOUR_DATA = 0x30060050
-_IMAGE_SOP_CLASSES = CT_SOP_CLASSES | {SEGMENTATION}
 _IMAGE_PIXEL_ATTRIBUTES = ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel", "PhotometricInterpretation")
 
 
@@ -91,7 +90,7 @@ def check_instance(header: Dataset, extent: PixelDataExtent | None, limits: Inst
     data, structure-set sizes against limits. `extent` None: no PixelData element."""
     if "ROIContourSequence" in header:
         check_structure_set(header, limits)
-    if header.get("SOPClassUID") in _IMAGE_SOP_CLASSES or extent is not None:
+    if header.get("SOPClassUID") in IMAGE_SOP_CLASSES or extent is not None:
         if extent is None:
             raise InstanceBudgetError(INCONSISTENT, "image without PixelData (truncated or incomplete)")
         check_pixel_data(header, check_image_claims(header, limits), extent)

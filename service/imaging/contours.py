@@ -15,20 +15,25 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import TypeVar
 
+import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 from pydicom.uid import UID
 
 from service.dicom_limits import InstanceLimits, check_dataset
 from service.errors import ContourError, FrameOfReferenceMismatch
 from service.dicom import HeaderReader
-from service.imaging.volume import FramePlane, decoded_frames, frame_plane, functional_group_item
+from service.imaging.volume import frame_plane, functional_group_item
 from service.model import CodedConcept, CtSeries, LesionMask, LesionSource
-from service.sop_classes import RT_STRUCTURE_SET, SEGMENTATION
+from service.sop_classes import RT_STRUCTURE_SET, SEGMENTATION_SOP_CLASSES
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 # How far (in voxels) a contour plane or a SEG pixel may sit from the CT grid and still count as
@@ -96,9 +101,9 @@ def _check_frame_of_reference(uid: str | None, ct: CtSeries, what: str) -> None:
         )
 
 
-def _check_sop_class(ds: Dataset, expected: str, name: str) -> str:
-    """The instance's SOP Instance UID, once it is known to be an `expected` instance."""
-    if ds.get("SOPClassUID") != expected:
+def _check_sop_class(ds: Dataset, expected: Collection[str], name: str) -> str:
+    """The instance's SOP Instance UID, once it is known to be an instance of one of `expected`."""
+    if str(ds.get("SOPClassUID")) not in expected:  # str: a multi-valued one is not hashable
         raise ContourError(
             f"instance {ds.get('SOPInstanceUID', '?')} is not an {name} "
             f"(SOP Class {ds.get('SOPClassUID')})"
@@ -149,7 +154,7 @@ LESION_ROI_TYPES: frozenset[str] = frozenset({"GTV", ""})
 
 def lesion_rois(rtstruct: Dataset, lesion_types: frozenset[str] = LESION_ROI_TYPES) -> tuple[set[int], list[str]]:
     """(ROI numbers to score, one note per ROI skipped for its RT ROI Interpreted Type)."""
-    what = f"RTSTRUCT {_check_sop_class(rtstruct, RT_STRUCTURE_SET, 'RTSTRUCT')}"
+    what = f"RTSTRUCT {_check_sop_class(rtstruct, {RT_STRUCTURE_SET}, 'RTSTRUCT')}"
     types = {
         number: HeaderReader(f"ROI {number} of {what}", ContourError).text(item, "RTROIInterpretedType").upper()
         for number, item in _numbered(rtstruct, "RTROIObservationsSequence", "ReferencedROINumber", what)
@@ -174,7 +179,7 @@ def rtstruct_to_masks(rtstruct: Dataset, ct: CtSeries, roi_numbers: set[int] | N
     ContourError if a closed contour is off the CT's slice planes or outside the volume, or if
     the structure set has more ROIs or contour points than `limits` allow.
     """
-    uid = _check_sop_class(rtstruct, RT_STRUCTURE_SET, "RTSTRUCT")
+    uid = _check_sop_class(rtstruct, {RT_STRUCTURE_SET}, "RTSTRUCT")
     check_dataset(rtstruct, limits, ContourError)
     contours_of = {
         number: item.get("ContourSequence") or []
@@ -339,39 +344,41 @@ def _even_odd(
 
 # --- SEG --------------------------------------------------------------------------------------
 
+_REFERENCED_SEGMENT_NUMBER = Tag("ReferencedSegmentNumber")
+_SEGMENTATION_TYPES = ("BINARY", "FRACTIONAL", "LABELMAP")
+
 
 def seg_to_masks(seg: Dataset, ct: CtSeries, limits: InstanceLimits = InstanceLimits()) -> list[LesionMask]:
     """One LesionMask per segment of a DICOM SEG that has at least one set voxel.
 
-    FRACTIONAL segmentations are thresholded at half of MaximumFractionalValue (the IBSI mask
-    threshold, also used for resampled masks). Frames must lie on the CT grid: same orientation
-    and pixel spacing, an integer in-plane pixel offset (a SEG covering part of the CT is fine)
-    and a CT slice plane, each within GRID_TOLERANCE. A SEG on another grid is rejected, not
-    resampled: nearest-neighbour resampling would move the lesion boundary by up to half a
-    voxel, changing volume and ring features without anyone seeing it; the producer should
-    write the SEG on the CT's grid (highdicom and dcmqi do by default). Frames, matrix and
-    pixel data are checked against `limits` and each other before any frame is decoded.
+    highdicom reads the SEG (Segmentation.from_dataset): it decodes the frames, sorts them by
+    position into a volume (get_volume) and gives each segment as a binary array, whatever the
+    SegmentationType: BINARY, FRACTIONAL (kept where the value is at least half of
+    MaximumFractionalValue: the IBSI mask threshold, also used for resampled masks) and LABELMAP
+    (one frame per position, a pixel's value is its segment number). Each slice of that volume
+    must then lie on the CT grid: same orientation and pixel spacing, an integer in-plane pixel
+    offset (a SEG covering part of the CT is fine) and a CT slice plane, each within
+    GRID_TOLERANCE. A SEG on another grid is rejected, not resampled: nearest-neighbour
+    resampling would move the lesion boundary by up to half a voxel, changing volume and ring
+    features without anyone seeing it; the producer should write the SEG on the CT's grid
+    (highdicom and dcmqi do by default).
+
+    Before highdicom sees the SEG, its frames, matrix and pixel data are checked against
+    `limits` and each other, and every header value highdicom relies on is read here, so that
+    a damaged SEG fails with the attribute named rather than with whatever highdicom raises.
     """
-    what = f"SEG {_check_sop_class(seg, SEGMENTATION, 'SEG (Segmentation Storage)')}"
+    what = f"SEG {_check_sop_class(seg, SEGMENTATION_SOP_CLASSES, 'SEG (Segmentation Storage)')}"
     check_dataset(seg, limits, ContourError)
     read = HeaderReader(what, ContourError)
     _check_frame_of_reference(read.text(seg, "FrameOfReferenceUID"), ct, what)
-    frames = _segment_frames(seg, read)
+    threshold = _binary_threshold(seg, read)
     segments = dict(_numbered(seg, "SegmentSequence", "SegmentNumber", what))
-    pieces: dict[int, list[_Piece]] = {number: [] for number in segments}
-    for f, frame in enumerate(frames):
-        cropped = _crop_piece(0, 0, 0, frame)
-        if cropped is None:  # an empty frame places nothing, wherever it lies
-            continue
-        number = _referenced_segment(seg, f, what)
-        if number not in pieces:
-            raise ContourError(
-                f"frame {f + 1} of {what} refers to segment {number}, which is not defined"
-            )
-        pieces[number].append(_place_on_ct(seg, f, frame.shape, cropped, ct, f"frame {f + 1} of {what}"))
+    _check_frames(seg, set(segments), read.text(seg, "SegmentationType") != "LABELMAP", what)
+    image = _from_highdicom(what, lambda: hd.seg.Segmentation.from_dataset(seg))
     masks = []
     for number, item in segments.items():
-        assembled = _assemble(pieces[number])
+        volume = _from_highdicom(what, lambda: image.get_volume(segment_numbers=[number], rescale_fractional=False))
+        assembled = _assemble(_place_volume(volume, threshold, ct, f"segment {number} of {what}"))
         if assembled is None:
             logger.warning("segment %d of %s has no set voxel; skipped", number, what)
             continue
@@ -379,18 +386,49 @@ def seg_to_masks(seg: Dataset, ct: CtSeries, limits: InstanceLimits = InstanceLi
     return masks
 
 
-def _segment_frames(seg: Dataset, read: HeaderReader) -> np.ndarray:
-    """All frames as booleans (frames, rows, columns), FRACTIONAL ones thresholded at 0.5."""
-    frames = decoded_frames(seg, read.integer(seg, "Rows"), read.integer(seg, "Columns"), ContourError)
+def _binary_threshold(seg: Dataset, read: HeaderReader) -> int:
+    """The smallest stored value that counts as inside a segment: 1, or for a FRACTIONAL SEG
+    half of MaximumFractionalValue, rounded up (0.5 itself is inside)."""
     kind = read.text(seg, "SegmentationType")
-    if kind == "BINARY":
-        return frames != 0
-    if kind == "FRACTIONAL":
-        maximum = read.optional_integer(seg, "MaximumFractionalValue") or 0
-        if maximum <= 0:
-            read.fail("MaximumFractionalValue", "must be positive in a FRACTIONAL SEG")
-        return 2 * frames.astype(np.int64) >= maximum
-    read.fail("SegmentationType", f"is {kind or 'missing'}; only BINARY and FRACTIONAL are supported")
+    if kind not in _SEGMENTATION_TYPES:
+        read.fail("SegmentationType", f"is {kind or 'missing'}; only {', '.join(_SEGMENTATION_TYPES)} are supported")
+    if kind != "FRACTIONAL":
+        return 1
+    maximum = read.optional_integer(seg, "MaximumFractionalValue") or 0
+    if maximum <= 0:
+        read.fail("MaximumFractionalValue", "must be positive in a FRACTIONAL SEG")
+    return (maximum + 1) // 2
+
+
+def _check_frames(seg: Dataset, segments: set[int], per_segment: bool, what: str) -> None:
+    """Every frame's plane (position, orientation, spacing) reads; in a BINARY or FRACTIONAL
+    SEG every frame names a defined segment (a LABELMAP frame holds all of them), and the
+    segment is a dimension: highdicom finds a segment's frames through DimensionIndexSequence."""
+    read = HeaderReader(what, ContourError)
+    dimensions = seg.get("DimensionIndexSequence") or []
+    if not dimensions:
+        read.fail("DimensionIndexSequence", "is missing")
+    pointers = {read.single(item, "DimensionIndexPointer", required=True) for item in dimensions}
+    if per_segment and _REFERENCED_SEGMENT_NUMBER not in pointers:
+        read.fail("DimensionIndexSequence", "does not index ReferencedSegmentNumber")
+    for f in range(read.optional_integer(seg, "NumberOfFrames") or 1):
+        frame_plane(seg, f, error=ContourError)
+        if per_segment and (number := _referenced_segment(seg, f, what)) not in segments:
+            raise ContourError(f"frame {f + 1} of {what} refers to segment {number}, which is not defined")
+
+
+def _from_highdicom(what: str, call: Callable[[], _T]) -> _T:
+    """`call`'s result, or what it raises as a ContourError that carries highdicom's message.
+
+    highdicom, and pydicom decoding under it, raise many types for a SEG they cannot read (a
+    missing Type 1 attribute, frames that do not stack into a regular volume, undecodable
+    pixel data). The calls wrapped here only read the SEG, so any exception is about the SEG,
+    and it fails its study with that reason instead of "internal error".
+    """
+    try:
+        return call()
+    except Exception as error:
+        raise ContourError(f"{what} cannot be read as a Segmentation ({type(error).__name__}: {error})") from error
 
 
 def _referenced_segment(seg: Dataset, frame: int, what: str) -> int:
@@ -400,29 +438,34 @@ def _referenced_segment(seg: Dataset, frame: int, what: str) -> int:
     return HeaderReader(f"frame {frame + 1} of {what}", ContourError).integer(item, "ReferencedSegmentNumber")
 
 
-def _place_on_ct(
-    seg: Dataset, f: int, shape: tuple[int, int], cropped: _Piece, ct: CtSeries, what: str
-) -> _Piece:
-    """`cropped` (set pixels of frame f, in frame coordinates) moved onto the CT grid.
+def _place_volume(volume: hd.Volume, threshold: int, ct: CtSeries, what: str) -> list[_Piece]:
+    """The set voxels of each slice of a one-segment highdicom volume, moved onto the CT grid.
 
-    The frame-to-CT mapping is affine, so if its four corner pixel centres land within
-    GRID_TOLERANCE of CT voxel centres (one slice, unit steps), every pixel does: the frame is
-    then pasted as is, which is exactly what nearest-neighbour resampling would give.
-    Otherwise ContourError.
+    The volume-to-CT mapping is affine, so if the four corner pixel centres of a slice land
+    within GRID_TOLERANCE of CT voxel centres (one slice, unit steps), every pixel does: the
+    slice is then pasted as is, which is exactly what nearest-neighbour resampling would give.
+    Otherwise ContourError. Empty slices are not placed.
     """
-    plane: FramePlane = frame_plane(seg, f, error=ContourError)
-    rows, columns = shape
+    inside = volume.array[..., 0] >= threshold
+    slices, rows, columns = inside.shape
     corner_columns = np.array([0, columns - 1, 0, columns - 1])
     corner_rows = np.array([0, 0, rows - 1, rows - 1])
-    ijk = ct.geometry.physical_to_index(plane.pixel_to_physical(corner_columns, corner_rows))
-    z = nearest_slice_index(ijk[:, 2], ct.geometry.size[2], what)
-    x0 = _snap(ijk[:, 0] - corner_columns, what, "pixels") + cropped.x0
-    y0 = _snap(ijk[:, 1] - corner_rows, what, "pixels") + cropped.y0
-    height, width = cropped.plane.shape
-    nx, ny = ct.geometry.size[:2]
-    if x0 < 0 or y0 < 0 or x0 + width > nx or y0 + height > ny:
-        raise ContourError(f"{what} has segmented pixels outside the CT volume")
-    return _Piece(z, y0, x0, cropped.plane)
+    pieces = []
+    for k in np.flatnonzero(inside.any(axis=(1, 2))):
+        cropped = _crop_piece(0, 0, 0, inside[k])
+        assert cropped is not None  # the slice has a set pixel
+        corners = np.column_stack([np.full(4, k), corner_rows, corner_columns, np.ones(4)])
+        ijk = ct.geometry.physical_to_index((corners @ volume.affine.T)[:, :3])
+        where = f"slice {k + 1} of {slices} of {what}"
+        z = nearest_slice_index(ijk[:, 2], ct.geometry.size[2], where)
+        x0 = _snap(ijk[:, 0] - corner_columns, where, "pixels") + cropped.x0
+        y0 = _snap(ijk[:, 1] - corner_rows, where, "pixels") + cropped.y0
+        height, width = cropped.plane.shape
+        nx, ny = ct.geometry.size[:2]
+        if x0 < 0 or y0 < 0 or x0 + width > nx or y0 + height > ny:
+            raise ContourError(f"{where} has segmented pixels outside the CT volume")
+        pieces.append(_Piece(z, y0, x0, cropped.plane))
+    return pieces
 
 
 def _segment_mask(
@@ -437,7 +480,7 @@ def _segment_mask(
         tracking_uid=tracking_uid,
         tracking_id=(read.text(item, "TrackingID") or None) if tracking_uid else None,
         source=LesionSource.SEG,
-        source_sop_class_uid=SEGMENTATION,
+        source_sop_class_uid=str(seg.SOPClassUID),
         source_sop_instance_uid=str(seg.SOPInstanceUID),
         offset_zyx=offset,
         mask=mask,

@@ -48,8 +48,8 @@ from service.errors import InputError, InstanceBudgetError, UnusableInstance
 from service.ingest.group_commit import GroupCommit
 from service.ingest.index import InstanceRecord, StudyIndex, StudyOrder
 from service.registration_object import registered_frames
-from service.sop_classes import (CT_SOP_CLASSES, IMAGE_SOP_CLASSES, RT_STRUCTURE_SET, SEGMENTATION,
-                                 SPATIAL_REGISTRATION, STORAGE_SOP_CLASSES)
+from service.sop_classes import (CT_SOP_CLASSES, IMAGE_SOP_CLASSES, LABEL_MAP_SEGMENTATION, RT_STRUCTURE_SET,
+                                 SEGMENTATION, SEGMENTATION_SOP_CLASSES, SPATIAL_REGISTRATION, STORAGE_SOP_CLASSES)
 from service.ingest.receive import ReceiveDirectory
 from service.ingest.spool import Spool
 from service.dicom import frame_of_reference
@@ -76,7 +76,7 @@ _REJECTION_REASONS: dict[tuple[int, int | None, int | None], str] = {
 }
 
 
-_KINDS = {RT_STRUCTURE_SET: "rtstruct", SEGMENTATION: "seg", SPATIAL_REGISTRATION: "reg"}
+_KINDS = {RT_STRUCTURE_SET: "rtstruct", SEGMENTATION: "seg", LABEL_MAP_SEGMENTATION: "seg", SPATIAL_REGISTRATION: "reg"}
 
 
 def _kind(sop_class_uid: str) -> str:
@@ -141,7 +141,7 @@ def describe_instance(header: Dataset, path: Path, received_at: float) -> Instan
     sop_class = str(header.SOPClassUID)
     if sop_class == RT_STRUCTURE_SET:
         positions = _contour_positions_z(header)
-    elif sop_class == SEGMENTATION or "PerFrameFunctionalGroupsSequence" in header:
+    elif sop_class in SEGMENTATION_SOP_CLASSES or "PerFrameFunctionalGroupsSequence" in header:
         positions = _frame_positions_z(header)
     else:
         position = header.get("ImagePositionPatient")

@@ -21,6 +21,7 @@ SLICES, ROWS, COLUMNS = 4, 8, 8
 ORIGIN = (-4.0, -4.0, 0.0)
 PIXEL_MM, SLICE_MM = 1.0, 2.0
 STUDY_UID, SERIES_UID, FRAME_UID = "1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2", "1.2.826.0.1.3680043.8.498.3"
+DIMENSIONS_UID = "1.2.826.0.1.3680043.8.498.4"
 
 
 def _item(**attributes: object) -> Dataset:
@@ -133,22 +134,36 @@ def seg() -> Dataset:
     _image_pixel(ds, 1)
     ds.SegmentationType, ds.NumberOfFrames = "BINARY", 2
     ds.ReferencedSeriesSequence = Sequence([_item(SeriesInstanceUID=SERIES_UID)])
-    ds.SegmentSequence = Sequence([_item(SegmentNumber=1, SegmentLabel="lesion")])
+    ds.SegmentSequence = Sequence([_item(
+        SegmentNumber=1, SegmentLabel="lesion", SegmentAlgorithmType="MANUAL",
+        SegmentedPropertyCategoryCodeSequence=Sequence([_code("49755003", "Morphologically Altered Structure")]),
+        SegmentedPropertyTypeCodeSequence=Sequence([_code("108369006", "Neoplasm")]),
+    )])
     ds.SharedFunctionalGroupsSequence = Sequence([_item(
         PixelMeasuresSequence=Sequence([_item(PixelSpacing=[PIXEL_MM, PIXEL_MM], SliceThickness=SLICE_MM)]),
         PlaneOrientationSequence=Sequence([_item(ImageOrientationPatient=[1, 0, 0, 0, 1, 0])]),
     )])
+    ds.DimensionOrganizationSequence = Sequence([_item(DimensionOrganizationUID=DIMENSIONS_UID)])
+    ds.DimensionIndexSequence = Sequence([
+        _item(DimensionOrganizationUID=DIMENSIONS_UID, DimensionIndexPointer=pointer, FunctionalGroupPointer=group)
+        for pointer, group in ((0x0062000B, 0x0062000A), (0x00200032, 0x00209113))  # segment, then position
+    ])
     ds.PerFrameFunctionalGroupsSequence = Sequence([
         _item(
+            FrameContentSequence=Sequence([_item(DimensionIndexValues=[1, index])]),
             PlanePositionSequence=Sequence([_item(ImagePositionPatient=[ORIGIN[0], ORIGIN[1], slice_z(k)])]),
             SegmentIdentificationSequence=Sequence([_item(ReferencedSegmentNumber=1)]),
         )
-        for k in (1, 2)
+        for index, k in enumerate((1, 2), start=1)
     ])
     frames = np.zeros((2, ROWS, COLUMNS), dtype=np.uint8)
     frames[:, 2:5, 2:5] = 1
     ds.PixelData = np.packbits(frames.ravel(), bitorder="little").tobytes()
     return ds
+
+
+def _code(value: str, meaning: str) -> Dataset:
+    return _item(CodeValue=value, CodingSchemeDesignator="SCT", CodeMeaning=meaning)
 
 
 def write(folder: Path, datasets: list[Dataset]) -> list[Path]:

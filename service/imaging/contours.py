@@ -376,7 +376,8 @@ def seg_to_masks(seg: Dataset, ct: CtSeries, limits: InstanceLimits = InstanceLi
     _check_frames(seg, set(segments), read.text(seg, "SegmentationType") != "LABELMAP", what)
     image = _from_highdicom(what, lambda: hd.seg.Segmentation.from_dataset(seg))
     masks = []
-    for number, item in segments.items():
+    for number in image.segment_numbers:  # without a LABELMAP's background (its PixelPaddingValue)
+        item = segments[number]
         volume = _from_highdicom(what, lambda: image.get_volume(segment_numbers=[number], rescale_fractional=False))
         assembled = _assemble(_place_volume(volume, threshold, ct, f"segment {number} of {what}"))
         if assembled is None:

@@ -1,13 +1,16 @@
-"""SEG -> masks on the 3-slice ct-seg CT: real dcmqi SEGs and variants of them built here.
+"""SEG -> masks on the 3-slice ct-seg CT: real dcmqi SEGs, variants of them built here, and a
+LABELMAP SEG written by highdicom.
 
-The expected masks are rebuilt in the test from the SEG frames (pydicom pixel_array) and the
-CT slice positions read from the CT headers, independently of the reader under test.
+The expected masks are rebuilt in the test from the SEG frames (pydicom pixel_array) and either
+the CT slice positions read from the CT headers or the CT instances each frame references,
+independently of the reader under test (which reads the SEG through highdicom).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+from io import BytesIO
 
 import numpy as np
 import pydicom
@@ -17,10 +20,11 @@ from pydicom.uid import generate_uid
 
 from service.errors import ContourError, FrameOfReferenceMismatch
 from service.imaging.contours import seg_to_masks
-from service.sop_classes import SEGMENTATION as SEGMENTATION_STORAGE
+from service.sop_classes import LABEL_MAP_SEGMENTATION, SEGMENTATION as SEGMENTATION_STORAGE
 from service.imaging.volume import load_ct_series, read_ct_directory
 from service.model import CodedConcept, CtSeries, LesionMask
 from tests.support.external import DATA_DIR, require_data
+from tests.support.label_map import label_map_seg
 
 CT_SEG = DATA_DIR / "ct-seg"
 
@@ -220,3 +224,93 @@ def test_non_square_pixels_are_placed(ct_headers, liver: Dataset) -> None:
     _set_seg_pixel_spacing(liver, [0.5, 0.9])
     (lesion,) = seg_to_masks(liver, ct)
     np.testing.assert_array_equal(_full(lesion, ct), _expected_volumes(liver, ct_headers)[1])
+
+
+# --- independent placements, and the segmentation types highdicom reads --------------------------
+
+
+def _volumes_by_referenced_instance(seg: Dataset, ct_headers: list[Dataset]) -> dict[int, np.ndarray]:
+    """Segment number -> full CT-sized volume, each frame put on the CT slice its
+    DerivationImageSequence names (ReferencedSOPInstanceUID): a placement that uses no
+    coordinate at all, where the reader uses only coordinates."""
+    slice_of = {str(ds.SOPInstanceUID): k for k, ds in enumerate(ct_headers)}
+    frames = seg.pixel_array.reshape(-1, seg.Rows, seg.Columns)
+    volumes: dict[int, np.ndarray] = {}
+    for frame, item in zip(frames, seg.PerFrameFunctionalGroupsSequence):
+        (source,) = item.DerivationImageSequence[0].SourceImageSequence
+        number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        shape = (len(ct_headers), seg.Rows, seg.Columns)
+        volumes.setdefault(number, np.zeros(shape, dtype=bool))[slice_of[str(source.ReferencedSOPInstanceUID)]] |= frame > 0
+    return volumes
+
+
+@pytest.mark.parametrize("name", ["liver", "partial_overlaps"])
+def test_every_segment_matches_the_frames_referenced_ct_instances(ct, ct_headers, seg_files, name: str) -> None:
+    seg = seg_files[name]
+    expected = _volumes_by_referenced_instance(seg, ct_headers)
+    masks = {lesion.number: _full(lesion, ct) for lesion in seg_to_masks(seg, ct)}
+    assert sorted(masks) == sorted(expected) == [int(item.SegmentNumber) for item in seg.SegmentSequence]
+    for number, volume in expected.items():
+        np.testing.assert_array_equal(masks[number], volume)
+
+
+def test_frames_on_every_other_slice_are_placed_on_theirs(ct, ct_headers, liver: Dataset) -> None:
+    """Without the middle frame, highdicom stacks the SEG at twice the CT's slice spacing: its
+    two slices still land on CT slices 0 and 2, and nothing on slice 1."""
+    positions = [_frame_position(liver, f)[2] for f in range(3)]
+    middle = int(np.argsort(positions)[1])
+    expected = _expected_volumes(liver, ct_headers)[1]
+    expected[_slice_at([float(ds.ImagePositionPatient[2]) for ds in ct_headers], positions[middle])] = False
+    keep = [f for f in range(3) if f != middle]
+    frames = liver.pixel_array.reshape(-1, liver.Rows, liver.Columns)[keep]
+    liver.PerFrameFunctionalGroupsSequence = [liver.PerFrameFunctionalGroupsSequence[f] for f in keep]
+    liver.NumberOfFrames = 2
+    liver.PixelData = np.packbits(frames.ravel(), bitorder="little").tobytes()
+    (lesion,) = seg_to_masks(liver, ct)
+    np.testing.assert_array_equal(_full(lesion, ct), expected)
+
+
+@pytest.fixture(scope="module")
+def ct_slices() -> list[Dataset]:
+    files = [pydicom.dcmread(f) for f in require_data(CT_SEG / "ct").glob("*.dcm")]
+    return sorted(files, key=lambda ds: float(ds.ImagePositionPatient[2]))
+
+
+def test_labelmap_seg_gives_the_binary_segs_masks(ct, ct_headers, ct_slices, seg_files) -> None:
+    """partial_overlaps' 5 segments as a LABELMAP written by highdicom: a label map holds one
+    segment per voxel, so the voxels of two or more segments are left out (background) there;
+    each segment read back is then its BINARY frames' volume minus those voxels."""
+    binary = _expected_volumes(seg_files["partial_overlaps"], ct_headers)
+    overlap = np.sum(list(binary.values()), axis=0) > 1
+    assert overlap.any() and not all(np.array_equal(v, v & ~overlap) for v in binary.values())
+    labels = np.zeros(ct.hu.shape, dtype=np.uint8)
+    for number, volume in binary.items():
+        labels[volume & ~overlap] = number
+    seg = label_map_seg(ct_slices, labels, {number: f"segment {number}" for number in binary})
+    assert (seg.SOPClassUID, seg.SegmentationType) == (LABEL_MAP_SEGMENTATION, "LABELMAP")
+    masks = seg_to_masks(pydicom.dcmread(_written(seg)), ct)
+    assert [m.number for m in masks] == sorted(binary)
+    for lesion in masks:
+        assert (lesion.name, lesion.source_sop_class_uid) == (f"segment {lesion.number}", LABEL_MAP_SEGMENTATION)
+        np.testing.assert_array_equal(_full(lesion, ct), binary[lesion.number] & ~overlap)
+
+
+def _written(ds: Dataset) -> BytesIO:
+    """`ds` as a file: the reader sees what a receiver would, not highdicom's object."""
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    buffer.seek(0)
+    return buffer
+
+
+def test_seg_highdicom_cannot_read_is_a_contour_error(ct, liver: Dataset) -> None:
+    """A segment description without its Type 1 category code: highdicom's message, as a ContourError."""
+    del liver.SegmentSequence[0].SegmentedPropertyCategoryCodeSequence
+    with pytest.raises(ContourError, match="cannot be read as a Segmentation .*SegmentedPropertyCategoryCodeSequence"):
+        seg_to_masks(liver, ct)
+
+
+def test_seg_without_a_segment_dimension_is_refused_by_name(ct, liver: Dataset) -> None:
+    liver.DimensionIndexSequence = [d for d in liver.DimensionIndexSequence if d.DimensionIndexPointer != 0x0062000B]
+    with pytest.raises(ContourError, match="DimensionIndexSequence does not index ReferencedSegmentNumber"):
+        seg_to_masks(liver, ct)

@@ -3,10 +3,12 @@ real peer: a pynetdicom AE sends, over one association, a good STS_019 slice and
 from it with pydicom (2,000,000 frames claimed, pixel data cut to 60%, Rows 65535, a header cut
 inside an element). Each bad one gets a 0xC000 failure naming what is wrong; the good one is
 stored and indexed, and the refusals are counted by reason. Likewise for Spatial Registration
-objects whose matrices cannot be read."""
+objects whose matrices cannot be read, and for LABELMAP SEGs (their own SOP class), which are
+stored like BINARY ones."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from service.ingest.receive import ReceiveDirectory
 from service.ingest.scp import STATUS_CANNOT_UNDERSTAND, StorageHandlers, build_ae, start_listener
 from service.ingest.spool import Spool
 from service.observability import INGEST_REGISTRY
+from tests.support.label_map import label_map_seg
 from tests.support.moved_study import spatial_registration
 from tests.support.processes import LOOPBACK, free_port
 
@@ -166,3 +169,37 @@ def test_a_malformed_spatial_registration_is_refused_and_a_good_one_stored(liste
     assert pydicom.dcmread(record.path).RegistrationSequence == good.RegistrationSequence  # the stored copy
     assert _rejected("registration") - before == len(expected)
     assert INGEST_REGISTRY.get_sample_value("rcds_instances_received_total", {"kind": "reg"}) == received + 1
+
+
+def _ct_seg_label_map(data_dir: Path) -> pydicom.Dataset:
+    """The liver of the ct-seg case as a LABELMAP SEG (Label Map Segmentation Storage), by highdicom."""
+    slices = sorted((pydicom.dcmread(f) for f in (data_dir / "ct-seg" / "ct").glob("*.dcm")),
+                    key=lambda ds: float(ds.ImagePositionPatient[2]))
+    labels = np.zeros((len(slices), slices[0].Rows, slices[0].Columns), dtype=np.uint8)
+    labels[:, 200:300, 150:250] = 1
+    return label_map_seg(slices, labels, {1: "Liver"})
+
+
+def test_label_map_and_binary_segs_are_stored_and_one_claiming_too_many_frames_is_refused(listener, data_dir):
+    """Both SEG SOP classes are offered, stored and indexed as the SEG they are; the LABELMAP's
+    header claims are checked like any image's."""
+    port, index = listener
+    label_map = _ct_seg_label_map(data_dir)
+    binary = pydicom.dcmread(data_dir / "ct-seg" / "liver.dcm")
+    too_many = copy.deepcopy(label_map)
+    too_many.NumberOfFrames, too_many.SOPInstanceUID = 2_000_000, pydicom.uid.generate_uid()
+    sender = AE(ae_title="MODALITY")
+    for ds in (label_map, binary):
+        sender.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    association = sender.associate(LOOPBACK, port, ae_title=OUR_AE)
+    assert association.is_established
+    try:
+        answers = [association.send_c_store(ds) for ds in (label_map, binary, too_many)]
+    finally:
+        association.release()
+    assert [(a.Status, a.get("ErrorComment")) for a in answers] == [
+        (0x0000, None), (0x0000, None), (STATUS_CANNOT_UNDERSTAND, "NumberOfFrames 2000000 over the limit of 5000")]
+    indexed = {r.sop_instance_uid: r.sop_class_uid for s in {label_map.StudyInstanceUID, binary.StudyInstanceUID}
+               for r in index.instances(s)}
+    assert indexed == {label_map.SOPInstanceUID: "1.2.840.10008.5.1.4.1.1.66.7",  # Label Map Segmentation Storage
+                       binary.SOPInstanceUID: "1.2.840.10008.5.1.4.1.1.66.4"}  # Segmentation Storage

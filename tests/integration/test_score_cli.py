@@ -17,6 +17,7 @@ from fhir.resources.R4B.bundle import Bundle
 
 from tests.support.external import require_tool
 from tests.support import small_study
+from tests.support.label_map import label_map_seg
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -141,3 +142,39 @@ def test_nan_in_contour_data_is_a_specific_error_not_a_traceback(tmp_path, comma
     assert "Traceback" not in run.stderr
     assert "radiomics-cds: contour 1 of ROI 1 of RTSTRUCT" in run.stderr
     assert "ContourData value 3 is not finite" in run.stderr
+
+
+def _score(ct: Path, seg: Path, out: Path) -> list:
+    """The volumetric measurement groups of the SR `score` writes for `seg` on `ct`."""
+    run = subprocess.run([sys.executable, "-m", "service.cli", "score", "--ct", str(ct), "--seg", str(seg),
+                          "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    (sr_path,) = out.glob("*.dcm")
+    return hd.sr.srread(sr_path).content.get_volumetric_roi_measurement_groups()
+
+
+def test_labelmap_seg_scores_like_the_binary_seg(data_dir, tmp_path):
+    """The liver SEG rewritten as a LABELMAP SEG by highdicom (labels placed from the frames'
+    referenced CT instances, not by our reader) scores to the same measurements, to the last digit."""
+    binary_path = data_dir / "ct-seg" / "liver.dcm"
+    binary = pydicom.dcmread(binary_path)
+    slices = sorted((pydicom.dcmread(f) for f in (data_dir / "ct-seg" / "ct").glob("*.dcm")),
+                    key=lambda ds: float(ds.ImagePositionPatient[2]))
+    slice_of = {ds.SOPInstanceUID: k for k, ds in enumerate(slices)}
+    labels = np.zeros((len(slices), binary.Rows, binary.Columns), dtype=np.uint8)
+    for frame, item in zip(binary.pixel_array.reshape(-1, binary.Rows, binary.Columns),
+                           binary.PerFrameFunctionalGroupsSequence):
+        labels[slice_of[item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID]] |= frame
+    label_map = label_map_seg(slices, labels, {1: "Liver"})
+    label_map.save_as(tmp_path / "labelmap.dcm", enforce_file_format=True)
+
+    def measurements(groups: list) -> list[tuple[str, float]]:
+        (group,) = groups
+        return sorted((m.name.meaning, m.value) for m in group.get_measurements())
+
+    from_binary = measurements(_score(data_dir / "ct-seg" / "ct", binary_path, tmp_path / "binary"))
+    from_label_map = measurements(_score(data_dir / "ct-seg" / "ct", tmp_path / "labelmap.dcm", tmp_path / "labelmap"))
+    pixel = binary.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    voxel_ml = float(pixel.PixelSpacing[0]) * float(pixel.PixelSpacing[1]) * float(pixel.SpacingBetweenSlices) / 1000
+    assert ("Volume", pytest.approx(int(labels.sum()) * voxel_ml, rel=1e-9)) in from_binary
+    assert from_label_map == from_binary

@@ -36,6 +36,7 @@ local REGISTRATION_CLASSES = {
 local CONTOUR_CLASSES = {
   ['1.2.840.10008.5.1.4.1.1.481.3'] = true,  -- RT Structure Set Storage
   ['1.2.840.10008.5.1.4.1.1.66.4'] = true,   -- Segmentation Storage
+  ['1.2.840.10008.5.1.4.1.1.66.7'] = true,   -- Label Map Segmentation Storage (LABELMAP SEG)
 }
 -- Series-level pre-filter, so that instances of other series are never even looked at.
 local MODALITIES = { CT = true, REG = true, RTSTRUCT = true, SEG = true }

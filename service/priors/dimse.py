@@ -7,7 +7,7 @@ Service may be another pod, where the SR would enter the spool as if it were a s
 SCP role (role selection) and stores the sub-operations in its EVT_C_STORE handler.
 
 A series (a prior CT, a study to score again) is a C-GET at series level, or at image level for
-one instance, proposing CT, Enhanced CT, RT Structure Set and Segmentation storage with the SCP
+one instance, proposing CT, Enhanced CT, RT Structure Set and both Segmentation storage classes with the SCP
 role. Each instance goes straight to the retrieval's Landing: the file pynetdicom received it
 into is copied when it receives to disk (the listener's setting, process-wide), else its
 encoded bytes are written, never decoded. An instance the Landing refuses (a limit) ends the

@@ -23,7 +23,7 @@ from service.ingest.receive import ReceiveDirectory
 from service.ingest.scp import STATUS_CANNOT_UNDERSTAND, StorageHandlers, build_ae, start_listener
 from service.ingest.spool import Spool
 from service.observability import INGEST_REGISTRY
-from tests.support.label_map import label_map_seg
+from tests.support.highdicom_seg import highdicom_seg
 from tests.support.moved_study import spatial_registration
 from tests.support.processes import LOOPBACK, free_port
 
@@ -177,7 +177,7 @@ def _ct_seg_label_map(data_dir: Path) -> pydicom.Dataset:
                     key=lambda ds: float(ds.ImagePositionPatient[2]))
     labels = np.zeros((len(slices), slices[0].Rows, slices[0].Columns), dtype=np.uint8)
     labels[:, 200:300, 150:250] = 1
-    return label_map_seg(slices, labels, {1: "Liver"})
+    return highdicom_seg(slices, labels, {1: "Liver"})
 
 
 def test_label_map_and_binary_segs_are_stored_and_one_claiming_too_many_frames_is_refused(listener, data_dir):

@@ -17,7 +17,7 @@ from fhir.resources.R4B.bundle import Bundle
 
 from tests.support.external import require_tool
 from tests.support import small_study
-from tests.support.label_map import label_map_seg
+from tests.support.highdicom_seg import highdicom_seg
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -165,7 +165,7 @@ def test_labelmap_seg_scores_like_the_binary_seg(data_dir, tmp_path):
     for frame, item in zip(binary.pixel_array.reshape(-1, binary.Rows, binary.Columns),
                            binary.PerFrameFunctionalGroupsSequence):
         labels[slice_of[item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID]] |= frame
-    label_map = label_map_seg(slices, labels, {1: "Liver"})
+    label_map = highdicom_seg(slices, labels, {1: "Liver"})
     label_map.save_as(tmp_path / "labelmap.dcm", enforce_file_format=True)
 
     def measurements(groups: list) -> list[tuple[str, float]]:

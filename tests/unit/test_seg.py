@@ -12,6 +12,7 @@ import copy
 import logging
 from io import BytesIO
 
+import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
@@ -24,7 +25,7 @@ from service.sop_classes import LABEL_MAP_SEGMENTATION, SEGMENTATION as SEGMENTA
 from service.imaging.volume import load_ct_series, read_ct_directory
 from service.model import CodedConcept, CtSeries, LesionMask
 from tests.support.external import DATA_DIR, require_data
-from tests.support.label_map import label_map_seg
+from tests.support.highdicom_seg import highdicom_seg
 
 CT_SEG = DATA_DIR / "ct-seg"
 
@@ -286,7 +287,7 @@ def test_labelmap_seg_gives_the_binary_segs_masks(ct, ct_headers, ct_slices, seg
     labels = np.zeros(ct.hu.shape, dtype=np.uint8)
     for number, volume in binary.items():
         labels[volume & ~overlap] = number
-    seg = label_map_seg(ct_slices, labels, {number: f"segment {number}" for number in binary})
+    seg = highdicom_seg(ct_slices, labels, {number: f"segment {number}" for number in binary})
     assert (seg.SOPClassUID, seg.SegmentationType) == (LABEL_MAP_SEGMENTATION, "LABELMAP")
     masks = seg_to_masks(pydicom.dcmread(_written(seg)), ct)
     assert [m.number for m in masks] == sorted(binary)
@@ -314,3 +315,19 @@ def test_seg_without_a_segment_dimension_is_refused_by_name(ct, liver: Dataset) 
     liver.DimensionIndexSequence = [d for d in liver.DimensionIndexSequence if d.DimensionIndexPointer != 0x0062000B]
     with pytest.raises(ContourError, match="DimensionIndexSequence does not index ReferencedSegmentNumber"):
         seg_to_masks(liver, ct)
+
+
+def test_fractional_seg_written_by_highdicom_keeps_fractions_of_at_least_half(ct, ct_headers, ct_slices, seg_files) -> None:
+    """The liver at 0.8, and outside it two 10x10 patches at 0.49 and 0.5 (stored by highdicom
+    as 125/255 and 128/255): the mask is the liver plus the 0.5 patch (DICOM's and IBSI's 0.5
+    threshold)."""
+    liver = _expected_volumes(seg_files["liver"], ct_headers)[1]
+    fractions = np.where(liver, 0.8, 0.0)
+    k = next(z for z in range(liver.shape[0]) if not liver[z, :10, :30].any())
+    fractions[k, :10, :10], fractions[k, :10, 20:30] = 0.49, 0.5
+    seg = highdicom_seg(ct_slices, fractions[..., None], {1: "Liver"}, hd.seg.SegmentationTypeValues.FRACTIONAL)
+    assert (seg.SegmentationType, seg.MaximumFractionalValue) == ("FRACTIONAL", 255)
+    (lesion,) = seg_to_masks(pydicom.dcmread(_written(seg)), ct)
+    expected = liver.copy()
+    expected[k, :10, 20:30] = True
+    np.testing.assert_array_equal(_full(lesion, ct), expected)

@@ -1,5 +1,5 @@
-"""A LABELMAP SEG written by highdicom (hd.seg.Segmentation, SegmentationType LABELMAP) from
-CT slices and a label volume, for tests that need the 2024 segmentation type no shared case has."""
+"""SEGs written by highdicom (hd.seg.Segmentation) from CT slices, for tests that need a
+segmentation type no shared case has: LABELMAP (new in 2024) and a genuinely FRACTIONAL one."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 
-def label_map_seg(ct_slices: list[Dataset], labels: np.ndarray, names: dict[int, str]) -> Dataset:
-    """A LABELMAP SEG on `ct_slices` (sorted as `labels`' first axis): voxel value n of `labels`
-    (slices, rows, columns) is segment n, named names[n].
+def highdicom_seg(ct_slices: list[Dataset], pixels: np.ndarray, names: dict[int, str],
+                  kind: hd.seg.SegmentationTypeValues = hd.seg.SegmentationTypeValues.LABELMAP) -> Dataset:
+    """A SEG of type `kind` on `ct_slices` (sorted as `pixels`' first axis), segments numbered
+    and named by `names`. `pixels` is as highdicom takes it: for LABELMAP (slices, rows,
+    columns) of segment numbers; for FRACTIONAL (slices, rows, columns, segments) of fractions
+    in [0, 1], which highdicom stores as integers up to MaximumFractionalValue 255.
 
     The ct-seg slices carry an empty SpecificCharacterSet (a quirk of the shared data), which
     highdicom refuses to copy into the new object: copies without it are passed instead.
@@ -32,9 +35,9 @@ def label_map_seg(ct_slices: list[Dataset], labels: np.ndarray, names: dict[int,
         for number, name in sorted(names.items())
     ]
     return hd.seg.Segmentation(
-        source_images=sources, pixel_array=labels.astype(np.uint8),
-        segmentation_type=hd.seg.SegmentationTypeValues.LABELMAP, segment_descriptions=descriptions,
+        source_images=sources, pixel_array=pixels if kind == hd.seg.SegmentationTypeValues.FRACTIONAL else pixels.astype(np.uint8),
+        segmentation_type=kind, segment_descriptions=descriptions,
         series_instance_uid=generate_uid(), series_number=300, sop_instance_uid=generate_uid(), instance_number=1,
-        manufacturer="radiomics-cds tests", manufacturer_model_name="label_map_seg", software_versions="1",
+        manufacturer="radiomics-cds tests", manufacturer_model_name="highdicom_seg", software_versions="1",
         device_serial_number="1",
     )

@@ -3,6 +3,7 @@
 Both readers place contours by Frame of Reference and patient coordinates, never by the
 referenced SOP Instance UIDs: real structure sets refer to instances that no longer exist
 (images re-exported with new UIDs; docs/method.md section 1), while their coordinates stay right.
+A SEG is read through highdicom, which stacks its frames by position; its slices are placed here.
 Both use one placement rule (`nearest_slice_index`, GRID_TOLERANCE) and one way of
 assembling per-slice pieces into a cropped mask, so RTSTRUCT and SEG lesions are comparable.
 
@@ -367,7 +368,7 @@ def seg_to_masks(seg: Dataset, ct: CtSeries, limits: InstanceLimits = InstanceLi
     `limits` and each other, and every header value highdicom relies on is read here, so that
     a damaged SEG fails with the attribute named rather than with whatever highdicom raises.
     """
-    what = f"SEG {_check_sop_class(seg, SEGMENTATION_SOP_CLASSES, 'SEG (Segmentation Storage)')}"
+    what = f"SEG {_check_sop_class(seg, SEGMENTATION_SOP_CLASSES, 'SEG (Segmentation or Label Map Segmentation Storage)')}"
     check_dataset(seg, limits, ContourError)
     read = HeaderReader(what, ContourError)
     _check_frame_of_reference(read.text(seg, "FrameOfReferenceUID"), ct, what)

@@ -414,14 +414,14 @@ def _pixels(s: _Slice) -> np.ndarray:
     return decoded_frames(s.dataset, s.rows, s.columns)
 
 
-def decoded_frames(ds: Dataset, rows: int, columns: int, error: type[InputError] = SeriesError) -> np.ndarray:
+def decoded_frames(ds: Dataset, rows: int, columns: int) -> np.ndarray:
     """All frames of an instance, (frames, rows, columns); damaged or truncated pixel data, or
-    pixel attributes that do not describe it, raise `error` naming the instance, and compressed
-    pixel data its transfer syntax (a codec's own error rarely says which codec)."""
+    pixel attributes that do not describe it, raise SeriesError naming the instance, and
+    compressed pixel data its transfer syntax (a codec's own error rarely says which codec)."""
     try:
         return ds.pixel_array.reshape(-1, rows, columns)
     except Exception as exc:  # pydicom/numpy raise several types for bad pixel data
-        raise error(f"{_instance(ds)}: pixel data{_compression(ds)} cannot be decoded "
+        raise SeriesError(f"{_instance(ds)}: pixel data{_compression(ds)} cannot be decoded "
                     f"({type(exc).__name__}: {exc})") from exc
 
 

@@ -182,11 +182,21 @@ def lesion_masks(inputs: StudyInputs, lesion_roi_types: frozenset[str],
         _check_lesion_count(len(keep & drawn), "lesion ROIs with contours", max_lesions)
         masks = rtstruct_to_masks(contours, inputs.ct, keep, limits)
     else:
-        _check_lesion_count(len(contours.get("SegmentSequence") or []), "segments", max_lesions)
+        _check_lesion_count(_lesion_segment_count(contours), "segments", max_lesions)
         masks = seg_to_masks(contours, inputs.ct, limits)
     if not masks:
         raise InputError("the contour object holds no lesion with area" + (f" ({'; '.join(notes)})" if notes else ""))
     return masks, notes
+
+
+def _lesion_segment_count(seg: Dataset) -> int:
+    """The SEG's segments that can be lesions: a LABELMAP's background segment (the one numbered
+    as its PixelPaddingValue, which highdicom writes for the unlabelled voxels) is none."""
+    segments = seg.get("SegmentSequence") or []
+    if seg.get("SegmentationType") != "LABELMAP" or "PixelPaddingValue" not in seg:
+        return len(segments)
+    background = seg.PixelPaddingValue
+    return sum(1 for item in segments if item.get("SegmentNumber") != background)
 
 
 def _check_lesion_count(count: int, what: str, max_lesions: int | None) -> None:

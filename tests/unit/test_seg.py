@@ -19,8 +19,9 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from service.errors import ContourError, FrameOfReferenceMismatch
+from service.errors import ContourError, FrameOfReferenceMismatch, InputError
 from service.imaging.contours import seg_to_masks
+from service.imaging.selection import StudyInputs, lesion_masks, study_info
 from service.sop_classes import LABEL_MAP_SEGMENTATION, SEGMENTATION as SEGMENTATION_STORAGE
 from service.imaging.volume import load_ct_series, read_ct_directory
 from service.model import CodedConcept, CtSeries, LesionMask
@@ -294,6 +295,20 @@ def test_labelmap_seg_gives_the_binary_segs_masks(ct, ct_headers, ct_slices, seg
     for lesion in masks:
         assert (lesion.name, lesion.source_sop_class_uid) == (f"segment {lesion.number}", LABEL_MAP_SEGMENTATION)
         np.testing.assert_array_equal(_full(lesion, ct), binary[lesion.number] & ~overlap)
+
+
+def test_labelmap_background_is_not_counted_as_a_lesion(ct, ct_slices) -> None:
+    """max_lesions_per_study counts lesions: a LABELMAP of 2 labels passes a limit of 2 although
+    its SegmentSequence also describes the background segment highdicom writes, and fails at 1."""
+    labels = np.zeros(ct.hu.shape, dtype=np.uint8)
+    labels[1, 10:20, 10:20], labels[1, 30:40, 30:40] = 1, 2
+    seg = pydicom.dcmread(_written(highdicom_seg(ct_slices, labels, {1: "one", 2: "two"})))
+    assert len(seg.SegmentSequence) == 3  # background, one, two
+    inputs = StudyInputs(ct=ct, contours=seg, evidence=[], study=study_info(ct_slices[0]))
+    masks, _ = lesion_masks(inputs, frozenset(), max_lesions=2)
+    assert [m.number for m in masks] == [1, 2]
+    with pytest.raises(InputError, match="2 segments, more than max_lesions_per_study"):
+        lesion_masks(inputs, frozenset(), max_lesions=1)
 
 
 def _written(ds: Dataset) -> BytesIO:

@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,19 +25,17 @@ from service.feature_report import features_from_dicom, features_from_nifti
 from service.ingest.index import StudyIndex
 from service.ingest.spool import study_key
 from service.lifeline import follow_parent
-from service.model import CtSeries, StudyInfo
+from service.model import CtSeries
 from service.observability import configure_logging
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.outbox import Delivery, DeliveryStatus, read_deliveries
 from service.outputs.pacs import dicom_files, send_files
 from service.imaging.selection import read_study_headers
 from service.imaging.volume import read_ct_directory
-from service.pipeline import PriorLookup, WrittenOutputs, run_study
+from service.pipeline import WrittenOutputs, run_study
 from service.response import ResponseInputs
 from service.prior_frames import PriorCtSource
-from service.priors.cache import PriorCache
-from service.priors.files import FilesProvider
-from service.priors.resolve import PriorsOutcome, resolve_priors
+from service.priors.files import file_priors
 from service.report import (change_rows_from_sr, format_change_table, format_feature_table, format_table,
                             response_line_from_sr,
                             rows_from_result, rows_from_sr)
@@ -105,19 +102,6 @@ def _cmd_score(args: argparse.Namespace) -> int:
                         on_progress=progress.lesion_done if progress else None)
     _print_result(written)
     return 0
-
-
-def file_priors(paths: Sequence[Path], config: Config) -> PriorLookup:
-    """`--prior` files as a prior source, under the service's rules and limits (lookback,
-    count, identity, superseded versions). The files are their own cache: the resolver's one
-    lives in a temporary directory, removed when the command ends."""
-    provider = FilesProvider(paths)
-
-    def lookup(study: StudyInfo) -> PriorsOutcome:
-        with tempfile.TemporaryDirectory(prefix="rcds-priors-") as scratch:
-            return resolve_priors(study, [provider], PriorCache(Path(scratch)),
-                                  lookback_days=config.prior_lookback_days, max_studies=config.prior_max_studies)
-    return lookup
 
 
 def _directory_prior_ct(directories: Sequence[Path]) -> PriorCtSource:

@@ -10,7 +10,7 @@ carry on with the next.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from service.imaging.contours import LESION_ROI_TYPES
 from service.imaging.crops import lesion_crop
 from service.imaging.selection import StudyInputs, lesion_masks, select_inputs
 from service.follow_up import acquisition, follow_up
-from service.model import CtReference, StudyInfo, StudyResult
+from service.model import CtReference, StudyResult
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.encapsulated_pdf import build_encapsulated_pdf, write_encapsulated_pdf
 from service.outputs.fhir import build_bundle, write_bundle
@@ -33,16 +33,12 @@ from service.outputs.summary_input import summary_input
 from service.prior_frames import FrameSources, PriorCtSource
 from service.response import ResponseInputs
 from service.priors.reading import PriorReport
-from service.priors.resolve import PriorsOutcome
+from service.priors.resolve import PriorLookup
 from service.scorer import LesionProgress, Scorer, score_lesions
 from service.scoring.settings import ExtractionSettings
 from service.sop_classes import SPATIAL_REGISTRATION
 
 log = logging.getLogger(__name__)
-
-PriorLookup = Callable[[StudyInfo], PriorsOutcome]
-"""The scored study's priors (service.priors.resolve_priors bound to its sources)."""
-
 
 @dataclass(frozen=True)
 class WrittenOutputs:

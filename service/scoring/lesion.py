@@ -68,10 +68,10 @@ def _spacing_zyx(lesion: ResampledLesion) -> tuple[float, float, float]:
 
 def lesion_features(crop: LesionCrop, settings: ExtractionSettings, panel: FeaturePanel) -> tuple[dict[str, dict[str, float]], str | None]:
     """Features per region of `panel`, or (empty, reason) when the lesion is not computable."""
-    return features_on_grid(lesion_on_feature_grid(crop, settings), settings, panel)
+    return _features_on_grid(lesion_on_feature_grid(crop, settings), settings, panel)
 
 
-def features_on_grid(lesion: ResampledLesion, settings: ExtractionSettings,
+def _features_on_grid(lesion: ResampledLesion, settings: ExtractionSettings,
                      panel: FeaturePanel) -> tuple[dict[str, dict[str, float]], str | None]:
     """lesion_features on the lesion already on the feature grid."""
     reason = _too_small(lesion.core, settings.force2D)
@@ -96,7 +96,7 @@ def features_on_grid(lesion: ResampledLesion, settings: ExtractionSettings,
     return features, None
 
 
-def ring_cut(lesion: ResampledLesion, width_mm: float) -> RingCut | None:
+def _ring_cut(lesion: ResampledLesion, width_mm: float) -> RingCut | None:
     """The ring's volume inside the image and beyond its edge, when the edge cuts it (None
     otherwise): its features stay computed on what the image holds, and the outputs say so."""
     spacing = _spacing_zyx(lesion)
@@ -125,7 +125,7 @@ def score_lesion(crop: LesionCrop, context: ScoringContext) -> LesionResult:
     measures = measure_lesion(crop.mask, offset_zyx, crop.volume_geometry)
     location_class, location_source = context.location_rules.classify(crop.name, crop.anatomic_region)
     lesion = lesion_on_feature_grid(crop, context.settings)
-    features, reason = features_on_grid(lesion, context.settings, context.panel)
+    features, reason = _features_on_grid(lesion, context.settings, context.panel)
     score: float | None = None
     score_class: ScoreClass | None = None
     contributions: dict[str, float] = {}
@@ -144,5 +144,5 @@ def score_lesion(crop: LesionCrop, context: ScoringContext) -> LesionResult:
         centroid_mm=measures.centroid_mm, features=features,
         score=score, score_class=score_class, contributions=contributions, not_computable=reason,
         anatomic_region=crop.anatomic_region,
-        ring_cut=ring_cut(lesion, context.settings.ringWidthMm) if "ring" in features else None,
+        ring_cut=_ring_cut(lesion, context.settings.ringWidthMm) if "ring" in features else None,
     )

@@ -25,6 +25,7 @@ from service.scoring.panel import signature_panel
 from service.scoring.server import build_server
 from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature
+from tests.support.crops import whole_mask
 from tests.support.ring_reference import reference_ring
 from tests.support.synthetic_lesion import synthetic_lesion_ct
 from tests.support.synthetic_results import make_study_result
@@ -41,19 +42,11 @@ def _context(settings: ExtractionSettings) -> ScoringContext:
     return ScoringContext(settings, signature, LocationRules(), signature_panel(signature))
 
 
-def _whole_mask(ct: CtSeries, lesion: LesionMask) -> np.ndarray:
-    mask = np.zeros(ct.hu.shape, dtype=bool)
-    z, y, x = lesion.offset_zyx
-    depth, rows, columns = lesion.mask.shape
-    mask[z:z + depth, y:y + rows, x:x + columns] = lesion.mask
-    return mask
-
-
 def _expected(ct: CtSeries, lesion: LesionMask) -> RingCut:
     """(ring inside the image, ring beyond its edge) in mL, from the definition on the whole grid."""
     spacing_zyx = (ct.geometry.spacing[2], ct.geometry.spacing[1], ct.geometry.spacing[0])
     voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
-    mask = _whole_mask(ct, lesion)
+    mask = whole_mask(lesion, ct)
     pad = 5  # more than 2 mm + half a voxel on the finest (0.77 mm) axis
     extended = reference_ring(np.pad(mask, pad), spacing_zyx, WIDTH_MM)
     beyond = np.count_nonzero(extended) - np.count_nonzero(extended[pad:-pad, pad:-pad, pad:-pad])

@@ -19,8 +19,7 @@ from service.errors import ContourError, FrameOfReferenceMismatch
 from service.imaging.contours import seg_to_masks
 from service.sop_classes import SEGMENTATION as SEGMENTATION_STORAGE
 from service.imaging.volume import load_ct_series, read_ct_directory
-from service.model import CodedConcept, CtSeries
-from tests.support.crops import whole_mask
+from service.model import CodedConcept, CtSeries, LesionMask
 from tests.support.external import DATA_DIR, require_data
 
 CT_SEG = DATA_DIR / "ct-seg"
@@ -81,6 +80,14 @@ def _expected_volumes(seg: Dataset, ct_headers: list[Dataset]) -> dict[int, np.n
     return volumes
 
 
+def _full(lesion: LesionMask, ct: CtSeries) -> np.ndarray:
+    volume = np.zeros(ct.hu.shape, dtype=bool)
+    z, y, x = lesion.offset_zyx
+    dz, dy, dx = lesion.mask.shape
+    volume[z : z + dz, y : y + dy, x : x + dx] = lesion.mask
+    return volume
+
+
 @pytest.mark.parametrize("name", ["liver", "partial_overlaps"])
 def test_segments_match_their_frames(ct, ct_headers, seg_files, name: str) -> None:
     seg = seg_files[name]
@@ -92,7 +99,7 @@ def test_segments_match_their_frames(ct, ct_headers, seg_files, name: str) -> No
         assert lesion.name == labels[lesion.number]
         assert (lesion.source, lesion.source_sop_class_uid) == ("SEG", SEGMENTATION_STORAGE)
         assert lesion.source_sop_instance_uid == seg.SOPInstanceUID
-        np.testing.assert_array_equal(whole_mask(lesion, ct), expected[lesion.number])
+        np.testing.assert_array_equal(_full(lesion, ct), expected[lesion.number])
         for axes in ((1, 2), (0, 2), (0, 1)):  # cropped: no empty first/last plane on any axis
             assert lesion.mask.any(axis=axes)[[0, -1]].all()
 
@@ -140,7 +147,7 @@ def test_fractional_seg_is_thresholded_at_half(ct, ct_headers, liver: Dataset) -
     assert lesion.voxel_count == int(binary.sum()) + 100
     slice_z = [float(ds.ImagePositionPatient[2]) for ds in ct_headers]
     slice0 = _slice_at(slice_z, _frame_position(liver, 0)[2])
-    full = whole_mask(lesion, ct)
+    full = _full(lesion, ct)
     assert full[slice0, :10, 20:30].all() and not full[slice0, :10, :10].any()
 
 
@@ -212,4 +219,4 @@ def test_non_square_pixels_are_placed(ct_headers, liver: Dataset) -> None:
     ct = load_ct_series(files)
     _set_seg_pixel_spacing(liver, [0.5, 0.9])
     (lesion,) = seg_to_masks(liver, ct)
-    np.testing.assert_array_equal(whole_mask(lesion, ct), _expected_volumes(liver, ct_headers)[1])
+    np.testing.assert_array_equal(_full(lesion, ct), _expected_volumes(liver, ct_headers)[1])

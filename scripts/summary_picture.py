@@ -13,13 +13,13 @@ import argparse
 from pathlib import Path
 
 from service.app import scoring_context
-from service.cli import file_priors
 from service.config import Config
 from service.imaging.selection import read_study_headers
 from service.outputs.sr import build_measurement_report
 from service.outputs.summary import summary_png
 from service.outputs.summary_input import summary_input
 from service.pipeline import assess_study
+from service.priors.files import file_priors
 from service.scoring.in_process import InProcessScorer
 
 

@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,19 +25,17 @@ from service.feature_report import features_from_dicom, features_from_nifti
 from service.ingest.index import StudyIndex
 from service.ingest.spool import study_key
 from service.lifeline import follow_parent
-from service.model import CtSeries, StudyInfo
+from service.model import CtSeries
 from service.observability import configure_logging
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.outbox import Delivery, DeliveryStatus, read_deliveries
 from service.outputs.pacs import dicom_files, send_files
 from service.imaging.selection import read_study_headers
 from service.imaging.volume import read_ct_directory
-from service.pipeline import PriorLookup, WrittenOutputs, run_study
+from service.pipeline import WrittenOutputs, run_study
 from service.response import ResponseInputs
 from service.prior_frames import PriorCtSource
-from service.priors.cache import PriorCache
-from service.priors.files import FilesProvider
-from service.priors.resolve import PriorsOutcome, resolve_priors
+from service.priors.files import file_priors
 from service.report import (change_rows_from_sr, format_change_table, format_feature_table, format_table,
                             response_line_from_sr,
                             rows_from_result, rows_from_sr)
@@ -92,6 +89,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
                                                          "response_settings_file")
                                if (value := getattr(args, name)) is not None})
     response_inputs = ResponseInputs.from_config(config)  # a wrong rule setting stops before any scoring
+    progress = terminal_progress("scored", "lesions")
     scorer = InProcessScorer(scoring_context(config), volume_filter_ml=config.volume_filter_ml,
                              max_message_bytes=config.grpc_max_message_bytes)
     written = run_study(read_study_headers(args.ct, args.rtstruct or args.seg), scorer, args.out,
@@ -100,22 +98,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
                         max_lesions=config.max_lesions_per_study, limits=config.instance_limits,
                         priors=file_priors(args.prior, config) if args.prior else None,
                         prior_ct=_directory_prior_ct(args.prior_ct),
-                        response_inputs=response_inputs)
+                        response_inputs=response_inputs,
+                        on_progress=progress.lesion_done if progress else None)
     _print_result(written)
     return 0
-
-
-def file_priors(paths: Sequence[Path], config: Config) -> PriorLookup:
-    """`--prior` files as a prior source, under the service's rules and limits (lookback,
-    count, identity, superseded versions). The files are their own cache: the resolver's one
-    lives in a temporary directory, removed when the command ends."""
-    provider = FilesProvider(paths)
-
-    def lookup(study: StudyInfo) -> PriorsOutcome:
-        with tempfile.TemporaryDirectory(prefix="rcds-priors-") as scratch:
-            return resolve_priors(study, [provider], PriorCache(Path(scratch)),
-                                  lookback_days=config.prior_lookback_days, max_studies=config.prior_max_studies)
-    return lookup
 
 
 def _directory_prior_ct(directories: Sequence[Path]) -> PriorCtSource:
@@ -152,7 +138,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
     if tls is not None:
         tls.context()  # unusable certificate or key files: say so before reading any DICOM file
     files = dicom_files(args.paths)
-    progress = TerminalProgress("sent", "files") if sys.stderr.isatty() else None
+    progress = terminal_progress("sent", "files")
     report = send_files(files, args.host, args.port, args.aet, args.calling_aet, tls=tls,
                         on_progress=progress.update if progress else None)
     print(f"sent {report.sent} of {len(files)} files to {args.aet} at {args.host}:{args.port}")
@@ -161,25 +147,37 @@ def _cmd_send(args: argparse.Namespace) -> int:
     return ExitCode.FAILED if report.failed else ExitCode.OK
 
 
+def terminal_progress(verb: str, unit: str) -> TerminalProgress | None:
+    """A progress line when stderr is a terminal; None otherwise, so logs and pipes get no
+    carriage returns."""
+    return TerminalProgress(verb, unit) if sys.stderr.isatty() else None
+
+
 class TerminalProgress:
-    """`sent 120/600 files, 35.2 files/s` on one terminal line, rewritten in place (at most ten
-    times a second) and ended with a newline once everything is done; only for a terminal, so
-    logs and pipes get no carriage returns."""
+    """`sent 120/600 files, 35.2 files/s` (or `scored 2/5 lesions (lesion 4), 0.3 lesions/s`) on
+    one terminal line, rewritten in place (at most ten times a second) and ended with a newline
+    once everything is done."""
 
     def __init__(self, verb: str, unit: str, clock: Callable[[], float] = time.monotonic) -> None:
         self._verb, self._unit, self._clock = verb, unit, clock
         self._start = clock()
         self._shown_at = -1.0
 
-    def update(self, done: int, total: int) -> None:
+    def update(self, done: int, total: int, current: str = "") -> None:
+        """`current`: what was just done, shown in brackets (a lesion's number, never its name)."""
         now = self._clock()
         if done < total and now - self._shown_at < 0.1:
             return
         self._shown_at = now
         elapsed = now - self._start
         rate = f", {done / elapsed:.1f} {self._unit}/s" if elapsed > 0 and done else ""
-        print(f"\r{self._verb} {done}/{total} {self._unit}{rate}", end="\n" if done == total else "",
+        detail = f" ({current})" if current else ""
+        print(f"\r{self._verb} {done}/{total} {self._unit}{detail}{rate}", end="\n" if done == total else "",
               file=sys.stderr, flush=True)
+
+    def lesion_done(self, done: int, total: int, number: int) -> None:
+        """score_lesions' progress callback (service.scorer.LesionProgress)."""
+        self.update(done, total, f"lesion {number}")
 
 
 def _cmd_show(args: argparse.Namespace) -> int:

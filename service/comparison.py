@@ -9,7 +9,8 @@ priors package: the builders see numbers, codes' keys and UIDs, as they do for a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from service.model import Metric
 
@@ -121,7 +122,28 @@ class PatternFlag:
 
 
 @dataclass(frozen=True)
-class ResponseAssessment:
+class RecistSums:
+    """RECIST 1.1's sums of diameters at one follow-up (followup.md 9.5.3): this study's, the
+    baseline's, the nadir's (and its study), and the changes against baseline and nadir. The
+    longitudinal core's RecistResult computes them and the ResponseAssessment reports them as
+    they are: both derive from this one declaration."""
+
+    sod_mm: Metric
+    baseline_sod_mm: Metric
+    nadir_sod_mm: Metric
+    nadir_study_uid: str | None
+    percent_vs_baseline: Metric
+    percent_vs_nadir: Metric
+    mm_vs_nadir: Metric
+
+    def recist_sums(self) -> dict[str, Any]:
+        """These fields by name, to build another RecistSums from this one (the assessment from
+        the result it reports)."""
+        return {item.name: getattr(self, item.name) for item in fields(RecistSums)}
+
+
+@dataclass(frozen=True)
+class ResponseAssessment(RecistSums):
     """RECIST 1.1, iRECIST and growth kinetics of one follow-up (followup.md 9.5.3-9.5.5).
 
     Categories are keys of the code tables in service.outputs.codes. `irecist_state` is the
@@ -132,13 +154,6 @@ class ResponseAssessment:
 
     baseline_study_uid: str
     n_targets: int
-    sod_mm: Metric
-    baseline_sod_mm: Metric
-    nadir_sod_mm: Metric
-    nadir_study_uid: str | None
-    percent_vs_baseline: Metric
-    percent_vs_nadir: Metric
-    mm_vs_nadir: Metric
     target_response: str | None  # None: no targets at baseline
     non_target_response: str | None  # None: no non-target lesions at baseline
     new_lesion_count: int

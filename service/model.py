@@ -192,6 +192,21 @@ class Metric:
         return cls(None, reason)
 
 
+@dataclass(frozen=True)
+class RingCut:
+    """A peritumoral ring cut by the image edge (the lesion reaches the scan's first or last
+    slice, or the field of view): ring features are computed on the part inside the image,
+    `measured_ml`; `cut_ml` of the ring would lie beyond the image grid."""
+
+    measured_ml: float
+    cut_ml: float
+
+    def statement(self) -> str:
+        """The outputs' sentence for it (SR, FHIR, tumour-board page)."""
+        return (f"Peritumoral ring cut by the image edge: {self.cut_ml:.3f} mL of it lies outside the image; "
+                f"its features are computed on the {self.measured_ml:.3f} mL inside.")
+
+
 @dataclass
 class LesionResult:
     """Everything the scorer reports for one lesion."""
@@ -216,6 +231,7 @@ class LesionResult:
     contributions: dict[str, float]  # signature variable -> its term in the linear score
     not_computable: str | None = None  # why no radiomics/score, if so
     anatomic_region: CodedConcept | None = None  # the SEG segment's code: the SR's finding site
+    ring_cut: RingCut | None = None  # None: the ring lies wholly inside the image (or has no features)
 
 
 @dataclass

@@ -10,7 +10,7 @@ carry on with the next.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from service.imaging.contours import LESION_ROI_TYPES
 from service.imaging.crops import lesion_crop
 from service.imaging.selection import StudyInputs, lesion_masks, select_inputs
 from service.follow_up import acquisition, follow_up
-from service.model import CtReference, StudyInfo, StudyResult
+from service.model import CtReference, StudyResult
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.encapsulated_pdf import build_encapsulated_pdf, write_encapsulated_pdf
 from service.outputs.fhir import build_bundle, write_bundle
@@ -33,16 +33,12 @@ from service.outputs.summary_input import summary_input
 from service.prior_frames import FrameSources, PriorCtSource
 from service.response import ResponseInputs
 from service.priors.reading import PriorReport
-from service.priors.resolve import PriorsOutcome
-from service.scorer import Scorer, score_lesions
+from service.priors.resolve import PriorLookup
+from service.scorer import LesionProgress, Scorer, score_lesions
 from service.scoring.settings import ExtractionSettings
 from service.sop_classes import SPATIAL_REGISTRATION
 
 log = logging.getLogger(__name__)
-
-PriorLookup = Callable[[StudyInfo], PriorsOutcome]
-"""The scored study's priors (service.priors.resolve_priors bound to its sources)."""
-
 
 @dataclass(frozen=True)
 class WrittenOutputs:
@@ -79,14 +75,16 @@ class ScoredStudy:
 
 def score_study(inputs: StudyInputs, scorer: Scorer, *, parallel: int = 2, warnings: Sequence[str] = (),
                 lesion_roi_types: frozenset[str] = LESION_ROI_TYPES, max_lesions: int | None = None,
-                limits: InstanceLimits = InstanceLimits()) -> ScoredStudy:
+                limits: InstanceLimits = InstanceLimits(), on_progress: LesionProgress | None = None) -> ScoredStudy:
     """Score every lesion through the scorer, then the patient level; cut each lesion's key
-    image from the masks drawn for the scoring, with the scoring's ring width."""
+    image from the masks drawn for the scoring, with the scoring's ring width. `on_progress`:
+    told as each lesion is scored (score_lesions)."""
     provenance = scorer.describe()
     settings = ExtractionSettings.from_dict(dict(provenance.settings))
     masks, skipped = lesion_masks(inputs, lesion_roi_types, max_lesions, limits)
     study_warnings = list(warnings) + skipped + [f"lesion {m.number}: {w}" for m in masks for w in m.warnings]
-    scored = score_lesions(scorer, [lesion_crop(inputs.ct, mask, settings) for mask in masks], parallel=parallel)
+    scored = score_lesions(scorer, [lesion_crop(inputs.ct, mask, settings) for mask in masks], parallel=parallel,
+                           on_progress=on_progress)
     contour = inputs.contours
     ct_reference = CtReference(
         series_instance_uid=inputs.ct.series_instance_uid,
@@ -143,16 +141,18 @@ def assess_study(datasets: Sequence[Dataset], scorer: Scorer, *, parallel: int =
                  lesion_roi_types: frozenset[str] = LESION_ROI_TYPES, max_lesions: int | None = None,
                  limits: InstanceLimits = InstanceLimits(), priors: PriorLookup | None = None,
                  prior_ct: PriorCtSource | None = None,
-                 response_inputs: ResponseInputs = ResponseInputs()) -> AssessedStudy:
+                 response_inputs: ResponseInputs = ResponseInputs(),
+                 on_progress: LesionProgress | None = None) -> AssessedStudy:
     """Score one study's instances and compare it with its priors; with `priors`, looked up once
     the study is scored (its identity is then known). A prior in another Frame of Reference is
     mapped by a Spatial Registration object among the study's instances, else by registering the
     CT `prior_ct` gives for it. Without `priors`, the study is a baseline: its report still
     states each lesion's Baseline Category (targets chosen here). `response_inputs`: the
-    response's time anchors (treatment start, baseline, irradiated lesions)."""
+    response's time anchors (treatment start, baseline, irradiated lesions). `on_progress`: told
+    as each lesion is scored."""
     inputs, warnings = select_inputs(datasets, limits)
     scored = score_study(inputs, scorer, parallel=parallel, warnings=warnings, lesion_roi_types=lesion_roi_types,
-                         max_lesions=max_lesions, limits=limits)
+                         max_lesions=max_lesions, limits=limits, on_progress=on_progress)
     result = scored.result
     reports: Sequence[PriorReport] = ()
     notes: Sequence[str] = ()
@@ -171,10 +171,11 @@ def run_study(datasets: Sequence[Dataset], scorer: Scorer, outdir: Path, *,
               lesion_roi_types: frozenset[str] = LESION_ROI_TYPES, max_lesions: int | None = None,
               predecessor: Dataset | None = None, limits: InstanceLimits = InstanceLimits(),
               priors: PriorLookup | None = None, prior_ct: PriorCtSource | None = None,
-              response_inputs: ResponseInputs = ResponseInputs()) -> WrittenOutputs:
+              response_inputs: ResponseInputs = ResponseInputs(),
+              on_progress: LesionProgress | None = None) -> WrittenOutputs:
     """The whole pipeline on one study's instances (assess_study), then its outputs written."""
     assessed = assess_study(datasets, scorer, parallel=parallel, lesion_roi_types=lesion_roi_types,
                             max_lesions=max_lesions, limits=limits, priors=priors, prior_ct=prior_ct,
-                            response_inputs=response_inputs)
+                            response_inputs=response_inputs, on_progress=on_progress)
     return write_outputs(assessed.result, assessed.evidence, outdir, patient_identifier_system, predecessor,
                          assessed.comparison, assessed.key_images)

@@ -170,11 +170,9 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
                  f"{'yes' if lesion_level.value else 'no'}")
     last = results[-1]
     assessment = ResponseAssessment(
+        **last.recist_sums(),
         baseline_study_uid=studies[base].study_uid,
         n_targets=len(target_set.targets),
-        sod_mm=last.sod_mm, baseline_sod_mm=last.baseline_sod_mm, nadir_sod_mm=last.nadir_sod_mm,
-        nadir_study_uid=last.nadir_study_uid, percent_vs_baseline=last.percent_vs_baseline,
-        percent_vs_nadir=last.percent_vs_nadir, mm_vs_nadir=last.mm_vs_nadir,
         target_response=None if last.target_response is None else str(last.target_response),
         non_target_response=None if last.non_target_response is None else str(last.non_target_response),
         new_lesion_count=len(last.new_lesions), overall=str(last.overall), irecist=str(irecist.category),

@@ -12,8 +12,8 @@ scorer without loading the scoring core.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -65,11 +65,21 @@ class ScoredLesions:
     patient: PatientResult
 
 
-def score_lesions(scorer: Scorer, crops: Sequence[LesionCrop], *, parallel: int = 2) -> ScoredLesions:
+LesionProgress = Callable[[int, int, int], None]
+"""Told (lesions done, lesions in all, number of the lesion just done) as each lesion finishes."""
+
+
+def score_lesions(scorer: Scorer, crops: Sequence[LesionCrop], *, parallel: int = 2,
+                  on_progress: LesionProgress | None = None) -> ScoredLesions:
     """Size-check every crop first (a study that cannot be scored fails before any work), score
-    them from `parallel` threads (a pool of scorers shares one study), then aggregate."""
+    them from `parallel` threads (a pool of scorers shares one study), then aggregate. A lesion
+    that fails counts as done for `on_progress`; its error is raised once all have finished."""
     for crop in crops:
         scorer.check_size(crop)
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        lesions = list(pool.map(scorer.score_lesion, crops))
+        futures = {pool.submit(scorer.score_lesion, crop): crop.number for crop in crops}
+        if on_progress is not None:
+            for done, future in enumerate(as_completed(futures), start=1):
+                on_progress(done, len(futures), futures[future])
+        lesions = [future.result() for future in futures]
     return ScoredLesions(lesions, scorer.aggregate(lesions))

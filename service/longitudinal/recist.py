@@ -30,6 +30,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from service.comparison import RecistSums
 from service.longitudinal.identity import CarriedIdentity
 from service.longitudinal.links import Link, LinkStatus
 from service.longitudinal.response_settings import NewLesionPolicy, RecistSettings
@@ -102,16 +103,9 @@ class Assessment:
 
 
 @dataclass(frozen=True)
-class RecistResult:
+class RecistResult(RecistSums):
     study_uid: str
     date: datetime.date | None
-    sod_mm: Metric
-    baseline_sod_mm: Metric
-    nadir_sod_mm: Metric
-    nadir_study_uid: str | None
-    percent_vs_baseline: Metric
-    percent_vs_nadir: Metric
-    mm_vs_nadir: Metric
     target_response: TargetResponse | None  # None: no targets at baseline
     target_reason: str | None
     non_target_response: NonTargetResponse | None  # None: no non-target lesions at baseline
@@ -307,11 +301,15 @@ def _assess_one(target_set: TargetSet, targets: list[str], non_targets: list[str
     counts = bool(new) and settings.new_lesion_policy is NewLesionPolicy.COUNTS_AS_PD
     if new and not counts:
         flags.append("new lesions flagged only (new_lesion_policy: flag_only)")
-    return RecistResult(assessment.study_uid, assessment.date, sod_metric, base_metric, nadir_metric,
-                        nadir[1] if nadir and targets else None, pct_bl, pct_nadir, mm_nadir, target, reason,
-                        non_target, Metric(volume) if not nt_missing and non_targets else
-                        Metric.not_computable("no non-target lesions" if not non_targets else "a non-target not evaluable"),
-                        new, overall_response(target, non_target, counts), tuple(flags))
+    return RecistResult(
+        sod_mm=sod_metric, baseline_sod_mm=base_metric, nadir_sod_mm=nadir_metric,
+        nadir_study_uid=nadir[1] if nadir and targets else None, percent_vs_baseline=pct_bl,
+        percent_vs_nadir=pct_nadir, mm_vs_nadir=mm_nadir,
+        study_uid=assessment.study_uid, date=assessment.date, target_response=target, target_reason=reason,
+        non_target_response=non_target,
+        non_target_volume_ml=Metric(volume) if not nt_missing and non_targets else
+        Metric.not_computable("no non-target lesions" if not non_targets else "a non-target not evaluable"),
+        new_lesions=new, overall=overall_response(target, non_target, counts), flags=tuple(flags))
 
 
 def _borderline(pct_bl: Metric, pct_nadir: Metric, mm_nadir: Metric, settings: RecistSettings) -> list[str]:

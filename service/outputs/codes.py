@@ -523,6 +523,7 @@ def summary_lines(result: StudyResult) -> list[str]:
         else f"Lesion {lesion_label(x)}: score not computable: {x.not_computable or 'no reason given'}."
         for x in result.lesions
     ]
+    lines += [f"Lesion {lesion_label(x)}: {x.ring_cut.statement()}" for x in result.lesions if x.ring_cut]
     lines += [
         f"Score {key} not computable: {metric.reason}."
         for key, metric in patient.score_stats.items()

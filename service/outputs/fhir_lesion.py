@@ -25,7 +25,7 @@ from fhir.resources.R4B.bundle import BundleEntry
 from fhir.resources.R4B.observation import Observation, ObservationComponent
 from fhir.resources.R4B.reference import Reference
 
-from service.model import LesionResult
+from service.model import LesionResult, RingCut
 from service.outputs import codes
 from service.outputs.feature_codes import REGION_METHODS, feature_concept, ibsi_identifier
 from service.scoring.degenerate import not_computable_reason
@@ -67,7 +67,8 @@ def lesion_entries(context: StudyContext, lesion: LesionResult) -> tuple[Resourc
     members: list[tuple[ResourceKey, Observation]] = [
         (key("size"), _tumour_size(context, key("size"), lesion, focus)),
         (key("cd8-score"), _cd8_score(context, key("cd8-score"), lesion, focus)),
-        *((key(f"features-{region}"), _features(context, key(f"features-{region}"), focus, region, values))
+        *((key(f"features-{region}"), _features(context, key(f"features-{region}"), focus, region, values,
+                                                          lesion.ring_cut if region == "ring" else None))
           for region, values in sorted(lesion.features.items())),
     ]
     group_key = key("group")
@@ -125,10 +126,11 @@ def _cd8_score(context: StudyContext, key: ResourceKey, lesion: LesionResult, fo
 
 
 def _features(context: StudyContext, key: ResourceKey, focus: list, region: str,
-              values: dict[str, float]) -> Observation:
+              values: dict[str, float], cut: RingCut | None) -> Observation:
     """The IBSI-defined features of one region. Features IBSI does not define (no identifier to
     code them with) and features without a value (NaN: not computable on this region, e.g. the
-    kurtosis of a constant region) are named in a note, with the reason, instead."""
+    kurtosis of a constant region) are named in a note, with the reason, instead; so is a ring
+    cut by the image edge (`cut`), whose features describe only its part inside."""
     components: list[ObservationComponent] = []
     uncoded, not_finite = [], []
     for tag, value in sorted(values.items()):
@@ -141,6 +143,7 @@ def _features(context: StudyContext, key: ResourceKey, focus: list, region: str,
             components.append(component(concept(identifier, text=tag), quantity(value, feature.unit)))
     extra = [f"Not IBSI-defined, not coded here: {', '.join(uncoded)}."] if uncoded else []
     extra += [f"Not computable: {'; '.join(f'{tag} ({not_computable_reason(tag)})' for tag in not_finite)}."] if not_finite else []
+    extra += [cut.statement()] if cut else []
     method = codes.lookup(REGION_METHODS, region, "feature region")
     return observation(
         context, key,

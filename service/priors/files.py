@@ -15,15 +15,20 @@ PACS-sized archive.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from service.config import Config
 from service.errors import InputError, PriorSourceError
+from service.model import StudyInfo
 from service.outputs.codes import MANUFACTURER
+from service.priors.cache import PriorCache
+from service.priors.resolve import PriorLookup, PriorsOutcome, resolve_priors
 from service.priors.source import PatientQuery, SrLocation
 
 _HEADER = ["Modality", "Manufacturer", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "StudyDate",
@@ -95,3 +100,16 @@ def _header(path: Path) -> Dataset | None:
         return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER)
     except (InvalidDicomError, OSError, AttributeError, ValueError):
         return None
+
+
+def file_priors(paths: Sequence[Path], config: Config) -> PriorLookup:
+    """`--prior` files as a prior source, under the service's rules and limits (lookback,
+    count, identity, superseded versions). The files are their own cache: the resolver's one
+    lives in a temporary directory, removed when the command ends."""
+    provider = FilesProvider(paths)
+
+    def lookup(study: StudyInfo) -> PriorsOutcome:
+        with tempfile.TemporaryDirectory(prefix="rcds-priors-") as scratch:
+            return resolve_priors(study, [provider], PriorCache(Path(scratch)),
+                                  lookback_days=config.prior_lookback_days, max_studies=config.prior_max_studies)
+    return lookup

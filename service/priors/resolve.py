@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
@@ -39,6 +39,10 @@ class PriorsOutcome:
     def output_notes(self) -> tuple[str, ...]:
         """What the SR and FHIR outputs should carry about the priors."""
         return self.notes + ((f"priors unavailable: {self.unavailable}",) if self.unavailable else ())
+
+
+PriorLookup = Callable[[StudyInfo], PriorsOutcome]
+"""The scored study's priors (resolve_priors bound to its sources)."""
 
 
 def resolve_priors(study: StudyInfo, providers: Sequence[PriorProvider], cache: PriorCache, *,

@@ -11,8 +11,8 @@ from typing import cast
 import numpy as np
 
 from service.model import (CodedConcept, ImageGeometry, LesionCrop, LesionResult, LesionSource, LocationClass,
-                           LocationSource, Metric, PatientResult, Provenance, RiskGroup, ScoreClass,
-                           SignatureStatus, Vector3)
+                           LocationSource, Metric, PatientResult, Provenance, RingCut, RiskGroup,
+                           ScoreClass, SignatureStatus, Vector3)
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2 as pb
 
 
@@ -104,6 +104,8 @@ def lesion_to_pb(result: LesionResult) -> pb.LesionScore:
         score=result.score, score_class=result.score_class or "",
         contributions=[pb.Contribution(variable=k, value=v) for k, v in result.contributions.items()],
         not_computable=result.not_computable or "",
+        ring_cut=pb.RingCut(measured_ml=result.ring_cut.measured_ml, cut_ml=result.ring_cut.cut_ml)
+        if result.ring_cut else None,
     )
 
 
@@ -125,6 +127,7 @@ def lesion_from_pb(message: pb.LesionScore) -> LesionResult:
         contributions={c.variable: c.value for c in message.contributions},
         not_computable=message.not_computable or None,
         anatomic_region=_concept_from_pb(message),
+        ring_cut=RingCut(message.ring_cut.measured_ml, message.ring_cut.cut_ml) if message.HasField("ring_cut") else None,
     )
 
 

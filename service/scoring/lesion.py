@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from service.model import LesionCrop, LesionResult, ScoreClass
+from service.model import LesionCrop, LesionResult, RingCut, ScoreClass
 from service.scoring.degenerate import not_computable_reason
 from service.scoring.features import region_features
 from service.location import LocationRules
@@ -19,7 +19,7 @@ from service.scoring.measures import measure_lesion
 from service.scoring.panel import FeaturePanel
 from service.scoring.resegment import intensity_mask, intensity_range
 from service.scoring.resample import ResampledLesion, native_lesion, resample_lesion
-from service.scoring.ring import ring_mask
+from service.scoring.ring import ring_beyond_edges, ring_mask
 from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import Signature
 
@@ -61,16 +61,25 @@ def lesion_on_feature_grid(crop: LesionCrop, settings: ExtractionSettings) -> Re
     )
 
 
+def _spacing_zyx(lesion: ResampledLesion) -> tuple[float, float, float]:
+    x, y, z = lesion.image.GetSpacing()
+    return float(z), float(y), float(x)
+
+
 def lesion_features(crop: LesionCrop, settings: ExtractionSettings, panel: FeaturePanel) -> tuple[dict[str, dict[str, float]], str | None]:
     """Features per region of `panel`, or (empty, reason) when the lesion is not computable."""
-    lesion = lesion_on_feature_grid(crop, settings)
+    return _features_on_grid(lesion_on_feature_grid(crop, settings), settings, panel)
+
+
+def _features_on_grid(lesion: ResampledLesion, settings: ExtractionSettings,
+                     panel: FeaturePanel) -> tuple[dict[str, dict[str, float]], str | None]:
+    """lesion_features on the lesion already on the feature grid."""
     reason = _too_small(lesion.core, settings.force2D)
     if reason:
         return {}, reason
     regions = {"core": lesion.core}
     if "ring" in panel.regions:
-        spacing_zyx = tuple(reversed(lesion.image.GetSpacing()))
-        regions["ring"] = ring_mask(lesion.core, spacing_zyx, settings.ringWidthMm)
+        regions["ring"] = ring_mask(lesion.core, _spacing_zyx(lesion), settings.ringWidthMm)
         if not regions["ring"].any():
             return {}, "the peritumoral ring is empty"
     hu = sitk.GetArrayViewFromImage(lesion.image)
@@ -85,6 +94,18 @@ def lesion_features(crop: LesionCrop, settings: ExtractionSettings, panel: Featu
             values.update(region_features(lesion.image, regions[region], settings, {"shape": classes["shape"]}))
         features[region] = values
     return features, None
+
+
+def _ring_cut(lesion: ResampledLesion, width_mm: float) -> RingCut | None:
+    """The ring's volume inside the image and beyond its edge, when the edge cuts it (None
+    otherwise): its features stay computed on what the image holds, and the outputs say so."""
+    spacing = _spacing_zyx(lesion)
+    beyond = ring_beyond_edges(lesion.core, spacing, width_mm, lesion.image_edges)
+    if not beyond:
+        return None
+    voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
+    measured = int(np.count_nonzero(ring_mask(lesion.core, spacing, width_mm)))
+    return RingCut(measured_ml=measured * voxel_ml, cut_ml=beyond * voxel_ml)
 
 
 def _undefined_variable(features: dict[str, dict[str, float]], signature: Signature) -> str | None:
@@ -103,7 +124,8 @@ def score_lesion(crop: LesionCrop, context: ScoringContext) -> LesionResult:
     offset_zyx = (int(z), int(y), int(x))
     measures = measure_lesion(crop.mask, offset_zyx, crop.volume_geometry)
     location_class, location_source = context.location_rules.classify(crop.name, crop.anatomic_region)
-    features, reason = lesion_features(crop, context.settings, context.panel)
+    lesion = lesion_on_feature_grid(crop, context.settings)
+    features, reason = _features_on_grid(lesion, context.settings, context.panel)
     score: float | None = None
     score_class: ScoreClass | None = None
     contributions: dict[str, float] = {}
@@ -122,4 +144,5 @@ def score_lesion(crop: LesionCrop, context: ScoringContext) -> LesionResult:
         centroid_mm=measures.centroid_mm, features=features,
         score=score, score_class=score_class, contributions=contributions, not_computable=reason,
         anatomic_region=crop.anatomic_region,
+        ring_cut=_ring_cut(lesion, context.settings.ringWidthMm) if "ring" in features else None,
     )

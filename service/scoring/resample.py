@@ -86,12 +86,24 @@ def _crop_image(array_zyx: np.ndarray, volume: ImageGeometry, crop_start: np.nda
     return image
 
 
+Edges = tuple[tuple[bool, bool], tuple[bool, bool], tuple[bool, bool]]
+"""Per axis (z, y, x): whether the array's (first, last) plane is the edge of the image's grid."""
+
+
+def _edges_zyx(first_xyz: np.ndarray, last_xyz: np.ndarray, size_xyz: np.ndarray) -> Edges:
+    z, y, x = ((bool(f <= 0), bool(last >= n - 1)) for f, last, n in reversed(list(zip(first_xyz, last_xyz, size_xyz))))
+    return z, y, x
+
+
 @dataclass
 class ResampledLesion:
-    """Image and lesion mask on the IBSI grid, restricted to the region around the lesion."""
+    """Image and lesion mask on the IBSI grid, restricted to the region around the lesion;
+    `image_edges`: which of its faces are the edge of the whole image's grid (where the ring
+    is cut, service.scoring.ring.ring_beyond_edges)."""
 
     image: sitk.Image  # float64 HU: float32 interpolation noise would break crop == whole
     core: np.ndarray  # bool (z, y, x)
+    image_edges: Edges
 
 
 def resample_lesion(
@@ -144,7 +156,7 @@ def resample_lesion(
     core = sitk.GetArrayFromImage(mask) >= mask_threshold
     if round_intensities:
         image = _rounded(image)
-    return ResampledLesion(image=image, core=core)
+    return ResampledLesion(image=image, core=core, image_edges=_edges_zyx(first, last, np.asarray(grid.size)))
 
 
 def _rounded(image: sitk.Image) -> sitk.Image:
@@ -158,5 +170,8 @@ def native_lesion(
     image_zyx: np.ndarray, mask_zyx: np.ndarray, volume: ImageGeometry, crop_start_xyz: tuple[int, int, int]
 ) -> ResampledLesion:
     """The crop on its own grid, for settings without resampling (resampledPixelSpacing null)."""
-    image = _crop_image(image_zyx.astype(np.float64), volume, np.asarray(crop_start_xyz, dtype=int))
-    return ResampledLesion(image=image, core=np.asarray(mask_zyx, dtype=bool))
+    start = np.asarray(crop_start_xyz, dtype=int)
+    image = _crop_image(image_zyx.astype(np.float64), volume, start)
+    last = start + np.asarray(image_zyx.shape[::-1]) - 1
+    return ResampledLesion(image=image, core=np.asarray(mask_zyx, dtype=bool),
+                           image_edges=_edges_zyx(start, last, np.asarray(volume.size)))

@@ -73,3 +73,21 @@ def ring_mask(core: np.ndarray, spacing_zyx: tuple[float, float, float], width_m
             for offset in _ball_offsets(axis, spacing, float(width_mm)):
                 _or_shifted(ring, crossing, offset)
     return ring
+
+
+def ring_beyond_edges(core: np.ndarray, spacing_zyx: tuple[float, float, float], width_mm: float,
+                      edges: tuple[tuple[bool, bool], ...]) -> int:
+    """Voxels of the ring that would lie beyond the array's faces flagged in `edges` ((first,
+    last) per axis, z y x: the image's edge), had the grid gone on there.
+
+    The lesion is taken as it is drawn, ending at the edge: the ring is computed on the array
+    extended by empty planes beyond those faces (the lesion's last plane then has a boundary),
+    and its voxels in the extension are counted.
+    """
+    pad = [tuple(math.ceil(width_mm / float(s) + 0.5) if flagged else 0 for flagged in pair)
+           for pair, s in zip(edges, spacing_zyx)]
+    if not any(any(pair) for pair in pad):
+        return 0
+    full = ring_mask(np.pad(core.astype(bool, copy=False), pad), spacing_zyx, width_mm)
+    inside = tuple(slice(low, low + n) for (low, _), n in zip(pad, core.shape))
+    return int(np.count_nonzero(full)) - int(np.count_nonzero(full[inside]))

@@ -8,8 +8,6 @@ study. Each case has its own patient, so the cases share the Orthanc without see
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from pathlib import Path
 
 import pydicom
@@ -18,14 +16,13 @@ from pydicom.dataset import Dataset
 
 from service.config import Config
 from service.model import StudyInfo
-from service.outputs.sr import build_measurement_report, write_sr
+from service.outputs.sr import write_sr
 from service.priors import PriorCache, PriorProvider, SrLocation, resolve_priors
 from service.priors.dicomweb import DicomwebProvider
 from service.priors.dimse import DimseProvider
-from service.uids import derived_uid
 from tests.support.orthanc import Orthanc, find_orthanc
 from tests.support.processes import free_port
-from tests.support.synthetic_results import make_study_result
+from tests.support.prior_srs import our_sr, synthetic_study
 
 pytestmark = pytest.mark.external
 OUR_AE = Config().dicom_ae_title
@@ -46,27 +43,10 @@ def _provider(orthanc: Orthanc, name: str) -> PriorProvider:
     return DimseProvider("127.0.0.1", orthanc.dicom_port, orthanc.aet, OUR_AE, TIMEOUT_S)
 
 
-def _study(patient: str, date: str, *, birth_date: str = "19600101", sex: str = "F", time: str = "100000") -> StudyInfo:
-    """A synthetic study of a synthetic patient; the Study Instance UID follows from patient and date."""
-    return StudyInfo(patient_id=patient, patient_name=f"SYNTHETIC^{patient}", patient_birth_date=birth_date,
-                     patient_sex=sex, study_instance_uid=derived_uid("test-prior-study", [patient, date, time]),
-                     study_date=date, study_time=time, accession_number="", referring_physician_name="",
-                     study_id="1")
-
-
 def _upload_sr(orthanc: Orthanc, tmp_path: Path, study: StudyInfo, *, version: str = "0.1.0",
                predecessor: Dataset | None = None) -> Dataset:
-    """Our SR of `study` (the synthetic two-lesion SEG result) in Orthanc; returns it as sent."""
-    result, evidence = make_study_result(2, "SEG")
-    result.study = study
-    result.provenance = dataclasses.replace(result.provenance, algorithm_version=version)
-    headers = []
-    for dataset in evidence:
-        header = copy.deepcopy(dataset)
-        header.StudyInstanceUID = study.study_instance_uid
-        headers.append(header)
-    sr = build_measurement_report(result, headers, predecessor=predecessor)
-    path = write_sr(sr, tmp_path / "sent")
+    """Our SR of `study` (tests.support.prior_srs) in Orthanc; returns it as sent."""
+    path = write_sr(our_sr(study, version=version, predecessor=predecessor), tmp_path / "sent")
     orthanc.upload(path)
     return pydicom.dcmread(path)
 
@@ -77,12 +57,12 @@ def _resolve(orthanc: Orthanc, provider: str, study: StudyInfo, cache_dir: Path,
 
 
 def test_dicomweb_and_dimse_find_the_same_priors(orthanc, tmp_path):
-    baseline = _upload_sr(orthanc, tmp_path, _study("PRIOR-SAME", "20240110"))
-    follow_up = _upload_sr(orthanc, tmp_path, _study("PRIOR-SAME", "20240320"))
-    current = _study("PRIOR-SAME", "20240601")
+    baseline = _upload_sr(orthanc, tmp_path, synthetic_study("PRIOR-SAME", "20240110"))
+    follow_up = _upload_sr(orthanc, tmp_path, synthetic_study("PRIOR-SAME", "20240320"))
+    current = synthetic_study("PRIOR-SAME", "20240601")
     _upload_sr(orthanc, tmp_path, current)  # the current study's own SR: never its own prior
-    _upload_sr(orthanc, tmp_path, _study("PRIOR-SAME", "20240701"))  # later: not a prior
-    _upload_sr(orthanc, tmp_path, _study("PRIOR-OTHER", "20240201"))  # another patient
+    _upload_sr(orthanc, tmp_path, synthetic_study("PRIOR-SAME", "20240701"))  # later: not a prior
+    _upload_sr(orthanc, tmp_path, synthetic_study("PRIOR-OTHER", "20240201"))  # another patient
 
     by_web = _resolve(orthanc, "dicomweb", current, tmp_path / "web-cache")
     by_dimse = _resolve(orthanc, "dimse", current, tmp_path / "dimse-cache")
@@ -102,11 +82,11 @@ def test_dicomweb_and_dimse_find_the_same_priors(orthanc, tmp_path):
 @pytest.mark.parametrize("provider", ["dicomweb", "dimse"])
 def test_a_superseded_sr_is_dropped_for_the_one_that_replaces_it(orthanc, tmp_path, provider):
     patient = f"PRIOR-SUPERSEDED-{provider}"
-    first = _upload_sr(orthanc, tmp_path, _study(patient, "20240110"))
-    second = _upload_sr(orthanc, tmp_path, _study(patient, "20240110"), version="0.2.0", predecessor=first)
+    first = _upload_sr(orthanc, tmp_path, synthetic_study(patient, "20240110"))
+    second = _upload_sr(orthanc, tmp_path, synthetic_study(patient, "20240110"), version="0.2.0", predecessor=first)
     assert first.SOPInstanceUID != second.SOPInstanceUID
 
-    outcome = _resolve(orthanc, provider, _study(patient, "20240601"), tmp_path / "cache")
+    outcome = _resolve(orthanc, provider, synthetic_study(patient, "20240601"), tmp_path / "cache")
 
     assert [r.sop_instance_uid for r in outcome.reports] == [second.SOPInstanceUID], outcome
     assert outcome.reports[0].algorithm_version == "0.2.0"
@@ -115,11 +95,11 @@ def test_a_superseded_sr_is_dropped_for_the_one_that_replaces_it(orthanc, tmp_pa
 @pytest.mark.parametrize("provider", ["dicomweb", "dimse"])
 def test_a_prior_of_another_identity_is_ignored_and_the_outputs_say_so(orthanc, tmp_path, provider):
     patient = f"PRIOR-IDENTITY-{provider}"
-    kept = _upload_sr(orthanc, tmp_path, _study(patient, "20240110"))
-    _upload_sr(orthanc, tmp_path, _study(patient, "20240220", birth_date="19710505"))
-    _upload_sr(orthanc, tmp_path, _study(patient, "20240301", sex="M"))
+    kept = _upload_sr(orthanc, tmp_path, synthetic_study(patient, "20240110"))
+    _upload_sr(orthanc, tmp_path, synthetic_study(patient, "20240220", birth_date="19710505"))
+    _upload_sr(orthanc, tmp_path, synthetic_study(patient, "20240301", sex="M"))
 
-    outcome = _resolve(orthanc, provider, _study(patient, "20240601"), tmp_path / "cache")
+    outcome = _resolve(orthanc, provider, synthetic_study(patient, "20240601"), tmp_path / "cache")
 
     assert [r.sop_instance_uid for r in outcome.reports] == [kept.SOPInstanceUID]
     assert outcome.notes == ("prior SR ignored: patient birth date differs", "prior SR ignored: patient sex differs")
@@ -130,9 +110,9 @@ def test_a_prior_of_another_identity_is_ignored_and_the_outputs_say_so(orthanc, 
 def test_lookback_and_count_limit_the_priors_to_the_latest_studies_in_the_window(orthanc, tmp_path, provider):
     patient = f"PRIOR-LIMITS-{provider}"
     for date in ("20200101", "20230101", "20230601"):  # 20200101: more than 1095 days before
-        _upload_sr(orthanc, tmp_path, _study(patient, date))
-    same_day_earlier = _upload_sr(orthanc, tmp_path, _study(patient, "20240601", time="080000"))
-    current = _study(patient, "20240601", time="120000")
+        _upload_sr(orthanc, tmp_path, synthetic_study(patient, date))
+    same_day_earlier = _upload_sr(orthanc, tmp_path, synthetic_study(patient, "20240601", time="080000"))
+    current = synthetic_study(patient, "20240601", time="120000")
 
     outcome = _resolve(orthanc, provider, current, tmp_path / "cache", max_studies=2)
     assert [r.study_date for r in outcome.reports] == ["20230601", "20240601"]
@@ -143,7 +123,7 @@ def test_lookback_and_count_limit_the_priors_to_the_latest_studies_in_the_window
 
 
 def test_priors_unavailable_when_every_source_fails_with_the_reason(orthanc, tmp_path):
-    study = _study("PRIOR-UNAVAILABLE", "20240601")
+    study = synthetic_study("PRIOR-UNAVAILABLE", "20240601")
     closed = free_port()  # nothing listens there
     providers: list[PriorProvider] = [
         DicomwebProvider(f"http://127.0.0.1:{closed}/dicom-web", TIMEOUT_S),
@@ -161,10 +141,10 @@ def test_priors_unavailable_when_every_source_fails_with_the_reason(orthanc, tmp
 
 
 def test_a_failing_source_falls_back_to_the_next(orthanc, tmp_path):
-    baseline = _upload_sr(orthanc, tmp_path, _study("PRIOR-FALLBACK", "20240110"))
+    baseline = _upload_sr(orthanc, tmp_path, synthetic_study("PRIOR-FALLBACK", "20240110"))
     providers: list[PriorProvider] = [DicomwebProvider(f"http://127.0.0.1:{free_port()}/dicom-web", TIMEOUT_S),
                                       _provider(orthanc, "dimse")]
-    outcome = resolve_priors(_study("PRIOR-FALLBACK", "20240601"), providers, PriorCache(tmp_path / "cache"),
+    outcome = resolve_priors(synthetic_study("PRIOR-FALLBACK", "20240601"), providers, PriorCache(tmp_path / "cache"),
                              lookback_days=1095, max_studies=12)
     assert outcome.source == "dimse" and outcome.unavailable is None
     assert [r.sop_instance_uid for r in outcome.reports] == [baseline.SOPInstanceUID]
@@ -181,13 +161,13 @@ class _CountingDicomweb(DicomwebProvider):
 
 
 def test_a_second_study_of_the_patient_takes_its_priors_from_the_cache(orthanc, tmp_path):
-    baseline = _upload_sr(orthanc, tmp_path, _study("PRIOR-CACHE", "20240110"))
+    baseline = _upload_sr(orthanc, tmp_path, synthetic_study("PRIOR-CACHE", "20240110"))
     cache = PriorCache(tmp_path / "priors")
     source = _CountingDicomweb(orthanc.dicomweb_url, TIMEOUT_S)
 
-    first = resolve_priors(_study("PRIOR-CACHE", "20240601"), [source], cache, lookback_days=1095, max_studies=12)
+    first = resolve_priors(synthetic_study("PRIOR-CACHE", "20240601"), [source], cache, lookback_days=1095, max_studies=12)
     assert source.fetched == 1 and (tmp_path / "priors" / f"{baseline.SOPInstanceUID}.dcm").is_file()
-    second = resolve_priors(_study("PRIOR-CACHE", "20240901"), [source], cache, lookback_days=1095, max_studies=12)
+    second = resolve_priors(synthetic_study("PRIOR-CACHE", "20240901"), [source], cache, lookback_days=1095, max_studies=12)
 
     assert source.fetched == 1, "the cached SR was fetched again"
     assert first.reports == second.reports and [r.sop_instance_uid for r in second.reports] == [baseline.SOPInstanceUID]

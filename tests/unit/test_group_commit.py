@@ -11,6 +11,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from service.ingest.group_commit import GroupCommit
@@ -62,6 +63,34 @@ def _wait_queued(committer: GroupCommit, count: int) -> None:
         time.sleep(0.001)
 
 
+@dataclass
+class HeldCommit:
+    """Instance 1.1's commit held open, the others queued behind it (none answered yet)."""
+
+    path: Path
+    index: HeldIndex
+    results: dict[str, object]
+    threads: list[threading.Thread]
+
+    def finish(self) -> None:
+        """Let the held commit go and wait for every caller to return."""
+        self.index.release.set()
+        for thread in self.threads:
+            thread.join()
+
+
+def _hold_first_commit(tmp_path: Path, others: Sequence[InstanceRecord]) -> HeldCommit:
+    path = tmp_path / "index.sqlite"
+    index = HeldIndex(path)
+    committer = GroupCommit(index)
+    results: dict[str, object] = {}
+    first = _start(committer, _record("1.1"), results)
+    index.entered.wait()
+    threads = [first, *(_start(committer, record, results) for record in others)]
+    _wait_queued(committer, len(others))
+    return HeldCommit(path, index, results, threads)
+
+
 def test_a_lone_instance_is_committed_before_add_returns(tmp_path):
     path = tmp_path / "index.sqlite"
     committer = GroupCommit(StudyIndex(path))
@@ -71,18 +100,10 @@ def test_a_lone_instance_is_committed_before_add_returns(tmp_path):
 
 
 def test_instances_arriving_during_a_commit_share_the_next_and_wait_for_it(tmp_path):
-    path = tmp_path / "index.sqlite"
-    index = HeldIndex(path)
-    committer = GroupCommit(index)
-    results: dict[str, object] = {}
-    first = _start(committer, _record("1.1"), results)
-    index.entered.wait()
-    others = [_start(committer, _record(uid), results) for uid in ("1.2", "1.3", "1.4")]
-    _wait_queued(committer, 3)
+    held = _hold_first_commit(tmp_path, [_record(uid) for uid in ("1.2", "1.3", "1.4")])
+    path, index, results = held.path, held.index, held.results
     assert results == {} and _committed(path) == set()  # nobody answered before a commit
-    index.release.set()
-    for thread in [first, *others]:
-        thread.join()
+    held.finish()
     assert index.groups[0] == ["1.1"] and sorted(index.groups[1]) == ["1.2", "1.3", "1.4"]
     assert len(index.groups) == 2  # four instances, two fsync'd transactions
     assert results == {"1.1": True, "1.2": True, "1.3": True, "1.4": True}
@@ -90,18 +111,10 @@ def test_instances_arriving_during_a_commit_share_the_next_and_wait_for_it(tmp_p
 
 
 def test_a_failing_instance_fails_alone_and_the_rest_of_its_group_commits(tmp_path):
-    path = tmp_path / "index.sqlite"
-    index = HeldIndex(path)
-    committer = GroupCommit(index)
-    results: dict[str, object] = {}
-    first = _start(committer, _record("1.1"), results)
-    index.entered.wait()
     bad = _record("1.3", positions=(object(),))  # cannot be written: its transaction is rolled back
-    others = [_start(committer, record, results) for record in (_record("1.2"), bad)]
-    _wait_queued(committer, 2)
-    index.release.set()
-    for thread in [first, *others]:
-        thread.join()
+    held = _hold_first_commit(tmp_path, [_record("1.2"), bad])
+    path, index, results = held.path, held.index, held.results
+    held.finish()
     assert sorted(index.groups[1]) == ["1.2", "1.3"]  # together first, then one by one
     assert isinstance(results["1.3"], TypeError)
     assert results["1.1"] is True and results["1.2"] is True

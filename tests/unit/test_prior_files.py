@@ -5,7 +5,6 @@ same rules as the PACS sources (tests/integration/test_priors.py asks Orthanc th
 from __future__ import annotations
 
 import copy
-import dataclasses
 from pathlib import Path
 
 import pydicom
@@ -15,31 +14,15 @@ from pydicom.dataset import Dataset
 from service.config import Config
 from service.errors import ConfigError
 from service.model import StudyInfo
-from service.outputs.sr import build_measurement_report, write_sr
+from service.outputs.sr import write_sr
 from service.priors import PriorCache, build_providers, resolve_priors
-from service.uids import derived_uid
-from tests.support.synthetic_results import make_study_result
-
-
-def _study(patient: str, date: str, *, birth_date: str = "19600101", time: str = "100000") -> StudyInfo:
-    return StudyInfo(patient_id=patient, patient_name=f"SYNTHETIC^{patient}", patient_birth_date=birth_date,
-                     patient_sex="F", study_instance_uid=derived_uid("test-prior-files", [patient, date, time]),
-                     study_date=date, study_time=time, accession_number="", referring_physician_name="",
-                     study_id="1")
+from tests.support.prior_srs import our_sr, synthetic_study
 
 
 def _write_sr(directory: Path, study: StudyInfo, *, predecessor: Dataset | None = None,
               version: str = "0.1.0") -> Dataset:
-    """Our SR of `study` (the synthetic two-lesion SEG result) written into `directory`."""
-    result, evidence = make_study_result(2, "SEG")
-    result.study = study
-    result.provenance = dataclasses.replace(result.provenance, algorithm_version=version)
-    headers = []
-    for dataset in evidence:
-        header = copy.deepcopy(dataset)
-        header.StudyInstanceUID = study.study_instance_uid
-        headers.append(header)
-    return pydicom.dcmread(write_sr(build_measurement_report(result, headers, predecessor=predecessor), directory))
+    """Our SR of `study` (tests.support.prior_srs) written into `directory`."""
+    return pydicom.dcmread(write_sr(our_sr(study, predecessor=predecessor, version=version), directory))
 
 
 def _resolve(directory: Path, study: StudyInfo, cache: Path, **settings: object):
@@ -50,12 +33,12 @@ def _resolve(directory: Path, study: StudyInfo, cache: Path, **settings: object)
 
 def test_the_patients_earlier_srs_in_the_directory_are_the_priors(tmp_path):
     archive = tmp_path / "outbox"
-    baseline = _write_sr(archive / "2024" / "01", _study("FILES-A", "20240110"))  # searched recursively
-    follow_up = _write_sr(archive, _study("FILES-A", "20240320"))
-    current = _study("FILES-A", "20240601")
+    baseline = _write_sr(archive / "2024" / "01", synthetic_study("FILES-A", "20240110"))  # searched recursively
+    follow_up = _write_sr(archive, synthetic_study("FILES-A", "20240320"))
+    current = synthetic_study("FILES-A", "20240601")
     _write_sr(archive, current)  # the current study's own SR: never its own prior
-    _write_sr(archive, _study("FILES-A", "20240701"))  # later: not a prior
-    _write_sr(archive, _study("FILES-B", "20240201"))  # another patient: not found, not noted
+    _write_sr(archive, synthetic_study("FILES-A", "20240701"))  # later: not a prior
+    _write_sr(archive, synthetic_study("FILES-B", "20240201"))  # another patient: not found, not noted
     (archive / "notes.txt").write_text("not DICOM")  # skipped
     in_progress = copy.deepcopy(baseline)  # the outbox's write in progress: not there yet
     in_progress.SOPInstanceUID, in_progress.ContentDate = "1.2.826.0.1.3680043.8.498.1", "20991231"
@@ -70,12 +53,12 @@ def test_the_patients_earlier_srs_in_the_directory_are_the_priors(tmp_path):
 
 def test_superseded_identity_lookback_and_count_as_for_pacs(tmp_path):
     archive = tmp_path / "outbox"
-    _write_sr(archive, _study("FILES-C", "20200101"))  # more than 1095 days before
-    first = _write_sr(archive, _study("FILES-C", "20230101"))
-    second = _write_sr(archive, _study("FILES-C", "20230101"), predecessor=first, version="0.2.0")
-    _write_sr(archive, _study("FILES-C", "20230601", birth_date="19710505"))
-    latest = _write_sr(archive, _study("FILES-C", "20240101"))
-    current = _study("FILES-C", "20240601")
+    _write_sr(archive, synthetic_study("FILES-C", "20200101"))  # more than 1095 days before
+    first = _write_sr(archive, synthetic_study("FILES-C", "20230101"))
+    second = _write_sr(archive, synthetic_study("FILES-C", "20230101"), predecessor=first, version="0.2.0")
+    _write_sr(archive, synthetic_study("FILES-C", "20230601", birth_date="19710505"))
+    latest = _write_sr(archive, synthetic_study("FILES-C", "20240101"))
+    current = synthetic_study("FILES-C", "20240601")
 
     outcome = _resolve(archive, current, tmp_path / "cache")
     assert [r.sop_instance_uid for r in outcome.reports] == [second.SOPInstanceUID, latest.SOPInstanceUID]
@@ -86,7 +69,7 @@ def test_superseded_identity_lookback_and_count_as_for_pacs(tmp_path):
 
 
 def test_a_missing_directory_makes_priors_unavailable_with_the_reason(tmp_path):
-    outcome = _resolve(tmp_path / "absent", _study("FILES-D", "20240601"), tmp_path / "cache")
+    outcome = _resolve(tmp_path / "absent", synthetic_study("FILES-D", "20240601"), tmp_path / "cache")
     assert outcome.reports == ()
     assert outcome.output_notes == ("priors unavailable: directory: prior_directory: no such directory",)
 

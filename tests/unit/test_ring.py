@@ -13,6 +13,7 @@ from service.scoring.lesion import lesion_on_feature_grid
 from service.scoring.ring import ring_mask
 from service.scoring.settings import ExtractionSettings
 from tests.support.external import DATA_DIR, require_data
+from tests.support.ring_reference import reference_ring
 
 
 def test_slab_ring_is_two_voxels_each_side_of_a_flat_boundary():
@@ -87,23 +88,6 @@ def test_empty_and_full_cores_have_no_boundary():
 # --- the narrow band gives the voxels of the exact distance transform of the whole grid ----------
 
 
-def _reference_ring(core: np.ndarray, spacing_zyx: tuple[float, float, float], width_mm: float) -> np.ndarray:
-    """The definition, computed the plain way: an exact EDT of the whole grid at half spacing.
-
-    On a grid of half the voxel spacing (2n - 1 points per axis) every boundary point (midway
-    between an in and an out voxel) and every voxel centre is a grid point; the EDT of "not a
-    boundary point" gives each voxel centre its exact distance to the nearest boundary point.
-    """
-    fine = np.zeros(tuple(2 * n - 1 for n in core.shape), dtype=bool)
-    for axis in range(3):
-        crossing = np.moveaxis(core, axis, 0)[1:] != np.moveaxis(core, axis, 0)[:-1]
-        np.moveaxis(fine, axis, 0)[1::2, ::2, ::2] |= crossing
-    if not fine.any():
-        return np.zeros(core.shape, dtype=bool)
-    distance = ndimage.distance_transform_edt(~fine, sampling=[s / 2 for s in spacing_zyx])[::2, ::2, ::2]
-    return distance <= width_mm + 1e-9
-
-
 def _blob(shape: tuple[int, int, int], seed: int, threshold: float = 0.0) -> np.ndarray:
     """A lumpy, non-convex lesion (smoothed noise above a threshold inside an ellipsoid), with holes."""
     rng = np.random.default_rng(seed)
@@ -131,7 +115,7 @@ SHAPES = [
 
 @pytest.mark.parametrize(("core", "spacing", "width"), SHAPES)
 def test_narrow_band_ring_is_the_whole_grid_distance_transform_ring(core, spacing, width):
-    expected = _reference_ring(core, spacing, width)
+    expected = reference_ring(core, spacing, width)
     assert expected.any()
     assert np.array_equal(ring_mask(core, spacing, width), expected)
 
@@ -145,6 +129,6 @@ def test_narrow_band_ring_on_the_shared_sts_lesions(patient):
     settings = ExtractionSettings()
     resampled = lesion_on_feature_grid(lesion_crop(ct, lesion, settings), settings)
     spacing_zyx = tuple(reversed(resampled.image.GetSpacing()))
-    expected = _reference_ring(resampled.core, spacing_zyx, settings.ringWidthMm)
+    expected = reference_ring(resampled.core, spacing_zyx, settings.ringWidthMm)
     assert expected.sum() > 1000
     assert np.array_equal(ring_mask(resampled.core, spacing_zyx, settings.ringWidthMm), expected)

@@ -77,7 +77,7 @@ class Contribution(_message.Message):
     def __init__(self, variable: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
 
 class LesionScore(_message.Message):
-    __slots__ = ("number", "name", "source", "source_sop_instance_uid", "tracking_id", "tracking_uid", "location_class", "location_source", "anatomic_region", "voxel_count", "volume_ml", "longest_axial_diameter_mm", "short_axis_mm", "max_3d_diameter_mm", "centroid_mm", "features", "score", "score_class", "contributions", "not_computable")
+    __slots__ = ("number", "name", "source", "source_sop_instance_uid", "tracking_id", "tracking_uid", "location_class", "location_source", "anatomic_region", "voxel_count", "volume_ml", "longest_axial_diameter_mm", "short_axis_mm", "max_3d_diameter_mm", "centroid_mm", "features", "score", "score_class", "contributions", "not_computable", "ring_cut")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,7 @@ class LesionScore(_message.Message):
     SCORE_CLASS_FIELD_NUMBER: _ClassVar[int]
     CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
     NOT_COMPUTABLE_FIELD_NUMBER: _ClassVar[int]
+    RING_CUT_FIELD_NUMBER: _ClassVar[int]
     number: int
     name: str
     source: str
@@ -118,7 +119,16 @@ class LesionScore(_message.Message):
     score_class: str
     contributions: _containers.RepeatedCompositeFieldContainer[Contribution]
     not_computable: str
-    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., source: _Optional[str] = ..., source_sop_instance_uid: _Optional[str] = ..., tracking_id: _Optional[str] = ..., tracking_uid: _Optional[str] = ..., location_class: _Optional[str] = ..., location_source: _Optional[str] = ..., anatomic_region: _Optional[_Union[CodedConcept, _Mapping]] = ..., voxel_count: _Optional[int] = ..., volume_ml: _Optional[float] = ..., longest_axial_diameter_mm: _Optional[float] = ..., short_axis_mm: _Optional[float] = ..., max_3d_diameter_mm: _Optional[float] = ..., centroid_mm: _Optional[_Iterable[float]] = ..., features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., score: _Optional[float] = ..., score_class: _Optional[str] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., not_computable: _Optional[str] = ...) -> None: ...
+    ring_cut: RingCut
+    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., source: _Optional[str] = ..., source_sop_instance_uid: _Optional[str] = ..., tracking_id: _Optional[str] = ..., tracking_uid: _Optional[str] = ..., location_class: _Optional[str] = ..., location_source: _Optional[str] = ..., anatomic_region: _Optional[_Union[CodedConcept, _Mapping]] = ..., voxel_count: _Optional[int] = ..., volume_ml: _Optional[float] = ..., longest_axial_diameter_mm: _Optional[float] = ..., short_axis_mm: _Optional[float] = ..., max_3d_diameter_mm: _Optional[float] = ..., centroid_mm: _Optional[_Iterable[float]] = ..., features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., score: _Optional[float] = ..., score_class: _Optional[str] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., not_computable: _Optional[str] = ..., ring_cut: _Optional[_Union[RingCut, _Mapping]] = ...) -> None: ...
+
+class RingCut(_message.Message):
+    __slots__ = ("measured_ml", "cut_ml")
+    MEASURED_ML_FIELD_NUMBER: _ClassVar[int]
+    CUT_ML_FIELD_NUMBER: _ClassVar[int]
+    measured_ml: float
+    cut_ml: float
+    def __init__(self, measured_ml: _Optional[float] = ..., cut_ml: _Optional[float] = ...) -> None: ...
 
 class AggregatePatientRequest(_message.Message):
     __slots__ = ("lesions",)

@@ -24,7 +24,8 @@ from service.imaging.contours import seg_to_masks
 from service.imaging.selection import StudyInputs, lesion_masks, study_info
 from service.sop_classes import LABEL_MAP_SEGMENTATION, SEGMENTATION as SEGMENTATION_STORAGE
 from service.imaging.volume import load_ct_series, read_ct_directory
-from service.model import CodedConcept, CtSeries, LesionMask
+from service.model import CodedConcept, CtSeries
+from tests.support.crops import whole_mask
 from tests.support.external import DATA_DIR, require_data
 from tests.support.highdicom_seg import highdicom_seg
 
@@ -86,14 +87,6 @@ def _expected_volumes(seg: Dataset, ct_headers: list[Dataset]) -> dict[int, np.n
     return volumes
 
 
-def _full(lesion: LesionMask, ct: CtSeries) -> np.ndarray:
-    volume = np.zeros(ct.hu.shape, dtype=bool)
-    z, y, x = lesion.offset_zyx
-    dz, dy, dx = lesion.mask.shape
-    volume[z : z + dz, y : y + dy, x : x + dx] = lesion.mask
-    return volume
-
-
 @pytest.mark.parametrize("name", ["liver", "partial_overlaps"])
 def test_segments_match_their_frames(ct, ct_headers, seg_files, name: str) -> None:
     seg = seg_files[name]
@@ -105,7 +98,7 @@ def test_segments_match_their_frames(ct, ct_headers, seg_files, name: str) -> No
         assert lesion.name == labels[lesion.number]
         assert (lesion.source, lesion.source_sop_class_uid) == ("SEG", SEGMENTATION_STORAGE)
         assert lesion.source_sop_instance_uid == seg.SOPInstanceUID
-        np.testing.assert_array_equal(_full(lesion, ct), expected[lesion.number])
+        np.testing.assert_array_equal(whole_mask(lesion, ct), expected[lesion.number])
         for axes in ((1, 2), (0, 2), (0, 1)):  # cropped: no empty first/last plane on any axis
             assert lesion.mask.any(axis=axes)[[0, -1]].all()
 
@@ -153,7 +146,7 @@ def test_fractional_seg_is_thresholded_at_half(ct, ct_headers, liver: Dataset) -
     assert lesion.voxel_count == int(binary.sum()) + 100
     slice_z = [float(ds.ImagePositionPatient[2]) for ds in ct_headers]
     slice0 = _slice_at(slice_z, _frame_position(liver, 0)[2])
-    full = _full(lesion, ct)
+    full = whole_mask(lesion, ct)
     assert full[slice0, :10, 20:30].all() and not full[slice0, :10, :10].any()
 
 
@@ -225,7 +218,7 @@ def test_non_square_pixels_are_placed(ct_headers, liver: Dataset) -> None:
     ct = load_ct_series(files)
     _set_seg_pixel_spacing(liver, [0.5, 0.9])
     (lesion,) = seg_to_masks(liver, ct)
-    np.testing.assert_array_equal(_full(lesion, ct), _expected_volumes(liver, ct_headers)[1])
+    np.testing.assert_array_equal(whole_mask(lesion, ct), _expected_volumes(liver, ct_headers)[1])
 
 
 # --- independent placements, and the segmentation types highdicom reads --------------------------
@@ -250,7 +243,7 @@ def _volumes_by_referenced_instance(seg: Dataset, ct_headers: list[Dataset]) -> 
 def test_every_segment_matches_the_frames_referenced_ct_instances(ct, ct_headers, seg_files, name: str) -> None:
     seg = seg_files[name]
     expected = _volumes_by_referenced_instance(seg, ct_headers)
-    masks = {lesion.number: _full(lesion, ct) for lesion in seg_to_masks(seg, ct)}
+    masks = {lesion.number: whole_mask(lesion, ct) for lesion in seg_to_masks(seg, ct)}
     assert sorted(masks) == sorted(expected) == [int(item.SegmentNumber) for item in seg.SegmentSequence]
     for number, volume in expected.items():
         np.testing.assert_array_equal(masks[number], volume)
@@ -269,7 +262,7 @@ def test_frames_on_every_other_slice_are_placed_on_theirs(ct, ct_headers, liver:
     liver.NumberOfFrames = 2
     liver.PixelData = np.packbits(frames.ravel(), bitorder="little").tobytes()
     (lesion,) = seg_to_masks(liver, ct)
-    np.testing.assert_array_equal(_full(lesion, ct), expected)
+    np.testing.assert_array_equal(whole_mask(lesion, ct), expected)
 
 
 @pytest.fixture(scope="module")
@@ -294,7 +287,7 @@ def test_labelmap_seg_gives_the_binary_segs_masks(ct, ct_headers, ct_slices, seg
     assert [m.number for m in masks] == sorted(binary)
     for lesion in masks:
         assert (lesion.name, lesion.source_sop_class_uid) == (f"segment {lesion.number}", LABEL_MAP_SEGMENTATION)
-        np.testing.assert_array_equal(_full(lesion, ct), binary[lesion.number] & ~overlap)
+        np.testing.assert_array_equal(whole_mask(lesion, ct), binary[lesion.number] & ~overlap)
 
 
 def test_labelmap_background_is_not_counted_as_a_lesion(ct, ct_slices) -> None:
@@ -345,4 +338,4 @@ def test_fractional_seg_written_by_highdicom_keeps_fractions_of_at_least_half(ct
     (lesion,) = seg_to_masks(pydicom.dcmread(_written(seg)), ct)
     expected = liver.copy()
     expected[k, :10, 20:30] = True
-    np.testing.assert_array_equal(_full(lesion, ct), expected)
+    np.testing.assert_array_equal(whole_mask(lesion, ct), expected)

@@ -2,9 +2,10 @@
 
 One Observation (99RCDS LESCHG) per lesion that has a comparison: focus is the lesion's tracking
 UID, the same BodyStructure identifier in every study's Bundle, so an EHR sees one tumour over
-time (bodySite its site, as on the lesion's other Observations); derivedFrom names this study's size Observation in the Bundle and the earlier studies'
-size Observations by their deterministic identifiers, computed the way those Bundles made them
-(no EHR query needed, and identical on every replica).
+time (bodySite its site, as on the lesion's other Observations); derivedFrom names this study's
+size Observation in the Bundle and the earlier studies' size Observations by their
+deterministic identifiers, computed the way those Bundles made them (no EHR query needed, and
+identical on every replica).
 
 The Observation also carries, as the SR's LESCHG container does, the change of every radiomic
 feature against the previous time point: per feature and region two components coded like the

@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml
 system-deps:
 	scripts/install-system-deps
 
-# The independent FHIR validator of the tests (Medplum + the official R4 definitions, pinned by
-# tests/support/fhir_validator/package-lock.json), with the machine's node and npm.
+# The independent FHIR validator of the tests (Medplum + the official R4 definitions + the mCODE
+# IG's profiles, pinned by tests/support/fhir_validator/package-lock.json), with the machine's
+# node and npm.
 FHIR_VALIDATOR := tests/support/fhir_validator
 fhir-validator: $(FHIR_VALIDATOR)/node_modules/.package-lock.json
 

@@ -48,13 +48,16 @@ DICOM_UID_SYSTEM = "urn:dicom:uid"
 
 FHIR_SYSTEMS: dict[str, str] = {
     "SCT": "http://snomed.info/sct",
+    "SRT": "http://snomed.info/srt",
     "LN": "http://loinc.org",
     "UCUM": "http://unitsofmeasure.org",
     "DCM": "http://dicom.nema.org/resources/ontology/DCM",
     IBSI_SCHEME: IBSI_FHIR_SYSTEM,
     RCDS_SCHEME: RCDS_FHIR_SYSTEM,
 }
-"""DICOM coding scheme designator -> FHIR system URI (HL7 terminology registry names)."""
+"""DICOM coding scheme designator -> FHIR system URI (HL7 terminology registry names; SRT, the
+legacy SNOMED RT style codes older SEGs carry as anatomic region, e.g. T-62000 "Liver", as DICOM's
+own FHIR value sets write it: these are not SNOMED CT concept ids)."""
 
 
 def rcds_code(value: str, meaning: str) -> Code:
@@ -205,6 +208,10 @@ post-coordinate, so each statistic there has its own pre-coordinated private cod
 
 LOINC_TUMOR_SIZE = Code("21889-1", "LN", "Size Tumor")
 """Observation code of mCODE's TumorSize profile, so tumour-size views find lesion results."""
+MCODE_TUMOR_SIZE_PROFILE = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-tumor-size"
+"""mCODE (STU4) TumorSize, declared in meta.profile of the tumour-size Observation."""
+CT_METHOD = Code("77477000", "SCT", "Computerized axial tomography (procedure)")
+"""How the tumour size was measured: from the CT, in mCODE's TumorSize method value set."""
 LOINC_TUMOR_LONGEST_DIMENSION = Code("33728-7", "LN", "Size.maximum dimension in Tumor")
 """mCODE TumorSize component for the longest dimension."""
 LOINC_TUMOR_ADDITIONAL_DIMENSION = Code("33729-5", "LN", "Size additional dimension in Tumor")
@@ -389,6 +396,17 @@ def finding_site(location_class: str) -> Code | None:
     if location_class == "other":
         return None
     return lookup(FINDING_SITES, location_class, "location class")
+
+
+def lesion_finding_site(lesion: LesionResult) -> Code | None:
+    """Where the lesion is, for the SR's finding site and FHIR's bodySite alike: the SEG
+    segment's own anatomic region when it has one (what the contour's author coded, possibly
+    finer than the location class, or a site no class names); else the location class's body
+    structure (None for "other")."""
+    region = lesion.anatomic_region
+    if region is not None and region.value and region.scheme:
+        return Code(region.value, region.scheme, region.meaning)
+    return finding_site(lesion.location_class)
 
 
 def candidate_codes(patient: PatientResult, lesion: LesionResult) -> list[Code]:

@@ -2,9 +2,10 @@
 
 One Observation (99RCDS LESCHG) per lesion that has a comparison: focus is the lesion's tracking
 UID, the same BodyStructure identifier in every study's Bundle, so an EHR sees one tumour over
-time; derivedFrom names this study's size Observation in the Bundle and the earlier studies'
-size Observations by their deterministic identifiers, computed the way those Bundles made them
-(no EHR query needed, and identical on every replica).
+time (bodySite its site, as on the lesion's other Observations); derivedFrom names this study's
+size Observation in the Bundle and the earlier studies' size Observations by their
+deterministic identifiers, computed the way those Bundles made them (no EHR query needed, and
+identical on every replica).
 
 The Observation also carries, as the SR's LESCHG container does, the change of every radiomic
 feature against the previous time point: per feature and region two components coded like the
@@ -38,7 +39,7 @@ from service.outputs.fhir_common import (
     observation,
     quantity,
 )
-from service.outputs.fhir_lesion import lesion_focus, lesion_key
+from service.outputs.fhir_lesion import lesion_about, lesion_key
 
 
 def size_reference(study_instance_uid: str, tracking_uid: str) -> Reference:
@@ -56,7 +57,7 @@ def lesion_change_entry(context: StudyContext, lesion: LesionResult, change: Les
     resource = observation(
         context, key,
         code=concept(codes.LESION_CHANGE, text=codes.LESION_CHANGE.meaning),
-        focus=[lesion_focus(lesion)],
+        **lesion_about(lesion),
         note=notes(context.result, codes.lesion_label(lesion), *caveats),
         component=_components(change) + _feature_components(change),
     )

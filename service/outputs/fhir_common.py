@@ -27,7 +27,7 @@ from fhir.resources.R4B.reference import Reference
 from fhir.resources.R4B.resource import Resource
 from pydicom.sr.coding import Code
 
-from service.model import Metric, PatientResult, StudyResult
+from service.model import LesionResult, Metric, PatientResult, StudyResult
 from service.outputs import codes
 
 OBSERVATION_CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -177,5 +177,19 @@ def observation(context: StudyContext, key: ResourceKey, **content: Any) -> Obse
 
 def body_site(location_class: str) -> CodeableConcept:
     """SNOMED CT site when the class names one; the class in words always."""
-    site = codes.finding_site(location_class)
-    return CodeableConcept(coding=[coding(site)] if site else None, text=location_class)
+    return _site(codes.finding_site(location_class), location_class)
+
+
+def lesion_body_site(lesion: LesionResult) -> CodeableConcept:
+    """The lesion's bodySite: the same coded site as the SR's finding site
+    (codes.lesion_finding_site: the SEG segment's anatomic region, else the location class's
+    body structure); the location class in words always."""
+    return _site(codes.lesion_finding_site(lesion), lesion.location_class)
+
+
+def _site(site: Code | None, location_class: str) -> CodeableConcept:
+    """A site whose coding scheme has no FHIR system (a private scheme of the SEG's author) is
+    left uncoded rather than sent with a made-up system; the SR still carries it."""
+    if site is None or site.scheme_designator not in codes.FHIR_SYSTEMS:
+        return CodeableConcept(text=location_class)
+    return CodeableConcept(coding=[coding(site)], text=location_class)

@@ -9,19 +9,26 @@ display. We do not create the BodyStructure itself: R4 servers commonly cannot s
 BodyStructure by identifier (the conditional update would fail the whole transaction), and
 the logical reference carries the same identity. The groups:
 
-- tumour size, as mCODE's TumorSize: code LOINC 21889-1, longest axial diameter as component
-  33728-7, short axis as 33729-5, plus the maximum 3D diameter and the volume;
+- tumour size, conforming to mCODE's TumorSize and declaring it in meta.profile: code LOINC
+  21889-1, method CT, longest axial diameter as component 33728-7, short axis as 33729-5 (both
+  in mm), plus the maximum 3D diameter and the volume (the profile's component slicing is open);
 - the CD8 radiomics score: value (or why there is none), interpretation = its cut-off class,
   components for the class, the cut-off, the signature's status and each term's contribution;
 - the radiomics features, one Observation per region (lesion core, peritumoral ring; the
   region is the Observation's method), each feature a component coded with its IBSI
   identifier (code system codes.IBSI_FHIR_SYSTEM) and the IBSI tag as text.
+
+Every one carries the lesion's site as bodySite (fhir_common.lesion_body_site: the same coded
+site as the SR's finding site).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
+
 from fhir.resources.R4B.bundle import BundleEntry
+from fhir.resources.R4B.meta import Meta
 from fhir.resources.R4B.observation import Observation, ObservationComponent
 from fhir.resources.R4B.reference import Reference
 
@@ -32,11 +39,11 @@ from service.scoring.degenerate import not_computable_reason
 from service.outputs.fhir_common import (
     ResourceKey,
     StudyContext,
-    body_site,
     component,
     concept,
     cutoff_component,
     dicom_uid_identifier,
+    lesion_body_site,
     notes,
     observation,
     quantity,
@@ -50,6 +57,11 @@ def lesion_focus(lesion: LesionResult) -> Reference:
                      display=lesion.tracking_id)
 
 
+def lesion_about(lesion: LesionResult) -> dict[str, Any]:
+    """What every Observation about the lesion says of it: focus (its Tracking UID) and bodySite."""
+    return {"focus": [lesion_focus(lesion)], "bodySite": lesion_body_site(lesion)}
+
+
 def lesion_key(study_instance_uid: str, tracking_uid: str, group: str) -> ResourceKey:
     """The identifier of a lesion's Observation: the study, the lesion's tracking UID and the
     group. Another study's Bundle (a follow-up) derives the same key to reference it."""
@@ -59,23 +71,23 @@ def lesion_key(study_instance_uid: str, tracking_uid: str, group: str) -> Resour
 def lesion_entries(context: StudyContext, lesion: LesionResult) -> tuple[ResourceKey, list[BundleEntry]]:
     """The lesion's biomarker Observations and group Observation, in Bundle order; returns the
     group's key too (the patient level points at it)."""
-    focus = [lesion_focus(lesion)]
+    about = lesion_about(lesion)
 
     def key(group: str) -> ResourceKey:
         return lesion_key(context.study_uid, lesion.tracking_uid, group)
 
     members: list[tuple[ResourceKey, Observation]] = [
-        (key("size"), _tumour_size(context, key("size"), lesion, focus)),
-        (key("cd8-score"), _cd8_score(context, key("cd8-score"), lesion, focus)),
-        *((key(f"features-{region}"), _features(context, key(f"features-{region}"), focus, region, values,
-                                                          lesion.ring_cut if region == "ring" else None))
+        (key("size"), _tumour_size(context, key("size"), lesion, about)),
+        (key("cd8-score"), _cd8_score(context, key("cd8-score"), lesion, about)),
+        *((key(f"features-{region}"), _features(context, key(f"features-{region}"), about, region, values,
+                                                lesion.ring_cut if region == "ring" else None))
           for region, values in sorted(lesion.features.items())),
     ]
     group_key = key("group")
     group = observation(
         context, group_key,
         code=concept(codes.MEASUREMENT_GROUP, codes.LESION_BIOMARKERS, text=codes.LESION_BIOMARKERS.meaning),
-        focus=focus, bodySite=body_site(lesion.location_class),
+        **about,
         hasMember=[member_key.reference() for member_key, _ in members],
         note=notes(context.result, codes.lesion_label(lesion)),
         component=_group_components(context, lesion),
@@ -84,7 +96,7 @@ def lesion_entries(context: StudyContext, lesion: LesionResult) -> tuple[Resourc
     return group_key, entries + [group_key.entry(group)]
 
 
-def _tumour_size(context: StudyContext, key: ResourceKey, lesion: LesionResult, focus: list) -> Observation:
+def _tumour_size(context: StudyContext, key: ResourceKey, lesion: LesionResult, about: dict[str, Any]) -> Observation:
     size = [
         (concept(codes.LOINC_TUMOR_LONGEST_DIMENSION, codes.LONG_AXIS), lesion.longest_axial_diameter_mm, codes.UNIT_MM),
         (concept(codes.LOINC_TUMOR_ADDITIONAL_DIMENSION, codes.SHORT_AXIS), lesion.short_axis_mm, codes.UNIT_MM),
@@ -93,13 +105,14 @@ def _tumour_size(context: StudyContext, key: ResourceKey, lesion: LesionResult, 
     ]
     return observation(
         context, key,
+        meta=Meta(profile=[codes.MCODE_TUMOR_SIZE_PROFILE]),
         code=concept(codes.LOINC_TUMOR_SIZE, text="Tumour size"),
-        focus=focus, bodySite=body_site(lesion.location_class),
+        **about, method=concept(codes.CT_METHOD),
         component=[component(code, quantity(value, unit)) for code, value, unit in size],
     )
 
 
-def _cd8_score(context: StudyContext, key: ResourceKey, lesion: LesionResult, focus: list) -> Observation:
+def _cd8_score(context: StudyContext, key: ResourceKey, lesion: LesionResult, about: dict[str, Any]) -> Observation:
     """The score, or dataAbsentReason with why; every component says how to read it."""
     patient, provenance = context.result.patient, context.result.provenance
     score_class = (None if lesion.score_class is None
@@ -117,7 +130,7 @@ def _cd8_score(context: StudyContext, key: ResourceKey, lesion: LesionResult, fo
     return observation(
         context, key,
         code=concept(codes.CD8_SCORE, text=codes.CD8_SCORE.meaning),
-        focus=focus,
+        **about,
         **value_fields(score, lesion.not_computable),
         interpretation=[score_class] if score_class is not None else None,
         note=notes(context.result),
@@ -125,7 +138,7 @@ def _cd8_score(context: StudyContext, key: ResourceKey, lesion: LesionResult, fo
     )
 
 
-def _features(context: StudyContext, key: ResourceKey, focus: list, region: str,
+def _features(context: StudyContext, key: ResourceKey, about: dict[str, Any], region: str,
               values: dict[str, float], cut: RingCut | None) -> Observation:
     """The IBSI-defined features of one region. Features IBSI does not define (no identifier to
     code them with) and features without a value (NaN: not computable on this region, e.g. the
@@ -148,7 +161,7 @@ def _features(context: StudyContext, key: ResourceKey, focus: list, region: str,
     return observation(
         context, key,
         code=concept(codes.RADIOMICS_FEATURES, text=f"{codes.RADIOMICS_FEATURES.meaning}, {method.meaning}"),
-        focus=focus, method=concept(method),
+        **about, method=concept(method),
         note=notes(context.result, *codes.provenance_lines(context.result.provenance), *extra),
         component=components or None,
         **({} if components else value_fields(None, "no IBSI-defined feature computed for this region")),

@@ -6,7 +6,7 @@ beside the per-lesion groups):
   kurtosis, entropy; each absent statistic with why);
 - the tumour burden (total volume, lesion count, organs involved);
 - the least-infiltrated lesion and the highest-score lesion, each with focus = the lesion's
-  Tracking UID (or why there is none): candidates for ablative SBRT and for low-dose RT;
+  Tracking UID and bodySite = its site (or why there is none): candidates for ablative SBRT and for low-dose RT;
 - the risk group, by the named cut-off.
 """
 
@@ -32,7 +32,7 @@ from service.outputs.fhir_common import (
     quantity,
     value_fields,
 )
-from service.outputs.fhir_lesion import lesion_focus
+from service.outputs.fhir_lesion import lesion_about
 
 
 def patient_entries(context: StudyContext, lesion_groups: Sequence[ResourceKey]) -> tuple[ResourceKey, list[BundleEntry]]:
@@ -103,9 +103,8 @@ def _flagged_lesion(context: StudyContext, key: ResourceKey, code: Code, trackin
     return observation(
         context, key,
         code=concept(code, text=code.meaning),
-        focus=[lesion_focus(lesion)],
+        **lesion_about(lesion),
         valueString=codes.lesion_label(lesion),
-        bodySite=body_site(lesion.location_class),
         component=[component(concept(codes.RT_TARGET_CANDIDATE), concept(candidacy)),
                    component(concept(codes.CD8_SCORE), quantity(lesion.score, codes.UNIT_SCORE))],
         note=notes(context.result),

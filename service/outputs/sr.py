@@ -364,13 +364,9 @@ def _finding_sites(location_classes: Sequence[str]) -> list[hd.sr.FindingSite]:
 
 
 def _lesion_finding_site(lesion: LesionResult) -> list[hd.sr.FindingSite]:
-    """The SEG segment's own anatomic region when it has one (what the contour's author coded,
-    possibly finer than the location class, or a site no class names); else the location
-    class's body structure."""
-    region = lesion.anatomic_region
-    if region is not None and region.value and region.scheme:
-        return [hd.sr.FindingSite(Code(region.value, region.scheme, region.meaning))]
-    return _finding_sites([lesion.location_class])
+    """The lesion's finding site (codes.lesion_finding_site), when it has one."""
+    site = codes.lesion_finding_site(lesion)
+    return [hd.sr.FindingSite(site)] if site is not None else []
 
 
 def _evaluations(pairs: Sequence[tuple[Code, Code]]) -> list[hd.sr.QualitativeEvaluation]:

@@ -1,9 +1,11 @@
-"""`radiomics-cds score`, the offline pipeline, on the real CT + SEG case (5 overlapping segments)."""
+"""`radiomics-cds score`, the offline pipeline, on the real CT + SEG cases (5 overlapping
+segments; the liver) and on a real RTSTRUCT case (STS_019) for the lesion's site."""
 
 import base64
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 
 from tests.support.external import require_tool
+from tests.support.fhir_validation import assert_valid_fhir
 from tests.support import small_study
 from tests.support.highdicom_seg import highdicom_seg
 
@@ -103,11 +106,13 @@ def _region(value: str, meaning: str) -> pydicom.Dataset:
     return code
 
 
+@pytest.mark.external  # the Bundle goes through the FHIR validator
 def test_finding_site_is_the_segments_anatomic_region(data_dir, tmp_path):
     """A copy of the SEG whose segment 1 is coded "Head" (finer than its location class, head and
     neck) and segment 2 "Kidney" (no location class names it): each group's finding site is its
-    segment's own code (SNOMED CT, as written into the copy); the uncoded segments, whose names
-    (colours) give no location, have none."""
+    segment's own code (SNOMED CT, as written into the copy), and so is the bodySite of each of
+    the lesion's FHIR Observations; the uncoded segments, whose names (colours) give no
+    location, have none."""
     seg = pydicom.dcmread(data_dir / "ct-seg" / "partial_overlaps.dcm")
     seg.SegmentSequence[0].AnatomicRegionSequence = [_region("69536005", "Head")]
     seg.SegmentSequence[1].AnatomicRegionSequence = [_region("64033007", "Kidney")]
@@ -124,6 +129,82 @@ def test_finding_site_is_the_segments_anatomic_region(data_dir, tmp_path):
              [(site.value.value, site.value.scheme_designator) for site in group.finding_sites]
              for group in hd.sr.srread(sr_path).content.get_volumetric_roi_measurement_groups()}
     assert sites == {1: [("69536005", "SCT")], 2: [("64033007", "SCT")], 3: [], 4: [], 5: []}
+    segments = {str(group.tracking_uid): group.referenced_segment.referenced_segment_numbers[0]
+                for group in hd.sr.srread(sr_path).content.get_volumetric_roi_measurement_groups()}
+    (bundle_path,) = out.glob("*.fhir.json")
+    body_sites = _lesion_body_sites(json.loads(bundle_path.read_text()))
+    assert {segments[uid]: codings for uid, codings in body_sites.items()} == {
+        1: {((SCT, "69536005"),)}, 2: {((SCT, "64033007"),)}, 3: {()}, 4: {()}, 5: {()}}
+    assert_valid_fhir(bundle_path)
+
+
+SCT = "http://snomed.info/sct"
+MCODE_TUMOR_SIZE = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-tumor-size"
+
+
+def _lesion_body_sites(bundle: dict) -> dict[str, set[tuple[tuple[str, str], ...]]]:
+    """Per lesion (Tracking UID, from focus), the bodySite codings of its Observations, each as
+    (system, code) pairs: one set member when every Observation says the same."""
+    sites: dict[str, set[tuple[tuple[str, str], ...]]] = {}
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        if resource["resourceType"] == "Observation" and resource.get("focus"):
+            uid = resource["focus"][0]["identifier"]["value"].removeprefix("urn:oid:")
+            codings = tuple((c["system"], c["code"]) for c in resource["bodySite"].get("coding", []))
+            sites.setdefault(uid, set()).add(codings)
+    return sites
+
+
+def _tumour_sizes(bundle: dict) -> list[dict]:
+    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"
+            and {c["code"] for c in e["resource"]["code"]["coding"]} == {"21889-1"}]
+
+
+@pytest.mark.external  # the Bundle goes through the FHIR validator
+def test_liver_seg_bundle_conforms_to_mcode_tumor_size(data_dir, tmp_path):
+    """The real liver SEG (one segment "Liver", no anatomic region of its own): its tumour size
+    declares mCODE TumorSize and the validator, checking that profile, finds nothing; the
+    lesion's Observations carry the liver's SNOMED CT code (DICOM CID 4: 10200004), which its
+    location class (from the segment's name) names, as does the SR's finding site."""
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "service.cli", "score", "--ct", str(data_dir / "ct-seg" / "ct"),
+         "--seg", str(data_dir / "ct-seg" / "liver.dcm"), "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    (bundle_path,) = out.glob("*.fhir.json")
+    bundle = json.loads(bundle_path.read_text())
+    (size,) = _tumour_sizes(bundle)
+    assert size["meta"]["profile"] == [MCODE_TUMOR_SIZE]
+    assert list(_lesion_body_sites(bundle).values()) == [{((SCT, "10200004"),)}]
+    (sr_path,) = out.glob("*.dcm")
+    (group,) = hd.sr.srread(sr_path).content.get_volumetric_roi_measurement_groups()
+    assert [(site.value.value, site.value.scheme_designator) for site in group.finding_sites] == [("10200004", "SCT")]
+    assert_valid_fhir(bundle_path)
+
+
+@pytest.mark.external  # the Bundle goes through the FHIR validator
+def test_rtstruct_lesion_site_from_the_site_mapping_is_its_body_site(sts019, tmp_path):
+    """STS_019's RTSTRUCT ROI, mapped to the lung by the site_mapping setting: every Observation
+    of the lesion has bodySite SNOMED CT 39607008 (DICOM CID 4 "Lung"), the SR's finding site is
+    the same code, and the Bundle passes the validator with mCODE TumorSize checked."""
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "service.cli", "score", "--ct", str(sts019 / "image"),
+         "--rtstruct", str(sts019 / "mask" / "RS.dcm"), "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "RCDS_SITE_MAPPING": json.dumps({"GTV_Mass_CT": "lung"})},
+    )
+    assert run.returncode == 0, run.stderr
+    (bundle_path,) = out.glob("*.fhir.json")
+    bundle = json.loads(bundle_path.read_text())
+    assert [size["meta"]["profile"] for size in _tumour_sizes(bundle)] == [[MCODE_TUMOR_SIZE]]
+    assert list(_lesion_body_sites(bundle).values()) == [{((SCT, "39607008"),)}]
+    (sr_path,) = out.glob("*.dcm")
+    (group,) = hd.sr.srread(sr_path).content.get_volumetric_roi_measurement_groups()
+    assert [(site.value.value, site.value.scheme_designator) for site in group.finding_sites] == [("39607008", "SCT")]
+    assert_valid_fhir(bundle_path)
 
 
 @pytest.mark.parametrize("command", [["score", "--out", "{out}"], ["features"]], ids=["score", "features"])

@@ -1,6 +1,6 @@
 """Independent FHIR validation for the tests: Medplum's validator run by node against the
-official FHIR R4 StructureDefinitions (tests/support/fhir_validator, installed by
-`make fhir-validator`). It shares no code with fhir.resources, which builds our resources, so a
+official FHIR R4 StructureDefinitions and, for a resource declaring one in meta.profile, the mCODE
+IG's profile (tests/support/fhir_validator, installed by `make fhir-validator`). It shares no code with fhir.resources, which builds our resources, so a
 mistake in our models or in fhir.resources' own R4B models cannot validate itself."""
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ VALIDATOR = Path(__file__).resolve().parent / "fhir_validator"
 
 
 def validator_available() -> bool:
-    return shutil.which("node") is not None and (VALIDATOR / "node_modules" / "@medplum" / "core").is_dir()
+    modules = VALIDATOR / "node_modules"
+    return shutil.which("node") is not None and all(
+        (modules / package).is_dir() for package in ("@medplum/core", "hl7.fhir.us.mcode"))
 
 
 def validation_issues(paths: Iterable[Path]) -> dict[str, list[str]]:

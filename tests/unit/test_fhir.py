@@ -1,7 +1,8 @@
 """The FHIR R4 transaction Bundle: its shape (biomarker groups per lesion under a group, the
 patient level, the report), that its values and absences are faithful to the result, that every
 reference resolves, that re-sends are conditional updates with identical bytes, and that an
-independent validator (Medplum, official R4 StructureDefinitions) finds nothing wrong with it.
+independent validator (Medplum, official R4 StructureDefinitions, mCODE's TumorSize for the
+tumour size) finds nothing wrong with it.
 
 Expected values come from the synthetic StudyResult (tests/support).
 """
@@ -17,7 +18,7 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.observation import Observation, ObservationComponent
 
-from service.model import LesionResult, StudyResult
+from service.model import CodedConcept, LesionResult, StudyResult
 from service.outputs import codes
 from service.outputs.fhir import build_bundle, write_bundle
 from tests.support.fhir_validation import assert_valid_fhir, validation_issues
@@ -26,6 +27,7 @@ from tests.support.synthetic_results import make_study_result
 SR_UID = "2.25.123456789"
 PATIENT_SYSTEM = "urn:dicom:patient-id"
 UCUM = "http://unitsofmeasure.org"
+MCODE_TUMOR_SIZE = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-tumor-size"
 
 
 @pytest.fixture
@@ -164,6 +166,44 @@ def test_tumour_size_is_mcode_style(bundle: Bundle, result: StudyResult) -> None
         assert _quantity(_component(size, codes.MAX_3D_DIAMETER)) == (pytest.approx(lesion.max_3d_diameter_mm), "mm", UCUM)
         assert _quantity(_component(size, codes.VOLUME)) == (pytest.approx(lesion.volume_ml), "mL", UCUM)
         assert size.bodySite.text == lesion.location_class
+        assert size.meta.profile == [MCODE_TUMOR_SIZE]
+        assert [(c.system, c.code) for c in size.method.coding] == [("http://snomed.info/sct", "77477000")]
+
+
+def _lesion_observations(bundle: Bundle, lesion: LesionResult) -> list[Observation]:
+    return [o for o in _resources(bundle, "Observation") if _is_about(o, lesion)]
+
+
+# DICOM CID 4 "Anatomic Region" (SNOMED CT) for the location classes of the synthetic lesions.
+CID4 = {"lung": "39607008", "liver": "10200004", "adenopathy": "59441001", "head_and_neck": "774007"}
+
+
+def test_every_lesion_observation_carries_the_location_class_site(bundle: Bundle, result: StudyResult) -> None:
+    """Without a segment's own region the site is the location class's (CID 4); "other" names none."""
+    for lesion in result.lesions:
+        expected = ([("http://snomed.info/sct", CID4[lesion.location_class])]
+                    if lesion.location_class != "other" else [])
+        for observation in _lesion_observations(bundle, lesion):
+            assert [(c.system, c.code) for c in observation.bodySite.coding or []] == expected
+            assert observation.bodySite.text == lesion.location_class
+
+
+@pytest.mark.parametrize("region, coding", [
+    (CodedConcept("72481006", "SCT", "Right lobe of liver"), [("http://snomed.info/sct", "72481006")]),
+    (CodedConcept("T-62000", "SRT", "Liver"), [("http://snomed.info/srt", "T-62000")]),
+    (CodedConcept("LIV1", "99LOCAL", "Liver, local code"), []),
+], ids=["SNOMED CT", "SNOMED RT", "private scheme"])
+def test_a_segments_anatomic_region_is_the_body_site(result: StudyResult, region: CodedConcept, coding) -> None:
+    """The segment's own code wins over the location class, as the SR's finding site does; a
+    private scheme has no FHIR system, so the site is left uncoded (the class in words stays)."""
+    scored = next(x for x in result.lesions if x.features)
+    lesion = dataclasses.replace(scored, anatomic_region=region)
+    changed = dataclasses.replace(result, lesions=[lesion if x is scored else x for x in result.lesions])
+    about = _lesion_observations(build_bundle(changed, sr_sop_instance_uid=SR_UID), lesion)
+    assert len(about) >= 3 + len(lesion.features)  # size, score, features per region, group
+    for observation in about:
+        assert [(c.system, c.code) for c in observation.bodySite.coding or []] == coding
+        assert observation.bodySite.text == lesion.location_class
 
 
 def test_scored_lesion_has_score_class_cutoff_status_and_terms(bundle: Bundle, result: StudyResult) -> None:
@@ -309,6 +349,33 @@ def test_the_validator_finds_what_fhir_resources_would_let_through(tmp_path: Pat
     issues = "\n".join(validation_issues([broken])[str(broken)])
     assert "bodyStructure" in issues
     assert "obs-6" in issues
+
+
+@pytest.mark.external
+def test_the_validator_checks_the_declared_mcode_profile(tmp_path: Path) -> None:
+    """Against mCODE TumorSize, not only R4: a tumour size without its longest dimension (the
+    profile's required slice), one with a second focus (the profile allows one) and one whose
+    code is not LOINC 21889-1 are each rejected, though R4 itself allows all three; a misspelt
+    profile is reported, not skipped."""
+    result, _ = make_study_result(4)
+    data = json.loads(build_bundle(result, sr_sop_instance_uid=SR_UID).model_dump_json())
+    sizes = [e["resource"] for e in data["entry"] if e["resource"].get("meta", {}).get("profile") == [MCODE_TUMOR_SIZE]]
+    assert len(sizes) == len(result.lesions) == 4
+    sizes[0]["component"] = [c for c in sizes[0]["component"]
+                             if codes.LOINC_TUMOR_LONGEST_DIMENSION.value not in {x["code"] for x in c["code"]["coding"]}]
+    sizes[1]["focus"] = sizes[1]["focus"] * 2
+    sizes[2]["code"]["coding"] = [{"system": "http://loinc.org", "code": "21888-3"}]
+    sizes[3]["meta"]["profile"] = [MCODE_TUMOR_SIZE.replace("tumor", "tumour")]
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(data))
+    errors = [issue for issue in validation_issues([broken])[str(broken)] if issue.startswith("error")]
+    at = [f"@ entry[{[e['resource'] for e in data['entry']].index(size)}] " for size in sizes]
+    assert any("tumorLongestDimension" in issue and f"{at[0]}({MCODE_TUMOR_SIZE})" in issue for issue in errors)
+    assert any(f"{at[1]}({MCODE_TUMOR_SIZE}) Observation.focus" in issue for issue in errors)
+    assert any(f"{at[2]}({MCODE_TUMOR_SIZE}) Observation.code" in issue for issue in errors)
+    assert any("unknown profile" in issue and f"{at[3]}meta.profile" in issue for issue in errors)
+    # R4 alone finds nothing wrong with any of them: what was rejected, the profile rejected.
+    assert all(f"({MCODE_TUMOR_SIZE})" in issue or "unknown profile" in issue for issue in errors)
 
 
 @pytest.mark.external  # the Bundle goes through the FHIR validator

@@ -6,7 +6,7 @@
 
 # Build stage: pyradiomics-bhklab is published as source only and compiles two C extensions, so
 # this stage has a compiler; the runtime stage gets the finished virtualenv and no compiler.
-FROM python:3.11.14-slim-bookworm AS build
+FROM python:3.13.16-slim-bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential=12.9 \
  && rm -rf /var/lib/apt/lists/*
@@ -20,7 +20,7 @@ RUN python -m venv /opt/radiomics-cds \
  && /opt/radiomics-cds/bin/pip install --no-cache-dir . \
  && /opt/radiomics-cds/bin/radiomics-cds --version
 
-FROM python:3.11.14-slim-bookworm
+FROM python:3.13.16-slim-bookworm
 LABEL org.opencontainers.image.title="radiomics-cds" \
       org.opencontainers.image.description="Imaging-biomarker decision support: DICOM in, TID 1500 SR and FHIR R4 out" \
       org.opencontainers.image.licenses="Apache-2.0"

@@ -3,7 +3,12 @@
 # Each sets up a virtual environment (.venv) from pyproject.toml first; `make test` also
 # installs the Debian tools the tests drive (dcmtk, dicom3tools) when run as root.
 
-PYTHON ?= python3
+# The interpreter .venv is built with: python3 when it is a version pyproject.toml supports (3.11 to
+# 3.13), otherwise the newest supported python3.X on PATH or in pyenv (scripts/find-python says how
+# it chooses, and which versions to install when it finds none). `make PYTHON=/path/to/python` picks
+# one; to move an existing .venv to another Python, `make clean` first. Evaluated once, on first
+# use: `make clean` never looks for an interpreter.
+PYTHON ?= $(eval PYTHON := $(shell scripts/find-python))$(PYTHON)
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 
@@ -12,6 +17,7 @@ STAMP := $(VENV)/.installed-stamp
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
+	$(if $(PYTHON),,$(error no supported Python found (see the message above)))
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[test]'
@@ -33,9 +39,10 @@ $(FHIR_VALIDATOR)/node_modules/.package-lock.json: $(FHIR_VALIDATOR)/package-loc
 deploy-tools:
 	scripts/install-deploy-tools
 
-# MIRP, the IBSI reference engine our features are compared with, in its own virtualenv (ITK).
+# MIRP, the IBSI reference engine our features are compared with, in its own virtualenv (ITK), on
+# the same interpreter as .venv (MIRP installs from wheels on every version we support).
 mirp:
-	scripts/install-mirp
+	PYTHON="$(PYTHON)" scripts/install-mirp
 
 demo: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/demo
@@ -48,4 +55,4 @@ test: setup system-deps fhir-validator deploy-tools mirp
 	$(VENV)/bin/python -m pytest
 
 clean:
-	rm -rf $(VENV) .venv-tools .venv-mirp var $(FHIR_VALIDATOR)/node_modules
+	rm -rf $(VENV) .venv-tools .venv-mirp .venv-py3* var $(FHIR_VALIDATOR)/node_modules

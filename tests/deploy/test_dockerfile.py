@@ -14,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.external
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
-BASE_IMAGE = re.compile(r"python:3\.11\.\d+-slim-bookworm")  # an exact Python release, not a moving tag
+BASE_IMAGE = re.compile(r"python:(3\.\d+)\.\d+-slim-bookworm")  # an exact Python release, not a moving tag
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -98,7 +99,11 @@ def test_build_context_is_enough_for_pip_install(tmp_path: Path) -> None:
 def test_runtime_stage_is_what_the_chart_expects() -> None:
     instructions = _instructions()
     bases = [args.split()[0] for name, args in instructions if name == "FROM"]
-    assert len(bases) == 2 and len(set(bases)) == 1 and BASE_IMAGE.fullmatch(bases[0])  # the venv's python is the same
+    assert len(bases) == 2 and len(set(bases)) == 1  # the venv's python is the runtime's
+    base = BASE_IMAGE.fullmatch(bases[0])
+    assert base is not None, bases[0]
+    classifiers = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["classifiers"]
+    assert f"Programming Language :: Python :: {base.group(1)}" in classifiers  # a Python the project supports
     runtime = _runtime_stage()
     (user,) = [args for name, args in runtime if name == "USER"]
     uid = int(user.split(":")[0])

@@ -146,7 +146,7 @@ class Config:
     stow_bearer_token: str | None = None
     stow_tls_ca_file: Path | None = None
     # Priors: our earlier SRs of the patient, pulled from PACS (the source of truth) through these
-    # sources in this order (dicomweb, dimse, files); empty: no priors. The DIMSE peer defaults to
+    # sources in this order (dicomweb, dimse, directory); empty: no priors. The DIMSE peer defaults to
     # the PACS the SRs go to (pacs_host, pacs_port, pacs_ae_title; over TLS when pacs_tls is on);
     # directory reads our SRs under prior_directory (e.g. var_dir/outbox, on a single node).
     prior_providers: tuple[str, ...] = field(default=(), metadata={"items": _prior_providers})

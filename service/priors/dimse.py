@@ -7,8 +7,8 @@ Service may be another pod, where the SR would enter the spool as if it were a s
 SCP role (role selection) and stores the sub-operations in its EVT_C_STORE handler.
 
 A series (a prior CT, a study to score again) is a C-GET at series level, or at image level for
-one instance, proposing CT, Enhanced CT, RT Structure Set and both Segmentation storage classes with the SCP
-role. Each instance goes straight to the retrieval's Landing: the file pynetdicom received it
+one instance, proposing the listener's storage classes (CT, Enhanced CT, RT Structure Set, both
+Segmentation classes, Spatial Registration) with the SCP role. Each instance goes straight to the retrieval's Landing: the file pynetdicom received it
 into is copied when it receives to disk (the listener's setting, process-wide), else its
 encoded bytes are written, never decoded. An instance the Landing refuses (a limit) ends the
 retrieval: the association is aborted rather than the rest of a large series received for
@@ -30,7 +30,7 @@ from service.errors import ConfigError, PriorSourceError
 from service.outputs.codes import MANUFACTURER
 from service.priors.retrieve import Landing, SeriesRequest
 from service.priors.source import PatientQuery, SrLocation
-from service.sop_classes import RT_STRUCTURE_SET, STORAGE_SOP_CLASSES
+from service.sop_classes import IMAGE_SOP_CLASSES, STORAGE_SOP_CLASSES
 from service.tls import ClientTls, describe_failure
 from service.transfer_syntaxes import image_transfer_syntaxes
 
@@ -170,10 +170,11 @@ class DimseProvider:
 
 def _storage_syntaxes(sop_class: UID) -> list[str]:
     """What a C-GET may send a class in: for images, the syntaxes the listener accepts (lossless,
-    decodable); else pynetdicom's default (uncompressed)."""
-    if sop_class in (RT_STRUCTURE_SET, Comprehensive3DSRStorage):
-        return list(DEFAULT_TRANSFER_SYNTAXES)
-    return list(image_transfer_syntaxes())
+    decodable); else (structure sets, SRs, Spatial Registrations, never pixel data) pynetdicom's
+    default (uncompressed), which every SCP can send."""
+    if sop_class in IMAGE_SOP_CLASSES:
+        return list(image_transfer_syntaxes())
+    return list(DEFAULT_TRANSFER_SYNTAXES)
 
 
 def _copy_received(event: evt.Event, stream: BinaryIO) -> None:

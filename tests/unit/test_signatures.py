@@ -142,6 +142,8 @@ BROKEN = {
     "kvp must be a number": (_set("120", "categorical", 2, "equals"), "categorical[2].equals: must be a number"),
     "unknown field": (_set(1, "variables", 4, "weight"), "variables[4].weight: unknown field"),
     "unknown preprocessing key": (_set(10, "preprocessing", "binWdth"), "preprocessing.binWdth: unknown field"),
+    # the engine rounds by default: a signature must say whether it was calibrated with rounding
+    "rounding not stated": (_delete("preprocessing", "intensityRounding"), "preprocessing.intensityRounding: missing required field"),
     "no cut-off": (_set([], "cutoffs"), "cutoffs: must not be empty"),
     "cut-off without description": (_delete("cutoffs", 0, "description"), "cutoffs[0].description: missing required field"),
     "no variable": (_set([], "variables"), "variables: must not be empty"),
@@ -222,7 +224,7 @@ SITE_SIGNATURE = {
     "status": "validated",
     "status_note": "calibrated on the site's cohort",
     "citation": "Site calibration report 2026-01.",
-    "preprocessing": {"binWidth": 25.0, "force2D": False},
+    "preprocessing": {"binWidth": 25.0, "force2D": False, "intensityRounding": True},
     "variables": [
         {"name": "core_mean", "region": "core", "feature": "stat_mean",
          "normalisation": {"min": -100.0, "max": 100.0}, "coefficient": 2.0},

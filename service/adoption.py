@@ -26,7 +26,7 @@ from service.dicom_limits import read_header
 from service.durable import write_atomically
 from service.errors import PriorSourceError, UnusableInstance
 from service.ingest.index import InstanceRecord, StudyIndex
-from service.ingest.scp import describe_instance
+from service.ingest.scp import describe_instance, study_order
 from service.ingest.spool import Spool, study_key
 from service.priors.retrieve import RetrievalLimits, RetrievingProvider, evidence_requests, retrieve_series
 
@@ -45,8 +45,9 @@ class Adoption:
 
     def adopt(self, standing_sr: Dataset) -> int:
         """Retrieve and index the study `standing_sr` reports; how many instances were new.
-        PriorSourceError when PACS cannot give all of it, or gives something unusable: then
-        nothing of it is indexed."""
+        PriorSourceError when PACS cannot give all of it, or gives something unusable; OSError or
+        sqlite3.Error when the spool or index cannot take it: in each case nothing of it is
+        indexed."""
         requests = evidence_requests(standing_sr)
         if not any(request.sop_instance_uid is None for request in requests):
             raise PriorSourceError("its report names no CT series")
@@ -56,19 +57,25 @@ class Adoption:
             paths = retrieve_series(self._providers, requests, landing, self._limits)
             now = time.time()
             try:
-                records = [describe_instance(read_header(path)[0], path, now) for path in paths]
+                headers = [(read_header(path)[0], path) for path in paths]
+                described = [(describe_instance(header, path, now), study_order(header)) for header, path in headers]
             except UnusableInstance as error:
                 raise PriorSourceError(f"a retrieved instance is unusable: {error}") from None
+            spooled = [(self._spool_one(record), order) for record, order in described]
             self._keep_report(standing_sr)  # before indexing: the worker may claim the study at once
-            return sum(self._store(record) for record in records)
+            return sum(self._index.add_instances(spooled))
         finally:
             shutil.rmtree(landing, ignore_errors=True)
 
-    def _store(self, record: InstanceRecord) -> bool:
-        """Spool then index, as the listener does before it acknowledges an instance."""
+    def _spool_one(self, record: InstanceRecord) -> InstanceRecord:
+        """Durable in the spool, as the listener stores an instance before indexing it. All are
+        spooled before any is indexed, and indexed in one transaction with the patient's study
+        order (so that the worker can find the patient's earlier studies): a failure part-way
+        (a full disk) leaves nothing of the study indexed, only spool files that a retry
+        overwrites."""
         with record.path.open("rb") as source:
             stored = self._spool.store(record.study_instance_uid, record.sop_instance_uid, source)
-        return self._index.add_instance(dataclasses.replace(record, path=stored))
+        return dataclasses.replace(record, path=stored)
 
     def _report_path(self, study_uid: str) -> Path:
         return self._reports_dir / f"{study_key(study_uid)}.dcm"

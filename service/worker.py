@@ -24,6 +24,7 @@ from the index and the outbox, so a restart while waiting changes nothing.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 
@@ -327,7 +328,10 @@ class StudyWorker:
         for uid in later.stale:
             state = self._index.study(uid)
             if state is None:
-                if self._adopt(uid, later.reports[uid]):
+                adopted = self._adopt(uid, later.reports[uid])
+                if adopted is None:
+                    return None
+                if adopted:
                     rescored += 1
                 else:
                     elsewhere += 1
@@ -344,8 +348,10 @@ class StudyWorker:
                         "it" if elsewhere == 1 else "them")
         return rescored
 
-    def _adopt(self, study_uid: str, standing_sr: Dataset) -> bool:
-        """Retrieve a stale study another replica scored, to be scored here; False: it cannot be."""
+    def _adopt(self, study_uid: str, standing_sr: Dataset) -> bool | None:
+        """Retrieve a stale study another replica scored, to be scored here; False: it cannot be
+        (PACS cannot give it); None: not now (our spool or index could not take it, e.g. a full
+        disk), ask again after RECONCILE_RETRY_SECONDS rather than at once."""
         if self._adoption is None:
             return False
         try:
@@ -353,6 +359,10 @@ class StudyWorker:
         except PriorSourceError as error:
             log.warning("study %s: retrieving it from PACS failed: %s", study_key(study_uid), error)
             return False
+        except (OSError, sqlite3.Error) as error:
+            log.warning("study %s: storing it after retrieval from PACS failed, trying again later: %s",
+                        study_key(study_uid), error)
+            return None
         log.info("study %s: retrieved from PACS (%d new instances) to be scored again here, an earlier "
                  "study's report arrived after it", study_key(study_uid), new)
         return True

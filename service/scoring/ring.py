@@ -33,7 +33,7 @@ _DISTANCE_EPSILON_MM = 1e-9  # distances like sqrt(4) must count as exactly 2 mm
 Offset = tuple[int, int, int]
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)  # bounded: a long-running scorer meets every CT's native spacing
 def _ball_offsets(axis: int, spacing_zyx: tuple[float, float, float], width_mm: float) -> tuple[Offset, ...]:
     """Offsets (z, y, x) from voxel i to the voxels within `width_mm` of the boundary point
     between voxels i and i + 1 along `axis` (half a voxel further along that axis)."""

@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -545,7 +545,7 @@ def _not_run() -> NoReturn:
 
 
 def mirp_differences(theirs: list[Values], ours: list[Values]) -> dict[str, dict[str, object]]:
-    """Per region: how far MIRP's values are from ours over the features both compute."""
+    """Per region: how far MIRP's values are from ours (our full panel) over the features both compute."""
     rows: dict[str, dict[str, object]] = {}
     for region in ("core", "ring"):
         differences: dict[str, float] = {}
@@ -571,6 +571,12 @@ def whole_volume_full_panel(study: SyntheticStudy, signature: Signature) -> list
     context = ScoringContext(settings, signature, LocationRules(), full_panel(settings))
     return [score_lesion(whole_volume(lesion_crop(study.ct, lesion, settings), study.ct), context).features
             for lesion in study.lesions]
+
+
+def rounded_hu(study: SyntheticStudy) -> SyntheticStudy:
+    """The study with integer HU: MIRP rounds CT intensities on reading (a CT stores integers;
+    the synthetic CT's are not), so its values are compared with ours on the rounded CT."""
+    return replace(study, ct=replace(study.ct, hu=np.round(study.ct.hu)))
 
 
 def _relative(value: float, reference: float) -> float:
@@ -772,7 +778,8 @@ def notes(report: dict, contenders: Sequence[Contender]) -> str:
         "a crop and flash-radiomics: diagnostics off; pyradiomics on the whole volume: its default diagnostics on. "
         "flash-radiomics: CPU backend, its default threads (all cores), a fresh extractor per round, and the HDF5 "
         "file it writes for every extraction.",
-        "- MIRP (CD8 profile only; in its own interpreter): per lesion the padded crop, widened by a few voxels so "
+        "- MIRP (CD8 profile only; in its own interpreter; its values compared with our full panel on the whole "
+        "volume with the CT rounded to integer HU, as MIRP rounds CT on reading): per lesion the padded crop, widened by a few voxels so "
         "that its IBSI grid (which MIRP centres on the image it is given) falls on the whole image's grid as ours "
         "does, the ring by scipy.ndimage dilation minus erosion (ellipsoidal ball of the same radii; MIRP's "
         "environment has no SimpleITK), crop and masks written as NIfTI (MIRP reads geometry from files) and "
@@ -805,7 +812,7 @@ def render(report: dict, tables: dict[str, str], contenders: Sequence[Contender]
         head, "Ours against each baseline with the same features (medians):", tables["ratios"],
         "Per study:", tables["study"], "Per lesion (median seconds):", tables["lesion"],
         "pyradiomics (crop) vs ours, CD8 features (expected to differ: docs/method.md section 2):",
-        tables["values"], "MIRP (crop on our grid) vs ours, CD8 profile's families:", tables["mirp"], "Notes:", notes(report, contenders), summary_line(by_key),
+        tables["values"], "MIRP (crop on our grid) vs ours (full panel, whole volume, integer HU), CD8 profile's families:", tables["mirp"], "Notes:", notes(report, contenders), summary_line(by_key),
     ])
 
 
@@ -888,8 +895,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "baseline_vs_ours": baseline_differences(by_key["pyradiomics-crop-cd8"].timings.features,
                                                  by_key["ours-cd8-x1"].timings.features, signature),
-        "mirp_vs_ours": (mirp_differences(by_key["mirp-cd8"].timings.features, by_key["ours-cd8-x1"].timings.features)
-                         if not by_key["mirp-cd8"].unavailable else {}),
+        "mirp_vs_ours": (mirp_differences(by_key["mirp-cd8"].timings.features, whole_volume_full_panel(
+                             rounded_hu(study), signature)) if not by_key["mirp-cd8"].unavailable else {}),
         "ring_radius_voxels": ring_radius_voxels(study.ct.geometry.spacing, settings.ringWidthMm),
         "bench_process_peak_rss_mib": bench_peak,
         "repeats": args.repeats,

@@ -245,13 +245,11 @@ def _image(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _acquire(hu: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Scanner effects: in-plane blur (point-spread) and kernel-correlated noise, SD ~18 HU; then
-    integer HU, as a CT stores them (engines that round CT on reading, as MIRP does, then see the
-    same intensities as the others)."""
+    """Scanner effects: in-plane blur (point-spread) and kernel-correlated noise, SD ~18 HU."""
     blurred = ndimage.gaussian_filter(hu, (0.5, 0.8, 0.8), output=np.float32)
     blurred += _smooth_noise(rng, hu.shape, (0.4, 0.7, 0.7), 18.0)
     np.maximum(blurred, -1024.0, out=blurred)
-    return np.round(blurred, out=blurred)
+    return blurred
 
 
 def make_study(shape_zyx: tuple[int, int, int] = (300, 512, 512), n_lesions: int = 10,

@@ -117,7 +117,6 @@ def _feature_class(name: str) -> type:
 
 
 def _pyradiomics_kwargs(settings: ExtractionSettings) -> dict[str, object]:
-    lower, _ = settings.discretisation_bounds
     kwargs: dict[str, object] = {
         "label": 1,
         "force2D": settings.force2D,
@@ -125,8 +124,6 @@ def _pyradiomics_kwargs(settings: ExtractionSettings) -> dict[str, object]:
         # The image arrives already resampled and cropped: pyradiomics must not touch geometry.
         "resampledPixelSpacing": None,
         "voxelArrayShift": 0,
-        "discretisationLowerBound": lower,
-        "discretisationBinCount": settings.fixed_bin_count,
     }
     if settings.binCount is not None:
         # IBSI "fixed bin number" is defined on the ROI's own range: pyradiomics' binning is right.

@@ -786,6 +786,9 @@ def notes(report: dict, contenders: Sequence[Contender]) -> str:
         "extract_features for core (statistics, GLRLM) and ring (GLRLM): it computes whole families. Our default "
         "settings in MIRP's terms: 1 mm trilinear without anti-aliasing, mask at 0.5, integer HU, 10 HU bins "
         "from -1000 HU.",
+        f"- OpenBLAS threads: {os.environ.get('OPENBLAS_NUM_THREADS')} in this process and every contender's (the "
+        "service sets 1 when importing unless OPENBLAS_NUM_THREADS is set, and the baselines inherit this process's "
+        "environment).",
         "- Peak RSS: VmHWM of each contender's own process(es); this bench process: "
         f"{report['bench_process_peak_rss_mib']:.0f} MiB (phantom generation, crops, client).",
         f"- Load: 1-minute load average {report['machine']['load_average_1min'][0]:.2f} at start, "

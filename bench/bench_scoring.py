@@ -16,6 +16,8 @@ Contenders (each in a process of its own, so that its peak memory is its own):
 - pyradiomics on a padded crop (the headline baseline: how a competent user runs it), with the
   same features of core and ring as each of our panels;
 - flash-radiomics (a faster engine with pyradiomics' definitions), likewise;
+- MIRP (the IBSI reference engine, in its own interpreter: bench/mirp_contender.py), with the
+  CD8 profile's feature families, on a crop on our grid (reported as not run without MIRP);
 - pyradiomics on the whole volume and whole-volume label maps, its default extractor (kept for
   comparison with earlier figures; full panel only, it takes minutes).
 Every baseline does inside the timing what a user must do to get these numbers: cut the crop (or
@@ -24,10 +26,11 @@ erosion) and extract the features of core and ring.
 
 Then it checks values: our features computed from crops over gRPC must equal our full panel
 computed in-process on the whole volume (relative 1e-9); for information, how far pyradiomics'
-values of the CD8 features are from ours (they differ by design: docs/method.md section 2).
+values of the CD8 features are from ours (they differ by design: docs/method.md section 2), and
+how far MIRP's are over every feature both compute.
 
 It prints Markdown tables (for bench/README.md) and ends with one line for comparing runs:
-`summary: cd8-vs-pyradiomics-crop=N.NNx full-vs-pyradiomics-crop=N.NNx cd8-vs-flash=N.NNx`.
+`summary: cd8-vs-pyradiomics-crop=N.NNx full-vs-pyradiomics-crop=N.NNx cd8-vs-flash=N.NNx cd8-vs-mirp=N.NNx`.
 """
 
 from __future__ import annotations
@@ -46,9 +49,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import NoReturn
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -69,6 +73,7 @@ from synthetic_ct import SyntheticStudy, make_study
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.crops import whole_volume  # noqa: E402
+from tests.support.mirp_names import our_name  # noqa: E402
 
 FULL_STUDY = ((300, 512, 512), 10, (0.5, 100.0))  # (z, y, x) voxels, lesions, volume range mL
 QUICK_STUDY = ((120, 256, 256), 4, (0.5, 20.0))
@@ -433,6 +438,130 @@ def engine(panel: str, processes: int, study: SyntheticStudy, workdir: Path) -> 
                             lambda: [_peak_rss_mib(s.process.pid) for s in started])
 
 
+# --- MIRP: the IBSI reference engine, in its own interpreter ---------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+# Our classes in MIRP's feature families (MIRP computes whole families).
+MIRP_FAMILIES = {"firstorder": "statistics", "glcm": "glcm", "glrlm": "glrlm", "glszm": "glszm", "gldm": "ngldm",
+                 "ngtdm": "ngtdm", "shape": "morphology"}
+
+
+def mirp_settings(settings: ExtractionSettings) -> dict[str, object]:
+    """Our default extraction settings in MIRP's terms (as tests/integration/test_mirp_agreement.py
+    spells IBSI configuration C): trilinear to 1 mm without anti-aliasing, mask at 0.5, integer
+    HU (MIRP rounds CT after interpolation), 10 HU bins from -1000 HU (MIRP's default lower bound
+    for CT), texture averaged over the 3D directions."""
+    assert settings.resampledPixelSpacing is not None and settings.binWidth is not None
+    return {
+        "image_modality": "CT", "by_slice": False, "new_spacing": settings.resampledPixelSpacing[0],
+        "spline_order": 1, "anti_aliasing": False, "roi_spline_order": 1,
+        "roi_interpolation_mask_inclusion_threshold": settings.maskThreshold,
+        "base_discretisation_method": "fixed_bin_size", "base_discretisation_bin_width": settings.binWidth,
+        "glcm_spatial_method": "3d_average", "glrlm_spatial_method": "3d_average", "glszm_spatial_method": "3d",
+        "ngldm_spatial_method": "3d", "ngtdm_spatial_method": "3d", "ivh_discretisation_method": "none",
+    }
+
+
+def mirp_python(given: Path | None) -> Path | None:
+    """MIRP's interpreter: --mirp-python, RCDS_MIRP_PYTHON or .venv-mirp (scripts/install-mirp)."""
+    candidates = [given, os.environ.get("RCDS_MIRP_PYTHON"), REPO / ".venv-mirp" / "bin" / "python"]
+    return next((Path(c) for c in candidates if c and Path(c).exists()), None)
+
+
+class MirpProcess:
+    """bench/mirp_contender.py in MIRP's interpreter: one command per line, one JSON reply per line."""
+
+    def __init__(self, python: Path, setup: Path, log: Path) -> None:
+        self._log = log.open("wb")
+        self.process = subprocess.Popen([str(python), str(REPO / "bench" / "mirp_contender.py"), str(setup)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True)
+
+    def ask(self, command: str) -> dict:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"MIRP process ended (exit code {self.process.wait()})")
+        reply: dict = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return reply
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+@contextmanager
+def mirp(python: Path | None, regions: PanelRegions, study: SyntheticStudy, image_path: Path,
+         workdir: Path) -> Iterator[Contender]:
+    """MIRP with the CD8 profile's families per region, warmed up; unavailable (why) if it cannot run."""
+    settings = ExtractionSettings()
+    label = "MIRP, padded crop"
+    if python is None:
+        yield Contender("mirp-cd8", label, "signature", _not_run, _not_run,
+                        unavailable="MIRP is not installed (scripts/install-mirp, RCDS_MIRP_PYTHON or --mirp-python)")
+        return
+    lesions = workdir / "lesions.npz"
+    np.savez(lesions, **{f"offset_{i}": np.asarray(lesion.offset_zyx) for i, lesion in enumerate(study.lesions)},
+             **{f"mask_{i}": lesion.mask.astype(np.uint8) for i, lesion in enumerate(study.lesions)})
+    scratch = workdir / "mirp"
+    scratch.mkdir()
+    radius = ring_radius_voxels(study.ct.geometry.spacing, settings.ringWidthMm)
+    assert settings.resampledPixelSpacing is not None
+    setup = {"ct": str(image_path), "lesions": str(lesions), "ring_radius_xyz": radius,
+             "pad_xyz": [r + 2 for r in radius], "new_spacing_mm": settings.resampledPixelSpacing[0],
+             "families": {region: sorted({MIRP_FAMILIES[name] for name in classes}) for region, classes in regions.items()},
+             "settings": mirp_settings(settings), "scratch": str(scratch)}
+    setup_path = workdir / "mirp-setup.json"
+    setup_path.write_text(json.dumps(setup))
+    process = MirpProcess(python, setup_path, workdir / "mirp.log")
+    try:
+        def run_once() -> tuple[float, list[float], list[Values]]:
+            reply = process.ask("study")
+            return reply["study_s"], reply["lesion_s"], reply["features"]
+
+        contender = Contender("mirp-cd8", label, "signature", run_once,
+                              lambda: [process.ask("peak")["peak_rss_mib"]])
+        try:
+            process.ask("warm-up")
+        except Exception as error:  # an engine that cannot run here is reported, not fatal
+            log = (workdir / "mirp.log").read_text(errors="replace").strip().splitlines()
+            contender.unavailable = f"{error}; {log[-1] if log else ''}"[:300]
+        yield contender
+    finally:
+        process.close()
+
+
+def _not_run() -> NoReturn:
+    raise RuntimeError("an unavailable contender is never run")
+
+
+def mirp_differences(theirs: list[Values], ours: list[Values]) -> dict[str, dict[str, object]]:
+    """Per region: how far MIRP's values are from ours (our full panel) over the features both compute."""
+    rows: dict[str, dict[str, object]] = {}
+    for region in ("core", "ring"):
+        differences: dict[str, float] = {}
+        for mirp_lesion, our_lesion in zip(theirs, ours):
+            mine = our_lesion.get(region, {})
+            for name, value in mirp_lesion.get(region, {}).items():
+                if our_name(name) in mine:
+                    key = our_name(name)
+                    differences[key] = max(differences.get(key, 0.0), _relative(value, mine[key]))
+        if differences:
+            worst = max(differences, key=lambda name: differences[name])
+            rows[region] = {"features": sorted(differences), "max_relative_difference": differences[worst],
+                            "worst_feature": worst}
+    return rows
+
+
 # --- values ----------------------------------------------------------------------------------
 
 
@@ -442,6 +571,12 @@ def whole_volume_full_panel(study: SyntheticStudy, signature: Signature) -> list
     context = ScoringContext(settings, signature, LocationRules(), full_panel(settings))
     return [score_lesion(whole_volume(lesion_crop(study.ct, lesion, settings), study.ct), context).features
             for lesion in study.lesions]
+
+
+def rounded_hu(study: SyntheticStudy) -> SyntheticStudy:
+    """The study with integer HU: MIRP rounds CT intensities on reading (a CT stores integers;
+    the synthetic CT's are not), so its values are compared with ours on the rounded CT."""
+    return replace(study, ct=replace(study.ct, hu=np.round(study.ct.hu)))
 
 
 def _relative(value: float, reference: float) -> float:
@@ -484,6 +619,15 @@ def _version(distribution: str) -> str:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return "not installed"
+
+
+def _mirp_version(python: Path | None) -> str:
+    """MIRP's version, asked of its own interpreter."""
+    if python is None:
+        return "not installed"
+    run = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('mirp'))"],
+                         capture_output=True, text=True, check=False)
+    return run.stdout.strip() or "unknown"
 
 
 def machine_info() -> dict[str, object]:
@@ -543,6 +687,7 @@ COMPARISONS = (
     ("ours-cd8-x1", "pyradiomics-crop-cd8", TARGET_CD8_VS_CROP),
     ("ours-full-x1", "pyradiomics-crop-full", TARGET_FULL_VS_CROP),
     ("ours-cd8-x1", "flash-cd8", TARGET_CD8_VS_FLASH),
+    ("ours-cd8-x1", "mirp-cd8", None),
     ("ours-full-x1", "flash-full", None),
     ("ours-cd8-x2", "pyradiomics-crop-cd8", None),
     ("ours-full-x2", "pyradiomics-crop-full", None),
@@ -592,12 +737,25 @@ def values_table(rows: Sequence[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def mirp_table(rows: dict[str, dict[str, object]]) -> str:
+    """Markdown: per region, MIRP's largest relative difference from ours over the shared features."""
+    if not rows:
+        return "(MIRP did not run)"
+    lines = ["| region | shared features | max rel. difference | where |", "|---|---:|---:|---|"]
+    for region, row in rows.items():
+        features = row["features"]
+        assert isinstance(features, list)
+        lines.append(f"| {region} | {len(features)} | {row['max_relative_difference']:.3g} | {row['worst_feature']} |")
+    return "\n".join(lines)
+
+
 def summary_line(by_key: dict[str, Contender]) -> str:
     """The one line to compare runs by (issue 15)."""
     cd8, full = by_key["ours-cd8-x1"], by_key["ours-full-x1"]
     return (f"summary: cd8-vs-pyradiomics-crop={_x(ratio(by_key['pyradiomics-crop-cd8'], cd8))} "
             f"full-vs-pyradiomics-crop={_x(ratio(by_key['pyradiomics-crop-full'], full))} "
-            f"cd8-vs-flash={_x(ratio(by_key.get('flash-cd8'), cd8))}")
+            f"cd8-vs-flash={_x(ratio(by_key.get('flash-cd8'), cd8))} "
+            f"cd8-vs-mirp={_x(ratio(by_key.get('mirp-cd8'), cd8))}")
 
 
 def notes(report: dict, contenders: Sequence[Contender]) -> str:
@@ -620,6 +778,17 @@ def notes(report: dict, contenders: Sequence[Contender]) -> str:
         "a crop and flash-radiomics: diagnostics off; pyradiomics on the whole volume: its default diagnostics on. "
         "flash-radiomics: CPU backend, its default threads (all cores), a fresh extractor per round, and the HDF5 "
         "file it writes for every extraction.",
+        "- MIRP (CD8 profile only; in its own interpreter; its values compared with our full panel on the whole "
+        "volume with the CT rounded to integer HU, as MIRP rounds CT on reading): per lesion the padded crop, widened by a few voxels so "
+        "that its IBSI grid (which MIRP centres on the image it is given) falls on the whole image's grid as ours "
+        "does, the ring by scipy.ndimage dilation minus erosion (ellipsoidal ball of the same radii; MIRP's "
+        "environment has no SimpleITK), crop and masks written as NIfTI (MIRP reads geometry from files) and "
+        "extract_features for core (statistics, GLRLM) and ring (GLRLM): it computes whole families. Our default "
+        "settings in MIRP's terms: 1 mm trilinear without anti-aliasing, mask at 0.5, integer HU, 10 HU bins "
+        "from -1000 HU.",
+        f"- OpenBLAS threads: {os.environ.get('OPENBLAS_NUM_THREADS')} in this process and every contender's (the "
+        "service sets 1 when importing unless OPENBLAS_NUM_THREADS is set, and the baselines inherit this process's "
+        "environment).",
         "- Peak RSS: VmHWM of each contender's own process(es); this bench process: "
         f"{report['bench_process_peak_rss_mib']:.0f} MiB (phantom generation, crops, client).",
         f"- Load: 1-minute load average {report['machine']['load_average_1min'][0]:.2f} at start, "
@@ -638,7 +807,7 @@ def render(report: dict, tables: dict[str, str], contenders: Sequence[Contender]
     shape = report["study"]["shape_zyx"]
     head = (f"Machine: {machine['cpu_count']} CPUs ({machine['cpu_model']}), {machine['memory_gib']} GiB; "
             f"Python {machine['python']}, pyradiomics-bhklab {machine['pyradiomics']}, flash-radiomics "
-            f"{machine['flash-radiomics']}, SimpleITK {machine['SimpleITK']}, numpy {machine['numpy']}.\n"
+            f"{machine['flash-radiomics']}, MIRP {machine['mirp']}, SimpleITK {machine['SimpleITK']}, numpy {machine['numpy']}.\n"
             f"Study: synthetic CT {shape[2]}x{shape[1]}x{shape[0]} (x, y, z) at 0.7x0.7x1.0 mm, "
             f"{report['study']['lesions']} lesions of {report['study']['volume_range_ml'][0]:g} to "
             f"{report['study']['volume_range_ml'][1]:g} mL (built in {report['study']['build_s']:.1f} s).")
@@ -646,7 +815,7 @@ def render(report: dict, tables: dict[str, str], contenders: Sequence[Contender]
         head, "Ours against each baseline with the same features (medians):", tables["ratios"],
         "Per study:", tables["study"], "Per lesion (median seconds):", tables["lesion"],
         "pyradiomics (crop) vs ours, CD8 features (expected to differ: docs/method.md section 2):",
-        tables["values"], "Notes:", notes(report, contenders), summary_line(by_key),
+        tables["values"], "MIRP (crop on our grid) vs ours (full panel, whole volume, integer HU), CD8 profile's families:", tables["mirp"], "Notes:", notes(report, contenders), summary_line(by_key),
     ])
 
 
@@ -669,6 +838,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="256x256x120 with 4 lesions of 0.5 to 20 mL (smoke run)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--repeats", type=int, default=3, help="rounds (every contender once per round; medians kept)")
+    parser.add_argument("--mirp-python", type=Path,
+                        help="MIRP's interpreter (default: RCDS_MIRP_PYTHON, else .venv-mirp/bin/python; "
+                             "without one MIRP is reported as not run)")
     args = parser.parse_args(argv)
     if args.repeats < 3:
         parser.error("--repeats must be at least 3 (medians of at least 3)")
@@ -681,6 +853,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     build_s = time.perf_counter() - start
     signature = load_signature()
     settings = ExtractionSettings()
+    mirp_interpreter = mirp_python(args.mirp_python)
     regions = {panel: feature_panel(panel, settings, signature).regions for panel in ("signature", "full")}
 
     with tempfile.TemporaryDirectory(prefix="rcds-bench-") as tmp, ExitStack() as stack:
@@ -698,6 +871,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for panel, short in (("signature", "cd8"), ("full", "full")):
                 contenders.append(stack.enter_context(baseline(
                     kind, f"{kind}-{short}", name, panel, regions[panel], study, image_path, workdir)))
+        contenders.append(stack.enter_context(mirp(mirp_interpreter, regions["signature"], study, image_path, workdir)))
         contenders.append(stack.enter_context(baseline(
             "pyradiomics-whole", "pyradiomics-whole-full", "pyradiomics, whole volume (default extractor)", "full",
             regions["full"], study, image_path, workdir)))
@@ -710,7 +884,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cd8_rel, cd8_n = max_relative_difference([by_key[k].timings.features for k in ("ours-cd8-x1", "ours-cd8-x2")], reference)
     full_rel, full_n = max_relative_difference([by_key[k].timings.features for k in ("ours-full-x1", "ours-full-x2")], reference)
     report = {
-        "machine": machine_info() | {"load_average_1min": [load_before, os.getloadavg()[0]]},
+        "machine": machine_info() | {"load_average_1min": [load_before, os.getloadavg()[0]],
+                                     "mirp": _mirp_version(mirp_interpreter)},
         "round_load_average_1min": round_loads,
         "study": {"shape_zyx": list(shape), "lesions": lesions, "volume_range_ml": list(volume_range),
                   "build_s": build_s, "regions": study.regions, "volumes_ml": lesion_volumes_ml(study)},
@@ -723,12 +898,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "baseline_vs_ours": baseline_differences(by_key["pyradiomics-crop-cd8"].timings.features,
                                                  by_key["ours-cd8-x1"].timings.features, signature),
+        "mirp_vs_ours": (mirp_differences(by_key["mirp-cd8"].timings.features, whole_volume_full_panel(
+                             rounded_hu(study), signature)) if not by_key["mirp-cd8"].unavailable else {}),
         "ring_radius_voxels": ring_radius_voxels(study.ct.geometry.spacing, settings.ringWidthMm),
         "bench_process_peak_rss_mib": bench_peak,
         "repeats": args.repeats,
     }
     tables = {"ratios": ratio_table(study, by_key), "study": study_table(contenders, peaks),
-              "lesion": lesion_table(study, contenders), "values": values_table(report["baseline_vs_ours"])}
+              "lesion": lesion_table(study, contenders), "values": values_table(report["baseline_vs_ours"]),
+              "mirp": mirp_table(report["mirp_vs_ours"])}
     text = render(report, tables, contenders, by_key)
     print(text)
     if args.json:

@@ -15,6 +15,7 @@ import importlib.metadata
 import logging
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -58,38 +59,64 @@ def absolute_bins(values: np.ndarray, lower: float, width: float, n_bins: int) -
     return np.clip(bins, 1, n_bins)
 
 
-class _AbsoluteBinning:
-    """Mixin replacing pyradiomics' ROI-relative binning with absolute bins."""
+@dataclass(frozen=True)
+class _Discretised:
+    """A region's absolute bins, computed once and shared by every feature class of the region.
+
+    Read-only: pyradiomics' classes only read their binned matrix; a write would fail here
+    rather than change another class's input.
+    """
+
+    binned: np.ndarray  # int64 (z, y, x): 1-based bin inside the region, 0 outside
+    grey_levels: np.ndarray  # the bins present in the region, ascending
+
+
+def _discretised(values: np.ndarray, region: np.ndarray, lower: float, width: float, n_bins: int) -> _Discretised:
+    binned = np.zeros(values.shape, dtype=np.int64)
+    binned[region] = absolute_bins(values[region], lower, width, n_bins)
+    binned.flags.writeable = False
+    return _Discretised(binned, np.unique(binned[region]))
+
+
+class _SharedSetup:
+    """Mixin: what pyradiomics redoes in every feature class of a region, done once.
+
+    - Feature names: pyradiomics enumerates a class's methods (inspect) in every constructor;
+      they are fixed per class, so _feature_class enumerates them once.
+    - Discretisation with absolute bins: pyradiomics bins the region in every class
+      (`_applyBinning`, its extension point, which numbers bins from the ROI's minimum); here
+      every class of a region gets the one `_Discretised` of the `sharedDiscretisation` setting.
+      Without it (fixed bin number, defined on the ROI's own range) pyradiomics' binning runs.
+    """
 
     # Set by pyradiomics' RadiomicsFeaturesBase, the class this is mixed into (declared, not assigned).
-    maskArray: np.ndarray  # noqa: N815 (pyradiomics' name)
     settings: dict[str, Any]
     coefficients: dict[str, Any]
+    _feature_names: dict[str, bool]  # set on each class by _feature_class
+
+    @classmethod
+    def getFeatureNames(cls) -> dict[str, bool]:  # noqa: N802 (pyradiomics' name)
+        return cls._feature_names
 
     def _applyBinning(self, matrix: np.ndarray) -> np.ndarray:  # noqa: N802 (pyradiomics' name)
-        binned = np.zeros(matrix.shape, dtype=np.int64)
-        binned[self.maskArray] = absolute_bins(
-            matrix[self.maskArray],
-            self.settings["discretisationLowerBound"],
-            self.settings["binWidth"],
-            self.settings["discretisationBinCount"],
-        )
-        self.coefficients["grayLevels"] = np.unique(binned[self.maskArray])
-        self.coefficients["Ng"] = int(self.coefficients["grayLevels"].max())
-        return binned
+        shared: _Discretised | None = self.settings.get("sharedDiscretisation")
+        if shared is None:
+            binned: np.ndarray = super()._applyBinning(matrix)  # type: ignore[misc]
+            return binned
+        self.coefficients["grayLevels"] = shared.grey_levels
+        self.coefficients["Ng"] = int(shared.grey_levels.max())
+        return shared.binned
 
 
 @functools.cache
-def _feature_class(name: str, absolute: bool) -> type:
+def _feature_class(name: str) -> type:
     base = _FEATURE_CLASSES[name]
-    if not absolute or name == "shape":
-        return base
     # pyradiomics names each class's logger after its module; keep it under "radiomics".
-    return type(f"Absolute{base.__name__}", (_AbsoluteBinning, base), {"__module__": base.__module__})
+    return type(f"Shared{base.__name__}", (_SharedSetup, base),
+                {"__module__": base.__module__, "_feature_names": base.getFeatureNames()})
 
 
 def _pyradiomics_kwargs(settings: ExtractionSettings) -> dict[str, object]:
-    lower, _ = settings.discretisation_bounds
     kwargs: dict[str, object] = {
         "label": 1,
         "force2D": settings.force2D,
@@ -97,8 +124,6 @@ def _pyradiomics_kwargs(settings: ExtractionSettings) -> dict[str, object]:
         # The image arrives already resampled and cropped: pyradiomics must not touch geometry.
         "resampledPixelSpacing": None,
         "voxelArrayShift": 0,
-        "discretisationLowerBound": lower,
-        "discretisationBinCount": settings.fixed_bin_count,
     }
     if settings.binCount is not None:
         # IBSI "fixed bin number" is defined on the ROI's own range: pyradiomics' binning is right.
@@ -108,10 +133,30 @@ def _pyradiomics_kwargs(settings: ExtractionSettings) -> dict[str, object]:
     return kwargs
 
 
-def _mask_image(mask: np.ndarray, like: sitk.Image) -> sitk.Image:
-    image = sitk.GetImageFromArray(mask.astype(np.uint8))
-    image.CopyInformation(like)
-    return image
+def _bounding_box(region: np.ndarray) -> tuple[slice, slice, slice]:
+    """The region's bounding box (z, y, x); the whole array for an empty region."""
+    if not region.any():
+        return slice(None), slice(None), slice(None)
+    z, y, x = (np.flatnonzero(region.any(axis=tuple(a for a in range(3) if a != axis)))[[0, -1]] for axis in range(3))
+    return slice(int(z[0]), int(z[1]) + 1), slice(int(y[0]), int(y[1]) + 1), slice(int(x[0]), int(x[1]) + 1)
+
+
+def _cropped(image: sitk.Image, region: np.ndarray) -> tuple[sitk.Image, sitk.Image, np.ndarray]:
+    """Image, mask image and mask cut to the region's bounding box, as pyradiomics' own extractor
+    does (cropToTumorMask) before its feature classes: no texture matrix, statistic or shape
+    reads a voxel outside the region, and every array and matrix pass shrinks to the box.
+
+    Cut with numpy, not SimpleITK's slicing: that is an ITK filter, whose thread pool costs more
+    than the copy of a lesion's box (and waits for every thread on a busy machine)."""
+    box = _bounding_box(region)
+    cropped = sitk.GetImageFromArray(sitk.GetArrayViewFromImage(image)[box])
+    cropped.SetSpacing(image.GetSpacing())
+    cropped.SetDirection(image.GetDirection())
+    cropped.SetOrigin(image.TransformIndexToPhysicalPoint([s.start or 0 for s in reversed(box)]))
+    mask = np.ascontiguousarray(region[box])
+    mask_image = sitk.GetImageFromArray(mask.view(np.uint8))
+    mask_image.CopyInformation(cropped)
+    return cropped, mask_image, mask
 
 
 _PCA_AXES = ("MajorAxisLength", "MinorAxisLength", "LeastAxisLength")
@@ -143,14 +188,19 @@ def region_features(
 
     `classes` maps a pyradiomics class to the features wanted (empty: every current feature).
     """
-    mask = _mask_image(region, image)
+    image, mask, region = _cropped(image, region)
+    values = sitk.GetArrayViewFromImage(image)
     kwargs = _pyradiomics_kwargs(settings)
-    absolute = settings.binCount is None
     n_voxels = int(np.count_nonzero(region))
-    constant, one_level = _degeneracy(sitk.GetArrayViewFromImage(image)[region], settings)
+    shared = None
+    if settings.binWidth is not None and settings.binCount is None and n_voxels:
+        lower, _ = settings.discretisation_bounds
+        shared = _discretised(values, region, lower, settings.binWidth, settings.fixed_bin_count)
+        kwargs["sharedDiscretisation"] = shared
+    constant, one_level = _degeneracy(values[region], None if shared is None else shared.binned[region])
     features: dict[str, float] = {}
     for name, wanted in classes.items():
-        extractor = _feature_class(name, absolute)(image, mask, **kwargs)
+        extractor = _feature_class(name)(image, mask, **kwargs)
         for feature in wanted or current_feature_names(name):
             extractor.enableFeatureByName(feature, True)
         for feature, value in extractor.execute().items():
@@ -162,13 +212,13 @@ def region_features(
     return features
 
 
-def _degeneracy(values: np.ndarray, settings: ExtractionSettings) -> tuple[bool, bool]:
-    """(constant intensity, a single grey level after discretisation) of a region's intensities."""
+def _degeneracy(values: np.ndarray, bins: np.ndarray | None) -> tuple[bool, bool]:
+    """(constant intensity, a single grey level after discretisation) of a region's intensities,
+    given their absolute bins if any (fixed bin number spreads any two distinct intensities over
+    two levels, so there only a constant region has one level)."""
     constant = values.size == 0 or bool(values.min() == values.max())
-    if constant or settings.binWidth is None:
-        return constant, constant  # fixed bin number spreads any two intensities over two levels
-    lower, _ = settings.discretisation_bounds
-    bins = absolute_bins(values, lower, settings.binWidth, settings.fixed_bin_count)
+    if constant or bins is None:
+        return constant, constant
     return constant, bool(bins.min() == bins.max())
 
 

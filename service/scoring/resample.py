@@ -140,20 +140,22 @@ def resample_lesion(
     out_size = (last - first + 1).astype(int)
 
     origin_index = grid.first_index + first * grid.step
-    reference = sitk.Image([int(n) for n in out_size], sitk.sitkFloat32)
-    reference.SetSpacing(new_spacing)
-    reference.SetDirection(volume.direction)
-    reference.SetOrigin(tuple(volume.index_to_physical(origin_index[None, :])[0]))
-
-    image = sitk.Resample(
-        _crop_image(image_zyx.astype(np.float32, copy=False), volume, crop_start),
-        reference, sitk.Transform(), _INTERPOLATORS[interpolator], -1000.0, sitk.sitkFloat64,
-    )
-    mask = sitk.Resample(
-        _crop_image(mask_zyx.astype(np.float32), volume, crop_start),
-        reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32,
-    )
-    core = sitk.GetArrayFromImage(mask) >= mask_threshold
+    # The output grid given to the filter directly: a reference image would allocate a buffer
+    # of the output's size only to carry its geometry.
+    resampler = sitk.ResampleImageFilter()
+    resampler.SetSize([int(n) for n in out_size])
+    resampler.SetOutputSpacing(new_spacing)
+    resampler.SetOutputDirection(volume.direction)
+    resampler.SetOutputOrigin(tuple(volume.index_to_physical(origin_index[None, :])[0]))
+    resampler.SetInterpolator(_INTERPOLATORS[interpolator])
+    resampler.SetDefaultPixelValue(-1000.0)
+    resampler.SetOutputPixelType(sitk.sitkFloat64)
+    image = resampler.Execute(_crop_image(image_zyx.astype(np.float32, copy=False), volume, crop_start))
+    resampler.SetInterpolator(sitk.sitkLinear)
+    resampler.SetDefaultPixelValue(0.0)
+    resampler.SetOutputPixelType(sitk.sitkFloat32)
+    mask = resampler.Execute(_crop_image(mask_zyx.astype(np.float32), volume, crop_start))
+    core = sitk.GetArrayViewFromImage(mask) >= mask_threshold
     if round_intensities:
         image = _rounded(image)
     return ResampledLesion(image=image, core=core, image_edges=_edges_zyx(first, last, np.asarray(grid.size)))

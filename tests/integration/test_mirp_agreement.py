@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from service.imaging.contours import rtstruct_to_masks
 from service.imaging.selection import read_study_headers, select_inputs
 from service.scoring.parameter_file import load_parameter_file
 from tests.support.external import DATA_DIR, missing_dependency, require_data, require_external
+from tests.support.mirp_names import our_name
 
 pytestmark = pytest.mark.external
 
@@ -50,13 +50,6 @@ def _mirp_python() -> str:
             return candidate
     missing_dependency("MIRP is not installed (scripts/install-mirp, or RCDS_MIRP_PYTHON)")
     raise AssertionError("unreachable")
-
-
-def _our_name(mirp_name: str) -> str:
-    """MIRP's feature name in our spelling: IBSI tags with our aggregation suffixes."""
-    name = re.sub(r"_fbs_w[0-9.]+$", "", mirp_name)
-    name = name.replace("_d1_a0.0_3d", "_3D").replace("_d1_3d_avg", "_3D_avg")
-    return name.replace("_3d_avg", "_3D_avg").replace("_3d", "_3D")
 
 
 def _as_nifti(case: str, out: Path) -> tuple[Path, Path]:
@@ -96,7 +89,7 @@ def test_mirp_agrees_with_us_on_every_shared_feature_of_the_sts_lesions(tmp_path
     for case, (image, mask), theirs in zip(CASES, pairs, theirs_per_case):
         (roi,) = features_from_nifti(image, mask, settings).rois
         ours = roi.features["core"]
-        shared = {_our_name(name): value for name, value in theirs.items() if _our_name(name) in ours}
+        shared = {our_name(name): value for name, value in theirs.items() if our_name(name) in ours}
         assert len(shared) >= 100, (case, sorted(shared))  # morphology, statistics, histogram, texture
         for name, value in shared.items():
             assert ours[name] == pytest.approx(value, rel=1e-4, abs=1e-9), (case, name)

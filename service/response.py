@@ -16,7 +16,8 @@ input comes from PACS (the prior SRs), so any replica computes the same result.
   read back from its SR (a split fragment summed under its parent; a target the SR does not hold
   is not evaluable), so the nadir is that of the whole series.
 - iRECIST continues from the state the previous SR carries (any replica can); without one (the
-  previous study is the baseline, or its SR predates the state), from the series.
+  previous study is the baseline, or its SR predates the state) or when it cannot be read (a
+  note says so: one bad report must not fail every later study of the patient), from the series.
 - Kinetics and flags around `treatment_start`; out-of-field response only with
   `irradiated_lesions`.
 """
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from service.config import Config
 from service.comparison import PatternFlag, ResponseAssessment, SeriesPoint
 from service.longitudinal.identity import CarriedIdentity
-from service.longitudinal.irecist import IRecistCategory, IRecistResult, IRecistState, run, step
+from service.longitudinal.irecist import IRecistCategory, IRecistResult, IRecistState, read_state, run, step
 from service.longitudinal.kinetics import (Flag, Kinetics, SumAt, dissociated_response, hyperprogression, kinetics,
                                            kinetics_points, out_of_field, pseudoprogression, target_sum)
 from service.longitudinal.links import Link
@@ -154,7 +155,9 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
         history: tuple[IRecistResult, ...] = ()
     else:
         history = run(results[:-1], settings=rules.irecist, recist_settings=settings)
-        state = IRecistState.from_dict(json.loads(previous.state)) if previous.state else history[-1].state
+        stated, state_notes = read_state(previous.state) if previous.state else (None, ())
+        state = stated if stated is not None else history[-1].state
+        notes += state_notes
     irecist = step(state, results[-1], rules.irecist, settings, slice_thickness_mm=current.slice_thickness_mm)
     categories_over_time = [_prior_category(study, result) for study, result in zip(studies[base + 1:-1], history)]
     categories_over_time.append(str(irecist.category))
@@ -258,10 +261,9 @@ def _prior_assessment(study: StudyLesions, settings: RecistSettings) -> Assessme
 
 def _prior_category(study: StudyLesions, rerun: IRecistResult) -> str:
     """The iRECIST category a prior report stated (its carried state), else the rerun's."""
-    if study.state:
-        last = json.loads(study.state).get("last_category")
-        if last:
-            return str(last)
+    carried = read_state(study.state)[0] if study.state else None
+    if carried is not None and carried.last_category is not None:
+        return str(carried.last_category)
     return str(rerun.category)
 
 

@@ -9,12 +9,15 @@ service; and a measurable lesion the baseline report states as non-target stays 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import json
 import math
 
 import pytest
 
 from service.longitudinal.identity import CarriedIdentity
+from service.longitudinal.irecist import UNREADABLE_STATE, Basis, IRecistCategory, IRecistState
 from service.longitudinal.links import Confidence, Link, LinkStatus, MatchMethod
 from service.longitudinal.timepoint import TimepointLesion, UidSource
 from service.response import BASELINE_INFERRED, ResponseInputs, StudyLesions, assess_response
@@ -92,3 +95,67 @@ def test_without_anchors_the_earliest_study_is_the_inferred_baseline():
 def test_baseline_study_uid_wins_over_the_treatment_start():
     outcome = _run(ResponseInputs(treatment_start=DAY_0, baseline_study_uid="1.2.1"))
     assert outcome.assessment is not None and outcome.assessment.baseline_study_uid == "1.2.1"
+
+
+# --- the iRECIST state a prior report carried ---------------------------------------------------
+# One target: baseline 50 mm, then 70 mm (+40 % and +20 mm over the nadir: RECIST PD, so iUPD),
+# then 76 mm, 61 days later: +6 mm since iUPD >= 5 mm confirms it (Seymour 2017 table 2), iCPD,
+# outside the 4-8-week window. That is what the series alone gives, so it is the expected
+# category whether the carried state is read or, unreadable, recomputed.
+
+def _confirmation(state: str | None):
+    baseline = study(0, (lesion("1.1", 50),), {"1.1": "target"})
+    iupd = dataclasses.replace(study(1, (lesion("1.1", 70),), {"1.1": "target"}), state=state)
+    now = lesion("own-1", 76)
+    links = [Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.HIGH, (now,), iupd.lesions)]
+    outcome = assess_response(study(2, (now,), {}), [baseline, iupd], links,
+                              {"own-1": CarriedIdentity("1.1", "1.1")}, {"1.1": 52.0}, ResponseInputs())
+    assert outcome.assessment is not None
+    return outcome.assessment
+
+
+IUPD_STATE = IRecistState(pending_iupd=True, iupd_date=DAY_0 + datetime.timedelta(days=DAYS),
+                          iupd_study_uid="1.2.1", iupd_basis=(Basis.TARGET,), target_sod_at_iupd=70.0,
+                          nlt_sum_at_iupd=0.0, nlnt_volume_at_iupd=0.0, last_category=IRecistCategory.IUPD)
+
+
+@pytest.mark.parametrize("state", [
+    "{not json",
+    "[1, 2]",
+    json.dumps({**IUPD_STATE.to_dict(), "iupd_date": "2024-13-45"}),
+    json.dumps({**IUPD_STATE.to_dict(), "iupd_basis": ["target", "elsewhere"]}),
+    json.dumps({**IUPD_STATE.to_dict(), "target_sod_at_iupd": "seventy"}),
+    json.dumps({**IUPD_STATE.to_dict(), "last_category": "iMaybe"}),
+], ids=["not-json", "not-an-object", "bad-date", "unknown-basis", "wrong-type", "unknown-category"])
+def test_an_unreadable_carried_state_is_recomputed_from_the_series_with_a_note(state):
+    response = _confirmation(state)
+    assert response.irecist == "iCPD"
+    assert response.iupd_pending is False
+    unreadable = [note for note in response.notes if note.startswith(UNREADABLE_STATE)]
+    assert len(unreadable) == 1
+    assert "1.2." not in unreadable[0]  # no UIDs in a note
+
+
+def test_fields_of_a_newer_writer_are_ignored_with_a_note():
+    response = _confirmation(json.dumps({**IUPD_STATE.to_dict(), "future_rule": 3, "1.2.840.1": "x"}))
+    assert response.irecist == "iCPD"
+    assert not any(note.startswith(UNREADABLE_STATE) for note in response.notes)
+    unknown = [note for note in response.notes if "does not know" in note]
+    assert len(unknown) == 1 and "2 field(s)" in unknown[0] and "future_rule" in unknown[0]
+    assert "1.2.840.1" not in unknown[0]
+
+
+def test_the_carried_state_is_what_continues():
+    """A state read: a confirmed iCPD stays iCPD (Seymour 2017: iCPD is final), although the
+    series alone would say otherwise here (the target shrank back)."""
+    baseline = study(0, (lesion("1.1", 50),), {"1.1": "target"})
+    confirmed = dataclasses.replace(IUPD_STATE, pending_iupd=False, confirmed=True,
+                                    last_category=IRecistCategory.ICPD)
+    prior = dataclasses.replace(study(1, (lesion("1.1", 52),), {"1.1": "target"}),
+                                state=json.dumps(confirmed.to_dict()))
+    now = lesion("own-1", 50)
+    links = [Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.HIGH, (now,), prior.lesions)]
+    outcome = assess_response(study(2, (now,), {}), [baseline, prior], links,
+                              {"own-1": CarriedIdentity("1.1", "1.1")}, {"1.1": 0.0}, ResponseInputs())
+    assert outcome.assessment is not None and outcome.assessment.irecist == "iCPD"
+    assert [p.irecist_category for p in outcome.series] == [None, "iCPD", "iCPD"]

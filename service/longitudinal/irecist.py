@@ -33,12 +33,13 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 from service.longitudinal.recist import (LesionMeasurement, NonTargetResponse, OverallResponse, RecistResult,
                                          TargetResponse, meets_pd, overall_response)
-from service.longitudinal.response_settings import IRecistSettings, RecistSettings
+from service.longitudinal.response_settings import IRecistSettings, NewLesionPolicy, RecistSettings
 from service.longitudinal.targets import measurable_limit_mm
 
 NOT_VALIDATED = "iRECIST: recommendations for data handling, not validated response criteria (EORTC)"
 TOO_EARLY = "confirmation not possible before day 28 (iRECIST)"
 OUTSIDE_WINDOW = "outside the 4-8-week confirmation window"
+FLAG_ONLY = "new lesions flagged only (new_lesion_policy: flag_only): not counted by iRECIST either"
 UNREADABLE_STATE = "the carried iRECIST state of the prior report was unreadable"
 
 
@@ -191,8 +192,15 @@ def _new_lesion_split(new: Sequence[LesionMeasurement], known_nlt: Sequence[str]
 def step(state: IRecistState, recist: RecistResult, settings: IRecistSettings = IRecistSettings(),
          recist_settings: RecistSettings = RecistSettings(), *,
          slice_thickness_mm: float | None = None) -> IRecistResult:
-    """The iRECIST category of one follow-up, given the state the previous report carried."""
-    new = recist.new_lesions
+    """The iRECIST category of one follow-up, given the state the previous report carried.
+
+    Under `new_lesion_policy: flag_only` new lesions are candidates the RECIST result only flags,
+    so iRECIST does not count them either (no new-lesion iUPD, NLT/NLNT or confirmation by new
+    lesions): both categories rest on the same evidence, never RECIST SD beside iRECIST iUPD
+    from the same new lesion.
+    """
+    counted = recist_settings.new_lesion_policy is NewLesionPolicy.COUNTS_AS_PD
+    new = recist.new_lesions if counted else ()
     nlt_uids = _new_lesion_split(new, state.nlt_uids, slice_thickness_mm, settings, recist_settings)
     nlt_sum = sum(m.diameter_mm for m in new if m.tracking_uid in nlt_uids)
     nlnt_volume = sum(m.volume_ml for m in new if m.tracking_uid not in nlt_uids)
@@ -205,7 +213,7 @@ def step(state: IRecistState, recist: RecistResult, settings: IRecistSettings = 
     base = replace(state, nlt_uids=nlt_uids, known_new_uids=tuple(sorted(set(state.known_new_uids) | new_uids)),
                    nlt_baseline_mm=nlt_baseline)
     reasons: list[str] = []
-    flags: list[str] = []
+    flags: list[str] = [] if counted or not recist.new_lesions else [FLAG_ONLY]
 
     # What progresses now, by RECIST 1.1 with iRECIST's handling of new lesions already seen.
     progressing: list[Basis] = []

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from service.config import Config
-from service.comparison import PatternFlag, ResponseAssessment, SeriesPoint
+from service.comparison import PatternFlag, ResponseAssessment, SeriesPoint, recist_assessment_uid
 from service.longitudinal.identity import CarriedIdentity
 from service.longitudinal.irecist import IRecistCategory, IRecistResult, IRecistState, read_state, run, step
 from service.longitudinal.kinetics import (Flag, Kinetics, SumAt, dissociated_response, hyperprogression, kinetics,
@@ -44,6 +44,8 @@ from service.longitudinal.targets import BaselineCategory, BaselineLesion, Selec
 from service.longitudinal.timepoint import TimepointLesion
 from service.model import Metric
 
+# An SR states a sum as DS (16 characters): a carried nadir this close to the series' own is the same one.
+_CARRIED_TOLERANCE_MM = 1e-6
 BASELINE_INFERRED = "baseline inferred: the earliest study (no treatment_start or baseline_study_uid)"
 
 
@@ -91,6 +93,9 @@ class StudyLesions:
 
     `state`: the iRECIST state its SR carried (JSON), None for the current study or an SR
     without an assessment. `parents`: split fragment UID -> the parent's tracking UID.
+    `baseline_sod_mm`, `nadir_sod_mm`, `assessment_uid`: the SODBL, SODNADIR and RECIST group
+    Tracking UID its SR states (None: not stated), for when the series compared no longer
+    reaches back to the baseline or misses the nadir.
     """
 
     study_uid: str
@@ -101,6 +106,9 @@ class StudyLesions:
     categories: Mapping[str, str]  # tracking UID -> the Baseline Category its SR states
     parents: Mapping[str, str]
     state: str | None = None
+    baseline_sod_mm: float | None = None
+    nadir_sod_mm: float | None = None
+    assessment_uid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,8 +156,9 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
     assessments.append(follow_up_assessment(current.study_uid, current.date, links, identities,
                                             slice_thickness_mm=current.slice_thickness_mm, settings=settings))
     series = assessments[base:]
-    results = assess_series(target_set, series, settings)
     previous = studies[-2]
+    carrier = None if previous is studies[base] else previous
+    results, assessment_uid = _recist(target_set, series, settings, carrier, may_be_trimmed=base == 0)
     if previous is studies[base]:
         state = IRecistState()
         history: tuple[IRecistResult, ...] = ()
@@ -190,11 +199,41 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
         notes=(*last.flags, *([f"target response: {last.target_reason}"] if last.target_reason else []),
                *irecist.reasons, *irecist.flags, *notes),
         previous_study_uid=None if previous is studies[base] else previous.study_uid,
+        assessment_uid=assessment_uid,
     )
     points = [SeriesPoint(studies[base].study_uid, studies[base].study_date, sums[base].sod_mm, None, None)]
     points += [SeriesPoint(study.study_uid, study.study_date, result.sod_mm.value, str(result.overall), category)
                for study, result, category in zip(studies[base + 1:], results, categories_over_time)]
     return ResponseOutcome(categories, assessment, tuple(points), ())
+
+
+def _recist(target_set: TargetSet, series: Sequence[Assessment], settings: RecistSettings,
+            previous: StudyLesions | None, *, may_be_trimmed: bool) -> tuple[tuple[RecistResult, ...], str]:
+    """RECIST 1.1 over the series, with what the previous report (None: it is the baseline's)
+    carried; and the Tracking UID of this report's assessment group (that of the baseline).
+
+    When the series starts at the earliest study compared (`may_be_trimmed`) and the previous
+    report measured from another baseline (its assessment's Tracking UID is not the one of
+    series[0]), the patient's earlier studies were trimmed by the prior limits: its baseline
+    SoD and its group UID are carried. Its nadir is carried when it is below the series' own at
+    this study (the series misses the time point that set it). Either is flagged (followup.md
+    9.5.3).
+    """
+    own_uid = recist_assessment_uid(series[0].study_uid)
+    if previous is None:
+        return assess_series(target_set, series, settings), own_uid
+    trimmed = may_be_trimmed and previous.assessment_uid is not None and previous.baseline_sod_mm is not None \
+        and previous.assessment_uid != own_uid
+    carried_baseline = previous.baseline_sod_mm if trimmed else None
+    uid = previous.assessment_uid if trimmed and previous.assessment_uid is not None else own_uid
+    results = assess_series(target_set, series, settings, carried_baseline=carried_baseline)
+    own_nadir = results[-1].nadir_sod_mm.value
+    if previous.nadir_sod_mm is None or own_nadir is None or \
+            previous.nadir_sod_mm >= own_nadir - _CARRIED_TOLERANCE_MM:
+        return results, uid
+    last = assess_series(target_set, series, settings, carried_baseline=carried_baseline,
+                         carried_nadir=(previous.nadir_sod_mm, None))[-1]
+    return (*results[:-1], last), uid
 
 
 def _baseline_index(studies: Sequence[StudyLesions], inputs: ResponseInputs) -> tuple[int, list[str]]:

@@ -194,29 +194,43 @@ def _pct(value: float, reference: float) -> Metric:
     return Metric(100.0 * (value - reference) / reference) if reference > 0 else Metric.not_computable(ZERO_REFERENCE)
 
 
+CARRIED_NADIR = ("nadir carried from the latest prior report: the studies compared do not reach back to it "
+                 "(an intermediate report missing, or trimmed by the prior limits)")
+CARRIED_BASELINE = ("baseline sum carried from the latest prior report: the baseline study is not among the "
+                    "studies compared (trimmed by the prior limits)")
+
+
 def assess_series(target_set: TargetSet, series: Sequence[Assessment], settings: RecistSettings = RecistSettings(),
-                  *, carried_nadir: tuple[float, str] | None = None) -> tuple[RecistResult, ...]:
+                  *, carried_nadir: tuple[float, str | None] | None = None,
+                  carried_baseline: float | None = None) -> tuple[RecistResult, ...]:
     """RECIST 1.1 at every follow-up; series[0] is the baseline, in date order.
 
-    `carried_nadir` (SoD, study UID): the nadir a prior SR carried, used (and flagged) when an
-    intermediate report is missing from the series.
+    `carried_nadir` (SoD, study UID if known): the nadir a prior SR carried, used (and flagged)
+    when it is below the series' own, i.e. the series misses the time point that set it.
+    `carried_baseline`: the baseline SoD a prior SR carried, when the baseline study itself is
+    not in the series (then series[0] is the earliest follow-up kept, an ordinary time point
+    whose SoD may be the nadir); flagged at every follow-up.
     """
     if len(series) < 2:
         return ()
     targets = [lesion.tracking_uid for lesion in target_set.targets]
     non_targets = [lesion.tracking_uid for lesion in target_set.non_targets]
     baseline_sod, baseline_missing = _sod(targets, series[0])
-    nadir: tuple[float, str] | None = None if baseline_missing else (baseline_sod, series[0].study_uid)
+    nadir: tuple[float, str | None] | None = None if baseline_missing else (baseline_sod, series[0].study_uid)
+    if carried_baseline is not None:
+        if nadir is None or carried_baseline < nadir[0]:
+            nadir = (carried_baseline, None)
+        baseline_sod, baseline_missing = carried_baseline, []
     nt_nadir: float | None = None if _non_target_volume(non_targets, series[0])[1] else \
         _non_target_volume(non_targets, series[0])[0]
     results: list[RecistResult] = []
     responded = False
     for assessment in series[1:]:
-        flags: list[str] = []
+        flags: list[str] = [CARRIED_BASELINE] if carried_baseline is not None else []
         used_nadir = nadir
         if carried_nadir is not None and (used_nadir is None or carried_nadir[0] < used_nadir[0]):
             used_nadir = carried_nadir
-            flags.append("nadir carried from a prior report (an intermediate report is missing)")
+            flags.append(CARRIED_NADIR)
         result = _assess_one(target_set, targets, non_targets, assessment, baseline_sod, baseline_missing,
                              used_nadir, nt_nadir, responded, settings, flags)
         results.append(result)
@@ -234,7 +248,7 @@ def assess_series(target_set: TargetSet, series: Sequence[Assessment], settings:
 
 
 def assess(target_set: TargetSet, series: Sequence[Assessment], settings: RecistSettings = RecistSettings(),
-           *, carried_nadir: tuple[float, str] | None = None) -> RecistResult:
+           *, carried_nadir: tuple[float, str | None] | None = None) -> RecistResult:
     """RECIST 1.1 at the last time point of the series."""
     if len(series) < 2:
         raise ValueError("RECIST needs the baseline and at least one follow-up")
@@ -242,7 +256,7 @@ def assess(target_set: TargetSet, series: Sequence[Assessment], settings: Recist
 
 
 def _assess_one(target_set: TargetSet, targets: list[str], non_targets: list[str], assessment: Assessment,
-                baseline_sod: float, baseline_missing: list[str], nadir: tuple[float, str] | None,
+                baseline_sod: float, baseline_missing: list[str], nadir: tuple[float, str | None] | None,
                 nt_nadir: float | None, responded: bool, settings: RecistSettings,
                 flags: list[str]) -> RecistResult:
     sod, missing = _sod(targets, assessment)

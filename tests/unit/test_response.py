@@ -16,8 +16,10 @@ import math
 
 import pytest
 
+from service.comparison import recist_assessment_uid
 from service.longitudinal.identity import CarriedIdentity
 from service.longitudinal.irecist import UNREADABLE_STATE, Basis, IRecistCategory, IRecistState
+from service.longitudinal.recist import CARRIED_BASELINE, CARRIED_NADIR
 from service.longitudinal.links import Confidence, Link, LinkStatus, MatchMethod
 from service.longitudinal.timepoint import TimepointLesion, UidSource
 from service.response import BASELINE_INFERRED, ResponseInputs, StudyLesions, assess_response
@@ -159,3 +161,82 @@ def test_the_carried_state_is_what_continues():
                               {"own-1": CarriedIdentity("1.1", "1.1")}, {"1.1": 0.0}, ResponseInputs())
     assert outcome.assessment is not None and outcome.assessment.irecist == "iCPD"
     assert [p.irecist_category for p in outcome.series] == [None, "iCPD", "iCPD"]
+
+
+# --- a series that no longer reaches back to the baseline or the nadir --------------------------
+# One target. Baseline (study 0) 100 mm; the nadir, 40 mm, at the first follow-up (study 1); then
+# 45 mm at every follow-up up to study 13; the current study (14) measures 50 mm. The prior
+# limits keep the latest 12 prior studies (prior_max_studies, followup.md 9.2): studies 2-13.
+# Study 13's report states what it measured from: SODBL 100, SODNADIR 40 (the nadir of the
+# studies before it), and the assessment group of the baseline (study 0).
+# By hand, from the carried sums: 50 - 40 = +10 mm, +25 % over the nadir: PD; -50 % against
+# baseline. From the kept studies alone it would be 50 against 45: +5 mm but +11 %: SD.
+
+SUMS = {0: 100.0, 1: 40.0, **{i: 45.0 for i in range(2, 14)}}
+
+
+def _late(kept: range, stated: dict[str, float | str]):
+    priors = [study(i, (lesion("1.1", SUMS[i]),), {"1.1": "target"}) for i in kept]
+    priors[-1] = dataclasses.replace(priors[-1], **stated)
+    now = lesion("own-1", 50)
+    links = [Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.HIGH, (now,), priors[-1].lesions)]
+    outcome = assess_response(study(14, (now,), {}), priors, links, {"own-1": CarriedIdentity("1.1", "1.1")},
+                              {"1.1": -50.0}, ResponseInputs())
+    assert outcome.assessment is not None
+    return outcome.assessment
+
+
+STUDY_13_STATES = {"baseline_sod_mm": 100.0, "nadir_sod_mm": 40.0, "assessment_uid": recist_assessment_uid("1.2.0")}
+
+
+def test_trimmed_priors_use_the_baseline_and_nadir_the_latest_report_carried():
+    response = _late(range(2, 14), STUDY_13_STATES)
+    assert response.target_response == "PD" and response.overall == "PD"
+    assert response.baseline_sod_mm.value == 100.0 and response.nadir_sod_mm.value == 40.0
+    assert response.percent_vs_baseline.value == pytest.approx(-50.0)
+    assert response.percent_vs_nadir.value == pytest.approx(25.0)
+    assert response.mm_vs_nadir.value == pytest.approx(10.0)
+    assert CARRIED_BASELINE in response.notes and CARRIED_NADIR in response.notes
+    # the report continues the baseline's assessment group, not one of the earliest study kept
+    assert response.assessment_uid == recist_assessment_uid("1.2.0")
+
+
+def test_a_pr_is_measured_against_the_carried_baseline():
+    """The same kept studies, now 68 mm: -32 % against the carried 100 mm is PR (<= -30 %);
+    against the earliest study kept (45 mm) it would be +51 %, PD."""
+    priors = [study(i, (lesion("1.1", 75.0),), {"1.1": "target"}) for i in range(2, 14)]
+    priors[-1] = dataclasses.replace(priors[-1], baseline_sod_mm=100.0, nadir_sod_mm=75.0,
+                                     assessment_uid=recist_assessment_uid("1.2.0"))
+    now = lesion("own-1", 68)
+    links = [Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.HIGH, (now,), priors[-1].lesions)]
+    response = assess_response(study(14, (now,), {}), priors, links, {"own-1": CarriedIdentity("1.1", "1.1")},
+                               {"1.1": -32.0}, ResponseInputs()).assessment
+    assert response is not None
+    assert response.target_response == "PR" and response.percent_vs_baseline.value == pytest.approx(-32.0)
+    assert CARRIED_BASELINE in response.notes and CARRIED_NADIR not in response.notes
+
+
+def test_a_missing_intermediate_report_uses_the_carried_nadir():
+    """The baseline is among the studies compared but study 1's report is missing: study 2's
+    report carried the nadir of 40 mm, so 50 mm is PD (+25 %, +10 mm), not SD against 45."""
+    response = _late(range(0, 14), {**STUDY_13_STATES})
+    assert response.target_response == "PD" and response.nadir_sod_mm.value == 40.0  # with study 1: its own
+    assert CARRIED_NADIR not in response.notes  # the series reaches the nadir: nothing carried
+    without_1 = [i for i in range(0, 14) if i != 1]
+    priors = [study(i, (lesion("1.1", SUMS[i]),), {"1.1": "target"}) for i in without_1]
+    priors[-1] = dataclasses.replace(priors[-1], **STUDY_13_STATES)
+    now = lesion("own-1", 50)
+    links = [Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.HIGH, (now,), priors[-1].lesions)]
+    response = assess_response(study(14, (now,), {}), priors, links, {"own-1": CarriedIdentity("1.1", "1.1")},
+                               {"1.1": -50.0}, ResponseInputs()).assessment
+    assert response is not None
+    assert response.target_response == "PD" and response.nadir_sod_mm.value == 40.0
+    assert response.baseline_sod_mm.value == 100.0
+    assert CARRIED_NADIR in response.notes and CARRIED_BASELINE not in response.notes
+
+
+def test_without_carried_sums_the_kept_studies_are_all_there_is():
+    """An older report stating no sums: the earliest study kept is the (inferred) baseline."""
+    response = _late(range(2, 14), {})
+    assert response.target_response == "SD" and response.baseline_sod_mm.value == 45.0
+    assert BASELINE_INFERRED in response.notes

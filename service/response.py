@@ -138,6 +138,7 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
     settings, rules = inputs.rules.recist, inputs.rules
     studies = [*priors, current]
     base, notes = _baseline_index(studies, inputs)
+    notes += _baseline_timing(studies[base], inputs.treatment_start, settings)
     irradiated = inputs.irradiated_lesions or ()
     target_set, selection_notes = _target_set(studies[base], base < len(priors), settings, irradiated)
     notes += selection_notes
@@ -178,6 +179,7 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
              pseudoprogression([IRecistCategory(c) for c in categories_over_time]),
              dissociated,
              *out_of_field(inputs.irradiated_lesions, target_set, series, lesion_percent, settings, rules.kinetics)]
+    notes += _sd_timing(results[-1], inputs.treatment_start or studies[base].date, settings)
     notes.append(f"dissociated response, lesion level ({lesion_level.definition}): "
                  f"{'yes' if lesion_level.value else 'no'}")
     last = results[-1]
@@ -252,6 +254,34 @@ def _baseline_index(studies: Sequence[StudyLesions], inputs: ResponseInputs) -> 
             return before[-1], notes
         return 0, [*notes, "no study on or before treatment_start: the earliest is the baseline"]
     return 0, [*notes, BASELINE_INFERRED]
+
+
+def _baseline_timing(baseline: StudyLesions, treatment_start: datetime.date | None,
+                     settings: RecistSettings) -> list[str]:
+    """A flag, never a refusal, when the baseline is older than `baseline_max_days_before_start`
+    before the treatment start (RECIST 1.1: as close as possible, never more than 4 weeks before)."""
+    if treatment_start is None or baseline.date is None:
+        return []
+    days = (treatment_start - baseline.date).days
+    if days <= settings.baseline_max_days_before_start:
+        return []
+    return [f"baseline {days} days before treatment_start: more than baseline_max_days_before_start "
+            f"({settings.baseline_max_days_before_start})"]
+
+
+def _sd_timing(result: RecistResult, reference: datetime.date | None, settings: RecistSettings) -> list[str]:
+    """A flag on an SD earlier than the protocol's minimum interval (`sd_min_days` after the
+    treatment start, else the baseline): by RECIST 1.1 an SD counts towards the best overall
+    response only once that interval has passed; the time point's category stays SD."""
+    if result.overall is not OverallResponse.SD or settings.sd_min_days <= 0:
+        return []
+    if reference is None or result.date is None:
+        return [f"SD: the minimum interval sd_min_days ({settings.sd_min_days}) cannot be checked (date unknown)"]
+    days = (result.date - reference).days
+    if days >= settings.sd_min_days:
+        return []
+    return [f"SD at day {days}, before sd_min_days ({settings.sd_min_days}): "
+            "not yet SD for the best overall response"]
 
 
 def _target_set(baseline: StudyLesions, is_prior: bool, settings: RecistSettings,

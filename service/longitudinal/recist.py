@@ -4,7 +4,8 @@ Input: the baseline target set and, per time point from the baseline on, what wa
 each lesion under its carried tracking UID (`Assessment`). Output per follow-up: the sum of
 diameters (SoD) over the baseline targets (nodes by their short axis, as measured, also below
 10 mm), baseline and nadir SoD, the target, non-target and overall responses, new lesions and
-flags. Comparisons are >= / <= on unrounded values (a 1e-9 relative tolerance absorbs binary
+flags. A non-nodal target below `small_lesion_mm` counts as measured (flagged), or as 5 mm under
+`small_lesion_policy: recist_5mm_if_below`. Comparisons are >= / <= on unrounded values (a 1e-9 relative tolerance absorbs binary
 floating point only).
 
 - Target: PD when SoD - nadir >= 20 % of the nadir and >= 5 mm (nadir: smallest SoD of the
@@ -33,7 +34,7 @@ from enum import StrEnum
 from service.comparison import RecistSums
 from service.longitudinal.identity import CarriedIdentity
 from service.longitudinal.links import Link, LinkStatus
-from service.longitudinal.response_settings import NewLesionPolicy, RecistSettings
+from service.longitudinal.response_settings import NewLesionPolicy, RecistSettings, SmallLesionPolicy
 from service.longitudinal.targets import TargetSet, organ_of
 from service.longitudinal.timepoint import TimepointLesion
 from service.model import Metric
@@ -44,6 +45,7 @@ NON_TARGET_SOURCE = "automated_proxy"
 ZERO_REFERENCE = "the reference sum is 0: relative change undefined"
 NO_TARGETS = "no target lesions at baseline"
 _REL_TOL = 1e-9
+TOO_SMALL_TO_MEASURE_MM = 5.0  # RECIST 1.1's value for a lesion present but too small to measure
 
 
 class MeasurementStatus(StrEnum):
@@ -153,9 +155,20 @@ def overall_response(target: TargetResponse | None, non_target: NonTargetRespons
             TargetResponse.NE: OverallResponse.NE}[target]
 
 
-def _sod(targets: Sequence[str], assessment: Assessment) -> tuple[float, list[str]]:
+def _sod(targets: Sequence[str], assessment: Assessment, settings: RecistSettings) -> tuple[float, list[str]]:
     """(sum of diameters over the evaluable targets, UIDs of the targets not evaluable)."""
-    return _total(targets, assessment, lambda m: m.diameter_mm)
+    return _total(targets, assessment, lambda m: _summed_mm(m, settings))
+
+
+def _summed_mm(m: LesionMeasurement, settings: RecistSettings) -> float:
+    """The diameter a target adds to the SoD: as measured; under `small_lesion_policy:
+    recist_5mm_if_below` a non-nodal target measured below `small_lesion_mm` adds 5 mm
+    (Eisenhauer 2009 appendix I, EORTC Q&A: a lesion present but too small to measure is
+    recorded as 5 mm). Nodes add their short axis as measured (a node under 10 mm is normal)."""
+    if settings.small_lesion_policy is SmallLesionPolicy.RECIST_5MM_IF_BELOW and not m.is_node \
+            and 0 < m.diameter_mm < settings.small_lesion_mm:
+        return TOO_SMALL_TO_MEASURE_MM
+    return m.diameter_mm
 
 
 def _non_target_volume(uids: Sequence[str], assessment: Assessment) -> tuple[float, list[str]]:
@@ -215,7 +228,7 @@ def assess_series(target_set: TargetSet, series: Sequence[Assessment], settings:
         return ()
     targets = [lesion.tracking_uid for lesion in target_set.targets]
     non_targets = [lesion.tracking_uid for lesion in target_set.non_targets]
-    baseline_sod, baseline_missing = _sod(targets, series[0])
+    baseline_sod, baseline_missing = _sod(targets, series[0], settings)
     nadir: tuple[float, str | None] | None = None if baseline_missing else (baseline_sod, series[0].study_uid)
     if carried_baseline is not None:
         if nadir is None or carried_baseline < nadir[0]:
@@ -259,7 +272,7 @@ def _assess_one(target_set: TargetSet, targets: list[str], non_targets: list[str
                 baseline_sod: float, baseline_missing: list[str], nadir: tuple[float, str | None] | None,
                 nt_nadir: float | None, responded: bool, settings: RecistSettings,
                 flags: list[str]) -> RecistResult:
-    sod, missing = _sod(targets, assessment)
+    sod, missing = _sod(targets, assessment, settings)
     target: TargetResponse | None = None
     reason: str | None = None
     not_computable = Metric.not_computable(NO_TARGETS)
@@ -290,7 +303,9 @@ def _assess_one(target_set: TargetSet, targets: list[str], non_targets: list[str
         else:
             target = TargetResponse.SD
         flags += _borderline(pct_bl, pct_nadir, mm_nadir, settings)
-        flags += [f"target {uid}: < {settings.small_lesion_mm:g} mm (measured value kept)" for uid in targets
+        flags += [f"target {uid}: < {settings.small_lesion_mm:g} mm (" + (
+                  "measured value kept)" if _summed_mm(m, settings) == m.diameter_mm else
+                  f"counted as {TOO_SMALL_TO_MEASURE_MM:g} mm, small_lesion_policy)") for uid in targets
                   if (m := assessment.get(uid)) is not None and m.status is MeasurementStatus.MEASURED
                   and 0 < m.diameter_mm < settings.small_lesion_mm]
 

@@ -21,6 +21,8 @@ from service.longitudinal.identity import CarriedIdentity
 from service.longitudinal.irecist import UNREADABLE_STATE, Basis, IRecistCategory, IRecistState
 from service.longitudinal.recist import CARRIED_BASELINE, CARRIED_NADIR
 from service.longitudinal.links import Confidence, Link, LinkStatus, MatchMethod
+from service.longitudinal.response_settings import RecistSettings
+from service.longitudinal.settings_file import ResponseSettings
 from service.longitudinal.timepoint import TimepointLesion, UidSource
 from service.response import BASELINE_INFERRED, ResponseInputs, StudyLesions, assess_response
 
@@ -240,3 +242,46 @@ def test_without_carried_sums_the_kept_studies_are_all_there_is():
     response = _late(range(2, 14), {})
     assert response.target_response == "SD" and response.baseline_sod_mm.value == 45.0
     assert BASELINE_INFERRED in response.notes
+
+
+# --- followup.md 9.2 timing settings (flags only) -----------------------------------------------
+
+def _timed(baseline_day: int, follow_up_day: int, d: float, inputs: ResponseInputs):
+    """A 50 mm target at the baseline, `d` at the follow-up, on the given days after DAY_0."""
+    def on(day: int, uid: str, lesions: tuple[TimepointLesion, ...], categories: dict[str, str]) -> StudyLesions:
+        date = DAY_0 + datetime.timedelta(days=day)
+        return StudyLesions(uid, date, date.strftime("%Y%m%d"), lesions, 1.0, categories, {})
+    baseline = on(baseline_day, "1.2.0", (lesion("1.1", 50),), {"1.1": "target"})
+    now = lesion("own-1", d)
+    links = [Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.HIGH, (now,), baseline.lesions)]
+    outcome = assess_response(on(follow_up_day, "1.2.1", (now,), {}), [baseline], links,
+                              {"own-1": CarriedIdentity("1.1", "1.1")}, {"1.1": 100 * (d - 50) / 50}, inputs)
+    assert outcome.assessment is not None
+    return outcome.assessment
+
+
+def _rules(**recist) -> ResponseSettings:
+    return ResponseSettings(recist=dataclasses.replace(RecistSettings(), **recist))
+
+
+@pytest.mark.parametrize("days_before, limit, flagged", [(35, 28, True), (28, 28, False), (35, 40, False)])
+def test_a_baseline_long_before_the_treatment_start_is_flagged(days_before, limit, flagged):
+    start = DAY_0 + datetime.timedelta(days=days_before)
+    response = _timed(0, days_before + 42, 48,
+                      ResponseInputs(treatment_start=start, rules=_rules(baseline_max_days_before_start=limit)))
+    assert response.baseline_study_uid == "1.2.0" and response.overall == "SD"  # used all the same
+    note = f"baseline {days_before} days before treatment_start: more than baseline_max_days_before_start ({limit})"
+    assert (note in response.notes) is flagged
+
+
+@pytest.mark.parametrize("day, sd_min_days, flagged", [(35, 42, True), (42, 42, False), (35, 0, False)])
+def test_an_sd_before_the_minimum_interval_is_flagged(day, sd_min_days, flagged):
+    """48 mm against 50 mm (-4 %, +0 mm against the nadir): SD, whatever the interval."""
+    response = _timed(0, day, 48, ResponseInputs(rules=_rules(sd_min_days=sd_min_days)))
+    assert response.overall == "SD" and response.irecist == "iSD"
+    assert any(note.startswith(f"SD at day {day}, before sd_min_days") for note in response.notes) is flagged
+
+
+def test_the_minimum_interval_does_not_touch_other_categories():
+    response = _timed(0, 35, 30, ResponseInputs(rules=_rules(sd_min_days=42)))  # -40 %: PR
+    assert response.overall == "PR" and not any("sd_min_days" in note for note in response.notes)

@@ -158,16 +158,14 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
                                             slice_thickness_mm=current.slice_thickness_mm, settings=settings))
     series = assessments[base:]
     previous = studies[-2]
-    carrier = None if previous is studies[base] else previous
-    results, assessment_uid = _recist(target_set, series, settings, carrier, may_be_trimmed=base == 0)
-    if previous is studies[base]:
-        state = IRecistState()
-        history: tuple[IRecistResult, ...] = ()
-    else:
-        history = run(results[:-1], settings=rules.irecist, recist_settings=settings)
-        stated, state_notes = read_state(previous.state) if previous.state else (None, ())
-        state = stated if stated is not None else history[-1].state
-        notes += state_notes
+    # the previous report carries sums and a state only if it was a follow-up's: even when it is the
+    # earliest study compared (the patient's earlier studies trimmed), it continues the series
+    results, assessment_uid = _recist(target_set, series, settings, previous, may_be_trimmed=base == 0)
+    history: tuple[IRecistResult, ...] = () if previous is studies[base] else run(
+        results[:-1], settings=rules.irecist, recist_settings=settings)
+    stated, state_notes = read_state(previous.state) if previous.state else (None, ())
+    state = stated if stated is not None else history[-1].state if history else IRecistState()
+    notes += state_notes
     irecist = step(state, results[-1], rules.irecist, settings, slice_thickness_mm=current.slice_thickness_mm)
     categories_over_time = [_prior_category(study, result) for study, result in zip(studies[base + 1:-1], history)]
     categories_over_time.append(str(irecist.category))
@@ -210,9 +208,9 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
 
 
 def _recist(target_set: TargetSet, series: Sequence[Assessment], settings: RecistSettings,
-            previous: StudyLesions | None, *, may_be_trimmed: bool) -> tuple[tuple[RecistResult, ...], str]:
-    """RECIST 1.1 over the series, with what the previous report (None: it is the baseline's)
-    carried; and the Tracking UID of this report's assessment group (that of the baseline).
+            previous: StudyLesions, *, may_be_trimmed: bool) -> tuple[tuple[RecistResult, ...], str]:
+    """RECIST 1.1 over the series, with what the previous report carried (a baseline report
+    carries nothing); and the Tracking UID of this report's assessment group (the baseline's).
 
     When the series starts at the earliest study compared (`may_be_trimmed`) and the previous
     report measured from another baseline (its assessment's Tracking UID is not the one of
@@ -222,8 +220,6 @@ def _recist(target_set: TargetSet, series: Sequence[Assessment], settings: Recis
     9.5.3).
     """
     own_uid = recist_assessment_uid(series[0].study_uid)
-    if previous is None:
-        return assess_series(target_set, series, settings), own_uid
     trimmed = may_be_trimmed and previous.assessment_uid is not None and previous.baseline_sod_mm is not None \
         and previous.assessment_uid != own_uid
     carried_baseline = previous.baseline_sod_mm if trimmed else None

@@ -285,3 +285,16 @@ def test_an_sd_before_the_minimum_interval_is_flagged(day, sd_min_days, flagged)
 def test_the_minimum_interval_does_not_touch_other_categories():
     response = _timed(0, 35, 30, ResponseInputs(rules=_rules(sd_min_days=42)))  # -40 %: PR
     assert response.overall == "PR" and not any("sd_min_days" in note for note in response.notes)
+
+
+def test_a_single_prior_kept_still_continues_the_series():
+    """Only study 13 within the limits: it is the earliest study compared, yet its report was a
+    follow-up's. Its sums stand in (PD as above) and its iRECIST state continues: an iUPD it
+    carries pending since study 12 (61 days) is confirmed by +5 mm over the 45 mm at iUPD."""
+    pending = IRecistState(pending_iupd=True, iupd_date=DAY_0 + datetime.timedelta(days=12 * DAYS),
+                           iupd_basis=(Basis.NEW,), target_sod_at_iupd=45.0, nlt_sum_at_iupd=0.0,
+                           nlnt_volume_at_iupd=0.0, last_category=IRecistCategory.IUPD)
+    response = _late(range(13, 14), {**STUDY_13_STATES, "state": json.dumps(pending.to_dict())})
+    assert response.overall == "PD" and response.nadir_sod_mm.value == 40.0
+    assert response.baseline_sod_mm.value == 100.0
+    assert response.irecist == "iCPD"

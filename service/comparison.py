@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from service.model import Metric
+from service.uids import derived_uid
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,13 @@ class RecistSums:
         return {item.name: getattr(self, item.name) for item in fields(RecistSums)}
 
 
+def recist_assessment_uid(baseline_study_uid: str) -> str:
+    """The Tracking UID of the SR's RECIST 1.1 assessment group: one per baseline, the same for
+    the patient's whole series, so a later report can tell whether a prior one measured from
+    the same baseline."""
+    return derived_uid("recist-assessment", [baseline_study_uid])
+
+
 @dataclass(frozen=True)
 class ResponseAssessment(RecistSums):
     """RECIST 1.1, iRECIST and growth kinetics of one follow-up (followup.md 9.5.3-9.5.5).
@@ -168,6 +176,9 @@ class ResponseAssessment(RecistSums):
     flags: tuple[PatternFlag, ...]
     notes: tuple[str, ...]  # RECIST flags, iRECIST reasons: for a reader
     previous_study_uid: str | None = None
+    # the RECIST group's Tracking UID: recist_assessment_uid of the baseline, or the one a prior
+    # report carried when the baseline study is no longer among those compared (None: the former)
+    assessment_uid: str | None = None
 
 
 @dataclass(frozen=True)

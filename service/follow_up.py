@@ -31,7 +31,7 @@ from service.model import CtSeries, ImageGeometry, LesionResult, Metric, StudyRe
 from service.outputs import codes
 from service.outputs.feature_codes import REGION_METHODS, feature_concept
 from service.prior_frames import FrameSources, prior_mapping
-from service.priors.reading import PriorLesion, PriorReport, feature_key
+from service.priors.reading import CarriedSums, PriorLesion, PriorReport, feature_key
 from service.priors.selection import COMPREHENSIVE_3D_SR, study_moment
 from service.response import ResponseInputs, StudyLesions, assess_response, dicom_date
 
@@ -149,14 +149,15 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
 
 def _study_lesions(report: PriorReport) -> StudyLesions:
     """A prior SR as the response rules see it: its lesions, the Baseline Categories, split
-    fragments' parents and the iRECIST state it states."""
+    fragments' parents, the iRECIST state and the baseline and nadir sums it states."""
+    sums = report.sums or CarriedSums(None, None, None)
     return StudyLesions(
         report.study_instance_uid, dicom_date(report.study_date), report.study_date,
         tuple(lesion for lesion in map(_prior_lesion, report.lesions) if lesion is not None),
         report.ct.slice_thickness_mm,
         {x.tracking_uid: x.baseline_category for x in report.lesions if x.baseline_category is not None},
         {x.tracking_uid: x.derived_from_uid for x in report.lesions if x.derived_from_uid is not None},
-        report.irecist_state)
+        report.irecist_state, sums.baseline_sod_mm, sums.nadir_sod_mm, sums.assessment_uid)
 
 
 def _feature_delta(delta: ValueDelta) -> FeatureDelta:

@@ -16,7 +16,8 @@ input comes from PACS (the prior SRs), so any replica computes the same result.
   read back from its SR (a split fragment summed under its parent; a target the SR does not hold
   is not evaluable), so the nadir is that of the whole series.
 - iRECIST continues from the state the previous SR carries (any replica can); without one (the
-  previous study is the baseline, or its SR predates the state), from the series.
+  previous study is the baseline, or its SR predates the state) or when it cannot be read (a
+  note says so: one bad report must not fail every later study of the patient), from the series.
 - Kinetics and flags around `treatment_start`; out-of-field response only with
   `irradiated_lesions`.
 """
@@ -29,9 +30,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from service.config import Config
-from service.comparison import PatternFlag, ResponseAssessment, SeriesPoint
+from service.comparison import PatternFlag, ResponseAssessment, SeriesPoint, recist_assessment_uid
 from service.longitudinal.identity import CarriedIdentity
-from service.longitudinal.irecist import IRecistCategory, IRecistResult, IRecistState, run, step
+from service.longitudinal.irecist import IRecistCategory, IRecistResult, IRecistState, read_state, run, step
 from service.longitudinal.kinetics import (Flag, Kinetics, SumAt, dissociated_response, hyperprogression, kinetics,
                                            kinetics_points, out_of_field, pseudoprogression, target_sum)
 from service.longitudinal.links import Link
@@ -43,6 +44,8 @@ from service.longitudinal.targets import BaselineCategory, BaselineLesion, Selec
 from service.longitudinal.timepoint import TimepointLesion
 from service.model import Metric
 
+# An SR states a sum as DS (16 characters): a carried nadir this close to the series' own is the same one.
+_CARRIED_TOLERANCE_MM = 1e-6
 BASELINE_INFERRED = "baseline inferred: the earliest study (no treatment_start or baseline_study_uid)"
 
 
@@ -90,6 +93,9 @@ class StudyLesions:
 
     `state`: the iRECIST state its SR carried (JSON), None for the current study or an SR
     without an assessment. `parents`: split fragment UID -> the parent's tracking UID.
+    `baseline_sod_mm`, `nadir_sod_mm`, `assessment_uid`: the SODBL, SODNADIR and RECIST group
+    Tracking UID its SR states (None: not stated), for when the series compared no longer
+    reaches back to the baseline or misses the nadir.
     """
 
     study_uid: str
@@ -100,6 +106,9 @@ class StudyLesions:
     categories: Mapping[str, str]  # tracking UID -> the Baseline Category its SR states
     parents: Mapping[str, str]
     state: str | None = None
+    baseline_sod_mm: float | None = None
+    nadir_sod_mm: float | None = None
+    assessment_uid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,7 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
     settings, rules = inputs.rules.recist, inputs.rules
     studies = [*priors, current]
     base, notes = _baseline_index(studies, inputs)
+    notes += _baseline_timing(studies[base], inputs.treatment_start, settings)
     irradiated = inputs.irradiated_lesions or ()
     target_set, selection_notes = _target_set(studies[base], base < len(priors), settings, irradiated)
     notes += selection_notes
@@ -147,14 +157,15 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
     assessments.append(follow_up_assessment(current.study_uid, current.date, links, identities,
                                             slice_thickness_mm=current.slice_thickness_mm, settings=settings))
     series = assessments[base:]
-    results = assess_series(target_set, series, settings)
     previous = studies[-2]
-    if previous is studies[base]:
-        state = IRecistState()
-        history: tuple[IRecistResult, ...] = ()
-    else:
-        history = run(results[:-1], settings=rules.irecist, recist_settings=settings)
-        state = IRecistState.from_dict(json.loads(previous.state)) if previous.state else history[-1].state
+    # the previous report carries sums and a state only if it was a follow-up's: even when it is the
+    # earliest study compared (the patient's earlier studies trimmed), it continues the series
+    results, assessment_uid = _recist(target_set, series, settings, previous, may_be_trimmed=base == 0)
+    history: tuple[IRecistResult, ...] = () if previous is studies[base] else run(
+        results[:-1], settings=rules.irecist, recist_settings=settings)
+    stated, state_notes = read_state(previous.state) if previous.state else (None, ())
+    state = stated if stated is not None else history[-1].state if history else IRecistState()
+    notes += state_notes
     irecist = step(state, results[-1], rules.irecist, settings, slice_thickness_mm=current.slice_thickness_mm)
     categories_over_time = [_prior_category(study, result) for study, result in zip(studies[base + 1:-1], history)]
     categories_over_time.append(str(irecist.category))
@@ -166,6 +177,7 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
              pseudoprogression([IRecistCategory(c) for c in categories_over_time]),
              dissociated,
              *out_of_field(inputs.irradiated_lesions, target_set, series, lesion_percent, settings, rules.kinetics)]
+    notes += _sd_timing(results[-1], inputs.treatment_start or studies[base].date, settings)
     notes.append(f"dissociated response, lesion level ({lesion_level.definition}): "
                  f"{'yes' if lesion_level.value else 'no'}")
     last = results[-1]
@@ -187,11 +199,39 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
         notes=(*last.flags, *([f"target response: {last.target_reason}"] if last.target_reason else []),
                *irecist.reasons, *irecist.flags, *notes),
         previous_study_uid=None if previous is studies[base] else previous.study_uid,
+        assessment_uid=assessment_uid,
     )
     points = [SeriesPoint(studies[base].study_uid, studies[base].study_date, sums[base].sod_mm, None, None)]
     points += [SeriesPoint(study.study_uid, study.study_date, result.sod_mm.value, str(result.overall), category)
                for study, result, category in zip(studies[base + 1:], results, categories_over_time)]
     return ResponseOutcome(categories, assessment, tuple(points), ())
+
+
+def _recist(target_set: TargetSet, series: Sequence[Assessment], settings: RecistSettings,
+            previous: StudyLesions, *, may_be_trimmed: bool) -> tuple[tuple[RecistResult, ...], str]:
+    """RECIST 1.1 over the series, with what the previous report carried (a baseline report
+    carries nothing); and the Tracking UID of this report's assessment group (the baseline's).
+
+    When the series starts at the earliest study compared (`may_be_trimmed`) and the previous
+    report measured from another baseline (its assessment's Tracking UID is not the one of
+    series[0]), the patient's earlier studies were trimmed by the prior limits: its baseline
+    SoD and its group UID are carried. Its nadir is carried when it is below the series' own at
+    this study (the series misses the time point that set it). Either is flagged (followup.md
+    9.5.3).
+    """
+    own_uid = recist_assessment_uid(series[0].study_uid)
+    trimmed = may_be_trimmed and previous.assessment_uid is not None and previous.baseline_sod_mm is not None \
+        and previous.assessment_uid != own_uid
+    carried_baseline = previous.baseline_sod_mm if trimmed else None
+    uid = previous.assessment_uid if trimmed and previous.assessment_uid is not None else own_uid
+    results = assess_series(target_set, series, settings, carried_baseline=carried_baseline)
+    own_nadir = results[-1].nadir_sod_mm.value
+    if previous.nadir_sod_mm is None or own_nadir is None or \
+            previous.nadir_sod_mm >= own_nadir - _CARRIED_TOLERANCE_MM:
+        return results, uid
+    last = assess_series(target_set, series, settings, carried_baseline=carried_baseline,
+                         carried_nadir=(previous.nadir_sod_mm, None))[-1]
+    return (*results[:-1], last), uid
 
 
 def _baseline_index(studies: Sequence[StudyLesions], inputs: ResponseInputs) -> tuple[int, list[str]]:
@@ -210,6 +250,34 @@ def _baseline_index(studies: Sequence[StudyLesions], inputs: ResponseInputs) -> 
             return before[-1], notes
         return 0, [*notes, "no study on or before treatment_start: the earliest is the baseline"]
     return 0, [*notes, BASELINE_INFERRED]
+
+
+def _baseline_timing(baseline: StudyLesions, treatment_start: datetime.date | None,
+                     settings: RecistSettings) -> list[str]:
+    """A flag, never a refusal, when the baseline is older than `baseline_max_days_before_start`
+    before the treatment start (RECIST 1.1: as close as possible, never more than 4 weeks before)."""
+    if treatment_start is None or baseline.date is None:
+        return []
+    days = (treatment_start - baseline.date).days
+    if days <= settings.baseline_max_days_before_start:
+        return []
+    return [f"baseline {days} days before treatment_start: more than baseline_max_days_before_start "
+            f"({settings.baseline_max_days_before_start})"]
+
+
+def _sd_timing(result: RecistResult, reference: datetime.date | None, settings: RecistSettings) -> list[str]:
+    """A flag on an SD earlier than the protocol's minimum interval (`sd_min_days` after the
+    treatment start, else the baseline): by RECIST 1.1 an SD counts towards the best overall
+    response only once that interval has passed; the time point's category stays SD."""
+    if result.overall is not OverallResponse.SD or settings.sd_min_days <= 0:
+        return []
+    if reference is None or result.date is None:
+        return [f"SD: the minimum interval sd_min_days ({settings.sd_min_days}) cannot be checked (date unknown)"]
+    days = (result.date - reference).days
+    if days >= settings.sd_min_days:
+        return []
+    return [f"SD at day {days}, before sd_min_days ({settings.sd_min_days}): "
+            "not yet SD for the best overall response"]
 
 
 def _target_set(baseline: StudyLesions, is_prior: bool, settings: RecistSettings,
@@ -258,10 +326,9 @@ def _prior_assessment(study: StudyLesions, settings: RecistSettings) -> Assessme
 
 def _prior_category(study: StudyLesions, rerun: IRecistResult) -> str:
     """The iRECIST category a prior report stated (its carried state), else the rerun's."""
-    if study.state:
-        last = json.loads(study.state).get("last_category")
-        if last:
-            return str(last)
+    carried = read_state(study.state)[0] if study.state else None
+    if carried is not None and carried.last_category is not None:
+        return str(carried.last_category)
     return str(rerun.category)
 
 

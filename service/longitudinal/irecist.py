@@ -13,27 +13,34 @@ After a reset, known new lesions give a new iUPD only when more appear, when the
 RECIST PD against its own nadir, or when the NLNT volume rises by the non-target proxy.
 
 The state is a plain dataclass with `to_dict` / `from_dict`, carried in every SR so that any
-replica continues it. iRECIST is "recommendations for data handling ... not validated response
+replica continues it. `read_state` reads it back without ever failing the study: a state that
+cannot be read (not JSON, a field of the wrong kind) is no state, and the caller recomputes it
+from the series; fields this version does not know (a newer writer) are ignored. Either is said
+in a note. iRECIST is "recommendations for data handling ... not validated response
 criteria" (EORTC): its categories are states for review.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 from service.longitudinal.recist import (LesionMeasurement, NonTargetResponse, OverallResponse, RecistResult,
                                          TargetResponse, meets_pd, overall_response)
-from service.longitudinal.response_settings import IRecistSettings, RecistSettings
+from service.longitudinal.response_settings import IRecistSettings, NewLesionPolicy, RecistSettings
 from service.longitudinal.targets import measurable_limit_mm
 
 NOT_VALIDATED = "iRECIST: recommendations for data handling, not validated response criteria (EORTC)"
 TOO_EARLY = "confirmation not possible before day 28 (iRECIST)"
 OUTSIDE_WINDOW = "outside the 4-8-week confirmation window"
+FLAG_ONLY = "new lesions flagged only (new_lesion_policy: flag_only): not counted by iRECIST either"
+UNREADABLE_STATE = "the carried iRECIST state of the prior report was unreadable"
 
 
 class IRecistCategory(StrEnum):
@@ -89,18 +96,61 @@ class IRecistState:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IRecistState:
-        values = dict(data)
-        unknown = set(values) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown iRECIST state fields: {sorted(unknown)}")
-        if values.get("iupd_date"):
-            values["iupd_date"] = datetime.date.fromisoformat(values["iupd_date"])
-        values["iupd_basis"] = tuple(Basis(b) for b in values.get("iupd_basis", ()))
-        values["nlt_uids"] = tuple(values.get("nlt_uids", ()))
-        values["known_new_uids"] = tuple(values.get("known_new_uids", ()))
-        if values.get("last_category"):
-            values["last_category"] = IRecistCategory(values["last_category"])
-        return cls(**values)
+        """The state `to_dict` wrote; a field left out keeps its default (an older writer), one
+        this version does not know is ignored (a newer writer). ValueError naming the field
+        whose value is not of its kind."""
+        hints = get_type_hints(cls)
+        return cls(**{name: _field_value(name, hints[name], value) for name, value in data.items() if name in hints})
+
+
+def _field_value(name: str, kind: Any, value: Any) -> Any:
+    """`value` as JSON gives it, converted to the field's type, or ValueError naming the field:
+    a wrong type would otherwise fail later, inside the rules."""
+    options = [arg for arg in get_args(kind) if arg is not type(None)]
+    if len(options) == 1 and get_origin(kind) is not tuple:  # X | None
+        if value is None:
+            return None
+        kind = options[0]
+    if get_origin(kind) is tuple and isinstance(value, list):
+        return tuple(_field_value(name, get_args(kind)[0], item) for item in value)
+    if kind is bool and isinstance(value, bool):
+        return value
+    if kind is int and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    if kind is str and isinstance(value, str):
+        return value
+    if isinstance(value, str) and kind is datetime.date:
+        try:
+            return datetime.date.fromisoformat(value)
+        except ValueError:
+            pass
+    if isinstance(kind, type) and issubclass(kind, StrEnum) and value in {member.value for member in kind}:
+        return kind(value)
+    raise ValueError(f"iRECIST state field {name}: not a valid value")
+
+
+def read_state(text: str) -> tuple[IRecistState | None, tuple[str, ...]]:
+    """The state a prior report carried, and notes: (None, why) when it cannot be read, so the
+    caller falls back on the series instead of failing every later study of the patient. The
+    notes name fields only, never values (they hold study and tracking UIDs)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None, (f"{UNREADABLE_STATE} (not JSON): iRECIST recomputed from the series",)
+    if not isinstance(data, dict):
+        return None, (f"{UNREADABLE_STATE} (not a JSON object): iRECIST recomputed from the series",)
+    try:
+        state = IRecistState.from_dict(data)
+    except ValueError as error:
+        return None, (f"{UNREADABLE_STATE} ({error}): iRECIST recomputed from the series",)
+    unknown = sorted(str(key) for key in set(data) - set(IRecistState.__dataclass_fields__))
+    if not unknown:
+        return state, ()
+    named = [key for key in unknown if key.isidentifier() and len(key) <= 40]
+    return state, (f"the carried iRECIST state has {len(unknown)} field(s) this version does not know, ignored"
+                   + (f": {', '.join(named)}" if named else ""),)
 
 
 @dataclass(frozen=True)
@@ -142,8 +192,15 @@ def _new_lesion_split(new: Sequence[LesionMeasurement], known_nlt: Sequence[str]
 def step(state: IRecistState, recist: RecistResult, settings: IRecistSettings = IRecistSettings(),
          recist_settings: RecistSettings = RecistSettings(), *,
          slice_thickness_mm: float | None = None) -> IRecistResult:
-    """The iRECIST category of one follow-up, given the state the previous report carried."""
-    new = recist.new_lesions
+    """The iRECIST category of one follow-up, given the state the previous report carried.
+
+    Under `new_lesion_policy: flag_only` new lesions are candidates the RECIST result only flags,
+    so iRECIST does not count them either (no new-lesion iUPD, NLT/NLNT or confirmation by new
+    lesions): both categories rest on the same evidence, never RECIST SD beside iRECIST iUPD
+    from the same new lesion.
+    """
+    counted = recist_settings.new_lesion_policy is NewLesionPolicy.COUNTS_AS_PD
+    new = recist.new_lesions if counted else ()
     nlt_uids = _new_lesion_split(new, state.nlt_uids, slice_thickness_mm, settings, recist_settings)
     nlt_sum = sum(m.diameter_mm for m in new if m.tracking_uid in nlt_uids)
     nlnt_volume = sum(m.volume_ml for m in new if m.tracking_uid not in nlt_uids)
@@ -156,7 +213,7 @@ def step(state: IRecistState, recist: RecistResult, settings: IRecistSettings = 
     base = replace(state, nlt_uids=nlt_uids, known_new_uids=tuple(sorted(set(state.known_new_uids) | new_uids)),
                    nlt_baseline_mm=nlt_baseline)
     reasons: list[str] = []
-    flags: list[str] = []
+    flags: list[str] = [] if counted or not recist.new_lesions else [FLAG_ONLY]
 
     # What progresses now, by RECIST 1.1 with iRECIST's handling of new lesions already seen.
     progressing: list[Basis] = []

@@ -4,7 +4,8 @@ Input: the baseline target set and, per time point from the baseline on, what wa
 each lesion under its carried tracking UID (`Assessment`). Output per follow-up: the sum of
 diameters (SoD) over the baseline targets (nodes by their short axis, as measured, also below
 10 mm), baseline and nadir SoD, the target, non-target and overall responses, new lesions and
-flags. Comparisons are >= / <= on unrounded values (a 1e-9 relative tolerance absorbs binary
+flags. A non-nodal target below `small_lesion_mm` counts as measured (flagged), or as 5 mm under
+`small_lesion_policy: recist_5mm_if_below`. Comparisons are >= / <= on unrounded values (a 1e-9 relative tolerance absorbs binary
 floating point only).
 
 - Target: PD when SoD - nadir >= 20 % of the nadir and >= 5 mm (nadir: smallest SoD of the
@@ -33,7 +34,7 @@ from enum import StrEnum
 from service.comparison import RecistSums
 from service.longitudinal.identity import CarriedIdentity
 from service.longitudinal.links import Link, LinkStatus
-from service.longitudinal.response_settings import NewLesionPolicy, RecistSettings
+from service.longitudinal.response_settings import NewLesionPolicy, RecistSettings, SmallLesionPolicy
 from service.longitudinal.targets import TargetSet, organ_of
 from service.longitudinal.timepoint import TimepointLesion
 from service.model import Metric
@@ -44,6 +45,7 @@ NON_TARGET_SOURCE = "automated_proxy"
 ZERO_REFERENCE = "the reference sum is 0: relative change undefined"
 NO_TARGETS = "no target lesions at baseline"
 _REL_TOL = 1e-9
+TOO_SMALL_TO_MEASURE_MM = 5.0  # RECIST 1.1's value for a lesion present but too small to measure
 
 
 class MeasurementStatus(StrEnum):
@@ -153,9 +155,20 @@ def overall_response(target: TargetResponse | None, non_target: NonTargetRespons
             TargetResponse.NE: OverallResponse.NE}[target]
 
 
-def _sod(targets: Sequence[str], assessment: Assessment) -> tuple[float, list[str]]:
+def _sod(targets: Sequence[str], assessment: Assessment, settings: RecistSettings) -> tuple[float, list[str]]:
     """(sum of diameters over the evaluable targets, UIDs of the targets not evaluable)."""
-    return _total(targets, assessment, lambda m: m.diameter_mm)
+    return _total(targets, assessment, lambda m: _summed_mm(m, settings))
+
+
+def _summed_mm(m: LesionMeasurement, settings: RecistSettings) -> float:
+    """The diameter a target adds to the SoD: as measured; under `small_lesion_policy:
+    recist_5mm_if_below` a non-nodal target measured below `small_lesion_mm` adds 5 mm
+    (Eisenhauer 2009 appendix I, EORTC Q&A: a lesion present but too small to measure is
+    recorded as 5 mm). Nodes add their short axis as measured (a node under 10 mm is normal)."""
+    if settings.small_lesion_policy is SmallLesionPolicy.RECIST_5MM_IF_BELOW and not m.is_node \
+            and 0 < m.diameter_mm < settings.small_lesion_mm:
+        return TOO_SMALL_TO_MEASURE_MM
+    return m.diameter_mm
 
 
 def _non_target_volume(uids: Sequence[str], assessment: Assessment) -> tuple[float, list[str]]:
@@ -194,29 +207,43 @@ def _pct(value: float, reference: float) -> Metric:
     return Metric(100.0 * (value - reference) / reference) if reference > 0 else Metric.not_computable(ZERO_REFERENCE)
 
 
+CARRIED_NADIR = ("nadir carried from the latest prior report: the studies compared do not reach back to it "
+                 "(an intermediate report missing, or trimmed by the prior limits)")
+CARRIED_BASELINE = ("baseline sum carried from the latest prior report: the baseline study is not among the "
+                    "studies compared (trimmed by the prior limits)")
+
+
 def assess_series(target_set: TargetSet, series: Sequence[Assessment], settings: RecistSettings = RecistSettings(),
-                  *, carried_nadir: tuple[float, str] | None = None) -> tuple[RecistResult, ...]:
+                  *, carried_nadir: tuple[float, str | None] | None = None,
+                  carried_baseline: float | None = None) -> tuple[RecistResult, ...]:
     """RECIST 1.1 at every follow-up; series[0] is the baseline, in date order.
 
-    `carried_nadir` (SoD, study UID): the nadir a prior SR carried, used (and flagged) when an
-    intermediate report is missing from the series.
+    `carried_nadir` (SoD, study UID if known): the nadir a prior SR carried, used (and flagged)
+    when it is below the series' own, i.e. the series misses the time point that set it.
+    `carried_baseline`: the baseline SoD a prior SR carried, when the baseline study itself is
+    not in the series (then series[0] is the earliest follow-up kept, an ordinary time point
+    whose SoD may be the nadir); flagged at every follow-up.
     """
     if len(series) < 2:
         return ()
     targets = [lesion.tracking_uid for lesion in target_set.targets]
     non_targets = [lesion.tracking_uid for lesion in target_set.non_targets]
-    baseline_sod, baseline_missing = _sod(targets, series[0])
-    nadir: tuple[float, str] | None = None if baseline_missing else (baseline_sod, series[0].study_uid)
+    baseline_sod, baseline_missing = _sod(targets, series[0], settings)
+    nadir: tuple[float, str | None] | None = None if baseline_missing else (baseline_sod, series[0].study_uid)
+    if carried_baseline is not None:
+        if nadir is None or carried_baseline < nadir[0]:
+            nadir = (carried_baseline, None)
+        baseline_sod, baseline_missing = carried_baseline, []
     nt_nadir: float | None = None if _non_target_volume(non_targets, series[0])[1] else \
         _non_target_volume(non_targets, series[0])[0]
     results: list[RecistResult] = []
     responded = False
     for assessment in series[1:]:
-        flags: list[str] = []
+        flags: list[str] = [CARRIED_BASELINE] if carried_baseline is not None else []
         used_nadir = nadir
         if carried_nadir is not None and (used_nadir is None or carried_nadir[0] < used_nadir[0]):
             used_nadir = carried_nadir
-            flags.append("nadir carried from a prior report (an intermediate report is missing)")
+            flags.append(CARRIED_NADIR)
         result = _assess_one(target_set, targets, non_targets, assessment, baseline_sod, baseline_missing,
                              used_nadir, nt_nadir, responded, settings, flags)
         results.append(result)
@@ -234,7 +261,7 @@ def assess_series(target_set: TargetSet, series: Sequence[Assessment], settings:
 
 
 def assess(target_set: TargetSet, series: Sequence[Assessment], settings: RecistSettings = RecistSettings(),
-           *, carried_nadir: tuple[float, str] | None = None) -> RecistResult:
+           *, carried_nadir: tuple[float, str | None] | None = None) -> RecistResult:
     """RECIST 1.1 at the last time point of the series."""
     if len(series) < 2:
         raise ValueError("RECIST needs the baseline and at least one follow-up")
@@ -242,10 +269,10 @@ def assess(target_set: TargetSet, series: Sequence[Assessment], settings: Recist
 
 
 def _assess_one(target_set: TargetSet, targets: list[str], non_targets: list[str], assessment: Assessment,
-                baseline_sod: float, baseline_missing: list[str], nadir: tuple[float, str] | None,
+                baseline_sod: float, baseline_missing: list[str], nadir: tuple[float, str | None] | None,
                 nt_nadir: float | None, responded: bool, settings: RecistSettings,
                 flags: list[str]) -> RecistResult:
-    sod, missing = _sod(targets, assessment)
+    sod, missing = _sod(targets, assessment, settings)
     target: TargetResponse | None = None
     reason: str | None = None
     not_computable = Metric.not_computable(NO_TARGETS)
@@ -276,7 +303,9 @@ def _assess_one(target_set: TargetSet, targets: list[str], non_targets: list[str
         else:
             target = TargetResponse.SD
         flags += _borderline(pct_bl, pct_nadir, mm_nadir, settings)
-        flags += [f"target {uid}: < {settings.small_lesion_mm:g} mm (measured value kept)" for uid in targets
+        flags += [f"target {uid}: < {settings.small_lesion_mm:g} mm (" + (
+                  "measured value kept)" if _summed_mm(m, settings) == m.diameter_mm else
+                  f"counted as {TOO_SMALL_TO_MEASURE_MM:g} mm, small_lesion_policy)") for uid in targets
                   if (m := assessment.get(uid)) is not None and m.status is MeasurementStatus.MEASURED
                   and 0 < m.diameter_mm < settings.small_lesion_mm]
 

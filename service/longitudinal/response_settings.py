@@ -23,6 +23,11 @@ class NewLesionPolicy(StrEnum):
     FLAG_ONLY = "flag_only"
 
 
+class SmallLesionPolicy(StrEnum):
+    MEASURED = "measured"  # the default: the value as measured, flagged below small_lesion_mm
+    RECIST_5MM_IF_BELOW = "recist_5mm_if_below"  # a non-nodal target below small_lesion_mm sums as 5 mm
+
+
 class HpdDefinition(StrEnum):
     CHAMPIAT = "champiat"
     SAADA_BOUZID = "saada_bouzid"
@@ -51,7 +56,10 @@ class RecistSettings:
     new_lesion_policy: NewLesionPolicy = NewLesionPolicy.COUNTS_AS_PD
     borderline_margin_pct: float = 2.0
     borderline_margin_mm: float = 1.0
-    small_lesion_mm: float = 5.0
+    small_lesion_mm: float = 5.0  # the small_lesion_policy threshold
+    small_lesion_policy: SmallLesionPolicy = SmallLesionPolicy.MEASURED
+    baseline_max_days_before_start: int = 28  # flag only
+    sd_min_days: int = 0  # the protocol's minimum interval for SD; flag only
 
 
 @dataclass(frozen=True)

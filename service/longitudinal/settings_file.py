@@ -58,7 +58,8 @@ _POSITIVE = {"recist.min_measurable_ld_mm", "recist.thick_slice_mm", "recist.nod
 _AT_LEAST_ONE = {"recist.max_targets", "recist.max_targets_per_organ", "irecist.max_new_targets",
                  "irecist.max_new_targets_per_organ", "irecist.confirm_min_days"}
 _NON_NEGATIVE = {"recist.pd_abs_mm", "recist.borderline_margin_pct", "recist.borderline_margin_mm",
-                 "recist.small_lesion_mm", "irecist.confirm_tolerance_days", "irecist.confirm_abs_mm",
+                 "recist.small_lesion_mm", "recist.baseline_max_days_before_start", "recist.sd_min_days",
+                 "irecist.confirm_tolerance_days", "irecist.confirm_abs_mm",
                  "irecist.volume_tolerance_pct"}
 _SHRINKAGE = {"recist.pr_pct", "kinetics.responding_pct"}  # a decrease: between -100 % and 0 %, exclusive
 # (smaller, larger): the first may not exceed the second

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 import highdicom as hd
 from pydicom.sr.coding import Code
 
-from service.comparison import ResponseAssessment
+from service.comparison import ResponseAssessment, recist_assessment_uid
 from service.model import Metric
 from service.outputs import codes
 from service.outputs.response_values import sum_of_diameters_values
@@ -66,7 +66,8 @@ def _recist_group(response: ResponseAssessment, measurements: Measurements,
     ]
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=derived_uid("recist-assessment", [response.baseline_study_uid]), identifier=RECIST_GROUP_IDENTIFIER),
+            uid=response.assessment_uid or recist_assessment_uid(response.baseline_study_uid),
+            identifier=RECIST_GROUP_IDENTIFIER),
         time_point_context=time_point(),
         method=codes.RECIST_11,
         measurements=measurements([(name, m.value, unit) for name, m, unit in values if m.value is not None]),

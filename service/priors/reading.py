@@ -73,6 +73,18 @@ class PriorLesion:
 
 
 @dataclass(frozen=True)
+class CarriedSums:
+    """What a prior report's RECIST 1.1 assessment states of the series before it: the baseline
+    and nadir sums of diameters (SODBL, SODNADIR; None when not computable there) and the
+    group's Tracking UID, derived from the baseline study's UID (service.comparison), which
+    tells a later report whether it measures from the same baseline."""
+
+    baseline_sod_mm: float | None
+    nadir_sod_mm: float | None
+    assessment_uid: str | None
+
+
+@dataclass(frozen=True)
 class PriorReport:
     """A prior SR as data: its identity, its study and its lesions."""
 
@@ -89,6 +101,7 @@ class PriorReport:
     ct_series_instance_uid: str | None = None
     ct: ScannedCt = ScannedCt(None, None, None, None)  # extent and acquisition, from the image library
     irecist_state: str | None = None  # the carried iRECIST state (JSON); None: no response assessment
+    sums: CarriedSums | None = None  # None: no response assessment
 
 
 def read_prior_report(dataset: Dataset) -> PriorReport:
@@ -113,6 +126,7 @@ def read_prior_report(dataset: Dataset) -> PriorReport:
         ct_series_instance_uid=_ct_series(dataset),
         ct=read_scanned_ct(dataset, frames[0] if frames else None),
         irecist_state=_irecist_state(dataset),
+        sums=_carried_sums(dataset),
     )
 
 
@@ -200,17 +214,42 @@ def _uid_item(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations, n
     return None
 
 
-def _irecist_state(dataset: Dataset) -> str | None:
-    """The TEXT item IRECISTSTATE of the RECIST 1.1 assessment group, if the report has one."""
+def _assessment_items(dataset: Dataset) -> list[Dataset] | None:
+    """The content items of the RECIST 1.1 assessment group (the one holding IRECISTSTATE)."""
     for container in dataset.get("ContentSequence") or []:  # Imaging Measurements, ...
         for group in container.get("ContentSequence") or []:
-            for child in group.get("ContentSequence") or []:
-                concept = child.get("ConceptNameCodeSequence")
-                if child.get("ValueType") == "TEXT" and concept and (
-                        concept[0].CodeValue, concept[0].CodingSchemeDesignator) == (
-                        codes.IRECIST_STATE.value, codes.IRECIST_STATE.scheme_designator):
-                    return str(child.TextValue)
+            children = list(group.get("ContentSequence") or [])
+            if any(_is(child, "TEXT", codes.IRECIST_STATE) for child in children):
+                return children
     return None
+
+
+def _is(item: Dataset, value_type: str, name: _Concept) -> bool:
+    concept = item.get("ConceptNameCodeSequence")
+    return bool(item.get("ValueType") == value_type and concept and (
+        concept[0].CodeValue, concept[0].CodingSchemeDesignator) == (name.value, name.scheme_designator))
+
+
+def _irecist_state(dataset: Dataset) -> str | None:
+    """The TEXT item IRECISTSTATE of the RECIST 1.1 assessment group, if the report has one."""
+    items = _assessment_items(dataset) or []
+    return next((str(item.TextValue) for item in items if _is(item, "TEXT", codes.IRECIST_STATE)), None)
+
+
+def _carried_sums(dataset: Dataset) -> CarriedSums | None:
+    """SODBL, SODNADIR and the Tracking UID of the RECIST 1.1 assessment group, if the report has one."""
+    items = _assessment_items(dataset)
+    if items is None:
+        return None
+
+    def number(name: _Concept) -> float | None:
+        for item in items:
+            if _is(item, "NUM", name) and item.get("MeasuredValueSequence"):  # its FloatingPointValue if any
+                return float(hd.sr.NumContentItem.from_dataset(item, copy=False).value)
+        return None
+
+    uid = next((str(item.UID) for item in items if _is(item, "UIDREF", codes.TRACKING_UID)), None)
+    return CarriedSums(number(codes.SOD_BASELINE), number(codes.SOD_NADIR), uid)
 
 
 def _centroid(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations) -> tuple[Vector3 | None, str | None]:

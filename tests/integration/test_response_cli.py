@@ -22,6 +22,8 @@ import pydicom
 import pypdf
 import pytest
 
+from service.comparison import recist_assessment_uid
+from service.priors.reading import read_prior_report
 from tests.support.external import missing_dependency, require_tool
 from tests.support.fhir_validation import assert_valid_fhir
 from tests.support.follow_up_study import longest_chord_mm, pixel_diagonal_mm, write_follow_up
@@ -126,6 +128,21 @@ def test_week_6_is_recist_pd_and_iupd(series, sts019):
     state = json.loads(texts["IRECISTSTATE"][0])
     assert state["pending_iupd"] is True and state["iupd_basis"] == ["target"]
     assert any("requires radiologist confirmation" in line for line in texts["121106"])
+
+
+def test_the_sums_a_report_carries_are_read_back_for_the_next(series):
+    """What a later report needs when its series no longer reaches back (followup.md 9.5.3):
+    the week-11 SR's SODBL, SODNADIR and its assessment group's Tracking UID, as highdicom reads
+    them, are what the prior reader returns; the group is the baseline study's."""
+    root, _, _ = series
+    (path,) = (root / "week-11").glob("*.dcm")
+    group = _group(hd.sr.srread(path), "RECIST 1.1 assessment")
+    nums = _nums(group)
+    sums = read_prior_report(pydicom.dcmread(path)).sums
+    assert sums is not None
+    assert (sums.baseline_sod_mm, sums.nadir_sod_mm) == (nums["SODBL"], nums["SODNADIR"])
+    baseline_uid = str(pydicom.dcmread(next((root / "baseline").glob("*.dcm"))).StudyInstanceUID)
+    assert sums.assessment_uid == str(group.tracking_uid) == recist_assessment_uid(baseline_uid)
 
 
 def test_week_6_under_a_site_pd_threshold_is_sd_and_the_sr_says_why(series, tmp_path):

@@ -7,8 +7,9 @@ import datetime
 
 import pytest
 
-from service.longitudinal.irecist import TOO_EARLY, IRecistCategory as I, IRecistState, run, step
+from service.longitudinal.irecist import FLAG_ONLY, TOO_EARLY, IRecistCategory as I, IRecistState, run, step
 from service.longitudinal.recist import Assessment, LesionMeasurement, MeasurementStatus, assess_series
+from service.longitudinal.response_settings import NewLesionPolicy, RecistSettings
 from service.longitudinal.targets import select_targets
 from service.longitudinal.timepoint import TimepointLesion, UidSource
 
@@ -28,7 +29,8 @@ def _target_at(d: float | None) -> LesionMeasurement:
     return LesionMeasurement("1.1", MeasurementStatus.MEASURED, d, 1.0)
 
 
-def scenario(points: list[tuple[int, float | None, dict[str, float]]]) -> list[I]:
+def scenario(points: list[tuple[int, float | None, dict[str, float]]],
+             settings: RecistSettings = RecistSettings()) -> list[I]:
     """(day, target sum, {new lesion uid: D}) per time point, baseline first; a target sum of 0
     is the target gone, None the target not evaluable."""
     baseline = points[0][1]
@@ -39,12 +41,12 @@ def scenario(points: list[tuple[int, float | None, dict[str, float]]]) -> list[I
                           *(LesionMeasurement(uid, MeasurementStatus.MEASURED, nd, 1.0, organ="lung")
                             for uid, nd in new.items())))
               for i, (day, d, new) in enumerate(points)]
-    results = run(assess_series(ts, series))
+    results = run(assess_series(ts, series, settings), recist_settings=settings)
     # every step must continue identically from the serialised state, as another replica would
     state = IRecistState()
-    recist = assess_series(ts, series)
+    recist = assess_series(ts, series, settings)
     for r, expected in zip(recist, results):
-        again = step(IRecistState.from_dict(state.to_dict()), r)
+        again = step(IRecistState.from_dict(state.to_dict()), r, recist_settings=settings)
         assert again.category is expected.category
         state = again.state
     return [r.category for r in results]
@@ -138,3 +140,29 @@ SEYMOUR_TABLE_3: dict[str, tuple[list[tuple[int, float | None, dict[str, float]]
 def test_seymour_2017_table_3(example: str) -> None:
     points, expected = SEYMOUR_TABLE_3[example]
     assert scenario(points) == expected
+
+
+# A new lesion at day 42 while the target shrinks a little (50 -> 48 -> 47 mm: -4 %, -6 %, SD),
+# another new one at day 84. Counted (the default), iRECIST makes the first an iUPD and the second
+# (more new lesions, 42 days after it) confirms it: iCPD (Seymour 2017 table 2). Flagged only, the
+# new lesions are candidates, not progression, for iRECIST as for RECIST 1.1: SD maps to iSD.
+NEW_LESIONS = [(0, 50.0, {}), (42, 48.0, {"2.1": 20.0}), (84, 47.0, {"2.1": 25.0, "2.2": 15.0})]
+
+
+def test_new_lesions_counted_give_iupd_then_icpd() -> None:
+    assert scenario(NEW_LESIONS) == [I.IUPD, I.ICPD]
+
+
+def test_new_lesions_flagged_only_are_not_an_iupd_basis_either() -> None:
+    settings = RecistSettings(new_lesion_policy=NewLesionPolicy.FLAG_ONLY)
+    assert scenario(NEW_LESIONS, settings) == [I.ISD, I.ISD]
+    ts = select_targets([target("1.1", 50)], None)
+    series = [Assessment(f"s{i}", D0 + datetime.timedelta(days=day),
+                         (_target_at(d), *(LesionMeasurement(uid, MeasurementStatus.MEASURED, nd, 1.0, organ="lung")
+                                           for uid, nd in new.items())))
+              for i, (day, d, new) in enumerate(NEW_LESIONS)]
+    recist = assess_series(ts, series, settings)
+    irecist = run(recist, recist_settings=settings)
+    assert [str(r.overall) for r in recist] == ["SD", "SD"]
+    assert all(FLAG_ONLY in r.flags for r in irecist)
+    assert all(r.state.iupd_basis == () and not r.state.pending_iupd for r in irecist)

@@ -138,3 +138,28 @@ def test_site_designation_wins() -> None:
     ts = select_targets([lesion("1.1", 50, name="NT1"), lesion("1.2", 12, name="T1 liver")], None)
     assert ts.source is SelectionSource.SITE_DESIGNATION
     assert [x.tracking_uid for x in ts.targets] == ["1.2"]
+
+
+def test_small_lesion_policy_recist_5mm_if_below() -> None:
+    """Two liver targets of 20 mm (SoD 40). Then one gone (0 mm) and one at 2 mm; then 7 mm.
+    Measured (the default): SoD 2 is the nadir, 7 is +5 mm and +250 %: PD. Counted as 5 mm below
+    5 mm (EORTC Q&A: "if you cannot measure, record it as 5 mm"): SoD 5 is the nadir, 7 is
+    +2 mm (< 5 mm), not PD; -82.5 % against 40: PR."""
+    from service.longitudinal.response_settings import RecistSettings, SmallLesionPolicy
+    ts = select_targets([lesion("1.1", 20.0), lesion("1.2", 20.0)], None)
+    series = [point(0, m("1.1", 20.0), m("1.2", 20.0)),
+              point(1, LesionMeasurement("1.1", S.ABSENT), m("1.2", 2.0)),
+              point(2, LesionMeasurement("1.1", S.ABSENT), m("1.2", 7.0))]
+    measured = assess_series(ts, series)
+    assert [r.sod_mm.value for r in measured] == [2.0, 7.0]
+    assert measured[-1].target_response is T.PD
+    assert any("measured value kept" in flag for flag in measured[0].flags)
+    policy = RecistSettings(small_lesion_policy=SmallLesionPolicy.RECIST_5MM_IF_BELOW)
+    counted = assess_series(ts, series, policy)
+    assert [r.sod_mm.value for r in counted] == [5.0, 7.0]
+    assert counted[-1].target_response is T.PR and counted[-1].percent_vs_baseline.value == pytest.approx(-82.5)
+    assert any("counted as 5 mm" in flag for flag in counted[0].flags)
+    # a node keeps its short axis as measured (under 10 mm it is normal, not "too small")
+    nodes = select_targets([lesion("3.1", 20.0, "adenopathy")], None)
+    node_series = [point(0, m("3.1", 20.0, node=True)), point(1, m("3.1", 3.0, node=True))]
+    assert assess_series(nodes, node_series, policy)[0].sod_mm.value == 3.0

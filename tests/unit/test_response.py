@@ -9,13 +9,20 @@ service; and a measurable lesion the baseline report states as non-target stays 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import json
 import math
 
 import pytest
 
+from service.comparison import recist_assessment_uid
 from service.longitudinal.identity import CarriedIdentity
+from service.longitudinal.irecist import UNREADABLE_STATE, Basis, IRecistCategory, IRecistState
+from service.longitudinal.recist import CARRIED_BASELINE, CARRIED_NADIR
 from service.longitudinal.links import Confidence, Link, LinkStatus, MatchMethod
+from service.longitudinal.response_settings import RecistSettings
+from service.longitudinal.settings_file import ResponseSettings
 from service.longitudinal.timepoint import TimepointLesion, UidSource
 from service.response import BASELINE_INFERRED, ResponseInputs, StudyLesions, assess_response
 
@@ -92,3 +99,202 @@ def test_without_anchors_the_earliest_study_is_the_inferred_baseline():
 def test_baseline_study_uid_wins_over_the_treatment_start():
     outcome = _run(ResponseInputs(treatment_start=DAY_0, baseline_study_uid="1.2.1"))
     assert outcome.assessment is not None and outcome.assessment.baseline_study_uid == "1.2.1"
+
+
+# --- the iRECIST state a prior report carried ---------------------------------------------------
+# One target: baseline 50 mm, then 70 mm (+40 % and +20 mm over the nadir: RECIST PD, so iUPD),
+# then 76 mm, 61 days later: +6 mm since iUPD >= 5 mm confirms it (Seymour 2017 table 2), iCPD,
+# outside the 4-8-week window. That is what the series alone gives, so it is the expected
+# category whether the carried state is read or, unreadable, recomputed.
+
+def _confirmation(state: str | None):
+    baseline = study(0, (lesion("1.1", 50),), {"1.1": "target"})
+    iupd = dataclasses.replace(study(1, (lesion("1.1", 70),), {"1.1": "target"}), state=state)
+    now = lesion("own-1", 76)
+    links = [Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.HIGH, (now,), iupd.lesions)]
+    outcome = assess_response(study(2, (now,), {}), [baseline, iupd], links,
+                              {"own-1": CarriedIdentity("1.1", "1.1")}, {"1.1": 52.0}, ResponseInputs())
+    assert outcome.assessment is not None
+    return outcome.assessment
+
+
+IUPD_STATE = IRecistState(pending_iupd=True, iupd_date=DAY_0 + datetime.timedelta(days=DAYS),
+                          iupd_study_uid="1.2.1", iupd_basis=(Basis.TARGET,), target_sod_at_iupd=70.0,
+                          nlt_sum_at_iupd=0.0, nlnt_volume_at_iupd=0.0, last_category=IRecistCategory.IUPD)
+
+
+@pytest.mark.parametrize("state", [
+    "{not json",
+    "[1, 2]",
+    json.dumps({**IUPD_STATE.to_dict(), "iupd_date": "2024-13-45"}),
+    json.dumps({**IUPD_STATE.to_dict(), "iupd_basis": ["target", "elsewhere"]}),
+    json.dumps({**IUPD_STATE.to_dict(), "target_sod_at_iupd": "seventy"}),
+    json.dumps({**IUPD_STATE.to_dict(), "last_category": "iMaybe"}),
+], ids=["not-json", "not-an-object", "bad-date", "unknown-basis", "wrong-type", "unknown-category"])
+def test_an_unreadable_carried_state_is_recomputed_from_the_series_with_a_note(state):
+    response = _confirmation(state)
+    assert response.irecist == "iCPD"
+    assert response.iupd_pending is False
+    unreadable = [note for note in response.notes if note.startswith(UNREADABLE_STATE)]
+    assert len(unreadable) == 1
+    assert "1.2." not in unreadable[0]  # no UIDs in a note
+
+
+def test_fields_of_a_newer_writer_are_ignored_with_a_note():
+    response = _confirmation(json.dumps({**IUPD_STATE.to_dict(), "future_rule": 3, "1.2.840.1": "x"}))
+    assert response.irecist == "iCPD"
+    assert not any(note.startswith(UNREADABLE_STATE) for note in response.notes)
+    unknown = [note for note in response.notes if "does not know" in note]
+    assert len(unknown) == 1 and "2 field(s)" in unknown[0] and "future_rule" in unknown[0]
+    assert "1.2.840.1" not in unknown[0]
+
+
+def test_the_carried_state_is_what_continues():
+    """A state read: a confirmed iCPD stays iCPD (Seymour 2017: iCPD is final), although the
+    series alone would say otherwise here (the target shrank back)."""
+    baseline = study(0, (lesion("1.1", 50),), {"1.1": "target"})
+    confirmed = dataclasses.replace(IUPD_STATE, pending_iupd=False, confirmed=True,
+                                    last_category=IRecistCategory.ICPD)
+    prior = dataclasses.replace(study(1, (lesion("1.1", 52),), {"1.1": "target"}),
+                                state=json.dumps(confirmed.to_dict()))
+    now = lesion("own-1", 50)
+    links = [Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.HIGH, (now,), prior.lesions)]
+    outcome = assess_response(study(2, (now,), {}), [baseline, prior], links,
+                              {"own-1": CarriedIdentity("1.1", "1.1")}, {"1.1": 0.0}, ResponseInputs())
+    assert outcome.assessment is not None and outcome.assessment.irecist == "iCPD"
+    assert [p.irecist_category for p in outcome.series] == [None, "iCPD", "iCPD"]
+
+
+# --- a series that no longer reaches back to the baseline or the nadir --------------------------
+# One target. Baseline (study 0) 100 mm; the nadir, 40 mm, at the first follow-up (study 1); then
+# 45 mm at every follow-up up to study 13; the current study (14) measures 50 mm. The prior
+# limits keep the latest 12 prior studies (prior_max_studies, followup.md 9.2): studies 2-13.
+# Study 13's report states what it measured from: SODBL 100, SODNADIR 40 (the nadir of the
+# studies before it), and the assessment group of the baseline (study 0).
+# By hand, from the carried sums: 50 - 40 = +10 mm, +25 % over the nadir: PD; -50 % against
+# baseline. From the kept studies alone it would be 50 against 45: +5 mm but +11 %: SD.
+
+SUMS = {0: 100.0, 1: 40.0, **{i: 45.0 for i in range(2, 14)}}
+
+
+def _late(kept: range, stated: dict[str, float | str]):
+    priors = [study(i, (lesion("1.1", SUMS[i]),), {"1.1": "target"}) for i in kept]
+    priors[-1] = dataclasses.replace(priors[-1], **stated)
+    now = lesion("own-1", 50)
+    links = [Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.HIGH, (now,), priors[-1].lesions)]
+    outcome = assess_response(study(14, (now,), {}), priors, links, {"own-1": CarriedIdentity("1.1", "1.1")},
+                              {"1.1": -50.0}, ResponseInputs())
+    assert outcome.assessment is not None
+    return outcome.assessment
+
+
+STUDY_13_STATES = {"baseline_sod_mm": 100.0, "nadir_sod_mm": 40.0, "assessment_uid": recist_assessment_uid("1.2.0")}
+
+
+def test_trimmed_priors_use_the_baseline_and_nadir_the_latest_report_carried():
+    response = _late(range(2, 14), STUDY_13_STATES)
+    assert response.target_response == "PD" and response.overall == "PD"
+    assert response.baseline_sod_mm.value == 100.0 and response.nadir_sod_mm.value == 40.0
+    assert response.percent_vs_baseline.value == pytest.approx(-50.0)
+    assert response.percent_vs_nadir.value == pytest.approx(25.0)
+    assert response.mm_vs_nadir.value == pytest.approx(10.0)
+    assert CARRIED_BASELINE in response.notes and CARRIED_NADIR in response.notes
+    # the report continues the baseline's assessment group, not one of the earliest study kept
+    assert response.assessment_uid == recist_assessment_uid("1.2.0")
+
+
+def test_a_pr_is_measured_against_the_carried_baseline():
+    """The same kept studies, now 68 mm: -32 % against the carried 100 mm is PR (<= -30 %);
+    against the earliest study kept (45 mm) it would be +51 %, PD."""
+    priors = [study(i, (lesion("1.1", 75.0),), {"1.1": "target"}) for i in range(2, 14)]
+    priors[-1] = dataclasses.replace(priors[-1], baseline_sod_mm=100.0, nadir_sod_mm=75.0,
+                                     assessment_uid=recist_assessment_uid("1.2.0"))
+    now = lesion("own-1", 68)
+    links = [Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.HIGH, (now,), priors[-1].lesions)]
+    response = assess_response(study(14, (now,), {}), priors, links, {"own-1": CarriedIdentity("1.1", "1.1")},
+                               {"1.1": -32.0}, ResponseInputs()).assessment
+    assert response is not None
+    assert response.target_response == "PR" and response.percent_vs_baseline.value == pytest.approx(-32.0)
+    assert CARRIED_BASELINE in response.notes and CARRIED_NADIR not in response.notes
+
+
+def test_a_missing_intermediate_report_uses_the_carried_nadir():
+    """The baseline is among the studies compared but study 1's report is missing: study 2's
+    report carried the nadir of 40 mm, so 50 mm is PD (+25 %, +10 mm), not SD against 45."""
+    response = _late(range(0, 14), {**STUDY_13_STATES})
+    assert response.target_response == "PD" and response.nadir_sod_mm.value == 40.0  # with study 1: its own
+    assert CARRIED_NADIR not in response.notes  # the series reaches the nadir: nothing carried
+    without_1 = [i for i in range(0, 14) if i != 1]
+    priors = [study(i, (lesion("1.1", SUMS[i]),), {"1.1": "target"}) for i in without_1]
+    priors[-1] = dataclasses.replace(priors[-1], **STUDY_13_STATES)
+    now = lesion("own-1", 50)
+    links = [Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.HIGH, (now,), priors[-1].lesions)]
+    response = assess_response(study(14, (now,), {}), priors, links, {"own-1": CarriedIdentity("1.1", "1.1")},
+                               {"1.1": -50.0}, ResponseInputs()).assessment
+    assert response is not None
+    assert response.target_response == "PD" and response.nadir_sod_mm.value == 40.0
+    assert response.baseline_sod_mm.value == 100.0
+    assert CARRIED_NADIR in response.notes and CARRIED_BASELINE not in response.notes
+
+
+def test_without_carried_sums_the_kept_studies_are_all_there_is():
+    """An older report stating no sums: the earliest study kept is the (inferred) baseline."""
+    response = _late(range(2, 14), {})
+    assert response.target_response == "SD" and response.baseline_sod_mm.value == 45.0
+    assert BASELINE_INFERRED in response.notes
+
+
+# --- followup.md 9.2 timing settings (flags only) -----------------------------------------------
+
+def _timed(baseline_day: int, follow_up_day: int, d: float, inputs: ResponseInputs):
+    """A 50 mm target at the baseline, `d` at the follow-up, on the given days after DAY_0."""
+    def on(day: int, uid: str, lesions: tuple[TimepointLesion, ...], categories: dict[str, str]) -> StudyLesions:
+        date = DAY_0 + datetime.timedelta(days=day)
+        return StudyLesions(uid, date, date.strftime("%Y%m%d"), lesions, 1.0, categories, {})
+    baseline = on(baseline_day, "1.2.0", (lesion("1.1", 50),), {"1.1": "target"})
+    now = lesion("own-1", d)
+    links = [Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.HIGH, (now,), baseline.lesions)]
+    outcome = assess_response(on(follow_up_day, "1.2.1", (now,), {}), [baseline], links,
+                              {"own-1": CarriedIdentity("1.1", "1.1")}, {"1.1": 100 * (d - 50) / 50}, inputs)
+    assert outcome.assessment is not None
+    return outcome.assessment
+
+
+def _rules(**recist) -> ResponseSettings:
+    return ResponseSettings(recist=dataclasses.replace(RecistSettings(), **recist))
+
+
+@pytest.mark.parametrize("days_before, limit, flagged", [(35, 28, True), (28, 28, False), (35, 40, False)])
+def test_a_baseline_long_before_the_treatment_start_is_flagged(days_before, limit, flagged):
+    start = DAY_0 + datetime.timedelta(days=days_before)
+    response = _timed(0, days_before + 42, 48,
+                      ResponseInputs(treatment_start=start, rules=_rules(baseline_max_days_before_start=limit)))
+    assert response.baseline_study_uid == "1.2.0" and response.overall == "SD"  # used all the same
+    note = f"baseline {days_before} days before treatment_start: more than baseline_max_days_before_start ({limit})"
+    assert (note in response.notes) is flagged
+
+
+@pytest.mark.parametrize("day, sd_min_days, flagged", [(35, 42, True), (42, 42, False), (35, 0, False)])
+def test_an_sd_before_the_minimum_interval_is_flagged(day, sd_min_days, flagged):
+    """48 mm against 50 mm (-4 %, +0 mm against the nadir): SD, whatever the interval."""
+    response = _timed(0, day, 48, ResponseInputs(rules=_rules(sd_min_days=sd_min_days)))
+    assert response.overall == "SD" and response.irecist == "iSD"
+    assert any(note.startswith(f"SD at day {day}, before sd_min_days") for note in response.notes) is flagged
+
+
+def test_the_minimum_interval_does_not_touch_other_categories():
+    response = _timed(0, 35, 30, ResponseInputs(rules=_rules(sd_min_days=42)))  # -40 %: PR
+    assert response.overall == "PR" and not any("sd_min_days" in note for note in response.notes)
+
+
+def test_a_single_prior_kept_still_continues_the_series():
+    """Only study 13 within the limits: it is the earliest study compared, yet its report was a
+    follow-up's. Its sums stand in (PD as above) and its iRECIST state continues: an iUPD it
+    carries pending since study 12 (61 days) is confirmed by +5 mm over the 45 mm at iUPD."""
+    pending = IRecistState(pending_iupd=True, iupd_date=DAY_0 + datetime.timedelta(days=12 * DAYS),
+                           iupd_basis=(Basis.NEW,), target_sod_at_iupd=45.0, nlt_sum_at_iupd=0.0,
+                           nlnt_volume_at_iupd=0.0, last_category=IRecistCategory.IUPD)
+    response = _late(range(13, 14), {**STUDY_13_STATES, "state": json.dumps(pending.to_dict())})
+    assert response.overall == "PD" and response.nadir_sod_mm.value == 40.0
+    assert response.baseline_sod_mm.value == 100.0
+    assert response.irecist == "iCPD"

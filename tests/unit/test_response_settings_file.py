@@ -48,6 +48,13 @@ def test_the_example_file_states_every_setting_at_its_default():
     assert read_response_settings(None) == ResponseSettings()
 
 
+def test_the_timing_and_small_lesion_settings_are_read(tmp_path):
+    rules = read_response_settings(_file(tmp_path, "recist:\n  small_lesion_policy: recist_5mm_if_below\n"
+                                                   "  sd_min_days: 42\n  baseline_max_days_before_start: 35\n"))
+    assert rules.recist == dataclasses.replace(RecistSettings(), small_lesion_policy="recist_5mm_if_below",
+                                               sd_min_days=42, baseline_max_days_before_start=35)
+
+
 def test_a_file_sets_only_what_it_states(tmp_path):
     rules = read_response_settings(_file(tmp_path, "recist:\n  pd_pct: 10\n  target_selection: largest_first\n"
                                                    "kinetics:\n  hpd_definitions: [kas, kato]\n"))
@@ -71,6 +78,10 @@ def test_a_file_sets_only_what_it_states(tmp_path):
     ("recist:\n  node_normal_sa_mm: 16\n", "recist.node_normal_sa_mm"),
     ("recist:\n  target_selection: biggest\n", "recist.target_selection must be one of"),
     ("recist:\n  new_lesion_policy: ignore\n", "recist.new_lesion_policy must be one of"),
+    ("recist:\n  small_lesion_policy: five\n", "recist.small_lesion_policy must be one of"),
+    ("recist:\n  sd_min_days: -7\n", "recist.sd_min_days must be zero or more"),
+    ("recist:\n  sd_min_days: 6 weeks\n", "recist.sd_min_days must be a whole number"),
+    ("recist:\n  baseline_max_days_before_start: -1\n", "recist.baseline_max_days_before_start must be zero"),
     ("recist:\n  target_name_regex: '^T('\n", "recist.target_name_regex is not a regular expression"),
     ("irecist:\n  confirm_min_days: 60\n", r"irecist.confirm_min_days \(60\) must not exceed irecist.confirm_max_days"),
     ("irecist:\n  confirm_tolerance_days: -2\n", "irecist.confirm_tolerance_days must be zero or more"),

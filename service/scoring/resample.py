@@ -161,11 +161,19 @@ def resample_lesion(
     return ResampledLesion(image=image, core=core, image_edges=_edges_zyx(first, last, np.asarray(grid.size)))
 
 
+# Interpolated integer HU land exactly on x.5 for about 2% of voxels; floating-point error then
+# puts them a hair either side, differently on a crop and on the whole volume (their sample
+# positions differ by ~1e-12), so they would round different ways. Snapping to this many
+# decimals first makes a tie a tie, rounded half to even (numpy, as MIRP does) on every grid.
+_TIE_DECIMALS = 6
+
+
 def _rounded(image: sitk.Image) -> sitk.Image:
-    rounded = sitk.GetImageFromArray(np.round(sitk.GetArrayViewFromImage(image)))
+    """The image's intensities rounded to integers (IBSI intensity rounding, for CT)."""
+    snapped = np.round(sitk.GetArrayViewFromImage(image), _TIE_DECIMALS)
+    rounded = sitk.GetImageFromArray(np.round(snapped))
     rounded.CopyInformation(image)
     return rounded
-
 
 
 def native_lesion(

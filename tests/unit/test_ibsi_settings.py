@@ -20,7 +20,7 @@ from service.outputs import codes
 from service.scoring.in_process import describe_scoring
 from service.scoring.lesion import ScoringContext, lesion_features, score_lesion
 from service.scoring.panel import FeaturePanel, full_panel, signature_panel
-from service.scoring.resample import resample_lesion
+from service.scoring.resample import _rounded, resample_lesion
 from service.scoring.resegment import intensity_mask
 from service.scoring.settings import TEXTURE_CLASSES, ExtractionSettings
 from service.scoring.signatures import Variable, load_signature
@@ -250,3 +250,12 @@ def test_bspline_crop_gives_the_same_features_as_the_whole_volume(offset):
         assert from_crop.features[region].keys() == values.keys()
         for name, value in values.items():
             assert from_crop.features[region][name] == pytest.approx(value, rel=1e-9, abs=1e-12, nan_ok=True), name
+
+
+def test_interpolated_ties_round_the_same_way_whatever_their_floating_point_error():
+    """An interpolated x.5 computed on a crop and on the whole volume can differ by ~1e-12 and
+    then fall either side of the tie: both round half to even, as an exact x.5 does (numpy's
+    rounding, as MIRP's)."""
+    near_ties = np.array([[[0.5 - 1e-12, 0.5 + 1e-12, 1.5 - 1e-12, 1.5 + 1e-12, -0.5 + 1e-12, 2.4999]]])
+    rounded = sitk.GetArrayFromImage(_rounded(sitk.GetImageFromArray(near_ties)))
+    np.testing.assert_array_equal(rounded, [[[0.0, 0.0, 2.0, 2.0, 0.0, 2.0]]])

@@ -17,6 +17,7 @@ from fhir.resources.R4B.bundle import Bundle
 
 from tests.support.external import require_tool
 from tests.support import small_study
+from tests.support.sr_groups import lesion_groups
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,7 +38,7 @@ def test_one_group_per_segment_with_volumes_from_the_seg_frames(scored):
     out, stdout, seg = scored
     (sr_path,) = out.glob("*.dcm")
     report = hd.sr.srread(sr_path).content
-    groups = report.get_volumetric_roi_measurement_groups()
+    groups = lesion_groups(report)
     assert len(groups) == len(seg.SegmentSequence) == 5
     # Independent volume: set pixels of each segment's frames x voxel volume from the SEG itself.
     frames = seg.pixel_array
@@ -83,7 +84,7 @@ def test_score_writes_the_tumour_board_page_beside_the_sr_and_bundle(scored):
     reader = pypdf.PdfReader(io.BytesIO(pdf))
     assert len(reader.pages) == 1 and len(reader.pages[0].images) == len(seg.SegmentSequence)
     text = " ".join(reader.pages[0].extract_text().split())
-    for group in hd.sr.srread(sr_path).content.get_volumetric_roi_measurement_groups():
+    for group in lesion_groups(hd.sr.srread(sr_path).content):
         assert str(group.tracking_identifier) in text
     assert "not a diagnosis" in text and "uncalibrated - research use only" in text
     document = pydicom.dcmread(out / f"{uid}.summary.dicom")
@@ -121,7 +122,7 @@ def test_finding_site_is_the_segments_anatomic_region(data_dir, tmp_path):
     (sr_path,) = out.glob("*.dcm")
     sites = {group.referenced_segment.referenced_segment_numbers[0]:
              [(site.value.value, site.value.scheme_designator) for site in group.finding_sites]
-             for group in hd.sr.srread(sr_path).content.get_volumetric_roi_measurement_groups()}
+             for group in lesion_groups(hd.sr.srread(sr_path).content)}
     assert sites == {1: [("69536005", "SCT")], 2: [("64033007", "SCT")], 3: [], 4: [], 5: []}
 
 

@@ -68,6 +68,7 @@ from service.model import LesionResult, LesionSource, Metric, Provenance, StudyI
 from service.outputs import codes
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.feature_codes import REGION_METHODS, feature_concept
+from service.outputs.sr_method import method_as_concept_modifier
 from service.outputs.sr_response import response_groups
 from service.outputs.study_header import SPECIFIC_CHARACTER_SET, set_patient_and_study
 
@@ -433,8 +434,9 @@ def _roi_group(
         "finding_sites": _lesion_finding_site(lesion),
         **content,
     }
+    built: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
     if lesion.source == LesionSource.SEG:
-        return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+        built = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             referenced_segment=hd.sr.ReferencedSegment(
                 sop_class_uid=result.ct.contour_sop_class_uid,
                 sop_instance_uid=lesion.source_sop_instance_uid,
@@ -443,7 +445,10 @@ def _roi_group(
             ),
             **group,
         )
-    return _StructureSetRoiGroup(_region_in_space(result, lesion), **group)
+    else:
+        built = _StructureSetRoiGroup(_region_in_space(result, lesion), **group)
+    method_as_concept_modifier(built)
+    return built
 
 
 def _region_in_space(result: StudyResult, lesion: LesionResult) -> list[hd.sr.ContentItem]:

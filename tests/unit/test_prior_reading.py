@@ -16,10 +16,11 @@ import pytest
 from pydicom import Dataset
 from pydicom.sequence import Sequence
 
+from service.errors import InputError
+from service.model import StudyResult
 from service.outputs.feature_codes import feature_concept
 from service.outputs.sr import build_measurement_report
 from service.priors.reading import PriorReport, read_prior_report
-from service.model import StudyResult
 from tests.support.synthetic_results import make_study_result
 
 _IMAGING_MEASUREMENTS = "126010"
@@ -96,3 +97,17 @@ def test_a_prior_written_before_the_split_reads_back_the_same(built) -> None:
     assert len(lesion_groups) == len(result.lesions) + 1
     assert all(_child(g, _METHOD) is None for g in lesion_groups)
     assert read_prior_report(old).lesions == read_prior_report(sr).lesions
+
+
+def test_a_ring_group_without_its_lesion_group_is_a_specific_error(built) -> None:
+    """A ring group alone has no sizes, statements or centroid to make a lesion of."""
+    _, sr = built
+    damaged = copy.deepcopy(sr)
+    measurements = _child(damaged, _IMAGING_MEASUREMENTS)
+    first_core = next(g for g in measurements.ContentSequence
+                      if (method := _child(g, _METHOD)) is not None and method.ConceptCodeSequence[0].CodeValue == "RGNCORE"
+                      and any(_child(o, _TRACKING_UID).UID == _child(g, _TRACKING_UID).UID
+                              for o in measurements.ContentSequence if o is not g))
+    measurements.ContentSequence = Sequence([g for g in measurements.ContentSequence if g is not first_core])
+    with pytest.raises(InputError, match="peritumoral ring group without its lesion group"):
+        read_prior_report(damaged)

@@ -1,8 +1,9 @@
 """The DICOM output: a Comprehensive 3D SR holding a TID 1500 Measurement Report.
 
 Why TID 1500: it is what PACS viewers and radiotherapy planning systems read for lesion
-measurements, with one TID 1411 group per lesion tied to the contour it measures by a tracking
-identifier and UID, and a TID 1501 group for the patient-level biomarkers.
+measurements, with TID 1411 groups per lesion (its core and its peritumoral ring) tied to the
+contour they measure by a tracking identifier and UID, and a TID 1501 group for the
+patient-level biomarkers.
 
 How each lesion's contour is referenced (TID 1411 allows exactly one ROI reference per group):
 - SEG: "Referenced Segment" (IMAGE item with the segment number) plus "Source series for
@@ -22,14 +23,17 @@ How each lesion's contour is referenced (TID 1411 allows exactly one ROI referen
   readers) refuses to read such a document and PixelMed reports the relationship as illegal. So the item is the
   group's own CONTAINS child, right after Region In Space (TID 1411 is extensible).
 
-Each lesion group also holds its centroid as a SCOORD3D point in the CT's Frame of Reference (for
-radiotherapy planning) and its IBSI-defined radiomics features, coded as service.outputs.
-feature_codes explains, with the region (core or ring) as the Measurement Method. The document
+Each lesion has two TID 1411 groups with the same Tracking Identifier and UID, one per region
+its radiomics features describe, the region being the group's Measurement Method: the core group
+(the contoured lesion) with the sizes, the score, the statements, the change and the centroid as
+a SCOORD3D point in the CT's Frame of Reference (for radiotherapy planning), and the peritumoral
+ring group (only when the lesion has ring features). Each holds its region's IBSI-defined
+radiomics features, coded as service.outputs.feature_codes explains. The document
 lists the CT series in its image library (TID 1600: its first two and last images, which state
 its extent), with the CT's kVp and convolution kernel among the group's descriptors, so that a
 later study knows this one's extent and acquisition from the SR alone (service.priors.library); a re-scored study's SR references the SR it replaces
-(Predecessor Documents Sequence). A follow-up's lesion group adds, under LESCHG, the delta of
-every coded feature; a split fragment names its parent's tracking UID.
+(Predecessor Documents Sequence). A follow-up's lesion groups add, under LESCHG, the delta of
+every coded feature of their region; a split fragment names its parent's tracking UID.
 
 Everything a reader must see (docs/method.md section 6) is in the report: algorithm identification
 with the signature and its status on every measurement, and a TID 1500 "Qualitative
@@ -56,7 +60,7 @@ from pydicom import Dataset
 from pydicom.sr.codedict import codes as dicom_codes
 from pydicom.sr.coding import Code
 
-from service.comparison import Comparison, LesionComparison, PriorSrReference, TimePointInfo
+from service.comparison import Comparison, FeatureDelta, LesionComparison, PriorSrReference, TimePointInfo
 from service.durable import write_atomically
 from service.errors import InputError
 from service.uids import derived_uid
@@ -64,6 +68,7 @@ from service.model import LesionResult, LesionSource, Metric, Provenance, StudyI
 from service.outputs import codes
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.feature_codes import REGION_METHODS, feature_concept
+from service.outputs.sr_method import method_as_concept_modifier
 from service.outputs.sr_response import response_groups
 from service.outputs.study_header import SPECIFIC_CHARACTER_SET, set_patient_and_study
 
@@ -129,7 +134,7 @@ def build_measurement_report(
         observation_context=_observation_context(provenance),
         procedure_reported=codes.PROCEDURE_CT,
         imaging_measurements=[
-            *(_lesion_group(result, lesion, comparison) for lesion in result.lesions),
+            *(group for lesion in result.lesions for group in _lesion_groups(result, lesion, comparison)),
             _patient_group(result, comparison.time_point),
             *(response_groups(comparison.response,
                               lambda values: _measurements(result, [_Value(*value) for value in values]),
@@ -374,43 +379,71 @@ def _evaluations(pairs: Sequence[tuple[Code, Code]]) -> list[hd.sr.QualitativeEv
     return [hd.sr.QualitativeEvaluation(name, value) for name, value in pairs]
 
 
-def _lesion_group(
+def _lesion_groups(
     result: StudyResult, lesion: LesionResult, comparison: Comparison
-) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
-    """TID 1411 for one lesion, referencing its contour the way its source allows; with its
-    change against earlier studies when it was matched to a prior lesion."""
+) -> list[hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations]:
+    """The lesion's TID 1411 groups: its core group, then its ring group when it has ring features.
+
+    The region (core or ring) is the group's Measurement Method, because readers such as dcmqi's
+    tid1500reader keep the method only per group: with both regions in one group, a feature
+    measured in both read back as two indistinguishable values. Both groups carry the lesion's
+    Tracking Identifier and UID (one lesion, two regions) and reference its contour (the ring is
+    built around it); the core group, the contoured lesion itself, also holds the lesion-level
+    values (sizes, score, change, statements, centroid). Each feature keeps its region as its
+    own Measurement Method too, so that a reader merging the groups by Tracking UID, as
+    service.priors.reading does, still tells the regions apart.
+    """
     change = comparison.lesions.get(lesion.tracking_uid)
+    core = _roi_group(result, lesion, comparison, "core",
+                      measurements=_measurements(result, _lesion_values(lesion) + _feature_values(lesion, "core")
+                                                 + _change_values(change)),
+                      qualitative_evaluations=_evaluations(_lesion_statements(result, lesion)
+                                                           + _change_statements(change)
+                                                           + _baseline_category(comparison, lesion)))
+    core[0].ContentSequence.append(_centroid(result, lesion))
+    if change is not None:
+        core[0].ContentSequence.extend(_match_items(change))
+        core[0].ContentSequence.extend(_derived_from(change))
+    groups = [core]
+    ring_values = _feature_values(lesion, "ring")
+    if ring_values:
+        groups.append(_roi_group(result, lesion, comparison, "ring", measurements=_measurements(result, ring_values)))
+    deltas = change.feature_deltas if change is not None else ()
+    for group, region in zip(groups, ("core", "ring")):
+        if own := [delta for delta in deltas if delta.region == region]:
+            group[0].ContentSequence.append(_feature_deltas(own, change.cd8_not_comparable if change else ()))
+    return groups
+
+
+def _roi_group(
+    result: StudyResult, lesion: LesionResult, comparison: Comparison, region: str, **content: Any
+) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
+    """One TID 1411 group of the lesion for `region` (its Measurement Method), referencing the
+    lesion's contour the way its source allows; `content`: its measurements and evaluations."""
     group: dict[str, Any] = {
         "tracking_identifier": hd.sr.TrackingIdentifier(
             uid=lesion.tracking_uid, identifier=lesion.tracking_id
         ),
         "time_point_context": _time_point_context(comparison.time_point),
         "finding_type": codes.FINDING_LESION,
+        "method": REGION_METHODS[region],
         "finding_sites": _lesion_finding_site(lesion),
-        "measurements": _measurements(result, _lesion_values(lesion) + _change_values(change)),
-        "qualitative_evaluations": _evaluations(_lesion_statements(result, lesion) + _change_statements(change)
-                                                + _baseline_category(comparison, lesion)),
+        **content,
     }
+    built: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
     if lesion.source == LesionSource.SEG:
-        built: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations = (
-            hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-                referenced_segment=hd.sr.ReferencedSegment(
-                    sop_class_uid=result.ct.contour_sop_class_uid,
-                    sop_instance_uid=lesion.source_sop_instance_uid,
-                    segment_number=lesion.number,
-                    source_series=hd.sr.SourceSeriesForSegmentation(result.ct.series_instance_uid),
-                ),
-                **group,
-            )
+        built = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            referenced_segment=hd.sr.ReferencedSegment(
+                sop_class_uid=result.ct.contour_sop_class_uid,
+                sop_instance_uid=lesion.source_sop_instance_uid,
+                segment_number=lesion.number,
+                source_series=hd.sr.SourceSeriesForSegmentation(result.ct.series_instance_uid),
+            ),
+            **group,
         )
     else:
         built = _StructureSetRoiGroup(_region_in_space(result, lesion), **group)
-    built[0].ContentSequence.append(_centroid(result, lesion))
-    if change is not None:
-        built[0].ContentSequence.extend(_match_items(change))
-        built[0].ContentSequence.extend(_derived_from(change))
-        if change.feature_deltas:
-            built[0].ContentSequence.append(_feature_deltas(change))
+    method_as_concept_modifier(built)
     return built
 
 
@@ -437,18 +470,19 @@ def _derived_from(change: LesionComparison) -> list[hd.sr.UIDRefContentItem]:
                                     relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)]
 
 
-def _feature_deltas(change: LesionComparison) -> hd.sr.ContainerContentItem:
-    """LESCHG container: per feature, the delta (in the feature's unit) and the relative delta
-    (%), each a TID 300 NUM coded like the feature (name, derivation, region as method), so a
-    reader pairs them with the feature by the same codes. Not comparable: stated inside, with
-    the reasons. A delta without a value (feature missing in one study) has no NUM."""
+def _feature_deltas(deltas: Sequence[FeatureDelta], not_comparable: Sequence[str]) -> hd.sr.ContainerContentItem:
+    """LESCHG container of one region's group: per feature of `deltas`, the delta (in the
+    feature's unit) and the relative delta (%), each a TID 300 NUM coded like the feature (name,
+    derivation, region as method), so a reader pairs them with the feature by the same codes.
+    Not comparable: stated inside, with the reasons. A delta without a value (feature missing in
+    one study) has no NUM."""
     container = hd.sr.ContainerContentItem(name=codes.FEATURE_DELTAS,
                                            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
     items: list[Dataset] = []
-    if change.cd8_not_comparable:
-        items.append(hd.sr.TextContentItem(name=codes.NOT_COMPARABLE, value="; ".join(change.cd8_not_comparable),
+    if not_comparable:
+        items.append(hd.sr.TextContentItem(name=codes.NOT_COMPARABLE, value="; ".join(not_comparable),
                                            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
-    for delta in change.feature_deltas:
+    for delta in deltas:
         concept = feature_concept(delta.tag)
         if concept is None:
             continue
@@ -555,17 +589,16 @@ def _lesion_values(lesion: LesionResult) -> list[_Value]:
     ]
     if lesion.score is not None:
         values.append(_Value(codes.CD8_SCORE, lesion.score, codes.UNIT_SCORE))
-    return values + _feature_values(lesion)
+    return values
 
 
-def _feature_values(lesion: LesionResult) -> list[_Value]:
-    """The lesion's IBSI-defined radiomics features, coded, with the region as the method."""
+def _feature_values(lesion: LesionResult, region: str) -> list[_Value]:
+    """The lesion's IBSI-defined radiomics features of `region`, coded, with the region as the method."""
     values = []
-    for region, features in lesion.features.items():
-        for tag, value in sorted(features.items()):
-            concept = feature_concept(tag)
-            if concept is not None and math.isfinite(value):
-                values.append(_Value(concept.name, value, concept.unit, concept.derivation, REGION_METHODS[region]))
+    for tag, value in sorted(lesion.features.get(region, {}).items()):
+        concept = feature_concept(tag)
+        if concept is not None and math.isfinite(value):
+            values.append(_Value(concept.name, value, concept.unit, concept.derivation, REGION_METHODS[region]))
     return values
 
 

@@ -27,6 +27,7 @@ from service.comparison import ResponseAssessment, recist_assessment_uid
 from service.model import Metric
 from service.outputs import codes
 from service.outputs.response_values import sum_of_diameters_values
+from service.outputs.sr_method import method_as_concept_modifier
 from service.uids import derived_uid
 
 RECIST_GROUP_IDENTIFIER = "RECIST 1.1 assessment"
@@ -40,7 +41,6 @@ TimePoint = Callable[[], hd.sr.TimePointContext]
 """A fresh TID 1502 context of this study (a content item has one parent)."""
 
 _CONTAINS = hd.sr.RelationshipTypeValues.CONTAINS
-_MEASUREMENT_METHOD = Code("370129005", "SCT", "Measurement Method")
 
 
 def response_groups(response: ResponseAssessment, measurements: Measurements,
@@ -73,9 +73,7 @@ def _recist_group(response: ResponseAssessment, measurements: Measurements,
         measurements=measurements([(name, m.value, unit) for name, m, unit in values if m.value is not None]),
         qualitative_evaluations=evaluations,
     )
-    for item in group[0].ContentSequence:  # TID 1501 row 5 is HAS CONCEPT MOD; highdicom 0.28 writes CONTAINS
-        if item.ConceptNameCodeSequence[0].CodeValue == _MEASUREMENT_METHOD.value:
-            item.RelationshipType = hd.sr.RelationshipTypeValues.HAS_CONCEPT_MOD.value
+    method_as_concept_modifier(group)
     items: list[hd.sr.ContentItem] = [_text(codes.NON_TARGET_PROXY, NON_TARGET_PROXY_TEXT)]
     if response.iupd_date is not None:
         items.append(hd.sr.DateContentItem(name=codes.IUPD_DATE, value=response.iupd_date.replace("-", ""),

@@ -8,6 +8,7 @@ through this module too (service/report.py), so there is one reader of our SRs.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
@@ -18,6 +19,7 @@ from service.errors import InputError
 from service.location import anatomic_region_class
 from service.model import CodedConcept, Vector3
 from service.outputs import codes
+from service.outputs.feature_codes import RING_REGION
 from service.sop_classes import CT_SOP_CLASSES
 from service.priors.library import ScannedCt, read_scanned_ct
 
@@ -52,7 +54,7 @@ CHANGE_CODES = (codes.LD_MM_BASELINE, codes.LD_PCT_BASELINE, codes.LD_PCT_PREVIO
 
 @dataclass(frozen=True)
 class PriorLesion:
-    """One lesion group (TID 1411) of a prior SR."""
+    """One lesion of a prior SR: its TID 1411 groups (core and ring, one Tracking UID) as one."""
 
     tracking_identifier: str
     tracking_uid: str
@@ -109,7 +111,7 @@ def read_prior_report(dataset: Dataset) -> PriorReport:
     try:
         sr = hd.sr.Comprehensive3DSR.from_dataset(dataset, copy=False)
         groups = cast(hd.sr.MeasurementReport, sr.content).get_volumetric_roi_measurement_groups()
-        lesions = tuple(_lesion(group) for group in groups)
+        lesions = tuple(_lesion(same) for same in _by_lesion(groups))
     except (AttributeError, KeyError, IndexError, TypeError, ValueError) as error:
         raise InputError(f"SR content is not a readable TID 1500 report ({type(error).__name__})") from None
     frames = [lesion.frame_of_reference_uid for lesion in lesions if lesion.frame_of_reference_uid]
@@ -140,14 +142,43 @@ def _ct_series(dataset: Dataset) -> str | None:
     return None
 
 
-def _lesion(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations) -> PriorLesion:
+_Group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
+
+
+def _by_lesion(groups: Sequence[_Group]) -> list[list[_Group]]:
+    """The TID 1411 groups per lesion (per Tracking UID), lesions in the order of their first group.
+
+    Our SRs give each lesion a core group and a peritumoral ring group with the same Tracking
+    UID (service.outputs.sr); SRs written before that give it one group holding both regions.
+    Either way one Tracking UID is one lesion.
+    """
+    lesions: dict[str, list[_Group]] = {}
+    for group in groups:
+        lesions.setdefault(str(group.tracking_uid), []).append(group)
+    return list(lesions.values())
+
+
+def _is_ring(group: _Group) -> bool:
+    method = group.method
+    return method is not None and (method.value, method.scheme_designator) == (
+        RING_REGION.value, RING_REGION.scheme_designator)
+
+
+def _lesion(groups: Sequence[_Group]) -> PriorLesion:
+    """One lesion from its groups: sizes, statements and items from the lesion (core) group,
+    features from all of them, each keyed by the region its measurement states."""
+    group = next((g for g in groups if not _is_ring(g)), None)
+    if group is None:
+        raise InputError("SR has a peritumoral ring group without its lesion group")
     sizes: dict[tuple[str, str], float] = {}
     features: dict[str, float] = {}
     for measurement in group.get_measurements():
         if measurement.method is None:
             sizes[(measurement.name.value, measurement.name.scheme_designator)] = float(measurement.value)
-        else:
-            features[feature_key(measurement.name, measurement.derivation, measurement.method)] = float(measurement.value)
+    for measurement in (m for g in groups for m in g.get_measurements()):
+        if measurement.method is not None:
+            features[feature_key(measurement.name, measurement.derivation, measurement.method)] = float(
+                measurement.value)
 
     def size(code: _Concept) -> float | None:
         return sizes.get((code.value, code.scheme_designator))

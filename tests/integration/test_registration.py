@@ -26,6 +26,7 @@ from service.imaging.volume import read_ct_directory
 from service.registration import register_prior_ct
 from service.spatial_registration import registration_mapping
 from tests.support.moved_study import contour_points, rigid_about_z, spatial_registration, write_moved_follow_up
+from tests.support.sr_groups import lesion_groups
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,7 +96,7 @@ def _score(ct: Path, rtstruct: Path, out: Path, *extra: str) -> None:
 def _lesion(directory: Path) -> tuple[str, dict]:
     (sr,) = directory.glob("*.dcm")
     (bundle,) = directory.glob("*.fhir.json")
-    (group,) = hd.sr.srread(sr).content.get_volumetric_roi_measurement_groups()
+    (group,) = lesion_groups(hd.sr.srread(sr).content)
     return str(group.tracking_uid), json.loads(bundle.read_text())
 
 

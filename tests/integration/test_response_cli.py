@@ -27,6 +27,7 @@ from service.priors.reading import read_prior_report
 from tests.support.external import missing_dependency, require_tool
 from tests.support.fhir_validation import assert_valid_fhir
 from tests.support.follow_up_study import longest_chord_mm, pixel_diagonal_mm, write_follow_up
+from tests.support.sr_groups import lesion_groups
 
 REPO = Path(__file__).resolve().parents[2]
 WEEK_6, WEEK_11 = 42, 77
@@ -94,7 +95,7 @@ def _texts(group) -> dict[str, list[str]]:
 def test_every_report_states_the_baseline_category_chosen_at_baseline(series):
     root, _, _ = series
     for name in ("baseline", "week-6", "week-11"):
-        (lesion,) = _sr(root / name).content.get_volumetric_roi_measurement_groups()
+        (lesion,) = lesion_groups(_sr(root / name).content)
         # the lesion is measurable (LD >= 10 mm on thin slices): the only, hence a target
         assert _coded(lesion)["112016"] == ["112074"], name
     assert not [g for g in _sr(root / "baseline").content.get_image_measurement_groups()

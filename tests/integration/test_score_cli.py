@@ -21,6 +21,7 @@ from tests.support.external import require_tool
 from tests.support.fhir_validation import assert_valid_fhir
 from tests.support import small_study
 from tests.support.highdicom_seg import highdicom_seg
+from tests.support.sr_groups import lesion_groups
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,7 +42,7 @@ def test_one_group_per_segment_with_volumes_from_the_seg_frames(scored):
     out, stdout, seg = scored
     (sr_path,) = out.glob("*.dcm")
     report = hd.sr.srread(sr_path).content
-    groups = report.get_volumetric_roi_measurement_groups()
+    groups = lesion_groups(report)
     assert len(groups) == len(seg.SegmentSequence) == 5
     # Independent volume: set pixels of each segment's frames x voxel volume from the SEG itself.
     frames = seg.pixel_array
@@ -87,7 +88,7 @@ def test_score_writes_the_tumour_board_page_beside_the_sr_and_bundle(scored):
     reader = pypdf.PdfReader(io.BytesIO(pdf))
     assert len(reader.pages) == 1 and len(reader.pages[0].images) == len(seg.SegmentSequence)
     text = " ".join(reader.pages[0].extract_text().split())
-    for group in hd.sr.srread(sr_path).content.get_volumetric_roi_measurement_groups():
+    for group in lesion_groups(hd.sr.srread(sr_path).content):
         assert str(group.tracking_identifier) in text
     assert "not a diagnosis" in text and "uncalibrated - research use only" in text
     document = pydicom.dcmread(out / f"{uid}.summary.dicom")
@@ -127,7 +128,7 @@ def test_finding_site_is_the_segments_anatomic_region(data_dir, tmp_path):
     (sr_path,) = out.glob("*.dcm")
     sites = {group.referenced_segment.referenced_segment_numbers[0]:
              [(site.value.value, site.value.scheme_designator) for site in group.finding_sites]
-             for group in hd.sr.srread(sr_path).content.get_volumetric_roi_measurement_groups()}
+             for group in lesion_groups(hd.sr.srread(sr_path).content)}
     assert sites == {1: [("69536005", "SCT")], 2: [("64033007", "SCT")], 3: [], 4: [], 5: []}
     segments = {str(group.tracking_uid): group.referenced_segment.referenced_segment_numbers[0]
                 for group in hd.sr.srread(sr_path).content.get_volumetric_roi_measurement_groups()}
@@ -179,7 +180,7 @@ def test_liver_seg_bundle_conforms_to_mcode_tumor_size(data_dir, tmp_path):
     assert size["meta"]["profile"] == [MCODE_TUMOR_SIZE]
     assert list(_lesion_body_sites(bundle).values()) == [{((SCT, "10200004"),)}]
     (sr_path,) = out.glob("*.dcm")
-    (group,) = hd.sr.srread(sr_path).content.get_volumetric_roi_measurement_groups()
+    (group,) = lesion_groups(hd.sr.srread(sr_path).content)
     assert [(site.value.value, site.value.scheme_designator) for site in group.finding_sites] == [("10200004", "SCT")]
     assert_valid_fhir(bundle_path)
 
@@ -202,7 +203,7 @@ def test_rtstruct_lesion_site_from_the_site_mapping_is_its_body_site(sts019, tmp
     assert [size["meta"]["profile"] for size in _tumour_sizes(bundle)] == [[MCODE_TUMOR_SIZE]]
     assert list(_lesion_body_sites(bundle).values()) == [{((SCT, "39607008"),)}]
     (sr_path,) = out.glob("*.dcm")
-    (group,) = hd.sr.srread(sr_path).content.get_volumetric_roi_measurement_groups()
+    (group,) = lesion_groups(hd.sr.srread(sr_path).content)
     assert [(site.value.value, site.value.scheme_designator) for site in group.finding_sites] == [("39607008", "SCT")]
     assert_valid_fhir(bundle_path)
 

@@ -25,6 +25,7 @@ from tests.support.pacs_site import TIMEOUT_S, Site, running_site, send, site_se
 from tests.support.processes import LOOPBACK, free_port, wait_until
 from tests.support.service import QUIET_SECONDS, RunningService, Scorer
 from tests.support.studies import copy_study
+from tests.support.sr_groups import lesion_groups
 
 pytestmark = pytest.mark.external
 S = 1.3
@@ -47,7 +48,7 @@ def follow_up(sts019, tmp_path) -> tuple[Path, Path, str]:
 
 
 def _group(sr: Path) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
-    (group,) = hd.sr.srread(sr).content.get_volumetric_roi_measurement_groups()
+    (group,) = lesion_groups(hd.sr.srread(sr).content)
     return group
 
 

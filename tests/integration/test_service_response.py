@@ -20,6 +20,7 @@ import pytest
 from tests.support.pacs_site import running_site, send, study_uid_of
 from tests.support.follow_up_study import write_follow_up
 from tests.support.studies import copy_study
+from tests.support.sr_groups import lesion_groups
 
 pytestmark = pytest.mark.external
 WEEKS = {"week-6": (42, 1.3), "week-11": (77, 1.6)}
@@ -42,7 +43,7 @@ def test_iupd_then_icpd_through_serve_and_orthanc(tmp_path, sts019):
         send(site.service, sts019)
         baseline_sr = site.sr(study_uid_of(sts019))
         site.in_pacs(baseline_sr)
-        (lesion,) = hd.sr.srread(baseline_sr).content.get_volumetric_roi_measurement_groups()
+        (lesion,) = lesion_groups(hd.sr.srread(baseline_sr).content)
         assert [e.value.value for e in lesion.get_qualitative_evaluations(name=hd.sr.CodedConcept(
             "112016", "DCM", "Baseline Category"))] == ["112074"]
         categories = {}

@@ -28,6 +28,7 @@ from tests.support.pacs_site import TIMEOUT_S, Site, running_site, site_settings
 from tests.support.processes import LOOPBACK, free_port, wait_until
 from tests.support.service import RunningService, Scorer
 from tests.support.studies import copy_study
+from tests.support.sr_groups import lesion_groups
 
 pytestmark = pytest.mark.external
 S = 1.3
@@ -43,7 +44,7 @@ def _study_uid(path: Path) -> str:
 
 
 def _group(sr: Path) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
-    (group,) = hd.sr.srread(sr).content.get_volumetric_roi_measurement_groups()
+    (group,) = lesion_groups(hd.sr.srread(sr).content)
     return group
 
 

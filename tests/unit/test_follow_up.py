@@ -23,6 +23,7 @@ from service.outputs import codes
 from service.outputs.fhir import build_bundle, write_bundle
 from service.outputs.sr import build_measurement_report, write_sr
 from service.priors.reading import PriorReport, read_prior_report
+from tests.support.sr_groups import CORE, RING, region_groups
 from tests.support.synthetic_results import make_study_result
 
 
@@ -126,14 +127,18 @@ def test_another_acquisition_marks_every_delta_not_comparable(baseline, prior, c
     assert any(r.startswith(reason) for r in change.cd8_not_comparable), change.cd8_not_comparable
     sr = hd.sr.srread(write_sr(build_measurement_report(followed.result, evidence, comparison=followed.comparison),
                                tmp_path))
-    group = next(g for g in sr.content.get_volumetric_roi_measurement_groups()
-                 if str(g.tracking_uid) == result.lesions[1].tracking_uid)
-    (container,) = [item for item in group[0].ContentSequence if item.ValueType == "CONTAINER"
-                    and item.ConceptNameCodeSequence[0].CodeValue == codes.FEATURE_DELTAS.value]
-    texts = [item.TextValue for item in container.ContentSequence if item.ValueType == "TEXT"]
-    assert any(reason in text for text in texts)
-    nums = [item for item in container.ContentSequence if item.ValueType == "NUM"]
-    assert {item.ConceptNameCodeSequence[0].CodeValue for item in nums} >= {"HTZT"}
+    # each region's group (core, ring) holds the deltas of its features, and says why they are not comparable
+    for region, feature in ((CORE, "GD3A"), (RING, "HTZT")):  # IBSI: SRHGE in the core, SRLGE in the ring
+        (group,) = region_groups(sr.content, region, tracking_uid=result.lesions[1].tracking_uid)
+        (container,) = [item for item in group[0].ContentSequence if item.ValueType == "CONTAINER"
+                        and item.ConceptNameCodeSequence[0].CodeValue == codes.FEATURE_DELTAS.value]
+        texts = [item.TextValue for item in container.ContentSequence if item.ValueType == "TEXT"]
+        assert any(reason in text for text in texts)
+        nums = [item for item in container.ContentSequence if item.ValueType == "NUM"]
+        assert feature in {item.ConceptNameCodeSequence[0].CodeValue for item in nums}
+        methods = {child.ConceptCodeSequence[0].CodeValue for item in nums for child in item.ContentSequence
+                   if child.ConceptNameCodeSequence[0].CodeValue == "370129005"}  # SCT Measurement Method
+        assert methods == {region}
 
 
 def test_a_split_lesion_gets_fragment_uids_and_changes_on_the_sum(baseline, prior) -> None:

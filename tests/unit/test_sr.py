@@ -22,6 +22,7 @@ from service.outputs import codes
 from service.outputs.sr import build_measurement_report, write_sr
 from service.sop_classes import RT_STRUCTURE_SET
 from tests.support.external import require_tool
+from tests.support.sr_groups import CORE, RING, region_groups
 from tests.support.synthetic_results import make_study_result
 
 REGION_IN_SPACE = hd.sr.CodedConcept("130488", "DCM", "Region In Space")
@@ -68,10 +69,9 @@ def report(written: tuple[StudyResult, Path]) -> hd.sr.MeasurementReport:
     return hd.sr.srread(written[1]).content
 
 
-def _group(report: hd.sr.MeasurementReport, lesion: LesionResult):
-    groups = report.get_volumetric_roi_measurement_groups(tracking_uid=lesion.tracking_uid)
-    assert len(groups) == 1
-    return groups[0]
+def _group(report: hd.sr.MeasurementReport, lesion: LesionResult, region: str = CORE):
+    (group,) = region_groups(report, region, tracking_uid=lesion.tracking_uid)
+    return group
 
 
 def _value(group, name) -> tuple[float, str]:
@@ -109,13 +109,26 @@ def test_file_is_named_by_sop_instance_uid_and_no_temp_file_is_left(
     assert [p.name for p in path.parent.iterdir()] == [path.name]
 
 
-def test_one_volumetric_group_per_lesion(
+def test_a_core_group_per_lesion_and_a_ring_group_per_lesion_with_ring_features(
     written: tuple[StudyResult, Path], report: hd.sr.MeasurementReport
 ) -> None:
+    """The region is the group's Measurement Method, so that a reader keeping the method per
+    group (dcmqi) tells core from ring; both groups of a lesion are that lesion (one Tracking
+    Identifier and UID), and each holds only its own region's features."""
     result = written[0]
     groups = report.get_volumetric_roi_measurement_groups()
-    assert len(groups) == len(result.lesions)
-    assert {g.tracking_uid for g in groups} == {x.tracking_uid for x in result.lesions}
+    with_ring = [x for x in result.lesions if x.features.get("ring")]
+    assert 0 < len(with_ring) < len(result.lesions)  # the synthetic study has a lesion without features
+    assert len(groups) == len(result.lesions) + len(with_ring)
+    core, ring = region_groups(report, CORE), region_groups(report, RING)
+    assert [(g.tracking_uid, str(g.tracking_identifier)) for g in core] == [
+        (x.tracking_uid, x.tracking_id) for x in result.lesions]
+    assert [(g.tracking_uid, str(g.tracking_identifier)) for g in ring] == [
+        (x.tracking_uid, x.tracking_id) for x in with_ring]
+    for group, region in [*((g, CORE) for g in core), *((g, RING) for g in ring)]:
+        assert {m.method.value for m in group.get_measurements() if m.method is not None} <= {region}
+    for group in ring:  # the lesion's statements are in its core group; the ring's states its time point only
+        assert {e.name.value for e in group.get_qualitative_evaluations()} == {"126072"}  # DCM Time Point Type
 
 
 def test_lesion_values_and_units_match_the_input(
@@ -188,22 +201,27 @@ def _lesion_group_by_uid(result: StudyResult, report: hd.sr.MeasurementReport, u
 def test_contour_reference_fits_the_source(
     written: tuple[StudyResult, Path], report: hd.sr.MeasurementReport
 ) -> None:
+    """Both groups of a lesion reference its contour: the ring is built around it."""
     result = written[0]
     for lesion in result.lesions:
-        group = _group(report, lesion)
-        if lesion.source == "SEG":
-            segment_item = group.referenced_segment[0]
-            reference = segment_item.ReferencedSOPSequence[0]
-            assert reference.ReferencedSegmentNumber == lesion.number
-            assert reference.ReferencedSOPInstanceUID == result.ct.contour_sop_instance_uid
-        else:
-            assert group.reference_type == REGION_IN_SPACE
+        groups = report.get_volumetric_roi_measurement_groups(tracking_uid=lesion.tracking_uid)
+        assert len(groups) == (2 if lesion.features.get("ring") else 1)
+        for group in groups:
+            if lesion.source == "SEG":
+                segment_item = group.referenced_segment[0]
+                reference = segment_item.ReferencedSOPSequence[0]
+                assert reference.ReferencedSegmentNumber == lesion.number
+                assert reference.ReferencedSOPInstanceUID == result.ct.contour_sop_instance_uid
+            else:
+                assert group.reference_type == REGION_IN_SPACE
+                assert _roi_identifiers(group) == [str(lesion.number)]
+        if lesion.source == "RTSTRUCT":
             matches = report.get_volumetric_roi_measurement_groups(
                 tracking_uid=lesion.tracking_uid,
                 referenced_sop_class_uid=RT_STRUCTURE_SET,
                 referenced_sop_instance_uid=result.ct.contour_sop_instance_uid,
             )
-            assert len(matches) == 1
+            assert len(matches) == len(groups)
 
 
 def _roi_identifiers(group) -> list[str]:
@@ -363,7 +381,7 @@ def test_radiomics_features_are_coded_with_ibsi_codes_and_their_region(report, w
         srhge = hd.sr.CodedConcept("GD3A", "IBSI", "Short Run High Gray Level Emphasis")
         srlge = hd.sr.CodedConcept("HTZT", "IBSI", "Short Run Low Gray Level Emphasis")
         (core_srhge,) = group.get_measurements(name=srhge)
-        (ring_srlge,) = group.get_measurements(name=srlge)
+        (ring_srlge,) = _group(report, lesion, RING).get_measurements(name=srlge)
         assert core_srhge.value == pytest.approx(lesion.features["core"]["rlm_srhge_3D_avg"])
         assert ring_srlge.value == pytest.approx(lesion.features["ring"]["rlm_srlge_3D_avg"])
         assert (core_srhge.method.value, ring_srlge.method.value) == ("RGNCORE", "RGNRING")

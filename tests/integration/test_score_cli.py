@@ -250,13 +250,13 @@ def test_labelmap_seg_scores_like_the_binary_seg(data_dir, tmp_path):
     label_map = highdicom_seg(slices, labels, {1: "Liver"})
     label_map.save_as(tmp_path / "labelmap.dcm", enforce_file_format=True)
 
-    def measurements(groups: list) -> list[tuple[str, float]]:
-        (group,) = groups
-        return sorted((m.name.meaning, m.value) for m in group.get_measurements())
+    def measurements(groups: list) -> list[tuple[str, str, float]]:
+        """Every measurement of the lesion's groups (core and ring), with its group's region."""
+        return sorted((group.method.value, m.name.meaning, m.value) for group in groups for m in group.get_measurements())
 
     from_binary = measurements(_score(data_dir / "ct-seg" / "ct", binary_path, tmp_path / "binary"))
     from_label_map = measurements(_score(data_dir / "ct-seg" / "ct", tmp_path / "labelmap.dcm", tmp_path / "labelmap"))
     pixel = binary.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
     voxel_ml = float(pixel.PixelSpacing[0]) * float(pixel.PixelSpacing[1]) * float(pixel.SpacingBetweenSlices) / 1000
-    assert ("Volume", pytest.approx(int(labels.sum()) * voxel_ml, rel=1e-9)) in from_binary
+    assert ("RGNCORE", "Volume", pytest.approx(int(labels.sum()) * voxel_ml, rel=1e-9)) in from_binary
     assert from_label_map == from_binary

@@ -210,6 +210,13 @@ def dataset_extent(ds: Dataset) -> PixelDataExtent | None:
 # --- on disk (listener) -------------------------------------------------------------------------
 
 
+# Files up to this size (a CT or MR slice) are read whole and their header parsed in memory:
+# parsing a file costs a seek or tell per element, each a system call that lets go of the GIL,
+# and with concurrent associations each of those waits to get it back. Larger files (multi-frame
+# images, big SEGs) are parsed from the file, so that their pixels are never loaded.
+READ_WHOLE_BYTES = 4 * 1024 * 1024
+
+
 def read_header(path: Path) -> tuple[Dataset, PixelDataExtent | None]:
     """The header of a DICOM file and its PixelData extent (None: no PixelData), without
     reading the pixels.
@@ -220,7 +227,8 @@ def read_header(path: Path) -> tuple[Dataset, PixelDataExtent | None]:
     extent comes from a whole read.
     """
     size = path.stat().st_size
-    with path.open("rb") as fp:
+    with path.open("rb") as file:
+        fp: BinaryIO = BytesIO(file.read()) if size <= READ_WHOLE_BYTES else file
         try:
             header = pydicom.dcmread(fp, stop_before_pixels=True)
         except (EOFError, OSError):  # pydicom's "No tag to read": the file ended inside a sequence

@@ -27,14 +27,16 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
 
 
-def move_durably(source: Path, target: Path) -> None:
-    """Make a complete file durable under a new name: fsync it, rename it over `target`, fsync
-    the directory. The same promise as write_atomically for a file that is already written
-    (the rename is atomic: `target` is the old file or the whole new one), without copying it;
-    `source` must be on the target's file system (os.replace raises OSError otherwise)."""
+def move_in(source: Path, target: Path) -> None:
+    """Rename a complete file over `target` once its data is durable: fsync it, create target's
+    directory durably, rename. The rename is atomic (`target` is the old file or the whole new
+    one) and nothing is copied; `source` must be on the target's file system (os.replace raises
+    OSError otherwise). The new directory entry is durable only after
+    fsync_directory(target.parent): left to the caller so that one directory fsync can cover
+    many files (service.ingest.group_commit)."""
     _make_directories_durably(target.parent)
     descriptor = os.open(source, os.O_RDONLY)
     try:
@@ -42,7 +44,6 @@ def move_durably(source: Path, target: Path) -> None:
     finally:
         os.close(descriptor)
     os.replace(source, target)
-    _fsync_directory(target.parent)
 
 
 def remove_partial_writes(directory: Path, pattern: str = ".*.tmp") -> int:
@@ -61,10 +62,11 @@ def _make_directories_durably(directory: Path) -> None:
         return
     _make_directories_durably(directory.parent)
     directory.mkdir(exist_ok=True)
-    _fsync_directory(directory.parent)
+    fsync_directory(directory.parent)
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make the directory's entries (files created, renamed or removed in it) durable."""
     descriptor = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(descriptor)

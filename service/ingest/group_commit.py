@@ -1,12 +1,15 @@
-"""Group commit of the index: concurrent associations share one SQLite transaction (one fsync).
+"""Group commit: concurrent associations share one SQLite transaction (one fsync) and one fsync
+of each spool directory their files were moved into.
 
-Each C-STORE must be indexed in a committed, fsync'd transaction before it is answered. With
-one transaction per instance, concurrent associations queue behind each other's fsync of the
-index. Here an instance that arrives while a commit is running waits for it to finish and is
-then committed together with every other instance that arrived meanwhile, by whichever waiting
-thread takes the turn: each caller still returns only once its own row is committed, or raises
-the error that kept it out of the index (and is answered with a failure status). One
-association alone commits exactly as before: its instance is the whole group.
+Each C-STORE must have its spool file's name durable (its directory fsync'd: the file's data
+already is, service.ingest.spool.Spool.move_in) and be indexed in a committed, fsync'd
+transaction before it is answered. With both per instance, concurrent associations queue behind
+each other's fsyncs; a series' instances share one study directory. Here an instance that
+arrives while a commit is running waits for it to finish and is then committed together with every other instance that arrived meanwhile, by whichever waiting
+thread takes the turn: the group's distinct directories are fsync'd, then its rows committed.
+Each caller still returns only once its own file name and row are durable, or raises the error
+that kept them from being so (and is answered with a failure status). One association alone
+syncs exactly as before: its instance is the whole group.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from service.durable import fsync_directory
 from service.ingest.index import InstanceRecord, StudyIndex, StudyOrder
 
 
@@ -31,7 +35,7 @@ class _Pending:
 
 
 class GroupCommit:
-    """Indexes instances for the listener's association threads, a group per transaction."""
+    """Makes instances durable for the listener's association threads, a group at a time."""
 
     def __init__(self, index: StudyIndex) -> None:
         self.index = index
@@ -40,7 +44,8 @@ class GroupCommit:
         self._committing = False
 
     def add_instance(self, record: InstanceRecord, order: StudyOrder) -> bool:
-        """Index one instance; returns (True when new) once it is committed."""
+        """Fsync the directory of `record.path` (a file already moved into the spool) and index
+        the instance; returns (True when new) once both are durable."""
         pending = _Pending(record, order)
         with self._lock:
             self._waiting.append(pending)
@@ -64,7 +69,7 @@ class GroupCommit:
     def _commit(self, group: list[_Pending]) -> None:
         outcomes: list[tuple[bool, BaseException | None]] = []
         try:
-            outcomes = self._index(group)
+            outcomes = self._make_durable(group)
         finally:  # even if the thread dies here, the others are woken (and one leads)
             with self._lock:
                 for k, pending in enumerate(group):
@@ -74,6 +79,16 @@ class GroupCommit:
                 waiting = list(self._waiting)
             for pending in group + waiting:  # the group returns; one of those waiting leads next
                 pending.committed.set()
+
+    def _make_durable(self, group: list[_Pending]) -> list[tuple[bool, BaseException | None]]:
+        """The directory entries first: a committed row never names a file a crash can lose.
+        A directory that cannot be fsync'd fails the whole group (its files may not survive)."""
+        try:
+            for directory in {pending.record.path.parent for pending in group}:
+                fsync_directory(directory)
+        except OSError as error:
+            return [(False, error)] * len(group)
+        return self._index(group)
 
     def _index(self, group: list[_Pending]) -> list[tuple[bool, BaseException | None]]:
         """Whether each is new, or the error that kept it out of the index. A transaction that

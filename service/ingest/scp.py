@@ -2,9 +2,9 @@
 
 Datasets are received straight to disk (pynetdicom's STORE_RECV_CHUNKED_DATASET), so a large
 instance costs a file, not memory. The EVT_C_STORE handler parses only the header, moves the
-file into the spool durably (fsync, rename, directory fsync: the receiving directory is on the
-spool's volume) and indexes it (service.ingest.group_commit: concurrent associations share a
-transaction), and only then returns Success (0x0000). Anything
+file into the spool (fsync, rename: the receiving directory is on the spool's volume), makes
+its name durable and indexes it (service.ingest.group_commit: concurrent associations share the
+directory fsync and the transaction), and only then returns Success (0x0000). Anything
 that goes wrong before that returns a failure status, so the sender keeps its copy and retries.
 
 Who may associate: with an allowlist of calling AE titles, any other title is rejected with
@@ -183,13 +183,13 @@ class StorageHandlers:
         (the study worker) instead of leaving the news to its next poll."""
         self.spool = spool
         self.index = index
-        self.indexing = GroupCommit(index)  # concurrent associations share a transaction
+        self.indexing = GroupCommit(index)  # concurrent associations share directory fsyncs and a transaction
         self.receiving = receiving
         self.limits = limits
         self.arrivals = arrivals
 
     def handle_store(self, event: evt.Event) -> int | Dataset:
-        """EVT_C_STORE: durable spool + index, then Success.
+        """EVT_C_STORE: durable spool file and index row, then Success.
 
         What the header claims (frames, matrix, pixel data length, contour points) is checked
         against the file and the limits first: an instance that would cost far more than its
@@ -214,7 +214,7 @@ class StorageHandlers:
             log.warning("refused an unreadable instance (%s)", type(error).__name__)
             return _failure(STATUS_CANNOT_UNDERSTAND, f"cannot parse dataset: {type(error).__name__}")
         try:
-            stored = self.spool.adopt(record.study_instance_uid, record.sop_instance_uid, received_path)
+            stored = self.spool.move_in(record.study_instance_uid, record.sop_instance_uid, received_path)
             is_new = self.indexing.add_instance(dataclasses.replace(record, path=stored), study_order(header))
         except (OSError, sqlite3.Error) as error:  # disk full, permissions, index locked or full
             INSTANCES_REJECTED.labels("storage_error").inc()

@@ -3,7 +3,9 @@
 Writes go through service.durable.write_atomically (temporary file, fsync, atomic rename,
 directory fsync): a crash leaves either no file or the whole file, never a partial one. The
 listener's received files are already whole files on the spool's volume: they are moved in
-(fsync, rename, directory fsync) rather than copied, which saves writing every byte twice.
+(fsync, rename) rather than copied, which saves writing every byte twice; the directory fsync
+that makes the new name durable is the listener's group commit's (service.ingest.group_commit),
+one for every file of a group in the same study directory.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import BinaryIO
 
-from service.durable import move_durably, remove_partial_writes, write_atomically
+from service.durable import move_in, remove_partial_writes, write_atomically
 
 
 def study_key(study_instance_uid: str) -> str:
@@ -37,11 +39,13 @@ class Spool:
         write_atomically(path, lambda out: shutil.copyfileobj(source, out, 1024 * 1024))
         return path
 
-    def adopt(self, study_instance_uid: str, sop_instance_uid: str, received: Path) -> Path:
-        """Move a complete received file into the spool durably (same volume: no copy); the
-        same UID again replaces it atomically."""
+    def move_in(self, study_instance_uid: str, sop_instance_uid: str, received: Path) -> Path:
+        """Move a complete received file into the spool, its data fsync'd (same volume: no
+        copy); the same UID again replaces it atomically. Its name is durable once the returned
+        path's directory is fsync'd (service.durable.fsync_directory): not before it is
+        acknowledged."""
         path = self.path_for(study_instance_uid, sop_instance_uid)
-        move_durably(received, path)
+        move_in(received, path)
         return path
 
     def remove_leftovers(self) -> int:

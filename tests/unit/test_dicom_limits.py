@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import RLELossless
 
+from service import dicom_limits
 from service.dicom_limits import (
     INCONSISTENT, OVER_LIMIT, TRUNCATED, InstanceLimits, check_dataset, check_instance, read_header,
 )
@@ -33,6 +34,14 @@ LIVER_SEG = DATA_DIR / "ct-seg" / "liver.dcm"
 LIMITS = InstanceLimits()
 
 pytestmark = pytest.mark.filterwarnings("ignore:The value length", "ignore:Invalid value for VR")
+
+
+@pytest.fixture(autouse=True, params=["read whole", "parsed from the file"])
+def header_reading(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """read_header reads a small file whole and parses it in memory, a large one from the file:
+    every check here is made both ways (the threshold set below any file's size)."""
+    if request.param == "parsed from the file":
+        monkeypatch.setattr(dicom_limits, "READ_WHOLE_BYTES", -1)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
-"""Group commit of the index: concurrent instances share a transaction, and each caller (the
-C-STORE handler, which answers Success right after) returns only once its own row is committed.
+"""Group commit: concurrent instances share a transaction and their directories' fsyncs, and
+each caller (the C-STORE handler, which answers Success right after) returns only once its own
+file's directory is fsync'd and its row committed.
 
 The index is the real StudyIndex on a real SQLite file; "committed" is checked from a second
 connection, as a restarted process would read it. The one stand-in is a subclass that holds its
@@ -14,6 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from service.ingest import group_commit
 from service.ingest.group_commit import GroupCommit
 from service.ingest.index import InstanceRecord, StudyIndex, StudyOrder
 from service.sop_classes import CT_IMAGE
@@ -21,8 +25,9 @@ from service.sop_classes import CT_IMAGE
 NO_ORDER = StudyOrder("", "")
 
 
-def _record(uid: str, positions: tuple = (0.0,)) -> InstanceRecord:
-    return InstanceRecord(uid, CT_IMAGE, "1.2.3", "1.2.3.1", "CT", "1.2.3.9", positions, Path(f"/x/{uid}"), 100.0)
+def _record(uid: str, directory: Path, positions: tuple = (0.0,)) -> InstanceRecord:
+    """An instance whose spool file is in `directory` (it must exist: its entry is fsync'd)."""
+    return InstanceRecord(uid, CT_IMAGE, "1.2.3", "1.2.3.1", "CT", "1.2.3.9", positions, directory / f"{uid}.dcm", 100.0)
 
 
 def _committed(path: Path) -> set[str]:
@@ -84,7 +89,7 @@ def _hold_first_commit(tmp_path: Path, others: Sequence[InstanceRecord]) -> Held
     index = HeldIndex(path)
     committer = GroupCommit(index)
     results: dict[str, object] = {}
-    first = _start(committer, _record("1.1"), results)
+    first = _start(committer, _record("1.1", tmp_path), results)
     index.entered.wait()
     threads = [first, *(_start(committer, record, results) for record in others)]
     _wait_queued(committer, len(others))
@@ -94,13 +99,13 @@ def _hold_first_commit(tmp_path: Path, others: Sequence[InstanceRecord]) -> Held
 def test_a_lone_instance_is_committed_before_add_returns(tmp_path):
     path = tmp_path / "index.sqlite"
     committer = GroupCommit(StudyIndex(path))
-    assert committer.add_instance(_record("1.1"), NO_ORDER) is True
+    assert committer.add_instance(_record("1.1", tmp_path), NO_ORDER) is True
     assert _committed(path) == {"1.1"}
-    assert committer.add_instance(_record("1.1"), NO_ORDER) is False  # a repeat is not new
+    assert committer.add_instance(_record("1.1", tmp_path), NO_ORDER) is False  # a repeat is not new
 
 
 def test_instances_arriving_during_a_commit_share_the_next_and_wait_for_it(tmp_path):
-    held = _hold_first_commit(tmp_path, [_record(uid) for uid in ("1.2", "1.3", "1.4")])
+    held = _hold_first_commit(tmp_path, [_record(uid, tmp_path) for uid in ("1.2", "1.3", "1.4")])
     path, index, results = held.path, held.index, held.results
     assert results == {} and _committed(path) == set()  # nobody answered before a commit
     held.finish()
@@ -111,11 +116,52 @@ def test_instances_arriving_during_a_commit_share_the_next_and_wait_for_it(tmp_p
 
 
 def test_a_failing_instance_fails_alone_and_the_rest_of_its_group_commits(tmp_path):
-    bad = _record("1.3", positions=(object(),))  # cannot be written: its transaction is rolled back
-    held = _hold_first_commit(tmp_path, [_record("1.2"), bad])
+    bad = _record("1.3", tmp_path, positions=(object(),))  # cannot be written: its transaction is rolled back
+    held = _hold_first_commit(tmp_path, [_record("1.2", tmp_path), bad])
     path, index, results = held.path, held.index, held.results
     held.finish()
     assert sorted(index.groups[1]) == ["1.2", "1.3"]  # together first, then one by one
     assert isinstance(results["1.3"], TypeError)
     assert results["1.1"] is True and results["1.2"] is True
     assert _committed(path) == {"1.1", "1.2"}
+
+
+def test_a_group_fsyncs_each_of_its_directories_once_before_committing(tmp_path, monkeypatch):
+    """The spy forwards to the real fsync_directory: it only records which directory, and
+    whether the group's rows were committed yet (they must not be)."""
+    path = tmp_path / "index.sqlite"
+    index = HeldIndex(path)
+    committer = GroupCommit(index)
+    study_a, study_b = tmp_path / "a", tmp_path / "b"
+    study_a.mkdir()
+    study_b.mkdir()
+    synced: list[tuple[Path, set[str]]] = []
+
+    def spy(directory: Path) -> None:
+        synced.append((directory, _committed(path)))
+        group_commit_fsync(directory)
+
+    group_commit_fsync = group_commit.fsync_directory
+    monkeypatch.setattr(group_commit, "fsync_directory", spy)
+    results: dict[str, object] = {}
+    first = _start(committer, _record("1.1", study_a), results)
+    index.entered.wait()
+    others = [_start(committer, _record(uid, directory), results)
+              for uid, directory in (("1.2", study_a), ("1.3", study_a), ("1.4", study_b))]
+    _wait_queued(committer, 3)
+    index.release.set()
+    for thread in [first, *others]:
+        thread.join()
+    assert results == {"1.1": True, "1.2": True, "1.3": True, "1.4": True}
+    assert synced[0] == (study_a, set())  # the first group alone
+    assert sorted(synced[1:]) == [(study_a, {"1.1"}), (study_b, {"1.1"})]  # once each, before the commit
+
+
+def test_a_directory_that_cannot_be_fsynced_fails_its_group_and_indexes_nothing(tmp_path):
+    """A real OS error: the study directory is gone (its files with it), so nothing may be answered."""
+    path = tmp_path / "index.sqlite"
+    committer = GroupCommit(StudyIndex(path))
+    with pytest.raises(FileNotFoundError):
+        committer.add_instance(_record("1.1", tmp_path / "removed"), NO_ORDER)
+    assert _committed(path) == set()
+    assert committer.add_instance(_record("1.1", tmp_path), NO_ORDER) is True  # the next group is not held up

@@ -142,6 +142,7 @@ class Ingest:
         if removed:
             log.info("removed %d partial writes left by an interrupted stop", removed)
         config.outbox_dir.mkdir(parents=True, exist_ok=True)  # from the start: prior_directory may name it
+        receiving.check_same_volume(spool.root)
         receiving.install()
         self.index = StudyIndex(config.index_path)
         for state in (RECEIVING, PROCESSING):  # read at each scrape: never stale

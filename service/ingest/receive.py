@@ -26,6 +26,8 @@ from pathlib import Path
 
 from pynetdicom import dimse_messages, evt
 
+from service.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 _PREFIX = "recv-"
@@ -127,6 +129,15 @@ class ReceiveDirectory:
             Path(receiving.name).unlink(missing_ok=True)
         if entries:
             log.info("removed %d partially received instance(s) of a closed connection", len(entries))
+
+    def check_same_volume(self, spool_root: Path) -> None:
+        """ConfigError unless this directory and the spool are on one file system: a received
+        file enters the spool by rename (service.durable.move_in), which fails across file
+        systems, and every instance would then be refused (e.g. a separate disk mounted at
+        var_dir/spool but not at var_dir/receiving)."""
+        if os.stat(self.directory).st_dev != os.stat(spool_root).st_dev:
+            raise ConfigError(f"{self.directory} and {spool_root} are on different file systems: received "
+                              "instances enter the spool by rename; mount one volume at var_dir (or both there)")
 
     def install(self) -> None:
         """Make pynetdicom receive into this directory (process-wide: one listener per process)."""

@@ -14,14 +14,12 @@ syncs exactly as before: its instance is the whole group.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from dataclasses import dataclass, field
 
 from service.durable import fsync_directory
 from service.ingest.index import InstanceRecord, StudyIndex, StudyOrder
-
-
-_NOT_INDEXED = RuntimeError("the indexing thread stopped before committing")
 
 
 @dataclass
@@ -32,6 +30,13 @@ class _Pending:
     is_new: bool = False
     error: BaseException | None = None
     committed: threading.Event = field(default_factory=threading.Event)
+
+
+def _not_indexed() -> sqlite3.Error:
+    """The error of an instance whose committing thread died before indexing it: an index error
+    (so the listener answers Out of Resources, counts and logs it), one per caller, since an
+    exception raised in several threads at once would share one traceback."""
+    return sqlite3.OperationalError("the indexing thread stopped before committing")
 
 
 class GroupCommit:
@@ -73,7 +78,7 @@ class GroupCommit:
         finally:  # even if the thread dies here, the others are woken (and one leads)
             with self._lock:
                 for k, pending in enumerate(group):
-                    pending.is_new, pending.error = outcomes[k] if k < len(outcomes) else (False, _NOT_INDEXED)
+                    pending.is_new, pending.error = outcomes[k] if k < len(outcomes) else (False, _not_indexed())
                     pending.done = True
                 self._committing = False
                 waiting = list(self._waiting)

@@ -56,7 +56,7 @@ def _start(committer: GroupCommit, record: InstanceRecord, results: dict[str, ob
     def run() -> None:
         try:
             results[record.sop_instance_uid] = committer.add_instance(record, NO_ORDER)
-        except Exception as error:  # noqa: BLE001 - the test inspects what each caller got
+        except BaseException as error:  # noqa: BLE001 - the test inspects what each caller got
             results[record.sop_instance_uid] = error
     thread = threading.Thread(target=run)
     thread.start()
@@ -84,12 +84,13 @@ class HeldCommit:
             thread.join()
 
 
-def _hold_first_commit(tmp_path: Path, others: Sequence[InstanceRecord]) -> HeldCommit:
+def _hold_first_commit(tmp_path: Path, others: Sequence[InstanceRecord], index_class: type[HeldIndex] = HeldIndex,
+                       first_directory: Path | None = None) -> HeldCommit:
     path = tmp_path / "index.sqlite"
-    index = HeldIndex(path)
+    index = index_class(path)
     committer = GroupCommit(index)
     results: dict[str, object] = {}
-    first = _start(committer, _record("1.1", tmp_path), results)
+    first = _start(committer, _record("1.1", first_directory or tmp_path), results)
     index.entered.wait()
     threads = [first, *(_start(committer, record, results) for record in others)]
     _wait_queued(committer, len(others))
@@ -130,8 +131,6 @@ def test_a_group_fsyncs_each_of_its_directories_once_before_committing(tmp_path,
     """The spy forwards to the real fsync_directory: it only records which directory, and
     whether the group's rows were committed yet (they must not be)."""
     path = tmp_path / "index.sqlite"
-    index = HeldIndex(path)
-    committer = GroupCommit(index)
     study_a, study_b = tmp_path / "a", tmp_path / "b"
     study_a.mkdir()
     study_b.mkdir()
@@ -143,15 +142,11 @@ def test_a_group_fsyncs_each_of_its_directories_once_before_committing(tmp_path,
 
     group_commit_fsync = group_commit.fsync_directory
     monkeypatch.setattr(group_commit, "fsync_directory", spy)
-    results: dict[str, object] = {}
-    first = _start(committer, _record("1.1", study_a), results)
-    index.entered.wait()
-    others = [_start(committer, _record(uid, directory), results)
-              for uid, directory in (("1.2", study_a), ("1.3", study_a), ("1.4", study_b))]
-    _wait_queued(committer, 3)
-    index.release.set()
-    for thread in [first, *others]:
-        thread.join()
+    held = _hold_first_commit(tmp_path, [_record(uid, directory) for uid, directory in
+                                         (("1.2", study_a), ("1.3", study_a), ("1.4", study_b))],
+                              first_directory=study_a)
+    held.finish()
+    results = held.results
     assert results == {"1.1": True, "1.2": True, "1.3": True, "1.4": True}
     assert synced[0] == (study_a, set())  # the first group alone
     assert sorted(synced[1:]) == [(study_a, {"1.1"}), (study_b, {"1.1"})]  # once each, before the commit
@@ -165,3 +160,31 @@ def test_a_directory_that_cannot_be_fsynced_fails_its_group_and_indexes_nothing(
         committer.add_instance(_record("1.1", tmp_path / "removed"), NO_ORDER)
     assert _committed(path) == set()
     assert committer.add_instance(_record("1.1", tmp_path), NO_ORDER) is True  # the next group is not held up
+
+
+class _Crash(BaseException):
+    """What kills a thread outright (not an Exception the committer handles)."""
+
+
+class DyingIndex(HeldIndex):
+    """The second transaction's thread dies inside it."""
+
+    def add_instances(self, batch: Sequence[tuple[InstanceRecord, StudyOrder]]) -> list[bool]:
+        if self.groups:
+            self.groups.append([record.sop_instance_uid for record, _ in batch])
+            raise _Crash()
+        return super().add_instances(batch)
+
+
+def test_when_the_committing_thread_dies_its_group_gets_index_errors_each_its_own(tmp_path):
+    """The others of the dead leader's group are answered with an index error (the listener
+    answers Out of Resources, counts and logs it), each a distinct exception object."""
+    held = _hold_first_commit(tmp_path, [_record(uid, tmp_path) for uid in ("1.2", "1.3", "1.4")],
+                              index_class=DyingIndex)
+    held.finish()
+    outcomes = [held.results[uid] for uid in sorted(held.index.groups[1])]
+    assert sum(isinstance(outcome, _Crash) for outcome in outcomes) == 1  # the leader's own thread
+    errors = [outcome for outcome in outcomes if not isinstance(outcome, _Crash)]
+    assert len(errors) == 2 and all(isinstance(error, sqlite3.OperationalError) for error in errors)
+    assert errors[0] is not errors[1]
+    assert _committed(held.path) == {"1.1"}

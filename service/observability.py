@@ -226,7 +226,9 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
         handler.addFilter(UidRedactingFilter())
         if log_format == "json":
             handler.setFormatter(JsonLogFormatter())
-    for noisy in ("pynetdicom", "highdicom"):
+    # fontTools' subsetter logs each glyph list of each font embedded in a tumour-board page at
+    # INFO: some 200 lines per study, each through the redacting filter, and nothing to act on.
+    for noisy in ("pynetdicom", "highdicom", "fontTools"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # pydicom logs invalid values *with* the value (e.g. a malformed birth date): errors only.
     logging.getLogger("pydicom").setLevel(logging.ERROR)

@@ -42,7 +42,7 @@ from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.destinations import pacs_tls
 from service.outputs.outbox import DELIVERED, PENDING, Outbox
 from service.imaging.crops import BSPLINE_PREFILTER_VOXELS
-from service.imaging.selection import read_instance, study_info
+from service.imaging.selection import read_instance, read_study_instance, study_info
 from service.pipeline import PriorLookup, WrittenOutputs, run_study
 from service.prior_ct import RetrievedPriorCt
 from service.response import ResponseInputs
@@ -50,6 +50,7 @@ from service.priors import PriorCache, PriorsOutcome, build_providers, resolve_p
 from service.priors.retrieve import RetrievalLimits, retrieving
 from service.priors.selection import priors_used
 from service.scorer import Scorer
+from service.sop_classes import CT_SOP_CLASSES
 from service.scoring.settings import ExtractionSettings
 
 log = logging.getLogger(__name__)
@@ -219,7 +220,8 @@ class StudyWorker:
         key = study_key(study_uid)
         started = time.monotonic()
         try:
-            datasets = [read_instance(record.path, header_only=True) for record in self._index.instances(study_uid)]
+            datasets = [read_study_instance(record.path, ct_image=record.sop_class_uid in CT_SOP_CLASSES)
+                        for record in self._index.instances(study_uid)]
             written = run_study(
                 datasets, self._scorer, self._config.outbox_dir,
                 patient_identifier_system=self._config.patient_identifier_system,

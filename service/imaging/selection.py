@@ -35,11 +35,16 @@ class StudyInputs:
     study: StudyInfo
 
 
+DEFERRED_VALUE_BYTES = 4096
+"""A CT image's values longer than this are read from its file when first used (pydicom's
+deferred read): its pixel data (8 KB from a 64 x 64 matrix on) and no header attribute but
+private blobs."""
+
+
 def read_instance(path: Path, *, header_only: bool = False) -> Dataset:
     """Read one stored instance; a file that does not parse is an input error of its study.
 
-    `header_only` skips the pixel data: choosing the series to score needs only headers, so
-    other series of the study (scouts, other reconstructions) are never decoded.
+    `header_only` skips the pixel data, for a caller that needs none (an SR's reader).
     """
     try:
         return pydicom.dcmread(path, stop_before_pixels=header_only)
@@ -47,21 +52,43 @@ def read_instance(path: Path, *, header_only: bool = False) -> Dataset:
         raise InputError(f"instance {path.stem}: cannot be read as DICOM ({type(error).__name__}: {error})") from error
 
 
+def read_study_instance(path: Path, *, ct_image: bool) -> Dataset:
+    """Read one of a study's instances for select_inputs; a file that does not parse is an input
+    error of its study.
+
+    A CT image (`ct_image`) is parsed once: its header now, its pixel data from its place in the
+    file when first used. Choosing the series to score needs only headers, so the pixels of other
+    series (scouts, other reconstructions) are never read, and those of the chosen series are
+    read without parsing the file again. Anything else (a contour object) is read whole: all of
+    it is used, and the limits count its contour points undecoded (service.dicom_limits), which
+    a deferred value does not allow.
+    """
+    try:
+        return _read(path, ct_image=ct_image)
+    except Exception as error:  # pydicom raises many types for damaged files
+        raise InputError(f"instance {path.stem}: cannot be read as DICOM ({type(error).__name__}: {error})") from error
+
+
 def read_study_headers(ct_dir: Path, contour_file: Path) -> list[Dataset]:
-    """Headers of a CT folder's DICOM files and of the contour object, for select_inputs.
+    """A CT folder's DICOM files (their pixel data read later, only for the series chosen) and
+    the contour object, as read_study_instance reads them, for select_inputs.
 
     Files that are not DICOM are skipped (export folders hold other files too); a damaged DICOM
-    file is an InputError. Pixels are decoded later, only for the series chosen.
+    file is an InputError.
     """
     headers = []
     for path in sorted(p for p in Path(ct_dir).iterdir() if p.is_file()):
         try:
-            headers.append(pydicom.dcmread(path, stop_before_pixels=True))
+            headers.append(_read(path, ct_image=True))
         except InvalidDicomError:
             continue
         except Exception as error:  # pydicom raises many types for damaged files
             raise InputError(f"instance {path.stem}: cannot be read as DICOM ({type(error).__name__})") from error
-    return headers + [read_instance(Path(contour_file), header_only=True)]
+    return headers + [read_study_instance(Path(contour_file), ct_image=False)]
+
+
+def _read(path: Path, *, ct_image: bool) -> Dataset:
+    return pydicom.dcmread(path, defer_size=DEFERRED_VALUE_BYTES if ct_image else None)
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -143,10 +170,18 @@ def _sop_class(ds: Dataset) -> str:
 
 
 def _with_pixels(ds: Dataset) -> Dataset:
-    """The full instance: header-only reads are re-read from their file once chosen."""
-    if "PixelData" in ds or not getattr(ds, "filename", None) or ds.get("SOPClassUID") == RT_STRUCTURE_SET:
+    """The full instance, its pixel data in memory: a deferred value (read_study_instance) is
+    read now from its place in the file, a header-only read is read again from its file."""
+    if ds.get("SOPClassUID") == RT_STRUCTURE_SET:
         return ds
-    return read_instance(Path(ds.filename))
+    if "PixelData" not in ds:
+        return read_instance(Path(ds.filename)) if getattr(ds, "filename", None) else ds
+    try:
+        ds.get_item("PixelData")  # reads a deferred value, and keeps it
+    except Exception as error:  # the file vanished or changed since its header was read
+        name = Path(str(getattr(ds, "filename", "") or "?")).stem
+        raise InputError(f"instance {name}: its pixel data cannot be read ({type(error).__name__}: {error})") from error
+    return ds
 
 
 def _header(ds: Dataset) -> Dataset:

@@ -21,6 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
+# savefig would load the PDF backend (and fontTools, ~130 modules) at the first page rendered, in
+# the first study's wait after a start: loaded with this module instead.
+import matplotlib.backends.backend_pdf  # noqa: F401
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox

@@ -32,7 +32,7 @@ from pydicom import Dataset
 
 from service.config import Config
 from service.adoption import Adoption
-from service.errors import InputError, PriorSourceError, ScorerError, ScorerUnavailable
+from service.errors import ConfigError, InputError, PriorSourceError, ScorerError, ScorerUnavailable
 from service.ingest.completeness import EarlyMargin, assess
 from service.ingest.index import DONE, FAILED, PROCESSING, RECEIVING, StudyIndex, StudyState
 from service.ingest.spool import Spool, study_key
@@ -64,6 +64,13 @@ RECONCILE_RETRY_SECONDS = 60.0
 # Early completeness while the scorer cannot state its settings: the flat margin used before the
 # margin was derived from them, wide enough for any ring up to 7 mm.
 UNKNOWN_SETTINGS_MARGIN = EarlyMargin(ring_mm=10.0, resampled_voxel_mm=0.0, support_slices=0)
+# How long the margin from the scorer's settings is trusted: a scorer redeployed with other
+# settings (a wider ring) is asked again within this time, as its connections are recycled.
+MARGIN_REFRESH_SECONDS = 300.0
+# The least time between two cycles woken by arrivals: a study streaming in wakes the worker
+# with every instance, and each cycle re-reads every receiving study's instances; back to back
+# that is quadratic in the series and holds the GIL against the listener's C-STORE threads.
+MIN_CYCLE_SECONDS = 0.2
 
 
 def early_margin(settings: ExtractionSettings) -> EarlyMargin:
@@ -104,7 +111,8 @@ class StudyWorker:
         self._reconciling = threading.Lock()  # one thread reconciles at a time
         self._reconcile_after: dict[str, float] = {}  # study -> when to ask PACS again
         self._waiting: set[str] = set()  # studies held for an earlier one, each logged once
-        self._margin: EarlyMargin | None = None  # from the scorer's settings, once it has stated them
+        self._margin: tuple[EarlyMargin, float] | None = None  # from the scorer's settings, and when asked
+        self._margin_errors = RepeatedErrorLog(log)
         self._threads = [threading.Thread(target=self._run, name=f"study-worker-{n + 1}", daemon=True)
                          for n in range(config.concurrent_studies)]
 
@@ -132,13 +140,15 @@ class StudyWorker:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.arrivals.clear()  # before the cycle: an arrival during it brings the next one at once
+            started = time.monotonic()
+            self.arrivals.clear()  # before the cycle: an arrival during it brings the next one soon
             try:
                 self.process_ready()
                 self.reconcile_delivered()
             except Exception:  # e.g. the index's disk is full: keep trying, never die silently
                 self._cycle_errors.log("worker cycle failed; retrying", exc_info=True)
             self.arrivals.wait(self._poll_seconds)
+            self._stop.wait(max(0.0, MIN_CYCLE_SECONDS - (time.monotonic() - started)))
 
     @property
     def alive(self) -> bool:
@@ -183,14 +193,21 @@ class StudyWorker:
         return processed
 
     def _early_margin(self) -> EarlyMargin:
-        """The completeness margin of the scorer's settings, asked once; the flat
-        UNKNOWN_SETTINGS_MARGIN while the scorer cannot answer."""
-        if self._margin is None:
+        """The completeness margin of the scorer's settings, asked again every
+        MARGIN_REFRESH_SECONDS; the flat UNKNOWN_SETTINGS_MARGIN while the scorer cannot answer
+        or states settings this release cannot read (a newer scorer in a rolling upgrade): that
+        must not stop the worker from assessing studies."""
+        now = time.monotonic()
+        if self._margin is None or now - self._margin[1] >= MARGIN_REFRESH_SECONDS:
             try:
-                self._margin = early_margin(ExtractionSettings.from_dict(dict(self._scorer.describe().settings)))
+                self._margin = (early_margin(ExtractionSettings.from_dict(dict(self._scorer.describe().settings))), now)
             except ScorerError:
+                return self._margin[0] if self._margin is not None else UNKNOWN_SETTINGS_MARGIN
+            except (ConfigError, TypeError, ValueError) as error:
+                self._margin_errors.log("the scorer's settings cannot be read (%s); early completeness uses "
+                                        "the flat margin", error)
                 return UNKNOWN_SETTINGS_MARGIN
-        return self._margin
+        return self._margin[0]
 
     def _waits_for_earlier(self, study: StudyState, now: float) -> bool:
         """Whether a ready study waits for an earlier study of the patient still in flight here

@@ -10,6 +10,7 @@ are not attempted here (test_outbox.py, test_delivery.py): these tests look at w
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from pydicom import Dataset
 from pydicom.uid import generate_uid
 
 from service.config import Config
+from service.model import Provenance
 from service.ingest.index import DONE, FAILED, RECEIVING, StudyIndex
 from service.ingest.scp import describe_instance, study_order
 from service.outputs.outbox import PENDING, Outbox
@@ -42,11 +44,15 @@ HARD_CAP = 600.0
 pytestmark = pytest.mark.filterwarnings("ignore:The value length")
 
 
+def _default_context() -> ScoringContext:
+    signature = load_signature()
+    return ScoringContext(ExtractionSettings(), signature, LocationRules(), signature_panel(signature))
+
+
 @pytest.fixture(scope="module")
 def scorer() -> Scorer:
     """The real scoring core, in this process (the gRPC transport has its own contract test)."""
-    signature = load_signature()
-    return InProcessScorer(ScoringContext(ExtractionSettings(), signature, LocationRules(), signature_panel(signature)))
+    return InProcessScorer(_default_context())
 
 
 class Site:
@@ -287,3 +293,28 @@ def test_a_study_does_not_wait_for_what_is_not_its_earlier_study(tmp_path, score
         assert site.state(follow_uid)[0] == DONE
     finally:
         site.close()
+
+
+class _NewerScorer(InProcessScorer):
+    """A scorer of a later release (a rolling upgrade) stating a setting value this release
+    cannot read; scoring itself is the real in-process scorer."""
+
+    def describe(self) -> Provenance:
+        stated = super().describe()
+        return dataclasses.replace(stated, settings={**stated.settings, "interpolator": "sitkFutureKernel"})
+
+
+def test_settings_a_newer_scorer_states_do_not_stop_the_worker(tmp_path: Path):
+    """Early completeness falls back to the flat margin and the study is assessed and taken
+    after its quiet period (before, every cycle failed before assessing any study, all studies
+    stayed receiving). Its outputs cannot state settings this release does not know, so it then
+    fails, visibly in status, rather than waiting for ever."""
+    opened = Site(tmp_path / "var", _NewerScorer(_default_context()))
+    try:
+        study_uid, ct, rtstruct = _study()
+        opened.receive([*ct, rtstruct])
+        assert opened.worker.process_ready(now=RECEIVED_AT + QUIET) == 1
+        state, error = opened.state(study_uid)
+        assert state is FAILED and error is not None and "ConfigError" in error
+    finally:
+        opened.close()

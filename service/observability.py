@@ -175,8 +175,9 @@ class RepeatedErrorLog:
 
 # A DICOM UID: a root of 0, 1 or 2 and more numeric components. Taken for one when it has at
 # least five components or 16 characters (2.25.<UUID> has three), so that version numbers and
-# IPv4 addresses (at most four components, 15 characters) are left alone.
-_UID_LIKE = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){2,}(?!\.?\d)")
+# IPv4 addresses (at most four components, 15 characters) are left alone. A component may have
+# leading zeros: a malformed UID (1.2.840.10008.05.1) identifies as much as a valid one.
+_UID_LIKE = re.compile(r"(?<![\d.])[0-2](?:\.\d+){2,}(?!\.?\d)")
 
 
 class UidRedactingFilter(logging.Filter):

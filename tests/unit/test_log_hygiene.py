@@ -52,6 +52,13 @@ def test_the_service_logging_redacts_library_lines() -> None:
     assert STUDY_UID not in stderr and stderr.count("uid:") == 2, stderr
 
 
+def test_a_malformed_uid_with_a_leading_zero_component_is_redacted_too() -> None:
+    malformed = "1.2.840.10008.05.1.4.1.1.2"  # 05: not a valid component, still the same identifier
+    record = _record("instance %s refused", malformed)
+    UidRedactingFilter().filter(record)
+    assert record.getMessage() == f"instance {uid_token(malformed)} refused"
+
+
 def _log_with_traceback(log_format: str, statement: str) -> str:
     """stderr of a process that configures logging as every command does, then runs `statement`."""
     code = ("import logging, threading; from service.observability import configure_logging; "

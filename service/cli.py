@@ -26,7 +26,7 @@ from service.ingest.index import StudyIndex
 from service.ingest.spool import study_key
 from service.lifeline import follow_parent
 from service.model import CtSeries
-from service.observability import configure_logging
+from service.observability import configure_logging, redact_uids
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.outbox import Delivery, DeliveryStatus, read_deliveries
 from service.outputs.pacs import dicom_files, send_files
@@ -408,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exit_code_for(error)
         if code is ExitCode.FAILED and not isinstance(error, RadiomicsCdsError):
             raise  # an OSError that is not about the input or a peer: a bug, with its traceback
-        print(f"radiomics-cds: {error}", file=sys.stderr)
+        print(f"radiomics-cds: {redact_uids(str(error))}", file=sys.stderr)  # a UID can identify the study
         return code
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED

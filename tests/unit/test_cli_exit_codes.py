@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydicom.uid import generate_uid
 
 from service.cli import ExitCode
+from service.observability import uid_token
 from tests.support import small_study
 from tests.support.processes import LOOPBACK, free_port
 
@@ -56,6 +58,23 @@ def test_input(tmp_path: Path, content: bytes | None, said: str) -> None:
     done = _run("show", str(path))
     assert done.returncode == 4, done.stderr
     assert said in _one_line_error(done)
+
+
+def test_the_error_line_names_no_uid(tmp_path: Path) -> None:
+    """Contours in another Frame of Reference: the error names both Frames of Reference, as the
+    tokens the log uses, never as the UIDs (they can identify the study)."""
+    small_study.write(tmp_path / "ct", small_study.ct_slices())
+    rtstruct = small_study.rtstruct()
+    other_frame = generate_uid()
+    rtstruct.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID = other_frame
+    for roi in rtstruct.StructureSetROISequence:
+        roi.ReferencedFrameOfReferenceUID = other_frame
+    (rtstruct_file,) = small_study.write(tmp_path / "rt", [rtstruct])
+    done = _run("features", "--ct", str(tmp_path / "ct"), "--rtstruct", str(rtstruct_file))
+    assert done.returncode == 4, done.stderr
+    line = _one_line_error(done)
+    assert "Frame of Reference" in line and uid_token(other_frame) in line
+    assert other_frame not in line and small_study.FRAME_UID not in line
 
 
 def test_unavailable_peer(tmp_path: Path) -> None:

@@ -22,11 +22,11 @@ from service.config import LOG_LEVELS, Config, load_config
 from service.errors import (ConfigError, DeliveryError, InputError, PriorSourceError, RadiomicsCdsError,
                             ScorerUnavailable, SignatureError)
 from service.feature_report import features_from_dicom, features_from_nifti
-from service.ingest.index import StudyIndex
+from service.ingest.index import read_studies
 from service.ingest.spool import study_key
 from service.lifeline import follow_parent
 from service.model import CtSeries
-from service.observability import configure_logging, redact_uids
+from service.observability import configure_logging, redact_uids, uid_token
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.outbox import Delivery, DeliveryStatus, read_deliveries
 from service.outputs.pacs import dicom_files, send_files
@@ -203,7 +203,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     """Studies known to the index: log key, Study Instance UID, state, result or why it failed,
-    and where the result's deliveries stand; then the deliveries of each destination by state."""
+    and where the result's deliveries stand; then the deliveries of each destination by state.
+
+    UIDs (the study's, the SR's, any in a reason) are shown as the tokens the log uses for them,
+    unless --show-uids: a Study Instance UID can identify the patient. Both files are read
+    read-only, next to a running service.
+    """
     config = _config(args)
     if not config.index_path.is_file():  # a mistyped var_dir must not look like an empty service
         raise ConfigError(f"no index at {config.index_path}: is var_dir (RCDS_VAR_DIR, --config) the service's?")
@@ -211,17 +216,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
     by_path: dict[Path, list[Delivery]] = {}
     for delivery in deliveries:
         by_path.setdefault(delivery.path, []).append(delivery)
-    index = StudyIndex(config.index_path)
-    try:
-        for study in index.studies_in(None):
-            detail = study.error or (f"SR {study.result}" if study.result else "")
-            if study.result:
-                states = [_delivery_state(delivery) for artefact in Artefact
-                          for delivery in by_path.get(artefact_path(config.outbox_dir, study.result, artefact), [])]
-                detail += f"  deliveries: {', '.join(states)}" if states else ""
-            print(f"{study_key(study.study_instance_uid)}  {study.study_instance_uid}  {study.state:<10}  {detail}")
-    finally:
-        index.close()
+    shown: Callable[[str], str] = (lambda text: text) if args.show_uids else redact_uids
+    for study in read_studies(config.index_path):
+        detail = study.error or (f"SR {study.result}" if study.result else "")
+        if study.result:
+            states = [_delivery_state(delivery) for artefact in Artefact
+                      for delivery in by_path.get(artefact_path(config.outbox_dir, study.result, artefact), [])]
+            detail += f"  deliveries: {', '.join(states)}" if states else ""
+        uid = study.study_instance_uid if args.show_uids else uid_token(study.study_instance_uid)
+        print(f"{study_key(study.study_instance_uid)}  {uid}  {study.state:<10}  {shown(detail)}")
     print()
     print(_delivery_counts(deliveries))
     return 0
@@ -368,6 +371,9 @@ def _parser() -> argparse.ArgumentParser:
 
     status = with_config(commands.add_parser(
         "status", help="list studies, their state and their deliveries per destination"))
+    status.add_argument("--show-uids", action="store_true",
+                        help="show Study Instance UIDs, SR UIDs and UIDs in reasons in full (default: the "
+                             "uid:<8 hex digits> tokens the log shows for them)")
     status.set_defaults(handler=_cmd_status)
 
     show = commands.add_parser("show", help="print the lesion table of one of our SRs, and its change table "

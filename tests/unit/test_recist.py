@@ -138,3 +138,14 @@ def test_site_designation_wins() -> None:
     ts = select_targets([lesion("1.1", 50, name="NT1"), lesion("1.2", 12, name="T1 liver")], None)
     assert ts.source is SelectionSource.SITE_DESIGNATION
     assert [x.tracking_uid for x in ts.targets] == ["1.2"]
+
+
+def test_a_small_target_is_flagged_by_its_tracking_identifier_never_its_uid() -> None:
+    """Flags go into the SR, the Bundle and the page: a target is named by its Tracking
+    Identifier, or by its position among the targets when it has none."""
+    named, unnamed = "1.2.826.0.1.3680043.10.543.31", "1.2.826.0.1.3680043.10.543.32"
+    ts = select_targets([lesion(named, 20), lesion(unnamed, 30, location="lung")], None)
+    follow_up = point(1, LesionMeasurement(named, S.MEASURED, 4.0, 1.0, tracking_id="lesion 3"), m(unnamed, 3.0))
+    (result,) = assess_series(ts, [point(0, m(named, 20), m(unnamed, 30)), follow_up])
+    small = [flag for flag in result.flags if "< 5 mm" in flag]
+    assert small == ["target lesion 3: < 5 mm (measured value kept)", "target #2: < 5 mm (measured value kept)"]

@@ -267,7 +267,8 @@ _EXIT_CODE_MEANINGS = {
     ExitCode.OK: "done",
     ExitCode.FAILED: "the command ran but not all its work succeeded (send: files refused; serve: the scorer died)",
     ExitCode.USAGE: "the command line is wrong (unknown command or flag, missing or conflicting arguments)",
-    ExitCode.CONFIG: "a setting, or a file a setting or flag names, is unusable; or a port is taken",
+    ExitCode.CONFIG: "a setting, or a file a setting or flag names, is unusable (also: no permission to read or write "
+                     "it, a read-only or full file system); or a port is taken",
     ExitCode.INPUT: "the input is unusable (a file missing or not DICOM, a series or contours that cannot be used)",
     ExitCode.UNAVAILABLE: "a peer could not be reached, refused us (association, TLS) or did not answer",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
@@ -275,13 +276,22 @@ _EXIT_CODE_MEANINGS = {
 _EXIT_CODES: tuple[tuple[tuple[type[BaseException], ...], ExitCode], ...] = (
     ((ConfigError, SignatureError), ExitCode.CONFIG),
     ((InputError, InvalidDicomError, FileNotFoundError, IsADirectoryError, NotADirectoryError), ExitCode.INPUT),
-    ((DeliveryError, ScorerUnavailable, PriorSourceError, ConnectionError), ExitCode.UNAVAILABLE),
+    ((DeliveryError, ScorerUnavailable, PriorSourceError, ConnectionError, TimeoutError), ExitCode.UNAVAILABLE),
+    ((OSError,), ExitCode.CONFIG),  # any other: a file or directory we may not or cannot use (--out, var_dir)
 )
 
 
 def exit_code_for(error: BaseException) -> ExitCode:
     """The exit status of a command stopped by `error`; FAILED for another error of ours."""
     return next((code for kinds, code in _EXIT_CODES if isinstance(error, kinds)), ExitCode.FAILED)
+
+
+def _error_text(error: BaseException) -> str:
+    """The error line's text: an OSError as what failed and on which file (`cannot use /out/x.dcm:
+    Permission denied`), not Python's `[Errno 13] ...`."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"cannot use {error.filename}: {error.strerror}" if error.filename else error.strerror
+    return str(error)
 
 
 def _exit_codes_help() -> str:
@@ -411,11 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.log_level or settings.log_level, settings.log_format)
         return args.handler(args)
     except (RadiomicsCdsError, InvalidDicomError, OSError) as error:
-        code = exit_code_for(error)
-        if code is ExitCode.FAILED and not isinstance(error, RadiomicsCdsError):
-            raise  # an OSError that is not about the input or a peer: a bug, with its traceback
-        print(f"radiomics-cds: {redact_uids(str(error))}", file=sys.stderr)  # a UID can identify the study
-        return code
+        print(f"radiomics-cds: {redact_uids(_error_text(error))}", file=sys.stderr)  # a UID can identify the study
+        return exit_code_for(error)
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
 

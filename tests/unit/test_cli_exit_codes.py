@@ -77,6 +77,30 @@ def test_the_error_line_names_no_uid(tmp_path: Path) -> None:
     assert other_frame not in line and small_study.FRAME_UID not in line
 
 
+def _unwritable_directory(tmp_path: Path) -> Path:
+    """A directory in which no new entry can be made: a read-only one (mode 555) for a user; for
+    root, whom modes do not stop, /sys (sysfs refuses even root a new directory)."""
+    if os.geteuid() != 0:
+        (tmp_path / "read-only").mkdir(mode=0o555)
+        return tmp_path / "read-only"
+    if not Path("/sys").is_dir():
+        pytest.skip("running as root without /sys: no directory refuses root")
+    return Path("/sys")
+
+
+def test_an_output_directory_we_may_not_write_is_a_one_line_config_error(tmp_path: Path) -> None:
+    small_study.write(tmp_path / "ct", small_study.ct_slices())
+    rtstruct = small_study.rtstruct()
+    rtstruct.SeriesInstanceUID = generate_uid()  # the outputs reference it
+    (rtstruct_file,) = small_study.write(tmp_path / "rt", [rtstruct])
+    out = _unwritable_directory(tmp_path) / "rcds-out"
+    done = _run("score", "--ct", str(tmp_path / "ct"), "--rtstruct", str(rtstruct_file), "--out", str(out))
+    assert done.returncode == DOCUMENTED["config"], done.stderr
+    line = _one_line_error(done)
+    assert line.startswith(f"radiomics-cds: cannot use {out}") and line.endswith(("Permission denied", "Operation not permitted"))
+    assert not out.exists()
+
+
 def test_unavailable_peer(tmp_path: Path) -> None:
     (ct_file,) = small_study.write(tmp_path / "ct", small_study.ct_slices()[:1])
     port = free_port()  # nobody listens

@@ -289,7 +289,7 @@ def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
         return
     logging.getLogger("radiomics-cds").critical(
         "uncaught %s in thread %s", args.exc_type.__name__, args.thread.name if args.thread else "?",
-        exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback))
+        exc_info=args.exc_value)
 
 
 def _log_warning_without_text(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001

@@ -22,11 +22,11 @@ from service.config import LOG_LEVELS, Config, load_config
 from service.errors import (ConfigError, DeliveryError, InputError, PriorSourceError, RadiomicsCdsError,
                             ScorerUnavailable, SignatureError)
 from service.feature_report import features_from_dicom, features_from_nifti
-from service.ingest.index import StudyIndex
+from service.ingest.index import read_studies
 from service.ingest.spool import study_key
 from service.lifeline import follow_parent
 from service.model import CtSeries
-from service.observability import configure_logging
+from service.observability import configure_logging, redact_uids, uid_token
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.outbox import Delivery, DeliveryStatus, read_deliveries
 from service.outputs.pacs import dicom_files, send_files
@@ -203,7 +203,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     """Studies known to the index: log key, Study Instance UID, state, result or why it failed,
-    and where the result's deliveries stand; then the deliveries of each destination by state."""
+    and where the result's deliveries stand; then the deliveries of each destination by state.
+
+    UIDs (the study's, the SR's, any in a reason) are shown as the tokens the log uses for them,
+    unless --show-uids: a Study Instance UID can identify the patient. Both files are read
+    read-only, next to a running service.
+    """
     config = _config(args)
     if not config.index_path.is_file():  # a mistyped var_dir must not look like an empty service
         raise ConfigError(f"no index at {config.index_path}: is var_dir (RCDS_VAR_DIR, --config) the service's?")
@@ -211,17 +216,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
     by_path: dict[Path, list[Delivery]] = {}
     for delivery in deliveries:
         by_path.setdefault(delivery.path, []).append(delivery)
-    index = StudyIndex(config.index_path)
-    try:
-        for study in index.studies_in(None):
-            detail = study.error or (f"SR {study.result}" if study.result else "")
-            if study.result:
-                states = [_delivery_state(delivery) for artefact in Artefact
-                          for delivery in by_path.get(artefact_path(config.outbox_dir, study.result, artefact), [])]
-                detail += f"  deliveries: {', '.join(states)}" if states else ""
-            print(f"{study_key(study.study_instance_uid)}  {study.study_instance_uid}  {study.state:<10}  {detail}")
-    finally:
-        index.close()
+    shown: Callable[[str], str] = (lambda text: text) if args.show_uids else redact_uids
+    for study in read_studies(config.index_path):
+        detail = study.error or (f"SR {study.result}" if study.result else "")
+        if study.result:
+            states = [_delivery_state(delivery) for artefact in Artefact
+                      for delivery in by_path.get(artefact_path(config.outbox_dir, study.result, artefact), [])]
+            detail += f"  deliveries: {', '.join(states)}" if states else ""
+        uid = study.study_instance_uid if args.show_uids else uid_token(study.study_instance_uid)
+        print(f"{study_key(study.study_instance_uid)}  {uid}  {study.state:<10}  {shown(detail)}")
     print()
     print(_delivery_counts(deliveries))
     return 0
@@ -264,7 +267,8 @@ _EXIT_CODE_MEANINGS = {
     ExitCode.OK: "done",
     ExitCode.FAILED: "the command ran but not all its work succeeded (send: files refused; serve: the scorer died)",
     ExitCode.USAGE: "the command line is wrong (unknown command or flag, missing or conflicting arguments)",
-    ExitCode.CONFIG: "a setting, or a file a setting or flag names, is unusable; or a port is taken",
+    ExitCode.CONFIG: "a setting, or a file a setting or flag names, is unusable (also: no permission to read or write "
+                     "it, a read-only or full file system); or a port is taken",
     ExitCode.INPUT: "the input is unusable (a file missing or not DICOM, a series or contours that cannot be used)",
     ExitCode.UNAVAILABLE: "a peer could not be reached, refused us (association, TLS) or did not answer",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
@@ -272,13 +276,22 @@ _EXIT_CODE_MEANINGS = {
 _EXIT_CODES: tuple[tuple[tuple[type[BaseException], ...], ExitCode], ...] = (
     ((ConfigError, SignatureError), ExitCode.CONFIG),
     ((InputError, InvalidDicomError, FileNotFoundError, IsADirectoryError, NotADirectoryError), ExitCode.INPUT),
-    ((DeliveryError, ScorerUnavailable, PriorSourceError, ConnectionError), ExitCode.UNAVAILABLE),
+    ((DeliveryError, ScorerUnavailable, PriorSourceError, ConnectionError, TimeoutError), ExitCode.UNAVAILABLE),
+    ((OSError,), ExitCode.CONFIG),  # any other: a file or directory we may not or cannot use (--out, var_dir)
 )
 
 
 def exit_code_for(error: BaseException) -> ExitCode:
     """The exit status of a command stopped by `error`; FAILED for another error of ours."""
     return next((code for kinds, code in _EXIT_CODES if isinstance(error, kinds)), ExitCode.FAILED)
+
+
+def _error_text(error: BaseException) -> str:
+    """The error line's text: an OSError as what failed and on which file (`cannot use /out/x.dcm:
+    Permission denied`), not Python's `[Errno 13] ...`."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"cannot use {error.filename}: {error.strerror}" if error.filename else error.strerror
+    return str(error)
 
 
 def _exit_codes_help() -> str:
@@ -368,6 +381,9 @@ def _parser() -> argparse.ArgumentParser:
 
     status = with_config(commands.add_parser(
         "status", help="list studies, their state and their deliveries per destination"))
+    status.add_argument("--show-uids", action="store_true",
+                        help="show Study Instance UIDs, SR UIDs and UIDs in reasons in full (default: the "
+                             "uid:<8 hex digits> tokens the log shows for them)")
     status.set_defaults(handler=_cmd_status)
 
     show = commands.add_parser("show", help="print the lesion table of one of our SRs, and its change table "
@@ -405,11 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.log_level or settings.log_level, settings.log_format)
         return args.handler(args)
     except (RadiomicsCdsError, InvalidDicomError, OSError) as error:
-        code = exit_code_for(error)
-        if code is ExitCode.FAILED and not isinstance(error, RadiomicsCdsError):
-            raise  # an OSError that is not about the input or a peer: a bug, with its traceback
-        print(f"radiomics-cds: {error}", file=sys.stderr)
-        return code
+        print(f"radiomics-cds: {redact_uids(_error_text(error))}", file=sys.stderr)  # a UID can identify the study
+        return exit_code_for(error)
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
 

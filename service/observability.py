@@ -17,11 +17,13 @@ import json
 import logging
 import platform
 import re
+import sys
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
 
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info,
                                PlatformCollector, ProcessCollector, generate_latest)
@@ -173,8 +175,9 @@ class RepeatedErrorLog:
 
 # A DICOM UID: a root of 0, 1 or 2 and more numeric components. Taken for one when it has at
 # least five components or 16 characters (2.25.<UUID> has three), so that version numbers and
-# IPv4 addresses (at most four components, 15 characters) are left alone.
-_UID_LIKE = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){2,}(?!\.?\d)")
+# IPv4 addresses (at most four components, 15 characters) are left alone. A component may have
+# leading zeros: a malformed UID (1.2.840.10008.05.1) identifies as much as a valid one.
+_UID_LIKE = re.compile(r"(?<![\d.])[0-2](?:\.\d+){2,}(?!\.?\d)")
 
 
 class UidRedactingFilter(logging.Filter):
@@ -189,37 +192,76 @@ class UidRedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno > logging.DEBUG:
             message = record.getMessage()
-            redacted = _UID_LIKE.sub(_uid_token, message)
+            redacted = redact_uids(message)
             if redacted != message:
                 record.msg, record.args = redacted, None
+            _redact_traceback(record)
         return True
 
 
-def _uid_token(match: re.Match[str]) -> str:
+def _redact_traceback(record: logging.LogRecord) -> None:
+    """The record's traceback (log.exception, exc_info) and stack (stack_info), redacted.
+
+    An exception's text is the sender's data as often as ours (a KeyError names the UID it did
+    not find). The traceback is formatted here, once, into exc_text, which every formatter
+    prints instead of formatting exc_info again; exc_info is cleared so that none can.
+    """
+    if record.exc_info and not record.exc_text:
+        record.exc_text = _TRACEBACK_FORMATTER.formatException(record.exc_info)
+    record.exc_info = None
+    if record.exc_text:
+        record.exc_text = redact_uids(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact_uids(record.stack_info)
+
+
+_TRACEBACK_FORMATTER = logging.Formatter()
+
+
+def redact_uids(text: str) -> str:
+    """`text` with each UID replaced by its token (uid_token): for logs above DEBUG and for
+    messages shown to a user (the command line's error line, a study's stored error)."""
+    return _UID_LIKE.sub(_token_of_match, text)
+
+
+def uid_token(uid: str) -> str:
+    """`uid:<8 hex digits>`: a short, stable, non-identifying name of a UID (the first eight
+    digits of its study key, service.ingest.spool.study_key, for a Study Instance UID)."""
+    return "uid:" + hashlib.sha256(uid.encode()).hexdigest()[:8]
+
+
+def _token_of_match(match: re.Match[str]) -> str:
     text = match.group(0)
     if text.count(".") < 4 and len(text) < 16:
         return text
-    return "uid:" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    return uid_token(text)
 
 
 class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line (time, level, logger, message, and the exception when there is
-    one), for log collectors that index fields instead of parsing text."""
+    """One JSON object per line (time, level, logger, message, and the exception's traceback or
+    the stack when there is one), for log collectors that index fields instead of parsing text."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
                  "message": record.getMessage()}
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:  # redacted by UidRedactingFilter above DEBUG
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
         return json.dumps(entry, ensure_ascii=False)
 
 
 def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
-    """Log lines as text or JSON (log_format); library warnings logged without their text.
+    """Log lines as text or JSON (log_format), UIDs redacted; library warnings logged without
+    their text; uncaught exceptions logged.
 
     Libraries quote attribute values in warnings (highdicom, for one, quotes the patient's
     name when it finds it oddly formed), so their text never reaches the log: only the
-    warning's kind and where it was raised.
+    warning's kind and where it was raised. An exception nothing caught (a bug, in the main
+    thread or another) would be printed by Python's own hooks, past the handlers and their
+    redaction: it is logged instead.
     """
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
@@ -233,6 +275,23 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     # pydicom logs invalid values *with* the value (e.g. a malformed birth date): errors only.
     logging.getLogger("pydicom").setLevel(logging.ERROR)
     warnings.showwarning = _log_warning_without_text
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def _log_uncaught(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, trace)
+        return
+    logging.getLogger("radiomics-cds").critical("uncaught %s", kind.__name__, exc_info=(kind, error, trace))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if issubclass(args.exc_type, SystemExit):  # as threading's own hook: a thread's normal way out
+        return
+    logging.getLogger("radiomics-cds").critical(
+        "uncaught %s in thread %s", args.exc_type.__name__, args.thread.name if args.thread else "?",
+        exc_info=args.exc_value)
 
 
 def _log_warning_without_text(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001

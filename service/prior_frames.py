@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset
 from service.errors import PriorSourceError
 from service.longitudinal.frames import FrameMapping
 from service.model import CtSeries
+from service.observability import redact_uids
 from service.priors.reading import PriorReport
 from service.spatial_registration import registration_mapping
 
@@ -53,7 +54,9 @@ def prior_mapping(sources: FrameSources, current_frame: str,
         prior_ct = sources.prior_ct(report.study_instance_uid, report.ct_series_instance_uid) \
             if sources.prior_ct is not None and sources.current_ct is not None else None
     except PriorSourceError as error:
-        return None, f"{NO_REGISTRATION} (prior CT not retrieved: {error})"
+        # The note goes into the SR, the Bundle and the page: a UID in the reason (a sender's
+        # instance, a series asked for) is shown as the log's token for it.
+        return None, f"{NO_REGISTRATION} (prior CT not retrieved: {redact_uids(str(error))})"
     if prior_ct is None or sources.current_ct is None:
         return None, NO_REGISTRATION
     if prior_ct.frame_of_reference_uid != prior_frame:

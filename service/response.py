@@ -320,7 +320,8 @@ def _prior_assessment(study: StudyLesions, settings: RecistSettings) -> Assessme
         parts.setdefault(uid, []).append(lesion)
     return Assessment(study.study_uid, study.date, tuple(
         LesionMeasurement(uid, MeasurementStatus.MEASURED, sum(x.diameter_mm for x in group),
-                          sum(x.volume_ml for x in group), group[0].is_node, group[0].location_class)
+                          sum(x.volume_ml for x in group), group[0].is_node, group[0].location_class,
+                          tracking_id=group[0].tracking_id)
         for uid, group in sorted(parts.items())), study.slice_thickness_mm)
 
 

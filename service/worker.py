@@ -37,7 +37,7 @@ from service.ingest.completeness import EarlyMargin, assess
 from service.ingest.index import DONE, FAILED, PROCESSING, RECEIVING, StudyIndex, StudyState
 from service.ingest.spool import Spool, study_key
 from service.model import StudyInfo
-from service.observability import SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FAILED, RepeatedErrorLog
+from service.observability import SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FAILED, RepeatedErrorLog, redact_uids
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.destinations import pacs_tls
 from service.outputs.outbox import DELIVERED, PENDING, Outbox
@@ -410,6 +410,8 @@ class StudyWorker:
         self._fail(study_uid, f"scorer: {error}", "internal")
 
     def _fail(self, study_uid: str, reason: str, kind: str) -> None:
+        """The reason is stored with its UIDs redacted: `status` prints it, an operator reads it."""
+        reason = redact_uids(reason)
         self._index.finish(study_uid, FAILED, error=reason)
         STUDIES_FAILED.labels(kind).inc()
         log.error("study %s failed: %s", study_key(study_uid), reason)

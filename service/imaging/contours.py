@@ -31,6 +31,7 @@ from service.errors import ContourError, FrameOfReferenceMismatch
 from service.dicom import HeaderReader
 from service.imaging.volume import frame_plane, functional_group_item
 from service.model import CodedConcept, CtSeries, LesionMask, LesionSource
+from service.observability import redact_uids
 from service.sop_classes import RT_STRUCTURE_SET, SEGMENTATION_SOP_CLASSES
 
 logger = logging.getLogger(__name__)
@@ -103,13 +104,17 @@ def _check_frame_of_reference(uid: str | None, ct: CtSeries, what: str) -> None:
 
 
 def _check_sop_class(ds: Dataset, expected: Collection[str], name: str) -> str:
-    """The instance's SOP Instance UID, once it is known to be an instance of one of `expected`."""
+    """The instance's SOP Instance UID, once it is known to be an instance of one of `expected`.
+
+    Errors name the instance by its role (the SEG, the RTSTRUCT), never by this UID: they are
+    shown to users, stored as the study's error and printed by `status`, and a UID can identify
+    the patient's study. The UID is logged here at DEBUG for a developer.
+    """
     if str(ds.get("SOPClassUID")) not in expected:  # str: a multi-valued one is not hashable
-        raise ContourError(
-            f"instance {ds.get('SOPInstanceUID', '?')} is not an {name} "
-            f"(SOP Class {ds.get('SOPClassUID')})"
-        )
-    return HeaderReader(f"an {name}", ContourError).text(ds, "SOPInstanceUID", required=True)
+        raise ContourError(f"the contours' instance is not an {name} (SOP Class {UID(str(ds.get('SOPClassUID'))).name})")
+    uid = HeaderReader(f"an {name}", ContourError).text(ds, "SOPInstanceUID", required=True)
+    logger.debug("reading %s %s", name, uid)
+    return uid
 
 
 def _numbered(ds: Dataset, sequence: str, keyword: str, what: str) -> list[tuple[int, Dataset]]:
@@ -155,7 +160,8 @@ LESION_ROI_TYPES: frozenset[str] = frozenset({"GTV", ""})
 
 def lesion_rois(rtstruct: Dataset, lesion_types: frozenset[str] = LESION_ROI_TYPES) -> tuple[set[int], list[str]]:
     """(ROI numbers to score, one note per ROI skipped for its RT ROI Interpreted Type)."""
-    what = f"RTSTRUCT {_check_sop_class(rtstruct, {RT_STRUCTURE_SET}, 'RTSTRUCT')}"
+    what = "the RTSTRUCT"
+    _check_sop_class(rtstruct, {RT_STRUCTURE_SET}, "RTSTRUCT")
     types = {
         number: HeaderReader(f"ROI {number} of {what}", ContourError).text(item, "RTROIInterpretedType").upper()
         for number, item in _numbered(rtstruct, "RTROIObservationsSequence", "ReferencedROINumber", what)
@@ -184,14 +190,14 @@ def rtstruct_to_masks(rtstruct: Dataset, ct: CtSeries, roi_numbers: set[int] | N
     check_dataset(rtstruct, limits, ContourError)
     contours_of = {
         number: item.get("ContourSequence") or []
-        for number, item in _numbered(rtstruct, "ROIContourSequence", "ReferencedROINumber", f"RTSTRUCT {uid}")
+        for number, item in _numbered(rtstruct, "ROIContourSequence", "ReferencedROINumber", "the RTSTRUCT")
     }
     masks = []
-    for number, roi in _numbered(rtstruct, "StructureSetROISequence", "ROINumber", f"RTSTRUCT {uid}"):
+    for number, roi in _numbered(rtstruct, "StructureSetROISequence", "ROINumber", "the RTSTRUCT"):
         contours = contours_of.get(number)
         if not contours or (roi_numbers is not None and number not in roi_numbers):
             continue
-        what = f"ROI {number} of RTSTRUCT {uid}"
+        what = f"ROI {number} of the RTSTRUCT"
         read = HeaderReader(what, ContourError)
         _check_frame_of_reference(read.text(roi, "ReferencedFrameOfReferenceUID"), ct, what)
         source = _Source(number, read.text(roi, "ROIName"), uid, _input_uid(read, roi, "ConceptualVolumeUID"))
@@ -368,7 +374,8 @@ def seg_to_masks(seg: Dataset, ct: CtSeries, limits: InstanceLimits = InstanceLi
     `limits` and each other, and every header value highdicom relies on is read here, so that
     a damaged SEG fails with the attribute named rather than with whatever highdicom raises.
     """
-    what = f"SEG {_check_sop_class(seg, SEGMENTATION_SOP_CLASSES, 'SEG (Segmentation or Label Map Segmentation Storage)')}"
+    what = "the SEG"
+    _check_sop_class(seg, SEGMENTATION_SOP_CLASSES, "SEG (Segmentation or Label Map Segmentation Storage)")
     check_dataset(seg, limits, ContourError)
     read = HeaderReader(what, ContourError)
     _check_frame_of_reference(read.text(seg, "FrameOfReferenceUID"), ct, what)
@@ -420,7 +427,8 @@ def _check_frames(seg: Dataset, segments: set[int], per_segment: bool, what: str
 
 
 def _from_highdicom(what: str, call: Callable[[], _T]) -> _T:
-    """`call`'s result, or what it raises as a ContourError that carries highdicom's message.
+    """`call`'s result, or what it raises as a ContourError that carries highdicom's message,
+    its UIDs redacted (the message as is goes to the DEBUG log).
 
     highdicom, and pydicom decoding under it, raise many types for a SEG they cannot read (a
     missing Type 1 attribute, frames that do not stack into a regular volume, undecodable
@@ -430,7 +438,9 @@ def _from_highdicom(what: str, call: Callable[[], _T]) -> _T:
     try:
         return call()
     except Exception as error:
-        raise ContourError(f"{what} cannot be read as a Segmentation ({type(error).__name__}: {error})") from error
+        logger.debug("highdicom cannot read %s: %r", what, error)
+        raise ContourError(f"{what} cannot be read as a Segmentation "
+                           f"({type(error).__name__}: {redact_uids(str(error))})") from error
 
 
 def _referenced_segment(seg: Dataset, frame: int, what: str) -> int:
@@ -474,7 +484,7 @@ def _segment_mask(
     seg: Dataset, number: int, item: Dataset, offset: tuple[int, int, int], mask: np.ndarray
 ) -> LesionMask:
     regions = item.get("AnatomicRegionSequence") or []
-    read = HeaderReader(f"segment {number} of SEG {seg.SOPInstanceUID}", ContourError)
+    read = HeaderReader(f"segment {number} of the SEG", ContourError)
     tracking_uid = _input_uid(read, item, "TrackingUID")
     return LesionMask(
         number=number,

@@ -113,7 +113,11 @@ def frame_reader(ds: Dataset, frame: int, error: type[InputError] = SeriesError)
 
 
 def _instance(ds: Dataset) -> str:
-    return f"instance {ds.get('SOPInstanceUID', '?')}"
+    """How errors name an instance: by modality and Instance Number, never by its UID (errors
+    are shown to users and stored; a UID can identify the patient's study)."""
+    number = ds.get("InstanceNumber")
+    modality = f"{ds.get('Modality')} " if ds.get("Modality") else ""
+    return f"{modality}instance number {number}" if number not in (None, "") else f"a {modality}instance without Instance Number"
 
 
 def frame_plane(ds: Dataset, frame: int, error: type[InputError] = SeriesError) -> FramePlane:

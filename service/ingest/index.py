@@ -21,6 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -208,10 +209,9 @@ class StudyIndex:
 
     def studies_in(self, state: StudyStatus | None = None) -> list[StudyState]:
         """Studies in one state (all when None), oldest activity first."""
-        query = "SELECT study_instance_uid, state, waiting_since, last_received_at, attempts, error, result FROM studies"
         with self._lock:
             rows = self._db.execute(
-                query + (" WHERE state = ?" if state else "") + " ORDER BY last_received_at", (state,) if state else (),
+                _STUDIES + (" WHERE state = ?" if state else "") + " ORDER BY last_received_at", (state,) if state else (),
             ).fetchall()
         return [_study_state(row) for row in rows]
 
@@ -314,6 +314,19 @@ class StudyIndex:
                 "UPDATE studies SET state = ?, updated_at = ? WHERE state = ?", (RECEIVING, now, PROCESSING)
             ).rowcount
         return requeued, failed
+
+
+def read_studies(path: Path) -> list[StudyState]:
+    """Every study of an index, oldest activity first, opened read-only (for `status`, next to a
+    running service: no schema script, no migration, nothing locked for writing); none while
+    the index has no studies table yet."""
+    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)) as db:
+        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'studies'").fetchone() is None:
+            return []
+        return [_study_state(row) for row in db.execute(_STUDIES + " ORDER BY last_received_at")]
+
+
+_STUDIES = "SELECT study_instance_uid, state, waiting_since, last_received_at, attempts, error, result FROM studies"
 
 
 def _study_state(row: tuple) -> StudyState:

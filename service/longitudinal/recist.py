@@ -80,7 +80,11 @@ class OverallResponse(StrEnum):
 
 @dataclass(frozen=True)
 class LesionMeasurement:
-    """One lesion at one time point, under its carried (baseline) tracking UID; D in mm."""
+    """One lesion at one time point, under its carried (baseline) tracking UID; D in mm.
+
+    `tracking_id`: its Tracking Identifier (human-readable, e.g. "lesion 3"), how flags name it:
+    they go into the SR, the Bundle and the tumour-board page, where a UID must not.
+    """
 
     tracking_uid: str
     status: MeasurementStatus
@@ -89,6 +93,7 @@ class LesionMeasurement:
     is_node: bool = False
     organ: str = ""
     reason: str | None = None
+    tracking_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -303,9 +308,10 @@ def _assess_one(target_set: TargetSet, targets: list[str], non_targets: list[str
         else:
             target = TargetResponse.SD
         flags += _borderline(pct_bl, pct_nadir, mm_nadir, settings)
-        flags += [f"target {uid}: < {settings.small_lesion_mm:g} mm (" + (
+        flags += [f"target {m.tracking_id or f'#{n}'}: < {settings.small_lesion_mm:g} mm (" + (
                   "measured value kept)" if _summed_mm(m, settings) == m.diameter_mm else
-                  f"counted as {TOO_SMALL_TO_MEASURE_MM:g} mm, small_lesion_policy)") for uid in targets
+                  f"counted as {TOO_SMALL_TO_MEASURE_MM:g} mm, small_lesion_policy)")
+                  for n, uid in enumerate(targets, start=1)
                   if (m := assessment.get(uid)) is not None and m.status is MeasurementStatus.MEASURED
                   and 0 < m.diameter_mm < settings.small_lesion_mm]
 
@@ -358,7 +364,7 @@ def baseline_assessment(study_uid: str, date: datetime.date | None, lesions: Seq
     """The baseline study's lesions, all measured."""
     return Assessment(study_uid, date, tuple(
         LesionMeasurement(x.tracking_uid, MeasurementStatus.MEASURED, x.diameter_mm, x.volume_ml, x.is_node,
-                          organ_of(x, organs or {}, settings))
+                          organ_of(x, organs or {}, settings), tracking_id=x.tracking_id)
         for x in sorted(lesions, key=lambda x: x.tracking_uid)), slice_thickness_mm)
 
 
@@ -413,8 +419,10 @@ def follow_up_assessment(study_uid: str, date: datetime.date | None, links: Sequ
             for lesion in (*link.prior, *link.current):
                 status.setdefault(root(lesion.tracking_uid), (MeasurementStatus.NOT_EVALUABLE, why, lesion))
     out = [LesionMeasurement(uid, MeasurementStatus.MEASURED, sum(x.diameter_mm for x in parts),
-                             sum(x.volume_ml for x in parts), parts[0].is_node, organ_of(parts[0], organs, settings))
+                             sum(x.volume_ml for x in parts), parts[0].is_node, organ_of(parts[0], organs, settings),
+                             tracking_id=parts[0].tracking_id)
            for uid, parts in measured.items()]
-    out += [LesionMeasurement(uid, s, 0.0, 0.0, lesion.is_node, organ_of(lesion, organs, settings), why)
+    out += [LesionMeasurement(uid, s, 0.0, 0.0, lesion.is_node, organ_of(lesion, organs, settings), why,
+                              lesion.tracking_id)
             for uid, (s, why, lesion) in status.items() if uid not in measured]
     return Assessment(study_uid, date, tuple(sorted(out, key=lambda m: m.tracking_uid)), slice_thickness_mm)

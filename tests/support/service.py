@@ -122,7 +122,7 @@ class RunningService:
     def status(self) -> dict[str, tuple[str, str]]:
         """Study Instance UID -> (state, detail), from `radiomics-cds status` (its study lines,
         before the blank line and the deliveries per destination)."""
-        out = subprocess.run(CLI + ["status"], env=self.env, cwd=REPO, capture_output=True, text=True, check=True)
+        out = subprocess.run(CLI + ["status", "--show-uids"], env=self.env, cwd=REPO, capture_output=True, text=True, check=True)
         rows = {}
         for line in out.stdout.splitlines():
             if not line.strip():  # the study lines end there (none at all: the output starts with it)

@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydicom.uid import generate_uid
 
 from service.cli import ExitCode
+from service.observability import uid_token
 from tests.support import small_study
 from tests.support.processes import LOOPBACK, free_port
 
@@ -56,6 +58,47 @@ def test_input(tmp_path: Path, content: bytes | None, said: str) -> None:
     done = _run("show", str(path))
     assert done.returncode == 4, done.stderr
     assert said in _one_line_error(done)
+
+
+def test_the_error_line_names_no_uid(tmp_path: Path) -> None:
+    """Contours in another Frame of Reference: the error names both Frames of Reference, as the
+    tokens the log uses, never as the UIDs (they can identify the study)."""
+    small_study.write(tmp_path / "ct", small_study.ct_slices())
+    rtstruct = small_study.rtstruct()
+    other_frame = generate_uid()
+    rtstruct.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID = other_frame
+    for roi in rtstruct.StructureSetROISequence:
+        roi.ReferencedFrameOfReferenceUID = other_frame
+    (rtstruct_file,) = small_study.write(tmp_path / "rt", [rtstruct])
+    done = _run("features", "--ct", str(tmp_path / "ct"), "--rtstruct", str(rtstruct_file))
+    assert done.returncode == 4, done.stderr
+    line = _one_line_error(done)
+    assert "Frame of Reference" in line and uid_token(other_frame) in line
+    assert other_frame not in line and small_study.FRAME_UID not in line
+
+
+def _unwritable_directory(tmp_path: Path) -> Path:
+    """A directory in which no new entry can be made: a read-only one (mode 555) for a user; for
+    root, whom modes do not stop, /sys (sysfs refuses even root a new directory)."""
+    if os.geteuid() != 0:
+        (tmp_path / "read-only").mkdir(mode=0o555)
+        return tmp_path / "read-only"
+    if not Path("/sys").is_dir():
+        pytest.skip("running as root without /sys: no directory refuses root")
+    return Path("/sys")
+
+
+def test_an_output_directory_we_may_not_write_is_a_one_line_config_error(tmp_path: Path) -> None:
+    small_study.write(tmp_path / "ct", small_study.ct_slices())
+    rtstruct = small_study.rtstruct()
+    rtstruct.SeriesInstanceUID = generate_uid()  # the outputs reference it
+    (rtstruct_file,) = small_study.write(tmp_path / "rt", [rtstruct])
+    out = _unwritable_directory(tmp_path) / "rcds-out"
+    done = _run("score", "--ct", str(tmp_path / "ct"), "--rtstruct", str(rtstruct_file), "--out", str(out))
+    assert done.returncode == DOCUMENTED["config"], done.stderr
+    line = _one_line_error(done)
+    assert line.startswith(f"radiomics-cds: cannot use {out}") and line.endswith(("Permission denied", "Operation not permitted"))
+    assert not out.exists()
 
 
 def test_unavailable_peer(tmp_path: Path) -> None:

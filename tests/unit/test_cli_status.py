@@ -9,6 +9,7 @@ destination fails and the other succeeds.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -71,10 +72,14 @@ def _var_dir(tmp_path: Path) -> Path:
     return config.var_dir
 
 
+def _status(var_dir: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(CLI + ["status", *flags], env={**os.environ, "RCDS_VAR_DIR": str(var_dir)},
+                          capture_output=True, text=True, timeout=120)
+
+
 def test_status_shows_each_results_delivery_per_destination_and_counts(tmp_path: Path) -> None:
     var_dir = _var_dir(tmp_path)
-    shown = subprocess.run(CLI + ["status"], env={**os.environ, "RCDS_VAR_DIR": str(var_dir)},
-                           capture_output=True, text=True, timeout=120)
+    shown = _status(var_dir, "--show-uids")
     assert shown.returncode == 0, shown.stderr
     studies, counts = shown.stdout.split("\n\n")
     lines = {line.split()[1]: line for line in studies.splitlines()}
@@ -92,11 +97,34 @@ def test_status_shows_each_results_delivery_per_destination_and_counts(tmp_path:
         ["destination", "pending", "delivered", "failed"], ["fhir", "0", "2", "0"], ["pacs", "1", "0", "1"]]
 
 
+def _token(uid: str) -> str:
+    return "uid:" + hashlib.sha256(uid.encode()).hexdigest()[:8]
+
+
+def test_status_names_studies_and_results_by_the_logs_tokens_unless_asked(tmp_path: Path) -> None:
+    """By default no UID is shown: each study's and SR's is the token the log shows for it
+    (`uid:` and the first 8 hex digits of its SHA-256, re-computed here), and the study key the
+    first column, as before."""
+    var_dir = _var_dir(tmp_path)
+    index_before = (var_dir / "index.sqlite").read_bytes()
+    shown = _status(var_dir)
+    assert shown.returncode == 0, shown.stderr
+    for uid in (*STUDIES.values(), *RESULTS.values()):
+        assert uid not in shown.stdout
+    studies = shown.stdout.split("\n\n")[0].splitlines()
+    rows = {line.split()[1]: line.split(maxsplit=4) for line in studies}
+    assert set(rows) == {_token(uid) for uid in STUDIES.values()}
+    key, _, state, sr, result = rows[_token(STUDIES["pending-pacs"])]
+    assert key == hashlib.sha256(STUDIES["pending-pacs"].encode()).hexdigest()[:16]
+    assert (state, sr) == ("done", "SR") and result.startswith(f"{_token(RESULTS['pending-pacs'])}  deliveries: ")
+    assert (var_dir / "index.sqlite").read_bytes() == index_before  # read-only
+
+
 def test_status_of_a_service_with_no_outbox_yet_lists_no_destination(tmp_path: Path) -> None:
-    """The outbox database is created by the service, never by status."""
+    """The outbox database and the index's tables are created by the service, never by status."""
     (tmp_path / "index.sqlite").touch()
-    shown = subprocess.run(CLI + ["status"], env={**os.environ, "RCDS_VAR_DIR": str(tmp_path)},
-                           capture_output=True, text=True, timeout=120)
+    shown = _status(tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.split() == ["destination", "pending", "delivered", "failed"]
     assert not (tmp_path / "outbox.sqlite").exists()
+    assert (tmp_path / "index.sqlite").stat().st_size == 0

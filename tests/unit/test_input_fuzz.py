@@ -27,7 +27,9 @@ from hypothesis import strategies as st
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate
 from pydicom.tag import BaseTag
+from pydicom.uid import RLELossless
 
 from service.errors import ContourError, InputError, SeriesError
 from service.imaging.contours import LESION_ROI_TYPES, lesion_rois, rtstruct_to_masks, seg_to_masks
@@ -304,7 +306,7 @@ _SEG_CASES = [
     ("frames larger than the pixel data", lambda seg: setattr(seg, "Rows", 16), "PixelData has 16 of 32 bytes claimed"),
     ("Rows too small for the data", lambda seg: setattr(seg, "Rows", 0), "Rows 0 is not positive"),
     ("SegmentNumber", lambda seg: _raw_attribute(seg.SegmentSequence[0], "SegmentNumber", b"\x01"), "SegmentNumber cannot be decoded"),
-    ("ReferencedSegmentNumber", lambda seg: _raw_attribute(seg.PerFrameFunctionalGroupsSequence[0].SegmentIdentificationSequence[0], "ReferencedSegmentNumber", b"\x01\x00\x00"), "frame 1 of SEG .*: ReferencedSegmentNumber cannot be decoded"),
+    ("ReferencedSegmentNumber", lambda seg: _raw_attribute(seg.PerFrameFunctionalGroupsSequence[0].SegmentIdentificationSequence[0], "ReferencedSegmentNumber", b"\x01\x00\x00"), "frame 1 of the SEG: ReferencedSegmentNumber cannot be decoded"),
     ("SegmentationType", lambda seg: _raw_attribute(seg, "SegmentationType", b"BINARY\\FRACTIONAL"), "SegmentationType has 2 values"),
     ("MaximumFractionalValue", lambda seg: (setattr(seg, "SegmentationType", "FRACTIONAL"), _raw_attribute(seg, "MaximumFractionalValue", b"\x01")), "MaximumFractionalValue cannot be decoded"),
     ("missing PerFrameFunctionalGroupsSequence item", lambda seg: seg.PerFrameFunctionalGroupsSequence.pop(), "NumberOfFrames 2 but 1 per-frame groups"),
@@ -325,3 +327,60 @@ def test_multi_valued_sop_class_in_a_study_is_an_input_error() -> None:
     _raw_attribute(datasets[-1], "SOPClassUID", b"1.2\\1.3")
     with pytest.raises(InputError, match="SOPClassUID has 2 values"):
         select_inputs(datasets)
+
+
+def _uids_of(datasets: list[Dataset]) -> set[str]:
+    """The identifying UIDs of `datasets`: their instances', series' and studies'."""
+    keywords = ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID")
+    return {str(ds.get(keyword)) for ds in datasets for keyword in keywords if ds.get(keyword)}
+
+
+def _ct_error(damage: Callable) -> tuple[str, set[str]]:
+    slices = small_study.ct_slices()
+    uids = _uids_of(slices)
+    damage(slices)
+    with pytest.raises(SeriesError) as error:
+        load_ct_series(slices)
+    return str(error.value), uids
+
+
+def _contour_error(contours: Dataset, damage: Callable, read: Callable[[Dataset], object]) -> tuple[str, set[str]]:
+    uids = _uids_of([contours])
+    damage(contours)
+    with pytest.raises(ContourError) as error:
+        read(contours)
+    return str(error.value), uids
+
+
+def _read_rtstruct(rtstruct: Dataset, ct: CtSeries) -> None:
+    keep, _ = lesion_rois(rtstruct)
+    rtstruct_to_masks(rtstruct, ct, keep)
+
+
+@pytest.mark.parametrize("case", [("ct", damage) for _, damage, _ in _CT_CASES]
+                         + [("rtstruct", damage) for _, damage, _ in _RTSTRUCT_CASES]
+                         + [("seg", damage) for _, damage, _ in _SEG_CASES]
+                         + [("seg", lambda seg: delattr(seg.SegmentSequence[0], "SegmentedPropertyCategoryCodeSequence")),
+                            ("seg", lambda seg: setattr(seg, "SOPClassUID", small_study.ct_slices()[0].SOPClassUID))])
+def test_errors_name_the_ct_seg_and_rtstruct_without_their_uids(ct: CtSeries, case: tuple[str, Callable]) -> None:
+    """Errors are shown to users, stored as the study's error and printed by `status`: they name
+    an instance by its role or Instance Number, never by a UID that could identify the study."""
+    kind, damage = case
+    if kind == "ct":
+        message, uids = _ct_error(damage)
+    elif kind == "rtstruct":
+        message, uids = _contour_error(small_study.rtstruct(), damage, lambda rt: _read_rtstruct(rt, ct))
+    else:
+        message, uids = _contour_error(small_study.seg(), damage, lambda seg: seg_to_masks(seg, ct))
+    assert uids and not any(uid in message for uid in uids), message
+
+
+def test_an_undecodable_ct_instance_is_named_by_its_instance_number() -> None:
+    slices = small_study.ct_slices()
+    slices[2].InstanceNumber = 3
+    slices[2].file_meta.TransferSyntaxUID = RLELossless
+    slices[2].PixelData = encapsulate([b"\x07" * 128])  # an RLE header claiming 117901063 segments
+    with pytest.raises(SeriesError) as error:
+        load_ct_series(slices)
+    assert str(error.value).startswith("CT instance number 3: pixel data in RLE Lossless"), str(error.value)
+    assert slices[2].SOPInstanceUID not in str(error.value)

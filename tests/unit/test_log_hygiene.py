@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
 
-from service.observability import RepeatedErrorLog, UidRedactingFilter
+import pytest
+
+from service.observability import RepeatedErrorLog, UidRedactingFilter, uid_token
 
 STUDY_UID = "1.2.840.113619.2.55.3.604688119.971.1249301297.123"
 
@@ -47,6 +50,43 @@ def test_the_service_logging_redacts_library_lines() -> None:
             f"logging.getLogger('service.worker').error('instance {STUDY_UID}.1: pixel data cannot be decoded')")
     stderr = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
     assert STUDY_UID not in stderr and stderr.count("uid:") == 2, stderr
+
+
+def test_a_malformed_uid_with_a_leading_zero_component_is_redacted_too() -> None:
+    malformed = "1.2.840.10008.05.1.4.1.1.2"  # 05: not a valid component, still the same identifier
+    record = _record("instance %s refused", malformed)
+    UidRedactingFilter().filter(record)
+    assert record.getMessage() == f"instance {uid_token(malformed)} refused"
+
+
+def _log_with_traceback(log_format: str, statement: str) -> str:
+    """stderr of a process that configures logging as every command does, then runs `statement`."""
+    code = ("import logging, threading; from service.observability import configure_logging; "
+            f"configure_logging('INFO', {log_format!r}); log = logging.getLogger('service.worker')\n{statement}")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stderr
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_traceback_keeps_no_uid_in_either_format(log_format: str) -> None:
+    """log.exception: the KeyError's text (the UID it did not find) is in the traceback."""
+    stderr = _log_with_traceback(log_format, f"try:\n    {{}}[{STUDY_UID!r}]\nexcept KeyError:\n"
+                                             "    log.exception('lookup failed')")
+    assert STUDY_UID not in stderr and f"KeyError: '{uid_token(STUDY_UID)}'" in stderr, stderr
+    if log_format == "json":
+        (line,) = stderr.splitlines()
+        entry = json.loads(line)
+        assert entry["message"] == "lookup failed"
+        assert entry["exception"].startswith("Traceback") and uid_token(STUDY_UID) in entry["exception"]
+
+
+@pytest.mark.parametrize("where", ["main", "thread"])
+def test_an_uncaught_exception_is_logged_redacted(where: str) -> None:
+    """Python's own hooks would print it past the handlers; configure_logging routes it to them."""
+    fail = f"raise KeyError({STUDY_UID!r})"
+    statement = fail if where == "main" else (
+        f"def fail():\n    {fail}\nthread = threading.Thread(target=fail); thread.start(); thread.join()")
+    stderr = _log_with_traceback("text", statement)
+    assert STUDY_UID not in stderr and "CRITICAL" in stderr and uid_token(STUDY_UID) in stderr, stderr
 
 
 def test_a_repeated_error_is_logged_once_per_interval_with_a_count(caplog) -> None:

@@ -163,3 +163,14 @@ def test_small_lesion_policy_recist_5mm_if_below() -> None:
     nodes = select_targets([lesion("3.1", 20.0, "adenopathy")], None)
     node_series = [point(0, m("3.1", 20.0, node=True)), point(1, m("3.1", 3.0, node=True))]
     assert assess_series(nodes, node_series, policy)[0].sod_mm.value == 3.0
+
+
+def test_a_small_target_is_flagged_by_its_tracking_identifier_never_its_uid() -> None:
+    """Flags go into the SR, the Bundle and the page: a target is named by its Tracking
+    Identifier, or by its position among the targets when it has none."""
+    named, unnamed = "1.2.826.0.1.3680043.10.543.31", "1.2.826.0.1.3680043.10.543.32"
+    ts = select_targets([lesion(named, 20), lesion(unnamed, 30, location="lung")], None)
+    follow_up = point(1, LesionMeasurement(named, S.MEASURED, 4.0, 1.0, tracking_id="lesion 3"), m(unnamed, 3.0))
+    (result,) = assess_series(ts, [point(0, m(named, 20), m(unnamed, 30)), follow_up])
+    small = [flag for flag in result.flags if "< 5 mm" in flag]
+    assert small == ["target lesion 3: < 5 mm (measured value kept)", "target #2: < 5 mm (measured value kept)"]

@@ -19,6 +19,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from service.errors import PriorSourceError
 from service.imaging.volume import load_ct_series
 from service.ingest.receive import ReceiveDirectory
+from service.observability import uid_token
 from service.prior_frames import NO_REGISTRATION, FrameSources, prior_mapping
 from service.priors.dimse import DimseProvider, StudyRootQueryRetrieveInformationModelGet
 from service.priors.reading import PriorReport
@@ -123,3 +124,17 @@ def test_the_files_a_c_get_received_are_forgotten_once_its_connection_ended(wron
     listener_file = receiving.create()  # the next C-STORE, from any connection
     assert list(receiving._open) == [listener_file.name]
     assert [p.name for p in (tmp_path / "receiving").iterdir()] == [Path(listener_file.name).name]
+
+
+def test_a_uid_in_why_the_prior_ct_cannot_be_had_stays_out_of_the_note():
+    """The note goes into the SR, the Bundle and the page; a retrieved instance's own UID (what
+    an older reader said about undecodable pixel data) is shown as the log's token."""
+    instance = "1.2.826.0.1.3680043.10.543.77"
+
+    def undecodable(_study: str, _series: str | None) -> None:
+        raise PriorSourceError(f"the retrieved prior CT is unusable: instance {instance}: pixel data cannot be decoded")
+
+    current = load_ct_series(ct_slices())
+    _, note = prior_mapping(FrameSources(current, (), undecodable), current.frame_of_reference_uid, _report("1.2.3.9"))
+    assert note == (f"{NO_REGISTRATION} (prior CT not retrieved: the retrieved prior CT is unusable: "
+                    f"instance {uid_token(instance)}: pixel data cannot be decoded)")

@@ -152,6 +152,8 @@ def select_inputs(datasets: Sequence[Dataset],
     if not ct_instances:
         raise InputError("no CT image in the study")
     contours = contour_sets[-1]
+    for keyword in ("SOPInstanceUID", "SeriesInstanceUID"):  # the outputs reference the contour object by both
+        HeaderReader("the contour object", InputError).text(contours, keyword, required=True)
     if len(contour_sets) > 1:
         warnings.append(
             f"{len(contour_sets)} contour objects received; scored the last received "

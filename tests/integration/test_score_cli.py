@@ -222,7 +222,7 @@ def test_nan_in_contour_data_is_a_specific_error_not_a_traceback(tmp_path, comma
     )
     assert run.returncode == 4, run.stderr
     assert "Traceback" not in run.stderr
-    assert "radiomics-cds: contour 1 of ROI 1 of RTSTRUCT" in run.stderr
+    assert "radiomics-cds: contour 1 of ROI 1 of the RTSTRUCT: ContourData value 3 is not finite" in run.stderr
     assert "ContourData value 3 is not finite" in run.stderr
 
 

@@ -102,6 +102,7 @@ def square_contour(k: int, low: float = -2.5, high: float = 1.5) -> list[float]:
 def rtstruct(contours: list[list[float]] | None = None) -> Dataset:
     """ROI 1 (GTV): squares on slices 1 and 2, or `contours`; ROI 2 (ORGAN) a square on slice 0."""
     ds = _instance(RT_STRUCTURE_SET, "RTSTRUCT")
+    ds.SeriesInstanceUID = generate_uid()  # Type 1, its own series, as contouring systems write it
     ds.ReferencedFrameOfReferenceSequence = Sequence([_item(
         FrameOfReferenceUID=FRAME_UID,
         RTReferencedStudySequence=Sequence([_item(

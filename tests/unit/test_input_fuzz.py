@@ -329,6 +329,16 @@ def test_multi_valued_sop_class_in_a_study_is_an_input_error() -> None:
         select_inputs(datasets)
 
 
+@pytest.mark.parametrize("keyword", ["SOPInstanceUID", "SeriesInstanceUID"])
+def test_a_contour_object_without_its_identifying_uids_is_an_input_error(keyword: str) -> None:
+    """The outputs reference the contour object by instance and series: without either, the
+    study fails before scoring with the attribute named (it was an AttributeError after)."""
+    datasets = small_study.ct_slices() + [small_study.rtstruct()]
+    delattr(datasets[-1], keyword)
+    with pytest.raises(InputError, match=f"the contour object: {keyword}"):
+        select_inputs(datasets)
+
+
 def _uids_of(datasets: list[Dataset]) -> set[str]:
     """The identifying UIDs of `datasets`: their instances', series' and studies'."""
     keywords = ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID")

@@ -49,7 +49,7 @@ def read_instance(path: Path, *, header_only: bool = False) -> Dataset:
     try:
         return pydicom.dcmread(path, stop_before_pixels=header_only)
     except Exception as error:  # pydicom raises many types for damaged files
-        raise InputError(f"instance {path.stem}: cannot be read as DICOM ({type(error).__name__}: {error})") from error
+        raise _unreadable(path, error) from error
 
 
 def read_study_instance(path: Path, *, ct_image: bool) -> Dataset:
@@ -66,7 +66,12 @@ def read_study_instance(path: Path, *, ct_image: bool) -> Dataset:
     try:
         return _read(path, ct_image=ct_image)
     except Exception as error:  # pydicom raises many types for damaged files
-        raise InputError(f"instance {path.stem}: cannot be read as DICOM ({type(error).__name__}: {error})") from error
+        raise _unreadable(path, error) from error
+
+
+def _unreadable(path: Path, error: Exception) -> InputError:
+    """A stored instance pydicom cannot parse: an input error of its study."""
+    return InputError(f"instance {path.stem}: cannot be read as DICOM ({type(error).__name__}: {error})")
 
 
 def read_study_headers(ct_dir: Path, contour_file: Path) -> list[Dataset]:

@@ -7,7 +7,6 @@ import errno
 import functools
 import logging
 import os
-import signal
 import socket
 import ssl
 import subprocess
@@ -37,6 +36,7 @@ from service.scoring.parameter_file import load_parameter_file
 from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature
 from service.scoring.transport import channel_tls, server_credentials
+from service.stop_signals import StopSignals
 from service.tls import server_context
 from service.worker import StudyWorker
 
@@ -54,14 +54,6 @@ def scoring_context(config: Config) -> ScoringContext:
     return ScoringContext(settings, signature, config.location_rules, feature_panel(config.feature_panel, settings, signature))
 
 
-def _wait_for_signal(stop: threading.Event | None = None) -> None:
-    """Block until SIGTERM/SIGINT (or `stop` is set by someone else)."""
-    stop = stop or threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
-
-
 def run_scorer(config: Config, stop: threading.Event | None = None,
                on_ready: Callable[[], None] | None = None) -> None:
     """Serve the scoring core until SIGTERM/SIGINT (or `stop`, set by serve's lifeline), with
@@ -71,6 +63,7 @@ def run_scorer(config: Config, stop: threading.Event | None = None,
     sending), new calls are refused, and calls in flight get `scorer_grace_seconds` to finish; a
     call cut off by the end of the grace period fails on the client, whose study is then retried.
     """
+    stop_signals = StopSignals(stop)
     server, port, health_servicer = build_server(
         scoring_context(config), config.scorer_address, volume_filter_ml=config.volume_filter_ml,
         max_message_bytes=config.grpc_max_message_bytes, workers=config.scorer_workers,
@@ -88,7 +81,7 @@ def run_scorer(config: Config, stop: threading.Event | None = None,
                  ", server reflection on" if config.scorer_reflection else "", http.port)
         if on_ready:
             on_ready()
-        _wait_for_signal(stop)
+        stop_signals.wait()
         stopping.set()
         health_servicer.enter_graceful_shutdown()
         log.info("stopping: no new calls, %g s for calls in flight", config.scorer_grace_seconds)
@@ -218,10 +211,11 @@ class Ingest:
 
 
 def run_ingest(config: Config, stop: threading.Event | None = None) -> None:
+    stop_signals = StopSignals(stop)
     ingest = Ingest(config)
     ingest.start()
     try:
-        _wait_for_signal(stop)
+        stop_signals.wait()
     finally:
         ingest.stop()
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -358,9 +358,9 @@ _SEGMENTATION_TYPES = ("BINARY", "FRACTIONAL", "LABELMAP")
 def seg_to_masks(seg: Dataset, ct: CtSeries, limits: InstanceLimits = InstanceLimits()) -> list[LesionMask]:
     """One LesionMask per segment of a DICOM SEG that has at least one set voxel.
 
-    highdicom reads the SEG (Segmentation.from_dataset): it decodes the frames, sorts them by
-    position into a volume (get_volume) and gives each segment as a binary array, whatever the
-    SegmentationType: BINARY, FRACTIONAL (kept where the value is at least half of
+    highdicom reads the SEG (Segmentation.from_dataset): it decodes the frames, each once
+    (`_segment_volumes`), sorts them by position into a volume (get_volume) and gives each
+    segment as a binary array, whatever the SegmentationType: BINARY, FRACTIONAL (kept where the value is at least half of
     MaximumFractionalValue: the IBSI mask threshold, also used for resampled masks) and LABELMAP
     (one frame per position, a pixel's value is its segment number). Each slice of that volume
     must then lie on the CT grid: same orientation and pixel spacing, an integer in-plane pixel
@@ -384,15 +384,38 @@ def seg_to_masks(seg: Dataset, ct: CtSeries, limits: InstanceLimits = InstanceLi
     _check_frames(seg, set(segments), read.text(seg, "SegmentationType") != "LABELMAP", what)
     image = _from_highdicom(what, lambda: hd.seg.Segmentation.from_dataset(seg))
     masks = []
-    for number in image.segment_numbers:  # without a LABELMAP's background (its PixelPaddingValue)
-        item = segments[number]
-        volume = _from_highdicom(what, lambda: image.get_volume(segment_numbers=[number], rescale_fractional=False))
-        assembled = _assemble(_place_volume(volume, threshold, ct, f"segment {number} of {what}"))
+    for number, inside, affine in _segment_volumes(image, threshold, what):
+        assembled = _assemble(_place_volume(inside, affine, ct, f"segment {number} of {what}"))
         if assembled is None:
             logger.warning("segment %d of %s has no set voxel; skipped", number, what)
             continue
-        masks.append(_segment_mask(seg, number, item, *assembled))
+        masks.append(_segment_mask(seg, number, segments[number], *assembled))
     return masks
+
+
+def _segment_volumes(image: hd.seg.Segmentation, threshold: int,
+                     what: str) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(segment number, its boolean volume, the volume's affine) for each segment, without a
+    LABELMAP's background (its PixelPaddingValue), one segment's volume at a time.
+
+    Each frame is decoded once. A BINARY or FRACTIONAL segment has frames of its own, so
+    highdicom's get_volume for that segment decodes only those. Every LABELMAP frame holds all
+    segments: it is read once as the stored label volume (combine_segments, no relabelling, a
+    dtype as wide as the stored values so none wraps onto a segment number) and each segment is
+    the voxels holding its number. highdicom's per-segment get_volume would decode the whole
+    pixel data again for every segment and expand it to a one-hot array each time.
+    """
+    numbers = list(image.segment_numbers)
+    if image.segmentation_type == hd.seg.SegmentationTypeValues.LABELMAP:
+        dtype = np.uint8 if int(image.BitsAllocated) <= 8 else np.uint16
+        labels = _from_highdicom(what, lambda: image.get_volume(
+            segment_numbers=numbers, combine_segments=True, relabel=False, dtype=dtype))
+        for number in numbers:
+            yield number, labels.array == number, labels.affine
+        return
+    for number in numbers:
+        volume = _from_highdicom(what, lambda: image.get_volume(segment_numbers=[number], rescale_fractional=False))
+        yield number, volume.array[..., 0] >= threshold, volume.affine
 
 
 def _binary_threshold(seg: Dataset, read: HeaderReader) -> int:
@@ -450,15 +473,15 @@ def _referenced_segment(seg: Dataset, frame: int, what: str) -> int:
     return HeaderReader(f"frame {frame + 1} of {what}", ContourError).integer(item, "ReferencedSegmentNumber")
 
 
-def _place_volume(volume: hd.Volume, threshold: int, ct: CtSeries, what: str) -> list[_Piece]:
-    """The set voxels of each slice of a one-segment highdicom volume, moved onto the CT grid.
+def _place_volume(inside: np.ndarray, affine: np.ndarray, ct: CtSeries, what: str) -> list[_Piece]:
+    """The set voxels of each slice of a one-segment volume (slices, rows, columns; `affine` its
+    highdicom volume's), moved onto the CT grid.
 
     The volume-to-CT mapping is affine, so if the four corner pixel centres of a slice land
     within GRID_TOLERANCE of CT voxel centres (one slice, unit steps), every pixel does: the
     slice is then pasted as is, which is exactly what nearest-neighbour resampling would give.
     Otherwise ContourError. Empty slices are not placed.
     """
-    inside = volume.array[..., 0] >= threshold
     slices, rows, columns = inside.shape
     corner_columns = np.array([0, columns - 1, 0, columns - 1])
     corner_rows = np.array([0, 0, rows - 1, rows - 1])
@@ -467,7 +490,7 @@ def _place_volume(volume: hd.Volume, threshold: int, ct: CtSeries, what: str) ->
         cropped = _crop_piece(0, 0, 0, inside[k])
         assert cropped is not None  # the slice has a set pixel
         corners = np.column_stack([np.full(4, k), corner_rows, corner_columns, np.ones(4)])
-        ijk = ct.geometry.physical_to_index((corners @ volume.affine.T)[:, :3])
+        ijk = ct.geometry.physical_to_index((corners @ affine.T)[:, :3])
         where = f"slice {k + 1} of {slices} of {what}"
         z = nearest_slice_index(ijk[:, 2], ct.geometry.size[2], where)
         x0 = _snap(ijk[:, 0] - corner_columns, where, "pixels") + cropped.x0

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections import Counter
 from io import BytesIO
 
 import highdicom as hd
+import highdicom.image
 import numpy as np
 import pydicom
 import pytest
@@ -302,6 +304,53 @@ def test_labelmap_background_is_not_counted_as_a_lesion(ct, ct_slices) -> None:
     assert [m.number for m in masks] == [1, 2]
     with pytest.raises(InputError, match="2 segments, more than max_lesions_per_study"):
         lesion_masks(inputs, frozenset(), max_lesions=1)
+
+
+def _count_decoded_frames(monkeypatch) -> Counter[int]:
+    """Frame index -> times highdicom decoded it: a spy around its real decoder (highdicom.image
+    looks decode_frame up at each call), so the frames are still decoded as they would be."""
+    decoded: Counter[int] = Counter()
+    real_decode_frame = highdicom.image.decode_frame
+
+    def counting_decode_frame(*args, **kwargs):
+        decoded[kwargs["index"]] += 1
+        return real_decode_frame(*args, **kwargs)
+
+    monkeypatch.setattr(highdicom.image, "decode_frame", counting_decode_frame)
+    return decoded
+
+
+def test_a_labelmap_seg_decodes_each_frame_once_for_all_its_segments(ct, ct_headers, ct_slices, seg_files,
+                                                                      monkeypatch) -> None:
+    """partial_overlaps' 5 segments as a LABELMAP (one frame per slice, each holding all 5): the
+    pixel data is decoded once, not once per segment, and each segment is still its BINARY
+    frames' volume minus the voxels of two or more segments."""
+    binary = _expected_volumes(seg_files["partial_overlaps"], ct_headers)
+    overlap = np.sum(list(binary.values()), axis=0) > 1
+    labels = np.zeros(ct.hu.shape, dtype=np.uint8)
+    for number, volume in binary.items():
+        labels[volume & ~overlap] = number
+    seg = pydicom.dcmread(_written(highdicom_seg(ct_slices, labels, {n: f"segment {n}" for n in binary})))
+    decoded = _count_decoded_frames(monkeypatch)
+    masks = seg_to_masks(seg, ct)
+    assert len(masks) == 5 and int(seg.NumberOfFrames) < 5
+    assert decoded == Counter(range(int(seg.NumberOfFrames)))
+    for lesion in masks:
+        np.testing.assert_array_equal(whole_mask(lesion, ct), binary[lesion.number] & ~overlap)
+
+
+def test_a_multi_segment_binary_seg_decodes_each_frame_once(ct, ct_headers, seg_files, monkeypatch) -> None:
+    """partial_overlaps: 5 BINARY segments with frames of their own, each frame decoded once.
+    The SEG is read afresh: the fixture's pixel_array, decoded by pydicom for the expected
+    volumes, is kept on it and highdicom would use it instead of decoding."""
+    expected = _expected_volumes(seg_files["partial_overlaps"], ct_headers)
+    seg = pydicom.dcmread(require_data(CT_SEG / "partial_overlaps.dcm"))
+    decoded = _count_decoded_frames(monkeypatch)
+    masks = seg_to_masks(seg, ct)
+    assert decoded == Counter(range(int(seg.NumberOfFrames)))
+    assert [m.number for m in masks] == sorted(expected)
+    for lesion in masks:
+        np.testing.assert_array_equal(whole_mask(lesion, ct), expected[lesion.number])
 
 
 def _written(ds: Dataset) -> BytesIO:

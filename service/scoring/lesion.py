@@ -68,43 +68,46 @@ def _spacing_zyx(lesion: ResampledLesion) -> tuple[float, float, float]:
 
 def lesion_features(crop: LesionCrop, settings: ExtractionSettings, panel: FeaturePanel) -> tuple[dict[str, dict[str, float]], str | None]:
     """Features per region of `panel`, or (empty, reason) when the lesion is not computable."""
-    return _features_on_grid(lesion_on_feature_grid(crop, settings), settings, panel)
+    features, reason, _ = _features_on_grid(lesion_on_feature_grid(crop, settings), settings, panel)
+    return features, reason
 
 
-def _features_on_grid(lesion: ResampledLesion, settings: ExtractionSettings,
-                     panel: FeaturePanel) -> tuple[dict[str, dict[str, float]], str | None]:
-    """lesion_features on the lesion already on the feature grid."""
+def _features_on_grid(lesion: ResampledLesion, settings: ExtractionSettings, panel: FeaturePanel
+                      ) -> tuple[dict[str, dict[str, float]], str | None, np.ndarray | None]:
+    """lesion_features on the lesion already on the feature grid, and the ring mask when one
+    was built (the ring cut measures that same ring rather than building it again)."""
     reason = _too_small(lesion.core, settings.force2D)
     if reason:
-        return {}, reason
+        return {}, reason, None
     regions = {"core": lesion.core}
     if "ring" in panel.regions:
         regions["ring"] = ring_mask(lesion.core, _spacing_zyx(lesion), settings.ringWidthMm)
         if not regions["ring"].any():
-            return {}, "the peritumoral ring is empty"
+            return {}, "the peritumoral ring is empty", regions["ring"]
     hu = sitk.GetArrayViewFromImage(lesion.image)
     features: dict[str, dict[str, float]] = {}
     for region, classes in panel.regions.items():
         intensity = intensity_mask(regions[region], hu, settings)
         if not intensity.any():
-            return {}, f"no voxel of the {region} lies within the re-segmentation range {intensity_range(regions[region], hu, settings)}"
+            return {}, f"no voxel of the {region} lies within the re-segmentation range {intensity_range(regions[region], hu, settings)}", regions.get("ring")
         texture = {name: wanted for name, wanted in classes.items() if name != "shape"}
         values = region_features(lesion.image, intensity, settings, texture)
         if "shape" in classes:
             values.update(region_features(lesion.image, regions[region], settings, {"shape": classes["shape"]}))
         features[region] = values
-    return features, None
+    return features, None, regions.get("ring")
 
 
-def _ring_cut(lesion: ResampledLesion, width_mm: float) -> RingCut | None:
-    """The ring's volume inside the image and beyond its edge, when the edge cuts it (None
-    otherwise): its features stay computed on what the image holds, and the outputs say so."""
+def _ring_cut(lesion: ResampledLesion, ring: np.ndarray, width_mm: float) -> RingCut | None:
+    """The volume of `ring` (the lesion's ring on its grid) inside the image and beyond its edge,
+    when the edge cuts it (None otherwise): its features stay computed on what the image holds,
+    and the outputs say so."""
     spacing = _spacing_zyx(lesion)
     beyond = ring_beyond_edges(lesion.core, spacing, width_mm, lesion.image_edges)
     if not beyond:
         return None
     voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
-    measured = int(np.count_nonzero(ring_mask(lesion.core, spacing, width_mm)))
+    measured = int(np.count_nonzero(ring))
     return RingCut(measured_ml=measured * voxel_ml, cut_ml=beyond * voxel_ml)
 
 
@@ -125,7 +128,7 @@ def score_lesion(crop: LesionCrop, context: ScoringContext) -> LesionResult:
     measures = measure_lesion(crop.mask, offset_zyx, crop.volume_geometry)
     location_class, location_source = context.location_rules.classify(crop.name, crop.anatomic_region)
     lesion = lesion_on_feature_grid(crop, context.settings)
-    features, reason = _features_on_grid(lesion, context.settings, context.panel)
+    features, reason, ring = _features_on_grid(lesion, context.settings, context.panel)
     score: float | None = None
     score_class: ScoreClass | None = None
     contributions: dict[str, float] = {}
@@ -144,5 +147,5 @@ def score_lesion(crop: LesionCrop, context: ScoringContext) -> LesionResult:
         centroid_mm=measures.centroid_mm, features=features,
         score=score, score_class=score_class, contributions=contributions, not_computable=reason,
         anatomic_region=crop.anatomic_region,
-        ring_cut=_ring_cut(lesion, context.settings.ringWidthMm) if "ring" in features else None,
+        ring_cut=_ring_cut(lesion, ring, context.settings.ringWidthMm) if ring is not None and "ring" in features else None,
     )

@@ -19,6 +19,7 @@ from service.outputs import codes
 from service.outputs.feature_codes import REGION_METHODS
 from service.outputs.fhir import build_bundle
 from service.outputs.sr import build_measurement_report
+from service.scoring import lesion as lesion_module
 from service.scoring.client import GrpcScorer
 from service.scoring.lesion import ScoringContext, score_lesion
 from service.scoring.panel import signature_panel
@@ -69,6 +70,27 @@ def test_a_lesion_at_the_image_edge_reports_the_ring_volume_cut_off(offset):
     assert result.ring_cut.cut_ml == pytest.approx(expected.cut_ml, rel=1e-9)
     assert result.ring_cut.measured_ml == pytest.approx(expected.measured_ml, rel=1e-9)
     assert result.features["ring"] and result.score is not None  # still computed, on what exists
+
+
+def test_the_ring_of_a_lesion_at_the_edge_is_built_once(monkeypatch):
+    """The ring features are computed on and the ring cut measures the same ring: the scorer
+    builds it once per lesion (a spy on the real ring builder counts the calls). The cut's
+    extended ring (service.scoring.ring.ring_beyond_edges) lies on another, padded grid and is
+    not this ring."""
+    grids = []
+    real_ring_mask = lesion_module.ring_mask
+
+    def counting_ring_mask(core, spacing_zyx, width_mm):
+        grids.append(core.shape)
+        return real_ring_mask(core, spacing_zyx, width_mm)
+
+    monkeypatch.setattr(lesion_module, "ring_mask", counting_ring_mask)
+    ct, lesion = synthetic_lesion_ct(LAST_SLICE)
+    expected = _expected(ct, lesion)
+    result = _scored(LAST_SLICE, NATIVE)
+    assert len(grids) == 1
+    assert result.ring_cut is not None and result.features["ring"]
+    assert result.ring_cut.measured_ml == pytest.approx(expected.measured_ml, rel=1e-9)
 
 
 def test_a_lesion_far_from_the_edge_reports_no_cut():

@@ -1,7 +1,8 @@
 """Errors that name what is wrong with an input, never who it belongs to.
 
-Messages end up in logs, in the index and in answers to users, so they carry UIDs at most,
-never patient identifiers.
+Messages end up in logs, in the index and in answers to users, so they carry neither patient
+identifiers nor UIDs (a UID can identify the patient's study): they name instances, series and
+Frames of Reference by role, Instance Number or position, and the UIDs go to the DEBUG log.
 """
 
 

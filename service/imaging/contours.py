@@ -96,10 +96,16 @@ def _snap(values: np.ndarray, what: str, unit: str) -> int:
 
 
 def _check_frame_of_reference(uid: str | None, ct: CtSeries, what: str) -> None:
+    """`what` lies in the CT's Frame of Reference, else FrameOfReferenceMismatch. The error
+    names the two by role, never by UID (it is shown to users and stored; a UID can identify
+    the study); the UIDs go to the DEBUG log."""
     if uid != ct.frame_of_reference_uid:
+        logger.debug("%s is in Frame of Reference %s; the CT series %s is in %s",
+                     what, uid or "(none)", ct.series_instance_uid, ct.frame_of_reference_uid)
         raise FrameOfReferenceMismatch(
-            f"{what} is in Frame of Reference {uid or '(none)'}, but CT series "
-            f"{ct.series_instance_uid} is in {ct.frame_of_reference_uid}"
+            f"{what} states no Frame of Reference, so it cannot be placed on the CT series" if not uid else
+            f"{what} is in another Frame of Reference than the CT series it is to be placed on: it "
+            "was drawn on another scan"
         )
 
 

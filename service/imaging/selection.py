@@ -8,6 +8,7 @@ and carry on with the next.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +21,12 @@ from service.dicom import HeaderReader, frame_of_reference
 from service.dicom_limits import InstanceLimits
 from service.errors import FrameOfReferenceMismatch, InputError
 from service.imaging.contours import lesion_rois, rtstruct_to_masks, seg_to_masks
-from service.imaging.volume import load_ct_series
+from service.imaging.volume import instance_name, load_ct_series
 from service.model import CtSeries, LesionMask, StudyInfo
+from service.observability import redact_uids
 from service.sop_classes import CONTOUR_SOP_CLASSES, CT_SOP_CLASSES, RT_STRUCTURE_SET
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,18 +45,19 @@ deferred read): its pixel data (8 KB from a 64 x 64 matrix on) and no header att
 private blobs."""
 
 
-def read_instance(path: Path, *, header_only: bool = False) -> Dataset:
-    """Read one stored instance; a file that does not parse is an input error of its study.
+def read_instance(path: Path, *, header_only: bool = False, role: str = "a stored instance") -> Dataset:
+    """Read one stored instance; a file that does not parse is an input error of its study,
+    naming the instance by `role`.
 
     `header_only` skips the pixel data, for a caller that needs none (an SR's reader).
     """
     try:
         return pydicom.dcmread(path, stop_before_pixels=header_only)
     except Exception as error:  # pydicom raises many types for damaged files
-        raise _unreadable(path, error) from error
+        raise _unreadable(role, path, error) from error
 
 
-def read_study_instance(path: Path, *, ct_image: bool) -> Dataset:
+def read_study_instance(path: Path, *, ct_image: bool, role: str | None = None) -> Dataset:
     """Read one of a study's instances for select_inputs; a file that does not parse is an input
     error of its study.
 
@@ -61,17 +66,23 @@ def read_study_instance(path: Path, *, ct_image: bool) -> Dataset:
     series (scouts, other reconstructions) are never read, and those of the chosen series are
     read without parsing the file again. Anything else (a contour object) is read whole: all of
     it is used, and the limits count its contour points undecoded (service.dicom_limits), which
-    a deferred value does not allow.
+    a deferred value does not allow. An error names the instance by `role`, by default by
+    whether it is a CT image of the study.
     """
     try:
         return _read(path, ct_image=ct_image)
     except Exception as error:  # pydicom raises many types for damaged files
-        raise _unreadable(path, error) from error
+        role = role or ("a CT image of the study" if ct_image else "an instance of the study other than its CT images")
+        raise _unreadable(role, path, error) from error
 
 
-def _unreadable(path: Path, error: Exception) -> InputError:
-    """A stored instance pydicom cannot parse: an input error of its study."""
-    return InputError(f"instance {path.stem}: cannot be read as DICOM ({type(error).__name__}: {error})")
+def _unreadable(role: str, path: Path, error: Exception) -> InputError:
+    """A stored instance pydicom cannot parse: an input error of its study that names it by
+    `role` and its UIDs redacted, never by its file name (spool files are named by their SOP
+    Instance UID, and errors are shown to users and stored). The path and pydicom's message as
+    is go to the DEBUG log."""
+    logger.debug("cannot read %s as DICOM: %r", path, error)
+    return InputError(f"{role} cannot be read as DICOM ({type(error).__name__}: {redact_uids(str(error))})")
 
 
 def read_study_headers(ct_dir: Path, contour_file: Path) -> list[Dataset]:
@@ -79,17 +90,19 @@ def read_study_headers(ct_dir: Path, contour_file: Path) -> list[Dataset]:
     the contour object, as read_study_instance reads them, for select_inputs.
 
     Files that are not DICOM are skipped (export folders hold other files too); a damaged DICOM
-    file is an InputError.
+    file is an InputError that names it by its position in the folder (file names are often
+    UIDs).
     """
     headers = []
-    for path in sorted(p for p in Path(ct_dir).iterdir() if p.is_file()):
+    paths = sorted(p for p in Path(ct_dir).iterdir() if p.is_file())
+    for position, path in enumerate(paths, start=1):
         try:
             headers.append(_read(path, ct_image=True))
         except InvalidDicomError:
             continue
         except Exception as error:  # pydicom raises many types for damaged files
-            raise InputError(f"instance {path.stem}: cannot be read as DICOM ({type(error).__name__})") from error
-    return headers + [read_study_instance(Path(contour_file), ct_image=False)]
+            raise _unreadable(f"file {position} of {len(paths)} (by name) of the CT folder", path, error) from error
+    return headers + [read_study_instance(Path(contour_file), ct_image=False, role="the contour file")]
 
 
 def _read(path: Path, *, ct_image: bool) -> Dataset:
@@ -122,7 +135,11 @@ def _referenced_series(contours: Dataset) -> set[str]:
 
 
 def _pick_ct_series(contours: Dataset, ct_instances: Sequence[Dataset]) -> list[Dataset]:
-    """The CT series the contours lie on: same Frame of Reference, the referenced one if several."""
+    """The CT series the contours lie on: same Frame of Reference, the referenced one if several.
+
+    Errors count the series and Frames of Reference, never name their UIDs (errors are shown to
+    users and stored); the UIDs go to the DEBUG log.
+    """
     frame = frame_of_reference(contours)
     by_series: dict[str, list[Dataset]] = {}
     for ds in ct_instances:
@@ -130,15 +147,21 @@ def _pick_ct_series(contours: Dataset, ct_instances: Sequence[Dataset]) -> list[
             by_series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append(ds)
     if not by_series:
         frames = sorted({str(ds.get("FrameOfReferenceUID", "")) for ds in ct_instances})
+        series = {str(ds.get("SeriesInstanceUID", "")) for ds in ct_instances}
+        logger.debug("contours in Frame of Reference %s; CT Frames of Reference %s", frame or "(none)", frames)
         raise FrameOfReferenceMismatch(
-            f"the contours are in Frame of Reference {frame or '(none)'}, but no received CT series is "
-            f"(CT Frames of Reference: {', '.join(frames) or 'none received'})"
+            f"the contours are in a Frame of Reference that none of the {len(series)} received CT series "
+            f"is in (those are in {len(frames)} other Frame(s) of Reference): the contours were drawn on "
+            "another scan" if frame else
+            f"the contours state no Frame of Reference, so none of the {len(series)} received CT series "
+            "can be matched to them"
         )
     if len(by_series) > 1:
         referenced = [uid for uid in by_series if uid in _referenced_series(contours)]
         if len(referenced) != 1:
+            logger.debug("CT series %s share Frame of Reference %s", sorted(by_series), frame)
             raise InputError(
-                f"{len(by_series)} CT series share Frame of Reference {frame} and the contours "
+                f"{len(by_series)} CT series share the contours' Frame of Reference and the contours "
                 "reference none of them unambiguously"
             )
         return by_series[referenced[0]]
@@ -160,10 +183,9 @@ def select_inputs(datasets: Sequence[Dataset],
     for keyword in ("SOPInstanceUID", "SeriesInstanceUID"):  # the outputs reference the contour object by both
         HeaderReader("the contour object", InputError).text(contours, keyword, required=True)
     if len(contour_sets) > 1:
-        warnings.append(
-            f"{len(contour_sets)} contour objects received; scored the last received "
-            f"({contours.get('SOPInstanceUID', '?')})"
-        )
+        logger.debug("scoring the last received of %d contour objects: %s", len(contour_sets),
+                     contours.get("SOPInstanceUID", "?"))
+        warnings.append(f"{len(contour_sets)} contour objects received; scored the last received")
     series = _pick_ct_series(contours, ct_instances)
     evidence = [_header(ds) for ds in series] + [_header(contours)]
     ct = load_ct_series([_with_pixels(ds) for ds in series], limits=limits)
@@ -173,7 +195,7 @@ def select_inputs(datasets: Sequence[Dataset],
 
 def _sop_class(ds: Dataset) -> str:
     """SOPClassUID, which must be a single value: it decides how the instance is read."""
-    return HeaderReader(f"instance {ds.get('SOPInstanceUID', '?')}", InputError).text(ds, "SOPClassUID")
+    return HeaderReader(instance_name(ds), InputError).text(ds, "SOPClassUID")
 
 
 def _with_pixels(ds: Dataset) -> Dataset:
@@ -182,12 +204,13 @@ def _with_pixels(ds: Dataset) -> Dataset:
     if ds.get("SOPClassUID") == RT_STRUCTURE_SET:
         return ds
     if "PixelData" not in ds:
-        return read_instance(Path(ds.filename)) if getattr(ds, "filename", None) else ds
+        return read_instance(Path(ds.filename), role=instance_name(ds)) if getattr(ds, "filename", None) else ds
     try:
         ds.get_item("PixelData")  # reads a deferred value, and keeps it
     except Exception as error:  # the file vanished or changed since its header was read
-        name = Path(str(getattr(ds, "filename", "") or "?")).stem
-        raise InputError(f"instance {name}: its pixel data cannot be read ({type(error).__name__}: {error})") from error
+        logger.debug("cannot read the pixel data of %s: %r", getattr(ds, "filename", "?"), error)
+        raise InputError(f"{instance_name(ds)}: its pixel data cannot be read "
+                         f"({type(error).__name__}: {redact_uids(str(error))})") from error
     return ds
 
 
@@ -199,7 +222,7 @@ def _header(ds: Dataset) -> Dataset:
     anyway, PixelRepresentation, to resolve elements whose VR depends on it; it is read first so
     that a malformed one is an InputError naming it.
     """
-    HeaderReader(f"instance {ds.get('SOPInstanceUID', '?')}", InputError).optional_integer(ds, "PixelRepresentation")
+    HeaderReader(instance_name(ds), InputError).optional_integer(ds, "PixelRepresentation")
     header = Dataset()
     header.update({tag: ds.get_item(tag) for tag in ds.keys() if tag < 0x7FE00000})
     header.file_meta = getattr(ds, "file_meta", FileMetaDataset())  # pydicom converts a Dataset to this anyway

@@ -21,6 +21,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 
 from service.dicom_limits import InstanceLimits, check_dataset
 from service.errors import InputError, SeriesError
@@ -82,7 +83,7 @@ def functional_group_item(
     if per_frame is not None:
         if frame >= len(per_frame):
             raise error(
-                f"{_instance(ds)}: PerFrameFunctionalGroupsSequence has {len(per_frame)} items, "
+                f"{instance_name(ds)}: PerFrameFunctionalGroupsSequence has {len(per_frame)} items, "
                 f"none for frame {frame + 1}"
             )
         containers.append(per_frame[frame])
@@ -109,10 +110,10 @@ def frame_source(
 
 def frame_reader(ds: Dataset, frame: int, error: type[InputError] = SeriesError) -> HeaderReader:
     """A HeaderReader whose errors name this instance and frame."""
-    return HeaderReader(f"{_instance(ds)} frame {frame + 1}", error)
+    return HeaderReader(f"{instance_name(ds)} frame {frame + 1}", error)
 
 
-def _instance(ds: Dataset) -> str:
+def instance_name(ds: Dataset) -> str:
     """How errors name an instance: by modality and Instance Number, never by its UID (errors
     are shown to users and stored; a UID can identify the patient's study)."""
     number = ds.get("InstanceNumber")
@@ -203,9 +204,9 @@ def load_ct_series(
     slices = [s for ds in datasets for s in _slices_of(ds)]
     if len(slices) < 2:
         raise SeriesError(
-            f"series {series_uid} has a single slice: a volume needs at least two slices"
+            "the series has a single slice: a volume needs at least two slices"
         )
-    _check_same_grid(slices, series_uid)
+    _check_same_grid(slices)
     _check_no_gantry_tilt(slices)
     ordered, offsets = _sort_along_normal(slices)
     if drift_tolerance_mm is None:
@@ -265,17 +266,18 @@ def _check_is_ct(ds: Dataset) -> None:
     modality = read.text(ds, "Modality")
     if sop_class not in CT_SOP_CLASSES or modality != "CT":
         raise SeriesError(
-            f"instance {ds.get('SOPInstanceUID', '?')} is not a CT image "
-            f"(SOP Class {sop_class}, modality {modality}): only CT Image Storage and "
-            "Enhanced CT Image Storage are accepted"
+            f"{instance_name(ds)} is not a CT image (SOP Class {UID(sop_class).name}, modality "
+            f"{modality}): only CT Image Storage and Enhanced CT Image Storage are accepted"
         )
 
 
 def _single_value(datasets: Sequence[Dataset], keyword: str, problem: str) -> str:
-    """The one value of `keyword` across the datasets; several (or none) is a SeriesError."""
+    """The one value of `keyword` (a UID) across the datasets; several (or none) is a SeriesError
+    that counts them (the values themselves go to the DEBUG log: errors carry no UID)."""
     values = sorted({str(ds.get(keyword, "")) for ds in datasets})
     if len(values) > 1:
-        raise SeriesError(f"{problem}: {len(values)} different {keyword} values ({', '.join(values)})")
+        logger.debug("%s: %s values %s", problem, keyword, values)
+        raise SeriesError(f"{problem}: {len(values)} different {keyword} values")
     if not values[0]:
         raise SeriesError(f"{keyword} is missing")
     return values[0]
@@ -283,7 +285,7 @@ def _single_value(datasets: Sequence[Dataset], keyword: str, problem: str) -> st
 
 def _slices_of(ds: Dataset) -> list[_Slice]:
     """One _Slice per frame; Enhanced CT carries the per-frame attributes in functional groups."""
-    frames = HeaderReader(_instance(ds), SeriesError).optional_integer(ds, "NumberOfFrames")
+    frames = HeaderReader(instance_name(ds), SeriesError).optional_integer(ds, "NumberOfFrames")
     return [_slice(ds, frame) for frame in range(frames or 1)]
 
 
@@ -305,7 +307,7 @@ def _slice(ds: Dataset, frame: int) -> _Slice:
     )
 
 
-def _check_same_grid(slices: list[_Slice], series_uid: str) -> None:
+def _check_same_grid(slices: list[_Slice]) -> None:
     """All slices must share orientation, matrix size and pixel spacing to stack into one grid."""
     first = slices[0]
     for s in slices[1:]:
@@ -313,19 +315,19 @@ def _check_same_grid(slices: list[_Slice], series_uid: str) -> None:
         cosines_b = np.concatenate([s.plane.row_direction, s.plane.column_direction])
         if np.max(np.abs(cosines_a - cosines_b)) > GRID_RELATIVE_TOLERANCE:
             raise SeriesError(
-                f"mixed orientations in series {series_uid}: instance {s.sop_instance_uid} differs "
-                f"from instance {first.sop_instance_uid}"
+                f"mixed orientations in the series: {instance_name(s.dataset)} differs from "
+                f"{instance_name(first.dataset)}"
             )
         if (s.rows, s.columns) != (first.rows, first.columns):
             raise SeriesError(
-                f"differing Rows/Columns in series {series_uid}: {s.rows}x{s.columns} "
-                f"(instance {s.sop_instance_uid}) vs {first.rows}x{first.columns}"
+                f"differing Rows/Columns in the series: {s.rows}x{s.columns} "
+                f"({instance_name(s.dataset)}) vs {first.rows}x{first.columns}"
             )
         spacing_a, spacing_b = np.asarray(first.plane.pixel_spacing), np.asarray(s.plane.pixel_spacing)
         if np.max(np.abs(spacing_a - spacing_b) / spacing_a) > GRID_RELATIVE_TOLERANCE:
             raise SeriesError(
-                f"differing PixelSpacing in series {series_uid}: {s.plane.pixel_spacing} "
-                f"(instance {s.sop_instance_uid}) vs {first.plane.pixel_spacing}"
+                f"differing PixelSpacing in the series: {s.plane.pixel_spacing} "
+                f"({instance_name(s.dataset)}) vs {first.plane.pixel_spacing}"
             )
 
 
@@ -336,7 +338,7 @@ def _check_no_gantry_tilt(slices: list[_Slice]) -> None:
         tilt = frame_reader(s.dataset, s.frame).optional_number(source, "GantryDetectorTilt")
         if tilt:
             raise SeriesError(
-                f"gantry tilt of {tilt:g} degrees (instance {s.sop_instance_uid}): "
+                f"gantry tilt of {tilt:g} degrees ({instance_name(s.dataset)}): "
                 "tilted acquisitions are not supported"
             )
 
@@ -358,7 +360,7 @@ def _check_no_shear(ordered: list[_Slice], tolerance_mm: float) -> None:
         if drift > tolerance_mm:
             raise SeriesError(
                 f"slice positions are not along the slice normal (sheared stack, as from gantry "
-                f"tilt): instance {s.sop_instance_uid} is offset {drift:.3f} mm within its plane "
+                f"tilt): {instance_name(s.dataset)} is offset {drift:.3f} mm within its plane "
                 f"(tolerance {tolerance_mm:.3f} mm)"
             )
 
@@ -379,7 +381,7 @@ def _uniform_slice_spacing(
         i = int(duplicates[0])
         raise SeriesError(
             f"duplicate slice position {offsets[i]:.2f} mm along the slice normal "
-            f"(instances {ordered[i].sop_instance_uid} and {ordered[i + 1].sop_instance_uid})"
+            f"({instance_name(ordered[i].dataset)} and {instance_name(ordered[i + 1].dataset)})"
         )
     reference = float(np.median(steps[steps < 1.5 * steps.min()]))
     tolerance = tolerance_mm if tolerance_mm is not None else max(0.01 * reference, DS_ROUNDING_MM)
@@ -425,7 +427,7 @@ def decoded_frames(ds: Dataset, rows: int, columns: int) -> np.ndarray:
     try:
         return ds.pixel_array.reshape(-1, rows, columns)
     except Exception as exc:  # pydicom/numpy raise several types for bad pixel data
-        raise SeriesError(f"{_instance(ds)}: pixel data{_compression(ds)} cannot be decoded "
+        raise SeriesError(f"{instance_name(ds)}: pixel data{_compression(ds)} cannot be decoded "
                     f"({type(exc).__name__}: {exc})") from exc
 
 

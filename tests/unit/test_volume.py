@@ -23,6 +23,7 @@ from service.errors import SeriesError
 from service.imaging.volume import load_ct_series, read_ct_directory
 from service.sop_classes import ENHANCED_CT_IMAGE as ENHANCED_CT_IMAGE_STORAGE
 from tests.support.external import DATA_DIR, require_data
+from tests.support.uids import uids_in, uids_of
 
 STS_019 = DATA_DIR / "ct-rtstruct" / "STS_019" / "image"
 CT_SEG = DATA_DIR / "ct-seg" / "ct"
@@ -143,6 +144,13 @@ def _mix_series(slices: list[Dataset]) -> list[Dataset]:
     return slices
 
 
+def _mix_frames(slices: list[Dataset]) -> list[Dataset]:
+    other = generate_uid()
+    for ds in slices[::2]:
+        ds.FrameOfReferenceUID = other
+    return slices
+
+
 def _tilt_attribute(slices: list[Dataset]) -> list[Dataset]:
     for ds in slices:
         ds.GantryDetectorTilt = 15
@@ -206,7 +214,8 @@ def _single(slices: list[Dataset]) -> list[Dataset]:
             r"missing slices .*: 2 missing after position -163\.50 mm; "
             r"1 missing after position -130\.80 mm$",
         ),
-        (_mix_series, "mixed series"),
+        (_mix_series, "mixed series: 2 different SeriesInstanceUID values$"),
+        (_mix_frames, "mixed Frames of Reference in one series: 2 different FrameOfReferenceUID values$"),
         (_tilt_attribute, "gantry tilt of 15 degrees"),
         (_shear, "sheared stack"),
         (_move_one_slice, "non-uniform slice spacing"),
@@ -221,10 +230,13 @@ def _single(slices: list[Dataset]) -> list[Dataset]:
 def test_unusable_series_is_rejected_with_its_reason(
     sts019: list[Dataset], mutate, message: str
 ) -> None:
+    """The reason names no patient identifier and no UID (an instance by its Instance Number)."""
     patient_id = str(sts019[0].PatientID)
+    mutated = mutate(sts019)
     with pytest.raises(SeriesError, match=message) as error:
-        load_ct_series(mutate(sts019))
+        load_ct_series(mutated)
     assert patient_id not in str(error.value)
+    assert uids_in(str(error.value), uids_of(mutated)) == []
 
 
 def test_spacing_tolerance_is_a_setting(sts019: list[Dataset]) -> None:

@@ -40,7 +40,7 @@ TOP_LEVEL = {
     "registration": "pipeline", "spatial_registration": "pipeline", "prior_frames": "pipeline",  # prior -> current frame mappings
     "prior_ct": "pipeline", "adoption": "pipeline",  # series retrieved from PACS, put to use
     # roles: processes and the command line
-    "app": "roles", "cli": "roles", "report": "roles", "lifeline": "roles",
+    "app": "roles", "cli": "roles", "report": "roles", "lifeline": "roles", "stop_signals": "roles",
 }
 UNIT_OF_SUBPACKAGE = {"signatures": "foundation"}  # data files (signature JSON and its schema)
 

@@ -149,6 +149,9 @@ def resample_lesion(
     resampler.SetOutputOrigin(tuple(volume.index_to_physical(origin_index[None, :])[0]))
     resampler.SetInterpolator(_INTERPOLATORS[interpolator])
     resampler.SetDefaultPixelValue(-1000.0)
+    # One thread: a lesion's box is small, and ITK's thread pool cost more than it saved (a third
+    # of the resampling on 2 busy cores); lesions run in parallel in scorer workers instead.
+    resampler.SetNumberOfThreads(1)
     resampler.SetOutputPixelType(sitk.sitkFloat64)
     image = resampler.Execute(_crop_image(image_zyx.astype(np.float32, copy=False), volume, crop_start))
     resampler.SetInterpolator(sitk.sitkLinear)

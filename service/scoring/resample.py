@@ -26,8 +26,8 @@ import SimpleITK as sitk
 from service.model import ImageGeometry
 from service.scoring.trilinear import trilinear
 
+# SimpleITK's interpolators for the image; linear interpolation is service.scoring.trilinear's.
 _INTERPOLATORS = {
-    "sitkLinear": sitk.sitkLinear,
     "sitkNearestNeighbor": sitk.sitkNearestNeighbor,
     "sitkBSpline": sitk.sitkBSpline,
 }

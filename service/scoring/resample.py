@@ -157,9 +157,11 @@ def resample_lesion(
     grid = whole_image_grid(volume, new_spacing)
     valid_first, valid_last = _valid_point_range(grid, volume, crop_start, crop_size, _EXTRA_SUPPORT[interpolator])
 
-    nonzero = np.argwhere(mask_zyx)[:, ::-1]  # (x, y, z) indices within the crop
-    lesion_low = crop_start + nonzero.min(axis=0) - 1
-    lesion_high = crop_start + nonzero.max(axis=0) + 1
+    # The lesion's bounding box (x, y, z) from the mask's projections on each axis: an index
+    # array of every lesion voxel (argwhere) cost more than the interpolation of a small lesion.
+    ends = [np.flatnonzero(mask_zyx.any(axis=tuple(a for a in range(3) if a != axis)))[[0, -1]] for axis in (2, 1, 0)]
+    lesion_low = crop_start + np.array([int(low) for low, _ in ends]) - 1
+    lesion_high = crop_start + np.array([int(high) for _, high in ends]) + 1
     margin = np.asarray([math.ceil(margin_mm / s) + 1 for s in new_spacing])
     first = np.floor((lesion_low - grid.first_index) / grid.step).astype(int) - margin
     last = np.ceil((lesion_high - grid.first_index) / grid.step).astype(int) + margin

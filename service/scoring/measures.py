@@ -8,7 +8,8 @@ within about one voxel diagonal of the continuous shape's.
 - Short axis: on that same slice, the lesion's width perpendicular to the long axis (the caliper
   width, equal to the longest perpendicular chord for convex lesions).
 - 3D maximum diameter: the largest distance between any two boundary points in 3D (computed on
-  the convex hull of the ends of each row of points: the same maximum, tests/unit/test_measures.py).
+  the points that can end a chord as long as one already found: the same maximum,
+  tests/unit/test_measures.py).
 """
 
 from __future__ import annotations
@@ -52,22 +53,6 @@ def _boundary_points(mask: np.ndarray, neighbours: tuple[tuple[int, int, int], .
     return np.concatenate(points)
 
 
-def _line_ends(points: np.ndarray) -> np.ndarray:
-    """Of the points on each line along each axis, only the first and the last.
-
-    A point between two others on a line is never a vertex of the convex hull, so the largest
-    distance (attained between hull vertices) is the same; the hull of fewer points is faster.
-    """
-    for axis in range(points.shape[1]):
-        others = [a for a in range(points.shape[1]) if a != axis]
-        order = np.lexsort([points[:, axis]] + [points[:, a] for a in reversed(others)])
-        ordered = points[order]
-        line_start = np.ones(len(ordered), dtype=bool)
-        line_start[1:] = np.any(ordered[1:, others] != ordered[:-1, others], axis=1)
-        points = ordered[line_start | np.roll(line_start, -1)]
-    return points
-
-
 def _hull_vertices(points: np.ndarray) -> np.ndarray:
     """Convex hull vertices (diameters are attained there); all points when degenerate."""
     try:
@@ -99,6 +84,38 @@ def _max_distance(points: np.ndarray) -> tuple[float, np.ndarray]:
     longest = float(lengths[k])
     direction = (vertices[i] - vertices[j]) / longest if longest > 0 else np.zeros(points.shape[1])
     return longest, direction
+
+
+# Up to this many candidates every pair is compared; beyond, their convex hull is taken first.
+_FEW_POINTS = 256
+
+
+def _longest_chord(points: np.ndarray) -> float:
+    """The largest distance between any two of `points`.
+
+    Only points that can end a chord at least as long as one already found are compared: every
+    point lies within `radius` of `centre`, so a chord from p is at most |p - centre| + radius,
+    and a point where that is shorter than a chord found between two points cannot end the
+    longest one (kept with a margin for rounding). On an elongated lesion that leaves the points
+    near the ends of its long axis; on a round one a few hundred of thousands, of which the
+    convex hull's vertices (the longest chord joins two of them) are compared. Qhull on every
+    boundary point of a large lesion (grid points, merged coplanar facets) took longer than the
+    lesion's features.
+    """
+    centre = (points.min(axis=0) + points.max(axis=0)) / 2.0
+    reach = np.linalg.norm(points - centre, axis=1)
+    # A long chord: from the point farthest from the centre to the point farthest from it, and on
+    # from there (each step a chord between two of the points, no shorter than the one before).
+    end = points[int(np.argmax(reach))]
+    found = 0.0
+    for _ in range(2):
+        distances = np.linalg.norm(points - end, axis=1)
+        end = points[int(np.argmax(distances))]
+        found = max(found, float(distances.max()))
+    candidates = points[reach + float(reach.max()) >= found * (1.0 - 1e-9)]
+    if len(candidates) > _FEW_POINTS:
+        candidates = _hull_vertices(candidates)
+    return float(pdist(candidates).max()) if len(candidates) > 1 else 0.0
 
 
 # The diameter's direction lies within pi/16 of one of these 8, so the widest projection on them,
@@ -156,8 +173,8 @@ def measure_lesion(mask: np.ndarray, offset_zyx: tuple[int, int, int], geometry:
     axes = np.asarray(geometry.direction, dtype=float).reshape(3, 3)
     longest_axial, short_axis = _axial_diameters(axial_mm @ axes, axial[:, 0])
     # The 3D boundary: the in-plane points and those towards the slices above and below.
-    everywhere = np.concatenate([axial, _boundary_points(mask, _NEIGHBOURS_3D[len(_NEIGHBOURS_2D):])])
-    max_3d, _ = _max_distance(to_mm(_line_ends(everywhere)))
+    vertical = _boundary_points(mask, _NEIGHBOURS_3D[len(_NEIGHBOURS_2D):])
+    max_3d = _longest_chord(np.concatenate([axial_mm, to_mm(vertical)]))
     # The mean voxel index (from the per-slice, per-row and per-column counts: exact integer sums),
     # then mapped: the mapping is affine, so it commutes with the mean.
     mean_index = [

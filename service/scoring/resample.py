@@ -24,9 +24,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from service.model import ImageGeometry
+from service.scoring.trilinear import trilinear
 
+# SimpleITK's interpolators for the image; linear interpolation is service.scoring.trilinear's.
 _INTERPOLATORS = {
-    "sitkLinear": sitk.sitkLinear,
     "sitkNearestNeighbor": sitk.sitkNearestNeighbor,
     "sitkBSpline": sitk.sitkBSpline,
 }
@@ -86,6 +87,32 @@ def _crop_image(array_zyx: np.ndarray, volume: ImageGeometry, crop_start: np.nda
     return image
 
 
+def _grid_image(values_zyx: np.ndarray, spacing: tuple[float, float, float], volume: ImageGeometry,
+                origin: tuple[float, ...]) -> sitk.Image:
+    image = sitk.GetImageFromArray(values_zyx)
+    image.SetSpacing(spacing)
+    image.SetDirection(volume.direction)
+    image.SetOrigin(origin)
+    return image
+
+
+def _itk_resampled(crop: sitk.Image, interpolator: str, size: np.ndarray, spacing: tuple[float, float, float],
+                   volume: ImageGeometry, origin: tuple[float, ...]) -> sitk.Image:
+    """The crop resampled by SimpleITK (the interpolators other than linear), float64."""
+    resampler = sitk.ResampleImageFilter()
+    resampler.SetSize([int(n) for n in size])
+    resampler.SetOutputSpacing(spacing)
+    resampler.SetOutputDirection(volume.direction)
+    resampler.SetOutputOrigin(origin)
+    resampler.SetInterpolator(_INTERPOLATORS[interpolator])
+    resampler.SetDefaultPixelValue(-1000.0)
+    # One thread: a lesion's box is small, and ITK's thread pool cost more than it saved on 2
+    # busy cores; lesions run in parallel in scorer workers instead.
+    resampler.SetNumberOfThreads(1)
+    resampler.SetOutputPixelType(sitk.sitkFloat64)
+    return resampler.Execute(crop)
+
+
 Edges = tuple[tuple[bool, bool], tuple[bool, bool], tuple[bool, bool]]
 """Per axis (z, y, x): whether the array's (first, last) plane is the edge of the image's grid."""
 
@@ -130,9 +157,11 @@ def resample_lesion(
     grid = whole_image_grid(volume, new_spacing)
     valid_first, valid_last = _valid_point_range(grid, volume, crop_start, crop_size, _EXTRA_SUPPORT[interpolator])
 
-    nonzero = np.argwhere(mask_zyx)[:, ::-1]  # (x, y, z) indices within the crop
-    lesion_low = crop_start + nonzero.min(axis=0) - 1
-    lesion_high = crop_start + nonzero.max(axis=0) + 1
+    # The lesion's bounding box (x, y, z) from the mask's projections on each axis: an index
+    # array of every lesion voxel (argwhere) cost more than the interpolation of a small lesion.
+    ends = [np.flatnonzero(mask_zyx.any(axis=tuple(a for a in range(3) if a != axis)))[[0, -1]] for axis in (2, 1, 0)]
+    lesion_low = crop_start + np.array([int(low) for low, _ in ends]) - 1
+    lesion_high = crop_start + np.array([int(high) for _, high in ends]) + 1
     margin = np.asarray([math.ceil(margin_mm / s) + 1 for s in new_spacing])
     first = np.floor((lesion_low - grid.first_index) / grid.step).astype(int) - margin
     last = np.ceil((lesion_high - grid.first_index) / grid.step).astype(int) + margin
@@ -140,22 +169,18 @@ def resample_lesion(
     out_size = (last - first + 1).astype(int)
 
     origin_index = grid.first_index + first * grid.step
-    # The output grid given to the filter directly: a reference image would allocate a buffer
-    # of the output's size only to carry its geometry.
-    resampler = sitk.ResampleImageFilter()
-    resampler.SetSize([int(n) for n in out_size])
-    resampler.SetOutputSpacing(new_spacing)
-    resampler.SetOutputDirection(volume.direction)
-    resampler.SetOutputOrigin(tuple(volume.index_to_physical(origin_index[None, :])[0]))
-    resampler.SetInterpolator(_INTERPOLATORS[interpolator])
-    resampler.SetDefaultPixelValue(-1000.0)
-    resampler.SetOutputPixelType(sitk.sitkFloat64)
-    image = resampler.Execute(_crop_image(image_zyx.astype(np.float32, copy=False), volume, crop_start))
-    resampler.SetInterpolator(sitk.sitkLinear)
-    resampler.SetDefaultPixelValue(0.0)
-    resampler.SetOutputPixelType(sitk.sitkFloat32)
-    mask = resampler.Execute(_crop_image(mask_zyx.astype(np.float32), volume, crop_start))
-    core = sitk.GetArrayViewFromImage(mask) >= mask_threshold
+    origin = tuple(float(c) for c in volume.index_to_physical(origin_index[None, :])[0])
+    # The grid's points as continuous indices of the whole image, one array per axis (x, y, z).
+    positions = [grid.first_index[a] + np.arange(first[a], last[a] + 1) * grid.step[a] for a in range(3)]
+    mask_values = trilinear(mask_zyx.astype(np.float32), positions, crop_start_xyz, outside=0.0)
+    if interpolator == "sitkLinear":
+        image = _grid_image(trilinear(image_zyx.astype(np.float32, copy=False), positions, crop_start_xyz,
+                                      outside=-1000.0), new_spacing, volume, origin)
+    else:
+        image = _itk_resampled(_crop_image(image_zyx.astype(np.float32, copy=False), volume, crop_start),
+                               interpolator, out_size, new_spacing, volume, origin)
+    # Compared in float32, as when SimpleITK resampled the mask into a float32 image.
+    core = mask_values.astype(np.float32) >= mask_threshold
     if round_intensities:
         image = _rounded(image)
     return ResampledLesion(image=image, core=core, image_edges=_edges_zyx(first, last, np.asarray(grid.size)))

@@ -12,7 +12,7 @@ from scipy.spatial.distance import pdist, squareform
 from service.imaging.contours import rtstruct_to_masks
 from service.imaging.volume import read_ct_directory
 from service.model import ImageGeometry
-from service.scoring.measures import measure_lesion
+from service.scoring.measures import _FEW_POINTS, _longest_chord, measure_lesion
 from tests.support.external import DATA_DIR, require_data
 
 
@@ -146,3 +146,35 @@ def test_measures_of_the_shared_sts_lesions_equal_brute_force(patient):
     assert m.short_axis_mm == pytest.approx(expected["short_axis_mm"], rel=1e-9)
     assert m.max_3d_diameter_mm == pytest.approx(expected["max_3d_diameter_mm"], rel=1e-9)
     assert m.centroid_mm == pytest.approx(tuple(expected["centroid"]), rel=1e-9, abs=1e-9)
+
+
+def _on_a_sphere(n: int, seed: int) -> np.ndarray:
+    """Points on a sphere: all at the same distance from the centre, the case where the pruning
+    keeps almost every point (and takes their convex hull)."""
+    directions = np.random.default_rng(seed).normal(size=(n, 3))
+    return 12.5 * directions / np.linalg.norm(directions, axis=1, keepdims=True) + [3.0, -40.0, 7.0]
+
+
+@pytest.mark.parametrize("points", [
+    pytest.param(_on_a_sphere(2000, 3), id="round"),
+    pytest.param(np.random.default_rng(4).normal(size=(3000, 3)) * [1.0, 5.0, 0.5], id="elongated-cloud"),
+    pytest.param(np.column_stack([np.arange(40.0), 2 * np.arange(40.0), np.zeros(40)]), id="collinear"),
+    pytest.param(np.random.default_rng(5).integers(0, 3, size=(500, 3)).astype(float), id="coplanar-duplicates"),
+    pytest.param(np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]]), id="one-point-twice"),
+    pytest.param(np.array([[1.0, 2.0, 3.0]]), id="single-point"),
+])
+def test_longest_chord_equals_every_pair(points):
+    """The pruned search gives the maximum over every pair, whether it compares the candidates
+    directly or through their convex hull."""
+    expected = float(pdist(points).max()) if len(points) > 1 else 0.0
+    assert _longest_chord(points) == pytest.approx(expected, rel=1e-12, abs=0.0)
+
+
+def test_longest_chord_takes_the_hull_path_on_a_round_lesion():
+    """The round case above is one where more than _FEW_POINTS candidates survive the pruning
+    (else it would not test the convex-hull path)."""
+    points = _on_a_sphere(2000, 3)
+    centre = (points.min(axis=0) + points.max(axis=0)) / 2
+    reach = np.linalg.norm(points - centre, axis=1)
+    longest = pdist(points).max()
+    assert np.count_nonzero(reach + reach.max() >= longest) > _FEW_POINTS

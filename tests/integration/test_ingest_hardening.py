@@ -145,7 +145,9 @@ def test_an_association_for_another_ae_title_is_rejected(service: RunningService
     assoc = ae.associate(LOOPBACK, service.dicom_port, ae_title="SOME_PACS")
     assert assoc.is_rejected
     assert service.rejected("called_ae") == 1
-    assert ae.associate(LOOPBACK, service.dicom_port, ae_title=OUR_AE).is_established
+    accepted = ae.associate(LOOPBACK, service.dicom_port, ae_title=OUR_AE)
+    assert accepted.is_established
+    accepted.release()  # left open, it held the service's stop for the 30 s network timeout
 
 
 def test_a_listener_open_to_anyone_says_so_at_start(tmp_path: Path) -> None:

@@ -117,9 +117,12 @@ def test_a_baseline_arriving_after_its_follow_up_has_the_follow_up_scored_again(
 
         send(site.service, sts019)
         baseline_sr = site.sr(study_uid_of(sts019))
-        wait_until(lambda: site.sr(follow_up_uid) != first_sr, TIMEOUT_S, "reconciliation to score the follow-up again")
+        # the index's result column, not site.sr: that runs `status` (a process) on every poll
+        wait_until(lambda: site.service.result_sr(follow_up_uid) not in (None, first_sr), TIMEOUT_S,
+                   "reconciliation to score the follow-up again")
 
-        again = site.sr(follow_up_uid)
+        again = site.sr(follow_up_uid)  # once done: its current SR, as `status` reports the study
+        assert again != first_sr
         _assert_follows(again, baseline_sr, sts019, rtstruct)
         replaced = pydicom.dcmread(again).PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
         assert replaced.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == pydicom.dcmread(first_sr).SOPInstanceUID

@@ -132,12 +132,18 @@ class RunningService:
         return rows
 
     def wait_for(self, study_uid: str, states=("done", "failed"), timeout_s: float = 180) -> tuple[str, str]:
+        """The study's (state, detail) from `status` once its state is one of `states`.
+
+        The wait reads the index's state column (what `status` prints as the state) every 0.1 s,
+        and runs `status` only once that is reached: each `status` is a process importing the
+        service (about 3 s of CPU), which, polled, took a core from the service under test."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            state = self.status().get(study_uid)
-            if state and state[0] in states:
-                return state
-            time.sleep(0.5)
+            if self.study_state(study_uid) in states:
+                state = self.status().get(study_uid)
+                if state and state[0] in states:
+                    return state
+            time.sleep(0.1)
         raise AssertionError(f"study not finished: {self.status()} {self.read_log()}")
 
     def storescu(self, *paths: Path, options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:

@@ -16,6 +16,7 @@ import requests
 from dicomweb_client import DICOMwebClient
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from retrying import RetryError
 
 from service.errors import PriorSourceError
 from service.outputs.codes import MANUFACTURER
@@ -32,8 +33,14 @@ def _value(item: dict[str, dict], tag: str) -> str:
     return str(values[0])
 
 
-def _describe(error: requests.RequestException) -> str:
-    """The failure in words without the request's URL: its query string holds the patient ID."""
+def _describe(error: requests.RequestException | RetryError) -> str:
+    """The failure in words without the request's URL: its query string holds the patient ID.
+    RetryError: dicomweb-client's retrying gave up on an answer it retries (408, 429, 503, 504);
+    it raises that instead of the HTTPError a single attempt raises."""
+    if isinstance(error, RetryError):
+        answer = error.last_attempt.value
+        status = f"HTTP {answer.status_code}" if isinstance(answer, requests.Response) else "no answer"
+        return f"{status} after {error.last_attempt.attempt_number} attempts"
     if isinstance(error, requests.HTTPError) and error.response is not None:
         return f"HTTP {error.response.status_code}"
     if isinstance(error, requests.ConnectionError):
@@ -43,6 +50,15 @@ def _describe(error: requests.RequestException) -> str:
     return type(error).__name__
 
 
+ATTEMPTS = 3
+RETRY_MULTIPLIER_MS = 250
+"""dicomweb-client retries a refused connection or an HTTP 408/429/503/504 with exponential
+back-off, by default 5 attempts 2, 4, 8 and 16 s apart: a PACS that is down held every study's
+priors lookup for 30 s per request before the next source (or "priors unavailable") was tried.
+Three attempts 0.5 and 1 s apart ride out a blip; longer outages are the business of the next
+source and of reconciliation, which scores the study again once the PACS answers."""
+
+
 class DicomwebProvider:
     """QIDO-RS / WADO-RS with dicomweb-client at `url` (the DICOMweb root, e.g. .../dicom-web)."""
 
@@ -50,6 +66,7 @@ class DicomwebProvider:
 
     def __init__(self, url: str, timeout_s: float, session: requests.Session | None = None) -> None:
         self._client = DICOMwebClient(url, session=session, timeout=timeout_s)
+        self._client.set_http_retry_params(max_attempts=ATTEMPTS, wait_exponential_multiplier=RETRY_MULTIPLIER_MS)
 
     def find(self, query: PatientQuery) -> list[SrLocation]:
         filters = {"PatientID": query.patient_id, "Modality": "SR", "Manufacturer": MANUFACTURER,
@@ -60,7 +77,7 @@ class DicomwebProvider:
             series = self._client.search_for_series(
                 search_filters=filters, fields=[_STUDY_DATE, _STUDY_TIME, _STUDY_UID], get_remaining=True)
             return sorted(location for item in series for location in self._instances(item))
-        except requests.RequestException as error:
+        except (requests.RequestException, RetryError) as error:
             raise PriorSourceError(f"DICOMweb QIDO-RS failed: {_describe(error)}") from None
 
     def _instances(self, series: dict[str, dict]) -> list[SrLocation]:
@@ -73,7 +90,7 @@ class DicomwebProvider:
         try:
             return self._client.retrieve_instance(
                 location.study_instance_uid, location.series_instance_uid, location.sop_instance_uid)
-        except requests.RequestException as error:
+        except (requests.RequestException, RetryError) as error:
             raise PriorSourceError(f"DICOMweb WADO-RS failed: {_describe(error)}") from None
 
     def retrieve(self, request: SeriesRequest, landing: Landing) -> None:
@@ -85,7 +102,7 @@ class DicomwebProvider:
                                                 request.sop_instance_uid)])
             for instance in instances:
                 landing.write(request, partial(instance.save_as, enforce_file_format=True))
-        except requests.RequestException as error:
+        except (requests.RequestException, RetryError) as error:
             raise PriorSourceError(f"DICOMweb WADO-RS failed: {_describe(error)}") from None
         except (InvalidDicomError, ValueError) as error:  # a part that is not DICOM, a body not multipart
             raise PriorSourceError(f"DICOMweb WADO-RS answer unreadable ({type(error).__name__})") from None

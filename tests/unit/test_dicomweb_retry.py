@@ -1,0 +1,58 @@
+"""The DICOMweb prior source gives a PACS a few quick tries, not dicomweb-client's 30 s of
+back-off per request. The PACS here is a tiny local HTTP server answering 503: a fault
+Orthanc does not produce on demand (the tests against Orthanc cover the working source)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from service.errors import PriorSourceError
+from service.priors import dicomweb
+from service.priors.dicomweb import DicomwebProvider
+from service.priors.source import PatientQuery
+
+
+class _Busy(BaseHTTPRequestHandler):
+    requests_seen: list[float] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        _Busy.requests_seen.append(time.monotonic())
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def busy_pacs() -> Iterator[str]:
+    _Busy.requests_seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/dicom-web"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_busy_pacs_is_asked_three_times_with_the_configured_back_off(busy_pacs):
+    provider = DicomwebProvider(busy_pacs, timeout_s=5)
+    query = PatientQuery(patient_id="RETRY-1", issuer_of_patient_id="", earliest_date="20200101",
+                         latest_date="20240101")
+
+    with pytest.raises(PriorSourceError, match="DICOMweb QIDO-RS failed: HTTP 503 after 3 attempts"):
+        provider.find(query)
+
+    seen = _Busy.requests_seen
+    assert len(seen) == dicomweb.ATTEMPTS == 3
+    # retrying's exponential wait: 2**attempt x multiplier ms, i.e. 0.5 s then 1 s
+    gaps = [later - earlier for earlier, later in zip(seen, seen[1:])]
+    expected = [2 ** attempt * dicomweb.RETRY_MULTIPLIER_MS / 1000 for attempt in (1, 2)]
+    assert all(gap >= wanted * 0.9 for gap, wanted in zip(gaps, expected)), gaps

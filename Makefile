@@ -51,10 +51,8 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-# PYTEST_ARGS: arguments for pytest (none: the whole suite); CI runs the unit tests apart with it.
-PYTEST_ARGS ?=
 test: setup system-deps fhir-validator deploy-tools mirp
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest
 
 clean:
 	rm -rf $(VENV) .venv-tools .venv-mirp .venv-py3* var $(FHIR_VALIDATOR)/node_modules

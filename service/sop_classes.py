@@ -21,3 +21,11 @@ STORAGE_SOP_CLASSES = CT_SOP_CLASSES | CONTOUR_SOP_CLASSES | {SPATIAL_REGISTRATI
 # The classes with pixel data, which we must decode: accepted only in decodable lossless
 # transfer syntaxes (service.transfer_syntaxes); an RTSTRUCT or a registration is accepted in any.
 IMAGE_SOP_CLASSES = CT_SOP_CLASSES | SEGMENTATION_SOP_CLASSES
+
+
+def sop_class_name(uid: object) -> str:
+    """A SOP class for a user-facing message: its standard name, never the UID itself (a private
+    class's UID is under a vendor's or a site's root, and messages carry no UIDs)."""
+    text = str(uid or "")
+    name = UID(text).name
+    return name if name != text else "a private or unknown SOP Class"  # pydicom names only the standard's

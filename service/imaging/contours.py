@@ -32,7 +32,7 @@ from service.dicom import HeaderReader
 from service.imaging.volume import frame_plane, functional_group_item
 from service.model import CodedConcept, CtSeries, LesionMask, LesionSource
 from service.observability import redact_uids
-from service.sop_classes import RT_STRUCTURE_SET, SEGMENTATION_SOP_CLASSES
+from service.sop_classes import RT_STRUCTURE_SET, SEGMENTATION_SOP_CLASSES, sop_class_name
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -117,7 +117,7 @@ def _check_sop_class(ds: Dataset, expected: Collection[str], name: str) -> str:
     the patient's study. The UID is logged here at DEBUG for a developer.
     """
     if str(ds.get("SOPClassUID")) not in expected:  # str: a multi-valued one is not hashable
-        raise ContourError(f"the contours' instance is not an {name} (SOP Class {UID(str(ds.get('SOPClassUID'))).name})")
+        raise ContourError(f"the contours' instance is not an {name} ({sop_class_name(ds.get('SOPClassUID'))})")
     uid = HeaderReader(f"an {name}", ContourError).text(ds, "SOPInstanceUID", required=True)
     logger.debug("reading %s %s", name, uid)
     return uid
@@ -412,16 +412,30 @@ def _segment_volumes(image: hd.seg.Segmentation, threshold: int,
     pixel data again for every segment and expand it to a one-hot array each time.
     """
     numbers = list(image.segment_numbers)
+    if not numbers:  # a LABELMAP of its background alone: nothing to read
+        return
     if image.segmentation_type == hd.seg.SegmentationTypeValues.LABELMAP:
         dtype = np.uint8 if int(image.BitsAllocated) <= 8 else np.uint16
         labels = _from_highdicom(what, lambda: image.get_volume(
             segment_numbers=numbers, combine_segments=True, relabel=False, dtype=dtype))
+        _require_described_labels(labels.array, numbers, int(image.get("PixelPaddingValue", 0)), what)
         for number in numbers:
             yield number, labels.array == number, labels.affine
         return
     for number in numbers:
         volume = _from_highdicom(what, lambda: image.get_volume(segment_numbers=[number], rescale_fractional=False))
         yield number, volume.array[..., 0] >= threshold, volume.affine
+
+
+def _require_described_labels(labels: np.ndarray, numbers: list[int], background: int, what: str) -> None:
+    """ContourError when a LABELMAP holds a value that is neither a described segment nor its
+    background: that region would otherwise vanish without a word (it could be a lesion whose
+    SegmentSequence item was lost)."""
+    present = np.flatnonzero(np.bincount(labels.ravel()))
+    unknown = sorted(set(present.tolist()) - set(numbers) - {background})
+    if unknown:
+        raise ContourError(f"{what}: pixel value(s) {', '.join(map(str, unknown[:5]))} name no segment of its "
+                           "SegmentSequence and are not its background (PixelPaddingValue)")
 
 
 def _binary_threshold(seg: Dataset, read: HeaderReader) -> int:

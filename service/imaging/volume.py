@@ -21,13 +21,12 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
 
 from service.dicom_limits import InstanceLimits, check_dataset
 from service.errors import InputError, SeriesError
 from service.dicom import HeaderReader
 from service.model import CtSeries, ImageGeometry
-from service.sop_classes import CT_SOP_CLASSES
+from service.sop_classes import CT_SOP_CLASSES, sop_class_name
 from service.transfer_syntaxes import can_decode, transfer_syntax_of
 
 logger = logging.getLogger(__name__)
@@ -266,7 +265,7 @@ def _check_is_ct(ds: Dataset) -> None:
     modality = read.text(ds, "Modality")
     if sop_class not in CT_SOP_CLASSES or modality != "CT":
         raise SeriesError(
-            f"{instance_name(ds)} is not a CT image (SOP Class {UID(sop_class).name}, modality "
+            f"{instance_name(ds)} is not a CT image ({sop_class_name(sop_class)}, modality "
             f"{modality}): only CT Image Storage and Enhanced CT Image Storage are accepted"
         )
 

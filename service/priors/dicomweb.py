@@ -56,7 +56,9 @@ RETRY_MULTIPLIER_MS = 250
 back-off, by default 5 attempts 2, 4, 8 and 16 s apart: a PACS that is down held every study's
 priors lookup for 30 s per request before the next source (or "priors unavailable") was tried.
 Three attempts 0.5 and 1 s apart ride out a blip; longer outages are the business of the next
-source and of reconciliation, which scores the study again once the PACS answers."""
+source and of reconciliation, which scores the study again once the PACS answers. A timed-out
+attempt is retried as well (dicomweb-client retries every exception), so a PACS that never
+answers holds a request ATTEMPTS x the timeout (README, prior_dicomweb_url)."""
 
 
 class DicomwebProvider:

@@ -25,6 +25,7 @@ from service.imaging.selection import (
     DEFERRED_VALUE_BYTES, read_instance, read_study_headers, read_study_instance, select_inputs,
 )
 from service.imaging.volume import load_ct_series
+from service.sop_classes import sop_class_name
 from tests.support import small_study
 from tests.support.uids import uids_in, uids_of
 
@@ -191,3 +192,10 @@ def test_pixel_data_gone_since_the_header_was_read_names_the_instance_number(tmp
         select_inputs([*datasets, rtstruct])
     assert str(error.value).startswith("CT instance number 2: its pixel data cannot be read (")
     _assert_no_uid(str(error.value), uids_of([*ct, rtstruct]))
+
+
+def test_a_private_sop_class_is_named_without_its_uid():
+    """pydicom's UID.name is the UID itself for a class outside the standard (a vendor's root)."""
+    assert sop_class_name("1.2.840.10008.5.1.4.1.1.481.3") == "RT Structure Set Storage"
+    assert sop_class_name("1.3.6.1.4.1.9590.100.1.2.99") == "a private or unknown SOP Class"
+    assert sop_class_name(None) == "a private or unknown SOP Class"

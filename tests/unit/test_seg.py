@@ -307,6 +307,27 @@ def test_labelmap_background_is_not_counted_as_a_lesion(ct, ct_slices) -> None:
         lesion_masks(inputs, frozenset(), max_lesions=1)
 
 
+def test_a_labelmap_value_that_names_no_segment_is_an_error(ct, ct_slices) -> None:
+    """A region labelled 2 whose SegmentSequence item is gone: failing the study names the value,
+    where reading only the described segments would drop that region (a lesion) without a word."""
+    labels = np.zeros(ct.hu.shape, dtype=np.uint8)
+    labels[1, 10:20, 10:20], labels[1, 30:40, 30:40] = 1, 2
+    seg = pydicom.dcmread(_written(highdicom_seg(ct_slices, labels, {1: "one", 2: "two"})))
+    seg.SegmentSequence = [item for item in seg.SegmentSequence if item.SegmentNumber != 2]
+    with pytest.raises(ContourError, match=r"pixel value\(s\) 2 name no segment of its SegmentSequence"):
+        seg_to_masks(seg, ct)
+
+
+def test_a_labelmap_of_its_background_alone_gives_no_masks(ct, ct_slices) -> None:
+    """Only the background described (PixelPaddingValue 1, the one label used): no lesion, no error."""
+    labels = np.zeros(ct.hu.shape, dtype=np.uint8)
+    labels[1, 10:20, 10:20] = 1
+    seg = pydicom.dcmread(_written(highdicom_seg(ct_slices, labels, {1: "one"})))
+    seg.PixelPaddingValue = 1
+    seg.SegmentSequence = [item for item in seg.SegmentSequence if item.SegmentNumber == 1]
+    assert seg_to_masks(seg, ct) == []
+
+
 def _count_decoded_frames(monkeypatch) -> Counter[int]:
     """Frame index -> times highdicom decoded it: a spy around its real decoder (highdicom.image
     looks decode_frame up at each call), so the frames are still decoded as they would be."""

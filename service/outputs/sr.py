@@ -67,7 +67,6 @@ from service.uids import derived_uid
 from service.model import LesionResult, LesionSource, Metric, Provenance, StudyInfo, StudyResult
 from service.outputs import codes
 from service.outputs.artefacts import Artefact, artefact_path
-from service.outputs.collection_pause import collection_paused
 from service.outputs.feature_codes import REGION_METHODS, feature_concept
 from service.outputs.sr_method import method_as_concept_modifier
 from service.outputs.sr_response import response_groups
@@ -110,7 +109,6 @@ class _StructureSetRoiGroup(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluat
         self[0].ContentSequence.extend(region_in_space)
 
 
-@collection_paused()  # highdicom's copies would run the cyclic collector some 200 times per build
 def build_measurement_report(
     result: StudyResult,
     evidence: Sequence[Dataset],

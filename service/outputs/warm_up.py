@@ -30,6 +30,7 @@ from service.model import (
     CtReference, LesionResult, LesionSource, LocationClass, LocationSource, Metric, PatientResult, Provenance,
     RiskGroup, ScoreClass, SignatureStatus, StudyInfo, StudyResult,
 )
+from service.outputs.collection_pause import collection_paused
 from service.outputs.encapsulated_pdf import build_encapsulated_pdf
 from service.outputs.fhir import build_bundle
 from service.outputs.key_images import KeyImage
@@ -103,6 +104,7 @@ def sample() -> tuple[StudyResult, list[Dataset], KeyImage]:
     return result, [*ct_headers, contour], image
 
 
+@collection_paused()  # as a study's outputs are: the collector would take most of the first SR
 def warm_up() -> None:
     """Build every output of the sample once, in memory."""
     result, evidence, image = sample()

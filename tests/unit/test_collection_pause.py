@@ -1,5 +1,6 @@
-"""The cyclic collector paused around the SR's build (service.outputs.collection_pause): the SR
-is the same bytes as one built with the collector running, and the collector comes back."""
+"""The cyclic collector paused while a study's outputs are written (service.outputs.collection_pause,
+service.pipeline.write_outputs): the SR is the same bytes as one built with the collector
+running, and the collector comes back."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import gc
 import io
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pydicom import Dataset
@@ -14,6 +16,7 @@ from pydicom import Dataset
 from service.errors import InputError
 from service.outputs.collection_pause import collection_paused
 from service.outputs.sr import build_measurement_report
+from service.pipeline import write_outputs
 from tests.support.synthetic_results import make_study_result
 
 _BUILD_TIME = {"ContentDate": "20260101", "ContentTime": "120000", "InstanceCreationDate": "20260101",
@@ -51,13 +54,14 @@ def test_sr_bytes_are_the_same_with_the_collector_paused_or_running(source: str,
         if phase == "stop":
             collections.append(info["generation"])
 
-    paused = build_measurement_report(result, evidence)
+    with collection_paused():
+        paused = build_measurement_report(result, evidence)
     assert gc.isenabled()
     thresholds = gc.get_threshold()
     gc.callbacks.append(count)
     gc.set_threshold(50)  # the unpaused build collects far more often than by default
     try:
-        running = build_measurement_report.__wrapped__(result, evidence)  # type: ignore[attr-defined]
+        running = build_measurement_report(result, evidence)
     finally:
         gc.set_threshold(*thresholds)
         gc.callbacks.remove(count)
@@ -65,22 +69,24 @@ def test_sr_bytes_are_the_same_with_the_collector_paused_or_running(source: str,
     assert _bytes(paused) == _bytes(running)
 
 
-def test_the_build_runs_with_the_collector_off_and_turns_it_back_on(collector_enabled: None) -> None:
+def test_outputs_are_written_with_the_collector_off_and_it_comes_back(collector_enabled: None,
+                                                                     tmp_path: Path) -> None:
     result, evidence = make_study_result(3)
     collections: list[str] = []
     gc.callbacks.append(lambda phase, info: collections.append(phase))
     try:
-        build_measurement_report(result, evidence)
+        written = write_outputs(result, evidence, tmp_path, "urn:test:patient-id")
     finally:
         gc.callbacks.pop()
     # one collection at most: the young generation's, triggered when the pause ends
     assert collections in ([], ["start", "stop"]) and gc.isenabled()
+    assert written.sr_path.exists() and written.summary_path.exists() and written.bundle_path.exists()
 
 
-def test_a_failing_build_turns_the_collector_back_on(collector_enabled: None) -> None:
+def test_a_failing_write_turns_the_collector_back_on(collector_enabled: None, tmp_path: Path) -> None:
     result, _ = make_study_result(1)
     with pytest.raises(InputError, match="no evidence"):
-        build_measurement_report(result, [])
+        write_outputs(result, [], tmp_path, "urn:test:patient-id")
     assert gc.isenabled()
 
 

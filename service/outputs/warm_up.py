@@ -1,8 +1,9 @@
 """Warm-up at start: the first study of a fresh process pays no first-use costs for its outputs.
 
-The first SR a process builds loads highdicom's tables of the DICOM standard (JSON, over a
-second), and the first page loads fonts and matplotlib's caches: STS_019's SR took 2.3 s in a
-fresh `serve` and 0.4 s warm. Building the outputs of a small sample result once, in a
+The first SR a process builds loads highdicom's tables of the DICOM standard (JSON; over a
+second while the garbage collector ran through them, service.outputs.collection_pause), and the
+first page loads fonts and fills matplotlib's caches: STS_019's SR took 2.3 s in a fresh
+`serve` and 0.4 s warm. Building the outputs of a small sample result once, in a
 background thread at start, pays those costs while the service waits for its first study. It
 runs the same builders as a study (SR, its serialisation, the page, the Encapsulated PDF, the
 FHIR Bundle and its JSON) so a first-use cost added to any of them later is warmed too, and

@@ -24,6 +24,7 @@ from service.imaging.selection import StudyInputs, lesion_masks, select_inputs
 from service.follow_up import acquisition, follow_up
 from service.model import CtReference, StudyResult
 from service.outputs.artefacts import Artefact, artefact_path
+from service.outputs.collection_pause import collection_paused
 from service.outputs.encapsulated_pdf import build_encapsulated_pdf, write_encapsulated_pdf
 from service.outputs.fhir import build_bundle, write_bundle
 from service.outputs.key_images import KeyImage, key_image
@@ -102,6 +103,7 @@ def score_study(inputs: StudyInputs, scorer: Scorer, *, parallel: int = 2, warni
     return ScoredStudy(result, tuple(key_image(inputs.ct, mask, settings.ringWidthMm) for mask in masks))
 
 
+@collection_paused()  # resumed once this returns: the SR's and the page's objects are then freed, never traversed
 def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path,
                   patient_identifier_system: str, predecessor: Dataset | None = None,
                   comparison: Comparison = Comparison(), key_images: Sequence[KeyImage] = ()) -> WrittenOutputs:
@@ -112,6 +114,9 @@ def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path
     `comparison`: its follow-up against prior SRs (service.follow_up); empty: a baseline.
     `key_images`: the lesions' key slices for the page (the comparison's RECIST series is
     plotted on it).
+
+    The cyclic collector is paused throughout (service.outputs.collection_pause): paused around
+    the SR's build alone, its collections only moved into the page's rendering.
     """
     sr = build_measurement_report(result, evidence, predecessor=predecessor, comparison=comparison)
     sr_uid = str(sr.SOPInstanceUID)

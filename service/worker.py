@@ -41,6 +41,7 @@ from service.observability import SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FA
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.destinations import pacs_tls
 from service.outputs.outbox import DELIVERED, PENDING, Outbox
+from service.outputs.warm_up import start_warm_up
 from service.imaging.crops import BSPLINE_PREFILTER_VOXELS
 from service.imaging.selection import read_instance, read_study_instance, study_info
 from service.pipeline import PriorLookup, WrittenOutputs, run_study
@@ -128,6 +129,7 @@ class StudyWorker:
             log.warning("queued %d deliveries of done studies that an interrupted stop had not queued", recovered)
         if self._adoption is not None:
             self._adoption.remove_leftovers()
+        start_warm_up()  # in the background: the first study's outputs find highdicom and matplotlib warm
         for thread in self._threads:
             thread.start()
 

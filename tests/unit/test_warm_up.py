@@ -1,0 +1,89 @@
+"""The output builders' warm-up at worker start (service.outputs.warm_up): it leaves nothing
+behind, and a failure is logged, never raised."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from service.outputs import warm_up
+from service.outputs.sr import build_measurement_report
+from service.outputs.summary_input import summary_input
+
+REPO = Path(__file__).resolve().parents[2]
+
+_WATCH = """
+import json, os, sys
+import service.worker  # what a worker process has loaded before its start calls the warm-up
+from service.outputs.warm_up import start_warm_up
+
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+CHANGES = {"os.mkdir", "os.rename", "os.replace", "os.remove", "os.rmdir", "os.symlink", "os.link",
+           "os.truncate", "os.chmod", "os.utime", "shutil.copyfile", "shutil.move", "tempfile.mkstemp",
+           "tempfile.mkdtemp", "socket.connect", "socket.sendto", "subprocess.Popen"}
+events = []
+
+def audit(event, args):
+    if event == "open":
+        path, mode, flags = args
+        if (isinstance(mode, str) and any(c in mode for c in "wax+")) or (isinstance(flags, int) and flags & WRITE_FLAGS):
+            events.append([event, str(path)])
+    elif event in CHANGES:
+        events.append([event, repr(args)[:200]])
+
+sys.addaudithook(audit)
+start_warm_up().join()
+print(json.dumps(events))
+"""
+
+
+def test_the_warm_up_writes_nothing_anywhere(tmp_path: Path) -> None:
+    """A fresh interpreter (first use is what the warm-up pays) audits every file opened for
+    writing, every file-system change, connection and process start while it runs. Bytecode
+    caching is Python's own and off here; the working and temporary directories must stay empty."""
+    cwd, tmp = tmp_path / "cwd", tmp_path / "tmp"
+    cwd.mkdir(), tmp.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": str(tmp)}
+    run = subprocess.run([sys.executable, "-c", _WATCH], cwd=cwd, env=env, capture_output=True, text=True,
+                         check=False)
+    assert run.returncode == 0, run.stderr
+    assert "warm-up of the output builders failed" not in run.stderr
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == []
+    assert list(cwd.iterdir()) == [] and list(tmp.iterdir()) == []
+
+
+def test_a_failing_warm_up_is_logged_and_raises_nothing(monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    # A fake fault: the sample is fixed, so no real input makes the builders fail here; a
+    # broken library install or a future builder's new requirement would.
+    def broken() -> None:
+        raise RuntimeError("builder broke")
+
+    uncaught: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(warm_up, "warm_up", broken)
+    monkeypatch.setattr(threading, "excepthook", uncaught.append)
+    with caplog.at_level(logging.WARNING, logger=warm_up.__name__):
+        thread = warm_up.start_warm_up.__wrapped__()  # uncached: the process's own warm-up may have run
+        thread.join()
+    assert uncaught == [] and not thread.is_alive()
+    [record] = [r for r in caplog.records if r.name == warm_up.__name__]
+    assert record.levelno == logging.WARNING and "first study pays" in record.getMessage()
+    assert record.exc_info is not None and "builder broke" in str(record.exc_info[1])
+
+
+def test_the_sample_reaches_what_a_study_reaches() -> None:
+    """The warm-up is worth its thread only if it takes the builders where a study takes them:
+    an SR with an image library and the lesion's measurements, a page with a key-image tile."""
+    result, evidence, image = warm_up.sample()
+    sr = build_measurement_report(result, evidence)
+    names = [item.ConceptNameCodeSequence[0].CodeMeaning for item in sr.ContentSequence]
+    assert "Image Library" in names and "Imaging Measurements" in names
+    [lesion] = summary_input(result, sr_sop_instance_uid=str(sr.SOPInstanceUID), key_images=[image]).lesions
+    assert lesion.key_image is image and lesion.score is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -14,11 +15,29 @@ from pathlib import Path
 LOOPBACK = "127.0.0.1"
 
 
+_PORTS_BELOW_EPHEMERAL = range(20000, 32768)
+"""Linux hands out local ports of outgoing connections from 32768 up (ip_local_port_range), and
+so did port 0: between our bind and the peer's, a connection to Orthanc or a scorer could take
+the port handed out ("Address already in use" at the peer's start, seen once under load). Ports
+below that range are taken only by a deliberate bind."""
+_handed_out: set[int] = set()
+_random = random.Random(os.getpid())
+
+
 def free_port() -> int:
-    """A TCP port free on loopback now (the peer binds it a moment later)."""
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+    """A TCP port free on loopback now (the peer binds it a moment later), below the ephemeral
+    range and never handed out before by this process."""
+    while True:
+        port = _random.choice(_PORTS_BELOW_EPHEMERAL)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((LOOPBACK, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 def port_is_free(port: int) -> bool:

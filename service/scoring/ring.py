@@ -33,7 +33,6 @@ _DISTANCE_EPSILON_MM = 1e-9  # distances like sqrt(4) must count as exactly 2 mm
 Offset = tuple[int, int, int]
 
 
-@functools.lru_cache(maxsize=64)  # bounded: a long-running scorer meets every CT's native spacing
 def _ball_offsets(axis: int, spacing_zyx: tuple[float, float, float], width_mm: float) -> tuple[Offset, ...]:
     """Offsets (z, y, x) from voxel i to the voxels within `width_mm` of the boundary point
     between voxels i and i + 1 along `axis` (half a voxel further along that axis)."""
@@ -47,7 +46,7 @@ def _ball_offsets(axis: int, spacing_zyx: tuple[float, float, float], width_mm: 
     return tuple(offsets)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=64)  # bounded: a long-running scorer meets every CT's native spacing
 def _ball_rows(axis: int, spacing_zyx: tuple[float, float, float],
                width_mm: float) -> tuple[tuple[tuple[int, int], tuple[int, ...]], ...]:
     """_ball_offsets by row: ((dz, dy), the dx of the offsets in that row), in their order."""

@@ -24,6 +24,7 @@ import SimpleITK as sitk
 from radiomics import firstorder, glcm, gldm, glrlm, glszm, ngtdm, shape
 
 from service.scoring.degenerate import is_undefined
+from service.scoring.glcm_vectorised import VectorisedGlcm
 from service.scoring.ibsi_names import feature_key
 from service.scoring.settings import ExtractionSettings
 
@@ -108,11 +109,15 @@ class _SharedSetup:
         return shared.binned
 
 
+# pyradiomics' steps replaced by equivalent vectorised ones, per class (same formulas and values).
+_VECTORISED: dict[str, tuple[type, ...]] = {"glcm": (VectorisedGlcm,)}
+
+
 @functools.cache
 def _feature_class(name: str) -> type:
     base = _FEATURE_CLASSES[name]
     # pyradiomics names each class's logger after its module; keep it under "radiomics".
-    return type(f"Shared{base.__name__}", (_SharedSetup, base),
+    return type(f"Shared{base.__name__}", (_SharedSetup, *_VECTORISED.get(name, ()), base),
                 {"__module__": base.__module__, "_feature_names": base.getFeatureNames()})
 
 

@@ -10,6 +10,9 @@ pyradiomics' GLCM steps loop in Python over that range:
 - MCC builds Q(i, j) = sum_k p(i, k) p(j, k) / (p_x(i) p_y(k) + eps) one k at a time over an
   (Ng, Ng, angles) array: here one matrix product per angle. Its eigenvalues are taken exactly as
   pyradiomics takes them.
+- Cluster shade and prominence raise (i + j - mu_x - mu_y) to the 3rd and 4th power for every
+  (i, j, angle); the power (numpy's pow, slow) depends on i + j only, so here it is taken once per
+  distinct i + j, from the same operands in the same order, and spread over the (i, j) with that sum.
 
 Every other coefficient and feature is pyradiomics' own. The sums are the same numbers added in
 another order or grouping, so values agree to rounding (tests/unit/test_glcm_vectorised.py holds
@@ -62,6 +65,23 @@ class VectorisedGlcm:
             pxSuby=_sums_by_index(p_glcm, np.abs(i - j).astype(np.int64), ng),
             HXY=(-1) * np.sum((p_glcm * np.log2(p_glcm + eps)), (1, 2)),
         )
+
+    def _centred_sum_moment(self, power: int) -> np.ndarray:
+        """sum over (i, j) of p(i, j) (i + j - mu_x - mu_y)^power per angle, shape (Nv, Na)."""
+        i, j = self.coefficients["i"], self.coefficients["j"]
+        ux, uy = self.coefficients["ux"][:, :, 0, :], self.coefficients["uy"][:, :, 0, :]  # (Nv, 1, Na)
+        sums, where = np.unique(i + j, return_inverse=True)
+        powered = (sums[None, :, None] - ux - uy) ** power  # (Nv, distinct sums, Na)
+        moment: np.ndarray = np.sum(self.P_glcm * powered[:, where.reshape(i.shape[0], j.shape[1]), :], (1, 2))
+        return moment
+
+    def getClusterProminenceFeatureValue(self) -> Any:  # noqa: N802 (pyradiomics' name)
+        """pyradiomics' cluster prominence (glcm.RadiomicsGLCM.getClusterProminenceFeatureValue)."""
+        return np.nanmean(self._centred_sum_moment(4), 1)
+
+    def getClusterShadeFeatureValue(self) -> Any:  # noqa: N802 (pyradiomics' name)
+        """pyradiomics' cluster shade (glcm.RadiomicsGLCM.getClusterShadeFeatureValue)."""
+        return np.nanmean(self._centred_sum_moment(3), 1)
 
     def getMCCFeatureValue(self) -> Any:  # noqa: N802 (pyradiomics' name)
         """pyradiomics' MCC (glcm.RadiomicsGLCM.getMCCFeatureValue): Q by a matrix product per

@@ -30,8 +30,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench_scoring import QUICK_STUDY, scorers
-from synthetic_ct import make_study
+# As in every service process (service/__init__.py): one OpenBLAS thread, set before numpy loads
+# (bench_scoring imports it first), so the in-process calls run as the scorer's do.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from bench_scoring import QUICK_STUDY, scorers  # noqa: E402
+from synthetic_ct import make_study  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from service.imaging.crops import lesion_crop  # noqa: E402
@@ -52,7 +56,8 @@ PARTS = {
     "the ring": [("scoring/ring.py", "ring_mask")],
     "feature classes": [("scoring/features.py", "region_features")],
     "  of which the GLRLM matrix (pyradiomics' C)": [("~", "<built-in method radiomics._cmatrices.calculate_glrlm>")],
-    "  of which GLCM MCC (Q and eigenvalues)": [("scoring/glcm_vectorised.py", "getMCCFeatureValue")],
+    "  of which GLCM MCC (Q and eigenvalues)": [("scoring/glcm_vectorised.py", "getMCCFeatureValue"),
+                                                ("radiomics/glcm.py", "getMCCFeatureValue")],
     "  of which shape's mesh (pyradiomics' C)": [("~", "<built-in method radiomics._cshape.calculate_coefficients>")],
     "codec and protobuf": [("scoring/codec.py", "crop_from_pb"), ("scoring/codec.py", "lesion_to_pb"),
                            ("~", "<method 'SerializeToString' of 'google._upb._message.Message' objects>"),

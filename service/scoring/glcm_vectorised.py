@@ -1,8 +1,8 @@
 """pyradiomics' GLCM coefficients and MCC with the same formulas, without its Python loops.
 
 With absolute bins (service.scoring.features) a region's grey levels are numbered up to the
-settings' upper bin (Ng about 100 for soft tissue, whatever few levels are present), and two of
-pyradiomics' GLCM steps loop in Python over that range:
+highest bin present (Ng about 100 for soft tissue, however few levels are present), and
+pyradiomics' GLCM steps loop in Python over that range or over every (i, j, angle):
 
 - `_calculateCoefficients` sums p(i, j) for every k = i + j (2 Ng - 1 masked sums over the whole
   matrix) and every k = |i - j| (Ng more): here one `bincount` each, adding the same elements in

@@ -37,7 +37,8 @@ from service.ingest.completeness import EarlyMargin, assess
 from service.ingest.index import DONE, FAILED, PROCESSING, RECEIVING, StudyIndex, StudyState
 from service.ingest.spool import Spool, study_key
 from service.model import StudyInfo
-from service.observability import SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FAILED, RepeatedErrorLog, redact_uids
+from service.observability import (SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FAILED, STUDY_STAGE_SECONDS,
+                                   RepeatedErrorLog, redact_uids)
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.destinations import pacs_tls
 from service.outputs.outbox import DELIVERED, PENDING, Outbox
@@ -189,6 +190,7 @@ class StudyWorker:
             elif decision.ready and not self._waits_for_earlier(study, moment) and \
                     self._index.claim(study.study_instance_uid):
                 self._waiting.discard(study.study_instance_uid)
+                STUDY_STAGE_SECONDS.labels("waiting").observe(max(0.0, moment - study.last_received_at))
                 log.info("study %s ready: %s", study_key(study.study_instance_uid), decision.reason)
                 self._process(study.study_instance_uid, study.attempts + 1)
                 processed += 1
@@ -239,8 +241,9 @@ class StudyWorker:
         key = study_key(study_uid)
         started = time.monotonic()
         try:
-            datasets = [read_study_instance(record.path, ct_image=record.sop_class_uid in CT_SOP_CLASSES)
-                        for record in self._index.instances(study_uid)]
+            with STUDY_STAGE_SECONDS.labels("reading").time():
+                datasets = [read_study_instance(record.path, ct_image=record.sop_class_uid in CT_SOP_CLASSES)
+                            for record in self._index.instances(study_uid)]
             written = run_study(
                 datasets, self._scorer, self._config.outbox_dir,
                 patient_identifier_system=self._config.patient_identifier_system,
@@ -262,7 +265,9 @@ class StudyWorker:
             self._fail(study_uid, f"internal error ({type(error).__name__}); see the service log", "internal")
             return
         SCORING_SECONDS.observe(time.monotonic() - started)
-        if self.complete(study_uid, written):
+        with STUDY_STAGE_SECONDS.labels("completing").time():
+            completed = self.complete(study_uid, written)
+        if completed:
             STUDIES_COMPLETED.inc()
             log.info("study %s done: %d lesions, SR %s, FHIR Bundle %s", key, len(written.result.lesions),
                      written.sr_path, written.bundle_path)

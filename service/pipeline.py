@@ -29,7 +29,8 @@ from service.outputs.collection_pause import collection_paused
 from service.outputs.encapsulated_pdf import build_encapsulated_pdf, write_encapsulated_pdf
 from service.outputs.fhir import build_bundle, write_bundle
 from service.outputs.key_images import KeyImage, key_image
-from service.outputs.sr import build_measurement_report, write_sr
+from service.outputs.page_process import PageRenderer
+from service.outputs.sr import build_measurement_report, sr_instance_uid, write_sr
 from service.outputs.summary import summary_pdf, write_summary_pdf
 from service.outputs.summary_input import summary_input
 from service.prior_frames import FrameSources, PriorCtSource
@@ -111,27 +112,30 @@ def score_study(inputs: StudyInputs, scorer: Scorer, *, parallel: int = 2, warni
 @collection_paused()  # resumed once this returns: the SR's and the page's objects are then freed, never traversed
 def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path,
                   patient_identifier_system: str, predecessor: Dataset | None = None,
-                  comparison: Comparison = Comparison(), key_images: Sequence[KeyImage] = ()) -> WrittenOutputs:
+                  comparison: Comparison = Comparison(), key_images: Sequence[KeyImage] = (),
+                  pages: PageRenderer | None = None) -> WrittenOutputs:
     """Build and durably write the SR, the tumour-board page (PDF, and its Encapsulated PDF for
     the PACS) and the FHIR Bundle (the page as its presentedForm) of a scored study.
 
     `predecessor`: the SR an earlier scoring of this study produced, which this one replaces.
     `comparison`: its follow-up against prior SRs (service.follow_up); empty: a baseline.
     `key_images`: the lesions' key slices for the page (the comparison's RECIST series is
-    plotted on it).
+    plotted on it). `pages`: renders the page in its own process while the SR is built here
+    (service.outputs.page_process); None: here, after the SR.
 
     The cyclic collector is paused throughout (service.outputs.collection_pause): paused around
     the SR's build alone, its collections only moved into the page's rendering.
     """
     stage = STUDY_STAGE_SECONDS.labels
+    sr_uid = sr_instance_uid(result, comparison)
+    page = summary_input(result, sr_sop_instance_uid=sr_uid, comparison=comparison, key_images=key_images)
+    pending = pages.render(page) if pages is not None else None
     with stage("sr").time():
         sr = build_measurement_report(result, evidence, predecessor=predecessor, comparison=comparison)
-    sr_uid = str(sr.SOPInstanceUID)
     with stage("writing").time():
         paths = {Artefact.SR: write_sr(sr, outdir)}
-    with stage("page").time():
-        pdf = summary_pdf(summary_input(result, sr_sop_instance_uid=sr_uid, comparison=comparison,
-                                        key_images=key_images))
+    with stage("page").time():  # with `pages`: what is left of its rendering once the SR is written
+        pdf = pending() if pending is not None else summary_pdf(page)
     with stage("writing").time():
         paths[Artefact.SUMMARY_PDF] = write_summary_pdf(pdf, artefact_path(outdir, sr_uid, Artefact.SUMMARY_PDF))
     with stage("encapsulated_pdf").time():
@@ -194,10 +198,11 @@ def run_study(datasets: Sequence[Dataset], scorer: Scorer, outdir: Path, *,
               predecessor: Dataset | None = None, limits: InstanceLimits = InstanceLimits(),
               priors: PriorLookup | None = None, prior_ct: PriorCtSource | None = None,
               response_inputs: ResponseInputs = ResponseInputs(),
-              on_progress: LesionProgress | None = None) -> WrittenOutputs:
-    """The whole pipeline on one study's instances (assess_study), then its outputs written."""
+              on_progress: LesionProgress | None = None, pages: PageRenderer | None = None) -> WrittenOutputs:
+    """The whole pipeline on one study's instances (assess_study), then its outputs written
+    (`pages`: see write_outputs)."""
     assessed = assess_study(datasets, scorer, parallel=parallel, lesion_roi_types=lesion_roi_types,
                             max_lesions=max_lesions, limits=limits, priors=priors, prior_ct=prior_ct,
                             response_inputs=response_inputs, on_progress=on_progress)
     return write_outputs(assessed.result, assessed.evidence, outdir, patient_identifier_system, predecessor,
-                         assessed.comparison, assessed.key_images)
+                         assessed.comparison, assessed.key_images, pages)

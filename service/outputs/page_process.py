@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
@@ -36,10 +38,21 @@ PendingPage = Callable[[], bytes]
 
 
 def _warm() -> None:
-    """The renderer process's start: one sample page, then what it holds frozen."""
+    """The renderer process's start: it ends with its parent; one sample page, then what it
+    holds frozen."""
+    threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
     result, _, image = sample()
     summary_pdf(summary_input(result, sr_sop_instance_uid="2.25.1", key_images=[image]))
     freeze_start_up()
+
+
+def _exit_with_parent() -> None:
+    """However the worker's process ends (exit, crash, kill -9), its renderer ends too: nothing
+    else would end it (its pipes are not closed by the parent's death alone)."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(0)
 
 
 class PageRenderer:

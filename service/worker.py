@@ -42,7 +42,7 @@ from service.observability import (SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_F
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.destinations import pacs_tls
 from service.outputs.outbox import DELIVERED, PENDING, Outbox
-from service.outputs.page_process import PageRenderer
+from service.outputs.page_process import PageRenderer, start_page_renderer
 from service.outputs.warm_up import start_warm_up
 from service.imaging.crops import BSPLINE_PREFILTER_VOXELS
 from service.imaging.selection import read_instance, read_study_instance, study_info
@@ -121,7 +121,7 @@ class StudyWorker:
         self._waiting: set[str] = set()  # studies held for an earlier one, each logged once
         self._margin: tuple[EarlyMargin, float] | None = None  # from the scorer's settings, and when asked
         self._margin_errors = RepeatedErrorLog(log)
-        self._pages: PageRenderer | None = None  # from start() to stop(): without, pages are rendered in-thread
+        self._pages: PageRenderer | None = None  # from start(): before, pages are rendered in-thread
         self._threads = [threading.Thread(target=self._run, name=f"study-worker-{n + 1}", daemon=True)
                          for n in range(config.concurrent_studies)]
 
@@ -138,7 +138,7 @@ class StudyWorker:
         if self._adoption is not None:
             self._adoption.remove_leftovers()
         start_warm_up()  # in the background: the first study's outputs find highdicom and matplotlib warm
-        self._pages = PageRenderer()  # its process warms up meanwhile
+        self._pages = start_page_renderer()  # its process warms up meanwhile
         for thread in self._threads:
             thread.start()
 
@@ -148,8 +148,6 @@ class StudyWorker:
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout=timeout_s)
-        if self._pages is not None:
-            self._pages.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -6,10 +6,12 @@ would take turns under the GIL, so one after the other they made most of a small
 latency. The page needs nothing of the SR but its SOP Instance UID, known before the SR is
 built (service.outputs.sr.sr_instance_uid), so a second process renders it meanwhile.
 
-The process is started with the worker (spawned: forking a process that runs gRPC and listener
-threads is unsafe), renders the warm-up's sample page first (service.outputs.warm_up.sample)
-so the first study finds matplotlib and its fonts loaded, and renders one page at a time:
-pages of concurrent studies queue while their SRs are built. The page is the same function
+One process per worker process (start_page_renderer), started with the output warm-up: by
+`serve` while its scorer child starts, so that both are warm when the listener opens, else by
+the worker's start. It is spawned (forking a process that runs gRPC and listener threads is
+unsafe), renders the warm-up's sample page first (service.outputs.warm_up.sample) so the first
+study finds matplotlib and its fonts loaded, ends with its parent however that ends, and
+renders one page at a time: pages of concurrent studies queue while their SRs are built. The page is the same function
 on the same input as in the worker, so the same bytes (tests/unit/test_page_process.py).
 A renderer that died (killed, out of memory) is replaced and that page rendered in the
 worker's own process: a study never fails for it.
@@ -17,13 +19,14 @@ worker's own process: a study never fails for it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from service.outputs.collection_pause import freeze_start_up
@@ -56,11 +59,10 @@ def _exit_with_parent() -> None:
 
 
 class PageRenderer:
-    """A warm process that renders pages (summary_pdf) in the background until close()."""
+    """A warm process that renders pages (summary_pdf) in the background."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._closed = False
         self._pool = self._start()
 
     @staticmethod
@@ -75,14 +77,14 @@ class PageRenderer:
             pool = self._pool
         try:
             future: Future[bytes] | None = pool.submit(summary_pdf, page)
-        except (BrokenProcessPool, RuntimeError):  # broken, or shut down by close()
+        except BrokenProcessPool:
             future = None
 
         def pending() -> bytes:
             if future is not None:
                 try:
                     return future.result()
-                except (BrokenProcessPool, CancelledError):  # the process died, or close() cancelled it
+                except BrokenProcessPool:
                     pass
             self._replace(pool)
             return summary_pdf(page)
@@ -91,13 +93,14 @@ class PageRenderer:
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         """A new process in place of `broken` (once, whichever study noticed first)."""
         with self._lock:
-            if self._pool is broken and not self._closed:
+            if self._pool is broken:
                 log.warning("the page renderer process stopped; rendering this page here and starting a new one")
                 broken.shutdown(wait=False, cancel_futures=True)
                 self._pool = self._start()
 
-    def close(self) -> None:
-        """Stop the process; pages already asked for are rendered in the worker's process."""
-        with self._lock:
-            self._closed = True
-            self._pool.shutdown(wait=False, cancel_futures=True)
+
+@functools.cache
+def start_page_renderer() -> PageRenderer:
+    """The process's page renderer, started at the first call: the costs its start pays (a
+    Python with matplotlib, a sample page) are paid once, wherever it is first asked for."""
+    return PageRenderer()

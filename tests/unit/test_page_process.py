@@ -1,5 +1,6 @@
 """The tumour-board page rendered in its own process (service.outputs.page_process): the same
-bytes as rendered here, and a page still rendered when that process is gone."""
+bytes as rendered here, and a page still rendered when that process is gone. (That it ends
+with serve: tests/integration/test_serve_lifecycle.py.)"""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def page() -> SummaryInput:
 def renderer() -> Iterator[PageRenderer]:
     pages = PageRenderer()
     yield pages
-    pages.close()
+    pages._pool.shutdown()  # the test's own renderer; the process's (start_page_renderer) ends with it
 
 
 def test_the_process_renders_the_bytes_rendered_here(page: SummaryInput, renderer: PageRenderer) -> None:
@@ -45,8 +46,3 @@ def test_a_page_is_rendered_here_when_the_process_died_and_the_next_by_a_new_one
     assert "page renderer process stopped" in caplog.text
     assert renderer.render(page)() == summary_pdf(page)
     assert pid not in renderer._pool._processes
-
-
-def test_after_close_pages_are_rendered_here(page: SummaryInput, renderer: PageRenderer) -> None:
-    renderer.close()
-    assert renderer.render(page)() == summary_pdf(page)

@@ -95,9 +95,9 @@ def early_margin(settings: ExtractionSettings) -> EarlyMargin:
 
 class StudyWorker:
     """Assesses the index's receiving studies when an instance arrives (`arrivals`, set by the
-    listener's store handler) and every `poll_seconds` (the quiet period and the hard cap expire
-    without an arrival; a missed wake-up costs one poll), scores ready studies, writes and
-    enqueues their outputs."""
+    listener's store handler), when the quiet period or the hard cap of a waiting study runs out,
+    and at least every `poll_seconds` (a missed wake-up costs one poll), scores ready studies,
+    writes and enqueues their outputs."""
 
     def __init__(self, config: Config, index: StudyIndex, scorer: Scorer, outbox: Outbox,
                  poll_seconds: float = 0.5) -> None:
@@ -121,6 +121,7 @@ class StudyWorker:
         self._waiting: set[str] = set()  # studies held for an earlier one, each logged once
         self._margin: tuple[EarlyMargin, float] | None = None  # from the scorer's settings, and when asked
         self._margin_errors = RepeatedErrorLog(log)
+        self._next_deadline = 0.0  # when a waiting study's quiet period or hard cap next runs out
         self._pages: PageRenderer | None = None  # from start(): before, pages are rendered in-thread
         self._threads = [threading.Thread(target=self._run, name=f"study-worker-{n + 1}", daemon=True)
                          for n in range(config.concurrent_studies)]
@@ -160,7 +161,7 @@ class StudyWorker:
                 self.reconcile_delivered()
             except Exception:  # e.g. the index's disk is full: keep trying, never die silently
                 self._cycle_errors.log("worker cycle failed; retrying", exc_info=True)
-            self.arrivals.wait(self._poll_seconds)
+            self.arrivals.wait(min(self._poll_seconds, max(0.0, self._next_deadline - time.time())))
             self._stop.wait(max(0.0, rest - (time.monotonic() - started)))
 
     @property
@@ -184,8 +185,11 @@ class StudyWorker:
         return queued
 
     def process_ready(self, now: float | None = None) -> int:
-        """Assess every receiving study; process those ready. Returns how many were processed."""
+        """Assess every receiving study; process those ready. Returns how many were processed.
+        Notes when the quiet period or the hard cap of a study left waiting runs out first: the
+        cycle then wakes at that moment, not up to a poll later."""
         processed = 0
+        next_deadline = float("inf")
         receiving = list(self._index.studies_in(RECEIVING))
         margin = self._early_margin() if receiving else UNKNOWN_SETTINGS_MARGIN
         for study in receiving:
@@ -204,6 +208,11 @@ class StudyWorker:
                 log.info("study %s ready: %s", study_key(study.study_instance_uid), decision.reason)
                 self._process(study.study_instance_uid, study.attempts + 1)
                 processed += 1
+            elif not decision.ready:  # waiting; a quiet period already run out (no contours yet) is no deadline
+                deadlines = (study.last_received_at + self._config.quiet_seconds,
+                             study.waiting_since + self._config.hard_cap_seconds)
+                next_deadline = min(next_deadline, *(d for d in deadlines if d > moment))
+        self._next_deadline = next_deadline
         return processed
 
     def _early_margin(self) -> EarlyMargin:

@@ -11,10 +11,10 @@ One process per worker process (start_page_renderer), started with the output wa
 the worker's start. It is spawned (forking a process that runs gRPC and listener threads is
 unsafe), renders the warm-up's sample page first (service.outputs.warm_up.sample) so the first
 study finds matplotlib and its fonts loaded, ends with its parent however that ends, and
-renders one page at a time: pages of concurrent studies queue while their SRs are built. The page is the same function
-on the same input as in the worker, so the same bytes (tests/unit/test_page_process.py).
-A renderer that died (killed, out of memory) is replaced and that page rendered in the
-worker's own process: a study never fails for it.
+renders one page at a time: pages of concurrent studies queue while their SRs are built. The
+page is the same function on the same input as in the worker, so the same bytes
+(tests/unit/test_page_process.py). A renderer that died (killed, out of memory) is replaced and
+that page rendered in the worker's own process: a study never fails for it.
 """
 
 from __future__ import annotations

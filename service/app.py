@@ -27,6 +27,8 @@ from service.observability import (INGEST_REGISTRY, QUEUE_DEPTH, SCORER_REGISTRY
                                    initialise_ingest_metrics, initialise_scorer_metrics)
 from service.outputs.destinations import configured_destinations, pacs_tls
 from service.outputs.outbox import Outbox
+from service.outputs.page_process import start_page_renderer
+from service.outputs.warm_up import start_warm_up
 from service.scoring.client import GrpcScorer
 from service.scoring.features import engine_versions
 from service.scoring.lesion import ScoringContext
@@ -262,6 +264,10 @@ def run_serve(config: Config, config_file: Path | None) -> int:
             stop.set()
 
     threading.Thread(target=watch_scorer, name="scorer-watch", daemon=True).start()
+    # Warm the output builders and the page renderer while the child starts (the worker's start
+    # finds them started): the first study after the listener opens then pays none of it.
+    start_warm_up()
+    start_page_renderer()
     try:
         if not wait_ready(lifeline, timeout_s=60):
             return 1

@@ -23,12 +23,14 @@ from service.imaging.crops import lesion_crop
 from service.imaging.selection import StudyInputs, lesion_masks, select_inputs
 from service.follow_up import acquisition, follow_up
 from service.model import CtReference, StudyResult
+from service.observability import STUDY_STAGE_SECONDS
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.collection_pause import collection_paused
 from service.outputs.encapsulated_pdf import build_encapsulated_pdf, write_encapsulated_pdf
 from service.outputs.fhir import build_bundle, write_bundle
 from service.outputs.key_images import KeyImage, key_image
-from service.outputs.sr import build_measurement_report, write_sr
+from service.outputs.page_process import PageRenderer
+from service.outputs.sr import build_measurement_report, sr_instance_uid, write_sr
 from service.outputs.summary import summary_pdf, write_summary_pdf
 from service.outputs.summary_input import summary_input
 from service.prior_frames import FrameSources, PriorCtSource
@@ -82,10 +84,12 @@ def score_study(inputs: StudyInputs, scorer: Scorer, *, parallel: int = 2, warni
     told as each lesion is scored (score_lesions)."""
     provenance = scorer.describe()
     settings = ExtractionSettings.from_dict(dict(provenance.settings))
-    masks, skipped = lesion_masks(inputs, lesion_roi_types, max_lesions, limits)
+    with STUDY_STAGE_SECONDS.labels("inputs").time():
+        masks, skipped = lesion_masks(inputs, lesion_roi_types, max_lesions, limits)
+        crops = [lesion_crop(inputs.ct, mask, settings) for mask in masks]
     study_warnings = list(warnings) + skipped + [f"lesion {m.number}: {w}" for m in masks for w in m.warnings]
-    scored = score_lesions(scorer, [lesion_crop(inputs.ct, mask, settings) for mask in masks], parallel=parallel,
-                           on_progress=on_progress)
+    with STUDY_STAGE_SECONDS.labels("scoring").time():
+        scored = score_lesions(scorer, crops, parallel=parallel, on_progress=on_progress)
     contour = inputs.contours
     ct_reference = CtReference(
         series_instance_uid=inputs.ct.series_instance_uid,
@@ -100,35 +104,50 @@ def score_study(inputs: StudyInputs, scorer: Scorer, *, parallel: int = 2, warni
         study=inputs.study, ct=ct_reference, lesions=scored.lesions, patient=scored.patient,
         provenance=provenance, warnings=study_warnings,
     )
-    return ScoredStudy(result, tuple(key_image(inputs.ct, mask, settings.ringWidthMm) for mask in masks))
+    with STUDY_STAGE_SECONDS.labels("inputs").time():
+        key_images = tuple(key_image(inputs.ct, mask, settings.ringWidthMm) for mask in masks)
+    return ScoredStudy(result, key_images)
 
 
 @collection_paused()  # resumed once this returns: the SR's and the page's objects are then freed, never traversed
 def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path,
                   patient_identifier_system: str, predecessor: Dataset | None = None,
-                  comparison: Comparison = Comparison(), key_images: Sequence[KeyImage] = ()) -> WrittenOutputs:
+                  comparison: Comparison = Comparison(), key_images: Sequence[KeyImage] = (),
+                  pages: PageRenderer | None = None) -> WrittenOutputs:
     """Build and durably write the SR, the tumour-board page (PDF, and its Encapsulated PDF for
     the PACS) and the FHIR Bundle (the page as its presentedForm) of a scored study.
 
     `predecessor`: the SR an earlier scoring of this study produced, which this one replaces.
     `comparison`: its follow-up against prior SRs (service.follow_up); empty: a baseline.
     `key_images`: the lesions' key slices for the page (the comparison's RECIST series is
-    plotted on it).
+    plotted on it). `pages`: renders the page in its own process while the SR is built here
+    (service.outputs.page_process); None: here, after the SR.
 
     The cyclic collector is paused throughout (service.outputs.collection_pause): paused around
     the SR's build alone, its collections only moved into the page's rendering.
     """
-    sr = build_measurement_report(result, evidence, predecessor=predecessor, comparison=comparison)
-    sr_uid = str(sr.SOPInstanceUID)
-    paths = {Artefact.SR: write_sr(sr, outdir)}
-    pdf = summary_pdf(summary_input(result, sr_sop_instance_uid=sr_uid, comparison=comparison,
-                                    key_images=key_images))
-    paths[Artefact.SUMMARY_PDF] = write_summary_pdf(pdf, artefact_path(outdir, sr_uid, Artefact.SUMMARY_PDF))
-    paths[Artefact.SUMMARY_DOCUMENT] = write_encapsulated_pdf(
-        build_encapsulated_pdf(pdf, result, sr_uid), artefact_path(outdir, sr_uid, Artefact.SUMMARY_DOCUMENT))
-    bundle = build_bundle(result, sr_sop_instance_uid=sr_uid, patient_identifier_system=patient_identifier_system,
-                          comparison=comparison, summary_pdf=pdf)
-    paths[Artefact.FHIR_BUNDLE] = write_bundle(bundle, outdir)
+    stage = STUDY_STAGE_SECONDS.labels
+    sr_uid = sr_instance_uid(result, comparison)
+    page = summary_input(result, sr_sop_instance_uid=sr_uid, comparison=comparison, key_images=key_images)
+    pending = pages.render(page) if pages is not None else None
+    with stage("sr").time():
+        sr = build_measurement_report(result, evidence, predecessor=predecessor, comparison=comparison)
+    with stage("writing").time():
+        paths = {Artefact.SR: write_sr(sr, outdir)}
+    with stage("page").time():  # with `pages`: what is left of its rendering once the SR is written
+        pdf = pending() if pending is not None else summary_pdf(page)
+    with stage("writing").time():
+        paths[Artefact.SUMMARY_PDF] = write_summary_pdf(pdf, artefact_path(outdir, sr_uid, Artefact.SUMMARY_PDF))
+    with stage("encapsulated_pdf").time():
+        document = build_encapsulated_pdf(pdf, result, sr_uid)
+    with stage("writing").time():
+        paths[Artefact.SUMMARY_DOCUMENT] = write_encapsulated_pdf(
+            document, artefact_path(outdir, sr_uid, Artefact.SUMMARY_DOCUMENT))
+    with stage("fhir").time():
+        bundle = build_bundle(result, sr_sop_instance_uid=sr_uid, patient_identifier_system=patient_identifier_system,
+                              comparison=comparison, summary_pdf=pdf)
+    with stage("writing").time():
+        paths[Artefact.FHIR_BUNDLE] = write_bundle(bundle, outdir)
     return WrittenOutputs(result, paths, sr_uid)
 
 
@@ -155,19 +174,21 @@ def assess_study(datasets: Sequence[Dataset], scorer: Scorer, *, parallel: int =
     states each lesion's Baseline Category (targets chosen here). `response_inputs`: the
     response's time anchors (treatment start, baseline, irradiated lesions). `on_progress`: told
     as each lesion is scored."""
-    inputs, warnings = select_inputs(datasets, limits)
+    with STUDY_STAGE_SECONDS.labels("inputs").time():
+        inputs, warnings = select_inputs(datasets, limits)
     scored = score_study(inputs, scorer, parallel=parallel, warnings=warnings, lesion_roi_types=lesion_roi_types,
                          max_lesions=max_lesions, limits=limits, on_progress=on_progress)
     result = scored.result
     reports: Sequence[PriorReport] = ()
     notes: Sequence[str] = ()
-    if priors is not None:
-        outcome = priors(result.study)
-        reports, notes = outcome.reports, outcome.output_notes
-    frames = FrameSources(inputs.ct, [ds for ds in datasets if ds.get("SOPClassUID") == SPATIAL_REGISTRATION],
-                          prior_ct)
-    followed = follow_up(result, inputs.ct.geometry, acquisition(inputs.ct, inputs.evidence), reports, notes, frames,
-                         response_inputs)
+    with STUDY_STAGE_SECONDS.labels("follow_up").time():
+        if priors is not None:
+            outcome = priors(result.study)
+            reports, notes = outcome.reports, outcome.output_notes
+        frames = FrameSources(inputs.ct, [ds for ds in datasets if ds.get("SOPClassUID") == SPATIAL_REGISTRATION],
+                              prior_ct)
+        followed = follow_up(result, inputs.ct.geometry, acquisition(inputs.ct, inputs.evidence), reports, notes,
+                             frames, response_inputs)
     return AssessedStudy(followed.result, followed.comparison, tuple(scored.key_images), inputs.evidence)
 
 
@@ -177,10 +198,11 @@ def run_study(datasets: Sequence[Dataset], scorer: Scorer, outdir: Path, *,
               predecessor: Dataset | None = None, limits: InstanceLimits = InstanceLimits(),
               priors: PriorLookup | None = None, prior_ct: PriorCtSource | None = None,
               response_inputs: ResponseInputs = ResponseInputs(),
-              on_progress: LesionProgress | None = None) -> WrittenOutputs:
-    """The whole pipeline on one study's instances (assess_study), then its outputs written."""
+              on_progress: LesionProgress | None = None, pages: PageRenderer | None = None) -> WrittenOutputs:
+    """The whole pipeline on one study's instances (assess_study), then its outputs written
+    (`pages`: see write_outputs)."""
     assessed = assess_study(datasets, scorer, parallel=parallel, lesion_roi_types=lesion_roi_types,
                             max_lesions=max_lesions, limits=limits, priors=priors, prior_ct=prior_ct,
                             response_inputs=response_inputs, on_progress=on_progress)
     return write_outputs(assessed.result, assessed.evidence, outdir, patient_identifier_system, predecessor,
-                         assessed.comparison, assessed.key_images)
+                         assessed.comparison, assessed.key_images, pages)

@@ -37,10 +37,12 @@ from service.ingest.completeness import EarlyMargin, assess
 from service.ingest.index import DONE, FAILED, PROCESSING, RECEIVING, StudyIndex, StudyState
 from service.ingest.spool import Spool, study_key
 from service.model import StudyInfo
-from service.observability import SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FAILED, RepeatedErrorLog, redact_uids
+from service.observability import (SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FAILED, STUDY_STAGE_SECONDS,
+                                   RepeatedErrorLog, redact_uids)
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.destinations import pacs_tls
 from service.outputs.outbox import DELIVERED, PENDING, Outbox
+from service.outputs.page_process import PageRenderer, start_page_renderer
 from service.outputs.warm_up import start_warm_up
 from service.imaging.crops import BSPLINE_PREFILTER_VOXELS
 from service.imaging.selection import read_instance, read_study_instance, study_info
@@ -68,10 +70,15 @@ UNKNOWN_SETTINGS_MARGIN = EarlyMargin(ring_mm=10.0, resampled_voxel_mm=0.0, supp
 # How long the margin from the scorer's settings is trusted: a scorer redeployed with other
 # settings (a wider ring) is asked again within this time, as its connections are recycled.
 MARGIN_REFRESH_SECONDS = 300.0
-# The least time between two cycles woken by arrivals: a study streaming in wakes the worker
-# with every instance, and each cycle re-reads every receiving study's instances; back to back
-# that is quadratic in the series and holds the GIL against the listener's C-STORE threads.
-MIN_CYCLE_SECONDS = 0.2
+# Rest between cycles woken by arrivals: a study streaming in wakes the worker with every
+# instance, and each cycle re-reads every receiving study's instances; back to back that is
+# quadratic in the series and holds the GIL against the listener's C-STORE threads. After a
+# cycle that scored nothing, the next starts REST_PER_ASSESSING_SECOND times its duration after
+# it (assessing takes at most a ninth of the time, whatever the series' size), and at most
+# MAX_REST_SECONDS: a flat 0.2 s made the cycle after a study's last instance start 0.1 s late
+# on average, for cycles of a few milliseconds.
+REST_PER_ASSESSING_SECOND = 9.0
+MAX_REST_SECONDS = 0.2
 
 
 def early_margin(settings: ExtractionSettings) -> EarlyMargin:
@@ -88,9 +95,9 @@ def early_margin(settings: ExtractionSettings) -> EarlyMargin:
 
 class StudyWorker:
     """Assesses the index's receiving studies when an instance arrives (`arrivals`, set by the
-    listener's store handler) and every `poll_seconds` (the quiet period and the hard cap expire
-    without an arrival; a missed wake-up costs one poll), scores ready studies, writes and
-    enqueues their outputs."""
+    listener's store handler), when the quiet period or the hard cap of a waiting study runs out,
+    and at least every `poll_seconds` (a missed wake-up costs one poll), scores ready studies,
+    writes and enqueues their outputs."""
 
     def __init__(self, config: Config, index: StudyIndex, scorer: Scorer, outbox: Outbox,
                  poll_seconds: float = 0.5) -> None:
@@ -114,6 +121,8 @@ class StudyWorker:
         self._waiting: set[str] = set()  # studies held for an earlier one, each logged once
         self._margin: tuple[EarlyMargin, float] | None = None  # from the scorer's settings, and when asked
         self._margin_errors = RepeatedErrorLog(log)
+        self._next_deadline = 0.0  # when a waiting study's quiet period or hard cap next runs out
+        self._pages: PageRenderer | None = None  # from start(): before, pages are rendered in-thread
         self._threads = [threading.Thread(target=self._run, name=f"study-worker-{n + 1}", daemon=True)
                          for n in range(config.concurrent_studies)]
 
@@ -130,6 +139,7 @@ class StudyWorker:
         if self._adoption is not None:
             self._adoption.remove_leftovers()
         start_warm_up()  # in the background: the first study's outputs find highdicom and matplotlib warm
+        self._pages = start_page_renderer()  # its process warms up meanwhile
         for thread in self._threads:
             thread.start()
 
@@ -143,14 +153,16 @@ class StudyWorker:
     def _run(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
+            rest = MAX_REST_SECONDS
             self.arrivals.clear()  # before the cycle: an arrival during it brings the next one soon
             try:
-                self.process_ready()
+                if self.process_ready() == 0:
+                    rest = min(rest, REST_PER_ASSESSING_SECOND * (time.monotonic() - started))
                 self.reconcile_delivered()
             except Exception:  # e.g. the index's disk is full: keep trying, never die silently
                 self._cycle_errors.log("worker cycle failed; retrying", exc_info=True)
-            self.arrivals.wait(self._poll_seconds)
-            self._stop.wait(max(0.0, MIN_CYCLE_SECONDS - (time.monotonic() - started)))
+            self.arrivals.wait(min(self._poll_seconds, max(0.0, self._next_deadline - time.time())))
+            self._stop.wait(max(0.0, rest - (time.monotonic() - started)))
 
     @property
     def alive(self) -> bool:
@@ -173,8 +185,11 @@ class StudyWorker:
         return queued
 
     def process_ready(self, now: float | None = None) -> int:
-        """Assess every receiving study; process those ready. Returns how many were processed."""
+        """Assess every receiving study; process those ready. Returns how many were processed.
+        Notes when the quiet period or the hard cap of a study left waiting runs out first: the
+        cycle then wakes at that moment, not up to a poll later."""
         processed = 0
+        next_deadline = float("inf")
         receiving = list(self._index.studies_in(RECEIVING))
         margin = self._early_margin() if receiving else UNKNOWN_SETTINGS_MARGIN
         for study in receiving:
@@ -189,9 +204,15 @@ class StudyWorker:
             elif decision.ready and not self._waits_for_earlier(study, moment) and \
                     self._index.claim(study.study_instance_uid):
                 self._waiting.discard(study.study_instance_uid)
+                STUDY_STAGE_SECONDS.labels("waiting").observe(max(0.0, moment - study.last_received_at))
                 log.info("study %s ready: %s", study_key(study.study_instance_uid), decision.reason)
                 self._process(study.study_instance_uid, study.attempts + 1)
                 processed += 1
+            elif not decision.ready:  # waiting; a quiet period already run out (no contours yet) is no deadline
+                deadlines = (study.last_received_at + self._config.quiet_seconds,
+                             study.waiting_since + self._config.hard_cap_seconds)
+                next_deadline = min(next_deadline, *(d for d in deadlines if d > moment))
+        self._next_deadline = next_deadline
         return processed
 
     def _early_margin(self) -> EarlyMargin:
@@ -239,8 +260,9 @@ class StudyWorker:
         key = study_key(study_uid)
         started = time.monotonic()
         try:
-            datasets = [read_study_instance(record.path, ct_image=record.sop_class_uid in CT_SOP_CLASSES)
-                        for record in self._index.instances(study_uid)]
+            with STUDY_STAGE_SECONDS.labels("reading").time():
+                datasets = [read_study_instance(record.path, ct_image=record.sop_class_uid in CT_SOP_CLASSES)
+                            for record in self._index.instances(study_uid)]
             written = run_study(
                 datasets, self._scorer, self._config.outbox_dir,
                 patient_identifier_system=self._config.patient_identifier_system,
@@ -249,7 +271,7 @@ class StudyWorker:
                 max_lesions=self._config.max_lesions_per_study,
                 predecessor=self._previous_report(study_uid), limits=self._config.instance_limits,
                 priors=self._prior_lookup(), prior_ct=self._prior_ct,
-                response_inputs=self._response_inputs,
+                response_inputs=self._response_inputs, pages=self._pages,
             )
         except InputError as error:
             self._fail(study_uid, str(error), "input")
@@ -262,7 +284,9 @@ class StudyWorker:
             self._fail(study_uid, f"internal error ({type(error).__name__}); see the service log", "internal")
             return
         SCORING_SECONDS.observe(time.monotonic() - started)
-        if self.complete(study_uid, written):
+        with STUDY_STAGE_SECONDS.labels("completing").time():
+            completed = self.complete(study_uid, written)
+        if completed:
             STUDIES_COMPLETED.inc()
             log.info("study %s done: %d lesions, SR %s, FHIR Bundle %s", key, len(written.result.lesions),
                      written.sr_path, written.bundle_path)

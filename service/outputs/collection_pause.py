@@ -13,6 +13,12 @@ tables of the standard, during which a running collector took most of that first
 The collector is process-wide and study workers run concurrently, so the pause is counted: it
 ends when the last writer that asked for it is done, and a collector disabled by someone else
 before the first pause stays disabled.
+
+Outside the pause the collector still ran through everything the process had loaded: after
+the warm-up (service.outputs.warm_up) some 450,000 objects (modules, highdicom's tables,
+matplotlib's caches), each full collection 0.1-0.2 s, one of which fell into almost every
+STS_019 study (drawing its masks took 0.13-0.25 s instead of 0.03 s). freeze_start_up moves
+them to the permanent generation, which no collection traverses.
 """
 
 from __future__ import annotations
@@ -25,6 +31,15 @@ from contextlib import contextmanager
 _lock = threading.Lock()
 _holders = 0
 _resume = False  # whether the collector was enabled when the first holder paused it
+
+
+def freeze_start_up() -> None:
+    """Collect, then freeze what survives: what the process holds once started lives as long as
+    it does, so collections need not look at it again. A study's objects alive at that moment
+    are frozen too (the warm-up may end while the first study is scored): refcounting still
+    frees them; only a reference cycle among them stays, once."""
+    gc.collect()
+    gc.freeze()
 
 
 @contextmanager

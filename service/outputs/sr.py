@@ -147,7 +147,7 @@ def build_measurement_report(
     report[0].ContentSequence.extend(_prior_report_items(comparison.priors))
     report[0].ContentSequence.append(_reader_notes(result, [*codes.response_lines(comparison.response),
                                                             *comparison.notes]))
-    key = _report_key(result, comparison.priors) + list(comparison.anchors)
+    key = _sr_key(result, comparison)
     sop_instance_uid = derived_uid("sr-instance", key)
     return hd.sr.Comprehensive3DSR(
         evidence=_evidence_headers(result.study, [*evidence, *map(_prior_header, comparison.priors)]),
@@ -184,6 +184,16 @@ def _predecessors(predecessor: Dataset | None, sop_instance_uid: str) -> list[Da
     if predecessor is None or predecessor.SOPInstanceUID == sop_instance_uid:
         return None
     return [predecessor]
+
+
+def sr_instance_uid(result: StudyResult, comparison: Comparison = Comparison()) -> str:
+    """The SOP Instance UID build_measurement_report gives the SR of `result` and `comparison`,
+    known before the SR is built: the page, which names it, is rendered meanwhile."""
+    return derived_uid("sr-instance", _sr_key(result, comparison))
+
+
+def _sr_key(result: StudyResult, comparison: Comparison) -> list[str]:
+    return _report_key(result, comparison.priors) + list(comparison.anchors)
 
 
 def _report_key(result: StudyResult, priors: Sequence[PriorSrReference] = ()) -> list[str]:

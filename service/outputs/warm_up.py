@@ -9,6 +9,9 @@ runs the same builders as a study (SR, its serialisation, the page, the Encapsul
 FHIR Bundle and its JSON) so a first-use cost added to any of them later is warmed too, and
 keeps everything in memory: it writes no file, sends nothing and counts in no metric.
 
+Once warm, what the process holds is frozen out of the garbage collector's way
+(service.outputs.collection_pause.freeze_start_up).
+
 The sample is made up (one lesion, made-up UIDs under the UUID root, no patient): nothing of
 it leaves the process. A failing warm-up is logged and costs only the warmth: the first study
 then pays what it paid before.
@@ -31,7 +34,7 @@ from service.model import (
     CtReference, LesionResult, LesionSource, LocationClass, LocationSource, Metric, PatientResult, Provenance,
     RiskGroup, ScoreClass, SignatureStatus, StudyInfo, StudyResult,
 )
-from service.outputs.collection_pause import collection_paused
+from service.outputs.collection_pause import collection_paused, freeze_start_up
 from service.outputs.encapsulated_pdf import build_encapsulated_pdf
 from service.outputs.fhir import build_bundle
 from service.outputs.key_images import KeyImage
@@ -126,6 +129,7 @@ def _run() -> None:
                     exc_info=True)
     else:
         log.debug("output builders warmed in %.1f s", time.monotonic() - started)
+    freeze_start_up()  # also after a failed warm-up: the modules and tables loaded are the process's
 
 
 @functools.cache

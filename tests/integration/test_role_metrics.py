@@ -25,7 +25,8 @@ from tests.support.service import CLI, REPO, RunningService, service_env
 
 # The families of each role, as the README's metrics table lists them (not read from the code).
 INGEST_FAMILIES = {"rcds_instances_received", "rcds_associations_rejected", "rcds_instances_rejected",
-                   "rcds_studies_completed", "rcds_studies_failed", "rcds_scoring_seconds", "rcds_outputs_delivered",
+                   "rcds_studies_completed", "rcds_studies_failed", "rcds_scoring_seconds", "rcds_study_stage_seconds",
+                   "rcds_outputs_delivered",
                    "rcds_outputs_failed", "rcds_queue_depth", "rcds_outbox_pending", "rcds_scorer_up"}
 SCORER_FAMILIES = {"rcds_scorer_lesions", "rcds_scorer_lesion_seconds", "rcds_scorer_lesions_in_progress"}
 PROCESS_FAMILIES = {"process_resident_memory_bytes", "process_cpu_seconds", "process_open_fds",

@@ -1,5 +1,6 @@
 """`serve` and its scorer child live and die together, and serve works only with a scorer it
-started: a kill -9 of serve ends the child and frees the scorer port; a scorer port held by
+started: a kill -9 of serve ends the child and frees the scorer port, and ends its page
+renderer (service.outputs.page_process) and that renderer's resource tracker; a scorer port held by
 another process stops serve (and the scorer role) at start with a message naming the setting.
 
 The port holders are the test's own listening sockets: a plain one, and one bound with
@@ -38,6 +39,27 @@ def test_kill_9_of_serve_ends_its_scorer_child_and_frees_the_scorer_port(tmp_pat
         service.stop()
         if not process_ended(child):  # the defect itself: never leave it running after the test
             os.kill(child, signal.SIGKILL)
+
+
+def test_kill_9_of_serve_ends_its_page_renderer(tmp_path):
+    service = RunningService(tmp_path / "var")
+    renderers: list[int] = []
+    try:
+        def multiprocessing_children() -> list[int]:
+            found = subprocess.run(["pgrep", "-P", str(service.process.pid), "-f", "from multiprocessing"],
+                                   capture_output=True, text=True).stdout.split()
+            return [int(pid) for pid in found]
+        wait_until(lambda: len(multiprocessing_children()) == 2, 60, "the page renderer and its resource tracker")
+        renderers = multiprocessing_children()
+        service.process.kill()
+        service.process.wait(timeout=10)
+        wait_until(lambda: all(process_ended(pid) for pid in renderers), 60,
+                   "the page renderer and its resource tracker to exit after serve was killed")
+    finally:
+        service.stop()
+        for pid in renderers:  # the defect itself: never leave them running after the test
+            if not process_ended(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_a_scorer_child_stops_when_its_lifeline_closes(tmp_path):

@@ -21,6 +21,7 @@ from pydicom.uid import generate_uid
 
 from service.config import Config
 from service.model import Provenance
+from service.observability import INGEST_REGISTRY, STUDY_STAGES
 from service.ingest.index import DONE, FAILED, RECEIVING, StudyIndex
 from service.ingest.scp import describe_instance, study_order
 from service.outputs.outbox import PENDING, Outbox
@@ -141,6 +142,25 @@ def test_a_complete_study_is_scored_once_quiet_and_its_deliveries_queued(site: S
     assert {str(ds.SOPInstanceUID) for ds in [*ct, rtstruct]} >= evidence and str(rtstruct.SOPInstanceUID) in evidence
     assert len(site.outbox.deliveries()) == 2
     assert site.worker.process_ready(now=RECEIVED_AT + 2 * QUIET) == 0  # done is done
+
+
+def _stage_samples(suffix: str) -> dict[str, float]:
+    return {stage: INGEST_REGISTRY.get_sample_value(f"rcds_study_stage_seconds_{suffix}", {"stage": stage}) or 0.0
+            for stage in STUDY_STAGES}
+
+
+def test_each_stage_of_a_scored_study_is_timed(site: Site):
+    """rcds_study_stage_seconds: every stage observed for the study; the wait is the time from
+    its last instance to the decision (here the quiet period, on the driven clock)."""
+    counts, sums = _stage_samples("count"), _stage_samples("sum")
+    study_uid, ct, rtstruct = _study()
+    site.receive([*ct, rtstruct])
+    assert site.worker.process_ready(now=RECEIVED_AT + QUIET) == 1
+    _assert_done_and_queued(site, study_uid)
+    added = {stage: count - counts[stage] for stage, count in _stage_samples("count").items()}
+    # inputs: the series selected, the masks and crops, the key images; writing: each of 4 files
+    assert added == {**dict.fromkeys(STUDY_STAGES, 1), "inputs": 3, "writing": 4}
+    assert _stage_samples("sum")["waiting"] - sums["waiting"] == pytest.approx(QUIET)
 
 
 def test_a_study_without_contours_waits_then_fails_at_the_hard_cap(site: Site):

@@ -1,5 +1,6 @@
-"""The study worker wakes when the listener indexes an instance, not only at its poll: with a
-poll of an hour, a study sent to a real listener (pynetdicom SCU to our SCP) is still scored."""
+"""The study worker wakes when the listener indexes an instance, and when a waiting study's quiet
+period runs out, not only at its poll: with a poll of an hour, a study sent to a real listener
+(pynetdicom SCU to our SCP) is still scored, in both cases."""
 
 from __future__ import annotations
 
@@ -34,11 +35,13 @@ OUR_AE = "RADIOMICS_CDS"
 AN_HOUR = 3600.0
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[tuple[int, StudyIndex]]:
+@pytest.fixture(params=[0.001, 2.0], ids=["arrival", "quiet-period"])
+def site(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[int, StudyIndex]]:
     """Listener and worker as `serve` wires them: the handlers set the worker's `arrivals`. The
-    quiet period is 1 ms, so the study is ready once its RTSTRUCT (sent last) is indexed."""
-    config = Config(var_dir=tmp_path / "var", quiet_seconds=0.001, hard_cap_seconds=600)
+    small study is not complete by geometry (its CT ends at its contours), so the quiet period
+    decides: with 1 ms, the study is ready once its RTSTRUCT (sent last) is indexed; with 2 s,
+    no arrival follows to wake the worker when it runs out."""
+    config = Config(var_dir=tmp_path / "var", quiet_seconds=request.param, hard_cap_seconds=600)
     index = StudyIndex(config.index_path)
     outbox = Outbox(tmp_path / "var" / "outbox.sqlite", [RecordingDestination("pacs", Artefact.SR)])
     signature = load_signature()
@@ -70,6 +73,6 @@ def test_an_arrival_wakes_the_worker(site: tuple[int, StudyIndex]) -> None:
     for ds in [*ct, rtstruct]:
         assert association.send_c_store(ds).Status == 0x0000
     association.release()
-    # Far below the hour: only the wake-up can have started the scoring.
+    # Far below the hour: only a wake-up (the arrival's, the quiet period's end) can have started it.
     wait_until(lambda: index.study(study_uid) is not None and index.study(study_uid).state == DONE, 240,
                "the study to be scored after its last instance")

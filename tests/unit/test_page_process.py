@@ -1,0 +1,48 @@
+"""The tumour-board page rendered in its own process (service.outputs.page_process): the same
+bytes as rendered here, and a page still rendered when that process is gone. (That it ends
+with serve: tests/integration/test_serve_lifecycle.py.)"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from service.outputs.page_process import PageRenderer
+from service.outputs.summary import summary_pdf
+from service.outputs.summary_input import SummaryInput, summary_input
+from service.outputs.warm_up import sample
+
+
+@pytest.fixture
+def page() -> SummaryInput:
+    result, _, image = sample()
+    return summary_input(result, sr_sop_instance_uid="2.25.42", key_images=[image])
+
+
+@pytest.fixture
+def renderer() -> Iterator[PageRenderer]:
+    pages = PageRenderer()
+    yield pages
+    pages._pool.shutdown()  # the test's own renderer; the process's (start_page_renderer) ends with it
+
+
+def test_the_process_renders_the_bytes_rendered_here(page: SummaryInput, renderer: PageRenderer) -> None:
+    rendered = renderer.render(page)()
+    assert rendered.startswith(b"%PDF-")
+    assert rendered == summary_pdf(page)
+
+
+def test_a_page_is_rendered_here_when_the_process_died_and_the_next_by_a_new_one(
+        page: SummaryInput, renderer: PageRenderer, caplog: pytest.LogCaptureFixture) -> None:
+    """A renderer killed (as by the OOM killer) breaks its pool; no real peer can be made to
+    die on cue otherwise, so the test kills it."""
+    renderer.render(page)()  # started and warm
+    (pid,) = renderer._pool._processes  # the one process of the pool
+    os.kill(pid, signal.SIGKILL)
+    assert renderer.render(page)() == summary_pdf(page)
+    assert "page renderer process stopped" in caplog.text
+    assert renderer.render(page)() == summary_pdf(page)
+    assert pid not in renderer._pool._processes

@@ -147,17 +147,25 @@ def _ours(work: Path) -> Iterator[RunningService]:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc/<pid>/stat, fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time so far of a process and every process under it (the worker's page
+    renderer warms up in a child of its own): Linux /proc/<pid>/stat, fields 14 and 15, over
+    the tree /proc/<pid>/task/*/children gives. A process gone meanwhile counts nothing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                    for child in (task / "children").read_text().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(_cpu_seconds(child) for child in children)
 
 
 def _settled(pid: int) -> None:
     """Wait until the fresh service is idle: two quarter-seconds in a row under 10 ms of CPU.
     Its listener is up before its start-up work is done: the worker warms the output builders
-    in the background (service/outputs/warm_up.py, about 1 s of CPU here), which a send
-    started at once would share the cores with. A PACS sends to a service that has long been
-    up; storescp has no such work."""
+    in the background (service/outputs/warm_up.py, about 1 s of CPU here) and starts its page
+    renderer (a process of its own, warming up too), which a send started at once would share
+    the cores with. A PACS sends to a service that has long been up; storescp has no such work."""
     previous, quiet = _cpu_seconds(pid), 0
     deadline = time.monotonic() + 60
     while quiet < 2 and time.monotonic() < deadline:

@@ -130,12 +130,19 @@ def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path
     sr_uid = sr_instance_uid(result, comparison)
     page = summary_input(result, sr_sop_instance_uid=sr_uid, comparison=comparison, key_images=key_images)
     pending = pages.render(page) if pages is not None else None
-    with stage("sr").time():
-        sr = build_measurement_report(result, evidence, predecessor=predecessor, comparison=comparison)
-    with stage("writing").time():
-        paths = {Artefact.SR: write_sr(sr, outdir)}
+    try:
+        with stage("sr").time():
+            sr = build_measurement_report(result, evidence, predecessor=predecessor, comparison=comparison)
+        if str(sr.SOPInstanceUID) != sr_uid:  # the page, PDF and Bundle name sr_uid; the SR's file its own
+            raise RuntimeError("the SR's SOP Instance UID is not the one derived for its page and Bundle")
+        with stage("writing").time():
+            paths = {Artefact.SR: write_sr(sr, outdir)}
+    except BaseException:
+        if pending is not None:
+            pending.cancel()  # the study failed: its page must not hold the renderer for the next one
+        raise
     with stage("page").time():  # with `pages`: what is left of its rendering once the SR is written
-        pdf = pending() if pending is not None else summary_pdf(page)
+        pdf = pending.result() if pending is not None else summary_pdf(page)
     with stage("writing").time():
         paths[Artefact.SUMMARY_PDF] = write_summary_pdf(pdf, artefact_path(outdir, sr_uid, Artefact.SUMMARY_PDF))
     with stage("encapsulated_pdf").time():

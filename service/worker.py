@@ -33,7 +33,7 @@ from pydicom import Dataset
 from service.config import Config
 from service.adoption import Adoption
 from service.errors import ConfigError, InputError, PriorSourceError, ScorerError, ScorerUnavailable
-from service.ingest.completeness import EarlyMargin, assess
+from service.ingest.completeness import EarlyMargin, Outcome, assess
 from service.ingest.index import DONE, FAILED, PROCESSING, RECEIVING, StudyIndex, StudyState
 from service.ingest.spool import Spool, study_key
 from service.model import StudyInfo
@@ -74,9 +74,10 @@ MARGIN_REFRESH_SECONDS = 300.0
 # instance, and each cycle re-reads every receiving study's instances; back to back that is
 # quadratic in the series and holds the GIL against the listener's C-STORE threads. After a
 # cycle that scored nothing, the next starts REST_PER_ASSESSING_SECOND times its duration after
-# it (assessing takes at most a ninth of the time, whatever the series' size), and at most
-# MAX_REST_SECONDS: a flat 0.2 s made the cycle after a study's last instance start 0.1 s late
-# on average, for cycles of a few milliseconds.
+# it (each study thread assesses at most a ninth of the time, whatever the series' size: with
+# concurrent_studies threads, that many ninths), and at most MAX_REST_SECONDS: a flat 0.2 s
+# made the cycle after a study's last instance start 0.1 s late on average, for cycles of a few
+# milliseconds.
 REST_PER_ASSESSING_SECOND = 9.0
 MAX_REST_SECONDS = 0.2
 
@@ -121,7 +122,8 @@ class StudyWorker:
         self._waiting: set[str] = set()  # studies held for an earlier one, each logged once
         self._margin: tuple[EarlyMargin, float] | None = None  # from the scorer's settings, and when asked
         self._margin_errors = RepeatedErrorLog(log)
-        self._next_deadline = 0.0  # when a waiting study's quiet period or hard cap next runs out
+        # Per thread: when a study this thread left waiting has its quiet period or hard cap run out.
+        self._deadlines = threading.local()
         self._pages: PageRenderer | None = None  # from start(): before, pages are rendered in-thread
         self._threads = [threading.Thread(target=self._run, name=f"study-worker-{n + 1}", daemon=True)
                          for n in range(config.concurrent_studies)]
@@ -149,6 +151,8 @@ class StudyWorker:
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout=timeout_s)
+        if self._pages is not None:
+            self._pages.close()  # once no study needs it: its process ends now, not at this one's exit
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -161,7 +165,9 @@ class StudyWorker:
                 self.reconcile_delivered()
             except Exception:  # e.g. the index's disk is full: keep trying, never die silently
                 self._cycle_errors.log("worker cycle failed; retrying", exc_info=True)
-            self.arrivals.wait(min(self._poll_seconds, max(0.0, self._next_deadline - time.time())))
+                self._deadlines.next = float("inf")  # a failed cycle's deadline is stale: the next after a poll
+            next_deadline = getattr(self._deadlines, "next", float("inf"))
+            self.arrivals.wait(min(self._poll_seconds, max(0.0, next_deadline - time.time())))
             self._stop.wait(max(0.0, rest - (time.monotonic() - started)))
 
     @property
@@ -208,11 +214,11 @@ class StudyWorker:
                 log.info("study %s ready: %s", study_key(study.study_instance_uid), decision.reason)
                 self._process(study.study_instance_uid, study.attempts + 1)
                 processed += 1
-            elif not decision.ready:  # waiting; a quiet period already run out (no contours yet) is no deadline
+            elif decision.outcome is Outcome.WAIT:  # a quiet period already run out (no contours yet) is no deadline
                 deadlines = (study.last_received_at + self._config.quiet_seconds,
                              study.waiting_since + self._config.hard_cap_seconds)
-                next_deadline = min(next_deadline, *(d for d in deadlines if d > moment))
-        self._next_deadline = next_deadline
+                next_deadline = min([next_deadline, *(d for d in deadlines if d > moment)])
+        self._deadlines.next = next_deadline
         return processed
 
     def _early_margin(self) -> EarlyMargin:

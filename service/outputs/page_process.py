@@ -24,9 +24,10 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 
 from service.outputs.collection_pause import freeze_start_up
@@ -36,16 +37,22 @@ from service.outputs.warm_up import sample
 
 log = logging.getLogger(__name__)
 
-PendingPage = Callable[[], bytes]
-"""A page being rendered: called, waits for its PDF bytes."""
+# A page takes 0.2-2 s; a renderer that has not answered in this long is taken as hung.
+RENDER_TIMEOUT_SECONDS = 60.0
 
 
 def _warm() -> None:
-    """The renderer process's start: it ends with its parent; one sample page, then what it
-    holds frozen."""
+    """The renderer process's start: deaf to the stop signals of its parent's process group,
+    ending with its parent; one sample page, then what it holds frozen. A failing sample page
+    costs only the warmth: the process still renders."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
-    result, _, image = sample()
-    summary_pdf(summary_input(result, sr_sop_instance_uid="2.25.1", key_images=[image]))
+    try:
+        result, _, image = sample()
+        summary_pdf(summary_input(result, sr_sop_instance_uid="2.25.1", key_images=[image]))
+    except Exception:
+        log.warning("the page renderer's warm-up failed; it renders pages cold", exc_info=True)
     freeze_start_up()
 
 
@@ -58,11 +65,35 @@ def _exit_with_parent() -> None:
         os._exit(0)
 
 
+class PendingPage:
+    """A page being rendered: `result` waits for its PDF bytes (rendering it here if the
+    renderer cannot), `cancel` gives it up when its study failed before needing it."""
+
+    def __init__(self, renderer: PageRenderer, pool: ProcessPoolExecutor | None, future: Future[bytes] | None,
+                 page: SummaryInput) -> None:
+        self._renderer, self._pool, self._future, self._page = renderer, pool, future, page
+
+    def result(self) -> bytes:
+        if self._future is not None and self._pool is not None:
+            try:
+                return self._future.result(timeout=RENDER_TIMEOUT_SECONDS)
+            except BrokenProcessPool:
+                self._renderer.replace(self._pool, "stopped")
+            except FutureTimeout:
+                self._renderer.replace(self._pool, f"did not answer in {RENDER_TIMEOUT_SECONDS:g} s")
+        return summary_pdf(self._page)
+
+    def cancel(self) -> None:
+        if self._future is not None:
+            self._future.cancel()
+
+
 class PageRenderer:
     """A warm process that renders pages (summary_pdf) in the background."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._closed = False
         self._pool = self._start()
 
     @staticmethod
@@ -72,31 +103,33 @@ class PageRenderer:
         return pool
 
     def render(self, page: SummaryInput) -> PendingPage:
-        """Start rendering `page`; returns what waits for it."""
+        """Start rendering `page`; once closed, or with the pool broken, it is rendered by the
+        caller when it asks for the result."""
         with self._lock:
-            pool = self._pool
+            pool = None if self._closed else self._pool
         try:
-            future: Future[bytes] | None = pool.submit(summary_pdf, page)
-        except BrokenProcessPool:
+            future = pool.submit(summary_pdf, page) if pool is not None else None
+        except (BrokenProcessPool, RuntimeError):  # broken, or shut down since
             future = None
+        return PendingPage(self, pool, future, page)
 
-        def pending() -> bytes:
-            if future is not None:
-                try:
-                    return future.result()
-                except BrokenProcessPool:
-                    pass
-            self._replace(pool)
-            return summary_pdf(page)
-        return pending
-
-    def _replace(self, broken: ProcessPoolExecutor) -> None:
-        """A new process in place of `broken` (once, whichever study noticed first)."""
+    def replace(self, broken: ProcessPoolExecutor, why: str) -> None:
+        """A new process in place of `broken` (once, whichever study noticed first; none once
+        closed)."""
         with self._lock:
-            if self._pool is broken:
-                log.warning("the page renderer process stopped; rendering this page here and starting a new one")
+            if self._pool is broken and not self._closed:
+                log.warning("the page renderer process %s; rendering this page here and starting a new one", why)
                 broken.shutdown(wait=False, cancel_futures=True)
                 self._pool = self._start()
+
+    def close(self) -> None:
+        """Stop the renderer without waiting for it (a stop must not hang on a hung renderer; its
+        process ends after its current page, or with this one); later pages are rendered by
+        their callers."""
+        with self._lock:
+            self._closed = True
+            pool = self._pool
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 @functools.cache

@@ -26,11 +26,11 @@ def page() -> SummaryInput:
 def renderer() -> Iterator[PageRenderer]:
     pages = PageRenderer()
     yield pages
-    pages._pool.shutdown()  # the test's own renderer; the process's (start_page_renderer) ends with it
+    pages.close()  # the test's own renderer; the process's (start_page_renderer) ends with it
 
 
 def test_the_process_renders_the_bytes_rendered_here(page: SummaryInput, renderer: PageRenderer) -> None:
-    rendered = renderer.render(page)()
+    rendered = renderer.render(page).result()
     assert rendered.startswith(b"%PDF-")
     assert rendered == summary_pdf(page)
 
@@ -39,10 +39,36 @@ def test_a_page_is_rendered_here_when_the_process_died_and_the_next_by_a_new_one
         page: SummaryInput, renderer: PageRenderer, caplog: pytest.LogCaptureFixture) -> None:
     """A renderer killed (as by the OOM killer) breaks its pool; no real peer can be made to
     die on cue otherwise, so the test kills it."""
-    renderer.render(page)()  # started and warm
+    renderer.render(page).result()  # started and warm
     (pid,) = renderer._pool._processes  # the one process of the pool
     os.kill(pid, signal.SIGKILL)
-    assert renderer.render(page)() == summary_pdf(page)
+    assert renderer.render(page).result() == summary_pdf(page)
     assert "page renderer process stopped" in caplog.text
-    assert renderer.render(page)() == summary_pdf(page)
+    assert renderer.render(page).result() == summary_pdf(page)
     assert pid not in renderer._pool._processes
+
+
+def test_a_page_cancelled_before_it_is_needed_leaves_the_renderer_free(page: SummaryInput,
+                                                                        renderer: PageRenderer) -> None:
+    renderer.render(page).result()  # started and warm
+    first, second = renderer.render(page), renderer.render(page)
+    second.cancel()  # queued behind the first: never rendered
+    first.cancel()  # already running: finishes, its bytes unused
+    assert renderer.render(page).result() == summary_pdf(page)
+
+
+def test_once_closed_pages_are_rendered_by_the_caller(page: SummaryInput, renderer: PageRenderer) -> None:
+    renderer.close()
+    pending = renderer.render(page)
+    assert pending.result() == summary_pdf(page)
+
+
+def test_the_renderer_ignores_a_ctrl_c_meant_for_serve(page: SummaryInput, renderer: PageRenderer) -> None:
+    """A Ctrl-C reaches every process of the terminal's process group; serve stops the renderer
+    itself (close, or its exit), so the renderer must not die of it mid-page."""
+    renderer.render(page).result()
+    (pid,) = renderer._pool._processes
+    os.kill(pid, signal.SIGINT)
+    os.kill(pid, signal.SIGTERM)
+    assert renderer.render(page).result() == summary_pdf(page)
+    assert pid in renderer._pool._processes  # the same process rendered it

@@ -175,6 +175,18 @@ def test_a_study_without_contours_waits_then_fails_at_the_hard_cap(site: Site):
     assert site.state(study_uid) == (FAILED, f"no RTSTRUCT or SEG received within {HARD_CAP:g} s")
 
 
+def test_a_failed_study_another_worker_thread_claimed_first_is_left_to_it(site: Site, monkeypatch):
+    """Two study threads assess the same study at its hard cap; the one whose claim loses skips
+    it (no error, no deadline from it). The lost claim is forced (a race two real threads win or
+    lose by chance)."""
+    study_uid, ct, _ = _study()
+    site.receive(ct)
+    monkeypatch.setattr(site.index, "claim", lambda uid: False)
+
+    assert site.worker.process_ready(now=RECEIVED_AT + HARD_CAP + 1) == 0
+    assert site.state(study_uid) == (RECEIVING, None)  # the thread that claimed it fails it
+
+
 def test_a_waiting_study_is_scored_once_its_contours_arrive(site: Site):
     study_uid, ct, rtstruct = _study()
     site.receive(ct)

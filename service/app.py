@@ -27,7 +27,7 @@ from service.observability import (INGEST_REGISTRY, QUEUE_DEPTH, SCORER_REGISTRY
                                    initialise_ingest_metrics, initialise_scorer_metrics)
 from service.outputs.destinations import configured_destinations, pacs_tls
 from service.outputs.outbox import Outbox
-from service.outputs.page_process import start_page_renderer
+from service.outputs.page_process import close_page_renderer, start_page_renderer
 from service.outputs.warm_up import start_warm_up
 from service.scoring.client import GrpcScorer
 from service.scoring.features import engine_versions
@@ -220,6 +220,7 @@ def run_ingest(config: Config, stop: threading.Event | None = None) -> None:
         stop_signals.wait()
     finally:
         ingest.stop()
+        close_page_renderer()  # the process's, once its worker is done: it ends now, not at this process's exit
 
 
 def check_serve_channel(config: Config) -> None:

@@ -10,7 +10,9 @@ carry on with the next.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,16 +25,14 @@ from service.imaging.crops import lesion_crop
 from service.imaging.selection import StudyInputs, lesion_masks, select_inputs
 from service.follow_up import acquisition, follow_up
 from service.model import CtReference, StudyResult
+from service.durable import write_atomically
 from service.observability import STUDY_STAGE_SECONDS
 from service.outputs.artefacts import Artefact, artefact_path
+from service.outputs.built import study_outputs
 from service.outputs.collection_pause import collection_paused
-from service.outputs.encapsulated_pdf import build_encapsulated_pdf, write_encapsulated_pdf
-from service.outputs.fhir import build_bundle, write_bundle
 from service.outputs.key_images import KeyImage, key_image
 from service.outputs.page_process import PageRenderer
-from service.outputs.sr import build_measurement_report, sr_instance_uid, write_sr
-from service.outputs.summary import summary_pdf, write_summary_pdf
-from service.outputs.summary_input import summary_input
+from service.outputs.sr import sr_identity
 from service.prior_frames import FrameSources, PriorCtSource
 from service.response import ResponseInputs
 from service.priors.reading import PriorReport
@@ -115,47 +115,31 @@ def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path
                   comparison: Comparison = Comparison(), key_images: Sequence[KeyImage] = (),
                   pages: PageRenderer | None = None) -> WrittenOutputs:
     """Build and durably write the SR, the tumour-board page (PDF, and its Encapsulated PDF for
-    the PACS) and the FHIR Bundle (the page as its presentedForm) of a scored study.
+    the PACS) and the FHIR Bundle (the page as its presentedForm) of a scored study, each
+    written as soon as it is built (service.outputs.built).
 
     `predecessor`: the SR an earlier scoring of this study produced, which this one replaces.
     `comparison`: its follow-up against prior SRs (service.follow_up); empty: a baseline.
     `key_images`: the lesions' key slices for the page (the comparison's RECIST series is
-    plotted on it). `pages`: renders the page in its own process while the SR is built here
-    (service.outputs.page_process); None: here, after the SR.
+    plotted on it). `pages`: renders the page in its own process while the SR is built and
+    written here (service.outputs.page_process); None: here, after the SR.
 
     The cyclic collector is paused throughout (service.outputs.collection_pause): paused around
     the SR's build alone, its collections only moved into the page's rendering.
     """
-    stage = STUDY_STAGE_SECONDS.labels
-    sr_uid = sr_instance_uid(result, comparison)
-    page = summary_input(result, sr_sop_instance_uid=sr_uid, comparison=comparison, key_images=key_images)
-    pending = pages.render(page) if pages is not None else None
-    try:
-        with stage("sr").time():
-            sr = build_measurement_report(result, evidence, predecessor=predecessor, comparison=comparison)
-        if str(sr.SOPInstanceUID) != sr_uid:  # the page, PDF and Bundle name sr_uid; the SR's file its own
-            raise RuntimeError("the SR's SOP Instance UID is not the one derived for its page and Bundle")
-        with stage("writing").time():
-            paths = {Artefact.SR: write_sr(sr, outdir)}
-    except BaseException:
-        if pending is not None:
-            pending.cancel()  # the study failed: its page must not hold the renderer for the next one
-        raise
-    with stage("page").time():  # with `pages`: what is left of its rendering once the SR is written
-        pdf = pending.result() if pending is not None else summary_pdf(page)
-    with stage("writing").time():
-        paths[Artefact.SUMMARY_PDF] = write_summary_pdf(pdf, artefact_path(outdir, sr_uid, Artefact.SUMMARY_PDF))
-    with stage("encapsulated_pdf").time():
-        document = build_encapsulated_pdf(pdf, result, sr_uid)
-    with stage("writing").time():
-        paths[Artefact.SUMMARY_DOCUMENT] = write_encapsulated_pdf(
-            document, artefact_path(outdir, sr_uid, Artefact.SUMMARY_DOCUMENT))
-    with stage("fhir").time():
-        bundle = build_bundle(result, sr_sop_instance_uid=sr_uid, patient_identifier_system=patient_identifier_system,
-                              comparison=comparison, summary_pdf=pdf)
-    with stage("writing").time():
-        paths[Artefact.FHIR_BUNDLE] = write_bundle(bundle, outdir)
-    return WrittenOutputs(result, paths, sr_uid)
+    identity = sr_identity(result, comparison)
+    outputs = study_outputs(result, evidence, identity, patient_identifier_system=patient_identifier_system,
+                            predecessor=predecessor, comparison=comparison, key_images=key_images, pages=pages)
+    paths: dict[Artefact, Path] = {}
+    with closing(outputs):  # a failed write closes it: a page still rendering is cancelled
+        started = time.monotonic()
+        for built in outputs:
+            STUDY_STAGE_SECONDS.labels(built.stage).observe(time.monotonic() - started)
+            with STUDY_STAGE_SECONDS.labels("writing").time():
+                paths[built.artefact] = artefact_path(outdir, identity.sop_instance_uid, built.artefact)
+                write_atomically(paths[built.artefact], built.save)
+            started = time.monotonic()
+    return WrittenOutputs(result, paths, identity.sop_instance_uid)
 
 
 @dataclass(frozen=True)

@@ -151,8 +151,6 @@ class StudyWorker:
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout=timeout_s)
-        if self._pages is not None:
-            self._pages.close()  # once no study needs it: its process ends now, not at this one's exit
 
     def _run(self) -> None:
         while not self._stop.is_set():

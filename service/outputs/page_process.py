@@ -4,14 +4,16 @@ The page (matplotlib; 0.4-0.6 s for STS_019's one lesion, most of it fontTools s
 embedded fonts) and the SR (highdicom, 0.25-0.4 s) are both pure Python: in two threads they
 would take turns under the GIL, so one after the other they made most of a small study's
 latency. The page needs nothing of the SR but its SOP Instance UID, known before the SR is
-built (service.outputs.sr.sr_instance_uid), so a second process renders it meanwhile.
+built (service.outputs.sr.sr_identity), so a second process renders it meanwhile
+(service.outputs.built).
 
-One process per worker process (start_page_renderer), started with the output warm-up: by
+One process per service process (start_page_renderer), started with the output warm-up: by
 `serve` while its scorer child starts, so that both are warm when the listener opens, else by
-the worker's start. It is spawned (forking a process that runs gRPC and listener threads is
-unsafe), renders the warm-up's sample page first (service.outputs.warm_up.sample) so the first
-study finds matplotlib and its fonts loaded, ends with its parent however that ends, and
-renders one page at a time: pages of concurrent studies queue while their SRs are built. The
+the worker's start; closed by the process's stop (close_page_renderer), after its worker's.
+It is spawned (forking a process that runs gRPC and listener threads is unsafe), renders the
+warm-up's sample page first (service.outputs.warm_up_sample) so the first study finds
+matplotlib and its fonts loaded, ends with its parent however that ends, and renders one page
+at a time: pages of concurrent studies queue while their SRs are built. The
 page is the same function on the same input as in the worker, so the same bytes
 (tests/unit/test_page_process.py). A renderer that died (killed, out of memory) is replaced and
 that page rendered in the worker's own process: a study never fails for it.
@@ -33,7 +35,7 @@ from concurrent.futures.process import BrokenProcessPool
 from service.outputs.collection_pause import freeze_start_up
 from service.outputs.summary import summary_pdf
 from service.outputs.summary_input import SummaryInput, summary_input
-from service.outputs.warm_up import sample
+from service.outputs.warm_up_sample import sample
 
 log = logging.getLogger(__name__)
 
@@ -137,3 +139,12 @@ def start_page_renderer() -> PageRenderer:
     """The process's page renderer, started at the first call: the costs its start pays (a
     Python with matplotlib, a sample page) are paid once, wherever it is first asked for."""
     return PageRenderer()
+
+
+def close_page_renderer() -> None:
+    """Close the process's page renderer, if one was started: at the process's stop, once no
+    study needs it (its worker has stopped), so that its process ends with the stop rather
+    than at this interpreter's exit. Workers started later in this process (tests start many)
+    then render their pages themselves."""
+    if start_page_renderer.cache_info().currsize:
+        start_page_renderer().close()

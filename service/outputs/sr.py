@@ -49,6 +49,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -116,6 +117,7 @@ def build_measurement_report(
     institution: str | None = None,
     predecessor: Dataset | None = None,
     comparison: Comparison = Comparison(),
+    identity: SrIdentity | None = None,
 ) -> hd.sr.Comprehensive3DSR:
     """The SR for a scored study; `evidence` = header-only datasets of the CT and contours.
 
@@ -127,7 +129,8 @@ def build_measurement_report(
     baseline, which still states its time point (TID 1502, type Baseline) so that later
     reports can read it. Each prior SR used is a COMPOSITE "Prior report for current patient"
     item and, being of another study, goes to Pertinent Other Evidence (never Predecessor
-    Documents, which PACS treat as superseded).
+    Documents, which PACS treat as superseded). `identity`: sr_identity(result, comparison),
+    when the caller derived it already (the page names the SR before it is built).
     """
     provenance = result.provenance
     report = hd.sr.MeasurementReport(
@@ -147,12 +150,12 @@ def build_measurement_report(
     report[0].ContentSequence.extend(_prior_report_items(comparison.priors))
     report[0].ContentSequence.append(_reader_notes(result, [*codes.response_lines(comparison.response),
                                                             *comparison.notes]))
-    key = _sr_key(result, comparison)
-    sop_instance_uid = derived_uid("sr-instance", key)
+    identity = identity or sr_identity(result, comparison)
+    sop_instance_uid = identity.sop_instance_uid
     return hd.sr.Comprehensive3DSR(
         evidence=_evidence_headers(result.study, [*evidence, *map(_prior_header, comparison.priors)]),
         content=report[0],
-        series_instance_uid=derived_uid("sr-series", key),
+        series_instance_uid=identity.series_instance_uid,
         series_number=SERIES_NUMBER,
         sop_instance_uid=sop_instance_uid,
         instance_number=INSTANCE_NUMBER,
@@ -186,10 +189,19 @@ def _predecessors(predecessor: Dataset | None, sop_instance_uid: str) -> list[Da
     return [predecessor]
 
 
-def sr_instance_uid(result: StudyResult, comparison: Comparison = Comparison()) -> str:
-    """The SOP Instance UID build_measurement_report gives the SR of `result` and `comparison`,
-    known before the SR is built: the page, which names it, is rendered meanwhile."""
-    return derived_uid("sr-instance", _sr_key(result, comparison))
+@dataclass(frozen=True)
+class SrIdentity:
+    """The UIDs of the SR of one result and comparison (_report_key says what makes one SR)."""
+
+    series_instance_uid: str
+    sop_instance_uid: str
+
+
+def sr_identity(result: StudyResult, comparison: Comparison = Comparison()) -> SrIdentity:
+    """The SR's UIDs, known before it is built: the page, which names the SR, is rendered
+    meanwhile (service.outputs.built)."""
+    key = _sr_key(result, comparison)
+    return SrIdentity(derived_uid("sr-series", key), derived_uid("sr-instance", key))
 
 
 def _sr_key(result: StudyResult, comparison: Comparison) -> list[str]:

@@ -4,16 +4,18 @@ with serve: tests/integration/test_serve_lifecycle.py.)"""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 from collections.abc import Iterator
 
 import pytest
 
+from service.outputs import page_process
 from service.outputs.page_process import PageRenderer
 from service.outputs.summary import summary_pdf
 from service.outputs.summary_input import SummaryInput, summary_input
-from service.outputs.warm_up import sample
+from service.outputs.warm_up_sample import sample
 
 
 @pytest.fixture
@@ -72,3 +74,19 @@ def test_the_renderer_ignores_a_ctrl_c_meant_for_serve(page: SummaryInput, rende
     os.kill(pid, signal.SIGTERM)
     assert renderer.render(page).result() == summary_pdf(page)
     assert pid in renderer._pool._processes  # the same process rendered it
+
+
+def test_the_process_stop_closes_the_renderer_it_started_and_starts_none(
+        page: SummaryInput, monkeypatch: pytest.MonkeyPatch) -> None:
+    """close_page_renderer at the process's stop (run_ingest): the process's renderer, if any.
+    A fresh cache stands in for the process's own, which other tests' workers may share."""
+    fresh = functools.cache(PageRenderer)
+    monkeypatch.setattr(page_process, "start_page_renderer", fresh)
+    page_process.close_page_renderer()
+    assert fresh.cache_info().currsize == 0  # none started only to be closed
+    renderer = fresh()
+    renderer.render(page).result()  # started and warm
+    (pid,) = renderer._pool._processes
+    page_process.close_page_renderer()
+    assert renderer.render(page).result() == summary_pdf(page)  # by the caller, once closed
+    assert renderer._pool._processes is None or pid not in renderer._pool._processes

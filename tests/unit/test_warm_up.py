@@ -16,6 +16,7 @@ import pytest
 from service.outputs import warm_up
 from service.outputs.sr import build_measurement_report
 from service.outputs.summary_input import summary_input
+from service.outputs.warm_up_sample import sample
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,7 +82,7 @@ def test_a_failing_warm_up_is_logged_and_raises_nothing(monkeypatch: pytest.Monk
 def test_the_sample_reaches_what_a_study_reaches() -> None:
     """The warm-up is worth its thread only if it takes the builders where a study takes them:
     an SR with an image library and the lesion's measurements, a page with a key-image tile."""
-    result, evidence, image = warm_up.sample()
+    result, evidence, image = sample()
     sr = build_measurement_report(result, evidence)
     names = [item.ConceptNameCodeSequence[0].CodeMeaning for item in sr.ContentSequence]
     assert "Image Library" in names and "Imaging Measurements" in names

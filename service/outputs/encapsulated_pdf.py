@@ -17,12 +17,10 @@ time are the study's, not the wall clock's, so identical inputs give identical b
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, UID
 
-from service.durable import write_atomically
 from service.model import StudyResult
 from service.outputs import codes
 from service.outputs.study_header import SPECIFIC_CHARACTER_SET, set_patient_and_study
@@ -78,11 +76,6 @@ def build_encapsulated_pdf(pdf: bytes, result: StudyResult, sr_sop_instance_uid:
     ds.file_meta = _file_meta(ds)
     return ds
 
-
-def write_encapsulated_pdf(ds: Dataset, target: Path) -> Path:
-    """Write the document to `target` so that no reader ever sees half a file."""
-    write_atomically(target, lambda stream: ds.save_as(stream, enforce_file_format=True))
-    return target
 
 
 def _reference(sop_class_uid: str, sop_instance_uid: str) -> Dataset:

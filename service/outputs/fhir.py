@@ -23,7 +23,6 @@ study updates, never duplicates, and identical input gives a byte-identical Bund
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from fhir.resources.R4B.annotation import Annotation
 from fhir.resources.R4B.bundle import Bundle, BundleEntry
@@ -35,10 +34,8 @@ from fhir.resources.R4B.identifier import Identifier
 from fhir.resources.R4B.reference import Reference
 
 from service.comparison import Comparison
-from service.durable import write_atomically
 from service.model import StudyResult
 from service.outputs import codes
-from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.fhir_change import associated_studies, lesion_change_entry
 from service.outputs.fhir_common import ResourceKey, StudyContext, concept, conditional_url, dicom_reference
 from service.outputs.fhir_lesion import lesion_entries, lesion_key
@@ -90,18 +87,6 @@ def build_bundle(result: StudyResult, *, sr_sop_instance_uid: str,
     return Bundle(type="transaction", identifier=Identifier(system=codes.RCDS_IDENTIFIER_SYSTEM,
                                                             value=sr_sop_instance_uid), entry=entries)
 
-
-def write_bundle(bundle: Bundle, outdir: Path) -> Path:
-    """Write `<SR SOP Instance UID>.fhir.json` next to the SR it accompanies, atomically.
-
-    The Bundle's identifier is the SR's SOP Instance UID (see build_bundle), so the pair share
-    a name on disk.
-    """
-    assert bundle.identifier is not None  # build_bundle gives every Bundle one
-    target = artefact_path(outdir, str(bundle.identifier.value), Artefact.FHIR_BUNDLE)
-    data = bundle.model_dump_json(indent=2).encode("utf-8")
-    write_atomically(target, lambda stream: stream.write(data))
-    return target
 
 
 def _device_key(result: StudyResult) -> ResourceKey:

@@ -50,7 +50,6 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import highdicom as hd
@@ -62,12 +61,10 @@ from pydicom.sr.codedict import codes as dicom_codes
 from pydicom.sr.coding import Code
 
 from service.comparison import Comparison, FeatureDelta, LesionComparison, PriorSrReference, TimePointInfo
-from service.durable import write_atomically
 from service.errors import InputError
 from service.uids import derived_uid
 from service.model import LesionResult, LesionSource, Metric, Provenance, StudyInfo, StudyResult
 from service.outputs import codes
-from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.feature_codes import REGION_METHODS, feature_concept
 from service.outputs.sr_method import method_as_concept_modifier
 from service.outputs.sr_response import response_groups
@@ -171,12 +168,6 @@ def build_measurement_report(
         specific_character_set=SPECIFIC_CHARACTER_SET,
     )
 
-
-def write_sr(sr: hd.sr.Comprehensive3DSR, outdir: Path) -> Path:
-    """Write `<SOP Instance UID>.dcm` into `outdir` so that no reader ever sees half a file."""
-    target = artefact_path(outdir, str(sr.SOPInstanceUID), Artefact.SR)
-    write_atomically(target, lambda stream: sr.save_as(stream, enforce_file_format=True))
-    return target
 
 
 # --- identity ------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ import textwrap
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 import matplotlib
 # savefig would load the PDF backend (and fontTools, ~130 modules) at the first page rendered, in
@@ -29,7 +28,6 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 from matplotlib.typing import RcKeyType
 
-from service.durable import write_atomically
 from service.model import ScoreClass
 from service.outputs.key_images import overlay_rgb, window_for
 from service.outputs.summary_input import ResponsePoint, SummaryInput, SummaryLesion
@@ -74,11 +72,6 @@ def summary_png(page: SummaryInput, dpi: float) -> bytes:
         summary_figure(page).savefig(out, format="png", dpi=dpi, metadata={"Software": None})
         return out.getvalue()
 
-
-def write_summary_pdf(pdf: bytes, target: Path) -> Path:
-    """Write the page to `target` so that no reader ever sees half a file."""
-    write_atomically(target, lambda stream: stream.write(pdf))
-    return target
 
 
 @contextmanager

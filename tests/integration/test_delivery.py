@@ -28,9 +28,9 @@ from service.errors import ConfigError
 from service.outputs import codes
 from service.outputs.destinations import EhrByFhir, PacsByCStore, configured_destinations
 from service.outputs.fhir_auth import BearerToken, SmartBackendServices
-from service.outputs.fhir import build_bundle, write_bundle
+from service.outputs.fhir import build_bundle
 from service.outputs.outbox import DELIVERED, FAILED, PENDING
-from service.outputs.sr import build_measurement_report, write_sr
+from service.outputs.sr import build_measurement_report
 from tests.support.processes import LOOPBACK, free_port, wait_until
 from tests.support.external import require_tool
 from tests.support.certs import make_authority, write_key_pair
@@ -39,6 +39,7 @@ from tests.support.storescp import PACS_AE, StoreScp
 from tests.support.service import OUR_AE, QUIET_SECONDS, RunningService
 from tests.support.synthetic_results import make_study_result
 from tests.support.outbox import only
+from tests.support.written_outputs import write_bundle, write_sr
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(180)]
 

@@ -21,10 +21,10 @@ from PIL import Image
 from service.config import Config
 from service.model import StudyResult
 from service.outputs.destinations import PacsByCStore
-from service.outputs.encapsulated_pdf import (ENCAPSULATED_PDF_STORAGE, SERIES_NUMBER, build_encapsulated_pdf,
-                                              write_encapsulated_pdf)
+from service.outputs.encapsulated_pdf import ENCAPSULATED_PDF_STORAGE, SERIES_NUMBER, build_encapsulated_pdf
 from tests.support.external import require_tool
 from tests.support.orthanc import Orthanc, find_orthanc
+from tests.support.written_outputs import write_encapsulated_pdf
 from tests.support.processes import free_port
 from tests.support.synthetic_results import make_study_result
 

@@ -16,13 +16,13 @@ from pydicom.dataset import Dataset
 
 from service.config import Config
 from service.model import StudyInfo
-from service.outputs.sr import write_sr
 from service.priors import PriorCache, PriorProvider, SrLocation, resolve_priors
 from service.priors.dicomweb import DicomwebProvider
 from service.priors.dimse import DimseProvider
 from tests.support.orthanc import Orthanc, find_orthanc
 from tests.support.processes import free_port
 from tests.support.prior_srs import our_sr, synthetic_study
+from tests.support.written_outputs import write_sr
 
 pytestmark = pytest.mark.external
 OUR_AE = Config().dicom_ae_title

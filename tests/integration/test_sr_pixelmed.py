@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from service.outputs.sr import build_measurement_report, write_sr
+from service.outputs.sr import build_measurement_report
 from tests.support.external import missing_dependency, require_tool
 from tests.support.synthetic_results import make_study_result
+from tests.support.written_outputs import write_sr
 
 pytestmark = pytest.mark.external
 

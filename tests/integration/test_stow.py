@@ -18,11 +18,12 @@ import pytest
 
 from service.outputs.destinations import PacsByStowRs
 from service.outputs.outbox import DELIVERED, FAILED, PENDING
-from service.outputs.sr import build_measurement_report, write_sr
+from service.outputs.sr import build_measurement_report
 from tests.support.orthanc import Orthanc, find_orthanc
 from tests.support.outbox import Outboxes, only
 from tests.support.processes import free_port
 from tests.support.synthetic_results import make_study_result
+from tests.support.written_outputs import write_sr
 
 pytestmark = [pytest.mark.external, pytest.mark.timeout(180)]
 

@@ -12,9 +12,10 @@ from pydicom.sr.coding import Code
 
 from service.outputs import codes
 from service.outputs.fhir import build_bundle
-from service.outputs.sr import build_measurement_report, write_sr
+from service.outputs.sr import build_measurement_report
 from tests.support.sr_groups import lesion_groups
 from tests.support.synthetic_results import make_study_result
+from tests.support.written_outputs import write_sr
 
 L0JK = Code("L0JK", "IBSI", "Maximum 3D Diameter of a Mesh")
 EXCESS_KURTOSIS = Code("IPH6", "IBSI", "(Excess) intensity kurtosis")

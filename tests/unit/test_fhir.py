@@ -20,9 +20,10 @@ from fhir.resources.R4B.observation import Observation, ObservationComponent
 
 from service.model import CodedConcept, LesionResult, StudyResult
 from service.outputs import codes
-from service.outputs.fhir import build_bundle, write_bundle
+from service.outputs.fhir import build_bundle
 from tests.support.fhir_validation import assert_valid_fhir, validation_issues
 from tests.support.synthetic_results import make_study_result
+from tests.support.written_outputs import write_bundle
 
 SR_UID = "2.25.123456789"
 PATIENT_SYSTEM = "urn:dicom:patient-id"

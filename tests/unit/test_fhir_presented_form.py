@@ -18,8 +18,9 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from PIL import Image
 
-from service.outputs.fhir import build_bundle, write_bundle
+from service.outputs.fhir import build_bundle
 from tests.support.synthetic_results import make_study_result
+from tests.support.written_outputs import write_bundle
 
 pytestmark = pytest.mark.filterwarnings("ignore:The value length")  # STS StudyID: 17 characters
 

@@ -20,11 +20,12 @@ from service.longitudinal.matching import OUTSIDE_PRIOR
 from service.longitudinal.timepoint import Acquisition
 from service.model import CodedConcept, LesionResult, LocationClass, StudyResult
 from service.outputs import codes
-from service.outputs.fhir import build_bundle, write_bundle
-from service.outputs.sr import build_measurement_report, write_sr
+from service.outputs.fhir import build_bundle
+from service.outputs.sr import build_measurement_report
 from service.priors.reading import PriorReport, read_prior_report
 from tests.support.sr_groups import CORE, RING, region_groups
 from tests.support.synthetic_results import make_study_result
+from tests.support.written_outputs import write_bundle, write_sr
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ from pydicom.dataset import Dataset
 from service.config import Config
 from service.errors import ConfigError
 from service.model import StudyInfo
-from service.outputs.sr import write_sr
 from service.priors import PriorCache, build_providers, resolve_priors
 from tests.support.prior_srs import our_sr, synthetic_study
+from tests.support.written_outputs import write_sr
 
 
 def _write_sr(directory: Path, study: StudyInfo, *, predecessor: Dataset | None = None,

@@ -25,10 +25,11 @@ from service.longitudinal.response_settings import IRecistSettings, RecistSettin
 from service.longitudinal.settings_file import ResponseSettings, read_response_settings
 from service.longitudinal.timepoint import Acquisition, TimepointLesion, UidSource
 from service.model import LocationClass
-from service.outputs.sr import build_measurement_report, write_sr
+from service.outputs.sr import build_measurement_report
 from service.priors.reading import read_prior_report
 from service.response import ResponseInputs, StudyLesions, assess_response
 from tests.support.synthetic_results import make_study_result
+from tests.support.written_outputs import write_sr
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "response-settings.yaml"
 DAY_0 = datetime.date(2024, 1, 1)

@@ -19,11 +19,12 @@ from pydicom.sr.coding import Code
 
 from service.model import LesionResult, StudyResult
 from service.outputs import codes
-from service.outputs.sr import build_measurement_report, write_sr
+from service.outputs.sr import build_measurement_report
 from service.sop_classes import RT_STRUCTURE_SET
 from tests.support.external import require_tool
 from tests.support.sr_groups import CORE, RING, region_groups
 from tests.support.synthetic_results import make_study_result
+from tests.support.written_outputs import write_sr
 
 REGION_IN_SPACE = hd.sr.CodedConcept("130488", "DCM", "Region In Space")
 

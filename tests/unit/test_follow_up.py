@@ -25,6 +25,7 @@ from service.outputs.sr import build_measurement_report
 from service.priors.reading import PriorReport, read_prior_report
 from tests.support.sr_groups import CORE, RING, region_groups
 from tests.support.synthetic_results import make_study_result
+from tests.support.sr_document import assert_same_as_highdicoms_build
 from tests.support.written_outputs import write_bundle, write_sr
 
 
@@ -72,6 +73,16 @@ def _new_lesion(template: LesionResult, uid_suffix: str, centroid: np.ndarray, *
     return dataclasses.replace(template, tracking_uid=template.tracking_uid + uid_suffix,
                                tracking_id=template.tracking_id + uid_suffix, name=f"{template.name}{uid_suffix}",
                                centroid_mm=tuple(float(v) for v in centroid), **changes)  # type: ignore[arg-type]
+
+
+def test_a_follow_ups_document_is_the_one_highdicoms_own_build_gives(baseline, prior: PriorReport,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """With prior reports in its evidence and content (service.outputs.sr._ReportDocument)."""
+    result, evidence = baseline
+    followed = follow_up(_follow_up_study(result, result.lesions), None, _acquisition(evidence), [prior])
+    assert followed.comparison.priors and followed.comparison.response is not None
+    assert_same_as_highdicoms_build(
+        lambda: build_measurement_report(followed.result, evidence, comparison=followed.comparison), monkeypatch)
 
 
 def test_the_sr_states_its_ct_extent_and_acquisition(baseline, prior: PriorReport) -> None:

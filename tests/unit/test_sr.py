@@ -22,7 +22,8 @@ from service.outputs import codes
 from service.outputs.sr import build_measurement_report
 from service.sop_classes import RT_STRUCTURE_SET
 from tests.support.external import require_tool
-from tests.support.sr_groups import CORE, RING, region_groups
+from tests.support.sr_document import assert_same_as_highdicoms_build
+from tests.support.sr_groups import CORE, RING, lesion_groups, region_groups
 from tests.support.synthetic_results import make_study_result
 from tests.support.written_outputs import write_sr
 
@@ -469,3 +470,23 @@ def test_rescored_study_references_its_predecessor(tmp_path: Path, built) -> Non
     # Re-issuing the identical document does not call itself its own predecessor.
     again = build_measurement_report(result, evidence, predecessor=first)
     assert "PredecessorDocumentsSequence" not in again and again.SOPInstanceUID == first.SOPInstanceUID
+
+
+def test_the_document_is_the_one_highdicoms_own_build_gives(source: str, built,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without highdicom's copy of the content tree (service.outputs.sr._ReportDocument): the same
+    bytes, for a first report and for one that replaces an earlier one."""
+    result, evidence, first = built(source).result, built(source).evidence, built(source).sr
+    provenance = dataclasses.replace(result.provenance, settings={**result.provenance.settings, "featurePanel": "full"})
+    rescored = dataclasses.replace(result, provenance=provenance)
+    assert_same_as_highdicoms_build(lambda: build_measurement_report(result, evidence), monkeypatch)
+    assert_same_as_highdicoms_build(lambda: build_measurement_report(rescored, evidence, predecessor=first),
+                                    monkeypatch)
+
+
+def test_the_documents_content_accessor_answers_as_a_reader_of_the_file(source: str, built, report) -> None:
+    """highdicom fills `content` from its copy at construction; ours parses the document when
+    asked: the same lesion groups a reader of the written file finds."""
+    from_object = built(source).sr.content
+    assert [g.tracking_uid for g in lesion_groups(from_object)] == [g.tracking_uid for g in lesion_groups(report)]
+    assert len(lesion_groups(report)) == len(built(source).result.lesions)

@@ -24,6 +24,7 @@ import SimpleITK as sitk
 from radiomics import firstorder, glcm, gldm, glrlm, glszm, ngtdm, shape
 
 from service.scoring.degenerate import is_undefined
+from service.scoring.firstorder_once import FirstOrderOnce
 from service.scoring.glcm_vectorised import VectorisedGlcm
 from service.scoring.ibsi_names import feature_key
 from service.scoring.shape_tabulated import TabulatedShape
@@ -111,7 +112,9 @@ class _SharedSetup:
 
 
 # pyradiomics' steps replaced by equivalent faster ones, per class (same formulas and values).
-_VECTORISED: dict[str, tuple[type, ...]] = {"glcm": (VectorisedGlcm,), "shape": (TabulatedShape,)}
+_VECTORISED: dict[str, tuple[type, ...]] = {
+    "firstorder": (FirstOrderOnce,), "glcm": (VectorisedGlcm,), "shape": (TabulatedShape,),
+}
 
 
 @functools.cache

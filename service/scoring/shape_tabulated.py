@@ -16,12 +16,11 @@ millisecond for the marching itself. Here:
   (a 3 x 2 x 2 mask is two cubes, the first already measured), once per spacing; a mask's area
   and volume are then sums over its cubes' patterns and positions (`bincount`). Same triangles,
   same formulas, added in another order.
-- Diameters: the same vertices, with the same coordinates and the same squared distances, but
-  only the pairs that can be farthest apart: a vertex lying between two others on a grid line is
-  on the segment joining them, and no point is farther from a point of a segment than from one
-  of its ends. So the 3D diameter needs only vertices at both ends of their lines along z, y and
-  x (then their convex hull, service.scoring.measures.longest_chord), and a plane's diameter the
-  vertices at the ends of their lines in that plane.
+- Diameters: the same vertices with the same coordinates, but only the pairs that can be the
+  farthest apart are compared: for the 3D diameter service.scoring.measures.longest_chord (a
+  chord from p is at most |p - centre| + radius, so points for which that is shorter than a chord
+  already found are dropped, and the convex hull taken of many), for the in-plane ones the same
+  bound within each plane, keeping the largest over the planes.
 
 tests/unit/test_shape_tabulated.py holds every shape feature to pyradiomics' own class at relative
 1e-9.
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 from radiomics import cShape
+from scipy.spatial.distance import pdist
 
 from service.scoring.measures import longest_chord
 
@@ -118,8 +118,7 @@ def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _largest_in_planes(points: np.ndarray, plane: np.ndarray) -> float:
-    """The largest distance between two of `points` (mm) with equal `plane` keys, over all planes,
-    squared as pyradiomics squares it (dz^2 + dy^2 + dx^2, in that order).
+    """The largest distance between two of `points` (mm) with equal `plane` keys, over all planes.
 
     Only points that can end a chord at least as long as one already found are compared (the
     bound of service.scoring.measures.longest_chord, per plane): within a plane every point lies
@@ -137,14 +136,14 @@ def _largest_in_planes(points: np.ndarray, plane: np.ndarray) -> float:
     by_reach = np.lexsort((reach, group))
     farthest = by_reach[np.r_[starts[1:], len(points)] - 1]
     found = float(np.linalg.norm(points - points[farthest][group], axis=1).max())
+    # What is left: the points near the rim of the planes as wide as the chord found (reach <= radius,
+    # so a plane narrower than it keeps none), compared pair by pair.
     kept = reach + radius[group] >= found * (1.0 - 1e-9)
     points, group = points[kept], group[kept]
-    starts, slot_group = _groups(group)
-    padded = np.full((len(starts), int(np.diff(np.r_[starts, len(group)]).max()), 3), np.nan)
-    padded[slot_group, np.arange(len(group)) - starts[slot_group]] = points
-    difference = padded[:, :, None, :] - padded[:, None, :, :]
-    squared = difference * difference
-    return float(np.sqrt(np.nanmax(squared[..., 0] + squared[..., 1] + squared[..., 2])))
+    starts, _ = _groups(group)
+    ends = np.r_[starts[1:], len(group)]
+    squared = (float(pdist(points[start:end], "sqeuclidean").max()) for start, end in zip(starts, ends) if end - start > 1)
+    return float(np.sqrt(max(squared, default=0.0)))
 
 
 def diameters(mask: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, float, float, float]:

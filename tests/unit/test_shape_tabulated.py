@@ -2,10 +2,11 @@
 
 Every shape feature (mesh area and volume and what derives from them, the four maximum diameters,
 the axis lengths) must agree to relative 1e-9, on regions that exercise every cube pattern and
-the diameter search's pruning: a lumpy blob at isotropic and anisotropic spacings, speckle and a
-half-filled random block (all 256 patterns, many apart), the degenerate regions (one voxel, a
-thin plane, a line), a region filling its whole array (pyradiomics pads it), and the shared STS
-lesions on the scorer's 1 mm grid.
+the diameter search's pruning: a lumpy blob at isotropic and anisotropic spacings and far from
+the array's origin (the volume's position terms grow with it), speckle and a half-filled random
+block (all 256 patterns, many apart), the degenerate regions (one voxel, a thin plane, a line), a
+region filling its whole array (pyradiomics pads it), and the shared STS lesions on the scorer's
+1 mm grid.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ HALF_FILLED = np.random.default_rng(2).random((9, 11, 10)) > 0.5
 CASES = [
     pytest.param(BLOB, (1.0, 1.0, 1.0), id="blob"),
     pytest.param(BLOB, (0.7, 0.8, 2.5), id="blob-anisotropic"),
+    pytest.param(np.pad(BLOB, ((40, 0), (70, 0), (55, 0))), (0.7, 0.8, 2.5), id="blob-far-from-the-origin"),
     pytest.param(np.random.default_rng(3).random((16, 15, 14)) > 0.85, (0.9, 0.9, 1.5), id="speckle"),
     pytest.param(HALF_FILLED, (1.3, 0.7, 0.9), id="half-filled"),
     pytest.param(single_voxel(), (1.0, 1.0, 1.0), id="single-voxel"),

@@ -146,7 +146,7 @@ def _largest_in_planes(points: np.ndarray, plane: np.ndarray) -> float:
     return float(np.sqrt(max(squared, default=0.0)))
 
 
-def diameters(mask: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, float, float, float]:
+def mesh_diameters(mask: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, float, float, float]:
     """pyradiomics' (slice, column, row, 3D) maximum diameters of a mask padded with background:
     the largest distance between mesh vertices of equal z, equal y, equal x, and any two."""
     doubled = _mesh_vertices(mask)
@@ -178,7 +178,9 @@ class TabulatedShape:
         self.labelledVoxelCoordinates = np.where(self.maskArray != 0)
         spacing = (float(self.pixelSpacing[0]), float(self.pixelSpacing[1]), float(self.pixelSpacing[2]))
         self.SurfaceArea, self.Volume = area_and_volume(self.maskArray, spacing)
-        self.diameters = diameters(self.maskArray, spacing)
+        self.diameters = mesh_diameters(self.maskArray, spacing)
+        # The principal axes, as pyradiomics takes them (eigenvalues of the covariance normalised by
+        # N; rounding's tiny negative eigenvalues of flat regions set to 0).
         n_voxels = len(self.labelledVoxelCoordinates[0])
         coordinates = np.array(self.labelledVoxelCoordinates, dtype="int").transpose((1, 0))
         physical = coordinates * self.pixelSpacing[None, :]

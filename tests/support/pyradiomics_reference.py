@@ -2,8 +2,8 @@
 
 Both classes get the same image, mask and pyradiomics settings; every feature must agree to
 relative 1e-9 (NaN where pyradiomics gives NaN). The regions here are the ones such a comparison
-needs: a textured blob, and the degenerate ones (one voxel, a one-voxel-thin plane, a line), plus
-the shared STS lesions on the scorer's 1 mm grid.
+needs: a textured blob, the degenerate ones (one voxel, a one-voxel-thin plane, a line, two
+levels), and the shared STS lesions on the scorer's 1 mm grid.
 """
 
 from __future__ import annotations
@@ -31,9 +31,11 @@ def _features(cls: type, image: sitk.Image, mask: sitk.Image, **settings: object
     return {name: float(value) for name, value in extractor.execute().items()}
 
 
-def assert_same_as_pyradiomics(ours: type, reference: type, hu: np.ndarray, region: np.ndarray,
+def assert_same_as_pyradiomics(mixin: type, reference: type, hu: np.ndarray, region: np.ndarray,
                                spacing: tuple[float, float, float] = (1.0, 1.0, 1.0), **settings: object) -> None:
-    """Every feature of `ours` equals `reference`'s (pyradiomics' class) at relative 1e-9."""
+    """Every feature of pyradiomics' class `reference` with our `mixin` over it equals the plain
+    class's at relative 1e-9."""
+    ours = type(f"{mixin.__name__}Over{reference.__name__}", (mixin, reference), {})
     image = sitk.GetImageFromArray(hu.astype(np.float64))
     image.SetSpacing(spacing)
     mask = sitk.GetImageFromArray(region.astype(np.uint8))
@@ -75,6 +77,12 @@ def line() -> np.ndarray:
     region = np.zeros((6, 6, 9), dtype=bool)
     region[3, 2, 1:8] = True
     return region
+
+
+def two_levels() -> tuple[np.ndarray, np.ndarray]:
+    """A whole block of two intensities, 20 HU apart, at random."""
+    shape = (7, 8, 9)
+    return np.random.default_rng(8).choice([10.0, 30.0], size=shape), np.ones(shape, dtype=bool)
 
 
 def sts_lesion_on_feature_grid(patient: str) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:

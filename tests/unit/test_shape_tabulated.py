@@ -15,27 +15,16 @@ import numpy as np
 import pytest
 from radiomics import shape
 
-from service.scoring.shape_tabulated import _largest_in_planes, cube_patterns
-from service.scoring.shape_tabulated import TabulatedShape
-from tests.support.pyradiomics_reference import (
-    STS_PATIENTS,
-    assert_same_as_pyradiomics,
-    blob,
-    line,
-    plane,
-    single_voxel,
-    sts_lesion_on_feature_grid,
-)
-
-TabulatedRadiomicsShape = type("TabulatedRadiomicsShape", (TabulatedShape, shape.RadiomicsShape), {})
+from service.scoring.shape_tabulated import TabulatedShape, _largest_in_planes, cube_patterns
+from tests.support import pyradiomics_reference as reference
 
 
 def _assert_same_as_pyradiomics(region: np.ndarray, spacing: tuple[float, float, float]) -> None:
-    hu = np.zeros(region.shape)  # shape reads only the mask
-    assert_same_as_pyradiomics(TabulatedRadiomicsShape, shape.RadiomicsShape, hu, region, spacing)
+    """Shape reads only the mask: the intensities are zeros."""
+    reference.assert_same_as_pyradiomics(TabulatedShape, shape.RadiomicsShape, np.zeros(region.shape), region, spacing)
 
 
-BLOB = blob((18, 22, 20), 1)[1]
+BLOB = reference.blob((18, 22, 20), 1)[1]
 HALF_FILLED = np.random.default_rng(2).random((9, 11, 10)) > 0.5
 CASES = [
     pytest.param(BLOB, (1.0, 1.0, 1.0), id="blob"),
@@ -43,9 +32,9 @@ CASES = [
     pytest.param(np.pad(BLOB, ((40, 0), (70, 0), (55, 0))), (0.7, 0.8, 2.5), id="blob-far-from-the-origin"),
     pytest.param(np.random.default_rng(3).random((16, 15, 14)) > 0.85, (0.9, 0.9, 1.5), id="speckle"),
     pytest.param(HALF_FILLED, (1.3, 0.7, 0.9), id="half-filled"),
-    pytest.param(single_voxel(), (1.0, 1.0, 1.0), id="single-voxel"),
-    pytest.param(plane(), (0.8, 0.8, 3.0), id="thin-plane"),
-    pytest.param(line(), (1.0, 1.0, 1.0), id="line"),
+    pytest.param(reference.single_voxel(), (1.0, 1.0, 1.0), id="single-voxel"),
+    pytest.param(reference.plane(), (0.8, 0.8, 3.0), id="thin-plane"),
+    pytest.param(reference.line(), (1.0, 1.0, 1.0), id="line"),
     pytest.param(np.ones((4, 6, 5), dtype=bool), (1.0, 2.0, 0.5), id="whole-array"),
 ]
 
@@ -61,10 +50,10 @@ def test_tabulated_shape_equals_pyradiomics(region, spacing):
     _assert_same_as_pyradiomics(region, spacing)
 
 
-@pytest.mark.parametrize("patient", STS_PATIENTS)
+@pytest.mark.parametrize("patient", reference.STS_PATIENTS)
 def test_tabulated_shape_equals_pyradiomics_on_the_shared_sts_lesions(patient):
     """The real lesions as the scorer sees them: cropped and resampled to its 1 mm grid."""
-    _, core, spacing = sts_lesion_on_feature_grid(patient)
+    _, core, spacing = reference.sts_lesion_on_feature_grid(patient)
     _assert_same_as_pyradiomics(core, spacing)
 
 

@@ -58,7 +58,8 @@ PARTS = {
     "  of which the GLRLM matrix (pyradiomics' C)": [("~", "<built-in method radiomics._cmatrices.calculate_glrlm>")],
     "  of which GLCM MCC (Q and eigenvalues)": [("scoring/glcm_vectorised.py", "getMCCFeatureValue"),
                                                 ("radiomics/glcm.py", "getMCCFeatureValue")],
-    "  of which shape's mesh (pyradiomics' C)": [("~", "<built-in method radiomics._cshape.calculate_coefficients>")],
+    "  of which shape's set-up (mesh area, volume, diameters, axes)": [
+        ("scoring/shape_tabulated.py", "_initSegmentBasedCalculation")],
     "codec and protobuf": [("scoring/codec.py", "crop_from_pb"), ("scoring/codec.py", "lesion_to_pb"),
                            ("~", "<method 'SerializeToString' of 'google._upb._message.Message' objects>"),
                            ("~", "<method 'FromString' of 'google._upb._message.Message' objects>")],

@@ -24,8 +24,10 @@ import SimpleITK as sitk
 from radiomics import firstorder, glcm, gldm, glrlm, glszm, ngtdm, shape
 
 from service.scoring.degenerate import is_undefined
+from service.scoring.firstorder_once import FirstOrderOnce
 from service.scoring.glcm_vectorised import VectorisedGlcm
 from service.scoring.ibsi_names import feature_key
+from service.scoring.shape_tabulated import TabulatedShape
 from service.scoring.settings import ExtractionSettings
 
 # pyradiomics logs per-call notes at WARNING (e.g. "GLCM is symmetrical"); keep them out of the
@@ -109,8 +111,10 @@ class _SharedSetup:
         return shared.binned
 
 
-# pyradiomics' steps replaced by equivalent vectorised ones, per class (same formulas and values).
-_VECTORISED: dict[str, tuple[type, ...]] = {"glcm": (VectorisedGlcm,)}
+# pyradiomics' steps replaced by equivalent faster ones, per class (same formulas and values).
+_VECTORISED: dict[str, tuple[type, ...]] = {
+    "firstorder": (FirstOrderOnce,), "glcm": (VectorisedGlcm,), "shape": (TabulatedShape,),
+}
 
 
 @functools.cache

@@ -90,7 +90,7 @@ def _max_distance(points: np.ndarray) -> tuple[float, np.ndarray]:
 _FEW_POINTS = 256
 
 
-def _longest_chord(points: np.ndarray) -> float:
+def longest_chord(points: np.ndarray) -> float:
     """The largest distance between any two of `points`.
 
     Only points that can end a chord at least as long as one already found are compared: every
@@ -174,7 +174,7 @@ def measure_lesion(mask: np.ndarray, offset_zyx: tuple[int, int, int], geometry:
     longest_axial, short_axis = _axial_diameters(axial_mm @ axes, axial[:, 0])
     # The 3D boundary: the in-plane points and those towards the slices above and below.
     vertical = _boundary_points(mask, _NEIGHBOURS_3D[len(_NEIGHBOURS_2D):])
-    max_3d = _longest_chord(np.concatenate([axial_mm, to_mm(vertical)]))
+    max_3d = longest_chord(np.concatenate([axial_mm, to_mm(vertical)]))
     # The mean voxel index (from the per-slice, per-row and per-column counts: exact integer sums),
     # then mapped: the mapping is affine, so it commutes with the mean.
     mean_index = [

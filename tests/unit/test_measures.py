@@ -12,7 +12,7 @@ from scipy.spatial.distance import pdist, squareform
 from service.imaging.contours import rtstruct_to_masks
 from service.imaging.volume import read_ct_directory
 from service.model import ImageGeometry
-from service.scoring.measures import _FEW_POINTS, _longest_chord, measure_lesion
+from service.scoring.measures import _FEW_POINTS, longest_chord, measure_lesion
 from tests.support.external import DATA_DIR, require_data
 
 
@@ -167,7 +167,7 @@ def test_longest_chord_equals_every_pair(points):
     """The pruned search gives the maximum over every pair, whether it compares the candidates
     directly or through their convex hull."""
     expected = float(pdist(points).max()) if len(points) > 1 else 0.0
-    assert _longest_chord(points) == pytest.approx(expected, rel=1e-12, abs=0.0)
+    assert longest_chord(points) == pytest.approx(expected, rel=1e-12, abs=0.0)
 
 
 def test_longest_chord_takes_the_hull_path_on_a_round_lesion():

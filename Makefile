@@ -12,7 +12,7 @@ PYTHON ?= $(eval PYTHON := $(shell scripts/find-python))$(PYTHON)
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps fhir-validator deploy-tools mirp demo lint test clean
+.PHONY: setup system-deps fhir-validator deploy-tools mirp test-deps demo lint test clean
 
 setup: $(STAMP)
 
@@ -51,7 +51,11 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: setup system-deps fhir-validator deploy-tools mirp
+# Everything the tests need besides .venv's packages (CI installs it first, then runs the unit tests
+# on a second Python beside `make test`).
+test-deps: setup system-deps fhir-validator deploy-tools mirp
+
+test: test-deps
 	$(VENV)/bin/python -m pytest
 
 clean:

@@ -219,8 +219,10 @@ def run_ingest(config: Config, stop: threading.Event | None = None) -> None:
     try:
         stop_signals.wait()
     finally:
-        ingest.stop()
-        close_page_renderer()  # the process's, once its worker is done: it ends now, not at this process's exit
+        try:
+            ingest.stop()
+        finally:
+            close_page_renderer()  # the process's, once its worker is done: it ends now, not at this process's exit
 
 
 def check_serve_channel(config: Config) -> None:

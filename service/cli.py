@@ -22,7 +22,8 @@ from service.observability import configure_logging, redact_uids
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="radiomics-cds", description=__doc__, epilog=exit_codes_help(),
+    parser = argparse.ArgumentParser(prog="radiomics-cds", description=(__doc__ or "").split("\n\n")[0],
+                                     epilog=exit_codes_help(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"radiomics-cds {__version__}")
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS,

@@ -23,7 +23,7 @@ from service.comparison import Comparison
 from service.model import StudyResult
 from service.outputs.artefacts import Artefact
 from service.outputs.encapsulated_pdf import build_encapsulated_pdf
-from service.outputs.fhir import build_bundle
+from service.outputs.fhir import build_bundle, bundle_json
 from service.outputs.key_images import KeyImage
 from service.outputs.sr import SrIdentity, build_measurement_report
 from service.outputs.summary import summary_pdf
@@ -72,4 +72,4 @@ def study_outputs(result: StudyResult, evidence: Sequence[Dataset], identity: Sr
     bundle = build_bundle(result, sr_sop_instance_uid=sr_uid, patient_identifier_system=patient_identifier_system,
                           comparison=comparison, summary_pdf=pdf)
     yield BuiltOutput(Artefact.FHIR_BUNDLE, "fhir",
-                      lambda stream: stream.write(bundle.model_dump_json(indent=2).encode("utf-8")))
+                      lambda stream: stream.write(bundle_json(bundle)))

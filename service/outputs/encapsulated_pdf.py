@@ -77,7 +77,6 @@ def build_encapsulated_pdf(pdf: bytes, result: StudyResult, sr_sop_instance_uid:
     return ds
 
 
-
 def _reference(sop_class_uid: str, sop_instance_uid: str) -> Dataset:
     item = Dataset()
     item.ReferencedSOPClassUID = sop_class_uid

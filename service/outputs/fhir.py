@@ -88,6 +88,10 @@ def build_bundle(result: StudyResult, *, sr_sop_instance_uid: str,
                                                             value=sr_sop_instance_uid), entry=entries)
 
 
+def bundle_json(bundle: Bundle) -> bytes:
+    """The Bundle as the file the EHR destination posts: indented JSON, UTF-8."""
+    return bundle.model_dump_json(indent=2).encode("utf-8")
+
 
 def _device_key(result: StudyResult) -> ResourceKey:
     """One Device per algorithm and signature version, shared by every study it scored."""

@@ -46,6 +46,7 @@ PACS recognises, instead of a duplicate.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -114,23 +115,40 @@ class _ReportDocument(hd.sr.Comprehensive3DSR):
     classes (for its `content` accessor) and walks it twice for the instances it references:
     1.9 of the 2.9 s a 10-lesion SR's build took (profiled). Given the root container without
     its children, which are then set on the document, it builds the same document, byte for
-    byte but for the creation time (tests/unit/test_sr.py holds it to highdicom's own build,
-    whose walk checks that every instance the content references is evidence). `content`
-    parses the document when asked: no caller of ours asks (readers parse the file).
+    byte but for the creation time (tests/unit/test_sr.py holds it to highdicom's own build).
+    What highdicom's walk checked, that every instance the content references (IMAGE and
+    COMPOSITE items) is in the evidence, as the SR IOD requires, is checked here on the
+    datasets themselves (milliseconds). `content` is parsed from the document at the first
+    access: no caller of ours asks (readers parse the file).
     """
 
-    def __init__(self, *, content: Dataset, **attributes: Any) -> None:
+    def __init__(self, *, content: Dataset, evidence: Sequence[Dataset], **attributes: Any) -> None:
+        missing = _referenced_instances(content) - {str(item.SOPInstanceUID) for item in evidence}
+        if missing:
+            raise ValueError(f"the report references {len(missing)} instance(s) that are not in its evidence")
         root = Dataset()
         for element in content:
             if element.keyword != "ContentSequence":
                 root.add(element)
         root.ContentSequence = []
-        super().__init__(content=root, **attributes)
+        super().__init__(content=root, evidence=evidence, **attributes)
         self.ContentSequence = content.ContentSequence
 
-    @property
+    @functools.cached_property
     def content(self) -> hd.sr.ContentSequence:
         return hd.sr.Comprehensive3DSR.from_dataset(self).content
+
+
+def _referenced_instances(content: Dataset) -> set[str]:
+    """The SOP Instance UIDs that the IMAGE and COMPOSITE items under `content` reference."""
+    found: set[str] = set()
+    pending = list(content.get("ContentSequence", []))
+    while pending:
+        item = pending.pop()
+        if item.get("ValueType") in ("IMAGE", "COMPOSITE"):
+            found.add(str(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID))
+        pending.extend(item.get("ContentSequence", []))
+    return found
 
 
 def build_measurement_report(
@@ -195,7 +213,6 @@ def build_measurement_report(
     )
 
 
-
 # --- identity ------------------------------------------------------------------------------
 
 
@@ -208,7 +225,7 @@ def _predecessors(predecessor: Dataset | None, sop_instance_uid: str) -> list[Da
 
 @dataclass(frozen=True)
 class SrIdentity:
-    """The UIDs of the SR of one result and comparison (_report_key says what makes one SR)."""
+    """The UIDs of the SR of one result and comparison (_sr_key says what makes one SR)."""
 
     series_instance_uid: str
     sop_instance_uid: str

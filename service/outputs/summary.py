@@ -73,7 +73,6 @@ def summary_png(page: SummaryInput, dpi: float) -> bytes:
         return out.getvalue()
 
 
-
 @contextmanager
 def _rendering() -> Iterator[None]:
     with _RENDER_LOCK, matplotlib.rc_context(RC_PARAMS):

@@ -10,6 +10,7 @@ from fhir.resources.R4B.bundle import Bundle
 from pydicom import Dataset
 
 from service.outputs.artefacts import Artefact, artefact_path
+from service.outputs.fhir import bundle_json
 
 
 def write_sr(sr: Dataset, outdir: Path) -> Path:
@@ -26,7 +27,7 @@ def write_bundle(bundle: Bundle, outdir: Path) -> Path:
     assert bundle.identifier is not None
     target = artefact_path(outdir, str(bundle.identifier.value), Artefact.FHIR_BUNDLE)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(bundle.model_dump_json(indent=2), encoding="utf-8")
+    target.write_bytes(bundle_json(bundle))
     return target
 
 

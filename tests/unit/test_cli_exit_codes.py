@@ -4,6 +4,7 @@ command in a subprocess, as a script or a supervisor would meet it."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -13,7 +14,9 @@ from pathlib import Path
 import pytest
 from pydicom.uid import generate_uid
 
-from service.cli import ExitCode
+from service import cli
+from service.commands import HANDLERS
+from service.exit_codes import ExitCode
 from tests.support import small_study
 from tests.support.processes import LOOPBACK, free_port
 
@@ -35,6 +38,19 @@ def _one_line_error(done: subprocess.CompletedProcess[str]) -> str:
 
 def test_the_codes_are_the_documented_ones() -> None:
     assert {code.name.lower(): code.value for code in ExitCode} == DOCUMENTED
+
+
+def test_every_command_of_the_parser_has_what_runs_it_and_no_other() -> None:
+    """The parser (service.cli) and the commands (service.commands) are apart: a command added to
+    one and not the other would end in a KeyError, not in its work."""
+    [commands] = [action for action in cli._parser()._actions if isinstance(action, argparse._SubParsersAction)]
+    assert set(commands.choices) == set(HANDLERS)
+
+
+def test_help_describes_the_command_line_not_its_module() -> None:
+    done = _run("--help")
+    assert done.returncode == 0
+    assert "radiomics-cds command line" in done.stdout and "service.commands" not in done.stdout
 
 
 def test_usage() -> None:

@@ -19,6 +19,7 @@ from pydicom.sr.coding import Code
 
 from service.model import LesionResult, StudyResult
 from service.outputs import codes
+from service.outputs import sr as sr_module
 from service.outputs.sr import build_measurement_report
 from service.sop_classes import RT_STRUCTURE_SET
 from tests.support.external import require_tool
@@ -490,3 +491,19 @@ def test_the_documents_content_accessor_answers_as_a_reader_of_the_file(source: 
     from_object = built(source).sr.content
     assert [g.tracking_uid for g in lesion_groups(from_object)] == [g.tracking_uid for g in lesion_groups(report)]
     assert len(lesion_groups(report)) == len(built(source).result.lesions)
+
+
+def test_a_reference_outside_the_evidence_stops_the_build_as_highdicoms_own_check_does(
+        built, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SR IOD lists every instance the content references in its evidence; a lesion naming a
+    contour object the study does not hold (as a scorer answering for another study would)
+    must not give a document that breaks it."""
+    result, evidence = built("RTSTRUCT").result, built("RTSTRUCT").evidence
+    lesions = [dataclasses.replace(result.lesions[0], source_sop_instance_uid="2.25.999"), *result.lesions[1:]]
+    stray = dataclasses.replace(result, lesions=lesions)
+    with pytest.raises(ValueError, match="1 instance"):
+        build_measurement_report(stray, evidence)
+    with monkeypatch.context() as patch:
+        patch.setattr(sr_module, "_ReportDocument", hd.sr.Comprehensive3DSR)
+        with pytest.raises(ValueError, match="No evidence was provided"):
+            build_measurement_report(stray, evidence)

@@ -404,14 +404,23 @@ def _uniform_slice_spacing(
 
 
 def _hu_volume(ordered: list[_Slice]) -> np.ndarray:
-    """Stack the frames in order and apply each frame's rescale (it may differ per frame)."""
+    """Stack the frames in order and apply each frame's rescale (it may differ per frame).
+
+    The rescale is computed in double precision, then stored as float32, in one slice-sized
+    buffer used for every slice: `pixels * slope + intercept` would allocate two fresh
+    temporaries per slice, and on a fresh process (or once the allocator has handed memory
+    back) their page faults took 0.6 s of a 300-slice series' 0.7 s (0.09 s with the buffer).
+    """
     first = ordered[0]
     hu = np.empty((len(ordered), first.rows, first.columns), dtype=np.float32)
+    rescaled = np.empty((first.rows, first.columns), dtype=np.float64)
     decoded: dict[int, np.ndarray] = {}
     for k, s in enumerate(ordered):
         if id(s.dataset) not in decoded:
             decoded[id(s.dataset)] = _pixels(s)
-        hu[k] = decoded[id(s.dataset)][s.frame] * s.slope + s.intercept
+        np.multiply(decoded[id(s.dataset)][s.frame], s.slope, out=rescaled)
+        rescaled += s.intercept
+        hu[k] = rescaled
     return hu
 
 

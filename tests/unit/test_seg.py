@@ -375,6 +375,37 @@ def test_a_multi_segment_binary_seg_decodes_each_frame_once(ct, ct_headers, seg_
         np.testing.assert_array_equal(whole_mask(lesion, ct), expected[lesion.number])
 
 
+@pytest.mark.parametrize("reverse", [False, True], ids=["frames-in-slice-order", "frames-reversed"])
+def test_segments_on_some_slices_are_read_from_those_slices_only(ct, ct_slices, reverse: bool,
+                                                                 monkeypatch) -> None:
+    """A BINARY SEG's segment is read as the slices from its first frame to its last, not the
+    SEG's whole volume: segments on the first slice alone, the last alone, and the first and
+    last with an empty slice between, each placed where its frames are (an off-by-one at
+    either end would drop or shift a slice), whichever order the frames are written in; the
+    volume highdicom is asked for spans exactly those slices."""
+    pixels = np.zeros((*ct.hu.shape, 3), dtype=np.uint8)
+    pixels[0, 100:140, 100:150, 0] = 1
+    pixels[2, 200:220, 50:90, 1] = 1
+    pixels[0, 300:310, 300:330, 2] = pixels[2, 305:320, 290:300, 2] = 1
+    order = slice(None, None, -1) if reverse else slice(None)
+    seg = highdicom_seg(ct_slices[order], pixels[order], {1: "first", 2: "last", 3: "both ends"},
+                        hd.seg.SegmentationTypeValues.BINARY)
+    spans: list[int] = []
+    get_volume = hd.seg.Segmentation.get_volume
+
+    def spanned(self, **kwargs):
+        volume = get_volume(self, **kwargs)
+        spans.append(volume.spatial_shape[0])
+        return volume
+
+    monkeypatch.setattr(hd.seg.Segmentation, "get_volume", spanned)
+    masks = seg_to_masks(pydicom.dcmread(_written(seg)), ct)
+    assert [m.number for m in masks] == [1, 2, 3]
+    assert spans == [1, 1, 3]
+    for lesion in masks:
+        np.testing.assert_array_equal(whole_mask(lesion, ct), pixels[..., lesion.number - 1].astype(bool))
+
+
 def _written(ds: Dataset) -> BytesIO:
     """`ds` as a file: the reader sees what a receiver would, not highdicom's object."""
     buffer = BytesIO()

@@ -23,7 +23,7 @@ from service.comparison import Comparison
 from service.model import StudyResult
 from service.outputs.artefacts import Artefact
 from service.outputs.encapsulated_pdf import build_encapsulated_pdf
-from service.outputs.fhir import build_bundle, bundle_json
+from service.outputs.fhir import DEFAULT_PATIENT_IDENTIFIER_SYSTEM, build_bundle, bundle_json
 from service.outputs.key_images import KeyImage
 from service.outputs.sr import SrIdentity, build_measurement_report
 from service.outputs.summary import summary_pdf
@@ -43,7 +43,8 @@ class BuiltOutput:
 
 
 def study_outputs(result: StudyResult, evidence: Sequence[Dataset], identity: SrIdentity, *,
-                  patient_identifier_system: str = "urn:dicom:patient-id", predecessor: Dataset | None = None,
+                  patient_identifier_system: str = DEFAULT_PATIENT_IDENTIFIER_SYSTEM,
+                  predecessor: Dataset | None = None,
                   comparison: Comparison = Comparison(), key_images: Sequence[KeyImage] = (),
                   pages: PageRenderer | None = None) -> Generator[BuiltOutput, None, None]:
     """The outputs of a scored study, SR first, each built when the caller asks for it.

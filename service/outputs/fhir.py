@@ -45,11 +45,14 @@ from service.outputs.fhir_response import response_entries
 from service.outputs.sr import MANUFACTURER
 
 DIAGNOSTIC_SERVICE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0074"
+DEFAULT_PATIENT_IDENTIFIER_SYSTEM = "urn:dicom:patient-id"
+"""The Patient identifier's system when none is configured (service.config keeps the same
+default for `patient_identifier_system`; a test holds the two together)."""
 _DEVICE_TYPE = "Imaging biomarker software (clinical decision support)"
 
 
 def build_bundle(result: StudyResult, *, sr_sop_instance_uid: str,
-                 patient_identifier_system: str = "urn:dicom:patient-id",
+                 patient_identifier_system: str = DEFAULT_PATIENT_IDENTIFIER_SYSTEM,
                  comparison: Comparison = Comparison(), summary_pdf: bytes | None = None) -> Bundle:
     """The transaction Bundle for a scored study whose SR has `sr_sop_instance_uid`; with a
     lesion-change Observation per compared lesion, the response Observations of a follow-up

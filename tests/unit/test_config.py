@@ -6,12 +6,18 @@ import pytest
 
 from service.config import load_config
 from service.errors import ConfigError
+from service.outputs.fhir import DEFAULT_PATIENT_IDENTIFIER_SYSTEM
 
 
 def test_defaults_match_the_design():
     config = load_config(environ={})
     assert (config.dicom_ae_title, config.dicom_port, config.http_port) == ("RADIOMICS_CDS", 11112, 8080)
     assert config.scorer_address.endswith(":50051") and config.dicom_max_associations == 10
+
+
+def test_the_patient_identifier_system_defaults_as_the_fhir_builders_do():
+    """The deployed default and the builders' own (warm-up, offline commands, tests) are one."""
+    assert load_config(environ={}).patient_identifier_system == DEFAULT_PATIENT_IDENTIFIER_SYSTEM
 
 
 def test_yaml_then_environment_then_overrides(tmp_path):

@@ -26,7 +26,9 @@ series plus a DICOM SEG (highdicom). Runs alternate (latency, features, latency,
     /work/main/.venv/bin/python bench/bench_latency.py            # both studies, 3 runs each
     /work/main/.venv/bin/python bench/bench_latency.py --quick    # STS_019 only, 3 runs
 
-It ends with `summary: latency-vs-features=N.NNx` (the median latency, quiet period excluded,
+After the table of latencies, a table of where they went: the median over the runs of each
+stage as serve timed it (its rcds_study_stage_seconds histogram, scraped after each run). It
+ends with `summary: latency-vs-features=N.NNx` (the median latency, quiet period excluded,
 over the median feature time of the largest study measured).
 """
 
@@ -57,6 +59,7 @@ from service.config import Config  # noqa: E402
 from service.imaging.contours import LESION_ROI_TYPES  # noqa: E402
 from service.imaging.crops import lesion_crop  # noqa: E402
 from service.imaging.selection import lesion_masks, read_study_headers, select_inputs  # noqa: E402
+from service.observability import STUDY_STAGES  # noqa: E402
 from service.scorer import score_lesions  # noqa: E402
 from service.scoring.in_process import InProcessScorer  # noqa: E402
 from service.scoring.settings import ExtractionSettings  # noqa: E402
@@ -143,9 +146,36 @@ def _synthetic(folder: Path) -> Study:
 QUIET_DECIDED = "ready: no new instance for"
 
 
-def _latency(study: Study, work: Path, quiet_seconds: float) -> tuple[float, float]:
+@dataclass(frozen=True)
+class Run:
+    """One latency run: seconds as measured, without the quiet period, and serve's own
+    seconds per stage of the study (rcds_study_stage_seconds' sums)."""
+
+    measured: float
+    active: float
+    stages: dict[str, float]
+
+
+STAGE_METRIC = "rcds_study_stage_seconds"
+
+
+def _stage_seconds(service: RunningService) -> dict[str, float]:
+    """serve's seconds per stage of its one study, once it has observed the last stage
+    (completing, after the outputs are in the outbox, so shortly after the clock stops)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        samples = service.metrics()
+        if samples.get((f"{STAGE_METRIC}_count", (("stage", "completing"),)), 0) >= 1:
+            return {dict(labels)["stage"]: value for (name, labels), value in samples.items()
+                    if name == f"{STAGE_METRIC}_sum"}
+        time.sleep(POLL_SECONDS)
+    sys.exit("serve did not observe the study's completing stage within 30 s")
+
+
+def _latency(study: Study, work: Path, quiet_seconds: float) -> Run:
     """Seconds from storescu's exit to the study's SR and Bundle both in serve's outbox: as
-    measured, and without the quiet period when that is what made the study ready."""
+    measured, and without the quiet period when that is what made the study ready; and where
+    serve says they went."""
     var_dir = work / "var"
     service = RunningService(var_dir)
     try:
@@ -158,7 +188,8 @@ def _latency(study: Study, work: Path, quiet_seconds: float) -> tuple[float, flo
             sr = service.result_sr(study.study_uid)
             if sr is not None and sr.exists() and sr.with_suffix(".fhir.json").exists():
                 seconds = time.monotonic() - acknowledged
-                return seconds, seconds - (quiet_seconds if QUIET_DECIDED in service.read_log() else 0.0)
+                quiet = quiet_seconds if QUIET_DECIDED in service.read_log() else 0.0
+                return Run(seconds, seconds - quiet, _stage_seconds(service))
             if service.study_state(study.study_uid) == "failed":
                 sys.exit(f"the study failed: {service.status()}")
             time.sleep(POLL_SECONDS)
@@ -179,6 +210,21 @@ def _features(study: Study, scorer: InProcessScorer) -> float:
     return time.perf_counter() - started
 
 
+def _print_stages(rows: list[tuple[Study, list[Run], list[float]]]) -> None:
+    """Where each study's latency went, as serve timed it: the median of each stage over the
+    runs (serve's stages, README metrics table; waiting includes the quiet period when that
+    decided, and the page is what was left of its rendering once the SR was written)."""
+    stages = [stage for stage in STUDY_STAGES if any(stage in run.stages for _, runs, _ in rows for run in runs)]
+    print()
+    print("Seconds per stage, serve's rcds_study_stage_seconds (medians of the runs):")
+    print()
+    print("| study | " + " | ".join(stages) + " |")
+    print("|---|" + "---:|" * len(stages))
+    for study, runs, _ in rows:
+        medians = (statistics.median(run.stages.get(stage, 0.0) for run in runs) for stage in stages)
+        print(f"| {study.name} | " + " | ".join(f"{value:.2f}" for value in medians) + " |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="STS_019 only")
@@ -192,7 +238,7 @@ def main() -> int:
     print(f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}; "
           f"1-minute load average {os.getloadavg()[0]:.2f} at start. serve as deployed "
           f"(quiet period {config.quiet_seconds:g} s, {config.scorer_workers} scorer workers).")
-    rows = []
+    rows: list[tuple[Study, list[Run], list[float]]] = []
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
         work = Path(tmp)
         studies = [_sts019()]
@@ -211,14 +257,15 @@ def main() -> int:
           "ratio (without quiet period) | latency runs (s) | feature runs (s) |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---|")
     for study, latencies, features in rows:
-        measured, active = (statistics.median(run[k] for run in latencies) for k in (0, 1))
+        measured, active = (statistics.median(getattr(run, k) for run in latencies) for k in ("measured", "active"))
         print(f"| {study.name} | {study.lesions} | {study.slices} | {measured:.2f} | {active:.2f} | "
               f"{statistics.median(features):.2f} | {active / statistics.median(features):.2f}x | "
-              f"{', '.join(f'{run[0]:.2f}' for run in latencies)} | {', '.join(f'{s:.2f}' for s in features)} |")
+              f"{', '.join(f'{run.measured:.2f}' for run in latencies)} | {', '.join(f'{s:.2f}' for s in features)} |")
+    _print_stages(rows)
     print()
     print(f"1-minute load average {os.getloadavg()[0]:.2f} at end.")
     study, latencies, features = rows[-1]
-    active = statistics.median(run[1] for run in latencies)
+    active = statistics.median(run.active for run in latencies)
     print(f"summary: latency-vs-features={active / statistics.median(features):.2f}x")
     return 0
 

@@ -434,13 +434,16 @@ def decoded_frames(ds: Dataset, rows: int, columns: int) -> np.ndarray:
     pixel attributes that do not describe it, raise SeriesError naming the instance, and
     compressed pixel data its transfer syntax (a codec's own error rarely says which codec).
 
-    Uncompressed frames are a read-only view of the pixel data as read (pydicom's
-    `view_only`): they are only read into the HU volume, and the writeable copy that
-    Dataset.pixel_array makes, and keeps on the dataset, took a third of a 300-slice series'
-    decoding in a fresh process. Compressed frames are decoded into a new array as before.
+    Frames are only read (into the HU volume), so uncompressed frames whose stored bits fill
+    their allocation are a read-only view of the pixel data as read (pydicom's `view_only`):
+    the writeable copy Dataset.pixel_array makes, and keeps on the dataset, took a third of a
+    300-slice series' decoding in a fresh process. Frames with unused high bits (12 of 16) are
+    copied by pydicom to clear those bits, so no view is asked for them (pydicom would warn for
+    each); compressed frames are decoded into new arrays.
     """
     try:
-        return pixel_array(ds, view_only=True).reshape(-1, rows, columns)
+        view_only = ds.get("BitsStored") == ds.get("BitsAllocated")
+        return pixel_array(ds, view_only=view_only).reshape(-1, rows, columns)
     except Exception as exc:  # pydicom/numpy raise several types for bad pixel data
         raise SeriesError(f"{instance_name(ds)}: pixel data{_compression(ds)} cannot be decoded "
                     f"({type(exc).__name__}: {exc})") from exc

@@ -110,6 +110,25 @@ def test_rescale_is_applied(sts019: list[Dataset]) -> None:
     np.testing.assert_array_equal(load_ct_series(sts019).hu, reference.hu)
 
 
+def test_twelve_stored_bits_ignore_the_unused_high_bits(sts019: list[Dataset], caplog) -> None:
+    """12 bits stored in 16 allocated, signed, with junk in the 4 unused high bits: the HU are
+    the 12-bit two's-complement values (bit 11 is the sign), computed here from the bits, and
+    the reader logs nothing about the copy pydicom makes to clear the junk bits (it asks
+    pydicom for a read-only view only when every allocated bit is stored)."""
+    expected = []
+    for n, ds in enumerate(sts019):
+        values = np.clip(ds.pixel_array.astype(np.int32), -2048, 2047)
+        expected.append(values)
+        junk = ((n % 15) + 1) << 12  # never 0: every slice carries junk
+        ds.PixelData = ((values & 0x0FFF) | junk).astype(np.uint16).tobytes()
+        ds.BitsStored, ds.HighBit = 12, 11
+    order = np.argsort([_z(ds) for ds in sts019])
+    with caplog.at_level("DEBUG", logger="pydicom"):
+        ct = load_ct_series(sts019)
+    np.testing.assert_array_equal(ct.hu, np.stack([expected[k] for k in order]).astype(np.float32))
+    assert not [r for r in caplog.records if r.name.startswith("pydicom") and r.levelno >= 30]
+
+
 def test_damaged_compressed_pixel_data_names_its_transfer_syntax(sts019: list[Dataset]) -> None:
     """A JPEG 2000 codestream cut short: the codec's complaint alone does not say which codec,
     so the error names the transfer syntax the sender used."""

@@ -214,7 +214,7 @@ def _print_stages(rows: list[tuple[Study, list[Run], list[float]]]) -> None:
     """Where each study's latency went, as serve timed it: the median of each stage over the
     runs (serve's stages, README metrics table; waiting includes the quiet period when that
     decided, and the page is what was left of its rendering once the SR was written)."""
-    stages = [stage for stage in STUDY_STAGES if any(stage in run.stages for _, runs, _ in rows for run in runs)]
+    stages = list(STUDY_STAGES)
     print()
     print("Seconds per stage, serve's rcds_study_stage_seconds (medians of the runs):")
     print()

@@ -381,8 +381,10 @@ def seg_to_masks(seg: Dataset, ct: CtSeries, limits: InstanceLimits = InstanceLi
     a damaged SEG fails with the attribute named rather than with whatever highdicom raises.
 
     highdicom takes `seg` over in place (from_dataset without its deep copy, which cost a
-    tenth of a second for ten segments on 300 slices): it becomes a highdicom Segmentation with
-    the same attributes and values, which is all its callers read afterwards.
+    tenth of a second for ten segments on 300 slices): it becomes a highdicom Segmentation, its
+    UIDs and SOP Class as they were (all its callers read afterwards), though highdicom keeps
+    only the first code of each segment's property category and type, and holds an index of its
+    frames for as long as the dataset lives.
     """
     what = "the SEG"
     _check_sop_class(seg, SEGMENTATION_SOP_CLASSES, "SEG (Segmentation or Label Map Segmentation Storage)")
@@ -394,8 +396,9 @@ def seg_to_masks(seg: Dataset, ct: CtSeries, limits: InstanceLimits = InstanceLi
     positions = _check_frames(seg, set(segments), read.text(seg, "SegmentationType") != "LABELMAP", what)
     image = _from_highdicom(what, lambda: hd.seg.Segmentation.from_dataset(seg, copy=False))
     masks = []
-    for number, inside, affine in _segment_volumes(image, threshold, positions, what):
-        assembled = _assemble(_place_volume(inside, affine, ct, f"segment {number} of {what}"))
+    for volume in _segment_volumes(image, threshold, positions, what):
+        number = volume.number
+        assembled = _assemble(_place_volume(volume, ct, f"segment {number} of {what}"))
         if assembled is None:
             logger.warning("segment %d of %s has no set voxel; skipped", number, what)
             continue
@@ -403,10 +406,24 @@ def seg_to_masks(seg: Dataset, ct: CtSeries, limits: InstanceLimits = InstanceLi
     return masks
 
 
+@dataclass(frozen=True)
+class _SegmentVolume:
+    """One segment as a boolean volume (slices, rows, columns) of the SEG's stack of frames:
+    `affine` maps its (slice, row, column) indices to patient coordinates; its first slice is
+    slice `first_slice` (zero-based) of the `stack_slices` of the SEG's whole stack, which is
+    how errors number its slices."""
+
+    number: int
+    inside: np.ndarray
+    affine: np.ndarray
+    first_slice: int
+    stack_slices: int
+
+
 def _segment_volumes(image: hd.seg.Segmentation, threshold: int, positions: dict[int, list[np.ndarray]],
-                     what: str) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(segment number, its boolean volume, the volume's affine) for each segment, without a
-    LABELMAP's background (its PixelPaddingValue), one segment's volume at a time.
+                     what: str) -> Iterator[_SegmentVolume]:
+    """Each segment as a _SegmentVolume, without a LABELMAP's background (its
+    PixelPaddingValue), one segment's volume at a time.
 
     Each frame is decoded once. A BINARY or FRACTIONAL segment has frames of its own (their
     positions: `positions`, from _check_frames), so highdicom's get_volume for that segment
@@ -428,29 +445,34 @@ def _segment_volumes(image: hd.seg.Segmentation, threshold: int, positions: dict
             segment_numbers=numbers, combine_segments=True, relabel=False, dtype=dtype))
         _require_described_labels(labels.array, numbers, int(image.get("PixelPaddingValue", 0)), what)
         for number in numbers:
-            yield number, labels.array == number, labels.affine
+            yield _SegmentVolume(number, labels.array == number, labels.affine, 0, labels.spatial_shape[0])
         return
     geometry = _from_highdicom(what, lambda: image.get_volume_geometry(allow_missing_positions=True))
     for number in numbers:
         start, end = _segment_slices(geometry, positions.get(number, []))
         volume = _from_highdicom(what, lambda: image.get_volume(
             segment_numbers=[number], rescale_fractional=False, slice_start=start, slice_end=end, as_indices=True))
-        yield number, volume.array[..., 0] >= threshold, volume.affine
+        stack_slices = geometry.spatial_shape[0] if geometry is not None else volume.spatial_shape[0]
+        yield _SegmentVolume(number, volume.array[..., 0] >= threshold, volume.affine, start or 0, stack_slices)
 
 
 def _segment_slices(geometry: hd.VolumeGeometry | None,
                     positions: list[np.ndarray]) -> tuple[int | None, int | None]:
     """The slices of the SEG's volume (`geometry`: highdicom's, of all its frames) that hold a
     segment's frames (`positions`: their ImagePositionPatient), as get_volume's slice_start and
-    slice_end (zero-based: as_indices); (None, None), the whole volume, when the frames do not stack into one (then
-    get_volume says why) or the segment has no frame. A slice index is the frame position's
-    first volume coordinate through the inverse affine, rounded: frames sit on slice planes."""
+    slice_end (zero-based: as_indices). A slice index is the frame position's first volume
+    coordinate through the inverse affine, rounded: frames sit on slice planes. (None, None),
+    the whole volume, when the frames do not stack into one (then get_volume says why), when the
+    segment has no frame, or when an index falls outside the volume: that would be a frame
+    placed differently from highdicom's stacking, and reading every slice then keeps it."""
     if geometry is None or not positions:
         return None, None
     to_index = np.linalg.inv(geometry.affine)
     slices = np.rint(np.column_stack([np.asarray(positions), np.ones(len(positions))]) @ to_index[0])
-    last = geometry.spatial_shape[0] - 1
-    return int(np.clip(slices.min(), 0, last)), int(np.clip(slices.max(), 0, last)) + 1
+    first, last = int(slices.min()), int(slices.max())
+    if first < 0 or last >= geometry.spatial_shape[0]:
+        return None, None
+    return first, last + 1
 
 
 def _require_described_labels(labels: np.ndarray, numbers: list[int], background: int, what: str) -> None:
@@ -526,16 +548,17 @@ def _referenced_segment(seg: Dataset, frame: int, what: str) -> int:
     return HeaderReader(f"frame {frame + 1} of {what}", ContourError).integer(item, "ReferencedSegmentNumber")
 
 
-def _place_volume(inside: np.ndarray, affine: np.ndarray, ct: CtSeries, what: str) -> list[_Piece]:
-    """The set voxels of each slice of a one-segment volume (slices, rows, columns; `affine` its
-    highdicom volume's), moved onto the CT grid.
+def _place_volume(volume: _SegmentVolume, ct: CtSeries, what: str) -> list[_Piece]:
+    """The set voxels of each slice of a segment's volume, moved onto the CT grid; errors number
+    a slice within the SEG's whole stack.
 
     The volume-to-CT mapping is affine, so if the four corner pixel centres of a slice land
     within GRID_TOLERANCE of CT voxel centres (one slice, unit steps), every pixel does: the
     slice is then pasted as is, which is exactly what nearest-neighbour resampling would give.
     Otherwise ContourError. Empty slices are not placed.
     """
-    slices, rows, columns = inside.shape
+    inside, affine = volume.inside, volume.affine
+    rows, columns = inside.shape[1:]
     corner_columns = np.array([0, columns - 1, 0, columns - 1])
     corner_rows = np.array([0, 0, rows - 1, rows - 1])
     pieces = []
@@ -544,7 +567,7 @@ def _place_volume(inside: np.ndarray, affine: np.ndarray, ct: CtSeries, what: st
         assert cropped is not None  # the slice has a set pixel
         corners = np.column_stack([np.full(4, k), corner_rows, corner_columns, np.ones(4)])
         ijk = ct.geometry.physical_to_index((corners @ affine.T)[:, :3])
-        where = f"slice {k + 1} of {slices} of {what}"
+        where = f"slice {volume.first_slice + k + 1} of {volume.stack_slices} of {what}"
         z = nearest_slice_index(ijk[:, 2], ct.geometry.size[2], where)
         x0 = _snap(ijk[:, 0] - corner_columns, where, "pixels") + cropped.x0
         y0 = _snap(ijk[:, 1] - corner_rows, where, "pixels") + cropped.y0

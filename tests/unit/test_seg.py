@@ -406,6 +406,21 @@ def test_segments_on_some_slices_are_read_from_those_slices_only(ct, ct_slices, 
         np.testing.assert_array_equal(whole_mask(lesion, ct), pixels[..., lesion.number - 1].astype(bool))
 
 
+def test_an_off_grid_slice_is_numbered_within_the_segs_whole_stack(ct, ct_slices) -> None:
+    """A segment read from its own slices still names an off-grid slice by its place in the
+    SEG's whole stack of frames (as when every segment was read as the whole stack), shifted
+    half a pixel: highdicom stacks these frames from the highest slice position down, so
+    segment 1, read from the CT's lowest slice alone, is slice 3 of 3 (not 1 of 1)."""
+    pixels = np.zeros((*ct.hu.shape, 2), dtype=np.uint8)
+    pixels[0, 100:140, 100:150, 0] = 1
+    pixels[2, 200:220, 50:90, 1] = 1
+    seg = pydicom.dcmread(_written(highdicom_seg(ct_slices, pixels, {1: "first", 2: "last"},
+                                                 hd.seg.SegmentationTypeValues.BINARY)))
+    _shift_frames(seg, dx_mm=0.5 * ct.geometry.spacing[0])
+    with pytest.raises(ContourError, match=r"^slice 3 of 3 of segment 1 of the SEG lies 0\.5 pixels off"):
+        seg_to_masks(seg, ct)
+
+
 def _written(ds: Dataset) -> BytesIO:
     """`ds` as a file: the reader sees what a receiver would, not highdicom's object."""
     buffer = BytesIO()

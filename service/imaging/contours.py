@@ -461,14 +461,13 @@ def _segment_slices(geometry: hd.VolumeGeometry | None,
     """The slices of the SEG's volume (`geometry`: highdicom's, of all its frames) that hold a
     segment's frames (`positions`: their ImagePositionPatient), as get_volume's slice_start and
     slice_end (zero-based: as_indices). A slice index is the frame position's first volume
-    coordinate through the inverse affine, rounded: frames sit on slice planes. (None, None),
+    index (highdicom's map_reference_to_indices), rounded: frames sit on slice planes. (None, None),
     the whole volume, when the frames do not stack into one (then get_volume says why), when the
     segment has no frame, or when an index falls outside the volume: that would be a frame
     placed differently from highdicom's stacking, and reading every slice then keeps it."""
     if geometry is None or not positions:
         return None, None
-    to_index = np.linalg.inv(geometry.affine)
-    slices = np.rint(np.column_stack([np.asarray(positions), np.ones(len(positions))]) @ to_index[0])
+    slices = geometry.map_reference_to_indices(np.asarray(positions), round_output=True)[:, 0]
     first, last = int(slices.min()), int(slices.max())
     if first < 0 or last >= geometry.spatial_shape[0]:
         return None, None

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 Vector3 = tuple[float, float, float]
 
@@ -103,11 +105,28 @@ class CodedConcept:
     meaning: str
 
 
+class HuRegions(Protocol):
+    """A CT's Hounsfield units, (z, y, x), computed for the region a reader indexes.
+
+    service.imaging.volume gives a loaded series' units this way: its readers (lesion crops, key
+    slices) need a few percent of the voxels, and a whole float32 volume is 314 MB for 300
+    slices of 512 x 512. Indexing with integers and slices gives a float32 array as numpy would;
+    np.asarray gives the whole volume, for the readers that need it all (registration).
+    """
+
+    @property
+    def shape(self) -> tuple[int, int, int]: ...
+
+    def __getitem__(self, key: int | slice | tuple[int | slice, ...]) -> np.ndarray: ...
+
+    def __array__(self, dtype: DTypeLike | None = None, copy: bool | None = None) -> np.ndarray: ...
+
+
 @dataclass
 class CtSeries:
     """One CT series as a volume in Hounsfield units."""
 
-    hu: np.ndarray  # float32, (z, y, x)
+    hu: np.ndarray | HuRegions  # float32, (z, y, x)
     geometry: ImageGeometry
     study_instance_uid: str
     series_instance_uid: str

@@ -94,7 +94,7 @@ def key_image(ct: CtSeries, lesion: LesionMask, ring_width_mm: float) -> KeyImag
         lesion_number=lesion.number, source_sop_instance_uid=lesion.source_sop_instance_uid,
         slice_index=z, slice_z_mm=float(centre[0, 2]), first_row_column=(first[0], first[1]),
         pixel_spacing_mm=(spacing_zyx[1], spacing_zyx[2]),
-        hu=np.array(ct.hu[z][field], dtype=np.float32),
+        hu=np.array(ct.hu[(z, *field)], dtype=np.float32),
         lesion=_on_slice(core, start, z, field, ct.hu.shape),
         ring=_on_slice(ring, start, z, field, ct.hu.shape),
     )

@@ -59,7 +59,7 @@ def _as_nifti(case: str, out: Path) -> tuple[Path, Path]:
     inputs, _ = select_inputs(read_study_headers(root / "image", contours))
     (lesion,) = rtstruct_to_masks(inputs.contours, inputs.ct)
     geometry = inputs.ct.geometry
-    image = sitk.GetImageFromArray(inputs.ct.hu.astype(np.int16))
+    image = sitk.GetImageFromArray(np.asarray(inputs.ct.hu).astype(np.int16))
     image.SetSpacing(geometry.spacing)
     image.SetOrigin(geometry.origin)
     image.SetDirection(geometry.direction)

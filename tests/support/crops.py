@@ -17,7 +17,7 @@ def whole_volume(crop: LesionCrop, ct: CtSeries) -> LesionCrop:
     x0, y0, z0 = crop.crop_start_xyz
     dz, dy, dx = crop.mask.shape
     mask[z0:z0 + dz, y0:y0 + dy, x0:x0 + dx] = crop.mask
-    return dataclasses.replace(crop, crop_start_xyz=(0, 0, 0), image_hu=ct.hu, mask=mask)
+    return dataclasses.replace(crop, crop_start_xyz=(0, 0, 0), image_hu=np.asarray(ct.hu), mask=mask)
 
 
 def whole_mask(lesion: LesionMask, ct: CtSeries) -> np.ndarray:

@@ -87,9 +87,31 @@ def test_sts019_hu_range_matches_header_extremes(sts019: list[Dataset]) -> None:
     ct = load_ct_series(sts019)
     smallest = min(int(ds.SmallestImagePixelValue) for ds in sts019)
     largest = max(int(ds.LargestImagePixelValue) for ds in sts019)
-    assert ct.hu.min() == smallest  # slope 1, intercept 0 in this series
-    assert ct.hu.max() == largest
-    assert ct.hu.min() == pytest.approx(-1000, abs=30)  # air
+    hu = np.asarray(ct.hu)
+    assert hu.min() == smallest  # slope 1, intercept 0 in this series
+    assert hu.max() == largest
+    assert hu.min() == pytest.approx(-1000, abs=30)  # air
+
+
+def test_a_region_read_is_each_slices_own_rescale_of_that_region(sts019: list[Dataset]) -> None:
+    """The HU are computed for the region read (service.imaging.volume.RescaledSlices): each
+    read, whatever its indices, equals numpy's indexing of the stack of every slice's own
+    rescale, computed here per slice (slopes and intercepts differ from slice to slice)."""
+    for n, ds in enumerate(sts019):
+        ds.RescaleSlope, ds.RescaleIntercept = 1 + n / 64, -1024 + 3 * n
+    ordered = sorted(sts019, key=_z)
+    expected = np.stack([_hu(ds) for ds in ordered]).astype(np.float32)
+    ct = load_ct_series(sts019)
+    keys = [5, -1, np.int64(46), (slice(3, 9), slice(100, 140), slice(7, 300)), (slice(None, None, 2),),
+            (4, slice(10, 20), 30), (slice(40, 60),), (slice(-3, None), -2), (slice(9, 3),), ()]
+    for key in keys:
+        region = ct.hu[key]
+        assert region.dtype == np.float32
+        np.testing.assert_array_equal(region, expected[key], err_msg=repr(key))
+    np.testing.assert_array_equal(np.asarray(ct.hu), expected)
+    for outside in (47, -48, (0, 512)):
+        with pytest.raises(IndexError):
+            ct.hu[outside]
 
 
 def test_input_order_does_not_matter(sts019: list[Dataset]) -> None:

@@ -10,8 +10,8 @@ How each lesion's contour is referenced (TID 1411 allows exactly one ROI referen
   segmentation" (the CT series), built with highdicom's ReferencedSegment.
 - RTSTRUCT: "Region In Space" (DCM 130488), the COMPOSITE item TID 1410/1411 provide for
   regions defined in patient space by another object such as an RT Structure Set. highdicom
-  0.28 recognises it when reading but has no constructor for it, so `_StructureSetRoiGroup`
-  adds that one item to a group highdicom builds. The alternatives fit worse: "Referenced
+  0.28 recognises it when reading but has no constructor for it, so `_RoiGroup` adds that
+  one item to a group highdicom builds. The alternatives fit worse: "Referenced
   Segment" is for SEG / Surface Segmentation only; a "Volume Surface" copy of the contours would
   duplicate the RTSTRUCT (and cannot express holes); a centroid POINT is not the ROI. The item
   references the structure set as a whole; which of its ROIs is the lesion is DCM 130489
@@ -93,19 +93,23 @@ class _Value(NamedTuple):
     method: Code | None = None  # for radiomics features: the region (core or ring)
 
 
-class _StructureSetRoiGroup(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations):
-    """A TID 1411 group whose ROI is an RT Structure Set ROI ("Region In Space").
+class _RoiGroup(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations):
+    """A TID 1411 group built from highdicom's TID 1501 base class plus its ROI reference.
 
-    highdicom's TID 1411 constructor insists on a SEG, image-region or volume-surface
-    reference, so this builds the shared TID 1501 content with highdicom's own base class and
-    adds the COMPOSITE reference and the ROI Number; reading it back works through highdicom's public accessors,
-    which list "Region In Space" among the TID 1411 reference types.
+    Two reasons. An RT Structure Set ROI ("Region In Space") has no constructor in highdicom,
+    whose TID 1411 insists on a SEG, image-region or volume-surface reference; reading it back
+    works through highdicom's public accessors, which list "Region In Space" among the TID 1411
+    reference types. And for a SEG's Referenced Segment, highdicom's TID 1411 constructor
+    searches every measurement's content tree for coordinates (not allowed in TID 1411): 0.29 of
+    the 1.2 s a 10-lesion SR's build took under cProfile, for measurements that never carry
+    any here (service.outputs.sr builds them without). The group is the same dataset as
+    highdicom's own (tests/unit/test_sr.py).
     """
 
-    def __init__(self, region_in_space: Sequence[hd.sr.ContentItem], **group: Any) -> None:
+    def __init__(self, roi_reference: Sequence[Dataset], **group: Any) -> None:
         _MeasurementsAndQualitativeEvaluations.__init__(self, **group)
         self[0].ContentTemplateSequence[0].TemplateIdentifier = "1411"
-        self[0].ContentSequence.extend(region_in_space)
+        self[0].ContentSequence.extend(roi_reference)
 
 
 class _ReportDocument(hd.sr.Comprehensive3DSR):
@@ -486,19 +490,17 @@ def _roi_group(
         "finding_sites": _lesion_finding_site(lesion),
         **content,
     }
-    built: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
+    roi_reference: Sequence[Dataset]
     if lesion.source == LesionSource.SEG:
-        built = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            referenced_segment=hd.sr.ReferencedSegment(
-                sop_class_uid=result.ct.contour_sop_class_uid,
-                sop_instance_uid=lesion.source_sop_instance_uid,
-                segment_number=lesion.number,
-                source_series=hd.sr.SourceSeriesForSegmentation(result.ct.series_instance_uid),
-            ),
-            **group,
+        roi_reference = hd.sr.ReferencedSegment(
+            sop_class_uid=result.ct.contour_sop_class_uid,
+            sop_instance_uid=lesion.source_sop_instance_uid,
+            segment_number=lesion.number,
+            source_series=hd.sr.SourceSeriesForSegmentation(result.ct.series_instance_uid),
         )
     else:
-        built = _StructureSetRoiGroup(_region_in_space(result, lesion), **group)
+        roi_reference = _region_in_space(result, lesion)
+    built = _RoiGroup(roi_reference, **group)
     method_as_concept_modifier(built)
     return built
 

@@ -24,10 +24,11 @@ def assert_same_as_highdicoms_build(build: Callable[[], Dataset], monkeypatch: p
         patch.setattr(sr_module, "_ReportDocument", hd.sr.Comprehensive3DSR)
         theirs = build()
     assert type(theirs) is hd.sr.Comprehensive3DSR and type(ours) is not hd.sr.Comprehensive3DSR
-    assert _bytes(ours) == _bytes(theirs)
+    assert document_bytes(ours) == document_bytes(theirs)
 
 
-def _bytes(document: Dataset) -> bytes:
+def document_bytes(document: Dataset) -> bytes:
+    """The document as written, its creation times set to one clock (each build stamps its own)."""
     document.InstanceCreationDate, document.InstanceCreationTime = _CLOCK[:8], _CLOCK[8:]
     document.ContentDate, document.ContentTime = _CLOCK[:8], _CLOCK[8:]
     for equipment in document.get("ContributingEquipmentSequence", []):

@@ -23,7 +23,7 @@ from service.outputs import sr as sr_module
 from service.outputs.sr import build_measurement_report
 from service.sop_classes import RT_STRUCTURE_SET
 from tests.support.external import require_tool
-from tests.support.sr_document import assert_same_as_highdicoms_build
+from tests.support.sr_document import assert_same_as_highdicoms_build, document_bytes
 from tests.support.sr_groups import CORE, RING, lesion_groups, region_groups
 from tests.support.synthetic_results import make_study_result
 from tests.support.written_outputs import write_sr
@@ -483,6 +483,27 @@ def test_the_document_is_the_one_highdicoms_own_build_gives(source: str, built,
     assert_same_as_highdicoms_build(lambda: build_measurement_report(result, evidence), monkeypatch)
     assert_same_as_highdicoms_build(lambda: build_measurement_report(rescored, evidence, predecessor=first),
                                     monkeypatch)
+
+
+def test_a_segs_lesion_groups_are_the_ones_highdicoms_tid_1411_constructor_gives(
+        built, monkeypatch: pytest.MonkeyPatch) -> None:
+    """service.outputs.sr._RoiGroup builds a SEG lesion's TID 1411 groups without highdicom's
+    search of every measurement for coordinates: the same document, byte for byte, as with
+    highdicom's own TID 1411 constructor, which searches them (and finds none)."""
+    result, evidence = built("SEG").result, built("SEG").evidence
+    ours = build_measurement_report(result, evidence)
+    segments: list[hd.sr.ReferencedSegment] = []
+
+    def highdicoms(roi_reference: hd.sr.ReferencedSegment, **group) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
+        segments.append(roi_reference)
+        return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(referenced_segment=roi_reference, **group)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sr_module, "_RoiGroup", highdicoms)
+        theirs = build_measurement_report(result, evidence)
+    groups = theirs.content.get_volumetric_roi_measurement_groups()
+    assert len(segments) == len(groups) > len(region_groups(theirs.content, CORE))  # core and ring groups
+    assert document_bytes(ours) == document_bytes(theirs)
 
 
 def test_the_documents_content_accessor_answers_as_a_reader_of_the_file(source: str, built, report) -> None:

@@ -174,7 +174,8 @@ def load_ct_series(
     drift_tolerance_mm: float | None = None,
     limits: InstanceLimits = InstanceLimits(),
 ) -> CtSeries:
-    """Build the HU volume of one CT series, or raise SeriesError saying why it is unusable.
+    """The HU of one CT series on its validated grid (computed where read: RescaledSlices), or
+    raise SeriesError saying why it is unusable.
 
     spacing_tolerance_mm: how far a slice step may differ from the series' typical step (see
         _uniform_slice_spacing). Default: 1% of that step, but at least DS_ROUNDING_MM. A 1% step error moves a slice by
@@ -438,8 +439,11 @@ class RescaledSlices:
 
     def __getitem__(self, key: int | slice | tuple[int | slice, ...]) -> np.ndarray:
         keys = key if isinstance(key, tuple) else (key,)
-        if len(keys) > 3 or not all(isinstance(k, (int, np.integer, slice)) for k in keys):
+        if len(keys) > 3 or not all(_is_index(k) for k in keys):
             raise IndexError(f"HU regions are indexed by up to three integers or slices, not {key!r}")
+        for axis, (k, n) in enumerate(zip(keys, self.shape)):  # before any slice is read, as numpy
+            if not isinstance(k, slice) and not -n <= k < n:
+                raise IndexError(f"index {k} is out of bounds for axis {axis} with size {n}")
         chosen = range(self.shape[0])[keys[0] if keys else slice(None)]  # an int, or a range of them
         if isinstance(chosen, range):
             return self._rescaled(chosen, keys[1:])
@@ -461,6 +465,11 @@ class RescaledSlices:
             rescaled += self._intercepts[z]
             out[k] = rescaled
         return out
+
+
+def _is_index(key: object) -> bool:
+    """An integer or a slice; not a bool, which numpy takes for a mask, not an index."""
+    return isinstance(key, (int, np.integer, slice)) and not isinstance(key, (bool, np.bool_))
 
 
 def _rescaled_slices(ordered: list[_Slice]) -> RescaledSlices:

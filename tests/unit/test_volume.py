@@ -109,9 +109,14 @@ def test_a_region_read_is_each_slices_own_rescale_of_that_region(sts019: list[Da
         assert region.dtype == np.float32
         np.testing.assert_array_equal(region, expected[key], err_msg=repr(key))
     np.testing.assert_array_equal(np.asarray(ct.hu), expected)
-    for outside in (47, -48, (0, 512)):
-        with pytest.raises(IndexError):
+    slices, rows, columns = ct.hu.shape
+    for outside, axis, size in ((slices, 0, slices), (-slices - 1, 0, slices), ((0, rows), 1, rows),
+                                ((slice(2, 2), rows), 1, rows), ((slice(0, 1), slice(None), -columns - 1), 2, columns)):
+        with pytest.raises(IndexError, match=f"out of bounds for axis {axis} with size {size}$"):
             ct.hu[outside]
+    for not_an_index in (True, (0, np.True_), (0, 1, 2, 3), [0, 1], ...):  # numpy: a mask, too many, fancy
+        with pytest.raises(IndexError, match="indexed by up to three integers or slices"):
+            ct.hu[not_an_index]
 
 
 def test_input_order_does_not_matter(sts019: list[Dataset]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from pydicom.uid import MPEG2MPML, ExplicitVRLittleEndian, JPEG2000Lossless, RLE
 from service.errors import SeriesError
 from service.imaging.volume import load_ct_series, read_ct_directory
 from service.sop_classes import ENHANCED_CT_IMAGE as ENHANCED_CT_IMAGE_STORAGE
+from tests.support.ct_series import COLUMNS, ROWS, slice_pixels, write_ct_series
 from tests.support.external import DATA_DIR, require_data
 from tests.support.uids import uids_in, uids_of
 
@@ -117,6 +119,29 @@ def test_a_region_read_is_each_slices_own_rescale_of_that_region(sts019: list[Da
     for not_an_index in (True, (0, np.True_), (0, 1, 2, 3), [0, 1], ...):  # numpy: a mask, too many, fancy
         with pytest.raises(IndexError, match="indexed by up to three integers or slices"):
             ct.hu[not_an_index]
+
+
+def test_loading_allocates_no_whole_volume(tmp_path: Path) -> None:
+    """The HU are computed for the regions read (service.imaging.volume.RescaledSlices): loading
+    a clinically sized series allocates a small part of its float32 volume (the loader used to
+    allocate all of it: 314 MB for 300 slices of 512 x 512), and a crop allocates its own size."""
+    write_ct_series(tmp_path / "ct", generate_uid(), [slice_pixels(k) for k in range(24)])
+    datasets = [pydicom.dcmread(path) for path in sorted((tmp_path / "ct").iterdir())]
+    volume_bytes = 24 * ROWS * COLUMNS * np.dtype(np.float32).itemsize
+    tracemalloc.start()
+    try:
+        ct = load_ct_series(datasets)
+        loading_peak = tracemalloc.get_traced_memory()[1]
+        held = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        crop = ct.hu[4:12, 100:228, 200:264]
+        crop_peak = tracemalloc.get_traced_memory()[1] - held
+    finally:
+        tracemalloc.stop()
+    assert loading_peak < volume_bytes / 4, (loading_peak, volume_bytes)  # headers parsed: ~60 KB a slice
+    assert crop.nbytes == 8 * 128 * 64 * 4 and crop_peak < 4 * crop.nbytes, crop_peak
+    expected = np.frombuffer(slice_pixels(4 + 5), dtype=np.int16).reshape(ROWS, COLUMNS)[100:228, 200:264]
+    np.testing.assert_array_equal(crop[5], expected)  # slope 1, intercept 0
 
 
 def test_input_order_does_not_matter(sts019: list[Dataset]) -> None:

@@ -429,14 +429,6 @@ class RescaledSlices:
         rows, columns = self._frames[0].shape
         self.shape = (len(self._frames), rows, columns)
 
-    @property
-    def ndim(self) -> int:
-        return 3
-
-    @property
-    def size(self) -> int:
-        return self.shape[0] * self.shape[1] * self.shape[2]
-
     def __getitem__(self, key: int | slice | tuple[int | slice, ...]) -> np.ndarray:
         keys = key if isinstance(key, tuple) else (key,)
         if len(keys) > 3 or not all(_is_index(k) for k in keys):

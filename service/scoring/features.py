@@ -26,6 +26,7 @@ from radiomics import firstorder, glcm, gldm, glrlm, glszm, ngtdm, shape
 from service.scoring.degenerate import is_undefined
 from service.scoring.firstorder_once import FirstOrderOnce
 from service.scoring.glcm_vectorised import VectorisedGlcm
+from service.scoring.glrlm_chains import ChainRunLengths
 from service.scoring.ibsi_names import feature_key
 from service.scoring.shape_tabulated import TabulatedShape
 from service.scoring.settings import ExtractionSettings
@@ -113,7 +114,8 @@ class _SharedSetup:
 
 # pyradiomics' steps replaced by equivalent faster ones, per class (same formulas and values).
 _VECTORISED: dict[str, tuple[type, ...]] = {
-    "firstorder": (FirstOrderOnce,), "glcm": (VectorisedGlcm,), "shape": (TabulatedShape,),
+    "firstorder": (FirstOrderOnce,), "glcm": (VectorisedGlcm,), "glrlm": (ChainRunLengths,),
+    "shape": (TabulatedShape,),
 }
 
 

@@ -41,6 +41,7 @@ TOP_LEVEL = {
     "prior_ct": "pipeline", "adoption": "pipeline",  # series retrieved from PACS, put to use
     # roles: processes and the command line
     "app": "roles", "cli": "roles", "commands": "roles", "exit_codes": "roles", "report": "roles", "lifeline": "roles", "stop_signals": "roles",
+    "allocator": "roles",
 }
 UNIT_OF_SUBPACKAGE = {"signatures": "foundation"}  # data files (signature JSON and its schema)
 

@@ -5,17 +5,19 @@ every line through the image's box voxel by voxel, about 9 ns per voxel and dire
 100 mL lesion's core and ring (boxes of 220 000 and 270 000 voxels) that is 64 ms, more than half
 of the CD8 profile's time, and the ring's box is mostly voxels outside the ring.
 
-Here each direction is one pass of whole-array numpy steps:
+Here the runs of all directions are counted by a few whole-array numpy steps:
 
 - The grey levels are padded by one voxel of 0 on every side and read as one flat array. A step
   in direction d is a constant step `off` in that array (d . strides). Taking every `off`-th
   element from each start 0..off-1 (a transposed reshape) lays the flat array out as chains,
   each the concatenation of lines of direction d. Wherever a chain leaves one line for the next,
   the coordinate that carries passes through the padding, so lines are always separated by a 0,
-  as are voxels outside the region (0 too).
-- A run is then a maximal stretch of equal non-zero values in that layout: its starts are where
-  the value changes, its length the distance to the next change; one `bincount` of
-  (level, length) gives the direction's column of the matrix.
+  as are voxels outside the region (0 too). The directions' layouts are rows of one array.
+- A run is then a maximal stretch of equal non-zero values in that array: its starts are where
+  the value changes, its length the distance to the next change; a `bincount` of
+  (level, length) per row gives that direction's column of the matrix.
+
+In process, the 100 mL lesion's core and ring take 19 ms this way, against pyradiomics' 64 ms.
 
 The counts are integers, so the matrix is pyradiomics' own, element for element, and so is every
 feature computed from it (tests/unit/test_glrlm_chains.py holds both to pyradiomics' C and class).
@@ -56,18 +58,28 @@ def run_length_counts(ranks: np.ndarray, n_levels: int, max_length: int, directi
     # chain's last element is then a 0, which ends the run before it.
     flat = np.zeros(n_voxels + 2 * int(strides.sum()), dtype=dtype)
     flat[:n_voxels].reshape(padded_shape)[1:-1, 1:-1, 1:-1] = ranks
-    level_rows = np.arange(n_levels + 1, dtype=np.intp) * max_length
-    counts = np.empty((n_levels, max_length, len(directions)), dtype=np.float64)
-    for index, step in enumerate(directions @ strides):
-        rows = -(-n_voxels // int(step)) + 1
-        chains = flat[: rows * step].reshape(rows, step).T.ravel()
-        starts = np.flatnonzero(chains[1:] != chains[:-1])
-        starts += 1
-        key = np.diff(starts, append=chains.size)  # run lengths; a stretch of 0s may be longer
-        np.minimum(key, max_length, out=key)
-        key += level_rows[chains[starts]] - 1
-        per_level = np.bincount(key, minlength=(n_levels + 1) * max_length).reshape(n_levels + 1, max_length)
-        counts[:, :, index] = per_level[1:]
+    # Every direction's chains side by side, one row each (zeros after them): the steps below then
+    # run once over all directions. A row starts with the padding's 0, so no run crosses rows.
+    steps = [int(step) for step in directions @ strides]
+    lengths = [(-(-n_voxels // step) + 1) * step for step in steps]
+    width = max(lengths)
+    layouts = np.zeros((len(steps), width), dtype=dtype)
+    for row, (step, length) in enumerate(zip(steps, lengths)):
+        layouts[row, :length].reshape(step, length // step)[...] = flat[:length].reshape(length // step, step).T
+    chains = layouts.ravel()
+    starts = np.flatnonzero(chains[1:] != chains[:-1])
+    starts += 1
+    # One index per run for (level, length): length + level * (max_length + 1); rows apart below.
+    key = np.empty_like(starts)
+    np.subtract(starts[1:], starts[:-1], out=key[:-1])
+    key[-1:] = chains.size - starts[-1:]  # run lengths; a stretch of 0s may be longer
+    np.minimum(key, max_length, out=key)
+    key += np.multiply(chains[starts], max_length + 1, dtype=np.intp)
+    row_ends = np.searchsorted(starts, np.arange(1, len(steps) + 1) * width)  # the starts are ascending
+    counts = np.empty((n_levels, max_length, len(steps)), dtype=np.float64)
+    for row, (first, end) in enumerate(zip([0, *row_ends[:-1]], row_ends)):
+        per_level = np.bincount(key[first:end], minlength=(n_levels + 1) * (max_length + 1))
+        counts[:, :, row] = per_level.reshape(n_levels + 1, max_length + 1)[1:, 1:]
     _drop_directions_without_two_voxels_on_a_line(counts, ranks, directions)
     return counts
 

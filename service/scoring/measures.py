@@ -36,21 +36,39 @@ class LesionMeasures:
     centroid_mm: Vector3
 
 
-def _boundary_points(mask: np.ndarray, neighbours: tuple[tuple[int, int, int], ...]) -> np.ndarray:
-    """(z, y, x) index midpoints between lesion voxels and their background neighbours.
+def _boundary_points(mask: np.ndarray, neighbours: tuple[tuple[int, int, int], ...]) -> list[np.ndarray]:
+    """(z, y, x) index midpoints between lesion voxels and their background neighbours, one array
+    per neighbour direction, each in the array's row-major order.
 
-    A neighbour outside the array counts as background. Per neighbour direction, the points
-    come in the array's row-major order.
+    A neighbour outside the array counts as background. The voxels with any background neighbour
+    are listed once (one pass of the mask's size); each direction then looks up its neighbour of
+    only those voxels, in their order.
     """
-    points = []
-    for offset in neighbours:
-        inside = np.zeros(mask.shape, dtype=bool)  # inside[p] = mask[p + offset]
-        source = tuple(slice(max(o, 0), n + min(o, 0)) for o, n in zip(offset, mask.shape))
-        target = tuple(slice(max(-o, 0), n - max(o, 0)) for o, n in zip(offset, mask.shape))
-        inside[target] = mask[source]
-        edge = np.argwhere(mask & ~inside)
-        points.append(edge + 0.5 * np.asarray(offset))
-    return np.concatenate(points)
+    padded = np.pad(mask, 1)
+    shifts = [padded[tuple(slice(1 + o, 1 + o + n) for o, n in zip(offset, mask.shape))] for offset in neighbours]
+    on_boundary = ~mask
+    for neighbour in shifts:
+        on_boundary |= ~neighbour
+    voxels = np.argwhere(mask & on_boundary)
+    flat = np.ravel_multi_index(tuple((voxels + 1).T), padded.shape)
+    padded_flat = padded.ravel()
+    strides = np.array([padded.shape[1] * padded.shape[2], padded.shape[2], 1])
+    return [voxels[~padded_flat[flat + int(np.dot(offset, strides))]] + 0.5 * np.asarray(offset) for offset in neighbours]
+
+
+def _row_ends(block: np.ndarray) -> np.ndarray:
+    """The first and last point of every row (same z and y) of a row-major block.
+
+    Each row's points lie on one line, and a point between two others on a line is not a vertex
+    of their convex hull, where the largest distances are attained: the row ends keep every
+    vertex, and the points (or the points farthest from a given one) that decide a maximum.
+    """
+    if len(block) < 3:
+        return block
+    new_row = np.any(block[1:, :2] != block[:-1, :2], axis=1)
+    keep = np.ones(len(block), dtype=bool)
+    keep[1:-1] = new_row[:-1] | new_row[1:]
+    return block[keep]
 
 
 def _hull_vertices(points: np.ndarray) -> np.ndarray:
@@ -118,10 +136,10 @@ def longest_chord(points: np.ndarray) -> float:
     return float(pdist(candidates).max()) if len(candidates) > 1 else 0.0
 
 
-# The diameter's direction lies within pi/16 of one of these 8, so the widest projection on them,
-# divided by cos(pi/16), bounds a slice's diameter from above (with room for rounding).
-_DIRECTIONS = np.array([(np.cos(k * np.pi / 8), np.sin(k * np.pi / 8)) for k in range(8)])
-_DIAMETER_BOUND_FACTOR = (1.0 + 1e-9) / np.cos(np.pi / 16)
+# The diameter's direction lies within pi/32 of one of these 16, so the widest projection on them,
+# divided by cos(pi/32), bounds a slice's diameter from above (with room for rounding).
+_DIRECTIONS = np.array([(np.cos(k * np.pi / 16), np.sin(k * np.pi / 16)) for k in range(16)])
+_DIAMETER_BOUND_FACTOR = (1.0 + 1e-9) / np.cos(np.pi / 32)
 
 
 def _axial_diameters(points_mm: np.ndarray, slice_of_point: np.ndarray) -> tuple[float, float]:
@@ -133,8 +151,11 @@ def _axial_diameters(points_mm: np.ndarray, slice_of_point: np.ndarray) -> tuple
     """
     order = np.argsort(slice_of_point, kind="stable")  # keeps each slice's points in their order
     _, starts = np.unique(slice_of_point[order], return_index=True)
-    slices = np.split(np.ascontiguousarray(points_mm[order][:, :2]), starts[1:])
-    bounds = [float(np.ptp(in_plane @ _DIRECTIONS.T, axis=0).max()) * _DIAMETER_BOUND_FACTOR for in_plane in slices]
+    in_plane = np.ascontiguousarray(points_mm[order][:, :2])
+    slices = np.split(in_plane, starts[1:])
+    projections = in_plane @ _DIRECTIONS.T  # every slice's widths along the directions, at once
+    widths = np.maximum.reduceat(projections, starts) - np.minimum.reduceat(projections, starts)
+    bounds = (widths.max(axis=1) * _DIAMETER_BOUND_FACTOR).tolist()
     best_long, best_short, best_slice = 0.0, 0.0, len(slices)
     for index in sorted(range(len(slices)), key=lambda i: -bounds[i]):
         if bounds[index] < best_long:
@@ -167,14 +188,14 @@ def measure_lesion(mask: np.ndarray, offset_zyx: tuple[int, int, int], geometry:
     def to_mm(points_zyx: np.ndarray) -> np.ndarray:
         return geometry.index_to_physical((points_zyx + offset)[:, ::-1])
 
-    axial = _boundary_points(mask, _NEIGHBOURS_2D)
-    axial_mm = to_mm(axial)
+    blocks = _boundary_points(mask, _NEIGHBOURS_3D)
+    axial = np.concatenate(blocks[:len(_NEIGHBOURS_2D)])
     # Rotate into the slice's own frame so "in-plane" is the first two coordinates.
     axes = np.asarray(geometry.direction, dtype=float).reshape(3, 3)
-    longest_axial, short_axis = _axial_diameters(axial_mm @ axes, axial[:, 0])
-    # The 3D boundary: the in-plane points and those towards the slices above and below.
-    vertical = _boundary_points(mask, _NEIGHBOURS_3D[len(_NEIGHBOURS_2D):])
-    max_3d = longest_chord(np.concatenate([axial_mm, to_mm(vertical)]))
+    longest_axial, short_axis = _axial_diameters(to_mm(axial) @ axes, axial[:, 0])
+    # The 3D boundary: the in-plane points and those towards the slices above and below, of each
+    # row only its ends (the same longest chord, among far fewer points).
+    max_3d = longest_chord(to_mm(np.concatenate([_row_ends(block) for block in blocks])))
     # The mean voxel index (from the per-slice, per-row and per-column counts: exact integer sums),
     # then mapped: the mapping is affine, so it commutes with the mean.
     mean_index = [

@@ -1,21 +1,22 @@
-"""glibc's allocator told to keep freed memory for reuse, in every process of the service.
+"""glibc's allocator told to keep freed memory for reuse, in the processes that score lesions.
 
-A study's work is numpy arrays of one to a few tens of MB, allocated and freed many times over:
-a lesion's crop, its resampled image, masks, run-length layouts, one CT slice after another.
-glibc's defaults serve such an array from fresh pages (mmap above a threshold that adapts, and
-the heap's top returned to the kernel above 128 KiB free), so nearly every array is faulted in
-again, page by page. On the machines measured that is the larger part of resampling a lesion
-(bench/README.md: 31 ms for the 100 mL lesion, 11 ms once arrays reuse memory) and a fifth of the
-CD8 profile's time.
+Scoring a lesion allocates and frees numpy arrays of one to a few tens of MB many times over: the
+crop in double precision, each interpolation pass, masks, the run-length layouts. Under glibc's
+defaults most of them are mapped afresh (mmap above a threshold that adapts) or given back when
+freed (the heap's top above 128 KiB free), so they are faulted in again page by page. In process,
+the benchmark's 10-lesion study scored its CD8 profile in 233 ms under the defaults and 215 ms
+with the settings here; resampling the 100 mL lesion within that sequence took 22 ms against 9.
 
-Here arrays up to 32 MiB come from the heap, and up to 64 MiB of its free top is kept: a
-process's resident memory stays near its working peak instead of returning to the kernel between
-lesions, which a pod's memory limit has to allow for anyway. Larger arrays (a whole CT volume for
-registration) are still mapped and unmapped on their own.
+Here arrays up to 32 MiB come from the heap, and up to 64 MiB of its free top is kept: the
+scorer's resident memory stays near its working peak between lesions instead of going back to
+the kernel, which its memory limit has to allow for anyway. Larger arrays are still mapped and
+unmapped on their own.
 
+Set by the scorer role and the features command, which score lesions; not by serve's worker or
+ingest: in the latency benchmark serve's inputs (reading 300 CT files) were not faster with them.
 An operator who sets glibc's own variables (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, or
-malloc tunables in GLIBC_TUNABLES) keeps them: nothing is changed then. Other C libraries are left
-alone.
+malloc tunables in GLIBC_TUNABLES) keeps them: nothing is changed then. Other C libraries are
+left alone.
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ from pathlib import Path
 from pydicom.errors import InvalidDicomError
 
 from service import __version__
-from service.allocator import keep_freed_memory_for_reuse
 from service.config import LOG_LEVELS, load_config
 from service.errors import RadiomicsCdsError
 from service.exit_codes import ExitCode, error_text, exit_code_for, exit_codes_help
@@ -130,7 +129,6 @@ def _check_send_tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    keep_freed_memory_for_reuse()
     parser = _parser()
     args = parser.parse_args(argv)
     if hasattr(args, "check"):

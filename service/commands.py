@@ -19,6 +19,7 @@ from typing import Any
 
 import pydicom
 
+from service.allocator import keep_freed_memory_for_reuse
 from service.app import run_ingest, run_scorer, run_serve, scoring_context
 from service.config import Config, load_config
 from service.errors import ConfigError
@@ -62,6 +63,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 def _cmd_scorer(args: argparse.Namespace) -> int:
     """The scorer role; as serve's child (--lifeline-fd), it also stops when serve is gone."""
+    keep_freed_memory_for_reuse()
     stop = threading.Event()
     on_ready = follow_parent(args.lifeline_fd, stop) if args.lifeline_fd is not None else None
     run_scorer(_config(args, scorer_address=args.address), stop, on_ready)
@@ -118,6 +120,7 @@ def _directory_prior_ct(directories: Sequence[Path]) -> PriorCtSource:
 
 def _cmd_features(args: argparse.Namespace) -> int:
     """Features per ROI and region under a pyradiomics parameter file (docs/features.md)."""
+    keep_freed_memory_for_reuse()
     settings = load_parameter_file(args.settings) if args.settings else ExtractionSettings()
     if args.image:
         report = features_from_nifti(args.image, args.mask, settings)

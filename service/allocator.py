@@ -12,8 +12,13 @@ scorer's resident memory stays near its working peak between lesions instead of 
 the kernel, which its memory limit has to allow for anyway. Larger arrays are still mapped and
 unmapped on their own.
 
-Set by the scorer role and the features command, which score lesions; not by serve's worker or
-ingest: in the latency benchmark serve's inputs (reading 300 CT files) were not faster with them.
+Each thread's arena keeps its own free top, so a scorer with N worker threads may hold up to
+N x 64 MiB more than its live arrays (the chart's scorer: 2 workers, a 6 GiB limit).
+
+Set by the scorer role and the features command, whose work is scoring; not by serve's worker,
+ingest or the offline `score` command (the whole pipeline in one process, mostly reading and
+writing DICOM): in the latency benchmark, serve's inputs (reading 300 CT files) were not faster
+with them.
 An operator who sets glibc's own variables (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, or
 malloc tunables in GLIBC_TUNABLES) keeps them: nothing is changed then. Other C libraries are
 left alone.

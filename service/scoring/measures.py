@@ -41,8 +41,8 @@ def _boundary_points(mask: np.ndarray, neighbours: tuple[tuple[int, int, int], .
     per neighbour direction, each in the array's row-major order.
 
     A neighbour outside the array counts as background. The voxels with any background neighbour
-    are listed once (one pass of the mask's size); each direction then looks up its neighbour of
-    only those voxels, in their order.
+    are listed once (a few whole-array boolean passes, one argwhere); each direction then looks up
+    its neighbour of only those voxels, in their order.
     """
     padded = np.pad(mask, 1)
     shifts = [padded[tuple(slice(1 + o, 1 + o + n) for o, n in zip(offset, mask.shape))] for offset in neighbours]
@@ -174,6 +174,7 @@ def measure_lesion(mask: np.ndarray, offset_zyx: tuple[int, int, int], geometry:
     The in-plane diameters assume axial slices (the CT loader rejects tilted stacks), and use
     the in-plane spacing; patient coordinates handle any in-plane orientation.
     """
+    mask = np.asarray(mask, dtype=bool)  # a 0/1 integer mask too: the boundary steps negate it
     voxel_count = int(np.count_nonzero(mask))
     if voxel_count == 0:
         raise ValueError("empty lesion mask")

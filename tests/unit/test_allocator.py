@@ -9,6 +9,7 @@ threshold starts at 128 KiB), which the first test shows in a fresh interpreter.
 
 from __future__ import annotations
 
+import ctypes
 import subprocess
 import sys
 
@@ -16,7 +17,15 @@ import pytest
 
 from service.allocator import keep_freed_memory_for_reuse
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def _has_mallinfo2() -> bool:
+    try:
+        return hasattr(ctypes.CDLL(None), "mallinfo2")
+    except OSError:
+        return False
+
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or not _has_mallinfo2(),
+                                reason="glibc's allocator, 2.33 or later (mallinfo2)")
 
 _PROBE = """
 import ctypes, sys

@@ -4,9 +4,10 @@ The matrix is integer counts, so it must equal pyradiomics' C matrix (`cMatrices
 element for element, for the grey levels present: on random regions of every shape from one voxel
 up, sparse ones (whose lines may hold no two region voxels, pyradiomics' rule for dropping a
 direction), in 3D and in 2D along each axis, with bins outside the region that are not 0 (what
-pyradiomics' own binning leaves there) and with more than 255 grey levels. The features then go
-through pyradiomics' own code, held to its plain class at relative 1e-9 on the regions the other
-replacements are checked on and on the shared STS lesions on the scorer's grid.
+pyradiomics' own binning leaves there), with more than 255 and more than 65 535 grey levels, and
+laid out a few directions at a time. The features then go through pyradiomics' own code, held to
+its plain class bit for bit on the regions the other replacements are checked on and on the
+shared STS lesions on the scorer's grid.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 from radiomics import cMatrices, glrlm
 
+from service.scoring import glrlm_chains
 from service.scoring.glrlm_chains import ChainRunLengths, direction_steps, run_length_counts
 from tests.support import pyradiomics_reference as reference
 
@@ -77,6 +79,20 @@ def test_matrix_equals_pyradiomics_c_with_more_than_255_levels():
     _assert_matrix_equals_pyradiomics_c(bins, rng.random(bins.shape) < 0.9)
 
 
+def test_matrix_equals_pyradiomics_c_with_more_than_65535_levels():
+    """Levels counted as 32-bit values: level 65 537 is not level 1 (a fixed bin number has no
+    upper limit); both present, next to each other, and in runs."""
+    bins = np.array([[[65537, 1, 65537, 65537, 1, 1, 2]]])
+    _assert_matrix_equals_pyradiomics_c(bins, np.ones(bins.shape, dtype=bool))
+
+
+def test_matrix_equals_pyradiomics_c_when_laid_out_a_few_directions_at_a_time(monkeypatch):
+    """A box too large for all directions' layouts at once (here: more than 5 000 elements)."""
+    monkeypatch.setattr(glrlm_chains, "_LAYOUT_ELEMENTS", 5000)
+    for seed in range(20):
+        _assert_matrix_equals_pyradiomics_c(*_random_case(2000 + seed, smallest=6))
+
+
 BLOB_HU, BLOB = reference.blob((18, 22, 20), 1)
 CASES = [
     pytest.param(BLOB_HU, BLOB, {"binWidth": 10}, id="textured-blob"),
@@ -94,10 +110,19 @@ CASES = [
 
 @pytest.mark.parametrize(("hu", "region", "settings"), CASES)
 def test_glrlm_features_equal_pyradiomics(hu, region, settings):
-    reference.assert_same_as_pyradiomics(ChainRunLengths, glrlm.RadiomicsGLRLM, hu, region, **settings)
+    """Bit for bit: the same matrix, laid out in memory as pyradiomics leaves it."""
+    reference.assert_same_as_pyradiomics(ChainRunLengths, glrlm.RadiomicsGLRLM, hu, region, exact=True, **settings)
+
+
+@pytest.mark.parametrize("norm", ["manhattan", "euclidean", "infinity", "no_weighting"])
+def test_distance_weighting_is_left_to_pyradiomics(norm):
+    """Weighted matrices (a setting this service does not use) are pyradiomics' own."""
+    reference.assert_same_as_pyradiomics(ChainRunLengths, glrlm.RadiomicsGLRLM, BLOB_HU, BLOB, exact=True,
+                                         binWidth=10, weightingNorm=norm)
 
 
 @pytest.mark.parametrize("patient", reference.STS_PATIENTS)
 def test_glrlm_features_equal_pyradiomics_on_the_shared_sts_lesions(patient):
     hu, core, spacing = reference.sts_lesion_on_feature_grid(patient)
-    reference.assert_same_as_pyradiomics(ChainRunLengths, glrlm.RadiomicsGLRLM, hu, core, spacing, binWidth=10)
+    reference.assert_same_as_pyradiomics(ChainRunLengths, glrlm.RadiomicsGLRLM, hu, core, spacing, exact=True,
+                                         binWidth=10)

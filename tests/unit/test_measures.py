@@ -56,6 +56,15 @@ def test_centroid_and_offset_are_in_patient_coordinates():
     assert m.volume_ml == pytest.approx(6.0 / 1000)
 
 
+def test_a_0_1_integer_mask_measures_as_its_boolean_mask():
+    """The boundary steps negate the mask: an integer mask is read as a boolean one, not
+    bitwise-inverted (~1 == 254 for uint8)."""
+    z, y, x = np.indices((9, 11, 10))
+    mask = (z - 4) ** 2 + (y - 5) ** 2 / 2 + (x - 4) ** 2 < 12
+    geometry = ImageGeometry(size=(10, 11, 9), spacing=(0.8, 0.8, 1.5), origin=(0.0, 0.0, 0.0))
+    assert measure_lesion(mask.astype(np.uint8), (0, 0, 0), geometry) == measure_lesion(mask, (0, 0, 0), geometry)
+
+
 def test_empty_mask_is_refused():
     with pytest.raises(ValueError):
         measure_lesion(np.zeros((2, 2, 2), bool), (0, 0, 0), ImageGeometry((2, 2, 2), (1, 1, 1), (0, 0, 0)))

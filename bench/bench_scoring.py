@@ -59,7 +59,6 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from service.allocator import keep_freed_memory_for_reuse
 from service.imaging.crops import lesion_crop
 from service.location import LocationRules
 from service.model import CtSeries, LesionCrop, LesionMask, LesionResult, PatientResult, Provenance
@@ -790,9 +789,6 @@ def notes(report: dict, contenders: Sequence[Contender]) -> str:
         f"- OpenBLAS threads: {os.environ.get('OPENBLAS_NUM_THREADS')} in this process and every contender's (the "
         "service sets 1 when importing unless OPENBLAS_NUM_THREADS is set, and the baselines inherit this process's "
         "environment).",
-        "- Allocator: this process, ours' client, keeps freed memory for reuse as serve and ingest do "
-        f"(service/allocator.py): {'set' if report['client_keeps_freed_memory'] else 'not set (the operator set glibc variables, or not glibc)'}; "
-        "every scorer process sets it itself; the baselines' processes run under glibc's defaults.",
         "- Peak RSS: VmHWM of each contender's own process(es); this bench process: "
         f"{report['bench_process_peak_rss_mib']:.0f} MiB (phantom generation, crops, client).",
         f"- Load: 1-minute load average {report['machine']['load_average_1min'][0]:.2f} at start, "
@@ -849,8 +845,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.repeats < 3:
         parser.error("--repeats must be at least 3 (medians of at least 3)")
     logging.getLogger("radiomics").setLevel(logging.ERROR)
-    # This process is ours' client, which builds every request: as serve and ingest do.
-    client_allocator = keep_freed_memory_for_reuse()
 
     shape, lesions, volume_range = QUICK_STUDY if args.quick else FULL_STUDY
     load_before = os.getloadavg()[0]
@@ -908,7 +902,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                              rounded_hu(study), signature)) if not by_key["mirp-cd8"].unavailable else {}),
         "ring_radius_voxels": ring_radius_voxels(study.ct.geometry.spacing, settings.ringWidthMm),
         "bench_process_peak_rss_mib": bench_peak,
-        "client_keeps_freed_memory": client_allocator,
         "repeats": args.repeats,
     }
     tables = {"ratios": ratio_table(study, by_key), "study": study_table(contenders, peaks),

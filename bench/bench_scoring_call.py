@@ -38,7 +38,6 @@ from bench_scoring import QUICK_STUDY, scorers  # noqa: E402
 from synthetic_ct import make_study  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from service.allocator import keep_freed_memory_for_reuse  # noqa: E402
 from service.imaging.crops import lesion_crop  # noqa: E402
 from service.location import LocationRules  # noqa: E402
 from service.model import LesionCrop  # noqa: E402
@@ -131,7 +130,6 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=25, help="calls per lesion and kind (fastest and median kept)")
     parser.add_argument("--profile", action="store_true", help="also profile the in-process calls by part")
     args = parser.parse_args()
-    keep_freed_memory_for_reuse()  # as the scorer (the in-process calls) and its clients (the gRPC ones) do
     shape, lesions, volume_range = QUICK_STUDY
     study = make_study(shape, lesions, volume_range)
     settings = ExtractionSettings()

@@ -1,5 +1,4 @@
-"""glibc's allocator told to keep freed memory for reuse, in the processes that score lesions
-or send their crops to a scorer.
+"""glibc's allocator told to keep freed memory for reuse, in the processes that score lesions.
 
 Scoring a lesion allocates and frees numpy arrays of one to a few tens of MB many times over: the
 crop in double precision, each interpolation pass, masks, the run-length layouts. Under glibc's
@@ -7,22 +6,24 @@ defaults most of them are mapped afresh (mmap above a threshold that adapts) or 
 freed (the heap's top above 128 KiB free), so they are faulted in again page by page. In process,
 the benchmark's 10-lesion study scored its CD8 profile in 233 ms under the defaults and 215 ms
 with the settings here; resampling the 100 mL lesion within that sequence took 22 ms against 9.
-A client sending crops pays the same for each request it builds (the crop's bytes, then the
-serialised message): over gRPC, the 100 mL lesion took 70 ms with the client under the defaults
-and 62 ms with these settings, its time in the scorer's own process (medians of 9 calls).
 
-Here arrays up to 32 MiB come from the heap, and up to 64 MiB of its free top is kept: a
-process's resident memory stays near its working peak between lesions instead of going back to
+Here arrays up to 32 MiB come from the heap, and up to 64 MiB of its free top is kept: the
+scorer's resident memory stays near its working peak between lesions instead of going back to
 the kernel, which its memory limit has to allow for anyway. Larger arrays are still mapped and
 unmapped on their own.
 
-Each thread's arena keeps its own free top, so a process with N threads at work may hold up to
+Each thread's arena keeps its own free top, so a scorer with N worker threads may hold up to
 N x 64 MiB more than its live arrays (the chart's scorer: 2 workers, a 6 GiB limit).
 
-Set by every command that scores lesions or sends them: the scorer role, serve and ingest (the
-scorer's clients), and the score and features commands. serve's latency for the 10-lesion study
-of bench/bench_latency.py was the same with and without them (1.76 to 1.93 s against 1.75 to
-2.20 s over five studies in one serve): its two scorer calls at a time hide the client's share.
+Set by the scorer role and the features command, whose work is scoring; not by serve's worker,
+ingest or the offline `score` command (the whole pipeline in one process, mostly reading and
+writing DICOM): in the latency benchmark, serve's inputs (reading 300 CT files) were not faster
+with them. As the scorer's client, serve and ingest build each request in fresh pages (over
+gRPC the 100 mL lesion's call took 70 ms with the client under glibc's defaults, 62 ms with
+these settings, medians of 9), yet five 10-lesion studies in one serve took as long with them
+as without (1.76-1.93 against 1.75-2.20 s: two lesions are scored at a time), and there many
+threads allocate (association threads, study workers, each study's scoring pool), each arena
+keeping what it freed: so they keep glibc's defaults.
 An operator who sets glibc's own variables (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, or
 malloc tunables in GLIBC_TUNABLES) keeps them: nothing is changed then. Other C libraries are
 left alone.

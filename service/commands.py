@@ -53,12 +53,10 @@ def _config(args: argparse.Namespace, **overrides: Any) -> Config:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    keep_freed_memory_for_reuse()
     return run_serve(_config(args, dicom_port=args.port), args.config)
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    keep_freed_memory_for_reuse()
     run_ingest(_config(args, dicom_port=args.port))
     return 0
 
@@ -89,7 +87,6 @@ def _print_result(written: WrittenOutputs) -> None:
 
 def _cmd_score(args: argparse.Namespace) -> int:
     """The service's pipeline, offline: the study's files, scored by the scoring core in this process."""
-    keep_freed_memory_for_reuse()
     config = _config(args, **{name: value for name in ("treatment_start", "baseline_study_uid", "irradiated_lesions",
                                                          "response_settings_file")
                                if (value := getattr(args, name)) is not None})

@@ -9,7 +9,6 @@ threshold starts at 128 KiB), which the first test shows in a fresh interpreter.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import subprocess
 import sys
@@ -82,21 +81,3 @@ def test_an_array_under_the_threshold_is_served_from_the_heap_and_kept_there():
 def test_the_operators_own_settings_are_kept(environ):
     assert keep_freed_memory_for_reuse(environ) is False
 
-
-
-@pytest.mark.parametrize(("command", "runner"), [("serve", "run_serve"), ("ingest", "run_ingest"),
-                                                 ("scorer", "run_scorer")])
-def test_the_roles_that_score_or_send_lesions_set_it_before_they_run(monkeypatch: pytest.MonkeyPatch,
-                                                                     command: str, runner: str) -> None:
-    """The scorer (its own arrays) and its clients, serve and ingest (every request's bytes),
-    set it first; the role itself is not started here (a stand-in records the order). The
-    command's handler is called as service.cli calls it, without the process-wide logging set-up
-    service.cli.main makes (it would outlive this test)."""
-    from service import commands
-
-    order: list[str] = []
-    monkeypatch.setattr(commands, "keep_freed_memory_for_reuse", lambda: order.append("allocator") or True)
-    monkeypatch.setattr(commands, runner, lambda *args, **kwargs: order.append(runner) or 0)
-    arguments = argparse.Namespace(config=None, port=None, address=None, lifeline_fd=None)
-    assert commands.HANDLERS[command](arguments) == 0
-    assert order == ["allocator", runner]

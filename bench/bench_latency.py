@@ -16,8 +16,8 @@ much the service adds around the science.
   measured time minus `quiet_seconds` when serve's waiting stage says the quiet period decided).
 - the same serve's next study: each run of the synthetic study then sends it again under other
   UIDs to the serve that has just scored it, timed the same way. The first study of a fresh
-  serve meets a process still warming up (service.outputs.warm_up runs in the background while
-  it receives); the next one meets the serve most studies meet. The summary stays on the first.
+  serve pays what a process pays on first use and its warm-up (service.outputs.warm_up) does not
+  cover; the next one meets the serve most studies meet. The summary stays on the first.
 - features: in this process, service.scoring's InProcessScorer (the scorer the child runs)
   scores the same study's crops one after the other (service.scorer.score_lesions,
   parallel=1), timed around that call only: reading and cropping are outside.
@@ -177,8 +177,11 @@ def _stage_seconds(service: RunningService, studies: int) -> dict[str, float]:
 
 
 def _one_study(service: RunningService, study: Study, quiet_seconds: float, studies_before: int,
-               stages_before: dict[str, float]) -> Run:
-    """Send `study` to a running serve and time it to its SR and Bundle in the outbox."""
+               stages_before: dict[str, float]) -> tuple[Run, dict[str, float]]:
+    """Send `study` to a running serve and time it to its SR and Bundle in the outbox; returns
+    the run and serve's stage sums after it. serve's histogram sums over every study it scored,
+    so this study's stages are the sums after its last stage (`studies_before` + 1 observed)
+    minus `stages_before`."""
     sent = service.storescu(study.ct_dir, study.contours, options=("-R",))  # -R: propose what is sent (SEG too)
     acknowledged = time.monotonic()
     if sent.returncode != 0:
@@ -191,8 +194,9 @@ def _one_study(service: RunningService, study: Study, quiet_seconds: float, stud
             stages = _stage_seconds(service, studies_before + 1)
             waited = stages.get("waiting", 0.0) - stages_before.get("waiting", 0.0)
             quiet = quiet_seconds if waited >= quiet_seconds else 0.0  # the quiet period decided
-            return Run(seconds, seconds - quiet,
-                       {stage: value - stages_before.get(stage, 0.0) for stage, value in stages.items()})
+            run = Run(seconds, seconds - quiet,
+                      {stage: value - stages_before.get(stage, 0.0) for stage, value in stages.items()})
+            return run, stages
         if service.study_state(study.study_uid) == "failed":
             sys.exit(f"the study failed: {service.status()}")
         time.sleep(POLL_SECONDS)
@@ -207,11 +211,10 @@ def _latency(study: Study, work: Path, quiet_seconds: float, second: Study | Non
     var_dir = work / "var"
     service = RunningService(var_dir)
     try:
-        first = _one_study(service, study, quiet_seconds, 0, {})
+        first, stages = _one_study(service, study, quiet_seconds, 0, {})
         if second is None:
             return first, None
-        stages = _stage_seconds(service, 1)
-        return first, _one_study(service, second, quiet_seconds, 1, stages)
+        return first, _one_study(service, second, quiet_seconds, 1, stages)[0]
     finally:
         service.stop()
         shutil.rmtree(var_dir)
@@ -265,15 +268,16 @@ def main() -> int:
         for study, second in studies:
             _features(study, scorer)  # warm-up: lazy imports, page cache
             _latency(study, work, config.quiet_seconds)
-            latencies, seconds, features = [], [], []
+            latencies, next_runs, features = [], [], []
             for _ in range(args.repeats):
                 first, again = _latency(study, work, config.quiet_seconds, second)
                 latencies.append(first)
-                seconds += [again] if again is not None else []
+                if again is not None:
+                    next_runs.append(again)
                 features.append(_features(study, scorer))
             rows.append((study, latencies, features))
             if second is not None:
-                rows.append((second, seconds, features))
+                rows.append((second, next_runs, features))  # the same crops: the same feature runs
     print()
     print("| study | lesions | CT slices | latency median s | without quiet period s | features median s | "
           "ratio (without quiet period) | latency runs (s) | feature runs (s) |")

@@ -15,9 +15,9 @@ much the service adds around the science.
   that wait, so the table gives the latency as measured and without the quiet period (the
   measured time minus `quiet_seconds` when serve's waiting stage says the quiet period decided).
 - the same serve's next study: each run of the synthetic study then sends it again under other
-  UIDs to the serve that has just scored it, timed the same way. The first study of a fresh
-  serve pays what a process pays on first use and its warm-up (service.outputs.warm_up) does not
-  cover; the next one meets the serve most studies meet. The summary stays on the first.
+  UIDs to the serve that has just scored it, timed the same way: the first study of a fresh
+  serve would show any first-use cost its warm-up (service.outputs.warm_up) leaves, the next one
+  meets the serve most studies meet. The summary stays on the first.
 - features: in this process, service.scoring's InProcessScorer (the scorer the child runs)
   scores the same study's crops one after the other (service.scorer.score_lesions,
   parallel=1), timed around that call only: reading and cropping are outside.

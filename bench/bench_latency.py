@@ -67,7 +67,7 @@ from service.observability import STUDY_STAGES  # noqa: E402
 from service.scorer import score_lesions  # noqa: E402
 from service.scoring.in_process import InProcessScorer  # noqa: E402
 from service.scoring.settings import ExtractionSettings  # noqa: E402
-from synthetic_ct import make_study  # noqa: E402
+from synthetic_ct import SyntheticStudy, make_study  # noqa: E402
 from tests.support.service import RunningService  # noqa: E402
 from tests.support.synthetic_results import STS_019  # noqa: E402
 
@@ -96,10 +96,10 @@ def _sts019() -> Study:
     return Study("STS_019", ct_dir, rs, study_uid, len(masks), len(inputs.ct.sop_instance_uids))
 
 
-def _synthetic(folder: Path, fresh_serve: bool = True) -> Study:
-    """bench/synthetic_ct.py's 10-lesion study as DICOM: 300 CT files and one SEG (highdicom),
-    each lesion a segment named as the service's location rules expect; new UIDs every call."""
-    made = make_study()
+def _synthetic(made: SyntheticStudy, folder: Path, fresh_serve: bool = True) -> Study:
+    """bench/synthetic_ct.py's 10-lesion study (`made`, built once) as DICOM: 300 CT files and
+    one SEG (highdicom), each lesion a segment named as the service's location rules expect; new
+    UIDs every call, so writing it twice gives the same study twice under other UIDs."""
     ct, geometry = made.ct, made.ct.geometry
     study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
     (folder / "image").mkdir(parents=True)
@@ -264,7 +264,9 @@ def main() -> int:
         work = Path(tmp)
         studies: list[tuple[Study, Study | None]] = [(_sts019(), None)]
         if not args.quick:
-            studies.append((_synthetic(work / "synthetic"), _synthetic(work / "synthetic-again", fresh_serve=False)))
+            made = make_study()
+            studies.append((_synthetic(made, work / "synthetic"),
+                            _synthetic(made, work / "synthetic-again", fresh_serve=False)))
         for study, second in studies:
             _features(study, scorer)  # warm-up: lazy imports, page cache
             _latency(study, work, config.quiet_seconds)

@@ -24,6 +24,7 @@ import SimpleITK as sitk
 from radiomics import firstorder, glcm, gldm, glrlm, glszm, ngtdm, shape
 
 from service.scoring.degenerate import is_undefined
+from service.scoring.extent import box_ends
 from service.scoring.firstorder_once import FirstOrderOnce
 from service.scoring.glcm_vectorised import VectorisedGlcm
 from service.scoring.glrlm_chains import ChainRunLengths
@@ -75,11 +76,16 @@ class _Discretised:
     grey_levels: np.ndarray  # the bins present in the region, ascending
 
 
-def _discretised(values: np.ndarray, region: np.ndarray, lower: float, width: float, n_bins: int) -> _Discretised:
-    binned = np.zeros(values.shape, dtype=np.int64)
-    binned[region] = absolute_bins(values[region], lower, width, n_bins)
+def _discretised(region_values: np.ndarray, region: np.ndarray, lower: float, width: float, n_bins: int
+                 ) -> tuple[_Discretised, np.ndarray]:
+    """The region's absolute bins (and the bins of `region_values`, the region's voxels in
+    row-major order, which the caller reuses rather than index the region again)."""
+    bins = absolute_bins(region_values, lower, width, n_bins)
+    binned = np.zeros(region.shape, dtype=np.int64)
+    binned[region] = bins
     binned.flags.writeable = False
-    return _Discretised(binned, np.unique(binned[region]))
+    # The bins present, ascending: what numpy.unique gives, by counting (the bins are 1..n_bins).
+    return _Discretised(binned, np.flatnonzero(np.bincount(bins, minlength=1))), bins
 
 
 class _SharedSetup:
@@ -148,8 +154,8 @@ def _bounding_box(region: np.ndarray) -> tuple[slice, slice, slice]:
     """The region's bounding box (z, y, x); the whole array for an empty region."""
     if not region.any():
         return slice(None), slice(None), slice(None)
-    z, y, x = (np.flatnonzero(region.any(axis=tuple(a for a in range(3) if a != axis)))[[0, -1]] for axis in range(3))
-    return slice(int(z[0]), int(z[1]) + 1), slice(int(y[0]), int(y[1]) + 1), slice(int(x[0]), int(x[1]) + 1)
+    z, y, x = (slice(low, high + 1) for low, high in box_ends(region))
+    return z, y, x
 
 
 def _cropped(image: sitk.Image, region: np.ndarray) -> tuple[sitk.Image, sitk.Image, np.ndarray]:
@@ -202,13 +208,14 @@ def region_features(
     image, mask, region = _cropped(image, region)
     values = sitk.GetArrayViewFromImage(image)
     kwargs = _pyradiomics_kwargs(settings)
-    n_voxels = int(np.count_nonzero(region))
-    shared = None
+    region_values = values[region]
+    n_voxels = region_values.size
+    bins = None
     if settings.binWidth is not None and settings.binCount is None and n_voxels:
         lower, _ = settings.discretisation_bounds
-        shared = _discretised(values, region, lower, settings.binWidth, settings.fixed_bin_count)
-        kwargs["sharedDiscretisation"] = shared
-    constant, one_level = _degeneracy(values[region], None if shared is None else shared.binned[region])
+        kwargs["sharedDiscretisation"], bins = _discretised(region_values, region, lower, settings.binWidth,
+                                                            settings.fixed_bin_count)
+    constant, one_level = _degeneracy(region_values, bins)
     features: dict[str, float] = {}
     for name, wanted in classes.items():
         extractor = _feature_class(name)(image, mask, **kwargs)

@@ -13,6 +13,7 @@ import SimpleITK as sitk
 
 from service.model import LesionCrop, LesionResult, RingCut, ScoreClass
 from service.scoring.degenerate import not_computable_reason
+from service.scoring.extent import box_ends
 from service.scoring.features import region_features
 from service.location import LocationRules
 from service.scoring.measures import measure_lesion
@@ -39,7 +40,7 @@ class ScoringContext:
 
 
 def _too_small(core: np.ndarray, in_plane_only: bool) -> str | None:
-    extent = [int(np.ptp(axis)) + 1 for axis in np.nonzero(core)] if core.any() else [0, 0, 0]
+    extent = [high - low + 1 for low, high in box_ends(core)] if core.any() else [0, 0, 0]
     checked = extent[1:] if in_plane_only else extent
     if min(checked) < MIN_VOXELS_PER_AXIS:
         return (

@@ -21,6 +21,7 @@ from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import pdist
 
 from service.model import ImageGeometry, Vector3
+from service.scoring.extent import box_ends
 
 _NEIGHBOURS_2D = ((0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1))
 _NEIGHBOURS_3D = _NEIGHBOURS_2D + ((1, 0, 0), (-1, 0, 0))
@@ -150,7 +151,8 @@ def _axial_diameters(points_mm: np.ndarray, slice_of_point: np.ndarray) -> tuple
     attain it, so most slices of a large lesion need no convex hull.
     """
     order = np.argsort(slice_of_point, kind="stable")  # keeps each slice's points in their order
-    _, starts = np.unique(slice_of_point[order], return_index=True)
+    sorted_slices = slice_of_point[order]
+    starts = np.flatnonzero(np.concatenate([[True], sorted_slices[1:] != sorted_slices[:-1]]))
     in_plane = np.ascontiguousarray(points_mm[order][:, :2])
     slices = np.split(in_plane, starts[1:])
     projections = in_plane @ _DIRECTIONS.T  # every slice's widths along the directions, at once
@@ -180,10 +182,8 @@ def measure_lesion(mask: np.ndarray, offset_zyx: tuple[int, int, int], geometry:
         raise ValueError("empty lesion mask")
     voxel_ml = float(np.prod(geometry.spacing)) / 1000.0
     # Trimmed to the lesion's bounding box: a crop's empty margin only costs array work.
-    box = tuple(
-        np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))[[0, -1]] for axis in range(3)
-    )
-    mask = mask[tuple(slice(int(low), int(high) + 1) for low, high in box)]
+    box = box_ends(mask)
+    mask = mask[tuple(slice(low, high + 1) for low, high in box)]
     offset = np.asarray(offset_zyx, dtype=float) + [float(low) for low, _ in box]
 
     def to_mm(points_zyx: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from service.model import ImageGeometry
+from service.scoring.extent import box_ends
 from service.scoring.trilinear import trilinear
 
 # SimpleITK's interpolators for the image; linear interpolation is service.scoring.trilinear's.
@@ -157,11 +158,10 @@ def resample_lesion(
     grid = whole_image_grid(volume, new_spacing)
     valid_first, valid_last = _valid_point_range(grid, volume, crop_start, crop_size, _EXTRA_SUPPORT[interpolator])
 
-    # The lesion's bounding box (x, y, z) from the mask's projections on each axis: an index
-    # array of every lesion voxel (argwhere) cost more than the interpolation of a small lesion.
-    ends = [np.flatnonzero(mask_zyx.any(axis=tuple(a for a in range(3) if a != axis)))[[0, -1]] for axis in (2, 1, 0)]
-    lesion_low = crop_start + np.array([int(low) for low, _ in ends]) - 1
-    lesion_high = crop_start + np.array([int(high) for _, high in ends]) + 1
+    # The lesion's bounding box (x, y, z).
+    ends = box_ends(mask_zyx)[::-1]
+    lesion_low = crop_start + np.array([low for low, _ in ends]) - 1
+    lesion_high = crop_start + np.array([high for _, high in ends]) + 1
     margin = np.asarray([math.ceil(margin_mm / s) + 1 for s in new_spacing])
     first = np.floor((lesion_low - grid.first_index) / grid.step).astype(int) - margin
     last = np.ceil((lesion_high - grid.first_index) / grid.step).astype(int) + margin
@@ -174,15 +174,18 @@ def resample_lesion(
     positions = [grid.first_index[a] + np.arange(first[a], last[a] + 1) * grid.step[a] for a in range(3)]
     mask_values = trilinear(mask_zyx.astype(np.float32), positions, crop_start_xyz, outside=0.0)
     if interpolator == "sitkLinear":
-        image = _grid_image(trilinear(image_zyx.astype(np.float32, copy=False), positions, crop_start_xyz,
-                                      outside=-1000.0), new_spacing, volume, origin)
+        values = trilinear(image_zyx.astype(np.float32, copy=False), positions, crop_start_xyz, outside=-1000.0)
+        # Rounded before the image is made: one SimpleITK image per lesion instead of two.
+        image = _grid_image(_rounded(values) if round_intensities else values, new_spacing, volume, origin)
     else:
         image = _itk_resampled(_crop_image(image_zyx.astype(np.float32, copy=False), volume, crop_start),
                                interpolator, out_size, new_spacing, volume, origin)
+        if round_intensities:
+            rounded = sitk.GetImageFromArray(_rounded(sitk.GetArrayFromImage(image)))
+            rounded.CopyInformation(image)
+            image = rounded
     # Compared in float32, as when SimpleITK resampled the mask into a float32 image.
     core = mask_values.astype(np.float32) >= mask_threshold
-    if round_intensities:
-        image = _rounded(image)
     return ResampledLesion(image=image, core=core, image_edges=_edges_zyx(first, last, np.asarray(grid.size)))
 
 
@@ -193,12 +196,10 @@ def resample_lesion(
 _TIE_DECIMALS = 6
 
 
-def _rounded(image: sitk.Image) -> sitk.Image:
-    """The image's intensities rounded to integers (IBSI intensity rounding, for CT)."""
-    snapped = np.round(sitk.GetArrayViewFromImage(image), _TIE_DECIMALS)
-    rounded = sitk.GetImageFromArray(np.round(snapped))
-    rounded.CopyInformation(image)
-    return rounded
+def _rounded(values: np.ndarray) -> np.ndarray:
+    """`values` (float64) rounded to integers in place (IBSI intensity rounding, for CT)."""
+    np.round(values, _TIE_DECIMALS, out=values)
+    return np.round(values, out=values)
 
 
 def native_lesion(

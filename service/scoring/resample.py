@@ -172,7 +172,7 @@ def resample_lesion(
     origin = tuple(float(c) for c in volume.index_to_physical(origin_index[None, :])[0])
     # The grid's points as continuous indices of the whole image, one array per axis (x, y, z).
     positions = [grid.first_index[a] + np.arange(first[a], last[a] + 1) * grid.step[a] for a in range(3)]
-    mask_values = trilinear(mask_zyx.astype(np.float32), positions, crop_start_xyz, outside=0.0)
+    mask_values = trilinear(mask_zyx.astype(bool, copy=False), positions, crop_start_xyz, outside=0.0)
     if interpolator == "sitkLinear":
         values = trilinear(image_zyx.astype(np.float32, copy=False), positions, crop_start_xyz, outside=-1000.0)
         # Rounded before the image is made: one SimpleITK image per lesion instead of two.

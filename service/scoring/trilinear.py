@@ -49,7 +49,10 @@ def trilinear(values_zyx: np.ndarray, positions_xyz: Sequence[np.ndarray], start
     """`values_zyx` (the image's voxels from `start_xyz` on) interpolated at every combination of
     the continuous image indices `positions_xyz` (one ascending array per axis, x y z), float64
     (z, y, x); points beyond the array's buffer get `outside`."""
-    result = np.asarray(values_zyx, dtype=np.float64)
+    # Converted to float64 after the first pass's take, not before: the conversion of a float32
+    # or boolean value is exact, so the values are the same, and the first pass reads the input
+    # in its own, narrower type instead of a float64 copy of all of it.
+    result = np.asarray(values_zyx)
     beyond = np.zeros((1, 1, 1), dtype=bool)
     for axis_xyz, positions in enumerate(positions_xyz):
         axis = 2 - axis_xyz
@@ -57,8 +60,8 @@ def trilinear(values_zyx: np.ndarray, positions_xyz: Sequence[np.ndarray], start
                                 values_zyx.shape[axis])
         shape = [1, 1, 1]
         shape[axis] = -1
-        low = np.take(result, samples.lower, axis=axis)
-        result = np.take(result, samples.upper, axis=axis)
+        low = np.take(result, samples.lower, axis=axis).astype(np.float64, copy=False)
+        result = np.take(result, samples.upper, axis=axis).astype(np.float64, copy=False)
         # a + (b - a) * d, in place: the same operations in the same order, fewer fresh arrays.
         result -= low
         result *= samples.weight.reshape(shape)

@@ -30,6 +30,7 @@ from service.imaging.crops import lesion_crop
 from service.model import CtSeries, ImageGeometry, LesionMask, LesionSource
 from service.imaging.selection import read_study_headers, select_inputs
 from service.scoring.degenerate import undefined_features
+from service.scoring.extent import box_ends
 from service.scoring.features import engine_versions
 from service.scoring.lesion import lesion_features
 from service.scoring.panel import full_panel
@@ -146,12 +147,12 @@ def _label_masks(labels: np.ndarray, wanted: int | None) -> list[LesionMask]:
     masks = []
     for value in values:
         voxels = labels == value
-        if not voxels.any():
-            raise InputError(f"the mask has no voxel with label {value}")
-        low = np.argwhere(voxels).min(axis=0)
-        high = np.argwhere(voxels).max(axis=0) + 1
-        box = tuple(slice(int(a), int(b)) for a, b in zip(low, high))
-        offset = (int(low[0]), int(low[1]), int(low[2]))  # labels is a 3-D volume
+        try:
+            ends = box_ends(voxels)  # labels is a 3-D volume
+        except ValueError:
+            raise InputError(f"the mask has no voxel with label {value}") from None
+        box = tuple(slice(low, high + 1) for low, high in ends)
+        offset = (ends[0][0], ends[1][0], ends[2][0])
         masks.append(LesionMask(value, f"label {value}", LesionSource.NIFTI, "", "", offset, voxels[box]))
     if not masks:
         raise InputError("the mask has no labelled voxel")

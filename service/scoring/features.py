@@ -76,16 +76,15 @@ class _Discretised:
     grey_levels: np.ndarray  # the bins present in the region, ascending
 
 
-def _discretised(region_values: np.ndarray, region: np.ndarray, lower: float, width: float, n_bins: int
-                 ) -> tuple[_Discretised, np.ndarray]:
-    """The region's absolute bins (and the bins of `region_values`, the region's voxels in
-    row-major order, which the caller reuses rather than index the region again)."""
+def _discretised(region_values: np.ndarray, region: np.ndarray, lower: float, width: float, n_bins: int) -> _Discretised:
+    """The absolute bins of a region, given its voxels' values (`region_values`, in row-major
+    order: the caller indexes the region once for every use)."""
     bins = absolute_bins(region_values, lower, width, n_bins)
     binned = np.zeros(region.shape, dtype=np.int64)
     binned[region] = bins
     binned.flags.writeable = False
     # The bins present, ascending: what numpy.unique gives, by counting (the bins are 1..n_bins).
-    return _Discretised(binned, np.flatnonzero(np.bincount(bins, minlength=1))), bins
+    return _Discretised(binned, np.flatnonzero(np.bincount(bins, minlength=1)))
 
 
 class _SharedSetup:
@@ -152,9 +151,10 @@ def _pyradiomics_kwargs(settings: ExtractionSettings) -> dict[str, object]:
 
 def _bounding_box(region: np.ndarray) -> tuple[slice, slice, slice]:
     """The region's bounding box (z, y, x); the whole array for an empty region."""
-    if not region.any():
+    try:
+        z, y, x = (slice(low, high + 1) for low, high in box_ends(region))
+    except ValueError:  # an empty region
         return slice(None), slice(None), slice(None)
-    z, y, x = (slice(low, high + 1) for low, high in box_ends(region))
     return z, y, x
 
 
@@ -210,12 +210,12 @@ def region_features(
     kwargs = _pyradiomics_kwargs(settings)
     region_values = values[region]
     n_voxels = region_values.size
-    bins = None
+    shared = None
     if settings.binWidth is not None and settings.binCount is None and n_voxels:
         lower, _ = settings.discretisation_bounds
-        kwargs["sharedDiscretisation"], bins = _discretised(region_values, region, lower, settings.binWidth,
-                                                            settings.fixed_bin_count)
-    constant, one_level = _degeneracy(region_values, bins)
+        shared = _discretised(region_values, region, lower, settings.binWidth, settings.fixed_bin_count)
+        kwargs["sharedDiscretisation"] = shared
+    constant, one_level = _degeneracy(region_values, None if shared is None else shared.grey_levels)
     features: dict[str, float] = {}
     for name, wanted in classes.items():
         extractor = _feature_class(name)(image, mask, **kwargs)
@@ -230,14 +230,14 @@ def region_features(
     return features
 
 
-def _degeneracy(values: np.ndarray, bins: np.ndarray | None) -> tuple[bool, bool]:
+def _degeneracy(values: np.ndarray, grey_levels: np.ndarray | None) -> tuple[bool, bool]:
     """(constant intensity, a single grey level after discretisation) of a region's intensities,
-    given their absolute bins if any (fixed bin number spreads any two distinct intensities over
-    two levels, so there only a constant region has one level)."""
+    given the absolute bins present if any (fixed bin number spreads any two distinct
+    intensities over two levels, so there only a constant region has one level)."""
     constant = values.size == 0 or bool(values.min() == values.max())
-    if constant or bins is None:
+    if constant or grey_levels is None:
         return constant, constant
-    return constant, bool(bins.min() == bins.max())
+    return constant, grey_levels.size == 1
 
 
 @functools.cache

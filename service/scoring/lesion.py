@@ -40,7 +40,10 @@ class ScoringContext:
 
 
 def _too_small(core: np.ndarray, in_plane_only: bool) -> str | None:
-    extent = [high - low + 1 for low, high in box_ends(core)] if core.any() else [0, 0, 0]
+    try:
+        extent = [high - low + 1 for low, high in box_ends(core)]
+    except ValueError:  # an empty core
+        extent = [0, 0, 0]
     checked = extent[1:] if in_plane_only else extent
     if min(checked) < MIN_VOXELS_PER_AXIS:
         return (

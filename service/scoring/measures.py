@@ -152,7 +152,7 @@ def _axial_diameters(points_mm: np.ndarray, slice_of_point: np.ndarray) -> tuple
     """
     order = np.argsort(slice_of_point, kind="stable")  # keeps each slice's points in their order
     sorted_slices = slice_of_point[order]
-    starts = np.flatnonzero(np.concatenate([[True], sorted_slices[1:] != sorted_slices[:-1]]))
+    starts = np.flatnonzero(np.r_[True, sorted_slices[1:] != sorted_slices[:-1]])
     in_plane = np.ascontiguousarray(points_mm[order][:, :2])
     slices = np.split(in_plane, starts[1:])
     projections = in_plane @ _DIRECTIONS.T  # every slice's widths along the directions, at once

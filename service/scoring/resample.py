@@ -145,7 +145,8 @@ def resample_lesion(
     mask_threshold: float = 0.5,
     round_intensities: bool = True,
 ) -> ResampledLesion:
-    """Resample a crop's image (interpolator) and mask (linear, then >= threshold) per IBSI.
+    """Resample a crop's image (interpolator) and mask (linear, then >= threshold) per IBSI; any
+    non-zero mask voxel is lesion (as on the native grid).
 
     The returned region spans the lesion's bounding box plus `margin_mm` (room for the ring),
     clipped to the points the crop can compute exactly. With `round_intensities` the
@@ -181,9 +182,7 @@ def resample_lesion(
         image = _itk_resampled(_crop_image(image_zyx.astype(np.float32, copy=False), volume, crop_start),
                                interpolator, out_size, new_spacing, volume, origin)
         if round_intensities:
-            rounded = sitk.GetImageFromArray(_rounded(sitk.GetArrayFromImage(image)))
-            rounded.CopyInformation(image)
-            image = rounded
+            image = _grid_image(_rounded(sitk.GetArrayFromImage(image)), new_spacing, volume, origin)
     # Compared in float32, as when SimpleITK resampled the mask into a float32 image.
     core = mask_values.astype(np.float32) >= mask_threshold
     return ResampledLesion(image=image, core=core, image_edges=_edges_zyx(first, last, np.asarray(grid.size)))

@@ -81,6 +81,25 @@ def test_without_rounding_the_interpolated_intensities_are_used():
     assert ours["core"]["stat_mean"] == pytest.approx(values.mean(), rel=1e-12)
 
 
+@pytest.mark.parametrize("interpolator", ["sitkLinear", "sitkBSpline", "sitkNearestNeighbor"])
+def test_rounding_rounds_every_interpolator_on_the_same_grid(interpolator):
+    """Rounded: the unrounded image's values rounded half to even, at the same origin, spacing
+    and direction (linear resampling rounds its own array, the others SimpleITK's image)."""
+    crop = _integer_ct_crop()
+
+    def resampled(round_intensities: bool) -> sitk.Image:
+        return resample_lesion(crop.image_hu, crop.mask, crop.volume_geometry, crop.crop_start_xyz, (1.0, 1.0, 1.0),
+                               margin_mm=2.0, interpolator=interpolator, round_intensities=round_intensities).image
+
+    plain, rounded = resampled(False), resampled(True)
+    values = sitk.GetArrayFromImage(plain)
+    if interpolator != "sitkNearestNeighbor":
+        assert np.count_nonzero(values % 1) > values.size // 2  # rounding has work to do
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(rounded), np.round(np.round(values, 6)))
+    assert (rounded.GetOrigin(), rounded.GetSpacing(), rounded.GetDirection()) == (
+        plain.GetOrigin(), plain.GetSpacing(), plain.GetDirection())
+
+
 def test_a_voxel_at_the_resegmentation_upper_bound_is_in_the_last_bin():
     # IBSI configuration C's range and width: [-1000, 400] HU, 25 HU bins. A voxel at exactly
     # 400 HU belongs to the range (closed) and to bin floor((400 + 1000) / 25) + 1 = 57.

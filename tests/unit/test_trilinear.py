@@ -69,6 +69,19 @@ def test_a_lesion_mask_keeps_the_same_voxels_as_simpleitk_at_threshold_one_half(
     np.testing.assert_array_equal(ours >= 0.5, theirs >= 0.5)
 
 
+def test_a_boolean_mask_gives_bit_for_bit_what_its_float_version_gives():
+    """The first pass reads the input in its own type and converts what it takes: the same values
+    as converting all of it first."""
+    mask = np.random.default_rng(5).random((12, 30, 30)) < 0.4
+    positions = [_positions(3 + 5 / 14, 1 / 0.7, 18), _positions(7 + 3 / 14, 1 / 0.7, 17), _positions(2.0, 1.0, 12)]
+    start = (3, 7, 2)
+    np.testing.assert_array_equal(trilinear(mask, positions, start, outside=0.0),
+                                  trilinear(mask.astype(np.float64), positions, start, outside=0.0))
+    values = np.random.default_rng(6).normal(0.0, 300.0, size=(12, 30, 30)).astype(np.float32)
+    np.testing.assert_array_equal(trilinear(values, positions, start, outside=-1000.0),
+                                  trilinear(values.astype(np.float64), positions, start, outside=-1000.0))
+
+
 def test_a_crop_gives_bit_for_bit_what_the_whole_volume_gives():
     rng = np.random.default_rng(11)
     whole = rng.normal(0.0, 100.0, size=(30, 50, 60)).astype(np.float32)

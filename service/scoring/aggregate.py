@@ -14,10 +14,10 @@ but none could be scored (a fourth group, docs/method.md section 4, so no patien
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
 from service.model import LesionResult, Metric, PatientResult, RiskGroup, ScoreClass
 from service.scoring.signatures import Signature
@@ -34,6 +34,25 @@ def shannon_entropy(scores: np.ndarray, bin_width: float = ENTROPY_BIN_WIDTH) ->
     return float(-(p * np.log2(p)).sum())
 
 
+def _sample_skewness(scores: np.ndarray) -> float:
+    """The adjusted Fisher-Pearson skewness G1 (scipy.stats.skew with bias=False), written out:
+    scipy's array-API dispatch costs about 0.36 ms a call, more than the rest of a patient's
+    aggregation."""
+    n = scores.size
+    deviations = scores - scores.mean()
+    m2, m3 = float(np.mean(deviations**2)), float(np.mean(deviations**3))
+    return math.sqrt((n - 1.0) * n) / (n - 2.0) * m3 / m2**1.5
+
+
+def _sample_excess_kurtosis(scores: np.ndarray) -> float:
+    """The bias-corrected excess kurtosis G2 (scipy.stats.kurtosis with fisher=True, bias=False),
+    written out for the same reason as _sample_skewness."""
+    n = scores.size
+    deviations = scores - scores.mean()
+    m2, m4 = float(np.mean(deviations**2)), float(np.mean(deviations**4))
+    return ((n * n - 1.0) * m4 / m2**2 - 3.0 * (n - 1.0) ** 2) / ((n - 2.0) * (n - 3.0))
+
+
 def _statistic(name: str, scores: np.ndarray) -> float:
     if name == "min":
         return float(scores.min())
@@ -44,9 +63,9 @@ def _statistic(name: str, scores: np.ndarray) -> float:
     if name == "sd":
         return float(scores.std(ddof=1))
     if name == "skewness":
-        return float(stats.skew(scores, bias=False))
+        return _sample_skewness(scores)
     if name == "kurtosis":
-        return float(stats.kurtosis(scores, fisher=True, bias=False))
+        return _sample_excess_kurtosis(scores)
     return shannon_entropy(scores)
 
 

@@ -40,6 +40,18 @@ def test_statistics_match_scipy_or_say_why_not(scores):
             assert metric.value is None and f"at least {needed}" in metric.reason, name
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_skewness_and_kurtosis_equal_scipys_on_random_scores(seed):
+    """Written out in the service; scipy (bias=False) is the reference, including scores far from
+    0 relative to their spread."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(rng.choice([0.0, 2.0, 50.0]), rng.choice([0.01, 0.5, 3.0]), size=int(rng.integers(4, 40)))
+    metrics = score_statistics(values.tolist())
+    assert metrics["skewness"].value == pytest.approx(stats.skew(values, bias=False), rel=1e-9, abs=1e-12)
+    assert metrics["kurtosis"].value == pytest.approx(stats.kurtosis(values, fisher=True, bias=False), rel=1e-9,
+                                                      abs=1e-12)
+
+
 def test_identical_scores_give_a_reason_not_nan():
     metrics = score_statistics([2.0, 2.0, 2.0])
     assert metrics["sd"].value == 0.0

@@ -22,6 +22,7 @@ from service.dicom_limits import InstanceLimits
 from service.errors import ConfigError
 from service.location import DEFAULT_NAME_RULES, LocationRules
 from service.model import LocationClass
+from service.scorer import DEFAULT_MAX_MESSAGE_BYTES
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
@@ -92,7 +93,7 @@ class Config:
     # max_lesions_per_study fail a study with that reason
     concurrent_studies: int = 2
     max_lesions_per_study: int = 100
-    grpc_max_message_bytes: int = 256 * 1024 * 1024
+    grpc_max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     # Scorer role: seconds calls in flight get to finish after SIGTERM
     scorer_grace_seconds: float = 30.0
     # Scorer role, gRPC TLS: certificate + key (PEM) turn TLS on; a client CA file makes client

@@ -45,6 +45,10 @@ class Scorer(Protocol):
         ...
 
 
+DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+"""The largest message between a scorer and its client unless grpc_max_message_bytes says otherwise."""
+
+
 def check_crop_size(crop: LesionCrop, max_message_bytes: int) -> None:
     """Raise LesionTooLarge when a crop cannot travel in one message (about 5 bytes per voxel
     plus geometry). The in-process scorer applies the same limit, so a study `score` accepts is

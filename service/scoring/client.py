@@ -18,9 +18,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.errors import ScorerError, ScorerRefused, ScorerUnavailable
 from service.model import LesionCrop, LesionResult, PatientResult, Provenance
-from service.scorer import check_crop_size
+from service.scorer import DEFAULT_MAX_MESSAGE_BYTES, check_crop_size
 from service.scoring import codec
-from service.scoring.in_process import DEFAULT_MAX_MESSAGE_BYTES
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2 as pb
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2_grpc
 from service.scoring.transport import ChannelTls, open_channel

@@ -15,14 +15,13 @@ from collections.abc import Sequence
 import service
 from service.errors import ScorerRefused, SignatureError
 from service.model import LesionResult, PatientResult, Provenance
-from service.scorer import check_crop_size
+from service.scorer import DEFAULT_MAX_MESSAGE_BYTES, check_crop_size
 from service.scoring.aggregate import aggregate_patient
 from service.scoring.features import engine_versions
 from service.model import LesionCrop
 from service.scoring.lesion import ScoringContext, score_lesion
 
 ALGORITHM_NAME = "radiomics-cds CD8 radiomics"
-DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 
 def describe_scoring(context: ScoringContext, volume_filter_ml: float) -> Provenance:

@@ -17,10 +17,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from service.errors import ConfigError, SignatureError
+from service.scorer import DEFAULT_MAX_MESSAGE_BYTES
 from service.observability import LESION_SECONDS, LESIONS_IN_PROGRESS, LESIONS_SCORED
 from service.scoring import codec
 from service.scoring.aggregate import aggregate_patient
-from service.scoring.in_process import DEFAULT_MAX_MESSAGE_BYTES, describe_scoring
+from service.scoring.in_process import describe_scoring
 from service.scoring.lesion import ScoringContext, score_lesion
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2 as pb
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2_grpc

@@ -6,14 +6,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 
-from service.feature_report import FeatureReport
 from service.longitudinal.timepoint import NODE_LOCATION_CLASS
 from service.model import StudyResult
 from service.outputs import codes
 from service.priors.reading import PriorLesion, read_prior_report
+
+if TYPE_CHECKING:  # a type only: `show`, which reads SRs, would otherwise load the scoring engine
+    from service.feature_report import FeatureReport
 
 
 @dataclass(frozen=True)

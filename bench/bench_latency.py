@@ -58,7 +58,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from service.app import scoring_context  # noqa: E402
+from service.roles.scorer import scoring_context  # noqa: E402
 from service.config import Config  # noqa: E402
 from service.imaging.contours import LESION_ROI_TYPES  # noqa: E402
 from service.imaging.crops import lesion_crop  # noqa: E402

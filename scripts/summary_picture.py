@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from service.app import scoring_context
+from service.roles.scorer import scoring_context
 from service.config import Config
 from service.imaging.selection import read_study_headers
 from service.outputs.sr import build_measurement_report

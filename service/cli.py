@@ -1,8 +1,8 @@
 """radiomics-cds command line: serve | ingest | scorer | score | features | send | status | show.
 
-This module is the parser and the dispatch only; the commands are service.commands, imported
-once one runs. A process spawned by `serve` (the page renderer) re-imports the main module, so
-what this module imports every such process loads too.
+This module is the parser and the dispatch only; the commands are service.commands, one
+module per command, imported once that command runs. A process spawned by `serve` (the page
+renderer) re-imports the main module, so what this module imports every such process loads too.
 """
 
 from __future__ import annotations
@@ -136,9 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_config(getattr(args, "config", None))  # the command loads it again, with its flags
         configure_logging(args.log_level or settings.log_level, settings.log_format)
-        from service.commands import HANDLERS  # here, not above: see this module's docstring
+        from service.commands import run  # here, not above: see this module's docstring
 
-        return HANDLERS[args.command](args)
+        return run(args)
     except (RadiomicsCdsError, InvalidDicomError, OSError) as error:
         print(f"radiomics-cds: {redact_uids(error_text(error))}", file=sys.stderr)  # a UID can identify the study
         return exit_code_for(error)

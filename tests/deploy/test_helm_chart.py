@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 import yaml
 
-from service.app import scoring_context
+from service.roles.scorer import scoring_context
 from service.config import SECRET_FILES, Config, load_config
 from tests.support.external import missing_dependency, require_external, require_package
 

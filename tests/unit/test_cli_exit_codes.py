@@ -5,6 +5,7 @@ command in a subprocess, as a script or a supervisor would meet it."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from service import cli
-from service.commands import HANDLERS
+from service.commands import COMMANDS
 from service.exit_codes import ExitCode
 from tests.support import small_study
 from tests.support.processes import LOOPBACK, free_port
@@ -41,10 +42,12 @@ def test_the_codes_are_the_documented_ones() -> None:
 
 
 def test_every_command_of_the_parser_has_what_runs_it_and_no_other() -> None:
-    """The parser (service.cli) and the commands (service.commands) are apart: a command added to
-    one and not the other would end in a KeyError, not in its work."""
+    """The parser (service.cli) and the commands (service.commands, a module each) are apart: a
+    command added to one and not the other would end in an ImportError, not in its work."""
     [commands] = [action for action in cli._parser()._actions if isinstance(action, argparse._SubParsersAction)]
-    assert set(commands.choices) == set(HANDLERS)
+    assert set(commands.choices) == set(COMMANDS)
+    for command in COMMANDS:
+        assert callable(importlib.import_module(f"service.commands.{command}").run), command
 
 
 def test_help_describes_the_command_line_not_its_module() -> None:

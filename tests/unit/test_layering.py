@@ -24,7 +24,7 @@ PACKAGE = Path(service.__file__).parent
 
 # Subpackages are units of their own; a module directly in service/ is classified here. A new
 # top-level module fails test_every_module_has_a_layer until it is placed.
-SUBPACKAGES = {"ingest", "imaging", "scoring", "outputs", "signatures", "longitudinal", "priors"}
+SUBPACKAGES = {"ingest", "imaging", "scoring", "outputs", "signatures", "longitudinal", "priors", "roles", "commands"}
 TOP_LEVEL = {
     # foundation: plain types, errors, settings, DICOM helpers: what every layer may use
     "__init__": "foundation", "model": "foundation", "errors": "foundation", "config": "foundation",
@@ -40,10 +40,11 @@ TOP_LEVEL = {
     "registration": "pipeline", "spatial_registration": "pipeline", "prior_frames": "pipeline",  # prior -> current frame mappings
     "prior_ct": "pipeline", "adoption": "pipeline",  # series retrieved from PACS, put to use
     # roles: processes and the command line
-    "app": "roles", "cli": "roles", "commands": "roles", "exit_codes": "roles", "report": "roles", "lifeline": "roles", "stop_signals": "roles",
+    "cli": "roles", "exit_codes": "roles", "report": "roles", "lifeline": "roles", "stop_signals": "roles",
     "allocator": "roles",
 }
-UNIT_OF_SUBPACKAGE = {"signatures": "foundation"}  # data files (signature JSON and its schema)
+UNIT_OF_SUBPACKAGE = {"signatures": "foundation",  # data files (signature JSON and its schema)
+                      "roles": "roles", "commands": "roles"}  # a module per process role, per command
 
 # unit -> the units its modules may import (its own included). ingest and imaging are siblings:
 # neither imports the other.
@@ -122,7 +123,8 @@ def test_imports_point_one_way(path: Path) -> None:
     assert unit in MAY_IMPORT_HEAVY or heavy == []
 
 
-@pytest.mark.parametrize("module", ["service.worker", "service.ingest.scp", "service.imaging.selection"])
+@pytest.mark.parametrize("module", ["service.worker", "service.ingest.scp", "service.imaging.selection",
+                                    "service.roles.ingest"])
 def test_ingest_and_worker_load_no_scoring_engine(module: str) -> None:
     """What the role actually loads, in a fresh interpreter (imports made by imports included)."""
     probe = f"import json, sys, {module}; print(json.dumps(sorted(set(sys.modules) & set({sorted(HEAVY)!r}))))"
@@ -139,6 +141,30 @@ def test_the_command_line_module_loads_none_of_the_commands() -> None:
     probe = ("import json, sys, service.cli; "
              "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules} & "
              "{'radiomics', 'SimpleITK', 'grpc', 'highdicom', 'fhir', 'matplotlib', 'scipy'})))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            cwd=PACKAGE.parent)
+    assert json.loads(loaded.stdout) == []
+
+
+OUTPUT_BUILDERS = {"highdicom", "fhir", "matplotlib"}
+NOT_LOADED_BY_COMMAND = {
+    "status": HEAVY | OUTPUT_BUILDERS | {"grpc"},
+    "send": HEAVY | OUTPUT_BUILDERS | {"grpc"},
+    "show": HEAVY | {"fhir", "matplotlib", "grpc"},  # highdicom reads the SR
+    "scorer": OUTPUT_BUILDERS,
+    "ingest": HEAVY,  # the ingest pods' scoring is the scorer pods'
+    "serve": HEAVY | OUTPUT_BUILDERS,  # until its scorer child is started (service.roles.serve)
+}
+
+
+@pytest.mark.parametrize("command", sorted(NOT_LOADED_BY_COMMAND))
+def test_a_command_loads_only_what_it_uses(command: str) -> None:
+    """Each command is a module of its own (service.commands) so that its process starts with
+    only what it uses: `status` in about 0.6 s, not the 2.7 s of importing every command's
+    needs, and a scorer without the output builders it never runs."""
+    forbidden = sorted(NOT_LOADED_BY_COMMAND[command])
+    probe = (f"import json, sys, service.cli, service.commands.{command}; "
+             f"print(json.dumps(sorted({{name.split('.')[0] for name in sys.modules}} & set({forbidden!r}))))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                             cwd=PACKAGE.parent)
     assert json.loads(loaded.stdout) == []

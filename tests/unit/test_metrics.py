@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.app import Ingest
+from service.roles.ingest import Ingest
 from service.config import load_config
 from service.observability import (INSTANCE_REJECTION_REASONS, LESION_OUTCOMES, QUEUE_DEPTH, SCORER_REGISTRY,
                                    SCORER_UP, STUDY_FAILURE_KINDS, initialise_scorer_metrics)

@@ -19,7 +19,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from service.app import check_serve_channel
+from service.roles.serve import check_serve_channel
 from service.config import Config, load_config
 from service.errors import ConfigError
 from service.imaging.crops import lesion_crop

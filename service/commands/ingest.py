@@ -1,0 +1,13 @@
+"""`radiomics-cds ingest`: listener, worker, outbox and HTTP, scoring through `scorer_address`."""
+
+from __future__ import annotations
+
+import argparse
+
+from service.commands.settings import command_config
+from service.roles.ingest import run_ingest
+
+
+def run(args: argparse.Namespace) -> int:
+    run_ingest(command_config(args, dicom_port=args.port))
+    return 0

@@ -1,0 +1,12 @@
+"""`radiomics-cds serve`: the scorer as a child process and ingest here (service.roles.serve)."""
+
+from __future__ import annotations
+
+import argparse
+
+from service.commands.settings import command_config
+from service.roles.serve import run_serve
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_serve(command_config(args, dicom_port=args.port), args.config)

@@ -53,7 +53,8 @@ from service.sop_classes import (CT_SOP_CLASSES, IMAGE_SOP_CLASSES, LABEL_MAP_SE
 from service.ingest.receive import ReceiveDirectory
 from service.ingest.spool import Spool
 from service.dicom import frame_of_reference
-from service.observability import ASSOCIATIONS_REJECTED, INSTANCES_RECEIVED, INSTANCES_REJECTED, RepeatedErrorLog
+from service.observability import (ASSOCIATIONS_REJECTED, INSTANCES_RECEIVED, INSTANCES_REJECTED, SHUTDOWN_POLL_SECONDS,
+                                   RepeatedErrorLog)
 from service.tls import describe_failure
 from service.transfer_syntaxes import image_transfer_syntaxes, transfer_syntax_of
 
@@ -318,5 +319,6 @@ def start_listener(ae: AE, host: str, port: int, handlers: StorageHandlers,
         evt_handlers=[(evt.EVT_C_STORE, handlers.handle_store), (evt.EVT_C_ECHO, handlers.handle_echo),
                       (evt.EVT_ACSE_SENT, log_rejection), (evt.EVT_CONN_CLOSE, handlers.receiving.discard_unfinished)],
     ))  # make_server builds the server_class it is given
-    threading.Thread(target=server.serve_forever, name="dicom-listener", daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,), name="dicom-listener",
+                     daemon=True).start()
     return server

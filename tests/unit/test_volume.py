@@ -192,6 +192,15 @@ def test_damaged_compressed_pixel_data_names_its_transfer_syntax(sts019: list[Da
         load_ct_series(sts019)
 
 
+def test_a_bad_plane_attribute_names_the_instance_and_frame_not_its_uid(sts019: list[Dataset]) -> None:
+    """Frame readers name their frame only when they fail (service.dicom.HeaderReader): the
+    name must still be the failing slice's, by modality and Instance Number."""
+    del sts019[7].ImagePositionPatient
+    number = sts019[7].InstanceNumber
+    with pytest.raises(SeriesError, match=rf"^CT instance number {number} frame 1: ImagePositionPatient is missing$"):
+        load_ct_series(sts019)
+
+
 def test_pixel_data_in_a_syntax_without_decoder_says_so(sts019: list[Dataset]) -> None:
     sts019[5].compress(RLELossless)
     sts019[5].file_meta.TransferSyntaxUID = MPEG2MPML  # no pydicom decoder exists for video

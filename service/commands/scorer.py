@@ -7,12 +7,13 @@ import argparse
 import threading
 
 from service.allocator import keep_freed_memory_for_reuse
-from service.commands.settings import command_config
+from service.commands._settings import command_config
 from service.lifeline import follow_parent
 from service.roles.scorer import run_scorer
 
 
 def run(args: argparse.Namespace) -> int:
+    """The scorer role until SIGTERM/SIGINT, or until serve is gone when it is serve's child."""
     keep_freed_memory_for_reuse()
     stop = threading.Event()
     on_ready = follow_parent(args.lifeline_fd, stop) if args.lifeline_fd is not None else None

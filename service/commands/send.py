@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from service.commands.progress import terminal_progress
+from service.commands._progress import terminal_progress
 from service.exit_codes import ExitCode
 from service.outputs.pacs import dicom_files, send_files
 from service.tls import ClientTls

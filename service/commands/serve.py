@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from service.commands.settings import command_config
+from service.commands._settings import command_config
 from service.roles.serve import run_serve
 
 

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from service.commands.settings import command_config
+from service.commands._settings import command_config
 from service.errors import ConfigError
 from service.ingest.index import read_studies
 from service.ingest.spool import study_key

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from service.config import Config
@@ -66,19 +67,9 @@ def run_serve(config: Config, config_file: Path | None) -> int:
             scorer_died.set()
             stop.set()
 
-    threading.Thread(target=watch_scorer, name="scorer-watch", daemon=True).start()
-    # The ingest side is imported only now, while the child imports the scoring engine: the two
-    # imports (about 2 s here, 1 s there) overlap, where one after the other they made serve
-    # take 4.6 s to open its listener.
-    from service.outputs.page_process import start_page_renderer
-    from service.outputs.warm_up import start_warm_up
-    from service.roles.ingest import run_ingest
-
-    # Warm the output builders and the page renderer while the child starts (the worker's start
-    # finds them started): the first study after the listener opens then pays none of it.
-    start_warm_up()
-    start_page_renderer()
     try:
+        threading.Thread(target=watch_scorer, name="scorer-watch", daemon=True).start()
+        run_ingest = _start_ingest_side()
         if not wait_ready(lifeline, timeout_s=60):
             return 1
         run_ingest(config, stop)
@@ -91,6 +82,28 @@ def run_serve(config: Config, config_file: Path | None) -> int:
         except subprocess.TimeoutExpired:
             scorer.kill()
         lifeline.close()
+
+
+def _start_ingest_side() -> Callable[[Config, threading.Event], None]:
+    """Import the ingest side and start its warm-ups while the scorer child starts; returns
+    run_ingest.
+
+    Imported only once the child is started: the child's imports (the scoring engine, about 1 s)
+    and ours (listener, worker, output builders, about 2 s) then overlap, where one after the
+    other they made serve take 4.6 s to open its listener. The page renderer starts first (its
+    own process imports matplotlib and renders a sample page, the longest warm-up), then the
+    output builders' warm-up; the worker's start finds both started, so the first study after
+    the listener opens pays for neither.
+    """
+    from service.outputs.page_process import start_page_renderer
+
+    start_page_renderer()
+    from service.outputs.warm_up import start_warm_up
+
+    start_warm_up()
+    from service.roles.ingest import run_ingest
+
+    return run_ingest
 
 
 def check_scorer_metrics_port(config: Config) -> None:

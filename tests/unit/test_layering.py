@@ -1,4 +1,4 @@
-"""Imports point one way (docs: design.md "Seams"): foundation <- ingest, imaging <- scoring <-
+"""Imports point one way (docs/architecture.md, "Layers"): foundation <- ingest, imaging <- scoring <-
 outputs <- pipeline/worker <- roles/cli.
 
 Every module of the package is parsed (not imported) and each of its imports, at the top or
@@ -147,13 +147,15 @@ def test_the_command_line_module_loads_none_of_the_commands() -> None:
 
 
 OUTPUT_BUILDERS = {"highdicom", "fhir", "matplotlib"}
+# A loaded module named here, or inside a package named here, fails the command.
 NOT_LOADED_BY_COMMAND = {
-    "status": HEAVY | OUTPUT_BUILDERS | {"grpc"},
-    "send": HEAVY | OUTPUT_BUILDERS | {"grpc"},
-    "show": HEAVY | {"fhir", "matplotlib", "grpc"},  # highdicom reads the SR
-    "scorer": OUTPUT_BUILDERS,
-    "ingest": HEAVY,  # the ingest pods' scoring is the scorer pods'
-    "serve": HEAVY | OUTPUT_BUILDERS,  # until its scorer child is started (service.roles.serve)
+    "status": HEAVY | OUTPUT_BUILDERS | {"grpc", "service.scoring", "service.worker"},
+    "send": HEAVY | OUTPUT_BUILDERS | {"grpc", "service.ingest", "service.scoring", "service.worker"},
+    "show": HEAVY | {"fhir", "matplotlib", "grpc", "service.worker"},  # highdicom reads the SR
+    "scorer": OUTPUT_BUILDERS | {"service.ingest", "service.outputs", "service.worker", "service.pipeline"},
+    "ingest": HEAVY | {"service.scoring.in_process", "service.scoring.lesion", "service.scoring.server"},
+    # until its scorer child is started (test_serve_imports_the_ingest_side_once_its_child_is_started)
+    "serve": HEAVY | OUTPUT_BUILDERS | {"service.roles.ingest", "service.worker", "service.outputs.page_process"},
 }
 
 
@@ -161,10 +163,40 @@ NOT_LOADED_BY_COMMAND = {
 def test_a_command_loads_only_what_it_uses(command: str) -> None:
     """Each command is a module of its own (service.commands) so that its process starts with
     only what it uses: `status` in about 0.6 s, not the 2.7 s of importing every command's
-    needs, and a scorer without the output builders it never runs."""
+    needs, a scorer without the listener and output builders it never runs, an ingest process
+    without the scoring engine."""
     forbidden = sorted(NOT_LOADED_BY_COMMAND[command])
     probe = (f"import json, sys, service.cli, service.commands.{command}; "
-             f"print(json.dumps(sorted({{name.split('.')[0] for name in sys.modules}} & set({forbidden!r}))))")
+             f"print(json.dumps(sorted(name for name in sys.modules "
+             f"if any(name == f or name.startswith(f + '.') for f in {forbidden!r}))))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                             cwd=PACKAGE.parent)
     assert json.loads(loaded.stdout) == []
+
+
+def test_serve_imports_the_ingest_side_once_its_child_is_started() -> None:
+    """serve starts its scorer child before importing the ingest side, so that the two
+    processes' imports overlap (service.roles.serve): checked at the moment the child starts,
+    in a fresh interpreter, with a start that records what is loaded and stops serve there."""
+    probe = """
+import json, sys
+from service.config import load_config
+from service.roles import serve
+
+class Started(Exception):
+    pass
+
+def start_child(command, env):
+    print(json.dumps("service.roles.ingest" in sys.modules))
+    raise Started
+
+serve.start_child = start_child
+serve.require_free_address = serve.check_scorer_metrics_port = lambda *args: None
+try:
+    serve.run_serve(load_config(None), None)
+except Started:
+    pass
+"""
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            cwd=PACKAGE.parent)
+    assert json.loads(loaded.stdout) is False

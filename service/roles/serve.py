@@ -90,19 +90,18 @@ def _start_ingest_side() -> Callable[[Config, threading.Event], None]:
 
     Imported only once the child is started: the child's imports (the scoring engine, about 1 s)
     and ours (listener, worker, output builders, about 2 s) then overlap, where one after the
-    other they made serve take 4.6 s to open its listener. The page renderer starts first (its
-    own process imports matplotlib and renders a sample page, the longest warm-up), then the
-    output builders' warm-up; the worker's start finds both started, so the first study after
-    the listener opens pays for neither.
+    other they made serve take 4.6 s to open its listener. The warm-ups (the output builders', and
+    the page renderer's process with its sample page) start after the imports: started first,
+    the renderer's process took a core from both imports and the listener opened 0.5 s later.
+    The worker's start finds them started; the renderer may still be on its sample page when the
+    listener opens, and the first study's page then waits for it.
     """
     from service.outputs.page_process import start_page_renderer
-
-    start_page_renderer()
     from service.outputs.warm_up import start_warm_up
-
-    start_warm_up()
     from service.roles.ingest import run_ingest
 
+    start_warm_up()
+    start_page_renderer()
     return run_ingest
 
 

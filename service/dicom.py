@@ -17,7 +17,6 @@ attribute could hold anything, patient data included.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -31,26 +30,20 @@ from service.sop_classes import RT_STRUCTURE_SET
 
 @dataclass(frozen=True)
 class HeaderReader:
-    """Reads attributes of one object (or frame, ROI, ...) described by `where`: the text, or a
-    function giving it, called only for an error. A CT's frames are read through one reader
-    each, about 7000 for 300 slices; naming each frame up front (three header lookups) took
-    about 70 ms of such a study's inputs."""
+    """Reads attributes of one object (or frame, ROI, ...) described by `where`."""
 
-    where: str | Callable[[], str]  # e.g. "CT instance number 12 frame 1", "ROI 4 of the RTSTRUCT"
+    where: str  # e.g. "instance 1.2.3 frame 2", "ROI 4 of RTSTRUCT 1.2.3"
     error: type[InputError]
 
     def fail(self, keyword: str, problem: str) -> NoReturn:
-        raise self.error(f"{self._where()}: {keyword} {problem}")
-
-    def _where(self) -> str:
-        return self.where() if callable(self.where) else self.where
+        raise self.error(f"{self.where}: {keyword} {problem}")
 
     def values(self, ds: Dataset, keyword: str) -> list[Any]:
         """All values of `keyword`, [] when it is absent or empty."""
         try:
             value = ds.get(keyword)
         except Exception as error:  # pydicom raises several types for a value it cannot decode
-            raise self.error(f"{self._where()}: {keyword} cannot be decoded ({type(error).__name__})") from error
+            raise self.error(f"{self.where}: {keyword} cannot be decoded ({type(error).__name__})") from error
         if value is None or (isinstance(value, str | bytes) and not value.strip()):
             return []
         return list(value) if isinstance(value, MultiValue | list | tuple) else [value]

@@ -111,7 +111,7 @@ def frame_source(
 
 def frame_reader(ds: Dataset, frame: int, error: type[InputError] = SeriesError) -> HeaderReader:
     """A HeaderReader whose errors name this instance and frame."""
-    return HeaderReader(lambda: f"{instance_name(ds)} frame {frame + 1}", error)
+    return HeaderReader(f"{instance_name(ds)} frame {frame + 1}", error)
 
 
 def instance_name(ds: Dataset) -> str:

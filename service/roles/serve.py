@@ -90,7 +90,7 @@ def _start_ingest_side() -> Callable[[Config, threading.Event], None]:
 
     Imported only once the child is started: the child's imports (the scoring engine, about 1 s)
     and ours (listener, worker, output builders, about 2 s) then overlap, where one after the
-    other they made serve take 4.6 s to open its listener. The warm-ups (the output builders', and
+    other they made serve take 4.8-5.7 s to open its listener (2.4-2.6 s now; README). The warm-ups (the output builders', and
     the page renderer's process with its sample page) start after the imports: started first,
     the renderer's process took a core from both imports and the listener opened 0.5 s later.
     The worker's start finds them started; the renderer may still be on its sample page when the

@@ -12,8 +12,9 @@ scorer's resident memory stays near its working peak between lesions instead of 
 the kernel, which its memory limit has to allow for anyway. Larger arrays are still mapped and
 unmapped on their own.
 
-Each thread's arena keeps its own free top, so a scorer with N worker threads may hold up to
-N x 64 MiB more than its live arrays (the chart's scorer: 2 workers, a 6 GiB limit).
+glibc keeps the free top per arena, not per thread: a thread that finds the arenas in use gets
+one of its own (up to 8 per core), so a scorer whose N worker threads score at once may hold up
+to N x 64 MiB more than its live arrays (the chart's scorer: 2 workers, a 6 GiB limit).
 
 Set by the scorer role and the features command, whose work is scoring; not by serve's worker,
 ingest or the offline `score` command (the whole pipeline in one process, mostly reading and

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from service.commands._settings import command_config
+from service.config import load_config
 from service.roles.ingest import run_ingest
 
 
 def run(args: argparse.Namespace) -> int:
-    run_ingest(command_config(args, dicom_port=args.port))
+    run_ingest(load_config(args.config, dicom_port=args.port))
     return 0

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from service.commands._progress import terminal_progress
-from service.commands._settings import command_config
+from service.config import load_config
 from service.imaging.selection import read_study_headers
 from service.imaging.volume import read_ct_directory
 from service.model import CtSeries
@@ -38,7 +38,7 @@ def _print_result(written: WrittenOutputs) -> None:
 def run(args: argparse.Namespace) -> int:
     """The service's pipeline, offline: the study's files, scored by the scoring core in this process."""
     flags = ("treatment_start", "baseline_study_uid", "irradiated_lesions", "response_settings_file")
-    config = command_config(args, **{name: value for name in flags if (value := getattr(args, name)) is not None})
+    config = load_config(args.config, **{name: value for name in flags if (value := getattr(args, name)) is not None})
     response_inputs = ResponseInputs.from_config(config)  # a wrong rule setting stops before any scoring
     progress = terminal_progress("scored", "lesions")
     scorer = InProcessScorer(scoring_context(config), volume_filter_ml=config.volume_filter_ml,

@@ -7,7 +7,7 @@ import argparse
 import threading
 
 from service.allocator import keep_freed_memory_for_reuse
-from service.commands._settings import command_config
+from service.config import load_config
 from service.lifeline import follow_parent
 from service.roles.scorer import run_scorer
 
@@ -17,5 +17,5 @@ def run(args: argparse.Namespace) -> int:
     keep_freed_memory_for_reuse()
     stop = threading.Event()
     on_ready = follow_parent(args.lifeline_fd, stop) if args.lifeline_fd is not None else None
-    run_scorer(command_config(args, scorer_address=args.address), stop, on_ready)
+    run_scorer(load_config(args.config, scorer_address=args.address), stop, on_ready)
     return 0

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from service.commands._settings import command_config
+from service.config import load_config
 from service.roles.serve import run_serve
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_serve(command_config(args, dicom_port=args.port), args.config)
+    return run_serve(load_config(args.config, dicom_port=args.port), args.config)

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from service.commands._settings import command_config
+from service.config import load_config
 from service.errors import ConfigError
 from service.ingest.index import read_studies
 from service.ingest.spool import study_key
@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     unless --show-uids: a Study Instance UID can identify the patient. Both files are read
     read-only, next to a running service.
     """
-    config = command_config(args)
+    config = load_config(args.config)
     if not config.index_path.is_file():  # a mistyped var_dir must not look like an empty service
         raise ConfigError(f"no index at {config.index_path}: is var_dir (RCDS_VAR_DIR, --config) the service's?")
     deliveries = read_deliveries(config.outbox_database)

@@ -1,4 +1,4 @@
-"""The Grafana dashboard (deploy/grafana/radiomics-cds.json) shows what the service exports.
+"""The Grafana dashboard (deploy/helm/radiomics-cds/files/grafana-dashboard.json) shows what the service exports.
 
 A panel whose query names a metric the service does not export draws nothing, silently. So the
 metric names of every query are compared with a scrape of both roles of a running `serve`;
@@ -24,7 +24,7 @@ from tests.support.external import require_tool
 from tests.support.processes import LOOPBACK, free_port
 from tests.support.service import REPO, RunningService, scrape_metrics
 
-DASHBOARD = REPO / "deploy" / "grafana" / "radiomics-cds.json"
+DASHBOARD = REPO / "deploy" / "helm" / "radiomics-cds" / "files" / "grafana-dashboard.json"
 PANEL_TYPES = {"row", "timeseries", "stat", "table"}  # Grafana's built-in panels this dashboard uses
 # What Grafana puts in place of its variables before the query reaches Prometheus (any value of
 # the right shape does for parsing).

@@ -713,14 +713,14 @@ def test_prometheus_rule_holds_the_rules_of_deploy_prometheus(rendered: dict[str
     assert "{{ $labels.instance }}" in rule["spec"]["groups"][0]["rules"][0]["annotations"]["summary"]
 
 
-def test_grafana_dashboard_config_map_holds_the_dashboard_of_deploy_grafana(rendered: dict[str, Rendered]) -> None:
+def test_grafana_dashboard_config_map_holds_the_charts_dashboard_file(rendered: dict[str, Rendered]) -> None:
     """Off by default; when on, the dashboard tests/deploy/test_grafana_dashboard.py checks, under
     the label Grafana's sidecar looks for, with the annotations given."""
     assert rendered["default"].find("ConfigMap", f"{FULLNAME}-dashboard") is None
     dashboard = rendered["tls-secrets-monitoring"].get("ConfigMap", f"{FULLNAME}-dashboard")
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert dashboard["metadata"]["annotations"] == {"grafana_folder": "Imaging"}
-    shipped = json.loads((REPO / "deploy" / "grafana" / "radiomics-cds.json").read_text())
+    shipped = json.loads((CHART / "files" / "grafana-dashboard.json").read_text())
     assert json.loads(dashboard["data"]["radiomics-cds.json"]) == shipped
 
 

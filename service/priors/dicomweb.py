@@ -9,14 +9,15 @@ in memory at a time, each written to the retrieval's Landing as it arrives.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from functools import partial
+from typing import TypeVar
 
 import requests
 from dicomweb_client import DICOMwebClient
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from retrying import RetryError
 
 from service.errors import PriorSourceError
 from service.outputs.codes import MANUFACTURER
@@ -33,32 +34,54 @@ def _value(item: dict[str, dict], tag: str) -> str:
     return str(values[0])
 
 
-def _describe(error: requests.RequestException | RetryError) -> str:
-    """The failure in words without the request's URL: its query string holds the patient ID.
-    RetryError: dicomweb-client's retrying gave up on an answer it retries (408, 429, 503, 504);
-    it raises that instead of the HTTPError a single attempt raises."""
-    if isinstance(error, RetryError):
-        answer = error.last_attempt.value
-        status = f"HTTP {answer.status_code}" if isinstance(answer, requests.Response) else "no answer"
-        return f"{status} after {error.last_attempt.attempt_number} attempts"
+def _describe(error: requests.RequestException, attempts: int = 1) -> str:
+    """The failure in words without the request's URL: its query string holds the patient ID."""
+    tries = f" after {attempts} attempts" if attempts > 1 else ""
     if isinstance(error, requests.HTTPError) and error.response is not None:
-        return f"HTTP {error.response.status_code}"
-    if isinstance(error, requests.ConnectionError):
-        return "connection failed (refused or unreachable)"
+        return f"HTTP {error.response.status_code}{tries}"
     if isinstance(error, requests.Timeout):
         return "timed out"
+    if isinstance(error, requests.ConnectionError):
+        return f"connection failed (refused or unreachable){tries}"
     return type(error).__name__
 
 
 ATTEMPTS = 3
-RETRY_MULTIPLIER_MS = 250
-"""dicomweb-client retries a refused connection or an HTTP 408/429/503/504 with exponential
-back-off, by default 5 attempts 2, 4, 8 and 16 s apart: a PACS that is down held every study's
-priors lookup for 30 s per request before the next source (or "priors unavailable") was tried.
-Three attempts 0.5 and 1 s apart ride out a blip; longer outages are the business of the next
-source and of reconciliation, which scores the study again once the PACS answers. A timed-out
-attempt is retried as well (dicomweb-client retries every exception), so a PACS that never
-answers holds a request ATTEMPTS x the timeout (README, prior_dicomweb_url)."""
+RETRY_WAITS_S = (0.5, 1.0)
+"""A request refused, or answered 408, 429, 503 or 504, is tried ATTEMPTS times, these many
+seconds apart. dicomweb-client's own retrying (5 attempts, 2 to 16 s apart) held every study's
+priors lookup for 30 s per request while a PACS was down; three quick tries ride out a blip, and
+longer outages are the business of the next source and of reconciliation, which scores the
+study again once the PACS answers. Its retrying is switched off because it also retries a
+request that timed out: a PACS that accepts connections and never answers then held a request
+ATTEMPTS x prior_timeout_seconds. A timeout is not retried here: one wait of the timeout, then
+the next source."""
+_RETRIABLE_STATUS = frozenset({408, 429, 503, 504})
+
+
+def _retriable(error: requests.RequestException) -> bool:
+    if isinstance(error, requests.Timeout):  # a connect timeout is a ConnectionError too
+        return False
+    if isinstance(error, requests.HTTPError):
+        return error.response is not None and error.response.status_code in _RETRIABLE_STATUS
+    return isinstance(error, requests.ConnectionError)
+
+
+_T = TypeVar("_T")
+
+
+def _retried(call: Callable[[], _T], what: str, may_retry: Callable[[], bool] = lambda: True) -> _T:
+    """`call`, tried again after a refusal or a busy answer (RETRY_WAITS_S) while `may_retry()`;
+    its failure as a PriorSourceError that names `what` (QIDO-RS, WADO-RS)."""
+    attempt = 1
+    while True:
+        try:
+            return call()
+        except requests.RequestException as error:
+            if attempt == ATTEMPTS or not _retriable(error) or not may_retry():
+                raise PriorSourceError(f"DICOMweb {what} failed: {_describe(error, attempt)}") from None
+        time.sleep(RETRY_WAITS_S[attempt - 1])
+        attempt += 1
 
 
 class DicomwebProvider:
@@ -68,35 +91,35 @@ class DicomwebProvider:
 
     def __init__(self, url: str, timeout_s: float, session: requests.Session | None = None) -> None:
         self._client = DICOMwebClient(url, session=session, timeout=timeout_s)
-        self._client.set_http_retry_params(max_attempts=ATTEMPTS, wait_exponential_multiplier=RETRY_MULTIPLIER_MS)
+        self._client.set_http_retry_params(retry=False)  # _retried instead (RETRY_WAITS_S says why)
 
     def find(self, query: PatientQuery) -> list[SrLocation]:
         filters = {"PatientID": query.patient_id, "Modality": "SR", "Manufacturer": MANUFACTURER,
                    "StudyDate": f"{query.earliest_date}-{query.latest_date}"}
         if query.issuer_of_patient_id:
             filters["IssuerOfPatientID"] = query.issuer_of_patient_id
-        try:
-            series = self._client.search_for_series(
-                search_filters=filters, fields=[_STUDY_DATE, _STUDY_TIME, _STUDY_UID], get_remaining=True)
-            return sorted(location for item in series for location in self._instances(item))
-        except (requests.RequestException, RetryError) as error:
-            raise PriorSourceError(f"DICOMweb QIDO-RS failed: {_describe(error)}") from None
+        series = _retried(lambda: self._client.search_for_series(
+            search_filters=filters, fields=[_STUDY_DATE, _STUDY_TIME, _STUDY_UID], get_remaining=True), "QIDO-RS")
+        return sorted(location for item in series for location in self._instances(item))
 
     def _instances(self, series: dict[str, dict]) -> list[SrLocation]:
         study_uid, series_uid = _value(series, _STUDY_UID), _value(series, _SERIES_UID)
-        instances = self._client.search_for_instances(study_uid, series_uid, fields=[_SOP_UID], get_remaining=True)
+        instances = _retried(lambda: self._client.search_for_instances(
+            study_uid, series_uid, fields=[_SOP_UID], get_remaining=True), "QIDO-RS")
         return [SrLocation(_value(series, _STUDY_DATE), _value(series, _STUDY_TIME), study_uid, series_uid,
                            _value(instance, _SOP_UID)) for instance in instances]
 
     def fetch(self, location: SrLocation) -> Dataset:
-        try:
-            return self._client.retrieve_instance(
-                location.study_instance_uid, location.series_instance_uid, location.sop_instance_uid)
-        except (requests.RequestException, RetryError) as error:
-            raise PriorSourceError(f"DICOMweb WADO-RS failed: {_describe(error)}") from None
+        return _retried(lambda: self._client.retrieve_instance(
+            location.study_instance_uid, location.series_instance_uid, location.sop_instance_uid), "WADO-RS")
 
     def retrieve(self, request: SeriesRequest, landing: Landing) -> None:
-        try:
+        """The series (or the instance) into `landing`, one instance in memory at a time; tried
+        again only while nothing has landed (a series cut off halfway is a failure)."""
+        landed = 0
+
+        def land() -> None:
+            nonlocal landed
             instances: Iterable[Dataset] = (
                 self._client.iter_series(request.study_instance_uid, request.series_instance_uid)
                 if request.sop_instance_uid is None else
@@ -104,7 +127,9 @@ class DicomwebProvider:
                                                 request.sop_instance_uid)])
             for instance in instances:
                 landing.write(request, partial(instance.save_as, enforce_file_format=True))
-        except (requests.RequestException, RetryError) as error:
-            raise PriorSourceError(f"DICOMweb WADO-RS failed: {_describe(error)}") from None
+                landed += 1
+
+        try:
+            _retried(land, "WADO-RS", may_retry=lambda: landed == 0)
         except (InvalidDicomError, ValueError) as error:  # a part that is not DICOM, a body not multipart
             raise PriorSourceError(f"DICOMweb WADO-RS answer unreadable ({type(error).__name__})") from None

@@ -20,6 +20,7 @@ from service.dicom_limits import InstanceLimits
 from service.errors import PriorSourceError
 from service.imaging.volume import read_ct_directory
 from service.prior_ct import RetrievedPriorCt
+from service.priors import dicomweb
 from service.priors.dicomweb import DicomwebProvider
 from service.priors.dimse import DimseProvider
 from service.priors.retrieve import RetrievalLimits, RetrievingProvider, SeriesRequest, retrieve_series
@@ -138,6 +139,7 @@ def test_every_source_failing_names_each_failure(sts019, tmp_path):
         DimseProvider(LOOPBACK, dead, "ORTHANC", OUR_AE, TIMEOUT_S)]
     with pytest.raises(PriorSourceError) as raised:
         retrieve_series(providers, [_ct_request(sts019)], tmp_path / "landing")
-    assert str(raised.value) == ("dicomweb: DICOMweb WADO-RS failed: connection failed (refused or unreachable); "
+    assert str(raised.value) == ("dicomweb: DICOMweb WADO-RS failed: connection failed (refused or unreachable) "
+                                 f"after {dicomweb.ATTEMPTS} attempts; "
                                  f"dimse: DIMSE: no association with ORTHANC at {LOOPBACK}:{dead} "
                                  "(refused, unreachable or timed out)")

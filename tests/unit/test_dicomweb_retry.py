@@ -1,9 +1,12 @@
-"""The DICOMweb prior source gives a PACS a few quick tries, not dicomweb-client's 30 s of
-back-off per request. The PACS here is a tiny local HTTP server answering 503: a fault
-Orthanc does not produce on demand (the tests against Orthanc cover the working source)."""
+"""The DICOMweb prior source gives a busy PACS a few quick tries, not dicomweb-client's 30 s of
+back-off per request, and a PACS that never answers one wait of the timeout, not one per
+attempt. The PACS here is a tiny local HTTP server answering 503, or a socket that takes the
+request and never answers: faults Orthanc does not produce on demand (the tests against Orthanc
+cover the working source)."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -52,7 +55,43 @@ def test_a_busy_pacs_is_asked_three_times_with_the_configured_back_off(busy_pacs
 
     seen = _Busy.requests_seen
     assert len(seen) == dicomweb.ATTEMPTS == 3
-    # retrying's exponential wait: 2**attempt x multiplier ms, i.e. 0.5 s then 1 s
     gaps = [later - earlier for earlier, later in zip(seen, seen[1:])]
-    expected = [2 ** attempt * dicomweb.RETRY_MULTIPLIER_MS / 1000 for attempt in (1, 2)]
-    assert all(gap >= wanted * 0.9 for gap, wanted in zip(gaps, expected)), gaps
+    assert all(gap >= wanted * 0.9 for gap, wanted in zip(gaps, (0.5, 1.0))), gaps
+
+
+@pytest.fixture
+def silent_pacs() -> Iterator[tuple[str, list[bytes]]]:
+    """Accepts connections and reads each request, answers none (a hung PACS)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    requests_read: list[bytes] = []
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:  # closed at the end of the test
+                return
+            held.append(connection)
+            requests_read.append(connection.recv(65536))
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/dicom-web", requests_read
+    finally:
+        listener.close()
+        for connection in held:
+            connection.close()
+
+
+def test_a_pacs_that_never_answers_is_asked_once(silent_pacs):
+    url, requests_read = silent_pacs
+    provider = DicomwebProvider(url, timeout_s=0.5)
+    query = PatientQuery(patient_id="RETRY-2", issuer_of_patient_id="", earliest_date="20200101",
+                         latest_date="20240101")
+
+    with pytest.raises(PriorSourceError, match=r"^DICOMweb QIDO-RS failed: timed out$"):
+        provider.find(query)
+
+    assert len(requests_read) == 1
+    assert requests_read[0].startswith(b"GET /dicom-web/series?")

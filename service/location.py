@@ -33,7 +33,13 @@ DEFAULT_NAME_RULES: tuple[tuple[str, LocationClass], ...] = (
 
 @dataclass(frozen=True)
 class LocationRules:
-    """Configurable: exact ROI-name mapping first, then regex rules (case-insensitive)."""
+    """Configurable: exact ROI-name mapping first, then regex rules.
+
+    A rule matches when its pattern is found, ignoring case, in the ROI name as written or in
+    the name with underscores read as spaces: the built-in rules' word boundaries then separate
+    LN_1's parts (an underscore is a word character), and a configured pattern that names the
+    underscore itself (ln_) or capitals (GTV_LUNG) still matches the name as written.
+    """
 
     site_mapping: dict[str, LocationClass] = field(default_factory=dict)
     name_rules: tuple[tuple[str, LocationClass], ...] = DEFAULT_NAME_RULES
@@ -45,9 +51,9 @@ class LocationRules:
         region_class = anatomic_region_class(anatomic_region) if anatomic_region is not None else None
         if region_class is not None:
             return region_class, LocationSource.SEG_ANATOMIC_REGION
-        lowered = name.lower().replace("_", " ")
+        spaced = name.replace("_", " ")
         for pattern, location in self.name_rules:
-            if re.search(pattern, lowered):
+            if re.search(pattern, name, re.IGNORECASE) or re.search(pattern, spaced, re.IGNORECASE):
                 return location, LocationSource.ROI_NAME
         return LocationClass.OTHER, LocationSource.DEFAULT
 

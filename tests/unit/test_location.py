@@ -41,3 +41,15 @@ def test_site_rules_come_from_configuration_and_bad_classes_are_refused():
         load_config(environ={"RCDS_SITE_MAPPING": '{"T1": kidney}'})
     with pytest.raises(ConfigError, match="not a regular expression"):
         load_config(environ={"RCDS_LOCATION_NAME_RULES": '{"(": lung}'})
+
+
+@pytest.mark.parametrize("pattern, name", [
+    ("ln_", "LN_1"),  # the chart's example: an underscore in the pattern, capitals in the name
+    ("GTV_LUNG", "gtv_lung"),  # capitals in the pattern
+    ("^LN$", "ln"),
+    (r"\bln\b", "LN_1"),  # word boundaries around an underscore-joined part
+    ("lymph node", "Lymph_Node_3"),  # a space in the pattern, underscores in the name
+])
+def test_configured_rules_ignore_case_and_see_underscores_both_ways(pattern, name):
+    rules = LocationRules(name_rules=((pattern, "adenopathy"),))
+    assert rules.classify(name, None) == ("adenopathy", "roi_name")

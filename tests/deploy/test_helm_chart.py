@@ -532,6 +532,11 @@ def test_settings_reach_the_service_as_written(rendered: dict[str, Rendered], tm
     assert tls.dicom_tls and tls.fhir_bearer_token == tls.stow_bearer_token == EXISTING_SECRET_VALUE
     assert tls.stow_tls_ca_file == Path("/var/run/secrets/radiomics-cds/stow-ca/ca.crt")
     assert tls.fhir_tls_ca_file == Path("/var/run/secrets/radiomics-cds/fhir-ca/ca.crt")
+    # Priors over DIMSE from the PACS: the ingest asks pacs_host; the scorer, which looks nothing
+    # up, gets no prior settings (with prior_providers and without pacs_host it would not start).
+    assert tls.prior_providers == ("dicomweb", "dimse") and tls.prior_dimse_peer[0] == "pacs.imaging.example"
+    tls_scorer = _load(rendered["tls-secrets-monitoring"], rendered["tls-secrets-monitoring"].deployment, tmp_path)
+    assert tls_scorer.prior_providers == () and tls_scorer.pacs_host is None
     smart = _load(rendered["fhir-smart"], rendered["fhir-smart"].statefulset, tmp_path)
     assert [rule[0] for rule in smart.location_rules.name_rules] == ["node|ln_", "liver|hep", "lung|pulm", ".*"]  # in order
     assert smart.fhir_smart_private_key_file == Path("/var/run/secrets/radiomics-cds/fhir-smart/smart-private-key.pem")
@@ -634,6 +639,9 @@ def test_network_policies_admit_only_the_configured_peers(rendered: dict[str, Re
     stow_rule = next(rule for rule in tls["egress"] if rule["ports"] == [{"port": 443, "protocol": "TCP"},
                                                                           {"port": 8443, "protocol": "TCP"}])
     assert _peers(stow_rule) == [{"ipBlock": {"cidr": "10.20.6.0/24"}}]
+    prior_rule = next(rule for rule in tls["egress"] if rule["ports"] == [{"port": 443, "protocol": "TCP"},
+                                                                           {"port": 8042, "protocol": "TCP"}])
+    assert _peers(prior_rule) == [{"ipBlock": {"cidr": "10.20.7.0/24"}}]
     hardened = rendered["hardened"].get("NetworkPolicy", f"{FULLNAME}-ingest")["spec"]
     (only_rule,) = hardened["ingress"]  # DICOM from the PACS namespace, no scraping
     assert only_rule["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == ["pacs"]

@@ -264,9 +264,20 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+# What configure_logging was last given: (level, format). A process this one spawns (the page
+# renderer) configures its own logging with it.
+_CONFIGURED: dict[str, str] = {"level": "INFO", "format": "text"}
+
+
+def logging_configuration() -> tuple[str, str]:
+    """(level, format) as configure_logging was last called in this process."""
+    return _CONFIGURED["level"], _CONFIGURED["format"]
+
+
 def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     """Log lines as text or JSON (log_format), UIDs redacted; library warnings logged without
-    their text; uncaught exceptions logged.
+    their text; uncaught exceptions logged. A spawned process starts with none of this: it
+    calls this too, with logging_configuration() of its parent.
 
     Libraries quote attribute values in warnings (highdicom, for one, quotes the patient's
     name when it finds it oddly formed), so their text never reaches the log: only the
@@ -274,6 +285,7 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     thread or another) would be printed by Python's own hooks, past the handlers and their
     redaction: it is logged instead.
     """
+    _CONFIGURED.update(level=level, format=log_format)
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(UidRedactingFilter())

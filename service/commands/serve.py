@@ -9,4 +9,4 @@ from service.roles.serve import run_serve
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_serve(load_config(args.config, dicom_port=args.port), args.config)
+    return run_serve(load_config(args.config, dicom_port=args.port, log_level=args.log_level), args.config)

@@ -22,7 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
-from service.observability import OUTBOX_PENDING, OUTPUTS_DELIVERED, OUTPUTS_FAILED
+from service.observability import OUTBOX_PENDING, OUTPUTS_DELIVERED, OUTPUTS_FAILED, RepeatedErrorLog
 from service.errors import DeliveryError
 from service.outputs.destinations import Destination
 
@@ -99,6 +99,7 @@ class Outbox:
         self._initial_backoff_s = initial_backoff_s
         self._max_backoff_s = max_backoff_s
         self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+        self._cycle_errors = RepeatedErrorLog(log)  # a broken database fails every cycle, once a second
         self._update_gauge()
 
     @property
@@ -208,7 +209,7 @@ class Outbox:
             try:
                 self.deliver_due()
             except Exception:  # e.g. the outbox database is unwritable: keep trying
-                log.exception("outbox cycle failed; retrying")
+                self._cycle_errors.log("outbox cycle failed; retrying", exc_info=True)
             self._wake.wait(timeout=1.0)
             self._wake.clear()
 

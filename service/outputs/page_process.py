@@ -32,6 +32,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 
+from service.observability import configure_logging, logging_configuration
 from service.outputs.collection_pause import freeze_start_up
 from service.outputs.summary import summary_pdf
 from service.outputs.summary_input import SummaryInput, summary_input
@@ -43,10 +44,13 @@ log = logging.getLogger(__name__)
 RENDER_TIMEOUT_SECONDS = 60.0
 
 
-def _warm() -> None:
-    """The renderer process's start: deaf to the stop signals of its parent's process group,
-    ending with its parent; one sample page, then what it holds frozen. A failing sample page
-    costs only the warmth: the process still renders."""
+def _warm(log_level: str, log_format: str) -> None:
+    """The renderer process's start: its parent's logging (a page's library warnings quote
+    what they could not draw, such as the characters of a patient's name a font lacks: logged
+    without their text, as in the parent, not printed), deaf to the stop signals of its
+    parent's process group, ending with its parent; one sample page, then what it holds frozen.
+    A failing sample page costs only the warmth: the process still renders."""
+    configure_logging(log_level, log_format)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
@@ -100,7 +104,8 @@ class PageRenderer:
 
     @staticmethod
     def _start() -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_warm)
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_warm,
+                                   initargs=logging_configuration())
         pool.submit(int)  # the process starts (and warms up) at its first task: now, not at the first study's
         return pool
 

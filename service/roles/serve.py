@@ -55,8 +55,10 @@ def run_serve(config: Config, config_file: Path | None) -> int:
     command = [sys.executable, "-m", "service.cli", "scorer"]
     if config_file:
         command += ["--config", str(config_file)]
-    # The child serves its own registry (scorer metrics, /healthz, /readyz) on scorer_metrics_port.
-    scorer, lifeline = start_child(command, {**os.environ, "RCDS_HTTP_PORT": str(config.scorer_metrics_port)})
+    # The child serves its own registry (scorer metrics, /healthz, /readyz) on scorer_metrics_port,
+    # and logs at serve's level (its --log-level included: the child has no flags but --config).
+    scorer, lifeline = start_child(command, {**os.environ, "RCDS_HTTP_PORT": str(config.scorer_metrics_port),
+                                             "RCDS_LOG_LEVEL": config.log_level})
     scorer_died = threading.Event()
     stop = threading.Event()
 

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +40,17 @@ def test_kill_9_of_serve_ends_its_scorer_child_and_frees_the_scorer_port(tmp_pat
         service.stop()
         if not process_ended(child):  # the defect itself: never leave it running after the test
             os.kill(child, signal.SIGKILL)
+
+
+def test_the_scorer_child_logs_at_serves_log_level(tmp_path):
+    """--log-level is a flag of serve's command line; the child gets only --config, so serve
+    hands the level on in the child's RCDS_LOG_LEVEL (over the INFO of the test's settings)."""
+    service = RunningService(tmp_path / "var", options=("--log-level", "DEBUG"), log_level="INFO")
+    try:
+        environ = (Path("/proc") / str(service.scorer_child()) / "environ").read_bytes().split(b"\0")
+        assert b"RCDS_LOG_LEVEL=DEBUG" in environ
+    finally:
+        service.stop()
 
 
 def test_kill_9_of_serve_ends_its_page_renderer(tmp_path):

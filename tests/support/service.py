@@ -48,10 +48,11 @@ def service_env(var_dir: Path, **settings: object) -> dict[str, str]:
 
 
 class RunningService:
-    """`radiomics-cds <command>` (serve, ingest) until stop(); ready once its DICOM listener is up
-    (serve starts the listener only after its scorer child says it is ready)."""
+    """`radiomics-cds [options] <command>` (serve, ingest) until stop(); ready once its DICOM
+    listener is up (serve starts the listener only after its scorer child says it is ready).
+    `options`: the CLI's own, before the command (--log-level)."""
 
-    def __init__(self, var_dir: Path, command: str = "serve", **settings: object) -> None:
+    def __init__(self, var_dir: Path, command: str = "serve", options: tuple[str, ...] = (), **settings: object) -> None:
         self.var_dir = var_dir
         self.env = service_env(var_dir, **settings)
         self.dicom_port, self.http_port = int(self.env["RCDS_DICOM_PORT"]), int(self.env["RCDS_HTTP_PORT"])
@@ -59,7 +60,7 @@ class RunningService:
         var_dir.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = var_dir.parent / f"{command}-{self.dicom_port}.log"
         self.log = self.log_path.open("w")
-        self.process = subprocess.Popen(CLI + [command], env=self.env, cwd=REPO, stdout=self.log,
+        self.process = subprocess.Popen(CLI + [*options, command], env=self.env, cwd=REPO, stdout=self.log,
                                         stderr=subprocess.STDOUT)
         wait_until(self._listening, 90, f"{command} to start its DICOM listener")
 

@@ -9,6 +9,8 @@ tests/integration/test_delivery.py. The clock is driven through `deliver_due(now
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -226,3 +228,20 @@ def test_an_unexpected_exception_costs_one_attempt_not_the_thread(sr_path, outbo
     broken = next(d for d in outbox.deliveries() if d.destination == "pacs")
     assert broken == Delivery("pacs", sr_path, PENDING, 1, "KeyError: 'ContentSequence'")
     assert outbox.alive and ehr.calls == [other]
+
+
+def test_a_cycle_failing_over_and_over_is_logged_once_a_minute(tmp_path, outboxes, caplog):
+    """The outbox's table gone (a damaged database, here by another connection) fails every
+    cycle: logged once with its traceback, then held back (service.observability.RepeatedErrorLog)."""
+    outbox = outboxes({"pacs": FakeSender()})
+    with sqlite3.connect(tmp_path / "var" / "outbox.sqlite") as other:
+        other.execute("ALTER TABLE deliveries RENAME TO moved")
+    caplog.set_level(logging.ERROR, logger="service.outputs.outbox")
+    outbox.start()
+    for _ in range(5):  # five more cycles, woken at once rather than each a second later
+        outbox._wake.set()
+        time.sleep(0.05)
+    wait_until(lambda: caplog.records, 10, "the outbox thread's first failed cycle")
+    outbox.stop()
+    failures = [r for r in caplog.records if r.getMessage().startswith("outbox cycle failed")]
+    assert len(failures) == 1 and failures[0].exc_info is not None

@@ -4,6 +4,7 @@ with serve: tests/integration/test_serve_lifecycle.py.)"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import signal
@@ -90,3 +91,21 @@ def test_the_process_stop_closes_the_renderer_it_started_and_starts_none(
     page_process.close_page_renderer()
     assert renderer.render(page).result() == summary_pdf(page)  # by the caller, once closed
     assert renderer._pool._processes is None or pid not in renderer._pool._processes
+
+
+def test_the_process_logs_a_warning_of_the_page_without_its_text(page: SummaryInput,
+                                                                  capfd: pytest.CaptureFixture[str]) -> None:
+    """Characters the page's font lacks (here in the patient's name) make matplotlib warn,
+    quoting them: in the renderer's process, as in its parent, the warning is logged by kind
+    and place only (service.observability.configure_logging), never printed with its text.
+    (The renderer is started here, not by the fixture: its process writes to the stderr it
+    was started with, which capfd captures only while the test runs.)"""
+    named = dataclasses.replace(page, study=dataclasses.replace(page.study, patient_name="\u5c71\u7530^\u592a\u90ce"))
+    renderer = PageRenderer()
+    try:
+        renderer.render(named).result()
+    finally:
+        renderer.close()
+    printed = capfd.readouterr().err
+    assert "UserWarning raised at" in printed and "text withheld" in printed
+    assert "Glyph" not in printed and "CJK" not in printed and "\u5c71" not in printed

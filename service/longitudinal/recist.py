@@ -294,7 +294,9 @@ def _assess_one(target_set: TargetSet, targets: list[str], non_targets: list[str
                 target, reason = TargetResponse.PD, "the evaluable targets alone reach PD"
             else:
                 target, reason = TargetResponse.NE, f"{len(missing)} target(s) not evaluable"
-                sod_metric = Metric.not_computable(reason)
+                # The sum of the evaluable targets alone is not the sum of diameters, nor are
+                # changes of it changes of the sum (every target missing would read -100 %).
+                sod_metric = pct_bl = pct_nadir = mm_nadir = Metric.not_computable(reason)
         elif meets_pd(sod, nadir[0], settings):
             target = TargetResponse.PD
         elif all(_is_normal(assessment.get(uid), settings) for uid in targets) and all(

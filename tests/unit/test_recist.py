@@ -99,7 +99,13 @@ def test_not_evaluable_target_gives_ne_unless_the_rest_is_pd() -> None:
     ts = select_targets([lesion("1.1", 30.0), lesion("1.2", 20.0, "lung")], None)
     base = point(0, m("1.1", 30.0), m("1.2", 20.0))
     gone = LesionMeasurement("1.2", S.NOT_EVALUABLE, reason="outside coverage")
-    assert assess(ts, [base, point(1, m("1.1", 31.0), gone)]).target_response is T.NE
+    not_evaluable = assess(ts, [base, point(1, m("1.1", 31.0), gone)])
+    assert not_evaluable.target_response is T.NE
+    # 31 mm of the one evaluable target is no sum of diameters: no -38 % against the 50 mm
+    # baseline, no change against the nadir either (every target missing read -100 %).
+    for metric in (not_evaluable.sod_mm, not_evaluable.percent_vs_baseline, not_evaluable.percent_vs_nadir,
+                   not_evaluable.mm_vs_nadir):
+        assert metric.value is None and metric.reason == "1 target(s) not evaluable"
     assert assess(ts, [base, point(1, m("1.1", 61.0), gone)]).target_response is T.PD
 
 

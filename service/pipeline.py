@@ -30,6 +30,7 @@ from service.observability import STUDY_STAGE_SECONDS
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.built import study_outputs
 from service.outputs.collection_pause import collection_paused
+from service.outputs.fhir import bundle_withheld
 from service.outputs.key_images import KeyImage, key_image
 from service.outputs.page_process import PageRenderer
 from service.outputs.sr import sr_identity
@@ -56,8 +57,9 @@ class WrittenOutputs:
         return self.paths[Artefact.SR]
 
     @property
-    def bundle_path(self) -> Path:
-        return self.paths[Artefact.FHIR_BUNDLE]
+    def bundle_path(self) -> Path | None:
+        """None: no Bundle was written (service.outputs.fhir.bundle_withheld; the SR says why)."""
+        return self.paths.get(Artefact.FHIR_BUNDLE)
 
     @property
     def summary_path(self) -> Path:
@@ -88,6 +90,8 @@ def score_study(inputs: StudyInputs, scorer: Scorer, *, parallel: int = 2, warni
         masks, skipped = lesion_masks(inputs, lesion_roi_types, max_lesions, limits)
         crops = [lesion_crop(inputs.ct, mask, settings) for mask in masks]
     study_warnings = list(warnings) + skipped + [f"lesion {m.number}: {w}" for m in masks for w in m.warnings]
+    if (withheld := bundle_withheld(inputs.study)) is not None:
+        study_warnings.append(withheld)
     with STUDY_STAGE_SECONDS.labels("scoring").time():
         scored = score_lesions(scorer, crops, parallel=parallel, on_progress=on_progress)
     contour = inputs.contours

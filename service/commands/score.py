@@ -32,7 +32,7 @@ def _print_result(written: WrittenOutputs) -> None:
     print(f"SR:                    {written.sr_path}")
     print(f"Tumour-board page:     {written.summary_path}")
     print(f"  as Encapsulated PDF: {written.summary_document_path}")
-    print(f"FHIR Bundle:           {written.bundle_path}")
+    print(f"FHIR Bundle:           {written.bundle_path or 'not written (see the warnings above)'}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from service.comparison import Comparison
 from service.model import StudyResult
 from service.outputs.artefacts import Artefact
 from service.outputs.encapsulated_pdf import build_encapsulated_pdf
-from service.outputs.fhir import DEFAULT_PATIENT_IDENTIFIER_SYSTEM, build_bundle, bundle_json
+from service.outputs.fhir import DEFAULT_PATIENT_IDENTIFIER_SYSTEM, build_bundle, bundle_json, bundle_withheld
 from service.outputs.key_images import KeyImage
 from service.outputs.sr import SrIdentity, build_measurement_report
 from service.outputs.summary import summary_pdf
@@ -47,7 +47,8 @@ def study_outputs(result: StudyResult, evidence: Sequence[Dataset], identity: Sr
                   predecessor: Dataset | None = None,
                   comparison: Comparison = Comparison(), key_images: Sequence[KeyImage] = (),
                   pages: PageRenderer | None = None) -> Generator[BuiltOutput, None, None]:
-    """The outputs of a scored study, SR first, each built when the caller asks for it.
+    """The outputs of a scored study, SR first, each built when the caller asks for it; no
+    Bundle for a study without PatientID (service.outputs.fhir.bundle_withheld).
 
     `identity`: sr_identity(result, comparison). `evidence`, `predecessor`, `comparison`: as
     build_measurement_report takes them. `key_images`: the lesions' key slices for the page.
@@ -70,6 +71,8 @@ def study_outputs(result: StudyResult, evidence: Sequence[Dataset], identity: Sr
     document = build_encapsulated_pdf(pdf, result, sr_uid)
     yield BuiltOutput(Artefact.SUMMARY_DOCUMENT, "encapsulated_pdf",
                       lambda stream: document.save_as(stream, enforce_file_format=True))
+    if bundle_withheld(result.study) is not None:  # the study's warnings say why (service.pipeline)
+        return
     bundle = build_bundle(result, sr_sop_instance_uid=sr_uid, patient_identifier_system=patient_identifier_system,
                           comparison=comparison, summary_pdf=pdf)
     yield BuiltOutput(Artefact.FHIR_BUNDLE, "fhir",

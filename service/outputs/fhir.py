@@ -34,7 +34,7 @@ from fhir.resources.R4B.identifier import Identifier
 from fhir.resources.R4B.reference import Reference
 
 from service.comparison import Comparison
-from service.model import StudyResult
+from service.model import StudyInfo, StudyResult
 from service.outputs import codes
 from service.outputs.fhir_change import associated_studies, lesion_change_entry
 from service.outputs.fhir_common import ResourceKey, StudyContext, concept, conditional_url, dicom_reference
@@ -57,7 +57,9 @@ def build_bundle(result: StudyResult, *, sr_sop_instance_uid: str,
     """The transaction Bundle for a scored study whose SR has `sr_sop_instance_uid`; with a
     lesion-change Observation per compared lesion, the response Observations of a follow-up
     (service.outputs.fhir_response) and the prior studies on the report, and `summary_pdf` (the
-    tumour-board page) as the report's presentedForm."""
+    tumour-board page) as the report's presentedForm. Not for a study bundle_withheld names."""
+    if (withheld := bundle_withheld(result.study)) is not None:
+        raise ValueError(withheld)
     device_key = _device_key(result)
     context = StudyContext(
         result=result,
@@ -89,6 +91,17 @@ def build_bundle(result: StudyResult, *, sr_sop_instance_uid: str,
     entries.append(report_key.entry(report))
     return Bundle(type="transaction", identifier=Identifier(system=codes.RCDS_IDENTIFIER_SYSTEM,
                                                             value=sr_sop_instance_uid), entry=entries)
+
+
+def bundle_withheld(study: StudyInfo) -> str | None:
+    """Why a study gets no FHIR Bundle, or None. Without a PatientID its subject would be
+    `Patient?identifier=<system>|`, which matches every Patient with an identifier in that
+    system: its results could be filed to another patient. (A Bundle without a subject is no
+    answer: the mCODE tumour-size profile requires one, and the EHR could file it nowhere.)"""
+    if not study.patient_id.strip():
+        return ("the study has no PatientID: no FHIR Bundle was written, so these results reach no patient's "
+                "record in the EHR")
+    return None
 
 
 def bundle_json(bundle: Bundle) -> bytes:

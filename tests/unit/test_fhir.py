@@ -393,3 +393,12 @@ def test_a_feature_that_is_not_a_finite_number_is_named_not_sent(tmp_path: Path,
     assert any("Not computable: stat_min (the engine's formula has no value for this region)" in n.text
                for n in core.note)
     assert_valid_fhir(write_bundle(bundle, tmp_path))
+
+
+def test_a_study_without_patient_id_gets_no_bundle(result: StudyResult) -> None:
+    """`Patient?identifier=<system>|` (an empty PatientID) would match every Patient with an
+    identifier in that system: no Bundle is built for such a study (the pipeline's test checks
+    that its SR and page say why and that the EHR is sent nothing)."""
+    anonymous = dataclasses.replace(result, study=dataclasses.replace(result.study, patient_id="  "))
+    with pytest.raises(ValueError, match="^the study has no PatientID: no FHIR Bundle was written"):
+        build_bundle(anonymous, sr_sop_instance_uid=SR_UID)

@@ -144,6 +144,25 @@ def test_a_complete_study_is_scored_once_quiet_and_its_deliveries_queued(site: S
     assert site.worker.process_ready(now=RECEIVED_AT + 2 * QUIET) == 0  # done is done
 
 
+def test_a_study_without_patient_id_gets_its_sr_and_page_but_no_bundle(site: Site, caplog):
+    """An empty PatientID would make the Bundle's subject match every patient of the EHR
+    (service.outputs.fhir.bundle_withheld): the SR and the page go to PACS and say why there is
+    no Bundle; nothing is queued for the EHR, and the log says so."""
+    study_uid, ct, rtstruct = _study(PatientID="")
+    for ds in ct:
+        ds.PatientID = ""
+    site.receive([*ct, rtstruct])
+    assert site.worker.process_ready(now=RECEIVED_AT + QUIET) == 1
+    assert site.state(study_uid) == (DONE, None)
+    result = site.index.study(study_uid).result
+    assert not (site.config.outbox_dir / f"{result}.fhir.json").exists()
+    assert [d.destination for d in site.outbox.deliveries()] == ["pacs"]
+    sr = pydicom.dcmread(site.config.outbox_dir / f"{result}.dcm")
+    texts = [str(element.value) for element in sr.iterall() if element.keyword == "TextValue"]
+    assert any("the study has no PatientID: no FHIR Bundle was written" in text for text in texts)
+    assert "nothing sent to fhir: no fhir_bundle was written" in caplog.text
+
+
 def _stage_samples(suffix: str) -> dict[str, float]:
     return {stage: INGEST_REGISTRY.get_sample_value(f"rcds_study_stage_seconds_{suffix}", {"stage": stage}) or 0.0
             for stage in STUDY_STAGES}

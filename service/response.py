@@ -24,6 +24,7 @@ input comes from PACS (the prior SRs), so any replica computes the same result.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 from collections.abc import Mapping, Sequence
@@ -136,17 +137,16 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
     study's; `lesion_percent`: tracking UID -> diameter % change against baseline.
     """
     settings, rules = inputs.rules.recist, inputs.rules
-    studies = [*priors, current]
-    base, notes = _baseline_index(studies, inputs)
+    carried = {own: identity.tracking_uid for own, identity in identities.items()}
+    parents = {identity.tracking_uid: identity.derived_from_uid for identity in identities.values()
+               if identity.derived_from_uid is not None}
+    studies = [*priors, _under_carried_identities(current, carried, parents)]
+    base, notes, anchored = _baseline_index(studies, inputs)
     notes += _baseline_timing(studies[base], inputs.treatment_start, settings)
     irradiated = inputs.irradiated_lesions or ()
     target_set, selection_notes = _target_set(studies[base], base < len(priors), settings, irradiated)
     notes += selection_notes
-    carried = {own: identity.tracking_uid for own, identity in identities.items()}
-    parents = {identity.tracking_uid: identity.derived_from_uid for identity in identities.values()
-               if identity.derived_from_uid is not None}
-    categories = {carried.get(x.tracking_uid, x.tracking_uid): _category(target_set, carried.get(
-        x.tracking_uid, x.tracking_uid), parents) for x in current.lesions}
+    categories = {x.tracking_uid: _category(target_set, x.tracking_uid, parents) for x in studies[-1].lesions}
     if base == len(studies) - 1:
         return ResponseOutcome(categories, None, (), tuple(notes))
 
@@ -160,10 +160,11 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
     previous = studies[-2]
     # the previous report carries sums and a state only if it was a follow-up's: even when it is the
     # earliest study compared (the patient's earlier studies trimmed), it continues the series
-    results, assessment_uid = _recist(target_set, series, settings, previous, may_be_trimmed=base == 0)
+    results, assessment_uid = _recist(target_set, series, settings, previous, may_be_trimmed=base == 0 and not anchored)
     history: tuple[IRecistResult, ...] = () if previous is studies[base] else run(
         results[:-1], settings=rules.irecist, recist_settings=settings)
-    stated, state_notes = read_state(previous.state) if previous.state else (None, ())
+    carries_state = previous.state and continues_series(previous, studies[base].study_uid, assessment_uid)
+    stated, state_notes = read_state(previous.state) if carries_state else (None, ())
     state = stated if stated is not None else history[-1].state if history else IRecistState()
     notes += state_notes
     irecist = step(state, results[-1], rules.irecist, settings, slice_thickness_mm=current.slice_thickness_mm)
@@ -216,8 +217,8 @@ def _recist(target_set: TargetSet, series: Sequence[Assessment], settings: Recis
     report measured from another baseline (its assessment's Tracking UID is not the one of
     series[0]), the patient's earlier studies were trimmed by the prior limits: its baseline
     SoD and its group UID are carried. Its nadir is carried when it is below the series' own at
-    this study (the series misses the time point that set it). Either is flagged (followup.md
-    9.5.3).
+    this study (the series misses the time point that set it), and only when that report
+    continues this series (continues_series). Either is flagged (followup.md 9.5.3).
     """
     own_uid = recist_assessment_uid(series[0].study_uid)
     trimmed = may_be_trimmed and previous.assessment_uid is not None and previous.baseline_sod_mm is not None \
@@ -226,30 +227,45 @@ def _recist(target_set: TargetSet, series: Sequence[Assessment], settings: Recis
     uid = previous.assessment_uid if trimmed and previous.assessment_uid is not None else own_uid
     results = assess_series(target_set, series, settings, carried_baseline=carried_baseline)
     own_nadir = results[-1].nadir_sod_mm.value
-    if previous.nadir_sod_mm is None or own_nadir is None or \
-            previous.nadir_sod_mm >= own_nadir - _CARRIED_TOLERANCE_MM:
+    if not continues_series(previous, series[0].study_uid, uid) or previous.nadir_sod_mm is None \
+            or own_nadir is None or previous.nadir_sod_mm >= own_nadir - _CARRIED_TOLERANCE_MM:
         return results, uid
     last = assess_series(target_set, series, settings, carried_baseline=carried_baseline,
                          carried_nadir=(previous.nadir_sod_mm, None))[-1]
     return (*results[:-1], last), uid
 
 
-def _baseline_index(studies: Sequence[StudyLesions], inputs: ResponseInputs) -> tuple[int, list[str]]:
+def continues_series(previous: StudyLesions, baseline_uid: str, assessment_uid: str) -> bool:
+    """Did the previous report assess this series: a follow-up (not the baseline itself) whose
+    assessment group is this series' (`assessment_uid`; a report that names none is taken
+    at its word)? A report measured from another baseline (the baseline moved, by
+    treatment_start or baseline_study_uid) carries a nadir and an iRECIST state of that other
+    series: neither applies here."""
+    if previous.assessment_uid is None:
+        return previous.study_uid != baseline_uid
+    return previous.assessment_uid == assessment_uid
+
+
+def _baseline_index(studies: Sequence[StudyLesions], inputs: ResponseInputs) -> tuple[int, list[str], bool]:
+    """(index of the baseline, notes, whether an anchor chose it). A baseline an anchor chose
+    (baseline_study_uid, the last study on or before treatment_start) is the baseline even if
+    the patient's earlier studies were trimmed by the prior limits; the earliest study
+    compared, taken for want of one, may stand for a trimmed baseline (_recist)."""
     uids = [study.study_uid for study in studies]
     if len(studies) == 1:
-        return 0, []
+        return 0, [], False
     if inputs.baseline_study_uid is not None:
         if inputs.baseline_study_uid in uids:
-            return uids.index(inputs.baseline_study_uid), []
+            return uids.index(inputs.baseline_study_uid), [], True
         notes = ["baseline_study_uid is not among this patient's studies compared: ignored"]
     else:
         notes = []
     if inputs.treatment_start is not None:
         before = [i for i, study in enumerate(studies) if study.date is not None and study.date <= inputs.treatment_start]
         if before:
-            return before[-1], notes
-        return 0, [*notes, "no study on or before treatment_start: the earliest is the baseline"]
-    return 0, [*notes, BASELINE_INFERRED]
+            return before[-1], notes, True
+        return 0, [*notes, "no study on or before treatment_start: the earliest is the baseline"], False
+    return 0, [*notes, BASELINE_INFERRED], False
 
 
 def _baseline_timing(baseline: StudyLesions, treatment_start: datetime.date | None,
@@ -293,6 +309,18 @@ def _target_set(baseline: StudyLesions, is_prior: bool, settings: RecistSettings
     chosen = select_targets(lesions, baseline.slice_thickness_mm, settings, irradiated=irradiated)
     notes = ["the baseline report states no Baseline Category: targets selected from its lesions"] if is_prior else []
     return chosen, [*notes, *chosen.notes]
+
+
+def _under_carried_identities(current: StudyLesions, carried: Mapping[str, str],
+                              parents: Mapping[str, str]) -> StudyLesions:
+    """The current study with each lesion under the tracking UID it carries from the prior
+    reports (`carried`: own UID -> carried UID), and its split fragments' parents. Its
+    categories are stated under those UIDs, so a baseline chosen at this study (the treatment
+    starts after it) must select its targets under them too: selected under the lesions' own
+    UIDs, every lesion matched to a prior read back as Non-Lesion at Baseline."""
+    return dataclasses.replace(current, lesions=tuple(
+        dataclasses.replace(x, tracking_uid=carried.get(x.tracking_uid, x.tracking_uid)) for x in current.lesions),
+        parents={**current.parents, **parents})
 
 
 def _rooted(study: StudyLesions) -> list[TimepointLesion]:

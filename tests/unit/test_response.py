@@ -101,6 +101,47 @@ def test_baseline_study_uid_wins_over_the_treatment_start():
     assert outcome.assessment is not None and outcome.assessment.baseline_study_uid == "1.2.1"
 
 
+def test_a_baseline_at_the_current_study_selects_its_targets_under_the_carried_identities():
+    """The treatment starts after this study, so it is the baseline, though a prior report
+    holds the same lesions: its categories are stated under the identities its lesions carry,
+    and its targets are selected under them (under the lesions' own UIDs every matched lesion
+    read back as Non-Lesion at Baseline, and no later study had a target)."""
+    prior = study(0, (lesion("1.1", 40), lesion("1.2", 30, "lung")), STATED)
+    now = [lesion("own-1", 42), lesion("own-2", 31, "lung")]
+    links = [Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.HIGH, (c,), (p,))
+             for c, p in zip(now, prior.lesions)]
+    identities = {"own-1": CarriedIdentity("1.1", "1.1"), "own-2": CarriedIdentity("1.2", "1.2")}
+    outcome = assess_response(study(1, tuple(now), {}), [prior], links, identities, {"1.1": 5.0, "1.2": 3.3},
+                              ResponseInputs(treatment_start=DAY_0 + datetime.timedelta(days=DAYS + 1)))
+    assert outcome.assessment is None  # the baseline: nothing to assess yet
+    # RECIST 1.1: both measurable (>= 10 mm), at most 2 per organ: both targets
+    assert outcome.categories == {"1.1": "target", "1.2": "target"}
+
+
+def test_a_moved_baseline_takes_no_nadir_or_irecist_state_from_the_old_series():
+    """Study 1 was reported as a follow-up of study 0 (nadir 30 mm, an iUPD pending); the
+    treatment starts after study 1, so study 1 is this series' baseline (39.4 mm). Its report's
+    nadir and state belong to the old series: 42.4 mm now is +7.6 % against the new baseline
+    and its own nadir, SD, iSD (with them carried: +41 % and +12.4 mm against 30 mm, PD)."""
+    old = study(0, (lesion("1.1", 30),), {"1.1": "target"})
+    pending = IRecistState(pending_iupd=True, iupd_date=DAY_0 + datetime.timedelta(days=DAYS),
+                           iupd_study_uid="1.2.1", iupd_basis=(Basis.TARGET,), target_sod_at_iupd=39.4,
+                           nlt_sum_at_iupd=0.0, nlnt_volume_at_iupd=0.0, last_category=IRecistCategory.IUPD)
+    reported = dataclasses.replace(study(1, (lesion("1.1", 39.4),), {"1.1": "target"}),
+                                   state=json.dumps(pending.to_dict()), baseline_sod_mm=30.0, nadir_sod_mm=30.0,
+                                   assessment_uid=recist_assessment_uid("1.2.0"))
+    now = lesion("own-1", 42.4)
+    links = [Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.HIGH, (now,), reported.lesions)]
+    outcome = assess_response(study(2, (now,), {}), [old, reported], links, {"own-1": CarriedIdentity("1.1", "1.1")},
+                              {"1.1": 7.6}, ResponseInputs(treatment_start=DAY_0 + datetime.timedelta(days=DAYS + 1)))
+    response = outcome.assessment
+    assert response is not None and response.baseline_study_uid == "1.2.1"
+    assert response.nadir_sod_mm.value == response.baseline_sod_mm.value == 39.4
+    assert response.percent_vs_nadir.value == pytest.approx(100 * 3.0 / 39.4, rel=1e-12)
+    assert (response.overall, response.irecist, response.iupd_pending) == ("SD", "iSD", False)
+    assert CARRIED_NADIR not in response.notes and CARRIED_BASELINE not in response.notes
+
+
 # --- the iRECIST state a prior report carried ---------------------------------------------------
 # One target: baseline 50 mm, then 70 mm (+40 % and +20 mm over the nadir: RECIST PD, so iUPD),
 # then 76 mm, 61 days later: +6 mm since iUPD >= 5 mm confirms it (Seymour 2017 table 2), iCPD,

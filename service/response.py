@@ -163,8 +163,8 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
     results, assessment_uid = _recist(target_set, series, settings, previous, may_be_trimmed=base == 0 and not anchored)
     history: tuple[IRecistResult, ...] = () if previous is studies[base] else run(
         results[:-1], settings=rules.irecist, recist_settings=settings)
-    carries_state = previous.state and continues_series(previous, studies[base].study_uid, assessment_uid)
-    stated, state_notes = read_state(previous.state) if carries_state else (None, ())
+    carried_state = previous.state if continues_series(previous, studies[base].study_uid, assessment_uid) else None
+    stated, state_notes = read_state(carried_state) if carried_state else (None, ())
     state = stated if stated is not None else history[-1].state if history else IRecistState()
     notes += state_notes
     irecist = step(state, results[-1], rules.irecist, settings, slice_thickness_mm=current.slice_thickness_mm)

@@ -91,7 +91,7 @@ def summary_input(result: StudyResult, *, sr_sop_instance_uid: str, comparison: 
         signature=codes.signature_label(provenance), signature_status=provenance.signature_status,
         cutoff=codes.cutoff_label(patient), cutoff_value=patient.cutoff_value,
         lesions=lesions, response=tuple(response),
-        summary=(*codes.summary_lines(result), *comparison.notes),
+        summary=(*codes.summary_lines(result), *codes.response_lines(comparison.response), *comparison.notes),
         provenance=tuple(codes.provenance_lines(provenance)),
         sr_sop_instance_uid=sr_sop_instance_uid,
         prior_sr_uids=tuple(prior.sop_instance_uid for prior in comparison.priors),

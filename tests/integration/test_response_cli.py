@@ -283,6 +283,10 @@ def test_the_week_11_page_plots_the_series_with_its_categories(series):
     assert f"days since {start[:4]}-{start[4:6]}-{start[6:]}" in text
     assert "baseline" in text and "PD / iUPD" in text and "PD / iCPD" in text
     assert "require radiologist confirmation" in text
+    # the response lines the SR and the DiagnosticReport carry, on the page too (a time point
+    # without a sum of diameters has no point on the plot: its category would be nowhere)
+    assert "RECIST 1.1 (algorithmic, requires radiologist confirmation): overall PD" in text
+    assert "iRECIST (algorithmic, requires radiologist confirmation): iCPD" in text
 
 
 def test_show_states_the_categories_each_report_carries(series):

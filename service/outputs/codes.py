@@ -357,6 +357,9 @@ FLAG_CODES: dict[str, Code] = {
 """Flag key (service.longitudinal.kinetics.Flag name) -> its 9.7 code. The lesion-level variant
 of the dissociated response has no 9.7 code of its own: it is stated in the group's comments."""
 REQUIRES_CONFIRMATION = "requires radiologist confirmation"
+LESION_RESPONSE_CAVEAT = f"Lesion-wise response (Sun 2022): algorithmic, {REQUIRES_CONFIRMATION}."
+"""With every lesion-wise response category, in the SR (a Comment of the lesion's group) and in
+the lesion-change Observation's notes: a category the outputs state is never unqualified."""
 RESPONSE_NOTICE = ("Algorithmic RECIST 1.1 / iRECIST categories and growth kinetics: decision support, "
                    f"{REQUIRES_CONFIRMATION}. iRECIST: recommendations for data handling, not validated "
                    "response criteria (EORTC).")

@@ -54,6 +54,7 @@ def lesion_change_entry(context: StudyContext, lesion: LesionResult, change: Les
                 f"{'; '.join(change.cd8_not_comparable)}"] if change.cd8_not_comparable else [])
     uncoded = sorted({delta.tag for delta in change.feature_deltas if ibsi_identifier(delta.tag) is None})
     caveats += [f"Feature changes not IBSI-defined, not coded here: {', '.join(uncoded)}."] if uncoded else []
+    caveats += [codes.LESION_RESPONSE_CAVEAT] if change.category in codes.LESION_CATEGORIES else []
     resource = observation(
         context, key,
         code=concept(codes.LESION_CHANGE, text=codes.LESION_CHANGE.meaning),

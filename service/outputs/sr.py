@@ -602,13 +602,16 @@ def _change_statements(change: LesionComparison | None) -> list[tuple[Code, Code
 
 
 def _match_items(change: LesionComparison) -> list[hd.sr.TextContentItem]:
-    """How the lesion was matched, and why its score delta may not be trusted, as TEXT: the
-    values (followup.md 9.4.4) have no codes of their own."""
+    """How the lesion was matched, why its score delta may not be trusted, and that its
+    lesion-wise response needs confirmation, as TEXT: the values (followup.md 9.4.4) have no
+    codes of their own."""
     lines = [(codes.MATCH_METHOD, change.match_method)]
     if change.match_confidence is not None:
         lines.append((codes.MATCH_CONFIDENCE, change.match_confidence))
     if change.cd8_not_comparable:
         lines.append((codes.NOT_COMPARABLE, "; ".join(change.cd8_not_comparable)))
+    if _change_statements(change):
+        lines.append((codes.COMMENT, codes.LESION_RESPONSE_CAVEAT))
     return [hd.sr.TextContentItem(name=name, value=value, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
             for name, value in lines]
 

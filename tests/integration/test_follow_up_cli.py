@@ -99,6 +99,9 @@ def test_diameter_change_matches_the_scaled_polygons(studies, sts019):
     assert _num(group, "VOLPCTBL") == pytest.approx(100 * (S**2 - 1), abs=10)
     evaluations = {e.name.value: e.value.value for e in group.get_qualitative_evaluations()}
     assert evaluations["LESRESP"] == "LESPROG"  # >= +20 %: progressing (Sun 2022)
+    comments = [item.TextValue for item in group[0].ContentSequence
+                if item.ValueType == "TEXT" and item.ConceptNameCodeSequence[0].CodeValue == "121106"]
+    assert "Lesion-wise response (Sun 2022): algorithmic, requires radiologist confirmation." in comments
 
 
 def test_time_points_and_the_prior_report_item(studies):
@@ -147,6 +150,8 @@ def test_fhir_focus_and_derived_from_follow_the_lesion(studies):
     codes = {c["code"]["coding"][0]["code"] for c in change["component"]}
     assert {"LDPCTBL", "LDPCTPREV", "LDMMBL", "VOLPCTBL", "CD8RSDELTA", "LESRESP", "MATCHMETH", "MATCHCONF",
             "MATCHDIST"} <= codes
+    assert "Lesion-wise response (Sun 2022): algorithmic, requires radiologist confirmation." in [
+        note["text"] for note in change["note"]]
 
 
 def _features(bundle: dict) -> dict[tuple[str, str], dict]:

@@ -11,17 +11,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from pydicom.sr.coding import Code
+
 from service.model import CodedConcept, LocationClass, LocationSource
 
-# SNOMED CT body structures (SEG AnatomicRegionSequence, scheme SCT) -> class.
-_SNOMED_REGIONS = {
-    "59441001": LocationClass.ADENOPATHY,  # Lymph node structure
-    "39607008": LocationClass.LUNG,  # Lung structure
-    "10200004": LocationClass.LIVER,  # Liver structure
-    "774007": LocationClass.HEAD_AND_NECK,  # Structure of head and/or neck
-    "69536005": LocationClass.HEAD_AND_NECK,  # Head structure
-    "45048000": LocationClass.HEAD_AND_NECK,  # Neck structure
-}
+# SNOMED CT body structures (SEG AnatomicRegionSequence) -> class. pydicom's Code compares an
+# SRT code (the legacy SNOMED-RT form, e.g. T-62000 for the liver, still written by many
+# producers) equal to its SCT equivalent.
+_SNOMED_REGIONS = (
+    (Code("59441001", "SCT", "Lymph node structure"), LocationClass.ADENOPATHY),
+    (Code("39607008", "SCT", "Lung structure"), LocationClass.LUNG),
+    (Code("10200004", "SCT", "Liver structure"), LocationClass.LIVER),
+    (Code("774007", "SCT", "Structure of head and/or neck"), LocationClass.HEAD_AND_NECK),
+    (Code("69536005", "SCT", "Head structure"), LocationClass.HEAD_AND_NECK),
+    (Code("45048000", "SCT", "Neck structure"), LocationClass.HEAD_AND_NECK),
+)
 
 DEFAULT_NAME_RULES: tuple[tuple[str, LocationClass], ...] = (
     (r"\b(ln|nodes?|nodal|lymph\w*|adenopath\w*)\b", LocationClass.ADENOPATHY),
@@ -63,4 +67,5 @@ def anatomic_region_class(region: CodedConcept) -> LocationClass | None:
     here, and for the finding site of an earlier SR (service.priors.reading)."""
     if region.scheme not in ("SCT", "SRT"):
         return None
-    return _SNOMED_REGIONS.get(region.value)
+    code = Code(region.value, region.scheme, region.meaning)
+    return next((location for known, location in _SNOMED_REGIONS if known == code), None)

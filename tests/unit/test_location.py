@@ -3,7 +3,7 @@
 import pytest
 
 from service.model import CodedConcept
-from service.location import LocationRules
+from service.location import LocationRules, anatomic_region_class
 
 LIVER = CodedConcept("10200004", "SCT", "Liver")
 
@@ -53,3 +53,18 @@ def test_site_rules_come_from_configuration_and_bad_classes_are_refused():
 def test_configured_rules_ignore_case_and_see_underscores_both_ways(pattern, name):
     rules = LocationRules(name_rules=((pattern, "adenopathy"),))
     assert rules.classify(name, None) == ("adenopathy", "roi_name")
+
+
+@pytest.mark.parametrize("code, expected", [
+    (CodedConcept("T-62000", "SRT", "Liver"), "liver"),
+    (CodedConcept("T-28000", "SRT", "Lung"), "lung"),
+    (CodedConcept("T-C4000", "SRT", "Lymph node"), "adenopathy"),
+    (CodedConcept("T-D1600", "SRT", "Neck"), "head_and_neck"),
+    (CodedConcept("10200004", "SCT", "Liver structure"), "liver"),
+    (CodedConcept("T-62000", "99LOCAL", "Liver"), None),  # another scheme's code of the same value
+])
+def test_an_anatomic_region_in_the_legacy_srt_form_names_its_class(code, expected):
+    """SEGs (and prior SRs read back) still carry SNOMED-RT codes: T-62000 is SCT 10200004 (the
+    mapping of DICOM PS3.16 that pydicom's Code applies); read as 'other', a lesion fails to
+    match its own earlier self by location class."""
+    assert anatomic_region_class(code) == expected

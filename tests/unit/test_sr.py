@@ -20,6 +20,7 @@ from pydicom.sr.coding import Code
 from service.model import LesionResult, StudyResult
 from service.outputs import codes
 from service.outputs import sr as sr_module
+from service.scoring.degenerate import not_computable_reason
 from service.outputs.sr import build_measurement_report
 from service.sop_classes import RT_STRUCTURE_SET
 from tests.support.external import require_tool
@@ -528,3 +529,22 @@ def test_a_reference_outside_the_evidence_stops_the_build_as_highdicoms_own_chec
         patch.setattr(sr_module, "_ReportDocument", hd.sr.Comprehensive3DSR)
         with pytest.raises(ValueError, match="No evidence was provided"):
             build_measurement_report(stray, evidence)
+
+
+def test_a_feature_without_a_value_is_named_with_its_reason_not_dropped(tmp_path: Path) -> None:
+    """NaN is never written as a measurement, and a feature left out must not vanish without a
+    word: the lesion's core group says which, per region, and why (as the Bundle's notes do)."""
+    result, evidence = make_study_result(3, "RTSTRUCT")
+    lesion = result.lesions[1]
+    features = {"core": {**lesion.features["core"], "stat_min": float("nan")},
+                "ring": {**lesion.features["ring"], "rlm_srlge_3D_avg": float("nan")}}
+    result = dataclasses.replace(result, lesions=[result.lesions[0], dataclasses.replace(lesion, features=features),
+                                                  *result.lesions[2:]])
+    report = hd.sr.srread(write_sr(build_measurement_report(result, evidence), tmp_path)).content
+    core = _group(report, result.lesions[1])
+    comments = [item.TextValue for item in core[0].ContentSequence
+                if item.ValueType == "TEXT" and item.ConceptNameCodeSequence[0].CodeValue == "121106"]
+    assert comments == [f"Not computable, core: stat_min ({not_computable_reason('stat_min')}); "
+                        f"ring: rlm_srlge_3D_avg ({not_computable_reason('rlm_srlge_3D_avg')})."]
+    assert not [item for item in _group(report, result.lesions[0])[0].ContentSequence
+                if item.ValueType == "TEXT" and item.TextValue.startswith("Not computable")]

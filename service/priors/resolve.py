@@ -71,13 +71,25 @@ def _resolve_with(provider: PriorProvider, query: PatientQuery, study: StudyInfo
                   max_studies: int) -> PriorsOutcome:
     notes: list[str] = []
     studies: dict[str, list[SrLocation]] = defaultdict(list)
+    too_old, not_before = set(), set()
     for location in provider.find(query):
         if location.study_instance_uid == study.study_instance_uid:
             continue
         if not location.study_date:
             notes.append("prior SR ignored: its study has no study date")
-        elif _earlier(location, study, query.earliest_date):
+        elif location.study_date < query.earliest_date:
+            too_old.add(location.study_instance_uid)
+        elif not _earlier(location, study):
+            not_before.add(location.study_instance_uid)
+        else:
             studies[location.study_instance_uid].append(location)
+    # A source asked by date (PACS) returns neither; a directory, or --prior, may hold both.
+    if too_old:
+        notes.append(f"{len(too_old)} earlier stud{'y' if len(too_old) == 1 else 'ies'} with our SR ignored: "
+                     "before the lookback (prior_lookback_days)")
+    if not_before:
+        notes.append(f"{len(not_before)} stud{'y' if len(not_before) == 1 else 'ies'} with our SR ignored: "
+                     "not before this study (a prior must be earlier)")
     latest = sorted(studies.values(), key=lambda group: (_moment(group[0]), group[0].study_instance_uid))[-max_studies:]
     fetched = {uid: [fetch_cached(provider, cache, location) for location in group]
                for uid, group in ((group[0].study_instance_uid, group) for group in latest)}
@@ -133,7 +145,6 @@ def _moment(location: SrLocation) -> tuple[str, str]:
     return selection.study_moment(location.study_date, location.study_time)
 
 
-def _earlier(location: SrLocation, study: StudyInfo, earliest_date: str) -> bool:
-    """Inside the lookback and before the current study (same day: an earlier study time)."""
-    return location.study_date >= earliest_date and _moment(location) < selection.study_moment(
-        study.study_date, study.study_time)
+def _earlier(location: SrLocation, study: StudyInfo) -> bool:
+    """Before the current study (same day: an earlier study time)."""
+    return _moment(location) < selection.study_moment(study.study_date, study.study_time)

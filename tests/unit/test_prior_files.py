@@ -14,6 +14,7 @@ from pydicom.dataset import Dataset
 from service.config import Config
 from service.errors import ConfigError
 from service.model import StudyInfo
+from service.priors.files import FilesProvider
 from service.priors import PriorCache, build_providers, resolve_priors
 from tests.support.prior_srs import our_sr, synthetic_study
 from tests.support.written_outputs import write_sr
@@ -77,3 +78,20 @@ def test_a_missing_directory_makes_priors_unavailable_with_the_reason(tmp_path):
 def test_files_needs_its_directory():
     with pytest.raises(ConfigError, match="prior_providers has directory but prior_directory is not set"):
         Config(prior_providers=("directory",))
+
+
+def test_named_srs_outside_the_window_are_noted_not_dropped_silently(tmp_path):
+    """SRs named one by one (score --prior) are all returned; the resolver keeps those before
+    the study within the lookback, and says how many studies it left out and why."""
+    named = tmp_path / "named"
+    kept = _write_sr(named, synthetic_study("FILES-E", "20240101"))
+    _write_sr(named, synthetic_study("FILES-E", "20200101"))  # more than 1095 days before
+    _write_sr(named, synthetic_study("FILES-E", "20240701"))  # after the current study
+    current = synthetic_study("FILES-E", "20240601")
+
+    outcome = resolve_priors(current, [FilesProvider([named])], PriorCache(tmp_path / "cache"), lookback_days=1095,
+                             max_studies=12)
+
+    assert [r.sop_instance_uid for r in outcome.reports] == [kept.SOPInstanceUID]
+    assert outcome.notes == ("1 earlier study with our SR ignored: before the lookback (prior_lookback_days)",
+                             "1 study with our SR ignored: not before this study (a prior must be earlier)")

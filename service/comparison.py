@@ -151,6 +151,17 @@ def recist_assessment_uid(baseline_study_uid: str) -> str:
 
 
 @dataclass(frozen=True)
+class ResponseThresholds:
+    """The RECIST 1.1 thresholds the assessment applied (the site's response settings, else the
+    guideline's), for the outputs that state or draw them."""
+
+    pr_pct: float  # against baseline, e.g. -30
+    pd_pct: float  # against the nadir, e.g. +20 ...
+    pd_abs_mm: float  # ... and at least this many mm, e.g. 5
+    nontarget_pd_volume_pct: float  # the non-target proxy's progression, e.g. +73
+
+
+@dataclass(frozen=True)
 class ResponseAssessment(RecistSums):
     """RECIST 1.1, iRECIST and growth kinetics of one follow-up (followup.md 9.5.3-9.5.5).
 
@@ -175,6 +186,7 @@ class ResponseAssessment(RecistSums):
     kinetics: Mapping[str, Metric]  # KINETICS_CODES key -> value
     flags: tuple[PatternFlag, ...]
     notes: tuple[str, ...]  # RECIST flags, iRECIST reasons: for a reader
+    thresholds: ResponseThresholds
     previous_study_uid: str | None = None
     # the RECIST group's Tracking UID: recist_assessment_uid of the baseline, or the one a prior
     # report carried when the baseline study is no longer among those compared (None: the former)

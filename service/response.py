@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from service.config import Config
-from service.comparison import PatternFlag, ResponseAssessment, SeriesPoint, recist_assessment_uid
+from service.comparison import PatternFlag, ResponseAssessment, ResponseThresholds, SeriesPoint, recist_assessment_uid
 from service.longitudinal.identity import CarriedIdentity
 from service.longitudinal.irecist import IRecistCategory, IRecistResult, IRecistState, read_state, run, step
 from service.longitudinal.kinetics import (Flag, Kinetics, SumAt, dissociated_response, hyperprogression, kinetics,
@@ -199,6 +199,8 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
         flags=tuple(_flag(flag) for flag in flags),
         notes=(*last.flags, *([f"target response: {last.target_reason}"] if last.target_reason else []),
                *irecist.reasons, *irecist.flags, *notes),
+        thresholds=ResponseThresholds(settings.pr_pct, settings.pd_pct, settings.pd_abs_mm,
+                                      settings.nontarget_pd_volume_pct),
         previous_study_uid=None if previous is studies[base] else previous.study_uid,
         assessment_uid=assessment_uid,
     )

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 import highdicom as hd
 from pydicom.sr.coding import Code
 
-from service.comparison import ResponseAssessment, recist_assessment_uid
+from service.comparison import ResponseAssessment, ResponseThresholds, recist_assessment_uid
 from service.model import Metric
 from service.outputs import codes
 from service.outputs.response_values import sum_of_diameters_values
@@ -32,8 +32,14 @@ from service.uids import derived_uid
 
 RECIST_GROUP_IDENTIFIER = "RECIST 1.1 assessment"
 KINETICS_GROUP_IDENTIFIER = "Tumour growth kinetics"
-NON_TARGET_PROXY_TEXT = ("automated_proxy: non-target response from the contoured non-target volume "
-                         "(PD suggested at +73 %); " + codes.REQUIRES_CONFIRMATION)
+
+
+def non_target_proxy_text(thresholds: ResponseThresholds) -> str:
+    """What the non-target response is and the volume growth at which it suggests PD (the
+    site's setting, +73 % by default)."""
+    return ("automated_proxy: non-target response from the contoured non-target volume "
+            f"(PD suggested at +{thresholds.nontarget_pd_volume_pct:g} %); {codes.REQUIRES_CONFIRMATION}")
+
 
 Measurements = Callable[[Sequence[tuple[Code, float, Code]]], list[hd.sr.Measurement]]
 """Turns (name, value, unit) into TID 300 measurements that name the algorithm (sr.py)."""
@@ -74,7 +80,7 @@ def _recist_group(response: ResponseAssessment, measurements: Measurements,
         qualitative_evaluations=evaluations,
     )
     method_as_concept_modifier(group)
-    items: list[hd.sr.ContentItem] = [_text(codes.NON_TARGET_PROXY, NON_TARGET_PROXY_TEXT)]
+    items: list[hd.sr.ContentItem] = [_text(codes.NON_TARGET_PROXY, non_target_proxy_text(response.thresholds))]
     if response.iupd_date is not None:
         items.append(hd.sr.DateContentItem(name=codes.IUPD_DATE, value=response.iupd_date.replace("-", ""),
                                            relationship_type=_CONTAINS))

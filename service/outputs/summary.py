@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 from matplotlib.typing import RcKeyType
 
+from service.comparison import ResponseThresholds
 from service.model import ScoreClass
 from service.outputs.key_images import overlay_rgb, window_for
 from service.outputs.summary_input import ResponsePoint, SummaryInput, SummaryLesion
@@ -159,7 +160,7 @@ def _plots(figure: Figure, page: SummaryInput, top: float) -> float:
     width = 0.42 if page.response else 0.88
     _score_strip(figure.add_axes((0.08, top - height, width, height)), page)
     if page.response:
-        _response_plot(figure.add_axes((0.56, top - height, 0.40, height)), page.response)
+        _response_plot(figure.add_axes((0.56, top - height, 0.40, height)), page.response, page.thresholds)
     return top - height - 0.07
 
 
@@ -188,21 +189,17 @@ def _score_strip(ax: Axes, page: SummaryInput) -> None:
                  loc="left")
 
 
-def _response_plot(ax: Axes, response: Sequence[ResponsePoint]) -> None:
+def _response_plot(ax: Axes, response: Sequence[ResponsePoint], thresholds: ResponseThresholds | None) -> None:
     """Sum of diameters over days from the first point, each point labelled with its
-    categories; the partial-response line (-30 % of baseline) and the progression threshold
-    (+20 % and +5 mm over the nadir of the earlier points) as in RECIST 1.1."""
+    categories; the partial-response line (e.g. -30 % of baseline) and the progression
+    threshold (e.g. +20 % and +5 mm over the nadir of the earlier points) at the thresholds the
+    assessment applied (RECIST 1.1's unless the site's response settings changed them)."""
     first = response[0].date
     days = [(point.date - first).days for point in response]
     sums = [point.sum_of_diameters_mm for point in response]
     ax.plot(days, sums, marker="o", color="black", linewidth=1, markersize=3)
-    ax.axhline(0.7 * sums[0], color=LOW_RGB, linestyle=":", linewidth=0.8)
-    ax.text(0.0, 0.7 * sums[0], "PR: -30 % of baseline", color=LOW_RGB, fontsize=5.5, va="bottom",
-            transform=ax.get_yaxis_transform())
-    if len(sums) > 1:
-        thresholds = [max(1.2 * min(sums[:i]), min(sums[:i]) + 5.0) for i in range(1, len(sums))]
-        ax.step(days[1:], thresholds, where="mid", color=HIGH_RGB, linestyle=":", linewidth=0.8)
-        ax.text(days[-1], thresholds[-1], "PD threshold", color=HIGH_RGB, fontsize=5.5, ha="right", va="bottom")
+    if thresholds is not None:
+        _threshold_lines(ax, days, sums, thresholds)
     for day, total, point in zip(days, sums, response):
         label = " / ".join(category for category in (point.recist, point.irecist) if category)
         ax.annotate(label or "baseline", (day, total), xytext=(0, 4), textcoords="offset points", ha="center",
@@ -212,6 +209,19 @@ def _response_plot(ax: Axes, response: Sequence[ResponsePoint]) -> None:
     ax.set_ylim(0, max(sums) * 1.35)
     ax.set_title("Sum of diameters, RECIST 1.1 / iRECIST (algorithmic)", fontsize=7, loc="left")
 
+
+def _threshold_lines(ax: Axes, days: Sequence[int], sums: Sequence[float], thresholds: ResponseThresholds) -> None:
+    """The partial-response line against the baseline and, from the second point on, the
+    progression threshold over the nadir of the points before (RECIST 1.1's rules)."""
+    partial = (1 + thresholds.pr_pct / 100) * sums[0]
+    ax.axhline(partial, color=LOW_RGB, linestyle=":", linewidth=0.8)
+    ax.text(0.0, partial, f"PR: {thresholds.pr_pct:+g} % of baseline", color=LOW_RGB, fontsize=5.5, va="bottom",
+            transform=ax.get_yaxis_transform())
+    if len(sums) > 1:
+        progression = [max((1 + thresholds.pd_pct / 100) * min(sums[:i]), min(sums[:i]) + thresholds.pd_abs_mm)
+                       for i in range(1, len(sums))]
+        ax.step(days[1:], progression, where="mid", color=HIGH_RGB, linestyle=":", linewidth=0.8)
+        ax.text(days[-1], progression[-1], "PD threshold", color=HIGH_RGB, fontsize=5.5, ha="right", va="bottom")
 
 def _tiles(figure: Figure, lesions: Sequence[SummaryLesion], top: float) -> float:
     """Key images: the candidates first, then the lesions in order, up to MAX_TILES."""

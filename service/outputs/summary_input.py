@@ -16,7 +16,7 @@ import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.comparison import Comparison, LesionComparison, SeriesPoint, TimePointInfo
+from service.comparison import Comparison, LesionComparison, ResponseThresholds, SeriesPoint, TimePointInfo
 from service.model import (LesionResult, LocationClass, PatientResult, ScoreClass, SignatureStatus, StudyInfo,
                            StudyResult)
 from service.outputs import codes
@@ -72,6 +72,7 @@ class SummaryInput:
     sr_sop_instance_uid: str
     prior_sr_uids: tuple[str, ...]
     notice: str = NOTICE
+    thresholds: ResponseThresholds | None = None  # the assessment's, drawn on the plot; None: no assessment
 
 
 def summary_input(result: StudyResult, *, sr_sop_instance_uid: str, comparison: Comparison = Comparison(),
@@ -95,6 +96,7 @@ def summary_input(result: StudyResult, *, sr_sop_instance_uid: str, comparison: 
         provenance=tuple(codes.provenance_lines(provenance)),
         sr_sop_instance_uid=sr_sop_instance_uid,
         prior_sr_uids=tuple(prior.sop_instance_uid for prior in comparison.priors),
+        thresholds=comparison.response.thresholds if comparison.response is not None else None,
     )
 
 

@@ -149,10 +149,11 @@ def test_the_sums_a_report_carries_are_read_back_for_the_next(series):
 def test_week_6_under_a_site_pd_threshold_is_sd_and_the_sr_says_why(series, tmp_path):
     """The same week 6 (+30 %, > 5 mm) scored under `--response-settings` with PD at +40 %:
     below the site's threshold, so by RECIST 1.1 target SD, overall SD, iRECIST iSD; the SR
-    states the setting and is another SR than the one under the guideline's 20 %."""
+    states the setting and is another SR than the one under the guideline's 20 %. (PR at -40 %
+    and the non-target proxy at +50 % change nothing here but what the outputs state.)"""
     root, rtstructs, start = series
     rules = tmp_path / "rules.yaml"
-    rules.write_text("recist:\n  pd_pct: 40\n")
+    rules.write_text("recist:\n  pd_pct: 40\n  pr_pct: -40\n  nontarget_pd_volume_pct: 50\n")
     iso_start = f"{start[:4]}-{start[4:6]}-{start[6:]}"
     _score(root / "week-6-study" / "ct", rtstructs["week-6"], tmp_path / "out", root / "baseline",
            treatment_start=iso_start, options=("--response-settings", str(rules)))
@@ -164,6 +165,11 @@ def test_week_6_under_a_site_pd_threshold_is_sd_and_the_sr_says_why(series, tmp_
     assert any("recist.pd_pct 40.0 (default 20.0)" in str(item.TextValue)
                for item in _all_items(sr) if item.ValueType == "TEXT")
     assert sr.SOPInstanceUID != _sr(root / "week-6").SOPInstanceUID
+    # the thresholds stated and drawn are the site's: the non-target proxy's in the SR, the
+    # partial-response line on the page's plot
+    assert "(PD suggested at +50 %)" in _texts(group)["NTPROXY"][0]
+    (page,) = (tmp_path / "out").glob("*.summary.pdf")
+    assert "PR: -40 % of baseline" in " ".join(pypdf.PdfReader(page).pages[0].extract_text().split())
 
 
 def _all_items(dataset):

@@ -284,6 +284,9 @@ def test_every_case_lists_calling_aes_or_opts_out_and_the_config_carries_the_lis
         assert _load(case, workload, tmp_path).dicom_allowed_calling_aes == tuple(allowed)
     notes = case.manifests["radiomics-cds/templates/NOTES.txt"]
     assert f"Calling AE titles accepted: {', '.join(allowed) or 'any (dicom.allowAnyCallingAE)'}" in notes
+    # the test command the notes suggest calls as an accepted AE (send's own default is refused)
+    (command,) = [line.strip() for line in notes.splitlines() if line.strip().startswith("radiomics-cds send")]
+    assert (f"--calling-aet {allowed[0]}" in command) if allowed else ("--calling-aet" not in command)
 
 
 def test_schema_config_lists_exactly_the_settings_the_chart_leaves_to_the_user() -> None:

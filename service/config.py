@@ -226,6 +226,7 @@ class Config:
                 raise ConfigError(f"{name} must be at least 1")
         if self.delivery_max_attempts < 1:
             raise ConfigError("delivery_max_attempts must be at least 1")
+        self._check_bounds()
         if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
         if self.log_format not in LOG_FORMATS:
@@ -260,6 +261,19 @@ class Config:
             if getattr(self, setting) not in (None, secret):  # equal: a copy (dataclasses.replace)
                 raise ConfigError(f"set {setting} or {file_setting}, not both")
             object.__setattr__(self, setting, secret)
+
+    def _check_bounds(self) -> None:
+        """The numbers the chart's schema bounds, bounded here too: a value given in the
+        environment or a YAML file reaches no schema."""
+        if not 1 <= self.pacs_port <= 65535:  # a peer's port: 0 names no port
+            raise ConfigError("pacs_port must be a TCP port (1-65535)")
+        if self.grpc_max_message_bytes < 1:
+            raise ConfigError("grpc_max_message_bytes must be at least 1")
+        if self.delivery_initial_backoff_seconds <= 0:
+            raise ConfigError("delivery_initial_backoff_seconds must be positive")
+        for name in ("scorer_grace_seconds", "volume_filter_ml"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
 
     def _check_priors(self) -> None:
         """Each configured prior provider needs its address; limits must allow at least one prior."""

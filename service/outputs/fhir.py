@@ -30,14 +30,14 @@ from fhir.resources.R4B.codeableconcept import CodeableConcept
 from fhir.resources.R4B.coding import Coding
 from fhir.resources.R4B.device import Device, DeviceDeviceName, DeviceVersion
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
-from fhir.resources.R4B.identifier import Identifier
 from fhir.resources.R4B.reference import Reference
 
 from service.comparison import Comparison
 from service.model import StudyInfo, StudyResult
 from service.outputs import codes
 from service.outputs.fhir_change import associated_studies, lesion_change_entry
-from service.outputs.fhir_common import ResourceKey, StudyContext, concept, conditional_url, dicom_reference
+from service.outputs.fhir_common import (ResourceKey, StudyContext, concept, conditional_url, dicom_reference,
+                                         dicom_uid_identifier)
 from service.outputs.fhir_lesion import lesion_entries, lesion_key
 from service.outputs.fhir_patient import patient_entries
 from service.outputs.fhir_presented_form import pdf_attachment
@@ -89,8 +89,8 @@ def build_bundle(result: StudyResult, *, sr_sop_instance_uid: str,
     if summary_pdf is not None:
         report.presentedForm = [pdf_attachment(summary_pdf, context.effective)]
     entries.append(report_key.entry(report))
-    return Bundle(type="transaction", identifier=Identifier(system=codes.RCDS_IDENTIFIER_SYSTEM,
-                                                            value=sr_sop_instance_uid), entry=entries)
+    # The Bundle is the SR's FHIR form: identified by the SR's UID, as DICOM UIDs are (docs/fhir.md).
+    return Bundle(type="transaction", identifier=dicom_uid_identifier(sr_sop_instance_uid), entry=entries)
 
 
 def bundle_withheld(study: StudyInfo) -> str | None:

@@ -25,7 +25,7 @@ def write_encapsulated_pdf(document: Dataset, target: Path) -> Path:
 def write_bundle(bundle: Bundle, outdir: Path) -> Path:
     """`<SR SOP Instance UID>.fhir.json` in `outdir`: the Bundle's identifier is its SR's UID."""
     assert bundle.identifier is not None
-    target = artefact_path(outdir, str(bundle.identifier.value), Artefact.FHIR_BUNDLE)
+    target = artefact_path(outdir, str(bundle.identifier.value).removeprefix("urn:oid:"), Artefact.FHIR_BUNDLE)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(bundle_json(bundle))
     return target

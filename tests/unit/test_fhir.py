@@ -402,3 +402,9 @@ def test_a_study_without_patient_id_gets_no_bundle(result: StudyResult) -> None:
     anonymous = dataclasses.replace(result, study=dataclasses.replace(result.study, patient_id="  "))
     with pytest.raises(ValueError, match="^the study has no PatientID: no FHIR Bundle was written"):
         build_bundle(anonymous, sr_sop_instance_uid=SR_UID)
+
+
+def test_the_bundle_is_identified_by_the_srs_uid_as_a_dicom_uid(bundle: Bundle) -> None:
+    """docs/fhir.md: DICOM UIDs under urn:dicom:uid as urn:oid:<uid>; rcds-id holds only our
+    UUIDv5 business identifiers."""
+    assert (bundle.identifier.system, bundle.identifier.value) == ("urn:dicom:uid", f"urn:oid:{SR_UID}")

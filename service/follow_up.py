@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from service.comparison import Comparison, FeatureDelta, LesionComparison, PriorSrReference, TimePointInfo
-from service.longitudinal.change import LesionChange, Size, group_size, lesion_change
+from service.longitudinal.change import LesionCategory, LesionChange, Size, group_size, lesion_change
 from service.longitudinal.deltas import ValueDelta, comparability, radiomic_deltas
 from service.longitudinal.identity import CarriedIdentity, carried_identities
 from service.longitudinal.links import Link, LinkStatus
@@ -33,12 +33,14 @@ from service.outputs.feature_codes import REGION_METHODS, feature_concept
 from service.prior_frames import FrameSources, prior_mapping
 from service.priors.reading import CarriedSums, PriorLesion, PriorReport, feature_key
 from service.priors.selection import COMPREHENSIVE_3D_SR, study_moment
-from service.response import ResponseInputs, StudyLesions, assess_response, dicom_date
+from service.response import ResponseInputs, StudyLesions, assess_response, choose_baseline, dicom_date
 
 _SETTINGS_LINE = "Settings: "
 _SIGNATURE_LINE = "Signature: "
 _SITE_CLASSES = {site.meaning: location for location, site in codes.FINDING_SITES.items()}
 
+
+AT_BASELINE = "this study is the baseline (treatment_start or baseline_study_uid): no change against it"
 
 @dataclass(frozen=True)
 class FollowUp:
@@ -92,7 +94,12 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
     mapping, frame_note = prior_mapping(frames, current.frame_of_reference_uid, previous_report)
     all_notes.extend(filter(None, [frame_note]))
     links = match_lesions(current, previous, mapping)
-    first_sizes = _first_sizes(ordered)
+    prior_studies = [_study_lesions(report) for report in ordered]
+    # Lesion changes and the time point count from the baseline the response rules choose
+    # (treatment_start, baseline_study_uid, else the earliest report), not the earliest report.
+    base = choose_baseline([*prior_studies, current_study], inputs)[0]
+    since_baseline = ordered[base:]  # empty: this study is the baseline
+    first_sizes = _first_sizes(since_baseline)
     identities = carried_identities(links, {uid: size.diameter_mm for uid, (_, size) in first_sizes.items()})
     comparable = comparability(current.context, previous.context)
     changes: dict[str, LesionChange] = {}
@@ -101,9 +108,19 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
         if link.status not in (LinkStatus.MATCHED, LinkStatus.SPLIT, LinkStatus.MERGED):
             all_notes.append(_link_note(link))
             continue
-        baselines = _baselines(link.prior, first_sizes, previous_report.study_instance_uid)
-        baseline = Size(sum(size.diameter_mm for _, size in baselines), sum(size.volume_ml for _, size in baselines))
+        if since_baseline:
+            baselines = _baselines(link.prior, first_sizes, previous_report.study_instance_uid)
+            baseline = Size(sum(size.diameter_mm for _, size in baselines),
+                            sum(size.volume_ml for _, size in baselines))
+        else:  # this study is the baseline: its change against it is none
+            baselines, baseline = [], group_size(link.current)
         change = lesion_change(group_size(link.current), baseline, group_size(link.prior))
+        if not since_baseline:
+            at_baseline = Metric.not_computable(AT_BASELINE)
+            change = dataclasses.replace(
+                change, category=LesionCategory.NOT_EVALUABLE, category_reason=AT_BASELINE,
+                versus_baseline=dataclasses.replace(change.versus_baseline, percent=at_baseline,
+                                                    volume_percent=at_baseline))
         studies = tuple(dict.fromkeys([*(study for study, _ in baselines), previous_report.study_instance_uid]))
         comparison = LesionComparison(
             match_method=link.method.value,
@@ -132,11 +149,12 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
                 comparison, derived_from_uid=identity.derived_from_uid, merged_uids=identity.absorbed_uids,
                 prior_uids=tuple(p.tracking_uid for p in link.prior))
         all_notes += _merge_notes(link, identities)
-    response = assess_response(current_study, [_study_lesions(report) for report in ordered], links, identities,
+    response = assess_response(current_study, prior_studies, links, identities,
                                {uid: change.versus_baseline.percent.value for uid, change in changes.items()
                                 if change.versus_baseline.percent.value is not None}, inputs)
     return FollowUp(_carried(result, identities), Comparison(
-        time_point=TimePointInfo(len(ordered) + 1, _days(ordered[0].study_date, result.study.study_date)),
+        time_point=TimePointInfo(len(since_baseline) + 1, _days(since_baseline[0].study_date, result.study.study_date))
+        if since_baseline else TimePointInfo(),
         priors=tuple(_reference(report) for report in ordered),
         lesions=lesions,
         notes=(*all_notes, *response.notes, *inputs.notes()),

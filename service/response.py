@@ -141,7 +141,7 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
     parents = {identity.tracking_uid: identity.derived_from_uid for identity in identities.values()
                if identity.derived_from_uid is not None}
     studies = [*priors, _under_carried_identities(current, carried, parents)]
-    base, notes, anchored = _baseline_index(studies, inputs)
+    base, notes, anchored = choose_baseline(studies, inputs)
     notes += _baseline_timing(studies[base], inputs.treatment_start, settings)
     irradiated = inputs.irradiated_lesions or ()
     target_set, selection_notes = _target_set(studies[base], base < len(priors), settings, irradiated)
@@ -248,7 +248,7 @@ def continues_series(previous: StudyLesions, baseline_uid: str, assessment_uid: 
     return previous.assessment_uid == assessment_uid
 
 
-def _baseline_index(studies: Sequence[StudyLesions], inputs: ResponseInputs) -> tuple[int, list[str], bool]:
+def choose_baseline(studies: Sequence[StudyLesions], inputs: ResponseInputs) -> tuple[int, list[str], bool]:
     """(index of the baseline, notes, whether an anchor chose it). A baseline an anchor chose
     (baseline_study_uid, the last study on or before treatment_start) is the baseline even if
     the patient's earlier studies were trimmed by the prior limits; the earliest study

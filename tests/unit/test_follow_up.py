@@ -8,6 +8,7 @@ and deltas are computed here from the CT headers and the lesions' own numbers.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from pathlib import Path
 
 import highdicom as hd
@@ -15,14 +16,15 @@ import numpy as np
 import pydicom
 import pytest
 
-from service.follow_up import follow_up
+from service.follow_up import AT_BASELINE, follow_up
 from service.longitudinal.matching import OUTSIDE_PRIOR
 from service.longitudinal.timepoint import Acquisition
-from service.model import CodedConcept, LesionResult, LocationClass, StudyResult
+from service.model import CodedConcept, LesionResult, LocationClass, Metric, StudyResult
 from service.outputs import codes
 from service.outputs.fhir import build_bundle
 from service.outputs.sr import build_measurement_report
 from service.priors.reading import PriorReport, read_prior_report
+from service.response import ResponseInputs
 from tests.support.sr_groups import CORE, RING, region_groups
 from tests.support.synthetic_results import make_study_result
 from tests.support.sr_document import assert_same_as_highdicoms_build
@@ -234,3 +236,19 @@ def test_a_seg_segments_own_finding_site_reads_back_as_its_location_class(tmp_pa
     read = read_prior_report(pydicom.dcmread(path))
     locations = {lesion.tracking_uid: lesion.location for lesion in read.lesions}
     assert [locations[lesion.tracking_uid] for lesion in lesions] == ["Head and Neck", "Lymph Node", None]
+
+
+def test_a_baseline_at_this_study_counts_no_change_against_an_earlier_one(baseline, prior) -> None:
+    """The treatment starts after this study, so it is the baseline though a report precedes
+    it: its time point is T0, its lesions' change against baseline is none (not a change
+    against the earlier report), and its lesions are categorised at this baseline."""
+    result, evidence = baseline
+    current = _follow_up_study(result, result.lesions)  # 2002-10-01
+    followed = follow_up(current, None, _acquisition(evidence), [prior],
+                         inputs=ResponseInputs(treatment_start=datetime.date(2002, 10, 2)))
+    comparison = followed.comparison
+    assert comparison.time_point.is_baseline and comparison.response is None
+    for change in comparison.lesions.values():
+        assert change.diameter_pct_baseline == Metric.not_computable(AT_BASELINE) == change.volume_pct_baseline
+        assert change.category == "not_evaluable"
+    assert set(comparison.baseline_categories.values()) >= {"target"}

@@ -109,14 +109,16 @@ def _lesion_table(figure: Figure, lesions: Sequence[SummaryLesion], top: float) 
     shown = lesions[:MAX_TABLE_ROWS]
     with_change = any(lesion.change is not None for lesion in lesions)
     columns = ["Lesion", "Site", "Volume mL", "LD mm", "SA mm", "CD8 score", "Class"]
-    if with_change:
-        columns += ["LD vs baseline", "vs previous", "Change", "Match"]
+    widths = [0.22] + [0.78 / (len(columns) - 1)] * (len(columns) - 1)  # identifiers are the longest
+    if with_change:  # eleven columns: short headers, explained below the table
+        columns = ["Lesion", "Site", "Vol. mL", "LD mm", "SA mm", "CD8", "Class", "D vs BL", "D vs prev.",
+                   "Lesion resp.", "Match"]
+        widths = [0.15, 0.09, 0.07, 0.07, 0.07, 0.10, 0.06, 0.08, 0.08, 0.09, 0.14]
     rows = [_row(lesion, with_change) for lesion in shown]
     row_height = 0.0145
     height = row_height * (len(rows) + 1)
     ax = figure.add_axes((0.05, top - height, 0.9, height))
     ax.axis("off")
-    widths = [0.22] + [0.78 / (len(columns) - 1)] * (len(columns) - 1)  # identifiers are the longest
     table = ax.table(cellText=rows, colLabels=columns, colWidths=widths, loc="upper center", cellLoc="center",
                      bbox=Bbox.from_bounds(0.0, 0.0, 1.0, 1.0))
     table.auto_set_font_size(False)
@@ -133,6 +135,9 @@ def _lesion_table(figure: Figure, lesions: Sequence[SummaryLesion], top: float) 
     if len(lesions) > len(shown):
         notes.append(f"{len(lesions) - len(shown)} more lesions in the SR.")
     text = "Tumour-board candidates (shaded): " + ("   ".join(notes) if notes else "none")
+    if with_change:
+        text += ("   D: % change of the longest axial diameter, of the short axis for lymph nodes (RECIST 1.1), "
+                 "against the baseline (BL) and the previous study; lesion-wise response (Sun 2022), algorithmic.")
     figure.text(0.05, y, textwrap.fill(text, 160), fontsize=6.5, va="top")
     return y - 0.05
 

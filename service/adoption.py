@@ -1,5 +1,5 @@
-"""A stale later study that another ingest replica scored, taken over by this one (followup.md
-3.4 item 6, 9.3): its baseline's SR reached PACS after it was scored, and this replica, which
+"""A stale later study that another ingest replica scored, taken over by this one (docs/architecture.md,
+"Priors from PACS"): its baseline's SR reached PACS after it was scored, and this replica, which
 scored the baseline, is the one that knows. The study's CT series and contour instance(s), as
 its standing SR names them, are retrieved from PACS and enter this replica's spool and index
 exactly as received instances do (durable, deduplicated by SOP Instance UID, assessed and

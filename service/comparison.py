@@ -69,7 +69,7 @@ class FeatureDelta:
 
 @dataclass(frozen=True)
 class LesionComparison:
-    """One current lesion against its earlier measurements (followup.md 9.5.1, 9.4.4).
+    """One current lesion against its earlier measurements (docs/method.md 5.1).
 
     `size_sources` are the Study Instance UIDs whose size Observation of this tracking UID the
     change derives from (baseline, previous): FHIR references them by deterministic identifier.
@@ -124,7 +124,7 @@ class PatternFlag:
 
 @dataclass(frozen=True)
 class RecistSums:
-    """RECIST 1.1's sums of diameters at one follow-up (followup.md 9.5.3): this study's, the
+    """RECIST 1.1's sums of diameters at one follow-up (docs/method.md 5.3): this study's, the
     baseline's, the nadir's (and its study), and the changes against baseline and nadir. The
     longitudinal core's RecistResult computes them and the ResponseAssessment reports them as
     they are: both derive from this one declaration."""
@@ -163,7 +163,7 @@ class ResponseThresholds:
 
 @dataclass(frozen=True)
 class ResponseAssessment(RecistSums):
-    """RECIST 1.1, iRECIST and growth kinetics of one follow-up (followup.md 9.5.3-9.5.5).
+    """RECIST 1.1, iRECIST and growth kinetics of one follow-up (docs/method.md 5.2, 5.3).
 
     Categories are keys of the code tables in service.outputs.codes. `irecist_state` is the
     iRECIST state as JSON, carried in the SR so that the next report (on any replica) continues

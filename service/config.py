@@ -168,7 +168,7 @@ class Config:
     treatment_start: str | None = None
     baseline_study_uid: str | None = None
     irradiated_lesions: tuple[str, ...] = ()
-    # The response rules' settings (RECIST 1.1, iRECIST, kinetics; followup.md 9.2): a YAML file
+    # The response rules' settings (RECIST 1.1, iRECIST, kinetics; docs/method.md 5.3): a YAML file
     # with sections recist, irecist, kinetics (examples/response-settings.yaml), read and checked
     # once at start (service.longitudinal.settings_file); unset: the guideline defaults
     response_settings_file: Path | None = None

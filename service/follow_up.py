@@ -1,4 +1,4 @@
-"""The follow-up of a scored study against its prior SRs (followup.md 9.4, 9.5.1).
+"""The follow-up of a scored study against its prior SRs (docs/method.md 5.1).
 
 Wires the pure longitudinal core to what the pipeline has: the current StudyResult and CT, and
 the prior SRs read back as PriorReports (oldest first; the oldest is the baseline, the latest
@@ -55,7 +55,7 @@ class FollowUp:
 
 def acquisition(ct: CtSeries, evidence: Sequence[Dataset]) -> Acquisition:
     """kVp, kernel and slice thickness of the scored CT series (the first of its headers that
-    has each), which decide whether radiomic deltas are comparable (followup.md 9.5.1)."""
+    has each), which decide whether radiomic deltas are comparable (docs/method.md 5.1)."""
     headers = [ds for ds in evidence if str(ds.get("SeriesInstanceUID", "")) == ct.series_instance_uid]
 
     def first(keyword: str) -> object:

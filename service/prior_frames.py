@@ -1,5 +1,5 @@
-"""Which mapping relates a prior study's Frame of Reference to the current one (followup.md 2.3
-step 3): the identity for the same frame, else a Spatial Registration object, else a rigid
+"""Which mapping relates a prior study's Frame of Reference to the current one (docs/method.md
+section 5): the identity for the same frame, else a Spatial Registration object, else a rigid
 registration of the prior CT to the current CT, else none (matching by tracking UID and name
 only, and the follow-up says so).
 

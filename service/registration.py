@@ -1,7 +1,7 @@
 """Rigid registration of a prior CT to the current one, as the prior -> current frame mapping.
 
 Used only when the two studies' Frames of Reference differ and no Spatial Registration object
-relates them (followup.md 2.3 step 3c, 9.4.3). The recipe is fixed by the specification so that
+relates them (docs/method.md section 5). The recipe is fixed so that
 two replicas, or a re-run, find the same mapping: SimpleITK ImageRegistrationMethod, Euler3D
 initialised by the images' geometric centres, Mattes mutual information with 50 bins, HU
 clipped to [-200, 1500] so bone dominates, a 3-level pyramid at 8, 4 and 2 mm, regular-step

@@ -139,7 +139,7 @@ _NODE_SITE = codes.finding_site(NODE_LOCATION_CLASS)
 class ChangeRow:
     """One lesion's change against the patient's earlier studies, read back from a follow-up SR.
 
-    D is the size the change is measured on (followup.md 9.5.1): the longest axial diameter, or
+    D is the size the change is measured on (docs/method.md 5.1): the longest axial diameter, or
     the short axis for a lymph node. The baseline D is the follow-up's minus LDMMBL: the SR
     states the change, not the baseline measurement.
     """

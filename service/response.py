@@ -1,4 +1,4 @@
-"""Patient-level response of a scored study against its prior SRs (followup.md 9.5.2-9.5.5).
+"""Patient-level response of a scored study against its prior SRs (docs/method.md 5.2, 5.3).
 
 Wires the pure core (service.longitudinal: targets, recist, irecist, kinetics) to what the
 pipeline has: the current study's lesions under their carried tracking UIDs (the links to the
@@ -52,7 +52,7 @@ BASELINE_INFERRED = "baseline inferred: the earliest study (no treatment_start o
 
 @dataclass(frozen=True)
 class ResponseInputs:
-    """The time anchors of followup.md 9.2 (`irradiated_lesions` None: not given) and the
+    """The time anchors (README, Configuration; `irradiated_lesions` None: not given) and the
     site's rule settings (response_settings_file)."""
 
     treatment_start: datetime.date | None = None
@@ -220,7 +220,7 @@ def _recist(target_set: TargetSet, series: Sequence[Assessment], settings: Recis
     series[0]), the patient's earlier studies were trimmed by the prior limits: its baseline
     SoD and its group UID are carried. Its nadir is carried when it is below the series' own at
     this study (the series misses the time point that set it), and only when that report
-    continues this series (continues_series). Either is flagged (followup.md 9.5.3).
+    continues this series (continues_series). Either is flagged (docs/method.md 5.3).
     """
     own_uid = recist_assessment_uid(series[0].study_uid)
     trimmed = may_be_trimmed and previous.assessment_uid is not None and previous.baseline_sod_mm is not None \

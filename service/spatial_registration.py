@@ -1,6 +1,6 @@
 """A DICOM Spatial Registration object read as the prior -> current frame mapping.
 
-Preferred over image registration (followup.md 2.3 step 3b): whoever made it (a PACS, a
+Preferred over image registration (service.prior_frames): whoever made it (a PACS, a
 planning system, a radiologist) chose the alignment, and reading it costs nothing. Two frames
 are related when both reach the object's registered frame (service.registration_object): prior
 -> registered -> current. The listener refuses a malformed object at C-STORE; one given to

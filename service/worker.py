@@ -330,7 +330,7 @@ class StudyWorker:
     def reconcile_delivered(self, now: float | None = None) -> int:
         """Reconcile each done study whose SR has reached PACS (no SR delivery still pending, one
         delivered) and has not been reconciled: its later studies that did not compare with it
-        are scored again (followup.md 3.4 item 6). Returns how many were sent back to be scored.
+        are scored again (README, `prior_providers`). Returns how many were sent back to be scored.
 
         Durable across restarts (the index records each reconciled result), so a crash before
         the question was answered only asks it again. A stale later study scored by another

@@ -1,4 +1,4 @@
-"""Lesion-level change (followup.md 9.5.1 and 1.2): diameter and volume against the baseline and
+"""Lesion-level change (docs/method.md 5.1): diameter and volume against the baseline and
 the previous time point, and the lesion-wise category of Sun et al. 2022.
 
 D is the longest axial diameter, or the short axis for a lymph node. A split lesion is the sum

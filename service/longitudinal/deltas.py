@@ -1,4 +1,4 @@
-"""Deltas of the CD8 score and of every feature between two time points (followup.md 9.5.1).
+"""Deltas of the CD8 score and of every feature between two time points (docs/method.md 5.1).
 
 A radiomic value depends on how it was extracted and on how the CT was acquired, so a delta is
 only meaningful when extraction settings, signature and version, kVp, kernel and slice

@@ -60,7 +60,7 @@ def inside_extent(extent: ImageGeometry, point: np.ndarray, margin_mm: float) ->
 
     The box is the voxel grid's outer boundary (half a voxel beyond the first and last centres).
     A lesion near an edge may be cut off or missed by the other scan, so only positions well
-    inside count as covered (followup.md 2.3 items 4 and 5: margin >= 10 mm).
+    inside count as covered (docs/method.md 5.1, unmatched lesions: margin >= 10 mm).
     """
     ijk = extent.physical_to_index(np.asarray(point, dtype=float).reshape(1, 3))[0]
     margin = margin_mm / np.asarray(extent.spacing, dtype=float)

@@ -1,6 +1,6 @@
 """Second matching pass: splits (one prior -> several current) and merges (the reverse).
 
-followup.md 2.3 item 6: with the same gate, one-to-many and many-to-one links among lesions the
+docs/method.md 5.1: with the same gate, one-to-many and many-to-one links among lesions the
 one-to-one assignment left over, when the total volumes are consistent (ratio 0.5-2). The
 assignment has already paired a parent with its nearest fragment, so that pair is the seed a
 group grows from. A lesion joins a group only if it brings the volume ratio closer to 1: a small

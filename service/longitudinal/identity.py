@@ -1,4 +1,4 @@
-"""The tracking identity each current lesion carries (followup.md 9.4.1-9.4.2).
+"""The tracking identity each current lesion carries (docs/method.md 5.1).
 
 A lesion keeps one tracking UID across studies, as DICOM intends for Tracking UID (112040):
 - matched (by any method): the prior lesion's UID and identifier are carried forward;

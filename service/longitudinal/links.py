@@ -1,4 +1,4 @@
-"""The result of matching: links between current and prior lesions (followup.md 9.4.4)."""
+"""The result of matching: links between current and prior lesions (docs/method.md 5.1)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class LinkStatus(StrEnum):
 
 
 class MatchMethod(StrEnum):
-    """How the link was made, in the order the cascade tries (followup.md 9.4.4)."""
+    """How the link was made, in the order the cascade tries (docs/method.md 5.1)."""
 
     TRACKING_UID = "tracking_uid"
     CONCEPTUAL_VOLUME_UID = "conceptual_volume_uid"

@@ -1,4 +1,4 @@
-"""The matching cascade (followup.md 2.3 and 9.4.3): tracking UID, name, then geometry.
+"""The matching cascade (docs/method.md 5.1): tracking UID, name, then geometry.
 
 Each stage sees only what earlier stages left. Geometry needs the prior centroids in the
 current frame: the identity when both studies share a Frame of Reference, else a mapping the

@@ -1,4 +1,4 @@
-"""ROI and segment names compared across studies (followup.md 2.3 item 2).
+"""ROI and segment names compared across studies (docs/method.md 5.1).
 
 Readers rename lesions between time points ("Liver met 1 BL", "liver_met_1_FU2"), so names are
 compared after normalisation: case-folded, separators (space, underscore, hyphen) collapsed

@@ -377,7 +377,7 @@ def follow_up_assessment(study_uid: str, date: datetime.date | None, links: Sequ
                          settings: RecistSettings = RecistSettings()) -> Assessment:
     """A follow-up's lesions under their carried tracking UIDs, from the links to the prior study.
 
-    `root_of` takes a split fragment's UID to its parent's (followup.md 9.4.2), so fragments are
+    `root_of` takes a split fragment's UID to its parent's (docs/method.md 5.1), so fragments are
     summed under the lesion they came from, at this or any later time point. A prior lesion not
     found is absent (0 mm) only when `explicitly_absent` names it (an empty contour) or the site's
     convention says so; otherwise not evaluable. Merged sources other than the kept one are

@@ -1,6 +1,6 @@
-"""Settings of lesion matching and lesion-level change (followup.md 9.2), with their defaults.
+"""Settings of lesion matching and lesion-level change (docs/method.md 5.1), with their defaults.
 
-The matching gates are engineering defaults, not literature values (followup.md 2.3): they allow
+The matching gates are engineering defaults, not literature values: they allow
 for rigid-registration residuals of soft-tissue organs and for lesion growth.
 """
 
@@ -29,7 +29,7 @@ class ChangeSettings:
     progressing_pct: float = 20.0  # Sun 2022: an increase of at least 20 %
     lesion_level_abs_mm: float = 0.0  # Sun 2022 uses percentages only; > 0 adds an absolute rule
     borderline_margin_pct: float = 2.0
-    small_lesion_mm: float = 5.0  # measured value kept, flagged (followup.md 9.9)
+    small_lesion_mm: float = 5.0  # measured value kept, flagged (docs/method.md 5.1)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""A site's response rule settings (followup.md 9.2): a YAML file read once at start.
+"""A site's response rule settings (docs/method.md 5.3): a YAML file read once at start.
 
 The file has up to three sections, `recist:`, `irecist:` and `kinetics:`, whose keys are the
 field names of RecistSettings, IRecistSettings and KineticsSettings; what it leaves out keeps

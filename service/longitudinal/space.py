@@ -1,4 +1,4 @@
-"""Distances, gates and costs between current and prior lesions (followup.md 2.3 item 3).
+"""Distances, gates and costs between current and prior lesions (docs/method.md 5.1).
 
 cost c_ij = d_ij / (r_i + r_j) with r the equivalent-sphere radius, so a large lesion may move
 further than a small one; a pair is allowed only within the same location class and within the

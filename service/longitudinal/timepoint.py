@@ -17,7 +17,7 @@ NODE_LOCATION_CLASS = "adenopathy"
 
 
 class UidSource(StrEnum):
-    """Where a lesion's tracking UID came from (followup.md 9.4.1); it names the match method."""
+    """Where a lesion's tracking UID came from (docs/method.md section 5); it names the match method."""
 
     SEG_TRACKING_UID = "seg_tracking_uid"
     CONCEPTUAL_VOLUME_UID = "conceptual_volume_uid"
@@ -52,7 +52,7 @@ class TimepointLesion:
 
     @property
     def diameter_mm(self) -> float:
-        """D of followup.md 9.5.1: the short axis for a lymph node, else the longest axial diameter."""
+        """D of docs/method.md 5.1: the short axis for a lymph node, else the longest axial diameter."""
         return self.short_axis_mm if self.is_node else self.longest_axial_diameter_mm
 
 

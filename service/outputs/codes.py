@@ -226,7 +226,7 @@ SIGNATURE_STATUS = rcds_code("SIGSTATUS", "CD8 radiomics signature status")
 SCORE_DISTRIBUTION = rcds_code("CD8DIST", "Distribution of lesion CD8 radiomics scores")
 TUMOUR_BURDEN = rcds_code("BURDEN", "Tumour burden")
 
-# --- Follow-up: time points, prior reports, lesion change (followup.md 4.3 and 9.7) --------
+# --- Follow-up: time points, prior reports, lesion change (DICOM PS3.16, 99RCDS) ----------
 
 UNIT_PERCENT = Code("%", "UCUM", "percent")
 UNIT_DAY = Code("d", "UCUM", "day")
@@ -256,13 +256,13 @@ MATCH_CONFIDENCE = rcds_code("MATCHCONF", "Lesion match confidence")
 MATCH_DISTANCE = rcds_code("MATCHDIST", "Lesion match distance")
 NOT_COMPARABLE = rcds_code("NOTCOMPARABLE", "Delta not comparable")
 DERIVED_FROM_TRACKING_UID = rcds_code("DERIVEDUID", "Derived from tracking unique identifier")
-"""UIDREF naming the lesion a split fragment came from (followup.md 4.1.3, 9.4.2): no standard
-code says "predecessor tracking UID", and none of 9.7's values means it."""
+"""UIDREF naming the lesion a split fragment came from (docs/method.md 5.1): no standard
+code says "predecessor tracking UID", so it has a 99RCDS code of its own."""
 FEATURE_DELTAS = LESION_CHANGE
-"""The lesion group's container of feature deltas (9.5.1 "every feature"), named by 9.7's LESCHG:
+"""The lesion group's container of feature deltas (docs/method.md 5.1), named by LESCHG:
 one NUM per feature, named, derived and region-qualified like the feature itself."""
 
-# --- Response assessment: RECIST 1.1, iRECIST, kinetics (followup.md 4.1.2, 4.3 and 9.7) ----
+# --- Response assessment: RECIST 1.1, iRECIST, kinetics (DICOM PS3.16, 99RCDS) --------------
 
 BASELINE_CATEGORY = Code("112016", "DCM", "Baseline Category")
 BASELINE_CATEGORIES: dict[str, Code] = {
@@ -322,9 +322,9 @@ IUPD_PENDING = rcds_code("IUPDPEND", "iUPD pending")
 IUPD_DATE = rcds_code("IUPDDATE", "iUPD date")
 CONFIRMATION_WINDOW = rcds_code("CONFWIN", "Confirmation window")
 IRECIST_STATE = rcds_code("IRECISTSTATE", "iRECIST state carried to the next report")
-"""TEXT (JSON) of the whole iRECIST state (service.longitudinal.irecist.IRecistState): 9.7's
+"""TEXT (JSON) of the whole iRECIST state (service.longitudinal.irecist.IRecistState):
 IUPDPEND, IUPDDATE and CONFWIN state it for a reader, but continuing the state machine on any
-replica also needs the reference sums and the new lesions seen, which no 9.7 value names."""
+replica also needs the reference sums and the new lesions seen, which none of those codes names."""
 YES = Code("373066001", "SCT", "Yes")
 NO = Code("373067005", "SCT", "No")
 """Values of a flag that could be computed (DICOM CID 230 "Yes-No")."""
@@ -354,8 +354,8 @@ FLAG_CODES: dict[str, Code] = {
     "out_of_field_lesion": rcds_code("OOFRESPLES", "Out-of-field response (lesion)"),
     "out_of_field_recist": rcds_code("OOFRESPRECIST", "Out-of-field response (RECIST)"),
 }
-"""Flag key (service.longitudinal.kinetics.Flag name) -> its 9.7 code. The lesion-level variant
-of the dissociated response has no 9.7 code of its own: it is stated in the group's comments."""
+"""Flag key (service.longitudinal.kinetics.Flag name) -> its 99RCDS code. The lesion-level variant
+of the dissociated response has no code of its own: it is stated in the group's comments."""
 REQUIRES_CONFIRMATION = "requires radiologist confirmation"
 LESION_RESPONSE_CAVEAT = f"Lesion-wise response (Sun 2022): algorithmic, {REQUIRES_CONFIRMATION}."
 """With every lesion-wise response category, in the SR (a Comment of the lesion's group) and in

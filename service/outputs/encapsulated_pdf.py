@@ -3,7 +3,7 @@
 Why a document and not images: the page is what a tumour board reads as it is (table, score
 plot, key images), and a PACS shows an Encapsulated PDF in the study beside the CT and the SR.
 highdicom has no Encapsulated PDF class and pydicom no helper, so the IOD's modules are filled
-here with plain pydicom (followup.md sections 6 and 9.6.3): Patient, General Study,
+here with plain pydicom (DICOM PS3.3 A.45.1, Encapsulated PDF IOD): Patient, General Study,
 Encapsulated Document Series (Modality DOC, its own series 9902), General Equipment,
 SC Equipment (ConversionType SYN: made by software), Encapsulated Document, SOP Common.
 
@@ -29,7 +29,7 @@ from service.uids import derived_uid
 ENCAPSULATED_PDF_STORAGE = UID("1.2.840.10008.5.1.4.1.1.104.1")
 COMPREHENSIVE_3D_SR_STORAGE = UID("1.2.840.10008.5.1.4.1.1.88.34")
 SERIES_NUMBER = 9902
-"""followup.md 9.6.3: fixed, beside the SR's 9900, so the summary has its own recognisable series."""
+"""README, "Tumour-board summary": fixed, beside the SR's 9900, so the summary has its own recognisable series."""
 INSTANCE_NUMBER = 1
 DOCUMENT_TITLE = "radiomics-cds tumour board summary"
 SERIES_DESCRIPTION = "radiomics-cds tumour board summary (decision support)"

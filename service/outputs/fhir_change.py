@@ -1,4 +1,4 @@
-"""A matched lesion's change against earlier studies in FHIR R4 (followup.md 4.2, 9.6.2).
+"""A matched lesion's change against earlier studies in FHIR R4 (docs/fhir.md, "lesion change").
 
 One Observation (99RCDS LESCHG) per lesion that has a comparison: focus is the lesion's tracking
 UID, the same BodyStructure identifier in every study's Bundle, so an EHR sees one tumour over

@@ -1,4 +1,4 @@
-"""The tumour-board summary for the EHR: the DiagnosticReport's presentedForm (followup.md 9.6.2).
+"""The tumour-board summary for the EHR: the DiagnosticReport's presentedForm (README, "Tumour-board summary").
 
 R4B Attachment rules (what fhir.resources' R4B model documents): `data` is the PDF in base64,
 `size` its length in bytes before encoding, `hash` the base64 of its SHA-1 digest, so an EHR can

@@ -1,4 +1,4 @@
-"""The patient-level response of a follow-up in FHIR R4 (followup.md 4.2, 9.6.2).
+"""The patient-level response of a follow-up in FHIR R4 (docs/fhir.md, Resources).
 
 Three Observations per study with a response assessment, each with the decision-support notes:
 - "RECIST 1.1 time-point response" (99RCDS RECIST11TPR; method DCM 126081): the overall

@@ -1,7 +1,7 @@
 """Key images of the tumour-board summary: for each lesion, the axial CT slice where its contour
 is largest, with the contour and the peritumoral ring the score was computed on.
 
-Why the slice of largest area (followup.md section 5 allows it or the centroid's): it is the
+Why the slice of largest area rather than the centroid's: it is the
 slice a reader would measure on, and it always holds the lesion, where a concave lesion's
 centroid may not. Why the ring too: the CD8 score reads the ring as much as the core (method.md
 section 2), so a board seeing a high score next to a vessel or the pleura should see what the
@@ -25,7 +25,7 @@ from service.model import CtSeries, LesionMask, LocationClass
 from service.scoring.ring import ring_mask
 
 CONTOUR_RGB = (255, 255, 0)
-"""Yellow: the lesion's contour (followup.md section 5 keeps cyan for a prior's contour)."""
+"""Yellow: the lesion's contour (cyan is kept for a prior's contour)."""
 RING_RGB = (255, 0, 255)
 """Magenta: the peritumoral ring, blended over the CT so the tissue it covers stays visible."""
 RING_OPACITY = 0.45
@@ -43,7 +43,7 @@ class Window:
 
 LUNG_WINDOW = Window(-600.0, 1500.0)
 SOFT_TISSUE_WINDOW = Window(40.0, 400.0)
-"""followup.md section 5: lung W 1500 / L -600; soft tissue and liver W 400 / L 40."""
+"""README, "Tumour-board summary": lung W 1500 / L -600; soft tissue and liver W 400 / L 40."""
 
 
 def window_for(location: LocationClass) -> Window:

@@ -1,6 +1,6 @@
 """The sums of diameters a RECIST 1.1 assessment reports, each with its code and unit: one list
 for both outputs, so the SR's group and the FHIR Observation's components say the same things in
-the same order (followup.md 9.6.1, 9.6.2)."""
+the same order (docs/method.md 5.3, docs/fhir.md)."""
 
 from __future__ import annotations
 

@@ -171,7 +171,7 @@ def build_measurement_report(
     `result.study`, and only UIDs are taken from the evidence. `predecessor` is the SR this one
     replaces (the study was scored again with other inputs): it is listed in the Predecessor
     Documents Sequence, so a PACS and a reader see the history instead of two unrelated reports.
-    `comparison`: the follow-up against earlier studies (followup.md 9.6.1); empty for a
+    `comparison`: the follow-up against earlier studies (docs/method.md section 5); empty for a
     baseline, which still states its time point (TID 1502, type Baseline) so that later
     reports can read it. Each prior SR used is a COMPOSITE "Prior report for current patient"
     item and, being of another study, goes to Pertinent Other Evidence (never Predecessor
@@ -320,7 +320,7 @@ def _describe_acquisition(content: Dataset, evidence: Sequence[Dataset]) -> None
     """Add the CT's kVp and convolution kernel to its image library group (TID 1601 shared
     descriptors), from the first library image that has each.
 
-    A later study compares radiomics only between like acquisitions (followup.md 9.5.1) and
+    A later study compares radiomics only between like acquisitions (docs/method.md 5.1) and
     knows this one only from its SR: slice thickness, positions and spacing are already in each
     entry's TID 1604 descriptors; kVp and kernel are not, so they are stated once per group.
     """
@@ -523,7 +523,7 @@ def _region_in_space(result: StudyResult, lesion: LesionResult) -> list[hd.sr.Co
 
 
 def _derived_from(change: LesionComparison) -> list[hd.sr.UIDRefContentItem]:
-    """A split fragment names the tracking UID of the lesion it came from (followup.md 9.4.2)."""
+    """A split fragment names the tracking UID of the lesion it came from (docs/method.md 5.1)."""
     if change.derived_from_uid is None:
         return []
     return [hd.sr.UIDRefContentItem(name=codes.DERIVED_FROM_TRACKING_UID, value=change.derived_from_uid,
@@ -555,7 +555,7 @@ def _feature_deltas(deltas: Sequence[FeatureDelta], not_comparable: Sequence[str
 
 
 def _time_point_context(time_point: TimePointInfo) -> hd.sr.TimePointContext:
-    """TID 1502: which of the patient's studies this is, in every group (followup.md 4.1.1)."""
+    """TID 1502: which of the patient's studies this is, in every group (docs/method.md section 5)."""
     offset = None
     if time_point.days_since_baseline is not None:
         offset = hd.sr.LongitudinalTemporalOffsetFromEvent(
@@ -570,7 +570,7 @@ def _time_point_context(time_point: TimePointInfo) -> hd.sr.TimePointContext:
 
 
 def _change_values(change: LesionComparison | None) -> list[_Value]:
-    """The change NUMs of followup.md 9.5.1 (99RCDS codes of 9.7); a relative change whose
+    """The change NUMs of docs/method.md 5.1 (99RCDS codes, service.outputs.codes); a relative change whose
     reference is 0 has no NUM, never 0 in its place."""
     if change is None:
         return []
@@ -589,7 +589,7 @@ def _change_values(change: LesionComparison | None) -> list[_Value]:
 
 def _baseline_category(comparison: Comparison, lesion: LesionResult) -> list[tuple[Code, Code]]:
     """Baseline Category (CID 6145) as chosen at the baseline: how "once target, always target"
-    reaches every later report (followup.md 9.5.2)."""
+    reaches every later report (docs/method.md 5.3)."""
     category = comparison.baseline_categories.get(lesion.tracking_uid)
     if category is None:
         return []
@@ -605,7 +605,7 @@ def _change_statements(change: LesionComparison | None) -> list[tuple[Code, Code
 
 def _match_items(change: LesionComparison) -> list[hd.sr.TextContentItem]:
     """How the lesion was matched, why its score delta may not be trusted, and that its
-    lesion-wise response needs confirmation, as TEXT: the values (followup.md 9.4.4) have no
+    lesion-wise response needs confirmation, as TEXT: the values (docs/method.md 5.1) have no
     codes of their own."""
     lines = [(codes.MATCH_METHOD, change.match_method)]
     if change.match_confidence is not None:

@@ -1,9 +1,9 @@
-"""The SR's patient-level response groups (followup.md 4.1.3, 9.6.1): two TID 1501 groups.
+"""The SR's patient-level response groups (docs/method.md 5.3): two TID 1501 groups.
 
 "RECIST 1.1 assessment": Measurement Method (126081, DCM, "RECIST 1.1"); the sums of diameters
 (now, baseline, nadir) and their changes as NUMs; the target and non-target responses as
 (112048, DCM, "Current Response") valued from CID 6144 (112041-112047); the overall RECIST 1.1
-and iRECIST categories, which no standard code covers, with the 99RCDS codes of followup.md 9.7;
+and iRECIST categories, which no standard code covers, with the 99RCDS codes of service.outputs.codes;
 and the iRECIST state this report hands to the next one (IUPDPEND, IUPDDATE, CONFWIN for a
 reader, IRECISTSTATE as JSON for the next report, on whichever replica scores it).
 
@@ -13,7 +13,7 @@ in words with the reason. Both groups say that the categories require radiologis
 and that the non-target response is an automated proxy.
 
 Each group's Tracking UID is derived from the baseline study, so it is the same for the
-patient's whole assessment series, as followup.md 4.1.3 asks.
+patient's whole assessment series (docs/method.md 5.3).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The one-page tumour-board summary: a SummaryInput drawn on one A4 page with matplotlib
-(method.md section 7, followup.md sections 5 and 9.6.3).
+(method.md section 7, README, "Tumour-board summary").
 
 Why matplotlib alone: tables, plots and image tiles on one vector page need nothing else, and
 its PDF backend writes identical bytes for identical input once the time stamps and the
@@ -36,7 +36,7 @@ from service.outputs.summary_input import ResponsePoint, SummaryInput, SummaryLe
 A4_INCHES = (8.27, 11.69)
 MAX_TABLE_ROWS = 14
 MAX_TILES = 8
-"""Caps that keep the page one page (followup.md section 5: at most 8 key images)."""
+"""Caps that keep the page one page (README, "Tumour-board summary": 14 rows, 8 key images)."""
 PRODUCER = "radiomics-cds tumour board summary (matplotlib)"
 PDF_METADATA = {"Title": "radiomics-cds tumour board summary", "Creator": "radiomics-cds",
                 "Producer": PRODUCER, "CreationDate": None, "ModDate": None}
@@ -171,7 +171,7 @@ def _plots(figure: Figure, page: SummaryInput, top: float) -> float:
 
 def _score_strip(ax: Axes, page: SummaryInput) -> None:
     """Scored lesions sorted by score, bars coloured by class, the cut-off dashed; candidates
-    labelled on their bars (followup.md section 5, item 4)."""
+    labelled on their bars (method.md section 7)."""
     scored = sorted((lesion for lesion in page.lesions if lesion.score is not None),
                     key=lambda lesion: (lesion.score, lesion.tracking_id))
     ids = [lesion.tracking_id for lesion in scored]

@@ -1,5 +1,5 @@
 """What the one-page tumour-board summary shows, as plain immutable data (method.md section 7,
-followup.md sections 5 and 9.6.3).
+README, "Tumour-board summary").
 
 Why a separate input: the page is made from what arrives at different places, the scored
 study (StudyResult), its follow-up (Comparison, empty for a baseline; with the response series
@@ -24,7 +24,7 @@ from service.outputs.key_images import KeyImage
 
 NOTICE = (f"{codes.DECISION_SUPPORT_NOTICE} Response categories are computed by an algorithm "
           "and require radiologist confirmation.")
-"""On every page: decision support, not a diagnosis (method.md section 6, followup.md 9.1)."""
+"""On every page: decision support, not a diagnosis (method.md sections 5.2 and 6)."""
 
 
 @dataclass(frozen=True)

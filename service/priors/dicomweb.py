@@ -1,8 +1,9 @@
 """Priors over DICOMweb: QIDO-RS for the patient's SR series of ours, WADO-RS for each instance.
 
 One QIDO-RS query at series level finds our SR series across all the patient's studies (no
-study-level round trip), filtered by Modality SR and our Manufacturer as followup.md 3.3 verified
-with Orthanc; a second one per series lists its instances. Retrieval is WADO-RS of the instance;
+study-level round trip), filtered by Modality SR and our Manufacturer, which Orthanc 1.10.1 with
+its DICOMweb plugin 1.7 honours (another Manufacturer matches none); a second one per series
+lists its instances. Retrieval is WADO-RS of the instance;
 a series (a prior CT, a study to score again) is WADO-RS of the series, streamed: one instance
 in memory at a time, each written to the retrieval's Landing as it arrives.
 """

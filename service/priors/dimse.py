@@ -3,7 +3,7 @@
 C-GET, never C-MOVE: C-GET returns the SR on the association this replica opened, whereas a
 C-MOVE makes PACS connect to our AE title's registered address, which behind a Kubernetes
 Service may be another pod, where the SR would enter the spool as if it were a study to score
-(followup.md 3.4). For C-GET the SCU proposes the Comprehensive 3D SR storage context with the
+(docs/architecture.md, "Priors from PACS"). For C-GET the SCU proposes the Comprehensive 3D SR storage context with the
 SCP role (role selection) and stores the sub-operations in its EVT_C_STORE handler.
 
 A series (a prior CT, a study to score again) is a C-GET at series level, or at image level for

@@ -1,6 +1,6 @@
 """What one of our SRs says of the CT it measured: its extent and acquisition, from the image library.
 
-A later study needs both (followup.md 2.3 items 4-5 and 9.5.1): the extent decides whether an
+A later study needs both (docs/method.md 5.1): the extent decides whether an
 unmatched lesion is new or disappeared or merely outside the other scan, and kVp, kernel and
 slice thickness whether radiomic deltas are comparable. The SR's image library (TID 1600)
 already describes the CT series' first two and last images with standard descriptors (TID

@@ -49,7 +49,7 @@ def feature_key(name: _Concept, derivation: _Concept | None, region: _Concept) -
 
 CHANGE_CODES = (codes.LD_MM_BASELINE, codes.LD_PCT_BASELINE, codes.LD_PCT_PREVIOUS, codes.VOLUME_PCT_BASELINE,
                 codes.CD8_SCORE_DELTA, codes.MATCH_DISTANCE)
-"""The change NUMs of a follow-up's lesion group (followup.md 9.7): what `show` reads back."""
+"""The change NUMs of a follow-up's lesion group (service.outputs.codes): what `show` reads back."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Reconciliation (followup.md 3.4 item 6, 9.9): the patient's later studies that must be re-scored.
+"""Reconciliation (README, `prior_providers`): the patient's later studies that must be re-scored.
 
 A baseline whose SR reaches PACS after its follow-up was scored leaves that follow-up compared
 without it; a prior re-scored after its follow-up leaves the follow-up compared with a replaced

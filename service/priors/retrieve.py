@@ -1,5 +1,5 @@
-"""Series from PACS through the prior providers: the prior CT a registration needs (followup.md
-2.3 step 3) and a stale later study that another replica scored (3.4 item 6).
+"""Series from PACS through the prior providers: the prior CT a registration needs and a stale
+later study that another replica scored (docs/architecture.md, "Priors from PACS").
 
 PACS is the one place every replica can get them from, so nothing is shared between pods. What
 is retrieved lands in a private directory (never the spool: fetched instances enter no queue by

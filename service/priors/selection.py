@@ -1,6 +1,6 @@
 """Which fetched SRs may serve as priors: ours, the same patient, not superseded, one per study.
 
-Pure functions on datasets, so each rule of followup.md 3.4 items 4 and 5 is testable alone and
+Pure functions on datasets, so each rule (README, `radiomics-cds score --prior`) is testable alone and
 the choice is deterministic: the same SRs in PACS give the same priors on every replica.
 """
 

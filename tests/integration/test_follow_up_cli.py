@@ -1,5 +1,5 @@
 """`radiomics-cds score --prior`: a synthetic follow-up of STS_019 against the baseline SR the
-same command wrote first (followup.md 9.8 items 6, 7 and 9).
+same command wrote first (docs/method.md 5 and 5.1; docs/fhir.md, "lesion change").
 
 The follow-up is the same CT (same Frame of Reference) under a new study, 94 days later, with
 the RTSTRUCT contour scaled in-plane by S about its centroid (tests/support/follow_up_study.py):

@@ -192,7 +192,7 @@ def test_reference_configuration_fits_the_routing_script_and_radiomics_cds():
     defaults = Config()
     assert (entry["AET"], entry["Port"]) == (defaults.dicom_ae_title, defaults.dicom_port)
     assert entry["AllowStore"] is True  # lets the SR in where stores from unknown AEs are refused
-    # priors: find and get (C-GET brings the SR back on our association); never move (followup.md 3.4)
+    # priors: find and get (C-GET brings the SR back on our association); never move (README, "Reference PACS setup")
     assert entry["AllowFind"] is True and entry["AllowGet"] is True and entry["AllowMove"] is False
     assert config["DicomWeb"]["Enable"] is True and config["DicomWeb"]["SeriesMetadata"] == "Full"
     assert 1024 <= config["UserMetadata"][mark] <= 65535  # Orthanc's range for user metadata

@@ -1,4 +1,4 @@
-"""Prior and current studies in different Frames of Reference (followup.md 2.3 step 3, 9.4.3).
+"""Prior and current studies in different Frames of Reference (docs/method.md section 5, service.registration).
 
 The follow-up is STS_019 moved by a known rigid transform (5 degrees about z through the
 lesion, 16 mm and -12 mm in-plane: 20 mm) into a new Frame of Reference, with its contour moved

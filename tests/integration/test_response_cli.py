@@ -1,5 +1,5 @@
-"""RECIST 1.1, iRECIST and growth kinetics through `radiomics-cds score --prior` (followup.md
-9.5.2-9.5.5, 9.6, 9.8): a baseline (STS_019), then two SYNTHETIC follow-ups 6 and 11 weeks
+"""RECIST 1.1, iRECIST and growth kinetics through `radiomics-cds score --prior` (docs/method.md
+5.2, 5.3): a baseline (STS_019), then two SYNTHETIC follow-ups 6 and 11 weeks
 later with the lesion's contour scaled in-plane by 1.3 and 1.6 (tests/support/follow_up_study.py),
 treatment starting on the baseline's date.
 
@@ -132,7 +132,7 @@ def test_week_6_is_recist_pd_and_iupd(series, sts019):
 
 
 def test_the_sums_a_report_carries_are_read_back_for_the_next(series):
-    """What a later report needs when its series no longer reaches back (followup.md 9.5.3):
+    """What a later report needs when its series no longer reaches back (docs/method.md 5.3):
     the week-11 SR's SODBL, SODNADIR and its assessment group's Tracking UID, as highdicom reads
     them, are what the prior reader returns; the group is the baseline study's."""
     root, _, _ = series
@@ -206,7 +206,7 @@ def test_kinetics_by_ferte_formula_and_flags_not_computable_without_pre_baseline
     texts = _texts(kinetics)
     assert texts["TGRREF"] == ["not computable: no pre-baseline scan"]
     assert texts["TGRRATIO"] == texts["TGKRATIO"] == ["not computable: no pre-baseline scan"]
-    # the default definitions (followup.md 9.10) all need the pre-baseline scan
+    # the default definitions (hpd_definitions, docs/method.md 5.3) all need the pre-baseline scan
     assert texts["HPDCHAMP"] == texts["HPDSAADA"] == texts["HPDFERRARA"] == texts["HPDKAS"] == [
         "not computable: no pre-baseline scan"]
 

@@ -1,4 +1,4 @@
-"""The running service pulls priors from a real PACS and reconciles (followup.md 3.4, 9.8 item 8);
+"""The running service pulls priors from a real PACS and reconciles (docs/architecture.md, "Priors from PACS");
 without a PACS, from its own outbox (the `directory` source).
 
 One Orthanc (reference configuration, DICOMweb plugin) per case is the service's PACS: `serve`

@@ -1,4 +1,4 @@
-"""RECIST 1.1 and iRECIST through the running service and a real PACS (issue 14, followup.md 9.8).
+"""RECIST 1.1 and iRECIST through the running service and a real PACS (issue 14, docs/method.md 5.3).
 
 `serve` delivers its SRs to Orthanc and pulls the patient's earlier SRs back from it (DICOMweb):
 the baseline (STS_019), then two SYNTHETIC follow-ups 6 and 11 weeks later with the contour

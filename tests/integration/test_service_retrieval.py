@@ -1,4 +1,4 @@
-"""The running service retrieves series from a real PACS (followup.md 2.3 step 3, 3.4, 9.3): the
+"""The running service retrieves series from a real PACS (docs/architecture.md, "Priors from PACS"): the
 prior CT a registration needs, and a stale follow-up that another ingest replica scored.
 
 Orthanc (reference configuration, DICOMweb plugin) is the PACS. The moved follow-up is STS_019

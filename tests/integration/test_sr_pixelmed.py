@@ -8,7 +8,7 @@ item and the ROI Number beside it (DCM 130489; not TID 1411's HAS PROPERTIES chi
 Space, a relationship PixelMed reports as illegal in this IOD, so none may be reported),
 highdicom's Algorithm Manufacturer (TID 4019 in later editions of the standard), and the CT's kVp
 (DCM 113733, as TID 10013 codes it) among the image library group's descriptors, where TID 1602
-has no row for it but a later study needs it (followup.md 9.5.1).
+has no row for it but a later study needs it (docs/method.md 5.1).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""service.follow_up against a baseline SR built and read back (followup.md 2.3, 9.4.2, 9.5.1).
+"""service.follow_up against a baseline SR built and read back (docs/method.md 5.1).
 
 The baseline is a real SR of make_study_result's STS_019 headers, read back with
 read_prior_report exactly as a prior from PACS would be. The expected extent, acquisition, sizes

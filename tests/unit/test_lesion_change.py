@@ -1,4 +1,4 @@
-"""Lesion-level change (followup.md 9.5.1) against values computed here, independently.
+"""Lesion-level change (docs/method.md 5.1) against values computed here, independently.
 
 Sizes come from a polygon measured in this file (longest diameter by brute force over vertex
 pairs, area by the shoelace formula); scaling it by s about any point multiplies the diameter by

@@ -1,4 +1,4 @@
-"""Lesion matching across studies (followup.md 9.8 item 5) and the tracking identity carried.
+"""Lesion matching across studies (docs/method.md 5.1) and the tracking identity carried.
 
 The expected links come from how each scene is built: prior centroids are moved into the
 current frame by a rigid transform written out here (Rodrigues' formula), so the right partner
@@ -54,7 +54,7 @@ def rigid(angle_deg: float, axis: tuple[float, float, float], translation: tuple
     return matrix
 
 
-# The spec's phantom transform: 5 degrees and 30 mm.
+# The phantom transform: 5 degrees and 30 mm.
 TRANSFORM = rigid(5.0, (1.0, 2.0, 3.0), (18.0, -24.0, 0.0))
 MAPPING = FrameMapping(tuple(TRANSFORM.ravel().tolist()), "test rigid transform")
 

@@ -1,7 +1,7 @@
 """service/response.py: the response of a study against prior reports, as the pipeline wires it.
 
 A pre-baseline scan, the baseline (treatment starts that day) and the first evaluation, 61 days
-apart each, with one target growing 40 -> 50 -> 80 mm (followup.md 1.4's worked vector, on
+apart each, with one target growing 40 -> 50 -> 80 mm (a worked vector, on
 whole days): kinetics computed here by Ferte's formula (TGR_calculator.R), independently of the
 service; and a measurable lesion the baseline report states as non-target stays non-target
 (read, never re-selected).
@@ -209,7 +209,7 @@ def test_the_carried_state_is_what_continues():
 # --- a series that no longer reaches back to the baseline or the nadir --------------------------
 # One target. Baseline (study 0) 100 mm; the nadir, 40 mm, at the first follow-up (study 1); then
 # 45 mm at every follow-up up to study 13; the current study (14) measures 50 mm. The prior
-# limits keep the latest 12 prior studies (prior_max_studies, followup.md 9.2): studies 2-13.
+# limits keep the latest 12 prior studies (prior_max_studies, README, Configuration): studies 2-13.
 # Study 13's report states what it measured from: SODBL 100, SODNADIR 40 (the nadir of the
 # studies before it), and the assessment group of the baseline (study 0).
 # By hand, from the carried sums: 50 - 40 = +10 mm, +25 % over the nadir: PD; -50 % against
@@ -285,7 +285,7 @@ def test_without_carried_sums_the_kept_studies_are_all_there_is():
     assert BASELINE_INFERRED in response.notes
 
 
-# --- followup.md 9.2 timing settings (flags only) -----------------------------------------------
+# --- docs/method.md 5.3 timing settings (flags only) -------------------------------------------
 
 def _timed(baseline_day: int, follow_up_day: int, d: float, inputs: ResponseInputs):
     """A 50 mm target at the baseline, `d` at the follow-up, on the given days after DAY_0."""

@@ -1,4 +1,4 @@
-"""A site's response rule settings (followup.md 9.2): the file, its refusals, and what they change.
+"""A site's response rule settings (docs/method.md 5.3): the file, its refusals, and what they change.
 
 Expected categories come from the rules themselves, re-stated here: RECIST 1.1 (Eisenhauer 2009
 4.3.1) is PD when the target sum rose by at least pd_pct % of the nadir and by at least pd_abs_mm;

@@ -19,6 +19,7 @@ import requests
 from dicomweb_client import DICOMwebClient
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from urllib3.exceptions import ReadTimeoutError
 
 from service.errors import PriorSourceError
 from service.outputs.codes import MANUFACTURER
@@ -35,20 +36,30 @@ def _value(item: dict[str, dict], tag: str) -> str:
     return str(values[0])
 
 
+def _timed_out(error: requests.RequestException) -> bool:
+    """requests raises Timeout for a connection or an answer that did not start in time, and a
+    ConnectionError around urllib3's ReadTimeoutError for a body that stalled after its headers."""
+    return isinstance(error, requests.Timeout) or any(isinstance(arg, ReadTimeoutError) for arg in error.args)
+
+
 def _describe(error: requests.RequestException, attempts: int = 1) -> str:
     """The failure in words without the request's URL: its query string holds the patient ID."""
     tries = f" after {attempts} attempts" if attempts > 1 else ""
     if isinstance(error, requests.HTTPError) and error.response is not None:
         return f"HTTP {error.response.status_code}{tries}"
-    if isinstance(error, requests.Timeout):
+    if _timed_out(error):
         return "timed out"
+    if isinstance(error, requests.exceptions.SSLError):
+        return "TLS failed"
+    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+        return f"answer cut off{tries}"
     if isinstance(error, requests.ConnectionError):
         return f"connection failed (refused or unreachable){tries}"
     return type(error).__name__
 
 
-ATTEMPTS = 3
 RETRY_WAITS_S = (0.5, 1.0)
+ATTEMPTS = len(RETRY_WAITS_S) + 1
 """A request refused, or answered 408, 429, 503 or 504, is tried ATTEMPTS times, these many
 seconds apart. dicomweb-client's own retrying (5 attempts, 2 to 16 s apart) held every study's
 priors lookup for 30 s per request while a PACS was down; three quick tries ride out a blip, and
@@ -56,16 +67,17 @@ longer outages are the business of the next source and of reconciliation, which 
 study again once the PACS answers. Its retrying is switched off because it also retries a
 request that timed out: a PACS that accepts connections and never answers then held a request
 ATTEMPTS x prior_timeout_seconds. A timeout is not retried here: one wait of the timeout, then
-the next source."""
+the next source. Nor is a failed TLS handshake (a certificate that will not change). An answer
+cut off midway is retried like a refusal (while nothing of a series has landed)."""
 _RETRIABLE_STATUS = frozenset({408, 429, 503, 504})
 
 
 def _retriable(error: requests.RequestException) -> bool:
-    if isinstance(error, requests.Timeout):  # a connect timeout is a ConnectionError too
+    if _timed_out(error) or isinstance(error, requests.exceptions.SSLError):  # both are ConnectionErrors too
         return False
     if isinstance(error, requests.HTTPError):
         return error.response is not None and error.response.status_code in _RETRIABLE_STATUS
-    return isinstance(error, requests.ConnectionError)
+    return isinstance(error, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError))
 
 
 _T = TypeVar("_T")

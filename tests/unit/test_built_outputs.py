@@ -40,7 +40,7 @@ def test_the_outputs_come_sr_first_and_all_name_the_derived_sr() -> None:
     assert document_dataset.EncapsulatedDocument[:document_dataset.EncapsulatedDocumentLength] == pdf
     assert identity.sop_instance_uid in [item.ReferencedSOPInstanceUID
                                          for item in document_dataset.SourceInstanceSequence]
-    assert json.loads(bundle)["identifier"]["value"] == identity.sop_instance_uid
+    assert json.loads(bundle)["identifier"] == {"system": "urn:dicom:uid", "value": f"urn:oid:{identity.sop_instance_uid}"}
 
 
 class _RecordingPages:

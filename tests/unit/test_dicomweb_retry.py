@@ -59,9 +59,12 @@ def test_a_busy_pacs_is_asked_three_times_with_the_configured_back_off(busy_pacs
     assert all(gap >= wanted * 0.9 for gap, wanted in zip(gaps, (0.5, 1.0))), gaps
 
 
-@pytest.fixture
-def silent_pacs() -> Iterator[tuple[str, list[bytes]]]:
-    """Accepts connections and reads each request, answers none (a hung PACS)."""
+@pytest.fixture(params=[b"", b"HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\nContent-Length: 512\r\n\r\n["],
+                ids=["nothing", "headers-then-nothing"])
+def silent_pacs(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[bytes]]]:
+    """Accepts connections and reads each request, then answers nothing, or only the answer's
+    headers and its first byte (a hung PACS either way; requests raises Timeout for the first,
+    a ConnectionError around urllib3's ReadTimeoutError for the second)."""
     listener = socket.create_server(("127.0.0.1", 0))
     requests_read: list[bytes] = []
     held: list[socket.socket] = []
@@ -74,6 +77,7 @@ def silent_pacs() -> Iterator[tuple[str, list[bytes]]]:
                 return
             held.append(connection)
             requests_read.append(connection.recv(65536))
+            connection.sendall(request.param)
 
     threading.Thread(target=accept, daemon=True).start()
     try:

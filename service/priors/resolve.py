@@ -51,6 +51,8 @@ def resolve_priors(study: StudyInfo, providers: Sequence[PriorProvider], cache: 
     within `lookback_days` before this study, one SR each, identity checked. No providers: none."""
     if not providers:
         return PriorsOutcome()
+    if not study.patient_id.strip():  # an empty PatientID matches every other study without one
+        return PriorsOutcome(notes=("priors not looked up: the study has no PatientID",))
     try:
         date = datetime.datetime.strptime(study.study_date, "%Y%m%d").date()
     except ValueError:

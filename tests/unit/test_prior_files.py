@@ -95,3 +95,12 @@ def test_named_srs_outside_the_window_are_noted_not_dropped_silently(tmp_path):
     assert [r.sop_instance_uid for r in outcome.reports] == [kept.SOPInstanceUID]
     assert outcome.notes == ("1 earlier study with our SR ignored: before the lookback (prior_lookback_days)",
                              "1 study with our SR ignored: not before this study (a prior must be earlier)")
+
+
+def test_a_study_without_patient_id_looks_up_no_priors(tmp_path):
+    """An empty PatientID would find every other anonymised study's SR (their birth date and
+    sex empty too): another patient's lesions would become this study's baseline."""
+    archive = tmp_path / "outbox"
+    _write_sr(archive, synthetic_study("", "20240101"))
+    outcome = _resolve(archive, synthetic_study("", "20240601"), tmp_path / "cache")
+    assert (outcome.reports, outcome.notes) == ((), ("priors not looked up: the study has no PatientID",))

@@ -306,12 +306,12 @@ class StudyWorker:
                 path.unlink(missing_ok=True)
             return False
         for destination in self._outbox.destinations:  # each gets the artefact it takes
-            artefact_file = written.paths.get(destination.artefact)
-            if artefact_file is None:  # not written: the study's warnings (its SR and page) say why
-                log.warning("study %s: nothing sent to %s: no %s was written for it (see its SR's notes)",
-                            study_key(study_uid), destination.name, destination.artefact.value)
+            if destination.artefact is Artefact.FHIR_BUNDLE and written.bundle_path is None:
+                # withheld (service.outputs.fhir.bundle_withheld): the study's SR and page say why
+                log.warning("study %s: nothing sent to %s: no FHIR Bundle was written for it (see its SR's notes)",
+                            study_key(study_uid), destination.name)
                 continue
-            self._outbox.enqueue(destination.name, artefact_file)
+            self._outbox.enqueue(destination.name, written.paths[destination.artefact])
         if self._adoption is not None:
             self._adoption.forget(study_uid)
         return True

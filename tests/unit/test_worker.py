@@ -160,7 +160,7 @@ def test_a_study_without_patient_id_gets_its_sr_and_page_but_no_bundle(site: Sit
     sr = pydicom.dcmread(site.config.outbox_dir / f"{result}.dcm")
     texts = [str(element.value) for element in sr.iterall() if element.keyword == "TextValue"]
     assert any("the study has no PatientID: no FHIR Bundle was written" in text for text in texts)
-    assert "nothing sent to fhir: no fhir_bundle was written" in caplog.text
+    assert "nothing sent to fhir: no FHIR Bundle was written" in caplog.text
 
 
 def _stage_samples(suffix: str) -> dict[str, float]:

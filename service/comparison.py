@@ -82,7 +82,7 @@ class LesionComparison:
     match_method: str  # service.longitudinal.links.MatchMethod value
     match_confidence: str | None
     match_distance_mm: float | None
-    diameter_delta_mm_baseline: float
+    diameter_delta_mm_baseline: Metric
     diameter_pct_baseline: Metric
     diameter_pct_previous: Metric
     volume_pct_baseline: Metric

@@ -115,8 +115,8 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
         else:  # this study is the baseline: its change against it is none
             baselines, baseline = [], group_size(link.current)
         change = lesion_change(group_size(link.current), baseline, group_size(link.prior))
+        at_baseline = Metric.not_computable(AT_BASELINE)
         if not since_baseline:
-            at_baseline = Metric.not_computable(AT_BASELINE)
             change = dataclasses.replace(
                 change, category=LesionCategory.NOT_EVALUABLE, category_reason=AT_BASELINE,
                 versus_baseline=dataclasses.replace(change.versus_baseline, percent=at_baseline,
@@ -126,7 +126,7 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
             match_method=link.method.value,
             match_confidence=link.confidence.value if link.confidence else None,
             match_distance_mm=link.distance_mm,
-            diameter_delta_mm_baseline=change.versus_baseline.delta_mm,
+            diameter_delta_mm_baseline=Metric(change.versus_baseline.delta_mm) if since_baseline else at_baseline,
             diameter_pct_baseline=change.versus_baseline.percent,
             diameter_pct_previous=change.versus_previous.percent,
             volume_pct_baseline=change.versus_baseline.volume_percent,

@@ -37,7 +37,6 @@ from service.outputs.fhir_common import (
     metric_component,
     notes,
     observation,
-    quantity,
 )
 from service.outputs.fhir_lesion import lesion_about, lesion_key
 
@@ -74,7 +73,7 @@ def _components(change: LesionComparison) -> list:
     parts = [
         metric_component(concept(codes.LD_PCT_BASELINE), change.diameter_pct_baseline, codes.UNIT_PERCENT),
         metric_component(concept(codes.LD_PCT_PREVIOUS), change.diameter_pct_previous, codes.UNIT_PERCENT),
-        component(concept(codes.LD_MM_BASELINE), quantity(change.diameter_delta_mm_baseline, codes.UNIT_MM)),
+        metric_component(concept(codes.LD_MM_BASELINE), change.diameter_delta_mm_baseline, codes.UNIT_MM),
         metric_component(concept(codes.VOLUME_PCT_BASELINE), change.volume_pct_baseline, codes.UNIT_PERCENT),
         metric_component(concept(codes.CD8_SCORE_DELTA), change.cd8_delta, codes.UNIT_SCORE),
         component(concept(codes.LESION_RESPONSE), None if category is None else concept(category),

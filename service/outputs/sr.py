@@ -574,8 +574,9 @@ def _change_values(change: LesionComparison | None) -> list[_Value]:
     reference is 0 has no NUM, never 0 in its place."""
     if change is None:
         return []
-    values = [_Value(codes.LD_MM_BASELINE, change.diameter_delta_mm_baseline, codes.UNIT_MM)]
+    values = []
     for name, metric, unit in (
+        (codes.LD_MM_BASELINE, change.diameter_delta_mm_baseline, codes.UNIT_MM),
         (codes.LD_PCT_BASELINE, change.diameter_pct_baseline, codes.UNIT_PERCENT),
         (codes.LD_PCT_PREVIOUS, change.diameter_pct_previous, codes.UNIT_PERCENT),
         (codes.VOLUME_PCT_BASELINE, change.volume_pct_baseline, codes.UNIT_PERCENT),

@@ -250,5 +250,6 @@ def test_a_baseline_at_this_study_counts_no_change_against_an_earlier_one(baseli
     assert comparison.time_point.is_baseline and comparison.response is None
     for change in comparison.lesions.values():
         assert change.diameter_pct_baseline == Metric.not_computable(AT_BASELINE) == change.volume_pct_baseline
+        assert change.diameter_delta_mm_baseline == Metric.not_computable(AT_BASELINE)
         assert change.category == "not_evaluable"
     assert set(comparison.baseline_categories.values()) >= {"target"}

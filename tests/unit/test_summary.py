@@ -105,7 +105,7 @@ def test_the_rendered_tile_shows_the_contour_colour_at_the_lesions_position(
 
 def test_priors_add_the_changes_and_the_response_plot() -> None:
     result, _ = make_study_result(3)
-    change = LesionComparison("tracking_uid", "high", None, 5.0, Metric(25.0), Metric(10.0), Metric(60.0),
+    change = LesionComparison("tracking_uid", "high", None, Metric(5.0), Metric(25.0), Metric(10.0), Metric(60.0),
                               Metric(0.1), (), "progressing", ("1.2.3",))
     series = (SeriesPoint("1.2.1", "20240101", 45.0, None, None), SeriesPoint("1.2.2", "20240212", 46.0, "SD", "iSD"),
               SeriesPoint("1.2.3", "20240325", 60.0, "PD", "iUPD"))

@@ -30,7 +30,7 @@ def _key_image(number: int, source_sop_instance_uid: str) -> KeyImage:
 
 
 def _change(category: str) -> LesionComparison:
-    return LesionComparison("tracking-uid", None, None, 2.0, Metric(10.0), Metric(10.0), Metric(25.0), Metric(0.1),
+    return LesionComparison("tracking-uid", None, None, Metric(2.0), Metric(10.0), Metric(10.0), Metric(25.0), Metric(0.1),
                             (), category, ("1.2.3",))
 
 

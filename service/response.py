@@ -326,14 +326,19 @@ def _under_carried_identities(current: StudyLesions, carried: Mapping[str, str],
 
 
 def _rooted(study: StudyLesions) -> list[TimepointLesion]:
-    """The study's lesions without split fragments (their parents stand for them at baseline)."""
-    return [x for x in study.lesions if x.tracking_uid not in study.parents]
+    """The study's lesions without the split fragments whose parent is among them (the parent
+    stands for them). A fragment whose parent is not in this study (it split before this study
+    became the baseline) is a lesion of this baseline in its own right."""
+    present = {x.tracking_uid for x in study.lesions}
+    return [x for x in study.lesions if study.parents.get(x.tracking_uid) not in present]
 
 
 def _category(target_set: TargetSet, uid: str, parents: Mapping[str, str]) -> str:
-    """A split fragment inherits its parent's category: the parent is what RECIST follows."""
+    """A split fragment inherits its parent's category (the parent is what RECIST follows),
+    unless the baseline categorised the fragment itself (it split before the baseline)."""
+    chosen = {lesion.tracking_uid for lesion in target_set.lesions}
     seen = set()
-    while uid in parents and uid not in seen:
+    while uid not in chosen and uid in parents and uid not in seen:
         seen.add(uid)
         uid = parents[uid]
     return str(target_set.category(uid))

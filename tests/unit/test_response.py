@@ -142,6 +142,20 @@ def test_a_moved_baseline_takes_no_nadir_or_irecist_state_from_the_old_series():
     assert CARRIED_NADIR not in response.notes and CARRIED_BASELINE not in response.notes
 
 
+def test_fragments_of_a_split_before_a_baseline_at_this_study_are_its_lesions():
+    """Prior lesion 1.1 split into two fragments by this study, which is the baseline (the
+    treatment starts after it): the fragments are this baseline's lesions, each measurable, so
+    both targets (counted under their parent they had no category and were non-lesions)."""
+    prior = study(0, (lesion("1.1", 40),), STATED)
+    now = [lesion("own-1", 25), lesion("own-2", 20)]
+    links = [Link(LinkStatus.SPLIT, MatchMethod.GEOMETRY, Confidence.HIGH, tuple(now), prior.lesions)]
+    identities = {"own-1": CarriedIdentity("1.1.1", "1.1.1", derived_from_uid="1.1"),
+                  "own-2": CarriedIdentity("1.1.2", "1.1.2", derived_from_uid="1.1")}
+    outcome = assess_response(study(1, tuple(now), {}), [prior], links, identities, {},
+                              ResponseInputs(treatment_start=DAY_0 + datetime.timedelta(days=DAYS + 1)))
+    assert outcome.categories == {"1.1.1": "target", "1.1.2": "target"}
+
+
 # --- the iRECIST state a prior report carried ---------------------------------------------------
 # One target: baseline 50 mm, then 70 mm (+40 % and +20 mm over the nadir: RECIST PD, so iUPD),
 # then 76 mm, 61 days later: +6 mm since iUPD >= 5 mm confirms it (Seymour 2017 table 2), iCPD,

@@ -144,7 +144,8 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
     base, notes, anchored = choose_baseline(studies, inputs)
     notes += _baseline_timing(studies[base], inputs.treatment_start, settings)
     irradiated = inputs.irradiated_lesions or ()
-    target_set, selection_notes = _target_set(studies[base], base < len(priors), settings, irradiated)
+    target_set, selection_notes = _target_set(studies[base], base < len(priors), settings, irradiated,
+                                              moved=anchored and _assessed_from_elsewhere(studies[base]))
     notes += selection_notes
     categories = {x.tracking_uid: _category(target_set, x.tracking_uid, parents) for x in studies[-1].lesions}
     if base == len(studies) - 1:
@@ -298,11 +299,23 @@ def _sd_timing(result: RecistResult, reference: datetime.date | None, settings: 
             "not yet SD for the best overall response"]
 
 
+def _assessed_from_elsewhere(study: StudyLesions) -> bool:
+    """Was the study's report a follow-up of another baseline (its RECIST assessment is that
+    baseline's series)? Its Baseline Categories were then chosen at that other baseline."""
+    return study.assessment_uid is not None and study.assessment_uid != recist_assessment_uid(study.study_uid)
+
+
 def _target_set(baseline: StudyLesions, is_prior: bool, settings: RecistSettings,
-                irradiated: Sequence[str]) -> tuple[TargetSet, list[str]]:
+                irradiated: Sequence[str], *, moved: bool = False) -> tuple[TargetSet, list[str]]:
     """The categories the baseline SR states; else (the current study, or an SR stating none)
-    a selection on the baseline's lesions."""
+    a selection on the baseline's lesions. `moved`: an anchor made this study the baseline
+    though its report followed another baseline: the categories it states are that series',
+    so targets are selected again (RECIST 1.1: targets are chosen at the baseline)."""
     lesions = _rooted(baseline)
+    if moved:
+        chosen = select_targets(lesions, baseline.slice_thickness_mm, settings, irradiated=irradiated)
+        return chosen, ["the baseline moved to a study reported as a follow-up of an earlier baseline: "
+                        "targets selected again from its lesions", *chosen.notes]
     if lesions and all(x.tracking_uid in baseline.categories for x in lesions):
         return TargetSet(SelectionSource.AUTOMATIC, tuple(
             BaselineLesion(x.tracking_uid, BaselineCategory(baseline.categories[x.tracking_uid]), x.location_class,

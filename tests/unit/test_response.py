@@ -156,6 +156,25 @@ def test_fragments_of_a_split_before_a_baseline_at_this_study_are_its_lesions():
     assert outcome.categories == {"1.1.1": "target", "1.1.2": "target"}
 
 
+def test_a_baseline_moved_to_a_reported_follow_up_selects_its_targets_again():
+    """Study 1 was reported as a follow-up of study 0, where 1.2 was new (non-lesion at that
+    baseline). The treatment starts after study 1, so it is the baseline: RECIST chooses the
+    targets at the baseline, so 1.2 (25 mm, another organ) is a target now."""
+    old = study(0, (lesion("1.1", 30),), {"1.1": "target"})
+    reported = dataclasses.replace(
+        study(1, (lesion("1.1", 39.4), lesion("1.2", 25, "lung")), {"1.1": "target", "1.2": "non_lesion"}),
+        baseline_sod_mm=30.0, nadir_sod_mm=30.0, assessment_uid=recist_assessment_uid("1.2.0"))
+    now = [lesion("own-1", 40), lesion("own-2", 26, "lung")]
+    links = [Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.HIGH, (c,), (p,))
+             for c, p in zip(now, reported.lesions)]
+    identities = {"own-1": CarriedIdentity("1.1", "1.1"), "own-2": CarriedIdentity("1.2", "1.2")}
+    outcome = assess_response(study(2, tuple(now), {}), [old, reported], links, identities, {"1.1": 1.5, "1.2": 4.0},
+                              ResponseInputs(treatment_start=DAY_0 + datetime.timedelta(days=DAYS + 1)))
+    assert outcome.categories == {"1.1": "target", "1.2": "target"}
+    assert outcome.assessment is not None and outcome.assessment.n_targets == 2
+    assert outcome.assessment.baseline_sod_mm.value == pytest.approx(64.4)
+
+
 # --- the iRECIST state a prior report carried ---------------------------------------------------
 # One target: baseline 50 mm, then 70 mm (+40 % and +20 mm over the nadir: RECIST PD, so iUPD),
 # then 76 mm, 61 days later: +6 mm since iUPD >= 5 mm confirms it (Seymour 2017 table 2), iCPD,

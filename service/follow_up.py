@@ -1,8 +1,10 @@
 """The follow-up of a scored study against its prior SRs (docs/method.md 5.1).
 
 Wires the pure longitudinal core to what the pipeline has: the current StudyResult and CT, and
-the prior SRs read back as PriorReports (oldest first; the oldest is the baseline, the latest
-the previous time point). The current lesions are matched against the previous time point only,
+the prior SRs read back as PriorReports (oldest first; the latest is the previous time point,
+the baseline the one service.response.choose_baseline picks: treatment_start,
+baseline_study_uid, else the oldest; a study that is itself the baseline is T0 and changes
+against it are not computable). The current lesions are matched against the previous time point only,
 because identities are carried forward from report to report: a lesion matched at T1 already
 carries its baseline UID, so the baseline measurement of a lesion is found by that UID.
 

@@ -11,13 +11,16 @@ input comes from PACS (the prior SRs), so any replica computes the same result.
 - Targets are chosen once, at the baseline (targets.select_targets, irradiated lesions
   excluded), and every SR states the Baseline Category of each of its lesions; a later study
   reads the categories from the baseline SR and never re-selects. An SR that states none (an
-  older version) is selected from, with a note.
+  older version) is selected from, with a note; so is a baseline an anchor moved to a study
+  whose report followed another baseline (its categories are that series').
 - RECIST 1.1 over the whole series from the baseline to this study: each prior's lesions are
   read back from its SR (a split fragment summed under its parent; a target the SR does not hold
   is not evaluable), so the nadir is that of the whole series.
-- iRECIST continues from the state the previous SR carries (any replica can); without one (the
-  previous study is the baseline, or its SR predates the state) or when it cannot be read (a
-  note says so: one bad report must not fail every later study of the patient), from the series.
+- iRECIST continues from the state the previous SR carries (any replica can), and the nadir
+  from the one it states, only when that SR assessed this series (continues_series: a baseline
+  moved by an anchor leaves the old series' behind); without one (the previous study is the
+  baseline, or its SR predates the state) or when it cannot be read (a note says so: one bad
+  report must not fail every later study of the patient), from the series.
 - Kinetics and flags around `treatment_start`; out-of-field response only with
   `irradiated_lesions`.
 """

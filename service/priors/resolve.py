@@ -85,7 +85,8 @@ def _resolve_with(provider: PriorProvider, query: PatientQuery, study: StudyInfo
             not_before.add(location.study_instance_uid)
         else:
             studies[location.study_instance_uid].append(location)
-    # A source asked by date (PACS) returns neither; a directory, or --prior, may hold both.
+    # A source asked by date (PACS, the archive) returns no older study, and a later one only from
+    # the same day; SRs named with --prior may be anything.
     if too_old:
         notes.append(f"{len(too_old)} earlier stud{'y' if len(too_old) == 1 else 'ies'} with our SR ignored: "
                      "before the lookback (prior_lookback_days)")

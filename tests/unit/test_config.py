@@ -1,5 +1,6 @@
 """Settings precedence and validation."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,8 @@ import pytest
 from service.config import load_config
 from service.errors import ConfigError
 from service.outputs.fhir import DEFAULT_PATIENT_IDENTIFIER_SYSTEM
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_match_the_design():
@@ -74,3 +77,27 @@ def test_a_smart_key_that_cannot_sign_stops_the_start(tmp_path):
         fhir_authorization(load_config(environ={"RCDS_FHIR_BASE_URL": "https://ehr/fhir",
                                                 "RCDS_FHIR_SMART_CLIENT_ID": "rcds",
                                                 "RCDS_FHIR_SMART_PRIVATE_KEY_FILE": str(tmp_path / "garbage.pem")}))
+
+
+def test_every_bound_the_schema_sets_on_a_setting_the_service_checks_too() -> None:
+    """A value given in the environment or a YAML file meets no schema: each minimum and
+    maximum values.schema.json sets on a setting, crossed, stops the service's own load_config."""
+    schema = json.loads((REPO / "deploy" / "helm" / "radiomics-cds" / "values.schema.json").read_text())["properties"]["config"]["properties"]
+    crossings = []
+    for name, spec in schema.items():
+        step = 1 if spec.get("type") == "integer" else 0.5
+        if "exclusiveMinimum" in spec:
+            crossings.append((name, spec["exclusiveMinimum"]))
+        if "minimum" in spec:
+            crossings.append((name, spec["minimum"] - step))
+        if "maximum" in spec:
+            crossings.append((name, spec["maximum"] + step))
+    assert len(crossings) > 20  # the schema bounds many settings; the loop must see them
+    accepted = []
+    for name, value in crossings:
+        try:
+            load_config(environ={f"RCDS_{name.upper()}": str(value)})
+            accepted.append((name, value))
+        except ConfigError:
+            pass
+    assert accepted == []

@@ -67,5 +67,7 @@ def anatomic_region_class(region: CodedConcept) -> LocationClass | None:
     here, and for the finding site of an earlier SR (service.priors.reading)."""
     if region.scheme not in ("SCT", "SRT"):
         return None
-    code = Code(region.value, region.scheme, region.meaning)
+    # An SCT concept id labelled SRT (some producers do) is still that concept.
+    scheme = "SCT" if region.scheme == "SRT" and region.value.isdigit() else region.scheme
+    code = Code(region.value, scheme, region.meaning)
     return next((location for known, location in _SNOMED_REGIONS if known == code), None)

@@ -61,6 +61,7 @@ def test_configured_rules_ignore_case_and_see_underscores_both_ways(pattern, nam
     (CodedConcept("T-C4000", "SRT", "Lymph node"), "adenopathy"),
     (CodedConcept("T-D1600", "SRT", "Neck"), "head_and_neck"),
     (CodedConcept("10200004", "SCT", "Liver structure"), "liver"),
+    (CodedConcept("10200004", "SRT", "Liver structure"), "liver"),  # an SCT id labelled SRT
     (CodedConcept("T-62000", "99LOCAL", "Liver"), None),  # another scheme's code of the same value
 ])
 def test_an_anatomic_region_in_the_legacy_srt_form_names_its_class(code, expected):

@@ -6,6 +6,7 @@ cover the working source)."""
 
 from __future__ import annotations
 
+import io
 import socket
 import threading
 import time
@@ -17,7 +18,9 @@ import pytest
 from service.errors import PriorSourceError
 from service.priors import dicomweb
 from service.priors.dicomweb import DicomwebProvider
+from service.priors.retrieve import Landing, RetrievalLimits, SeriesRequest
 from service.priors.source import PatientQuery
+from tests.support import small_study
 
 
 class _Busy(BaseHTTPRequestHandler):
@@ -99,3 +102,41 @@ def test_a_pacs_that_never_answers_is_asked_once(silent_pacs):
 
     assert len(requests_read) == 1
     assert requests_read[0].startswith(b"GET /dicom-web/series?")
+
+
+def test_a_series_cut_off_after_an_instance_landed_is_not_asked_again(tmp_path):
+    """WADO-RS of a series streams instance after instance into the landing; an answer cut off
+    midway (here in its third part) is a failure of that retrieval, not retried: a second
+    request would land the same instances again. (A socket that closes mid-answer: no real
+    PACS does so on cue.)"""
+    ct = small_study.ct_slices()[0]
+    ct.Rows = ct.Columns = 800  # a part larger than dicomweb-client's 1 MB read, so it is parsed as it arrives
+    ct.PixelData = bytes(800 * 800 * 2)
+    encoded = io.BytesIO()
+    ct.save_as(encoded, enforce_file_format=True)
+    part = b"--rcds\r\nContent-Type: application/dicom\r\n\r\n" + encoded.getvalue() + b"\r\n"
+    sent = part + part + part[:200]  # the third instance cut off
+    head = ("HTTP/1.1 200 OK\r\nContent-Type: multipart/related; type=\"application/dicom\"; boundary=rcds\r\n"
+            f"Content-Length: {3 * len(part) + 8}\r\n\r\n").encode()
+    listener = socket.create_server(("127.0.0.1", 0))
+    requests_read: list[bytes] = []
+
+    def answer() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            requests_read.append(connection.recv(65536))
+            connection.sendall(head + sent)
+            connection.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        provider = DicomwebProvider(f"http://127.0.0.1:{listener.getsockname()[1]}/dicom-web", timeout_s=5)
+        landing = Landing(tmp_path / "landing", RetrievalLimits())
+        with pytest.raises(PriorSourceError, match="^DICOMweb WADO-RS failed: answer cut off$"):
+            provider.retrieve(SeriesRequest(str(ct.StudyInstanceUID), str(ct.SeriesInstanceUID)), landing)
+    finally:
+        listener.close()
+    assert len(requests_read) == 1 and len(landing.paths) >= 1

@@ -35,7 +35,7 @@ from fhir.resources.R4B.reference import Reference
 from service.model import LesionResult, RingCut
 from service.outputs import codes
 from service.outputs.feature_codes import REGION_METHODS, feature_concept, ibsi_identifier
-from service.scoring.degenerate import not_computable_reason
+from service.scoring.degenerate import undefined_features_text
 from service.outputs.fhir_common import (
     ResourceKey,
     StudyContext,
@@ -155,7 +155,7 @@ def _features(context: StudyContext, key: ResourceKey, about: dict[str, Any], re
         else:
             components.append(component(concept(identifier, text=tag), quantity(value, feature.unit)))
     extra = [f"Not IBSI-defined, not coded here: {', '.join(uncoded)}."] if uncoded else []
-    extra += [f"Not computable: {'; '.join(f'{tag} ({not_computable_reason(tag)})' for tag in not_finite)}."] if not_finite else []
+    extra += [f"Not computable: {undefined_features_text({tag: values[tag] for tag in not_finite})}."] if not_finite else []
     extra += [cut.statement()] if cut else []
     method = codes.lookup(REGION_METHODS, region, "feature region")
     return observation(

@@ -67,7 +67,7 @@ from service.uids import derived_uid
 from service.model import LesionResult, LesionSource, Metric, Provenance, StudyInfo, StudyResult
 from service.outputs import codes
 from service.outputs.feature_codes import REGION_METHODS, feature_concept
-from service.scoring.degenerate import undefined_features
+from service.scoring.degenerate import undefined_features_text
 from service.outputs.sr_method import method_as_concept_modifier
 from service.outputs.sr_response import response_groups
 from service.outputs.study_header import SPECIFIC_CHARACTER_SET, set_patient_and_study
@@ -670,8 +670,8 @@ def _not_computable_items(lesion: LesionResult) -> list[hd.sr.TextContentItem]:
     """A Comment naming the features without a value (NaN: e.g. the kurtosis of a constant
     region), per region, each with its reason: left out of the measurements (never NaN in
     their place), they would otherwise vanish without a word (the Bundle's notes say the same)."""
-    parts = [f"{region}: " + "; ".join(f"{tag} ({reason})" for tag, reason in undefined.items())
-             for region in REGION_METHODS if (undefined := undefined_features(lesion.features.get(region, {})))]
+    parts = [f"{region}: {undefined}" for region in REGION_METHODS
+             if (undefined := undefined_features_text(lesion.features.get(region, {})))]
     if not parts:
         return []
     return [hd.sr.TextContentItem(name=codes.COMMENT, value=f"Not computable, {'; '.join(parts)}.",

@@ -54,3 +54,9 @@ def not_computable_reason(key: str) -> str:
 def undefined_features(values: dict[str, float]) -> dict[str, str]:
     """The features of one region that have no value, each with its reason."""
     return {key: not_computable_reason(key) for key, value in sorted(values.items()) if not math.isfinite(value)}
+
+
+def undefined_features_text(values: dict[str, float]) -> str:
+    """Those features as the outputs name them, "feature (reason); ..." (empty when none): the
+    SR's and the Bundle's notes say it in the same words."""
+    return "; ".join(f"{key} ({reason})" for key, reason in undefined_features(values).items())

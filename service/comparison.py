@@ -94,6 +94,7 @@ class LesionComparison:
     merged_uids: tuple[str, ...] = ()
     prior_uids: tuple[str, ...] = ()  # the prior lesions' tracking UIDs when not this lesion's own
     feature_deltas: tuple[FeatureDelta, ...] = ()
+    flags: tuple[str, ...] = ()  # borderline category, a lesion under 5 mm (docs/method.md 5.1), in words
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,7 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
             cd8_not_comparable=comparable.reasons,
             category=change.category.value,
             size_sources=studies,
+            flags=change.flags,
         )
         if link.status is LinkStatus.MATCHED:
             (now,), (then,) = link.current, link.prior

@@ -54,6 +54,7 @@ def lesion_change_entry(context: StudyContext, lesion: LesionResult, change: Les
     uncoded = sorted({delta.tag for delta in change.feature_deltas if ibsi_identifier(delta.tag) is None})
     caveats += [f"Feature changes not IBSI-defined, not coded here: {', '.join(uncoded)}."] if uncoded else []
     caveats += [codes.LESION_RESPONSE_CAVEAT] if change.category in codes.LESION_CATEGORIES else []
+    caveats += [f"Lesion-wise flag: {flag}" for flag in change.flags]
     resource = observation(
         context, key,
         code=concept(codes.LESION_CHANGE, text=codes.LESION_CHANGE.meaning),

@@ -615,6 +615,7 @@ def _match_items(change: LesionComparison) -> list[hd.sr.TextContentItem]:
         lines.append((codes.NOT_COMPARABLE, "; ".join(change.cd8_not_comparable)))
     if _change_statements(change):
         lines.append((codes.COMMENT, codes.LESION_RESPONSE_CAVEAT))
+    lines += [(codes.COMMENT, f"Lesion-wise flag: {flag}") for flag in change.flags]
     return [hd.sr.TextContentItem(name=name, value=value, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
             for name, value in lines]
 

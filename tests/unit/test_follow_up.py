@@ -253,3 +253,21 @@ def test_a_baseline_at_this_study_counts_no_change_against_an_earlier_one(baseli
         assert change.diameter_delta_mm_baseline == Metric.not_computable(AT_BASELINE)
         assert change.category == "not_evaluable"
     assert set(comparison.baseline_categories.values()) >= {"target"}
+
+
+def test_a_borderline_lesion_says_so_in_the_sr_and_the_bundle(baseline, prior, tmp_path) -> None:
+    """+21 % is within 2 % of the 20 % progressing threshold (docs/method.md 5.1): the change
+    carries the flag, and both outputs state it beside the lesion-wise response."""
+    result, evidence = baseline
+    lesion = result.lesions[1]
+    grown = dataclasses.replace(lesion, longest_axial_diameter_mm=lesion.longest_axial_diameter_mm * 1.21)
+    followed = follow_up(_follow_up_study(result, [result.lesions[0], grown, result.lesions[2]]), None,
+                         _acquisition(evidence), [prior])
+    flag = "borderline: within 2 % of the 20 % threshold"
+    assert followed.comparison.lesions[grown.tracking_uid].flags == (flag,)
+    sr = build_measurement_report(followed.result, evidence, comparison=followed.comparison)
+    assert f"Lesion-wise flag: {flag}" in [str(e.value) for e in sr.iterall() if e.keyword == "TextValue"]
+    bundle = build_bundle(followed.result, sr_sop_instance_uid="2.25.7", comparison=followed.comparison)
+    notes = [note.text for entry in bundle.entry if entry.resource.get_resource_type() == "Observation"
+             and entry.resource.code.coding[0].code == codes.LESION_CHANGE.value for note in entry.resource.note or []]
+    assert f"Lesion-wise flag: {flag}" in notes

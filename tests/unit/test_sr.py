@@ -17,7 +17,8 @@ import pytest
 from pydicom import Dataset
 from pydicom.sr.coding import Code
 
-from service.model import LesionResult, StudyResult
+from service.comparison import Comparison, LesionComparison
+from service.model import LesionResult, Metric, StudyResult
 from service.outputs import codes
 from service.outputs import sr as sr_module
 from service.scoring.degenerate import not_computable_reason
@@ -548,3 +549,19 @@ def test_a_feature_without_a_value_is_named_with_its_reason_not_dropped(tmp_path
                         f"ring: rlm_srlge_3D_avg ({not_computable_reason('rlm_srlge_3D_avg')})."]
     assert not [item for item in _group(report, result.lesions[0])[0].ContentSequence
                 if item.ValueType == "TEXT" and item.TextValue.startswith("Not computable")]
+
+
+def test_a_lesion_wise_response_is_stated_with_its_caveat_and_its_flags(tmp_path: Path) -> None:
+    """Every lesion-wise category the SR states says it is algorithmic and needs a radiologist's
+    confirmation, and carries the change's flags (docs/method.md 5.1)."""
+    result, evidence = make_study_result(3, "RTSTRUCT")
+    lesion = result.lesions[1]
+    change = LesionComparison("tracking_uid", "high", None, Metric(8.0), Metric(21.0), Metric(21.0), Metric(60.0),
+                              Metric(0.1), (), "progressing", ("1.2.3",),
+                              flags=("borderline: within 2 % of the 20 % threshold",))
+    sr = build_measurement_report(result, evidence, comparison=Comparison(lesions={lesion.tracking_uid: change}))
+    report = hd.sr.srread(write_sr(sr, tmp_path)).content
+    comments = [item.TextValue for item in _group(report, lesion)[0].ContentSequence
+                if item.ValueType == "TEXT" and item.ConceptNameCodeSequence[0].CodeValue == "121106"]
+    assert codes.LESION_RESPONSE_CAVEAT in comments
+    assert "Lesion-wise flag: borderline: within 2 % of the 20 % threshold" in comments

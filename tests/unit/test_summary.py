@@ -19,7 +19,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from scipy import ndimage
 
-from service.comparison import Comparison, LesionComparison, SeriesPoint, TimePointInfo
+from service.comparison import Comparison, LesionComparison, ResponseThresholds, SeriesPoint, TimePointInfo
 from service.model import Metric
 from service.outputs.key_images import KeyImage
 from service.outputs.summary import MAX_TABLE_ROWS, MAX_TILES, RC_PARAMS, summary_figure, summary_pdf
@@ -126,3 +126,15 @@ def test_many_lesions_stay_on_one_page_and_say_how_many_more() -> None:
     assert f"{30 - MAX_TABLE_ROWS} more lesions in the SR." in text
     assert f"{30 - MAX_TILES} more key images: lesions in the SR." in text
     assert f"L{MAX_TABLE_ROWS}" in text.split()
+
+
+def test_the_plot_draws_the_thresholds_the_assessment_applied() -> None:
+    """A site at PR -40 %: the page's partial-response line says so (not the guideline's -30 %),
+    and no threshold is drawn when there is no assessment to take them from."""
+    result, _ = make_study_result(3)
+    series = (SeriesPoint("1.2.1", "20240101", 45.0, None, None), SeriesPoint("1.2.2", "20240212", 46.0, "SD", "iSD"))
+    page = summary_input(result, sr_sop_instance_uid="2.25.42", comparison=Comparison(series=series))
+    _, site = _text(summary_pdf(dataclasses.replace(page, thresholds=ResponseThresholds(-40.0, 20.0, 5.0, 73.0))))
+    assert "PR: -40 % of baseline" in site and "PD threshold" in site and "-30 %" not in site
+    _, none = _text(summary_pdf(page))
+    assert "PR:" not in none and "PD threshold" not in none

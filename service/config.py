@@ -198,7 +198,7 @@ class Config:
         self._read_secret_files()
         if not 1 <= len(self.dicom_ae_title.strip()) <= 16:
             raise ConfigError("dicom_ae_title must have 1 to 16 characters")
-        for name in ("dicom_port", "http_port", "scorer_metrics_port", "pacs_port"):
+        for name in ("dicom_port", "http_port", "scorer_metrics_port"):  # ours to bind: 0 takes a free one
             if not 0 <= getattr(self, name) <= 65535:
                 raise ConfigError(f"{name} must be a TCP port (0-65535)")
         if self.dicom_max_associations < 1:

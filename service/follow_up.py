@@ -43,6 +43,7 @@ _SITE_CLASSES = {site.meaning: location for location, site in codes.FINDING_SITE
 
 
 AT_BASELINE = "this study is the baseline (treatment_start or baseline_study_uid): no change against it"
+_NONE_AT_BASELINE = Metric.not_computable(AT_BASELINE)
 
 @dataclass(frozen=True)
 class FollowUp:
@@ -114,21 +115,15 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
             baselines = _baselines(link.prior, first_sizes, previous_report.study_instance_uid)
             baseline = Size(sum(size.diameter_mm for _, size in baselines),
                             sum(size.volume_ml for _, size in baselines))
-        else:  # this study is the baseline: its change against it is none
-            baselines, baseline = [], group_size(link.current)
-        change = lesion_change(group_size(link.current), baseline, group_size(link.prior))
-        at_baseline = Metric.not_computable(AT_BASELINE)
-        if not since_baseline:
-            change = dataclasses.replace(
-                change, category=LesionCategory.NOT_EVALUABLE, category_reason=AT_BASELINE,
-                versus_baseline=dataclasses.replace(change.versus_baseline, percent=at_baseline,
-                                                    volume_percent=at_baseline))
+            change = lesion_change(group_size(link.current), baseline, group_size(link.prior))
+        else:
+            baselines, change = [], _at_baseline(group_size(link.current), group_size(link.prior))
         studies = tuple(dict.fromkeys([*(study for study, _ in baselines), previous_report.study_instance_uid]))
         comparison = LesionComparison(
             match_method=link.method.value,
             match_confidence=link.confidence.value if link.confidence else None,
             match_distance_mm=link.distance_mm,
-            diameter_delta_mm_baseline=Metric(change.versus_baseline.delta_mm) if since_baseline else at_baseline,
+            diameter_delta_mm_baseline=Metric(change.versus_baseline.delta_mm) if since_baseline else _NONE_AT_BASELINE,
             diameter_pct_baseline=change.versus_baseline.percent,
             diameter_pct_previous=change.versus_previous.percent,
             volume_pct_baseline=change.versus_baseline.volume_percent,
@@ -166,6 +161,16 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
         series=response.series,
         anchors=tuple(inputs.key()),
     ), links, changes, identities)
+
+
+def _at_baseline(current: Size, previous: Size) -> LesionChange:
+    """The change of a lesion of a study that is itself the baseline: against the previous
+    study as usual, against the baseline none (not computable), and so no lesion-wise category."""
+    change = lesion_change(current, current, previous)
+    return dataclasses.replace(
+        change, category=LesionCategory.NOT_EVALUABLE, category_reason=AT_BASELINE,
+        versus_baseline=dataclasses.replace(change.versus_baseline, percent=_NONE_AT_BASELINE,
+                                            volume_percent=_NONE_AT_BASELINE))
 
 
 def _study_lesions(report: PriorReport) -> StudyLesions:

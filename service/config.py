@@ -46,6 +46,9 @@ def _ae_titles(items: list[Any]) -> tuple[str, ...]:
 
 
 PRIOR_PROVIDERS = ("dicomweb", "dimse", "directory")
+FHIR_RESULT_STATUSES = ("preliminary", "final")
+"""DiagnosticReport and Observation status codes (FHIR R4) a site may choose: unverified results
+are `preliminary`; `final` claims a verification the service cannot make (docs/fhir.md)."""
 
 
 def _prior_providers(items: list[Any]) -> tuple[str, ...]:
@@ -183,6 +186,10 @@ class Config:
     fhir_smart_scope: str = ("system/Observation.crus system/DiagnosticReport.crus system/Device.crus "
                              "system/Patient.rs")
     patient_identifier_system: str = "urn:dicom:patient-id"
+    # The FHIR status of the DiagnosticReport and its Observations (FHIR_RESULT_STATUSES):
+    # preliminary, because no one has verified them (the SR says UNVERIFIED); final for an EHR
+    # that shows no preliminary results
+    fhir_result_status: str = "preliminary"
     delivery_max_attempts: int = 10
     delivery_initial_backoff_seconds: float = 5.0
     # Credentials from files, the way container platforms hand out secrets (a Kubernetes Secret
@@ -233,6 +240,9 @@ class Config:
             raise ConfigError(f"log_format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
         if self.feature_panel not in ("signature", "full"):
             raise ConfigError("feature_panel must be 'signature' or 'full'")
+        if self.fhir_result_status not in FHIR_RESULT_STATUSES:
+            raise ConfigError(f"fhir_result_status must be one of {', '.join(FHIR_RESULT_STATUSES)}, "
+                              f"not {self.fhir_result_status!r}")
         for setting in ("site_mapping", "location_name_rules"):
             known = [location.value for location in LocationClass]
             wrong = sorted(c for c in getattr(self, setting).values() if c not in known)

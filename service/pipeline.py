@@ -30,7 +30,7 @@ from service.observability import STUDY_STAGE_SECONDS
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.built import study_outputs
 from service.outputs.collection_pause import collection_paused
-from service.outputs.fhir import bundle_withheld
+from service.outputs.fhir import FhirSettings, bundle_withheld
 from service.outputs.key_images import KeyImage, key_image
 from service.outputs.page_process import PageRenderer
 from service.outputs.sr import sr_identity
@@ -115,7 +115,7 @@ def score_study(inputs: StudyInputs, scorer: Scorer, *, parallel: int = 2, warni
 
 @collection_paused()  # resumed once this returns: the SR's and the page's objects are then freed, never traversed
 def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path,
-                  patient_identifier_system: str, predecessor: Dataset | None = None,
+                  fhir: FhirSettings, predecessor: Dataset | None = None,
                   comparison: Comparison = Comparison(), key_images: Sequence[KeyImage] = (),
                   pages: PageRenderer | None = None) -> WrittenOutputs:
     """Build and durably write the SR, the tumour-board page (PDF, and its Encapsulated PDF for
@@ -132,7 +132,7 @@ def write_outputs(result: StudyResult, evidence: Sequence[Dataset], outdir: Path
     the SR's build alone, its collections only moved into the page's rendering.
     """
     identity = sr_identity(result, comparison)
-    outputs = study_outputs(result, evidence, identity, patient_identifier_system=patient_identifier_system,
+    outputs = study_outputs(result, evidence, identity, fhir=fhir,
                             predecessor=predecessor, comparison=comparison, key_images=key_images, pages=pages)
     paths: dict[Artefact, Path] = {}
     with closing(outputs):  # a failed write closes it: a page still rendering is cancelled
@@ -188,7 +188,7 @@ def assess_study(datasets: Sequence[Dataset], scorer: Scorer, *, parallel: int =
 
 
 def run_study(datasets: Sequence[Dataset], scorer: Scorer, outdir: Path, *,
-              patient_identifier_system: str, parallel: int = 2,
+              fhir: FhirSettings, parallel: int = 2,
               lesion_roi_types: frozenset[str] = LESION_ROI_TYPES, max_lesions: int | None = None,
               predecessor: Dataset | None = None, limits: InstanceLimits = InstanceLimits(),
               priors: PriorLookup | None = None, prior_ct: PriorCtSource | None = None,
@@ -199,5 +199,5 @@ def run_study(datasets: Sequence[Dataset], scorer: Scorer, outdir: Path, *,
     assessed = assess_study(datasets, scorer, parallel=parallel, lesion_roi_types=lesion_roi_types,
                             max_lesions=max_lesions, limits=limits, priors=priors, prior_ct=prior_ct,
                             response_inputs=response_inputs, on_progress=on_progress)
-    return write_outputs(assessed.result, assessed.evidence, outdir, patient_identifier_system, predecessor,
+    return write_outputs(assessed.result, assessed.evidence, outdir, fhir, predecessor,
                          assessed.comparison, assessed.key_images, pages)

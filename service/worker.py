@@ -41,6 +41,7 @@ from service.observability import (SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_F
                                    RepeatedErrorLog, redact_uids)
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.destinations import pacs_tls
+from service.outputs.fhir import FhirSettings
 from service.outputs.outbox import DELIVERED, PENDING, Outbox
 from service.outputs.page_process import PageRenderer, start_page_renderer
 from service.outputs.warm_up import start_warm_up
@@ -269,7 +270,7 @@ class StudyWorker:
                             for record in self._index.instances(study_uid)]
             written = run_study(
                 datasets, self._scorer, self._config.outbox_dir,
-                patient_identifier_system=self._config.patient_identifier_system,
+                fhir=FhirSettings.from_config(self._config),
                 parallel=self._config.scorer_workers,
                 lesion_roi_types=frozenset(self._config.lesion_roi_types),
                 max_lesions=self._config.max_lesions_per_study,

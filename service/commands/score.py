@@ -11,6 +11,7 @@ from service.config import load_config
 from service.imaging.selection import read_study_headers
 from service.imaging.volume import read_ct_directory
 from service.model import CtSeries
+from service.outputs.fhir import FhirSettings
 from service.pipeline import WrittenOutputs, run_study
 from service.prior_frames import PriorCtSource
 from service.priors.files import file_priors
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     scorer = InProcessScorer(scoring_context(config), volume_filter_ml=config.volume_filter_ml,
                              max_message_bytes=config.grpc_max_message_bytes)
     written = run_study(read_study_headers(args.ct, args.rtstruct or args.seg), scorer, args.out,
-                        patient_identifier_system=config.patient_identifier_system,
+                        fhir=FhirSettings.from_config(config),
                         parallel=config.scorer_workers, lesion_roi_types=frozenset(config.lesion_roi_types),
                         max_lesions=config.max_lesions_per_study, limits=config.instance_limits,
                         priors=file_priors(args.prior, config) if args.prior else None,

@@ -23,7 +23,7 @@ from service.comparison import Comparison
 from service.model import StudyResult
 from service.outputs.artefacts import Artefact
 from service.outputs.encapsulated_pdf import build_encapsulated_pdf
-from service.outputs.fhir import DEFAULT_PATIENT_IDENTIFIER_SYSTEM, build_bundle, bundle_json, bundle_withheld
+from service.outputs.fhir import FhirSettings, build_bundle, bundle_json, bundle_withheld
 from service.outputs.key_images import KeyImage
 from service.outputs.sr import SrIdentity, build_measurement_report
 from service.outputs.summary import summary_pdf
@@ -43,7 +43,7 @@ class BuiltOutput:
 
 
 def study_outputs(result: StudyResult, evidence: Sequence[Dataset], identity: SrIdentity, *,
-                  patient_identifier_system: str = DEFAULT_PATIENT_IDENTIFIER_SYSTEM,
+                  fhir: FhirSettings = FhirSettings(),
                   predecessor: Dataset | None = None,
                   comparison: Comparison = Comparison(), key_images: Sequence[KeyImage] = (),
                   pages: PageRenderer | None = None) -> Generator[BuiltOutput, None, None]:
@@ -73,7 +73,7 @@ def study_outputs(result: StudyResult, evidence: Sequence[Dataset], identity: Sr
                       lambda stream: document.save_as(stream, enforce_file_format=True))
     if bundle_withheld(result.study) is not None:  # the study's warnings say why (service.pipeline)
         return
-    bundle = build_bundle(result, sr_sop_instance_uid=sr_uid, patient_identifier_system=patient_identifier_system,
-                          comparison=comparison, summary_pdf=pdf)
+    bundle = build_bundle(result, sr_sop_instance_uid=sr_uid, settings=fhir, comparison=comparison,
+                          summary_pdf=pdf)
     yield BuiltOutput(Artefact.FHIR_BUNDLE, "fhir",
                       lambda stream: stream.write(bundle_json(bundle)))

@@ -23,6 +23,7 @@ study updates, never duplicates, and identical input gives a byte-identical Bund
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from fhir.resources.R4B.annotation import Annotation
 from fhir.resources.R4B.bundle import Bundle, BundleEntry
@@ -33,6 +34,7 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.reference import Reference
 
 from service.comparison import Comparison
+from service.config import Config
 from service.model import StudyInfo, StudyResult
 from service.outputs import codes
 from service.outputs.fhir_change import associated_studies, lesion_change_entry
@@ -45,14 +47,31 @@ from service.outputs.fhir_response import response_entries
 from service.outputs.sr import MANUFACTURER
 
 DIAGNOSTIC_SERVICE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0074"
-DEFAULT_PATIENT_IDENTIFIER_SYSTEM = "urn:dicom:patient-id"
-"""The Patient identifier's system when none is configured (service.config keeps the same
-default for `patient_identifier_system`; a test holds the two together)."""
 _DEVICE_TYPE = "Imaging biomarker software (clinical decision support)"
 
 
-def build_bundle(result: StudyResult, *, sr_sop_instance_uid: str,
-                 patient_identifier_system: str = DEFAULT_PATIENT_IDENTIFIER_SYSTEM,
+@dataclass(frozen=True)
+class FhirSettings:
+    """What a site decides about the Bundle: the system its PatientIDs are in for the EHR, and
+    the status of the report and its Observations (service.config.FHIR_RESULT_STATUSES).
+
+    `preliminary` by default: no one has verified these results (the SR says UNVERIFIED, and
+    response categories need a radiologist's confirmation), and FHIR's `final` means "verified
+    by an authorized person". Some EHRs hide preliminary reports from the chart; such a site
+    chooses `final` knowingly.
+
+    The defaults are service.config's (a test holds them together): the builders' callers
+    without a configuration (warm-up, tests) build what a default deployment sends."""
+
+    patient_identifier_system: str = "urn:dicom:patient-id"
+    result_status: str = "preliminary"
+
+    @classmethod
+    def from_config(cls, config: Config) -> FhirSettings:
+        return cls(config.patient_identifier_system, config.fhir_result_status)
+
+
+def build_bundle(result: StudyResult, *, sr_sop_instance_uid: str, settings: FhirSettings = FhirSettings(),
                  comparison: Comparison = Comparison(), summary_pdf: bytes | None = None) -> Bundle:
     """The transaction Bundle for a scored study whose SR has `sr_sop_instance_uid`; with a
     lesion-change Observation per compared lesion, the response Observations of a follow-up
@@ -63,12 +82,13 @@ def build_bundle(result: StudyResult, *, sr_sop_instance_uid: str,
     device_key = _device_key(result)
     context = StudyContext(
         result=result,
-        subject=Reference(reference=conditional_url("Patient", patient_identifier_system, result.study.patient_id),
-                          type="Patient"),
+        subject=Reference(reference=conditional_url("Patient", settings.patient_identifier_system,
+                                                    result.study.patient_id), type="Patient"),
         study=dicom_reference("ImagingStudy", result.study.study_instance_uid),
         sr=dicom_reference("DocumentReference", sr_sop_instance_uid),
         device=device_key.reference(),
         effective=_fhir_date(result.study.study_date),
+        status=settings.result_status,
     )
     entries: list[BundleEntry] = [device_key.entry(_device(result, device_key))]
     lesion_groups, changes = [], []
@@ -153,7 +173,7 @@ def _diagnostic_report(context: StudyContext, key: ResourceKey, observations: li
     return DiagnosticReport(
         extension=associated_studies(comparison),
         identifier=[key.identifier()],
-        status="final",
+        status=context.status,
         category=[CodeableConcept(coding=[
             Coding(system=DIAGNOSTIC_SERVICE_SYSTEM, code="RAD", display="Radiology"),
             Coding(system=codes.FHIR_SYSTEMS["LN"], code="LP29684-5", display="Radiology"),

@@ -99,6 +99,7 @@ class StudyContext:
     sr: Reference
     device: Reference
     effective: str | None
+    status: str  # the report's and every Observation's (FhirSettings.result_status)
 
     @property
     def study_uid(self) -> str:
@@ -164,7 +165,7 @@ def observation(context: StudyContext, key: ResourceKey, **content: Any) -> Obse
     the study and SR it derives from, the Device); `content` adds the rest."""
     return Observation(
         identifier=[key.identifier()],
-        status="final",
+        status=context.status,
         category=[CodeableConcept(coding=[Coding(system=OBSERVATION_CATEGORY_SYSTEM, code="imaging",
                                                  display="Imaging")])],
         subject=context.subject,

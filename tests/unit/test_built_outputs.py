@@ -43,6 +43,17 @@ def test_the_outputs_come_sr_first_and_all_name_the_derived_sr() -> None:
     assert json.loads(bundle)["identifier"] == {"system": "urn:dicom:uid", "value": f"urn:oid:{identity.sop_instance_uid}"}
 
 
+def test_the_bundle_claims_no_verification_the_sr_does_not() -> None:
+    """The SR is UNVERIFIED (no one signed it); FHIR's `final` means verified by an authorized
+    person, so by default the report and every Observation are `preliminary`."""
+    result, evidence, image = sample()
+    sr, _, _, bundle = (_saved(b.save) for b in study_outputs(result, evidence, sr_identity(result), key_images=[image]))
+    assert pydicom.dcmread(io.BytesIO(sr)).VerificationFlag == "UNVERIFIED"
+    statuses = {entry["resource"]["status"] for entry in json.loads(bundle)["entry"]
+                if entry["resource"]["resourceType"] in ("Observation", "DiagnosticReport")}
+    assert statuses == {"preliminary"}
+
+
 class _RecordingPages:
     """Stands in for the page renderer's process (service.outputs.page_process, tested there)
     to see what the outputs ask of it: a rendering, then its result or its cancellation."""

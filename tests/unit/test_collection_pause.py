@@ -15,6 +15,7 @@ from pydicom import Dataset
 
 from service.errors import InputError
 from service.outputs.collection_pause import collection_paused
+from service.outputs.fhir import FhirSettings
 from service.outputs.sr import build_measurement_report
 from service.pipeline import write_outputs
 from tests.support.synthetic_results import make_study_result
@@ -75,7 +76,7 @@ def test_outputs_are_written_with_the_collector_off_and_it_comes_back(collector_
     collections: list[str] = []
     gc.callbacks.append(lambda phase, info: collections.append(phase))
     try:
-        written = write_outputs(result, evidence, tmp_path, "urn:test:patient-id")
+        written = write_outputs(result, evidence, tmp_path, FhirSettings("urn:test:patient-id"))
     finally:
         gc.callbacks.pop()
     # one collection at most: the young generation's, triggered when the pause ends
@@ -86,7 +87,7 @@ def test_outputs_are_written_with_the_collector_off_and_it_comes_back(collector_
 def test_a_failing_write_turns_the_collector_back_on(collector_enabled: None, tmp_path: Path) -> None:
     result, _ = make_study_result(1)
     with pytest.raises(InputError, match="no evidence"):
-        write_outputs(result, [], tmp_path, "urn:test:patient-id")
+        write_outputs(result, [], tmp_path, FhirSettings("urn:test:patient-id"))
     assert gc.isenabled()
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from service.config import load_config
 from service.errors import ConfigError
-from service.outputs.fhir import DEFAULT_PATIENT_IDENTIFIER_SYSTEM
+from service.outputs.fhir import FhirSettings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -18,9 +18,16 @@ def test_defaults_match_the_design():
     assert config.scorer_address.endswith(":50051") and config.dicom_max_associations == 10
 
 
-def test_the_patient_identifier_system_defaults_as_the_fhir_builders_do():
-    """The deployed default and the builders' own (warm-up, offline commands, tests) are one."""
-    assert load_config(environ={}).patient_identifier_system == DEFAULT_PATIENT_IDENTIFIER_SYSTEM
+def test_the_fhir_settings_default_as_the_fhir_builders_do():
+    """The deployed defaults and the builders' own (warm-up, offline commands, tests) are one."""
+    assert FhirSettings.from_config(load_config(environ={})) == FhirSettings()
+
+
+def test_the_fhir_result_status_is_one_fhir_knows_and_the_site_chose():
+    assert FhirSettings.from_config(load_config(environ={})).result_status == "preliminary"
+    assert load_config(environ={"RCDS_FHIR_RESULT_STATUS": "final"}).fhir_result_status == "final"
+    with pytest.raises(ConfigError, match="fhir_result_status must be one of preliminary, final, not 'verified'"):
+        load_config(environ={"RCDS_FHIR_RESULT_STATUS": "verified"})
 
 
 def test_yaml_then_environment_then_overrides(tmp_path):

@@ -20,7 +20,7 @@ from fhir.resources.R4B.observation import Observation, ObservationComponent
 
 from service.model import CodedConcept, LesionResult, StudyResult
 from service.outputs import codes
-from service.outputs.fhir import build_bundle
+from service.outputs.fhir import FhirSettings, build_bundle
 from tests.support.fhir_validation import assert_valid_fhir, validation_issues
 from tests.support.synthetic_results import make_study_result
 from tests.support.written_outputs import write_bundle
@@ -114,7 +114,7 @@ def test_subject_and_derivation_of_every_observation(bundle: Bundle, result: Stu
     patient_reference = f"Patient?identifier={PATIENT_SYSTEM}|{result.study.patient_id}"
     study = f"urn:oid:{result.study.study_instance_uid}"
     for observation in _resources(bundle, "Observation"):
-        assert observation.status == "final"
+        assert observation.status == "preliminary"  # no one has verified it (test_a_site_may_call_the_results_final)
         assert observation.category[0].coding[0].code == "imaging"
         assert observation.subject.reference == patient_reference
         derived = {(r.type, r.identifier.system, r.identifier.value) for r in observation.derivedFrom}
@@ -289,7 +289,7 @@ def test_patient_level(bundle: Bundle, result: StudyResult) -> None:
 
 def test_report_groups_every_observation_and_reads_as_a_summary(bundle: Bundle) -> None:
     (report,) = _resources(bundle, "DiagnosticReport")
-    assert report.status == "final"
+    assert report.status == "preliminary"
     assert {c.code for c in report.category[0].coding} == {"RAD", "LP29684-5"}
     assert {r.reference for r in report.result} == {_full_url(bundle, o) for o in _resources(bundle, "Observation")}
     assert "tumour board" in report.conclusion
@@ -322,7 +322,7 @@ def test_rescoring_keeps_every_resource_identity(result: StudyResult) -> None:
 
 def test_patient_identifier_is_escaped_in_the_conditional_reference(result: StudyResult) -> None:
     odd = dataclasses.replace(result, study=dataclasses.replace(result.study, patient_id="A|B C"))
-    bundle = build_bundle(odd, sr_sop_instance_uid=SR_UID, patient_identifier_system="urn:x")
+    bundle = build_bundle(odd, sr_sop_instance_uid=SR_UID, settings=FhirSettings(patient_identifier_system="urn:x"))
     (report,) = _resources(bundle, "DiagnosticReport")
     assert report.subject.reference == "Patient?identifier=urn:x|A%5C|B%20C"
 
@@ -408,3 +408,15 @@ def test_the_bundle_is_identified_by_the_srs_uid_as_a_dicom_uid(bundle: Bundle) 
     """docs/fhir.md: DICOM UIDs under urn:dicom:uid as urn:oid:<uid>; rcds-id holds only our
     UUIDv5 business identifiers."""
     assert (bundle.identifier.system, bundle.identifier.value) == ("urn:dicom:uid", f"urn:oid:{SR_UID}")
+
+
+@pytest.mark.external  # the Bundle goes through the FHIR validator
+def test_a_site_may_call_the_results_final(result: StudyResult, tmp_path: Path) -> None:
+    """fhir_result_status final (for an EHR that hides preliminary reports) applies to the report
+    and to every Observation alike, and the Bundle stays valid R4."""
+    path = write_bundle(build_bundle(result, sr_sop_instance_uid=SR_UID, settings=FhirSettings(result_status="final")),
+                        tmp_path)
+    bundle = Bundle.model_validate_json(path.read_bytes())
+    statuses = {r.status for r in (*_resources(bundle, "Observation"), *_resources(bundle, "DiagnosticReport"))}
+    assert statuses == {"final"}
+    assert_valid_fhir(path)

@@ -16,6 +16,7 @@ from service.config import Config
 from service.ingest.index import DONE, InstanceRecord, StudyIndex
 from service.outputs.artefacts import Artefact
 from service.outputs.destinations import Destination, configured_destinations
+from service.outputs.fhir import FhirSettings
 from service.outputs.outbox import DELIVERED, PENDING, Outbox
 from service.pipeline import WrittenOutputs, write_outputs
 from service.sop_classes import CT_IMAGE
@@ -42,7 +43,7 @@ def _scored(config: Config, index: StudyIndex) -> WrittenOutputs:
                                       config.spool_dir / "x.dcm", 100.0))
     assert index.claim(STUDY)
     result, evidence = make_study_result()
-    return write_outputs(result, evidence, config.outbox_dir, config.patient_identifier_system)
+    return write_outputs(result, evidence, config.outbox_dir, FhirSettings.from_config(config))
 
 
 def _open(config: Config, destinations: Sequence[Destination] | None = None) -> tuple[StudyIndex, Outbox, StudyWorker]:

@@ -61,7 +61,10 @@ def _prior_providers(items: list[Any]) -> tuple[str, ...]:
 
 
 # Settings read from a file: <setting>_file -> <setting> (Config._read_secret_files).
-SECRET_FILES = {"fhir_bearer_token_file": "fhir_bearer_token", "stow_bearer_token_file": "stow_bearer_token"}
+SECRET_FILES = {"fhir_bearer_token_file": "fhir_bearer_token", "stow_bearer_token_file": "stow_bearer_token",
+                "stow_basic_auth_file": "stow_basic_auth",
+                "prior_dicomweb_bearer_token_file": "prior_dicomweb_bearer_token",
+                "prior_dicomweb_basic_auth_file": "prior_dicomweb_basic_auth"}
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,7 @@ class Config:
     # verify the archive's certificate against (else the system's CAs) when it needs them
     stow_url: str | None = None
     stow_bearer_token: str | None = None
+    stow_basic_auth: str | None = None  # HTTP Basic, "user:password" (Orthanc); not with the token
     stow_tls_ca_file: Path | None = None
     # Priors: our earlier SRs of the patient, pulled from PACS (the source of truth) through these
     # sources in this order (dicomweb, dimse, directory); empty: no priors. The DIMSE peer defaults to
@@ -161,6 +165,11 @@ class Config:
     # study of the patient is still in flight on this ingest, so that it compares with its report.
     prior_in_flight_wait_seconds: float = 600.0
     prior_dicomweb_url: str | None = None
+    # its credentials (a bearer token or HTTP Basic "user:password", https only) and CA file, as
+    # for STOW-RS
+    prior_dicomweb_bearer_token: str | None = None
+    prior_dicomweb_basic_auth: str | None = None
+    prior_dicomweb_tls_ca_file: Path | None = None
     prior_dimse_host: str | None = None
     prior_dimse_port: int | None = None
     prior_dimse_ae_title: str | None = None
@@ -197,6 +206,9 @@ class Config:
     # into the setting without _file (SECRET_FILES); a setting and its file are not both set
     fhir_bearer_token_file: Path | None = None
     stow_bearer_token_file: Path | None = None
+    stow_basic_auth_file: Path | None = None
+    prior_dicomweb_bearer_token_file: Path | None = None
+    prior_dicomweb_basic_auth_file: Path | None = None
     # The EHR's TLS: its certificate (FHIR server, SMART token endpoint) verified against this CA
     # bundle (PEM) instead of the system's CAs
     fhir_tls_ca_file: Path | None = None
@@ -289,6 +301,7 @@ class Config:
         """Each configured prior provider needs its address; limits must allow at least one prior."""
         if "dicomweb" in self.prior_providers and not self.prior_dicomweb_url:
             raise ConfigError("prior_providers has dicomweb but prior_dicomweb_url is not set")
+        self._check_dicomweb_access("prior_dicomweb", "prior_dicomweb_url", "the PACS's DICOMweb base URL")
         if "dimse" in self.prior_providers and not self.prior_dimse_peer[0]:
             raise ConfigError("prior_providers has dimse but neither prior_dimse_host nor pacs_host is set")
         if "directory" in self.prior_providers and self.prior_directory is None:
@@ -304,12 +317,24 @@ class Config:
             raise ConfigError("prior_dimse_port must be a TCP port (0-65535)")
 
     def _check_stow(self) -> None:
-        """An http(s) URL; its token and CA file only with it (else they would silently do nothing)."""
+        """An http(s) URL; its credentials and CA file only with it."""
         if self.stow_url and not re.match(r"https?://[^/\s]+", self.stow_url):
             raise ConfigError(f"stow_url must be an http:// or https:// URL (the DICOMweb base), not {self.stow_url!r}")
-        stray = [name for name in ("stow_bearer_token", "stow_tls_ca_file") if getattr(self, name)]
-        if stray and not self.stow_url:
-            raise ConfigError(f"{', '.join(stray)} set but stow_url is not: set the archive's DICOMweb base URL")
+        self._check_dicomweb_access("stow", "stow_url", "the archive's DICOMweb base URL")
+
+    def _check_dicomweb_access(self, prefix: str, url_setting: str, url_meaning: str) -> None:
+        """`<prefix>_bearer_token`, `_basic_auth` and `_tls_ca_file` only with the URL (else they
+        would silently do nothing), one credential at most, Basic as user:password."""
+        stray = [name for name in (f"{prefix}_bearer_token", f"{prefix}_basic_auth", f"{prefix}_tls_ca_file")
+                 if getattr(self, name)]
+        if stray and not getattr(self, url_setting):
+            raise ConfigError(f"{', '.join(stray)} set but {url_setting} is not: set {url_meaning}")
+        if getattr(self, f"{prefix}_bearer_token") and getattr(self, f"{prefix}_basic_auth"):
+            raise ConfigError(f"set {prefix}_bearer_token or {prefix}_basic_auth, not both")
+        if (basic := getattr(self, f"{prefix}_basic_auth")) is not None:
+            user, colon, password = basic.partition(":")
+            if not (colon and user.strip() and password):
+                raise ConfigError(f"{prefix}_basic_auth must be user:password (the user without a colon)")
 
     def _check_fhir_auth(self) -> None:
         """Bearer token or SMART, not both; SMART needs its client id and key; either needs the EHR."""

@@ -10,12 +10,13 @@ were added that way): the outbox and the worker do not change.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
 
 from service.config import Config
 from service.outputs.artefacts import Artefact
+from service.outputs.dicomweb_access import DicomwebAccess
 from service.outputs.ehr import post_bundle
 from service.outputs.fhir_auth import Authorization, BearerToken, SmartBackendServices, require_https
 from service.outputs.pacs import store_one
@@ -87,16 +88,13 @@ class PacsByStowRs:
     """A PACS or archive by DICOMweb STOW-RS to its base URL: it takes the SR. Its own name, so
     that a site can send the SR both by C-STORE and by STOW-RS (say, PACS and a research archive)."""
 
-    url: str
-    bearer_token: str | None = field(default=None, repr=False)  # never in a traceback or a log line
-    ca_file: Path | None = None
+    archive: DicomwebAccess
     timeout_s: float = 60.0
     name: ClassVar[str] = "pacs-stow"
     artefact: ClassVar[Artefact] = Artefact.SR
 
     def send(self, path: Path) -> None:
-        store_instance(path, self.url, bearer_token=self.bearer_token, ca_file=self.ca_file,
-                       timeout_s=self.timeout_s)
+        store_instance(path, self.archive, self.timeout_s)
 
 
 @dataclass(frozen=True)
@@ -126,12 +124,8 @@ def configured_destinations(config: Config) -> tuple[Destination, ...]:
 
 
 def stow_destination(config: Config, url: str) -> PacsByStowRs:
-    """STOW-RS to `url` with the configured token and CA file (the CA file is checked now)."""
-    if config.stow_bearer_token:
-        require_https(url, "stow_url (with a bearer token)")
-    if config.stow_tls_ca_file is not None:
-        ClientTls(config.stow_tls_ca_file, names=("stow_tls_ca_file", "", "")).context()
-    return PacsByStowRs(url, config.stow_bearer_token, config.stow_tls_ca_file)
+    """STOW-RS to `url` with the configured credentials and CA file (checked now)."""
+    return PacsByStowRs(DicomwebAccess.configured(config, url, "stow"))
 
 
 def pacs_tls(config: Config) -> ClientTls | None:

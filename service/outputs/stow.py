@@ -3,8 +3,8 @@
 Many archives take DICOMweb rather than (or better than) C-STORE. Failures are DeliveryErrors
 classified like the EHR's (service.outputs.ehr): a 4xx is the archive refusing this instance or
 this URL, permanent, except 408 and 429 ("not now"); 5xx, timeouts and connection failures are
-retried by the outbox. dicomweb-client's own retrying is switched off so that the outbox, which
-persists attempts and backs off, is the only one that retries. A redirect is not followed
+retried by the outbox, which persists attempts and backs off (dicomweb-client's own retrying is
+off: service.outputs.dicomweb_access, which also holds the archive's credentials). A redirect is not followed
 (requests would turn the POST into a GET and could take that GET's 200 for a delivery): the URL
 is wrong, a permanent failure. A 200 whose response lists the instance under Failed SOP Sequence
 is a refusal too (permanent, except "out of resources", A7xx, which is retried).
@@ -20,27 +20,25 @@ from pathlib import Path
 
 import pydicom
 import requests
-from dicomweb_client import DICOMwebClient
-from dicomweb_client.session_utils import add_certs_to_session, create_session
 from pydicom.errors import InvalidDicomError
 
 from service.errors import DeliveryError
+from service.outputs.dicomweb_access import DicomwebAccess
 from service.outputs.fhir_auth import RETRYABLE_4XX
 
 _OUT_OF_RESOURCES = 0xA700
 """PS3.18 STOW-RS failure reasons A7xx: the archive is full or busy, worth retrying later."""
 
 
-def store_instance(path: Path, url: str, *, bearer_token: str | None = None, ca_file: Path | None = None,
-                   timeout_s: float = 60.0) -> None:
-    """STOW-RS the DICOM file at `path` to the DICOMweb base URL `url` (e.g. .../dicom-web);
+def store_instance(path: Path, archive: DicomwebAccess, timeout_s: float = 60.0) -> None:
+    """STOW-RS the DICOM file at `path` to the archive's DICOMweb base URL (e.g. .../dicom-web);
     DeliveryError (permanent when retrying cannot help) when the archive did not take it."""
     try:
         dataset = pydicom.dcmread(path)
     except (OSError, InvalidDicomError) as error:  # removed or broken: no retry brings it back
         raise DeliveryError(f"cannot read {path.name}: {getattr(error, 'strerror', None) or error}",
                             permanent=True) from error
-    client = _client(url, bearer_token, ca_file, timeout_s)
+    client = archive.client(timeout_s, follow_redirects=False)
     try:
         answer = client.store_instances([dataset])
     except requests.TooManyRedirects as error:  # max_redirects = 0: any redirect
@@ -50,7 +48,9 @@ def store_instance(path: Path, url: str, *, bearer_token: str | None = None, ca_
     except requests.HTTPError as error:
         code = error.response.status_code if error.response is not None else 0
         permanent = 400 <= code < 500 and code not in RETRYABLE_4XX
-        raise DeliveryError(f"STOW-RS answered HTTP {code}", permanent=permanent) from error
+        wants = (": the archive refused our credentials or wants some (stow_basic_auth or stow_bearer_token)"
+                 if code in (401, 403) else "")
+        raise DeliveryError(f"STOW-RS answered HTTP {code}{wants}", permanent=permanent) from error
     except requests.Timeout as error:
         raise DeliveryError("STOW-RS timed out") from error
     except requests.ConnectionError as error:
@@ -58,19 +58,6 @@ def store_instance(path: Path, url: str, *, bearer_token: str | None = None, ca_
     except requests.RequestException as error:
         raise DeliveryError(f"STOW-RS failed: {type(error).__name__}") from error
     _check_answer(answer)
-
-
-def _client(url: str, bearer_token: str | None, ca_file: Path | None, timeout_s: float) -> DICOMwebClient:
-    """A client per delivery (nothing shared with another thread), sessions built with
-    dicomweb-client's own session_utils, as its documentation suggests."""
-    session = create_session()
-    session.max_redirects = 0
-    if ca_file is not None:
-        add_certs_to_session(session, ca_bundle=str(ca_file))
-    headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else None
-    client = DICOMwebClient(url, session=session, headers=headers, timeout=timeout_s)
-    client.set_http_retry_params(retry=False)
-    return client
 
 
 def _check_answer(answer: pydicom.Dataset) -> None:

@@ -16,13 +16,13 @@ from functools import partial
 from typing import TypeVar
 
 import requests
-from dicomweb_client import DICOMwebClient
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from urllib3.exceptions import ReadTimeoutError
 
 from service.errors import PriorSourceError
 from service.outputs.codes import MANUFACTURER
+from service.outputs.dicomweb_access import DicomwebAccess
 from service.priors.retrieve import Landing, SeriesRequest
 from service.priors.source import PatientQuery, SrLocation
 
@@ -46,7 +46,11 @@ def _describe(error: requests.RequestException, attempts: int = 1) -> str:
     """The failure in words without the request's URL: its query string holds the patient ID."""
     tries = f" after {attempts} attempts" if attempts > 1 else ""
     if isinstance(error, requests.HTTPError) and error.response is not None:
-        return f"HTTP {error.response.status_code}{tries}"
+        status = error.response.status_code
+        if status in (401, 403):  # a PACS that wants credentials, or other ones
+            return (f"HTTP {status}: the PACS refused our credentials or wants some "
+                    "(prior_dicomweb_basic_auth or prior_dicomweb_bearer_token)")
+        return f"HTTP {status}{tries}"
     if _timed_out(error):
         return "timed out"
     if isinstance(error, requests.exceptions.SSLError):
@@ -98,13 +102,13 @@ def _retried(call: Callable[[], _T], what: str, may_retry: Callable[[], bool] = 
 
 
 class DicomwebProvider:
-    """QIDO-RS / WADO-RS with dicomweb-client at `url` (the DICOMweb root, e.g. .../dicom-web)."""
+    """QIDO-RS / WADO-RS with dicomweb-client at the PACS's DICOMweb root (e.g. .../dicom-web),
+    with its credentials and CA file (service.outputs.dicomweb_access)."""
 
     name = "dicomweb"
 
-    def __init__(self, url: str, timeout_s: float, session: requests.Session | None = None) -> None:
-        self._client = DICOMwebClient(url, session=session, timeout=timeout_s)
-        self._client.set_http_retry_params(retry=False)  # _retried instead (RETRY_WAITS_S says why)
+    def __init__(self, pacs: DicomwebAccess, timeout_s: float) -> None:
+        self._client = pacs.client(timeout_s)  # its retrying off: _retried instead (RETRY_WAITS_S says why)
 
     def find(self, query: PatientQuery) -> list[SrLocation]:
         filters = {"PatientID": query.patient_id, "Modality": "SR", "Manufacturer": MANUFACTURER,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from service.config import Config
+from service.outputs.dicomweb_access import DicomwebAccess
 from service.priors.dicomweb import DicomwebProvider
 from service.priors.dimse import DimseProvider
 from service.priors.files import FilesProvider
@@ -17,7 +18,8 @@ def build_providers(config: Config, dimse_tls: ClientTls | None = None) -> list[
     host, port, called_ae = config.prior_dimse_peer
     for name in config.prior_providers:  # Config has checked that each has its address
         if name == "dicomweb" and config.prior_dicomweb_url:
-            providers.append(DicomwebProvider(config.prior_dicomweb_url, config.prior_timeout_seconds))
+            pacs = DicomwebAccess.configured(config, config.prior_dicomweb_url, "prior_dicomweb")
+            providers.append(DicomwebProvider(pacs, config.prior_timeout_seconds))
         elif name == "dimse" and host:
             providers.append(DimseProvider(host, port, called_ae, config.dicom_ae_title,
                                            config.prior_timeout_seconds, dimse_tls))

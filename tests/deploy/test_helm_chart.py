@@ -70,10 +70,12 @@ SET_BY_CHART = {
     "scorer_tls_server_name",
     "fhir_bearer_token", "fhir_bearer_token_file", "fhir_smart_private_key_file",
     "stow_bearer_token", "stow_bearer_token_file", "stow_tls_ca_file", "fhir_tls_ca_file",
+    "stow_basic_auth", "stow_basic_auth_file", "prior_dicomweb_bearer_token", "prior_dicomweb_bearer_token_file",
+    "prior_dicomweb_basic_auth", "prior_dicomweb_basic_auth_file", "prior_dicomweb_tls_ca_file",
     "signature_file", "extraction_settings_file", "location_name_rules",
 }
 # Placeholders standing in a values case for Secrets the site manages (existingSecret).
-EXISTING_SECRET_VALUE = "value-from-existing-secret"
+EXISTING_SECRET_VALUE = "site:value-from-existing-secret"  # a token, or HTTP Basic's user:password
 
 
 def _helm() -> Any:
@@ -229,9 +231,23 @@ def test_schema_refuses_wrong_values_naming_them(chart: Any, values: dict[str, A
     ({"config": {"fhir_base_url": "https://ehr.example/fhir"}, "fhir": {"smart": {"existingSecret": "k"}}},
      "config.fhir_smart_client_id"),
     ({"pacsTls": {"existingSecret": "ca"}}, "config.pacs_tls is not true"),
-    ({"fhir": {"tls": {"existingSecret": "ca"}}}, "fhir.tls.existingSecret is set but config.fhir_base_url is not"),
-    ({"stow": {"bearerToken": {"value": "t"}}}, "stow credentials are set but config.stow_url is not"),
-    ({"stow": {"tls": {"existingSecret": "ca"}}}, "stow credentials are set but config.stow_url is not"),
+    ({"fhir": {"tls": {"existingSecret": "ca"}}}, "fhir.tls is set but config.fhir_base_url is not"),
+    ({"fhir": {"smart": {"existingSecret": "k"}}}, "fhir.smart is set but config.fhir_base_url is not"),
+    ({"stow": {"bearerToken": {"value": "t"}}}, "stow.bearerToken is set but config.stow_url is not"),
+    ({"stow": {"basicAuth": {"value": "u:p"}}}, "stow.basicAuth is set but config.stow_url is not"),
+    ({"stow": {"tls": {"existingSecret": "ca"}}}, "stow.tls is set but config.stow_url is not"),
+    ({"priors": {"dicomweb": {"basicAuth": {"existingSecret": "s"}}}},
+     "priors.dicomweb.basicAuth is set but config.prior_dicomweb_url is not"),
+    ({"priors": {"dicomweb": {"tls": {"existingSecret": "ca"}}}},
+     "priors.dicomweb.tls is set but config.prior_dicomweb_url is not"),
+    ({"config": {"stow_url": "https://archive.example/dicom-web"},
+      "stow": {"bearerToken": {"value": "t"}, "basicAuth": {"existingSecret": "s"}}}, "stow: use bearerToken or basicAuth, not both"),
+    ({"config": {"prior_dicomweb_url": "https://pacs.example/dicom-web"},
+      "priors": {"dicomweb": {"bearerToken": {"existingSecret": "s"}, "basicAuth": {"value": "u:p"}}}},
+     "priors.dicomweb: use bearerToken or basicAuth, not both"),
+    ({"config": {"stow_url": "https://archive.example/dicom-web", "prior_dicomweb_url": "https://pacs.example/dicom-web"},
+      "stow": {"basicAuth": {"value": "u:p", "key": "basic"}}, "priors": {"dicomweb": {"basicAuth": {"value": "u:q", "key": "basic"}}}},
+     "stow.basicAuth and priors.dicomweb.basicAuth have the same key basic"),
     ({"config": {"stow_url": "https://archive.example/dicom-web"},
       "stow": {"bearerToken": {"value": "t", "existingSecret": "s"}}}, "stow.bearerToken: set existingSecret or value"),
     ({"scorerTls": {"enabled": True}}, "set scorerTls.serverSecret"),
@@ -450,7 +466,10 @@ def test_smart_private_key_is_a_file_from_its_secret(rendered: dict[str, Rendere
     ("tls-secrets-monitoring", "RCDS_STOW_BEARER_TOKEN_FILE", "rcds-archive-credentials", "token"),
     ("tls-secrets-monitoring", "RCDS_STOW_TLS_CA_FILE", "rcds-archive-ca", "ca.crt"),
     ("tls-secrets-monitoring", "RCDS_FHIR_TLS_CA_FILE", "rcds-ehr-ca", "ca.crt"),
-    ("fhir-smart", "RCDS_STOW_BEARER_TOKEN_FILE", f"{FULLNAME}-credentials", "stow-bearer-token"),
+    ("tls-secrets-monitoring", "RCDS_PRIOR_DICOMWEB_BASIC_AUTH_FILE", "rcds-pacs-web-credentials", "basic"),
+    ("tls-secrets-monitoring", "RCDS_PRIOR_DICOMWEB_TLS_CA_FILE", "rcds-pacs-web-ca", "ca.crt"),
+    ("fhir-smart", "RCDS_STOW_BASIC_AUTH_FILE", f"{FULLNAME}-credentials", "stow-basic-auth"),
+    ("fhir-smart", "RCDS_PRIOR_DICOMWEB_BEARER_TOKEN_FILE", f"{FULLNAME}-credentials", "prior-dicomweb-bearer-token"),
 ])
 def test_tokens_and_the_archive_ca_are_files_from_their_secrets(rendered: dict[str, Rendered], case_name: str,
                                                                 variable: str, secret: str, key: str) -> None:
@@ -536,6 +555,8 @@ def test_settings_reach_the_service_as_written(rendered: dict[str, Rendered], tm
     assert tls.dicom_tls and tls.fhir_bearer_token == tls.stow_bearer_token == EXISTING_SECRET_VALUE
     assert tls.stow_tls_ca_file == Path("/var/run/secrets/radiomics-cds/stow-ca/ca.crt")
     assert tls.fhir_tls_ca_file == Path("/var/run/secrets/radiomics-cds/fhir-ca/ca.crt")
+    assert tls.prior_dicomweb_basic_auth == EXISTING_SECRET_VALUE
+    assert tls.prior_dicomweb_tls_ca_file == Path("/var/run/secrets/radiomics-cds/prior-dicomweb-ca/ca.crt")
     # Priors over DIMSE from the PACS: the ingest asks pacs_host; the scorer, which looks nothing
     # up, gets no prior settings (with prior_providers and without pacs_host it would not start).
     assert tls.prior_providers == ("dicomweb", "dimse") and tls.prior_dimse_peer[0] == "pacs.imaging.example"
@@ -545,7 +566,9 @@ def test_settings_reach_the_service_as_written(rendered: dict[str, Rendered], tm
     assert [rule[0] for rule in smart.location_rules.name_rules] == ["node|ln_", "liver|hep", "lung|pulm", ".*"]  # in order
     assert smart.fhir_smart_private_key_file == Path("/var/run/secrets/radiomics-cds/fhir-smart/smart-private-key.pem")
     assert (smart.fhir_smart_client_id, smart.quiet_seconds, smart.feature_panel) == ("radiomics-cds", 45.0, "full")
-    assert smart.fhir_bearer_token is None and smart.stow_bearer_token == "ci-placeholder-stow-token"
+    assert smart.fhir_bearer_token is None and smart.stow_bearer_token is None
+    assert smart.stow_basic_auth == "rcds:ci-placeholder-stow-password"
+    assert smart.prior_dicomweb_bearer_token == "ci-placeholder-prior-token" and smart.fhir_result_status == "final"
     smart_scorer = _load(rendered["fhir-smart"], rendered["fhir-smart"].deployment, tmp_path)
     assert not smart.scorer_tls and smart_scorer.scorer_tls_cert_file is None  # plaintext gRPC by default
     assert (tls.scorer_tls, tls.scorer_tls_server_name, tls.scorer_tls_client_cert_file) == (True, "scorer.rcds.internal", None)

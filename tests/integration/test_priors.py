@@ -14,14 +14,16 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
-from service.config import Config
+from service.config import Config, load_config
 from service.model import StudyInfo
+from service.outputs.dicomweb_access import DicomwebAccess
 from service.priors import PriorCache, PriorProvider, SrLocation, resolve_priors
 from service.priors.dicomweb import DicomwebProvider
 from service.priors.dimse import DimseProvider
+from service.priors.providers import build_providers
 from tests.support.orthanc import Orthanc, find_orthanc
-from tests.support.processes import free_port
 from tests.support.prior_srs import our_sr, synthetic_study
+from tests.support.processes import free_port
 from tests.support.written_outputs import write_sr
 
 pytestmark = pytest.mark.external
@@ -39,7 +41,7 @@ def orthanc(tmp_path_factory):
 
 def _provider(orthanc: Orthanc, name: str) -> PriorProvider:
     if name == "dicomweb":
-        return DicomwebProvider(orthanc.dicomweb_url, TIMEOUT_S)
+        return DicomwebProvider(DicomwebAccess(orthanc.dicomweb_url), TIMEOUT_S)
     return DimseProvider("127.0.0.1", orthanc.dicom_port, orthanc.aet, OUR_AE, TIMEOUT_S)
 
 
@@ -126,7 +128,7 @@ def test_priors_unavailable_when_every_source_fails_with_the_reason(orthanc, tmp
     study = synthetic_study("PRIOR-UNAVAILABLE", "20240601")
     closed = free_port()  # nothing listens there
     providers: list[PriorProvider] = [
-        DicomwebProvider(f"http://127.0.0.1:{closed}/dicom-web", TIMEOUT_S),
+        DicomwebProvider(DicomwebAccess(f"http://127.0.0.1:{closed}/dicom-web"), TIMEOUT_S),
         # Orthanc refuses the find of an AE it does not know (and answers nothing: 3 s then)
         DimseProvider("127.0.0.1", orthanc.dicom_port, orthanc.aet, "STRANGER", 3.0),
     ]
@@ -142,7 +144,7 @@ def test_priors_unavailable_when_every_source_fails_with_the_reason(orthanc, tmp
 
 def test_a_failing_source_falls_back_to_the_next(orthanc, tmp_path):
     baseline = _upload_sr(orthanc, tmp_path, synthetic_study("PRIOR-FALLBACK", "20240110"))
-    providers: list[PriorProvider] = [DicomwebProvider(f"http://127.0.0.1:{free_port()}/dicom-web", TIMEOUT_S),
+    providers: list[PriorProvider] = [DicomwebProvider(DicomwebAccess(f"http://127.0.0.1:{free_port()}/dicom-web"), TIMEOUT_S),
                                       _provider(orthanc, "dimse")]
     outcome = resolve_priors(synthetic_study("PRIOR-FALLBACK", "20240601"), providers, PriorCache(tmp_path / "cache"),
                              lookback_days=1095, max_studies=12)
@@ -163,7 +165,7 @@ class _CountingDicomweb(DicomwebProvider):
 def test_a_second_study_of_the_patient_takes_its_priors_from_the_cache(orthanc, tmp_path):
     baseline = _upload_sr(orthanc, tmp_path, synthetic_study("PRIOR-CACHE", "20240110"))
     cache = PriorCache(tmp_path / "priors")
-    source = _CountingDicomweb(orthanc.dicomweb_url, TIMEOUT_S)
+    source = _CountingDicomweb(DicomwebAccess(orthanc.dicomweb_url), TIMEOUT_S)
 
     first = resolve_priors(synthetic_study("PRIOR-CACHE", "20240601"), [source], cache, lookback_days=1095, max_studies=12)
     assert source.fetched == 1 and (tmp_path / "priors" / f"{baseline.SOPInstanceUID}.dcm").is_file()
@@ -171,3 +173,27 @@ def test_a_second_study_of_the_patient_takes_its_priors_from_the_cache(orthanc, 
 
     assert source.fetched == 1, "the cached SR was fetched again"
     assert first.reports == second.reports and [r.sop_instance_uid for r in second.reports] == [baseline.SOPInstanceUID]
+
+
+def test_a_pacs_that_wants_credentials_gets_them(tmp_path):
+    """Orthanc with authentication on (a site that opens its DICOMweb to other hosts must run
+    it): the configured prior_dicomweb_basic_auth (a password with a colon) finds the priors;
+    without credentials, or with a wrong password, the source fails with HTTP 401 and names the
+    settings that fix it, and the study is scored without priors."""
+    pacs = Orthanc(tmp_path / "pacs", modality_port=free_port(), http_users={"rcds": "s3cret:pass"})
+    try:
+        baseline = _upload_sr(pacs, tmp_path, synthetic_study("PRIOR-AUTH", "20240110"))
+        current = synthetic_study("PRIOR-AUTH", "20240601")
+        (configured,) = build_providers(load_config(environ={
+            "RCDS_PRIOR_PROVIDERS": "dicomweb", "RCDS_PRIOR_DICOMWEB_URL": pacs.dicomweb_url,
+            "RCDS_PRIOR_DICOMWEB_BASIC_AUTH": "rcds:s3cret:pass"}))
+        found = resolve_priors(current, [configured], PriorCache(tmp_path / "cache"), lookback_days=1095, max_studies=12)
+        assert found.unavailable is None and [r.sop_instance_uid for r in found.reports] == [baseline.SOPInstanceUID]
+        for name, access in (("none", DicomwebAccess(pacs.dicomweb_url)),
+                             ("wrong", DicomwebAccess(pacs.dicomweb_url, basic_auth="rcds:s3cret"))):
+            refused = resolve_priors(current, [DicomwebProvider(access, TIMEOUT_S)], PriorCache(tmp_path / name),
+                                     lookback_days=1095, max_studies=12)
+            assert refused.reports == () and refused.unavailable is not None
+            assert "HTTP 401" in refused.unavailable and "prior_dicomweb_basic_auth" in refused.unavailable
+    finally:
+        pacs.stop()

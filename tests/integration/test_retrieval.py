@@ -19,6 +19,7 @@ from pynetdicom import _config
 from service.dicom_limits import InstanceLimits
 from service.errors import PriorSourceError
 from service.imaging.volume import read_ct_directory
+from service.outputs.dicomweb_access import DicomwebAccess
 from service.prior_ct import RetrievedPriorCt
 from service.priors import dicomweb
 from service.priors.dicomweb import DicomwebProvider
@@ -45,7 +46,7 @@ def orthanc(sts019: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 def _dicomweb(orthanc: Orthanc) -> DicomwebProvider:
-    return DicomwebProvider(orthanc.dicomweb_url, TIMEOUT_S)
+    return DicomwebProvider(DicomwebAccess(orthanc.dicomweb_url), TIMEOUT_S)
 
 
 def _dimse(orthanc: Orthanc) -> DimseProvider:
@@ -118,7 +119,7 @@ def test_a_retrieval_over_a_limit_fails_and_leaves_nothing(orthanc, sts019, tmp_
 
 
 def test_a_failing_source_gives_way_to_the_next(orthanc, sts019, tmp_path):
-    down = DicomwebProvider(f"http://{LOOPBACK}:{free_port()}/dicom-web", TIMEOUT_S)
+    down = DicomwebProvider(DicomwebAccess(f"http://{LOOPBACK}:{free_port()}/dicom-web"), TIMEOUT_S)
     paths = retrieve_series([down, _dimse(orthanc)], [_ct_request(sts019)], tmp_path / "landing")
     assert len(paths) == len(list((sts019 / "image").iterdir()))
 
@@ -135,7 +136,7 @@ def test_a_series_pacs_does_not_hold_is_a_failure(orthanc, sts019, tmp_path, nam
 def test_every_source_failing_names_each_failure(sts019, tmp_path):
     dead = free_port()
     providers: list[RetrievingProvider] = [
-        DicomwebProvider(f"http://{LOOPBACK}:{dead}/dicom-web", TIMEOUT_S),
+        DicomwebProvider(DicomwebAccess(f"http://{LOOPBACK}:{dead}/dicom-web"), TIMEOUT_S),
         DimseProvider(LOOPBACK, dead, "ORTHANC", OUR_AE, TIMEOUT_S)]
     with pytest.raises(PriorSourceError) as raised:
         retrieve_series(providers, [_ct_request(sts019)], tmp_path / "landing")

@@ -17,6 +17,7 @@ import pydicom
 import pytest
 
 from service.outputs.destinations import PacsByStowRs
+from service.outputs.dicomweb_access import DicomwebAccess
 from service.outputs.outbox import DELIVERED, FAILED, PENDING
 from service.outputs.sr import build_measurement_report
 from tests.support.orthanc import Orthanc, find_orthanc
@@ -43,8 +44,9 @@ def start_orthanc(tmp_path: Path) -> Iterator[Callable[..., Orthanc]]:
     find_orthanc()
     started: list[Orthanc] = []
 
-    def start(http_port: int | None = None) -> Orthanc:
-        started.append(Orthanc(tmp_path / f"orthanc-{len(started)}", modality_port=free_port(), http_port=http_port))
+    def start(http_port: int | None = None, http_users: dict[str, str] | None = None) -> Orthanc:
+        started.append(Orthanc(tmp_path / f"orthanc-{len(started)}", modality_port=free_port(), http_port=http_port,
+                               http_users=http_users))
         return started[-1]
 
     yield start
@@ -60,7 +62,7 @@ def _instances_with_uid(orthanc: Orthanc, sop_instance_uid: str) -> list[dict]:
 
 def test_the_sr_arrives_in_the_archive(sr_path: Path, outboxes: Outboxes, start_orthanc) -> None:
     orthanc = start_orthanc()
-    outbox = outboxes([PacsByStowRs(orthanc.dicomweb_url)])
+    outbox = outboxes([PacsByStowRs(DicomwebAccess(orthanc.dicomweb_url))])
     outbox.enqueue("pacs-stow", sr_path)
 
     assert outbox.deliver_due() == 1
@@ -74,7 +76,7 @@ def test_the_sr_arrives_in_the_archive(sr_path: Path, outboxes: Outboxes, start_
 
 def test_an_outage_is_retried_until_the_archive_is_up(sr_path: Path, outboxes: Outboxes, start_orthanc) -> None:
     port = free_port()
-    outbox = outboxes([PacsByStowRs(f"http://127.0.0.1:{port}/dicom-web")])
+    outbox = outboxes([PacsByStowRs(DicomwebAccess(f"http://127.0.0.1:{port}/dicom-web"))])
     outbox.enqueue("pacs-stow", sr_path)
 
     outbox.deliver_due()
@@ -91,7 +93,7 @@ def test_an_outage_is_retried_until_the_archive_is_up(sr_path: Path, outboxes: O
 
 def test_a_refusal_is_permanent(sr_path: Path, outboxes: Outboxes, start_orthanc) -> None:
     orthanc = start_orthanc()
-    outbox = outboxes([PacsByStowRs(orthanc.base + "/not-dicom-web")], max_attempts=10)
+    outbox = outboxes([PacsByStowRs(DicomwebAccess(orthanc.base + "/not-dicom-web"))], max_attempts=10)
     outbox.enqueue("pacs-stow", sr_path)
 
     outbox.deliver_due()
@@ -99,3 +101,27 @@ def test_a_refusal_is_permanent(sr_path: Path, outboxes: Outboxes, start_orthanc
     assert (refused.state, refused.attempts) == (FAILED, 1)
     assert refused.last_error == "STOW-RS answered HTTP 404"
     assert orthanc.get("/instances") == []
+
+
+def test_an_archive_that_wants_credentials_gets_them(sr_path: Path, outboxes: Outboxes, start_orthanc) -> None:
+    """Orthanc with authentication on (as a site that opens its DICOMweb to other hosts must
+    run it) takes the SR with stow_basic_auth, whose password may hold a colon; without
+    credentials, or with a wrong password, it answers 401: a permanent failure whose message
+    names the settings that fix it, and nothing is stored."""
+    orthanc = start_orthanc(http_users={"rcds": "s3cret:pass"})
+    refused_by = {"none": DicomwebAccess(orthanc.dicomweb_url),
+                  "wrong": DicomwebAccess(orthanc.dicomweb_url, basic_auth="rcds:s3cret")}
+    for access in refused_by.values():
+        outbox = outboxes([PacsByStowRs(access)])
+        outbox.enqueue("pacs-stow", sr_path)
+        outbox.deliver_due()
+        refused = only(outbox)
+        assert (refused.state, refused.attempts) == (FAILED, 1)
+        assert "HTTP 401" in (refused.last_error or "") and "stow_basic_auth" in (refused.last_error or "")
+    assert _instances_with_uid(orthanc, str(pydicom.dcmread(sr_path).SOPInstanceUID)) == []
+
+    outbox = outboxes([PacsByStowRs(DicomwebAccess(orthanc.dicomweb_url, basic_auth="rcds:s3cret:pass"))])
+    outbox.enqueue("pacs-stow", sr_path)
+    assert outbox.deliver_due() == 1
+    assert (only(outbox).state, only(outbox).last_error) == (DELIVERED, None)
+    assert len(_instances_with_uid(orthanc, str(pydicom.dcmread(sr_path).SOPInstanceUID))) == 1

@@ -8,6 +8,7 @@ temporary folder. Never the system's Orthanc service or its database.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -72,9 +73,11 @@ class Orthanc:
 
     def __init__(self, workdir: Path, *, modality_port: int, modality_host: str = "127.0.0.1",
                  dicom_port: int | None = None, http_port: int | None = None, stable_age: int = 2,
-                 modality_rights: dict[str, bool] | None = None) -> None:
+                 modality_rights: dict[str, bool] | None = None, http_users: dict[str, str] | None = None) -> None:
         """`http_port` chosen by the caller lets a test send to an Orthanc before it is started
-        (an outage); else a free one."""
+        (an outage); else a free one. `http_users` (user: password): its REST API and DICOMweb
+        want HTTP Basic credentials of one of them (Orthanc's AuthenticationEnabled, as a site
+        that opens them to other hosts must set); this class's own requests use the first."""
         binary = find_orthanc()
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
@@ -83,6 +86,10 @@ class Orthanc:
         self.config = run_config(workdir, http_port=self.http_port, dicom_port=self.dicom_port,
                                   modality_host=modality_host, modality_port=modality_port,
                                   stable_age=stable_age, modality_rights=modality_rights)
+        if http_users:
+            self.config.update({"AuthenticationEnabled": True, "RegisteredUsers": http_users})
+        self._authorization = ("Basic " + base64.b64encode(":".join(next(iter(http_users.items()))).encode()).decode()
+                               if http_users else None)
         self.config_path = workdir / "orthanc.json"
         self.config_path.write_text(json.dumps(self.config, indent=2))
         self.aet = self.config["DicomAet"]
@@ -110,6 +117,8 @@ class Orthanc:
         request = urllib.request.Request(self.base + path, data=body, method=method)
         if content_type:
             request.add_header("Content-Type", content_type)
+        if self._authorization:
+            request.add_header("Authorization", self._authorization)
         try:
             with urllib.request.urlopen(request, timeout=60) as answer:
                 return answer.read()

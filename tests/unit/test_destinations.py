@@ -14,8 +14,15 @@ from pydicom.dataset import Dataset
 from service.config import load_config
 from service.errors import ConfigError, DeliveryError
 from service.outputs.artefacts import Artefact
-from service.outputs.destinations import (EhrByFhir, PacsByCStore, PacsByStowRs, PacsSummaryByCStore,
-                                          PacsSummaryByStowRs, configured_destinations)
+from service.outputs.destinations import (
+    EhrByFhir,
+    PacsByCStore,
+    PacsByStowRs,
+    PacsSummaryByCStore,
+    PacsSummaryByStowRs,
+    configured_destinations,
+)
+from service.outputs.dicomweb_access import DicomwebAccess
 from service.outputs.fhir_auth import BearerToken
 from service.outputs.stow import _check_answer, store_instance
 from service.tls import ClientTls
@@ -61,8 +68,8 @@ def test_stow_takes_the_sr_and_the_summary_under_their_own_names(tmp_path: Path)
         "RCDS_STOW_BEARER_TOKEN": "s3cret", "RCDS_STOW_TLS_CA_FILE": str(ca)}))
     assert (pacs.name, stow.name, stow.artefact) == ("pacs", "pacs-stow", Artefact.SR)
     assert (summary.name, summary.artefact) == ("pacs-stow-summary", Artefact.SUMMARY_DOCUMENT)
-    assert stow == PacsByStowRs("https://archive.example/dicom-web", "s3cret", ca)
-    assert summary == PacsSummaryByStowRs("https://archive.example/dicom-web", "s3cret", ca)
+    archive = DicomwebAccess("https://archive.example/dicom-web", bearer_token="s3cret", ca_file=ca)
+    assert stow == PacsByStowRs(archive) and summary == PacsSummaryByStowRs(archive)
     assert "s3cret" not in repr(stow) and "s3cret" not in repr(summary)
 
 
@@ -70,6 +77,16 @@ def test_stow_takes_the_sr_and_the_summary_under_their_own_names(tmp_path: Path)
     ({"RCDS_STOW_URL": "archive.example/dicom-web"}, "http:// or https://"),
     ({"RCDS_STOW_BEARER_TOKEN": "s3cret"}, "stow_url is not"),
     ({"RCDS_STOW_TLS_CA_FILE": "/etc/ca.pem"}, "stow_url is not"),
+    ({"RCDS_STOW_BASIC_AUTH": "rcds:s3cret"}, "stow_url is not"),
+    ({"RCDS_STOW_URL": "https://a.example/dicom-web", "RCDS_STOW_BASIC_AUTH": "rcds:s3cret",
+      "RCDS_STOW_BEARER_TOKEN": "t"}, "stow_bearer_token or stow_basic_auth, not both"),
+    ({"RCDS_STOW_URL": "https://a.example/dicom-web", "RCDS_STOW_BASIC_AUTH": "rcds"}, "user:password"),
+    ({"RCDS_STOW_URL": "https://a.example/dicom-web", "RCDS_STOW_BASIC_AUTH": ":s3cret"}, "user:password"),
+    ({"RCDS_STOW_URL": "https://a.example/dicom-web", "RCDS_STOW_BASIC_AUTH": "rcds:"}, "user:password"),
+    ({"RCDS_PRIOR_DICOMWEB_BASIC_AUTH": "rcds:s3cret"}, "prior_dicomweb_url is not"),
+    ({"RCDS_PRIOR_DICOMWEB_TLS_CA_FILE": "/etc/ca.pem"}, "prior_dicomweb_url is not"),
+    ({"RCDS_PRIOR_DICOMWEB_URL": "https://pacs.example/dicom-web", "RCDS_PRIOR_DICOMWEB_BASIC_AUTH": "rcds:s3cret",
+      "RCDS_PRIOR_DICOMWEB_BEARER_TOKEN": "t"}, "prior_dicomweb_bearer_token or prior_dicomweb_basic_auth, not both"),
 ])
 def test_stow_settings_are_checked_at_start(environ: dict[str, str], words: str) -> None:
     with pytest.raises(ConfigError, match=words):
@@ -78,9 +95,10 @@ def test_stow_settings_are_checked_at_start(environ: dict[str, str], words: str)
 
 def test_stow_credentials_are_checked_at_start(tmp_path: Path) -> None:
     """A token over plain http, or a CA file that holds no certificate, stops the start."""
-    with pytest.raises(ConfigError, match="https"):
-        configured_destinations(load_config(environ={
-            "RCDS_STOW_URL": "http://archive.example/dicom-web", "RCDS_STOW_BEARER_TOKEN": "s3cret"}))
+    for credential in ("RCDS_STOW_BEARER_TOKEN", "RCDS_STOW_BASIC_AUTH"):
+        with pytest.raises(ConfigError, match="stow_url .* must be an https URL"):
+            configured_destinations(load_config(environ={
+                "RCDS_STOW_URL": "http://archive.example/dicom-web", credential: "rcds:s3cret"}))
     (not_a_ca := tmp_path / "ca.pem").write_text("hello")
     with pytest.raises(ConfigError, match="stow_tls_ca_file"):
         configured_destinations(load_config(environ={
@@ -91,7 +109,7 @@ def test_a_file_that_is_not_dicom_is_not_sent_again(tmp_path: Path) -> None:
     """Nothing is sent (the URL has no listener): no retry can make the file DICOM."""
     (broken := tmp_path / "sr.dcm").write_bytes(b"not dicom")
     with pytest.raises(DeliveryError) as raised:
-        store_instance(broken, "http://127.0.0.1:9/dicom-web")
+        store_instance(broken, DicomwebAccess("http://127.0.0.1:9/dicom-web"))
     assert raised.value.permanent
 
 

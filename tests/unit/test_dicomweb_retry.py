@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from service.errors import PriorSourceError
+from service.outputs.dicomweb_access import DicomwebAccess
 from service.priors import dicomweb
 from service.priors.dicomweb import DicomwebProvider
 from service.priors.retrieve import Landing, RetrievalLimits, SeriesRequest
@@ -49,7 +50,7 @@ def busy_pacs() -> Iterator[str]:
 
 
 def test_a_busy_pacs_is_asked_three_times_with_the_configured_back_off(busy_pacs):
-    provider = DicomwebProvider(busy_pacs, timeout_s=5)
+    provider = DicomwebProvider(DicomwebAccess(busy_pacs), timeout_s=5)
     query = PatientQuery(patient_id="RETRY-1", issuer_of_patient_id="", earliest_date="20200101",
                          latest_date="20240101")
 
@@ -93,7 +94,7 @@ def silent_pacs(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[byte
 
 def test_a_pacs_that_never_answers_is_asked_once(silent_pacs):
     url, requests_read = silent_pacs
-    provider = DicomwebProvider(url, timeout_s=0.5)
+    provider = DicomwebProvider(DicomwebAccess(url), timeout_s=0.5)
     query = PatientQuery(patient_id="RETRY-2", issuer_of_patient_id="", earliest_date="20200101",
                          latest_date="20240101")
 
@@ -133,7 +134,7 @@ def test_a_series_cut_off_after_an_instance_landed_is_not_asked_again(tmp_path):
 
     threading.Thread(target=answer, daemon=True).start()
     try:
-        provider = DicomwebProvider(f"http://127.0.0.1:{listener.getsockname()[1]}/dicom-web", timeout_s=5)
+        provider = DicomwebProvider(DicomwebAccess(f"http://127.0.0.1:{listener.getsockname()[1]}/dicom-web"), timeout_s=5)
         landing = Landing(tmp_path / "landing", RetrievalLimits())
         with pytest.raises(PriorSourceError, match="^DICOMweb WADO-RS failed: answer cut off$"):
             provider.retrieve(SeriesRequest(str(ct.StudyInstanceUID), str(ct.SeriesInstanceUID)), landing)

@@ -106,9 +106,6 @@ affinity:
 {{- default (include "rcds.componentName" (list . "dicom-tls")) .Values.dicom.tls.existingSecret }}
 {{- end }}
 
-{{- define "rcds.fhirTokenSecret" -}}
-{{- default (include "rcds.credentialsSecret" .) .Values.fhir.bearerToken.existingSecret }}
-{{- end }}
 
 {{- define "rcds.smartKeySecret" -}}
 {{- default (include "rcds.credentialsSecret" .) .Values.fhir.smart.existingSecret }}
@@ -123,25 +120,40 @@ affinity:
 {{- if or .Values.fhir.smart.existingSecret .Values.fhir.smart.privateKey }}true{{ end }}
 {{- end }}
 
-{{- define "rcds.stowToken" -}}
-{{- if or .Values.stow.bearerToken.existingSecret .Values.stow.bearerToken.value }}true{{ end }}
-{{- end }}
 
-{{- define "rcds.stowTokenSecret" -}}
-{{- default (include "rcds.credentialsSecret" .) .Values.stow.bearerToken.existingSecret }}
+
+{{/* Credentials and CA certificates the ingest reads from files (the RCDS_*_FILE settings),
+     each from a Secret the site names (existingSecret, holding `key`) or, for a credential, one
+     the chart makes from `value` (the credentials Secret): a JSON list of those in use, each
+     with its volume (mounted at rcds.secretsDir/<volume>), its environment variable, where it
+     is in the values, and the config URL it needs (without it, it would do nothing). */}}
+{{- define "rcds.credentialFiles" -}}
+{{- $v := .Values -}}
+{{- $all := list
+  (dict "volume" "fhir-token" "env" "RCDS_FHIR_BEARER_TOKEN_FILE" "values" "fhir.bearerToken" "needs" "fhir_base_url" "from" $v.fhir.bearerToken)
+  (dict "volume" "fhir-ca" "env" "RCDS_FHIR_TLS_CA_FILE" "values" "fhir.tls" "needs" "fhir_base_url" "from" $v.fhir.tls)
+  (dict "volume" "stow-token" "env" "RCDS_STOW_BEARER_TOKEN_FILE" "values" "stow.bearerToken" "needs" "stow_url" "from" $v.stow.bearerToken)
+  (dict "volume" "stow-basic-auth" "env" "RCDS_STOW_BASIC_AUTH_FILE" "values" "stow.basicAuth" "needs" "stow_url" "from" $v.stow.basicAuth)
+  (dict "volume" "stow-ca" "env" "RCDS_STOW_TLS_CA_FILE" "values" "stow.tls" "needs" "stow_url" "from" $v.stow.tls)
+  (dict "volume" "prior-dicomweb-token" "env" "RCDS_PRIOR_DICOMWEB_BEARER_TOKEN_FILE" "values" "priors.dicomweb.bearerToken" "needs" "prior_dicomweb_url" "from" $v.priors.dicomweb.bearerToken)
+  (dict "volume" "prior-dicomweb-basic-auth" "env" "RCDS_PRIOR_DICOMWEB_BASIC_AUTH_FILE" "values" "priors.dicomweb.basicAuth" "needs" "prior_dicomweb_url" "from" $v.priors.dicomweb.basicAuth)
+  (dict "volume" "prior-dicomweb-ca" "env" "RCDS_PRIOR_DICOMWEB_TLS_CA_FILE" "values" "priors.dicomweb.tls" "needs" "prior_dicomweb_url" "from" $v.priors.dicomweb.tls)
+-}}
+{{- $used := list -}}
+{{- range $all }}{{ if or .from.existingSecret .from.value }}{{ $used = append $used . }}{{ end }}{{ end -}}
+{{- toJson $used -}}
 {{- end }}
 
 {{- define "rcds.makeCredentialsSecret" -}}
-{{- if or .Values.fhir.bearerToken.value .Values.fhir.smart.privateKey .Values.stow.bearerToken.value }}true{{ end }}
+{{- $valued := list }}
+{{- range include "rcds.credentialFiles" . | fromJsonArray }}{{ if .from.value }}{{ $valued = append $valued . }}{{ end }}{{ end }}
+{{- if or .Values.fhir.smart.privateKey $valued }}true{{ end }}
 {{- end }}
 
 {{/* Where secrets are mounted; the RCDS_*_FILE variables point inside. */}}
+{{- define "rcds.secretsDir" -}}/var/run/secrets/radiomics-cds{{- end }}
 {{- define "rcds.dicomTlsDir" -}}/var/run/secrets/radiomics-cds/dicom-tls{{- end }}
 {{- define "rcds.smartDir" -}}/var/run/secrets/radiomics-cds/fhir-smart{{- end }}
-{{- define "rcds.fhirTokenDir" -}}/var/run/secrets/radiomics-cds/fhir-token{{- end }}
-{{- define "rcds.fhirCaDir" -}}/var/run/secrets/radiomics-cds/fhir-ca{{- end }}
-{{- define "rcds.stowTokenDir" -}}/var/run/secrets/radiomics-cds/stow-token{{- end }}
-{{- define "rcds.stowCaDir" -}}/var/run/secrets/radiomics-cds/stow-ca{{- end }}
 {{- define "rcds.pacsTlsDir" -}}/var/run/secrets/radiomics-cds/pacs-tls{{- end }}
 {{- /* Scorer pod: its certificate and key, the CA of client certificates. Ingest pod: the CA
      that issued the scorer's certificate, its own client certificate and key. */}}

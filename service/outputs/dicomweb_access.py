@@ -1,0 +1,66 @@
+"""How we reach a DICOMweb server: an archive we STOW-RS our results to (service.outputs.stow),
+or a PACS we look priors up in by QIDO-RS and WADO-RS (service.priors.dicomweb).
+
+Real servers ask for credentials: Orthanc and many archives behind a web server for HTTP Basic,
+others (dcm4chee with Keycloak, cloud healthcare APIs) for a bearer token. Either goes over
+https only (plain http on loopback, for a sidecar or a test), and the server's certificate is
+verified against the site's CA file when one is given. Clients are built with dicomweb-client's
+session_utils, as its documentation suggests, one per use (nothing shared between threads), and
+with dicomweb-client's own retrying off: the outbox retries deliveries, and prior lookups
+retry in service.priors.dicomweb.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dicomweb_client import DICOMwebClient
+from dicomweb_client.session_utils import add_certs_to_session, create_session
+
+from service.config import Config
+from service.outputs.fhir_auth import require_https
+from service.tls import ClientTls
+
+
+@dataclass(frozen=True)
+class DicomwebAccess:
+    """A DICOMweb base URL (e.g. https://pacs.example/dicom-web) and what it takes to use it.
+    `basic_auth` is "user:password" (RFC 7617: the user has no colon). Neither credential is in
+    the repr, so neither reaches a traceback or a log line."""
+
+    url: str
+    bearer_token: str | None = field(default=None, repr=False)
+    basic_auth: str | None = field(default=None, repr=False)
+    ca_file: Path | None = None
+
+    @classmethod
+    def configured(cls, config: Config, url: str, prefix: str) -> DicomwebAccess:
+        """The access the settings `<prefix>_bearer_token`, `<prefix>_basic_auth` and
+        `<prefix>_tls_ca_file` describe for `url` (service.config has checked their form),
+        checked now so that a start fails rather than every request: credentials need https
+        (except on loopback), and the CA file must load."""
+        access = cls(url, getattr(config, f"{prefix}_bearer_token"), getattr(config, f"{prefix}_basic_auth"),
+                     getattr(config, f"{prefix}_tls_ca_file"))
+        if access.bearer_token or access.basic_auth:
+            require_https(url, f"{prefix}_url (with credentials)")
+        if access.ca_file is not None:
+            ClientTls(access.ca_file, names=(f"{prefix}_tls_ca_file", "", "")).context()
+        return access
+
+    def client(self, timeout_s: float, *, follow_redirects: bool = True) -> DICOMwebClient:
+        """A fresh client. `follow_redirects` False: a redirect raises requests.TooManyRedirects
+        (a STOW-RS POST that requests would turn into a GET)."""
+        session = create_session()
+        if not follow_redirects:
+            session.max_redirects = 0
+        if self.ca_file is not None:
+            add_certs_to_session(session, ca_bundle=str(self.ca_file))
+        if self.basic_auth is not None:
+            user, _, password = self.basic_auth.partition(":")
+            session.auth = (user, password)
+        headers = {"Authorization": f"Bearer {self.bearer_token}"} if self.bearer_token else None
+        client = DICOMwebClient(self.url, session=session, headers=headers, timeout=timeout_s)
+        client.set_http_retry_params(retry=False)
+        return client
+

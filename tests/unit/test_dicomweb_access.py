@@ -1,0 +1,55 @@
+"""What a DICOMweb client built from the settings sends: the bearer token or the HTTP Basic
+credentials, never both, and nothing when none is set. Orthanc (tests/integration/test_stow.py,
+test_priors.py) checks Basic credentials for real; no server here checks bearer tokens, so this
+records the requests a client makes on a local HTTP server that answers an empty QIDO-RS."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from service.outputs.dicomweb_access import DicomwebAccess
+
+
+class _Recording(BaseHTTPRequestHandler):
+    authorizations: list[str | None] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        _Recording.authorizations.append(self.headers.get("Authorization"))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/dicom+json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"[]")
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server_url() -> Iterator[str]:
+    _Recording.authorizations = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recording)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/dicom-web"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(("credentials", "header"), [
+    ({}, None),
+    ({"bearer_token": "eyJ.s3cret"}, "Bearer eyJ.s3cret"),
+    ({"basic_auth": "rcds:s3cret:pass"}, "Basic " + base64.b64encode(b"rcds:s3cret:pass").decode()),
+])
+def test_the_client_sends_the_configured_credential(server_url: str, credentials: dict[str, str],
+                                                    header: str | None) -> None:
+    access = DicomwebAccess(server_url, **credentials)
+    assert access.client(timeout_s=5).search_for_studies() == []
+    assert _Recording.authorizations == [header]
+    assert "s3cret" not in repr(access)

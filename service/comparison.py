@@ -161,6 +161,16 @@ class ResponseThresholds:
     pd_abs_mm: float  # ... and at least this many mm, e.g. 5
     nontarget_pd_volume_pct: float  # the non-target proxy's progression, e.g. +73
 
+    def partial_response_mm(self, baseline_mm: float) -> float:
+        """The sum of diameters at or under which the targets respond partially: pr_pct of the
+        baseline's (service.longitudinal.recist.meets_pr)."""
+        return (1 + self.pr_pct / 100) * baseline_mm
+
+    def progression_mm(self, nadir_mm: float) -> float:
+        """The sum of diameters from which the targets progress: pd_pct over the nadir's and at
+        least pd_abs_mm more (service.longitudinal.recist.meets_pd)."""
+        return max((1 + self.pd_pct / 100) * nadir_mm, nadir_mm + self.pd_abs_mm)
+
 
 @dataclass(frozen=True)
 class ResponseAssessment(RecistSums):

@@ -28,10 +28,9 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 from matplotlib.typing import RcKeyType
 
-from service.comparison import ResponseThresholds
 from service.model import ScoreClass
 from service.outputs.key_images import overlay_rgb, window_for
-from service.outputs.summary_input import ResponsePoint, SummaryInput, SummaryLesion
+from service.outputs.summary_input import ResponseLines, ResponsePoint, SummaryInput, SummaryLesion
 
 A4_INCHES = (8.27, 11.69)
 MAX_TABLE_ROWS = 14
@@ -165,7 +164,7 @@ def _plots(figure: Figure, page: SummaryInput, top: float) -> float:
     width = 0.42 if page.response else 0.88
     _score_strip(figure.add_axes((0.08, top - height, width, height)), page)
     if page.response:
-        _response_plot(figure.add_axes((0.56, top - height, 0.40, height)), page.response, page.thresholds)
+        _response_plot(figure.add_axes((0.56, top - height, 0.40, height)), page.response, page.response_lines)
     return top - height - 0.07
 
 
@@ -194,39 +193,44 @@ def _score_strip(ax: Axes, page: SummaryInput) -> None:
                  loc="left")
 
 
-def _response_plot(ax: Axes, response: Sequence[ResponsePoint], thresholds: ResponseThresholds | None) -> None:
+def _response_plot(ax: Axes, response: Sequence[ResponsePoint], lines: ResponseLines | None) -> None:
     """Sum of diameters over days from the first point, each point labelled with its
-    categories; the partial-response line (e.g. -30 % of baseline) and the progression
-    threshold (e.g. +20 % and +5 mm over the nadir of the earlier points) at the thresholds the
-    assessment applied (RECIST 1.1's unless the site's response settings changed them)."""
+    categories, and the lines this study was assessed against (_threshold_lines)."""
     first = response[0].date
     days = [(point.date - first).days for point in response]
     sums = [point.sum_of_diameters_mm for point in response]
     ax.plot(days, sums, marker="o", color="black", linewidth=1, markersize=3)
-    if thresholds is not None:
-        _threshold_lines(ax, days, sums, thresholds)
+    drawn = _threshold_lines(ax, lines) if lines is not None else []
     for day, total, point in zip(days, sums, response):
         label = " / ".join(category for category in (point.recist, point.irecist) if category)
         ax.annotate(label or "baseline", (day, total), xytext=(0, 4), textcoords="offset points", ha="center",
                     fontsize=5.5)
     ax.set_xlabel(f"days since {first.isoformat()}")
     ax.set_ylabel("sum of diameters (mm)")
-    ax.set_ylim(0, max(sums) * 1.35)
+    ax.set_ylim(0, max([*sums, *drawn]) * 1.35)
     ax.set_title("Sum of diameters, RECIST 1.1 / iRECIST (algorithmic)", fontsize=7, loc="left")
 
 
-def _threshold_lines(ax: Axes, days: Sequence[int], sums: Sequence[float], thresholds: ResponseThresholds) -> None:
-    """The partial-response line against the baseline and, from the second point on, the
-    progression threshold over the nadir of the points before (RECIST 1.1's rules)."""
-    partial = (1 + thresholds.pr_pct / 100) * sums[0]
-    ax.axhline(partial, color=LOW_RGB, linestyle=":", linewidth=0.8)
-    ax.text(0.0, partial, f"PR: {thresholds.pr_pct:+g} % of baseline", color=LOW_RGB, fontsize=5.5, va="bottom",
-            transform=ax.get_yaxis_transform())
-    if len(sums) > 1:
-        progression = [max((1 + thresholds.pd_pct / 100) * min(sums[:i]), min(sums[:i]) + thresholds.pd_abs_mm)
-                       for i in range(1, len(sums))]
-        ax.step(days[1:], progression, where="mid", color=HIGH_RGB, linestyle=":", linewidth=0.8)
-        ax.text(days[-1], progression[-1], "PD threshold", color=HIGH_RGB, fontsize=5.5, ha="right", va="bottom")
+def _threshold_lines(ax: Axes, lines: ResponseLines) -> list[float]:
+    """The partial-response line (e.g. -30 % of the baseline's sum) and the progression line
+    (e.g. +20 % and at least +5 mm over the nadir's) this study was assessed against, at the
+    thresholds the assessment applied (RECIST 1.1's unless the site's response settings changed
+    them), each labelled with the sum it derives from; returns their heights."""
+    thresholds, drawn = lines.thresholds, []
+    if lines.baseline_mm is not None:
+        partial = thresholds.partial_response_mm(lines.baseline_mm)
+        ax.axhline(partial, color=LOW_RGB, linestyle=":", linewidth=0.8)
+        ax.text(0.0, partial, f"PR: {thresholds.pr_pct:+g} % of baseline ({lines.baseline_mm:.1f} mm)",
+                color=LOW_RGB, fontsize=5.5, va="bottom", transform=ax.get_yaxis_transform())
+        drawn.append(partial)
+    if lines.nadir_mm is not None:
+        progression = thresholds.progression_mm(lines.nadir_mm)
+        ax.axhline(progression, color=HIGH_RGB, linestyle=":", linewidth=0.8)
+        ax.text(0.5, progression, f"PD: {thresholds.pd_pct:+g} %, +{thresholds.pd_abs_mm:g} mm over nadir "
+                f"({lines.nadir_mm:.1f} mm)", color=HIGH_RGB, fontsize=5.5, ha="center", va="bottom",
+                transform=ax.get_yaxis_transform())  # centred: the points' labels sit at the ends
+        drawn.append(progression)
+    return drawn
 
 def _tiles(figure: Figure, lesions: Sequence[SummaryLesion], top: float) -> float:
     """Key images: the candidates first, then the lesions in order, up to MAX_TILES."""

@@ -16,7 +16,8 @@ import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.comparison import Comparison, LesionComparison, ResponseThresholds, SeriesPoint, TimePointInfo
+from service.comparison import (Comparison, LesionComparison, ResponseAssessment, ResponseThresholds, SeriesPoint,
+                                TimePointInfo)
 from service.model import (LesionResult, LocationClass, PatientResult, ScoreClass, SignatureStatus, StudyInfo,
                            StudyResult)
 from service.outputs import codes
@@ -36,6 +37,19 @@ class ResponsePoint:
     sum_of_diameters_mm: float
     recist: str | None = None
     irecist: str | None = None
+
+
+@dataclass(frozen=True)
+class ResponseLines:
+    """What the current assessment measured this study's sum of diameters against, for the
+    plot's partial-response and progression lines: its thresholds and the baseline's and the
+    nadir's sums (None where not computable). From the assessment, never from the plotted
+    points: a baseline or nadir outside the prior lookup's reach is carried from the previous
+    report and is not on the plot, and the nadir may lie between plotted points."""
+
+    thresholds: ResponseThresholds
+    baseline_mm: float | None
+    nadir_mm: float | None
 
 
 @dataclass(frozen=True)
@@ -72,7 +86,7 @@ class SummaryInput:
     sr_sop_instance_uid: str
     prior_sr_uids: tuple[str, ...]
     notice: str = NOTICE
-    thresholds: ResponseThresholds | None = None  # the assessment's, drawn on the plot; None: no assessment
+    response_lines: ResponseLines | None = None  # drawn on the plot; None: no assessment
 
 
 def summary_input(result: StudyResult, *, sr_sop_instance_uid: str, comparison: Comparison = Comparison(),
@@ -96,8 +110,12 @@ def summary_input(result: StudyResult, *, sr_sop_instance_uid: str, comparison: 
         provenance=tuple(codes.provenance_lines(provenance)),
         sr_sop_instance_uid=sr_sop_instance_uid,
         prior_sr_uids=tuple(prior.sop_instance_uid for prior in comparison.priors),
-        thresholds=comparison.response.thresholds if comparison.response is not None else None,
+        response_lines=_response_lines(comparison.response) if comparison.response is not None else None,
     )
+
+
+def _response_lines(response: ResponseAssessment) -> ResponseLines:
+    return ResponseLines(response.thresholds, response.baseline_sod_mm.value, response.nadir_sod_mm.value)
 
 
 def response_points(series: Sequence[SeriesPoint]) -> tuple[ResponsePoint, ...]:

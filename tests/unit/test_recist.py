@@ -6,9 +6,11 @@ import datetime
 
 import pytest
 
+from service.comparison import ResponseThresholds
 from service.longitudinal.recist import (Assessment, LesionMeasurement, MeasurementStatus as S, NonTargetResponse as N,
                                          OverallResponse as O, TargetResponse as T, assess, assess_series,
-                                         overall_response)
+                                         meets_pd, meets_pr, overall_response)
+from service.longitudinal.response_settings import RecistSettings
 from service.longitudinal.targets import BaselineCategory, SelectionSource, select_targets
 from service.longitudinal.timepoint import TimepointLesion, UidSource
 
@@ -180,3 +182,19 @@ def test_a_small_target_is_flagged_by_its_tracking_identifier_never_its_uid() ->
     (result,) = assess_series(ts, [point(0, m(named, 20), m(unnamed, 30)), follow_up])
     small = [flag for flag in result.flags if "< 5 mm" in flag]
     assert small == ["target lesion 3: < 5 mm (measured value kept)", "target #2: < 5 mm (measured value kept)"]
+
+
+@pytest.mark.parametrize("reference_mm", [0.0, 10.0, 24.9, 25.0, 50.0, 100.0, 313.7])
+@pytest.mark.parametrize(("pr_pct", "pd_pct", "pd_abs_mm"), [(-30.0, 20.0, 5.0), (-40.0, 25.0, 3.0)])
+def test_the_lines_the_page_draws_are_where_the_rules_change_category(reference_mm: float, pr_pct: float,
+                                                                      pd_pct: float, pd_abs_mm: float) -> None:
+    """ResponseThresholds' partial-response and progression sums (the tumour-board page's
+    lines) sit exactly where meets_pr and meets_pd turn: at the line the category holds, 0.01 mm
+    beyond it it does not. With a small nadir the absolute increase decides (10 mm: PD from 15)."""
+    thresholds = ResponseThresholds(pr_pct, pd_pct, pd_abs_mm, 73.0)
+    settings = RecistSettings(pr_pct=pr_pct, pd_pct=pd_pct, pd_abs_mm=pd_abs_mm)
+    progression = thresholds.progression_mm(reference_mm)
+    assert meets_pd(progression, reference_mm, settings) and not meets_pd(progression - 0.01, reference_mm, settings)
+    if reference_mm > 0:
+        partial = thresholds.partial_response_mm(reference_mm)
+        assert meets_pr(partial, reference_mm, settings) and not meets_pr(partial + 0.01, reference_mm, settings)

@@ -23,7 +23,7 @@ from service.comparison import Comparison, LesionComparison, ResponseThresholds,
 from service.model import Metric
 from service.outputs.key_images import KeyImage
 from service.outputs.summary import MAX_TABLE_ROWS, MAX_TILES, RC_PARAMS, summary_figure, summary_pdf
-from service.outputs.summary_input import SummaryInput, summary_input
+from service.outputs.summary_input import ResponseLines, SummaryInput, summary_input
 from tests.support.synthetic_results import make_study_result
 
 pytestmark = pytest.mark.filterwarnings("ignore:The value length")  # STS StudyID: 17 characters
@@ -128,13 +128,38 @@ def test_many_lesions_stay_on_one_page_and_say_how_many_more() -> None:
     assert f"L{MAX_TABLE_ROWS}" in text.split()
 
 
-def test_the_plot_draws_the_thresholds_the_assessment_applied() -> None:
-    """A site at PR -40 %: the page's partial-response line says so (not the guideline's -30 %),
-    and no threshold is drawn when there is no assessment to take them from."""
+def test_the_plot_draws_the_lines_the_assessment_measured_against() -> None:
+    """Priors trimmed by the lookback: the plot starts at a follow-up (60 mm), while the
+    assessment measured against a carried baseline of 100 mm and nadir of 50 mm. The lines are
+    RECIST 1.1's (PR at -30 % of the baseline: 70 mm; PD at +20 % and at least +5 mm over the
+    nadir: 60 mm), at a site's PR of -40 % the site's (60 mm); none without an assessment."""
+    result, _ = make_study_result(3)
+    series = (SeriesPoint("1.2.1", "20240101", 60.0, "PR", "iPR"), SeriesPoint("1.2.2", "20240212", 62.0, "PD", "iUPD"))
+    page = summary_input(result, sr_sop_instance_uid="2.25.42", comparison=Comparison(series=series))
+    guideline = ResponseLines(ResponseThresholds(-30.0, 20.0, 5.0, 73.0), baseline_mm=100.0, nadir_mm=50.0)
+    site = dataclasses.replace(guideline, thresholds=ResponseThresholds(-40.0, 20.0, 5.0, 73.0))
+    for lines, partial in ((guideline, 100.0 * 0.7), (site, 100.0 * 0.6)):
+        drawn = dataclasses.replace(page, response_lines=lines)
+        assert _horizontal_lines(drawn) == pytest.approx(sorted([partial, max(50.0 * 1.2, 50.0 + 5.0)]))
+        _, text = _text(summary_pdf(drawn))
+        assert f"PR: {lines.thresholds.pr_pct:+g} % of baseline (100.0 mm)" in text
+        assert "PD: +20 %, +5 mm over nadir (50.0 mm)" in text
+    assert _horizontal_lines(page) == []
+    _, none = _text(summary_pdf(page))
+    assert "PR:" not in none and "PD:" not in none
+
+
+def test_a_sum_not_computable_draws_no_line_from_it() -> None:
     result, _ = make_study_result(3)
     series = (SeriesPoint("1.2.1", "20240101", 45.0, None, None), SeriesPoint("1.2.2", "20240212", 46.0, "SD", "iSD"))
     page = summary_input(result, sr_sop_instance_uid="2.25.42", comparison=Comparison(series=series))
-    _, site = _text(summary_pdf(dataclasses.replace(page, thresholds=ResponseThresholds(-40.0, 20.0, 5.0, 73.0))))
-    assert "PR: -40 % of baseline" in site and "PD threshold" in site and "-30 %" not in site
-    _, none = _text(summary_pdf(page))
-    assert "PR:" not in none and "PD threshold" not in none
+    no_baseline = ResponseLines(ResponseThresholds(-30.0, 20.0, 5.0, 73.0), baseline_mm=None, nadir_mm=10.0)
+    assert _horizontal_lines(dataclasses.replace(page, response_lines=no_baseline)) == pytest.approx([15.0])
+
+
+def _horizontal_lines(page: SummaryInput) -> list[float]:
+    """The heights of the dotted horizontal lines on the response plot, bottom to top."""
+    with matplotlib.rc_context(RC_PARAMS):
+        figure = summary_figure(page)
+    [plot] = [ax for ax in figure.axes if ax.get_title(loc="left").startswith("Sum of diameters")]
+    return sorted(line.get_ydata()[0] for line in plot.get_lines() if line.get_linestyle() == ":")

@@ -18,6 +18,8 @@ import pytest
 
 from service.follow_up import AT_BASELINE, follow_up
 from service.longitudinal.matching import OUTSIDE_PRIOR
+from service.longitudinal.response_settings import RecistSettings
+from service.longitudinal.settings_file import ResponseSettings
 from service.longitudinal.timepoint import Acquisition
 from service.model import CodedConcept, LesionResult, LocationClass, Metric, StudyResult
 from service.outputs import codes
@@ -271,3 +273,16 @@ def test_a_borderline_lesion_says_so_in_the_sr_and_the_bundle(baseline, prior, t
     notes = [note.text for entry in bundle.entry if entry.resource.get_resource_type() == "Observation"
              and entry.resource.code.coding[0].code == codes.LESION_CHANGE.value for note in entry.resource.note or []]
     assert f"Lesion-wise flag: {flag}" in notes
+
+
+def test_the_sr_states_the_non_target_threshold_the_site_set(baseline, prior) -> None:
+    """A site's non-target progression at +50 % volume (response settings) is what the SR's
+    automated-proxy text states, not the default +73 %."""
+    result, evidence = baseline
+    rules = ResponseSettings(recist=RecistSettings(nontarget_pd_volume_pct=50.0))
+    followed = follow_up(_follow_up_study(result, result.lesions), None, _acquisition(evidence), [prior],
+                         inputs=ResponseInputs(rules=rules))
+    sr = build_measurement_report(followed.result, evidence, comparison=followed.comparison)
+    texts = [str(e.value) for e in sr.iterall() if e.keyword == "TextValue"]
+    assert any("PD suggested at +50 %" in text for text in texts)
+    assert not any("+73 %" in text for text in texts)

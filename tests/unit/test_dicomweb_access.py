@@ -6,16 +6,15 @@ records the requests a client makes on a local HTTP server that answers an empty
 from __future__ import annotations
 
 import base64
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from service.outputs.dicomweb_access import DicomwebAccess
+from tests.support.http_server import QuietHandler, serving
 
 
-class _Recording(BaseHTTPRequestHandler):
+class _Recording(QuietHandler):
     authorizations: list[str | None] = []
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
@@ -26,20 +25,12 @@ class _Recording(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b"[]")
 
-    def log_message(self, *_: object) -> None:
-        pass
-
 
 @pytest.fixture
 def server_url() -> Iterator[str]:
     _Recording.authorizations = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recording)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/dicom-web"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_Recording) as base:
+        yield f"{base}/dicom-web"
 
 
 @pytest.mark.parametrize(("credentials", "header"), [

@@ -11,7 +11,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -22,9 +21,10 @@ from service.priors.dicomweb import DicomwebProvider
 from service.priors.retrieve import Landing, RetrievalLimits, SeriesRequest
 from service.priors.source import PatientQuery
 from tests.support import small_study
+from tests.support.http_server import QuietHandler, serving
 
 
-class _Busy(BaseHTTPRequestHandler):
+class _Busy(QuietHandler):
     requests_seen: list[float] = []
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
@@ -33,20 +33,12 @@ class _Busy(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, *_: object) -> None:
-        pass
-
 
 @pytest.fixture
 def busy_pacs() -> Iterator[str]:
     _Busy.requests_seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Busy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/dicom-web"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_Busy) as base:
+        yield f"{base}/dicom-web"
 
 
 def test_a_busy_pacs_is_asked_three_times_with_the_configured_back_off(busy_pacs):

@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,8 +151,8 @@ class Config:
     # URL (e.g. https://pacs.example/dicom-web); a bearer token (https only) and a CA file to
     # verify the archive's certificate against (else the system's CAs) when it needs them
     stow_url: str | None = None
-    stow_bearer_token: str | None = None
-    stow_basic_auth: str | None = None  # HTTP Basic, "user:password" (Orthanc); not with the token
+    stow_bearer_token: str | None = field(default=None, repr=False)  # a credential: never in a repr
+    stow_basic_auth: str | None = field(default=None, repr=False)  # a credential: never in a repr  # HTTP Basic, "user:password" (Orthanc); not with the token
     stow_tls_ca_file: Path | None = None
     # Priors: our earlier SRs of the patient, pulled from PACS (the source of truth) through these
     # sources in this order (dicomweb, dimse, directory); empty: no priors. The DIMSE peer defaults to
@@ -167,8 +168,8 @@ class Config:
     prior_dicomweb_url: str | None = None
     # its credentials (a bearer token or HTTP Basic "user:password", https only) and CA file, as
     # for STOW-RS
-    prior_dicomweb_bearer_token: str | None = None
-    prior_dicomweb_basic_auth: str | None = None
+    prior_dicomweb_bearer_token: str | None = field(default=None, repr=False)  # a credential: never in a repr
+    prior_dicomweb_basic_auth: str | None = field(default=None, repr=False)  # a credential: never in a repr
     prior_dicomweb_tls_ca_file: Path | None = None
     prior_dimse_host: str | None = None
     prior_dimse_port: int | None = None
@@ -187,7 +188,7 @@ class Config:
     fhir_base_url: str | None = None
     # EHR authorisation: a static bearer token, or SMART backend services (client id + private key;
     # the token endpoint from .well-known/smart-configuration unless set)
-    fhir_bearer_token: str | None = None
+    fhir_bearer_token: str | None = field(default=None, repr=False)  # a credential: never in a repr
     fhir_smart_client_id: str | None = None
     fhir_smart_private_key_file: Path | None = None
     fhir_smart_key_id: str | None = None
@@ -227,6 +228,7 @@ class Config:
             raise ConfigError(f"dicom_allowed_calling_aes: {wrong_titles} are not AE titles "
                               "(1 to 16 characters, no backslash or control characters)")
         self._check_tls()
+        self._check_no_credentials_in_urls()
         self._check_fhir_auth()
         self._check_stow()
         self._check_priors()
@@ -302,6 +304,10 @@ class Config:
         if "dicomweb" in self.prior_providers and not self.prior_dicomweb_url:
             raise ConfigError("prior_providers has dicomweb but prior_dicomweb_url is not set")
         self._check_dicomweb_access("prior_dicomweb", "prior_dicomweb_url", "the PACS's DICOMweb base URL")
+        credentials = [name for name in ("prior_dicomweb_bearer_token", "prior_dicomweb_basic_auth",
+                                         "prior_dicomweb_tls_ca_file") if getattr(self, name)]
+        if credentials and "dicomweb" not in self.prior_providers:
+            raise ConfigError(f"{', '.join(credentials)} set but prior_providers has no dicomweb: they would not be used")
         if "dimse" in self.prior_providers and not self.prior_dimse_peer[0]:
             raise ConfigError("prior_providers has dimse but neither prior_dimse_host nor pacs_host is set")
         if "directory" in self.prior_providers and self.prior_directory is None:
@@ -315,6 +321,14 @@ class Config:
             raise ConfigError("prior_in_flight_wait_seconds must not be negative")
         if self.prior_dimse_port is not None and not 0 <= self.prior_dimse_port <= 65535:
             raise ConfigError("prior_dimse_port must be a TCP port (0-65535)")
+
+    def _check_no_credentials_in_urls(self) -> None:
+        """http://user:password@host/...: requests would send them (in clear over http), and the
+        URL is in the chart's ConfigMap, error texts and the DICOMweb client's DEBUG log."""
+        for name in ("stow_url", "prior_dicomweb_url", "fhir_base_url"):
+            if (url := getattr(self, name)) and "@" in urllib.parse.urlsplit(url).netloc:
+                raise ConfigError(f"{name} must not hold credentials (user:password@): set them in the "
+                                  "matching *_basic_auth or *_bearer_token setting, from a file or Secret")
 
     def _check_stow(self) -> None:
         """An http(s) URL; its credentials and CA file only with it."""
@@ -333,8 +347,9 @@ class Config:
             raise ConfigError(f"set {prefix}_bearer_token or {prefix}_basic_auth, not both")
         if (basic := getattr(self, f"{prefix}_basic_auth")) is not None:
             user, colon, password = basic.partition(":")
-            if not (colon and user.strip() and password):
-                raise ConfigError(f"{prefix}_basic_auth must be user:password (the user without a colon)")
+            if not (colon and user and user == user.strip() and password):
+                raise ConfigError(f"{prefix}_basic_auth must be user:password (the user without a colon or "
+                                  "surrounding spaces)")
 
     def _check_fhir_auth(self) -> None:
         """Bearer token or SMART, not both; SMART needs its client id and key; either needs the EHR."""

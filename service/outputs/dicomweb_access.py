@@ -5,18 +5,22 @@ Real servers ask for credentials: Orthanc and many archives behind a web server 
 others (dcm4chee with Keycloak, cloud healthcare APIs) for a bearer token. Either goes over
 https only (plain http on loopback, for a sidecar or a test), and the server's certificate is
 verified against the site's CA file when one is given. Clients are built with dicomweb-client's
-session_utils, as its documentation suggests, one per use (nothing shared between threads), and
-with dicomweb-client's own retrying off: the outbox retries deliveries, and prior lookups
-retry in service.priors.dicomweb.
+session_utils, as its documentation suggests, with its own retrying off: the outbox retries
+deliveries, and prior lookups retry in service.priors.dicomweb. STOW-RS builds a client per
+delivery; the priors source builds one when the worker starts and its threads share it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dicomweb_client import DICOMwebClient
-from dicomweb_client.session_utils import add_certs_to_session, create_session
+from dicomweb_client.session_utils import add_certs_to_session, create_session, create_session_from_auth
+from requests import PreparedRequest, Response
+from requests.adapters import HTTPAdapter
+from requests.auth import HTTPBasicAuth
 
 from service.config import Config
 from service.outputs.fhir_auth import require_https
@@ -48,19 +52,39 @@ class DicomwebAccess:
             ClientTls(access.ca_file, names=(f"{prefix}_tls_ca_file", "", "")).context()
         return access
 
+    def __post_init__(self) -> None:
+        if self.bearer_token and self.basic_auth:  # service.config refuses this; a caller in code must too
+            raise ValueError("a DICOMweb server gets a bearer token or Basic credentials, not both")
+
     def client(self, timeout_s: float, *, follow_redirects: bool = True) -> DICOMwebClient:
         """A fresh client. `follow_redirects` False: a redirect raises requests.TooManyRedirects
         (a STOW-RS POST that requests would turn into a GET)."""
-        session = create_session()
+        if self.basic_auth is not None:
+            user, _, password = self.basic_auth.partition(":")
+            # UTF-8, as RFC 7617 advises; requests would encode text as Latin-1 (or fail on a €)
+            session = create_session_from_auth(HTTPBasicAuth(user.encode(), password.encode()))
+        else:
+            session = create_session()
         if not follow_redirects:
             session.max_redirects = 0
         if self.ca_file is not None:
             add_certs_to_session(session, ca_bundle=str(self.ca_file))
-        if self.basic_auth is not None:
-            user, _, password = self.basic_auth.partition(":")
-            session.auth = (user, password)
+            session.mount("https://", _SiteCaAdapter(self.ca_file))
         headers = {"Authorization": f"Bearer {self.bearer_token}"} if self.bearer_token else None
         client = DICOMwebClient(self.url, session=session, headers=headers, timeout=timeout_s)
         client.set_http_retry_params(retry=False)
         return client
 
+
+class _SiteCaAdapter(HTTPAdapter):
+    """Verifies against the site's CA file whatever the environment says: requests lets
+    REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE replace a session's own `verify` (psf/requests#3829),
+    so a site CA bundle set for other tools would silently take the configured file's place."""
+
+    def __init__(self, ca_file: Path) -> None:
+        super().__init__()
+        self._ca_file = str(ca_file)
+
+    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
+        kwargs["verify"] = self._ca_file
+        return super().send(request, *args, **kwargs)

@@ -47,9 +47,8 @@ def _describe(error: requests.RequestException, attempts: int = 1) -> str:
     tries = f" after {attempts} attempts" if attempts > 1 else ""
     if isinstance(error, requests.HTTPError) and error.response is not None:
         status = error.response.status_code
-        if status in (401, 403):  # a PACS that wants credentials, or other ones
-            return (f"HTTP {status}: the PACS refused our credentials or wants some "
-                    "(prior_dicomweb_basic_auth or prior_dicomweb_bearer_token)")
+        if status in (401, 403):  # in the study's notes too: words a reader follows, no setting names
+            return f"HTTP {status} (the PACS wants credentials, or refused ours)"
         return f"HTTP {status}{tries}"
     if _timed_out(error):
         return "timed out"

@@ -212,6 +212,8 @@ def test_lint_finds_no_warning_or_error(case: Rendered, kube_version: str) -> No
     ({"scorer": {"extraEnv": [{"value": "no name"}]}}, "/scorer/extraEnv/0"),
     ({"ingest": {"extraVolumeMounts": [{"name": "v"}]}}, "/ingest/extraVolumeMounts/0"),
     ({"image": {"registry": "https://registry.example"}}, "/image/registry"),
+    ({"stow": {"basicAuth": {"value": "no-colon"}}}, "/stow/basicAuth/value"),
+    ({"priors": {"dicomweb": {"basicAuth": {"value": "rcds :s3cret"}}}}, "/priors/dicomweb/basicAuth/value"),
 ])
 def test_schema_refuses_wrong_values_naming_them(chart: Any, values: dict[str, Any], named: str) -> None:
     helm = _helm()
@@ -242,12 +244,18 @@ def test_schema_refuses_wrong_values_naming_them(chart: Any, values: dict[str, A
      "priors.dicomweb.tls is set but config.prior_dicomweb_url is not"),
     ({"config": {"stow_url": "https://archive.example/dicom-web"},
       "stow": {"bearerToken": {"value": "t"}, "basicAuth": {"existingSecret": "s"}}}, "stow: use bearerToken or basicAuth, not both"),
-    ({"config": {"prior_dicomweb_url": "https://pacs.example/dicom-web"},
+    ({"config": {"prior_dicomweb_url": "https://pacs.example/dicom-web", "prior_providers": ["dicomweb"]},
       "priors": {"dicomweb": {"bearerToken": {"existingSecret": "s"}, "basicAuth": {"value": "u:p"}}}},
      "priors.dicomweb: use bearerToken or basicAuth, not both"),
-    ({"config": {"stow_url": "https://archive.example/dicom-web", "prior_dicomweb_url": "https://pacs.example/dicom-web"},
+    ({"config": {"stow_url": "https://archive.example/dicom-web", "prior_dicomweb_url": "https://pacs.example/dicom-web",
+                 "prior_providers": ["dicomweb"]},
       "stow": {"basicAuth": {"value": "u:p", "key": "basic"}}, "priors": {"dicomweb": {"basicAuth": {"value": "u:q", "key": "basic"}}}},
      "stow.basicAuth and priors.dicomweb.basicAuth have the same key basic"),
+    ({"config": {"stow_url": "http://archive.example/dicom-web"}, "stow": {"basicAuth": {"value": "u:p"}}},
+     "stow.basicAuth needs an https config.stow_url"),
+    ({"config": {"prior_dicomweb_url": "https://pacs.example/dicom-web", "prior_providers": ["dimse"],
+                 "pacs_host": "pacs.example"},
+      "priors": {"dicomweb": {"basicAuth": {"existingSecret": "s"}}}}, "config.prior_providers has no dicomweb"),
     ({"config": {"stow_url": "https://archive.example/dicom-web"},
       "stow": {"bearerToken": {"value": "t", "existingSecret": "s"}}}, "stow.bearerToken: set existingSecret or value"),
     ({"scorerTls": {"enabled": True}}, "set scorerTls.serverSecret"),
@@ -484,6 +492,18 @@ def test_tokens_and_the_archive_ca_are_files_from_their_secrets(rendered: dict[s
     assert (made is None) == (case_name == "tls-secrets-monitoring") and (made is None or key in made["data"])
     assert not [item for item in _container(case.statefulset)["env"] if "valueFrom" in item]
 
+
+
+def test_a_new_credential_value_restarts_the_ingest(chart: Any) -> None:
+    """The service reads its credentials once at start: a changed chart-made value must change
+    the pod template (checksum/credentials), or the pods would keep sending the old one."""
+    def annotations(password: str) -> dict[str, str]:
+        values = _allowing({"config": {"stow_url": "https://archive.example/dicom-web"},
+                            "stow": {"basicAuth": {"value": f"rcds:{password}"}}})
+        return _render(chart, values).statefulset["spec"]["template"]["metadata"]["annotations"]
+    first, rotated = annotations("old"), annotations("new")
+    assert first["checksum/credentials"] != rotated["checksum/credentials"]
+    assert first["checksum/config"] == rotated["checksum/config"]
 
 # --- the service's own settings -------------------------------------------------------------
 

@@ -80,6 +80,7 @@ def test_sts019_goes_through_the_whole_service(service, sts019):
     assert len(observations) >= 2  # one lesion + the patient level
     patient_id = ct0.PatientID
     for observation in observations:
+        assert observation.status == "preliminary"  # serve's default: no one has verified them (docs/fhir.md)
         assert patient_id in observation.subject.reference or (
             observation.subject.identifier and observation.subject.identifier.value == patient_id)
         derived = json.dumps([r.model_dump(mode="json") for r in observation.derivedFrom or []])

@@ -21,9 +21,11 @@ from service.priors import PriorCache, PriorProvider, SrLocation, resolve_priors
 from service.priors.dicomweb import DicomwebProvider
 from service.priors.dimse import DimseProvider
 from service.priors.providers import build_providers
+from tests.support.certs import make_authority
 from tests.support.orthanc import Orthanc, find_orthanc
 from tests.support.prior_srs import our_sr, synthetic_study
 from tests.support.processes import free_port
+from tests.support.tls_proxy import TlsProxy
 from tests.support.written_outputs import write_sr
 
 pytestmark = pytest.mark.external
@@ -175,25 +177,38 @@ def test_a_second_study_of_the_patient_takes_its_priors_from_the_cache(orthanc, 
     assert first.reports == second.reports and [r.sop_instance_uid for r in second.reports] == [baseline.SOPInstanceUID]
 
 
-def test_a_pacs_that_wants_credentials_gets_them(tmp_path):
-    """Orthanc with authentication on (a site that opens its DICOMweb to other hosts must run
-    it): the configured prior_dicomweb_basic_auth (a password with a colon) finds the priors;
-    without credentials, or with a wrong password, the source fails with HTTP 401 and names the
-    settings that fix it, and the study is scored without priors."""
-    pacs = Orthanc(tmp_path / "pacs", modality_port=free_port(), http_users={"rcds": "s3cret:pass"})
+def test_a_pacs_that_wants_credentials_and_https_gets_them(tmp_path, monkeypatch):
+    """Orthanc as a site opens it to other hosts: authentication on, behind a reverse proxy
+    (nginx) that serves HTTPS with a certificate from the site's CA. The configured prior_dicomweb_basic_auth (a password with a colon and
+    non-ASCII characters, sent as UTF-8) and prior_dicomweb_tls_ca_file find the priors, even
+    with REQUESTS_CA_BUNDLE naming the system's CAs (which requests would otherwise use
+    instead). Without credentials, or with a wrong password, the source fails with HTTP 401;
+    without the site's CA, the TLS handshake fails; either way the study is scored without
+    priors."""
+    authority = make_authority(tmp_path / "ca", "Site")
+    https = authority.issue(tmp_path / "ca", "pacs", server=True)
+    pacs = Orthanc(tmp_path / "pacs", modality_port=free_port(), http_users={"rcds": "s3cret:päss€"})
+    proxy = TlsProxy(tmp_path / "proxy", https, pacs.base)
+    dicomweb_url = proxy.base + pacs.dicomweb_url.removeprefix(pacs.base)
     try:
         baseline = _upload_sr(pacs, tmp_path, synthetic_study("PRIOR-AUTH", "20240110"))
         current = synthetic_study("PRIOR-AUTH", "20240601")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
         (configured,) = build_providers(load_config(environ={
-            "RCDS_PRIOR_PROVIDERS": "dicomweb", "RCDS_PRIOR_DICOMWEB_URL": pacs.dicomweb_url,
-            "RCDS_PRIOR_DICOMWEB_BASIC_AUTH": "rcds:s3cret:pass"}))
+            "RCDS_PRIOR_PROVIDERS": "dicomweb", "RCDS_PRIOR_DICOMWEB_URL": dicomweb_url,
+            "RCDS_PRIOR_DICOMWEB_BASIC_AUTH": "rcds:s3cret:päss€", "RCDS_PRIOR_DICOMWEB_TLS_CA_FILE": str(authority.cert)}))
         found = resolve_priors(current, [configured], PriorCache(tmp_path / "cache"), lookback_days=1095, max_studies=12)
         assert found.unavailable is None and [r.sop_instance_uid for r in found.reports] == [baseline.SOPInstanceUID]
-        for name, access in (("none", DicomwebAccess(pacs.dicomweb_url)),
-                             ("wrong", DicomwebAccess(pacs.dicomweb_url, basic_auth="rcds:s3cret"))):
-            refused = resolve_priors(current, [DicomwebProvider(access, TIMEOUT_S)], PriorCache(tmp_path / name),
-                                     lookback_days=1095, max_studies=12)
-            assert refused.reports == () and refused.unavailable is not None
-            assert "HTTP 401" in refused.unavailable and "prior_dicomweb_basic_auth" in refused.unavailable
+        refusals = {"HTTP 401": (DicomwebAccess(dicomweb_url, ca_file=authority.cert),
+                                 DicomwebAccess(dicomweb_url, basic_auth="rcds:s3cret:pass", ca_file=authority.cert)),
+                    "TLS failed": (DicomwebAccess(dicomweb_url, basic_auth="rcds:s3cret:päss€"),)}
+        for number, (reason, accesses) in enumerate(refusals.items()):
+            for access in accesses:
+                refused = resolve_priors(current, [DicomwebProvider(access, TIMEOUT_S)],
+                                         PriorCache(tmp_path / f"refused-{number}-{id(access)}"), lookback_days=1095,
+                                         max_studies=12)
+                assert refused.reports == () and refused.unavailable is not None and reason in refused.unavailable
+                assert "s3cret" not in refused.unavailable
     finally:
+        proxy.stop()
         pacs.stop()

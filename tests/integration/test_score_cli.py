@@ -189,17 +189,20 @@ def test_liver_seg_bundle_conforms_to_mcode_tumor_size(data_dir, tmp_path):
 def test_rtstruct_lesion_site_from_the_site_mapping_is_its_body_site(sts019, tmp_path):
     """STS_019's RTSTRUCT ROI, mapped to the lung by the site_mapping setting: every Observation
     of the lesion has bodySite SNOMED CT 39607008 (DICOM CID 4 "Lung"), the SR's finding site is
-    the same code, and the Bundle passes the validator with mCODE TumorSize checked."""
+    the same code, and the Bundle passes the validator with mCODE TumorSize checked. The site
+    also set fhir_result_status final: the report and every Observation say so."""
     out = tmp_path / "out"
     run = subprocess.run(
         [sys.executable, "-m", "service.cli", "score", "--ct", str(sts019 / "image"),
          "--rtstruct", str(sts019 / "mask" / "RS.dcm"), "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "RCDS_SITE_MAPPING": json.dumps({"GTV_Mass_CT": "lung"})},
+        env={**os.environ, "RCDS_SITE_MAPPING": json.dumps({"GTV_Mass_CT": "lung"}), "RCDS_FHIR_RESULT_STATUS": "final"},
     )
     assert run.returncode == 0, run.stderr
     (bundle_path,) = out.glob("*.fhir.json")
     bundle = json.loads(bundle_path.read_text())
+    assert {entry["resource"]["status"] for entry in bundle["entry"]
+            if entry["resource"]["resourceType"] in ("Observation", "DiagnosticReport")} == {"final"}
     assert [size["meta"]["profile"] for size in _tumour_sizes(bundle)] == [[MCODE_TUMOR_SIZE]]
     assert list(_lesion_body_sites(bundle).values()) == [{((SCT, "39607008"),)}]
     (sr_path,) = out.glob("*.dcm")

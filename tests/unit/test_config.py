@@ -25,7 +25,8 @@ def test_the_fhir_settings_default_as_the_fhir_builders_do():
 
 def test_the_fhir_result_status_is_one_fhir_knows_and_the_site_chose():
     assert FhirSettings.from_config(load_config(environ={})).result_status == "preliminary"
-    assert load_config(environ={"RCDS_FHIR_RESULT_STATUS": "final"}).fhir_result_status == "final"
+    site = load_config(environ={"RCDS_FHIR_RESULT_STATUS": "final", "RCDS_PATIENT_IDENTIFIER_SYSTEM": "urn:oid:1.2.3"})
+    assert FhirSettings.from_config(site) == FhirSettings("urn:oid:1.2.3", "final")
     with pytest.raises(ConfigError, match="fhir_result_status must be one of preliminary, final, not 'verified'"):
         load_config(environ={"RCDS_FHIR_RESULT_STATUS": "verified"})
 

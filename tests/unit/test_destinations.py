@@ -87,6 +87,13 @@ def test_stow_takes_the_sr_and_the_summary_under_their_own_names(tmp_path: Path)
     ({"RCDS_PRIOR_DICOMWEB_TLS_CA_FILE": "/etc/ca.pem"}, "prior_dicomweb_url is not"),
     ({"RCDS_PRIOR_DICOMWEB_URL": "https://pacs.example/dicom-web", "RCDS_PRIOR_DICOMWEB_BASIC_AUTH": "rcds:s3cret",
       "RCDS_PRIOR_DICOMWEB_BEARER_TOKEN": "t"}, "prior_dicomweb_bearer_token or prior_dicomweb_basic_auth, not both"),
+    ({"RCDS_STOW_URL": "https://a.example/dicom-web", "RCDS_STOW_BASIC_AUTH": " rcds:s3cret"}, "user:password"),
+    ({"RCDS_PRIOR_DICOMWEB_URL": "https://pacs.example/dicom-web", "RCDS_PRIOR_DICOMWEB_BASIC_AUTH": "rcds:s3cret"},
+     "prior_dicomweb_basic_auth set but prior_providers has no dicomweb"),
+    ({"RCDS_PRIOR_PROVIDERS": "dicomweb", "RCDS_PRIOR_DICOMWEB_URL": "http://rcds:s3cret@pacs.example:8042/dicom-web"},
+     "prior_dicomweb_url must not hold credentials"),
+    ({"RCDS_STOW_URL": "https://rcds@archive.example/dicom-web"}, "stow_url must not hold credentials"),
+    ({"RCDS_FHIR_BASE_URL": "https://rcds:s3cret@ehr.example/fhir"}, "fhir_base_url must not hold credentials"),
 ])
 def test_stow_settings_are_checked_at_start(environ: dict[str, str], words: str) -> None:
     with pytest.raises(ConfigError, match=words):

@@ -37,6 +37,7 @@ def server_url() -> Iterator[str]:
     ({}, None),
     ({"bearer_token": "eyJ.s3cret"}, "Bearer eyJ.s3cret"),
     ({"basic_auth": "rcds:s3cret:pass"}, "Basic " + base64.b64encode(b"rcds:s3cret:pass").decode()),
+    ({"basic_auth": "rcds:s3cret:päss€"}, "Basic " + base64.b64encode("rcds:s3cret:päss€".encode()).decode()),  # RFC 7617: UTF-8
 ])
 def test_the_client_sends_the_configured_credential(server_url: str, credentials: dict[str, str],
                                                     header: str | None) -> None:
@@ -44,3 +45,8 @@ def test_the_client_sends_the_configured_credential(server_url: str, credentials
     assert access.client(timeout_s=5).search_for_studies() == []
     assert _Recording.authorizations == [header]
     assert "s3cret" not in repr(access)
+
+
+def test_a_client_is_never_given_both_credentials() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        DicomwebAccess("https://pacs.example/dicom-web", bearer_token="t", basic_auth="rcds:s3cret")

@@ -39,12 +39,13 @@ def test_the_dicomweb_basic_credentials_are_read_from_their_files(tmp_path: Path
     """user:password files for the archive (STOW-RS) and the PACS of the priors (QIDO-RS, WADO-RS)."""
     (basic := tmp_path / "basic").write_text("rcds:s3cret:pass\n")
     config = load_config(environ={**TARGETS, "RCDS_PRIOR_DICOMWEB_URL": "https://pacs.example/dicom-web",
+                                  "RCDS_PRIOR_PROVIDERS": "dicomweb",
                                   "RCDS_STOW_BASIC_AUTH_FILE": str(basic),
                                   "RCDS_PRIOR_DICOMWEB_BASIC_AUTH_FILE": str(basic)})
     assert config.stow_basic_auth == config.prior_dicomweb_basic_auth == "rcds:s3cret:pass"
     stows = [d for d in configured_destinations(config) if isinstance(d, PacsByStowRs)]
     assert stows and all(stow.archive.basic_auth == "rcds:s3cret:pass" for stow in stows)
-    assert "s3cret" not in repr(stows)
+    assert "s3cret" not in repr(stows) and "s3cret" not in repr(config)
 
 
 def test_every_file_setting_names_an_existing_setting() -> None:

@@ -106,7 +106,6 @@ affinity:
 {{- default (include "rcds.componentName" (list . "dicom-tls")) .Values.dicom.tls.existingSecret }}
 {{- end }}
 
-
 {{- define "rcds.smartKeySecret" -}}
 {{- default (include "rcds.credentialsSecret" .) .Values.fhir.smart.existingSecret }}
 {{- end }}
@@ -120,8 +119,6 @@ affinity:
 {{- if or .Values.fhir.smart.existingSecret .Values.fhir.smart.privateKey }}true{{ end }}
 {{- end }}
 
-
-
 {{/* Credentials and CA certificates the ingest reads from files (the RCDS_*_FILE settings),
      each from a Secret the site names (existingSecret, holding `key`) or, for a credential, one
      the chart makes from `value` (the credentials Secret): a JSON list of those in use, each
@@ -130,14 +127,14 @@ affinity:
 {{- define "rcds.credentialFiles" -}}
 {{- $v := .Values -}}
 {{- $all := list
-  (dict "volume" "fhir-token" "env" "RCDS_FHIR_BEARER_TOKEN_FILE" "values" "fhir.bearerToken" "needs" "fhir_base_url" "from" $v.fhir.bearerToken)
-  (dict "volume" "fhir-ca" "env" "RCDS_FHIR_TLS_CA_FILE" "values" "fhir.tls" "needs" "fhir_base_url" "from" $v.fhir.tls)
-  (dict "volume" "stow-token" "env" "RCDS_STOW_BEARER_TOKEN_FILE" "values" "stow.bearerToken" "needs" "stow_url" "from" $v.stow.bearerToken)
-  (dict "volume" "stow-basic-auth" "env" "RCDS_STOW_BASIC_AUTH_FILE" "values" "stow.basicAuth" "needs" "stow_url" "from" $v.stow.basicAuth)
-  (dict "volume" "stow-ca" "env" "RCDS_STOW_TLS_CA_FILE" "values" "stow.tls" "needs" "stow_url" "from" $v.stow.tls)
-  (dict "volume" "prior-dicomweb-token" "env" "RCDS_PRIOR_DICOMWEB_BEARER_TOKEN_FILE" "values" "priors.dicomweb.bearerToken" "needs" "prior_dicomweb_url" "from" $v.priors.dicomweb.bearerToken)
-  (dict "volume" "prior-dicomweb-basic-auth" "env" "RCDS_PRIOR_DICOMWEB_BASIC_AUTH_FILE" "values" "priors.dicomweb.basicAuth" "needs" "prior_dicomweb_url" "from" $v.priors.dicomweb.basicAuth)
-  (dict "volume" "prior-dicomweb-ca" "env" "RCDS_PRIOR_DICOMWEB_TLS_CA_FILE" "values" "priors.dicomweb.tls" "needs" "prior_dicomweb_url" "from" $v.priors.dicomweb.tls)
+  (dict "volume" "fhir-token" "credential" true "env" "RCDS_FHIR_BEARER_TOKEN_FILE" "values" "fhir.bearerToken" "needs" "fhir_base_url" "from" $v.fhir.bearerToken)
+  (dict "volume" "fhir-ca" "credential" false "env" "RCDS_FHIR_TLS_CA_FILE" "values" "fhir.tls" "needs" "fhir_base_url" "from" $v.fhir.tls)
+  (dict "volume" "stow-token" "credential" true "env" "RCDS_STOW_BEARER_TOKEN_FILE" "values" "stow.bearerToken" "needs" "stow_url" "from" $v.stow.bearerToken)
+  (dict "volume" "stow-basic-auth" "credential" true "env" "RCDS_STOW_BASIC_AUTH_FILE" "values" "stow.basicAuth" "needs" "stow_url" "from" $v.stow.basicAuth)
+  (dict "volume" "stow-ca" "credential" false "env" "RCDS_STOW_TLS_CA_FILE" "values" "stow.tls" "needs" "stow_url" "from" $v.stow.tls)
+  (dict "volume" "prior-dicomweb-token" "credential" true "env" "RCDS_PRIOR_DICOMWEB_BEARER_TOKEN_FILE" "values" "priors.dicomweb.bearerToken" "needs" "prior_dicomweb_url" "from" $v.priors.dicomweb.bearerToken)
+  (dict "volume" "prior-dicomweb-basic-auth" "credential" true "env" "RCDS_PRIOR_DICOMWEB_BASIC_AUTH_FILE" "values" "priors.dicomweb.basicAuth" "needs" "prior_dicomweb_url" "from" $v.priors.dicomweb.basicAuth)
+  (dict "volume" "prior-dicomweb-ca" "credential" false "env" "RCDS_PRIOR_DICOMWEB_TLS_CA_FILE" "values" "priors.dicomweb.tls" "needs" "prior_dicomweb_url" "from" $v.priors.dicomweb.tls)
 -}}
 {{- $used := list -}}
 {{- range $all }}{{ if or .from.existingSecret .from.value }}{{ $used = append $used . }}{{ end }}{{ end -}}
@@ -234,6 +231,12 @@ imagePullSecrets:
 
 {{- define "rcds.configChecksum" -}}
 {{- include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- end }}
+
+{{/* The chart-made Secrets' checksum: the service reads credentials once at start, so a new
+     value must restart the pods (a Secret of the site's needs `kubectl rollout restart`). */}}
+{{- define "rcds.credentialsChecksum" -}}
+{{- include (print .Template.BasePath "/secrets.yaml") . | sha256sum }}
 {{- end }}
 
 {{/* Settings only the ingest uses, left out of the scorer's config.yaml: delivery to the PACS

@@ -1,11 +1,13 @@
 """Settings precedence and validation."""
 
+import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from service.config import load_config
+from service.config import Config, load_config
 from service.errors import ConfigError
 from service.outputs.fhir import FhirSettings
 
@@ -109,3 +111,15 @@ def test_every_bound_the_schema_sets_on_a_setting_the_service_checks_too() -> No
         except ConfigError:
             pass
     assert accepted == []
+
+
+def test_the_readme_documents_every_setting_and_no_other() -> None:
+    """The README's Configuration table has a row for each setting (by name, with its
+    environment variable), and none for a setting the service does not have."""
+    text = (REPO / "README.md").read_text()
+    rows = [line.split("|") for line in text[text.index("## Configuration"):text.index("\n## ", text.index("## Configuration") + 1)]
+            .splitlines() if line.startswith("| `")]
+    documented = {name: row[2] for row in rows for name in re.findall(r"`([a-z_0-9]+)`", row[1])}
+    assert set(documented) == {field.name for field in dataclasses.fields(Config)}
+    single = [(re.findall(r"`([a-z_0-9]+)`", row[1]), row[2]) for row in rows]
+    assert [(names[0], env) for names, env in single if len(names) == 1 and f"`RCDS_{names[0].upper()}`" not in env] == []

@@ -149,10 +149,11 @@ class Config:
     pacs_tls_key_file: Path | None = None
     # DICOMweb STOW-RS of the SR (as well as, or instead of, C-STORE): the archive's DICOMweb base
     # URL (e.g. https://pacs.example/dicom-web); a bearer token (https only) and a CA file to
-    # verify the archive's certificate against (else the system's CAs) when it needs them
+    # verify the archive's certificate against (else requests' CAs) when it needs them
     stow_url: str | None = None
     stow_bearer_token: str | None = field(default=None, repr=False)  # a credential: never in a repr
-    stow_basic_auth: str | None = field(default=None, repr=False)  # a credential: never in a repr  # HTTP Basic, "user:password" (Orthanc); not with the token
+    # HTTP Basic, "user:password" (Orthanc), instead of the token
+    stow_basic_auth: str | None = field(default=None, repr=False)  # a credential: never in a repr
     stow_tls_ca_file: Path | None = None
     # Priors: our earlier SRs of the patient, pulled from PACS (the source of truth) through these
     # sources in this order (dicomweb, dimse, directory); empty: no priors. The DIMSE peer defaults to
@@ -325,7 +326,7 @@ class Config:
     def _check_no_credentials_in_urls(self) -> None:
         """http://user:password@host/...: requests would send them (in clear over http), and the
         URL is in the chart's ConfigMap, error texts and the DICOMweb client's DEBUG log."""
-        for name in ("stow_url", "prior_dicomweb_url", "fhir_base_url"):
+        for name in ("stow_url", "prior_dicomweb_url", "fhir_base_url", "fhir_smart_token_url"):
             if (url := getattr(self, name)) and "@" in urllib.parse.urlsplit(url).netloc:
                 raise ConfigError(f"{name} must not hold credentials (user:password@): set them in the "
                                   "matching *_basic_auth or *_bearer_token setting, from a file or Secret")

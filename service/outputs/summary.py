@@ -18,13 +18,17 @@ import textwrap
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import matplotlib
 # savefig would load the PDF backend (and fontTools, ~130 modules) at the first page rendered, in
 # the first study's wait after a start: loaded with this module instead.
 import matplotlib.backends.backend_pdf  # noqa: F401
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, MaxNLocator
 from matplotlib.transforms import Bbox
 from matplotlib.typing import RcKeyType
 
@@ -200,37 +204,65 @@ def _response_plot(ax: Axes, response: Sequence[ResponsePoint], lines: ResponseL
     days = [(point.date - first).days for point in response]
     sums = [point.sum_of_diameters_mm for point in response]
     ax.plot(days, sums, marker="o", color="black", linewidth=1, markersize=3)
-    drawn = _threshold_lines(ax, lines) if lines is not None else []
+    drawn = _threshold_lines(ax, lines, days, max(sums)) if lines is not None else []
     for day, total, point in zip(days, sums, response):
         label = " / ".join(category for category in (point.recist, point.irecist) if category)
         ax.annotate(label or "baseline", (day, total), xytext=(0, 4), textcoords="offset points", ha="center",
                     fontsize=5.5)
     ax.set_xlabel(f"days since {first.isoformat()}")
+    ax.xaxis.set_major_locator(FixedLocator(days) if len(days) == 1 else MaxNLocator(integer=True))  # whole days
     ax.set_ylabel("sum of diameters (mm)")
-    ax.set_ylim(0, max([*sums, *drawn]) * 1.35)
+    ax.set_ylim(0, (max([*sums, *drawn]) or 1.0) * 1.35)  # all 0 (complete response): still a scale
     ax.set_title("Sum of diameters, RECIST 1.1 / iRECIST (algorithmic)", fontsize=7, loc="left")
 
 
-def _threshold_lines(ax: Axes, lines: ResponseLines) -> list[float]:
-    """The partial-response line (e.g. -30 % of the baseline's sum) and the progression line
-    (e.g. +20 % and at least +5 mm over the nadir's) this study was assessed against, at the
-    thresholds the assessment applied (RECIST 1.1's unless the site's response settings changed
-    them), each labelled with the sum it derives from; returns their heights."""
-    thresholds, drawn = lines.thresholds, []
+OFF_SCALE = 2.0
+"""A line more than this many times the highest plotted sum is named, not drawn: a baseline
+carried from beyond the plotted studies would otherwise press every point to the bottom."""
+
+
+class _Line(NamedTuple):
+    height_mm: float
+    colour: str  # HIGH_RGB or LOW_RGB
+    span_days: tuple[int, int]
+    text: str
+
+
+def _threshold_lines(ax: Axes, lines: ResponseLines, days: Sequence[int], highest: float) -> list[float]:
+    """RECIST 1.1's target-sum lines this study was assessed against, at the thresholds the
+    assessment applied (the guideline's unless the site's response settings changed them), each
+    labelled with the sum it derives from: partial response (e.g. -30 % of the baseline's sum)
+    across the plot, as it holds for every follow-up, and progression (e.g. +20 % and at least
+    +5 mm over the nadir's) over the last interval only, as the nadir was lower or equal before.
+    Their labels are a legend, placed where the points leave room. Returns the heights drawn
+    (the y-axis must hold them).
+
+    A point's overall category also counts new lesions and non-targets: a point labelled PD may
+    lie under the target-sum line (iRECIST's iCPD reference after iUPD is in the SR, not drawn)."""
+    thresholds, candidates = lines.thresholds, []
     if lines.baseline_mm is not None:
-        partial = thresholds.partial_response_mm(lines.baseline_mm)
-        ax.axhline(partial, color=LOW_RGB, linestyle=":", linewidth=0.8)
-        ax.text(0.0, partial, f"PR: {thresholds.pr_pct:+g} % of baseline ({lines.baseline_mm:.1f} mm)",
-                color=LOW_RGB, fontsize=5.5, va="bottom", transform=ax.get_yaxis_transform())
-        drawn.append(partial)
+        candidates.append(_Line(thresholds.partial_response_mm(lines.baseline_mm), LOW_RGB, (days[0], days[-1]),
+                                f"PR: {thresholds.pr_pct:+g} % of baseline ({lines.baseline_mm:.1f} mm)"))
     if lines.nadir_mm is not None:
-        progression = thresholds.progression_mm(lines.nadir_mm)
-        ax.axhline(progression, color=HIGH_RGB, linestyle=":", linewidth=0.8)
-        ax.text(0.5, progression, f"PD: {thresholds.pd_pct:+g} %, +{thresholds.pd_abs_mm:g} mm over nadir "
-                f"({lines.nadir_mm:.1f} mm)", color=HIGH_RGB, fontsize=5.5, ha="center", va="bottom",
-                transform=ax.get_yaxis_transform())  # centred: the points' labels sit at the ends
-        drawn.append(progression)
-    return drawn
+        candidates.append(_Line(thresholds.progression_mm(lines.nadir_mm), HIGH_RGB, (days[max(len(days) - 2, 0)], days[-1]),
+                                f"PD of the target sum: {thresholds.pd_pct:+g} %, +{thresholds.pd_abs_mm:g} mm over "
+                                f"nadir ({lines.nadir_mm:.1f} mm)"))
+    shown = [line for line in candidates if highest == 0 or line.height_mm <= OFF_SCALE * highest]
+    handles: list[Artist] = []
+    for line in shown:
+        start, end = line.span_days
+        if start == end:
+            (handle,) = [ax.axhline(line.height_mm, color=line.colour, linestyle=":", linewidth=0.8, label=line.text)]
+        else:
+            (handle,) = ax.plot([start, end], [line.height_mm] * 2, color=line.colour, linestyle=":", linewidth=0.8,
+                                label=line.text)
+        handles.append(handle)
+    handles += [Line2D([], [], linestyle="none", label=f"{line.text}: {line.height_mm:.1f} mm, above the plot")
+                for line in candidates if line not in shown]
+    if handles:  # where the points leave room, rather than labels beside the lines over the points' own
+        ax.legend(handles=handles, loc="best", fontsize=5.5, framealpha=0.85, handlelength=1.5)
+    return [line.height_mm for line in shown]
+
 
 def _tiles(figure: Figure, lesions: Sequence[SummaryLesion], top: float) -> float:
     """Key images: the candidates first, then the lesions in order, up to MAX_TILES."""

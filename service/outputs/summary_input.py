@@ -41,9 +41,9 @@ class ResponsePoint:
 
 @dataclass(frozen=True)
 class ResponseLines:
-    """What the current assessment measured this study's sum of diameters against, for the
-    plot's partial-response and progression lines: its thresholds and the baseline's and the
-    nadir's sums (None where not computable). From the assessment, never from the plotted
+    """What RECIST 1.1 measured this study's target sum against, for the plot's partial-response
+    and progression lines: the assessment's thresholds and the baseline's and the nadir's sums
+    (None where not computable; iRECIST's reference after iUPD is in the SR only). From the assessment, never from the plotted
     points: a baseline or nadir outside the prior lookup's reach is carried from the previous
     report and is not on the plot, and the nadir may lie between plotted points."""
 

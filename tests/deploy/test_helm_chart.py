@@ -213,6 +213,9 @@ def test_lint_finds_no_warning_or_error(case: Rendered, kube_version: str) -> No
     ({"ingest": {"extraVolumeMounts": [{"name": "v"}]}}, "/ingest/extraVolumeMounts/0"),
     ({"image": {"registry": "https://registry.example"}}, "/image/registry"),
     ({"stow": {"basicAuth": {"value": "no-colon"}}}, "/stow/basicAuth/value"),
+    ({"stow": {"basicAuth": {"value": "rcds: "}}}, "/stow/basicAuth/value"),
+    ({"config": {"prior_dicomweb_url": "https://rcds:s3cret@pacs.example/dicom-web"}}, "/config/prior_dicomweb_url"),
+    ({"config": {"fhir_base_url": "https://rcds@ehr.example/fhir"}}, "/config/fhir_base_url"),
     ({"priors": {"dicomweb": {"basicAuth": {"value": "rcds :s3cret"}}}}, "/priors/dicomweb/basicAuth/value"),
 ])
 def test_schema_refuses_wrong_values_naming_them(chart: Any, values: dict[str, Any], named: str) -> None:
@@ -493,6 +496,23 @@ def test_tokens_and_the_archive_ca_are_files_from_their_secrets(rendered: dict[s
     assert not [item for item in _container(case.statefulset)["env"] if "valueFrom" in item]
 
 
+
+
+@pytest.mark.parametrize("url", ["http://localhost/dicom-web", "HTTP://127.0.0.1:8042/dicom-web",
+                                 "HTTPS://pacs.example/dicom-web"])
+def test_credentials_render_with_a_loopback_or_https_url(chart: Any, url: str) -> None:
+    """As the service's own check: http only on loopback (any case, with or without a port)."""
+    values = {"config": {"prior_dicomweb_url": url, "prior_providers": ["dicomweb"]},
+              "priors": {"dicomweb": {"basicAuth": {"value": "rcds:s3cret"}}}}
+    environment = _env(_container(_render(chart, _allowing(values)).statefulset))
+    assert "RCDS_PRIOR_DICOMWEB_BASIC_AUTH_FILE" in environment
+
+
+def test_credentials_do_not_render_with_a_remote_http_url(chart: Any) -> None:
+    values = {"config": {"prior_dicomweb_url": "http://localhost:8042@pacs.example/dicom-web",
+                         "prior_providers": ["dicomweb"]}, "priors": {"dicomweb": {"basicAuth": {"value": "rcds:x"}}}}
+    with pytest.raises(_helm().HelmValuesError):  # the schema refuses the user part first
+        chart.render(_allowing(values), name=RELEASE, namespace=NAMESPACE)
 
 def test_a_new_credential_value_restarts_the_ingest(chart: Any) -> None:
     """The service reads its credentials once at start: a changed chart-made value must change

@@ -94,6 +94,8 @@ def test_stow_takes_the_sr_and_the_summary_under_their_own_names(tmp_path: Path)
      "prior_dicomweb_url must not hold credentials"),
     ({"RCDS_STOW_URL": "https://rcds@archive.example/dicom-web"}, "stow_url must not hold credentials"),
     ({"RCDS_FHIR_BASE_URL": "https://rcds:s3cret@ehr.example/fhir"}, "fhir_base_url must not hold credentials"),
+    ({"RCDS_FHIR_BASE_URL": "https://ehr.example/fhir", "RCDS_FHIR_SMART_TOKEN_URL": "https://u:p@ehr.example/token"},
+     "fhir_smart_token_url must not hold credentials"),
 ])
 def test_stow_settings_are_checked_at_start(environ: dict[str, str], words: str) -> None:
     with pytest.raises(ConfigError, match=words):

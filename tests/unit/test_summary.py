@@ -143,10 +143,24 @@ def test_the_plot_draws_the_lines_the_assessment_measured_against() -> None:
         assert _horizontal_lines(drawn) == pytest.approx(sorted([partial, max(50.0 * 1.2, 50.0 + 5.0)]))
         _, text = _text(summary_pdf(drawn))
         assert f"PR: {lines.thresholds.pr_pct:+g} % of baseline (100.0 mm)" in text
-        assert "PD: +20 %, +5 mm over nadir (50.0 mm)" in text
+        assert "PD of the target sum: +20 %, +5 mm over nadir (50.0 mm)" in text
     assert _horizontal_lines(page) == []
     _, none = _text(summary_pdf(page))
-    assert "PR:" not in none and "PD:" not in none
+    assert "PR:" not in none and "PD of" not in none
+
+
+def test_a_line_far_above_the_points_is_named_not_drawn() -> None:
+    """A carried baseline of 200 mm against points about 20 mm: PR at 140 mm would press the
+    points to the bottom; it is stated in words, the PD line drawn (25 mm: +5 mm over the 20 mm nadir
+    is more than +20 %)."""
+    result, _ = make_study_result(3)
+    series = (SeriesPoint("1.2.1", "20240101", 20.0, "PR", "iPR"), SeriesPoint("1.2.2", "20240212", 21.0, "PR", "iPR"))
+    page = summary_input(result, sr_sop_instance_uid="2.25.42", comparison=Comparison(series=series))
+    lines = ResponseLines(ResponseThresholds(-30.0, 20.0, 5.0, 73.0), baseline_mm=200.0, nadir_mm=20.0)
+    drawn = dataclasses.replace(page, response_lines=lines)
+    assert _horizontal_lines(drawn) == pytest.approx([25.0])
+    _, text = _text(summary_pdf(drawn))
+    assert "PR: -30 % of baseline (200.0 mm): 140.0 mm, above the plot" in " ".join(text.split())
 
 
 def test_a_sum_not_computable_draws_no_line_from_it() -> None:

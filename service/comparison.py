@@ -160,6 +160,7 @@ class ResponseThresholds:
     pd_pct: float  # against the nadir, e.g. +20 ...
     pd_abs_mm: float  # ... and at least this many mm, e.g. 5
     nontarget_pd_volume_pct: float  # the non-target proxy's progression, e.g. +73
+    icpd_abs_mm: float  # iRECIST: the target sum this much over its value at iUPD confirms, e.g. 5
 
     def partial_response_mm(self, baseline_mm: float) -> float:
         """The sum of diameters at or under which the targets respond partially: pr_pct of the
@@ -170,6 +171,11 @@ class ResponseThresholds:
         """The sum of diameters from which the targets progress: pd_pct over the nadir's and at
         least pd_abs_mm more (service.longitudinal.recist.meets_pd)."""
         return max((1 + self.pd_pct / 100) * nadir_mm, nadir_mm + self.pd_abs_mm)
+
+    def confirmed_progression_mm(self, iupd_mm: float) -> float:
+        """iRECIST: the target sum that confirms an iUPD as iCPD, icpd_abs_mm over the sum at iUPD
+        (service.longitudinal.irecist; one of its confirmations, new lesions are others)."""
+        return iupd_mm + self.icpd_abs_mm
 
 
 @dataclass(frozen=True)
@@ -199,6 +205,7 @@ class ResponseAssessment(RecistSums):
     notes: tuple[str, ...]  # RECIST flags, iRECIST reasons: for a reader
     thresholds: ResponseThresholds
     previous_study_uid: str | None = None
+    iupd_target_sod_mm: float | None = None  # while an iUPD is pending: the target sum at iUPD
     # the RECIST group's Tracking UID: recist_assessment_uid of the baseline, or the one a prior
     # report carried when the baseline study is no longer among those compared (None: the former)
     assessment_uid: str | None = None

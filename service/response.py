@@ -204,8 +204,9 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
         notes=(*last.flags, *([f"target response: {last.target_reason}"] if last.target_reason else []),
                *irecist.reasons, *irecist.flags, *notes),
         thresholds=ResponseThresholds(settings.pr_pct, settings.pd_pct, settings.pd_abs_mm,
-                                      settings.nontarget_pd_volume_pct),
+                                      settings.nontarget_pd_volume_pct, rules.irecist.confirm_abs_mm),
         previous_study_uid=None if previous is studies[base] else previous.study_uid,
+        iupd_target_sod_mm=irecist.state.target_sod_at_iupd if irecist.state.pending_iupd else None,
         assessment_uid=assessment_uid,
     )
     points = [SeriesPoint(studies[base].study_uid, studies[base].study_date, sums[base].sod_mm, None, None)]

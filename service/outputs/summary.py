@@ -54,6 +54,7 @@ RC_PARAMS: dict[RcKeyType, object] = {
 }
 HIGH_RGB = "#c0392b"
 LOW_RGB = "#2471a3"
+ICPD_RGB = "#7d3c98"  # iRECIST's confirmation line: neither class colour
 CANDIDATE_FILL = "#fdebd0"
 BANNER_RGB = "#b03a2e"
 SCALE_BAR_MM = 10.0
@@ -223,7 +224,7 @@ carried from beyond the plotted studies would otherwise press every point to the
 
 class _Line(NamedTuple):
     height_mm: float
-    colour: str  # HIGH_RGB or LOW_RGB
+    colour: str  # HIGH_RGB, LOW_RGB or ICPD_RGB
     span_days: tuple[int, int]
     text: str
 
@@ -237,8 +238,9 @@ def _threshold_lines(ax: Axes, lines: ResponseLines, days: Sequence[int], highes
     Their labels are a legend, placed where the points leave room. Returns the heights drawn
     (the y-axis must hold them).
 
-    A point's overall category also counts new lesions and non-targets: a point labelled PD may
-    lie under the target-sum line (iRECIST's iCPD reference after iUPD is in the SR, not drawn)."""
+    While an iUPD is pending, iRECIST's confirmation too: +5 mm (the site's setting) over the
+    target sum at iUPD, over the last interval. A point's overall category also counts new
+    lesions and non-targets: a point labelled PD may lie under the target-sum lines."""
     thresholds, candidates = lines.thresholds, []
     if lines.baseline_mm is not None:
         candidates.append(_Line(thresholds.partial_response_mm(lines.baseline_mm), LOW_RGB, (days[0], days[-1]),
@@ -247,6 +249,10 @@ def _threshold_lines(ax: Axes, lines: ResponseLines, days: Sequence[int], highes
         candidates.append(_Line(thresholds.progression_mm(lines.nadir_mm), HIGH_RGB, (days[max(len(days) - 2, 0)], days[-1]),
                                 f"PD of the target sum: {thresholds.pd_pct:+g} %, +{thresholds.pd_abs_mm:g} mm over "
                                 f"nadir ({lines.nadir_mm:.1f} mm)"))
+    if lines.iupd_mm is not None:
+        candidates.append(_Line(thresholds.confirmed_progression_mm(lines.iupd_mm), ICPD_RGB,
+                                (days[max(len(days) - 2, 0)], days[-1]),
+                                f"iCPD of the target sum: +{thresholds.icpd_abs_mm:g} mm over iUPD ({lines.iupd_mm:.1f} mm)"))
     shown = [line for line in candidates if highest == 0 or line.height_mm <= OFF_SCALE * highest]
     handles: list[Artist] = []
     for line in shown:

@@ -43,13 +43,15 @@ class ResponsePoint:
 class ResponseLines:
     """What RECIST 1.1 measured this study's target sum against, for the plot's partial-response
     and progression lines: the assessment's thresholds and the baseline's and the nadir's sums
-    (None where not computable; iRECIST's reference after iUPD is in the SR only). From the assessment, never from the plotted
+    (None where not computable), and while an iUPD is pending the target sum at iUPD, which
+    iRECIST confirms progression against. From the assessment, never from the plotted
     points: a baseline or nadir outside the prior lookup's reach is carried from the previous
     report and is not on the plot, and the nadir may lie between plotted points."""
 
     thresholds: ResponseThresholds
     baseline_mm: float | None
     nadir_mm: float | None
+    iupd_mm: float | None = None  # while an iUPD is pending, the target sum at iUPD (iCPD's reference)
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,8 @@ def summary_input(result: StudyResult, *, sr_sop_instance_uid: str, comparison: 
 
 
 def _response_lines(response: ResponseAssessment) -> ResponseLines:
-    return ResponseLines(response.thresholds, response.baseline_sod_mm.value, response.nadir_sod_mm.value)
+    return ResponseLines(response.thresholds, response.baseline_sod_mm.value, response.nadir_sod_mm.value,
+                         response.iupd_target_sod_mm)
 
 
 def response_points(series: Sequence[SeriesPoint]) -> tuple[ResponsePoint, ...]:

@@ -191,7 +191,7 @@ def test_the_lines_the_page_draws_are_where_the_rules_change_category(reference_
     """ResponseThresholds' partial-response and progression sums (the tumour-board page's
     lines) sit exactly where meets_pr and meets_pd turn: at the line the category holds, 0.01 mm
     beyond it it does not. With a small nadir the absolute increase decides (10 mm: PD from 15)."""
-    thresholds = ResponseThresholds(pr_pct, pd_pct, pd_abs_mm, 73.0)
+    thresholds = ResponseThresholds(pr_pct, pd_pct, pd_abs_mm, 73.0, 5.0)
     settings = RecistSettings(pr_pct=pr_pct, pd_pct=pd_pct, pd_abs_mm=pd_abs_mm)
     progression = thresholds.progression_mm(reference_mm)
     assert meets_pd(progression, reference_mm, settings) and not meets_pd(progression - 0.01, reference_mm, settings)

@@ -76,6 +76,7 @@ def test_kinetics_around_the_treatment_start_from_the_reports():
     assert flags["champiat"] is flags["saada_bouzid"] is flags["ferrara"] is True
     assert flags["kas"] is False
     assert response.overall == "PD" and response.irecist == "iUPD"
+    assert response.iupd_pending and response.iupd_target_sod_mm == 80.0  # the page's iCPD line: 85 mm
     # the series starts at the baseline: the pre-baseline scan is for the kinetics only
     assert [(p.study_instance_uid, p.sum_of_diameters_mm, p.recist_overall) for p in outcome.series] == [
         ("1.2.1", 50.0, None), ("1.2.2", 80.0, "PD")]
@@ -208,7 +209,7 @@ IUPD_STATE = IRecistState(pending_iupd=True, iupd_date=DAY_0 + datetime.timedelt
 def test_an_unreadable_carried_state_is_recomputed_from_the_series_with_a_note(state):
     response = _confirmation(state)
     assert response.irecist == "iCPD"
-    assert response.iupd_pending is False
+    assert response.iupd_pending is False and response.iupd_target_sod_mm is None
     unreadable = [note for note in response.notes if note.startswith(UNREADABLE_STATE)]
     assert len(unreadable) == 1
     assert "1.2." not in unreadable[0]  # no UIDs in a note

@@ -136,8 +136,8 @@ def test_the_plot_draws_the_lines_the_assessment_measured_against() -> None:
     result, _ = make_study_result(3)
     series = (SeriesPoint("1.2.1", "20240101", 60.0, "PR", "iPR"), SeriesPoint("1.2.2", "20240212", 62.0, "PD", "iUPD"))
     page = summary_input(result, sr_sop_instance_uid="2.25.42", comparison=Comparison(series=series))
-    guideline = ResponseLines(ResponseThresholds(-30.0, 20.0, 5.0, 73.0), baseline_mm=100.0, nadir_mm=50.0)
-    site = dataclasses.replace(guideline, thresholds=ResponseThresholds(-40.0, 20.0, 5.0, 73.0))
+    guideline = ResponseLines(ResponseThresholds(-30.0, 20.0, 5.0, 73.0, 5.0), baseline_mm=100.0, nadir_mm=50.0)
+    site = dataclasses.replace(guideline, thresholds=ResponseThresholds(-40.0, 20.0, 5.0, 73.0, 5.0))
     for lines, partial in ((guideline, 100.0 * 0.7), (site, 100.0 * 0.6)):
         drawn = dataclasses.replace(page, response_lines=lines)
         assert _horizontal_lines(drawn) == pytest.approx(sorted([partial, max(50.0 * 1.2, 50.0 + 5.0)]))
@@ -156,18 +156,33 @@ def test_a_line_far_above_the_points_is_named_not_drawn() -> None:
     result, _ = make_study_result(3)
     series = (SeriesPoint("1.2.1", "20240101", 20.0, "PR", "iPR"), SeriesPoint("1.2.2", "20240212", 21.0, "PR", "iPR"))
     page = summary_input(result, sr_sop_instance_uid="2.25.42", comparison=Comparison(series=series))
-    lines = ResponseLines(ResponseThresholds(-30.0, 20.0, 5.0, 73.0), baseline_mm=200.0, nadir_mm=20.0)
+    lines = ResponseLines(ResponseThresholds(-30.0, 20.0, 5.0, 73.0, 5.0), baseline_mm=200.0, nadir_mm=20.0)
     drawn = dataclasses.replace(page, response_lines=lines)
     assert _horizontal_lines(drawn) == pytest.approx([25.0])
     _, text = _text(summary_pdf(drawn))
     assert "PR: -30 % of baseline (200.0 mm): 140.0 mm, above the plot" in " ".join(text.split())
 
 
+def test_a_pending_iupd_draws_the_sum_that_would_confirm_it() -> None:
+    """iUPD at 70 mm, pending: iRECIST confirms it as iCPD at +5 mm in the target sum (Seymour
+    2017), so a line at 75 mm joins RECIST's (PR 0.7 x 50 = 35 mm is under the points, drawn;
+    PD max(1.2 x 50, 50 + 5) = 60 mm)."""
+    result, _ = make_study_result(3)
+    series = (SeriesPoint("1.2.1", "20240101", 50.0, None, None), SeriesPoint("1.2.2", "20240301", 70.0, "PD", "iUPD"))
+    page = summary_input(result, sr_sop_instance_uid="2.25.42", comparison=Comparison(series=series))
+    lines = ResponseLines(ResponseThresholds(-30.0, 20.0, 5.0, 73.0, 5.0), baseline_mm=50.0, nadir_mm=50.0,
+                          iupd_mm=70.0)
+    drawn = dataclasses.replace(page, response_lines=lines)
+    assert _horizontal_lines(drawn) == pytest.approx([35.0, 60.0, 75.0])
+    _, text = _text(summary_pdf(drawn))
+    assert "iCPD of the target sum: +5 mm over iUPD (70.0 mm)" in " ".join(text.split())
+
+
 def test_a_sum_not_computable_draws_no_line_from_it() -> None:
     result, _ = make_study_result(3)
     series = (SeriesPoint("1.2.1", "20240101", 45.0, None, None), SeriesPoint("1.2.2", "20240212", 46.0, "SD", "iSD"))
     page = summary_input(result, sr_sop_instance_uid="2.25.42", comparison=Comparison(series=series))
-    no_baseline = ResponseLines(ResponseThresholds(-30.0, 20.0, 5.0, 73.0), baseline_mm=None, nadir_mm=10.0)
+    no_baseline = ResponseLines(ResponseThresholds(-30.0, 20.0, 5.0, 73.0, 5.0), baseline_mm=None, nadir_mm=10.0)
     assert _horizontal_lines(dataclasses.replace(page, response_lines=no_baseline)) == pytest.approx([15.0])
 
 

@@ -180,6 +180,7 @@ def build_measurement_report(
     """
     provenance = result.provenance
     algorithm = _algorithm(result)
+    library = _library_images(evidence)
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(provenance),
         procedure_reported=codes.PROCEDURE_CT,
@@ -191,9 +192,9 @@ def build_measurement_report(
                               lambda: _time_point_context(comparison.time_point))
               if comparison.response is not None else []),
         ],
-        referenced_images=_library_images(evidence) or None,
+        referenced_images=library or None,
     )
-    _describe_acquisition(report[0], evidence)
+    _describe_acquisition(report[0], library)
     report[0].ContentSequence.extend(_prior_report_items(comparison.priors))
     report[0].ContentSequence.append(_reader_notes(result, [*codes.response_lines(comparison.response),
                                                             *comparison.notes]))
@@ -317,15 +318,14 @@ def _along_normal(dataset: Dataset) -> float:
     return float(np.asarray(dataset.ImagePositionPatient, dtype=float) @ np.cross(orientation[:3], orientation[3:]))
 
 
-def _describe_acquisition(content: Dataset, evidence: Sequence[Dataset]) -> None:
+def _describe_acquisition(content: Dataset, images: Sequence[Dataset]) -> None:
     """Add the CT's kVp and convolution kernel to its image library group (TID 1601 shared
-    descriptors), from the first library image that has each.
+    descriptors), from the first of the library's `images` (_library_images) that has each.
 
     A later study compares radiomics only between like acquisitions (docs/method.md 5.1) and
     knows this one only from its SR: slice thickness, positions and spacing are already in each
     entry's TID 1604 descriptors; kVp and kernel are not, so they are stated once per group.
     """
-    images = _library_images(evidence)
     library = [item for item in content.ContentSequence
                if item.ValueType == "CONTAINER" and item.ConceptNameCodeSequence[0].CodeValue == _IMAGE_LIBRARY.value]
     if not images or not library:

@@ -17,6 +17,7 @@ attribute could hold anything, patient data included.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -32,18 +33,24 @@ from service.sop_classes import RT_STRUCTURE_SET
 class HeaderReader:
     """Reads attributes of one object (or frame, ROI, ...) described by `where`."""
 
-    where: str  # e.g. "instance 1.2.3 frame 2", "ROI 4 of RTSTRUCT 1.2.3"
+    # e.g. "CT instance number 7 frame 1", "ROI 4 of the RTSTRUCT"; or a function giving it,
+    # called only for an error (naming every frame up front read three attributes per frame read)
+    where: str | Callable[[], str]
     error: type[InputError]
 
+    @property
+    def place(self) -> str:
+        return self.where() if callable(self.where) else self.where
+
     def fail(self, keyword: str, problem: str) -> NoReturn:
-        raise self.error(f"{self.where}: {keyword} {problem}")
+        raise self.error(f"{self.place}: {keyword} {problem}")
 
     def values(self, ds: Dataset, keyword: str) -> list[Any]:
         """All values of `keyword`, [] when it is absent or empty."""
         try:
             value = ds.get(keyword)
         except Exception as error:  # pydicom raises several types for a value it cannot decode
-            raise self.error(f"{self.where}: {keyword} cannot be decoded ({type(error).__name__})") from error
+            raise self.error(f"{self.place}: {keyword} cannot be decoded ({type(error).__name__})") from error
         if value is None or (isinstance(value, str | bytes) and not value.strip()):
             return []
         return list(value) if isinstance(value, MultiValue | list | tuple) else [value]

@@ -195,7 +195,7 @@ def select_inputs(datasets: Sequence[Dataset],
 
 def _sop_class(ds: Dataset) -> str:
     """SOPClassUID, which must be a single value: it decides how the instance is read."""
-    return HeaderReader(instance_name(ds), InputError).text(ds, "SOPClassUID")
+    return HeaderReader(lambda: instance_name(ds), InputError).text(ds, "SOPClassUID")
 
 
 def _with_pixels(ds: Dataset) -> Dataset:
@@ -222,7 +222,7 @@ def _header(ds: Dataset) -> Dataset:
     anyway, PixelRepresentation, to resolve elements whose VR depends on it; it is read first so
     that a malformed one is an InputError naming it.
     """
-    HeaderReader(instance_name(ds), InputError).optional_integer(ds, "PixelRepresentation")
+    HeaderReader(lambda: instance_name(ds), InputError).optional_integer(ds, "PixelRepresentation")
     header = Dataset()
     header.update({tag: ds.get_item(tag) for tag in ds.keys() if tag < 0x7FE00000})
     header.file_meta = getattr(ds, "file_meta", FileMetaDataset())  # pydicom converts a Dataset to this anyway

@@ -110,8 +110,8 @@ def frame_source(
 
 
 def frame_reader(ds: Dataset, frame: int, error: type[InputError] = SeriesError) -> HeaderReader:
-    """A HeaderReader whose errors name this instance and frame."""
-    return HeaderReader(f"{instance_name(ds)} frame {frame + 1}", error)
+    """A HeaderReader whose errors name this instance and frame (named only for an error)."""
+    return HeaderReader(lambda: f"{instance_name(ds)} frame {frame + 1}", error)
 
 
 def instance_name(ds: Dataset) -> str:
@@ -287,7 +287,7 @@ def _single_value(datasets: Sequence[Dataset], keyword: str, problem: str) -> st
 
 def _slices_of(ds: Dataset) -> list[_Slice]:
     """One _Slice per frame; Enhanced CT carries the per-frame attributes in functional groups."""
-    frames = HeaderReader(instance_name(ds), SeriesError).optional_integer(ds, "NumberOfFrames")
+    frames = HeaderReader(lambda: instance_name(ds), SeriesError).optional_integer(ds, "NumberOfFrames")
     return [_slice(ds, frame) for frame in range(frames or 1)]
 
 

@@ -59,9 +59,15 @@ from service.scoring.settings import ExtractionSettings
 
 log = logging.getLogger(__name__)
 
-# Attempts at one study before it is failed: bounds retries for an unavailable scorer and for
-# a study that crashed the process mid-scoring (counted again after each restart).
+# Attempts at one study before it is failed: bounds retries for a study that crashed the
+# process mid-scoring (counted again after each restart).
 MAX_ATTEMPTS = 5
+# Seconds before a study the scorer could not take is claimed again, attempt after attempt: a
+# scorer restarting, rescheduled or crash-looping for up to about an hour (their sum) leaves the
+# study waiting, not failed. Claimed again at once, five attempts failed studies for good within
+# 75 s of a scorer outage. One more attempt than waits; a study that itself brings its scorer
+# down (a lesion too large for the pod's memory) is still failed in the end.
+SCORER_RETRY_WAITS_S = (10.0, 30.0, 90.0, 270.0, 600.0, 600.0, 600.0, 600.0, 600.0)
 # Seconds before reconciliation asks again after PACS did not answer, or while a later study of
 # the patient is still being received or scored here.
 RECONCILE_RETRY_SECONDS = 60.0
@@ -120,6 +126,7 @@ class StudyWorker:
                                   config.var_dir / "adopted", limits) if retrievers else None
         self._reconciling = threading.Lock()  # one thread reconciles at a time
         self._reconcile_after: dict[str, float] = {}  # study -> when to ask PACS again
+        self._scorer_retry_at: dict[str, float] = {}  # study -> when to claim it again (SCORER_RETRY_WAITS_S)
         self._waiting: set[str] = set()  # studies held for an earlier one, each logged once
         self._margin: tuple[EarlyMargin, float] | None = None  # from the scorer's settings, and when asked
         self._margin_errors = RepeatedErrorLog(log)
@@ -204,10 +211,14 @@ class StudyWorker:
             moment = time.time() if now is None else now
             decision = assess(study, instances, moment, self._config.quiet_seconds, self._config.hard_cap_seconds,
                               margin)
+            retry_at = self._scorer_retry_at.get(study.study_instance_uid, 0.0)
             if decision.failed and self._index.claim(study.study_instance_uid):
                 self._fail(study.study_instance_uid, decision.reason, "input")
+            elif decision.ready and retry_at > moment:  # the scorer was unavailable: wait before asking again
+                next_deadline = min(next_deadline, retry_at)
             elif decision.ready and not self._waits_for_earlier(study, moment) and \
                     self._index.claim(study.study_instance_uid):
+                self._scorer_retry_at.pop(study.study_instance_uid, None)
                 self._waiting.discard(study.study_instance_uid)
                 STUDY_STAGE_SECONDS.labels("waiting").observe(max(0.0, moment - study.last_received_at))
                 log.info("study %s ready: %s", study_key(study.study_instance_uid), decision.reason)
@@ -437,12 +448,16 @@ class StudyWorker:
         return self._adoption.replaced_report(study_uid) if self._adoption is not None else None
 
     def _scorer_failed(self, study_uid: str, error: ScorerError, attempt: int) -> None:
-        """A scorer restarting or scaling is retried (bounded); any other refusal fails the study."""
-        if isinstance(error, ScorerUnavailable) and attempt < MAX_ATTEMPTS:
-            log.warning("study %s: scorer unavailable (%s), attempt %d of %d; will retry",
-                        study_key(study_uid), error.code, attempt, MAX_ATTEMPTS)
-            self._index.requeue(study_uid, f"scorer unavailable ({error.code})")
+        """A scorer restarting or scaling is retried after a wait (SCORER_RETRY_WAITS_S);
+        any other refusal fails the study."""
+        if isinstance(error, ScorerUnavailable) and attempt <= len(SCORER_RETRY_WAITS_S):
+            wait = SCORER_RETRY_WAITS_S[attempt - 1]
+            log.warning("study %s: scorer unavailable (%s), attempt %d of %d; will retry in %g s",
+                        study_key(study_uid), error.code, attempt, len(SCORER_RETRY_WAITS_S) + 1, wait)
+            self._scorer_retry_at[study_uid] = time.time() + wait
+            self._index.requeue(study_uid, f"scorer unavailable ({error.code}); retried in {wait:g} s")
             return
+        self._scorer_retry_at.pop(study_uid, None)
         self._fail(study_uid, f"scorer: {error}", "internal")
 
     def _fail(self, study_uid: str, reason: str, kind: str) -> None:

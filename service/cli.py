@@ -1,4 +1,4 @@
-"""radiomics-cds command line: serve | ingest | scorer | score | features | send | status | show.
+"""radiomics-cds command line: serve | ingest | scorer | score | features | send | status | redeliver | show.
 
 This module is the parser and the dispatch only; the commands are service.commands, one
 module per command, imported once that command runs. A process spawned by `serve` (the page
@@ -103,6 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--show-uids", action="store_true",
                         help="show Study Instance UIDs, SR UIDs and UIDs in reasons in full (default: the "
                              "uid:<8 hex digits> tokens the log shows for them)")
+
+    again = with_config(commands.add_parser(
+        "redeliver", help="attempt again the deliveries the outbox gave up (once their cause is fixed)"))
+    again.add_argument("--destination", help="only this destination's (pacs, pacs-summary, pacs-stow, "
+                                             "pacs-stow-summary, fhir); default: every destination's")
 
     show = commands.add_parser("show", help="print the lesion table of one of our SRs, and its change table "
                                             "when the SR is a follow-up")

@@ -101,7 +101,16 @@ QUEUE_DEPTH = Gauge(
     "rcds_queue_depth", "Studies waiting or being processed, by state (receiving, processing)", ["state"],
     registry=INGEST_REGISTRY,
 )
-OUTBOX_PENDING = Gauge("rcds_outbox_pending", "Deliveries not yet made", registry=INGEST_REGISTRY)
+OUTBOX_PENDING = Gauge("rcds_outbox_pending", "Deliveries still being attempted (not the given-up ones)",
+                       registry=INGEST_REGISTRY)
+OUTBOX_FAILED = Gauge(
+    "rcds_outbox_failed", "Deliveries given up (refused for good, or out of attempts), by destination: their results "
+    "stay in the outbox until `radiomics-cds redeliver`", ["destination"], registry=INGEST_REGISTRY,
+)
+DELIVERIES_GIVEN_UP = Counter(
+    "rcds_deliveries_given_up", "Deliveries given up (refused for good, or out of attempts), by destination",
+    ["destination"], registry=INGEST_REGISTRY,
+)
 SCORER_UP = Gauge(
     "rcds_scorer_up", "1 when the scorer answers SERVING to this ingest's health check (asked at each scrape), "
     "else 0: the ingest's /readyz fails then", registry=INGEST_REGISTRY,
@@ -145,6 +154,8 @@ def initialise_ingest_metrics(destinations: Iterable[str]) -> None:
     for name in destinations:
         OUTPUTS_DELIVERED.labels(name)
         OUTPUTS_FAILED.labels(name)
+        DELIVERIES_GIVEN_UP.labels(name)
+        OUTBOX_FAILED.labels(name)
 
 
 def initialise_scorer_metrics(engines: Mapping[str, str]) -> None:
@@ -297,6 +308,10 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # pydicom logs invalid values *with* the value (e.g. a malformed birth date): errors only.
     logging.getLogger("pydicom").setLevel(logging.ERROR)
+    # dicomweb-client and urllib3 log each request's URL at DEBUG, and a QIDO-RS URL holds the
+    # PatientID in its query: an identifier in clear even where UIDs are allowed (DEBUG).
+    for requests_logger in ("dicomweb_client", "urllib3"):
+        logging.getLogger(requests_logger).setLevel(logging.INFO)
     warnings.showwarning = _log_warning_without_text
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread

@@ -22,7 +22,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
-from service.observability import OUTBOX_PENDING, OUTPUTS_DELIVERED, OUTPUTS_FAILED, RepeatedErrorLog
+from service.observability import (DELIVERIES_GIVEN_UP, OUTBOX_FAILED, OUTBOX_PENDING, OUTPUTS_DELIVERED,
+                                   OUTPUTS_FAILED, RepeatedErrorLog)
 from service.errors import DeliveryError
 from service.outputs.destinations import Destination
 
@@ -70,6 +71,25 @@ class Delivery:
 def _deliveries(db: sqlite3.Connection) -> list[Delivery]:
     rows = db.execute("SELECT destination, path, state, attempts, last_error FROM deliveries ORDER BY updated_at")
     return [Delivery(r[0], Path(r[1]), DeliveryStatus(r[2]), r[3], r[4]) for r in rows.fetchall()]
+
+
+def redeliver(database: Path, destination: str | None = None) -> dict[str, int]:
+    """Every given-up delivery (of `destination`, else of all) back to pending, attempts from 0:
+    for `radiomics-cds redeliver`, once the cause is fixed. A running service's outbox takes
+    them up within a second (it polls the database; SQLite's WAL lets both write). Returns how
+    many per destination."""
+    with closing(sqlite3.connect(database, timeout=30, isolation_level=None)) as db:
+        query, params = "WHERE state = ?", [FAILED.value]
+        if destination is not None:
+            query, params = query + " AND destination = ?", [*params, destination]
+        db.execute("BEGIN IMMEDIATE")  # counted and changed in one transaction, beside the running outbox
+        counts = dict(db.execute(f"SELECT destination, COUNT(*) FROM deliveries {query} GROUP BY destination",
+                                 params).fetchall())
+        now = time.time()
+        db.execute(f"UPDATE deliveries SET state = ?, attempts = 0, next_attempt_at = ?, last_error = NULL,"
+                   f" generation = generation + 1, updated_at = ? {query}", [PENDING.value, now, now, *params])
+        db.execute("COMMIT")
+    return counts
 
 
 def read_deliveries(database: Path) -> list[Delivery]:
@@ -179,8 +199,13 @@ class Outbox:
             attempts += 1
             exhausted = error.permanent or attempts >= self._max_attempts
             backoff = min(self._initial_backoff_s * 2 ** (attempts - 1), self._max_backoff_s)
-            log.warning("delivery to %s failed (attempt %d%s): %s", destination, attempts,
-                        ", giving up" if exhausted else f", retry in {backoff:.0f} s", error)
+            if exhausted:  # an operator must act: fix the cause, then `radiomics-cds redeliver`
+                DELIVERIES_GIVEN_UP.labels(destination).inc()
+                log.error("delivery to %s failed (attempt %d, giving up; `radiomics-cds redeliver` sends it again "
+                          "once the cause is fixed): %s", destination, attempts, error)
+            else:
+                log.warning("delivery to %s failed (attempt %d, retry in %.0f s): %s", destination, attempts,
+                            backoff, error)
             self._record(destination, path, generation, FAILED if exhausted else PENDING, attempts,
                          time.time() + backoff, str(error))
             return
@@ -198,7 +223,12 @@ class Outbox:
             )
 
     def _update_gauge(self) -> None:
+        with self._lock:
+            counts = dict(self._db.execute(
+                "SELECT destination, COUNT(*) FROM deliveries WHERE state = ? GROUP BY destination", (FAILED,)).fetchall())
         OUTBOX_PENDING.set(self.pending_count())
+        for name in {*self._destinations, *counts}:
+            OUTBOX_FAILED.labels(name).set(counts.get(name, 0))
 
     @property
     def alive(self) -> bool:

@@ -128,3 +128,21 @@ def test_status_of_a_service_with_no_outbox_yet_lists_no_destination(tmp_path: P
     assert shown.stdout.split() == ["destination", "pending", "delivered", "failed"]
     assert not (tmp_path / "outbox.sqlite").exists()
     assert (tmp_path / "index.sqlite").stat().st_size == 0
+
+
+def test_redeliver_queues_the_given_up_deliveries_again_and_status_shows_it(tmp_path: Path) -> None:
+    """The PACS delivery given up after 2 attempts goes back to pending from attempt 0; with
+    --destination fhir (nothing given up there) nothing changes; a var_dir without an outbox is
+    refused (exit 3), not created."""
+    var_dir = _var_dir(tmp_path)
+    environ = {**os.environ, "RCDS_VAR_DIR": str(var_dir)}
+    only_fhir = subprocess.run(CLI + ["redeliver", "--destination", "fhir"], env=environ, capture_output=True,
+                               text=True, timeout=120)
+    assert (only_fhir.returncode, only_fhir.stdout.strip()) == (0, "no delivery was given up to fhir")
+    again = subprocess.run(CLI + ["redeliver"], env=environ, capture_output=True, text=True, timeout=120)
+    assert (again.returncode, again.stdout.strip()) == (0, "pacs: 1 delivery queued again")
+    counts = _status(var_dir).stdout.split("\n\n")[1]
+    assert [line.split() for line in counts.splitlines()][2] == ["pacs", "2", "0", "0"]
+    empty = subprocess.run(CLI + ["redeliver"], env={**os.environ, "RCDS_VAR_DIR": str(tmp_path / "nothing")},
+                           capture_output=True, text=True, timeout=120)
+    assert empty.returncode == 3 and "no outbox at" in empty.stderr and not (tmp_path / "nothing").exists()

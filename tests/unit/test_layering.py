@@ -150,6 +150,7 @@ OUTPUT_BUILDERS = {"highdicom", "fhir", "matplotlib"}
 # A loaded module named here, or inside a package named here, fails the command.
 NOT_LOADED_BY_COMMAND = {
     "status": HEAVY | OUTPUT_BUILDERS | {"grpc", "service.scoring", "service.worker"},
+    "redeliver": HEAVY | OUTPUT_BUILDERS | {"grpc", "service.scoring", "service.worker"},
     "send": HEAVY | OUTPUT_BUILDERS | {"grpc", "service.ingest", "service.scoring", "service.worker"},
     "show": HEAVY | {"fhir", "matplotlib", "grpc", "service.worker"},  # highdicom reads the SR
     "scorer": OUTPUT_BUILDERS | {"service.ingest", "service.outputs", "service.worker", "service.pipeline"},

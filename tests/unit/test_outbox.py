@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from service.outputs.artefacts import Artefact
-from service.outputs.outbox import DELIVERED, FAILED, PENDING, Delivery, Outbox
+from service.observability import INGEST_REGISTRY
+from service.outputs.outbox import DELIVERED, FAILED, PENDING, Delivery, Outbox, redeliver
 from service.outputs.pacs import DeliveryError
 from tests.support.processes import wait_until
 from tests.support.outbox import Outboxes, only
@@ -245,3 +246,33 @@ def test_a_cycle_failing_over_and_over_is_logged_once_a_minute(tmp_path, outboxe
     outbox.stop()
     failures = [r for r in caplog.records if r.getMessage().startswith("outbox cycle failed")]
     assert len(failures) == 1 and failures[0].exc_info is not None
+
+
+def test_a_given_up_delivery_is_counted_logged_as_an_error_and_redelivered_on_request(sr_path, outboxes, caplog,
+                                                                                    tmp_path):
+    """An EHR refusing a rotated token (permanent) is given up at once: the failed gauge and the
+    given-up counter say so per destination, the log at ERROR with what to do. `redeliver` (here
+    the function behind `radiomics-cds redeliver`, on the database a running outbox uses) puts
+    it back to pending from attempt 0; the running outbox delivers it once the EHR takes it."""
+    database = tmp_path / "var" / "outbox.sqlite"  # the outboxes fixture's
+
+    def sample(name: str) -> float:
+        return INGEST_REGISTRY.get_sample_value(name, {"destination": "fhir"}) or 0.0
+
+    ehr = FakeSender(DeliveryError("FHIR server answered 401: token expired", permanent=True))
+    outbox = outboxes({"fhir": ehr, "pacs": FakeSender()})
+    given_up_before = sample("rcds_deliveries_given_up_total")
+    outbox.enqueue("fhir", sr_path)
+    with caplog.at_level(logging.ERROR, logger="service.outputs.outbox"):
+        outbox.deliver_due()
+    assert only(outbox).state == FAILED
+    assert sample("rcds_outbox_failed") == 1.0 and sample("rcds_deliveries_given_up_total") == given_up_before + 1
+    assert any(r.levelno == logging.ERROR and "radiomics-cds redeliver" in r.getMessage() for r in caplog.records)
+
+    assert redeliver(database, "pacs") == {}  # another destination's: nothing
+    assert redeliver(database) == {"fhir": 1}
+    assert (only(outbox).state, only(outbox).attempts, only(outbox).last_error) == (PENDING, 0, None)
+    assert outbox.deliver_due() == 1  # the EHR takes it now (the fake's outcomes ran out)
+    assert only(outbox).state == DELIVERED and sample("rcds_outbox_failed") == 0.0
+    assert ehr.calls == [sr_path, sr_path]
+

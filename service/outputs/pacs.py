@@ -66,7 +66,9 @@ def send_files(files: Sequence[Path], host: str, port: int, called_ae: str, call
     if not datasets:
         return report
     ae = AE(ae_title=calling_ae)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
+    # connection_timeout too: without it a PACS that drops SYNs holds the outbox (one thread, every
+    # destination) for the kernel's connect timeout, about two minutes
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = timeout_s
     ae.requested_contexts = [build_context(sop, [syntax]) for sop, syntax in sorted(contexts)]
     try:
         context = tls.context() if tls is not None else None  # fresh per association: renewed files apply

@@ -42,6 +42,17 @@ def test_json_log_lines_are_objects_with_uids_redacted() -> None:
     assert entry["message"].startswith("study uid:") and STUDY_UID not in line
 
 
+def test_at_debug_a_dicomweb_query_with_the_patient_id_is_not_logged() -> None:
+    """QIDO-RS URLs hold the PatientID: dicomweb-client and urllib3 log them at DEBUG, where
+    the service allows UIDs but never identifiers. Their DEBUG lines stay out; INFO passes."""
+    code = ("import logging; from service.observability import configure_logging; configure_logging('DEBUG', 'text'); "
+            "logging.getLogger('dicomweb_client.web').debug('GET: https://pacs/dicom-web/series?PatientID=MRN0012345'); "
+            "logging.getLogger('urllib3.connectionpool').debug('GET /dicom-web/series?PatientID=MRN0012345'); "
+            "logging.getLogger('dicomweb_client.web').info('search for series')")
+    stderr = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    assert "MRN0012345" not in stderr and "search for series" in stderr
+
+
 def test_status_refuses_a_var_dir_without_an_index(tmp_path: Path) -> None:
     done = _run("status", RCDS_VAR_DIR=str(tmp_path / "typo"))
     assert done.returncode == 3 and "no index at" in done.stderr and "Traceback" not in done.stderr

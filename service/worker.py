@@ -69,8 +69,11 @@ MAX_ATTEMPTS = 5
 # down (a lesion too large for the pod's memory) is still failed in the end.
 SCORER_RETRY_WAITS_S = (10.0, 30.0, 90.0, 270.0, 600.0, 600.0, 600.0, 600.0, 600.0)
 # Seconds before reconciliation asks again after PACS did not answer, or while a later study of
-# the patient is still being received or scored here.
+# the patient is still being received or scored here; doubled at each postponement of the same
+# study up to RECONCILE_RETRY_MAX_SECONDS, so that a PACS refusing our credentials for days is
+# not asked (nor logged) once a minute per delivered study.
 RECONCILE_RETRY_SECONDS = 60.0
+RECONCILE_RETRY_MAX_SECONDS = 3600.0
 # Early completeness while the scorer cannot state its settings: the flat margin used before the
 # margin was derived from them, wide enough for any ring up to 7 mm.
 UNKNOWN_SETTINGS_MARGIN = EarlyMargin(ring_mm=10.0, resampled_voxel_mm=0.0, support_slices=0)
@@ -126,6 +129,8 @@ class StudyWorker:
                                   config.var_dir / "adopted", limits) if retrievers else None
         self._reconciling = threading.Lock()  # one thread reconciles at a time
         self._reconcile_after: dict[str, float] = {}  # study -> when to ask PACS again
+        self._reconcile_wait: dict[str, float] = {}  # study -> its last postponement (doubled at each)
+        self._reconcile_errors = RepeatedErrorLog(log)
         self._scorer_retry_at: dict[str, float] = {}  # study -> when to claim it again (SCORER_RETRY_WAITS_S)
         self._waiting: set[str] = set()  # studies held for an earlier one, each logged once
         self._margin: tuple[EarlyMargin, float] | None = None  # from the scorer's settings, and when asked
@@ -370,11 +375,19 @@ class StudyWorker:
                 if DELIVERED not in states:  # refused everywhere: PACS cannot give it to a later study
                     self._index.mark_reconciled(study.study_instance_uid, study.result)
                     continue
-                done = self._reconcile(study, study.result, read_instance(path, header_only=True))
+                try:
+                    done = self._reconcile(study, study.result, read_instance(path, header_only=True))
+                except Exception:  # a full disk under the prior cache, an unreadable answer: postponed too
+                    self._reconcile_errors.log("reconciliation of a study failed; postponed", exc_info=True)
+                    done = None
                 if done is None:
-                    self._reconcile_after[study.study_instance_uid] = now + RECONCILE_RETRY_SECONDS
+                    wait = min(2 * self._reconcile_wait.get(study.study_instance_uid, RECONCILE_RETRY_SECONDS / 2),
+                               RECONCILE_RETRY_MAX_SECONDS)
+                    self._reconcile_wait[study.study_instance_uid] = wait
+                    self._reconcile_after[study.study_instance_uid] = now + wait
                     continue
                 self._reconcile_after.pop(study.study_instance_uid, None)
+                self._reconcile_wait.pop(study.study_instance_uid, None)
                 self._index.mark_reconciled(study.study_instance_uid, study.result)
                 rescored += done
             return rescored

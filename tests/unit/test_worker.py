@@ -10,6 +10,8 @@ are not attempted here (test_outbox.py, test_delivery.py): these tests look at w
 
 from __future__ import annotations
 
+import logging
+import time
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
@@ -370,3 +372,38 @@ def test_settings_a_newer_scorer_states_do_not_stop_the_worker(tmp_path: Path):
         assert state is FAILED and error is not None and "ConfigError" in error
     finally:
         opened.close()
+
+
+def test_reconciliation_asks_a_pacs_that_does_not_answer_less_and_less_often(tmp_path, scorer, caplog, monkeypatch):
+    """The PACS of the priors refuses connections (a real refusal: a closed port): the delivered
+    study's reconciliation is postponed 60 s, then 120 s, doubling (not once a minute for ever,
+    a WARNING each time). An unexpected error (a full disk under the prior cache: FAKED here by
+    making the lookup raise OSError, no disk fills on cue) postpones it the same way instead of
+    asking again at every cycle."""
+    study_uid, ct, rtstruct = _dated_study("20240101")
+    site = Site(tmp_path / "var", scorer, **PRIORS)
+    try:
+        site.receive([*ct, rtstruct])
+        assert site.worker.process_ready(now=RECEIVED_AT + QUIET) == 1
+        assert site.outbox.deliver_due() == 2
+        start = time.time()
+
+        def postponements(at: float) -> int:
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="service.worker"):
+                site.worker.reconcile_delivered(now=at)
+            return sum("reconciliation postponed" in r.getMessage() for r in caplog.records)
+
+        assert [postponements(start + offset) for offset in (0, 59, 61, 61 + 119, 61 + 121)] == [1, 0, 1, 0, 1]
+
+        def full_disk(*_: object, **__: object) -> None:
+            raise OSError(28, "No space left on device")
+        monkeypatch.setattr("service.worker.stale_later_studies", full_disk)
+        later = start + 61 + 121 + 241
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="service.worker"):
+            site.worker.reconcile_delivered(now=later)
+            site.worker.reconcile_delivered(now=later + 1)  # postponed: not asked again at once
+        assert sum("reconciliation of a study failed" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        site.close()

@@ -304,11 +304,8 @@ class Config:
         """Each configured prior provider needs its address; limits must allow at least one prior."""
         if "dicomweb" in self.prior_providers and not self.prior_dicomweb_url:
             raise ConfigError("prior_providers has dicomweb but prior_dicomweb_url is not set")
-        self._check_dicomweb_access("prior_dicomweb", "prior_dicomweb_url", "the PACS's DICOMweb base URL")
-        credentials = [name for name in ("prior_dicomweb_bearer_token", "prior_dicomweb_basic_auth",
-                                         "prior_dicomweb_tls_ca_file") if getattr(self, name)]
-        if credentials and "dicomweb" not in self.prior_providers:
-            raise ConfigError(f"{', '.join(credentials)} set but prior_providers has no dicomweb: they would not be used")
+        self._check_dicomweb_access("prior_dicomweb", "prior_dicomweb_url", "the PACS's DICOMweb base URL",
+                                    used="dicomweb" in self.prior_providers)
         if "dimse" in self.prior_providers and not self.prior_dimse_peer[0]:
             raise ConfigError("prior_providers has dimse but neither prior_dimse_host nor pacs_host is set")
         if "directory" in self.prior_providers and self.prior_directory is None:
@@ -337,9 +334,10 @@ class Config:
             raise ConfigError(f"stow_url must be an http:// or https:// URL (the DICOMweb base), not {self.stow_url!r}")
         self._check_dicomweb_access("stow", "stow_url", "the archive's DICOMweb base URL")
 
-    def _check_dicomweb_access(self, prefix: str, url_setting: str, url_meaning: str) -> None:
-        """`<prefix>_bearer_token`, `_basic_auth` and `_tls_ca_file` only with the URL (else they
-        would silently do nothing), one credential at most, Basic as user:password."""
+    def _check_dicomweb_access(self, prefix: str, url_setting: str, url_meaning: str, used: bool = True) -> None:
+        """`<prefix>_bearer_token`, `_basic_auth` and `_tls_ca_file` only with the URL, and only
+        when the source is `used` (else they would silently do nothing), one credential at most,
+        Basic as user:password."""
         stray = [name for name in (f"{prefix}_bearer_token", f"{prefix}_basic_auth", f"{prefix}_tls_ca_file")
                  if getattr(self, name)]
         if stray and not getattr(self, url_setting):
@@ -351,6 +349,8 @@ class Config:
             if not (colon and user and user == user.strip() and password):
                 raise ConfigError(f"{prefix}_basic_auth must be user:password (the user without a colon or "
                                   "surrounding spaces)")
+        if stray and not used:
+            raise ConfigError(f"{', '.join(stray)} set but prior_providers has no dicomweb: they would not be used")
 
     def _check_fhir_auth(self) -> None:
         """Bearer token or SMART, not both; SMART needs its client id and key; either needs the EHR."""

@@ -223,12 +223,14 @@ class Outbox:
             )
 
     def _update_gauge(self) -> None:
+        """Both gauges from one query: it runs after every cycle, once a second."""
         with self._lock:
-            counts = dict(self._db.execute(
-                "SELECT destination, COUNT(*) FROM deliveries WHERE state = ? GROUP BY destination", (FAILED,)).fetchall())
-        OUTBOX_PENDING.set(self.pending_count())
-        for name in {*self._destinations, *counts}:
-            OUTBOX_FAILED.labels(name).set(counts.get(name, 0))
+            rows = self._db.execute("SELECT destination, state, COUNT(*) FROM deliveries WHERE state IN (?, ?)"
+                                    " GROUP BY destination, state", (PENDING, FAILED)).fetchall()
+        OUTBOX_PENDING.set(sum(count for _, state, count in rows if state == PENDING))
+        failed = {destination: count for destination, state, count in rows if state == FAILED}
+        for name in {*self._destinations, *failed}:
+            OUTBOX_FAILED.labels(name).set(failed.get(name, 0))
 
     @property
     def alive(self) -> bool:

@@ -242,23 +242,23 @@ def _threshold_lines(ax: Axes, lines: ResponseLines, days: Sequence[int], highes
     target sum at iUPD, over the last interval. A point's overall category also counts new
     lesions and non-targets: a point labelled PD may lie under the target-sum lines."""
     thresholds, candidates = lines.thresholds, []
+    last_interval = (days[max(len(days) - 2, 0)], days[-1])
     if lines.baseline_mm is not None:
         candidates.append(_Line(thresholds.partial_response_mm(lines.baseline_mm), LOW_RGB, (days[0], days[-1]),
                                 f"PR: {thresholds.pr_pct:+g} % of baseline ({lines.baseline_mm:.1f} mm)"))
     if lines.nadir_mm is not None:
-        candidates.append(_Line(thresholds.progression_mm(lines.nadir_mm), HIGH_RGB, (days[max(len(days) - 2, 0)], days[-1]),
+        candidates.append(_Line(thresholds.progression_mm(lines.nadir_mm), HIGH_RGB, last_interval,
                                 f"PD of the target sum: {thresholds.pd_pct:+g} %, +{thresholds.pd_abs_mm:g} mm over "
                                 f"nadir ({lines.nadir_mm:.1f} mm)"))
     if lines.iupd_mm is not None:
-        candidates.append(_Line(thresholds.confirmed_progression_mm(lines.iupd_mm), ICPD_RGB,
-                                (days[max(len(days) - 2, 0)], days[-1]),
+        candidates.append(_Line(thresholds.confirmed_progression_mm(lines.iupd_mm), ICPD_RGB, last_interval,
                                 f"iCPD of the target sum: +{thresholds.icpd_abs_mm:g} mm over iUPD ({lines.iupd_mm:.1f} mm)"))
     shown = [line for line in candidates if highest == 0 or line.height_mm <= OFF_SCALE * highest]
     handles: list[Artist] = []
     for line in shown:
         start, end = line.span_days
         if start == end:
-            (handle,) = [ax.axhline(line.height_mm, color=line.colour, linestyle=":", linewidth=0.8, label=line.text)]
+            handle = ax.axhline(line.height_mm, color=line.colour, linestyle=":", linewidth=0.8, label=line.text)
         else:
             (handle,) = ax.plot([start, end], [line.height_mm] * 2, color=line.colour, linestyle=":", linewidth=0.8,
                                 label=line.text)

@@ -61,7 +61,7 @@ import SimpleITK as sitk
 
 from service.imaging.crops import lesion_crop
 from service.location import LocationRules
-from service.model import CtSeries, LesionCrop, LesionMask, LesionResult, PatientResult, Provenance
+from service.model import CtSeries, LesionCrop, LesionMask, LesionResult
 from service.scorer import Scorer, score_lesions
 from service.scoring.client import GrpcScorer
 from service.scoring.ibsi_names import pyradiomics_feature
@@ -369,52 +369,32 @@ def _warm_up(started: Sequence[ScorerProcess], client: GrpcScorer, crop: LesionC
     """
     for scorer in started:
         with GrpcScorer(f"127.0.0.1:{scorer.port}") as direct:
-            direct.score_lesion(crop)
+            direct.score_batch([crop])
     for _ in started:
-        client.score_lesion(crop)
-
-
-class TimedScorer:
-    """A Scorer that passes every call on and notes how long each lesion took, by lesion number."""
-
-    def __init__(self, scorer: Scorer) -> None:
-        self._scorer = scorer
-        self.lesion_s: dict[int, float] = {}
-
-    def describe(self) -> Provenance:
-        return self._scorer.describe()
-
-    def check_size(self, crop: LesionCrop) -> None:
-        self._scorer.check_size(crop)
-
-    def score_lesion(self, crop: LesionCrop) -> LesionResult:
-        start = time.perf_counter()
-        result = self._scorer.score_lesion(crop)
-        self.lesion_s[crop.number] = time.perf_counter() - start
-        return result
-
-    def aggregate(self, lesions: Sequence[LesionResult]) -> PatientResult:
-        return self._scorer.aggregate(lesions)
-
-    def serving(self) -> bool:
-        return self._scorer.serving()
+        client.score_study([crop])
 
 
 def _score_study(scorer: Scorer, ct: CtSeries, lesions: Sequence[LesionMask],
                  parallel: int) -> tuple[float, list[float], list[LesionResult]]:
     """service.pipeline.score_study's scoring steps, timed: (study s, per-lesion s, results).
 
-    Describe (for the settings), crops, then service.scorer.score_lesions (size checks,
-    ScoreLesion from `parallel` threads, AggregatePatient); outputs (SR, Bundle) are not part of
-    scoring and are left out.
+    The study: Describe (for the settings), crops, then service.scorer.score_lesions (size
+    checks, the lesions in `parallel` ScoreLesions calls from as many threads, the patient level
+    in the same call when there is one, else AggregatePatient); outputs (SR, Bundle) are not part
+    of scoring and are left out. Then each lesion alone, as a user scoring that one lesion would:
+    its crop cut and scored in its own call (the per-lesion times).
     """
-    timed = TimedScorer(scorer)
     start = time.perf_counter()
-    settings = ExtractionSettings.from_dict(dict(timed.describe().settings))
+    settings = ExtractionSettings.from_dict(dict(scorer.describe().settings))
     crops = [lesion_crop(ct, mask, settings) for mask in lesions]
-    scored = score_lesions(timed, crops, parallel=parallel)
+    scored = score_lesions(scorer, crops, parallel=parallel)
     study_s = time.perf_counter() - start
-    return study_s, [timed.lesion_s[crop.number] for crop in crops], scored.lesions
+    lesion_s = []
+    for mask in lesions:
+        start = time.perf_counter()
+        scorer.score_batch([lesion_crop(ct, mask, settings)])
+        lesion_s.append(time.perf_counter() - start)
+    return study_s, lesion_s, scored.lesions
 
 
 @contextmanager

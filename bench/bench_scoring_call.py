@@ -5,8 +5,8 @@
 On the `--quick` study of bench_scoring.py (crops as the service cuts them), per lesion:
 - in-process: the servicer's work from the request's bytes to the reply's (parse, decode,
   `score_lesion`, encode, serialise), in this process;
-- over gRPC: `GrpcScorer.score_lesion` against a `radiomics-cds scorer` process (as deployed,
-  one worker), timed from the client, the same crop;
+- over gRPC: the crop alone in a ScoreLesions call (`GrpcScorer.score_batch`) against a
+  `radiomics-cds scorer` process (as deployed, one worker), timed from the client, the same crop;
 - Describe over gRPC: a call with an empty request and a small constant reply, the round trip
   without a crop.
 The three are alternated call by call (so that other work on the machine falls on all of them),
@@ -91,7 +91,7 @@ def timings(crops: list[LesionCrop], call: Callable[[bytes], bytes], client: Grp
             call(request)
             local.append(time.perf_counter() - start)
             start = time.perf_counter()
-            client.score_lesion(crop)
+            client.score_batch([crop])
             remote.append(time.perf_counter() - start)
             start = time.perf_counter()
             client.describe()
@@ -140,7 +140,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="rcds-bench-") as tmp, scorers(args.panel, 1, Path(tmp)) as (scorer,):
         with GrpcScorer(f"127.0.0.1:{scorer.port}") as client:
             for crop in crops:  # first calls pay lazy imports and first-use costs, on both sides
-                client.score_lesion(crop)
+                client.score_batch([crop])
                 call(codec.crop_to_pb(crop).SerializeToString())
             load = os.getloadavg()[0]
             rows = timings(crops, call, client, args.calls)

@@ -120,11 +120,11 @@ LESIONS_SCORED = Counter(
     ["outcome"], registry=SCORER_REGISTRY,
 )
 LESIONS_IN_PROGRESS = Gauge(
-    "rcds_scorer_lesions_in_progress", "ScoreLesion calls this scorer process is working on",
+    "rcds_scorer_lesions_in_progress", "Lesions this scorer process is scoring now (ScoreLesion and ScoreLesions calls)",
     registry=SCORER_REGISTRY,
 )
 LESION_SECONDS = Histogram(
-    "rcds_scorer_lesion_seconds", "Wall time of one ScoreLesion call in this scorer process",
+    "rcds_scorer_lesion_seconds", "Wall time of scoring one lesion in this scorer process (a ScoreLesion call, or one lesion of a ScoreLesions call)",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=SCORER_REGISTRY,
 )
 

@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.errors import ScorerError, ScorerRefused, ScorerUnavailable
 from service.model import LesionCrop, LesionResult, PatientResult, Provenance
-from service.scorer import DEFAULT_MAX_MESSAGE_BYTES, check_crop_size
+from service.scorer import DEFAULT_MAX_MESSAGE_BYTES, ScoredLesions, check_crop_size
 from service.scoring import codec
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2 as pb
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2_grpc
@@ -68,7 +68,7 @@ class GrpcScorer:
             ("grpc.enable_retries", 1),
         ])
         self._stub = scoring_pb2_grpc.ScoringStub(self._channel)
-        self._max_message_bytes = max_message_bytes
+        self.max_message_bytes = max_message_bytes
         self._timeout_s = timeout_s
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
@@ -83,12 +83,23 @@ class GrpcScorer:
             return codec.provenance_from_pb(self._stub.Describe(pb.DescribeRequest(), timeout=self._timeout_s))
 
     def check_size(self, crop: LesionCrop) -> None:
-        check_crop_size(crop, self._max_message_bytes)
+        check_crop_size(crop, self.max_message_bytes)
 
-    def score_lesion(self, crop: LesionCrop) -> LesionResult:
-        self.check_size(crop)
+    def score_batch(self, crops: Sequence[LesionCrop]) -> list[LesionResult]:
+        return [codec.lesion_from_pb(lesion) for lesion in self._score_lesions(crops, aggregate_patient=False).lesions]
+
+    def score_study(self, crops: Sequence[LesionCrop]) -> ScoredLesions:
+        reply = self._score_lesions(crops, aggregate_patient=True)
+        return ScoredLesions([codec.lesion_from_pb(lesion) for lesion in reply.lesions],
+                             codec.patient_from_pb(reply.patient))
+
+    def _score_lesions(self, crops: Sequence[LesionCrop], *, aggregate_patient: bool) -> pb.ScoredLesions:
+        for crop in crops:
+            self.check_size(crop)
+        request = pb.ScoreLesionsRequest(lesions=[codec.crop_to_pb(crop) for crop in crops],
+                                         aggregate_patient=aggregate_patient)
         with _our_errors():
-            return codec.lesion_from_pb(self._stub.ScoreLesion(codec.crop_to_pb(crop), timeout=self._timeout_s))
+            return self._stub.ScoreLesions(request, timeout=self._timeout_s)
 
     def aggregate(self, lesions: Sequence[LesionResult]) -> PatientResult:
         request = pb.AggregatePatientRequest(lesions=[codec.lesion_to_pb(lesion) for lesion in lesions])

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import service
 from service.errors import ScorerRefused, SignatureError
 from service.model import LesionResult, PatientResult, Provenance
-from service.scorer import DEFAULT_MAX_MESSAGE_BYTES, check_crop_size
+from service.scorer import DEFAULT_MAX_MESSAGE_BYTES, ScoredLesions, check_crop_size
 from service.scoring.aggregate import aggregate_patient
 from service.scoring.features import engine_versions
 from service.model import LesionCrop
@@ -48,16 +48,24 @@ class InProcessScorer:
         context.signature.check_preprocessing(context.settings)
         self._context = context
         self._volume_filter_ml = volume_filter_ml
-        self._max_message_bytes = max_message_bytes
+        self.max_message_bytes = max_message_bytes
 
     def describe(self) -> Provenance:
         return describe_scoring(self._context, self._volume_filter_ml)
 
     def check_size(self, crop: LesionCrop) -> None:
-        check_crop_size(crop, self._max_message_bytes)
+        check_crop_size(crop, self.max_message_bytes)
 
-    def score_lesion(self, crop: LesionCrop) -> LesionResult:
-        self.check_size(crop)
+    def score_batch(self, crops: Sequence[LesionCrop]) -> list[LesionResult]:
+        for crop in crops:  # all first, as the gRPC client does before it sends the batch
+            self.check_size(crop)
+        return [self._score(crop) for crop in crops]
+
+    def score_study(self, crops: Sequence[LesionCrop]) -> ScoredLesions:
+        lesions = self.score_batch(crops)
+        return ScoredLesions(lesions, self.aggregate(lesions))
+
+    def _score(self, crop: LesionCrop) -> LesionResult:
         try:
             return score_lesion(crop, self._context)
         except SignatureError as error:  # the servicer's FAILED_PRECONDITION

@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from service.errors import ConfigError, SignatureError
+from service.model import LesionResult
 from service.scorer import DEFAULT_MAX_MESSAGE_BYTES
 from service.observability import LESION_SECONDS, LESIONS_IN_PROGRESS, LESIONS_SCORED
 from service.scoring import codec
@@ -44,6 +45,21 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
         self._description = codec.provenance_to_pb(describe_scoring(context, volume_filter_ml), max_message_bytes)
 
     def ScoreLesion(self, request: pb.ScoreLesionRequest, context: grpc.ServicerContext) -> pb.LesionScore:  # noqa: N802
+        return codec.lesion_to_pb(self._score(request, context))
+
+    def ScoreLesions(self, request: pb.ScoreLesionsRequest, context: grpc.ServicerContext) -> pb.ScoredLesions:  # noqa: N802
+        """Every lesion in turn (the first refused ends the call: its study fails anyway), then the
+        patient level over their results when asked."""
+        lesions = [self._score(lesion, context) for lesion in request.lesions]
+        reply = pb.ScoredLesions(lesions=[codec.lesion_to_pb(lesion) for lesion in lesions])
+        if request.aggregate_patient:
+            reply.patient.CopyFrom(codec.patient_to_pb(aggregate_patient(lesions, self._context.signature,
+                                                                         self._volume_filter_ml)))
+        return reply
+
+    def _score(self, request: pb.ScoreLesionRequest, context: grpc.ServicerContext) -> LesionResult:
+        """One lesion, counted and timed; a malformed crop or a signature that refuses it aborts
+        the call with the lesion's number."""
         with LESIONS_IN_PROGRESS.track_inprogress(), LESION_SECONDS.time():
             try:
                 crop = codec.crop_from_pb(request)
@@ -59,7 +75,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
                 LESIONS_SCORED.labels("error").inc()
                 raise
             LESIONS_SCORED.labels("scored" if lesion.score is not None else "not_computable").inc()
-            return codec.lesion_to_pb(lesion)
+            return lesion
 
     def AggregatePatient(  # noqa: N802
         self, request: pb.AggregatePatientRequest, context: grpc.ServicerContext

@@ -160,18 +160,18 @@ def test_a_scorer_on_sigterm_finishes_the_call_in_flight_and_takes_no_new_one(tm
     crop, volume_ml = _large_lesion_crop()
     try:
         with ThreadPoolExecutor(1) as pool, GrpcScorer(f"{LOOPBACK}:{scorer.grpc_port}") as client:
-            in_flight = pool.submit(client.score_lesion, crop)
+            in_flight = pool.submit(client.score_batch, [crop])
             wait_until(lambda: scorer.in_progress() == 1, 30, "the call to reach the scorer")
             scorer.process.send_signal(signal.SIGTERM)
             assert not in_flight.done(), "the lesion was scored before SIGTERM: make it larger"
-            finished = in_flight.result(timeout=120)  # not cut off: completed, with its values
+            (finished,) = in_flight.result(timeout=120)  # not cut off: completed, with its values
             assert finished.volume_ml == pytest.approx(volume_ml, rel=0.05)
             assert finished.features["core"] and finished.features["ring"]
         assert scorer.process.wait(timeout=60) == 0
         assert "stopping: no new calls" in scorer.log_path.read_text()
         with GrpcScorer(f"{LOOPBACK}:{scorer.grpc_port}", timeout_s=10) as late:
             with pytest.raises(ScorerUnavailable) as refused:
-                late.score_lesion(crop)
+                late.score_batch([crop])
         assert refused.value.code == "UNAVAILABLE"
     finally:
         scorer.stop()

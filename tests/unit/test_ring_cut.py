@@ -115,7 +115,7 @@ def test_on_the_resampled_grid_the_cut_is_reported_and_travels_over_grpc():
     server.start()
     try:
         with GrpcScorer(f"127.0.0.1:{port}") as client:
-            remote = client.score_lesion(crop)
+            (remote,) = client.score_batch([crop])
     finally:
         server.stop(grace=None)
     assert remote.ring_cut == local.ring_cut

@@ -93,22 +93,33 @@ def test_describes_the_configuration_it_was_given(scorer: Scorer, context: Scori
     assert ExtractionSettings.from_dict(dict(provenance.settings)) == context.settings
 
 
+@pytest.mark.parametrize("parallel", [1, 2], ids=["one call", "two batches"])
 def test_score_lesions_gives_exactly_what_the_core_computes(scorer: Scorer, crops: list[LesionCrop],
-                                                            reference: list[LesionResult]) -> None:
-    scored = score_lesions(scorer, crops, parallel=2)
+                                                            reference: list[LesionResult], context: ScoringContext,
+                                                            parallel: int) -> None:
+    """One batch: the lesions and the patient level in one call (score_study); two: a batch per
+    thread, then AggregatePatient. Both the core's results, in the crops' order."""
+    scored = score_lesions(scorer, crops, parallel=parallel)
     assert scored.lesions == reference  # every field, every feature, bit for bit
     assert [lesion.number for lesion in scored.lesions] == [crop.number for crop in crops]
     assert all(lesion.score is not None for lesion in scored.lesions)
+    assert scored.patient == aggregate_patient(reference, context.signature, VOLUME_FILTER_ML)
     assert scored.patient.n_lesions == 2
+
+
+def test_a_batch_is_scored_in_its_own_order(scorer: Scorer, crops: list[LesionCrop],
+                                            reference: list[LesionResult]) -> None:
+    assert scorer.score_batch(crops[::-1]) == reference[::-1]
+    assert scorer.score_batch([crops[1]]) == [reference[1]]
 
 
 def test_the_segments_anatomic_region_comes_back_with_the_score(scorer: Scorer, crops: list[LesionCrop]) -> None:
     """The SR's finding site for a SEG lesion is its segment's code, so it crosses the wire both ways."""
     head = CodedConcept(value="69536005", scheme="SCT", meaning="Head")
-    lesion = scorer.score_lesion(dataclasses.replace(crops[0], anatomic_region=head))
+    lesion, plain = scorer.score_batch([dataclasses.replace(crops[0], anatomic_region=head), crops[0]])
     assert lesion.anatomic_region == head
     assert (lesion.location_class, lesion.location_source) == ("head_and_neck", "seg_anatomic_region")
-    assert scorer.score_lesion(crops[0]).anatomic_region is None
+    assert plain.anatomic_region is None
 
 
 def test_aggregate_is_the_cores_patient_result(scorer: Scorer, reference: list[LesionResult],
@@ -127,7 +138,7 @@ def test_a_crop_over_the_message_limit_is_refused_for_its_size(scorer: Scorer, c
     with pytest.raises(LesionTooLarge, match=rf"lesion 1: .* {MAX_MESSAGE_BYTES} bytes \(setting grpc_max_message_bytes\)"):
         scorer.check_size(oversized)
     with pytest.raises(LesionTooLarge):
-        scorer.score_lesion(oversized)
+        scorer.score_batch([crops[0], oversized])
     with pytest.raises(LesionTooLarge):
         score_lesions(scorer, [crops[0], oversized])
 
@@ -140,7 +151,7 @@ def test_a_signature_the_panel_cannot_feed_is_refused_as_a_failed_precondition(
         make_scorer: ScorerFactory, context: ScoringContext, crops: list[LesionCrop]) -> None:
     shape_only = dataclasses.replace(context, panel=FeaturePanel("shape only", {"core": {"shape": ()}}))
     with make_scorer(shape_only) as scorer, pytest.raises(ScorerRefused) as refused:
-        scorer.score_lesion(crops[0])
+        scorer.score_batch([crops[0]])
     assert refused.value.code == "FAILED_PRECONDITION"
     assert refused.value.details.startswith(f"lesion 1: signature {context.signature.id}: feature ")
     assert str(refused.value) == f"FAILED_PRECONDITION: {refused.value.details}"
@@ -153,7 +164,7 @@ def test_a_stopped_grpc_scorer_is_unavailable(context: ScoringContext, crops: li
     with GrpcScorer(f"{LOOPBACK}:{port}", timeout_s=3) as scorer:
         assert scorer.serving() is False
         with pytest.raises(ScorerUnavailable) as unavailable:
-            scorer.score_lesion(crops[0])
+            scorer.score_batch([crops[0]])
     assert unavailable.value.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
 
 
@@ -161,5 +172,5 @@ def test_a_malformed_crop_is_refused_by_the_grpc_scorer_with_its_status(context:
                                                                         crops: list[LesionCrop]) -> None:
     empty = dataclasses.replace(crops[0], number=4, mask=np.zeros_like(crops[0].mask))
     with grpc_scorer(context) as scorer, pytest.raises(ScorerRefused) as refused:
-        scorer.score_lesion(empty)
+        scorer.score_batch([crops[1], empty])  # the whole call fails, naming the lesion
     assert (refused.value.code, refused.value.details) == ("INVALID_ARGUMENT", "lesion 4: the lesion mask is empty")

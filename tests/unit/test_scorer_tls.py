@@ -115,7 +115,7 @@ def test_a_lesion_is_scored_over_mutual_tls(start_scorer, pki, context):
     target = start_scorer(**_mtls_scorer(pki))
     ct, mask = synthetic_lesion_ct((0.4, -1.1, 0.3))
     with GrpcScorer(target, tls=_client(pki.ca, pki.ingest)) as client:
-        lesion = client.score_lesion(lesion_crop(ct, mask, context.settings))
+        (lesion,) = client.score_batch([lesion_crop(ct, mask, context.settings)])
         assert client.describe().signature_id == context.signature.id
     assert lesion.score is not None and lesion.volume_ml > 0
 

@@ -11,6 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.errors import LesionTooLarge
 from service.imaging.crops import lesion_crop
+from service.scoring import codec
 from service.scoring.client import GrpcScorer
 from service.scoring.lesion import ScoringContext
 from service.location import LocationRules
@@ -55,12 +56,39 @@ def test_malformed_request_is_invalid_argument(target):
     assert "lesion 4" in raised.value.details()
 
 
+def test_score_lesion_answers_as_score_lesions_does(target, context):
+    """API v1 keeps ScoreLesion for one lesion: the same answer as that lesion in a ScoreLesions
+    call, which adds the patient level only when asked."""
+    ct, mask = synthetic_lesion_ct((0, 0, 0))
+    request = codec.crop_to_pb(lesion_crop(ct, mask, context.settings))
+    with grpc.insecure_channel(target) as channel:
+        stub = scoring_pb2_grpc.ScoringStub(channel)
+        single = stub.ScoreLesion(request)
+        batch = stub.ScoreLesions(pb.ScoreLesionsRequest(lesions=[request, request]))
+        study = stub.ScoreLesions(pb.ScoreLesionsRequest(lesions=[request], aggregate_patient=True))
+    assert list(batch.lesions) == [single, single] and not batch.HasField("patient")
+    assert list(study.lesions) == [single]
+    assert study.patient.n_lesions == 1 and study.patient.n_computable == 1
+
+
+def test_a_malformed_lesion_fails_the_whole_batch_naming_it(target, context):
+    ct, mask = synthetic_lesion_ct((0, 0, 0))
+    good = codec.crop_to_pb(lesion_crop(ct, mask, context.settings))
+    with grpc.insecure_channel(target) as channel:
+        stub = scoring_pb2_grpc.ScoringStub(channel)
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.ScoreLesions(pb.ScoreLesionsRequest(
+                lesions=[good, pb.ScoreLesionRequest(number=7, crop_start=[0, 0, 0], crop_size=[2, 2, 2])]))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details().startswith("lesion 7: ")
+
+
 def test_lesion_larger_than_the_message_limit_is_refused_before_sending(context):
     ct, mask = synthetic_lesion_ct((0, 0, 0))
     crop = lesion_crop(ct, mask, context.settings)
     with GrpcScorer("127.0.0.1:9", max_message_bytes=1000) as client:
         with pytest.raises(LesionTooLarge, match="grpc_max_message_bytes"):
-            client.score_lesion(crop)
+            client.score_batch([crop])
 
 
 def test_generated_code_is_up_to_date(tmp_path):

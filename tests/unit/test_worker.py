@@ -247,17 +247,18 @@ def test_instances_arriving_during_scoring_make_it_score_again(site: Site, score
     site.receive([*ct, rtstruct])
 
     class ArrivingWhileScoring:
-        """The real scorer; its first score_lesion() also stores the late instance (describe()
-        is asked before scoring too: the worker derives its completeness margin from it)."""
+        """The real scorer; its first score_study() (the study's one lesion, in one call) also
+        stores the late instance (describe() is asked before scoring too: the worker derives its
+        completeness margin from it)."""
 
         def __getattr__(self, name: str):
             return getattr(scorer, name)
 
-        def score_lesion(self, crop):
+        def score_study(self, crops):
             if not arrived:
                 arrived.append(True)
                 site.receive([late], at=RECEIVED_AT + 2)
-            return scorer.score_lesion(crop)
+            return scorer.score_study(crops)
 
     arrived: list[bool] = []
     site.worker = StudyWorker(site.config, site.index, ArrivingWhileScoring(), site.outbox)

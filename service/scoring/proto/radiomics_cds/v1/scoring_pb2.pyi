@@ -130,6 +130,22 @@ class RingCut(_message.Message):
     cut_ml: float
     def __init__(self, measured_ml: _Optional[float] = ..., cut_ml: _Optional[float] = ...) -> None: ...
 
+class ScoreLesionsRequest(_message.Message):
+    __slots__ = ("lesions", "aggregate_patient")
+    LESIONS_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATE_PATIENT_FIELD_NUMBER: _ClassVar[int]
+    lesions: _containers.RepeatedCompositeFieldContainer[ScoreLesionRequest]
+    aggregate_patient: bool
+    def __init__(self, lesions: _Optional[_Iterable[_Union[ScoreLesionRequest, _Mapping]]] = ..., aggregate_patient: _Optional[bool] = ...) -> None: ...
+
+class ScoredLesions(_message.Message):
+    __slots__ = ("lesions", "patient")
+    LESIONS_FIELD_NUMBER: _ClassVar[int]
+    PATIENT_FIELD_NUMBER: _ClassVar[int]
+    lesions: _containers.RepeatedCompositeFieldContainer[LesionScore]
+    patient: PatientScore
+    def __init__(self, lesions: _Optional[_Iterable[_Union[LesionScore, _Mapping]]] = ..., patient: _Optional[_Union[PatientScore, _Mapping]] = ...) -> None: ...
+
 class AggregatePatientRequest(_message.Message):
     __slots__ = ("lesions",)
     LESIONS_FIELD_NUMBER: _ClassVar[int]

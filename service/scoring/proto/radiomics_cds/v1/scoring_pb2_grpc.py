@@ -39,6 +39,11 @@ class ScoringStub:
                 request_serializer=radiomics__cds_dot_v1_dot_scoring__pb2.ScoreLesionRequest.SerializeToString,
                 response_deserializer=radiomics__cds_dot_v1_dot_scoring__pb2.LesionScore.FromString,
                 _registered_method=True)
+        self.ScoreLesions = channel.unary_unary(
+                '/radiomics_cds.v1.Scoring/ScoreLesions',
+                request_serializer=radiomics__cds_dot_v1_dot_scoring__pb2.ScoreLesionsRequest.SerializeToString,
+                response_deserializer=radiomics__cds_dot_v1_dot_scoring__pb2.ScoredLesions.FromString,
+                _registered_method=True)
         self.AggregatePatient = channel.unary_unary(
                 '/radiomics_cds.v1.Scoring/AggregatePatient',
                 request_serializer=radiomics__cds_dot_v1_dot_scoring__pb2.AggregatePatientRequest.SerializeToString,
@@ -56,6 +61,15 @@ class ScoringServicer:
 
     def ScoreLesion(self, request, context):
         """Measures and scores one lesion from its crop.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScoreLesions(self, request, context):
+        """Measures and scores several lesions of one study in one call (one round trip in place of one
+        per lesion), and with aggregate_patient the patient level over them too. A lesion that cannot
+        be scored fails the whole call, with its number in the status details.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -82,6 +96,11 @@ def add_ScoringServicer_to_server(servicer, server):
                     servicer.ScoreLesion,
                     request_deserializer=radiomics__cds_dot_v1_dot_scoring__pb2.ScoreLesionRequest.FromString,
                     response_serializer=radiomics__cds_dot_v1_dot_scoring__pb2.LesionScore.SerializeToString,
+            ),
+            'ScoreLesions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScoreLesions,
+                    request_deserializer=radiomics__cds_dot_v1_dot_scoring__pb2.ScoreLesionsRequest.FromString,
+                    response_serializer=radiomics__cds_dot_v1_dot_scoring__pb2.ScoredLesions.SerializeToString,
             ),
             'AggregatePatient': grpc.unary_unary_rpc_method_handler(
                     servicer.AggregatePatient,
@@ -121,6 +140,33 @@ class Scoring:
             '/radiomics_cds.v1.Scoring/ScoreLesion',
             radiomics__cds_dot_v1_dot_scoring__pb2.ScoreLesionRequest.SerializeToString,
             radiomics__cds_dot_v1_dot_scoring__pb2.LesionScore.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScoreLesions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/radiomics_cds.v1.Scoring/ScoreLesions',
+            radiomics__cds_dot_v1_dot_scoring__pb2.ScoreLesionsRequest.SerializeToString,
+            radiomics__cds_dot_v1_dot_scoring__pb2.ScoredLesions.FromString,
             options,
             channel_credentials,
             insecure,

@@ -749,8 +749,10 @@ def notes(report: dict, contenders: Sequence[Contender]) -> str:
         f"({'PASS' if identity['full_pass'] else 'FAIL'}).",
         f"- Rounds: {report['repeats']}; each runs every contender once, the order rotated by one per round; "
         "medians per study and per lesion. Warm-up: one untimed lesion per process before the first round.",
-        "- Ours: Describe + crops + ScoreLesion calls + AggregatePatient, from the client (this process, which "
-        "also uses the CPU); the scorer also computes volume, diameters and the signature score.",
+        "- Ours, per study: Describe + crops + the lesions in one ScoreLesions call per scorer process (with the "
+        "patient level when there is one call, else AggregatePatient), from the client (this process, which also "
+        "uses the CPU); the scorer also computes volume, diameters and the signature score. Ours, per lesion: "
+        "that lesion alone, its crop cut and scored in its own call.",
         "- Baselines: inside the timing, per lesion, the padded crop (bounding box + ring radius + 2 voxels; "
         "whole volume: a whole-volume label map), the ring by SimpleITK BinaryDilate minus BinaryErode (ball of "
         f"{report['ring_radius_voxels']} voxels, x y z), and extraction of core and ring with the panel's "

@@ -237,6 +237,26 @@ def test_a_study_with_bad_input_fails_with_its_reason_and_the_next_is_still_scor
         site.index.study(good_uid).result}
 
 
+def test_a_study_whose_spooled_files_are_gone_fails_saying_so_as_ours(site: Site):
+    """Two of its files removed from the spool (by hand, say) before the study is scored: it
+    fails as an internal failure (not the sender's data) saying what is missing and what to do,
+    not that a CT image "cannot be read as DICOM"."""
+    def internal_failures() -> float:
+        return INGEST_REGISTRY.get_sample_value("rcds_studies_failed_total", {"kind": "internal"}) or 0.0
+
+    failed_before = internal_failures()
+    study_uid, ct, rtstruct = _study()
+    site.receive([*ct, rtstruct])
+    for record in site.index.instances(study_uid)[:2]:
+        record.path.unlink()
+
+    assert site.worker.process_ready(now=RECEIVED_AT + QUIET) == 1
+    assert site.state(study_uid) == (
+        FAILED, "2 of its 5 received instances are no longer in the spool: send the study again, then rescore it")
+    assert internal_failures() == failed_before + 1
+    assert site.outbox.deliveries() == []
+
+
 def test_instances_arriving_during_scoring_make_it_score_again(site: Site, scorer: Scorer):
     """A second RTSTRUCT arrives while the first scoring runs (received from inside the scorer
     call, where a real arrival would land): that result is dropped before anyone received it,

@@ -1,4 +1,4 @@
-"""radiomics-cds command line: serve | ingest | scorer | score | features | send | status | redeliver | show.
+"""radiomics-cds command line: serve | ingest | scorer | score | features | send | status | redeliver | rescore | show.
 
 This module is the parser and the dispatch only; the commands are service.commands, one
 module per command, imported once that command runs. A process spawned by `serve` (the page
@@ -109,6 +109,18 @@ def _parser() -> argparse.ArgumentParser:
     again.add_argument("--destination", help="only this destination's (pacs, pacs-summary, pacs-stow, "
                                              "pacs-stow-summary, fhir); default: every destination's")
 
+    rescore = with_config(commands.add_parser(
+        "rescore", help="score failed or named studies again (once the cause is fixed: the scorer back, a bug "
+                        "fixed, the priors' PACS reachable)"))
+    rescore.add_argument("studies", nargs="*", metavar="STUDY",
+                         help="a done or failed study, as status shows it: its key, its uid: token or its Study "
+                              "Instance UID")
+    rescore.add_argument("--failed", action="store_true", help="every failed study")
+    rescore.add_argument("--show-uids", action="store_true",
+                         help="show Study Instance UIDs in full (default: the uid:<8 hex digits> tokens the log "
+                              "shows for them)")
+    rescore.set_defaults(check=_check_rescore_studies)
+
     show = commands.add_parser("show", help="print the lesion table of one of our SRs, and its change table "
                                             "when the SR is a follow-up")
     show.add_argument("sr", type=Path)
@@ -131,6 +143,11 @@ def _check_send_tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         parser.error(f"{', '.join(given)} need --tls")
     if (args.tls_cert_file is None) != (args.tls_key_file is None):
         parser.error("--tls-cert-file and --tls-key-file go together")
+
+
+def _check_rescore_studies(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if bool(args.studies) == args.failed:
+        parser.error("rescore takes either --failed or the studies to score again")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

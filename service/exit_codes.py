@@ -25,7 +25,8 @@ class ExitCode(IntEnum):
 
 _EXIT_CODE_MEANINGS = {
     ExitCode.OK: "done",
-    ExitCode.FAILED: "the command ran but not all its work succeeded (send: files refused; serve: the scorer died)",
+    ExitCode.FAILED: "the command ran but not all its work succeeded (send: files refused; serve: the scorer died; "
+                     "rescore: a study unknown, or one that scoring again cannot help)",
     ExitCode.USAGE: "the command line is wrong (unknown command or flag, missing or conflicting arguments)",
     ExitCode.CONFIG: "a setting, or a file a setting or flag names, is unusable (also: no permission to read or write "
                      "it, a read-only or full file system); or a port is taken",

@@ -35,7 +35,7 @@ from service.adoption import Adoption
 from service.errors import ConfigError, InputError, PriorSourceError, ScorerError, ScorerUnavailable
 from service.ingest.completeness import EarlyMargin, Outcome, assess
 from service.ingest.index import DONE, FAILED, PROCESSING, RECEIVING, StudyIndex, StudyState
-from service.ingest.spool import Spool, study_key
+from service.ingest.spool import Spool, missing_from_spool, study_key
 from service.model import StudyInfo
 from service.observability import (SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FAILED, STUDY_STAGE_SECONDS,
                                    RepeatedErrorLog, redact_uids)
@@ -281,9 +281,14 @@ class StudyWorker:
         key = study_key(study_uid)
         started = time.monotonic()
         try:
+            records = self._index.instances(study_uid)
+            gone = missing_from_spool(records)
+            if gone is not None:  # our files, not the sender's data: failed as internal
+                self._fail(study_uid, gone, "internal")
+                return
             with STUDY_STAGE_SECONDS.labels("reading").time():
                 datasets = [read_study_instance(record.path, ct_image=record.sop_class_uid in CT_SOP_CLASSES)
-                            for record in self._index.instances(study_uid)]
+                            for record in records]
             written = run_study(
                 datasets, self._scorer, self._config.outbox_dir,
                 fhir=FhirSettings.from_config(self._config),

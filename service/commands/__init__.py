@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-COMMANDS = ("serve", "ingest", "scorer", "score", "features", "send", "status", "redeliver", "show")
+COMMANDS = ("serve", "ingest", "scorer", "score", "features", "send", "status", "redeliver", "rescore", "show")
 """The commands of service.cli's sub-parsers, each the name of its module here."""
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from service.commands._service_files import service_file
 from service.config import load_config
-from service.errors import ConfigError
 from service.outputs.outbox import redeliver
 
 
@@ -14,10 +14,7 @@ def run(args: argparse.Namespace) -> int:
     --destination, back to pending with its attempts from 0, once the cause is fixed (a PACS back,
     a renewed token, a corrected URL). Works beside a running service, whose outbox takes them
     up within a second; a service started later does so at start. Prints how many per destination."""
-    config = load_config(args.config)
-    if not config.outbox_database.is_file():  # a mistyped var_dir must not look like an empty outbox
-        raise ConfigError(f"no outbox at {config.outbox_database}: is var_dir (RCDS_VAR_DIR, --config) the service's?")
-    counts = redeliver(config.outbox_database, args.destination)
+    counts = redeliver(service_file(load_config(args.config).outbox_database, "outbox"), args.destination)
     if not counts:
         print("no delivery was given up" + (f" to {args.destination}" if args.destination else ""))
     for destination, count in sorted(counts.items()):

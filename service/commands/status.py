@@ -6,11 +6,10 @@ import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from service.commands._service_files import service_file, study_name
 from service.config import load_config
-from service.errors import ConfigError
 from service.ingest.index import read_studies
-from service.ingest.spool import study_key
-from service.observability import redact_uids, uid_token
+from service.observability import redact_uids
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.outbox import Delivery, DeliveryStatus, read_deliveries
 
@@ -24,21 +23,19 @@ def run(args: argparse.Namespace) -> int:
     read-only, next to a running service.
     """
     config = load_config(args.config)
-    if not config.index_path.is_file():  # a mistyped var_dir must not look like an empty service
-        raise ConfigError(f"no index at {config.index_path}: is var_dir (RCDS_VAR_DIR, --config) the service's?")
+    index_path = service_file(config.index_path, "index")
     deliveries = read_deliveries(config.outbox_database)
     by_path: dict[Path, list[Delivery]] = {}
     for delivery in deliveries:
         by_path.setdefault(delivery.path, []).append(delivery)
     shown: Callable[[str], str] = (lambda text: text) if args.show_uids else redact_uids
-    for study in read_studies(config.index_path):
+    for study in read_studies(index_path):
         detail = study.error or (f"SR {study.result}" if study.result else "")
         if study.result:
             states = [_delivery_state(delivery) for artefact in Artefact
                       for delivery in by_path.get(artefact_path(config.outbox_dir, study.result, artefact), [])]
             detail += f"  deliveries: {', '.join(states)}" if states else ""
-        uid = study.study_instance_uid if args.show_uids else uid_token(study.study_instance_uid)
-        print(f"{study_key(study.study_instance_uid)}  {uid}  {study.state:<10}  {shown(detail)}")
+        print(f"{study_name(study.study_instance_uid, args.show_uids)}  {study.state:<10}  {shown(detail)}")
     print()
     print(_delivery_counts(deliveries))
     return 0

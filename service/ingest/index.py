@@ -3,7 +3,8 @@
 The index is the service's memory across restarts: an instance is indexed (in a committed,
 fsync'd transaction) before its C-STORE is answered, and a study's state moves
 receiving -> processing -> done | failed. A new instance for a done or failed study sends it
-back to receiving (the study is re-scored); a repeated instance changes nothing.
+back to receiving (the study is re-scored); a repeated instance changes nothing. `rescore`
+sends a study back without a new instance (reconciliation, `radiomics-cds rescore`).
 
 Every new instance bumps the study's `generation`. A worker claims a study at a generation and
 may only finish it at that generation: an instance that arrives while the study is being
@@ -288,16 +289,27 @@ class StudyIndex:
         with self._lock, self._db:
             self._db.execute("INSERT OR IGNORE INTO reconciled VALUES (?, ?)", (study_uid, result))
 
-    def rescore(self, study_uid: str, reason: str) -> bool:
-        """Send a done study back to receiving at a new generation, to be scored again with what
-        is now known (its priors); True when it was done. Its result stays: the new SR names it
-        as predecessor."""
+    def rescore(self, study_uid: str, reason: str, *, failed_too: bool = False) -> bool:
+        """Send a done study, or with `failed_too` a failed one, back to receiving at a new
+        generation, attempts from 0, to be scored again with what is now known; True when it was
+        sent back. Done only by default: reconciliation sends back a done study whose priors
+        arrived after it, and a prior arriving cures no failure. `radiomics-cds rescore` adds
+        failed, for a failure whose cause is fixed (a scorer down longer than the worker's
+        retries, a bug); attempts from 0 give it the scorer's whole retry schedule again.
+
+        A receiving or processing study is left as it is: it is being scored anyway, and a new
+        generation under a claim would drop that scoring's result. The study's result (a failed
+        one's too: the last SR delivered) stays, and the new SR names it as predecessor, unless
+        nothing changed and it is the same document. `reason` replaces the last error, for
+        `status` to show until the study is scored. The quiet period and the hard cap count from
+        now, as after an arrival: a study sent back waits for an earlier one of the patient in
+        progress here (the worker's prior_in_flight_wait_seconds) like any other."""
         now = time.time()
         with self._lock, self._db:
             return self._db.execute(
                 "UPDATE studies SET state = ?, error = ?, waiting_since = ?, last_received_at = ?, updated_at = ?,"
-                " attempts = 0, generation = generation + 1 WHERE study_instance_uid = ? AND state = ?",
-                (RECEIVING, reason, now, now, now, study_uid, DONE),
+                " attempts = 0, generation = generation + 1 WHERE study_instance_uid = ? AND state IN (?, ?)",
+                (RECEIVING, reason, now, now, now, study_uid, DONE, FAILED if failed_too else DONE),
             ).rowcount == 1
 
     def requeue_interrupted(self, max_attempts: int) -> tuple[int, int]:

@@ -12,15 +12,30 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from service.durable import move_in, remove_partial_writes, write_atomically
+from service.ingest.index import InstanceRecord
 
 
 def study_key(study_instance_uid: str) -> str:
     """A short, stable, non-identifying name for a study (directory names, logs)."""
     return hashlib.sha256(study_instance_uid.encode()).hexdigest()[:16]
+
+
+def missing_from_spool(instances: Sequence[InstanceRecord]) -> str | None:
+    """Why a study cannot be scored again from what it was sent, when the files of some of its
+    indexed instances are gone (removed by hand, a volume restored without them); None when
+    every one is there. Read anyway, each would be reported as DICOM that cannot be read. Sending
+    the study again restores the files but is no new instance to the index (the same SOP
+    Instance UIDs): the study must then be sent back to be scored (`radiomics-cds rescore`)."""
+    gone = sum(not record.path.is_file() for record in instances)
+    if not gone:
+        return None
+    return (f"{gone} of its {len(instances)} received instances are no longer in the spool: send the study again, "
+            "then rescore it")
 
 
 class Spool:

@@ -2,6 +2,8 @@
 
 import io
 import sqlite3
+import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -72,6 +74,46 @@ def test_each_result_is_reconciled_once_and_a_rescored_study_keeps_its_result(tm
     index.claim("1.2.3")
     assert index.finish("1.2.3", DONE, result="9.10")  # claimed at the rescore's generation
     assert [s.result for s in StudyIndex(tmp_path / "index.sqlite").unreconciled()] == ["9.10"]  # durable
+
+
+def _generation(path: Path, study_uid: str) -> int:
+    """The study's generation, which StudyState does not carry: read from the index file."""
+    with closing(sqlite3.connect(path)) as db:
+        return db.execute("SELECT generation FROM studies WHERE study_instance_uid = ?", (study_uid,)).fetchone()[0]
+
+
+def test_a_failed_study_is_sent_back_only_when_asked_and_a_study_in_progress_never(tmp_path):
+    """Reconciliation's rescore (done studies) leaves a failed study failed; `radiomics-cds
+    rescore`'s (done or failed) sends it back at a new generation from attempt 0, keeping the
+    SR of its earlier scoring for the new one to name as predecessor. A study receiving or being
+    scored is left as it is, and its claim still finishes it."""
+    path = tmp_path / "index.sqlite"
+    index = StudyIndex(path)
+    index.add_instance(_record("1"))
+    assert index.claim("1.2.3") and index.finish("1.2.3", DONE, result="9.9")
+    index.add_instance(_record("2", at=200.0))  # scored again with it: the scorer is down, retried, given up
+    assert index.claim("1.2.3")
+    index.requeue("1.2.3", "scorer unavailable (UNAVAILABLE); retried in 10 s")
+    assert index.claim("1.2.3") and index.finish("1.2.3", FAILED, error="scorer: UNAVAILABLE: connection refused")
+    failed = index.study("1.2.3")
+    assert (failed.state, failed.attempts, failed.result, _generation(path, "1.2.3")) == (FAILED, 2, "9.9", 1)
+
+    assert not index.rescore("1.2.3", "an earlier report arrived")
+    assert index.study("1.2.3") == failed and _generation(path, "1.2.3") == 1
+
+    before = time.time()
+    assert index.rescore("1.2.3", "scored again on request", failed_too=True)
+    again = index.study("1.2.3")
+    assert (again.state, again.attempts, again.result, again.error) == (RECEIVING, 0, "9.9", "scored again on request")
+    assert again.waiting_since >= before and again.last_received_at >= before  # the quiet period from now
+    assert _generation(path, "1.2.3") == 2
+
+    assert not index.rescore("1.2.3", "asked twice", failed_too=True)  # receiving: queued already
+    assert index.study("1.2.3") == again and _generation(path, "1.2.3") == 2
+    assert index.claim("1.2.3")
+    assert not index.rescore("1.2.3", "asked while scored", failed_too=True)
+    assert index.finish("1.2.3", DONE, result="9.10")  # at the claim's generation: not dropped
+    assert (index.study("1.2.3").state, index.study("1.2.3").error) == (DONE, None)
 
 
 def _study(index: StudyIndex):

@@ -151,6 +151,7 @@ OUTPUT_BUILDERS = {"highdicom", "fhir", "matplotlib"}
 NOT_LOADED_BY_COMMAND = {
     "status": HEAVY | OUTPUT_BUILDERS | {"grpc", "service.scoring", "service.worker"},
     "redeliver": HEAVY | OUTPUT_BUILDERS | {"grpc", "service.scoring", "service.worker"},
+    "rescore": HEAVY | OUTPUT_BUILDERS | {"grpc", "service.scoring", "service.worker", "service.outputs"},
     "send": HEAVY | OUTPUT_BUILDERS | {"grpc", "service.ingest", "service.scoring", "service.worker"},
     "show": HEAVY | {"fhir", "matplotlib", "grpc", "service.worker"},  # highdicom reads the SR
     "scorer": OUTPUT_BUILDERS | {"service.ingest", "service.outputs", "service.worker", "service.pipeline"},

@@ -11,6 +11,9 @@ are not attempted here (test_outbox.py, test_delivery.py): these tests look at w
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import time
 import dataclasses
 from collections.abc import Iterator
@@ -26,6 +29,7 @@ from service.model import Provenance
 from service.observability import INGEST_REGISTRY, STUDY_STAGES
 from service.ingest.index import DONE, FAILED, RECEIVING, StudyIndex
 from service.ingest.scp import describe_instance, study_order
+from service.ingest.spool import study_key
 from service.outputs.outbox import PENDING, Outbox
 from service.scoring.in_process import InProcessScorer
 from service.scorer import Scorer
@@ -237,6 +241,26 @@ def test_a_study_with_bad_input_fails_with_its_reason_and_the_next_is_still_scor
         site.index.study(good_uid).result}
 
 
+def test_a_study_whose_spooled_files_are_gone_fails_saying_so_as_ours(site: Site):
+    """Two of its files removed from the spool (by hand, say) before the study is scored: it
+    fails as an internal failure (not the sender's data) saying what is missing and what to do,
+    not that a CT image "cannot be read as DICOM"."""
+    def internal_failures() -> float:
+        return INGEST_REGISTRY.get_sample_value("rcds_studies_failed_total", {"kind": "internal"}) or 0.0
+
+    failed_before = internal_failures()
+    study_uid, ct, rtstruct = _study()
+    site.receive([*ct, rtstruct])
+    for record in site.index.instances(study_uid)[:2]:
+        record.path.unlink()
+
+    assert site.worker.process_ready(now=RECEIVED_AT + QUIET) == 1
+    assert site.state(study_uid) == (
+        FAILED, "2 of its 5 received instances are no longer in the spool: send the study again, then rescore it")
+    assert internal_failures() == failed_before + 1
+    assert site.outbox.deliveries() == []
+
+
 def test_instances_arriving_during_scoring_make_it_score_again(site: Site, scorer: Scorer):
     """A second RTSTRUCT arrives while the first scoring runs (received from inside the scorer
     call, where a real arrival would land): that result is dropped before anyone received it,
@@ -373,6 +397,62 @@ def test_settings_a_newer_scorer_states_do_not_stop_the_worker(tmp_path: Path):
         assert state is FAILED and error is not None and "ConfigError" in error
     finally:
         opened.close()
+
+
+def _rescore(var_dir: Path, *arguments: str) -> str:
+    """`radiomics-cds rescore` run as an operator runs it, beside the worker's open index; its output."""
+    done = subprocess.run([sys.executable, "-m", "service.cli", "rescore", *arguments], capture_output=True, text=True,
+                          env={**os.environ, "RCDS_VAR_DIR": str(var_dir)}, timeout=120)
+    assert (done.returncode, done.stderr) == (0, "")
+    return done.stdout
+
+
+def test_a_failed_study_sent_back_by_rescore_is_scored_by_the_worker(tmp_path: Path, scorer: Scorer):
+    """A study failed by a scorer release this one cannot describe (_NewerScorer); the scorer
+    rolled back, `rescore --failed` sends it back, and the next cycle after its quiet period (it
+    counts from the rescore) scores it: done, its outputs queued, a single attempt counted."""
+    site = Site(tmp_path / "var", _NewerScorer(_default_context()))
+    try:
+        study_uid, ct, rtstruct = _study()
+        site.receive([*ct, rtstruct])
+        assert site.worker.process_ready(now=RECEIVED_AT + QUIET) == 1
+        assert site.state(study_uid)[0] == FAILED
+
+        site.worker = StudyWorker(site.config, site.index, scorer, site.outbox)  # the scorer fixed
+        sent_back = time.time()
+        assert _rescore(site.config.var_dir, "--failed").endswith("queued to be scored again (was failed)\n")
+        assert site.worker.process_ready(now=sent_back + QUIET - 1) == 0
+        assert site.worker.process_ready(now=time.time() + QUIET) == 1
+        _assert_done_and_queued(site, study_uid)
+        assert site.index.study(study_uid).attempts == 1
+    finally:
+        site.close()
+
+
+class _FixedRelease(InProcessScorer):
+    """The same scoring core, describing itself as a later release (a bug fixed since): its SR
+    of a study is another document than this release's."""
+
+    def describe(self) -> Provenance:
+        stated = super().describe()
+        return dataclasses.replace(stated, algorithm_version=f"{stated.algorithm_version}+fixed")
+
+
+def test_a_done_study_sent_back_by_rescore_gets_an_sr_naming_the_earlier_one(site: Site):
+    """Scored, then sent back by key once the fixed release runs: the new SR names the SR it
+    replaces as predecessor (as reconciliation's re-scoring does), and is queued for delivery."""
+    study_uid, ct, rtstruct = _study()
+    site.receive([*ct, rtstruct])
+    assert site.worker.process_ready(now=RECEIVED_AT + QUIET) == 1
+    earlier = site.index.study(study_uid).result
+
+    site.worker = StudyWorker(site.config, site.index, _FixedRelease(_default_context()), site.outbox)
+    assert _rescore(site.config.var_dir, study_key(study_uid)).endswith("queued to be scored again (was done)\n")
+    assert site.worker.process_ready(now=time.time() + QUIET) == 1
+    sr = _assert_done_and_queued(site, study_uid)
+    assert sr.SOPInstanceUID != earlier
+    replaced = sr.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+    assert replaced.ReferencedSOPInstanceUID == earlier
 
 
 def test_reconciliation_asks_a_pacs_that_does_not_answer_less_and_less_often(tmp_path, scorer, caplog, monkeypatch):

@@ -217,6 +217,7 @@ def test_lint_finds_no_warning_or_error(case: Rendered, kube_version: str) -> No
     ({"config": {"prior_dicomweb_url": "https://rcds:s3cret@pacs.example/dicom-web"}}, "/config/prior_dicomweb_url"),
     ({"config": {"fhir_base_url": "https://rcds@ehr.example/fhir"}}, "/config/fhir_base_url"),
     ({"priors": {"dicomweb": {"basicAuth": {"value": "rcds :s3cret"}}}}, "/priors/dicomweb/basicAuth/value"),
+    ({"prometheusRule": {"enabled": True, "runbookBaseUrl": "git.example/radiomics-cds"}}, "/prometheusRule/runbookBaseUrl"),
 ])
 def test_schema_refuses_wrong_values_naming_them(chart: Any, values: dict[str, Any], named: str) -> None:
     helm = _helm()
@@ -776,16 +777,25 @@ def test_service_monitor_scrapes_both_roles(rendered: dict[str, Rendered]) -> No
         assert {p["name"]: p["containerPort"] for p in _container(workload)["ports"]}[port["targetPort"]] == 8080
 
 
-def test_prometheus_rule_holds_the_rules_of_deploy_prometheus(rendered: dict[str, Rendered]) -> None:
+def test_prometheus_rule_holds_the_rules_of_deploy_prometheus(chart: Any, rendered: dict[str, Rendered]) -> None:
     """Off by default; when on, exactly the rule groups promtool tests (tests/deploy/
-    test_prometheus_rules.py), alert templates left for Prometheus, labels for the operator."""
+    test_prometheus_rules.py), alert templates left for Prometheus, labels for the operator, and
+    each runbook_url (the runbook's path in the repository) prefixed with runbookBaseUrl when
+    set (a trailing slash or not), left as it is when not."""
     assert rendered["default"].all("PrometheusRule") == []
     (rule,) = rendered["tls-secrets-monitoring"].all("PrometheusRule")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     shipped = yaml.safe_load((REPO / "deploy" / "prometheus" / "alerts.yaml").read_text())
-    assert rule["spec"] == {"groups": shipped["groups"]}
+    (group,) = copy.deepcopy(shipped["groups"])
+    for alert in group["rules"]:
+        alert["annotations"]["runbook_url"] = ("https://git.imaging.example/radiomics-cds/blob/v0.1.0/docs/runbook.md#"
+                                               + alert["alert"].lower())
+    assert rule["spec"] == {"groups": [group]}
     assert "{{ $labels.instance }}" in rule["spec"]["groups"][0]["rules"][0]["annotations"]["summary"]
+    (unprefixed,) = _render(chart, _allowing({"prometheusRule": {"enabled": True}})).all("PrometheusRule")
+    assert unprefixed["spec"] == {"groups": shipped["groups"]}
+    assert shipped["groups"][0]["rules"][0]["annotations"]["runbook_url"] == "docs/runbook.md#radiomicscdsstudyfailed"
 
 
 def test_grafana_dashboard_config_map_holds_the_charts_dashboard_file(rendered: dict[str, Rendered]) -> None:

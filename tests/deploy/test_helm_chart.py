@@ -715,6 +715,43 @@ def test_network_policies_admit_only_the_configured_peers(rendered: dict[str, Re
     assert only_rule["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == ["pacs"]
 
 
+STOW_BLOCKED = ("WARNING: stow_url is set but networkPolicy.stowCidrs is empty: the NetworkPolicy blocks the ingest's "
+                "egress to the STOW-RS archive, so every STOW-RS delivery (SR and page) fails and is given up after "
+                "delivery_max_attempts. Set stowCidrs (and stowPorts) to the archive's addresses.")
+PRIORS_BLOCKED = ("WARNING: networkPolicy.priorCidrs is empty: the NetworkPolicy blocks the ingest's egress to the "
+                  "prior sources other than the PACS on pacs_port, so lookups there fail (outputs say \"priors "
+                  "unavailable\") and reconciliation waits. Set priorCidrs (and priorPorts) to the addresses of: ")
+
+
+def _notes(case: Rendered) -> str:
+    """NOTES.txt with its lines joined as one text (a warning is wrapped over several)."""
+    return " ".join(case.manifests["radiomics-cds/templates/NOTES.txt"].split())
+
+
+def test_notes_warn_when_the_network_policy_blocks_stow_or_prior_lookups(chart: Any,
+                                                                        rendered: dict[str, Rendered]) -> None:
+    """STOW-RS or priors other than the PACS on pacs_port configured with no egress rule for
+    them (an empty list renders none, and the policy denies the rest): fhir-smart has both; the
+    TLS case sets both CIDR lists; DIMSE priors from the PACS need only pacsCidrs; without the
+    NetworkPolicy nothing is blocked."""
+    assert STOW_BLOCKED in _notes(rendered["fhir-smart"])
+    assert PRIORS_BLOCKED + "prior_dicomweb_url." in _notes(rendered["fhir-smart"])
+    for quiet in ("tls-secrets-monitoring", "default"):
+        assert "stowCidrs" not in _notes(rendered[quiet]) and "priorCidrs" not in _notes(rendered[quiet])
+    dimse = {"config": {"pacs_host": "pacs.example", "prior_providers": ["dimse"]},
+             "networkPolicy": {"pacsCidrs": ["10.20.5.10/32"]}}
+    assert "priorCidrs" not in _notes(_render(chart, _allowing(dimse)))
+    elsewhere = _render(chart, _allowing(_merged(dimse, {"config": {
+        "prior_providers": ["dicomweb", "dimse"], "prior_dicomweb_url": "https://pacs.example/dicom-web",
+        "prior_dimse_port": 11112}})))
+    assert PRIORS_BLOCKED + "prior_dicomweb_url, prior_dimse_host/prior_dimse_port." in _notes(elsewhere)
+    blocked = {"config": {"stow_url": "https://archive.example/dicom-web", "prior_providers": ["dicomweb"],
+                          "prior_dicomweb_url": "https://pacs.example/dicom-web"}}
+    assert STOW_BLOCKED in _notes(_render(chart, _allowing(blocked)))
+    no_policy = _render(chart, _allowing(_merged(blocked, {"networkPolicy": {"enabled": False}})))
+    assert "stowCidrs" not in _notes(no_policy) and "priorCidrs" not in _notes(no_policy)
+
+
 def test_scorer_autoscaling_and_disruption_budgets(rendered: dict[str, Rendered]) -> None:
     tls = rendered["tls-secrets-monitoring"]
     hpa = tls.get("HorizontalPodAutoscaler", f"{FULLNAME}-scorer")

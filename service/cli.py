@@ -99,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     send.set_defaults(check=_check_send_tls)
 
     status = with_config(commands.add_parser(
-        "status", help="list studies, their state and their deliveries per destination"))
+        "status", help="list studies, their state and how long they have been in it, and their deliveries per "
+                   "destination"))
     status.add_argument("--show-uids", action="store_true",
                         help="show Study Instance UIDs, SR UIDs and UIDs in reasons in full (default: the "
                              "uid:<8 hex digits> tokens the log shows for them)")

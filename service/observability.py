@@ -101,6 +101,11 @@ QUEUE_DEPTH = Gauge(
     "rcds_queue_depth", "Studies waiting or being processed, by state (receiving, processing)", ["state"],
     registry=INGEST_REGISTRY,
 )
+QUEUE_OLDEST = Gauge(
+    "rcds_queue_oldest_seconds", "Seconds the oldest study in each state (receiving, processing) has been in it, "
+    "0 with none: receiving since its first instance of this round of waiting, processing since its claim "
+    "(service.ingest.index.StudyState.since says why)", ["state"], registry=INGEST_REGISTRY,
+)
 OUTBOX_PENDING = Gauge("rcds_outbox_pending", "Deliveries still being attempted (not the given-up ones)",
                        registry=INGEST_REGISTRY)
 OUTBOX_FAILED = Gauge(

@@ -1,26 +1,35 @@
-"""`radiomics-cds status`: the studies a service knows and where their deliveries stand."""
+"""`radiomics-cds status`: the studies a service knows, how long each has been in its state, and
+where their deliveries stand."""
 
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from service.commands._service_files import service_file, study_name
+from service.commands._service_files import service_file
 from service.config import load_config
 from service.ingest.index import read_studies
-from service.observability import redact_uids
+from service.ingest.spool import study_key
+from service.observability import redact_uids, uid_token
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.outbox import Delivery, DeliveryStatus, read_deliveries
 
 
-def run(args: argparse.Namespace) -> int:
-    """Studies known to the index: log key, Study Instance UID, state, result or why it failed,
-    and where the result's deliveries stand; then the deliveries of each destination by state.
+# The study table's columns; `age` is the time in the study's current state (StudyState.since).
+COLUMNS = ("log key", "study", "state", "age", "result or reason")
 
-    UIDs (the study's, the SR's, any in a reason) are shown as the tokens the log uses for them,
-    unless --show-uids: a Study Instance UID can identify the patient. Both files are read
-    read-only, next to a running service.
+
+def run(args: argparse.Namespace) -> int:
+    """Studies known to the index, under a header line: log key, Study Instance UID, state, how
+    long it has been in that state, result or why it failed, and where the result's deliveries
+    stand; then the deliveries of each destination by state.
+
+    The age counts as rcds_queue_oldest_seconds does, so the study an alert on that gauge is
+    about is the one with that age here. UIDs (the study's, the SR's, any in a reason) are shown
+    as the tokens the log uses for them, unless --show-uids: a Study Instance UID can identify
+    the patient. Both files are read read-only, next to a running service.
     """
     config = load_config(args.config)
     index_path = service_file(config.index_path, "index")
@@ -29,16 +38,42 @@ def run(args: argparse.Namespace) -> int:
     for delivery in deliveries:
         by_path.setdefault(delivery.path, []).append(delivery)
     shown: Callable[[str], str] = (lambda text: text) if args.show_uids else redact_uids
+    now = time.time()
+    rows = []
     for study in read_studies(index_path):
         detail = study.error or (f"SR {study.result}" if study.result else "")
         if study.result:
             states = [_delivery_state(delivery) for artefact in Artefact
                       for delivery in by_path.get(artefact_path(config.outbox_dir, study.result, artefact), [])]
             detail += f"  deliveries: {', '.join(states)}" if states else ""
-        print(f"{study_name(study.study_instance_uid, args.show_uids)}  {study.state:<10}  {shown(detail)}")
+        uid = study.study_instance_uid if args.show_uids else uid_token(study.study_instance_uid)
+        rows.append((study_key(study.study_instance_uid), uid, study.state.value, human_age(now - study.since),
+                     shown(detail)))
+    print(_table(rows))
     print()
     print(_delivery_counts(deliveries))
     return 0
+
+
+def human_age(seconds: float) -> str:
+    """`45s`, `3m`, `2h 5m`, `3d 4h`: the largest unit and, from hours up, the next one, enough
+    to tell a study stuck for hours from one a minute old. A negative age (the clock set back
+    since) shows as `0s`."""
+    whole = max(0, int(seconds))
+    days, hours, minutes = whole // 86400, whole % 86400 // 3600, whole % 3600 // 60
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m" if minutes else f"{whole}s"
+
+
+def _table(rows: Sequence[tuple[str, str, str, str, str]]) -> str:
+    """COLUMNS and the rows, each column as wide as its widest cell (UIDs in full are longer
+    than tokens), the last one not padded."""
+    widths = [max(len(row[n]) for row in (COLUMNS, *rows)) for n in range(len(COLUMNS) - 1)]
+    return "\n".join("  ".join([*(cell.ljust(width) for cell, width in zip(row, widths)), row[-1]]).rstrip()
+                     for row in (COLUMNS, *rows))
 
 
 def _delivery_state(delivery: Delivery) -> str:

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Final, Literal
@@ -110,6 +110,9 @@ class StudyOrder:
 
 @dataclass(frozen=True)
 class StudyState:
+    """A study's row of the index; the fields are named after its columns (_columns and
+    STATE_SINCE read them by name)."""
+
     study_instance_uid: str
     state: StudyStatus
     waiting_since: float
@@ -117,6 +120,29 @@ class StudyState:
     attempts: int
     error: str | None
     result: str | None
+    updated_at: float
+
+    @property
+    def since(self) -> float:
+        """When the study entered its current state, as far as the index tells: what its age in
+        `status` and in rcds_queue_oldest_seconds counts from (the column STATE_SINCE names).
+
+        Receiving: waiting_since, the first instance of this round of waiting. The hard cap
+        counts from it, so a healthy worker decides by waiting_since + hard_cap_seconds, and a
+        scorer retry, which sends the study back here, keeps it: the age is how long the result
+        has been awaited. last_received_at and updated_at move with each instance, so a study
+        whose sender trickles instances would look young however long it has waited.
+        Processing: updated_at, which the claim sets. waiting_since would add the reception and
+        the earlier attempts' retry waits, none of them a sign of a hung call. (An instance
+        arriving while the study is scored moves updated_at too; it is then scored again anyway.)
+        Done, failed: updated_at, when the outcome was recorded.
+        """
+        return float(getattr(self, STATE_SINCE[self.state]))
+
+
+# The column each state's age counts from (StudyState.since says why).
+STATE_SINCE: Final[dict[StudyStatus, str]] = {RECEIVING: "waiting_since", PROCESSING: "updated_at",
+                                              DONE: "updated_at", FAILED: "updated_at"}
 
 
 class StudyIndex:
@@ -202,10 +228,7 @@ class StudyIndex:
 
     def study(self, study_uid: str) -> StudyState | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT study_instance_uid, state, waiting_since, last_received_at, attempts, error, result"
-                " FROM studies WHERE study_instance_uid = ?", (study_uid,),
-            ).fetchone()
+            row = self._db.execute(_STUDIES + " WHERE study_instance_uid = ?", (study_uid,)).fetchone()
         return _study_state(row) if row else None
 
     def studies_in(self, state: StudyStatus | None = None) -> list[StudyState]:
@@ -221,8 +244,7 @@ class StudyIndex:
         one; none when either's patient or date is unknown."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT e.study_instance_uid, e.state, e.waiting_since, e.last_received_at, e.attempts, e.error,"
-                " e.result FROM studies s JOIN studies e ON e.patient_key = s.patient_key"
+                f"SELECT {_columns('e')} FROM studies s JOIN studies e ON e.patient_key = s.patient_key"
                 " AND e.study_datetime < s.study_datetime WHERE s.study_instance_uid = ? AND s.patient_key <> ''"
                 " AND e.study_datetime <> '' ORDER BY e.study_datetime", (study_uid,),
             ).fetchall()
@@ -231,6 +253,14 @@ class StudyIndex:
     def count_in(self, state: StudyStatus) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM studies WHERE state = ?", (state,)).fetchone()[0])
+
+    def oldest_age(self, state: StudyStatus, now: float | None = None) -> float:
+        """Seconds the study longest in `state` has been in it (StudyState.since), 0 when none
+        is: a study stuck there (a wedged worker) shows as a number that only grows."""
+        with self._lock:
+            oldest = self._db.execute(f"SELECT MIN({STATE_SINCE[state]}) FROM studies WHERE state = ?",
+                                      (state,)).fetchone()[0]
+        return 0.0 if oldest is None else max(0.0, (time.time() if now is None else now) - oldest)
 
     def claim(self, study_uid: str) -> bool:
         """Move a receiving study to processing at its current generation; False if taken."""
@@ -277,10 +307,9 @@ class StudyIndex:
         """Done studies whose current result has not been reconciled (service.priors.reconcile)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT s.study_instance_uid, s.state, s.waiting_since, s.last_received_at, s.attempts, s.error,"
-                " s.result FROM studies s LEFT JOIN reconciled r ON r.study_instance_uid = s.study_instance_uid"
-                " AND r.result = s.result WHERE s.state = ? AND s.result IS NOT NULL AND r.result IS NULL"
-                " ORDER BY s.updated_at", (DONE,),
+                f"SELECT {_columns('s')} FROM studies s LEFT JOIN reconciled r"
+                " ON r.study_instance_uid = s.study_instance_uid AND r.result = s.result"
+                " WHERE s.state = ? AND s.result IS NOT NULL AND r.result IS NULL ORDER BY s.updated_at", (DONE,),
             ).fetchall()
         return [_study_state(row) for row in rows]
 
@@ -338,7 +367,12 @@ def read_studies(path: Path) -> list[StudyState]:
         return [_study_state(row) for row in db.execute(_STUDIES + " ORDER BY last_received_at")]
 
 
-_STUDIES = "SELECT study_instance_uid, state, waiting_since, last_received_at, attempts, error, result FROM studies"
+def _columns(table: str = "") -> str:
+    """The studies columns StudyState holds, in its order, of `table` (an alias) if given."""
+    return ", ".join(f"{table}.{field.name}" if table else field.name for field in fields(StudyState))
+
+
+_STUDIES = f"SELECT {_columns()} FROM studies"
 
 
 def _study_state(row: tuple) -> StudyState:

@@ -13,7 +13,8 @@ from service.ingest.index import PROCESSING, RECEIVING, StudyIndex
 from service.ingest.receive import ReceiveDirectory
 from service.ingest.scp import ListenerServer, StorageHandlers, build_ae, start_listener
 from service.ingest.spool import Spool
-from service.observability import INGEST_REGISTRY, QUEUE_DEPTH, SCORER_UP, HealthServer, initialise_ingest_metrics
+from service.observability import (INGEST_REGISTRY, QUEUE_DEPTH, QUEUE_OLDEST, SCORER_UP, HealthServer,
+                                   initialise_ingest_metrics)
 from service.outputs.destinations import configured_destinations
 from service.outputs.outbox import Outbox
 from service.outputs.page_process import close_page_renderer
@@ -51,6 +52,7 @@ class Ingest:
         self.index = StudyIndex(config.index_path)
         for state in (RECEIVING, PROCESSING):  # read at each scrape: never stale
             QUEUE_DEPTH.labels(state).set_function(functools.partial(self.index.count_in, state))
+            QUEUE_OLDEST.labels(state).set_function(functools.partial(self.index.oldest_age, state))
         self.scorer = GrpcScorer(config.scorer_address, tls=self.scorer_tls,
                                  max_message_bytes=config.grpc_max_message_bytes)
         self.outbox = Outbox(

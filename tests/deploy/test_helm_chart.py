@@ -217,6 +217,7 @@ def test_lint_finds_no_warning_or_error(case: Rendered, kube_version: str) -> No
     ({"config": {"prior_dicomweb_url": "https://rcds:s3cret@pacs.example/dicom-web"}}, "/config/prior_dicomweb_url"),
     ({"config": {"fhir_base_url": "https://rcds@ehr.example/fhir"}}, "/config/fhir_base_url"),
     ({"priors": {"dicomweb": {"basicAuth": {"value": "rcds :s3cret"}}}}, "/priors/dicomweb/basicAuth/value"),
+    ({"prometheusRule": {"enabled": True, "runbookBaseUrl": "git.example/radiomics-cds"}}, "/prometheusRule/runbookBaseUrl"),
 ])
 def test_schema_refuses_wrong_values_naming_them(chart: Any, values: dict[str, Any], named: str) -> None:
     helm = _helm()
@@ -714,6 +715,43 @@ def test_network_policies_admit_only_the_configured_peers(rendered: dict[str, Re
     assert only_rule["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == ["pacs"]
 
 
+STOW_BLOCKED = ("WARNING: stow_url is set but networkPolicy.stowCidrs is empty: the NetworkPolicy blocks the ingest's "
+                "egress to the STOW-RS archive, so every STOW-RS delivery (SR and page) fails and is given up after "
+                "delivery_max_attempts. Set stowCidrs (and stowPorts) to the archive's addresses.")
+PRIORS_BLOCKED = ("WARNING: networkPolicy.priorCidrs is empty: the NetworkPolicy blocks the ingest's egress to the "
+                  "prior sources other than the PACS on pacs_port, so lookups there fail (outputs say \"priors "
+                  "unavailable\") and reconciliation waits. Set priorCidrs (and priorPorts) to the addresses of: ")
+
+
+def _notes(case: Rendered) -> str:
+    """NOTES.txt with its lines joined as one text (a warning is wrapped over several)."""
+    return " ".join(case.manifests["radiomics-cds/templates/NOTES.txt"].split())
+
+
+def test_notes_warn_when_the_network_policy_blocks_stow_or_prior_lookups(chart: Any,
+                                                                        rendered: dict[str, Rendered]) -> None:
+    """STOW-RS or priors other than the PACS on pacs_port configured with no egress rule for
+    them (an empty list renders none, and the policy denies the rest): fhir-smart has both; the
+    TLS case sets both CIDR lists; DIMSE priors from the PACS need only pacsCidrs; without the
+    NetworkPolicy nothing is blocked."""
+    assert STOW_BLOCKED in _notes(rendered["fhir-smart"])
+    assert PRIORS_BLOCKED + "prior_dicomweb_url." in _notes(rendered["fhir-smart"])
+    for quiet in ("tls-secrets-monitoring", "default"):
+        assert "stowCidrs" not in _notes(rendered[quiet]) and "priorCidrs" not in _notes(rendered[quiet])
+    dimse = {"config": {"pacs_host": "pacs.example", "prior_providers": ["dimse"]},
+             "networkPolicy": {"pacsCidrs": ["10.20.5.10/32"]}}
+    assert "priorCidrs" not in _notes(_render(chart, _allowing(dimse)))
+    elsewhere = _render(chart, _allowing(_merged(dimse, {"config": {
+        "prior_providers": ["dicomweb", "dimse"], "prior_dicomweb_url": "https://pacs.example/dicom-web",
+        "prior_dimse_port": 11112}})))
+    assert PRIORS_BLOCKED + "prior_dicomweb_url, prior_dimse_host/prior_dimse_port." in _notes(elsewhere)
+    blocked = {"config": {"stow_url": "https://archive.example/dicom-web", "prior_providers": ["dicomweb"],
+                          "prior_dicomweb_url": "https://pacs.example/dicom-web"}}
+    assert STOW_BLOCKED in _notes(_render(chart, _allowing(blocked)))
+    no_policy = _render(chart, _allowing(_merged(blocked, {"networkPolicy": {"enabled": False}})))
+    assert "stowCidrs" not in _notes(no_policy) and "priorCidrs" not in _notes(no_policy)
+
+
 def test_scorer_autoscaling_and_disruption_budgets(rendered: dict[str, Rendered]) -> None:
     tls = rendered["tls-secrets-monitoring"]
     hpa = tls.get("HorizontalPodAutoscaler", f"{FULLNAME}-scorer")
@@ -776,16 +814,25 @@ def test_service_monitor_scrapes_both_roles(rendered: dict[str, Rendered]) -> No
         assert {p["name"]: p["containerPort"] for p in _container(workload)["ports"]}[port["targetPort"]] == 8080
 
 
-def test_prometheus_rule_holds_the_rules_of_deploy_prometheus(rendered: dict[str, Rendered]) -> None:
+def test_prometheus_rule_holds_the_rules_of_deploy_prometheus(chart: Any, rendered: dict[str, Rendered]) -> None:
     """Off by default; when on, exactly the rule groups promtool tests (tests/deploy/
-    test_prometheus_rules.py), alert templates left for Prometheus, labels for the operator."""
+    test_prometheus_rules.py), alert templates left for Prometheus, labels for the operator, and
+    each runbook_url (the runbook's path in the repository) prefixed with runbookBaseUrl when
+    set (a trailing slash or not), left as it is when not."""
     assert rendered["default"].all("PrometheusRule") == []
     (rule,) = rendered["tls-secrets-monitoring"].all("PrometheusRule")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     shipped = yaml.safe_load((REPO / "deploy" / "prometheus" / "alerts.yaml").read_text())
-    assert rule["spec"] == {"groups": shipped["groups"]}
+    (group,) = copy.deepcopy(shipped["groups"])
+    for alert in group["rules"]:
+        alert["annotations"]["runbook_url"] = ("https://git.imaging.example/radiomics-cds/blob/v0.1.0/docs/runbook.md#"
+                                               + alert["alert"].lower())
+    assert rule["spec"] == {"groups": [group]}
     assert "{{ $labels.instance }}" in rule["spec"]["groups"][0]["rules"][0]["annotations"]["summary"]
+    (unprefixed,) = _render(chart, _allowing({"prometheusRule": {"enabled": True}})).all("PrometheusRule")
+    assert unprefixed["spec"] == {"groups": shipped["groups"]}
+    assert shipped["groups"][0]["rules"][0]["annotations"]["runbook_url"] == "docs/runbook.md#radiomicscdsstudyfailed"
 
 
 def test_grafana_dashboard_config_map_holds_the_charts_dashboard_file(rendered: dict[str, Rendered]) -> None:

@@ -35,6 +35,21 @@ def scrape_metrics(http_port: int) -> dict[tuple[str, tuple], float]:
             for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
+# The columns of `status`'s study table, as its header names them (checked, not imported).
+STATUS_COLUMNS = ("log key", "study", "state", "age", "result or reason")
+
+
+def status_rows(output: str) -> list[dict[str, str]]:
+    """The study lines of `radiomics-cds status`'s output (under its header, before the blank
+    line and the deliveries per destination), each as column -> text, cut where the header
+    puts each column: an age (`2h 5m`) or a reason has spaces in it."""
+    header, *lines = output.split("\n\n")[0].splitlines()
+    starts = [header.index(name) for name in STATUS_COLUMNS]
+    assert starts[0] == 0 and starts == sorted(starts), header
+    return [{name: line[start:end].strip() for name, start, end in zip(STATUS_COLUMNS, starts, [*starts[1:], None])}
+            for line in lines]
+
+
 def service_env(var_dir: Path, **settings: object) -> dict[str, str]:
     """The environment of a service under test: its var directory, loopback and free ports
     (DICOM, HTTP, scorer, serve's scorer child's HTTP), then `settings` as RCDS_* variables (they win)."""
@@ -124,13 +139,7 @@ class RunningService:
         """Study Instance UID -> (state, detail), from `radiomics-cds status` (its study lines,
         before the blank line and the deliveries per destination)."""
         out = subprocess.run(CLI + ["status", "--show-uids"], env=self.env, cwd=REPO, capture_output=True, text=True, check=True)
-        rows = {}
-        for line in out.stdout.splitlines():
-            if not line.strip():  # the study lines end there (none at all: the output starts with it)
-                break
-            key, uid, state, *detail = line.split(maxsplit=3)
-            rows[uid] = (state, detail[0] if detail else "")
-        return rows
+        return {row["study"]: (row["state"], row["result or reason"]) for row in status_rows(out.stdout)}
 
     def wait_for(self, study_uid: str, states=("done", "failed"), timeout_s: float = 180) -> tuple[str, str]:
         """The study's (state, detail) from `status` once its state is one of `states`.

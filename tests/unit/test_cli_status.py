@@ -1,5 +1,6 @@
-"""`radiomics-cds status` shows where each study's result stands at each destination, and the
-deliveries of each destination by state, read from the service's own index and outbox files.
+"""`radiomics-cds status` shows how long each study has been in its state and where its result
+stands at each destination, and the deliveries of each destination by state, read from the
+service's own index and outbox files.
 
 The files are made by the real StudyIndex and Outbox: the PACS destination is the real C-STORE
 sender aimed at a loopback port nobody listens on (a real connection refusal), the EHR one a
@@ -12,12 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from service.commands.status import human_age
 from service.config import load_config
 from service.ingest.index import DONE, FAILED, InstanceRecord, StudyIndex
 from service.outputs.artefacts import Artefact, artefact_path
@@ -26,6 +31,7 @@ from service.outputs.outbox import Outbox
 from tests.support import small_study
 from tests.support.destinations import RecordingDestination
 from tests.support.processes import LOOPBACK, free_port
+from tests.support.service import STATUS_COLUMNS, status_rows
 
 CLI = [sys.executable, "-m", "service.cli"]
 STUDIES = {"failed-pacs": "1.2.826.0.1.3680043.10.543.1", "pending-pacs": "1.2.826.0.1.3680043.10.543.2",
@@ -81,20 +87,60 @@ def test_status_shows_each_results_delivery_per_destination_and_counts(tmp_path:
     var_dir = _var_dir(tmp_path)
     shown = _status(var_dir, "--show-uids")
     assert shown.returncode == 0, shown.stderr
-    studies, counts = shown.stdout.split("\n\n")
-    lines = {line.split()[1]: line for line in studies.splitlines()}
-    assert set(lines) == set(STUDIES.values())
+    counts = shown.stdout.split("\n\n")[1]
+    rows = {row["study"]: row for row in status_rows(shown.stdout)}
+    assert set(rows) == set(STUDIES.values())
 
-    failed = lines[STUDIES["failed-pacs"]]
-    assert f"done        SR {RESULTS['failed-pacs']}  deliveries: " in failed
-    assert "pacs failed (2 attempts: " in failed and f"no association with PACS at {LOOPBACK}" in failed
-    assert failed.endswith(", fhir delivered")
-    pending = lines[STUDIES["pending-pacs"]]
-    assert pending.endswith("deliveries: pacs pending (1 attempt), fhir delivered")
-    assert lines[STUDIES["input-error"]].split(maxsplit=3)[2:] == ["failed", "no CT series in the study"]
+    failed = rows[STUDIES["failed-pacs"]]
+    assert failed["state"] == "done"
+    assert failed["result or reason"].startswith(f"SR {RESULTS['failed-pacs']}  deliveries: pacs failed (2 attempts: ")
+    assert f"no association with PACS at {LOOPBACK}" in failed["result or reason"]
+    assert failed["result or reason"].endswith(", fhir delivered")
+    pending = rows[STUDIES["pending-pacs"]]
+    assert pending["result or reason"].endswith("deliveries: pacs pending (1 attempt), fhir delivered")
+    assert (rows[STUDIES["input-error"]]["state"], rows[STUDIES["input-error"]]["result or reason"]) == (
+        "failed", "no CT series in the study")
 
     assert [line.split() for line in counts.splitlines()] == [
         ["destination", "pending", "delivered", "failed"], ["fhir", "0", "2", "0"], ["pacs", "1", "0", "1"]]
+
+
+def test_status_shows_how_long_each_study_has_been_in_its_state(tmp_path: Path) -> None:
+    """Receiving: since its first instance, however recent its last; processing and failed:
+    since the claim and the outcome (just now), not since their instances of days ago. The
+    columns line up under the header whatever the age's width."""
+    config = load_config(environ={"RCDS_VAR_DIR": str(tmp_path / "var")})
+    (ct_file,) = small_study.write(tmp_path / "ct", small_study.ct_slices()[:1])
+    index = StudyIndex(config.index_path)
+    now = time.time()
+    try:
+        for uid, received_at in ((STUDIES["pending-pacs"], now - (2 * 3600 + 5 * 60 + 10)), (STUDIES["pending-pacs"], now - 30),
+                                 (STUDIES["failed-pacs"], now - 2 * 86400), (STUDIES["input-error"], now - 3 * 86400)):
+            index.add_instance(InstanceRecord(f"{uid}.{received_at}", "1.2.840.10008.5.1.4.1.1.2", uid, f"{uid}.2", "CT",
+                                              "1.2.3", (0.0,), ct_file, received_at))
+        assert index.claim(STUDIES["failed-pacs"]) and index.claim(STUDIES["input-error"])
+        index.finish(STUDIES["input-error"], FAILED, error="no CT series in the study")
+    finally:
+        index.close()
+    shown = _status(config.var_dir)
+    assert shown.returncode == 0, shown.stderr
+    header = shown.stdout.splitlines()[0]  # each column as wide as its widest cell, two spaces apart
+    assert [header.index(name) for name in STATUS_COLUMNS] == [0, 16 + 2, 18 + len("uid:12345678") + 2,
+                                                               32 + len("processing") + 2, 44 + len("2h 5m") + 2]
+    rows = {row["study"]: row for row in status_rows(shown.stdout)}
+    ages = {uid: (rows[_token(uid)]["state"], rows[_token(uid)]["age"]) for uid in STUDIES.values()}
+    assert ages[STUDIES["pending-pacs"]] == ("receiving", "2h 5m")
+    assert ages[STUDIES["failed-pacs"]][0] == "processing" and re.fullmatch(r"\d{1,2}s", ages[STUDIES["failed-pacs"]][1])
+    assert ages[STUDIES["input-error"]][0] == "failed" and re.fullmatch(r"\d{1,2}s", ages[STUDIES["input-error"]][1])
+    assert rows[_token(STUDIES["input-error"])]["result or reason"] == "no CT series in the study"
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [
+    (0, "0s"), (59.9, "59s"), (60, "1m"), (3599, "59m"), (3600, "1h 0m"), (2 * 3600 + 5 * 60 + 59, "2h 5m"),
+    (86400 + 3 * 3600 + 59 * 60, "1d 3h"), (40 * 86400, "40d 0h"), (-5, "0s"),
+])
+def test_ages_are_shown_in_their_two_largest_units(seconds: float, shown: str) -> None:
+    assert human_age(seconds) == shown
 
 
 def _token(uid: str) -> str:
@@ -111,12 +157,12 @@ def test_status_names_studies_and_results_by_the_logs_tokens_unless_asked(tmp_pa
     assert shown.returncode == 0, shown.stderr
     for uid in (*STUDIES.values(), *RESULTS.values()):
         assert uid not in shown.stdout
-    studies = shown.stdout.split("\n\n")[0].splitlines()
-    rows = {line.split()[1]: line.split(maxsplit=4) for line in studies}
+    rows = {row["study"]: row for row in status_rows(shown.stdout)}
     assert set(rows) == {_token(uid) for uid in STUDIES.values()}
-    key, _, state, sr, result = rows[_token(STUDIES["pending-pacs"])]
-    assert key == hashlib.sha256(STUDIES["pending-pacs"].encode()).hexdigest()[:16]
-    assert (state, sr) == ("done", "SR") and result.startswith(f"{_token(RESULTS['pending-pacs'])}  deliveries: ")
+    pending = rows[_token(STUDIES["pending-pacs"])]
+    assert pending["log key"] == hashlib.sha256(STUDIES["pending-pacs"].encode()).hexdigest()[:16]
+    assert pending["state"] == "done"
+    assert pending["result or reason"].startswith(f"SR {_token(RESULTS['pending-pacs'])}  deliveries: ")
     assert (var_dir / "index.sqlite").read_bytes() == index_before  # read-only
 
 
@@ -125,7 +171,8 @@ def test_status_of_a_service_with_no_outbox_yet_lists_no_destination(tmp_path: P
     (tmp_path / "index.sqlite").touch()
     shown = _status(tmp_path)
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.split() == ["destination", "pending", "delivered", "failed"]
+    assert shown.stdout.split("\n\n")[0] == "log key  study  state  age  result or reason"
+    assert shown.stdout.split("\n\n")[1].split() == ["destination", "pending", "delivered", "failed"]
     assert not (tmp_path / "outbox.sqlite").exists()
     assert (tmp_path / "index.sqlite").stat().st_size == 0
 

@@ -10,7 +10,8 @@ import pytest
 from pydicom import Dataset
 
 from service.ingest.completeness import Outcome, assess
-from service.ingest.index import DONE, FAILED, RECEIVING, InstanceRecord, StudyIndex, StudyOrder, StudyStatus
+from service.ingest.index import (DONE, FAILED, PROCESSING, RECEIVING, InstanceRecord, StudyIndex, StudyOrder,
+                                  StudyStatus)
 from service.ingest.scp import study_order
 from service.sop_classes import CT_IMAGE, RT_STRUCTURE_SET
 from service.ingest.spool import Spool, study_key
@@ -176,6 +177,26 @@ def test_requeue_sends_a_claimed_study_back_with_its_reason_and_counts_the_attem
     index.add_instance(_record("2", at=150.0))  # arrives during the second attempt
     index.requeue("1.2.3", "scorer unavailable (DEADLINE_EXCEEDED)")
     assert (index.study("1.2.3").state, index.study("1.2.3").error) == (RECEIVING, "scorer unavailable (UNAVAILABLE)")
+
+
+def test_the_oldest_age_per_state_counts_from_the_waiting_start_and_from_the_claim(tmp_path):
+    """Receiving: from the first instance of the round, however recent the last one, and across
+    a scorer retry; processing: from the claim, not from the instances; 0 with none."""
+    index = StudyIndex(tmp_path / "index.sqlite")
+    now = time.time()
+    assert index.oldest_age(RECEIVING, now) == index.oldest_age(PROCESSING, now) == 0.0
+    index.add_instance(_record("1", at=now - 5000, study="1.2.3"))
+    index.add_instance(_record("2", at=now - 100, study="1.2.3"))  # its sender still trickles
+    index.add_instance(_record("3", at=now - 3000, study="1.2.4"))
+    assert index.oldest_age(RECEIVING, now) == 5000.0
+    assert index.claim("1.2.3")  # after `now`
+    assert index.oldest_age(RECEIVING, now) == 3000.0
+    assert index.oldest_age(PROCESSING, now) == 0.0
+    assert 59.0 < index.oldest_age(PROCESSING, now + 60) <= 60.0
+    index.requeue("1.2.3", "scorer unavailable (UNAVAILABLE); retried in 10 s")
+    assert index.oldest_age(RECEIVING, now) == 5000.0
+    assert index.oldest_age(PROCESSING, now) == 0.0
+    assert [study.since for study in index.studies_in(RECEIVING)] == [now - 3000, now - 5000]
 
 
 def test_study_interrupted_too_often_is_failed_not_requeued(tmp_path):

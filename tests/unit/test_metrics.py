@@ -1,6 +1,6 @@
 """Labelled counters exist at 0 from a role's start, so that the first failure ever is an
 increase a rate-based alert sees (deploy/prometheus/alerts.yaml); the ingest tells whether its
-scorer is up. The ingest is built for real (index, outbox, destinations from the configuration)
+scorer is up, and how long its oldest study has been in each state. The ingest is built for real (index, outbox, destinations from the configuration)
 and its /metrics scraped over HTTP; nothing is started but the HTTP endpoint.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.roles.ingest import Ingest
 from service.config import load_config
-from service.observability import (INSTANCE_REJECTION_REASONS, LESION_OUTCOMES, QUEUE_DEPTH, SCORER_REGISTRY,
-                                   SCORER_UP, STUDY_FAILURE_KINDS, initialise_scorer_metrics)
+from service.ingest.index import InstanceRecord
+from service.observability import (INSTANCE_REJECTION_REASONS, LESION_OUTCOMES, QUEUE_DEPTH, QUEUE_OLDEST,
+                                   SCORER_REGISTRY, SCORER_UP, STUDY_FAILURE_KINDS, initialise_scorer_metrics)
 from tests.support.processes import free_port
 
 
@@ -42,7 +44,8 @@ def ingest(tmp_path: Path) -> Iterator[Ingest]:
     ingest.scorer.close()
     ingest.index.close()
     # The registry is the process's: its gauges must not keep asking a closed index and scorer.
-    for gauge in (QUEUE_DEPTH.labels("receiving"), QUEUE_DEPTH.labels("processing"), SCORER_UP):
+    states = ("receiving", "processing")
+    for gauge in (*(metric.labels(state) for metric in (QUEUE_DEPTH, QUEUE_OLDEST) for state in states), SCORER_UP):
         gauge.set_function(lambda: 0.0)
 
 
@@ -64,6 +67,20 @@ def test_the_ingest_exports_every_failure_series(ingest: Ingest) -> None:
         assert samples.get((name, tuple(sorted(labels.items())))) is not None, (name, labels)
     assert samples[("rcds_scorer_up", ())] == 0.0
     assert samples[("rcds_queue_depth", (("state", "receiving"),))] == 0.0
+
+
+def test_the_oldest_study_per_state_is_read_from_the_index_at_each_scrape(ingest: Ingest) -> None:
+    """Its age in seconds, from the study's first instance while it is received, 0 with none."""
+    def scrape() -> dict[str, float]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ingest.http.port}/metrics", timeout=10) as answer:
+            samples = _samples(answer.read().decode())
+        return {state: samples[("rcds_queue_oldest_seconds", (("state", state),))] for state in ("receiving", "processing")}
+
+    assert scrape() == {"receiving": 0.0, "processing": 0.0}
+    ingest.index.add_instance(InstanceRecord("1.2.3.1", "1.2.840.10008.5.1.4.1.1.2", "1.2.3", "1.2.3.2", "CT", "1.2.3.9",
+                                             (0.0,), Path("/spool/1.2.3.1.dcm"), time.time() - 600))
+    ages = scrape()
+    assert 600 <= ages["receiving"] < 660 and ages["processing"] == 0.0
 
 
 def test_a_fresh_process_exports_them_at_zero() -> None:

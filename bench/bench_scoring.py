@@ -390,10 +390,12 @@ def _score_study(scorer: Scorer, ct: CtSeries, lesions: Sequence[LesionMask],
     scored = score_lesions(scorer, crops, parallel=parallel)
     study_s = time.perf_counter() - start
     lesion_s = []
-    for mask in lesions:
+    for mask, in_study in zip(lesions, scored.lesions):
         start = time.perf_counter()
-        scorer.score_batch([lesion_crop(ct, mask, settings)])
+        (alone,) = scorer.score_batch([lesion_crop(ct, mask, settings)])
         lesion_s.append(time.perf_counter() - start)
+        if alone != in_study:  # the same crop, the same numbers, however it travels
+            raise RuntimeError(f"lesion {in_study.number}: scored alone it differs from its result in the study")
     return study_s, lesion_s, scored.lesions
 
 

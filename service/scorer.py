@@ -33,11 +33,12 @@ class Scorer(Protocol):
         ...
 
     max_message_bytes: int
-    """The largest message this scorer takes: a batch of crops must fit in one."""
+    """The largest message this scorer takes: a batch of crops must fit in one (check_batch_size)."""
 
     def score_batch(self, crops: Sequence[LesionCrop]) -> list[LesionResult]:
         """Measures, features and signature score of each lesion, in the order given, in one call
-        (ScoreLesions); ScorerError when any is not scored."""
+        (ScoreLesions); LesionTooLarge when the batch cannot travel in one message
+        (check_batch_size), ScorerError when any lesion is not scored."""
         ...
 
     def score_study(self, crops: Sequence[LesionCrop]) -> ScoredLesions:
@@ -74,6 +75,20 @@ def check_crop_size(crop: LesionCrop, max_message_bytes: int) -> None:
         )
 
 
+def check_batch_size(crops: Sequence[LesionCrop], max_message_bytes: int) -> None:
+    """Raise LesionTooLarge when a crop, or the crops together, cannot travel in one message:
+    both scorers refuse the same batches (score_lesions makes none too large)."""
+    for crop in crops:
+        check_crop_size(crop, max_message_bytes)
+    size = sum(crop_message_bytes(crop) for crop in crops)
+    if size > max_message_bytes:
+        numbers = ", ".join(str(crop.number) for crop in crops)
+        raise LesionTooLarge(
+            f"lesions {numbers}: together about {size} bytes, more than the maximum gRPC message size of "
+            f"{max_message_bytes} bytes (setting grpc_max_message_bytes): send them in smaller batches"
+        )
+
+
 @dataclass(frozen=True)
 class ScoredLesions:
     """Every lesion's result, in the order of the crops, and the patient-level result."""
@@ -83,32 +98,44 @@ class ScoredLesions:
 
 
 LesionProgress = Callable[[int, int, int], None]
-"""Told (lesions done, lesions in all, number of the lesion just done) as each lesion finishes."""
+"""Told (lesions done, lesions in all, number of the last lesion done) as each batch of lesions
+finishes."""
+
+BATCH_VOXELS = 4_000_000
+"""At most this many crop voxels in one call, unless a single crop is larger: about a second or
+two of the full panel on one core (a 100 mL lesion's crop is about 0.7 million voxels). A call
+holds a scorer thread until it is done, so bounding it keeps another study's lesions from
+waiting long behind a large study (concurrent_studies), a stopping scorer's calls within its
+grace period, and a call within its deadline."""
 
 
-def batches(crops: Sequence[LesionCrop], count: int, max_message_bytes: int) -> list[list[int]]:
-    """The crops' positions in at most `count` batches of about equal work (voxels), each small
-    enough for one message: each crop, largest first, joins the batch with the fewest voxels so
-    far (a lesion's time follows its voxels); a batch over the limit is then cut in order. One
-    call per batch instead of one per lesion saves a round trip per lesion (about 1 to 3 ms
-    each), while `count` batches still spread a study over `count` scorers."""
-    bins: list[list[int]] = [[] for _ in range(max(1, min(count, len(crops))))]
-    voxels = [0] * len(bins)
+def batches(crops: Sequence[LesionCrop], count: int, max_message_bytes: int,
+            max_voxels: int = BATCH_VOXELS) -> list[list[int]]:
+    """The crops' positions in batches, one call each: `count` groups of about equal work
+    (voxels: a lesion's time follows them), each crop, largest first, joining the group with the
+    fewest voxels so far; then each group cut, in the study's order, where a batch would exceed
+    the message limit or `max_voxels`. A study of a few small lesions travels in `count` calls
+    (one call per lesion cost a round trip each, about 1 to 3 ms), a large one in more, each
+    bounded; `count` threads send them (score_lesions), so a study still spreads over `count`
+    scorers."""
+    groups: list[list[int]] = [[] for _ in range(max(1, min(count, len(crops))))]
+    voxels = [0] * len(groups)
     for position in sorted(range(len(crops)), key=lambda i: -crops[i].image_hu.size):
         lightest = voxels.index(min(voxels))
-        bins[lightest].append(position)
+        groups[lightest].append(position)
         voxels[lightest] += crops[position].image_hu.size
     cut: list[list[int]] = []
-    for positions in bins:
+    for group in groups:
         batch: list[int] = []
-        size = 0
-        for position in sorted(positions):
-            crop_bytes = crop_message_bytes(crops[position])
-            if batch and size + crop_bytes > max_message_bytes:
+        size = batch_voxels = 0
+        for position in sorted(group):
+            crop_bytes, crop_voxels = crop_message_bytes(crops[position]), crops[position].image_hu.size
+            if batch and (size + crop_bytes > max_message_bytes or batch_voxels + crop_voxels > max_voxels):
                 cut.append(batch)
-                batch, size = [], 0
+                batch, size, batch_voxels = [], 0, 0
             batch.append(position)
             size += crop_bytes
+            batch_voxels += crop_voxels
         cut.append(batch)
     return [batch for batch in cut if batch]
 
@@ -116,36 +143,39 @@ def batches(crops: Sequence[LesionCrop], count: int, max_message_bytes: int) -> 
 def score_lesions(scorer: Scorer, crops: Sequence[LesionCrop], *, parallel: int = 2,
                   on_progress: LesionProgress | None = None) -> ScoredLesions:
     """Size-check every crop first (a study that cannot be scored fails before any work), score
-    them in `parallel` batches from as many threads (a pool of scorers shares one study), then
+    them in batches (`batches`) from `parallel` threads (a pool of scorers shares one study), then
     aggregate: in the same call when one batch holds the whole study. The lesions of a batch
-    that fails count as done for `on_progress`; its error is raised once all have finished."""
+    that fails count as done for `on_progress`; the first failed batch's error (in the study's
+    order) is raised once all have finished."""
+    if not crops:
+        return ScoredLesions([], scorer.aggregate([]))
     for crop in crops:
         scorer.check_size(crop)
     groups = batches(crops, parallel, scorer.max_message_bytes)
     if len(groups) == 1:
-        scored = scorer.score_study(crops)
-        _progress(on_progress, crops, 0, groups[0])
-        return scored
-    results: list[LesionResult | None] = [None] * len(crops)
-    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        try:
+            return scorer.score_study(crops)
+        finally:
+            _progress(on_progress, crops, len(crops))
+    results: dict[int, LesionResult] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(groups)))) as pool:
         futures = {pool.submit(scorer.score_batch, [crops[i] for i in group]): group for group in groups}
         done = 0
         for future in as_completed(futures):
             group = futures[future]
             if future.exception() is None:
-                for position, result in zip(group, future.result()):
-                    results[position] = result
-            _progress(on_progress, crops, done, group)
+                results.update(zip(group, future.result(), strict=True))
             done += len(group)
+            _progress(on_progress, crops, done, group[-1])
         for future in futures:
             future.result()  # the first failed batch's error, once all have finished
-    lesions = [result for result in results if result is not None]
+    lesions = [results[position] for position in range(len(crops))]
     return ScoredLesions(lesions, scorer.aggregate(lesions))
 
 
 def _progress(on_progress: LesionProgress | None, crops: Sequence[LesionCrop], done: int,
-              group: Sequence[int]) -> None:
-    """Tell `on_progress` of each lesion of a finished batch."""
+              last: int | None = None) -> None:
+    """Tell `on_progress` once per finished batch (a display may throttle what it is told):
+    `done` lesions, the batch's last at position `last` (else the study's last)."""
     if on_progress is not None:
-        for step, position in enumerate(group, start=1):
-            on_progress(done + step, len(crops), crops[position].number)
+        on_progress(done, len(crops), crops[len(crops) - 1 if last is None else last].number)

@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.errors import ScorerError, ScorerRefused, ScorerUnavailable
 from service.model import LesionCrop, LesionResult, PatientResult, Provenance
-from service.scorer import DEFAULT_MAX_MESSAGE_BYTES, ScoredLesions, check_crop_size
+from service.scorer import DEFAULT_MAX_MESSAGE_BYTES, ScoredLesions, check_batch_size, check_crop_size
 from service.scoring import codec
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2 as pb
 from service.scoring.proto.radiomics_cds.v1 import scoring_pb2_grpc
@@ -36,6 +36,17 @@ _SERVICE_CONFIG = {
 }
 _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 _HEALTH_TIMEOUT_S = 2.0
+
+
+def _check_reply(crops: Sequence[LesionCrop], reply: pb.ScoredLesions, aggregate_patient: bool) -> None:
+    """ScorerRefused (INTERNAL) when a ScoreLesions reply does not answer its request: a lesion
+    missing, out of order or not asked for, or the patient level missing when asked for, would
+    otherwise drop a lesion from the study, or aggregate nothing, without a word."""
+    sent, answered = [crop.number for crop in crops], [lesion.number for lesion in reply.lesions]
+    if answered != sent:
+        raise ScorerRefused("INTERNAL", f"the scorer answered lesions {answered} for lesions {sent}")
+    if aggregate_patient and not reply.HasField("patient"):
+        raise ScorerRefused("INTERNAL", "the scorer answered without the patient level it was asked for")
 
 
 def _scorer_error(error: grpc.RpcError) -> ScorerError:
@@ -94,12 +105,31 @@ class GrpcScorer:
                              codec.patient_from_pb(reply.patient))
 
     def _score_lesions(self, crops: Sequence[LesionCrop], *, aggregate_patient: bool) -> pb.ScoredLesions:
+        """One ScoreLesions call, its reply checked against the request. A scorer of a release
+        without ScoreLesions (UNIMPLEMENTED: during a rolling upgrade, scorer pods not yet
+        replaced) is called lesion by lesion instead, so no study fails for the upgrade."""
+        check_batch_size(crops, self.max_message_bytes)
+        request = pb.ScoreLesionsRequest(aggregate_patient=aggregate_patient)
         for crop in crops:
-            self.check_size(crop)
-        request = pb.ScoreLesionsRequest(lesions=[codec.crop_to_pb(crop) for crop in crops],
-                                         aggregate_patient=aggregate_patient)
+            codec.crop_into_pb(crop, request.lesions.add())
         with _our_errors():
-            return self._stub.ScoreLesions(request, timeout=self._timeout_s)
+            try:
+                reply = self._stub.ScoreLesions(request, timeout=self._timeout_s)
+            except grpc.RpcError as error:
+                if error.code() is not grpc.StatusCode.UNIMPLEMENTED:
+                    raise
+                reply = self._lesion_by_lesion(request)
+        _check_reply(crops, reply, aggregate_patient)
+        return reply
+
+    def _lesion_by_lesion(self, request: pb.ScoreLesionsRequest) -> pb.ScoredLesions:
+        """ScoreLesions' answer from ScoreLesion and AggregatePatient, the calls every v1 scorer has."""
+        reply = pb.ScoredLesions(lesions=[self._stub.ScoreLesion(lesion, timeout=self._timeout_s)
+                                          for lesion in request.lesions])
+        if request.aggregate_patient:
+            reply.patient.CopyFrom(self._stub.AggregatePatient(
+                pb.AggregatePatientRequest(lesions=reply.lesions), timeout=self._timeout_s))
+        return reply
 
     def aggregate(self, lesions: Sequence[LesionResult]) -> PatientResult:
         request = pb.AggregatePatientRequest(lesions=[codec.lesion_to_pb(lesion) for lesion in lesions])

@@ -46,18 +46,24 @@ def _concept_from_pb(message: pb.ScoreLesionRequest | pb.LesionScore) -> CodedCo
 
 
 def crop_to_pb(crop: LesionCrop) -> pb.ScoreLesionRequest:
-    size_xyz = list(crop.image_hu.shape[::-1])
-    return pb.ScoreLesionRequest(
-        number=crop.number, name=crop.name, source=crop.source,
-        source_sop_instance_uid=crop.source_sop_instance_uid,
-        tracking_id=crop.tracking_id, tracking_uid=crop.tracking_uid,
-        anatomic_region=_concept_to_pb(crop.anatomic_region),
-        volume_geometry=geometry_to_pb(crop.volume_geometry),
-        crop_start=list(crop.crop_start_xyz), crop_size=size_xyz,
-        image_hu=np.ascontiguousarray(crop.image_hu, dtype="<f4").tobytes(),
-        mask=np.ascontiguousarray(crop.mask, dtype=np.uint8).tobytes(),
-        kvp=crop.kvp or 0.0,
-    )
+    return crop_into_pb(crop, pb.ScoreLesionRequest())
+
+
+def crop_into_pb(crop: LesionCrop, message: pb.ScoreLesionRequest) -> pb.ScoreLesionRequest:
+    """Fill `message` (a new one, or one added to a ScoreLesionsRequest's list, so that a crop's
+    bytes are copied into the request once, not once more when a built message is appended)."""
+    message.number, message.name, message.source = crop.number, crop.name, crop.source
+    message.source_sop_instance_uid = crop.source_sop_instance_uid
+    message.tracking_id, message.tracking_uid = crop.tracking_id, crop.tracking_uid
+    if (region := _concept_to_pb(crop.anatomic_region)) is not None:
+        message.anatomic_region.CopyFrom(region)
+    message.volume_geometry.CopyFrom(geometry_to_pb(crop.volume_geometry))
+    message.crop_start.extend(crop.crop_start_xyz)
+    message.crop_size.extend(crop.image_hu.shape[::-1])
+    message.image_hu = np.ascontiguousarray(crop.image_hu, dtype="<f4").tobytes()
+    message.mask = np.ascontiguousarray(crop.mask, dtype=np.uint8).tobytes()
+    message.kvp = crop.kvp or 0.0
+    return message
 
 
 def crop_from_pb(request: pb.ScoreLesionRequest) -> LesionCrop:

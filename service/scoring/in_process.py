@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import service
 from service.errors import ScorerRefused, SignatureError
 from service.model import LesionResult, PatientResult, Provenance
-from service.scorer import DEFAULT_MAX_MESSAGE_BYTES, ScoredLesions, check_crop_size
+from service.scorer import DEFAULT_MAX_MESSAGE_BYTES, ScoredLesions, check_batch_size, check_crop_size
 from service.scoring.aggregate import aggregate_patient
 from service.scoring.features import engine_versions
 from service.model import LesionCrop
@@ -57,8 +57,7 @@ class InProcessScorer:
         check_crop_size(crop, self.max_message_bytes)
 
     def score_batch(self, crops: Sequence[LesionCrop]) -> list[LesionResult]:
-        for crop in crops:  # all first, as the gRPC client does before it sends the batch
-            self.check_size(crop)
+        check_batch_size(crops, self.max_message_bytes)  # all first, as the gRPC client does before it sends them
         return [self._score(crop) for crop in crops]
 
     def score_study(self, crops: Sequence[LesionCrop]) -> ScoredLesions:

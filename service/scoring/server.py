@@ -49,8 +49,14 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
 
     def ScoreLesions(self, request: pb.ScoreLesionsRequest, context: grpc.ServicerContext) -> pb.ScoredLesions:  # noqa: N802
         """Every lesion in turn (the first refused ends the call: its study fails anyway), then the
-        patient level over their results when asked."""
-        lesions = [self._score(lesion, context) for lesion in request.lesions]
+        patient level over their results when asked. A call that has ended (deadline, client
+        gone, the scorer's grace period over) scores no further lesion: nobody would receive it,
+        and a stopping scorer would otherwise run on until killed."""
+        lesions = []
+        for lesion in request.lesions:
+            if not context.is_active():  # the client's deadline passed, it cancelled, or the grace period ended
+                context.abort(grpc.StatusCode.CANCELLED, f"lesion {lesion.number}: the call ended before it was scored")
+            lesions.append(self._score(lesion, context))
         reply = pb.ScoredLesions(lesions=[codec.lesion_to_pb(lesion) for lesion in lesions])
         if request.aggregate_patient:
             reply.patient.CopyFrom(codec.patient_to_pb(aggregate_patient(lesions, self._context.signature,

@@ -143,6 +143,15 @@ def test_a_crop_over_the_message_limit_is_refused_for_its_size(scorer: Scorer, c
         score_lesions(scorer, [crops[0], oversized])
 
 
+def test_a_batch_over_the_message_limit_together_is_refused(scorer: Scorer, crops: list[LesionCrop]) -> None:
+    """Each crop fits, the batch does not: both scorers refuse it, naming its lesions, while
+    score_lesions cuts the study into batches that fit and scores it."""
+    crowd = [dataclasses.replace(crops[0], number=n) for n in range(1, 1 + MAX_MESSAGE_BYTES // crops[0].image_hu.size)]
+    with pytest.raises(LesionTooLarge, match=rf"lesions 1, 2, .*: together about \d+ bytes, more than .* {MAX_MESSAGE_BYTES}"):
+        scorer.score_batch(crowd)
+    assert [lesion.number for lesion in score_lesions(scorer, crowd, parallel=1).lesions] == [c.number for c in crowd]
+
+
 def test_says_it_is_serving(scorer: Scorer) -> None:
     assert scorer.serving() is True
 

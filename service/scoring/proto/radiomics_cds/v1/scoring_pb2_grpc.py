@@ -68,8 +68,10 @@ class ScoringServicer:
 
     def ScoreLesions(self, request, context):
         """Measures and scores several lesions of one study in one call (one round trip in place of one
-        per lesion), and with aggregate_patient the patient level over them too. A lesion that cannot
-        be scored fails the whole call, with its number in the status details.
+        per lesion), and with aggregate_patient the patient level over them too. A lesion the scorer
+        refuses (INVALID_ARGUMENT, FAILED_PRECONDITION) fails the whole call, with its number in the
+        status details; a lesion whose radiomics are not computable is answered, with its reason. A
+        call that ends (deadline, cancellation) scores no further lesion.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

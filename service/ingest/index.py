@@ -151,7 +151,10 @@ class StudyIndex:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # Two processes may write it: the service, and `rescore` beside it. Each transaction is
+        # short; waiting up to 30 s for the other's (as `redeliver` does on the outbox) beats
+        # failing with "database is locked" after sqlite3's default 5 s on a slow disk.
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # committed means on disk: we acknowledge after it
         self._db.executescript(_SCHEMA)

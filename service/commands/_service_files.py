@@ -19,8 +19,13 @@ def service_file(path: Path, what: str) -> Path:
     return path
 
 
+def shown_uid(study_instance_uid: str, show_uids: bool) -> str:
+    """The token the log shows for a Study Instance UID, or the UID itself when `show_uids`: a
+    Study Instance UID can identify the patient."""
+    return study_instance_uid if show_uids else uid_token(study_instance_uid)
+
+
 def study_name(study_instance_uid: str, show_uids: bool) -> str:
-    """A study as `status` prints it: the log's key (service.ingest.spool.study_key), then the
-    token the log shows for its Study Instance UID, or the UID itself when `show_uids`: a Study
-    Instance UID can identify the patient."""
-    return f"{study_key(study_instance_uid)}  {study_instance_uid if show_uids else uid_token(study_instance_uid)}"
+    """A study as `status` prints it: the log's key (service.ingest.spool.study_key), then its
+    UID as shown_uid shows it."""
+    return f"{study_key(study_instance_uid)}  {shown_uid(study_instance_uid, show_uids)}"

@@ -8,11 +8,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from service.commands._service_files import service_file
+from service.commands._service_files import service_file, shown_uid
 from service.config import load_config
 from service.ingest.index import read_studies
 from service.ingest.spool import study_key
-from service.observability import redact_uids, uid_token
+from service.observability import redact_uids
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.outbox import Delivery, DeliveryStatus, read_deliveries
 
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             states = [_delivery_state(delivery) for artefact in Artefact
                       for delivery in by_path.get(artefact_path(config.outbox_dir, study.result, artefact), [])]
             detail += f"  deliveries: {', '.join(states)}" if states else ""
-        uid = study.study_instance_uid if args.show_uids else uid_token(study.study_instance_uid)
+        uid = shown_uid(study.study_instance_uid, args.show_uids)
         rows.append((study_key(study.study_instance_uid), uid, study.state.value, human_age(now - study.since),
                      shown(detail)))
     print(_table(rows))

@@ -38,6 +38,10 @@ _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EX
 _HEALTH_TIMEOUT_S = 2.0
 
 
+def _lesions(reply: pb.ScoredLesions) -> list[LesionResult]:
+    return [codec.lesion_from_pb(lesion) for lesion in reply.lesions]
+
+
 def _check_reply(crops: Sequence[LesionCrop], reply: pb.ScoredLesions, aggregate_patient: bool) -> None:
     """ScorerRefused (INTERNAL) when a ScoreLesions reply does not answer its request: a lesion
     missing, out of order or not asked for, or the patient level missing when asked for, would
@@ -97,12 +101,11 @@ class GrpcScorer:
         check_crop_size(crop, self.max_message_bytes)
 
     def score_batch(self, crops: Sequence[LesionCrop]) -> list[LesionResult]:
-        return [codec.lesion_from_pb(lesion) for lesion in self._score_lesions(crops, aggregate_patient=False).lesions]
+        return _lesions(self._score_lesions(crops, aggregate_patient=False))
 
     def score_study(self, crops: Sequence[LesionCrop]) -> ScoredLesions:
         reply = self._score_lesions(crops, aggregate_patient=True)
-        return ScoredLesions([codec.lesion_from_pb(lesion) for lesion in reply.lesions],
-                             codec.patient_from_pb(reply.patient))
+        return ScoredLesions(_lesions(reply), codec.patient_from_pb(reply.patient))
 
     def _score_lesions(self, crops: Sequence[LesionCrop], *, aggregate_patient: bool) -> pb.ScoredLesions:
         """One ScoreLesions call, its reply checked against the request. A scorer of a release

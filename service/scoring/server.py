@@ -59,8 +59,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
             lesions.append(self._score(lesion, context))
         reply = pb.ScoredLesions(lesions=[codec.lesion_to_pb(lesion) for lesion in lesions])
         if request.aggregate_patient:
-            reply.patient.CopyFrom(codec.patient_to_pb(aggregate_patient(lesions, self._context.signature,
-                                                                         self._volume_filter_ml)))
+            reply.patient.CopyFrom(self._aggregate(lesions))
         return reply
 
     def _score(self, request: pb.ScoreLesionRequest, context: grpc.ServicerContext) -> LesionResult:
@@ -86,9 +85,11 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
     def AggregatePatient(  # noqa: N802
         self, request: pb.AggregatePatientRequest, context: grpc.ServicerContext
     ) -> pb.PatientScore:
-        lesions = [codec.lesion_from_pb(lesion) for lesion in request.lesions]
-        result = aggregate_patient(lesions, self._context.signature, self._volume_filter_ml)
-        return codec.patient_to_pb(result)
+        return self._aggregate([codec.lesion_from_pb(lesion) for lesion in request.lesions])
+
+    def _aggregate(self, lesions: list[LesionResult]) -> pb.PatientScore:
+        """The patient level of a study's lesions (AggregatePatient, or ScoreLesions when asked)."""
+        return codec.patient_to_pb(aggregate_patient(lesions, self._context.signature, self._volume_filter_ml))
 
     def Describe(self, request: pb.DescribeRequest, context: grpc.ServicerContext) -> pb.ScorerDescription:  # noqa: N802
         return self._description

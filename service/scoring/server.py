@@ -55,6 +55,10 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
         lesions = []
         for lesion in request.lesions:
             if not context.is_active():  # the client's deadline passed, it cancelled, or the grace period ended
+                unscored = len(request.lesions) - len(lesions)
+                # Said here because nobody receives the abort: why a batch stopped short (its study is retried)
+                log.warning("a ScoreLesions call ended (deadline, cancelled, or the grace period over): %d of %d "
+                            "lesions not scored", unscored, len(request.lesions))
                 context.abort(grpc.StatusCode.CANCELLED, f"lesion {lesion.number}: the call ended before it was scored")
             lesions.append(self._score(lesion, context))
         reply = pb.ScoredLesions(lesions=[codec.lesion_to_pb(lesion) for lesion in lesions])

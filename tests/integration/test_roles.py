@@ -10,10 +10,12 @@ checked for patient data in labels.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -149,6 +151,30 @@ def _large_lesion_crop():
     mask = LesionMask(1, "large", "RTSTRUCT", "1.2.840.10008.5.1.4.1.1.481.3", "1.2.3.4", tuple(int(v) for v in low),
                       lesion[low[0]:high[0], low[1]:high[1], low[2]:high[2]])
     return lesion_crop(ct, mask, ExtractionSettings()), float(lesion.sum()) * 0.8 * 0.8 * 1.0 / 1000
+
+
+def test_a_batch_cut_by_the_grace_period_scores_no_further_lesion_and_the_scorer_exits(tmp_path):
+    """SIGTERM while the first of six large lesions of one ScoreLesions call is scored, with a
+    1 s grace period (the six take several seconds together): the call is cut when the grace
+    period ends, so the client gets a retryable error (its study is retried elsewhere), and the
+    servicer, which cannot stop pyradiomics mid-lesion, finishes the lesion in hand and scores
+    none after it: the log says how many were left, and the process exits 0 rather than running
+    on until a SIGKILL (the termination grace period) ends it."""
+    scorer = Scorer(tmp_path, feature_panel="full", scorer_grace_seconds=1)
+    crop, _ = _large_lesion_crop()
+    batch = [replace(crop, number=number) for number in range(1, 7)]
+    try:
+        with ThreadPoolExecutor(1) as pool, GrpcScorer(f"{LOOPBACK}:{scorer.grpc_port}") as client:
+            in_flight = pool.submit(client.score_batch, batch)
+            wait_until(lambda: scorer.in_progress() == 1, 30, "the call to reach the scorer")
+            scorer.process.send_signal(signal.SIGTERM)
+            with pytest.raises(ScorerUnavailable):
+                in_flight.result(timeout=120)
+        assert scorer.process.wait(timeout=120) == 0
+        left = re.search(r"(\d+) of 6 lesions not scored", scorer.log_path.read_text())
+        assert left is not None and 1 <= int(left.group(1)) <= 5  # the first was in hand at SIGTERM
+    finally:
+        scorer.stop()
 
 
 def test_a_scorer_on_sigterm_finishes_the_call_in_flight_and_takes_no_new_one(tmp_path):

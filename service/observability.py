@@ -118,7 +118,7 @@ DELIVERIES_GIVEN_UP = Counter(
 )
 SCORER_UP = Gauge(
     "rcds_scorer_up", "1 when the scorer answers SERVING to this ingest's health check (asked at each scrape), "
-    "else 0: the ingest's /readyz fails then", registry=INGEST_REGISTRY,
+    "else 0: studies wait, instances are still received", registry=INGEST_REGISTRY,
 )
 LESIONS_SCORED = Counter(
     "rcds_scorer_lesions", "Lesions this scorer process handled, by outcome (scored, not_computable, refused, error)",

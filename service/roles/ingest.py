@@ -61,12 +61,13 @@ class Ingest:
         )
         self.worker = StudyWorker(config, self.index, self.scorer, self.outbox)
         initialise_ingest_metrics(destination.name for destination in self.outbox.destinations)
-        SCORER_UP.set_function(lambda: float(self.scorer.serving()))  # what /readyz asks, at each scrape
+        SCORER_UP.set_function(lambda: float(self.scorer.serving()))  # asked at each scrape
         self.ae = build_ae(config.dicom_ae_title, config.dicom_max_associations, config.dicom_allowed_calling_aes)
         self.handlers = StorageHandlers(spool, self.index, receiving, config.instance_limits, self.worker.arrivals)
         self.http = HealthServer(config.http_host, config.http_port, INGEST_REGISTRY, self.readiness,
                                  self.liveness)
         self.listener: ListenerServer | None = None
+        self._scorer_reached = False  # set by readiness, once: see readiness()
 
     def liveness(self) -> tuple[bool, str]:
         """Dead worker or outbox threads make the process useless: say so, to be restarted."""
@@ -77,13 +78,25 @@ class Ingest:
         return True, "ok"
 
     def readiness(self) -> tuple[bool, str]:
+        """Ready to receive: alive, the listener up, and the scorer reached once since the start.
+
+        The scorer is required only until it first answers SERVING. A pod that cannot reach it
+        from the start (a wrong address, a TLS certificate it refuses) is a bad deployment, and
+        staying unready halts the rollout. Once reached, a later scorer outage leaves the pod
+        ready: instances are still received into the durable spool and scored when the scorer
+        is back. Turning unready then would take every ingest pod out of the DICOM Service at
+        once and make the PACS's sends fail for as long as the scorer is down.
+        (rcds_scorer_up and RadiomicsCdsScorerUnavailable report such an outage.)
+        """
         alive, detail = self.liveness()
         if not alive:
             return False, detail
         if self.listener is None:
             return False, "DICOM listener not started"
-        if not self.scorer.serving():
-            return False, "scoring core not serving"
+        if not self._scorer_reached:
+            if not self.scorer.serving():
+                return False, "scoring core not reached since the start"
+            self._scorer_reached = True
         return True, "ready"
 
     def start(self) -> None:

@@ -86,6 +86,31 @@ def test_lesions_of_one_study_are_scored_on_both_scorers(tmp_path, scorers, data
         service.stop()
 
 
+def test_an_ingest_that_reached_its_scorer_keeps_receiving_while_it_is_down(tmp_path, data_dir):
+    """Once it has reached its scorer, an ingest stays ready when the scorer goes away (its
+    /readyz gates a rollout, not a scorer outage, which would take every ingest pod out of the
+    DICOM Service at once): it reports the outage in rcds_scorer_up, acknowledges a study sent
+    meanwhile into its spool, and scores it when a scorer is back at the address."""
+    scorer = Scorer(tmp_path / "scorer")
+    service = RunningService(tmp_path / "var", "ingest", scorer_address=f"{LOOPBACK}:{scorer.grpc_port}",
+                             quiet_seconds=1)
+    try:
+        wait_until(lambda: service.readyz() == (200, "ready\n"), 60, "the ingest to reach its scorer")
+        scorer.stop()
+        wait_until(lambda: service.metrics()[("rcds_scorer_up", ())] == 0, 60, "the outage to show")
+        assert service.readyz() == (200, "ready\n")
+        paths, study_uid, _ = _ct_seg_study(data_dir)
+        _send(service, *paths)  # acknowledged: storescu and send exit 0 only on Success
+        assert service.metrics()[("rcds_instances_received_total", (("kind", "ct"),))] == 3
+        wait_until(lambda: "scorer unavailable" in service.read_log(), 60, "a scoring attempt to meet the outage")
+        scorer = Scorer(tmp_path / "scorer", grpc_port=scorer.grpc_port)
+        state, detail = service.wait_for(study_uid, timeout_s=240)
+        assert state == "done", detail
+    finally:
+        service.stop()
+        scorer.stop()
+
+
 def test_sigterm_closes_the_listener_finishes_the_study_and_a_restart_resumes(tmp_path, scorers, data_dir):
     """SIGTERM while a study is scored (STS_019: a 512 x 512 CT, several seconds of work): new
     associations are refused at once, the study is finished and its outputs written, the pending

@@ -6,8 +6,6 @@ loopback over TLS. The PKI is made by the test (tests/support/certs.py).
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,14 +41,6 @@ def _server_settings(pki: dict) -> dict[str, object]:
             "scorer_tls_client_ca_file": pki["ca"]}
 
 
-def _readyz(service: RunningService) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://{LOOPBACK}:{service.http_port}/readyz", timeout=10) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
 @pytest.fixture(scope="module")
 def mtls_scorer(tmp_path_factory, pki) -> Iterator[Scorer]:
     scorer = Scorer(tmp_path_factory.mktemp("scorer"), **_server_settings(pki))
@@ -63,7 +53,7 @@ def test_ingest_reaches_a_scorer_requiring_its_client_certificate(tmp_path, mtls
     target = f"{LOOPBACK}:{mtls_scorer.grpc_port}"
     service = RunningService(tmp_path / "var", "ingest", scorer_address=target, **_client_settings(pki))
     try:
-        wait_until(lambda: _readyz(service)[0] == 200, 60, "ingest to be ready over mutual TLS")
+        wait_until(lambda: service.readyz()[0] == 200, 60, "ingest to be ready over mutual TLS")
     finally:
         service.stop()
     environ = {f"RCDS_{name.upper()}": str(value) for name, value in _client_settings(pki).items()}
@@ -75,7 +65,7 @@ def test_ingest_without_a_client_certificate_is_not_ready(tmp_path, mtls_scorer,
     service = RunningService(tmp_path / "var", "ingest", scorer_address=f"{LOOPBACK}:{mtls_scorer.grpc_port}",
                              **_client_settings(pki, identity=False))
     try:
-        assert _readyz(service) == (503, "scoring core not serving\n")
+        assert service.readyz() == (503, "scoring core not reached since the start\n")
     finally:
         service.stop()
 
@@ -85,6 +75,6 @@ def test_serve_runs_its_scorer_over_mutual_tls_on_loopback(tmp_path, pki):
     service = RunningService(tmp_path / "var", "serve", **_server_settings(pki), **_client_settings(pki))
     try:
         assert "(TLS, client certificates required);" in service.read_log()  # the child scorer's log
-        wait_until(lambda: _readyz(service)[0] == 200, 60, "serve to be ready")
+        wait_until(lambda: service.readyz()[0] == 200, 60, "serve to be ready")
     finally:
         service.stop()

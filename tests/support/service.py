@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -98,6 +99,14 @@ class RunningService:
     def metrics(self) -> dict[tuple[str, tuple], float]:
         return scrape_metrics(self.http_port)
 
+    def readyz(self) -> tuple[int, str]:
+        """/readyz's status and body."""
+        try:
+            with urllib.request.urlopen(f"http://{LOOPBACK}:{self.http_port}/readyz", timeout=10) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
     def metric(self, name: str, **labels: str) -> float:
         """One sample's value; 0 while the labelled child does not exist yet."""
         return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
@@ -179,8 +188,9 @@ class RunningService:
 class Scorer:
     """`radiomics-cds scorer` on loopback with its own gRPC and HTTP ports."""
 
-    def __init__(self, directory: Path, **settings: object) -> None:
-        self.grpc_port, self.http_port = free_port(), free_port()
+    def __init__(self, directory: Path, grpc_port: int | None = None, **settings: object) -> None:
+        """`grpc_port`: a given port (a scorer back where an ingest expects it), else a free one."""
+        self.grpc_port, self.http_port = grpc_port or free_port(), free_port()
         env = {**os.environ, "RCDS_SCORER_ADDRESS": f"{LOOPBACK}:{self.grpc_port}", "RCDS_HTTP_HOST": LOOPBACK,
                "RCDS_HTTP_PORT": str(self.http_port), "RCDS_SCORER_WORKERS": "1",
                **{f"RCDS_{name.upper()}": str(value) for name, value in settings.items()}}

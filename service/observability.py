@@ -61,6 +61,11 @@ INSTANCE_REJECTION_REASONS = ("unreadable", "truncated", "missing_attributes", "
 ASSOCIATION_REJECTION_REASONS = ("calling_ae", "called_ae", "local_limit", "tls", "other")
 STUDY_FAILURE_KINDS = ("input", "internal")
 LESION_OUTCOMES = ("scored", "not_computable", "refused", "error")
+# What a scored study's lookup of its priors came to (service.worker): found, at least one prior
+# report of ours to compare with; none, a source answered with none to use; unavailable, no source
+# answered (the study's outputs say "priors unavailable"); not_looked_up, the study has no
+# PatientID or no valid study date to ask with; error, the lookup raised (the study fails).
+PRIOR_LOOKUP_OUTCOMES = ("found", "none", "unavailable", "not_looked_up", "error")
 # The stages of a study's way from its last instance to its outputs, in order (README's metrics
 # table says what each covers): where the latency goes, per stage, without profiling a pod.
 STUDY_STAGES = ("waiting", "reading", "inputs", "scoring", "follow_up", "sr", "page", "encapsulated_pdf", "fhir",
@@ -121,6 +126,16 @@ DELIVERIES_GIVEN_UP = Counter(
     "rcds_deliveries_given_up", "Deliveries given up (refused for good, or out of attempts), by destination",
     ["destination"], registry=INGEST_REGISTRY,
 )
+PRIOR_LOOKUPS = Counter(
+    "rcds_prior_lookups", "Scored studies' lookups of their priors, by outcome (found, none, unavailable: no prior "
+    "source answered, not_looked_up: no PatientID or study date, error: the lookup raised)", ["outcome"],
+    registry=INGEST_REGISTRY,
+)
+PRIOR_LOOKUP_SECONDS = Histogram(
+    "rcds_prior_lookup_seconds", "Wall time of a scored study's prior lookup that asked the sources (finding and "
+    "fetching its prior SRs, or every source failing)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=INGEST_REGISTRY,
+)
 VAR_DIR_FREE = Gauge(
     "rcds_var_dir_free_bytes", "Bytes the service may still write on the volume holding var_dir (spool, index, "
     "outbox; what statvfs gives an unprivileged process, read at each scrape, NaN when it cannot be read): "
@@ -170,6 +185,8 @@ def initialise_ingest_metrics(destinations: Iterable[str]) -> None:
         STUDIES_FAILED.labels(kind)
     for stage in STUDY_STAGES:
         STUDY_STAGE_SECONDS.labels(stage)
+    for outcome in PRIOR_LOOKUP_OUTCOMES:
+        PRIOR_LOOKUPS.labels(outcome)
     for name in destinations:
         OUTPUTS_DELIVERED.labels(name)
         OUTPUTS_FAILED.labels(name)

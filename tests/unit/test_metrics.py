@@ -21,9 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.roles.ingest import Ingest
 from service.config import load_config
 from service.ingest.index import InstanceRecord
-from service.observability import (INGEST_REGISTRY, INSTANCE_REJECTION_REASONS, LESION_OUTCOMES, QUEUE_DEPTH,
-                                   QUEUE_OLDEST, SCORER_REGISTRY, SCORER_UP, STUDY_FAILURE_KINDS,
-                                   initialise_scorer_metrics, watch_var_dir)
+from service.observability import (INGEST_REGISTRY, INSTANCE_REJECTION_REASONS, LESION_OUTCOMES,
+                                   PRIOR_LOOKUP_OUTCOMES, QUEUE_DEPTH, QUEUE_OLDEST, SCORER_REGISTRY, SCORER_UP,
+                                   STUDY_FAILURE_KINDS, initialise_scorer_metrics, watch_var_dir)
 from tests.support.processes import free_port
 
 
@@ -54,6 +54,7 @@ def ingest(tmp_path: Path) -> Iterator[Ingest]:
 
 def _failure_series(destinations: tuple[str, ...]) -> list[tuple[str, dict[str, str]]]:
     expected = [("rcds_studies_failed_total", {"kind": kind}) for kind in STUDY_FAILURE_KINDS]
+    expected += [("rcds_prior_lookups_total", {"outcome": outcome}) for outcome in PRIOR_LOOKUP_OUTCOMES]
     expected += [("rcds_instances_rejected_total", {"reason": reason}) for reason in INSTANCE_REJECTION_REASONS]
     for destination in destinations:
         expected += [("rcds_outputs_failed_total", {"destination": destination}),

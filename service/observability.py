@@ -214,8 +214,8 @@ def _volume_bytes(path: Path, blocks: Literal["f_bavail", "f_blocks"]) -> float:
     """A statvfs block count of the volume holding `path`, in bytes (POSIX counts blocks in
     f_frsize units, not f_bsize). Free is f_bavail, not f_bfree: the blocks a file system keeps
     for root (5 % on ext4) are not ours, as the service runs unprivileged. NaN when the volume
-    cannot be read (var_dir removed under a running process): one gauge unknown rather than every
-    metric of the scrape lost to an error."""
+    cannot be read (var_dir removed under a running process): these gauges unknown rather than
+    every metric of the scrape lost to an error."""
     try:
         stat = os.statvfs(path)
     except OSError:

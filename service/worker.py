@@ -377,8 +377,8 @@ class StudyWorker:
 
         def lookup(study: StudyInfo) -> PriorsOutcome:
             return _counted_lookup(study, lambda: resolve_priors(study, self._providers, self._prior_cache,
-                                                                lookback_days=self._config.prior_lookback_days,
-                                                                max_studies=self._config.prior_max_studies))
+                                                                 lookback_days=self._config.prior_lookback_days,
+                                                                 max_studies=self._config.prior_max_studies))
         return lookup
 
     def reconcile_delivered(self, now: float | None = None) -> int:

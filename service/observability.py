@@ -12,9 +12,12 @@ platform collectors) and rcds_build_info, the versions this process runs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import math
+import os
 import platform
 import re
 import sys
@@ -23,7 +26,9 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info,
                                PlatformCollector, ProcessCollector, generate_latest)
@@ -56,6 +61,11 @@ INSTANCE_REJECTION_REASONS = ("unreadable", "truncated", "missing_attributes", "
 ASSOCIATION_REJECTION_REASONS = ("calling_ae", "called_ae", "local_limit", "tls", "other")
 STUDY_FAILURE_KINDS = ("input", "internal")
 LESION_OUTCOMES = ("scored", "not_computable", "refused", "error")
+# What a scored study's lookup of its priors came to (service.worker): found, at least one prior
+# report of ours to compare with; none, a source answered with none to use; unavailable, no source
+# answered (the study's outputs say "priors unavailable"); not_looked_up, the study has no
+# PatientID or no valid study date to ask with; error, the lookup raised (the study fails).
+PRIOR_LOOKUP_OUTCOMES = ("found", "none", "unavailable", "not_looked_up", "error")
 # The stages of a study's way from its last instance to its outputs, in order (README's metrics
 # table says what each covers): where the latency goes, per stage, without profiling a pod.
 STUDY_STAGES = ("waiting", "reading", "inputs", "scoring", "follow_up", "sr", "page", "encapsulated_pdf", "fhir",
@@ -116,6 +126,25 @@ DELIVERIES_GIVEN_UP = Counter(
     "rcds_deliveries_given_up", "Deliveries given up (refused for good, or out of attempts), by destination",
     ["destination"], registry=INGEST_REGISTRY,
 )
+PRIOR_LOOKUPS = Counter(
+    "rcds_prior_lookups", "Scored studies' lookups of their priors, by outcome (found, none, unavailable: no prior "
+    "source answered, not_looked_up: no PatientID or study date, error: the lookup raised)", ["outcome"],
+    registry=INGEST_REGISTRY,
+)
+PRIOR_LOOKUP_SECONDS = Histogram(
+    "rcds_prior_lookup_seconds", "Wall time of a scored study's prior lookup that asked the sources (finding and "
+    "fetching its prior SRs, or every source failing)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=INGEST_REGISTRY,
+)
+VAR_DIR_FREE = Gauge(
+    "rcds_var_dir_free_bytes", "Bytes the service may still write on the volume holding var_dir (spool, index, "
+    "outbox; what statvfs gives an unprivileged process, read at each scrape, NaN when it cannot be read): "
+    "instances are refused when it runs out", registry=INGEST_REGISTRY,
+)
+VAR_DIR_SIZE = Gauge(
+    "rcds_var_dir_size_bytes", "Size in bytes of the volume holding var_dir (read at each scrape, NaN when it "
+    "cannot be read)", registry=INGEST_REGISTRY,
+)
 SCORER_UP = Gauge(
     "rcds_scorer_up", "1 when the scorer answers SERVING to this ingest's health check (asked at each scrape), "
     "else 0: studies wait, instances are still received", registry=INGEST_REGISTRY,
@@ -156,6 +185,8 @@ def initialise_ingest_metrics(destinations: Iterable[str]) -> None:
         STUDIES_FAILED.labels(kind)
     for stage in STUDY_STAGES:
         STUDY_STAGE_SECONDS.labels(stage)
+    for outcome in PRIOR_LOOKUP_OUTCOMES:
+        PRIOR_LOOKUPS.labels(outcome)
     for name in destinations:
         OUTPUTS_DELIVERED.labels(name)
         OUTPUTS_FAILED.labels(name)
@@ -169,6 +200,27 @@ def initialise_scorer_metrics(engines: Mapping[str, str]) -> None:
     _SCORER_BUILD_INFO.info(build_labels(engines))
     for outcome in LESION_OUTCOMES:
         LESIONS_SCORED.labels(outcome)
+
+
+def watch_var_dir(var_dir: Path) -> None:
+    """rcds_var_dir_free_bytes and rcds_var_dir_size_bytes read from `var_dir`'s volume at each
+    scrape, as the queue gauges are read from the index: the service keeps every instance it
+    received, so its volume only fills, and only a value read now says how close it is."""
+    VAR_DIR_FREE.set_function(functools.partial(_volume_bytes, var_dir, "f_bavail"))
+    VAR_DIR_SIZE.set_function(functools.partial(_volume_bytes, var_dir, "f_blocks"))
+
+
+def _volume_bytes(path: Path, blocks: Literal["f_bavail", "f_blocks"]) -> float:
+    """A statvfs block count of the volume holding `path`, in bytes (POSIX counts blocks in
+    f_frsize units, not f_bsize). Free is f_bavail, not f_bfree: the blocks a file system keeps
+    for root (5 % on ext4) are not ours, as the service runs unprivileged. NaN when the volume
+    cannot be read (var_dir removed under a running process): these gauges unknown rather than
+    every metric of the scrape lost to an error."""
+    try:
+        stat = os.statvfs(path)
+    except OSError:
+        return math.nan
+    return float(getattr(stat, blocks) * stat.f_frsize)
 
 
 class RepeatedErrorLog:

@@ -27,6 +27,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 
 from pydicom import Dataset
 
@@ -37,8 +38,8 @@ from service.ingest.completeness import EarlyMargin, Outcome, assess
 from service.ingest.index import DONE, FAILED, PROCESSING, RECEIVING, StudyIndex, StudyState
 from service.ingest.spool import Spool, missing_from_spool, study_key
 from service.model import StudyInfo
-from service.observability import (SCORING_SECONDS, STUDIES_COMPLETED, STUDIES_FAILED, STUDY_STAGE_SECONDS,
-                                   RepeatedErrorLog, redact_uids)
+from service.observability import (PRIOR_LOOKUP_SECONDS, PRIOR_LOOKUPS, SCORING_SECONDS, STUDIES_COMPLETED,
+                                   STUDIES_FAILED, STUDY_STAGE_SECONDS, RepeatedErrorLog, redact_uids)
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.destinations import pacs_tls
 from service.outputs.fhir import FhirSettings
@@ -90,6 +91,37 @@ MARGIN_REFRESH_SECONDS = 300.0
 # milliseconds.
 REST_PER_ASSESSING_SECOND = 9.0
 MAX_REST_SECONDS = 0.2
+
+
+def _counted_lookup(study: StudyInfo, lookup: Callable[[], PriorsOutcome]) -> PriorsOutcome:
+    """`lookup` of the study's priors, counted by outcome (rcds_prior_lookups_total) and, when it
+    asked the sources, timed (rcds_prior_lookup_seconds). A study without its priors is still
+    scored and delivered, its notes saying "priors unavailable": without the count, a prior
+    source down or blocked shows only study by study. Such a study is named in the log: nothing
+    scores it again by itself once a source answers."""
+    started = time.monotonic()
+    outcome_name = "error"
+    try:
+        outcome = lookup()
+        outcome_name = _lookup_outcome(outcome)
+    finally:
+        PRIOR_LOOKUPS.labels(outcome_name).inc()
+        if outcome_name != "not_looked_up":
+            PRIOR_LOOKUP_SECONDS.observe(time.monotonic() - started)
+    if outcome_name == "unavailable":
+        key = study_key(study.study_instance_uid)
+        log.warning("study %s: priors unavailable, compared with none; once a prior source answers, "
+                    "`radiomics-cds rescore %s` compares it", key, key)
+    return outcome
+
+
+def _lookup_outcome(outcome: PriorsOutcome) -> str:
+    """Its outcome in rcds_prior_lookups_total (service.observability.PRIOR_LOOKUP_OUTCOMES)."""
+    if outcome.unavailable is not None:
+        return "unavailable"
+    if not outcome.looked_up:
+        return "not_looked_up"
+    return "found" if outcome.reports else "none"
 
 
 def early_margin(settings: ExtractionSettings) -> EarlyMargin:
@@ -344,9 +376,9 @@ class StudyWorker:
             return None
 
         def lookup(study: StudyInfo) -> PriorsOutcome:
-            return resolve_priors(study, self._providers, self._prior_cache,
-                                  lookback_days=self._config.prior_lookback_days,
-                                  max_studies=self._config.prior_max_studies)
+            return _counted_lookup(study, lambda: resolve_priors(study, self._providers, self._prior_cache,
+                                                                 lookback_days=self._config.prior_lookback_days,
+                                                                 max_studies=self._config.prior_max_studies))
         return lookup
 
     def reconcile_delivered(self, now: float | None = None) -> int:

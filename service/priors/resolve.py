@@ -36,6 +36,11 @@ class PriorsOutcome:
     source: str | None = None  # the provider that answered
 
     @property
+    def looked_up(self) -> bool:
+        """Whether the sources were asked: not without providers, a PatientID or a valid study date."""
+        return self.source is not None or self.unavailable is not None
+
+    @property
     def output_notes(self) -> tuple[str, ...]:
         """What the SR and FHIR outputs should carry about the priors."""
         return self.notes + ((f"priors unavailable: {self.unavailable}",) if self.unavailable else ())

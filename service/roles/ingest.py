@@ -14,7 +14,7 @@ from service.ingest.receive import ReceiveDirectory
 from service.ingest.scp import ListenerServer, StorageHandlers, build_ae, start_listener
 from service.ingest.spool import Spool
 from service.observability import (INGEST_REGISTRY, QUEUE_DEPTH, QUEUE_OLDEST, SCORER_UP, HealthServer,
-                                   initialise_ingest_metrics)
+                                   initialise_ingest_metrics, watch_var_dir)
 from service.outputs.destinations import configured_destinations
 from service.outputs.outbox import Outbox
 from service.outputs.page_process import close_page_renderer
@@ -47,6 +47,7 @@ class Ingest:
         if removed:
             log.info("removed %d partial writes left by an interrupted stop", removed)
         config.outbox_dir.mkdir(parents=True, exist_ok=True)  # from the start: prior_directory may name it
+        watch_var_dir(config.var_dir)
         receiving.check_same_volume(spool.root)
         receiving.install()
         self.index = StudyIndex(config.index_path)

@@ -35,7 +35,7 @@ def _sections() -> dict[str, str]:
 
 def test_every_alert_has_its_section_in_the_rules_order_and_its_url_opens_it() -> None:
     names = [rule["alert"] for rule in ALERTS]
-    assert len(names) == 9 and list(_sections()) == ["Before you start", *names]
+    assert len(names) == 11 and list(_sections()) == ["Before you start", *names]
     for rule in ALERTS:
         assert rule["annotations"]["runbook_url"] == f"docs/runbook.md#{_anchor(rule['alert'])}"
     assert _anchor("RadiomicsCdsStudyStuck") == "radiomicscdsstudystuck"

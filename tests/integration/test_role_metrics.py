@@ -26,9 +26,10 @@ from tests.support.service import CLI, REPO, RunningService, service_env
 # The families of each role, as the README's metrics table lists them (not read from the code).
 INGEST_FAMILIES = {"rcds_instances_received", "rcds_associations_rejected", "rcds_instances_rejected",
                    "rcds_studies_completed", "rcds_studies_failed", "rcds_scoring_seconds", "rcds_study_stage_seconds",
+                   "rcds_prior_lookups", "rcds_prior_lookup_seconds",
                    "rcds_outputs_delivered",
-                   "rcds_outputs_failed", "rcds_queue_depth", "rcds_queue_oldest_seconds", "rcds_outbox_pending",
-                   "rcds_scorer_up"}
+                   "rcds_outputs_failed", "rcds_queue_depth", "rcds_queue_oldest_seconds", "rcds_var_dir_free_bytes",
+                   "rcds_var_dir_size_bytes", "rcds_outbox_pending", "rcds_scorer_up"}
 SCORER_FAMILIES = {"rcds_scorer_lesions", "rcds_scorer_lesion_seconds", "rcds_scorer_lesions_in_progress"}
 PROCESS_FAMILIES = {"process_resident_memory_bytes", "process_cpu_seconds", "process_open_fds",
                     "process_start_time_seconds", "python_info", "rcds_build_info"}

@@ -17,6 +17,7 @@ import highdicom as hd
 import pydicom
 import pytest
 
+from service.ingest.spool import study_key
 from service.priors import read_prior_report
 from tests.support.follow_up_study import diameter_percent_bounds, write_follow_up
 from tests.support.moved_study import contour_points, rigid_about_z, spatial_registration, write_moved_follow_up
@@ -45,6 +46,12 @@ def follow_up(sts019, tmp_path) -> tuple[Path, Path, str]:
     ct, rtstruct = write_follow_up(tmp_path / "copy" / "image", tmp_path / "copy" / "mask" / "RS.dcm",
                                    tmp_path / "follow-up", scale=S, study_date=FOLLOW_UP_DATE)
     return ct, rtstruct, str(pydicom.dcmread(rtstruct, stop_before_pixels=True).StudyInstanceUID)
+
+
+def _lookups(service: RunningService) -> dict[str, float]:
+    """The service's rcds_prior_lookups_total of the outcomes a source's answer gives."""
+    return {outcome: service.metric("rcds_prior_lookups_total", outcome=outcome)
+            for outcome in ("none", "found", "unavailable")}
 
 
 def _group(sr: Path) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
@@ -81,6 +88,7 @@ def test_the_follow_up_is_compared_with_the_baseline_from_pacs(site, sts019, fol
     site.in_pacs(follow_up_sr)
     log = site.service.read_log()
     assert "STS_019" not in log and follow_up_uid not in log
+    assert _lookups(site.service) == {"none": 1, "found": 1, "unavailable": 0}  # the baseline's, the follow-up's
 
 
 def test_with_the_directory_source_over_its_own_outbox_serve_compares_without_a_pacs(tmp_path, sts019, follow_up):
@@ -146,7 +154,10 @@ def test_with_priors_unavailable_the_follow_up_is_still_scored_and_says_so(tmp_p
         sr = site.sr(follow_up_uid)
         notes = read_prior_report(pydicom.dcmread(sr)).notes
         assert any(note.startswith(f"priors unavailable: {reason}") for note in notes), notes
-        assert f"prior source {settings['prior_providers']} failed" in site.service.read_log()
+        log = site.service.read_log()
+        assert f"prior source {settings['prior_providers']} failed" in log
+        assert f"study {study_key(follow_up_uid)}: priors unavailable, compared with none" in log
+        assert _lookups(site.service) == {"none": 0, "found": 0, "unavailable": 1}
         site.in_pacs(sr)  # delivered all the same
 
 

@@ -26,7 +26,7 @@ from pydicom.uid import generate_uid
 
 from service.config import Config
 from service.model import Provenance
-from service.observability import INGEST_REGISTRY, STUDY_STAGES
+from service.observability import INGEST_REGISTRY, PRIOR_LOOKUP_OUTCOMES, STUDY_STAGES
 from service.ingest.index import DONE, FAILED, RECEIVING, StudyIndex
 from service.ingest.scp import describe_instance, study_order
 from service.ingest.spool import study_key
@@ -34,6 +34,7 @@ from service.outputs.outbox import PENDING, Outbox
 from service.scoring.in_process import InProcessScorer
 from service.scorer import Scorer
 from service.outputs.artefacts import Artefact
+from service.priors.selection import priors_used
 from tests.support.destinations import RecordingDestination
 from service.scoring.lesion import ScoringContext
 from service.location import LocationRules
@@ -370,6 +371,83 @@ def test_a_study_does_not_wait_for_what_is_not_its_earlier_study(tmp_path, score
         site.receive([*other_ct, *follow_ct, follow_rtstruct])
         assert site.worker.process_ready(now=RECEIVED_AT + QUIET) == 1
         assert site.state(follow_uid)[0] == DONE
+    finally:
+        site.close()
+
+
+def _lookups() -> dict[str, float]:
+    """rcds_prior_lookups_total by outcome, and (as "timed") rcds_prior_lookup_seconds' count."""
+    counts = {outcome: INGEST_REGISTRY.get_sample_value("rcds_prior_lookups_total", {"outcome": outcome}) or 0.0
+              for outcome in PRIOR_LOOKUP_OUTCOMES}
+    return {**counts, "timed": INGEST_REGISTRY.get_sample_value("rcds_prior_lookup_seconds_count") or 0.0}
+
+
+def _added(before: dict[str, float]) -> dict[str, float]:
+    """What each of _lookups() gained since `before`, those that gained something."""
+    return {name: value - before[name] for name, value in _lookups().items() if value != before[name]}
+
+
+def test_prior_lookups_are_counted_by_outcome_and_timed_when_a_source_was_asked(tmp_path, scorer):
+    """The directory source over the site's own outbox (serve on a single node): the baseline's
+    lookup finds none, the follow-up's finds the baseline's SR; a study without a study date asks
+    no source, so its lookup is counted but not timed."""
+    var = tmp_path / "var"
+    (var / "outbox").mkdir(parents=True)  # as the ingest makes it at its start
+    site = Site(var, scorer, prior_providers=("directory",), prior_directory=var / "outbox")
+    try:
+        base_uid, base_ct, base_rtstruct = _dated_study("20240101")
+        before = _lookups()
+        site.receive([*base_ct, base_rtstruct])
+        assert site.worker.process_ready(now=RECEIVED_AT + QUIET) == 1
+        assert _added(before) == {"none": 1, "timed": 1}
+
+        assert site.outbox.deliver_due() == 2  # its SR delivered: the follow-up need not wait for it
+        follow_uid, follow_ct, follow_rtstruct = _dated_study("20240301")
+        before = _lookups()
+        site.receive([*follow_ct, follow_rtstruct], at=RECEIVED_AT + QUIET)
+        assert site.worker.process_ready(now=RECEIVED_AT + 2 * QUIET) == 1
+        assert _added(before) == {"found": 1, "timed": 1}
+        assert site.index.study(base_uid).result in priors_used(_assert_done_and_queued(site, follow_uid))
+
+        undated_uid, undated_ct, undated_rtstruct = _study()
+        before = _lookups()
+        site.receive([*undated_ct, undated_rtstruct], at=RECEIVED_AT + 2 * QUIET)
+        assert site.worker.process_ready(now=RECEIVED_AT + 3 * QUIET) == 1
+        assert site.state(undated_uid)[0] == DONE
+        assert _added(before) == {"not_looked_up": 1}
+    finally:
+        site.close()
+
+
+def test_a_lookup_no_source_answered_is_counted_and_its_study_named_and_one_that_raised_too(
+        tmp_path, scorer, caplog, monkeypatch):
+    """A PACS that refuses connections (a closed port): counted unavailable, timed, and the study
+    named in the log with the command that compares it once PACS answers. A lookup that raises (a
+    full disk under the prior cache: FAKED by making it raise OSError) is counted as an error,
+    and its study fails as ours."""
+    site = Site(tmp_path / "var", scorer, **PRIORS)
+    try:
+        study_uid, ct, rtstruct = _dated_study("20240101")
+        before = _lookups()
+        site.receive([*ct, rtstruct])
+        with caplog.at_level(logging.WARNING, logger="service.worker"):
+            assert site.worker.process_ready(now=RECEIVED_AT + QUIET) == 1
+        assert site.state(study_uid) == (DONE, None)
+        assert _added(before) == {"unavailable": 1, "timed": 1}
+        key = study_key(study_uid)
+        assert (f"study {key}: priors unavailable, compared with none; once a prior source answers, "
+                f"`radiomics-cds rescore {key}` compares it") in caplog.messages
+
+        def full_disk(*_: object, **__: object) -> None:
+            raise OSError(28, "No space left on device")
+        monkeypatch.setattr("service.worker.resolve_priors", full_disk)
+        assert site.outbox.deliver_due() == 2  # the first study's SR delivered: the next need not wait for it
+        failed_uid, ct, rtstruct = _dated_study("20240201")
+        before = _lookups()
+        site.receive([*ct, rtstruct], at=RECEIVED_AT + QUIET)
+        assert site.worker.process_ready(now=RECEIVED_AT + 2 * QUIET) == 1
+        assert site.state(failed_uid)[0] == FAILED
+        assert _added(before) == {"error": 1, "timed": 1}
     finally:
         site.close()
 

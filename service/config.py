@@ -24,6 +24,7 @@ from service.errors import ConfigError
 from service.location import DEFAULT_NAME_RULES, LocationRules
 from service.model import LocationClass
 from service.scorer import DEFAULT_MAX_MESSAGE_BYTES
+from service.secret_file import read_secret
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
@@ -276,13 +277,7 @@ class Config:
             path = getattr(self, file_setting)
             if path is None:
                 continue
-            try:
-                secret = Path(path).read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as error:
-                reason = getattr(error, "strerror", None) or error
-                raise ConfigError(f"{file_setting}: cannot read {path} ({reason})") from None
-            if not secret:
-                raise ConfigError(f"{file_setting}: {path} is empty")
+            secret = read_secret(Path(path), file_setting)
             if getattr(self, setting) not in (None, secret):  # equal: a copy (dataclasses.replace)
                 raise ConfigError(f"set {setting} or {file_setting}, not both")
             object.__setattr__(self, setting, secret)

@@ -7,6 +7,7 @@ credential."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ def test_the_bearer_tokens_are_read_from_their_files_and_sent(token_file: Path) 
     authorization = fhir_authorization(config)
     assert authorization is not None and authorization.header() == f"Bearer {SECRET}"
     stows = [d for d in configured_destinations(config) if isinstance(d, PacsByStowRs)]  # the SR's and the page's
-    assert stows and all(stow.archive.bearer_token == SECRET for stow in stows)
+    assert stows and all(stow.archive.authorization() == f"Bearer {SECRET}" for stow in stows)
 
 
 def test_a_credential_from_a_file_follows_the_file_one_given_in_the_configuration_is_as_given(
@@ -61,7 +62,8 @@ def test_the_dicomweb_basic_credentials_are_read_from_their_files(tmp_path: Path
                                   "RCDS_PRIOR_DICOMWEB_BASIC_AUTH_FILE": str(basic)})
     assert config.stow_basic_auth == config.prior_dicomweb_basic_auth == "rcds:s3cret:pass"
     stows = [d for d in configured_destinations(config) if isinstance(d, PacsByStowRs)]
-    assert stows and all(stow.archive.basic_auth == "rcds:s3cret:pass" for stow in stows)
+    basic = "Basic " + base64.b64encode(b"rcds:s3cret:pass").decode()
+    assert stows and all(stow.archive.authorization() == basic for stow in stows)
     assert "s3cret" not in repr(stows) and "s3cret" not in repr(config)
 
 

@@ -24,6 +24,7 @@ from service.errors import ConfigError
 from service.location import DEFAULT_NAME_RULES, LocationRules
 from service.model import LocationClass
 from service.scorer import DEFAULT_MAX_MESSAGE_BYTES
+from service.secret_file import Credential, SecretFile, read_secret
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
@@ -61,7 +62,10 @@ def _prior_providers(items: list[Any]) -> tuple[str, ...]:
     return names
 
 
-# Settings read from a file: <setting>_file -> <setting> (Config._read_secret_files).
+# Credentials read from a file: <setting>_file -> <setting>. Read and checked at start into the
+# setting (Config._read_secret_files), so a deployment whose file gives none stops there; then
+# followed: their consumers take them through Config.credential, which reads the file again when
+# it changes (service.secret_file: a rotated Kubernetes Secret applies without a restart).
 SECRET_FILES = {"fhir_bearer_token_file": "fhir_bearer_token", "stow_bearer_token_file": "stow_bearer_token",
                 "stow_basic_auth_file": "stow_basic_auth",
                 "prior_dicomweb_bearer_token_file": "prior_dicomweb_bearer_token",
@@ -204,8 +208,9 @@ class Config:
     delivery_max_attempts: int = 10
     delivery_initial_backoff_seconds: float = 5.0
     # Credentials from files, the way container platforms hand out secrets (a Kubernetes Secret
-    # mounted as a volume, a Docker secret): read once at start, surrounding whitespace removed,
-    # into the setting without _file (SECRET_FILES); a setting and its file are not both set
+    # mounted as a volume, a Docker secret): read at start, surrounding whitespace removed, into
+    # the setting without _file (SECRET_FILES), and read again at use when the file has changed
+    # (a rotated Secret); a setting and its file are not both set
     fhir_bearer_token_file: Path | None = None
     stow_bearer_token_file: Path | None = None
     stow_basic_auth_file: Path | None = None
@@ -276,16 +281,19 @@ class Config:
             path = getattr(self, file_setting)
             if path is None:
                 continue
-            try:
-                secret = Path(path).read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as error:
-                reason = getattr(error, "strerror", None) or error
-                raise ConfigError(f"{file_setting}: cannot read {path} ({reason})") from None
-            if not secret:
-                raise ConfigError(f"{file_setting}: {path} is empty")
+            secret = read_secret(Path(path), file_setting)
             if getattr(self, setting) not in (None, secret):  # equal: a copy (dataclasses.replace)
                 raise ConfigError(f"set {setting} or {file_setting}, not both")
             object.__setattr__(self, setting, secret)
+
+    def credential(self, setting: str) -> Credential | None:
+        """A credential setting of SECRET_FILES as its consumer sends it: followed in its file
+        when it came from one (read again when the file changes), else as given; None when unset."""
+        value = getattr(self, setting)
+        if not value:
+            return None
+        path = getattr(self, f"{setting}_file")
+        return value if path is None else SecretFile(Path(path), f"{setting}_file", value)
 
     def _check_bounds(self) -> None:
         """The numbers the chart's schema bounds, bounded here too: a value given in the

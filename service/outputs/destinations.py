@@ -18,9 +18,11 @@ from service.config import Config
 from service.outputs.artefacts import Artefact
 from service.outputs.dicomweb_access import DicomwebAccess
 from service.outputs.ehr import post_bundle
-from service.outputs.fhir_auth import Authorization, BearerToken, SmartBackendServices, require_https
+from service.outputs.fhir_auth import (Authorization, BearerToken, BearerTokenFile, SmartBackendServices,
+                                       require_https)
 from service.outputs.pacs import store_one
 from service.outputs.stow import store_instance
+from service.secret_file import SecretFile
 from service.tls import ClientTls
 
 
@@ -146,13 +148,15 @@ def fhir_tls(config: Config) -> ClientTls | None:
 
 
 def fhir_authorization(config: Config) -> Authorization | None:
-    """The configured EHR authorisation (the private key is loaded now, so a bad one stops the start)."""
+    """The configured EHR authorisation (the private key is loaded now, so a bad one stops the
+    start); a token from fhir_bearer_token_file follows its file."""
     if config.fhir_smart_client_id and config.fhir_smart_private_key_file:
         return SmartBackendServices(
             client_id=config.fhir_smart_client_id, private_key_file=config.fhir_smart_private_key_file,
             scope=config.fhir_smart_scope, fhir_base_url=config.fhir_base_url or "",
             token_url=config.fhir_smart_token_url, key_id=config.fhir_smart_key_id, tls=fhir_tls(config))
-    if config.fhir_bearer_token:
-        require_https(config.fhir_base_url or "", "fhir_base_url (with a bearer token)")
-        return BearerToken(config.fhir_bearer_token)
-    return None
+    token = config.credential("fhir_bearer_token")
+    if token is None:
+        return None
+    require_https(config.fhir_base_url or "", "fhir_base_url (with a bearer token)")
+    return BearerTokenFile(token) if isinstance(token, SecretFile) else BearerToken(token)

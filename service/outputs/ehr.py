@@ -3,7 +3,9 @@
 5xx answers and network failures are worth retrying; a 4xx is the server telling us the Bundle
 is wrong, so it is a permanent failure that carries the server's OperationOutcome text, except
 408 and 429, which say "not now" (timeout, rate limit) and are retried too. A redirect is not
-followed (a POST must not turn into a GET): the base URL is wrong, a permanent failure.
+followed (a POST must not turn into a GET): the base URL is wrong, a permanent failure. A 401 is
+the authorisation's to judge (service.outputs.fhir_auth): sent again at once when it has another
+token (SMART's next, a token file that has just changed), else final or retried as it says.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def _outcome_text(body: bytes) -> str:
 def post_bundle(path: Path, base_url: str, authorization: Authorization | None = None,
                 timeout_s: float = 60.0, tls: ClientTls | None = None) -> None:
     """POST a transaction Bundle to `base_url` (https verified against `tls`'s CA when given);
-    DeliveryError (permanent on 4xx) when it fails."""
+    DeliveryError (permanent when retrying cannot help) when it fails."""
     try:
         data = path.read_bytes()
     except OSError as error:  # removed or unreadable: no retry brings it back (re-writing re-enqueues)
@@ -70,24 +72,31 @@ def post_bundle(path: Path, base_url: str, authorization: Authorization | None =
         raise DeliveryError(f"TLS with the FHIR server not attempted: {error}") from None
     try:
         _post(data, base_url, authorization, timeout_s, context)
-    except _Unauthorized:
+        return
+    except _Unauthorized as refused:
         assert authorization is not None  # _post raises _Unauthorized only when authorised
-        authorization.invalidate()
-        try:
-            _post(data, base_url, authorization, timeout_s, context)
-        except _Unauthorized as again:
-            raise DeliveryError(f"FHIR server answered 401 with a new access token: {again}", permanent=True) from None
+        if not authorization.renew(refused.header):
+            raise authorization.refusal(str(refused)) from None
+    try:
+        _post(data, base_url, authorization, timeout_s, context)
+    except _Unauthorized as again:
+        raise authorization.refusal(str(again)) from None
 
 
 class _Unauthorized(Exception):
-    """401 while authorised: worth one more try with a fresh token (SMART)."""
+    """401 while authorised: the authorisation says whether to try again. `header` is the one
+    refused (an attribute, not an argument: never in the exception's text)."""
+
+    def __init__(self, detail: str, header: str) -> None:
+        super().__init__(detail)
+        self.header = header
 
 
 def _post(data: bytes, base_url: str, authorization: Authorization | None, timeout_s: float,
           tls: ssl.SSLContext | None) -> None:
     headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
     if authorization is not None:
-        headers["Authorization"] = authorization.header()
+        headers["Authorization"] = authorization.header()  # a token file's content as it is now
     request = urllib.request.Request(base_url.rstrip("/"), data=data, headers=headers, method="POST")
     try:
         with _opener(tls).open(request, timeout=timeout_s) as response:
@@ -98,8 +107,8 @@ def _post(data: bytes, base_url: str, authorization: Authorization | None, timeo
             raise DeliveryError(f"FHIR server answered {error.code}: redirected to {location}; configure "
                                 "the FHIR base URL the server redirects to", permanent=True) from error
         detail = _outcome_text(error.read())
-        if error.code == 401 and authorization is not None and authorization.renewable:
-            raise _Unauthorized(detail) from error
+        if error.code == 401 and authorization is not None:
+            raise _Unauthorized(detail, headers["Authorization"]) from error
         permanent = 400 <= error.code < 500 and error.code not in RETRYABLE_4XX
         raise DeliveryError(f"FHIR server answered {error.code}: {detail}", permanent=permanent) from error
     except (urllib.error.URLError, TimeoutError, OSError) as error:

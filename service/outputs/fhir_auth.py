@@ -2,6 +2,11 @@
 Services (the client-credentials grant with a signed JWT client assertion, SMART App Launch
 2.x "Backend Services").
 
+A static token given in the configuration cannot change: the EHR's 401 is its final word. One
+from a file (fhir_bearer_token_file, a mounted Secret) is read again when the file changes
+(service.secret_file), and a 401 is retried by the outbox: the EHR may already take the rotated
+token while the pod's copy of the Secret is a minute or two behind.
+
 SMART: we sign an assertion (iss = sub = client_id, aud = the token endpoint, a fresh jti,
 exp 4 minutes ahead, within SMART's 5 allowing for clock skew; RS384 for an RSA key, ES384 for an EC P-384 key, as SMART requires
 servers to support) with our private key, whose public half the EHR has registered, and trade
@@ -36,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from service.errors import ConfigError, DeliveryError
+from service.secret_file import SecretFile
 from service.tls import ClientTls
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -47,27 +53,58 @@ _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class Authorization(Protocol):
-    """What post_bundle needs: the Authorization header value, and a way to drop a stale one."""
-
-    renewable: bool  # whether invalidate() can lead to a different token
+    """What post_bundle needs: the Authorization header value, and what to do when the FHIR
+    server answers 401 to it."""
 
     def header(self) -> str: ...
 
-    def invalidate(self) -> None: ...
+    def renew(self, refused: str) -> bool:
+        """After a 401 to the header `refused`: True when header() now gives another one, worth
+        sending at once."""
+        ...
+
+    def refusal(self, detail: str) -> DeliveryError:
+        """The delivery's error when the server refused (`detail`: its OperationOutcome text) and
+        there is nothing new to send now: permanent, unless a later attempt may bring another token."""
+        ...
 
 
 @dataclass(frozen=True)
 class BearerToken:
-    """A static token from the configuration (nothing to refresh)."""
+    """A static token from the configuration (nothing to renew)."""
 
     token: str = field(repr=False)  # never in a traceback or a log line
-    renewable = False
 
     def header(self) -> str:
         return f"Bearer {self.token}"
 
-    def invalidate(self) -> None:
-        """A static token cannot be renewed: a 401 is then the server's final word."""
+    def renew(self, refused: str) -> bool:
+        return False
+
+    def refusal(self, detail: str) -> DeliveryError:
+        """The same token will be refused again: the server's final word."""
+        return DeliveryError(f"FHIR server answered 401: {detail}", permanent=True)
+
+
+@dataclass(frozen=True)
+class BearerTokenFile:
+    """A static token from a file (fhir_bearer_token_file), read again when the file changes."""
+
+    token: SecretFile
+
+    def header(self) -> str:
+        return f"Bearer {self.token.value()}"
+
+    def renew(self, refused: str) -> bool:
+        """The file changed while the request was under way: its new token is sent at once."""
+        return self.header() != refused
+
+    def refusal(self, detail: str) -> DeliveryError:
+        """Retried, not final: the EHR may already want the rotated token while the pod's copy of
+        the Secret is a minute or two behind (kubelet's sync). A token that stays wrong runs the
+        delivery out of attempts, which is given up and alerts like a permanent failure."""
+        return DeliveryError(f"FHIR server answered 401: it refused the token from {self.token.setting} "
+                             f"({self.token.path}), which is read again at each attempt: {detail}")
 
 
 # The private keys SMART backend services sign with: RSA (RS384) or EC P-384 (ES384).
@@ -114,8 +151,6 @@ def jwk_thumbprint(public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> 
 class SmartBackendServices:
     """Access tokens by the client-credentials grant with a signed assertion, cached."""
 
-    renewable = True
-
     def __init__(self, *, client_id: str, private_key_file: Path, scope: str, fhir_base_url: str,
                  token_url: str | None = None, key_id: str | None = None, timeout_s: float = 30.0,
                  tls: ClientTls | None = None) -> None:
@@ -141,9 +176,15 @@ class SmartBackendServices:
                 self._renew_at = time.monotonic() + lifetime - min(_REFRESH_MARGIN_S, lifetime / 2)
             return f"Bearer {self._token}"
 
-    def invalidate(self) -> None:
+    def renew(self, refused: str) -> bool:
+        """Revoked before its expiry, say: dropped, so that header() fetches a new one."""
         with self._lock:
             self._token = None
+        return True
+
+    def refusal(self, detail: str) -> DeliveryError:
+        """A token the EHR has just issued refused: its client or scope is wrong, not its age."""
+        return DeliveryError(f"FHIR server answered 401 with a new access token: {detail}", permanent=True)
 
     def assertion(self, token_url: str) -> str:
         """The signed client assertion for one token request (a fresh jti every time)."""

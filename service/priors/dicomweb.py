@@ -102,7 +102,9 @@ def _retried(call: Callable[[], _T], what: str, may_retry: Callable[[], bool] = 
 
 class DicomwebProvider:
     """QIDO-RS / WADO-RS with dicomweb-client at the PACS's DICOMweb root (e.g. .../dicom-web),
-    with its credentials and CA file (service.outputs.dicomweb_access)."""
+    with its credentials and CA file (service.outputs.dicomweb_access). One client for as long as
+    the worker runs, shared by its threads: each request carries the credential as it is then, so
+    a rotated credential file is sent from the next request on."""
 
     name = "dicomweb"
 

@@ -516,8 +516,9 @@ def test_credentials_do_not_render_with_a_remote_http_url(chart: Any) -> None:
         chart.render(_allowing(values), name=RELEASE, namespace=NAMESPACE)
 
 def test_a_new_credential_value_restarts_the_ingest(chart: Any) -> None:
-    """The service reads its credentials once at start: a changed chart-made value must change
-    the pod template (checksum/credentials), or the pods would keep sending the old one."""
+    """The service reads the SMART private key once at start (its token and Basic credential
+    files it follows, a minute or two behind the Secret): a changed chart-made value changes the
+    pod template (checksum/credentials), so that `helm upgrade` applies it at once."""
     def annotations(password: str) -> dict[str, str]:
         values = _allowing({"config": {"stow_url": "https://archive.example/dicom-web"},
                             "stow": {"basicAuth": {"value": f"rcds:{password}"}}})

@@ -4,14 +4,15 @@ SEKMET (the `sekmet-fhir` package, a FHIR R4 server) as the EHR.
 Every peer runs as its own process (or thread) on 127.0.0.1 and is stopped by its fixture;
 every wait is bounded. The outbox's clock is driven through `deliver_due(now)`, so backoff is
 tested without sleeping. The outbox's own bookkeeping (backoff, giving up, re-enqueueing,
-recovery) is tests/unit/test_outbox.py, with fake senders. The one fake here is a tiny HTTP
-server for FHIR answers that a real server does not give on demand (503, 429, 400 with an
-OperationOutcome); its tests say so.
+recovery) is tests/unit/test_outbox.py, with fake senders. The fakes here are tiny HTTP
+servers for FHIR answers that a real server does not give on demand (503, 429, 400 with an
+OperationOutcome, a 401 while our token file is being rotated); their tests say so.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import time
 import urllib.parse
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from service.config import load_config
 from service.errors import ConfigError
 from service.outputs import codes
-from service.outputs.destinations import EhrByFhir, PacsByCStore, configured_destinations
+from service.outputs.destinations import Destination, EhrByFhir, PacsByCStore, configured_destinations
 from service.outputs.fhir_auth import BearerToken, SmartBackendServices
 from service.outputs.fhir import build_bundle
 from service.outputs.outbox import DELIVERED, FAILED, PENDING
@@ -35,6 +36,8 @@ from tests.support.processes import LOOPBACK, free_port, wait_until
 from tests.support.external import require_tool
 from tests.support.certs import make_authority, write_key_pair
 from tests.support.fhir_servers import FhirServer, ScriptedFhirServer, require_sekmet
+from tests.support.http_server import QuietHandler, serving
+from tests.support.secret_volume import SecretVolume
 from tests.support.storescp import PACS_AE, StoreScp
 from tests.support.service import OUR_AE, QUIET_SECONDS, RunningService
 from tests.support.synthetic_results import make_study_result
@@ -419,6 +422,95 @@ def test_smart_assertion_is_what_the_spec_asks_for(tmp_path):
     assert claims["iss"] == claims["sub"] == CLIENT_ID
     assert 0 < claims["exp"] - time.time() <= 300
     assert claims["jti"] != jwt.decode(second, public.read_text(), algorithms=["RS384"], audience=token_url)["jti"]
+
+
+# --- a bearer token from a file: a mounted Secret rotated while the service runs ------------------
+
+OLD_TOKEN, NEW_TOKEN = "token-before-rotation", "token-after-rotation"
+
+
+@pytest.fixture
+def token_ehr(tmp_path: Path) -> Iterator[FhirServer]:
+    """SEKMET taking one static bearer token: the one the Secret is rotated to."""
+    require_sekmet()
+    server = FhirServer(tmp_path / "sekmet-bearer", server_auth={"types": ["bearer"], "tokens": [NEW_TOKEN]})
+    server.bearer = NEW_TOKEN  # the test's own reads
+    yield server
+    server.stop()
+
+
+def _configured_ehr(base: str, **settings: str) -> tuple[Destination, ...]:
+    """The EHR destination as the service builds it from its settings."""
+    return configured_destinations(load_config(environ={"RCDS_FHIR_BASE_URL": base, **settings}))
+
+
+def test_a_token_file_rotated_while_the_service_runs_is_sent_from_the_next_attempt(bundle_path, token_ehr,
+                                                                                   outboxes, tmp_path):
+    """The EHR takes the new token before kubelet has updated the pod's copy of the Secret: its
+    401s are retried, not given up, and the first attempt after the rotation delivers, with no
+    restart and no `redeliver`."""
+    result, _ = make_study_result()
+    patient_ref = f"Patient/{_register_patient(token_ehr, result.study.patient_id)}"
+    secret = SecretVolume(tmp_path / "fhir-token", "token", f"{OLD_TOKEN}\n")
+    outbox = outboxes(_configured_ehr(token_ehr.base, RCDS_FHIR_BEARER_TOKEN_FILE=str(secret.path)))
+    outbox.enqueue("fhir", bundle_path)
+
+    for attempt in (1, 2):
+        outbox.deliver_due(time.time() + FAR_FUTURE)
+        refused = only(outbox)
+        assert (refused.state, refused.attempts) == (PENDING, attempt)
+        assert refused.last_error.startswith(
+            "FHIR server answered 401: it refused the token from fhir_bearer_token_file")
+        assert "read again at each attempt" in refused.last_error and OLD_TOKEN not in refused.last_error
+
+    secret.rotate(NEW_TOKEN)
+    outbox.deliver_due(time.time() + FAR_FUTURE)
+    assert (only(outbox).state, only(outbox).attempts, only(outbox).last_error) == (DELIVERED, 3, None)
+    _assert_results_in_ehr(token_ehr, patient_ref, version="1")
+
+
+def test_a_token_given_in_the_configuration_that_the_ehr_refuses_is_given_up(bundle_path, token_ehr, outboxes):
+    """It cannot change while the service runs: the EHR's 401 is final, as it always was."""
+    outbox = outboxes(_configured_ehr(token_ehr.base, RCDS_FHIR_BEARER_TOKEN=OLD_TOKEN))
+    outbox.enqueue("fhir", bundle_path)
+    outbox.deliver_due()
+    assert (only(outbox).state, only(outbox).attempts) == (FAILED, 1)
+    assert only(outbox).last_error.startswith("FHIR server answered 401: ")
+    assert outbox.deliver_due(time.time() + FAR_FUTURE) == 0
+
+
+def test_a_401_while_the_token_file_changes_is_answered_at_once_with_the_new_token(bundle_path, outboxes,
+                                                                                  tmp_path):
+    """Fake server (a real one cannot rotate our file while it answers): the Secret is swapped
+    while the request with the old token is under way. The EHR's 401 to it is followed at once by
+    the Bundle with the new token, in the same attempt, as SMART follows one with a fresh token;
+    while the file is unchanged, a 401 costs one request and the attempt."""
+    secret = SecretVolume(tmp_path / "fhir-token", "token", OLD_TOKEN)
+    sent: list[str | None] = []
+
+    class RotatedMidway(QuietHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            sent.append(self.headers.get("Authorization"))
+            if len(sent) == 2:
+                secret.rotate(NEW_TOKEN)
+            accepted = sent[-1] == f"Bearer {NEW_TOKEN}"
+            body = json.dumps(_TRANSACTION_RESPONSE if accepted else _outcome("token revoked")).encode()
+            self.send_response(200 if accepted else 401)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    with serving(RotatedMidway) as base:
+        outbox = outboxes(_configured_ehr(f"{base}/fhir", RCDS_FHIR_BEARER_TOKEN_FILE=str(secret.path)))
+        outbox.enqueue("fhir", bundle_path)
+        outbox.deliver_due()
+        assert (only(outbox).state, only(outbox).attempts, len(sent)) == (PENDING, 1, 1)
+        assert "token revoked" in only(outbox).last_error
+        outbox.deliver_due(time.time() + FAR_FUTURE)
+    assert (only(outbox).state, only(outbox).attempts) == (DELIVERED, 2)
+    assert sent == [f"Bearer {OLD_TOKEN}", f"Bearer {OLD_TOKEN}", f"Bearer {NEW_TOKEN}"]
 
 
 # --- the EHR down while a study is scored: the service's own outbox catches up ----------------

@@ -25,6 +25,7 @@ from tests.support.certs import make_authority
 from tests.support.orthanc import Orthanc, find_orthanc
 from tests.support.prior_srs import our_sr, synthetic_study
 from tests.support.processes import free_port
+from tests.support.secret_volume import SecretVolume
 from tests.support.tls_proxy import TlsProxy
 from tests.support.written_outputs import write_sr
 
@@ -175,6 +176,30 @@ def test_a_second_study_of_the_patient_takes_its_priors_from_the_cache(orthanc, 
 
     assert source.fetched == 1, "the cached SR was fetched again"
     assert first.reports == second.reports and [r.sop_instance_uid for r in second.reports] == [baseline.SOPInstanceUID]
+
+
+def test_a_credential_file_rotated_while_the_worker_runs_is_sent_from_the_next_lookup(tmp_path):
+    """The source is built once, as the worker builds it at start, and kept: after the PACS's
+    password and then our Secret are rotated, its next lookup finds the priors, with no restart."""
+    pacs = Orthanc(tmp_path / "pacs", modality_port=free_port(), http_users={"rcds": "new-s3cret"})
+    try:
+        baseline = _upload_sr(pacs, tmp_path, synthetic_study("PRIOR-ROTATED", "20240110"))
+        current = synthetic_study("PRIOR-ROTATED", "20240601")
+        secret = SecretVolume(tmp_path / "prior-dicomweb-basic-auth", "basic-auth", "rcds:old-s3cret")
+        (source,) = build_providers(load_config(environ={
+            "RCDS_PRIOR_PROVIDERS": "dicomweb", "RCDS_PRIOR_DICOMWEB_URL": pacs.dicomweb_url,
+            "RCDS_PRIOR_DICOMWEB_BASIC_AUTH_FILE": str(secret.path)}))
+
+        def look_up(cache: str):
+            return resolve_priors(current, [source], PriorCache(tmp_path / cache), lookback_days=1095, max_studies=12)
+
+        refused = look_up("before")
+        assert refused.reports == () and refused.unavailable is not None and "HTTP 401" in refused.unavailable
+        secret.rotate("rcds:new-s3cret")
+        found = look_up("after")
+        assert found.unavailable is None and [r.sop_instance_uid for r in found.reports] == [baseline.SOPInstanceUID]
+    finally:
+        pacs.stop()
 
 
 def test_a_pacs_that_wants_credentials_and_https_gets_them(tmp_path, monkeypatch):

@@ -16,13 +16,15 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from service.outputs.destinations import PacsByStowRs
+from service.config import load_config
+from service.outputs.destinations import PacsByStowRs, configured_destinations
 from service.outputs.dicomweb_access import DicomwebAccess
 from service.outputs.outbox import DELIVERED, FAILED, PENDING
 from service.outputs.sr import build_measurement_report
 from tests.support.orthanc import Orthanc, find_orthanc
 from tests.support.outbox import Outboxes, only
 from tests.support.processes import free_port
+from tests.support.secret_volume import SecretVolume
 from tests.support.synthetic_results import make_study_result
 from tests.support.written_outputs import write_sr
 
@@ -106,8 +108,9 @@ def test_a_refusal_is_permanent(sr_path: Path, outboxes: Outboxes, start_orthanc
 def test_an_archive_that_wants_credentials_gets_them(sr_path: Path, outboxes: Outboxes, start_orthanc) -> None:
     """Orthanc with authentication on (as a site that opens its DICOMweb to other hosts must
     run it) takes the SR with stow_basic_auth, whose password may hold a colon; without
-    credentials, or with a wrong password, it answers 401: a permanent failure whose message
-    names the settings that fix it, and nothing is stored."""
+    credentials, or with a wrong password given in the configuration (it cannot change while the
+    service runs), it answers 401: a permanent failure whose message names the settings that
+    fix it, and nothing is stored."""
     orthanc = start_orthanc(http_users={"rcds": "s3cret:pass"})
     refused_by = {"none": DicomwebAccess(orthanc.dicomweb_url),
                   "wrong": DicomwebAccess(orthanc.dicomweb_url, basic_auth="rcds:s3cret")}
@@ -124,4 +127,28 @@ def test_an_archive_that_wants_credentials_gets_them(sr_path: Path, outboxes: Ou
     outbox.enqueue("pacs-stow", sr_path)
     assert outbox.deliver_due() == 1
     assert (only(outbox).state, only(outbox).last_error) == (DELIVERED, None)
+    assert len(_instances_with_uid(orthanc, str(pydicom.dcmread(sr_path).SOPInstanceUID))) == 1
+
+
+def test_a_credential_file_rotated_while_the_service_runs_is_sent_from_the_next_attempt(
+        sr_path: Path, outboxes: Outboxes, start_orthanc, tmp_path: Path) -> None:
+    """The archive takes the new password before kubelet has updated the pod's copy of the
+    Secret: its 401s to the old one are retried, not given up, and the first attempt after the
+    rotation stores the SR, with no restart and no `redeliver`."""
+    orthanc = start_orthanc(http_users={"rcds": "new-s3cret"})
+    secret = SecretVolume(tmp_path / "stow-basic-auth", "basic-auth", "rcds:old-s3cret\n")
+    stow, _ = configured_destinations(load_config(environ={
+        "RCDS_STOW_URL": orthanc.dicomweb_url, "RCDS_STOW_BASIC_AUTH_FILE": str(secret.path)}))
+    outbox = outboxes([stow])
+    outbox.enqueue("pacs-stow", sr_path)
+
+    outbox.deliver_due()
+    refused = only(outbox)
+    assert (refused.state, refused.attempts) == (PENDING, 1)
+    assert refused.last_error == ("STOW-RS answered HTTP 401: the archive refused the credential from "
+                                  "stow_basic_auth_file, which is read again at each attempt")
+
+    secret.rotate("rcds:new-s3cret")
+    assert outbox.deliver_due(time.time() + FAR_FUTURE) == 1
+    assert (only(outbox).state, only(outbox).attempts, only(outbox).last_error) == (DELIVERED, 2, None)
     assert len(_instances_with_uid(orthanc, str(pydicom.dcmread(sr_path).SOPInstanceUID))) == 1

@@ -1,4 +1,4 @@
-"""SMART client pieces checked against their specifications, without a server."""
+"""SMART client pieces checked against their specifications, and static bearer tokens, without a server."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from service.errors import ConfigError
-from service.outputs.fhir_auth import BearerToken, jwk_thumbprint, require_https
+from service.outputs.fhir_auth import BearerToken, BearerTokenFile, jwk_thumbprint, require_https
+from service.secret_file import SecretFile
 
 # RFC 7638 section 3.1: the example RSA key and its published SHA-256 thumbprint.
 RFC7638_N = ("0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRX"
@@ -38,5 +39,21 @@ def test_https_or_loopback_is_accepted(url):
     require_https(url, "fhir_base_url")
 
 
-def test_a_bearer_token_does_not_show_in_its_repr():
+def test_a_bearer_token_does_not_show_in_its_repr(tmp_path):
+    (path := tmp_path / "token").write_text("s3cret")
     assert "s3cret" not in repr(BearerToken("s3cret"))
+    assert "s3cret" not in repr(BearerTokenFile(SecretFile(path, "fhir_bearer_token_file", "s3cret")))
+
+
+def test_a_refused_token_from_a_file_is_retried_one_given_in_the_configuration_is_not(tmp_path):
+    """Nor does the error quote the token: it names the file the platform rotates."""
+    (path := tmp_path / "token").write_text("s3cret")
+    from_file = BearerTokenFile(SecretFile(path, "fhir_bearer_token_file", "s3cret"))
+    given = BearerToken("s3cret")
+    assert (from_file.renew("Bearer s3cret"), given.renew("Bearer s3cret")) == (False, False)
+    retried, final = from_file.refusal("token revoked"), given.refusal("token revoked")
+    assert (retried.permanent, final.permanent) == (False, True)
+    assert f"fhir_bearer_token_file ({path})" in str(retried) and "read again at each attempt" in str(retried)
+    assert "s3cret" not in str(retried) + str(final)
+    path.write_text("rotated")
+    assert from_file.renew("Bearer s3cret") and from_file.header() == "Bearer rotated"

@@ -32,6 +32,7 @@ TOP_LEVEL = {
     "durable": "foundation", "dicom": "foundation", "dicom_limits": "foundation",
     "registration_object": "foundation",  # a Spatial Registration's matrices, read by ingest and follow-up
     "location": "foundation", "tls": "foundation", "observability": "foundation",
+    "secret_file": "foundation",  # a credential from a file, followed when it changes (config and its consumers)
     "scorer": "foundation",  # the Scorer protocol: what the pipeline needs of any scorer
     "comparison": "foundation",  # a follow-up as plain data, for the outputs to encode
     # pipeline: a study from instances to outputs (service, `score`, `features`)

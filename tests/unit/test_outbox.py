@@ -250,10 +250,11 @@ def test_a_cycle_failing_over_and_over_is_logged_once_a_minute(tmp_path, outboxe
 
 def test_a_given_up_delivery_is_counted_logged_as_an_error_and_redelivered_on_request(sr_path, outboxes, caplog,
                                                                                     tmp_path):
-    """An EHR refusing a rotated token (permanent) is given up at once: the failed gauge and the
-    given-up counter say so per destination, the log at ERROR with what to do. `redeliver` (here
-    the function behind `radiomics-cds redeliver`, on the database a running outbox uses) puts
-    it back to pending from attempt 0; the running outbox delivers it once the EHR takes it."""
+    """An EHR refusing a token given in the configuration (permanent) is given up at once: the
+    failed gauge and the given-up counter say so per destination, the log at ERROR with what to
+    do. `redeliver` (here the function behind `radiomics-cds redeliver`, on the database a
+    running outbox uses) puts it back to pending from attempt 0; the running outbox delivers it
+    once the EHR takes it."""
     database = tmp_path / "var" / "outbox.sqlite"  # the outboxes fixture's
 
     def sample(name: str) -> float:

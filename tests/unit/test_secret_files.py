@@ -1,11 +1,13 @@
 """Credentials from files (*_file settings), as a Kubernetes Secret mounted as a volume or a
-Docker secret hands them out: read once at start into the setting, whitespace around them
-removed (a file written by `echo` ends in a newline); the destinations built from the
-configuration then send them. A file that cannot give a credential stops the start naming the
-setting, never quoting the credential."""
+Docker secret hands them out: read at start into the setting, whitespace around them removed (a
+file written by `echo` ends in a newline); the destinations built from the configuration then
+send them, read again when the file changes (service.secret_file, tests/unit/test_secret_file.py).
+A file that cannot give a credential stops the start naming the setting, never quoting the
+credential."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,8 @@ import pytest
 from service.config import SECRET_FILES, load_config
 from service.errors import ConfigError
 from service.outputs.destinations import PacsByStowRs, configured_destinations, fhir_authorization
+from service.outputs.fhir_auth import BearerTokenFile
+from service.secret_file import SecretFile
 
 SECRET = "eyJhbGciOi.s3cret-token"
 TARGETS = {"RCDS_FHIR_BASE_URL": "https://ehr.example/fhir", "RCDS_STOW_URL": "https://pacs.example/dicom-web"}
@@ -32,7 +36,21 @@ def test_the_bearer_tokens_are_read_from_their_files_and_sent(token_file: Path) 
     authorization = fhir_authorization(config)
     assert authorization is not None and authorization.header() == f"Bearer {SECRET}"
     stows = [d for d in configured_destinations(config) if isinstance(d, PacsByStowRs)]  # the SR's and the page's
-    assert stows and all(stow.archive.bearer_token == SECRET for stow in stows)
+    assert stows and all(stow.archive.authorization() == f"Bearer {SECRET}" for stow in stows)
+
+
+def test_a_credential_from_a_file_follows_the_file_one_given_in_the_configuration_is_as_given(
+        token_file: Path) -> None:
+    config = load_config(environ={**TARGETS, "RCDS_FHIR_BEARER_TOKEN_FILE": str(token_file),
+                                  "RCDS_STOW_BEARER_TOKEN": "given"})
+    followed = config.credential("fhir_bearer_token")
+    assert isinstance(followed, SecretFile) and (followed.path, followed.setting) == (token_file,
+                                                                                     "fhir_bearer_token_file")
+    assert (config.credential("stow_bearer_token"), config.credential("stow_basic_auth")) == ("given", None)
+    authorization = fhir_authorization(config)
+    assert isinstance(authorization, BearerTokenFile)
+    token_file.write_text("rotated-token\n")
+    assert authorization.header() == "Bearer rotated-token"
 
 
 def test_the_dicomweb_basic_credentials_are_read_from_their_files(tmp_path: Path) -> None:
@@ -44,7 +62,8 @@ def test_the_dicomweb_basic_credentials_are_read_from_their_files(tmp_path: Path
                                   "RCDS_PRIOR_DICOMWEB_BASIC_AUTH_FILE": str(basic)})
     assert config.stow_basic_auth == config.prior_dicomweb_basic_auth == "rcds:s3cret:pass"
     stows = [d for d in configured_destinations(config) if isinstance(d, PacsByStowRs)]
-    assert stows and all(stow.archive.basic_auth == "rcds:s3cret:pass" for stow in stows)
+    basic = "Basic " + base64.b64encode(b"rcds:s3cret:pass").decode()
+    assert stows and all(stow.archive.authorization() == basic for stow in stows)
     assert "s3cret" not in repr(stows) and "s3cret" not in repr(config)
 
 

@@ -233,8 +233,10 @@ imagePullSecrets:
 {{- include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
 {{- end }}
 
-{{/* The chart-made Secrets' checksum: the service reads credentials once at start, so a new
-     value must restart the pods (a Secret of the site's needs `kubectl rollout restart`). */}}
+{{/* The chart-made Secrets' checksum: a new value restarts the pods. The service follows its
+     bearer token and Basic credential files (kubelet updates them a minute or two after the
+     Secret), but reads the SMART private key once at start (a Secret of the site's holding it
+     needs `kubectl rollout restart`); the restart applies either at once. */}}
 {{- define "rcds.credentialsChecksum" -}}
 {{- include (print .Template.BasePath "/secrets.yaml") . | sha256sum }}
 {{- end }}

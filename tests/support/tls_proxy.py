@@ -77,5 +77,11 @@ http {{
         raise AssertionError(f"nginx not listening after {timeout_s} s")
 
     def stop(self) -> None:
-        self.process.kill()
-        self.process.wait()
+        """SIGTERM, nginx's fast shutdown: the master stops its workers before it exits (a SIGKILL
+        to the master left them running, holding the port and the working directory)."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

@@ -52,7 +52,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
         patient level over their results when asked. A call that has ended (deadline, client
         gone, the scorer's grace period over) scores no further lesion: nobody would receive it,
         and a stopping scorer would otherwise run on until killed."""
-        lesions = []
+        lesions: list[LesionResult] = []
         for lesion in request.lesions:
             if not context.is_active():  # the client's deadline passed, it cancelled, or the grace period ended
                 unscored = len(request.lesions) - len(lesions)

@@ -32,6 +32,7 @@ from pydicom import Dataset
 
 from service.config import Config
 from service.adoption import Adoption
+from service.backoff import Backoff
 from service.errors import ConfigError, InputError, PriorSourceError, ScorerError, ScorerUnavailable
 from service.ingest.completeness import EarlyMargin, Outcome, assess
 from service.ingest.index import DONE, FAILED, PROCESSING, RECEIVING, StudyIndex, StudyState
@@ -128,8 +129,7 @@ class StudyWorker:
         self._adoption = Adoption(retrievers, index, Spool(config.spool_dir), config.var_dir / "retrieved",
                                   config.var_dir / "adopted", limits) if retrievers else None
         self._reconciling = threading.Lock()  # one thread reconciles at a time
-        self._reconcile_after: dict[str, float] = {}  # study -> when to ask PACS again
-        self._reconcile_wait: dict[str, float] = {}  # study -> its last postponement (doubled at each)
+        self._reconcile_backoff = Backoff(RECONCILE_RETRY_SECONDS, RECONCILE_RETRY_MAX_SECONDS)  # study -> next ask
         self._reconcile_errors = RepeatedErrorLog(log)
         self._scorer_retry_at: dict[str, float] = {}  # study -> when to claim it again (SCORER_RETRY_WAITS_S)
         self._waiting: set[str] = set()  # studies held for an earlier one, each logged once
@@ -375,7 +375,7 @@ class StudyWorker:
                     self._index.mark_reconciled(study.study_instance_uid, study.result)
                     continue
                 states = {self._outbox.state_of(name, path) for name in sr_destinations}
-                if self._reconcile_after.get(study.study_instance_uid, 0.0) > now or states & {PENDING, None}:
+                if not self._reconcile_backoff.due(study.study_instance_uid, now) or states & {PENDING, None}:
                     continue
                 if DELIVERED not in states:  # refused everywhere: PACS cannot give it to a later study
                     self._index.mark_reconciled(study.study_instance_uid, study.result)
@@ -386,13 +386,9 @@ class StudyWorker:
                     self._reconcile_errors.log("reconciliation of a study failed; postponed", exc_info=True)
                     done = None
                 if done is None:
-                    wait = min(2 * self._reconcile_wait.get(study.study_instance_uid, RECONCILE_RETRY_SECONDS / 2),
-                               RECONCILE_RETRY_MAX_SECONDS)
-                    self._reconcile_wait[study.study_instance_uid] = wait
-                    self._reconcile_after[study.study_instance_uid] = now + wait
+                    self._reconcile_backoff.postpone(study.study_instance_uid, now)
                     continue
-                self._reconcile_after.pop(study.study_instance_uid, None)
-                self._reconcile_wait.pop(study.study_instance_uid, None)
+                self._reconcile_backoff.forget(study.study_instance_uid)
                 self._index.mark_reconciled(study.study_instance_uid, study.result)
                 rescored += done
             return rescored

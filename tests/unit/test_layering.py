@@ -29,7 +29,7 @@ TOP_LEVEL = {
     # foundation: plain types, errors, settings, DICOM helpers: what every layer may use
     "__init__": "foundation", "model": "foundation", "errors": "foundation", "config": "foundation",
     "uids": "foundation", "sop_classes": "foundation", "transfer_syntaxes": "foundation",
-    "durable": "foundation", "dicom": "foundation", "dicom_limits": "foundation",
+    "durable": "foundation", "dicom": "foundation", "dicom_limits": "foundation", "backoff": "foundation",
     "registration_object": "foundation",  # a Spatial Registration's matrices, read by ingest and follow-up
     "location": "foundation", "tls": "foundation", "observability": "foundation",
     "scorer": "foundation",  # the Scorer protocol: what the pipeline needs of any scorer

@@ -50,6 +50,7 @@ from service.imaging.crops import BSPLINE_PREFILTER_VOXELS
 from service.imaging.selection import read_instance, read_study_instance, study_info
 from service.pipeline import PriorLookup, WrittenOutputs, run_study
 from service.prior_ct import RetrievedPriorCt
+from service.prior_retry import PriorsWatch
 from service.response import ResponseInputs
 from service.priors import PriorCache, PriorsOutcome, build_providers, resolve_priors, stale_later_studies
 from service.priors.retrieve import RetrievalLimits, retrieving
@@ -289,6 +290,7 @@ class StudyWorker:
             with STUDY_STAGE_SECONDS.labels("reading").time():
                 datasets = [read_study_instance(record.path, ct_image=record.sop_class_uid in CT_SOP_CLASSES)
                             for record in records]
+            priors = PriorsWatch(self._prior_lookup())
             written = run_study(
                 datasets, self._scorer, self._config.outbox_dir,
                 fhir=FhirSettings.from_config(self._config),
@@ -296,7 +298,7 @@ class StudyWorker:
                 lesion_roi_types=frozenset(self._config.lesion_roi_types),
                 max_lesions=self._config.max_lesions_per_study,
                 predecessor=self._previous_report(study_uid), limits=self._config.instance_limits,
-                priors=self._prior_lookup(), prior_ct=self._prior_ct,
+                priors=priors.lookup, prior_ct=self._prior_ct,
                 response_inputs=self._response_inputs, pages=self._pages,
             )
         except InputError as error:
@@ -311,18 +313,20 @@ class StudyWorker:
             return
         SCORING_SECONDS.observe(time.monotonic() - started)
         with STUDY_STAGE_SECONDS.labels("completing").time():
-            completed = self.complete(study_uid, written)
+            completed = self.complete(study_uid, written, priors_unavailable=priors.unavailable)
         if completed:
             STUDIES_COMPLETED.inc()
             log.info("study %s done: %d lesions, SR %s, FHIR Bundle %s", key, len(written.result.lesions),
                      written.sr_path, written.bundle_path)
 
-    def complete(self, study_uid: str, written: WrittenOutputs) -> bool:
+    def complete(self, study_uid: str, written: WrittenOutputs, *, priors_unavailable: bool = False) -> bool:
         """Mark a scored study done, then queue its deliveries (queue_missing_deliveries covers a
         crash in between). False when instances arrived while it was scored: the result is
         incomplete and superseded before anyone received it, so it is dropped and the study is
-        scored again with everything."""
-        if not self._index.finish(study_uid, DONE, result=written.sr_sop_instance_uid):
+        scored again with everything. `priors_unavailable`: no prior source answered for it, which
+        the index records (StudyIndex.finish) for the study to be scored again once one does."""
+        if not self._index.finish(study_uid, DONE, result=written.sr_sop_instance_uid,
+                                  priors_unavailable=priors_unavailable):
             log.info("study %s: new instances arrived while scoring; scoring again", study_key(study_uid))
             for path in written.paths.values():
                 path.unlink(missing_ok=True)

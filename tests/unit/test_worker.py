@@ -31,6 +31,7 @@ from service.ingest.index import DONE, FAILED, RECEIVING, StudyIndex
 from service.ingest.scp import describe_instance, study_order
 from service.ingest.spool import study_key
 from service.outputs.outbox import PENDING, Outbox
+from service.priors import read_prior_report
 from service.scoring.in_process import InProcessScorer
 from service.scorer import Scorer
 from service.outputs.artefacts import Artefact
@@ -486,5 +487,34 @@ def test_reconciliation_asks_a_pacs_that_does_not_answer_less_and_less_often(tmp
             site.worker.reconcile_delivered(now=later)
             site.worker.reconcile_delivered(now=later + 1)  # postponed: not asked again at once
         assert sum("reconciliation of a study failed" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        site.close()
+
+
+@pytest.mark.parametrize("case", ["no source answers", "the source answers, no prior", "priors off"])
+def test_a_study_scored_while_no_prior_source_answers_is_marked_in_the_index(tmp_path, scorer, case):
+    """The PACS of PRIORS refuses connections (a closed port): the study is scored all the same
+    and marked, with the moment. A source that answers (a directory archive, empty) or priors
+    off leave it unmarked."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    settings = {"no source answers": PRIORS, "priors off": {},
+                "the source answers, no prior": {"prior_providers": ("directory",), "prior_directory": archive}}[case]
+    site = Site(tmp_path / "var", scorer, **settings)
+    try:
+        study_uid, ct, rtstruct = _dated_study("20240301")
+        site.receive([*ct, rtstruct])
+        before = time.time()
+        assert site.worker.process_ready(now=RECEIVED_AT + QUIET) == 1
+        sr = _assert_done_and_queued(site, study_uid)
+        since = site.index.study(study_uid).priors_unavailable_since
+        notes = read_prior_report(sr).notes
+        if case == "no source answers":
+            assert since is not None and before <= since <= time.time()
+            assert [n for n in notes if n.startswith("priors unavailable: dimse: ")], notes
+            assert [s.study_instance_uid for s in site.index.scored_without_priors()] == [study_uid]
+        else:
+            assert since is None and not [n for n in notes if n.startswith("priors unavailable")]
+            assert site.index.scored_without_priors() == []
     finally:
         site.close()

@@ -17,6 +17,10 @@ class Backoff:
         self._after: dict[str, float] = {}  # key -> when to ask again
         self._wait: dict[str, float] = {}  # key -> its last postponement
 
+    def __contains__(self, key: str) -> bool:
+        """Whether `key` has been postponed and not forgotten since."""
+        return key in self._after
+
     def due(self, key: str, now: float) -> bool:
         """Whether `key` may be asked about at `now` (never postponed, or its wait is over)."""
         return self._after.get(key, 0.0) <= now

@@ -18,7 +18,9 @@ Better still, a study ready to score waits while an earlier study of the patient
 (receiving, scoring, or its SR not yet delivered to PACS, where the prior lookup finds it), at
 most prior_in_flight_wait_seconds after its last instance: baseline and follow-up sent together
 give one SR for the follow-up, compared with the baseline. The wait is decided anew at each poll
-from the index and the outbox, so a restart while waiting changes nothing.
+from the index and the outbox, so a restart while waiting changes nothing. A study scored while
+no prior source answered is marked in the index, and scored again once one does
+(service.prior_retry), for at most prior_retry_hours.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from service.imaging.crops import BSPLINE_PREFILTER_VOXELS
 from service.imaging.selection import read_instance, read_study_instance, study_info
 from service.pipeline import PriorLookup, WrittenOutputs, run_study
 from service.prior_ct import RetrievedPriorCt
-from service.prior_retry import PriorsWatch
+from service.prior_retry import PriorRetry, PriorsWatch
 from service.response import ResponseInputs
 from service.priors import PriorCache, PriorsOutcome, build_providers, resolve_priors, stale_later_studies
 from service.priors.retrieve import RetrievalLimits, retrieving
@@ -73,7 +75,8 @@ SCORER_RETRY_WAITS_S = (10.0, 30.0, 90.0, 270.0, 600.0, 600.0, 600.0, 600.0, 600
 # Seconds before reconciliation asks again after PACS did not answer, or while a later study of
 # the patient is still being received or scored here; doubled at each postponement of the same
 # study up to RECONCILE_RETRY_MAX_SECONDS, so that a PACS refusing our credentials for days is
-# not asked (nor logged) once a minute per delivered study.
+# not asked (nor logged) once a minute per delivered study. A study scored while its priors
+# were unavailable is asked about again on the same schedule (service.prior_retry).
 RECONCILE_RETRY_SECONDS = 60.0
 RECONCILE_RETRY_MAX_SECONDS = 3600.0
 # Early completeness while the scorer cannot state its settings: the flat margin used before the
@@ -132,6 +135,10 @@ class StudyWorker:
         self._reconciling = threading.Lock()  # one thread reconciles at a time
         self._reconcile_backoff = Backoff(RECONCILE_RETRY_SECONDS, RECONCILE_RETRY_MAX_SECONDS)  # study -> next ask
         self._reconcile_errors = RepeatedErrorLog(log)
+        lookup = self._prior_lookup()
+        self._prior_retry = PriorRetry(index, lookup, config.outbox_dir,
+                                       Backoff(RECONCILE_RETRY_SECONDS, RECONCILE_RETRY_MAX_SECONDS),
+                                       config.prior_retry_hours * 3600, self._stop) if lookup else None
         self._scorer_retry_at: dict[str, float] = {}  # study -> when to claim it again (SCORER_RETRY_WAITS_S)
         self._waiting: set[str] = set()  # studies held for an earlier one, each logged once
         self._margin: tuple[EarlyMargin, float] | None = None  # from the scorer's settings, and when asked
@@ -175,6 +182,7 @@ class StudyWorker:
                 if self.process_ready() == 0:
                     rest = min(rest, REST_PER_ASSESSING_SECOND * (time.monotonic() - started))
                 self.reconcile_delivered()
+                self.retry_without_priors()
             except Exception:  # e.g. the index's disk is full: keep trying, never die silently
                 self._cycle_errors.log("worker cycle failed; retrying", exc_info=True)
                 self._deadlines.next = float("inf")  # a failed cycle's deadline is stale: the next after a poll
@@ -398,6 +406,14 @@ class StudyWorker:
             return rescored
         finally:
             self._reconciling.release()
+
+    def retry_without_priors(self, now: float | None = None) -> int:
+        """Ask the prior sources again about the done studies scored while none answered, and
+        send back to be scored those they now answer about (service.prior_retry, on
+        reconciliation's schedule); how many were sent back."""
+        if self._prior_retry is None:
+            return 0
+        return self._prior_retry.run(time.time() if now is None else now)
 
     def _reconcile(self, study: StudyState, sr_uid: str, sr: Dataset) -> int | None:
         """How many stale later studies were sent back; None: ask again later (PACS did not

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from service.commands._service_files import service_file, shown_uid
 from service.config import load_config
-from service.ingest.index import read_studies
+from service.ingest.index import DONE, StudyState, read_studies
 from service.ingest.spool import study_key
 from service.observability import redact_uids
 from service.outputs.artefacts import Artefact, artefact_path
@@ -22,9 +22,10 @@ COLUMNS = ("log key", "study", "state", "age", "result or reason")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Studies known to the index, under a header line: log key, Study Instance UID, state, how
-    long it has been in that state, result or why it failed, and where the result's deliveries
-    stand; then the deliveries of each destination by state.
+    """Studies known to the index, under a header line: log key, Study Instance UID, state (a done
+    one scored without its priors says so), how long it has been in that state, result or why
+    it failed, and where the result's deliveries stand; then the deliveries of each destination
+    by state.
 
     The age counts as rcds_queue_oldest_seconds does, so the study an alert on that gauge is
     about is the one with that age here. UIDs (the study's, the SR's, any in a reason) are shown
@@ -47,12 +48,21 @@ def run(args: argparse.Namespace) -> int:
                       for delivery in by_path.get(artefact_path(config.outbox_dir, study.result, artefact), [])]
             detail += f"  deliveries: {', '.join(states)}" if states else ""
         uid = shown_uid(study.study_instance_uid, args.show_uids)
-        rows.append((study_key(study.study_instance_uid), uid, study.state.value, human_age(now - study.since),
+        rows.append((study_key(study.study_instance_uid), uid, _shown_state(study), human_age(now - study.since),
                      shown(detail)))
     print(_table(rows))
     print()
     print(_delivery_counts(deliveries))
     return 0
+
+
+def _shown_state(study: StudyState) -> str:
+    """The study's state; `done (priors unavailable)` for a done one whose result was written
+    while no prior source answered: scores without the response assessment, until the service
+    scores it again with them (README, prior_retry_hours) or `rescore --priors-unavailable`."""
+    if study.state is DONE and study.priors_unavailable_since is not None:
+        return f"{study.state.value} (priors unavailable)"
+    return study.state.value
 
 
 def human_age(seconds: float) -> str:

@@ -597,7 +597,8 @@ def _measurement_groups(sr: Dataset) -> list[str]:
 def test_a_study_whose_priors_stay_unavailable_is_left_marked_after_prior_retry_hours(tmp_path, scorer, caplog):
     """prior_retry_hours 1: asked about within the hour; from its first result without priors
     plus an hour on, never again, even once the source would answer, which is logged once
-    (WARNING); the study stays done and marked."""
+    (WARNING); the study stays done and marked, until the operator's `rescore
+    --priors-unavailable` has the worker score it again, with the source answering: unmarked."""
     site, archive = _archive_site(tmp_path, scorer, prior_retry_hours=1)
     try:
         study_uid, ct, rtstruct = _dated_study("20240301")
@@ -616,5 +617,10 @@ def test_a_study_whose_priors_stay_unavailable_is_left_marked_after_prior_retry_
         assert _retries(site, caplog, since + 7 * 3600) == (0, [])
         assert site.state(study_uid) == (DONE, None)
         assert [s.study_instance_uid for s in site.index.scored_without_priors()] == [study_uid]
+
+        assert _rescore(site.config.var_dir, "--priors-unavailable").endswith("queued to be scored again (was done)\n")
+        assert site.worker.process_ready(now=time.time() + QUIET) == 1
+        _assert_done_and_queued(site, study_uid)
+        assert site.index.scored_without_priors() == []
     finally:
         site.close()

@@ -118,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
                               "Instance UID")
     rescore.add_argument("--failed", action="store_true", help="every failed study")
     rescore.add_argument("--priors-unavailable", action="store_true",
-                         help="every done study scored while its priors were unavailable (status: done (priors "
+                         help="every done study scored while its priors were unavailable (status: SR ... (priors "
                               "unavailable)), once a prior source answers again")
     rescore.add_argument("--show-uids", action="store_true",
                          help="show Study Instance UIDs in full (default: the uid:<8 hex digits> tokens the log "

@@ -136,9 +136,9 @@ def test_status_shows_how_long_each_study_has_been_in_its_state(tmp_path: Path) 
 
 
 def test_status_shows_a_done_study_scored_without_its_priors_as_such(tmp_path: Path) -> None:
-    """Its result written while no prior source answered: `done (priors unavailable)`, its SR as
-    for any done study; done with its priors: `done`; sent back to be scored again: `receiving`,
-    with the reason, as any other. The header still heads each column."""
+    """Its result written while no prior source answered: `done`, its SR `(priors unavailable)`;
+    done with its priors: its SR alone; sent back to be scored again: `receiving`, with the
+    reason, as any other. The state column keeps its four values (scripts match them)."""
     studies = {"without": "1.2.826.0.1.3680043.10.543.21", "with": "1.2.826.0.1.3680043.10.543.22",
                "sent back": "1.2.826.0.1.3680043.10.543.23"}
     config = load_config(environ={"RCDS_VAR_DIR": str(tmp_path / "var")})
@@ -155,7 +155,7 @@ def test_status_shows_a_done_study_scored_without_its_priors_as_such(tmp_path: P
     assert shown.returncode == 0, shown.stderr
     rows = {row["study"]: row for row in status_rows(shown.stdout)}
     assert {name: (rows[uid]["state"], rows[uid]["result or reason"]) for name, uid in studies.items()} == {
-        "without": ("done (priors unavailable)", f"SR {studies['without']}.9"),
+        "without": ("done", f"SR {studies['without']}.9 (priors unavailable)"),
         "with": ("done", f"SR {studies['with']}.9"),
         "sent back": ("receiving", "scored again: its priors are available now")}
 

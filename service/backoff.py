@@ -2,7 +2,7 @@
 
 A PACS down for days must not be asked (nor logged) once a minute per study: each thing's wait
 starts at `first` seconds and doubles at each postponement up to `most`. In memory only: after a
-restart everything is asked at once, which costs one question per thing.
+restart nothing is postponed, which costs at most one question per thing.
 """
 
 from __future__ import annotations

@@ -74,8 +74,10 @@ class PriorRetry:
         if not self._running.acquire(blocking=False):
             return 0
         try:
+            studies = self._index.scored_without_priors()
+            self._given_up &= {study.study_instance_uid for study in studies}  # sent back since: told again
             sent_back = 0
-            for study in self._index.scored_without_priors():
+            for study in studies:
                 if self._stop.is_set():
                     break
                 sent_back += self._retry(study, now)

@@ -597,8 +597,9 @@ def _measurement_groups(sr: Dataset) -> list[str]:
 def test_a_study_whose_priors_stay_unavailable_is_left_marked_after_prior_retry_hours(tmp_path, scorer, caplog):
     """prior_retry_hours 1: asked about within the hour; from its first result without priors
     plus an hour on, never again, even once the source would answer, which is logged once
-    (WARNING); the study stays done and marked, until the operator's `rescore
-    --priors-unavailable` has the worker score it again, with the source answering: unmarked."""
+    (WARNING); the study stays done and marked. The operator's `rescore --priors-unavailable`
+    has the worker score it again: while the source still fails, it is marked as before (the
+    same moment: not asked about again, logged again once); once it answers, unmarked."""
     site, archive = _archive_site(tmp_path, scorer, prior_retry_hours=1)
     try:
         study_uid, ct, rtstruct = _dated_study("20240301")
@@ -613,11 +614,17 @@ def test_a_study_whose_priors_stay_unavailable_is_left_marked_after_prior_retry_
                    "no longer asked about (radiomics-cds rescore --priors-unavailable once a prior source answers)")
         assert _retries(site, caplog, since + 3600) == (0, [gave_up])
         assert caplog.records[0].levelno == logging.WARNING
-        archive.mkdir()
         assert _retries(site, caplog, since + 7 * 3600) == (0, [])
         assert site.state(study_uid) == (DONE, None)
         assert [s.study_instance_uid for s in site.index.scored_without_priors()] == [study_uid]
 
+        assert _rescore(site.config.var_dir, "--priors-unavailable").endswith("queued to be scored again (was done)\n")
+        assert _retries(site, caplog, since + 7 * 3600) == (0, [])  # receiving: nothing to ask about
+        assert site.worker.process_ready(now=time.time() + QUIET) == 1
+        assert site.index.study(study_uid).priors_unavailable_since == since
+        assert _retries(site, caplog, since + 8 * 3600) == (0, [gave_up])
+        archive.mkdir()
+        assert _retries(site, caplog, since + 9 * 3600) == (0, [])
         assert _rescore(site.config.var_dir, "--priors-unavailable").endswith("queued to be scored again (was done)\n")
         assert site.worker.process_ready(now=time.time() + QUIET) == 1
         _assert_done_and_queued(site, study_uid)

@@ -111,12 +111,15 @@ def _parser() -> argparse.ArgumentParser:
                                              "pacs-stow-summary, fhir); default: every destination's")
 
     rescore = with_config(commands.add_parser(
-        "rescore", help="score failed or named studies again (once the cause is fixed: the scorer back, a bug "
-                        "fixed, the priors' PACS reachable)"))
+        "rescore", help="score failed, named or priors-unavailable studies again (once the cause is fixed: the "
+                        "scorer back, a bug fixed, the priors' PACS reachable)"))
     rescore.add_argument("studies", nargs="*", metavar="STUDY",
                          help="a done or failed study, as status shows it: its key, its uid: token or its Study "
                               "Instance UID")
     rescore.add_argument("--failed", action="store_true", help="every failed study")
+    rescore.add_argument("--priors-unavailable", action="store_true",
+                         help="every done study scored while its priors were unavailable (status: SR ... (priors "
+                              "unavailable)), once a prior source answers again")
     rescore.add_argument("--show-uids", action="store_true",
                          help="show Study Instance UIDs in full (default: the uid:<8 hex digits> tokens the log "
                               "shows for them)")
@@ -147,8 +150,8 @@ def _check_send_tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 
 
 def _check_rescore_studies(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if bool(args.studies) == args.failed:
-        parser.error("rescore takes either --failed or the studies to score again")
+    if [bool(args.studies), args.failed, args.priors_unavailable].count(True) != 1:
+        parser.error("rescore takes one of --failed, --priors-unavailable or the studies to score again")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

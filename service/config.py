@@ -170,6 +170,10 @@ class Config:
     # A study ready to score waits (at most this long after its last instance) while an earlier
     # study of the patient is still in flight on this ingest, so that it compares with its report.
     prior_in_flight_wait_seconds: float = 600.0
+    # A study scored while no prior source answered is asked about again (reconciliation's
+    # schedule: a minute, doubled up to an hour) and scored again once one answers, for at most
+    # this long after its first result without priors; 0: never (`rescore --priors-unavailable`).
+    prior_retry_hours: float = 72.0
     prior_dicomweb_url: str | None = None
     # its credentials (a bearer token or HTTP Basic "user:password", https only) and CA file, as
     # for STOW-RS
@@ -323,8 +327,9 @@ class Config:
                 raise ConfigError(f"{name} must be at least 1")
         if self.prior_timeout_seconds <= 0:
             raise ConfigError("prior_timeout_seconds must be positive")
-        if self.prior_in_flight_wait_seconds < 0:
-            raise ConfigError("prior_in_flight_wait_seconds must not be negative")
+        for name in ("prior_in_flight_wait_seconds", "prior_retry_hours"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
         if self.prior_dimse_port is not None and not 0 <= self.prior_dimse_port <= 65535:
             raise ConfigError("prior_dimse_port must be a TCP port (0-65535)")
 

@@ -18,7 +18,9 @@ Better still, a study ready to score waits while an earlier study of the patient
 (receiving, scoring, or its SR not yet delivered to PACS, where the prior lookup finds it), at
 most prior_in_flight_wait_seconds after its last instance: baseline and follow-up sent together
 give one SR for the follow-up, compared with the baseline. The wait is decided anew at each poll
-from the index and the outbox, so a restart while waiting changes nothing.
+from the index and the outbox, so a restart while waiting changes nothing. A study scored while
+no prior source answered is marked in the index, and scored again once one does
+(service.prior_retry), for at most prior_retry_hours.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pydicom import Dataset
 
 from service.config import Config
 from service.adoption import Adoption
+from service.backoff import Backoff
 from service.errors import ConfigError, InputError, PriorSourceError, ScorerError, ScorerUnavailable
 from service.ingest.completeness import EarlyMargin, Outcome, assess
 from service.ingest.index import DONE, FAILED, PROCESSING, RECEIVING, StudyIndex, StudyState
@@ -50,6 +53,7 @@ from service.imaging.crops import BSPLINE_PREFILTER_VOXELS
 from service.imaging.selection import read_instance, read_study_instance, study_info
 from service.pipeline import PriorLookup, WrittenOutputs, run_study
 from service.prior_ct import RetrievedPriorCt
+from service.prior_retry import PriorRetry, PriorsWatch
 from service.response import ResponseInputs
 from service.priors import PriorCache, PriorsOutcome, build_providers, resolve_priors, stale_later_studies
 from service.priors.retrieve import RetrievalLimits, retrieving
@@ -72,7 +76,8 @@ SCORER_RETRY_WAITS_S = (10.0, 30.0, 90.0, 270.0, 600.0, 600.0, 600.0, 600.0, 600
 # Seconds before reconciliation asks again after PACS did not answer, or while a later study of
 # the patient is still being received or scored here; doubled at each postponement of the same
 # study up to RECONCILE_RETRY_MAX_SECONDS, so that a PACS refusing our credentials for days is
-# not asked (nor logged) once a minute per delivered study.
+# not asked (nor logged) once a minute per delivered study. A study scored while its priors
+# were unavailable is asked about again on the same schedule (service.prior_retry).
 RECONCILE_RETRY_SECONDS = 60.0
 RECONCILE_RETRY_MAX_SECONDS = 3600.0
 # Early completeness while the scorer cannot state its settings: the flat margin used before the
@@ -160,9 +165,12 @@ class StudyWorker:
         self._adoption = Adoption(retrievers, index, Spool(config.spool_dir), config.var_dir / "retrieved",
                                   config.var_dir / "adopted", limits) if retrievers else None
         self._reconciling = threading.Lock()  # one thread reconciles at a time
-        self._reconcile_after: dict[str, float] = {}  # study -> when to ask PACS again
-        self._reconcile_wait: dict[str, float] = {}  # study -> its last postponement (doubled at each)
+        self._reconcile_backoff = Backoff(RECONCILE_RETRY_SECONDS, RECONCILE_RETRY_MAX_SECONDS)  # study -> next ask
         self._reconcile_errors = RepeatedErrorLog(log)
+        lookup = self._prior_lookup()
+        self._prior_retry = PriorRetry(index, lookup, config.outbox_dir,
+                                       Backoff(RECONCILE_RETRY_SECONDS, RECONCILE_RETRY_MAX_SECONDS),
+                                       config.prior_retry_hours * 3600, self._stop) if lookup else None
         self._scorer_retry_at: dict[str, float] = {}  # study -> when to claim it again (SCORER_RETRY_WAITS_S)
         self._waiting: set[str] = set()  # studies held for an earlier one, each logged once
         self._margin: tuple[EarlyMargin, float] | None = None  # from the scorer's settings, and when asked
@@ -206,6 +214,7 @@ class StudyWorker:
                 if self.process_ready() == 0:
                     rest = min(rest, REST_PER_ASSESSING_SECOND * (time.monotonic() - started))
                 self.reconcile_delivered()
+                self.retry_without_priors()
             except Exception:  # e.g. the index's disk is full: keep trying, never die silently
                 self._cycle_errors.log("worker cycle failed; retrying", exc_info=True)
                 self._deadlines.next = float("inf")  # a failed cycle's deadline is stale: the next after a poll
@@ -321,6 +330,7 @@ class StudyWorker:
             with STUDY_STAGE_SECONDS.labels("reading").time():
                 datasets = [read_study_instance(record.path, ct_image=record.sop_class_uid in CT_SOP_CLASSES)
                             for record in records]
+            priors = PriorsWatch(self._prior_lookup())
             written = run_study(
                 datasets, self._scorer, self._config.outbox_dir,
                 fhir=FhirSettings.from_config(self._config),
@@ -328,7 +338,7 @@ class StudyWorker:
                 lesion_roi_types=frozenset(self._config.lesion_roi_types),
                 max_lesions=self._config.max_lesions_per_study,
                 predecessor=self._previous_report(study_uid), limits=self._config.instance_limits,
-                priors=self._prior_lookup(), prior_ct=self._prior_ct,
+                priors=priors.lookup, prior_ct=self._prior_ct,
                 response_inputs=self._response_inputs, pages=self._pages,
             )
         except InputError as error:
@@ -343,18 +353,20 @@ class StudyWorker:
             return
         SCORING_SECONDS.observe(time.monotonic() - started)
         with STUDY_STAGE_SECONDS.labels("completing").time():
-            completed = self.complete(study_uid, written)
+            completed = self.complete(study_uid, written, priors_unavailable=priors.unavailable)
         if completed:
             STUDIES_COMPLETED.inc()
             log.info("study %s done: %d lesions, SR %s, FHIR Bundle %s", key, len(written.result.lesions),
                      written.sr_path, written.bundle_path)
 
-    def complete(self, study_uid: str, written: WrittenOutputs) -> bool:
+    def complete(self, study_uid: str, written: WrittenOutputs, *, priors_unavailable: bool = False) -> bool:
         """Mark a scored study done, then queue its deliveries (queue_missing_deliveries covers a
         crash in between). False when instances arrived while it was scored: the result is
         incomplete and superseded before anyone received it, so it is dropped and the study is
-        scored again with everything."""
-        if not self._index.finish(study_uid, DONE, result=written.sr_sop_instance_uid):
+        scored again with everything. `priors_unavailable`: no prior source answered for it, which
+        the index records (StudyIndex.finish) for the study to be scored again once one does."""
+        if not self._index.finish(study_uid, DONE, result=written.sr_sop_instance_uid,
+                                  priors_unavailable=priors_unavailable):
             log.info("study %s: new instances arrived while scoring; scoring again", study_key(study_uid))
             for path in written.paths.values():
                 path.unlink(missing_ok=True)
@@ -407,7 +419,7 @@ class StudyWorker:
                     self._index.mark_reconciled(study.study_instance_uid, study.result)
                     continue
                 states = {self._outbox.state_of(name, path) for name in sr_destinations}
-                if self._reconcile_after.get(study.study_instance_uid, 0.0) > now or states & {PENDING, None}:
+                if not self._reconcile_backoff.due(study.study_instance_uid, now) or states & {PENDING, None}:
                     continue
                 if DELIVERED not in states:  # refused everywhere: PACS cannot give it to a later study
                     self._index.mark_reconciled(study.study_instance_uid, study.result)
@@ -418,18 +430,22 @@ class StudyWorker:
                     self._reconcile_errors.log("reconciliation of a study failed; postponed", exc_info=True)
                     done = None
                 if done is None:
-                    wait = min(2 * self._reconcile_wait.get(study.study_instance_uid, RECONCILE_RETRY_SECONDS / 2),
-                               RECONCILE_RETRY_MAX_SECONDS)
-                    self._reconcile_wait[study.study_instance_uid] = wait
-                    self._reconcile_after[study.study_instance_uid] = now + wait
+                    self._reconcile_backoff.postpone(study.study_instance_uid, now)
                     continue
-                self._reconcile_after.pop(study.study_instance_uid, None)
-                self._reconcile_wait.pop(study.study_instance_uid, None)
+                self._reconcile_backoff.forget(study.study_instance_uid)
                 self._index.mark_reconciled(study.study_instance_uid, study.result)
                 rescored += done
             return rescored
         finally:
             self._reconciling.release()
+
+    def retry_without_priors(self, now: float | None = None) -> int:
+        """Ask the prior sources again about the done studies scored while none answered, and
+        send back to be scored those they now answer about (service.prior_retry, on
+        reconciliation's schedule); how many were sent back."""
+        if self._prior_retry is None:
+            return 0
+        return self._prior_retry.run(time.time() if now is None else now)
 
     def _reconcile(self, study: StudyState, sr_uid: str, sr: Dataset) -> int | None:
         """How many stale later studies were sent back; None: ask again later (PACS did not

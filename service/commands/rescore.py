@@ -1,4 +1,5 @@
-"""`radiomics-cds rescore`: failed or named studies scored again, once the cause is fixed."""
+"""`radiomics-cds rescore`: failed, named or priors-unavailable studies scored again, once the
+cause is fixed."""
 
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ REASON = "scored again on request (radiomics-cds rescore)"
 
 
 def run(args: argparse.Namespace) -> int:
-    """Every failed study (--failed), or the studies named (each by the key, the token or the
-    Study Instance UID `status` shows), done or failed, back to be scored from attempt 0: once the
-    cause of a failure is fixed (the scorer back after the worker's retries ran out, a bug fixed),
-    or for a done study scored while its priors were unavailable (the PACS of priors reachable
-    again), which nothing else scores again. A study receiving or being scored is left as it is.
+    """Every failed study (--failed), every done study scored while its priors were unavailable
+    (--priors-unavailable), or the studies named (each by the key, the token or the Study
+    Instance UID `status` shows), done or failed, back to be scored from attempt 0: once the
+    cause of a failure is fixed (the scorer back after the worker's retries ran out, a bug
+    fixed), or once the PACS of priors answers again for a study scored without them (the
+    worker scores such a study again by itself when a source answers within prior_retry_hours;
+    this is for later, or sooner). A study receiving or being scored is left as it is.
 
     Works beside a running service: the index is SQLite in WAL mode, and the worker assesses the
     receiving studies at every poll (within a second); a service started later does so at start.
@@ -33,10 +36,10 @@ def run(args: argparse.Namespace) -> int:
     index = StudyIndex(service_file(config.index_path, "index"))
     try:
         unknown: list[str] = []
-        if args.failed:
-            studies = index.studies_in(FAILED)
+        if args.failed or args.priors_unavailable:
+            studies = index.studies_in(FAILED) if args.failed else index.scored_without_priors()
             if not studies:
-                print("no failed study")
+                print("no failed study" if args.failed else "no study scored while its priors were unavailable")
         else:
             studies, unknown = _named(args.studies, index.studies_in(), args.show_uids)
         for problem in unknown:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from service.commands._service_files import service_file, shown_uid
 from service.config import load_config
-from service.ingest.index import read_studies
+from service.ingest.index import DONE, StudyState, read_studies
 from service.ingest.spool import study_key
 from service.observability import redact_uids
 from service.outputs.artefacts import Artefact, artefact_path
@@ -23,8 +23,9 @@ COLUMNS = ("log key", "study", "state", "age", "result or reason")
 
 def run(args: argparse.Namespace) -> int:
     """Studies known to the index, under a header line: log key, Study Instance UID, state, how
-    long it has been in that state, result or why it failed, and where the result's deliveries
-    stand; then the deliveries of each destination by state.
+    long it has been in that state, result (saying so when a done study was scored without its
+    priors) or why it failed, and where the result's deliveries stand; then the deliveries of each
+    destination by state.
 
     The age counts as rcds_queue_oldest_seconds does, so the study an alert on that gauge is
     about is the one with that age here. UIDs (the study's, the SR's, any in a reason) are shown
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     now = time.time()
     rows = []
     for study in read_studies(index_path):
-        detail = study.error or (f"SR {study.result}" if study.result else "")
+        detail = study.error or _result(study)
         if study.result:
             states = [_delivery_state(delivery) for artefact in Artefact
                       for delivery in by_path.get(artefact_path(config.outbox_dir, study.result, artefact), [])]
@@ -53,6 +54,17 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(_delivery_counts(deliveries))
     return 0
+
+
+def _result(study: StudyState) -> str:
+    """`SR <uid>`, with `(priors unavailable)` for a done study whose result was written while no
+    prior source answered: scores without the response assessment, until the service scores it
+    again with them (README, prior_retry_hours) or `rescore --priors-unavailable` sends it back.
+    Said here, not in the state column, whose four values scripts (and the tests' waits) match."""
+    if not study.result:
+        return ""
+    without_priors = study.state is DONE and study.priors_unavailable_since is not None
+    return f"SR {study.result}" + (" (priors unavailable)" if without_priors else "")
 
 
 def human_age(seconds: float) -> str:

@@ -10,6 +10,9 @@ Every new instance bumps the study's `generation`. A worker claims a study at a 
 may only finish it at that generation: an instance that arrives while the study is being
 scored leaves it receiving, so it is scored again with that instance, never silently dropped.
 
+A done study whose result was written while no prior source answered is marked so
+(`priors_unavailable_since`, see `finish`) until a scoring has its priors.
+
 Each study also records whose it is and when (`StudyOrder`: a hash of the patient's identifier
 and issuer, never the identifier, and its date and time), so that the worker can tell which of
 its studies are a patient's earlier ones (`earlier_studies`).
@@ -53,7 +56,8 @@ CREATE TABLE IF NOT EXISTS studies (
     result TEXT,
     updated_at REAL NOT NULL,
     patient_key TEXT NOT NULL DEFAULT '',
-    study_datetime TEXT NOT NULL DEFAULT ''
+    study_datetime TEXT NOT NULL DEFAULT '',
+    priors_unavailable_since REAL
 );
 CREATE TABLE IF NOT EXISTS reconciled (
     study_instance_uid TEXT NOT NULL,
@@ -62,7 +66,8 @@ CREATE TABLE IF NOT EXISTS reconciled (
 );
 """
 # Columns added since the first release: an index written before them gains them at open.
-_ADDED_STUDY_COLUMNS = {"patient_key": "TEXT NOT NULL DEFAULT ''", "study_datetime": "TEXT NOT NULL DEFAULT ''"}
+_ADDED_STUDY_COLUMNS = {"patient_key": "TEXT NOT NULL DEFAULT ''", "study_datetime": "TEXT NOT NULL DEFAULT ''",
+                        "priors_unavailable_since": "REAL"}
 
 
 class StudyStatus(StrEnum):
@@ -121,6 +126,9 @@ class StudyState:
     error: str | None
     result: str | None
     updated_at: float
+    # When a done result was first written without the priors no source could give (its outputs
+    # say "priors unavailable"); None: it was not, or a later scoring had them (finish says when).
+    priors_unavailable_since: float | None = None
 
     @property
     def since(self) -> float:
@@ -276,11 +284,18 @@ class StudyIndex:
             return cursor.rowcount == 1
 
     def finish(self, study_uid: str, state: Literal[StudyStatus.DONE, StudyStatus.FAILED], *,
-               error: str | None = None, result: str | None = None) -> bool:
+               error: str | None = None, result: str | None = None, priors_unavailable: bool = False) -> bool:
         """Record the outcome; if instances arrived since the claim, the study goes back to
         receiving instead (returns False), so they are scored too. A failure keeps the last SR
-        delivered for the study, which a later successful scoring names as its predecessor."""
-        return self._leave_processing(study_uid, state, error, result)
+        delivered for the study, which a later successful scoring names as its predecessor.
+
+        `priors_unavailable`: a done result was written without its priors, no source having
+        answered; the worker asks the sources again and scores the study again once one does
+        (scored_without_priors). Its clock (priors_unavailable_since) keeps the first such result,
+        so that scoring again while the sources still fail never extends how long they are asked.
+        A done result with its priors (or with priors off) clears it; a failure leaves it: the
+        SR standing for the study is still the one without them."""
+        return self._leave_processing(study_uid, state, error, result, priors_unavailable)
 
     def requeue(self, study_uid: str, error: str) -> None:
         """Send a claimed study back to receiving after a failure that retrying can cure (a
@@ -289,14 +304,18 @@ class StudyIndex:
         claim (the study is receiving for them anyway)."""
         self._leave_processing(study_uid, RECEIVING, error, None)
 
-    def _leave_processing(self, study_uid: str, state: StudyStatus, error: str | None, result: str | None) -> bool:
-        """`state` (with `error`, `result`) at the claimed generation, True; else receiving, False."""
+    def _leave_processing(self, study_uid: str, state: StudyStatus, error: str | None, result: str | None,
+                          priors_unavailable: bool = False) -> bool:
+        """`state` (with `error`, `result`; done, with `priors_unavailable` as finish says) at the
+        claimed generation, True; else receiving, False."""
         now = time.time()
         with self._lock, self._db:
             cursor = self._db.execute(
-                "UPDATE studies SET state = ?, error = ?, result = COALESCE(?, result), updated_at = ?"
+                "UPDATE studies SET state = ?, error = ?, result = COALESCE(?, result), updated_at = ?,"
+                " priors_unavailable_since = CASE WHEN ? <> ? THEN priors_unavailable_since"
+                " WHEN ? THEN COALESCE(priors_unavailable_since, ?) END"
                 " WHERE study_instance_uid = ? AND state = ? AND generation = claimed_generation",
-                (state, error, result, now, study_uid, PROCESSING),
+                (state, error, result, now, state, DONE, priors_unavailable, now, study_uid, PROCESSING),
             )
             if cursor.rowcount == 1:
                 return True
@@ -313,6 +332,16 @@ class StudyIndex:
                 f"SELECT {_columns('s')} FROM studies s LEFT JOIN reconciled r"
                 " ON r.study_instance_uid = s.study_instance_uid AND r.result = s.result"
                 " WHERE s.state = ? AND s.result IS NOT NULL AND r.result IS NULL ORDER BY s.updated_at", (DONE,),
+            ).fetchall()
+        return [_study_state(row) for row in rows]
+
+    def scored_without_priors(self) -> list[StudyState]:
+        """Done studies whose result was written while no prior source answered, the longest
+        without them first: the worker asks the sources again for each, `status` shows them."""
+        with self._lock:
+            rows = self._db.execute(
+                _STUDIES + " WHERE state = ? AND priors_unavailable_since IS NOT NULL ORDER BY priors_unavailable_since",
+                (DONE,),
             ).fetchall()
         return [_study_state(row) for row in rows]
 
@@ -363,11 +392,14 @@ class StudyIndex:
 def read_studies(path: Path) -> list[StudyState]:
     """Every study of an index, oldest activity first, opened read-only (for `status`, next to a
     running service: no schema script, no migration, nothing locked for writing); none while
-    the index has no studies table yet."""
+    the index has no studies table yet. A column an older release did not write (an index no
+    service of this release has opened yet) reads as NULL."""
     with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)) as db:
-        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'studies'").fetchone() is None:
+        present = {row[1] for row in db.execute("PRAGMA table_info(studies)")}
+        if not present:
             return []
-        return [_study_state(row) for row in db.execute(_STUDIES + " ORDER BY last_received_at")]
+        columns = ", ".join(f.name if f.name in present else "NULL" for f in fields(StudyState))
+        return [_study_state(row) for row in db.execute(f"SELECT {columns} FROM studies ORDER BY last_received_at")]
 
 
 def _columns(table: str = "") -> str:

@@ -161,6 +161,40 @@ def test_with_priors_unavailable_the_follow_up_is_still_scored_and_says_so(tmp_p
         site.in_pacs(sr)  # delivered all the same
 
 
+def test_a_follow_up_scored_while_pacs_was_down_is_scored_again_once_pacs_answers(tmp_path, sts019, follow_up):
+    """PACS (DICOMweb priors) holds the baseline's SR, then stops: the follow-up is scored without
+    it, and `status` says so. PACS started again (the same storage and ports), the running
+    service asks again by itself, a minute after the follow-up was done, and scores it again:
+    compared with the baseline, its old SR the predecessor, no longer marked."""
+    ct, rtstruct, follow_up_uid = follow_up
+    with running_site(tmp_path / "site", prior_providers="dicomweb") as site:
+        send(site.service, sts019)
+        baseline_sr = site.sr(study_uid_of(sts019))
+        site.in_pacs(baseline_sr)
+        site.orthanc.stop()
+
+        send(site.service, ct, rtstruct)
+        first_sr = site.sr(follow_up_uid)
+        first_uid = str(pydicom.dcmread(first_sr, stop_before_pixels=True).SOPInstanceUID)
+        state, detail = site.service.status()[follow_up_uid]
+        assert (state, detail.startswith(f"SR {first_uid} (priors unavailable)")) == ("done", True), detail
+        site.orthanc = Orthanc(site.orthanc.workdir, modality_port=site.service.dicom_port,
+                               dicom_port=site.orthanc.dicom_port, http_port=site.orthanc.http_port)
+        try:
+            wait_until(lambda: site.service.result_sr(follow_up_uid) not in (None, first_sr), TIMEOUT_S,
+                       "the follow-up to be scored again")
+            again = site.sr(follow_up_uid)
+            _assert_follows(again, baseline_sr, sts019, rtstruct)
+            replaced = pydicom.dcmread(again).PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
+            assert replaced.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == first_uid
+            assert "(priors unavailable)" not in site.service.status()[follow_up_uid][1]
+            log = site.service.read_log()
+            assert f"study {study_key(follow_up_uid)}: scored again, its priors are available now" in log
+            assert "STS_019" not in log and follow_up_uid not in log
+        finally:
+            site.orthanc.stop()
+
+
 def test_the_follow_up_on_another_ingest_replica_is_compared_with_the_same_baseline(tmp_path, sts019, follow_up):
     """Two `ingest` processes (own var directories, one scorer), as two pods: the baseline on one,
     the follow-up on the other, which has nothing of the baseline but what PACS holds."""

@@ -23,8 +23,10 @@ from tests.support import small_study
 CLI = [sys.executable, "-m", "service.cli"]
 STUDIES = {"failed": "1.2.826.0.1.3680043.10.544.1", "no-contours": "1.2.826.0.1.3680043.10.544.2",
            "files-gone": "1.2.826.0.1.3680043.10.544.3", "done": "1.2.826.0.1.3680043.10.544.4",
-           "receiving": "1.2.826.0.1.3680043.10.544.5", "processing": "1.2.826.0.1.3680043.10.544.6"}
+           "receiving": "1.2.826.0.1.3680043.10.544.5", "processing": "1.2.826.0.1.3680043.10.544.6",
+           "without-priors": "1.2.826.0.1.3680043.10.544.7"}
 DONE_RESULT = "1.2.826.0.1.3680043.10.544.14"
+WITHOUT_PRIORS_RESULT = "1.2.826.0.1.3680043.10.544.17"
 REASON = "scored again on request (radiomics-cds rescore)"
 
 
@@ -39,8 +41,8 @@ def _index_study(index: StudyIndex, var_dir: Path, study_uid: str, *, contours: 
 
 def _var_dir(tmp_path: Path) -> Path:
     """A study of each kind rescore tells apart (STUDIES): three failed (one to be scored again,
-    one without contours, one whose spooled files are gone), one done, one waiting to be
-    scored (receiving) and one being scored (processing)."""
+    one without contours, one whose spooled files are gone), one done, one done while no prior
+    source answered, one waiting to be scored (receiving) and one being scored (processing)."""
     config = load_config(environ={"RCDS_VAR_DIR": str(tmp_path / "var")})
     index = StudyIndex(config.index_path)
     try:
@@ -51,6 +53,8 @@ def _var_dir(tmp_path: Path) -> Path:
             assert index.claim(study_uid)
             if name == "done":
                 index.finish(study_uid, DONE, result=DONE_RESULT)
+            elif name == "without-priors":
+                index.finish(study_uid, DONE, result=WITHOUT_PRIORS_RESULT, priors_unavailable=True)
             elif name != "processing":
                 index.finish(study_uid, FAILED, error="scorer: UNAVAILABLE: failed to connect to all addresses")
         (index.instances(STUDIES["files-gone"])[0].path).unlink()
@@ -135,6 +139,27 @@ def test_named_studies_by_key_token_or_uid_done_ones_sent_back_others_left_as_th
     assert after["processing"][0] == PROCESSING
 
 
+def test_priors_unavailable_sends_back_exactly_the_done_studies_scored_without_their_priors(tmp_path: Path) -> None:
+    """The study done while no prior source answered goes back to receiving, keeping its result
+    for the new SR to name as predecessor; the study done with its priors, the failed ones and
+    those in progress are not touched. Once it is receiving, none is left to send back."""
+    var_dir = _var_dir(tmp_path)
+    before = _rows(var_dir)
+    done = _rescore(var_dir, "--priors-unavailable")
+    assert (done.returncode, done.stderr) == (0, "")
+    without = STUDIES["without-priors"]
+    assert done.stdout.splitlines() == [f"{_key(without)}  {_token(without)}  queued to be scored again (was done)"]
+
+    after = _rows(var_dir)
+    assert before["without-priors"][:2] == (DONE, 1)
+    assert after["without-priors"] == (RECEIVING, 0, before["without-priors"][2] + 1, REASON, WITHOUT_PRIORS_RESULT)
+    assert {name: row for name, row in after.items() if name != "without-priors"} == {
+        name: row for name, row in before.items() if name != "without-priors"}
+    again = _rescore(var_dir, "--priors-unavailable")
+    assert (again.returncode, again.stdout, again.stderr) == (
+        0, "no study scored while its priors were unavailable\n", "")
+
+
 def test_show_uids_prints_the_study_instance_uid_and_a_study_named_twice_is_sent_back_once(tmp_path: Path) -> None:
     var_dir = _var_dir(tmp_path)
     failed = STUDIES["failed"]
@@ -168,7 +193,8 @@ def test_a_token_two_studies_share_is_refused_naming_neither(tmp_path: Path) -> 
 
 def test_nothing_failed_and_no_index_and_a_wrong_command_line(tmp_path: Path) -> None:
     """No failed study: said, exit 0. A var_dir without an index is refused (exit 3), not
-    created; --failed with studies, or neither, is a usage error (exit 2)."""
+    created; none of --failed, --priors-unavailable and studies, or more than one, is a usage
+    error (exit 2)."""
     config = load_config(environ={"RCDS_VAR_DIR": str(tmp_path / "var")})
     StudyIndex(config.index_path).close()
     nothing = _rescore(config.var_dir, "--failed")
@@ -178,3 +204,5 @@ def test_nothing_failed_and_no_index_and_a_wrong_command_line(tmp_path: Path) ->
     assert missing.returncode == 3 and "no index at" in missing.stderr and not (tmp_path / "nothing").exists()
     assert _rescore(config.var_dir).returncode == 2
     assert _rescore(config.var_dir, "--failed", _key(STUDIES["failed"])).returncode == 2
+    assert _rescore(config.var_dir, "--priors-unavailable", _key(STUDIES["failed"])).returncode == 2
+    assert _rescore(config.var_dir, "--failed", "--priors-unavailable").returncode == 2

@@ -135,6 +135,31 @@ def test_status_shows_how_long_each_study_has_been_in_its_state(tmp_path: Path) 
     assert rows[_token(STUDIES["input-error"])]["result or reason"] == "no CT series in the study"
 
 
+def test_status_shows_a_done_study_scored_without_its_priors_as_such(tmp_path: Path) -> None:
+    """Its result written while no prior source answered: `done`, its SR `(priors unavailable)`;
+    done with its priors: its SR alone; sent back to be scored again: `receiving`, with the
+    reason, as any other. The state column keeps its four values (scripts match them)."""
+    studies = {"without": "1.2.826.0.1.3680043.10.543.21", "with": "1.2.826.0.1.3680043.10.543.22",
+               "sent back": "1.2.826.0.1.3680043.10.543.23"}
+    config = load_config(environ={"RCDS_VAR_DIR": str(tmp_path / "var")})
+    (ct_file,) = small_study.write(tmp_path / "ct", small_study.ct_slices()[:1])
+    index = StudyIndex(config.index_path)
+    try:
+        for name, uid in studies.items():
+            _index_study(index, uid, ct_file)
+            index.finish(uid, DONE, result=f"{uid}.9", priors_unavailable=name != "with")
+        index.rescore(studies["sent back"], "scored again: its priors are available now")
+    finally:
+        index.close()
+    shown = _status(config.var_dir, "--show-uids")
+    assert shown.returncode == 0, shown.stderr
+    rows = {row["study"]: row for row in status_rows(shown.stdout)}
+    assert {name: (rows[uid]["state"], rows[uid]["result or reason"]) for name, uid in studies.items()} == {
+        "without": ("done", f"SR {studies['without']}.9 (priors unavailable)"),
+        "with": ("done", f"SR {studies['with']}.9"),
+        "sent back": ("receiving", "scored again: its priors are available now")}
+
+
 @pytest.mark.parametrize(("seconds", "shown"), [
     (0, "0s"), (59.9, "59s"), (60, "1m"), (3599, "59m"), (3600, "1h 0m"), (2 * 3600 + 5 * 60 + 59, "2h 5m"),
     (86400 + 3 * 3600 + 59 * 60, "1d 3h"), (40 * 86400, "40d 0h"), (-5, "0s"),

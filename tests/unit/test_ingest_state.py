@@ -11,7 +11,7 @@ from pydicom import Dataset
 
 from service.ingest.completeness import Outcome, assess
 from service.ingest.index import (DONE, FAILED, PROCESSING, RECEIVING, InstanceRecord, StudyIndex, StudyOrder,
-                                  StudyStatus)
+                                  StudyStatus, read_studies)
 from service.ingest.scp import study_order
 from service.sop_classes import CT_IMAGE, RT_STRUCTURE_SET
 from service.ingest.spool import Spool, study_key
@@ -115,6 +115,46 @@ def test_a_failed_study_is_sent_back_only_when_asked_and_a_study_in_progress_nev
     assert not index.rescore("1.2.3", "asked while scored", failed_too=True)
     assert index.finish("1.2.3", DONE, result="9.10")  # at the claim's generation: not dropped
     assert (index.study("1.2.3").state, index.study("1.2.3").error) == (DONE, None)
+
+
+def _without_priors(index: StudyIndex) -> list[str]:
+    return [study.study_instance_uid for study in index.scored_without_priors()]
+
+
+def test_a_result_without_its_priors_is_marked_until_a_scoring_has_them(tmp_path):
+    """Marked when written while no prior source answered, from that first result on: scoring
+    it again (sent back, an instance arriving) while the sources still fail, or a failure in
+    between, keeps the first moment. A done result with its priors clears it. Only a done
+    study is listed for the worker to ask again about; the mark survives a restart."""
+    path = tmp_path / "index.sqlite"
+    index = StudyIndex(path)
+    index.add_instance(_record("1"))
+    index.add_instance(_record("4.1", study="1.2.4"))  # another study, scored with its priors
+    before = time.time()
+    assert index.claim("1.2.3") and index.finish("1.2.3", DONE, result="9.9", priors_unavailable=True)
+    assert index.claim("1.2.4") and index.finish("1.2.4", DONE, result="9.8")
+    first = index.study("1.2.3").priors_unavailable_since
+    assert first is not None and before <= first <= time.time()
+    assert index.study("1.2.4").priors_unavailable_since is None
+    assert _without_priors(index) == ["1.2.3"]
+
+    assert index.rescore("1.2.3", "scored again: its priors are available now")
+    assert index.study("1.2.3").priors_unavailable_since == first and _without_priors(index) == []  # receiving
+    assert index.claim("1.2.3") and index.finish("1.2.3", DONE, result="9.10", priors_unavailable=True)
+    assert index.study("1.2.3").priors_unavailable_since == first  # failing still: the same clock
+    index.add_instance(_record("2", at=200.0))
+    assert index.claim("1.2.3")
+    index.requeue("1.2.3", "scorer unavailable (UNAVAILABLE); retried in 10 s")
+    assert index.claim("1.2.3") and index.finish("1.2.3", FAILED, error="scorer: UNAVAILABLE: connection refused")
+    assert index.study("1.2.3").priors_unavailable_since == first and _without_priors(index) == []  # failed
+    index.close()
+
+    index = StudyIndex(path)
+    assert index.study("1.2.3").priors_unavailable_since == first  # durable
+    assert index.rescore("1.2.3", "scored again on request", failed_too=True)
+    assert index.claim("1.2.3") and index.finish("1.2.3", DONE, result="9.11")
+    assert index.study("1.2.3").priors_unavailable_since is None and _without_priors(index) == []
+    index.close()
 
 
 def _study(index: StudyIndex):
@@ -276,3 +316,31 @@ def test_an_index_from_before_study_order_gains_it(tmp_path):
     index.add_instance(_record("9.2", study="1.2.2"), _order("P", "H", "20240301"))
     assert [s.study_instance_uid for s in index.earlier_studies("1.2.2")] == ["1.2.1"]
     assert index.earlier_studies("1.2.0") == [] and index.study("1.2.0").state is DONE
+
+
+def test_an_index_from_before_the_priors_mark_gains_it_and_status_reads_it_before(tmp_path):
+    """An index of the release before (study order, no priors_unavailable_since) is read by
+    `status` as it is, read-only, every study unmarked; opened by the service it gains the
+    column, keeps its studies and marks a result without its priors."""
+    path = tmp_path / "index.sqlite"
+    with closing(sqlite3.connect(path)) as old, old:
+        old.executescript(
+            "CREATE TABLE studies (study_instance_uid TEXT PRIMARY KEY, state TEXT NOT NULL, waiting_since REAL"
+            " NOT NULL, last_received_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, generation INTEGER"
+            " NOT NULL DEFAULT 0, claimed_generation INTEGER NOT NULL DEFAULT -1, error TEXT, result TEXT,"
+            " updated_at REAL NOT NULL, patient_key TEXT NOT NULL DEFAULT '', study_datetime TEXT NOT NULL"
+            " DEFAULT '');"
+            "INSERT INTO studies (study_instance_uid, state, waiting_since, last_received_at, result, updated_at)"
+            " VALUES ('1.2.0', 'done', 1, 1, '9.0', 1);")
+    before = path.read_bytes()
+    (old_study,) = read_studies(path)
+    assert (old_study.state, old_study.result, old_study.priors_unavailable_since) == (DONE, "9.0", None)
+    assert path.read_bytes() == before
+
+    index = StudyIndex(path)
+    assert index.study("1.2.0").result == "9.0" and index.scored_without_priors() == []
+    index.add_instance(_record("1"))
+    assert index.claim("1.2.3") and index.finish("1.2.3", DONE, result="9.9", priors_unavailable=True)
+    assert _without_priors(index) == ["1.2.3"]
+    index.close()
+    assert [study.priors_unavailable_since is not None for study in read_studies(path)] == [False, True]

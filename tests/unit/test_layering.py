@@ -29,7 +29,7 @@ TOP_LEVEL = {
     # foundation: plain types, errors, settings, DICOM helpers: what every layer may use
     "__init__": "foundation", "model": "foundation", "errors": "foundation", "config": "foundation",
     "uids": "foundation", "sop_classes": "foundation", "transfer_syntaxes": "foundation",
-    "durable": "foundation", "dicom": "foundation", "dicom_limits": "foundation",
+    "durable": "foundation", "dicom": "foundation", "dicom_limits": "foundation", "backoff": "foundation",
     "registration_object": "foundation",  # a Spatial Registration's matrices, read by ingest and follow-up
     "location": "foundation", "tls": "foundation", "observability": "foundation",
     "secret_file": "foundation",  # a credential from a file, followed when it changes (config and its consumers)
@@ -40,6 +40,7 @@ TOP_LEVEL = {
     "response": "pipeline",
     "registration": "pipeline", "spatial_registration": "pipeline", "prior_frames": "pipeline",  # prior -> current frame mappings
     "prior_ct": "pipeline", "adoption": "pipeline",  # series retrieved from PACS, put to use
+    "prior_retry": "pipeline",  # studies scored without their priors, scored again
     # roles: processes and the command line
     "cli": "roles", "exit_codes": "roles", "report": "roles", "lifeline": "roles", "stop_signals": "roles",
     "allocator": "roles",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
+import highdicom as hd
 import pydicom
 import pytest
 from pydicom import Dataset
@@ -31,6 +33,8 @@ from service.ingest.index import DONE, FAILED, RECEIVING, StudyIndex
 from service.ingest.scp import describe_instance, study_order
 from service.ingest.spool import study_key
 from service.outputs.outbox import PENDING, Outbox
+from service.priors import read_prior_report
+from service.priors.selection import priors_used
 from service.scoring.in_process import InProcessScorer
 from service.scorer import Scorer
 from service.outputs.artefacts import Artefact
@@ -564,5 +568,144 @@ def test_reconciliation_asks_a_pacs_that_does_not_answer_less_and_less_often(tmp
             site.worker.reconcile_delivered(now=later)
             site.worker.reconcile_delivered(now=later + 1)  # postponed: not asked again at once
         assert sum("reconciliation of a study failed" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        site.close()
+
+
+@pytest.mark.parametrize("case", ["no source answers", "the source answers, no prior", "priors off"])
+def test_a_study_scored_while_no_prior_source_answers_is_marked_in_the_index(tmp_path, scorer, case):
+    """The PACS of PRIORS refuses connections (a closed port): the study is scored all the same
+    and marked, with the moment. A source that answers (a directory archive, empty) or priors
+    off leave it unmarked."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    settings = {"no source answers": PRIORS, "priors off": {},
+                "the source answers, no prior": {"prior_providers": ("directory",), "prior_directory": archive}}[case]
+    site = Site(tmp_path / "var", scorer, **settings)
+    try:
+        study_uid, ct, rtstruct = _dated_study("20240301")
+        site.receive([*ct, rtstruct])
+        before = time.time()
+        assert site.worker.process_ready(now=RECEIVED_AT + QUIET) == 1
+        sr = _assert_done_and_queued(site, study_uid)
+        since = site.index.study(study_uid).priors_unavailable_since
+        notes = read_prior_report(sr).notes
+        if case == "no source answers":
+            assert since is not None and before <= since <= time.time()
+            assert [n for n in notes if n.startswith("priors unavailable: dimse: ")], notes
+            assert [s.study_instance_uid for s in site.index.scored_without_priors()] == [study_uid]
+        else:
+            assert since is None and not [n for n in notes if n.startswith("priors unavailable")]
+            assert site.index.scored_without_priors() == []
+    finally:
+        site.close()
+
+
+def _archive_site(tmp_path: Path, scorer: Scorer, **settings: object) -> tuple[Site, Path]:
+    """A site whose prior source is a directory archive (`directory`, asked as PACS is asked),
+    not there yet. Moved away, the source fails as a PACS that is down does ("priors
+    unavailable"); moved back, it answers."""
+    archive = tmp_path / "archive"
+    return Site(tmp_path / "var", scorer, prior_providers=("directory",), prior_directory=archive, **settings), archive
+
+
+def _retries(site: Site, caplog: pytest.LogCaptureFixture, at: float) -> tuple[int, list[str]]:
+    """One retry pass at `at`: how many studies it sent back, and what it logged."""
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="service.prior_retry"):
+        sent_back = site.worker.retry_without_priors(now=at)
+    return sent_back, [record.getMessage() for record in caplog.records if record.name == "service.prior_retry"]
+
+
+def test_a_study_scored_without_its_priors_is_scored_again_with_them_once_the_source_answers(tmp_path, scorer, caplog):
+    """The baseline is scored and its SR put in the archive; the archive goes away and the
+    follow-up is scored without it. It is asked about a minute later, then after 2 minutes,
+    4 minutes (not in between), left done and marked while the source fails; once the archive
+    is back, the next question sends it back, and the worker scores it again: compared with the
+    baseline's SR, its RECIST assessment there, the old SR named as predecessor, unmarked."""
+    site, archive = _archive_site(tmp_path, scorer)
+    try:
+        base_uid, base_ct, base_rtstruct = _dated_study("20240101")
+        follow_uid, follow_ct, follow_rtstruct = _dated_study("20240301")
+        archive.mkdir()
+        site.receive([*base_ct, base_rtstruct])
+        assert site.worker.process_ready(now=RECEIVED_AT + QUIET) == 1
+        baseline = _assert_done_and_queued(site, base_uid)
+        assert site.index.scored_without_priors() == []  # the archive answered: no prior
+        shutil.copy(site.config.outbox_dir / f"{baseline.SOPInstanceUID}.dcm", archive)  # in "PACS"
+        assert site.outbox.deliver_due() == 2
+
+        archive.rename(tmp_path / "away")
+        site.receive([*follow_ct, follow_rtstruct], at=RECEIVED_AT + QUIET)
+        assert site.worker.process_ready(now=RECEIVED_AT + 2 * QUIET) == 1
+        first = _assert_done_and_queued(site, follow_uid)
+        assert priors_used(first) == set() and "RECIST 1.1 assessment" not in _measurement_groups(first)
+        start = time.time()
+        asked = [_retries(site, caplog, start + offset) for offset in (0, 59, 61, 61 + 119, 61 + 121)]
+        assert [sent_back for sent_back, _ in asked] == [0] * 5
+        assert [len(messages) for _, messages in asked] == [0, 0, 1, 0, 1]
+        assert asked[4][1] == [f"study {study_key(follow_uid)}: its priors are still unavailable; asked again in 240 s"]
+        assert site.state(follow_uid) == (DONE, None) and site.index.study(follow_uid).result == first.SOPInstanceUID
+
+        (tmp_path / "away").rename(archive)
+        assert _retries(site, caplog, start + 61 + 121 + 239) == (0, [])
+        assert _retries(site, caplog, start + 61 + 121 + 241) == (
+            1, [f"study {study_key(follow_uid)}: scored again, its priors are available now"])
+        assert site.state(follow_uid) == (RECEIVING, "scored again: its priors are available now")
+        assert site.worker.process_ready(now=time.time() + QUIET) == 1
+        again = _assert_done_and_queued(site, follow_uid)
+        assert site.index.scored_without_priors() == [] and site.index.study(follow_uid).priors_unavailable_since is None
+        assert priors_used(again) == {baseline.SOPInstanceUID}
+        assert "RECIST 1.1 assessment" in _measurement_groups(again)
+        assert not [note for note in read_prior_report(again).notes if note.startswith("priors unavailable")]
+        replaced = again.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+        assert replaced.ReferencedSOPInstanceUID == first.SOPInstanceUID
+        assert [lesion.tracking_uid for lesion in read_prior_report(again).lesions] == [
+            lesion.tracking_uid for lesion in read_prior_report(baseline).lesions]
+    finally:
+        site.close()
+
+
+def _measurement_groups(sr: Dataset) -> list[str]:
+    """The tracking identifiers of the SR's image measurement groups (RECIST's is one)."""
+    report = hd.sr.Comprehensive3DSR.from_dataset(sr, copy=True).content
+    return [str(group.tracking_identifier) for group in report.get_image_measurement_groups()]
+
+
+def test_a_study_whose_priors_stay_unavailable_is_left_marked_after_prior_retry_hours(tmp_path, scorer, caplog):
+    """prior_retry_hours 1: asked about within the hour; from its first result without priors
+    plus an hour on, never again, even once the source would answer, which is logged once
+    (WARNING); the study stays done and marked. The operator's `rescore --priors-unavailable`
+    has the worker score it again: while the source still fails, it is marked as before (the
+    same moment: not asked about again, logged again once); once it answers, unmarked."""
+    site, archive = _archive_site(tmp_path, scorer, prior_retry_hours=1)
+    try:
+        study_uid, ct, rtstruct = _dated_study("20240301")
+        site.receive([*ct, rtstruct])
+        assert site.worker.process_ready(now=RECEIVED_AT + QUIET) == 1
+        since = site.index.study(study_uid).priors_unavailable_since
+        assert since is not None
+        assert _retries(site, caplog, since)[1] == []  # scheduled
+        assert _retries(site, caplog, since + 3599)[1] == [
+            f"study {study_key(study_uid)}: its priors are still unavailable; asked again in 120 s"]
+        gave_up = (f"study {study_key(study_uid)}: its priors still unavailable 1 h after it was scored without them; "
+                   "no longer asked about (radiomics-cds rescore --priors-unavailable once a prior source answers)")
+        assert _retries(site, caplog, since + 3600) == (0, [gave_up])
+        assert caplog.records[0].levelno == logging.WARNING
+        assert _retries(site, caplog, since + 7 * 3600) == (0, [])
+        assert site.state(study_uid) == (DONE, None)
+        assert [s.study_instance_uid for s in site.index.scored_without_priors()] == [study_uid]
+
+        assert _rescore(site.config.var_dir, "--priors-unavailable").endswith("queued to be scored again (was done)\n")
+        assert _retries(site, caplog, since + 7 * 3600) == (0, [])  # receiving: nothing to ask about
+        assert site.worker.process_ready(now=time.time() + QUIET) == 1
+        assert site.index.study(study_uid).priors_unavailable_since == since
+        assert _retries(site, caplog, since + 8 * 3600) == (0, [gave_up])
+        archive.mkdir()
+        assert _retries(site, caplog, since + 9 * 3600) == (0, [])
+        assert _rescore(site.config.var_dir, "--priors-unavailable").endswith("queued to be scored again (was done)\n")
+        assert site.worker.process_ready(now=time.time() + QUIET) == 1
+        _assert_done_and_queued(site, study_uid)
+        assert site.index.scored_without_priors() == []
     finally:
         site.close()

@@ -38,7 +38,6 @@ from service.priors.selection import priors_used
 from service.scoring.in_process import InProcessScorer
 from service.scorer import Scorer
 from service.outputs.artefacts import Artefact
-from service.priors.selection import priors_used
 from tests.support.destinations import RecordingDestination
 from service.scoring.lesion import ScoringContext
 from service.location import LocationRules

@@ -102,8 +102,9 @@ def _counted_lookup(study: StudyInfo, lookup: Callable[[], PriorsOutcome]) -> Pr
     """`lookup` of the study's priors, counted by outcome (rcds_prior_lookups_total) and, when it
     asked the sources, timed (rcds_prior_lookup_seconds). A study without its priors is still
     scored and delivered, its notes saying "priors unavailable": without the count, a prior
-    source down or blocked shows only study by study. Such a study is named in the log: nothing
-    scores it again by itself once a source answers."""
+    source down or blocked shows only study by study. Such a study is named in the log. Only
+    a scoring's lookup is counted: service.prior_retry's questions about such a study later
+    are not lookups of a scored study (each would count a PACS outage again)."""
     started = time.monotonic()
     outcome_name = "error"
     try:
@@ -115,8 +116,8 @@ def _counted_lookup(study: StudyInfo, lookup: Callable[[], PriorsOutcome]) -> Pr
             PRIOR_LOOKUP_SECONDS.observe(time.monotonic() - started)
     if outcome_name == "unavailable":
         key = study_key(study.study_instance_uid)
-        log.warning("study %s: priors unavailable, compared with none; once a prior source answers, "
-                    "`radiomics-cds rescore %s` compares it", key, key)
+        log.warning("study %s: priors unavailable, compared with none; scored again by itself once a prior source "
+                    "answers (within prior_retry_hours; then `radiomics-cds rescore %s`)", key, key)
     return outcome
 
 
@@ -167,7 +168,7 @@ class StudyWorker:
         self._reconciling = threading.Lock()  # one thread reconciles at a time
         self._reconcile_backoff = Backoff(RECONCILE_RETRY_SECONDS, RECONCILE_RETRY_MAX_SECONDS)  # study -> next ask
         self._reconcile_errors = RepeatedErrorLog(log)
-        lookup = self._prior_lookup()
+        lookup = self._uncounted_prior_lookup()
         self._prior_retry = PriorRetry(index, lookup, config.outbox_dir,
                                        Backoff(RECONCILE_RETRY_SECONDS, RECONCILE_RETRY_MAX_SECONDS),
                                        config.prior_retry_hours * 3600, self._stop) if lookup else None
@@ -383,14 +384,22 @@ class StudyWorker:
         return True
 
     def _prior_lookup(self) -> PriorLookup | None:
-        """The scored study's priors from the configured PACS sources; None: priors are off."""
+        """The scored study's priors from the configured PACS sources, counted (_counted_lookup);
+        None: priors are off."""
+        uncounted = self._uncounted_prior_lookup()
+        if uncounted is None:
+            return None
+        return lambda study: _counted_lookup(study, lambda: uncounted(study))
+
+    def _uncounted_prior_lookup(self) -> PriorLookup | None:
+        """A study's priors from the configured PACS sources; None: priors are off."""
         if not self._providers:
             return None
 
         def lookup(study: StudyInfo) -> PriorsOutcome:
-            return _counted_lookup(study, lambda: resolve_priors(study, self._providers, self._prior_cache,
-                                                                 lookback_days=self._config.prior_lookback_days,
-                                                                 max_studies=self._config.prior_max_studies))
+            return resolve_priors(study, self._providers, self._prior_cache,
+                                  lookback_days=self._config.prior_lookback_days,
+                                  max_studies=self._config.prior_max_studies)
         return lookup
 
     def reconcile_delivered(self, now: float | None = None) -> int:

@@ -425,7 +425,7 @@ def test_prior_lookups_are_counted_by_outcome_and_timed_when_a_source_was_asked(
 def test_a_lookup_no_source_answered_is_counted_and_its_study_named_and_one_that_raised_too(
         tmp_path, scorer, caplog, monkeypatch):
     """A PACS that refuses connections (a closed port): counted unavailable, timed, and the study
-    named in the log with the command that compares it once PACS answers. A lookup that raises (a
+    named in the log as scored again once PACS answers. A lookup that raises (a
     full disk under the prior cache: FAKED by making it raise OSError) is counted as an error,
     and its study fails as ours."""
     site = Site(tmp_path / "var", scorer, **PRIORS)
@@ -438,8 +438,8 @@ def test_a_lookup_no_source_answered_is_counted_and_its_study_named_and_one_that
         assert site.state(study_uid) == (DONE, None)
         assert _added(before) == {"unavailable": 1, "timed": 1}
         key = study_key(study_uid)
-        assert (f"study {key}: priors unavailable, compared with none; once a prior source answers, "
-                f"`radiomics-cds rescore {key}` compares it") in caplog.messages
+        assert (f"study {key}: priors unavailable, compared with none; scored again by itself once a prior source "
+                f"answers (within prior_retry_hours; then `radiomics-cds rescore {key}`)") in caplog.messages
 
         def full_disk(*_: object, **__: object) -> None:
             raise OSError(28, "No space left on device")
@@ -639,7 +639,7 @@ def test_a_study_scored_without_its_priors_is_scored_again_with_them_once_the_so
         assert site.worker.process_ready(now=RECEIVED_AT + 2 * QUIET) == 1
         first = _assert_done_and_queued(site, follow_uid)
         assert priors_used(first) == set() and "RECIST 1.1 assessment" not in _measurement_groups(first)
-        start = time.time()
+        start, lookups_before = time.time(), _lookups()
         asked = [_retries(site, caplog, start + offset) for offset in (0, 59, 61, 61 + 119, 61 + 121)]
         assert [sent_back for sent_back, _ in asked] == [0] * 5
         assert [len(messages) for _, messages in asked] == [0, 0, 1, 0, 1]
@@ -651,7 +651,9 @@ def test_a_study_scored_without_its_priors_is_scored_again_with_them_once_the_so
         assert _retries(site, caplog, start + 61 + 121 + 241) == (
             1, [f"study {study_key(follow_uid)}: scored again, its priors are available now"])
         assert site.state(follow_uid) == (RECEIVING, "scored again: its priors are available now")
+        assert _added(lookups_before) == {}  # the questions are not a scored study's lookups
         assert site.worker.process_ready(now=time.time() + QUIET) == 1
+        assert _added(lookups_before) == {"found": 1, "timed": 1}
         again = _assert_done_and_queued(site, follow_uid)
         assert site.index.scored_without_priors() == [] and site.index.study(follow_uid).priors_unavailable_since is None
         assert priors_used(again) == {baseline.SOPInstanceUID}

@@ -39,6 +39,7 @@ TOP_LEVEL = {
     "response": "pipeline",
     "registration": "pipeline", "spatial_registration": "pipeline", "prior_frames": "pipeline",  # prior -> current frame mappings
     "prior_ct": "pipeline", "adoption": "pipeline",  # series retrieved from PACS, put to use
+    "retention": "pipeline",  # the spool freed of studies delivered and reconciled (asks the outbox)
     # roles: processes and the command line
     "cli": "roles", "exit_codes": "roles", "report": "roles", "lifeline": "roles", "stop_signals": "roles",
     "allocator": "roles",

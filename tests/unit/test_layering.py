@@ -153,6 +153,7 @@ NOT_LOADED_BY_COMMAND = {
     "status": HEAVY | OUTPUT_BUILDERS | {"grpc", "service.scoring", "service.worker"},
     "redeliver": HEAVY | OUTPUT_BUILDERS | {"grpc", "service.scoring", "service.worker"},
     "rescore": HEAVY | OUTPUT_BUILDERS | {"grpc", "service.scoring", "service.worker", "service.outputs"},
+    "prune": HEAVY | OUTPUT_BUILDERS | {"grpc", "service.scoring", "service.worker"},
     "send": HEAVY | OUTPUT_BUILDERS | {"grpc", "service.ingest", "service.scoring", "service.worker"},
     "show": HEAVY | {"fhir", "matplotlib", "grpc", "service.worker"},  # highdicom reads the SR
     "scorer": OUTPUT_BUILDERS | {"service.ingest", "service.outputs", "service.worker", "service.pipeline"},

@@ -63,7 +63,10 @@ def cutoff(retention_days: float, now: float) -> float:
 def expired(index: StudyIndex, spool: Spool, deliveries: Iterable[Delivery], config: Config,
             now: float) -> list[StudyState]:
     """The studies whose spooled files retention removes at `now` under `config`'s
-    spool_retention_days, least recently changed first (the module's docstring says which)."""
+    spool_retention_days, least recently changed first (the module's docstring says which);
+    none while it is 0, which keeps every study."""
+    if config.spool_retention_days <= 0:
+        return []
     states = _delivery_states(deliveries)
     reconciling = {study.study_instance_uid for study in index.unreconciled()} if config.prior_providers else set()
     return [study for study in index.unchanged_since(cutoff(config.spool_retention_days, now))

@@ -274,8 +274,7 @@ class StudyIndex:
             ).fetchall()
         return [_study_state(row) for row in rows]
 
-    def mark_files_removed(self, study_uid: str, cutoff: float,
-                           now: float | None = None) -> list[InstanceRecord] | None:
+    def mark_files_removed(self, study_uid: str, cutoff: float) -> list[InstanceRecord] | None:
         """Record that retention removes the study's spooled files, if it still may (done or
         failed, unchanged since `cutoff`); the instances whose files are to be removed, None
         when it may not. Checked and listed in one transaction: an instance indexed before it
@@ -286,7 +285,7 @@ class StudyIndex:
             marked = self._db.execute(
                 "UPDATE studies SET files_removed_at = ? WHERE study_instance_uid = ? AND state IN (?, ?)"
                 " AND MAX(updated_at, last_received_at) < ?",
-                (time.time() if now is None else now, study_uid, DONE, FAILED, cutoff),
+                (time.time(), study_uid, DONE, FAILED, cutoff),
             ).rowcount == 1
             return self._instances(study_uid) if marked else None
 

@@ -8,6 +8,7 @@ The index records real times (a study's outcome is recorded now): the sweeps are
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import time
@@ -160,6 +161,12 @@ def test_a_done_study_stays_until_it_is_reconciled_then_goes(reconciling: Site) 
     assert reconciling.expired(LATER) == set()
     reconciling.index.mark_reconciled("3.1", "9.1")
     assert reconciling.expired(LATER) == {"3.1"}
+
+
+def test_a_retention_of_0_keeps_every_study(site: Site) -> None:
+    site.done_and_delivered("3.3", "9.3")
+    kept_for_ever = dataclasses.replace(site.config, spool_retention_days=0)
+    assert expired(site.index, site.spool, site.outbox.deliveries(), kept_for_ever, FAR_FUTURE) == []
 
 
 def test_without_priors_nothing_waits_for_a_reconciliation_that_never_comes(site: Site) -> None:

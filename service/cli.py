@@ -1,4 +1,4 @@
-"""radiomics-cds command line: serve | ingest | scorer | score | features | send | status | redeliver | rescore | show.
+"""radiomics-cds command line: serve | ingest | scorer | score | features | send | status | redeliver | rescore | prune | show.
 
 This module is the parser and the dispatch only; the commands are service.commands, one
 module per command, imported once that command runs. A process spawned by `serve` (the page
@@ -125,6 +125,17 @@ def _parser() -> argparse.ArgumentParser:
                               "shows for them)")
     rescore.set_defaults(check=_check_rescore_studies)
 
+    prune = with_config(commands.add_parser(
+        "prune", help="remove now (or list, --dry-run) the spooled instances of studies spool retention removes: "
+                      "done or failed, unchanged for --days (default: spool_retention_days), delivered and "
+                      "reconciled"))
+    prune.add_argument("--days", type=float, help="retention in days for this run (more than 0)")
+    prune.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
+    prune.add_argument("--show-uids", action="store_true",
+                       help="show Study Instance UIDs in full (default: the uid:<8 hex digits> tokens the log "
+                            "shows for them)")
+    prune.set_defaults(check=_check_prune_days)
+
     show = commands.add_parser("show", help="print the lesion table of one of our SRs, and its change table "
                                             "when the SR is a follow-up")
     show.add_argument("sr", type=Path)
@@ -152,6 +163,11 @@ def _check_send_tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 def _check_rescore_studies(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if [bool(args.studies), args.failed, args.priors_unavailable].count(True) != 1:
         parser.error("rescore takes one of --failed, --priors-unavailable or the studies to score again")
+
+
+def _check_prune_days(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.days is not None and not args.days > 0:
+        parser.error("prune --days must be more than 0")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

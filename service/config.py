@@ -94,6 +94,9 @@ class Config:
     max_contour_points: int = InstanceLimits.max_contour_points
     # Where everything durable lives: spool/, index.sqlite, outbox/
     var_dir: Path = Path("var")
+    # Days a done or failed study's spooled instances are kept once nothing more happens to it
+    # (and its deliveries and reconciliation are finished: service.retention); 0: for ever
+    spool_retention_days: float = 0.0
     # Study completeness: quiet period, early completion, hard cap (seconds)
     quiet_seconds: float = 30.0
     hard_cap_seconds: float = 3600.0
@@ -308,7 +311,7 @@ class Config:
             raise ConfigError("grpc_max_message_bytes must be at least 1")
         if self.delivery_initial_backoff_seconds <= 0:
             raise ConfigError("delivery_initial_backoff_seconds must be positive")
-        for name in ("scorer_grace_seconds", "volume_filter_ml"):
+        for name in ("scorer_grace_seconds", "volume_filter_ml", "spool_retention_days"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
 

@@ -145,6 +145,14 @@ VAR_DIR_SIZE = Gauge(
     "rcds_var_dir_size_bytes", "Size in bytes of the volume holding var_dir (read at each scrape, NaN when it "
     "cannot be read)", registry=INGEST_REGISTRY,
 )
+SPOOL_STUDIES_REMOVED = Counter(
+    "rcds_spool_studies_removed", "Studies whose spooled instances spool retention removed (spool_retention_days)",
+    registry=INGEST_REGISTRY,
+)
+SPOOL_REMOVED_BYTES = Counter(
+    "rcds_spool_removed_bytes", "Bytes of spooled instances spool retention removed (spool_retention_days)",
+    registry=INGEST_REGISTRY,
+)
 SCORER_UP = Gauge(
     "rcds_scorer_up", "1 when the scorer answers SERVING to this ingest's health check (asked at each scrape), "
     "else 0: studies wait, instances are still received", registry=INGEST_REGISTRY,

@@ -324,8 +324,8 @@ class StudyWorker:
         started = time.monotonic()
         try:
             records = self._index.instances(study_uid)
-            gone = missing_from_spool(records)
-            if gone is not None:  # our files, not the sender's data: failed as internal
+            gone = missing_from_spool(records, self._index.files_removed_at(study_uid))
+            if gone is not None:  # our files, not the sender's data (retention's, perhaps): failed as internal
                 self._fail(study_uid, gone, "internal")
                 return
             with STUDY_STAGE_SECONDS.labels("reading").time():

@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
-COMMANDS = ("serve", "ingest", "scorer", "score", "features", "send", "status", "redeliver", "rescore", "show")
+COMMANDS = ("serve", "ingest", "scorer", "score", "features", "send", "status", "redeliver", "rescore", "prune",
+            "show")
 """The commands of service.cli's sub-parsers, each the name of its module here."""
 
 

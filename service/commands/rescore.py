@@ -77,7 +77,7 @@ def _queue(index: StudyIndex, study: StudyState, show_uids: bool) -> bool:
     """Send one study back to be scored, saying so; False when scoring it again cannot help."""
     name = study_name(study.study_instance_uid, show_uids)
     if study.state in (DONE, FAILED):
-        unscorable = _unscorable(index.instances(study.study_instance_uid))
+        unscorable = _unscorable(index.instances(study.study_instance_uid), study.files_removed_at)
         if unscorable is not None:
             print(f"{name}  not queued ({study.state}): {unscorable}", file=sys.stderr)
             return False
@@ -90,10 +90,11 @@ def _queue(index: StudyIndex, study: StudyState, show_uids: bool) -> bool:
     return True
 
 
-def _unscorable(instances: Sequence[InstanceRecord]) -> str | None:
+def _unscorable(instances: Sequence[InstanceRecord], files_removed_at: float | None) -> str | None:
     """Why scoring a study again cannot help, or None. Without contours the worker would hold it
     for the hard cap and fail it again (contours arriving send it back by themselves); with
-    files gone from the spool it would fail at once."""
+    files gone from the spool (removed by retention at `files_removed_at`, or by hand) it would
+    fail at once."""
     if not any(record.sop_class_uid in CONTOUR_SOP_CLASSES for record in instances):
         return "no RTSTRUCT or SEG was received: it is scored once one arrives"
-    return missing_from_spool(instances)
+    return missing_from_spool(instances, files_removed_at)

@@ -11,7 +11,7 @@ from pathlib import Path
 from service.commands._service_files import service_file, shown_uid
 from service.config import load_config
 from service.ingest.index import DONE, StudyState, read_studies
-from service.ingest.spool import study_key
+from service.ingest.spool import removed_by_retention, study_key
 from service.observability import redact_uids
 from service.outputs.artefacts import Artefact, artefact_path
 from service.outputs.outbox import Delivery, DeliveryStatus, read_deliveries
@@ -24,7 +24,8 @@ COLUMNS = ("log key", "study", "state", "age", "result or reason")
 def run(args: argparse.Namespace) -> int:
     """Studies known to the index, under a header line: log key, Study Instance UID, state, how
     long it has been in that state, result (saying so when a done study was scored without its
-    priors) or why it failed, and where the result's deliveries stand; then the deliveries of each
+    priors) or why it failed, where the result's deliveries stand, and whether retention removed
+    its spooled instances; then the deliveries of each
     destination by state.
 
     The age counts as rcds_queue_oldest_seconds does, so the study an alert on that gauge is
@@ -47,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
             states = [_delivery_state(delivery) for artefact in Artefact
                       for delivery in by_path.get(artefact_path(config.outbox_dir, study.result, artefact), [])]
             detail += f"  deliveries: {', '.join(states)}" if states else ""
+        if study.files_removed_at is not None:
+            detail += f"  instances {removed_by_retention(study.files_removed_at)}"
         uid = shown_uid(study.study_instance_uid, args.show_uids)
         rows.append((study_key(study.study_instance_uid), uid, study.state.value, human_age(now - study.since),
                      shown(detail)))

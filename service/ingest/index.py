@@ -15,7 +15,9 @@ A done study whose result was written while no prior source answered is marked s
 
 Each study also records whose it is and when (`StudyOrder`: a hash of the patient's identifier
 and issuer, never the identifier, and its date and time), so that the worker can tell which of
-its studies are a patient's earlier ones (`earlier_studies`).
+its studies are a patient's earlier ones (`earlier_studies`), and when spool retention removed
+its spooled files (`files_removed_at`, service.retention): the instance rows stay, the
+study's history, and say why a study cannot be scored again until it is sent again.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ CREATE TABLE IF NOT EXISTS studies (
     updated_at REAL NOT NULL,
     patient_key TEXT NOT NULL DEFAULT '',
     study_datetime TEXT NOT NULL DEFAULT '',
-    priors_unavailable_since REAL
+    priors_unavailable_since REAL,
+    files_removed_at REAL
 );
 CREATE TABLE IF NOT EXISTS reconciled (
     study_instance_uid TEXT NOT NULL,
@@ -67,7 +70,7 @@ CREATE TABLE IF NOT EXISTS reconciled (
 """
 # Columns added since the first release: an index written before them gains them at open.
 _ADDED_STUDY_COLUMNS = {"patient_key": "TEXT NOT NULL DEFAULT ''", "study_datetime": "TEXT NOT NULL DEFAULT ''",
-                        "priors_unavailable_since": "REAL"}
+                        "priors_unavailable_since": "REAL", "files_removed_at": "REAL"}
 
 
 class StudyStatus(StrEnum):
@@ -129,6 +132,7 @@ class StudyState:
     # When a done result was first written without the priors no source could give (its outputs
     # say "priors unavailable"); None: it was not, or a later scoring had them (finish says when).
     priors_unavailable_since: float | None = None
+    files_removed_at: float | None = None  # when spool retention removed its spooled files; None: they were not
 
     @property
     def since(self) -> float:
@@ -200,6 +204,8 @@ class StudyIndex:
         is_new = cursor.rowcount == 1
         if is_new:
             self._touch_study(record.study_instance_uid, record.received_at)
+        else:
+            self._restore_files(record.study_instance_uid, record.received_at)
         if order.known:
             self._db.execute(
                 "UPDATE studies SET patient_key = ?, study_datetime = ? WHERE study_instance_uid = ?"
@@ -227,11 +233,25 @@ class StudyIndex:
                 " WHERE study_instance_uid = ?", (now, now, study_uid),
             )
 
+    def _restore_files(self, study_uid: str, now: float) -> None:
+        """An instance received again whose study's files retention removed: the spool holds it
+        again (the listener moved it in at its old path), so the study is no longer marked, and
+        it was received now, which retention counts from: a study being sent again, to be
+        rescored, is not removed again before it can be. Whether every file is back, `rescore`
+        and the worker check (service.ingest.spool.missing_from_spool)."""
+        self._db.execute(
+            "UPDATE studies SET files_removed_at = NULL, last_received_at = ?"
+            " WHERE study_instance_uid = ? AND files_removed_at IS NOT NULL", (now, study_uid),
+        )
+
     def instances(self, study_uid: str) -> list[InstanceRecord]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM instances WHERE study_instance_uid = ? ORDER BY received_at", (study_uid,)
-            ).fetchall()
+            return self._instances(study_uid)
+
+    def _instances(self, study_uid: str) -> list[InstanceRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM instances WHERE study_instance_uid = ? ORDER BY received_at", (study_uid,)
+        ).fetchall()
         return [
             InstanceRecord(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])), Path(r[7]), r[8])
             for r in rows
@@ -249,6 +269,37 @@ class StudyIndex:
                 _STUDIES + (" WHERE state = ?" if state else "") + " ORDER BY last_received_at", (state,) if state else (),
             ).fetchall()
         return [_study_state(row) for row in rows]
+
+    def unchanged_since(self, cutoff: float) -> list[StudyState]:
+        """Done and failed studies to which nothing has happened since `cutoff` (no outcome
+        recorded, no instance received), least recently changed first: what spool retention
+        considers (service.retention)."""
+        with self._lock:
+            rows = self._db.execute(
+                _STUDIES + " WHERE state IN (?, ?) AND MAX(updated_at, last_received_at) < ?"
+                " ORDER BY MAX(updated_at, last_received_at)", (DONE, FAILED, cutoff),
+            ).fetchall()
+        return [_study_state(row) for row in rows]
+
+    def mark_files_removed(self, study_uid: str, cutoff: float) -> list[InstanceRecord] | None:
+        """Record that retention removes the study's spooled files, if it still may (done or
+        failed, unchanged since `cutoff`); the instances whose files are to be removed, None
+        when it may not. Checked and listed in one transaction: an instance indexed before it
+        makes the study receiving (nothing is removed), one indexed after it is not listed (its
+        file stays), and a `rescore` after it finds the mark and says why the files are gone."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            marked = self._db.execute(
+                "UPDATE studies SET files_removed_at = ? WHERE study_instance_uid = ? AND state IN (?, ?)"
+                " AND MAX(updated_at, last_received_at) < ?",
+                (time.time(), study_uid, DONE, FAILED, cutoff),
+            ).rowcount == 1
+            return self._instances(study_uid) if marked else None
+
+    def files_removed_at(self, study_uid: str) -> float | None:
+        """When retention removed the study's spooled files; None if it did not (or no such study)."""
+        state = self.study(study_uid)
+        return state.files_removed_at if state else None
 
     def earlier_studies(self, study_uid: str) -> list[StudyState]:
         """The same patient's studies in this index that are earlier (date, then time) than this
@@ -392,13 +443,14 @@ class StudyIndex:
 def read_studies(path: Path) -> list[StudyState]:
     """Every study of an index, oldest activity first, opened read-only (for `status`, next to a
     running service: no schema script, no migration, nothing locked for writing); none while
-    the index has no studies table yet. A column an older release did not write (an index no
-    service of this release has opened yet) reads as NULL."""
+    the index has no studies table yet. A column an older release's index lacks (one of
+    _ADDED_STUDY_COLUMNS, not yet added by a service opening it) reads as NULL."""
     with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)) as db:
         present = {row[1] for row in db.execute("PRAGMA table_info(studies)")}
         if not present:
             return []
-        columns = ", ".join(f.name if f.name in present else "NULL" for f in fields(StudyState))
+        columns = ", ".join(field.name if field.name in present else f"NULL AS {field.name}"
+                            for field in fields(StudyState))
         return [_study_state(row) for row in db.execute(f"SELECT {columns} FROM studies ORDER BY last_received_at")]
 
 

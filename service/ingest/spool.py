@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -25,17 +26,27 @@ def study_key(study_instance_uid: str) -> str:
     return hashlib.sha256(study_instance_uid.encode()).hexdigest()[:16]
 
 
-def missing_from_spool(instances: Sequence[InstanceRecord]) -> str | None:
+def missing_from_spool(instances: Sequence[InstanceRecord], removed_at: float | None = None) -> str | None:
     """Why a study cannot be scored again from what it was sent, when the files of some of its
-    indexed instances are gone (removed by hand, a volume restored without them); None when
-    every one is there. Read anyway, each would be reported as DICOM that cannot be read. Sending
-    the study again restores the files but is no new instance to the index (the same SOP
-    Instance UIDs): the study must then be sent back to be scored (`radiomics-cds rescore`)."""
+    indexed instances are gone; None when every one is there. Read anyway, each would be
+    reported as DICOM that cannot be read. `removed_at`: when spool retention removed the
+    study's files (the index's mark), which the reason then names, so that a study whose CT
+    retention removed, and to which a corrected RTSTRUCT came later, says so; else they were
+    removed by hand or a volume was restored without them. Sending the study again restores the
+    files but is no new instance to the index (the same SOP Instance UIDs): the study must then
+    be sent back to be scored (`radiomics-cds rescore`)."""
     gone = sum(not record.path.is_file() for record in instances)
     if not gone:
         return None
-    return (f"{gone} of its {len(instances)} received instances are no longer in the spool: send the study again, "
-            "then rescore it")
+    where = "are no longer in the spool" if removed_at is None else f"were {removed_by_retention(removed_at)}"
+    return f"{gone} of its {len(instances)} received instances {where}: send the study again, then rescore it"
+
+
+def removed_by_retention(removed_at: float) -> str:
+    """How a study whose spooled files retention removed is described (failure reasons, `status`):
+    the day, in UTC, and the setting, so that an operator knows both when and why."""
+    return f"removed from the spool by retention on {time.strftime('%Y-%m-%d', time.gmtime(removed_at))} UTC " \
+           "(spool_retention_days)"
 
 
 class Spool:
@@ -45,8 +56,12 @@ class Spool:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
 
+    def directory_for(self, study_instance_uid: str) -> Path:
+        """The study's own directory, which holds its instances and nothing else."""
+        return self.root / study_key(study_instance_uid)
+
     def path_for(self, study_instance_uid: str, sop_instance_uid: str) -> Path:
-        return self.root / study_key(study_instance_uid) / f"{sop_instance_uid}.dcm"
+        return self.directory_for(study_instance_uid) / f"{sop_instance_uid}.dcm"
 
     def store(self, study_instance_uid: str, sop_instance_uid: str, source: BinaryIO) -> Path:
         """Store one instance durably, streaming it; the same UID again replaces it atomically."""

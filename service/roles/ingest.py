@@ -1,5 +1,5 @@
-"""The `ingest` role: DICOM listener, study worker, outbox and HTTP, over one var directory,
-scoring through a scorer at `scorer_address` (serve's child, or scorer pods)."""
+"""The `ingest` role: DICOM listener, study worker, outbox, spool retention and HTTP, over one var
+directory, scoring through a scorer at `scorer_address` (serve's child, or scorer pods)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from service.observability import (INGEST_REGISTRY, QUEUE_DEPTH, QUEUE_OLDEST, S
 from service.outputs.destinations import configured_destinations
 from service.outputs.outbox import Outbox
 from service.outputs.page_process import close_page_renderer
+from service.retention import SpoolRetention
 from service.roles.certificates import load_tls
 from service.scoring.client import GrpcScorer
 from service.scoring.transport import channel_tls
@@ -34,7 +35,7 @@ def open_to_anyone(config: Config) -> bool:
 
 
 class Ingest:
-    """Listener + worker + outbox + HTTP, wired to one var directory and one scorer."""
+    """Listener + worker + outbox + spool retention + HTTP, wired to one var directory and one scorer."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -61,6 +62,7 @@ class Ingest:
             max_attempts=config.delivery_max_attempts, initial_backoff_s=config.delivery_initial_backoff_seconds,
         )
         self.worker = StudyWorker(config, self.index, self.scorer, self.outbox)
+        self.retention = SpoolRetention(config, self.index, spool, self.outbox)
         initialise_ingest_metrics(destination.name for destination in self.outbox.destinations)
         SCORER_UP.set_function(lambda: float(self.scorer.serving()))  # asked at each scrape
         self.ae = build_ae(config.dicom_ae_title, config.dicom_max_associations, config.dicom_allowed_calling_aes)
@@ -104,6 +106,7 @@ class Ingest:
         self.http.start()
         self.outbox.start()
         self.worker.start()
+        self.retention.start()
         self.listener = start_listener(self.ae, self.config.dicom_host, self.config.dicom_port, self.handlers,
                                        self.ssl_context)
         log.info("DICOM listener %s on port %d (%s; calling AE titles: %s; up to %d associations); "
@@ -131,6 +134,7 @@ class Ingest:
         # study "processing", assessed again at the next start); closing the scorer channel under a
         # running call would fail the study for good.
         self.worker.stop(timeout_s=None)
+        self.retention.stop()
         self.outbox.stop()
         self.scorer.close()
         self.http.stop()

@@ -200,6 +200,7 @@ def test_lint_finds_no_warning_or_error(case: Rendered, kube_version: str) -> No
 @pytest.mark.parametrize(("values", "named"), [
     ({"image": {"tagg": "0.1.0"}}, "tagg"),
     ({"config": {"quiet_second": 30}}, "quiet_second"),
+    ({"config": {"spool_retention_days": -1}}, "/config/spool_retention_days"),
     ({"config": {"fhir_bearer_token": "s3cret"}}, "fhir_bearer_token"),  # credentials never in config.yaml
     ({"config": {"scorer_tls_cert_file": "/s.crt"}}, "scorer_tls_cert_file"),  # the chart mounts TLS files
     ({"ingest": {"terminationGracePeriodSeconds": "120"}}, "/ingest/terminationGracePeriodSeconds"),
@@ -618,6 +619,20 @@ def test_settings_reach_the_service_as_written(rendered: dict[str, Rendered], tm
     ingest, scorer = _load(hardened, hardened.statefulset, tmp_path), _load(hardened, hardened.deployment, tmp_path)
     assert ingest.scorer_tls and ingest.scorer_tls_client_key_file and ingest.scorer_tls_server_name is None
     assert scorer.scorer_tls_client_ca_file and not scorer.scorer_tls and not scorer.scorer_reflection
+
+
+def test_spool_retention_reaches_the_ingest_at_the_charts_default_or_the_sites(
+        chart: Any, rendered: dict[str, Rendered], tmp_path: Path) -> None:
+    """The chart removes a study's spooled instances 7 days after it is done (delivered and
+    reconciled) unless the site says otherwise, 0 (keep for ever) included; the scorer, which
+    has no spool, is not given the setting."""
+    default = rendered["default"]
+    assert _load(default, default.statefulset, tmp_path).spool_retention_days == 7.0
+    scorer_yaml = yaml.safe_load(default.get("ConfigMap", FULLNAME)["data"]["scorer.yaml"])
+    assert "spool_retention_days" not in scorer_yaml and _load(default, default.deployment, tmp_path).spool_retention_days == 0
+    for days in (0, 30):
+        site = _render(chart, _allowing({"config": {"spool_retention_days": days}}), f"retention-{days}")
+        assert _load(site, site.statefulset, tmp_path).spool_retention_days == days
 
 
 def test_a_signature_and_parameter_file_given_to_the_chart_start_the_scorer(chart: Any, tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def test_the_radiomics_cds_commands_it_gives_parse() -> None:
     """With a destination in place of `<destination>` and a log key in place of `<log key>`, as
     on-call types them."""
     commands = re.findall(r"`[^`\n]*?radiomics-cds ([a-z][^`\n]*)`", RUNBOOK.read_text())
-    assert {command.split()[0] for command in commands} == {"status", "redeliver", "rescore"}
+    assert {command.split()[0] for command in commands} == {"status", "redeliver", "rescore", "prune"}
     for command in commands:
         typed = command.replace("<destination>", "pacs").replace("<log key>", "0123456789abcdef")
         args = cli._parser().parse_args(typed.split())

@@ -29,7 +29,8 @@ INGEST_FAMILIES = {"rcds_instances_received", "rcds_associations_rejected", "rcd
                    "rcds_prior_lookups", "rcds_prior_lookup_seconds",
                    "rcds_outputs_delivered",
                    "rcds_outputs_failed", "rcds_queue_depth", "rcds_queue_oldest_seconds", "rcds_var_dir_free_bytes",
-                   "rcds_var_dir_size_bytes", "rcds_outbox_pending", "rcds_scorer_up"}
+                   "rcds_var_dir_size_bytes", "rcds_outbox_pending", "rcds_scorer_up", "rcds_spool_studies_removed",
+                   "rcds_spool_removed_bytes"}
 SCORER_FAMILIES = {"rcds_scorer_lesions", "rcds_scorer_lesion_seconds", "rcds_scorer_lesions_in_progress"}
 PROCESS_FAMILIES = {"process_resident_memory_bytes", "process_cpu_seconds", "process_open_fds",
                     "process_start_time_seconds", "python_info", "rcds_build_info"}
@@ -48,9 +49,10 @@ def _families(text: str) -> dict[str, list[tuple[str, dict[str, str], float]]]:
 
 @pytest.fixture(scope="module")
 def scrapes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """role -> its /metrics text, from one serve with a PACS destination (nobody listens there)."""
+    """role -> its /metrics text, from one serve with a PACS destination (nobody listens there)
+    and spool retention on (its sweep runs at start)."""
     service = RunningService(tmp_path_factory.mktemp("role-metrics") / "var", "serve",
-                             pacs_host=LOOPBACK, pacs_port=free_port())
+                             pacs_host=LOOPBACK, pacs_port=free_port(), spool_retention_days=30)
     try:
         yield {"ingest": _scrape(service.http_port), "scorer": _scrape(service.scorer_metrics_port)}
     finally:

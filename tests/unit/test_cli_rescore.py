@@ -6,6 +6,7 @@ tests/unit/test_worker.py's (test_a_failed_study_sent_back_by_rescore_is_scored_
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import sqlite3
@@ -17,6 +18,8 @@ from pathlib import Path
 
 from service.config import load_config
 from service.ingest.index import DONE, FAILED, PROCESSING, RECEIVING, InstanceRecord, StudyIndex
+from service.ingest.spool import Spool
+from service.retention import cutoff, remove
 from service.sop_classes import CT_IMAGE, RT_STRUCTURE_SET
 from tests.support import small_study
 
@@ -189,6 +192,44 @@ def test_a_token_two_studies_share_is_refused_naming_neither(tmp_path: Path) -> 
     assert _row(config.var_dir, first)[0] == _row(config.var_dir, second)[0] == FAILED
     assert _rescore(config.var_dir, _key(second)).returncode == 0
     assert (_row(config.var_dir, first)[0], _row(config.var_dir, second)[0]) == (FAILED, RECEIVING)
+
+
+def test_a_study_whose_files_retention_removed_is_refused_saying_so_until_it_is_sent_again(tmp_path: Path) -> None:
+    """Retention removed the spooled files of a done study: rescore refuses it, naming retention
+    and the day. Sent again (each instance stored again at its path and indexed, as the listener
+    does: the same SOP Instance UIDs, so nothing new to the index), it is sent back to be scored."""
+    config = load_config(environ={"RCDS_VAR_DIR": str(tmp_path / "var"), "RCDS_SPOOL_RETENTION_DAYS": "30"})
+    index = StudyIndex(config.index_path)
+    study_uid = STUDIES["done"]
+    try:
+        _index_study(index, config.var_dir, study_uid)
+        assert index.claim(study_uid) and index.finish(study_uid, DONE, result=DONE_RESULT)
+        records = index.instances(study_uid)
+        contents = {record.path: record.path.read_bytes() for record in records}
+        study = index.study(study_uid)
+        assert remove(index, Spool(config.spool_dir), study, cutoff(30, time.time() + 31 * 86400)) is not None
+        removed_at = index.study(study_uid).files_removed_at
+    finally:
+        index.close()
+    day = time.strftime("%Y-%m-%d", time.gmtime(removed_at))
+
+    refused = _rescore(config.var_dir, _key(study_uid))
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr.splitlines() == [
+        f"{_key(study_uid)}  {_token(study_uid)}  not queued (done): 2 of its 2 received instances were removed from "
+        f"the spool by retention on {day} UTC (spool_retention_days): send the study again, then rescore it"]
+
+    index = StudyIndex(config.index_path)
+    try:
+        for record in records:
+            record.path.write_bytes(contents[record.path])
+            assert not index.add_instance(dataclasses.replace(record, received_at=time.time()))
+    finally:
+        index.close()
+    queued = _rescore(config.var_dir, _key(study_uid))
+    assert (queued.returncode, queued.stderr) == (0, "")
+    assert queued.stdout == f"{_key(study_uid)}  {_token(study_uid)}  queued to be scored again (was done)\n"
+    assert _row(config.var_dir, study_uid)[0] == RECEIVING
 
 
 def test_nothing_failed_and_no_index_and_a_wrong_command_line(tmp_path: Path) -> None:

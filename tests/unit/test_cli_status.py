@@ -160,6 +160,30 @@ def test_status_shows_a_done_study_scored_without_its_priors_as_such(tmp_path: P
         "sent back": ("receiving", "scored again: its priors are available now")}
 
 
+def test_status_says_when_retention_removed_a_studys_spooled_instances(tmp_path: Path) -> None:
+    """After the result and its deliveries, the day (UTC) and the setting that removed them; a
+    study whose files are in the spool says nothing of it."""
+    config = load_config(environ={"RCDS_VAR_DIR": str(tmp_path / "var")})
+    (ct_file,) = small_study.write(tmp_path / "ct", small_study.ct_slices()[:1])
+    index = StudyIndex(config.index_path)
+    try:
+        for name in ("pending-pacs", "input-error"):
+            _index_study(index, STUDIES[name], ct_file)
+            index.finish(STUDIES[name], FAILED, error="no CT series in the study")
+        before = time.time()
+        assert index.mark_files_removed(STUDIES["pending-pacs"], cutoff=time.time() + 1) is not None
+    finally:
+        index.close()
+    shown = _status(config.var_dir)
+    assert shown.returncode == 0, shown.stderr
+    rows = {row["study"]: row["result or reason"] for row in status_rows(shown.stdout)}
+    days = {time.strftime("%Y-%m-%d", time.gmtime(moment)) for moment in (before, time.time())}
+    assert rows[_token(STUDIES["pending-pacs"])] in {
+        f"no CT series in the study  instances removed from the spool by retention on {day} UTC (spool_retention_days)"
+        for day in days}
+    assert rows[_token(STUDIES["input-error"])] == "no CT series in the study"
+
+
 @pytest.mark.parametrize(("seconds", "shown"), [
     (0, "0s"), (59.9, "59s"), (60, "1m"), (3599, "59m"), (3600, "1h 0m"), (2 * 3600 + 5 * 60 + 59, "2h 5m"),
     (86400 + 3 * 3600 + 59 * 60, "1d 3h"), (40 * 86400, "40d 0h"), (-5, "0s"),

@@ -52,10 +52,21 @@ def test_yaml_then_environment_then_overrides(tmp_path):
     ({"RCDS_FHIR_BEARER_TOKEN": "t"}, "fhir_base_url"),
     ({"RCDS_MAX_FRAMES_PER_INSTANCE": "0"}, "max_frames_per_instance must be at least 1"),
     ({"RCDS_MAX_CONTOUR_POINTS": "-5"}, "max_contour_points must be at least 1"),
+    ({"RCDS_SPOOL_RETENTION_DAYS": "-1"}, "spool_retention_days must not be negative"),
+    ({"RCDS_SPOOL_RETENTION_DAYS": "a month"}, "setting spool_retention_days: cannot use 'a month'"),
 ])
 def test_bad_values_stop_at_start_with_the_setting_named(environ, message):
     with pytest.raises(ConfigError, match=message):
         load_config(environ=environ)
+
+
+def test_the_spool_is_kept_for_ever_unless_a_retention_is_set(tmp_path):
+    """0 by default, as before the setting existed: an upgrade removes nothing of its own accord."""
+    assert load_config(environ={}).spool_retention_days == 0
+    assert load_config(environ={"RCDS_SPOOL_RETENTION_DAYS": "7.5"}).spool_retention_days == 7.5
+    path = tmp_path / "c.yaml"
+    path.write_text("spool_retention_days: 30\n")
+    assert load_config(path, environ={}).spool_retention_days == 30.0
 
 
 def test_instance_limits_come_from_the_settings():

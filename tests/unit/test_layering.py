@@ -41,6 +41,7 @@ TOP_LEVEL = {
     "registration": "pipeline", "spatial_registration": "pipeline", "prior_frames": "pipeline",  # prior -> current frame mappings
     "prior_ct": "pipeline", "adoption": "pipeline",  # series retrieved from PACS, put to use
     "prior_retry": "pipeline",  # studies scored without their priors, scored again
+    "retention": "pipeline",  # the spool freed of studies delivered and reconciled (asks the outbox)
     # roles: processes and the command line
     "cli": "roles", "exit_codes": "roles", "report": "roles", "lifeline": "roles", "stop_signals": "roles",
     "allocator": "roles",
@@ -154,6 +155,7 @@ NOT_LOADED_BY_COMMAND = {
     "status": HEAVY | OUTPUT_BUILDERS | {"grpc", "service.scoring", "service.worker"},
     "redeliver": HEAVY | OUTPUT_BUILDERS | {"grpc", "service.scoring", "service.worker"},
     "rescore": HEAVY | OUTPUT_BUILDERS | {"grpc", "service.scoring", "service.worker", "service.outputs"},
+    "prune": HEAVY | OUTPUT_BUILDERS | {"grpc", "service.scoring", "service.worker"},
     "send": HEAVY | OUTPUT_BUILDERS | {"grpc", "service.ingest", "service.scoring", "service.worker"},
     "show": HEAVY | {"fhir", "matplotlib", "grpc", "service.worker"},  # highdicom reads the SR
     "scorer": OUTPUT_BUILDERS | {"service.ingest", "service.outputs", "service.worker", "service.pipeline"},

@@ -31,7 +31,7 @@ from service.model import Provenance
 from service.observability import INGEST_REGISTRY, PRIOR_LOOKUP_OUTCOMES, STUDY_STAGES
 from service.ingest.index import DONE, FAILED, RECEIVING, StudyIndex
 from service.ingest.scp import describe_instance, study_order
-from service.ingest.spool import study_key
+from service.ingest.spool import Spool, study_key
 from service.outputs.outbox import PENDING, Outbox
 from service.priors import read_prior_report
 from service.priors.selection import priors_used
@@ -44,6 +44,7 @@ from service.location import LocationRules
 from service.scoring.panel import signature_panel
 from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature
+from service.retention import SpoolRetention
 from service.worker import StudyWorker
 from tests.support import small_study
 from tests.support.processes import LOOPBACK, free_port
@@ -263,6 +264,27 @@ def test_a_study_whose_spooled_files_are_gone_fails_saying_so_as_ours(site: Site
         FAILED, "2 of its 5 received instances are no longer in the spool: send the study again, then rescore it")
     assert internal_failures() == failed_before + 1
     assert site.outbox.deliveries() == []
+
+
+def test_a_late_rtstruct_for_a_study_whose_files_retention_removed_fails_naming_retention(site: Site):
+    """Done long ago, its spooled instances removed by spool retention; then a corrected RTSTRUCT
+    arrives and the study is assessed again: it fails as ours, saying that retention removed the
+    other instances, on which day, and what to do, rather than that files vanished."""
+    study_uid, ct, rtstruct = _study()
+    site.receive([*ct, rtstruct])
+    assert site.index.claim(study_uid) and site.index.finish(study_uid, DONE, result=generate_uid())
+    retention = SpoolRetention(dataclasses.replace(site.config, spool_retention_days=30), site.index,
+                               Spool(site.config.spool_dir), site.outbox)
+    assert retention.sweep(now=time.time() + 31 * 86400).studies == 1
+    removed_at = site.index.study(study_uid).files_removed_at
+
+    site.receive([_rtstruct(study_uid)], at=time.time())
+    assert site.index.study(study_uid).state == RECEIVING
+    assert site.worker.process_ready(now=time.time() + QUIET) == 1
+    day = time.strftime("%Y-%m-%d", time.gmtime(removed_at))
+    assert site.state(study_uid) == (
+        FAILED, f"5 of its 6 received instances were removed from the spool by retention on {day} UTC "
+        "(spool_retention_days): send the study again, then rescore it")
 
 
 def test_instances_arriving_during_scoring_make_it_score_again(site: Site, scorer: Scorer):

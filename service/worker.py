@@ -476,6 +476,10 @@ class StudyWorker:
                     rescored += 1
                 else:
                     elsewhere += 1
+            elif state.state is DONE and state.files_removed_at is not None and not self._result_uses(state, sr_uid):
+                # Scoring it again would fail it for want of its spooled instances: it stays done
+                log.warning("study %s: an earlier study's report arrived after it, but spool retention has removed "
+                            "its instances; send it again to have it compared", study_key(uid))
             elif state.state is DONE and not self._result_uses(state, sr_uid):
                 if self._index.rescore(uid, "scored again: an earlier study's report arrived after it"):
                     log.info("study %s: scored again, an earlier study's report arrived after it", study_key(uid))

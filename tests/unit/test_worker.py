@@ -45,6 +45,7 @@ from service.scoring.panel import signature_panel
 from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature
 from service.retention import SpoolRetention
+from service.retention import remove
 from service.worker import StudyWorker
 from tests.support import small_study
 from tests.support.processes import LOOPBACK, free_port
@@ -618,6 +619,38 @@ def test_a_study_scored_while_no_prior_source_answers_is_marked_in_the_index(tmp
         else:
             assert since is None and not [n for n in notes if n.startswith("priors unavailable")]
             assert site.index.scored_without_priors() == []
+    finally:
+        site.close()
+
+
+def test_a_later_study_whose_spool_retention_removed_is_not_scored_again_for_a_late_baseline(
+        tmp_path, scorer, caplog):
+    """The follow-up is scored first, its report in the archive; retention then removes its
+    spooled instances. When the baseline, scored later, is reconciled, the follow-up did not
+    compare with it, but scoring it again would fail it for want of its instances: it stays
+    done with its result, and the log says to send it again."""
+    site, archive = _archive_site(tmp_path, scorer)
+    try:
+        archive.mkdir()
+        base_uid, base_ct, base_rtstruct = _dated_study("20240101")
+        follow_uid, follow_ct, follow_rtstruct = _dated_study("20240301")
+        site.receive([*follow_ct, follow_rtstruct])
+        assert site.worker.process_ready(now=RECEIVED_AT + QUIET) == 1
+        follow_up = _assert_done_and_queued(site, follow_uid)
+        shutil.copy(site.config.outbox_dir / f"{follow_up.SOPInstanceUID}.dcm", archive)
+        assert remove(site.index, Spool(site.config.spool_dir), site.index.study(follow_uid), time.time() + 1)
+
+        site.receive([*base_ct, base_rtstruct], at=RECEIVED_AT + QUIET)
+        assert site.worker.process_ready(now=RECEIVED_AT + 2 * QUIET) == 1
+        baseline = _assert_done_and_queued(site, base_uid)
+        shutil.copy(site.config.outbox_dir / f"{baseline.SOPInstanceUID}.dcm", archive)
+        site.outbox.deliver_due(time.time() + 10**9)
+        with caplog.at_level(logging.WARNING, logger="service.worker"):
+            assert site.worker.reconcile_delivered(now=time.time()) == 0
+        assert site.state(follow_uid) == (DONE, None)
+        assert site.index.study(follow_uid).result == follow_up.SOPInstanceUID
+        assert (f"study {study_key(follow_uid)}: an earlier study's report arrived after it, but spool retention has "
+                "removed its instances; send it again to have it compared") in caplog.messages
     finally:
         site.close()
 

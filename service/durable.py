@@ -43,7 +43,11 @@ def move_in(source: Path, target: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-    os.replace(source, target)
+    try:
+        os.replace(source, target)
+    except FileNotFoundError:  # the directory removed meanwhile, emptied by spool retention: made again
+        _make_directories_durably(target.parent)
+        os.replace(source, target)
 
 
 def remove_partial_writes(directory: Path, pattern: str = ".*.tmp") -> int:

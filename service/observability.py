@@ -212,8 +212,9 @@ def initialise_scorer_metrics(engines: Mapping[str, str]) -> None:
 
 def watch_var_dir(var_dir: Path) -> None:
     """rcds_var_dir_free_bytes and rcds_var_dir_size_bytes read from `var_dir`'s volume at each
-    scrape, as the queue gauges are read from the index: the service keeps every instance it
-    received, so its volume only fills, and only a value read now says how close it is."""
+    scrape, as the queue gauges are read from the index: the volume fills with the studies
+    received and empties as spool retention removes them, and only a value read now says how
+    close to full it is."""
     VAR_DIR_FREE.set_function(functools.partial(_volume_bytes, var_dir, "f_bavail"))
     VAR_DIR_SIZE.set_function(functools.partial(_volume_bytes, var_dir, "f_blocks"))
 

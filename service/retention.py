@@ -4,13 +4,14 @@ A CT study is 150-500 MB, and a spool that keeps every study fills its volume af
 so; then every C-STORE is refused. The results live on in PACS and the EHR. The spooled copies
 are needed only while a study is received and scored, for `radiomics-cds rescore`, and for
 reconciliation (service.worker), which scores a study again when an earlier study's report
-arrives after it. So with `spool_retention_days` set, a study's spooled files are removed once
+arrives after it: the days of retention are what keeps them for that (which study will need it
+cannot be known before the earlier report arrives; a study removed by then is left done, the
+log saying to send it again). So with `spool_retention_days` set, a study's spooled files are
+removed once
 - it is done or failed, and nothing has happened to it (an outcome, an instance received) for
   that many days;
 - no delivery of its current result is pending: until the result has reached PACS and the EHR,
   the spool is what it could be made again from;
-- its reconciliation is finished (priors on: its SR was delivered, the patient's later studies
-  were checked against it), so that a baseline arriving late can still re-score it;
 - it is not waiting for its priors: a study scored while no prior source answered is scored
   again once one does (service.prior_retry), for prior_retry_hours after its first result
   without them, and that scoring reads the spool.
@@ -46,7 +47,7 @@ from service.ingest.index import StudyIndex, StudyState
 from service.ingest.spool import Spool, study_key
 from service.observability import SPOOL_REMOVED_BYTES, SPOOL_STUDIES_REMOVED, RepeatedErrorLog
 from service.outputs.artefacts import Artefact, artefact_path
-from service.outputs.outbox import DELIVERED, PENDING, Delivery, DeliveryStatus, Outbox
+from service.outputs.outbox import PENDING, Delivery, DeliveryStatus, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,8 @@ def expired(index: StudyIndex, spool: Spool, deliveries: Iterable[Delivery], con
     if config.spool_retention_days <= 0:
         return []
     states = _delivery_states(deliveries)
-    reconciling = {study.study_instance_uid for study in index.unreconciled()} if config.prior_providers else set()
     return [study for study in index.unchanged_since(cutoff(config.spool_retention_days, now))
-            if _has_files(study, spool) and not _still_needed(study, states, reconciling, config.outbox_dir)
+            if _has_files(study, spool) and not _delivery_pending(study, states, config.outbox_dir)
             and not _waiting_for_priors(study, config, now)]
 
 
@@ -99,17 +99,11 @@ def _has_files(study: StudyState, spool: Spool) -> bool:
     return study.files_removed_at is None or spool.directory_for(study.study_instance_uid).exists()
 
 
-def _still_needed(study: StudyState, states: Mapping[Path, set[DeliveryStatus]], reconciling: set[str],
-                  outbox_dir: Path) -> bool:
-    """A delivery of its result pending, or its SR delivered and not yet reconciled: the worker
-    reconciles a study once its SR has reached PACS (an SR refused everywhere, or never queued
-    for lack of a PACS, is not reconciled, and waits for nothing)."""
+def _delivery_pending(study: StudyState, states: Mapping[Path, set[DeliveryStatus]], outbox_dir: Path) -> bool:
+    """A delivery of any artefact of its current result still pending."""
     if not study.result:
         return False
-    paths = {artefact: artefact_path(outbox_dir, study.result, artefact) for artefact in Artefact}
-    if any(PENDING in states.get(path, set()) for path in paths.values()):
-        return True
-    return study.study_instance_uid in reconciling and DELIVERED in states.get(paths[Artefact.SR], set())
+    return any(PENDING in states.get(artefact_path(outbox_dir, study.result, artefact), set()) for artefact in Artefact)
 
 
 def remove(index: StudyIndex, spool: Spool, study: StudyState, before: float) -> int | None:
@@ -120,7 +114,7 @@ def remove(index: StudyIndex, spool: Spool, study: StudyState, before: float) ->
     records = index.mark_files_removed(study.study_instance_uid, before)
     if records is None:
         return None
-    freed = sum(_unlink(record.path) for record in records)
+    freed = sum(_unlink(record.path, before) for record in records)
     for directory in {record.path.parent for record in records}:
         if directory.is_dir():
             fsync_directory(directory)
@@ -129,14 +123,24 @@ def remove(index: StudyIndex, spool: Spool, study: StudyState, before: float) ->
     return freed
 
 
-def _unlink(path: Path) -> int:
-    """Remove one file; its size, 0 when it was gone already."""
+def _unlink(path: Path, before: float) -> int:
+    """Remove one file unless it was written at or after `before`; its size, 0 when it was gone
+    already or kept.
+
+    A file that new is an instance being received again: the listener moves it into the spool
+    (where the same SOP Instance UID always lands) before its index transaction, which finds
+    the row already there and clears the study's mark. Between the two, the study can be marked
+    and listed with it; removed then, an instance answered Success would be lost. A received
+    file keeps the time it was written through the rename into the spool, and every file the
+    study held before has an older one (the study is unchanged since `before`)."""
     try:
-        size = path.stat().st_size
+        status = path.stat()
+        if status.st_mtime >= before:
+            return 0
         path.unlink()
     except FileNotFoundError:
         return 0
-    return size
+    return status.st_size
 
 
 def _remove_if_empty(directory: Path, parent: Path) -> None:

@@ -98,13 +98,14 @@ REST_PER_ASSESSING_SECOND = 9.0
 MAX_REST_SECONDS = 0.2
 
 
-def _counted_lookup(study: StudyInfo, lookup: Callable[[], PriorsOutcome]) -> PriorsOutcome:
+def _counted_lookup(study: StudyInfo, lookup: Callable[[], PriorsOutcome], retried: bool) -> PriorsOutcome:
     """`lookup` of the study's priors, counted by outcome (rcds_prior_lookups_total) and, when it
     asked the sources, timed (rcds_prior_lookup_seconds). A study without its priors is still
     scored and delivered, its notes saying "priors unavailable": without the count, a prior
     source down or blocked shows only study by study. Such a study is named in the log. Only
     a scoring's lookup is counted: service.prior_retry's questions about such a study later
-    are not lookups of a scored study (each would count a PACS outage again)."""
+    are not lookups of a scored study (each would count a PACS outage again). `retried`:
+    whether prior retry will ask again about it (prior_retry_hours above 0), which the log says."""
     started = time.monotonic()
     outcome_name = "error"
     try:
@@ -116,8 +117,10 @@ def _counted_lookup(study: StudyInfo, lookup: Callable[[], PriorsOutcome]) -> Pr
             PRIOR_LOOKUP_SECONDS.observe(time.monotonic() - started)
     if outcome_name == "unavailable":
         key = study_key(study.study_instance_uid)
-        log.warning("study %s: priors unavailable, compared with none; scored again by itself once a prior source "
-                    "answers (within prior_retry_hours; then `radiomics-cds rescore %s`)", key, key)
+        then = ("scored again by itself once a prior source answers (within prior_retry_hours; then "
+                "`radiomics-cds rescore %s`)" if retried else "once a prior source answers, `radiomics-cds rescore %s` "
+                "compares it")
+        log.warning("study %s: priors unavailable, compared with none; " + then, key, key)
     return outcome
 
 
@@ -171,7 +174,8 @@ class StudyWorker:
         lookup = self._uncounted_prior_lookup()
         self._prior_retry = PriorRetry(index, lookup, config.outbox_dir,
                                        Backoff(RECONCILE_RETRY_SECONDS, RECONCILE_RETRY_MAX_SECONDS),
-                                       config.prior_retry_hours * 3600, self._stop) if lookup else None
+                                       config.prior_retry_hours * 3600, self._stop) \
+            if lookup and config.prior_retry_hours > 0 else None
         self._scorer_retry_at: dict[str, float] = {}  # study -> when to claim it again (SCORER_RETRY_WAITS_S)
         self._waiting: set[str] = set()  # studies held for an earlier one, each logged once
         self._margin: tuple[EarlyMargin, float] | None = None  # from the scorer's settings, and when asked
@@ -389,7 +393,8 @@ class StudyWorker:
         uncounted = self._uncounted_prior_lookup()
         if uncounted is None:
             return None
-        return lambda study: _counted_lookup(study, lambda: uncounted(study))
+        retried = self._config.prior_retry_hours > 0
+        return lambda study: _counted_lookup(study, lambda: uncounted(study), retried)
 
     def _uncounted_prior_lookup(self) -> PriorLookup | None:
         """A study's priors from the configured PACS sources; None: priors are off."""

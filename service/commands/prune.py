@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from service.commands._service_files import service_file, study_name
 from service.commands.status import human_age
@@ -19,7 +20,7 @@ from service.retention import cutoff, expired, remove
 
 def run(args: argparse.Namespace) -> int:
     """The studies retention removes (service.retention: done or failed and unchanged for --days,
-    else spool_retention_days, their deliveries and reconciliation finished), one line each:
+    else spool_retention_days, their deliveries finished), one line each:
     key, token (UID only with --show-uids), state, age as `status` shows it, and the bytes its
     spooled files take; their files removed, unless --dry-run. For a spool filling now (a lower
     --days frees more at once than the service's bounded sweeps), or to see what a retention
@@ -57,5 +58,13 @@ def _prune(index: StudyIndex, spool: Spool, study: StudyState, before: float, no
 
 
 def _spooled_bytes(instances: Sequence[InstanceRecord]) -> int:
-    """What the study's spooled files take now."""
-    return sum(record.path.stat().st_size for record in instances if record.path.is_file())
+    """What the study's spooled files take now (a file the running service's sweep removes
+    meanwhile takes nothing)."""
+    return sum(_size(record.path) for record in instances)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

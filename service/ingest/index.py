@@ -284,9 +284,11 @@ class StudyIndex:
     def mark_files_removed(self, study_uid: str, cutoff: float) -> list[InstanceRecord] | None:
         """Record that retention removes the study's spooled files, if it still may (done or
         failed, unchanged since `cutoff`); the instances whose files are to be removed, None
-        when it may not. Checked and listed in one transaction: an instance indexed before it
+        when it may not. Checked and listed in one transaction: a new instance indexed before it
         makes the study receiving (nothing is removed), one indexed after it is not listed (its
-        file stays), and a `rescore` after it finds the mark and says why the files are gone."""
+        file stays), and a `rescore` after it finds the mark and says why the files are gone. An
+        instance received again (its SOP Instance UID known) is listed, its file at the same
+        place: the remover keeps files written since `cutoff` (service.retention._unlink)."""
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             marked = self._db.execute(

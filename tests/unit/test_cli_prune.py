@@ -58,6 +58,10 @@ def _var_dir(tmp_path: Path) -> tuple[Path, dict[str, list[InstanceRecord]]]:
         db.execute("UPDATE studies SET waiting_since = waiting_since - ?1, last_received_at = last_received_at - ?1,"
                    " updated_at = updated_at - ?1 WHERE study_instance_uid <> ?2",
                    (AGE_DAYS * 86400, STUDIES["recent"]))
+    for name, study_records in records.items():  # the files as old as the studies (retention keeps newer ones)
+        for record in study_records if name != "recent" else ():
+            written = os.stat(record.path).st_mtime - AGE_DAYS * 86400
+            os.utime(record.path, (written, written))
     return config.var_dir, records
 
 

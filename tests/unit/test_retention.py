@@ -96,15 +96,6 @@ def site(tmp_path: Path) -> Iterator[Site]:
     opened.index.close()
 
 
-@pytest.fixture
-def reconciling(tmp_path: Path) -> Iterator[Site]:
-    """Priors on: the worker reconciles each done study whose SR reached PACS."""
-    opened = _site(tmp_path / "var", prior_providers=("directory",), prior_directory=tmp_path / "priors")
-    yield opened
-    opened.outbox.stop()
-    opened.index.close()
-
-
 def _sizes(records: list[InstanceRecord]) -> int:
     return sum(os.stat(record.path).st_size for record in records)
 
@@ -155,12 +146,18 @@ def test_a_sweep_removes_the_files_and_directory_durably_marks_the_study_and_cou
     assert SpoolRetention(site.config, site.index, site.spool, site.outbox).sweep(now=LATER).studies == 0
 
 
-def test_a_done_study_stays_until_it_is_reconciled_then_goes(reconciling: Site) -> None:
-    reconciling.done_and_delivered("3.1", "9.1")
-    assert [study.study_instance_uid for study in reconciling.index.unreconciled()] == ["3.1"]
-    assert reconciling.expired(LATER) == set()
-    reconciling.index.mark_reconciled("3.1", "9.1")
-    assert reconciling.expired(LATER) == {"3.1"}
+def test_a_study_goes_whether_or_not_it_is_reconciled(tmp_path: Path) -> None:
+    """Reconciling a study reads its SR from the outbox and sends back the patient's *later*
+    studies, never its own spool: an unreconciled study (priors on, its SR delivered, the PACS
+    of priors down, say) is no reason to keep it."""
+    site = _site(tmp_path / "var", prior_providers=("directory",), prior_directory=tmp_path / "priors")
+    try:
+        site.done_and_delivered("3.1", "9.1")
+        assert [study.study_instance_uid for study in site.index.unreconciled()] == ["3.1"]
+        assert site.expired(LATER) == {"3.1"}
+    finally:
+        site.outbox.stop()
+        site.index.close()
 
 
 def test_a_study_scored_without_its_priors_stays_while_it_may_be_scored_again(tmp_path: Path) -> None:
@@ -175,7 +172,6 @@ def test_a_study_scored_without_its_priors_stays_while_it_may_be_scored_again(tm
         marked_at = time.time()
         assert site.index.finish("3.4", DONE, result="9.4", priors_unavailable=True)
         site.queue("9.4", delivered=True)
-        site.index.mark_reconciled("3.4", "9.4")
         assert site.expired(LATER) == set()
         assert site.expired(marked_at + retry_hours * 3600 + 60) == {"3.4"}
     finally:
@@ -187,12 +183,6 @@ def test_a_retention_of_0_keeps_every_study(site: Site) -> None:
     site.done_and_delivered("3.3", "9.3")
     kept_for_ever = dataclasses.replace(site.config, spool_retention_days=0)
     assert expired(site.index, site.spool, site.outbox.deliveries(), kept_for_ever, FAR_FUTURE) == []
-
-
-def test_without_priors_nothing_waits_for_a_reconciliation_that_never_comes(site: Site) -> None:
-    site.done_and_delivered("3.2", "9.2")
-    assert [study.study_instance_uid for study in site.index.unreconciled()] == ["3.2"]
-    assert site.expired(LATER) == {"3.2"}
 
 
 def test_a_study_to_which_an_instance_came_after_it_was_chosen_is_kept_whole(site: Site) -> None:
@@ -224,10 +214,34 @@ def test_a_sweep_removes_at_most_its_share_the_rest_at_the_next(site: Site, monk
 
 
 def _age(site: Site, study_uid: str, days: float) -> None:
-    """The study's times moved `days` back, as if it had been received and scored then."""
+    """The study's times, and its spooled files' modification times, moved `days` back, as if it
+    had been received and scored then."""
     with sqlite3.connect(site.config.index_path) as db:
         db.execute("UPDATE studies SET waiting_since = waiting_since - ?1, last_received_at = last_received_at - ?1,"
                    " updated_at = updated_at - ?1 WHERE study_instance_uid = ?2", (days * DAY, study_uid))
+    for record in site.index.instances(study_uid):
+        written = os.stat(record.path).st_mtime - days * DAY
+        os.utime(record.path, (written, written))
+
+
+def test_an_instance_received_again_while_its_study_is_removed_is_kept(site: Site) -> None:
+    """The listener moves a received file into the spool (where its SOP Instance UID always
+    lands) before its index transaction. A study sent again can be marked and listed in
+    between: the file just received, newer than the cutoff, stays (it is answered Success), the
+    old ones go, and the transaction then finds the row and clears the mark."""
+    records = site.done_and_delivered("7.2", "9.2")
+    _age(site, "7.2", DAYS + 1)
+    old_bytes = _sizes(records[1:])
+    (chosen,) = expired(site.index, site.spool, site.outbox.deliveries(), site.config, time.time())
+    received = site.config.var_dir / "received.tmp"
+    received.write_bytes(os.urandom(1234))
+    again = site.spool.move_in("7.2", records[0].sop_instance_uid, received)  # not indexed yet
+
+    assert remove(site.index, site.spool, chosen, cutoff(DAYS, time.time())) == old_bytes
+    assert again == records[0].path and os.stat(again).st_size == 1234
+    assert not any(record.path.exists() for record in records[1:])
+    site.index.add_instance(dataclasses.replace(records[0], received_at=time.time()))
+    assert site.index.study("7.2").files_removed_at is None
 
 
 def test_instances_sent_again_are_stored_again_and_clear_the_mark(site: Site) -> None:

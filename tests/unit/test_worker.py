@@ -728,6 +728,28 @@ def _measurement_groups(sr: Dataset) -> list[str]:
     return [str(group.tracking_identifier) for group in report.get_image_measurement_groups()]
 
 
+def test_with_prior_retry_hours_0_a_study_without_its_priors_is_marked_never_asked_about_again(
+        tmp_path, scorer, caplog):
+    """prior_retry_hours 0: the study is marked (for `status` and `rescore --priors-unavailable`),
+    the log says to rescore it, and no retry asks about it or logs that it gave up."""
+    site, archive = _archive_site(tmp_path, scorer, prior_retry_hours=0)
+    try:
+        study_uid, ct, rtstruct = _dated_study("20240301")
+        site.receive([*ct, rtstruct])
+        with caplog.at_level(logging.WARNING, logger="service.worker"):
+            assert site.worker.process_ready(now=RECEIVED_AT + QUIET) == 1
+        key = study_key(study_uid)
+        assert (f"study {key}: priors unavailable, compared with none; once a prior source answers, "
+                f"`radiomics-cds rescore {key}` compares it") in caplog.messages
+        since = site.index.study(study_uid).priors_unavailable_since
+        assert since is not None
+        archive.mkdir()
+        assert [_retries(site, caplog, since + offset) for offset in (0, 61, 3600)] == [(0, [])] * 3
+        assert [s.study_instance_uid for s in site.index.scored_without_priors()] == [study_uid]
+    finally:
+        site.close()
+
+
 def test_a_study_whose_priors_stay_unavailable_is_left_marked_after_prior_retry_hours(tmp_path, scorer, caplog):
     """prior_retry_hours 1: asked about within the hour; from its first result without priors
     plus an hour on, never again, even once the source would answer, which is logged once

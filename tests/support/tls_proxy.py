@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tests.support.certs import KeyPair
 from tests.support.external import missing_dependency, require_external
-from tests.support.processes import free_port
+from tests.support.processes import free_port, stop_process
 
 
 def find_nginx() -> str:
@@ -79,9 +79,4 @@ http {{
     def stop(self) -> None:
         """SIGTERM, nginx's fast shutdown: the master stops its workers before it exits (a SIGKILL
         to the master left them running, holding the port and the working directory)."""
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, 30)

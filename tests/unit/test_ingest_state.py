@@ -15,6 +15,7 @@ from service.ingest.index import (DONE, FAILED, PROCESSING, RECEIVING, InstanceR
 from service.ingest.scp import study_order
 from service.sop_classes import CT_IMAGE, RT_STRUCTURE_SET
 from service.ingest.spool import Spool, study_key
+from tests.support.old_index import write_index_of_the_release_before
 
 
 def _record(uid: str, sop_class: str = CT_IMAGE, positions=(0.0,), at: float = 100.0, study="1.2.3",
@@ -323,15 +324,9 @@ def test_an_index_from_before_the_priors_mark_gains_it_and_status_reads_it_befor
     `status` as it is, read-only, every study unmarked; opened by the service it gains the
     column, keeps its studies and marks a result without its priors."""
     path = tmp_path / "index.sqlite"
-    with closing(sqlite3.connect(path)) as old, old:
-        old.executescript(
-            "CREATE TABLE studies (study_instance_uid TEXT PRIMARY KEY, state TEXT NOT NULL, waiting_since REAL"
-            " NOT NULL, last_received_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, generation INTEGER"
-            " NOT NULL DEFAULT 0, claimed_generation INTEGER NOT NULL DEFAULT -1, error TEXT, result TEXT,"
-            " updated_at REAL NOT NULL, patient_key TEXT NOT NULL DEFAULT '', study_datetime TEXT NOT NULL"
-            " DEFAULT '');"
-            "INSERT INTO studies (study_instance_uid, state, waiting_since, last_received_at, result, updated_at)"
-            " VALUES ('1.2.0', 'done', 1, 1, '9.0', 1);")
+    write_index_of_the_release_before(
+        path, "INSERT INTO studies (study_instance_uid, state, waiting_since, last_received_at, result, updated_at)"
+              " VALUES ('1.2.0', 'done', 1, 1, '9.0', 1)")
     before = path.read_bytes()
     (old_study,) = read_studies(path)
     assert (old_study.state, old_study.result, old_study.priors_unavailable_since) == (DONE, "9.0", None)

@@ -28,6 +28,7 @@ from service import retention
 from service.retention import SpoolRetention, cutoff, expired, remove
 from service.sop_classes import CT_IMAGE, RT_STRUCTURE_SET
 from tests.support.destinations import RecordingDestination
+from tests.support.old_index import write_index_of_the_release_before
 
 DAYS = 30.0
 DAY = 86400.0
@@ -267,15 +268,9 @@ def test_instances_sent_again_are_stored_again_and_clear_the_mark(site: Site) ->
 
 def test_status_reads_an_index_from_before_the_mark_without_migrating_it(tmp_path: Path) -> None:
     path = tmp_path / "index.sqlite"
-    with sqlite3.connect(path) as old:
-        old.executescript(
-            "CREATE TABLE studies (study_instance_uid TEXT PRIMARY KEY, state TEXT NOT NULL, waiting_since REAL"
-            " NOT NULL, last_received_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, generation INTEGER"
-            " NOT NULL DEFAULT 0, claimed_generation INTEGER NOT NULL DEFAULT -1, error TEXT, result TEXT,"
-            " updated_at REAL NOT NULL, patient_key TEXT NOT NULL DEFAULT '', study_datetime TEXT NOT NULL"
-            " DEFAULT '');"
-            "INSERT INTO studies (study_instance_uid, state, waiting_since, last_received_at, updated_at)"
-            " VALUES ('1.2.0', 'done', 1, 1, 1);")
+    write_index_of_the_release_before(
+        path, "INSERT INTO studies (study_instance_uid, state, waiting_since, last_received_at, updated_at)"
+              " VALUES ('1.2.0', 'done', 1, 1, 1)")
     (study,) = read_studies(path)
     assert (study.study_instance_uid, study.state, study.files_removed_at) == ("1.2.0", DONE, None)
     with sqlite3.connect(path) as db:

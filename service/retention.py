@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +47,7 @@ from service.ingest.index import StudyIndex, StudyState
 from service.ingest.spool import Spool, study_key
 from service.observability import SPOOL_REMOVED_BYTES, SPOOL_STUDIES_REMOVED, RepeatedErrorLog
 from service.outputs.artefacts import Artefact, artefact_path
-from service.outputs.outbox import PENDING, Delivery, DeliveryStatus, Outbox
+from service.outputs.outbox import PENDING, Delivery, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,9 @@ def expired(index: StudyIndex, spool: Spool, deliveries: Iterable[Delivery], con
     none while it is 0, which keeps every study."""
     if config.spool_retention_days <= 0:
         return []
-    states = _delivery_states(deliveries)
+    pending = {delivery.path for delivery in deliveries if delivery.state == PENDING}
     return [study for study in index.unchanged_since(cutoff(config.spool_retention_days, now))
-            if _has_files(study, spool) and not _delivery_pending(study, states, config.outbox_dir)
+            if _has_files(study, spool) and not _delivery_pending(study, pending, config.outbox_dir)
             and not _waiting_for_priors(study, config, now)]
 
 
@@ -85,25 +85,18 @@ def _waiting_for_priors(study: StudyState, config: Config, now: float) -> bool:
     return bool(config.prior_providers) and since is not None and now - since < config.prior_retry_hours * 3600
 
 
-def _delivery_states(deliveries: Iterable[Delivery]) -> dict[Path, set[DeliveryStatus]]:
-    """Each queued file's delivery states, one per destination."""
-    states: dict[Path, set[DeliveryStatus]] = {}
-    for delivery in deliveries:
-        states.setdefault(delivery.path, set()).add(delivery.state)
-    return states
-
-
 def _has_files(study: StudyState, spool: Spool) -> bool:
     """Not marked, or marked but its directory still there (a crash mid-removal, or an
     instance received since)."""
     return study.files_removed_at is None or spool.directory_for(study.study_instance_uid).exists()
 
 
-def _delivery_pending(study: StudyState, states: Mapping[Path, set[DeliveryStatus]], outbox_dir: Path) -> bool:
-    """A delivery of any artefact of its current result still pending."""
+def _delivery_pending(study: StudyState, pending: set[Path], outbox_dir: Path) -> bool:
+    """A delivery of any artefact of its current result still pending (`pending`: the queued
+    files with a delivery pending, to any destination)."""
     if not study.result:
         return False
-    return any(PENDING in states.get(artefact_path(outbox_dir, study.result, artefact), set()) for artefact in Artefact)
+    return any(artefact_path(outbox_dir, study.result, artefact) in pending for artefact in Artefact)
 
 
 def remove(index: StudyIndex, spool: Spool, study: StudyState, before: float) -> int | None:

@@ -61,11 +61,17 @@ def trilinear(values_zyx: np.ndarray, positions_xyz: Sequence[np.ndarray], start
         shape = [1, 1, 1]
         shape[axis] = -1
         low = np.take(result, samples.lower, axis=axis).astype(np.float64, copy=False)
-        result = np.take(result, samples.upper, axis=axis).astype(np.float64, copy=False)
-        # a + (b - a) * d, in place: the same operations in the same order, fewer fresh arrays.
-        result -= low
-        result *= samples.weight.reshape(shape)
-        result += low
+        if samples.weight.any():
+            result = np.take(result, samples.upper, axis=axis).astype(np.float64, copy=False)
+            # a + (b - a) * d, in place: the same operations in the same order, fewer fresh arrays.
+            result -= low
+            result *= samples.weight.reshape(shape)
+            result += low
+        else:
+            # Every point on a voxel centre (the new spacing equals the image's along this axis, as
+            # for 1 mm slices resampled to 1 mm): a + (b - a) * 0 is a, for the finite a and b of
+            # intensities and masks.
+            result = low
         beyond = beyond | ~samples.inside.reshape(shape)
     if beyond.any():
         result[np.broadcast_to(beyond, result.shape)] = outside

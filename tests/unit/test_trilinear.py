@@ -33,6 +33,7 @@ def _positions(first: float, step: float, n: int) -> np.ndarray:
 
 
 # (start, array size, first position, step, count) per axis x, y, z; positions are image indices.
+# 0.7mm-to-1mm's z and one-voxel-thick's x lie on voxel centres: every weight 0, the pass that only takes.
 _GRIDS = [
     pytest.param([(10, 30, 10.3, 1 / 0.7, 20), (4, 25, 4.6, 1 / 0.7, 16), (7, 12, 7.0, 1.0, 12)], id="0.7mm-to-1mm"),
     pytest.param([(0, 20, -0.45, 0.5, 40), (0, 18, -0.3, 1 / 0.9, 16), (0, 9, 0.0, 0.4, 21)], id="at-the-image-edge"),

@@ -49,9 +49,10 @@ def trilinear(values_zyx: np.ndarray, positions_xyz: Sequence[np.ndarray], start
     """`values_zyx` (the image's voxels from `start_xyz` on) interpolated at every combination of
     the continuous image indices `positions_xyz` (one ascending array per axis, x y z), float64
     (z, y, x); points beyond the array's buffer get `outside`."""
-    # Converted to float64 after the first pass's take, not before: the conversion of a float32
-    # or boolean value is exact, so the values are the same, and the first pass reads the input
-    # in its own, narrower type instead of a float64 copy of all of it.
+    # The arithmetic is float64 from the first pass on, but the input is never copied to float64:
+    # each pass takes its neighbours in the type it reads (float32 intensities, a boolean mask)
+    # and numpy casts them inside the subtraction and the addition. Converting a float32 or
+    # boolean value to float64 is exact, so the values are those of a float64 copy.
     result = np.asarray(values_zyx)
     beyond = np.zeros((1, 1, 1), dtype=bool)
     for axis_xyz, positions in enumerate(positions_xyz):
@@ -60,11 +61,10 @@ def trilinear(values_zyx: np.ndarray, positions_xyz: Sequence[np.ndarray], start
                                 values_zyx.shape[axis])
         shape = [1, 1, 1]
         shape[axis] = -1
-        low = np.take(result, samples.lower, axis=axis).astype(np.float64, copy=False)
+        low = np.take(result, samples.lower, axis=axis)
         if samples.weight.any():
-            result = np.take(result, samples.upper, axis=axis).astype(np.float64, copy=False)
-            # a + (b - a) * d, in place: the same operations in the same order, fewer fresh arrays.
-            result -= low
+            # a + (b - a) * d in ITK's order, in place after the subtraction's fresh array.
+            result = np.subtract(np.take(result, samples.upper, axis=axis), low, dtype=np.float64)
             result *= samples.weight.reshape(shape)
             result += low
         else:
@@ -73,6 +73,7 @@ def trilinear(values_zyx: np.ndarray, positions_xyz: Sequence[np.ndarray], start
             # intensities and masks.
             result = low
         beyond = beyond | ~samples.inside.reshape(shape)
+    result = result.astype(np.float64, copy=False)  # a pass that only took keeps the input's type
     if beyond.any():
         result[np.broadcast_to(beyond, result.shape)] = outside
     return result

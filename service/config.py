@@ -51,6 +51,10 @@ PRIOR_PROVIDERS = ("dicomweb", "dimse", "directory")
 FHIR_RESULT_STATUSES = ("preliminary", "final")
 """DiagnosticReport and Observation status codes (FHIR R4) a site may choose: unverified results
 are `preliminary`; `final` claims a verification the service cannot make (docs/fhir.md)."""
+# The longest wait before PACS is asked again about a study after it did not answer (the
+# worker's reconciliation and prior retry double pacs_query_initial_backoff_seconds up to it), so
+# that a PACS refusing our credentials for days is not asked (nor logged) once a minute per study.
+PACS_QUERY_MAX_BACKOFF_SECONDS = 3600.0
 
 
 def _prior_providers(items: list[Any]) -> tuple[str, ...]:
@@ -174,9 +178,14 @@ class Config:
     # study of the patient is still in flight on this ingest, so that it compares with its report.
     prior_in_flight_wait_seconds: float = 600.0
     # A study scored while no prior source answered is asked about again (reconciliation's
-    # schedule: a minute, doubled up to an hour) and scored again once one answers, for at most
-    # this long after its first result without priors; 0: never (`rescore --priors-unavailable`).
+    # schedule: pacs_query_initial_backoff_seconds, doubled up to an hour) and scored again once
+    # one answers, for at most this long after its first result without priors; 0: never
+    # (`rescore --priors-unavailable`).
     prior_retry_hours: float = 72.0
+    # After PACS did not answer a question about a study (reconciliation's, or a study's priors
+    # after they were unavailable), it is asked again after this long, then after twice as long
+    # at each postponement of the same study, up to an hour.
+    pacs_query_initial_backoff_seconds: float = 60.0
     prior_dicomweb_url: str | None = None
     # its credentials (a bearer token or HTTP Basic "user:password", https only) and CA file, as
     # for STOW-RS
@@ -333,6 +342,9 @@ class Config:
         for name in ("prior_in_flight_wait_seconds", "prior_retry_hours"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if not 0 < self.pacs_query_initial_backoff_seconds <= PACS_QUERY_MAX_BACKOFF_SECONDS:
+            raise ConfigError(f"pacs_query_initial_backoff_seconds must be above 0 and at most "
+                              f"{PACS_QUERY_MAX_BACKOFF_SECONDS:g} (the longest wait)")
         if self.prior_dimse_port is not None and not 0 <= self.prior_dimse_port <= 65535:
             raise ConfigError("prior_dimse_port must be a TCP port (0-65535)")
 

@@ -6,13 +6,13 @@ say "priors unavailable: <reason>": the tumour board has its scores without the 
 assessment (RECIST, iRECIST, lesion tracking). `PriorsWatch` tells the worker that this
 happened, and the worker records it in the index (StudyIndex.finish, priors_unavailable).
 `PriorRetry` then asks the sources again about each such study, on reconciliation's schedule
-(a minute after it is first seen, then doubling up to an hour), with the very lookup its
-scoring made; once they answer, with the patient's earlier SRs or with none, it sends the study
-back to be scored (StudyIndex.rescore): the new SR, compared with its priors, names the old one
-as predecessor, and the SRs the question fetched wait in the prior cache. A study still without
-its priors prior_retry_hours after its first result without them is no longer asked about;
-that is logged once (per process) and the mark stays, for `status` to show and
-`radiomics-cds rescore --priors-unavailable` to select.
+(pacs_query_initial_backoff_seconds after it is first seen, a minute by default, then doubling
+up to an hour), with the very lookup its scoring made; once they answer, with the patient's
+earlier SRs or with none, it sends the study back to be scored (StudyIndex.rescore): the new
+SR, compared with its priors, names the old one as predecessor, and the SRs the question
+fetched wait in the prior cache. A study still without its priors prior_retry_hours after its
+first result without them is no longer asked about; that is logged once (per process) and the
+mark stays, for `status` to show and `radiomics-cds rescore --priors-unavailable` to select.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from collections.abc import Callable
 
 from pydicom import Dataset
 
-from service.config import Config
+from service.config import PACS_QUERY_MAX_BACKOFF_SECONDS, Config
 from service.adoption import Adoption
 from service.backoff import Backoff
 from service.errors import ConfigError, InputError, PriorSourceError, ScorerError, ScorerUnavailable
@@ -73,13 +73,6 @@ MAX_ATTEMPTS = 5
 # 75 s of a scorer outage. One more attempt than waits; a study that itself brings its scorer
 # down (a lesion too large for the pod's memory) is still failed in the end.
 SCORER_RETRY_WAITS_S = (10.0, 30.0, 90.0, 270.0, 600.0, 600.0, 600.0, 600.0, 600.0)
-# Seconds before reconciliation asks again after PACS did not answer, or while a later study of
-# the patient is still being received or scored here; doubled at each postponement of the same
-# study up to RECONCILE_RETRY_MAX_SECONDS, so that a PACS refusing our credentials for days is
-# not asked (nor logged) once a minute per delivered study. A study scored while its priors
-# were unavailable is asked about again on the same schedule (service.prior_retry).
-RECONCILE_RETRY_SECONDS = 60.0
-RECONCILE_RETRY_MAX_SECONDS = 3600.0
 # Early completeness while the scorer cannot state its settings: the flat margin used before the
 # margin was derived from them, wide enough for any ring up to 7 mm.
 UNKNOWN_SETTINGS_MARGIN = EarlyMargin(ring_mm=10.0, resampled_voxel_mm=0.0, support_slices=0)
@@ -169,11 +162,14 @@ class StudyWorker:
         self._adoption = Adoption(retrievers, index, Spool(config.spool_dir), config.var_dir / "retrieved",
                                   config.var_dir / "adopted", limits) if retrievers else None
         self._reconciling = threading.Lock()  # one thread reconciles at a time
-        self._reconcile_backoff = Backoff(RECONCILE_RETRY_SECONDS, RECONCILE_RETRY_MAX_SECONDS)  # study -> next ask
+        # Reconciliation asks again after PACS did not answer, or while a later study of the
+        # patient is still being received or scored here; a study scored while its priors were
+        # unavailable is asked about again on the same schedule (service.prior_retry).
+        self._reconcile_backoff = self._pacs_query_backoff()  # study -> next ask
         self._reconcile_errors = RepeatedErrorLog(log)
         lookup = self._uncounted_prior_lookup()
         self._prior_retry = PriorRetry(index, lookup, config.outbox_dir,
-                                       Backoff(RECONCILE_RETRY_SECONDS, RECONCILE_RETRY_MAX_SECONDS),
+                                       self._pacs_query_backoff(),
                                        config.prior_retry_hours * 3600, self._stop) \
             if lookup and config.prior_retry_hours > 0 else None
         self._scorer_retry_at: dict[str, float] = {}  # study -> when to claim it again (SCORER_RETRY_WAITS_S)
@@ -396,6 +392,11 @@ class StudyWorker:
         retried = self._config.prior_retry_hours > 0
         return lambda study: _counted_lookup(study, lambda: uncounted(study), retried)
 
+    def _pacs_query_backoff(self) -> Backoff:
+        """When to ask PACS again about each study after it did not answer
+        (pacs_query_initial_backoff_seconds, doubled up to PACS_QUERY_MAX_BACKOFF_SECONDS)."""
+        return Backoff(self._config.pacs_query_initial_backoff_seconds, PACS_QUERY_MAX_BACKOFF_SECONDS)
+
     def _uncounted_prior_lookup(self) -> PriorLookup | None:
         """A study's priors from the configured PACS sources; None: priors are off."""
         if not self._providers:
@@ -501,7 +502,7 @@ class StudyWorker:
     def _adopt(self, study_uid: str, standing_sr: Dataset) -> bool | None:
         """Retrieve a stale study another replica scored, to be scored here; False: it cannot be
         (PACS cannot give it); None: not now (our spool or index could not take it, e.g. a full
-        disk), ask again after RECONCILE_RETRY_SECONDS rather than at once."""
+        disk), ask again after reconciliation's backoff rather than at once."""
         if self._adoption is None:
             return False
         try:

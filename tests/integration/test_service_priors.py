@@ -164,10 +164,11 @@ def test_with_priors_unavailable_the_follow_up_is_still_scored_and_says_so(tmp_p
 def test_a_follow_up_scored_while_pacs_was_down_is_scored_again_once_pacs_answers(tmp_path, sts019, follow_up):
     """PACS (DICOMweb priors) holds the baseline's SR, then stops: the follow-up is scored without
     it, and `status` says so. PACS started again (the same storage and ports), the running
-    service asks again by itself, a minute after the follow-up was done, and scores it again:
-    compared with the baseline, its old SR the predecessor, no longer marked."""
+    service asks again by itself, pacs_query_initial_backoff_seconds (here 3) after the follow-up
+    was done, then 6 s later, and so on, and scores it again: compared with the baseline, its old
+    SR the predecessor, no longer marked."""
     ct, rtstruct, follow_up_uid = follow_up
-    with running_site(tmp_path / "site", prior_providers="dicomweb") as site:
+    with running_site(tmp_path / "site", prior_providers="dicomweb", pacs_query_initial_backoff_seconds=3) as site:
         send(site.service, sts019)
         baseline_sr = site.sr(study_uid_of(sts019))
         site.in_pacs(baseline_sr)

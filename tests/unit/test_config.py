@@ -54,6 +54,8 @@ def test_yaml_then_environment_then_overrides(tmp_path):
     ({"RCDS_MAX_CONTOUR_POINTS": "-5"}, "max_contour_points must be at least 1"),
     ({"RCDS_SPOOL_RETENTION_DAYS": "-1"}, "spool_retention_days must not be negative"),
     ({"RCDS_SPOOL_RETENTION_DAYS": "a month"}, "setting spool_retention_days: cannot use 'a month'"),
+    ({"RCDS_PACS_QUERY_INITIAL_BACKOFF_SECONDS": "0"}, "pacs_query_initial_backoff_seconds must be above 0"),
+    ({"RCDS_PACS_QUERY_INITIAL_BACKOFF_SECONDS": "7200"}, "at most 3600 \\(the longest wait\\)"),
 ])
 def test_bad_values_stop_at_start_with_the_setting_named(environ, message):
     with pytest.raises(ConfigError, match=message):

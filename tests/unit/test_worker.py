@@ -671,13 +671,18 @@ def _retries(site: Site, caplog: pytest.LogCaptureFixture, at: float) -> tuple[i
     return sent_back, [record.getMessage() for record in caplog.records if record.name == "service.prior_retry"]
 
 
-def test_a_study_scored_without_its_priors_is_scored_again_with_them_once_the_source_answers(tmp_path, scorer, caplog):
+@pytest.mark.parametrize("first_wait", [None, 10.0], ids=["a-minute-by-default", "configured"])
+def test_a_study_scored_without_its_priors_is_scored_again_with_them_once_the_source_answers(
+        tmp_path, scorer, caplog, first_wait):
     """The baseline is scored and its SR put in the archive; the archive goes away and the
-    follow-up is scored without it. It is asked about a minute later, then after 2 minutes,
-    4 minutes (not in between), left done and marked while the source fails; once the archive
-    is back, the next question sends it back, and the worker scores it again: compared with the
-    baseline's SR, its RECIST assessment there, the old SR named as predecessor, unmarked."""
-    site, archive = _archive_site(tmp_path, scorer)
+    follow-up is scored without it. It is asked about a minute later (or
+    pacs_query_initial_backoff_seconds), then after twice, four times that (not in between),
+    left done and marked while the source fails; once the archive is back, the next question
+    sends it back, and the worker scores it again: compared with the baseline's SR, its RECIST
+    assessment there, the old SR named as predecessor, unmarked."""
+    settings = {} if first_wait is None else {"pacs_query_initial_backoff_seconds": first_wait}
+    wait = first_wait or 60.0
+    site, archive = _archive_site(tmp_path, scorer, **settings)
     try:
         base_uid, base_ct, base_rtstruct = _dated_study("20240101")
         follow_uid, follow_ct, follow_rtstruct = _dated_study("20240301")
@@ -695,15 +700,18 @@ def test_a_study_scored_without_its_priors_is_scored_again_with_them_once_the_so
         first = _assert_done_and_queued(site, follow_uid)
         assert priors_used(first) == set() and "RECIST 1.1 assessment" not in _measurement_groups(first)
         start, lookups_before = time.time(), _lookups()
-        asked = [_retries(site, caplog, start + offset) for offset in (0, 59, 61, 61 + 119, 61 + 121)]
+        after_first, after_second = wait + 1, wait + 1 + 2 * wait + 1  # just after each of the first two waits
+        asked = [_retries(site, caplog, start + offset)
+                 for offset in (0, wait - 1, after_first, after_second - 2, after_second)]
         assert [sent_back for sent_back, _ in asked] == [0] * 5
         assert [len(messages) for _, messages in asked] == [0, 0, 1, 0, 1]
-        assert asked[4][1] == [f"study {study_key(follow_uid)}: its priors are still unavailable; asked again in 240 s"]
+        assert asked[4][1] == [
+            f"study {study_key(follow_uid)}: its priors are still unavailable; asked again in {4 * wait:.0f} s"]
         assert site.state(follow_uid) == (DONE, None) and site.index.study(follow_uid).result == first.SOPInstanceUID
 
         (tmp_path / "away").rename(archive)
-        assert _retries(site, caplog, start + 61 + 121 + 239) == (0, [])
-        assert _retries(site, caplog, start + 61 + 121 + 241) == (
+        assert _retries(site, caplog, start + after_second + 4 * wait - 1) == (0, [])
+        assert _retries(site, caplog, start + after_second + 4 * wait + 1) == (
             1, [f"study {study_key(follow_uid)}: scored again, its priors are available now"])
         assert site.state(follow_uid) == (RECEIVING, "scored again: its priors are available now")
         assert _added(lookups_before) == {}  # the questions are not a scored study's lookups

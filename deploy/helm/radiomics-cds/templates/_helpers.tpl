@@ -246,7 +246,7 @@ imagePullSecrets:
      naming dimse and only pacs_host to default to would refuse to start), and the retention of
      the spool, which only the ingest has. */}}
 {{- define "rcds.ingestOnlySettings" -}}
-pacs_host pacs_port pacs_ae_title pacs_tls stow_url fhir_base_url fhir_smart_client_id fhir_smart_key_id fhir_smart_token_url fhir_smart_scope patient_identifier_system fhir_result_status delivery_max_attempts delivery_initial_backoff_seconds prior_providers prior_lookback_days prior_max_studies prior_timeout_seconds prior_in_flight_wait_seconds prior_retry_hours prior_dicomweb_url prior_dimse_host prior_dimse_port prior_dimse_ae_title prior_directory spool_retention_days
+pacs_host pacs_port pacs_ae_title pacs_tls stow_url fhir_base_url fhir_smart_client_id fhir_smart_key_id fhir_smart_token_url fhir_smart_scope patient_identifier_system fhir_result_status delivery_max_attempts delivery_initial_backoff_seconds prior_providers prior_lookback_days prior_max_studies prior_timeout_seconds prior_in_flight_wait_seconds prior_retry_hours pacs_query_initial_backoff_seconds prior_dicomweb_url prior_dimse_host prior_dimse_port prior_dimse_ae_title prior_directory spool_retention_days
 {{- end }}
 
 {{/* A NetworkPolicy egress rule: [CIDRs, TCP ports]. */}}

@@ -182,9 +182,10 @@ class Config:
     # one answers, for at most this long after its first result without priors; 0: never
     # (`rescore --priors-unavailable`).
     prior_retry_hours: float = 72.0
-    # After PACS did not answer a question about a study (reconciliation's, or a study's priors
-    # after they were unavailable), it is asked again after this long, then after twice as long
-    # at each postponement of the same study, up to an hour.
+    # A question about a study that could not be settled (reconciliation's: PACS did not answer,
+    # a later study of the patient still in flight here, a retrieved study not stored; or a
+    # study's priors after they were unavailable) is asked again after this long, then after
+    # twice as long at each postponement of the same study, up to an hour.
     pacs_query_initial_backoff_seconds: float = 60.0
     prior_dicomweb_url: str | None = None
     # its credentials (a bearer token or HTTP Basic "user:password", https only) and CA file, as

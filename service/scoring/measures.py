@@ -154,7 +154,7 @@ def _axial_diameters(points_mm: np.ndarray, slice_of_point: np.ndarray) -> tuple
 
     The longest diameter is that of the lowest slice attaining the maximum. Slices are examined
     widest first, and a slice whose diameter bound is below the longest found so far cannot
-    attain it, so most slices of a large lesion need no convex hull.
+    attain it, so most slices of a large lesion need no pairwise search.
     """
     order = np.argsort(slice_of_point, kind="stable")  # keeps each slice's points in their order
     sorted_slices = slice_of_point[order]

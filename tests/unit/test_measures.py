@@ -12,7 +12,7 @@ from scipy.spatial.distance import pdist, squareform
 from service.imaging.contours import rtstruct_to_masks
 from service.imaging.volume import read_ct_directory
 from service.model import ImageGeometry
-from service.scoring.measures import _FEW_POINTS, longest_chord, measure_lesion
+from service.scoring.measures import _FEW_POINTS, _max_distance, longest_chord, measure_lesion
 from tests.support.external import DATA_DIR, require_data
 
 
@@ -187,3 +187,15 @@ def test_longest_chord_takes_the_hull_path_on_a_round_lesion():
     reach = np.linalg.norm(points - centre, axis=1)
     longest = pdist(points).max()
     assert np.count_nonzero(reach + reach.max() >= longest) > _FEW_POINTS
+
+
+def test_a_slice_of_more_than_few_points_gives_the_longest_distance_through_its_hull():
+    """Beyond _FEW_POINTS points a slice's longest chord is sought among its convex hull's
+    vertices (the path no slice of the lesions above reaches): the same length as over every
+    pair, and its direction is that of a longest pair (the points' extent along it is its length)."""
+    points = np.random.default_rng(6).normal(size=(1500, 2)) * [20.0, 11.0]
+    assert len(points) > _FEW_POINTS
+    longest, direction = _max_distance(points)
+    assert longest == pytest.approx(float(pdist(points).max()), rel=1e-12, abs=0.0)
+    extent = points @ direction
+    assert float(extent.max() - extent.min()) == pytest.approx(longest, rel=1e-12)

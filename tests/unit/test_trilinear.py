@@ -39,6 +39,7 @@ _GRIDS = [
     pytest.param([(0, 20, -0.45, 0.5, 40), (0, 18, -0.3, 1 / 0.9, 16), (0, 9, 0.0, 0.4, 21)], id="at-the-image-edge"),
     pytest.param([(3, 15, 2.0, 1.3, 14), (2, 14, 1.9, 0.77, 20), (1, 6, 0.2, 1.1, 7)], id="beyond-the-buffer"),
     pytest.param([(5, 1, 5.0, 1.0, 1), (0, 12, 0.25, 1.5, 7), (2, 10, 2.5, 2.0, 4)], id="one-voxel-thick"),
+    pytest.param([(2, 10, 3.0, 1.0, 6), (1, 8, 2.0, 1.0, 5), (0, 5, 1.0, 1.0, 3)], id="every-axis-on-centres"),
 ]
 
 
@@ -51,7 +52,7 @@ def test_intensities_equal_simpleitk_linear_resampling(grid):
     positions = [_positions(first, step, count) for _, _, first, step, count in grid]
     ours = trilinear(values, positions, start, outside=-1000.0)
     theirs = _itk_linear(values, start, positions, outside=-1000.0)
-    assert ours.shape == theirs.shape
+    assert ours.shape == theirs.shape and ours.dtype == np.float64  # float64 even when every pass only took
     np.testing.assert_array_equal(ours == -1000.0, theirs == -1000.0)  # the same points outside
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-9)
 

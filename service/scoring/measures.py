@@ -6,7 +6,8 @@ through). They lie within half a voxel of the true boundary along each axis, so 
 within about one voxel diagonal of the continuous shape's.
 - Longest axial diameter: the largest in-plane distance on any single axial slice (RECIST).
 - Short axis: on that same slice, the lesion's width perpendicular to the long axis (the caliper
-  width, equal to the longest perpendicular chord for convex lesions).
+  width, equal to the longest perpendicular chord for convex lesions). Where chords in different
+  directions tie for the longest on that slice, the largest of their widths.
 - 3D maximum diameter: the largest distance between any two boundary points in 3D (computed on
   the points that can end a chord as long as one already found: the same maximum,
   tests/unit/test_measures.py).
@@ -91,29 +92,37 @@ def _diameter_candidates(points: np.ndarray) -> np.ndarray:
         return points
 
 
-def _condensed_pair(n: int, k: int) -> tuple[int, int]:
-    """The pair (i, j), i < j, at position k of pdist's condensed order for n points.
+def _condensed_pairs(n: int, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs (i, j), i < j, at `positions` of pdist's condensed order for n points.
 
-    Row i holds n - 1 - i pairs; locating k among the rows' starts avoids building all n(n-1)/2
-    index pairs (np.triu_indices) for one of them.
+    Row i holds n - 1 - i pairs; locating each position among the rows' starts avoids building
+    all n(n-1)/2 index pairs (np.triu_indices) for a few of them.
     """
     row_ends = np.cumsum(np.arange(n - 1, 0, -1))
-    i = int(np.searchsorted(row_ends, k, side="right"))
-    row_start = int(row_ends[i - 1]) if i else 0
-    return i, i + 1 + k - row_start
+    rows = np.searchsorted(row_ends, positions, side="right")
+    row_starts = np.where(rows > 0, row_ends[rows - 1], 0)
+    return rows, rows + 1 + positions - row_starts
 
 
-def _max_distance(points: np.ndarray) -> tuple[float, np.ndarray]:
-    """The largest pairwise distance and the unit vector along it."""
+_TIE = 1e-9
+"""Chords within this relative difference of the longest are its ties: grid points give exactly
+equal chords in different directions (a square's diagonals), which coordinates' rounding can set
+an ulp apart."""
+
+
+def _longest_chords(points: np.ndarray) -> tuple[float, np.ndarray]:
+    """The largest pairwise distance, and the unit vectors along every chord tied with it (one
+    row each; none for fewer than two distinct points)."""
     vertices = _diameter_candidates(points)
     if len(vertices) < 2:
-        return 0.0, np.zeros(points.shape[1])
+        return 0.0, np.zeros((0, points.shape[1]))
     lengths = pdist(vertices)  # condensed: n(n-1)/2 distances, no n x n x 3 array
-    k = int(np.argmax(lengths))
-    i, j = _condensed_pair(len(vertices), k)
-    longest = float(lengths[k])
-    direction = (vertices[i] - vertices[j]) / longest if longest > 0 else np.zeros(points.shape[1])
-    return longest, direction
+    longest = float(lengths.max())
+    if longest == 0.0:
+        return 0.0, np.zeros((0, points.shape[1]))
+    tied = np.flatnonzero(lengths >= longest * (1.0 - _TIE))
+    first, second = _condensed_pairs(len(vertices), tied)
+    return longest, (vertices[first] - vertices[second]) / lengths[tied][:, None]
 
 
 def longest_chord(points: np.ndarray) -> float:
@@ -168,12 +177,23 @@ def _axial_diameters(points_mm: np.ndarray, slice_of_point: np.ndarray) -> tuple
     for index in sorted(range(len(slices)), key=lambda i: -bounds[i]):
         if bounds[index] < best_long:
             break  # and so are all the slices after it
-        longest, direction = _max_distance(slices[index])
+        longest, directions = _longest_chords(slices[index])
         if longest > best_long or (longest == best_long > 0 and index < best_slice):
-            perpendicular = np.array([-direction[1], direction[0]])
-            projection = slices[index] @ perpendicular
-            best_long, best_short, best_slice = longest, float(projection.max() - projection.min()), index
+            best_long, best_short, best_slice = longest, _widest_across(slices[index], directions), index
     return best_long, best_short
+
+
+def _widest_across(points: np.ndarray, directions: np.ndarray) -> float:
+    """The points' largest width perpendicular to any of `directions` (in-plane unit vectors).
+
+    With one longest chord, the short axis is the width across it; with ties (chords equally
+    long in different directions), the largest of their widths: the short axis then follows a
+    stated rule, not the order in which the points happen to be listed; the larger width is the
+    cautious reading for RECIST's short-axis thresholds of lymph nodes (10 and 15 mm).
+    """
+    perpendiculars = np.column_stack([-directions[:, 1], directions[:, 0]])
+    projections = points @ perpendiculars.T
+    return float((projections.max(axis=0) - projections.min(axis=0)).max())
 
 
 def measure_lesion(mask: np.ndarray, offset_zyx: tuple[int, int, int], geometry: ImageGeometry) -> LesionMeasures:

@@ -35,7 +35,7 @@ def _sections() -> dict[str, str]:
 
 def test_every_alert_has_its_section_in_the_rules_order_and_its_url_opens_it() -> None:
     names = [rule["alert"] for rule in ALERTS]
-    assert len(names) == 11 and list(_sections()) == ["Before you start", *names]
+    assert len(names) == 12 and list(_sections()) == ["Before you start", *names]
     for rule in ALERTS:
         assert rule["annotations"]["runbook_url"] == f"docs/runbook.md#{_anchor(rule['alert'])}"
     assert _anchor("RadiomicsCdsStudyStuck") == "radiomicscdsstudystuck"
@@ -47,7 +47,7 @@ def test_each_section_says_what_it_means_what_to_check_and_fix_and_how_to_confir
         rule: dict[str, object]) -> None:
     section = _sections()[str(rule["alert"])]
     assert [section.index(part) for part in PARTS] == sorted(section.index(part) for part in PARTS)
-    metrics = set(re.findall(r"\b(rcds_\w+|up)(?=[{\[ ]|$)", str(rule["expr"])))
+    metrics = set(re.findall(r"\b(rcds_\w+|process_\w+|up)(?=[{\[ ]|$)", str(rule["expr"])))
     assert metrics, rule["expr"]
     for metric in metrics:
         assert re.search(rf"[`(]{metric}\b", section), metric

@@ -7,7 +7,7 @@ within about one voxel diagonal of the continuous shape's.
 - Longest axial diameter: the largest in-plane distance on any single axial slice (RECIST).
 - Short axis: on that same slice, the lesion's width perpendicular to the long axis (the caliper
   width, equal to the longest perpendicular chord for convex lesions). Where chords in different
-  directions tie for the longest on that slice, the largest of their widths.
+  directions, or on different slices, tie for the longest, the largest of their widths.
 - 3D maximum diameter: the largest distance between any two boundary points in 3D (computed on
   the points that can end a chord as long as one already found: the same maximum,
   tests/unit/test_measures.py).
@@ -161,9 +161,11 @@ _DIAMETER_BOUND_FACTOR = (1.0 + 1e-9) / np.cos(np.pi / 32)
 def _axial_diameters(points_mm: np.ndarray, slice_of_point: np.ndarray) -> tuple[float, float]:
     """(longest axial diameter, short axis on that slice) over all slices.
 
-    The longest diameter is that of the lowest slice attaining the maximum. Slices are examined
-    widest first, and a slice whose diameter bound is below the longest found so far cannot
-    attain it, so most slices of a large lesion need no pairwise search.
+    Where several slices tie for the longest diameter (within _TIE), the short axis is the
+    largest width across any of their longest chords, as within one slice (_widest_across): the
+    result is then the same whichever way the lesion lies in the plane or along the slices.
+    Slices are examined widest first, and a slice whose diameter bound is below the longest
+    found so far cannot attain it, so most slices of a large lesion need no pairwise search.
     """
     order = np.argsort(slice_of_point, kind="stable")  # keeps each slice's points in their order
     sorted_slices = slice_of_point[order]
@@ -173,13 +175,18 @@ def _axial_diameters(points_mm: np.ndarray, slice_of_point: np.ndarray) -> tuple
     projections = in_plane @ _DIRECTIONS.T  # every slice's widths along the directions, at once
     widths = np.maximum.reduceat(projections, starts) - np.minimum.reduceat(projections, starts)
     bounds = (widths.max(axis=1) * _DIAMETER_BOUND_FACTOR).tolist()
-    best_long, best_short, best_slice = 0.0, 0.0, len(slices)
+    best_long, best_short = 0.0, 0.0
     for index in sorted(range(len(slices)), key=lambda i: -bounds[i]):
-        if bounds[index] < best_long:
+        if bounds[index] < best_long * (1.0 - _TIE):
             break  # and so are all the slices after it
         longest, directions = _longest_chords(slices[index])
-        if longest > best_long or (longest == best_long > 0 and index < best_slice):
-            best_long, best_short, best_slice = longest, _widest_across(slices[index], directions), index
+        if longest == 0.0 or longest < best_long * (1.0 - _TIE):
+            continue
+        width = _widest_across(slices[index], directions)
+        if longest > best_long * (1.0 + _TIE):
+            best_long, best_short = longest, width
+        else:  # tied with the longest so far
+            best_long, best_short = max(best_long, longest), max(best_short, width)
     return best_long, best_short
 
 

@@ -94,21 +94,17 @@ def _reference_measures(mask: np.ndarray, offset_zyx: tuple[int, int, int], geom
     axial = face_points(in_plane)
     # In-plane coordinates in the slice's own frame (direction cosines as rows).
     axial_mm = to_mm(axial) @ np.asarray(geometry.direction, dtype=float).reshape(3, 3)
-    best = (0.0, 0.0)
-    for z in np.unique(axial[:, 0]):
-        plane = axial_mm[axial[:, 0] == z][:, :2]
-        if len(plane) < 2:
-            continue
-        lengths = squareform(pdist(plane))
-        longest = float(lengths.max())
-        if longest > best[0]:
-            # Every longest chord (ties within 1e-9): the short axis is the widest across any of them.
-            widths = []
-            for i, j in zip(*np.nonzero(lengths >= longest * (1 - 1e-9))):
-                direction = (plane[i] - plane[j]) / lengths[i, j]
-                width = plane @ np.array([-direction[1], direction[0]])
-                widths.append(float(width.max() - width.min()))
-            best = (longest, max(widths))
+    planes = [axial_mm[axial[:, 0] == z][:, :2] for z in np.unique(axial[:, 0])]
+    lengths = [squareform(pdist(plane)) for plane in planes]
+    longest = max(float(chords.max()) for chords in lengths)
+    # Every longest chord, on any slice (ties within 1e-9): the short axis is the widest across any of them.
+    widths = []
+    for plane, chords in zip(planes, lengths):
+        for i, j in zip(*np.nonzero(chords >= longest * (1 - 1e-9))):
+            direction = (plane[i] - plane[j]) / chords[i, j]
+            width = plane @ np.array([-direction[1], direction[0]])
+            widths.append(float(width.max() - width.min()))
+    best = (longest, max(widths))
     everywhere = to_mm(face_points(in_plane + [(1, 0, 0), (-1, 0, 0)]))
     return {
         "longest_axial_diameter_mm": best[0],
@@ -238,3 +234,25 @@ def test_a_lesion_with_tied_longest_chords_has_one_short_axis_in_every_orientati
     for mask in orientations:
         m = measure_lesion(np.ascontiguousarray(mask)[None], (0, 0, 0), geometry)
         assert m.short_axis_mm == pytest.approx(expected, rel=1e-12)
+
+
+def test_slices_tied_for_the_longest_diameter_give_one_short_axis_however_the_lesion_lies():
+    """A 1 x 5 voxel bar on one slice and a 4 x 4 block on the next: both longest chords are 5
+    voxels (the bar's length; the block's (4, 3) diagonal between face midpoints), across which
+    the bar is 1 voxel wide and the block 5 (its face midpoints' extent across that diagonal).
+    On a grid of 0.7 mm voxels with a non-round origin the two lengths differ by rounding only
+    (the code before this rule gave the bar's 0.7 mm in one of the eight placements below); the
+    short axis is the block's 3.5 mm in every in-plane orientation and in both slice orders."""
+    lesion = np.zeros((2, 6, 6), bool)
+    lesion[0, 2, 0:5] = True
+    lesion[1, 1:5, 1:5] = True
+    geometry = ImageGeometry((9, 9, 4), (0.7, 0.7, 0.7), (-31.37, 12.913, 5.0071))
+    expected = _reference_measures(lesion, (0, 0, 0), geometry)
+    assert expected["longest_axial_diameter_mm"] == pytest.approx(3.5, rel=1e-12)
+    assert expected["short_axis_mm"] == pytest.approx(3.5, rel=1e-12)  # the block's, not the bar's 0.7 mm
+    for flipped in (lesion, lesion[::-1]):
+        for turns in range(4):
+            mask = np.ascontiguousarray(np.rot90(flipped, turns, axes=(1, 2)))
+            m = measure_lesion(mask, (0, 0, 0), geometry)
+            assert m.longest_axial_diameter_mm == pytest.approx(3.5, rel=1e-12)
+            assert m.short_axis_mm == pytest.approx(expected["short_axis_mm"], rel=1e-9)

@@ -20,15 +20,31 @@ _PORTS_BELOW_EPHEMERAL = range(20000, 32768)
 so did port 0: between our bind and the peer's, a connection to Orthanc or a scorer could take
 the port handed out ("Address already in use" at the peer's start, seen once under load). Ports
 below that range are taken only by a deliberate bind."""
+
+
+def _ports_of_this_process() -> range:
+    """_PORTS_BELOW_EPHEMERAL, or under pytest-xdist this worker's share of them (gwN of
+    PYTEST_XDIST_WORKER_COUNT): free_port knows only the ports its own process handed out, and
+    two workers could hand out the same one between the check and the peer's bind."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2:
+        return _PORTS_BELOW_EPHEMERAL
+    share = len(_PORTS_BELOW_EPHEMERAL) // count
+    first = _PORTS_BELOW_EPHEMERAL.start + int(worker[2:]) * share
+    return range(first, first + share)
+
+
+_PORTS = _ports_of_this_process()
 _handed_out: set[int] = set()
 _random = random.Random(os.getpid())
 
 
 def free_port() -> int:
     """A TCP port free on loopback now (the peer binds it a moment later), below the ephemeral
-    range and never handed out before by this process."""
+    range, never handed out before by this process and, under pytest-xdist, in this worker's
+    share of the ports."""
     while True:
-        port = _random.choice(_PORTS_BELOW_EPHEMERAL)
+        port = _random.choice(_PORTS)
         if port in _handed_out:
             continue
         with socket.socket() as s:

@@ -194,8 +194,8 @@ class StudyWorker:
             log.warning("queued %d deliveries of done studies that an interrupted stop had not queued", recovered)
         if self._adoption is not None:
             self._adoption.remove_leftovers()
-        start_warm_up()  # in the background: the first study's outputs find highdicom and matplotlib warm
-        self._pages = start_page_renderer()  # its process warms up meanwhile
+        self._pages = start_page_renderer()  # its process warms up with a sample page of its own
+        start_warm_up(self._pages)  # in the background: the first study's outputs find highdicom warm
         for thread in self._threads:
             thread.start()
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 from pydicom import Dataset
 
@@ -25,12 +25,9 @@ from service.outputs.artefacts import Artefact
 from service.outputs.encapsulated_pdf import build_encapsulated_pdf
 from service.outputs.fhir import FhirSettings, build_bundle, bundle_json, bundle_withheld
 from service.outputs.key_images import KeyImage
+from service.outputs.page_process import PageRenderer, render_page
 from service.outputs.sr import SrIdentity, build_measurement_report
-from service.outputs.summary import summary_pdf
 from service.outputs.summary_input import summary_input
-
-if TYPE_CHECKING:
-    from service.outputs.page_process import PageRenderer
 
 
 @dataclass(frozen=True)
@@ -63,7 +60,7 @@ def study_outputs(result: StudyResult, evidence: Sequence[Dataset], identity: Sr
         sr = build_measurement_report(result, evidence, predecessor=predecessor, comparison=comparison,
                                       identity=identity)
         yield BuiltOutput(Artefact.SR, "sr", lambda stream: sr.save_as(stream, enforce_file_format=True))
-        pdf = pending.result() if pending is not None else summary_pdf(page)
+        pdf = pending.result() if pending is not None else render_page(page)
     finally:
         if pending is not None:
             pending.cancel()  # a no-op once rendered

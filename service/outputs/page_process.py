@@ -28,13 +28,12 @@ import multiprocessing.connection
 import os
 import signal
 import threading
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 
 from service.observability import configure_logging, logging_configuration
 from service.outputs.collection_pause import freeze_start_up
-from service.outputs.summary import summary_pdf
 from service.outputs.summary_input import SummaryInput, summary_input
 from service.outputs.warm_up_sample import sample
 
@@ -42,6 +41,21 @@ log = logging.getLogger(__name__)
 
 # A page takes 0.2-2 s; a renderer that has not answered in this long is taken as hung.
 RENDER_TIMEOUT_SECONDS = 60.0
+
+
+def render_page(page: SummaryInput) -> bytes:
+    """The page's PDF (service.outputs.summary.summary_pdf), matplotlib imported at the first
+    call, not with this module.
+
+    A worker's process imports this module but, while its renderer lives, renders no page: the
+    renderer's process does. Importing matplotlib and its PDF backend there anyway cost serve
+    1.2 s of CPU at every start, and rendering the warm-up's sample page there 1.3 s more
+    (service.outputs.warm_up now leaves the sample page to the renderer). A process that renders
+    pages itself (the renderer, the offline commands, a worker whose renderer died) pays the
+    import at its first page, as it did at its start."""
+    from service.outputs.summary import summary_pdf  # matplotlib: only where pages are rendered
+
+    return summary_pdf(page)
 
 
 def _warm(log_level: str, log_format: str) -> None:
@@ -56,7 +70,7 @@ def _warm(log_level: str, log_format: str) -> None:
     threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
     try:
         result, _, image = sample()
-        summary_pdf(summary_input(result, sr_sop_instance_uid="2.25.1", key_images=[image]))
+        render_page(summary_input(result, sr_sop_instance_uid="2.25.1", key_images=[image]))
     except Exception:
         log.warning("the page renderer's warm-up failed; it renders pages cold", exc_info=True)
     freeze_start_up()
@@ -87,7 +101,9 @@ class PendingPage:
                 self._renderer.replace(self._pool, "stopped")
             except FutureTimeout:
                 self._renderer.replace(self._pool, f"did not answer in {RENDER_TIMEOUT_SECONDS:g} s")
-        return summary_pdf(self._page)
+            except CancelledError:  # the renderer closed before starting it: as if closed at render()
+                pass
+        return render_page(self._page)
 
     def cancel(self) -> None:
         if self._future is not None:
@@ -95,7 +111,7 @@ class PendingPage:
 
 
 class PageRenderer:
-    """A warm process that renders pages (summary_pdf) in the background."""
+    """A warm process that renders pages (render_page) in the background."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -115,7 +131,7 @@ class PageRenderer:
         with self._lock:
             pool = None if self._closed else self._pool
         try:
-            future = pool.submit(summary_pdf, page) if pool is not None else None
+            future = pool.submit(render_page, page) if pool is not None else None
         except (BrokenProcessPool, RuntimeError):  # broken, or shut down since
             future = None
         return PendingPage(self, pool, future, page)

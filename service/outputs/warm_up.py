@@ -9,6 +9,11 @@ runs a study's own sequence of builders (service.outputs.built) and serialises e
 a first-use cost added to any of them later is warmed too, and keeps everything in memory: it
 writes no file, sends nothing and counts in no metric.
 
+In a process with a page renderer (service.outputs.page_process) the warm-up asks the renderer
+for the sample's page, as a study does: this process then never loads matplotlib, which only
+the renderer uses (2.5 s of CPU at every start of serve when the warm-up drew the page here),
+and the renderer, already warm from its own sample page, draws it once more in the background.
+
 Once warm, what the process holds is frozen out of the garbage collector's way
 (service.outputs.collection_pause.freeze_start_up).
 
@@ -27,6 +32,7 @@ import time
 
 from service.outputs.built import study_outputs
 from service.outputs.collection_pause import collection_paused, freeze_start_up
+from service.outputs.page_process import PageRenderer
 from service.outputs.sr import sr_identity
 from service.outputs.warm_up_sample import sample
 
@@ -34,17 +40,18 @@ log = logging.getLogger(__name__)
 
 
 @collection_paused()  # as a study's outputs are: the collector would take most of the first SR
-def warm_up() -> None:
-    """Build and serialise every output of the sample once, in memory."""
+def warm_up(pages: PageRenderer | None = None) -> None:
+    """Build and serialise every output of the sample once, in memory; `pages`: the process's
+    page renderer, which studies' pages go to (None: they are drawn here)."""
     result, evidence, image = sample()
-    for built in study_outputs(result, evidence, sr_identity(result), key_images=[image]):
+    for built in study_outputs(result, evidence, sr_identity(result), key_images=[image], pages=pages):
         built.save(io.BytesIO())
 
 
-def _run() -> None:
+def _run(pages: PageRenderer | None) -> None:
     started = time.monotonic()
     try:
-        warm_up()
+        warm_up(pages)
     except Exception:  # the warmth is an optimisation: never a reason to stop the service
         log.warning("warm-up of the output builders failed; the first study pays their first use",
                     exc_info=True)
@@ -54,10 +61,11 @@ def _run() -> None:
 
 
 @functools.cache
-def start_warm_up() -> threading.Thread:
-    """Run warm_up in a daemon thread (a stop does not wait for it), once per process: the
+def start_warm_up(pages: PageRenderer | None = None) -> threading.Thread:
+    """Run warm_up(pages) in a daemon thread (a stop does not wait for it), once per process
+    (and renderer: the process has one, service.outputs.page_process.start_page_renderer): the
     costs it pays are the process's, so a second worker (tests start many) finds them paid.
     Returns the thread."""
-    thread = threading.Thread(target=_run, name="output-warm-up", daemon=True)
+    thread = threading.Thread(target=_run, args=(pages,), name="output-warm-up", daemon=True)
     thread.start()
     return thread

@@ -102,8 +102,7 @@ def _start_ingest_side() -> Callable[[Config, threading.Event], None]:
     from service.outputs.warm_up import start_warm_up
     from service.roles.ingest import run_ingest
 
-    start_warm_up()
-    start_page_renderer()
+    start_warm_up(start_page_renderer())
     return run_ingest
 
 

@@ -66,6 +66,18 @@ def test_once_closed_pages_are_rendered_by_the_caller(page: SummaryInput, render
     assert pending.result() == summary_pdf(page)
 
 
+def test_pages_still_queued_when_the_renderer_closes_are_rendered_by_the_caller(
+        page: SummaryInput, renderer: PageRenderer) -> None:
+    """A close cancels what the process has not taken yet (a stop during the start-up warm-up,
+    whose sample page is queued): whoever waits on such a page gets it from its own process.
+    Four queued: the pool hands at most two to its one process ahead of time."""
+    renderer.render(page).result()  # started and warm
+    queued = [renderer.render(page) for _ in range(4)]
+    renderer.close()
+    assert [pending.result() for pending in queued] == [summary_pdf(page)] * 4
+    assert any(pending._future is not None and pending._future.cancelled() for pending in queued)
+
+
 def test_the_renderer_ignores_a_ctrl_c_meant_for_serve(page: SummaryInput, renderer: PageRenderer) -> None:
     """A Ctrl-C reaches every process of the terminal's process group; serve stops the renderer
     itself (close, or its exit), so the renderer must not die of it mid-page."""

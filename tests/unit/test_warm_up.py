@@ -23,6 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 _WATCH = """
 import json, os, sys
 import service.worker  # what a worker process has loaded before its start calls the warm-up
+# The page's modules too: without a renderer the warm-up draws the page here, and matplotlib's
+# first import makes its configuration directory (matplotlib's doing, as bytecode is Python's).
+import service.outputs.summary
 from service.outputs.warm_up import start_warm_up
 
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
@@ -60,11 +63,35 @@ def test_the_warm_up_writes_nothing_anywhere(tmp_path: Path) -> None:
     assert list(cwd.iterdir()) == [] and list(tmp.iterdir()) == []
 
 
+_RENDERER_ELSEWHERE = """
+import sys
+import service.roles.serve, service.worker  # what serve and a worker process load
+from service.outputs.page_process import start_page_renderer
+from service.outputs.warm_up import start_warm_up
+
+start_warm_up(start_page_renderer()).join()
+print(sorted(name for name in sys.modules if name.partition(".")[0] in ("matplotlib", "fontTools")))
+"""
+
+
+def test_with_a_page_renderer_the_process_never_loads_matplotlib(tmp_path: Path) -> None:
+    """A worker's process gives its pages, the warm-up's sample page included, to its renderer
+    (service.outputs.page_process): matplotlib and fontTools, a second and more of CPU to load
+    and tens of MiB, are the renderer's alone. A fresh interpreter: another test may have
+    loaded them in this one."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
+    run = subprocess.run([sys.executable, "-c", _RENDERER_ELSEWHERE], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "failed" not in run.stderr and "rendering this page here" not in run.stderr, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_a_failing_warm_up_is_logged_and_raises_nothing(monkeypatch: pytest.MonkeyPatch,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     # A fake fault: the sample is fixed, so no real input makes the builders fail here; a
     # broken library install or a future builder's new requirement would.
-    def broken() -> None:
+    def broken(pages: object) -> None:
         raise RuntimeError("builder broke")
 
     uncaught: list[threading.ExceptHookArgs] = []

@@ -159,7 +159,9 @@ NOT_LOADED_BY_COMMAND = {
     "send": HEAVY | OUTPUT_BUILDERS | {"grpc", "service.ingest", "service.scoring", "service.worker"},
     "show": HEAVY | {"fhir", "matplotlib", "grpc", "service.worker"},  # highdicom reads the SR
     "scorer": OUTPUT_BUILDERS | {"service.ingest", "service.outputs", "service.worker", "service.pipeline"},
-    "ingest": HEAVY | {"service.scoring.in_process", "service.scoring.lesion", "service.scoring.server"},
+    # matplotlib: the page renderer's process draws the pages (service.outputs.page_process.render_page)
+    "ingest": HEAVY | {"service.scoring.in_process", "service.scoring.lesion", "service.scoring.server",
+                       "matplotlib", "fontTools", "service.outputs.summary"},
     # until its scorer child is started (test_serve_imports_the_ingest_side_once_its_child_is_started)
     "serve": HEAVY | OUTPUT_BUILDERS | {"service.roles.ingest", "service.worker", "service.outputs.page_process"},
 }

@@ -7,6 +7,11 @@ exponential backoff; rows survive restarts, and a permanently refused or exhaust
 stays visible (state `failed`, with the reason) next to its file.
 Re-enqueueing bumps a row's generation, so an attempt that was already under way cannot mark
 the newer content delivered.
+
+Each destination has a thread of its own (its lane): a peer that holds a connection open
+without answering holds each attempt for its timeout (60 s), and with one thread for all, an
+EHR that does so with ten Bundles due held every SR for the PACS behind it for ten minutes.
+Rows of a destination no longer configured have a lane of their own, which gives them up.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from service.errors import DeliveryError
 from service.outputs.destinations import Destination
 
 log = logging.getLogger(__name__)
+
+_UNCONFIGURED = ""
+"""The lane of rows whose destination is no longer configured (no destination has an empty name)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -112,15 +120,23 @@ class Outbox:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._stop = threading.Event()
         self._destinations = {destination.name: destination for destination in destinations}
         self._max_attempts = max_attempts
         self._initial_backoff_s = initial_backoff_s
         self._max_backoff_s = max_backoff_s
-        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+        lanes = [*self._destinations, _UNCONFIGURED]
+        self._wakes = {lane: threading.Event() for lane in lanes}
+        self._threads = [threading.Thread(target=self._run, args=(lane,), name=f"outbox-{lane or 'unconfigured'}",
+                                          daemon=True) for lane in lanes]
         self._cycle_errors = RepeatedErrorLog(log)  # a broken database fails every cycle, once a second
         self._update_gauge()
+
+    def _lane(self, destination: str) -> str:
+        return destination if destination in self._destinations else _UNCONFIGURED
+
+    def _wake(self, destination: str) -> None:
+        self._wakes[self._lane(destination)].set()
 
     @property
     def destinations(self) -> tuple[Destination, ...]:
@@ -138,7 +154,7 @@ class Outbox:
                 (destination, str(path), PENDING, now, now),
             )
         self._update_gauge()
-        self._wake.set()
+        self._wake(destination)
 
     def enqueue_if_missing(self, destination: str, path: Path) -> bool:
         """Schedule delivery of `path` unless it is already known (in whatever state); True if
@@ -151,7 +167,7 @@ class Outbox:
             ).rowcount == 1
         if inserted:
             self._update_gauge()
-            self._wake.set()
+            self._wake(destination)
         return inserted
 
     def deliveries(self) -> list[Delivery]:
@@ -169,14 +185,17 @@ class Outbox:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM deliveries WHERE state = ?", (PENDING,)).fetchone()[0])
 
-    def deliver_due(self, now: float | None = None) -> int:
-        """Attempt every delivery that is due; returns how many were attempted."""
+    def deliver_due(self, now: float | None = None, lane: str | None = None) -> int:
+        """Attempt every delivery that is due, one after the other (of one `lane` alone: a
+        destination's name, or _UNCONFIGURED); returns how many were attempted."""
         now = time.time() if now is None else now
         with self._lock:
             due = self._db.execute(
                 "SELECT destination, path, attempts, generation FROM deliveries"
                 " WHERE state = ? AND next_attempt_at <= ? ORDER BY next_attempt_at", (PENDING, now),
             ).fetchall()
+        if lane is not None:
+            due = [row for row in due if self._lane(row[0]) == lane]
         for destination, path, attempts, generation in due:
             self._attempt(destination, Path(path), attempts, generation)
         self._update_gauge()
@@ -234,24 +253,33 @@ class Outbox:
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return all(thread.is_alive() for thread in self._threads)
 
-    def _run(self) -> None:
+    def _run(self, lane: str) -> None:
+        """One lane's thread: its due deliveries, then a wait for an enqueue or the next second
+        (`redeliver` changes the database from another process: found at the next poll)."""
+        wake = self._wakes[lane]
         while not self._stop.is_set():
+            wake.clear()  # before the query: an enqueue during the cycle wakes the next wait
             try:
-                self.deliver_due()
+                self.deliver_due(lane=lane)
             except Exception:  # e.g. the outbox database is unwritable: keep trying
                 self._cycle_errors.log("outbox cycle failed; retrying", exc_info=True)
-            self._wake.wait(timeout=1.0)
-            self._wake.clear()
+            wake.wait(timeout=1.0)
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop every lane: each finishes the attempt it is in (bounded by its destination's
+        timeout), all within `timeout_s` together; then the database is closed."""
         self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
+        for wake in self._wakes.values():
+            wake.set()
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
         with self._lock:
             self._db.close()

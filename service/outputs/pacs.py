@@ -66,8 +66,8 @@ def send_files(files: Sequence[Path], host: str, port: int, called_ae: str, call
     if not datasets:
         return report
     ae = AE(ae_title=calling_ae)
-    # connection_timeout too: without it a PACS that drops SYNs holds the outbox (one thread, every
-    # destination) for the kernel's connect timeout, about two minutes
+    # connection_timeout too: without it a PACS that drops SYNs holds its outbox lane (its thread,
+    # each of its deliveries in turn) for the kernel's connect timeout, about two minutes
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = timeout_s
     ae.requested_contexts = [build_context(sop, [syntax]) for sop, syntax in sorted(contexts)]
     try:

@@ -634,6 +634,26 @@ def test_smart_401_gets_a_new_token_and_tries_once_more(bundle_path, scripted_fh
     assert form["grant_type"] == ["client_credentials"] and form["scope"] == ["system/*.cru"]
 
 
+def test_an_ehr_that_hangs_does_not_hold_the_sr_for_the_pacs(sr_path, bundle_path, pacs_port, start_pacs,
+                                                              scripted_fhir, outboxes):
+    """Fake EHR (a real server does not hang on demand): it holds the Bundle's POST for 15 s.
+    The SR enqueued after it reaches storescp while that POST is still open: the attempt to the
+    EHR has not been recorded yet when the PACS's delivery is. With one thread for every
+    destination the SR waited for the EHR's answer (or its 60 s timeout)."""
+    pacs = start_pacs()
+    server = scripted_fhir([(None, 15.0)])
+    outbox = outboxes([*_pacs(pacs_port), EhrByFhir(server.base, timeout_s=60)])
+    outbox.start()
+    outbox.enqueue("fhir", bundle_path)
+    wait_until(lambda: server.requests, 20, "the Bundle's POST to reach the EHR")
+    outbox.enqueue("pacs", sr_path)
+    state = {}
+    wait_until(lambda: state.update({d.destination: (d.state, d.attempts) for d in outbox.deliveries()})
+               or state["pacs"][0] == DELIVERED, 60, "the SR to reach the PACS")
+    assert state["fhir"] == (PENDING, 0)  # its POST still unanswered
+    assert len(pacs.received()) == 1
+
+
 def test_fhir_400_is_permanent_with_the_outcome(bundle_path, scripted_fhir, outboxes):
     """Fake server (a real one does not refuse a valid Bundle on demand): 400 + OperationOutcome."""
     diagnostics = "Observation.status: value 'final' is not allowed by profile XYZ"

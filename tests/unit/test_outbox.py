@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -152,6 +153,51 @@ def test_unconfigured_destination_fails_permanently(sr_path, outboxes):
     assert delivery.last_error == "destination pacs is no longer configured"
 
 
+def test_the_running_outbox_gives_up_rows_of_an_unconfigured_destination(sr_path, outboxes):
+    """Their lane of their own (service.outputs.outbox): nothing else attempts them once the
+    destination's own lane is gone."""
+    outbox = outboxes({"fhir": FakeSender()})
+    outbox.enqueue("pacs", sr_path)
+    outbox.start()
+    wait_until(lambda: only(outbox).state == FAILED, 20, "the outbox to give the row up")
+    assert only(outbox).last_error == "destination pacs is no longer configured"
+
+
+class HangingSender:
+    """FAKE sender that holds its attempt until released, as a peer that accepts the connection
+    and never answers holds it until the timeout (no real peer hangs on cue and lets go on cue)."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.calls: list[Path] = []
+
+    def __call__(self, path: Path) -> None:
+        self.calls.append(path)
+        self.started.set()
+        assert self.release.wait(30), "the test never released the sender"
+
+
+def test_a_destination_that_hangs_holds_none_of_the_others(sr_path, outboxes):
+    """Each destination's deliveries run in a thread of their own: while every attempt to the
+    EHR hangs, the PACS gets each SR enqueued after them; released, the EHR gets its Bundles."""
+    bundles = [sr_path.with_name(f"{n}.fhir.json") for n in range(3)]
+    srs = [sr_path, sr_path.with_name("other.dcm")]
+    ehr, pacs = HangingSender(), FakeSender()
+    outbox = outboxes({"fhir": ehr, "pacs": pacs})
+    outbox.start()
+    for bundle in bundles:
+        outbox.enqueue("fhir", bundle)
+    assert ehr.started.wait(20)
+    for sr in srs:
+        outbox.enqueue("pacs", sr)
+    wait_until(lambda: pacs.calls == srs, 20, "the PACS to get both SRs while the EHR hangs")
+    assert ehr.calls == bundles[:1]  # still in its first attempt
+    ehr.release.set()
+    wait_until(lambda: all(d.state == DELIVERED for d in outbox.deliveries()), 20, "every delivery to be done")
+    assert ehr.calls == bundles
+
+
 def test_reenqueue_after_failure_delivers_again(sr_path, outboxes):
     """A re-written result is enqueued again: a failed row starts over (state, attempts, error)."""
     pacs = FakeSender(REFUSED)
@@ -240,7 +286,7 @@ def test_a_cycle_failing_over_and_over_is_logged_once_a_minute(tmp_path, outboxe
     caplog.set_level(logging.ERROR, logger="service.outputs.outbox")
     outbox.start()
     for _ in range(5):  # five more cycles, woken at once rather than each a second later
-        outbox._wake.set()
+        outbox._wake("pacs")
         time.sleep(0.05)
     wait_until(lambda: caplog.records, 10, "the outbox thread's first failed cycle")
     outbox.stop()

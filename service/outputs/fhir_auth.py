@@ -15,6 +15,12 @@ expires, and dropped when the FHIR server answers 401 so that the next attempt g
 The token endpoint comes from the configuration, or from the server's
 .well-known/smart-configuration when not configured; both, and the FHIR base, must be https
 except on loopback. The JWT's kid is the configured key id, else the key's RFC 7638 thumbprint.
+The private key file (a mounted Secret) is followed like a token file (service.secret_file):
+each new assertion is signed with the key the file holds then, so a key rotated at the EHR
+(the new public key registered, the Secret updated, then the old key removed) needs no restart;
+a file that holds no usable key for a moment keeps the last good key signing, with one WARNING.
+A key read at start alone signed on after the rotation, and once the EHR dropped the old key
+every token request was refused, as a permanent error, until someone restarted the service.
 
 Errors are DeliveryErrors: a refused client or scope (4xx from the token endpoint) is
 permanent, with the server's OAuth error; an unreachable or failing endpoint (5xx, 408, 429,
@@ -26,6 +32,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import threading
 import time
 import urllib.error
@@ -50,6 +57,8 @@ _REFRESH_MARGIN_S = 60.0
 RETRYABLE_4XX = frozenset({408, 429})
 """Request Timeout, Too Many Requests: the server asks us to come back, not to change anything."""
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+log = logging.getLogger(__name__)
 
 
 class Authorization(Protocol):
@@ -120,14 +129,56 @@ def _signing_algorithm(key: object) -> str:
                       "EC P-384 key (ES384)")
 
 
-def load_private_key(path: Path) -> tuple[SigningKey, str]:
-    """The PEM private key and the algorithm it signs with; ConfigError saying what is wrong."""
+_KEY_SETTING = "fhir_smart_private_key_file"
+
+
+def _read_key_file(path: Path) -> bytes:
     try:
-        key = load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as error:
-        raise ConfigError(f"fhir_smart_private_key_file: cannot load an unencrypted PEM private key from "
+        return path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{_KEY_SETTING}: cannot read {path} ({error.strerror or error})") from None
+
+
+def _private_key(pem: bytes, path: Path) -> tuple[SigningKey, str]:
+    try:
+        key = load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"{_KEY_SETTING}: cannot load an unencrypted PEM private key from "
                           f"{path} ({type(error).__name__})") from None
     return cast(SigningKey, key), _signing_algorithm(key)  # _signing_algorithm refuses any other key
+
+
+class _FollowedKey:
+    """The signing key in the private key file, as the file holds it now (service.secret_file
+    follows the file's text); its kid: the configured one, else its thumbprint."""
+
+    def __init__(self, path: Path, key_id: str | None) -> None:
+        self._configured_kid = key_id
+        pem = _read_key_file(path)
+        key, algorithm = _private_key(pem, path)  # at start: a bad key stops the start
+        self._pem = pem.decode("ascii", errors="replace").strip()  # as the SecretFile gives it
+        self._file = SecretFile(path, _KEY_SETTING, self._pem)
+        self._refused_pem: str | None = None
+        self._set(key, algorithm)
+
+    def _set(self, key: SigningKey, algorithm: str) -> None:
+        self.key, self.algorithm = key, algorithm
+        self.key_id = self._configured_kid or jwk_thumbprint(key.public_key())
+
+    def current(self) -> _FollowedKey:
+        """Itself, with the file's key if the file changed to one that loads; a file holding
+        something else keeps the last good key, with one WARNING per content."""
+        pem = self._file.value()
+        if pem != self._pem and pem != self._refused_pem:
+            try:
+                key, algorithm = _private_key(pem.encode("ascii", errors="replace"), self._file.path)
+            except ConfigError as error:
+                log.warning("%s; the key read before signs until the file holds a usable one", error)
+                self._refused_pem = pem
+            else:
+                self._pem, self._refused_pem = pem, None
+                self._set(key, algorithm)
+        return self
 
 
 def require_https(url: str, what: str) -> None:
@@ -158,11 +209,10 @@ class SmartBackendServices:
             if url is not None:
                 require_https(url, name)
         self._client_id = client_id
-        self._key, self._algorithm = load_private_key(private_key_file)
+        self._key = _FollowedKey(private_key_file, key_id)
         self._scope = scope
         self._fhir_base_url = fhir_base_url.rstrip("/")
         self._token_url = token_url
-        self._key_id = key_id or jwk_thumbprint(self._key.public_key())
         self._timeout_s = timeout_s
         self._tls = tls  # the EHR's CA (fhir_tls_ca_file) for its token endpoint too
         self._lock = threading.Lock()
@@ -187,12 +237,14 @@ class SmartBackendServices:
         return DeliveryError(f"FHIR server answered 401 with a new access token: {detail}", permanent=True)
 
     def assertion(self, token_url: str) -> str:
-        """The signed client assertion for one token request (a fresh jti every time)."""
+        """The signed client assertion for one token request (a fresh jti every time), signed
+        with the key the private key file holds now."""
         now = int(time.time())
         claims = {"iss": self._client_id, "sub": self._client_id, "aud": token_url, "jti": str(uuid.uuid4()),
                   "iat": now, "exp": now + ASSERTION_LIFETIME_S}
-        headers = {"typ": "JWT", "kid": self._key_id}
-        return jwt.encode(claims, self._key, algorithm=self._algorithm, headers=headers)
+        signing = self._key.current()
+        headers = {"typ": "JWT", "kid": signing.key_id}
+        return jwt.encode(claims, signing.key, algorithm=signing.algorithm, headers=headers)
 
     def _request_token(self) -> tuple[str, float]:
         token_url = self._token_url or self._discover_token_url()

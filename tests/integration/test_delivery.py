@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shutil
 import time
 import urllib.parse
@@ -422,6 +423,64 @@ def test_smart_assertion_is_what_the_spec_asks_for(tmp_path):
     assert claims["iss"] == claims["sub"] == CLIENT_ID
     assert 0 < claims["exp"] - time.time() <= 300
     assert claims["jti"] != jwt.decode(second, public.read_text(), algorithms=["RS384"], audience=token_url)["jti"]
+
+
+def test_a_smart_key_rotated_in_its_secret_signs_the_next_assertion(tmp_path, caplog):
+    """The private key file is a mounted Secret, updated as kubelet does: the next assertion is
+    signed with the new key (checked with PyJWT against each public key) under the new key's
+    kid; a file then holding no usable key keeps the last good one signing, with one WARNING."""
+    import jwt
+
+    old_private, old_public = _private_key(tmp_path / "old", "RSA")
+    new_private, new_public = _private_key(tmp_path / "new", "EC")
+    secret = SecretVolume(tmp_path / "smart-key", "key.pem", old_private.read_bytes())
+    auth = SmartBackendServices(client_id=CLIENT_ID, private_key_file=secret.path, scope="system/*.rs",
+                                fhir_base_url="https://ehr.example/fhir")
+    token_url = "https://ehr.example/token"
+    before = auth.assertion(token_url)
+    jwt.decode(before, old_public.read_text(), algorithms=["RS384"], audience=token_url)
+
+    secret.rotate(new_private.read_bytes())
+    after = auth.assertion(token_url)
+    jwt.decode(after, new_public.read_text(), algorithms=["ES384"], audience=token_url)
+    assert jwt.get_unverified_header(after)["alg"] == "ES384"
+    assert jwt.get_unverified_header(after)["kid"] != jwt.get_unverified_header(before)["kid"]
+
+    caplog.set_level(logging.WARNING, logger="service.outputs.fhir_auth")
+    secret.rotate("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    for _ in range(2):
+        kept = auth.assertion(token_url)
+        jwt.decode(kept, new_public.read_text(), algorithms=["ES384"], audience=token_url)
+    [warning] = [r for r in caplog.records if r.name == "service.outputs.fhir_auth"]
+    assert "the key read before signs" in warning.getMessage() and "not a key" not in warning.getMessage()
+
+
+def test_a_real_ehr_takes_the_assertion_of_a_key_rotated_since_the_start(bundle_path, outboxes, tmp_path):
+    """SEKMET knows only the new key (the EHR's old key removed after the rotation); the service
+    started with the old key in its Secret, which was then rotated: the Bundle is delivered, with
+    no restart."""
+    require_sekmet()
+    old_private, _ = _private_key(tmp_path / "old", "RSA")
+    new_private, new_public = _private_key(tmp_path / "new", "RSA")
+    server = FhirServer(tmp_path / "sekmet-smart", server_auth={
+        "types": ["smart"], "enforce_scopes": True,
+        "smart_clients": [{"client_id": CLIENT_ID, "public_key_path": str(new_public), "scopes": "system/*.cruds"}],
+    })
+    try:
+        secret = SecretVolume(tmp_path / "smart-key", "key.pem", old_private.read_bytes())
+        auth = SmartBackendServices(client_id=CLIENT_ID, private_key_file=secret.path, scope="system/*.cruds",
+                                    fhir_base_url=server.base)
+        secret.rotate(new_private.read_bytes())
+        server.bearer = auth.header().removeprefix("Bearer ")  # the test's own reads
+        result, _ = make_study_result()
+        patient_ref = f"Patient/{_register_patient(server, result.study.patient_id)}"
+        outbox = outboxes([EhrByFhir(server.base, auth, timeout_s=30)])
+        outbox.enqueue("fhir", bundle_path)
+        outbox.deliver_due()
+        assert (only(outbox).state, only(outbox).last_error) == (DELIVERED, None)
+        _assert_results_in_ehr(server, patient_ref, version="1")
+    finally:
+        server.stop()
 
 
 # --- a bearer token from a file: a mounted Secret rotated while the service runs ------------------

@@ -10,13 +10,14 @@ built (service.outputs.sr.sr_identity), so a second process renders it meanwhile
 One process per service process (start_page_renderer), started with the output warm-up: by
 `serve` while its scorer child starts, so that both are warm when the listener opens, else by
 the worker's start; closed by the process's stop (close_page_renderer), after its worker's.
-It is spawned (forking a process that runs gRPC and listener threads is unsafe), renders the
-warm-up's sample page first (service.outputs.warm_up_sample) so the first study finds
-matplotlib and its fonts loaded, ends with its parent however that ends, and renders one page
-at a time: pages of concurrent studies queue while their SRs are built. The
-page is the same function on the same input as in the worker, so the same bytes
-(tests/unit/test_page_process.py). A renderer that died (killed, out of memory) is replaced and
-that page rendered in the worker's own process: a study never fails for it.
+It is spawned (forking a process that runs gRPC and listener threads is unsafe), loads
+matplotlib as it starts, and its first page is the output warm-up's sample page
+(service.outputs.warm_up, started with it), so the first study finds matplotlib and its fonts
+loaded; it ends with its parent however that ends, and renders one page at a time: pages of
+concurrent studies queue while their SRs are built. The page is the same function on the same
+input as in the worker, so the same bytes (tests/unit/test_page_process.py). A renderer that
+died (killed, out of memory) is replaced and that page rendered in the worker's own process: a
+study never fails for it; the replacement's first page pays the first render's costs.
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from service.observability import configure_logging, logging_configuration
 from service.outputs.collection_pause import freeze_start_up
-from service.outputs.summary_input import SummaryInput, summary_input
-from service.outputs.warm_up_sample import sample
+from service.outputs.summary_input import SummaryInput
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +62,14 @@ def _warm(log_level: str, log_format: str) -> None:
     """The renderer process's start: its parent's logging (a page's library warnings quote
     what they could not draw, such as the characters of a patient's name a font lacks: logged
     without their text, as in the parent, not printed), deaf to the stop signals of its
-    parent's process group, ending with its parent; one sample page, then what it holds frozen.
-    A failing sample page costs only the warmth: the process still renders."""
+    parent's process group, ending with its parent; the page's modules loaded, then what it
+    holds frozen. Its first page (the warm-up's sample, service.outputs.warm_up) fills
+    matplotlib's caches: drawn here too, it was drawn twice at every start."""
     configure_logging(log_level, log_format)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
-    try:
-        result, _, image = sample()
-        render_page(summary_input(result, sr_sop_instance_uid="2.25.1", key_images=[image]))
-    except Exception:
-        log.warning("the page renderer's warm-up failed; it renders pages cold", exc_info=True)
+    import service.outputs.summary  # noqa: F401 (render_page's import, done now)
     freeze_start_up()
 
 

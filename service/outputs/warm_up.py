@@ -10,9 +10,9 @@ a first-use cost added to any of them later is warmed too, and keeps everything 
 writes no file, sends nothing and counts in no metric.
 
 In a process with a page renderer (service.outputs.page_process) the warm-up asks the renderer
-for the sample's page, as a study does: this process then never loads matplotlib, which only
-the renderer uses (2.5 s of CPU at every start of serve when the warm-up drew the page here),
-and the renderer, already warm from its own sample page, draws it once more in the background.
+for the sample's page, as a study does, and that page is the renderer's first: this process
+then never loads matplotlib, which only the renderer uses (2.5 s of CPU at every start of serve
+when the warm-up drew the page here).
 
 Once warm, what the process holds is frozen out of the garbage collector's way
 (service.outputs.collection_pause.freeze_start_up).

@@ -39,6 +39,13 @@ class Destination(Protocol):
         """Which of a result's files it takes."""
         ...
 
+    @property
+    def peer(self) -> str:
+        """The peer it reaches (not empty). Destinations of one peer share an outbox lane
+        (service.outputs.outbox): the peer sees one delivery of ours at a time, a result's SR
+        before its page, as when one thread delivered everything."""
+        ...
+
     def send(self, path: Path) -> None:
         """Deliver one file; DeliveryError (permanent when retrying cannot help) when it was not taken."""
         ...
@@ -55,6 +62,7 @@ class PacsByCStore:
     tls: ClientTls | None = None
     name: ClassVar[str] = "pacs"
     artefact: ClassVar[Artefact] = Artefact.SR
+    peer: ClassVar[str] = "pacs"  # also its page's (PacsSummaryByCStore)
 
     def send(self, path: Path) -> None:
         store_one(path, self.host, self.port, self.called_ae, self.calling_ae, tls=self.tls)
@@ -80,6 +88,7 @@ class EhrByFhir:
     tls: ClientTls | None = None  # the EHR's CA (fhir_tls_ca_file); None: the system's CAs
     name: ClassVar[str] = "fhir"
     artefact: ClassVar[Artefact] = Artefact.FHIR_BUNDLE
+    peer: ClassVar[str] = "fhir"
 
     def send(self, path: Path) -> None:
         post_bundle(path, self.base_url, self.authorization, timeout_s=self.timeout_s, tls=self.tls)
@@ -94,6 +103,7 @@ class PacsByStowRs:
     timeout_s: float = 60.0
     name: ClassVar[str] = "pacs-stow"
     artefact: ClassVar[Artefact] = Artefact.SR
+    peer: ClassVar[str] = "pacs-stow"  # also its page's (PacsSummaryByStowRs)
 
     def send(self, path: Path) -> None:
         store_instance(path, self.archive, self.timeout_s)

@@ -2,16 +2,18 @@
 
 Every SR and Bundle is written to var/outbox/ before anything is sent, so no delivery failure
 can lose a result. Each configured destination (service.outputs.destinations) gets a delivery
-row (SQLite, keyed by the destination's name) that a background thread works off with
+row (SQLite, keyed by the destination's name) that background threads work off with
 exponential backoff; rows survive restarts, and a permanently refused or exhausted delivery
 stays visible (state `failed`, with the reason) next to its file.
 Re-enqueueing bumps a row's generation, so an attempt that was already under way cannot mark
 the newer content delivered.
 
-Each destination has a thread of its own (its lane): a peer that holds a connection open
-without answering holds each attempt for its timeout (60 s), and with one thread for all, an
-EHR that does so with ten Bundles due held every SR for the PACS behind it for ten minutes.
-Rows of a destination no longer configured have a lane of their own, which gives them up.
+Each peer (a destination's `peer`: the PACS by C-STORE takes the SR and the page) has a thread
+of its own, its lane, which delivers its rows one at a time, oldest due first. A peer that
+holds a connection open without answering holds each attempt for its timeout (60 s): with one
+thread for all, an EHR that did so with ten Bundles due held every SR for the PACS behind it
+for ten minutes. Rows of a destination no longer configured have a lane of their own, which
+gives them up.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from service.outputs.destinations import Destination
 log = logging.getLogger(__name__)
 
 _UNCONFIGURED = ""
-"""The lane of rows whose destination is no longer configured (no destination has an empty name)."""
+"""The lane of rows whose destination is no longer configured (no peer has an empty name)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -49,6 +51,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at REAL NOT NULL,
     PRIMARY KEY (destination, path)
 );
+-- what every lane asks each second: the due pending rows (delivered rows accumulate for ever)
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt_at);
 """
 
 
@@ -110,7 +114,7 @@ def read_deliveries(database: Path) -> list[Delivery]:
 
 
 class Outbox:
-    """Delivery bookkeeping plus the thread that delivers."""
+    """Delivery bookkeeping plus the threads that deliver (a lane per peer)."""
 
     def __init__(self, database: Path, destinations: Iterable[Destination], *, max_attempts: int = 10,
                  initial_backoff_s: float = 5.0, max_backoff_s: float = 900.0) -> None:
@@ -125,15 +129,16 @@ class Outbox:
         self._max_attempts = max_attempts
         self._initial_backoff_s = initial_backoff_s
         self._max_backoff_s = max_backoff_s
-        lanes = [*self._destinations, _UNCONFIGURED]
+        self._lanes = {destination.name: destination.peer for destination in self._destinations.values()}
+        lanes = [*dict.fromkeys(self._lanes.values()), _UNCONFIGURED]
         self._wakes = {lane: threading.Event() for lane in lanes}
         self._threads = [threading.Thread(target=self._run, args=(lane,), name=f"outbox-{lane or 'unconfigured'}",
                                           daemon=True) for lane in lanes]
-        self._cycle_errors = RepeatedErrorLog(log)  # a broken database fails every cycle, once a second
+        self._cycle_errors = RepeatedErrorLog(log)  # a broken database fails every lane's cycle, once a second
         self._update_gauge()
 
     def _lane(self, destination: str) -> str:
-        return destination if destination in self._destinations else _UNCONFIGURED
+        return self._lanes.get(destination, _UNCONFIGURED)
 
     def _wake(self, destination: str) -> None:
         self._wakes[self._lane(destination)].set()
@@ -187,7 +192,7 @@ class Outbox:
 
     def deliver_due(self, now: float | None = None, lane: str | None = None) -> int:
         """Attempt every delivery that is due, one after the other (of one `lane` alone: a
-        destination's name, or _UNCONFIGURED); returns how many were attempted."""
+        peer, or _UNCONFIGURED), until the outbox stops; returns how many were attempted."""
         now = time.time() if now is None else now
         with self._lock:
             due = self._db.execute(
@@ -196,10 +201,14 @@ class Outbox:
             ).fetchall()
         if lane is not None:
             due = [row for row in due if self._lane(row[0]) == lane]
+        attempted = 0
         for destination, path, attempts, generation in due:
+            if self._stop.is_set():  # the rest are rows on disk: attempted after the restart
+                break
             self._attempt(destination, Path(path), attempts, generation)
+            attempted += 1
         self._update_gauge()
-        return len(due)
+        return attempted
 
     def _attempt(self, destination: str, path: Path, attempts: int, generation: int) -> None:
         peer = self._destinations.get(destination)
@@ -210,7 +219,7 @@ class Outbox:
                 peer.send(path)
             except DeliveryError:
                 raise
-            except Exception as unexpected:  # a library error must cost one attempt, not the thread
+            except Exception as unexpected:  # a library error must cost one attempt, not its lane
                 log.exception("delivery to %s raised unexpectedly", destination)
                 raise DeliveryError(f"{type(unexpected).__name__}: {unexpected}") from unexpected
         except DeliveryError as error:
@@ -242,14 +251,15 @@ class Outbox:
             )
 
     def _update_gauge(self) -> None:
-        """Both gauges from one query: it runs after every cycle, once a second."""
+        """Both gauges from one query: it runs after every lane's cycle, each once a second. Set
+        under the lock, so that a lane's older count never overwrites another's newer one."""
         with self._lock:
             rows = self._db.execute("SELECT destination, state, COUNT(*) FROM deliveries WHERE state IN (?, ?)"
                                     " GROUP BY destination, state", (PENDING, FAILED)).fetchall()
-        OUTBOX_PENDING.set(sum(count for _, state, count in rows if state == PENDING))
-        failed = {destination: count for destination, state, count in rows if state == FAILED}
-        for name in {*self._destinations, *failed}:
-            OUTBOX_FAILED.labels(name).set(failed.get(name, 0))
+            OUTBOX_PENDING.set(sum(count for _, state, count in rows if state == PENDING))
+            failed = {destination: count for destination, state, count in rows if state == FAILED}
+            for name in {*self._destinations, *failed}:
+                OUTBOX_FAILED.labels(name).set(failed.get(name, 0))
 
     @property
     def alive(self) -> bool:
@@ -272,8 +282,10 @@ class Outbox:
             thread.start()
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop every lane: each finishes the attempt it is in (bounded by its destination's
-        timeout), all within `timeout_s` together; then the database is closed."""
+        """Stop every lane after the attempt it is in, waiting `timeout_s` for all together, then
+        close the database. A lane still in an attempt then (a peer slower than that to answer
+        or time out) keeps the database: its outcome is recorded if it ends before the process
+        does, else the delivery is attempted again after the restart."""
         self._stop.set()
         for wake in self._wakes.values():
             wake.set()
@@ -281,5 +293,8 @@ class Outbox:
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if busy := [thread.name for thread in self._threads if thread.is_alive()]:
+            log.warning("%s still in an attempt after %g s; stopping without it", ", ".join(busy), timeout_s)
+            return
         with self._lock:
             self._db.close()

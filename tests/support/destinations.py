@@ -18,5 +18,9 @@ class RecordingDestination:
     artefact: Artefact
     sent: list[Path] = field(default_factory=list)
 
+    @property
+    def peer(self) -> str:
+        return self.name
+
     def send(self, path: Path) -> None:
         self.sent.append(path)

@@ -66,12 +66,18 @@ class Named:
     send: Callable[[Path], None]
     artefact: Artefact = Artefact.SR
 
+    @property
+    def peer(self) -> str:
+        return self.name
+
 
 @pytest.fixture
 def outboxes(tmp_path: Path) -> Iterator[Callable[..., Outbox]]:
-    """Opens an Outbox with {destination name: fake sender}; reopening stands for a restart."""
+    """Opens an Outbox with {destination name: fake sender} (or a list of destinations);
+    reopening stands for a restart."""
     opener = Outboxes(tmp_path / "var" / "outbox.sqlite")
-    yield lambda senders, **options: opener([Named(name, send) for name, send in senders.items()], **options)
+    yield lambda senders, **options: opener(
+        [Named(name, send) for name, send in senders.items()] if isinstance(senders, dict) else senders, **options)
     opener.stop_all()
 
 
@@ -196,6 +202,37 @@ def test_a_destination_that_hangs_holds_none_of_the_others(sr_path, outboxes):
     ehr.release.set()
     wait_until(lambda: all(d.state == DELIVERED for d in outbox.deliveries()), 20, "every delivery to be done")
     assert ehr.calls == bundles
+
+
+@dataclass
+class OfPeer:
+    """A FAKE sender as the destination `name` of the peer `peer`."""
+
+    name: str
+    send: Callable[[Path], None]
+    peer: str
+    artefact: Artefact = Artefact.SR
+
+
+def test_destinations_of_one_peer_deliver_one_at_a_time_in_order(sr_path, outboxes):
+    """The PACS by C-STORE takes the SR (`pacs`) and the page (`pacs-summary`): one lane, so the
+    PACS sees one association of ours at a time and a result's SR before its page."""
+    page = sr_path.with_name("page.dcm")
+    sent: list[str] = []
+    sr_sender = HangingSender()
+
+    def page_sender(path: Path) -> None:
+        sent.append("page, the SR's attempt " + ("over" if sr_sender.release.is_set() else "still open"))
+
+    outbox = outboxes([OfPeer("pacs", sr_sender, "pacs"), OfPeer("pacs-summary", page_sender, "pacs")])
+    assert sorted(thread.name for thread in outbox._threads) == ["outbox-pacs", "outbox-unconfigured"]
+    outbox.enqueue("pacs", sr_path)
+    outbox.enqueue("pacs-summary", page)
+    outbox.start()
+    assert sr_sender.started.wait(20)
+    sr_sender.release.set()
+    wait_until(lambda: sent, 20, "the page to be sent")
+    assert sent == ["page, the SR's attempt over"]
 
 
 def test_reenqueue_after_failure_delivers_again(sr_path, outboxes):

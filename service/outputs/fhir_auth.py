@@ -41,10 +41,11 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, cast
+from typing import NamedTuple, Protocol, cast
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from service.errors import ConfigError, DeliveryError
@@ -142,10 +143,18 @@ def _read_key_file(path: Path) -> bytes:
 def _private_key(pem: bytes, path: Path) -> tuple[SigningKey, str]:
     try:
         key = load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as error:
         raise ConfigError(f"{_KEY_SETTING}: cannot load an unencrypted PEM private key from "
                           f"{path} ({type(error).__name__})") from None
     return cast(SigningKey, key), _signing_algorithm(key)  # _signing_algorithm refuses any other key
+
+
+class _Signing(NamedTuple):
+    """What one assertion is signed with: the key, its algorithm and the JWT's kid."""
+
+    key: SigningKey
+    algorithm: str
+    key_id: str
 
 
 class _FollowedKey:
@@ -155,30 +164,34 @@ class _FollowedKey:
     def __init__(self, path: Path, key_id: str | None) -> None:
         self._configured_kid = key_id
         pem = _read_key_file(path)
-        key, algorithm = _private_key(pem, path)  # at start: a bad key stops the start
+        self._signing = self._signing_with(*_private_key(pem, path))  # at start: a bad key stops the start
         self._pem = pem.decode("ascii", errors="replace").strip()  # as the SecretFile gives it
         self._file = SecretFile(path, _KEY_SETTING, self._pem)
         self._refused_pem: str | None = None
-        self._set(key, algorithm)
+        self._lock = threading.Lock()
 
-    def _set(self, key: SigningKey, algorithm: str) -> None:
-        self.key, self.algorithm = key, algorithm
-        self.key_id = self._configured_kid or jwk_thumbprint(key.public_key())
+    def _signing_with(self, key: SigningKey, algorithm: str) -> _Signing:
+        return _Signing(key, algorithm, self._configured_kid or jwk_thumbprint(key.public_key()))
 
-    def current(self) -> _FollowedKey:
-        """Itself, with the file's key if the file changed to one that loads; a file holding
-        something else keeps the last good key, with one WARNING per content."""
-        pem = self._file.value()
-        if pem != self._pem and pem != self._refused_pem:
-            try:
-                key, algorithm = _private_key(pem.encode("ascii", errors="replace"), self._file.path)
-            except ConfigError as error:
-                log.warning("%s; the key read before signs until the file holds a usable one", error)
-                self._refused_pem = pem
-            else:
-                self._pem, self._refused_pem = pem, None
-                self._set(key, algorithm)
-        return self
+    def current(self) -> _Signing:
+        """The file's key if the file changed to one that loads, else the last good one (a file
+        holding something else: one WARNING per content)."""
+        with self._lock:
+            pem = self._file.value()
+            if pem != self._pem and pem != self._refused_pem:
+                try:
+                    signing = self._signing_with(*_private_key(pem.encode("ascii", errors="replace"),
+                                                               self._file.path))
+                except ConfigError as error:
+                    log.warning("%s; the key read before signs until the file holds a usable one", error)
+                    self._refused_pem = pem
+                else:
+                    if self._configured_kid:
+                        log.warning("%s changed while fhir_smart_key_id is set: the new key signs under the "
+                                    "same kid; an EHR that holds both keys needs a new fhir_smart_key_id "
+                                    "(a restart)", _KEY_SETTING)
+                    self._pem, self._refused_pem, self._signing = pem, None, signing
+            return self._signing
 
 
 def require_https(url: str, what: str) -> None:

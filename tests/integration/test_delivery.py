@@ -447,12 +447,16 @@ def test_a_smart_key_rotated_in_its_secret_signs_the_next_assertion(tmp_path, ca
     assert jwt.get_unverified_header(after)["kid"] != jwt.get_unverified_header(before)["kid"]
 
     caplog.set_level(logging.WARNING, logger="service.outputs.fhir_auth")
-    secret.rotate("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
-    for _ in range(2):
-        kept = auth.assertion(token_url)
-        jwt.decode(kept, new_public.read_text(), algorithms=["ES384"], audience=token_url)
-    [warning] = [r for r in caplog.records if r.name == "service.outputs.fhir_auth"]
-    assert "the key read before signs" in warning.getMessage() and "not a key" not in warning.getMessage()
+    p256_private, _ = write_key_pair(tmp_path / "p256", "EC", ec.generate_private_key(ec.SECP256R1()))
+    for unusable in ("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n",
+                     p256_private.read_bytes()):  # SMART signs with P-384 (ES384), not P-256
+        secret.rotate(unusable)
+        for _ in range(2):
+            kept = auth.assertion(token_url)
+            jwt.decode(kept, new_public.read_text(), algorithms=["ES384"], audience=token_url)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "service.outputs.fhir_auth"]
+    assert len(warnings) == 2 and all("the key read before signs" in w for w in warnings)
+    assert "not a key" not in warnings[0] and "ES384" in warnings[1]
 
 
 def test_a_real_ehr_takes_the_assertion_of_a_key_rotated_since_the_start(bundle_path, outboxes, tmp_path):

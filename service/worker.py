@@ -194,8 +194,8 @@ class StudyWorker:
             log.warning("queued %d deliveries of done studies that an interrupted stop had not queued", recovered)
         if self._adoption is not None:
             self._adoption.remove_leftovers()
-        self._pages = start_page_renderer()  # its process warms up with a sample page of its own
-        start_warm_up(self._pages)  # in the background: the first study's outputs find highdicom warm
+        self._pages = start_page_renderer()  # its process starts and loads matplotlib meanwhile
+        start_warm_up(self._pages)  # in the background: highdicom warm here, the renderer's first page drawn
         for thread in self._threads:
             thread.start()
 

@@ -29,7 +29,7 @@ import multiprocessing.connection
 import os
 import signal
 import threading
-from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 
@@ -62,15 +62,32 @@ def _warm(log_level: str, log_format: str) -> None:
     """The renderer process's start: its parent's logging (a page's library warnings quote
     what they could not draw, such as the characters of a patient's name a font lacks: logged
     without their text, as in the parent, not printed), deaf to the stop signals of its
-    parent's process group, ending with its parent; the page's modules loaded, then what it
-    holds frozen. Its first page (the warm-up's sample, service.outputs.warm_up) fills
-    matplotlib's caches: drawn here too, it was drawn twice at every start."""
+    parent's process group, ending with its parent; the page's modules loaded. Its first page
+    (the warm-up's sample, service.outputs.warm_up) fills matplotlib's caches, then what it holds
+    is frozen (_render_here); a sample drawn here too was drawn twice at every start."""
+    global _first_page_to_come
     configure_logging(log_level, log_format)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
     import service.outputs.summary  # noqa: F401 (render_page's import, done now)
-    freeze_start_up()
+    _first_page_to_come = True
+
+
+_first_page_to_come = False
+"""In the renderer's process, until its first page is drawn."""
+
+
+def _render_here(page: SummaryInput) -> bytes:
+    """render_page in the renderer's process; after its first page, what the process holds
+    (modules, fonts, matplotlib's caches) is frozen out of the collector's way
+    (service.outputs.collection_pause.freeze_start_up), as the worker's own start-up is."""
+    global _first_page_to_come
+    pdf = render_page(page)
+    if _first_page_to_come:
+        _first_page_to_come = False
+        freeze_start_up()
+    return pdf
 
 
 def _exit_with_parent() -> None:
@@ -91,6 +108,9 @@ class PendingPage:
         self._renderer, self._pool, self._future, self._page = renderer, pool, future, page
 
     def result(self) -> bytes:
+        """The PDF; concurrent.futures.CancelledError when the renderer was closed (the process
+        is stopping) before it began this page, which only the start-up warm-up can meet: a
+        worker's studies are done before its renderer is closed."""
         if self._future is not None and self._pool is not None:
             try:
                 return self._future.result(timeout=RENDER_TIMEOUT_SECONDS)
@@ -98,8 +118,6 @@ class PendingPage:
                 self._renderer.replace(self._pool, "stopped")
             except FutureTimeout:
                 self._renderer.replace(self._pool, f"did not answer in {RENDER_TIMEOUT_SECONDS:g} s")
-            except CancelledError:  # the renderer closed before starting it: as if closed at render()
-                pass
         return render_page(self._page)
 
     def cancel(self) -> None:
@@ -128,7 +146,7 @@ class PageRenderer:
         with self._lock:
             pool = None if self._closed else self._pool
         try:
-            future = pool.submit(render_page, page) if pool is not None else None
+            future = pool.submit(_render_here, page) if pool is not None else None
         except (BrokenProcessPool, RuntimeError):  # broken, or shut down since
             future = None
         return PendingPage(self, pool, future, page)
@@ -155,7 +173,7 @@ class PageRenderer:
 @functools.cache
 def start_page_renderer() -> PageRenderer:
     """The process's page renderer, started at the first call: the costs its start pays (a
-    Python with matplotlib, a sample page) are paid once, wherever it is first asked for."""
+    Python with matplotlib) are paid once, wherever it is first asked for."""
     return PageRenderer()
 
 

@@ -2,8 +2,7 @@
 
 The smallest input that takes every output builder where a study takes them (SR content, image
 library, page table, key-image tile, Bundle). Its own module, apart from the builders it
-feeds: the page renderer's process (service.outputs.page_process) imports it to warm
-matplotlib without loading the SR and FHIR builders it never runs.
+feeds: only the warm-up (service.outputs.warm_up) uses it.
 """
 
 from __future__ import annotations

@@ -297,21 +297,21 @@ def test_enqueue_if_missing_leaves_known_rows_as_they_are(sr_path, outboxes):
     assert after[unknown] == Delivery("pacs", unknown, PENDING, 0, None)
 
 
-def test_an_unexpected_exception_costs_one_attempt_not_the_thread(sr_path, outboxes):
-    """A library bug in one sender (not a DeliveryError) is recorded as a failed attempt; the
-    background thread goes on and delivers the next file."""
-    other = sr_path.with_name("other.fhir.json")
-    ehr = FakeSender()
-    outbox = outboxes({"pacs": always(KeyError("ContentSequence")), "fhir": ehr}, initial_backoff_s=60)
+def test_an_unexpected_exception_costs_one_attempt_not_the_lane(sr_path, outboxes):
+    """A library bug in a sender (not a DeliveryError) is recorded as a failed attempt; that
+    destination's lane goes on and delivers the next file."""
+    other = sr_path.with_name("other.dcm")
+    pacs = FakeSender(KeyError("ContentSequence"))  # the first call fails, the next succeed
+    outbox = outboxes({"pacs": pacs}, initial_backoff_s=60)
     outbox.start()
     outbox.enqueue("pacs", sr_path)
-    outbox.enqueue("fhir", other)
+    wait_until(lambda: only(outbox).attempts == 1, 20, "the outbox lane's first attempt")
+    assert only(outbox) == Delivery("pacs", sr_path, PENDING, 1, "KeyError: 'ContentSequence'")
 
-    wait_until(lambda: {d.destination: d.state for d in outbox.deliveries()}.get("fhir") == DELIVERED, 20,
-               "the outbox thread to deliver the Bundle")
-    broken = next(d for d in outbox.deliveries() if d.destination == "pacs")
-    assert broken == Delivery("pacs", sr_path, PENDING, 1, "KeyError: 'ContentSequence'")
-    assert outbox.alive and ehr.calls == [other]
+    outbox.enqueue("pacs", other)
+    wait_until(lambda: {d.path: d.state for d in outbox.deliveries()}.get(other) == DELIVERED, 20,
+               "the outbox lane to deliver the next file")
+    assert outbox.alive and pacs.calls == [sr_path, other]
 
 
 def test_a_cycle_failing_over_and_over_is_logged_once_a_minute(tmp_path, outboxes, caplog):

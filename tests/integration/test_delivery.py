@@ -18,7 +18,7 @@ import shutil
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pydicom
@@ -31,7 +31,7 @@ from service.outputs import codes
 from service.outputs.destinations import Destination, EhrByFhir, PacsByCStore, configured_destinations
 from service.outputs.fhir_auth import BearerToken, SmartBackendServices
 from service.outputs.fhir import build_bundle
-from service.outputs.outbox import DELIVERED, FAILED, PENDING
+from service.outputs.outbox import DELIVERED, FAILED, PENDING, Outbox
 from service.outputs.sr import build_measurement_report
 from tests.support.processes import LOOPBACK, free_port, wait_until
 from tests.support.external import require_tool
@@ -257,6 +257,19 @@ def _assert_results_in_ehr(server: FhirServer, patient_ref: str, version: str, r
     assert len(server.search("Device")) == 1
 
 
+def _assert_delivered_at_once(server: FhirServer, destinations: Sequence[Destination], bundle_path: Path,
+                              outboxes: Callable[..., Outbox]) -> None:
+    """The study's patient registered at `server`, the Bundle delivered through `destinations` at
+    the first attempt, and what the EHR then holds (_assert_results_in_ehr)."""
+    result, _ = make_study_result()
+    patient_ref = f"Patient/{_register_patient(server, result.study.patient_id)}"
+    outbox = outboxes(destinations)
+    outbox.enqueue("fhir", bundle_path)
+    outbox.deliver_due()
+    assert (only(outbox).state, only(outbox).last_error) == (DELIVERED, None)
+    _assert_results_in_ehr(server, patient_ref, version="1")
+
+
 def test_bundle_is_delivered_to_a_real_fhir_server(bundle_path, fhir_server, outboxes):
     result, _ = make_study_result()
     patient_ref = f"Patient/{_register_patient(fhir_server, result.study.patient_id)}"
@@ -476,13 +489,7 @@ def test_a_real_ehr_takes_the_assertion_of_a_key_rotated_since_the_start(bundle_
                                     fhir_base_url=server.base)
         secret.rotate(new_private.read_bytes())
         server.bearer = auth.header().removeprefix("Bearer ")  # the test's own reads
-        result, _ = make_study_result()
-        patient_ref = f"Patient/{_register_patient(server, result.study.patient_id)}"
-        outbox = outboxes([EhrByFhir(server.base, auth, timeout_s=30)])
-        outbox.enqueue("fhir", bundle_path)
-        outbox.deliver_due()
-        assert (only(outbox).state, only(outbox).last_error) == (DELIVERED, None)
-        _assert_results_in_ehr(server, patient_ref, version="1")
+        _assert_delivered_at_once(server, [EhrByFhir(server.base, auth, timeout_s=30)], bundle_path, outboxes)
     finally:
         server.stop()
 
@@ -835,13 +842,7 @@ def test_smart_over_https_trusts_fhir_tls_ca_file_for_the_token_endpoint_too(bun
         (ehr_destination,) = configured_destinations(config)
         assert isinstance(ehr_destination, EhrByFhir) and ehr_destination.authorization is not None
         ehr.bearer = ehr_destination.authorization.header().removeprefix("Bearer ")  # the test's own reads
-        result, _ = make_study_result()
-        patient_ref = f"Patient/{_register_patient(ehr, result.study.patient_id)}"
-        outbox = outboxes(configured_destinations(config))
-        outbox.enqueue("fhir", bundle_path)
-        outbox.deliver_due()
-        assert (only(outbox).state, only(outbox).last_error) == (DELIVERED, None)
-        _assert_results_in_ehr(ehr, patient_ref, version="1")
+        _assert_delivered_at_once(ehr, configured_destinations(config), bundle_path, outboxes)
     finally:
         ehr.stop()
 

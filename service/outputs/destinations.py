@@ -42,8 +42,9 @@ class Destination(Protocol):
     @property
     def peer(self) -> str:
         """The peer it reaches (not empty). Destinations of one peer share an outbox lane
-        (service.outputs.outbox): the peer sees one delivery of ours at a time, a result's SR
-        before its page, as when one thread delivered everything."""
+        (service.outputs.outbox): the peer sees one delivery of ours at a time, in the order they
+        fall due (a result's SR before its page, unless the SR waits out a retry), as when one
+        thread delivered everything."""
         ...
 
     def send(self, path: Path) -> None:

@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import NamedTuple, Protocol, cast
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from service.errors import ConfigError, DeliveryError
@@ -157,6 +157,11 @@ class _Signing(NamedTuple):
     key_id: str
 
 
+def _thumbprint(signing: _Signing) -> str:
+    """Which key it is, whatever its file's encoding (PKCS#1 or PKCS#8, line breaks)."""
+    return jwk_thumbprint(signing.key.public_key())
+
+
 class _FollowedKey:
     """The signing key in the private key file, as the file holds it now (service.secret_file
     follows the file's text); its kid: the configured one, else its thumbprint."""
@@ -186,7 +191,7 @@ class _FollowedKey:
                     log.warning("%s; the key read before signs until the file holds a usable one", error)
                     self._refused_pem = pem
                 else:
-                    if self._configured_kid:
+                    if self._configured_kid and _thumbprint(signing) != _thumbprint(self._signing):
                         log.warning("%s changed while fhir_smart_key_id is set: the new key signs under the "
                                     "same kid; an EHR that holds both keys needs a new fhir_smart_key_id "
                                     "(a restart)", _KEY_SETTING)

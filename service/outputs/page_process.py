@@ -29,7 +29,7 @@ import multiprocessing.connection
 import os
 import signal
 import threading
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 
@@ -108,9 +108,10 @@ class PendingPage:
         self._renderer, self._pool, self._future, self._page = renderer, pool, future, page
 
     def result(self) -> bytes:
-        """The PDF; concurrent.futures.CancelledError when the renderer was closed (the process
-        is stopping) before it began this page, which only the start-up warm-up can meet: a
-        worker's studies are done before its renderer is closed."""
+        """The PDF, drawn here when the renderer cannot: broken, silent, or this page cancelled
+        before it began (a renderer replaced, or closed at a stop, cancels what it had not
+        taken). A study never fails for its renderer; a stop during the start-up warm-up has the
+        warm-up's sample drawn here, once."""
         if self._future is not None and self._pool is not None:
             try:
                 return self._future.result(timeout=RENDER_TIMEOUT_SECONDS)
@@ -118,6 +119,8 @@ class PendingPage:
                 self._renderer.replace(self._pool, "stopped")
             except FutureTimeout:
                 self._renderer.replace(self._pool, f"did not answer in {RENDER_TIMEOUT_SECONDS:g} s")
+            except CancelledError:
+                pass
         return render_page(self._page)
 
     def cancel(self) -> None:

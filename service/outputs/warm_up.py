@@ -29,7 +29,6 @@ import io
 import logging
 import threading
 import time
-from concurrent.futures import CancelledError
 
 from service.outputs.built import study_outputs
 from service.outputs.collection_pause import collection_paused, freeze_start_up
@@ -53,9 +52,6 @@ def _run(pages: PageRenderer | None) -> None:
     started = time.monotonic()
     try:
         warm_up(pages)
-    except CancelledError:  # the renderer closed before drawing the sample: the process is stopping
-        log.debug("the process stopped before the output builders' warm-up was done")
-        return
     except Exception:  # the warmth is an optimisation: never a reason to stop the service
         log.warning("warm-up of the output builders failed; the first study pays their first use",
                     exc_info=True)

@@ -81,6 +81,17 @@ def test_the_page_says_every_lesion_the_notice_the_signature_and_the_candidates(
     assert "SR SOP Instance UID: 2.25.42" in text
 
 
+def test_names_in_other_scripts_are_drawn_as_text_a_reader_extracts() -> None:
+    """The page's fonts are Type 3 (matplotlib's own glyph procedures): their characters must
+    still come back as text, beyond ASCII too."""
+    page = _page(1)
+    name = "Müller-Ωmega^José Иванов"
+    pdf = summary_pdf(dataclasses.replace(page, study=dataclasses.replace(page.study, patient_name=name)))
+    fonts = pypdf.PdfReader(io.BytesIO(pdf)).pages[0]["/Resources"]["/Font"].values()
+    assert {font.get_object()["/Subtype"] for font in fonts} == {"/Type3"}
+    assert f"Patient {name} (ID" in _text(pdf)[1]
+
+
 def test_the_rendered_tile_shows_the_contour_colour_at_the_lesions_position(
         baseline: tuple[SummaryInput, bytes]) -> None:
     """On the Agg rendering of the same figure, at the display position of the disk's top edge

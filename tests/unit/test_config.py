@@ -1,5 +1,6 @@
 """Settings precedence and validation."""
 
+import base64
 import dataclasses
 import json
 import re
@@ -96,10 +97,17 @@ def test_a_smart_key_that_cannot_sign_stops_the_start(tmp_path):
     with pytest.raises(ConfigError, match="P-384"):
         fhir_authorization(config)
     (tmp_path / "garbage.pem").write_text("not a key")
-    with pytest.raises(ConfigError, match="cannot load"):
-        fhir_authorization(load_config(environ={"RCDS_FHIR_BASE_URL": "https://ehr/fhir",
-                                                "RCDS_FHIR_SMART_CLIENT_ID": "rcds",
-                                                "RCDS_FHIR_SMART_PRIVATE_KEY_FILE": str(tmp_path / "garbage.pem")}))
+    # SEC 1's ECPrivateKey on secp112r1 (OID 1.3.132.0.6), a curve OpenSSL names and the
+    # cryptography package refuses: its own exception, UnsupportedAlgorithm, not a ValueError.
+    sec1 = bytes([0x30, 0x1C, 0x02, 0x01, 0x01, 0x04, 0x0E, *range(1, 15),
+                  0xA0, 0x07, 0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x06])
+    (tmp_path / "secp112r1.pem").write_bytes(b"-----BEGIN EC PRIVATE KEY-----\n" + base64.encodebytes(sec1)
+                                             + b"-----END EC PRIVATE KEY-----\n")
+    for unusable, why in (("garbage.pem", "ValueError"), ("secp112r1.pem", "UnsupportedAlgorithm")):
+        with pytest.raises(ConfigError, match=rf"cannot load .*\({why}\)"):
+            fhir_authorization(load_config(environ={"RCDS_FHIR_BASE_URL": "https://ehr/fhir",
+                                                    "RCDS_FHIR_SMART_CLIENT_ID": "rcds",
+                                                    "RCDS_FHIR_SMART_PRIVATE_KEY_FILE": str(tmp_path / unusable)}))
 
 
 def test_every_bound_the_schema_sets_on_a_setting_the_service_checks_too() -> None:

@@ -204,6 +204,48 @@ def test_a_destination_that_hangs_holds_none_of_the_others(sr_path, outboxes):
     assert ehr.calls == bundles
 
 
+def test_a_stopping_lane_stops_after_the_attempt_it_is_in(sr_path, outboxes):
+    """stop() lets the attempt under way end and attempts no other: the rest stay pending, with
+    no attempt counted, and a restart delivers them."""
+    srs = [sr_path, sr_path.with_name("second.dcm"), sr_path.with_name("third.dcm")]
+    pacs = HangingSender()
+    outbox = outboxes({"pacs": pacs})
+    for sr in srs:
+        outbox.enqueue("pacs", sr)
+    outbox.start()
+    assert pacs.started.wait(20)
+    stopping = threading.Thread(target=outbox.stop, kwargs={"timeout_s": 20.0})
+    stopping.start()
+    wait_until(lambda: outbox._stop.is_set(), 20, "the stop to begin")
+    pacs.release.set()
+    stopping.join(30)
+    assert not stopping.is_alive() and not outbox.alive
+    assert pacs.calls == srs[:1]
+    after_restart = FakeSender()
+    restarted = outboxes({"pacs": after_restart})
+    assert {(d.path, d.state, d.attempts) for d in restarted.deliveries()} == {
+        (srs[0], DELIVERED, 1), (srs[1], PENDING, 0), (srs[2], PENDING, 0)}
+    assert restarted.deliver_due() == 2 and after_restart.calls == srs[1:]
+
+
+def test_a_lane_still_in_its_attempt_after_the_stop_timeout_keeps_the_database(sr_path, outboxes, caplog):
+    """A peer slower than the stop's timeout: stop() returns, says which lane it left, and
+    does not close the database under it; the attempt's outcome is still recorded."""
+    ehr, pacs = HangingSender(), FakeSender()
+    outbox = outboxes({"fhir": ehr, "pacs": pacs})
+    outbox.enqueue("fhir", sr_path)
+    outbox.start()
+    assert ehr.started.wait(20)
+    caplog.set_level(logging.WARNING, logger="service.outputs.outbox")
+    outbox.stop(timeout_s=0.2)
+    assert [r.getMessage() for r in caplog.records if r.name == "service.outputs.outbox"] == [
+        "outbox-fhir still in an attempt after 0.2 s; stopping without it"]
+    ehr.release.set()
+    wait_until(lambda: not any(thread.is_alive() for thread in outbox._threads), 20,
+               "the EHR's lane to end its attempt")
+    assert only(outbox) == Delivery("fhir", sr_path, DELIVERED, 1, None)
+
+
 @dataclass
 class OfPeer:
     """A FAKE sender as the destination `name` of the peer `peer`."""

@@ -368,8 +368,9 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
         handler.addFilter(UidRedactingFilter())
         if log_format == "json":
             handler.setFormatter(JsonLogFormatter())
-    # fontTools' subsetter logs each glyph list of each font embedded in a tumour-board page at
-    # INFO: some 200 lines per study, each through the redacting filter, and nothing to act on.
+    # fontTools (matplotlib's PDF backend loads it) logs each glyph list of each TrueType font it
+    # subsets at INFO: some 200 lines a page when the page embedded TrueType fonts, nothing to act
+    # on. The page draws Type 3 fonts now (service.outputs.summary); kept quiet all the same.
     for noisy in ("pynetdicom", "highdicom", "fontTools"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # pydicom logs invalid values *with* the value (e.g. a malformed birth date): errors only.

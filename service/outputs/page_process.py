@@ -1,7 +1,7 @@
 """The tumour-board page rendered in a process of its own while the worker builds the SR.
 
-The page (matplotlib; 0.4-0.6 s for STS_019's one lesion, most of it fontTools subsetting the
-embedded fonts) and the SR (highdicom, 0.25-0.4 s) are both pure Python: in two threads they
+The page (matplotlib; about 0.3 s for STS_019's one lesion, most of it laying out and drawing
+its text) and the SR (highdicom, 0.2-0.4 s) are both pure Python: in two threads they
 would take turns under the GIL, so one after the other they made most of a small study's
 latency. The page needs nothing of the SR but its SOP Instance UID, known before the SR is
 built (service.outputs.sr.sr_identity), so a second process renders it meanwhile

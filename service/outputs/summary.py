@@ -49,7 +49,7 @@ RC_PARAMS: dict[RcKeyType, object] = {
     # Type 3: the glyphs the page uses, drawn by matplotlib itself, with the map from glyphs back
     # to characters that lets a reader (and pypdf) extract the text, accents and other scripts
     # included. Embedding TrueType (42) instead had fontTools subset each of the page's four
-    # fonts at every render: about 0.65 s of the page's 1 s of CPU, at every study and every
+    # fonts at every render: about 0.7 s of the page's 1.1 s of CPU, at every study and every
     # start of the renderer.
     "pdf.fonttype": 3,
     "font.family": "DejaVu Sans",  # bundled with matplotlib: the same glyphs on every host

@@ -68,4 +68,22 @@ def start_warm_up(pages: PageRenderer | None = None) -> threading.Thread:
     Returns the thread."""
     thread = threading.Thread(target=_run, args=(pages,), name="output-warm-up", daemon=True)
     thread.start()
+    _started.append(thread)
     return thread
+
+
+_started: list[threading.Thread] = []
+"""The process's warm-up threads (one per renderer: start_warm_up)."""
+
+
+def wait_for_warm_up(timeout_s: float = 30.0) -> None:
+    """At the process's stop, once its page renderer is closed: let a warm-up still running end
+    before the interpreter does. A stop in the first seconds after a start finds the warm-up
+    waiting for its sample page, which the closed renderer cancels, so the warm-up draws it here
+    (service.outputs.page_process.PendingPage). A daemon thread importing matplotlib and
+    drawing while the interpreter shuts down can abort the process: the likely cause of serve,
+    stopped that early once in CI, ending with SIGABRT instead of its exit status. A hung
+    warm-up is left after `timeout_s`, as before."""
+    deadline = time.monotonic() + timeout_s
+    for thread in _started:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))

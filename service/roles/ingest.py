@@ -18,6 +18,7 @@ from service.observability import (INGEST_REGISTRY, QUEUE_DEPTH, QUEUE_OLDEST, S
 from service.outputs.destinations import configured_destinations
 from service.outputs.outbox import Outbox
 from service.outputs.page_process import close_page_renderer
+from service.outputs.warm_up import wait_for_warm_up
 from service.retention import SpoolRetention
 from service.roles.certificates import load_tls
 from service.scoring.client import GrpcScorer
@@ -152,3 +153,4 @@ def run_ingest(config: Config, stop: threading.Event | None = None) -> None:
             ingest.stop()
         finally:
             close_page_renderer()  # the process's, once its worker is done: it ends now, not at this process's exit
+            wait_for_warm_up()

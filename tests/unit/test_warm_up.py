@@ -87,6 +87,29 @@ def test_with_a_page_renderer_the_process_never_loads_matplotlib(tmp_path: Path)
     assert run.stdout.strip().splitlines()[-1] == "[]"
 
 
+_STOPPED_AT_ONCE = """
+from service.outputs.page_process import PageRenderer
+from service.outputs.warm_up import start_warm_up, wait_for_warm_up
+renderer = PageRenderer()
+thread = start_warm_up(renderer)
+renderer.close()  # a stop right after the start: the renderer never began the sample page
+wait_for_warm_up()
+print("warm-up still running:", thread.is_alive())
+"""
+
+
+def test_a_stop_during_the_warm_up_waits_for_it_before_the_interpreter_ends(tmp_path: Path) -> None:
+    """The renderer closed before the sample page began: the warm-up then draws it in this
+    process, and the stop waits for that (service.roles.ingest.run_ingest) instead of leaving a
+    daemon thread in matplotlib while the interpreter shuts down. A fresh interpreter, which
+    exits right after, as serve does."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONFAULTHANDLER": "1"}
+    run = subprocess.run([sys.executable, "-c", _STOPPED_AT_ONCE], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "warm-up still running: False", run.stderr
+
+
 def test_a_failing_warm_up_is_logged_and_raises_nothing(monkeypatch: pytest.MonkeyPatch,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     # A fake fault: the sample is fixed, so no real input makes the builders fail here; a

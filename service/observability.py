@@ -368,10 +368,9 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
         handler.addFilter(UidRedactingFilter())
         if log_format == "json":
             handler.setFormatter(JsonLogFormatter())
-    # fontTools (matplotlib's PDF backend loads it) logs each glyph list of each TrueType font it
-    # subsets at INFO: some 200 lines a page when the page embedded TrueType fonts, nothing to act
-    # on. The page draws Type 3 fonts now (service.outputs.summary); kept quiet all the same.
-    for noisy in ("pynetdicom", "highdicom", "fontTools"):
+    # pynetdicom logs each association's and message's details (UIDs a sender supplied among
+    # them) and highdicom each object it builds, at INFO: their warnings and errors only.
+    for noisy in ("pynetdicom", "highdicom"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # pydicom logs invalid values *with* the value (e.g. a malformed birth date): errors only.
     logging.getLogger("pydicom").setLevel(logging.ERROR)

@@ -346,8 +346,8 @@ class Config:
         if not 0 < self.pacs_query_initial_backoff_seconds <= PACS_QUERY_MAX_BACKOFF_SECONDS:
             raise ConfigError(f"pacs_query_initial_backoff_seconds must be above 0 and at most "
                               f"{PACS_QUERY_MAX_BACKOFF_SECONDS:g} (the longest wait)")
-        if self.prior_dimse_port is not None and not 0 <= self.prior_dimse_port <= 65535:
-            raise ConfigError("prior_dimse_port must be a TCP port (0-65535)")
+        if self.prior_dimse_port is not None and not 1 <= self.prior_dimse_port <= 65535:  # a peer's, as pacs_port
+            raise ConfigError("prior_dimse_port must be a TCP port (1-65535)")
 
     def _check_no_credentials_in_urls(self) -> None:
         """http://user:password@host/...: requests would send them (in clear over http), and the

@@ -43,7 +43,7 @@ def _role_registry() -> tuple[CollectorRegistry, Info]:
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     build_info = Info("rcds_build", "Versions this process runs: radiomics-cds, Python and, in the scorer, the "
-                      "feature engines (pyradiomics, simpleitk, numpy)", registry=registry)
+                      "feature engines by distribution (pyradiomics_bhklab, simpleitk, numpy)", registry=registry)
     return registry, build_info
 
 
@@ -172,10 +172,11 @@ LESION_SECONDS = Histogram(
 
 
 def build_labels(engines: Mapping[str, str]) -> dict[str, str]:
-    """rcds_build_info's labels: our version, Python's and the given engines' (names in lower
-    case, as Prometheus label names go)."""
+    """rcds_build_info's labels: our version, Python's and the given engines', each engine named
+    by its distribution (pyradiomics-bhklab, not pyradiomics: they differ) as a Prometheus label
+    name: lower case, `_` for anything else than a letter, digit or `_`."""
     return {"version": __version__, "python": platform.python_version(),
-            **{name.lower(): version for name, version in engines.items()}}
+            **{re.sub(r"[^a-z0-9_]", "_", name.lower()): version for name, version in engines.items()}}
 
 
 def initialise_ingest_metrics(destinations: Iterable[str]) -> None:

@@ -201,6 +201,8 @@ def test_lint_finds_no_warning_or_error(case: Rendered, kube_version: str) -> No
     ({"image": {"tagg": "0.1.0"}}, "tagg"),
     ({"config": {"quiet_second": 30}}, "quiet_second"),
     ({"config": {"spool_retention_days": -1}}, "/config/spool_retention_days"),
+    ({"config": {"prior_dimse_port": 0}}, "/config/prior_dimse_port"),  # a peer's port, as Config checks
+    ({"config": {"log_level": "verbose"}}, "/config/log_level"),
     ({"config": {"fhir_bearer_token": "s3cret"}}, "fhir_bearer_token"),  # credentials never in config.yaml
     ({"config": {"scorer_tls_cert_file": "/s.crt"}}, "scorer_tls_cert_file"),  # the chart mounts TLS files
     ({"ingest": {"terminationGracePeriodSeconds": "120"}}, "/ingest/terminationGracePeriodSeconds"),
@@ -317,6 +319,12 @@ def test_every_case_lists_calling_aes_or_opts_out_and_the_config_carries_the_lis
     # the test command the notes suggest calls as an accepted AE (send's own default is refused)
     (command,) = [line.strip() for line in notes.splitlines() if line.strip().startswith("radiomics-cds send")]
     assert (f"--calling-aet {allowed[0]}" in command) if allowed else ("--calling-aet" not in command)
+
+
+@pytest.mark.parametrize("level", ["Info", "WARNING", "debug", "eRRor"])
+def test_schema_takes_a_log_level_in_any_case_as_the_service_does(chart: Any, level: str) -> None:
+    chart.validate_schema({"config": {"log_level": level}})
+    assert load_config(environ={"RCDS_LOG_LEVEL": level}).log_level == level
 
 
 def test_schema_config_lists_exactly_the_settings_the_chart_leaves_to_the_user() -> None:

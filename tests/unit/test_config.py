@@ -57,6 +57,7 @@ def test_yaml_then_environment_then_overrides(tmp_path):
     ({"RCDS_SPOOL_RETENTION_DAYS": "a month"}, "setting spool_retention_days: cannot use 'a month'"),
     ({"RCDS_PACS_QUERY_INITIAL_BACKOFF_SECONDS": "0"}, "pacs_query_initial_backoff_seconds must be above 0"),
     ({"RCDS_PACS_QUERY_INITIAL_BACKOFF_SECONDS": "7200"}, "at most 3600 \\(the longest wait\\)"),
+    ({"RCDS_PRIOR_DIMSE_PORT": "0"}, "prior_dimse_port must be a TCP port \\(1-65535\\)"),
 ])
 def test_bad_values_stop_at_start_with_the_setting_named(environ, message):
     with pytest.raises(ConfigError, match=message):

@@ -23,7 +23,8 @@ from service.config import load_config
 from service.ingest.index import InstanceRecord
 from service.observability import (INGEST_REGISTRY, INSTANCE_REJECTION_REASONS, LESION_OUTCOMES,
                                    PRIOR_LOOKUP_OUTCOMES, QUEUE_DEPTH, QUEUE_OLDEST, SCORER_REGISTRY, SCORER_UP,
-                                   STUDY_FAILURE_KINDS, initialise_scorer_metrics, watch_var_dir)
+                                   STUDY_FAILURE_KINDS, build_labels, initialise_scorer_metrics,
+                                   watch_var_dir)
 from tests.support.processes import free_port
 
 
@@ -139,3 +140,10 @@ def test_the_scorer_exports_every_lesion_outcome_at_zero() -> None:
     initialise_scorer_metrics({})
     for outcome in LESION_OUTCOMES:
         assert SCORER_REGISTRY.get_sample_value("rcds_scorer_lesions_total", {"outcome": outcome}) is not None
+
+
+def test_build_information_names_each_engine_by_its_distribution_as_a_label_name_may() -> None:
+    labels = build_labels({"pyradiomics-bhklab": "3.1.1", "SimpleITK": "2.4.0", "numpy": "2.1.0"})
+    assert {name: labels[name] for name in ("pyradiomics_bhklab", "simpleitk", "numpy")} == {
+        "pyradiomics_bhklab": "3.1.1", "simpleitk": "2.4.0", "numpy": "2.1.0"}
+    assert set(labels) == {"version", "python", "pyradiomics_bhklab", "simpleitk", "numpy"}

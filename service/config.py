@@ -48,6 +48,7 @@ def _ae_titles(items: list[Any]) -> tuple[str, ...]:
 
 
 PRIOR_PROVIDERS = ("dicomweb", "dimse", "directory")
+RETRIEVING_PRIOR_PROVIDERS = ("dicomweb", "dimse")  # those that retrieve images too (service.priors.retrieve)
 FHIR_RESULT_STATUSES = ("preliminary", "final")
 """DiagnosticReport and Observation status codes (FHIR R4) a site may choose: unverified results
 are `preliminary`; `final` claims a verification the service cannot make (docs/fhir.md)."""
@@ -446,6 +447,13 @@ class Config:
         name_rules = tuple((pattern, LocationClass(c)) for pattern, c in self.location_name_rules.items())
         return LocationRules(site_mapping={name: LocationClass(c) for name, c in self.site_mapping.items()},
                              name_rules=name_rules or DEFAULT_NAME_RULES)
+
+    @property
+    def prior_sources_retrieve(self) -> bool:
+        """Whether a configured prior source can retrieve images too (WADO-RS, C-GET): what the
+        worker needs to put back from PACS a study's instances gone from the spool
+        (service.restoration), and `rescore` to know that it will."""
+        return any(name in RETRIEVING_PRIOR_PROVIDERS for name in self.prior_providers)
 
     @property
     def prior_dimse_peer(self) -> tuple[str | None, int, str]:

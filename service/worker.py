@@ -38,7 +38,7 @@ from service.adoption import Adoption
 from service.backoff import Backoff
 from service.errors import ConfigError, InputError, PriorSourceError, ScorerError, ScorerUnavailable
 from service.ingest.completeness import EarlyMargin, Outcome, assess
-from service.ingest.index import DONE, FAILED, PROCESSING, RECEIVING, StudyIndex, StudyState
+from service.ingest.index import DONE, FAILED, PROCESSING, RECEIVING, InstanceRecord, StudyIndex, StudyState
 from service.ingest.spool import Spool, missing_from_spool, study_key
 from service.model import StudyInfo
 from service.observability import (PRIOR_LOOKUP_SECONDS, PRIOR_LOOKUPS, SCORING_SECONDS, STUDIES_COMPLETED,
@@ -55,6 +55,7 @@ from service.pipeline import PriorLookup, WrittenOutputs, run_study
 from service.prior_ct import RetrievedPriorCt
 from service.prior_retry import PriorRetry, PriorsWatch
 from service.response import ResponseInputs
+from service.restoration import SpoolRestoration
 from service.priors import PriorCache, PriorsOutcome, build_providers, resolve_priors, stale_later_studies
 from service.priors.retrieve import RetrievalLimits, retrieving
 from service.priors.selection import priors_used
@@ -161,6 +162,8 @@ class StudyWorker:
         self._prior_ct = RetrievedPriorCt(retrievers, config.var_dir / "retrieved", limits) if retrievers else None
         self._adoption = Adoption(retrievers, index, Spool(config.spool_dir), config.var_dir / "retrieved",
                                   config.var_dir / "adopted", limits) if retrievers else None
+        self._restoration = SpoolRestoration(retrievers, index, config.var_dir / "retrieved", limits) \
+            if retrievers else None
         self._reconciling = threading.Lock()  # one thread reconciles at a time
         # Reconciliation asks again after PACS did not answer, or while a later study of the
         # patient is still being received or scored here; a study scored while its priors were
@@ -324,7 +327,10 @@ class StudyWorker:
         started = time.monotonic()
         try:
             records = self._index.instances(study_uid)
-            gone = missing_from_spool(records, self._index.files_removed_at(study_uid))
+            removed_at = self._index.files_removed_at(study_uid)
+            gone = missing_from_spool(records, removed_at)
+            if gone is not None and self._restoration is not None:
+                gone = self._restore(self._restoration, study_uid, records, removed_at)
             if gone is not None:  # our files, not the sender's data (retention's, perhaps): failed as internal
                 self._fail(study_uid, gone, "internal")
                 return
@@ -482,8 +488,10 @@ class StudyWorker:
                     rescored += 1
                 else:
                     elsewhere += 1
-            elif state.state is DONE and state.files_removed_at is not None and not self._result_uses(state, sr_uid):
-                # Scoring it again would fail it for want of its spooled instances: it stays done
+            elif (state.state is DONE and state.files_removed_at is not None and self._restoration is None
+                  and not self._result_uses(state, sr_uid)):
+                # Scoring it again would fail it for want of its spooled instances, which no
+                # source can retrieve: it stays done
                 log.warning("study %s: an earlier study's report arrived after it, but spool retention has removed "
                             "its instances; send it again to have it compared", study_key(uid))
             elif state.state is DONE and not self._result_uses(state, sr_uid):
@@ -517,6 +525,21 @@ class StudyWorker:
         log.info("study %s: retrieved from PACS (%d new instances) to be scored again here, an earlier "
                  "study's report arrived after it", study_key(study_uid), new)
         return True
+
+    @staticmethod
+    def _restore(restoration: SpoolRestoration, study_uid: str, records: list[InstanceRecord],
+                 removed_at: float | None) -> str | None:
+        """Put the study's instances missing from the spool back from PACS (service.restoration);
+        None once they are back, else why the study cannot be scored, with what PACS answered."""
+        try:
+            restored = restoration.restore(study_uid, records)
+        except (PriorSourceError, OSError) as error:
+            log.warning("study %s: retrieving its instances missing from the spool from PACS failed: %s",
+                        study_key(study_uid), error)
+            return missing_from_spool(records, removed_at, unretrievable=str(error))
+        log.info("study %s: %d instances missing from the spool retrieved from PACS again", study_key(study_uid),
+                 restored)
+        return None
 
     def _result_uses(self, state: StudyState, sr_uid: str) -> bool:
         """Whether the study's latest SR here (perhaps not yet in PACS) compared with `sr_uid`."""

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     Prints what became of each study, named by key and token (UID only with --show-uids); exit 1
     when a name is unknown or a study cannot be scored again (no contours, files gone)."""
     config = load_config(args.config)
+    retrieves = config.prior_sources_retrieve  # the worker puts files gone from the spool back from PACS
     index = StudyIndex(service_file(config.index_path, "index"))
     try:
         unknown: list[str] = []
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
             studies, unknown = _named(args.studies, index.studies_in(), args.show_uids)
         for problem in unknown:
             print(problem, file=sys.stderr)
-        queued = [_queue(index, study, args.show_uids) for study in studies]
+        queued = [_queue(index, study, args.show_uids, retrieves) for study in studies]
     finally:
         index.close()
     return ExitCode.FAILED if unknown or not all(queued) else ExitCode.OK
@@ -73,16 +74,23 @@ def _named(names: Sequence[str], studies: Sequence[StudyState], show_uids: bool)
     return list(found.values()), problems
 
 
-def _queue(index: StudyIndex, study: StudyState, show_uids: bool) -> bool:
-    """Send one study back to be scored, saying so; False when scoring it again cannot help."""
+def _queue(index: StudyIndex, study: StudyState, show_uids: bool, retrieves: bool) -> bool:
+    """Send one study back to be scored, saying so; False when scoring it again cannot help.
+    `retrieves`: a prior source can retrieve images, so files gone from the spool are no reason
+    not to (the worker retrieves them from PACS first, service.restoration)."""
     name = study_name(study.study_instance_uid, show_uids)
     if study.state in (DONE, FAILED):
-        unscorable = _unscorable(index.instances(study.study_instance_uid), study.files_removed_at)
+        instances = index.instances(study.study_instance_uid)
+        unscorable = _without_contours(instances)
+        gone = missing_from_spool(instances, study.files_removed_at)
+        if unscorable is None and not retrieves:
+            unscorable = gone
         if unscorable is not None:
             print(f"{name}  not queued ({study.state}): {unscorable}", file=sys.stderr)
             return False
         if index.rescore(study.study_instance_uid, REASON, failed_too=True):
-            print(f"{name}  queued to be scored again (was {study.state})")
+            retrieval = "; its instances missing from the spool are retrieved from PACS first" if gone else ""
+            print(f"{name}  queued to be scored again (was {study.state}){retrieval}")
             return True
         study = index.study(study.study_instance_uid) or study  # an instance arrived meanwhile: receiving
     print(f"{name}  {'being scored now' if study.state is PROCESSING else 'already queued to be scored'}: "
@@ -90,11 +98,11 @@ def _queue(index: StudyIndex, study: StudyState, show_uids: bool) -> bool:
     return True
 
 
-def _unscorable(instances: Sequence[InstanceRecord], files_removed_at: float | None) -> str | None:
-    """Why scoring a study again cannot help, or None. Without contours the worker would hold it
-    for the hard cap and fail it again (contours arriving send it back by themselves); with
-    files gone from the spool (removed by retention at `files_removed_at`, or by hand) it would
-    fail at once."""
+def _without_contours(instances: Sequence[InstanceRecord]) -> str | None:
+    """Why scoring a study without contours again cannot help (the worker would hold it for the
+    hard cap and fail it again; contours arriving send it back by themselves), or None. A study
+    with files gone from the spool (removed by retention, or by hand) would fail at once unless
+    PACS can give them back (the caller's `retrieves`)."""
     if not any(record.sop_class_uid in CONTOUR_SOP_CLASSES for record in instances):
         return "no RTSTRUCT or SEG was received: it is scored once one arrives"
-    return missing_from_spool(instances, files_removed_at)
+    return None

@@ -244,6 +244,12 @@ class StudyIndex:
             " WHERE study_instance_uid = ? AND files_removed_at IS NOT NULL", (now, study_uid),
         )
 
+    def files_restored(self, study_uid: str) -> None:
+        """The study's spooled files that retention removed are back (retrieved from PACS again,
+        service.restoration): it is no longer marked."""
+        with self._lock, self._db:
+            self._db.execute("UPDATE studies SET files_removed_at = NULL WHERE study_instance_uid = ?", (study_uid,))
+
     def instances(self, study_uid: str) -> list[InstanceRecord]:
         with self._lock:
             return self._instances(study_uid)

@@ -26,7 +26,8 @@ def study_key(study_instance_uid: str) -> str:
     return hashlib.sha256(study_instance_uid.encode()).hexdigest()[:16]
 
 
-def missing_from_spool(instances: Sequence[InstanceRecord], removed_at: float | None = None) -> str | None:
+def missing_from_spool(instances: Sequence[InstanceRecord], removed_at: float | None = None,
+                       unretrievable: str | None = None) -> str | None:
     """Why a study cannot be scored again from what it was sent, when the files of some of its
     indexed instances are gone; None when every one is there. Read anyway, each would be
     reported as DICOM that cannot be read. `removed_at`: when spool retention removed the
@@ -34,12 +35,14 @@ def missing_from_spool(instances: Sequence[InstanceRecord], removed_at: float | 
     retention removed, and to which a corrected RTSTRUCT came later, says so; else they were
     removed by hand or a volume was restored without them. Sending the study again restores the
     files but is no new instance to the index (the same SOP Instance UIDs): the study must then
-    be sent back to be scored (`radiomics-cds rescore`)."""
+    be sent back to be scored (`radiomics-cds rescore`). `unretrievable`: why PACS could not give
+    them back (service.restoration), which the reason then says too."""
     gone = sum(not record.path.is_file() for record in instances)
     if not gone:
         return None
     where = "are no longer in the spool" if removed_at is None else f"were {removed_by_retention(removed_at)}"
-    return f"{gone} of its {len(instances)} received instances {where}: send the study again, then rescore it"
+    pacs = f", and retrieving them from PACS failed ({unretrievable})" if unretrievable else ""
+    return f"{gone} of its {len(instances)} received instances {where}{pacs}: send the study again, then rescore it"
 
 
 def removed_by_retention(removed_at: float) -> str:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,12 +23,12 @@ import pytest
 
 from service.outputs import codes
 from service.priors import read_prior_report
-from tests.support.follow_up_study import diameter_percent_bounds, write_follow_up
+from tests.support.follow_up_study import diameter_percent_bounds, write_follow_up, write_split
 from tests.support.moved_study import contour_points, rigid_about_z, write_moved_follow_up
 from tests.support.orthanc import Orthanc, find_orthanc
 from tests.support.pacs_site import TIMEOUT_S, Site, running_site, site_settings
 from tests.support.processes import LOOPBACK, free_port, wait_until
-from tests.support.service import RunningService, Scorer
+from tests.support.service import CLI, REPO, RunningService, Scorer
 from tests.support.studies import copy_study
 from tests.support.sr_groups import lesion_groups
 
@@ -180,3 +182,88 @@ def test_a_stale_follow_up_pacs_no_longer_holds_is_counted_in_the_log(tmp_path, 
     assert "retrieving it from PACS failed: dicomweb: DICOMweb WADO-RS failed: HTTP 404" in a_log
     assert "1 later study of the patient, scored by another ingest replica, did not compare with this report and " \
            "could not be retrieved" in a_log
+
+
+# --- a study whose spooled instances spool retention removed, retrieved again ------------------
+
+def _prune_now(site: Site) -> str:
+    """`radiomics-cds prune` beside the running service, for studies done over a second ago, once
+    every delivery of the site's results is finished (retention keeps a study until then)."""
+    def delivered() -> bool:
+        states = [row[0] for destination in ("pacs", "pacs-summary") for row in site.service.deliveries(destination)]
+        return bool(states) and set(states) == {"delivered"}
+    wait_until(delivered, TIMEOUT_S, "every result to be delivered")
+    time.sleep(1.0)
+    done = subprocess.run(CLI + ["prune", "--days", str(0.5 / 86400)], env=site.service.env, cwd=REPO,
+                          capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def _spooled(site: Site) -> set[str]:
+    return {path.stem for path in (site.service.var_dir / "spool").rglob("*.dcm")}
+
+
+def test_a_corrected_rtstruct_after_retention_removed_the_study_is_scored_with_its_instances_from_pacs(
+        tmp_path, sts019):
+    """STS_019 reached the service from PACS (Orthanc's routing) and was scored; retention then
+    removed its spooled instances. A corrected RTSTRUCT (ROI 1 split in two, a new instance in a
+    new series) arrives alone: the CT and the first RTSTRUCT are retrieved from PACS by C-GET,
+    put back, and the study is scored with the corrected contours."""
+    rtstruct = sts019 / "mask" / "RS.dcm"
+    study_uid = _study_uid(rtstruct)
+    with running_site(tmp_path, prior_providers="dimse") as site:
+        site.orthanc.upload(*sorted((sts019 / "image").iterdir()), rtstruct)  # routed to the service once stable
+        first_sr = site.sr(study_uid)
+        site.in_pacs(first_sr)
+        received = site.service.indexed(study_uid)
+        assert "freed" in _prune_now(site) and not _spooled(site)
+
+        corrected = write_split(rtstruct, tmp_path / "corrected" / "RS.dcm")
+        site.send(corrected)  # indexed before storescu is answered: the study is receiving again
+        state, detail = site.service.wait_for(study_uid, timeout_s=TIMEOUT_S)
+        second_sr = site.service.result_sr(study_uid)
+        log = site.service.read_log()
+        spooled = _spooled(site)
+
+    assert state == "done", detail
+    assert second_sr not in (None, first_sr)
+    assert spooled == received | {str(_header_of(corrected).SOPInstanceUID)}
+    names = sorted(str(group.tracking_identifier) for group in lesion_groups(hd.sr.srread(second_sr).content))
+    assert names == sorted(f"{roi.ROIName} (ROI {roi.ROINumber})" for roi in _header_of(corrected).StructureSetROISequence)
+    assert "instances missing from the spool retrieved from PACS again" in log
+    assert study_uid not in log
+
+
+def test_a_follow_up_retention_removed_is_compared_with_a_late_baseline_from_its_instances_in_pacs(
+        tmp_path, sts019):
+    """The follow-up (STS_019, contour scaled by S, later date) reached the service from PACS and
+    was scored without a baseline; retention removed its spooled instances. The baseline is scored
+    afterwards: reconciliation finds the follow-up stale, its instances are retrieved from PACS by
+    WADO-RS, and its new SR compares with the baseline."""
+    copy_study(sts019, tmp_path / "copy")
+    ct, rtstruct = write_follow_up(tmp_path / "copy" / "image", tmp_path / "copy" / "mask" / "RS.dcm",
+                                   tmp_path / "follow-up", scale=S, study_date="20020301")
+    follow_up_uid = _study_uid(rtstruct)
+    with running_site(tmp_path, prior_providers="dicomweb") as site:
+        site.orthanc.upload(*sorted(ct.iterdir()), rtstruct)
+        first_sr = site.sr(follow_up_uid)
+        site.in_pacs(first_sr)
+        assert not _named_priors(first_sr)
+        assert "freed" in _prune_now(site) and not _spooled(site)
+
+        site.send(sts019)
+        baseline_sr = site.sr(_study_uid(sts019 / "mask" / "RS.dcm"))
+        site.in_pacs(baseline_sr)
+        wait_until(lambda: site.service.result_sr(follow_up_uid) not in (None, first_sr), TIMEOUT_S,
+                   "the follow-up scored again")
+        state, detail = site.service.wait_for(follow_up_uid)
+        again = site.service.result_sr(follow_up_uid)
+        log = site.service.read_log()
+
+    assert state == "done", detail
+    assert str(pydicom.dcmread(baseline_sr).SOPInstanceUID) in _named_priors(again)
+    low, high = diameter_percent_bounds(sts019 / "mask" / "RS.dcm", rtstruct, sts019 / "image")
+    ldpctbl = next(m.value for m in _group(again).get_measurements() if m.name.value == codes.LD_PCT_BASELINE.value)
+    assert low <= ldpctbl <= high
+    assert "instances missing from the spool retrieved from PACS again" in log
+    assert "send it again to have it compared" not in log

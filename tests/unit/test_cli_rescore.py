@@ -16,6 +16,8 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+from pydicom.uid import generate_uid
+
 from service.config import load_config
 from service.ingest.index import DONE, FAILED, PROCESSING, RECEIVING, InstanceRecord, StudyIndex
 from service.ingest.spool import Spool
@@ -229,6 +231,33 @@ def test_a_study_whose_files_retention_removed_is_refused_saying_so_until_it_is_
     queued = _rescore(config.var_dir, _key(study_uid))
     assert (queued.returncode, queued.stderr) == (0, "")
     assert queued.stdout == f"{_key(study_uid)}  {_token(study_uid)}  queued to be scored again (was done)\n"
+    assert _row(config.var_dir, study_uid)[0] == RECEIVING
+
+
+def test_a_study_whose_files_retention_removed_is_queued_when_a_prior_source_can_retrieve_them(tmp_path: Path) -> None:
+    """With a prior source that retrieves images (DICOMweb), the worker puts the removed files
+    back from PACS before scoring (service.restoration): rescore queues the study, saying so. A
+    study without contours is still refused."""
+    environ = {"RCDS_VAR_DIR": str(tmp_path / "var"), "RCDS_PRIOR_PROVIDERS": "dicomweb",
+               "RCDS_PRIOR_DICOMWEB_URL": "http://127.0.0.1:1/dicom-web"}
+    config = load_config(environ=environ)
+    index = StudyIndex(config.index_path)
+    study_uid, without_contours = STUDIES["done"], STUDIES["no-contours"]
+    try:
+        for uid in (study_uid, without_contours):
+            _index_study(index, config.var_dir, uid, contours=uid == study_uid)
+            assert index.claim(uid) and index.finish(uid, DONE, result=generate_uid())
+            assert remove(index, Spool(config.spool_dir), index.study(uid), cutoff(30, time.time() + 31 * 86400))
+    finally:
+        index.close()
+
+    done = subprocess.run(CLI + ["rescore", _key(study_uid), _key(without_contours)], env={**os.environ, **environ},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stdout == (f"{_key(study_uid)}  {_token(study_uid)}  queued to be scored again (was done); its "
+                           "instances missing from the spool are retrieved from PACS first\n")
+    assert done.stderr == (f"{_key(without_contours)}  {_token(without_contours)}  not queued (done): no RTSTRUCT or "
+                           "SEG was received: it is scored once one arrives\n")
     assert _row(config.var_dir, study_uid)[0] == RECEIVING
 
 

@@ -39,7 +39,7 @@ TOP_LEVEL = {
     "pipeline": "pipeline", "worker": "pipeline", "feature_report": "pipeline", "follow_up": "pipeline",
     "response": "pipeline",
     "registration": "pipeline", "spatial_registration": "pipeline", "prior_frames": "pipeline",  # prior -> current frame mappings
-    "prior_ct": "pipeline", "adoption": "pipeline",  # series retrieved from PACS, put to use
+    "prior_ct": "pipeline", "adoption": "pipeline", "restoration": "pipeline",  # series retrieved from PACS, put to use
     "prior_retry": "pipeline",  # studies scored without their priors, scored again
     "retention": "pipeline",  # the spool freed of studies delivered and reconciled (asks the outbox)
     # roles: processes and the command line

@@ -267,10 +267,9 @@ def test_a_study_whose_spooled_files_are_gone_fails_saying_so_as_ours(site: Site
     assert site.outbox.deliveries() == []
 
 
-def test_a_late_rtstruct_for_a_study_whose_files_retention_removed_fails_naming_retention(site: Site):
-    """Done long ago, its spooled instances removed by spool retention; then a corrected RTSTRUCT
-    arrives and the study is assessed again: it fails as ours, saying that retention removed the
-    other instances, on which day, and what to do, rather than that files vanished."""
+def _late_rtstruct_after_retention(site: Site) -> tuple[str, float]:
+    """A study done long ago whose spooled instances spool retention removed; then a corrected
+    RTSTRUCT arrives and the study is assessed again. Its UID, and when retention removed them."""
     study_uid, ct, rtstruct = _study()
     site.receive([*ct, rtstruct])
     assert site.index.claim(study_uid) and site.index.finish(study_uid, DONE, result=generate_uid())
@@ -278,14 +277,39 @@ def test_a_late_rtstruct_for_a_study_whose_files_retention_removed_fails_naming_
                                Spool(site.config.spool_dir), site.outbox)
     assert retention.sweep(now=time.time() + 31 * 86400).studies == 1
     removed_at = site.index.study(study_uid).files_removed_at
-
     site.receive([_rtstruct(study_uid)], at=time.time())
     assert site.index.study(study_uid).state == RECEIVING
     assert site.worker.process_ready(now=time.time() + QUIET) == 1
+    return study_uid, removed_at
+
+
+def test_a_late_rtstruct_for_a_study_whose_files_retention_removed_fails_naming_retention(site: Site):
+    """Without a prior source that retrieves images, the study fails as ours, saying that
+    retention removed the other instances, on which day, and what to do, rather than that files
+    vanished."""
+    study_uid, removed_at = _late_rtstruct_after_retention(site)
     day = time.strftime("%Y-%m-%d", time.gmtime(removed_at))
     assert site.state(study_uid) == (
         FAILED, f"5 of its 6 received instances were removed from the spool by retention on {day} UTC "
         "(spool_retention_days): send the study again, then rescore it")
+
+
+def test_a_late_rtstruct_for_a_removed_study_whose_pacs_does_not_answer_fails_saying_both(tmp_path, scorer):
+    """As above, with a prior source that retrieves images (DIMSE C-GET) from a PACS that is not
+    there (a closed port: a real refusal): the worker asks it for the removed instances, and the
+    study fails naming retention, what PACS answered, and what to do."""
+    site = Site(tmp_path / "var", scorer, **PRIORS)
+    try:
+        study_uid, _ = _late_rtstruct_after_retention(site)
+        state, reason = site.state(study_uid)
+        assert state == FAILED and reason is not None
+        assert reason.startswith("5 of its 6 received instances were removed from the spool by retention on "), reason
+        assert " UTC (spool_retention_days), and retrieving them from PACS failed (dimse: " in reason, reason
+        assert reason.endswith("): send the study again, then rescore it"), reason
+        assert site.index.study(study_uid).files_removed_at is not None
+        assert not list((site.config.var_dir / "retrieved").glob("restore-*"))
+    finally:
+        site.close()
 
 
 def test_instances_arriving_during_scoring_make_it_score_again(site: Site, scorer: Scorer):

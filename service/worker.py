@@ -488,13 +488,13 @@ class StudyWorker:
                     rescored += 1
                 else:
                     elsewhere += 1
-            elif (state.state is DONE and state.files_removed_at is not None and self._restoration is None
-                  and not self._result_uses(state, sr_uid)):
-                # Scoring it again would fail it for want of its spooled instances, which no
-                # source can retrieve: it stays done
-                log.warning("study %s: an earlier study's report arrived after it, but spool retention has removed "
-                            "its instances; send it again to have it compared", study_key(uid))
             elif state.state is DONE and not self._result_uses(state, sr_uid):
+                if state.files_removed_at is not None:
+                    restored = self._restore_removed(uid)
+                    if restored is None:
+                        return None
+                    if not restored:
+                        continue
                 if self._index.rescore(uid, "scored again: an earlier study's report arrived after it"):
                     log.info("study %s: scored again, an earlier study's report arrived after it", study_key(uid))
                     rescored += 1
@@ -525,6 +525,30 @@ class StudyWorker:
         log.info("study %s: retrieved from PACS (%d new instances) to be scored again here, an earlier "
                  "study's report arrived after it", study_key(study_uid), new)
         return True
+
+    def _restore_removed(self, study_uid: str) -> bool | None:
+        """Before a done study whose spooled instances retention removed is scored again for a
+        late earlier report: its instances back from PACS (True). False: they cannot be (no
+        source retrieves images, or PACS cannot give them all): it stays done with its result,
+        not failed for want of them, and the log says so. None: not now (our spool could not
+        take them), ask again after reconciliation's backoff."""
+        unanswered = "spool retention has removed its instances"
+        if self._restoration is not None:
+            try:
+                restored = self._restoration.restore(study_uid, self._index.instances(study_uid))
+            except PriorSourceError as error:
+                unanswered += f" and retrieving them from PACS failed ({error})"
+            except OSError as error:
+                log.warning("study %s: storing its instances retrieved from PACS failed, trying again later: %s",
+                            study_key(study_uid), error)
+                return None
+            else:
+                log.info("study %s: %d instances missing from the spool retrieved from PACS again",
+                         study_key(study_uid), restored)
+                return True
+        log.warning("study %s: an earlier study's report arrived after it, but %s; send it again to have it compared",
+                    study_key(study_uid), unanswered)
+        return False
 
     @staticmethod
     def _restore(restoration: SpoolRestoration, study_uid: str, records: list[InstanceRecord],

@@ -245,10 +245,11 @@ class StudyIndex:
         )
 
     def files_restored(self, study_uid: str) -> None:
-        """The study's spooled files that retention removed are back (retrieved from PACS again,
-        service.restoration): it is no longer marked."""
+        """The study's spooled files that retention removed are back, retrieved from PACS again
+        (service.restoration): as for instances received again, it is no longer marked, and
+        retention counts from now."""
         with self._lock, self._db:
-            self._db.execute("UPDATE studies SET files_removed_at = NULL WHERE study_instance_uid = ?", (study_uid,))
+            self._restore_files(study_uid, time.time())
 
     def instances(self, study_uid: str) -> list[InstanceRecord]:
         with self._lock:

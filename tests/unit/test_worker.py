@@ -647,13 +647,18 @@ def test_a_study_scored_while_no_prior_source_answers_is_marked_in_the_index(tmp
         site.close()
 
 
+@pytest.mark.parametrize("retrieving", [False, True], ids=["no-source-retrieves", "pacs-not-there"])
 def test_a_later_study_whose_spool_retention_removed_is_not_scored_again_for_a_late_baseline(
-        tmp_path, scorer, caplog):
+        tmp_path, scorer, caplog, retrieving):
     """The follow-up is scored first, its report in the archive; retention then removes its
     spooled instances. When the baseline, scored later, is reconciled, the follow-up did not
-    compare with it, but scoring it again would fail it for want of its instances: it stays
-    done with its result, and the log says to send it again."""
-    site, archive = _archive_site(tmp_path, scorer)
+    compare with it, but its instances cannot be had: no source retrieves images, or the one
+    that does (DIMSE C-GET) is a PACS that is not there (a closed port). Scoring it again would
+    fail it for want of them: it stays done with its result, and the log says why and to send
+    it again. (Retrieved from a real PACS, it is compared: tests/integration.)"""
+    dimse = {"also": ("dimse",), "prior_dimse_host": LOOPBACK, "prior_dimse_port": free_port(),
+             "prior_timeout_seconds": 5.0} if retrieving else {}
+    site, archive = _archive_site(tmp_path, scorer, **dimse)
     try:
         archive.mkdir()
         base_uid, base_ct, base_rtstruct = _dated_study("20240101")
@@ -673,18 +678,22 @@ def test_a_later_study_whose_spool_retention_removed_is_not_scored_again_for_a_l
             assert site.worker.reconcile_delivered(now=time.time()) == 0
         assert site.state(follow_uid) == (DONE, None)
         assert site.index.study(follow_uid).result == follow_up.SOPInstanceUID
-        assert (f"study {study_key(follow_uid)}: an earlier study's report arrived after it, but spool retention has "
-                "removed its instances; send it again to have it compared") in caplog.messages
+        pacs = " and retrieving them from PACS failed (dimse: DIMSE: no association with PACS at " if retrieving else ""
+        assert [message for message in caplog.messages if message.startswith(
+            f"study {study_key(follow_uid)}: an earlier study's report arrived after it, but spool retention has "
+            f"removed its instances{pacs}") and message.endswith("; send it again to have it compared")], \
+            caplog.messages
     finally:
         site.close()
 
 
-def _archive_site(tmp_path: Path, scorer: Scorer, **settings: object) -> tuple[Site, Path]:
+def _archive_site(tmp_path: Path, scorer: Scorer, *, also: tuple[str, ...] = (), **settings: object) -> tuple[Site, Path]:
     """A site whose prior source is a directory archive (`directory`, asked as PACS is asked),
-    not there yet. Moved away, the source fails as a PACS that is down does ("priors
-    unavailable"); moved back, it answers."""
+    not there yet, then the sources `also` names. Moved away, the source fails as a PACS that is
+    down does ("priors unavailable"); moved back, it answers."""
     archive = tmp_path / "archive"
-    return Site(tmp_path / "var", scorer, prior_providers=("directory",), prior_directory=archive, **settings), archive
+    return Site(tmp_path / "var", scorer, prior_providers=("directory", *also), prior_directory=archive,
+                **settings), archive
 
 
 def _retries(site: Site, caplog: pytest.LogCaptureFixture, at: float) -> tuple[int, list[str]]:

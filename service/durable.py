@@ -16,6 +16,34 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], object]) -> None:
     within a file system); PACS forwarders and EHR loaders polling the directory never pick
     up a partial output. The directory is fsync'd so the rename itself survives power loss.
     """
+    tmp_name = _written_beside(target, write)
+    try:
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    fsync_directory(target.parent)
+
+
+def write_if_absent(target: Path, write: Callable[[BinaryIO], object]) -> bool:
+    """As write_atomically, but never replacing: the complete file gets the name only if no
+    file has it (a hard link, which fails when the name exists), so a file put there meanwhile
+    (the listener storing an instance sent again) is kept. True when `target` was written."""
+    tmp_name = _written_beside(target, write)
+    try:
+        os.link(tmp_name, target)
+    except FileExistsError:
+        return False
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+    fsync_directory(target.parent)
+    return True
+
+
+def _written_beside(target: Path, write: Callable[[BinaryIO], object]) -> str:
+    """A temporary file in target's directory (created durably), written by `write` and
+    fsync'd; removed if writing fails. Named after the target, so that remove_partial_writes
+    finds what a crash leaves."""
     _make_directories_durably(target.parent)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
@@ -23,11 +51,10 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], object]) -> None:
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
-        os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    fsync_directory(target.parent)
+    return tmp_name
 
 
 def move_in(source: Path, target: Path) -> None:

@@ -266,7 +266,9 @@ class RepeatedErrorLog:
 # least five components or 16 characters (2.25.<UUID> has three), so that version numbers and
 # IPv4 addresses (at most four components, 15 characters) are left alone. A component may have
 # leading zeros: a malformed UID (1.2.840.10008.05.1) identifies as much as a valid one.
-_UID_LIKE = re.compile(r"(?<![\d.])[0-2](?:\.\d+){2,}(?!\.?\d)")
+# Not inside a longer dotted number (after a digit, or a digit and a dot), but after anything
+# else, a lone dot included: a hidden file's name (".<UID>.dcm.<random>.tmp") holds a UID too.
+_UID_LIKE = re.compile(r"(?<!\d)(?<!\d\.)[0-2](?:\.\d+){2,}(?!\.?\d)")
 
 
 class UidRedactingFilter(logging.Filter):

@@ -5,8 +5,9 @@ so; then every C-STORE is refused. The results live on in PACS and the EHR. The 
 are needed only while a study is received and scored, for `radiomics-cds rescore`, and for
 reconciliation (service.worker), which scores a study again when an earlier study's report
 arrives after it: the days of retention are what keeps them for that (which study will need it
-cannot be known before the earlier report arrives; a study removed by then is left done, the
-log saying to send it again). So with `spool_retention_days` set, a study's spooled files are
+cannot be known before the earlier report arrives; a study removed by then is retrieved from
+PACS again when a prior source can (service.restoration), else left done, the log saying to send
+it again). So with `spool_retention_days` set, a study's spooled files are
 removed once
 - it is done or failed, and nothing has happened to it (an outcome, an instance received) for
   that many days;

@@ -162,8 +162,8 @@ class StudyWorker:
         self._prior_ct = RetrievedPriorCt(retrievers, config.var_dir / "retrieved", limits) if retrievers else None
         self._adoption = Adoption(retrievers, index, Spool(config.spool_dir), config.var_dir / "retrieved",
                                   config.var_dir / "adopted", limits) if retrievers else None
-        self._restoration = SpoolRestoration(retrievers, index, config.var_dir / "retrieved", limits) \
-            if retrievers else None
+        self._restoration = SpoolRestoration(retrievers, index, config.spool_dir, config.var_dir / "retrieved",
+                                             limits) if retrievers else None
         self._reconciling = threading.Lock()  # one thread reconciles at a time
         # Reconciliation asks again after PACS did not answer, or while a later study of the
         # patient is still being received or scored here; a study scored while its priors were
@@ -331,6 +331,9 @@ class StudyWorker:
             gone = missing_from_spool(records, removed_at)
             if gone is not None and self._restoration is not None:
                 gone = self._restore(self._restoration, study_uid, records, removed_at)
+            elif gone is None and removed_at is not None:
+                # every file is back (sent again, or restored before a crash): the mark no longer holds
+                self._index.files_restored(study_uid)
             if gone is not None:  # our files, not the sender's data (retention's, perhaps): failed as internal
                 self._fail(study_uid, gone, "internal")
                 return
@@ -537,7 +540,7 @@ class StudyWorker:
             try:
                 restored = self._restoration.restore(study_uid, self._index.instances(study_uid))
             except PriorSourceError as error:
-                unanswered += f" and retrieving them from PACS failed ({error})"
+                unanswered += f" and putting them back from PACS failed ({error})"
             except OSError as error:
                 log.warning("study %s: storing its instances retrieved from PACS failed, trying again later: %s",
                             study_key(study_uid), error)
@@ -558,7 +561,7 @@ class StudyWorker:
         try:
             restored = restoration.restore(study_uid, records)
         except (PriorSourceError, OSError) as error:
-            log.warning("study %s: retrieving its instances missing from the spool from PACS failed: %s",
+            log.warning("study %s: putting its instances missing from the spool back from PACS failed: %s",
                         study_key(study_uid), error)
             return missing_from_spool(records, removed_at, unretrievable=str(error))
         log.info("study %s: %d instances missing from the spool retrieved from PACS again", study_key(study_uid),

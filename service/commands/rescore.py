@@ -31,7 +31,9 @@ def run(args: argparse.Namespace) -> int:
     Works beside a running service: the index is SQLite in WAL mode, and the worker assesses the
     receiving studies at every poll (within a second); a service started later does so at start.
     Prints what became of each study, named by key and token (UID only with --show-uids); exit 1
-    when a name is unknown or a study cannot be scored again (no contours, files gone)."""
+    when a name is unknown or a study cannot be scored again (no contours; files gone from the
+    spool, unless a prior source retrieves images: the worker then puts them back from PACS
+    first)."""
     config = load_config(args.config)
     retrieves = config.prior_sources_retrieve  # the worker puts files gone from the spool back from PACS
     index = StudyIndex(service_file(config.index_path, "index"))

@@ -17,7 +17,8 @@ Each study also records whose it is and when (`StudyOrder`: a hash of the patien
 and issuer, never the identifier, and its date and time), so that the worker can tell which of
 its studies are a patient's earlier ones (`earlier_studies`), and when spool retention removed
 its spooled files (`files_removed_at`, service.retention): the instance rows stay, the
-study's history, and say why a study cannot be scored again until it is sent again.
+study's history, and say why a study cannot be scored again until it is sent again or
+retrieved from PACS (service.restoration).
 """
 
 from __future__ import annotations

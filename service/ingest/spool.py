@@ -41,7 +41,7 @@ def missing_from_spool(instances: Sequence[InstanceRecord], removed_at: float | 
     if not gone:
         return None
     where = "are no longer in the spool" if removed_at is None else f"were {removed_by_retention(removed_at)}"
-    pacs = f", and retrieving them from PACS failed ({unretrievable})" if unretrievable else ""
+    pacs = f", and putting them back from PACS failed ({unretrievable})" if unretrievable else ""
     return f"{gone} of its {len(instances)} received instances {where}{pacs}: send the study again, then rescore it"
 
 

@@ -59,6 +59,16 @@ def test_a_malformed_uid_with_a_leading_zero_component_is_redacted_too() -> None
     assert record.getMessage() == f"instance {uid_token(malformed)} refused"
 
 
+def test_a_uid_in_a_hidden_file_name_is_redacted_too() -> None:
+    """write_atomically's temporary files are named `.<SOP Instance UID>.dcm.<random>.tmp`: an
+    OSError about one (a full disk, a read-only volume) names the file."""
+    error = OSError(28, "No space left on device", f"/var/rcds/spool/0a1b/.{STUDY_UID}.dcm.x8k2.tmp")
+    record = _record("storing failed: %s", error)
+    UidRedactingFilter().filter(record)
+    assert record.getMessage() == (f"storing failed: [Errno 28] No space left on device: "
+                                   f"'/var/rcds/spool/0a1b/.{uid_token(STUDY_UID)}.dcm.x8k2.tmp'")
+
+
 def _log_with_traceback(log_format: str, statement: str) -> str:
     """stderr of a process that configures logging as every command does, then runs `statement`."""
     code = ("import logging, threading; from service.observability import configure_logging; "

@@ -304,7 +304,7 @@ def test_a_late_rtstruct_for_a_removed_study_whose_pacs_does_not_answer_fails_sa
         state, reason = site.state(study_uid)
         assert state == FAILED and reason is not None
         assert reason.startswith("5 of its 6 received instances were removed from the spool by retention on "), reason
-        assert " UTC (spool_retention_days), and retrieving them from PACS failed (dimse: " in reason, reason
+        assert " UTC (spool_retention_days), and putting them back from PACS failed (dimse: " in reason, reason
         assert reason.endswith("): send the study again, then rescore it"), reason
         assert site.index.study(study_uid).files_removed_at is not None
         assert not list((site.config.var_dir / "retrieved").glob("restore-*"))
@@ -678,7 +678,7 @@ def test_a_later_study_whose_spool_retention_removed_is_not_scored_again_for_a_l
             assert site.worker.reconcile_delivered(now=time.time()) == 0
         assert site.state(follow_uid) == (DONE, None)
         assert site.index.study(follow_uid).result == follow_up.SOPInstanceUID
-        pacs = " and retrieving them from PACS failed (dimse: DIMSE: no association with PACS at " if retrieving else ""
+        pacs = " and putting them back from PACS failed (dimse: DIMSE: no association with PACS at " if retrieving else ""
         assert [message for message in caplog.messages if message.startswith(
             f"study {study_key(follow_uid)}: an earlier study's report arrived after it, but spool retention has "
             f"removed its instances{pacs}") and message.endswith("; send it again to have it compared")], \

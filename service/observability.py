@@ -68,7 +68,7 @@ LESION_OUTCOMES = ("scored", "not_computable", "refused", "error")
 PRIOR_LOOKUP_OUTCOMES = ("found", "none", "unavailable", "not_looked_up", "error")
 # The stages of a study's way from its last instance to its outputs, in order (README's metrics
 # table says what each covers): where the latency goes, per stage, without profiling a pod.
-STUDY_STAGES = ("waiting", "reading", "inputs", "scoring", "follow_up", "sr", "page", "encapsulated_pdf", "fhir",
+STUDY_STAGES = ("waiting", "restoring", "reading", "inputs", "scoring", "follow_up", "sr", "page", "encapsulated_pdf", "fhir",
                 "writing", "completing")
 
 INSTANCES_RECEIVED = Counter(

@@ -330,7 +330,8 @@ class StudyWorker:
             removed_at = self._index.files_removed_at(study_uid)
             gone = missing_from_spool(records, removed_at)
             if gone is not None and self._restoration is not None:
-                gone = self._restore(self._restoration, study_uid, records, removed_at)
+                with STUDY_STAGE_SECONDS.labels("restoring").time():
+                    gone = self._restore(self._restoration, study_uid, records, removed_at)
             elif gone is None and removed_at is not None:
                 # every file is back (sent again, or restored before a crash): the mark no longer holds
                 self._index.files_restored(study_uid)

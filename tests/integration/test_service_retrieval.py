@@ -224,13 +224,14 @@ def test_a_corrected_rtstruct_after_retention_removed_the_study_is_scored_with_i
         second_sr = site.service.result_sr(study_uid)
         log = site.service.read_log()
         spooled = _spooled(site)
+        restorings = site.service.metric("rcds_study_stage_seconds_count", stage="restoring")
 
     assert state == "done", detail
     assert second_sr not in (None, first_sr)
     assert spooled == received | {str(_header_of(corrected).SOPInstanceUID)}
     names = sorted(str(group.tracking_identifier) for group in lesion_groups(hd.sr.srread(second_sr).content))
     assert names == sorted(f"{roi.ROIName} (ROI {roi.ROINumber})" for roi in _header_of(corrected).StructureSetROISequence)
-    assert "instances missing from the spool retrieved from PACS again" in log
+    assert "instances missing from the spool retrieved from PACS again" in log and restorings == 1
     assert study_uid not in log
 
 

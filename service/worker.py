@@ -68,12 +68,14 @@ log = logging.getLogger(__name__)
 # Attempts at one study before it is failed: bounds retries for a study that crashed the
 # process mid-scoring (counted again after each restart).
 MAX_ATTEMPTS = 5
-# Seconds before a study the scorer could not take is claimed again, attempt after attempt: a
-# scorer restarting, rescheduled or crash-looping for up to about an hour (their sum) leaves the
-# study waiting, not failed. Claimed again at once, five attempts failed studies for good within
-# 75 s of a scorer outage. One more attempt than waits; a study that itself brings its scorer
-# down (a lesion too large for the pod's memory) is still failed in the end.
-SCORER_RETRY_WAITS_S = (10.0, 30.0, 90.0, 270.0, 600.0, 600.0, 600.0, 600.0, 600.0)
+# Seconds before a study a peer could not serve is claimed again, attempt after attempt: a
+# scorer restarting, rescheduled or crash-looping, or a PACS that does not give back the
+# study's instances gone from the spool (service.restoration), for up to about an hour (their
+# sum), leaves the study waiting, not failed. Claimed again at once, five attempts failed
+# studies for good within 75 s of a scorer outage. One more attempt than waits; a study that
+# itself brings its scorer down (a lesion too large for the pod's memory), or that PACS no
+# longer holds, is still failed in the end.
+PEER_RETRY_WAITS_S = (10.0, 30.0, 90.0, 270.0, 600.0, 600.0, 600.0, 600.0, 600.0)
 # Early completeness while the scorer cannot state its settings: the flat margin used before the
 # margin was derived from them, wide enough for any ring up to 7 mm.
 UNKNOWN_SETTINGS_MARGIN = EarlyMargin(ring_mm=10.0, resampled_voxel_mm=0.0, support_slices=0)
@@ -175,7 +177,7 @@ class StudyWorker:
                                        self._pacs_query_backoff(),
                                        config.prior_retry_hours * 3600, self._stop) \
             if lookup and config.prior_retry_hours > 0 else None
-        self._scorer_retry_at: dict[str, float] = {}  # study -> when to claim it again (SCORER_RETRY_WAITS_S)
+        self._retry_at: dict[str, float] = {}  # study -> when to claim it again (PEER_RETRY_WAITS_S)
         self._waiting: set[str] = set()  # studies held for an earlier one, each logged once
         self._margin: tuple[EarlyMargin, float] | None = None  # from the scorer's settings, and when asked
         self._margin_errors = RepeatedErrorLog(log)
@@ -261,14 +263,14 @@ class StudyWorker:
             moment = time.time() if now is None else now
             decision = assess(study, instances, moment, self._config.quiet_seconds, self._config.hard_cap_seconds,
                               margin)
-            retry_at = self._scorer_retry_at.get(study.study_instance_uid, 0.0)
+            retry_at = self._retry_at.get(study.study_instance_uid, 0.0)
             if decision.failed and self._index.claim(study.study_instance_uid):
                 self._fail(study.study_instance_uid, decision.reason, "input")
-            elif decision.ready and retry_at > moment:  # the scorer was unavailable: wait before asking again
+            elif decision.ready and retry_at > moment:  # a peer (scorer, PACS) could not serve it: wait before asking again
                 next_deadline = min(next_deadline, retry_at)
             elif decision.ready and not self._waits_for_earlier(study, moment) and \
                     self._index.claim(study.study_instance_uid):
-                self._scorer_retry_at.pop(study.study_instance_uid, None)
+                self._retry_at.pop(study.study_instance_uid, None)
                 self._waiting.discard(study.study_instance_uid)
                 STUDY_STAGE_SECONDS.labels("waiting").observe(max(0.0, moment - study.last_received_at))
                 log.info("study %s ready: %s", study_key(study.study_instance_uid), decision.reason)
@@ -330,14 +332,13 @@ class StudyWorker:
             removed_at = self._index.files_removed_at(study_uid)
             gone = missing_from_spool(records, removed_at)
             if gone is not None and self._restoration is not None:
-                with STUDY_STAGE_SECONDS.labels("restoring").time():
-                    gone = self._restore(self._restoration, study_uid, records, removed_at)
-            elif gone is None and removed_at is not None:
-                # every file is back (sent again, or restored before a crash): the mark no longer holds
-                self._index.files_restored(study_uid)
-            if gone is not None:  # our files, not the sender's data (retention's, perhaps): failed as internal
+                if not self._put_back(self._restoration, study_uid, records, removed_at, attempt):
+                    return
+            elif gone is not None:  # our files, not the sender's data (retention's, perhaps): failed as internal
                 self._fail(study_uid, gone, "internal")
                 return
+            elif removed_at is not None:  # every file is back (sent again, or restored before a crash)
+                self._index.files_restored(study_uid)
             with STUDY_STAGE_SECONDS.labels("reading").time():
                 datasets = [read_study_instance(record.path, ct_image=record.sop_class_uid in CT_SOP_CLASSES)
                             for record in records]
@@ -554,20 +555,28 @@ class StudyWorker:
                     study_key(study_uid), unanswered)
         return False
 
-    @staticmethod
-    def _restore(restoration: SpoolRestoration, study_uid: str, records: list[InstanceRecord],
-                 removed_at: float | None) -> str | None:
-        """Put the study's instances missing from the spool back from PACS (service.restoration);
-        None once they are back, else why the study cannot be scored, with what PACS answered."""
+    def _put_back(self, restoration: SpoolRestoration, study_uid: str, records: list[InstanceRecord],
+                  removed_at: float | None, attempt: int) -> bool:
+        """The study's instances missing from the spool back from PACS (service.restoration): True
+        once they are. Else it leaves processing: PACS not giving them (down, or no longer holding
+        them) is asked again after a wait, as an unavailable scorer is (PEER_RETRY_WAITS_S), then
+        fails it; our spool not taking them fails it at once. Either failure says what is missing,
+        what went wrong and what to do."""
         try:
-            restored = restoration.restore(study_uid, records)
-        except (PriorSourceError, OSError) as error:
-            log.warning("study %s: putting its instances missing from the spool back from PACS failed: %s",
-                        study_key(study_uid), error)
-            return missing_from_spool(records, removed_at, unretrievable=str(error))
+            with STUDY_STAGE_SECONDS.labels("restoring").time():
+                restored = restoration.restore(study_uid, records)
+        except PriorSourceError as error:
+            failure = missing_from_spool(records, removed_at, unretrievable=str(error))
+            self._retry_later(study_uid, attempt, f"putting its instances missing from the spool back from PACS "
+                              f"failed ({error})", failure or str(error))
+            return False
+        except OSError as error:
+            self._fail(study_uid, missing_from_spool(records, removed_at, unretrievable=str(error)) or str(error),
+                       "internal")
+            return False
         log.info("study %s: %d instances missing from the spool retrieved from PACS again", study_key(study_uid),
                  restored)
-        return None
+        return True
 
     def _result_uses(self, state: StudyState, sr_uid: str) -> bool:
         """Whether the study's latest SR here (perhaps not yet in PACS) compared with `sr_uid`."""
@@ -584,17 +593,27 @@ class StudyWorker:
         return self._adoption.replaced_report(study_uid) if self._adoption is not None else None
 
     def _scorer_failed(self, study_uid: str, error: ScorerError, attempt: int) -> None:
-        """A scorer restarting or scaling is retried after a wait (SCORER_RETRY_WAITS_S);
+        """A scorer restarting or scaling is retried after a wait (PEER_RETRY_WAITS_S);
         any other refusal fails the study."""
-        if isinstance(error, ScorerUnavailable) and attempt <= len(SCORER_RETRY_WAITS_S):
-            wait = SCORER_RETRY_WAITS_S[attempt - 1]
-            log.warning("study %s: scorer unavailable (%s), attempt %d of %d; will retry in %g s",
-                        study_key(study_uid), error.code, attempt, len(SCORER_RETRY_WAITS_S) + 1, wait)
-            self._scorer_retry_at[study_uid] = time.time() + wait
-            self._index.requeue(study_uid, f"scorer unavailable ({error.code}); retried in {wait:g} s")
+        if isinstance(error, ScorerUnavailable):
+            self._retry_later(study_uid, attempt, f"scorer unavailable ({error.code})", f"scorer: {error}")
             return
-        self._scorer_retry_at.pop(study_uid, None)
+        self._retry_at.pop(study_uid, None)
         self._fail(study_uid, f"scorer: {error}", "internal")
+
+    def _retry_later(self, study_uid: str, attempt: int, why: str, failure: str) -> None:
+        """A study a peer could not serve (`why`) back to receiving, claimed again after the
+        attempt's wait (PEER_RETRY_WAITS_S); once they are all spent, failed (internal) with
+        `failure`."""
+        if attempt > len(PEER_RETRY_WAITS_S):
+            self._retry_at.pop(study_uid, None)
+            self._fail(study_uid, failure, "internal")
+            return
+        wait = PEER_RETRY_WAITS_S[attempt - 1]
+        log.warning("study %s: %s, attempt %d of %d; will retry in %g s",
+                    study_key(study_uid), why, attempt, len(PEER_RETRY_WAITS_S) + 1, wait)
+        self._retry_at[study_uid] = time.time() + wait
+        self._index.requeue(study_uid, f"{why}; retried in {wait:g} s")
 
     def _fail(self, study_uid: str, reason: str, kind: str) -> None:
         """The reason is stored with its UIDs redacted: `status` prints it, an operator reads it."""

@@ -295,13 +295,26 @@ def test_a_late_rtstruct_for_a_study_whose_files_retention_removed_fails_naming_
         "(spool_retention_days): send the study again, then rescore it")
 
 
-def test_a_late_rtstruct_for_a_removed_study_whose_pacs_does_not_answer_fails_saying_both(tmp_path, scorer):
+def test_a_late_rtstruct_for_a_removed_study_whose_pacs_does_not_answer_waits_then_fails_saying_both(
+        tmp_path, scorer, monkeypatch):
     """As above, with a prior source that retrieves images (DIMSE C-GET) from a PACS that is not
     there (a closed port: a real refusal): the worker asks it for the removed instances, and the
-    study fails naming retention, what PACS answered, and what to do."""
+    study waits to be asked about again, as for an unavailable scorer (the schedule shortened
+    here to one wait, longer than the quiet period); then it fails naming retention, what PACS
+    answered, and what to do."""
+    wait = QUIET + 60
+    monkeypatch.setattr("service.worker.PEER_RETRY_WAITS_S", (wait,))
     site = Site(tmp_path / "var", scorer, **PRIORS)
     try:
         study_uid, _ = _late_rtstruct_after_retention(site)
+        state, reason = site.state(study_uid)
+        assert state == RECEIVING and reason is not None
+        assert reason.startswith("putting its instances missing from the spool back from PACS failed (dimse: DIMSE: "
+                                 "no association with PACS at "), reason
+        assert reason.endswith(f"); retried in {wait:g} s"), reason
+        assert site.worker.process_ready(now=time.time() + QUIET + 5) == 0  # ready, but not before its wait
+
+        assert site.worker.process_ready(now=time.time() + wait + 1) == 1
         state, reason = site.state(study_uid)
         assert state == FAILED and reason is not None
         assert reason.startswith("5 of its 6 received instances were removed from the spool by retention on "), reason

@@ -1,5 +1,5 @@
 """The worker and a scorer that does not score: an unavailable scorer sends the study back to
-wait, claimed again only after a growing wait (SCORER_RETRY_WAITS_S, about an hour in all), a
+wait, claimed again only after a growing wait (PEER_RETRY_WAITS_S, about an hour in all), a
 refusal fails it with the scorer's status and words. Both
 scorers are real: a stopped gRPC server and an in-process scorer whose panel cannot feed the
 signature."""
@@ -26,7 +26,7 @@ from service.scoring.settings import ExtractionSettings
 from service.scoring.signatures import load_signature
 import time
 
-from service.worker import SCORER_RETRY_WAITS_S, StudyWorker
+from service.worker import PEER_RETRY_WAITS_S, StudyWorker
 from tests.support import small_study
 
 RECEIVED_AT = 1_000.0
@@ -86,7 +86,7 @@ def test_an_unavailable_scorer_sends_the_study_back_to_wait(tmp_path: Path, stop
 
 def test_the_study_is_claimed_again_only_after_its_wait(tmp_path: Path, stopped_grpc_scorer: Scorer) -> None:
     """Not at the next cycle (five attempts in a row failed studies within 75 s of an outage):
-    after 10 s, then 30 s, as SCORER_RETRY_WAITS_S says; the error says when."""
+    after 10 s, then 30 s, as PEER_RETRY_WAITS_S says; the error says when."""
     config = Config(var_dir=tmp_path / "var")
     index = StudyIndex(config.index_path)
     outbox = Outbox(config.var_dir / "outbox.sqlite", {})
@@ -97,12 +97,12 @@ def test_the_study_is_claimed_again_only_after_its_wait(tmp_path: Path, stopped_
         assert worker.process_ready(now=start) == 1
         first = index.study(small_study.STUDY_UID)
         assert first is not None and first.state == RECEIVING and first.error is not None
-        assert first.error.endswith(f"retried in {SCORER_RETRY_WAITS_S[0]:g} s")
-        assert worker.process_ready(now=time.time() + SCORER_RETRY_WAITS_S[0] - 2) == 0  # still waiting
-        assert worker.process_ready(now=time.time() + SCORER_RETRY_WAITS_S[0] + 1) == 1
+        assert first.error.endswith(f"retried in {PEER_RETRY_WAITS_S[0]:g} s")
+        assert worker.process_ready(now=time.time() + PEER_RETRY_WAITS_S[0] - 2) == 0  # still waiting
+        assert worker.process_ready(now=time.time() + PEER_RETRY_WAITS_S[0] + 1) == 1
         second = index.study(small_study.STUDY_UID)
         assert second is not None and second.attempts == 2 and second.error is not None
-        assert second.error.endswith(f"retried in {SCORER_RETRY_WAITS_S[1]:g} s")
+        assert second.error.endswith(f"retried in {PEER_RETRY_WAITS_S[1]:g} s")
     finally:
         outbox.stop()
         index.close()
@@ -110,7 +110,7 @@ def test_the_study_is_claimed_again_only_after_its_wait(tmp_path: Path, stopped_
 
 def test_an_unavailable_scorer_at_the_last_attempt_fails_the_study(tmp_path: Path,
                                                                    stopped_grpc_scorer: Scorer) -> None:
-    state, error = _process(tmp_path, stopped_grpc_scorer, earlier_attempts=len(SCORER_RETRY_WAITS_S))
+    state, error = _process(tmp_path, stopped_grpc_scorer, earlier_attempts=len(PEER_RETRY_WAITS_S))
     assert state == FAILED
     assert error is not None and error.startswith(("scorer: UNAVAILABLE: ", "scorer: DEADLINE_EXCEEDED: "))
 

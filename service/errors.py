@@ -95,3 +95,9 @@ class PriorSourceError(RadiomicsCdsError):
     The message names the source and what failed (connection refused, C-FIND refused, HTTP
     status), never the query keys: they are patient data.
     """
+
+
+class PriorNotHeld(PriorSourceError):
+    """The source answered, and does not hold (all of) what was asked: HTTP 404 or 410, a series
+    of which it sends no instance, fewer instances than asked for. Unlike a source that could
+    not be asked, asking again will not help."""

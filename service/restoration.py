@@ -31,9 +31,14 @@ from typing import BinaryIO
 
 from service.dicom_limits import read_header
 from service.durable import write_if_absent
-from service.errors import PriorSourceError
+from service.errors import PriorNotHeld
 from service.ingest.index import InstanceRecord, StudyIndex
 from service.priors.retrieve import RetrievalLimits, RetrievingProvider, SeriesRequest, retrieve_series
+
+
+class OutsideSpool(OSError):
+    """The index places a missing instance outside the spool directory (a var directory moved or
+    restored elsewhere): nothing can be put back, now or later."""
 
 
 class SpoolRestoration:
@@ -49,23 +54,24 @@ class SpoolRestoration:
 
     def restore(self, study_uid: str, records: Sequence[InstanceRecord]) -> int:
         """Retrieve the instances of `records` whose files are gone, write each back at its path
-        and clear the study's retention mark; how many were retrieved. PriorSourceError when
-        PACS cannot give every one of them (nothing is then written); OSError when the spool
-        cannot take them, its message without the file's name (it holds a UID)."""
+        and clear the study's retention mark; how many were retrieved. Nothing is written when
+        PACS cannot give every one of them: PriorNotHeld when it answered that it does not hold
+        them, PriorSourceError when it could not be asked (down, timed out). OutsideSpool when
+        the index places them outside the spool; OSError when the spool cannot take them, its
+        message without the file's name (it holds a UID)."""
         missing = {record.sop_instance_uid: record for record in records if not record.path.is_file()}
         if not missing:
             return 0
         outside = sum(not record.path.resolve().is_relative_to(self._spool_dir) for record in missing.values())
         if outside:  # an index from another var_dir: nothing is written where it points
-            raise OSError(errno.EINVAL, f"the index places {outside} of them outside the spool directory")
+            raise OutsideSpool(errno.EINVAL, f"the index places {outside} of them outside the spool directory")
         self._retrieve_dir.mkdir(parents=True, exist_ok=True)
         landing = Path(tempfile.mkdtemp(prefix="restore-", dir=self._retrieve_dir))
         try:
             paths = retrieve_series(self._providers, _requests(missing.values()), landing, self._limits)
             found = {uid: path for path in paths if (uid := str(read_header(path)[0].SOPInstanceUID)) in missing}
             if len(found) < len(missing):
-                raise PriorSourceError(f"PACS no longer holds {len(missing) - len(found)} of the "
-                                       f"{len(missing)} instances")
+                raise PriorNotHeld(f"PACS no longer holds {len(missing) - len(found)} of the {len(missing)} instances")
             self._write_back(found, missing)
         finally:
             shutil.rmtree(landing, ignore_errors=True)

@@ -36,7 +36,7 @@ from pydicom import Dataset
 from service.config import PACS_QUERY_MAX_BACKOFF_SECONDS, Config
 from service.adoption import Adoption
 from service.backoff import Backoff
-from service.errors import ConfigError, InputError, PriorSourceError, ScorerError, ScorerUnavailable
+from service.errors import ConfigError, InputError, PriorNotHeld, PriorSourceError, ScorerError, ScorerUnavailable
 from service.ingest.completeness import EarlyMargin, Outcome, assess
 from service.ingest.index import DONE, FAILED, PROCESSING, RECEIVING, InstanceRecord, StudyIndex, StudyState
 from service.ingest.spool import Spool, missing_from_spool, study_key
@@ -55,7 +55,7 @@ from service.pipeline import PriorLookup, WrittenOutputs, run_study
 from service.prior_ct import RetrievedPriorCt
 from service.prior_retry import PriorRetry, PriorsWatch
 from service.response import ResponseInputs
-from service.restoration import SpoolRestoration
+from service.restoration import OutsideSpool, SpoolRestoration
 from service.priors import PriorCache, PriorsOutcome, build_providers, resolve_priors, stale_later_studies
 from service.priors.retrieve import RetrievalLimits, retrieving
 from service.priors.selection import priors_used
@@ -534,18 +534,19 @@ class StudyWorker:
     def _restore_removed(self, study_uid: str) -> bool | None:
         """Before a done study whose spooled instances retention removed is scored again for a
         late earlier report: its instances back from PACS (True). False: they cannot be (no
-        source retrieves images, or PACS cannot give them all): it stays done with its result,
-        not failed for want of them, and the log says so. None: not now (our spool could not
-        take them), ask again after reconciliation's backoff."""
+        source retrieves images, PACS does not hold them all, the index places them outside the
+        spool): it stays done with its result, not failed for want of them, and the log says so.
+        None: not now (PACS could not be asked, our spool could not take them), ask again after
+        reconciliation's backoff."""
         unanswered = "spool retention has removed its instances"
         if self._restoration is not None:
             try:
                 restored = self._restoration.restore(study_uid, self._index.instances(study_uid))
-            except PriorSourceError as error:
-                unanswered += f" and putting them back from PACS failed ({error})"
-            except OSError as error:
-                log.warning("study %s: storing its instances retrieved from PACS failed, trying again later: %s",
-                            study_key(study_uid), error)
+            except (PriorNotHeld, OutsideSpool) as error:
+                unanswered += f" and putting them back from PACS failed ({_why(error)})"
+            except (PriorSourceError, OSError) as error:
+                log.warning("study %s: putting its instances missing from the spool back from PACS failed, trying "
+                            "again later: %s", study_key(study_uid), _why(error))
                 return None
             else:
                 log.info("study %s: %d instances missing from the spool retrieved from PACS again",
@@ -558,21 +559,21 @@ class StudyWorker:
     def _put_back(self, restoration: SpoolRestoration, study_uid: str, records: list[InstanceRecord],
                   removed_at: float | None, attempt: int) -> bool:
         """The study's instances missing from the spool back from PACS (service.restoration): True
-        once they are. Else it leaves processing: PACS not giving them (down, or no longer holding
-        them) is asked again after a wait, as an unavailable scorer is (PEER_RETRY_WAITS_S), then
-        fails it; our spool not taking them fails it at once. Either failure says what is missing,
-        what went wrong and what to do."""
+        once they are. Else it leaves processing: a PACS that could not be asked (down, timed
+        out) is asked again after a wait, as an unavailable scorer is (PEER_RETRY_WAITS_S), then
+        the study fails; a PACS that answered that it does not hold them, or our spool not taking
+        them, fails it at once. The failure says what is missing, what went wrong and what to do."""
         try:
             with STUDY_STAGE_SECONDS.labels("restoring").time():
                 restored = restoration.restore(study_uid, records)
-        except PriorSourceError as error:
-            failure = missing_from_spool(records, removed_at, unretrievable=str(error))
-            self._retry_later(study_uid, attempt, f"putting its instances missing from the spool back from PACS "
-                              f"failed ({error})", failure or str(error))
-            return False
-        except OSError as error:
-            self._fail(study_uid, missing_from_spool(records, removed_at, unretrievable=str(error)) or str(error),
+        except (PriorNotHeld, OSError) as error:  # asking again will not help
+            self._fail(study_uid, missing_from_spool(records, removed_at, unretrievable=_why(error)) or _why(error),
                        "internal")
+            return False
+        except PriorSourceError as error:  # PACS could not be asked: it may answer later
+            failure = missing_from_spool(records, removed_at, unretrievable=_why(error))
+            self._retry_later(study_uid, attempt, f"putting its instances missing from the spool back from PACS "
+                              f"failed ({_why(error)})", failure or _why(error))
             return False
         log.info("study %s: %d instances missing from the spool retrieved from PACS again", study_key(study_uid),
                  restored)
@@ -621,3 +622,9 @@ class StudyWorker:
         self._index.finish(study_uid, FAILED, error=reason)
         STUDIES_FAILED.labels(kind).inc()
         log.error("study %s failed: %s", study_key(study_uid), reason)
+
+
+def _why(error: Exception) -> str:
+    """What went wrong, for a reason or a log line: an OSError's own words without its "[Errno
+    N]" prefix (and without a file name: those of the spool hold UIDs)."""
+    return (error.strerror or str(error)) if isinstance(error, OSError) else str(error)

@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from urllib3.exceptions import ReadTimeoutError
 
-from service.errors import PriorSourceError
+from service.errors import PriorNotHeld, PriorSourceError
 from service.outputs.codes import MANUFACTURER
 from service.outputs.dicomweb_access import DicomwebAccess
 from service.priors.retrieve import Landing, SeriesRequest
@@ -83,6 +83,12 @@ def _retriable(error: requests.RequestException) -> bool:
     return isinstance(error, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError))
 
 
+def _not_held(error: requests.RequestException) -> bool:
+    """The server answered that it has no such resource (404 Not Found, 410 Gone)."""
+    return isinstance(error, requests.HTTPError) and error.response is not None and \
+        error.response.status_code in (404, 410)
+
+
 _T = TypeVar("_T")
 
 
@@ -95,7 +101,8 @@ def _retried(call: Callable[[], _T], what: str, may_retry: Callable[[], bool] = 
             return call()
         except requests.RequestException as error:
             if attempt == ATTEMPTS or not _retriable(error) or not may_retry():
-                raise PriorSourceError(f"DICOMweb {what} failed: {_describe(error, attempt)}") from None
+                failure = PriorNotHeld if _not_held(error) else PriorSourceError
+                raise failure(f"DICOMweb {what} failed: {_describe(error, attempt)}") from None
         time.sleep(RETRY_WAITS_S[attempt - 1])
         attempt += 1
 

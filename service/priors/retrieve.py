@@ -20,7 +20,7 @@ from typing import BinaryIO, Protocol, runtime_checkable
 from pydicom.dataset import Dataset
 
 from service.dicom_limits import InstanceLimits, check_instance, read_header
-from service.errors import InstanceBudgetError, PriorSourceError
+from service.errors import InstanceBudgetError, PriorNotHeld, PriorSourceError
 from service.priors.source import PriorProvider, first_answer
 from service.sop_classes import CONTOUR_SOP_CLASSES, CT_SOP_CLASSES
 
@@ -138,7 +138,10 @@ def retrieve_series(providers: Sequence[RetrievingProvider], requests: Sequence[
                     limits: RetrievalLimits = RetrievalLimits()) -> list[Path]:
     """Every request retrieved into `directory` by the first source that delivers them all (the
     file paths); PriorSourceError with each source's failure when none does. A request that
-    yields no instance is a failure: PACS does not (or no longer) hold it."""
+    yields no instance is a failure: PACS does not (or no longer) hold it. PriorNotHeld when
+    every source answered that it does not hold something asked for (asking again will not help)."""
+    not_held: list[RetrievingProvider] = []
+
     def ask(provider: RetrievingProvider) -> list[Path]:
         landing = Landing(directory, limits)
         try:
@@ -146,7 +149,11 @@ def retrieve_series(providers: Sequence[RetrievingProvider], requests: Sequence[
                 before = len(landing.paths)
                 provider.retrieve(request, landing)
                 if len(landing.paths) == before:
-                    raise PriorSourceError("PACS holds no instance of a requested series")
+                    raise PriorNotHeld("PACS holds no instance of a requested series")
+        except PriorNotHeld:
+            not_held.append(provider)
+            landing.clear()
+            raise
         except BaseException:
             landing.clear()
             raise
@@ -156,7 +163,7 @@ def retrieve_series(providers: Sequence[RetrievingProvider], requests: Sequence[
         raise PriorSourceError("no prior source can retrieve images")
     answer = first_answer(providers, ask, "retrieval")
     if isinstance(answer, str):
-        raise PriorSourceError(answer)
+        raise (PriorNotHeld if len(not_held) == len(providers) else PriorSourceError)(answer)
     return answer[1]
 
 

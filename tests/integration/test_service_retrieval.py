@@ -268,3 +268,28 @@ def test_a_follow_up_retention_removed_is_compared_with_a_late_baseline_from_its
     assert low <= ldpctbl <= high
     assert "instances missing from the spool retrieved from PACS again" in log
     assert "send it again to have it compared" not in log
+
+
+def test_a_corrected_rtstruct_after_retention_and_pacs_dropping_the_ct_fails_at_once_saying_so(tmp_path, sts019):
+    """As above, but PACS no longer holds the CT (deleted from Orthanc after the prune): WADO-RS
+    answers 404, which asking again will not change, so the study fails at once (not after an
+    hour of retries), saying what is missing, what PACS answered and what to do."""
+    rtstruct = sts019 / "mask" / "RS.dcm"
+    study_uid = _study_uid(rtstruct)
+    with running_site(tmp_path, prior_providers="dicomweb") as site:
+        site.orthanc.upload(*sorted((sts019 / "image").iterdir()), rtstruct)
+        site.in_pacs(site.sr(study_uid))
+        assert "freed" in _prune_now(site)
+        (series,) = site.orthanc.post("/tools/find", {"Level": "Series", "Query": {
+            "SeriesInstanceUID": str(_header_of(next((sts019 / "image").iterdir())).SeriesInstanceUID)}})
+        site.orthanc.delete(f"/series/{series}")
+
+        site.send(write_split(rtstruct, tmp_path / "corrected" / "RS.dcm"))
+        state, reason = site.service.wait_for(study_uid, timeout_s=TIMEOUT_S)
+        log = site.service.read_log()
+
+    assert state == "failed"
+    assert reason.startswith("48 of its 49 received instances were removed from the spool by retention on "), reason
+    assert (" UTC (spool_retention_days), and putting them back from PACS failed (dicomweb: DICOMweb WADO-RS failed: "
+            "HTTP 404): send the study again, then rescore it  ") in reason, reason  # then status's deliveries
+    assert "retry in" not in log

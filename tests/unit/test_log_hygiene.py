@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from service.observability import RepeatedErrorLog, UidRedactingFilter, uid_token
+from service.observability import RepeatedErrorLog, UidRedactingFilter, redact_uids, uid_token
 
 STUDY_UID = "1.2.840.113619.2.55.3.604688119.971.1249301297.123"
 
@@ -67,6 +67,8 @@ def test_a_uid_in_a_hidden_file_name_is_redacted_too() -> None:
     UidRedactingFilter().filter(record)
     assert record.getMessage() == (f"storing failed: [Errno 28] No space left on device: "
                                    f"'/var/rcds/spool/0a1b/.{uid_token(STUDY_UID)}.dcm.x8k2.tmp'")
+    # but not inside a longer dotted number, whose tail would otherwise look like a UID
+    assert redact_uids("version 3.1.2.840.10008.5.1.4") == "version 3.1.2.840.10008.5.1.4"
 
 
 def _log_with_traceback(log_format: str, statement: str) -> str:

@@ -20,13 +20,13 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from service.config import PRIOR_PROVIDERS, Config
-from service.errors import PriorSourceError
+from service.errors import PriorNotHeld
 from service.ingest.index import DONE, StudyIndex
 from service.ingest.scp import describe_instance
 from service.ingest.spool import Spool
 from service.priors import build_providers
 from service.priors.retrieve import Landing, RetrievingProvider, SeriesRequest
-from service.restoration import SpoolRestoration, _requests
+from service.restoration import OutsideSpool, SpoolRestoration
 from tests.support import small_study
 
 
@@ -93,15 +93,22 @@ def test_every_instance_comes_back_where_it_was_as_it_was_sent_and_the_mark_goes
     assert {path: path.read_bytes() for path in study.contents} == study.contents
     assert sorted(path.name for path in study.spool.directory_for(small_study.STUDY_UID).iterdir()) == sorted(
         f"{ds.SOPInstanceUID}.dcm" for ds in study.datasets)  # the slice not sent is not kept
-    assert pacs.requests == _requests(study.records)  # one request per series
+    ct_series, rt_series = (str(ds.SeriesInstanceUID) for ds in (study.datasets[0], study.datasets[-1]))
+    assert pacs.requests == [SeriesRequest(small_study.STUDY_UID, series) for series in sorted((ct_series, rt_series))]
     assert not study.marked()
     assert not list((tmp_path / "retrieved").iterdir())
 
 
-def test_an_instance_pacs_no_longer_holds_writes_none_and_keeps_the_mark(study: _Study, tmp_path: Path) -> None:
-    pacs = _Pacs(study.datasets[1:])
-    with pytest.raises(PriorSourceError, match=r"^PACS no longer holds 1 of the 4 instances$"):
-        study.restoration(pacs, tmp_path).restore(small_study.STUDY_UID, study.records)
+@pytest.mark.parametrize(("held", "message"), [
+    (slice(1, None), r"^PACS no longer holds 1 of the 4 instances$"),  # a slice gone
+    (slice(None, -1), r"^test-pacs: PACS holds no instance of a requested series$"),  # the RTSTRUCT's series gone
+])
+def test_instances_pacs_no_longer_holds_write_none_and_keep_the_mark(study: _Study, tmp_path: Path, held: slice,
+                                                                       message: str) -> None:
+    """PriorNotHeld: PACS answered, and asking again will not help (the worker fails the study
+    at once instead of asking again for an hour)."""
+    with pytest.raises(PriorNotHeld, match=message):
+        study.restoration(_Pacs(study.datasets[held]), tmp_path).restore(small_study.STUDY_UID, study.records)
     assert not any(path.exists() for path in study.contents) and study.marked()
 
 
@@ -113,6 +120,7 @@ def test_an_instance_the_listener_stores_meanwhile_is_kept_over_pacs_copy(study:
     restored = study.restoration(_Pacs(study.datasets, listener_stores), tmp_path).restore(
         small_study.STUDY_UID, study.records)
     assert restored == 4 and sent_again.read_bytes() == b"what the sender sent again"
+    assert not list(sent_again.parent.glob(".*.tmp"))  # PACS's copy, not linked, is not left behind
     assert all(path.read_bytes() == content for path, content in study.contents.items() if path != sent_again)
     assert not study.marked()
 
@@ -131,7 +139,7 @@ def test_an_instance_gone_again_meanwhile_keeps_the_mark(study: _Study, tmp_path
 def test_an_index_placing_files_outside_the_spool_has_nothing_written_there(study: _Study, tmp_path: Path) -> None:
     moved = [dataclasses.replace(record, path=tmp_path / "elsewhere" / record.path.name) for record in study.records]
     pacs = _Pacs(study.datasets)
-    with pytest.raises(OSError, match="the index places 4 of them outside the spool directory"):
+    with pytest.raises(OutsideSpool, match="the index places 4 of them outside the spool directory"):
         study.restoration(pacs, tmp_path).restore(small_study.STUDY_UID, moved)
     assert pacs.requests == [] and not (tmp_path / "elsewhere").exists()
 

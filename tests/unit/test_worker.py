@@ -326,6 +326,22 @@ def test_a_late_rtstruct_for_a_removed_study_whose_pacs_does_not_answer_waits_th
         site.close()
 
 
+def test_a_late_rtstruct_for_a_removed_study_indexed_outside_the_spool_fails_at_once(tmp_path, scorer):
+    """Its index lists files outside the spool directory (a var directory restored elsewhere):
+    nothing can be put back there, now or later, so the study fails at once (no wait, PACS not
+    asked: PRIORS' closed port would otherwise say so), naming the reason."""
+    site = Site(tmp_path / "var", scorer, **PRIORS)
+    try:
+        site.config = dataclasses.replace(site.config, var_dir=tmp_path / "old-var")  # where the index points
+        study_uid, _ = _late_rtstruct_after_retention(site)
+        state, reason = site.state(study_uid)
+        assert state == FAILED and reason is not None
+        assert (" UTC (spool_retention_days), and putting them back from PACS failed (the index places 5 of them "
+                "outside the spool directory): send the study again, then rescore it") in reason, reason
+    finally:
+        site.close()
+
+
 def test_instances_arriving_during_scoring_make_it_score_again(site: Site, scorer: Scorer):
     """A second RTSTRUCT arrives while the first scoring runs (received from inside the scorer
     call, where a real arrival would land): that result is dropped before anyone received it,
@@ -666,10 +682,11 @@ def test_a_later_study_whose_spool_retention_removed_is_not_scored_again_for_a_l
         tmp_path, scorer, caplog, retrieving):
     """The follow-up is scored first, its report in the archive; retention then removes its
     spooled instances. When the baseline, scored later, is reconciled, the follow-up did not
-    compare with it, but its instances cannot be had: no source retrieves images, or the one
-    that does (DIMSE C-GET) is a PACS that is not there (a closed port). Scoring it again would
-    fail it for want of them: it stays done with its result, and the log says why and to send
-    it again. (Retrieved from a real PACS, it is compared: tests/integration.)"""
+    compare with it, but its instances cannot be had now: no source retrieves images (the log
+    says to send it again), or the one that does (DIMSE C-GET) is a PACS that is not there (a
+    closed port: reconciliation is postponed, to ask again after its backoff). Scoring it again
+    would fail it for want of them: it stays done with its result. (Retrieved from a real PACS,
+    it is compared: tests/integration.)"""
     dimse = {"also": ("dimse",), "prior_dimse_host": LOOPBACK, "prior_dimse_port": free_port(),
              "prior_timeout_seconds": 5.0} if retrieving else {}
     site, archive = _archive_site(tmp_path, scorer, **dimse)
@@ -692,11 +709,17 @@ def test_a_later_study_whose_spool_retention_removed_is_not_scored_again_for_a_l
             assert site.worker.reconcile_delivered(now=time.time()) == 0
         assert site.state(follow_uid) == (DONE, None)
         assert site.index.study(follow_uid).result == follow_up.SOPInstanceUID
-        pacs = " and putting them back from PACS failed (dimse: DIMSE: no association with PACS at " if retrieving else ""
-        assert [message for message in caplog.messages if message.startswith(
-            f"study {study_key(follow_uid)}: an earlier study's report arrived after it, but spool retention has "
-            f"removed its instances{pacs}") and message.endswith("; send it again to have it compared")], \
-            caplog.messages
+        if retrieving:  # PACS could not be asked: reconciliation asks again after its backoff
+            assert [message for message in caplog.messages if message.startswith(
+                f"study {study_key(follow_uid)}: putting its instances missing from the spool back from PACS failed, "
+                "trying again later: dimse: DIMSE: no association with PACS at ")], caplog.messages
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="service.worker"):
+                site.worker.reconcile_delivered(now=time.time() + 1)
+            assert not [message for message in caplog.messages if "putting its instances" in message]  # backoff
+        else:
+            assert (f"study {study_key(follow_uid)}: an earlier study's report arrived after it, but spool retention "
+                    "has removed its instances; send it again to have it compared") in caplog.messages
     finally:
         site.close()
 

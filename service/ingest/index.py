@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS studies (
     patient_key TEXT NOT NULL DEFAULT '',
     study_datetime TEXT NOT NULL DEFAULT '',
     priors_unavailable_since REAL,
-    files_removed_at REAL
+    files_removed_at REAL,
+    interruptions INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS reconciled (
     study_instance_uid TEXT NOT NULL,
@@ -71,7 +72,8 @@ CREATE TABLE IF NOT EXISTS reconciled (
 """
 # Columns added since the first release: an index written before them gains them at open.
 _ADDED_STUDY_COLUMNS = {"patient_key": "TEXT NOT NULL DEFAULT ''", "study_datetime": "TEXT NOT NULL DEFAULT ''",
-                        "priors_unavailable_since": "REAL", "files_removed_at": "REAL"}
+                        "priors_unavailable_since": "REAL", "files_removed_at": "REAL",
+                        "interruptions": "INTEGER NOT NULL DEFAULT 0"}
 
 
 class StudyStatus(StrEnum):
@@ -225,7 +227,7 @@ class StudyIndex:
         elif row[0] in (DONE, FAILED):
             self._db.execute(
                 "UPDATE studies SET state = ?, waiting_since = ?, last_received_at = ?, updated_at = ?,"
-                " attempts = 0, generation = generation + 1 WHERE study_instance_uid = ?",
+                " attempts = 0, interruptions = 0, generation = generation + 1 WHERE study_instance_uid = ?",
                 (RECEIVING, now, now, now, study_uid),
             )
         else:
@@ -430,18 +432,22 @@ class StudyIndex:
         with self._lock, self._db:
             return self._db.execute(
                 "UPDATE studies SET state = ?, error = ?, waiting_since = ?, last_received_at = ?, updated_at = ?,"
-                " attempts = 0, generation = generation + 1 WHERE study_instance_uid = ? AND state IN (?, ?)",
+                " attempts = 0, interruptions = 0, generation = generation + 1 WHERE study_instance_uid = ? AND state IN (?, ?)",
                 (RECEIVING, reason, now, now, now, study_uid, DONE, FAILED if failed_too else DONE),
             ).rowcount == 1
 
     def requeue_interrupted(self, max_attempts: int) -> tuple[int, int]:
         """After a restart: studies that were processing are assessed again, unless they have
         been interrupted `max_attempts` times (a study that crashes the process must not
-        crash-loop it). Returns (requeued, failed)."""
+        crash-loop it). Returns (requeued, failed). Interruptions are counted apart from
+        attempts: a study waiting out a scorer's or a PACS's retries is claimed again and again
+        (attempts), and a restart during one of those claims is its first interruption, not its
+        sixth. Both start again from 0 when the study is sent back (an instance, a rescore)."""
         now = time.time()
         with self._lock, self._db:
+            self._db.execute("UPDATE studies SET interruptions = interruptions + 1 WHERE state = ?", (PROCESSING,))
             failed = self._db.execute(
-                "UPDATE studies SET state = ?, error = ?, updated_at = ? WHERE state = ? AND attempts >= ?",
+                "UPDATE studies SET state = ?, error = ?, updated_at = ? WHERE state = ? AND interruptions >= ?",
                 (FAILED, f"interrupted {max_attempts} times while being scored", now, PROCESSING, max_attempts),
             ).rowcount
             requeued = self._db.execute(

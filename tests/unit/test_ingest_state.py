@@ -250,6 +250,27 @@ def test_study_interrupted_too_often_is_failed_not_requeued(tmp_path):
     assert "interrupted 3 times" in index.study("1.2.3").error
 
 
+def test_claims_waiting_out_a_peer_are_not_interruptions(tmp_path):
+    """A study claimed again and again while a scorer or a PACS is retried (requeue) is on its
+    8th claim when the process restarts: that is its first interruption, requeued, not a sixth
+    one failed as a crash loop; five interruptions still fail it, and a study sent back (an
+    instance) starts counting again."""
+    index = StudyIndex(tmp_path / "index.sqlite")
+    index.add_instance(_record("1"))
+    for _ in range(7):
+        assert index.claim("1.2.3")
+        index.requeue("1.2.3", "scorer unavailable (UNAVAILABLE); retried in 10 s")
+    assert index.claim("1.2.3") and index.study("1.2.3").attempts == 8
+    assert index.requeue_interrupted(max_attempts=5) == (1, 0)
+    for _ in range(3):
+        assert index.claim("1.2.3") and index.requeue_interrupted(max_attempts=5) == (1, 0)
+    assert index.claim("1.2.3") and index.requeue_interrupted(max_attempts=5) == (0, 1)
+    assert index.study("1.2.3").error == "interrupted 5 times while being scored"
+
+    index.add_instance(_record("2", at=300.0))  # sent back by a new instance: counted from 0
+    assert index.claim("1.2.3") and index.requeue_interrupted(max_attempts=5) == (1, 0)
+
+
 def test_coverage_is_judged_per_series(index):
     """A complete 5 mm series must not hide that the 1 mm series is still arriving."""
     index.add_instance(_record("rs", RT_STRUCTURE_SET, positions=(50.0,)))

@@ -23,6 +23,7 @@ which the worker clears when it next finds nothing missing.
 from __future__ import annotations
 
 import errno
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -33,7 +34,10 @@ from service.dicom_limits import read_header
 from service.durable import write_if_absent
 from service.errors import PriorNotHeld
 from service.ingest.index import InstanceRecord, StudyIndex
+from service.ingest.spool import study_key
 from service.priors.retrieve import RetrievalLimits, RetrievingProvider, SeriesRequest, retrieve_series
+
+log = logging.getLogger(__name__)
 
 
 class OutsideSpool(OSError):
@@ -79,6 +83,8 @@ class SpoolRestoration:
         if still:  # retention's sweep was removing them as they came back: the mark stays
             raise OSError(errno.ENOENT, f"{still} of its instances left the spool meanwhile")
         self._index.files_restored(study_uid)
+        log.info("study %s: %d instances missing from the spool retrieved from PACS again", study_key(study_uid),
+                 len(found))
         return len(found)
 
     @staticmethod

@@ -541,7 +541,7 @@ class StudyWorker:
         unanswered = "spool retention has removed its instances"
         if self._restoration is not None:
             try:
-                restored = self._restoration.restore(study_uid, self._index.instances(study_uid))
+                self._restoration.restore(study_uid, self._index.instances(study_uid))
             except (PriorNotHeld, OutsideSpool) as error:
                 unanswered += f" and putting them back from PACS failed ({_why(error)})"
             except (PriorSourceError, OSError) as error:
@@ -549,8 +549,6 @@ class StudyWorker:
                             "again later: %s", study_key(study_uid), _why(error))
                 return None
             else:
-                log.info("study %s: %d instances missing from the spool retrieved from PACS again",
-                         study_key(study_uid), restored)
                 return True
         log.warning("study %s: an earlier study's report arrived after it, but %s; send it again to have it compared",
                     study_key(study_uid), unanswered)
@@ -565,18 +563,16 @@ class StudyWorker:
         them, fails it at once. The failure says what is missing, what went wrong and what to do."""
         try:
             with STUDY_STAGE_SECONDS.labels("restoring").time():
-                restored = restoration.restore(study_uid, records)
-        except (PriorNotHeld, OSError) as error:  # asking again will not help
-            self._fail(study_uid, missing_from_spool(records, removed_at, unretrievable=_why(error)) or _why(error),
-                       "internal")
+                restoration.restore(study_uid, records)
+        except (PriorSourceError, OSError) as error:
+            why = _why(error)
+            failure = missing_from_spool(records, removed_at, unretrievable=why) or why
+            if isinstance(error, PriorSourceError) and not isinstance(error, PriorNotHeld):  # may answer later
+                self._retry_later(study_uid, attempt, f"putting its instances missing from the spool back from PACS "
+                                  f"failed ({why})", failure)
+            else:  # asking again will not help
+                self._fail(study_uid, failure, "internal")
             return False
-        except PriorSourceError as error:  # PACS could not be asked: it may answer later
-            failure = missing_from_spool(records, removed_at, unretrievable=_why(error))
-            self._retry_later(study_uid, attempt, f"putting its instances missing from the spool back from PACS "
-                              f"failed ({_why(error)})", failure or _why(error))
-            return False
-        log.info("study %s: %d instances missing from the spool retrieved from PACS again", study_key(study_uid),
-                 restored)
         return True
 
     def _result_uses(self, state: StudyState, sr_uid: str) -> bool:

@@ -150,11 +150,9 @@ def retrieve_series(providers: Sequence[RetrievingProvider], requests: Sequence[
                 provider.retrieve(request, landing)
                 if len(landing.paths) == before:
                     raise PriorNotHeld("PACS holds no instance of a requested series")
-        except PriorNotHeld:
-            not_held.append(provider)
-            landing.clear()
-            raise
-        except BaseException:
+        except BaseException as error:
+            if isinstance(error, PriorNotHeld):
+                not_held.append(provider)
             landing.clear()
             raise
         return landing.paths

@@ -2,9 +2,10 @@
 
 The first RECIST 1.1 progression (target, non-target or new lesions) is iUPD, unconfirmed. At a
 later assessment at least 28 days after it (less the FAQ's ~2-day tolerance) it becomes iCPD if,
-against the iUPD time point: the target sum rose >= 5 mm (cumulative since iUPD), the
-non-target volume rose (when non-target progression was a basis), the new-lesion-target (NLT)
-sum rose >= 5 mm, the new-lesion-non-target (NLNT) volume rose, or there are more new lesions.
+against the iUPD time point: a basis of the iUPD grew further (the target sum >= 5 mm, cumulative
+since iUPD; the non-target volume), a category that was not a basis now meets RECIST 1.1
+progression, the new-lesion-target (NLT) sum rose >= 5 mm, the new-lesion-non-target (NLNT)
+volume rose, or there are more new lesions (_confirming).
 Otherwise the bar is reset when the progression no longer holds (or, FAQ scenario B, the targets
 shrank further and meet iPR), and it stays iUPD when nothing changed. A scan before day 28
 cannot confirm. New lesions are kept apart: up to 5 measurable ones (2 per organ, largest
@@ -266,7 +267,7 @@ def step(state: IRecistState, recist: RecistResult, settings: IRecistSettings = 
     if days > settings.confirm_max_days:
         flags.append(OUTSIDE_WINDOW)
 
-    confirming = _confirming(state, sod, nt_volume, nlt_sum, nlnt_volume, len(new), settings)
+    confirming = _confirming(state, recist, nlt_sum, nlnt_volume, len(new), settings)
     if confirming:
         reasons += confirming
         return finish(IRecistCategory.ICPD, replace(base, pending_iupd=False, confirmed=True), days)
@@ -307,17 +308,34 @@ def _still_progressing(basis: Basis, recist: RecistResult, new: Sequence[LesionM
     return bool(new)
 
 
-def _confirming(state: IRecistState, sod: float | None, nt_volume: float | None, nlt_sum: float,
-                nlnt_volume: float, new_count: int, settings: IRecistSettings) -> list[str]:
-    """Why the progression is confirmed, against the iUPD time point; empty if it is not."""
+def _confirming(state: IRecistState, recist: RecistResult, nlt_sum: float, nlnt_volume: float, new_count: int,
+                settings: IRecistSettings) -> list[str]:
+    """Why the progression is confirmed, against the iUPD time point; empty if it is not.
+
+    Seymour 2017 table 2: a category that was a basis of the iUPD confirms it by a further
+    increase in that category (targets: the sum >= 5 mm since iUPD, cumulative; non-targets: any
+    increase, not necessarily unequivocal). A category that was not a basis confirms it when it
+    now meets RECIST 1.1 progression itself (EORTC iRECIST FAQ: "'new' progression in other
+    disease categories ... can of course also confirm progression"): targets that grew 5 mm
+    since an iUPD on a new lesion while still a partial response against baseline confirm
+    nothing. New lesions confirm whatever the basis: the new-lesion-target sum >= 5 mm, the
+    new-lesion-non-target volume, or more of them.
+    """
     why = []
     tolerance = 1.0 + settings.volume_tolerance_pct / 100.0
-    if sod is not None and state.target_sod_at_iupd is not None and \
-            sod - state.target_sod_at_iupd >= settings.confirm_abs_mm - 1e-9:
-        why.append(f"target sum +{sod - state.target_sod_at_iupd:.1f} mm since iUPD")
-    if Basis.NON_TARGET in state.iupd_basis and nt_volume is not None and state.non_target_volume_at_iupd \
-            and nt_volume > state.non_target_volume_at_iupd * tolerance:
-        why.append("non-target volume increased since iUPD")
+    sod, nt_volume = recist.sod_mm.value, recist.non_target_volume_ml.value
+    if Basis.TARGET in state.iupd_basis:
+        if sod is not None and state.target_sod_at_iupd is not None and \
+                sod - state.target_sod_at_iupd >= settings.confirm_abs_mm - 1e-9:
+            why.append(f"target sum +{sod - state.target_sod_at_iupd:.1f} mm since iUPD")
+    elif recist.target_response is TargetResponse.PD:
+        why.append("target lesions now meet RECIST 1.1 progression (not a basis of the iUPD)")
+    if Basis.NON_TARGET in state.iupd_basis:
+        if nt_volume is not None and state.non_target_volume_at_iupd \
+                and nt_volume > state.non_target_volume_at_iupd * tolerance:
+            why.append("non-target volume increased since iUPD")
+    elif recist.non_target_response is NonTargetResponse.PD:
+        why.append("non-target lesions now meet RECIST 1.1 progression (not a basis of the iUPD)")
     if state.nlt_sum_at_iupd is not None and nlt_sum - state.nlt_sum_at_iupd >= settings.confirm_abs_mm - 1e-9:
         why.append(f"new-lesion-target sum +{nlt_sum - state.nlt_sum_at_iupd:.1f} mm since iUPD")
     if state.nlnt_volume_at_iupd and nlnt_volume > state.nlnt_volume_at_iupd * tolerance:

@@ -166,3 +166,23 @@ def test_new_lesions_flagged_only_are_not_an_iupd_basis_either() -> None:
     assert [str(r.overall) for r in recist] == ["SD", "SD"]
     assert all(FLAG_ONLY in r.flags for r in irecist)
     assert all(r.state.iupd_basis == () and not r.state.pending_iupd for r in irecist)
+
+
+# Seymour 2017 table 2 and the EORTC iRECIST FAQ: a category confirms an iUPD by growing further
+# only if it was a basis of it; a category that was not confirms it by meeting RECIST 1.1
+# progression itself. The expected categories are worked out from those rules, not from our output.
+
+
+def test_targets_growing_5_mm_after_an_iupd_on_a_new_lesion_confirm_nothing_while_they_respond() -> None:
+    # 100 -> 50 mm (-50 %, PR) with a new lesion: iUPD on the new lesion. Then 56 mm: +6 mm since
+    # the iUPD, but -44 % against baseline and +12 % over the nadir of 50: the targets respond,
+    # the new lesion is unchanged, so nothing progressed further (table 2, targets iPR): iUPD.
+    assert scenario([(0, 100, {}), (42, 50, {"n1": 12}), (84, 56, {"n1": 12})]) == [I.IUPD, I.IUPD]
+
+
+def test_targets_newly_meeting_progression_confirm_an_iupd_on_a_new_lesion() -> None:
+    # 100 -> 60 (PR) -> 70 mm (+16.7 % over the nadir: not PD) with a new lesion: iUPD on the new
+    # lesion. Then 74 mm: only +4 mm since the iUPD, but +23.3 % and +14 mm over the nadir of 60,
+    # which is RECIST 1.1 progression of the targets, a category that had not progressed: iCPD.
+    assert scenario([(0, 100, {}), (42, 60, {}), (84, 70, {"n1": 12}), (126, 74, {"n1": 12})]) == \
+        [I.IPR, I.IUPD, I.ICPD]

@@ -35,7 +35,7 @@ from service.comparison import RecistSums
 from service.longitudinal.identity import CarriedIdentity
 from service.longitudinal.links import Link, LinkStatus
 from service.longitudinal.response_settings import NewLesionPolicy, RecistSettings, SmallLesionPolicy
-from service.longitudinal.targets import TargetSet, organ_of
+from service.longitudinal.targets import BaselineCategory, TargetSet, organ_of
 from service.longitudinal.timepoint import TimepointLesion
 from service.model import Metric
 
@@ -201,11 +201,22 @@ def _is_normal(m: LesionMeasurement | None, settings: RecistSettings) -> bool:
     return m.status is MeasurementStatus.ABSENT or (m.is_node and m.diameter_mm < settings.node_normal_sa_mm)
 
 
-def new_lesions(target_set: TargetSet, assessment: Assessment) -> tuple[LesionMeasurement, ...]:
-    """Measured lesions whose tracking UID was not recorded at baseline."""
-    recorded = {lesion.tracking_uid for lesion in target_set.lesions}
+def new_lesions(target_set: TargetSet, assessment: Assessment,
+                settings: RecistSettings = RecistSettings()) -> tuple[LesionMeasurement, ...]:
+    """Measured lesions not recorded as lesions at baseline: never seen there, or a node that was
+    normal there (a Non-Lesion at Baseline) and is pathological now.
+
+    A node is judged by its short axis (EORTC RECIST FAQ "New lymph node lesions"): under 10 mm
+    it is non-pathological and not recorded, so a new one is no new lesion; a node that reaches
+    10 mm "has met the criteria for being considered malignant", so a node normal at baseline
+    that does is one (a candidate, as every new lesion is: the FAQ suggests that a node growing
+    from 9 to 11 mm, the only evidence of progression, be judged again at the next assessment).
+    """
+    lesions = {lesion.tracking_uid for lesion in target_set.lesions
+               if lesion.category is not BaselineCategory.NON_LESION}
     return tuple(m for m in assessment.lesions
-                 if m.tracking_uid not in recorded and m.status is MeasurementStatus.MEASURED)
+                 if m.tracking_uid not in lesions and m.status is MeasurementStatus.MEASURED
+                 and not (m.is_node and m.diameter_mm < settings.node_normal_sa_mm))
 
 
 def _pct(value: float, reference: float) -> Metric:
@@ -332,7 +343,7 @@ def _assess_one(target_set: TargetSet, targets: list[str], non_targets: list[str
             non_target = NonTargetResponse.CR
         else:
             non_target = NonTargetResponse.NON_CR_NON_PD
-    new = new_lesions(target_set, assessment)
+    new = new_lesions(target_set, assessment, settings)
     if new:
         flags.append(f"{len(new)} new lesion candidate(s): {REQUIRES_CONFIRMATION}")
     counts = bool(new) and settings.new_lesion_policy is NewLesionPolicy.COUNTS_AS_PD

@@ -198,3 +198,26 @@ def test_the_lines_the_page_draws_are_where_the_rules_change_category(reference_
     if reference_mm > 0:
         partial = thresholds.partial_response_mm(reference_mm)
         assert meets_pr(partial, reference_mm, settings) and not meets_pr(partial + 0.01, reference_mm, settings)
+
+
+# Nodes are judged by their short axis (EORTC RECIST FAQ "New lymph node lesions"): under 10 mm
+# a node is non-pathological and not recorded; one that reaches 10 mm meets the criteria for
+# malignancy. Expected categories follow from that and from table 1.
+
+
+def test_a_new_node_under_10_mm_short_axis_is_no_new_lesion() -> None:
+    ts = select_targets([lesion("1.1", 30.0)], None)
+    series = [point(0, m("1.1", 30.0)), point(1, m("1.1", 30.0), m("9.1", 7.0, node=True))]
+    (result,) = assess_series(ts, series)
+    assert result.new_lesions == () and result.overall is O.SD
+
+
+def test_a_node_normal_at_baseline_that_reaches_10_mm_is_a_new_lesion() -> None:
+    ts = select_targets([lesion("1.1", 30.0), lesion("3.1", 8.0, "adenopathy")], None)
+    assert ts.category("3.1") is BaselineCategory.NON_LESION
+    series = [point(0, m("1.1", 30.0), m("3.1", 8.0, node=True)),
+              point(1, m("1.1", 30.0), m("3.1", 9.5, node=True)),
+              point(2, m("1.1", 30.0), m("3.1", 25.0, node=True))]
+    still_normal, pathological = assess_series(ts, series)
+    assert still_normal.new_lesions == () and still_normal.overall is O.SD
+    assert [x.tracking_uid for x in pathological.new_lesions] == ["3.1"] and pathological.overall is O.PD

@@ -186,3 +186,24 @@ def test_targets_newly_meeting_progression_confirm_an_iupd_on_a_new_lesion() -> 
     # which is RECIST 1.1 progression of the targets, a category that had not progressed: iCPD.
     assert scenario([(0, 100, {}), (42, 60, {}), (84, 70, {"n1": 12}), (126, 74, {"n1": 12})]) == \
         [I.IPR, I.IUPD, I.ICPD]
+
+
+def test_non_targets_newly_meeting_progression_confirm_an_iupd_on_a_new_lesion() -> None:
+    # A target (100 -> 50 mm, PR) and an 8 mm non-target (not measurable). A new lesion gives iUPD
+    # on it; then the non-target's volume doubles, +100 %, over the 73 % that is RECIST 1.1
+    # unequivocal progression in volume: a category that had not progressed now has: iCPD.
+    ts = select_targets([target("1.1", 100), target("2.1", 8)], None)
+    series = [Assessment("s0", D0, (LesionMeasurement("1.1", MeasurementStatus.MEASURED, 100, 1.0),
+                                    LesionMeasurement("2.1", MeasurementStatus.MEASURED, 8, 1.0))),
+              Assessment("s1", D0 + datetime.timedelta(days=42),
+                         (LesionMeasurement("1.1", MeasurementStatus.MEASURED, 50, 1.0),
+                          LesionMeasurement("2.1", MeasurementStatus.MEASURED, 8, 1.0),
+                          LesionMeasurement("n1", MeasurementStatus.MEASURED, 12, 1.0, organ="lung"))),
+              Assessment("s2", D0 + datetime.timedelta(days=84),
+                         (LesionMeasurement("1.1", MeasurementStatus.MEASURED, 50, 1.0),
+                          LesionMeasurement("2.1", MeasurementStatus.MEASURED, 8, 2.0),
+                          LesionMeasurement("n1", MeasurementStatus.MEASURED, 12, 1.0, organ="lung")))]
+    assert ts.category("2.1").value == "non_target"
+    results = run(assess_series(ts, series))
+    assert [r.category for r in results] == [I.IUPD, I.ICPD]
+    assert any("non-target lesions now meet RECIST 1.1 progression" in reason for reason in results[1].reasons)

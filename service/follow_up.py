@@ -103,7 +103,9 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
     base = choose_baseline([*prior_studies, current_study], inputs)[0]
     since_baseline = ordered[base:]  # empty: this study is the baseline
     first_sizes = _first_sizes(since_baseline)
-    identities = carried_identities(links, {uid: size.diameter_mm for uid, (_, size) in first_sizes.items()})
+    identities = _with_earlier_merges(
+        carried_identities(links, {uid: size.diameter_mm for uid, (_, size) in first_sizes.items()}),
+        links, previous_report)
     comparable = comparability(current.context, previous.context)
     changes: dict[str, LesionChange] = {}
     lesions: dict[str, LesionComparison] = {}
@@ -137,8 +139,9 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
             (now,), (then,) = link.current, link.prior
             score, *features = radiomic_deltas(now, then, comparable)
             changes[then.tracking_uid] = change
-            lesions[then.tracking_uid] = dataclasses.replace(comparison, cd8_delta=score.delta, feature_deltas=tuple(
-                _feature_delta(delta) for delta in features))
+            lesions[then.tracking_uid] = dataclasses.replace(
+                comparison, cd8_delta=score.delta, feature_deltas=tuple(_feature_delta(delta) for delta in features),
+                merged_uids=identities[now.tracking_uid].absorbed_uids)
             continue
         for now in link.current:
             identity = identities[now.tracking_uid]
@@ -183,13 +186,31 @@ def _study_lesions(report: PriorReport) -> StudyLesions:
         report.ct.slice_thickness_mm,
         {x.tracking_uid: x.baseline_category for x in report.lesions if x.baseline_category is not None},
         {x.tracking_uid: x.derived_from_uid for x in report.lesions if x.derived_from_uid is not None},
-        report.irecist_state, sums.baseline_sod_mm, sums.nadir_sod_mm, sums.assessment_uid)
+        report.irecist_state, sums.baseline_sod_mm, sums.nadir_sod_mm, sums.assessment_uid,
+        tuple(dict.fromkeys(uid for x in report.lesions for uid in x.merged_uids)))
 
 
 def _feature_delta(delta: ValueDelta) -> FeatureDelta:
     """radiomic_deltas names a feature "<region>/<tag>"."""
     region, tag = delta.name.split("/", 1)
     return FeatureDelta(region, tag, delta.delta, delta.relative_percent)
+
+
+def _with_earlier_merges(identities: Mapping[str, CarriedIdentity], links: Sequence[Link],
+                         previous_report: PriorReport) -> dict[str, CarriedIdentity]:
+    """The identities, each lesion that follows a prior one also holding the lesions merged into
+    that one at earlier studies (its report names them): they stay 0 mm at every later time
+    point (RECIST 1.1, coalesced lesions), where otherwise the report before this one would be
+    the last to mention them and the next would find a target missing (NE)."""
+    merged_before = {lesion.tracking_uid: lesion.merged_uids for lesion in previous_report.lesions}
+    out = dict(identities)
+    for link in links:
+        if link.status in (LinkStatus.MATCHED, LinkStatus.MERGED):
+            own = link.current[0].tracking_uid
+            earlier = [uid for prior in link.prior for uid in merged_before.get(prior.tracking_uid, ())]
+            out[own] = dataclasses.replace(out[own], absorbed_uids=tuple(dict.fromkeys(
+                [*out[own].absorbed_uids, *earlier])))
+    return out
 
 
 def _merge_notes(link: Link, identities: Mapping[str, CarriedIdentity]) -> list[str]:

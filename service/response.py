@@ -40,8 +40,9 @@ from service.longitudinal.irecist import IRecistCategory, IRecistResult, IRecist
 from service.longitudinal.kinetics import (Flag, Kinetics, SumAt, dissociated_response, hyperprogression, kinetics,
                                            kinetics_points, out_of_field, pseudoprogression, target_sum)
 from service.longitudinal.links import Link
-from service.longitudinal.recist import (Assessment, LesionMeasurement, MeasurementStatus, OverallResponse,
-                                         RecistResult, assess_series, baseline_assessment, follow_up_assessment)
+from service.longitudinal.recist import (MERGED_AWAY, Assessment, LesionMeasurement, MeasurementStatus,
+                                         OverallResponse, RecistResult, assess_series, baseline_assessment,
+                                         follow_up_assessment)
 from service.longitudinal.response_settings import KineticsSettings, RecistSettings
 from service.longitudinal.settings_file import ResponseSettings, read_response_settings
 from service.longitudinal.targets import BaselineCategory, BaselineLesion, SelectionSource, TargetSet, select_targets
@@ -113,6 +114,7 @@ class StudyLesions:
     baseline_sod_mm: float | None = None
     nadir_sod_mm: float | None = None
     assessment_uid: str | None = None
+    merged: tuple[str, ...] = ()  # tracking UIDs of lesions merged into one of its lesions: 0 mm there
 
 
 @dataclass(frozen=True)
@@ -362,19 +364,23 @@ def _category(target_set: TargetSet, uid: str, parents: Mapping[str, str]) -> st
 
 
 def _prior_assessment(study: StudyLesions, settings: RecistSettings) -> Assessment:
-    """A prior follow-up as its SR states it: fragments summed under their parent; a lesion the
-    SR does not hold is absent from the assessment, so a target is not evaluable there."""
+    """A prior follow-up as its SR states it: fragments summed under their parent; a lesion its
+    SR names as merged into another is 0 mm; any other lesion the SR does not hold is absent
+    from the assessment, so a target is not evaluable there."""
     parts: dict[str, list[TimepointLesion]] = {}
     for lesion in study.lesions:
         uid = lesion.tracking_uid
         while uid in study.parents:
             uid = study.parents[uid]
         parts.setdefault(uid, []).append(lesion)
-    return Assessment(study.study_uid, study.date, tuple(
-        LesionMeasurement(uid, MeasurementStatus.MEASURED, sum(x.diameter_mm for x in group),
-                          sum(x.volume_ml for x in group), group[0].is_node, group[0].location_class,
-                          tracking_id=group[0].tracking_id)
-        for uid, group in sorted(parts.items())), study.slice_thickness_mm)
+    measured = [LesionMeasurement(uid, MeasurementStatus.MEASURED, sum(x.diameter_mm for x in group),
+                                  sum(x.volume_ml for x in group), group[0].is_node, group[0].location_class,
+                                  tracking_id=group[0].tracking_id)
+                for uid, group in parts.items()]
+    merged = [LesionMeasurement(uid, MeasurementStatus.ABSENT, reason=MERGED_AWAY)
+              for uid in study.merged if uid not in parts]
+    return Assessment(study.study_uid, study.date, tuple(sorted([*measured, *merged], key=lambda m: m.tracking_uid)),
+                      study.slice_thickness_mm)
 
 
 def _prior_category(study: StudyLesions, rerun: IRecistResult) -> str:

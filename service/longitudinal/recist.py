@@ -223,6 +223,10 @@ def _pct(value: float, reference: float) -> Metric:
     return Metric(100.0 * (value - reference) / reference) if reference > 0 else Metric.not_computable(ZERO_REFERENCE)
 
 
+MERGED_AWAY = "merged into another lesion (0 mm)"
+"""Why a lesion merged into another (now, or at an earlier study) counts 0 mm: RECIST 1.1
+records coalesced lesions as 0 mm and the mass by its own measure."""
+
 CARRIED_NADIR = ("nadir carried from the latest prior report: the studies compared do not reach back to it "
                  "(an intermediate report missing, or trimmed by the prior limits)")
 CARRIED_BASELINE = ("baseline sum carried from the latest prior report: the baseline study is not among the "
@@ -392,7 +396,9 @@ def follow_up_assessment(study_uid: str, date: datetime.date | None, links: Sequ
     summed under the lesion they came from, at this or any later time point. A prior lesion not
     found is absent (0 mm) only when `explicitly_absent` names it (an empty contour) or the site's
     convention says so; otherwise not evaluable. Merged sources other than the kept one are
-    absent (0 mm, RECIST). Ambiguous links go to review: both sides not evaluable.
+    absent (0 mm, RECIST), and stay so at every later study: `identities` carries them with the
+    lesion they merged into (service.follow_up). Ambiguous links go to review: both sides not
+    evaluable.
     """
     root_of = dict(root_of or {})
     organs = organs or {}
@@ -413,10 +419,11 @@ def follow_up_assessment(study_uid: str, date: datetime.date | None, links: Sequ
         if link.status in (LinkStatus.MATCHED, LinkStatus.SPLIT, LinkStatus.MERGED):
             for c in link.current:
                 measured.setdefault(root(identities[c.tracking_uid].tracking_uid), []).append(c)
-            if link.status is LinkStatus.MERGED:
-                for absorbed in identities[link.current[0].tracking_uid].absorbed_uids:
-                    p = next(p for p in link.prior if p.tracking_uid == absorbed)
-                    status[root(absorbed)] = (MeasurementStatus.ABSENT, "merged into another lesion (0 mm)", p)
+            if link.status is not LinkStatus.SPLIT:  # merged now, or into the prior lesion before
+                kept = link.current[0]
+                for absorbed in identities[kept.tracking_uid].absorbed_uids:
+                    p = next((p for p in link.prior if p.tracking_uid == absorbed), kept)
+                    status[root(absorbed)] = (MeasurementStatus.ABSENT, MERGED_AWAY, p)
         elif link.status is LinkStatus.NEW:
             measured.setdefault(root(link.current[0].tracking_uid), []).append(link.current[0])
         elif link.status is LinkStatus.DISAPPEARED:

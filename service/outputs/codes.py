@@ -258,6 +258,10 @@ NOT_COMPARABLE = rcds_code("NOTCOMPARABLE", "Delta not comparable")
 DERIVED_FROM_TRACKING_UID = rcds_code("DERIVEDUID", "Derived from tracking unique identifier")
 """UIDREF naming the lesion a split fragment came from (docs/method.md 5.1): no standard
 code says "predecessor tracking UID", so it has a 99RCDS code of its own."""
+MERGED_TRACKING_UID = rcds_code("MERGEDUID", "Merged tracking unique identifier")
+"""UIDREF naming a lesion merged into this one (docs/method.md 5.1), one item each: 0 mm from
+the merge on (RECIST 1.1, coalesced lesions). Every later report of the lesion repeats them, so
+that the next one still counts the absorbed lesion as 0 mm, not as a lesion gone missing."""
 FEATURE_DELTAS = LESION_CHANGE
 """The lesion group's container of feature deltas (docs/method.md 5.1), named by LESCHG:
 one NUM per feature, named, derived and region-qualified like the feature itself."""

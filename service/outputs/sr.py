@@ -470,7 +470,7 @@ def _lesion_groups(
     core[0].ContentSequence.extend(_not_computable_items(lesion))
     if change is not None:
         core[0].ContentSequence.extend(_match_items(change))
-        core[0].ContentSequence.extend(_derived_from(change))
+        core[0].ContentSequence.extend(_lineage(change))
     groups = [core]
     ring_values = _feature_values(lesion, "ring")
     if ring_values:
@@ -527,12 +527,13 @@ def _region_in_space(result: StudyResult, lesion: LesionResult) -> list[hd.sr.Co
     ]
 
 
-def _derived_from(change: LesionComparison) -> list[hd.sr.UIDRefContentItem]:
-    """A split fragment names the tracking UID of the lesion it came from (docs/method.md 5.1)."""
-    if change.derived_from_uid is None:
-        return []
-    return [hd.sr.UIDRefContentItem(name=codes.DERIVED_FROM_TRACKING_UID, value=change.derived_from_uid,
-                                    relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)]
+def _lineage(change: LesionComparison) -> list[hd.sr.UIDRefContentItem]:
+    """The tracking UIDs a lesion descends from (docs/method.md 5.1): a split fragment names the
+    lesion it came from, a merged lesion each lesion merged into it."""
+    contains = hd.sr.RelationshipTypeValues.CONTAINS
+    parent = [] if change.derived_from_uid is None else [(codes.DERIVED_FROM_TRACKING_UID, change.derived_from_uid)]
+    return [hd.sr.UIDRefContentItem(name=name, value=uid, relationship_type=contains)
+            for name, uid in [*parent, *((codes.MERGED_TRACKING_UID, uid) for uid in change.merged_uids)]]
 
 
 def _feature_deltas(deltas: Sequence[FeatureDelta], not_comparable: Sequence[str]) -> hd.sr.ContainerContentItem:

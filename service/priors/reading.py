@@ -72,6 +72,7 @@ class PriorLesion:
     changes: dict[str, float] = field(default_factory=dict)  # CHANGE_CODES value -> NUM; empty: not compared
     baseline_category: str | None = None  # a codes.BASELINE_CATEGORIES key; None: the SR states none
     derived_from_uid: str | None = None  # a split fragment's parent tracking UID
+    merged_uids: tuple[str, ...] = ()  # the lesions merged into this one (0 mm since)
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,8 @@ def _lesion(groups: Sequence[_Group]) -> PriorLesion:
                               if isinstance(e.value, hd.sr.CodedConcept)),
         changes={code.value: value for code in CHANGE_CODES if (value := size(code)) is not None},
         baseline_category=_baseline_category(group),
-        derived_from_uid=_uid_item(group, codes.DERIVED_FROM_TRACKING_UID),
+        derived_from_uid=next(iter(_uid_items(group, codes.DERIVED_FROM_TRACKING_UID)), None),
+        merged_uids=_uid_items(group, codes.MERGED_TRACKING_UID),
     )
 
 
@@ -234,15 +236,13 @@ def _baseline_category(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvalu
     return None
 
 
-def _uid_item(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations, name: _Concept) -> str | None:
-    """The value of the group's UIDREF item named `name`, if it has one."""
+def _uid_items(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations, name: _Concept) -> tuple[str, ...]:
+    """The values of the group's UIDREF items named `name`, in their order."""
     items: list[Dataset] = list(group[0].ContentSequence)
-    for item in items:
-        concept = item.ConceptNameCodeSequence[0]
-        if item.ValueType == "UIDREF" and (concept.CodeValue, concept.CodingSchemeDesignator) == (
-                name.value, name.scheme_designator):
-            return str(item.UID)
-    return None
+    return tuple(str(item.UID) for item in items
+                 if item.ValueType == "UIDREF" and (item.ConceptNameCodeSequence[0].CodeValue,
+                                                    item.ConceptNameCodeSequence[0].CodingSchemeDesignator)
+                 == (name.value, name.scheme_designator))
 
 
 def _assessment_items(dataset: Dataset) -> list[Dataset] | None:

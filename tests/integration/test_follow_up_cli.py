@@ -273,9 +273,9 @@ def _groups(sr: Path) -> list:
     return lesion_groups(hd.sr.srread(sr).content)
 
 
-def _derived_from(group) -> list[str]:
+def _uid_refs(group, code: str) -> list[str]:
     return [str(item.UID) for item in group[0].ContentSequence
-            if item.ValueType == "UIDREF" and item.ConceptNameCodeSequence[0].CodeValue == "DERIVEDUID"]
+            if item.ValueType == "UIDREF" and item.ConceptNameCodeSequence[0].CodeValue == code]
 
 
 def test_a_split_gives_fragment_uids_derived_from_the_parent_and_changes_on_the_sum(studies, split_and_merge, sts019):
@@ -289,7 +289,7 @@ def test_a_split_gives_fragment_uids_derived_from_the_parent_and_changes_on_the_
     low, high = percent_bounds(longest_chord_mm(split_rs, 1) + longest_chord_mm(split_rs, 2),
                                 longest_chord_mm(studies[1]), 2 * e, e)
     for group in fragments:
-        assert _derived_from(group) == [str(parent.tracking_uid)]
+        assert _uid_refs(group, "DERIVEDUID") == [str(parent.tracking_uid)]
         assert low <= _num(group, "LDPCTBL") <= high
         assert "CD8RSDELTA" not in {m.name.value for m in group.get_measurements()}
 
@@ -302,6 +302,7 @@ def test_a_merge_keeps_the_uid_of_the_larger_baseline_lesion(studies, split_and_
     merge_sr, merge_bundle = _outputs(root / "merge")
     (merged,) = _groups(merge_sr)
     assert str(merged.tracking_uid) == str(larger.tracking_uid)
+    assert _uid_refs(merged, "MERGEDUID") == [str(smaller.tracking_uid)]  # 0 mm from now on, in later reports too
     e = pixel_diagonal_mm(sts019 / "image")
     low, high = percent_bounds(longest_chord_mm(later_rs),
                                 longest_chord_mm(baseline_split_rs, 1) + longest_chord_mm(baseline_split_rs, 2),

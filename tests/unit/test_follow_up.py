@@ -286,3 +286,30 @@ def test_the_sr_states_the_non_target_threshold_the_site_set(baseline, prior) ->
     texts = [str(e.value) for e in sr.iterall() if e.keyword == "TextValue"]
     assert any("PD suggested at +50 %" in text for text in texts)
     assert not any("+73 %" in text for text in texts)
+
+
+def test_a_lesion_merged_at_one_follow_up_stays_0_mm_at_the_next(baseline) -> None:
+    """RECIST 1.1 (coalesced lesions): the mass takes the measure and the lesions it absorbed are
+    recorded as 0 mm, at that time point and every later one. Two liver targets of 30 and 20 mm
+    coalesce into one of 40 mm (-20 % of 50 mm: SD), and the next study shows the same mass: the
+    absorbed target is still 0 mm, not a target missing (NE)."""
+    result, evidence = baseline
+    a = dataclasses.replace(result.lesions[1], longest_axial_diameter_mm=30.0)
+    near = dataclasses.replace(result.lesions[2], longest_axial_diameter_mm=20.0,
+                               centroid_mm=tuple(np.asarray(a.centroid_mm) + [12.0, 0, 0]))
+    base = dataclasses.replace(result, lesions=[a, near])
+    base_prior = read_prior_report(build_measurement_report(base, evidence))
+    volume = a.volume_ml + near.volume_ml
+    centroid = (np.asarray(a.centroid_mm) * a.volume_ml + np.asarray(near.centroid_mm) * near.volume_ml) / volume
+    merged = _new_lesion(a, "-m", centroid, volume_ml=volume, longest_axial_diameter_mm=40.0)
+    first = follow_up(_follow_up_study(base, [merged]), None, _acquisition(evidence), [base_prior])
+    assert first.comparison.response is not None and first.comparison.response.target_response == "SD"
+    first_prior = read_prior_report(build_measurement_report(first.result, evidence, comparison=first.comparison))
+    later = dataclasses.replace(first.result.study, study_instance_uid=base.study.study_instance_uid + ".99",
+                                study_date="20030101")
+    again = _new_lesion(a, "-n", centroid, volume_ml=volume, longest_axial_diameter_mm=40.0)
+    second = follow_up(dataclasses.replace(first.result, study=later, lesions=[again]), None, _acquisition(evidence),
+                       [base_prior, first_prior])
+    response = second.comparison.response
+    assert response is not None and response.target_response == "SD" and response.overall == "SD"
+    assert second.comparison.lesions[a.tracking_uid].merged_uids == (near.tracking_uid,)

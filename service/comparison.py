@@ -205,7 +205,7 @@ class ResponseAssessment(RecistSums):
     notes: tuple[str, ...]  # RECIST flags, iRECIST reasons: for a reader
     thresholds: ResponseThresholds
     previous_study_uid: str | None = None
-    iupd_target_sod_mm: float | None = None  # while an iUPD is pending: the target sum at iUPD
+    iupd_target_sod_mm: float | None = None  # while an iUPD on the targets is pending: the target sum at iUPD
     # the RECIST group's Tracking UID: recist_assessment_uid of the baseline, or the one a prior
     # report carried when the baseline study is no longer among those compared (None: the former)
     assessment_uid: str | None = None

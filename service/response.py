@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from service.config import Config
 from service.comparison import PatternFlag, ResponseAssessment, ResponseThresholds, SeriesPoint, recist_assessment_uid
 from service.longitudinal.identity import CarriedIdentity
-from service.longitudinal.irecist import IRecistCategory, IRecistResult, IRecistState, read_state, run, step
+from service.longitudinal.irecist import Basis, IRecistCategory, IRecistResult, IRecistState, read_state, run, step
 from service.longitudinal.kinetics import (Flag, Kinetics, SumAt, dissociated_response, hyperprogression, kinetics,
                                            kinetics_points, out_of_field, pseudoprogression, target_sum)
 from service.longitudinal.links import Link
@@ -208,7 +208,10 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
         thresholds=ResponseThresholds(settings.pr_pct, settings.pd_pct, settings.pd_abs_mm,
                                       settings.nontarget_pd_volume_pct, rules.irecist.confirm_abs_mm),
         previous_study_uid=None if previous is studies[base] else previous.study_uid,
-        iupd_target_sod_mm=irecist.state.target_sod_at_iupd if irecist.state.pending_iupd else None,
+        # the reference of the target sum's iCPD line: only when the targets are a basis of the iUPD
+        # (else they confirm it by RECIST progression, whose line is drawn anyway: irecist._confirming)
+        iupd_target_sod_mm=irecist.state.target_sod_at_iupd
+        if irecist.state.pending_iupd and Basis.TARGET in irecist.state.iupd_basis else None,
         assessment_uid=assessment_uid,
     )
     points = [SeriesPoint(studies[base].study_uid, studies[base].study_date, sums[base].sod_mm, None, None)]

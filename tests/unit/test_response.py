@@ -373,3 +373,19 @@ def test_a_single_prior_kept_still_continues_the_series():
     assert response.overall == "PD" and response.nadir_sod_mm.value == 40.0
     assert response.baseline_sod_mm.value == 100.0
     assert response.irecist == "iCPD"
+
+
+def test_an_iupd_on_a_new_lesion_gives_the_page_no_icpd_line_of_the_target_sum() -> None:
+    """The target sum's iCPD line (+5 mm over the sum at iUPD) only confirms an iUPD the targets
+    were a basis of (Seymour 2017 table 2): after one on a new lesion the page draws none."""
+    baseline = study(1, (lesion("1.1", 50), lesion("1.2", 30, "lung")), STATED)
+    now = [lesion("own-1", 48), lesion("own-2", 30, "lung"), lesion("own-3", 20, "lung")]
+    links = [*(Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.HIGH, (c,), (p,))
+               for c, p in zip(now, baseline.lesions)),
+             Link(LinkStatus.NEW, MatchMethod.GEOMETRY, None, (now[2],), ())]
+    identities = {"own-1": CarriedIdentity("1.1", "1.1"), "own-2": CarriedIdentity("1.2", "1.2"),
+                  "own-3": CarriedIdentity("own-3", "own-3")}
+    response = assess_response(study(2, tuple(now), {}), [baseline], links, identities, {"1.1": -4.0, "1.2": 0.0},
+                               ResponseInputs()).assessment
+    assert response is not None and response.irecist == "iUPD" and response.iupd_pending
+    assert response.iupd_target_sod_mm is None

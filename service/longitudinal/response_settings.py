@@ -67,7 +67,7 @@ class IRecistSettings:
     confirm_min_days: int = 28
     confirm_max_days: int = 56
     confirm_tolerance_days: int = 2
-    confirm_abs_mm: float = 5.0  # target sum or new-lesion-target sum, cumulative since iUPD
+    confirm_abs_mm: float = 5.0  # target sum (when a basis of the iUPD) or new-lesion-target sum, cumulative since iUPD
     volume_tolerance_pct: float = 10.0  # non-target / NLNT volume rise taken as "an increase"
     max_new_targets: int = 5
     max_new_targets_per_organ: int = 2

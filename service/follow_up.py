@@ -25,7 +25,7 @@ from pydicom.multival import MultiValue
 from service.comparison import Comparison, FeatureDelta, LesionComparison, PriorSrReference, TimePointInfo
 from service.longitudinal.change import LesionCategory, LesionChange, Size, group_size, lesion_change
 from service.longitudinal.deltas import ValueDelta, comparability, radiomic_deltas
-from service.longitudinal.identity import CarriedIdentity, carried_identities
+from service.longitudinal.identity import CarriedIdentity, carried_identities, fragment_uid
 from service.longitudinal.links import Link, LinkStatus
 from service.longitudinal.matching import match_lesions
 from service.longitudinal.timepoint import Acquisition, ExtractionContext, TimePoint, TimepointLesion, UidSource
@@ -103,7 +103,7 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
     base = choose_baseline([*prior_studies, current_study], inputs)[0]
     since_baseline = ordered[base:]  # empty: this study is the baseline
     first_sizes = _first_sizes(since_baseline)
-    identities = _with_earlier_merges(
+    identities = _with_lineage(
         carried_identities(links, {uid: size.diameter_mm for uid, (_, size) in first_sizes.items()}),
         links, previous_report)
     comparable = comparability(current.context, previous.context)
@@ -114,7 +114,8 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
             all_notes.append(_link_note(link))
             continue
         if since_baseline:
-            baselines = _baselines(link.prior, first_sizes, previous_report.study_instance_uid)
+            baselines = [*_baselines(link.prior, first_sizes, previous_report.study_instance_uid),
+                         *_merged_baselines(link, identities, first_sizes)]
             baseline = Size(sum(size.diameter_mm for _, size in baselines),
                             sum(size.volume_ml for _, size in baselines))
             change = lesion_change(group_size(link.current), baseline, group_size(link.prior))
@@ -141,6 +142,7 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
             changes[then.tracking_uid] = change
             lesions[then.tracking_uid] = dataclasses.replace(
                 comparison, cd8_delta=score.delta, feature_deltas=tuple(_feature_delta(delta) for delta in features),
+                derived_from_uid=identities[now.tracking_uid].derived_from_uid,
                 merged_uids=identities[now.tracking_uid].absorbed_uids)
             continue
         for now in link.current:
@@ -196,20 +198,35 @@ def _feature_delta(delta: ValueDelta) -> FeatureDelta:
     return FeatureDelta(region, tag, delta.delta, delta.relative_percent)
 
 
-def _with_earlier_merges(identities: Mapping[str, CarriedIdentity], links: Sequence[Link],
-                         previous_report: PriorReport) -> dict[str, CarriedIdentity]:
-    """The identities, each lesion that follows a prior one also holding the lesions merged into
-    that one at earlier studies (its report names them): they stay 0 mm at every later time
-    point (RECIST 1.1, coalesced lesions), where otherwise the report before this one would be
-    the last to mention them and the next would find a target missing (NE)."""
-    merged_before = {lesion.tracking_uid: lesion.merged_uids for lesion in previous_report.lesions}
+def _with_lineage(identities: Mapping[str, CarriedIdentity], links: Sequence[Link],
+                  previous_report: PriorReport) -> dict[str, CarriedIdentity]:
+    """The identities, each followed lesion also holding what the previous report says it
+    descends from, so that this report says it again (docs/method.md 5.1):
+    - the lesions merged into it at earlier studies stay 0 mm (RECIST 1.1, coalesced lesions);
+      otherwise the report before this one would be the last to name them, and the next would
+      find a target missing (NE). After a split they go with its largest fragment; one the
+      previous report holds as a lesion of its own again is merged no longer;
+    - a split fragment followed one to one keeps naming its parent, so that RECIST still sums
+      the fragments under it; otherwise each would be a new lesion from the next study on.
+    """
+    previous = {lesion.tracking_uid: lesion for lesion in previous_report.lesions}
     out = dict(identities)
     for link in links:
-        if link.status in (LinkStatus.MATCHED, LinkStatus.MERGED):
-            own = link.current[0].tracking_uid
-            earlier = [uid for prior in link.prior for uid in merged_before.get(prior.tracking_uid, ())]
-            out[own] = dataclasses.replace(out[own], absorbed_uids=tuple(dict.fromkeys(
-                [*out[own].absorbed_uids, *earlier])))
+        if link.status not in (LinkStatus.MATCHED, LinkStatus.SPLIT, LinkStatus.MERGED):
+            continue
+        earlier = [uid for prior in link.prior if prior.tracking_uid in previous
+                   for uid in previous[prior.tracking_uid].merged_uids if uid not in previous]
+        if link.status is LinkStatus.SPLIT:
+            largest = fragment_uid(link.prior[0].tracking_uid, 1)
+            heir = next(c.tracking_uid for c in link.current if out[c.tracking_uid].tracking_uid == largest)
+        else:
+            heir = link.current[0].tracking_uid
+        identity = out[heir]
+        parent = identity.derived_from_uid
+        if link.status is LinkStatus.MATCHED and link.prior[0].tracking_uid in previous:
+            parent = previous[link.prior[0].tracking_uid].derived_from_uid
+        out[heir] = dataclasses.replace(identity, derived_from_uid=parent, absorbed_uids=tuple(dict.fromkeys(
+            [*identity.absorbed_uids, *earlier])))
     return out
 
 
@@ -229,6 +246,16 @@ def _baselines(prior: Sequence[TimepointLesion], first_sizes: Mapping[str, tuple
     """(study, size) of each prior lesion at its first appearance: its baseline; a lesion the
     reports never showed before the previous one has that one as its baseline."""
     return [first_sizes.get(lesion.tracking_uid, (previous_study, _size(lesion))) for lesion in prior]
+
+
+def _merged_baselines(link: Link, identities: Mapping[str, CarriedIdentity],
+                      first_sizes: Mapping[str, tuple[str, Size]]) -> list[tuple[str, Size]]:
+    """(study, size) at their first appearance of the lesions merged into this link's lesion at
+    earlier studies: a merged lesion is compared with the sum of its sources (docs/method.md
+    5.1) at every later study too, not with its own baseline alone."""
+    own = {prior.tracking_uid for prior in link.prior}
+    return [first_sizes[uid] for current in link.current for uid in identities[current.tracking_uid].absorbed_uids
+            if uid not in own and uid in first_sizes]
 
 
 def _current_lesion(lesion: LesionResult) -> TimepointLesion:

@@ -100,7 +100,8 @@ class StudyLesions:
     without an assessment. `parents`: split fragment UID -> the parent's tracking UID.
     `baseline_sod_mm`, `nadir_sod_mm`, `assessment_uid`: the SODBL, SODNADIR and RECIST group
     Tracking UID its SR states (None: not stated), for when the series compared no longer
-    reaches back to the baseline or misses the nadir.
+    reaches back to the baseline or misses the nadir. `merged`: the lesions its SR names as
+    merged into one of its lesions (MERGEDUID), 0 mm there.
     """
 
     study_uid: str

@@ -24,8 +24,8 @@ from service.uids import derived_uid
 class CarriedIdentity:
     """The identity a current lesion is reported under.
 
-    `derived_from_uid`: a split fragment's parent. `absorbed_uids`: prior lesions merged into
-    this one (reported as merged_into, 0 mm).
+    `derived_from_uid`: a split fragment's parent. `absorbed_uids`: lesions merged into this one,
+    at this study or (service.follow_up) an earlier one: 0 mm from then on.
     """
 
     tracking_uid: str

@@ -419,11 +419,10 @@ def follow_up_assessment(study_uid: str, date: datetime.date | None, links: Sequ
         if link.status in (LinkStatus.MATCHED, LinkStatus.SPLIT, LinkStatus.MERGED):
             for c in link.current:
                 measured.setdefault(root(identities[c.tracking_uid].tracking_uid), []).append(c)
-            if link.status is not LinkStatus.SPLIT:  # merged now, or into the prior lesion before
-                kept = link.current[0]
-                for absorbed in identities[kept.tracking_uid].absorbed_uids:
-                    p = next((p for p in link.prior if p.tracking_uid == absorbed), kept)
-                    status[root(absorbed)] = (MeasurementStatus.ABSENT, MERGED_AWAY, p)
+            for c in link.current:  # merged now, or into the lesion it follows at an earlier study
+                for absorbed in identities[c.tracking_uid].absorbed_uids:
+                    p = next((p for p in link.prior if p.tracking_uid == absorbed), c)
+                    status.setdefault(root(absorbed), (MeasurementStatus.ABSENT, MERGED_AWAY, p))
         elif link.status is LinkStatus.NEW:
             measured.setdefault(root(link.current[0].tracking_uid), []).append(link.current[0])
         elif link.status is LinkStatus.DISAPPEARED:

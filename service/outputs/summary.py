@@ -243,7 +243,7 @@ def _threshold_lines(ax: Axes, lines: ResponseLines, days: Sequence[int], highes
     Their labels are a legend, placed where the points leave room. Returns the heights drawn
     (the y-axis must hold them).
 
-    While an iUPD is pending, iRECIST's confirmation too: +5 mm (the site's setting) over the
+    While an iUPD on the targets is pending, iRECIST's confirmation too: +5 mm (the site's setting) over the
     target sum at iUPD, over the last interval. A point's overall category also counts new
     lesions and non-targets: a point labelled PD may lie under the target-sum lines."""
     thresholds, candidates = lines.thresholds, []

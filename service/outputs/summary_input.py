@@ -43,15 +43,15 @@ class ResponsePoint:
 class ResponseLines:
     """What RECIST 1.1 measured this study's target sum against, for the plot's partial-response
     and progression lines: the assessment's thresholds and the baseline's and the nadir's sums
-    (None where not computable), and while an iUPD is pending the target sum at iUPD, which
-    iRECIST confirms progression against. From the assessment, never from the plotted
+    (None where not computable), and while an iUPD on the targets is pending the target sum at
+    iUPD, which iRECIST confirms their progression against. From the assessment, never from the plotted
     points: a baseline or nadir outside the prior lookup's reach is carried from the previous
     report and is not on the plot, and the nadir may lie between plotted points."""
 
     thresholds: ResponseThresholds
     baseline_mm: float | None
     nadir_mm: float | None
-    iupd_mm: float | None = None  # while an iUPD is pending, the target sum at iUPD (iCPD's reference)
+    iupd_mm: float | None = None  # while an iUPD on the targets is pending, the target sum at iUPD (iCPD's reference)
 
 
 @dataclass(frozen=True)

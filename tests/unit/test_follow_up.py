@@ -312,4 +312,46 @@ def test_a_lesion_merged_at_one_follow_up_stays_0_mm_at_the_next(baseline) -> No
                        [base_prior, first_prior])
     response = second.comparison.response
     assert response is not None and response.target_response == "SD" and response.overall == "SD"
-    assert second.comparison.lesions[a.tracking_uid].merged_uids == (near.tracking_uid,)
+    change = second.comparison.lesions[a.tracking_uid]
+    assert change.merged_uids == (near.tracking_uid,)
+    assert change.diameter_pct_baseline.value == pytest.approx(-20.0)  # against the sum of its sources, 50 mm
+    # the mass then splits into 25 + 20 mm: 45 mm against the nadir of 40 (+12.5 %): SD, the
+    # merged target still 0 mm
+    second_prior = read_prior_report(build_measurement_report(second.result, evidence, comparison=second.comparison))
+    last = dataclasses.replace(later, study_instance_uid=base.study.study_instance_uid + ".999", study_date="20030401")
+    halves = [_new_lesion(a, suffix, centroid + offset, volume_ml=volume / 2, longest_axial_diameter_mm=d)
+              for suffix, offset, d in (("-p", [4.0, 0, 0], 25.0), ("-q", [-4.0, 0, 0], 20.0))]
+    third = follow_up(dataclasses.replace(first.result, study=last, lesions=halves), None, _acquisition(evidence),
+                      [base_prior, first_prior, second_prior])
+    response = third.comparison.response
+    assert response is not None and response.target_response == "SD" and response.new_lesion_count == 0
+    assert response.sod_mm.value == pytest.approx(45.0)
+
+
+def test_split_fragments_followed_one_to_one_stay_summed_under_their_parent(baseline) -> None:
+    """RECIST 1.1 (split lesions): the fragments' diameters are added up, at the split and at
+    every later time point. A 30 mm liver target splits into 18 + 12 mm (the same 30 mm: SD) and
+    the next study shows both fragments unchanged: still SD, 30 mm, and no new lesion."""
+    result, evidence = baseline
+    parent = dataclasses.replace(result.lesions[1], longest_axial_diameter_mm=30.0)
+    base = dataclasses.replace(result, lesions=[parent])
+    base_prior = read_prior_report(build_measurement_report(base, evidence))
+    centre = np.asarray(parent.centroid_mm)
+
+    def fragments(suffix: str) -> list[LesionResult]:
+        return [_new_lesion(parent, suffix + "a", centre + [4.0, 0, 0], volume_ml=0.6 * parent.volume_ml,
+                            longest_axial_diameter_mm=18.0),
+                _new_lesion(parent, suffix + "b", centre - [6.0, 0, 0], volume_ml=0.4 * parent.volume_ml,
+                            longest_axial_diameter_mm=12.0)]
+
+    first = follow_up(_follow_up_study(base, fragments("-1")), None, _acquisition(evidence), [base_prior])
+    assert first.comparison.response is not None and first.comparison.response.target_response == "SD"
+    first_prior = read_prior_report(build_measurement_report(first.result, evidence, comparison=first.comparison))
+    later = dataclasses.replace(first.result.study, study_instance_uid=base.study.study_instance_uid + ".99",
+                                study_date="20030101")
+    second = follow_up(dataclasses.replace(first.result, study=later, lesions=fragments("-2")), None,
+                       _acquisition(evidence), [base_prior, first_prior])
+    response = second.comparison.response
+    assert response is not None and response.target_response == "SD" and response.overall == "SD"
+    assert response.new_lesion_count == 0 and response.sod_mm.value == pytest.approx(30.0)
+    assert {change.derived_from_uid for change in second.comparison.lesions.values()} == {parent.tracking_uid}

@@ -132,6 +132,13 @@ def _numbered(ds: Dataset, sequence: str, keyword: str, what: str) -> list[tuple
     ]
 
 
+def contoured_roi_numbers(rtstruct: Dataset) -> set[int]:
+    """The ROI Numbers with at least one contour; ContourError naming the ROIContourSequence item
+    whose Referenced ROI Number is missing or not an integer, as the masks' reading names it."""
+    return {number for number, item in _numbered(rtstruct, "ROIContourSequence", "ReferencedROINumber", "the RTSTRUCT")
+            if item.get("ContourSequence")}
+
+
 def _crop_piece(z: int, y0: int, x0: int, plane: np.ndarray) -> _Piece | None:
     """`plane` (placed at rows y0.., columns x0.. of slice z) cut to its set voxels; None if empty."""
     rows = np.flatnonzero(plane.any(axis=1))

@@ -20,7 +20,7 @@ from pydicom.errors import InvalidDicomError
 from service.dicom import HeaderReader, frame_of_reference
 from service.dicom_limits import InstanceLimits
 from service.errors import FrameOfReferenceMismatch, InputError
-from service.imaging.contours import lesion_rois, rtstruct_to_masks, seg_to_masks
+from service.imaging.contours import contoured_roi_numbers, lesion_rois, rtstruct_to_masks, seg_to_masks
 from service.imaging.volume import instance_name, load_ct_series
 from service.model import CtSeries, LesionMask, StudyInfo
 from service.observability import redact_uids
@@ -242,9 +242,7 @@ def lesion_masks(inputs: StudyInputs, lesion_roi_types: frozenset[str],
     contours = inputs.contours
     if contours.SOPClassUID == RT_STRUCTURE_SET:
         keep, notes = lesion_rois(contours, lesion_roi_types)
-        drawn = {int(item.ReferencedROINumber) for item in contours.get("ROIContourSequence") or []
-                 if item.get("ContourSequence")}
-        _check_lesion_count(len(keep & drawn), "lesion ROIs with contours", max_lesions)
+        _check_lesion_count(len(keep & contoured_roi_numbers(contours)), "lesion ROIs with contours", max_lesions)
         masks = rtstruct_to_masks(contours, inputs.ct, keep, limits)
     else:
         _check_lesion_count(_lesion_segment_count(contours), "segments", max_lesions)

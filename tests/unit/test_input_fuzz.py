@@ -322,6 +322,16 @@ def test_seg_crash_sites_now_give_contour_errors(ct: CtSeries, case: str, damage
         seg_to_masks(seg, ct)
 
 
+def test_an_roi_contour_item_without_its_roi_number_is_a_contour_error_when_lesions_are_counted() -> None:
+    """Found by the byte-level fuzzer: the count of lesions with contours read the number
+    unchecked (AttributeError, reported as an internal error)."""
+    rtstruct = small_study.rtstruct()
+    delattr(rtstruct.ROIContourSequence[0], "ReferencedROINumber")
+    inputs, _ = select_inputs(small_study.ct_slices() + [rtstruct])
+    with pytest.raises(ContourError, match="item 1 of ROIContourSequence .*: ReferencedROINumber is missing"):
+        lesion_masks(inputs, LESION_ROI_TYPES)
+
+
 def test_multi_valued_sop_class_in_a_study_is_an_input_error() -> None:
     datasets = small_study.ct_slices() + [small_study.rtstruct()]
     _raw_attribute(datasets[-1], "SOPClassUID", b"1.2\\1.3")

@@ -216,7 +216,7 @@ def new_lesions(target_set: TargetSet, assessment: Assessment,
                if lesion.category is not BaselineCategory.NON_LESION}
     return tuple(m for m in assessment.lesions
                  if m.tracking_uid not in lesions and m.status is MeasurementStatus.MEASURED
-                 and not (m.is_node and m.diameter_mm < settings.node_normal_sa_mm))
+                 and not _is_normal(m, settings))
 
 
 def _pct(value: float, reference: float) -> Metric:

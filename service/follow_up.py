@@ -4,9 +4,11 @@ Wires the pure longitudinal core to what the pipeline has: the current StudyResu
 the prior SRs read back as PriorReports (oldest first; the latest is the previous time point,
 the baseline the one service.response.choose_baseline picks: treatment_start,
 baseline_study_uid, else the oldest; a study that is itself the baseline is T0 and changes
-against it are not computable). The current lesions are matched against the previous time point only,
+against it are not computable). The current lesions are matched against the previous time point,
 because identities are carried forward from report to report: a lesion matched at T1 already
-carries its baseline UID, so the baseline measurement of a lesion is found by that UID.
+carries its baseline UID, so the baseline measurement of a lesion is found by that UID. Only a
+lesion left unlinked there is matched again, against the lesions of earlier reports the
+previous one lost (_found_again).
 
 The result keeps the numbers for a reader (links, changes, identities) and the plain
 `Comparison` the outputs encode, and the StudyResult re-issued under the carried identities, so
@@ -27,7 +29,7 @@ from service.longitudinal.change import LesionCategory, LesionChange, Size, grou
 from service.longitudinal.deltas import ValueDelta, comparability, radiomic_deltas
 from service.longitudinal.identity import CarriedIdentity, carried_identities, fragment_uid
 from service.longitudinal.links import Link, LinkStatus
-from service.longitudinal.matching import match_lesions
+from service.longitudinal.matching import link_order, match_lesions
 from service.longitudinal.timepoint import Acquisition, ExtractionContext, TimePoint, TimepointLesion, UidSource
 from service.model import CtSeries, ImageGeometry, LesionResult, Metric, StudyResult
 from service.outputs import codes
@@ -96,32 +98,39 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
     all_notes = list(notes)
     mapping, frame_note = prior_mapping(frames, current.frame_of_reference_uid, previous_report)
     all_notes.extend(filter(None, [frame_note]))
-    links = match_lesions(current, previous, mapping)
     prior_studies = [_study_lesions(report) for report in ordered]
     # Lesion changes and the time point count from the baseline the response rules choose
     # (treatment_start, baseline_study_uid, else the earliest report), not the earliest report.
     base = choose_baseline([*prior_studies, current_study], inputs)[0]
     since_baseline = ordered[base:]  # empty: this study is the baseline
+    found = _found_again(match_lesions(current, previous, mapping), current, since_baseline[:-1], previous_report,
+                         frames, tags)
+    links = found.links
+    all_notes += found.notes
     first_sizes = _first_sizes(since_baseline)
+    last_seen = {lesion.tracking_uid: (previous_report, lesion) for lesion in previous_report.lesions}
+    last_seen.update(found.last_seen)
     identities = _with_lineage(
         carried_identities(links, {uid: size.diameter_mm for uid, (_, size) in first_sizes.items()}),
-        links, previous_report)
-    comparable = comparability(current.context, previous.context)
+        links, {uid: lesion for uid, (_, lesion) in last_seen.items()})
     changes: dict[str, LesionChange] = {}
     lesions: dict[str, LesionComparison] = {}
     for link in links:
         if link.status not in (LinkStatus.MATCHED, LinkStatus.SPLIT, LinkStatus.MERGED):
             all_notes.append(_link_note(link))
             continue
+        # the report that last held the prior lesion: the previous one, or an earlier one for a lesion found again
+        seen_in = last_seen.get(link.prior[0].tracking_uid, (previous_report, None))[0]
         if since_baseline:
-            baselines = [*_baselines(link.prior, first_sizes, previous_report.study_instance_uid),
+            baselines = [*_baselines(link.prior, first_sizes, seen_in.study_instance_uid),
                          *_merged_baselines(link, identities, first_sizes)]
             baseline = Size(sum(size.diameter_mm for _, size in baselines),
                             sum(size.volume_ml for _, size in baselines))
             change = lesion_change(group_size(link.current), baseline, group_size(link.prior))
         else:
             baselines, change = [], _at_baseline(group_size(link.current), group_size(link.prior))
-        studies = tuple(dict.fromkeys([*(study for study, _ in baselines), previous_report.study_instance_uid]))
+        studies = tuple(dict.fromkeys([*(study for study, _ in baselines), seen_in.study_instance_uid]))
+        comparable = comparability(current.context, _prior_context(seen_in))
         comparison = LesionComparison(
             match_method=link.method.value,
             match_confidence=link.confidence.value if link.confidence else None,
@@ -199,7 +208,7 @@ def _feature_delta(delta: ValueDelta) -> FeatureDelta:
 
 
 def _with_lineage(identities: Mapping[str, CarriedIdentity], links: Sequence[Link],
-                  previous_report: PriorReport) -> dict[str, CarriedIdentity]:
+                  previous: Mapping[str, PriorLesion]) -> dict[str, CarriedIdentity]:
     """The identities, each followed lesion also holding what the previous report says it
     descends from, so that this report says it again (docs/method.md 5.1):
     - the lesions merged into it at earlier studies stay 0 mm (RECIST 1.1, coalesced lesions);
@@ -208,8 +217,9 @@ def _with_lineage(identities: Mapping[str, CarriedIdentity], links: Sequence[Lin
       previous report holds as a lesion of its own again is merged no longer;
     - a split fragment followed one to one keeps naming its parent, so that RECIST still sums
       the fragments under it; otherwise each would be a new lesion from the next study on.
+    `previous`: the prior lesions linked to, as the report that last held each states them (the
+    previous report, or an earlier one for a lesion found again: _found_again).
     """
-    previous = {lesion.tracking_uid: lesion for lesion in previous_report.lesions}
     out = dict(identities)
     for link in links:
         if link.status not in (LinkStatus.MATCHED, LinkStatus.SPLIT, LinkStatus.MERGED):
@@ -228,6 +238,65 @@ def _with_lineage(identities: Mapping[str, CarriedIdentity], links: Sequence[Lin
         out[heir] = dataclasses.replace(identity, derived_from_uid=parent, absorbed_uids=tuple(dict.fromkeys(
             [*identity.absorbed_uids, *earlier])))
     return out
+
+
+@dataclass(frozen=True)
+class FoundAgain:
+    """The links after _found_again, and each prior lesion found again: tracking UID -> (the
+    earlier report that last held it, the lesion as that report states it)."""
+
+    links: tuple[Link, ...]
+    last_seen: Mapping[str, tuple[PriorReport, PriorLesion]]
+    notes: tuple[str, ...]
+
+
+def _found_again(links: Sequence[Link], current: TimePoint, earlier: Sequence[PriorReport],
+                 previous_report: PriorReport, frames: FrameSources,
+                 tags: Mapping[str, tuple[str, str]]) -> FoundAgain:
+    """The current lesions the previous report left unlinked (new, or not evaluable as new)
+    matched again, by the same cascade, against the lesions of the `earlier` reports since the
+    baseline that the previous report does not hold, the newest report first (docs/method.md 5.1).
+
+    A lesion not contoured at one follow-up (missed, or outside that scan) is not in its report:
+    matched with the previous report alone, its return would be a new lesion, RECIST
+    progression that is not there (EORTC RECIST FAQ: a lesion that disappears and reappears is
+    not new). A match replaces the lesion's unlinked link. The earlier report's Frame of
+    Reference is mapped as the previous one's is (prior_mapping), only when there is something
+    to match.
+    """
+    held = _held(previous_report)
+    last_seen: dict[str, tuple[PriorReport, PriorLesion]] = {}
+    notes: list[str] = []
+    out = tuple(links)
+    for report in reversed(earlier):
+        waiting = [link.current[0] for link in out if not link.prior and len(link.current) == 1]
+        timepoint = _prior_timepoint(report, tags)
+        lost = tuple(lesion for lesion in timepoint.lesions if lesion.tracking_uid not in held)
+        held |= _held(report)
+        if not waiting or not lost:
+            continue
+        mapping, _ = prior_mapping(frames, current.frame_of_reference_uid, report)
+        matched = [link for link in match_lesions(dataclasses.replace(current, lesions=tuple(waiting)),
+                                                  dataclasses.replace(timepoint, lesions=lost), mapping)
+                   if link.status is LinkStatus.MATCHED]
+        again = {link.current[0].tracking_uid for link in matched}
+        out = tuple(sorted([*(link for link in out if link.prior or link.current[0].tracking_uid not in again),
+                            *matched], key=link_order))
+        stated = {lesion.tracking_uid: lesion for lesion in report.lesions}
+        for link in matched:
+            (now,), (then,) = link.current, link.prior
+            last_seen[then.tracking_uid] = (report, stated[then.tracking_uid])
+            notes.append(f"lesion {now.tracking_id}: found again (by {link.method.value.replace('_', ' ')}): prior "
+                         f"lesion {then.tracking_id}, last reported on {report.study_date or 'an unknown date'} and "
+                         "not in the previous report; not a new lesion")
+    return FoundAgain(out, last_seen, tuple(notes))
+
+
+def _held(report: PriorReport) -> set[str]:
+    """The tracking UIDs a report accounts for: its lesions, the lesions merged into them and
+    the parents of its split fragments."""
+    return {uid for lesion in report.lesions
+            for uid in (lesion.tracking_uid, *lesion.merged_uids, *filter(None, [lesion.derived_from_uid]))}
 
 
 def _merge_notes(link: Link, identities: Mapping[str, CarriedIdentity]) -> list[str]:

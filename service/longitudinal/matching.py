@@ -53,8 +53,12 @@ def match_lesions(current: TimePoint, prior: TimePoint, mapping: FrameMapping | 
         free_current, free_prior = _free(links, free_current, free_prior)
     links += [_unmatched_prior(p, current, space) for p in free_prior]
     links += [_unmatched_current(c, prior, space) for c in free_current]
-    return tuple(sorted(links, key=lambda link: ([c.tracking_uid for c in link.current],
-                                                 [p.tracking_uid for p in link.prior])))
+    return tuple(sorted(links, key=link_order))
+
+
+def link_order(link: Link) -> tuple[list[str], list[str]]:
+    """The order of match_lesions' links: by the current, then the prior lesions' tracking UIDs."""
+    return [c.tracking_uid for c in link.current], [p.tracking_uid for p in link.prior]
 
 
 def _sorted_unique(lesions: Sequence[TimepointLesion], side: str) -> list[TimepointLesion]:

@@ -355,3 +355,45 @@ def test_split_fragments_followed_one_to_one_stay_summed_under_their_parent(base
     assert response is not None and response.target_response == "SD" and response.overall == "SD"
     assert response.new_lesion_count == 0 and response.sod_mm.value == pytest.approx(30.0)
     assert {change.derived_from_uid for change in second.comparison.lesions.values()} == {parent.tracking_uid}
+
+
+@pytest.mark.parametrize("with_new_lesion", [False, True])
+def test_a_lesion_missed_at_one_follow_up_is_found_again_at_the_next_not_new(baseline, prior,
+                                                                             with_new_lesion: bool) -> None:
+    """EORTC RECIST FAQ ("Does a new lesion always result in PD?"): a lesion that disappears and
+    reappears is not a new lesion (unless the patient was in complete response). Three liver
+    lesions, two of them targets, unchanged; a target is not contoured at the first follow-up (a target not
+    evaluable there: NE) and is contoured again at the second, under new ROI UIDs as an RTSTRUCT
+    gives them. Matched with the first follow-up's report alone it would be a new lesion and the
+    target sum not evaluable (PD). It is the baseline lesion again: it carries its tracking UID,
+    the sum equals the baseline's (0 %: SD) and there is no new lesion. A lesion where no earlier
+    report had one (40 mm off, beyond every gate) is still new."""
+    result, evidence = baseline
+    a, b, c = result.lesions
+
+    def at(suffix: str, lesion: LesionResult, offset: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> LesionResult:
+        return _new_lesion(lesion, suffix, np.asarray(lesion.centroid_mm) + offset)
+
+    first = follow_up(_follow_up_study(result, [at("-1", a), at("-1", c)]), None, _acquisition(evidence), [prior])
+    assert first.comparison.response is not None and first.comparison.response.target_response == "NE"
+    first_prior = read_prior_report(build_measurement_report(first.result, evidence, comparison=first.comparison))
+    later = dataclasses.replace(result.study, study_instance_uid=result.study.study_instance_uid + ".99",
+                                study_date="20030101")
+    lesions = [at("-2", a), at("-2", b), at("-2", c)]
+    if with_new_lesion:
+        lesions.append(at("-new", a, (0.0, 40.0, 0.0)))
+    second = follow_up(dataclasses.replace(result, study=later, lesions=lesions), None, _acquisition(evidence),
+                       [prior, first_prior])
+    response = second.comparison.response
+    assert response is not None
+    assert response.target_response == "SD" and response.new_lesion_count == int(with_new_lesion)
+    assert response.overall == ("PD" if with_new_lesion else "SD")
+    categories = second.comparison.baseline_categories
+    targets = [x.longest_axial_diameter_mm for x in (a, b, c) if categories[x.tracking_uid] == "target"]
+    assert len(targets) == 2 and b.longest_axial_diameter_mm in targets  # two per organ (RECIST 1.1): b is one
+    assert response.sod_mm.value == pytest.approx(sum(targets))
+    found = next(x for x in second.result.lesions if x.name == b.name + "-2")
+    assert (found.tracking_uid, found.tracking_id) == (b.tracking_uid, b.tracking_id)
+    assert second.comparison.lesions[b.tracking_uid].size_sources == (prior.study_instance_uid,)
+    assert any(note.startswith(f"lesion {b.tracking_id}-2: found again (by geometry)")
+               and "not a new lesion" in note for note in second.comparison.notes)

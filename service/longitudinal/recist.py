@@ -13,11 +13,14 @@ floating point only).
   and every node (target, or measured non-target) has SA < 10 mm; PR at <= -30 % against
   baseline; else SD. Once PR (or CR) was reached, a later time point that meets neither PD nor
   PR stays PR (EORTC FAQ "Managing PR"). A target not evaluable gives NE, unless the evaluable
-  targets alone already reach PD.
+  targets alone already reach PD. After an overall CR at the previous time point, a target
+  present again (a node: at 10 mm SA or more) is PD (EORTC FAQ "Does a new lesion always result
+  in PD?"); before one, a lesion that reappears only adds to the sum.
 - Non-target, an automated proxy and labelled so: CR only when every non-target is explicitly
   absent (nodes: or SA < 10 mm); PD suggested when their total volume rose >= 73 % over its
   smallest value on study (the volume equivalent of +20 % in diameter, EORTC iRECIST FAQ);
-  NE when one is not evaluable and the rest do not suggest PD; else Non-CR/Non-PD.
+  NE when one is not evaluable and the rest do not suggest PD; else Non-CR/Non-PD. After an
+  overall CR at the previous time point, a non-target present again is PD.
 - New lesions: measured lesions not recorded at baseline, candidates requiring confirmation;
   PD by `new_lesion_policy` (default), or only flagged.
 - Overall: Eisenhauer 2009 table 1 (targets at baseline) or table 2 (non-target disease only).
@@ -264,8 +267,9 @@ def assess_series(target_set: TargetSet, series: Sequence[Assessment], settings:
         if carried_nadir is not None and (used_nadir is None or carried_nadir[0] < used_nadir[0]):
             used_nadir = carried_nadir
             flags.append(CARRIED_NADIR)
+        after_cr = bool(results) and results[-1].overall is OverallResponse.CR
         result = _assess_one(target_set, targets, non_targets, assessment, baseline_sod, baseline_missing,
-                             used_nadir, nt_nadir, responded, settings, flags)
+                             used_nadir, nt_nadir, responded, settings, flags, after_cr=after_cr)
         results.append(result)
         if result.target_response is TargetResponse.PD:
             responded = False
@@ -291,7 +295,9 @@ def assess(target_set: TargetSet, series: Sequence[Assessment], settings: Recist
 def _assess_one(target_set: TargetSet, targets: list[str], non_targets: list[str], assessment: Assessment,
                 baseline_sod: float, baseline_missing: list[str], nadir: tuple[float, str | None] | None,
                 nt_nadir: float | None, responded: bool, settings: RecistSettings,
-                flags: list[str]) -> RecistResult:
+                flags: list[str], *, after_cr: bool = False) -> RecistResult:
+    """RECIST 1.1 at one follow-up. `after_cr`: the previous time point's overall response was
+    CR, so a baseline lesion that is back is PD (_reappeared)."""
     sod, missing = _sod(targets, assessment, settings)
     target: TargetResponse | None = None
     reason: str | None = None
@@ -347,6 +353,11 @@ def _assess_one(target_set: TargetSet, targets: list[str], non_targets: list[str
             non_target = NonTargetResponse.CR
         else:
             non_target = NonTargetResponse.NON_CR_NON_PD
+    if after_cr and (back := _reappeared(targets, assessment, settings)):
+        target, reason = TargetResponse.PD, _reappearance(back)
+    if after_cr and non_target is not None and (back := _reappeared(non_targets, assessment, settings)):
+        non_target = NonTargetResponse.PD
+        flags.append(_reappearance(back))
     new = new_lesions(target_set, assessment, settings)
     if new:
         flags.append(f"{len(new)} new lesion candidate(s): {REQUIRES_CONFIRMATION}")
@@ -362,6 +373,24 @@ def _assess_one(target_set: TargetSet, targets: list[str], non_targets: list[str
         non_target_volume_ml=Metric(volume) if not nt_missing and non_targets else
         Metric.not_computable("no non-target lesions" if not non_targets else "a non-target not evaluable"),
         new_lesions=new, overall=overall_response(target, non_target, counts), flags=tuple(flags))
+
+
+def _reappeared(uids: Sequence[str], assessment: Assessment, settings: RecistSettings) -> list[LesionMeasurement]:
+    """The lesions of `uids` present again: measured, and a node only when pathological again
+    (10 mm short axis or more; EORTC RECIST FAQ "Abnormal lymph node": a node under 10 mm is
+    benign, so it has not reappeared)."""
+    return [m for uid in uids if (m := assessment.get(uid)) is not None
+            and m.status is MeasurementStatus.MEASURED and not _is_normal(m, settings)]
+
+
+def _reappearance(back: Sequence[LesionMeasurement]) -> str:
+    """Why a lesion present again after a complete response is PD (EORTC RECIST FAQ "Does a new
+    lesion always result in PD?": after an overall CR at the previous assessment, "the
+    reappearance of any malignant lesion results in PD"; the FAQ recommends that the CR be
+    confirmed, as the lesion may have been present but indistinct)."""
+    names = ", ".join(m.tracking_id or "a lesion" for m in back)
+    return (f"reappeared after a complete response at the previous assessment: {names} (PD; "
+            f"{REQUIRES_CONFIRMATION}, and that of the CR: the lesion may have been present but indistinct)")
 
 
 def _borderline(pct_bl: Metric, pct_nadir: Metric, mm_nadir: Metric, settings: RecistSettings) -> list[str]:

@@ -221,3 +221,56 @@ def test_a_node_normal_at_baseline_that_reaches_10_mm_is_a_new_lesion() -> None:
     still_normal, pathological = assess_series(ts, series)
     assert still_normal.new_lesions == () and still_normal.overall is O.SD
     assert [x.tracking_uid for x in pathological.new_lesions] == ["3.1"] and pathological.overall is O.PD
+
+
+# EORTC RECIST FAQ "Does a new lesion always result in PD?": lesions that disappear and reappear
+# do not automatically result in PD unless the sum meets PD, or CR (overall) was assigned at the
+# previous assessment: then "the reappearance of any malignant lesion results in PD". "Abnormal
+# lymph node": a node has reappeared only at 10 mm short axis or more (a target node).
+
+
+def single_target_absent(*sums: float) -> list:
+    """single_target, a 0 read as explicitly absent (an empty contour)."""
+    ts = select_targets([lesion("1.1", sums[0])], None)
+    return [assess_series(ts, [point(i, m("1.1", d) if d else LesionMeasurement("1.1", S.ABSENT))
+                               for i, d in enumerate(sums)])]
+
+
+def test_a_target_back_after_a_complete_response_is_pd_though_the_sum_is_not() -> None:
+    (results,) = single_target_absent(30, 0, 4)  # 0: absent; then 4 mm, +4 mm over the 0 mm nadir
+    cr, back = results
+    assert cr.overall is O.CR
+    assert back.target_response is T.PD and back.overall is O.PD
+    assert back.target_reason is not None and "reappeared after a complete response" in back.target_reason
+
+
+def test_a_target_back_after_a_partial_response_only_adds_to_the_sum() -> None:
+    ts = select_targets([lesion("1.1", 30.0), lesion("1.2", 20.0, "lung")], None)
+    series = [point(0, m("1.1", 30.0), m("1.2", 20.0)),
+              point(1, m("1.1", 15.0), LesionMeasurement("1.2", S.ABSENT)),  # 15 mm: -70 %, PR
+              point(2, m("1.1", 15.0), m("1.2", 4.0))]  # 19 mm: +27 % but +4 mm over the nadir: not PD
+    partial, back = assess_series(ts, series)
+    assert partial.overall is O.PR
+    assert back.target_response is T.PR and back.overall is O.PR and back.sod_mm.value == 19.0
+
+
+def test_a_target_node_after_a_complete_response_is_back_only_at_10_mm() -> None:
+    ts = select_targets([lesion("1.1", 30.0), lesion("3.1", 18.0, "adenopathy")], None)
+    base = point(0, m("1.1", 30.0), m("3.1", 18.0, node=True))
+    cr = point(1, LesionMeasurement("1.1", S.ABSENT), m("3.1", 8.0, node=True))
+    benign = assess_series(ts, [base, cr, point(2, LesionMeasurement("1.1", S.ABSENT), m("3.1", 9.5, node=True))])
+    assert [r.overall for r in benign] == [O.CR, O.CR]
+    back = assess_series(ts, [base, cr, point(2, LesionMeasurement("1.1", S.ABSENT), m("3.1", 11.0, node=True))])
+    assert [r.overall for r in back] == [O.CR, O.PD] and back[-1].target_response is T.PD
+
+
+def test_a_non_target_back_after_a_complete_response_is_pd() -> None:
+    ts = select_targets([lesion("1.1", 30.0), lesion("1.2", 8.0, "lung", volume=2.0)], None)
+    assert ts.category("1.2") is BaselineCategory.NON_TARGET
+    gone = (LesionMeasurement("1.1", S.ABSENT), LesionMeasurement("1.2", S.ABSENT))
+    series = [point(0, m("1.1", 30.0), m("1.2", 8.0, volume=2.0)), point(1, *gone),
+              point(2, gone[0], m("1.2", 3.0, volume=0.1))]
+    cr, back = assess_series(ts, series)
+    assert cr.overall is O.CR
+    assert back.target_response is T.CR and back.non_target_response is N.PD and back.overall is O.PD
+    assert any("reappeared after a complete response" in flag for flag in back.flags)

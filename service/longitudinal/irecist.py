@@ -42,6 +42,12 @@ TOO_EARLY = "confirmation not possible before day 28 (iRECIST)"
 OUTSIDE_WINDOW = "outside the 4-8-week confirmation window"
 FLAG_ONLY = "new lesions flagged only (new_lesion_policy: flag_only): not counted by iRECIST either"
 UNREADABLE_STATE = "the carried iRECIST state of the prior report was unreadable"
+RULES_VERSION = 2
+"""The version of the rules a carried state was reached under. 1: a state without the field,
+written before iCPD needed a basis category to grow further or another to meet RECIST
+progression (Seymour 2017 table 2) and before a lesion back after a complete response was
+progression. A state of other rules is not continued: iRECIST is recomputed from the series
+under these, or an iCPD those rules reached wrongly would stand at every later study."""
 
 
 class IRecistCategory(StrEnum):
@@ -86,6 +92,7 @@ class IRecistState:
     nlt_nadir_mm: float | None = None
     nlnt_volume_nadir: float | None = None
     last_category: IRecistCategory | None = None
+    rules_version: int = RULES_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -101,7 +108,8 @@ class IRecistState:
         this version does not know is ignored (a newer writer). ValueError naming the field
         whose value is not of its kind."""
         hints = get_type_hints(cls)
-        return cls(**{name: _field_value(name, hints[name], value) for name, value in data.items() if name in hints})
+        fields = {name: _field_value(name, hints[name], value) for name, value in data.items() if name in hints}
+        return cls(**{"rules_version": 1, **fields})  # a state without the field predates it
 
 
 def _field_value(name: str, kind: Any, value: Any) -> Any:
@@ -146,6 +154,9 @@ def read_state(text: str) -> tuple[IRecistState | None, tuple[str, ...]]:
         state = IRecistState.from_dict(data)
     except ValueError as error:
         return None, (f"{UNREADABLE_STATE} ({error}): iRECIST recomputed from the series",)
+    if state.rules_version != RULES_VERSION:
+        return None, (f"the carried iRECIST state was reached under other rules (version {state.rules_version}, "
+                      f"this version's {RULES_VERSION}): iRECIST recomputed from the series",)
     unknown = sorted(str(key) for key in set(data) - set(IRecistState.__dataclass_fields__))
     if not unknown:
         return state, ()

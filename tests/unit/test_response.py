@@ -18,7 +18,7 @@ import pytest
 
 from service.comparison import recist_assessment_uid
 from service.longitudinal.identity import CarriedIdentity
-from service.longitudinal.irecist import UNREADABLE_STATE, Basis, IRecistCategory, IRecistState
+from service.longitudinal.irecist import RULES_VERSION, UNREADABLE_STATE, Basis, IRecistCategory, IRecistState
 from service.longitudinal.recist import CARRIED_BASELINE, CARRIED_NADIR
 from service.longitudinal.links import Confidence, Link, LinkStatus, MatchMethod
 from service.longitudinal.response_settings import RecistSettings
@@ -238,6 +238,25 @@ def test_the_carried_state_is_what_continues():
                               {"own-1": CarriedIdentity("1.1", "1.1")}, {"1.1": 0.0}, ResponseInputs())
     assert outcome.assessment is not None and outcome.assessment.irecist == "iCPD"
     assert [p.irecist_category for p in outcome.series] == [None, "iCPD", "iCPD"]
+
+
+def test_a_state_reached_under_earlier_rules_is_recomputed_from_the_series():
+    """A state an earlier version wrote (no rules_version: before Seymour 2017 table 2's
+    confirmation rule) may hold an iCPD those rules reached wrongly; iCPD being final, it would
+    stand at every later study. It is not continued: the series alone gives iSD here (50, 52,
+    50 mm), with a note. The same state under this version's rules continues (the test above)."""
+    baseline = study(0, (lesion("1.1", 50),), {"1.1": "target"})
+    confirmed = dataclasses.replace(IUPD_STATE, pending_iupd=False, confirmed=True, last_category=IRecistCategory.ICPD)
+    written_before = {key: value for key, value in confirmed.to_dict().items() if key != "rules_version"}
+    prior = dataclasses.replace(study(1, (lesion("1.1", 52),), {"1.1": "target"}), state=json.dumps(written_before))
+    now = lesion("own-1", 50)
+    links = [Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.HIGH, (now,), prior.lesions)]
+    outcome = assess_response(study(2, (now,), {}), [baseline, prior], links,
+                              {"own-1": CarriedIdentity("1.1", "1.1")}, {"1.1": 0.0}, ResponseInputs())
+    assert outcome.assessment is not None and outcome.assessment.irecist == "iSD"
+    assert [p.irecist_category for p in outcome.series] == [None, "iSD", "iSD"]
+    assert any("reached under other rules (version 1" in note for note in outcome.assessment.notes)
+    assert json.loads(outcome.assessment.irecist_state)["rules_version"] == RULES_VERSION
 
 
 # --- a series that no longer reaches back to the baseline or the nadir --------------------------

@@ -30,6 +30,7 @@ from service.longitudinal.deltas import ValueDelta, comparability, radiomic_delt
 from service.longitudinal.identity import CarriedIdentity, carried_identities, fragment_uid
 from service.longitudinal.links import Link, LinkStatus
 from service.longitudinal.matching import link_order, match_lesions
+from service.location import organ_key
 from service.longitudinal.timepoint import Acquisition, ExtractionContext, TimePoint, TimepointLesion, UidSource
 from service.model import CtSeries, ImageGeometry, LesionResult, Metric, StudyResult
 from service.outputs import codes
@@ -86,7 +87,9 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
                         _current_context(result, current_acquisition))
     current_study = StudyLesions(current.study_instance_uid, dicom_date(result.study.study_date),
                                  result.study.study_date, current.lesions, current_acquisition.slice_thickness_mm,
-                                 {}, {})
+                                 {}, {}, organs={lesion.tracking_uid: organ for lesion in result.lesions
+                                                 if (organ := organ_key(lesion.location_class,
+                                                                        lesion.anatomic_region)) is not None})
     if not ordered:
         own = assess_response(current_study, (), (), {}, {}, inputs)
         return FollowUp(result, Comparison(notes=(*notes, *own.notes, *inputs.notes()),

@@ -62,6 +62,19 @@ class LocationRules:
         return LocationClass.OTHER, LocationSource.DEFAULT
 
 
+def organ_key(location_class: LocationClass, region: CodedConcept | None) -> str | None:
+    """The organ a lesion counts towards in RECIST 1.1's "at most 2 targets per organ", when its
+    SEG segment's anatomic region names one its location class does not: the region's code
+    (scheme and value, without modifiers, so that left and right of a paired organ are one
+    organ, as the EORTC RECIST FAQ "Paired organs" counts them). None: the location class is
+    the organ (a class names one organ, or nothing finer is known): "other" would otherwise put
+    a kidney, a bone and an adrenal lesion in one organ and allow two targets among them."""
+    if location_class is not LocationClass.OTHER or region is None or not region.value or not region.scheme:
+        return None
+    scheme = "SCT" if region.scheme == "SRT" and region.value.isdigit() else region.scheme
+    return f"{scheme}:{region.value}"
+
+
 def anatomic_region_class(region: CodedConcept) -> LocationClass | None:
     """The location class a SNOMED CT body structure names, if any: for a SEG segment's code
     here, and for the finding site of an earlier SR (service.priors.reading)."""

@@ -101,7 +101,9 @@ class StudyLesions:
     `baseline_sod_mm`, `nadir_sod_mm`, `assessment_uid`: the SODBL, SODNADIR and RECIST group
     Tracking UID its SR states (None: not stated), for when the series compared no longer
     reaches back to the baseline or misses the nadir. `merged`: the lesions its SR names as
-    merged into one of its lesions (MERGEDUID), 0 mm there.
+    merged into one of its lesions (MERGEDUID), 0 mm there. `organs`: the organ of a lesion
+    whose location class is not its organ (service.location.organ_key; the current study's,
+    from its SEG), for the per-organ limits of target and new-lesion target selection.
     """
 
     study_uid: str
@@ -116,6 +118,7 @@ class StudyLesions:
     nadir_sod_mm: float | None = None
     assessment_uid: str | None = None
     merged: tuple[str, ...] = ()  # tracking UIDs of lesions merged into one of its lesions: 0 mm there
+    organs: Mapping[str, str] = dataclasses.field(default_factory=dict)  # tracking UID -> organ key (organ_key)
 
 
 @dataclass(frozen=True)
@@ -160,9 +163,10 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
     assessments = [_prior_assessment(study, settings) for study in priors]
     assessments[base] = baseline_assessment(priors[base].study_uid, priors[base].date,
                                             _rooted(priors[base]), priors[base].slice_thickness_mm,
-                                            settings=settings)
+                                            organs=priors[base].organs, settings=settings)
     assessments.append(follow_up_assessment(current.study_uid, current.date, links, identities,
-                                            slice_thickness_mm=current.slice_thickness_mm, settings=settings))
+                                            slice_thickness_mm=current.slice_thickness_mm, organs=current.organs,
+                                            settings=settings))
     series = assessments[base:]
     previous = studies[-2]
     # the previous report carries sums and a state only if it was a follow-up's: even when it is the
@@ -323,7 +327,8 @@ def _target_set(baseline: StudyLesions, is_prior: bool, settings: RecistSettings
     so targets are selected again (RECIST 1.1: targets are chosen at the baseline)."""
     lesions = _rooted(baseline)
     if moved:
-        chosen = select_targets(lesions, baseline.slice_thickness_mm, settings, irradiated=irradiated)
+        chosen = select_targets(lesions, baseline.slice_thickness_mm, settings, organs=baseline.organs,
+                                irradiated=irradiated)
         return chosen, ["the baseline moved to a study reported as a follow-up of an earlier baseline: "
                         "targets selected again from its lesions", *chosen.notes]
     if lesions and all(x.tracking_uid in baseline.categories for x in lesions):
@@ -331,7 +336,8 @@ def _target_set(baseline: StudyLesions, is_prior: bool, settings: RecistSettings
             BaselineLesion(x.tracking_uid, BaselineCategory(baseline.categories[x.tracking_uid]), x.location_class,
                            x.diameter_mm, x.is_node, True, "read from the baseline report")
             for x in sorted(lesions, key=lambda x: x.tracking_uid)), "read from the baseline report"), []
-    chosen = select_targets(lesions, baseline.slice_thickness_mm, settings, irradiated=irradiated)
+    chosen = select_targets(lesions, baseline.slice_thickness_mm, settings, organs=baseline.organs,
+                            irradiated=irradiated)
     notes = ["the baseline report states no Baseline Category: targets selected from its lesions"] if is_prior else []
     return chosen, [*notes, *chosen.notes]
 
@@ -345,7 +351,8 @@ def _under_carried_identities(current: StudyLesions, carried: Mapping[str, str],
     UIDs, every lesion matched to a prior read back as Non-Lesion at Baseline."""
     return dataclasses.replace(current, lesions=tuple(
         dataclasses.replace(x, tracking_uid=carried.get(x.tracking_uid, x.tracking_uid)) for x in current.lesions),
-        parents={**current.parents, **parents})
+        parents={**current.parents, **parents},
+        organs={carried.get(uid, uid): organ for uid, organ in current.organs.items()})
 
 
 def _rooted(study: StudyLesions) -> list[TimepointLesion]:

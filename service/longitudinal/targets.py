@@ -107,13 +107,13 @@ def select_targets(lesions: Sequence[TimepointLesion], slice_thickness_mm: float
                    irradiated: Collection[str] = ()) -> TargetSet:
     """The Baseline Category of every baseline lesion.
 
-    `organs`: tracking UID -> organ key (a SEG anatomic region or site configuration); a lesion
-    without one is keyed by its location class. `irradiated`: tracking UIDs of irradiated
+    `organs`: tracking UID -> organ key (a SEG anatomic region: service.location.organ_key); a
+    lesion without one is keyed by its location class. `irradiated`: tracking UIDs of irradiated
     lesions, never automatic targets (RECIST: not measurable unless progressed).
     """
     organs = organs or {}
     ordered = sorted(lesions, key=lambda lesion: lesion.tracking_uid)
-    organ_key = "site organ, else location class" if organs else "location class"
+    organ_key = "SEG anatomic region, else location class" if organs else "location class"
     if settings.nodes_one_organ:
         organ_key += "; all nodes one organ"
     target_re = re.compile(settings.target_name_regex, re.IGNORECASE)
@@ -135,7 +135,9 @@ def select_targets(lesions: Sequence[TimepointLesion], slice_thickness_mm: float
             reason += "; beyond the target limits (5, 2 per organ)"
         result.append(BaselineLesion(x.tracking_uid, category, organ_of(x, organs, settings), x.diameter_mm,
                                      x.is_node, measurable, reason))
-    notes = () if chosen else ("no measurable disease at baseline: non-target-only response",)
+    notes = (f"targets chosen automatically: at most {settings.max_targets}, {settings.max_targets_per_organ} "
+             f"per organ; the organ: {organ_key}",) if chosen else (
+        "no measurable disease at baseline: non-target-only response",)
     return TargetSet(SelectionSource.AUTOMATIC, tuple(result), organ_key, notes)
 
 

@@ -397,3 +397,30 @@ def test_a_lesion_missed_at_one_follow_up_is_found_again_at_the_next_not_new(bas
     assert second.comparison.lesions[b.tracking_uid].size_sources == (prior.study_instance_uid,)
     assert any(note.startswith(f"lesion {b.tracking_id}-2: found again (by geometry)")
                and "not a new lesion" in note for note in second.comparison.notes)
+
+
+KIDNEY = CodedConcept("64033007", "SCT", "Kidney structure")
+ADRENAL = CodedConcept("23451007", "SCT", "Adrenal structure")
+
+
+@pytest.mark.parametrize(("regions", "targets"), [
+    ((KIDNEY, KIDNEY, KIDNEY, ADRENAL), 3),  # 2 of the kidney, whichever side (one organ), and the adrenal
+    ((None, None, None, None), 2),  # all four "other": one organ as far as anyone can tell
+])
+def test_a_segs_anatomic_regions_are_the_organs_of_the_two_targets_per_organ_rule(baseline, regions,
+                                                                                  targets: int) -> None:
+    """RECIST 1.1: at most 2 targets per organ (5 in all); the EORTC RECIST FAQ "Paired organs"
+    counts a kidney's left and right as one organ. Four measurable lesions of location class
+    "other" (13 to 45 mm), three in a kidney and one in an adrenal as the SEG codes them: three
+    targets. The class alone would make them one organ, two targets."""
+    result, evidence = baseline
+    lesions = [dataclasses.replace(_new_lesion(result.lesions[i % 3], f"-{i}", np.asarray(result.lesions[i % 3].centroid_mm)
+                                               + [0.0, 30.0 * (i // 3), 0.0]),
+                                   location_class=LocationClass.OTHER, anatomic_region=region)
+               for i, region in enumerate(regions)]
+    followed = follow_up(dataclasses.replace(result, lesions=lesions), None, _acquisition(evidence), [])
+    categories = followed.comparison.baseline_categories
+    assert list(categories.values()).count("target") == targets
+    assert categories[lesions[3].tracking_uid] == ("target" if regions[3] else "non_target")
+    organ = "SEG anatomic region, else location class" if regions[0] else "location class"
+    assert f"2 per organ; the organ: {organ}; all nodes one organ" in "\n".join(followed.comparison.notes)

@@ -274,3 +274,20 @@ def test_a_non_target_back_after_a_complete_response_is_pd() -> None:
     assert cr.overall is O.CR
     assert back.target_response is T.CR and back.non_target_response is N.PD and back.overall is O.PD
     assert any("reappeared after a complete response" in flag for flag in back.flags)
+
+
+def test_a_lesion_a_baseline_report_states_as_a_non_lesion_is_new_when_measured() -> None:
+    """A follow-up report that becomes the baseline (its earlier studies trimmed by the prior
+    limits) states the lesions that were new there as Non-Lesion at Baseline (DCM 112076): not
+    targets, not non-targets, so still new lesions when measured (a liver lesion of 12 mm); a
+    node it states so is new only from 10 mm short axis (7 mm: normal)."""
+    from service.longitudinal.targets import BaselineLesion, TargetSet
+    ts = TargetSet(SelectionSource.AUTOMATIC, (
+        BaselineLesion("1.1", BaselineCategory.TARGET, "liver", 30.0, False, True, "read"),
+        BaselineLesion("2.1", BaselineCategory.NON_LESION, "liver", 12.0, False, True, "read"),
+        BaselineLesion("3.1", BaselineCategory.NON_LESION, "nodes", 7.0, True, False, "read"),
+    ), "location class")
+    series = [point(0, m("1.1", 30.0), m("2.1", 12.0), m("3.1", 7.0, node=True)),
+              point(1, m("1.1", 30.0), m("2.1", 12.0), m("3.1", 7.0, node=True))]
+    (result,) = assess_series(ts, series)
+    assert [x.tracking_uid for x in result.new_lesions] == ["2.1"] and result.overall is O.PD

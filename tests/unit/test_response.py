@@ -224,19 +224,26 @@ def test_fields_of_a_newer_writer_are_ignored_with_a_note():
     assert "1.2.840.1" not in unknown[0]
 
 
-def test_the_carried_state_is_what_continues():
-    """A state read: a confirmed iCPD stays iCPD (Seymour 2017: iCPD is final), although the
-    series alone would say otherwise here (the target shrank back)."""
+CONFIRMED = dataclasses.replace(IUPD_STATE, pending_iupd=False, confirmed=True, last_category=IRecistCategory.ICPD)
+
+
+def _after_icpd(state: dict[str, object]):
+    """One target: baseline 50 mm, then 52 mm in a report carrying `state`, now 50 mm."""
     baseline = study(0, (lesion("1.1", 50),), {"1.1": "target"})
-    confirmed = dataclasses.replace(IUPD_STATE, pending_iupd=False, confirmed=True,
-                                    last_category=IRecistCategory.ICPD)
-    prior = dataclasses.replace(study(1, (lesion("1.1", 52),), {"1.1": "target"}),
-                                state=json.dumps(confirmed.to_dict()))
+    prior = dataclasses.replace(study(1, (lesion("1.1", 52),), {"1.1": "target"}), state=json.dumps(state))
     now = lesion("own-1", 50)
     links = [Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.HIGH, (now,), prior.lesions)]
     outcome = assess_response(study(2, (now,), {}), [baseline, prior], links,
                               {"own-1": CarriedIdentity("1.1", "1.1")}, {"1.1": 0.0}, ResponseInputs())
-    assert outcome.assessment is not None and outcome.assessment.irecist == "iCPD"
+    assert outcome.assessment is not None
+    return outcome
+
+
+def test_the_carried_state_is_what_continues():
+    """A state read: a confirmed iCPD stays iCPD (Seymour 2017: iCPD is final), although the
+    series alone would say otherwise here (the target shrank back)."""
+    outcome = _after_icpd(CONFIRMED.to_dict())
+    assert outcome.assessment.irecist == "iCPD"
     assert [p.irecist_category for p in outcome.series] == [None, "iCPD", "iCPD"]
 
 
@@ -245,15 +252,8 @@ def test_a_state_reached_under_earlier_rules_is_recomputed_from_the_series():
     confirmation rule) may hold an iCPD those rules reached wrongly; iCPD being final, it would
     stand at every later study. It is not continued: the series alone gives iSD here (50, 52,
     50 mm), with a note. The same state under this version's rules continues (the test above)."""
-    baseline = study(0, (lesion("1.1", 50),), {"1.1": "target"})
-    confirmed = dataclasses.replace(IUPD_STATE, pending_iupd=False, confirmed=True, last_category=IRecistCategory.ICPD)
-    written_before = {key: value for key, value in confirmed.to_dict().items() if key != "rules_version"}
-    prior = dataclasses.replace(study(1, (lesion("1.1", 52),), {"1.1": "target"}), state=json.dumps(written_before))
-    now = lesion("own-1", 50)
-    links = [Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.HIGH, (now,), prior.lesions)]
-    outcome = assess_response(study(2, (now,), {}), [baseline, prior], links,
-                              {"own-1": CarriedIdentity("1.1", "1.1")}, {"1.1": 0.0}, ResponseInputs())
-    assert outcome.assessment is not None and outcome.assessment.irecist == "iSD"
+    outcome = _after_icpd({key: value for key, value in CONFIRMED.to_dict().items() if key != "rules_version"})
+    assert outcome.assessment.irecist == "iSD"
     assert [p.irecist_category for p in outcome.series] == [None, "iSD", "iSD"]
     assert any("reached under other rules (version 1" in note for note in outcome.assessment.notes)
     assert json.loads(outcome.assessment.irecist_state)["rules_version"] == RULES_VERSION

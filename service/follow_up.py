@@ -114,7 +114,9 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
     last_seen = {lesion.tracking_uid: (previous_report, lesion) for lesion in previous_report.lesions}
     last_seen.update(found.last_seen)
     identities = _with_lineage(
-        carried_identities(links, {uid: size.diameter_mm for uid, (_, size) in first_sizes.items()}),
+        carried_identities(links, {uid: size.diameter_mm for uid, (_, size) in first_sizes.items()},
+                           {uid: lesion.baseline_category for uid, (_, lesion) in last_seen.items()
+                            if lesion.baseline_category is not None}),
         links, {uid: lesion for uid, (_, lesion) in last_seen.items()})
     changes: dict[str, LesionChange] = {}
     lesions: dict[str, LesionComparison] = {}

@@ -4,8 +4,11 @@ A lesion keeps one tracking UID across studies, as DICOM intends for Tracking UI
 - matched (by any method): the prior lesion's UID and identifier are carried forward;
 - split: each fragment gets a UID derived from (parent UID, rank by volume, largest first) and
   records the parent as "derived from";
-- merge: the merged lesion keeps the UID of the merged prior lesion with the largest baseline
-  diameter; the others are recorded as merged into it;
+- merge: the merged lesion keeps the UID of a merged baseline target first, else of a baseline
+  non-target, else of any merged prior lesion, the largest baseline diameter among equals; the
+  others are recorded as merged into it (0 mm). A target that coalesced with a larger lesion
+  first seen later (a new lesion) is measured as the coalesced mass (RECIST 1.1 appendix II),
+  not counted 0 mm: that would read as a target complete response;
 - new, not evaluable, or ambiguous: the lesion keeps its own UID. An ambiguous link goes to
   review, and a UID carried on a guess would spread the wrong identity to every later study.
 """
@@ -16,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from service.longitudinal.links import Link, LinkStatus
+from service.longitudinal.targets import BaselineCategory
 from service.longitudinal.timepoint import TimepointLesion
 from service.uids import derived_uid
 
@@ -39,12 +43,14 @@ def fragment_uid(parent_uid: str, rank: int) -> str:
     return derived_uid("tracking-fragment", [parent_uid, str(rank)])
 
 
-def carried_identities(links: Sequence[Link],
-                       baseline_diameter_mm: Mapping[str, float] | None = None) -> dict[str, CarriedIdentity]:
+def carried_identities(links: Sequence[Link], baseline_diameter_mm: Mapping[str, float] | None = None,
+                       categories: Mapping[str, str] | None = None) -> dict[str, CarriedIdentity]:
     """Current lesion's own tracking UID -> the identity it must carry.
 
-    `baseline_diameter_mm` (prior tracking UID -> D at baseline) decides which UID a merge
-    keeps; without it, D at the prior time point stands in. Ties go to the smaller UID.
+    `categories` (prior tracking UID -> its Baseline Category, a BaselineCategory value) and
+    then `baseline_diameter_mm` (prior tracking UID -> D at baseline) decide which UID a merge
+    keeps; without the diameters, D at the prior time point stands in. Ties go to the smaller
+    UID.
     """
     identities: dict[str, CarriedIdentity] = {}
     for link in links:
@@ -54,7 +60,7 @@ def carried_identities(links: Sequence[Link],
         elif link.status is LinkStatus.SPLIT:
             identities.update(_split(link.current, link.prior[0]))
         elif link.status is LinkStatus.MERGED:
-            kept = _kept_in_merge(link.prior, baseline_diameter_mm or {})
+            kept = _kept_in_merge(link.prior, baseline_diameter_mm or {}, categories or {})
             absorbed = tuple(p.tracking_uid for p in link.prior if p is not kept)
             identities[link.current[0].tracking_uid] = CarriedIdentity(kept.tracking_uid, kept.tracking_id,
                                                                        absorbed_uids=absorbed)
@@ -72,7 +78,12 @@ def _split(fragments: Sequence[TimepointLesion], parent: TimepointLesion) -> dic
             for rank, lesion in enumerate(ranked, start=1)}
 
 
-def _kept_in_merge(merged: Sequence[TimepointLesion], baseline_diameter_mm: Mapping[str, float]) -> TimepointLesion:
-    def baseline_d(lesion: TimepointLesion) -> float:
-        return baseline_diameter_mm.get(lesion.tracking_uid, lesion.diameter_mm)
-    return min(merged, key=lambda lesion: (-baseline_d(lesion), lesion.tracking_uid))
+_MERGE_PRECEDENCE = {BaselineCategory.TARGET.value: 0, BaselineCategory.NON_TARGET.value: 1}
+
+
+def _kept_in_merge(merged: Sequence[TimepointLesion], baseline_diameter_mm: Mapping[str, float],
+                   categories: Mapping[str, str]) -> TimepointLesion:
+    def precedence(lesion: TimepointLesion) -> tuple[int, float, str]:
+        return (_MERGE_PRECEDENCE.get(categories.get(lesion.tracking_uid, ""), 2),
+                -baseline_diameter_mm.get(lesion.tracking_uid, lesion.diameter_mm), lesion.tracking_uid)
+    return min(merged, key=precedence)

@@ -7,6 +7,8 @@ of every lesion is known before the matcher runs.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import math
 import random
 import subprocess
@@ -21,6 +23,9 @@ from service.longitudinal.identity import carried_identities
 from service.longitudinal.links import Confidence, Link, LinkStatus, MatchMethod
 from service.longitudinal.matching import NO_MAPPING, OUTSIDE_CURRENT, OUTSIDE_PRIOR, match_lesions
 from service.longitudinal.names import normalise_name
+from service.longitudinal.recist import (OverallResponse, TargetResponse, assess_series, baseline_assessment,
+                                         follow_up_assessment)
+from service.longitudinal.targets import select_targets
 from service.longitudinal.timepoint import (Acquisition, ExtractionContext, TimePoint, TimepointLesion,
                                             UidSource)
 from service.model import ImageGeometry
@@ -140,6 +145,31 @@ def test_merge_of_two_priors_keeps_the_uid_of_the_largest_baseline_diameter() ->
     assert carried_identities(links)["c0"].tracking_uid == "p-a"
     by_baseline = carried_identities(links, baseline_diameter_mm={"p-a": 12.0, "p-b": 18.0})["c0"]
     assert (by_baseline.tracking_uid, by_baseline.absorbed_uids) == ("p-b", ("p-a",))
+
+
+def test_a_target_merged_with_a_larger_later_lesion_keeps_its_identity_and_is_measured_as_the_mass() -> None:
+    """RECIST 1.1 appendix II: coalesced lesions are measured as the coalescent lesion. A 12 mm
+    baseline target coalesces with an 18 mm lesion first seen later (new at the previous study):
+    the mass carries the target's identity, so the target is measured at 48 mm (+300 %: PD), not
+    counted 0 mm as merged away (which read as a target complete response). The same for a
+    target and a larger non-target, and a non-target before a new lesion."""
+    priors = [lesion("p-a", GRID[0], volume_ml=5.0), lesion("p-b", np.add(GRID[0], (14.0, 0.0, 0.0)), volume_ml=4.0)]
+    merged = dataclasses.replace(lesion("c0", moved(GRID[0], (7.0, 0.0, 0.0)), volume_ml=9.5),
+                                 longest_axial_diameter_mm=48.0)
+    links = match_lesions(timepoint([merged], "2.2"), timepoint(priors, "1.1"), MAPPING)
+    first_seen = {"p-a": 12.0, "p-b": 18.0}
+    for categories in ({"p-a": "target", "p-b": "non_lesion"}, {"p-a": "target", "p-b": "non_target"},
+                       {"p-a": "non_target", "p-b": "non_lesion"}):
+        kept = carried_identities(links, first_seen, categories)["c0"]
+        assert (kept.tracking_uid, kept.absorbed_uids) == ("p-a", ("p-b",)), categories
+    target = dataclasses.replace(priors[0], longest_axial_diameter_mm=12.0)
+    day = datetime.date(2024, 1, 1)
+    identities = carried_identities(links, first_seen, {"p-a": "target", "p-b": "non_lesion"})
+    (result,) = assess_series(select_targets([target], None), [
+        baseline_assessment("s0", day, [target]),
+        follow_up_assessment("s1", day + datetime.timedelta(days=42), links, identities)])
+    assert result.sod_mm.value == 48.0 and result.target_response is TargetResponse.PD
+    assert result.overall is OverallResponse.PD
 
 
 def test_a_small_new_lesion_beside_a_stable_one_is_new_not_a_fragment() -> None:

@@ -167,6 +167,8 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
     assessments.append(follow_up_assessment(current.study_uid, current.date, links, identities,
                                             slice_thickness_mm=current.slice_thickness_mm, organs=current.organs,
                                             settings=settings))
+    for index, roots in enumerate(_split_incomplete(studies[base:]), start=base):
+        assessments[index] = _not_evaluable(assessments[index], roots, FRAGMENT_MISSING)
     series = assessments[base:]
     previous = studies[-2]
     # the previous report carries sums and a state only if it was a follow-up's: even when it is the
@@ -380,10 +382,7 @@ def _prior_assessment(study: StudyLesions, settings: RecistSettings) -> Assessme
     from the assessment, so a target is not evaluable there."""
     parts: dict[str, list[TimepointLesion]] = {}
     for lesion in study.lesions:
-        uid = lesion.tracking_uid
-        while uid in study.parents:
-            uid = study.parents[uid]
-        parts.setdefault(uid, []).append(lesion)
+        parts.setdefault(_root(lesion.tracking_uid, study.parents), []).append(lesion)
     measured = [LesionMeasurement(uid, MeasurementStatus.MEASURED, sum(x.diameter_mm for x in group),
                                   sum(x.volume_ml for x in group), group[0].is_node, group[0].location_class,
                                   tracking_id=group[0].tracking_id)
@@ -392,6 +391,41 @@ def _prior_assessment(study: StudyLesions, settings: RecistSettings) -> Assessme
               for uid in study.merged if uid not in parts]
     return Assessment(study.study_uid, study.date, tuple(sorted([*measured, *merged], key=lambda m: m.tracking_uid)),
                       study.slice_thickness_mm)
+
+
+FRAGMENT_MISSING = "a fragment of this split lesion not evaluable (not contoured): the sum of its fragments is not known"
+
+
+def _split_incomplete(studies: Sequence[StudyLesions]) -> list[set[str]]:
+    """Per study, the split lesions (their root's tracking UID) one of whose fragments, seen at an
+    earlier study of `studies`, it does not hold: neither as a lesion, nor merged into one, nor
+    split further (a parent of its lesions). RECIST 1.1 adds the fragments' diameters up
+    (appendix II), so without one the lesion is not evaluable there, as a target not contoured
+    is; measured from the fragments left, a false response would set a false nadir."""
+    seen: dict[str, str] = {}  # fragment -> parent, over the studies before
+    incomplete = []
+    for study in studies:
+        held = {x.tracking_uid for x in study.lesions} | set(study.merged) | set(study.parents.values())
+        incomplete.append({_root(fragment, seen) for fragment in seen if fragment not in held})
+        seen.update(study.parents)
+    return incomplete
+
+
+def _root(uid: str, parents: Mapping[str, str]) -> str:
+    seen = set()
+    while uid in parents and uid not in seen:
+        seen.add(uid)
+        uid = parents[uid]
+    return uid
+
+
+def _not_evaluable(assessment: Assessment, uids: set[str], reason: str) -> Assessment:
+    """The assessment with the lesions `uids` not evaluable, for `reason`."""
+    if not uids:
+        return assessment
+    return dataclasses.replace(assessment, lesions=tuple(
+        dataclasses.replace(m, status=MeasurementStatus.NOT_EVALUABLE, diameter_mm=0.0, volume_ml=0.0, reason=reason)
+        if m.tracking_uid in uids else m for m in assessment.lesions))
 
 
 def _prior_category(study: StudyLesions, rerun: IRecistResult) -> str:

@@ -408,3 +408,33 @@ def test_an_iupd_on_a_new_lesion_gives_the_page_no_icpd_line_of_the_target_sum()
                                ResponseInputs()).assessment
     assert response is not None and response.irecist == "iUPD" and response.iupd_pending
     assert response.iupd_target_sod_mm is None
+
+
+def test_a_split_lesion_with_a_fragment_not_contoured_is_not_evaluable_not_shrunk():
+    """RECIST 1.1 appendix II: the fragments of a split lesion are added up. A 40 mm target splits
+    into 22 + 20 mm; at the next study only the 22 mm fragment is contoured (the other is inside
+    the scan, its absence not explicit): the target is not evaluable (NE), not 22 mm (-45 %, a
+    false PR whose sum would become the nadir). At the study after, both fragments again, 42 mm
+    against the nadir of 40: SD, not PD against a nadir of 22."""
+    f1, f2 = "1.1.f1", "1.1.f2"
+    baseline = study(0, (lesion("1.1", 40),), {"1.1": "target"})
+    split = dataclasses.replace(study(1, (lesion(f1, 22), lesion(f2, 20)), {f1: "target", f2: "target"}),
+                                parents={f1: "1.1", f2: "1.1"})
+    now = lesion("own-1", 22)
+    links = [Link(LinkStatus.MATCHED, MatchMethod.TRACKING_UID, Confidence.HIGH, (now,), (split.lesions[0],)),
+             Link(LinkStatus.DISAPPEARED, MatchMethod.NONE, None, (), (split.lesions[1],))]
+    identities = {"own-1": CarriedIdentity(f1, "1.1 fragment 1", derived_from_uid="1.1")}
+    partial = assess_response(study(2, (now,), {}), [baseline, split], links, identities, {}, ResponseInputs())
+    assert partial.assessment is not None
+    assert partial.assessment.target_response == "NE" and partial.assessment.overall == "NE"
+    reported = dataclasses.replace(study(2, (lesion(f1, 22),), {f1: "target"}), parents={f1: "1.1"})
+    again = [lesion("own-1", 22), lesion("own-2", 20)]
+    links = [Link(LinkStatus.MATCHED, MatchMethod.TRACKING_UID, Confidence.HIGH, (again[0],), (reported.lesions[0],)),
+             Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.MEDIUM, (again[1],), (split.lesions[1],))]
+    identities = {"own-1": CarriedIdentity(f1, "1.1 fragment 1", derived_from_uid="1.1"),
+                  "own-2": CarriedIdentity(f2, "1.1 fragment 2", derived_from_uid="1.1")}
+    whole = assess_response(study(3, tuple(again), {}), [baseline, split, reported], links, identities, {},
+                            ResponseInputs())
+    assert whole.assessment is not None
+    assert [p.recist_overall for p in whole.series] == [None, "SD", "NE", "SD"]
+    assert whole.assessment.sod_mm.value == 42.0 and whole.assessment.nadir_sod_mm.value == 40.0

@@ -42,6 +42,7 @@ TOO_EARLY = "confirmation not possible before day 28 (iRECIST)"
 OUTSIDE_WINDOW = "outside the 4-8-week confirmation window"
 FLAG_ONLY = "new lesions flagged only (new_lesion_policy: flag_only): not counted by iRECIST either"
 UNREADABLE_STATE = "the carried iRECIST state of the prior report was unreadable"
+NO_SUM_AT_IUPD = "the target sum at iUPD is not known (a target was not evaluable)"
 RULES_VERSION = 2
 """The version of the rules a carried state was reached under. 1: a state without the field,
 written before iCPD needed a basis category to grow further or another to meet RECIST
@@ -269,6 +270,12 @@ def step(state: IRecistState, recist: RecistResult, settings: IRecistSettings = 
     if days is None:
         reasons.append("dates unknown: the confirmation window cannot be checked")
         return finish(IRecistCategory.IUPD, base)
+    if Basis.TARGET in state.iupd_basis and state.target_sod_at_iupd is None and sod is not None:
+        # The iUPD rested on the evaluable targets alone (a target not evaluable there): the
+        # first whole sum since is the reference further growth is measured from, not a
+        # confirmation by itself (a target back in the sum is no growth).
+        reasons.append(f"{NO_SUM_AT_IUPD}: the first whole sum since, {sod:g} mm, is the reference")
+        base = replace(base, target_sod_at_iupd=sod)
     # Targets not evaluable while an iUPD waits: the time point is NE and the iUPD stays pending
     # (Seymour 2017 table 3, example 8: iUPD, NE, NE, ... gives iBOR iUPD).
     not_evaluable = recist.target_response is TargetResponse.NE

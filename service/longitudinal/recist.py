@@ -312,12 +312,15 @@ def _assess_one(target_set: TargetSet, targets: list[str], non_targets: list[str
         sod_metric = Metric(sod)
         if missing:
             if meets_pd(sod, nadir[0], settings):
-                target, reason = TargetResponse.PD, "the evaluable targets alone reach PD"
+                target, reason = TargetResponse.PD, (f"the evaluable targets alone reach PD ({sod:g} mm, "
+                                                     f"{sod - nadir[0]:+g} mm against the nadir); "
+                                                     f"{len(missing)} target(s) not evaluable")
             else:
                 target, reason = TargetResponse.NE, f"{len(missing)} target(s) not evaluable"
-                # The sum of the evaluable targets alone is not the sum of diameters, nor are
-                # changes of it changes of the sum (every target missing would read -100 %).
-                sod_metric = pct_bl = pct_nadir = mm_nadir = Metric.not_computable(reason)
+            # The sum of the evaluable targets alone is not the sum of diameters, nor are changes
+            # of it changes of the sum (every target missing would read -100 %; one coming back,
+            # growth): what the PD rests on is in the reason.
+            sod_metric = pct_bl = pct_nadir = mm_nadir = Metric.not_computable(reason)
         elif meets_pd(sod, nadir[0], settings):
             target = TargetResponse.PD
         elif all(_is_normal(assessment.get(uid), settings) for uid in targets) and all(

@@ -3,6 +3,7 @@ through RECIST 1.1 and then the state machine, one report at a time."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 import pytest
@@ -207,3 +208,26 @@ def test_non_targets_newly_meeting_progression_confirm_an_iupd_on_a_new_lesion()
     results = run(assess_series(ts, series))
     assert [r.category for r in results] == [I.IUPD, I.ICPD]
     assert any("non-target lesions now meet RECIST 1.1 progression" in reason for reason in results[1].reasons)
+
+
+def test_an_iupd_on_the_evaluable_targets_alone_is_confirmed_by_growth_from_the_first_whole_sum() -> None:
+    """Seymour 2017 table 2: an iUPD on the targets is confirmed by a further increase of their
+    sum by 5 mm or more. Targets A (liver) and B (lung), 30 mm each. Day 42: A 75 mm, B not
+    evaluable: A alone reaches PD (RECIST 1.1: NE unless the evaluable targets reach PD), iUPD;
+    75 mm is no sum of diameters. Day 84: A 75, B 30 unchanged: nothing grew, iUPD (B's 30 mm
+    coming back was read as +30 mm, iCPD, before); 105 mm is the reference from then on. Day
+    126: A 80 mm, 110: +5 mm, iCPD."""
+    ts = select_targets([target("A", 30.0), dataclasses.replace(target("B", 30.0), location_class="lung")], None)
+
+    def at(i: int, day: int, a: float, b: float | None) -> Assessment:
+        measured_b = LesionMeasurement("B", MeasurementStatus.NOT_EVALUABLE) if b is None else \
+            LesionMeasurement("B", MeasurementStatus.MEASURED, b, 1.0)
+        return Assessment(f"s{i}", D0 + datetime.timedelta(days=day),
+                          (LesionMeasurement("A", MeasurementStatus.MEASURED, a, 1.0), measured_b))
+
+    recist = assess_series(ts, [at(0, 0, 30, 30), at(1, 42, 75, None), at(2, 84, 75, 30), at(3, 126, 80, 30)])
+    assert recist[0].target_response.value == "PD" and recist[0].sod_mm.value is None
+    assert recist[0].target_reason is not None and "75 mm" in recist[0].target_reason
+    results = run(recist)
+    assert [r.category for r in results] == [I.IUPD, I.IUPD, I.ICPD]
+    assert results[1].state.target_sod_at_iupd == 105.0

@@ -285,7 +285,7 @@ def step(state: IRecistState, recist: RecistResult, settings: IRecistSettings = 
     if days > settings.confirm_max_days:
         flags.append(OUTSIDE_WINDOW)
 
-    confirming = _confirming(state, recist, nlt_sum, nlnt_volume, len(new), settings)
+    confirming = _confirming(state, recist, nlt_sum, nlnt_volume, len(new), unseen, settings)
     if confirming:
         reasons += confirming
         return finish(IRecistCategory.ICPD, replace(base, pending_iupd=False, confirmed=True), days)
@@ -327,7 +327,7 @@ def _still_progressing(basis: Basis, recist: RecistResult, new: Sequence[LesionM
 
 
 def _confirming(state: IRecistState, recist: RecistResult, nlt_sum: float, nlnt_volume: float, new_count: int,
-                settings: IRecistSettings) -> list[str]:
+                unseen: Sequence[str], settings: IRecistSettings) -> list[str]:
     """Why the progression is confirmed, against the iUPD time point; empty if it is not.
 
     Seymour 2017 table 2: a category that was a basis of the iUPD confirms it by a further
@@ -337,7 +337,9 @@ def _confirming(state: IRecistState, recist: RecistResult, nlt_sum: float, nlnt_
     disease categories ... can of course also confirm progression"): targets that grew 5 mm
     since an iUPD on a new lesion while still a partial response against baseline confirm
     nothing. New lesions confirm whatever the basis: the new-lesion-target sum >= 5 mm, the
-    new-lesion-non-target volume, or more of them.
+    new-lesion-non-target volume, more of them, or one never seen before (`unseen`: EORTC
+    iRECIST FAQ, new lesions confirm "when ... another lesion appears", also while an earlier
+    one resolves and their number stays the same).
     """
     why = []
     tolerance = 1.0 + settings.volume_tolerance_pct / 100.0
@@ -360,6 +362,8 @@ def _confirming(state: IRecistState, recist: RecistResult, nlt_sum: float, nlnt_
         why.append("new-lesion-non-target volume increased since iUPD")
     if new_count > state.new_count_at_iupd:
         why.append(f"more new lesions ({state.new_count_at_iupd} -> {new_count})")
+    elif unseen:
+        why.append(f"{len(unseen)} new lesion(s) not seen before")
     return why
 
 

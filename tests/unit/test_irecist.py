@@ -231,3 +231,11 @@ def test_an_iupd_on_the_evaluable_targets_alone_is_confirmed_by_growth_from_the_
     results = run(recist)
     assert [r.category for r in results] == [I.IUPD, I.IUPD, I.ICPD]
     assert results[1].state.target_sod_at_iupd == 105.0
+
+
+def test_a_new_lesion_never_seen_before_confirms_though_another_resolved() -> None:
+    """EORTC iRECIST FAQ ("How do new lesions define progression?"): new lesions confirm an iUPD
+    "when they increase in size ... or another lesion appears". Two 6 mm new lesions give iUPD;
+    at the next study one has resolved and a third appears: still two, but one never seen
+    before: iCPD (the count alone, Seymour 2017 table 2's "number", kept it iUPD)."""
+    assert scenario([(0, 50, {}), (42, 50, {"n1": 6, "n2": 6}), (84, 50, {"n1": 6, "n3": 6})]) == [I.IUPD, I.ICPD]

@@ -191,4 +191,24 @@ def _designated(ordered: Sequence[TimepointLesion], slice_thickness_mm: float | 
         per_organ[lesion.organ] += 1
     notes += [f"{n} designated targets in {organ}: more than RECIST's {settings.max_targets_per_organ} per organ"
               for organ, n in sorted(per_organ.items()) if n > settings.max_targets_per_organ]
+    notes.insert(0, f"targets designated by ROI name (target_name_regex {settings.target_name_regex}, "
+                    f"non_target_name_regex {settings.non_target_name_regex}), not chosen automatically")
+    notes += _larger_than_designated(ordered, result, targets, non_target_re)
     return TargetSet(SelectionSource.SITE_DESIGNATION, tuple(result), organ_key, tuple(notes))
+
+
+def _larger_than_designated(ordered: Sequence[TimepointLesion], result: Sequence[BaselineLesion],
+                            targets: Sequence[BaselineLesion], non_target_re: re.Pattern[str]) -> list[str]:
+    """A note naming the measurable lesions not designated (neither target nor non-target) that
+    are larger than a designated target: RECIST 1.1 chooses targets by size, and a name that merely looks like a designation
+    (a vertebral level: "T11 vertebral body") turns the automatic choice off."""
+    smallest = min((lesion.diameter_mm for lesion in targets), default=None)
+    if smallest is None:
+        return []
+    larger = [x.tracking_id for x, lesion in zip(ordered, result)
+              if lesion.measurable and lesion.category is not BaselineCategory.TARGET
+              and not non_target_re.match(x.name.strip()) and lesion.diameter_mm > smallest]
+    if not larger:
+        return []
+    return [f"measurable lesion(s) not designated but larger than a designated target: {', '.join(larger)}; "
+            "check the designation (RECIST 1.1 chooses targets by size)"]

@@ -146,6 +146,7 @@ def test_site_designation_wins() -> None:
     ts = select_targets([lesion("1.1", 50, name="NT1"), lesion("1.2", 12, name="T1 liver")], None)
     assert ts.source is SelectionSource.SITE_DESIGNATION
     assert [x.tracking_uid for x in ts.targets] == ["1.2"]
+    assert not any("larger than a designated target" in note for note in ts.notes)  # NT1 is designated too
 
 
 def test_small_lesion_policy_recist_5mm_if_below() -> None:
@@ -291,3 +292,16 @@ def test_a_lesion_a_baseline_report_states_as_a_non_lesion_is_new_when_measured(
               point(1, m("1.1", 30.0), m("2.1", 12.0), m("3.1", 7.0, node=True))]
     (result,) = assess_series(ts, series)
     assert [x.tracking_uid for x in result.new_lesions] == ["2.1"] and result.overall is O.PD
+
+
+def test_a_designation_that_leaves_larger_measurable_lesions_out_says_so() -> None:
+    """A vertebral level looks like a designation (target_name_regex ^T\\d+): "T11 vertebral body"
+    turns the automatic choice off and is the only target, though a 45 mm liver and a 30 mm lung
+    lesion are measurable. RECIST 1.1 chooses targets by size: the notes say the targets were
+    designated by name and name the larger lesions left out."""
+    ts = select_targets([lesion("1.1", 45.0, name="liver met segment 7"),
+                         lesion("1.2", 30.0, "lung", name="RLL nodule"),
+                         lesion("1.3", 18.0, "other", name="T11 vertebral body")], None)
+    assert [x.tracking_uid for x in ts.targets] == ["1.3"]
+    assert ts.notes[0].startswith("targets designated by ROI name (target_name_regex ^T\\d+")
+    assert "not designated but larger than a designated target: 1.1, 1.2" in ts.notes[-1]

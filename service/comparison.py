@@ -228,3 +228,4 @@ class Comparison:
     response: ResponseAssessment | None = None
     series: tuple[SeriesPoint, ...] = ()
     anchors: tuple[str, ...] = ()  # the response's time anchors that were set: part of the SR's identity
+    not_new: tuple[str, ...] = ()  # tracking UIDs of lesions not evaluable as new (first seen outside the scan before)

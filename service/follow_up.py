@@ -166,6 +166,8 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
                 comparison, derived_from_uid=identity.derived_from_uid, merged_uids=identity.absorbed_uids,
                 prior_uids=tuple(p.tracking_uid for p in link.prior))
         all_notes += _merge_notes(link, identities)
+    not_new = _not_evaluable_as_new(links, identities, {uid: lesion for uid, (_, lesion) in last_seen.items()})
+    current_study = dataclasses.replace(current_study, not_new=not_new)
     response = assess_response(current_study, prior_studies, links, identities,
                                {uid: change.versus_baseline.percent.value for uid, change in changes.items()
                                 if change.versus_baseline.percent.value is not None}, inputs)
@@ -179,6 +181,7 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
         response=response.assessment,
         series=response.series,
         anchors=tuple(inputs.key()),
+        not_new=tuple(sorted(not_new)),
     ), links, changes, identities)
 
 
@@ -203,7 +206,9 @@ def _study_lesions(report: PriorReport) -> StudyLesions:
         {x.tracking_uid: x.baseline_category for x in report.lesions if x.baseline_category is not None},
         {x.tracking_uid: x.derived_from_uid for x in report.lesions if x.derived_from_uid is not None},
         report.irecist_state, sums.baseline_sod_mm, sums.nadir_sod_mm, sums.assessment_uid,
-        tuple(dict.fromkeys(uid for x in report.lesions for uid in x.merged_uids)))
+        tuple(dict.fromkeys(uid for x in report.lesions for uid in x.merged_uids)),
+        not_new=frozenset(uid for x in report.lesions if x.not_evaluable_as_new
+                          for uid in (x.tracking_uid, *filter(None, [x.derived_from_uid]))))
 
 
 def _feature_delta(delta: ValueDelta) -> FeatureDelta:
@@ -295,6 +300,24 @@ def _found_again(links: Sequence[Link], current: TimePoint, earlier: Sequence[Pr
                          f"lesion {then.tracking_id}, last reported on {report.study_date or 'an unknown date'} and "
                          "not in the previous report; not a new lesion")
     return FoundAgain(out, last_seen, tuple(notes))
+
+
+def _not_evaluable_as_new(links: Sequence[Link], identities: Mapping[str, CarriedIdentity],
+                          prior: Mapping[str, PriorLesion]) -> frozenset[str]:
+    """The carried UIDs of the current lesions not evaluable as new (docs/method.md 5.1): those
+    first seen now outside the scan before's coverage (or with no way to tell), and those that
+    follow a prior lesion its report says so of (a split one: its fragments and itself), so that
+    RECIST never counts them new, now or at a later study (followup.md 9.9: lesions outside the
+    coverage are never "new"). `prior`: the prior lesions linked to, as their reports state them."""
+    out: set[str] = set()
+    for link in links:
+        if link.status is LinkStatus.NOT_EVALUABLE and not link.prior:
+            out.update(identities[c.tracking_uid].tracking_uid for c in link.current)
+        elif link.status in (LinkStatus.MATCHED, LinkStatus.SPLIT) and any(
+                p.tracking_uid in prior and prior[p.tracking_uid].not_evaluable_as_new for p in link.prior):
+            out.update(identities[c.tracking_uid].tracking_uid for c in link.current)
+            out.update(p.tracking_uid for p in link.prior if link.status is LinkStatus.SPLIT)
+    return frozenset(out)
 
 
 def _held(report: PriorReport) -> set[str]:

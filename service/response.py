@@ -104,6 +104,8 @@ class StudyLesions:
     merged into one of its lesions (MERGEDUID), 0 mm there. `organs`: the organ of a lesion
     whose location class is not its organ (service.location.organ_key; the current study's,
     from its SEG), for the per-organ limits of target and new-lesion target selection.
+    `not_new`: lesions not evaluable as new (first seen outside the scan before's coverage), under
+    carried UIDs, a split one under its fragments' and its own: never new lesions.
     """
 
     study_uid: str
@@ -119,6 +121,7 @@ class StudyLesions:
     assessment_uid: str | None = None
     merged: tuple[str, ...] = ()  # tracking UIDs of lesions merged into one of its lesions: 0 mm there
     organs: Mapping[str, str] = dataclasses.field(default_factory=dict)  # tracking UID -> organ key (organ_key)
+    not_new: frozenset[str] = frozenset()  # carried tracking UIDs of lesions not evaluable as new
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,7 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
                                             organs=priors[base].organs, settings=settings)
     assessments.append(follow_up_assessment(current.study_uid, current.date, links, identities,
                                             slice_thickness_mm=current.slice_thickness_mm, organs=current.organs,
-                                            settings=settings))
+                                            not_new=current.not_new, settings=settings))
     for index, roots in enumerate(_split_incomplete(studies[base:]), start=base):
         assessments[index] = _not_evaluable(assessments[index], roots, FRAGMENT_MISSING)
     series = assessments[base:]
@@ -390,7 +393,7 @@ def _prior_assessment(study: StudyLesions, settings: RecistSettings) -> Assessme
     merged = [LesionMeasurement(uid, MeasurementStatus.ABSENT, reason=MERGED_AWAY)
               for uid in study.merged if uid not in parts]
     return Assessment(study.study_uid, study.date, tuple(sorted([*measured, *merged], key=lambda m: m.tracking_uid)),
-                      study.slice_thickness_mm)
+                      study.slice_thickness_mm, study.not_new)
 
 
 FRAGMENT_MISSING = "a fragment of this split lesion not evaluable (not contoured): the sum of its fragments is not known"

@@ -107,6 +107,7 @@ class Assessment:
     date: datetime.date | None
     lesions: tuple[LesionMeasurement, ...]
     slice_thickness_mm: float | None = None
+    not_new: frozenset[str] = frozenset()  # first seen outside the scan before: never new lesions
 
     def get(self, tracking_uid: str) -> LesionMeasurement | None:
         return next((m for m in self.lesions if m.tracking_uid == tracking_uid), None)
@@ -207,7 +208,8 @@ def _is_normal(m: LesionMeasurement | None, settings: RecistSettings) -> bool:
 def new_lesions(target_set: TargetSet, assessment: Assessment,
                 settings: RecistSettings = RecistSettings()) -> tuple[LesionMeasurement, ...]:
     """Measured lesions not recorded as lesions at baseline: never seen there, or a node that was
-    normal there (a Non-Lesion at Baseline) and is pathological now.
+    normal there (a Non-Lesion at Baseline) and is pathological now; never one first seen outside
+    the scan before's coverage (`assessment.not_new`: not evaluable as new, at every study).
 
     A node is judged by its short axis (EORTC RECIST FAQ "New lymph node lesions"): under 10 mm
     it is non-pathological and not recorded, so a new one is no new lesion; a node that reaches
@@ -218,8 +220,8 @@ def new_lesions(target_set: TargetSet, assessment: Assessment,
     lesions = {lesion.tracking_uid for lesion in target_set.lesions
                if lesion.category is not BaselineCategory.NON_LESION}
     return tuple(m for m in assessment.lesions
-                 if m.tracking_uid not in lesions and m.status is MeasurementStatus.MEASURED
-                 and not _is_normal(m, settings))
+                 if m.tracking_uid not in lesions and m.tracking_uid not in assessment.not_new
+                 and m.status is MeasurementStatus.MEASURED and not _is_normal(m, settings))
 
 
 def _pct(value: float, reference: float) -> Metric:
@@ -421,7 +423,7 @@ def follow_up_assessment(study_uid: str, date: datetime.date | None, links: Sequ
                          identities: Mapping[str, CarriedIdentity], *, slice_thickness_mm: float | None = None,
                          explicitly_absent: Collection[str] = (), absent_by_convention: bool = False,
                          root_of: Mapping[str, str] | None = None, organs: Mapping[str, str] | None = None,
-                         settings: RecistSettings = RecistSettings()) -> Assessment:
+                         not_new: Collection[str] = (), settings: RecistSettings = RecistSettings()) -> Assessment:
     """A follow-up's lesions under their carried tracking UIDs, from the links to the prior study.
 
     `root_of` takes a split fragment's UID to its parent's (docs/method.md 5.1), so fragments are
@@ -476,4 +478,5 @@ def follow_up_assessment(study_uid: str, date: datetime.date | None, links: Sequ
     out += [LesionMeasurement(uid, s, 0.0, 0.0, lesion.is_node, organ_of(lesion, organs, settings), why,
                               lesion.tracking_id)
             for uid, (s, why, lesion) in status.items() if uid not in measured]
-    return Assessment(study_uid, date, tuple(sorted(out, key=lambda m: m.tracking_uid)), slice_thickness_mm)
+    return Assessment(study_uid, date, tuple(sorted(out, key=lambda m: m.tracking_uid)), slice_thickness_mm,
+                      frozenset(not_new))

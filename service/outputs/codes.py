@@ -262,6 +262,10 @@ MERGED_TRACKING_UID = rcds_code("MERGEDUID", "Merged tracking unique identifier"
 """UIDREF naming a lesion merged into this one (docs/method.md 5.1), one item each: 0 mm from
 the merge on (RECIST 1.1, coalesced lesions). Every later report of the lesion repeats them, so
 that the next one still counts the absorbed lesion as 0 mm, not as a lesion gone missing."""
+NOT_EVALUABLE_AS_NEW = rcds_code("NOTEVALNEW", "Not evaluable as new lesion")
+"""Yes on a lesion first seen where the scan before did not look (outside its coverage, or no
+way to tell): not evaluable as new (docs/method.md 5.1). Every later report of the lesion says
+it again, so that RECIST never counts it new at a later study either."""
 FEATURE_DELTAS = LESION_CHANGE
 """The lesion group's container of feature deltas (docs/method.md 5.1), named by LESCHG:
 one NUM per feature, named, derived and region-qualified like the feature itself."""

@@ -465,7 +465,8 @@ def _lesion_groups(
                                                  + _change_values(change)),
                       qualitative_evaluations=_evaluations(_lesion_statements(result, lesion)
                                                            + _change_statements(change)
-                                                           + _baseline_category(comparison, lesion)))
+                                                           + _baseline_category(comparison, lesion)
+                                                           + _not_new(comparison, lesion)))
     core[0].ContentSequence.append(_centroid(result, lesion))
     core[0].ContentSequence.extend(_not_computable_items(lesion))
     if change is not None:
@@ -601,6 +602,11 @@ def _baseline_category(comparison: Comparison, lesion: LesionResult) -> list[tup
     if category is None:
         return []
     return [(codes.BASELINE_CATEGORY, codes.lookup(codes.BASELINE_CATEGORIES, category, "baseline category"))]
+
+
+def _not_new(comparison: Comparison, lesion: LesionResult) -> list[tuple[Code, Code]]:
+    """Not evaluable as new: first seen outside the scan before's coverage (docs/method.md 5.1)."""
+    return [(codes.NOT_EVALUABLE_AS_NEW, codes.YES)] if lesion.tracking_uid in comparison.not_new else []
 
 
 def _change_statements(change: LesionComparison | None) -> list[tuple[Code, Code]]:

@@ -14,6 +14,7 @@ from typing import Protocol, cast
 
 import highdicom as hd
 from pydicom.dataset import Dataset
+from pydicom.sr.coding import Code
 
 from service.errors import InputError
 from service.location import anatomic_region_class
@@ -73,6 +74,7 @@ class PriorLesion:
     baseline_category: str | None = None  # a codes.BASELINE_CATEGORIES key; None: the SR states none
     derived_from_uid: str | None = None  # a split fragment's parent tracking UID
     merged_uids: tuple[str, ...] = ()  # the lesions merged into this one (0 mm since)
+    not_evaluable_as_new: bool = False  # first seen outside the scan before's coverage: never new
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,7 @@ def _lesion(groups: Sequence[_Group]) -> PriorLesion:
         baseline_category=_baseline_category(group),
         derived_from_uid=next(iter(_uid_items(group, codes.DERIVED_FROM_TRACKING_UID)), None),
         merged_uids=_uid_items(group, codes.MERGED_TRACKING_UID),
+        not_evaluable_as_new=_says_yes(group, codes.NOT_EVALUABLE_AS_NEW),
     )
 
 
@@ -234,6 +237,12 @@ def _baseline_category(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvalu
         if isinstance(evaluation.value, hd.sr.CodedConcept):
             return _BASELINE_CATEGORY_KEYS.get((evaluation.value.value, evaluation.value.scheme_designator))
     return None
+
+
+def _says_yes(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations, name: Code) -> bool:
+    """Does the group state `name` as Yes?"""
+    return any(isinstance(evaluation.value, hd.sr.CodedConcept) and evaluation.value == codes.YES
+               for evaluation in group.get_qualitative_evaluations(name=name))
 
 
 def _uid_items(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations, name: _Concept) -> tuple[str, ...]:

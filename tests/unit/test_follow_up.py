@@ -424,3 +424,26 @@ def test_a_segs_anatomic_regions_are_the_organs_of_the_two_targets_per_organ_rul
     assert categories[lesions[3].tracking_uid] == ("target" if regions[3] else "non_target")
     organ = "SEG anatomic region, else location class" if regions[0] else "location class"
     assert f"2 per organ; the organ: {organ}; all nodes one organ" in "\n".join(followed.comparison.notes)
+
+
+def test_a_lesion_first_seen_outside_the_prior_scan_is_never_new_later(baseline, prior) -> None:
+    """followup.md 9.9 ("Partial coverage: lesions outside it are NE, never 'disappeared' or
+    'new'"). The baseline's three liver lesions unchanged at two follow-ups; at the first, a
+    lesion 500 mm beyond the baseline scan (not evaluable as new: SD). At the second it is there
+    again, matched to itself: still not new (it was PD, with the first follow-up read back as PD
+    too), and the SR says so again for the next."""
+    result, evidence = baseline
+    outside = _new_lesion(result.lesions[1], "-out", _grid_centre(evidence) + [0.0, 0.0, 500.0])
+    first = follow_up(_follow_up_study(result, [*result.lesions, outside]), None, _acquisition(evidence), [prior])
+    assert first.comparison.response is not None and first.comparison.response.overall == "SD"
+    assert first.comparison.not_new == (outside.tracking_uid,)
+    first_prior = read_prior_report(build_measurement_report(first.result, evidence, comparison=first.comparison))
+    assert [x.not_evaluable_as_new for x in first_prior.lesions if x.tracking_uid == outside.tracking_uid] == [True]
+    later = dataclasses.replace(result.study, study_instance_uid=result.study.study_instance_uid + ".99",
+                                study_date="20030101")
+    second = follow_up(dataclasses.replace(result, study=later, lesions=[*first.result.lesions]), None,
+                       _acquisition(evidence), [prior, first_prior])
+    response = second.comparison.response
+    assert response is not None and response.new_lesion_count == 0 and response.overall == "SD"
+    assert [p.recist_overall for p in second.comparison.series] == [None, "SD", "SD"]
+    assert second.comparison.not_new == (outside.tracking_uid,)

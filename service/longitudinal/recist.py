@@ -13,14 +13,15 @@ floating point only).
   and every node (target, or measured non-target) has SA < 10 mm; PR at <= -30 % against
   baseline; else SD. Once PR (or CR) was reached, a later time point that meets neither PD nor
   PR stays PR (EORTC FAQ "Managing PR"). A target not evaluable gives NE, unless the evaluable
-  targets alone already reach PD. After an overall CR at the previous time point, a target
+  targets alone already reach PD. After an overall CR at the last evaluable time point, a target
   present again (a node: at 10 mm SA or more) is PD (EORTC FAQ "Does a new lesion always result
-  in PD?"); before one, a lesion that reappears only adds to the sum.
+  in PD?"), and stays PD while it is there; before one, a lesion that reappears only adds to the
+  sum.
 - Non-target, an automated proxy and labelled so: CR only when every non-target is explicitly
   absent (nodes: or SA < 10 mm); PD suggested when their total volume rose >= 73 % over its
   smallest value on study (the volume equivalent of +20 % in diameter, EORTC iRECIST FAQ);
   NE when one is not evaluable and the rest do not suggest PD; else Non-CR/Non-PD. After an
-  overall CR at the previous time point, a non-target present again is PD.
+  overall CR at the last evaluable time point, a non-target present again is PD.
 - New lesions: measured lesions not recorded at baseline, candidates requiring confirmation;
   PD by `new_lesion_policy` (default), or only flagged.
 - Overall: Eisenhauer 2009 table 1 (targets at baseline) or table 2 (non-target disease only).
@@ -43,6 +44,7 @@ from service.longitudinal.timepoint import TimepointLesion
 from service.model import Metric
 
 REQUIRES_CONFIRMATION = "requires radiologist confirmation"
+REAPPEARED = "reappeared after a complete response"
 DECISION_SUPPORT = "algorithmic RECIST 1.1 / iRECIST: decision support, " + REQUIRES_CONFIRMATION
 NON_TARGET_SOURCE = "automated_proxy"
 ZERO_REFERENCE = "the reference sum is 0: relative change undefined"
@@ -263,16 +265,20 @@ def assess_series(target_set: TargetSet, series: Sequence[Assessment], settings:
         _non_target_volume(non_targets, series[0])[0]
     results: list[RecistResult] = []
     responded = False
+    # CR at the last evaluable time point, or PD since by a lesion back after it: a lesion present
+    # then is a recurrence (_reappeared); NE time points leave it as it was.
+    after_cr = False
     for assessment in series[1:]:
         flags: list[str] = [CARRIED_BASELINE] if carried_baseline is not None else []
         used_nadir = nadir
         if carried_nadir is not None and (used_nadir is None or carried_nadir[0] < used_nadir[0]):
             used_nadir = carried_nadir
             flags.append(CARRIED_NADIR)
-        after_cr = bool(results) and results[-1].overall is OverallResponse.CR
         result = _assess_one(target_set, targets, non_targets, assessment, baseline_sod, baseline_missing,
                              used_nadir, nt_nadir, responded, settings, flags, after_cr=after_cr)
         results.append(result)
+        if result.overall is not OverallResponse.NE:
+            after_cr = result.overall is OverallResponse.CR or (after_cr and _came_back(result))
         if result.target_response is TargetResponse.PD:
             responded = False
         elif result.target_response in (TargetResponse.PR, TargetResponse.CR):
@@ -298,8 +304,8 @@ def _assess_one(target_set: TargetSet, targets: list[str], non_targets: list[str
                 baseline_sod: float, baseline_missing: list[str], nadir: tuple[float, str | None] | None,
                 nt_nadir: float | None, responded: bool, settings: RecistSettings,
                 flags: list[str], *, after_cr: bool = False) -> RecistResult:
-    """RECIST 1.1 at one follow-up. `after_cr`: the previous time point's overall response was
-    CR, so a baseline lesion that is back is PD (_reappeared)."""
+    """RECIST 1.1 at one follow-up. `after_cr`: the last evaluable time point's overall response
+    was CR, or PD since by a lesion back after it, so a baseline lesion present is PD (_reappeared)."""
     sod, missing = _sod(targets, assessment, settings)
     target: TargetResponse | None = None
     reason: str | None = None
@@ -394,8 +400,14 @@ def _reappearance(back: Sequence[LesionMeasurement]) -> str:
     reappearance of any malignant lesion results in PD"; the FAQ recommends that the CR be
     confirmed, as the lesion may have been present but indistinct)."""
     names = ", ".join(m.tracking_id or "a lesion" for m in back)
-    return (f"reappeared after a complete response at the previous assessment: {names} (PD; "
-            f"{REQUIRES_CONFIRMATION}, and that of the CR: the lesion may have been present but indistinct)")
+    return (f"{REAPPEARED}: {names} (PD; {REQUIRES_CONFIRMATION}, and that of the CR: the lesion may have "
+            "been present but indistinct)")
+
+
+def _came_back(result: RecistResult) -> bool:
+    """Was the result PD by a lesion back after a complete response? While that lesion stays,
+    the disease has not returned to CR, so it is PD still, not a response against the 0 mm nadir."""
+    return (result.target_reason or "").startswith(REAPPEARED) or any(f.startswith(REAPPEARED) for f in result.flags)
 
 
 def _borderline(pct_bl: Metric, pct_nadir: Metric, mm_nadir: Metric, settings: RecistSettings) -> list[str]:

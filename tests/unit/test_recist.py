@@ -305,3 +305,20 @@ def test_a_designation_that_leaves_larger_measurable_lesions_out_says_so() -> No
     assert [x.tracking_uid for x in ts.targets] == ["1.3"]
     assert ts.notes[0].startswith("targets designated by ROI name (target_name_regex ^T\\d+")
     assert "not designated but larger than a designated target: 1.1, 1.2" in ts.notes[-1]
+
+
+def test_a_lesion_back_after_a_cr_is_pd_past_an_ne_time_point_and_while_it_stays() -> None:
+    """After an overall CR, a time point not evaluable (a node not contoured) leaves the CR the
+    last assessment made: a node back at 12 mm is PD after it too (it was PR, +4 mm over the
+    nadir). And a lesion back after a CR stays PD while it is there, unchanged (it was PR, +4 mm
+    over the 0 mm nadir), so that iRECIST keeps the iUPD pending instead of resetting it."""
+    from service.longitudinal.irecist import IRecistCategory, run
+    ts = select_targets([lesion("3.1", 18.0, "adenopathy"), lesion("3.2", 16.0, "adenopathy")], None)
+    series = [point(0, m("3.1", 18.0, node=True), m("3.2", 16.0, node=True)),
+              point(1, m("3.1", 8.0, node=True), m("3.2", 6.0, node=True)),
+              point(2, m("3.1", 8.0, node=True), LesionMeasurement("3.2", S.NOT_EVALUABLE)),
+              point(3, m("3.1", 12.0, node=True), m("3.2", 6.0, node=True))]
+    assert [r.overall for r in assess_series(ts, series)] == [O.CR, O.NE, O.PD]
+    (stays,) = single_target_absent(30, 0, 4, 4)
+    assert [r.overall for r in stays] == [O.CR, O.PD, O.PD]
+    assert [r.category for r in run(stays)] == [IRecistCategory.ICR, IRecistCategory.IUPD, IRecistCategory.IUPD]

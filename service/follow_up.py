@@ -150,12 +150,19 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
             size_sources=studies,
             flags=change.flags,
         )
+        if seen_in is not previous_report:
+            # "versus the previous time point" (LDPCTPREV, CD8RSDELTA): a lesion found again has none
+            missing = Metric.not_computable(f"not in the previous report (last reported on "
+                                            f"{seen_in.study_date or 'an unknown date'})")
+            comparison = dataclasses.replace(comparison, diameter_pct_previous=missing, cd8_delta=missing)
         if link.status is LinkStatus.MATCHED:
             (now,), (then,) = link.current, link.prior
             score, *features = radiomic_deltas(now, then, comparable)
             changes[then.tracking_uid] = change
+            from_previous = seen_in is previous_report
             lesions[then.tracking_uid] = dataclasses.replace(
-                comparison, cd8_delta=score.delta, feature_deltas=tuple(_feature_delta(delta) for delta in features),
+                comparison, cd8_delta=score.delta if from_previous else comparison.cd8_delta,
+                feature_deltas=tuple(_feature_delta(delta) for delta in features) if from_previous else (),
                 derived_from_uid=identities[now.tracking_uid].derived_from_uid,
                 merged_uids=identities[now.tracking_uid].absorbed_uids)
             continue
@@ -270,9 +277,12 @@ def _found_again(links: Sequence[Link], current: TimePoint, earlier: Sequence[Pr
     A lesion not contoured at one follow-up (missed, or outside that scan) is not in its report:
     matched with the previous report alone, its return would be a new lesion, RECIST
     progression that is not there (EORTC RECIST FAQ: a lesion that disappears and reappears is
-    not new). A match replaces the lesion's unlinked link. The earlier report's Frame of
-    Reference is mapped as the previous one's is (prior_mapping), only when there is something
-    to match.
+    not new). A one-to-one match, or a split of the lost lesion into waiting lesions, replaces
+    their unlinked links. The earlier report's Frame of Reference is mapped as the previous
+    one's is (prior_mapping), only when there is something to match, and without retrieving
+    and registering its CT: lost lesions stay candidates at every later study, and a new lesion
+    must not cost a CT retrieval per earlier report. Without a mapping, the cascade matches by
+    tracking UID and name only; its note then goes with the lesion's.
     """
     held = _held(previous_report)
     last_seen: dict[str, tuple[PriorReport, PriorLesion]] = {}
@@ -285,20 +295,23 @@ def _found_again(links: Sequence[Link], current: TimePoint, earlier: Sequence[Pr
         held |= _held(report)
         if not waiting or not lost:
             continue
-        mapping, _ = prior_mapping(frames, current.frame_of_reference_uid, report)
+        mapping, frame_note = prior_mapping(dataclasses.replace(frames, prior_ct=None),
+                                            current.frame_of_reference_uid, report)
         matched = [link for link in match_lesions(dataclasses.replace(current, lesions=tuple(waiting)),
                                                   dataclasses.replace(timepoint, lesions=lost), mapping)
-                   if link.status is LinkStatus.MATCHED]
-        again = {link.current[0].tracking_uid for link in matched}
+                   if link.status in (LinkStatus.MATCHED, LinkStatus.SPLIT)]
+        again = {c.tracking_uid for link in matched for c in link.current}
         out = tuple(sorted([*(link for link in out if link.prior or link.current[0].tracking_uid not in again),
                             *matched], key=link_order))
         stated = {lesion.tracking_uid: lesion for lesion in report.lesions}
         for link in matched:
-            (now,), (then,) = link.current, link.prior
+            (then,) = link.prior
             last_seen[then.tracking_uid] = (report, stated[then.tracking_uid])
-            notes.append(f"lesion {now.tracking_id}: found again (by {link.method.value.replace('_', ' ')}): prior "
+            how = link.method.value.replace("_", " ") + (f", split in {len(link.current)}" if len(link.current) > 1
+                                                          else "")
+            notes.append(f"lesion {', '.join(c.tracking_id for c in link.current)}: found again ({how}): prior "
                          f"lesion {then.tracking_id}, last reported on {report.study_date or 'an unknown date'} and "
-                         "not in the previous report; not a new lesion")
+                         "not in the previous report; not a new lesion" + (f" ({frame_note})" if frame_note else ""))
     return FoundAgain(out, last_seen, tuple(notes))
 
 

@@ -395,8 +395,45 @@ def test_a_lesion_missed_at_one_follow_up_is_found_again_at_the_next_not_new(bas
     found = next(x for x in second.result.lesions if x.name == b.name + "-2")
     assert (found.tracking_uid, found.tracking_id) == (b.tracking_uid, b.tracking_id)
     assert second.comparison.lesions[b.tracking_uid].size_sources == (prior.study_instance_uid,)
-    assert any(note.startswith(f"lesion {b.tracking_id}-2: found again (by geometry)")
+    assert any(note.startswith(f"lesion {b.tracking_id}-2: found again (geometry)")
                and "not a new lesion" in note for note in second.comparison.notes)
+    against_previous = second.comparison.lesions[b.tracking_uid].diameter_pct_previous
+    assert against_previous.value is None and "not in the previous report" in str(against_previous.reason)
+
+
+def test_a_lesion_missed_twice_and_back_split_is_found_in_the_latest_report_that_held_it(baseline, prior) -> None:
+    """The same as above over four studies: a target contoured at the first follow-up at 20 mm
+    (shrinking), missed at the second (NE), back at the third as two fragments of 12 and 8 mm:
+    found again in the first follow-up's report (the newest that held it, not the baseline's),
+    split (the fragments summed under it: 20 mm, unchanged), and no new lesion."""
+    result, evidence = baseline
+    a, b, c = result.lesions
+
+    def study(suffix: str, date: str, lesions: list[LesionResult]) -> StudyResult:
+        info = dataclasses.replace(result.study, study_instance_uid=result.study.study_instance_uid + suffix,
+                                   study_date=date)
+        return dataclasses.replace(result, study=info, lesions=lesions)
+
+    def at(suffix: str, lesion: LesionResult, offset: float = 0.0, **changes: object) -> LesionResult:
+        return _new_lesion(lesion, suffix, np.asarray(lesion.centroid_mm) + [offset, 0.0, 0.0], **changes)
+
+    reports = [prior]
+    for suffix, date, lesions in ((".1", "20021001", [at("-1", a), at("-1", b, longest_axial_diameter_mm=20.0),
+                                                       at("-1", c)]),
+                                  (".2", "20030101", [at("-2", a), at("-2", c)])):
+        followed = follow_up(study(suffix, date, lesions), None, _acquisition(evidence), reports)
+        reports.append(read_prior_report(build_measurement_report(followed.result, evidence,
+                                                                  comparison=followed.comparison)))
+    halves = [at("-3a", b, 4.0, longest_axial_diameter_mm=12.0, volume_ml=0.6 * b.volume_ml),
+              at("-3b", b, -6.0, longest_axial_diameter_mm=8.0, volume_ml=0.4 * b.volume_ml)]
+    third = follow_up(study(".3", "20030401", [at("-3", a), *halves, at("-3", c)]), None, _acquisition(evidence),
+                      reports)
+    response = third.comparison.response
+    assert response is not None and response.new_lesion_count == 0 and response.overall != "PD"
+    assert {x.tracking_id for x in third.result.lesions} >= {f"{b.tracking_id} fragment 1", f"{b.tracking_id} fragment 2"}
+    fragment = next(x for x in third.comparison.lesions.values() if x.derived_from_uid == b.tracking_uid)
+    assert fragment.size_sources[-1] == reports[1].study_instance_uid  # the first follow-up's report
+    assert any("found again (geometry, split in 2)" in note for note in third.comparison.notes)
 
 
 KIDNEY = CodedConcept("64033007", "SCT", "Kidney structure")

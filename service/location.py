@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from pydicom.sr._snomed_dict import mapping as SNOMED_MAPPING
 from pydicom.sr.coding import Code
 
 from service.model import CodedConcept, LocationClass, LocationSource
@@ -71,8 +72,13 @@ def organ_key(location_class: LocationClass, region: CodedConcept | None) -> str
     a kidney, a bone and an adrenal lesion in one organ and allow two targets among them."""
     if location_class is not LocationClass.OTHER or region is None or not region.value or not region.scheme:
         return None
-    scheme = "SCT" if region.scheme == "SRT" and region.value.isdigit() else region.scheme
-    return f"{scheme}:{region.value}"
+    if region.scheme == "SRT":
+        # A legacy SNOMED-RT code (SRT T-71000) is the SNOMED CT concept it stands for (SCT
+        # 64033007), by the table pydicom's own Code equality uses; an SCT id labelled SRT is one.
+        value = region.value if region.value.isdigit() else SNOMED_MAPPING["SRT"].get(region.value)
+        if value is not None:
+            return f"SCT:{value}"
+    return f"{region.scheme}:{region.value}"
 
 
 def anatomic_region_class(region: CodedConcept) -> LocationClass | None:

@@ -156,8 +156,10 @@ def read_state(text: str) -> tuple[IRecistState | None, tuple[str, ...]]:
     except ValueError as error:
         return None, (f"{UNREADABLE_STATE} ({error}): iRECIST recomputed from the series",)
     if state.rules_version != RULES_VERSION:
+        stated = f"; it stated {state.last_category}" if state.last_category is not None else ""
         return None, (f"the carried iRECIST state was reached under other rules (version {state.rules_version}, "
-                      f"this version's {RULES_VERSION}): iRECIST recomputed from the series",)
+                      f"this version's {RULES_VERSION}{stated}): iRECIST recomputed from the series, which "
+                      "may not reach back to its iUPD: review",)
     unknown = sorted(str(key) for key in set(data) - set(IRecistState.__dataclass_fields__))
     if not unknown:
         return state, ()

@@ -438,10 +438,11 @@ def test_a_lesion_missed_twice_and_back_split_is_found_in_the_latest_report_that
 
 KIDNEY = CodedConcept("64033007", "SCT", "Kidney structure")
 ADRENAL = CodedConcept("23451007", "SCT", "Adrenal structure")
+KIDNEY_SRT = CodedConcept("T-71000", "SRT", "Kidney")  # the legacy SNOMED-RT code of the same concept
 
 
 @pytest.mark.parametrize(("regions", "targets"), [
-    ((KIDNEY, KIDNEY, KIDNEY, ADRENAL), 3),  # 2 of the kidney, whichever side (one organ), and the adrenal
+    ((KIDNEY, KIDNEY_SRT, KIDNEY, ADRENAL), 3),  # 2 of the kidney, however coded (one organ), and the adrenal
     ((None, None, None, None), 2),  # all four "other": one organ as far as anyone can tell
 ])
 def test_a_segs_anatomic_regions_are_the_organs_of_the_two_targets_per_organ_rule(baseline, regions,

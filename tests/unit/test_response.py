@@ -255,7 +255,8 @@ def test_a_state_reached_under_earlier_rules_is_recomputed_from_the_series():
     outcome = _after_icpd({key: value for key, value in CONFIRMED.to_dict().items() if key != "rules_version"})
     assert outcome.assessment.irecist == "iSD"
     assert [p.irecist_category for p in outcome.series] == [None, "iSD", "iSD"]
-    assert any("reached under other rules (version 1" in note for note in outcome.assessment.notes)
+    assert any("reached under other rules (version 1, this version's 2; it stated iCPD)" in note
+               for note in outcome.assessment.notes)
     assert json.loads(outcome.assessment.irecist_state)["rules_version"] == RULES_VERSION
 
 

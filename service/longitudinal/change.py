@@ -79,15 +79,24 @@ def _reached(value: float, threshold: float) -> bool:
     return math.isclose(value, threshold, rel_tol=1e-9, abs_tol=1e-12)
 
 
+def at_most(value: float, threshold: float) -> bool:
+    """value <= threshold, binary floating point aside (12 mm -> 8.4 mm is the -30 % it is)."""
+    return value <= threshold or _reached(value, threshold)
+
+
+def at_least(value: float, threshold: float) -> bool:
+    """value >= threshold, binary floating point aside."""
+    return value >= threshold or _reached(value, threshold)
+
+
 def lesion_category(change: SizeChange, settings: ChangeSettings = ChangeSettings()) -> tuple[LesionCategory, str | None]:
     """The category of a diameter change, or not evaluable with the reason."""
     if change.percent.value is None:
         return LesionCategory.NOT_EVALUABLE, change.percent.reason
     pct = change.percent.value
-    if pct <= settings.responding_pct or _reached(pct, settings.responding_pct):
+    if at_most(pct, settings.responding_pct):
         return LesionCategory.RESPONDING, None
-    grew = pct >= settings.progressing_pct or _reached(pct, settings.progressing_pct)
-    if grew and (change.delta_mm >= settings.lesion_level_abs_mm or _reached(change.delta_mm, settings.lesion_level_abs_mm)):
+    if at_least(pct, settings.progressing_pct) and at_least(change.delta_mm, settings.lesion_level_abs_mm):
         return LesionCategory.PROGRESSING, None
     return LesionCategory.STABLE, None
 

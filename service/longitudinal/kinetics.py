@@ -20,7 +20,8 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from service.longitudinal.irecist import IRecistCategory
+from service.longitudinal.change import at_least, at_most
+from service.longitudinal.irecist import RESPONSES, IRecistCategory
 from service.longitudinal.recist import (Assessment, MeasurementStatus, RecistResult, TargetResponse, assess)
 from service.longitudinal.response_settings import HpdDefinition, KineticsSettings, RecistSettings
 from service.longitudinal.targets import BaselineCategory, TargetSet
@@ -186,11 +187,12 @@ PSEUDOPROGRESSION = "iUPD followed by iSD, iPR or iCR at the next assessment (re
 
 
 def pseudoprogression(categories: Sequence[IRecistCategory]) -> Flag:
-    """Over the iRECIST categories in time order; true at the report that shows the response."""
-    responses = (IRecistCategory.ISD, IRecistCategory.IPR, IRecistCategory.ICR)
+    """Over the iRECIST categories in time order; true at the report that shows the response:
+    an iUPD followed by iSD, iPR, iCR or, in disease without targets, Non-iCR/Non-iUPD (the
+    categories that reset iRECIST's bar, irecist.RESPONSES)."""
     if len(categories) < 2:
         return Flag("pseudoprogression", None, "needs two assessments after baseline", PSEUDOPROGRESSION)
-    hit = any(a is IRecistCategory.IUPD and b in responses for a, b in zip(categories, categories[1:]))
+    hit = any(a is IRecistCategory.IUPD and b in RESPONSES for a, b in zip(categories, categories[1:]))
     return Flag("pseudoprogression", hit, None, PSEUDOPROGRESSION)
 
 
@@ -208,8 +210,8 @@ def dissociated_response(recist: RecistResult, lesion_percent: Mapping[str, floa
                        or recist.percent_vs_nadir.reason, DISSOCIATED)
     else:
         patient = Flag("dissociated_response", new and (bl < 0 or nadir < 20.0), None, DISSOCIATED)
-    shrinking = any(p <= settings.responding_pct for p in lesion_percent.values())
-    growing = any(p >= settings.progressing_pct for p in lesion_percent.values()) or new
+    shrinking = any(at_most(p, settings.responding_pct) for p in lesion_percent.values())
+    growing = any(at_least(p, settings.progressing_pct) for p in lesion_percent.values()) or new
     return patient, Flag("dissociated_response_lesion", shrinking and growing, None, DISSOCIATED_LESION)
 
 
@@ -224,8 +226,9 @@ def out_of_field(irradiated: Collection[str] | None, target_set: TargetSet, seri
     if irradiated is None:
         why = "not computable: irradiated lesions not given"
         return Flag("out_of_field_lesion", None, why, OOF_LESION), Flag("out_of_field_recist", None, why, OOF_RECIST)
-    lesion = Flag("out_of_field_lesion", any(p <= kinetics_settings.responding_pct for uid, p in lesion_percent.items()
-                                             if uid not in irradiated), None, OOF_LESION)
+    lesion = Flag("out_of_field_lesion", any(at_most(p, kinetics_settings.responding_pct)
+                                             for uid, p in lesion_percent.items() if uid not in irradiated),
+                  None, OOF_LESION)
     remaining = TargetSet(target_set.source, tuple(
         replace(x, category=BaselineCategory.NON_TARGET) if x.tracking_uid in irradiated
         and x.category is BaselineCategory.TARGET else x for x in target_set.lesions), target_set.organ_key)

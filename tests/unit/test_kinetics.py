@@ -9,9 +9,12 @@ import math
 import pytest
 
 from service.longitudinal.irecist import IRecistCategory as I
-from service.longitudinal.kinetics import (RATIO_UNDEFINED, SumAt, hyperprogression, kinetics, kinetics_points,
-                                           pseudoprogression)
+from service.longitudinal.kinetics import (RATIO_UNDEFINED, SumAt, dissociated_response, hyperprogression, kinetics,
+                                           kinetics_points, out_of_field, pseudoprogression)
+from service.longitudinal.recist import Assessment, LesionMeasurement, MeasurementStatus, assess_series
 from service.longitudinal.response_settings import HpdDefinition as H, KineticsSettings
+from service.longitudinal.targets import select_targets
+from service.longitudinal.timepoint import TimepointLesion, UidSource
 
 SETTINGS = KineticsSettings(days_per_month=30.5)  # 61 days = 2 months exactly
 D0 = datetime.date(2024, 1, 1)
@@ -72,3 +75,30 @@ def test_pseudoprogression_is_retrospective() -> None:
     assert pseudoprogression([I.IUPD, I.IPR]).value is True
     assert pseudoprogression([I.IUPD, I.IUPD, I.ICPD]).value is False
     assert pseudoprogression([I.IUPD]).value is None
+
+
+def test_pseudoprogression_in_disease_without_targets() -> None:
+    """followup.md 1.3: the bar is reset when iUPD is followed by a response; without targets at
+    baseline, Non-iCR/Non-iUPD is that category (iRECIST resets its bar on it too)."""
+    assert pseudoprogression([I.IUPD, I.NON_ICR_NON_IUPD]).value is True
+
+
+def test_lesions_at_exactly_minus_30_and_plus_20_percent_count_in_the_lesion_level_flags() -> None:
+    """10.1 -> 7.07 mm is -30 % and 10.1 -> 12.12 mm +20 %, exactly; in binary floating point
+    -29.999999999999996 and 19.999999999999996. The lesion table calls them responding and
+    progressing (service.longitudinal.change); the lesion-level dissociated response (a lesion
+    -30 % or less and one +20 % or more) and the out-of-field response (a non-irradiated lesion
+    -30 % or less) must say the same."""
+    def pct(before: float, after: float) -> float:
+        return 100.0 * (after - before) / before
+
+    percents = {"A": pct(10.1, 7.07), "B": pct(10.1, 12.12)}
+    assert percents["A"] > -30.0 and percents["B"] < 20.0  # the premise: not quite, by the last bit
+    ts = select_targets([TimepointLesion(uid, uid, UidSource.DERIVED, uid, 1, organ, (0.0, 0.0, 0.0), 10.1, 8.0, 1.0)
+                         for uid, organ in (("A", "liver"), ("B", "lung"))], None)
+    series = [Assessment(f"s{i}", datetime.date(2024, 1, 1) + datetime.timedelta(days=42 * i),
+                         tuple(LesionMeasurement(uid, MeasurementStatus.MEASURED, d, 1.0) for uid, d in sizes))
+              for i, sizes in enumerate([(("A", 10.1), ("B", 10.1)), (("A", 7.07), ("B", 12.12))])]
+    (result,) = assess_series(ts, series)
+    assert dissociated_response(result, percents)[1].value is True
+    assert out_of_field(["B"], ts, series, percents)[0].value is True

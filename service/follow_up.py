@@ -213,7 +213,7 @@ def _study_lesions(report: PriorReport) -> StudyLesions:
         {x.tracking_uid: x.baseline_category for x in report.lesions if x.baseline_category is not None},
         {x.tracking_uid: x.derived_from_uid for x in report.lesions if x.derived_from_uid is not None},
         report.irecist_state, sums.baseline_sod_mm, sums.nadir_sod_mm, sums.assessment_uid,
-        tuple(dict.fromkeys(uid for x in report.lesions for uid in x.merged_uids)),
+        {uid: x.tracking_uid for x in report.lesions for uid in x.merged_uids},
         not_new=frozenset(uid for x in report.lesions if x.not_evaluable_as_new
                           for uid in (x.tracking_uid, *filter(None, [x.derived_from_uid]))))
 

@@ -101,7 +101,7 @@ class StudyLesions:
     `baseline_sod_mm`, `nadir_sod_mm`, `assessment_uid`: the SODBL, SODNADIR and RECIST group
     Tracking UID its SR states (None: not stated), for when the series compared no longer
     reaches back to the baseline or misses the nadir. `merged`: the lesions its SR names as
-    merged into one of its lesions (MERGEDUID), 0 mm there. `organs`: the organ of a lesion
+    merged into one of its lesions (MERGEDUID), 0 mm there, each to the lesion it merged into. `organs`: the organ of a lesion
     whose location class is not its organ (service.location.organ_key; the current study's,
     from its SEG), for the per-organ limits of target and new-lesion target selection.
     `not_new`: lesions not evaluable as new (first seen outside the scan before's coverage), under
@@ -119,7 +119,7 @@ class StudyLesions:
     baseline_sod_mm: float | None = None
     nadir_sod_mm: float | None = None
     assessment_uid: str | None = None
-    merged: tuple[str, ...] = ()  # tracking UIDs of lesions merged into one of its lesions: 0 mm there
+    merged: Mapping[str, str] = dataclasses.field(default_factory=dict)  # merged lesion -> the one it merged into
     organs: Mapping[str, str] = dataclasses.field(default_factory=dict)  # tracking UID -> organ key (organ_key)
     not_new: frozenset[str] = frozenset()  # carried tracking UIDs of lesions not evaluable as new
 
@@ -163,7 +163,14 @@ def assess_response(current: StudyLesions, priors: Sequence[StudyLesions], links
     if base == len(studies) - 1:
         return ResponseOutcome(categories, None, (), tuple(notes))
 
-    assessments = [_prior_assessment(study, settings) for study in priors]
+    # a pre-baseline scan is for the kinetics: a target there is the sum of the lesions that later
+    # merged into it (RECIST 1.1 compares a coalesced lesion with its sources), or its growth
+    # before treatment would be that of one source alone
+    merged_into = {**{absorbed: kept for study in studies[base:] for absorbed, kept in study.merged.items()},
+                   **{absorbed: identity.tracking_uid for identity in identities.values()
+                      for absorbed in identity.absorbed_uids}}
+    assessments = [_prior_assessment(study if index >= base else dataclasses.replace(
+        study, parents={**study.parents, **merged_into}), settings) for index, study in enumerate(priors)]
     assessments[base] = baseline_assessment(priors[base].study_uid, priors[base].date,
                                             _rooted(priors[base]), priors[base].slice_thickness_mm,
                                             organs=priors[base].organs, settings=settings)

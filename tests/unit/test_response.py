@@ -439,3 +439,24 @@ def test_a_split_lesion_with_a_fragment_not_contoured_is_not_evaluable_not_shrun
     assert whole.assessment is not None
     assert [p.recist_overall for p in whole.series] == [None, "SD", "NE", "SD"]
     assert whole.assessment.sod_mm.value == 42.0 and whole.assessment.nadir_sod_mm.value == 40.0
+
+
+def test_the_pre_baseline_sum_of_a_target_is_that_of_the_lesions_that_merged_into_it():
+    """Two liver lesions of 20 mm at the pre-baseline scan coalesce into the 45 mm target of the
+    baseline (its report names the other as merged into it); 80 mm at the first evaluation.
+    RECIST 1.1 measures coalesced lesions as the mass and compares it with its sources, so the
+    reference growth is 40 -> 45 mm, not 20 -> 45 mm (which read the growth before treatment
+    twelve times too fast and hid every hyperprogression): Ferte's TGR re-implemented here."""
+    pre = study(0, (lesion("1.1", 20), lesion("1.3", 20)), {})
+    baseline = dataclasses.replace(study(1, (lesion("1.1", 45),), {"1.1": "target"}), merged={"1.3": "1.1"})
+    now = lesion("own-1", 80)
+    links = [Link(LinkStatus.MATCHED, MatchMethod.GEOMETRY, Confidence.HIGH, (now,), baseline.lesions)]
+    outcome = assess_response(study(2, (now,), {}), [pre, baseline], links, {"own-1": CarriedIdentity("1.1", "1.1")},
+                              {"1.1": 77.8}, ResponseInputs(treatment_start=DAY_0 + datetime.timedelta(days=DAYS)))
+    assert outcome.assessment is not None
+    k = outcome.assessment.kinetics
+    assert k["tgr_ref"].value == pytest.approx(ferte_tgr(40, 45, DAYS), rel=1e-12)
+    assert k["tgr_exp"].value == pytest.approx(ferte_tgr(45, 80, DAYS), rel=1e-12)
+    assert k["tgk_ratio"].value == pytest.approx(7.0, rel=1e-12)  # 35 mm / 5 mm over equal intervals
+    flags = {flag.key: flag.value for flag in outcome.assessment.flags}
+    assert flags["champiat"] is flags["saada_bouzid"] is flags["ferrara"] is True

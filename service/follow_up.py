@@ -113,11 +113,13 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
     first_sizes = _first_sizes(since_baseline)
     last_seen = {lesion.tracking_uid: (previous_report, lesion) for lesion in previous_report.lesions}
     last_seen.update(found.last_seen)
+    linked = {uid: lesion for uid, (_, lesion) in last_seen.items()}  # the prior lesions, as last stated
     identities = _with_lineage(
         carried_identities(links, {uid: size.diameter_mm for uid, (_, size) in first_sizes.items()},
-                           {uid: lesion.baseline_category for uid, (_, lesion) in last_seen.items()
+                           {uid: lesion.baseline_category for uid, lesion in linked.items()
                             if lesion.baseline_category is not None}),
-        links, {uid: lesion for uid, (_, lesion) in last_seen.items()})
+        links, linked)
+    comparable = comparability(current.context, previous.context)
     changes: dict[str, LesionChange] = {}
     lesions: dict[str, LesionComparison] = {}
     for link in links:
@@ -135,7 +137,6 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
         else:
             baselines, change = [], _at_baseline(group_size(link.current), group_size(link.prior))
         studies = tuple(dict.fromkeys([*(study for study, _ in baselines), seen_in.study_instance_uid]))
-        comparable = comparability(current.context, _prior_context(seen_in))
         comparison = LesionComparison(
             match_method=link.method.value,
             match_confidence=link.confidence.value if link.confidence else None,
@@ -150,20 +151,22 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
             size_sources=studies,
             flags=change.flags,
         )
-        if seen_in is not previous_report:
-            # "versus the previous time point" (LDPCTPREV, CD8RSDELTA): a lesion found again has none
+        from_previous = seen_in is previous_report
+        if not from_previous:
+            # "versus the previous time point" (LDPCTPREV, CD8RSDELTA, the feature deltas): a
+            # lesion found again has none
             missing = Metric.not_computable(f"not in the previous report (last reported on "
                                             f"{seen_in.study_date or 'an unknown date'})")
             comparison = dataclasses.replace(comparison, diameter_pct_previous=missing, cd8_delta=missing)
         if link.status is LinkStatus.MATCHED:
             (now,), (then,) = link.current, link.prior
-            score, *features = radiomic_deltas(now, then, comparable)
             changes[then.tracking_uid] = change
-            from_previous = seen_in is previous_report
+            if from_previous:
+                score, *features = radiomic_deltas(now, then, comparable)
+                comparison = dataclasses.replace(comparison, cd8_delta=score.delta,
+                                                 feature_deltas=tuple(_feature_delta(delta) for delta in features))
             lesions[then.tracking_uid] = dataclasses.replace(
-                comparison, cd8_delta=score.delta if from_previous else comparison.cd8_delta,
-                feature_deltas=tuple(_feature_delta(delta) for delta in features) if from_previous else (),
-                derived_from_uid=identities[now.tracking_uid].derived_from_uid,
+                comparison, derived_from_uid=identities[now.tracking_uid].derived_from_uid,
                 merged_uids=identities[now.tracking_uid].absorbed_uids)
             continue
         for now in link.current:
@@ -173,7 +176,7 @@ def follow_up(result: StudyResult, extent: ImageGeometry | None, current_acquisi
                 comparison, derived_from_uid=identity.derived_from_uid, merged_uids=identity.absorbed_uids,
                 prior_uids=tuple(p.tracking_uid for p in link.prior))
         all_notes += _merge_notes(link, identities)
-    not_new = _not_evaluable_as_new(links, identities, {uid: lesion for uid, (_, lesion) in last_seen.items()})
+    not_new = _not_evaluable_as_new(links, identities, linked)
     current_study = dataclasses.replace(current_study, not_new=not_new)
     response = assess_response(current_study, prior_studies, links, identities,
                                {uid: change.versus_baseline.percent.value for uid, change in changes.items()

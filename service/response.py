@@ -42,7 +42,7 @@ from service.longitudinal.kinetics import (Flag, Kinetics, SumAt, dissociated_re
 from service.longitudinal.links import Link
 from service.longitudinal.recist import (MERGED_AWAY, Assessment, LesionMeasurement, MeasurementStatus,
                                          OverallResponse, RecistResult, assess_series, baseline_assessment,
-                                         follow_up_assessment)
+                                         follow_up_assessment, lineage_root)
 from service.longitudinal.response_settings import KineticsSettings, RecistSettings
 from service.longitudinal.settings_file import ResponseSettings, read_response_settings
 from service.longitudinal.targets import BaselineCategory, BaselineLesion, SelectionSource, TargetSet, select_targets
@@ -392,7 +392,7 @@ def _prior_assessment(study: StudyLesions, settings: RecistSettings) -> Assessme
     from the assessment, so a target is not evaluable there."""
     parts: dict[str, list[TimepointLesion]] = {}
     for lesion in study.lesions:
-        parts.setdefault(_root(lesion.tracking_uid, study.parents), []).append(lesion)
+        parts.setdefault(lineage_root(lesion.tracking_uid, study.parents), []).append(lesion)
     measured = [LesionMeasurement(uid, MeasurementStatus.MEASURED, sum(x.diameter_mm for x in group),
                                   sum(x.volume_ml for x in group), group[0].is_node, group[0].location_class,
                                   tracking_id=group[0].tracking_id)
@@ -416,17 +416,9 @@ def _split_incomplete(studies: Sequence[StudyLesions]) -> list[set[str]]:
     incomplete = []
     for study in studies:
         held = {x.tracking_uid for x in study.lesions} | set(study.merged) | set(study.parents.values())
-        incomplete.append({_root(fragment, seen) for fragment in seen if fragment not in held})
+        incomplete.append({lineage_root(fragment, seen) for fragment in seen if fragment not in held})
         seen.update(study.parents)
     return incomplete
-
-
-def _root(uid: str, parents: Mapping[str, str]) -> str:
-    seen = set()
-    while uid in parents and uid not in seen:
-        seen.add(uid)
-        uid = parents[uid]
-    return uid
 
 
 def _not_evaluable(assessment: Assessment, uids: set[str], reason: str) -> Assessment:

@@ -30,12 +30,12 @@ floating point only).
 from __future__ import annotations
 
 import datetime
-import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from service.comparison import RecistSums
+from service.longitudinal.change import at_least, at_most
 from service.longitudinal.identity import CarriedIdentity
 from service.longitudinal.links import Link, LinkStatus
 from service.longitudinal.response_settings import NewLesionPolicy, RecistSettings, SmallLesionPolicy
@@ -49,7 +49,6 @@ DECISION_SUPPORT = "algorithmic RECIST 1.1 / iRECIST: decision support, " + REQU
 NON_TARGET_SOURCE = "automated_proxy"
 ZERO_REFERENCE = "the reference sum is 0: relative change undefined"
 NO_TARGETS = "no target lesions at baseline"
-_REL_TOL = 1e-9
 TOO_SMALL_TO_MEASURE_MM = 5.0  # RECIST 1.1's value for a lesion present but too small to measure
 
 
@@ -127,26 +126,29 @@ class RecistResult(RecistSums):
     overall: OverallResponse
     flags: tuple[str, ...]
     non_target_source: str = NON_TARGET_SOURCE
+    reappeared: bool = False  # PD by a lesion back after a complete response (_reappeared)
 
 
-def _ge(value: float, threshold: float) -> bool:
-    return value >= threshold or math.isclose(value, threshold, rel_tol=_REL_TOL, abs_tol=1e-12)
-
-
-def _le(value: float, threshold: float) -> bool:
-    return value <= threshold or math.isclose(value, threshold, rel_tol=_REL_TOL, abs_tol=1e-12)
+def lineage_root(uid: str, parents: Mapping[str, str]) -> str:
+    """The lesion RECIST follows for `uid`: up `parents` (split fragment -> parent, or a merged
+    source -> the lesion it merged into) to the first UID without one; a cycle ends the walk."""
+    seen = set()
+    while uid in parents and uid not in seen:
+        seen.add(uid)
+        uid = parents[uid]
+    return uid
 
 
 def meets_pd(sod: float, nadir: float, settings: RecistSettings = RecistSettings()) -> bool:
     """+20 % and +5 mm against the nadir; with a 0 mm nadir, the 5 mm alone."""
     increase = sod - nadir
     if nadir <= 0:
-        return _ge(increase, settings.pd_abs_mm)
-    return _ge(100.0 * increase / nadir, settings.pd_pct) and _ge(increase, settings.pd_abs_mm)
+        return at_least(increase, settings.pd_abs_mm)
+    return at_least(100.0 * increase / nadir, settings.pd_pct) and at_least(increase, settings.pd_abs_mm)
 
 
 def meets_pr(sod: float, baseline: float, settings: RecistSettings = RecistSettings()) -> bool:
-    return baseline > 0 and _le(100.0 * (sod - baseline) / baseline, settings.pr_pct)
+    return baseline > 0 and at_most(100.0 * (sod - baseline) / baseline, settings.pr_pct)
 
 
 def overall_response(target: TargetResponse | None, non_target: NonTargetResponse | None,
@@ -278,7 +280,9 @@ def assess_series(target_set: TargetSet, series: Sequence[Assessment], settings:
                              used_nadir, nt_nadir, responded, settings, flags, after_cr=after_cr)
         results.append(result)
         if result.overall is not OverallResponse.NE:
-            after_cr = result.overall is OverallResponse.CR or (after_cr and _came_back(result))
+            # while a lesion back after the CR stays, the disease has not returned to CR: PD still,
+            # not a response against the 0 mm nadir
+            after_cr = result.overall is OverallResponse.CR or result.reappeared
         if result.target_response is TargetResponse.PD:
             responded = False
         elif result.target_response in (TargetResponse.PR, TargetResponse.CR):
@@ -352,7 +356,7 @@ def _assess_one(target_set: TargetSet, targets: list[str], non_targets: list[str
     volume, nt_missing = _non_target_volume(non_targets, assessment)
     non_target: NonTargetResponse | None = None
     if non_targets:
-        rose = nt_nadir is not None and nt_nadir > 0 and _ge(100.0 * (volume - nt_nadir) / nt_nadir,
+        rose = nt_nadir is not None and nt_nadir > 0 and at_least(100.0 * (volume - nt_nadir) / nt_nadir,
                                                                settings.nontarget_pd_volume_pct)
         if rose:
             non_target = NonTargetResponse.PD
@@ -364,10 +368,11 @@ def _assess_one(target_set: TargetSet, targets: list[str], non_targets: list[str
             non_target = NonTargetResponse.CR
         else:
             non_target = NonTargetResponse.NON_CR_NON_PD
+    reappeared = False
     if after_cr and (back := _reappeared(targets, assessment, settings)):
-        target, reason = TargetResponse.PD, _reappearance(back)
+        target, reason, reappeared = TargetResponse.PD, _reappearance(back), True
     if after_cr and non_target is not None and (back := _reappeared(non_targets, assessment, settings)):
-        non_target = NonTargetResponse.PD
+        non_target, reappeared = NonTargetResponse.PD, True
         flags.append(_reappearance(back))
     new = new_lesions(target_set, assessment, settings)
     if new:
@@ -383,7 +388,8 @@ def _assess_one(target_set: TargetSet, targets: list[str], non_targets: list[str
         non_target_response=non_target,
         non_target_volume_ml=Metric(volume) if not nt_missing and non_targets else
         Metric.not_computable("no non-target lesions" if not non_targets else "a non-target not evaluable"),
-        new_lesions=new, overall=overall_response(target, non_target, counts), flags=tuple(flags))
+        new_lesions=new, overall=overall_response(target, non_target, counts), flags=tuple(flags),
+        reappeared=reappeared)
 
 
 def _reappeared(uids: Sequence[str], assessment: Assessment, settings: RecistSettings) -> list[LesionMeasurement]:
@@ -403,11 +409,6 @@ def _reappearance(back: Sequence[LesionMeasurement]) -> str:
     return (f"{REAPPEARED}: {names} (PD; {REQUIRES_CONFIRMATION}, and that of the CR: the lesion may have "
             "been present but indistinct)")
 
-
-def _came_back(result: RecistResult) -> bool:
-    """Was the result PD by a lesion back after a complete response? While that lesion stays,
-    the disease has not returned to CR, so it is PD still, not a response against the 0 mm nadir."""
-    return (result.target_reason or "").startswith(REAPPEARED) or any(f.startswith(REAPPEARED) for f in result.flags)
 
 
 def _borderline(pct_bl: Metric, pct_nadir: Metric, mm_nadir: Metric, settings: RecistSettings) -> list[str]:
@@ -453,11 +454,7 @@ def follow_up_assessment(study_uid: str, date: datetime.date | None, links: Sequ
             root_of.setdefault(identity.tracking_uid, identity.derived_from_uid)
 
     def root(uid: str) -> str:
-        seen = set()
-        while uid in root_of and uid not in seen:
-            seen.add(uid)
-            uid = root_of[uid]
-        return uid
+        return lineage_root(uid, root_of)
 
     measured: dict[str, list[TimepointLesion]] = {}
     status: dict[str, tuple[MeasurementStatus, str | None, TimepointLesion]] = {}
